@@ -1,0 +1,71 @@
+/* The one porting header: everything board-specific that tinydrift needs.
+ *
+ * Each platform implements these functions in its own folder, firmware/port/<platform>/
+ * (mps2_an386 for QEMU, host for POSIX processes, real boards beside them). The portable
+ * code calls nothing else that depends on the board: no HAL, no printf, no heap.
+ *
+ * Time comes in two units. Milliseconds are for timeouts and human-readable logs.
+ * Cycles count the port's fastest steady clock, for benchmarks: the core clock on a real
+ * board (DWT or the CPU counter), SysTick's 25 MHz clock on mps2-an386, nanoseconds on the
+ * host. Under QEMU with `-icount shift=0` every instruction lasts 1 ns, so one SysTick
+ * cycle is exactly 40 instructions there: cycles are an instruction counter (the host
+ * converts, see tinydrift.device.emulator).
+ */
+#ifndef TD_PORT_H
+#define TD_PORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Exit codes the port itself uses; applications choose their own below these. */
+#define TD_PORT_EXIT_FAULT 127 /* a CPU fault (bad address, undefined instruction...) */
+
+/* Brings up the console serial link and the time base. Call once, before anything else. */
+void td_port_init(void);
+
+/* Sends every byte over the console serial link, in order. Blocks while the link pushes
+ * back (a full transmitter), never drops a byte. */
+void td_port_write(const uint8_t *data, size_t length);
+
+/* Receives up to `capacity` bytes: waits up to `timeout_ms` for the first byte (0 = do not
+ * wait), then takes only what has already arrived. Returns how many bytes were stored. */
+size_t td_port_read(uint8_t *buffer, size_t capacity, uint32_t timeout_ms);
+
+/* Milliseconds since td_port_init; wraps after 49 days. */
+uint32_t td_port_millis(void);
+
+/* Cycles of the port's benchmark clock since td_port_init (see the top of this file). */
+uint64_t td_port_cycles(void);
+
+/* Frequency of the clock td_port_cycles counts, in Hz. */
+uint32_t td_port_cycle_hz(void);
+
+/* A short name for the board, e.g. "mps2_an386", for the hello line and logs. */
+const char *td_port_board_name(void);
+
+/* Ends the program with `code` as the exit status where there is one (the host process,
+ * QEMU through semihosting); a real board stops in a low-power loop. */
+#if defined(__GNUC__)
+__attribute__((noreturn))
+#endif
+void td_port_exit(int code);
+
+/* Sends a NUL-terminated string. */
+static inline void td_port_print(const char *text)
+{
+    size_t length = 0;
+    while (text[length] != '\0') {
+        length++;
+    }
+    td_port_write((const uint8_t *)text, length);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_PORT_H */

@@ -1,0 +1,43 @@
+/* Registers of QEMU's mps2-an386 that this port uses, and helpers shared by its files. */
+#ifndef TD_MPS2_AN386_H
+#define TD_MPS2_AN386_H
+
+#include <stdint.h>
+
+#define TD_MPS2_REG(address) (*(volatile uint32_t *)(address))
+
+/* Every clock on the board (core, SysTick's processor clock, APB) runs at SYSCLK. */
+#define TD_MPS2_SYSCLK_HZ 25000000u
+
+/* CMSDK APB UART0: one-byte transmit and receive buffers, no FIFO. QEMU stops taking
+ * input from its chardev while the receive buffer is full, so a slow reader loses
+ * nothing: the host's writes block instead. */
+#define TD_MPS2_UART0_DATA TD_MPS2_REG(0x40004000u)
+#define TD_MPS2_UART0_STATE TD_MPS2_REG(0x40004004u)
+#define TD_MPS2_UART0_CTRL TD_MPS2_REG(0x40004008u)
+#define TD_MPS2_UART0_BAUDDIV TD_MPS2_REG(0x40004010u)
+#define TD_MPS2_UART_STATE_TX_FULL (1u << 0)
+#define TD_MPS2_UART_STATE_RX_FULL (1u << 1)
+#define TD_MPS2_UART_CTRL_TX_ENABLE (1u << 0)
+#define TD_MPS2_UART_CTRL_RX_ENABLE (1u << 1)
+#define TD_MPS2_UART_BAUD 115200u
+
+/* SysTick and the System Control Block. */
+#define TD_MPS2_SYST_CSR TD_MPS2_REG(0xE000E010u)
+#define TD_MPS2_SYST_RVR TD_MPS2_REG(0xE000E014u)
+#define TD_MPS2_SYST_CVR TD_MPS2_REG(0xE000E018u)
+#define TD_MPS2_SYST_CSR_ENABLE (1u << 0)
+#define TD_MPS2_SYST_CSR_TICKINT (1u << 1)
+#define TD_MPS2_SYST_CSR_PROCESSOR_CLOCK (1u << 2)
+#define TD_MPS2_SCB_ICSR TD_MPS2_REG(0xE000ED04u)
+#define TD_MPS2_SCB_ICSR_PENDSTSET (1u << 26)
+#define TD_MPS2_SCB_CFSR TD_MPS2_REG(0xE000ED28u)
+#define TD_MPS2_SCB_CPACR TD_MPS2_REG(0xE000ED88u)
+
+/* Turns UART0 on; safe to call again (the fault handler does, in case init never ran). */
+void td_mps2_uart_enable(void);
+
+/* Prints the low `digits` hex digits of `value`. */
+void td_mps2_print_hex(uint32_t value, int digits);
+
+#endif /* TD_MPS2_AN386_H */
