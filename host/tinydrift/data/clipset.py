@@ -1,0 +1,109 @@
+"""A set of 1 s clips with labels, per-clip domain and (once computed) features, in one .npz."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import TinydriftError
+from ..features import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
+from .labels import LABELS
+
+META_PREFIX = "meta_"
+
+
+@dataclass
+class ClipSet:
+    """Clips of CLIP_SAMPLES int16 samples at 16 kHz.
+
+    `domain` holds one array per attribute (voice, language, pitch, speed, noise, snr_db,
+    speaker, group, ...), each of length N, so drift scenarios can select clips by it.
+    `group` identifies the recording unit (a synthetic voice setting, a real speaker):
+    calibration bootstraps over whole groups.
+    """
+
+    audio: np.ndarray  # int16 [N, CLIP_SAMPLES]
+    labels: np.ndarray  # int16 [N], index into LABELS
+    domain: dict[str, np.ndarray] = field(default_factory=dict)
+    features: np.ndarray | None = None  # int8 [N, NUM_FRAMES, NUM_CHANNELS]
+
+    def __post_init__(self):
+        n = len(self.audio)
+        if self.audio.dtype != np.int16 or self.audio.shape[1:] != (CLIP_SAMPLES,):
+            raise ValueError(f"audio must be int16 [N, {CLIP_SAMPLES}], got {self.audio.dtype} {self.audio.shape}")
+        if len(self.labels) != n or any(len(v) != n for v in self.domain.values()):
+            raise ValueError("labels and every domain column need one entry per clip")
+        if self.features is not None and self.features.shape != (n, NUM_FRAMES, NUM_CHANNELS):
+            raise ValueError(f"features must be [N, {NUM_FRAMES}, {NUM_CHANNELS}], got {self.features.shape}")
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def select(self, mask: np.ndarray) -> "ClipSet":
+        return ClipSet(
+            audio=self.audio[mask],
+            labels=self.labels[mask],
+            domain={k: v[mask] for k, v in self.domain.items()},
+            features=None if self.features is None else self.features[mask],
+        )
+
+    @staticmethod
+    def concat(sets: list["ClipSet"]) -> "ClipSet":
+        keys = set.intersection(*(set(s.domain) for s in sets))
+        with_features = all(s.features is not None for s in sets)
+        return ClipSet(
+            audio=np.concatenate([s.audio for s in sets]),
+            labels=np.concatenate([s.labels for s in sets]),
+            domain={k: np.concatenate([s.domain[k] for s in sets]) for k in sorted(keys)},
+            features=np.concatenate([s.features for s in sets]) if with_features else None,
+        )
+
+    def ensure_features(self, progress=None) -> np.ndarray:
+        if self.features is None:
+            from ..features import features_batch
+
+            self.features = features_batch(self.audio, progress=progress)
+        return self.features
+
+    def save(self, path: str | Path) -> None:
+        arrays = {"audio": self.audio, "labels": self.labels, "label_names": np.array(LABELS)}
+        if self.features is not None:
+            arrays["features"] = self.features
+        arrays.update({META_PREFIX + k: v for k, v in self.domain.items()})
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+    @staticmethod
+    def load(path: str | Path) -> "ClipSet":
+        path = Path(path)
+        if not path.is_file():
+            raise TinydriftError(f"{path}: no such clip set; build one with `tinydrift data kws`")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                names = tuple(str(s) for s in z["label_names"])
+                if names != LABELS:
+                    raise TinydriftError(f"{path}: labels {names} are not the 12-class convention {LABELS}")
+                return ClipSet(
+                    audio=z["audio"],
+                    labels=z["labels"],
+                    domain={k[len(META_PREFIX):]: z[k] for k in z.files if k.startswith(META_PREFIX)},
+                    features=z["features"] if "features" in z.files else None,
+                )
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+            raise TinydriftError(f"{path}: not a tinydrift clip set ({e}); rebuild it with `tinydrift data kws`") from e
+
+
+def fit_to_clip(samples: np.ndarray, offset: int = 0) -> np.ndarray:
+    """Place `samples` in a 1 s int16 clip starting at `offset` (negative trims the start)."""
+    clip = np.zeros(CLIP_SAMPLES, dtype=np.int16)
+    src = samples[max(0, -offset):]
+    start = max(0, offset)
+    n = min(len(src), CLIP_SAMPLES - start)
+    if n > 0:
+        clip[start:start + n] = src[:n]
+    return clip

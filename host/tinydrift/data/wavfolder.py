@@ -1,0 +1,128 @@
+"""Loaders for real recordings: the Speech Commands folder layout and FSDD.
+
+Both give a ClipSet of 1 s, 16 kHz int16 clips in the 12-class convention. A WAV of another
+sample rate is refused unless the loader knows its rate (FSDD: 8 kHz, resampled ×2).
+"""
+
+from __future__ import annotations
+
+import csv
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import TinydriftError
+from ..features import CLIP_SAMPLES, SAMPLE_RATE
+from .clipset import ClipSet, fit_to_clip
+from .labels import label_index
+
+FSDD_RATE = 8000
+FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def read_wav(path: Path, expected_rate: int) -> np.ndarray:
+    """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
+            data = w.readframes(n)
+    except (wave.Error, EOFError, OSError) as e:
+        raise TinydriftError(f"{path}: not a readable WAV file ({e})") from e
+    if width != 2:
+        raise TinydriftError(f"{path}: {8 * width}-bit samples; tinydrift reads 16-bit PCM (convert with `sox IN -b 16 OUT`)")
+    if rate != expected_rate:
+        raise TinydriftError(f"{path}: {rate} Hz; expected {expected_rate} Hz (resample with `sox IN -r {expected_rate} OUT`)")
+    samples = np.frombuffer(data, dtype="<i2")
+    if channels > 1:
+        samples = samples.reshape(-1, channels)[:, 0]
+    return samples.copy()
+
+
+def centre_in_clip(samples: np.ndarray) -> np.ndarray:
+    """Pad a short recording symmetrically to 1 s, or keep the middle second of a long one."""
+    return fit_to_clip(samples, (CLIP_SAMPLES - len(samples)) // 2)
+
+
+def load_speech_commands(folder: str | Path) -> ClipSet:
+    """A Speech Commands folder: one sub-folder per word; other words become `_unknown_`.
+
+    `_background_noise_` is skipped (it holds long noise recordings, not clips).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TinydriftError(f"{folder}: no such folder")
+    files = sorted(
+        p for p in folder.glob("*/*.wav") if not p.parent.name.startswith("_background")
+    )
+    if not files:
+        raise TinydriftError(f"{folder}: no WAV files in word sub-folders (expected the Speech Commands layout WORD/*.wav)")
+    audio, labels, words, speakers = [], [], [], []
+    for path in files:
+        audio.append(centre_in_clip(read_wav(path, SAMPLE_RATE)))
+        word = path.parent.name
+        labels.append(label_index(word))
+        words.append(word)
+        speakers.append(path.name.split("_nohash_")[0])
+    return ClipSet(
+        audio=np.stack(audio),
+        labels=np.array(labels, dtype=np.int16),
+        domain=_real_domain(words, speakers, ["speech_commands"] * len(files), ["unknown"] * len(files)),
+    )
+
+
+def load_fsdd(folder: str | Path) -> ClipSet:
+    """FSDD (`recordings/{digit}_{speaker}_{index}.wav`, 8 kHz): resampled to 16 kHz, padded to 1 s.
+
+    Digits are not keywords, so every clip is `_unknown_`; the speaker's accent comes from
+    `speakers.csv` when present.
+    """
+    from scipy.signal import resample_poly
+
+    folder = Path(folder)
+    recordings = folder / "recordings" if (folder / "recordings").is_dir() else folder
+    files = sorted(recordings.glob("*_*_*.wav"))
+    if not files:
+        raise TinydriftError(f"{folder}: no FSDD recordings (expected recordings/DIGIT_SPEAKER_INDEX.wav)")
+    accents = {}
+    speakers_csv = folder / "speakers.csv"
+    if speakers_csv.exists():
+        with open(speakers_csv, newline="") as f:
+            accents = {row["speaker"]: row["accent"] for row in csv.DictReader(f)}
+    audio, words, speakers = [], [], []
+    for path in files:
+        digit, speaker, _ = path.stem.split("_", 2)
+        pcm = read_wav(path, FSDD_RATE).astype(np.float64)
+        up = np.clip(np.round(resample_poly(pcm, SAMPLE_RATE // FSDD_RATE, 1)), -32768, 32767).astype(np.int16)
+        audio.append(centre_in_clip(up))
+        words.append(FSDD_DIGITS[int(digit)])
+        speakers.append(speaker)
+    return ClipSet(
+        audio=np.stack(audio),
+        labels=np.array([label_index(w) for w in words], dtype=np.int16),
+        domain=_real_domain(words, speakers, ["fsdd"] * len(files), [accents.get(s, "unknown") for s in speakers]),
+    )
+
+
+def _real_domain(words, speakers, source, accent) -> dict[str, np.ndarray]:
+    import zlib
+
+    return {
+        "word": np.array(words),
+        "speaker": np.array(speakers),
+        "source": np.array(source),
+        "accent": np.array(accent),
+        "group": np.array([zlib.crc32(s.encode()) & 0x7FFFFFFF for s in speakers], dtype=np.int64),
+    }
+
+
+def load_any(path: str | Path) -> ClipSet:
+    """A clip set from a tinydrift .npz, a Speech Commands folder or an FSDD folder."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        return ClipSet.load(path)
+    if not path.exists():
+        raise TinydriftError(f"{path}: no such file or folder")
+    if (path / "recordings").is_dir() or (path.is_dir() and any(path.glob("[0-9]_*_*.wav"))):
+        return load_fsdd(path)
+    return load_speech_commands(path)
