@@ -104,7 +104,7 @@ typedef enum {
     TD_APP_EXIT_ARGUMENT,
 } td_app_state;
 
-int main(void)
+int td_app_main(void)
 {
     td_port_init();
 

@@ -99,3 +99,22 @@ void td_port_exit(int code)
 {
     exit(code);
 }
+
+/* A host process has no microphone of its own here: tests feed audio through stdin. */
+bool td_port_mic_start(uint32_t sample_rate_hz)
+{
+    (void)sample_rate_hz;
+    return false;
+}
+
+size_t td_port_mic_read(int16_t *samples, size_t capacity)
+{
+    (void)samples;
+    (void)capacity;
+    return 0;
+}
+
+uint32_t td_port_mic_dropped(void)
+{
+    return 0;
+}

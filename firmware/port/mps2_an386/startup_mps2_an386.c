@@ -1,7 +1,7 @@
 /* Start-up for mps2-an386 (Cortex-M4F): vector table, reset, fault reporting.
  *
  * Reset enables the FPU before any C code may touch it, copies initialised data from the
- * code region, zeroes .bss and calls main(); main's return value becomes the exit code.
+ * code region, zeroes .bss and calls td_app_main(); its result becomes the exit code.
  */
 #include <stdint.h>
 
@@ -15,8 +15,6 @@ extern uint32_t td_data_start[];
 extern uint32_t td_data_end[];
 extern uint32_t td_bss_start[];
 extern uint32_t td_bss_end[];
-
-int main(void);
 
 void td_reset_handler(void);
 void td_fault_handler(void);
@@ -66,7 +64,7 @@ __attribute__((noreturn)) void td_reset_handler(void)
     for (uint32_t *target = td_bss_start; target < td_bss_end; ++target) {
         *target = 0;
     }
-    td_port_exit(main());
+    td_port_exit(td_app_main());
 }
 
 /* Any fault or stray exception: say which one on the console, then exit with

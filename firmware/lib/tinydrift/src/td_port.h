@@ -4,6 +4,10 @@
  * (mps2_an386 for QEMU, host for POSIX processes, real boards beside them). The portable
  * code calls nothing else that depends on the board: no HAL, no printf, no heap.
  *
+ * The application defines `int td_app_main(void)`. Each port's own entry point (the reset
+ * handler, main(), Arduino's setup(), ESP-IDF's app_main()) does the board's start-up,
+ * calls td_app_main() and passes its result to td_port_exit().
+ *
  * Time comes in two units. Milliseconds are for timeouts and human-readable logs.
  * Cycles count the port's fastest steady clock, for benchmarks: the core clock on a real
  * board (DWT or the CPU counter), SysTick's 25 MHz clock on mps2-an386, nanoseconds on the
@@ -14,6 +18,7 @@
 #ifndef TD_PORT_H
 #define TD_PORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +58,23 @@ const char *td_port_board_name(void);
 __attribute__((noreturn))
 #endif
 void td_port_exit(int code);
+
+/* Starts the board's microphone: 16-bit mono PCM at `sample_rate_hz`, captured in the
+ * background. False when the board has none (QEMU, the host: audio is replayed over the
+ * serial link there) or cannot run at that rate. */
+bool td_port_mic_start(uint32_t sample_rate_hz);
+
+/* Takes up to `capacity` captured samples, oldest first, without waiting. Returns how many
+ * were stored; 0 when none are ready or no microphone runs. Samples the application does
+ * not take in time are dropped oldest first, and counted by td_port_mic_dropped(). */
+size_t td_port_mic_read(int16_t *samples, size_t capacity);
+
+/* Samples dropped because the application read too slowly, since td_port_mic_start. */
+uint32_t td_port_mic_dropped(void);
+
+/* The application's entry point, called by the port after start-up; its result becomes the
+ * exit code. */
+int td_app_main(void);
 
 /* Sends a NUL-terminated string. */
 static inline void td_port_print(const char *text)
