@@ -1,0 +1,126 @@
+/* Packet validation and unpacking. Checks run in a fixed order so that the host twin
+ * reports the same error for the same bytes: length, CRC, version, type, payload length. */
+#include "td_protocol.h"
+#include "td_proto_bytes.h"
+
+#include <string.h>
+
+/* CRC-32 of a message followed by its own CRC (little-endian) is this constant. */
+#define TD_CRC32_RESIDUE 0x2144DF1Cu
+
+int td_proto_is_text_byte(uint8_t byte) {
+    return byte == 0x09u || byte == 0x0Au || byte == 0x0Du || (byte >= 0x20u && byte <= 0x7Eu);
+}
+
+int32_t td_proto_payload_bytes(uint8_t type) {
+    switch (type) {
+    case TD_FRAME_HELLO: return (int32_t)TD_PROTO_HELLO_BYTES;
+    case TD_FRAME_INFERENCE: return (int32_t)TD_PROTO_INFERENCE_BYTES;
+    case TD_FRAME_STATUS: return (int32_t)TD_PROTO_STATUS_BYTES;
+    case TD_FRAME_ACK: return (int32_t)TD_PROTO_ACK_BYTES;
+    case TD_FRAME_BYE: return (int32_t)TD_PROTO_BYE_BYTES;
+    case TD_FRAME_RESET: return (int32_t)TD_PROTO_RESET_BYTES;
+    case TD_FRAME_LABEL: return (int32_t)TD_PROTO_LABEL_BYTES;
+    case TD_FRAME_AUDIO: return (int32_t)TD_PROTO_AUDIO_HEADER_BYTES;
+    case TD_FRAME_STATUS_REQUEST: return (int32_t)TD_PROTO_STATUS_REQUEST_BYTES;
+    default: return -1;
+    }
+}
+
+static void td_get_scores(const uint8_t *p, int32_t *values) {
+    for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) values[i] = td_get_i32(p + 4u * i);
+}
+
+static void td_unpack(const uint8_t *p, td_proto_frame_t *f) {
+    switch (f->type) {
+    case TD_FRAME_HELLO: {
+        td_proto_hello_t *h = &f->body.hello;
+        memcpy(h->model_hash, p, TD_PROTO_MODEL_HASH_BYTES);
+        h->fw_major = p[32];
+        h->fw_minor = p[33];
+        h->fw_patch = td_get_u16(p + 34);
+        h->state_bytes = td_get_u32(p + 36);
+        h->n_classes = p[40];
+        h->n_channels = p[41];
+        h->score_frac_bits = p[42];
+        h->n_scores = p[43];
+        td_get_scores(p + 44, h->warning_threshold);
+        td_get_scores(p + 76, h->drift_threshold);
+        break;
+    }
+    case TD_FRAME_INFERENCE: {
+        td_proto_inference_t *r = &f->body.inference;
+        r->inference_index = td_get_u32(p);
+        memcpy(r->model_id, p + 4, TD_PROTO_MODEL_ID_BYTES);
+        r->predicted_class = p[12];
+        r->confidence = p[13];
+        r->entropy = td_get_u16(p + 14);
+        r->atc = td_get_u16(p + 16);
+        r->alarm_bits = td_get_u16(p + 18);
+        r->moved_channels = td_get_u64(p + 20);
+        r->change_index = td_get_u32(p + 28);
+        td_get_scores(p + 32, r->scores);
+        break;
+    }
+    case TD_FRAME_STATUS: {
+        td_proto_status_t *s = &f->body.status;
+        s->uptime_ms = td_get_u32(p);
+        s->state_bytes = td_get_u32(p + 4);
+        s->inferences = td_get_u32(p + 8);
+        s->rx_frames = td_get_u32(p + 12);
+        s->rx_errors = td_get_u32(p + 16);
+        memcpy(s->model_hash, p + 20, TD_PROTO_MODEL_HASH_BYTES);
+        break;
+    }
+    case TD_FRAME_ACK:
+        f->body.ack.command_seq = td_get_u32(p);
+        f->body.ack.detail = td_get_u32(p + 4);
+        f->body.ack.command_type = p[8];
+        f->body.ack.result = p[9];
+        break;
+    case TD_FRAME_BYE:
+        f->body.bye.exit_code = td_get_u32(p);
+        f->body.bye.inferences = td_get_u32(p + 4);
+        break;
+    case TD_FRAME_LABEL:
+        f->body.label.inference_index = td_get_u32(p);
+        f->body.label.label = p[4];
+        break;
+    case TD_FRAME_AUDIO: {
+        td_proto_audio_t *a = &f->body.audio;
+        a->sample_offset = td_get_u32(p);
+        a->n_samples = td_get_u16(p + 4);
+        a->flags = td_get_u16(p + 6);
+        for (unsigned i = 0; i < a->n_samples; ++i) a->samples[i] = td_get_i16(p + 8u + 2u * i);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
+                                        td_proto_frame_t *frame) {
+    if (length < TD_PROTO_MIN_PACKET) return TD_PROTO_ERR_SHORT;
+    if (length > TD_PROTO_MAX_PACKET) return TD_PROTO_ERR_OVERFLOW;
+    if (td_crc32_update(0, packet, length) != TD_CRC32_RESIDUE) return TD_PROTO_ERR_CRC;
+    if (packet[1] != TD_PROTO_VERSION) return TD_PROTO_ERR_VERSION;
+    uint8_t type = packet[2];
+    int32_t expected = td_proto_payload_bytes(type);
+    if (expected < 0) return TD_PROTO_ERR_TYPE;
+    size_t payload = length - TD_PROTO_MIN_PACKET;
+    const uint8_t *p = packet + TD_PROTO_HEADER_BYTES;
+    if (type == TD_FRAME_AUDIO) {
+        if (payload < TD_PROTO_AUDIO_HEADER_BYTES) return TD_PROTO_ERR_LENGTH;
+        uint16_t n = td_get_u16(p + 4);
+        if (n > TD_PROTO_AUDIO_MAX_SAMPLES || payload != TD_PROTO_AUDIO_HEADER_BYTES + 2u * (size_t)n) {
+            return TD_PROTO_ERR_LENGTH;
+        }
+    } else if (payload != (size_t)expected) {
+        return TD_PROTO_ERR_LENGTH;
+    }
+    frame->type = type;
+    frame->seq = td_get_u32(packet + 3);
+    td_unpack(p, frame);
+    return TD_PROTO_FRAME;
+}

@@ -1,0 +1,214 @@
+/* tinydrift serial protocol: framed, CRC-checked log from the device and commands to it.
+ *
+ * docs/protocol.md is the specification (byte-by-byte layouts, the text/frame rule, the
+ * choice of CRC); host/tinydrift/device/protocol.py is the host twin. Everything here is
+ * allocation-free: the encoder writes into a caller buffer, the decoder consumes one byte at
+ * a time into a bounded buffer held in its caller-owned state.
+ *
+ * Wire form of one frame:  0x00, COBS(packet), 0x00
+ * packet = sync(0x00) version type seq[u32 LE] payload crc32[u32 LE]
+ * The leading sync byte makes the first COBS byte of every frame 0x01, a byte that text never
+ * contains, so a receiver knows from the first byte after a 0x00 whether a frame or text
+ * follows.
+ */
+#ifndef TD_PROTOCOL_H
+#define TD_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TD_PROTO_VERSION 1u
+
+#define TD_PROTO_N_SCORES 8u
+#define TD_PROTO_MODEL_HASH_BYTES 32u
+#define TD_PROTO_MODEL_ID_BYTES 8u /* first bytes of the SHA-256 model hash */
+#define TD_PROTO_AUDIO_MAX_SAMPLES 256u /* 512 bytes of PCM per AUDIO frame */
+#define TD_PROTO_NO_CHANGE 0xFFFFFFFFu /* change_index when no change time is estimated */
+
+/* Packet framing. */
+#define TD_PROTO_HEADER_BYTES 7u /* sync, version, type, seq */
+#define TD_PROTO_CRC_BYTES 4u
+#define TD_PROTO_MIN_PACKET (TD_PROTO_HEADER_BYTES + TD_PROTO_CRC_BYTES)
+
+/* Payload sizes, in bytes (fixed per type; AUDIO is 8 + 2 * n_samples). */
+#define TD_PROTO_HELLO_BYTES 108u
+#define TD_PROTO_INFERENCE_BYTES 64u
+#define TD_PROTO_STATUS_BYTES 52u
+#define TD_PROTO_ACK_BYTES 10u
+#define TD_PROTO_BYE_BYTES 8u
+#define TD_PROTO_RESET_BYTES 0u
+#define TD_PROTO_LABEL_BYTES 5u
+#define TD_PROTO_AUDIO_HEADER_BYTES 8u
+#define TD_PROTO_STATUS_REQUEST_BYTES 0u
+#define TD_PROTO_MAX_PAYLOAD (TD_PROTO_AUDIO_HEADER_BYTES + 2u * TD_PROTO_AUDIO_MAX_SAMPLES)
+
+#define TD_PROTO_MAX_PACKET (TD_PROTO_HEADER_BYTES + TD_PROTO_MAX_PAYLOAD + TD_PROTO_CRC_BYTES)
+/* COBS adds one byte per started 254-byte block; plus the two 0x00 delimiters. */
+#define TD_PROTO_MAX_WIRE (TD_PROTO_MAX_PACKET + TD_PROTO_MAX_PACKET / 254u + 3u)
+
+/* Frame types: device -> host below 0x80, host -> device from 0x80. */
+typedef enum {
+    TD_FRAME_HELLO = 0x01,
+    TD_FRAME_INFERENCE = 0x02,
+    TD_FRAME_STATUS = 0x03,
+    TD_FRAME_ACK = 0x04,
+    TD_FRAME_BYE = 0x05,
+    TD_FRAME_RESET = 0x81,
+    TD_FRAME_LABEL = 0x82,
+    TD_FRAME_AUDIO = 0x83,
+    TD_FRAME_STATUS_REQUEST = 0x84
+} td_frame_type_t;
+
+/* Score slots of INFERENCE.scores and HELLO thresholds; alarm bit i belongs to slot i. */
+typedef enum {
+    TD_SCORE_DATA = 0,       /* input moments: DATA_DRIFT */
+    TD_SCORE_CONFIDENCE = 1, /* confidence and entropy: CONFIDENCE_DRIFT */
+    TD_SCORE_LABEL = 2,      /* predicted-class histogram: LABEL_SHIFT */
+    TD_SCORE_ERROR = 3,      /* error rate from label feedback: ERROR_RATE */
+    TD_SCORE_SENSOR = 4      /* clipping, stuck, DC, silence: SENSOR_FAULT */
+    /* slots 5..7 reserved, sent as 0 */
+} td_score_slot_t;
+
+#define TD_ALARM_DRIFT_BIT(slot) ((uint16_t)(1u << (slot)))
+#define TD_ALARM_WARNING_BIT(slot) ((uint16_t)(1u << (8u + (slot))))
+
+/* AUDIO flags. */
+#define TD_AUDIO_FLAG_START 0x0001u /* first chunk of a clip: sample_offset is 0 */
+#define TD_AUDIO_FLAG_END 0x0002u   /* last chunk of a clip: the device may run inference */
+
+/* Results of the decoder and the encoder. Errors are negative. */
+typedef enum {
+    TD_PROTO_NEED_MORE = 0, /* byte consumed, nothing complete yet */
+    TD_PROTO_FRAME = 1,     /* a valid frame was decoded into *frame */
+    TD_PROTO_TEXT = 2,      /* a run of text bytes ended (the device ignores text) */
+    TD_PROTO_ERR_OVERFLOW = -1, /* decoded run longer than TD_PROTO_MAX_PACKET */
+    TD_PROTO_ERR_COBS = -2,     /* run ended inside a COBS block */
+    TD_PROTO_ERR_SHORT = -3,    /* packet shorter than header + CRC */
+    TD_PROTO_ERR_CRC = -4,      /* CRC-32 mismatch */
+    TD_PROTO_ERR_VERSION = -5,  /* valid CRC, unknown protocol version */
+    TD_PROTO_ERR_TYPE = -6,     /* valid CRC, unknown frame type */
+    TD_PROTO_ERR_LENGTH = -7,   /* payload length wrong for its type */
+    TD_PROTO_ERR_GARBAGE = -8,  /* a run that is neither a frame nor clean text */
+    TD_PROTO_ERR_BUFFER = -9    /* encoder: output buffer too small */
+} td_proto_result_t;
+
+typedef struct {
+    uint8_t model_hash[TD_PROTO_MODEL_HASH_BYTES];
+    uint8_t fw_major;
+    uint8_t fw_minor;
+    uint16_t fw_patch;
+    uint32_t state_bytes; /* RAM held by the drift monitor's state */
+    uint8_t n_classes;
+    uint8_t n_channels;      /* summary channels (<= 64, one bit each in moved_channels) */
+    uint8_t score_frac_bits; /* scores and thresholds are fixed point with this many fraction bits */
+    uint8_t n_scores;        /* score slots in use, from slot 0 */
+    int32_t warning_threshold[TD_PROTO_N_SCORES];
+    int32_t drift_threshold[TD_PROTO_N_SCORES];
+} td_proto_hello_t;
+
+typedef struct {
+    uint32_t inference_index;
+    uint8_t model_id[TD_PROTO_MODEL_ID_BYTES];
+    uint8_t predicted_class;
+    uint8_t confidence; /* top softmax output as uint8: probability = confidence / 256 */
+    uint16_t entropy;   /* nats * 4096 */
+    uint16_t atc;       /* label-free accuracy estimate, 32768 = 1.0 */
+    uint16_t alarm_bits;
+    uint64_t moved_channels;
+    uint32_t change_index; /* estimated change time (inference index) or TD_PROTO_NO_CHANGE */
+    int32_t scores[TD_PROTO_N_SCORES];
+} td_proto_inference_t;
+
+typedef struct {
+    uint32_t uptime_ms;
+    uint32_t state_bytes;
+    uint32_t inferences;
+    uint32_t rx_frames; /* valid command frames received */
+    uint32_t rx_errors; /* corrupt command frames received */
+    uint8_t model_hash[TD_PROTO_MODEL_HASH_BYTES];
+} td_proto_status_t;
+
+typedef struct {
+    uint32_t command_seq; /* seq of the command answered */
+    uint32_t detail;      /* e.g. the sample offset expected after an AUDIO gap */
+    uint8_t command_type;
+    uint8_t result; /* 0 accepted, else an application error code */
+} td_proto_ack_t;
+
+typedef struct {
+    uint32_t exit_code;
+    uint32_t inferences;
+} td_proto_bye_t;
+
+typedef struct {
+    uint32_t inference_index;
+    uint8_t label;
+} td_proto_label_t;
+
+typedef struct {
+    uint32_t sample_offset; /* position of samples[0] in the clip, in samples */
+    uint16_t n_samples;     /* <= TD_PROTO_AUDIO_MAX_SAMPLES */
+    uint16_t flags;
+    int16_t samples[TD_PROTO_AUDIO_MAX_SAMPLES];
+} td_proto_audio_t;
+
+typedef struct {
+    uint8_t type; /* td_frame_type_t */
+    uint32_t seq;
+    union {
+        td_proto_hello_t hello;
+        td_proto_inference_t inference;
+        td_proto_status_t status;
+        td_proto_ack_t ack;
+        td_proto_bye_t bye;
+        td_proto_label_t label;
+        td_proto_audio_t audio;
+    } body;
+} td_proto_frame_t;
+
+/* Streaming decoder state; one per input stream, owned by the caller. */
+typedef struct {
+    uint8_t packet[TD_PROTO_MAX_PACKET];
+    uint16_t length;     /* decoded bytes held in packet */
+    uint8_t block_left;  /* data bytes still expected in the current COBS block */
+    uint8_t zero_pending; /* the current block ends in an implicit 0x00 */
+    uint8_t mode;        /* what the current run is: none yet, frame or text */
+    int8_t error;        /* first error of the current run, reported at its end */
+} td_proto_decoder_t;
+
+/* CRC-32 (IEEE 802.3 / zlib): td_crc32_update(0, data, n) equals zlib.crc32(data). */
+uint32_t td_crc32_update(uint32_t crc, const uint8_t *data, size_t length);
+
+/* 1 if the byte may appear in a text line: TAB, LF, CR, 0x20..0x7E. */
+int td_proto_is_text_byte(uint8_t byte);
+
+/* Payload length of a type, or -1 for an unknown type (AUDIO: its header only). */
+int32_t td_proto_payload_bytes(uint8_t type);
+
+/* Encode one frame (0x00, COBS(packet), 0x00) into out. Returns the number of bytes written,
+ * or TD_PROTO_ERR_TYPE, TD_PROTO_ERR_LENGTH (AUDIO n_samples too large) or
+ * TD_PROTO_ERR_BUFFER. TD_PROTO_MAX_WIRE bytes always suffice. */
+int32_t td_proto_encode(const td_proto_frame_t *frame, uint8_t *out, size_t capacity);
+
+/* Validate a decoded packet (CRC, version, type, length) and unpack it into *frame. */
+td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
+                                        td_proto_frame_t *frame);
+
+void td_proto_decoder_init(td_proto_decoder_t *decoder);
+
+/* Feed one received byte. Returns TD_PROTO_FRAME when a valid frame ends with this byte
+ * (then *frame holds it), TD_PROTO_TEXT when a clean text run ends, a negative error when a
+ * corrupt run ends, TD_PROTO_NEED_MORE otherwise. Every run yields at most one result, at
+ * the 0x00 that ends it. */
+td_proto_result_t td_proto_decoder_push(td_proto_decoder_t *decoder, uint8_t byte,
+                                        td_proto_frame_t *frame);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_PROTOCOL_H */

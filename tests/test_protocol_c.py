@@ -1,0 +1,448 @@
+"""The C protocol library against its Python twin: the same bytes, both ways, and the same
+verdict on every corrupted frame; plus the builds the firmware needs (Cortex-M4, sanitizers,
+libFuzzer)."""
+
+from __future__ import annotations
+
+import ctypes
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tinydrift.device import protocol as P
+from tinydrift.native import BUILD_DIR, FIRMWARE_LIB, compile_c
+
+PROTO_DIR = FIRMWARE_LIB / "src" / "protocol"
+SOURCES = sorted(PROTO_DIR.glob("*.c"))
+
+# Test-side glue: sizes for the ctypes mirror, a whole-stream decode loop (one ctypes call per
+# stream instead of per byte) and, for the sanitizer build, a main() reading a stream on stdin.
+HARNESS_C = r"""
+#include "td_protocol.h"
+#include <stdio.h>
+#include <stdlib.h>
+
+size_t td_test_sizeof_frame(void) { return sizeof(td_proto_frame_t); }
+size_t td_test_sizeof_decoder(void) { return sizeof(td_proto_decoder_t); }
+
+size_t td_test_decode_stream(const uint8_t *data, size_t n, int32_t *results,
+                             td_proto_frame_t *frames, size_t max_results) {
+    static td_proto_frame_t scratch;
+    td_proto_decoder_t dec;
+    td_proto_decoder_init(&dec);
+    size_t k = 0;
+    for (size_t i = 0; i < n; ++i) {
+        td_proto_frame_t *slot = k < max_results ? &frames[k] : &scratch;
+        td_proto_result_t r = td_proto_decoder_push(&dec, data[i], slot);
+        if (r != TD_PROTO_NEED_MORE) {
+            if (k < max_results) results[k] = (int32_t)r;
+            ++k;
+        }
+    }
+    return k;
+}
+
+#ifdef TD_TEST_MAIN
+/* stdin: a byte stream. stdout: one line per result; a frame is printed as its re-encoding. */
+int main(void) {
+    static td_proto_frame_t frame;
+    static uint8_t wire[TD_PROTO_MAX_WIRE];
+    td_proto_decoder_t dec;
+    td_proto_decoder_init(&dec);
+    int c;
+    while ((c = getchar()) != EOF) {
+        td_proto_result_t r = td_proto_decoder_push(&dec, (uint8_t)c, &frame);
+        if (r == TD_PROTO_NEED_MORE) continue;
+        printf("%d", (int)r);
+        if (r == TD_PROTO_FRAME) {
+            int32_t n = td_proto_encode(&frame, wire, sizeof wire);
+            if (n <= 0) return 2;
+            putchar(' ');
+            for (int32_t i = 0; i < n; ++i) printf("%02x", wire[i]);
+        }
+        putchar('\n');
+    }
+    return 0;
+}
+#endif
+"""
+
+FUZZ_C = r"""
+/* libFuzzer target: any byte stream through the decoder; every frame it accepts must survive
+ * encode -> decode unchanged, and the encoder must accept it. */
+#include "td_protocol.h"
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static td_proto_frame_t frame, again;
+    static uint8_t wire[TD_PROTO_MAX_WIRE];
+    td_proto_decoder_t dec, dec2;
+    td_proto_decoder_init(&dec);
+    for (size_t i = 0; i < size; ++i) {
+        if (td_proto_decoder_push(&dec, data[i], &frame) != TD_PROTO_FRAME) continue;
+        int32_t n = td_proto_encode(&frame, wire, sizeof wire);
+        if (n <= 0 || (size_t)n > TD_PROTO_MAX_WIRE) abort();
+        td_proto_decoder_init(&dec2);
+        int frames = 0;
+        for (int32_t j = 0; j < n; ++j) {
+            td_proto_result_t r = td_proto_decoder_push(&dec2, wire[j], &again);
+            if (r == TD_PROTO_FRAME) ++frames;
+            else if (r != TD_PROTO_NEED_MORE) abort();
+        }
+        if (frames != 1 || again.type != frame.type || again.seq != frame.seq) abort();
+    }
+    return 0;
+}
+"""
+
+
+def _write_source(name: str, text: str) -> Path:
+    path = BUILD_DIR / "test-src" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+# ---------------------------------------------------------------------------- ctypes mirror
+
+u8, u16, u32, u64, i16, i32 = (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32,
+                               ctypes.c_uint64, ctypes.c_int16, ctypes.c_int32)
+
+
+class CHello(ctypes.Structure):
+    _fields_ = [("model_hash", u8 * 32), ("fw_major", u8), ("fw_minor", u8), ("fw_patch", u16),
+                ("state_bytes", u32), ("n_classes", u8), ("n_channels", u8),
+                ("score_frac_bits", u8), ("n_scores", u8), ("warning_thresholds", i32 * 8),
+                ("drift_thresholds", i32 * 8)]
+
+
+class CInference(ctypes.Structure):
+    _fields_ = [("inference_index", u32), ("model_id", u8 * 8), ("predicted_class", u8),
+                ("confidence", u8), ("entropy", u16), ("atc", u16), ("alarm_bits", u16),
+                ("moved_channels", u64), ("change_index", u32), ("scores", i32 * 8)]
+
+
+class CStatus(ctypes.Structure):
+    _fields_ = [("uptime_ms", u32), ("state_bytes", u32), ("inferences", u32),
+                ("rx_frames", u32), ("rx_errors", u32), ("model_hash", u8 * 32)]
+
+
+class CAck(ctypes.Structure):
+    _fields_ = [("command_seq", u32), ("detail", u32), ("command_type", u8), ("result", u8)]
+
+
+class CBye(ctypes.Structure):
+    _fields_ = [("exit_code", u32), ("inferences", u32)]
+
+
+class CLabel(ctypes.Structure):
+    _fields_ = [("inference_index", u32), ("label", u8)]
+
+
+class CAudio(ctypes.Structure):
+    _fields_ = [("sample_offset", u32), ("n_samples", u16), ("flags", u16),
+                ("samples", i16 * P.AUDIO_MAX_SAMPLES)]
+
+
+class CBody(ctypes.Union):
+    _fields_ = [("hello", CHello), ("inference", CInference), ("status", CStatus),
+                ("ack", CAck), ("bye", CBye), ("label", CLabel), ("audio", CAudio)]
+
+
+class CFrame(ctypes.Structure):
+    _fields_ = [("type", u8), ("seq", u32), ("body", CBody)]
+
+
+_BODY_FIELD = {P.FrameType.HELLO: "hello", P.FrameType.INFERENCE: "inference",
+               P.FrameType.STATUS: "status", P.FrameType.ACK: "ack", P.FrameType.BYE: "bye",
+               P.FrameType.LABEL: "label", P.FrameType.AUDIO: "audio"}
+_PY_CLASS = {cls.TYPE: cls for cls in (P.Hello, P.Inference, P.Status, P.Ack, P.Bye, P.Reset,
+                                       P.Label, P.Audio, P.StatusRequest)}
+
+
+def to_c(frame: P.Frame) -> CFrame:
+    c = CFrame()
+    c.type = frame.TYPE
+    c.seq = frame.seq
+    name = _BODY_FIELD.get(frame.TYPE)
+    if name is None:
+        return c
+    body = getattr(c.body, name)
+    for fname, ftype in body._fields_:
+        if fname == "n_samples":
+            body.n_samples = len(frame.samples)
+            continue
+        value = getattr(frame, fname)
+        if issubclass(ftype, ctypes.Array):
+            getattr(body, fname)[: len(value)] = list(value)
+        else:
+            setattr(body, fname, value)
+    return c
+
+
+def from_c(c: CFrame) -> P.Frame:
+    t = P.FrameType(c.type)
+    name = _BODY_FIELD.get(t)
+    if name is None:
+        return _PY_CLASS[t](c.seq)
+    body = getattr(c.body, name)
+    values = {}
+    for fname, ftype in body._fields_:
+        if fname == "n_samples":
+            continue
+        value = getattr(body, fname)
+        if issubclass(ftype, ctypes.Array):
+            value = bytes(value) if ftype._type_ is u8 else tuple(value)
+        values[fname] = value
+    if t is P.FrameType.AUDIO:
+        values["samples"] = values["samples"][: body.n_samples]
+    return _PY_CLASS[t](seq=c.seq, **values)
+
+
+@pytest.fixture(scope="module")
+def lib():
+    harness = _write_source("td_proto_harness.c", HARNESS_C)
+    path = compile_c([*SOURCES, harness], include_dirs=[PROTO_DIR])
+    lib = ctypes.CDLL(str(path))
+    lib.td_proto_encode.restype = ctypes.c_int32
+    lib.td_proto_encode.argtypes = [ctypes.POINTER(CFrame), ctypes.c_char_p, ctypes.c_size_t]
+    lib.td_crc32_update.restype = ctypes.c_uint32
+    lib.td_crc32_update.argtypes = [ctypes.c_uint32, ctypes.c_char_p, ctypes.c_size_t]
+    lib.td_test_sizeof_frame.restype = ctypes.c_size_t
+    lib.td_test_sizeof_decoder.restype = ctypes.c_size_t
+    lib.td_test_decode_stream.restype = ctypes.c_size_t
+    lib.td_test_decode_stream.argtypes = [ctypes.c_char_p, ctypes.c_size_t,
+                                          ctypes.POINTER(ctypes.c_int32), ctypes.POINTER(CFrame),
+                                          ctypes.c_size_t]
+    return lib
+
+
+def c_encode(lib, frame: P.Frame) -> bytes:
+    buf = ctypes.create_string_buffer(P.MAX_WIRE)
+    n = lib.td_proto_encode(ctypes.byref(to_c(frame)), buf, P.MAX_WIRE)
+    assert n > 0, f"C encoder refused {frame!r}: {n}"
+    return buf.raw[:n]
+
+
+def c_decode_stream(lib, stream: bytes, max_results: int):
+    results = (ctypes.c_int32 * max_results)()
+    frames = (CFrame * max_results)()
+    k = lib.td_test_decode_stream(stream, len(stream), results, frames, max_results)
+    assert k <= max_results
+    return [(results[i], from_c(frames[i]) if results[i] == 1 else None) for i in range(k)]
+
+
+def py_decode_stream(stream: bytes, chunk: int = 97):
+    """Python verdicts in the C decoder's terms: 1 frame, 2 text run, negative errors."""
+    parser = P.StreamParser()
+    items = []
+    for offset in range(0, len(stream), chunk):
+        items += parser.feed(stream[offset:offset + chunk])
+    return parser, items
+
+
+# ---------------------------------------------------------------------------- tests
+
+def test_ctypes_mirror_matches_c_layout(lib):
+    assert lib.td_test_sizeof_frame() == ctypes.sizeof(CFrame)
+    # the decoder is its packet buffer plus a few bytes of state: that is all the RAM it needs
+    assert P.MAX_PACKET < lib.td_test_sizeof_decoder() <= P.MAX_PACKET + 8
+
+
+def test_crc32_matches_zlib(lib):
+    import zlib
+    rng = random.Random(5)
+    for n in [0, 1, 2, 3, 4, 7, 64, 531, *[rng.randrange(600) for _ in range(200)]]:
+        data = rng.randbytes(n)
+        assert lib.td_crc32_update(0, data, n) == zlib.crc32(data)
+        split = rng.randrange(n + 1)
+        assert lib.td_crc32_update(lib.td_crc32_update(0, data[:split], split), data[split:], n - split) == zlib.crc32(data)
+
+
+def test_c_encode_equals_python_encode_and_python_decodes_it(lib):
+    rng = random.Random(11)
+    n_frames = 6000
+    mismatches = 0
+    for i in range(n_frames):
+        frame = P.random_frame(rng, P.FrameType(list(P.FrameType)[i % len(P.FrameType)]))
+        wire = c_encode(lib, frame)
+        if wire != P.encode(frame) or P.decode(wire) != frame:
+            mismatches += 1
+    assert mismatches == 0
+
+
+def test_python_encode_c_decodes_every_frame(lib):
+    rng = random.Random(12)
+    frames = [P.random_frame(rng) for _ in range(6000)]
+    stream = b"".join(P.encode(f) for f in frames)
+    decoded = c_decode_stream(lib, stream, len(frames) + 10)
+    assert [code for code, _ in decoded] == [1] * len(frames)
+    assert [f for _, f in decoded] == frames
+
+
+def _corrupt(run: bytes, rng: random.Random) -> bytes:
+    """One random corruption of a frame's COBS run (the delimiters are left alone)."""
+    b = bytearray(run)
+    kind = rng.randrange(8)
+    if kind == 0:  # one bit
+        pos = rng.randrange(len(b))
+        b[pos] ^= 1 << rng.randrange(8)
+    elif kind == 1:  # several bits anywhere
+        for _ in range(rng.randrange(2, 9)):
+            pos = rng.randrange(len(b))
+            b[pos] ^= 1 << rng.randrange(8)
+    elif kind == 2:  # one byte replaced (0x00 included: a delimiter appears mid-frame)
+        b[rng.randrange(len(b))] = rng.randrange(256)
+    elif kind == 3:  # cut short
+        del b[rng.randrange(1, len(b)):]
+    elif kind == 4:  # a byte lost
+        del b[rng.randrange(len(b))]
+    elif kind == 5:  # a byte added
+        b.insert(rng.randrange(len(b) + 1), rng.randrange(256))
+    elif kind == 6:  # burst of noise
+        pos = rng.randrange(len(b))
+        for j in range(pos, min(len(b), pos + rng.randrange(1, 9))):
+            b[j] = rng.randrange(256)
+    else:  # the frame marker itself
+        b[0] = rng.randrange(256)
+    return bytes(b)
+
+
+def test_corrupt_frames_all_detected_identically_by_c_and_python(lib):
+    rng = random.Random(13)
+    segments = []  # (wire bytes, original frame or None if corrupted)
+    n_corrupt = 0
+    while n_corrupt < 5000:
+        frame = P.random_frame(rng)
+        run = P.encode(frame)[1:-1]
+        if rng.random() < 0.3:
+            segments.append((b"\x00" + run + b"\x00", frame))
+            continue
+        bad = _corrupt(run, rng)
+        if bad.strip(b"\x00") == run:  # unchanged, or only an extra delimiter beside it
+            continue
+        segments.append((b"\x00" + bad + b"\x00", None))
+        n_corrupt += 1
+    stream = b"".join(w for w, _ in segments)
+
+    c_results = c_decode_stream(lib, stream, 4 * len(segments))
+    parser, items = py_decode_stream(stream)
+
+    # Same verdicts, in order: C's result codes and Python's items line up one to one
+    # (Python reports text as lines, so compare non-text results; a text run's lines are
+    # checked below).
+    py_codes = [1 if not isinstance(it, (P.Corrupt, P.TextLine)) else int(it.error)
+                for it in items if not isinstance(it, P.TextLine)]
+    c_codes = [code for code, _ in c_results if code != 2]
+    assert c_codes == py_codes
+    assert [f for code, f in c_results if code == 1] == [it for it in items
+                                                        if not isinstance(it, (P.Corrupt, P.TextLine))]
+
+    # Each segment on its own: an intact frame comes back equal; a corrupted one gives no
+    # frame and at least one error.
+    undetected = accepted = 0
+    for wire, original in segments:
+        verdicts = [code for code, _ in c_decode_stream(lib, wire, 8)]
+        if original is not None:
+            assert verdicts == [1]
+            continue
+        accepted += verdicts.count(1)
+        undetected += not any(code < 0 for code in verdicts)
+    assert (accepted, undetected) == (0, 0)
+    intact = sum(1 for _, f in segments if f is not None)
+    assert parser.frames == intact
+    assert parser.corrupt >= n_corrupt
+    assert parser.corrupt == sum(1 for code in c_codes if code < 0)
+
+
+def test_text_runs_agree_with_c(lib):
+    rng = random.Random(14)
+    pieces = []
+    for i in range(500):
+        pieces.append(P.encode(P.random_frame(rng, seq=i)))
+        pieces.append(f"line {i}: {rng.random():.6f}\r\n".encode() * rng.randrange(0, 3))
+    stream = b"".join(pieces)
+    c_codes = [code for code, _ in c_decode_stream(lib, stream, 2000)]
+    parser, items = py_decode_stream(stream, chunk=13)
+    assert c_codes.count(1) == parser.frames == 500
+    assert all(code in (1, 2) for code in c_codes)
+    assert parser.corrupt == 0
+
+
+def test_decoder_under_address_and_undefined_sanitizers():
+    harness = _write_source("td_proto_harness.c", HARNESS_C)
+    exe = compile_c([*SOURCES, harness], include_dirs=[PROTO_DIR], shared=False, sanitize=True,
+                    defines={"TD_TEST_MAIN": 1}, optimize="-O1")
+    rng = random.Random(15)
+    pieces, expected = [], []
+    for i in range(1500):
+        frame = P.random_frame(rng)
+        run = P.encode(frame)[1:-1]
+        if i % 3 == 0:
+            run = _corrupt(run, rng)
+        pieces.append(b"\x00" + run + b"\x00")
+    pieces.append(bytes(rng.randrange(256) for _ in range(20000)))  # raw noise
+    pieces.append(b"\x01" + b"\x05" * 3000 + b"\x00")  # a run far longer than any frame
+    stream = b"".join(pieces)
+    proc = subprocess.run([str(exe)], input=stream, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert b"runtime error" not in proc.stderr and b"AddressSanitizer" not in proc.stderr
+    lines = proc.stdout.decode().splitlines()
+    parser, items = py_decode_stream(stream)
+    py = []
+    for it in items:
+        if isinstance(it, P.Corrupt):
+            py.append(str(int(it.error)))
+        elif not isinstance(it, P.TextLine):
+            py.append("1 " + P.encode(it).hex())
+    assert [ln for ln in lines if ln != "2"] == py
+    assert "-1" in lines  # the overlong run was reported as an overflow
+
+
+ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
+             "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes", "-Wconversion"]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_builds_warning_free_for_cortex_m4(tmp_path):
+    for src in SOURCES:
+        out = tmp_path / (src.stem + ".o")
+        proc = subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS, "-c", str(src), "-o", str(out)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert out.stat().st_size > 0
+
+
+def _libfuzzer_available(tmp_path: Path) -> bool:
+    if shutil.which("clang") is None:
+        return False
+    probe = tmp_path / "probe.c"
+    probe.write_text("#include <stdint.h>\n#include <stddef.h>\n"
+                     "int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n")
+    proc = subprocess.run(["clang", "-fsanitize=fuzzer,address,undefined", str(probe), "-o",
+                           str(tmp_path / "probe")], capture_output=True)
+    return proc.returncode == 0
+
+
+def test_libfuzzer_decoder_few_seconds(tmp_path):
+    if not _libfuzzer_available(tmp_path):
+        pytest.skip("clang with libFuzzer runtime not available (Debian: libclang-rt-14-dev)")
+    target = _write_source("td_proto_fuzz.c", FUZZ_C)
+    exe = compile_c([*SOURCES, target], include_dirs=[PROTO_DIR], shared=False, compiler="clang",
+                    optimize="-O1", extra_flags=["-g", "-fsanitize=fuzzer,address,undefined",
+                                                 "-fno-sanitize-recover=all"])
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    rng = random.Random(16)
+    for i, t in enumerate(P.FrameType):
+        (corpus / f"seed{i}").write_bytes(P.encode(P.random_frame(rng, t)) + b"log line\n")
+    proc = subprocess.run([str(exe), "-max_total_time=4", "-max_len=2048", "-print_final_stats=1",
+                           str(corpus)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [ln for ln in proc.stderr.splitlines() if ln.startswith("stat::number_of_executed_units")]
+    assert runs and int(runs[0].split(":")[-1]) > 10_000
