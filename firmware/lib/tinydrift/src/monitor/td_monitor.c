@@ -1,0 +1,174 @@
+/*
+ * Drift monitor entry points: configuration check, reset, and the per-inference update
+ * that runs the moments, outputs and decision steps in order.
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+#define TD_ONE_Q12 (1 << TD_Z_FRAC_BITS)
+#define TD_ONE_Q16 (1 << TD_PROB_FRAC_BITS)
+#define TD_MAX_SHIFT 15
+
+uint32_t td_monitor_state_size(void)
+{
+    return (uint32_t)sizeof(td_monitor_state_t);
+}
+
+static int td_in_range(int64_t x, int64_t lo, int64_t hi)
+{
+    return x >= lo && x <= hi;
+}
+
+int td_monitor_check_config(const td_monitor_config_t *config)
+{
+    uint32_t i;
+
+    if (config == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    if (config->abi_version != TD_MONITOR_ABI_VERSION || config->n_summary == 0 ||
+        config->n_summary > TD_MONITOR_MAX_SUMMARY || config->n_classes == 0 ||
+        config->n_classes > TD_MONITOR_MAX_CLASSES) {
+        return TD_MONITOR_ERR_CONFIG;
+    }
+    if (config->ref_mean == 0 || config->inv_std_q28 == 0 || config->prior_q16 == 0 ||
+        config->inv_prior_q8 == 0 || config->entropy_q16 == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    /* The ranges below are what keeps every product inside its integer type. */
+    if (config->mean_shift > TD_MAX_SHIFT || config->var_shift > TD_MAX_SHIFT ||
+        config->label_shift > TD_MAX_SHIFT || config->display_shift > TD_MAX_SHIFT ||
+        !td_in_range(config->atc_threshold, 0, 256) ||
+        !td_in_range(config->ref_confidence_q16, 0, TD_ONE_Q16) ||
+        !td_in_range(config->ref_entropy_q16, 0, (int64_t)UINT16_MAX * TD_MONITOR_MAX_CLASSES) ||
+        !td_in_range(config->ref_accuracy_q16, 0, TD_ONE_Q16) ||
+        config->ddm_warning_q8 > UINT16_MAX || config->ddm_drift_q8 > UINT16_MAX ||
+        !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16) {
+        return TD_MONITOR_ERR_CONFIG;
+    }
+    for (i = 0; i < config->n_summary; ++i) {
+        if (!td_in_range(config->inv_std_q28[i], 1, 1 << 28)) {
+            return TD_MONITOR_ERR_CONFIG;
+        }
+    }
+    for (i = 0; i < config->n_classes; ++i) {
+        if (!td_in_range(config->prior_q16[i], 0, TD_ONE_Q16) ||
+            !td_in_range(config->inv_prior_q8[i], 0, 1 << 24)) {
+            return TD_MONITOR_ERR_CONFIG;
+        }
+    }
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        const td_score_params_t *p = &config->score[i];
+        if (!td_in_range(p->offset, -(1 << 30), 1 << 30) ||
+            !td_in_range(p->gain_q16, -(1 << 28), 1 << 28) || !td_in_range(p->k, 0, 1 << 24) ||
+            !td_in_range(p->warning, 1, TD_CUSUM_MAX) || !td_in_range(p->drift, 1, TD_CUSUM_MAX)) {
+            return TD_MONITOR_ERR_CONFIG;
+        }
+    }
+    return TD_MONITOR_OK;
+}
+
+void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    uint32_t i;
+
+    if (state == 0 || config == 0) {
+        return;
+    }
+    state->t = 0;
+    for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
+        state->mean_ewma[i] = 0;
+        /* Start at the reference: z^2 averages one, so the variance ratio starts at one. */
+        state->sq_ewma[i] = TD_ONE_Q12 << TD_EWMA_EXTRA_BITS;
+    }
+    for (i = 0; i < TD_MONITOR_MAX_CLASSES; ++i) {
+        state->class_ewma[i] = i < config->n_classes ? config->prior_q16[i] : 0;
+    }
+    state->confidence_ewma = config->ref_confidence_q16;
+    state->entropy_ewma = config->ref_entropy_q16;
+    state->atc_ewma = config->ref_accuracy_q16;
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        state->cusum[i] = 0;
+        state->excursion_start[i] = 0;
+    }
+    state->alarms = 0;
+    state->warnings = 0;
+    state->alarm_time = 0;
+    state->change_time = 0;
+    for (i = 0; i < TD_MONITOR_MASK_WORDS; ++i) {
+        state->moved_at_alarm[i] = 0;
+    }
+    state->labels = 0;
+    state->errors = 0;
+    state->ddm_ps_min_q16 = UINT32_MAX;
+    state->ddm_p_min_q16 = 0;
+    state->ddm_s_min_q16 = 0;
+    state->ddm_in_warning = 0;
+    state->ddm_warning_time = 0;
+    state->sensor_flags = 0;
+    for (i = 0; i < TD_SENSOR_CONDITION_COUNT; ++i) {
+        state->sensor_run[i] = 0;
+        state->sensor_run_start[i] = 0;
+    }
+}
+
+int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    int status;
+
+    if (state == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    status = td_monitor_check_config(config);
+    if (status != TD_MONITOR_OK) {
+        return status;
+    }
+    td_monitor_reset(state, config);
+    return TD_MONITOR_OK;
+}
+
+uint32_t td_monitor_live_alarms(const td_monitor_state_t *state)
+{
+    uint32_t warnings = state->warnings;
+
+    if (state->ddm_in_warning) {
+        warnings |= TD_ALARM_ERROR_RATE;
+    }
+    if ((state->sensor_flags & (TD_SENSOR_CLIPPING | TD_SENSOR_DC_OFFSET | TD_SENSOR_STUCK)) != 0) {
+        warnings |= TD_ALARM_SENSOR_FAULT;
+    }
+    return state->alarms | TD_WARNING(warnings);
+}
+
+int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                      const int16_t *summary, const int8_t *probs, td_monitor_result_t *out)
+{
+    td_monitor_result_t local;
+    td_monitor_result_t *result = out != 0 ? out : &local;
+    uint32_t w;
+
+    if (state == 0 || config == 0 || summary == 0 || probs == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    state->t = td_sat_inc_u32(state->t);
+    td_monitor_moments(state, config, summary, &result->raw[TD_SCORE_MEAN],
+                       &result->raw[TD_SCORE_VAR], result->moved);
+    td_monitor_outputs(state, config, probs, result->raw, result);
+    td_monitor_decide(state, config, result->raw, result->z, result->moved);
+
+    result->t = state->t;
+    for (w = 0; w < TD_SCORE_COUNT; ++w) {
+        result->cusum[w] = state->cusum[w];
+    }
+    result->alarms = td_monitor_live_alarms(state);
+    result->alarm_time = state->alarm_time;
+    result->change_time = state->change_time;
+    for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+        result->moved_at_alarm[w] = state->moved_at_alarm[w];
+    }
+    result->confidence_ewma_q16 = state->confidence_ewma;
+    result->entropy_ewma_q16 = state->entropy_ewma;
+    result->atc_accuracy_q16 = state->atc_ewma;
+    result->sensor_flags = state->sensor_flags;
+    return TD_MONITOR_OK;
+}

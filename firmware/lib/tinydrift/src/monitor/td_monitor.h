@@ -1,0 +1,252 @@
+/*
+ * tinydrift drift monitor: integer-only drift scores for an int8 classifier.
+ *
+ * Per inference the monitor takes a summary vector of the model input (for the keyword
+ * spotter: the per-channel mean of the 49x40 int8 features, see td_summarize_frames) and
+ * the model's int8 softmax output, and keeps five scores against reference statistics
+ * generated on the host (td_monitor_config_t, emitted as a const header):
+ *
+ *   TD_SCORE_MEAN     chi-square of the EWMA of the standardized summary (mean shift)
+ *   TD_SCORE_VAR      sum over channels of (EWMA variance ratio - 1)^2 (spread change)
+ *   TD_SCORE_CONF     max probability of this inference (confidence)
+ *   TD_SCORE_ENTROPY  entropy of this inference's output, from an exact 256-entry table
+ *   TD_SCORE_LABEL    chi-square of the EWMA predicted-class histogram against the priors
+ *
+ * Each raw score is standardized with host-calibrated offset and gain and fed to a
+ * one-sided CUSUM, S = clamp(S + z - k, 0, TD_CUSUM_MAX), with a warning and a drift level.
+ * Label feedback drives a DDM-style error-rate test; raw PCM blocks drive sensor health.
+ * Drift alarms latch until td_monitor_reset (the host's reset command).
+ *
+ * No heap, no floating point, saturating fixed point throughout; every value is
+ * reproduced bit for bit by the host twin (tinydrift.drift.twin).
+ */
+#ifndef TD_MONITOR_H
+#define TD_MONITOR_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
+#define TD_MONITOR_ABI_VERSION 1
+
+/* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
+#ifndef TD_MONITOR_MAX_SUMMARY
+#define TD_MONITOR_MAX_SUMMARY 64
+#endif
+#ifndef TD_MONITOR_MAX_CLASSES
+#define TD_MONITOR_MAX_CLASSES 16
+#endif
+#define TD_MONITOR_MASK_WORDS ((TD_MONITOR_MAX_SUMMARY + 31) / 32)
+
+/* Fixed-point formats: Qn means value * 2^n. */
+#define TD_Z_FRAC_BITS 12        /* standardized values (units of sigma) and CUSUMs */
+#define TD_EWMA_EXTRA_BITS 8     /* extra fraction kept in the per-channel EWMA state */
+#define TD_PROB_FRAC_BITS 16     /* probabilities and rates */
+#define TD_ENTROPY_FRAC_BITS 16  /* entropy in nats */
+#define TD_CHANNEL_Z_MAX 32767   /* per-channel |z| clamp: 8 sigma, bounds every product */
+#define TD_SCORE_Z_MAX 65536     /* per-score |z| clamp: 16 sigma per inference */
+#define TD_CUSUM_MAX (1 << 30)   /* CUSUM saturation */
+#define TD_SUMMARY_FRAC_BITS 7   /* td_summarize_frames: summary = mean over frames * 2^7 */
+#define TD_SENSOR_MAX_BLOCK 65536
+
+/* Scores, in the order of every per-score array. */
+enum {
+    TD_SCORE_MEAN = 0,
+    TD_SCORE_VAR = 1,
+    TD_SCORE_CONF = 2,
+    TD_SCORE_ENTROPY = 3,
+    TD_SCORE_LABEL = 4,
+    TD_SCORE_COUNT = 5
+};
+
+/* Alarm word: latched drift alarms in bits 0-4, live warnings in bits 8-12. */
+#define TD_ALARM_DATA_DRIFT (1u << 0)
+#define TD_ALARM_CONFIDENCE_DRIFT (1u << 1)
+#define TD_ALARM_LABEL_SHIFT (1u << 2)
+#define TD_ALARM_ERROR_RATE (1u << 3)
+#define TD_ALARM_SENSOR_FAULT (1u << 4)
+#define TD_ALARM_TYPES_MASK 0x1Fu
+#define TD_WARNING_SHIFT 8
+#define TD_WARNING(alarm) ((uint32_t)(alarm) << TD_WARNING_SHIFT)
+
+/* Sensor flags: the last block's conditions in bits 0-3, persistent faults in bits 4-7. */
+#define TD_SENSOR_CLIPPING (1u << 0)
+#define TD_SENSOR_DC_OFFSET (1u << 1)
+#define TD_SENSOR_STUCK (1u << 2)
+#define TD_SENSOR_SILENCE (1u << 3)
+#define TD_SENSOR_CONDITION_COUNT 4
+#define TD_SENSOR_FAULT_SHIFT 4
+
+/* Return codes. */
+#define TD_MONITOR_OK 0
+#define TD_MONITOR_ERR_NULL (-1)
+#define TD_MONITOR_ERR_CONFIG (-2)
+#define TD_MONITOR_ERR_ARG (-3)
+
+/* Standardization and decision parameters of one score. */
+typedef struct {
+    int32_t offset;     /* raw value expected without drift (raw units) */
+    int32_t gain_q16;   /* z(Q12) = (raw - offset) * gain_q16 >> 16; negative for "drop" */
+    int32_t k;          /* CUSUM allowance, Q12 */
+    int32_t warning;    /* CUSUM warning level, Q12 */
+    int32_t drift;      /* CUSUM drift level, Q12 */
+} td_score_params_t;
+
+typedef struct {
+    uint32_t abi_version;        /* TD_MONITOR_ABI_VERSION of the generator */
+    uint16_t n_summary;          /* summary channels (<= TD_MONITOR_MAX_SUMMARY) */
+    uint16_t n_classes;          /* model outputs (<= TD_MONITOR_MAX_CLASSES) */
+
+    /* Input moments, per summary channel, in summary units. */
+    const int16_t *ref_mean;     /* reference mean */
+    const int32_t *inv_std_q28;  /* round(2^28 / reference standard deviation) */
+
+    /* Model outputs. */
+    const int32_t *prior_q16;    /* reference predicted-class frequencies */
+    const int32_t *inv_prior_q8; /* round(2^8 / prior) */
+    const uint16_t *entropy_q16; /* [256]: -p ln p in Q16 nats, p = i / 256 */
+    int32_t ref_confidence_q16;  /* reference mean confidence (for display) */
+    int32_t ref_entropy_q16;     /* reference mean entropy (for display) */
+    int32_t atc_threshold;       /* ATC: confidence index (0..256) counted as "correct" */
+    int32_t ref_accuracy_q16;    /* source accuracy the ATC threshold was fitted to */
+
+    /* EWMA weights 2^-shift (0..15). */
+    uint8_t mean_shift;
+    uint8_t var_shift;
+    uint8_t label_shift;
+    uint8_t display_shift;       /* running confidence, entropy and ATC estimate */
+
+    /* Channels whose EWMA |z| or |variance ratio - 1| reaches these (Q12) are "moved". */
+    int32_t moved_mean_level;
+    int32_t moved_var_level;
+
+    uint32_t enabled_scores;     /* bit i enables score i */
+    td_score_params_t score[TD_SCORE_COUNT];
+
+    /* DDM-style error-rate test on label feedback. */
+    uint32_t ddm_min_labels;     /* labels before the test starts */
+    uint32_t ddm_warning_q8;     /* warning when p + s >= p_min + w * s_min (w in Q8) */
+    uint32_t ddm_drift_q8;
+
+    /* Sensor health on raw PCM blocks. */
+    int32_t clip_level;          /* |sample| >= clip_level counts as clipped */
+    uint32_t clip_rate_q16;      /* block is clipping when clipped share >= this */
+    int32_t dc_level;            /* block has a DC offset when |mean| >= this */
+    uint32_t stuck_variance;     /* block is stuck when variance <= this */
+    uint32_t silence_variance;   /* block is silent when variance <= this (and not stuck) */
+    uint16_t persist_blocks[TD_SENSOR_CONDITION_COUNT]; /* consecutive blocks to a fault; 0 = never */
+} td_monitor_config_t;
+
+typedef struct {
+    uint32_t t;                                  /* inferences since reset */
+    int32_t mean_ewma[TD_MONITOR_MAX_SUMMARY];   /* EWMA of z, Q(12+8) */
+    int32_t sq_ewma[TD_MONITOR_MAX_SUMMARY];     /* EWMA of z^2, Q(12+8) */
+    int32_t class_ewma[TD_MONITOR_MAX_CLASSES];  /* EWMA of predicted-class indicators, Q16 */
+    int32_t confidence_ewma;                     /* Q16 */
+    int32_t entropy_ewma;                        /* Q16 nats */
+    int32_t atc_ewma;                            /* Q16 */
+    int32_t cusum[TD_SCORE_COUNT];               /* Q12 */
+    uint32_t excursion_start[TD_SCORE_COUNT];    /* inference where each CUSUM last left zero */
+    uint32_t alarms;                             /* latched TD_ALARM_* */
+    uint32_t warnings;                           /* live TD_ALARM_* warnings of the scores */
+    uint32_t alarm_time;                         /* inference of the first latched alarm */
+    uint32_t change_time;                        /* its estimated change point */
+    uint32_t moved_at_alarm[TD_MONITOR_MASK_WORDS];
+    /* DDM */
+    uint32_t labels;
+    uint32_t errors;
+    uint32_t ddm_ps_min_q16;
+    uint32_t ddm_p_min_q16;
+    uint32_t ddm_s_min_q16;
+    uint32_t ddm_in_warning;                     /* 1 while p + s is at the warning level */
+    uint32_t ddm_warning_time;                   /* inference index where that began */
+    /* sensor */
+    uint32_t sensor_flags;
+    uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
+    uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
+} td_monitor_state_t;
+
+typedef struct {
+    uint32_t t;                                  /* index of this inference (1-based) */
+    int32_t raw[TD_SCORE_COUNT];                 /* raw statistics */
+    int32_t z[TD_SCORE_COUNT];                   /* standardized increments, Q12 */
+    int32_t cusum[TD_SCORE_COUNT];               /* CUSUM after this inference, Q12 */
+    uint32_t alarms;                             /* latched alarms | live warnings */
+    uint32_t alarm_time;                         /* first latched alarm, 0 if none */
+    uint32_t change_time;                        /* its estimated change point, 0 if none */
+    uint32_t moved[TD_MONITOR_MASK_WORDS];       /* channels that moved, now */
+    uint32_t moved_at_alarm[TD_MONITOR_MASK_WORDS]; /* ... when DATA_DRIFT latched */
+    int32_t predicted;                           /* argmax, first of ties */
+    int32_t confidence;                          /* max probability, 1/256 units (0..255) */
+    int32_t entropy_q16;                         /* this inference's entropy, Q16 nats */
+    int32_t confidence_ewma_q16;
+    int32_t entropy_ewma_q16;
+    int32_t atc_accuracy_q16;                    /* label-free accuracy estimate */
+    uint32_t sensor_flags;
+} td_monitor_result_t;
+
+typedef struct {
+    uint32_t labels;
+    uint32_t errors;
+    uint32_t p_q16;                              /* smoothed error rate */
+    uint32_t s_q16;                              /* its standard deviation */
+    uint32_t alarms;                             /* as in td_monitor_result_t */
+} td_feedback_result_t;
+
+typedef struct {
+    int32_t mean;                                /* floor of the block mean */
+    uint32_t variance;                           /* floor of the population variance */
+    uint32_t clipped;                            /* samples at or beyond clip_level */
+    uint32_t flags;                              /* TD_SENSOR_* conditions and faults */
+    uint32_t alarms;
+} td_sensor_result_t;
+
+/* sizeof(td_monitor_state_t), for the host to report and check. */
+uint32_t td_monitor_state_size(void);
+
+/* Checks the config against this build (version, capacity, table pointers). */
+int td_monitor_check_config(const td_monitor_config_t *config);
+
+/* Checks the config and clears the state: the same as td_monitor_reset after a valid check. */
+int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config);
+
+/* Back to the reference: EWMAs at the reference, CUSUMs at zero, alarms cleared. */
+void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *config);
+
+/* One inference: summary[n_summary] of the input, probs[n_classes] int8 softmax output
+ * (scale 1/256, zero point -128). `out` may be NULL. */
+int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                      const int16_t *summary, const int8_t *probs, td_monitor_result_t *out);
+
+/* True label of an earlier inference, for the error-rate test. `out` may be NULL. */
+int td_monitor_label_feedback(td_monitor_state_t *state, const td_monitor_config_t *config,
+                              int32_t predicted, int32_t true_label, td_feedback_result_t *out);
+
+/* A block of raw PCM (1..TD_SENSOR_MAX_BLOCK samples) for sensor health. `out` may be NULL. */
+int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                     const int16_t *pcm, uint32_t n_samples, td_sensor_result_t *out);
+
+/* Per-channel mean over frames of int8 features [n_frames][n_channels], times
+ * 2^TD_SUMMARY_FRAC_BITS, rounded half up: the input summary of the keyword spotter. */
+int td_summarize_frames(const int8_t *features, uint32_t n_frames, uint32_t n_channels,
+                        int16_t *summary);
+
+/* Internal steps, one file each, exposed for unit tests. */
+void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
+                        const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
+                        uint32_t *moved);
+void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
+                        const int8_t *probs, int32_t *raw, td_monitor_result_t *out);
+uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t *config,
+                           const int32_t *raw, int32_t *z, const uint32_t *moved);
+void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time);
+uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_MONITOR_H */

@@ -1,0 +1,69 @@
+/*
+ * Decision: each raw score is standardized with the calibrated offset and gain and fed
+ * to a one-sided CUSUM. Warnings are live; drift alarms latch with the change point
+ * estimated as the inference where the CUSUM last left zero.
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+static const uint32_t td_score_alarm[TD_SCORE_COUNT] = {
+    TD_ALARM_DATA_DRIFT,       /* TD_SCORE_MEAN */
+    TD_ALARM_DATA_DRIFT,       /* TD_SCORE_VAR */
+    TD_ALARM_CONFIDENCE_DRIFT, /* TD_SCORE_CONF */
+    TD_ALARM_CONFIDENCE_DRIFT, /* TD_SCORE_ENTROPY */
+    TD_ALARM_LABEL_SHIFT,      /* TD_SCORE_LABEL */
+};
+
+void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time)
+{
+    if ((state->alarms & alarm) != 0) {
+        return;
+    }
+    if (state->alarms == 0) {
+        state->alarm_time = state->t;
+        state->change_time = change_time;
+    }
+    state->alarms |= alarm;
+}
+
+uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t *config,
+                           const int32_t *raw, int32_t *z, const uint32_t *moved)
+{
+    uint32_t warnings = 0;
+    uint32_t i, w;
+
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        const td_score_params_t *params = &config->score[i];
+        const uint32_t alarm = td_score_alarm[i];
+        int32_t previous, next;
+
+        if ((config->enabled_scores & (1u << i)) == 0) {
+            z[i] = 0;
+            state->cusum[i] = 0;
+            continue;
+        }
+        /* |raw - offset| < 2^32 and |gain| <= 2^28: the product fits in 61 bits. */
+        z[i] = (int32_t)td_clamp_s64(
+            td_round_shift_s64(((int64_t)raw[i] - params->offset) * params->gain_q16, 16),
+            -TD_SCORE_Z_MAX, TD_SCORE_Z_MAX);
+        previous = state->cusum[i];
+        next = (int32_t)td_clamp_s64((int64_t)previous + z[i] - params->k, 0, TD_CUSUM_MAX);
+        if (previous == 0 && next > 0) {
+            state->excursion_start[i] = state->t;
+        }
+        state->cusum[i] = next;
+        if (next >= params->warning) {
+            warnings |= alarm;
+        }
+        if (next >= params->drift && (state->alarms & alarm) == 0) {
+            td_monitor_latch(state, alarm, state->excursion_start[i]);
+            if (alarm == TD_ALARM_DATA_DRIFT) {
+                for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+                    state->moved_at_alarm[w] = moved[w];
+                }
+            }
+        }
+    }
+    state->warnings = warnings;
+    return warnings;
+}

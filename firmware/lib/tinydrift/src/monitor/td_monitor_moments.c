@@ -1,0 +1,57 @@
+/*
+ * Input moments: per summary channel, the standardized deviation from the reference,
+ * z = (x - mean) / std, its EWMA (mean shift) and the EWMA of z^2 (spread). Aggregated
+ * over channels as sum m^2 (a chi-square of the EWMA mean, so small shifts spread over
+ * many channels add up) and sum (variance ratio - 1)^2.
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+#define TD_ONE_Q12 (1 << TD_Z_FRAC_BITS)
+
+static int32_t td_abs_s32(int32_t x)
+{
+    return x < 0 ? -x : x;
+}
+
+void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
+                        const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
+                        uint32_t *moved)
+{
+    int64_t mean_stat = 0;
+    int64_t var_stat = 0;
+    uint32_t j;
+
+    for (j = 0; j < TD_MONITOR_MASK_WORDS; ++j) {
+        moved[j] = 0;
+    }
+    for (j = 0; j < config->n_summary; ++j) {
+        /* |deviation| < 2^17 and inv_std <= 2^28: the product fits in 46 bits. */
+        const int32_t deviation = (int32_t)summary[j] - (int32_t)config->ref_mean[j];
+        const int64_t z_wide =
+            td_round_shift_s64((int64_t)deviation * config->inv_std_q28[j], 28 - TD_Z_FRAC_BITS);
+        const int32_t z = (int32_t)td_clamp_s64(z_wide, -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
+        const int32_t z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
+        int32_t mean, mean_sq, variance_excess;
+
+        state->mean_ewma[j] = td_ewma_step(state->mean_ewma[j], z * (1 << TD_EWMA_EXTRA_BITS),
+                                           config->mean_shift);
+        state->sq_ewma[j] = td_ewma_step(state->sq_ewma[j], z_sq * (1 << TD_EWMA_EXTRA_BITS),
+                                         config->var_shift);
+        mean = td_round_shift_s32(state->mean_ewma[j], TD_EWMA_EXTRA_BITS);
+        mean_sq = td_round_shift_s32(mean * mean, TD_Z_FRAC_BITS);
+        /* EWMA variance in units of the reference variance, minus one. */
+        variance_excess = td_round_shift_s32(state->sq_ewma[j], TD_EWMA_EXTRA_BITS) - mean_sq -
+                          TD_ONE_Q12;
+
+        mean_stat += mean_sq;
+        var_stat += td_round_shift_s64((int64_t)variance_excess * variance_excess, TD_Z_FRAC_BITS);
+        if ((config->moved_mean_level > 0 && td_abs_s32(mean) >= config->moved_mean_level) ||
+            (config->moved_var_level > 0 &&
+             td_abs_s32(variance_excess) >= config->moved_var_level)) {
+            moved[j / 32] |= 1u << (j % 32);
+        }
+    }
+    *raw_mean = td_sat_s32(mean_stat);
+    *raw_var = td_sat_s32(var_stat);
+}

@@ -1,0 +1,56 @@
+/*
+ * Model outputs: confidence (max probability), entropy from the exact 256-entry table,
+ * the running ATC accuracy estimate, and the chi-square of the EWMA predicted-class
+ * histogram against the reference priors (label shift).
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+#define TD_ONE_Q16 (1 << TD_PROB_FRAC_BITS)
+
+void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
+                        const int8_t *probs, int32_t *raw, td_monitor_result_t *out)
+{
+    int32_t predicted = 0;
+    int32_t best = probs[0];
+    int32_t entropy = 0;
+    int32_t confidence;
+    int64_t label_stat = 0;
+    uint32_t k;
+
+    for (k = 0; k < config->n_classes; ++k) {
+        const int32_t q = probs[k];
+        entropy += config->entropy_q16[q + 128];
+        if (q > best) {
+            best = q;
+            predicted = (int32_t)k;
+        }
+    }
+    confidence = best + 128;
+
+    state->atc_ewma = td_ewma_step(state->atc_ewma,
+                                   confidence >= config->atc_threshold ? TD_ONE_Q16 : 0,
+                                   config->display_shift);
+    state->confidence_ewma = td_ewma_step(state->confidence_ewma, confidence * 256,
+                                          config->display_shift);
+    state->entropy_ewma = td_ewma_step(state->entropy_ewma, entropy, config->display_shift);
+
+    for (k = 0; k < config->n_classes; ++k) {
+        int32_t excess;
+        int64_t excess_sq;
+        state->class_ewma[k] = td_ewma_step(state->class_ewma[k],
+                                            (int32_t)k == predicted ? TD_ONE_Q16 : 0,
+                                            config->label_shift);
+        excess = state->class_ewma[k] - config->prior_q16[k];
+        excess_sq = td_round_shift_s64((int64_t)excess * excess, TD_PROB_FRAC_BITS);
+        /* (f - prior)^2 / prior in Q12: Q16 * Q8 -> Q24, minus 12 bits. */
+        label_stat += td_round_shift_s64(excess_sq * config->inv_prior_q8[k], 12);
+    }
+
+    raw[TD_SCORE_CONF] = confidence;
+    raw[TD_SCORE_ENTROPY] = entropy;
+    raw[TD_SCORE_LABEL] = td_sat_s32(label_stat);
+    out->predicted = predicted;
+    out->confidence = confidence;
+    out->entropy_q16 = entropy;
+}

@@ -1,0 +1,78 @@
+/*
+ * Sensor health on raw PCM blocks: clipping share, DC offset (block mean), stuck signal
+ * (variance at or near zero) and silence (low variance). A condition that persists for
+ * persist_blocks consecutive blocks is a fault and latches SENSOR_FAULT, with the change
+ * point at the inference count when the run of blocks began.
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                     const int16_t *pcm, uint32_t n_samples, td_sensor_result_t *out)
+{
+    int64_t sum = 0;
+    uint64_t sum_sq = 0;
+    uint32_t clipped = 0;
+    uint32_t conditions = 0;
+    uint32_t faults = 0;
+    uint32_t i, c;
+    int32_t mean;
+    uint32_t variance;
+
+    if (state == 0 || config == 0 || pcm == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    if (n_samples == 0 || n_samples > TD_SENSOR_MAX_BLOCK) {
+        return TD_MONITOR_ERR_ARG;
+    }
+    for (i = 0; i < n_samples; ++i) {
+        const int32_t x = pcm[i];
+        sum += x;
+        sum_sq += (uint32_t)(x * x);
+        if (x >= config->clip_level || x <= -config->clip_level) {
+            ++clipped;
+        }
+    }
+    mean = (int32_t)td_floor_div_s64(sum, n_samples);
+    /* n * sum(x^2) - sum(x)^2 <= 2^62: the exact population variance, floored. */
+    variance = (uint32_t)((sum_sq * n_samples - (uint64_t)(sum * sum)) /
+                          ((uint64_t)n_samples * n_samples));
+
+    if (config->clip_rate_q16 > 0 &&
+        ((uint64_t)clipped << TD_PROB_FRAC_BITS) >= (uint64_t)config->clip_rate_q16 * n_samples) {
+        conditions |= TD_SENSOR_CLIPPING;
+    }
+    if (config->dc_level > 0 && (mean >= config->dc_level || mean <= -config->dc_level)) {
+        conditions |= TD_SENSOR_DC_OFFSET;
+    }
+    if (variance <= config->stuck_variance) {
+        conditions |= TD_SENSOR_STUCK;
+    } else if (variance <= config->silence_variance) {
+        conditions |= TD_SENSOR_SILENCE;
+    }
+    for (c = 0; c < TD_SENSOR_CONDITION_COUNT; ++c) {
+        if ((conditions & (1u << c)) == 0) {
+            state->sensor_run[c] = 0;
+            continue;
+        }
+        if (state->sensor_run[c] == 0) {
+            state->sensor_run_start[c] = state->t;
+        }
+        if (state->sensor_run[c] < UINT16_MAX) {
+            ++state->sensor_run[c];
+        }
+        if (config->persist_blocks[c] > 0 && state->sensor_run[c] >= config->persist_blocks[c]) {
+            faults |= 1u << c;
+            td_monitor_latch(state, TD_ALARM_SENSOR_FAULT, state->sensor_run_start[c]);
+        }
+    }
+    state->sensor_flags = conditions | (faults << TD_SENSOR_FAULT_SHIFT);
+    if (out != 0) {
+        out->mean = mean;
+        out->variance = variance;
+        out->clipped = clipped;
+        out->flags = state->sensor_flags;
+        out->alarms = td_monitor_live_alarms(state);
+    }
+    return TD_MONITOR_OK;
+}
