@@ -7,6 +7,7 @@
  *   ESC 's' <u32 LE>   spin a loop of that many iterations (2 instructions each on Arm)
  *                      and print "spin iterations=<n> cycles=<cycles taken>"
  *   ESC 'x' <code>     print "bye code=<code>" and exit with that code
+ *   ESC 'u'            execute an undefined instruction (checks the port's fault report)
  * Any other command byte prints "unknown command 0x<hex>".
  */
 #include <stddef.h>
@@ -96,6 +97,15 @@ static void td_app_print_spin(uint32_t iterations)
     td_app_send_line(&line);
 }
 
+static void td_app_undefined_instruction(void)
+{
+#if defined(__arm__)
+    __asm volatile("udf #0");
+#else
+    __builtin_trap();
+#endif
+}
+
 /* Where the command decoder is between bytes. */
 typedef enum {
     TD_APP_ECHOING,
@@ -151,6 +161,8 @@ int td_app_main(void)
                     state = TD_APP_SPIN_ARGUMENT;
                 } else if (byte == 'x') {
                     state = TD_APP_EXIT_ARGUMENT;
+                } else if (byte == 'u') {
+                    td_app_undefined_instruction();
                 } else {
                     static const char hex[] = "0123456789abcdef";
                     td_app_append_text(&line, "unknown command 0x");

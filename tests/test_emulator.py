@@ -1,0 +1,159 @@
+"""The emulated board end to end: the minimal app (firmware/src/main.c) built by PlatformIO,
+booted in QEMU's mps2-an386, driven over the TCP serial link.
+
+The app prints a hello line and three counter lines, echoes what it receives, and takes
+commands after ESC: ESC ESC (a literal ESC), ESC c (counter line), ESC s <u32> (spin loop),
+ESC u (undefined instruction), ESC x <code> (exit)."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+import threading
+
+import pytest
+
+from tinydrift.device import emulator, platformio
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
+    reason="needs qemu-system-arm and PlatformIO (scripts/setup.sh installs both)",
+)
+
+ESC = b"\x1b"
+HELLO = "tinydrift hello board=mps2_an386 cycle_hz=25000000"
+BOOT_LINES = 4  # hello + three counter lines
+
+
+def exit_command(code: int) -> bytes:
+    return ESC + b"x" + bytes([code])
+
+
+def spin_command(iterations: int) -> bytes:
+    return ESC + b"s" + iterations.to_bytes(4, "little")
+
+
+def escaped(data: bytes) -> bytes:
+    return data.replace(ESC, ESC + ESC)
+
+
+@pytest.fixture(scope="module")
+def elf():
+    return emulator.build_firmware()
+
+
+@pytest.mark.parametrize("code", [0, 1, 42, 200, 255])
+def test_boots_prints_hello_and_counters_and_exits_with_the_chosen_code(elf, code):
+    result = emulator.run(elf, send=exit_command(code), timeout=20)
+    assert result.exit_code == code
+    lines = result.lines
+    assert lines[0] == HELLO
+    counts = [re.fullmatch(r"count (\d+) ms=(\d+) cycles=(\d+)", line) for line in lines[1:4]]
+    assert all(counts), lines
+    assert [int(m.group(1)) for m in counts] == [1, 2, 3]
+    cycles = [int(m.group(3)) for m in counts]
+    assert cycles == sorted(cycles) and cycles[0] < cycles[-1]
+    assert lines[4:] == [f"bye code={code}"]
+
+
+def test_echo_through_pyserial_socket_loses_no_byte(elf):
+    """60,000 random bytes (every value, ESC escaped) in three sessions, two of them with
+    -icount: everything comes back, in order, while both directions push back."""
+    rng = random.Random(20261125)
+    for session, icount_shift in enumerate([None, 0, None]):
+        payload = bytes(rng.getrandbits(8) for _ in range(20_000))
+        with emulator.start(elf, icount_shift=icount_shift) as board:
+            link = board.open_serial(timeout=10)
+            boot = [link.readline() for _ in range(BOOT_LINES)]
+            assert boot[0].decode().rstrip("\n") == HELLO, boot
+
+            echoed = bytearray()
+
+            def collect() -> None:
+                while len(echoed) < len(payload):
+                    data = link.read(min(4096, len(payload) - len(echoed)))
+                    if not data:
+                        return
+                    echoed.extend(data)
+
+            reader = threading.Thread(target=collect)
+            reader.start()
+            wire = escaped(payload)
+            for offset in range(0, len(wire), 1000):
+                link.write(wire[offset:offset + 1000])
+            reader.join(timeout=60)
+            assert bytes(echoed) == payload, f"session {session}: {len(echoed)} bytes back"
+
+            link.write(exit_command(session + 10))
+            assert link.readline() == f"bye code={session + 10}\n".encode()
+            assert board.wait(timeout=10) == session + 10
+            link.close()
+
+
+def test_commands_after_echoed_bytes_keep_their_order(elf):
+    result = emulator.run(elf, send=b"abc" + ESC + b"c" + escaped(b"d\x1be") + ESC + b"?"
+                          + exit_command(3), timeout=20)
+    text = result.output.decode()
+    tail = text.split("\n", BOOT_LINES)[BOOT_LINES]
+    assert re.fullmatch(r"abccount 4 ms=\d+ cycles=\d+\nd\x1beunknown command 0x3f\nbye code=3\n",
+                        tail), tail
+    assert result.exit_code == 3
+
+
+def test_a_cpu_fault_is_reported_and_ends_the_run(elf):
+    result = emulator.run(elf, send=b"x" + ESC + b"u", timeout=20)
+    assert result.exit_code == 127  # TD_PORT_EXIT_FAULT
+    # HardFault (exception 3), escalated from an undefined instruction (CFSR.UNDEFINSTR)
+    assert result.output.endswith(b"x\r\ntd_port: fault, exception 03 cfsr 00010000\r\n")
+
+
+SPIN = re.compile(r"spin iterations=(\d+) cycles=(\d+)")
+
+
+def spin_cycles(elf, iterations: list[int], icount_shift: int) -> list[int]:
+    command = b"".join(spin_command(n) for n in iterations) + exit_command(0)
+    result = emulator.run(elf, send=command, icount_shift=icount_shift, timeout=30)
+    assert result.exit_code == 0
+    found = [SPIN.fullmatch(line) for line in result.lines if line.startswith("spin")]
+    assert [int(m.group(1)) for m in found] == iterations
+    return [int(m.group(2)) for m in found]
+
+
+def test_icount_cycles_count_instructions_exactly(elf):
+    """Under -icount shift=0 one SysTick cycle is 40 instructions: a loop of n iterations
+    (SUBS + BNE, 2n instructions) plus a fixed call overhead reads back as 2n within one
+    cycle, for loop sizes over three decades."""
+    iterations = [1_000, 10_000, 123_457, 1_000_000, 4_000_000]
+    cycles = spin_cycles(elf, iterations, icount_shift=0)
+    for n, c in zip(iterations, cycles):
+        instructions = emulator.instructions_from_cycles(c, icount_shift=0)
+        assert 2 * n - 40 <= instructions <= 2 * n + 120, (n, c, instructions)
+
+
+def test_icount_runs_are_repeatable(elf):
+    command = spin_command(54_321) + ESC + b"c" + exit_command(5)
+    first = emulator.run(elf, send=command, icount_shift=0)
+    second = emulator.run(elf, send=command, icount_shift=0)
+    assert first.exit_code == second.exit_code == 5
+    boot_and_spin = [line for line in first.lines if not line.startswith("count 4")]
+    assert boot_and_spin == [line for line in second.lines if not line.startswith("count 4")]
+
+
+def test_cycle_counter_survives_systick_wraps(elf):
+    """SysTick is 24 bits: it wraps every 2**24 cycles and the port extends it in its
+    interrupt. At shift=7 (128 ns per instruction, 3.2 cycles each) a 4M-iteration loop
+    spans about 1.5 wraps: the count must still match the instructions run."""
+    iterations = [4_000_000, 6_000_000]
+    cycles = spin_cycles(elf, iterations, icount_shift=7)
+    for n, c in zip(iterations, cycles):
+        assert c > 1 << 24
+        instructions = emulator.instructions_from_cycles(c, icount_shift=7)
+        assert 2 * n - 2 <= instructions <= 2 * n + 120, (n, c, instructions)
+
+
+def test_missing_image_is_a_clear_error(tmp_path):
+    from tinydrift.errors import TinydriftError
+
+    with pytest.raises(TinydriftError, match="not found"):
+        emulator.start(tmp_path / "absent.elf")
