@@ -231,16 +231,23 @@ def host_frontend_parameters() -> dict:
         elif isinstance(value, ast.Name) and hasattr(frontend, value.id):
             params[keyword.arg] = getattr(frontend, value.id)
         # Anything else (out_type=tf.uint16) is not a table parameter.
+    check_parameters(params, source=frontend.__file__)
+    return params
+
+
+def check_parameters(params: dict, source: str = "front end parameters") -> None:
+    """Refuse what the device front end cannot do, naming the parameter."""
     missing = [name for name in _REQUIRED if name not in params]
     if missing:
-        raise TinydriftError(f"{frontend.__file__}: frontend_uint16 does not set {missing}")
+        raise TinydriftError(f"{source}: the audio_microfrontend call does not set {missing}")
     for name, expected in _OP_ONLY_DEFAULTS.items():
         if params.get(name, expected) != expected:
             raise TinydriftError(
-                f"{frontend.__file__}: {name}={params[name]!r} is op post-processing the device "
+                f"{source}: {name}={params[name]!r} is op post-processing the device "
                 f"front end does not implement (it supports {name}={expected!r})"
             )
-    return params
+    if not params["enable_pcan"]:
+        raise TinydriftError(f"{source}: the device front end is generated with PCAN on (enable_pcan=True)")
 
 
 # --- TensorFlow's library --------------------------------------------------------------------
@@ -355,11 +362,25 @@ def _pcan_lut_without_padding(lut: np.ndarray) -> np.ndarray:
     return lut
 
 
+def _kiss_factors_without_padding(factors: np.ndarray) -> np.ndarray:
+    """kissfft's (radix, stride) pairs, zero after the pair whose stride is 1.
+
+    kf_factor writes pairs until the stride reaches 1 and kf_work stops there; the rest of
+    the array is malloc'ed memory never written nor read. Zero it for a reproducible header.
+    """
+    factors = factors.copy()
+    strides = factors[1::2]
+    last = int(np.argmax(strides == 1)) if np.any(strides == 1) else None
+    if last is None:
+        raise TinydriftError("TensorFlow's kissfft factors never reach stride 1: layout mismatch")
+    factors[2 * last + 2:] = 0
+    return factors
+
+
 def compute_tables(params: dict | None = None) -> FrontendTables:
     """Run TensorFlow's FrontendPopulateState for `params` and copy its tables out."""
     params = dict(host_frontend_parameters() if params is None else params)
-    if not params.get("enable_pcan"):
-        raise TinydriftError("the device front end is generated with PCAN on (enable_pcan=True)")
+    check_parameters(params)
     lib = tf_microfrontend_library()
     config = build_config(params)
     state = FrontendState()
@@ -391,7 +412,7 @@ def compute_tables(params: dict | None = None) -> FrontendTables:
             window_coefficients=_array(window.coefficients, window.size, ctypes.c_int16),
             fft_size=fft.fft_size,
             kiss_nfft=nfft,
-            kiss_factors=np.array(head.factors, dtype=np.int32),
+            kiss_factors=_kiss_factors_without_padding(np.array(head.factors, dtype=np.int32)),
             kiss_twiddles=_array(twiddle_address, 2 * nfft, ctypes.c_int16).reshape(nfft, 2),
             kiss_super_twiddles=_array(fftr.super_twiddles, nfft, ctypes.c_int16).reshape(nfft // 2, 2),
             num_channels=channels,
