@@ -157,3 +157,27 @@ def test_missing_image_is_a_clear_error(tmp_path):
 
     with pytest.raises(TinydriftError, match="not found"):
         emulator.start(tmp_path / "absent.elf")
+
+
+EMULATE = "from tinydrift.device.cli_emulate import emulate; emulate()"
+
+
+def test_emulate_command_bridges_the_console_and_returns_the_exit_code(elf):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", EMULATE, "--elf", str(elf), "--icount"],
+                            input=b"ping" + ESC + b"c" + exit_command(42), capture_output=True,
+                            timeout=30)
+    assert result.returncode == 42, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert lines[0] == HELLO
+    assert re.fullmatch(r"pingcount 4 ms=\d+ cycles=\d+", lines[4])
+    assert lines[5] == "bye code=42"
+    assert b"exited with code 42" in result.stderr
+
+    stuck = subprocess.run([sys.executable, "-c", EMULATE, "--elf", str(elf), "--timeout", "0.5"],
+                           stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    assert stuck.returncode != 0
+    assert b"did not exit within 0.5 s" in stuck.stderr
+    assert stuck.stdout.startswith(HELLO.encode())

@@ -104,8 +104,9 @@ class Emulator:
 
         return serial.serial_for_url(self.url, timeout=timeout)
 
-    def wait(self, timeout: float) -> int:
-        """Wait for the firmware to exit; returns its exit code. Kills QEMU on timeout."""
+    def wait(self, timeout: float | None) -> int:
+        """Wait for the firmware to exit (None: for ever); returns its exit code. Kills QEMU
+        on timeout."""
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
