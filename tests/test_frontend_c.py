@@ -273,3 +273,64 @@ def test_two_instances_are_independent(frontend):
         position += hop
     assert np.array_equal(np.stack(frames_a), frontend_uint16(a))
     assert np.array_equal(np.stack(frames_b), frontend_uint16(b))
+
+
+SANITIZED_DRIVER = r"""
+/* Runs the front end over N clips from argv[1] (int16) and writes, per clip, the whole-clip
+ * and the hop-by-hop uint16 output to argv[2], under AddressSanitizer and UBSan. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "td_frontend.h"
+
+static td_frontend_t frontend;
+static int16_t pcm[TD_FRONTEND_CLIP_SAMPLES];
+static uint16_t clip_raw[TD_FRONTEND_FEATURES];
+static uint16_t hop_raw[TD_FRONTEND_FEATURES];
+
+int main(int argc, char **argv) {
+  FILE *in, *out;
+  if (argc != 3 || (in = fopen(argv[1], "rb")) == NULL || (out = fopen(argv[2], "wb")) == NULL) {
+    return 2;
+  }
+  while (fread(pcm, sizeof(pcm[0]), TD_FRONTEND_CLIP_SAMPLES, in) == TD_FRONTEND_CLIP_SAMPLES) {
+    size_t position = 0, frame = 0;
+    if (td_frontend_process_clip_raw(&frontend, pcm, clip_raw) != TD_FRONTEND_OK) return 3;
+    td_frontend_reset(&frontend);
+    while (frame < TD_FRONTEND_NUM_FRAMES) {
+      size_t hop = td_frontend_hop_samples(&frontend);
+      if (td_frontend_process_hop_raw(&frontend, pcm + position, hop,
+                                      hop_raw + frame * TD_FRONTEND_NUM_CHANNELS) != TD_FRONTEND_OK) {
+        return 4;
+      }
+      position += hop;
+      ++frame;
+    }
+    fwrite(clip_raw, sizeof(clip_raw[0]), TD_FRONTEND_FEATURES, out);
+    fwrite(hop_raw, sizeof(hop_raw[0]), TD_FRONTEND_FEATURES, out);
+  }
+  fclose(in);
+  return fclose(out) == 0 ? 0 : 5;
+}
+"""
+
+
+def test_sanitized_build_is_clean_and_exact(tmp_path):
+    """ASan + UBSan (fatal on any report) over the hardest synthetic clips, whole and streamed."""
+    from tinydrift.codegen.frontend_native import frontend_build_inputs
+    from tinydrift.native import compile_c
+
+    sources, include_dirs, defines = frontend_build_inputs()
+    driver = tmp_path / "td_frontend_sanitized.c"
+    driver.write_text(SANITIZED_DRIVER)
+    exe = compile_c([driver, *sources], shared=False, sanitize=True, optimize="-O1",
+                    include_dirs=include_dirs, defines=defines)
+    clips = np.stack(edge_clips() + noise_clips()[::4] + tone_clips()[::6])
+    clips.tofile(tmp_path / "clips.bin")
+    proc = subprocess.run([str(exe), str(tmp_path / "clips.bin"), str(tmp_path / "features.bin")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.fromfile(tmp_path / "features.bin", np.uint16).reshape(len(clips), 2, NUM_FRAMES, NUM_CHANNELS)
+    for clip, (whole, streamed) in zip(clips, got):
+        expected = frontend_uint16(clip)
+        assert np.array_equal(whole, expected)
+        assert np.array_equal(streamed, expected)
