@@ -97,6 +97,85 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
         click.echo(f"{split:>7}: {path}")
 
 
+@main.command("train")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="A folder made by `tinydrift data kws` (reads train.npz and val.npz).")
+@click.option("--out", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True,
+              help="Model folder: model_float.keras and training.json are written there.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default 24).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
+    """Train the DS-CNN on the set's int8 features; keep the best validation epoch.
+
+    \b
+    Example:
+      tinydrift train --data build/data/kws --out models/kws
+    """
+    from .data.clipset import ClipSet
+    from .model.train import TrainConfig, train
+
+    config = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
+    if config.epochs < 1:
+        raise TinydriftError(f"--epochs must be at least 1, got {config.epochs}")
+    train_set, val_set = ClipSet.load(data_dir / "train.npz"), ClipSet.load(data_dir / "val.npz")
+    with progress_bars() as bars:
+        _, history = train(train_set, val_set, model_dir, config, progress_factory=bars)
+    best = max(history, key=lambda h: h["val_accuracy"])
+    click.echo(f"best epoch {best['epoch']}: validation accuracy {best['val_accuracy']:.4f} -> {model_dir}")
+
+
+@main.command("quantize")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="Representative inputs come from its train.npz (the training domain).")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True)
+def quantize_cmd(data_dir: Path, model_dir: Path):
+    """Convert the float model to full-int8 TFLite (int8 in and out, batch 1) for TFLite Micro.
+
+    The result is checked as the device will need it: int8 input of 49x40 with scale 1 and
+    zero point 0, softmax output with scale 1/256, only ops the firmware implements.
+    """
+    from .data.clipset import ClipSet
+    from .model.quantize import describe, quantize
+
+    path = quantize(model_dir, ClipSet.load(data_dir / "train.npz").ensure_features())
+    info = describe(path.read_bytes())
+    click.echo(f"{path}: {path.stat().st_size} bytes, ops {', '.join(info['ops'])}")
+
+
+@main.command("eval")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
+              help="tflm: TFLite Micro's reference kernels (what the device computes); litert: fast.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, per_class, confusion).")
+def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
+    """Accuracy of the int8 model on a clip set.
+
+    DATA is a split made by `tinydrift data kws` (e.g. build/data/kws/test.npz), a folder in
+    the Speech Commands layout (WORD/*.wav, 16 kHz), or an FSDD folder (8 kHz, resampled).
+
+    \b
+    Examples:
+      tinydrift eval models/kws build/data/kws/accent.npz
+      tinydrift eval models/kws ../shared/data/speech_commands_v0.01_subset --json
+    """
+    from .data.wavfolder import load_any
+    from .model.evaluate import evaluate
+    from .model.quantize import load_int8
+
+    model, _ = load_int8(model_dir)
+    clips = load_any(data)
+    if as_json:
+        emit_json(evaluate(model, clips, runtime))
+        return
+    with progress_bars() as bars:
+        result = evaluate(model, clips, runtime, progress_factory=bars)
+    click.echo(f"{data}: accuracy {result['accuracy']:.4f} on {result['n']} clips ({runtime}), "
+               f"mean entropy {result['mean_entropy']:.3f}")
+    for name, r in result["per_class"].items():
+        click.echo(f"  {name:>10}: {r['accuracy']:.3f} ({r['n']})")
+
+
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=None, sort_keys=True))
 

@@ -1,0 +1,54 @@
+"""Accuracy, per-class accuracy, confusion and output entropy of an int8 model on a clip set."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..data.clipset import ClipSet
+from ..data.labels import LABELS
+from .runtimes import run
+
+
+def probabilities(outputs_int8: np.ndarray) -> np.ndarray:
+    """Softmax outputs as probabilities: int8 with scale 1/256 and zero point -128."""
+    return (outputs_int8.astype(np.float64) + 128.0) / 256.0
+
+
+def mean_entropy(outputs_int8: np.ndarray) -> float:
+    p = probabilities(outputs_int8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    return float(h.mean()) if len(h) else float("nan")
+
+
+def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarray | None = None) -> dict:
+    n = len(labels)
+    k = len(LABELS)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
+    per_class = {}
+    for i, name in enumerate(LABELS):
+        total = int(confusion[i].sum())
+        if total:
+            per_class[name] = {"n": total, "accuracy": float(confusion[i, i] / total)}
+    result = {
+        "n": int(n),
+        "accuracy": float((predicted == labels).mean()) if n else float("nan"),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "labels": list(LABELS),
+    }
+    if outputs_int8 is not None:
+        result["mean_entropy"] = mean_entropy(outputs_int8)
+        result["mean_confidence"] = float(probabilities(outputs_int8).max(axis=1).mean()) if n else float("nan")
+    return result
+
+
+def evaluate(model: bytes, clips: ClipSet, runtime: str, progress_factory=None) -> dict:
+    advance = progress_factory("features", len(clips)) if progress_factory and clips.features is None else None
+    features = clips.ensure_features(progress=advance)
+    advance = progress_factory(f"inference ({runtime})", len(clips)) if progress_factory else None
+    outputs = run(runtime, model, features, progress=advance)
+    result = summarize(outputs.argmax(axis=1), clips.labels, outputs)
+    result["runtime"] = runtime
+    return result
