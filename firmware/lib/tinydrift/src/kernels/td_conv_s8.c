@@ -1,0 +1,60 @@
+/* CONV_2D, int8 activations and weights, int32 bias, per-channel requantization:
+ * TFLite Micro's reference ConvPerChannel, including grouped convolution. */
+#include "td_kernels.h"
+#include "td_requant.h"
+
+void td_conv_s8(const td_conv_params_t *params, const int8_t *input, const int8_t *filter,
+                const int32_t *bias, int8_t *output)
+{
+    const int32_t input_height = params->input_height;
+    const int32_t input_width = params->input_width;
+    const int32_t input_depth = params->input_depth;
+    const int32_t filter_height = params->filter_height;
+    const int32_t filter_width = params->filter_width;
+    const int32_t filter_input_depth = params->filter_input_depth;
+    const int32_t output_depth = params->output_depth;
+    const int32_t groups = input_depth / filter_input_depth;
+    const int32_t filters_per_group = output_depth / groups;
+
+    for (int32_t batch = 0; batch < params->batches; ++batch) {
+        const int8_t *input_image = input + batch * input_height * input_width * input_depth;
+        for (int32_t out_y = 0; out_y < params->output_height; ++out_y) {
+            const int32_t in_y_origin = out_y * params->stride_height - params->pad_height;
+            for (int32_t out_x = 0; out_x < params->output_width; ++out_x) {
+                const int32_t in_x_origin = out_x * params->stride_width - params->pad_width;
+                for (int32_t out_channel = 0; out_channel < output_depth; ++out_channel) {
+                    const int32_t first_in_channel = (out_channel / filters_per_group) * filter_input_depth;
+                    const int8_t *channel_filter =
+                        filter + out_channel * filter_height * filter_width * filter_input_depth;
+                    int32_t acc = 0;
+                    for (int32_t filter_y = 0; filter_y < filter_height; ++filter_y) {
+                        const int32_t in_y = in_y_origin + params->dilation_height * filter_y;
+                        if (in_y < 0 || in_y >= input_height) {
+                            continue; /* zero padding: the term is omitted */
+                        }
+                        for (int32_t filter_x = 0; filter_x < filter_width; ++filter_x) {
+                            const int32_t in_x = in_x_origin + params->dilation_width * filter_x;
+                            if (in_x < 0 || in_x >= input_width) {
+                                continue;
+                            }
+                            const int8_t *in = input_image + (in_y * input_width + in_x) * input_depth + first_in_channel;
+                            const int8_t *w = channel_filter + (filter_y * filter_width + filter_x) * filter_input_depth;
+                            for (int32_t in_channel = 0; in_channel < filter_input_depth; ++in_channel) {
+                                acc += (int32_t)w[in_channel] * ((int32_t)in[in_channel] + params->input_offset);
+                            }
+                        }
+                    }
+                    if (bias != 0) {
+                        acc += bias[out_channel];
+                    }
+                    acc = td_multiply_by_quantized_multiplier(acc, params->output_multiplier[out_channel],
+                                                              params->output_shift[out_channel]);
+                    acc += params->output_offset;
+                    acc = td_clamp_s32(acc, params->activation_min, params->activation_max);
+                    output[((batch * params->output_height + out_y) * params->output_width + out_x) * output_depth +
+                           out_channel] = (int8_t)acc;
+                }
+            }
+        }
+    }
+}
