@@ -1,0 +1,222 @@
+"""Test helper: small Keras models described by JSON-able specs, converted to full-int8
+.tflite by TensorFlow and cached under build/test_models/ keyed by the spec.
+
+Conversion runs in a subprocess (`python tests/helpers_tflite.py SPECS.json`) so that the
+pytest process never imports TensorFlow, and only for specs not cached yet: the first run
+pays ~0.3 s per model, later runs read files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CACHE_DIR = REPO_ROOT / "build" / "test_models"
+HELPER_VERSION = "1"  # bump when the model builders change meaning
+
+
+def spec_key(spec: dict) -> str:
+    text = json.dumps(spec, sort_keys=True) + HELPER_VERSION
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cache_path(spec: dict) -> Path:
+    return CACHE_DIR / f"{spec.get('kind', 'model')}-{spec_key(spec)}.tflite"
+
+
+def tflite_models(specs: list[dict]) -> list[bytes]:
+    """The converted model of every spec, converting the missing ones in one subprocess."""
+    missing = [spec for spec in specs if not cache_path(spec).exists()]
+    if missing:
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        request = CACHE_DIR / f"request-{os.getpid()}.json"
+        request.write_text(json.dumps(missing))
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT / "host"))
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), str(request)], capture_output=True, text=True, env=env
+        )
+        request.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"model conversion failed:\n{proc.stderr[-5000:]}")
+    return [cache_path(spec).read_bytes() for spec in specs]
+
+
+def tflite_model(spec: dict) -> bytes:
+    return tflite_models([spec])[0]
+
+
+# --- everything below runs in the conversion subprocess (imports TensorFlow) -------------
+
+
+def _activation(name: str):
+    return None if name == "none" else name
+
+
+def build_keras_model(spec: dict):
+    import keras
+
+    keras.utils.set_random_seed(spec["seed"])
+    kind = spec["kind"]
+    inp = keras.Input(tuple(spec["input_shape"]), batch_size=1)
+    layers = keras.layers
+    if kind == "conv":
+        x = layers.Conv2D(
+            spec["filters"],
+            tuple(spec["kernel"]),
+            strides=tuple(spec["strides"]),
+            padding=spec["padding"],
+            dilation_rate=tuple(spec["dilation"]),
+            activation=_activation(spec["activation"]),
+            use_bias=spec["use_bias"],
+            groups=spec.get("groups", 1),
+        )(inp)
+    elif kind == "depthwise":
+        x = layers.DepthwiseConv2D(
+            tuple(spec["kernel"]),
+            strides=tuple(spec["strides"]),
+            padding=spec["padding"],
+            depth_multiplier=spec["depth_multiplier"],
+            dilation_rate=tuple(spec["dilation"]),
+            activation=_activation(spec["activation"]),
+            use_bias=spec["use_bias"],
+        )(inp)
+    elif kind == "dense":
+        x = inp
+        if spec["flatten"]:
+            x = layers.Flatten()(x)
+        x = layers.Dense(spec["units"], activation=_activation(spec["activation"]), use_bias=spec["use_bias"])(x)
+    elif kind in ("avg_pool", "max_pool"):
+        pool = layers.AveragePooling2D if kind == "avg_pool" else layers.MaxPooling2D
+        x = pool(tuple(spec["pool"]), strides=tuple(spec["strides"]), padding=spec["padding"])(inp)
+    elif kind == "softmax":
+        x = inp
+        if spec.get("dense_units"):
+            x = layers.Dense(spec["dense_units"])(x)
+        x = layers.Softmax()(x)
+    elif kind == "add":
+        x = _add_model(spec, inp)
+    elif kind == "ds_cnn":
+        x = _ds_cnn(spec, inp)
+    elif kind == "tanh":  # an op tinydrift refuses
+        x = layers.Dense(spec["units"], activation="tanh")(layers.Flatten()(inp))
+    else:
+        raise ValueError(f"unknown model kind {kind}")
+    model = keras.Model(inp, x)
+    # Random weights (not Keras' zero biases) so that every parameter matters.
+    rng = np.random.default_rng(spec["seed"])
+    scale = spec.get("weight_scale", 0.5)
+    model.set_weights([rng.normal(0.0, scale, size=w.shape).astype(np.float32) for w in model.get_weights()])
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):  # variances must stay positive
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([1.0 + 0.2 * gamma, 0.2 * beta, 0.2 * mean, 0.5 + np.abs(var)])
+        if layer.name == "branch_b":  # a second ADD operand with another range
+            layer.set_weights([w * spec["scale_ratio"] for w in layer.get_weights()])
+    return model
+
+
+def _add_model(spec: dict, inp):
+    import keras
+
+    layers = keras.layers
+    variant = spec["variant"]
+    if variant == "branches":  # two convolutions with different ranges, then ADD
+        a = layers.Conv2D(spec["channels"], 3, padding="same")(inp)
+        b = layers.Conv2D(spec["channels"], 1, padding="same", activation="relu", name="branch_b")(inp)
+        x = layers.Add()([a, b])
+    elif variant == "residual":  # input + depthwise(input): one operand is the model input
+        x = layers.Add()([inp, layers.DepthwiseConv2D(3, padding="same")(inp)])
+    elif variant == "constant":  # broadcast a per-channel constant
+        x = _constant_add_layer()(inp)
+    else:
+        raise ValueError(variant)
+    if spec["activation"] != "none":
+        x = layers.Activation(spec["activation"])(x)
+    return x
+
+
+def _constant_add_layer():
+    import keras
+
+    class ConstantAdd(keras.layers.Layer):
+        def build(self, input_shape):
+            self.offset = self.add_weight(shape=(input_shape[-1],), initializer="zeros", name="offset")
+
+        def call(self, x):
+            return x + self.offset
+
+    return ConstantAdd()
+
+
+def _ds_cnn(spec: dict, inp):
+    """The DS-CNN of DESIGN.md: conv 10x4 stride 2, four depthwise-separable blocks,
+    average pool, dense, softmax; BatchNormalization everywhere (folded by the converter)."""
+    import keras
+
+    layers = keras.layers
+    channels = spec["channels"]
+    x = layers.Conv2D(channels, (10, 4), strides=(2, 2), padding="same", use_bias=False)(inp)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    for _ in range(4):
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        x = layers.Conv2D(channels, 1, use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+    x = layers.AveragePooling2D(pool_size=(int(x.shape[1]), int(x.shape[2])))(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(spec["classes"])(x)
+    return layers.Softmax()(x)
+
+
+def representative_data(spec: dict, count: int = 32):
+    rng = np.random.default_rng(spec["seed"] + 1)
+    low, high = spec.get("input_range", (-1.0, 1.0))
+    shape = (count, 1, *spec["input_shape"])
+    return rng.uniform(low, high, size=shape).astype(np.float32)
+
+
+def convert(spec: dict) -> bytes:
+    import tensorflow as tf
+
+    model = build_keras_model(spec)
+    data = representative_data(spec)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if spec.get("float"):  # a plain float model, for refusal tests
+        return converter.convert()
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample] for sample in data)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    if not spec.get("per_channel", True):
+        converter._experimental_disable_per_channel = True
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
+    return converter.convert()
+
+
+def _main(request_path: str) -> None:
+    import contextlib
+    import io
+
+    specs = json.loads(Path(request_path).read_text())
+    for spec in specs:
+        with contextlib.redirect_stdout(io.StringIO()):  # the converter is chatty
+            data = convert(spec)
+        target = cache_path(spec)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])

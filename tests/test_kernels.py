@@ -1,0 +1,220 @@
+"""Op by op: random single-op Keras models, converted to full int8 by TensorFlow, run by the
+generated C (the firmware's kernels, built for this host) and by TFLite Micro's reference
+interpreter on many random int8 inputs. Every output element must be equal.
+
+Each case carries its seed (in its spec and its id), so a failure reproduces alone:
+    pytest tests/test_kernels.py -k conv_07
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from helpers_tflite import tflite_models
+from tinydrift.codegen.model_runner import build_host_models, run_tflm
+from tinydrift.codegen.tflite_graph import read_tflite
+
+INPUTS_PER_CASE = 200
+INPUT_RANGES = [(-1.0, 1.0), (0.0, 3.0), (-6.0, 0.5), (-0.05, 0.05), (-20.0, 20.0)]
+ACTIVATIONS = ["none", "relu", "relu6"]
+
+
+def _conv_cases(count: int) -> list[dict]:
+    cases = []
+    for i in range(count):
+        rng = random.Random(1000 + i)
+        kernel = [rng.randint(1, 5), rng.randint(1, 5)]
+        dilated = i % 5 == 3
+        strides = [1, 1] if dilated else [rng.randint(1, 3), rng.randint(1, 3)]
+        dilation = [rng.randint(1, 3), rng.randint(2, 3)] if dilated else [1, 1]
+        groups = 2 if i % 6 == 5 else 1
+        channels = rng.randint(1, 6) * groups
+        filters = rng.randint(1, 6) * groups
+        span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+        shape = [rng.randint(span[0], span[0] + 9), rng.randint(span[1], span[1] + 9), channels]
+        cases.append(
+            dict(
+                kind="conv",
+                seed=1000 + i,
+                input_shape=shape,
+                filters=filters,
+                kernel=kernel,
+                strides=strides,
+                dilation=dilation,
+                groups=groups,
+                padding=rng.choice(["same", "valid"]),
+                activation=ACTIVATIONS[i % 3],
+                use_bias=i % 4 != 2,
+                per_channel=i % 4 != 1,
+                input_range=INPUT_RANGES[i % len(INPUT_RANGES)],
+            )
+        )
+    return cases
+
+
+def _depthwise_cases(count: int) -> list[dict]:
+    cases = []
+    for i in range(count):
+        rng = random.Random(2000 + i)
+        kernel = [rng.randint(1, 5), rng.randint(1, 5)]
+        dilated = i % 5 == 2
+        strides = [1, 1] if dilated else [rng.randint(1, 3), rng.randint(1, 3)]
+        dilation = [rng.randint(2, 3), rng.randint(1, 2)] if dilated else [1, 1]
+        span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+        shape = [rng.randint(span[0], span[0] + 9), rng.randint(span[1], span[1] + 9), rng.randint(1, 8)]
+        cases.append(
+            dict(
+                kind="depthwise",
+                seed=2000 + i,
+                input_shape=shape,
+                kernel=kernel,
+                strides=strides,
+                dilation=dilation,
+                depth_multiplier=1 + i % 3,
+                padding=rng.choice(["same", "valid"]),
+                activation=ACTIVATIONS[(i + 1) % 3],
+                use_bias=i % 4 != 3,
+                per_channel=i % 4 != 1,
+                input_range=INPUT_RANGES[(i + 2) % len(INPUT_RANGES)],
+            )
+        )
+    return cases
+
+
+def _dense_cases(count: int) -> list[dict]:
+    cases = []
+    for i in range(count):
+        rng = random.Random(3000 + i)
+        flatten = i % 2 == 0
+        shape = [rng.randint(1, 5), rng.randint(1, 5), rng.randint(1, 6)] if flatten else [rng.randint(1, 40)]
+        cases.append(
+            dict(
+                kind="dense",
+                seed=3000 + i,
+                input_shape=shape,
+                flatten=flatten,
+                units=rng.randint(1, 20),
+                activation=ACTIVATIONS[i % 3],
+                use_bias=i % 5 != 4,
+                per_channel=i % 3 != 1,
+                input_range=INPUT_RANGES[i % len(INPUT_RANGES)],
+            )
+        )
+    return cases
+
+
+def _pool_cases(kind: str, count: int, seed0: int) -> list[dict]:
+    cases = []
+    for i in range(count):
+        rng = random.Random(seed0 + i)
+        pool = [rng.randint(1, 4), rng.randint(1, 4)]
+        shape = [rng.randint(pool[0], pool[0] + 8), rng.randint(pool[1], pool[1] + 8), rng.randint(1, 8)]
+        cases.append(
+            dict(
+                kind=kind,
+                seed=seed0 + i,
+                input_shape=shape,
+                pool=pool,
+                strides=[rng.randint(1, 3), rng.randint(1, 3)],
+                padding=rng.choice(["same", "valid"]),
+                input_range=INPUT_RANGES[i % len(INPUT_RANGES)],
+            )
+        )
+    return cases
+
+
+def _softmax_cases() -> list[dict]:
+    return [
+        dict(kind="softmax", seed=5000, input_shape=[12], input_range=(-1.0, 1.0)),
+        dict(kind="softmax", seed=5001, input_shape=[10], input_range=(-20.0, 20.0)),
+        dict(kind="softmax", seed=5002, input_shape=[3, 4, 7], input_range=(-4.0, 8.0)),
+        dict(kind="softmax", seed=5003, input_shape=[30], dense_units=12, input_range=(-1.0, 1.0)),
+        dict(kind="softmax", seed=5004, input_shape=[16], dense_units=5, input_range=(0.0, 3.0), weight_scale=2.0),
+        dict(kind="softmax", seed=5005, input_shape=[2, 33], input_range=(-0.05, 0.05)),
+    ]
+
+
+def _add_cases() -> list[dict]:
+    return [
+        dict(kind="add", seed=6000, variant="branches", input_shape=[6, 5, 4], channels=4, scale_ratio=3.0, activation="none"),
+        dict(kind="add", seed=6001, variant="branches", input_shape=[4, 7, 3], channels=5, scale_ratio=0.2, activation="relu"),
+        dict(kind="add", seed=6002, variant="residual", input_shape=[5, 5, 3], activation="none", input_range=(0.0, 3.0)),
+        dict(kind="add", seed=6003, variant="residual", input_shape=[3, 8, 6], activation="relu6", input_range=(-6.0, 0.5)),
+        dict(kind="add", seed=6004, variant="constant", input_shape=[4, 4, 5], activation="none", weight_scale=2.0),
+        dict(kind="add", seed=6005, variant="constant", input_shape=[3, 2, 7], activation="relu", input_range=(-20.0, 20.0)),
+    ]
+
+
+def _named(cases: list[dict]) -> list[tuple[str, dict]]:
+    counters: dict[str, int] = {}
+    named = []
+    for spec in cases:
+        index = counters.get(spec["kind"], 0)
+        counters[spec["kind"]] = index + 1
+        named.append((f"{spec['kind']}_{index:02d}", spec))
+    return named
+
+
+CASES = _named(
+    _conv_cases(14)
+    + _depthwise_cases(12)
+    + _dense_cases(8)
+    + _pool_cases("avg_pool", 6, 4000)
+    + _pool_cases("max_pool", 6, 4500)
+    + _softmax_cases()
+    + _add_cases()
+)
+
+# The operator each kind of model exists to test, and the others it may contain.
+MAIN_OP = {
+    "conv": "CONV_2D",
+    "depthwise": "DEPTHWISE_CONV_2D",
+    "dense": "FULLY_CONNECTED",
+    "avg_pool": "AVERAGE_POOL_2D",
+    "max_pool": "MAX_POOL_2D",
+    "softmax": "SOFTMAX",
+    "add": "ADD",
+}
+HELPER_OPS = {"RESHAPE", "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"}
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, bytes]:
+    converted = tflite_models([spec for _, spec in CASES])
+    return {case_id: data for (case_id, _), data in zip(CASES, converted)}
+
+
+@pytest.fixture(scope="module")
+def host_models(models):
+    """All cases' generated C in one shared library (the name prefixes keep them apart)."""
+    return build_host_models(models)
+
+
+def random_inputs(seed: int, count: int, size: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(-128, 128, size=(count, size), dtype=np.int8)
+    inputs[0] = -128  # the extremes exercise saturation and clamping
+    inputs[1] = 127
+    return inputs
+
+
+@pytest.mark.parametrize("case_id,spec", CASES, ids=[case_id for case_id, _ in CASES])
+def test_generated_c_matches_tflite_micro(case_id, spec, models, host_models):
+    data = models[case_id]
+    opcodes = [op.opcode for op in read_tflite(data).operators]
+    assert MAIN_OP[spec["kind"]] in opcodes, f"the converter produced {opcodes}"
+    assert set(opcodes) <= {MAIN_OP[spec["kind"]]} | HELPER_OPS, f"unexpected operators {opcodes}"
+
+    host = host_models[case_id]
+    inputs = random_inputs(spec["seed"], INPUTS_PER_CASE, host.input_size)
+    ours = host.run(inputs)
+    expected = run_tflm(data, inputs)
+    assert ours.shape == expected.shape
+    mismatches = int(np.count_nonzero(ours != expected))
+    assert mismatches == 0, (
+        f"{case_id} (seed {spec['seed']}, ops {opcodes}): {mismatches} of {ours.size} output values differ; "
+        f"first at input {np.argwhere(ours != expected)[0].tolist()}"
+    )
