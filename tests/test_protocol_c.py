@@ -123,7 +123,7 @@ class CHello(ctypes.Structure):
 
 class CInference(ctypes.Structure):
     _fields_ = [("inference_index", u32), ("model_id", u8 * 8), ("predicted_class", u8),
-                ("confidence", u8), ("entropy", u16), ("atc", u16), ("alarm_bits", u16),
+                ("confidence", u8), ("alarm_bits", u16), ("entropy", u32), ("atc", u32),
                 ("moved_channels", u64), ("change_index", u32), ("scores", i32 * 8)]
 
 

@@ -25,7 +25,6 @@ N_SCORES = 8
 MODEL_HASH_BYTES = 32
 MODEL_ID_BYTES = 8
 AUDIO_MAX_SAMPLES = 256
-NO_CHANGE = 0xFFFFFFFF
 HEADER_BYTES = 7
 CRC_BYTES = 4
 MIN_PACKET = HEADER_BYTES + CRC_BYTES
@@ -34,9 +33,11 @@ MAX_PACKET = HEADER_BYTES + MAX_PAYLOAD + CRC_BYTES
 MAX_WIRE = MAX_PACKET + MAX_PACKET // 254 + 3
 CRC32_RESIDUE = 0x2144DF1C  # zlib.crc32(message + crc32(message) as 4 LE bytes)
 
-SCORE_NAMES = ("data", "confidence", "label", "error", "sensor", "spare5", "spare6", "spare7")
-ALARM_NAMES = ("DATA_DRIFT", "CONFIDENCE_DRIFT", "LABEL_SHIFT", "ERROR_RATE", "SENSOR_FAULT",
-               "SPARE5", "SPARE6", "SPARE7")
+# Score slots: the drift monitor's CUSUMs in td_monitor.h order (Q12), then spare slots.
+SCORE_NAMES = ("mean", "var", "confidence", "entropy", "label", "slot5", "slot6", "slot7")
+# alarm_bits: latched alarms by type in bits 0-4, live warnings of the same type in bits 8-12.
+ALARM_NAMES = ("DATA_DRIFT", "CONFIDENCE_DRIFT", "LABEL_SHIFT", "ERROR_RATE", "SENSOR_FAULT")
+WARNING_SHIFT = 8
 AUDIO_FLAG_START = 0x0001
 AUDIO_FLAG_END = 0x0002
 
@@ -70,12 +71,11 @@ class ProtocolError(IntEnum):
     GARBAGE = -8
 
 
-def alarm_drift_bit(slot: int) -> int:
-    return 1 << slot
-
-
-def alarm_warning_bit(slot: int) -> int:
-    return 1 << (8 + slot)
+def alarm_names(alarm_bits: int) -> list[str]:
+    """Latched alarm names, then live warnings as NAME_WARNING."""
+    names = [n for i, n in enumerate(ALARM_NAMES) if alarm_bits & (1 << i)]
+    return names + [f"{n}_WARNING" for i, n in enumerate(ALARM_NAMES)
+                    if alarm_bits & (1 << (i + WARNING_SHIFT))]
 
 
 # ---------------------------------------------------------------------------- frame types
@@ -108,12 +108,12 @@ class Inference:
     inference_index: int
     model_id: bytes
     predicted_class: int
-    confidence: int  # probability * 256
-    entropy: int  # nats * 4096
-    atc: int  # accuracy estimate * 32768
+    confidence: int  # top probability in 1/256
     alarm_bits: int
+    entropy: int  # Q16 nats
+    atc: int  # label-free accuracy estimate, Q16
     moved_channels: int
-    change_index: int
+    change_index: int  # 0: no estimate
     scores: tuple[int, ...]
     raw: bytes = field(default=b"", repr=False, compare=False)
     TYPE: ClassVar[FrameType] = FrameType.INFERENCE
@@ -207,7 +207,7 @@ class Corrupt:
 
 # Payload layouts after the 7-byte header; "<I" in front of each is the header's seq.
 _HELLO = struct.Struct("<I32sBBHIBBBB8i8i")
-_INFERENCE = struct.Struct("<II8sBBHHHQI8i")
+_INFERENCE = struct.Struct("<II8sBBHIIQI8i")
 _STATUS = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
@@ -227,7 +227,7 @@ PAYLOAD_BYTES = {
     FrameType.AUDIO: _AUDIO_HEAD.size - 4,  # header only; + 2 bytes a sample
     FrameType.STATUS_REQUEST: 0,
 }
-assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 64
+assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 68
 
 
 def _build_hello(pkt: bytes) -> Hello:
@@ -295,7 +295,7 @@ def _payload(frame: Frame) -> bytes:
                            *frame.drift_thresholds)[4:]
     if t is FrameType.INFERENCE:
         return _INFERENCE.pack(0, frame.inference_index, frame.model_id, frame.predicted_class,
-                               frame.confidence, frame.entropy, frame.atc, frame.alarm_bits,
+                               frame.confidence, frame.alarm_bits, frame.entropy, frame.atc,
                                frame.moved_channels, frame.change_index, *frame.scores)[4:]
     if t is FrameType.STATUS:
         return _STATUS.pack(0, frame.uptime_ms, frame.state_bytes, frame.inferences,
@@ -597,7 +597,7 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         return Hello(seq, rng.randbytes(32), u(8), u(8), u(16), u(32), u(8), u(8), u(8), u(8),
                      scores(), scores())
     if t is FrameType.INFERENCE:
-        return Inference(seq, u(32), rng.randbytes(8), u(8), u(8), u(16), u(16), u(16), u(64),
+        return Inference(seq, u(32), rng.randbytes(8), u(8), u(8), u(16), u(32), u(32), u(64),
                          u(32), scores())
     if t is FrameType.STATUS:
         return Status(seq, u(32), u(32), u(32), u(32), u(32), rng.randbytes(32))
@@ -621,10 +621,10 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
 
 
 def typical_inference(seq: int, index: int, model_id: bytes, rng: random.Random) -> Inference:
-    """An INFERENCE frame with values as a quiet device sends them (small scores, few alarms)."""
-    scores = tuple(rng.randrange(0, 3 << 16) if k < 5 else 0 for k in range(N_SCORES))
-    return Inference(seq, index, model_id, rng.randrange(12), rng.randrange(128, 256),
-                     rng.randrange(0, 4 << 12), rng.randrange(24000, 32768), 0, 0, NO_CHANGE, scores)
+    """An INFERENCE frame with values as a quiet device sends them (small scores, no alarm)."""
+    scores = tuple(rng.randrange(0, 3 << 12) if k < 5 else 0 for k in range(N_SCORES))
+    return Inference(seq, index, model_id, rng.randrange(12), rng.randrange(128, 256), 0,
+                     rng.randrange(0, 2 << 16), rng.randrange(50000, 65536), 0, 0, scores)
 
 
 def bench_parse(n: int = 200_000, chunk: int = 4096) -> float:

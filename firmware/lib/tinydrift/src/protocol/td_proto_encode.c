@@ -99,9 +99,9 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_bytes(w, r->model_id, TD_PROTO_MODEL_ID_BYTES);
         td_put_u8(w, r->predicted_class);
         td_put_u8(w, r->confidence);
-        td_put_u16(w, r->entropy);
-        td_put_u16(w, r->atc);
         td_put_u16(w, r->alarm_bits);
+        td_put_u32(w, r->entropy);
+        td_put_u32(w, r->atc);
         td_put_u64(w, r->moved_channels);
         td_put_u32(w, r->change_index);
         td_put_scores(w, r->scores);

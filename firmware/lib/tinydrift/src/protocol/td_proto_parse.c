@@ -54,12 +54,12 @@ static void td_unpack(const uint8_t *p, td_proto_frame_t *f) {
         memcpy(r->model_id, p + 4, TD_PROTO_MODEL_ID_BYTES);
         r->predicted_class = p[12];
         r->confidence = p[13];
-        r->entropy = td_get_u16(p + 14);
-        r->atc = td_get_u16(p + 16);
-        r->alarm_bits = td_get_u16(p + 18);
-        r->moved_channels = td_get_u64(p + 20);
-        r->change_index = td_get_u32(p + 28);
-        td_get_scores(p + 32, r->scores);
+        r->alarm_bits = td_get_u16(p + 14);
+        r->entropy = td_get_u32(p + 16);
+        r->atc = td_get_u32(p + 20);
+        r->moved_channels = td_get_u64(p + 24);
+        r->change_index = td_get_u32(p + 32);
+        td_get_scores(p + 36, r->scores);
         break;
     }
     case TD_FRAME_STATUS: {

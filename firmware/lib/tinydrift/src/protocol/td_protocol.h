@@ -27,7 +27,6 @@ extern "C" {
 #define TD_PROTO_MODEL_HASH_BYTES 32u
 #define TD_PROTO_MODEL_ID_BYTES 8u /* first bytes of the SHA-256 model hash */
 #define TD_PROTO_AUDIO_MAX_SAMPLES 256u /* 512 bytes of PCM per AUDIO frame */
-#define TD_PROTO_NO_CHANGE 0xFFFFFFFFu /* change_index when no change time is estimated */
 
 /* Packet framing. */
 #define TD_PROTO_HEADER_BYTES 7u /* sync, version, type, seq */
@@ -36,7 +35,7 @@ extern "C" {
 
 /* Payload sizes, in bytes (fixed per type; AUDIO is 8 + 2 * n_samples). */
 #define TD_PROTO_HELLO_BYTES 108u
-#define TD_PROTO_INFERENCE_BYTES 64u
+#define TD_PROTO_INFERENCE_BYTES 68u
 #define TD_PROTO_STATUS_BYTES 52u
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
@@ -63,18 +62,13 @@ typedef enum {
     TD_FRAME_STATUS_REQUEST = 0x84
 } td_frame_type_t;
 
-/* Score slots of INFERENCE.scores and HELLO thresholds; alarm bit i belongs to slot i. */
-typedef enum {
-    TD_SCORE_DATA = 0,       /* input moments: DATA_DRIFT */
-    TD_SCORE_CONFIDENCE = 1, /* confidence and entropy: CONFIDENCE_DRIFT */
-    TD_SCORE_LABEL = 2,      /* predicted-class histogram: LABEL_SHIFT */
-    TD_SCORE_ERROR = 3,      /* error rate from label feedback: ERROR_RATE */
-    TD_SCORE_SENSOR = 4      /* clipping, stuck, DC, silence: SENSOR_FAULT */
-    /* slots 5..7 reserved, sent as 0 */
-} td_score_slot_t;
-
-#define TD_ALARM_DRIFT_BIT(slot) ((uint16_t)(1u << (slot)))
-#define TD_ALARM_WARNING_BIT(slot) ((uint16_t)(1u << (8u + (slot))))
+/* INFERENCE.scores[i] and the HELLO thresholds of slot i: the drift monitor's CUSUMs in
+ * td_monitor.h order (TD_SCORE_MEAN, _VAR, _CONF, _ENTROPY, _LABEL) in Q12; slots from
+ * HELLO.n_scores on are application-defined and sent as 0 when unused.
+ * INFERENCE.alarm_bits is td_monitor's alarm word: latched alarms by type in bits 0-4
+ * (DATA_DRIFT, CONFIDENCE_DRIFT, LABEL_SHIFT, ERROR_RATE, SENSOR_FAULT), live warnings of
+ * the same types in bits 8-12. */
+#define TD_PROTO_ALARM_TYPES 5u
 
 /* AUDIO flags. */
 #define TD_AUDIO_FLAG_START 0x0001u /* first chunk of a clip: sample_offset is 0 */
@@ -111,15 +105,15 @@ typedef struct {
 } td_proto_hello_t;
 
 typedef struct {
-    uint32_t inference_index;
+    uint32_t inference_index; /* td_monitor's t: 1 for the first inference after a reset */
     uint8_t model_id[TD_PROTO_MODEL_ID_BYTES];
     uint8_t predicted_class;
-    uint8_t confidence; /* top softmax output as uint8: probability = confidence / 256 */
-    uint16_t entropy;   /* nats * 4096 */
-    uint16_t atc;       /* label-free accuracy estimate, 32768 = 1.0 */
-    uint16_t alarm_bits;
-    uint64_t moved_channels;
-    uint32_t change_index; /* estimated change time (inference index) or TD_PROTO_NO_CHANGE */
+    uint8_t confidence;  /* top softmax output in 1/256 (0..255) */
+    uint16_t alarm_bits; /* latched alarms by type (bits 0-4), warnings (bits 8-12) */
+    uint32_t entropy;    /* entropy of this output, Q16 nats */
+    uint32_t atc;        /* label-free accuracy estimate, Q16 (65536 = 1.0) */
+    uint64_t moved_channels; /* bit c: summary channel c moved */
+    uint32_t change_index;   /* estimated change point (an inference index), 0 if none */
     int32_t scores[TD_PROTO_N_SCORES];
 } td_proto_inference_t;
 
