@@ -27,6 +27,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import click
 import numpy as np
 
 from .. import atomic
@@ -516,22 +517,14 @@ def write_header(path: Path = DEFAULT_HEADER, tables: FrontendTables | None = No
     return tables
 
 
-def _click_command():
-    import click
-
-    @click.command("frontend-tables")
-    @click.option(
-        "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_HEADER,
-        show_default=True, help="Header to write.",
-    )
-    def frontend_tables_command(output: Path) -> None:
-        """Generate the device front end's const tables from TensorFlow's microfrontend."""
-        tables = write_header(output)
-        sizes = tables.flash_bytes()
-        click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables "
-                   + ", ".join(f"{k} {v}" for k, v in sizes.items()))
-
-    return frontend_tables_command
-
-
-frontend_tables_command = _click_command()
+@click.command("frontend-tables")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_HEADER,
+    show_default=True, help="Header to write.",
+)
+def frontend_tables_command(output: Path) -> None:
+    """Generate the device front end's const tables from TensorFlow's microfrontend."""
+    tables = write_header(output)
+    sizes = tables.flash_bytes()
+    click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables ("
+               + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ")")
