@@ -193,8 +193,13 @@ def extract_sources(sdist: Path, dest: Path) -> Path:
             )
         (tmp / ".extracted").write_text(fingerprint + "\n")
         if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+            shutil.rmtree(dest, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            # Another process extracted the same files meanwhile: theirs are as good.
+            if not (stamp.exists() and stamp.read_text().strip() == fingerprint):
+                raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
