@@ -1,0 +1,44 @@
+"""Shared fixtures: the real recordings beside the repo, and a small synthetic set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+SPEECH_COMMANDS = SHARED_DATA / "speech_commands_v0.01_subset"
+FSDD = SHARED_DATA / "fsdd"
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent (real recordings live in ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def speech_commands_dir() -> Path:
+    return require_shared(SPEECH_COMMANDS)
+
+
+@pytest.fixture(scope="session")
+def fsdd_dir() -> Path:
+    return require_shared(FSDD)
+
+
+SMALL_CONFIG_PER_CLASS = {"train": 40, "val": 6, "ref": 10, "test": 10, "accent": 10}
+
+
+@pytest.fixture(scope="session")
+def small_kws(tmp_path_factory) -> Path:
+    """A small espeak-ng set (all five splits), built once per test session."""
+    from tinydrift.data.synth import KwsConfig, build_kws
+
+    out = tmp_path_factory.mktemp("kws")
+    build_kws(out, KwsConfig(seed=7, clips_per_class=SMALL_CONFIG_PER_CLASS))
+    return out

@@ -1,0 +1,139 @@
+"""The data sets: espeak-ng synthesis, its splits and cache, and the WAV loaders."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import wave
+
+import numpy as np
+import pytest
+
+from tinydrift.data.clipset import ClipSet
+from tinydrift.data.labels import KEYWORDS, LABELS
+from tinydrift.data.synth import (
+    ACCENT_VOICES, ENGLISH_VOICES, ClipSpec, KwsConfig, build_kws, espeak_variants, render, split_variants,
+)
+from tinydrift.data.wavfolder import load_any, load_fsdd, load_speech_commands
+from tinydrift.errors import TinydriftError
+from tinydrift.features import CLIP_SAMPLES
+
+from conftest import SMALL_CONFIG_PER_CLASS
+
+
+def test_splits_have_every_class_and_their_domain(small_kws):
+    for split, per_class in SMALL_CONFIG_PER_CLASS.items():
+        clips = ClipSet.load(small_kws / f"{split}.npz")
+        assert len(clips) == per_class * len(LABELS)
+        assert np.bincount(clips.labels, minlength=len(LABELS)).tolist() == [per_class] * len(LABELS)
+        assert clips.features is not None and clips.features.dtype == np.int8
+        voices = set(clips.domain["voice"])
+        allowed = ACCENT_VOICES if split == "accent" else ENGLISH_VOICES
+        assert voices <= set(allowed), (split, voices)
+        for column in ("voice", "variant", "pitch", "speed", "noise", "snr_db", "group"):
+            assert len(clips.domain[column]) == len(clips)
+
+
+def test_held_out_splits_hear_voice_variants_training_never_heard(small_kws):
+    train = set(ClipSet.load(small_kws / "train.npz").domain["variant"])
+    for split in ("val", "ref", "test", "accent"):
+        held_out = set(ClipSet.load(small_kws / f"{split}.npz").domain["variant"])
+        assert not train & held_out, split
+    parts = split_variants(espeak_variants())
+    assert parts["accent"] == parts["test"]
+
+
+def test_clips_are_speech_at_the_planned_level_and_words_are_audible(small_kws):
+    clips = ClipSet.load(small_kws / "test.npz")
+    assert clips.audio.shape[1] == CLIP_SAMPLES
+    peaks = np.abs(clips.audio.astype(np.int32)).max(axis=1)
+    speech = clips.labels != LABELS.index("_silence_")
+    # Peaks were drawn in [-26, -3] dBFS; noise can add a little on top.
+    assert np.all(peaks[speech] > 32767 * 10 ** (-27 / 20))
+    assert np.all(peaks < 32767)
+    # Silence clips are background only: well below the speech clips' level.
+    assert np.median(peaks[~speech]) < np.median(peaks[speech]) / 3
+
+
+def test_synthesis_is_deterministic_and_seeded():
+    spec = ClipSpec(word="yes", label=2, voice="en-us", variant="m3", pitch=50, speed=160, peak_dbfs=-6.0,
+                    noise="pink", snr_db=20.0, offset_frac=0.3, noise_seed=11)
+    a, b = render(spec), render(spec)
+    assert np.array_equal(a, b)
+    other = render(ClipSpec(**{**spec.__dict__, "noise_seed": 12}))
+    assert not np.array_equal(a, other)
+
+
+def test_cache_makes_a_second_build_instant(small_kws):
+    manifest = json.loads((small_kws / "manifest.json").read_text())
+    config = KwsConfig(seed=7, clips_per_class=SMALL_CONFIG_PER_CLASS)
+    assert manifest["config_digest"] == config.digest()
+    before = {p.name: p.stat().st_mtime_ns for p in small_kws.glob("*.npz")}
+    start = time.perf_counter()
+    build_kws(small_kws, config)
+    assert time.perf_counter() - start < 1.0
+    assert {p.name: p.stat().st_mtime_ns for p in small_kws.glob("*.npz")} == before
+
+
+def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(TinydriftError, match="espeak-ng not found"):
+        build_kws(tmp_path / "out", KwsConfig(seed=1, clips_per_class={k: 1 for k in SMALL_CONFIG_PER_CLASS}))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_speech_commands_layout(speech_commands_dir):
+    clips = load_speech_commands(speech_commands_dir)
+    assert len(clips) == 300
+    counts = np.bincount(clips.labels, minlength=len(LABELS))
+    assert counts[LABELS.index("_unknown_")] == 200
+    assert all(counts[LABELS.index(k)] == 10 for k in KEYWORDS)
+    assert clips.audio.dtype == np.int16 and clips.audio.shape == (300, CLIP_SAMPLES)
+
+
+def test_fsdd_is_resampled_and_padded(fsdd_dir):
+    clips = load_fsdd(fsdd_dir)
+    assert len(clips) == 3000
+    assert set(clips.labels.tolist()) == {LABELS.index("_unknown_")}
+    assert set(clips.domain["accent"]) == {"USA/neutral", "BEL/French", "DEU/German", "GRC/Greek"}
+    # An 8 kHz source upsampled has (almost) nothing above 4 kHz.
+    spectrum = np.abs(np.fft.rfft(clips.audio[:50].astype(np.float64), axis=1)).sum(axis=0)
+    assert spectrum[4200:].sum() < 0.01 * spectrum[:4000].sum()
+
+
+def _write_wav(path, rate=16000, width=2, samples=16000):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(b"\x01" * width * samples)
+
+
+def test_bad_wav_folders_are_named_with_the_fix(tmp_path):
+    with pytest.raises(TinydriftError, match="no WAV files"):
+        load_speech_commands(tmp_path)
+    _write_wav(tmp_path / "yes" / "a.wav", rate=44100)
+    with pytest.raises(TinydriftError, match=r"a\.wav: 44100 Hz; expected 16000 Hz"):
+        load_speech_commands(tmp_path)
+    (tmp_path / "yes" / "a.wav").unlink()
+    _write_wav(tmp_path / "yes" / "b.wav", width=1)
+    with pytest.raises(TinydriftError, match=r"b\.wav: 8-bit samples"):
+        load_speech_commands(tmp_path)
+    (tmp_path / "yes" / "b.wav").unlink()
+    (tmp_path / "yes" / "c.wav").write_bytes(b"RIFF not really")
+    with pytest.raises(TinydriftError, match=r"c\.wav: not a readable WAV"):
+        load_speech_commands(tmp_path)
+
+
+def test_clip_sets_round_trip_and_reject_foreign_files(tmp_path, small_kws):
+    clips = ClipSet.load(small_kws / "val.npz")
+    clips.save(tmp_path / "copy.npz")
+    again = load_any(tmp_path / "copy.npz")
+    assert np.array_equal(again.audio, clips.audio) and np.array_equal(again.features, clips.features)
+    assert list(again.domain) == list(clips.domain)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(TinydriftError, match="junk.npz: not a tinydrift clip set"):
+        ClipSet.load(tmp_path / "junk.npz")
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
