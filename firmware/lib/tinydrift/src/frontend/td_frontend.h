@@ -57,7 +57,7 @@ typedef struct td_frontend {
 /* Start a new stream (or clip): wires the state to the tables and zeroes the history. */
 void td_frontend_reset(td_frontend_t *frontend);
 
-/* Samples the next frame needs: TD_FRONTEND_WINDOW_SAMPLES after a reset, then
+/* Samples the next frame needs (of a reset td_frontend_t): TD_FRONTEND_WINDOW_SAMPLES after a reset, then
  * TD_FRONTEND_STEP_SAMPLES (the window keeps the other 160). */
 size_t td_frontend_hop_samples(const td_frontend_t *frontend);
 
