@@ -59,9 +59,78 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d1
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="needs arm-none-eabi-gcc")
 def test_app_and_mps2_port_compile_warning_free_for_the_m4(tmp_path):
     port = sorted((FIRMWARE / "port" / "mps2_an386").glob("*.c"))
-    for source in APP + port:
+    ring_user = tmp_path / "ring_driver.c"  # the boards' shared microphone ring, in use
+    ring_user.write_text(RING_DRIVER)
+    for source in APP + port + [ring_user]:
         result = subprocess.run(
-            ["arm-none-eabi-gcc", *ARM_FLAGS, f"-I{INCLUDES[0]}", "-c", str(source),
+            ["arm-none-eabi-gcc", *ARM_FLAGS, f"-I{INCLUDES[0]}", f"-I{FIRMWARE / 'port' / 'common'}",
+             "-c", str(source),
              "-o", str(tmp_path / (source.stem + ".o"))],
             capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+RING_DRIVER = r"""
+/* Replays push/pop operations from stdin against td_pcm_ring and prints what pops return. */
+#include <stdio.h>
+#include <stdlib.h>
+#include "td_pcm_ring.h"
+
+static td_pcm_ring ring;
+
+int main(void)
+{
+    static int16_t buffer[3 * TD_PCM_RING_CAPACITY];
+    unsigned char op[3];
+    td_pcm_ring_reset(&ring);
+    while (fread(op, 1, 3, stdin) == 3) {
+        size_t count = (size_t)op[1] | ((size_t)op[2] << 8);
+        if (op[0] == 'w') {
+            if (fread(buffer, sizeof buffer[0], count, stdin) != count) return 2;
+            td_pcm_ring_push(&ring, buffer, count);
+        } else {
+            size_t taken = td_pcm_ring_pop(&ring, buffer, count);
+            fwrite(&taken, sizeof taken, 1, stdout);
+            fwrite(buffer, sizeof buffer[0], taken, stdout);
+        }
+    }
+    fwrite((const void *)&ring.dropped, sizeof ring.dropped, 1, stdout);
+    return 0;
+}
+"""
+
+
+def test_microphone_ring_keeps_order_and_counts_drops(tmp_path):
+    """The board ports' PCM ring against a Python model: 4,000 random pushes and pops of
+    up to 3 × its capacity, so it fills, drops, wraps its indices and drains many times."""
+    import struct
+
+    import numpy as np
+
+    source = tmp_path / "ring_driver.c"
+    source.write_text(RING_DRIVER)
+    executable = compile_c([source], include_dirs=[FIRMWARE / "port" / "common"], shared=False,
+                           sanitize=True, extra_flags=["-Wno-unused-result"])
+    capacity = 8192
+    rng = np.random.default_rng(3)
+    script = bytearray()
+    model: list[int] = []
+    expected = bytearray()
+    dropped = 0
+    for _ in range(4000):
+        count = int(rng.integers(0, 3 * capacity)) if rng.random() < 0.1 else int(rng.integers(0, 700))
+        if rng.random() < 0.5:
+            samples = rng.integers(-32768, 32768, size=count).astype("<i2")
+            script += b"w" + struct.pack("<H", count) + samples.tobytes()
+            room = capacity - len(model)
+            model.extend(samples[:room].tolist())
+            dropped += max(0, count - room)
+        else:
+            script += b"r" + struct.pack("<H", count)
+            taken, model = model[:count], model[count:]
+            expected += struct.pack("<Q", len(taken)) + np.array(taken, dtype="<i2").tobytes()
+    expected += struct.pack("<I", dropped)
+    result = subprocess.run([executable], input=bytes(script), capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert dropped > 0
+    assert result.stdout == bytes(expected)

@@ -4,9 +4,9 @@
  * (mps2_an386 for QEMU, host for POSIX processes, real boards beside them). The portable
  * code calls nothing else that depends on the board: no HAL, no printf, no heap.
  *
- * The application defines `int td_app_main(void)`. Each port's own entry point (the reset
- * handler, main(), Arduino's setup(), ESP-IDF's app_main()) does the board's start-up,
- * calls td_app_main() and passes its result to td_port_exit().
+ * The application defines `int td_app_main(void)` and calls td_port_init() first. Each
+ * port's own entry point (the reset handler, main(), Arduino's setup()) does the board's
+ * start-up (clocks, memory), calls td_app_main() and passes its result to td_port_exit().
  *
  * Time comes in two units. Milliseconds are for timeouts and human-readable logs.
  * Cycles count the port's fastest steady clock, for benchmarks: the core clock on a real
@@ -29,7 +29,8 @@ extern "C" {
 /* Exit codes the port itself uses; applications choose their own below these. */
 #define TD_PORT_EXIT_FAULT 127 /* a CPU fault (bad address, undefined instruction...) */
 
-/* Brings up the console serial link and the time base. Call once, before anything else. */
+/* Brings up the console serial link and the time base. The application calls it once,
+ * before any other td_port function. */
 void td_port_init(void);
 
 /* Sends every byte over the console serial link, in order. Blocks while the link pushes
@@ -65,8 +66,9 @@ void td_port_exit(int code);
 bool td_port_mic_start(uint32_t sample_rate_hz);
 
 /* Takes up to `capacity` captured samples, oldest first, without waiting. Returns how many
- * were stored; 0 when none are ready or no microphone runs. Samples the application does
- * not take in time are dropped oldest first, and counted by td_port_mic_dropped(). */
+ * were stored; 0 when none are ready or no microphone runs. When the application does not
+ * take samples in time the port's buffer fills, and newer samples are dropped and counted
+ * by td_port_mic_dropped(). */
 size_t td_port_mic_read(int16_t *samples, size_t capacity);
 
 /* Samples dropped because the application read too slowly, since td_port_mic_start. */
