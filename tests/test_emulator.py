@@ -132,12 +132,16 @@ def test_icount_cycles_count_instructions_exactly(elf):
 
 
 def test_icount_runs_are_repeatable(elf):
-    command = spin_command(54_321) + ESC + b"c" + exit_command(5)
-    first = emulator.run(elf, send=command, icount_shift=0)
-    second = emulator.run(elf, send=command, icount_shift=0)
-    assert first.exit_code == second.exit_code == 5
-    boot_and_spin = [line for line in first.lines if not line.startswith("count 4")]
-    assert boot_and_spin == [line for line in second.lines if not line.startswith("count 4")]
+    """Boot output does not depend on the host: under -icount it is the same to the cycle
+    on every run. What follows input depends on when the input arrived (the firmware polls
+    meanwhile), so a timed loop starts at any phase of a 40-instruction cycle: its count
+    may differ by one cycle, no more."""
+    command = spin_command(54_321) + exit_command(5)
+    runs = [emulator.run(elf, send=command, icount_shift=0) for _ in range(3)]
+    assert all(run.exit_code == 5 for run in runs)
+    assert runs[0].lines[:BOOT_LINES] == runs[1].lines[:BOOT_LINES] == runs[2].lines[:BOOT_LINES]
+    spins = [int(SPIN.fullmatch(run.lines[BOOT_LINES]).group(2)) for run in runs]
+    assert max(spins) - min(spins) <= 1, spins
 
 
 def test_cycle_counter_survives_systick_wraps(elf):
