@@ -195,12 +195,30 @@ def _locked(core_dir: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+# The same as OFFLINE_ENVIRONMENT, stored in the core dir for a plain `pio` in firmware/.
+OFFLINE_SETTINGS = {"enable_telemetry": False, "check_platformio_interval": 36500}
+
+
+def _prepare_settings(core_dir: Path) -> None:
+    state_path = core_dir / "appstate.json"
+    try:
+        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    except json.JSONDecodeError:
+        state = {}  # pio rewrites a damaged state file too
+    settings = state.setdefault("settings", {})
+    if all(settings.get(name) == value for name, value in OFFLINE_SETTINGS.items()):
+        return
+    settings.update(OFFLINE_SETTINGS)
+    write_text(state_path, json.dumps(state, indent=4))
+
+
 def prepare(core_dir: Path = CORE_DIR) -> Path:
     """Make `core_dir` ready for offline builds of the emulated board; idempotent."""
     with _locked(core_dir):
         packages_dir = core_dir / "packages"
         _prepare_scons(packages_dir)
         _prepare_toolchain(packages_dir)
+        _prepare_settings(core_dir)
     return core_dir
 
 
