@@ -185,3 +185,43 @@ def test_emulate_command_bridges_the_console_and_returns_the_exit_code(elf):
     assert stuck.returncode != 0
     assert b"did not exit within 0.5 s" in stuck.stderr
     assert stuck.stdout.startswith(HELLO.encode())
+
+
+NEWLIB_PROBE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "td_port.h"
+
+int td_app_main(void)
+{
+    td_port_init();
+    char line[80];
+    void *memory = malloc(16);
+    snprintf(line, sizeof line, "snprintf %d %s, malloc %s\n", 42, "ok", memory ? "gave memory" : "refused");
+    td_port_print(line);
+    printf("printf %u\n", 7u);
+    fflush(stdout);
+    return memory == NULL ? 0 : 1;
+}
+"""
+
+
+def test_newlib_nano_stdio_reaches_the_uart_and_the_heap_stays_closed(tmp_path):
+    """The port's newlib system calls: portable code may use snprintf/printf (they reach the
+    console), and malloc fails instead of handing out memory (no heap by design)."""
+    import subprocess
+
+    firmware = platformio.FIRMWARE_DIR
+    port = firmware / "port" / "mps2_an386"
+    probe = tmp_path / "probe.c"
+    probe.write_text(NEWLIB_PROBE)
+    elf = tmp_path / "probe.elf"
+    subprocess.run(["arm-none-eabi-gcc", "-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
+                    "-mfpu=fpv4-sp-d16", "-O2", "-Wall", "-Wextra", "-Werror",
+                    f"-I{firmware / 'lib' / 'tinydrift' / 'src'}", str(probe),
+                    *map(str, sorted(port.glob("*.c"))), "-nostartfiles", "--specs=nano.specs",
+                    "-Wl,--gc-sections", "-T", str(port / "mps2_an386.ld"), "-o", str(elf)],
+                   check=True, capture_output=True)
+    result = emulator.run(elf, timeout=20)
+    assert result.output == b"snprintf 42 ok, malloc refused\nprintf 7\n"
+    assert result.exit_code == 0
