@@ -225,3 +225,16 @@ def test_newlib_nano_stdio_reaches_the_uart_and_the_heap_stays_closed(tmp_path):
     result = emulator.run(elf, timeout=20)
     assert result.output == b"snprintf 42 ok, malloc refused\nprintf 7\n"
     assert result.exit_code == 0
+
+
+def test_a_firmware_that_stops_reading_is_stopped_at_the_timeout(elf):
+    """A busy firmware stops reading, so the host's writes block: the timeout must still
+    hold, and QEMU must be gone afterwards."""
+    from tinydrift.errors import TinydriftError
+
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(TinydriftError, match="did not exit within"):
+        emulator.run(elf, send=spin_command(0xFFFFFFFF) + b"a" * 1_000_000, timeout=1.0)
+    assert time.monotonic() - started < 5.0

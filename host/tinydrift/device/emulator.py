@@ -15,6 +15,7 @@ td_port_cycles() is then an instruction counter: see `instructions_from_cycles`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -112,7 +113,7 @@ class Emulator:
         except subprocess.TimeoutExpired:
             self.close()
             raise TinydriftError(
-                f"the firmware {self.elf} did not exit within {timeout:g} s in QEMU"
+                f"the firmware {self.elf} did not exit within {timeout:.3g} s in QEMU"
             ) from None
 
     def close(self) -> None:
@@ -186,17 +187,25 @@ def run(elf: Path | None = None, *, send: bytes = b"", icount_shift: int | None 
         output = bytearray()
 
         def collect() -> None:
-            for data in iter(lambda: link.recv(65536), b""):
-                output.extend(data)
+            # A reset (QEMU killed, or exiting with input it never read) ends the output.
+            with contextlib.suppress(OSError):
+                for data in iter(lambda: link.recv(65536), b""):
+                    output.extend(data)
 
-        reader = threading.Thread(target=collect, daemon=True)
-        reader.start()
-        try:
+        def feed() -> None:
             for offset in range(0, len(send), chunk_size):
                 try:
                     link.sendall(send[offset:offset + chunk_size])
                 except OSError:
-                    break  # the firmware exited before taking everything: its choice
+                    return  # the firmware exited before taking everything: its choice
+
+        reader = threading.Thread(target=collect, daemon=True)
+        writer = threading.Thread(target=feed, daemon=True)
+        reader.start()
+        writer.start()
+        try:
+            # A firmware that stops reading blocks the writer, never this wait: on timeout
+            # QEMU is killed, the socket closes and both threads end.
             code = emulator.wait(max(0.0, timeout - (time.monotonic() - started)))
             reader.join(timeout=5.0)
         finally:
