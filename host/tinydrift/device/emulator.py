@@ -5,11 +5,14 @@ does not start before the host is connected, so no byte of the boot output is lo
 QEMU's UART pushes back on the host's writes while the firmware is not reading, so no
 input is lost either. The host talks to it through pyserial's `socket://` URL, the same
 code that opens /dev/ttyACM0 on a real board. The firmware ends through semihosting
-(SYS_EXIT_EXTENDED) and QEMU exits with its code.
+(SYS_EXIT_EXTENDED) and QEMU exits with its code. One pyserial trap: when the peer closes
+the socket in the middle of a read(), pyserial raises and drops what that call had
+gathered, so read up to a known last line before the firmware exits (or use `run`).
 
 With `icount_shift=0` QEMU counts instructions instead of following the host's clock:
-every instruction takes 1 ns of emulated time, so runs are repeatable and SysTick, which
-counts the 25 MHz processor clock, advances one cycle per 40 instructions. The firmware's
+every instruction takes 1 ns of emulated time, so timing no longer depends on the host's
+load (boot output is identical to the cycle run after run) and SysTick, which counts the
+25 MHz processor clock, advances one cycle per 40 instructions. The firmware's
 td_port_cycles() is then an instruction counter: see `instructions_from_cycles`.
 """
 
