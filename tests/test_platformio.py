@@ -39,10 +39,11 @@ def test_prepare_writes_the_packages_pio_expects_and_is_idempotent(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in files} == before
 
 
-def pio(arguments, core, build_dir, input_bytes=None):
+def pio(arguments, core, build_dir, input_bytes=None, extra_environment=None):
     platformio.prepare(core)
     environment = platformio.pio_environment(core)
     environment.update(NO_NETWORK)
+    environment.update(extra_environment or {})
     environment["PLATFORMIO_BUILD_DIR"] = str(build_dir)
     return subprocess.run([str(platformio.pio_executable()), *arguments], cwd=platformio.FIRMWARE_DIR,
                           env=environment, input=input_bytes, capture_output=True, timeout=120)
@@ -78,3 +79,18 @@ def test_pio_upload_boots_qemu_and_returns_the_firmware_exit_code(fresh):
         assert f"hibye code={code}\n" in output
         assert f"QEMU: the firmware exited with code {code}" in output
         assert (result.returncode == 0) == expect_success, output
+
+
+def test_pio_upload_passes_upload_flags_to_qemu(fresh):
+    """`upload_flags = -icount shift=0` (here through its environment variable) reaches QEMU:
+    the board then boots on instruction time, identically every run."""
+    core, build_dir = fresh
+    outputs = []
+    for _ in range(2):
+        result = pio(["run", "-e", "mps2_an386", "-t", "upload"], core, build_dir,
+                     input_bytes=b"\x1bx\x00", extra_environment={"PLATFORMIO_UPLOAD_FLAGS": "-icount shift=0"})
+        output = result.stdout.decode(errors="replace")
+        assert result.returncode == 0, output
+        assert "-kernel .pio/build/mps2_an386/firmware.elf -icount shift=0" in output.replace(str(build_dir), ".pio/build")
+        outputs.append([line for line in output.splitlines() if line.startswith("count ")])
+    assert len(outputs[0]) == 3 and outputs[0] == outputs[1]
