@@ -106,6 +106,32 @@ def _dense_cases(count: int) -> list[dict]:
     return cases
 
 
+# Per-tensor FULLY_CONNECTED models whose double and float32 multipliers round apart on some
+# accumulator value of the int8 output range (6 of seeds 9000-9039 do; most models have none),
+# for test_fully_connected_multiplier_precision_matches_tflite_micro.
+PER_TENSOR_PRECISION_SEEDS = [9003, 9004, 9008, 9031, 9033, 9036]
+
+
+def _dense_per_tensor_cases(seeds: list[int]) -> list[dict]:
+    cases = []
+    for i, seed in enumerate(seeds):
+        rng = random.Random(seed)
+        cases.append(
+            dict(
+                kind="dense",
+                seed=seed,
+                input_shape=[rng.randint(4, 30)],
+                flatten=False,
+                units=rng.randint(2, 16),
+                activation="none",
+                use_bias=True,
+                per_channel=False,
+                input_range=INPUT_RANGES[(seed - 9000) % len(INPUT_RANGES)],
+            )
+        )
+    return cases
+
+
 def _pool_cases(kind: str, count: int, seed0: int) -> list[dict]:
     cases = []
     for i in range(count):
@@ -161,7 +187,8 @@ def _named(cases: list[dict]) -> list[tuple[str, dict]]:
 CASES = _named(
     _conv_cases(14)
     + _depthwise_cases(12)
-    + _dense_cases(8)
+    + _dense_cases(14)
+    + _dense_per_tensor_cases(PER_TENSOR_PRECISION_SEEDS)
     + _pool_cases("avg_pool", 6, 4000)
     + _pool_cases("max_pool", 6, 4500)
     + _softmax_cases()
@@ -218,3 +245,99 @@ def test_generated_c_matches_tflite_micro(case_id, spec, models, host_models):
         f"{case_id} (seed {spec['seed']}, ops {opcodes}): {mismatches} of {ours.size} output values differ; "
         f"first at input {np.argwhere(ours != expected)[0].tolist()}"
     )
+
+
+# --- precision of the requantization parameters ------------------------------------------
+# TFLite's source takes the per-tensor FULLY_CONNECTED scale product in float32 and the
+# per-channel one in double; the pinned TFLite Micro binary does both in double. The two
+# multipliers differ in their last bits only, which random inputs almost never expose; so we
+# aim: patch the model's bias so that one chosen input lands every output channel on an
+# accumulator value where the double and the float32 multiplier round apart.
+
+
+def _srdhm(a: np.ndarray, b: int) -> np.ndarray:
+    product = a.astype(np.int64) * np.int64(b)
+    nudged = product + np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    return np.where(nudged >= 0, nudged >> 31, -((-nudged) >> 31))  # truncating division
+
+
+def _rounding_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    mask = (1 << exponent) - 1
+    return (x >> exponent) + ((x & mask) > ((mask >> 1) + (x < 0)))
+
+
+def _requantize(acc: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier (double rounding), in numpy."""
+    return _rounding_divide_by_pot(_srdhm(acc << max(shift, 0), multiplier), max(-shift, 0))
+
+
+def _aim_at_rounding_differences(case_id: str, spec: dict, data: bytes) -> int:
+    """Patch the bias of the model's FULLY_CONNECTED so that one input lands each output
+    channel where TFLite's multiplier and the other precision's round apart; check that the
+    generated C and TFLite Micro agree, and that the other precision would not have.
+    Returns how many channels could be aimed (0: the two multipliers agree everywhere)."""
+    from tinydrift.codegen import model_quant as q
+    from tinydrift.codegen.model_runner import run_generated_model
+
+    graph = read_tflite(data)
+    op = next(op for op in graph.operators if op.opcode == "FULLY_CONNECTED")
+    inp, weights, bias, out = (graph.tensors[i] for i in (*op.inputs, op.outputs[0]))
+    in_scale, out_scale, out_zp = inp.quantization.scale, out.quantization.scale, out.quantization.zero_point
+    channels = weights.shape[0]
+    ours = q.per_channel_multipliers(in_scale, weights.quantization.scales, out_scale, channels)
+    filter_scales = np.resize(weights.quantization.scales, channels)
+    alternative = [q.quantize_multiplier(float(np.float32(in_scale) * s) / out_scale) for s in filter_scales]
+    act_min, act_max = q.activation_range(op.options["fused_activation_function"], out_scale, out_zp)
+
+    rng = np.random.default_rng(spec["seed"])
+    x = rng.integers(-128, 128, size=inp.num_elements).astype(np.int64)
+    partial = (x - inp.quantization.zero_point) @ weights.data.astype(np.int64).T  # acc before bias
+    new_bias = bias.data.astype(np.int64).copy()
+    aimed = 0
+    for c in range(channels):
+        # Outputs step near acc = (k + 1/2) / scale: look a few accumulator values around each.
+        real = ours[0][c] * 2.0 ** (ours[1][c] - 31)
+        centers = np.round((np.arange(-260, 260) + 0.5) / real).astype(np.int64)
+        candidates = np.unique((centers[:, None] + np.arange(-8, 9)).reshape(-1))
+        candidates = candidates[np.abs(candidates) < (1 << 30)]
+        ours_out = np.clip(_requantize(candidates, ours[0][c], ours[1][c]) + out_zp, act_min, act_max)
+        alt_out = np.clip(_requantize(candidates, *alternative[c]) + out_zp, act_min, act_max)
+        sensitive = candidates[ours_out != alt_out]
+        if len(sensitive):
+            new_bias[c] = rng.choice(sensitive) - partial[c]
+            aimed += 1
+    if aimed == 0:
+        return 0
+
+    old_bytes = bias.data.astype("<i4").tobytes()
+    assert data.count(old_bytes) == 1
+    patched = data.replace(old_bytes, new_bias.astype("<i4").tobytes())
+    acc = partial + new_bias
+    predicted = np.array([_requantize(acc[c : c + 1], ours[0][c], ours[1][c])[0] for c in range(channels)])
+    predicted_alt = np.array([_requantize(acc[c : c + 1], *alternative[c])[0] for c in range(channels)])
+    predicted = np.clip(predicted + out_zp, act_min, act_max)
+    predicted_alt = np.clip(predicted_alt + out_zp, act_min, act_max)
+
+    x8 = x.astype(np.int8)[None, :]
+    tflm = run_tflm(patched, x8)[0]
+    generated = run_generated_model(patched, x8)[0]
+    assert np.array_equal(generated, tflm), f"{case_id}: generated {generated} != TFLite Micro {tflm}"
+    assert np.array_equal(predicted, tflm), f"{case_id}: our multipliers do not predict TFLite Micro"
+    assert np.count_nonzero(predicted_alt != tflm) == aimed, f"{case_id}: the other precision would not differ"
+    return aimed
+
+
+def _dense_with_bias(per_channel: bool) -> list[tuple[str, dict]]:
+    return [
+        (case_id, spec)
+        for case_id, spec in CASES
+        if spec["kind"] == "dense" and spec["use_bias"] and (spec["per_channel"] and spec["units"] > 1) == per_channel
+    ]
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
+def test_fully_connected_multiplier_precision_matches_tflite_micro(per_channel, models):
+    cases = _dense_with_bias(per_channel)
+    aimed = {case_id: _aim_at_rounding_differences(case_id, spec, models[case_id]) for case_id, spec in cases}
+    print(f"channels aimed at rounding differences: {aimed}")
+    assert sum(aimed.values()) > 0, f"no model among {list(aimed)} can tell the two precisions apart"

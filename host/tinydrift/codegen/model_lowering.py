@@ -290,16 +290,9 @@ def _lower_fully_connected(ctx: _OpContext) -> KernelCall:
     if not output.shape or output.shape[-1] != output_depth or output.num_elements != batches * output_depth:
         raise ctx.fail(f"output shape {list(output.shape)} does not match {batches} x {output_depth}")
     act_min, act_max = ctx.activation(output)
-    quant = filter_tensor.quantization
-    if quant.per_channel:
-        multipliers, shifts = q.per_channel_multipliers(
-            input_tensor.quantization.scale, quant.scales, output.quantization.scale, output_depth
-        )
-    else:  # TFLite's per-tensor path rounds the scale product to float32 first
-        multiplier, shift = q.fully_connected_per_tensor_multiplier(
-            input_tensor.quantization.scale, quant.scale, output.quantization.scale
-        )
-        multipliers, shifts = [multiplier] * output_depth, [shift] * output_depth
+    multipliers, shifts = q.per_channel_multipliers(
+        input_tensor.quantization.scale, filter_tensor.quantization.scales, output.quantization.scale, output_depth
+    )
     prefix = ctx.prefix
     params = {
         "batches": batches,

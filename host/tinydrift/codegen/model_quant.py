@@ -64,9 +64,14 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
 def per_channel_multipliers(
     input_scale: float, filter_scales: np.ndarray, output_scale: float, channels: int
 ) -> tuple[list[int], list[int]]:
-    """PopulateConvolutionQuantizationParams (CONV_2D, DEPTHWISE_CONV_2D, per-channel
-    FULLY_CONNECTED): in double, input_scale * filter_scale / output_scale; a single
-    filter scale is repeated for every channel."""
+    """The output multipliers of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: in double,
+    input_scale * filter_scale / output_scale, per channel; a single filter scale is
+    repeated for every channel.
+
+    TFLite's source takes the per-tensor FULLY_CONNECTED product in float32
+    (GetQuantizedConvolutionMultipler), but the pinned TFLite Micro binary computes it in
+    double (its code converts both scales, then mulsd), and its outputs follow the double
+    product: tests/test_kernels.py aims at accumulator values where the two differ."""
     multipliers, shifts = [], []
     for channel in range(channels):
         filter_scale = float(filter_scales[channel if len(filter_scales) > 1 else 0])
@@ -75,13 +80,6 @@ def per_channel_multipliers(
         multipliers.append(multiplier)
         shifts.append(shift)
     return multipliers, shifts
-
-
-def fully_connected_per_tensor_multiplier(input_scale: float, filter_scale: float, output_scale: float) -> tuple[int, int]:
-    """GetQuantizedConvolutionMultipler for per-tensor FULLY_CONNECTED: the product of the
-    two scales is taken in float32 before widening, unlike the per-channel path."""
-    product = float(np.float32(input_scale) * np.float32(filter_scale))
-    return quantize_multiplier(product / float(output_scale))
 
 
 def softmax_input_params(beta: float, input_scale: float) -> tuple[int, int, int]:
