@@ -42,4 +42,6 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e ".[test,device]"
   echo "$want" > "$stamp"
 fi
+# PlatformIO offline: the emulated board's local platform, toolchain and SCons packages.
+scripts/setup_platformio.sh >/dev/null
 echo "setup: ready (.venv/bin/tinydrift)"

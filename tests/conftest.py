@@ -31,7 +31,7 @@ def fsdd_dir() -> Path:
     return require_shared(FSDD)
 
 
-SMALL_CONFIG_PER_CLASS = {"train": 40, "val": 6, "ref": 10, "test": 10, "accent": 10}
+SMALL_CONFIG_PER_CLASS = {"train": 100, "val": 10, "ref": 10, "test": 10, "accent": 10}
 
 
 @pytest.fixture(scope="session")

@@ -176,6 +176,17 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
         click.echo(f"  {name:>10}: {r['accuracy']:.3f} ({r['n']})")
 
 
+def _register_step_commands():
+    from .codegen.frontend_tables import frontend_tables_command
+    from .device.cli_emulate import emulate
+
+    main.add_command(frontend_tables_command)
+    main.add_command(emulate)
+
+
+_register_step_commands()
+
+
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=None, sort_keys=True))
 

@@ -1,0 +1,90 @@
+"""Training, int8 conversion and the two runtimes, end to end on a small set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli import main
+from tinydrift.data.clipset import ClipSet
+from tinydrift.errors import TinydriftError
+from tinydrift.model.quantize import INT8_MODEL, check_device_model, describe, quantize
+from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_bytes
+from tinydrift.model.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def small_model(small_kws, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("model")
+    train(ClipSet.load(small_kws / "train.npz"), ClipSet.load(small_kws / "val.npz"), model_dir,
+          TrainConfig(epochs=10, filters=32, batch_size=32))
+    quantize(model_dir, ClipSet.load(small_kws / "train.npz").features)
+    return model_dir
+
+
+def test_int8_model_is_what_the_device_runs(small_model):
+    model = (small_model / INT8_MODEL).read_bytes()
+    info = check_device_model(model, small_model / INT8_MODEL, num_classes=12)
+    assert info["inputs"][0]["quantization"] == (1.0, 0)
+    assert info["outputs"][0]["quantization"] == (1.0 / 256, -128)
+    assert {"SHAPE", "STRIDED_SLICE", "PACK"}.isdisjoint(info["ops"])
+    assert tflm_arena_bytes(small_model / INT8_MODEL) > 1000
+
+
+def test_tflm_and_litert_agree_on_argmax(small_model, small_kws):
+    model = (small_model / INT8_MODEL).read_bytes()
+    clips = ClipSet.concat([ClipSet.load(small_kws / f"{s}.npz") for s in ("ref", "test", "accent")])
+    tflm, litert = run_tflm(model, clips.features), run_litert(model, clips.features)
+    assert tflm.shape == litert.shape == (len(clips), 12)
+    agree = (tflm.argmax(1) == litert.argmax(1)).mean()
+    assert agree >= 0.99, agree
+    # FULLY_CONNECTED rounds differently (DESIGN §3): small differences, never a different model.
+    assert np.abs(tflm.astype(int) - litert.astype(int)).max() <= 4
+
+
+def test_eval_json_reports_accuracy_and_n(small_model, small_kws):
+    result = CliRunner().invoke(main, ["eval", str(small_model), str(small_kws / "test.npz"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["n"] == 120 and 0.0 <= report["accuracy"] <= 1.0
+    assert sum(map(sum, report["confusion"])) == 120
+    # The briefly trained model is far better than chance (1/12) on held-out voices.
+    assert report["accuracy"] > 0.3
+
+
+def test_bad_models_are_refused_with_the_reason(tmp_path, small_model):
+    import keras
+    import tensorflow as tf
+
+    with pytest.raises(TinydriftError, match="not a valid .tflite"):
+        check_device_model(b"garbage", tmp_path / "g.tflite")
+
+    inputs = keras.Input((49, 40, 1), batch_size=1)
+    x = keras.layers.Flatten()(inputs)
+    x = keras.layers.Dense(12, activation="tanh")(x)
+    float_model = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x)).convert()
+    with pytest.raises(TinydriftError, match="input is float32, not int8"):
+        check_device_model(float_model, tmp_path / "f.tflite")
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(0)
+    converter.representative_dataset = lambda: ([rng.uniform(-128, 127, (1, 49, 40, 1)).astype(np.float32)]
+                                                for _ in range(20))
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with pytest.raises(TinydriftError, match="softmax probabilities|TANH"):
+        check_device_model(converter.convert(), tmp_path / "t.tflite")
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["eval", str(tmp_path), str(tmp_path / "none.npz")])
+    assert result.exit_code == 1
+    assert "model_int8.tflite: no int8 model; run `tinydrift quantize` first" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(main, ["train", "--data", str(tmp_path)])
+    assert result.exit_code == 1 and "train.npz: no such clip set" in result.output
