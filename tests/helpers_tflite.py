@@ -19,11 +19,13 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO_ROOT / "build" / "test_models"
-HELPER_VERSION = "1"  # bump when the model builders change meaning
+HELPER_VERSION = "2"  # bump when the model builders change meaning
 
 
 def spec_key(spec: dict) -> str:
     text = json.dumps(spec, sort_keys=True) + HELPER_VERSION
+    if spec["kind"] == "project_ds_cnn":  # convert again when the project's model changes
+        text += (REPO_ROOT / "host" / "tinydrift" / "model" / "dscnn.py").read_text()
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -64,8 +66,10 @@ def build_keras_model(spec: dict):
 
     keras.utils.set_random_seed(spec["seed"])
     kind = spec["kind"]
-    inp = keras.Input(tuple(spec["input_shape"]), batch_size=1)
     layers = keras.layers
+    if kind == "project_ds_cnn":
+        return _project_ds_cnn(spec)
+    inp = keras.Input(tuple(spec["input_shape"]), batch_size=1)
     if kind == "conv":
         x = layers.Conv2D(
             spec["filters"],
@@ -112,14 +116,69 @@ def build_keras_model(spec: dict):
     # Random weights (not Keras' zero biases) so that every parameter matters.
     rng = np.random.default_rng(spec["seed"])
     scale = spec.get("weight_scale", 0.5)
-    model.set_weights([rng.normal(0.0, scale, size=w.shape).astype(np.float32) for w in model.get_weights()])
+    if kind != "ds_cnn":  # a deep network keeps Keras' fan-in scaled initial weights
+        model.set_weights([rng.normal(0.0, scale, size=w.shape).astype(np.float32) for w in model.get_weights()])
     for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):  # variances must stay positive
-            gamma, beta, mean, var = layer.get_weights()
-            layer.set_weights([1.0 + 0.2 * gamma, 0.2 * beta, 0.2 * mean, 0.5 + np.abs(var)])
         if layer.name == "branch_b":  # a second ADD operand with another range
             layer.set_weights([w * spec["scale_ratio"] for w in layer.get_weights()])
+    _randomize_batch_norm(model, rng)
     return model
+
+
+def calibrate_like_trained(model, data: np.ndarray, seed: int) -> None:
+    """Give an untrained deep network the statistics of a trained one, so that its int8
+    outputs depend on the input (with initial weights, the same class wins for every input):
+    each BatchNormalization gets the mean and variance its input really has on `data`, and
+    the last Dense layer is scaled and centred so that logits vary by a few units."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    batch = data.reshape(-1, *model.input_shape[1:])
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            probe = keras.Model(model.inputs, layer.input)
+            activations = np.asarray(probe(batch, training=False))
+            axes = tuple(range(activations.ndim - 1))
+            gamma = 1.0 + 0.2 * rng.normal(size=activations.shape[-1])
+            beta = 0.3 * rng.normal(size=activations.shape[-1])
+            mean, variance = activations.mean(axis=axes), activations.var(axis=axes) + 1e-3
+            layer.set_weights([w.astype(np.float32) for w in (gamma, beta, mean, variance)])
+    dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    features = np.asarray(keras.Model(model.inputs, dense.input)(batch, training=False))
+    kernel, bias = dense.get_weights()
+    logits = features @ kernel
+    gain = 3.0 / max(float(logits.std(axis=0).mean()), 1e-6)
+    kernel = kernel * gain
+    bias = -(features @ kernel).mean(axis=0) + 0.5 * rng.normal(size=bias.shape)
+    dense.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+
+
+def _randomize_batch_norm(model, rng) -> None:
+    """Trained-looking BatchNormalization statistics (positive variances), so that folding
+    them into the convolutions changes every weight and bias."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            shapes = [w.shape for w in layer.get_weights()]
+            gamma = 1.0 + 0.2 * rng.normal(size=shapes[0])
+            beta = 0.2 * rng.normal(size=shapes[1])
+            mean = 0.2 * rng.normal(size=shapes[2])
+            variance = 0.5 + np.abs(rng.normal(size=shapes[3]))
+            layer.set_weights([w.astype(np.float32) for w in (gamma, beta, mean, variance)])
+
+
+def _project_ds_cnn(spec: dict):
+    """The project's own DS-CNN (tinydrift.model.dscnn) with its Keras initial weights,
+    random BatchNormalization statistics and a fixed batch of 1."""
+    import keras
+
+    from tinydrift.model.dscnn import build_dscnn
+
+    model = build_dscnn(num_classes=spec["classes"], filters=spec["channels"])
+    fixed = keras.models.clone_model(model, input_tensors=keras.Input(batch_shape=(1, *model.input_shape[1:])))
+    fixed.set_weights(model.get_weights())
+    return fixed
 
 
 def _add_model(spec: dict, inp):
@@ -178,10 +237,29 @@ def _ds_cnn(spec: dict, inp):
     return layers.Softmax()(x)
 
 
+def structured_int8_inputs(seed: int, count: int, shape: tuple[int, ...]) -> np.ndarray:
+    """int8 inputs that differ as feature maps do: per-sample level and contrast, a few
+    smooth 2-D waves, noise. (Uniform noise averages out in a deep network: every input
+    would give the same output.)"""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    samples = np.empty((count, *shape), dtype=np.int8)
+    for i in range(count):
+        image = np.full(shape[:2], rng.uniform(-100, 80))
+        for _ in range(3):
+            fy, fx, phase = rng.uniform(0, 0.5), rng.uniform(0, 0.5), rng.uniform(0, 2 * np.pi)
+            image += rng.uniform(0, 60) * np.cos(fy * rows + fx * cols + phase)
+        image += rng.normal(0, rng.uniform(1, 30), size=image.shape)
+        samples[i] = np.clip(np.round(image), -128, 127).astype(np.int8).reshape(shape)
+    return samples
+
+
 def representative_data(spec: dict, count: int = 32):
+    shape = (count, 1, *spec["input_shape"])
+    if spec["kind"] in ("ds_cnn", "project_ds_cnn"):
+        return structured_int8_inputs(spec["seed"] + 1, count, tuple(spec["input_shape"])).astype(np.float32).reshape(shape)
     rng = np.random.default_rng(spec["seed"] + 1)
     low, high = spec.get("input_range", (-1.0, 1.0))
-    shape = (count, 1, *spec["input_shape"])
     return rng.uniform(low, high, size=shape).astype(np.float32)
 
 
@@ -190,6 +268,8 @@ def convert(spec: dict) -> bytes:
 
     model = build_keras_model(spec)
     data = representative_data(spec)
+    if spec["kind"] in ("ds_cnn", "project_ds_cnn"):
+        calibrate_like_trained(model, representative_data(spec, count=128), spec["seed"])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if spec.get("float"):  # a plain float model, for refusal tests
         return converter.convert()
