@@ -47,11 +47,13 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
     """The generated header text for `config`.
 
     `path_or_name` is either a name ("kws": symbols td_monitor_config_kws, ...) or a path
-    ending in .h, which is then written atomically and named after its stem."""
+    ending in .h, which is then written atomically and named after its stem without a
+    leading "td_monitor_config_" (td_monitor_config_kws.h and kws.h both give "kws")."""
     config.validate()
     target = Path(path_or_name)
     write = str(path_or_name).endswith(".h")
-    name = c_identifier(target.stem if write else str(path_or_name))
+    stem = target.stem.removeprefix("td_monitor_config_") if write else str(path_or_name)
+    name = c_identifier(stem)
     upper = name.upper()
     prefix = f"td_monitor_{name}"
     digest = config_hash(config)

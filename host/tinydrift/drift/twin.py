@@ -364,6 +364,17 @@ def inference_row(result: dict[str, np.ndarray], stream: int = 0) -> list[int]:
     return [int(v) for v in row]
 
 
+def result_rows(result: dict[str, np.ndarray]) -> np.ndarray:
+    """The results of all streams of one `update(full=True)` as rows [B, ROW_WIDTH]."""
+    columns = [np.full_like(result["t"], EVENT_INFERENCE), result["t"]]
+    columns += [result[name][:, i] for name in ("raw", "z", "cusum") for i in range(SCORE_COUNT)]
+    columns += [result["alarms"], result["alarm_time"], result["change_time"]]
+    columns += [result["moved"][:, w] for w in range(MASK_WORDS)]
+    columns += [result["moved_at_alarm"][:, w] for w in range(MASK_WORDS)]
+    columns += [result[name] for name in INFERENCE_FIELDS[-7:]]
+    return np.stack([np.asarray(c, dtype=np.int64) for c in columns], axis=1)
+
+
 def run_events(
     config: MonitorConfig,
     events: np.ndarray,

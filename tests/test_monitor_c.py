@@ -1,0 +1,245 @@
+"""The firmware's drift monitor (C) against its Python twin: the same integers on every
+event of many long streams, under sanitizers, under a fuzzer, and on the Cortex-M4."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tinydrift import native
+from tinydrift.drift import config as cfgmod
+from tinydrift.drift import synthetic
+from tinydrift.drift.c_monitor import MONITOR_SRC, SHIM_DIR, CMonitor, build_flags, monitor_sources
+from tinydrift.drift.header import emit_monitor_config_h
+from tinydrift.drift.twin import ROW_WIDTH, MonitorTwin, result_rows, run_events, summarize_frames
+
+HEADER = (MONITOR_SRC / "td_monitor.h").read_text()
+
+
+def header_define(name: str) -> int:
+    match = re.search(rf"#define {name} \(?([0-9xA-Fa-fu< ]+?)\)?\s*(/\*|$)", HEADER, re.M)
+    assert match, name
+    return int(eval(match.group(1).replace("u", "")))  # noqa: S307 - our own header
+
+
+def test_python_constants_match_the_header():
+    for py, c in [
+        (cfgmod.ABI_VERSION, "TD_MONITOR_ABI_VERSION"),
+        (cfgmod.MAX_SUMMARY, "TD_MONITOR_MAX_SUMMARY"),
+        (cfgmod.MAX_CLASSES, "TD_MONITOR_MAX_CLASSES"),
+        (cfgmod.Z_FRAC_BITS, "TD_Z_FRAC_BITS"),
+        (cfgmod.EWMA_EXTRA_BITS, "TD_EWMA_EXTRA_BITS"),
+        (cfgmod.PROB_FRAC_BITS, "TD_PROB_FRAC_BITS"),
+        (cfgmod.CHANNEL_Z_MAX, "TD_CHANNEL_Z_MAX"),
+        (cfgmod.SCORE_Z_MAX, "TD_SCORE_Z_MAX"),
+        (cfgmod.CUSUM_MAX, "TD_CUSUM_MAX"),
+        (cfgmod.SUMMARY_FRAC_BITS, "TD_SUMMARY_FRAC_BITS"),
+        (cfgmod.SENSOR_MAX_BLOCK, "TD_SENSOR_MAX_BLOCK"),
+        (cfgmod.ALARM_DATA_DRIFT, "TD_ALARM_DATA_DRIFT"),
+        (cfgmod.ALARM_SENSOR_FAULT, "TD_ALARM_SENSOR_FAULT"),
+        (cfgmod.WARNING_SHIFT, "TD_WARNING_SHIFT"),
+        (cfgmod.SENSOR_STUCK, "TD_SENSOR_STUCK"),
+        (cfgmod.SENSOR_FAULT_SHIFT, "TD_SENSOR_FAULT_SHIFT"),
+    ]:
+        assert py == header_define(c), c
+
+
+def compare(c_rows: np.ndarray, twin_rows: np.ndarray, events: np.ndarray) -> None:
+    bad = np.nonzero((c_rows != twin_rows).any(axis=1))[0]
+    if bad.size:
+        i = bad[0]
+        cols = np.nonzero(c_rows[i] != twin_rows[i])[0]
+        pytest.fail(f"{bad.size} of {len(events)} events differ; first: event {i} {events[i].tolist()} columns {cols.tolist()}: C {c_rows[i, cols].tolist()} twin {twin_rows[i, cols].tolist()}")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_c_and_twin_agree_on_every_event(seed):
+    """Mixed event streams (inferences in realistic, full-range, constant, alternating and
+    rail segments; label feedback; PCM blocks of every kind; resets) on random configs,
+    half of them drawn across the whole accepted range of every field."""
+    rng = np.random.default_rng(100 + seed)
+    n_summary, n_classes = [(40, 12), (64, 16), (1, 1), (13, 2), (40, 12), (33, 5), (64, 16), (7, 3)][seed]
+    config = synthetic.random_config(rng, n_summary, n_classes, extreme=seed % 2 == 1)
+    events, summaries, probs, pcm = synthetic.random_events(rng, config, 2500)
+    c_rows = CMonitor(config).run_events(events, summaries, probs, pcm)
+    compare(c_rows, run_events(config, events, summaries, probs, pcm), events)
+    # The streams exercised the decision paths, not only the arithmetic.
+    kinds = c_rows[:, 0]
+    assert (kinds == 0).sum() == 2500 and (kinds == 1).any() and (kinds == 2).any()
+
+
+@pytest.mark.parametrize("extreme", [False, True])
+def test_vectorized_twin_matches_c_on_long_streams(extreme):
+    """32 independent streams of 6,000 inferences each through the batched twin (the path
+    calibration uses) against the C run stream by stream: 192,000 inferences a config."""
+    rng = np.random.default_rng(7 if extreme else 8)
+    config = synthetic.random_config(rng, 40, 12, extreme=extreme)
+    n_streams, length = 32, 6000
+    _, summaries, probs, _ = synthetic.random_events(rng, config, n_streams * length, feedback_rate=0, sensor_rate=0, reset_rate=0)
+    summaries = summaries.reshape(n_streams, length, -1)
+    probs = probs.reshape(n_streams, length, -1)
+    twin = MonitorTwin(config, n_streams)
+    twin_rows = np.zeros((n_streams, length, ROW_WIDTH), dtype=np.int64)
+    for t in range(length):
+        twin_rows[:, t] = result_rows(twin.update(summaries[:, t], probs[:, t]))
+    monitor = CMonitor(config)
+    events = np.stack([np.zeros(length), np.arange(length), np.zeros(length)], axis=1).astype(np.int32)
+    for b in range(n_streams):
+        monitor.reset()
+        compare(monitor.run_events(events, summaries[b], probs[b]), twin_rows[b], events)
+    # The CUSUMs moved (columns 12-16) and, on the realistic config, drift levels were hit.
+    assert (twin_rows[:, :, 12:17] > 0).any()
+    if not extreme:
+        assert ((twin_rows[:, -1, 17] & cfgmod.ALARM_TYPES_MASK) != 0).any()
+
+
+def test_summarize_frames_matches_and_rounds_half_up():
+    rng = np.random.default_rng(3)
+    features = rng.integers(-128, 128, (300, 49, 40)).astype(np.int8)
+    features[0] = -128
+    features[1] = 127
+    features[2, :, :] = np.where(np.arange(49)[:, None] % 2 == 0, -128, 127)
+    config = synthetic.random_config(rng, 40, 12)
+    got = CMonitor(config).summarize(features)
+    want = summarize_frames(features)
+    assert np.array_equal(got, want)
+    assert np.all(want[0] == -128 * 128) and np.all(want[1] == 127 * 128)
+    # Exact rule on a hand case: mean (-1 + 0) / 2 = -0.5 -> -64 after * 128, no rounding.
+    assert summarize_frames(np.array([[-1], [0]], np.int8))[0] == -64
+    # 1/3 * 128 = 42.67 -> 43; -1/3 * 128 = -42.67 -> -43.
+    assert summarize_frames(np.array([[1], [0], [0]], np.int8))[0] == 43
+    assert summarize_frames(np.array([[-1], [0], [0]], np.int8))[0] == -43
+
+
+def test_state_size_fits_the_budget():
+    monitor = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
+    # DESIGN §6: <= 1 KB of RAM. Built for 64 channels and 16 classes (the default capacity).
+    assert monitor.state_size <= 1024
+    small = native.compile_c(
+        [SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
+        defines={**build_flags(monitor.config)["defines"], "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12},
+        include_dirs=build_flags(monitor.config)["include_dirs"],
+    )
+    import ctypes
+
+    lib = ctypes.CDLL(str(small))
+    lib.td_host_state_size.restype = ctypes.c_uint32
+    size_40_12 = lib.td_host_state_size()
+    assert size_40_12 < monitor.state_size <= 1024
+    print(f"monitor state: {monitor.state_size} bytes (64 ch, 16 classes), {size_40_12} bytes (40 ch, 12 classes)")
+
+
+def test_reset_returns_to_the_initial_state():
+    rng = np.random.default_rng(11)
+    config = synthetic.random_config(rng, 40, 12)
+    events, summaries, probs, pcm = synthetic.random_events(rng, config, 500, reset_rate=0)
+    monitor = CMonitor(config)
+    fresh = monitor.state_bytes()
+    monitor.run_events(events, summaries, probs, pcm)
+    assert monitor.state_bytes() != fresh
+    monitor.run_events(np.array([[3, 0, 0]]), summaries, probs)
+    assert monitor.state_bytes() == fresh
+
+
+def test_c_refuses_bad_arguments():
+    rng = np.random.default_rng(12)
+    config = synthetic.random_config(rng, 40, 12)
+    monitor = CMonitor(config)
+    summaries = np.zeros((1, 40), np.int16)
+    probs = np.zeros((1, 12), np.int8)
+    for bad in ([1, 12, 0], [1, -1, 0], [1, 0, 12]):
+        with pytest.raises(RuntimeError, match="status -3"):
+            monitor.run_events(np.array([bad]), summaries, probs)
+
+
+def test_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    """A standalone build with -fsanitize=address,undefined replays a long mixed stream
+    on an extreme config; it must finish clean and agree with the twin."""
+    rng = np.random.default_rng(21)
+    config = synthetic.random_config(rng, 64, 16, extreme=True)
+    flags = build_flags(config)
+    exe = native.compile_c(
+        [SHIM_DIR / "td_monitor_host_main.c", SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
+        shared=False,
+        sanitize=True,
+        optimize="-O1",
+        **flags,
+    )
+    events, summaries, probs, pcm = synthetic.random_events(rng, config, 4000)
+    files = {}
+    for name, arr, dtype in [("events", events, np.int32), ("summaries", summaries, np.int16), ("probs", probs, np.int8), ("pcm", pcm, np.int16)]:
+        files[name] = tmp_path / f"{name}.bin"
+        np.ascontiguousarray(arr, dtype=dtype).tofile(files[name])
+    out = tmp_path / "rows.bin"
+    proc = subprocess.run([str(exe), *(str(files[n]) for n in ("events", "summaries", "probs", "pcm")), str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr
+    rows = np.fromfile(out, dtype=np.int64).reshape(len(events), ROW_WIDTH)
+    compare(rows, run_events(config, events, summaries, probs, pcm), events)
+
+
+def _clang_has_libfuzzer(tmp_path) -> bool:
+    if shutil.which("clang") is None:
+        return False
+    src = tmp_path / "probe.c"
+    src.write_text("#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n) { (void)d; (void)n; return 0; }\n")
+    proc = subprocess.run(["clang", "-fsanitize=fuzzer", str(src), "-o", str(tmp_path / "probe")], capture_output=True)
+    return proc.returncode == 0
+
+
+@pytest.mark.parametrize("extreme", [False, True])
+def test_fuzz_update_feedback_and_sensor(tmp_path, extreme):
+    """libFuzzer drives update, label feedback (in and out of range), sensor blocks and
+    resets for a few seconds; the target aborts on any broken invariant."""
+    if not _clang_has_libfuzzer(tmp_path):
+        pytest.skip("clang with libFuzzer not available")
+    config = synthetic.random_config(np.random.default_rng(31 + extreme), 40, 12, extreme=extreme)
+    exe = native.compile_c(
+        [SHIM_DIR / "td_monitor_fuzz.c", *monitor_sources()],
+        shared=False,
+        compiler="clang",
+        optimize="-O1",
+        extra_flags=["-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all"],
+        **build_flags(config),
+    )
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    proc = subprocess.run([str(exe), "-max_total_time=3", "-seed=1", "-rss_limit_mb=1024", str(corpus)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = re.search(r"Done (\d+) runs", proc.stderr)
+    assert runs and int(runs.group(1)) > 1000, proc.stderr[-2000:]
+
+
+ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes"]
+
+
+def test_builds_for_cortex_m4(tmp_path):
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    config = synthetic.random_config(np.random.default_rng(41), 40, 12)
+    emit_monitor_config_h(config, tmp_path / "td_monitor_config_kws.h")
+    app = tmp_path / "app.c"
+    app.write_text(
+        '#include "td_monitor_config_kws.h"\n'
+        "static td_monitor_state_t state;\n"
+        "int td_app_step(const int16_t *s, const int8_t *p, td_monitor_result_t *r);\n"
+        "int td_app_step(const int16_t *s, const int8_t *p, td_monitor_result_t *r)\n"
+        "{\n    if (state.t == 0 && td_monitor_init(&state, &td_monitor_config_kws) != 0) {\n        return -1;\n    }\n"
+        "    return td_monitor_update(&state, &td_monitor_config_kws, s, p, r);\n}\n"
+    )
+    objects = []
+    for src in [*monitor_sources(), app]:
+        obj = tmp_path / (src.stem + ".o")
+        proc = subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS, f"-I{MONITOR_SRC}", f"-I{tmp_path}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        objects.append(obj)
+    size = subprocess.run(["arm-none-eabi-size", "-t", *map(str, objects)], capture_output=True, text=True)
+    total = size.stdout.strip().splitlines()[-1].split()
+    text, data, bss = (int(x) for x in total[:3])
+    # No RAM beyond the state the app declares (state is the app's bss), no data.
+    assert data == 0
+    print(f"Cortex-M4 -O2: monitor code+config {text} bytes flash, state {bss} bytes RAM")
