@@ -278,6 +278,10 @@ def convert(spec: dict) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    if spec.get("int16"):  # 16-bit activations, 8-bit weights: refused by tinydrift
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        converter.inference_input_type = tf.int16
+        converter.inference_output_type = tf.int16
     if not spec.get("per_channel", True):
         converter._experimental_disable_per_channel = True
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True

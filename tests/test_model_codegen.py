@@ -107,6 +107,21 @@ def test_generated_api_and_files(ds_cnn_models, tmp_path):
     assert np.float32(float(header.split("TD_KWS_OUTPUT_SCALE ")[1].split("f")[0])) == np.float32(out.quantization.scale)
 
 
+def test_input_is_kept_through_invoke(ds_cnn_models):
+    """The drift monitor reads the features after inference: the input must survive it."""
+    import ctypes
+
+    host = build_host_models({"kept": ds_cnn_models["project"]})["kept"]
+    library = host.library
+    library.td_kept_input.restype = ctypes.POINTER(ctypes.c_int8)
+    library.td_kept_invoke.restype = ctypes.c_int
+    features = structured_int8_inputs(5, 1, (49, 40, 1)).reshape(-1)
+    ctypes.memmove(library.td_kept_input(), features.ctypes.data, features.size)
+    assert library.td_kept_invoke() == 0
+    after = np.ctypeslib.as_array(library.td_kept_input(), shape=(features.size,)).copy()
+    assert np.array_equal(after, features)
+
+
 def test_two_models_coexist_in_one_library(ds_cnn_models):
     hosts = build_host_models({"first": ds_cnn_models["project"], "second": ds_cnn_models["design"]})
     inputs = full_graph_inputs(3, 20)
@@ -141,6 +156,22 @@ def test_unsupported_op_is_refused_naming_it():
     assert "TANH" in message
     op = (tanh or fused)[0]
     assert f"op {op.index} {op.opcode}" in message and graph.tensors[op.outputs[0]].name in message
+
+
+def test_int16_activations_are_refused_naming_the_op():
+    int16_conv = {**FLOAT_CONV, "seed": 8002, "float": False, "int16": True}
+    with pytest.raises(TinydriftError) as error:
+        generate_model_c(tflite_model(int16_conv), "int16_model")
+    assert "op 0 CONV_2D" in str(error.value) and "int16" in str(error.value)
+
+
+def test_unsupported_fused_activation_is_refused_naming_it(ds_cnn_models):
+    from tinydrift.codegen.model_lowering import lower
+
+    graph = read_tflite(ds_cnn_models["design"])
+    graph.operators[1].options["fused_activation_function"] = "RELU_N1_TO_1"
+    with pytest.raises(TinydriftError, match=r"op 1 DEPTHWISE_CONV_2D .*fused activation RELU_N1_TO_1"):
+        lower(graph)
 
 
 def test_bad_inputs_are_refused():

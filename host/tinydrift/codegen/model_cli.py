@@ -1,0 +1,57 @@
+"""Click command: generate the C for an int8 .tflite model, and check it against TFLite Micro.
+
+Register on the main group with `main.add_command(model_c_command)`;
+`python -m tinydrift.codegen.model_cli MODEL.tflite --name kws --out DIR` runs it alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import TinydriftError
+
+
+@click.command("model-c")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default="kws", show_default=True,
+              help="C prefix: td_<name>_invoke(), TD_<NAME>_ARENA_BYTES...; lower-case letters, digits, '_'.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for td_model_<name>.h and td_model_<name>.c.")
+@click.option("--reuse-input", is_flag=True,
+              help="Let inference overwrite the input buffer (smaller arena); by default it stays intact.")
+@click.option("--check", "check_count", type=int, default=0, show_default=True, metavar="N",
+              help="Also run N random int8 inputs through the generated C (built for this host) and "
+                   "TFLite Micro, and fail unless every output is equal.")
+def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, check_count: int):
+    """Generate C for an int8 .tflite model: weights, precomputed requantization, one kernel
+    call per operator and one static arena; report its arena against TFLite Micro's."""
+    from .model_c import plan_model, write_model_c
+    from .model_runner import run_generated_and_tflm, tflm_arena_report
+
+    try:
+        data = model.read_bytes()
+        plan = plan_model(data, name, preserve_input=not reuse_input, source=str(model))
+        header, source = write_model_c(data, name, out_dir, preserve_input=not reuse_input)
+        tflm = tflm_arena_report(data)
+    except TinydriftError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {header} and {source}")
+    click.echo(f"{len(plan.graph.operators)} operators, {plan.macs:,} multiply-accumulates per inference")
+    click.echo(f"arena: {plan.arena_bytes:,} bytes; TFLite Micro {tflm['total']:,} "
+               f"({tflm['head']:,} tensors + {tflm['tail']:,} persistent)")
+    if check_count > 0:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        inputs = rng.integers(-128, 128, size=(check_count, plan.input.num_elements), dtype=np.int8)
+        ours, expected = run_generated_and_tflm(data, inputs)
+        mismatches = int(np.count_nonzero(ours != expected))
+        click.echo(f"check: {check_count} random inputs, {mismatches} of {ours.size} output values differ")
+        if mismatches:
+            raise click.ClickException("the generated C differs from TFLite Micro")
+
+
+if __name__ == "__main__":
+    model_c_command()
