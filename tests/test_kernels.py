@@ -341,3 +341,38 @@ def test_fully_connected_multiplier_precision_matches_tflite_micro(per_channel, 
     aimed = {case_id: _aim_at_rounding_differences(case_id, spec, models[case_id]) for case_id, spec in cases}
     print(f"channels aimed at rounding differences: {aimed}")
     assert sum(aimed.values()) > 0, f"no model among {list(aimed)} can tell the two precisions apart"
+
+
+def test_requantization_helpers_match_the_reference_formulas(tmp_path):
+    """td_requant.h on values models rarely reach (left shifts, extremes), against the
+    gemmlowp formulas written out in numpy above."""
+    import ctypes
+
+    from tinydrift import native
+    from tinydrift.codegen.model_runner import include_dirs
+
+    wrapper = tmp_path / "requant_wrapper.c"
+    wrapper.write_text(
+        '#include "kernels/td_requant.h"\n'
+        "int32_t mbqm(int32_t x, int32_t m, int32_t s);\n"
+        "int32_t mbqm(int32_t x, int32_t m, int32_t s) { return td_multiply_by_quantized_multiplier(x, m, s); }\n"
+        "int32_t srdhm(int32_t a, int32_t b);\n"
+        "int32_t srdhm(int32_t a, int32_t b) { return td_saturating_rounding_doubling_high_mul(a, b); }\n"
+    )
+    library = ctypes.CDLL(str(native.compile_c([wrapper], include_dirs=include_dirs())))
+    for function in (library.mbqm, library.srdhm):
+        function.restype = ctypes.c_int32
+    rng = np.random.default_rng(42)
+    checked = 0
+    for _ in range(20000):
+        shift = int(rng.integers(-31, 8))
+        multiplier = int(rng.integers(1 << 30, 1 << 31))
+        bound = (1 << 31) >> max(shift, 0)  # the reference's x * 2^shift must not overflow
+        x = int(rng.integers(-bound, bound))
+        expected = int(_requantize(np.array([x], dtype=np.int64), multiplier, shift)[0])
+        assert library.mbqm(x, multiplier, shift) == expected, (x, multiplier, shift)
+        checked += 1
+    assert library.srdhm(-(1 << 31), -(1 << 31)) == (1 << 31) - 1  # the one saturating case
+    for a, b in rng.integers(-(1 << 31), 1 << 31, size=(5000, 2)):
+        assert library.srdhm(int(a), int(b)) == int(_srdhm(np.array([a], dtype=np.int64), int(b))[0])
+    assert checked == 20000

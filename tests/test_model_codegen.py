@@ -198,7 +198,8 @@ def test_sanitized_standalone_executable(ds_cnn_models):
 
 
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99",
-             "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes"]
+             "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes", "-Wconversion", "-Wsign-conversion",
+             "-Wpedantic", "-Wcast-align", "-Wdouble-promotion", "-Wmissing-prototypes"]
 
 
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")

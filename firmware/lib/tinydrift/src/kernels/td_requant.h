@@ -18,8 +18,11 @@ static inline int32_t td_saturating_rounding_doubling_high_mul(int32_t a, int32_
     }
     const int64_t product = (int64_t)a * (int64_t)b;
     const int64_t nudge = product >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    /* Division truncates toward zero, which with the nudge gives round-half-away. */
-    return (int32_t)((product + nudge) / ((int64_t)1 << 31));
+    const int64_t nudged = product + nudge;
+    /* The reference divides by 2^31, truncating toward zero (which with the nudge rounds
+     * halves away from zero); shifting the magnitude gives the same quotient without a
+     * 64-bit division call on the Cortex-M4. |nudged| < 2^62, so negating it is safe. */
+    return (int32_t)(nudged >= 0 ? (nudged >> 31) : -((-nudged) >> 31));
 }
 
 /* x / 2^exponent rounded to nearest, halves away from zero; 0 <= exponent <= 31. */
