@@ -90,6 +90,8 @@ def _dense_cases(count: int) -> list[dict]:
         rng = random.Random(3000 + i)
         flatten = i % 2 == 0
         shape = [rng.randint(1, 5), rng.randint(1, 5), rng.randint(1, 6)] if flatten else [rng.randint(1, 40)]
+        if i % 4 == 3:  # Dense over the last axis of a [rows, features] input: batched rows
+            shape = [rng.randint(2, 5), rng.randint(1, 20)]
         cases.append(
             dict(
                 kind="dense",
@@ -331,7 +333,10 @@ def _dense_with_bias(per_channel: bool) -> list[tuple[str, dict]]:
     return [
         (case_id, spec)
         for case_id, spec in CASES
-        if spec["kind"] == "dense" and spec["use_bias"] and (spec["per_channel"] and spec["units"] > 1) == per_channel
+        if spec["kind"] == "dense"
+        and spec["use_bias"]
+        and (spec["flatten"] or len(spec["input_shape"]) == 1)  # one row per input
+        and (spec["per_channel"] and spec["units"] > 1) == per_channel
     ]
 
 
