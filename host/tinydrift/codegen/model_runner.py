@@ -24,11 +24,11 @@ import numpy as np
 
 from .. import atomic, native
 from ..errors import TinydriftError
+from ..model.runtimes import run_tflm, tflm_arena_bytes, tflm_arena_report  # noqa: F401 (re-exported)
 from .model_c import generate_model_c, plan_model
 
 KERNEL_DIR = native.FIRMWARE_LIB / "src" / "kernels"
 GENERATED_DIR = native.BUILD_DIR / "models"
-TFLM_ARENA_PATTERN = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 
 _loaded: dict[str, ctypes.CDLL] = {}
 
@@ -226,64 +226,3 @@ def run_model_executable(executable: Path, tflite_bytes: bytes, inputs: np.ndarr
             raise TinydriftError(f"{executable.name} failed ({proc.returncode}):\n{proc.stderr}")
         outputs = np.frombuffer(out_path.read_bytes(), dtype=np.int8)
     return outputs.reshape(len(batch), plan.output.num_elements)
-
-
-def _tflm_interpreter(tflite_bytes: bytes, *, arena_size: int | None = None):
-    from tflite_micro import runtime
-
-    size = arena_size if arena_size is not None else 10 * len(tflite_bytes) + (1 << 20)
-    try:
-        return runtime.Interpreter.from_bytes(bytes(tflite_bytes), arena_size=size)
-    except Exception as exc:
-        raise TinydriftError(f"TFLite Micro cannot load the model: {exc}") from exc
-
-
-def run_tflm(tflite_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
-    """Run TFLite Micro's reference interpreter on int8 inputs [N, ...]; returns [N, K]."""
-    interpreter = _tflm_interpreter(tflite_bytes)
-    details = interpreter.get_input_details(0)
-    shape = tuple(int(d) for d in details["shape"])
-    if details["dtype"] != np.int8:
-        raise TinydriftError(f"model input is {np.dtype(details['dtype']).name}, not int8")
-    batch = _as_batch(inputs, int(np.prod(shape)))
-    outputs = []
-    for x in batch:
-        interpreter.set_input(x.reshape(shape), 0)
-        interpreter.invoke()
-        outputs.append(np.asarray(interpreter.get_output(0)).reshape(-1).copy())
-    return np.stack(outputs).astype(np.int8) if outputs else np.zeros((0, 0), np.int8)
-
-
-def tflm_arena_report(tflite_bytes: bytes) -> dict[str, int]:
-    """TFLite Micro's arena use after one inference, from its RecordingMicroAllocator:
-    total (what the arena must hold), head (planned tensor buffers) and tail (persistent
-    data: tensor structs, node data, per-channel multipliers)."""
-    interpreter = _tflm_interpreter(tflite_bytes)
-    details = interpreter.get_input_details(0)
-    interpreter.set_input(np.zeros(tuple(details["shape"]), dtype=details["dtype"]), 0)
-    interpreter.invoke()
-    text = _capture_c_stderr(interpreter.print_allocations)
-    report = {kind: int(value) for kind, value in TFLM_ARENA_PATTERN.findall(text)}
-    if "total" not in report:
-        raise TinydriftError(f"TFLite Micro printed no arena total:\n{text}")
-    return report
-
-
-def tflm_arena_bytes(tflite_bytes: bytes) -> int:
-    """The arena TFLite Micro needs for the model (its 'Arena allocation total')."""
-    return tflm_arena_report(tflite_bytes)["total"]
-
-
-def _capture_c_stderr(function) -> str:
-    """Run `function` with file descriptor 2 sent to a temporary file (C++ writes there,
-    below Python's sys.stderr); return what it wrote."""
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            function()
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        sink.seek(0)
-        return sink.read().decode(errors="replace")

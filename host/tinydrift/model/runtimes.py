@@ -8,45 +8,46 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-from pathlib import Path
+import tempfile
 
 import numpy as np
 
 from ..errors import TinydriftError
 
 RUNTIMES = ("tflm", "litert")
-DEFAULT_ARENA = 512 * 1024
+TFLM_ARENA_PATTERN = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
 
 
-def _tflm_interpreter(model: bytes, arena_size: int = DEFAULT_ARENA, preserve_all: bool = False):
-    from tflite_micro.python.tflite_micro import runtime
+def _tflm_interpreter(model: bytes, *, arena_size: int | None = None):
+    from tflite_micro import runtime
 
-    kwargs = {}
-    if preserve_all:
-        # (sic) the keyword is spelled this way in tflite_micro.
-        kwargs["intrepreter_config"] = runtime.InterpreterConfig.kPreserveAllTensors
-    return runtime.Interpreter.from_bytes(model, arena_size=arena_size, **kwargs)
+    size = arena_size if arena_size is not None else 10 * len(model) + (1 << 20)
+    try:
+        return runtime.Interpreter.from_bytes(bytes(model), arena_size=size)
+    except Exception as exc:  # the binding raises bare RuntimeError/ValueError alike
+        raise TinydriftError(f"TFLite Micro cannot load the model: {exc}") from exc
 
 
 def run_tflm(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:
-    """Outputs of TFLite Micro's reference interpreter, one invoke per input."""
+    """Outputs [N, K] of TFLite Micro's reference interpreter, one invoke per input."""
     interp = _tflm_interpreter(model)
     details = interp.get_input_details(0)
-    shape = tuple(details["shape"])
+    shape = tuple(int(d) for d in details["shape"])
+    if details["dtype"] != np.int8:
+        raise TinydriftError(f"model input is {np.dtype(details['dtype']).name}, not int8")
+    batch = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1)
     outputs = []
-    for x in inputs:
-        interp.set_input(np.asarray(x, dtype=details["dtype"]).reshape(shape), 0)
+    for x in batch:
+        interp.set_input(x.reshape(shape), 0)
         interp.invoke()
-        outputs.append(interp.get_output(0).reshape(-1).copy())
+        outputs.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
         if progress is not None:
             progress(1)
-    return np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)
+    return np.stack(outputs).astype(np.int8) if outputs else np.zeros((0, 0), np.int8)
 
 
 def run_litert(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:
-    """Outputs of LiteRT's interpreter (XNNPACK where it applies)."""
+    """Outputs [N, K] of LiteRT's interpreter (XNNPACK where it applies)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interp = Interpreter(model_content=model)
@@ -70,22 +71,36 @@ def run(runtime: str, model: bytes, inputs: np.ndarray, progress=None) -> np.nda
     raise TinydriftError(f"unknown runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
 
 
-_ARENA_PROBE = """
-import sys
-from tinydrift.model.runtimes import _tflm_interpreter
-interp = _tflm_interpreter(open(sys.argv[1], "rb").read())
-interp.print_allocations()
-"""
+def tflm_arena_report(model: bytes) -> dict[str, int]:
+    """TFLite Micro's arena use after one inference, from its RecordingMicroAllocator:
+    total (what the arena must hold), head (planned tensor buffers) and tail (persistent
+    data: tensor structs, node data, per-channel multipliers)."""
+    interp = _tflm_interpreter(model)
+    details = interp.get_input_details(0)
+    interp.set_input(np.zeros(tuple(details["shape"]), dtype=details["dtype"]), 0)
+    interp.invoke()
+    text = _capture_c_stderr(interp.print_allocations)
+    report = {kind: int(value) for kind, value in TFLM_ARENA_PATTERN.findall(text)}
+    if "total" not in report:
+        raise TinydriftError(f"TFLite Micro printed no arena total:\n{text}")
+    return report
 
 
-def tflm_arena_bytes(model_path: Path) -> int:
-    """The arena TFLite Micro actually uses for the model (its own allocation report).
+def tflm_arena_bytes(model: bytes) -> int:
+    """The arena TFLite Micro needs for the model (its 'Arena allocation total')."""
+    return tflm_arena_report(model)["total"]
 
-    print_allocations() writes to the C stderr, so it runs in a child process.
-    """
-    proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, str(model_path)], capture_output=True,
-                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    match = re.search(r"\[RecordingMicroAllocator\] Arena allocation total (\d+) bytes", proc.stderr)
-    if proc.returncode != 0 or match is None:
-        raise TinydriftError(f"{model_path}: TFLite Micro could not report its arena:\n{proc.stderr[-2000:]}")
-    return int(match.group(1))
+
+def _capture_c_stderr(function) -> str:
+    """Run `function` with file descriptor 2 sent to a temporary file (C++ writes there,
+    below Python's sys.stderr); return what it wrote."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            function()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        return sink.read().decode(errors="replace")
