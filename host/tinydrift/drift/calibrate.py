@@ -36,6 +36,9 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     pick = lambda name: np.stack([getattr(c, name).astype(np.int64) for c in configs])[stream_config]  # noqa: E731
     twin._ref_mean, twin._inv_std = pick("ref_mean"), pick("inv_std_q28")
     twin._prior, twin._inv_prior = pick("prior_q16"), pick("inv_prior_q8")
+    if configs[0].whiten_q12 is not None:
+        twin._whiten = [c.whiten_q12.astype(np.float64).T.copy() for c in configs]
+        twin._whiten_of_stream = np.asarray(stream_config)
     twin.reset()
     raw = np.zeros((b, t, SCORE_COUNT), dtype=np.int32)
     mean_samples, var_samples = [], []
@@ -176,7 +179,7 @@ def calibrate_thresholds(
     stream_groups: int | None = None,
     warning_arl_fraction: float = 0.1,
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
-    moved_quantile: float = 0.999,
+    moved_quantile: float = 0.99,
     min_samples: int = MIN_REFERENCE_SAMPLES,
     seed: int = 0,
     **config_options,
@@ -185,6 +188,10 @@ def calibrate_thresholds(
     levels for a target ARL0 (inferences between false alarms) of the combined alarm.
 
     groups: one recording/speaker id per sample (samples of a group in stream order).
+    stream_groups: draw each simulated stream from that many groups (a held-out check on
+    G groups: G; a device used by a few speakers: a few); None: from all groups.
+    moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
+    over channels), i.e. about 1 % of channels flagged at random at the default.
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
     Returns the config and a JSON-able report of how the levels were obtained."""
     start = time.perf_counter()

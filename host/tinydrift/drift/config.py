@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import TinydriftError
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 1
+ABI_VERSION = 2
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -107,6 +107,9 @@ class MonitorConfig:
     inv_std_q28: np.ndarray  # int32[C]
     prior_q16: np.ndarray  # int32[K]
     inv_prior_q8: np.ndarray  # int32[K]
+    # Optional int16 [C, C] Q12 decorrelating matrix applied to the standardized summary
+    # (None: channels standardized one by one).
+    whiten_q12: np.ndarray | None = None
     ref_confidence_q16: int = 0
     ref_entropy_q16: int = 0
     atc_threshold: int = 256
@@ -141,6 +144,11 @@ class MonitorConfig:
         self.ref_mean = _int_array(self.ref_mean, np.int16, None, "ref_mean")
         n = self.ref_mean.shape[0]
         self.inv_std_q28 = _int_array(self.inv_std_q28, np.int32, n, "inv_std_q28")
+        if self.whiten_q12 is not None:
+            w = np.asarray(self.whiten_q12)
+            if w.shape != (n, n):
+                raise TinydriftError(f"monitor config: whiten_q12 must be [{n}, {n}], got {w.shape}")
+            self.whiten_q12 = _int_array(w.reshape(-1), np.int16, n * n, "whiten_q12").reshape(n, n)
         self.prior_q16 = _int_array(self.prior_q16, np.int32, None, "prior_q16")
         k = self.prior_q16.shape[0]
         self.inv_prior_q8 = _int_array(self.inv_prior_q8, np.int32, k, "inv_prior_q8")
@@ -200,7 +208,7 @@ class MonitorConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, np.ndarray):
-                value = [int(v) for v in value]
+                value = value.astype(np.int64).tolist()
             elif f.name == "metadata":
                 value = _jsonable(value)
             out[f.name] = value

@@ -81,6 +81,10 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         "/* Reference mean per summary channel (summary units) and round(2^28 / std). */\n",
         _array("int16_t", f"{prefix}_ref_mean", c.ref_mean),
         _array("int32_t", f"{prefix}_inv_std_q28", c.inv_std_q28, 8),
+        ""
+        if c.whiten_q12 is None
+        else "/* Decorrelating (ZCA) matrix in Q12, row-major [component][channel]. */\n"
+        + _array("int16_t", f"{prefix}_whiten_q12", c.whiten_q12.reshape(-1), c.n_summary if c.n_summary <= 16 else 16),
         "/* Reference predicted-class frequencies (Q16) and round(2^8 / prior). */\n",
         _array("int32_t", f"{prefix}_prior_q16", c.prior_q16, 8),
         _array("int32_t", f"{prefix}_inv_prior_q8", c.inv_prior_q8, 8),
@@ -102,6 +106,7 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .n_classes = {c.n_classes},\n"
         f"    .ref_mean = {prefix}_ref_mean,\n"
         f"    .inv_std_q28 = {prefix}_inv_std_q28,\n"
+        f"    .whiten_q12 = {'0' if c.whiten_q12 is None else prefix + '_whiten_q12'},\n"
         f"    .prior_q16 = {prefix}_prior_q16,\n"
         f"    .inv_prior_q8 = {prefix}_inv_prior_q8,\n"
         f"    .entropy_q16 = {prefix}_entropy_q16,\n"

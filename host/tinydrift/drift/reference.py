@@ -32,8 +32,11 @@ MIN_REFERENCE_SAMPLES = 2000  # DESIGN §4: fewer samples bias the reference and
 
 # CUSUM allowance per score in units of the score's standard deviation. The per-inference
 # confidence and entropy are noisy, and an accuracy drop of a few points moves their mean
-# by a fraction of their spread, so their allowance is small; the EWMA scores are smooth.
-DEFAULT_K_SIGMA = (0.5, 0.5, 0.2, 0.2, 0.5)
+# by a fraction of their spread, so their allowance is small. The EWMA scores are smooth:
+# a small allowance would integrate the persistent offset a finite reference leaves
+# (speakers not in it), so one standard deviation (measured on synthetic data with
+# speaker effects: k = 0.5 made the ARL0 hinge on which speakers the check used).
+DEFAULT_K_SIGMA = (1.0, 1.0, 0.25, 0.25, 1.0)
 
 
 def output_features(probs: np.ndarray) -> dict[str, np.ndarray]:
@@ -97,6 +100,7 @@ def reference_stats(
         "n_classes": int(k),
         "summary_mean": x.mean(axis=0).tolist(),
         "summary_std": x.std(axis=0, ddof=1).tolist(),
+        "summary_corr": np.nan_to_num(np.corrcoef(x, rowvar=False).reshape(x.shape[1], x.shape[1]), nan=0.0).tolist(),
         "confidence_mean": float(conf.mean() / 256),
         "confidence_std": float(conf.std(ddof=1) / 256),
         "entropy_mean": float(entropy.mean()),
@@ -120,6 +124,18 @@ def reference_stats(
     return stats
 
 
+def whitening_q12(corr, shrinkage: float = 0.1) -> np.ndarray:
+    """ZCA whitening of the reference correlation, shrunk toward identity, in Q12: the
+    symmetric W with W R W = I, so component j stays closest to channel j (the moved-channel
+    mask keeps its meaning). Shrinkage bounds the gain on directions the reference barely
+    saw vary, where its estimation error would be amplified."""
+    r = np.asarray(corr, dtype=np.float64)
+    r = (1.0 - shrinkage) * r + shrinkage * np.eye(r.shape[0])
+    values, vectors = np.linalg.eigh(r)
+    w = (vectors / np.sqrt(np.maximum(values, 1e-6))) @ vectors.T
+    return np.clip(np.round(w * ONE_Q12), -32768, 32767).astype(np.int16)
+
+
 def _ewma_variance(shift: int) -> float:
     lam = 2.0**-shift
     return lam / (2.0 - lam)
@@ -139,6 +155,8 @@ def build_config(
     display_shift: int = 6,
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
     moved_sigma: float = 4.0,
+    whiten: bool = True,
+    shrinkage: float = 0.1,
     enabled_scores: int = (1 << SCORE_COUNT) - 1,
     metadata: dict | None = None,
     **sensor_and_ddm,
@@ -146,6 +164,8 @@ def build_config(
     """A config from reference statistics, with analytic score normalization (independent
     channels, Gaussian summaries) and decision levels that never fire: calibrate next.
 
+    whiten: decorrelate the standardized summary with the reference correlation (ZCA), so
+    a shift across correlated channels is judged against how they move together.
     `sensor_and_ddm` may set any of MonitorConfig's sensor and DDM fields."""
     mean = np.asarray(stats["summary_mean"], dtype=np.float64)
     std = np.maximum(np.asarray(stats["summary_std"], dtype=np.float64), 1.0)
@@ -172,6 +192,7 @@ def build_config(
     sign[SCORE_CONF] = -1  # confidence dropping is the drift
 
     config = MonitorConfig(
+        whiten_q12=whitening_q12(stats["summary_corr"], shrinkage) if whiten and c > 1 else None,
         ref_mean=np.clip(np.round(mean), -32768, 32767).astype(np.int16),
         inv_std_q28=np.clip(np.round((1 << 28) / std), 1, 1 << 28).astype(np.int32),
         prior_q16=np.clip(np.round(prior * ONE_Q16), 0, ONE_Q16).astype(np.int32),

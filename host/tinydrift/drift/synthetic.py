@@ -171,7 +171,13 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
             silence_variance=400,
             persist_blocks=[3, 3, 3, 0],
         )
-    return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, **fields).validate()
+    whiten = None
+    if rng.random() < 0.5:
+        if extreme:
+            whiten = rng.integers(-32768, 32768, (c, c))
+        else:
+            whiten = np.clip(np.round(4096 * (np.eye(c) + rng.normal(0, 0.1, (c, c)))), -32768, 32767)
+    return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 
 def _segment_summaries(rng, kind: int, n: int, config) -> np.ndarray:

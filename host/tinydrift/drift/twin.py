@@ -89,6 +89,10 @@ class MonitorTwin:
         c = config
         self._ref_mean = c.ref_mean.astype(np.int64)
         self._inv_std = c.inv_std_q28.astype(np.int64)
+        # Whitening as float64 BLAS products: every partial sum is an integer below 2^47,
+        # exact in a double whatever the summation order, so the result equals the C's.
+        self._whiten = None if c.whiten_q12 is None else c.whiten_q12.astype(np.float64).T.copy()
+        self._whiten_of_stream = None  # calibration: per-stream matrices [R, C, C] + index [B]
         self._prior = c.prior_q16.astype(np.int64)
         self._inv_prior = c.inv_prior_q8.astype(np.int64)
         self._entropy = c.entropy_q16.astype(np.int64)
@@ -124,6 +128,7 @@ class MonitorTwin:
         return {
             "t": z(),
             "mean_ewma": z(c),
+            "channel_ewma": z(c),
             "sq_ewma": np.full((b, c), ONE_Q12 << EWMA_EXTRA_BITS, dtype=np.int64),
             "class_ewma": np.broadcast_to(self._prior, (b, k)).copy(),
             "confidence_ewma": np.full(b, cfg.ref_confidence_q16, dtype=np.int64),
@@ -169,19 +174,34 @@ class MonitorTwin:
         """td_monitor_moments: returns raw mean and variance scores and the moved bits."""
         cfg = self.config
         deviation = summary.astype(np.int64) - self._ref_mean
-        z = np.clip(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+        standardized = np.clip(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+        z = standardized
+        if self._whiten is not None:
+            z = np.clip(round_shift(self._decorrelate(standardized), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+            self.channel_ewma = ewma_step(self.channel_ewma, standardized << EWMA_EXTRA_BITS, cfg.mean_shift)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
         mean = round_shift(self.mean_ewma, EWMA_EXTRA_BITS)
         mean_sq = round_shift(mean * mean, Z_FRAC_BITS)
         excess = round_shift(self.sq_ewma, EWMA_EXTRA_BITS) - mean_sq - ONE_Q12
+        channel_mean = mean if self._whiten is None else round_shift(self.channel_ewma, EWMA_EXTRA_BITS)
         raw_mean = sat32(mean_sq.sum(axis=-1))
         raw_var = sat32(round_shift(excess * excess, Z_FRAC_BITS).sum(axis=-1))
         moved = None
         if with_moved:
-            moved = self._moved_words(mean, excess)
-        return raw_mean, raw_var, (mean, excess, moved)
+            moved = self._moved_words(channel_mean, excess)
+        return raw_mean, raw_var, (channel_mean, excess, moved)
+
+    def _decorrelate(self, z: np.ndarray) -> np.ndarray:
+        zf = z.astype(np.float64)
+        if self._whiten_of_stream is None:
+            return (zf @ self._whiten).astype(np.int64)
+        out = np.zeros(z.shape, dtype=np.int64)
+        for r, matrix in enumerate(self._whiten):
+            rows = self._whiten_of_stream == r
+            out[rows] = (zf[rows] @ matrix).astype(np.int64)
+        return out
 
     def _moved_words(self, mean: np.ndarray, excess: np.ndarray) -> np.ndarray:
         cfg = self.config

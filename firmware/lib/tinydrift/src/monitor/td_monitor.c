@@ -78,6 +78,7 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->t = 0;
     for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
         state->mean_ewma[i] = 0;
+        state->channel_ewma[i] = 0;
         /* Start at the reference: z^2 averages one, so the variance ratio starts at one. */
         state->sq_ewma[i] = TD_ONE_Q12 << TD_EWMA_EXTRA_BITS;
     }

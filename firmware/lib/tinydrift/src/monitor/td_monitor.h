@@ -6,7 +6,8 @@
  * the model's int8 softmax output, and keeps five scores against reference statistics
  * generated on the host (td_monitor_config_t, emitted as a const header):
  *
- *   TD_SCORE_MEAN     chi-square of the EWMA of the standardized summary (mean shift)
+ *   TD_SCORE_MEAN     chi-square of the EWMA of the standardized (optionally whitened)
+ *                     summary (mean shift)
  *   TD_SCORE_VAR      sum over channels of (EWMA variance ratio - 1)^2 (spread change)
  *   TD_SCORE_CONF     max probability of this inference (confidence)
  *   TD_SCORE_ENTROPY  entropy of this inference's output, from an exact 256-entry table
@@ -30,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 1
+#define TD_MONITOR_ABI_VERSION 2
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -103,6 +104,11 @@ typedef struct {
     /* Input moments, per summary channel, in summary units. */
     const int16_t *ref_mean;     /* reference mean */
     const int32_t *inv_std_q28;  /* round(2^28 / reference standard deviation) */
+    /* Optional [n_summary][n_summary] decorrelating matrix in Q12 (ZCA whitening of the
+     * reference correlation), applied to the standardized summary, so shifts across
+     * correlated channels are weighed against how the channels move together; component
+     * j stays closest to channel j. NULL: each channel standardized on its own. */
+    const int16_t *whiten_q12;
 
     /* Model outputs. */
     const int32_t *prior_q16;    /* reference predicted-class frequencies */
@@ -119,7 +125,8 @@ typedef struct {
     uint8_t label_shift;
     uint8_t display_shift;       /* running confidence, entropy and ATC estimate */
 
-    /* Channels whose EWMA |z| or |variance ratio - 1| reaches these (Q12) are "moved". */
+    /* Channels whose EWMA |z| or |variance ratio - 1| reaches these (Q12) are "moved";
+     * with whitening, |z| is the channel's own standardized value, before decorrelation. */
     int32_t moved_mean_level;
     int32_t moved_var_level;
 
@@ -144,6 +151,8 @@ typedef struct {
     uint32_t t;                                  /* inferences since reset */
     int32_t mean_ewma[TD_MONITOR_MAX_SUMMARY];   /* EWMA of z, Q(12+8) */
     int32_t sq_ewma[TD_MONITOR_MAX_SUMMARY];     /* EWMA of z^2, Q(12+8) */
+    int32_t channel_ewma[TD_MONITOR_MAX_SUMMARY]; /* with whitening: EWMA of the channel's
+                                                    own z, Q(12+8), for the moved mask */
     int32_t class_ewma[TD_MONITOR_MAX_CLASSES];  /* EWMA of predicted-class indicators, Q16 */
     int32_t confidence_ewma;                     /* Q16 */
     int32_t entropy_ewma;                        /* Q16 nats */

@@ -1,8 +1,8 @@
 /*
  * Input moments: per summary channel, the standardized deviation from the reference,
- * z = (x - mean) / std, its EWMA (mean shift) and the EWMA of z^2 (spread). Aggregated
- * over channels as sum m^2 (a chi-square of the EWMA mean, so small shifts spread over
- * many channels add up) and sum (variance ratio - 1)^2.
+ * z = (x - mean) / std (optionally decorrelated: z <- W z), its EWMA (mean shift) and the
+ * EWMA of z^2 (spread). Aggregated over channels as sum m^2 (a chi-square of the EWMA
+ * mean, so small shifts spread over many channels add up) and sum (variance ratio - 1)^2.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -20,6 +20,7 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
 {
     int64_t mean_stat = 0;
     int64_t var_stat = 0;
+    int16_t standardized[TD_MONITOR_MAX_SUMMARY];
     uint32_t j;
 
     for (j = 0; j < TD_MONITOR_MASK_WORDS; ++j) {
@@ -30,9 +31,28 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
         const int32_t deviation = (int32_t)summary[j] - (int32_t)config->ref_mean[j];
         const int64_t z_wide =
             td_round_shift_s64((int64_t)deviation * config->inv_std_q28[j], 28 - TD_Z_FRAC_BITS);
-        const int32_t z = (int32_t)td_clamp_s64(z_wide, -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
-        const int32_t z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
-        int32_t mean, mean_sq, variance_excess;
+        standardized[j] = (int16_t)td_clamp_s64(z_wide, -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
+    }
+    for (j = 0; j < config->n_summary; ++j) {
+        int32_t z = standardized[j];
+        int32_t z_sq, mean, mean_sq, variance_excess, channel_mean;
+        if (config->whiten_q12 != 0) {
+            /* |w| < 2^15, |z| < 2^15, <= 2^16 terms: the sum fits in 46 bits. */
+            const int16_t *row = config->whiten_q12 + (uint32_t)j * config->n_summary;
+            int64_t acc = 0;
+            uint32_t i;
+            for (i = 0; i < config->n_summary; ++i) {
+                acc += (int32_t)row[i] * (int32_t)standardized[i];
+            }
+            z = (int32_t)td_clamp_s64(td_round_shift_s64(acc, 12), -TD_CHANNEL_Z_MAX,
+                                      TD_CHANNEL_Z_MAX);
+            /* Which channels moved is told from the channels themselves: a decorrelated
+             * component spreads one channel's shift over its correlated neighbours. */
+            state->channel_ewma[j] =
+                td_ewma_step(state->channel_ewma[j], standardized[j] * (1 << TD_EWMA_EXTRA_BITS),
+                             config->mean_shift);
+        }
+        z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
 
         state->mean_ewma[j] = td_ewma_step(state->mean_ewma[j], z * (1 << TD_EWMA_EXTRA_BITS),
                                            config->mean_shift);
@@ -44,9 +64,12 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
         variance_excess = td_round_shift_s32(state->sq_ewma[j], TD_EWMA_EXTRA_BITS) - mean_sq -
                           TD_ONE_Q12;
 
+        channel_mean = config->whiten_q12 != 0
+                           ? td_round_shift_s32(state->channel_ewma[j], TD_EWMA_EXTRA_BITS)
+                           : mean;
         mean_stat += mean_sq;
         var_stat += td_round_shift_s64((int64_t)variance_excess * variance_excess, TD_Z_FRAC_BITS);
-        if ((config->moved_mean_level > 0 && td_abs_s32(mean) >= config->moved_mean_level) ||
+        if ((config->moved_mean_level > 0 && td_abs_s32(channel_mean) >= config->moved_mean_level) ||
             (config->moved_var_level > 0 &&
              td_abs_s32(variance_excess) >= config->moved_var_level)) {
             moved[j / 32] |= 1u << (j % 32);

@@ -1,0 +1,191 @@
+"""Reference statistics, config round trips, ARL0 calibration checked on unseen streams,
+and detection of synthetic drift: data shift (with the channels that moved), confidence
+drift, label shift."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinydrift.drift import config as cfgmod
+from tinydrift.drift import synthetic
+from tinydrift.drift.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.drift.config import MonitorConfig
+from tinydrift.drift.evaluate import measure_detection
+from tinydrift.drift.header import config_hash, emit_monitor_config_h
+from tinydrift.drift.reference import build_config, output_features, reference_stats
+from tinydrift.errors import TinydriftError
+
+TARGET = 2000
+WORLD = synthetic.world(seed=77)
+SHAPE = dict(n_groups=100, per_group=40, group_share=0.05)
+
+
+def dataset(seed, **drift):
+    return synthetic.synthetic_dataset(**SHAPE, domain=WORLD, seed=seed, **drift)
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    data = dataset(1)
+    config, report = calibrate_thresholds(
+        data["summaries"], data["probs"], data["groups"], data["labels"],
+        target_arl0=TARGET, n_inferences=600_000, stream_groups=100, seed=3,
+    )
+    return data, config, report
+
+
+@pytest.fixture(scope="module")
+def strict():
+    """Levels for ARL0 50,000 (extrapolated from 600,000 simulated inferences), for the
+    detection tests: drift must show at a realistic false-alarm rate."""
+    data = dataset(1)
+    config, report = calibrate_thresholds(
+        data["summaries"], data["probs"], data["groups"], data["labels"],
+        target_arl0=50_000, n_inferences=600_000, stream_groups=100, seed=3,
+    )
+    return config
+
+
+def test_reference_stats_match_a_direct_computation():
+    data = dataset(2)
+    stats = reference_stats(data["summaries"], data["probs"], data["labels"])
+    x = data["summaries"].astype(np.float64)
+    assert np.allclose(stats["summary_mean"], x.mean(0)) and np.allclose(stats["summary_std"], x.std(0, ddof=1))
+    p = (data["probs"].astype(np.float64) + 128) / 256
+    assert stats["confidence_mean"] == pytest.approx(p.max(1).mean())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = -np.where(p > 0, p * np.log(p), 0).sum(1)
+    assert stats["entropy_mean"] == pytest.approx(h.mean(), abs=2e-4)  # table rounding only
+    assert stats["accuracy"] == pytest.approx(np.mean(output_features(data["probs"])["predicted"] == data["labels"]))
+    assert sum(stats["class_prior"]) == pytest.approx(1.0)
+    # ATC: the share of source samples at or above the threshold is the source accuracy.
+    assert stats["atc_share"] == pytest.approx(stats["accuracy"], abs=0.02)
+
+
+def test_reference_stats_need_enough_samples():
+    data = dataset(2)
+    with pytest.raises(TinydriftError, match="at least 2000"):
+        reference_stats(data["summaries"][:1999], data["probs"][:1999])
+
+
+def test_config_round_trips_through_json_and_header():
+    data = dataset(2)
+    config = build_config(reference_stats(data["summaries"], data["probs"], data["labels"]), metadata={"summary": "mean of 49x40 int8 features x 128"})
+    restored = MonitorConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert restored.to_dict() == config.to_dict() and config_hash(restored) == config_hash(config)
+    text = emit_monitor_config_h(config, "kws")
+    assert "static const td_monitor_config_t td_monitor_config_kws = {" in text
+    assert config_hash(config) in text
+    assert ", ".join(str(v) for v in config.entropy_q16[:12]) in text
+    with pytest.raises(TinydriftError, match="gains"):
+        config.replace(score_gain_q16=[1 << 29, 0, 0, 0, 0]).validate()
+    with pytest.raises(TinydriftError, match="ABI"):
+        MonitorConfig.from_dict({**config.to_dict(), "abi_version": 99})
+    with pytest.raises(TinydriftError, match="n_summary"):
+        build_config({**reference_stats(data["summaries"], data["probs"]), "summary_mean": [0.0] * 65, "summary_std": [1.0] * 65, "summary_corr": np.eye(65)})
+
+
+def test_calibrated_arl0_holds_on_unseen_streams(calibration):
+    """DESIGN §6 on synthetic data: the combined alarm's ARL0, measured as the device
+    runs (latched alarm, reset) on 150 x ARL0 inferences of speakers calibration never
+    saw, is within 20 % of the target."""
+    _, config, report = calibration
+    assert report["target_arl0"] == TARGET and set(report["scores"]) == set(cfgmod.SCORE_NAMES)
+    unseen = dataset(9)
+    result = measure_arl0(config, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=150 * TARGET, stream_length=10_000)
+    print(f"ARL0 target {TARGET}: measured {result['arl0']:.0f} ({result['alarms']} alarms, 95% CI {result['ci95'][0]:.0f}-{result['ci95'][1]:.0f}), {result['by_type']}")
+    assert result["inferences"] >= 150 * TARGET
+    assert 0.8 * TARGET <= result["arl0"] <= 1.2 * TARGET
+
+
+def test_iid_resampling_would_overstate_arl0(calibration):
+    """The trap DESIGN §4 names: calibrating as if inferences were independent (every
+    sample its own group) sets levels too low for streams that stay with one speaker."""
+    data, config, _ = calibration
+    naive, _ = calibrate_thresholds(
+        data["summaries"], data["probs"], np.arange(len(data["groups"])), data["labels"],
+        target_arl0=TARGET, n_inferences=300_000, seed=3,
+    )
+    unseen = dataset(9)
+    honest = measure_arl0(config, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=40 * TARGET, stream_length=10_000)
+    fooled = measure_arl0(naive, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=40 * TARGET, stream_length=10_000)
+    assert fooled["arl0"] < 0.6 * honest["arl0"]
+
+
+def test_no_alarm_on_modest_no_drift_streams(calibration):
+    _, config, _ = calibration
+    base = dataset(5)
+    result = measure_detection(config, base, base, change_at=300, max_delay=1, n_streams=40)
+    # 40 x 300 inferences at ARL0 2000 would expect ~6 alarms were ARL0 the mean time from
+    # any point; from reset, the monitor starts at the reference and stays quiet.
+    assert result["false_alarms"] <= 2
+
+
+def bits(words: np.ndarray) -> set[int]:
+    mask = int(words[0]) | int(words[1]) << 32
+    return {i for i in range(64) if mask >> i & 1}
+
+
+def test_shift_of_some_channels_is_detected_with_the_channels_that_moved(strict):
+    config = strict
+    shifted = [5, 6, 7, 8, 20, 21, 22, 23]
+    move = np.zeros(40)
+    move[shifted] = 1.0
+    result = measure_detection(config, dataset(5), dataset(6, channel_shift=move), change_at=1000, max_delay=2000, n_streams=40)
+    print(f"1 sigma on 8 channels: median delay {result['median_delay']}, change-time error {result['change_time_error_median']}")
+    assert result["false_alarms"] <= 2 and result["detection_rate"] >= 0.85
+    assert result["types"]["DATA_DRIFT"] >= 0.9 * result["detected"]
+    assert result["median_delay"] <= 200
+    assert abs(result["change_time_error_median"]) <= 60
+    recalls, extras = [], []
+    for words in result["moved_at_alarm"]:
+        moved = bits(words)
+        recalls.append(len(moved & set(shifted)) / len(shifted))
+        extras.append(len(moved - set(shifted)))
+    assert np.median(recalls) >= 0.75 and np.median(extras) <= 1
+
+
+def test_subtle_shift_over_all_channels_is_detected(strict):
+    """0.16 sigma per channel on average, none above 0.5 sigma: invisible channel by
+    channel, visible in the aggregate over channels and inferences."""
+    config = strict
+    rng = np.random.default_rng(4)
+    move = rng.uniform(0.02, 0.3, 40) * rng.choice([-1, 1], 40)
+    move *= 0.16 / np.abs(move).mean()
+    assert np.abs(move).max() < 0.5
+    result = measure_detection(config, dataset(5), dataset(6, channel_shift=move), change_at=1000, max_delay=4000, n_streams=40)
+    print(f"0.16 sigma on 40 channels: detected {result['detection_rate']:.2f}, median delay {result['median_delay']}")
+    assert result["false_alarms"] <= 2 and result["detection_rate"] >= 0.85
+    assert result["types"]["DATA_DRIFT"] >= 0.8 * result["detected"]
+    assert result["median_delay"] <= 400
+
+
+def test_confidence_drift_is_detected_and_atc_falls(strict):
+    config = strict
+    after = dataset(6, accuracy=0.80, sharpness=0.8)
+    result = measure_detection(config, dataset(5), after, change_at=1000, max_delay=2000, n_streams=40)
+    print(f"accuracy 93 -> 80 %: median delay {result['median_delay']}, change-time error {result['change_time_error_median']}")
+    assert result["detection_rate"] >= 0.85 and result["types"]["CONFIDENCE_DRIFT"] >= 0.9 * result["detected"]
+    assert result["median_delay"] <= 200 and abs(result["change_time_error_median"]) <= 60
+    # The label-free accuracy estimate follows the accuracy down.
+    from tinydrift.drift.twin import MonitorTwin
+
+    twin = MonitorTwin(config, 1)
+    for data in (dataset(5), after):
+        for i in range(1500):
+            r = twin.update(data["summaries"][i : i + 1], data["probs"][i : i + 1])
+        estimate = r["atc_accuracy_q16"][0] / 65536
+        assert abs(estimate - np.mean(data["predicted"] == data["labels"])) < 0.08
+
+
+def test_label_shift_is_detected(strict):
+    config = strict
+    prior = WORLD["class_prior"].copy()
+    prior[[0, 1, 2]] *= 3  # three classes three times as frequent
+    result = measure_detection(config, dataset(5), dataset(6, class_prior=prior / prior.sum()), change_at=1000, max_delay=3000, n_streams=40)
+    print(f"label shift: median delay {result['median_delay']}")
+    assert result["detection_rate"] >= 0.85 and result["types"]["LABEL_SHIFT"] >= 0.8 * result["detected"]
+    assert result["median_delay"] <= 400

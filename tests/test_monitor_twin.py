@@ -1,0 +1,229 @@
+"""The twin's semantics on hand-checkable inputs: the entropy table, the CUSUM and its
+change-time estimate, latching and reset, ATC, the error-rate test, sensor health, and
+the twin's speed."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from tinydrift.drift import config as cfgmod
+from tinydrift.drift import synthetic
+from tinydrift.drift.config import MonitorConfig, entropy_table_q16
+from tinydrift.drift.twin import MonitorTwin
+
+
+def test_entropy_table_is_exact_for_every_int8_probability():
+    table = entropy_table_q16()
+    assert table.dtype == np.uint16 and table.shape == (256,)
+    for i in range(256):
+        p = i / 256
+        want = 0 if i == 0 else math.floor(-p * math.log(p) * 65536 + 0.5)
+        assert table[i] == want, i
+    assert int(np.argmax(table)) == 94  # -p ln p peaks at p = 1/e = 94.2 / 256
+
+
+def simple_config(n_summary=4, n_classes=3, **fields) -> MonitorConfig:
+    """Reference mean 0, std 1024 summary units (z = x / 1024), uniform priors."""
+    base = dict(
+        ref_mean=np.zeros(n_summary, np.int16),
+        inv_std_q28=np.full(n_summary, (1 << 28) // 1024),
+        prior_q16=np.full(n_classes, 65536 // n_classes),
+        inv_prior_q8=np.full(n_classes, 256 * n_classes),
+        enabled_scores=0,
+    )
+    base.update(fields)
+    return MonitorConfig(**base).validate()
+
+
+def confident(n_classes, cls, n=1):
+    probs = np.full((n, n_classes), -128, np.int8)
+    probs[:, cls] = 127
+    return probs
+
+
+def test_confidence_cusum_change_time_and_latching():
+    # Confidence score only: z = (raw - 200) * (-2^16 * 4096 / 64 / 2^16) -> (200 - conf) * 64 in Q12,
+    # i.e. one sigma per 64 confidence steps below 200.
+    offset, gain = 200, -(1 << 28) // 64
+    k, drift, warning = 1024, 40960, 8192  # 0.25 sigma, 10 sigma, 2 sigma
+    config = simple_config(
+        enabled_scores=1 << cfgmod.SCORE_CONF,
+        score_offset=[0, 0, offset, 0, 0],
+        score_gain_q16=[0, 0, gain, 0, 0],
+        score_k=[0, 0, k, 0, 0],
+        score_warning=[1, 1, warning, 1, 1],
+        score_drift=[1, 1, drift, 1, 1],
+    )
+    twin = MonitorTwin(config)
+    summary = np.zeros((1, 4), np.int16)
+
+    def step(conf_index):
+        probs = np.full((1, 3), -128, np.int8)
+        probs[0, 1] = conf_index - 128
+        return twin.update(summary, probs)
+
+    expected = 0
+    for t in range(1, 101):  # confident: z = -1.25 sigma, CUSUM stays at zero
+        r = step(255)
+        assert r["cusum"][0, cfgmod.SCORE_CONF] == 0 and r["alarms"][0] == 0
+    for t in range(101, 200):  # conf 136: z = +1 sigma per inference, minus k
+        r = step(136)
+        expected = max(0, expected + 4096 - k)
+        assert r["cusum"][0, cfgmod.SCORE_CONF] == expected
+        if expected >= drift:
+            break
+    # 40960 / 3072 -> the 14th low-confidence inference (t = 114) reaches the drift level.
+    assert t == 114
+    assert r["alarms"][0] & cfgmod.ALARM_CONFIDENCE_DRIFT
+    assert r["alarm_time"][0] == 114 and r["change_time"][0] == 101
+    # Latched: a return to confident outputs clears the CUSUM and the warning, not the alarm.
+    for _ in range(50):
+        r = step(255)
+    assert r["cusum"][0, cfgmod.SCORE_CONF] == 0
+    assert r["alarms"][0] == cfgmod.ALARM_CONFIDENCE_DRIFT
+    twin.reset()
+    r = step(255)
+    assert r["alarms"][0] == 0 and r["t"][0] == 1 and r["alarm_time"][0] == 0
+
+
+def test_warning_is_live_and_change_time_is_the_last_departure_from_zero():
+    config = simple_config(
+        enabled_scores=1 << cfgmod.SCORE_ENTROPY,
+        score_offset=[0, 0, 0, 30000, 0],
+        score_gain_q16=[0, 0, 0, 1 << 12, 0],  # z(Q12) = (H - 30000) / 16
+        score_k=[0, 0, 0, 0, 0],
+        score_warning=[1, 1, 1, 5000, 1],
+        score_drift=[1, 1, 1, 1 << 30, 1],
+    )
+    twin = MonitorTwin(config)
+    summary = np.zeros((1, 4), np.int16)
+    flat = np.zeros((1, 3), np.int8)  # p = 128/256 each: H = 3 * table[128]
+    h_flat = 3 * int(entropy_table_q16()[128])
+    z_flat = ((h_flat - 30000) * (1 << 12) + (1 << 15)) >> 16
+    assert z_flat > 0
+    r = twin.update(summary, confident(3, 0))  # H = table[255] small -> z < 0
+    assert r["cusum"][0, 3] == 0
+    starts = []
+    for t in range(2, 12):
+        r = twin.update(summary, flat)
+        starts.append(int(twin.excursion_start[0, 3]))
+    assert set(starts) == {2}  # left zero at inference 2 and never returned
+    assert r["cusum"][0, 3] == 10 * z_flat
+    assert bool(r["alarms"][0] & cfgmod.ALARM_CONFIDENCE_DRIFT << cfgmod.WARNING_SHIFT) == (10 * z_flat >= 5000)
+    for _ in range(200):
+        r = twin.update(summary, confident(3, 0))
+    assert r["cusum"][0, 3] == 0 and r["alarms"][0] == 0  # the warning is live, not latched
+
+
+def test_moved_channels_and_label_histogram():
+    config = simple_config(n_summary=40, n_classes=4, moved_mean_level=2048, mean_shift=3, label_shift=3)
+    twin = MonitorTwin(config)
+    summary = np.zeros((1, 40), np.int16)
+    summary[0, [3, 17, 33, 39]] = 1024 * 2  # 2 sigma on four channels
+    for _ in range(60):
+        r = twin.update(summary, confident(4, 2))
+    mask = int(r["moved"][0, 0]) | int(r["moved"][0, 1]) << 32
+    assert mask == (1 << 3) | (1 << 17) | (1 << 33) | (1 << 39)
+    # Every prediction class 2: the histogram EWMA converges to one-hot.
+    assert twin.class_ewma[0, 2] > 65000 and twin.class_ewma[0, [0, 1, 3]].max() < 300
+    # chi-square against uniform priors: sum (f - 1/4)^2 / (1/4) = 3 -> 3 * 4096 in Q12 (within rounding).
+    assert abs(int(r["raw"][0, cfgmod.SCORE_LABEL]) - 3 * 4096) < 200
+
+
+def test_atc_estimate_tracks_the_share_above_threshold():
+    config = simple_config(atc_threshold=200, display_shift=4, ref_accuracy_q16=65536)
+    twin = MonitorTwin(config)
+    rng = np.random.default_rng(0)
+    summary = np.zeros((1, 4), np.int16)
+    above = []
+    for _ in range(3000):
+        conf = int(rng.integers(100, 256))
+        probs = np.full((1, 3), -128, np.int8)
+        probs[0, 0] = conf - 128
+        r = twin.update(summary, probs)
+        above.append(conf >= 200)
+    assert abs(r["atc_accuracy_q16"][0] / 65536 - np.mean(above)) < 0.12
+    assert abs(np.mean(above) - 56 / 156) < 0.03
+
+
+def test_error_rate_test_fires_after_the_error_rate_rises():
+    config = simple_config(n_classes=10, ddm_min_labels=30)
+    twin = MonitorTwin(config)
+    rng = np.random.default_rng(5)
+    summary = np.zeros((1, 4), np.int16)
+    probs = confident(10, 0)
+    alarm_at = None
+    for t in range(1, 3001):
+        twin.update(summary, probs)
+        error_rate = 0.05 if t <= 2000 else 0.4
+        truth = int(rng.integers(0, 10))
+        guess = truth if rng.random() > error_rate else (truth + 1) % 10
+        r = twin.label_feedback(guess, truth)
+        if r["alarms"][0] & cfgmod.ALARM_ERROR_RATE and alarm_at is None:
+            alarm_at = t
+    assert alarm_at is not None and 2000 < alarm_at < 2100
+    assert 1950 < twin.change_time[0] <= alarm_at  # the warning began near the change
+    with pytest.raises(ValueError):
+        twin.label_feedback(10, 0)
+
+
+def test_sensor_conditions_and_persistent_fault():
+    config = simple_config(clip_level=32000, clip_rate_q16=655, dc_level=1000, stuck_variance=4, silence_variance=400, persist_blocks=[2, 2, 3, 0])
+    twin = MonitorTwin(config)
+    rng = np.random.default_rng(1)
+    blocks = {
+        "normal": np.clip(rng.normal(0, 3000, 320), -32768, 32767),
+        "clipped": np.where(np.arange(320) % 20 < 10, 32767, -32767),
+        "dc": 3000 + rng.normal(0, 500, 320),
+        "stuck": np.full(320, 17),
+        "silent": rng.normal(0, 10, 320),
+    }
+    flags = {name: int(twin.sensor_update(np.round(b).astype(np.int16)[None])["flags"][0]) for name, b in blocks.items()}
+    assert flags["normal"] == 0
+    assert flags["clipped"] == cfgmod.SENSOR_CLIPPING
+    assert flags["dc"] == cfgmod.SENSOR_DC_OFFSET
+    assert flags["stuck"] == cfgmod.SENSOR_STUCK
+    assert flags["silent"] == cfgmod.SENSOR_SILENCE  # silence alone is never a fault
+    assert twin.alarms[0] == 0
+    for _ in range(3):
+        r = twin.sensor_update(np.zeros((1, 320), np.int16))
+    assert r["flags"][0] == cfgmod.SENSOR_STUCK | cfgmod.SENSOR_STUCK << cfgmod.SENSOR_FAULT_SHIFT
+    assert r["alarms"][0] & cfgmod.ALARM_SENSOR_FAULT
+
+
+def test_streams_are_independent_in_the_batched_twin():
+    rng = np.random.default_rng(9)
+    config = synthetic.random_config(rng, 40, 12)
+    data = synthetic.synthetic_dataset(4, 200, seed=3)
+    batched = MonitorTwin(config, 4)
+    singles = [MonitorTwin(config, 1) for _ in range(4)]
+    order = rng.permutation(800).reshape(4, 200)
+    for t in range(200):
+        rows = order[:, t]
+        rb = batched.update(data["summaries"][rows], data["probs"][rows])
+        for b in range(4):
+            rs = singles[b].update(data["summaries"][rows[b : b + 1]], data["probs"][rows[b : b + 1]])
+            for key in ("raw", "z", "cusum", "alarms", "moved"):
+                assert np.array_equal(rb[key][b], rs[key][0]), key
+    batched.reset(np.array([True, False, False, True]))
+    assert batched.t.tolist() == [0, 200, 200, 0]
+
+
+def test_twin_speed():
+    """Inferences per second of the twin over 1,000 parallel streams (reported; DESIGN
+    needs millions in seconds for the ARL0 checks)."""
+    rng = np.random.default_rng(0)
+    config = synthetic.random_config(rng, 40, 12)
+    data = synthetic.synthetic_dataset(20, 100, seed=1)
+    twin = MonitorTwin(config, 1000)
+    rows = rng.integers(0, 2000, (300, 1000))
+    start = time.perf_counter()
+    for t in range(300):
+        twin.update(data["summaries"][rows[t]], data["probs"][rows[t]], full=False)
+    rate = 300 * 1000 / (time.perf_counter() - start)
+    print(f"twin: {rate:,.0f} inferences/s (1,000 streams, 40 channels, 12 classes)")
+    assert rate > 100_000
