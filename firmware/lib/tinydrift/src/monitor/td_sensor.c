@@ -10,9 +10,10 @@
 int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
                      const int16_t *pcm, uint32_t n_samples, td_sensor_result_t *out)
 {
-    int64_t sum = 0;
-    uint64_t sum_sq = 0;
+    int32_t sum = 0;
+    int64_t sum_sq = 0;
     uint32_t clipped = 0;
+    uint32_t clip_span;
     uint32_t conditions = 0;
     uint32_t faults = 0;
     uint32_t i, c;
@@ -25,17 +26,19 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     if (n_samples == 0 || n_samples > TD_SENSOR_MAX_BLOCK) {
         return TD_MONITOR_ERR_ARG;
     }
+    /* |x| >= clip_level exactly when x + clip_level - 1, as unsigned, passes 2 clip_level - 2:
+     * one compare per sample. -2^31 <= sum < 2^31 for n <= 2^16, and x * x accumulates
+     * in one multiply-accumulate (SMLAL on the M4). */
+    clip_span = 2u * (uint32_t)config->clip_level - 2u;
     for (i = 0; i < n_samples; ++i) {
         const int32_t x = pcm[i];
         sum += x;
-        sum_sq += (uint32_t)(x * x);
-        if (x >= config->clip_level || x <= -config->clip_level) {
-            ++clipped;
-        }
+        sum_sq += (int64_t)x * x;
+        clipped += (uint32_t)(x + config->clip_level - 1) > clip_span;
     }
     mean = (int32_t)td_floor_div_s64(sum, n_samples);
     /* n * sum(x^2) - sum(x)^2 <= 2^62: the exact population variance, floored. */
-    variance = (uint32_t)((sum_sq * n_samples - (uint64_t)(sum * sum)) /
+    variance = (uint32_t)(((uint64_t)sum_sq * n_samples - (uint64_t)((int64_t)sum * sum)) /
                           ((uint64_t)n_samples * n_samples));
 
     if (config->clip_rate_q16 > 0 &&

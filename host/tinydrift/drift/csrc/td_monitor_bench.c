@@ -1,0 +1,109 @@
+/*
+ * Cost of the monitor on the target: td_app_main for any td_port (QEMU's mps2-an386 with
+ * -icount shift=0 makes td_port_cycles an instruction counter). Runs each entry point
+ * many times on varied inputs and prints one line:
+ *   td_monitor_bench cycles_per_update=.. cycles_per_summarize=.. cycles_per_sensor320=..
+ *   cycles_per_feedback=.. state_bytes=..
+ * Build with the generated config: -DTD_MONITOR_CONFIG_HEADER, -DTD_MONITOR_CONFIG_VAR.
+ */
+#include <stdint.h>
+
+#include "td_monitor.h"
+#include "td_port.h"
+#include TD_MONITOR_CONFIG_HEADER
+
+#define TD_BENCH_INPUTS 64
+#define TD_BENCH_REPEAT 2048
+#define TD_BENCH_FRAMES 49
+
+static td_monitor_state_t bench_state;
+static int16_t bench_summaries[TD_BENCH_INPUTS][TD_MONITOR_MAX_SUMMARY];
+static int8_t bench_probs[TD_BENCH_INPUTS][TD_MONITOR_MAX_CLASSES];
+static int8_t bench_features[TD_BENCH_FRAMES * TD_MONITOR_MAX_SUMMARY];
+static int16_t bench_pcm[320];
+static volatile uint32_t bench_sink;
+
+static uint32_t bench_random(uint32_t *seed)
+{
+    *seed = *seed * 1664525u + 1013904223u;
+    return *seed >> 8;
+}
+
+static void bench_print_u32(const char *name, uint32_t value)
+{
+    char text[12];
+    int n = 0, i;
+    td_port_print(name);
+    do {
+        text[n++] = (char)('0' + value % 10u);
+        value /= 10u;
+    } while (value != 0);
+    for (i = n - 1; i >= 0; --i) {
+        td_port_write((const uint8_t *)&text[i], 1);
+    }
+}
+
+int td_app_main(void)
+{
+    const td_monitor_config_t *config = &TD_MONITOR_CONFIG_VAR;
+    td_monitor_result_t result;
+    uint32_t seed = 12345u, i, j;
+    uint64_t start, update, summarize, sensor, feedback;
+
+    td_port_init();
+    for (i = 0; i < TD_BENCH_INPUTS; ++i) {
+        for (j = 0; j < config->n_summary; ++j) {
+            bench_summaries[i][j] = (int16_t)(config->ref_mean[j] + (int32_t)(bench_random(&seed) % 2001u) - 1000);
+        }
+        for (j = 0; j < config->n_classes; ++j) {
+            bench_probs[i][j] = (int8_t)(-128 + (int32_t)(bench_random(&seed) % 40u));
+        }
+        bench_probs[i][bench_random(&seed) % config->n_classes] = (int8_t)(bench_random(&seed) % 256u - 128);
+    }
+    for (i = 0; i < sizeof bench_features; ++i) {
+        bench_features[i] = (int8_t)(bench_random(&seed) % 256u - 128);
+    }
+    for (i = 0; i < 320; ++i) {
+        bench_pcm[i] = (int16_t)(bench_random(&seed) % 8001u - 4000);
+    }
+    if (td_monitor_init(&bench_state, config) != TD_MONITOR_OK) {
+        td_port_print("td_monitor_bench: config refused\n");
+        return 1;
+    }
+
+    start = td_port_cycles();
+    for (i = 0; i < TD_BENCH_REPEAT; ++i) {
+        td_monitor_update(&bench_state, config, bench_summaries[i % TD_BENCH_INPUTS],
+                          bench_probs[i % TD_BENCH_INPUTS], &result);
+        bench_sink += result.alarms;
+    }
+    update = td_port_cycles() - start;
+
+    start = td_port_cycles();
+    for (i = 0; i < TD_BENCH_REPEAT; ++i) {
+        td_summarize_frames(bench_features, TD_BENCH_FRAMES, config->n_summary, bench_summaries[i % TD_BENCH_INPUTS]);
+    }
+    summarize = td_port_cycles() - start;
+
+    start = td_port_cycles();
+    for (i = 0; i < TD_BENCH_REPEAT; ++i) {
+        td_sensor_update(&bench_state, config, bench_pcm, 320, 0);
+    }
+    sensor = td_port_cycles() - start;
+
+    start = td_port_cycles();
+    for (i = 0; i < TD_BENCH_REPEAT; ++i) {
+        td_monitor_label_feedback(&bench_state, config, (int32_t)(i % config->n_classes),
+                                  (int32_t)((i / 7u) % config->n_classes), 0);
+    }
+    feedback = td_port_cycles() - start;
+
+    /* Cycles per call in 1/1000 units, so the host keeps the resolution of the counter. */
+    bench_print_u32("td_monitor_bench milli_cycles_per_update=", (uint32_t)(update * 1000u / TD_BENCH_REPEAT));
+    bench_print_u32(" milli_cycles_per_summarize=", (uint32_t)(summarize * 1000u / TD_BENCH_REPEAT));
+    bench_print_u32(" milli_cycles_per_sensor320=", (uint32_t)(sensor * 1000u / TD_BENCH_REPEAT));
+    bench_print_u32(" milli_cycles_per_feedback=", (uint32_t)(feedback * 1000u / TD_BENCH_REPEAT));
+    bench_print_u32(" state_bytes=", td_monitor_state_size());
+    td_port_print("\n");
+    return (int)(bench_sink & 0u);
+}
