@@ -1,0 +1,373 @@
+"""capture on real transports: a pseudo-terminal, a TCP socket, a port that vanishes and
+returns, and a capture process killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import pty
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tty
+from pathlib import Path
+
+import pytest
+
+from tinydrift.device import protocol as P
+from tinydrift.device.capture import capture
+from tinydrift.device.store import from_int64, open_db, read_summary
+from tinydrift.errors import TinydriftError
+from tinydrift.native import REPO_ROOT
+
+MODEL_HASH = bytes(range(32))
+OTHER_HASH = bytes(range(100, 132))
+
+
+def hello(seq: int = 0, model_hash: bytes = MODEL_HASH) -> P.Hello:
+    return P.Hello(seq, model_hash, 0, 1, 0, 412, 12, 40, 12, 5,
+                   (8 << 12,) * 5 + (0,) * 3, (16 << 12,) * 5 + (0,) * 3)
+
+
+def inference(seq: int, index: int, rng: random.Random, model_hash: bytes = MODEL_HASH) -> P.Inference:
+    return P.typical_inference(seq, index, model_hash[:8], rng)
+
+
+class TcpDevice:
+    """A TCP server on 127.0.0.1 playing the device: each accepted connection runs the next
+    script, a function of the connected socket."""
+
+    def __init__(self, *scripts):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.url = f"socket://127.0.0.1:{self.port}"
+        self.scripts = list(scripts)
+        self.received = bytearray()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        for script in self.scripts:
+            conn, _ = self.server.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            reader = threading.Thread(target=self._drain, args=(conn,), daemon=True)
+            reader.start()
+            try:
+                script(conn)
+            finally:
+                # Close as a device does: FIN after the last byte, then wait for the host to
+                # hang up (closing with unread input would send RST and destroy data in flight).
+                try:
+                    conn.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                reader.join(timeout=10)
+                conn.close()
+        self.server.close()
+
+    def _drain(self, conn):
+        try:
+            while chunk := conn.recv(4096):
+                self.received += chunk
+        except OSError:
+            pass
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write on a pty master may take only part of the data (its buffer is a few KB)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _send_in_pieces(send, data: bytes, rng: random.Random, pause: float = 0.0):
+    offset = 0
+    while offset < len(data):
+        n = rng.randrange(1, 3000)
+        send(data[offset:offset + n])
+        offset += n
+        if pause:
+            time.sleep(pause)
+
+
+def test_socket_capture_stores_every_frame_and_counts_loss_corruption_and_foreign(tmp_path):
+    rng = random.Random(31)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.json").write_text(f'{{"model_hash": "{MODEL_HASH.hex()}", "labels": ["a", "b"]}}')
+    sent, pieces = [], []
+    dropped = corrupted = foreign = texts = 0
+    h = hello()
+    pieces.append(P.encode(h))
+    sent.append(h)
+    for seq in range(1, 3001):
+        frame = inference(seq, seq, rng)
+        if 1000 <= seq < 1005:
+            frame = inference(seq, seq, rng, OTHER_HASH)
+            foreign += 1
+        if seq % 300 == 0:  # never sent: a lost frame
+            dropped += 1
+            continue
+        wire = P.encode(frame)
+        if seq % 111 == 0:  # damaged on the way: corrupt, and so also missing from the sequence
+            bad = bytearray(wire)
+            bad[rng.randrange(3, len(bad) - 1)] ^= 0x10
+            if 0 in bad[1:-1]:
+                bad[rng.randrange(3, len(bad) - 1)] = 0x33
+            pieces.append(bytes(bad))
+            corrupted += 1
+            continue
+        pieces.append(wire)
+        sent.append(frame)
+        if seq % 250 == 0:
+            pieces.append(f"note {seq}\r\n".encode())
+            texts += 1
+    bye = P.Bye(3001, 0, 3000)
+    pieces.append(P.encode(bye))
+    sent.append(bye)
+    stream = b"".join(pieces)
+    device = TcpDevice(lambda conn: _send_in_pieces(conn.sendall, stream, rng))
+
+    db = tmp_path / "run.db"
+    summary = capture(device.url, db, model_dir=model_dir)
+
+    assert summary.end_reason == "device exit (code 0)"
+    conn = open_db(db)
+    raws = [r[0] for r in conn.execute("SELECT raw FROM frames ORDER BY id")]
+    assert [P.parse_packet(r) for r in raws] == sent
+    s = read_summary(conn)
+    assert (s.frames, s.lost, s.corrupt, s.foreign, s.text_lines) == (len(sent), dropped + corrupted,
+                                                                      corrupted, foreign, texts)
+    assert s.expected_hash == MODEL_HASH.hex()
+    assert conn.execute("SELECT COUNT(*) FROM corrupt").fetchone()[0] == corrupted
+    assert conn.execute("SELECT SUM(count) FROM events WHERE kind='gap'").fetchone()[0] == dropped + corrupted
+    # The decoded columns hold the frame's values.
+    row = conn.execute("SELECT inference_index, atc, moved_channels, score0, score4 FROM frames "
+                       "WHERE type=2 AND seq=7").fetchone()
+    f7 = next(f for f in sent if f.seq == 7)
+    assert row == (7, f7.atc, from_int64(f7.moved_channels), f7.scores[0], f7.scores[4])
+    # The host asked for STATUS when it connected.
+    assert P.StreamParser().feed(bytes(device.received))[0] == P.StatusRequest(seq=0)
+
+
+def test_pty_capture_stores_all_frames(tmp_path):
+    rng = random.Random(32)
+    master, slave = pty.openpty()
+    tty.setraw(slave)  # before any byte is written: the line discipline must not touch frames
+    try:
+        frames = [hello()] + [inference(i, i, rng) for i in range(1, 2001)]
+        stream = b"".join(P.encode(f) + (b"tick\n" if f.seq % 100 == 0 else b"") for f in frames)
+        writer = threading.Thread(target=_send_in_pieces, args=(lambda b: write_all(master, b), stream, rng, 0.001))
+        writer.start()
+        db = tmp_path / "pty.db"
+        summary = capture(os.ttyname(slave), db, max_frames=len(frames), duration=30)
+        writer.join()
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert summary.end_reason == f"{len(frames)} frames"
+    conn = open_db(db)
+    assert [P.parse_packet(r[0]) for r in conn.execute("SELECT raw FROM frames ORDER BY id")] == frames
+    s = read_summary(conn)
+    assert (s.lost, s.corrupt, s.text_lines) == (0, 0, 21)  # seq 0, 100, ..., 2000
+
+
+def _wait_for(db: Path, sql: str, n: int, timeout: float = 20.0) -> None:
+    """Poll the capture database (as a second reader, which WAL allows) until `sql` >= n."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            try:
+                conn = sqlite3.connect(db)
+                try:
+                    if (conn.execute(sql).fetchone()[0] or 0) >= n:
+                        return
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"{db}: {sql} never reached {n}")
+
+
+
+
+
+def test_pty_that_disappears_and_returns_is_reopened(tmp_path):
+    """Like a USB serial adapter unplugged and plugged back: the device path is a symlink
+    (as /dev/serial/by-id/... is) that vanishes with the first pty and points to a new one."""
+    rng = random.Random(33)
+    link = tmp_path / "ttyDEVICE"
+    db = tmp_path / "replug.db"
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, 600)] + [P.Bye(600, 0, 599)]
+    first, second = frames[:300], frames[300:]
+    result = {}
+
+    master, slave = pty.openpty()
+    tty.setraw(slave)
+    link.symlink_to(os.ttyname(slave))
+    runner = threading.Thread(target=lambda: result.setdefault(
+        "summary", capture(str(link), db, reconnect_timeout=20, read_timeout=0.02)))
+    runner.start()
+    write_all(master, b"".join(P.encode(f) for f in first))
+    _wait_for(db, "SELECT COUNT(*) FROM frames", len(first))
+    link.unlink()  # unplugged: the device node goes away...
+    os.close(master)  # ...and the open port reports an error
+    os.close(slave)
+    time.sleep(0.5)
+    master2, slave2 = pty.openpty()
+    tty.setraw(slave2)
+    try:
+        link.symlink_to(os.ttyname(slave2))  # plugged back
+        write_all(master2, b"\n".join(P.encode(f) for f in second))
+        runner.join(timeout=30)
+    finally:
+        os.close(master2)
+        os.close(slave2)
+    assert not runner.is_alive()
+    summary = result["summary"]
+    assert summary.end_reason == "device exit (code 0)"
+    conn = open_db(db)
+    assert [P.parse_packet(r[0]) for r in conn.execute("SELECT raw FROM frames ORDER BY id")] == frames
+    s = read_summary(conn)
+    assert (s.reopens, s.lost, s.corrupt) == (1, 0, 0)
+    kinds = [k for (k,) in conn.execute("SELECT kind FROM events ORDER BY id")]
+    assert kinds.index("port_lost") < kinds.index("reopen") < kinds.index("bye")
+
+
+def test_socket_reconnects_after_the_device_side_closes(tmp_path):
+    rng = random.Random(34)
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, 400)]
+    first, second = frames[:200], frames[200:] + [P.Bye(400, 3, 399)]
+
+    def script(part):
+        return lambda conn: (conn.sendall(b"".join(P.encode(f) for f in part)), time.sleep(0.1))
+
+    device = TcpDevice(script(first), script(second))
+    db = tmp_path / "sock.db"
+    summary = capture(device.url, db, reconnect_timeout=10)
+    assert summary.end_reason == "device exit (code 3)"
+    conn = open_db(db)
+    assert [P.parse_packet(r[0]) for r in conn.execute("SELECT raw FROM frames ORDER BY id")] == first + second
+    s = read_summary(conn)
+    assert (s.reopens, s.lost, s.corrupt) == (1, 0, 0)
+
+
+def test_device_restart_is_not_counted_as_loss(tmp_path):
+    rng = random.Random(35)
+    boot1 = [hello()] + [inference(i, i, rng) for i in range(1, 50)]
+    boot2 = [hello()] + [inference(i, i, rng) for i in range(1, 50)] + [P.Bye(50, 0, 49)]
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in boot1 + boot2)))
+    db = tmp_path / "restart.db"
+    capture(device.url, db)
+    s = read_summary(open_db(db))
+    assert (s.frames, s.lost, s.restarts) == (len(boot1) + len(boot2), 0, 1)
+
+
+def _spawn_capture(url: str, db: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    return subprocess.Popen([sys.executable, "-m", "tinydrift.device.cli_device", "capture", "--port", url,
+                             "--db", str(db), "--progress-interval", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _endless_device(stop: threading.Event, rng: random.Random):
+    def script(conn):
+        seq = 0
+        conn.sendall(P.encode(hello()))
+        while not stop.is_set():
+            burst = b"".join(P.encode(inference(seq + k + 1, seq + k + 1, rng)) for k in range(50))
+            try:
+                conn.sendall(burst)
+            except OSError:
+                return
+            seq += 50
+            time.sleep(0.005)
+    return script
+
+
+def _read_progress_until(proc: subprocess.Popen, frames: int) -> int:
+    """Read the capture's progress lines until it reports `frames` stored; return that count."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise AssertionError(f"capture ended early: {proc.stdout.read()}")
+        if line.startswith("stored frames="):
+            stored = int(line.split()[1].split("=")[1])
+            if stored >= frames:
+                return stored
+    raise AssertionError("no progress")
+
+
+def test_kill_9_keeps_every_frame_already_reported_stored(tmp_path):
+    stop = threading.Event()
+    device = TcpDevice(_endless_device(stop, random.Random(36)))
+    db = tmp_path / "killed.db"
+    proc = _spawn_capture(device.url, db)
+    try:
+        acknowledged = _read_progress_until(proc, 3000)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-stream: frames are arriving every 5 ms
+        proc.wait(timeout=10)
+    finally:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    seqs = [s for (s,) in conn.execute("SELECT seq FROM frames ORDER BY id")]
+    assert len(seqs) >= acknowledged
+    assert seqs == list(range(len(seqs)))  # a clean prefix: nothing missing, nothing doubled
+    assert conn.execute("SELECT ended_at FROM sessions").fetchone()[0] is None
+
+
+def test_sigint_stops_with_a_summary_and_closes_the_session(tmp_path):
+    stop = threading.Event()
+    device = TcpDevice(_endless_device(stop, random.Random(37)))
+    db = tmp_path / "interrupted.db"
+    proc = _spawn_capture(device.url, db)
+    try:
+        _read_progress_until(proc, 500)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        stop.set()
+    assert proc.returncode == 0, err
+    assert out.startswith("captured ") and "stopped: interrupted" in out
+    conn = open_db(db)
+    row = conn.execute("SELECT ended_at, end_reason, frames FROM sessions").fetchone()
+    assert row[0] is not None and row[1] == "interrupted"
+    assert row[2] == conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0] >= 500
+
+
+def test_duration_stops_a_silent_capture(tmp_path):
+    device = TcpDevice(lambda conn: time.sleep(1.5))
+    t0 = time.monotonic()
+    summary = capture(device.url, tmp_path / "quiet.db", duration=0.3)
+    assert summary.end_reason == "duration 0.3 s" and time.monotonic() - t0 < 1.4
+    assert summary.stats.frames == 0
+
+
+@pytest.mark.parametrize("url", ["socket://127.0.0.1:1", "/dev/tinydrift-no-such-port", "nonsense://x"])
+def test_unknown_port_is_a_clear_error(tmp_path, url):
+    with pytest.raises(TinydriftError, match="cannot open port"):
+        capture(url, tmp_path / "x.db")
+
+
+def test_cli_reports_bad_input_without_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    proc = subprocess.run([sys.executable, "-m", "tinydrift.device.cli_device", "capture", "--port",
+                           "/dev/tinydrift-no-such-port", "--db", str(tmp_path / "x.db")],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "cannot open port" in proc.stderr and "Traceback" not in proc.stderr
+    not_db = tmp_path / "notes.txt"
+    not_db.write_text("hello")
+    proc = subprocess.run([sys.executable, "-m", "tinydrift.device.cli_device", "report", str(not_db),
+                           "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "not a tinydrift capture database" in proc.stderr
+    assert "Traceback" not in proc.stderr
