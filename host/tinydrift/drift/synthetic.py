@@ -214,6 +214,11 @@ def _segment_probs(rng, kind: int, n: int, k: int) -> np.ndarray:
     return np.broadcast_to(rng.integers(-128, 128, k), (n, k)).astype(np.int8)
 
 
+def softmax_like_probs(rng: np.random.Generator, n: int, n_classes: int) -> np.ndarray:
+    """n int8 softmax outputs with one dominant class each (random class and margin)."""
+    return _segment_probs(rng, 0, n, n_classes)
+
+
 def _sensor_block(rng, n: int) -> np.ndarray:
     kind = rng.integers(0, 7)
     if kind == 0:
