@@ -1,0 +1,59 @@
+"""`tinydrift drift` commands end to end on synthetic samples."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from tinydrift.drift import synthetic
+from tinydrift.drift.cli_drift import drift
+from tinydrift.drift.config import MonitorConfig
+from tinydrift.errors import TinydriftError
+
+
+def invoke(args):
+    try:
+        return CliRunner().invoke(drift, args, catch_exceptions=False)
+    except TinydriftError as e:  # the main group turns these into one line; here, fail loudly
+        raise AssertionError(str(e)) from e
+
+
+def test_calibrate_header_verify_and_check(tmp_path):
+    data = synthetic.synthetic_dataset(50, 60, seed=1)
+    samples = tmp_path / "ref.npz"
+    np.savez(samples, summaries=data["summaries"], probs=data["probs"], groups=data["groups"], labels=data["labels"])
+    result = invoke(["calibrate", str(samples), "--out", str(tmp_path / "out"), "--target-arl0", "500", "--n-inferences", "150000"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["target_arl0"] == 500 and set(report["scores"]) == {"mean", "var", "confidence", "entropy", "label"}
+    config_json = tmp_path / "out" / "monitor_config_kws.json"
+    header = (tmp_path / "out" / "td_monitor_config_kws.h").read_text()
+    assert "td_monitor_config_kws" in header
+    config = MonitorConfig.from_dict(json.loads(config_json.read_text()))
+    assert config.whiten_q12 is not None and config.metadata["calibration"]["target_arl0"] == 500
+
+    result = invoke(["header", str(config_json), str(tmp_path / "again.h")])
+    assert result.exit_code == 0 and (tmp_path / "again.h").read_text().replace("again", "kws").replace("AGAIN", "KWS") == header
+
+    result = invoke(["verify", str(config_json), "--inferences", "1500"])
+    assert result.exit_code == 0 and result.output.strip().endswith(", 0 differ")
+
+    other = synthetic.synthetic_dataset(50, 60, seed=2)
+    held_out = tmp_path / "held_out.npz"
+    np.savez(held_out, summaries=other["summaries"], probs=other["probs"], groups=other["groups"])
+    result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "20000", "--tolerance", "10"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["inferences"] >= 20000
+
+
+def test_unreadable_config_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    try:
+        CliRunner().invoke(drift, ["verify", str(bad)], catch_exceptions=False)
+    except TinydriftError as e:
+        assert "bad.json" in str(e)
+    else:
+        raise AssertionError("expected a TinydriftError")
