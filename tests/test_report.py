@@ -1,0 +1,151 @@
+"""report: PNGs and an HTML page from a capture database made by a real capture of a
+simulated drifting device; bad databases are refused with a clear message."""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+import struct
+import zlib
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.device import protocol as P
+from tinydrift.device.capture import capture
+from tinydrift.device.cli_device import report_command
+from tinydrift.device.report import write_report
+from tinydrift.errors import TinydriftError
+
+from test_capture import MODEL_HASH, TcpDevice
+
+Q12 = 1 << 12
+DRIFT_AT = 700
+N_INFERENCES = 1200
+
+
+def drifting_device_stream(seed: int = 41) -> tuple[bytes, dict]:
+    """A device whose input drifts at inference 700: the mean-shift CUSUM climbs through its
+    warning (4 σ) and drift (8 σ) levels, ATC and confidence fall, entropy rises. A few
+    frames are lost or corrupted on the way."""
+    rng = random.Random(seed)
+    warning = (4 * Q12,) * 5 + (0,) * 3
+    drift = (8 * Q12,) * 5 + (0,) * 3
+    pieces = [b"boot: tinydrift demo\n", P.encode(P.Hello(0, MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, warning, drift))]
+    cusum, latched, change = 0, 0, 0
+    facts = {"lost": 0, "corrupt": 0, "first_alarm": None}
+    for t in range(1, N_INFERENCES + 1):
+        drifting = t >= DRIFT_AT
+        cusum = max(0, cusum + (rng.randrange(300, 900) if drifting else rng.randrange(-900, 600)))
+        others = [max(0, int(rng.gauss(1.0, 0.5) * Q12)) for _ in range(4)]
+        scores = (cusum, *others, 0, 0, 0)
+        bits = 0
+        if cusum >= warning[0]:
+            bits |= 1 << P.WARNING_SHIFT
+        if cusum >= drift[0] and not latched:
+            latched, change = 1, DRIFT_AT
+            facts["first_alarm"] = t
+        bits |= latched
+        confidence = rng.randrange(150, 230) if drifting else rng.randrange(200, 256)
+        atc = int((0.75 if drifting else 0.93) * 65536) + rng.randrange(-1500, 1500)
+        entropy = int((0.9 if drifting else 0.35) * 65536) + rng.randrange(-6000, 6000)
+        frame = P.Inference(t, t, MODEL_HASH[:8], rng.randrange(12), confidence, bits, entropy, atc,
+                            (1 << 3) | (1 << 17) if latched else 0, change if latched else 0, scores)
+        wire = P.encode(frame)
+        if t % 97 == 0:
+            facts["lost"] += 1
+            continue
+        if t % 211 == 0:
+            wire = wire[:30] + bytes([wire[30] ^ 0x04]) + wire[31:]
+            facts["corrupt"] += 1
+            facts["lost"] += 1
+        pieces.append(wire)
+    pieces.append(P.encode(P.Bye(N_INFERENCES + 1, 0, N_INFERENCES)))
+    return b"".join(pieces), facts
+
+
+def make_drift_db(folder: Path) -> tuple[Path, dict]:
+    stream, facts = drifting_device_stream()
+    device = TcpDevice(lambda conn: conn.sendall(stream))
+    db = folder / "drift.db"
+    capture(device.url, db)
+    return db, facts
+
+
+def _png_ok(path: Path) -> tuple[int, int]:
+    raw = path.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", raw[8:16])
+    assert kind == b"IHDR"
+    width, height = struct.unpack(">II", raw[16:24])
+    assert zlib.crc32(raw[12:16 + length]) == struct.unpack(">I", raw[16 + length:20 + length])[0]
+    pixels = matplotlib.image.imread(path)
+    assert pixels.shape[:2] == (height, width) and float(np.std(pixels)) > 0.01  # not blank
+    return width, height
+
+
+def test_report_writes_valid_pngs_and_a_page_that_embeds_them(tmp_path):
+    db, facts = make_drift_db(tmp_path)
+    out = tmp_path / "report"
+    result = write_report(db, out)
+
+    names = sorted(p.name for p in result.files)
+    assert names == ["atc.png", "confidence.png", "index.html", "scores.png"]
+    for png in out.glob("*.png"):
+        width, height = _png_ok(png)
+        assert width >= 800 and height >= 300
+    page = (out / "index.html").read_text()
+    assert set(re.findall(r'<img src="([^"]+)"', page)) == {"scores.png", "atc.png", "confidence.png"}
+    frames = N_INFERENCES + 2 - facts["lost"]
+    assert f"<th>frames</th><td>{frames}</td>" in page
+    assert f"<th>lost frames (sequence gaps)</th><td>{facts['lost']}</td>" in page
+    assert f"<th>corrupt frames</th><td>{facts['corrupt']}</td>" in page
+    first = facts["first_alarm"]
+    assert f"inference {first}: DATA_DRIFT (estimated change point {DRIFT_AT})" in page
+    assert "device HELLO" in page and "1.2.3" in page
+    assert result.summary.first_alarm == (first, ["DATA_DRIFT"])
+
+
+def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
+    db, _ = make_drift_db(tmp_path)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "monitor.json").write_text(
+        '{"model_hash": "%s", "monitor": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}'
+        % MODEL_HASH.hex())
+    write_report(db, tmp_path / "r", model_dir=model_dir)
+    assert f"model dir {model_dir}" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_report_command_ends_with_a_one_line_summary(tmp_path):
+    db, facts = make_drift_db(tmp_path)
+    result = CliRunner().invoke(report_command, [str(db), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("report ") and f"first alarm at inference {facts['first_alarm']} (DATA_DRIFT)" in last
+
+
+def test_a_capture_without_inferences_still_gets_a_page(tmp_path):
+    device = TcpDevice(lambda conn: conn.sendall(b"just text\n" + P.encode(P.Bye(0, 1, 0))))
+    db = tmp_path / "empty.db"
+    capture(device.url, db)
+    result = write_report(db, tmp_path / "r")
+    assert [p.name for p in result.files] == ["index.html"]
+    assert "nothing to plot" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_unreadable_databases_are_refused_clearly(tmp_path):
+    with pytest.raises(TinydriftError, match="not found"):
+        write_report(tmp_path / "missing.db", tmp_path / "r")
+    text = tmp_path / "notes.db"
+    text.write_text("not sqlite at all " * 100)
+    with pytest.raises(TinydriftError, match="not a tinydrift capture database"):
+        write_report(text, tmp_path / "r")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(TinydriftError, match="not a tinydrift capture database"):
+        write_report(other, tmp_path / "r")
