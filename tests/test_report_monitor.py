@@ -1,0 +1,64 @@
+"""monitor --once: one rendered snapshot of a capture database, or of a port it captures."""
+
+from __future__ import annotations
+
+import io
+
+from click.testing import CliRunner
+from rich.console import Console
+
+from tinydrift.device import protocol as P
+from tinydrift.device.cli_device import monitor_command
+from tinydrift.device.live import run_monitor
+
+from test_capture import TcpDevice
+from test_report import DRIFT_AT, drifting_device_stream, make_drift_db
+
+
+def _render(**kwargs):
+    buffer = io.StringIO()
+    snap = run_monitor(once=True, console=Console(file=buffer, width=120, color_system=None), **kwargs)
+    return snap, buffer.getvalue()
+
+
+def test_once_shows_scores_thresholds_alarm_and_counts(tmp_path):
+    db, facts = make_drift_db(tmp_path)
+    snap, out = _render(db_path=db)
+    assert snap.last.inference_index == 1200 and snap.last.alarm_bits & 1
+    for name in ("mean", "var", "confidence", "entropy", "label"):
+        assert name in out
+    assert "DRIFT" in out and "DATA_DRIFT" in out and f"change point ≈ inference {DRIFT_AT}" in out
+    assert f"{facts['lost']} / {facts['corrupt']} / 0" in out
+    assert "8.00" in out and "4.00" in out  # the drift and warning levels from HELLO, in σ
+    assert "boot: tinydrift demo" in out  # the device's text line
+    assert "1.2.3" in out
+
+
+def test_once_on_a_port_captures_then_renders(tmp_path):
+    stream, _ = drifting_device_stream(seed=42)
+    device = TcpDevice(lambda conn: conn.sendall(stream))
+    snap, out = _render(port_url=device.url, duration=1.0)
+    assert snap.summary.frames > 1000 and "DATA_DRIFT" in out
+
+
+def test_monitor_command_once_and_its_errors(tmp_path):
+    db, _ = make_drift_db(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(monitor_command, ["--db", str(db), "--once"])
+    assert result.exit_code == 0 and "Drift scores" in result.output
+    result = runner.invoke(monitor_command, ["--once"])
+    assert result.exit_code != 0 and "give --db FILE, --port URL" in result.output
+    result = runner.invoke(monitor_command, ["--db", str(tmp_path / "none.db"), "--once"])
+    assert result.exit_code != 0 and "not found" in result.output
+    result = runner.invoke(monitor_command, ["--port", "/dev/tinydrift-no-such-port", "--once"])
+    assert result.exit_code != 0 and "cannot open port" in result.output
+
+
+def test_empty_database_renders_without_inferences(tmp_path):
+    device = TcpDevice(lambda conn: conn.sendall(b"hello\n" + P.encode(P.Bye(0, 0, 0))))
+    from tinydrift.device.capture import capture
+
+    db = tmp_path / "e.db"
+    capture(device.url, db)
+    _, out = _render(db_path=db)
+    assert "no inference frames yet" in out and "hello" in out
