@@ -190,7 +190,11 @@ def capture(
         expected_from = "argument"
 
     port = open_port(port_url, baudrate, read_timeout)
-    store = CaptureStore(db_path, durable=durable)
+    try:
+        store = CaptureStore(db_path, durable=durable)
+    except TinydriftError:
+        port.close()
+        raise
     session = store.start_session(port_url, expected_hash.hex() if expected_hash else None, expected_from)
     parser = P.StreamParser()
     tracker = LinkTracker(expected_hash, expected_from)
