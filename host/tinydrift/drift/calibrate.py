@@ -1,12 +1,15 @@
 """Decision levels for a target false-alarm rate, and the empirical check of that rate.
 
-`calibrate_thresholds` simulates no-drift streams with the twin (block bootstrap over whole
-recordings/speakers, reference statistics cross-fitted on the other groups, so the streams
-see the reference-estimation error a device sees on new speakers), standardizes each raw
-score, and sets each CUSUM's drift level from the tail of its excursion maxima: ONE
-false-alarm budget shared by all scores, corrected for the alarms that scores raise
-together. `measure_arl0` runs the monitor exactly as the device does (latched alarm, host
-reset) on streams calibration did not see and returns the average run length.
+`calibrate_thresholds` simulates no-drift streams with the twin: block bootstrap over whole
+recordings/speakers (consecutive inferences are correlated: DESIGN §4), each stream run
+against a reference re-estimated from a bootstrap resample of the groups (a device's
+reference is itself estimated from few speakers). It standardizes each raw score, counts
+the alarms of CUSUMs restarted after each alarm over a grid of levels, and then runs all
+scores together as the device does (any alarm resets every CUSUM) to find the common
+per-score level whose combined alarm meets the target: ONE false-alarm budget shared by
+all scores. Beyond the simulated range the alarm counts are extrapolated along their
+exponential tail. `measure_arl0` runs the monitor exactly as the device does (latched
+alarm, host reset) on streams calibration did not see and returns the average run length.
 """
 
 from __future__ import annotations
@@ -31,21 +34,21 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
     samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels)."""
     b, t = indices.shape
+    stream_config = np.asarray(stream_config)
+    # What depends on one sample alone, once per sample and reference.
+    prepared = [MonitorTwin(c, 1).per_sample(summaries, probs) for c in configs]
+    stacked = {key: np.stack([p[key] for p in prepared]) for key in prepared[0]}
     twin = MonitorTwin(configs[0], b)
-    # Per-stream reference arrays broadcast through the same arithmetic as the shared ones.
-    pick = lambda name: np.stack([getattr(c, name).astype(np.int64) for c in configs])[stream_config]  # noqa: E731
-    twin._ref_mean, twin._inv_std = pick("ref_mean"), pick("inv_std_q28")
-    twin._prior, twin._inv_prior = pick("prior_q16"), pick("inv_prior_q8")
-    if configs[0].whiten_q12 is not None:
-        twin._whiten = [c.whiten_q12.astype(np.float64).T.copy() for c in configs]
-        twin._whiten_of_stream = np.asarray(stream_config)
+    # The label score's priors differ per reference too: per-stream rows broadcast alike.
+    twin._prior = np.stack([c.prior_q16.astype(np.int64) for c in configs])[stream_config]
+    twin._inv_prior = np.stack([c.inv_prior_q8.astype(np.int64) for c in configs])[stream_config]
     twin.reset()
     raw = np.zeros((b, t, SCORE_COUNT), dtype=np.int32)
     mean_samples, var_samples = [], []
     for s in range(t):
-        rows = indices[:, s]
-        r_mean, r_var, (mean, excess, _) = twin.moments(summaries[rows], with_moved=False)
-        confidence, entropy, r_label, _ = twin.outputs(probs[rows])
+        sample = {key: value[stream_config, indices[:, s]] for key, value in stacked.items()}
+        r_mean, r_var, (mean, excess, _) = twin.moments(sample, with_moved=False)
+        confidence, entropy, r_label, _ = twin.outputs(sample)
         raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
@@ -363,12 +366,14 @@ def measure_arl0(
     rng = np.random.default_rng(seed)
     indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order)
     twin = MonitorTwin(config, n_streams)
+    prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)
     alarms = 0
     start = time.perf_counter()
     for s in range(length):
         rows = indices[:, s]
-        word = twin.update(summaries[rows], probs[rows], full=False)["alarms"] & ALARM_TYPES_MASK
+        sample = {key: value[rows] for key, value in prepared.items()}
+        word = twin.update(None, None, full=False, sample=sample)["alarms"] & ALARM_TYPES_MASK
         fired = word != 0
         if fired.any():
             alarms += int(fired.sum())

@@ -31,14 +31,15 @@ def measure_detection(
     pre = bootstrap_indices(before["groups"], n_streams, change_at, rng, keep_order=keep_order)
     post = bootstrap_indices(after["groups"], n_streams, max_delay, rng, keep_order=keep_order)
     twin = MonitorTwin(config, n_streams)
+    prepared = [twin.per_sample(d["summaries"], d["probs"]) for d in (before, after)]
     first_alarm = np.zeros(n_streams, dtype=np.int64)
     change_estimate = np.zeros(n_streams, dtype=np.int64)
     word = np.zeros(n_streams, dtype=np.int64)
     moved = np.zeros((n_streams, 2), dtype=np.int64)
     start = time.perf_counter()
     for s in range(change_at + max_delay):
-        data, rows = (before, pre[:, s]) if s < change_at else (after, post[:, s - change_at])
-        r = twin.update(data["summaries"][rows], data["probs"][rows], full=False)
+        which, rows = (0, pre[:, s]) if s < change_at else (1, post[:, s - change_at])
+        r = twin.update(None, None, full=False, sample={key: value[rows] for key, value in prepared[which].items()})
         new = (first_alarm == 0) & ((r["alarms"] & ALARM_TYPES_MASK) != 0)
         if new.any():
             first_alarm[new] = twin.alarm_time[new]

@@ -92,7 +92,6 @@ class MonitorTwin:
         # Whitening as float64 BLAS products: every partial sum is an integer below 2^47,
         # exact in a double whatever the summation order, so the result equals the C's.
         self._whiten = None if c.whiten_q12 is None else c.whiten_q12.astype(np.float64).T.copy()
-        self._whiten_of_stream = None  # calibration: per-stream matrices [R, C, C] + index [B]
         self._prior = c.prior_q16.astype(np.int64)
         self._inv_prior = c.inv_prior_q8.astype(np.int64)
         self._entropy = c.entropy_q16.astype(np.int64)
@@ -170,15 +169,32 @@ class MonitorTwin:
 
     # -- one inference -------------------------------------------------------------------
 
-    def moments(self, summary: np.ndarray, *, with_moved: bool = True):
-        """td_monitor_moments: returns raw mean and variance scores and the moved bits."""
-        cfg = self.config
-        deviation = summary.astype(np.int64) - self._ref_mean
+    def per_sample(self, summaries: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+        """What an update computes from its one sample alone, for any number of samples at
+        once: the standardized summary (and its decorrelation) and the output features.
+        Simulations over a fixed sample set compute it once and pass the rows to
+        `update(sample=...)`; only the recursion over time is left per step."""
+        deviation = np.asarray(summaries).astype(np.int64) - self._ref_mean
         standardized = np.clip(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z = standardized
         if self._whiten is not None:
             z = np.clip(round_shift(self._decorrelate(standardized), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
-            self.channel_ewma = ewma_step(self.channel_ewma, standardized << EWMA_EXTRA_BITS, cfg.mean_shift)
+        q = np.asarray(probs).astype(np.int64)
+        return {
+            "standardized": standardized,
+            "z": z,
+            "predicted": np.argmax(q, axis=-1),  # first of ties, as the C's strict '>'
+            "confidence": q.max(axis=-1) + 128,
+            "entropy": self._entropy[q + 128].sum(axis=-1),
+        }
+
+    def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True):
+        """td_monitor_moments on per_sample() rows: raw mean and variance scores, and the
+        per-channel EWMA mean and variance excess behind the moved mask (and the mask)."""
+        cfg = self.config
+        z = sample["z"]
+        if self._whiten is not None:
+            self.channel_ewma = ewma_step(self.channel_ewma, sample["standardized"] << EWMA_EXTRA_BITS, cfg.mean_shift)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
@@ -194,14 +210,7 @@ class MonitorTwin:
         return raw_mean, raw_var, (channel_mean, excess, moved)
 
     def _decorrelate(self, z: np.ndarray) -> np.ndarray:
-        zf = z.astype(np.float64)
-        if self._whiten_of_stream is None:
-            return (zf @ self._whiten).astype(np.int64)
-        out = np.zeros(z.shape, dtype=np.int64)
-        for r, matrix in enumerate(self._whiten):
-            rows = self._whiten_of_stream == r
-            out[rows] = (zf[rows] @ matrix).astype(np.int64)
-        return out
+        return (z.astype(np.float64) @ self._whiten).astype(np.int64)
 
     def _moved_words(self, mean: np.ndarray, excess: np.ndarray) -> np.ndarray:
         cfg = self.config
@@ -216,13 +225,10 @@ class MonitorTwin:
             words[:, w] = weighted[:, self._word_of == w].sum(axis=-1)
         return words
 
-    def outputs(self, probs: np.ndarray):
-        """td_monitor_outputs: confidence, entropy and label-shift raw scores."""
+    def outputs(self, sample: dict[str, np.ndarray]):
+        """td_monitor_outputs on per_sample() rows: confidence, entropy, label-shift score."""
         cfg = self.config
-        q = probs.astype(np.int64)
-        predicted = np.argmax(q, axis=-1)  # first of ties, as the C's strict '>'
-        confidence = q.max(axis=-1) + 128
-        entropy = self._entropy[q + 128].sum(axis=-1)
+        predicted, confidence, entropy = sample["predicted"], sample["confidence"], sample["entropy"]
         self.atc_ewma = ewma_step(
             self.atc_ewma, np.where(confidence >= cfg.atc_threshold, ONE_Q16, 0), cfg.display_shift
         )
@@ -263,14 +269,17 @@ class MonitorTwin:
         self.warnings = warnings
         return z
 
-    def update(self, summary: np.ndarray, probs: np.ndarray, *, full: bool = True) -> dict[str, np.ndarray]:
-        """td_monitor_update for every stream: summary int16 [B, C], probs int8 [B, K].
+    def update(self, summary: np.ndarray | None, probs: np.ndarray | None, *, full: bool = True, sample: dict | None = None) -> dict[str, np.ndarray]:
+        """td_monitor_update for every stream: summary int16 [B, C], probs int8 [B, K]
+        (or their per_sample() rows as `sample`).
 
         With full=False only what the decision needs is computed (no moved mask unless a
         DATA_DRIFT alarm latches), for long simulations."""
+        if sample is None:
+            sample = self.per_sample(summary, probs)
         self.t = np.minimum(self.t + 1, UINT32_MAX)
-        raw_mean, raw_var, (mean, excess, moved) = self.moments(summary, with_moved=full)
-        confidence, entropy, raw_label, predicted = self.outputs(probs)
+        raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full)
+        confidence, entropy, raw_label, predicted = self.outputs(sample)
         raw = np.stack([raw_mean, raw_var, confidence, entropy, raw_label], axis=-1)
         cache = {}
 
