@@ -10,6 +10,7 @@ APT_PACKAGES=(
   libnewlib-arm-none-eabi
   qemu-system-arm           # the emulated board (mps2-an386)
   clang                     # libFuzzer targets for the device-side parsers
+  libclang-rt-14-dev        # ... and clang's fuzzer/sanitizer runtimes
 )
 
 missing=()

@@ -178,10 +178,16 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
 
 def _register_step_commands():
     from .codegen.frontend_tables import frontend_tables_command
+    from .codegen.model_cli import model_c_command
+    from .device.cli_device import register
     from .device.cli_emulate import emulate
+    from .drift.cli_drift import drift
 
     main.add_command(frontend_tables_command)
+    main.add_command(model_c_command)
     main.add_command(emulate)
+    main.add_command(drift)
+    register(main)
 
 
 _register_step_commands()

@@ -61,7 +61,11 @@ def train(train_set: ClipSet, val_set: ClipSet, model_dir: Path, config: TrainCo
 
     if len(train_set) == 0 or len(val_set) == 0:
         raise TinydriftError("training needs clips in both the training and the validation set")
+    import tensorflow as tf
+
     keras.utils.set_random_seed(config.seed)
+    # Same data and seed, same model: a reference model anyone can reproduce bit for bit.
+    tf.config.experimental.enable_op_determinism()
     x_train = as_model_input(train_set.ensure_features())
     y_train = train_set.labels.astype(np.int64)
     x_val = as_model_input(val_set.ensure_features())
