@@ -41,7 +41,8 @@ def test_held_out_splits_hear_voice_variants_training_never_heard(small_kws):
         held_out = set(ClipSet.load(small_kws / f"{split}.npz").domain["variant"])
         assert not train & held_out, split
     parts = split_variants(espeak_variants())
-    assert parts["accent"] == parts["test"]
+    assert parts["accent"] == parts["test"] == parts["ref"]
+    assert not set(parts["val"]) & set(parts["test"])
 
 
 def test_clips_are_speech_at_the_planned_level_and_words_are_audible(small_kws):
