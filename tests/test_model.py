@@ -88,6 +88,23 @@ def test_bad_models_are_refused_with_the_reason(tmp_path, small_model):
         check_device_model(converter.convert(), tmp_path / "t.tflite")
 
 
+def test_unexpected_input_shape_is_refused(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    inputs = keras.Input((40, 49, 1), batch_size=1)  # channels and frames swapped
+    x = keras.layers.Dense(12, activation="softmax")(keras.layers.Flatten()(inputs))
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, x))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    rng = np.random.default_rng(1)
+    converter.representative_dataset = lambda: ([rng.integers(-128, 128, (1, 40, 49, 1)).astype(np.float32)]
+                                                for _ in range(10))
+    converter.inference_input_type = converter.inference_output_type = tf.int8
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with pytest.raises(TinydriftError, match=r"s\.tflite: input shape \(1, 40, 49, 1\), expected \(1, 49, 40, 1\)"):
+        check_device_model(converter.convert(), tmp_path / "s.tflite")
+
+
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["eval", str(tmp_path), str(tmp_path / "none.npz")])

@@ -84,8 +84,9 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
         if t["dtype"] != np.int8:
             raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; "
                                  "convert with `tinydrift quantize` (full-int8)")
-    if tuple(inp["shape"]) != INPUT_SHAPE:
-        raise TinydriftError(f"{path}: input shape {tuple(inp['shape'])}, expected {INPUT_SHAPE} "
+    shape = tuple(int(d) for d in inp["shape"])
+    if shape != INPUT_SHAPE:
+        raise TinydriftError(f"{path}: input shape {shape}, expected {INPUT_SHAPE} "
                              "(49 frames x 40 channels, batch 1)")
     scale, zero_point = inp["quantization"]
     if scale != 1.0 or zero_point != 0:
