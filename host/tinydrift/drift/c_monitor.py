@@ -46,16 +46,31 @@ def build_flags(config: MonitorConfig, name: str = HOST_CONFIG_NAME) -> dict:
     }
 
 
+def header_flags(header: Path) -> dict:
+    """include_dirs and defines for compiling a shim against an existing config header
+    named td_monitor_config_<name>.h, whose config variable has the same name."""
+    name = header.stem
+    if not name.startswith("td_monitor_config_"):
+        raise ValueError(f"{header}: a monitor config header is named td_monitor_config_<name>.h")
+    return {
+        "include_dirs": [MONITOR_SRC, header.resolve().parent],
+        "defines": {"TD_MONITOR_CONFIG_HEADER": f'"{header.name}"', "TD_MONITOR_CONFIG_VAR": name},
+    }
+
+
 class CMonitor:
     """One monitor state on the C library, with `config` compiled in."""
 
-    def __init__(self, config: MonitorConfig, *, optimize: str = "-O2", compiler: str = "gcc"):
+    def __init__(self, config: MonitorConfig, *, optimize: str = "-O2", compiler: str = "gcc", header: Path | None = None):
+        """header: compile this td_monitor_config_<name>.h (e.g. the one a model export
+        shipped) instead of one emitted from `config`, which then describes it for the
+        argument checks only: `tinydrift verify` compares that header's C with the twin."""
         self.config = config
         path = native.compile_c(
             [SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
             optimize=optimize,
             compiler=compiler,
-            **build_flags(config),
+            **(build_flags(config) if header is None else header_flags(Path(header))),
         )
         lib = ctypes.CDLL(str(path))
         lib.td_host_state_size.restype = ctypes.c_uint32
