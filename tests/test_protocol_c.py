@@ -140,6 +140,12 @@ class CBye(ctypes.Structure):
     _fields_ = [("exit_code", u32), ("inferences", u32)]
 
 
+class CTrace(ctypes.Structure):
+    _fields_ = [("inference_index", u32), ("n_summary", u8), ("n_outputs", u8), ("window_end", u32),
+                ("cycles_frontend", u32), ("cycles_model", u32), ("cycles_monitor", u32),
+                ("summary", i16 * P.TRACE_SUMMARY), ("outputs", ctypes.c_int8 * P.TRACE_OUTPUTS)]
+
+
 class CLabel(ctypes.Structure):
     _fields_ = [("inference_index", u32), ("label", u8)]
 
@@ -151,7 +157,7 @@ class CAudio(ctypes.Structure):
 
 class CBody(ctypes.Union):
     _fields_ = [("hello", CHello), ("inference", CInference), ("status", CStatus),
-                ("ack", CAck), ("bye", CBye), ("label", CLabel), ("audio", CAudio)]
+                ("ack", CAck), ("bye", CBye), ("trace", CTrace), ("label", CLabel), ("audio", CAudio)]
 
 
 class CFrame(ctypes.Structure):
@@ -160,8 +166,8 @@ class CFrame(ctypes.Structure):
 
 _BODY_FIELD = {P.FrameType.HELLO: "hello", P.FrameType.INFERENCE: "inference",
                P.FrameType.STATUS: "status", P.FrameType.ACK: "ack", P.FrameType.BYE: "bye",
-               P.FrameType.LABEL: "label", P.FrameType.AUDIO: "audio"}
-_PY_CLASS = {cls.TYPE: cls for cls in (P.Hello, P.Inference, P.Status, P.Ack, P.Bye, P.Reset,
+               P.FrameType.TRACE: "trace", P.FrameType.LABEL: "label", P.FrameType.AUDIO: "audio"}
+_PY_CLASS = {cls.TYPE: cls for cls in (P.Hello, P.Inference, P.Status, P.Ack, P.Bye, P.Trace, P.Reset,
                                        P.Label, P.Audio, P.StatusRequest)}
 
 

@@ -25,6 +25,8 @@ N_SCORES = 8
 MODEL_HASH_BYTES = 32
 MODEL_ID_BYTES = 8
 AUDIO_MAX_SAMPLES = 256
+TRACE_SUMMARY = 64  # TRACE: summary slots (the monitor's maximum channels)
+TRACE_OUTPUTS = 16  # TRACE: model output slots
 HEADER_BYTES = 7
 CRC_BYTES = 4
 MIN_PACKET = HEADER_BYTES + CRC_BYTES
@@ -52,6 +54,7 @@ class FrameType(IntEnum):
     STATUS = 0x03
     ACK = 0x04
     BYE = 0x05
+    TRACE = 0x06
     RESET = 0x81
     LABEL = 0x82
     AUDIO = 0x83
@@ -153,6 +156,32 @@ class Bye:
 
 
 @dataclass(slots=True)
+class Trace:
+    """What one inference computed (debug/verification frame, docs/protocol.md §3)."""
+
+    seq: int
+    inference_index: int
+    n_summary: int
+    n_outputs: int
+    window_end: int  # samples of the current stream up to this window's end
+    cycles_frontend: int
+    cycles_model: int
+    cycles_monitor: int
+    summary: tuple[int, ...]  # TRACE_SUMMARY int16 slots, the first n_summary in use
+    outputs: tuple[int, ...]  # TRACE_OUTPUTS int8 slots, the first n_outputs in use
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    TYPE: ClassVar[FrameType] = FrameType.TRACE
+
+    @property
+    def summary_used(self) -> tuple[int, ...]:
+        return self.summary[: self.n_summary]
+
+    @property
+    def outputs_used(self) -> tuple[int, ...]:
+        return self.outputs[: self.n_outputs]
+
+
+@dataclass(slots=True)
 class Reset:
     seq: int
     raw: bytes = field(default=b"", repr=False, compare=False)
@@ -185,7 +214,7 @@ class StatusRequest:
     TYPE: ClassVar[FrameType] = FrameType.STATUS_REQUEST
 
 
-Frame = Union[Hello, Inference, Status, Ack, Bye, Reset, Label, Audio, StatusRequest]
+Frame = Union[Hello, Inference, Status, Ack, Bye, Trace, Reset, Label, Audio, StatusRequest]
 
 
 @dataclass(slots=True)
@@ -211,6 +240,7 @@ _INFERENCE = struct.Struct("<II8sBBHIIQI8i")
 _STATUS = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
+_TRACE = struct.Struct(f"<IIBBHIIII{TRACE_SUMMARY}h{TRACE_OUTPUTS}b")
 _EMPTY = struct.Struct("<I")
 _LABEL = struct.Struct("<IIB")
 _AUDIO_HEAD = struct.Struct("<IIHH")
@@ -222,12 +252,14 @@ PAYLOAD_BYTES = {
     FrameType.STATUS: _STATUS.size - 4,
     FrameType.ACK: _ACK.size - 4,
     FrameType.BYE: _BYE.size - 4,
+    FrameType.TRACE: _TRACE.size - 4,
     FrameType.RESET: 0,
     FrameType.LABEL: _LABEL.size - 4,
     FrameType.AUDIO: _AUDIO_HEAD.size - 4,  # header only; + 2 bytes a sample
     FrameType.STATUS_REQUEST: 0,
 }
 assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 68
+assert PAYLOAD_BYTES[FrameType.TRACE] == 168
 
 
 def _build_hello(pkt: bytes) -> Hello:
@@ -250,6 +282,13 @@ def _build_ack(pkt: bytes) -> Ack:
 
 def _build_bye(pkt: bytes) -> Bye:
     return Bye(*_BYE.unpack_from(pkt, 3), bytes(pkt))
+
+
+def _build_trace(pkt: bytes) -> Trace:
+    v = _TRACE.unpack_from(pkt, 3)
+    # v[4] is the reserved u16, sent as 0 and ignored
+    first = 9 + TRACE_SUMMARY
+    return Trace(*v[:4], *v[5:9], v[9:first], v[first:first + TRACE_OUTPUTS], bytes(pkt))
 
 
 def _build_reset(pkt: bytes) -> Reset:
@@ -276,6 +315,7 @@ _BUILDERS = {
     FrameType.STATUS: _build_status,
     FrameType.ACK: _build_ack,
     FrameType.BYE: _build_bye,
+    FrameType.TRACE: _build_trace,
     FrameType.RESET: _build_reset,
     FrameType.LABEL: _build_label,
     FrameType.AUDIO: _build_audio,
@@ -304,6 +344,10 @@ def _payload(frame: Frame) -> bytes:
         return _ACK.pack(0, frame.command_seq, frame.detail, frame.command_type, frame.result)[4:]
     if t is FrameType.BYE:
         return _BYE.pack(0, frame.exit_code, frame.inferences)[4:]
+    if t is FrameType.TRACE:
+        return _TRACE.pack(0, frame.inference_index, frame.n_summary, frame.n_outputs, 0, frame.window_end,
+                           frame.cycles_frontend, frame.cycles_model, frame.cycles_monitor, *frame.summary,
+                           *frame.outputs)[4:]
     if t is FrameType.LABEL:
         return _LABEL.pack(0, frame.inference_index, frame.label)[4:]
     if t is FrameType.AUDIO:
@@ -605,6 +649,10 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         return Ack(seq, u(32), u(32), u(8), u(8))
     if t is FrameType.BYE:
         return Bye(seq, u(32), u(32))
+    if t is FrameType.TRACE:
+        return Trace(seq, u(32), u(8), u(8), u(32), u(32), u(32), u(32),
+                     tuple(rng.randrange(-32768, 32768) for _ in range(TRACE_SUMMARY)),
+                     tuple(rng.randrange(-128, 128) for _ in range(TRACE_OUTPUTS)))
     if t is FrameType.RESET:
         return Reset(seq)
     if t is FrameType.LABEL:

@@ -27,4 +27,9 @@ static inline int16_t td_get_i16(const uint8_t *p) {
     return (u & 0x8000u) ? (int16_t)(-(int32_t)(uint16_t)(~u) - 1) : (int16_t)u;
 }
 
+static inline int8_t td_get_i8(const uint8_t *p) {
+    uint8_t u = p[0];
+    return (u & 0x80u) ? (int8_t)(-(int32_t)(uint8_t)(~u) - 1) : (int8_t)u;
+}
+
 #endif /* TD_PROTO_BYTES_H */

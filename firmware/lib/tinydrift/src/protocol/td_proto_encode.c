@@ -127,6 +127,20 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_u32(w, f->body.bye.exit_code);
         td_put_u32(w, f->body.bye.inferences);
         break;
+    case TD_FRAME_TRACE: {
+        const td_proto_trace_t *r = &f->body.trace;
+        td_put_u32(w, r->inference_index);
+        td_put_u8(w, r->n_summary);
+        td_put_u8(w, r->n_outputs);
+        td_put_u16(w, 0u); /* reserved */
+        td_put_u32(w, r->window_end);
+        td_put_u32(w, r->cycles_frontend);
+        td_put_u32(w, r->cycles_model);
+        td_put_u32(w, r->cycles_monitor);
+        for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) td_put_u16(w, (uint16_t)r->summary[i]);
+        for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) td_put_u8(w, (uint8_t)r->outputs[i]);
+        break;
+    }
     case TD_FRAME_LABEL:
         td_put_u32(w, f->body.label.inference_index);
         td_put_u8(w, f->body.label.label);

@@ -19,6 +19,7 @@ int32_t td_proto_payload_bytes(uint8_t type) {
     case TD_FRAME_STATUS: return (int32_t)TD_PROTO_STATUS_BYTES;
     case TD_FRAME_ACK: return (int32_t)TD_PROTO_ACK_BYTES;
     case TD_FRAME_BYE: return (int32_t)TD_PROTO_BYE_BYTES;
+    case TD_FRAME_TRACE: return (int32_t)TD_PROTO_TRACE_BYTES;
     case TD_FRAME_RESET: return (int32_t)TD_PROTO_RESET_BYTES;
     case TD_FRAME_LABEL: return (int32_t)TD_PROTO_LABEL_BYTES;
     case TD_FRAME_AUDIO: return (int32_t)TD_PROTO_AUDIO_HEADER_BYTES;
@@ -82,6 +83,19 @@ static void td_unpack(const uint8_t *p, td_proto_frame_t *f) {
         f->body.bye.exit_code = td_get_u32(p);
         f->body.bye.inferences = td_get_u32(p + 4);
         break;
+    case TD_FRAME_TRACE: {
+        td_proto_trace_t *r = &f->body.trace;
+        r->inference_index = td_get_u32(p);
+        r->n_summary = p[4];
+        r->n_outputs = p[5];
+        r->window_end = td_get_u32(p + 8);
+        r->cycles_frontend = td_get_u32(p + 12);
+        r->cycles_model = td_get_u32(p + 16);
+        r->cycles_monitor = td_get_u32(p + 20);
+        for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) r->summary[i] = td_get_i16(p + 24u + 2u * i);
+        for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) r->outputs[i] = td_get_i8(p + 152u + i);
+        break;
+    }
     case TD_FRAME_LABEL:
         f->body.label.inference_index = td_get_u32(p);
         f->body.label.label = p[4];

@@ -27,6 +27,8 @@ extern "C" {
 #define TD_PROTO_MODEL_HASH_BYTES 32u
 #define TD_PROTO_MODEL_ID_BYTES 8u /* first bytes of the SHA-256 model hash */
 #define TD_PROTO_AUDIO_MAX_SAMPLES 256u /* 512 bytes of PCM per AUDIO frame */
+#define TD_PROTO_TRACE_SUMMARY 64u /* TRACE: input summary slots (td_monitor's maximum) */
+#define TD_PROTO_TRACE_OUTPUTS 16u /* TRACE: model output slots */
 
 /* Packet framing. */
 #define TD_PROTO_HEADER_BYTES 7u /* sync, version, type, seq */
@@ -39,6 +41,7 @@ extern "C" {
 #define TD_PROTO_STATUS_BYTES 52u
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
+#define TD_PROTO_TRACE_BYTES 168u
 #define TD_PROTO_RESET_BYTES 0u
 #define TD_PROTO_LABEL_BYTES 5u
 #define TD_PROTO_AUDIO_HEADER_BYTES 8u
@@ -56,6 +59,7 @@ typedef enum {
     TD_FRAME_STATUS = 0x03,
     TD_FRAME_ACK = 0x04,
     TD_FRAME_BYE = 0x05,
+    TD_FRAME_TRACE = 0x06,
     TD_FRAME_RESET = 0x81,
     TD_FRAME_LABEL = 0x82,
     TD_FRAME_AUDIO = 0x83,
@@ -138,6 +142,20 @@ typedef struct {
     uint32_t inferences;
 } td_proto_bye_t;
 
+/* What one inference computed, for checking the device against the host bit for bit and
+ * for counting its cost: sent after its INFERENCE frame when tracing is on. */
+typedef struct {
+    uint32_t inference_index; /* as in the INFERENCE frame it follows */
+    uint8_t n_summary;        /* summary values in use (<= TD_PROTO_TRACE_SUMMARY) */
+    uint8_t n_outputs;        /* model outputs in use (<= TD_PROTO_TRACE_OUTPUTS) */
+    uint32_t window_end;      /* samples of the current stream up to this window's end */
+    uint32_t cycles_frontend; /* td_port_cycles() spent in the front end */
+    uint32_t cycles_model;    /* ... in the model */
+    uint32_t cycles_monitor;  /* ... in the summary, sensor health and monitor update */
+    int16_t summary[TD_PROTO_TRACE_SUMMARY]; /* the monitor's input summary; unused slots 0 */
+    int8_t outputs[TD_PROTO_TRACE_OUTPUTS];  /* the model's int8 output; unused slots 0 */
+} td_proto_trace_t;
+
 typedef struct {
     uint32_t inference_index;
     uint8_t label;
@@ -159,6 +177,7 @@ typedef struct {
         td_proto_status_t status;
         td_proto_ack_t ack;
         td_proto_bye_t bye;
+        td_proto_trace_t trace;
         td_proto_label_t label;
         td_proto_audio_t audio;
     } body;
