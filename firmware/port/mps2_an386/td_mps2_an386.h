@@ -2,6 +2,7 @@
 #ifndef TD_MPS2_AN386_H
 #define TD_MPS2_AN386_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define TD_MPS2_REG(address) (*(volatile uint32_t *)(address))
@@ -39,5 +40,26 @@ void td_mps2_uart_enable(void);
 
 /* Prints the low `digits` hex digits of `value`. */
 void td_mps2_print_hex(uint32_t value, int digits);
+
+/* Semihosting (td_semihosting_mps2_an386.c): QEMU serves these with
+ * `-semihosting-config enable=on,target=native`. */
+#define TD_SEMIHOSTING_SYS_OPEN 0x01u
+#define TD_SEMIHOSTING_SYS_CLOSE 0x02u
+#define TD_SEMIHOSTING_SYS_READ 0x06u
+#define TD_SEMIHOSTING_SYS_GET_CMDLINE 0x15u
+#define TD_SEMIHOSTING_OPEN_READ_BINARY 1u /* SYS_OPEN mode "rb" */
+
+/* One semihosting call: `operation` with its parameter block; returns what r0 holds after. */
+uint32_t td_mps2_semihosting(uint32_t operation, const void *parameters);
+
+/* The value of `name=value` on QEMU's semihosting command line
+ * (`-semihosting-config ...,arg=firmware,arg=audio=/tmp/clips.pcm,arg=stride=8000`), or NULL.
+ * Values hold no spaces: QEMU joins the arguments with single spaces. */
+const char *td_mps2_option(const char *name);
+
+/* The emulated board's microphone is the raw PCM file named by the `audio` option (16-bit
+ * little-endian mono at 16 kHz): true once td_port_mic_read has reached its end. The
+ * application then says goodbye and exits, so a run over a file terminates. */
+bool td_mps2_mic_ended(void);
 
 #endif /* TD_MPS2_AN386_H */

@@ -1,4 +1,5 @@
 /* td_port for QEMU's mps2-an386: CMSDK UART0 console, SysTick time base, semihosting exit.
+ * The microphone (a host file read through semihosting) is in td_mic_mps2_an386.c.
  *
  * QEMU must run with `-semihosting-config enable=on,target=native` for td_port_exit:
  * without it the semihosting call is a breakpoint that faults.
@@ -132,23 +133,4 @@ void td_port_exit(int code)
     for (;;) {
         __asm volatile("wfi");
     }
-}
-
-/* The emulated board has no microphone: audio reaches it over the serial link. */
-bool td_port_mic_start(uint32_t sample_rate_hz)
-{
-    (void)sample_rate_hz;
-    return false;
-}
-
-size_t td_port_mic_read(int16_t *samples, size_t capacity)
-{
-    (void)samples;
-    (void)capacity;
-    return 0;
-}
-
-uint32_t td_port_mic_dropped(void)
-{
-    return 0;
 }

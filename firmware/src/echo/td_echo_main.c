@@ -1,4 +1,6 @@
-/* The minimal tinydrift application: proves a port works end to end.
+/* The echo app: proves a port works end to end, before the real application (src/main.c)
+ * runs on it. Built by the env mps2_an386_echo (platformio.ini), and on the host port by
+ * the port tests.
  *
  * At boot it prints a hello line and three counter lines, then echoes every byte it
  * receives. ESC (0x1B) starts a command, so the host can drive it through the same link:

@@ -52,17 +52,53 @@ def instructions_from_cycles(cycles: int, icount_shift: int = 0) -> int:
     return cycles * NANOSECONDS_PER_CYCLE >> icount_shift
 
 
-def build_firmware() -> Path:
-    """Build the emulated board's firmware with PlatformIO (offline) and return its ELF.
+# The port's own check (src/echo/): echoes bytes, ESC commands for counters, spins, faults.
+ECHO_ENV = "mps2_an386_echo"
+
+
+def build_firmware(env_name: str = platformio.EMULATED_ENV) -> Path:
+    """Build the emulated board's firmware with PlatformIO (offline) and return its ELF:
+    the tinydrift app by default, the echo app with `ECHO_ENV`.
 
     pio is the one build path: an unchanged tree rebuilds in about a second, and the
     flags are those a user gets from `pio run -e mps2_an386`."""
-    return platformio.build(platformio.EMULATED_ENV)
+    return platformio.build(env_name)
+
+
+def semihosting_config(arguments: Sequence[str] = ()) -> str:
+    """The value of QEMU's -semihosting-config: on, and `arguments` as the firmware's command
+    line (SYS_GET_CMDLINE), after a first word naming the program. QEMU joins them with
+    spaces, so none may hold one; a comma is doubled, as QEMU's option syntax wants."""
+    config = "enable=on,target=native"
+    if arguments:
+        for argument in arguments:
+            if any(c.isspace() for c in argument):
+                raise TinydriftError(f"semihosting argument {argument!r} holds a space: QEMU would split it")
+        config += "".join(f",arg={a.replace(',', ',,')}" for a in ("firmware", *arguments))
+    return config
+
+
+def audio_file_argument(path: Path, link_dir: Path) -> str:
+    """`audio=PATH` for the emulated board's microphone file. The firmware sees PATH as one
+    word of its command line, so a path with spaces is reached through a symbolic link in
+    `link_dir` (a folder of the caller's, e.g. a temporary one)."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise TinydriftError(f"audio file {path} not found")
+    if any(c.isspace() for c in str(path)):
+        link = Path(link_dir).resolve() / "audio.pcm"
+        if any(c.isspace() for c in str(link)):
+            raise TinydriftError(f"no space-free path to {path}: give a link_dir without spaces")
+        link.unlink(missing_ok=True)
+        link.symlink_to(path)
+        path = link
+    return f"audio={path}"
 
 
 def qemu_command(elf: Path, serial: str, *, icount_shift: int | None = None,
-                 extra_args: Sequence[str] = ()) -> list[str]:
-    """The QEMU command line for `elf` with UART0 on the chardev `serial`."""
+                 extra_args: Sequence[str] = (), semihosting_args: Sequence[str] = ()) -> list[str]:
+    """The QEMU command line for `elf` with UART0 on the chardev `serial`; `semihosting_args`
+    become the firmware's command line (e.g. `audio=PATH`, `stride=8000`, `trace=0`)."""
     qemu = shutil.which(QEMU)
     if qemu is None:
         raise TinydriftError(f"{QEMU} not found: run scripts/setup.sh (it installs qemu-system-arm)")
@@ -71,7 +107,7 @@ def qemu_command(elf: Path, serial: str, *, icount_shift: int | None = None,
         "-machine", MACHINE,
         "-nographic",
         "-monitor", "none",
-        "-semihosting-config", "enable=on,target=native",
+        "-semihosting-config", semihosting_config(semihosting_args),
         "-serial", serial,
         "-kernel", str(elf),
     ]  # fmt: skip
@@ -132,7 +168,7 @@ class Emulator:
 
 
 def start(elf: Path | None = None, *, icount_shift: int | None = None,
-          extra_args: Sequence[str] = ()) -> Emulator:
+          extra_args: Sequence[str] = (), semihosting_args: Sequence[str] = ()) -> Emulator:
     """Start QEMU with the console as a TCP server on a free 127.0.0.1 port (wait=on).
 
     Builds the firmware first when no `elf` is given. The board starts when the first
@@ -141,8 +177,8 @@ def start(elf: Path | None = None, *, icount_shift: int | None = None,
     elf = Path(elf) if elf is not None else build_firmware()
     if not elf.is_file():
         raise TinydriftError(f"firmware image {elf} not found: build it with `pio run -e mps2_an386`")
-    command = qemu_command(elf, "tcp:127.0.0.1:0,server=on,wait=on",
-                           icount_shift=icount_shift, extra_args=extra_args)
+    command = qemu_command(elf, "tcp:127.0.0.1:0,server=on,wait=on", icount_shift=icount_shift,
+                           extra_args=extra_args, semihosting_args=semihosting_args)
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     # QEMU announces the port it listens on, on stderr, before waiting for the client.
@@ -176,7 +212,8 @@ class RunResult:
 
 
 def run(elf: Path | None = None, *, send: bytes = b"", icount_shift: int | None = None,
-        timeout: float = 30.0, chunk_size: int = 4096) -> RunResult:
+        timeout: float = 30.0, chunk_size: int = 4096,
+        semihosting_args: Sequence[str] = ()) -> RunResult:
     """Boot the firmware, send `send` while collecting its output, wait for it to exit.
 
     Reading and writing run concurrently: the link pushes back in both directions, so a
@@ -184,7 +221,7 @@ def run(elf: Path | None = None, *, send: bytes = b"", icount_shift: int | None 
     read from a plain socket, to the last byte before QEMU closes it (pyserial's
     socket:// read() discards what it had gathered when the peer closes mid-call)."""
     started = time.monotonic()
-    with start(elf, icount_shift=icount_shift) as emulator:
+    with start(elf, icount_shift=icount_shift, semihosting_args=semihosting_args) as emulator:
         link = socket.create_connection(("127.0.0.1", emulator.port), timeout=STARTUP_TIMEOUT_S)
         link.settimeout(None)
         output = bytearray()

@@ -1,0 +1,173 @@
+/* The application's state, its frames to the host and the continuous audio stream.
+ * Commands from the host are in td_app_commands.c, the inference in td_app_infer.c. */
+#include "td_app.h"
+#include "td_app_model.h"
+#include "td_port.h"
+
+#include TD_APP_MODEL_HEADER
+/* The generated monitor config and reference data: included in this one file. */
+#include TD_APP_MONITOR_CONFIG_HEADER
+#include TD_APP_REFERENCE_HEADER
+
+#if TD_APP_M_NUM_FRAMES != TD_FRONTEND_NUM_FRAMES || TD_APP_M_NUM_CHANNELS != TD_FRONTEND_NUM_CHANNELS
+#error "the model's input shape is not the front end's 49x40"
+#endif
+
+const td_monitor_config_t *td_app_monitor_config(void)
+{
+    return &TD_APP_M_MONITOR_CONFIG;
+}
+
+td_app_options_t td_app_default_options(void)
+{
+    td_app_options_t options;
+    options.stride_samples = TD_APP_DEFAULT_STRIDE;
+    options.trace = 1;
+    return options;
+}
+
+static int td_app_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    return -1;
+}
+
+/* The generated hash is 64 lower-case hex digits: the bytes HELLO and STATUS carry. */
+static int td_app_parse_model_hash(uint8_t hash[TD_PROTO_MODEL_HASH_BYTES])
+{
+    static const char text[] = TD_APP_M_MODEL_HASH;
+    if (sizeof text != 2u * TD_PROTO_MODEL_HASH_BYTES + 1u) {
+        return -1;
+    }
+    for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
+        const int high = td_app_hex_digit(text[2u * i]);
+        const int low = td_app_hex_digit(text[2u * i + 1u]);
+        if (high < 0 || low < 0) {
+            return -1;
+        }
+        hash[i] = (uint8_t)(high * 16 + low);
+    }
+    /* The model id the generated header declares must be the hash's first bytes. */
+    for (unsigned i = 0; i < TD_APP_M_MODEL_ID_BYTES && i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
+        if (hash[i] != TD_APP_M_MODEL_ID[i]) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void td_app_send(td_app_t *app, td_proto_frame_t *frame)
+{
+    frame->seq = app->tx_seq++;
+    const int32_t length = td_proto_encode(frame, app->wire, sizeof app->wire);
+    if (length > 0) {
+        td_port_write(app->wire, (size_t)length);
+    }
+}
+
+void td_app_send_hello(td_app_t *app)
+{
+    const td_monitor_config_t *config = &TD_APP_M_MONITOR_CONFIG;
+    td_proto_frame_t *frame = &app->reply;
+    td_proto_hello_t *hello = &frame->body.hello;
+    frame->type = TD_FRAME_HELLO;
+    for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
+        hello->model_hash[i] = app->model_hash[i];
+    }
+    hello->fw_major = TD_APP_FW_MAJOR;
+    hello->fw_minor = TD_APP_FW_MINOR;
+    hello->fw_patch = TD_APP_FW_PATCH;
+    hello->state_bytes = td_monitor_state_size();
+    hello->n_classes = (uint8_t)config->n_classes;
+    hello->n_channels = (uint8_t)config->n_summary;
+    hello->score_frac_bits = TD_Z_FRAC_BITS;
+    hello->n_scores = TD_SCORE_COUNT;
+    for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) {
+        hello->warning_threshold[i] = i < TD_SCORE_COUNT ? config->score[i].warning : 0;
+        hello->drift_threshold[i] = i < TD_SCORE_COUNT ? config->score[i].drift : 0;
+    }
+    td_app_send(app, frame);
+}
+
+/* A text line for people watching the port: the model and its classes. */
+static void td_app_print_banner(const td_app_t *app)
+{
+    static const char hex[] = "0123456789abcdef";
+    char id[2u * TD_PROTO_MODEL_ID_BYTES + 1u];
+    for (unsigned i = 0; i < TD_PROTO_MODEL_ID_BYTES; ++i) {
+        id[2u * i] = hex[app->model_hash[i] >> 4];
+        id[2u * i + 1u] = hex[app->model_hash[i] & 0xFu];
+    }
+    id[sizeof id - 1u] = '\0';
+    td_port_print("tinydrift app board=");
+    td_port_print(td_port_board_name());
+    td_port_print(" model=");
+    td_port_print(id);
+    td_port_print(" classes=");
+    for (unsigned i = 0; i < TD_APP_M_NUM_CLASSES; ++i) {
+        td_port_print(i == 0 ? "" : ",");
+        td_port_print(TD_APP_M_LABELS[i]);
+    }
+    td_port_print("\n");
+}
+
+int td_app_init(td_app_t *app, const td_app_options_t *options)
+{
+    if (options->stride_samples < 1u || options->stride_samples > TD_APP_WINDOW_SAMPLES) {
+        return -1;
+    }
+    if (td_monitor_init(&app->monitor, &TD_APP_M_MONITOR_CONFIG) != TD_MONITOR_OK ||
+        TD_APP_M_MONITOR_CONFIG.n_classes != TD_APP_M_OUTPUT_SIZE ||
+        td_app_parse_model_hash(app->model_hash) != 0) {
+        return -2;
+    }
+    app->options = *options;
+    td_app_window_start(&app->window, options->stride_samples);
+    app->clip_expected_offset = 0;
+    app->clip_open = 0;
+    app->stream_is_clip = 0;
+    for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
+        app->predicted_history[i] = 0;
+    }
+    td_proto_decoder_init(&app->decoder);
+    app->tx_seq = 0;
+    app->rx_frames = 0;
+    app->rx_errors = 0;
+    app->inferences_total = 0;
+    td_app_print_banner(app);
+    td_app_send_hello(app);
+    return 0;
+}
+
+void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
+{
+    if (app->stream_is_clip) {
+        /* A clip left unfinished by the host: the continuous stream starts over. */
+        td_app_window_start(&app->window, app->options.stride_samples);
+        app->stream_is_clip = 0;
+        app->clip_open = 0;
+    }
+    while (count > 0) {
+        const size_t taken = td_app_window_append(&app->window, samples, count);
+        samples += taken;
+        count -= taken;
+        if (td_app_window_full(&app->window)) {
+            td_app_infer(app);
+            td_app_window_advance(&app->window);
+        }
+    }
+}
+
+void td_app_bye(td_app_t *app, uint32_t exit_code)
+{
+    td_proto_frame_t *frame = &app->reply;
+    frame->type = TD_FRAME_BYE;
+    frame->body.bye.exit_code = exit_code;
+    frame->body.bye.inferences = app->monitor.t;
+    td_app_send(app, frame);
+}

@@ -1,0 +1,130 @@
+/* The tinydrift application, apart from any board: audio in, one inference per 1 s window,
+ * the drift monitor on every inference, framed log out, commands in.
+ *
+ *   PCM --(window assembly)--> 16,000 samples --(td_frontend, reset per window)--> 49x40 int8
+ *       --(generated model)--> int8 softmax --(td_monitor: summary, outputs; td_sensor on
+ *       the window's new PCM)--> INFERENCE frame (+ TRACE frame)
+ *
+ * Audio comes from any mix of sources: td_app_push_samples() for a continuous stream (the
+ * board's microphone, the emulated board's audio file), and AUDIO frames from the host
+ * (replayed clips: each clip is its own stream, START to END). Commands (RESET, LABEL,
+ * AUDIO, STATUS_REQUEST) arrive as framed bytes through td_app_receive() and are answered
+ * with ACK (docs/protocol.md). Everything lives in one td_app_t the caller allocates
+ * statically: no heap. The board glue (firmware/src/main.c) reads the link and the
+ * microphone and passes what it gets here; all output goes through td_port_write().
+ *
+ * Every window is computed from its own 16,000 samples with a freshly reset front end, so
+ * its features equal the host's per-clip features (features_int8) bit for bit, whatever
+ * the stride; the host twin of this file is tinydrift.device.replay.expected_inferences.
+ */
+#ifndef TD_APP_H
+#define TD_APP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "td_frontend.h"
+#include "td_monitor.h"
+#include "td_protocol.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TD_APP_FW_MAJOR 0u
+#define TD_APP_FW_MINOR 1u
+#define TD_APP_FW_PATCH 0u
+
+#define TD_APP_WINDOW_SAMPLES TD_FRONTEND_CLIP_SAMPLES /* 1 s at 16 kHz */
+#ifndef TD_APP_DEFAULT_STRIDE
+#define TD_APP_DEFAULT_STRIDE TD_APP_WINDOW_SAMPLES /* one inference per second, no overlap */
+#endif
+/* Sensor health runs on the window's new samples in blocks of one front-end step (20 ms). */
+#define TD_APP_SENSOR_BLOCK TD_FRONTEND_STEP_SAMPLES
+/* LABEL can name any of the last this many inferences (their predicted classes are kept). */
+#define TD_APP_LABEL_HISTORY 64u
+
+/* ACK results (docs/protocol.md §3 and docs/app.md). */
+#define TD_APP_ACK_OK 0u
+#define TD_APP_ACK_AUDIO_GAP 1u       /* AUDIO at another offset: detail = the expected one */
+#define TD_APP_ACK_UNKNOWN_INFERENCE 2u /* LABEL for an inference not (or no longer) known */
+#define TD_APP_ACK_BAD_LABEL 3u       /* LABEL with a class outside the model's */
+#define TD_APP_ACK_NOT_A_COMMAND 4u   /* a device -> host frame type sent to the device */
+
+typedef struct {
+    uint32_t stride_samples; /* samples between window starts, 1..TD_APP_WINDOW_SAMPLES */
+    uint8_t trace;           /* nonzero: send a TRACE frame after every INFERENCE */
+} td_app_options_t;
+
+/* One stream's window: the last TD_APP_WINDOW_SAMPLES samples, and how many are new. */
+typedef struct {
+    int16_t samples[TD_APP_WINDOW_SAMPLES];
+    uint32_t fill;     /* valid samples, from samples[0] */
+    uint32_t fresh;    /* samples appended since the last window (or the stream's start) */
+    uint32_t padding;  /* zeros after the samples (a replayed clip shorter than a window) */
+    uint32_t stride;   /* samples the window moves after each inference */
+    uint32_t position; /* samples of the stream so far */
+    uint32_t windows;  /* windows completed in this stream */
+} td_app_window_t;
+
+typedef struct {
+    td_app_options_t options;
+    td_app_window_t window;
+    /* The replayed clip in progress (AUDIO frames): the offset expected next. */
+    uint32_t clip_expected_offset;
+    uint8_t clip_open;
+    uint8_t stream_is_clip; /* the window holds a replayed clip, not the continuous stream */
+
+    td_frontend_t frontend;
+    td_monitor_state_t monitor;
+    int16_t summary[TD_MONITOR_MAX_SUMMARY];
+    uint8_t predicted_history[TD_APP_LABEL_HISTORY]; /* by inference index modulo */
+
+    td_proto_decoder_t decoder;
+    td_proto_frame_t command; /* the command being decoded (holds up to 256 samples) */
+    td_proto_frame_t reply;
+    uint8_t wire[TD_PROTO_MAX_WIRE];
+    uint8_t model_hash[TD_PROTO_MODEL_HASH_BYTES];
+    uint32_t tx_seq;
+    uint32_t rx_frames; /* valid commands received */
+    uint32_t rx_errors; /* corrupt command runs received */
+    uint32_t inferences_total; /* since boot, across resets */
+} td_app_t;
+
+/* The defaults: stride TD_APP_DEFAULT_STRIDE, tracing on. */
+td_app_options_t td_app_default_options(void);
+
+/* Checks the options and the generated monitor config, clears every state and sends
+ * HELLO. Returns 0, or a negative value (nothing is sent) for invalid options (-1) or a
+ * monitor config this build cannot hold (-2). */
+int td_app_init(td_app_t *app, const td_app_options_t *options);
+
+/* Bytes received from the host: decodes frames, runs each command (an AUDIO chunk that
+ * completes a window runs its inference) and answers with ACK. */
+void td_app_receive(td_app_t *app, const uint8_t *bytes, size_t count);
+
+/* Samples of the continuous stream (microphone, audio file): every completed window runs
+ * an inference. A replayed clip in progress is abandoned (the stream takes the window). */
+void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count);
+
+/* Sends BYE with `exit_code`; the caller then ends (td_port_exit). */
+void td_app_bye(td_app_t *app, uint32_t exit_code);
+
+/* Sends one frame (encoded in app->wire) with the next sequence number. */
+void td_app_send(td_app_t *app, td_proto_frame_t *frame);
+
+/* Internal steps, one file each, exposed for tests. */
+void td_app_window_start(td_app_window_t *window, uint32_t stride);
+size_t td_app_window_append(td_app_window_t *window, const int16_t *samples, size_t count);
+int td_app_window_full(const td_app_window_t *window);
+void td_app_window_pad(td_app_window_t *window);
+void td_app_window_advance(td_app_window_t *window);
+void td_app_infer(td_app_t *app);
+void td_app_send_hello(td_app_t *app);
+const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_APP_H */

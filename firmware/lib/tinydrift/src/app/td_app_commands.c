@@ -1,0 +1,145 @@
+/* Commands from the host (docs/protocol.md §3): every valid command is answered with ACK,
+ * after whatever it caused (an AUDIO chunk that completes a window is ACKed after its
+ * INFERENCE frame, so a host that waits for ACKs never outruns the device). Corrupt runs
+ * are counted (STATUS.rx_errors) and otherwise ignored; text is ignored. */
+#include "td_app.h"
+#include "td_port.h"
+
+static void td_app_ack(td_app_t *app, uint32_t command_seq, uint8_t command_type, uint8_t result,
+                       uint32_t detail)
+{
+    td_proto_frame_t *frame = &app->reply;
+    frame->type = TD_FRAME_ACK;
+    frame->body.ack.command_seq = command_seq;
+    frame->body.ack.command_type = command_type;
+    frame->body.ack.result = result;
+    frame->body.ack.detail = detail;
+    td_app_send(app, frame);
+}
+
+/* A chunk of a replayed clip. The clip is its own stream: START empties the window, END
+ * runs the one inference a clip shorter than a window gets (on the clip padded with zeros)
+ * and drops a tail shorter than the stride. */
+static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
+{
+    const td_proto_audio_t *audio = &command->body.audio;
+    td_app_window_t *window = &app->window;
+    if (audio->flags & TD_AUDIO_FLAG_START) {
+        if (audio->sample_offset != 0) {
+            td_app_ack(app, command->seq, command->type, TD_APP_ACK_AUDIO_GAP, 0);
+            return;
+        }
+        td_app_window_start(window, app->options.stride_samples);
+        app->clip_open = 1;
+        app->stream_is_clip = 1;
+        app->clip_expected_offset = 0;
+    }
+    if (!app->clip_open || audio->sample_offset != app->clip_expected_offset) {
+        /* Lost or repeated chunks: the host resends from the offset in `detail` (0: the
+         * whole clip, with START). */
+        td_app_ack(app, command->seq, command->type, TD_APP_ACK_AUDIO_GAP,
+                   app->clip_open ? app->clip_expected_offset : 0);
+        return;
+    }
+    const int16_t *samples = audio->samples;
+    size_t count = audio->n_samples;
+    while (count > 0) {
+        const size_t taken = td_app_window_append(window, samples, count);
+        samples += taken;
+        count -= taken;
+        if (td_app_window_full(window)) {
+            td_app_infer(app);
+            td_app_window_advance(window);
+        }
+    }
+    app->clip_expected_offset += audio->n_samples;
+    if (audio->flags & TD_AUDIO_FLAG_END) {
+        if (window->windows == 0 && window->fill > 0) {
+            td_app_window_pad(window);
+            td_app_infer(app);
+        }
+        td_app_window_start(window, app->options.stride_samples);
+        app->clip_open = 0;
+        app->stream_is_clip = 0;
+    }
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->clip_expected_offset);
+}
+
+static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
+{
+    const td_monitor_config_t *config = td_app_monitor_config();
+    const uint32_t index = command->body.label.inference_index;
+    const uint32_t label = command->body.label.label;
+    const uint32_t now = app->monitor.t;
+    uint8_t result = TD_APP_ACK_OK;
+    if (index == 0 || index > now || now - index >= TD_APP_LABEL_HISTORY) {
+        result = TD_APP_ACK_UNKNOWN_INFERENCE;
+    } else if (label >= config->n_classes) {
+        result = TD_APP_ACK_BAD_LABEL;
+    } else {
+        const int32_t predicted = app->predicted_history[index % TD_APP_LABEL_HISTORY];
+        td_monitor_label_feedback(&app->monitor, config, predicted, (int32_t)label, 0);
+    }
+    td_app_ack(app, command->seq, command->type, result, index);
+}
+
+static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
+{
+    td_monitor_reset(&app->monitor, td_app_monitor_config());
+    for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
+        app->predicted_history[i] = 0;
+    }
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
+    td_app_send_hello(app);
+}
+
+static void td_app_on_status_request(td_app_t *app, const td_proto_frame_t *command)
+{
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
+    td_proto_frame_t *frame = &app->reply;
+    td_proto_status_t *status = &frame->body.status;
+    frame->type = TD_FRAME_STATUS;
+    status->uptime_ms = td_port_millis();
+    status->state_bytes = td_monitor_state_size();
+    status->inferences = app->monitor.t;
+    status->rx_frames = app->rx_frames;
+    status->rx_errors = app->rx_errors;
+    for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
+        status->model_hash[i] = app->model_hash[i];
+    }
+    td_app_send(app, frame);
+}
+
+static void td_app_dispatch(td_app_t *app, const td_proto_frame_t *command)
+{
+    switch (command->type) {
+    case TD_FRAME_AUDIO:
+        td_app_on_audio(app, command);
+        break;
+    case TD_FRAME_LABEL:
+        td_app_on_label(app, command);
+        break;
+    case TD_FRAME_RESET:
+        td_app_on_reset(app, command);
+        break;
+    case TD_FRAME_STATUS_REQUEST:
+        td_app_on_status_request(app, command);
+        break;
+    default: /* a device -> host frame: an echo or a confused host */
+        td_app_ack(app, command->seq, command->type, TD_APP_ACK_NOT_A_COMMAND, 0);
+        break;
+    }
+}
+
+void td_app_receive(td_app_t *app, const uint8_t *bytes, size_t count)
+{
+    for (size_t i = 0; i < count; ++i) {
+        const td_proto_result_t result = td_proto_decoder_push(&app->decoder, bytes[i], &app->command);
+        if (result == TD_PROTO_FRAME) {
+            app->rx_frames++;
+            td_app_dispatch(app, &app->command);
+        } else if (result < 0) {
+            app->rx_errors++;
+        }
+    }
+}

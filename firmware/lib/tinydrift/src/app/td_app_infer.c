@@ -1,0 +1,113 @@
+/* One inference on a full window: front end, model, drift monitor, then the INFERENCE frame
+ * (and the TRACE frame when tracing).
+ *
+ * Order, mirrored by the host twin (tinydrift.device.replay.expected_inferences):
+ * 1. front end, reset for this window: 49x40 int8 straight into the model's input tensor;
+ * 2. the model (it leaves its input intact);
+ * 3. the input summary (td_summarize_frames of the model input);
+ * 4. sensor health on the window's new samples, 320 at a time (the last block may be short);
+ * 5. td_monitor_update with the summary and the int8 output. */
+#include "td_app.h"
+#include "td_app_model.h"
+#include "td_port.h"
+
+#include TD_APP_MODEL_HEADER
+
+#if TD_APP_M_INPUT_SIZE != TD_FRONTEND_FEATURES
+#error "the model's input is not the front end's 49x40 features"
+#endif
+#if TD_APP_M_OUTPUT_SIZE > TD_PROTO_TRACE_OUTPUTS || TD_MONITOR_MAX_SUMMARY > TD_PROTO_TRACE_SUMMARY
+#error "the TRACE frame cannot carry this model's outputs or summary"
+#endif
+
+static uint32_t td_app_cycles_between(uint64_t start, uint64_t end)
+{
+    const uint64_t elapsed = end - start;
+    return elapsed > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)elapsed;
+}
+
+static void td_app_send_inference(td_app_t *app, const td_monitor_result_t *result)
+{
+    td_proto_frame_t *frame = &app->reply;
+    td_proto_inference_t *out = &frame->body.inference;
+    frame->type = TD_FRAME_INFERENCE;
+    out->inference_index = result->t;
+    for (unsigned i = 0; i < TD_PROTO_MODEL_ID_BYTES; ++i) {
+        out->model_id[i] = app->model_hash[i];
+    }
+    out->predicted_class = (uint8_t)result->predicted;
+    out->confidence = (uint8_t)result->confidence;
+    out->alarm_bits = (uint16_t)result->alarms;
+    out->entropy = (uint32_t)result->entropy_q16;
+    out->atc = (uint32_t)result->atc_accuracy_q16;
+    out->moved_channels = (uint64_t)result->moved[0];
+#if TD_MONITOR_MASK_WORDS > 1
+    out->moved_channels |= (uint64_t)result->moved[1] << 32;
+#endif
+    out->change_index = result->change_time;
+    for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) {
+        out->scores[i] = i < TD_SCORE_COUNT ? result->cusum[i] : 0;
+    }
+    td_app_send(app, frame);
+}
+
+static void td_app_send_trace(td_app_t *app, const td_monitor_result_t *result,
+                              const int8_t *outputs, const uint32_t cycles[3])
+{
+    const td_monitor_config_t *config = td_app_monitor_config();
+    td_proto_frame_t *frame = &app->reply;
+    td_proto_trace_t *out = &frame->body.trace;
+    frame->type = TD_FRAME_TRACE;
+    out->inference_index = result->t;
+    out->n_summary = (uint8_t)config->n_summary;
+    out->n_outputs = (uint8_t)TD_APP_M_OUTPUT_SIZE;
+    out->window_end = app->window.position;
+    out->cycles_frontend = cycles[0];
+    out->cycles_model = cycles[1];
+    out->cycles_monitor = cycles[2];
+    for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) {
+        out->summary[i] = i < config->n_summary ? app->summary[i] : 0;
+    }
+    for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) {
+        out->outputs[i] = i < TD_APP_M_OUTPUT_SIZE ? outputs[i] : 0;
+    }
+    td_app_send(app, frame);
+}
+
+void td_app_infer(td_app_t *app)
+{
+    const td_monitor_config_t *config = td_app_monitor_config();
+    const td_app_window_t *window = &app->window;
+    int8_t *input = TD_APP_M_INPUT();
+    td_monitor_result_t result;
+    uint32_t cycles[3];
+
+    const uint64_t start = td_port_cycles();
+    td_frontend_process_clip(&app->frontend, window->samples, input);
+    const uint64_t after_frontend = td_port_cycles();
+    if (TD_APP_M_INVOKE() != 0) {
+        td_port_print("td_app: the model failed on a window; skipped\n");
+        return;
+    }
+    const uint64_t after_model = td_port_cycles();
+    const int8_t *outputs = TD_APP_M_OUTPUT();
+
+    td_summarize_frames(input, TD_FRONTEND_NUM_FRAMES, TD_FRONTEND_NUM_CHANNELS, app->summary);
+    const uint32_t end = TD_APP_WINDOW_SAMPLES - window->padding;
+    for (uint32_t at = end - window->fresh; at < end; at += TD_APP_SENSOR_BLOCK) {
+        const uint32_t block = end - at < TD_APP_SENSOR_BLOCK ? end - at : TD_APP_SENSOR_BLOCK;
+        td_sensor_update(&app->monitor, config, &window->samples[at], block, 0);
+    }
+    td_monitor_update(&app->monitor, config, app->summary, outputs, &result);
+    const uint64_t after_monitor = td_port_cycles();
+
+    app->predicted_history[result.t % TD_APP_LABEL_HISTORY] = (uint8_t)result.predicted;
+    app->inferences_total++;
+    cycles[0] = td_app_cycles_between(start, after_frontend);
+    cycles[1] = td_app_cycles_between(after_frontend, after_model);
+    cycles[2] = td_app_cycles_between(after_model, after_monitor);
+    td_app_send_inference(app, &result);
+    if (app->options.trace) {
+        td_app_send_trace(app, &result, outputs, cycles);
+    }
+}

@@ -1,0 +1,102 @@
+"""PlatformIO `pre:` script: everything the tinydrift library needs besides its own sources.
+
+1. The micro_speech front end's third-party C (microfrontend lib + kissfft), which is never
+   committed: fetched once from the pinned sdist and extracted under build/third_party by
+   tinydrift.features.third_party, then compiled here with -DFIXED_POINT=16.
+2. The model: the include/ folder of a model made by `tinydrift export` (td_model_NAME.{h,c},
+   td_monitor_config_NAME.h, td_reference_NAME.h). Default ../models/kws; choose another
+   with the environment variable TINYDRIFT_MODEL_DIR or the project option
+   `custom_tinydrift_model_dir` (`tinydrift flash --model DIR` sets the variable). Its
+   td_model_NAME.c is compiled, its folder put on the include path, and the app told the
+   name (-DTD_APP_MODEL=NAME -DTD_APP_MODEL_UPPER=...) and the monitor's capacity
+   (-DTD_MONITOR_MAX_SUMMARY, -DTD_MONITOR_MAX_CLASSES, read from the generated config).
+3. Include paths of the library's folders, for the app and for the generated files.
+"""
+
+import os
+import re
+import sys
+from pathlib import Path
+
+Import("env")  # noqa: F821 (SCons injects it)
+
+PROJECT_DIR = Path(env.subst("$PROJECT_DIR"))  # noqa: F821
+REPO_ROOT = PROJECT_DIR.parent
+LIB_SRC = PROJECT_DIR / "lib" / "tinydrift" / "src"
+DEFAULT_MODEL_DIR = "../models/kws"
+MODEL_DIR_VARIABLE = "TINYDRIFT_MODEL_DIR"
+
+
+def fail(message: str) -> None:
+    sys.stderr.write(f"tinydrift: {message}\n")
+    env.Exit(1)  # noqa: F821
+
+
+def third_party_sources():
+    """The extracted front-end sources: tinydrift's own Python does the fetch and checks."""
+    host = str(REPO_ROOT / "host")
+    if host not in sys.path:
+        sys.path.insert(0, host)
+    try:
+        from tinydrift.errors import TinydriftError
+        from tinydrift.features.third_party import microfrontend_sources
+    except ImportError as exc:
+        fail(f"cannot import tinydrift's Python package ({exc}): run pio from the project's venv "
+             "(scripts/setup.sh) so the front end's third-party sources can be fetched")
+    try:
+        return microfrontend_sources()
+    except TinydriftError as exc:
+        fail(str(exc))
+
+
+def model_folder():
+    chosen = os.environ.get(MODEL_DIR_VARIABLE) or env.GetProjectOption(  # noqa: F821
+        "custom_tinydrift_model_dir", DEFAULT_MODEL_DIR)
+    folder = Path(chosen).expanduser()
+    if not folder.is_absolute():
+        folder = (PROJECT_DIR / folder).resolve()
+    include = folder / "include" if (folder / "include").is_dir() else folder
+    headers = sorted(include.glob("td_model_*.h"))
+    if len(headers) != 1:
+        fail(f"{include}: expected one td_model_NAME.h made by `tinydrift export`, found "
+             f"{[h.name for h in headers] or 'none'}; set {MODEL_DIR_VARIABLE} to a model folder")
+    name = headers[0].stem[len("td_model_"):]
+    config = include / f"td_monitor_config_{name}.h"
+    needed = [include / f"td_model_{name}.c", config, include / f"td_reference_{name}.h"]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        fail(f"{include}: missing {', '.join(missing)}; run `tinydrift export` for that model")
+    text = config.read_text()
+    sizes = {}
+    for what in ("N_SUMMARY", "N_CLASSES"):
+        match = re.search(rf"#define TD_MONITOR_CONFIG_{name.upper()}_{what} (\d+)", text)
+        if match is None:
+            fail(f"{config}: no TD_MONITOR_CONFIG_{name.upper()}_{what}; regenerate it")
+        sizes[what] = int(match.group(1))
+    return include, name, sizes
+
+
+sources = third_party_sources()
+include, name, sizes = model_folder()
+
+env.Append(  # noqa: F821
+    CPPPATH=[
+        str(LIB_SRC),
+        str(LIB_SRC / "frontend"),
+        str(LIB_SRC / "monitor"),
+        str(LIB_SRC / "protocol"),
+        *map(str, sources.include_dirs),
+        str(include),
+    ],
+    CPPDEFINES=[
+        *sources.defines.items(),
+        ("TD_MONITOR_MAX_SUMMARY", sizes["N_SUMMARY"]),
+        ("TD_MONITOR_MAX_CLASSES", sizes["N_CLASSES"]),
+        ("TD_APP_MODEL", name),
+        ("TD_APP_MODEL_UPPER", name.upper()),
+    ],
+)
+relative = ["+<%s>" % os.path.relpath(path, sources.root) for path in sources.sources]
+env.BuildSources("$BUILD_DIR/third_party", str(sources.root), ["-<*>", *relative])  # noqa: F821
+env.BuildSources("$BUILD_DIR/model", str(include), ["-<*>", f"+<td_model_{name}.c>"])  # noqa: F821
+print(f"tinydrift: model {name} from {include}")
