@@ -39,10 +39,15 @@ def test_tflm_and_litert_agree_on_argmax(small_model, small_kws):
     clips = ClipSet.concat([ClipSet.load(small_kws / f"{s}.npz") for s in ("ref", "test", "accent")])
     tflm, litert = run_tflm(model, clips.features), run_litert(model, clips.features)
     assert tflm.shape == litert.shape == (len(clips), 12)
-    agree = (tflm.argmax(1) == litert.argmax(1)).mean()
-    assert agree >= 0.99, agree
     # Not element for element: FULLY_CONNECTED rounds once in LiteRT and twice in TFLite
-    # Micro (DESIGN §3), and softmax widens the one-step logit differences.
+    # Micro (DESIGN §3). Where two classes tie at the top of an int8 output, argmax is a set
+    # (a briefly trained model ties on ~1 % of clips, the reference model on far fewer): a
+    # runtime agrees when its choice is among the other's top classes.
+    rows = np.arange(len(clips))
+    tflm_choice, litert_choice = tflm.argmax(1), litert.argmax(1)
+    agree = ((tflm[rows, litert_choice] == tflm.max(1)) | (litert[rows, tflm_choice] == litert.max(1))).mean()
+    assert agree >= 0.99, agree
+    assert (tflm_choice == litert_choice).mean() >= 0.97
 
 
 def test_eval_json_reports_accuracy_and_n(small_model, small_kws):
