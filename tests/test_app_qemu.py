@@ -1,0 +1,149 @@
+"""The firmware app in QEMU against the host, bit for bit (DESIGN §6).
+
+The app (firmware/src/main.c + lib/tinydrift/src/app) runs on the emulated Cortex-M4 with
+the project's model (models/kws). It hears in-domain clips (the `test` split) and then
+accent-shifted clips (the `accent` split): hundreds through the emulated board's
+microphone file (semihosting) and a few dozen replayed over the serial link as AUDIO
+frames. Every INFERENCE frame it logs, and the input summary and model output of every
+TRACE frame, must equal the host twin's (tinydrift.device.replay.expected_inferences:
+features_int8 per window, TFLite Micro, summarize_frames, MonitorTwin), and the first
+drift alarm must come after the shift, not before.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from tinydrift.data.clipset import ClipSet
+from tinydrift.device import emulator, platformio
+from tinydrift.device import protocol as P
+from tinydrift.device.capture import open_port
+from tinydrift.device.replay import Replayer, compare, device_inferences, expected_inferences, write_pcm
+from tinydrift.drift.config import MonitorConfig
+from tinydrift.native import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
+    reason="needs qemu-system-arm and PlatformIO (scripts/setup.sh installs both)",
+)
+
+MODEL_DIR = REPO_ROOT / "models" / "kws"
+FULL_DATA = REPO_ROOT / "build" / "data" / "kws"
+# Without `tinydrift data kws`'s default set, a small one with the same voices is synthesized
+# once (about 600 clips) and cached here.
+SMALL_DATA = REPO_ROOT / "build" / "test_data" / "app_qemu"
+SMALL_PER_CLASS = {"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}
+N_IN_DOMAIN, N_SHIFTED = 180, 360
+N_SERIAL = 20
+
+
+@pytest.fixture(scope="module")
+def reference():
+    ref = json.loads((MODEL_DIR / "reference.json").read_text())
+    model = (MODEL_DIR / "model_int8.tflite").read_bytes()
+    return model, MonitorConfig.from_dict(ref["monitor_config"]), bytes.fromhex(ref["model_id"])
+
+
+@pytest.fixture(scope="module")
+def splits():
+    """(test, accent) clip sets: the default data set when it is there, else a small one."""
+    from tinydrift.data.synth import KwsConfig, build_kws
+
+    data = FULL_DATA
+    if not all((data / f"{s}.npz").exists() for s in ("test", "accent")):
+        data = SMALL_DATA
+        build_kws(data, KwsConfig(seed=0, clips_per_class=SMALL_PER_CLASS))
+    return ClipSet.load(data / "test.npz"), ClipSet.load(data / "accent.npz")
+
+
+@pytest.fixture(scope="module")
+def elf():
+    return emulator.build_firmware()
+
+
+def shuffled(clips: ClipSet, n: int, seed: int) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(len(clips))[:n]
+    return clips.audio[order]
+
+
+def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, splits, reference, tmp_path):
+    model, config, model_id = reference
+    in_domain, shifted = shuffled(splits[0], N_IN_DOMAIN, 1), shuffled(splits[1], N_SHIFTED, 2)
+    stream = np.concatenate([in_domain, shifted])
+    pcm = write_pcm(stream, tmp_path / "stream.pcm")
+    result = emulator.run(elf, timeout=300, semihosting_args=[emulator.audio_file_argument(pcm, tmp_path)])
+    items = P.StreamParser().feed(result.output)
+    assert result.exit_code == 0, result.output[-500:]
+    frames = [i for i in items if not isinstance(i, (P.TextLine, P.Corrupt))]
+    assert isinstance(frames[0], P.Hello) and frames[0].model_hash.hex().startswith(model_id.hex())
+    assert isinstance(frames[-1], P.Bye) and frames[-1].exit_code == 0 and frames[-1].inferences == len(stream)
+    assert not any(isinstance(i, P.Corrupt) for i in items)
+
+    device = device_inferences(items)
+    expected = expected_inferences([stream.reshape(-1)], model, config, clips=False)
+    assert len(expected) == len(stream)
+    assert compare(device, expected, model_id) == []
+
+    latched = [inference for inference, _ in device if inference.alarm_bits & 0x1F]
+    assert latched, "no drift alarm after the shift"
+    first = latched[0]
+    assert first.inference_index > N_IN_DOMAIN
+    assert first.alarm_bits & 0x3, P.alarm_names(first.alarm_bits)  # DATA_DRIFT or CONFIDENCE_DRIFT
+    assert first.change_index > N_IN_DOMAIN // 2  # the estimated change point is near the shift
+
+
+def test_clips_replayed_over_the_serial_link_are_bit_exact(elf, splits, reference):
+    """AUDIO frames through QEMU's TCP serial port with flow control: full clips, a short one
+    (padded on the device) and a long one (two windows at the default stride), then the
+    commands: STATUS_REQUEST, LABEL, RESET."""
+    model, config, model_id = reference
+    clips = list(np.concatenate([shuffled(splits[0], N_SERIAL // 2, 3), shuffled(splits[1], N_SERIAL // 2, 4)]))
+    clips.insert(3, clips[3][:9000])
+    clips.insert(7, np.concatenate([clips[7], clips[8]]))
+    with emulator.start(elf) as board:
+        port = open_port(board.url, timeout=0.05)
+        try:
+            replayer = Replayer(port, window=4, keep=True)
+            stats = replayer.replay(clips)
+            status_ack = replayer.command(P.StatusRequest(0))
+            label_ack = replayer.command(P.Label(0, stats.inferences, 2))
+            stale_ack = replayer.command(P.Label(0, stats.inferences + 5, 2))
+            reset_ack = replayer.command(P.Reset(0))
+            replayer.drain(0.3)
+        finally:
+            port.close()
+    items = stats.received
+    assert stats.corrupt == 0 and stats.gaps == 0 and stats.timeouts == 0
+    expected = expected_inferences(clips, model, config, clips=True)
+    assert len(expected) == len(clips) + 1  # the long clip makes two windows, the short one one
+    assert compare(device_inferences(items), expected, model_id) == []
+
+    assert [a.result for a in (status_ack, label_ack, stale_ack, reset_ack)] == [0, 0, 2, 0]
+    status = next(i for i in items if isinstance(i, P.Status))
+    assert status.inferences == len(expected) and status.model_hash[:8] == model_id
+    assert status.rx_errors == 0 and status.rx_frames == stats.frames_sent + 1  # + the STATUS_REQUEST
+    hellos = [i for i in items if isinstance(i, P.Hello)]
+    assert len(hellos) == 2  # at boot and after RESET
+    assert hellos[-1].seq > 0 and hellos[-1].state_bytes == hellos[0].state_bytes > 0
+
+
+def test_instructions_per_inference_under_icount(elf, splits, tmp_path):
+    """With -icount shift=0 one cycle is 40 instructions: the TRACE frames count each stage.
+    The monitor (summary, sensor health, update) must cost at most 2 % of the inference."""
+    stream = shuffled(splits[0], 4, 5)
+    pcm = write_pcm(stream, tmp_path / "four.pcm")
+    result = emulator.run(elf, icount_shift=0, timeout=120,
+                          semihosting_args=[emulator.audio_file_argument(pcm, tmp_path)])
+    traces = [i for i in P.StreamParser().feed(result.output) if isinstance(i, P.Trace)]
+    assert result.exit_code == 0 and len(traces) == 4
+    stages = np.array([[t.cycles_frontend, t.cycles_model, t.cycles_monitor] for t in traces])
+    instructions = emulator.instructions_from_cycles(stages)
+    frontend, model, monitor = instructions.mean(axis=0)
+    print(f"instructions per inference: front end {frontend:,.0f}, model {model:,.0f}, monitor {monitor:,.0f}")
+    assert 3e6 < frontend < 6e6  # DESIGN §3: ~4.16 M per 1 s of audio
+    assert model > 1e6
+    assert monitor <= 0.02 * (frontend + model)
