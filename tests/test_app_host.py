@@ -1,0 +1,317 @@
+"""The firmware app on the POSIX host port, under ASan and UBSan: command handling, window
+assembly from AUDIO frames, and malformed input.
+
+The executable is the very firmware (src/main.c, lib/tinydrift/src/app, the front end, the
+kernels, the monitor, the protocol, the generated model) linked with port/host: stdin is
+its serial receiver, stdout its transmitter. The host side is the real one too:
+tinydrift.device.replay's Replayer over the process's pipes, and the app's twin
+(expected_inferences) for what every inference must log.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import struct
+import subprocess
+import termios
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+from tinydrift.codegen.frontend_native import frontend_build_inputs
+from tinydrift.data.clipset import ClipSet
+from tinydrift.device import protocol as P
+from tinydrift.device.replay import (ACK_AUDIO_GAP, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK, ACK_UNKNOWN_INFERENCE,
+                                     Replayer, compare, device_inferences, expected_inferences)
+from tinydrift.drift.config import MonitorConfig
+from tinydrift.native import FIRMWARE_LIB, REPO_ROOT, compile_c
+
+MODEL_DIR = REPO_ROOT / "models" / "kws"
+LIB = FIRMWARE_LIB / "src"
+
+
+def build_app(compiler: str = "gcc", defines: dict | None = None):
+    fe_sources, fe_includes, fe_defines = frontend_build_inputs()
+    sources = [REPO_ROOT / "firmware" / "src" / "main.c", *sorted((LIB / "app").glob("*.c")), *fe_sources,
+               *sorted((LIB / "kernels").glob("*.c")), *sorted((LIB / "monitor").glob("*.c")),
+               *sorted((LIB / "protocol").glob("*.c")), MODEL_DIR / "include" / "td_model_kws.c",
+               REPO_ROOT / "firmware" / "port" / "host" / "td_port_host.c",
+               REPO_ROOT / "firmware" / "port" / "host" / "td_host_main.c"]
+    includes = [LIB, LIB / "frontend", LIB / "monitor", LIB / "protocol", *fe_includes, MODEL_DIR / "include"]
+    all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12, **(defines or {})}
+    return compile_c(sources, include_dirs=includes, defines=all_defines, shared=False, sanitize=True,
+                     compiler=compiler)
+
+
+class PipePort:
+    """The app process as a serial port: write() to its stdin, read() from its stdout with
+    a timeout, fileno() for the pending-bytes query of capture.read_available."""
+
+    def __init__(self, process: subprocess.Popen, timeout: float = 0.05):
+        self.process = process
+        self.timeout = timeout
+        self._out = process.stdout.fileno()
+
+    def write(self, data: bytes) -> int:
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        if not select.select([self._out], [], [], self.timeout)[0]:
+            return b""
+        return os.read(self._out, size)
+
+    def fileno(self) -> int:
+        return self._out
+
+    @property
+    def in_waiting(self) -> int:
+        count = array.array("i", [0])
+        fcntl.ioctl(self._out, termios.FIONREAD, count)
+        return count[0]
+
+
+class HostApp:
+    def __init__(self, executable):
+        env = dict(os.environ, ASAN_OPTIONS="abort_on_error=1:detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")
+        self.process = subprocess.Popen([str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, env=env)
+        self.replayer = Replayer(PipePort(self.process), window=4, keep=True, ack_timeout=20.0)
+
+    @property
+    def items(self) -> list:
+        return self.replayer.stats.received
+
+    def frames(self, kind) -> list:
+        return [i for i in self.items if isinstance(i, kind)]
+
+    def command(self, frame) -> P.Ack:
+        return self.replayer.command(frame)
+
+    def status(self) -> P.Status:
+        before = len(self.frames(P.Status))
+        assert self.command(P.StatusRequest(0)).result == ACK_OK
+        deadline = time.monotonic() + 5
+        while len(self.frames(P.Status)) == before and time.monotonic() < deadline:
+            self.replayer.drain(0.05)
+        return self.frames(P.Status)[-1]
+
+    def stop(self) -> str:
+        """Ends the app (it runs until killed, as a board does); returns its stderr, where the
+        sanitizers would have reported. A crash before this point fails here."""
+        alive = self.process.poll() is None
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = self.process.communicate(timeout=10)
+        assert alive, f"the app died (code {self.process.returncode}): {stderr.decode(errors='replace')[-2000:]}"
+        return stderr.decode(errors="replace")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    ref = json.loads((MODEL_DIR / "reference.json").read_text())
+    model = (MODEL_DIR / "model_int8.tflite").read_bytes()
+    return model, MonitorConfig.from_dict(ref["monitor_config"]), ref
+
+
+@pytest.fixture(scope="module")
+def app_gcc():
+    return build_app("gcc")
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Real clips: the default data set's test split if built, else espeak-ng speech made here."""
+    path = REPO_ROOT / "build" / "data" / "kws" / "test.npz"
+    if path.exists():
+        return ClipSet.load(path).audio[:40]
+    from tinydrift.data.synth import KwsConfig, build_kws
+
+    out = REPO_ROOT / "build" / "test_data" / "app_qemu"
+    build_kws(out, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}))
+    return ClipSet.load(out / "test.npz").audio[:40]
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_boot_hello_status_reset_and_labels(compiler, reference):
+    if shutil.which(compiler) is None:
+        pytest.skip(f"{compiler} not installed")
+    _, config, ref = reference
+    with HostApp(build_app(compiler)) as app:
+        app.replayer.drain(0.3)
+        lines = app.frames(P.TextLine)
+        assert lines and lines[0].text.startswith(f"tinydrift app board=host model={ref['model_id']} classes=_silence_,")
+        hello = app.frames(P.Hello)[0]
+        assert hello.seq == 0 and hello.model_hash.hex() == ref["model_hash"]
+        assert (hello.n_classes, hello.n_channels, hello.score_frac_bits, hello.n_scores) == (12, 40, 12, 5)
+        assert hello.warning_thresholds[:5] == tuple(int(v) for v in config.score_warning)
+        assert hello.drift_thresholds[:5] == tuple(int(v) for v in config.score_drift)
+        assert hello.warning_thresholds[5:] == (0, 0, 0)
+
+        status = app.status()
+        assert status.model_hash == hello.model_hash and status.state_bytes == hello.state_bytes
+        assert (status.inferences, status.rx_frames, status.rx_errors) == (0, 1, 0)
+
+        # LABEL before any inference, a device -> host frame, RESET (ACK then HELLO)
+        assert app.command(P.Label(0, 1, 3)).result == ACK_UNKNOWN_INFERENCE
+        assert app.command(P.Label(0, 0, 3)).result == ACK_UNKNOWN_INFERENCE
+        not_command = app.command(P.Bye(0, 1, 2))
+        assert (not_command.result, not_command.command_type) == (ACK_NOT_A_COMMAND, P.FrameType.BYE)
+        assert app.command(P.Reset(0)).result == ACK_OK
+        app.replayer.drain(0.1)
+        assert len(app.frames(P.Hello)) == 2 and app.frames(P.Hello)[1].seq > 0
+        # sequence numbers run on without a gap across every frame the app sent
+        seqs = [f.seq for f in app.items if not isinstance(f, (P.TextLine, P.Corrupt))]
+        assert seqs == list(range(len(seqs)))
+        assert app.stop() == ""
+
+
+def test_window_assembly_from_audio_frames_matches_the_twin(app_gcc, clips, reference):
+    """Clips of many lengths in chunks of random sizes: empty, shorter than a window (padded),
+    exactly one, one sample over (the tail dropped), two and a half windows."""
+    model, config, ref = reference
+    rng = np.random.default_rng(3)
+    lengths = [0, 1, 100, 15999, 16000, 16001, 40000, 16000, 320, 32000]
+    stream = clips.reshape(-1)
+    replayed, offset = [], 0
+    for n in lengths:
+        replayed.append(stream[offset:offset + n])
+        offset += n
+    with HostApp(app_gcc) as app:
+        for clip in replayed:
+            app.replayer.chunk = int(rng.integers(1, P.AUDIO_MAX_SAMPLES + 1))
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        status = app.status()
+        stderr = app.stop()
+    expected = expected_inferences(replayed, model, config, clips=True)
+    assert len(expected) == 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1 + 2  # per clip, in order
+    assert compare(device_inferences(app.items), expected, bytes.fromhex(ref["model_id"])) == []
+    assert status.inferences == len(expected) and status.rx_errors == 0
+    assert stderr == ""
+
+
+def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
+    """LABEL for recent inferences: accepted, counted by the monitor's error-rate test (the
+    twin fed the same feedback agrees on every later INFERENCE); too old, future or
+    out-of-range labels are refused."""
+    from tinydrift.drift.twin import MonitorTwin, summarize_frames
+    from tinydrift.features import features_int8
+    from tinydrift.model.runtimes import run_tflm
+
+    model, config, ref = reference
+    n = 12
+    with HostApp(app_gcc) as app:
+        acks = []
+        for i in range(n):
+            app.replayer.replay_clip(clips[i])
+            # a wrong label for every inference: the error rate climbs
+            acks.append(app.command(P.Label(0, i + 1, (int(clips[i][0]) & 7) + 2)).result)
+        bad_class = app.command(P.Label(0, n, 12)).result
+        future = app.command(P.Label(0, n + 1, 0)).result
+        app.replayer.drain(0.1)
+        stderr = app.stop()
+    assert acks == [ACK_OK] * n and bad_class == ACK_BAD_LABEL and future == ACK_UNKNOWN_INFERENCE
+    features = np.stack([features_int8(c) for c in clips[:n]])
+    outputs = run_tflm(model, features)
+    twin = MonitorTwin(config, 1)
+    device = device_inferences(app.items)
+    for i in range(n):
+        for start in range(0, 16000, 320):
+            twin.sensor_update(clips[i][None, start:start + 320])
+        result = twin.update(summarize_frames(features[i:i + 1]), outputs[i:i + 1])
+        assert device[i][0].alarm_bits == int(result["alarms"][0]), i
+        assert device[i][0].scores[:5] == tuple(int(v) for v in result["cusum"][0])
+        twin.label_feedback(int(result["predicted"][0]), (int(clips[i][0]) & 7) + 2)
+    assert stderr == ""
+
+
+def _corrupt_runs(rng: random.Random) -> list[bytes]:
+    """Wire bytes that must be refused: CRC, COBS, SHORT, VERSION, TYPE, LENGTH errors,
+    garbage text, an overlong run, and random noise."""
+    def frame_of(packet: bytes) -> bytes:
+        return b"\x00" + P.cobs_encode(packet + zlib.crc32(packet).to_bytes(4, "little")) + b"\x00"
+
+    runs = []
+    good = bytearray(P.encode(P.Audio(0, 0, P.AUDIO_FLAG_START, tuple(range(100)))))
+    good[10] ^= 0x20
+    runs.append(bytes(good))  # CRC
+    runs.append(b"\x00\x01\x05\x02\x03\x00")  # COBS (run ends inside a block) or SHORT
+    runs.append(frame_of(struct.pack("<BBBI", 0, 2, P.FrameType.RESET, 1)))  # VERSION
+    runs.append(frame_of(struct.pack("<BBBI", 0, 1, 0x99, 1)))  # TYPE
+    runs.append(frame_of(struct.pack("<BBBI", 0, 1, P.FrameType.LABEL, 1) + b"\x01\x00"))  # LENGTH
+    runs.append(frame_of(struct.pack("<BBBIIHH", 0, 1, P.FrameType.AUDIO, 1, 0, 300, 3) + bytes(600)))  # LENGTH
+    runs.append(b"\x00hello\x07world\x00")  # GARBAGE
+    runs.append(b"\x00\x01" + b"\xff" * 2000 + b"\x00")  # OVERFLOW
+    for _ in range(20):  # noise in a frame's place (0x01 first: a frame, not text)
+        runs.append(b"\x00\x01" + bytes(rng.randrange(1, 256) for _ in range(rng.randrange(0, 700))) + b"\x00")
+    return runs
+
+
+def test_malformed_input_is_counted_and_never_acted_on(app_gcc, clips, reference):
+    """Corrupt frames of every kind and random noise between valid commands: none is
+    answered or acted on, each is counted once in STATUS.rx_errors, and the app keeps
+    working (a clip replayed afterwards is still bit-exact). Also AUDIO out of order: a
+    chunk without START, a START at another offset, a lost chunk, a repeated chunk."""
+    model, config, ref = reference
+    rng = random.Random(9)
+    runs = _corrupt_runs(rng)
+    with HostApp(app_gcc) as app:
+        app.replayer.drain(0.2)
+        for run in runs:
+            app.replayer.port.write(run)
+        after = app.status()
+        # AUDIO out of order, answered with the offset the app expects
+        chunk = tuple(int(s) for s in clips[0][:256])
+        assert (app.command(P.Audio(0, 0, 0, chunk)).result, ) == (ACK_AUDIO_GAP,)
+        start_elsewhere = app.command(P.Audio(0, 256, P.AUDIO_FLAG_START, chunk))
+        assert (start_elsewhere.result, start_elsewhere.detail) == (ACK_AUDIO_GAP, 0)
+        assert app.command(P.Audio(0, 0, P.AUDIO_FLAG_START, chunk)).result == ACK_OK
+        skipped = app.command(P.Audio(0, 512, 0, chunk))
+        assert (skipped.result, skipped.detail) == (ACK_AUDIO_GAP, 256)
+        repeated = app.command(P.Audio(0, 0, 0, chunk))
+        assert (repeated.result, repeated.detail) == (ACK_AUDIO_GAP, 256)
+        # the clip restarts cleanly and is still computed right
+        app.replayer.replay_clip(clips[1])
+        app.replayer.drain(0.1)
+        final = app.status()
+        stderr = app.stop()
+    acked = [a.command_seq for a in app.frames(P.Ack)]  # only our commands were answered, once each
+    assert len(set(acked)) == len(acked) == app.replayer.seq
+    assert after.rx_errors == len(runs) and after.rx_frames == 1
+    assert final.rx_errors == len(runs)
+    expected = expected_inferences([clips[1]], model, config, clips=True)
+    assert compare(device_inferences(app.items), expected, bytes.fromhex(ref["model_id"])) == []
+    assert stderr == ""
+
+
+def test_overlapping_windows_with_a_shorter_stride(clips, reference):
+    """Built with -DTD_APP_DEFAULT_STRIDE=5000: a 3 s clip gives windows ending at 16,000,
+    21,000, ..., 46,000, each from its own samples, as the twin computes them."""
+    model, config, ref = reference
+    with HostApp(build_app("gcc", {"TD_APP_DEFAULT_STRIDE": 5000})) as app:
+        long_clip = clips[:3].reshape(-1)
+        app.replayer.replay_clip(long_clip)
+        app.replayer.drain(0.1)
+        stderr = app.stop()
+    expected = expected_inferences([long_clip], model, config, stride=5000, clips=True)
+    assert list(expected.window_end) == [16000, 21000, 26000, 31000, 36000, 41000, 46000]
+    assert compare(device_inferences(app.items), expected, bytes.fromhex(ref["model_id"])) == []
+    assert stderr == ""
