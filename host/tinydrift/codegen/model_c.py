@@ -133,7 +133,7 @@ def _buffers(graph: Graph, steps, root: dict[int, int], preserve_input: bool) ->
 
 def generate_model_c(tflite_bytes: bytes, name: str, *, preserve_input: bool = True) -> tuple[str, str]:
     """Return (header_text, source_text) for the model; the source includes
-    `td_model_<name>.h` and `kernels/td_kernels.h`."""
+    `td_model_<name>.h` and `kernels/td_kernels_select.h`."""
     plan = plan_model(tflite_bytes, name, preserve_input=preserve_input)
     digest = hashlib.sha256(bytes(tflite_bytes)).hexdigest()[:16]
     return _header(plan, digest), _source(plan, digest)
@@ -285,7 +285,9 @@ def _source(plan: ModelPlan, digest: str) -> str:
 
 #include <stddef.h>
 
-#include "kernels/td_kernels.h"
+/* td_kernels_select.h picks the kernels: the optimized variants where TD_KERNELS_OPTIMIZED
+ * (default: on a core with the DSP extension), the reference kernels otherwise. */
+#include "kernels/td_kernels_select.h"
 
 static int8_t arena[{max(plan.arena_bytes, ARENA_ALIGNMENT)}] __attribute__((aligned({ARENA_ALIGNMENT})));
 

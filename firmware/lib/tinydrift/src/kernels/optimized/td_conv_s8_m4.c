@@ -1,0 +1,118 @@
+/* CONV_2D, int8, optimized for the Cortex-M4's dual 16-bit MACs; bit-exact with the
+ * reference td_conv_s8 (same parameters, same results for every input).
+ *
+ * im2col: for two output pixels at a time, the filter's receptive field of each is
+ * gathered into one column (zero point where the window hangs over the edge, so that
+ * padding adds 0, as the reference's skipped terms do), widened to q15 with the input
+ * offset, and multiplied by all output channels' weight rows (td_mat_mult_s8_q15).
+ * A 1x1 filter without padding (pointwise convolution) reads its column straight from
+ * the input pixel: no gathering. Grouped convolutions, columns longer than
+ * TD_KERNELS_COLUMN_MAX and multipliers QuantizeMultiplier never produces run the
+ * reference kernel. */
+#include "../td_kernels.h"
+#include "td_dsp.h"
+#include "td_kernels_m4.h"
+#include "td_nn_m4.h"
+
+/* Copies `count` bytes: the receptive field's rows are short (a few bytes), where a call to
+ * the C library's memcpy would cost more than the copy. */
+static void copy_bytes(int8_t *destination, const int8_t *source, int32_t count)
+{
+    int32_t i = 0;
+    for (; i + 4 <= count; i += 4) {
+        td_write_u32(destination + i, td_read_u32(source + i));
+    }
+    for (; i < count; ++i) {
+        destination[i] = source[i];
+    }
+}
+
+static void fill_bytes(int8_t *destination, int8_t value, int32_t count)
+{
+    for (int32_t i = 0; i < count; ++i) {
+        destination[i] = value;
+    }
+}
+
+/* The receptive field of output pixel (out_y, out_x) of one image, as int8 in filter order
+ * [filter_y][filter_x][channel]; cells outside the input hold the zero point. */
+static void gather_receptive_field(const td_conv_params_t *params, const int8_t *image, int32_t out_y,
+                                   int32_t out_x, int8_t *field)
+{
+    const int32_t depth = params->input_depth;
+    const int32_t filter_width = params->filter_width;
+    const int8_t zero_point = (int8_t)(-params->input_offset);
+    const int32_t in_y_origin = out_y * params->stride_height - params->pad_height;
+    const int32_t in_x_origin = out_x * params->stride_width - params->pad_width;
+    const int32_t row_span = (filter_width - 1) * params->dilation_width + 1;
+    const int32_t row_inside = in_x_origin >= 0 && in_x_origin + row_span <= params->input_width;
+    const int32_t row_bytes = filter_width * depth;
+    for (int32_t filter_y = 0; filter_y < params->filter_height; ++filter_y, field += row_bytes) {
+        const int32_t in_y = in_y_origin + params->dilation_height * filter_y;
+        if (in_y < 0 || in_y >= params->input_height) {
+            fill_bytes(field, zero_point, row_bytes);
+            continue;
+        }
+        const int8_t *row = image + (in_y * params->input_width + in_x_origin) * depth;
+        if (row_inside && params->dilation_width == 1) {
+            copy_bytes(field, row, row_bytes); /* the row of the window is contiguous */
+            continue;
+        }
+        for (int32_t filter_x = 0; filter_x < filter_width; ++filter_x) {
+            const int32_t in_x = in_x_origin + params->dilation_width * filter_x;
+            int8_t *cell = field + filter_x * depth;
+            if (in_x < 0 || in_x >= params->input_width) {
+                fill_bytes(cell, zero_point, depth);
+            } else {
+                copy_bytes(cell, row + params->dilation_width * filter_x * depth, depth);
+            }
+        }
+    }
+}
+
+void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const int8_t *filter,
+                   const int32_t *bias, int8_t *output)
+{
+    const int32_t column_depth = params->filter_height * params->filter_width * params->filter_input_depth;
+    const td_requant_mode_t mode =
+        td_requant_mode(params->output_multiplier, params->output_shift, bias, params->output_depth, column_depth,
+                        params->input_offset, params->output_offset, params->activation_min, params->activation_max);
+    if (params->filter_input_depth != params->input_depth || column_depth > TD_KERNELS_COLUMN_MAX || !mode.usable) {
+        td_conv_s8(params, input, filter, bias, output);
+        return;
+    }
+    const td_mat_mult_t mat = {
+        column_depth,          params->output_depth,  filter, bias, params->output_multiplier,
+        params->output_shift,  params->output_offset, params->activation_min, params->activation_max,
+        mode,
+    };
+    const int32_t pointwise = params->filter_height == 1 && params->filter_width == 1 && params->pad_height == 0 &&
+                              params->pad_width == 0;
+    const int32_t output_width = params->output_width;
+    const int32_t output_depth = params->output_depth;
+    const int32_t pixels = params->output_height * output_width;
+    const int32_t image_bytes = params->input_height * params->input_width * params->input_depth;
+    td_column_pair_t pair;
+    int8_t field[TD_KERNELS_COLUMN_MAX];
+
+    for (int32_t batch = 0; batch < params->batches; ++batch) {
+        const int8_t *image = input + batch * image_bytes;
+        int8_t *out = output + batch * pixels * output_depth;
+        for (int32_t pixel = 0; pixel < pixels; pixel += 2) {
+            const int32_t columns = pixel + 1 < pixels ? 2 : 1;
+            for (int32_t which = 0; which < columns; ++which) {
+                const int32_t out_y = (pixel + which) / output_width;
+                const int32_t out_x = (pixel + which) - out_y * output_width;
+                const int8_t *source = field;
+                if (pointwise) {
+                    source = image + (out_y * params->stride_height * params->input_width +
+                                      out_x * params->stride_width) * params->input_depth;
+                } else {
+                    gather_receptive_field(params, image, out_y, out_x, field);
+                }
+                td_column_pair_fill(&pair, which, source, column_depth, params->input_offset);
+            }
+            td_mat_mult_s8(&mat, &pair, columns, out + pixel * output_depth, out + (pixel + 1) * output_depth);
+        }
+    }
+}

@@ -1,0 +1,380 @@
+/* DEPTHWISE_CONV_2D, int8, optimized for the Cortex-M4; bit-exact with the reference
+ * td_depthwise_conv_s8.
+ *
+ * Depth multiplier 1 (every depthwise layer of a DS-CNN), four channels at a time: per
+ * filter tap, one word of input (four channels) widened to halves by two SXTB16s and four
+ * SMLABB/SMLATT against weights widened once per call. The channels are processed in
+ * chunks of TD_DW_CHUNK_CHANNELS; for each chunk the filter is copied to the stack in the
+ * order the loops read it, widened, with what each group of four channels needs around
+ * its taps.
+ *
+ * 3x3 filters (any stride, dilation or padding): the input offset is folded into the bias
+ * (sum over taps of w * (x + offset) = sum of w * x + offset * sum of w), which is exact
+ * when every tap reads a value: for windows that hang over the edge, the window is first
+ * copied to a small buffer with the zero point in the missing cells (w * zero_point +
+ * offset * w = 0: the term the reference omits). So every output pixel runs the same
+ * straight code; on the M4 that is one asm block per group of four channels (taps and
+ * requantization: 112 instructions for 36 MACs). Other filter sizes loop over the taps
+ * inside the input. Larger filters than TD_DW_MAX_TAPS, other depth multipliers and
+ * multipliers QuantizeMultiplier never produces run the reference kernel.
+ */
+#include "../td_kernels.h"
+#include "../td_requant.h"
+#include "td_dsp.h"
+#include "td_kernels_m4.h"
+#include "td_requant_fast.h"
+
+#define TD_DW_CHUNK_CHANNELS 64
+#define TD_DW_CHUNK_GROUPS (TD_DW_CHUNK_CHANNELS / 4)
+#define TD_DW_MAX_TAPS 15
+/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 4 x (multiplier, shift); other
+ * filters: taps x 2 weight words. */
+#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 8)
+#define TD_DW_PACKED_WORDS (TD_DW_CHUNK_GROUPS * 2 * TD_DW_MAX_TAPS)
+
+/* First tap index k in [0, taps) with origin + k * dilation >= 0, and the end of those
+ * with origin + k * dilation < size. */
+static void tap_range(int32_t origin, int32_t dilation, int32_t taps, int32_t size, int32_t *start, int32_t *end)
+{
+    int32_t first = 0;
+    if (origin < 0) {
+        first = (-origin + dilation - 1) / dilation;
+    }
+    int32_t last = taps;
+    if (origin + (taps - 1) * dilation >= size) {
+        last = size - origin <= 0 ? 0 : (size - origin + dilation - 1) / dilation;
+    }
+    *start = first;
+    *end = last < first ? first : last;
+}
+
+/* acc0..acc3 += the four channels of word x widened with `offsets` added, times (w_02, w_13). */
+#define TD_DW_MAC4(offsets, x, w_02, w_13)                          \
+    do {                                                            \
+        const uint32_t x_02_ = td_sxtab16((offsets), (x));          \
+        const uint32_t x_13_ = td_sxtab16_ror8((offsets), (x));     \
+        acc0 = td_smlabb(x_02_, (w_02), acc0);                      \
+        acc2 = td_smlatt(x_02_, (w_02), acc2);                      \
+        acc1 = td_smlabb(x_13_, (w_13), acc1);                      \
+        acc3 = td_smlatt(x_13_, (w_13), acc3);                      \
+    } while (0)
+
+typedef struct {
+    const td_depthwise_conv_params_t *params;
+    const int8_t *input;
+    const int8_t *filter;
+    const int32_t *bias;
+    int8_t *output;
+    int32_t first_channel; /* of this chunk */
+    int32_t groups;        /* groups of four channels in this chunk */
+} chunk_t;
+
+/* One group of four channels of a 3x3 window: taps at row + fy * sy + fx * sx (offset
+ * already in the packed biases), then requantization into out[0..3]. */
+static TD_ALWAYS_INLINE void group_3x3(const int8_t *row, int32_t sx, int32_t sy, const uint32_t *w, int8_t *out,
+                                       const td_depthwise_conv_params_t *params, int32_t channel,
+                                       const int32_t narrow, const int32_t full_range)
+{
+#if TD_DSP_INSTRUCTIONS
+    if (narrow && full_range) {
+        /* GCC spills this unrolled window heavily; written out: 2 loads of biases, 8
+         * instructions per tap, 9 per output. */
+        const int32_t twice_offset_plus_1 = 2 * params->output_offset + 1;
+        int32_t acc0, acc1, acc2, acc3;
+        uint32_t x, x_02, w_02, w_13;
+#define TD_DW_TAP(address)                                  \
+    "ldr     %[x], " address "\n\t"                         \
+    "ldrd    %[w_02], %[w_13], [%[w]], #8\n\t"              \
+    "sxtb16  %[x_02], %[x]\n\t"                             \
+    "sxtb16  %[x], %[x], ror #8\n\t"                        \
+    "smlabb  %[acc0], %[x_02], %[w_02], %[acc0]\n\t"        \
+    "smlatt  %[acc2], %[x_02], %[w_02], %[acc2]\n\t"        \
+    "smlabb  %[acc1], %[x], %[w_13], %[acc1]\n\t"           \
+    "smlatt  %[acc3], %[x], %[w_13], %[acc3]\n\t"
+#define TD_DW_ROW TD_DW_TAP("[%[row]]") TD_DW_TAP("[%[row], %[sx]]") TD_DW_TAP("[%[row], %[sx], lsl #1]")
+#define TD_DW_OUTPUT(acc)                                   \
+    "ldrd    %[w_02], %[w_13], [%[w]], #8\n\t"              \
+    "lsl     " acc ", " acc ", #1\n\t"                      \
+    "smmulr  " acc ", " acc ", %[w_02]\n\t"                 \
+    "add     " acc ", " acc ", " acc ", asr #31\n\t"        \
+    "asr     " acc ", " acc ", %[w_13]\n\t"                 \
+    "add     " acc ", " acc ", %[offset]\n\t"               \
+    "asr     " acc ", " acc ", #1\n\t"                      \
+    "ssat    " acc ", #8, " acc "\n\t"                      \
+    "strb    " acc ", [%[out]], #1\n\t"
+        __asm volatile("ldrd    %[acc0], %[acc1], [%[w]], #8\n\t"
+                       "ldrd    %[acc2], %[acc3], [%[w]], #8\n\t"
+                       TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
+                       TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
+                       TD_DW_ROW
+                       TD_DW_OUTPUT("%[acc0]") TD_DW_OUTPUT("%[acc1]") TD_DW_OUTPUT("%[acc2]")
+                       TD_DW_OUTPUT("%[acc3]")
+                       : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [acc2] "=&r"(acc2), [acc3] "=&r"(acc3),
+                         [row] "+r"(row), [w] "+r"(w), [out] "+r"(out), [x] "=&r"(x), [x_02] "=&r"(x_02),
+                         [w_02] "=&r"(w_02), [w_13] "=&r"(w_13)
+                       : [sx] "r"(sx), [sy] "r"(sy), [offset] "r"(twice_offset_plus_1)
+                       : "memory");
+#undef TD_DW_OUTPUT
+#undef TD_DW_ROW
+#undef TD_DW_TAP
+        (void)channel;
+        return;
+    }
+#endif
+    int32_t acc0 = (int32_t)w[0], acc1 = (int32_t)w[1], acc2 = (int32_t)w[2], acc3 = (int32_t)w[3];
+    w += 4;
+    for (int32_t fy = 0; fy < 3; ++fy, row += sy, w += 6) {
+        TD_DW_MAC4(0u, td_read_u32(row), w[0], w[1]);
+        TD_DW_MAC4(0u, td_read_u32(row + sx), w[2], w[3]);
+        TD_DW_MAC4(0u, td_read_u32(row + 2 * sx), w[4], w[5]);
+    }
+    const int32_t *multiplier = params->output_multiplier + channel;
+    const int32_t *shift = params->output_shift + channel;
+    const int32_t offset = params->output_offset;
+    const int32_t act_min = params->activation_min, act_max = params->activation_max;
+    out[0] = td_requantize_s8(acc0, multiplier[0], shift[0], offset, act_min, act_max, narrow, full_range);
+    out[1] = td_requantize_s8(acc1, multiplier[1], shift[1], offset, act_min, act_max, narrow, full_range);
+    out[2] = td_requantize_s8(acc2, multiplier[2], shift[2], offset, act_min, act_max, narrow, full_range);
+    out[3] = td_requantize_s8(acc3, multiplier[3], shift[3], offset, act_min, act_max, narrow, full_range);
+}
+
+/* Per group: biases with the input offset folded in, widened weights, then (multiplier,
+ * shift - 1 complemented) per channel for the asm's requantization. */
+static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
+{
+    const td_depthwise_conv_params_t *params = chunk->params;
+    const int32_t depth = params->input_depth;
+    for (int32_t group = 0; group < chunk->groups; ++group, packed += TD_DW_GROUP_WORDS_3X3) {
+        const int32_t channel = chunk->first_channel + 4 * group;
+        for (int32_t lane = 0; lane < 4; ++lane) {
+            uint32_t sum = 0; /* of the channel's weights; wrapping as the accumulator does */
+            for (int32_t tap = 0; tap < 9; ++tap) {
+                const int32_t weight = chunk->filter[tap * depth + channel + lane];
+                sum += (uint32_t)weight;
+            }
+            const uint32_t bias = chunk->bias != 0 ? (uint32_t)chunk->bias[channel + lane] : 0u;
+            packed[lane] = bias + sum * (uint32_t)params->input_offset;
+            packed[22 + 2 * lane] = (uint32_t)params->output_multiplier[channel + lane];
+            packed[23 + 2 * lane] = (uint32_t)~params->output_shift[channel + lane];
+        }
+        for (int32_t tap = 0; tap < 9; ++tap) {
+            const uint32_t w = td_read_u32(chunk->filter + tap * depth + channel);
+            packed[4 + 2 * tap] = td_sxtb16(w);
+            packed[5 + 2 * tap] = td_sxtb16_ror8(w);
+        }
+    }
+}
+
+static TD_ALWAYS_INLINE void chunk_3x3(const chunk_t *chunk, const uint32_t *packed, int8_t *window,
+                                       const int32_t narrow, const int32_t full_range)
+{
+    const td_depthwise_conv_params_t *params = chunk->params;
+    const int32_t input_height = params->input_height;
+    const int32_t input_width = params->input_width;
+    const int32_t depth = params->input_depth;
+    const int32_t row_stride = input_width * depth;
+    const int32_t tap_stride_y = params->dilation_height * row_stride;
+    const int32_t tap_stride_x = params->dilation_width * depth;
+    const int32_t span_y = 2 * params->dilation_height + 1;
+    const int32_t span_x = 2 * params->dilation_width + 1;
+    const int32_t chunk_bytes = 4 * chunk->groups;
+    const uint32_t zero_points = (uint32_t)(uint8_t)(int8_t)(-params->input_offset) * 0x01010101u;
+
+    for (int32_t batch = 0; batch < params->batches; ++batch) {
+        const int8_t *image = chunk->input + batch * input_height * row_stride + chunk->first_channel;
+        for (int32_t out_y = 0; out_y < params->output_height; ++out_y) {
+            const int32_t in_y_origin = out_y * params->stride_height - params->pad_height;
+            const int32_t rows_inside = in_y_origin >= 0 && in_y_origin + span_y <= input_height;
+            for (int32_t out_x = 0; out_x < params->output_width; ++out_x) {
+                const int32_t in_x_origin = out_x * params->stride_width - params->pad_width;
+                int8_t *out = chunk->output +
+                              ((batch * params->output_height + out_y) * params->output_width + out_x) * depth +
+                              chunk->first_channel;
+                const int8_t *base = image + in_y_origin * row_stride + in_x_origin * depth;
+                int32_t sx = tap_stride_x, sy = tap_stride_y;
+                if (!rows_inside || in_x_origin < 0 || in_x_origin + span_x > input_width) {
+                    /* The window hangs over the edge: copy it, zero point where it is outside. */
+                    for (int32_t tap = 0; tap < 9; ++tap) {
+                        const int32_t in_y = in_y_origin + (tap / 3) * params->dilation_height;
+                        const int32_t in_x = in_x_origin + (tap % 3) * params->dilation_width;
+                        int8_t *cell = window + tap * chunk_bytes;
+                        if (in_y < 0 || in_y >= input_height || in_x < 0 || in_x >= input_width) {
+                            for (int32_t i = 0; i < chunk_bytes; i += 4) {
+                                td_write_u32(cell + i, zero_points);
+                            }
+                        } else {
+                            const int8_t *source = image + in_y * row_stride + in_x * depth;
+                            for (int32_t i = 0; i < chunk_bytes; i += 4) {
+                                td_write_u32(cell + i, td_read_u32(source + i));
+                            }
+                        }
+                    }
+                    base = window;
+                    sx = chunk_bytes;
+                    sy = 3 * chunk_bytes;
+                }
+                const uint32_t *w = packed;
+                for (int32_t group = 0; group < chunk->groups; ++group, w += TD_DW_GROUP_WORDS_3X3) {
+                    group_3x3(base + 4 * group, sx, sy, w, out + 4 * group, params,
+                              chunk->first_channel + 4 * group, narrow, full_range);
+                }
+            }
+        }
+    }
+}
+
+/* Per group, per tap: (w0, w2), (w1, w3). */
+static void pack_taps(const chunk_t *chunk, uint32_t *packed)
+{
+    const td_depthwise_conv_params_t *params = chunk->params;
+    const int32_t taps = params->filter_height * params->filter_width;
+    for (int32_t group = 0; group < chunk->groups; ++group) {
+        for (int32_t tap = 0; tap < taps; ++tap, packed += 2) {
+            const uint32_t w = td_read_u32(chunk->filter + tap * params->input_depth + chunk->first_channel + 4 * group);
+            packed[0] = td_sxtb16(w);
+            packed[1] = td_sxtb16_ror8(w);
+        }
+    }
+}
+
+static TD_ALWAYS_INLINE void chunk_any(const chunk_t *chunk, const uint32_t *packed, const int32_t narrow,
+                                       const int32_t full_range)
+{
+    const td_depthwise_conv_params_t *params = chunk->params;
+    const int32_t input_height = params->input_height;
+    const int32_t input_width = params->input_width;
+    const int32_t depth = params->input_depth;
+    const int32_t filter_width = params->filter_width;
+    const int32_t taps = params->filter_height * filter_width;
+    const uint32_t offsets = td_dup_half(params->input_offset);
+    const int32_t row_stride = input_width * depth;
+    const int32_t tap_stride_y = params->dilation_height * row_stride;
+    const int32_t tap_stride_x = params->dilation_width * depth;
+
+    for (int32_t batch = 0; batch < params->batches; ++batch) {
+        const int8_t *image = chunk->input + batch * input_height * row_stride;
+        for (int32_t out_y = 0; out_y < params->output_height; ++out_y) {
+            const int32_t in_y_origin = out_y * params->stride_height - params->pad_height;
+            int32_t fy_start, fy_end;
+            tap_range(in_y_origin, params->dilation_height, params->filter_height, input_height, &fy_start, &fy_end);
+            for (int32_t out_x = 0; out_x < params->output_width; ++out_x) {
+                const int32_t in_x_origin = out_x * params->stride_width - params->pad_width;
+                int32_t fx_start, fx_end;
+                tap_range(in_x_origin, params->dilation_width, filter_width, input_width, &fx_start, &fx_end);
+                int8_t *out = chunk->output + ((batch * params->output_height + out_y) * params->output_width + out_x) * depth;
+                const uint32_t *w = packed;
+                for (int32_t group = 0; group < chunk->groups; ++group, w += 2 * taps) {
+                    const int32_t channel = chunk->first_channel + 4 * group;
+                    int32_t acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0;
+                    if (chunk->bias != 0) {
+                        acc0 = chunk->bias[channel];
+                        acc1 = chunk->bias[channel + 1];
+                        acc2 = chunk->bias[channel + 2];
+                        acc3 = chunk->bias[channel + 3];
+                    }
+                    for (int32_t fy = fy_start; fy < fy_end; ++fy) {
+                        const int8_t *in_tap = image + (in_y_origin + fy * params->dilation_height) * row_stride +
+                                               (in_x_origin + fx_start * params->dilation_width) * depth + channel;
+                        const uint32_t *w_tap = w + 2 * (fy * filter_width + fx_start);
+                        for (int32_t fx = fx_start; fx < fx_end; ++fx, in_tap += tap_stride_x, w_tap += 2) {
+                            TD_DW_MAC4(offsets, td_read_u32(in_tap), w_tap[0], w_tap[1]);
+                        }
+                    }
+                    const int32_t *multiplier = params->output_multiplier + channel;
+                    const int32_t *shift = params->output_shift + channel;
+                    const int32_t offset = params->output_offset;
+                    const int32_t act_min = params->activation_min, act_max = params->activation_max;
+                    out[channel] = td_requantize_s8(acc0, multiplier[0], shift[0], offset, act_min, act_max, narrow,
+                                                    full_range);
+                    out[channel + 1] = td_requantize_s8(acc1, multiplier[1], shift[1], offset, act_min, act_max,
+                                                        narrow, full_range);
+                    out[channel + 2] = td_requantize_s8(acc2, multiplier[2], shift[2], offset, act_min, act_max,
+                                                        narrow, full_range);
+                    out[channel + 3] = td_requantize_s8(acc3, multiplier[3], shift[3], offset, act_min, act_max,
+                                                        narrow, full_range);
+                }
+            }
+        }
+    }
+    (void)tap_stride_y;
+}
+
+/* The depth % 4 channels left after the groups: the reference arithmetic, channel by channel. */
+static void last_channels(const td_depthwise_conv_params_t *params, const int8_t *input, const int8_t *filter,
+                          const int32_t *bias, int8_t *output, int32_t first_channel)
+{
+    const int32_t input_height = params->input_height;
+    const int32_t input_width = params->input_width;
+    const int32_t depth = params->input_depth;
+    for (int32_t batch = 0; batch < params->batches; ++batch) {
+        const int8_t *image = input + batch * input_height * input_width * depth;
+        for (int32_t out_y = 0; out_y < params->output_height; ++out_y) {
+            const int32_t in_y_origin = out_y * params->stride_height - params->pad_height;
+            for (int32_t out_x = 0; out_x < params->output_width; ++out_x) {
+                const int32_t in_x_origin = out_x * params->stride_width - params->pad_width;
+                int8_t *out = output + ((batch * params->output_height + out_y) * params->output_width + out_x) * depth;
+                for (int32_t channel = first_channel; channel < depth; ++channel) {
+                    int32_t acc = bias != 0 ? bias[channel] : 0;
+                    for (int32_t fy = 0; fy < params->filter_height; ++fy) {
+                        const int32_t in_y = in_y_origin + params->dilation_height * fy;
+                        for (int32_t fx = 0; fx < params->filter_width; ++fx) {
+                            const int32_t in_x = in_x_origin + params->dilation_width * fx;
+                            if (in_y >= 0 && in_y < input_height && in_x >= 0 && in_x < input_width) {
+                                acc += filter[(fy * params->filter_width + fx) * depth + channel] *
+                                       (image[(in_y * input_width + in_x) * depth + channel] + params->input_offset);
+                            }
+                        }
+                    }
+                    acc = td_multiply_by_quantized_multiplier(acc, params->output_multiplier[channel],
+                                                              params->output_shift[channel]);
+                    out[channel] = (int8_t)td_clamp_s32(acc + params->output_offset, params->activation_min,
+                                                        params->activation_max);
+                }
+            }
+        }
+    }
+}
+
+void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int8_t *input, const int8_t *filter,
+                             const int32_t *bias, int8_t *output)
+{
+    const int32_t taps = params->filter_height * params->filter_width;
+    const int32_t depth = params->input_depth;
+    const int32_t is_3x3 = params->filter_height == 3 && params->filter_width == 3;
+    const td_requant_mode_t mode =
+        td_requant_mode(params->output_multiplier, params->output_shift, bias, params->output_depth, taps,
+                        params->input_offset, params->output_offset, params->activation_min, params->activation_max);
+    if (params->depth_multiplier != 1 || !mode.usable || taps > TD_DW_MAX_TAPS) {
+        td_depthwise_conv_s8(params, input, filter, bias, output);
+        return;
+    }
+    uint32_t packed[TD_DW_PACKED_WORDS];
+    int8_t window[9 * TD_DW_CHUNK_CHANNELS];
+    const int32_t full_groups = depth >> 2;
+    for (int32_t group = 0; group < full_groups; group += TD_DW_CHUNK_GROUPS) {
+        const int32_t groups = full_groups - group < TD_DW_CHUNK_GROUPS ? full_groups - group : TD_DW_CHUNK_GROUPS;
+        const chunk_t chunk = {params, input, filter, bias, output, 4 * group, groups};
+        if (is_3x3) {
+            pack_3x3(&chunk, packed);
+            if (mode.narrow && mode.full_range) {
+                chunk_3x3(&chunk, packed, window, 1, 1);
+            } else if (mode.narrow) {
+                chunk_3x3(&chunk, packed, window, 1, 0);
+            } else {
+                chunk_3x3(&chunk, packed, window, 0, mode.full_range);
+            }
+        } else {
+            pack_taps(&chunk, packed);
+            if (mode.narrow && mode.full_range) {
+                chunk_any(&chunk, packed, 1, 1);
+            } else if (mode.narrow) {
+                chunk_any(&chunk, packed, 1, 0);
+            } else {
+                chunk_any(&chunk, packed, 0, mode.full_range);
+            }
+        }
+    }
+    if (4 * full_groups < depth) {
+        last_channels(params, input, filter, bias, output, 4 * full_groups);
+    }
+}

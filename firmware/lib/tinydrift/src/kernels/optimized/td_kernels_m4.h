@@ -1,0 +1,34 @@
+/* Optimized int8 kernels for the Cortex-M4 (DSP extension: dual 16-bit MACs), one op per
+ * file beside this header. Each takes the reference kernel's parameters (td_kernels.h)
+ * and gives bit-identical outputs for every input; shapes or parameters a fast path does
+ * not cover fall back to the reference kernel inside the call. They are portable C: on a
+ * core without the DSP extension (and on the host, where the tests run them) the DSP
+ * helpers of td_dsp.h are plain C with the same arithmetic.
+ *
+ * A generated model selects them through td_kernels_select.h (TD_KERNELS_OPTIMIZED).
+ * Stack: the convolution and fully connected kernels keep their im2col columns on the
+ * stack, up to 5 * TD_KERNELS_COLUMN_MAX bytes (td_nn_m4.h).
+ */
+#ifndef TD_KERNELS_M4_H
+#define TD_KERNELS_M4_H
+
+#include "../td_kernels.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const int8_t *filter,
+                   const int32_t *bias, int8_t *output);
+
+void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int8_t *input,
+                             const int8_t *filter, const int32_t *bias, int8_t *output);
+
+void td_fully_connected_s8_m4(const td_fully_connected_params_t *params, const int8_t *input,
+                              const int8_t *filter, const int32_t *bias, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TD_KERNELS_M4_H */
