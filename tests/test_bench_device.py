@@ -1,0 +1,98 @@
+"""`tinydrift bench device`: one run of the bench firmware in QEMU, its JSON checked for
+completeness and internal consistency. Speed targets are not asserted here: the benchmark
+prints them (scripts/bench_device.sh)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from tinydrift import native
+from tinydrift.codegen.model_c import plan_model
+from tinydrift.device import bench, emulator
+from tinydrift.device.cli_bench import bench as bench_group
+
+MODEL_DIR = native.REPO_ROOT / "models" / "kws"
+REQUIRED = {
+    "frontend_instructions", "model_instructions", "instructions_per_mac", "monitor_instructions",
+    "monitor_share", "flash_bytes", "ram_bytes", "arena_bytes", "tflm_arena_bytes", "capture_frames_per_s",
+    "reference_model_instructions",
+}
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which(emulator.QEMU) is None,
+                       reason="arm-none-eabi-gcc or qemu-system-arm not installed"),
+    pytest.mark.skipif(not (MODEL_DIR / "model_int8.tflite").is_file(), reason="models/kws is not trained"),
+]
+
+
+@pytest.fixture(scope="module")
+def figures() -> dict:
+    result = CliRunner().invoke(bench_group, ["device", "--model-dir", str(MODEL_DIR), "--json",
+                                              "--parse-frames", "5000"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_json_has_every_figure(figures):
+    assert REQUIRED <= set(figures)
+    assert set(figures) == set(bench.BENCH_KEYS)
+    assert all(figures["checks"].values()), figures["checks"]
+
+
+def test_counts_are_positive_and_consistent(figures):
+    for key in ("frontend_instructions", "model_instructions", "reference_model_instructions",
+                "monitor_instructions", "summarize_instructions", "monitor_update_instructions"):
+        assert isinstance(figures[key], int) and figures[key] > 0, key
+    macs = plan_model((MODEL_DIR / "model_int8.tflite").read_bytes(), "kws").macs
+    assert figures["macs"] == macs
+    assert figures["instructions_per_mac"] == pytest.approx(figures["model_instructions"] / macs)
+    assert figures["reference_instructions_per_mac"] == pytest.approx(figures["reference_model_instructions"] / macs)
+    assert figures["optimized_speedup"] == pytest.approx(
+        figures["reference_model_instructions"] / figures["model_instructions"])
+    monitor = figures["monitor_instructions"]
+    assert monitor == pytest.approx(figures["summarize_instructions"] + figures["monitor_update_instructions"], abs=1)
+    assert figures["monitor_share"] == pytest.approx(
+        monitor / (figures["frontend_instructions"] + figures["model_instructions"] + monitor), rel=1e-3)
+    # Counts are multiples of the 40 instructions of one SysTick cycle.
+    assert figures["model_instructions"] % emulator.NANOSECONDS_PER_CYCLE == 0
+
+
+def test_sizes_come_from_the_images(figures):
+    header = (MODEL_DIR / "include" / "td_model_kws.h").read_text()
+    assert figures["arena_bytes"] == int(re.search(r"TD_KWS_ARENA_BYTES (\d+)", header).group(1))
+    assert figures["tflm_arena_bytes"] > 0
+    graph = plan_model((MODEL_DIR / "model_int8.tflite").read_bytes(), "kws").graph
+    weights = sum(t.nbytes for t in graph.tensors if t.is_constant)
+    assert figures["flash_bytes"] > weights  # the model's constants live in flash
+    assert figures["ram_bytes"] > figures["arena_bytes"]  # the arena is static RAM
+    assert 0 < figures["stack_used_bytes"] < 32 * 1024
+    assert figures["monitor_state_bytes"] > 0 and figures["capture_frames_per_s"] > 0
+    assert "pipeline image" in figures["size_source"]
+
+
+def test_elf_sizes_match_arm_none_eabi_size(figures):
+    elf, _ = bench.build_bench(MODEL_DIR, reference=False)
+    sizes = bench.elf_sizes(elf)
+    assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
+    berkeley = subprocess.run(["arm-none-eabi-size", "-B", "-d", str(elf)], capture_output=True, text=True,
+                              check=True).stdout.splitlines()[1].split()
+    text, data, bss = map(int, berkeley[:3])
+    assert sizes["flash_bytes"] == text + data
+    assert sizes["ram_bytes"] == data + bss - sizes["stack_reserved_bytes"]
+
+
+def test_table_for_people(figures):
+    text = bench.format_report(figures)
+    assert f"{figures['model_instructions']:,}" in text and "per MAC" in text and "checks:" in text
+
+
+def test_missing_model_is_one_line_error(tmp_path):
+    result = CliRunner().invoke(bench_group, ["device", "--model-dir", str(tmp_path), "--json"])
+    assert result.exit_code == 1
+    assert "model_int8.tflite not found" in result.output and "Traceback" not in result.output
