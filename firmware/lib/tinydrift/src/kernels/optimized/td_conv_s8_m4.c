@@ -1,14 +1,14 @@
 /* CONV_2D, int8, optimized for the Cortex-M4's dual 16-bit MACs; bit-exact with the
  * reference td_conv_s8 (same parameters, same results for every input).
  *
- * im2col: for two output pixels at a time, the filter's receptive field of each is
- * gathered into one column (zero point where the window hangs over the edge, so that
- * padding adds 0, as the reference's skipped terms do), widened to q15 with the input
- * offset, and multiplied by all output channels' weight rows (td_mat_mult_s8_q15).
- * A 1x1 filter without padding (pointwise convolution) reads its column straight from
- * the input pixel: no gathering. Grouped convolutions, columns longer than
- * TD_KERNELS_COLUMN_MAX and multipliers QuantizeMultiplier never produces run the
- * reference kernel. */
+ * im2col: for two output pixels at a time, the filter's receptive field of each becomes
+ * one q15 column (input offset added, so that padding, filled with the zero point, adds
+ * 0 as the reference's skipped terms do), multiplied by all output channels' weight rows
+ * (td_mat_mult_s8). Columns come three ways: a 1x1 filter without padding (pointwise)
+ * widens the input pixel itself; a window inside the input whose rows are whole groups of
+ * four values (the KWS stem: 4 wide, 1 deep) widens its rows in place; any other window
+ * is gathered first. Grouped convolutions, columns longer than TD_KERNELS_COLUMN_MAX and
+ * multipliers QuantizeMultiplier never produces run the reference kernel. */
 #include "../td_kernels.h"
 #include "td_dsp.h"
 #include "td_kernels_m4.h"
@@ -92,6 +92,11 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
     const int32_t output_depth = params->output_depth;
     const int32_t pixels = params->output_height * output_width;
     const int32_t image_bytes = params->input_height * params->input_width * params->input_depth;
+    /* Windows inside the input whose rows are whole groups of four values skip the gather. */
+    const int32_t row_bytes = params->filter_width * params->input_depth;
+    const int32_t row_stride = params->dilation_height * params->input_width * params->input_depth;
+    const int32_t span_y = (params->filter_height - 1) * params->dilation_height + 1;
+    const int32_t rows_direct = params->dilation_width == 1 && row_bytes % 4 == 0;
     td_column_pair_t pair;
     int8_t field[TD_KERNELS_COLUMN_MAX];
 
@@ -103,14 +108,20 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
             for (int32_t which = 0; which < columns; ++which) {
                 const int32_t out_y = (pixel + which) / output_width;
                 const int32_t out_x = (pixel + which) - out_y * output_width;
-                const int8_t *source = field;
+                const int32_t in_y = out_y * params->stride_height - params->pad_height;
+                const int32_t in_x = out_x * params->stride_width - params->pad_width;
+                const int8_t *corner = image + (in_y * params->input_width + in_x) * params->input_depth;
                 if (pointwise) {
-                    source = image + (out_y * params->stride_height * params->input_width +
-                                      out_x * params->stride_width) * params->input_depth;
+                    td_column_pair_fill(&pair, which, corner, column_depth, params->input_offset);
+                } else if (rows_direct && in_y >= 0 && in_y + span_y <= params->input_height && in_x >= 0 &&
+                           in_x + params->filter_width <= params->input_width) {
+                    /* The window is inside the input: its rows are contiguous, convert them in place. */
+                    td_column_pair_fill_rows(&pair, which, corner, params->filter_height, row_bytes, row_stride,
+                                             params->input_offset);
                 } else {
                     gather_receptive_field(params, image, out_y, out_x, field);
+                    td_column_pair_fill(&pair, which, field, column_depth, params->input_offset);
                 }
-                td_column_pair_fill(&pair, which, source, column_depth, params->input_offset);
             }
             td_mat_mult_s8(&mat, &pair, columns, out + pixel * output_depth, out + (pixel + 1) * output_depth);
         }

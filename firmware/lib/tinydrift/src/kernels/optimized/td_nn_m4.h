@@ -29,6 +29,11 @@ typedef struct {
 /* Column `which` (0 or 1) of `pair`: source[i] + offset for i < depth. */
 void td_column_pair_fill(td_column_pair_t *pair, int32_t which, const int8_t *source, int32_t depth, int32_t offset);
 
+/* The same from `rows` rows of `row_bytes` values each, `row_stride` bytes apart (a filter
+ * window entirely inside the input, without gathering it first); row_bytes % 4 == 0. */
+void td_column_pair_fill_rows(td_column_pair_t *pair, int32_t which, const int8_t *first_row, int32_t rows,
+                              int32_t row_bytes, int32_t row_stride, int32_t offset);
+
 /* One matrix product with its requantization: weights [output_depth][depth] int8 rows. */
 typedef struct {
     int32_t depth;

@@ -21,6 +21,20 @@ void td_column_pair_fill(td_column_pair_t *pair, int32_t which, const int8_t *so
     }
 }
 
+void td_column_pair_fill_rows(td_column_pair_t *pair, int32_t which, const int8_t *first_row, int32_t rows,
+                              int32_t row_bytes, int32_t row_stride, int32_t offset)
+{
+    const uint32_t offsets = td_dup_half(offset);
+    uint32_t *words = pair->words + 2 * which;
+    for (int32_t r = 0; r < rows; ++r, first_row += row_stride) {
+        for (int32_t i = 0; i < row_bytes; i += 4, words += 4) {
+            const uint32_t x = td_read_u32(first_row + i);
+            words[0] = td_sxtab16(offsets, x);
+            words[1] = td_sxtab16_ror8(offsets, x);
+        }
+    }
+}
+
 static TD_ALWAYS_INLINE void two_columns(const td_mat_mult_t *mat, const td_column_pair_t *pair, int8_t *output0,
                                          int8_t *output1, const int32_t narrow, const int32_t full_range)
 {
