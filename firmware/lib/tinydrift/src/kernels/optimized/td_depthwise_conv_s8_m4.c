@@ -14,7 +14,7 @@
  * copied to a small buffer with the zero point in the missing cells (w * zero_point +
  * offset * w = 0: the term the reference omits). So every output pixel runs the same
  * straight code; on the M4 that is one asm block per group of four channels (taps and
- * requantization: 112 instructions for 36 MACs). Other filter sizes loop over the taps
+ * requantization: 117 instructions for 36 MACs). Other filter sizes loop over the taps
  * inside the input. Larger filters than TD_DW_MAX_TAPS, other depth multipliers and
  * multipliers QuantizeMultiplier never produces run the reference kernel.
  */
@@ -27,10 +27,12 @@
 #define TD_DW_CHUNK_CHANNELS 64
 #define TD_DW_CHUNK_GROUPS (TD_DW_CHUNK_CHANNELS / 4)
 #define TD_DW_MAX_TAPS 15
-/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 4 x (multiplier, shift); other
- * filters: taps x 2 weight words. */
-#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 8)
-#define TD_DW_PACKED_WORDS (TD_DW_CHUNK_GROUPS * 2 * TD_DW_MAX_TAPS)
+/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 2 * output offset + 1, 4 x
+ * (multiplier, shift); other filters: taps x 2 weight words. */
+#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 1 + 8)
+#define TD_DW_PACKED_WORDS (TD_DW_CHUNK_GROUPS * TD_DW_GROUP_WORDS_3X3)
+/* Both layouts fit the buffer (a negative array size stops the build otherwise). */
+typedef char td_dw_packed_words_fit[TD_DW_PACKED_WORDS >= TD_DW_CHUNK_GROUPS * 2 * TD_DW_MAX_TAPS ? 1 : -1];
 
 /* First tap index k in [0, taps) with origin + k * dilation >= 0, and the end of those
  * with origin + k * dilation < size. */
@@ -69,17 +71,19 @@ typedef struct {
     int32_t groups;        /* groups of four channels in this chunk */
 } chunk_t;
 
-/* One group of four channels of a 3x3 window: taps at row + fy * sy + fx * sx (offset
- * already in the packed biases), then requantization into out[0..3]. */
-static TD_ALWAYS_INLINE void group_3x3(const int8_t *row, int32_t sx, int32_t sy, const uint32_t *w, int8_t *out,
-                                       const td_depthwise_conv_params_t *params, int32_t channel,
-                                       const int32_t narrow, const int32_t full_range)
+/* The groups of four channels of one output pixel's 3x3 window: taps at row + fy * sy +
+ * fx * sx (the input offset is already in the packed biases), then requantization into
+ * out[0 .. 4 * groups). */
+static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t sy, const uint32_t *w, int8_t *out,
+                                        int32_t groups, const td_depthwise_conv_params_t *params,
+                                        int32_t first_channel, const int32_t narrow, const int32_t full_range)
 {
 #if TD_DSP_INSTRUCTIONS
     if (narrow && full_range) {
-        /* GCC spills this unrolled window heavily; written out: 2 loads of biases, 8
-         * instructions per tap, 9 per output. */
-        const int32_t twice_offset_plus_1 = 2 * params->output_offset + 1;
+        /* GCC spills this unrolled window heavily; written out, per group of four channels:
+         * 2 loads of biases, 8 instructions per tap, 9 per output, 5 to step to the next
+         * group (117 for 36 MACs). The output offset comes from the packed words, so that
+         * 14 registers suffice. */
         int32_t acc0, acc1, acc2, acc3;
         uint32_t x, x_02, w_02, w_13;
 #define TD_DW_TAP(address)                                  \
@@ -98,44 +102,54 @@ static TD_ALWAYS_INLINE void group_3x3(const int8_t *row, int32_t sx, int32_t sy
     "smmulr  " acc ", " acc ", %[w_02]\n\t"                 \
     "add     " acc ", " acc ", " acc ", asr #31\n\t"        \
     "asr     " acc ", " acc ", %[w_13]\n\t"                 \
-    "add     " acc ", " acc ", %[offset]\n\t"               \
+    "add     " acc ", " acc ", %[x]\n\t"                    \
     "asr     " acc ", " acc ", #1\n\t"                      \
     "ssat    " acc ", #8, " acc "\n\t"                      \
     "strb    " acc ", [%[out]], #1\n\t"
-        __asm volatile("ldrd    %[acc0], %[acc1], [%[w]], #8\n\t"
+        __asm volatile("1:\n\t"
+                       "ldrd    %[acc0], %[acc1], [%[w]], #8\n\t"
                        "ldrd    %[acc2], %[acc3], [%[w]], #8\n\t"
                        TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
                        TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
                        TD_DW_ROW
+                       "ldr     %[x], [%[w]], #4\n\t"
                        TD_DW_OUTPUT("%[acc0]") TD_DW_OUTPUT("%[acc1]") TD_DW_OUTPUT("%[acc2]")
                        TD_DW_OUTPUT("%[acc3]")
+                       "sub     %[row], %[row], %[sy], lsl #1\n\t"
+                       "add     %[row], %[row], #4\n\t"
+                       "subs    %[groups], %[groups], #1\n\t"
+                       "bne     1b\n\t"
                        : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [acc2] "=&r"(acc2), [acc3] "=&r"(acc3),
-                         [row] "+r"(row), [w] "+r"(w), [out] "+r"(out), [x] "=&r"(x), [x_02] "=&r"(x_02),
-                         [w_02] "=&r"(w_02), [w_13] "=&r"(w_13)
-                       : [sx] "r"(sx), [sy] "r"(sy), [offset] "r"(twice_offset_plus_1)
-                       : "memory");
+                         [row] "+r"(row), [w] "+r"(w), [out] "+r"(out), [groups] "+r"(groups), [x] "=&r"(x),
+                         [x_02] "=&r"(x_02), [w_02] "=&r"(w_02), [w_13] "=&r"(w_13)
+                       : [sx] "r"(sx), [sy] "r"(sy)
+                       : "cc", "memory");
 #undef TD_DW_OUTPUT
 #undef TD_DW_ROW
 #undef TD_DW_TAP
-        (void)channel;
+        (void)params;
+        (void)first_channel;
         return;
     }
 #endif
-    int32_t acc0 = (int32_t)w[0], acc1 = (int32_t)w[1], acc2 = (int32_t)w[2], acc3 = (int32_t)w[3];
-    w += 4;
-    for (int32_t fy = 0; fy < 3; ++fy, row += sy, w += 6) {
-        TD_DW_MAC4(0u, td_read_u32(row), w[0], w[1]);
-        TD_DW_MAC4(0u, td_read_u32(row + sx), w[2], w[3]);
-        TD_DW_MAC4(0u, td_read_u32(row + 2 * sx), w[4], w[5]);
-    }
-    const int32_t *multiplier = params->output_multiplier + channel;
-    const int32_t *shift = params->output_shift + channel;
     const int32_t offset = params->output_offset;
     const int32_t act_min = params->activation_min, act_max = params->activation_max;
-    out[0] = td_requantize_s8(acc0, multiplier[0], shift[0], offset, act_min, act_max, narrow, full_range);
-    out[1] = td_requantize_s8(acc1, multiplier[1], shift[1], offset, act_min, act_max, narrow, full_range);
-    out[2] = td_requantize_s8(acc2, multiplier[2], shift[2], offset, act_min, act_max, narrow, full_range);
-    out[3] = td_requantize_s8(acc3, multiplier[3], shift[3], offset, act_min, act_max, narrow, full_range);
+    for (int32_t group = 0; group < groups; ++group, w += TD_DW_GROUP_WORDS_3X3, out += 4) {
+        int32_t acc0 = (int32_t)w[0], acc1 = (int32_t)w[1], acc2 = (int32_t)w[2], acc3 = (int32_t)w[3];
+        const int8_t *tap = row + 4 * group;
+        const uint32_t *w_tap = w + 4;
+        for (int32_t fy = 0; fy < 3; ++fy, tap += sy, w_tap += 6) {
+            TD_DW_MAC4(0u, td_read_u32(tap), w_tap[0], w_tap[1]);
+            TD_DW_MAC4(0u, td_read_u32(tap + sx), w_tap[2], w_tap[3]);
+            TD_DW_MAC4(0u, td_read_u32(tap + 2 * sx), w_tap[4], w_tap[5]);
+        }
+        const int32_t *multiplier = params->output_multiplier + first_channel + 4 * group;
+        const int32_t *shift = params->output_shift + first_channel + 4 * group;
+        out[0] = td_requantize_s8(acc0, multiplier[0], shift[0], offset, act_min, act_max, narrow, full_range);
+        out[1] = td_requantize_s8(acc1, multiplier[1], shift[1], offset, act_min, act_max, narrow, full_range);
+        out[2] = td_requantize_s8(acc2, multiplier[2], shift[2], offset, act_min, act_max, narrow, full_range);
+        out[3] = td_requantize_s8(acc3, multiplier[3], shift[3], offset, act_min, act_max, narrow, full_range);
+    }
 }
 
 /* Per group: biases with the input offset folded in, widened weights, then (multiplier,
@@ -154,14 +168,15 @@ static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
             }
             const uint32_t bias = chunk->bias != 0 ? (uint32_t)chunk->bias[channel + lane] : 0u;
             packed[lane] = bias + sum * (uint32_t)params->input_offset;
-            packed[22 + 2 * lane] = (uint32_t)params->output_multiplier[channel + lane];
-            packed[23 + 2 * lane] = (uint32_t)~params->output_shift[channel + lane];
+            packed[23 + 2 * lane] = (uint32_t)params->output_multiplier[channel + lane];
+            packed[24 + 2 * lane] = (uint32_t)~params->output_shift[channel + lane];
         }
         for (int32_t tap = 0; tap < 9; ++tap) {
             const uint32_t w = td_read_u32(chunk->filter + tap * depth + channel);
             packed[4 + 2 * tap] = td_sxtb16(w);
             packed[5 + 2 * tap] = td_sxtb16_ror8(w);
         }
+        packed[22] = (uint32_t)(2 * params->output_offset + 1);
     }
 }
 
@@ -213,11 +228,8 @@ static TD_ALWAYS_INLINE void chunk_3x3(const chunk_t *chunk, const uint32_t *pac
                     sx = chunk_bytes;
                     sy = 3 * chunk_bytes;
                 }
-                const uint32_t *w = packed;
-                for (int32_t group = 0; group < chunk->groups; ++group, w += TD_DW_GROUP_WORDS_3X3) {
-                    group_3x3(base + 4 * group, sx, sy, w, out + 4 * group, params,
-                              chunk->first_channel + 4 * group, narrow, full_range);
-                }
+                groups_3x3(base, sx, sy, packed, out, chunk->groups, params, chunk->first_channel, narrow,
+                           full_range);
             }
         }
     }
