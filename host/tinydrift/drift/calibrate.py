@@ -27,6 +27,9 @@ from .streams import bootstrap_indices
 from .twin import MonitorTwin
 
 DEFAULT_TARGET_ARL0 = 100_000
+# Per score (mean, var, confidence, entropy, label): where one inference's z is capped, in
+# standard deviations of the raw score; None: only the device's SCORE_Z_MAX clip.
+DEFAULT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, None, None, None)
 
 
 def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64):
@@ -165,6 +168,13 @@ def _per_score_arl_for_target(share: np.ndarray, joint: np.ndarray, inferences: 
     return float(math.exp(x[best]) * target / math.exp(y[best])), "scaled"
 
 
+def _per_score(values, name: str) -> list:
+    values = list(values)
+    if len(values) != SCORE_COUNT:
+        raise TinydriftError(f"{name} needs one value per score ({', '.join(SCORE_NAMES)})")
+    return values
+
+
 def calibrate_thresholds(
     summaries: np.ndarray,
     probs: np.ndarray,
@@ -182,6 +192,7 @@ def calibrate_thresholds(
     stream_groups: int | None = None,
     warning_arl_fraction: float = 0.1,
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
+    winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
     moved_quantile: float = 0.99,
     min_samples: int = MIN_REFERENCE_SAMPLES,
     seed: int = 0,
@@ -217,18 +228,27 @@ def calibrate_thresholds(
     unique = np.unique(groups)
 
     # The device's reference is itself estimated from a finite set of speakers. Each
-    # stream runs against a reference estimated from a resample of the groups (bootstrap),
-    # or from the other folds of groups than the stream's (folds), or against the final
-    # reference (none, which is optimistic for speakers not in the data).
-    if reference_error == "bootstrap":
+    # stream runs against a reference estimated from a resample of the groups (bootstrap:
+    # the error a deployment sees), from one resample while the streams come from another
+    # (holdout: the error a check on a second finite sample sees, twice the variance),
+    # from the other folds of groups than the stream's (folds), or against the final
+    # reference (none, which is optimistic for speakers not in the data). The alarm rate
+    # is a steep function of the reference's offset, so use many replicates.
+    if reference_error in ("bootstrap", "holdout"):
         configs = []
-        for _ in range(replicates):
-            chosen = rng.choice(unique, size=len(unique), replace=True)
-            rows = np.concatenate([np.flatnonzero(groups == g) for g in chosen])
+        stream_config = np.arange(n_streams) % replicates
+        indices = np.zeros((n_streams, length), dtype=np.int64)
+        for r in range(replicates):
+            chosen = rng.integers(0, len(unique), len(unique))
+            rows = np.concatenate([np.flatnonzero(groups == unique[g]) for g in chosen])
             st = reference_stats(summaries[rows], probs[rows], None if labels_arr is None else labels_arr[rows], min_samples=0)
             configs.append(build_config(st, k_sigma=k_sigma, **config_options))
-        stream_config = np.arange(n_streams) % replicates
-        indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order, population=stream_groups)
+            # holdout: the streams come from another resample, as a check on a second
+            # finite sample of the population sees them (both sides carry sampling error).
+            pool = rng.integers(0, len(unique), len(unique)) if reference_error == "holdout" else None
+            mine = stream_config == r
+            indices[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, block_length=block_length,
+                                              keep_order=keep_order, population=stream_groups, pool=pool)
     elif reference_error == "folds":
         order = rng.permutation(unique)
         n_folds = max(2, min(replicates, len(unique)))
@@ -250,20 +270,25 @@ def calibrate_thresholds(
         stream_config = np.zeros(n_streams, dtype=np.int64)
         indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order, population=stream_groups)
     else:
-        raise TinydriftError(f"reference_error must be bootstrap, folds or none, not {reference_error!r}")
+        raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
     raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices)
     raw = raw[:, burn_in:].astype(np.int64)
     total = raw.shape[0] * raw.shape[1]
 
+    # Standardize each raw score by its no-drift mean and spread. A winsorized score gets a
+    # gain that many times larger, so the device's own clip of z at SCORE_Z_MAX caps one
+    # inference's contribution at `winsorize_sigma` standard deviations: one rare, very
+    # unconfident clip then weighs like a merely unconfident one, the CUSUM's increments
+    # have a light tail, and its level is a far smaller multiple of their spread.
+    winsorize = _per_score(winsorize_sigma, "winsorize_sigma")
     offsets = np.zeros(SCORE_COUNT, dtype=np.int64)
     gains = np.zeros(SCORE_COUNT, dtype=np.int64)
     for i in range(SCORE_COUNT):
         values = raw[:, :, i].astype(np.float64)
         offsets[i] = int(round(values.mean()))
         sd = max(float(values.std()), 1.0)
-        gains[i] = (-1 if i == SCORE_CONF else 1) * int(min(1 << 28, max(1, round((1 << 28) / sd))))
-    ks = np.array([int(round(x * ONE_Q12)) for x in k_sigma], dtype=np.int64)
-    normalized = final.replace(score_offset=offsets, score_gain_q16=gains, score_k=ks)
+        stretch = 1.0 if winsorize[i] is None else (SCORE_Z_MAX / ONE_Q12) / float(winsorize[i])
+        gains[i] = (-1 if i == SCORE_CONF else 1) * int(min(1 << 28, max(1, round(stretch * (1 << 28) / sd))))
 
     enabled = [i for i in range(SCORE_COUNT) if (final.enabled_scores >> i) & 1]
     if not enabled:
@@ -272,6 +297,15 @@ def calibrate_thresholds(
         [np.clip(round_shift((raw[:, :, i] - offsets[i]) * gains[i], 16), -SCORE_Z_MAX, SCORE_Z_MAX) for i in enabled],
         axis=-1,
     ).astype(np.int32)
+    # The allowance sits k_sigma standard deviations of z above z's no-drift mean (0 and
+    # 1 in Q12 for a score that is not winsorized; shifted and shrunk for one that is).
+    z_mean = np.zeros(SCORE_COUNT)
+    z_sd = np.full(SCORE_COUNT, float(ONE_Q12))
+    for e, i in enumerate(enabled):
+        z_mean[i] = float(z[:, :, e].mean(dtype=np.float64))
+        z_sd[i] = max(float(z[:, :, e].std(dtype=np.float64)), 1.0)
+    ks = np.array([int(round(max(0.0, z_mean[i] + k_sigma[i] * z_sd[i]))) for i in range(SCORE_COUNT)], dtype=np.int64)
+    normalized = final.replace(score_offset=offsets, score_gain_q16=gains, score_k=ks)
     k_on = ks[enabled]
     del raw
 
@@ -307,7 +341,8 @@ def calibrate_thresholds(
             "k_q12": int(ks[i]),
             "warning_q12": int(warning[i]),
             "drift_q12": int(drift[i]),
-            "drift_sigma": float(drift[i]) / ONE_Q12,
+            "drift_sigma": float(drift[i]) / z_sd[i],
+            "winsorize_sigma": winsorize[i],
             "method": method,
         }
 

@@ -19,6 +19,7 @@ def bootstrap_indices(
     block_length: int | None = None,
     keep_order: bool = False,
     population: int | None = None,
+    pool: np.ndarray | None = None,
 ) -> np.ndarray:
     """Sample indices [n_streams, length] into the data, built from whole groups drawn with
     replacement (uniformly over groups), one after another.
@@ -30,7 +31,10 @@ def bootstrap_indices(
     alarm rate hinge on the few orderings a small data set happens to contain. With
     block_length, each draw takes at most that many samples of the group. With
     population, each stream draws only from its own `population` groups (picked with
-    replacement): a device used by a few speakers, or a held-out set of that many groups."""
+    replacement): a device used by a few speakers, or a held-out set of that many groups.
+    With pool (positions into the sorted unique group ids, repeats allowed), every stream
+    draws from those groups only: e.g. a bootstrap resample standing for another finite
+    sample of the same population."""
     groups = np.asarray(groups)
     if groups.ndim != 1 or groups.size == 0:
         raise TinydriftError("groups must be a non-empty vector with one group id per sample")
@@ -38,13 +42,17 @@ def bootstrap_indices(
     order = np.argsort(inverse, kind="stable")
     sizes = np.bincount(inverse)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    if pool is not None:
+        pool = np.asarray(pool, dtype=np.int64)
+        if pool.ndim != 1 or pool.size == 0 or pool.min() < 0 or pool.max() >= len(sizes):
+            raise TinydriftError(f"pool must list positions of the {len(sizes)} groups")
     if population is None:
-        flat = _blocks(order, sizes, starts, np.arange(len(sizes)), n_streams * length, rng, block_length, keep_order)
+        flat = _blocks(order, sizes, starts, np.arange(len(sizes)) if pool is None else pool, n_streams * length, rng, block_length, keep_order)
         return flat.reshape(n_streams, length).astype(np.int32)
     out = np.zeros((n_streams, length), dtype=np.int32)
     for b in range(n_streams):
-        pool = rng.integers(0, len(sizes), int(population))
-        out[b] = _blocks(order, sizes, starts, pool, length, rng, block_length, keep_order)
+        mine = rng.integers(0, len(sizes), int(population)) if pool is None else pool[rng.integers(0, len(pool), int(population))]
+        out[b] = _blocks(order, sizes, starts, mine, length, rng, block_length, keep_order)
     return out
 
 

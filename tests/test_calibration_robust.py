@@ -1,0 +1,82 @@
+"""Calibration that holds on unseen data: stream pools standing for another finite sample,
+winsorized per-inference scores, the allowance placed on the data, and a held-out
+reference-error model that carries sampling error on both sides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinydrift.drift import synthetic
+from tinydrift.drift.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.drift.config import ONE_Q12, SCORE_CONF, SCORE_ENTROPY, SCORE_MEAN, SCORE_Z_MAX
+from tinydrift.drift.streams import bootstrap_indices
+from tinydrift.drift.twin import MonitorTwin
+from tinydrift.errors import TinydriftError
+
+WORLD = synthetic.world(seed=77)
+TARGET = 2000
+
+
+def dataset(seed):
+    return synthetic.synthetic_dataset(n_groups=60, per_group=40, group_share=0.05, domain=WORLD, seed=seed)
+
+
+def calibrate(data, **options):
+    return calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"],
+                                target_arl0=TARGET, n_inferences=300_000, seed=3, **options)
+
+
+def test_streams_drawn_from_a_pool_use_only_its_groups_with_its_weights():
+    groups = np.repeat(np.arange(10) * 7, 20)  # ids need not be positions
+    rng = np.random.default_rng(0)
+    pool = np.array([1, 1, 1, 4])  # group id 7 three times as often as id 28
+    idx = bootstrap_indices(groups, 50, 400, rng, pool=pool)
+    drawn = groups[idx.ravel()]
+    assert set(np.unique(drawn)) == {7, 28}
+    share = np.mean(drawn == 7)
+    assert 0.7 < share < 0.8
+    per_stream = bootstrap_indices(groups, 20, 200, rng, pool=pool, population=2)
+    assert set(np.unique(groups[per_stream.ravel()])) <= {7, 28}
+    with pytest.raises(TinydriftError):
+        bootstrap_indices(groups, 1, 10, rng, pool=np.array([10]))
+
+
+def test_winsorized_scores_are_capped_by_the_device_clip_and_centred_by_the_allowance():
+    data = dataset(1)
+    plain, _ = calibrate(data)
+    capped, report = calibrate(data, winsorize_sigma=(None, None, 1.5, 1.5, None))
+    # Gain stretched by 16 / 1.5 (SCORE_Z_MAX is 16 in Q12), so the clip sits at 1.5 sd.
+    stretch = (SCORE_Z_MAX / ONE_Q12) / 1.5
+    for i in (SCORE_CONF, SCORE_ENTROPY):
+        assert capped.score_gain_q16[i] / plain.score_gain_q16[i] == pytest.approx(stretch, rel=0.05)
+        assert report["scores"][["mean", "var", "confidence", "entropy", "label"][i]]["winsorize_sigma"] == 1.5
+    assert capped.score_gain_q16[SCORE_MEAN] == pytest.approx(plain.score_gain_q16[SCORE_MEAN], rel=0.05)
+    # The twin's z of a very unconfident inference is at the clip: capped at 1.5 sd.
+    twin = MonitorTwin(capped, 1)
+    worst = np.full((1, capped.n_classes), -128, dtype=np.int8)
+    worst[0, :2] = [-1, -2]  # max probability about 1/2
+    z = twin.update(data["summaries"][:1], worst)["z"][0]
+    assert z[SCORE_CONF] == SCORE_Z_MAX
+    # Winsorized z has a positive no-drift mean (the cap trims the drop side only), which
+    # the allowance absorbs: k above the plain score's k_sigma * ONE_Q12 in these units.
+    k_units = capped.score_k[SCORE_CONF] / stretch
+    assert k_units > 0.0 and capped.score_k[SCORE_CONF] > 0
+
+
+def test_winsorize_needs_one_value_per_score():
+    with pytest.raises(TinydriftError, match="winsorize_sigma"):
+        calibrate(dataset(1), winsorize_sigma=(2.0, 2.0))
+
+
+def test_holdout_reference_error_is_more_conservative_than_bootstrap():
+    """Streams from another resample add the check sample's own sampling error: the
+    levels rise (never fall much) and unseen streams alarm less often."""
+    data, unseen = dataset(1), dataset(9)
+    boot, _ = calibrate(data, replicates=8)
+    hold, report = calibrate(data, replicates=8, reference_error="holdout")
+    assert report["reference_error"] == "holdout" and report["replicates"] == 8
+    assert np.all(hold.score_drift >= 0.9 * boot.score_drift)
+    a_boot = measure_arl0(boot, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=60 * TARGET)
+    a_hold = measure_arl0(hold, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=60 * TARGET)
+    assert a_hold["arl0"] >= a_boot["arl0"]
