@@ -1,0 +1,137 @@
+"""`tinydrift replay` over a real socket into the firmware in QEMU: a WAV folder streamed as
+AUDIO frames, the device's answers stored in a capture database and checked against the
+twin; and the flow control recovering a lost and a corrupted frame on the link."""
+
+from __future__ import annotations
+
+import shutil
+import wave
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli import TinydriftGroup
+from tinydrift.data.clipset import ClipSet
+from tinydrift.device import emulator, platformio
+from tinydrift.device import protocol as P
+from tinydrift.device.capture import open_port
+from tinydrift.device.cli_app import replay_command
+from tinydrift.device.replay import Replayer, compare, device_inferences, expected_inferences, load_source
+from tinydrift.device.store import open_db
+from tinydrift.drift.config import MonitorConfig
+from tinydrift.native import REPO_ROOT
+
+pytestmark = pytest.mark.skipif(
+    shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
+    reason="needs qemu-system-arm and PlatformIO (scripts/setup.sh installs both)",
+)
+MODEL_DIR = REPO_ROOT / "models" / "kws"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    import json
+
+    ref = json.loads((MODEL_DIR / "reference.json").read_text())
+    return (MODEL_DIR / "model_int8.tflite").read_bytes(), MonitorConfig.from_dict(ref["monitor_config"]), ref
+
+
+@pytest.fixture(scope="module")
+def audio():
+    path = REPO_ROOT / "build" / "data" / "kws" / "accent.npz"
+    if not path.exists():
+        path = REPO_ROOT / "build" / "test_data" / "app_qemu" / "accent.npz"
+    if not path.exists():
+        from tinydrift.data.synth import KwsConfig, build_kws
+
+        build_kws(path.parent, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15,
+                                                                  "accent": 30}))
+    return ClipSet.load(path).audio[:8].reshape(-1)
+
+
+@pytest.fixture(scope="module")
+def elf():
+    return emulator.build_firmware()
+
+
+def write_wav(path, samples: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.astype("<i2").tobytes())
+
+
+def test_replay_command_streams_a_wav_folder_and_stores_what_the_device_answers(elf, audio, reference, tmp_path):
+    model, config, ref = reference
+    folder = tmp_path / "wavs"
+    write_wav(folder / "a_one_second.wav", audio[:16000])
+    write_wav(folder / "b_half.wav", audio[16000:24000])
+    write_wav(folder / "sub" / "c_two_seconds.wav", audio[24000:56000])
+    db = tmp_path / "replay.db"
+    group = TinydriftGroup()
+    group.add_command(replay_command)
+    with emulator.start(elf) as board:
+        result = CliRunner().invoke(group, ["replay", str(folder), "--port", board.url, "--db", str(db),
+                                            "--model-dir", str(MODEL_DIR), "--reset"])
+    assert result.exit_code == 0, result.output
+    assert "replayed 3 clips (3.5 s of audio" in result.output and "4 inferences" in result.output
+
+    conn = open_db(db)
+    raws = [r[0] for r in conn.execute("SELECT raw FROM frames ORDER BY id")]
+    foreign, frames = conn.execute('SELECT "foreign", inference_frames FROM sessions').fetchone()
+    conn.close()
+    items = [P.parse_packet(raw) for raw in raws]
+    assert foreign == 0 and frames == 4
+    assert sum(isinstance(i, P.Hello) for i in items) == 2  # boot, and the RESET's
+    clips = load_source(folder).clips
+    assert [len(c) for c in clips] == [16000, 8000, 32000]
+    expected = expected_inferences(clips, model, config, clips=True)
+    assert compare(device_inferences(items), expected, bytes.fromhex(ref["model_id"])) == []
+
+
+class LossyLink:
+    """The real socket port, except that on the way the 5th AUDIO frame is lost and the
+    second clip's END frame damaged, as on a noisy UART."""
+
+    def __init__(self, port):
+        self.port, self.audio_frames, self.ends = port, 0, 0
+
+    def write(self, data: bytes) -> int:
+        frame = P.decode(data)
+        if isinstance(frame, P.Audio):
+            self.audio_frames += 1
+            if self.audio_frames == 5:
+                return len(data)
+            if frame.flags & P.AUDIO_FLAG_END:
+                self.ends += 1
+                if self.ends == 2:
+                    data = data[:20] + bytes([data[20] ^ 0x10]) + data[21:]
+        return self.port.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+
+def test_lost_and_damaged_audio_frames_are_resent_and_the_result_is_unchanged(elf, audio, reference):
+    """One frame never arrives (the frames after it are answered with the gap), one END
+    arrives damaged (the device drops it silently, nothing follows it: the ACK times out).
+    Both are resent; the inferences are the same as over a clean link."""
+    model, config, ref = reference
+    clips = [audio[k * 16000:(k + 1) * 16000] for k in range(3)]
+    with emulator.start(elf) as board:
+        port = open_port(board.url, timeout=0.05)
+        try:
+            replayer = Replayer(LossyLink(port), window=4, ack_timeout=1.0, keep=True)
+            stats = replayer.replay(clips)
+            replayer.command(P.StatusRequest(0))
+            replayer.drain(0.2)
+        finally:
+            port.close()
+    assert stats.gaps >= 1 and stats.timeouts == 1 and stats.resent >= 2
+    status = [i for i in stats.received if isinstance(i, P.Status)][-1]
+    assert status.rx_errors == 1  # the damaged frame, counted once
+    expected = expected_inferences(clips, model, config, clips=True)
+    assert compare(device_inferences(stats.received), expected, bytes.fromhex(ref["model_id"])) == []

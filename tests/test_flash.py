@@ -1,0 +1,133 @@
+"""`tinydrift flash`: what a user without pio, a platform, a model or a board is told, and a
+real upload to the emulated board with another model folder than the project's."""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli import TinydriftGroup
+from tinydrift.data.clipset import ClipSet
+from tinydrift.device import emulator, platformio
+from tinydrift.device.cli_app import flash_command
+from tinydrift.device.flash import build_dir_for, check_model_dir, flash, no_board_reason, project_envs
+from tinydrift.device.replay import write_pcm
+from tinydrift.errors import TinydriftError
+from tinydrift.native import REPO_ROOT
+
+needs_pio = pytest.mark.skipif(platformio.pio_executable() is None, reason="PlatformIO is not installed")
+REAL_BOARDS = {"nano33ble": "nordicnrf52", "nano33ble_renode": "nordicnrf52", "esp32s3": "espressif32",
+               "nucleo_f446re": "ststm32", "disco_f407vg": "ststm32"}
+
+
+def cli(*arguments):
+    group = TinydriftGroup()
+    group.add_command(flash_command)
+    return CliRunner().invoke(group, ["flash", *arguments])
+
+
+def test_without_pio_the_error_says_how_to_install_it(tmp_path):
+    with pytest.raises(TinydriftError, match=r"PlatformIO \(`pio`\) not found: run scripts/setup.sh"):
+        flash("mps2_an386", pio=tmp_path / "no-pio-here")
+
+
+@needs_pio
+def test_an_unknown_env_lists_the_project_envs():
+    with pytest.raises(TinydriftError) as error:
+        flash("arduino_uno")
+    message = str(error.value)
+    assert "no env `arduino_uno`" in message
+    assert all(env in message for env in ["mps2_an386", *REAL_BOARDS])
+
+
+def test_the_project_envs_resolve_through_extends():
+    envs = project_envs()
+    assert envs["nano33ble_renode"]["platform"] == "nordicnrf52"  # from env:nano33ble
+    assert "TD_NANO33BLE_CONSOLE_SERIAL1" in envs["nano33ble_renode"]["build_flags"]
+    assert envs["mps2_an386"]["extra_scripts"] == "pre:scripts/tinydrift_build.py"  # from [env]
+    assert envs["mps2_an386_echo"]["extra_scripts"] == ""
+
+
+@needs_pio
+@pytest.mark.parametrize("env_name", sorted(REAL_BOARDS))
+def test_a_real_board_without_its_platform_is_a_clear_error(env_name, tmp_path):
+    """The boards' registry platforms cannot be downloaded here: flash says which platform
+    is missing and how to install it, before pio tries the network."""
+    platform = REAL_BOARDS[env_name]
+    with pytest.raises(TinydriftError, match=rf"env {env_name} needs the PlatformIO platform `{platform}`.*"
+                                             rf"pio pkg install -e {env_name}"):
+        flash(env_name, core_dir=tmp_path / "core")
+
+
+@needs_pio
+def test_the_command_line_reports_one_line_and_exit_code_1():
+    result = cli("--env", "nano33ble", "--model", str(REPO_ROOT / "models" / "kws"))
+    # the platform is missing here unless someone installed it with the internet
+    if (platformio.CORE_DIR / "platforms" / "nordicnrf52").exists():
+        pytest.skip("nordicnrf52 is installed on this machine")
+    assert result.exit_code == 1
+    assert re.fullmatch(r"error: env nano33ble needs the PlatformIO platform `nordicnrf52`[^\n]*\n", result.output)
+
+
+def test_model_folders_without_generated_files_are_refused(tmp_path):
+    with pytest.raises(TinydriftError, match="not found"):
+        check_model_dir(tmp_path / "absent")
+    (tmp_path / "empty" / "include").mkdir(parents=True)
+    with pytest.raises(TinydriftError, match=r"expected one td_model_NAME.h, found 0; run `tinydrift export"):
+        check_model_dir(tmp_path / "empty")
+    partial = tmp_path / "partial" / "include"
+    shutil.copytree(REPO_ROOT / "models" / "kws" / "include", partial)
+    (partial / "td_monitor_config_kws.h").unlink()
+    with pytest.raises(TinydriftError, match="missing td_monitor_config_kws.h"):
+        check_model_dir(partial.parent)
+    assert check_model_dir(REPO_ROOT / "models" / "kws") == REPO_ROOT / "models" / "kws" / "include"
+
+
+def test_upload_output_without_a_board_is_recognised():
+    outputs = {
+        "Looking for upload port...\nError: Please specify `upload_port` for environment or use global `--upload-port` option.": "upload_port",
+        "A fatal error occurred: Could not open port /dev/ttyUSB0: [Errno 2] No such file or directory: '/dev/ttyUSB0'": "Could not open port",
+        "A fatal error occurred: Failed to connect to ESP32-S3: Timed out waiting for packet header": "Failed to connect",
+        "Error: libusb_open() failed with LIBUSB_ERROR_ACCESS\nError: open failed": "libusb_open",
+        "No device matching following was found: ...": "No device matching",
+    }
+    for output, expected in outputs.items():
+        assert expected in (no_board_reason(output) or ""), output
+    assert no_board_reason("Linking .pio/build/nano33ble/firmware.elf\nSUCCESS") is None
+
+
+@needs_pio
+@pytest.mark.skipif(shutil.which(emulator.QEMU) is None, reason="needs qemu-system-arm")
+def test_flash_builds_the_chosen_model_and_boots_it_on_the_emulated_board(tmp_path):
+    """A copy of the project's model with another hash: the firmware built for that folder
+    (in a build folder of its own) announces that hash, then plays a clip file given to
+    QEMU through the upload flags and exits with 0."""
+    include = tmp_path / "other_model" / "include"
+    shutil.copytree(REPO_ROOT / "models" / "kws" / "include", include)
+    reference = include / "td_reference_kws.h"
+    text = reference.read_text()
+    old_hash = re.search(r'#define TD_KWS_MODEL_HASH "([0-9a-f]{64})"', text).group(1)
+    new_hash = "5ca1ab1e" + old_hash[8:]
+    id_bytes = ", ".join(f"0x{b:02x}" for b in bytes.fromhex(new_hash[:16]))
+    text = text.replace(old_hash, new_hash)
+    text = re.sub(r"td_kws_model_id\[8\] = \{[^}]*\}", f"td_kws_model_id[8] = {{{id_bytes}}}", text)
+    reference.write_text(text)
+
+    data = REPO_ROOT / "build" / "data" / "kws" / "test.npz"
+    clips = ClipSet.load(data).audio[:2] if data.exists() else None
+    if clips is None:
+        pytest.skip("needs build/data/kws (tinydrift data kws)")
+    pcm = write_pcm(clips, tmp_path / "two.pcm")
+    build_dir = build_dir_for(include)
+    try:
+        result = flash("mps2_an386", include.parent, capture=True, timeout=300,
+                       upload_flags=["-semihosting-config", f"enable=on,target=native,arg=fw,arg=audio={pcm}"])
+    finally:
+        shutil.rmtree(build_dir, ignore_errors=True)  # a folder per model path: do not pile them up
+    assert result.exit_code == 0, result.output[-3000:]
+    assert result.elf.parent.parent == build_dir  # not the default build folder
+    assert f"tinydrift app board=mps2_an386 model={new_hash[:16]} " in result.output
+    assert "QEMU: the firmware exited with code 0" in result.output
