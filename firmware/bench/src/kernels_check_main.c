@@ -21,7 +21,7 @@
 #include "td_port.h"
 
 #ifndef TD_CHECK_CASES
-#define TD_CHECK_CASES 1000
+#define TD_CHECK_CASES 2000
 #endif
 
 #define CHECK_TENSOR_BYTES 24576
@@ -143,19 +143,31 @@ static int32_t output_size(int32_t input, int32_t filter, int32_t dilation, int3
     return extent < 0 ? 0 : extent / stride + 1;
 }
 
-static void report(const char *kernel, int32_t cases, int32_t mismatches, int32_t fast)
+/* Whether td_mat_mult_plan takes a product of `depth` x `channels` with these parameters. */
+static int32_t is_planned(const check_quant_t *q, int32_t depth, int32_t channels, const int32_t *bias)
+{
+    static uint32_t plan[TD_MAT_MULT_PLAN_SIZE];
+    td_mat_mult_t mat = {depth, channels, check_filter, bias, check_multiplier, check_shift, q->output_offset,
+                         q->activation_min, q->activation_max, {1, 0, 0}, 0};
+    mat.mode = td_requant_mode(check_multiplier, check_shift, bias, channels, depth, q->input_offset,
+                               q->output_offset, q->activation_min, q->activation_max);
+    return td_mat_mult_plan(&mat, plan) != 0;
+}
+
+static void report(const char *kernel, int32_t cases, int32_t mismatches, int32_t fast, int32_t planned)
 {
     print_text("td_kernels_check ");
     print_text(kernel);
     print_u32(" cases=", (uint32_t)cases);
     print_u32(" mismatches=", (uint32_t)mismatches);
     print_u32(" fast=", (uint32_t)fast);
+    print_u32(" planned=", (uint32_t)planned);
     print_text("\n");
 }
 
 static int32_t check_conv(void)
 {
-    int32_t mismatches = 0, fast = 0, cases = 0;
+    int32_t mismatches = 0, fast = 0, planned = 0, cases = 0;
     while (cases < TD_CHECK_CASES) {
         td_conv_params_t p;
         const int32_t shape = uniform(0, 3); /* 0: pointwise, 1: the KWS stem's 10x4, else any */
@@ -163,7 +175,7 @@ static int32_t check_conv(void)
         p.filter_height = shape == 0 ? 1 : (shape == 1 ? 10 : uniform(1, 5));
         p.filter_width = shape == 0 ? 1 : (shape == 1 ? 4 : uniform(1, 5));
         const int32_t groups = shape >= 2 && uniform(0, 7) == 0 ? 2 : 1;
-        p.filter_input_depth = shape == 0 ? uniform(1, 72) : uniform(1, 12);
+        p.filter_input_depth = shape == 0 ? (uniform(0, 1) ? 8 * uniform(1, 9) : uniform(1, 72)) : uniform(1, 12);
         p.input_depth = p.filter_input_depth * groups;
         p.output_depth = uniform(1, 20) * groups;
         p.input_height = uniform(1, shape == 1 ? 16 : 10);
@@ -198,9 +210,10 @@ static int32_t check_conv(void)
         td_conv_s8_m4(&p, check_input, check_filter, bias, check_actual);
         mismatches += count_mismatches(output_bytes);
         fast += groups == 1 && is_fast(&q, p.output_depth, terms, bias);
+        planned += groups == 1 && p.output_height * p.output_width > 1 && is_planned(&q, terms, p.output_depth, bias);
         ++cases;
     }
-    report("conv", cases, mismatches, fast);
+    report("conv", cases, mismatches, fast, planned);
     return mismatches;
 }
 
@@ -250,19 +263,19 @@ static int32_t check_depthwise(void)
         fast += p.depth_multiplier == 1 && is_fast(&q, p.output_depth, terms, bias);
         ++cases;
     }
-    report("depthwise", cases, mismatches, fast);
+    report("depthwise", cases, mismatches, fast, 0);
     return mismatches;
 }
 
 static int32_t check_fully_connected(void)
 {
-    int32_t mismatches = 0, fast = 0, cases = 0;
+    int32_t mismatches = 0, fast = 0, planned = 0, cases = 0;
     while (cases < TD_CHECK_CASES) {
         td_fully_connected_params_t p;
         p.batches = uniform(1, 3);
         /* Mostly short rows, some beyond TD_KERNELS_COLUMN_MAX (the reference runs those). */
         p.accum_depth = uniform(0, 9) == 0 ? uniform(TD_KERNELS_COLUMN_MAX - 8, TD_KERNELS_COLUMN_MAX + 40)
-                                           : uniform(1, 160);
+                                           : (uniform(0, 1) ? 8 * uniform(1, 20) : uniform(1, 160));
         p.output_depth = uniform(1, 24);
         const int32_t input_bytes = p.batches * p.accum_depth;
         const int32_t output_bytes = p.batches * p.output_depth;
@@ -283,9 +296,11 @@ static int32_t check_fully_connected(void)
         td_fully_connected_s8_m4(&p, check_input, check_filter, bias, check_actual);
         mismatches += count_mismatches(output_bytes);
         fast += p.accum_depth <= TD_KERNELS_COLUMN_MAX && is_fast(&q, p.output_depth, p.accum_depth, bias);
+        planned += p.batches > 1 && p.accum_depth <= TD_KERNELS_COLUMN_MAX &&
+                   is_planned(&q, p.accum_depth, p.output_depth, bias);
         ++cases;
     }
-    report("fully_connected", cases, mismatches, fast);
+    report("fully_connected", cases, mismatches, fast, planned);
     return mismatches;
 }
 

@@ -81,11 +81,15 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
         td_conv_s8(params, input, filter, bias, output);
         return;
     }
-    const td_mat_mult_t mat = {
+    td_mat_mult_t mat = {
         column_depth,          params->output_depth,  filter, bias, params->output_multiplier,
         params->output_shift,  params->output_offset, params->activation_min, params->activation_max,
-        mode,
+        mode,                  0,
     };
+#if TD_DSP_INSTRUCTIONS
+    uint32_t plan[TD_MAT_MULT_PLAN_SIZE];
+    mat.plan = td_mat_mult_plan(&mat, plan);
+#endif
     const int32_t pointwise = params->filter_height == 1 && params->filter_width == 1 && params->pad_height == 0 &&
                               params->pad_width == 0;
     const int32_t output_width = params->output_width;

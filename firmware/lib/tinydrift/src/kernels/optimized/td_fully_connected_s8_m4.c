@@ -4,6 +4,7 @@
  * than TD_KERNELS_COLUMN_MAX, and multipliers QuantizeMultiplier never produces, run the
  * reference. */
 #include "../td_kernels.h"
+#include "td_dsp.h"
 #include "td_kernels_m4.h"
 #include "td_nn_m4.h"
 
@@ -19,10 +20,14 @@ void td_fully_connected_s8_m4(const td_fully_connected_params_t *params, const i
         td_fully_connected_s8(params, input, filter, bias, output);
         return;
     }
-    const td_mat_mult_t mat = {
+    td_mat_mult_t mat = {
         depth,         output_depth, filter, bias, params->output_multiplier, params->output_shift,
-        params->output_offset, params->activation_min, params->activation_max, mode,
+        params->output_offset, params->activation_min, params->activation_max, mode, 0,
     };
+#if TD_DSP_INSTRUCTIONS
+    uint32_t plan[TD_MAT_MULT_PLAN_SIZE];
+    mat.plan = td_mat_mult_plan(&mat, plan);
+#endif
     td_column_pair_t pair;
     for (int32_t batch = 0; batch < params->batches; batch += 2) {
         const int32_t columns = batch + 1 < params->batches ? 2 : 1;

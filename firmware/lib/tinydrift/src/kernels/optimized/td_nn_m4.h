@@ -45,7 +45,20 @@ typedef struct {
     int32_t output_offset;
     int32_t activation_min, activation_max;
     td_requant_mode_t mode;
+    const uint32_t *plan; /* from td_mat_mult_plan, or NULL */
 } td_mat_mult_t;
+
+/* On the M4, the whole channel loop of two columns runs as one asm block when the
+ * parameters allow it (narrow requantization to the full int8 range, depth a multiple of
+ * 8, an even number of at most TD_MAT_MULT_PLAN_CHANNELS output channels); it reads, per
+ * pair of channels, TD_MAT_MULT_PLAN_WORDS words prepared once per kernel call. */
+#define TD_MAT_MULT_PLAN_CHANNELS 64
+#define TD_MAT_MULT_PLAN_WORDS 11
+#define TD_MAT_MULT_PLAN_SIZE (TD_MAT_MULT_PLAN_CHANNELS / 2 * TD_MAT_MULT_PLAN_WORDS)
+
+/* Fills `plan` (TD_MAT_MULT_PLAN_SIZE words) for `mat` and returns it, or returns NULL when
+ * the asm channel loop does not apply (always, without the DSP instructions). */
+const uint32_t *td_mat_mult_plan(const td_mat_mult_t *mat, uint32_t *plan);
 
 /* output0[c] = requantized(bias[c] + weights[c] . column 0) for every output channel c,
  * and column 1 into output1 when `columns` is 2 (each weight load serves both). */

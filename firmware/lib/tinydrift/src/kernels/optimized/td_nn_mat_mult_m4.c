@@ -35,6 +35,111 @@ void td_column_pair_fill_rows(td_column_pair_t *pair, int32_t which, const int8_
     }
 }
 
+const uint32_t *td_mat_mult_plan(const td_mat_mult_t *mat, uint32_t *plan)
+{
+#if TD_DSP_INSTRUCTIONS
+    const int32_t channels = mat->output_depth;
+    if (!mat->mode.narrow || !mat->mode.full_range || mat->depth % 8 != 0 || mat->depth == 0 || channels % 2 != 0 ||
+        channels > TD_MAT_MULT_PLAN_CHANNELS) {
+        return 0;
+    }
+    uint32_t *entry = plan;
+    for (int32_t channel = 0; channel < channels; channel += 2, entry += TD_MAT_MULT_PLAN_WORDS) {
+        entry[0] = mat->bias != 0 ? (uint32_t)mat->bias[channel] : 0u;
+        entry[1] = mat->bias != 0 ? (uint32_t)mat->bias[channel + 1] : 0u;
+        entry[2] = (uint32_t)(mat->depth / 8);              /* iterations of two groups */
+        entry[3] = (uint32_t)channels;                      /* output1 - output0 */
+        entry[4] = (uint32_t)(2 * mat->output_offset + 1);
+        entry[5] = (uint32_t)mat->output_multiplier[channel];
+        entry[6] = (uint32_t)~mat->output_shift[channel];   /* right shift - 1 */
+        entry[7] = (uint32_t)mat->output_multiplier[channel + 1];
+        entry[8] = (uint32_t)~mat->output_shift[channel + 1];
+        entry[9] = (uint32_t)(4 * mat->depth);              /* bytes of the column pair read */
+        entry[10] = channel + 2 < channels;                 /* another pair follows */
+    }
+    return plan;
+#else
+    (void)mat;
+    (void)plan;
+    return 0;
+#endif
+}
+
+#if TD_DSP_INSTRUCTIONS
+/* Every output channel of two columns in one asm block (see td_mat_mult_plan): per pair of
+ * channels, 36 instructions per 8 depth values and 47 to start, requantize, store and step
+ * on (GCC's code around the inner loop alone took twice that). */
+static void two_columns_planned(const td_mat_mult_t *mat, const td_column_pair_t *pair, int8_t *output0)
+{
+    const int8_t *w = mat->weights;
+    const uint32_t *x = pair->words;
+    const uint32_t *plan = mat->plan;
+    const int32_t next_row = mat->depth - 4; /* from w after its post-increment */
+    int32_t a00, a01, a10, a11, pairs;
+    uint32_t wa, wt, x0, x1;
+#define TD_MM_GROUP                                     \
+    "ldr    %[wa], [%[w]], #4\n\t"                      \
+    "ldrd   %[x0], %[x1], [%[x]]\n\t"                   \
+    "sxtb16 %[wt], %[wa], ror #8\n\t"                   \
+    "sxtb16 %[wa], %[wa]\n\t"                           \
+    "smlad  %[a00], %[wa], %[x0], %[a00]\n\t"           \
+    "smlad  %[a00], %[wt], %[x1], %[a00]\n\t"           \
+    "ldrd   %[x0], %[x1], [%[x], #8]\n\t"               \
+    "smlad  %[a01], %[wa], %[x0], %[a01]\n\t"           \
+    "smlad  %[a01], %[wt], %[x1], %[a01]\n\t"           \
+    "ldr    %[wa], [%[w], %[next_row]]\n\t"             \
+    "sxtb16 %[wt], %[wa], ror #8\n\t"                   \
+    "sxtb16 %[wa], %[wa]\n\t"                           \
+    "smlad  %[a11], %[wa], %[x0], %[a11]\n\t"           \
+    "smlad  %[a11], %[wt], %[x1], %[a11]\n\t"           \
+    "ldrd   %[x0], %[x1], [%[x]], #16\n\t"              \
+    "smlad  %[a10], %[wa], %[x0], %[a10]\n\t"           \
+    "smlad  %[a10], %[wt], %[x1], %[a10]\n\t"
+    /* acc = ((SMMULR(2 acc, m) + (its sign)) >> (e - 1)) + 2 offset + 1) >> 1, as
+     * td_requantize_narrow_offset; m in wa, e - 1 in wt, 2 offset + 1 in x1. */
+#define TD_MM_REQUANTIZE(acc)                           \
+    "lsl    " acc ", " acc ", #1\n\t"                   \
+    "smmulr " acc ", " acc ", %[wa]\n\t"                \
+    "add    " acc ", " acc ", " acc ", asr #31\n\t"     \
+    "asr    " acc ", " acc ", %[wt]\n\t"                \
+    "add    " acc ", " acc ", %[x1]\n\t"                \
+    "asr    " acc ", " acc ", #1\n\t"                   \
+    "ssat   " acc ", #8, " acc "\n\t"
+    __asm volatile("1:\n\t"
+                   "ldrd   %[a00], %[a10], [%[plan]], #8\n\t"
+                   "ldr    %[pairs], [%[plan]], #4\n\t"
+                   "mov    %[a01], %[a00]\n\t"
+                   "mov    %[a11], %[a10]\n\t"
+                   "2:\n\t"
+                   TD_MM_GROUP TD_MM_GROUP
+                   "subs   %[pairs], %[pairs], #1\n\t"
+                   "bne    2b\n\t"
+                   "ldrd   %[x0], %[x1], [%[plan]], #8\n\t"     /* output stride, 2 offset + 1 */
+                   "ldrd   %[wa], %[wt], [%[plan]], #8\n\t"     /* channel c */
+                   TD_MM_REQUANTIZE("%[a00]") TD_MM_REQUANTIZE("%[a01]")
+                   "strb   %[a00], [%[out]]\n\t"
+                   "strb   %[a01], [%[out], %[x0]]\n\t"
+                   "ldrd   %[wa], %[wt], [%[plan]], #8\n\t"     /* channel c + 1 */
+                   TD_MM_REQUANTIZE("%[a10]") TD_MM_REQUANTIZE("%[a11]")
+                   "strb   %[a10], [%[out], #1]!\n\t"
+                   "strb   %[a11], [%[out], %[x0]]\n\t"
+                   "add    %[out], %[out], #1\n\t"
+                   "ldrd   %[wa], %[wt], [%[plan]], #8\n\t"     /* column bytes, more */
+                   "sub    %[x], %[x], %[wa]\n\t"
+                   "add    %[w], %[w], %[next_row]\n\t"
+                   "add    %[w], %[w], #4\n\t"
+                   "cmp    %[wt], #0\n\t"
+                   "bne    1b\n\t"
+                   : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [pairs] "=&r"(pairs),
+                     [w] "+r"(w), [x] "+r"(x), [plan] "+r"(plan), [out] "+r"(output0), [wa] "=&r"(wa),
+                     [wt] "=&r"(wt), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                   : [next_row] "r"(next_row)
+                   : "cc", "memory");
+#undef TD_MM_REQUANTIZE
+#undef TD_MM_GROUP
+}
+#endif
+
 static TD_ALWAYS_INLINE void two_columns(const td_mat_mult_t *mat, const td_column_pair_t *pair, int8_t *output0,
                                          int8_t *output1, const int32_t narrow, const int32_t full_range)
 {
@@ -165,6 +270,12 @@ void td_mat_mult_s8(const td_mat_mult_t *mat, const td_column_pair_t *pair, int3
                     int8_t *output1)
 {
     const int32_t narrow = mat->mode.narrow, full_range = mat->mode.full_range;
+#if TD_DSP_INSTRUCTIONS
+    if (columns == 2 && mat->plan != 0 && output1 - output0 == mat->output_depth) {
+        two_columns_planned(mat, pair, output0);
+        return;
+    }
+#endif
     if (columns == 2) {
         if (narrow && full_range) {
             two_columns(mat, pair, output0, output1, 1, 1);
