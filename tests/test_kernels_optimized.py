@@ -160,19 +160,25 @@ def test_random_operators_on_the_host_sanitized(host_check_results):
 
 
 @needs_arm
-def test_random_operators_in_qemu(host_check_results):
+@pytest.mark.parametrize("asm", [1, 0], ids=["asm", "intrinsics-only"])
+def test_random_operators_in_qemu(asm, host_check_results):
+    """With the asm blocks (the default at -O1 and up), and without (the C of the same loops
+    with the DSP instructions, as -O0 builds run)."""
     units = [bench.Unit(bench.BENCH_SRC / "kernels_check_main.c")]
     units += [bench.Unit(s) for s in bench.kernel_sources() + bench.port_sources()]
-    elf = bench.build_arm_image("kernels_check", units, [])
+    elf = bench.build_arm_image("kernels_check", units, [], {"TD_KERNELS_ASM": asm})
     result = emulator.run(elf, timeout=120)
     text = result.output.decode(errors="replace")
     assert result.exit_code == 0, text[-2000:]
     results = check_random_operators(text)
-    # The same draws as on the host, through the DSP instructions and asm loops, the
-    # channel-loop block included on a good share of them.
+    # The same draws as on the host, through the DSP instructions (and the asm channel
+    # loop on a good share of them).
     planned = results.pop("planned")
     assert results == {k: v for k, v in host_check_results.items() if k != "planned"}
-    assert planned["conv"] >= 200 and planned["fully_connected"] >= 100, planned
+    if asm:
+        assert planned["conv"] >= 200 and planned["fully_connected"] >= 100, planned
+    else:
+        assert planned == {"conv": 0, "depthwise": 0, "fully_connected": 0}
 
 
 # --- the KWS model in QEMU ------------------------------------------------------------------
@@ -275,8 +281,10 @@ STRICT_ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv
 @pytest.mark.parametrize("compiler,flags", [
     (ARM_GCC, STRICT_ARM_FLAGS),
     (ARM_GCC, [*STRICT_ARM_FLAGS, "-DTD_DSP_PLAIN_C"]),  # the C twins on the M4 too
+    (ARM_GCC, [*STRICT_ARM_FLAGS, "-O0"]),               # no asm blocks: GCC keeps a frame pointer
+    (ARM_GCC, [*STRICT_ARM_FLAGS, "-fno-omit-frame-pointer", "-DTD_KERNELS_ASM=0"]),
     ("gcc", STRICT_ARM_FLAGS[4:]),
-], ids=["cortex-m4", "cortex-m4-plain-c", "host"])
+], ids=["cortex-m4", "cortex-m4-plain-c", "cortex-m4-O0", "cortex-m4-frame-pointer", "host"])
 def test_optimized_kernels_build_warning_free(compiler, flags, tmp_path):
     for source in sorted(OPTIMIZED.glob("*.c")):
         proc = subprocess.run([compiler, *flags, f"-I{KERNELS.parent}", "-c", str(source), "-o",

@@ -86,7 +86,7 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
         params->output_shift,  params->output_offset, params->activation_min, params->activation_max,
         mode,                  0,
     };
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
     uint32_t plan[TD_MAT_MULT_PLAN_SIZE];
     mat.plan = td_mat_mult_plan(&mat, plan);
 #endif

@@ -78,7 +78,7 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
                                         int32_t groups, const td_depthwise_conv_params_t *params,
                                         int32_t first_channel, const int32_t narrow, const int32_t full_range)
 {
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
     if (narrow && full_range) {
         /* GCC spills this unrolled window heavily; written out, per group of four channels:
          * 2 loads of biases, 8 instructions per tap, 9 per output, 5 to step to the next

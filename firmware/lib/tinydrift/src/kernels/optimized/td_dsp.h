@@ -27,6 +27,18 @@
 #define TD_DSP_INSTRUCTIONS 0
 #endif
 
+/* The kernels' asm blocks (their hottest loops) hold 14 registers, which GCC can give only
+ * when it omits the frame pointer, as it does at any -O level above -O0. -O0 builds use
+ * the C of the same loops; so must builds with -fno-omit-frame-pointer: define
+ * TD_KERNELS_ASM=0 there. */
+#ifndef TD_KERNELS_ASM
+#if TD_DSP_INSTRUCTIONS && defined(__GNUC__) && defined(__OPTIMIZE__)
+#define TD_KERNELS_ASM 1
+#else
+#define TD_KERNELS_ASM 0
+#endif
+#endif
+
 /* Forces inlining where a loop is specialized on constant flags (one copy per case). */
 #if defined(__GNUC__)
 #define TD_ALWAYS_INLINE inline __attribute__((always_inline))

@@ -24,7 +24,7 @@ void td_fully_connected_s8_m4(const td_fully_connected_params_t *params, const i
         depth,         output_depth, filter, bias, params->output_multiplier, params->output_shift,
         params->output_offset, params->activation_min, params->activation_max, mode, 0,
     };
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
     uint32_t plan[TD_MAT_MULT_PLAN_SIZE];
     mat.plan = td_mat_mult_plan(&mat, plan);
 #endif

@@ -37,7 +37,7 @@ void td_column_pair_fill_rows(td_column_pair_t *pair, int32_t which, const int8_
 
 const uint32_t *td_mat_mult_plan(const td_mat_mult_t *mat, uint32_t *plan)
 {
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
     const int32_t channels = mat->output_depth;
     if (!mat->mode.narrow || !mat->mode.full_range || mat->depth % 8 != 0 || mat->depth == 0 || channels % 2 != 0 ||
         channels > TD_MAT_MULT_PLAN_CHANNELS) {
@@ -65,7 +65,7 @@ const uint32_t *td_mat_mult_plan(const td_mat_mult_t *mat, uint32_t *plan)
 #endif
 }
 
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
 /* Every output channel of two columns in one asm block (see td_mat_mult_plan): per pair of
  * channels, 36 instructions per 8 depth values and 47 to start, requantize, store and step
  * on (GCC's code around the inner loop alone took twice that). */
@@ -157,7 +157,7 @@ static TD_ALWAYS_INLINE void two_columns(const td_mat_mult_t *mat, const td_colu
         const uint32_t *x = pair->words;
         const int8_t *w = row;
         int32_t g = groups;
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
         if (g >= 2) {
             /* Two groups per iteration, 34 instructions for 32 MACs. GCC's allocation of
              * the C below spills a pointer in this loop, so on the M4 it is written out. */
@@ -270,7 +270,7 @@ void td_mat_mult_s8(const td_mat_mult_t *mat, const td_column_pair_t *pair, int3
                     int8_t *output1)
 {
     const int32_t narrow = mat->mode.narrow, full_range = mat->mode.full_range;
-#if TD_DSP_INSTRUCTIONS
+#if TD_KERNELS_ASM
     if (columns == 2 && mat->plan != 0 && output1 - output0 == mat->output_depth) {
         two_columns_planned(mat, pair, output0);
         return;
