@@ -6,8 +6,11 @@
  * helpers of td_dsp.h are plain C with the same arithmetic.
  *
  * A generated model selects them through td_kernels_select.h (TD_KERNELS_OPTIMIZED).
- * Stack: the convolution and fully connected kernels keep their im2col columns on the
- * stack, up to 5 * TD_KERNELS_COLUMN_MAX bytes (td_nn_m4.h).
+ * Stack, no static RAM: CONV_2D keeps two im2col columns and a gather buffer (5 bytes per
+ * column value, TD_KERNELS_COLUMN_MAX = 512 values: 2.6 KB) and, on the M4, a per-call
+ * plan of 1.4 KB; DEPTHWISE_CONV_2D a widened copy of 64 channels' filter and one window
+ * (2.6 KB); the KWS model peaks at 4.6 KB with the benchmark around it. Design and
+ * figures: README.md beside this header.
  */
 #ifndef TD_KERNELS_M4_H
 #define TD_KERNELS_M4_H

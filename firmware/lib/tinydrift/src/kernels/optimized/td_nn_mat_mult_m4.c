@@ -1,8 +1,9 @@
 /* The inner product of the optimized CONV_2D and FULLY_CONNECTED: int8 weight rows against
  * q15 columns with dual 16-bit MACs, two output channels by two columns at a time: per
  * group of four depth values, 2 weight loads widened by 4 SXTB16s and 4 column words feed
- * 8 SMLADs (16 MACs). The loops are specialized on the requantization mode (constant
- * flags, so each case compiles to its own straight code). */
+ * 8 SMLADs (16 MACs). The C loops are specialized on the requantization mode (constant
+ * flags, so each case compiles to its own straight code); on the M4 the inner loop, or
+ * with a plan the whole channel loop, is an asm block (TD_KERNELS_ASM). */
 #include "td_dsp.h"
 #include "td_nn_m4.h"
 
