@@ -17,6 +17,7 @@ set, selected per file with TD_KERNELS_OPTIMIZED; the fixed clip; the front end'
 third-party C that tinydrift.features.third_party extracts at build time), which a
 PlatformIO project could only reach through pre-build scripts. `build_arm_image` is the
 same path for any test firmware (the kernel checks use it too).
+The flash/RAM figures are the application's own image (`build_app`: firmware/src through pio).
 """
 
 from __future__ import annotations
