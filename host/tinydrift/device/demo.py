@@ -34,6 +34,7 @@ DEFAULT_OUT = Path("build/demo")
 # so the reference statistics come from 2,040 clips (DESIGN §4: at least 2,000).
 DEMO_CLIPS_PER_CLASS = {"train": 400, "val": 40, "ref": 170, "test": 60, "accent": 60}
 DEMO_EPOCHS = 12
+MIN_VAL_ACCURACY = 0.5  # 12 classes: chance is 8 %
 STAMP = "demo_stamp.json"
 
 
@@ -165,8 +166,13 @@ def _model(config: DemoConfig, data_dir: Path, steps: _Steps) -> Path:
             pass
     stamp_path.unlink(missing_ok=True)
     train_set, val_set = ClipSet.load(data_dir / "train.npz"), ClipSet.load(data_dir / "val.npz")
-    steps.run("train", train, train_set, val_set, model_dir, TrainConfig(seed=config.seed, epochs=config.epochs),
-              progress_factory=steps.bar)
+    _, history = steps.run("train", train, train_set, val_set, model_dir,
+                           TrainConfig(seed=config.seed, epochs=config.epochs), progress_factory=steps.bar)
+    best = max(h["val_accuracy"] for h in history)
+    if best < MIN_VAL_ACCURACY:
+        # A model at chance predicts one class: there is nothing for the monitor to calibrate.
+        raise TinydriftError(f"the model reached only {100 * best:.0f} % validation accuracy in {config.epochs} "
+                             "epochs: train longer (--epochs) or on more clips (--clips-per-class)")
     advance = steps.bar("quantizing to int8", 1)
     steps.run("quantize", quantize, model_dir, train_set.ensure_features())
     advance(1)

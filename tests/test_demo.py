@@ -1,0 +1,103 @@
+"""`tinydrift demo` end to end on tiny settings: every step runs for real (espeak-ng data,
+training, int8, export, PlatformIO, QEMU, capture, report, the twin check), on few clips
+and one epoch, so it proves the pipeline, not the detection (tests/test_app_qemu.py does
+that with the project's model)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli import TinydriftGroup
+from tinydrift.device import emulator, platformio
+from tinydrift.device.cli_app import demo_command
+from tinydrift.device.demo import DemoConfig, run_demo
+from tinydrift.device.flash import build_dir_for
+from tinydrift.errors import TinydriftError
+from tinydrift.native import REPO_ROOT
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None
+                       or shutil.which("espeak-ng") is None,
+                       reason="needs qemu-system-arm, PlatformIO and espeak-ng (scripts/setup.sh)"),
+]
+
+# The export refuses reference statistics from under 2,000 clips (DESIGN §4): ref stays at 167.
+TINY = {"train": 150, "val": 15, "ref": 167, "test": 4, "accent": 4}
+MODEL_DIR = REPO_ROOT / "models" / "kws"
+
+
+def test_demo_with_the_project_model_runs_firmware_capture_check_and_report(tmp_path):
+    """--model models/kws --data DIR: no training; QEMU, capture, the twin check and the report."""
+    data = REPO_ROOT / "build" / "data" / "kws"
+    if not (data / "accent.npz").exists():
+        data = REPO_ROOT / "build" / "test_data" / "app_qemu"
+        from tinydrift.data.synth import KwsConfig, build_kws
+
+        build_kws(data, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}))
+    group = TinydriftGroup()
+    group.add_command(demo_command)
+    result = CliRunner().invoke(group, ["demo", "--out", str(tmp_path / "demo"), "--model", str(MODEL_DIR),
+                                        "--data", str(data), "--in-domain", "24", "--shifted", "24"])
+    assert result.exit_code == 0, result.output
+    assert f"report: {tmp_path / 'demo' / 'report' / 'index.html'}" in result.output
+    assert "48 inferences on the emulated Cortex-M4: clips 1-24 in-domain, from 25 accent-shifted" in result.output
+    assert "device vs host twin: bit-exact on every inference" in result.output
+    assert (tmp_path / "demo" / "report" / "index.html").is_file()
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["inferences"] == 48 and summary["mismatches"] == 0
+    # 24 in-domain inferences are far too few for the calibrated false-alarm rate to ring
+    assert summary["first_alarm"] is None or summary["first_alarm"] > 24
+
+
+@pytest.mark.slow
+def test_tiny_demo_runs_every_step_and_matches_the_twin(tmp_path):
+    bars = []
+
+    def factory(description, total):
+        bars.append([description, total, 0])
+        bar = bars[-1]
+
+        def advance(n=1):
+            bar[2] += n
+        return advance
+
+    config = DemoConfig(out_dir=tmp_path / "demo", epochs=6, clips_per_class=dict(TINY), in_domain=20, shifted=16)
+    try:
+        result = run_demo(config, progress_factory=factory, log=lambda message: None)
+        # a second run finds data and model cached and only replays
+        again = run_demo(DemoConfig(out_dir=tmp_path / "demo", epochs=6, clips_per_class=dict(TINY), in_domain=20,
+                                    shifted=16, verify=False), progress_factory=factory, log=lambda m: None)
+    finally:
+        shutil.rmtree(build_dir_for(tmp_path / "demo" / "model" / "include"), ignore_errors=True)
+    assert result.inferences == 36 and result.shift_index == 21
+    assert result.mismatches == 0
+    assert result.report.is_file() and (result.report.parent / "scores.png").is_file()
+    assert set(result.seconds) >= {"data", "train", "quantize", "export", "firmware", "emulator", "verify", "report"}
+    descriptions = [b[0] for b in bars]
+    for step in ("synthesizing train", "training (epochs)", "quantizing to int8", "firmware (PlatformIO)",
+                 "emulated Cortex-M4", "checking against the twin", "report"):
+        assert step in descriptions
+    assert all(done == total for _, total, done in bars), bars  # every bar completes
+    assert "model (cached)" in descriptions and "train" not in again.seconds
+    assert again.first_alarm == result.first_alarm and again.mismatches is None
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["inferences"] == 36 and summary["shift_index"] == 21
+    lines = "\n".join(result.lines())
+    assert f"report: {result.report}" in lines and "device vs host twin: bit-exact on every inference" in lines
+    assert re.search(r"drift detected|no drift alarm|FALSE ALARM", lines)
+
+
+def test_demo_refuses_bad_settings_before_doing_anything(tmp_path):
+    with pytest.raises(TinydriftError, match="--in-domain and --shifted"):
+        run_demo(DemoConfig(out_dir=tmp_path, in_domain=0))
+    with pytest.raises(TinydriftError, match=r"missing test.npz, accent.npz; build it with `tinydrift data kws"):
+        run_demo(DemoConfig(out_dir=tmp_path, model_dir=tmp_path, data_dir=tmp_path))
+    group = TinydriftGroup()
+    group.add_command(demo_command)
+    result = CliRunner().invoke(group, ["demo", "--out", str(tmp_path / "x"), "--epochs", "0"])
+    assert result.exit_code == 1 and "error: --epochs must be at least 1" in result.output
