@@ -218,12 +218,14 @@ def _register_step_commands():
     from .codegen.frontend_tables import frontend_tables_command
     from .codegen.model_cli import model_c_command
     from .device.cli_device import register
+    from .device.cli_bench import bench
     from .device.cli_emulate import emulate
     from .drift.cli_drift import drift
 
     main.add_command(frontend_tables_command)
     main.add_command(model_c_command)
     main.add_command(emulate)
+    main.add_command(bench)
     main.add_command(drift)
     register(main)
 

@@ -34,7 +34,8 @@ _loaded: dict[str, ctypes.CDLL] = {}
 
 
 def kernel_sources() -> list[Path]:
-    return sorted(KERNEL_DIR.glob("*.c"))
+    """Reference and optimized kernels: a generated model picks one set by TD_KERNELS_OPTIMIZED."""
+    return sorted(KERNEL_DIR.glob("*.c")) + sorted((KERNEL_DIR / "optimized").glob("*.c"))
 
 
 def include_dirs() -> list[Path]:

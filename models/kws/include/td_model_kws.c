@@ -21,7 +21,9 @@
 
 #include <stddef.h>
 
-#include "kernels/td_kernels.h"
+/* td_kernels_select.h picks the kernels: the optimized variants where TD_KERNELS_OPTIMIZED
+ * (default: on a core with the DSP extension), the reference kernels otherwise. */
+#include "kernels/td_kernels_select.h"
 
 static int8_t arena[42288] __attribute__((aligned(16)));
 
