@@ -9,6 +9,7 @@ import pytest
 
 from tinydrift.drift import synthetic
 from tinydrift.drift.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.drift.evaluate import measure_detection
 from tinydrift.drift.config import ONE_Q12, SCORE_CONF, SCORE_ENTROPY, SCORE_MEAN, SCORE_Z_MAX
 from tinydrift.drift.streams import bootstrap_indices
 from tinydrift.drift.twin import MonitorTwin
@@ -80,3 +81,21 @@ def test_holdout_reference_error_is_more_conservative_than_bootstrap():
     a_boot = measure_arl0(boot, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=60 * TARGET)
     a_hold = measure_arl0(hold, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=60 * TARGET)
     assert a_hold["arl0"] >= a_boot["arl0"]
+
+
+def test_checks_draw_streams_the_way_calibration_did():
+    """measure_arl0 and measure_detection default to the session cap (block_length)
+    calibration simulated: the levels hold for that stream model, not another."""
+    data, unseen = dataset(1), dataset(9)
+    config, report = calibrate(data, block_length=5)
+    assert report["block_length"] == 5 and config.metadata["calibration"]["block_length"] == 5
+    args = (config, unseen["summaries"], unseen["probs"], unseen["groups"])
+    default = measure_arl0(*args, n_inferences=20 * TARGET)
+    explicit = measure_arl0(*args, n_inferences=20 * TARGET, block_length=5)
+    whole_groups = measure_arl0(*args, n_inferences=20 * TARGET, block_length=None)
+    assert default["alarms"] == explicit["alarms"]
+    assert default["alarms"] != whole_groups["alarms"]
+    before = {k: unseen[k] for k in ("summaries", "probs", "groups")}
+    a = measure_detection(config, before, before, n_streams=20, change_at=200, max_delay=200)
+    b = measure_detection(config, before, before, n_streams=20, change_at=200, max_delay=200, block_length=5)
+    assert a["false_alarms"] == b["false_alarms"] and np.array_equal(a["delays"], b["delays"])

@@ -373,6 +373,14 @@ def calibrate_thresholds(
     return config.validate(), report
 
 
+def calibrated_block_length(config: MonitorConfig, block_length: int | str | None) -> int | None:
+    """block_length "calibration": the session cap calibration simulated (a check must draw
+    streams the same way to measure what the levels were set for)."""
+    if block_length == "calibration":
+        return config.metadata.get("calibration", {}).get("block_length")
+    return block_length
+
+
 def measure_arl0(
     config: MonitorConfig,
     summaries: np.ndarray,
@@ -381,7 +389,7 @@ def measure_arl0(
     *,
     n_inferences: int | None = None,
     stream_length: int = 10_000,
-    block_length: int | None = None,
+    block_length: int | str | None = "calibration",
     keep_order: bool = False,
     seed: int = 1,
 ) -> dict:
@@ -399,6 +407,7 @@ def measure_arl0(
     length = min(int(stream_length), n_inferences)
     n_streams = max(1, int(math.ceil(n_inferences / length)))
     rng = np.random.default_rng(seed)
+    block_length = calibrated_block_length(config, block_length)
     indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order)
     twin = MonitorTwin(config, n_streams)
     prepared = twin.per_sample(summaries, probs)

@@ -20,6 +20,7 @@ def measure_detection(
     max_delay: int = 5000,
     n_streams: int = 200,
     keep_order: bool = False,
+    block_length: int | str | None = "calibration",
     seed: int = 2,
 ) -> dict:
     """Run n_streams streams of `change_at` no-drift inferences (bootstrap of `before`)
@@ -27,9 +28,12 @@ def measure_detection(
     dict with summaries, probs and groups. Reports, over streams, the first latched alarm:
     detection rate, delays (inferences after the change; 1 = the first drifted inference),
     false alarms before the change, the change-time estimate's error, and alarm types."""
+    from .calibrate import calibrated_block_length
+
     rng = np.random.default_rng(seed)
-    pre = bootstrap_indices(before["groups"], n_streams, change_at, rng, keep_order=keep_order)
-    post = bootstrap_indices(after["groups"], n_streams, max_delay, rng, keep_order=keep_order)
+    block_length = calibrated_block_length(config, block_length)
+    pre = bootstrap_indices(before["groups"], n_streams, change_at, rng, keep_order=keep_order, block_length=block_length)
+    post = bootstrap_indices(after["groups"], n_streams, max_delay, rng, keep_order=keep_order, block_length=block_length)
     twin = MonitorTwin(config, n_streams)
     prepared = [twin.per_sample(d["summaries"], d["probs"]) for d in (before, after)]
     first_alarm = np.zeros(n_streams, dtype=np.int64)
