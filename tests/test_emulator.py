@@ -1,4 +1,4 @@
-"""The emulated board end to end: the minimal app (firmware/src/main.c) built by PlatformIO,
+"""The emulated board end to end: the echo app (firmware/src/echo/, env mps2_an386_echo) built by PlatformIO,
 booted in QEMU's mps2-an386, driven over the TCP serial link.
 
 The app prints a hello line and three counter lines, echoes what it receives, and takes
@@ -40,7 +40,7 @@ def escaped(data: bytes) -> bytes:
 
 @pytest.fixture(scope="module")
 def elf():
-    return emulator.build_firmware()
+    return emulator.build_firmware(emulator.ECHO_ENV)
 
 
 @pytest.mark.parametrize("code", [0, 1, 42, 200, 255])

@@ -1,4 +1,4 @@
-"""The same minimal app on the POSIX host port (stdin/stdout): what runs in QEMU runs as a
+"""The same echo app on the POSIX host port (stdin/stdout): what runs in QEMU runs as a
 host executable too, with the same protocol and exit codes. Also checks that the app and
 both ports build warning-free with gcc and clang (host) and arm-none-eabi-gcc."""
 
@@ -14,7 +14,7 @@ import pytest
 from tinydrift.native import REPO_ROOT, compile_c
 
 FIRMWARE = REPO_ROOT / "firmware"
-APP = [FIRMWARE / "src" / "main.c"]
+APP = [FIRMWARE / "src" / "echo" / "td_echo_main.c"]
 HOST_PORT = [FIRMWARE / "port" / "host" / "td_port_host.c", FIRMWARE / "port" / "host" / "td_host_main.c"]
 INCLUDES = [FIRMWARE / "lib" / "tinydrift" / "src"]
 ESC = b"\x1b"

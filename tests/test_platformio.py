@@ -72,7 +72,7 @@ def test_pio_run_builds_offline_from_a_fresh_core_dir(fresh):
 def test_pio_upload_boots_qemu_and_returns_the_firmware_exit_code(fresh):
     core, build_dir = fresh
     for code, expect_success in [(0, True), (42, False)]:
-        result = pio(["run", "-e", "mps2_an386", "-t", "upload"], core, build_dir,
+        result = pio(["run", "-e", "mps2_an386_echo", "-t", "upload"], core, build_dir,
                      input_bytes=b"hi\x1bx" + bytes([code]))
         output = result.stdout.decode(errors="replace")
         assert "tinydrift hello board=mps2_an386" in output
@@ -87,10 +87,10 @@ def test_pio_upload_passes_upload_flags_to_qemu(fresh):
     core, build_dir = fresh
     outputs = []
     for _ in range(2):
-        result = pio(["run", "-e", "mps2_an386", "-t", "upload"], core, build_dir,
+        result = pio(["run", "-e", "mps2_an386_echo", "-t", "upload"], core, build_dir,
                      input_bytes=b"\x1bx\x00", extra_environment={"PLATFORMIO_UPLOAD_FLAGS": "-icount shift=0"})
         output = result.stdout.decode(errors="replace")
         assert result.returncode == 0, output
-        assert "-kernel .pio/build/mps2_an386/firmware.elf -icount shift=0" in output.replace(str(build_dir), ".pio/build")
+        assert "-kernel .pio/build/mps2_an386_echo/firmware.elf -icount shift=0" in output.replace(str(build_dir), ".pio/build")
         outputs.append([line for line in output.splitlines() if line.startswith("count ")])
     assert len(outputs[0]) == 3 and outputs[0] == outputs[1]
