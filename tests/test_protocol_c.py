@@ -142,7 +142,7 @@ class CBye(ctypes.Structure):
 
 class CTrace(ctypes.Structure):
     _fields_ = [("inference_index", u32), ("n_summary", u8), ("n_outputs", u8), ("window_end", u32),
-                ("cycles_frontend", u32), ("cycles_model", u32), ("cycles_monitor", u32),
+                ("cycles_frontend", u32), ("cycles_model", u32), ("cycles_sensor", u32), ("cycles_monitor", u32),
                 ("summary", i16 * P.TRACE_SUMMARY), ("outputs", ctypes.c_int8 * P.TRACE_OUTPUTS)]
 
 

@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -183,8 +184,19 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
     elf = (build_dir or platformio.FIRMWARE_DIR / ".pio" / "build") / env_name / "firmware.elf"
 
     def run(arguments: list[str], show: bool) -> subprocess.CompletedProcess:
-        return subprocess.run([str(pio), *arguments], cwd=platformio.FIRMWARE_DIR, env=environment,
-                              capture_output=not show, timeout=timeout)
+        # Its own process group: on a timeout, QEMU (pio's grandchild) goes down with pio.
+        process = subprocess.Popen([str(pio), *arguments], cwd=platformio.FIRMWARE_DIR, env=environment,
+                                   stdout=None if show else subprocess.PIPE, stderr=None if show else subprocess.PIPE,
+                                   start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise TinydriftError(f"`pio {' '.join(arguments)}` did not finish within {timeout:g} s; stopped") from None
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout or b"", stderr or b"")
 
     # The same lock as platformio.build for the default build folder: one build at a time.
     with _locked(build_dir or core_dir / "builds"):

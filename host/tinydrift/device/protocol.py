@@ -166,6 +166,7 @@ class Trace:
     window_end: int  # samples of the current stream up to this window's end
     cycles_frontend: int
     cycles_model: int
+    cycles_sensor: int
     cycles_monitor: int
     summary: tuple[int, ...]  # TRACE_SUMMARY int16 slots, the first n_summary in use
     outputs: tuple[int, ...]  # TRACE_OUTPUTS int8 slots, the first n_outputs in use
@@ -240,7 +241,7 @@ _INFERENCE = struct.Struct("<II8sBBHIIQI8i")
 _STATUS = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
-_TRACE = struct.Struct(f"<IIBBHIIII{TRACE_SUMMARY}h{TRACE_OUTPUTS}b")
+_TRACE = struct.Struct(f"<IIBBHIIIII{TRACE_SUMMARY}h{TRACE_OUTPUTS}b")
 _EMPTY = struct.Struct("<I")
 _LABEL = struct.Struct("<IIB")
 _AUDIO_HEAD = struct.Struct("<IIHH")
@@ -259,7 +260,7 @@ PAYLOAD_BYTES = {
     FrameType.STATUS_REQUEST: 0,
 }
 assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 68
-assert PAYLOAD_BYTES[FrameType.TRACE] == 168
+assert PAYLOAD_BYTES[FrameType.TRACE] == 172
 
 
 def _build_hello(pkt: bytes) -> Hello:
@@ -287,8 +288,8 @@ def _build_bye(pkt: bytes) -> Bye:
 def _build_trace(pkt: bytes) -> Trace:
     v = _TRACE.unpack_from(pkt, 3)
     # v[4] is the reserved u16, sent as 0 and ignored
-    first = 9 + TRACE_SUMMARY
-    return Trace(*v[:4], *v[5:9], v[9:first], v[first:first + TRACE_OUTPUTS], bytes(pkt))
+    first = 10 + TRACE_SUMMARY
+    return Trace(*v[:4], *v[5:10], v[10:first], v[first:first + TRACE_OUTPUTS], bytes(pkt))
 
 
 def _build_reset(pkt: bytes) -> Reset:
@@ -346,7 +347,8 @@ def _payload(frame: Frame) -> bytes:
         return _BYE.pack(0, frame.exit_code, frame.inferences)[4:]
     if t is FrameType.TRACE:
         return _TRACE.pack(0, frame.inference_index, frame.n_summary, frame.n_outputs, 0, frame.window_end,
-                           frame.cycles_frontend, frame.cycles_model, frame.cycles_monitor, *frame.summary,
+                           frame.cycles_frontend, frame.cycles_model, frame.cycles_sensor, frame.cycles_monitor,
+                           *frame.summary,
                            *frame.outputs)[4:]
     if t is FrameType.LABEL:
         return _LABEL.pack(0, frame.inference_index, frame.label)[4:]
@@ -650,7 +652,7 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
     if t is FrameType.BYE:
         return Bye(seq, u(32), u(32))
     if t is FrameType.TRACE:
-        return Trace(seq, u(32), u(8), u(8), u(32), u(32), u(32), u(32),
+        return Trace(seq, u(32), u(8), u(8), u(32), u(32), u(32), u(32), u(32),
                      tuple(rng.randrange(-32768, 32768) for _ in range(TRACE_SUMMARY)),
                      tuple(rng.randrange(-128, 128) for _ in range(TRACE_OUTPUTS)))
     if t is FrameType.RESET:

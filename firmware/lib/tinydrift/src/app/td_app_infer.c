@@ -52,7 +52,7 @@ static void td_app_send_inference(td_app_t *app, const td_monitor_result_t *resu
 }
 
 static void td_app_send_trace(td_app_t *app, const td_monitor_result_t *result,
-                              const int8_t *outputs, const uint32_t cycles[3])
+                              const int8_t *outputs, const uint32_t cycles[4])
 {
     const td_monitor_config_t *config = td_app_monitor_config();
     td_proto_frame_t *frame = &app->reply;
@@ -64,7 +64,8 @@ static void td_app_send_trace(td_app_t *app, const td_monitor_result_t *result,
     out->window_end = app->window.position;
     out->cycles_frontend = cycles[0];
     out->cycles_model = cycles[1];
-    out->cycles_monitor = cycles[2];
+    out->cycles_sensor = cycles[2];
+    out->cycles_monitor = cycles[3];
     for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) {
         out->summary[i] = i < config->n_summary ? app->summary[i] : 0;
     }
@@ -80,7 +81,7 @@ void td_app_infer(td_app_t *app)
     const td_app_window_t *window = &app->window;
     int8_t *input = TD_APP_M_INPUT();
     td_monitor_result_t result;
-    uint32_t cycles[3];
+    uint32_t cycles[4];
 
     const uint64_t start = td_port_cycles();
     td_frontend_process_clip(&app->frontend, window->samples, input);
@@ -93,11 +94,13 @@ void td_app_infer(td_app_t *app)
     const int8_t *outputs = TD_APP_M_OUTPUT();
 
     td_summarize_frames(input, TD_FRONTEND_NUM_FRAMES, TD_FRONTEND_NUM_CHANNELS, app->summary);
+    const uint64_t after_summary = td_port_cycles();
     const uint32_t end = TD_APP_WINDOW_SAMPLES - window->padding;
     for (uint32_t at = end - window->fresh; at < end; at += TD_APP_SENSOR_BLOCK) {
         const uint32_t block = end - at < TD_APP_SENSOR_BLOCK ? end - at : TD_APP_SENSOR_BLOCK;
         td_sensor_update(&app->monitor, config, &window->samples[at], block, 0);
     }
+    const uint64_t after_sensor = td_port_cycles();
     td_monitor_update(&app->monitor, config, app->summary, outputs, &result);
     const uint64_t after_monitor = td_port_cycles();
 
@@ -105,7 +108,8 @@ void td_app_infer(td_app_t *app)
     app->inferences_total++;
     cycles[0] = td_app_cycles_between(start, after_frontend);
     cycles[1] = td_app_cycles_between(after_frontend, after_model);
-    cycles[2] = td_app_cycles_between(after_model, after_monitor);
+    cycles[2] = td_app_cycles_between(after_summary, after_sensor);
+    cycles[3] = td_app_cycles_between(after_model, after_summary) + td_app_cycles_between(after_sensor, after_monitor);
     td_app_send_inference(app, &result);
     if (app->options.trace) {
         td_app_send_trace(app, &result, outputs, cycles);

@@ -136,6 +136,7 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_u32(w, r->window_end);
         td_put_u32(w, r->cycles_frontend);
         td_put_u32(w, r->cycles_model);
+        td_put_u32(w, r->cycles_sensor);
         td_put_u32(w, r->cycles_monitor);
         for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) td_put_u16(w, (uint16_t)r->summary[i]);
         for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) td_put_u8(w, (uint8_t)r->outputs[i]);

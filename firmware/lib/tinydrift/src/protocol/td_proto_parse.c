@@ -91,9 +91,10 @@ static void td_unpack(const uint8_t *p, td_proto_frame_t *f) {
         r->window_end = td_get_u32(p + 8);
         r->cycles_frontend = td_get_u32(p + 12);
         r->cycles_model = td_get_u32(p + 16);
-        r->cycles_monitor = td_get_u32(p + 20);
-        for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) r->summary[i] = td_get_i16(p + 24u + 2u * i);
-        for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) r->outputs[i] = td_get_i8(p + 152u + i);
+        r->cycles_sensor = td_get_u32(p + 20);
+        r->cycles_monitor = td_get_u32(p + 24);
+        for (unsigned i = 0; i < TD_PROTO_TRACE_SUMMARY; ++i) r->summary[i] = td_get_i16(p + 28u + 2u * i);
+        for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) r->outputs[i] = td_get_i8(p + 156u + i);
         break;
     }
     case TD_FRAME_LABEL:

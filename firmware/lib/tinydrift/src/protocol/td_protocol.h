@@ -41,7 +41,7 @@ extern "C" {
 #define TD_PROTO_STATUS_BYTES 52u
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
-#define TD_PROTO_TRACE_BYTES 168u
+#define TD_PROTO_TRACE_BYTES 172u
 #define TD_PROTO_RESET_BYTES 0u
 #define TD_PROTO_LABEL_BYTES 5u
 #define TD_PROTO_AUDIO_HEADER_BYTES 8u
@@ -151,7 +151,8 @@ typedef struct {
     uint32_t window_end;      /* samples of the current stream up to this window's end */
     uint32_t cycles_frontend; /* td_port_cycles() spent in the front end */
     uint32_t cycles_model;    /* ... in the model */
-    uint32_t cycles_monitor;  /* ... in the summary, sensor health and monitor update */
+    uint32_t cycles_sensor;   /* ... in sensor health on the window's new samples */
+    uint32_t cycles_monitor;  /* ... in the input summary and the monitor update */
     int16_t summary[TD_PROTO_TRACE_SUMMARY]; /* the monitor's input summary; unused slots 0 */
     int8_t outputs[TD_PROTO_TRACE_OUTPUTS];  /* the model's int8 output; unused slots 0 */
 } td_proto_trace_t;
