@@ -296,6 +296,12 @@ def _build(model_dir: Path, steps: _Steps) -> Path:
 
 
 def clean(out_dir: Path) -> None:
-    """Forget everything the demo cached in `out_dir` (the next run starts cold)."""
-    if out_dir.exists():
+    """Forget everything the demo cached for `out_dir`, its firmware build included (the
+    next run starts cold)."""
+    from .flash import build_dir_for
+
+    build_dir = build_dir_for(Path(out_dir) / "model" / "include")
+    if build_dir is not None and build_dir.exists():
+        shutil.rmtree(build_dir)
+    if Path(out_dir).exists():
         shutil.rmtree(out_dir)
