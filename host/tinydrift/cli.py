@@ -56,6 +56,8 @@ def main():
       tinydrift quantize        convert to full-int8 TFLite for TFLite Micro
       tinydrift eval            accuracy on any clip set, on TFLite Micro or LiteRT
       tinydrift export          C headers: model, reference statistics, thresholds
+      tinydrift verify          the generated C against TFLite Micro and the Python twin
+      tinydrift demo            all of it, then the firmware in QEMU hearing an accent shift
     """
 
 
@@ -218,6 +220,8 @@ def _register_step_commands():
     from .codegen.frontend_tables import frontend_tables_command
     from .codegen.model_cli import model_c_command
     from .device.cli_device import register
+    from .cli_verify import verify
+    from .device.cli_app import register as register_app
     from .device.cli_bench import bench
     from .device.cli_emulate import emulate
     from .drift.cli_drift import drift
@@ -226,8 +230,10 @@ def _register_step_commands():
     main.add_command(model_c_command)
     main.add_command(emulate)
     main.add_command(bench)
+    main.add_command(verify)
     main.add_command(drift)
     register(main)
+    register_app(main)
 
 
 _register_step_commands()
