@@ -99,3 +99,19 @@ def test_checks_draw_streams_the_way_calibration_did():
     a = measure_detection(config, before, before, n_streams=20, change_at=200, max_delay=200)
     b = measure_detection(config, before, before, n_streams=20, change_at=200, max_delay=200, block_length=5)
     assert a["false_alarms"] == b["false_alarms"] and np.array_equal(a["delays"], b["delays"])
+
+
+def test_heldout_check_runs_both_directions_and_splits_of_the_same_speakers():
+    from tinydrift.drift.heldout import heldout_arl0, split_within_groups
+
+    ref, test = dataset(1), dataset(2)
+    a, b = split_within_groups(ref, np.random.default_rng(0))
+    assert len(a["groups"]) + len(b["groups"]) == len(ref["groups"])
+    assert set(np.unique(a["groups"])) == set(np.unique(b["groups"]))  # same speakers, other clips
+    result = heldout_arl0(ref, test, target_arl0=TARGET, splits=1, check_inferences=15 * TARGET,
+                          n_inferences=80_000, replicates=4, min_samples=1000)
+    assert [p["pair"] for p in result["pairs"]] == ["ref->test", "test->ref", "split0"]
+    ratios = np.array([p["ratio"] for p in result["pairs"]])
+    assert np.all(ratios > 0) and np.all(np.isfinite(ratios))
+    assert result["geometric_mean_ratio"] == pytest.approx(float(np.exp(np.log(ratios).mean())))
+    assert result["pairs"][2]["calibration_samples"] < len(ref["groups"]) + len(test["groups"])

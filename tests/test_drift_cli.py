@@ -57,3 +57,18 @@ def test_unreadable_config_is_a_user_error(tmp_path):
         assert "bad.json" in str(e)
     else:
         raise AssertionError("expected a TinydriftError")
+
+
+def test_heldout_reports_every_pair(tmp_path):
+    paths = []
+    for seed in (1, 2):
+        data = synthetic.synthetic_dataset(45, 50, seed=seed)
+        path = tmp_path / f"s{seed}.npz"
+        np.savez(path, summaries=data["summaries"], probs=data["probs"], groups=data["groups"], labels=data["labels"])
+        paths.append(str(path))
+    result = invoke(["heldout", *paths, "--target-arl0", "500", "--splits", "1", "--n-inferences", "60000"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [p["pair"] for p in report["pairs"]] == ["ref->test", "test->ref", "split0"]
+    assert all(p["alarms"] > 0 and p["ratio"] > 0 for p in report["pairs"])
+    assert report["log_sd"] >= 0

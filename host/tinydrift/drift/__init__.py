@@ -9,6 +9,7 @@ generated C header, and evaluation on drift scenarios.
     header      emit_monitor_config_h(config, path_or_name), config_hash
     streams     block bootstrap over recordings/speakers, run_streams
     evaluate    measure_detection: delays, change-time errors, alarm types, moved channels
+    heldout     heldout_arl0: calibrate on one sample, check on another, both ways and splits
     synthetic   structured synthetic inputs and drift scenarios, random configs and events
     c_monitor   the firmware's C built for this host (ctypes), for verification
     cost        instructions per call on the emulated Cortex-M4

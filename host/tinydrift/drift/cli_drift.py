@@ -25,15 +25,22 @@ def _load_config(path: Path) -> MonitorConfig:
         raise TinydriftError(f"cannot read the monitor config {path}: {e}") from e
 
 
-def _load_samples(path: Path) -> dict:
+def _load_samples(path: Path, model: bytes | None = None) -> dict:
     """summaries int16 [N, C] (or features int8 [N, frames, C], summarized as the device
-    does), probs int8 [N, K], groups [N], optional labels [N]."""
+    does), probs int8 [N, K], groups [N], optional labels [N]. A clip set (`tinydrift data`)
+    serves too when `model` is given: its features go through TFLite Micro for the probs."""
     from .twin import summarize_frames
 
     try:
         data = dict(np.load(path))
     except (OSError, ValueError) as e:
         raise TinydriftError(f"cannot read {path}: {e}") from e
+    if "groups" not in data and "meta_group" in data:  # a ClipSet
+        data["groups"] = data["meta_group"]
+    if "probs" not in data and "features" in data and model is not None:
+        from ..model.runtimes import run_tflm
+
+        data["probs"] = run_tflm(model, data["features"].astype(np.int8))
     if "summaries" not in data and "features" in data:
         data["summaries"] = summarize_frames(data["features"].astype(np.int8))
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
@@ -54,7 +61,7 @@ def drift():
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the header and the JSON config.")
 @click.option("--name", default="kws", show_default=True, help="Config name: td_monitor_config_<name>.")
 @click.option("--target-arl0", type=float, default=100_000, show_default=True, help="Inferences between false alarms, all scores together.")
-@click.option("--n-inferences", type=int, default=2_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
+@click.option("--n-inferences", type=int, default=8_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
 @click.option("--stream-groups", type=int, default=None, help="Groups (speakers) per simulated stream; default all.")
 @click.option("--no-whiten", is_flag=True, help="Standardize channels one by one (no decorrelation).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -102,6 +109,35 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, to
     click.echo(json.dumps(result, indent=1, default=float))
     if abs(result["ratio_to_target"] - 1) > tolerance:
         raise SystemExit(1)
+
+
+@drift.command("heldout")
+@click.argument("ref", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="int8 model (folder or .tflite) to run clip sets through when they hold no probs.")
+@click.option("--drifted", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Drifted samples: also measure detection for the two directional pairs.")
+@click.option("--target-arl0", type=float, default=100_000, show_default=True)
+@click.option("--splits", type=int, default=4, show_default=True, help="Random splits of ref + test within speakers.")
+@click.option("--n-inferences", type=int, default=None, help="Simulated per calibration (default: calibrate's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None, target_arl0: float, splits: int,
+                n_inferences: int | None, seed: int):
+    """How the calibration holds on unseen data: calibrate on REF and check the ARL0 on
+    TEST, the reverse, and random splits of both (same speakers, other clips); prints each
+    pair's measured / target and their geometric mean and log spread."""
+    from .heldout import heldout_arl0
+
+    tflite = None
+    if model is not None:
+        from ..model.quantize import load_int8
+
+        tflite, _ = load_int8(model)
+    options = {} if n_inferences is None else {"n_inferences": n_inferences}
+    result = heldout_arl0(_load_samples(ref, tflite), _load_samples(test, tflite), target_arl0=target_arl0, splits=splits,
+                          drifted=None if drifted is None else _load_samples(drifted, tflite), seed=seed, **options)
+    click.echo(json.dumps(result, indent=1, default=float))
 
 
 @drift.command("verify")
