@@ -149,3 +149,34 @@ def test_instructions_per_inference_under_icount(elf, splits, tmp_path):
     assert 3e6 < frontend < 6e6  # DESIGN §3: ~4.16 M per 1 s of audio
     assert model > 1e6
     assert sensor + monitor <= 0.02 * (frontend + model + sensor + monitor)
+
+
+def test_emulate_serves_the_app_and_its_microphone_file(elf, tmp_path):
+    """`tinydrift emulate --serve --audio`: the URL comes first, no frame is lost before the
+    client connects, one INFERENCE per second of audio, exit code 0 at the file's end."""
+    import socket
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    seconds = 3
+    pcm = (rng.standard_normal(16000 * seconds) * 2000).astype("<i2")
+    audio = tmp_path / "mic.pcm"
+    audio.write_bytes(pcm.tobytes())
+    command = [sys.executable, "-c", "from tinydrift.device.cli_emulate import emulate; emulate()",
+               "--elf", str(elf), "--serve", "--audio", str(audio), "--timeout", "60"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        url = proc.stdout.readline().decode().strip()
+        assert url.startswith("socket://127.0.0.1:"), url
+        port = int(url.rsplit(":", 1)[1])
+        received = bytearray()
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as link:
+            while chunk := link.recv(65536):
+                received += chunk
+        assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()
+    items = P.StreamParser().feed(bytes(received))
+    assert any(isinstance(i, P.Hello) for i in items)
+    inferences = [i for i in items if isinstance(i, P.Inference)]
+    assert [i.inference_index for i in inferences] == list(range(1, seconds + 1))
+    assert any(isinstance(i, P.Bye) for i in items)
+    assert not [i for i in items if isinstance(i, P.Corrupt)]
