@@ -166,3 +166,12 @@ def test_missing_reference_is_a_user_error(tmp_path):
     result = CliRunner().invoke(verify, [str(tmp_path / "empty")])
     assert result.exit_code != 0
     assert "reference.json" in str(result.exception)
+
+
+def test_real_recordings_from_a_wav_folder():
+    folder = native.REPO_ROOT.parent / "shared" / "data" / "speech_commands_v0.01_subset"
+    if not folder.is_dir():
+        pytest.skip("../shared/data not present")
+    code, report = run_cli(MODEL, "--data", folder)
+    assert code == 0, report
+    assert "recordings in" in report["source"] and report["stages"]["frontend"]["inputs"] == SAMPLES
