@@ -208,7 +208,7 @@ def test_fuzz_update_feedback_and_sensor(tmp_path, extreme):
     )
     corpus = tmp_path / "corpus"
     corpus.mkdir()
-    proc = subprocess.run([str(exe), "-max_total_time=3", "-seed=1", "-rss_limit_mb=4096", str(corpus)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    proc = subprocess.run([str(exe), "-max_total_time=3", "-seed=1", "-rss_limit_mb=8192", str(corpus)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = re.search(r"Done (\d+) runs", proc.stderr)
     assert runs and int(runs.group(1)) > 1000, proc.stderr[-2000:]

@@ -78,6 +78,12 @@ def model_folder():
 
 sources = third_party_sources()
 include, name, sizes = model_folder()
+# The app includes the model's headers through computed #include macros, which SCons's
+# scanner cannot follow: a digest of them among the defines rebuilds the app when a new
+# `tinydrift export` changes them (a stale HELLO hash was the symptom).
+import hashlib  # noqa: E402
+
+model_digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(include.glob("td_*")))).hexdigest()[:16]
 
 env.Append(  # noqa: F821
     CPPPATH=[
@@ -94,6 +100,7 @@ env.Append(  # noqa: F821
         ("TD_MONITOR_MAX_CLASSES", sizes["N_CLASSES"]),
         ("TD_APP_MODEL", name),
         ("TD_APP_MODEL_UPPER", name.upper()),
+        ("TD_APP_MODEL_DIGEST", "0x" + model_digest),
     ],
 )
 relative = ["+<%s>" % os.path.relpath(path, sources.root) for path in sources.sources]

@@ -93,12 +93,18 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
 
     log(f"calibrating the monitor for ARL0 {target_arl0:,.0f} on {len(splits['ref'])} ref clips")
     start = time.perf_counter()
+    # No whitening and winsorized confidence/entropy: on held-out pairs these brought the
+    # empirical ARL0 from x0.41-2.44 of the target to x0.60-2.13 (ref -> test: x0.87-0.96).
+    # Whitening let the data score see the accent shift alone, but made it react to the
+    # sampling noise between two 2,400-clip sets as much as to a real shift.
     config, calibration = calibrate_thresholds(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
-        target_arl0=target_arl0)
+        target_arl0=target_arl0, whiten=False, winsorize_sigma=(None, None, 2.0, 2.0, None))
     calibration_seconds = time.perf_counter() - start
     log("checking ARL0 on the test split (unseen by calibration) and the accent shift's detection")
-    arl0 = measure_arl0(config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"])
+    # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
+    arl0 = measure_arl0(config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"],
+                        n_inferences=int(100 * target_arl0))
     detection = measure_detection(config, samples["test"], samples["accent"])
     detection = {k: v for k, v in detection.items() if k not in ("delays", "change_time_errors", "moved_at_alarm")}
 
