@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from tinydrift.device import protocol as P
-from tinydrift.device.capture import capture
+from tinydrift.link import protocol as P
+from tinydrift.logbook.capture import capture
 
 
 def _serve(stream: bytes, server: socket.socket) -> None:
@@ -54,8 +54,8 @@ def bench_capture(n: int, durable: bool) -> tuple[float, int, int]:
 
 def bench_commit(n: int, durable: bool) -> float:
     """Seconds per one-frame transaction: the cost when every read holds a single frame."""
-    from tinydrift.device.capture import CaptureStats, _counters
-    from tinydrift.device.store import CaptureStore, frame_row
+    from tinydrift.logbook.capture import CaptureStats, _counters
+    from tinydrift.logbook.store import CaptureStore, frame_row
 
     rng = random.Random(3)
     frames = [P.decode(P.encode(P.typical_inference(i, i, b"12345678", rng))) for i in range(n)]

@@ -4,4 +4,4 @@
 # flash/RAM. Pass --json for one JSON object. Run scripts/setup.sh once before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec .venv/bin/python -m tinydrift.device.cli_bench device "$@"
+exec .venv/bin/tinydrift bench device "$@"

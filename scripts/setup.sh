@@ -36,11 +36,11 @@ fi
 
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.tinydrift-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+want="$(cat pyproject.toml setup.py requirements.lock | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing the Python package and its pinned dependencies"
+  echo "setup: installing the Python package with the versions pinned in requirements.lock"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test,device]"
+  .venv/bin/python -m pip install -q -c requirements.lock -e ".[train,device,test]"
   echo "$want" > "$stamp"
 fi
 # PlatformIO offline: the emulated board's local platform, toolchain and SCons packages.

@@ -13,4 +13,4 @@ if [ ! -x .venv/bin/pio ] || ! .venv/bin/python -c 'import SCons' 2>/dev/null; t
   echo "setup_platformio: installing platformio==6.2.0 and scons==4.11.1 into .venv"
   .venv/bin/python -m pip install -q "platformio==6.2.0" "scons==4.11.1"
 fi
-exec .venv/bin/python -m tinydrift.device.platformio prepare
+exec .venv/bin/python -m tinydrift.target.platformio prepare

@@ -215,7 +215,7 @@ def _constant_add_layer():
 
 
 def _ds_cnn(spec: dict, inp):
-    """The DS-CNN of DESIGN.md: conv 10x4 stride 2, four depthwise-separable blocks,
+    """The reference DS-CNN layout: conv 10x4 stride 2, four depthwise-separable blocks,
     average pool, dense, softmax; BatchNormalization everywhere (folded by the converter)."""
     import keras
 

@@ -4,7 +4,7 @@ assembly from AUDIO frames, and malformed input.
 The executable is the very firmware (src/main.c, lib/tinydrift/src/app, the front end, the
 kernels, the monitor, the protocol, the generated model) linked with port/host: stdin is
 its serial receiver, stdout its transmitter. The host side is the real one too:
-tinydrift.device.replay's Replayer over the process's pipes, and the app's twin
+tinydrift.link.replay's Replayer over the process's pipes, and the app's twin
 (expected_inferences) for what every inference must log.
 """
 
@@ -27,20 +27,20 @@ import zlib
 import numpy as np
 import pytest
 
-from tinydrift.codegen.frontend_native import frontend_build_inputs
+from tinydrift import firmware
 from tinydrift.data.clipset import ClipSet
-from tinydrift.device import protocol as P
-from tinydrift.device.replay import (ACK_AUDIO_GAP, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK, ACK_UNKNOWN_INFERENCE,
-                                     Replayer, compare, device_inferences, expected_inferences)
-from tinydrift.drift.config import MonitorConfig
-from tinydrift.native import FIRMWARE_LIB, REPO_ROOT, compile_c
+from tinydrift.link import protocol as P
+from tinydrift.link.replay import ACK_AUDIO_GAP, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK, ACK_UNKNOWN_INFERENCE, Replayer
+from tinydrift.app import compare, device_inferences, expected_inferences
+from tinydrift.monitor.config import MonitorConfig
+from tinydrift.firmware import REPO_ROOT
 
 MODEL_DIR = REPO_ROOT / "models" / "kws"
-LIB = FIRMWARE_LIB / "src"
+LIB = firmware.LIB_SRC
 
 
 def build_app(compiler: str = "gcc", defines: dict | None = None):
-    fe_sources, fe_includes, fe_defines = frontend_build_inputs()
+    fe_sources, fe_includes, fe_defines = firmware.frontend_build_inputs()
     sources = [REPO_ROOT / "firmware" / "src" / "main.c", *sorted((LIB / "app").glob("*.c")), *fe_sources,
                *sorted((LIB / "kernels").glob("*.c")), *sorted((LIB / "monitor").glob("*.c")),
                *sorted((LIB / "protocol").glob("*.c")), MODEL_DIR / "include" / "td_model_kws.c",
@@ -48,7 +48,7 @@ def build_app(compiler: str = "gcc", defines: dict | None = None):
                REPO_ROOT / "firmware" / "port" / "host" / "td_host_main.c"]
     includes = [LIB, LIB / "frontend", LIB / "monitor", LIB / "protocol", *fe_includes, MODEL_DIR / "include"]
     all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12, **(defines or {})}
-    return compile_c(sources, include_dirs=includes, defines=all_defines, shared=False, sanitize=True,
+    return firmware.compile_host(sources, include_dirs=includes, defines=all_defines, shared=False, sanitize=True,
                      compiler=compiler)
 
 
@@ -212,8 +212,8 @@ def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
     """LABEL for recent inferences: accepted, counted by the monitor's error-rate test (the
     twin fed the same feedback agrees on every later INFERENCE); too old, future or
     out-of-range labels are refused."""
-    from tinydrift.drift.twin import MonitorTwin, summarize_frames
-    from tinydrift.features import features_int8
+    from tinydrift.monitor.twin import MonitorTwin, summarize_frames
+    from tinydrift.frontend import features_int8
     from tinydrift.model.runtimes import run_tflm
 
     model, config, ref = reference

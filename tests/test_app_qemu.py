@@ -1,11 +1,11 @@
-"""The firmware app in QEMU against the host, bit for bit (DESIGN §6).
+"""The firmware app in QEMU against the host, bit for bit.
 
 The app (firmware/src/main.c + lib/tinydrift/src/app) runs on the emulated Cortex-M4 with
 the project's model (models/kws). It hears in-domain clips (the `test` split) and then
 accent-shifted clips (the `accent` split): hundreds through the emulated board's
 microphone file (semihosting) and a few dozen replayed over the serial link as AUDIO
 frames. Every INFERENCE frame it logs, and the input summary and model output of every
-TRACE frame, must equal the host twin's (tinydrift.device.replay.expected_inferences:
+TRACE frame, must equal the host twin's (tinydrift.link.replay.expected_inferences:
 features_int8 per window, TFLite Micro, summarize_frames, MonitorTwin), and the first
 drift alarm must come after the shift, not before.
 """
@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 
 from tinydrift.data.clipset import ClipSet
-from tinydrift.device import emulator, platformio
-from tinydrift.device import protocol as P
-from tinydrift.device.capture import open_port
-from tinydrift.device.replay import Replayer, compare, device_inferences, expected_inferences, write_pcm
-from tinydrift.drift.config import MonitorConfig
-from tinydrift.native import REPO_ROOT
+from tinydrift.target import emulator, platformio
+from tinydrift.link import protocol as P
+from tinydrift.logbook.capture import open_port
+from tinydrift.link.replay import Replayer, write_pcm
+from tinydrift.app import compare, device_inferences, expected_inferences
+from tinydrift.monitor.config import MonitorConfig
+from tinydrift.firmware import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
     shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
@@ -134,7 +135,7 @@ def test_clips_replayed_over_the_serial_link_are_bit_exact(elf, splits, referenc
 def test_instructions_per_inference_under_icount(elf, splits, tmp_path):
     """With -icount shift=0 one cycle is 40 instructions: the TRACE frames count each stage.
     The drift monitor (input summary, update, and sensor health on the PCM) must cost at most
-    2 % of the inference (DESIGN §6)."""
+    2 % of the inference."""
     stream = shuffled(splits[0], 4, 5)
     pcm = write_pcm(stream, tmp_path / "four.pcm")
     result = emulator.run(elf, icount_shift=0, timeout=120,
@@ -146,7 +147,7 @@ def test_instructions_per_inference_under_icount(elf, splits, tmp_path):
     frontend, model, sensor, monitor = instructions.mean(axis=0)
     print(f"instructions per inference: front end {frontend:,.0f}, model {model:,.0f}, "
           f"sensor health {sensor:,.0f}, summary + monitor update {monitor:,.0f}")
-    assert 3e6 < frontend < 6e6  # DESIGN §3: ~4.16 M per 1 s of audio
+    assert 3e6 < frontend < 6e6  # ~4.16 M per 1 s of audio
     assert model > 1e6
     assert sensor + monitor <= 0.02 * (frontend + model + sensor + monitor)
 
@@ -163,7 +164,7 @@ def test_emulate_serves_the_app_and_its_microphone_file(elf, tmp_path):
     pcm = (rng.standard_normal(16000 * seconds) * 2000).astype("<i2")
     audio = tmp_path / "mic.pcm"
     audio.write_bytes(pcm.tobytes())
-    command = [sys.executable, "-c", "from tinydrift.device.cli_emulate import emulate; emulate()",
+    command = [sys.executable, "-c", "from tinydrift.cli.device import emulate; emulate()",
                "--elf", str(elf), "--serve", "--audio", str(audio), "--timeout", "60"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         url = proc.stdout.readline().decode().strip()

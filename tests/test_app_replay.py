@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tinydrift.cli import TinydriftGroup
+from tinydrift.cli.main import TinydriftGroup
 from tinydrift.data.clipset import ClipSet
-from tinydrift.device import emulator, platformio
-from tinydrift.device import protocol as P
-from tinydrift.device.capture import open_port
-from tinydrift.device.cli_app import replay_command
-from tinydrift.device.replay import Replayer, compare, device_inferences, expected_inferences, load_source
-from tinydrift.device.store import open_db
-from tinydrift.drift.config import MonitorConfig
-from tinydrift.native import REPO_ROOT
+from tinydrift.target import emulator, platformio
+from tinydrift.link import protocol as P
+from tinydrift.logbook.capture import open_port
+from tinydrift.cli.device import replay_command
+from tinydrift.link.replay import Replayer, load_source
+from tinydrift.app import compare, device_inferences, expected_inferences
+from tinydrift.logbook.store import open_db
+from tinydrift.monitor.config import MonitorConfig
+from tinydrift.firmware import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
     shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,

@@ -12,12 +12,12 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from tinydrift import native
+from tinydrift import firmware
 from tinydrift.codegen.model_c import plan_model
-from tinydrift.device import bench, emulator
-from tinydrift.device.cli_bench import bench as bench_group
+from tinydrift.target import bench, emulator
+from tinydrift.cli.main import main
 
-MODEL_DIR = native.REPO_ROOT / "models" / "kws"
+MODEL_DIR = firmware.REPO_ROOT / "models" / "kws"
 REQUIRED = {
     "frontend_instructions", "model_instructions", "instructions_per_mac", "monitor_instructions",
     "monitor_share", "flash_bytes", "ram_bytes", "arena_bytes", "tflm_arena_bytes", "capture_frames_per_s",
@@ -33,7 +33,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def figures() -> dict:
-    result = CliRunner().invoke(bench_group, ["device", "--model-dir", str(MODEL_DIR), "--json",
+    result = CliRunner().invoke(main, ["bench", "device", "--model-dir", str(MODEL_DIR), "--json",
                                               "--parse-frames", "5000"])
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -78,13 +78,13 @@ def test_sizes_come_from_the_images(figures):
         elf = bench.IMAGE_DIR / "app-pio" / "build" / "mps2_an386" / "firmware.elf"
         names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
         assert "td_kws_invoke" in names and "td_conv_s8_m4" in names  # the app with the optimized kernels
-        sizes = bench.elf_sizes(elf)
+        sizes = firmware.elf_sizes(elf)
         assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
 
 
 def test_elf_sizes_match_arm_none_eabi_size():
     elf, _ = bench.build_bench(MODEL_DIR, reference=False)
-    sizes = bench.elf_sizes(elf)
+    sizes = firmware.elf_sizes(elf)
     berkeley = subprocess.run(["arm-none-eabi-size", "-B", "-d", str(elf)], capture_output=True, text=True,
                               check=True).stdout.splitlines()[1].split()
     text, data, bss = map(int, berkeley[:3])
@@ -105,11 +105,11 @@ def test_sizes_fall_back_to_the_pipeline_image_when_the_app_cannot_be_built(monk
     figures = bench.run_bench(MODEL_DIR, parse_frames=2000)
     assert figures["size_source"].startswith("bench pipeline image") and "pio" in figures["size_source"]
     elf, _ = bench.build_bench(MODEL_DIR, reference=False)
-    sizes = bench.elf_sizes(elf)
+    sizes = firmware.elf_sizes(elf)
     assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
 
 
 def test_missing_model_is_one_line_error(tmp_path):
-    result = CliRunner().invoke(bench_group, ["device", "--model-dir", str(tmp_path), "--json"])
+    result = CliRunner().invoke(main, ["bench", "device", "--model-dir", str(tmp_path), "--json"])
     assert result.exit_code == 1
     assert "model_int8.tflite not found" in result.output and "Traceback" not in result.output

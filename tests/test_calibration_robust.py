@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tinydrift.drift import synthetic
-from tinydrift.drift.calibrate import calibrate_thresholds, measure_arl0
-from tinydrift.drift.evaluate import measure_detection
-from tinydrift.drift.config import ONE_Q12, SCORE_CONF, SCORE_ENTROPY, SCORE_MEAN, SCORE_Z_MAX
-from tinydrift.drift.streams import bootstrap_indices
-from tinydrift.drift.twin import MonitorTwin
+from tinydrift.monitor import synthetic
+from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.monitor.evaluate import measure_detection
+from tinydrift.monitor.config import ONE_Q12, SCORE_CONF, SCORE_ENTROPY, SCORE_MEAN, SCORE_Z_MAX
+from tinydrift.monitor.streams import bootstrap_indices
+from tinydrift.monitor.twin import MonitorTwin
 from tinydrift.errors import TinydriftError
 
 WORLD = synthetic.world(seed=77)
@@ -102,7 +102,7 @@ def test_checks_draw_streams_the_way_calibration_did():
 
 
 def test_heldout_check_runs_both_directions_and_splits_of_the_same_speakers():
-    from tinydrift.drift.heldout import heldout_arl0, split_within_groups
+    from tinydrift.monitor.heldout import heldout_arl0, split_within_groups
 
     ref, test = dataset(1), dataset(2)
     a, b = split_within_groups(ref, np.random.default_rng(0))

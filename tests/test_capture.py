@@ -3,6 +3,8 @@ returns, and a capture process killed with SIGKILL."""
 
 from __future__ import annotations
 
+import json
+
 import os
 import pty
 import random
@@ -18,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from tinydrift.device import protocol as P
-from tinydrift.device.capture import capture
-from tinydrift.device.store import from_int64, open_db, read_summary
+from tinydrift.link import protocol as P
+from tinydrift.logbook.capture import capture
+from tinydrift.logbook.store import from_int64, open_db, read_summary
 from tinydrift.errors import TinydriftError
-from tinydrift.native import REPO_ROOT
+from tinydrift.firmware import REPO_ROOT
 
 MODEL_HASH = bytes(range(32))
 OTHER_HASH = bytes(range(100, 132))
@@ -98,7 +100,9 @@ def test_socket_capture_stores_every_frame_and_counts_loss_corruption_and_foreig
     rng = random.Random(31)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "model.json").write_text(f'{{"model_hash": "{MODEL_HASH.hex()}", "labels": ["a", "b"]}}')
+    (model_dir / "reference.json").write_text(json.dumps({
+        "name": "fake", "model_hash": MODEL_HASH.hex(), "labels": ["a", "b"],
+        "monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}))
     sent, pieces = [], []
     dropped = corrupted = foreign = texts = 0
     h = hello()
@@ -270,7 +274,7 @@ def test_device_restart_is_not_counted_as_loss(tmp_path):
 
 def _spawn_capture(url: str, db: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
-    return subprocess.Popen([sys.executable, "-m", "tinydrift.device.cli_device", "capture", "--port", url,
+    return subprocess.Popen([sys.executable, "-m", "tinydrift", "capture", "--port", url,
                              "--db", str(db), "--progress-interval", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -361,13 +365,13 @@ def test_unknown_port_is_a_clear_error(tmp_path, url):
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
-    proc = subprocess.run([sys.executable, "-m", "tinydrift.device.cli_device", "capture", "--port",
+    proc = subprocess.run([sys.executable, "-m", "tinydrift", "capture", "--port",
                            "/dev/tinydrift-no-such-port", "--db", str(tmp_path / "x.db")],
                           capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "cannot open port" in proc.stderr and "Traceback" not in proc.stderr
     not_db = tmp_path / "notes.txt"
     not_db.write_text("hello")
-    proc = subprocess.run([sys.executable, "-m", "tinydrift.device.cli_device", "report", str(not_db),
+    proc = subprocess.run([sys.executable, "-m", "tinydrift", "report", str(not_db),
                            "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "not a tinydrift capture database" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -17,7 +17,7 @@ from tinydrift.data.synth import (
 )
 from tinydrift.data.wavfolder import load_any, load_fsdd, load_speech_commands
 from tinydrift.errors import TinydriftError
-from tinydrift.features import CLIP_SAMPLES
+from tinydrift.frontend import CLIP_SAMPLES
 
 from conftest import SMALL_CONFIG_PER_CLASS
 

@@ -12,13 +12,13 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from tinydrift.cli import TinydriftGroup
-from tinydrift.device import emulator, platformio
-from tinydrift.device.cli_app import demo_command
-from tinydrift.device.demo import DemoConfig, run_demo
-from tinydrift.device.flash import build_dir_for
+from tinydrift.cli.main import TinydriftGroup
+from tinydrift.target import emulator, platformio
+from tinydrift.cli.pipeline import demo_command
+from tinydrift.pipeline.demo import DemoConfig, run_demo
+from tinydrift.target.flash import build_dir_for
 from tinydrift.errors import TinydriftError
-from tinydrift.native import REPO_ROOT
+from tinydrift.firmware import REPO_ROOT
 
 pytestmark = [
     pytest.mark.skipif(shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None
@@ -26,7 +26,7 @@ pytestmark = [
                        reason="needs qemu-system-arm, PlatformIO and espeak-ng (scripts/setup.sh)"),
 ]
 
-# The export refuses reference statistics from under 2,000 clips (DESIGN §4): ref stays at 167.
+# The export refuses reference statistics from under 2,000 clips: ref stays at 167.
 TINY = {"train": 150, "val": 15, "ref": 167, "test": 4, "accent": 4}
 MODEL_DIR = REPO_ROOT / "models" / "kws"
 

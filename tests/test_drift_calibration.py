@@ -9,13 +9,13 @@ import json
 import numpy as np
 import pytest
 
-from tinydrift.drift import config as cfgmod
-from tinydrift.drift import synthetic
-from tinydrift.drift.calibrate import calibrate_thresholds, measure_arl0
-from tinydrift.drift.config import MonitorConfig
-from tinydrift.drift.evaluate import measure_detection
-from tinydrift.drift.header import config_hash, emit_monitor_config_h
-from tinydrift.drift.reference import build_config, output_features, reference_stats
+from tinydrift.monitor import config as cfgmod
+from tinydrift.monitor import synthetic
+from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.evaluate import measure_detection
+from tinydrift.codegen.monitor_header import config_hash, emit_monitor_config_h
+from tinydrift.monitor.reference import build_config, output_features, reference_stats
 from tinydrift.errors import TinydriftError
 
 TARGET = 2000
@@ -89,7 +89,7 @@ def test_config_round_trips_through_json_and_header():
 
 
 def test_calibrated_arl0_holds_on_unseen_streams(calibration):
-    """DESIGN §6 on synthetic data: the combined alarm's ARL0, measured as the device
+    """The false-alarm target on synthetic data: the combined alarm's ARL0, measured as the device
     runs (latched alarm, reset) on 150 x ARL0 inferences of speakers calibration never
     saw, is within 20 % of the target."""
     _, config, report = calibration
@@ -102,7 +102,7 @@ def test_calibrated_arl0_holds_on_unseen_streams(calibration):
 
 
 def test_iid_resampling_would_overstate_arl0(calibration):
-    """The trap DESIGN §4 names: calibrating as if inferences were independent (every
+    """A known trap: calibrating as if inferences were independent (every
     sample its own group) sets levels too low for streams that stay with one speaker."""
     data, config, _ = calibration
     naive, _ = calibrate_thresholds(
@@ -171,7 +171,7 @@ def test_confidence_drift_is_detected_and_atc_falls(strict):
     assert result["detection_rate"] >= 0.85 and result["types"]["CONFIDENCE_DRIFT"] >= 0.9 * result["detected"]
     assert result["median_delay"] <= 200 and abs(result["change_time_error_median"]) <= 60
     # The label-free accuracy estimate follows the accuracy down.
-    from tinydrift.drift.twin import MonitorTwin
+    from tinydrift.monitor.twin import MonitorTwin
 
     twin = MonitorTwin(config, 1)
     for data in (dataset(5), after):

@@ -7,9 +7,9 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from tinydrift.drift import synthetic
-from tinydrift.drift.cli_drift import drift
-from tinydrift.drift.config import MonitorConfig
+from tinydrift.monitor import synthetic
+from tinydrift.cli.drift import drift
+from tinydrift.monitor.config import MonitorConfig
 from tinydrift.errors import TinydriftError
 
 

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from tinydrift.device import emulator, platformio
+from tinydrift.target import emulator, platformio
 
 pytestmark = pytest.mark.skipif(
     shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
@@ -163,7 +163,7 @@ def test_missing_image_is_a_clear_error(tmp_path):
         emulator.start(tmp_path / "absent.elf")
 
 
-EMULATE = "from tinydrift.device.cli_emulate import emulate; emulate()"
+EMULATE = "from tinydrift.cli.device import emulate; emulate()"
 
 
 def test_emulate_command_bridges_the_console_and_returns_the_exit_code(elf):

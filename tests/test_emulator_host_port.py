@@ -11,7 +11,8 @@ import subprocess
 
 import pytest
 
-from tinydrift.native import REPO_ROOT, compile_c
+from tinydrift import firmware
+from tinydrift.firmware import REPO_ROOT
 
 FIRMWARE = REPO_ROOT / "firmware"
 APP = [FIRMWARE / "src" / "echo" / "td_echo_main.c"]
@@ -24,7 +25,7 @@ ESC = b"\x1b"
 def host_app(request):
     if shutil.which(request.param) is None:
         pytest.skip(f"{request.param} not installed")
-    return compile_c(APP + HOST_PORT, include_dirs=INCLUDES, shared=False, sanitize=True,
+    return firmware.compile_host(APP + HOST_PORT, include_dirs=INCLUDES, shared=False, sanitize=True,
                      compiler=request.param)
 
 
@@ -109,7 +110,7 @@ def test_microphone_ring_keeps_order_and_counts_drops(tmp_path):
 
     source = tmp_path / "ring_driver.c"
     source.write_text(RING_DRIVER)
-    executable = compile_c([source], include_dirs=[FIRMWARE / "port" / "common"], shared=False,
+    executable = firmware.compile_host([source], include_dirs=[FIRMWARE / "port" / "common"], shared=False,
                            sanitize=True, extra_flags=["-Wno-unused-result"])
     capacity = 8192
     rng = np.random.default_rng(3)

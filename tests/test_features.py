@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from tinydrift.features import (
+from tinydrift.frontend import (
     CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES, features_batch, features_int8, frontend_uint16, uint16_to_int8,
 )
 

@@ -9,14 +9,14 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
-from tinydrift.cli import TinydriftGroup
+from tinydrift.cli.main import TinydriftGroup
 from tinydrift.data.clipset import ClipSet
-from tinydrift.device import emulator, platformio
-from tinydrift.device.cli_app import flash_command
-from tinydrift.device.flash import build_dir_for, check_model_dir, flash, no_board_reason, project_envs
-from tinydrift.device.replay import write_pcm
+from tinydrift.target import emulator, platformio
+from tinydrift.cli.device import flash_command
+from tinydrift.target.flash import build_dir_for, check_model_dir, flash, no_board_reason, project_envs
+from tinydrift.link.replay import write_pcm
 from tinydrift.errors import TinydriftError
-from tinydrift.native import REPO_ROOT
+from tinydrift.firmware import REPO_ROOT
 
 needs_pio = pytest.mark.skipif(platformio.pio_executable() is None, reason="PlatformIO is not installed")
 REAL_BOARDS = {"nano33ble": "nordicnrf52", "nano33ble_renode": "nordicnrf52", "esp32s3": "espressif32",

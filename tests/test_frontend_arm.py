@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from tinydrift.codegen.frontend_native import frontend_build_inputs
-from tinydrift.native import WARNINGS
+from tinydrift import firmware
+from tinydrift.firmware import WARNINGS
 
 ARM_GCC = "arm-none-eabi-gcc"
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99",
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.skipif(shutil.which(ARM_GCC) is None, reason=f"{ARM_GCC
 def arm_build(tmp_path_factory):
     """Objects for every source, and an image linked from td_probe_entry with --gc-sections."""
     out = tmp_path_factory.mktemp("arm")
-    sources, include_dirs, defines = frontend_build_inputs()
+    sources, include_dirs, defines = firmware.frontend_build_inputs()
     entry = out / "td_probe_entry.c"
     entry.write_text(ENTRY)
     flags = [*ARM_FLAGS, *[f"-I{d}" for d in include_dirs], *[f"-D{k}={v}" for k, v in defines.items()]]

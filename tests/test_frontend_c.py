@@ -16,8 +16,9 @@ import pytest
 from scipy import signal
 from scipy.io import wavfile
 
-from tinydrift.codegen.frontend_native import NativeFrontend
-from tinydrift.features.frontend import (
+from tinydrift import firmware
+from tinydrift.target.host_frontend import NativeFrontend
+from tinydrift.frontend.features import (
     CLIP_SAMPLES,
     NUM_CHANNELS,
     NUM_FRAMES,
@@ -25,7 +26,7 @@ from tinydrift.features.frontend import (
     frontend_uint16,
     uint16_to_int8,
 )
-from tinydrift.native import REPO_ROOT
+from tinydrift.firmware import REPO_ROOT
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 FSDD = SHARED_DATA / "fsdd" / "recordings"
@@ -316,13 +317,13 @@ int main(int argc, char **argv) {
 
 def test_sanitized_build_is_clean_and_exact(tmp_path):
     """ASan + UBSan (fatal on any report) over the hardest synthetic clips, whole and streamed."""
-    from tinydrift.codegen.frontend_native import frontend_build_inputs
-    from tinydrift.native import compile_c
+    from tinydrift import firmware
+    from tinydrift.firmware import compile_host
 
-    sources, include_dirs, defines = frontend_build_inputs()
+    sources, include_dirs, defines = firmware.frontend_build_inputs()
     driver = tmp_path / "td_frontend_sanitized.c"
     driver.write_text(SANITIZED_DRIVER)
-    exe = compile_c([driver, *sources], shared=False, sanitize=True, optimize="-O1",
+    exe = firmware.compile_host([driver, *sources], shared=False, sanitize=True, optimize="-O1",
                     include_dirs=include_dirs, defines=defines)
     clips = np.stack(edge_clips() + noise_clips()[::4] + tone_clips()[::6])
     clips.tofile(tmp_path / "clips.bin")

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tinydrift.codegen.frontend_native import NativeFrontend
+from tinydrift.target.host_frontend import NativeFrontend
 from tinydrift.data.clipset import ClipSet
 
 

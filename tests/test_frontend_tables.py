@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tinydrift import firmware
+from tinydrift.cli.main import main
 from tinydrift.codegen import frontend_tables as ft
 from tinydrift.errors import TinydriftError
-from tinydrift.features import frontend
-from tinydrift.features.third_party import microfrontend_sources
-from tinydrift.native import compile_c
+from tinydrift.frontend import features as frontend
+from tinydrift.firmware import microfrontend_sources
+from tinydrift.firmware import compile_host
 
 # Each ctypes mirror and the C struct it stands for.
 MIRRORS = {
@@ -46,7 +48,7 @@ def tables():
 def run_probe(tmp_path, third_party, name: str, source: str, extra_sources=()) -> str:
     path = tmp_path / f"{name}.c"
     path.write_text(source)
-    exe = compile_c([path, *extra_sources], shared=False, include_dirs=list(third_party.include_dirs),
+    exe = firmware.compile_host([path, *extra_sources], shared=False, include_dirs=list(third_party.include_dirs),
                     defines=third_party.defines)
     return subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout
 
@@ -146,7 +148,7 @@ def test_write_header_is_atomic_and_complete(tmp_path, tables):
 
 def test_cli_command_writes_the_header(tmp_path):
     target = tmp_path / "tables.h"
-    result = CliRunner().invoke(ft.frontend_tables_command, ["-o", str(target)])
+    result = CliRunner().invoke(main, ["frontend-tables"] + ["-o", str(target)])
     assert result.exit_code == 0, result.output
     assert target.read_text() == ft.DEFAULT_HEADER.read_text()
     assert "bytes of const tables" in result.output

@@ -7,12 +7,14 @@ import tarfile
 
 import pytest
 
-from tinydrift.errors import TinydriftError
-from tinydrift.features import third_party as tp
+from tinydrift import firmware
+
+# firmware/scripts/td_third_party.py, the one fetch the host and the PlatformIO build share.
+tp = firmware.third_party_module()
 
 
 def test_sources_are_extracted_as_c():
-    sources = tp.microfrontend_sources()
+    sources = firmware.microfrontend_sources()
     assert all(path.is_file() and path.suffix == ".c" for path in sources.sources)
     assert {p.stem for p in sources.sources} == {*tp.MICROFRONTEND_C_FILES, "kiss_fft", "kiss_fftr"}
     assert "Apache License" in (sources.root / "LICENSE").read_text()
@@ -33,13 +35,13 @@ def test_cached_archive_is_checked_and_reused(tmp_path):
 
 
 def test_hash_mismatch_is_refused(tmp_path):
-    with pytest.raises(TinydriftError, match="sha256"):
+    with pytest.raises(tp.ThirdPartyError, match="sha256"):
         tp.fetch_sdist(tmp_path, sha256="0" * 64)
     assert not list(tmp_path.glob("*.tar.gz"))
 
 
 def test_failed_download_is_a_clear_error(tmp_path):
-    with pytest.raises(TinydriftError, match=r"could not download pymicro-features==0\.0\.0"):
+    with pytest.raises(tp.ThirdPartyError, match=r"could not download pymicro-features==0\.0\.0"):
         tp.fetch_sdist(tmp_path, version="0.0.0")
 
 
@@ -51,14 +53,14 @@ def test_extraction_refuses_an_incomplete_archive_and_leaves_nothing(tmp_path):
         info.size = len(data)
         tar.addfile(info, io.BytesIO(data))
     dest = tmp_path / "extracted"
-    with pytest.raises(TinydriftError, match="missing"):
+    with pytest.raises(tp.ThirdPartyError, match="missing"):
         tp.extract_sources(archive, dest)
     assert not dest.exists()
     assert [p.name for p in tmp_path.iterdir()] == [archive.name]
 
 
 def test_extraction_is_redone_when_the_tree_is_not_the_expected_one(tmp_path):
-    sdist = tp.fetch_sdist()
+    sdist = tp.fetch_sdist(firmware.THIRD_PARTY_DIR / "downloads")
     dest = tmp_path / "src"
     tp.extract_sources(sdist, dest)
     window = dest / tp.MICROFRONTEND_LIB / "window.c"

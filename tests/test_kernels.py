@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from helpers_tflite import tflite_models
-from tinydrift.codegen.model_runner import build_host_models, run_tflm
+from tinydrift.target.host_model import build_host_models, run_tflm
 from tinydrift.codegen.tflite_graph import read_tflite
 
 INPUTS_PER_CASE = 200
@@ -279,7 +279,7 @@ def _aim_at_rounding_differences(case_id: str, spec: dict, data: bytes) -> int:
     generated C and TFLite Micro agree, and that the other precision would not have.
     Returns how many channels could be aimed (0: the two multipliers agree everywhere)."""
     from tinydrift.codegen import model_quant as q
-    from tinydrift.codegen.model_runner import run_generated_model
+    from tinydrift.target.host_model import run_generated_model
 
     graph = read_tflite(data)
     op = next(op for op in graph.operators if op.opcode == "FULLY_CONNECTED")
@@ -353,8 +353,7 @@ def test_requantization_helpers_match_the_reference_formulas(tmp_path):
     gemmlowp formulas written out in numpy above."""
     import ctypes
 
-    from tinydrift import native
-    from tinydrift.codegen.model_runner import include_dirs
+    from tinydrift import firmware
 
     wrapper = tmp_path / "requant_wrapper.c"
     wrapper.write_text(
@@ -364,7 +363,7 @@ def test_requantization_helpers_match_the_reference_formulas(tmp_path):
         "int32_t srdhm(int32_t a, int32_t b);\n"
         "int32_t srdhm(int32_t a, int32_t b) { return td_saturating_rounding_doubling_high_mul(a, b); }\n"
     )
-    library = ctypes.CDLL(str(native.compile_c([wrapper], include_dirs=include_dirs())))
+    library = ctypes.CDLL(str(firmware.compile_host([wrapper], include_dirs=firmware.include_dirs())))
     for function in (library.mbqm, library.srdhm):
         function.restype = ctypes.c_int32
     rng = np.random.default_rng(42)

@@ -4,7 +4,7 @@ reference kernels and TFLite Micro, on the host (their plain-C DSP helpers) and 
 
 - the single-op models of test_kernels.py and the KWS model, generated with
   TD_KERNELS_OPTIMIZED=1, equal TFLite Micro's outputs element for element;
-- firmware/bench/src/kernels_check_main.c draws thousands of random operators (shapes,
+- firmware/test/m4/kernels_check_main.c draws thousands of random operators (shapes,
   strides, dilations, paddings, offsets, multipliers, shifts, biases, activation ranges)
   and compares every output byte of optimized and reference kernels: on the host under
   ASan/UBSan and in QEMU, on the same cases;
@@ -25,14 +25,14 @@ import pytest
 
 from helpers_tflite import structured_int8_inputs, tflite_models
 from test_kernels import CASES, random_inputs
-from tinydrift import atomic, native
+from tinydrift import atomic, firmware
 from tinydrift.codegen.model_c import generate_model_c, plan_model
-from tinydrift.codegen.model_runner import HostModel, _batch_harness, run_tflm
-from tinydrift.device import bench, emulator
+from tinydrift.target.host_model import HostModel, _batch_harness, run_tflm
+from tinydrift.target import bench, emulator
 
-KERNELS = native.FIRMWARE_LIB / "src" / "kernels"
+KERNELS = firmware.LIB_SRC / "kernels"
 OPTIMIZED = KERNELS / "optimized"
-KWS_TFLITE = native.REPO_ROOT / "models" / "kws" / "model_int8.tflite"
+KWS_TFLITE = firmware.REPO_ROOT / "models" / "kws" / "model_int8.tflite"
 ARM_GCC = "arm-none-eabi-gcc"
 needs_arm = pytest.mark.skipif(shutil.which(ARM_GCC) is None or shutil.which(emulator.QEMU) is None,
                                reason="arm-none-eabi-gcc or qemu-system-arm not installed")
@@ -45,7 +45,7 @@ def build_host_models_optimized(models: dict[str, bytes]) -> dict[str, HostModel
     """Like model_runner.build_host_models, with TD_KERNELS_OPTIMIZED=1: the generated C
     calls the optimized kernels, whose DSP helpers are plain C on the host."""
     digest = hashlib.sha256(b"".join(name.encode() + data for name, data in sorted(models.items())))
-    out_dir = native.BUILD_DIR / "models_optimized" / digest.hexdigest()[:16]
+    out_dir = firmware.HOST_BUILD_DIR / "models_optimized" / digest.hexdigest()[:16]
     sources = []
     for name, data in models.items():
         header, source = generate_model_c(data, name)
@@ -53,7 +53,7 @@ def build_host_models_optimized(models: dict[str, bytes]) -> dict[str, HostModel
         atomic.write_text(out_dir / f"td_model_{name}.c", source)
         atomic.write_text(out_dir / f"run_batch_{name}.c", _batch_harness(name))
         sources += [out_dir / f"td_model_{name}.c", out_dir / f"run_batch_{name}.c"]
-    library = native.compile_c(sources + bench.kernel_sources(), include_dirs=[KERNELS.parent, out_dir],
+    library = firmware.compile_host(sources + firmware.stage_sources("kernels"), include_dirs=[KERNELS.parent, out_dir],
                                defines={"TD_KERNELS_OPTIMIZED": 1}, optimize="-O2")
     lib = ctypes.CDLL(str(library))
     result = {}
@@ -98,7 +98,7 @@ def kws_inputs(count_structured: int = 100, count_real: int = 60) -> np.ndarray:
     parts = [structured_int8_inputs(77, count_structured, (49, 40, 1)).reshape(count_structured, -1)]
     parts.append(random_inputs(78, 6, 49 * 40))
     if SPEECH_COMMANDS.exists() and count_real:
-        from tinydrift.codegen.frontend_native import NativeFrontend
+        from tinydrift.target.host_frontend import NativeFrontend
         from tinydrift.data.wavfolder import centre_in_clip, read_wav
 
         frontend = NativeFrontend()
@@ -145,9 +145,9 @@ def check_random_operators(text: str) -> dict:
 
 @pytest.fixture(scope="module")
 def host_check_results():
-    port = native.REPO_ROOT / "firmware" / "port" / "host"
-    executable = native.compile_c(
-        [bench.BENCH_SRC / "kernels_check_main.c", *bench.kernel_sources(), port / "td_port_host.c",
+    port = firmware.REPO_ROOT / "firmware" / "port" / "host"
+    executable = firmware.compile_host(
+        [firmware.test_harness("m4/kernels_check_main.c"), *firmware.stage_sources("kernels"), port / "td_port_host.c",
          port / "td_host_main.c"],
         include_dirs=[KERNELS.parent], shared=False, sanitize=True, optimize="-O1")
     proc = subprocess.run([str(executable)], capture_output=True, text=True, timeout=120)
@@ -164,9 +164,9 @@ def test_random_operators_on_the_host_sanitized(host_check_results):
 def test_random_operators_in_qemu(asm, host_check_results):
     """With the asm blocks (the default at -O1 and up), and without (the C of the same loops
     with the DSP instructions, as -O0 builds run)."""
-    units = [bench.Unit(bench.BENCH_SRC / "kernels_check_main.c")]
-    units += [bench.Unit(s) for s in bench.kernel_sources() + bench.port_sources()]
-    elf = bench.build_arm_image("kernels_check", units, [], {"TD_KERNELS_ASM": asm})
+    units = [firmware.Unit(firmware.test_harness("m4/kernels_check_main.c"))]
+    units += [firmware.Unit(s) for s in firmware.stage_sources("kernels")]
+    elf = firmware.build_arm_image("kernels_check", units, [], {"TD_KERNELS_ASM": asm})
     result = emulator.run(elf, timeout=120)
     text = result.output.decode(errors="replace")
     assert result.exit_code == 0, text[-2000:]
@@ -198,9 +198,9 @@ def build_model_check(data: bytes, inputs: np.ndarray) -> tuple:
     for name, text in files.items():
         if not (folder / name).is_file():
             atomic.write_text(folder / name, text)
-    units = [bench.Unit(bench.BENCH_SRC / "model_check_main.c"), bench.Unit(folder / "td_model_opt.c")]
-    units += [bench.Unit(s) for s in bench.kernel_sources() + bench.port_sources()]
-    return bench.build_arm_image("model_check", units, [folder]), folder
+    units = [firmware.Unit(firmware.test_harness("m4/model_check_main.c")), firmware.Unit(folder / "td_model_opt.c")]
+    units += [firmware.Unit(s) for s in firmware.stage_sources("kernels")]
+    return firmware.build_arm_image("model_check", units, [folder]), folder
 
 
 @needs_arm
@@ -246,7 +246,7 @@ void td_check_requant(int32_t n, const int32_t *acc, const int32_t *multiplier, 
 def test_requantization_shortcuts_equal_the_reference(tmp_path):
     wrapper = tmp_path / "requant_check.c"
     wrapper.write_text(REQUANT_WRAPPER)
-    library = ctypes.CDLL(str(native.compile_c([wrapper], include_dirs=[KERNELS.parent], sanitize=False)))
+    library = ctypes.CDLL(str(firmware.compile_host([wrapper], include_dirs=[KERNELS.parent], sanitize=False)))
     rng = np.random.default_rng(3)
     n = 400_000
     shift = rng.integers(-31, 8, n).astype(np.int32)

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from tinydrift.cli import main
 from tinydrift.data.clipset import ClipSet
 from tinydrift.errors import TinydriftError
-from tinydrift.model.quantize import INT8_MODEL, check_device_model, describe, quantize
+from tinydrift.modeldir import INT8_MODEL
+from tinydrift.model.quantize import check_device_model, describe, quantize
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_bytes
 from tinydrift.model.train import TrainConfig, train
 
@@ -40,7 +41,7 @@ def test_tflm_and_litert_agree_on_argmax(small_model, small_kws):
     tflm, litert = run_tflm(model, clips.features), run_litert(model, clips.features)
     assert tflm.shape == litert.shape == (len(clips), 12)
     # Not element for element: FULLY_CONNECTED rounds once in LiteRT and twice in TFLite
-    # Micro (DESIGN §3). Where two classes tie at the top of an int8 output, argmax is a set
+    # Micro. Where two classes tie at the top of an int8 output, argmax is a set
     # (a briefly trained model ties on ~1 % of clips, the reference model on far fewer): a
     # runtime agrees when its choice is among the other's top classes.
     rows = np.arange(len(clips))

@@ -1,4 +1,4 @@
-"""Whole models through the C generator: the project's DS-CNN and DESIGN's layout against
+"""Whole models through the C generator: the project's DS-CNN and the reference layout against
 TFLite Micro (outputs and arena), refusals, a sanitized standalone build, the Cortex-M4
 cross-build, and the generator's parts (multipliers, arena planner, reader)."""
 
@@ -14,20 +14,19 @@ from helpers_tflite import structured_int8_inputs, tflite_model, tflite_models
 from tinydrift.codegen import model_quant as q
 from tinydrift.codegen.model_arena import Buffer, check_plan, plan_arena
 from tinydrift.codegen.model_c import generate_model_c, plan_model, write_model_c
-from tinydrift.codegen.model_runner import (
+from tinydrift import firmware
+from tinydrift.target.host_model import (
     build_host_models,
     build_model_executable,
-    include_dirs,
-    kernel_sources,
     run_generated_and_tflm,
     run_model_executable,
     run_tflm,
-    tflm_arena_report,
 )
+from tinydrift.model.runtimes import tflm_arena_report
 from tinydrift.codegen.tflite_graph import count_macs, read_tflite
 from tinydrift.errors import TinydriftError
 
-# The project's model (tinydrift.model.dscnn) and DESIGN's layout (4 stride-1 blocks),
+# The project's model (tinydrift.model.dscnn) and the reference layout (4 stride-1 blocks),
 # per-tensor quantized for variety; random weights with trained-like BatchNorm statistics.
 PROJECT_DS_CNN = dict(kind="project_ds_cnn", seed=7000, channels=64, classes=12, input_shape=[49, 40, 1])
 DESIGN_DS_CNN = dict(kind="ds_cnn", seed=7100, channels=32, classes=12, input_shape=[49, 40, 1], per_channel=False)
@@ -205,8 +204,8 @@ ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d1
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
 def test_kernels_and_generated_model_build_for_cortex_m4(ds_cnn_models, tmp_path):
     header_path, source_path = write_model_c(ds_cnn_models["project"], "kws", tmp_path)
-    for source in [*kernel_sources(), source_path]:
-        cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, *[f"-I{d}" for d in include_dirs()], f"-I{tmp_path}",
+    for source in [*firmware.stage_sources("kernels"), source_path]:
+        cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, *[f"-I{d}" for d in firmware.include_dirs()], f"-I{tmp_path}",
                "-c", str(source), "-o", str(tmp_path / (source.stem + ".o"))]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         assert proc.returncode == 0, f"{source.name}:\n{proc.stderr}"

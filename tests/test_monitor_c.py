@@ -10,12 +10,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from tinydrift import native
-from tinydrift.drift import config as cfgmod
-from tinydrift.drift import synthetic
-from tinydrift.drift.c_monitor import MONITOR_SRC, SHIM_DIR, CMonitor, build_flags, monitor_sources
-from tinydrift.drift.header import emit_monitor_config_h
-from tinydrift.drift.twin import ROW_WIDTH, MonitorTwin, result_rows, run_events, summarize_frames
+from tinydrift import firmware
+from tinydrift.monitor import config as cfgmod
+from tinydrift.monitor import synthetic
+from tinydrift.target.host_monitor import MONITOR_SRC, SHIM_DIR, CMonitor, build_flags, monitor_sources
+from tinydrift.codegen.monitor_header import emit_monitor_config_h
+from tinydrift.monitor.twin import ROW_WIDTH, MonitorTwin, result_rows, run_events, summarize_frames
 
 HEADER = (MONITOR_SRC / "td_monitor.h").read_text()
 
@@ -117,9 +117,9 @@ def test_summarize_frames_matches_and_rounds_half_up():
 
 def test_state_size_fits_the_budget():
     monitor = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
-    # DESIGN §6: <= 1 KB of RAM. Built for 64 channels and 16 classes (the default capacity).
+    # <= 1 KB of RAM. Built for 64 channels and 16 classes (the default capacity).
     assert monitor.state_size <= 1024
-    small = native.compile_c(
+    small = firmware.compile_host(
         [SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
         defines={**build_flags(monitor.config)["defines"], "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12},
         include_dirs=build_flags(monitor.config)["include_dirs"],
@@ -162,7 +162,7 @@ def test_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     rng = np.random.default_rng(21)
     config = synthetic.random_config(rng, 64, 16, extreme=True)
     flags = build_flags(config)
-    exe = native.compile_c(
+    exe = firmware.compile_host(
         [SHIM_DIR / "td_monitor_host_main.c", SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
         shared=False,
         sanitize=True,
@@ -198,7 +198,7 @@ def test_fuzz_update_feedback_and_sensor(tmp_path, extreme):
     if not _clang_has_libfuzzer(tmp_path):
         pytest.skip("clang with libFuzzer not available")
     config = synthetic.random_config(np.random.default_rng(31 + extreme), 40, 12, extreme=extreme)
-    exe = native.compile_c(
+    exe = firmware.compile_host(
         [SHIM_DIR / "td_monitor_fuzz.c", *monitor_sources()],
         shared=False,
         compiler="clang",

@@ -6,11 +6,11 @@ import shutil
 
 import pytest
 
-from tinydrift.drift import synthetic
-from tinydrift.drift.cost import measure_cost
-from tinydrift.drift.reference import build_config, reference_stats
+from tinydrift.monitor import synthetic
+from tinydrift.target.monitor_cost import measure_cost
+from tinydrift.monitor.reference import build_config, reference_stats
 
-# DESIGN §3: the front end costs ~4.16 M instructions per second of audio, the window each
+# The front end costs ~4.16 M instructions per second of audio, the window each
 # inference consumes; the int8 model comes on top of that.
 FRONT_END_INSTRUCTIONS_PER_INFERENCE = 4_160_000
 
@@ -24,7 +24,7 @@ def test_cost_per_inference_on_cortex_m4(whiten):
     per_inference = cost["instructions_per_update"] + cost["instructions_per_summarize"]
     print(f"whiten={whiten}: {cost}; per inference {per_inference:.0f} instructions = "
           f"{100 * per_inference / FRONT_END_INSTRUCTIONS_PER_INFERENCE:.2f} % of the front end alone")
-    # DESIGN §6: <= 2 % of the inference's instructions; the front end alone bounds it below.
+    # <= 2 % of the inference's instructions; the front end alone bounds it below.
     assert per_inference <= 0.02 * FRONT_END_INSTRUCTIONS_PER_INFERENCE
     assert cost["instructions_per_feedback"] < 1000 and cost["state_bytes"] <= 1024
     assert cost["instructions_per_sensor320"] < 320 * 16

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydrift.drift import synthetic
-from tinydrift.drift.c_monitor import CMonitor
-from tinydrift.drift.reference import build_config, reference_stats
-from tinydrift.drift.twin import run_events, summarize_frames
+from tinydrift.monitor import synthetic
+from tinydrift.target.host_monitor import CMonitor
+from tinydrift.monitor.reference import build_config, reference_stats
+from tinydrift.monitor.twin import run_events, summarize_frames
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech_commands_v0.01_subset"
 
@@ -22,7 +22,7 @@ def load_clips():
     files = sorted(DATA.glob("*/*.wav"))
     if len(files) < 100:
         pytest.skip(f"real speech not found in {DATA}")
-    from tinydrift.features.frontend import CLIP_SAMPLES, features_int8
+    from tinydrift.frontend.features import CLIP_SAMPLES, features_int8
 
     features, speakers = [], []
     for path in files:

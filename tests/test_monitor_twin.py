@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from tinydrift.drift import config as cfgmod
-from tinydrift.drift import synthetic
-from tinydrift.drift.config import MonitorConfig, entropy_table_q16
-from tinydrift.drift.twin import MonitorTwin
+from tinydrift.monitor import config as cfgmod
+from tinydrift.monitor import synthetic
+from tinydrift.monitor.config import MonitorConfig, entropy_table_q16
+from tinydrift.monitor.twin import MonitorTwin
 
 
 def test_entropy_table_is_exact_for_every_int8_probability():
@@ -214,8 +214,8 @@ def test_streams_are_independent_in_the_batched_twin():
 
 
 def test_twin_speed():
-    """Inferences per second of the twin over 1,000 parallel streams (reported; DESIGN
-    needs millions in seconds for the ARL0 checks)."""
+    """Inferences per second of the twin over 1,000 parallel streams (reported; the ARL0 checks
+    need millions in seconds)."""
     rng = np.random.default_rng(0)
     config = synthetic.random_config(rng, 40, 12)
     data = synthetic.synthetic_dataset(20, 100, seed=1)
@@ -234,7 +234,7 @@ def test_per_sample_rows_give_the_same_update():
     update on the raw summary and probabilities, integer for integer."""
     rng = np.random.default_rng(13)
     data = synthetic.synthetic_dataset(20, 100, seed=4)
-    from tinydrift.drift.reference import build_config, reference_stats
+    from tinydrift.monitor.reference import build_config, reference_stats
 
     config = build_config(reference_stats(data["summaries"], data["probs"], min_samples=0), whiten=True)
     config = config.replace(score_offset=[2600, 1000, 220, 30000, 300], score_gain_q16=[40000, 40000, -300000, 9000, 30000], score_drift=[60000] * 5, moved_mean_level=2000, moved_var_level=4000)

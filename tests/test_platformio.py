@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tinydrift.device import platformio
+from tinydrift.target import platformio
 
 pytestmark = pytest.mark.skipif(
     platformio.pio_executable() is None,

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tinydrift.native import REPO_ROOT
+from tinydrift.firmware import REPO_ROOT
 
 FIRMWARE = REPO_ROOT / "firmware"
 PORT_HEADER = FIRMWARE / "lib" / "tinydrift" / "src" / "td_port.h"

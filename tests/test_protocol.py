@@ -9,8 +9,8 @@ import zlib
 
 import pytest
 
-from tinydrift.device import protocol as P
-from tinydrift.native import REPO_ROOT
+from tinydrift.link import protocol as P
+from tinydrift.firmware import REPO_ROOT
 
 
 def _items(stream: bytes, sizes) -> list:
@@ -165,7 +165,7 @@ def test_parse_rate_at_least_50k_frames_per_second():
 
 
 def test_names_match_the_drift_monitor():
-    from tinydrift.drift import config as monitor
+    from tinydrift.monitor import config as monitor
 
     assert P.SCORE_NAMES[:monitor.SCORE_COUNT] == monitor.SCORE_NAMES
     assert P.WARNING_SHIFT == monitor.WARNING_SHIFT

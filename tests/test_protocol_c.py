@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tinydrift.device import protocol as P
-from tinydrift.native import BUILD_DIR, FIRMWARE_LIB, compile_c
+from tinydrift.link import protocol as P
+from tinydrift import firmware
 
-PROTO_DIR = FIRMWARE_LIB / "src" / "protocol"
+PROTO_DIR = firmware.LIB_SRC / "protocol"
 SOURCES = sorted(PROTO_DIR.glob("*.c"))
 
 # Test-side glue: sizes for the ctypes mirror, a whole-stream decode loop (one ctypes call per
@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
 
 def _write_source(name: str, text: str) -> Path:
-    path = BUILD_DIR / "test-src" / name
+    path = firmware.HOST_BUILD_DIR / "test-src" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -213,7 +213,7 @@ def from_c(c: CFrame) -> P.Frame:
 @pytest.fixture(scope="module")
 def lib():
     harness = _write_source("td_proto_harness.c", HARNESS_C)
-    path = compile_c([*SOURCES, harness], include_dirs=[PROTO_DIR])
+    path = firmware.compile_host([*SOURCES, harness], include_dirs=[PROTO_DIR])
     lib = ctypes.CDLL(str(path))
     lib.td_proto_encode.restype = ctypes.c_int32
     lib.td_proto_encode.argtypes = [ctypes.POINTER(CFrame), ctypes.c_char_p, ctypes.c_size_t]
@@ -382,7 +382,7 @@ def test_text_runs_agree_with_c(lib):
 
 def test_decoder_under_address_and_undefined_sanitizers():
     harness = _write_source("td_proto_harness.c", HARNESS_C)
-    exe = compile_c([*SOURCES, harness], include_dirs=[PROTO_DIR], shared=False, sanitize=True,
+    exe = firmware.compile_host([*SOURCES, harness], include_dirs=[PROTO_DIR], shared=False, sanitize=True,
                     defines={"TD_TEST_MAIN": 1}, optimize="-O1")
     rng = random.Random(15)
     pieces, expected = [], []
@@ -439,7 +439,7 @@ def test_libfuzzer_decoder_few_seconds(tmp_path):
     if not _libfuzzer_available(tmp_path):
         pytest.skip("clang with libFuzzer runtime not available (Debian: libclang-rt-14-dev)")
     target = _write_source("td_proto_fuzz.c", FUZZ_C)
-    exe = compile_c([*SOURCES, target], include_dirs=[PROTO_DIR], shared=False, compiler="clang",
+    exe = firmware.compile_host([*SOURCES, target], include_dirs=[PROTO_DIR], shared=False, compiler="clang",
                     optimize="-O1", extra_flags=["-g", "-fsanitize=fuzzer,address,undefined",
                                                  "-fno-sanitize-recover=all"])
     corpus = tmp_path / "corpus"

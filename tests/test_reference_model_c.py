@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinydrift.codegen.model_runner import run_generated_model
-from tinydrift.features import CLIP_SAMPLES, features_int8
+from tinydrift.target.host_model import run_generated_model
+from tinydrift.frontend import CLIP_SAMPLES, features_int8
 from tinydrift.model.runtimes import run_tflm
 
 from conftest import FSDD, REPO_ROOT, SPEECH_COMMANDS

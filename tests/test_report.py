@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tinydrift.device import protocol as P
-from tinydrift.device.capture import capture
-from tinydrift.device.cli_device import report_command
-from tinydrift.device.report import write_report
+from tinydrift.link import protocol as P
+from tinydrift.logbook.capture import capture
+from tinydrift.cli.main import main
+from tinydrift.logbook.report import write_report
 from tinydrift.errors import TinydriftError
 
 from test_capture import MODEL_HASH, TcpDevice
@@ -114,16 +114,16 @@ def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
     db, _ = make_drift_db(tmp_path)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "monitor.json").write_text(
-        '{"model_hash": "%s", "monitor": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}'
-        % MODEL_HASH.hex())
+    (model_dir / "reference.json").write_text(
+        '{"name": "fake", "model_hash": "%s", "labels": ["a", "b"], '
+        '"monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}' % MODEL_HASH.hex())
     write_report(db, tmp_path / "r", model_dir=model_dir)
     assert f"model dir {model_dir}" in (tmp_path / "r" / "index.html").read_text()
 
 
 def test_report_command_ends_with_a_one_line_summary(tmp_path):
     db, facts = make_drift_db(tmp_path)
-    result = CliRunner().invoke(report_command, [str(db), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("report ") and f"first alarm at inference {facts['first_alarm']} (DATA_DRIFT)" in last
@@ -149,3 +149,20 @@ def test_unreadable_databases_are_refused_clearly(tmp_path):
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
     with pytest.raises(TinydriftError, match="not a tinydrift capture database"):
         write_report(other, tmp_path / "r")
+
+
+def test_a_model_folder_of_another_model_is_refused(tmp_path):
+    """Thresholds and labels of another model would mislabel every plot: refused, in one line."""
+    db, _ = make_drift_db(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "reference.json").write_text(
+        '{"name": "other", "model_hash": "%s", "labels": ["a", "b"], '
+        '"monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}' % ("ab" * 32))
+    with pytest.raises(TinydriftError, match="runs model"):
+        write_report(db, tmp_path / "r", model_dir=other)
+    assert not (tmp_path / "r" / "index.html").exists()
+    for args in (["report", str(db), "--out", str(tmp_path / "r2"), "--model-dir", str(other)],
+                 ["monitor", "--db", str(db), "--once", "--model-dir", str(other)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "runs model" in result.output and "Traceback" not in result.output

@@ -7,9 +7,9 @@ import io
 from click.testing import CliRunner
 from rich.console import Console
 
-from tinydrift.device import protocol as P
-from tinydrift.device.cli_device import monitor_command
-from tinydrift.device.live import run_monitor
+from tinydrift.link import protocol as P
+from tinydrift.cli.main import main
+from tinydrift.logbook.live import run_monitor
 
 from test_capture import TcpDevice
 from test_report import DRIFT_AT, drifting_device_stream, make_drift_db
@@ -44,19 +44,19 @@ def test_once_on_a_port_captures_then_renders(tmp_path):
 def test_monitor_command_once_and_its_errors(tmp_path):
     db, _ = make_drift_db(tmp_path)
     runner = CliRunner()
-    result = runner.invoke(monitor_command, ["--db", str(db), "--once"])
+    result = runner.invoke(main, ["monitor", "--db", str(db), "--once"])
     assert result.exit_code == 0 and "Drift scores" in result.output
-    result = runner.invoke(monitor_command, ["--once"])
+    result = runner.invoke(main, ["monitor", "--once"])
     assert result.exit_code != 0 and "give --db FILE, --port URL" in result.output
-    result = runner.invoke(monitor_command, ["--db", str(tmp_path / "none.db"), "--once"])
+    result = runner.invoke(main, ["monitor", "--db", str(tmp_path / "none.db"), "--once"])
     assert result.exit_code != 0 and "not found" in result.output
-    result = runner.invoke(monitor_command, ["--port", "/dev/tinydrift-no-such-port", "--once"])
+    result = runner.invoke(main, ["monitor", "--port", "/dev/tinydrift-no-such-port", "--once"])
     assert result.exit_code != 0 and "cannot open port" in result.output
 
 
 def test_empty_database_renders_without_inferences(tmp_path):
     device = TcpDevice(lambda conn: conn.sendall(b"hello\n" + P.encode(P.Bye(0, 0, 0))))
-    from tinydrift.device.capture import capture
+    from tinydrift.logbook.capture import capture
 
     db = tmp_path / "e.db"
     capture(device.url, db)

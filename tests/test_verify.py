@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tinydrift import native, verify as verify_mod
-from tinydrift.cli_verify import verify
-from tinydrift.codegen.frontend_native import FRONTEND_C_SOURCES, frontend_build_inputs
-from tinydrift.drift.config import MonitorConfig
-from tinydrift.verify import STAGES, verify_model
+from tinydrift import firmware
+from tinydrift.pipeline import verify as verify_mod
+from tinydrift.cli.pipeline import verify
+from tinydrift.monitor.config import MonitorConfig
+from tinydrift.pipeline.verify import STAGES, verify_model
 
-MODEL = native.REPO_ROOT / "models" / "kws"
-CLIPS = native.REPO_ROOT / "build" / "data" / "kws" / "test.npz"
+MODEL = firmware.REPO_ROOT / "models" / "kws"
+CLIPS = firmware.REPO_ROOT / "build" / "data" / "kws" / "test.npz"
 SAMPLES = 12
 
 pytestmark = pytest.mark.skipif(not (MODEL / "reference.json").is_file(), reason="models/kws not exported")
@@ -123,8 +123,8 @@ def test_monitor_config_altered_on_the_twin_side_is_caught(tmp_path):
 
 
 def test_broken_front_end_c_is_caught_in_the_front_end_stage(tmp_path):
-    sources, include_dirs, defines = frontend_build_inputs()
-    ours = {s.name for s in FRONTEND_C_SOURCES}
+    sources, include_dirs, defines = firmware.frontend_build_inputs()
+    ours = {s.name for s in firmware.stage_sources("frontend")}
     copied = []
     for src in sources:
         if src.name in ours:
@@ -134,7 +134,7 @@ def test_broken_front_end_c_is_caught_in_the_front_end_stage(tmp_path):
     text = int8_map.read_text()
     assert "#define TD_FRONTEND_INT8_SCALE_DEN 666" in text
     int8_map.write_text(text.replace("#define TD_FRONTEND_INT8_SCALE_DEN 666", "#define TD_FRONTEND_INT8_SCALE_DEN 667"))
-    library = native.compile_c(
+    library = firmware.compile_host(
         copied + [s for s in sources if s.name not in ours], include_dirs=[tmp_path, *include_dirs], defines=defines
     )
     report = verify_model(MODEL, samples=6, frontend_library=library).to_dict()
@@ -169,7 +169,7 @@ def test_missing_reference_is_a_user_error(tmp_path):
 
 
 def test_real_recordings_from_a_wav_folder():
-    folder = native.REPO_ROOT.parent / "shared" / "data" / "speech_commands_v0.01_subset"
+    folder = firmware.REPO_ROOT.parent / "shared" / "data" / "speech_commands_v0.01_subset"
     if not folder.is_dir():
         pytest.skip("../shared/data not present")
     code, report = run_cli(MODEL, "--data", folder)

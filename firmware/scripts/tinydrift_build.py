@@ -2,7 +2,7 @@
 
 1. The micro_speech front end's third-party C (microfrontend lib + kissfft), which is never
    committed: fetched once from the pinned sdist and extracted under build/third_party by
-   tinydrift.features.third_party, then compiled here with -DFIXED_POINT=16.
+   td_third_party.py (beside this script), then compiled here with -DFIXED_POINT=16.
 2. The model: the include/ folder of a model made by `tinydrift export` (td_model_NAME.{h,c},
    td_monitor_config_NAME.h, td_reference_NAME.h). Default ../models/kws; choose another
    with the environment variable TINYDRIFT_MODEL_DIR or the project option
@@ -23,6 +23,7 @@ Import("env")  # noqa: F821 (SCons injects it)
 PROJECT_DIR = Path(env.subst("$PROJECT_DIR"))  # noqa: F821
 REPO_ROOT = PROJECT_DIR.parent
 LIB_SRC = PROJECT_DIR / "lib" / "tinydrift" / "src"
+SCRIPTS_DIR = PROJECT_DIR / "scripts"
 DEFAULT_MODEL_DIR = "../models/kws"
 MODEL_DIR_VARIABLE = "TINYDRIFT_MODEL_DIR"
 
@@ -33,19 +34,17 @@ def fail(message: str) -> None:
 
 
 def third_party_sources():
-    """The extracted front-end sources: tinydrift's own Python does the fetch and checks."""
-    host = str(REPO_ROOT / "host")
-    if host not in sys.path:
-        sys.path.insert(0, host)
+    """The extracted front-end sources, fetched and checked by td_third_party.py beside this
+    script (standard library only, loaded by path: no host package needed)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("td_third_party", SCRIPTS_DIR / "td_third_party.py")
+    third_party = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = third_party  # dataclasses look their module up by name
+    spec.loader.exec_module(third_party)
     try:
-        from tinydrift.errors import TinydriftError
-        from tinydrift.features.third_party import microfrontend_sources
-    except ImportError as exc:
-        fail(f"cannot import tinydrift's Python package ({exc}): run pio from the project's venv "
-             "(scripts/setup.sh) so the front end's third-party sources can be fetched")
-    try:
-        return microfrontend_sources()
-    except TinydriftError as exc:
+        return third_party.microfrontend_sources(REPO_ROOT / "build" / "third_party")
+    except third_party.ThirdPartyError as exc:
         fail(str(exc))
 
 

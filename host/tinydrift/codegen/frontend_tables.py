@@ -27,14 +27,12 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
 import numpy as np
 
-from .. import atomic
-from ..errors import TinydriftError
-from ..native import FIRMWARE_LIB
+from tinydrift import atomic, firmware
+from tinydrift.errors import TinydriftError
 
-FRONTEND_C_DIR = FIRMWARE_LIB / "src" / "frontend"
+FRONTEND_C_DIR = firmware.stage_dir("frontend")
 TEMPLATE = FRONTEND_C_DIR / "td_frontend_tables.h.in"
 DEFAULT_HEADER = FRONTEND_C_DIR / "td_frontend_tables.h"
 
@@ -212,7 +210,7 @@ def host_frontend_parameters() -> dict:
     Read from its source rather than restated here, so the device tables cannot drift from
     the host front end: literals are taken as they are, names are looked up in that module.
     """
-    from ..features import frontend
+    from tinydrift.frontend import features as frontend
 
     tree = ast.parse(inspect.getsource(frontend.frontend_uint16))
     calls = [
@@ -515,16 +513,3 @@ def write_header(path: Path = DEFAULT_HEADER, tables: FrontendTables | None = No
     tables = compute_tables() if tables is None else tables
     atomic.write_text(path, render_header(tables))
     return tables
-
-
-@click.command("frontend-tables")
-@click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_HEADER,
-    show_default=True, help="Header to write.",
-)
-def frontend_tables_command(output: Path) -> None:
-    """Generate the device front end's const tables from TensorFlow's microfrontend."""
-    tables = write_header(output)
-    sizes = tables.flash_bytes()
-    click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables ("
-               + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ")")

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import atomic
-from ..errors import TinydriftError
-from .model_arena import Buffer, plan_arena
-from .model_lowering import Alias, ConstArg, ConstArray, KernelCall, TensorArg, lower
-from .tflite_graph import Graph, read_tflite
+from tinydrift import atomic
+from tinydrift.errors import TinydriftError
+from tinydrift.codegen.model_arena import Buffer, plan_arena
+from tinydrift.codegen.model_lowering import Alias, ConstArg, ConstArray, KernelCall, TensorArg, lower
+from tinydrift.codegen.tflite_graph import Graph, read_tflite
 
 ARENA_ALIGNMENT = 16
 _NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")

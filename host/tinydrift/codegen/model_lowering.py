@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import TinydriftError
-from . import model_quant as q
-from .tflite_graph import Graph, Operator, Tensor
+from tinydrift.errors import TinydriftError
+from tinydrift.codegen import model_quant as q
+from tinydrift.codegen.tflite_graph import Graph, Operator, Tensor
 
 SUPPORTED_OPS = (
     "CONV_2D",

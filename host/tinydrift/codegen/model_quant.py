@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from ..errors import TinydriftError
+from tinydrift.errors import TinydriftError
 
 INT8_MIN, INT8_MAX = -128, 127
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # TFLite's kScaledDiffIntegerBits: exp input is Q5.26

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import TinydriftError
+from tinydrift.errors import TinydriftError
 
 TFLITE_IDENTIFIER = b"TFL3"
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import TinydriftError
-from ..features import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
-from .labels import LABELS
+from tinydrift.atomic import atomic_path
+from tinydrift.errors import TinydriftError
+from tinydrift.frontend import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
+from tinydrift.data.labels import LABELS
 
 META_PREFIX = "meta_"
 
@@ -64,7 +64,7 @@ class ClipSet:
 
     def ensure_features(self, progress=None) -> np.ndarray:
         if self.features is None:
-            from ..features import features_batch
+            from tinydrift.frontend import features_batch
 
             self.features = features_batch(self.audio, progress=progress)
         return self.features

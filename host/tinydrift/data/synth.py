@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_text
-from ..errors import TinydriftError
-from ..features import CLIP_SAMPLES, SAMPLE_RATE
-from .clipset import ClipSet, fit_to_clip
-from .labels import KEYWORDS, LABELS, SILENCE, UNKNOWN, UNKNOWN_WORDS
+from tinydrift.atomic import write_text
+from tinydrift.errors import TinydriftError
+from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
+from tinydrift.data.clipset import ClipSet, fit_to_clip
+from tinydrift.data.labels import KEYWORDS, LABELS, SILENCE, UNKNOWN, UNKNOWN_WORDS
 
 # Bump when the synthesis changes, so cached sets are rebuilt.
 GENERATOR_VERSION = 2
@@ -34,7 +34,7 @@ ENGLISH_VOICES = (
     "en-gb", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
     "en-us-nyc",
 )
-# Measured (DESIGN §3): these languages' voices read English keywords with real accents
+# Measured: these languages' voices read English keywords with real accents
 # (70-84 % accuracy for a first model); ru, hi and fr mostly fall back to English rules.
 ACCENT_VOICES = ("es", "sv", "nl", "tr", "pl", "de", "it")
 # Whispered variants carry no voicing at all; a keyword spotter is not expected to hear them.

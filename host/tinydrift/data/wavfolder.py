@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import TinydriftError
-from ..features import CLIP_SAMPLES, SAMPLE_RATE
-from .clipset import ClipSet, fit_to_clip
-from .labels import label_index
+from tinydrift.errors import TinydriftError
+from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
+from tinydrift.data.clipset import ClipSet, fit_to_clip
+from tinydrift.data.labels import label_index
 
 FSDD_RATE = 8000
 FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -7,10 +7,10 @@ first depthwise block strides by 2 to keep the pointwise layers' cost near the r
 
 from __future__ import annotations
 
-from ..features import NUM_CHANNELS, NUM_FRAMES
+from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
 
 # Keras' default BatchNormalization momentum (0.99) left validation at chance for epochs:
-# the depthwise layers' running variances decay too slowly from 1.0 (DESIGN §3).
+# the depthwise layers' running variances decay too slowly from 1.0.
 BN_MOMENTUM = 0.9
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..data.clipset import ClipSet
-from ..data.labels import LABELS
-from .runtimes import run
+from tinydrift.data.clipset import ClipSet
+from tinydrift.data.labels import LABELS
+from tinydrift.model.runtimes import run
 
 
 def probabilities(outputs_int8: np.ndarray) -> np.ndarray:

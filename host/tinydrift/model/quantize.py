@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import write_bytes
-from ..errors import TinydriftError
-from ..features import NUM_CHANNELS, NUM_FRAMES
-from .train import as_model_input
+from tinydrift.atomic import write_bytes
+from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import ModelDir
+from tinydrift.quiet import held_back
+from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
+from tinydrift.model.train import as_model_input
 
-INT8_MODEL = "model_int8.tflite"
 INPUT_SHAPE = (1, NUM_FRAMES, NUM_CHANNELS, 1)
 # The ops the firmware's kernels implement (firmware/lib/tinydrift/src/kernels/).
 DEVICE_OPS = {
@@ -58,7 +59,8 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    with held_back():  # the saved-model tensor dump and the converter's settings
+        return converter.convert()
 
 
 def describe(model: bytes) -> dict:
@@ -107,11 +109,11 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
 
 def quantize(model_dir: Path, features_int8: np.ndarray) -> Path:
     """Convert model_dir's float model to model_dir/model_int8.tflite and check it."""
-    from .train import load_float_model
+    from tinydrift.model.train import load_float_model
 
     model = load_float_model(model_dir)
     tflite = convert_int8(model, representative_inputs(features_int8))
-    path = Path(model_dir) / INT8_MODEL
+    path = ModelDir(model_dir).int8_model
     check_device_model(tflite, path)
     write_bytes(path, tflite)
     return path
@@ -120,7 +122,7 @@ def quantize(model_dir: Path, features_int8: np.ndarray) -> Path:
 def load_int8(model_dir_or_file: Path | str) -> tuple[bytes, Path]:
     path = Path(model_dir_or_file)
     if path.is_dir():
-        path = path / INT8_MODEL
+        path = ModelDir(path).int8_model
     if not path.exists():
         raise TinydriftError(f"{path}: no int8 model; run `tinydrift quantize` first")
     model = path.read_bytes()

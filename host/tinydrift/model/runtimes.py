@@ -1,6 +1,6 @@
 """Run an int8 .tflite on the host: TFLite Micro (the device's truth) or LiteRT (fast).
 
-DESIGN §3: LiteRT's XNNPACK path rounds FULLY_CONNECTED once where TFLite Micro rounds twice,
+LiteRT's XNNPACK path rounds FULLY_CONNECTED once where TFLite Micro rounds twice,
 so their output vectors differ by ±1 on some inputs; the device follows TFLite Micro.
 """
 
@@ -12,7 +12,7 @@ import tempfile
 
 import numpy as np
 
-from ..errors import TinydriftError
+from tinydrift.errors import TinydriftError
 
 RUNTIMES = ("tflm", "litert")
 TFLM_ARENA_PATTERN = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")

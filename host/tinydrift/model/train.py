@@ -9,13 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path, write_text
-from ..data.clipset import ClipSet
-from ..data.labels import LABELS
-from ..errors import TinydriftError
+from tinydrift.atomic import atomic_path, write_text
+from tinydrift.data.clipset import ClipSet
+from tinydrift.data.labels import LABELS
+from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import ModelDir
 
-FLOAT_MODEL = "model_float.keras"
-TRAINING_LOG = "training.json"
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def train(train_set: ClipSet, val_set: ClipSet, model_dir: Path, config: TrainCo
     """Fit the model, keep the weights of the best validation epoch, save it to model_dir."""
     import keras
 
-    from .dscnn import build_dscnn
+    from tinydrift.model.dscnn import build_dscnn
 
     if len(train_set) == 0 or len(val_set) == 0:
         raise TinydriftError("training needs clips in both the training and the validation set")
@@ -98,11 +97,11 @@ def train(train_set: ClipSet, val_set: ClipSet, model_dir: Path, config: TrainCo
     model.set_weights(best_weights)
 
     model_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(model_dir / FLOAT_MODEL) as tmp:
+    with atomic_path(ModelDir(model_dir).float_model) as tmp:
         keras_path = tmp.with_suffix(".keras")
         model.save(keras_path)
         keras_path.replace(tmp)
-    write_text(model_dir / TRAINING_LOG, json.dumps(
+    write_text(ModelDir(model_dir).training_json, json.dumps(
         {"config": asdict(config), "train_clips": len(train_set), "val_clips": len(val_set),
          "best_val_accuracy": float(best_acc), "history": history}, indent=2))
     return model, history
@@ -111,7 +110,7 @@ def train(train_set: ClipSet, val_set: ClipSet, model_dir: Path, config: TrainCo
 def load_float_model(model_dir: Path):
     import keras
 
-    path = Path(model_dir) / FLOAT_MODEL
+    path = ModelDir(model_dir).float_model
     if not path.exists():
         raise TinydriftError(f"{path}: no trained model; run `tinydrift train` first")
     return keras.models.load_model(path)

@@ -13,7 +13,7 @@
  * board (DWT or the CPU counter), SysTick's 25 MHz clock on mps2-an386, nanoseconds on the
  * host. Under QEMU with `-icount shift=0` every instruction lasts 1 ns, so one SysTick
  * cycle is exactly 40 instructions there: cycles are an instruction counter (the host
- * converts, see tinydrift.device.emulator).
+ * converts, see tinydrift.target.emulator).
  */
 #ifndef TD_PORT_H
 #define TD_PORT_H

@@ -15,7 +15,7 @@
  *
  * Every window is computed from its own 16,000 samples with a freshly reset front end, so
  * its features equal the host's per-clip features (features_int8) bit for bit, whatever
- * the stride; the host twin of this file is tinydrift.device.replay.expected_inferences.
+ * the stride; the host twin of this file is tinydrift.link.replay.expected_inferences.
  */
 #ifndef TD_APP_H
 #define TD_APP_H

@@ -1,7 +1,7 @@
 /* One inference on a full window: front end, model, drift monitor, then the INFERENCE frame
  * (and the TRACE frame when tracing).
  *
- * Order, mirrored by the host twin (tinydrift.device.replay.expected_inferences):
+ * Order, mirrored by the host twin (tinydrift.link.replay.expected_inferences):
  * 1. front end, reset for this window: 49x40 int8 straight into the model's input tensor;
  * 2. the model (it leaves its input intact);
  * 3. the input summary (td_summarize_frames of the model input);

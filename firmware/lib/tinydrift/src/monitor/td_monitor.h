@@ -19,7 +19,7 @@
  * Drift alarms latch until td_monitor_reset (the host's reset command).
  *
  * No heap, no floating point, saturating fixed point throughout; every value is
- * reproduced bit for bit by the host twin (tinydrift.drift.twin).
+ * reproduced bit for bit by the host twin (tinydrift.monitor.twin).
  */
 #ifndef TD_MONITOR_H
 #define TD_MONITOR_H

@@ -1,6 +1,6 @@
 /*
  * Integer helpers of the drift monitor. Each has one exact definition that the host twin
- * (tinydrift.drift.fixed) mirrors; nothing here depends on implementation-defined C
+ * (tinydrift.monitor.fixed) mirrors; nothing here depends on implementation-defined C
  * behaviour (right shifts of negative values and signed overflow are avoided).
  */
 #ifndef TD_MONITOR_FIXED_H

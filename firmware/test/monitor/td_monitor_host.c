@@ -1,0 +1,140 @@
+/*
+ * Host shim of the drift monitor for tests and `verify`: replays an event list on the
+ * firmware's C with a generated config compiled in, one result row per event, laid out
+ * as tinydrift.monitor.twin.INFERENCE_FIELDS / FEEDBACK_FIELDS / SENSOR_FIELDS.
+ *
+ * Build with -DTD_MONITOR_CONFIG_HEADER='"name.h"' -DTD_MONITOR_CONFIG_VAR=symbol.
+ */
+#include <stdint.h>
+
+#include "td_monitor.h"
+#include TD_MONITOR_CONFIG_HEADER
+
+#define TD_HOST_ROW_WIDTH (2 + 3 * TD_SCORE_COUNT + 3 + 2 * TD_MONITOR_MASK_WORDS + 7)
+
+enum { TD_HOST_INFERENCE = 0, TD_HOST_FEEDBACK = 1, TD_HOST_SENSOR = 2, TD_HOST_RESET = 3 };
+
+const td_monitor_config_t *td_host_config(void)
+{
+    return &TD_MONITOR_CONFIG_VAR;
+}
+
+uint32_t td_host_state_size(void)
+{
+    return td_monitor_state_size();
+}
+
+uint32_t td_host_row_width(void)
+{
+    return TD_HOST_ROW_WIDTH;
+}
+
+int td_host_init(td_monitor_state_t *state)
+{
+    return td_monitor_init(state, &TD_MONITOR_CONFIG_VAR);
+}
+
+static void td_host_inference_row(const td_monitor_result_t *r, int64_t *row)
+{
+    uint32_t i;
+    int64_t *p = row;
+    *p++ = TD_HOST_INFERENCE;
+    *p++ = r->t;
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        *p++ = r->raw[i];
+    }
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        *p++ = r->z[i];
+    }
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        *p++ = r->cusum[i];
+    }
+    *p++ = r->alarms;
+    *p++ = r->alarm_time;
+    *p++ = r->change_time;
+    for (i = 0; i < TD_MONITOR_MASK_WORDS; ++i) {
+        *p++ = r->moved[i];
+    }
+    for (i = 0; i < TD_MONITOR_MASK_WORDS; ++i) {
+        *p++ = r->moved_at_alarm[i];
+    }
+    *p++ = r->predicted;
+    *p++ = r->confidence;
+    *p++ = r->entropy_q16;
+    *p++ = r->confidence_ewma_q16;
+    *p++ = r->entropy_ewma_q16;
+    *p++ = r->atc_accuracy_q16;
+    *p++ = r->sensor_flags;
+}
+
+/* events: n_events triples (kind, a, b); see tinydrift.monitor.twin.run_events. Returns 0,
+ * or the first non-zero status of a monitor call (its event row then holds the status). */
+int td_host_run(td_monitor_state_t *state, const int32_t *events, uint32_t n_events,
+                const int16_t *summaries, const int8_t *probs, const int16_t *pcm, int64_t *rows)
+{
+    const td_monitor_config_t *config = &TD_MONITOR_CONFIG_VAR;
+    uint32_t e, i;
+
+    for (e = 0; e < n_events; ++e) {
+        const int32_t kind = events[3 * e];
+        const int32_t a = events[3 * e + 1];
+        const int32_t b = events[3 * e + 2];
+        int64_t *row = rows + (uint64_t)e * TD_HOST_ROW_WIDTH;
+        int status = TD_MONITOR_OK;
+        for (i = 0; i < TD_HOST_ROW_WIDTH; ++i) {
+            row[i] = 0;
+        }
+        if (kind == TD_HOST_INFERENCE) {
+            td_monitor_result_t result;
+            status = td_monitor_update(state, config, summaries + (uint64_t)a * config->n_summary,
+                                       probs + (uint64_t)a * config->n_classes, &result);
+            if (status == TD_MONITOR_OK) {
+                td_host_inference_row(&result, row);
+            }
+        } else if (kind == TD_HOST_FEEDBACK) {
+            td_feedback_result_t result;
+            status = td_monitor_label_feedback(state, config, a, b, &result);
+            row[0] = kind;
+            row[1] = result.labels;
+            row[2] = result.errors;
+            row[3] = result.p_q16;
+            row[4] = result.s_q16;
+            row[5] = result.alarms;
+        } else if (kind == TD_HOST_SENSOR) {
+            td_sensor_result_t result;
+            status = td_sensor_update(state, config, pcm + a, (uint32_t)b, &result);
+            row[0] = kind;
+            row[1] = result.mean;
+            row[2] = result.variance;
+            row[3] = result.clipped;
+            row[4] = result.flags;
+            row[5] = result.alarms;
+        } else if (kind == TD_HOST_RESET) {
+            td_monitor_reset(state, config);
+            row[0] = kind;
+        } else {
+            status = TD_MONITOR_ERR_ARG;
+        }
+        if (status != TD_MONITOR_OK) {
+            row[0] = -1;
+            row[1] = status;
+            return status;
+        }
+    }
+    return TD_MONITOR_OK;
+}
+
+/* td_summarize_frames on n_clips clips of [n_frames][n_channels]. */
+int td_host_summarize(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
+                      uint32_t n_channels, int16_t *summaries)
+{
+    uint32_t c;
+    for (c = 0; c < n_clips; ++c) {
+        int status = td_summarize_frames(features + (uint64_t)c * n_frames * n_channels, n_frames,
+                                         n_channels, summaries + (uint64_t)c * n_channels);
+        if (status != TD_MONITOR_OK) {
+            return status;
+        }
+    }
+    return TD_MONITOR_OK;
+}

@@ -1,0 +1,165 @@
+"""The firmware app's twin (firmware/lib/tinydrift/src/app): what the device must log for a
+stream of audio, computed on the host, and the check of a device's frames against it.
+
+`expected_inferences` computes, per window, the host front end's int8 features (reset per
+window, as td_app does), TFLite Micro's output, the summary, sensor health on the window's
+new samples, and the monitor twin's scores, in the same order as the device. The device
+must match it bit for bit (tests/test_app_qemu.py, the demo).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from tinydrift.frontend import CLIP_SAMPLES
+from tinydrift.link import protocol as P
+
+SENSOR_BLOCK = 320  # td_app: sensor health on the new samples, one 20 ms step at a time
+DEFAULT_STRIDE = CLIP_SAMPLES
+
+
+@dataclass
+class Window:
+    samples: np.ndarray  # int16 [16000]
+    fresh: np.ndarray  # the samples sensor health sees for this window
+    window_end: int  # samples of the stream up to this window's end (TRACE.window_end)
+
+
+def windows_of(stream: np.ndarray, stride: int = DEFAULT_STRIDE, *, clip: bool = False) -> list[Window]:
+    """td_app's windows over one stream: one per `stride` samples once 16,000 have arrived.
+    A replayed clip (`clip=True`) shorter than a window gets one window, padded with zeros;
+    a continuous stream's short tail gets none."""
+    if not 1 <= stride <= CLIP_SAMPLES:
+        raise ValueError(f"stride {stride} not in 1..{CLIP_SAMPLES}")
+    stream = np.asarray(stream, dtype=np.int16)
+    n = len(stream)
+    out = []
+    end = CLIP_SAMPLES
+    while end <= n:
+        fresh_from = 0 if end == CLIP_SAMPLES else end - stride
+        out.append(Window(stream[end - CLIP_SAMPLES:end], stream[fresh_from:end], end))
+        end += stride
+    if clip and not out and n > 0:
+        padded = np.zeros(CLIP_SAMPLES, dtype=np.int16)
+        padded[:n] = stream
+        out.append(Window(padded, stream, n))
+    return out
+
+
+@dataclass
+class Expected:
+    """Per inference, what the device must log: INFERENCE fields and the TRACE payload."""
+
+    summaries: np.ndarray  # int16 [N, n_summary]
+    outputs: np.ndarray  # int8 [N, n_classes]
+    window_end: np.ndarray  # [N]
+    inference_index: np.ndarray  # [N] (the monitor's t)
+    predicted: np.ndarray
+    confidence: np.ndarray
+    alarm_bits: np.ndarray
+    entropy: np.ndarray
+    atc: np.ndarray
+    moved_channels: np.ndarray  # uint64 as Python ints (object array)
+    change_index: np.ndarray
+    cusum: np.ndarray  # [N, 5] Q12
+
+    def __len__(self) -> int:
+        return len(self.summaries)
+
+    def inference_frame(self, i: int, model_id: bytes) -> P.Inference:
+        """The INFERENCE frame (without seq) the device must send for inference i."""
+        scores = tuple(int(v) for v in self.cusum[i]) + (0,) * (P.N_SCORES - self.cusum.shape[1])
+        return P.Inference(0, int(self.inference_index[i]), model_id, int(self.predicted[i]),
+                           int(self.confidence[i]), int(self.alarm_bits[i]), int(self.entropy[i]),
+                           int(self.atc[i]), int(self.moved_channels[i]), int(self.change_index[i]), scores)
+
+
+def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, stride: int = DEFAULT_STRIDE,
+                        clips: bool = True, progress: Callable[[int], None] | None = None,
+                        features: np.ndarray | None = None) -> Expected:
+    """What the firmware app logs for `streams` played in order, the monitor running on from
+    one to the next: each a replayed clip (`clips=True`: AUDIO frames START..END) or one
+    continuous stream (`clips=False`: the microphone, the emulated board's audio file).
+
+    `features` may give the int8 features of every window (e.g. cached ones, computed by the
+    same front end); by default they are computed here with features_int8, reset per window."""
+    from tinydrift.monitor.twin import MonitorTwin, summarize_frames
+    from tinydrift.frontend import features_int8
+    from tinydrift.model.runtimes import run_tflm
+
+    windows = [w for s in streams for w in windows_of(s, stride, clip=clips)]
+    n = len(windows)
+    if features is None:
+        features = np.zeros((n, 49, 40), np.int8)
+        for i, w in enumerate(windows):
+            features[i] = features_int8(w.samples)
+    elif len(features) != n:
+        raise ValueError(f"{len(features)} feature sets for {n} windows")
+    outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
+    summaries = summarize_frames(features)
+    twin = MonitorTwin(config, 1)
+    keys = ("t", "predicted", "confidence", "alarms", "entropy_q16", "atc_accuracy_q16", "change_time")
+    rows = {k: np.zeros(n, np.int64) for k in keys}
+    cusum = np.zeros((n, 5), np.int64)
+    moved = np.zeros(n, dtype=object)
+    for i, w in enumerate(windows):
+        for start in range(0, len(w.fresh), SENSOR_BLOCK):
+            twin.sensor_update(w.fresh[None, start:start + SENSOR_BLOCK])
+        result = twin.update(summaries[i:i + 1], outputs[i:i + 1])
+        for key in keys:
+            rows[key][i] = int(np.asarray(result[key])[0])
+        cusum[i] = np.asarray(result["cusum"])[0]
+        words = [int(v) for v in np.asarray(result["moved"])[0]]
+        moved[i] = sum(word << (32 * k) for k, word in enumerate(words[:2]))
+        if progress:
+            progress(1)
+    return Expected(
+        summaries=summaries, outputs=outputs, window_end=np.array([w.window_end for w in windows], np.int64),
+        inference_index=rows["t"], predicted=rows["predicted"], confidence=rows["confidence"],
+        alarm_bits=rows["alarms"] & 0xFFFF, entropy=rows["entropy_q16"], atc=rows["atc_accuracy_q16"],
+        moved_channels=moved, change_index=rows["change_time"], cusum=cusum,
+    )
+
+
+# ---------------------------------------------------------------------------- checking a device
+
+def device_inferences(items: Iterable) -> list[tuple[P.Inference, P.Trace | None]]:
+    """The INFERENCE frames among parsed items, each with the TRACE frame that follows it."""
+    pairs: list[list] = []
+    for item in items:
+        if type(item) is P.Inference:
+            pairs.append([item, None])
+        elif type(item) is P.Trace and pairs and pairs[-1][1] is None \
+                and pairs[-1][0].inference_index == item.inference_index:
+            pairs[-1][1] = item
+    return [(a, b) for a, b in pairs]
+
+
+def compare(device: Sequence[tuple[P.Inference, P.Trace | None]], expected: Expected, model_id: bytes) -> list[str]:
+    """Every difference between what the device logged and the twin, one line each (empty:
+    bit-exact). Checks the INFERENCE frame field by field and, from TRACE, the summary, the
+    model output and the window's position."""
+    problems = []
+    if len(device) != len(expected):
+        problems.append(f"the device logged {len(device)} inferences, the twin expects {len(expected)}")
+    for i, (inference, trace) in enumerate(device[:len(expected)]):
+        want = expected.inference_frame(i, model_id)
+        want.seq = inference.seq
+        if inference != want:
+            fields = [name for name in ("inference_index", "model_id", "predicted_class", "confidence", "alarm_bits",
+                                        "entropy", "atc", "moved_channels", "change_index", "scores")
+                      if getattr(inference, name) != getattr(want, name)]
+            problems.append(f"inference {i}: INFERENCE differs in {', '.join(fields)}")
+        if trace is None:
+            problems.append(f"inference {i}: no TRACE frame")
+            continue
+        if trace.summary_used != tuple(int(v) for v in expected.summaries[i]):
+            problems.append(f"inference {i}: summary differs")
+        if trace.outputs_used != tuple(int(v) for v in expected.outputs[i]):
+            problems.append(f"inference {i}: model output differs")
+        if trace.window_end != int(expected.window_end[i]):
+            problems.append(f"inference {i}: window ends at {trace.window_end}, expected {int(expected.window_end[i])}")
+    return problems

@@ -1,0 +1,61 @@
+"""Lower-level generators: the C of any int8 .tflite, and the front end's const tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tinydrift.codegen.frontend_tables import DEFAULT_HEADER, write_header
+from tinydrift.errors import TinydriftError
+
+
+@click.command("model-c")
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default="kws", show_default=True,
+              help="C prefix: td_<name>_invoke(), TD_<NAME>_ARENA_BYTES...; lower-case letters, digits, '_'.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for td_model_<name>.h and td_model_<name>.c.")
+@click.option("--reuse-input", is_flag=True,
+              help="Let inference overwrite the input buffer (smaller arena); by default it stays intact.")
+@click.option("--check", "check_count", type=int, default=0, show_default=True, metavar="N",
+              help="Also run N random int8 inputs through the generated C (built for this host) and "
+                   "TFLite Micro, and fail unless every output is equal.")
+def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, check_count: int):
+    """Generate C for an int8 .tflite model: weights, precomputed requantization, one kernel
+    call per operator and one static arena; report its arena against TFLite Micro's."""
+    from tinydrift.codegen.model_c import plan_model, write_model_c
+    from tinydrift.model.runtimes import tflm_arena_report
+    from tinydrift.target.host_model import run_generated_and_tflm
+
+    data = model.read_bytes()
+    plan = plan_model(data, name, preserve_input=not reuse_input, source=str(model))
+    header, source = write_model_c(data, name, out_dir, preserve_input=not reuse_input)
+    tflm = tflm_arena_report(data)
+    click.echo(f"wrote {header} and {source}")
+    click.echo(f"{len(plan.graph.operators)} operators, {plan.macs:,} multiply-accumulates per inference")
+    click.echo(f"arena: {plan.arena_bytes:,} bytes; TFLite Micro {tflm['total']:,} "
+               f"({tflm['head']:,} tensors + {tflm['tail']:,} persistent)")
+    if check_count > 0:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        inputs = rng.integers(-128, 128, size=(check_count, plan.input.num_elements), dtype=np.int8)
+        ours, expected = run_generated_and_tflm(data, inputs)
+        mismatches = int(np.count_nonzero(ours != expected))
+        click.echo(f"check: {check_count} random inputs, {mismatches} of {ours.size} output values differ")
+        if mismatches:
+            raise TinydriftError(f"the generated C differs from TFLite Micro on {mismatches} output values")
+
+
+@click.command("frontend-tables")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_HEADER,
+    show_default=True, help="Header to write.",
+)
+def frontend_tables_command(output: Path) -> None:
+    """Generate the device front end's const tables from TensorFlow's microfrontend."""
+    tables = write_header(output)
+    sizes = tables.flash_bytes()
+    click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables ("
+               + ", ".join(f"{k} {v}" for k, v in sizes.items()) + ")")

@@ -1,0 +1,210 @@
+"""Commands that talk to a board: flash it, boot the emulated one, replay audio into it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import termios
+import threading
+import tty
+import time
+from pathlib import Path
+
+import click
+
+
+from tinydrift.cli.common import progress_bars
+from tinydrift.errors import TinydriftError
+from tinydrift.target import emulator
+
+
+@contextlib.contextmanager
+def _keys_go_straight_through(stream):
+    """On a terminal, send each key as typed (ESC commands need no Enter) without local
+    echo (the firmware echoes); Ctrl-C still interrupts. Restored on the way out."""
+    if not stream.isatty():
+        yield
+        return
+    descriptor = stream.fileno()
+    saved = termios.tcgetattr(descriptor)
+    try:
+        tty.setcbreak(descriptor)
+        yield
+    finally:
+        termios.tcsetattr(descriptor, termios.TCSADRAIN, saved)
+
+
+def _pump(read, write) -> None:
+    with contextlib.suppress(OSError):
+        for data in iter(read, b""):
+            write(data)
+
+
+@click.command("emulate")
+@click.option("--elf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Firmware image to boot (default: build firmware/ with `pio run -e mps2_an386`).")
+@click.option("--icount", is_flag=True,
+              help="Count instructions (-icount shift=0): repeatable timing, 1 cycle = 40 instructions.")
+@click.option("--timeout", type=float, default=None, metavar="S",
+              help="Stop QEMU after S seconds (default: run until the firmware exits).")
+@click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Raw 16 kHz int16 PCM file the board's microphone hears (the app exits at its end).")
+@click.option("--serve", is_flag=True,
+              help="Do not attach this terminal: print the serial URL and wait, for `tinydrift capture --port URL`.")
+def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path | None, serve: bool) -> None:
+    """Boot the firmware on the emulated board (QEMU mps2-an386, Cortex-M4F).
+
+    The board waits for its serial client before it runs, so no byte is lost. By default
+    the client is this terminal (what you type goes to the board, what it prints comes
+    back); with --serve it is whatever connects to the printed URL. The command exits
+    with the firmware's exit code.
+
+    \b
+    Examples:
+      tinydrift emulate --serve --audio clips.pcm   # then, elsewhere:
+      tinydrift capture --port socket://127.0.0.1:PORT --db log.sqlite --model-dir models/kws
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as links:
+        args = [emulator.audio_file_argument(audio, Path(links))] if audio else []
+        board = emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args)
+        with board:
+            click.echo(f"tinydrift: booting {board.elf} on {emulator.MACHINE}"
+                       f"{' with -icount shift=0' if icount else ''} (Ctrl-C stops)", err=True)
+            if serve:
+                click.echo(board.url)
+                try:
+                    code = board.wait(timeout)
+                except KeyboardInterrupt:
+                    board.close()
+                    raise click.Abort() from None
+                click.echo(f"tinydrift: the firmware exited with code {code}", err=True)
+                click.get_current_context().exit(code)
+            _attach_terminal(board, timeout)
+
+
+def _attach_terminal(board, timeout: float | None) -> None:
+    """This terminal as the board's console until the firmware exits; exit with its code."""
+    link = socket.create_connection(("127.0.0.1", board.port))
+    stdout = sys.stdout.buffer
+
+    def show(data: bytes) -> None:
+        stdout.write(data)
+        stdout.flush()
+
+    output = threading.Thread(target=_pump, args=(lambda: link.recv(65536), show), daemon=True)
+    output.start()
+    stdin_descriptor = sys.stdin.fileno()
+    threading.Thread(target=_pump, args=(lambda: os.read(stdin_descriptor, 4096), link.sendall),
+                     daemon=True).start()
+    try:
+        with _keys_go_straight_through(sys.stdin):
+            code = board.wait(timeout)
+    except KeyboardInterrupt:
+        board.close()
+        raise click.Abort() from None
+    output.join(timeout=2.0)
+    link.close()
+    click.echo(f"tinydrift: the firmware exited with code {code}", err=True)
+    click.get_current_context().exit(code)
+
+
+@click.command("flash")
+@click.option("--env", "env_name", required=True, metavar="ENV",
+              help="PlatformIO env of firmware/platformio.ini: mps2_an386 (QEMU), nano33ble, esp32s3, "
+                   "nucleo_f446re, disco_f407vg, ...")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="Model folder made by `tinydrift export` (its include/ is built in). Default: models/kws.")
+@click.option("--port", "upload_port", default=None, metavar="PORT", help="Upload port (default: pio finds it).")
+@click.option("--upload-flag", "upload_flags", multiple=True, metavar="FLAG",
+              help="Extra flags for the uploader; for mps2_an386, QEMU options (e.g. '-icount shift=0').")
+@click.option("--build-only", is_flag=True, help="Build, do not upload.")
+def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None, upload_flags: tuple[str, ...],
+                  build_only: bool):
+    """Build the firmware with a model's headers in place and upload it (PlatformIO).
+
+    For mps2_an386 the upload boots the firmware in QEMU with its console on this
+    terminal (Ctrl-C stops). The real boards' envs need their PlatformIO platform, which
+    is downloaded once with the internet.
+
+    \b
+    Examples:
+      tinydrift flash --env nano33ble --model models/kws
+      tinydrift flash --env mps2_an386 --build-only --model build/demo/model
+    """
+    from tinydrift.target.flash import flash
+
+    result = flash(env_name, model_dir, upload_port=upload_port, upload_flags=upload_flags, build_only=build_only)
+    if build_only:
+        click.echo(f"built {result.elf} with the model in {result.model_dir}")
+    else:
+        click.echo(f"{env_name}: uploaded {result.elf} (model {result.model_dir}); exit code {result.exit_code}",
+                   err=True)
+        click.get_current_context().exit(result.exit_code)
+
+
+@click.command("replay")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--port", "port_url", required=True, metavar="URL",
+              help="pyserial URL of the device: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT "
+                   "(`tinydrift emulate` and QEMU's -serial tcp).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="Also store every frame the device sends back in this capture database (as `capture` does).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="With --db: the model whose hash the frames must carry (others are flagged foreign).")
+@click.option("--limit", type=int, default=None, metavar="N", help="Replay only the first N clips.")
+@click.option("--reset", is_flag=True, help="Reset the device's drift monitor first.")
+@click.option("--window", type=int, default=4, show_default=True, metavar="N",
+              help="AUDIO frames in flight before waiting for ACKs (1: stop-and-wait, for boards with "
+                   "small receive buffers).")
+@click.option("--baud", "baudrate", type=int, default=115200, show_default=True,
+              help="Serial speed (ignored by sockets and ptys).")
+def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir: Path | None, limit: int | None,
+                   reset: bool, window: int, baudrate: int):
+    """Stream audio into the device: each clip of SOURCE as AUDIO frames.
+
+    SOURCE is a folder of 16 kHz 16-bit WAV files (one clip per file, any length; sorted)
+    or a clip set made by `tinydrift data kws` (.npz). The device runs one inference per
+    1 s window of each clip (a shorter clip is padded) and answers every frame; replay
+    waits for those answers, so nothing overruns the device, and resends what the device
+    reports lost.
+
+    \b
+    Examples:
+      tinydrift replay build/data/kws/accent.npz --port socket://127.0.0.1:4321 --limit 50
+      tinydrift replay my_wavs/ --port /dev/ttyACM0 --db run.db --window 1
+    """
+    from tinydrift.link import protocol as P
+    from tinydrift.logbook.capture import open_port
+    from tinydrift.link.replay import Replayer, load_source
+    from tinydrift.logbook.capture import DatabaseSink
+    from tinydrift.logbook.store import load_model_info
+
+    if limit is not None and limit < 1:
+        raise TinydriftError(f"--limit must be at least 1, got {limit}")
+    clips = load_source(source, limit)
+    expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
+    sink = DatabaseSink(db_path, port_url, expected_hash) if db_path is not None else None
+    port = open_port(port_url, baudrate, timeout=0.05)
+    reason = "error"
+    try:
+        replayer = Replayer(port, window=window, on_items=sink)
+        if reset:
+            replayer.command(P.Reset(0))
+        with progress_bars() as bars:
+            stats = replayer.replay(clips.clips, progress=bars(f"replaying {source.name}", len(clips)))
+        replayer.drain(0.2)
+        reason = "replay done"
+    except KeyboardInterrupt:
+        reason = "interrupted"
+        raise click.Abort() from None
+    finally:
+        port.close()
+        if sink is not None:
+            sink.close(reason)
+    click.echo(stats.line())
+    if db_path is not None:
+        click.echo(f"frames stored in {db_path}")

@@ -1,0 +1,165 @@
+"""`tinydrift drift ...`: the monitor on its own: calibrate it, emit its header, check its
+ARL0 and its C against the twin, count its cost on the emulated Cortex-M4."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from tinydrift.atomic import write_text
+from tinydrift.errors import TinydriftError
+from tinydrift.monitor.config import MonitorConfig
+
+
+def _load_config(path: Path) -> MonitorConfig:
+    try:
+        return MonitorConfig.from_dict(json.loads(Path(path).read_text())).validate()
+    except (OSError, ValueError) as e:
+        raise TinydriftError(f"cannot read the monitor config {path}: {e}") from e
+
+
+def _load_samples(path: Path, model: bytes | None = None) -> dict:
+    """summaries int16 [N, C] (or features int8 [N, frames, C], summarized as the device
+    does), probs int8 [N, K], groups [N], optional labels [N]. A clip set (`tinydrift data`)
+    serves too when `model` is given: its features go through TFLite Micro for the probs."""
+    from tinydrift.monitor.twin import summarize_frames
+
+    try:
+        data = dict(np.load(path))
+    except (OSError, ValueError) as e:
+        raise TinydriftError(f"cannot read {path}: {e}") from e
+    if "groups" not in data and "meta_group" in data:  # a ClipSet
+        data["groups"] = data["meta_group"]
+    if "probs" not in data and "features" in data and model is not None:
+        from tinydrift.model.runtimes import run_tflm
+
+        data["probs"] = run_tflm(model, data["features"].astype(np.int8))
+    if "summaries" not in data and "features" in data:
+        data["summaries"] = summarize_frames(data["features"].astype(np.int8))
+    missing = [k for k in ("summaries", "probs", "groups") if k not in data]
+    if missing:
+        raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally labels")
+    data["summaries"] = data["summaries"].astype(np.int16)
+    data["probs"] = data["probs"].astype(np.int8)
+    return data
+
+
+@click.group("drift")
+def drift():
+    """The on-device drift monitor: calibrate, emit the C header, check ARL0, verify."""
+
+
+@drift.command("calibrate")
+@click.argument("samples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the header and the JSON config.")
+@click.option("--name", default="kws", show_default=True, help="Config name: td_monitor_config_<name>.")
+@click.option("--target-arl0", type=float, default=100_000, show_default=True, help="Inferences between false alarms, all scores together.")
+@click.option("--n-inferences", type=int, default=8_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
+@click.option("--stream-groups", type=int, default=None, help="Groups (speakers) per simulated stream; default all.")
+@click.option("--no-whiten", is_flag=True, help="Standardize channels one by one (no decorrelation).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inferences: int, stream_groups: int | None, no_whiten: bool, seed: int):
+    """Reference statistics and calibrated levels from held-out in-domain SAMPLES (.npz with
+    summaries or features, probs, groups, labels) of the int8 model."""
+    from tinydrift.monitor.calibrate import calibrate_thresholds
+    from tinydrift.codegen.monitor_header import emit_monitor_config_h
+
+    data = _load_samples(samples)
+    config, report = calibrate_thresholds(
+        data["summaries"], data["probs"], data["groups"], data.get("labels"),
+        target_arl0=target_arl0, n_inferences=n_inferences, stream_groups=stream_groups, seed=seed, whiten=not no_whiten,
+    )
+    emit_monitor_config_h(config, out / f"td_monitor_config_{name}.h")
+    write_text(out / f"monitor_config_{name}.json", json.dumps(config.to_dict(), indent=1))
+    click.echo(json.dumps({k: v for k, v in report.items() if k != "combined_curve"}, indent=1))
+
+
+@drift.command("header")
+@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("header", type=click.Path(dir_okay=False, path_type=Path))
+def header_cmd(config_json: Path, header: Path):
+    """Write the C header (td_monitor_config_<stem>) of a JSON monitor config."""
+    from tinydrift.codegen.monitor_header import emit_monitor_config_h
+
+    if header.suffix != ".h":
+        raise TinydriftError(f"{header}: the header's name must end in .h")
+    emit_monitor_config_h(_load_config(config_json), header)
+    click.echo(str(header))
+
+
+@drift.command("check-arl")
+@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("samples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--n-inferences", type=int, default=None, help="Default: 30 x the target ARL0.")
+@click.option("--tolerance", type=float, default=0.2, show_default=True)
+def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, tolerance: float):
+    """Empirical ARL0 on no-drift SAMPLES calibration did not see; exit 1 if it misses the
+    target by more than the tolerance."""
+    from tinydrift.monitor.calibrate import measure_arl0
+
+    data = _load_samples(samples)
+    result = measure_arl0(_load_config(config_json), data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
+    click.echo(json.dumps(result, indent=1, default=float))
+    if abs(result["ratio_to_target"] - 1) > tolerance:
+        raise SystemExit(1)
+
+
+@drift.command("heldout")
+@click.argument("ref", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
+              help="int8 model (folder or .tflite) to run clip sets through when they hold no probs.")
+@click.option("--drifted", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Drifted samples: also measure detection for the two directional pairs.")
+@click.option("--target-arl0", type=float, default=100_000, show_default=True)
+@click.option("--splits", type=int, default=4, show_default=True, help="Random splits of ref + test within speakers.")
+@click.option("--n-inferences", type=int, default=None, help="Simulated per calibration (default: calibrate's).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None, target_arl0: float, splits: int,
+                n_inferences: int | None, seed: int):
+    """How the calibration holds on unseen data: calibrate on REF and check the ARL0 on
+    TEST, the reverse, and random splits of both (same speakers, other clips); prints each
+    pair's measured / target and their geometric mean and log spread."""
+    from tinydrift.monitor.heldout import heldout_arl0
+
+    tflite = None
+    if model is not None:
+        from tinydrift.model.quantize import load_int8
+
+        tflite, _ = load_int8(model)
+    options = {} if n_inferences is None else {"n_inferences": n_inferences}
+    result = heldout_arl0(_load_samples(ref, tflite), _load_samples(test, tflite), target_arl0=target_arl0, splits=splits,
+                          drifted=None if drifted is None else _load_samples(drifted, tflite), seed=seed, **options)
+    click.echo(json.dumps(result, indent=1, default=float))
+
+
+@drift.command("verify")
+@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--inferences", type=int, default=20_000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def verify_cmd(config_json: Path, inferences: int, seed: int):
+    """Run the firmware's C (built for this host) and the twin on the same random event
+    stream with this config; exit 1 on any difference."""
+    from tinydrift.monitor import synthetic
+    from tinydrift.target.host_monitor import CMonitor
+    from tinydrift.monitor.twin import run_events
+
+    config = _load_config(config_json)
+    events, summaries, probs, pcm = synthetic.random_events(np.random.default_rng(seed), config, inferences)
+    c_rows = CMonitor(config).run_events(events, summaries, probs, pcm)
+    bad = int(np.sum((c_rows != run_events(config, events, summaries, probs, pcm)).any(axis=1)))
+    click.echo(f"{len(events)} events, {bad} differ")
+    if bad:
+        raise SystemExit(1)
+
+
+@drift.command("cost")
+@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def cost_cmd(config_json: Path):
+    """Instructions per monitor call on the emulated Cortex-M4 (QEMU -icount)."""
+    from tinydrift.target.monitor_cost import measure_cost
+
+    click.echo(json.dumps(measure_cost(_load_config(config_json)), indent=1))

@@ -1,0 +1,102 @@
+"""The device log's commands: capture it, watch it live, report it."""
+
+from __future__ import annotations
+
+import click
+
+
+
+@click.command("capture")
+@click.option("--port", "port_url", required=True, metavar="URL",
+              help="pyserial URL: /dev/ttyACM0, a pty path (/dev/pts/3) or socket://127.0.0.1:PORT "
+                   "(QEMU -serial tcp:127.0.0.1:PORT,server=on).")
+@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="SQLite database to append to (created if missing).")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Model folder whose JSON gives the expected model hash; frames of any other "
+                   "model are counted as foreign. Default: the first HELLO/STATUS seen.")
+@click.option("--duration", type=float, default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--frames", "max_frames", type=int, default=None, metavar="N", help="Stop after N valid frames.")
+@click.option("--baud", "baudrate", type=int, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
+@click.option("--reconnect-timeout", type=float, default=10.0, show_default=True, metavar="S",
+              help="How long to keep reopening a port that disappeared (0: stop at once; -1: forever).")
+@click.option("--durable", is_flag=True, help="fsync every commit (survives power loss, not only a killed process).")
+@click.option("--keep-going", is_flag=True, help="Do not stop when the device sends BYE (exits).")
+@click.option("--progress-interval", type=float, default=1.0, show_default=True, metavar="S",
+              help="Seconds between progress lines on stderr (0: after every commit).")
+def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate, reconnect_timeout,
+                    durable, keep_going, progress_interval):
+    """Record the device's frames and text lines into an SQLite database.
+
+    Every read is committed at once (WAL), so Ctrl-C or a killed process loses nothing
+    already received. Lost (sequence gaps), corrupt (CRC, COBS...) and foreign-model frames
+    are counted and stored. Stops on Ctrl-C, --duration, --frames, or when the device exits.
+
+    \b
+    Examples:
+      tinydrift capture --port /dev/ttyACM0 --db run.db --model-dir models/kws
+      tinydrift capture --port socket://127.0.0.1:4321 --db qemu.db --frames 1000
+      tinydrift capture --port /dev/pts/5 --db bench.db --duration 60
+    """
+    from tinydrift.logbook.capture import capture
+
+    def progress(stats):
+        click.echo(f"stored frames={stats.frames} inferences={stats.inference_frames} last_seq={stats.last_seq} "
+                   f"lost={stats.lost} corrupt={stats.corrupt} foreign={stats.foreign}", err=True)
+
+    summary = capture(port_url, db_path, model_dir=model_dir, duration=duration, max_frames=max_frames,
+                      baudrate=baudrate, reconnect_timeout=None if reconnect_timeout < 0 else reconnect_timeout,
+                      durable=durable, stop_on_bye=not keep_going, progress=progress,
+                      progress_interval=progress_interval, log=lambda m: click.echo(m, err=True))
+    click.echo(summary.line())
+
+
+@click.command("monitor")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="Capture database to watch (while `capture` writes it, or afterwards).")
+@click.option("--port", "port_url", default=None, metavar="URL",
+              help="Capture from this port yourself (into --db, or a temporary file) and show it.")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Model folder: thresholds and class names from its JSON.")
+@click.option("--once", is_flag=True, help="Print one snapshot and exit (no live screen).")
+@click.option("--duration", type=float, default=None, metavar="S",
+              help="With --port: capture this long (with --once: default 2 s).")
+@click.option("--refresh", type=float, default=0.5, show_default=True, metavar="S", help="Seconds between screen updates.")
+def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
+    """Show the latest drift scores against their thresholds, the alarms and the link counts.
+
+    \b
+    Examples:
+      tinydrift monitor --db run.db                 # follow a running capture
+      tinydrift monitor --db run.db --once          # one snapshot, e.g. in a script
+      tinydrift monitor --port socket://127.0.0.1:4321 --model-dir models/kws
+    """
+    from tinydrift.logbook.live import run_monitor
+
+    if db_path is None and port_url is None:
+        raise click.UsageError("give --db FILE, --port URL, or both")
+    run_monitor(db_path=db_path, port_url=port_url, model_dir=model_dir, once=once,
+                duration=duration, refresh=refresh)
+
+
+@click.command("report")
+@click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+              help="Folder for the PNG plots and index.html.")
+@click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Model folder: thresholds and class names from its JSON (default: from HELLO frames).")
+def report_command(db_path, out_dir, model_dir):
+    """Write plots (scores with thresholds and alarms, ATC accuracy estimate, entropy and
+    confidence) and an HTML page summarising a capture database.
+
+    \b
+    Examples:
+      tinydrift report run.db --out report/
+      tinydrift report run.db --out report/ --model-dir models/kws
+    """
+    from tinydrift.logbook.report import write_report
+
+    result = write_report(db_path, out_dir, model_dir=model_dir)
+    for path in result.files:
+        click.echo(f"wrote {path}", err=True)
+    click.echo(result.line())

@@ -1,0 +1,69 @@
+"""The `tinydrift` command: the group and the one list of its commands.
+
+Each command lives in the module of its role (pipeline, device, logbook, drift, bench,
+codegen); this file only assembles them. A TinydriftError from any of them becomes one
+line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tinydrift.cli import bench, codegen, device, drift, logbook, pipeline
+from tinydrift.errors import TinydriftError
+from tinydrift.quiet import set_verbose
+
+
+class TinydriftGroup(click.Group):
+    """Turns TinydriftError into one line on stderr and exit code 1, without a traceback."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)  # the order of COMMANDS: the data flow, not the alphabet
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except TinydriftError as e:
+            click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=TinydriftGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tinydrift")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show TensorFlow's and the converter's own logs (hidden by default).")
+def main(verbose: bool):
+    """tinydrift: make a deployed TinyML model notice drift by itself.
+
+    \b
+    The pipeline, one command per step:
+      tinydrift data kws        synthesize the keyword-spotting set (espeak-ng)
+      tinydrift train           train a DS-CNN on its features
+      tinydrift quantize        convert to full-int8 TFLite for TFLite Micro
+      tinydrift eval            accuracy on any clip set, on TFLite Micro or LiteRT
+      tinydrift export          C headers: model, reference statistics, thresholds
+      tinydrift verify          the generated C against TFLite Micro and the Python twin
+      tinydrift demo            all of it, then the firmware in QEMU hearing an accent shift
+    """
+    set_verbose(verbose)
+
+
+COMMANDS = (
+    # the pipeline, in data-flow order
+    pipeline.data, pipeline.train_cmd, pipeline.quantize_cmd, pipeline.eval_cmd, pipeline.export_cmd,
+    pipeline.verify, pipeline.demo_command,
+    # a board: flash it, boot the emulated one, replay audio into it
+    device.flash_command, device.emulate, device.replay_command,
+    # the device's log
+    logbook.capture_command, logbook.monitor_command, logbook.report_command,
+    # lower-level steps and measurements
+    codegen.model_c_command, codegen.frontend_tables_command, drift.drift, bench.bench,
+)
+for command in COMMANDS:
+    main.add_command(command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,246 @@
+"""The pipeline's commands, in data-flow order: data -> train -> quantize -> eval -> export
+-> verify, and demo, which runs them all and then the firmware in the emulator."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, emit_json, progress_bars
+from tinydrift.errors import TinydriftError
+from tinydrift.pipeline.verify import DEFAULT_SAMPLES
+
+
+@click.group()
+def data():
+    """Build data sets (run `tinydrift data kws --help`)."""
+
+
+@data.command("kws")
+@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="Folder for the splits (train/val/ref/test/accent .npz) and manifest.json.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic from it.")
+@click.option("--clips-per-class", type=int, default=None,
+              help="Training clips per class (held-out splits scale with it). Default: 1000.")
+@click.option("--workers", type=int, default=None, help="Synthesis processes (default: all cores).")
+def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | None):
+    """Synthesize the 12-class keyword-spotting set with espeak-ng.
+
+    English voices form the training domain. Training hears 64 % of espeak-ng's voice
+    variants, `val` another 8 %; `ref` and `test` are two independent samples of the rest
+    (the deployment population), and `accent` has those variants speak through other
+    languages' voices: the accent-shift drift scenario. Cached by configuration: a second run is instant.
+
+    \b
+    Example:
+      tinydrift data kws --out build/data/kws
+    """
+    from tinydrift.data.synth import KwsConfig, build_kws
+
+    config = KwsConfig(seed=seed)
+    if clips_per_class is not None:
+        if clips_per_class < 1:
+            raise TinydriftError(f"--clips-per-class must be at least 1, got {clips_per_class}")
+        scale = clips_per_class / config.clips_per_class["train"]
+        config = KwsConfig(seed=seed, clips_per_class={
+            k: max(1, round(v * scale)) for k, v in config.clips_per_class.items()})
+    with progress_bars() as bars:
+        paths = build_kws(out, config, workers=workers, progress_factory=bars)
+    for split, path in paths.items():
+        click.echo(f"{split:>7}: {path}")
+
+
+@click.command("train")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="A folder made by `tinydrift data kws` (reads train.npz and val.npz).")
+@click.option("--out", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True,
+              help="Model folder: model_float.keras and training.json are written there.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default 24).")
+@click.option("--seed", type=int, default=0, show_default=True)
+def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
+    """Train the DS-CNN on the set's int8 features; keep the best validation epoch.
+
+    \b
+    Example:
+      tinydrift train --data build/data/kws --out models/kws
+    """
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.model.train import TrainConfig, train
+
+    config = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
+    if config.epochs < 1:
+        raise TinydriftError(f"--epochs must be at least 1, got {config.epochs}")
+    train_set, val_set = ClipSet.load(data_dir / "train.npz"), ClipSet.load(data_dir / "val.npz")
+    with progress_bars() as bars:
+        _, history = train(train_set, val_set, model_dir, config, progress_factory=bars)
+    best = max(history, key=lambda h: h["val_accuracy"])
+    click.echo(f"best epoch {best['epoch']}: validation accuracy {best['val_accuracy']:.4f} -> {model_dir}")
+
+
+@click.command("quantize")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="Representative inputs come from its train.npz (the training domain).")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True)
+def quantize_cmd(data_dir: Path, model_dir: Path):
+    """Convert the float model to full-int8 TFLite (int8 in and out, batch 1) for TFLite Micro.
+
+    The result is checked as the device will need it: int8 input of 49x40 with scale 1 and
+    zero point 0, softmax output with scale 1/256, only ops the firmware implements.
+    """
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.model.quantize import describe, quantize
+
+    path = quantize(model_dir, ClipSet.load(data_dir / "train.npz").ensure_features())
+    info = describe(path.read_bytes())
+    click.echo(f"{path}: {path.stat().st_size} bytes, ops {', '.join(info['ops'])}")
+
+
+@click.command("eval")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--runtime", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
+              help="tflm: TFLite Micro's reference kernels (what the device computes); litert: fast.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, per_class, confusion).")
+def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
+    """Accuracy of the int8 model on a clip set.
+
+    DATA is a split made by `tinydrift data kws` (e.g. build/data/kws/test.npz), a folder in
+    the Speech Commands layout (WORD/*.wav, 16 kHz), or an FSDD folder (8 kHz, resampled).
+
+    \b
+    Examples:
+      tinydrift eval models/kws build/data/kws/accent.npz
+      tinydrift eval models/kws ../shared/data/speech_commands_v0.01_subset --json
+    """
+    from tinydrift.data.wavfolder import load_any
+    from tinydrift.model.evaluate import evaluate
+    from tinydrift.model.quantize import load_int8
+
+    model, _ = load_int8(model_dir)
+    clips = load_any(data)
+    if as_json:
+        emit_json(evaluate(model, clips, runtime))
+        return
+    with progress_bars() as bars:
+        result = evaluate(model, clips, runtime, progress_factory=bars)
+    click.echo(f"{data}: accuracy {result['accuracy']:.4f} on {result['n']} clips ({runtime}), "
+               f"mean entropy {result['mean_entropy']:.3f}")
+    for name, r in result["per_class"].items():
+        click.echo(f"  {name:>10}: {r['accuracy']:.3f} ({r['n']})")
+
+
+@click.command("export")
+@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True)
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+              help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks).")
+@click.option("--name", default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
+@click.option("--target-arl0", type=float, default=100_000, show_default=True,
+              help="Inferences between false alarms, all scores together.")
+@click.option("--real-data", "real_data", type=click.Path(path_type=Path), multiple=True,
+              help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
+def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, real_data: tuple[Path, ...]):
+    """C headers for the firmware and their JSON twin.
+
+    Writes MODEL/include/ (the model as C with a static arena, the monitor config with the
+    reference statistics and calibrated thresholds, labels and the model hash),
+    MODEL/reference.json (what the host reads) and MODEL/README.md (the model card).
+
+    \b
+    Example:
+      tinydrift export --model models/kws --real-data ../shared/data/speech_commands_v0.01_subset
+    """
+    from tinydrift.pipeline.export import export
+
+    if target_arl0 < 10:
+        raise TinydriftError(f"--target-arl0 must be at least 10 inferences, got {target_arl0}")
+    real = {}
+    for path in real_data:
+        label = "fsdd" if "fsdd" in path.name.lower() else "speech_commands" if "speech" in path.name.lower() else path.name
+        real[label] = path
+    with progress_bars() as bars:
+        ref = export(model_dir, data_dir, name=name, target_arl0=target_arl0, real_data=real,
+                     progress_factory=bars, log=lambda m: click.echo(m, err=True))
+    arl = ref["arl0_check"]
+    click.echo(f"{model_dir}: hash {ref['model_id']}, TFLite Micro accuracy {ref['accuracy']['test']['tflm']['accuracy']:.4f} "
+               f"(accent {ref['accuracy']['accent']['tflm']['accuracy']:.4f}), arena {ref['arena_bytes']} B "
+               f"(TFLite Micro {ref['tflm_arena']['total']} B), ARL0 check {arl['arl0']:,.0f}")
+
+
+@click.command("verify")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: per stage, inputs and mismatches.")
+@click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
+              help="Clips to run (and as many random int8 model inputs).")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Clip set (.npz) or WAV folder. Default: build/data/kws/test.npz, else ../shared/data "
+                   "recordings, else synthesized noise and tones.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Which clips, random inputs and event stream.")
+def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed: int):
+    """Check the C generated for MODEL_DIR against its references: C front end vs the host
+    front end, generated model C vs TFLite Micro, C monitor vs the Python twin.
+
+    Exit code 1 if any element of any stage differs."""
+    from tinydrift.pipeline.verify import format_report, verify_model
+
+    report = verify_model(model_dir, samples=samples, data=data, seed=seed)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=1))
+    else:
+        click.echo(format_report(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build/demo"),
+              show_default=True, help="Everything goes here: data, model, firmware image, capture, report.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Use this model (made by `tinydrift export`, e.g. models/kws) instead of training one.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own.")
+@click.option("--epochs", type=int, default=None, help="Training epochs (default 12; `tinydrift train` uses 24).")
+@click.option("--clips-per-class", type=int, default=None, metavar="N",
+              help="Training clips per class (default 400; held-out splits keep their demo sizes).")
+@click.option("--in-domain", type=int, default=300, show_default=True, help="Inferences before the shift.")
+@click.option("--shifted", type=int, default=600, show_default=True, help="Inferences after the shift.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-verify", is_flag=True, help="Skip checking the device's log against the host twin.")
+@click.option("--clean", is_flag=True, help="Delete OUT first: run from cold caches.")
+def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, epochs: int | None,
+                 clips_per_class: int | None, in_domain: int, shifted: int, seed: int, no_verify: bool, clean: bool):
+    """Drift detected on an emulated microcontroller, from nothing, in minutes.
+
+    data (espeak-ng) -> model (train, int8) -> C headers -> firmware (PlatformIO) ->
+    QEMU's Cortex-M4 hears in-domain speech, then the same words with foreign accents ->
+    every frame captured into SQLite -> report (HTML + plots). Ends by saying where the
+    report is, when the drift alarm came and of what type, and whether the device matched
+    the host twin bit for bit. Cached under --out: a second run takes about a minute.
+    """
+    import os
+
+    # TensorFlow's C++ logging (a line per epoch) would bury the progress bars; set the
+    # variable yourself to see it. Failures still raise.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from tinydrift.pipeline.demo import DEMO_CLIPS_PER_CLASS, DEMO_EPOCHS, DemoConfig, clean as clean_out, run_demo
+
+    if clean:
+        clean_out(out_dir)
+    clips = dict(DEMO_CLIPS_PER_CLASS)
+    if clips_per_class is not None:
+        if clips_per_class < 1:
+            raise TinydriftError(f"--clips-per-class must be at least 1, got {clips_per_class}")
+        clips["train"] = clips_per_class
+        clips["val"] = max(1, clips_per_class // 10)
+    config = DemoConfig(out_dir=out_dir, data_dir=data_dir, model_dir=model_dir,
+                        epochs=DEMO_EPOCHS if epochs is None else epochs, clips_per_class=clips,
+                        in_domain=in_domain, shifted=shifted, seed=seed, verify=not no_verify)
+    started = time.monotonic()
+    with progress_bars() as bars:
+        result = run_demo(config, progress_factory=bars, log=lambda m: click.echo(m, err=True))
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"total wall time {time.monotonic() - started:.0f} s")

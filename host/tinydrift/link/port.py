@@ -1,0 +1,116 @@
+"""The serial link from the host's side: open any pyserial URL without losing what waits,
+read exactly what has arrived, and keep the books of the device's sequence numbers.
+
+The port is any pyserial URL: /dev/ttyACM0, a pty path, socket://127.0.0.1:PORT (QEMU's
+-serial tcp). Capture, replay and the demo all open and read it through here.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import termios
+
+import serial
+
+from tinydrift.errors import TinydriftError
+from tinydrift.link import protocol as P
+
+READ_SIZE = 1 << 16
+
+
+class LinkTracker:
+    """Sequence and model bookkeeping of the device → host stream."""
+
+    def __init__(self, expected_hash: bytes | None, expected_from: str | None) -> None:
+        self.expected_hash = expected_hash  # 32 bytes, or 8 when only a model_id is known
+        self.expected_from = expected_from
+        self.last_seq: int | None = None
+        self.lost = 0
+        self.restarts = 0
+        self.foreign = 0
+
+    def observe(self, frame: P.Frame, now: float, session_id: int, events: list) -> bool:
+        """Update counters for one device frame; return True if it is from a foreign model."""
+        seq = frame.seq
+        last = self.last_seq
+        if last is not None:
+            gap = (seq - last - 1) & 0xFFFFFFFF
+            if frame.TYPE is P.FrameType.HELLO and seq == 0:
+                self.restarts += 1
+                events.append((session_id, now, "restart", seq, 0, "HELLO with seq 0"))
+            elif gap == 0:
+                pass
+            elif gap < 1 << 31:
+                self.lost += gap
+                events.append((session_id, now, "gap", (last + 1) & 0xFFFFFFFF, gap, None))
+            else:
+                self.restarts += 1
+                self.lost += seq
+                events.append((session_id, now, "restart", seq, seq, f"seq went back from {last}"))
+        self.last_seq = seq
+
+        if frame.TYPE is P.FrameType.INFERENCE:
+            ident, source = frame.model_id, "inference"
+        elif frame.TYPE in (P.FrameType.HELLO, P.FrameType.STATUS):
+            ident, source = frame.model_hash, frame.TYPE.name.lower()
+        else:
+            return False
+        expected = self.expected_hash
+        if expected is None or (len(expected) < len(ident) and ident.startswith(expected)):
+            # First identity seen, or the full hash behind a model_id adopted earlier.
+            self.expected_hash, self.expected_from = ident, source
+            events.append((session_id, now, "model", seq, None, f"{ident.hex()} from {source}"))
+            return False
+        n = min(len(expected), len(ident))
+        if ident[:n] != expected[:n]:
+            self.foreign += 1
+            return True
+        return False
+
+
+def _pending_bytes(port: serial.SerialBase) -> int:
+    try:
+        count = array.array("i", [0])
+        fcntl.ioctl(port.fileno(), termios.FIONREAD, count)  # ttys and sockets alike
+        return count[0]
+    except (AttributeError, OSError, ValueError, serial.SerialException):
+        return port.in_waiting
+
+
+def read_available(port: serial.SerialBase) -> bytes:
+    """Wait (up to the port's timeout) for data, then take exactly what has arrived.
+
+    pyserial's socket read() raises on end of file and drops whatever it had already read in
+    that call, so a device that sends its last frames and closes would lose them. Asking for
+    one byte, then for exactly the bytes pending, keeps every call clear of the end of file:
+    it can only show up, alone, on a later call."""
+    first = port.read(1)
+    if not first:
+        return b""
+    pending = _pending_bytes(port)
+    return first + port.read(min(pending, READ_SIZE)) if pending > 0 else first
+
+
+def open_port(url: str, baudrate: int = 115200, timeout: float = 0.02) -> serial.SerialBase:
+    """Open a pyserial URL without discarding what is already waiting.
+
+    pyserial's open() flushes the input (tcflush for ttys; for socket:// it recv()s and drops
+    everything that has arrived), so a device that talks as soon as the host connects - QEMU
+    booting on `-serial tcp:...,server=on,wait=on`, a pty fed before the open - would lose its
+    first frames. The flush is disabled on the instance before opening."""
+    try:
+        port = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, do_not_open=True)
+        # posix ttys flush through _reset_input_buffer, sockets through reset_input_buffer
+        flushes = [name for name in ("reset_input_buffer", "_reset_input_buffer") if hasattr(type(port), name)]
+        for name in flushes:
+            setattr(port, name, lambda: None)
+        try:
+            port.open()
+        finally:
+            for name in flushes:
+                delattr(port, name)
+        return port
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise TinydriftError(f"cannot open port {url!r}: {exc} (check the device is connected and the "
+                             "URL: /dev/ttyACM0, a pty path or socket://HOST:PORT)") from exc

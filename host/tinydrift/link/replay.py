@@ -1,0 +1,255 @@
+"""Audio into the device: `tinydrift replay`.
+
+Replaying: each clip (a WAV file, a row of a clip set) travels as AUDIO frames of up to 256
+samples, START on the first and END on the last; the device assembles 1 s windows and
+answers every frame with ACK after whatever it caused (an END or a completed window runs
+an inference first). `Replayer` keeps at most `window` frames unacknowledged and starts a
+clip only once the previous clip's END is acknowledged, so a device busy with an
+inference is never sent more than it has room for; a gap reported by the device (ACK
+result 1, the expected offset in `detail`) or a missing ACK makes it resend from there.
+
+What the device must answer for that audio is the app's twin's (tinydrift.app).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from tinydrift.errors import TinydriftError
+from tinydrift.frontend import CLIP_SAMPLES
+from tinydrift.link import protocol as P
+
+ACK_OK, ACK_AUDIO_GAP, ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL, ACK_NOT_A_COMMAND = range(5)
+ACK_RESULTS = {ACK_OK: "accepted", ACK_AUDIO_GAP: "AUDIO gap", ACK_UNKNOWN_INFERENCE: "unknown inference",
+               ACK_BAD_LABEL: "label outside the model's classes", ACK_NOT_A_COMMAND: "not a command"}
+
+
+# ---------------------------------------------------------------------------- sources
+
+@dataclass
+class ReplaySource:
+    """Clips to replay: int16 PCM at 16 kHz, any length each, with a name (and a label if known)."""
+
+    clips: list[np.ndarray]
+    names: list[str]
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def samples(self) -> int:
+        return int(sum(len(c) for c in self.clips))
+
+
+def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
+    """A clip set made by `tinydrift data kws` (.npz: one clip per row) or a folder of 16 kHz
+    16-bit WAV files (searched recursively, in sorted order: one clip per file)."""
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.data.wavfolder import read_wav
+    from tinydrift.frontend import SAMPLE_RATE
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".npz":
+        clips = ClipSet.load(path)
+        n = len(clips) if limit is None else min(limit, len(clips))
+        return ReplaySource([clips.audio[i] for i in range(n)], [f"{path.name}[{i}]" for i in range(n)],
+                            clips.labels[:n].astype(np.int64))
+    if path.is_dir():
+        files = sorted(path.rglob("*.wav"))
+        if not files:
+            raise TinydriftError(f"{path}: no .wav files in it (give a folder of 16 kHz WAV files or a .npz clip set)")
+        files = files[:limit] if limit is not None else files
+        return ReplaySource([read_wav(f, SAMPLE_RATE) for f in files], [str(f.relative_to(path)) for f in files])
+    raise TinydriftError(f"{path}: not a folder of WAV files nor a .npz clip set made by `tinydrift data kws`")
+
+
+def write_pcm(clips: Iterable[np.ndarray], path: str | Path) -> Path:
+    """Concatenate clips into a raw PCM file (16-bit little-endian): the emulated board's
+    microphone file. With 16,000-sample clips and the default stride, window k is clip k."""
+    from tinydrift.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            for clip in clips:
+                f.write(np.asarray(clip, dtype="<i2").tobytes())
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------- replaying
+
+def audio_chunks(clip: np.ndarray, chunk: int = P.AUDIO_MAX_SAMPLES) -> list[tuple[int, np.ndarray, int]]:
+    """(sample_offset, samples, flags) of the AUDIO frames that carry one clip."""
+    clip = np.asarray(clip, dtype=np.int16)
+    if not 1 <= chunk <= P.AUDIO_MAX_SAMPLES:
+        raise ValueError(f"chunk {chunk} not in 1..{P.AUDIO_MAX_SAMPLES}")
+    offsets = list(range(0, max(len(clip), 1), chunk))
+    out = []
+    for k, offset in enumerate(offsets):
+        flags = (P.AUDIO_FLAG_START if k == 0 else 0) | (P.AUDIO_FLAG_END if k == len(offsets) - 1 else 0)
+        out.append((offset, clip[offset:offset + chunk], flags))
+    return out
+
+
+@dataclass
+class ReplayStats:
+    clips: int = 0
+    samples: int = 0
+    frames_sent: int = 0
+    resent: int = 0
+    gaps: int = 0  # ACKs reporting an AUDIO gap
+    timeouts: int = 0  # ACKs that never came (frames resent)
+    inferences: int = 0
+    frames_received: int = 0
+    corrupt: int = 0
+    seconds: float = 0.0
+    first_alarm: tuple[int, int] | None = None  # (inference_index, alarm bits) of the first latched alarm
+    received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
+
+    def line(self) -> str:
+        rate = self.samples / 16000 / self.seconds if self.seconds > 0 else 0.0
+        alarm = "no alarm"
+        if self.first_alarm is not None:
+            alarm = f"first alarm {'+'.join(P.alarm_names(self.first_alarm[1] & 0xFF))} at inference {self.first_alarm[0]}"
+        return (f"replayed {self.clips} clips ({self.samples / 16000:.1f} s of audio, {rate:.2f}x real time) in "
+                f"{self.seconds:.1f} s: {self.inferences} inferences, {alarm}; {self.frames_sent} AUDIO frames, "
+                f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts), {self.corrupt} corrupt frames received")
+
+
+class Replayer:
+    """Streams clips over an open port (anything with write(), and read() honouring a timeout:
+    pyserial ports, capture.open_port) with flow control, parsing what comes back.
+
+    `on_items(items)` receives every parsed item (frames, text lines, corrupt runs) as they
+    arrive, e.g. to store them; `keep` also collects them in ReplayStats.received."""
+
+    def __init__(self, port, *, window: int = 4, chunk: int = P.AUDIO_MAX_SAMPLES, ack_timeout: float = 10.0,
+                 on_items: Callable[[list], None] | None = None, keep: bool = False, first_seq: int = 0):
+        if window < 1:
+            raise TinydriftError(f"--window must be at least 1 frame, got {window}")
+        self.port = port
+        self.window = window
+        self.chunk = chunk
+        self.ack_timeout = ack_timeout
+        self.on_items = on_items
+        self.keep = keep
+        self.seq = first_seq
+        self.parser = P.StreamParser()
+        self.stats = ReplayStats()
+        self._acks: dict[int, P.Ack] = {}
+
+    # -- link
+
+    def _send(self, frame: P.Frame) -> int:
+        frame.seq = self.seq
+        self.seq = (self.seq + 1) & 0xFFFFFFFF
+        self.port.write(P.encode(frame))
+        return frame.seq
+
+    def _poll(self) -> None:
+        """Read what has arrived (waiting up to the port's timeout) and act on it."""
+        from tinydrift.link.port import read_available
+
+        data = read_available(self.port)
+        if not data:
+            return
+        items = self.parser.feed(data)
+        for item in items:
+            kind = type(item)
+            if kind is P.Ack:
+                self._acks[item.command_seq] = item
+            elif kind is P.Inference:
+                self.stats.inferences += 1
+                latched = item.alarm_bits & 0xFF
+                if latched and self.stats.first_alarm is None:
+                    self.stats.first_alarm = (item.inference_index, item.alarm_bits)
+            elif kind is P.Corrupt:
+                self.stats.corrupt += 1
+            if kind not in (P.TextLine, P.Corrupt):
+                self.stats.frames_received += 1
+        if self.keep:
+            self.stats.received.extend(items)
+        if self.on_items is not None:
+            self.on_items(items)
+
+    def command(self, frame: P.Frame, timeout: float | None = None) -> P.Ack:
+        """Send one command (RESET, LABEL, STATUS_REQUEST) and wait for its ACK."""
+        seq = self._send(frame)
+        deadline = time.monotonic() + (self.ack_timeout if timeout is None else timeout)
+        while seq not in self._acks:
+            if time.monotonic() > deadline:
+                raise TinydriftError(f"no ACK for {frame.TYPE.name} within {self.ack_timeout:g} s: is the "
+                                     "tinydrift app running on the device?")
+            self._poll()
+        return self._acks.pop(seq)
+
+    # -- clips
+
+    def replay_clip(self, clip: np.ndarray) -> None:
+        chunks = audio_chunks(clip, self.chunk)
+        by_offset = {offset: k for k, (offset, _, _) in enumerate(chunks)}
+        in_flight: dict[int, int] = {}  # seq -> chunk index
+        next_chunk = 0
+        done = False
+        last_progress = time.monotonic()
+        while not done:
+            while next_chunk < len(chunks) and len(in_flight) < self.window:
+                offset, samples, flags = chunks[next_chunk]
+                seq = self._send(P.Audio(0, offset, flags, tuple(int(s) for s in samples)))
+                in_flight[seq] = next_chunk
+                self.stats.frames_sent += 1
+                next_chunk += 1
+            self._poll()
+            for seq in [s for s in in_flight if s in self._acks]:
+                ack = self._acks.pop(seq)
+                index = in_flight.pop(seq, None)
+                last_progress = time.monotonic()
+                if ack.result == ACK_OK:
+                    if index == len(chunks) - 1:
+                        done = True
+                    continue
+                if ack.result != ACK_AUDIO_GAP:
+                    raise TinydriftError(f"the device refused an AUDIO frame: {ACK_RESULTS.get(ack.result, ack.result)}")
+                # Go back to where the device is; later frames in flight will be refused too.
+                self.stats.gaps += 1
+                resume = by_offset.get(ack.detail)
+                if resume is None:
+                    raise TinydriftError(f"the device asked for sample {ack.detail}, not a chunk boundary of this clip")
+                self.stats.resent += next_chunk - resume
+                for stale in list(in_flight):
+                    self._acks.pop(stale, None)
+                in_flight.clear()
+                next_chunk = resume
+                break
+            if in_flight and time.monotonic() - last_progress > self.ack_timeout:
+                self.stats.timeouts += 1
+                resume = min(in_flight.values())
+                self.stats.resent += next_chunk - resume
+                in_flight.clear()
+                next_chunk = resume
+                last_progress = time.monotonic()
+                if self.stats.timeouts > 3 * max(1, self.stats.clips + 1):
+                    raise TinydriftError("the device stopped acknowledging AUDIO frames: is the tinydrift app "
+                                         "running, and the port the device's?")
+        self.stats.clips += 1
+        self.stats.samples += len(clip)
+
+    def replay(self, clips: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> ReplayStats:
+        started = time.monotonic()
+        for clip in clips:
+            self.replay_clip(clip)
+            if progress is not None:
+                progress(1)
+        self.stats.seconds = time.monotonic() - started
+        return self.stats
+
+    def drain(self, seconds: float = 0.2) -> None:
+        """Keep reading for `seconds` (frames the device sends after the last ACK)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._poll()

@@ -1,0 +1,188 @@
+"""`tinydrift monitor`: a live terminal view of a capture (rich): the latest scores against
+their thresholds, the alarm state and the link counts. It reads the capture database, so it
+can follow a `capture` running elsewhere; given a port it runs the capture itself."""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from tinydrift.errors import TinydriftError
+from tinydrift.link import protocol as P
+from tinydrift.logbook.store import DbSummary, ModelInfo, check_model_matches, latest_frame, load_model_info, open_db, read_summary, recent_text
+
+NO_LEVEL = 1 << 30
+DEFAULT_FRAC_BITS = 12
+
+
+@dataclass
+class Snapshot:
+    summary: DbSummary
+    hello: P.Hello | None
+    last: P.Inference | None
+    warning: tuple[int, ...] | None
+    drift: tuple[int, ...] | None
+    frac_bits: int
+    n_scores: int
+    labels: list[str] | None
+    text: list[str]
+    rate: float  # inference frames per second over the last 10 s
+
+
+def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> Snapshot:
+    summary = read_summary(conn)
+    hello = latest_frame(conn, P.FrameType.HELLO)
+    last = latest_frame(conn, P.FrameType.INFERENCE)
+    warning = drift = None
+    if model is not None and (model.warning_thresholds or model.drift_thresholds):
+        warning, drift = model.warning_thresholds, model.drift_thresholds
+    elif hello is not None:
+        warning, drift = hello.warning_thresholds, hello.drift_thresholds
+    recent = conn.execute("SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM frames WHERE type=2 AND "
+                          "received_at >= (SELECT MAX(received_at) FROM frames) - 10").fetchone()
+    rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
+    n_scores = hello.n_scores if hello else (5 if last else 0)
+    return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
+                    n_scores, model.labels if model else None, recent_text(conn, 5), rate)
+
+
+def _state(value: int, warning: int | None, drift: int | None) -> Text:
+    if drift is not None and 0 < drift < NO_LEVEL and value >= drift:
+        return Text("DRIFT", style="bold white on red")
+    if warning is not None and 0 < warning < NO_LEVEL and value >= warning:
+        return Text("warning", style="bold yellow")
+    return Text("ok", style="green")
+
+
+def _bar(value: int, drift: int | None, width: int = 24) -> Text:
+    if drift is None or not 0 < drift < NO_LEVEL:
+        return Text("")
+    filled = max(0, min(width, round(width * value / drift)))
+    style = "red" if value >= drift else ("yellow" if filled > width // 2 else "green")
+    return Text("█" * filled + "·" * (width - filled), style=style)
+
+
+def render(snap: Snapshot) -> Group:
+    scale = float(1 << snap.frac_bits)
+    scores = Table(title="Drift scores (CUSUM, units of σ)", expand=False)
+    for column in ("score", "value", "warning", "drift", "to drift level", "state"):
+        scores.add_column(column, justify="right" if column in ("value", "warning", "drift") else "left")
+
+    def level(levels, k):
+        return levels[k] if levels is not None else None
+
+    def fmt(v):
+        return "—" if v is None or not 0 < v < NO_LEVEL else f"{v / scale:.2f}"
+
+    if snap.last is not None:
+        for k in range(max(1, snap.n_scores)):
+            value = snap.last.scores[k]
+            w, d = level(snap.warning, k), level(snap.drift, k)
+            scores.add_row(P.SCORE_NAMES[k], f"{value / scale:.2f}", fmt(w), fmt(d), _bar(value, d), _state(value, w, d))
+
+    s = snap.summary
+    link = Table.grid(padding=(0, 2))
+    link.add_column(style="bold")
+    link.add_column()
+    alarm_text = Text("none", style="green")
+    last = snap.last
+    if last is not None and last.alarm_bits:
+        names = P.alarm_names(last.alarm_bits)
+        latched = last.alarm_bits & 0x1F
+        alarm_text = Text(", ".join(names), style="bold red" if latched else "bold yellow")
+        if latched and last.change_index:
+            alarm_text.append(f"  (change point ≈ inference {last.change_index})", style="red")
+    link.add_row("alarms", alarm_text)
+    if last is not None:
+        label = (snap.labels[last.predicted_class] if snap.labels and last.predicted_class < len(snap.labels)
+                 else str(last.predicted_class))
+        moved = [c for c in range(64) if last.moved_channels >> c & 1]
+        link.add_row("inference", f"{last.inference_index}  ({snap.rate:.1f}/s)")
+        link.add_row("prediction", f"{label}  confidence {last.confidence / 256:.0%}  entropy {last.entropy / 65536:.2f} nats")
+        link.add_row("ATC accuracy", f"{last.atc / 65536:.1%}")
+        link.add_row("moved channels", ", ".join(map(str, moved)) if moved else "none")
+    link.add_row("frames", f"{s.frames}  (inferences {s.inference_frames})")
+    link.add_row("lost / corrupt / foreign", f"{s.lost} / {s.corrupt} / {s.foreign}")
+    link.add_row("restarts / reopens", f"{s.restarts} / {s.reopens}")
+    link.add_row("model", (s.expected_hash or "unknown")[:16])
+    if snap.hello is not None:
+        link.add_row("firmware", f"{snap.hello.fw_version}, monitor state {snap.hello.state_bytes} B")
+    parts = [scores if snap.last is not None else Text("no inference frames yet", style="dim"),
+             Panel(link, title="alarm and link", expand=False)]
+    if snap.text:
+        parts.append(Panel("\n".join(snap.text), title="device text", expand=False, style="dim"))
+    return Group(*parts)
+
+
+def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, model_dir: str | Path | None = None,
+                once: bool = False, duration: float | None = None, refresh: float = 0.5,
+                console: Console | None = None) -> Snapshot:
+    """Show the view; with `once`, print one snapshot and return it. With a port, capture
+    into `db_path` (or a temporary file) in a background thread meanwhile."""
+    console = console or Console()
+    model = load_model_info(model_dir) if model_dir is not None else None
+    stop = threading.Event()
+    worker = None
+    failure: list[BaseException] = []
+    tmp = None
+    if port_url is not None:
+        from tinydrift.logbook.capture import capture
+
+        if db_path is None:
+            tmp = tempfile.TemporaryDirectory(prefix="tinydrift-monitor-")
+            db_path = Path(tmp.name) / "monitor.db"
+
+        def run():
+            try:
+                capture(port_url, db_path, model_dir=model_dir, stop_event=stop, reconnect_timeout=None,
+                        log=lambda m: None)
+            except BaseException as exc:  # shown by the foreground loop
+                failure.append(exc)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        # capture opens the port before it creates the database: a bad URL shows up as a failure
+        deadline = time.monotonic() + 5
+        while not Path(db_path).exists() and time.monotonic() < deadline and not failure:
+            time.sleep(0.02)
+        if once and not failure:
+            time.sleep(duration if duration is not None else 2.0)
+    try:
+        if failure:
+            raise failure[0]
+        conn = open_db(db_path)
+        if model is not None and port_url is None:
+            check_model_matches(conn, model)  # with a port, capture sets other models' frames apart itself
+        if once:
+            snap = take_snapshot(conn, model)
+            console.print(render(snap))
+            return snap
+        started = time.monotonic()
+        snap = take_snapshot(conn, model)
+        with Live(render(snap), console=console, refresh_per_second=max(1, int(1 / refresh))) as live:
+            try:
+                while duration is None or time.monotonic() - started < duration:
+                    time.sleep(refresh)
+                    if failure:
+                        raise failure[0]
+                    snap = take_snapshot(conn, model)
+                    live.update(render(snap))
+            except KeyboardInterrupt:
+                pass
+        return snap
+    finally:
+        stop.set()
+        if worker is not None:
+            worker.join(timeout=5)
+        if tmp is not None:
+            tmp.cleanup()

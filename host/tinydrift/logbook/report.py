@@ -1,0 +1,206 @@
+"""`tinydrift report`: plots and one HTML page from a capture database.
+
+Scores over the inference index with their warning and drift levels and the alarms marked;
+the label-free accuracy estimate (ATC); confidence and entropy. Thresholds come from the
+model directory's JSON when given, else from the device's last HELLO.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tinydrift.atomic import atomic_path, write_text  # noqa: E402
+from tinydrift.link import protocol as P  # noqa: E402
+from tinydrift.logbook.store import DbSummary, check_model_matches, latest_frame, load_model_info, open_db, read_inferences, read_summary  # noqa: E402
+
+DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
+NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
+ALARM_COLOURS = ("#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+@dataclass
+class Thresholds:
+    warning: tuple[int, ...] | None
+    drift: tuple[int, ...] | None
+    frac_bits: int
+    n_scores: int | None
+    source: str
+
+
+@dataclass
+class ReportResult:
+    out_dir: Path
+    files: list[Path]
+    summary: DbSummary
+    inference_frames: int
+
+    def line(self) -> str:
+        s = self.summary
+        alarm = (f"first alarm at inference {s.first_alarm[0]} ({', '.join(s.first_alarm[1])})"
+                 if s.first_alarm else "no alarm")
+        return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences), "
+                f"{s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
+
+
+def _thresholds(conn, model_dir) -> Thresholds:
+    hello = latest_frame(conn, P.FrameType.HELLO)
+    frac = hello.score_frac_bits if hello else DEFAULT_FRAC_BITS
+    n_scores = hello.n_scores if hello else None
+    if model_dir is not None:
+        info = load_model_info(model_dir)
+        check_model_matches(conn, info)
+        if info.warning_thresholds or info.drift_thresholds:
+            return Thresholds(info.warning_thresholds, info.drift_thresholds, frac, n_scores, f"model dir {model_dir}")
+    if hello is not None:
+        return Thresholds(hello.warning_thresholds, hello.drift_thresholds, frac, n_scores, "device HELLO")
+    return Thresholds(None, None, frac, n_scores, "none known")
+
+
+def _alarm_onsets(alarm_bits: np.ndarray, x: np.ndarray) -> list[tuple[float, str, int]]:
+    """(x, name, type) where each latched alarm type first appears."""
+    onsets = []
+    for t, name in enumerate(P.ALARM_NAMES):
+        hit = np.flatnonzero(alarm_bits & (1 << t))
+        if hit.size:
+            onsets.append((float(x[hit[0]]), name, t))
+    return onsets
+
+
+def _mark_alarms(ax, onsets, change_x, label: bool) -> None:
+    for x, name, t in onsets:
+        ax.axvline(x, color=ALARM_COLOURS[t % len(ALARM_COLOURS)], lw=1.5, alpha=0.9,
+                   label=f"{name} alarm" if label else None)
+    if change_x is not None:
+        ax.axvline(change_x, color="black", lw=1, ls=":", label="estimated change point" if label else None)
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None = None) -> ReportResult:
+    conn = open_db(db_path)
+    out_dir = Path(out_dir)
+    summary = read_summary(conn)
+    data = read_inferences(conn)
+    thresholds = _thresholds(conn, model_dir)
+    hello = latest_frame(conn, P.FrameType.HELLO)
+    files: list[Path] = []
+    n = len(data["inference_index"])
+
+    index = data["inference_index"]
+    monotonic = n > 1 and bool(np.all(np.diff(index) >= 0))
+    x = index.astype(np.float64) if (monotonic or n == 1) else np.arange(n, dtype=np.float64)
+    x_label = "inference index" if (monotonic or n == 1) else "inference (arrival order; the device restarted)"
+    onsets = _alarm_onsets(data["alarm_bits"], x) if n else []
+    change_x = None
+    if n:
+        latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
+        if latched.size and data["change_index"][latched[0]] > 0:
+            change_x = float(data["change_index"][latched[0]]) if monotonic else None
+
+    if n:
+        scale = float(1 << thresholds.frac_bits)
+        used = [k for k in range(P.N_SCORES)
+                if (thresholds.n_scores is not None and k < thresholds.n_scores)
+                or np.any(data["scores"][:, k] != 0)]
+        if not used:
+            used = [0]
+        fig, axes = plt.subplots(len(used), 1, figsize=(10, 1.9 * len(used) + 1.0), sharex=True, squeeze=False)
+        for row, k in enumerate(used):
+            ax = axes[row, 0]
+            ax.plot(x, data["scores"][:, k] / scale, lw=1, color="#1f77b4", label="score (CUSUM)")
+            for levels, colour, name in ((thresholds.warning, "#ff7f0e", "warning"), (thresholds.drift, "#d62728", "drift")):
+                if levels is not None and 0 < levels[k] < NO_LEVEL:
+                    ax.axhline(levels[k] / scale, color=colour, ls="--", lw=1, label=f"{name} level")
+            _mark_alarms(ax, onsets, change_x, label=(row == 0))
+            ax.set_ylabel(P.SCORE_NAMES[k])
+            ax.grid(alpha=0.3)
+        axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
+        axes[0, 0].set_title(f"Drift scores (thresholds: {thresholds.source}; units of σ, Q{thresholds.frac_bits})")
+        axes[-1, 0].set_xlabel(x_label)
+        fig.tight_layout()
+        files.append(_save(fig, out_dir / "scores.png"))
+
+        fig, ax = plt.subplots(figsize=(10, 3.2))
+        ax.plot(x, data["atc"] / 65536.0 * 100, color="#2ca02c", lw=1.2, label="ATC accuracy estimate")
+        _mark_alarms(ax, onsets, change_x, label=True)
+        ax.set_ylabel("estimated accuracy (%)")
+        ax.set_xlabel(x_label)
+        ax.set_ylim(0, 100)
+        ax.set_title("Label-free accuracy estimate (share of confident inferences, ATC)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=7)
+        fig.tight_layout()
+        files.append(_save(fig, out_dir / "atc.png"))
+
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 4.6), sharex=True)
+        window = max(1, min(50, n // 10))
+        kernel = np.ones(window) / window
+        confidence = data["confidence"] / 256.0
+        entropy = data["entropy"] / 65536.0
+        for ax, values, name, colour in ((ax1, confidence, "confidence", "#1f77b4"), (ax2, entropy, "entropy (nats)", "#9467bd")):
+            ax.plot(x, values, ".", ms=2, alpha=0.25, color=colour, label="per inference")
+            if n >= window:
+                ax.plot(x[window - 1:], np.convolve(values, kernel, mode="valid"), color=colour, lw=1.5,
+                        label=f"mean of {window}")
+            _mark_alarms(ax, onsets, change_x, label=False)
+            ax.set_ylabel(name)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper left", fontsize=7)
+        ax1.set_title("Model output: top-class confidence and entropy")
+        ax2.set_xlabel(x_label)
+        fig.tight_layout()
+        files.append(_save(fig, out_dir / "confidence.png"))
+
+    files.append(out_dir / "index.html")
+    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x))
+    return ReportResult(out_dir, files, summary, n)
+
+
+def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x) -> str:
+    esc = html.escape
+    first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
+                   + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
+                   if s.first_alarm else "none")
+    rows = [
+        ("capture database", str(db_path)), ("sessions", s.sessions), ("frames", s.frames),
+        ("inference frames (this model)", n), ("lost frames (sequence gaps)", s.lost),
+        ("corrupt frames", s.corrupt), ("foreign-model frames", s.foreign), ("text lines", s.text_lines),
+        ("device restarts", s.restarts), ("port reopens", s.reopens),
+        ("model hash", s.expected_hash or "unknown"),
+        ("firmware", hello.fw_version if hello else "no HELLO received"),
+        ("thresholds from", thresholds.source), ("first alarm", first_alarm),
+    ]
+    table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
+    figures = "\n".join(f'<figure><img src="{esc(p.name)}" alt="{esc(p.stem)}"></figure>' for p in images)
+    if not images:
+        figures = "<p>No inference frames from the expected model in this database: nothing to plot.</p>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>tinydrift report</title>
+<style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse}}th,td{{padding:3px 12px;border-bottom:1px solid #ddd;text-align:left}}
+img{{max-width:100%}}figure{{margin:1.5em 0}}</style></head>
+<body>
+<h1>tinydrift capture report</h1>
+<p>Generated {esc(time.strftime('%Y-%m-%d %H:%M:%S'))}. Lost frames are sequence numbers never received
+intact (corrupt frames included); foreign frames come from another model than the expected one
+and are left out of the plots.</p>
+<table>
+{table}
+</table>
+{figures}
+</body></html>
+"""

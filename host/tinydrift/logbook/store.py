@@ -1,0 +1,288 @@
+"""The capture database (SQLite, WAL): schema, writer and readers. docs/protocol.md §5.
+
+One transaction per read from the port: a killed capture keeps every frame it had parsed,
+and readers (monitor, report) can follow a capture that is still running.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import ModelDir
+from tinydrift.link import protocol as P
+
+SCHEMA_VERSION = 1
+N_SCORES = P.N_SCORES
+SCORE_COLUMNS = tuple(f"score{i}" for i in range(N_SCORES))
+INFERENCE_COLUMNS = ("inference_index", "predicted_class", "confidence", "alarm_bits", "entropy",
+                     "atc", "moved_channels", "change_index", *SCORE_COLUMNS)
+FRAME_COLUMNS = ("session_id", "received_at", "seq", "type", "foreign_model", "raw", "model",
+                 *INFERENCE_COLUMNS)
+# Session counters; "foreign" is an SQL keyword, so these names are always quoted.
+COUNTERS = ("frames", "inference_frames", "lost", "corrupt", "foreign", "text_lines", "restarts",
+            "reopens", "bytes")
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    port TEXT NOT NULL,
+    expected_hash TEXT,
+    expected_from TEXT,
+    end_reason TEXT,
+    {", ".join(f'"{c}" INTEGER NOT NULL DEFAULT 0' for c in COUNTERS)}
+);
+CREATE TABLE IF NOT EXISTS frames (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    received_at REAL NOT NULL,
+    seq INTEGER NOT NULL,
+    type INTEGER NOT NULL,
+    foreign_model INTEGER NOT NULL DEFAULT 0,
+    raw BLOB NOT NULL,
+    model TEXT,
+    {", ".join(f"{c} INTEGER" for c in INFERENCE_COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS frames_by_type ON frames(type, id);
+CREATE TABLE IF NOT EXISTS text_lines (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    received_at REAL NOT NULL,
+    line TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS corrupt (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    received_at REAL NOT NULL,
+    error TEXT NOT NULL,
+    run BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions(id),
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER,
+    count INTEGER,
+    detail TEXT
+);
+"""
+
+_INSERT_FRAME = f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) VALUES ({', '.join('?' * len(FRAME_COLUMNS))})"
+_NO_INFERENCE = (None,) * len(INFERENCE_COLUMNS)
+_QUOTED_COUNTERS = ", ".join(f'"{c}"' for c in COUNTERS)
+_UPDATE_COUNTERS = "UPDATE sessions SET " + ", ".join(f'"{c}"=?' for c in COUNTERS) + " WHERE id=?"
+
+
+def to_int64(value: int) -> int:
+    """A uint64 as SQLite's signed INTEGER (bit 63 becomes the sign)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def from_int64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def frame_row(session_id: int, received_at: float, frame: P.Frame, foreign: bool) -> tuple:
+    """The `frames` row of one decoded frame."""
+    if frame.TYPE is P.FrameType.INFERENCE:
+        f = frame
+        return (session_id, received_at, f.seq, 2, int(foreign), f.raw, f.model_id.hex(),
+                f.inference_index, f.predicted_class, f.confidence, f.alarm_bits, f.entropy, f.atc,
+                to_int64(f.moved_channels), f.change_index, *f.scores)
+    model = getattr(frame, "model_hash", None)
+    return (session_id, received_at, frame.seq, int(frame.TYPE), int(foreign), frame.raw,
+            model.hex() if model is not None else None, *_NO_INFERENCE)
+
+
+class CaptureStore:
+    """Writer side: one connection, explicit transactions."""
+
+    def __init__(self, path: str | Path, durable: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.conn.executescript(SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        except (sqlite3.Error, OSError) as exc:
+            raise TinydriftError(f"cannot write capture database {self.path}: {exc} (choose another --db)") from exc
+        if version != str(SCHEMA_VERSION):
+            raise TinydriftError(f"{self.path} has capture schema {version}, this tinydrift writes {SCHEMA_VERSION}: use a new --db")
+
+    def start_session(self, port: str, expected_hash: str | None, expected_from: str | None) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO sessions (started_at, port, expected_hash, expected_from) VALUES (?, ?, ?, ?)",
+            (time.time(), port, expected_hash, expected_from))
+        return int(cur.lastrowid)
+
+    def commit(self, session_id: int, frames: list[tuple], texts: list[tuple], corrupts: list[tuple],
+               events: list[tuple], counters: dict[str, int]) -> None:
+        """Everything parsed from one read, in one transaction."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            if frames:
+                c.executemany(_INSERT_FRAME, frames)
+            if texts:
+                c.executemany("INSERT INTO text_lines (session_id, received_at, line) VALUES (?, ?, ?)", texts)
+            if corrupts:
+                c.executemany("INSERT INTO corrupt (session_id, received_at, error, run) VALUES (?, ?, ?, ?)", corrupts)
+            if events:
+                c.executemany("INSERT INTO events (session_id, at, kind, seq, count, detail) VALUES (?, ?, ?, ?, ?, ?)", events)
+            c.execute(_UPDATE_COUNTERS,
+                      (*[counters[k] for k in COUNTERS], session_id))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    def set_expected(self, session_id: int, expected_hash: str, expected_from: str) -> None:
+        self.conn.execute("UPDATE sessions SET expected_hash=?, expected_from=? WHERE id=?",
+                          (expected_hash, expected_from, session_id))
+
+    def end_session(self, session_id: int, reason: str) -> None:
+        self.conn.execute("UPDATE sessions SET ended_at=?, end_reason=? WHERE id=?",
+                          (time.time(), reason, session_id))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------- readers
+
+def open_db(path: str | Path) -> sqlite3.Connection:
+    """Open a capture database for reading; TinydriftError if it is missing or not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise TinydriftError(f"capture database {path} not found: run `tinydrift capture --db {path}` first")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        conn.execute("SELECT id FROM frames LIMIT 1").fetchall()
+    except sqlite3.Error as exc:
+        raise TinydriftError(f"{path} is not a tinydrift capture database ({exc}): "
+                             "give the file written by `tinydrift capture --db`") from exc
+    return conn
+
+
+@dataclass
+class DbSummary:
+    sessions: int
+    frames: int
+    inference_frames: int
+    lost: int
+    corrupt: int
+    foreign: int
+    text_lines: int
+    restarts: int
+    reopens: int
+    expected_hash: str | None
+    ports: list[str]
+    end_reasons: list[str | None]
+    first_alarm: tuple[int, list[str]] | None  # (inference index, alarm names)
+
+
+def read_summary(conn: sqlite3.Connection) -> DbSummary:
+    rows = conn.execute(f"SELECT {_QUOTED_COUNTERS}, expected_hash, port, end_reason FROM sessions ORDER BY id").fetchall()
+    totals = {k: sum(r[i] for r in rows) for i, k in enumerate(COUNTERS)}
+    expected = next((r[len(COUNTERS)] for r in reversed(rows) if r[len(COUNTERS)]), None)
+    alarm = conn.execute("SELECT inference_index, alarm_bits FROM frames WHERE type=2 AND foreign_model=0 "
+                         "AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
+    first_alarm = (alarm[0], P.alarm_names(alarm[1] & 0x1F)) if alarm else None
+    return DbSummary(len(rows), totals["frames"], totals["inference_frames"], totals["lost"],
+                     totals["corrupt"], totals["foreign"], totals["text_lines"], totals["restarts"],
+                     totals["reopens"], expected, [r[len(COUNTERS) + 1] for r in rows],
+                     [r[len(COUNTERS) + 2] for r in rows], first_alarm)
+
+
+def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> dict[str, np.ndarray]:
+    """INFERENCE columns as arrays, in arrival order (scores as an [n, 8] array)."""
+    where = "type=2" + ("" if include_foreign else " AND foreign_model=0")
+    rows = conn.execute(f"SELECT id, seq, received_at, {', '.join(INFERENCE_COLUMNS)} FROM frames "
+                        f"WHERE {where} ORDER BY id").fetchall()
+    names = ("id", "seq", "received_at", *INFERENCE_COLUMNS)
+    if not rows:
+        out = {n: np.zeros(0, np.int64) for n in names}
+        out["scores"] = np.zeros((0, N_SCORES), np.int64)
+        return out
+    table = np.array([[0 if v is None else v for v in r] for r in rows], dtype=np.float64)
+    out = {n: table[:, i] for i, n in enumerate(names)}
+    for n in names:
+        if n != "received_at":
+            out[n] = out[n].astype(np.int64)
+    first_score = names.index("score0")
+    out["scores"] = table[:, first_score:first_score + N_SCORES].astype(np.int64)
+    return out
+
+
+def latest_frame(conn: sqlite3.Connection, frame_type: P.FrameType, include_foreign: bool = False) -> P.Frame | None:
+    where = "" if include_foreign else " AND foreign_model=0"
+    row = conn.execute(f"SELECT raw FROM frames WHERE type=?{where} ORDER BY id DESC LIMIT 1",
+                       (int(frame_type),)).fetchone()
+    if row is None:
+        return None
+    frame = P.parse_packet(row[0])
+    return None if isinstance(frame, P.ProtocolError) else frame
+
+
+def check_model_matches(conn: sqlite3.Connection, model: "ModelInfo") -> None:
+    """Refuse a model folder whose hash is not the one the captured device reports (its
+    latest HELLO or INFERENCE frame): its thresholds and labels would describe another model."""
+    for frame_type in (P.FrameType.HELLO, P.FrameType.INFERENCE):
+        frame = latest_frame(conn, frame_type, include_foreign=True)
+        if frame is None:
+            continue
+        reported = frame.model_hash if frame_type is P.FrameType.HELLO else frame.model_id
+        if model.model_hash[:len(reported)] != reported:
+            raise TinydriftError(
+                f"the device in this capture runs model {reported.hex()[:16]}, but {model.source} is model "
+                f"{model.model_hash.hex()[:16]}: give the model folder the device was flashed with, or omit --model-dir")
+        return
+
+
+def recent_text(conn: sqlite3.Connection, n: int = 5) -> list[str]:
+    rows = conn.execute("SELECT line FROM text_lines ORDER BY id DESC LIMIT ?", (n,)).fetchall()
+    return [r[0] for r in reversed(rows)]
+
+
+# ---------------------------------------------------------------------------- model directory
+
+@dataclass
+class ModelInfo:
+    """What the host knows of the model from its directory (docs/protocol.md §6)."""
+
+    model_hash: bytes | None
+    warning_thresholds: tuple[int, ...] | None
+    drift_thresholds: tuple[int, ...] | None
+    labels: list[str] | None
+    source: Path
+
+
+def _pad(values) -> tuple[int, ...]:
+    values = [int(v) for v in values][:N_SCORES]
+    return tuple(values + [0] * (N_SCORES - len(values)))
+
+
+def load_model_info(model_dir: str | Path) -> ModelInfo:
+    """Hash, thresholds and labels of an exported model folder (its reference.json)."""
+    folder = ModelDir(model_dir).require()
+    config = folder.monitor_config()
+    try:
+        warning, drift = _pad(config["score_warning"]), _pad(config["score_drift"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TinydriftError(f"{folder.reference_json}: monitor_config has no usable score_warning/score_drift "
+                             f"({exc}); regenerate it with `tinydrift export --model {folder.path}`") from None
+    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path)

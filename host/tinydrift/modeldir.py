@@ -1,0 +1,187 @@
+"""The one owner of a model folder: its file names, its JSON, its hash.
+
+    MODEL/
+      model_float.keras    the trained Keras model                 (tinydrift train)
+      training.json        how it was trained                       (tinydrift train)
+      model_int8.tflite    full int8 for TFLite Micro                (tinydrift quantize)
+      include/             td_model_NAME.{h,c}, td_monitor_config_NAME.h, td_reference_NAME.h
+      reference.json       the headers' JSON twin: name, hash, labels, monitor config, checks
+      README.md            the model card                            (all three: tinydrift export)
+
+Every command that reads or writes one of these goes through `ModelDir`, so a name is spelled
+once and a missing or damaged file is reported the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from tinydrift.atomic import write_text
+from tinydrift.errors import TinydriftError
+
+FLOAT_MODEL = "model_float.keras"
+TRAINING_JSON = "training.json"
+INT8_MODEL = "model_int8.tflite"
+INCLUDE_DIR = "include"
+REFERENCE_JSON = "reference.json"
+MODEL_CARD = "README.md"
+HASH_BYTES = 32  # SHA-256: the device's HELLO and STATUS frames carry all of it
+ID_BYTES = 8  # its first bytes: what each INFERENCE frame carries
+
+
+def model_hash(model: bytes, monitor_config: dict) -> str:
+    """SHA-256 over the .tflite bytes and the canonical JSON of the monitor config: the one
+    identity of a model folder, in its headers, its JSON and the device's frames."""
+    digest = hashlib.sha256(model)
+    digest.update(json.dumps(monitor_config, sort_keys=True, separators=(",", ":")).encode())
+    return digest.hexdigest()
+
+
+class ModelDir:
+    """A model folder, existing or about to be written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._reference: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"ModelDir({str(self.path)!r})"
+
+    # -- paths
+    @property
+    def float_model(self) -> Path:
+        return self.path / FLOAT_MODEL
+
+    @property
+    def training_json(self) -> Path:
+        return self.path / TRAINING_JSON
+
+    @property
+    def int8_model(self) -> Path:
+        return self.path / INT8_MODEL
+
+    @property
+    def include(self) -> Path:
+        return self.path / INCLUDE_DIR
+
+    @property
+    def reference_json(self) -> Path:
+        return self.path / REFERENCE_JSON
+
+    @property
+    def model_card(self) -> Path:
+        return self.path / MODEL_CARD
+
+    def model_c(self, name: str) -> tuple[Path, Path]:
+        return self.include / f"td_model_{name}.h", self.include / f"td_model_{name}.c"
+
+    def monitor_config_header(self, name: str | None = None) -> Path:
+        return self.include / f"td_monitor_config_{name or self.c_name()}.h"
+
+    def reference_header(self, name: str) -> Path:
+        return self.include / f"td_reference_{name}.h"
+
+    # -- checks
+    def require(self) -> "ModelDir":
+        if not self.path.is_dir():
+            raise TinydriftError(f"model folder {self.path} not found: give a folder made by `tinydrift export` "
+                                 "(e.g. models/kws)")
+        return self
+
+    def require_exported(self) -> "ModelDir":
+        """A folder `tinydrift export` has completed: reference.json and its headers."""
+        self.require()
+        reference = self.reference()
+        name = reference["name"]
+        missing = [p.name for p in (*self.model_c(name), self.monitor_config_header(name), self.reference_header(name))
+                   if not p.is_file()]
+        if missing:
+            raise TinydriftError(f"{self.include}: missing {', '.join(missing)}; run `tinydrift export --model {self.path}`")
+        return self
+
+    # -- the files' contents
+    def read_int8(self) -> bytes:
+        try:
+            return self.int8_model.read_bytes()
+        except FileNotFoundError:
+            raise TinydriftError(f"{self.int8_model} not found: make it with `tinydrift quantize --model {self.path}`") from None
+        except OSError as exc:
+            raise TinydriftError(f"{self.int8_model}: cannot read it ({exc.strerror})") from None
+
+    def training(self) -> dict:
+        """training.json, or {} when the model was not trained here."""
+        return self._read_json(self.training_json, required=False)
+
+    def write_training(self, data: dict) -> None:
+        write_text(self.training_json, json.dumps(data, indent=1))
+
+    def reference(self) -> dict:
+        """reference.json, checked for the fields every reader relies on."""
+        if self._reference is None:
+            data = self._read_json(self.reference_json, required=True)
+            problems = [key for key in ("name", "model_hash", "labels", "monitor_config") if key not in data]
+            if not problems:
+                try:
+                    if len(bytes.fromhex(data["model_hash"])) != HASH_BYTES:
+                        problems.append("model_hash (not 64 hex digits)")
+                except (TypeError, ValueError):
+                    problems.append("model_hash (not hex)")
+                if not (isinstance(data["labels"], list) and all(isinstance(x, str) for x in data["labels"])):
+                    problems.append("labels (not a list of names)")
+                if not isinstance(data["monitor_config"], dict):
+                    problems.append("monitor_config (not an object)")
+            if problems:
+                raise TinydriftError(f"{self.reference_json}: missing or damaged {', '.join(problems)}; "
+                                     f"regenerate it with `tinydrift export --model {self.path}`")
+            self._reference = data
+        return self._reference
+
+    def write_reference(self, data: dict) -> None:
+        write_text(self.reference_json, json.dumps(data, indent=1))
+        self._reference = None
+
+    def write_model_card(self, text: str) -> None:
+        write_text(self.model_card, text)
+
+    # -- what the headers and the device's frames say
+    def c_name(self) -> str:
+        """The model's C name (td_NAME_invoke): reference.json's, else the one td_model_NAME.h."""
+        if self.reference_json.is_file():
+            return self.reference()["name"]
+        headers = sorted(self.include.glob("td_model_*.h"))
+        if len(headers) != 1:
+            raise TinydriftError(f"{self.include}: expected one td_model_NAME.h made by `tinydrift export`, "
+                                 f"found {[h.name for h in headers] or 'none'}")
+        return headers[0].stem[len("td_model_"):]
+
+    @property
+    def model_hash(self) -> bytes:
+        return bytes.fromhex(self.reference()["model_hash"])
+
+    @property
+    def model_id(self) -> bytes:
+        return self.model_hash[:ID_BYTES]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.reference()["labels"])
+
+    def monitor_config(self) -> dict:
+        """The monitor config as JSON (MonitorConfig.from_dict makes the object)."""
+        return self.reference()["monitor_config"]
+
+    def _read_json(self, path: Path, *, required: bool) -> dict:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            if not required:
+                return {}
+            self.require()
+            raise TinydriftError(f"{path} not found: run `tinydrift export --model {self.path}` first") from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise TinydriftError(f"{path} is not readable JSON ({exc}); regenerate it") from None
+        if not isinstance(data, dict):
+            raise TinydriftError(f"{path}: expected a JSON object, found {type(data).__name__}; regenerate it")
+        return data

@@ -1,0 +1,465 @@
+"""Decision levels for a target false-alarm rate, and the empirical check of that rate.
+
+`calibrate_thresholds` simulates no-drift streams with the twin: block bootstrap over whole
+recordings/speakers (consecutive inferences are correlated: ), each stream run
+against a reference re-estimated from a bootstrap resample of the groups (a device's
+reference is itself estimated from few speakers). It standardizes each raw score, counts
+the alarms of CUSUMs restarted after each alarm over a grid of levels, and then runs all
+scores together as the device does (any alarm resets every CUSUM) to find the common
+per-score level whose combined alarm meets the target: ONE false-alarm budget shared by
+all scores. Beyond the simulated range the alarm counts are extrapolated along their
+exponential tail. `measure_arl0` runs the monitor exactly as the device does (latched
+alarm, host reset) on streams calibration did not see and returns the average run length.
+
+What limits the held-out check (measured on models/kws: 2,400 `ref` clips, 224 speakers,
+checked on `test`, the reverse and 4 random within-speaker splits; 10 M inferences each):
+- at ARL0 100,000 the alarms come from the tail of the data: on `test`, 4 of 224 speakers
+  gave 75 of 101 DATA_DRIFT alarms, 2 gave a third of the CONFIDENCE_DRIFT ones;
+- the whitened mean score is as sensitive to the sampling difference between two sets
+  of 2,400 clips as to a real shift (that is what lets it see the accent alone, 91 % within
+  3,000 inferences): its held-out ARL0 spans x0.24-x5.3 across the six pairs; without
+  whitening x1.0-x2.5 (log-sd 0.99 -> 0.27), but it no longer sees the accent (5 %);
+- winsorizing confidence and entropy at 2 sd lets no single unconfident clip weigh more
+  than a merely doubtful one (CONFIDENCE_DRIFT alarms on a held-out split 132 -> 49);
+- what remains (log-sd about 0.4 between held-out sets) is the draw of atypical speakers
+  in each finite set, which calibration on one set cannot see: scaling it as 1/sqrt(n),
+  a single check lands within +-20 % with 95 % probability only with ~150,000 clips on
+  each side and a check of >= 400 alarms (40 x ARL0 is not enough: 30 alarms alone give a
+  Poisson log-sd of 0.18).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from tinydrift.errors import TinydriftError
+from tinydrift.monitor.config import ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_NAMES, SCORE_Z_MAX, MonitorConfig
+from tinydrift.monitor.fixed import round_shift
+from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
+from tinydrift.monitor.streams import bootstrap_indices
+from tinydrift.monitor.twin import MonitorTwin
+
+DEFAULT_TARGET_ARL0 = 100_000
+# Measured on models/kws (ARL0 100,000): with 2,000,000 simulated inferences the combined
+# level was extrapolated ("scaled") and recalibrating with other seeds moved the held-out
+# ARL0 by a log-sd of 0.3 (63k-125k); with 8,000,000 it is measured and moves by 0.05.
+DEFAULT_SIMULATED = 8_000_000
+# The alarm rate is a steep function of the reference's offset: an average over 5
+# resampled references is itself noisy; 16 cost little more (per-sample work only).
+DEFAULT_REPLICATES = 16
+# Per score (mean, var, confidence, entropy, label): where one inference's z is capped, in
+# standard deviations of the raw score; None: only the device's SCORE_Z_MAX clip.
+DEFAULT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, None, None, None)
+
+
+def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64):
+    """Raw scores [B, T, SCORE_COUNT] of the twin on the indexed streams, stream b run
+    against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
+    samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels)."""
+    b, t = indices.shape
+    stream_config = np.asarray(stream_config)
+    # What depends on one sample alone, once per sample and reference.
+    prepared = [MonitorTwin(c, 1).per_sample(summaries, probs) for c in configs]
+    stacked = {key: np.stack([p[key] for p in prepared]) for key in prepared[0]}
+    twin = MonitorTwin(configs[0], b)
+    # The label score's priors differ per reference too: per-stream rows broadcast alike.
+    twin._prior = np.stack([c.prior_q16.astype(np.int64) for c in configs])[stream_config]
+    twin._inv_prior = np.stack([c.inv_prior_q8.astype(np.int64) for c in configs])[stream_config]
+    twin.reset()
+    raw = np.zeros((b, t, SCORE_COUNT), dtype=np.int32)
+    mean_samples, var_samples = [], []
+    for s in range(t):
+        sample = {key: value[stream_config, indices[:, s]] for key, value in stacked.items()}
+        r_mean, r_var, (mean, excess, _) = twin.moments(sample, with_moved=False)
+        confidence, entropy, r_label, _ = twin.outputs(sample)
+        raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
+        if s % sample_every == sample_every - 1:
+            mean_samples.append(np.abs(mean))
+            var_samples.append(np.abs(excess))
+    empty = np.zeros((0, configs[0].n_summary), dtype=np.int64)
+    return raw, np.concatenate(mean_samples or [empty]), np.concatenate(var_samples or [empty])
+
+
+def cusum_paths(z: np.ndarray, k: int) -> np.ndarray:
+    """S_t = max(0, S_{t-1} + z_t - k) along the last axis, S_0 = 0, without the cap
+    (Lindley: S_t = W_t - min(0, min_{s<=t} W_s) with W the cumulative sum)."""
+    w = np.cumsum(z.astype(np.int64) - k, axis=-1)
+    return w - np.minimum.accumulate(np.minimum(w, 0), axis=-1)
+
+
+def excursions(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maxima of the CUSUM excursions (runs of S > 0) in paths s [B, T], and the id of the
+    excursion at each point (unique over all rows)."""
+    b, t = s.shape
+    positive = s > 0
+    ids = np.cumsum(~positive, axis=1) + (np.arange(b, dtype=np.int64) * (t + 1))[:, None]
+    flat_ids = ids[positive]
+    if flat_ids.size == 0:
+        return np.zeros(0, dtype=np.int64), ids
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(flat_ids)) + 1])
+    return np.maximum.reduceat(s[positive], starts), ids
+
+
+def level_for_arl(maxima: np.ndarray, inferences: int, arl: float, *, min_direct: int = 30, tail: int = 200) -> tuple[int, str, float]:
+    """Drift level whose alarm count on these paths gives average run length `arl`.
+
+    With at least `min_direct` alarms expected, the level is read off the sorted excursion
+    maxima; beyond the simulated range the maxima's tail is modelled as exponential
+    (CUSUM excursion maxima have exponential tails) and extrapolated. Returns (level,
+    method, tail rate)."""
+    wanted = inferences / arl
+    m = np.sort(np.asarray(maxima, dtype=np.int64))[::-1]
+    if wanted >= min_direct and wanted <= len(m):
+        return int(m[int(round(wanted)) - 1]), "empirical", float("nan")
+    n_tail = min(tail, len(m) // 2)
+    if n_tail < 10:
+        raise TinydriftError(
+            f"calibration saw only {len(m)} CUSUM excursions: simulate more inferences (n_inferences)"
+        )
+    if wanted > len(m):
+        return int(m[-1]), "all", float("nan")
+    u = m[n_tail]
+    rate = n_tail / max(1.0, float(np.sum(m[:n_tail] - u)))
+    return int(math.ceil(u + math.log(n_tail / wanted) / rate)), "extrapolated", rate
+
+
+def restart_alarm_counts(z: np.ndarray, k: np.ndarray, levels: np.ndarray, *, joint: bool = False) -> np.ndarray:
+    """Alarm counts of CUSUMs that restart at zero after each alarm, on z [B, T, E]
+    (E scores) with allowances k [E], for levels [E, G] (G candidate levels per score).
+
+    joint=False: each score and level on its own; returns counts [E, G]. joint=True:
+    column g is one device (score e at levels[e, g]) whose every CUSUM restarts when any
+    alarms; returns counts [G]. Sequential in time, vectorized over streams and levels."""
+    b, t, e = z.shape
+    g = levels.shape[1]
+    lv = levels.astype(np.int64)[None]  # [1, E, G]
+    s = np.zeros((b, e, g), dtype=np.int64)
+    counts = np.zeros(g if joint else (e, g), dtype=np.int64)
+    step = z.astype(np.int64) - k.astype(np.int64)  # [B, T, E]
+    for i in range(t):
+        s += step[:, i, :, None]
+        np.maximum(s, 0, out=s)
+        hit = s >= lv
+        if joint:
+            fired = hit.any(axis=1)  # [B, G]
+            counts += fired.sum(axis=0)
+            s *= ~fired[:, None, :]
+        else:
+            counts += hit.sum(axis=0)
+            s *= ~hit
+    return counts
+
+
+def level_from_curve(levels: np.ndarray, counts: np.ndarray, inferences: int, arl: float, *, min_count: int = 10) -> tuple[int, str]:
+    """Level whose alarm count gives average run length `arl`, from counts measured at a
+    grid of levels: interpolated in log count where measured (at least min_count alarms),
+    extrapolated beyond along the exponential tail fitted to the highest measured levels."""
+    order = np.argsort(levels)
+    lv = np.asarray(levels, dtype=np.float64)[order]
+    ct = np.asarray(counts, dtype=np.float64)[order]
+    wanted = inferences / arl
+    usable = ct >= min_count
+    if usable.sum() < 2:
+        raise TinydriftError("calibration saw too few alarms to place the levels: simulate more inferences (n_inferences)")
+    lv_u, ct_u = lv[usable], np.log(ct[usable])
+    if wanted >= ct[usable].min():
+        # log count falls with the level: interpolate on the reversed (increasing) arrays.
+        return int(math.ceil(np.interp(-math.log(wanted), -ct_u, lv_u))), "measured"
+    top = slice(max(0, len(lv_u) - 4), len(lv_u))
+    slope, intercept = np.polyfit(lv_u[top], ct_u[top], 1)
+    if slope >= 0:
+        raise TinydriftError("calibration could not fit the alarm-count tail: simulate more inferences (n_inferences)")
+    return int(math.ceil((math.log(wanted) - intercept) / slope)), "extrapolated"
+
+
+def _per_score_arl_for_target(share: np.ndarray, joint: np.ndarray, inferences: int, target: float) -> tuple[float, str]:
+    """The per-score ARL whose combined ARL (inferences / joint alarms) is the target:
+    interpolated in log-log where at least 20 combined alarms were seen, otherwise scaled
+    from the highest such point (combined ARL proportional to the per-score ARL)."""
+    reliable = joint >= 20
+    if not reliable.any():
+        raise TinydriftError("calibration saw too few combined alarms: simulate more inferences (n_inferences)")
+    arl = inferences / np.maximum(joint, 1)
+    x, y = np.log(share[reliable]), np.log(arl[reliable])
+    if y.min() <= math.log(target) <= y.max():
+        order = np.argsort(y)
+        return float(math.exp(np.interp(math.log(target), y[order], x[order]))), "measured"
+    best = int(np.argmax(y))
+    return float(math.exp(x[best]) * target / math.exp(y[best])), "scaled"
+
+
+def _per_score(values, name: str) -> list:
+    values = list(values)
+    if len(values) != SCORE_COUNT:
+        raise TinydriftError(f"{name} needs one value per score ({', '.join(SCORE_NAMES)})")
+    return values
+
+
+def calibrate_thresholds(
+    summaries: np.ndarray,
+    probs: np.ndarray,
+    groups: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    target_arl0: float = DEFAULT_TARGET_ARL0,
+    n_inferences: int = DEFAULT_SIMULATED,
+    stream_length: int = 4000,
+    burn_in: int | None = None,
+    reference_error: str = "bootstrap",
+    replicates: int = DEFAULT_REPLICATES,
+    block_length: int | None = None,
+    keep_order: bool = False,
+    stream_groups: int | None = None,
+    warning_arl_fraction: float = 0.1,
+    k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
+    winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
+    moved_quantile: float = 0.99,
+    min_samples: int = MIN_REFERENCE_SAMPLES,
+    seed: int = 0,
+    **config_options,
+) -> tuple[MonitorConfig, dict]:
+    """Reference statistics from all samples, and every score's standardization and CUSUM
+    levels for a target ARL0 (inferences between false alarms) of the combined alarm.
+
+    groups: one recording/speaker id per sample (samples of a group in stream order).
+    stream_groups: draw each simulated stream from that many groups (a held-out check on
+    G groups: G; a device used by a few speakers: a few); None: from all groups.
+    moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
+    over channels), i.e. about 1 % of channels flagged at random at the default.
+    config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
+    Returns the config and a JSON-able report of how the levels were obtained."""
+    start = time.perf_counter()
+    summaries = np.asarray(summaries)
+    probs = np.asarray(probs)
+    groups = np.asarray(groups)
+    if groups.shape != (summaries.shape[0],):
+        raise TinydriftError("groups must give one recording/speaker id per sample")
+    stats = reference_stats(summaries, probs, labels, min_samples=min_samples)
+    final = build_config(stats, k_sigma=k_sigma, **config_options)
+    rng = np.random.default_rng(seed)
+
+    # The first inferences after a reset sit at the reference (a head start): the level
+    # analysis skips them so the alarm rate is the stationary one.
+    if burn_in is None:
+        burn_in = 4 << max(final.mean_shift, final.var_shift, final.label_shift)
+    length = max(2 * burn_in, int(stream_length))
+    n_streams = max(replicates, int(math.ceil(n_inferences / (length - burn_in))))
+    labels_arr = None if labels is None else np.asarray(labels)
+    unique = np.unique(groups)
+
+    # The device's reference is itself estimated from a finite set of speakers. Each
+    # stream runs against a reference estimated from a resample of the groups (bootstrap:
+    # the error a deployment sees), from one resample while the streams come from another
+    # (holdout: the error a check on a second finite sample sees, twice the variance),
+    # from the other folds of groups than the stream's (folds), or against the final
+    # reference (none, which is optimistic for speakers not in the data). The alarm rate
+    # is a steep function of the reference's offset, so use many replicates.
+    if reference_error in ("bootstrap", "holdout"):
+        configs = []
+        stream_config = np.arange(n_streams) % replicates
+        indices = np.zeros((n_streams, length), dtype=np.int64)
+        for r in range(replicates):
+            chosen = rng.integers(0, len(unique), len(unique))
+            rows = np.concatenate([np.flatnonzero(groups == unique[g]) for g in chosen])
+            st = reference_stats(summaries[rows], probs[rows], None if labels_arr is None else labels_arr[rows], min_samples=0)
+            configs.append(build_config(st, k_sigma=k_sigma, **config_options))
+            # holdout: the streams come from another resample, as a check on a second
+            # finite sample of the population sees them (both sides carry sampling error).
+            pool = rng.integers(0, len(unique), len(unique)) if reference_error == "holdout" else None
+            mine = stream_config == r
+            indices[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, block_length=block_length,
+                                              keep_order=keep_order, population=stream_groups, pool=pool)
+    elif reference_error == "folds":
+        order = rng.permutation(unique)
+        n_folds = max(2, min(replicates, len(unique)))
+        fold_of = dict(zip(order, np.arange(len(order)) % n_folds))
+        fold = np.array([fold_of[g] for g in groups])
+        configs, parts = [], []
+        stream_config = np.arange(n_streams) % n_folds
+        for f in range(n_folds):
+            inside, outside = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+            st = reference_stats(summaries[outside], probs[outside], None if labels_arr is None else labels_arr[outside], min_samples=0)
+            configs.append(build_config(st, k_sigma=k_sigma, **config_options))
+            local = bootstrap_indices(groups[inside], int(np.sum(stream_config == f)), length, rng, block_length=block_length, keep_order=keep_order, population=stream_groups)
+            parts.append(inside[local])
+        indices = np.zeros((n_streams, length), dtype=np.int64)
+        for f in range(n_folds):
+            indices[stream_config == f] = parts[f]
+    elif reference_error == "none":
+        configs = [final]
+        stream_config = np.zeros(n_streams, dtype=np.int64)
+        indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order, population=stream_groups)
+    else:
+        raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
+    raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices)
+    raw = raw[:, burn_in:].astype(np.int64)
+    total = raw.shape[0] * raw.shape[1]
+
+    # Standardize each raw score by its no-drift mean and spread. A winsorized score gets a
+    # gain that many times larger, so the device's own clip of z at SCORE_Z_MAX caps one
+    # inference's contribution at `winsorize_sigma` standard deviations: one rare, very
+    # unconfident clip then weighs like a merely unconfident one, the CUSUM's increments
+    # have a light tail, and its level is a far smaller multiple of their spread.
+    winsorize = _per_score(winsorize_sigma, "winsorize_sigma")
+    offsets = np.zeros(SCORE_COUNT, dtype=np.int64)
+    gains = np.zeros(SCORE_COUNT, dtype=np.int64)
+    for i in range(SCORE_COUNT):
+        values = raw[:, :, i].astype(np.float64)
+        offsets[i] = int(round(values.mean()))
+        sd = max(float(values.std()), 1.0)
+        stretch = 1.0 if winsorize[i] is None else (SCORE_Z_MAX / ONE_Q12) / float(winsorize[i])
+        gains[i] = (-1 if i == SCORE_CONF else 1) * int(min(1 << 28, max(1, round(stretch * (1 << 28) / sd))))
+
+    enabled = [i for i in range(SCORE_COUNT) if (final.enabled_scores >> i) & 1]
+    if not enabled:
+        raise TinydriftError("no score enabled: nothing to calibrate")
+    z = np.stack(
+        [np.clip(round_shift((raw[:, :, i] - offsets[i]) * gains[i], 16), -SCORE_Z_MAX, SCORE_Z_MAX) for i in enabled],
+        axis=-1,
+    ).astype(np.int32)
+    # The allowance sits k_sigma standard deviations of z above z's no-drift mean (0 and
+    # 1 in Q12 for a score that is not winsorized; shifted and shrunk for one that is).
+    z_mean = np.zeros(SCORE_COUNT)
+    z_sd = np.full(SCORE_COUNT, float(ONE_Q12))
+    for e, i in enumerate(enabled):
+        z_mean[i] = float(z[:, :, e].mean(dtype=np.float64))
+        z_sd[i] = max(float(z[:, :, e].std(dtype=np.float64)), 1.0)
+    ks = np.array([int(round(max(0.0, z_mean[i] + k_sigma[i] * z_sd[i]))) for i in range(SCORE_COUNT)], dtype=np.int64)
+    normalized = final.replace(score_offset=offsets, score_gain_q16=gains, score_k=ks)
+    k_on = ks[enabled]
+    del raw
+
+    # 1. Each score alone: alarm counts with restart (the CUSUM back at zero after each
+    # alarm, as after the host's reset) on a grid of levels spanning the per-score ARLs
+    # of interest, first placed with the excursion maxima of the unrestarted paths.
+    arl_grid = np.geomspace(max(20.0, total / 5000), 4 * len(enabled) * target_arl0, 20)
+    levels = np.zeros((len(enabled), len(arl_grid)), dtype=np.int64)
+    for e in range(len(enabled)):
+        maxima, _ = excursions(cusum_paths(z[:, :, e], int(k_on[e])))
+        levels[e] = [max(1, level_for_arl(maxima, total, a)[0]) for a in arl_grid]
+    counts = restart_alarm_counts(z, k_on, levels)
+    curves = [(levels[e], counts[e]) for e in range(len(enabled))]
+
+    # 2. All scores together, as the device runs them (any alarm resets every CUSUM): the
+    # combined ARL for a common per-score ARL, then the one that meets the target.
+    share = np.geomspace(0.25, 2.0, 10) * len(enabled) * target_arl0
+    joint_levels = np.array([[level_from_curve(*curves[e], total, a)[0] for e in range(len(enabled))] for a in share])
+    joint = restart_alarm_counts(z, k_on, joint_levels.T, joint=True)
+    per_score_arl, joint_method = _per_score_arl_for_target(share, joint, total, target_arl0)
+
+    drift = np.full(SCORE_COUNT, CUSUM_MAX, dtype=np.int64)
+    warning = np.full(SCORE_COUNT, CUSUM_MAX, dtype=np.int64)
+    scores_report = {}
+    for e, i in enumerate(enabled):
+        level, method = level_from_curve(*curves[e], total, per_score_arl)
+        w_level, _ = level_from_curve(*curves[e], total, per_score_arl * warning_arl_fraction)
+        drift[i] = min(CUSUM_MAX, max(1, level))
+        warning[i] = min(CUSUM_MAX, max(1, min(w_level, level)))
+        scores_report[SCORE_NAMES[i]] = {
+            "offset": int(offsets[i]),
+            "gain_q16": int(gains[i]),
+            "k_q12": int(ks[i]),
+            "warning_q12": int(warning[i]),
+            "drift_q12": int(drift[i]),
+            "drift_sigma": float(drift[i]) / z_sd[i],
+            "winsorize_sigma": winsorize[i],
+            "method": method,
+        }
+
+    report = {
+        "target_arl0": float(target_arl0),
+        "per_score_arl0": float(per_score_arl),
+        "combined_method": joint_method,
+        "combined_curve": {"per_score_arl0": share.tolist(), "alarms": joint.tolist()},
+        "simulated_inferences": int(total),
+        "streams": int(z.shape[0]),
+        "stream_length": int(length),
+        "burn_in": int(burn_in),
+        "reference_error": reference_error,
+        "replicates": int(len(configs)),
+        "groups": int(len(unique)),
+        "block_length": block_length,
+        "stream_groups": stream_groups,
+        "scores": scores_report,
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    config = normalized.replace(
+        score_warning=warning,
+        score_drift=drift,
+        moved_mean_level=max(1, int(np.quantile(moved_mean, moved_quantile))) if moved_mean.size else final.moved_mean_level,
+        moved_var_level=max(1, int(np.quantile(moved_var, moved_quantile))) if moved_var.size else final.moved_var_level,
+        metadata=dict(final.metadata, calibration=report),
+    )
+    return config.validate(), report
+
+
+def calibrated_block_length(config: MonitorConfig, block_length: int | str | None) -> int | None:
+    """block_length "calibration": the session cap calibration simulated (a check must draw
+    streams the same way to measure what the levels were set for)."""
+    if block_length == "calibration":
+        return config.metadata.get("calibration", {}).get("block_length")
+    return block_length
+
+
+def measure_arl0(
+    config: MonitorConfig,
+    summaries: np.ndarray,
+    probs: np.ndarray,
+    groups: np.ndarray,
+    *,
+    n_inferences: int | None = None,
+    stream_length: int = 10_000,
+    block_length: int | str | None = "calibration",
+    keep_order: bool = False,
+    seed: int = 1,
+) -> dict:
+    """Empirical ARL0 of the combined alarm on no-drift streams (block bootstrap of these
+    samples, which calibration should not have seen), run as on the device: from reset to
+    the first latched alarm, then a host reset. Default length 30 x the calibration target
+   ; the 95 % interval is the exact Poisson one on the alarm count. Streams
+    of `stream_length` run side by side: each stream start is a reset the device would not
+    have, so they should be long next to the time the monitor takes to settle (~4 / EWMA
+    weight)."""
+    from scipy.stats import chi2
+
+    target = float(config.metadata.get("calibration", {}).get("target_arl0", DEFAULT_TARGET_ARL0))
+    n_inferences = int(n_inferences or 30 * target)
+    length = min(int(stream_length), n_inferences)
+    n_streams = max(1, int(math.ceil(n_inferences / length)))
+    rng = np.random.default_rng(seed)
+    block_length = calibrated_block_length(config, block_length)
+    indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order)
+    twin = MonitorTwin(config, n_streams)
+    prepared = twin.per_sample(summaries, probs)
+    by_type = np.zeros(5, dtype=np.int64)
+    alarms = 0
+    start = time.perf_counter()
+    for s in range(length):
+        rows = indices[:, s]
+        sample = {key: value[rows] for key, value in prepared.items()}
+        word = twin.update(None, None, full=False, sample=sample)["alarms"] & ALARM_TYPES_MASK
+        fired = word != 0
+        if fired.any():
+            alarms += int(fired.sum())
+            for bit in range(5):
+                by_type[bit] += int(np.sum((word >> bit) & 1))
+            twin.reset(fired)
+    seconds = time.perf_counter() - start
+    total = n_streams * length
+    lo = total / (chi2.ppf(0.975, 2 * alarms + 2) / 2)
+    hi = total / (chi2.ppf(0.025, 2 * alarms) / 2) if alarms > 0 else math.inf
+    names = ["DATA_DRIFT", "CONFIDENCE_DRIFT", "LABEL_SHIFT", "ERROR_RATE", "SENSOR_FAULT"]
+    return {
+        "arl0": total / alarms if alarms else math.inf,
+        "alarms": alarms,
+        "inferences": total,
+        "ci95": (lo, hi),
+        "target_arl0": target,
+        "ratio_to_target": (total / alarms / target) if alarms else math.inf,
+        "by_type": {names[i]: int(by_type[i]) for i in range(5)},
+        "seconds": seconds,
+        "inferences_per_second": total / seconds if seconds > 0 else math.inf,
+    }

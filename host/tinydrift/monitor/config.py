@@ -1,0 +1,248 @@
+"""The drift monitor's configuration: the host-side mirror of `td_monitor_config_t`.
+
+Every field is an integer in the firmware's fixed-point format; `MonitorConfig.validate`
+applies the same range checks as `td_monitor_check_config`, whose ranges are what keeps
+every product of the C inside its integer type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from tinydrift.errors import TinydriftError
+
+# Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
+ABI_VERSION = 2
+MAX_SUMMARY = 64
+MAX_CLASSES = 16
+Z_FRAC_BITS = 12
+EWMA_EXTRA_BITS = 8
+PROB_FRAC_BITS = 16
+ENTROPY_FRAC_BITS = 16
+CHANNEL_Z_MAX = 32767
+SCORE_Z_MAX = 65536
+CUSUM_MAX = 1 << 30
+SUMMARY_FRAC_BITS = 7
+SENSOR_MAX_BLOCK = 65536
+
+ONE_Q12 = 1 << Z_FRAC_BITS
+ONE_Q16 = 1 << PROB_FRAC_BITS
+
+SCORE_MEAN, SCORE_VAR, SCORE_CONF, SCORE_ENTROPY, SCORE_LABEL = range(5)
+SCORE_NAMES = ("mean", "var", "confidence", "entropy", "label")
+SCORE_COUNT = len(SCORE_NAMES)
+
+ALARM_DATA_DRIFT = 1 << 0
+ALARM_CONFIDENCE_DRIFT = 1 << 1
+ALARM_LABEL_SHIFT = 1 << 2
+ALARM_ERROR_RATE = 1 << 3
+ALARM_SENSOR_FAULT = 1 << 4
+ALARM_TYPES_MASK = 0x1F
+WARNING_SHIFT = 8
+ALARM_NAMES = {
+    ALARM_DATA_DRIFT: "DATA_DRIFT",
+    ALARM_CONFIDENCE_DRIFT: "CONFIDENCE_DRIFT",
+    ALARM_LABEL_SHIFT: "LABEL_SHIFT",
+    ALARM_ERROR_RATE: "ERROR_RATE",
+    ALARM_SENSOR_FAULT: "SENSOR_FAULT",
+}
+SCORE_ALARM = (
+    ALARM_DATA_DRIFT,
+    ALARM_DATA_DRIFT,
+    ALARM_CONFIDENCE_DRIFT,
+    ALARM_CONFIDENCE_DRIFT,
+    ALARM_LABEL_SHIFT,
+)
+
+SENSOR_CLIPPING = 1 << 0
+SENSOR_DC_OFFSET = 1 << 1
+SENSOR_STUCK = 1 << 2
+SENSOR_SILENCE = 1 << 3
+SENSOR_CONDITION_COUNT = 4
+SENSOR_FAULT_SHIFT = 4
+
+MAX_SHIFT = 15
+
+
+def alarm_names(word: int) -> list[str]:
+    """Names of the latched alarms in an alarm word, then of its live warnings."""
+    names = [name for bit, name in ALARM_NAMES.items() if word & bit]
+    names += [f"{name}_WARNING" for bit, name in ALARM_NAMES.items() if word & (bit << WARNING_SHIFT)]
+    return names
+
+
+def entropy_table_q16() -> np.ndarray:
+    """-p ln p in Q16 nats for p = i / 256, i = 0..255: the int8 softmax output (scale
+    1/256, zero point -128) has exactly these 256 probabilities, so the table is exact to
+    its rounding."""
+    p = np.arange(256, dtype=np.float64) / 256.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(p > 0, -p * np.log(p), 0.0)
+    return np.floor(h * ONE_Q16 + 0.5).astype(np.uint16)
+
+
+def _int_array(values, dtype, length: int | None = None, name: str = "") -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
+        raise TinydriftError(f"monitor config: {name} must be a vector of {length} integers, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.asarray(arr, dtype=np.float64) == np.round(arr)):
+            raise TinydriftError(f"monitor config: {name} must hold integers")
+    info = np.iinfo(dtype)
+    wide = np.asarray(arr, dtype=np.int64)
+    if wide.size and (wide.min() < info.min or wide.max() > info.max):
+        raise TinydriftError(f"monitor config: {name} out of the range of {np.dtype(dtype).name}")
+    return wide.astype(dtype)
+
+
+@dataclasses.dataclass
+class MonitorConfig:
+    """All the numbers the firmware's monitor runs on (see td_monitor.h for each meaning)."""
+
+    ref_mean: np.ndarray  # int16[C], summary units
+    inv_std_q28: np.ndarray  # int32[C]
+    prior_q16: np.ndarray  # int32[K]
+    inv_prior_q8: np.ndarray  # int32[K]
+    # Optional int16 [C, C] Q12 decorrelating matrix applied to the standardized summary
+    # (None: channels standardized one by one).
+    whiten_q12: np.ndarray | None = None
+    ref_confidence_q16: int = 0
+    ref_entropy_q16: int = 0
+    atc_threshold: int = 256
+    ref_accuracy_q16: int = 0
+    mean_shift: int = 5
+    var_shift: int = 6
+    label_shift: int = 6
+    display_shift: int = 6
+    moved_mean_level: int = 0
+    moved_var_level: int = 0
+    enabled_scores: int = (1 << SCORE_COUNT) - 1
+    score_offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
+    score_gain_q16: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
+    score_k: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, ONE_Q12 // 2, np.int32))
+    score_warning: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, CUSUM_MAX, np.int32))
+    score_drift: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, CUSUM_MAX, np.int32))
+    ddm_min_labels: int = 30
+    ddm_warning_q8: int = 2 * 256
+    ddm_drift_q8: int = 3 * 256
+    clip_level: int = 32767
+    clip_rate_q16: int = ONE_Q16 // 100
+    dc_level: int = 2000
+    stuck_variance: int = 0
+    silence_variance: int = 100
+    persist_blocks: np.ndarray = dataclasses.field(default_factory=lambda: np.array([50, 50, 50, 0], np.uint16))
+    entropy_q16: np.ndarray = dataclasses.field(default_factory=entropy_table_q16)
+    # Host-only description (JSON, not C): what the summary channels and classes are, and
+    # how the thresholds were obtained.
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.ref_mean = _int_array(self.ref_mean, np.int16, None, "ref_mean")
+        n = self.ref_mean.shape[0]
+        self.inv_std_q28 = _int_array(self.inv_std_q28, np.int32, n, "inv_std_q28")
+        if self.whiten_q12 is not None:
+            w = np.asarray(self.whiten_q12)
+            if w.shape != (n, n):
+                raise TinydriftError(f"monitor config: whiten_q12 must be [{n}, {n}], got {w.shape}")
+            self.whiten_q12 = _int_array(w.reshape(-1), np.int16, n * n, "whiten_q12").reshape(n, n)
+        self.prior_q16 = _int_array(self.prior_q16, np.int32, None, "prior_q16")
+        k = self.prior_q16.shape[0]
+        self.inv_prior_q8 = _int_array(self.inv_prior_q8, np.int32, k, "inv_prior_q8")
+        for name in ("score_offset", "score_gain_q16", "score_k", "score_warning", "score_drift"):
+            setattr(self, name, _int_array(getattr(self, name), np.int32, SCORE_COUNT, name))
+        self.persist_blocks = _int_array(self.persist_blocks, np.uint16, SENSOR_CONDITION_COUNT, "persist_blocks")
+        self.entropy_q16 = _int_array(self.entropy_q16, np.uint16, 256, "entropy_q16")
+        for f in dataclasses.fields(self):
+            if f.type == "int":
+                setattr(self, f.name, int(getattr(self, f.name)))
+
+    @property
+    def n_summary(self) -> int:
+        return int(self.ref_mean.shape[0])
+
+    @property
+    def n_classes(self) -> int:
+        return int(self.prior_q16.shape[0])
+
+    def validate(self) -> "MonitorConfig":
+        """Raise TinydriftError unless td_monitor_check_config would accept this config."""
+
+        def check(ok, what: str) -> None:
+            if not ok:
+                raise TinydriftError(f"monitor config: {what}")
+
+        check(1 <= self.n_summary <= MAX_SUMMARY, f"n_summary {self.n_summary} not in 1..{MAX_SUMMARY} (rebuild the firmware with a larger TD_MONITOR_MAX_SUMMARY)")
+        check(1 <= self.n_classes <= MAX_CLASSES, f"n_classes {self.n_classes} not in 1..{MAX_CLASSES} (rebuild with a larger TD_MONITOR_MAX_CLASSES)")
+        for name in ("mean_shift", "var_shift", "label_shift", "display_shift"):
+            check(0 <= getattr(self, name) <= MAX_SHIFT, f"{name} not in 0..{MAX_SHIFT}")
+        check(0 <= self.atc_threshold <= 256, "atc_threshold not in 0..256")
+        check(0 <= self.ref_confidence_q16 <= ONE_Q16, "ref_confidence_q16 not in 0..65536")
+        check(0 <= self.ref_entropy_q16 <= 65535 * MAX_CLASSES, "ref_entropy_q16 out of range")
+        check(0 <= self.ref_accuracy_q16 <= ONE_Q16, "ref_accuracy_q16 not in 0..65536")
+        check(0 <= self.ddm_warning_q8 <= 65535 and 0 <= self.ddm_drift_q8 <= 65535, "DDM levels not in 0..65535")
+        check(0 <= self.ddm_min_labels <= 2**32 - 1, "ddm_min_labels out of range")
+        check(1 <= self.clip_level <= 32768, "clip_level not in 1..32768")
+        check(0 <= self.clip_rate_q16 <= ONE_Q16, "clip_rate_q16 not in 0..65536")
+        check(-(2**31) <= self.dc_level < 2**31, "dc_level out of int32")
+        check(0 <= self.stuck_variance < 2**32 and 0 <= self.silence_variance < 2**32, "variance levels out of uint32")
+        check(-(2**31) <= self.moved_mean_level < 2**31 and -(2**31) <= self.moved_var_level < 2**31, "moved levels out of int32")
+        check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
+        check(np.all((self.inv_std_q28 >= 1) & (self.inv_std_q28 <= 1 << 28)), "inv_std_q28 not in 1..2^28")
+        check(np.all((self.prior_q16 >= 0) & (self.prior_q16 <= ONE_Q16)), "prior_q16 not in 0..65536")
+        check(np.all((self.inv_prior_q8 >= 0) & (self.inv_prior_q8 <= 1 << 24)), "inv_prior_q8 not in 0..2^24")
+        check(np.all(np.abs(self.score_offset.astype(np.int64)) <= 1 << 30), "score offsets beyond 2^30")
+        check(np.all(np.abs(self.score_gain_q16.astype(np.int64)) <= 1 << 28), "score gains beyond 2^28")
+        check(np.all((self.score_k >= 0) & (self.score_k <= 1 << 24)), "score k not in 0..2^24")
+        for name in ("score_warning", "score_drift"):
+            v = getattr(self, name)
+            check(np.all((v >= 1) & (v <= CUSUM_MAX)), f"{name} not in 1..2^30")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of the same config (integers and lists of integers)."""
+        out: dict[str, Any] = {"abi_version": ABI_VERSION}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                value = value.astype(np.int64).tolist()
+            elif f.name == "metadata":
+                value = _jsonable(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MonitorConfig":
+        data = dict(data)
+        version = data.pop("abi_version", ABI_VERSION)
+        if version != ABI_VERSION:
+            raise TinydriftError(
+                f"monitor config has ABI version {version}, this tinydrift expects {ABI_VERSION}: regenerate it"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise TinydriftError(f"monitor config: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "MonitorConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        value = float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,436 @@
+"""Bit-exact Python twin of the firmware's drift monitor (firmware/lib/tinydrift/src/monitor).
+
+`MonitorTwin` holds the state of B independent streams and advances all of them by one
+inference per `update` call: the recursion over time is sequential, so the twin vectorizes
+across channels and across streams instead. Every statement mirrors one in the C, in the
+same order, on int64 values whose ranges the C keeps inside its own types; the results
+are the same integers (tests/test_monitor_c.py compares them over many long streams).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tinydrift.monitor.config import (
+    ALARM_DATA_DRIFT,
+    ALARM_ERROR_RATE,
+    ALARM_SENSOR_FAULT,
+    CHANNEL_Z_MAX,
+    CUSUM_MAX,
+    EWMA_EXTRA_BITS,
+    MAX_SUMMARY,
+    ONE_Q12,
+    ONE_Q16,
+    PROB_FRAC_BITS,
+    SCORE_ALARM,
+    SCORE_CONF,
+    SCORE_COUNT,
+    SCORE_ENTROPY,
+    SCORE_LABEL,
+    SCORE_MEAN,
+    SCORE_VAR,
+    SCORE_Z_MAX,
+    SENSOR_CLIPPING,
+    SENSOR_CONDITION_COUNT,
+    SENSOR_DC_OFFSET,
+    SENSOR_FAULT_SHIFT,
+    SENSOR_MAX_BLOCK,
+    SENSOR_SILENCE,
+    SENSOR_STUCK,
+    SUMMARY_FRAC_BITS,
+    WARNING_SHIFT,
+    Z_FRAC_BITS,
+    MonitorConfig,
+)
+from tinydrift.monitor.fixed import UINT32_MAX, ewma_step, isqrt, round_shift, sat32
+
+MASK_WORDS = (MAX_SUMMARY + 31) // 32
+
+# Event kinds of `run_events` and of the C host shim (td_monitor_host.c).
+EVENT_INFERENCE, EVENT_FEEDBACK, EVENT_SENSOR, EVENT_RESET = range(4)
+
+# One row per event. Inference rows:
+INFERENCE_FIELDS = (
+    ["kind", "t"]
+    + [f"raw_{i}" for i in range(SCORE_COUNT)]
+    + [f"z_{i}" for i in range(SCORE_COUNT)]
+    + [f"cusum_{i}" for i in range(SCORE_COUNT)]
+    + ["alarms", "alarm_time", "change_time"]
+    + [f"moved_{w}" for w in range(MASK_WORDS)]
+    + [f"moved_at_alarm_{w}" for w in range(MASK_WORDS)]
+    + ["predicted", "confidence", "entropy_q16", "confidence_ewma_q16", "entropy_ewma_q16", "atc_accuracy_q16", "sensor_flags"]
+)
+FEEDBACK_FIELDS = ["kind", "labels", "errors", "p_q16", "s_q16", "alarms"]
+SENSOR_FIELDS = ["kind", "mean", "variance", "clipped", "flags", "alarms"]
+ROW_WIDTH = len(INFERENCE_FIELDS)
+
+_UNIT_MAX16 = 65535
+
+
+def summarize_frames(features: np.ndarray) -> np.ndarray:
+    """td_summarize_frames on [..., n_frames, n_channels] int8: the per-channel mean over
+    frames times 2^7, rounded half up, as int16."""
+    features = np.asarray(features)
+    if features.dtype != np.int8 or features.ndim < 2:
+        raise ValueError(f"expected int8 [..., frames, channels], got {features.dtype} {features.shape}")
+    n_frames = features.shape[-2]
+    if not 1 <= n_frames <= 65535:
+        raise ValueError(f"n_frames {n_frames} not in 1..65535")
+    total = features.astype(np.int64).sum(axis=-2)
+    return ((total * (1 << SUMMARY_FRAC_BITS) + n_frames // 2) // n_frames).astype(np.int16)
+
+
+class MonitorTwin:
+    """The monitor state of `n_streams` independent streams, advanced together."""
+
+    def __init__(self, config: MonitorConfig, n_streams: int = 1):
+        self.config = config.validate()
+        self.n_streams = int(n_streams)
+        c = config
+        self._ref_mean = c.ref_mean.astype(np.int64)
+        self._inv_std = c.inv_std_q28.astype(np.int64)
+        # Whitening as float64 BLAS products: every partial sum is an integer below 2^47,
+        # exact in a double whatever the summation order, so the result equals the C's.
+        self._whiten = None if c.whiten_q12 is None else c.whiten_q12.astype(np.float64).T.copy()
+        self._prior = c.prior_q16.astype(np.int64)
+        self._inv_prior = c.inv_prior_q8.astype(np.int64)
+        self._entropy = c.entropy_q16.astype(np.int64)
+        self._offset = c.score_offset.astype(np.int64)
+        self._gain = c.score_gain_q16.astype(np.int64)
+        self._k = c.score_k.astype(np.int64)
+        self._warning = c.score_warning.astype(np.int64)
+        self._drift = c.score_drift.astype(np.int64)
+        self._enabled = np.array([(c.enabled_scores >> i) & 1 == 1 for i in range(SCORE_COUNT)])
+        channels = np.arange(c.n_summary)
+        self._bit_weights = (np.int64(1) << (channels % 32)).astype(np.int64)
+        self._word_of = channels // 32
+        self._arange_classes = np.arange(c.n_classes)
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def reset(self, streams: np.ndarray | None = None) -> None:
+        """td_monitor_reset for all streams, or for those where `streams` (bool[B]) is set."""
+        fresh = self._fresh_state()
+        if streams is None or not hasattr(self, "t"):
+            self.__dict__.update(fresh)
+            return
+        streams = np.asarray(streams, dtype=bool)
+        for name, value in fresh.items():
+            current = getattr(self, name)
+            current[streams] = value[streams]
+
+    def _fresh_state(self) -> dict[str, np.ndarray]:
+        b, c, k = self.n_streams, self.config.n_summary, self.config.n_classes
+        cfg = self.config
+        z = lambda *shape: np.zeros((b, *shape), dtype=np.int64)  # noqa: E731
+        return {
+            "t": z(),
+            "mean_ewma": z(c),
+            "channel_ewma": z(c),
+            "sq_ewma": np.full((b, c), ONE_Q12 << EWMA_EXTRA_BITS, dtype=np.int64),
+            "class_ewma": np.broadcast_to(self._prior, (b, k)).copy(),
+            "confidence_ewma": np.full(b, cfg.ref_confidence_q16, dtype=np.int64),
+            "entropy_ewma": np.full(b, cfg.ref_entropy_q16, dtype=np.int64),
+            "atc_ewma": np.full(b, cfg.ref_accuracy_q16, dtype=np.int64),
+            "cusum": z(SCORE_COUNT),
+            "excursion_start": z(SCORE_COUNT),
+            "alarms": z(),
+            "warnings": z(),
+            "alarm_time": z(),
+            "change_time": z(),
+            "moved_at_alarm": z(MASK_WORDS),
+            "labels": z(),
+            "errors": z(),
+            "ddm_ps_min": np.full(b, UINT32_MAX, dtype=np.int64),
+            "ddm_p_min": z(),
+            "ddm_s_min": z(),
+            "ddm_in_warning": z(),
+            "ddm_warning_time": z(),
+            "sensor_flags": z(),
+            "sensor_run": z(SENSOR_CONDITION_COUNT),
+            "sensor_run_start": z(SENSOR_CONDITION_COUNT),
+        }
+
+    def _latch(self, alarm: int, fire: np.ndarray, change_time: np.ndarray) -> None:
+        """td_monitor_latch where `fire` is set."""
+        fire = fire & ((self.alarms & alarm) == 0)
+        first = fire & (self.alarms == 0)
+        self.alarm_time = np.where(first, self.t, self.alarm_time)
+        self.change_time = np.where(first, change_time, self.change_time)
+        self.alarms = np.where(fire, self.alarms | alarm, self.alarms)
+
+    def live_alarms(self) -> np.ndarray:
+        """td_monitor_live_alarms: latched alarms | live warnings << 8."""
+        warnings = self.warnings | np.where(self.ddm_in_warning != 0, ALARM_ERROR_RATE, 0)
+        sensor_bad = (self.sensor_flags & (SENSOR_CLIPPING | SENSOR_DC_OFFSET | SENSOR_STUCK)) != 0
+        warnings = warnings | np.where(sensor_bad, ALARM_SENSOR_FAULT, 0)
+        return self.alarms | (warnings << WARNING_SHIFT)
+
+    # -- one inference -------------------------------------------------------------------
+
+    def per_sample(self, summaries: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+        """What an update computes from its one sample alone, for any number of samples at
+        once: the standardized summary (and its decorrelation) and the output features.
+        Simulations over a fixed sample set compute it once and pass the rows to
+        `update(sample=...)`; only the recursion over time is left per step."""
+        deviation = np.asarray(summaries).astype(np.int64) - self._ref_mean
+        standardized = np.clip(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+        z = standardized
+        if self._whiten is not None:
+            z = np.clip(round_shift(self._decorrelate(standardized), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+        q = np.asarray(probs).astype(np.int64)
+        return {
+            "standardized": standardized,
+            "z": z,
+            "predicted": np.argmax(q, axis=-1),  # first of ties, as the C's strict '>'
+            "confidence": q.max(axis=-1) + 128,
+            "entropy": self._entropy[q + 128].sum(axis=-1),
+        }
+
+    def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True):
+        """td_monitor_moments on per_sample() rows: raw mean and variance scores, and the
+        per-channel EWMA mean and variance excess behind the moved mask (and the mask)."""
+        cfg = self.config
+        z = sample["z"]
+        if self._whiten is not None:
+            self.channel_ewma = ewma_step(self.channel_ewma, sample["standardized"] << EWMA_EXTRA_BITS, cfg.mean_shift)
+        z_sq = round_shift(z * z, Z_FRAC_BITS)
+        self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
+        self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
+        mean = round_shift(self.mean_ewma, EWMA_EXTRA_BITS)
+        mean_sq = round_shift(mean * mean, Z_FRAC_BITS)
+        excess = round_shift(self.sq_ewma, EWMA_EXTRA_BITS) - mean_sq - ONE_Q12
+        channel_mean = mean if self._whiten is None else round_shift(self.channel_ewma, EWMA_EXTRA_BITS)
+        raw_mean = sat32(mean_sq.sum(axis=-1))
+        raw_var = sat32(round_shift(excess * excess, Z_FRAC_BITS).sum(axis=-1))
+        moved = None
+        if with_moved:
+            moved = self._moved_words(channel_mean, excess)
+        return raw_mean, raw_var, (channel_mean, excess, moved)
+
+    def _decorrelate(self, z: np.ndarray) -> np.ndarray:
+        return (z.astype(np.float64) @ self._whiten).astype(np.int64)
+
+    def _moved_words(self, mean: np.ndarray, excess: np.ndarray) -> np.ndarray:
+        cfg = self.config
+        bits = np.zeros(mean.shape, dtype=bool)
+        if cfg.moved_mean_level > 0:
+            bits |= np.abs(mean) >= cfg.moved_mean_level
+        if cfg.moved_var_level > 0:
+            bits |= np.abs(excess) >= cfg.moved_var_level
+        words = np.zeros((mean.shape[0], MASK_WORDS), dtype=np.int64)
+        weighted = np.where(bits, self._bit_weights, 0)
+        for w in range(MASK_WORDS):
+            words[:, w] = weighted[:, self._word_of == w].sum(axis=-1)
+        return words
+
+    def outputs(self, sample: dict[str, np.ndarray]):
+        """td_monitor_outputs on per_sample() rows: confidence, entropy, label-shift score."""
+        cfg = self.config
+        predicted, confidence, entropy = sample["predicted"], sample["confidence"], sample["entropy"]
+        self.atc_ewma = ewma_step(
+            self.atc_ewma, np.where(confidence >= cfg.atc_threshold, ONE_Q16, 0), cfg.display_shift
+        )
+        self.confidence_ewma = ewma_step(self.confidence_ewma, confidence * 256, cfg.display_shift)
+        self.entropy_ewma = ewma_step(self.entropy_ewma, entropy, cfg.display_shift)
+        onehot = np.where(self._arange_classes == predicted[:, None], ONE_Q16, 0)
+        self.class_ewma = ewma_step(self.class_ewma, onehot, cfg.label_shift)
+        excess = self.class_ewma - self._prior
+        excess_sq = round_shift(excess * excess, PROB_FRAC_BITS)
+        raw_label = sat32(round_shift(excess_sq * self._inv_prior, 12).sum(axis=-1))
+        return confidence, entropy, raw_label, predicted
+
+    def standardize(self, raw: np.ndarray) -> np.ndarray:
+        """The z increments (Q12) of raw scores [..., SCORE_COUNT], disabled scores at 0."""
+        z = np.clip(round_shift((raw - self._offset) * self._gain, 16), -SCORE_Z_MAX, SCORE_Z_MAX)
+        return np.where(self._enabled, z, 0)
+
+    def decide(self, raw: np.ndarray, moved_fn) -> np.ndarray:
+        """td_monitor_decide on raw [B, SCORE_COUNT]; moved_fn() gives the moved words."""
+        z = self.standardize(raw)
+        previous = self.cusum
+        nxt = np.clip(previous + z - self._k, 0, CUSUM_MAX)
+        nxt = np.where(self._enabled, nxt, 0)
+        leaving = (previous == 0) & (nxt > 0)
+        self.excursion_start = np.where(leaving, self.t[:, None], self.excursion_start)
+        self.cusum = nxt
+        warnings = np.zeros(self.n_streams, dtype=np.int64)
+        for i in range(SCORE_COUNT):
+            if not self._enabled[i]:
+                continue
+            alarm = SCORE_ALARM[i]
+            warnings |= np.where(nxt[:, i] >= self._warning[i], alarm, 0)
+            fire = (nxt[:, i] >= self._drift[i]) & ((self.alarms & alarm) == 0)
+            if fire.any():
+                self._latch(alarm, fire, self.excursion_start[:, i])
+                if alarm == ALARM_DATA_DRIFT:
+                    self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
+        self.warnings = warnings
+        return z
+
+    def update(self, summary: np.ndarray | None, probs: np.ndarray | None, *, full: bool = True, sample: dict | None = None) -> dict[str, np.ndarray]:
+        """td_monitor_update for every stream: summary int16 [B, C], probs int8 [B, K]
+        (or their per_sample() rows as `sample`).
+
+        With full=False only what the decision needs is computed (no moved mask unless a
+        DATA_DRIFT alarm latches), for long simulations."""
+        if sample is None:
+            sample = self.per_sample(summary, probs)
+        self.t = np.minimum(self.t + 1, UINT32_MAX)
+        raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full)
+        confidence, entropy, raw_label, predicted = self.outputs(sample)
+        raw = np.stack([raw_mean, raw_var, confidence, entropy, raw_label], axis=-1)
+        cache = {}
+
+        def moved_fn():
+            if moved is not None:
+                return moved
+            if "moved" not in cache:
+                cache["moved"] = self._moved_words(mean, excess)
+            return cache["moved"]
+
+        z = self.decide(raw, moved_fn)
+        result = {"t": self.t, "raw": raw, "z": z, "cusum": self.cusum, "alarms": self.live_alarms()}
+        if full:
+            result.update(
+                alarm_time=self.alarm_time,
+                change_time=self.change_time,
+                moved=moved,
+                moved_at_alarm=self.moved_at_alarm,
+                predicted=predicted,
+                confidence=confidence,
+                entropy_q16=entropy,
+                confidence_ewma_q16=self.confidence_ewma,
+                entropy_ewma_q16=self.entropy_ewma,
+                atc_accuracy_q16=self.atc_ewma,
+                sensor_flags=self.sensor_flags,
+            )
+        return result
+
+    # -- label feedback and sensor health ------------------------------------------------
+
+    def label_feedback(self, predicted, true_label, streams: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """td_monitor_label_feedback for the streams where `streams` (bool[B]) is set."""
+        cfg = self.config
+        active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
+        predicted = np.broadcast_to(np.asarray(predicted, np.int64), (self.n_streams,))
+        true_label = np.broadcast_to(np.asarray(true_label, np.int64), (self.n_streams,))
+        valid = (predicted >= 0) & (predicted < cfg.n_classes) & (true_label >= 0) & (true_label < cfg.n_classes)
+        if np.any(active & ~valid):
+            raise ValueError("label feedback with a class outside 0..n_classes-1")
+        self.labels = np.where(active, np.minimum(self.labels + 1, UINT32_MAX), self.labels)
+        wrong = active & (predicted != true_label)
+        self.errors = np.where(wrong, np.minimum(self.errors + 1, UINT32_MAX), self.errors)
+        trials = self.labels + 2
+        p = ((self.errors + 1) << PROB_FRAC_BITS) // trials
+        s = isqrt((p * (ONE_Q16 - p)) // trials)
+        ps = p + s
+        testing = active & (self.labels >= cfg.ddm_min_labels)
+        new_min = testing & (ps < self.ddm_ps_min)
+        self.ddm_ps_min = np.where(new_min, ps, self.ddm_ps_min)
+        self.ddm_p_min = np.where(new_min, p, self.ddm_p_min)
+        self.ddm_s_min = np.where(new_min, s, self.ddm_s_min)
+        self.ddm_in_warning = np.where(new_min, 0, self.ddm_in_warning)
+        level = ps << 8
+        base = self.ddm_p_min << 8
+        checking = testing & ~new_min
+        warn = checking & (level >= base + cfg.ddm_warning_q8 * self.ddm_s_min)
+        begin = warn & (self.ddm_in_warning == 0)
+        self.ddm_warning_time = np.where(begin, self.t, self.ddm_warning_time)
+        self.ddm_in_warning = np.where(warn, 1, np.where(checking, 0, self.ddm_in_warning))
+        drift = warn & (level >= base + cfg.ddm_drift_q8 * self.ddm_s_min)
+        self._latch(ALARM_ERROR_RATE, drift, self.ddm_warning_time)
+        return {"labels": self.labels, "errors": self.errors, "p_q16": p, "s_q16": s, "alarms": self.live_alarms()}
+
+    def sensor_update(self, pcm: np.ndarray, streams: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """td_sensor_update on one block per stream: pcm int16 [B, n]."""
+        cfg = self.config
+        pcm = np.asarray(pcm)
+        if pcm.dtype != np.int16 or pcm.ndim != 2 or pcm.shape[0] != self.n_streams:
+            raise ValueError(f"expected int16 [{self.n_streams}, n], got {pcm.dtype} {pcm.shape}")
+        n = pcm.shape[1]
+        if not 1 <= n <= SENSOR_MAX_BLOCK:
+            raise ValueError(f"sensor block of {n} samples not in 1..{SENSOR_MAX_BLOCK}")
+        active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
+        x = pcm.astype(np.int64)
+        total = x.sum(axis=1)
+        total_sq = (x * x).sum(axis=1)
+        clipped = ((x >= cfg.clip_level) | (x <= -cfg.clip_level)).sum(axis=1)
+        mean = total // n
+        variance = (total_sq * n - total * total) // (n * n)
+        conditions = np.zeros(self.n_streams, dtype=np.int64)
+        if cfg.clip_rate_q16 > 0:
+            conditions |= np.where((clipped << PROB_FRAC_BITS) >= cfg.clip_rate_q16 * n, SENSOR_CLIPPING, 0)
+        if cfg.dc_level > 0:
+            conditions |= np.where((mean >= cfg.dc_level) | (mean <= -cfg.dc_level), SENSOR_DC_OFFSET, 0)
+        stuck = variance <= cfg.stuck_variance
+        conditions |= np.where(stuck, SENSOR_STUCK, 0)
+        conditions |= np.where(~stuck & (variance <= cfg.silence_variance), SENSOR_SILENCE, 0)
+        faults = np.zeros(self.n_streams, dtype=np.int64)
+        for c in range(SENSOR_CONDITION_COUNT):
+            on = active & ((conditions >> c) & 1 == 1)
+            off = active & ~on
+            run = self.sensor_run[:, c]
+            self.sensor_run_start[:, c] = np.where(on & (run == 0), self.t, self.sensor_run_start[:, c])
+            run = np.where(on, np.minimum(run + 1, _UNIT_MAX16), np.where(off, 0, run))
+            self.sensor_run[:, c] = run
+            persist = int(cfg.persist_blocks[c])
+            if persist > 0:
+                fault = on & (run >= persist)
+                faults |= np.where(fault, 1 << c, 0)
+                self._latch(ALARM_SENSOR_FAULT, fault, self.sensor_run_start[:, c])
+        self.sensor_flags = np.where(active, conditions | (faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
+        return {"mean": mean, "variance": variance, "clipped": clipped, "flags": self.sensor_flags, "alarms": self.live_alarms()}
+
+
+def inference_row(result: dict[str, np.ndarray], stream: int = 0) -> list[int]:
+    """The result of one stream as a row laid out like INFERENCE_FIELDS."""
+    r = {k: np.asarray(v)[stream] for k, v in result.items()}
+    row = [EVENT_INFERENCE, r["t"], *r["raw"], *r["z"], *r["cusum"], r["alarms"], r["alarm_time"], r["change_time"]]
+    row += [*r["moved"], *r["moved_at_alarm"]]
+    row += [r[name] for name in INFERENCE_FIELDS[-7:]]
+    return [int(v) for v in row]
+
+
+def result_rows(result: dict[str, np.ndarray]) -> np.ndarray:
+    """The results of all streams of one `update(full=True)` as rows [B, ROW_WIDTH]."""
+    columns = [np.full_like(result["t"], EVENT_INFERENCE), result["t"]]
+    columns += [result[name][:, i] for name in ("raw", "z", "cusum") for i in range(SCORE_COUNT)]
+    columns += [result["alarms"], result["alarm_time"], result["change_time"]]
+    columns += [result["moved"][:, w] for w in range(MASK_WORDS)]
+    columns += [result["moved_at_alarm"][:, w] for w in range(MASK_WORDS)]
+    columns += [result[name] for name in INFERENCE_FIELDS[-7:]]
+    return np.stack([np.asarray(c, dtype=np.int64) for c in columns], axis=1)
+
+
+def run_events(
+    config: MonitorConfig,
+    events: np.ndarray,
+    summaries: np.ndarray,
+    probs: np.ndarray,
+    pcm: np.ndarray | None = None,
+) -> np.ndarray:
+    """Replay an event list on one stream, as the C host shim does: one row per event.
+
+    events int [n, 3]: (EVENT_INFERENCE, row, 0) runs summaries[row], probs[row];
+    (EVENT_FEEDBACK, predicted, true_label); (EVENT_SENSOR, offset, length) feeds
+    pcm[offset:offset + length]; (EVENT_RESET, 0, 0)."""
+    twin = MonitorTwin(config, 1)
+    rows = np.zeros((len(events), ROW_WIDTH), dtype=np.int64)
+    for i, (kind, a, b) in enumerate(np.asarray(events, dtype=np.int64)):
+        if kind == EVENT_INFERENCE:
+            result = twin.update(summaries[a][None, :], probs[a][None, :])
+            rows[i] = inference_row(result)
+        elif kind == EVENT_FEEDBACK:
+            r = twin.label_feedback(a, b)
+            rows[i, : len(FEEDBACK_FIELDS)] = [EVENT_FEEDBACK, *(int(r[f][0]) for f in FEEDBACK_FIELDS[1:])]
+        elif kind == EVENT_SENSOR:
+            r = twin.sensor_update(pcm[None, a : a + b])
+            rows[i, : len(SENSOR_FIELDS)] = [EVENT_SENSOR, *(int(r[f][0]) for f in SENSOR_FIELDS[1:])]
+        elif kind == EVENT_RESET:
+            twin.reset()
+            rows[i, 0] = EVENT_RESET
+        else:
+            raise ValueError(f"unknown event kind {kind}")
+    return rows

@@ -1,0 +1,306 @@
+"""`tinydrift demo`: the whole job on the embedded default, from nothing to drift detected.
+
+data (espeak-ng, `tinydrift data kws`) -> model (train, quantize) -> headers (export) ->
+firmware (PlatformIO, the emulated Cortex-M4) -> QEMU hears in-domain clips, then
+accent-shifted clips (its microphone is a file of them) -> every frame captured into
+SQLite -> report (HTML + PNG); then the device's log is checked against the host twin,
+bit for bit, and the run ends by saying where the report is and what was found.
+
+Everything is cached under the output folder: the data set by its configuration, the
+model by the data and training settings (a stamp file), the firmware by PlatformIO. The
+demo's defaults are sized for about 5 minutes on 2 cores from cold caches (measured
+figures: docs/app.md): fewer clips and epochs than `tinydrift data kws` / `train` use, but
+reference statistics from over 2,000 held-out clips, enough for a stable reference. `model_dir`
+reuses a model made by `tinydrift export` (e.g. models/kws) and skips training.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tinydrift.atomic import write_text
+from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import ModelDir
+from tinydrift.link import protocol as P
+
+DEFAULT_OUT = Path("build/demo")
+# Clips per class and split: training smaller than `tinydrift data kws`'s 1000, `ref` at 170
+# so the reference statistics come from 2,040 clips (at least 2,000).
+DEMO_CLIPS_PER_CLASS = {"train": 400, "val": 40, "ref": 170, "test": 60, "accent": 60}
+DEMO_EPOCHS = 12
+MIN_VAL_ACCURACY = 0.5  # 12 classes: chance is 8 %
+STAMP = "demo_stamp.json"
+
+
+@dataclass
+class DemoConfig:
+    out_dir: Path = DEFAULT_OUT
+    data_dir: Path | None = None  # None: out_dir/data, synthesized (and cached) here
+    model_dir: Path | None = None  # None: out_dir/model, trained (and cached) here
+    epochs: int = DEMO_EPOCHS
+    clips_per_class: dict = field(default_factory=lambda: dict(DEMO_CLIPS_PER_CLASS))
+    in_domain: int = 300  # inferences before the shift
+    shifted: int = 600  # inferences after it
+    seed: int = 0
+    verify: bool = True  # compare the device's log with the host twin
+
+
+@dataclass
+class DemoResult:
+    out_dir: Path
+    report: Path
+    db: Path
+    model_dir: Path
+    inferences: int
+    shift_index: int  # the first inference that heard a shifted clip
+    first_alarm: int | None  # inference index of the first latched alarm
+    alarm_types: list[str]
+    change_index: int | None  # the device's estimate of where the change began
+    accuracy: dict  # TFLite Micro accuracy on the test and accent splits (from export)
+    mismatches: int | None  # inferences that differ from the host twin (None: not checked)
+    seconds: dict[str, float]
+
+    @property
+    def delay(self) -> int | None:
+        return None if self.first_alarm is None else self.first_alarm - self.shift_index + 1
+
+    @property
+    def detected_after_shift(self) -> bool:
+        return self.first_alarm is not None and self.first_alarm >= self.shift_index
+
+    def lines(self) -> list[str]:
+        total = sum(self.seconds.values())
+        steps = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
+        out = [f"report: {self.report}", f"capture database: {self.db}; model: {self.model_dir}"]
+        acc = self.accuracy
+        if acc:
+            out.append(f"model accuracy (int8, TFLite Micro): in-domain {100 * acc['test']:.1f} %, "
+                       f"accent-shifted {100 * acc['accent']:.1f} %")
+        out.append(f"{self.inferences} inferences on the emulated Cortex-M4: clips 1-{self.shift_index - 1} "
+                   f"in-domain, from {self.shift_index} accent-shifted")
+        if self.first_alarm is None:
+            out.append("no drift alarm was raised")
+        elif self.detected_after_shift:
+            change = f", change estimated at inference {self.change_index}" if self.change_index else ""
+            out.append(f"drift detected: {' + '.join(self.alarm_types)} at inference {self.first_alarm}, "
+                       f"{self.delay} inferences after the shift{change}; no alarm before it")
+        else:
+            out.append(f"FALSE ALARM before the shift: {' + '.join(self.alarm_types)} at inference {self.first_alarm}")
+        if self.mismatches is not None:
+            out.append("device vs host twin: " + ("bit-exact on every inference" if self.mismatches == 0
+                                                  else f"{self.mismatches} inferences DIFFER"))
+        out.append(f"took {total:.0f} s ({steps})")
+        return out
+
+
+class _Steps:
+    """Times the steps and gives each a progress bar."""
+
+    def __init__(self, progress_factory, log):
+        self.factory = progress_factory
+        self.log = log
+        self.seconds: dict[str, float] = {}
+
+    def bar(self, description: str, total: int):
+        return self.factory(description, total) if self.factory else (lambda n=1: None)
+
+    def run(self, step: str, function, /, *args, **kwargs):
+        start = time.monotonic()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.seconds[step] = self.seconds.get(step, 0.0) + time.monotonic() - start
+
+
+def _data(config: DemoConfig, steps: _Steps) -> Path:
+    from tinydrift.data.synth import SPLITS, KwsConfig, build_kws
+
+    if config.data_dir is not None:
+        missing = [s for s in SPLITS if not (config.data_dir / f"{s}.npz").exists()]
+        if config.model_dir is not None:
+            missing = [s for s in ("test", "accent") if not (config.data_dir / f"{s}.npz").exists()]
+        if not missing:
+            steps.bar("data (given)", 1)(1)
+            return config.data_dir
+        raise TinydriftError(f"{config.data_dir}: missing {', '.join(m + '.npz' for m in missing)}; "
+                             "build it with `tinydrift data kws --out DIR` or omit --data")
+    data_dir = config.out_dir / "data"
+    build_kws(data_dir, KwsConfig(seed=config.seed, clips_per_class=dict(config.clips_per_class)),
+              progress_factory=steps.bar)
+    return data_dir
+
+
+def _model_stamp(config: DemoConfig, data_dir: Path) -> dict:
+    manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").exists() else {}
+    return {"data": str(data_dir.resolve()), "data_digest": manifest.get("config_digest"), "epochs": config.epochs,
+            "seed": config.seed}
+
+
+def _model(config: DemoConfig, data_dir: Path, steps: _Steps) -> Path:
+    """The exported model: given, cached from an earlier run with the same data and
+    settings, or trained, quantized and exported now."""
+    from tinydrift.pipeline.export import export
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.model.quantize import quantize
+    from tinydrift.model.train import TrainConfig, train
+
+    if config.model_dir is not None:
+        ModelDir(config.model_dir).require_exported()
+        return config.model_dir
+    model_dir = config.out_dir / "model"
+    stamp = _model_stamp(config, data_dir)
+    stamp_path = model_dir / STAMP
+    if stamp_path.exists() and ModelDir(model_dir).reference_json.exists():
+        try:
+            if json.loads(stamp_path.read_text()) == stamp:
+                steps.bar("model (cached)", 1)(1)
+                return model_dir
+        except json.JSONDecodeError:
+            pass
+    stamp_path.unlink(missing_ok=True)
+    train_set, val_set = ClipSet.load(data_dir / "train.npz"), ClipSet.load(data_dir / "val.npz")
+    _, history = steps.run("train", train, train_set, val_set, model_dir,
+                           TrainConfig(seed=config.seed, epochs=config.epochs), progress_factory=steps.bar)
+    best = max(h["val_accuracy"] for h in history)
+    if best < MIN_VAL_ACCURACY:
+        # A model at chance predicts one class: there is nothing for the monitor to calibrate.
+        raise TinydriftError(f"the model reached only {100 * best:.0f} % validation accuracy in {config.epochs} "
+                             "epochs: train longer (--epochs) or on more clips (--clips-per-class)")
+    advance = steps.bar("quantizing to int8", 1)
+    steps.run("quantize", quantize, model_dir, train_set.ensure_features())
+    advance(1)
+    steps.run("export", export, model_dir, data_dir, name="kws", progress_factory=steps.bar, log=steps.log)
+    write_text(stamp_path, json.dumps(stamp, indent=1))
+    return model_dir
+
+
+def _stream(config: DemoConfig, data_dir: Path) -> tuple[np.ndarray, int]:
+    """In-domain clips (the `test` split), then accent-shifted ones (`accent`), each shuffled."""
+    from tinydrift.data.clipset import ClipSet
+
+    test, accent = ClipSet.load(data_dir / "test.npz"), ClipSet.load(data_dir / "accent.npz")
+    rng = np.random.default_rng(config.seed)
+    n_in, n_shift = min(config.in_domain, len(test)), min(config.shifted, len(accent))
+    if n_in < 1 or n_shift < 1:
+        raise TinydriftError("the demo needs at least one in-domain and one shifted clip")
+    clips = np.concatenate([test.audio[rng.permutation(len(test))[:n_in]],
+                            accent.audio[rng.permutation(len(accent))[:n_shift]]])
+    return clips, n_in
+
+
+def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, steps: _Steps) -> None:
+    from tinydrift.target import emulator
+    from tinydrift.logbook.capture import capture
+
+    advance = steps.bar("emulated Cortex-M4", total)
+    seen = [0]
+
+    def progress(stats) -> None:
+        advance(stats.inference_frames - seen[0])
+        seen[0] = stats.inference_frames
+
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    with emulator.start(elf, semihosting_args=[emulator.audio_file_argument(pcm, pcm.parent)]) as board:
+        summary = capture(board.url, db, model_dir=model_dir, reconnect_timeout=0, progress=progress,
+                          progress_interval=0.5, log=lambda message: None)
+        code = board.wait(timeout=30)
+    if code != 0 or not summary.end_reason.startswith("device exit"):
+        raise TinydriftError(f"the firmware in QEMU ended with code {code} ({summary.end_reason}); see {db}")
+    if summary.stats.inference_frames != total or summary.stats.lost or summary.stats.corrupt:
+        raise TinydriftError(f"capture got {summary.stats.inference_frames} of {total} inferences "
+                             f"({summary.stats.lost} lost, {summary.stats.corrupt} corrupt); see {db}")
+
+
+def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
+    """Inferences whose INFERENCE or TRACE frame differs from the host twin's."""
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.app import compare, device_inferences, expected_inferences
+    from tinydrift.logbook.store import open_db
+
+    folder = ModelDir(model_dir)
+    model = folder.read_int8()
+    conn = open_db(db)
+    raws = conn.execute("SELECT raw FROM frames WHERE type IN (?, ?) ORDER BY id",
+                        (int(P.FrameType.INFERENCE), int(P.FrameType.TRACE))).fetchall()
+    conn.close()
+    device = device_inferences(P.parse_packet(r[0]) for r in raws)
+    expected = expected_inferences([clips.reshape(-1)], model, MonitorConfig.from_dict(folder.monitor_config()),
+                                   clips=False, progress=steps.bar("checking against the twin", len(clips)))
+    problems = compare(device, expected, bytes.fromhex(reference["model_id"]))
+    bad = {p.split(":")[0] for p in problems}
+    return len(bad)
+
+
+def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], None] = print) -> DemoResult:
+    from tinydrift.link.replay import write_pcm
+    from tinydrift.logbook.report import write_report
+    from tinydrift.logbook.store import open_db
+
+    if config.in_domain < 1 or config.shifted < 1:
+        raise TinydriftError("--in-domain and --shifted must be at least 1")
+    if config.epochs < 1:
+        raise TinydriftError(f"--epochs must be at least 1, got {config.epochs}")
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config.out_dir = out
+    steps = _Steps(progress_factory, log)
+
+    data_dir = steps.run("data", _data, config, steps)
+    model_dir = _model(config, data_dir, steps)
+    elf = steps.run("firmware", _build, model_dir, steps)
+    clips, n_in = _stream(config, data_dir)
+    pcm = write_pcm(clips, out / "stream.pcm")
+    db = out / "capture.db"
+    steps.run("emulator", _run_device, elf, pcm, db, model_dir, len(clips), steps)
+    mismatches = steps.run("verify", _verify, db, clips, model_dir, steps) if config.verify else None
+    advance = steps.bar("report", 1)
+    report = steps.run("report", write_report, db, out / "report", model_dir)
+    advance(1)
+
+    conn = open_db(db)
+    row = conn.execute("SELECT inference_index, alarm_bits, change_index FROM frames WHERE type=2 AND foreign_model=0 "
+                       "AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
+    conn.close()
+    tflm = ModelDir(model_dir).reference().get("accuracy", {})
+    accuracy = ({"test": tflm["test"]["tflm"]["accuracy"], "accent": tflm["accent"]["tflm"]["accuracy"]}
+                if "test" in tflm and "accent" in tflm else {})
+    result = DemoResult(
+        out_dir=out, report=report.out_dir / "index.html", db=db, model_dir=model_dir,
+        inferences=report.inference_frames, shift_index=n_in + 1,
+        first_alarm=row[0] if row else None, alarm_types=P.alarm_names(row[1] & 0x1F) if row else [],
+        change_index=(row[2] or None) if row else None, accuracy=accuracy, mismatches=mismatches,
+        seconds=steps.seconds)
+    write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
+                                                   if k not in ("out_dir", "report", "db", "model_dir")},
+                                                 "report": str(result.report), "delay": result.delay}, indent=1))
+    return result
+
+
+def _build(model_dir: Path, steps: _Steps) -> Path:
+    from tinydrift.target.flash import flash
+    from tinydrift.target.platformio import EMULATED_ENV
+
+    advance = steps.bar("firmware (PlatformIO)", 1)
+    elf = flash(EMULATED_ENV, model_dir, build_only=True).elf
+    advance(1)
+    return elf
+
+
+def clean(out_dir: Path) -> None:
+    """Forget everything the demo cached for `out_dir`, its firmware build included (the
+    next run starts cold)."""
+    from tinydrift.target.flash import build_dir_for
+
+    build_dir = build_dir_for(Path(out_dir) / "model" / "include")
+    if build_dir is not None and build_dir.exists():
+        shutil.rmtree(build_dir)
+    if Path(out_dir).exists():
+        shutil.rmtree(out_dir)

@@ -1,0 +1,56 @@
+"""TensorFlow and its converter talk a lot: a dump of every tensor spec, converter settings
+printed from C, warnings about statistics nobody asked for. `held_back()` keeps that out of
+the user's terminal (Python's streams and the C file descriptors alike) and shows it only
+when the step fails, or always with `tinydrift --verbose` (TINYDRIFT_VERBOSE=1)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from typing import Iterator
+
+VERBOSE_ENV = "TINYDRIFT_VERBOSE"
+
+
+def verbose() -> bool:
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0")
+
+
+def set_verbose(on: bool) -> None:
+    """`--verbose`: call before TensorFlow is imported (its C++ log level is read once, at
+    import). Off leaves TINYDRIFT_VERBOSE and TF_CPP_MIN_LOG_LEVEL as the user set them."""
+    if on:
+        os.environ[VERBOSE_ENV] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+
+
+@contextlib.contextmanager
+def held_back() -> Iterator[None]:
+    if verbose():
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            if failed:
+                sink.seek(0)
+                sys.stderr.write(sink.read().decode(errors="replace"))

@@ -1,0 +1,224 @@
+"""`tinydrift flash`: build the firmware for one PlatformIO env with a model's headers in
+place, and upload it (for the emulated board, `upload` boots it in QEMU).
+
+The model is the include/ folder `tinydrift export` wrote; the firmware's pre: script
+(firmware/scripts/tinydrift_build.py) takes it from the environment variable
+TINYDRIFT_MODEL_DIR. Another model than the project's builds in its own build folder, so
+switching models never rebuilds (or disturbs) the default one.
+
+What can be missing, each a TinydriftError that says what to do: pio itself, the env, the
+model's generated files, the env's platform (real boards use registry platforms that need
+the internet once), QEMU for the emulated board, the board on the upload port.
+"""
+
+from __future__ import annotations
+
+import configparser
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from tinydrift.errors import TinydriftError
+from tinydrift.firmware import REPO_ROOT
+from tinydrift.modeldir import ModelDir
+from tinydrift.target import platformio
+
+DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "kws"
+MODEL_DIR_VARIABLE = "TINYDRIFT_MODEL_DIR"  # read by firmware/scripts/tinydrift_build.py
+LOCAL_PLATFORM = re.compile(r"^(symlink|file)://(.+)$")
+
+# What pio and the upload tools print when no board answers on the upload port.
+NO_BOARD_PATTERNS = (
+    r"Please specify `upload_port`",
+    r"could not open port",
+    r"No such file or directory: '/dev/",
+    r"No device found",
+    r"No DFU capable USB device",
+    r"Timed out waiting for packet header",
+    r"Failed to connect to ESP32",
+    r"SAM-BA operation failed",
+    r"No device matching",
+    r"Error: open failed",
+    r"libusb_open\(\) failed",
+    r"unable to find a matching CMSIS-DAP device",
+    r"Error connecting to the target",
+)
+
+
+@dataclass
+class FlashResult:
+    env: str
+    model_dir: Path
+    elf: Path
+    exit_code: int  # the upload's; for the emulated board, the firmware's exit code
+    output: str  # pio's output when captured, else ""
+
+
+def project_envs(firmware_dir: Path = platformio.FIRMWARE_DIR) -> dict[str, dict[str, str]]:
+    """Each env of platformio.ini with its options resolved through `extends` and [env]."""
+    parser = configparser.ConfigParser(interpolation=None)
+    ini = firmware_dir / "platformio.ini"
+    if not parser.read(ini):
+        raise TinydriftError(f"{ini} not found: run tinydrift from its repository")
+    common = dict(parser["env"]) if parser.has_section("env") else {}
+    envs = {}
+    for section in parser.sections():
+        if not section.startswith("env:"):
+            continue
+        chain, current = [], parser[section]
+        while True:
+            chain.append(dict(current))
+            parent = current.get("extends")
+            if not parent or not parser.has_section(parent.strip()):
+                break
+            current = parser[parent.strip()]
+        options = dict(common)
+        for layer in reversed(chain):
+            options.update(layer)
+        envs[section[4:]] = options
+    return envs
+
+
+def check_model_dir(model_dir: Path) -> Path:
+    """The include folder holding exactly one generated model, or a TinydriftError."""
+    model_dir = Path(model_dir)
+    include = ModelDir(model_dir).include if ModelDir(model_dir).include.is_dir() else model_dir
+    if not include.is_dir():
+        raise TinydriftError(f"model folder {model_dir} not found: give a folder made by `tinydrift export`")
+    headers = sorted(include.glob("td_model_*.h"))
+    if len(headers) != 1:
+        raise TinydriftError(f"{include}: expected one td_model_NAME.h, found {len(headers)}; "
+                             f"run `tinydrift export --model {model_dir}`")
+    name = headers[0].stem[len("td_model_"):]
+    missing = [f for f in (f"td_model_{name}.c", f"td_monitor_config_{name}.h", f"td_reference_{name}.h")
+               if not (include / f).is_file()]
+    if missing:
+        raise TinydriftError(f"{include}: missing {', '.join(missing)}; run `tinydrift export --model {model_dir}`")
+    return include
+
+
+def check_platform(env_name: str, options: dict[str, str], core_dir: Path) -> None:
+    """The env's platform must be there: a local folder, or a registry platform installed in
+    the core dir (pio would try to download it, which fails offline with a long trace)."""
+    platform = options.get("platform", "").strip()
+    local = LOCAL_PLATFORM.match(platform)
+    if local:
+        folder = Path(local.group(2))
+        folder = folder if folder.is_absolute() else platformio.FIRMWARE_DIR / folder
+        if not (folder / "platform.json").is_file():
+            raise TinydriftError(f"env {env_name}: its platform folder {folder} is missing")
+        return
+    name = platform.split("@")[0].split("/")[-1]
+    if not name:
+        raise TinydriftError(f"env {env_name} names no platform in platformio.ini")
+    if not (core_dir / "platforms" / name / "platform.json").is_file():
+        raise TinydriftError(
+            f"env {env_name} needs the PlatformIO platform `{name}`, which is not installed in {core_dir}: "
+            f"install it once with the internet (cd firmware && pio pkg install -e {env_name}), then flash again")
+
+
+def no_board_reason(output: str) -> str | None:
+    """The line of pio's output saying no board answered, if there is one."""
+    for line in output.splitlines():
+        if any(re.search(pattern, line) for pattern in NO_BOARD_PATTERNS):
+            return line.strip()
+    return None
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".tinydrift.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def build_dir_for(include: Path) -> Path | None:
+    """None (pio's default) for the project's model; a folder of its own for any other."""
+    if include.resolve() == (DEFAULT_MODEL_DIR / "include").resolve():
+        return None
+    digest = hashlib.sha256(str(include.resolve()).encode()).hexdigest()[:12]
+    return platformio.FIRMWARE_DIR / ".pio" / f"build-model-{digest}"
+
+
+def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | None = None,
+          upload_flags: Sequence[str] = (), build_only: bool = False, capture: bool = False,
+          pio: Path | None = None, core_dir: Path = platformio.CORE_DIR, timeout: float | None = None) -> FlashResult:
+    """Build `env_name` with the model in `model_dir` (default models/kws), then upload it.
+
+    `upload_flags` reach the upload tool (for the emulated board: QEMU options, e.g.
+    `-icount shift=0`). With `capture`, pio's output is returned instead of shown."""
+    pio = pio if pio is not None else platformio.pio_executable()
+    if pio is None or not Path(pio).is_file():
+        raise TinydriftError("PlatformIO (`pio`) not found: run scripts/setup.sh or "
+                             "`.venv/bin/pip install platformio==6.2.0`")
+    envs = project_envs()
+    if env_name not in envs:
+        raise TinydriftError(f"no env `{env_name}` in firmware/platformio.ini; envs: {', '.join(sorted(envs))}")
+    options = envs[env_name]
+    include = check_model_dir(model_dir if model_dir is not None else DEFAULT_MODEL_DIR)
+    platformio.prepare(core_dir)
+    check_platform(env_name, options, core_dir)
+    emulated = LOCAL_PLATFORM.match(options.get("platform", "").strip()) is not None
+    if emulated and not build_only and shutil.which("qemu-system-arm") is None:
+        raise TinydriftError("qemu-system-arm not found: the emulated board's upload boots it "
+                             "(scripts/setup.sh installs it)")
+
+    environment = platformio.pio_environment(core_dir)
+    environment[MODEL_DIR_VARIABLE] = str(include.resolve())
+    build_dir = build_dir_for(include)
+    if build_dir is not None:
+        environment["PLATFORMIO_BUILD_DIR"] = str(build_dir)
+    if upload_flags:
+        environment["PLATFORMIO_UPLOAD_FLAGS"] = " ".join(upload_flags)
+    elf = (build_dir or platformio.FIRMWARE_DIR / ".pio" / "build") / env_name / "firmware.elf"
+
+    def run(arguments: list[str], show: bool) -> subprocess.CompletedProcess:
+        # Its own process group: on a timeout, QEMU (pio's grandchild) goes down with pio.
+        process = subprocess.Popen([str(pio), *arguments], cwd=platformio.FIRMWARE_DIR, env=environment,
+                                   stdout=None if show else subprocess.PIPE, stderr=None if show else subprocess.PIPE,
+                                   start_new_session=True)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            raise TinydriftError(f"`pio {' '.join(arguments)}` did not finish within {timeout:g} s; stopped") from None
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout or b"", stderr or b"")
+
+    # The same lock as platformio.build for the default build folder: one build at a time.
+    with _locked(build_dir or core_dir / "builds"):
+        built = run(["run", "--silent", "-e", env_name], show=False)
+        if built.returncode != 0 or not elf.is_file():
+            output = (built.stdout + built.stderr).decode(errors="replace")
+            raise TinydriftError(f"`pio run -e {env_name}` failed (model {include}):\n{output[-4000:]}")
+    if build_only:
+        return FlashResult(env_name, include, elf, 0, "")
+    # The upload finds the image built and only uploads (for QEMU: runs until the firmware exits).
+    arguments = ["run", "-e", env_name, "-t", "upload"]
+    if upload_port:
+        arguments += ["--upload-port", upload_port]
+    uploaded = run(arguments, show=not capture)
+    output = "" if not capture else (uploaded.stdout + uploaded.stderr).decode(errors="replace")
+    if uploaded.returncode != 0 and not emulated:
+        reason = no_board_reason(output) if capture else "see pio's output above"
+        if reason is not None:
+            raise TinydriftError(
+                f"upload to {env_name} failed ({reason}): connect the board"
+                + (" (double-tap reset on the Nano 33 BLE)" if env_name.startswith("nano33ble") else "")
+                + ", or give its port with --port")
+        raise TinydriftError(f"upload to {env_name} failed:\n{output[-4000:]}")
+    return FlashResult(env_name, include, elf, uploaded.returncode, output)
