@@ -67,7 +67,8 @@ def describe(model: bytes) -> dict:
     """Op names, input/output tensor details of a .tflite, read with LiteRT's interpreter."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=model)
+    with held_back():
+        interp = Interpreter(model_content=model)
     ops = sorted({d["op_name"] for d in interp._get_ops_details()})
     inp, out = interp.get_input_details(), interp.get_output_details()
     return {"ops": ops, "inputs": inp, "outputs": out}

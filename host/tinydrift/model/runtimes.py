@@ -13,6 +13,7 @@ import tempfile
 import numpy as np
 
 from tinydrift.errors import TinydriftError
+from tinydrift.quiet import held_back
 
 RUNTIMES = ("tflm", "litert")
 TFLM_ARENA_PATTERN = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
@@ -50,8 +51,9 @@ def run_litert(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:
     """Outputs [N, K] of LiteRT's interpreter (XNNPACK where it applies)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=model)
-    interp.allocate_tensors()
+    with held_back():  # "Created TensorFlow Lite XNNPACK delegate": LiteRT's own log line
+        interp = Interpreter(model_content=model)
+        interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     outputs = []
     for x in inputs:
