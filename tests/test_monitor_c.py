@@ -44,6 +44,8 @@ def test_python_constants_match_the_header():
         (cfgmod.WARNING_SHIFT, "TD_WARNING_SHIFT"),
         (cfgmod.SENSOR_STUCK, "TD_SENSOR_STUCK"),
         (cfgmod.SENSOR_FAULT_SHIFT, "TD_SENSOR_FAULT_SHIFT"),
+        (cfgmod.MAX_COMMISSION, "TD_MONITOR_MAX_COMMISSION"),
+        (cfgmod.COMMISSION_MIN_VAR_Q12, "TD_COMMISSION_MIN_VAR_Q12"),
     ]:
         assert py == header_define(c), c
 
@@ -117,8 +119,9 @@ def test_summarize_frames_matches_and_rounds_half_up():
 
 def test_state_size_fits_the_budget():
     monitor = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
-    # <= 1 KB of RAM. Built for 64 channels and 16 classes (the default capacity).
-    assert monitor.state_size <= 1024
+    # <= 1 KB of RAM besides the commissioning reference, which is reported apart. Built for
+    # 64 channels and 16 classes (the default capacity).
+    assert monitor.state_size - monitor.commission_size <= 1024
     small = firmware.compile_host(
         [SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
         defines={**build_flags(monitor.config)["defines"], "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12},
@@ -128,9 +131,12 @@ def test_state_size_fits_the_budget():
 
     lib = ctypes.CDLL(str(small))
     lib.td_host_state_size.restype = ctypes.c_uint32
-    size_40_12 = lib.td_host_state_size()
-    assert size_40_12 < monitor.state_size <= 1024
-    print(f"monitor state: {monitor.state_size} bytes (64 ch, 16 classes), {size_40_12} bytes (40 ch, 12 classes)")
+    lib.td_host_commission_size.restype = ctypes.c_uint32
+    size_40_12, commission_40_12 = lib.td_host_state_size(), lib.td_host_commission_size()
+    assert size_40_12 - commission_40_12 < monitor.state_size - monitor.commission_size <= 1024
+    assert commission_40_12 == 4 + 4 * (2 * 40 + 2 + 2 * 12)  # count, per channel, conf/entropy, per class
+    print(f"monitor state: {monitor.state_size} bytes (64 ch, 16 classes) of which commissioning "
+          f"{monitor.commission_size}; {size_40_12} bytes (40 ch, 12 classes) of which {commission_40_12}")
 
 
 def test_reset_returns_to_the_initial_state():

@@ -248,3 +248,31 @@ def test_per_sample_rows_give_the_same_update():
         for key in a:
             assert np.array_equal(a[key], b[key]), key
     assert (a["cusum"] > 0).any()
+
+
+def test_sensor_blocks_at_once_equal_one_call_per_block():
+    """sensor_update_blocks (the benchmark's fast path) leaves the twin exactly as one
+    td_sensor_update per block does, faults, run starts and flags included."""
+    rng = np.random.default_rng(5)
+    config = simple_config(persist_blocks=np.array([30, 2, 75, 140], np.uint16))
+    b = 64
+    one, many = MonitorTwin(config, b), MonitorTwin(config, b)
+    latched, carried = 0, 0
+    for _ in range(60):
+        reset = rng.random(b) < 0.3  # the host's reset: latches can happen again
+        one.reset(reset)
+        many.reset(reset)
+        one.t += 1
+        many.t += 1
+        # runs of conditions: long stretches on, some off, per stream
+        conditions = (rng.random((b, 50, 4)) < rng.choice([0.05, 0.6, 0.97], size=(b, 1, 4))).astype(np.int64)
+        words = (conditions << np.arange(4)).sum(-1)
+        for k in range(50):
+            one.sensor_update_blocks(words[:, k:k + 1])
+        many.sensor_update_blocks(words)
+        for name in ("sensor_run", "sensor_run_start", "sensor_flags", "alarms", "alarm_time", "change_time"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(many, name), err_msg=name)
+        fired = (many.alarms & 0x10) != 0
+        latched += int(fired.sum())
+        carried += int(np.sum(fired & (many.change_time < many.alarm_time)))
+    assert latched > 100 and carried > 10  # faults within one inference and across several

@@ -24,6 +24,11 @@ uint32_t td_host_state_size(void)
     return td_monitor_state_size();
 }
 
+uint32_t td_host_commission_size(void)
+{
+    return td_monitor_commission_size();
+}
+
 uint32_t td_host_row_width(void)
 {
     return TD_HOST_ROW_WIDTH;

@@ -1,7 +1,7 @@
 """Decision levels for a target false-alarm rate, and the empirical check of that rate.
 
 `calibrate_thresholds` simulates no-drift streams with the twin: block bootstrap over whole
-recordings/speakers (consecutive inferences are correlated: ), each stream run
+recordings/speakers (consecutive inferences are correlated), each stream run
 against a reference re-estimated from a bootstrap resample of the groups (a device's
 reference is itself estimated from few speakers). It standardizes each raw score, counts
 the alarms of CUSUMs restarted after each alarm over a grid of levels, and then runs all
@@ -73,8 +73,10 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     mean_samples, var_samples = [], []
     for s in range(t):
         sample = {key: value[stream_config, indices[:, s]] for key, value in stacked.items()}
+        learning = twin.commissioning()
         r_mean, r_var, (mean, excess, _) = twin.moments(sample, with_moved=False)
         confidence, entropy, r_label, _ = twin.outputs(sample)
+        twin.commission_advance(learning)
         raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
@@ -244,7 +246,7 @@ def calibrate_thresholds(
     # The first inferences after a reset sit at the reference (a head start): the level
     # analysis skips them so the alarm rate is the stationary one.
     if burn_in is None:
-        burn_in = 4 << max(final.mean_shift, final.var_shift, final.label_shift)
+        burn_in = final.commission_n + (4 << max(final.mean_shift, final.var_shift, final.label_shift))
     length = max(2 * burn_in, int(stream_length))
     n_streams = max(replicates, int(math.ceil(n_inferences / (length - burn_in))))
     labels_arr = None if labels is None else np.asarray(labels)

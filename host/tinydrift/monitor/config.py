@@ -16,7 +16,7 @@ import numpy as np
 from tinydrift.errors import TinydriftError
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 2
+ABI_VERSION = 3
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -28,6 +28,8 @@ SCORE_Z_MAX = 65536
 CUSUM_MAX = 1 << 30
 SUMMARY_FRAC_BITS = 7
 SENSOR_MAX_BLOCK = 65536
+MAX_COMMISSION = 1024
+COMMISSION_MIN_VAR_Q12 = 64
 
 ONE_Q12 = 1 << Z_FRAC_BITS
 ONE_Q16 = 1 << PROB_FRAC_BITS
@@ -129,12 +131,18 @@ class MonitorConfig:
     ddm_min_labels: int = 30
     ddm_warning_q8: int = 2 * 256
     ddm_drift_q8: int = 3 * 256
+    # Inferences after a reset that learn the device's own reference (0: judge against the
+    # training reference from the start); see td_monitor_commission.c.
+    commission_n: int = 0
     clip_level: int = 32767
     clip_rate_q16: int = ONE_Q16 // 100
     dc_level: int = 2000
     stuck_variance: int = 0
     silence_variance: int = 100
-    persist_blocks: np.ndarray = dataclasses.field(default_factory=lambda: np.array([50, 50, 50, 0], np.uint16))
+    # Blocks a condition must persist to be a fault (clipping, DC offset, stuck, silence; 320
+    # samples each at 16 kHz, so 50 = 1 s): a quiet room can read digital zeros for a second
+    # or two through a working microphone, a dead one reads them for good.
+    persist_blocks: np.ndarray = dataclasses.field(default_factory=lambda: np.array([50, 50, 250, 0], np.uint16))
     entropy_q16: np.ndarray = dataclasses.field(default_factory=entropy_table_q16)
     # Host-only description (JSON, not C): what the summary channels and classes are, and
     # how the thresholds were obtained.
@@ -191,6 +199,8 @@ class MonitorConfig:
         check(0 <= self.stuck_variance < 2**32 and 0 <= self.silence_variance < 2**32, "variance levels out of uint32")
         check(-(2**31) <= self.moved_mean_level < 2**31 and -(2**31) <= self.moved_var_level < 2**31, "moved levels out of int32")
         check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
+        check(0 <= self.commission_n <= MAX_COMMISSION, f"commission_n not in 0..{MAX_COMMISSION}")
+        check(self.commission_n == 0 or self.whiten_q12 is None, "commissioning needs whiten_q12 = None")
         check(np.all((self.inv_std_q28 >= 1) & (self.inv_std_q28 <= 1 << 28)), "inv_std_q28 not in 1..2^28")
         check(np.all((self.prior_q16 >= 0) & (self.prior_q16 <= ONE_Q16)), "prior_q16 not in 0..65536")
         check(np.all((self.inv_prior_q8 >= 0) & (self.inv_prior_q8 <= 1 << 24)), "inv_prior_q8 not in 0..2^24")

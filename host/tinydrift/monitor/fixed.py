@@ -25,6 +25,11 @@ def ewma_step(value, target, shift: int):
     return value + round_shift(target - value, shift)
 
 
+def div_round(a, b):
+    """a / b rounded half up for b > 0 (td_div_round_s64): floor((2a + b) / 2b)."""
+    return (2 * np.asarray(a, dtype=np.int64) + b) // (2 * np.asarray(b, dtype=np.int64))
+
+
 def sat32(x):
     return np.clip(x, INT32_MIN, INT32_MAX)
 

@@ -16,6 +16,7 @@ from tinydrift.monitor.config import (
     ALARM_ERROR_RATE,
     ALARM_SENSOR_FAULT,
     CHANNEL_Z_MAX,
+    COMMISSION_MIN_VAR_Q12,
     CUSUM_MAX,
     EWMA_EXTRA_BITS,
     MAX_SUMMARY,
@@ -42,7 +43,7 @@ from tinydrift.monitor.config import (
     Z_FRAC_BITS,
     MonitorConfig,
 )
-from tinydrift.monitor.fixed import UINT32_MAX, ewma_step, isqrt, round_shift, sat32
+from tinydrift.monitor.fixed import UINT32_MAX, div_round, ewma_step, isqrt, round_shift, sat32
 
 MASK_WORDS = (MAX_SUMMARY + 31) // 32
 
@@ -150,6 +151,13 @@ class MonitorTwin:
             "sensor_flags": z(),
             "sensor_run": z(SENSOR_CONDITION_COUNT),
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
+            "commission_count": z(),
+            "comm_z_mean": z(c),
+            "comm_z_scale": z(c),
+            "comm_confidence": z(),
+            "comm_entropy": z(),
+            "comm_prior": z(k),
+            "comm_inv_prior": z(k),
         }
 
     def _latch(self, alarm: int, fire: np.ndarray, change_time: np.ndarray) -> None:
@@ -193,6 +201,14 @@ class MonitorTwin:
         per-channel EWMA mean and variance excess behind the moved mask (and the mask)."""
         cfg = self.config
         z = sample["z"]
+        learning = self.commissioning()
+        if cfg.commission_n > 0:
+            if learning.any():
+                self.comm_z_mean = np.where(learning[:, None], self.comm_z_mean + z, self.comm_z_mean)
+                self.comm_z_scale = np.where(learning[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
+                                             self.comm_z_scale)
+            before = (self.mean_ewma, self.sq_ewma)
+            z = np.clip(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         if self._whiten is not None:
             self.channel_ewma = ewma_step(self.channel_ewma, sample["standardized"] << EWMA_EXTRA_BITS, cfg.mean_shift)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
@@ -207,7 +223,48 @@ class MonitorTwin:
         moved = None
         if with_moved:
             moved = self._moved_words(channel_mean, excess)
+        if cfg.commission_n > 0 and learning.any():
+            # learning streams: nothing moves but the sums
+            self.mean_ewma = np.where(learning[:, None], before[0], self.mean_ewma)
+            self.sq_ewma = np.where(learning[:, None], before[1], self.sq_ewma)
+            raw_mean = np.where(learning, 0, raw_mean)
+            raw_var = np.where(learning, 0, raw_var)
+            if moved is not None:
+                moved = np.where(learning[:, None], 0, moved)
         return raw_mean, raw_var, (channel_mean, excess, moved)
+
+    # -- commissioning ---------------------------------------------------------------------
+
+    def commissioning(self) -> np.ndarray:
+        """td_monitor_commissioning per stream: still learning the device's reference."""
+        n = self.config.commission_n
+        return (self.commission_count < n) if n > 0 else np.zeros(self.n_streams, bool)
+
+    def commission_advance(self, learning: np.ndarray) -> None:
+        """After an inference: count it where it was learned, and finish the reference
+        where it was the last one (td_monitor_commission_finish)."""
+        cfg = self.config
+        if cfg.commission_n == 0 or not learning.any():
+            return
+        self.commission_count = self.commission_count + learning
+        done = learning & (self.commission_count == cfg.commission_n)
+        if not done.any():
+            return
+        n = cfg.commission_n
+        mean = div_round(self.comm_z_mean, n)
+        mean_sq = div_round(self.comm_z_scale, n)
+        variance = np.maximum(mean_sq - round_shift(mean * mean, Z_FRAC_BITS), COMMISSION_MIN_VAR_Q12)
+        sd = isqrt(variance << Z_FRAC_BITS)
+        scale = div_round(np.int64(1) << 24, sd)
+        self.comm_z_mean = np.where(done[:, None], mean, self.comm_z_mean)
+        self.comm_z_scale = np.where(done[:, None], scale, self.comm_z_scale)
+        self.comm_confidence = np.where(done, div_round(self.comm_confidence * 256, n), self.comm_confidence)
+        self.comm_entropy = np.where(done, div_round(self.comm_entropy, n), self.comm_entropy)
+        twice = np.where(self.comm_prior > 0, 2 * self.comm_prior, 1)
+        prior = div_round(twice << PROB_FRAC_BITS, 2 * n)
+        self.comm_prior = np.where(done[:, None], prior, self.comm_prior)
+        self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
+        self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
 
     def _decorrelate(self, z: np.ndarray) -> np.ndarray:
         return (z.astype(np.float64) @ self._whiten).astype(np.int64)
@@ -235,23 +292,41 @@ class MonitorTwin:
         self.confidence_ewma = ewma_step(self.confidence_ewma, confidence * 256, cfg.display_shift)
         self.entropy_ewma = ewma_step(self.entropy_ewma, entropy, cfg.display_shift)
         onehot = np.where(self._arange_classes == predicted[:, None], ONE_Q16, 0)
-        self.class_ewma = ewma_step(self.class_ewma, onehot, cfg.label_shift)
-        excess = self.class_ewma - self._prior
+        if cfg.commission_n == 0:
+            self.class_ewma = ewma_step(self.class_ewma, onehot, cfg.label_shift)
+            excess = self.class_ewma - self._prior
+            excess_sq = round_shift(excess * excess, PROB_FRAC_BITS)
+            raw_label = sat32(round_shift(excess_sq * self._inv_prior, 12).sum(axis=-1))
+            return confidence, entropy, raw_label, predicted
+        learning = self.commissioning()
+        if learning.any():
+            self.comm_confidence = np.where(learning, self.comm_confidence + confidence, self.comm_confidence)
+            self.comm_entropy = np.where(learning, self.comm_entropy + entropy, self.comm_entropy)
+            self.comm_prior = self.comm_prior + np.where(learning[:, None] & (onehot > 0), 1, 0)
+        class_ewma = ewma_step(self.class_ewma, onehot, cfg.label_shift)
+        self.class_ewma = np.where(learning[:, None], self.class_ewma, class_ewma)
+        excess = self.class_ewma - self.comm_prior
         excess_sq = round_shift(excess * excess, PROB_FRAC_BITS)
-        raw_label = sat32(round_shift(excess_sq * self._inv_prior, 12).sum(axis=-1))
-        return confidence, entropy, raw_label, predicted
+        raw_label = np.where(learning, 0, sat32(round_shift(excess_sq * self.comm_inv_prior, 12).sum(axis=-1)))
+        centred_conf = np.where(learning, 0, confidence * 256 - self.comm_confidence)
+        centred_entropy = np.where(learning, 0, entropy - self.comm_entropy)
+        return centred_conf, centred_entropy, raw_label, predicted
 
     def standardize(self, raw: np.ndarray) -> np.ndarray:
         """The z increments (Q12) of raw scores [..., SCORE_COUNT], disabled scores at 0."""
         z = np.clip(round_shift((raw - self._offset) * self._gain, 16), -SCORE_Z_MAX, SCORE_Z_MAX)
         return np.where(self._enabled, z, 0)
 
-    def decide(self, raw: np.ndarray, moved_fn) -> np.ndarray:
-        """td_monitor_decide on raw [B, SCORE_COUNT]; moved_fn() gives the moved words."""
+    def decide(self, raw: np.ndarray, moved_fn, active: np.ndarray | None = None) -> np.ndarray:
+        """td_monitor_decide on raw [B, SCORE_COUNT]; moved_fn() gives the moved words.
+        Streams where `active` is False (commissioning) do not decide: z 0, state kept."""
         z = self.standardize(raw)
         previous = self.cusum
         nxt = np.clip(previous + z - self._k, 0, CUSUM_MAX)
         nxt = np.where(self._enabled, nxt, 0)
+        if active is not None:
+            z = np.where(active[:, None], z, 0)
+            nxt = np.where(active[:, None], nxt, previous)
         leaving = (previous == 0) & (nxt > 0)
         self.excursion_start = np.where(leaving, self.t[:, None], self.excursion_start)
         self.cusum = nxt
@@ -262,11 +337,13 @@ class MonitorTwin:
             alarm = SCORE_ALARM[i]
             warnings |= np.where(nxt[:, i] >= self._warning[i], alarm, 0)
             fire = (nxt[:, i] >= self._drift[i]) & ((self.alarms & alarm) == 0)
+            if active is not None:
+                fire &= active
             if fire.any():
                 self._latch(alarm, fire, self.excursion_start[:, i])
                 if alarm == ALARM_DATA_DRIFT:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
-        self.warnings = warnings
+        self.warnings = warnings if active is None else np.where(active, warnings, self.warnings)
         return z
 
     def update(self, summary: np.ndarray | None, probs: np.ndarray | None, *, full: bool = True, sample: dict | None = None) -> dict[str, np.ndarray]:
@@ -278,6 +355,7 @@ class MonitorTwin:
         if sample is None:
             sample = self.per_sample(summary, probs)
         self.t = np.minimum(self.t + 1, UINT32_MAX)
+        learning = self.commissioning()
         raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full)
         confidence, entropy, raw_label, predicted = self.outputs(sample)
         raw = np.stack([raw_mean, raw_var, confidence, entropy, raw_label], axis=-1)
@@ -290,7 +368,8 @@ class MonitorTwin:
                 cache["moved"] = self._moved_words(mean, excess)
             return cache["moved"]
 
-        z = self.decide(raw, moved_fn)
+        z = self.decide(raw, moved_fn, None if self.config.commission_n == 0 else ~learning)
+        self.commission_advance(learning)
         result = {"t": self.t, "raw": raw, "z": z, "cusum": self.cusum, "alarms": self.live_alarms()}
         if full:
             result.update(
@@ -299,8 +378,8 @@ class MonitorTwin:
                 moved=moved,
                 moved_at_alarm=self.moved_at_alarm,
                 predicted=predicted,
-                confidence=confidence,
-                entropy_q16=entropy,
+                confidence=sample["confidence"],
+                entropy_q16=sample["entropy"],
                 confidence_ewma_q16=self.confidence_ewma,
                 entropy_ewma_q16=self.entropy_ewma,
                 atc_accuracy_q16=self.atc_ewma,
@@ -352,14 +431,28 @@ class MonitorTwin:
         n = pcm.shape[1]
         if not 1 <= n <= SENSOR_MAX_BLOCK:
             raise ValueError(f"sensor block of {n} samples not in 1..{SENSOR_MAX_BLOCK}")
-        active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
         x = pcm.astype(np.int64)
-        total = x.sum(axis=1)
-        total_sq = (x * x).sum(axis=1)
         clipped = ((x >= cfg.clip_level) | (x <= -cfg.clip_level)).sum(axis=1)
+        return self.sensor_update_stats(x.sum(axis=1), (x * x).sum(axis=1), clipped, n, streams)
+
+    def sensor_update_stats(self, total: np.ndarray, total_sq: np.ndarray, clipped: np.ndarray, n: int,
+                            streams: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """td_sensor_update from a block's sums (of samples, of squares) and its count of
+        samples at or beyond the clip level: what the device computes in its one pass."""
+        mean, variance, conditions = self.sensor_conditions(total, total_sq, clipped, n)
+        self.sensor_update_blocks(conditions[:, None], streams)
+        return {"mean": mean, "variance": variance, "clipped": np.asarray(clipped, dtype=np.int64),
+                "flags": self.sensor_flags, "alarms": self.live_alarms()}
+
+    def sensor_conditions(self, total, total_sq, clipped, n: int):
+        """A block's mean, variance and condition bits (clipping, DC offset, stuck, silence)."""
+        cfg = self.config
+        total = np.asarray(total, dtype=np.int64)
+        total_sq = np.asarray(total_sq, dtype=np.int64)
+        clipped = np.asarray(clipped, dtype=np.int64)
         mean = total // n
         variance = (total_sq * n - total * total) // (n * n)
-        conditions = np.zeros(self.n_streams, dtype=np.int64)
+        conditions = np.zeros(total.shape, dtype=np.int64)
         if cfg.clip_rate_q16 > 0:
             conditions |= np.where((clipped << PROB_FRAC_BITS) >= cfg.clip_rate_q16 * n, SENSOR_CLIPPING, 0)
         if cfg.dc_level > 0:
@@ -367,21 +460,44 @@ class MonitorTwin:
         stuck = variance <= cfg.stuck_variance
         conditions |= np.where(stuck, SENSOR_STUCK, 0)
         conditions |= np.where(~stuck & (variance <= cfg.silence_variance), SENSOR_SILENCE, 0)
-        faults = np.zeros(self.n_streams, dtype=np.int64)
+        return mean, variance, conditions
+
+    def sensor_update_blocks(self, conditions: np.ndarray, streams: np.ndarray | None = None) -> None:
+        """td_sensor_update on consecutive blocks of one inference, from their condition bits
+        [B, blocks]: the same state as one call per block, computed for all blocks at once
+        (a run's length at block k is k minus the last block without the condition)."""
+        cfg = self.config
+        conditions = np.asarray(conditions, dtype=np.int64)
+        b, nb = conditions.shape
+        active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
+        k = np.arange(nb)
+        first_block = np.full(b, nb, dtype=np.int64)  # earliest faulting block, any condition
+        first_start = np.zeros(b, dtype=np.int64)
+        last_faults = np.zeros(b, dtype=np.int64)
         for c in range(SENSOR_CONDITION_COUNT):
-            on = active & ((conditions >> c) & 1 == 1)
-            off = active & ~on
-            run = self.sensor_run[:, c]
-            self.sensor_run_start[:, c] = np.where(on & (run == 0), self.t, self.sensor_run_start[:, c])
-            run = np.where(on, np.minimum(run + 1, _UNIT_MAX16), np.where(off, 0, run))
-            self.sensor_run[:, c] = run
+            on = ((conditions >> c) & 1 == 1) & active[:, None]
+            r0 = self.sensor_run[:, c].astype(np.int64)
+            last_off = np.maximum.accumulate(np.where(on, -1, k[None, :]), axis=1)
+            carried = last_off < 0  # no block without the condition yet: the run goes on from r0
+            run = np.where(on, np.minimum(k[None, :] - last_off + np.where(carried, r0[:, None], 0), _UNIT_MAX16), 0)
+            previous = np.concatenate([r0[:, None], run[:, :-1]], axis=1)
+            begins = on & (previous == 0)
+            start_before = self.sensor_run_start[:, c].copy()
             persist = int(cfg.persist_blocks[c])
             if persist > 0:
                 fault = on & (run >= persist)
-                faults |= np.where(fault, 1 << c, 0)
-                self._latch(ALARM_SENSOR_FAULT, fault, self.sensor_run_start[:, c])
-        self.sensor_flags = np.where(active, conditions | (faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
-        return {"mean": mean, "variance": variance, "clipped": clipped, "flags": self.sensor_flags, "alarms": self.live_alarms()}
+                any_fault = fault.any(axis=1)
+                kc = np.where(any_fault, fault.argmax(axis=1), nb)
+                # the run's start: this inference, unless the run was carried in from before
+                start_c = np.where(carried[np.arange(b), np.minimum(kc, nb - 1)] & (r0 > 0), start_before, self.t)
+                earlier = kc < first_block
+                first_start = np.where(earlier, start_c, first_start)
+                first_block = np.where(earlier, kc, first_block)
+                last_faults |= np.where(fault[:, -1], 1 << c, 0)
+            self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
+            self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), self.t, start_before)
+        self._latch(ALARM_SENSOR_FAULT, first_block < nb, first_start)
+        self.sensor_flags = np.where(active, conditions[:, -1] | (last_faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
 
 
 def inference_row(result: dict[str, np.ndarray], stream: int = 0) -> list[int]:

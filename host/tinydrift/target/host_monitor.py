@@ -79,7 +79,9 @@ class CMonitor:
         lib.td_host_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32] + [ctypes.c_void_p] * 4
         lib.td_host_summarize.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
         self.lib = lib
+        lib.td_host_commission_size.restype = ctypes.c_uint32
         self.state_size = int(lib.td_host_state_size())
+        self.commission_size = int(lib.td_host_commission_size())
         if int(lib.td_host_row_width()) != ROW_WIDTH:
             raise RuntimeError(f"C row width {lib.td_host_row_width()} != twin row width {ROW_WIDTH}")
         self._state = ctypes.create_string_buffer(self.state_size)

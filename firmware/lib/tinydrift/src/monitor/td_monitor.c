@@ -14,6 +14,11 @@ uint32_t td_monitor_state_size(void)
     return (uint32_t)sizeof(td_monitor_state_t);
 }
 
+uint32_t td_monitor_commission_size(void)
+{
+    return (uint32_t)sizeof(td_commission_t);
+}
+
 static int td_in_range(int64_t x, int64_t lo, int64_t hi)
 {
     return x >= lo && x <= hi;
@@ -43,7 +48,9 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         !td_in_range(config->ref_entropy_q16, 0, (int64_t)UINT16_MAX * TD_MONITOR_MAX_CLASSES) ||
         !td_in_range(config->ref_accuracy_q16, 0, TD_ONE_Q16) ||
         config->ddm_warning_q8 > UINT16_MAX || config->ddm_drift_q8 > UINT16_MAX ||
-        !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16) {
+        !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16 ||
+        config->commission_n > TD_MONITOR_MAX_COMMISSION ||
+        (config->commission_n > 0 && config->whiten_q12 != 0)) {
         return TD_MONITOR_ERR_CONFIG;
     }
     for (i = 0; i < config->n_summary; ++i) {
@@ -111,6 +118,17 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         state->sensor_run[i] = 0;
         state->sensor_run_start[i] = 0;
     }
+    state->commission.count = 0;
+    for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
+        state->commission.z_mean[i] = 0;
+        state->commission.z_scale[i] = 0;
+    }
+    state->commission.confidence = 0;
+    state->commission.entropy = 0;
+    for (i = 0; i < TD_MONITOR_MAX_CLASSES; ++i) {
+        state->commission.prior_q16[i] = 0;
+        state->commission.inv_prior_q8[i] = 0;
+    }
 }
 
 int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config)
@@ -155,7 +173,19 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
     td_monitor_moments(state, config, summary, &result->raw[TD_SCORE_MEAN],
                        &result->raw[TD_SCORE_VAR], result->moved);
     td_monitor_outputs(state, config, probs, result->raw, result);
-    td_monitor_decide(state, config, result->raw, result->z, result->moved);
+    if (td_monitor_commissioning(state, config)) {
+        /* Learning the device's reference: no score moves, no alarm but the sensor's and
+         * the error rate's, which need no reference of the population. */
+        for (w = 0; w < TD_SCORE_COUNT; ++w) {
+            result->z[w] = 0;
+        }
+        state->commission.count += 1;
+        if (state->commission.count == config->commission_n) {
+            td_monitor_commission_finish(state, config);
+        }
+    } else {
+        td_monitor_decide(state, config, result->raw, result->z, result->moved);
+    }
 
     result->t = state->t;
     for (w = 0; w < TD_SCORE_COUNT; ++w) {

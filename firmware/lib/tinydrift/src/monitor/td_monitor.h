@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 2
+#define TD_MONITOR_ABI_VERSION 3
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -80,6 +80,11 @@ enum {
 #define TD_SENSOR_SILENCE (1u << 3)
 #define TD_SENSOR_CONDITION_COUNT 4
 #define TD_SENSOR_FAULT_SHIFT 4
+
+/* Commissioning: at most this many inferences (keeps its sums inside int32). */
+#define TD_MONITOR_MAX_COMMISSION 1024
+/* A channel's commissioning variance is floored at this (Q12: 1/64 of the training one). */
+#define TD_COMMISSION_MIN_VAR_Q12 64
 
 /* Return codes. */
 #define TD_MONITOR_OK 0
@@ -138,6 +143,14 @@ typedef struct {
     uint32_t ddm_warning_q8;     /* warning when p + s >= p_min + w * s_min (w in Q8) */
     uint32_t ddm_drift_q8;
 
+    /* Commissioning: the first commission_n inferences after a reset (1..TD_MONITOR_MAX_COMMISSION;
+     * 0 = off) learn where this device's own population sits - each channel's mean and
+     * spread of z, the mean confidence and entropy, the predicted-class frequencies - and
+     * the data, confidence and label scores then judge later inferences against that, not
+     * against the training reference: a device installed among harmless new speakers stays
+     * quiet, one whose world changes later alarms. Needs whiten_q12 == NULL. */
+    uint16_t commission_n;
+
     /* Sensor health on raw PCM blocks. */
     int32_t clip_level;          /* |sample| >= clip_level counts as clipped */
     uint32_t clip_rate_q16;      /* block is clipping when clipped share >= this */
@@ -146,6 +159,17 @@ typedef struct {
     uint32_t silence_variance;   /* block is silent when variance <= this (and not stuck) */
     uint16_t persist_blocks[TD_SENSOR_CONDITION_COUNT]; /* consecutive blocks to a fault; 0 = never */
 } td_monitor_config_t;
+
+/* The commissioning reference: sums while commissioning, the reference once learned. */
+typedef struct {
+    uint32_t count;                              /* inferences learned so far (<= commission_n) */
+    int32_t z_mean[TD_MONITOR_MAX_SUMMARY];      /* sum of z, then its mean (Q12) */
+    int32_t z_scale[TD_MONITOR_MAX_SUMMARY];     /* sum of z^2 (Q12), then 2^24 / sd(z) */
+    int32_t confidence;                          /* sum of confidence, then its mean in Q8 */
+    int32_t entropy;                             /* sum of entropy, then its mean (Q16 nats) */
+    int32_t prior_q16[TD_MONITOR_MAX_CLASSES];   /* class counts, then frequencies (Q16) */
+    int32_t inv_prior_q8[TD_MONITOR_MAX_CLASSES]; /* round(2^24 / frequency) */
+} td_commission_t;
 
 typedef struct {
     uint32_t t;                                  /* inferences since reset */
@@ -176,6 +200,7 @@ typedef struct {
     uint32_t sensor_flags;
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
+    td_commission_t commission;                  /* the device's own reference (reported apart) */
 } td_monitor_state_t;
 
 typedef struct {
@@ -213,8 +238,10 @@ typedef struct {
     uint32_t alarms;
 } td_sensor_result_t;
 
-/* sizeof(td_monitor_state_t), for the host to report and check. */
+/* sizeof(td_monitor_state_t), for the host to report and check; of it, the commissioning
+ * reference (sizeof(td_commission_t)), which a build without commissioning could drop. */
 uint32_t td_monitor_state_size(void);
+uint32_t td_monitor_commission_size(void);
 
 /* Checks the config against this build (version, capacity, table pointers). */
 int td_monitor_check_config(const td_monitor_config_t *config);
@@ -243,6 +270,9 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
 int td_summarize_frames(const int8_t *features, uint32_t n_frames, uint32_t n_channels,
                         int16_t *summary);
 
+/* Commissioning: 1 while this inference only learns the device's reference. */
+int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_config_t *config);
+
 /* Internal steps, one file each, exposed for unit tests. */
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
                         const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
@@ -253,6 +283,7 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
                            const int32_t *raw, int32_t *z, const uint32_t *moved);
 void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time);
 uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
+void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);
 
 #ifdef __cplusplus
 }

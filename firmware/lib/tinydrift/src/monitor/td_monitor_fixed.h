@@ -58,6 +58,12 @@ static inline int64_t td_floor_div_s64(int64_t a, int64_t b)
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
+/* a / b rounded half up, for b > 0. */
+static inline int64_t td_div_round_s64(int64_t a, int64_t b)
+{
+    return td_floor_div_s64(2 * a + b, 2 * b);
+}
+
 /* floor(sqrt(x)), bit by bit: exact, no floating point. */
 static inline uint32_t td_isqrt_u32(uint32_t x)
 {

@@ -3,6 +3,8 @@
  * z = (x - mean) / std (optionally decorrelated: z <- W z), its EWMA (mean shift) and the
  * EWMA of z^2 (spread). Aggregated over channels as sum m^2 (a chi-square of the EWMA
  * mean, so small shifts spread over many channels add up) and sum (variance ratio - 1)^2.
+ * With commissioning, z is first learned (its sums kept) and then re-standardized
+ * against the device's own mean and spread: z <- (z - mean_c) / sd_c.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -21,6 +23,7 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
     int64_t mean_stat = 0;
     int64_t var_stat = 0;
     int16_t standardized[TD_MONITOR_MAX_SUMMARY];
+    const int commissioning = td_monitor_commissioning(state, config);
     uint32_t j;
 
     for (j = 0; j < TD_MONITOR_MASK_WORDS; ++j) {
@@ -32,6 +35,26 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
         const int64_t z_wide =
             td_round_shift_s64((int64_t)deviation * config->inv_std_q28[j], 28 - TD_Z_FRAC_BITS);
         standardized[j] = (int16_t)td_clamp_s64(z_wide, -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
+    }
+    if (commissioning) {
+        /* |z| < 2^15, z^2 in Q12 < 2^18, <= TD_MONITOR_MAX_COMMISSION terms: int32 sums. */
+        for (j = 0; j < config->n_summary; ++j) {
+            const int32_t z = standardized[j];
+            state->commission.z_mean[j] += z;
+            state->commission.z_scale[j] += td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
+        }
+        *raw_mean = 0;
+        *raw_var = 0;
+        return;
+    }
+    if (config->commission_n > 0) {
+        /* |z - mean| < 2^16, scale <= 2^15 (variance floor): the product fits in 32 bits. */
+        for (j = 0; j < config->n_summary; ++j) {
+            const int64_t centred = (int64_t)standardized[j] - state->commission.z_mean[j];
+            standardized[j] = (int16_t)td_clamp_s64(
+                td_round_shift_s64(centred * state->commission.z_scale[j], TD_Z_FRAC_BITS),
+                -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
+        }
     }
     for (j = 0; j < config->n_summary; ++j) {
         int32_t z = standardized[j];

@@ -1,7 +1,9 @@
 /*
  * Model outputs: confidence (max probability), entropy from the exact 256-entry table,
  * the running ATC accuracy estimate, and the chi-square of the EWMA predicted-class
- * histogram against the reference priors (label shift).
+ * histogram against the reference priors (label shift). With commissioning, the first
+ * inferences only add to the device's reference; afterwards confidence (in Q8) and
+ * entropy are centred on its means and the histogram is compared with its frequencies.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -16,6 +18,9 @@ void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *co
     int32_t entropy = 0;
     int32_t confidence;
     int64_t label_stat = 0;
+    const int commissioning = td_monitor_commissioning(state, config);
+    const int32_t *prior = config->commission_n > 0 ? state->commission.prior_q16 : config->prior_q16;
+    const int32_t *inv_prior = config->commission_n > 0 ? state->commission.inv_prior_q8 : config->inv_prior_q8;
     uint32_t k;
 
     for (k = 0; k < config->n_classes; ++k) {
@@ -34,23 +39,37 @@ void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *co
     state->confidence_ewma = td_ewma_step(state->confidence_ewma, confidence * 256,
                                           config->display_shift);
     state->entropy_ewma = td_ewma_step(state->entropy_ewma, entropy, config->display_shift);
+    out->predicted = predicted;
+    out->confidence = confidence;
+    out->entropy_q16 = entropy;
 
+    if (commissioning) {
+        state->commission.confidence += confidence;
+        state->commission.entropy += entropy;
+        state->commission.prior_q16[predicted] += 1;
+        raw[TD_SCORE_CONF] = 0;
+        raw[TD_SCORE_ENTROPY] = 0;
+        raw[TD_SCORE_LABEL] = 0;
+        return;
+    }
     for (k = 0; k < config->n_classes; ++k) {
         int32_t excess;
         int64_t excess_sq;
         state->class_ewma[k] = td_ewma_step(state->class_ewma[k],
                                             (int32_t)k == predicted ? TD_ONE_Q16 : 0,
                                             config->label_shift);
-        excess = state->class_ewma[k] - config->prior_q16[k];
+        excess = state->class_ewma[k] - prior[k];
         excess_sq = td_round_shift_s64((int64_t)excess * excess, TD_PROB_FRAC_BITS);
         /* (f - prior)^2 / prior in Q12: Q16 * Q8 -> Q24, minus 12 bits. */
-        label_stat += td_round_shift_s64(excess_sq * config->inv_prior_q8[k], 12);
+        label_stat += td_round_shift_s64(excess_sq * inv_prior[k], 12);
     }
 
-    raw[TD_SCORE_CONF] = confidence;
-    raw[TD_SCORE_ENTROPY] = entropy;
+    if (config->commission_n > 0) {
+        raw[TD_SCORE_CONF] = confidence * 256 - state->commission.confidence;
+        raw[TD_SCORE_ENTROPY] = entropy - state->commission.entropy;
+    } else {
+        raw[TD_SCORE_CONF] = confidence;
+        raw[TD_SCORE_ENTROPY] = entropy;
+    }
     raw[TD_SCORE_LABEL] = td_sat_s32(label_stat);
-    out->predicted = predicted;
-    out->confidence = confidence;
-    out->entropy_q16 = entropy;
 }

@@ -1,0 +1,50 @@
+/*
+ * Commissioning: a device's own reference, learned from its first commission_n inferences
+ * after a reset. The training reference says how far a deployment is from what the model
+ * was trained on; this one says whether the deployment has changed since it was installed,
+ * which is what the data, confidence and label alarms judge once it is learned.
+ *
+ * While commissioning, td_monitor_moments and td_monitor_outputs add each inference's
+ * per-channel z and z^2, confidence, entropy and predicted class into the state; here the
+ * sums become the reference, in place: mean z and 2^24 / sd(z) per channel, mean
+ * confidence (Q8) and entropy, class frequencies (floored at half a count) and their
+ * inverses.
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    return config->commission_n > 0 && state->commission.count < config->commission_n;
+}
+
+void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    const int64_t n = config->commission_n;
+    uint32_t j, k;
+
+    for (j = 0; j < config->n_summary; ++j) {
+        const int32_t mean = (int32_t)td_div_round_s64(state->commission.z_mean[j], n);
+        const int64_t mean_sq = td_div_round_s64(state->commission.z_scale[j], n);
+        int64_t variance = mean_sq - td_round_shift_s64((int64_t)mean * mean, TD_Z_FRAC_BITS);
+        uint32_t sd;
+        if (variance < TD_COMMISSION_MIN_VAR_Q12) {
+            variance = TD_COMMISSION_MIN_VAR_Q12;
+        }
+        /* variance <= 2^18 (Q12 of z clipped at 8 sd): variance << 12 fits in 32 bits. */
+        sd = td_isqrt_u32((uint32_t)(variance << TD_Z_FRAC_BITS));
+        state->commission.z_mean[j] = mean;
+        state->commission.z_scale[j] = (int32_t)td_div_round_s64((int64_t)1 << 24, sd);
+    }
+    state->commission.confidence = (int32_t)td_div_round_s64((int64_t)state->commission.confidence * 256, n);
+    state->commission.entropy = (int32_t)td_div_round_s64(state->commission.entropy, n);
+    for (k = 0; k < config->n_classes; ++k) {
+        /* A class never predicted while commissioning counts as half a prediction. */
+        const int64_t twice = state->commission.prior_q16[k] > 0 ? 2 * (int64_t)state->commission.prior_q16[k] : 1;
+        const int32_t prior = (int32_t)td_div_round_s64(twice << TD_PROB_FRAC_BITS, 2 * n);
+        state->commission.prior_q16[k] = prior;
+        state->commission.inv_prior_q8[k] = (int32_t)td_div_round_s64((int64_t)1 << 24, prior);
+        /* The label score starts from the learned frequencies. */
+        state->class_ewma[k] = prior;
+    }
+}
