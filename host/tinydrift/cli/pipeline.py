@@ -140,9 +140,13 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
 @click.option("--name", default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
 @click.option("--target-arl0", type=float, default=100_000, show_default=True,
               help="Inferences between false alarms, all scores together.")
+@click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=300, show_default=True,
+              help="Inferences after each reset in which the device learns its own population's "
+                   "reference before judging change against it; 0 judges against the training reference.")
 @click.option("--real-data", "real_data", type=click.Path(path_type=Path), multiple=True,
               help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
-def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, real_data: tuple[Path, ...]):
+def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, commission_n: int,
+               real_data: tuple[Path, ...]):
     """C headers for the firmware and their JSON twin.
 
     Writes MODEL/include/ (the model as C with a static arena, the monitor config with the
@@ -162,7 +166,7 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, r
         label = "fsdd" if "fsdd" in path.name.lower() else "speech_commands" if "speech" in path.name.lower() else path.name
         real[label] = path
     with progress_bars() as bars:
-        ref = export(model_dir, data_dir, name=name, target_arl0=target_arl0, real_data=real,
+        ref = export(model_dir, data_dir, name=name, target_arl0=target_arl0, commission_n=commission_n, real_data=real,
                      progress_factory=bars, log=lambda m: click.echo(m, err=True))
     arl = ref["arl0_check"]
     click.echo(f"{model_dir}: hash {ref['model_id']}, TFLite Micro accuracy {ref['accuracy']['test']['tflm']['accuracy']:.4f} "

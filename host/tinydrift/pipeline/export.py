@@ -37,8 +37,14 @@ def _samples(clips: ClipSet, probs: np.ndarray) -> dict:
             "labels": clips.labels.astype(np.int64)}
 
 
+# A device learns its own reference from its first inferences after a reset (a few hundred:
+# long enough to average over several speakers, short enough to be installed in minutes).
+DEFAULT_COMMISSION = 300
+
+
 def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: float = 100_000,
-           real_data: dict[str, Path] | None = None, progress_factory=None, log=print) -> dict:
+           commission_n: int = DEFAULT_COMMISSION, real_data: dict[str, Path] | None = None,
+           progress_factory=None, log=print) -> dict:
     """Write model_dir/include/*.h|c, model_dir/reference.json and model_dir/README.md."""
     from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
     from tinydrift.monitor.evaluate import measure_detection
@@ -61,7 +67,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     # sampling noise between two 2,400-clip sets as much as to a real shift.
     config, calibration = calibrate_thresholds(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
-        target_arl0=target_arl0, whiten=False, winsorize_sigma=(None, None, 2.0, 2.0, None))
+        target_arl0=target_arl0, whiten=False, winsorize_sigma=(None, None, 2.0, 2.0, None), commission_n=commission_n)
     calibration_seconds = time.perf_counter() - start
     log("checking ARL0 on the test split (unseen by calibration) and the accent shift's detection")
     # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
@@ -194,6 +200,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 ## Drift monitor
 
 - Reference statistics through the int8 model on {ref['reference_clips']:,} held-out in-domain clips (`ref`).
+- Commissioning: {_commissioning(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
   by block bootstrap over whole synthetic speakers (voice + variant) ({ref['calibration_seconds']} s).
 - Empirical ARL0 on no-drift streams of `test` clips (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
@@ -206,6 +213,15 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 Files: `model_int8.tflite`, `include/` (generated C: model, monitor config, reference),
 `reference.json` (the JSON twin the host reads), `training.json`.
 """
+
+
+def _commissioning(ref: dict) -> str:
+    n = ref["monitor_config"].get("commission_n", 0)
+    if not n:
+        return "off; every score is judged against the training reference above."
+    return (f"after each reset the device learns its own population's reference from its first {n} inferences "
+            "(per-channel mean and spread, mean confidence and entropy, class frequencies) and judges later "
+            "inferences against it; the training reference stays for the z standardization and the ATC estimate.")
 
 
 def _fmt(value) -> str:
