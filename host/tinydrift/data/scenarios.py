@@ -1,0 +1,290 @@
+"""Drift scenarios and unseen populations for the drift benchmark.
+
+Two kinds of change, both deterministic from a seed:
+
+- a *population* is a fresh espeak-ng sample whose synthesis parameters differ from the
+  calibration set's: one voice only, a quiet or a noisy room, other filler words, another
+  class mix (harmless controls the monitor must stay quiet on), or voices of other languages
+  and speakers outside the training ranges of pitch and speed (harmful);
+- a *transform* changes the PCM of a population's clips the way a device's world changes
+  upstream of the model: gain, band limits (a cheap or a telephone microphone, an 8 kHz
+  path), added white or babble noise, reverberation, and sensor faults (dead, stuck,
+  DC offset, clipping, a very quiet but working microphone).
+
+Label shift and concept drift change the class mix or the labels, not the audio.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from tinydrift.data.clipset import ClipSet
+from tinydrift.data.labels import LABELS, SILENCE, UNKNOWN, UNKNOWN_WORDS
+from tinydrift.data.synth import (
+    ACCENT_VOICES,
+    ENGLISH_VOICES,
+    ClipSpec,
+    domain_columns,
+    espeak_variants,
+    split_variants,
+    synthesize,
+)
+from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
+
+# Filler words the data generator never speaks (for the `_unknown_` class of a control).
+OTHER_FILLERS = ("apple", "paper", "water", "green", "table", "music", "window", "coffee", "river", "garden",
+                 "pencil", "orange", "summer", "yellow", "castle", "mirror")
+
+
+@dataclass(frozen=True)
+class Population:
+    """Synthesis parameters of one population of keyword clips (held-out voice variants)."""
+
+    name: str
+    voices: tuple = ENGLISH_VOICES
+    pitch: tuple = (25, 75)
+    speed: tuple = (120, 200)
+    snr_db: tuple = (5.0, 30.0)
+    peak_dbfs: tuple = (-26.0, -3.0)
+    fillers: tuple = UNKNOWN_WORDS
+    # relative clip counts per class (LABELS order); None: equal
+    class_weights: tuple | None = None
+    note: str = ""
+
+    def plan(self, clips_per_class: int, seed: int, variants: list[str]) -> list[ClipSpec]:
+        rng = np.random.default_rng([seed, zlib.crc32(self.name.encode())])
+        weights = np.ones(len(LABELS)) if self.class_weights is None else np.asarray(self.class_weights, float)
+        counts = np.maximum(1, np.round(weights / weights.mean() * clips_per_class)).astype(int)
+        specs = []
+        for label, name in enumerate(LABELS):
+            for _ in range(counts[label]):
+                word = str(rng.choice(self.fillers)) if name == UNKNOWN else name
+                specs.append(ClipSpec(
+                    word=word, label=label, voice=str(rng.choice(self.voices)), variant=str(rng.choice(variants)),
+                    pitch=int(rng.integers(self.pitch[0], self.pitch[1] + 1)),
+                    speed=int(rng.integers(self.speed[0], self.speed[1] + 1)),
+                    peak_dbfs=float(rng.uniform(*self.peak_dbfs)), noise=str(rng.choice(("white", "pink", "brown"))),
+                    snr_db=float(rng.uniform(*self.snr_db)), offset_frac=float(rng.uniform()),
+                    noise_seed=int(rng.integers(2**31))))
+        order = rng.permutation(len(specs))
+        return [specs[i] for i in order]
+
+
+def synthesize_population(population: Population, clips_per_class: int, seed: int, workers: int = 2,
+                          progress=None) -> ClipSet:
+    """The population's clips (held-out voice variants: calibration's `ref` hears the same
+    variants, never these exact clips), features included."""
+    variants = split_variants(espeak_variants())["ref"]
+    specs = population.plan(clips_per_class, seed, variants)
+    audio = synthesize(specs, workers, progress)
+    clips = ClipSet(audio=audio, labels=np.array([s.label for s in specs], dtype=np.int16),
+                    domain=domain_columns(specs, population.name))
+    clips.ensure_features()
+    return clips
+
+
+# -- the populations ------------------------------------------------------------------------
+
+DEPLOYMENT = Population("deployment", note="the calibration population's parameters, fresh clips")
+CONTROLS = (
+    Population("one_voice_en_us", voices=("en-us",), note="a device that hears one accent of English"),
+    Population("one_voice_scotland", voices=("en-gb-scotland",), note="another single accent"),
+    Population("quiet_room", snr_db=(22.0, 30.0), note="little background noise"),
+    Population("noisy_room", snr_db=(5.0, 10.0), note="noise at the loud end of training's range"),
+    Population("low_slow_speakers", pitch=(25, 40), speed=(120, 145), note="low, slow voices"),
+    Population("high_fast_speakers", pitch=(60, 75), speed=(175, 200), note="high, fast voices"),
+    Population("other_fillers", fillers=OTHER_FILLERS, note="unknown words the generator never speaks"),
+    Population("keyword_heavy", class_weights=(0.5, 0.5, *([1.2] * 10)), note="fewer silences and fillers"),
+)
+HARMFUL_POPULATIONS = (
+    Population("accent", voices=ACCENT_VOICES, note="other languages' voices speak the keywords"),
+    Population("unseen_pitch_speed", pitch=(0, 15), speed=(230, 300), note="outside training's pitch and speed"),
+)
+
+
+# -- PCM transforms -------------------------------------------------------------------------
+
+def _rms(x: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True)) + 1e-9
+
+
+def _to_int16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x), -32768, 32767).astype(np.int16)
+
+
+def gain(pcm, rng, db):
+    return _to_int16(pcm.astype(np.float64) * 10 ** (db / 20))
+
+
+def _filter(pcm, kind, hz, order=6):
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(order, hz, btype=kind, fs=SAMPLE_RATE, output="sos")
+    return _to_int16(sosfiltfilt(sos, pcm.astype(np.float64), axis=-1))
+
+
+def lowpass(pcm, rng, hz):
+    return _filter(pcm, "lowpass", hz)
+
+
+def highpass(pcm, rng, hz):
+    return _filter(pcm, "highpass", hz)
+
+
+def bandpass(pcm, rng, low_high):
+    return _filter(pcm, "bandpass", list(low_high), order=4)
+
+
+def resample_8k(pcm, rng, _):
+    """An 8 kHz path (down and up again): nothing above 4 kHz survives."""
+    from scipy.signal import resample_poly
+
+    down = resample_poly(pcm.astype(np.float64), 1, 2, axis=-1)
+    return _to_int16(resample_poly(down, 2, 1, axis=-1)[..., :CLIP_SAMPLES])
+
+
+def white_noise(pcm, rng, snr_db):
+    x = pcm.astype(np.float64)
+    noise = rng.standard_normal(x.shape) * _rms(x) * 10 ** (-snr_db / 20)
+    return _to_int16(x + noise)
+
+
+def babble(pcm, rng, snr_db, talkers: int = 4):
+    """Other clips of the same set mixed in: a room full of people."""
+    x = pcm.astype(np.float64)
+    others = sum(np.roll(x, k * 997, axis=0)[rng.permutation(len(x))] for k in range(1, talkers + 1))
+    return _to_int16(x + others / _rms(others) * _rms(x) * 10 ** (-snr_db / 20))
+
+
+def reverb(pcm, rng, rt60_s):
+    """Convolution with an exponentially decaying noise tail (a synthetic room response)."""
+    from scipy.signal import fftconvolve
+
+    n = int(rt60_s * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60_s)
+    ir[0] = 1.0
+    ir /= np.sqrt(np.sum(ir**2))
+    x = pcm.astype(np.float64)
+    wet = fftconvolve(x, ir[None, :], axes=-1)[:, :CLIP_SAMPLES]
+    return _to_int16(wet / _rms(wet) * _rms(x))
+
+
+def dead(pcm, rng, _):
+    return np.zeros_like(pcm)
+
+
+def stuck(pcm, rng, level):
+    return np.full_like(pcm, int(level))
+
+
+def dc_offset(pcm, rng, level):
+    return _to_int16(pcm.astype(np.float64) + level)
+
+
+def clipping(pcm, rng, db):
+    return gain(pcm, rng, db)  # _to_int16 saturates: hard clipping
+
+
+def quiet_microphone(pcm, rng, db):
+    """A working but very quiet microphone: speech and room scaled down, plus its own faint
+    self-noise (a real microphone is never digitally silent)."""
+    x = pcm.astype(np.float64) * 10 ** (db / 20)
+    return _to_int16(x + rng.normal(0.0, 1.5, x.shape))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One drift: a population (default: the deployment one) and an optional transform of its
+    PCM or change of its labels or class mix; `expected` is the alarm a good monitor raises
+    (None: the change is harmless and no alarm is right)."""
+
+    name: str
+    family: str  # data, upstream, sensor, label, concept, control
+    expected: str | None
+    population: Population = DEPLOYMENT
+    transform: str | None = None
+    severity: object = None
+    class_weights: tuple | None = None  # label shift: resample the stream's classes
+    label_map: dict = field(default_factory=dict)  # concept drift: true label -> new label
+    gradual: int = 0  # inferences over which the change fades in (0: abrupt)
+
+    def apply(self, clips: ClipSet, seed: int) -> ClipSet:
+        """The drifted version of a population's clips (features recomputed)."""
+        if self.transform is None and not self.label_map:
+            return clips
+        rng = np.random.default_rng([seed, zlib.crc32(self.name.encode())])
+        audio = clips.audio if self.transform is None else TRANSFORMS[self.transform](clips.audio, rng, self.severity)
+        labels = clips.labels.copy()
+        for old, new in self.label_map.items():
+            labels[clips.labels == LABELS.index(old)] = LABELS.index(new)
+        out = ClipSet(audio=audio, labels=labels, domain=dict(clips.domain))
+        if self.transform is None:
+            out.features = clips.features
+        out.ensure_features()
+        return out
+
+
+TRANSFORMS = {
+    "gain": gain, "lowpass": lowpass, "highpass": highpass, "bandpass": bandpass, "resample_8k": resample_8k,
+    "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "stuck": stuck,
+    "dc_offset": dc_offset, "clipping": clipping, "quiet_microphone": quiet_microphone,
+}
+
+_KEYWORDS_EQUAL = (1.0,) * len(LABELS)
+
+
+def _weights(**changes) -> tuple:
+    w = list(_KEYWORDS_EQUAL)
+    for name, factor in changes.items():
+        w[LABELS.index(name)] *= factor
+    return tuple(w)
+
+
+SCENARIOS = (
+    # upstream changes: reported as DATA_DRIFT whatever they cost
+    Scenario("gain_down_20db", "upstream", "DATA_DRIFT", transform="gain", severity=-20.0),
+    Scenario("gain_up_12db", "upstream", "DATA_DRIFT", transform="gain", severity=12.0),
+    Scenario("cheap_mic_lowpass_2k", "upstream", "DATA_DRIFT", transform="lowpass", severity=2000.0),
+    Scenario("highpass_800", "upstream", "DATA_DRIFT", transform="highpass", severity=800.0),
+    Scenario("telephone_band", "upstream", "DATA_DRIFT", transform="bandpass", severity=(300.0, 3400.0)),
+    Scenario("path_8khz", "upstream", "DATA_DRIFT", transform="resample_8k"),
+    Scenario("white_noise_10db", "upstream", "DATA_DRIFT", transform="white_noise", severity=10.0),
+    Scenario("white_noise_0db", "upstream", "DATA_DRIFT", transform="white_noise", severity=0.0),
+    Scenario("babble_5db", "upstream", "DATA_DRIFT", transform="babble", severity=5.0),
+    Scenario("reverb_0.8s", "upstream", "DATA_DRIFT", transform="reverb", severity=0.8),
+    Scenario("gain_down_20db_gradual", "upstream", "DATA_DRIFT", transform="gain", severity=-20.0, gradual=300),
+    # new speakers: the model's accuracy falls
+    Scenario("accent", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[0]),
+    Scenario("unseen_pitch_speed", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[1]),
+    # the sensor
+    Scenario("dead_microphone", "sensor", "SENSOR_FAULT", transform="dead"),
+    Scenario("stuck_microphone", "sensor", "SENSOR_FAULT", transform="stuck", severity=1200),
+    Scenario("dc_offset", "sensor", "SENSOR_FAULT", transform="dc_offset", severity=6000.0),
+    Scenario("clipping_30db", "sensor", "SENSOR_FAULT", transform="clipping", severity=30.0),
+    # the class mix
+    Scenario("unknown_x5", "label", "LABEL_SHIFT", class_weights=_weights(**{UNKNOWN: 5.0})),
+    Scenario("silence_x5", "label", "LABEL_SHIFT", class_weights=_weights(**{SILENCE: 5.0})),
+    Scenario("yes_knocked_out", "label", "LABEL_SHIFT", class_weights=_weights(yes=0.0)),
+    # concept drift: labels move, inputs do not; only label feedback can see it
+    Scenario("labels_remapped", "concept", "ERROR_RATE", label_map={"yes": "no", "no": "yes", "up": "down",
+                                                                    "down": "up", "left": "right", "right": "left"}),
+    # a working microphone 24 dB quieter: an upstream change, not a sensor fault
+    Scenario("quiet_but_working_microphone", "upstream", "DATA_DRIFT", transform="quiet_microphone", severity=-24.0),
+    # harmless populations: no alarm is right (their false-alarm rate is measured instead)
+    *(Scenario(p.name, "control", None, population=p) for p in CONTROLS),
+)
+
+
+def scenario(name: str) -> Scenario:
+    for s in SCENARIOS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def with_severity(s: Scenario, severity) -> Scenario:
+    return replace(s, name=f"{s.transform}_{severity}", severity=severity)

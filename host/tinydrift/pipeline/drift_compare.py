@@ -1,0 +1,149 @@
+"""The device's monitor beside host-side detectors, at one false-alarm rate, on one set of
+streams (the comparison part of `tinydrift bench drift`).
+
+Every detector is calibrated the same way: no-drift streams drawn by speaker from a
+calibration pool (the deployment population, clips the scenarios never use), the threshold
+set so that its empirical ARL0 meets the target. The monitor is recalibrated for that target
+with the export's own calibration (commissioning included); the baselines get their
+reference sample from the same pool. Then all of them run on the same detection streams.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from tinydrift.data.scenarios import SCENARIOS
+from tinydrift.errors import TinydriftError
+
+# The thresholds' search range per detector (calibrate_threshold bisects geometrically).
+SEARCH = {
+    "page_hinkley": (0.5, 2000.0),
+    "adwin": (0.3, 60.0),
+    "kswin": (0.3, 60.0),
+    "ks_confidence": (0.3, 80.0),
+    "ks_probs": (0.3, 80.0),
+    "mewma": (1.0, 1e5),
+    "hotelling": (1.0, 1e5),
+    "mmd": (1e-6, 50.0),
+}
+DEFAULT_DETECTORS = ("page_hinkley", "adwin", "kswin", "ks_confidence", "mewma", "hotelling", "mmd")
+PROB_SCALE = 1.0 / 256
+
+
+def observations(pool, kind: str) -> np.ndarray:
+    """What a baseline reads per inference, from the device's int8 outputs and summary."""
+    if kind == "summary":
+        return pool.summaries.astype(np.float64) / 128.0
+    p = (pool.probs.astype(np.float64) + 128.0) * PROB_SCALE
+    if kind == "probs":
+        return p
+    if kind == "confidence":
+        return p.max(axis=1)
+    if kind == "entropy":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return -np.where(p > 0, p * np.log(p), 0.0).sum(axis=1)
+    raise TinydriftError(f"unknown observation {kind!r}")
+
+
+def compare_detectors(maker, deployment, settings, block_length, *, log=print, detectors=DEFAULT_DETECTORS,
+                      only: tuple[str, ...] | None = None) -> dict:
+    from tinydrift.monitor.baselines import BASELINES, INPUT_OF, calibrate_threshold, empirical_arl0
+    from tinydrift.monitor.calibrate import calibrate_thresholds
+    from tinydrift.pipeline.drift_pools import group_streams, make_streams, run_monitor, zlib_name
+
+    target = float(settings.compare_arl0)
+    calibration = maker.calibration()
+    rng = np.random.default_rng(settings.seed + 5)
+    out = {"arl0": target, "detectors": ["tinydrift"], "scenarios": {}, "cost": {}}
+
+    # The monitor, recalibrated for the common target on the calibration pool.
+    start = time.perf_counter()
+    shipped = maker.config
+    config, _ = calibrate_thresholds(
+        calibration.summaries, calibration.probs, calibration.groups, calibration.labels, target_arl0=target,
+        n_inferences=max(1_000_000, int(200 * target)), whiten=False, winsorize_sigma=(None, None, 2.0, 2.0, None),
+        commission_n=shipped.commission_n, seed=settings.seed)
+    log(f"monitor recalibrated for ARL0 {target:,.0f} in {time.perf_counter() - start:.0f} s")
+    out["cost"]["tinydrift"] = {"input": "summary + outputs", "state": "1,092 bytes (428 of them commissioning)",
+                                "ops": "~6k instructions (Cortex-M4)", "arl0": None}
+
+    # The baselines: reference from the pool, threshold from its no-drift streams.
+    n_calib = int(60 * target)
+    calib_idx = group_streams(calibration, max(1, n_calib // 2000), 2000, rng, block_length).reshape(-1)
+    made = {}
+    for name in detectors:
+        kind = INPUT_OF[name]
+        reference = observations(calibration, kind)
+        stream = reference[calib_idx]
+        lo, hi = SEARCH.get(name, (1e-3, 1e4))
+        start = time.perf_counter()
+        try:
+            threshold = calibrate_threshold(lambda th, n=name, r=reference: BASELINES[n](r, th), [stream], target,
+                                            lo=lo, hi=hi)
+        except TinydriftError as exc:
+            log(f"{name}: not calibrated ({exc})")
+            continue
+        detector = BASELINES[name](reference, threshold)
+        check_idx = group_streams(calibration, max(1, n_calib // 2000), 2000, rng, block_length).reshape(-1)
+        arl0 = empirical_arl0(detector, [reference[check_idx]])
+        made[name] = (detector, kind)
+        out["detectors"].append(name)
+        out["cost"][name] = {"input": kind, "state": f"{detector.state_floats():,} floats",
+                             "ops": f"~{detector.ops_per_update():,}", "arl0": None if math.isinf(arl0) else round(arl0)}
+        log(f"{name}: threshold {threshold:.4g}, check ARL0 {arl0:,.0f} ({time.perf_counter() - start:.0f} s)")
+
+    # The same detection streams for everyone.
+    for s in SCENARIOS:
+        if (s.family == "control" and s.transform is None) or (only is not None and s.name not in only):
+            continue
+        drifted = maker.scenario_pool(s)
+        streams = make_streams(s, deployment, drifted, settings, settings.compare_streams, block_length,
+                               settings.seed + zlib_name("compare"))
+        row = {"detectors": {}}
+        run = run_monitor(config, streams, deployment, drifted)
+        row["detectors"]["tinydrift"] = _delays(run["first"], settings.before)
+        for name, (detector, kind) in made.items():
+            obs = {p.name: observations(p, kind) for p in (deployment, drifted)}
+            firsts = []
+            for b in range(streams.before.shape[0]):
+                seq = _stream_rows(streams, b, deployment, drifted, obs)
+                firsts.append(_first_alarm(detector, seq))
+            row["detectors"][name] = _delays(np.array(firsts), settings.before)
+        baselines = {n: r for n, r in row["detectors"].items() if n != "tinydrift" and r["median_delay"] is not None
+                     and r["detected"] >= 0.5}
+        best = min(baselines, key=lambda n: baselines[n]["median_delay"]) if baselines else None
+        row["best_baseline"] = best
+        row["best_baseline_median_delay"] = baselines[best]["median_delay"] if best else None
+        out["scenarios"][s.name] = row
+        log(f"compare {s.name}: tinydrift {row['detectors']['tinydrift']['median_delay']}, best baseline {best} "
+            f"{row['best_baseline_median_delay']}")
+    return out
+
+
+def _stream_rows(streams, b, deployment, drifted, obs) -> np.ndarray:
+    before = obs[deployment.name][streams.before[b]]
+    after_rows = obs[drifted.name][streams.after[b]]
+    if streams.mix is not None:
+        fallback = obs[deployment.name][streams.before[b][np.arange(streams.after.shape[1]) % streams.before.shape[1]]]
+        mask = streams.mix[b] if after_rows.ndim == 1 else streams.mix[b][:, None]
+        after_rows = np.where(mask, after_rows, fallback)
+    return np.concatenate([before, after_rows])
+
+
+def _first_alarm(detector, sequence) -> int:
+    from tinydrift.monitor.baselines import run_length
+
+    found = run_length(detector, sequence, fast=True)
+    return 0 if found is None else int(found)
+
+
+def _delays(first: np.ndarray, before: int) -> dict:
+    first = np.asarray(first)
+    detected = first > before
+    delays = first[detected] - before
+    return {"detected": round(float(detected.mean()), 4),
+            "false_alarm_before_change": round(float(((first > 0) & (first <= before)).mean()), 4),
+            "median_delay": float(np.median(delays)) if delays.size else None}

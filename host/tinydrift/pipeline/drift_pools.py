@@ -1,0 +1,225 @@
+"""What the drift benchmark runs on: pools of inferences (a population or a drifted version
+of one, through the front end and the int8 model once, cached), streams drawn from them by
+speaker, and the monitor's twin run over those streams as the firmware app runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.data.clipset import ClipSet
+from tinydrift.data.scenarios import DEPLOYMENT, Population, Scenario, synthesize_population
+from tinydrift.errors import TinydriftError
+from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q16, MonitorConfig
+from tinydrift.monitor.twin import MonitorTwin, summarize_frames
+
+BLOCK = 320  # the app's sensor block: one 20 ms step
+BLOCKS_PER_CLIP = 16000 // BLOCK
+LABEL_FEEDBACK_SHARE = 0.10  # concept drift: labels come back for this share of inferences
+CACHE_VERSION = 1
+
+
+@dataclass
+class Pool:
+    """One population's inferences as the device sees them."""
+
+    name: str
+    summaries: np.ndarray  # int16 [N, C]
+    probs: np.ndarray  # int8 [N, K]
+    labels: np.ndarray  # int [N]
+    groups: np.ndarray  # speaker ids [N]
+    sensor: np.ndarray  # int64 [N, blocks, 3]: sum, sum of squares, clipped count per 320-sample block
+    conditions: np.ndarray | None = None  # [N, blocks]: the sensor conditions under one config
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.probs.argmax(1) == self.labels))
+
+    def save(self, path: Path) -> None:
+        from tinydrift.atomic import atomic_path
+
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{k: v for k, v in asdict(self).items() if k not in ("name", "conditions")})
+
+    @staticmethod
+    def load(name: str, path: Path) -> "Pool":
+        with np.load(path) as z:
+            return Pool(name, *(z[k] for k in ("summaries", "probs", "labels", "groups", "sensor")))
+
+
+def sensor_stats(audio: np.ndarray, clip_level: int) -> np.ndarray:
+    """Per clip and 320-sample block: what td_sensor_update sums in its one pass."""
+    x = audio.astype(np.int64).reshape(len(audio), BLOCKS_PER_CLIP, BLOCK)
+    clipped = ((x >= clip_level) | (x <= -clip_level)).sum(-1)
+    return np.stack([x.sum(-1), (x * x).sum(-1), clipped], axis=-1)
+
+
+class PoolMaker:
+    """Synthesizes, transforms and runs clips through the int8 model; caches each pool."""
+
+    def __init__(self, model: bytes, config: MonitorConfig, cache: Path, settings: BenchSettings, log):
+        self.model, self.config, self.settings, self.log = model, config, settings, log
+        key = json.dumps({"v": CACHE_VERSION, "model": hashlib.sha256(model).hexdigest(),
+                          "clip_level": int(config.clip_level), "seed": settings.seed}, sort_keys=True)
+        self.cache = Path(cache) / hashlib.sha256(key.encode()).hexdigest()[:16]
+        self._populations: dict[tuple, ClipSet] = {}
+
+    def population(self, population: Population, clips_per_class: int, seed: int) -> ClipSet:
+        key = (population, clips_per_class, seed)
+        if key not in self._populations:
+            path = self.cache / f"population-{population.name}-{clips_per_class}-{seed}.npz"
+            if path.is_file():
+                clips = ClipSet.load(path)
+            else:
+                self.log(f"synthesizing {population.name} ({clips_per_class} clips per class)")
+                clips = synthesize_population(population, clips_per_class, seed)
+                clips.save(path)
+            self._populations[key] = clips
+        return self._populations[key]
+
+    def pool(self, name: str, clips: ClipSet, cache_name: str) -> Pool:
+        path = self.cache / f"pool-{cache_name}.npz"
+        if path.is_file():
+            return Pool.load(name, path)
+        from tinydrift.target.host_model import run_generated_model
+
+        features = clips.ensure_features()
+        probs = run_generated_model(self.model, features.reshape(len(features), -1))
+        pool = Pool(name, summarize_frames(features), probs, clips.labels.astype(np.int64),
+                    np.asarray(clips.domain["group"], dtype=np.int64), sensor_stats(clips.audio, int(self.config.clip_level)))
+        pool.save(path)
+        return pool
+
+    def scenario_pool(self, s: Scenario) -> Pool:
+        per_class = self.settings.clips_per_class
+        base = self.population(s.population, per_class, self.settings.seed + 1)
+        if s.transform is None and not s.label_map:
+            return self.pool(s.name, base, f"{s.population.name}-{per_class}")
+        drifted = s.apply(base, self.settings.seed + 2)
+        return self.pool(s.name, drifted, f"{s.name}-{per_class}")
+
+    def deployment(self) -> Pool:
+        per_class = self.settings.clips_per_class
+        return self.pool("deployment", self.population(DEPLOYMENT, per_class, self.settings.seed + 1),
+                         f"deployment-{per_class}")
+
+    def calibration(self) -> Pool:
+        per_class = self.settings.calibration_clips_per_class
+        clips = self.population(DEPLOYMENT, per_class, self.settings.seed + 3)
+        return self.pool("calibration", clips, f"calibration-{per_class}")
+
+
+# ---------------------------------------------------------------------------- streams
+
+def group_streams(pool: Pool, n_streams: int, length: int, rng: np.random.Generator, block_length: int | None,
+                  class_weights: tuple | None = None) -> np.ndarray:
+    """[n_streams, length] indices into the pool: whole speakers drawn with replacement
+    (calibration's block bootstrap); with class_weights, clips resampled to that class mix."""
+    from tinydrift.monitor.streams import bootstrap_indices
+
+    if class_weights is None:
+        return bootstrap_indices(pool.groups, n_streams, length, rng, block_length=block_length)
+    w = np.asarray(class_weights, float)[pool.labels]
+    if w.sum() <= 0:
+        raise TinydriftError("a label-shift scenario removed every class")
+    return rng.choice(len(pool), size=(n_streams, length), p=w / w.sum()).astype(np.int32)
+
+
+@dataclass
+class StreamSet:
+    """Detection streams: `before` deployment inferences, then the scenario's."""
+
+    before: np.ndarray  # indices into the deployment pool [B, before]
+    after: np.ndarray  # indices into the scenario pool [B, after]
+    mix: np.ndarray | None  # bool [B, after]: True = drifted (gradual onsets), None = all drifted
+    feedback: np.ndarray  # bool [B, before + after]: label feedback after this inference
+
+
+def make_streams(s: Scenario, deployment: Pool, drifted: Pool, settings: BenchSettings, n_streams: int,
+                 block_length: int | None, seed: int) -> StreamSet:
+    rng = np.random.default_rng([seed, zlib_name(s.name)])
+    before = group_streams(deployment, n_streams, settings.before, rng, block_length)
+    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights)
+    mix = None
+    if s.gradual:
+        share = np.minimum(1.0, np.arange(1, settings.after + 1) / s.gradual)
+        mix = rng.random((n_streams, settings.after)) < share
+    feedback = np.zeros((n_streams, settings.before + settings.after), bool)
+    if s.family == "concept":
+        feedback = rng.random(feedback.shape) < LABEL_FEEDBACK_SHARE
+    return StreamSet(before, after, mix, feedback)
+
+
+def zlib_name(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def rows_at(streams: StreamSet, step: int, deployment: Pool, drifted: Pool, alt: np.ndarray | None = None):
+    """(pool, indices) per stream at one step; gradual onsets mix both pools."""
+    n_before = streams.before.shape[1]
+    if step < n_before:
+        return [(deployment, streams.before[:, step])]
+    k = step - n_before
+    if streams.mix is None:
+        return [(drifted, streams.after[:, k])]
+    return [(drifted, np.where(streams.mix[:, k], streams.after[:, k], -1)),
+            (deployment, np.where(streams.mix[:, k], -1, streams.before[:, k % n_before]))]
+
+
+def gather(parts, field_name: str):
+    """One array [B, ...] from (pool, indices with -1 = not from this pool) parts."""
+    out = None
+    for pool, idx in parts:
+        values = getattr(pool, field_name)
+        take = values[np.maximum(idx, 0)]
+        if out is None:
+            out = take.copy()
+        else:
+            use = idx >= 0
+            out[use] = take[use]
+    return out
+
+
+# ---------------------------------------------------------------------------- the monitor
+
+def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, drifted: Pool) -> dict:
+    """The twin over the streams, as the app runs it per window: sensor health on the
+    window's 50 blocks, the monitor update, label feedback where it comes back."""
+    b = streams.before.shape[0]
+    n_before = streams.before.shape[1]
+    total = n_before + streams.after.shape[1]
+    twin = MonitorTwin(config, b)
+    for pool in (deployment, drifted):
+        pool.conditions = twin.sensor_conditions(pool.sensor[..., 0], pool.sensor[..., 1], pool.sensor[..., 2], BLOCK)[2]
+    first = np.zeros(b, dtype=np.int64)
+    first_word = np.zeros(b, dtype=np.int64)
+    by_type = np.zeros((b, 5), dtype=np.int64)  # when each alarm type latched (0: never)
+    sensor_fault_any = np.zeros(b, bool)
+    atc_before = np.zeros(b)
+    for step in range(total):
+        parts = rows_at(streams, step, deployment, drifted)
+        twin.sensor_update_blocks(gather(parts, "conditions"))
+        probs = gather(parts, "probs")
+        twin.update(gather(parts, "summaries"), probs, full=False)
+        if streams.feedback[:, step].any():
+            twin.label_feedback(probs.argmax(1), gather(parts, "labels"), streams=streams.feedback[:, step])
+        word = twin.live_alarms() & ALARM_TYPES_MASK
+        new = (first == 0) & (word != 0)
+        first[new] = step + 1
+        first_word[new] = word[new]
+        for bit in range(5):
+            by_type[:, bit] = np.where((by_type[:, bit] == 0) & ((word >> bit) & 1 == 1), step + 1, by_type[:, bit])
+        sensor_fault_any |= (word & 0x10) != 0
+        if step == n_before - 1:
+            atc_before = twin.atc_ewma / ONE_Q16
+    return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
+            "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16}

@@ -1,0 +1,56 @@
+"""`tinydrift bench drift` on tiny settings: the scenario transforms do what they say, the
+benchmark's JSON has the fields it promises, and its figures can fail (a severe upstream
+change must be found as DATA_DRIFT, a dead microphone as SENSOR_FAULT at once)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tinydrift.data import scenarios as sc
+
+pytestmark = pytest.mark.slow
+
+
+def test_transforms_change_what_they_name():
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    tone = lambda f: (8000 * np.sin(2 * np.pi * f * t)).astype(np.int16)[None]  # noqa: E731
+    rms = lambda x: float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))  # noqa: E731
+    assert rms(sc.gain(tone(500), rng, -20.0)) == pytest.approx(rms(tone(500)) / 10, rel=0.01)
+    assert rms(sc.lowpass(tone(5000), rng, 2000.0)) < 0.05 * rms(tone(5000))
+    assert rms(sc.lowpass(tone(500), rng, 2000.0)) > 0.9 * rms(tone(500))
+    assert rms(sc.highpass(tone(100), rng, 800.0)) < 0.05 * rms(tone(100))
+    assert rms(sc.resample_8k(tone(6000), rng, None)) < 0.05 * rms(tone(6000))
+    assert not sc.dead(tone(500), rng, None).any()
+    assert np.all(sc.stuck(tone(500), rng, 1200) == 1200)
+    assert np.mean(sc.dc_offset(tone(500), rng, 6000.0)) == pytest.approx(6000, abs=2)
+    noisy = sc.white_noise(tone(500), rng, 0.0)
+    assert rms(noisy - tone(500)) == pytest.approx(rms(tone(500)), rel=0.05)
+    quiet = sc.quiet_microphone(tone(500), rng, -24.0)
+    assert 0 < quiet.astype(np.int64).var() and rms(quiet) < 0.07 * rms(tone(500))
+    assert {s.name for s in sc.SCENARIOS} >= {"accent", "path_8khz", "dead_microphone", "labels_remapped"}
+
+
+def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
+    from tinydrift.pipeline.drift_bench import BenchSettings, run_drift_bench, write_outputs
+
+    settings = BenchSettings(clips_per_class=4, n_streams=12, before=400, after=400, arl_inferences=40_000,
+                             compare_arl0=300, compare_streams=6)
+    result = run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=True,
+                             only=("gain_down_20db", "dead_microphone", "one_voice_en_us"))
+    gain, dead = result.scenarios["gain_down_20db"], result.scenarios["dead_microphone"]
+    assert gain["detected"] >= 0.8 and gain["alarm_type_correct"] >= 0.8 and gain["median_delay"] <= 200
+    assert dead["detected"] == 1.0 and dead["alarm_type_correct"] == 1.0 and dead["median_delay"] <= 3
+    assert gain["false_alarm_before_change"] <= 0.2
+    assert set(result.controls) == {"one_voice_en_us", "deployment"}
+    for row in result.scenarios.values():
+        for key in ("accuracy_drop", "detected", "median_delay", "best_baseline_median_delay", "alarm_type_correct"):
+            assert key in row
+    assert "mewma" in result.comparison["detectors"] and "tinydrift" in result.comparison["detectors"]
+    json_path, md_path = write_outputs(result, tmp_path)
+    data = json.loads(json_path.read_text())
+    assert data["arl0_target"] == 100_000 and "arl0_empirical" in data
+    assert "| gain_down_20db |" in md_path.read_text()
