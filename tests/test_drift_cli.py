@@ -43,9 +43,17 @@ def test_calibrate_header_verify_and_check(tmp_path):
     other = synthetic.synthetic_dataset(50, 60, seed=2)
     held_out = tmp_path / "held_out.npz"
     np.savez(held_out, summaries=other["summaries"], probs=other["probs"], groups=other["groups"])
-    result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "20000", "--tolerance", "10"])
+    result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "20000"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["inferences"] >= 20000
+    assert json.loads(result.output.split("\nerror")[0])["inferences"] >= 20000
+    # The failing path: drift levels cut twentyfold alarm far more often than the target.
+    broken = json.loads(config_json.read_text())
+    broken["score_drift"] = [max(1, v // 20) for v in broken["score_drift"]]
+    broken["score_warning"] = [min(w, d) for w, d in zip(broken["score_warning"], broken["score_drift"])]
+    broken_json = tmp_path / "broken.json"
+    broken_json.write_text(json.dumps(broken))
+    result = invoke(["check-arl", str(broken_json), str(held_out), "--n-inferences", "20000"])
+    assert result.exit_code == 1 and "outside x0.5 to x2" in result.output
 
 
 def test_unreadable_config_is_a_user_error(tmp_path):

@@ -94,16 +94,25 @@ def header_cmd(config_json: Path, header: Path):
 @click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("samples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--n-inferences", type=int, default=None, help="Default: 30 x the target ARL0.")
-@click.option("--tolerance", type=float, default=0.2, show_default=True)
-def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, tolerance: float):
-    """Empirical ARL0 on no-drift SAMPLES calibration did not see; exit 1 if it misses the
-    target by more than the tolerance."""
+@click.option("--within", "factor", type=click.FloatRange(min=1.0, min_open=True), default=2.0, show_default=True,
+              help="Pass when the empirical ARL0 is between target / FACTOR and target x FACTOR.")
+def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, factor: float):
+    """Empirical ARL0 on no-drift SAMPLES calibration did not see; exit 1 when it is off the
+    target by more than a factor (default: within x0.5 to x2, the project's promise).
+
+    \b
+    Example:
+      tinydrift drift check-arl out/monitor_config_kws.json held_out.npz --within 2
+    """
     from tinydrift.monitor.calibrate import measure_arl0
 
     data = _load_samples(samples)
     result = measure_arl0(_load_config(config_json), data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))
-    if abs(result["ratio_to_target"] - 1) > tolerance:
+    ratio = result["ratio_to_target"]
+    if not 1 / factor <= ratio <= factor:
+        click.secho(f"error: empirical ARL0 {result['arl0']:,.0f} is x{ratio:.3g} the target "
+                    f"{result['target_arl0']:,.0f}, outside x{1 / factor:.3g} to x{factor:.3g}", fg="red", err=True)
         raise SystemExit(1)
 
 
