@@ -110,13 +110,18 @@ def test_report_writes_valid_pngs_and_a_page_that_embeds_them(tmp_path):
     assert result.summary.first_alarm == (first, ["DATA_DRIFT"])
 
 
+def write_reference(folder: Path, model_hash: str) -> None:
+    """A model folder's reference.json with just what the report reads."""
+    (folder / "reference.json").write_text(
+        '{"name": "m", "model_hash": "%s", "labels": ["a", "b"], '
+        '"monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}' % model_hash)
+
+
 def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
     db, _ = make_drift_db(tmp_path)
     model_dir = tmp_path / "model"
     model_dir.mkdir()
-    (model_dir / "reference.json").write_text(
-        '{"name": "fake", "model_hash": "%s", "labels": ["a", "b"], '
-        '"monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}' % MODEL_HASH.hex())
+    write_reference(model_dir, MODEL_HASH.hex())
     write_report(db, tmp_path / "r", model_dir=model_dir)
     assert f"model dir {model_dir}" in (tmp_path / "r" / "index.html").read_text()
 
@@ -156,9 +161,7 @@ def test_a_model_folder_of_another_model_is_refused(tmp_path):
     db, _ = make_drift_db(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
-    (other / "reference.json").write_text(
-        '{"name": "other", "model_hash": "%s", "labels": ["a", "b"], '
-        '"monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}' % ("ab" * 32))
+    write_reference(other, "ab" * 32)
     with pytest.raises(TinydriftError, match="runs model"):
         write_report(db, tmp_path / "r", model_dir=other)
     assert not (tmp_path / "r" / "index.html").exists()

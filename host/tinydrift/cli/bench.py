@@ -88,7 +88,9 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, as_js
                              baselines=not no_baselines)
     paths = write_outputs(result, out_dir)
     if as_json:
-        click.echo(json.dumps(result.to_json(), default=str))
+        from tinydrift.monitor.config import jsonable
+
+        click.echo(json.dumps(jsonable(result.to_json())))
     else:
         click.echo(markdown(result))
         click.echo(f"wrote {', '.join(map(str, paths))} in {result.seconds:.0f} s", err=True)

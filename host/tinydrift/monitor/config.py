@@ -220,7 +220,7 @@ class MonitorConfig:
             if isinstance(value, np.ndarray):
                 value = value.astype(np.int64).tolist()
             elif f.name == "metadata":
-                value = _jsonable(value)
+                value = jsonable(value)
             out[f.name] = value
         return out
 
@@ -242,13 +242,15 @@ class MonitorConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _jsonable(value):
+def jsonable(value):
+    """Plain JSON values: numpy scalars and arrays as Python numbers and lists, and a
+    non-finite float (an ARL0 with no alarm) as None."""
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.ndarray):
-        return [_jsonable(v) for v in value.tolist()]
+        return [jsonable(v) for v in value.tolist()]
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, np.floating):

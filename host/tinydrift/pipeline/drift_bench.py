@@ -31,7 +31,7 @@ import numpy as np
 from tinydrift.atomic import write_text
 from tinydrift.data.scenarios import SCENARIOS, Scenario
 from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.config import ALARM_NAMES, MonitorConfig
+from tinydrift.monitor.config import ALARM_NAMES, MonitorConfig, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.drift_pools import Pool, PoolMaker, make_streams, run_monitor, zlib_name
 
@@ -254,15 +254,6 @@ def _num(value) -> str:
 def write_outputs(result: BenchResult, out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     paths = [out_dir / "drift_bench.json", out_dir / "drift_bench.md"]
-    write_text(paths[0], json.dumps(result.to_json(), indent=1, default=_jsonable))
+    write_text(paths[0], json.dumps(jsonable(result.to_json()), indent=1))
     write_text(paths[1], markdown(result))
     return paths
-
-
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(type(value).__name__)
-

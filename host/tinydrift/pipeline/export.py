@@ -19,6 +19,7 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
+from tinydrift.monitor.config import jsonable
 from tinydrift.model.evaluate import summarize
 from tinydrift.model.quantize import load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
@@ -120,7 +121,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         "accent_detection": detection,
         "accuracy": accuracy,
     }
-    folder.write_reference(_jsonable(reference))
+    folder.write_reference(jsonable(reference))
     folder.write_model_card(model_card(reference, folder.training()))
     return reference
 
@@ -134,18 +135,6 @@ def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
         return {}
     predicted = model.predict(as_model_input(clips.features), verbose=0, batch_size=256).argmax(1)
     return summarize(predicted, clips.labels)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _pct(result: dict | None) -> str:

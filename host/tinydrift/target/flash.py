@@ -14,17 +14,15 @@ the internet once), QEMU for the emulated board, the board on the upload port.
 from __future__ import annotations
 
 import configparser
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
@@ -133,17 +131,6 @@ def no_board_reason(output: str) -> str | None:
     return None
 
 
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".tinydrift.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def build_dir_for(include: Path) -> Path | None:
     """None (pio's default) for the project's model; a folder of its own for any other."""
     if include.resolve() == (DEFAULT_MODEL_DIR / "include").resolve():
@@ -200,7 +187,7 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
         return subprocess.CompletedProcess(process.args, process.returncode, stdout or b"", stderr or b"")
 
     # The same lock as platformio.build for the default build folder: one build at a time.
-    with _locked(build_dir or core_dir / "builds"):
+    with platformio.locked(build_dir or core_dir / "builds"):
         built = run(["run", "--silent", "-e", env_name], show=False)
         if built.returncode != 0 or not elf.is_file():
             output = (built.stdout + built.stderr).decode(errors="replace")

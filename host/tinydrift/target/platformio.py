@@ -184,10 +184,10 @@ def _prepare_toolchain(packages_dir: Path) -> None:
 
 
 @contextmanager
-def _locked(core_dir: Path) -> Iterator[None]:
-    """One preparation or build at a time per core directory (parallel test runs)."""
-    core_dir.mkdir(parents=True, exist_ok=True)
-    with open(core_dir / ".tinydrift.lock", "w") as lock:
+def locked(folder: Path) -> Iterator[None]:
+    """One preparation or build at a time per folder (parallel test runs, flash and bench)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".tinydrift.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -214,7 +214,7 @@ def _prepare_settings(core_dir: Path) -> None:
 
 def prepare(core_dir: Path = CORE_DIR) -> Path:
     """Make `core_dir` ready for offline builds of the emulated board; idempotent."""
-    with _locked(core_dir):
+    with locked(core_dir):
         packages_dir = core_dir / "packages"
         _prepare_scons(packages_dir)
         _prepare_toolchain(packages_dir)
@@ -251,7 +251,7 @@ def run_pio(
 
 def build(env_name: str = EMULATED_ENV, *, core_dir: Path = CORE_DIR) -> Path:
     """Build one env of the firmware project; returns its ELF. Raises with pio's output."""
-    with _locked(core_dir / "builds"):
+    with locked(core_dir / "builds"):
         result = run_pio(["run", "--silent", "-e", env_name], core_dir=core_dir)
     if result.returncode != 0:
         output = (result.stdout + result.stderr).decode(errors="replace")
