@@ -234,7 +234,7 @@ def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
     device = device_inferences(P.parse_packet(r[0]) for r in raws)
     expected = expected_inferences([clips.reshape(-1)], model, MonitorConfig.from_dict(folder.monitor_config()),
                                    clips=False, progress=steps.bar("checking against the twin", len(clips)))
-    problems = compare(device, expected, bytes.fromhex(reference["model_id"]))
+    problems = compare(device, expected, folder.model_id)
     bad = {p.split(":")[0] for p in problems}
     return len(bad)
 

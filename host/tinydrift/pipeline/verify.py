@@ -203,11 +203,12 @@ def build_shipped_model(model_dir: Path, name: str, tflite_bytes: bytes):
 
 
 def monitor_events(n_clips: int, n_random: int, labels: np.ndarray, predicted: np.ndarray, rng: np.random.Generator,
-                   *, length: int) -> tuple[np.ndarray, np.ndarray]:
+                   *, length: int, settle: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """An event stream over sample rows 0..n_clips-1 (in domain) and n_clips.. (random
     inputs): in-domain inferences with label feedback and sensor blocks, a reset, then a
     drifted stretch (random inputs mixed in, silent and stuck blocks) so that alarms latch.
-    Returns events [n, 3] and the PCM the sensor events read."""
+    After each reset the first `settle` inferences stay in domain (a commissioning monitor
+    learns its reference from them). Returns events [n, 3] and the PCM the sensor events read."""
     from tinydrift.monitor.twin import EVENT_FEEDBACK, EVENT_INFERENCE, EVENT_RESET, EVENT_SENSOR
 
     block = 320  # 20 ms at 16 kHz, the front end's hop
@@ -221,14 +222,15 @@ def monitor_events(n_clips: int, n_random: int, labels: np.ndarray, predicted: n
         offset += len(samples)
 
     half = length // 2
+    cycle = settle + 400
     n_classes = int(predicted.max()) + 1 if len(predicted) else 1
     for t in range(length):
         drifted = t >= half and n_random > 0
-        if t == half or (drifted and (t - half) % 600 == 599):
+        if t == half or (drifted and (t - half) % cycle == cycle - 1):
             events.append((EVENT_RESET, 0, 0))
         # After each reset the monitor first sees in-domain inferences (the DDM learns a
         # low error rate), then half of them drift.
-        if drifted and (t - half) % 600 >= 200 and rng.random() < 0.5:
+        if drifted and (t - half) % cycle >= settle and rng.random() < 0.5:
             row = n_clips + int(rng.integers(0, n_random))
         else:
             row = int(rng.integers(0, n_clips)) if n_clips else n_clips + int(rng.integers(0, n_random))
@@ -242,7 +244,8 @@ def monitor_events(n_clips: int, n_random: int, labels: np.ndarray, predicted: n
             if not drifted:
                 sensor(rng.normal(0, 1000, block))
             elif (t - half) < 8 * 64:
-                sensor(np.full(block, 7, dtype=np.int16))  # stuck (zero variance) long enough to fault
+                for _ in range(5):  # stuck (zero variance) long enough to fault: 320 blocks
+                    sensor(np.full(block, 7, dtype=np.int16))
             else:
                 sensor(np.clip(rng.normal(0, 20000, block), -32768, 32767))  # clipping
     pcm = np.concatenate(pcm_parts) if pcm_parts else np.zeros(1, np.int16)
@@ -311,7 +314,8 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     monitor = CMonitor(config, header=header if header.is_file() else None)
     summaries = summarize_frames(frames)
     summary_check = compare("summary", monitor.summarize(frames), summaries, "model input")
-    events, pcm = monitor_events(len(clips.pcm), n_random, clips.labels, expected.argmax(1), rng, length=stream_length)
+    events, pcm = monitor_events(len(clips.pcm), n_random, clips.labels, expected.argmax(1), rng, length=stream_length,
+                                 settle=config.commission_n + 100)
     c_rows = monitor.run_events(events, summaries, expected, pcm)
     twin_rows = run_events(config, events, summaries, expected, pcm)
     rows_check = compare("monitor", c_rows, twin_rows, "event", columns=INFERENCE_FIELDS)

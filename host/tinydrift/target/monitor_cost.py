@@ -38,7 +38,7 @@ def measure_cost(config: MonitorConfig) -> dict:
         raise TinydriftError(f"monitor benchmark failed in QEMU (exit {result.exit_code}): {text[-500:]}")
     fields = dict(item.split("=") for item in match.group(1).split())
     per_cycle = emulator.NANOSECONDS_PER_CYCLE  # instructions per SysTick cycle at shift 0
-    out = {"state_bytes": int(fields.pop("state_bytes"))}
+    out = {"state_bytes": int(fields.pop("state_bytes")), "commission_bytes": int(fields.pop("commission_bytes"))}
     for key, value in fields.items():
         out[key.replace("milli_cycles_per_", "instructions_per_")] = int(value) * per_cycle / 1000
     return out
