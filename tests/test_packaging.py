@@ -5,8 +5,9 @@
 - with the `train` extra: `tinydrift export` makes a model folder's headers from
   models/kws's int8 model.
 
-Slow: it builds the wheel and two fresh virtual environments (pip's cache makes the second
-run quicker); versions come from requirements.lock, as in CI.
+The core test runs in the default tier (about a minute); the `[train]` one installs
+TensorFlow into a fresh venv and is marked slow (about 5 minutes). Versions come from
+requirements.lock, as in CI.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCK = REPO_ROOT / "requirements.lock"
-pytestmark = pytest.mark.slow
 
 
 def run(cmd, **kwargs) -> subprocess.CompletedProcess:
@@ -62,6 +62,7 @@ def test_core_install_has_no_tensorflow_and_ships_the_c_library(wheel, tmp_path)
     assert (lib_src / "td_port.h").is_file()
 
 
+@pytest.mark.slow
 def test_train_extra_exports_the_reference_model_outside_the_clone(wheel, tmp_path):
     from tinydrift.data.synth import KwsConfig, build_kws
 

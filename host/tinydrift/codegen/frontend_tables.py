@@ -6,7 +6,7 @@ where TensorFlow's op uses double, and the M4 compiler fuses multiply-adds: as s
 disagrees with the host front end on some features. So the tables are not computed on the
 device at all: this module loads TensorFlow's `_audio_microfrontend_op.so` with ctypes,
 fills a FrontendConfig with the host front end's parameters (read from
-features/frontend.py), calls its FrontendPopulateState, reads the tables out of the state
+frontend/features.py), calls its FrontendPopulateState, reads the tables out of the state
 and writes them into td_frontend_tables.h. The device then needs no init code, no heap and
 no floating point, and its tables are TensorFlow's to the bit.
 
@@ -205,7 +205,7 @@ class KissFftStateHead(ctypes.Structure):
 
 
 def host_frontend_parameters() -> dict:
-    """The keyword arguments features/frontend.py passes to TF's audio_microfrontend op.
+    """The keyword arguments frontend/features.py passes to TF's audio_microfrontend op.
 
     Read from its source rather than restated here, so the device tables cannot drift from
     the host front end: literals are taken as they are, names are looked up in that module.

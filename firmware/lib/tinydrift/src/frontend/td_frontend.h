@@ -1,10 +1,10 @@
 /* td_frontend: TFLite Micro's micro_speech audio front end, bit-exact with the host's
- * (host/tinydrift/features/frontend.py): 30 ms Hann window every 20 ms, 512-point
+ * (host/tinydrift/frontend/features.py): 30 ms Hann window every 20 ms, 512-point
  * fixed-point FFT, 40 mel channels, noise reduction, PCAN, log; then micro_speech's
  * integer map to the model's int8 input.
  *
  * The per-frame arithmetic is the microfrontend lib's own C (extracted at build time from
- * the pinned pymicro-features sdist, see host/tinydrift/features/third_party.py); its
+ * the pinned pymicro-features sdist, see firmware/scripts/td_third_party.py); its
  * init tables are TensorFlow's, generated into td_frontend_tables.h. No heap, no floating
  * point, no init beyond td_frontend_reset: all state lives in a td_frontend_t the caller
  * allocates (statically), plus one FFT scratch buffer shared by all instances.

@@ -1,5 +1,5 @@
 /* micro_speech's integer map from the front end's uint16 output to the model's int8
- * input (features/frontend.py: uint16_to_int8). Its float training pipeline scaled the
+ * input (tinydrift.frontend.features: uint16_to_int8). Its float training pipeline scaled the
  * output by 1/25.6 into [0, 26]: 256 / 666 = 1 / (25.6 * 26 / 256), rounded half up. */
 #include "td_frontend.h"
 

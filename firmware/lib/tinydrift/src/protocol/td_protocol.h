@@ -1,7 +1,7 @@
 /* tinydrift serial protocol: framed, CRC-checked log from the device and commands to it.
  *
  * docs/protocol.md is the specification (byte-by-byte layouts, the text/frame rule, the
- * choice of CRC); host/tinydrift/device/protocol.py is the host twin. Everything here is
+ * choice of CRC); host/tinydrift/link/protocol.py is the host twin. Everything here is
  * allocation-free: the encoder writes into a caller buffer, the decoder consumes one byte at
  * a time into a bounded buffer held in its caller-owned state.
  *
