@@ -6,6 +6,7 @@ when the step fails, or always with `tinydrift --verbose` (TINYDRIFT_VERBOSE=1).
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -29,28 +30,39 @@ def set_verbose(on: bool) -> None:
 
 @contextlib.contextmanager
 def held_back() -> Iterator[None]:
+    """Hold back what third-party code prints inside the block: to the C file descriptors 1
+    and 2 (TensorFlow's and LiteRT's C++ logs, the converter's printf) and to Python's
+    stdout (Keras prints the exported model's tensor specs), and its warnings. Python's
+    stderr keeps reaching the user, so progress bars still move. On an exception the
+    held-back text is written to stderr before the exception goes on."""
     if verbose():
         yield
         return
     sys.stdout.flush()
     sys.stderr.flush()
     saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile() as sink, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for fd in saved:
-            os.dup2(sink.fileno(), fd)
-        failed = False
-        try:
-            yield
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            if failed:
+    user_stderr = os.fdopen(os.dup(saved[2]), "w", buffering=1)
+    python_stdout = io.StringIO()
+    held = ""
+    try:
+        with tempfile.TemporaryFile() as sink, warnings.catch_warnings(), \
+                contextlib.redirect_stdout(python_stdout), contextlib.redirect_stderr(user_stderr):
+            warnings.simplefilter("ignore")
+            for fd in saved:
+                os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            except BaseException:
+                sys.stdout.flush()
                 sink.seek(0)
-                sys.stderr.write(sink.read().decode(errors="replace"))
+                held = python_stdout.getvalue() + sink.read().decode(errors="replace")
+                raise
+            finally:
+                user_stderr.flush()
+                for fd, copy in saved.items():
+                    os.dup2(copy, fd)
+                    os.close(copy)
+    finally:
+        user_stderr.close()
+        if held:
+            sys.stderr.write(held)

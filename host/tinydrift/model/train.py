@@ -14,6 +14,7 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
+from tinydrift.quiet import held_back
 
 
 
@@ -78,7 +79,25 @@ def train(train_set: ClipSet, val_set: ClipSet, model_dir: Path, config: TrainCo
 
     rng = np.random.default_rng(config.seed)
     advance = progress_factory("training (epochs)", config.epochs) if progress_factory else None
-    history, best_acc, best_weights = [], -1.0, None
+    history = []
+    with held_back():  # tf.data's and Keras's own warnings; the progress bar still moves
+        best_acc, best_weights = _epochs(model, config, steps, rng, x_train, y_train, x_val, y_val, history, advance)
+    model.set_weights(best_weights)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(ModelDir(model_dir).float_model) as tmp:
+        keras_path = tmp.with_suffix(".keras")
+        model.save(keras_path)
+        keras_path.replace(tmp)
+    write_text(ModelDir(model_dir).training_json, json.dumps(
+        {"config": asdict(config), "train_clips": len(train_set), "val_clips": len(val_set),
+         "best_val_accuracy": float(best_acc), "history": history}, indent=2))
+    return model, history
+
+
+def _epochs(model, config, steps, rng, x_train, y_train, x_val, y_val, history, advance):
+    """The training loop; returns the best validation accuracy and that epoch's weights."""
+    best_acc, best_weights = -1.0, None
     for epoch in range(config.epochs):
         start = time.time()
         order = rng.permutation(len(x_train))
@@ -94,17 +113,7 @@ def train(train_set: ClipSet, val_set: ClipSet, model_dir: Path, config: TrainCo
             best_acc, best_weights = val_acc, model.get_weights()
         if advance:
             advance(1)
-    model.set_weights(best_weights)
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(ModelDir(model_dir).float_model) as tmp:
-        keras_path = tmp.with_suffix(".keras")
-        model.save(keras_path)
-        keras_path.replace(tmp)
-    write_text(ModelDir(model_dir).training_json, json.dumps(
-        {"config": asdict(config), "train_clips": len(train_set), "val_clips": len(val_set),
-         "best_val_accuracy": float(best_acc), "history": history}, indent=2))
-    return model, history
+    return best_acc, best_weights
 
 
 def load_float_model(model_dir: Path):

@@ -20,6 +20,7 @@ from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
 from tinydrift.monitor.config import jsonable
+from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import summarize
 from tinydrift.model.quantize import load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
@@ -133,7 +134,8 @@ def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
         model = load_float_model(model_dir)
     except TinydriftError:
         return {}
-    predicted = model.predict(as_model_input(clips.features), verbose=0, batch_size=256).argmax(1)
+    with held_back():  # tf.data's own warnings
+        predicted = model.predict(as_model_input(clips.features), verbose=0, batch_size=256).argmax(1)
     return summarize(predicted, clips.labels)
 
 
