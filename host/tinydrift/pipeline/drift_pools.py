@@ -71,12 +71,15 @@ class PoolMaker:
         key = json.dumps({"v": CACHE_VERSION, "model": hashlib.sha256(model).hexdigest(),
                           "clip_level": int(config.clip_level), "seed": settings.seed}, sort_keys=True)
         self.cache = Path(cache) / hashlib.sha256(key.encode()).hexdigest()[:16]
+        # the synthesized audio does not depend on the model: shared by every model version
+        self.audio_cache = Path(cache) / "populations"
         self._populations: dict[tuple, ClipSet] = {}
 
     def population(self, population: Population, clips_per_class: int, seed: int) -> ClipSet:
         key = (population, clips_per_class, seed)
         if key not in self._populations:
-            path = self.cache / f"population-{population.name}-{clips_per_class}-{seed}.npz"
+            spec = hashlib.sha256(repr((population, CACHE_VERSION)).encode()).hexdigest()[:12]
+            path = self.audio_cache / f"{population.name}-{clips_per_class}-{seed}-{spec}.npz"
             if path.is_file():
                 clips = ClipSet.load(path)
             else:
