@@ -9,7 +9,6 @@ import sys
 import termios
 import threading
 import tty
-import time
 from pathlib import Path
 
 import click

@@ -21,7 +21,6 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.frontend import CLIP_SAMPLES
 from tinydrift.link import protocol as P
 
 ACK_OK, ACK_AUDIO_GAP, ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL, ACK_NOT_A_COMMAND = range(5)

@@ -33,28 +33,7 @@ from tinydrift.data.scenarios import SCENARIOS, Scenario
 from tinydrift.modeldir import ModelDir
 from tinydrift.monitor.config import ALARM_NAMES, MonitorConfig, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
-from tinydrift.pipeline.drift_pools import Pool, PoolMaker, make_streams, run_monitor, zlib_name
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    quick: bool = True
-    clips_per_class: int = 25  # per pool
-    calibration_clips_per_class: int = 170  # the monitor's reference needs >= 2,000 clips
-    n_streams: int = 100
-    before: int = 500  # deployment inferences before the change
-    after: int = 1000  # drifted inferences after it (the window a detection must fall in)
-    arl_inferences: int = 2_000_000  # per control population, shipped monitor
-    compare_arl0: float = 2_000
-    compare_streams: int = 30
-    seed: int = 11
-
-    @staticmethod
-    def make(quick: bool) -> "BenchSettings":
-        if quick:
-            return BenchSettings()
-        return BenchSettings(quick=False, clips_per_class=60, n_streams=200, after=1500, arl_inferences=10_000_000,
-                             compare_arl0=5_000, compare_streams=60)
+from tinydrift.pipeline.drift_pools import BenchSettings, Pool, PoolMaker, make_streams, run_monitor, zlib_name
 
 
 def type_name(word: int) -> str:

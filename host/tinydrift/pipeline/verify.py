@@ -18,7 +18,6 @@ generator, the kernels or a stale header, and the exit code says so.
 from __future__ import annotations
 
 import ctypes
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 

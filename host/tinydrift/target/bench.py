@@ -23,12 +23,8 @@ The flash/RAM figures are the application's own image (`build_app`: firmware/src
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +32,6 @@ import numpy as np
 from tinydrift import atomic, firmware
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import Unit, build_arm_image, elf_sizes  # noqa: F401 (elf_sizes: part of the bench's API)
-from tinydrift.modeldir import ModelDir
 
 IMAGE_DIR = firmware.ARM_BUILD_DIR
 DEFAULT_MODEL_DIR = firmware.REPO_ROOT / "models" / "kws"

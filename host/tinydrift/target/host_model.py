@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
-import re
 import subprocess
 import tempfile
 from dataclasses import dataclass
