@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tinydrift.data.clipset import ClipSet
+from tinydrift.data.labels import LABELS
 from tinydrift.target import emulator, platformio
 from tinydrift.link import protocol as P
 from tinydrift.logbook.capture import open_port
@@ -37,9 +38,12 @@ FULL_DATA = REPO_ROOT / "build" / "data" / "kws"
 # Without `tinydrift data kws`'s default set, a small one with the same voices is synthesized
 # once (about 600 clips) and cached here.
 SMALL_DATA = REPO_ROOT / "build" / "test_data" / "app_qemu"
-SMALL_PER_CLASS = {"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}
-# In domain: the 300 inferences the device commissions its reference on, and 100 more.
+# In domain: the 300 inferences the device commissions its reference on, and 100 more. The
+# small set must hold that many distinct in-domain clips, or commissioning would take in
+# shifted ones and learn the shift as normal.
 N_IN_DOMAIN, N_SHIFTED = 400, 360
+SMALL_PER_CLASS = {"train": 1, "val": 1, "ref": 1, "test": -(-N_IN_DOMAIN // len(LABELS)),
+                   "accent": -(-N_SHIFTED // len(LABELS))}
 N_SERIAL = 20
 
 
@@ -68,6 +72,7 @@ def elf():
 
 
 def shuffled(clips: ClipSet, n: int, seed: int) -> np.ndarray:
+    assert len(clips) >= n, f"the data set holds {len(clips)} clips of this split, the test needs {n}"
     order = np.random.default_rng(seed).permutation(len(clips))[:n]
     return clips.audio[order]
 
