@@ -31,7 +31,7 @@ def fsdd_dir() -> Path:
     return require_shared(FSDD)
 
 
-SMALL_CONFIG_PER_CLASS = {"train": 250, "val": 20, "ref": 20, "test": 20, "accent": 20}
+SMALL_CONFIG_PER_CLASS = {"train": 150, "val": 20, "ref": 20, "test": 20, "accent": 20}
 
 
 @pytest.fixture(scope="session")

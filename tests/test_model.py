@@ -21,7 +21,7 @@ from tinydrift.model.train import TrainConfig, train
 def small_model(small_kws, tmp_path_factory):
     model_dir = tmp_path_factory.mktemp("model")
     train(ClipSet.load(small_kws / "train.npz"), ClipSet.load(small_kws / "val.npz"), model_dir,
-          TrainConfig(epochs=12, batch_size=32))
+          TrainConfig(epochs=12, batch_size=32, filters=32, blocks=3))
     quantize(model_dir, ClipSet.load(small_kws / "train.npz").features)
     return model_dir
 
