@@ -10,7 +10,10 @@
 #include "td_monitor.h"
 #include TD_MONITOR_CONFIG_HEADER
 
-#define TD_HOST_ROW_WIDTH (2 + 3 * TD_SCORE_COUNT + 3 + 2 * TD_MONITOR_MASK_WORDS + 7)
+/* The row holds the 64-channel mask of the wire format (two words) whatever the build's
+ * TD_MONITOR_MAX_SUMMARY; words the build does not have are zero. */
+#define TD_HOST_MASK_WORDS 2
+#define TD_HOST_ROW_WIDTH (2 + 3 * TD_SCORE_COUNT + 3 + 2 * TD_HOST_MASK_WORDS + 7)
 
 enum { TD_HOST_INFERENCE = 0, TD_HOST_FEEDBACK = 1, TD_HOST_SENSOR = 2, TD_HOST_RESET = 3 };
 
@@ -57,11 +60,11 @@ static void td_host_inference_row(const td_monitor_result_t *r, int64_t *row)
     *p++ = r->alarms;
     *p++ = r->alarm_time;
     *p++ = r->change_time;
-    for (i = 0; i < TD_MONITOR_MASK_WORDS; ++i) {
-        *p++ = r->moved[i];
+    for (i = 0; i < TD_HOST_MASK_WORDS; ++i) {
+        *p++ = i < TD_MONITOR_MASK_WORDS ? r->moved[i] : 0;
     }
-    for (i = 0; i < TD_MONITOR_MASK_WORDS; ++i) {
-        *p++ = r->moved_at_alarm[i];
+    for (i = 0; i < TD_HOST_MASK_WORDS; ++i) {
+        *p++ = i < TD_MONITOR_MASK_WORDS ? r->moved_at_alarm[i] : 0;
     }
     *p++ = r->predicted;
     *p++ = r->confidence;

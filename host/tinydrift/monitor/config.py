@@ -16,7 +16,7 @@ import numpy as np
 from tinydrift.errors import TinydriftError
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 3
+ABI_VERSION = 4
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -200,7 +200,6 @@ class MonitorConfig:
         check(-(2**31) <= self.moved_mean_level < 2**31 and -(2**31) <= self.moved_var_level < 2**31, "moved levels out of int32")
         check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
         check(0 <= self.commission_n <= MAX_COMMISSION, f"commission_n not in 0..{MAX_COMMISSION}")
-        check(self.commission_n == 0 or self.whiten_q12 is None, "commissioning needs whiten_q12 = None")
         check(np.all((self.inv_std_q28 >= 1) & (self.inv_std_q28 <= 1 << 28)), "inv_std_q28 not in 1..2^28")
         check(np.all((self.prior_q16 >= 0) & (self.prior_q16 <= ONE_Q16)), "prior_q16 not in 0..65536")
         check(np.all((self.inv_prior_q8 >= 0) & (self.inv_prior_q8 <= 1 << 24)), "inv_prior_q8 not in 0..2^24")

@@ -177,8 +177,8 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
             whiten = rng.integers(-32768, 32768, (c, c))
         else:
             whiten = np.clip(np.round(4096 * (np.eye(c) + rng.normal(0, 0.1, (c, c)))), -32768, 32767)
-    elif rng.random() < 0.6:
-        # a device that learns its own reference first (commissioning needs no whitening)
+    if rng.random() < 0.6:
+        # a device that learns its own reference first (of whitened components, if whitened)
         fields["commission_n"] = int(pick(1, 1024, rng.integers(1, 1025))) if extreme else int(rng.integers(2, 200))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 

@@ -128,7 +128,6 @@ class MonitorTwin:
         return {
             "t": z(),
             "mean_ewma": z(c),
-            "channel_ewma": z(c),
             "sq_ewma": np.full((b, c), ONE_Q12 << EWMA_EXTRA_BITS, dtype=np.int64),
             "class_ewma": np.broadcast_to(self._prior, (b, k)).copy(),
             "confidence_ewma": np.full(b, cfg.ref_confidence_q16, dtype=np.int64),
@@ -186,10 +185,9 @@ class MonitorTwin:
         standardized = np.clip(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z = standardized
         if self._whiten is not None:
-            z = np.clip(round_shift(self._decorrelate(standardized), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+            z = np.clip(round_shift(self._decorrelate(z), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         q = np.asarray(probs).astype(np.int64)
         return {
-            "standardized": standardized,
             "z": z,
             "predicted": np.argmax(q, axis=-1),  # first of ties, as the C's strict '>'
             "confidence": q.max(axis=-1) + 128,
@@ -209,20 +207,17 @@ class MonitorTwin:
                                              self.comm_z_scale)
             before = (self.mean_ewma, self.sq_ewma)
             z = np.clip(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
-        if self._whiten is not None:
-            self.channel_ewma = ewma_step(self.channel_ewma, sample["standardized"] << EWMA_EXTRA_BITS, cfg.mean_shift)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
         mean = round_shift(self.mean_ewma, EWMA_EXTRA_BITS)
         mean_sq = round_shift(mean * mean, Z_FRAC_BITS)
         excess = round_shift(self.sq_ewma, EWMA_EXTRA_BITS) - mean_sq - ONE_Q12
-        channel_mean = mean if self._whiten is None else round_shift(self.channel_ewma, EWMA_EXTRA_BITS)
         raw_mean = sat32(mean_sq.sum(axis=-1))
         raw_var = sat32(round_shift(excess * excess, Z_FRAC_BITS).sum(axis=-1))
         moved = None
         if with_moved:
-            moved = self._moved_words(channel_mean, excess)
+            moved = self._moved_words(mean, excess)
         if cfg.commission_n > 0 and learning.any():
             # learning streams: nothing moves but the sums
             self.mean_ewma = np.where(learning[:, None], before[0], self.mean_ewma)
@@ -231,7 +226,7 @@ class MonitorTwin:
             raw_var = np.where(learning, 0, raw_var)
             if moved is not None:
                 moved = np.where(learning[:, None], 0, moved)
-        return raw_mean, raw_var, (channel_mean, excess, moved)
+        return raw_mean, raw_var, (mean, excess, moved)
 
     # -- commissioning ---------------------------------------------------------------------
 

@@ -58,6 +58,12 @@ def header_flags(header: Path) -> dict:
     }
 
 
+def _sized(config: MonitorConfig, flags: dict) -> dict:
+    """The state sized for this config, as the firmware build sizes it."""
+    sizes = {"TD_MONITOR_MAX_SUMMARY": str(config.n_summary), "TD_MONITOR_MAX_CLASSES": str(config.n_classes)}
+    return {**flags, "defines": {**flags["defines"], **sizes}}
+
+
 class CMonitor:
     """One monitor state on the C library, with `config` compiled in."""
 
@@ -70,7 +76,7 @@ class CMonitor:
             [firmware.test_harness("monitor/td_monitor_host.c"), *monitor_sources()],
             optimize=optimize,
             compiler=compiler,
-            **(build_flags(config) if header is None else header_flags(Path(header))),
+            **_sized(config, build_flags(config) if header is None else header_flags(Path(header))),
         )
         lib = ctypes.CDLL(str(path))
         lib.td_host_state_size.restype = ctypes.c_uint32

@@ -19,8 +19,10 @@ def build_bench(config: MonitorConfig, name: str = "bench") -> Path:
     folder = write_config_header(config, name)
     units = [firmware.Unit(firmware.test_harness("monitor/td_monitor_bench.c")),
              *(firmware.Unit(s) for s in monitor_sources())]
+    # The state sized for this config, as the firmware build sizes it.
     defines = {"TD_MONITOR_CONFIG_HEADER": f'"td_monitor_config_{name}.h"',
-               "TD_MONITOR_CONFIG_VAR": f"td_monitor_config_{name}"}
+               "TD_MONITOR_CONFIG_VAR": f"td_monitor_config_{name}",
+               "TD_MONITOR_MAX_SUMMARY": str(config.n_summary), "TD_MONITOR_MAX_CLASSES": str(config.n_classes)}
     return firmware.build_arm_image("monitor_bench", units, [MONITOR_SRC, folder], defines)
 
 

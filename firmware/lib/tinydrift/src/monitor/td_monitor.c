@@ -49,8 +49,7 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         !td_in_range(config->ref_accuracy_q16, 0, TD_ONE_Q16) ||
         config->ddm_warning_q8 > UINT16_MAX || config->ddm_drift_q8 > UINT16_MAX ||
         !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16 ||
-        config->commission_n > TD_MONITOR_MAX_COMMISSION ||
-        (config->commission_n > 0 && config->whiten_q12 != 0)) {
+        config->commission_n > TD_MONITOR_MAX_COMMISSION) {
         return TD_MONITOR_ERR_CONFIG;
     }
     for (i = 0; i < config->n_summary; ++i) {
@@ -85,7 +84,6 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->t = 0;
     for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
         state->mean_ewma[i] = 0;
-        state->channel_ewma[i] = 0;
         /* Start at the reference: z^2 averages one, so the variance ratio starts at one. */
         state->sq_ewma[i] = TD_ONE_Q12 << TD_EWMA_EXTRA_BITS;
     }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 3
+#define TD_MONITOR_ABI_VERSION 4
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -110,9 +110,9 @@ typedef struct {
     const int16_t *ref_mean;     /* reference mean */
     const int32_t *inv_std_q28;  /* round(2^28 / reference standard deviation) */
     /* Optional [n_summary][n_summary] decorrelating matrix in Q12 (ZCA whitening of the
-     * reference correlation), applied to the standardized summary, so shifts across
-     * correlated channels are weighed against how the channels move together; component
-     * j stays closest to channel j. NULL: each channel standardized on its own. */
+     * reference correlation shrunk toward identity), applied to the standardized summary,
+     * so shifts across correlated channels are weighed against how the channels move
+     * together; component j stays closest to channel j. NULL: each channel on its own. */
     const int16_t *whiten_q12;
 
     /* Model outputs. */
@@ -130,8 +130,8 @@ typedef struct {
     uint8_t label_shift;
     uint8_t display_shift;       /* running confidence, entropy and ATC estimate */
 
-    /* Channels whose EWMA |z| or |variance ratio - 1| reaches these (Q12) are "moved";
-     * with whitening, |z| is the channel's own standardized value, before decorrelation. */
+    /* Components whose EWMA |z| or |variance ratio - 1| reaches these (Q12) are "moved"
+     * (with whitening, component j is channel j decorrelated from its neighbours). */
     int32_t moved_mean_level;
     int32_t moved_var_level;
 
@@ -148,7 +148,8 @@ typedef struct {
      * spread of z, the mean confidence and entropy, the predicted-class frequencies - and
      * the data, confidence and label scores then judge later inferences against that, not
      * against the training reference: a device installed among harmless new speakers stays
-     * quiet, one whose world changes later alarms. Needs whiten_q12 == NULL. */
+     * quiet, one whose world changes later alarms. With whitening, the components are
+     * learned (after W, before the EWMAs). */
     uint16_t commission_n;
 
     /* Sensor health on raw PCM blocks. */
@@ -175,8 +176,6 @@ typedef struct {
     uint32_t t;                                  /* inferences since reset */
     int32_t mean_ewma[TD_MONITOR_MAX_SUMMARY];   /* EWMA of z, Q(12+8) */
     int32_t sq_ewma[TD_MONITOR_MAX_SUMMARY];     /* EWMA of z^2, Q(12+8) */
-    int32_t channel_ewma[TD_MONITOR_MAX_SUMMARY]; /* with whitening: EWMA of the channel's
-                                                    own z, Q(12+8), for the moved mask */
     int32_t class_ewma[TD_MONITOR_MAX_CLASSES];  /* EWMA of predicted-class indicators, Q16 */
     int32_t confidence_ewma;                     /* Q16 */
     int32_t entropy_ewma;                        /* Q16 nats */

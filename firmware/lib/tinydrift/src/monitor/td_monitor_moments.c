@@ -1,10 +1,12 @@
 /*
  * Input moments: per summary channel, the standardized deviation from the reference,
- * z = (x - mean) / std (optionally decorrelated: z <- W z), its EWMA (mean shift) and the
- * EWMA of z^2 (spread). Aggregated over channels as sum m^2 (a chi-square of the EWMA
- * mean, so small shifts spread over many channels add up) and sum (variance ratio - 1)^2.
- * With commissioning, z is first learned (its sums kept) and then re-standardized
- * against the device's own mean and spread: z <- (z - mean_c) / sd_c.
+ * z = (x - mean) / std, optionally decorrelated (z <- W z, W the config's shrunk ZCA
+ * matrix: each component stays closest to its own channel), its EWMA (mean shift) and the
+ * EWMA of z^2 (spread). Aggregated over components as sum m^2 (with W, a multivariate EWMA
+ * statistic: a shift across correlated channels is judged against how they move together)
+ * and sum (variance ratio - 1)^2. With commissioning, each component is first learned (its
+ * sums kept) and then re-standardized against the device's own mean and spread:
+ * z <- (z - mean_c) / sd_c. The moved-channel mask reads each component's EWMA.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -16,19 +18,12 @@ static int32_t td_abs_s32(int32_t x)
     return x < 0 ? -x : x;
 }
 
-void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
-                        const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
-                        uint32_t *moved)
+/* z = (x - mean) / std per channel, Q12, then W z where the config has W. */
+static void td_moments_standardize(const td_monitor_config_t *config, const int16_t *summary, int16_t *z)
 {
-    int64_t mean_stat = 0;
-    int64_t var_stat = 0;
     int16_t standardized[TD_MONITOR_MAX_SUMMARY];
-    const int commissioning = td_monitor_commissioning(state, config);
-    uint32_t j;
+    uint32_t i, j;
 
-    for (j = 0; j < TD_MONITOR_MASK_WORDS; ++j) {
-        moved[j] = 0;
-    }
     for (j = 0; j < config->n_summary; ++j) {
         /* |deviation| < 2^17 and inv_std <= 2^28: the product fits in 46 bits. */
         const int32_t deviation = (int32_t)summary[j] - (int32_t)config->ref_mean[j];
@@ -36,10 +31,41 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
             td_round_shift_s64((int64_t)deviation * config->inv_std_q28[j], 28 - TD_Z_FRAC_BITS);
         standardized[j] = (int16_t)td_clamp_s64(z_wide, -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
     }
-    if (commissioning) {
+    for (j = 0; j < config->n_summary; ++j) {
+        if (config->whiten_q12 == 0) {
+            z[j] = standardized[j];
+            continue;
+        }
+        {
+            /* |w| < 2^15, |z| < 2^15, <= 2^16 terms: the sum fits in 46 bits. */
+            const int16_t *row = config->whiten_q12 + j * config->n_summary;
+            int64_t acc = 0;
+            for (i = 0; i < config->n_summary; ++i) {
+                acc += (int32_t)row[i] * (int32_t)standardized[i];
+            }
+            z[j] = (int16_t)td_clamp_s64(td_round_shift_s64(acc, 12), -TD_CHANNEL_Z_MAX,
+                                         TD_CHANNEL_Z_MAX);
+        }
+    }
+}
+
+void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
+                        const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
+                        uint32_t *moved)
+{
+    int64_t mean_stat = 0;
+    int64_t var_stat = 0;
+    int16_t z_all[TD_MONITOR_MAX_SUMMARY];
+    uint32_t j;
+
+    for (j = 0; j < TD_MONITOR_MASK_WORDS; ++j) {
+        moved[j] = 0;
+    }
+    td_moments_standardize(config, summary, z_all);
+    if (td_monitor_commissioning(state, config)) {
         /* |z| < 2^15, z^2 in Q12 < 2^18, <= TD_MONITOR_MAX_COMMISSION terms: int32 sums. */
         for (j = 0; j < config->n_summary; ++j) {
-            const int32_t z = standardized[j];
+            const int32_t z = z_all[j];
             state->commission.z_mean[j] += z;
             state->commission.z_scale[j] += td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
         }
@@ -50,32 +76,16 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
     if (config->commission_n > 0) {
         /* |z - mean| < 2^16, scale <= 2^15 (variance floor): the product fits in 32 bits. */
         for (j = 0; j < config->n_summary; ++j) {
-            const int64_t centred = (int64_t)standardized[j] - state->commission.z_mean[j];
-            standardized[j] = (int16_t)td_clamp_s64(
+            const int64_t centred = (int64_t)z_all[j] - state->commission.z_mean[j];
+            z_all[j] = (int16_t)td_clamp_s64(
                 td_round_shift_s64(centred * state->commission.z_scale[j], TD_Z_FRAC_BITS),
                 -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
         }
     }
     for (j = 0; j < config->n_summary; ++j) {
-        int32_t z = standardized[j];
-        int32_t z_sq, mean, mean_sq, variance_excess, channel_mean;
-        if (config->whiten_q12 != 0) {
-            /* |w| < 2^15, |z| < 2^15, <= 2^16 terms: the sum fits in 46 bits. */
-            const int16_t *row = config->whiten_q12 + (uint32_t)j * config->n_summary;
-            int64_t acc = 0;
-            uint32_t i;
-            for (i = 0; i < config->n_summary; ++i) {
-                acc += (int32_t)row[i] * (int32_t)standardized[i];
-            }
-            z = (int32_t)td_clamp_s64(td_round_shift_s64(acc, 12), -TD_CHANNEL_Z_MAX,
-                                      TD_CHANNEL_Z_MAX);
-            /* Which channels moved is told from the channels themselves: a decorrelated
-             * component spreads one channel's shift over its correlated neighbours. */
-            state->channel_ewma[j] =
-                td_ewma_step(state->channel_ewma[j], standardized[j] * (1 << TD_EWMA_EXTRA_BITS),
-                             config->mean_shift);
-        }
-        z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
+        const int32_t z = z_all[j];
+        const int32_t z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
+        int32_t mean, mean_sq, variance_excess;
 
         state->mean_ewma[j] = td_ewma_step(state->mean_ewma[j], z * (1 << TD_EWMA_EXTRA_BITS),
                                            config->mean_shift);
@@ -87,12 +97,9 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
         variance_excess = td_round_shift_s32(state->sq_ewma[j], TD_EWMA_EXTRA_BITS) - mean_sq -
                           TD_ONE_Q12;
 
-        channel_mean = config->whiten_q12 != 0
-                           ? td_round_shift_s32(state->channel_ewma[j], TD_EWMA_EXTRA_BITS)
-                           : mean;
         mean_stat += mean_sq;
         var_stat += td_round_shift_s64((int64_t)variance_excess * variance_excess, TD_Z_FRAC_BITS);
-        if ((config->moved_mean_level > 0 && td_abs_s32(channel_mean) >= config->moved_mean_level) ||
+        if ((config->moved_mean_level > 0 && td_abs_s32(mean) >= config->moved_mean_level) ||
             (config->moved_var_level > 0 &&
              td_abs_s32(variance_excess) >= config->moved_var_level)) {
             moved[j / 32] |= 1u << (j % 32);
