@@ -254,7 +254,7 @@ def _corrupt_runs(rng: random.Random) -> list[bytes]:
     good[10] ^= 0x20
     runs.append(bytes(good))  # CRC
     runs.append(b"\x00\x01\x05\x02\x03\x00")  # COBS (run ends inside a block) or SHORT
-    runs.append(frame_of(struct.pack("<BBBI", 0, 2, P.FrameType.RESET, 1)))  # VERSION
+    runs.append(frame_of(struct.pack("<BBBI", 0, P.VERSION + 1, P.FrameType.RESET, 1)))  # VERSION
     runs.append(frame_of(struct.pack("<BBBI", 0, 1, 0x99, 1)))  # TYPE
     runs.append(frame_of(struct.pack("<BBBI", 0, 1, P.FrameType.LABEL, 1) + b"\x01\x00"))  # LENGTH
     runs.append(frame_of(struct.pack("<BBBIIHH", 0, 1, P.FrameType.AUDIO, 1, 0, 300, 3) + bytes(600)))  # LENGTH

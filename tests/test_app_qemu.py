@@ -101,6 +101,8 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     assert first.inference_index > N_IN_DOMAIN
     assert first.alarm_bits & 0x3, P.alarm_names(first.alarm_bits)  # DATA_DRIFT or CONFIDENCE_DRIFT
     assert first.change_index > N_IN_DOMAIN // 2  # the estimated change point is near the shift
+    # every frame from then on says when the first alarm latched
+    assert {inference.alarm_index for inference in latched} == {first.inference_index}
 
 
 def test_clips_replayed_over_the_serial_link_are_bit_exact(elf, splits, reference):

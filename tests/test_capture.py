@@ -150,10 +150,10 @@ def test_socket_capture_stores_every_frame_and_counts_loss_corruption_and_foreig
     assert conn.execute("SELECT COUNT(*) FROM corrupt").fetchone()[0] == corrupted
     assert conn.execute("SELECT SUM(count) FROM events WHERE kind='gap'").fetchone()[0] == dropped + corrupted
     # The decoded columns hold the frame's values.
-    row = conn.execute("SELECT inference_index, atc, moved_channels, score0, score4 FROM frames "
+    row = conn.execute("SELECT inference_index, atc, moved_channels, alarm_index, score0, score4 FROM frames "
                        "WHERE type=2 AND seq=7").fetchone()
     f7 = next(f for f in sent if f.seq == 7)
-    assert row == (7, f7.atc, from_int64(f7.moved_channels), f7.scores[0], f7.scores[4])
+    assert row == (7, f7.atc, from_int64(f7.moved_channels), f7.alarm_index, f7.scores[0], f7.scores[4])
     # The host asked for STATUS when it connected.
     assert P.StreamParser().feed(bytes(device.received))[0] == P.StatusRequest(seq=0)
 
@@ -375,3 +375,40 @@ def test_cli_reports_bad_input_without_traceback(tmp_path):
                            "--out", str(tmp_path / "r")], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "not a tinydrift capture database" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_schema_1_database_is_read_as_it_is_and_upgraded_by_the_next_capture(tmp_path):
+    """A database from protocol 1 devices has no frames.alarm_index: report's reader takes it
+    read-only (the column reads as unknown), and the next capture adds the column in place,
+    keeping every stored row, so old and new frames sit in one file."""
+    from tinydrift.logbook import store
+
+    db = tmp_path / "old.db"
+    old = sqlite3.connect(db)
+    old.executescript(store.SCHEMA.replace("alarm_index INTEGER, ", ""))
+    assert "alarm_index" not in {r[1] for r in old.execute("PRAGMA table_info(frames)")}
+    old.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    old.execute("INSERT INTO sessions (started_at, port) VALUES (1.0, 'old')")
+    v1 = P.Inference(seq=3, inference_index=40, model_id=MODEL_HASH[:8], predicted_class=2, confidence=200,
+                     alarm_bits=1, entropy=9000, atc=50000, moved_channels=0, change_index=31,
+                     scores=(1, 2, 3, 4, 5, 0, 0, 0))
+    columns = [c for c in store.FRAME_COLUMNS if c != "alarm_index"]
+    row = [v for c, v in zip(store.FRAME_COLUMNS, store.frame_row(1, 1.0, v1, False)) if c != "alarm_index"]
+    old.execute(f"INSERT INTO frames ({', '.join(columns)}) VALUES ({', '.join('?' * len(row))})", row)
+    old.commit()
+    old.close()
+
+    conn = open_db(db)
+    assert store.read_inferences(conn)["inference_index"].tolist() == [40]
+    assert read_summary(conn).first_alarm == (40, ["DATA_DRIFT"])  # the frame's own index: all it knew
+    conn.close()
+
+    writer = store.CaptureStore(db)
+    frame = P.Inference(seq=4, inference_index=41, model_id=MODEL_HASH[:8], predicted_class=2, confidence=200,
+                        alarm_bits=1, entropy=9000, atc=50000, moved_channels=0, change_index=31,
+                        scores=(1, 2, 3, 4, 5, 0, 0, 0), alarm_index=39)
+    writer.commit(1, [store.frame_row(1, 2.0, frame, False)], [], [], [], {c: 0 for c in store.COUNTERS})
+    writer.close()
+    conn = open_db(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(store.SCHEMA_VERSION)
+    assert conn.execute("SELECT inference_index, alarm_index FROM frames ORDER BY id").fetchall() == [(40, None), (41, 39)]

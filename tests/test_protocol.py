@@ -91,7 +91,7 @@ def _wire_from_packet(body: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("body, error", [
-    (struct.pack("<BBBI", 0, 2, P.FrameType.RESET, 7), P.ProtocolError.VERSION),
+    (struct.pack("<BBBI", 0, 3, P.FrameType.RESET, 7), P.ProtocolError.VERSION),
     (struct.pack("<BBBI", 0, 1, 0x42, 7), P.ProtocolError.TYPE),
     (struct.pack("<BBBI", 0, 1, P.FrameType.RESET, 7) + b"\x01", P.ProtocolError.LENGTH),
     (struct.pack("<BBBI", 0, 1, P.FrameType.INFERENCE, 7) + bytes(63), P.ProtocolError.LENGTH),
@@ -142,7 +142,7 @@ def test_every_frame_run_starts_with_0x01_and_holds_a_non_text_byte():
     rng = random.Random(23)
     for _ in range(3000):
         run = P.encode(P.random_frame(rng))[1:-1]
-        assert run[0] == 0x01 and run[2] == 0x01  # marker, then the version byte
+        assert run[0] == 0x01 and run[2] == P.VERSION  # marker, then the version byte (not a text byte)
 
 
 def test_example_in_the_spec_is_what_the_encoder_writes():
@@ -155,7 +155,7 @@ def test_example_in_the_spec_is_what_the_encoder_writes():
     assert frame == P.Inference(seq=258, inference_index=1000, model_id=bytes.fromhex("0123456789abcdef"),
                                 predicted_class=3, confidence=230, alarm_bits=0x0101,
                                 entropy=20000, atc=60000, moved_channels=(1 << 5) | (1 << 39),
-                                change_index=940, scores=(5 << 12, 4096, 0, 0, 0, 0, 0, -2))
+                                change_index=940, scores=(5 << 12, 4096, 0, 0, 0, 0, 0, -2), alarm_index=962)
     assert P.encode(frame) == wire
 
 

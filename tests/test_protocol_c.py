@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import random
+import zlib
 import shutil
 import subprocess
 from pathlib import Path
@@ -124,7 +125,7 @@ class CHello(ctypes.Structure):
 class CInference(ctypes.Structure):
     _fields_ = [("inference_index", u32), ("model_id", u8 * 8), ("predicted_class", u8),
                 ("confidence", u8), ("alarm_bits", u16), ("entropy", u32), ("atc", u32),
-                ("moved_channels", u64), ("change_index", u32), ("scores", i32 * 8)]
+                ("moved_channels", u64), ("change_index", u32), ("scores", i32 * 8), ("alarm_index", u32)]
 
 
 class CStatus(ctypes.Structure):
@@ -289,6 +290,32 @@ def test_python_encode_c_decodes_every_frame(lib):
     decoded = c_decode_stream(lib, stream, len(frames) + 10)
     assert [code for code, _ in decoded] == [1] * len(frames)
     assert [f for _, f in decoded] == frames
+
+
+def test_version_1_inference_frames_read_alike_in_c_and_python(lib):
+    """A device on protocol 1 sent INFERENCE without alarm_index (68 bytes): both sides read
+    it, Python marking the field unknown (None), C as 0; every other field is the same."""
+    rng = random.Random(15)
+    for _ in range(300):
+        frame = P.random_frame(rng, P.FrameType.INFERENCE)
+        v2 = P.encode_packet(frame)
+        body = bytearray(v2[:-8])  # without alarm_index and the CRC
+        body[1] = P.VERSION_1
+        wire = b"\x00" + P.cobs_encode(bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little")) + b"\x00"
+        [(code, c_frame)] = c_decode_stream(lib, wire, 4)
+        py_frame = P.decode(wire)
+        assert code == 1 and py_frame.alarm_index is None and c_frame.alarm_index == 0
+        py_frame.alarm_index = frame.alarm_index
+        c_frame.alarm_index = frame.alarm_index
+        assert py_frame == frame == c_frame
+    # a version 1 INFERENCE of the version 2 length, and the reverse, are LENGTH errors alike
+    for version, extra in ((P.VERSION_1, 4), (P.VERSION, -4)):
+        body = bytearray(P.encode_packet(frame)[:-4])
+        body[1] = version
+        body = bytes(body[:len(body) - 4]) if extra < 0 else bytes(body)
+        wire = b"\x00" + P.cobs_encode(body + zlib.crc32(body).to_bytes(4, "little")) + b"\x00"
+        [(code, _)] = c_decode_stream(lib, wire, 4)
+        assert code == int(P.ProtocolError.LENGTH) and P.StreamParser().feed(wire)[0].error == P.ProtocolError.LENGTH
 
 
 def _corrupt(run: bytes, rng: random.Random) -> bytes:

@@ -64,6 +64,7 @@ class Expected:
     atc: np.ndarray
     moved_channels: np.ndarray  # uint64 as Python ints (object array)
     change_index: np.ndarray
+    alarm_index: np.ndarray
     cusum: np.ndarray  # [N, 5] Q12
 
     def __len__(self) -> int:
@@ -74,7 +75,8 @@ class Expected:
         scores = tuple(int(v) for v in self.cusum[i]) + (0,) * (P.N_SCORES - self.cusum.shape[1])
         return P.Inference(0, int(self.inference_index[i]), model_id, int(self.predicted[i]),
                            int(self.confidence[i]), int(self.alarm_bits[i]), int(self.entropy[i]),
-                           int(self.atc[i]), int(self.moved_channels[i]), int(self.change_index[i]), scores)
+                           int(self.atc[i]), int(self.moved_channels[i]), int(self.change_index[i]), scores,
+                           int(self.alarm_index[i]))
 
 
 def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, stride: int = DEFAULT_STRIDE,
@@ -101,7 +103,7 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
     outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
     summaries = summarize_frames(features)
     twin = MonitorTwin(config, 1)
-    keys = ("t", "predicted", "confidence", "alarms", "entropy_q16", "atc_accuracy_q16", "change_time")
+    keys = ("t", "predicted", "confidence", "alarms", "entropy_q16", "atc_accuracy_q16", "change_time", "alarm_time")
     rows = {k: np.zeros(n, np.int64) for k in keys}
     cusum = np.zeros((n, 5), np.int64)
     moved = np.zeros(n, dtype=object)
@@ -120,7 +122,7 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
         summaries=summaries, outputs=outputs, window_end=np.array([w.window_end for w in windows], np.int64),
         inference_index=rows["t"], predicted=rows["predicted"], confidence=rows["confidence"],
         alarm_bits=rows["alarms"] & 0xFFFF, entropy=rows["entropy_q16"], atc=rows["atc_accuracy_q16"],
-        moved_channels=moved, change_index=rows["change_time"], cusum=cusum,
+        moved_channels=moved, change_index=rows["change_time"], alarm_index=rows["alarm_time"], cusum=cusum,
     )
 
 
@@ -150,7 +152,8 @@ def compare(device: Sequence[tuple[P.Inference, P.Trace | None]], expected: Expe
         want.seq = inference.seq
         if inference != want:
             fields = [name for name in ("inference_index", "model_id", "predicted_class", "confidence", "alarm_bits",
-                                        "entropy", "atc", "moved_channels", "change_index", "scores")
+                                        "entropy", "atc", "moved_channels", "change_index", "scores",
+                                        "alarm_index")
                       if getattr(inference, name) != getattr(want, name)]
             problems.append(f"inference {i}: INFERENCE differs in {', '.join(fields)}")
         if trace is None:

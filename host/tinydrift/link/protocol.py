@@ -24,7 +24,9 @@ from tinydrift.monitor.config import ALARM_NAMES as MONITOR_ALARM_NAMES
 from tinydrift.monitor.config import SCORE_NAMES as MONITOR_SCORE_NAMES
 from tinydrift.monitor.config import WARNING_SHIFT, alarm_names  # noqa: F401 (the frames' alarm word)
 
-VERSION = 1
+VERSION = 2
+# Read as well: version 1 differs only in INFERENCE, which had no alarm_index (68 bytes).
+VERSION_1 = 1
 N_SCORES = 8
 MODEL_HASH_BYTES = 32
 MODEL_ID_BYTES = 8
@@ -115,6 +117,7 @@ class Inference:
     moved_channels: int
     change_index: int  # 0: no estimate
     scores: tuple[int, ...]
+    alarm_index: int | None = 0  # inference of the first latched alarm, 0: none; None: a version 1 frame
     raw: bytes = field(default=b"", repr=False, compare=False)
     TYPE: ClassVar[FrameType] = FrameType.INFERENCE
 
@@ -234,7 +237,8 @@ class Corrupt:
 
 # Payload layouts after the 7-byte header; "<I" in front of each is the header's seq.
 _HELLO = struct.Struct("<I32sBBHIBBBB8i8i")
-_INFERENCE = struct.Struct("<II8sBBHIIQI8i")
+_INFERENCE = struct.Struct("<II8sBBHIIQI8iI")
+_INFERENCE_V1 = struct.Struct("<II8sBBHIIQI8i")
 _STATUS = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
@@ -256,7 +260,7 @@ PAYLOAD_BYTES = {
     FrameType.AUDIO: _AUDIO_HEAD.size - 4,  # header only; + 2 bytes a sample
     FrameType.STATUS_REQUEST: 0,
 }
-assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 68
+assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
 assert PAYLOAD_BYTES[FrameType.TRACE] == 172
 
 
@@ -267,7 +271,12 @@ def _build_hello(pkt: bytes) -> Hello:
 
 def _build_inference(pkt: bytes) -> Inference:
     v = _INFERENCE.unpack_from(pkt, 3)
-    return Inference(*v[:10], v[10:18], bytes(pkt))
+    return Inference(*v[:10], v[10:18], v[18], bytes(pkt))
+
+
+def _build_inference_v1(pkt: bytes) -> Inference:
+    v = _INFERENCE_V1.unpack_from(pkt, 3)
+    return Inference(*v[:10], v[10:18], None, bytes(pkt))
 
 
 def _build_status(pkt: bytes) -> Status:
@@ -334,7 +343,7 @@ def _payload(frame: Frame) -> bytes:
     if t is FrameType.INFERENCE:
         return _INFERENCE.pack(0, frame.inference_index, frame.model_id, frame.predicted_class,
                                frame.confidence, frame.alarm_bits, frame.entropy, frame.atc,
-                               frame.moved_channels, frame.change_index, *frame.scores)[4:]
+                               frame.moved_channels, frame.change_index, *frame.scores, frame.alarm_index or 0)[4:]
     if t is FrameType.STATUS:
         return _STATUS.pack(0, frame.uptime_ms, frame.state_bytes, frame.inferences,
                             frame.rx_frames, frame.rx_errors, frame.model_hash)[4:]
@@ -453,12 +462,17 @@ def parse_packet(pkt: bytes) -> Frame | ProtocolError:
         return ProtocolError.OVERFLOW
     if zlib.crc32(pkt) != CRC32_RESIDUE:
         return ProtocolError.CRC
-    if pkt[1] != VERSION:
+    version = pkt[1]
+    if version != VERSION and version != VERSION_1:
         return ProtocolError.VERSION
     t = pkt[2]
     expected = _PAYLOAD_BY_BYTE.get(t)
     if expected is None:
         return ProtocolError.TYPE
+    if version == VERSION_1 and t == FrameType.INFERENCE:
+        if n - MIN_PACKET != _INFERENCE_V1.size - 4:
+            return ProtocolError.LENGTH
+        return _build_inference_v1(pkt)
     payload = n - MIN_PACKET
     if t == FrameType.AUDIO:
         if payload < expected:
@@ -641,7 +655,7 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
                      scores(), scores())
     if t is FrameType.INFERENCE:
         return Inference(seq, u(32), rng.randbytes(8), u(8), u(8), u(16), u(32), u(32), u(64),
-                         u(32), scores())
+                         u(32), scores(), u(32))
     if t is FrameType.STATUS:
         return Status(seq, u(32), u(32), u(32), u(32), u(32), rng.randbytes(32))
     if t is FrameType.ACK:

@@ -100,6 +100,8 @@ def render(snap: Snapshot) -> Group:
         names = P.alarm_names(last.alarm_bits)
         latched = last.alarm_bits & 0x1F
         alarm_text = Text(", ".join(names), style="bold red" if latched else "bold yellow")
+        if latched and last.alarm_index:
+            alarm_text.append(f"  latched at inference {last.alarm_index}", style="red")
         if latched and last.change_index:
             alarm_text.append(f"  (change point ≈ inference {last.change_index})", style="red")
     link.add_row("alarms", alarm_text)

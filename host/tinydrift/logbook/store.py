@@ -18,11 +18,11 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.link import protocol as P
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: frames.alarm_index (protocol version 2)
 N_SCORES = P.N_SCORES
 SCORE_COLUMNS = tuple(f"score{i}" for i in range(N_SCORES))
 INFERENCE_COLUMNS = ("inference_index", "predicted_class", "confidence", "alarm_bits", "entropy",
-                     "atc", "moved_channels", "change_index", *SCORE_COLUMNS)
+                     "atc", "moved_channels", "change_index", "alarm_index", *SCORE_COLUMNS)
 FRAME_COLUMNS = ("session_id", "received_at", "seq", "type", "foreign_model", "raw", "model",
                  *INFERENCE_COLUMNS)
 # Session counters; "foreign" is an SQL keyword, so these names are always quoted.
@@ -98,7 +98,7 @@ def frame_row(session_id: int, received_at: float, frame: P.Frame, foreign: bool
         f = frame
         return (session_id, received_at, f.seq, 2, int(foreign), f.raw, f.model_id.hex(),
                 f.inference_index, f.predicted_class, f.confidence, f.alarm_bits, f.entropy, f.atc,
-                to_int64(f.moved_channels), f.change_index, *f.scores)
+                to_int64(f.moved_channels), f.change_index, f.alarm_index, *f.scores)
     model = getattr(frame, "model_hash", None)
     return (session_id, received_at, frame.seq, int(frame.TYPE), int(foreign), frame.raw,
             model.hex() if model is not None else None, *_NO_INFERENCE)
@@ -117,10 +117,27 @@ class CaptureStore:
             self.conn.executescript(SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            if version == "1":
+                version = self._upgrade_from_1()
         except (sqlite3.Error, OSError) as exc:
             raise TinydriftError(f"cannot write capture database {self.path}: {exc} (choose another --db)") from exc
         if version != str(SCHEMA_VERSION):
             raise TinydriftError(f"{self.path} has capture schema {version}, this tinydrift writes {SCHEMA_VERSION}: use a new --db")
+
+    def _upgrade_from_1(self) -> str:
+        """Schema 1 -> 2: frames gain alarm_index (NULL for the frames already stored: version 1
+        devices did not send it)."""
+        c = self.conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            if "alarm_index" not in _columns(c, "frames"):
+                c.execute("ALTER TABLE frames ADD COLUMN alarm_index INTEGER")
+            c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return str(SCHEMA_VERSION)
 
     def start_session(self, port: str, expected_hash: str | None, expected_from: str | None) -> int:
         cur = self.conn.execute(
@@ -195,13 +212,27 @@ class DbSummary:
     first_alarm: tuple[int, list[str]] | None  # (inference index, alarm names)
 
 
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _inference_select(conn: sqlite3.Connection) -> str:
+    """INFERENCE_COLUMNS for a SELECT; a schema 1 database (read-only, not upgraded) has no
+    alarm_index and reads as NULL."""
+    have = _columns(conn, "frames")
+    return ", ".join(c if c in have else f"NULL AS {c}" for c in INFERENCE_COLUMNS)
+
+
 def read_summary(conn: sqlite3.Connection) -> DbSummary:
     rows = conn.execute(f"SELECT {_QUOTED_COUNTERS}, expected_hash, port, end_reason FROM sessions ORDER BY id").fetchall()
     totals = {k: sum(r[i] for r in rows) for i, k in enumerate(COUNTERS)}
     expected = next((r[len(COUNTERS)] for r in reversed(rows) if r[len(COUNTERS)]), None)
-    alarm = conn.execute("SELECT inference_index, alarm_bits FROM frames WHERE type=2 AND foreign_model=0 "
+    index = "alarm_index" if "alarm_index" in _columns(conn, "frames") else "NULL"
+    alarm = conn.execute(f"SELECT inference_index, alarm_bits, {index} FROM frames WHERE type=2 AND foreign_model=0 "
                          "AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
-    first_alarm = (alarm[0], P.alarm_names(alarm[1] & 0x1F)) if alarm else None
+    # Where the device said when its first alarm latched (protocol 2), that; else the first
+    # frame seen with an alarm, which is later when frames were lost.
+    first_alarm = (alarm[2] or alarm[0], P.alarm_names(alarm[1] & 0x1F)) if alarm else None
     return DbSummary(len(rows), totals["frames"], totals["inference_frames"], totals["lost"],
                      totals["corrupt"], totals["foreign"], totals["text_lines"], totals["restarts"],
                      totals["reopens"], expected, [r[len(COUNTERS) + 1] for r in rows],
@@ -211,7 +242,7 @@ def read_summary(conn: sqlite3.Connection) -> DbSummary:
 def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> dict[str, np.ndarray]:
     """INFERENCE columns as arrays, in arrival order (scores as an [n, 8] array)."""
     where = "type=2" + ("" if include_foreign else " AND foreign_model=0")
-    rows = conn.execute(f"SELECT id, seq, received_at, {', '.join(INFERENCE_COLUMNS)} FROM frames "
+    rows = conn.execute(f"SELECT id, seq, received_at, {_inference_select(conn)} FROM frames "
                         f"WHERE {where} ORDER BY id").fetchall()
     names = ("id", "seq", "received_at", *INFERENCE_COLUMNS)
     if not rows:

@@ -266,7 +266,9 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
     advance(1)
 
     conn = open_db(db)
-    row = conn.execute("SELECT inference_index, alarm_bits, change_index FROM frames WHERE type=2 AND foreign_model=0 "
+    # alarm_index: where the device says the first alarm latched (no matter which frames arrived)
+    row = conn.execute("SELECT COALESCE(NULLIF(alarm_index, 0), inference_index), alarm_bits, change_index FROM frames "
+                       "WHERE type=2 AND foreign_model=0 "
                        "AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
     conn.close()
     tflm = ModelDir(model_dir).reference().get("accuracy", {})

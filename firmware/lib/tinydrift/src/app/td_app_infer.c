@@ -45,6 +45,7 @@ static void td_app_send_inference(td_app_t *app, const td_monitor_result_t *resu
     out->moved_channels |= (uint64_t)result->moved[1] << 32;
 #endif
     out->change_index = result->change_time;
+    out->alarm_index = result->alarm_time;
     for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) {
         out->scores[i] = i < TD_SCORE_COUNT ? result->cusum[i] : 0;
     }

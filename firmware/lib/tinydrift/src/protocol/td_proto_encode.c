@@ -105,6 +105,7 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_u64(w, r->moved_channels);
         td_put_u32(w, r->change_index);
         td_put_scores(w, r->scores);
+        td_put_u32(w, r->alarm_index);
         break;
     }
     case TD_FRAME_STATUS: {

@@ -32,7 +32,7 @@ static void td_get_scores(const uint8_t *p, int32_t *values) {
     for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) values[i] = td_get_i32(p + 4u * i);
 }
 
-static void td_unpack(const uint8_t *p, td_proto_frame_t *f) {
+static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
     switch (f->type) {
     case TD_FRAME_HELLO: {
         td_proto_hello_t *h = &f->body.hello;
@@ -61,6 +61,7 @@ static void td_unpack(const uint8_t *p, td_proto_frame_t *f) {
         r->moved_channels = td_get_u64(p + 24);
         r->change_index = td_get_u32(p + 32);
         td_get_scores(p + 36, r->scores);
+        r->alarm_index = payload == TD_PROTO_INFERENCE_BYTES ? td_get_u32(p + 68) : 0u;
         break;
     }
     case TD_FRAME_STATUS: {
@@ -119,10 +120,14 @@ td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
     if (length < TD_PROTO_MIN_PACKET) return TD_PROTO_ERR_SHORT;
     if (length > TD_PROTO_MAX_PACKET) return TD_PROTO_ERR_OVERFLOW;
     if (td_crc32_update(0, packet, length) != TD_CRC32_RESIDUE) return TD_PROTO_ERR_CRC;
-    if (packet[1] != TD_PROTO_VERSION) return TD_PROTO_ERR_VERSION;
+    const uint8_t version = packet[1];
+    if (version != TD_PROTO_VERSION && version != TD_PROTO_VERSION_1) return TD_PROTO_ERR_VERSION;
     uint8_t type = packet[2];
     int32_t expected = td_proto_payload_bytes(type);
     if (expected < 0) return TD_PROTO_ERR_TYPE;
+    if (version == TD_PROTO_VERSION_1 && type == TD_FRAME_INFERENCE) {
+        expected = (int32_t)TD_PROTO_INFERENCE_V1_BYTES;
+    }
     size_t payload = length - TD_PROTO_MIN_PACKET;
     const uint8_t *p = packet + TD_PROTO_HEADER_BYTES;
     if (type == TD_FRAME_AUDIO) {
@@ -136,6 +141,6 @@ td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
     }
     frame->type = type;
     frame->seq = td_get_u32(packet + 3);
-    td_unpack(p, frame);
+    td_unpack(p, payload, frame);
     return TD_PROTO_FRAME;
 }

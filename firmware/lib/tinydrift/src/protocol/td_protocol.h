@@ -21,7 +21,9 @@
 extern "C" {
 #endif
 
-#define TD_PROTO_VERSION 1u
+#define TD_PROTO_VERSION 2u
+/* Read as well: version 1 differs only in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION_1 1u
 
 #define TD_PROTO_N_SCORES 8u
 #define TD_PROTO_MODEL_HASH_BYTES 32u
@@ -37,7 +39,8 @@ extern "C" {
 
 /* Payload sizes, in bytes (fixed per type; AUDIO is 8 + 2 * n_samples). */
 #define TD_PROTO_HELLO_BYTES 108u
-#define TD_PROTO_INFERENCE_BYTES 68u
+#define TD_PROTO_INFERENCE_BYTES 72u
+#define TD_PROTO_INFERENCE_V1_BYTES 68u
 #define TD_PROTO_STATUS_BYTES 52u
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
@@ -119,6 +122,7 @@ typedef struct {
     uint64_t moved_channels; /* bit c: summary channel c moved */
     uint32_t change_index;   /* estimated change point (an inference index), 0 if none */
     int32_t scores[TD_PROTO_N_SCORES];
+    uint32_t alarm_index;    /* inference index at which the first alarm latched, 0 if none (v2) */
 } td_proto_inference_t;
 
 typedef struct {
