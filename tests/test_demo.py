@@ -50,6 +50,11 @@ def test_demo_with_the_project_model_runs_firmware_capture_check_and_report(tmp_
     assert (tmp_path / "demo" / "report" / "index.html").is_file()
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert summary["inferences"] == 48 and summary["mismatches"] == 0
+    # the stream's truth travels beside the capture and the report marks it
+    truth = json.loads((tmp_path / "demo" / "truth.json").read_text())
+    assert truth["shift_index"] == 25 and len(truth["labels"]) == 48
+    page = (tmp_path / "demo" / "report" / "index.html").read_text()
+    assert "<th>true shift</th><td>inference 25</td>" in page and "accuracy after the shift" in page
     # 24 in-domain inferences are far too few for the calibrated false-alarm rate to ring
     assert summary["first_alarm"] is None or summary["first_alarm"] > 24
 

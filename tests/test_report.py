@@ -169,3 +169,42 @@ def test_a_model_folder_of_another_model_is_refused(tmp_path):
                  ["monitor", "--db", str(db), "--once", "--model-dir", str(other)]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 1 and "runs model" in result.output and "Traceback" not in result.output
+
+
+def test_truth_marks_the_shift_the_delay_and_the_true_accuracy_beside_the_estimate(tmp_path):
+    """With the stream's truth, the page says where the shift was, how late the alarm came,
+    and the accuracy before and after, true and as the device estimated it."""
+    from tinydrift.logbook.report import Truth
+    from tinydrift.logbook.store import open_db, read_inferences
+
+    db, facts = make_drift_db(tmp_path)
+    seen = read_inferences(open_db(db))
+    labels = np.full(N_INFERENCES, -1, dtype=np.int64)  # lost frames: no label needed
+    for index, predicted in zip(seen["inference_index"], seen["predicted_class"]):
+        # right before the shift, wrong from it on
+        labels[index - 1] = predicted if index < DRIFT_AT else (predicted + 1) % 12
+    truth_file = tmp_path / "truth.json"
+    truth_file.write_text(Truth(DRIFT_AT, labels).to_json())
+
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(truth_file)])
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert f"<th>true shift</th><td>inference {DRIFT_AT}</td>" in page
+    assert f"<th>first alarm after the shift</th><td>{facts['first_alarm'] - DRIFT_AT} inferences</td>" in page
+    before = re.search(r"<th>accuracy before the shift</th><td>true ([\d.]+) %, estimated \(ATC\) ([\d.]+) %", page)
+    after = re.search(r"<th>accuracy after the shift</th><td>true ([\d.]+) %, estimated \(ATC\) ([\d.]+) %", page)
+    assert before and after and float(before.group(1)) == 100.0 and float(after.group(1)) == 0.0
+    # the device's estimate, from its frames: ~93 % before, ~75 % after (drifting_device_stream)
+    assert abs(float(before.group(2)) - 93) < 2 and abs(float(after.group(2)) - 75) < 2
+    _png_ok(tmp_path / "r" / "atc.png")
+
+
+@pytest.mark.parametrize("content", ['{"shift_index": -3}', "not json", '{"labels": "abc"}', "[1, 2]"])
+def test_a_bad_truth_file_is_refused_in_one_line(tmp_path, content):
+    db, _ = make_drift_db(tmp_path)
+    bad = tmp_path / "truth.json"
+    bad.write_text(content)
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(bad)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "truth file" in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -85,18 +85,26 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
               help="Folder for the PNG plots and index.html.")
 @click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="Model folder: thresholds and class names from its JSON (default: from HELLO frames).")
-def report_command(db_path, out_dir, model_dir):
+@click.option("--truth", "truth_path", type=click.Path(dir_okay=False), default=None, metavar="JSON",
+              help='What a test stream really held: {"shift_index": N, "labels": [...]}, the inference '
+                   "index where the shift began and the true class of each inference (either may be null).")
+def report_command(db_path, out_dir, model_dir, truth_path):
     """Write plots (scores with thresholds and alarms, ATC accuracy estimate, entropy and
-    confidence) and an HTML page summarising a capture database.
+    confidence) and an HTML page summarising a capture database. With --truth, the true
+    shift is marked on every plot, the true accuracy drawn beside the estimate, and the
+    page gives the first alarm's delay and the accuracy before and after, true and
+    estimated (`tinydrift demo` writes such a file beside its capture).
 
     \b
     Examples:
       tinydrift report run.db --out report/
       tinydrift report run.db --out report/ --model-dir models/kws
+      tinydrift report build/demo/capture.db --out report/ --truth build/demo/truth.json
     """
-    from tinydrift.logbook.report import write_report
+    from tinydrift.logbook.report import Truth, write_report
 
-    result = write_report(db_path, out_dir, model_dir=model_dir)
+    truth = Truth.load(truth_path) if truth_path else None
+    result = write_report(db_path, out_dir, model_dir=model_dir, truth=truth)
     for path in result.files:
         click.echo(f"wrote {path}", err=True)
     click.echo(result.line())

@@ -2,12 +2,16 @@
 
 Scores over the inference index with their warning and drift levels and the alarms marked;
 the label-free accuracy estimate (ATC); confidence and entropy. Thresholds come from the
-model directory's JSON when given, else from the device's last HELLO.
+model directory's JSON when given, else from the device's last HELLO. Where the truth of a
+test stream is known (`--truth`: where the shift began and the true label of each
+inference), it is marked beside what the device saw: the true shift, the alarm's delay, and
+the true accuracy beside the estimate.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tinydrift.atomic import atomic_path, write_text  # noqa: E402
+from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.logbook.store import DbSummary, check_model_matches, latest_frame, load_model_info, open_db, read_inferences, read_summary  # noqa: E402
 
@@ -34,6 +39,69 @@ class Thresholds:
     frac_bits: int
     n_scores: int | None
     source: str
+
+
+@dataclass
+class Truth:
+    """What a test stream really held: the inference index (1-based, since the device's
+    reset) where the shift began, and the true class of inference i at labels[i - 1]."""
+    shift_index: int | None
+    labels: np.ndarray | None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Truth":
+        """From JSON: {"shift_index": 301, "labels": [3, 0, 11, ...]} (either may be null)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            shift = data.get("shift_index")
+            labels = data.get("labels")
+            if shift is not None and (not isinstance(shift, int) or shift < 1):
+                raise ValueError("shift_index must be an inference index >= 1")
+            labels = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise TinydriftError(f"truth file {path}: {exc} (expected JSON like "
+                                 '{"shift_index": 301, "labels": [3, 0, 11]})') from exc
+        return cls(shift, labels)
+
+    def to_json(self) -> str:
+        labels = None if self.labels is None else [int(v) for v in self.labels]
+        return json.dumps({"shift_index": self.shift_index, "labels": labels})
+
+
+def _truth_rows(truth: Truth, data: dict, summary: DbSummary, monotonic: bool) -> list[tuple[str, str]]:
+    """The HTML rows comparing the device with the truth: shift, delay, accuracy before and
+    after (true, and as the device estimated it)."""
+    rows = []
+    shift = truth.shift_index
+    if shift is not None:
+        rows.append(("true shift", f"inference {shift}"))
+        if summary.first_alarm:
+            delay = summary.first_alarm[0] - shift
+            rows.append(("first alarm after the shift", f"{delay} inferences" if delay >= 0
+                         else f"{-delay} inferences BEFORE it (a false alarm)"))
+    correct = _true_correct(truth, data) if monotonic else None
+    if correct is None:
+        return rows
+    index, atc = data["inference_index"], data["atc"] / 65536.0
+    parts = [("before", index < shift), ("after", index >= shift)] if shift is not None else [("all", index > 0)]
+    for name, mask in parts:
+        known = mask & (correct >= 0)
+        if known.any():
+            rows.append((f"accuracy {name} the shift" if shift is not None else "accuracy",
+                         f"true {100 * correct[known].mean():.1f} %, estimated (ATC) {100 * atc[known].mean():.1f} %"
+                         f" over {int(known.sum())} inferences"))
+    return rows
+
+
+def _true_correct(truth: Truth, data: dict) -> np.ndarray | None:
+    """Per inference frame: 1 right, 0 wrong, -1 no label known."""
+    if truth.labels is None or len(truth.labels) == 0:
+        return None
+    index = data["inference_index"]
+    has = (index >= 1) & (index <= len(truth.labels))
+    label = np.where(has, truth.labels[np.clip(index - 1, 0, max(len(truth.labels) - 1, 0))], -1)
+    return np.where(label < 0, -1, (data["predicted_class"] == label).astype(np.int64))
 
 
 @dataclass
@@ -75,12 +143,14 @@ def _alarm_onsets(alarm_bits: np.ndarray, x: np.ndarray) -> list[tuple[float, st
     return onsets
 
 
-def _mark_alarms(ax, onsets, change_x, label: bool) -> None:
+def _mark_alarms(ax, onsets, change_x, label: bool, true_shift: float | None = None) -> None:
     for x, name, t in onsets:
         ax.axvline(x, color=ALARM_COLOURS[t % len(ALARM_COLOURS)], lw=1.5, alpha=0.9,
                    label=f"{name} alarm" if label else None)
     if change_x is not None:
         ax.axvline(change_x, color="black", lw=1, ls=":", label="estimated change point" if label else None)
+    if true_shift is not None:
+        ax.axvline(true_shift, color="#2ca02c", lw=2, ls="--", alpha=0.8, label="true shift" if label else None)
 
 
 def _save(fig, path: Path) -> Path:
@@ -90,7 +160,8 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None = None) -> ReportResult:
+def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None = None,
+                 truth: Truth | None = None) -> ReportResult:
     conn = open_db(db_path)
     out_dir = Path(out_dir)
     summary = read_summary(conn)
@@ -110,6 +181,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
         latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
         if latched.size and data["change_index"][latched[0]] > 0:
             change_x = float(data["change_index"][latched[0]]) if monotonic else None
+    true_shift = float(truth.shift_index) if truth is not None and truth.shift_index and monotonic else None
 
     if n:
         scale = float(1 << thresholds.frac_bits)
@@ -125,7 +197,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
             for levels, colour, name in ((thresholds.warning, "#ff7f0e", "warning"), (thresholds.drift, "#d62728", "drift")):
                 if levels is not None and 0 < levels[k] < NO_LEVEL:
                     ax.axhline(levels[k] / scale, color=colour, ls="--", lw=1, label=f"{name} level")
-            _mark_alarms(ax, onsets, change_x, label=(row == 0))
+            _mark_alarms(ax, onsets, change_x, label=(row == 0), true_shift=true_shift)
             ax.set_ylabel(P.SCORE_NAMES[k])
             ax.grid(alpha=0.3)
         axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
@@ -136,7 +208,16 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
 
         fig, ax = plt.subplots(figsize=(10, 3.2))
         ax.plot(x, data["atc"] / 65536.0 * 100, color="#2ca02c", lw=1.2, label="ATC accuracy estimate")
-        _mark_alarms(ax, onsets, change_x, label=True)
+        correct = _true_correct(truth, data) if truth is not None and monotonic else None
+        if correct is not None and (correct >= 0).any():
+            # the true accuracy over the same horizon the device's running estimate sees
+            window = max(1, min(64, n // 10))
+            known = (correct >= 0).astype(np.float64)
+            hits = np.convolve(np.where(correct > 0, 1.0, 0.0), np.ones(window), mode="full")[:n]
+            seen = np.convolve(known, np.ones(window), mode="full")[:n]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ax.plot(x, 100 * hits / seen, color="black", lw=1, alpha=0.8, label=f"true accuracy (last {window})")
+        _mark_alarms(ax, onsets, change_x, label=True, true_shift=true_shift)
         ax.set_ylabel("estimated accuracy (%)")
         ax.set_xlabel(x_label)
         ax.set_ylim(0, 100)
@@ -156,7 +237,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
             if n >= window:
                 ax.plot(x[window - 1:], np.convolve(values, kernel, mode="valid"), color=colour, lw=1.5,
                         label=f"mean of {window}")
-            _mark_alarms(ax, onsets, change_x, label=False)
+            _mark_alarms(ax, onsets, change_x, label=False, true_shift=true_shift)
             ax.set_ylabel(name)
             ax.grid(alpha=0.3)
             ax.legend(loc="upper left", fontsize=7)
@@ -166,11 +247,13 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
         files.append(_save(fig, out_dir / "confidence.png"))
 
     files.append(out_dir / "index.html")
-    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x))
+    truth_rows = _truth_rows(truth, data, summary, monotonic or n == 1) if truth is not None else []
+    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows))
     return ReportResult(out_dir, files, summary, n)
 
 
-def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x) -> str:
+def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x,
+          truth_rows: list[tuple[str, str]]) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
@@ -182,7 +265,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("device restarts", s.restarts), ("port reopens", s.reopens),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
-        ("thresholds from", thresholds.source), ("first alarm", first_alarm),
+        ("thresholds from", thresholds.source), ("first alarm", first_alarm), *truth_rows,
     ]
     table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     figures = "\n".join(f'<figure><img src="{esc(p.name)}" alt="{esc(p.stem)}"></figure>' for p in images)

@@ -181,8 +181,9 @@ def _model(config: DemoConfig, data_dir: Path, steps: _Steps) -> Path:
     return model_dir
 
 
-def _stream(config: DemoConfig, data_dir: Path) -> tuple[np.ndarray, int]:
-    """In-domain clips (the `test` split), then accent-shifted ones (`accent`), each shuffled."""
+def _stream(config: DemoConfig, data_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """In-domain clips (the `test` split), then accent-shifted ones (`accent`), each shuffled:
+    (audio, true labels, number in domain). One clip is one inference of the device."""
     from tinydrift.data.clipset import ClipSet
 
     test, accent = ClipSet.load(data_dir / "test.npz"), ClipSet.load(data_dir / "accent.npz")
@@ -190,9 +191,10 @@ def _stream(config: DemoConfig, data_dir: Path) -> tuple[np.ndarray, int]:
     n_in, n_shift = min(config.in_domain, len(test)), min(config.shifted, len(accent))
     if n_in < 1 or n_shift < 1:
         raise TinydriftError("the demo needs at least one in-domain and one shifted clip")
-    clips = np.concatenate([test.audio[rng.permutation(len(test))[:n_in]],
-                            accent.audio[rng.permutation(len(accent))[:n_shift]]])
-    return clips, n_in
+    take_in, take_shift = rng.permutation(len(test))[:n_in], rng.permutation(len(accent))[:n_shift]
+    clips = np.concatenate([test.audio[take_in], accent.audio[take_shift]])
+    labels = np.concatenate([test.labels[take_in], accent.labels[take_shift]]).astype(np.int64)
+    return clips, labels, n_in
 
 
 def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, steps: _Steps) -> None:
@@ -241,7 +243,7 @@ def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
 
 def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], None] = print) -> DemoResult:
     from tinydrift.link.replay import write_pcm
-    from tinydrift.logbook.report import write_report
+    from tinydrift.logbook.report import Truth, write_report
     from tinydrift.logbook.store import open_db
 
     if config.in_domain < 1 or config.shifted < 1:
@@ -256,13 +258,15 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
     data_dir = steps.run("data", _data, config, steps)
     model_dir = _model(config, data_dir, steps)
     elf = steps.run("firmware", _build, model_dir, steps)
-    clips, n_in = _stream(config, data_dir)
+    clips, labels, n_in = _stream(config, data_dir)
     pcm = write_pcm(clips, out / "stream.pcm")
+    truth = Truth(shift_index=n_in + 1, labels=labels)
+    write_text(out / "truth.json", truth.to_json())
     db = out / "capture.db"
     steps.run("emulator", _run_device, elf, pcm, db, model_dir, len(clips), steps)
     mismatches = steps.run("verify", _verify, db, clips, model_dir, steps) if config.verify else None
     advance = steps.bar("report", 1)
-    report = steps.run("report", write_report, db, out / "report", model_dir)
+    report = steps.run("report", write_report, db, out / "report", model_dir, truth)
     advance(1)
 
     conn = open_db(db)
