@@ -54,3 +54,23 @@ def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
     data = json.loads(json_path.read_text())
     assert data["arl0_target"] == 100_000 and "arl0_empirical" in data
     assert "| gain_down_20db |" in md_path.read_text()
+
+
+def test_arl0_spread_target_checks_both_sides():
+    """x0.5-x2 of the target is a band: a population far quieter than budgeted is reported
+    as well as one that is too loud, and one without any alarm counts as quieter."""
+    from types import SimpleNamespace
+
+    from tinydrift.pipeline.drift_bench import check_targets
+
+    def control(ratio):
+        return {"ratio_to_target": ratio, "alarms": 0 if ratio is None else 5}
+
+    controls = {"loud": control(0.4), "fine": control(1.0), "quiet": control(3.0), "silent": control(None)}
+    targets = check_targets(SimpleNamespace(controls=controls, scenarios={}))
+    assert targets["arl0_every_control_within_0.5_2"] is False
+    assert targets["arl0_controls_under_half_target"] == ["loud"]
+    assert targets["arl0_controls_over_twice_target"] == ["quiet", "silent"]
+    assert targets["arl0_controls_worst_ratio"] == 0.4
+    fine = check_targets(SimpleNamespace(controls={"fine": control(1.0), "also": control(1.9)}, scenarios={}))
+    assert fine["arl0_every_control_within_0.5_2"] is True

@@ -172,7 +172,13 @@ def check_targets(result: BenchResult) -> dict:
     return {
         "arl0_controls_worst_ratio": worst,
         "arl0_controls_without_alarm": no_alarm,
-        "arl0_every_control_within_0.5_2": bool(ratios) and all(0.5 <= r for r in ratios),
+        # Too loud (under x0.5) breaks the promise; too quiet (over x2) costs detection
+        # speed. With few alarms in a check the upper side is a loose estimate.
+        "arl0_every_control_within_0.5_2": bool(ratios) and not no_alarm and all(0.5 <= r <= 2 for r in ratios),
+        "arl0_controls_under_half_target": sorted(n for n, c in result.controls.items()
+                                                  if c["ratio_to_target"] is not None and c["ratio_to_target"] < 0.5),
+        "arl0_controls_over_twice_target": sorted(n for n, c in result.controls.items()
+                                                  if not c["alarms"] or c["ratio_to_target"] > 2),
         "costly_scenarios": sorted(costly),
         "costly_missed_or_late": sorted(missed),
         "upstream_missed_late_or_mistyped": sorted(upstream_missed),
