@@ -101,6 +101,7 @@ def test_checks_draw_streams_the_way_calibration_did():
     assert a["false_alarms"] == b["false_alarms"] and np.array_equal(a["delays"], b["delays"])
 
 
+@pytest.mark.slow  # ~21 s
 def test_heldout_check_runs_both_directions_and_splits_of_the_same_speakers():
     from tinydrift.monitor.heldout import heldout_arl0, split_within_groups
 

@@ -33,6 +33,7 @@ def test_transforms_change_what_they_name():
     assert {s.name for s in sc.SCENARIOS} >= {"accent", "path_8khz", "dead_microphone", "labels_remapped"}
 
 
+@pytest.mark.slow  # ~90 s: synthesizes populations, calibrates seven baselines
 def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
     from tinydrift.pipeline.drift_bench import BenchSettings, run_drift_bench, write_outputs
 

@@ -340,6 +340,7 @@ def _dense_with_bias(per_channel: bool) -> list[tuple[str, dict]]:
     ]
 
 
+@pytest.mark.slow  # ~60 s: searches models for rounding differences
 @pytest.mark.parametrize("per_channel", [False, True], ids=["per_tensor", "per_channel"])
 def test_fully_connected_multiplier_precision_matches_tflite_micro(per_channel, models):
     cases = _dense_with_bias(per_channel)

@@ -46,6 +46,7 @@ def fresh_venv(folder: Path, requirement: str) -> Path:
     return folder / "bin"
 
 
+@pytest.mark.slow  # ~45 s plus the wheel build: a fresh venv
 def test_core_install_has_no_tensorflow_and_ships_the_c_library(wheel, tmp_path):
     bin_dir = fresh_venv(tmp_path / "core", str(wheel))
     for command in ("capture", "monitor", "report", "replay", "flash"):
