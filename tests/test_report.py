@@ -190,7 +190,7 @@ def test_truth_marks_the_shift_the_delay_and_the_true_accuracy_beside_the_estima
     assert result.exit_code == 0, result.output
     page = (tmp_path / "r" / "index.html").read_text()
     assert f"<th>true shift</th><td>inference {DRIFT_AT}</td>" in page
-    assert f"<th>first alarm after the shift</th><td>{facts['first_alarm'] - DRIFT_AT} inferences</td>" in page
+    assert f"<th>first alarm after the shift</th><td>{facts['first_alarm'] - DRIFT_AT + 1} inferences</td>" in page
     before = re.search(r"<th>accuracy before the shift</th><td>true ([\d.]+) %, estimated \(ATC\) ([\d.]+) %", page)
     after = re.search(r"<th>accuracy after the shift</th><td>true ([\d.]+) %, estimated \(ATC\) ([\d.]+) %", page)
     assert before and after and float(before.group(1)) == 100.0 and float(after.group(1)) == 0.0

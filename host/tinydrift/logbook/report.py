@@ -77,9 +77,11 @@ def _truth_rows(truth: Truth, data: dict, summary: DbSummary, monotonic: bool) -
     if shift is not None:
         rows.append(("true shift", f"inference {shift}"))
         if summary.first_alarm:
-            delay = summary.first_alarm[0] - shift
-            rows.append(("first alarm after the shift", f"{delay} inferences" if delay >= 0
-                         else f"{-delay} inferences BEFORE it (a false alarm)"))
+            # counted as the demo and the drift bench count: an alarm on the shift's first
+            # inference comes 1 inference after it
+            first = summary.first_alarm[0]
+            rows.append(("first alarm after the shift", f"{first - shift + 1} inferences" if first >= shift
+                         else f"{shift - first} inferences BEFORE it (a false alarm)"))
     correct = _true_correct(truth, data) if monotonic else None
     if correct is None:
         return rows
