@@ -211,9 +211,12 @@ def _commissioning(ref: dict) -> str:
     n = ref["monitor_config"].get("commission_n", 0)
     if not n:
         return "off; every score is judged against the training reference above."
+    components = ("mean and spread of each decorrelated input component" if ref["monitor_config"].get("whiten_q12")
+                  is not None else "per-channel mean and spread")
     return (f"after each reset the device learns its own population's reference from its first {n} inferences "
-            "(per-channel mean and spread, mean confidence and entropy, class frequencies) and judges later "
-            "inferences against it; the training reference stays for the z standardization and the ATC estimate.")
+            f"({components}, mean confidence and entropy, class frequencies) and judges later "
+            "inferences against it; the training reference stays for the z standardization, the decorrelation "
+            "matrix and the ATC estimate.")
 
 
 def _fmt(value) -> str:
