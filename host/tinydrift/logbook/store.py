@@ -210,33 +210,34 @@ class DbSummary:
     ports: list[str]
     end_reasons: list[str | None]
     first_alarm: tuple[int, list[str]] | None  # (inference index, alarm names)
+    first_change: int | None = None  # the device's estimate of where that alarm's change began
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
-def _inference_select(conn: sqlite3.Connection) -> str:
-    """INFERENCE_COLUMNS for a SELECT; a schema 1 database (read-only, not upgraded) has no
+def _inference_select(conn: sqlite3.Connection, columns=INFERENCE_COLUMNS) -> str:
+    """Frame columns for a SELECT; a schema 1 database (read-only, not upgraded) has no
     alarm_index and reads as NULL."""
     have = _columns(conn, "frames")
-    return ", ".join(c if c in have else f"NULL AS {c}" for c in INFERENCE_COLUMNS)
+    return ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
 
 
 def read_summary(conn: sqlite3.Connection) -> DbSummary:
     rows = conn.execute(f"SELECT {_QUOTED_COUNTERS}, expected_hash, port, end_reason FROM sessions ORDER BY id").fetchall()
     totals = {k: sum(r[i] for r in rows) for i, k in enumerate(COUNTERS)}
     expected = next((r[len(COUNTERS)] for r in reversed(rows) if r[len(COUNTERS)]), None)
-    index = "alarm_index" if "alarm_index" in _columns(conn, "frames") else "NULL"
-    alarm = conn.execute(f"SELECT inference_index, alarm_bits, {index} FROM frames WHERE type=2 AND foreign_model=0 "
-                         "AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
+    alarm = conn.execute(f"SELECT {_inference_select(conn, ('inference_index', 'alarm_bits', 'alarm_index', 'change_index'))} "
+                         "FROM frames WHERE type=2 AND foreign_model=0 AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
     # Where the device said when its first alarm latched (protocol 2), that; else the first
     # frame seen with an alarm, which is later when frames were lost.
     first_alarm = (alarm[2] or alarm[0], P.alarm_names(alarm[1] & 0x1F)) if alarm else None
+    first_change = (alarm[3] or None) if alarm else None
     return DbSummary(len(rows), totals["frames"], totals["inference_frames"], totals["lost"],
                      totals["corrupt"], totals["foreign"], totals["text_lines"], totals["restarts"],
                      totals["reopens"], expected, [r[len(COUNTERS) + 1] for r in rows],
-                     [r[len(COUNTERS) + 2] for r in rows], first_alarm)
+                     [r[len(COUNTERS) + 2] for r in rows], first_alarm, first_change)
 
 
 def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> dict[str, np.ndarray]:

@@ -244,7 +244,6 @@ def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
 def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], None] = print) -> DemoResult:
     from tinydrift.link.replay import write_pcm
     from tinydrift.logbook.report import Truth, write_report
-    from tinydrift.logbook.store import open_db
 
     if config.in_domain < 1 or config.shifted < 1:
         raise TinydriftError("--in-domain and --shifted must be at least 1")
@@ -269,20 +268,16 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
     report = steps.run("report", write_report, db, out / "report", model_dir, truth)
     advance(1)
 
-    conn = open_db(db)
-    # alarm_index: where the device says the first alarm latched (no matter which frames arrived)
-    row = conn.execute("SELECT COALESCE(NULLIF(alarm_index, 0), inference_index), alarm_bits, change_index FROM frames "
-                       "WHERE type=2 AND foreign_model=0 "
-                       "AND (alarm_bits & 31) != 0 ORDER BY id LIMIT 1").fetchone()
-    conn.close()
+    first = report.summary  # the first alarm as the device reported it (alarm_index)
     tflm = ModelDir(model_dir).reference().get("accuracy", {})
     accuracy = ({"test": tflm["test"]["tflm"]["accuracy"], "accent": tflm["accent"]["tflm"]["accuracy"]}
                 if "test" in tflm and "accent" in tflm else {})
     result = DemoResult(
         out_dir=out, report=report.out_dir / "index.html", db=db, model_dir=model_dir,
         inferences=report.inference_frames, shift_index=n_in + 1,
-        first_alarm=row[0] if row else None, alarm_types=P.alarm_names(row[1] & 0x1F) if row else [],
-        change_index=(row[2] or None) if row else None, accuracy=accuracy, mismatches=mismatches,
+        first_alarm=first.first_alarm[0] if first.first_alarm else None,
+        alarm_types=first.first_alarm[1] if first.first_alarm else [],
+        change_index=first.first_change, accuracy=accuracy, mismatches=mismatches,
         seconds=steps.seconds)
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},
