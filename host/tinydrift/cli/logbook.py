@@ -29,8 +29,11 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
     """Record the device's frames and text lines into an SQLite database.
 
     Every read is committed at once (WAL), so Ctrl-C or a killed process loses nothing
-    already received. Lost (sequence gaps), corrupt (CRC, COBS...) and foreign-model frames
-    are counted and stored. Stops on Ctrl-C, --duration, --frames, or when the device exits.
+    already received. Lost (sequence gaps, also between two captures of one device run),
+    corrupt (CRC, COBS...) and foreign-model frames are counted and stored. While another
+    process locks the database, frames wait in memory; a full disk stops the capture with
+    the count of frames not stored. Stops on Ctrl-C, --duration, --frames, or when the
+    device exits; exits 1 when the port was lost or the database could not be written.
 
     \b
     Examples:
@@ -49,6 +52,8 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
                       durable=durable, stop_on_bye=not keep_going, progress=progress,
                       progress_interval=progress_interval, log=lambda m: click.echo(m, err=True))
     click.echo(summary.line())
+    if summary.failed:  # the port did not come back, or the database could not take the frames
+        raise SystemExit(1)
 
 
 @click.command("monitor")

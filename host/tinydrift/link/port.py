@@ -19,37 +19,88 @@ from tinydrift.link import protocol as P
 READ_SIZE = 1 << 16
 
 
+# The fastest a device can send frames (the smallest frame, back to back, on the fastest
+# link: QEMU's socket) and a floor for frames that arrive in one read. A sequence number
+# further ahead than this allows cannot be frames lost on the way.
+MAX_FRAMES_PER_S = 20_000
+MIN_PLAUSIBLE_GAP = 1024
+
+
+def plausible_gap(seconds: float) -> int:
+    """The most frames a device could have sent in `seconds`."""
+    return MIN_PLAUSIBLE_GAP + int(MAX_FRAMES_PER_S * max(0.0, seconds))
+
+
 class LinkTracker:
-    """Sequence and model bookkeeping of the device → host stream."""
+    """Sequence and model bookkeeping of the device → host stream.
+
+    A gap in the device's sequence counts as lost frames when the link could have carried
+    that many since the last frame. A larger jump, or a step back that is not a HELLO with
+    sequence 0, is held as a suspect until the next frame decides: if that one follows it,
+    the device started a new run (a restart: the frames of the new run before the suspect
+    are lost when the link could have carried them); if it follows the old run, the suspect's
+    sequence number was bogus and nothing was lost. A capture that picks up where an earlier
+    one of the same device stopped (`resume`) counts the frames sent in between as lost."""
 
     def __init__(self, expected_hash: bytes | None, expected_from: str | None) -> None:
         self.expected_hash = expected_hash  # 32 bytes, or 8 when only a model_id is known
         self.expected_from = expected_from
         self.last_seq: int | None = None
+        self.last_at: float | None = None
         self.lost = 0
         self.restarts = 0
         self.foreign = 0
+        self._resumed = False
+        self._suspect: tuple[int, int, str] | None = None  # (seq, frames it would mean lost, why)
+
+    def resume(self, last_seq: int, last_at: float) -> None:
+        """Continue the sequence of an earlier capture session of the same device run."""
+        self.last_seq, self.last_at, self._resumed = last_seq, last_at, True
 
     def observe(self, frame: P.Frame, now: float, session_id: int, events: list) -> bool:
         """Update counters for one device frame; return True if it is from a foreign model."""
-        seq = frame.seq
-        last = self.last_seq
-        if last is not None:
-            gap = (seq - last - 1) & 0xFFFFFFFF
-            if frame.TYPE is P.FrameType.HELLO and seq == 0:
+        self._follow_sequence(frame, now, session_id, events)
+        return self._check_model(frame, now, session_id, events)
+
+    def _follow_sequence(self, frame: P.Frame, now: float, session_id: int, events: list) -> None:
+        seq, last = frame.seq, self.last_seq
+        if self._suspect is not None:
+            suspect, lost, why = self._suspect
+            self._suspect = None
+            # A frame that follows both (a duplicate of the last one was the suspect) keeps the old run.
+            if seq == (suspect + 1) & 0xFFFFFFFF and seq != (last + 1) & 0xFFFFFFFF:
+                self.restarts += 1
+                self.lost += lost
+                events.append((session_id, now, "restart", suspect, lost, f"{why}, and the next frame followed it"))
+                last = suspect
+            else:
+                events.append((session_id, now, "bogus_seq", suspect, 0,
+                               f"{why}, but the next frame ({seq}) did not follow it: a corrupt sequence "
+                               "number, no frames lost"))
+        if frame.TYPE is P.FrameType.HELLO and seq == 0:
+            if last is not None:
                 self.restarts += 1
                 events.append((session_id, now, "restart", seq, 0, "HELLO with seq 0"))
-            elif gap == 0:
-                pass
-            elif gap < 1 << 31:
+        elif last is not None:
+            gap = (seq - last - 1) & 0xFFFFFFFF
+            limit = plausible_gap(now - self.last_at)
+            since = "since the last capture session" if self._resumed else "since the last frame"
+            if 0 < gap <= limit:
                 self.lost += gap
-                events.append((session_id, now, "gap", (last + 1) & 0xFFFFFFFF, gap, None))
-            else:
-                self.restarts += 1
-                self.lost += seq
-                events.append((session_id, now, "restart", seq, seq, f"seq went back from {last}"))
-        self.last_seq = seq
+                events.append((session_id, now, "gap", (last + 1) & 0xFFFFFFFF, gap,
+                               "between capture sessions" if self._resumed else None))
+            elif gap >= 1 << 31:
+                # A step back: a restart whose HELLO (and frames 0 .. seq-1) did not arrive?
+                self._suspect = (seq, seq if seq <= limit else 0, f"seq went back from {last} to {seq}")
+                return
+            elif gap > limit:
+                self._suspect = (seq, 0, f"seq jumped from {last} to {seq}, more than the {limit} frames "
+                                         f"the link could carry {since}")
+                return
+        self.last_seq, self.last_at, self._resumed = seq, now, False
 
+    def _check_model(self, frame: P.Frame, now: float, session_id: int, events: list) -> bool:
+        seq = frame.seq
         if frame.TYPE is P.FrameType.INFERENCE:
             ident, source = frame.model_id, "inference"
         elif frame.TYPE in (P.FrameType.HELLO, P.FrameType.STATUS):

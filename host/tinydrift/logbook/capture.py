@@ -3,6 +3,9 @@ per read, with lost, corrupt and foreign-model frames counted (docs/protocol.md 
 
 The port is any pyserial URL: /dev/ttyACM0, a pty path, socket://127.0.0.1:PORT (QEMU's
 -serial tcp). A port that disappears is reopened with backoff until `reconnect_timeout`.
+A database that another process holds locked does not stop the capture: what was read
+waits in memory (bounded) and is stored when the lock is released. A disk that fills up
+stops it cleanly, with the session closed and the frames not stored counted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.link import protocol as P
 from tinydrift.link.port import LinkTracker, open_port, read_available
-from tinydrift.logbook.store import CaptureStore, frame_row
+from tinydrift.logbook.store import CaptureStore, StoreBusy, StoreFull, frame_row
 
 logger = logging.getLogger("tinydrift.capture")
 
@@ -49,13 +52,101 @@ class CaptureSummary:
     session_id: int
     duration_s: float
     end_reason: str
-    stats: CaptureStats = field(default_factory=CaptureStats)
+    stats: CaptureStats = field(default_factory=CaptureStats)  # of everything received
+    stored: dict[str, int] = field(default_factory=dict)  # the counters of what is in the database
+    failed: bool = False  # stopped by a lost port or a database that could not be written
+
+    @property
+    def not_stored(self) -> int:
+        """Frames received but not in the database (it could not take them)."""
+        return self.stats.frames - self.stored.get("frames", self.stats.frames)
 
     def line(self) -> str:
         s = self.stats
-        return (f"captured {s.frames} frames ({s.inference_frames} inferences) in {self.duration_s:.1f} s: "
-                f"{s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign, {s.text_lines} text lines, "
-                f"{s.reopens} reopens; stopped: {self.end_reason}; db {self.db_path}")
+        unstored = f"; {self.not_stored} received frames NOT stored" if self.not_stored else ""
+        inferences = self.stored.get("inference_frames", s.inference_frames)
+        return (f"captured {s.frames - self.not_stored} frames ({inferences} inferences) in "
+                f"{self.duration_s:.1f} s: {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign, "
+                f"{s.text_lines} text lines, {s.reopens} reopens; stopped: {self.end_reason}{unstored}; "
+                f"db {self.db_path}")
+
+
+class SessionWriter:
+    """One session's rows on their way into the capture store.
+
+    Rows go in with the counters that count them, so the session's counters always equal its
+    stored rows. While another process holds the write lock, rows wait in memory (up to
+    `max_pending` rows) and go in with the next commit that gets through; `StoreFull` (the
+    disk is full) passes to the caller, the rows not stored stay counted in `pending_frames`.
+    """
+
+    def __init__(self, store: CaptureStore, session: int, counters: dict[str, int],
+                 log: Callable[[str], None], max_pending: int = 1_000_000) -> None:
+        self.store, self.session, self.log, self.max_pending = store, session, log, max_pending
+        self.pending: tuple[list, list, list, list] = ([], [], [], [])
+        self.expected: tuple[str, str] | None = None  # the session's model, once learnt
+        self.counters = dict(counters)
+        self.stored = dict(counters)
+        self.busy_since: float | None = None
+
+    @property
+    def pending_rows(self) -> int:
+        return sum(len(rows) for rows in self.pending)
+
+    @property
+    def pending_frames(self) -> int:
+        return len(self.pending[0])
+
+    def add(self, rows: "Rows", counters: dict[str, int]) -> bool:
+        """Queue one read's rows and try to store everything queued; True if it went in."""
+        for queue, new in zip(self.pending, (rows.frames, rows.texts, rows.corrupts, rows.events)):
+            queue.extend(new)
+        self.expected = rows.expected or self.expected
+        self.counters = dict(counters)
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Try once (waiting at most the store's busy timeout) to store what is queued."""
+        if not self.pending_rows and self.counters == self.stored and self.expected is None:
+            return True
+        try:
+            self.store.commit(self.session, *self.pending, self.counters, self.expected)
+        except StoreBusy as exc:
+            if self.busy_since is None:
+                self.busy_since = time.monotonic()
+                self.log(f"database {self.store.path} is busy ({exc}): keeping what arrives in memory until it is free")
+            if self.pending_rows > self.max_pending:
+                raise StoreFull(f"{self.store.path} stayed locked by another process for "
+                                f"{time.monotonic() - self.busy_since:.0f} s while {self.pending_rows} rows waited "
+                                "(more than capture keeps in memory): free the database and capture again") from None
+            return False
+        if self.busy_since is not None:
+            self.log(f"database free again after {time.monotonic() - self.busy_since:.1f} s: "
+                     f"{self.pending_frames} waiting frames stored")
+            self.busy_since = None
+        self.pending, self.expected = ([], [], [], []), None
+        self.stored = dict(self.counters)
+        return True
+
+    def finish(self, reason: str, store_pending: bool = True, patience: float = 30.0) -> str | None:
+        """Store what waits (retrying a busy database for up to `patience` s; with
+        `store_pending` False, after a full disk, drop it: it stays counted as not stored) and
+        close the session with the counters of what is stored. Returns None, or why the
+        session could not be closed cleanly."""
+        deadline = time.monotonic() + patience
+        if not store_pending:
+            self.store.release_reserve()
+        try:
+            if store_pending:
+                while not self.flush():
+                    if time.monotonic() >= deadline:
+                        return f"the database stayed locked; {self.pending_frames} received frames not stored"
+            self.store.end_session(self.session, reason, self.stored)
+        except StoreFull as exc:
+            return f"{exc}; the session is not marked as ended"
+        except StoreBusy:
+            return "the database stayed locked; the session is not marked as ended"
+        return None
 
 
 def capture(
@@ -93,12 +184,19 @@ def capture(
     except TinydriftError:
         port.close()
         raise
+    tracker = LinkTracker(expected_hash, expected_from)
+    earlier = store.last_device_frame(port_url)
+    if earlier is not None and (expected_hash is None or earlier[2] is None
+                                or earlier[2].startswith(expected_hash.hex()[:16])):
+        # The same port and model: most likely the same device run, whose sequence goes on.
+        tracker.resume(earlier[0], earlier[1])
     session = store.start_session(port_url, expected_hash.hex() if expected_hash else None, expected_from)
     parser = P.StreamParser()
-    tracker = LinkTracker(expected_hash, expected_from)
     stats = CaptureStats()
+    writer = SessionWriter(store, session, _counters(stats), log)
     host_seq = 0
     stop_reason: list[str] = []
+    failed = store_full = False
     started = time.monotonic()
 
     def request(sp: serial.SerialBase) -> None:
@@ -121,10 +219,13 @@ def capture(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[sig] = signal.signal(sig, on_signal)
 
-    store.commit(session, [], [], [], [(session, time.time(), "open", None, None, port_url)], _counters(stats))
-    request(port)
+    def event(kind: str, count=None, detail=None) -> None:
+        writer.add(Rows(events=[(session, time.time(), kind, None, count, detail)]), _counters(stats))
+
     last_progress = 0.0
     try:
+        event("open", detail=port_url)
+        request(port)
         while not stop_reason:
             if stop_event is not None and stop_event.is_set():
                 stop_reason.append("stopped")
@@ -135,51 +236,34 @@ def capture(
             try:
                 data = read_available(port)
             except (serial.SerialException, OSError) as exc:
-                port = _reopen(port, port_url, baudrate, read_timeout, reconnect_timeout, exc, store,
-                               session, stats, log, stop_reason, stop_event)
+                event("port_lost", detail=str(exc))
+                port, attempts, took = _reopen(port, port_url, baudrate, read_timeout, reconnect_timeout, exc, log,
+                                               stop_reason, stop_event)
                 if port is None:
                     if not stop_reason:
                         stop_reason.append("port lost")
+                        failed = True
                     break
                 stats.reopens += 1
+                event("reopen", count=attempts, detail=f"{took:.3f} s")
                 request(port)
                 continue
             if not data:
+                writer.flush()  # whatever waits for a busy database
                 continue
-            now = time.time()
-            frames, texts, corrupts, events = [], [], [], []
-            for item in parser.feed(data):
-                kind = type(item)
-                if kind is P.TextLine:
-                    texts.append((session, now, item.text))
-                elif kind is P.Corrupt:
-                    corrupts.append((session, now, item.error.name, item.run))
-                else:
-                    foreign = False
-                    if item.TYPE < 0x80:  # host -> device frames (a loopback) have their own seq
-                        foreign = tracker.observe(item, now, session, events)
-                    frames.append(frame_row(session, now, item, foreign))
-                    if item.TYPE is P.FrameType.INFERENCE:
-                        stats.inference_frames += 1
-                        stats.last_inference_index = item.inference_index
-                    elif item.TYPE is P.FrameType.BYE:
-                        events.append((session, now, "bye", item.seq, item.exit_code, None))
-                        if stop_on_bye:
-                            stop_reason.append(f"device exit (code {item.exit_code})")
-                    if max_frames is not None and stats.frames + len(frames) >= max_frames and not stop_reason:
-                        stop_reason.append(f"{max_frames} frames")
-            stats.frames += len(frames)
-            stats.text_lines += len(texts)
-            stats.corrupt += len(corrupts)
+            rows = Rows.parse(parser.feed(data), session, time.time(), tracker, stats)
             stats.bytes += len(data)
-            stats.lost, stats.restarts, stats.foreign = tracker.lost, tracker.restarts, tracker.foreign
-            stats.last_seq = tracker.last_seq
-            if events and tracker.expected_from and any(e[2] == "model" for e in events):
-                store.set_expected(session, tracker.expected_hash.hex(), tracker.expected_from)
-            store.commit(session, frames, texts, corrupts, events, _counters(stats))
+            if rows.bye is not None and stop_on_bye:
+                stop_reason.append(f"device exit (code {rows.bye})")
+            if max_frames is not None and stats.frames >= max_frames and not stop_reason:
+                stop_reason.append(f"{max_frames} frames")
+            writer.add(rows, _counters(stats))
             if progress is not None and time.monotonic() - last_progress >= progress_interval:
                 progress(stats)
                 last_progress = time.monotonic()
+    except StoreFull as exc:
+        stop_reason.insert(0, str(exc))
+        failed = store_full = True
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
@@ -187,10 +271,12 @@ def capture(
         leftovers = parser.flush()
         if leftovers:
             stats.text_lines += len(leftovers)
-            store.commit(session, [], [(session, time.time(), t.text) for t in leftovers], [], [],
-                         _counters(stats))
-        store.commit(session, [], [], [], [(session, time.time(), "stop", None, None, reason)], _counters(stats))
-        store.end_session(session, reason)
+            writer.pending[1].extend((session, time.time(), t.text) for t in leftovers)
+        writer.counters = _counters(stats)
+        problem = writer.finish(reason, store_pending=not store_full)
+        if problem is not None:
+            log(f"capture could not close its session cleanly: {problem}")
+            failed = True
         store.close()
         if port is not None:
             try:
@@ -199,7 +285,8 @@ def capture(
                 pass
     if progress is not None:
         progress(stats)
-    return CaptureSummary(Path(db_path), port_url, session, time.monotonic() - started, reason, stats)
+    return CaptureSummary(Path(db_path), port_url, session, time.monotonic() - started, reason, stats,
+                          stored=writer.stored, failed=failed)
 
 
 def _counters(stats: CaptureStats) -> dict[str, int]:
@@ -208,23 +295,22 @@ def _counters(stats: CaptureStats) -> dict[str, int]:
                               "restarts", "reopens", "bytes")}
 
 
-def _reopen(port, url, baudrate, read_timeout, reconnect_timeout, exc, store, session, stats, log,
-            stop_reason, stop_event):
+def _reopen(port, url, baudrate, read_timeout, reconnect_timeout, exc, log, stop_reason, stop_event):
     """Close a failed port and open it again with exponential backoff (50 ms doubling to 1 s).
-    Returns the new port, or None when the timeout passes or a stop is requested."""
+    Returns (the new port, attempts, seconds taken); the port is None when the timeout passes
+    or a stop is requested."""
     try:
         port.close()
     except (serial.SerialException, OSError):
         pass
     lost_at = time.monotonic()
     log(f"port {url} lost ({exc}); reopening" + (f" for up to {reconnect_timeout:g} s" if reconnect_timeout is not None else ""))
-    store.commit(session, [], [], [], [(session, time.time(), "port_lost", None, None, str(exc))], _counters(stats))
     delay, attempts = 0.05, 0
     while not stop_reason and not (stop_event is not None and stop_event.is_set()):
         waited = time.monotonic() - lost_at
         if reconnect_timeout is not None and waited >= reconnect_timeout:
             log(f"port {url} did not come back within {reconnect_timeout:g} s; stopping")
-            return None
+            return None, attempts, waited
         attempts += 1
         try:
             new_port = open_port(url, baudrate, read_timeout)
@@ -235,44 +321,70 @@ def _reopen(port, url, baudrate, read_timeout, reconnect_timeout, exc, store, se
             continue
         took = time.monotonic() - lost_at
         log(f"port {url} reopened after {took:.2f} s ({attempts} attempts)")
-        store.commit(session, [], [], [], [(session, time.time(), "reopen", None, attempts, f"{took:.3f} s")],
-                     _counters(stats))
-        return new_port
-    return None
+        return new_port, attempts, took
+    return None, attempts, time.monotonic() - lost_at
 
 
-class DatabaseSink:
-    """Stores replay's received items in a capture database (same schema as `capture`)."""
+@dataclass
+class Rows:
+    """The capture store's rows for what one read of the port brought."""
 
-    def __init__(self, db_path: str | Path, port_url: str, expected_hash: bytes | None = None):
-        self.store = CaptureStore(db_path)
-        self.session = self.store.start_session(port_url, expected_hash.hex() if expected_hash else None,
-                                                "model-dir" if expected_hash else None)
-        self.tracker = LinkTracker(expected_hash, "model-dir" if expected_hash else None)
-        self.counters = dict.fromkeys(("frames", "inference_frames", "lost", "corrupt", "foreign", "text_lines",
-                                       "restarts", "reopens", "bytes"), 0)
+    frames: list = field(default_factory=list)
+    texts: list = field(default_factory=list)
+    corrupts: list = field(default_factory=list)
+    events: list = field(default_factory=list)
+    expected: tuple[str, str] | None = None  # (hash, source) when this read taught the model
+    bye: int | None = None  # the exit code of a BYE frame among them
 
-    def __call__(self, items: list) -> None:
-        now = time.time()
-        frames, texts, corrupts, events = [], [], [], []
+    @classmethod
+    def parse(cls, items, session: int, now: float, tracker: LinkTracker, stats: CaptureStats) -> "Rows":
+        """Rows of parsed items; `tracker` and `stats` count them."""
+        rows = cls()
         for item in items:
             kind = type(item)
             if kind is P.TextLine:
-                texts.append((self.session, now, item.text))
+                rows.texts.append((session, now, item.text))
             elif kind is P.Corrupt:
-                corrupts.append((self.session, now, item.error.name, item.run))
+                rows.corrupts.append((session, now, item.error.name, item.run))
             else:
-                foreign = self.tracker.observe(item, now, self.session, events)
-                frames.append(frame_row(self.session, now, item, foreign))
-                self.counters["inference_frames"] += kind is P.Inference
-        self.counters["frames"] += len(frames)
-        self.counters["text_lines"] += len(texts)
-        self.counters["corrupt"] += len(corrupts)
-        self.counters.update(lost=self.tracker.lost, restarts=self.tracker.restarts, foreign=self.tracker.foreign)
-        if any(e[2] == "model" for e in events):
-            self.store.set_expected(self.session, self.tracker.expected_hash.hex(), self.tracker.expected_from)
-        self.store.commit(self.session, frames, texts, corrupts, events, self.counters)
+                foreign = False
+                if item.TYPE < 0x80:  # host -> device frames (a loopback) have their own seq
+                    foreign = tracker.observe(item, now, session, rows.events)
+                rows.frames.append(frame_row(session, now, item, foreign))
+                if item.TYPE is P.FrameType.INFERENCE:
+                    stats.inference_frames += 1
+                    stats.last_inference_index = item.inference_index
+                elif item.TYPE is P.FrameType.BYE:
+                    rows.events.append((session, now, "bye", item.seq, item.exit_code, None))
+                    rows.bye = item.exit_code if rows.bye is None else rows.bye
+        if tracker.expected_from and any(e[2] == "model" for e in rows.events):
+            rows.expected = (tracker.expected_hash.hex(), tracker.expected_from)
+        stats.frames += len(rows.frames)
+        stats.text_lines += len(rows.texts)
+        stats.corrupt += len(rows.corrupts)
+        stats.lost, stats.restarts, stats.foreign = tracker.lost, tracker.restarts, tracker.foreign
+        stats.last_seq = tracker.last_seq
+        return rows
 
-    def close(self, reason: str) -> None:
-        self.store.end_session(self.session, reason)
-        self.store.close()
+
+class DatabaseSink:
+    """Stores replay's received items in a capture database (same schema and rules as `capture`)."""
+
+    def __init__(self, db_path: str | Path, port_url: str, expected_hash: bytes | None = None,
+                 log: Callable[[str], None] | None = None):
+        store = CaptureStore(db_path)
+        expected_from = "model-dir" if expected_hash else None
+        self.session = store.start_session(port_url, expected_hash.hex() if expected_hash else None, expected_from)
+        self.tracker = LinkTracker(expected_hash, expected_from)
+        self.stats = CaptureStats()
+        self.writer = SessionWriter(store, self.session, _counters(self.stats), log or logger.info)
+
+    def __call__(self, items: list) -> None:
+        self.writer.add(Rows.parse(items, self.session, time.time(), self.tracker, self.stats), _counters(self.stats))
+
+    def close(self, reason: str) -> str | None:
+        """Close the session; returns None, or why it could not be closed cleanly."""
+        try:
+            return self.writer.finish(reason)
+        finally:
+            self.writer.store.close()

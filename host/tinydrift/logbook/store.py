@@ -6,8 +6,11 @@ and readers (monitor, report) can follow a capture that is still running.
 
 from __future__ import annotations
 
-import json
+import atexit
+import os
+import shutil
 import sqlite3
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +80,35 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# SQLite's primary result codes (the low byte of an extended code).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 6, 10, 11, 13, 14
+# Space capture sets aside beside the database and frees when the disk fills up, so that it
+# can still close its session (a few pages of the write-ahead log).
+RESERVE_BYTES = 256 * 1024
+# How long one commit waits for another process's write lock before capture goes back to
+# reading the port (and keeps what it read in memory): short, so the device is never left
+# unread for long.
+BUSY_WAIT_MS = 100
+
+
+class StoreBusy(Exception):
+    """Another process holds the database's write lock; nothing was written, try again."""
+
+
+class StoreFull(TinydriftError):
+    """The database cannot grow (disk full, file size limit, I/O error); nothing of the
+    failed transaction was written."""
+
+
+def _write_error(path: Path, exc: sqlite3.Error) -> Exception:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return StoreBusy(str(exc))
+    cause = {_SQLITE_FULL: "the disk is full",
+             _SQLITE_IOERR: f"{exc} (the disk is full, or failing)"}.get(code, str(exc))
+    return StoreFull(f"cannot write to {path}: {cause}")
+
+
 _INSERT_FRAME = f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) VALUES ({', '.join('?' * len(FRAME_COLUMNS))})"
 _NO_INFERENCE = (None,) * len(INFERENCE_COLUMNS)
 _QUOTED_COUNTERS = ", ".join(f'"{c}"' for c in COUNTERS)
@@ -109,9 +141,12 @@ class CaptureStore:
 
     def __init__(self, path: str | Path, durable: bool = False) -> None:
         self.path = Path(path)
+        self.reserve = self.path.with_name(self.path.name + "-reserve")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+            self._refuse_other_databases()
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self.conn.executescript(SCHEMA)
@@ -123,6 +158,24 @@ class CaptureStore:
             raise TinydriftError(f"cannot write capture database {self.path}: {exc} (choose another --db)") from exc
         if version != str(SCHEMA_VERSION):
             raise TinydriftError(f"{self.path} has capture schema {version}, this tinydrift writes {SCHEMA_VERSION}: use a new --db")
+        try:
+            self.reserve.write_bytes(bytes(RESERVE_BYTES))
+        except OSError:
+            self.release_reserve()  # a disk already too full for it: capture will say so soon enough
+
+    def release_reserve(self) -> None:
+        """Give back the space set aside: on a full disk, it lets the session be closed."""
+        self.reserve.unlink(missing_ok=True)
+
+    def _refuse_other_databases(self) -> None:
+        """An SQLite file that holds tables but no capture schema belongs to something else:
+        adding our tables to it (and switching it to WAL) would change a file we do not own."""
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and not (tables >= {"meta", "sessions", "frames"}):
+            self.conn.close()
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise TinydriftError(f"{self.path} is an SQLite database of something else (tables {shown}), "
+                                 "not a tinydrift capture: choose another --db")
 
     def _upgrade_from_1(self) -> str:
         """Schema 1 -> 2: frames gain alarm_index (NULL for the frames already stored: version 1
@@ -146,10 +199,16 @@ class CaptureStore:
         return int(cur.lastrowid)
 
     def commit(self, session_id: int, frames: list[tuple], texts: list[tuple], corrupts: list[tuple],
-               events: list[tuple], counters: dict[str, int]) -> None:
-        """Everything parsed from one read, in one transaction."""
+               events: list[tuple], counters: dict[str, int], expected: tuple[str, str] | None = None) -> None:
+        """Everything parsed from one read, the session's counters and (when it was learnt) its
+        expected model hash and where it came from, in one transaction: the counters always
+        equal the rows stored. Raises StoreBusy (nothing written, try again) or StoreFull
+        (nothing written, the database cannot grow)."""
         c = self.conn
-        c.execute("BEGIN")
+        try:
+            c.execute("BEGIN IMMEDIATE")  # take the write lock first: a busy database fails here
+        except sqlite3.Error as exc:
+            raise _write_error(self.path, exc) from exc
         try:
             if frames:
                 c.executemany(_INSERT_FRAME, frames)
@@ -161,38 +220,90 @@ class CaptureStore:
                 c.executemany("INSERT INTO events (session_id, at, kind, seq, count, detail) VALUES (?, ?, ?, ?, ?, ?)", events)
             c.execute(_UPDATE_COUNTERS,
                       (*[counters[k] for k in COUNTERS], session_id))
+            if expected is not None:
+                c.execute("UPDATE sessions SET expected_hash=?, expected_from=? WHERE id=?", (*expected, session_id))
             c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
+        except BaseException as exc:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise _write_error(self.path, exc) from exc
             raise
 
-    def set_expected(self, session_id: int, expected_hash: str, expected_from: str) -> None:
-        self.conn.execute("UPDATE sessions SET expected_hash=?, expected_from=? WHERE id=?",
-                          (expected_hash, expected_from, session_id))
+    def last_device_frame(self, port: str) -> tuple[int, float, str | None] | None:
+        """(seq, received_at, expected hash) of the last device frame that the latest earlier
+        session on `port` stored: where a new capture of the same device run picks up."""
+        row = self.conn.execute(
+            "SELECT f.seq, f.received_at, s.expected_hash FROM frames f JOIN sessions s ON s.id = f.session_id "
+            "WHERE f.type < 128 AND s.port = ? ORDER BY f.id DESC LIMIT 1", (port,)).fetchone()
+        return (int(row[0]), float(row[1]), row[2]) if row else None
 
-    def end_session(self, session_id: int, reason: str) -> None:
-        self.conn.execute("UPDATE sessions SET ended_at=?, end_reason=? WHERE id=?",
-                          (time.time(), reason, session_id))
+    def end_session(self, session_id: int, reason: str, counters: dict[str, int]) -> None:
+        """The stop event, the final counters and the end reason, in one small transaction
+        (so it fits where a larger batch did not, e.g. on a disk that just filled up)."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute("INSERT INTO events (session_id, at, kind, seq, count, detail) VALUES (?, ?, 'stop', NULL, NULL, ?)",
+                      (session_id, time.time(), reason))
+            c.execute(_UPDATE_COUNTERS, (*[counters[k] for k in COUNTERS], session_id))
+            c.execute("UPDATE sessions SET ended_at=?, end_reason=? WHERE id=?", (time.time(), reason, session_id))
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise _write_error(self.path, exc) from exc
 
     def close(self) -> None:
         self.conn.close()
+        self.release_reserve()
 
 
 # ---------------------------------------------------------------------------- readers
 
 def open_db(path: str | Path) -> sqlite3.Connection:
-    """Open a capture database for reading; TinydriftError if it is missing or not one."""
+    """Open a capture database for reading; TinydriftError if it is missing, not one, or
+    damaged. Works on read-only media too (see `_connect_read_only`)."""
     path = Path(path)
     if not path.is_file():
         raise TinydriftError(f"capture database {path} not found: run `tinydrift capture --db {path}` first")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = _connect_read_only(path)
         conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         conn.execute("SELECT id FROM frames LIMIT 1").fetchall()
-    except sqlite3.Error as exc:
-        raise TinydriftError(f"{path} is not a tinydrift capture database ({exc}): "
-                             "give the file written by `tinydrift capture --db`") from exc
+        # A damaged page would otherwise surface later, as a crash halfway through a report.
+        problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_CORRUPT:
+            problem = str(exc)
+        else:
+            raise TinydriftError(f"{path} is not a tinydrift capture database ({exc}): "
+                                 "give the file written by `tinydrift capture --db`") from exc
+    if problem != "ok":
+        raise TinydriftError(f"capture database {path} is damaged ({problem}): the sqlite3 shell's "
+                             f"`.recover` saves what is readable (sqlite3 {path} .recover | sqlite3 recovered.db)")
     return conn
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL database needs its -shm file, which SQLite cannot create
+    on read-only media: there, a database without pending WAL content is opened as immutable,
+    and one with it is read from a copy of both files in a temporary folder."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return conn
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_CANTOPEN or os.access(path.parent, os.W_OK):
+            raise
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    copy = Path(tempfile.mkdtemp(prefix="tinydrift-db-"))
+    atexit.register(shutil.rmtree, copy, ignore_errors=True)
+    shutil.copyfile(path, copy / path.name)
+    shutil.copyfile(wal, copy / wal.name)
+    return sqlite3.connect(f"file:{copy / path.name}?mode=ro", uri=True)
 
 
 @dataclass

@@ -1,0 +1,286 @@
+"""capture when things go wrong around it: a database another process holds locked, a disk
+that fills up, a capture restarted in the middle of a device run, a bogus sequence number,
+a database file that belongs to something else. Nothing received may be lost unannounced,
+and the session's counters must always equal the rows stored."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tinydrift.errors import TinydriftError
+from tinydrift.firmware import REPO_ROOT
+from tinydrift.link import protocol as P
+from tinydrift.link.port import LinkTracker
+from tinydrift.logbook.capture import capture
+from tinydrift.logbook.store import open_db, read_summary
+
+from test_capture import TcpDevice, hello, inference
+
+
+def _stream(frames) -> bytes:
+    return b"".join(P.encode(f) for f in frames)
+
+
+def _counters_equal_rows(conn: sqlite3.Connection) -> None:
+    for session, frames, texts in conn.execute("SELECT id, frames, text_lines FROM sessions"):
+        assert frames == conn.execute("SELECT COUNT(*) FROM frames WHERE session_id=?", (session,)).fetchone()[0]
+        assert texts == conn.execute("SELECT COUNT(*) FROM text_lines WHERE session_id=?", (session,)).fetchone()[0]
+
+
+def test_a_database_locked_by_another_process_loses_nothing(tmp_path):
+    """Another writer holds the lock for 2 s while frames keep arriving: capture keeps them in
+    memory, says so, and stores every one once the lock is released."""
+    rng = random.Random(41)
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, 1201)] + [P.Bye(1201, 0, 1200)]
+    locked, released = threading.Event(), threading.Event()
+    db = tmp_path / "busy.db"
+
+    def device(conn):
+        conn.sendall(_stream(frames[:200]))
+        locked.wait(10)
+        for k in range(200, len(frames), 50):  # arrives while the lock is held
+            conn.sendall(_stream(frames[k:k + 50]))
+            time.sleep(0.03)
+        released.wait(10)
+
+    def hold_the_lock():
+        deadline = time.monotonic() + 10
+        while not db.exists() or sqlite3.connect(db).execute("SELECT COUNT(*) FROM frames").fetchone()[0] < 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        time.sleep(2.0)
+        other.execute("ROLLBACK")
+        other.close()
+        released.set()
+
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    messages: list[str] = []
+    summary = capture(TcpDevice(device).url, db, log=messages.append)
+    holder.join()
+    assert summary.end_reason == "device exit (code 0)" and not summary.failed and summary.not_stored == 0
+    assert any("busy" in m for m in messages) and any("free again" in m for m in messages), messages
+    conn = open_db(db)
+    assert [P.parse_packet(r[0]) for r in conn.execute("SELECT raw FROM frames ORDER BY id")] == frames
+    _counters_equal_rows(conn)
+
+
+def _run_capture(url: str, db, file_size_limit: int | None = None) -> subprocess.CompletedProcess:
+    """`tinydrift capture` in its own process, optionally one that may not write files beyond
+    `file_size_limit` bytes (SQLite then sees a short write, as on a full disk)."""
+
+    def limit_file_size():
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    return subprocess.run([sys.executable, "-m", "tinydrift", "capture", "--port", url, "--db", str(db),
+                           "--progress-interval", "60"], capture_output=True, text=True, env=env,
+                          preexec_fn=limit_file_size, timeout=120)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 600 KB tmpfs: a disk that really fills up (ENOSPC). Needs the right to mount."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root); the file-size-limit case covers a full disk")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+@pytest.mark.parametrize("disk", ["tmpfs", "file_size_limit"])
+def test_a_full_disk_stops_cleanly_and_counts_what_was_not_stored(tmp_path, disk, request):
+    rng = random.Random(42)
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, 20001)] + [P.Bye(20001, 0, 20000)]
+    stream = _stream(frames)
+
+    def device(conn):
+        for k in range(0, len(stream), 4096):
+            try:
+                conn.sendall(stream[k:k + 4096])
+            except OSError:
+                return  # capture stopped: its choice
+            time.sleep(0.001)
+
+    url = TcpDevice(device).url
+    if disk == "tmpfs":
+        db = request.getfixturevalue("small_tmpfs") / "full.db"
+        proc = _run_capture(url, db)
+    else:
+        db = tmp_path / "full.db"
+        proc = _run_capture(url, db, file_size_limit=600_000)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    match = re.search(r"captured (\d+) frames .* stopped: cannot write to .*: (the disk is full|disk I/O error "
+                      r"\(the disk is full, or failing\)); (\d+) received frames NOT stored", proc.stdout)
+    assert match, proc.stdout
+    stored, not_stored = int(match.group(1)), int(match.group(3))
+    assert stored > 100 and not_stored > 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    _counters_equal_rows(conn)
+    ended, reason, counted = conn.execute("SELECT ended_at, end_reason, frames FROM sessions").fetchone()
+    assert ended is not None and "cannot write to" in reason and counted == stored, proc.stderr
+    seqs = [s for (s,) in conn.execute("SELECT seq FROM frames ORDER BY id")]
+    assert seqs == list(range(stored))  # what is stored is a clean prefix of what was sent
+
+
+def test_frames_lost_between_two_captures_of_one_device_run_are_counted(tmp_path):
+    """Capture stops at frame 99; the device keeps counting; the next capture on the same port
+    starts at seq 150: the 50 frames in between are lost, and said to be."""
+    rng = random.Random(43)
+    first = [hello()] + [inference(i, i, rng) for i in range(1, 100)]
+    second = [inference(i, i, rng) for i in range(150, 200)] + [P.Bye(200, 0, 199)]
+    device = TcpDevice(lambda conn: (conn.sendall(_stream(first)), time.sleep(0.3)),
+                       lambda conn: conn.sendall(_stream(second)))
+    db = tmp_path / "two.db"
+    assert capture(device.url, db, max_frames=len(first)).stats.lost == 0
+    summary = capture(device.url, db)
+    assert summary.stats.lost == 50
+    conn = open_db(db)
+    assert read_summary(conn).lost == 50
+    gap = conn.execute("SELECT seq, count, detail FROM events WHERE kind='gap'").fetchall()
+    assert gap == [(100, 50, "between capture sessions")]
+
+
+def test_another_device_run_on_the_port_is_a_restart_not_a_loss(tmp_path):
+    rng = random.Random(44)
+    first = [hello()] + [inference(i, i, rng) for i in range(1, 100)]
+    rebooted = [hello()] + [inference(i, i, rng) for i in range(1, 20)] + [P.Bye(20, 0, 19)]
+    device = TcpDevice(lambda conn: (conn.sendall(_stream(first)), time.sleep(0.3)),
+                       lambda conn: conn.sendall(_stream(rebooted)))
+    db = tmp_path / "reboot.db"
+    capture(device.url, db, max_frames=len(first))
+    summary = capture(device.url, db)
+    assert (summary.stats.lost, summary.stats.restarts) == (0, 1)
+
+
+def _follow(tracker: LinkTracker, seqs, start: float = 1000.0, step: float = 0.01) -> list:
+    events, rng = [], random.Random(45)
+    for k, seq in enumerate(seqs):
+        frame = hello(seq) if seq == 0 else inference(seq, k, rng)
+        tracker.observe(frame, start + k * step, 1, events)
+    return events
+
+
+def test_a_bogus_sequence_number_is_named_and_loses_nothing():
+    """One frame whose seq is garbage (here 4,294,967,000 amid 1..150) once made `lost` read
+    4,294,967,349; and a duplicate seq is no restart either."""
+    tracker = LinkTracker(None, None)
+    events = _follow(tracker, [0, *range(1, 101), 4_294_967_000, *range(101, 120), 119, *range(120, 150)])
+    assert (tracker.lost, tracker.restarts) == (0, 0)
+    bogus = [e for e in events if e[2] == "bogus_seq"]
+    assert [e[3] for e in bogus] == [4_294_967_000, 119] and "no frames lost" in bogus[0][5]
+    # A plausible gap is still loss: 30 frames missing, 0.3 s later.
+    tracker.observe(inference(180, 180, random.Random(1)), 1003.0, 1, events)
+    assert tracker.lost == 30
+
+
+def test_a_restart_whose_hello_was_lost_is_a_restart():
+    tracker = LinkTracker(None, None)
+    events = _follow(tracker, [0, *range(1, 101), *range(5, 40)])
+    assert (tracker.lost, tracker.restarts) == (5, 1)  # seq 0..4 of the new run never came
+    assert [e[3:5] for e in events if e[2] == "restart"] == [(5, 5)]
+    tracker = LinkTracker(None, None)
+    _follow(tracker, [0, *range(1, 101), *range(3_000_000, 3_000_010)])  # a far jump, then followed
+    assert (tracker.lost, tracker.restarts) == (0, 1)
+
+
+def test_capture_refuses_an_sqlite_file_of_something_else(tmp_path):
+    other = tmp_path / "inventory.sqlite"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    before = other.read_bytes()
+    device = TcpDevice(lambda conn: time.sleep(0.5))
+    with pytest.raises(TinydriftError, match="database of something else .*parts.*choose another --db"):
+        capture(device.url, other)
+    assert other.read_bytes() == before and not (tmp_path / "inventory.sqlite-wal").exists()
+
+
+def _captured_db(path, n: int = 3000):
+    rng = random.Random(46)
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, n)] + [P.Bye(n, 0, n - 1)]
+    capture(TcpDevice(lambda conn: conn.sendall(_stream(frames))).url, path)
+    return path
+
+
+def _tinydrift(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    return subprocess.run([sys.executable, "-m", "tinydrift", *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_a_damaged_page_is_a_clear_error_in_report_and_monitor(tmp_path):
+    db = _captured_db(tmp_path / "damaged.db")
+    data = bytearray(db.read_bytes())
+    page = 4096
+    middle = (len(data) // page // 2) * page  # a page of the frames table, header and all
+    data[middle:middle + 64] = bytes(range(64, 128))
+    db.write_bytes(bytes(data))
+    for command in (["report", db, "--out", tmp_path / "report"], ["monitor", "--db", db, "--once"]):
+        proc = _tinydrift(*command)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"capture database {db} is damaged" in proc.stderr and ".recover" in proc.stderr
+    assert not (tmp_path / "report").exists()
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder on read-only media: a tmpfs remounted read-only (as root, whom permissions do
+    not stop), else a folder without write permission."""
+    folder = tmp_path / "media"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        yield folder, lambda: folder.chmod(0o555)
+        folder.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here as root")
+    yield folder, lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("pending_wal", [False, True], ids=["closed", "killed_with_wal"])
+def test_a_capture_on_read_only_media_can_be_reported(tmp_path, read_only_folder, pending_wal):
+    folder, make_read_only = read_only_folder
+    db = _captured_db(tmp_path / "run.db")
+    (folder / "run.db").write_bytes(db.read_bytes())
+    if pending_wal:  # as kill -9 leaves it: frames in the -wal file, not yet in the .db
+        writer = sqlite3.connect(folder / "run.db", isolation_level=None)
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("INSERT INTO text_lines (session_id, received_at, line) VALUES (1, 0, 'after the kill')")
+        (folder / "copy.db").write_bytes((folder / "run.db").read_bytes())
+        (folder / "copy.db-wal").write_bytes((folder / "run.db-wal").read_bytes())
+        writer.close()  # checkpoints run.db; copy.db keeps its content in the WAL
+        name = "copy.db"
+    else:
+        name = "run.db"
+    make_read_only()
+    proc = _tinydrift("report", folder / name, "--out", tmp_path / "report")
+    assert proc.returncode == 0, proc.stderr
+    assert "3001 frames" in proc.stdout or "3001" in (tmp_path / "report" / "index.html").read_text()
+    conn = open_db(folder / name)
+    assert read_summary(conn).frames == 3001
+    lines = [r[0] for r in conn.execute("SELECT line FROM text_lines")]
+    assert lines == (["after the kill"] if pending_wal else [])
