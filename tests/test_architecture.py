@@ -16,7 +16,7 @@ PACKAGE = Path(tinydrift.__file__).parent
 
 # Lowest first. A module may import its own layer and the layers before it.
 LAYERS = [
-    ("errors", "atomic", "quiet"),  # what everything may use
+    ("errors", "atomic", "quiet", "child"),  # what everything may use
     ("firmware",),  # the firmware tree: layout, third-party C, build recipes
     ("modeldir",),  # the model folder's files
     ("frontend",),  # audio -> features (twin of firmware frontend/)

@@ -7,13 +7,19 @@ ESC u (undefined instruction), ESC x <code> (exit)."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
+from tinydrift.firmware import REPO_ROOT
 from tinydrift.target import emulator, platformio
 
 pytestmark = pytest.mark.skipif(
@@ -238,3 +244,39 @@ def test_a_firmware_that_stops_reading_is_stopped_at_the_timeout(elf):
     with pytest.raises(TinydriftError, match="did not exit within"):
         emulator.run(elf, send=spin_command(0xFFFFFFFF) + b"a" * 1_000_000, timeout=1.0)
     assert time.monotonic() - started < 5.0
+
+
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie nobody reaped (a container's init may not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGKILL],
+                         ids=lambda s: signal.Signals(s).name)
+def test_emulate_takes_qemu_with_it_however_it_is_stopped(elf, signum):
+    """`tinydrift emulate --serve` stopped by a signal (a service manager's SIGTERM, a closed
+    terminal's SIGHUP, Ctrl-C, even SIGKILL) must not leave QEMU holding the port and a core."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    proc = subprocess.Popen([sys.executable, "-m", "tinydrift", "emulate", "--serve", "--elf", str(elf)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = proc.stdout.readline().strip()  # printed once QEMU listens
+        assert url.startswith("socket://127.0.0.1:"), proc.stderr.read()
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as children:
+            qemu = [int(pid) for pid in children.read().split()]
+        assert len(qemu) == 1 and _alive(qemu[0])
+        proc.send_signal(signum)
+        proc.wait(timeout=20)
+        deadline = time.monotonic() + 10
+        while _alive(qemu[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(qemu[0]), f"QEMU {qemu[0]} outlived `tinydrift emulate` stopped by {signum}"
+        if signum != signal.SIGKILL:
+            assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -12,6 +12,7 @@ import sys
 import click
 
 from tinydrift.cli import bench, codegen, device, drift, logbook, pipeline
+from tinydrift.child import exit_on_termination
 from tinydrift.errors import TinydriftError
 from tinydrift.quiet import set_verbose
 
@@ -23,6 +24,7 @@ class TinydriftGroup(click.Group):
         return list(self.commands)  # the order of COMMANDS: the data flow, not the alphabet
 
     def invoke(self, ctx):
+        exit_on_termination()  # SIGTERM/SIGHUP unwind too: QEMU and pio are stopped on the way out
         try:
             return super().invoke(ctx)
         except TinydriftError as e:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tinydrift.child import tied_to_this_process
 from tinydrift.errors import TinydriftError
 from tinydrift.target import platformio
 
@@ -180,7 +181,7 @@ def start(elf: Path | None = None, *, icount_shift: int | None = None,
     command = qemu_command(elf, "tcp:127.0.0.1:0,server=on,wait=on", icount_shift=icount_shift,
                            extra_args=extra_args, semihosting_args=semihosting_args)
     process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, **tied_to_this_process())
     # QEMU announces the port it listens on, on stderr, before waiting for the client.
     announced = bytearray()
     deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tinydrift.child import tied_to_this_process
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
 from tinydrift.modeldir import ModelDir
@@ -172,16 +173,17 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
     elf = (build_dir or platformio.FIRMWARE_DIR / ".pio" / "build") / env_name / "firmware.elf"
 
     def run(arguments: list[str], show: bool) -> subprocess.CompletedProcess:
-        # Its own process group: on a timeout, QEMU (pio's grandchild) goes down with pio.
+        # Its own process group: on a timeout or any signal that stops tinydrift, QEMU (pio's
+        # grandchild) goes down with pio.
         process = subprocess.Popen([str(pio), *arguments], cwd=platformio.FIRMWARE_DIR, env=environment,
                                    stdout=None if show else subprocess.PIPE, stderr=None if show else subprocess.PIPE,
-                                   start_new_session=True)
+                                   start_new_session=True, **tied_to_this_process())
         try:
             stdout, stderr = process.communicate(timeout=timeout)
-        except (subprocess.TimeoutExpired, KeyboardInterrupt) as exc:
+        except BaseException as exc:  # the timeout, Ctrl-C, or SIGTERM/SIGHUP (SystemExit)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            if isinstance(exc, KeyboardInterrupt):
+            if not isinstance(exc, subprocess.TimeoutExpired):
                 raise
             raise TinydriftError(f"`pio {' '.join(arguments)}` did not finish within {timeout:g} s; stopped") from None
         return subprocess.CompletedProcess(process.args, process.returncode, stdout or b"", stderr or b"")
