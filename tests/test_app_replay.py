@@ -21,6 +21,7 @@ from tinydrift.link.replay import Replayer, load_source
 from tinydrift.app import compare, device_inferences, expected_inferences
 from tinydrift.logbook.store import open_db
 from tinydrift.monitor.config import MonitorConfig
+from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
 
 pytestmark = pytest.mark.skipif(
@@ -136,3 +137,64 @@ def test_lost_and_damaged_audio_frames_are_resent_and_the_result_is_unchanged(el
     assert status.rx_errors == 1  # the damaged frame, counted once
     expected = expected_inferences(clips, model, config, clips=True)
     assert compare(device_inferences(stats.received), expected, bytes.fromhex(ref["model_id"])) == []
+
+
+class PulledCable:
+    """The port of a board whose cable is pulled once: the 7th AUDIO frame does not go out
+    (the write fails) and the port is dead from then on, as a USB serial device that
+    disappears. Plugging it back in gives a new port to the same board."""
+
+    def __init__(self, port, pull_at: int | None = 7):
+        self.port, self.pull_at, self.audio_frames, self.dead = port, pull_at, 0, False
+
+    def write(self, data: bytes) -> int:
+        if not self.dead and isinstance(P.decode(data), P.Audio):
+            self.audio_frames += 1
+            self.dead = self.audio_frames == self.pull_at
+        if self.dead:
+            raise OSError(5, "Input/output error (cable pulled)")
+        return self.port.write(data)
+
+    def read(self, size: int = 1) -> bytes:
+        if self.dead:
+            raise OSError(5, "Input/output error (cable pulled)")
+        return self.port.read(size)
+
+    def close(self) -> None:
+        self.dead = True  # the board's side stays connected: only this port object is gone
+
+    def __getattr__(self, name):
+        return getattr(self.port, name)
+
+
+def test_a_port_that_disappears_mid_clip_is_reopened_and_the_clip_sent_again(elf, audio, reference):
+    model, config, ref = reference
+    clips = [audio[k * 16000:(k + 1) * 16000] for k in range(3)]
+    with emulator.start(elf) as board:
+        port = open_port(board.url, timeout=0.05)
+        reopened = []
+
+        def reopen(old, exc):
+            reopened.append(str(exc))
+            return PulledCable(port, pull_at=None)
+
+        try:
+            replayer = Replayer(PulledCable(port), window=4, keep=True, reopen=reopen)
+            stats = replayer.replay(clips)
+            replayer.drain(0.2)
+        finally:
+            port.close()
+    assert stats.reconnects == 1 and stats.resent >= 6 and "cable pulled" in reopened[0]
+    expected = expected_inferences(clips, model, config, clips=True)
+    assert compare(device_inferences(stats.received), expected, bytes.fromhex(ref["model_id"])) == []
+
+
+def test_replay_without_reconnect_names_the_lost_port(elf, audio):
+    clips = [audio[:16000]]
+    with emulator.start(elf) as board:
+        port = open_port(board.url, timeout=0.05)
+        try:
+            with pytest.raises(TinydriftError, match="port failed .*cable pulled.* did not come back"):
+                Replayer(PulledCable(port), window=4).replay(clips)
+        finally:
+            port.close()

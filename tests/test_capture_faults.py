@@ -54,9 +54,20 @@ def test_a_database_locked_by_another_process_loses_nothing(tmp_path):
             time.sleep(0.03)
         released.wait(10)
 
+    def stored() -> int:
+        if not db.exists():
+            return 0
+        reader = sqlite3.connect(db)
+        try:
+            return reader.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+        except sqlite3.OperationalError:  # capture is still creating its tables
+            return 0
+        finally:
+            reader.close()
+
     def hold_the_lock():
         deadline = time.monotonic() + 10
-        while not db.exists() or sqlite3.connect(db).execute("SELECT COUNT(*) FROM frames").fetchone()[0] < 200:
+        while stored() < 200:
             assert time.monotonic() < deadline
             time.sleep(0.02)
         other = sqlite3.connect(db, isolation_level=None)
@@ -284,3 +295,17 @@ def test_a_capture_on_read_only_media_can_be_reported(tmp_path, read_only_folder
     assert read_summary(conn).frames == 3001
     lines = [r[0] for r in conn.execute("SELECT line FROM text_lines")]
     assert lines == (["after the kill"] if pending_wal else [])
+
+
+def test_replay_with_a_bad_port_leaves_no_half_made_session(tmp_path):
+    import wave
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    with wave.open(str(clips / "a.wav"), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(bytes(32000))
+    db = tmp_path / "replay.db"
+    proc = _tinydrift("replay", clips, "--port", "/dev/tinydrift-no-such-port", "--db", db)
+    assert proc.returncode == 1 and "cannot open port" in proc.stderr and "Traceback" not in proc.stderr
+    assert not db.exists()

@@ -161,15 +161,19 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
                    "small receive buffers).")
 @click.option("--baud", "baudrate", type=int, default=115200, show_default=True,
               help="Serial speed (ignored by sockets and ptys).")
+@click.option("--reconnect-timeout", type=float, default=10.0, show_default=True, metavar="S",
+              help="How long to keep reopening a port that disappeared; the clip under way is then sent "
+                   "again (0: stop at once; -1: forever).")
 def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir: Path | None, limit: int | None,
-                   reset: bool, window: int, baudrate: int):
+                   reset: bool, window: int, baudrate: int, reconnect_timeout: float):
     """Stream audio into the device: each clip of SOURCE as AUDIO frames.
 
     SOURCE is a folder of 16 kHz 16-bit WAV files (one clip per file, any length; sorted)
     or a clip set made by `tinydrift data kws` (.npz). The device runs one inference per
     1 s window of each clip (a shorter clip is padded) and answers every frame; replay
     waits for those answers, so nothing overruns the device, and resends what the device
-    reports lost.
+    reports lost. A port that disappears (a board re-enumerating) is reopened and the clip
+    under way sent again.
 
     \b
     Examples:
@@ -177,7 +181,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
       tinydrift replay my_wavs/ --port /dev/ttyACM0 --db run.db --window 1
     """
     from tinydrift.link import protocol as P
-    from tinydrift.logbook.capture import open_port
+    from tinydrift.link.port import open_port, reopen_port
     from tinydrift.link.replay import Replayer, load_source
     from tinydrift.logbook.capture import DatabaseSink
     from tinydrift.logbook.store import load_model_info
@@ -186,11 +190,24 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         raise TinydriftError(f"--limit must be at least 1, got {limit}")
     clips = load_source(source, limit)
     expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
-    sink = DatabaseSink(db_path, port_url, expected_hash) if db_path is not None else None
+    def log(message: str) -> None:
+        click.echo(message, err=True)
+
+    def reopen(port, exc):
+        return reopen_port(port, port_url, baudrate, 0.05, None if reconnect_timeout < 0 else reconnect_timeout,
+                           exc, log, lambda: False)[0]
+
+    # Everything that can refuse the arguments comes before the database gets a session.
     port = open_port(port_url, baudrate, timeout=0.05)
+    try:
+        replayer = Replayer(port, window=window, reopen=reopen if reconnect_timeout != 0 else None)
+        sink = DatabaseSink(db_path, port_url, expected_hash, log=log) if db_path is not None else None
+    except BaseException:
+        port.close()
+        raise
+    replayer.on_items = sink
     reason = "error"
     try:
-        replayer = Replayer(port, window=window, on_items=sink)
         if reset:
             replayer.command(P.Reset(0))
         with progress_bars() as bars:
@@ -201,9 +218,10 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         reason = "interrupted"
         raise click.Abort() from None
     finally:
-        port.close()
-        if sink is not None:
-            sink.close(reason)
+        replayer.port.close()
+        problem = sink.close(reason) if sink is not None else None
+        if problem is not None:
+            log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
     if db_path is not None:
         click.echo(f"frames stored in {db_path}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import array
 import fcntl
 import termios
+import time
+from typing import Callable
 
 import serial
 
@@ -165,3 +167,35 @@ def open_port(url: str, baudrate: int = 115200, timeout: float = 0.02) -> serial
     except (serial.SerialException, OSError, ValueError) as exc:
         raise TinydriftError(f"cannot open port {url!r}: {exc} (check the device is connected and the "
                              "URL: /dev/ttyACM0, a pty path or socket://HOST:PORT)") from exc
+
+
+def reopen_port(port, url: str, baudrate: int, read_timeout: float, reconnect_timeout: float | None,
+                exc: Exception, log: Callable[[str], None], should_stop: Callable[[], bool]):
+    """Close a failed port and open it again with exponential backoff (50 ms doubling to 1 s):
+    a USB device that re-enumerates, a pty or socket that comes back. Returns (the new port,
+    attempts, seconds taken); the port is None when `reconnect_timeout` seconds pass (None:
+    wait for ever) or `should_stop()` says so."""
+    try:
+        port.close()
+    except (serial.SerialException, OSError):
+        pass
+    lost_at = time.monotonic()
+    log(f"port {url} lost ({exc}); reopening" + (f" for up to {reconnect_timeout:g} s" if reconnect_timeout is not None else ""))
+    delay, attempts = 0.05, 0
+    while not should_stop():
+        waited = time.monotonic() - lost_at
+        if reconnect_timeout is not None and waited >= reconnect_timeout:
+            log(f"port {url} did not come back within {reconnect_timeout:g} s; stopping")
+            return None, attempts, waited
+        attempts += 1
+        try:
+            new_port = open_port(url, baudrate, read_timeout)
+        except TinydriftError:
+            pause = delay if reconnect_timeout is None else min(delay, max(0.0, reconnect_timeout - waited))
+            time.sleep(pause)
+            delay = min(delay * 2, 1.0)
+            continue
+        took = time.monotonic() - lost_at
+        log(f"port {url} reopened after {took:.2f} s ({attempts} attempts)")
+        return new_port, attempts, took
+    return None, attempts, time.monotonic() - lost_at

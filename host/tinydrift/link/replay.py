@@ -103,6 +103,7 @@ class ReplayStats:
     resent: int = 0
     gaps: int = 0  # ACKs reporting an AUDIO gap
     timeouts: int = 0  # ACKs that never came (frames resent)
+    reconnects: int = 0  # the port was lost and reopened (the clip under way resent)
     inferences: int = 0
     frames_received: int = 0
     corrupt: int = 0
@@ -117,7 +118,12 @@ class ReplayStats:
             alarm = f"first alarm {'+'.join(P.alarm_names(self.first_alarm[1] & 0xFF))} at inference {self.first_alarm[0]}"
         return (f"replayed {self.clips} clips ({self.samples / 16000:.1f} s of audio, {rate:.2f}x real time) in "
                 f"{self.seconds:.1f} s: {self.inferences} inferences, {alarm}; {self.frames_sent} AUDIO frames, "
-                f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts), {self.corrupt} corrupt frames received")
+                f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} reconnects), "
+                f"{self.corrupt} corrupt frames received")
+
+
+class _PortReopened(Exception):
+    """The port was lost and opened again: whatever was in flight is gone."""
 
 
 class Replayer:
@@ -125,10 +131,13 @@ class Replayer:
     pyserial ports, capture.open_port) with flow control, parsing what comes back.
 
     `on_items(items)` receives every parsed item (frames, text lines, corrupt runs) as they
-    arrive, e.g. to store them; `keep` also collects them in ReplayStats.received."""
+    arrive, e.g. to store them; `keep` also collects them in ReplayStats.received. When the
+    port fails, `reopen(port, error)` is asked for a new one (None: give up); the clip under
+    way is then sent again from its start (its START flag makes the device begin it anew)."""
 
     def __init__(self, port, *, window: int = 4, chunk: int = P.AUDIO_MAX_SAMPLES, ack_timeout: float = 10.0,
-                 on_items: Callable[[list], None] | None = None, keep: bool = False, first_seq: int = 0):
+                 on_items: Callable[[list], None] | None = None, keep: bool = False, first_seq: int = 0,
+                 reopen: Callable[[object, Exception], object | None] | None = None):
         if window < 1:
             raise TinydriftError(f"--window must be at least 1 frame, got {window}")
         self.port = port
@@ -140,21 +149,38 @@ class Replayer:
         self.seq = first_seq
         self.parser = P.StreamParser()
         self.stats = ReplayStats()
+        self.reopen = reopen
         self._acks: dict[int, P.Ack] = {}
 
     # -- link
 
+    def _on_port(self, action):
+        """Run `action(port)`; a failed port is reopened (raising _PortReopened) or reported."""
+        import serial
+
+        try:
+            return action(self.port)
+        except (serial.SerialException, OSError) as exc:
+            port = self.reopen(self.port, exc) if self.reopen is not None else None
+            if port is None:
+                raise TinydriftError(f"the device's port failed ({exc}) and did not come back: "
+                                     "check the cable or the emulator, then replay again") from None
+            self.port, self.parser = port, P.StreamParser()
+            self._acks.clear()
+            self.stats.reconnects += 1
+            raise _PortReopened() from None
+
     def _send(self, frame: P.Frame) -> int:
         frame.seq = self.seq
         self.seq = (self.seq + 1) & 0xFFFFFFFF
-        self.port.write(P.encode(frame))
+        self._on_port(lambda port: port.write(P.encode(frame)))
         return frame.seq
 
     def _poll(self) -> None:
         """Read what has arrived (waiting up to the port's timeout) and act on it."""
         from tinydrift.link.port import read_available
 
-        data = read_available(self.port)
+        data = self._on_port(read_available)
         if not data:
             return
         items = self.parser.feed(data)
@@ -177,15 +203,20 @@ class Replayer:
             self.on_items(items)
 
     def command(self, frame: P.Frame, timeout: float | None = None) -> P.Ack:
-        """Send one command (RESET, LABEL, STATUS_REQUEST) and wait for its ACK."""
-        seq = self._send(frame)
-        deadline = time.monotonic() + (self.ack_timeout if timeout is None else timeout)
-        while seq not in self._acks:
-            if time.monotonic() > deadline:
-                raise TinydriftError(f"no ACK for {frame.TYPE.name} within {self.ack_timeout:g} s: is the "
-                                     "tinydrift app running on the device?")
-            self._poll()
-        return self._acks.pop(seq)
+        """Send one command (RESET, LABEL, STATUS_REQUEST) and wait for its ACK (sent again
+        after a reconnect)."""
+        while True:
+            try:
+                seq = self._send(frame)
+                deadline = time.monotonic() + (self.ack_timeout if timeout is None else timeout)
+                while seq not in self._acks:
+                    if time.monotonic() > deadline:
+                        raise TinydriftError(f"no ACK for {frame.TYPE.name} within {self.ack_timeout:g} s: is the "
+                                             "tinydrift app running on the device?")
+                    self._poll()
+                return self._acks.pop(seq)
+            except _PortReopened:
+                continue
 
     # -- clips
 
@@ -197,44 +228,49 @@ class Replayer:
         done = False
         last_progress = time.monotonic()
         while not done:
-            while next_chunk < len(chunks) and len(in_flight) < self.window:
-                offset, samples, flags = chunks[next_chunk]
-                seq = self._send(P.Audio(0, offset, flags, tuple(int(s) for s in samples)))
-                in_flight[seq] = next_chunk
-                self.stats.frames_sent += 1
-                next_chunk += 1
-            self._poll()
-            for seq in [s for s in in_flight if s in self._acks]:
-                ack = self._acks.pop(seq)
-                index = in_flight.pop(seq, None)
-                last_progress = time.monotonic()
-                if ack.result == ACK_OK:
-                    if index == len(chunks) - 1:
-                        done = True
-                    continue
-                if ack.result != ACK_AUDIO_GAP:
-                    raise TinydriftError(f"the device refused an AUDIO frame: {ACK_RESULTS.get(ack.result, ack.result)}")
-                # Go back to where the device is; later frames in flight will be refused too.
-                self.stats.gaps += 1
-                resume = by_offset.get(ack.detail)
-                if resume is None:
-                    raise TinydriftError(f"the device asked for sample {ack.detail}, not a chunk boundary of this clip")
-                self.stats.resent += next_chunk - resume
-                for stale in list(in_flight):
-                    self._acks.pop(stale, None)
+            try:
+                while next_chunk < len(chunks) and len(in_flight) < self.window:
+                    offset, samples, flags = chunks[next_chunk]
+                    seq = self._send(P.Audio(0, offset, flags, tuple(int(s) for s in samples)))
+                    in_flight[seq] = next_chunk
+                    self.stats.frames_sent += 1
+                    next_chunk += 1
+                self._poll()
+                for seq in [s for s in in_flight if s in self._acks]:
+                    ack = self._acks.pop(seq)
+                    index = in_flight.pop(seq, None)
+                    last_progress = time.monotonic()
+                    if ack.result == ACK_OK:
+                        if index == len(chunks) - 1:
+                            done = True
+                        continue
+                    if ack.result != ACK_AUDIO_GAP:
+                        raise TinydriftError(f"the device refused an AUDIO frame: {ACK_RESULTS.get(ack.result, ack.result)}")
+                    # Go back to where the device is; later frames in flight will be refused too.
+                    self.stats.gaps += 1
+                    resume = by_offset.get(ack.detail)
+                    if resume is None:
+                        raise TinydriftError(f"the device asked for sample {ack.detail}, not a chunk boundary of this clip")
+                    self.stats.resent += next_chunk - resume
+                    for stale in list(in_flight):
+                        self._acks.pop(stale, None)
+                    in_flight.clear()
+                    next_chunk = resume
+                    break
+                if in_flight and time.monotonic() - last_progress > self.ack_timeout:
+                    self.stats.timeouts += 1
+                    resume = min(in_flight.values())
+                    self.stats.resent += next_chunk - resume
+                    in_flight.clear()
+                    next_chunk = resume
+                    last_progress = time.monotonic()
+                    if self.stats.timeouts > 3 * max(1, self.stats.clips + 1):
+                        raise TinydriftError("the device stopped acknowledging AUDIO frames: is the tinydrift app "
+                                             "running, and the port the device's?")
+            except _PortReopened:  # the device may hold part of this clip: start it again
+                self.stats.resent += next_chunk
                 in_flight.clear()
-                next_chunk = resume
-                break
-            if in_flight and time.monotonic() - last_progress > self.ack_timeout:
-                self.stats.timeouts += 1
-                resume = min(in_flight.values())
-                self.stats.resent += next_chunk - resume
-                in_flight.clear()
-                next_chunk = resume
-                last_progress = time.monotonic()
-                if self.stats.timeouts > 3 * max(1, self.stats.clips + 1):
-                    raise TinydriftError("the device stopped acknowledging AUDIO frames: is the tinydrift app "
-                                         "running, and the port the device's?")
+                next_chunk, last_progress = 0, time.monotonic()
         self.stats.clips += 1
         self.stats.samples += len(clip)
 
@@ -251,4 +287,7 @@ class Replayer:
         """Keep reading for `seconds` (frames the device sends after the last ACK)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self._poll()
+            try:
+                self._poll()
+            except _PortReopened:
+                continue

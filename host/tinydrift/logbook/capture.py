@@ -23,7 +23,7 @@ import serial
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.link import protocol as P
-from tinydrift.link.port import LinkTracker, open_port, read_available
+from tinydrift.link.port import LinkTracker, open_port, read_available, reopen_port
 from tinydrift.logbook.store import CaptureStore, StoreBusy, StoreFull, frame_row
 
 logger = logging.getLogger("tinydrift.capture")
@@ -237,8 +237,9 @@ def capture(
                 data = read_available(port)
             except (serial.SerialException, OSError) as exc:
                 event("port_lost", detail=str(exc))
-                port, attempts, took = _reopen(port, port_url, baudrate, read_timeout, reconnect_timeout, exc, log,
-                                               stop_reason, stop_event)
+                port, attempts, took = reopen_port(port, port_url, baudrate, read_timeout, reconnect_timeout, exc,
+                                                   log, lambda: bool(stop_reason) or (stop_event is not None
+                                                                                      and stop_event.is_set()))
                 if port is None:
                     if not stop_reason:
                         stop_reason.append("port lost")
@@ -293,36 +294,6 @@ def _counters(stats: CaptureStats) -> dict[str, int]:
     d = asdict(stats)
     return {k: d[k] for k in ("frames", "inference_frames", "lost", "corrupt", "foreign", "text_lines",
                               "restarts", "reopens", "bytes")}
-
-
-def _reopen(port, url, baudrate, read_timeout, reconnect_timeout, exc, log, stop_reason, stop_event):
-    """Close a failed port and open it again with exponential backoff (50 ms doubling to 1 s).
-    Returns (the new port, attempts, seconds taken); the port is None when the timeout passes
-    or a stop is requested."""
-    try:
-        port.close()
-    except (serial.SerialException, OSError):
-        pass
-    lost_at = time.monotonic()
-    log(f"port {url} lost ({exc}); reopening" + (f" for up to {reconnect_timeout:g} s" if reconnect_timeout is not None else ""))
-    delay, attempts = 0.05, 0
-    while not stop_reason and not (stop_event is not None and stop_event.is_set()):
-        waited = time.monotonic() - lost_at
-        if reconnect_timeout is not None and waited >= reconnect_timeout:
-            log(f"port {url} did not come back within {reconnect_timeout:g} s; stopping")
-            return None, attempts, waited
-        attempts += 1
-        try:
-            new_port = open_port(url, baudrate, read_timeout)
-        except TinydriftError:
-            pause = delay if reconnect_timeout is None else min(delay, max(0.0, reconnect_timeout - waited))
-            time.sleep(pause)
-            delay = min(delay * 2, 1.0)
-            continue
-        took = time.monotonic() - lost_at
-        log(f"port {url} reopened after {took:.2f} s ({attempts} attempts)")
-        return new_port, attempts, took
-    return None, attempts, time.monotonic() - lost_at
 
 
 @dataclass
