@@ -309,3 +309,28 @@ def test_replay_with_a_bad_port_leaves_no_half_made_session(tmp_path):
     proc = _tinydrift("replay", clips, "--port", "/dev/tinydrift-no-such-port", "--db", db)
     assert proc.returncode == 1 and "cannot open port" in proc.stderr and "Traceback" not in proc.stderr
     assert not db.exists()
+
+
+def test_archive_takes_the_frames_still_in_the_wal_into_one_file(tmp_path):
+    """After kill -9 the newest frames live in DB-wal; `archive` folds them into one file
+    that needs no companion, and refuses to overwrite anything."""
+    db = _captured_db(tmp_path / "run.db", n=500)
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    writer.execute("INSERT INTO text_lines (session_id, received_at, line) VALUES (1, 0, 'only in the wal')")
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for suffix in ("", "-wal"):  # what a copy taken while the writer lives holds
+        (killed / f"run.db{suffix}").write_bytes((tmp_path / f"run.db{suffix}").read_bytes())
+    writer.close()
+    proc = _tinydrift("archive", killed / "run.db", tmp_path / "out.db")
+    assert proc.returncode == 0 and proc.stdout.startswith("archived 501 frames"), proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.db")) == ["out.db"]
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "out.db").write_bytes((tmp_path / "out.db").read_bytes())
+    conn = open_db(alone / "out.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert [r[0] for r in conn.execute("SELECT line FROM text_lines")] == ["only in the wal"]
+    again = _tinydrift("archive", killed / "run.db", tmp_path / "out.db")
+    assert again.returncode == 1 and "already exists" in again.stderr

@@ -113,3 +113,24 @@ def report_command(db_path, out_dir, model_dir, truth_path):
     for path in result.files:
         click.echo(f"wrote {path}", err=True)
     click.echo(result.line())
+
+
+@click.command("archive")
+@click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
+@click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False))
+def archive_command(db_path, out_path):
+    """Copy a capture database into one self-contained file OUT, to send or keep.
+
+    While `capture` runs, and after it was killed, the newest frames live in DB-wal beside
+    DB: copying DB alone loses them. OUT holds everything, needs no companion file, and
+    opens anywhere (also on read-only media). DB is only read.
+
+    \b
+    Example:
+      tinydrift archive run.db run-2026-12-02.db
+    """
+    from tinydrift.logbook.store import archive
+
+    summary = archive(db_path, out_path)
+    click.echo(f"archived {summary.frames} frames ({summary.inference_frames} inferences, "
+               f"{summary.sessions} sessions) into {out_path}")

@@ -59,7 +59,7 @@ COMMANDS = (
     # a board: flash it, boot the emulated one, replay audio into it
     device.flash_command, device.emulate, device.replay_command,
     # the device's log
-    logbook.capture_command, logbook.monitor_command, logbook.report_command,
+    logbook.capture_command, logbook.monitor_command, logbook.report_command, logbook.archive_command,
     # lower-level steps and measurements
     codegen.model_c_command, codegen.frontend_tables_command, drift.drift, bench.bench,
 )

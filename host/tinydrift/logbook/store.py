@@ -285,6 +285,31 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
+    """Copy a capture database, with whatever its -wal file still holds (after a killed
+    capture), into one self-contained file (rollback journal, no -wal or -shm needed) to
+    send or keep. The source is only read; `out_path` appears complete or not at all."""
+    from tinydrift import atomic
+
+    db_path, out_path = Path(db_path), Path(out_path)
+    if out_path.exists():
+        raise TinydriftError(f"{out_path} already exists: give a new file name for the archive")
+    source = open_db(db_path)
+    try:
+        with atomic.atomic_path(out_path) as tmp:
+            copy = sqlite3.connect(tmp)
+            try:
+                source.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                copy.close()
+        return read_summary(source)
+    except (sqlite3.Error, OSError) as exc:
+        raise TinydriftError(f"cannot write the archive {out_path}: {exc}") from exc
+    finally:
+        source.close()
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection. A WAL database needs its -shm file, which SQLite cannot create
     on read-only media: there, a database without pending WAL content is opened as immutable,
