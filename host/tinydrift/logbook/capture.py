@@ -141,7 +141,13 @@ class SessionWriter:
                 while not self.flush():
                     if time.monotonic() >= deadline:
                         return f"the database stayed locked; {self.pending_frames} received frames not stored"
-            self.store.end_session(self.session, reason, self.stored)
+            try:
+                self.store.end_session(self.session, reason, self.stored)
+            except StoreFull:
+                # A file that may not grow (FAT's 4 GB, a quota): move the log into the database
+                # file, so the closing transaction finds room in an emptied log.
+                self.store.checkpoint()
+                self.store.end_session(self.session, reason, self.stored)
         except StoreFull as exc:
             return f"{exc}; the session is not marked as ended"
         except StoreBusy:

@@ -254,6 +254,13 @@ class CaptureStore:
                 c.execute("ROLLBACK")
             raise _write_error(self.path, exc) from exc
 
+    def checkpoint(self) -> None:
+        """Copy the write-ahead log into the database file and empty it."""
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise _write_error(self.path, exc) from exc
+
     def close(self) -> None:
         self.conn.close()
         self.release_reserve()
