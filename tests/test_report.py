@@ -132,6 +132,11 @@ def test_report_command_ends_with_a_one_line_summary(tmp_path):
     assert result.exit_code == 0, result.output
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("report ") and f"first alarm at inference {facts['first_alarm']} (DATA_DRIFT)" in last
+    # severity from impact: the device's estimate before the change point (0.93) and at the end (0.75)
+    assert re.search(r"estimated accuracy 9[23]\.\d % before the change \(change point ~inference 700\), "
+                     r"7[45]\.\d % now \(estimated impact: -1[78]\.\d points\)", last), last
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert f"<th>alarm DATA_DRIFT</th><td>DATA_DRIFT latched at inference {facts['first_alarm']}; estimated" in page
 
 
 def test_a_capture_without_inferences_still_gets_a_page(tmp_path):
@@ -208,3 +213,20 @@ def test_a_bad_truth_file_is_refused_in_one_line(tmp_path, content):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "truth file" in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_severity_calls_a_shift_harmless_only_when_the_estimate_barely_moved():
+    from tinydrift.logbook.store import alarm_severity
+
+    n = 400
+    index = np.arange(1, n + 1)
+    bits = np.where(index >= 300, 1, 0) | np.where(index >= 350, 1 << 2, 0)  # DATA_DRIFT, then LABEL_SHIFT
+    data = {"inference_index": index, "alarm_bits": bits, "alarm_index": np.where(index >= 300, 300, 0),
+            "change_index": np.where(index >= 300, 250, 0),
+            "atc": (np.where(index < 250, 0.930, 0.921) * 65536).astype(np.int64)}
+    first, second = alarm_severity(data)
+    assert (first.name, first.latched_at, first.change_index) == ("DATA_DRIFT", 300, 250)
+    assert second.name == "LABEL_SHIFT" and second.latched_at == 350
+    assert abs(first.impact_points - (-0.9)) < 0.05 and "harmless so far: -0.9 points" in first.line()
+    data["atc"] = (np.where(index < 250, 0.930, 0.80) * 65536).astype(np.int64)
+    assert "estimated impact: -13.0 points" in alarm_severity(data)[0].line()

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from tinydrift.errors import TinydriftError
 from tinydrift.link import protocol as P
-from tinydrift.logbook.store import DbSummary, ModelInfo, check_model_matches, latest_frame, load_model_info, open_db, read_summary, recent_text
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, ModelInfo, check_model_matches, latest_frame, load_model_info, open_db, read_summary, recent_text
 
 NO_LEVEL = 1 << 30
 DEFAULT_FRAC_BITS = 12
@@ -37,6 +37,7 @@ class Snapshot:
     labels: list[str] | None
     text: list[str]
     rate: float  # inference frames per second over the last 10 s
+    accuracy_before: float | None = None  # the device's estimate just before its change point
 
 
 def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> Snapshot:
@@ -48,12 +49,17 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> S
         warning, drift = model.warning_thresholds, model.drift_thresholds
     elif hello is not None:
         warning, drift = hello.warning_thresholds, hello.drift_thresholds
+    accuracy_before = None
+    if last is not None and last.alarm_bits & 0x1F and last.change_index:
+        row = conn.execute("SELECT atc FROM frames WHERE type=2 AND foreign_model=0 AND inference_index < ? "
+                           "ORDER BY id DESC LIMIT 1", (last.change_index,)).fetchone()
+        accuracy_before = row[0] / 65536.0 if row else None
     recent = conn.execute("SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM frames WHERE type=2 AND "
                           "received_at >= (SELECT MAX(received_at) FROM frames) - 10").fetchone()
     rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
     n_scores = hello.n_scores if hello else (5 if last else 0)
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
-                    n_scores, model.labels if model else None, recent_text(conn, 5), rate)
+                    n_scores, model.labels if model else None, recent_text(conn, 5), rate, accuracy_before)
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -102,8 +108,10 @@ def render(snap: Snapshot) -> Group:
         alarm_text = Text(", ".join(names), style="bold red" if latched else "bold yellow")
         if latched and last.alarm_index:
             alarm_text.append(f"  latched at inference {last.alarm_index}", style="red")
-        if latched and last.change_index:
-            alarm_text.append(f"  (change point ≈ inference {last.change_index})", style="red")
+        if latched:
+            severity = AlarmSeverity(", ".join(P.alarm_names(latched)), last.alarm_index, last.change_index or None,
+                                     snap.accuracy_before, last.atc / 65536)
+            alarm_text.append(f"\n{severity.impact()}", style="red")
     link.add_row("alarms", alarm_text)
     if last is not None:
         label = (snap.labels[last.predicted_class] if snap.labels and last.predicted_class < len(snap.labels)

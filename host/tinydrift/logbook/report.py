@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from tinydrift.atomic import atomic_path, write_text  # noqa: E402
 from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
-from tinydrift.logbook.store import DbSummary, check_model_matches, latest_frame, load_model_info, open_db, read_inferences, read_summary  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, load_model_info, open_db, read_inferences, read_summary  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -112,11 +112,14 @@ class ReportResult:
     files: list[Path]
     summary: DbSummary
     inference_frames: int
+    severities: list[AlarmSeverity]
 
     def line(self) -> str:
         s = self.summary
         alarm = (f"first alarm at inference {s.first_alarm[0]} ({', '.join(s.first_alarm[1])})"
                  if s.first_alarm else "no alarm")
+        if self.severities:
+            alarm += f": {self.severities[0].impact()}"
         return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences), "
                 f"{s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
 
@@ -250,12 +253,14 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
 
     files.append(out_dir / "index.html")
     truth_rows = _truth_rows(truth, data, summary, monotonic or n == 1) if truth is not None else []
-    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows))
-    return ReportResult(out_dir, files, summary, n)
+    severities = alarm_severity(data) if n else []
+    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
+                                             severities))
+    return ReportResult(out_dir, files, summary, n, severities)
 
 
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x,
-          truth_rows: list[tuple[str, str]]) -> str:
+          truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity]) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
@@ -267,7 +272,8 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("device restarts", s.restarts), ("port reopens", s.reopens),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
-        ("thresholds from", thresholds.source), ("first alarm", first_alarm), *truth_rows,
+        ("thresholds from", thresholds.source), ("first alarm", first_alarm),
+        *((f"alarm {a.name}", a.line()) for a in severities), *truth_rows,
     ]
     table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     figures = "\n".join(f'<figure><img src="{esc(p.name)}" alt="{esc(p.stem)}"></figure>' for p in images)

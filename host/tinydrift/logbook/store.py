@@ -403,6 +403,62 @@ def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> 
     return out
 
 
+# Below this many points, an alarm's estimated accuracy impact is within what the estimate
+# wanders on its own: the shift is reported as harmless so far.
+HARMLESS_POINTS = 2.0
+
+
+@dataclass
+class AlarmSeverity:
+    """One latched alarm type and what it costs, as the device's label-free accuracy
+    estimate (ATC) saw it: just before the estimated change point, and at the latest frame."""
+
+    name: str
+    latched_at: int  # inference index of the first frame that carried it
+    change_index: int | None  # where the device estimates the change began
+    accuracy_before: float | None  # the estimate on the last frame before the change point
+    accuracy_now: float  # the estimate on the latest frame
+
+    @property
+    def impact_points(self) -> float | None:
+        if self.accuracy_before is None:
+            return None
+        return 100.0 * (self.accuracy_now - self.accuracy_before)
+
+    def impact(self) -> str:
+        """The change point and the accuracy estimate before it and now, in words."""
+        change = f" (change point ~inference {self.change_index})" if self.change_index else ""
+        if self.impact_points is None:
+            return f"estimated accuracy now {100 * self.accuracy_now:.1f} %{change}"
+        verdict = "harmless so far" if abs(self.impact_points) < HARMLESS_POINTS else "estimated impact"
+        return (f"estimated accuracy {100 * self.accuracy_before:.1f} % before the change{change}, "
+                f"{100 * self.accuracy_now:.1f} % now ({verdict}: {self.impact_points:+.1f} points)")
+
+    def line(self) -> str:
+        return f"{self.name} latched at inference {self.latched_at}; {self.impact()}"
+
+
+def alarm_severity(data: dict[str, np.ndarray]) -> list[AlarmSeverity]:
+    """Every alarm type latched in `read_inferences` output, in the order they latched, with
+    the estimated accuracy before the change point and now (severity from impact). The
+    device estimates one change point, the first alarm's; later alarms are measured from it
+    too (the accuracy before anything changed)."""
+    index, bits, atc = data["inference_index"], data["alarm_bits"], data["atc"] / 65536.0
+    found = []
+    for t, name in enumerate(P.ALARM_NAMES):
+        hit = np.flatnonzero(bits & (1 << t))
+        if not hit.size:
+            continue
+        first = hit[0]
+        latched_at = int(data["alarm_index"][first]) if first == np.flatnonzero(bits & 0x1F)[0] else 0
+        change = int(data["change_index"][first]) or None
+        # The device's running estimate just before the change point, if such a frame arrived.
+        before = np.flatnonzero(index[:first] < change) if change else np.zeros(0, np.int64)
+        found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
+                                   float(atc[before[-1]]) if before.size else None, float(atc[-1])))
+    return sorted(found, key=lambda a: a.latched_at)
+
+
 def latest_frame(conn: sqlite3.Connection, frame_type: P.FrameType, include_foreign: bool = False) -> P.Frame | None:
     where = "" if include_foreign else " AND foreign_model=0"
     row = conn.execute(f"SELECT raw FROM frames WHERE type=?{where} ORDER BY id DESC LIMIT 1",

@@ -63,6 +63,7 @@ class DemoResult:
     first_alarm: int | None  # inference index of the first latched alarm
     alarm_types: list[str]
     change_index: int | None  # the device's estimate of where the change began
+    severity: str | None  # the device's accuracy estimate before the change and now, in words
     accuracy: dict  # TFLite Micro accuracy on the test and accent splits (from export)
     mismatches: int | None  # inferences that differ from the host twin (None: not checked)
     seconds: dict[str, float]
@@ -91,6 +92,8 @@ class DemoResult:
             change = f", change estimated at inference {self.change_index}" if self.change_index else ""
             out.append(f"drift detected: {' + '.join(self.alarm_types)} at inference {self.first_alarm}, "
                        f"{self.delay} inferences after the shift{change}; no alarm before it")
+            if self.severity:
+                out.append(f"severity: {self.severity}")
         else:
             out.append(f"FALSE ALARM before the shift: {' + '.join(self.alarm_types)} at inference {self.first_alarm}")
         if self.mismatches is not None:
@@ -277,7 +280,8 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         inferences=report.inference_frames, shift_index=n_in + 1,
         first_alarm=first.first_alarm[0] if first.first_alarm else None,
         alarm_types=first.first_alarm[1] if first.first_alarm else [],
-        change_index=first.first_change, accuracy=accuracy, mismatches=mismatches,
+        change_index=first.first_change, severity=report.severities[0].impact() if report.severities else None,
+        accuracy=accuracy, mismatches=mismatches,
         seconds=steps.seconds)
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},
