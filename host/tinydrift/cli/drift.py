@@ -18,8 +18,9 @@ from tinydrift.monitor.config import MonitorConfig
 def _load_config(path: Path) -> MonitorConfig:
     try:
         return MonitorConfig.from_dict(json.loads(Path(path).read_text())).validate()
-    except (OSError, ValueError) as e:
-        raise TinydriftError(f"cannot read the monitor config {path}: {e}") from e
+    except (OSError, ValueError, TinydriftError) as e:
+        raise TinydriftError(f"cannot use the monitor config {path}: {e} (make one with `tinydrift drift calibrate` "
+                             "or take a model's reference.json monitor_config)") from e
 
 
 def _load_samples(path: Path, model: bytes | None = None) -> dict:
@@ -43,9 +44,29 @@ def _load_samples(path: Path, model: bytes | None = None) -> dict:
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
     if missing:
         raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally labels")
+    _check_shapes(path, data)
     data["summaries"] = data["summaries"].astype(np.int16)
     data["probs"] = data["probs"].astype(np.int8)
     return data
+
+
+def _check_shapes(path: Path, data: dict) -> None:
+    """One row per sample in every array, numbers in summaries and probs: what the monitor's
+    twin indexes and broadcasts without asking."""
+    n = len(data["groups"]) if np.ndim(data["groups"]) == 1 else -1
+    problems = [f"{key} {np.shape(data[key])}" for key, ndim in (("summaries", 2), ("probs", 2), ("groups", 1), ("labels", 1))
+                if key in data and (np.ndim(data[key]) != ndim or len(data[key]) != n)]
+    problems += [f"{key} of {data[key].dtype}" for key in ("summaries", "probs") if data[key].dtype.kind not in "iuf"]
+    if n < 1 or problems:
+        raise TinydriftError(f"{path}: {', '.join(problems) or 'no samples'}; expected summaries [N, C], probs [N, K], "
+                             "groups [N] and labels [N] with the same N >= 1")
+
+
+def _check_fits(path: Path, data: dict, config: MonitorConfig) -> None:
+    summary, classes = data["summaries"].shape[1], data["probs"].shape[1]
+    if (summary, classes) != (config.n_summary, config.n_classes):
+        raise TinydriftError(f"{path}: {summary} summary channels and {classes} classes, but the config expects "
+                             f"{config.n_summary} and {config.n_classes}: give samples of the config's model")
 
 
 CONFIG_FILE = input_file("monitor config JSON (monitor_config_NAME.json from `tinydrift drift calibrate`)")
@@ -111,8 +132,9 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     """
     from tinydrift.monitor.calibrate import measure_arl0
 
-    data = _load_samples(samples)
-    result = measure_arl0(_load_config(config_json), data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
+    data, config = _load_samples(samples), _load_config(config_json)
+    _check_fits(samples, data, config)
+    result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))
     ratio = result["ratio_to_target"]
     if not 1 / factor <= ratio <= factor:
