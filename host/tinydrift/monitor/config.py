@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
 ABI_VERSION = 4
@@ -259,6 +260,15 @@ class MonitorConfig:
         if not isinstance(data.get("metadata", {}), dict):
             raise TinydriftError("monitor config: metadata must be an object")
         return cls(**data)
+
+    @classmethod
+    def of_model(cls, folder: ModelDir) -> "MonitorConfig":
+        """The config in a model folder's reference.json, checked as the firmware would check it."""
+        data = folder.monitor_config()  # reference.json's own checks name their key
+        try:
+            return cls.from_dict(data).validate()
+        except TinydriftError as e:
+            raise folder.damaged(folder.reference_json, "monitor_config", f"is not usable ({e})") from None
 
     def replace(self, **changes) -> "MonitorConfig":
         return dataclasses.replace(self, **changes)
