@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 
-from tinydrift.cli.common import progress_bars
+from tinydrift.cli.common import firmware_exit, progress_bars
 from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
                                   input_path)
 from tinydrift.target import emulator
@@ -81,7 +81,7 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
                 except KeyboardInterrupt:
                     board.close()
                     raise click.Abort() from None
-                click.echo(f"tinydrift: the firmware exited with code {code}", err=True)
+                click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
                 click.get_current_context().exit(code)
             _attach_terminal(board, timeout)
 
@@ -108,7 +108,7 @@ def _attach_terminal(board, timeout: float | None) -> None:
         raise click.Abort() from None
     output.join(timeout=2.0)
     link.close()
-    click.echo(f"tinydrift: the firmware exited with code {code}", err=True)
+    click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
     click.get_current_context().exit(code)
 
 
