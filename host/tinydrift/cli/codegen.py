@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from tinydrift.cli.params import OUTPUT_FILE, OUTPUT_FOLDER, input_file
+from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FILE, OUTPUT_FOLDER, input_file
 from tinydrift.codegen.frontend_tables import DEFAULT_HEADER, write_header
 from tinydrift.errors import TinydriftError
 
 
 @click.command("model-c")
 @click.argument("model", type=input_file(".tflite model"))
-@click.option("--name", default="kws", show_default=True,
+@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True,
               help="C prefix: td_<name>_invoke(), TD_<NAME>_ARENA_BYTES...; lower-case letters, digits, '_'.")
 @click.option("--out", "out_dir", type=OUTPUT_FOLDER, required=True,
               help="Folder for td_model_<name>.h and td_model_<name>.c.")

@@ -10,7 +10,8 @@ import click
 import numpy as np
 
 from tinydrift.atomic import write_text
-from tinydrift.cli.params import COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat, input_file, input_path
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
+                                  input_file, input_path)
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.config import MonitorConfig
 
@@ -81,7 +82,7 @@ def drift():
 @drift.command("calibrate")
 @click.argument("samples", type=SAMPLES_FILE)
 @click.option("--out", type=OUTPUT_FOLDER, required=True, help="Folder for the header and the JSON config.")
-@click.option("--name", default="kws", show_default=True, help="Config name: td_monitor_config_<name>.")
+@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="Config name: td_monitor_config_<name>.")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True, help="Inferences between false alarms, all scores together.")
 @click.option("--n-inferences", type=COUNT, default=8_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
 @click.option("--stream-groups", type=COUNT, default=None, help="Groups (speakers) per simulated stream; default all.")

@@ -16,6 +16,8 @@ from typing import Callable
 
 import click
 
+from tinydrift.modeldir import C_NAME
+
 ELF_MAGIC = b"\x7fELF"
 PCM_SAMPLE_BYTES = 2  # 16-bit little-endian mono: the emulated board's microphone file
 # pyserial's URL handlers (serial/urlhandler/protocol_*.py)
@@ -191,7 +193,20 @@ class SerialUrl(click.ParamType):
         return value
 
 
+class CName(click.ParamType):
+    """A model's C name: it becomes td_<name>_invoke() and file names, so nothing else passes."""
+
+    name = "name"
+
+    def convert(self, value, param, ctx) -> str:
+        if not C_NAME.fullmatch(str(value)):
+            self.fail(f"{value!r} is not usable in C names: use lower-case letters, digits and '_', "
+                      "starting with a letter", param, ctx)
+        return str(value)
+
+
 SERIAL_URL = SerialUrl()
+C_NAME_PARAM = CName()
 COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
 SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
 SECONDS = FiniteFloat(min=0, min_open=True)

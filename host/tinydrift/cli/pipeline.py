@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, emit_json, progress_bars
-from tinydrift.cli.params import (COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0, input_folder,
-                                  input_path)
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
+                                  input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 
@@ -136,7 +136,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
               default=DEFAULT_MODEL, show_default=True)
 @click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks).")
-@click.option("--name", default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
+@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
               help="Inferences between false alarms, all scores together.")
 @click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=300, show_default=True,
