@@ -109,8 +109,10 @@ def test_demo_refuses_bad_settings_before_doing_anything(tmp_path):
     with pytest.raises(TinydriftError, match="--in-domain and --shifted"):
         run_demo(DemoConfig(out_dir=tmp_path, in_domain=0))
     with pytest.raises(TinydriftError, match=r"missing test.npz, accent.npz; build it with `tinydrift data kws"):
-        run_demo(DemoConfig(out_dir=tmp_path, model_dir=tmp_path, data_dir=tmp_path))
+        run_demo(DemoConfig(out_dir=tmp_path, model_dir=REPO_ROOT / "models" / "kws", data_dir=tmp_path))
+    with pytest.raises(TinydriftError, match=r"reference.json not found"):  # before any data is made
+        run_demo(DemoConfig(out_dir=tmp_path, model_dir=tmp_path))
     group = TinydriftGroup()
     group.add_command(demo_command)
     result = CliRunner().invoke(group, ["demo", "--out", str(tmp_path / "x"), "--epochs", "0"])
-    assert result.exit_code == 1 and "error: --epochs must be at least 1" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--epochs': 0 is not in the range x>=1" in result.output

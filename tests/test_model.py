@@ -113,7 +113,8 @@ def test_unexpected_input_shape_is_refused(tmp_path):
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
     runner = CliRunner()
-    result = runner.invoke(main, ["eval", str(tmp_path), str(tmp_path / "none.npz")])
+    (tmp_path / "clips.npz").write_bytes(b"")  # there, so the missing model is what is refused
+    result = runner.invoke(main, ["eval", str(tmp_path), str(tmp_path / "clips.npz")])
     assert result.exit_code == 1
     assert "model_int8.tflite: no int8 model; run `tinydrift quantize` first" in result.output
     assert "Traceback" not in result.output

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from pathlib import Path
 
 from tinydrift.atomic import write_text
@@ -29,6 +31,8 @@ REFERENCE_JSON = "reference.json"
 MODEL_CARD = "README.md"
 HASH_BYTES = 32  # SHA-256: the device's HELLO and STATUS frames carry all of it
 ID_BYTES = 8  # its first bytes: what each INFERENCE frame carries
+C_NAME = re.compile(r"[a-z][a-z0-9_]*")  # the model's name is spelled into C identifiers and file names
+MAX_LABELS = 16  # the firmware monitor's TD_MONITOR_MAX_CLASSES
 
 
 def model_hash(model: bytes, monitor_config: dict) -> str:
@@ -112,31 +116,33 @@ class ModelDir:
 
     def training(self) -> dict:
         """training.json, or {} when the model was not trained here."""
-        return self._read_json(self.training_json, required=False)
+        data = self._read_json(self.training_json, required=False)
+        for key, kind in (("config", dict), ("history", list), ("train_clips", int), ("val_clips", int)):
+            if key in data and not isinstance(data[key], kind):
+                raise self.damaged(self.training_json, key, f"is not {'an' if kind is int else 'a'} {kind.__name__}")
+        if "best_val_accuracy" in data and not _is_number(data["best_val_accuracy"], 0, 1):
+            raise self.damaged(self.training_json, "best_val_accuracy", "is not a number in 0..1")
+        return data
 
     def write_training(self, data: dict) -> None:
         write_text(self.training_json, json.dumps(data, indent=1))
 
     def reference(self) -> dict:
-        """reference.json, checked for the fields every reader relies on."""
+        """reference.json, checked for the fields every reader relies on (types and ranges)."""
         if self._reference is None:
             data = self._read_json(self.reference_json, required=True)
-            problems = [key for key in ("name", "model_hash", "labels", "monitor_config") if key not in data]
-            if not problems:
-                try:
-                    if len(bytes.fromhex(data["model_hash"])) != HASH_BYTES:
-                        problems.append("model_hash (not 64 hex digits)")
-                except (TypeError, ValueError):
-                    problems.append("model_hash (not hex)")
-                if not (isinstance(data["labels"], list) and all(isinstance(x, str) for x in data["labels"])):
-                    problems.append("labels (not a list of names)")
-                if not isinstance(data["monitor_config"], dict):
-                    problems.append("monitor_config (not an object)")
-            if problems:
-                raise TinydriftError(f"{self.reference_json}: missing or damaged {', '.join(problems)}; "
-                                     f"regenerate it with `tinydrift export --model {self.path}`")
+            missing = [key for key in ("name", "model_hash", "labels", "monitor_config") if key not in data]
+            if missing:
+                raise self.damaged(self.reference_json, ", ".join(missing), "missing")
+            problem = _reference_problem(data)
+            if problem:
+                raise self.damaged(self.reference_json, *problem)
             self._reference = data
         return self._reference
+
+    def damaged(self, path: Path, key: str, why: str) -> TinydriftError:
+        """The one message for a tampered or outdated file of this folder: which file, which key, the remedy."""
+        return TinydriftError(f"{path}: {key} {why}; regenerate it with `tinydrift export --model {self.path}`")
 
     def write_reference(self, data: dict) -> None:
         write_text(self.reference_json, json.dumps(data, indent=1))
@@ -185,3 +191,33 @@ class ModelDir:
         if not isinstance(data, dict):
             raise TinydriftError(f"{path}: expected a JSON object, found {type(data).__name__}; regenerate it")
         return data
+
+
+def _is_number(value, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and low <= value <= high)
+
+
+def _reference_problem(data: dict) -> tuple[str, str] | None:
+    """(key, what is wrong) for the first field of reference.json a reader could trip on, or None."""
+    name, labels, config = data["name"], data["labels"], data["monitor_config"]
+    if not (isinstance(name, str) and C_NAME.fullmatch(name)):
+        return "name", f"{name!r} is not a C name (lower-case letters, digits, '_')"
+    try:
+        if len(bytes.fromhex(data["model_hash"])) != HASH_BYTES:
+            return "model_hash", f"is not {2 * HASH_BYTES} hex digits"
+    except (TypeError, ValueError):
+        return "model_hash", "is not hex"
+    if not (isinstance(labels, list) and 1 <= len(labels) <= MAX_LABELS
+            and all(isinstance(x, str) and x for x in labels)):
+        return "labels", f"is not a list of 1 to {MAX_LABELS} class names"
+    if not isinstance(config, dict):
+        return "monitor_config", "is not an object"
+    priors = config.get("prior_q16")
+    if isinstance(priors, list) and len(priors) != len(labels):
+        return "labels", f"names {len(labels)} classes but monitor_config has {len(priors)}"
+    for key in ("score_warning", "score_drift"):
+        levels = config.get(key)
+        if not (isinstance(levels, list) and levels and all(_is_number(v, 1, 2**30) for v in levels)):
+            return f"monitor_config.{key}", "is not a list of levels in 1..2^30"
+    return None

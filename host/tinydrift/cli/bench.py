@@ -12,6 +12,9 @@ from pathlib import Path
 
 import click
 
+from tinydrift.cli.common import DEFAULT_MODEL
+from tinydrift.cli.params import FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FOLDER
+
 
 @click.group("bench")
 def bench():
@@ -19,9 +22,9 @@ def bench():
 
 
 @bench.command("device")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/kws"),
+@click.option("--model-dir", type=MODEL_FOLDER, default=DEFAULT_MODEL,
               show_default=True, help="Model folder: model_int8.tflite and include/td_monitor_config_<name>.h.")
-@click.option("--app-elf", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+@click.option("--app-elf", type=FIRMWARE_IMAGE, default=None,
               help="Report flash/RAM of this application image (default: the bench's pipeline image).")
 @click.option("--parse-frames", type=click.IntRange(min=1000), default=200_000, show_default=True,
               help="Frames for the host capture-parser rate (tinydrift.link.protocol.bench_parse).")
@@ -54,10 +57,10 @@ def device(model_dir: Path, app_elf: Path | None, parse_frames: int, as_json: bo
 
 
 @bench.command("drift")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("models/kws"),
+@click.option("--model-dir", type=MODEL_FOLDER, default=DEFAULT_MODEL,
               show_default=True, help="An exported model folder: its int8 model and its monitor config.")
 @click.option("--quick", is_flag=True, help="Smaller pools and fewer streams: a few minutes on 2 cores.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build/bench/drift"),
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/bench/drift"),
               show_default=True, help="Folder for drift_bench.json, drift_bench.md and the cached pools.")
 @click.option("--no-baselines", is_flag=True, help="Only the shipped monitor (skip the comparison).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")

@@ -6,19 +6,20 @@ from pathlib import Path
 
 import click
 
+from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FILE, OUTPUT_FOLDER, input_file
 from tinydrift.codegen.frontend_tables import DEFAULT_HEADER, write_header
 from tinydrift.errors import TinydriftError
 
 
 @click.command("model-c")
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--name", default="kws", show_default=True,
+@click.argument("model", type=input_file(".tflite model"))
+@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True,
               help="C prefix: td_<name>_invoke(), TD_<NAME>_ARENA_BYTES...; lower-case letters, digits, '_'.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, required=True,
               help="Folder for td_model_<name>.h and td_model_<name>.c.")
 @click.option("--reuse-input", is_flag=True,
               help="Let inference overwrite the input buffer (smaller arena); by default it stays intact.")
-@click.option("--check", "check_count", type=int, default=0, show_default=True, metavar="N",
+@click.option("--check", "check_count", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Also run N random int8 inputs through the generated C (built for this host) and "
                    "TFLite Micro, and fail unless every output is equal.")
 def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, check_count: int):
@@ -50,7 +51,7 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
 
 @click.command("frontend-tables")
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_HEADER,
+    "--output", "-o", type=OUTPUT_FILE, default=DEFAULT_HEADER,
     show_default=True, help="Header to write.",
 )
 def frontend_tables_command(output: Path) -> None:

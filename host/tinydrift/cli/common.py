@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 from pathlib import Path
 
 import click
@@ -35,3 +36,19 @@ def progress_bars():
 
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=None, sort_keys=True))
+
+
+def firmware_exit(code: int) -> str:
+    """The emulated firmware's exit in words. A negative code is QEMU's own death by a signal:
+    SIGABRT is how QEMU stops when the emulated Cortex-M locks up (a fault while handling a
+    fault: a stack overflow, a bad pointer or vector table)."""
+    if code >= 0:
+        return f"the firmware exited with code {code}"
+    if code == -signal.SIGABRT:
+        return (f"the emulated CPU locked up and QEMU aborted (code {code}): the firmware hit a fault it could not "
+                "handle (stack overflow, bad pointer); its last output above shows how far it got")
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    return f"QEMU was stopped by {name} (code {code}) before the firmware exited"

@@ -14,8 +14,9 @@ from pathlib import Path
 import click
 
 
-from tinydrift.cli.common import progress_bars
-from tinydrift.errors import TinydriftError
+from tinydrift.cli.common import firmware_exit, progress_bars
+from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
+                                  input_path)
 from tinydrift.target import emulator
 
 
@@ -42,13 +43,13 @@ def _pump(read, write) -> None:
 
 
 @click.command("emulate")
-@click.option("--elf", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.option("--elf", type=FIRMWARE_IMAGE,
               help="Firmware image to boot (default: build firmware/ with `pio run -e mps2_an386`).")
 @click.option("--icount", is_flag=True,
               help="Count instructions (-icount shift=0): repeatable timing, 1 cycle = 40 instructions.")
-@click.option("--timeout", type=float, default=None, metavar="S",
+@click.option("--timeout", type=SECONDS, default=None, metavar="S",
               help="Stop QEMU after S seconds (default: run until the firmware exits).")
-@click.option("--audio", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--audio", type=PCM_FILE, default=None,
               help="Raw 16 kHz int16 PCM file the board's microphone hears (the app exits at its end).")
 @click.option("--serve", is_flag=True,
               help="Do not attach this terminal: print the serial URL and wait, for `tinydrift capture --port URL`.")
@@ -80,7 +81,7 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
                 except KeyboardInterrupt:
                     board.close()
                     raise click.Abort() from None
-                click.echo(f"tinydrift: the firmware exited with code {code}", err=True)
+                click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
                 click.get_current_context().exit(code)
             _attach_terminal(board, timeout)
 
@@ -107,7 +108,7 @@ def _attach_terminal(board, timeout: float | None) -> None:
         raise click.Abort() from None
     output.join(timeout=2.0)
     link.close()
-    click.echo(f"tinydrift: the firmware exited with code {code}", err=True)
+    click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
     click.get_current_context().exit(code)
 
 
@@ -115,7 +116,7 @@ def _attach_terminal(board, timeout: float | None) -> None:
 @click.option("--env", "env_name", required=True, metavar="ENV",
               help="PlatformIO env of firmware/platformio.ini: mps2_an386 (QEMU), nano33ble, esp32s3, "
                    "nucleo_f446re, disco_f407vg, ...")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+@click.option("--model", "model_dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Model folder made by `tinydrift export` (its include/ is built in). Default: models/kws.")
 @click.option("--port", "upload_port", default=None, metavar="PORT", help="Upload port (default: pio finds it).")
 @click.option("--upload-flag", "upload_flags", multiple=True, metavar="FLAG",
@@ -146,20 +147,20 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
 
 
 @click.command("replay")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--port", "port_url", required=True, metavar="URL",
+@click.argument("source", type=input_path("folder of WAV files or .npz clip set"))
+@click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
               help="pyserial URL of the device: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT "
                    "(`tinydrift emulate` and QEMU's -serial tcp).")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+@click.option("--db", "db_path", type=OUTPUT_FILE, default=None, metavar="FILE",
               help="Also store every frame the device sends back in this capture database (as `capture` does).")
-@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+@click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="With --db: the model whose hash the frames must carry (others are flagged foreign).")
-@click.option("--limit", type=int, default=None, metavar="N", help="Replay only the first N clips.")
+@click.option("--limit", type=COUNT, default=None, metavar="N", help="Replay only the first N clips.")
 @click.option("--reset", is_flag=True, help="Reset the device's drift monitor first.")
-@click.option("--window", type=int, default=4, show_default=True, metavar="N",
+@click.option("--window", type=COUNT, default=4, show_default=True, metavar="N",
               help="AUDIO frames in flight before waiting for ACKs (1: stop-and-wait, for boards with "
                    "small receive buffers).")
-@click.option("--baud", "baudrate", type=int, default=115200, show_default=True,
+@click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True,
               help="Serial speed (ignored by sockets and ptys).")
 @click.option("--reconnect-timeout", type=float, default=10.0, show_default=True, metavar="S",
               help="How long to keep reopening a port that disappeared; the clip under way is then sent "
@@ -186,8 +187,6 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     from tinydrift.logbook.capture import DatabaseSink
     from tinydrift.logbook.store import load_model_info
 
-    if limit is not None and limit < 1:
-        raise TinydriftError(f"--limit must be at least 1, got {limit}")
     clips = load_source(source, limit)
     expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
     def log(message: str) -> None:

@@ -10,6 +10,8 @@ import click
 import numpy as np
 
 from tinydrift.atomic import write_text
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
+                                  input_file, input_path)
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.config import MonitorConfig
 
@@ -17,8 +19,9 @@ from tinydrift.monitor.config import MonitorConfig
 def _load_config(path: Path) -> MonitorConfig:
     try:
         return MonitorConfig.from_dict(json.loads(Path(path).read_text())).validate()
-    except (OSError, ValueError) as e:
-        raise TinydriftError(f"cannot read the monitor config {path}: {e}") from e
+    except (OSError, ValueError, TinydriftError) as e:
+        raise TinydriftError(f"cannot use the monitor config {path}: {e} (make one with `tinydrift drift calibrate` "
+                             "or take a model's reference.json monitor_config)") from e
 
 
 def _load_samples(path: Path, model: bytes | None = None) -> dict:
@@ -42,9 +45,33 @@ def _load_samples(path: Path, model: bytes | None = None) -> dict:
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
     if missing:
         raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally labels")
+    _check_shapes(path, data)
     data["summaries"] = data["summaries"].astype(np.int16)
     data["probs"] = data["probs"].astype(np.int8)
     return data
+
+
+def _check_shapes(path: Path, data: dict) -> None:
+    """One row per sample in every array, numbers in summaries and probs: what the monitor's
+    twin indexes and broadcasts without asking."""
+    n = len(data["groups"]) if np.ndim(data["groups"]) == 1 else -1
+    problems = [f"{key} {np.shape(data[key])}" for key, ndim in (("summaries", 2), ("probs", 2), ("groups", 1), ("labels", 1))
+                if key in data and (np.ndim(data[key]) != ndim or len(data[key]) != n)]
+    problems += [f"{key} of {data[key].dtype}" for key in ("summaries", "probs") if data[key].dtype.kind not in "iuf"]
+    if n < 1 or problems:
+        raise TinydriftError(f"{path}: {', '.join(problems) or 'no samples'}; expected summaries [N, C], probs [N, K], "
+                             "groups [N] and labels [N] with the same N >= 1")
+
+
+def _check_fits(path: Path, data: dict, config: MonitorConfig) -> None:
+    summary, classes = data["summaries"].shape[1], data["probs"].shape[1]
+    if (summary, classes) != (config.n_summary, config.n_classes):
+        raise TinydriftError(f"{path}: {summary} summary channels and {classes} classes, but the config expects "
+                             f"{config.n_summary} and {config.n_classes}: give samples of the config's model")
+
+
+CONFIG_FILE = input_file("monitor config JSON (monitor_config_NAME.json from `tinydrift drift calibrate`)")
+SAMPLES_FILE = input_file("samples file (.npz)")
 
 
 @click.group("drift")
@@ -53,14 +80,14 @@ def drift():
 
 
 @drift.command("calibrate")
-@click.argument("samples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the header and the JSON config.")
-@click.option("--name", default="kws", show_default=True, help="Config name: td_monitor_config_<name>.")
-@click.option("--target-arl0", type=float, default=100_000, show_default=True, help="Inferences between false alarms, all scores together.")
-@click.option("--n-inferences", type=int, default=8_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
-@click.option("--stream-groups", type=int, default=None, help="Groups (speakers) per simulated stream; default all.")
+@click.argument("samples", type=SAMPLES_FILE)
+@click.option("--out", type=OUTPUT_FOLDER, required=True, help="Folder for the header and the JSON config.")
+@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="Config name: td_monitor_config_<name>.")
+@click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True, help="Inferences between false alarms, all scores together.")
+@click.option("--n-inferences", type=COUNT, default=8_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
+@click.option("--stream-groups", type=COUNT, default=None, help="Groups (speakers) per simulated stream; default all.")
 @click.option("--no-whiten", is_flag=True, help="Standardize channels one by one (no decorrelation).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inferences: int, stream_groups: int | None, no_whiten: bool, seed: int):
     """Reference statistics and calibrated levels from held-out in-domain SAMPLES (.npz with
     summaries or features, probs, groups, labels) of the int8 model."""
@@ -78,8 +105,8 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
 
 
 @drift.command("header")
-@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("header", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("config_json", type=CONFIG_FILE)
+@click.argument("header", type=OUTPUT_FILE)
 def header_cmd(config_json: Path, header: Path):
     """Write the C header (td_monitor_config_<stem>) of a JSON monitor config."""
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
@@ -91,10 +118,10 @@ def header_cmd(config_json: Path, header: Path):
 
 
 @drift.command("check-arl")
-@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("samples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--n-inferences", type=int, default=None, help="Default: 30 x the target ARL0.")
-@click.option("--within", "factor", type=click.FloatRange(min=1.0, min_open=True), default=2.0, show_default=True,
+@click.argument("config_json", type=CONFIG_FILE)
+@click.argument("samples", type=SAMPLES_FILE)
+@click.option("--n-inferences", type=COUNT, default=None, help="Default: 30 x the target ARL0.")
+@click.option("--within", "factor", type=FiniteFloat(min=1.0, min_open=True), default=2.0, show_default=True,
               help="Pass when the empirical ARL0 is between target / FACTOR and target x FACTOR.")
 def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, factor: float):
     """Empirical ARL0 on no-drift SAMPLES calibration did not see; exit 1 when it is off the
@@ -106,8 +133,9 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     """
     from tinydrift.monitor.calibrate import measure_arl0
 
-    data = _load_samples(samples)
-    result = measure_arl0(_load_config(config_json), data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
+    data, config = _load_samples(samples), _load_config(config_json)
+    _check_fits(samples, data, config)
+    result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))
     ratio = result["ratio_to_target"]
     if not 1 / factor <= ratio <= factor:
@@ -117,16 +145,16 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
 
 
 @drift.command("heldout")
-@click.argument("ref", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.argument("test", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--model", type=click.Path(exists=True, path_type=Path), default=None,
+@click.argument("ref", type=SAMPLES_FILE)
+@click.argument("test", type=SAMPLES_FILE)
+@click.option("--model", type=input_path("model folder or .tflite file"), default=None,
               help="int8 model (folder or .tflite) to run clip sets through when they hold no probs.")
-@click.option("--drifted", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+@click.option("--drifted", type=SAMPLES_FILE, default=None,
               help="Drifted samples: also measure detection for the two directional pairs.")
-@click.option("--target-arl0", type=float, default=100_000, show_default=True)
-@click.option("--splits", type=int, default=4, show_default=True, help="Random splits of ref + test within speakers.")
-@click.option("--n-inferences", type=int, default=None, help="Simulated per calibration (default: calibrate's).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True)
+@click.option("--splits", type=click.IntRange(min=0), default=4, show_default=True, help="Random splits of ref + test within speakers.")
+@click.option("--n-inferences", type=COUNT, default=None, help="Simulated per calibration (default: calibrate's).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None, target_arl0: float, splits: int,
                 n_inferences: int | None, seed: int):
     """How the calibration holds on unseen data: calibrate on REF and check the ARL0 on
@@ -146,9 +174,9 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
 
 
 @drift.command("verify")
-@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--inferences", type=int, default=20_000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.argument("config_json", type=CONFIG_FILE)
+@click.option("--inferences", type=COUNT, default=20_000, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def verify_cmd(config_json: Path, inferences: int, seed: int):
     """Run the firmware's C (built for this host) and the twin on the same random event
     stream with this config; exit 1 on any difference."""
@@ -166,7 +194,7 @@ def verify_cmd(config_json: Path, inferences: int, seed: int):
 
 
 @drift.command("cost")
-@click.argument("config_json", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config_json", type=CONFIG_FILE)
 def cost_cmd(config_json: Path):
     """Instructions per monitor call on the emulated Cortex-M4 (QEMU -icount)."""
     from tinydrift.target.monitor_cost import measure_cost

@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import click
 
+from tinydrift.cli.params import (BAUD, COUNT, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, OUTPUT_FOLDER, SECONDS,
+                                  SERIAL_URL, input_file)
 
 
 @click.command("capture")
-@click.option("--port", "port_url", required=True, metavar="URL",
+@click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
               help="pyserial URL: /dev/ttyACM0, a pty path (/dev/pts/3) or socket://127.0.0.1:PORT "
                    "(QEMU -serial tcp:127.0.0.1:PORT,server=on).")
-@click.option("--db", "db_path", required=True, type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--db", "db_path", required=True, type=OUTPUT_FILE, metavar="FILE",
               help="SQLite database to append to (created if missing).")
-@click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+@click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Model folder whose JSON gives the expected model hash; frames of any other "
                    "model are counted as foreign. Default: the first HELLO/STATUS seen.")
-@click.option("--duration", type=float, default=None, metavar="S", help="Stop after S seconds.")
-@click.option("--frames", "max_frames", type=int, default=None, metavar="N", help="Stop after N valid frames.")
-@click.option("--baud", "baudrate", type=int, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
-@click.option("--reconnect-timeout", type=float, default=10.0, show_default=True, metavar="S",
+@click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--frames", "max_frames", type=COUNT, default=None, metavar="N", help="Stop after N valid frames.")
+@click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
+@click.option("--reconnect-timeout", type=FiniteFloat(min=-1), default=10.0, show_default=True, metavar="S",
               help="How long to keep reopening a port that disappeared (0: stop at once; -1: forever).")
 @click.option("--durable", is_flag=True, help="fsync every commit (survives power loss, not only a killed process).")
 @click.option("--keep-going", is_flag=True, help="Do not stop when the device sends BYE (exits).")
-@click.option("--progress-interval", type=float, default=1.0, show_default=True, metavar="S",
+@click.option("--progress-interval", type=FiniteFloat(min=0), default=1.0, show_default=True, metavar="S",
               help="Seconds between progress lines on stderr (0: after every commit).")
 def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate, reconnect_timeout,
                     durable, keep_going, progress_interval):
@@ -57,16 +59,16 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
 
 
 @click.command("monitor")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+@click.option("--db", "db_path", type=OUTPUT_FILE, default=None, metavar="FILE",
               help="Capture database to watch (while `capture` writes it, or afterwards).")
-@click.option("--port", "port_url", default=None, metavar="URL",
+@click.option("--port", "port_url", type=SERIAL_URL, default=None, metavar="URL",
               help="Capture from this port yourself (into --db, or a temporary file) and show it.")
-@click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+@click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Model folder: thresholds and class names from its JSON.")
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (no live screen).")
-@click.option("--duration", type=float, default=None, metavar="S",
+@click.option("--duration", type=SECONDS, default=None, metavar="S",
               help="With --port: capture this long (with --once: default 2 s).")
-@click.option("--refresh", type=float, default=0.5, show_default=True, metavar="S", help="Seconds between screen updates.")
+@click.option("--refresh", type=SECONDS, default=0.5, show_default=True, metavar="S", help="Seconds between screen updates.")
 def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
     """Show the latest drift scores against their thresholds, the alarms and the link counts.
 
@@ -85,12 +87,12 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
 
 
 @click.command("report")
-@click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), metavar="DIR",
+@click.argument("db_path", metavar="DB", type=input_file("capture database made by `tinydrift capture`"))
+@click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER, metavar="DIR",
               help="Folder for the PNG plots and index.html.")
-@click.option("--model-dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
+@click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Model folder: thresholds and class names from its JSON (default: from HELLO frames).")
-@click.option("--truth", "truth_path", type=click.Path(dir_okay=False), default=None, metavar="JSON",
+@click.option("--truth", "truth_path", type=input_file("truth JSON file"), default=None, metavar="JSON",
               help='What a test stream really held: {"shift_index": N, "labels": [...]}, the inference '
                    "index where the shift began and the true class of each inference (either may be null).")
 def report_command(db_path, out_dir, model_dir, truth_path):

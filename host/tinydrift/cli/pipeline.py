@@ -11,7 +11,8 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, emit_json, progress_bars
-from tinydrift.errors import TinydriftError
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
+                                  input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 
@@ -21,12 +22,12 @@ def data():
 
 
 @data.command("kws")
-@click.option("--out", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+@click.option("--out", type=OUTPUT_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Folder for the splits (train/val/ref/test/accent .npz) and manifest.json.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Everything is deterministic from it.")
-@click.option("--clips-per-class", type=int, default=None,
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Everything is deterministic from it.")
+@click.option("--clips-per-class", type=COUNT, default=None,
               help="Training clips per class (held-out splits scale with it). Default: 1000.")
-@click.option("--workers", type=int, default=None, help="Synthesis processes (default: all cores).")
+@click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | None):
     """Synthesize the 12-class keyword-spotting set with espeak-ng.
 
@@ -43,8 +44,6 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
 
     config = KwsConfig(seed=seed)
     if clips_per_class is not None:
-        if clips_per_class < 1:
-            raise TinydriftError(f"--clips-per-class must be at least 1, got {clips_per_class}")
         scale = clips_per_class / config.clips_per_class["train"]
         config = KwsConfig(seed=seed, clips_per_class={
             k: max(1, round(v * scale)) for k, v in config.clips_per_class.items()})
@@ -55,12 +54,12 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
 
 
 @click.command("train")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+@click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="A folder made by `tinydrift data kws` (reads train.npz and val.npz).")
-@click.option("--out", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True,
+@click.option("--out", "model_dir", type=OUTPUT_FOLDER, default=DEFAULT_MODEL, show_default=True,
               help="Model folder: model_float.keras and training.json are written there.")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default 24).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 24).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
     """Train the DS-CNN on the set's int8 features; keep the best validation epoch.
 
@@ -72,8 +71,6 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
     from tinydrift.model.train import TrainConfig, train
 
     config = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
-    if config.epochs < 1:
-        raise TinydriftError(f"--epochs must be at least 1, got {config.epochs}")
     train_set, val_set = ClipSet.load(data_dir / "train.npz"), ClipSet.load(data_dir / "val.npz")
     with progress_bars() as bars:
         _, history = train(train_set, val_set, model_dir, config, progress_factory=bars)
@@ -82,9 +79,10 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
 
 
 @click.command("quantize")
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+@click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Representative inputs come from its train.npz (the training domain).")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True)
+@click.option("--model", "model_dir", type=input_folder("model folder made by `tinydrift train`"),
+              default=DEFAULT_MODEL, show_default=True)
 def quantize_cmd(data_dir: Path, model_dir: Path):
     """Convert the float model to full-int8 TFLite (int8 in and out, batch 1) for TFLite Micro.
 
@@ -100,8 +98,8 @@ def quantize_cmd(data_dir: Path, model_dir: Path):
 
 
 @click.command("eval")
-@click.argument("model_dir", type=click.Path(path_type=Path))
-@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("model_dir", type=input_path("model folder or .tflite file"))
+@click.argument("data", type=input_path("clip set (.npz) or WAV folder"))
 @click.option("--runtime", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
               help="tflm: TFLite Micro's reference kernels (what the device computes); litert: fast.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, per_class, confusion).")
@@ -134,16 +132,17 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
 
 
 @click.command("export")
-@click.option("--model", "model_dir", type=click.Path(path_type=Path), default=DEFAULT_MODEL, show_default=True)
-@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=DEFAULT_DATA, show_default=True,
+@click.option("--model", "model_dir", type=input_folder("model folder made by `tinydrift quantize`"),
+              default=DEFAULT_MODEL, show_default=True)
+@click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks).")
-@click.option("--name", default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
-@click.option("--target-arl0", type=float, default=100_000, show_default=True,
+@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
+@click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
               help="Inferences between false alarms, all scores together.")
 @click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=300, show_default=True,
               help="Inferences after each reset in which the device learns its own population's "
                    "reference before judging change against it; 0 judges against the training reference.")
-@click.option("--real-data", "real_data", type=click.Path(path_type=Path), multiple=True,
+@click.option("--real-data", "real_data", type=input_folder("Speech Commands or FSDD folder"), multiple=True,
               help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
 def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, commission_n: int,
                real_data: tuple[Path, ...]):
@@ -159,8 +158,6 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, c
     """
     from tinydrift.pipeline.export import export
 
-    if target_arl0 < 10:
-        raise TinydriftError(f"--target-arl0 must be at least 10 inferences, got {target_arl0}")
     real = {}
     for path in real_data:
         label = "fsdd" if "fsdd" in path.name.lower() else "speech_commands" if "speech" in path.name.lower() else path.name
@@ -175,14 +172,14 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, c
 
 
 @click.command("verify")
-@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("model_dir", type=MODEL_FOLDER)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: per stage, inputs and mismatches.")
-@click.option("--samples", type=click.IntRange(min=1), default=DEFAULT_SAMPLES, show_default=True,
+@click.option("--samples", type=COUNT, default=DEFAULT_SAMPLES, show_default=True,
               help="Clips to run (and as many random int8 model inputs).")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+@click.option("--data", type=input_path("clip set (.npz) or WAV folder"), default=None,
               help="Clip set (.npz) or WAV folder. Default: build/data/kws/test.npz, else ../shared/data "
                    "recordings, else synthesized noise and tones.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Which clips, random inputs and event stream.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Which clips, random inputs and event stream.")
 def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed: int):
     """Check the C generated for MODEL_DIR against its references: C front end vs the host
     front end, generated model C vs TFLite Micro, C monitor vs the Python twin.
@@ -200,18 +197,18 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
 
 
 @click.command("demo")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("build/demo"),
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/demo"),
               show_default=True, help="Everything goes here: data, model, firmware image, capture, report.")
-@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+@click.option("--model", "model_dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Use this model (made by `tinydrift export`, e.g. models/kws) instead of training one.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+@click.option("--data", "data_dir", type=DATA_FOLDER, default=None, metavar="DIR",
               help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own.")
-@click.option("--epochs", type=int, default=None, help="Training epochs (default 12; `tinydrift train` uses 24).")
-@click.option("--clips-per-class", type=int, default=None, metavar="N",
+@click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 12; `tinydrift train` uses 24).")
+@click.option("--clips-per-class", type=COUNT, default=None, metavar="N",
               help="Training clips per class (default 400; held-out splits keep their demo sizes).")
-@click.option("--in-domain", type=int, default=300, show_default=True, help="Inferences before the shift.")
-@click.option("--shifted", type=int, default=600, show_default=True, help="Inferences after the shift.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--in-domain", type=COUNT, default=300, show_default=True, help="Inferences before the shift.")
+@click.option("--shifted", type=COUNT, default=600, show_default=True, help="Inferences after the shift.")
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip checking the device's log against the host twin.")
 @click.option("--clean", is_flag=True, help="Delete OUT first: run from cold caches.")
 def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, epochs: int | None,
@@ -235,8 +232,6 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
         clean_out(out_dir)
     clips = dict(DEMO_CLIPS_PER_CLASS)
     if clips_per_class is not None:
-        if clips_per_class < 1:
-            raise TinydriftError(f"--clips-per-class must be at least 1, got {clips_per_class}")
         clips["train"] = clips_per_class
         clips["val"] = max(1, clips_per_class // 10)
     config = DemoConfig(out_dir=out_dir, data_dir=data_dir, model_dir=model_dir,

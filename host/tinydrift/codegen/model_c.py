@@ -20,7 +20,6 @@ the features after inference) unless `preserve_input=False`.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +27,12 @@ import numpy as np
 
 from tinydrift import atomic
 from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import C_NAME
 from tinydrift.codegen.model_arena import Buffer, plan_arena
 from tinydrift.codegen.model_lowering import Alias, ConstArg, ConstArray, KernelCall, TensorArg, lower
 from tinydrift.codegen.tflite_graph import Graph, read_tflite
 
 ARENA_ALIGNMENT = 16
-_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8}
 
 
@@ -60,7 +59,7 @@ class ModelPlan:
 
 
 def check_name(name: str) -> str:
-    if not _NAME_PATTERN.match(name):
+    if not (isinstance(name, str) and C_NAME.fullmatch(name)):
         raise TinydriftError(
             f"model name '{name}' is not usable in C identifiers: use lower-case letters, digits and '_', "
             "starting with a letter"

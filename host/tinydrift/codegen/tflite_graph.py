@@ -130,6 +130,16 @@ class Graph:
         return f"op {op.index} {op.opcode} (output '{name}')"
 
 
+def _text(value: bytes | str | None, what: str, source: str) -> str:
+    """A string of the flatbuffer; invalid UTF-8 means the file was damaged after conversion."""
+    if not isinstance(value, bytes):
+        return value or ""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise TinydriftError(f"{source} is a damaged TFLite model ({what} is not UTF-8 text): convert it again") from None
+
+
 def read_tflite(data: bytes, source: str = "model") -> Graph:
     """Parse a .tflite model; `source` names it in error messages (e.g. its path)."""
     data = bytes(data)
@@ -154,7 +164,7 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
         tensors.append(
             Tensor(
                 index=index,
-                name=(t.name.decode() if isinstance(t.name, bytes) else (t.name or "")),
+                name=_text(t.name, f"tensor {index}'s name", source),
                 shape=shape,
                 dtype=dtype,
                 quantization=_quantization(t.quantization),
@@ -169,7 +179,7 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         opcode = op_names.get(builtin, f"BUILTIN_{builtin}")
         if opcode == "CUSTOM":
-            custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            custom = _text(code.customCode, f"op {index}'s custom code", source)
             opcode = f"CUSTOM:{custom}"
         operators.append(
             Operator(
@@ -181,7 +191,7 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
             )
         )
 
-    description = model.description.decode() if isinstance(model.description, bytes) else (model.description or "")
+    description = _text(model.description, "description", source)
     return Graph(
         tensors=tensors,
         operators=operators,

@@ -7,6 +7,7 @@ sample rate is refused unless the loader knows its rate (FSDD: 8 kHz, resampled 
 from __future__ import annotations
 
 import csv
+import re
 import wave
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tinydrift.data.clipset import ClipSet, fit_to_clip
 from tinydrift.data.labels import label_index
 
 FSDD_RATE = 8000
+FSDD_NAME = re.compile(r"[0-9]_[^_]+_[0-9]+")  # DIGIT_SPEAKER_INDEX, as recordings/ names them
 FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
@@ -27,8 +29,20 @@ def read_wav(path: Path, expected_rate: int) -> np.ndarray:
         with wave.open(str(path), "rb") as w:
             rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
             data = w.readframes(n)
-    except (wave.Error, EOFError, OSError) as e:
+            # whatever the data chunk holds past its last whole frame: a cut or padded file
+            partial_frame = w.readframes(1)
+    except EOFError:
+        raise TinydriftError(f"{path}: empty or truncated: the file ends inside its WAV header; "
+                             "record or convert it again") from None
+    except (wave.Error, OSError) as e:
         raise TinydriftError(f"{path}: not a readable WAV file ({e})") from e
+    frame_bytes = width * channels
+    if len(data) != n * frame_bytes or partial_frame:
+        raise TinydriftError(f"{path}: the header announces {n} frames of {frame_bytes} bytes but the data holds "
+                             f"{len(data) + len(partial_frame)} bytes, not a whole number of frames: the file is "
+                             "truncated or damaged; record or convert it again")
+    if n == 0:
+        raise TinydriftError(f"{path}: a WAV file with no samples; remove it or record it again")
     if width != 2:
         raise TinydriftError(f"{path}: {8 * width}-bit samples; tinydrift reads 16-bit PCM (convert with `sox IN -b 16 OUT`)")
     if rate != expected_rate:
@@ -84,11 +98,11 @@ def load_fsdd(folder: str | Path) -> ClipSet:
     files = sorted(recordings.glob("*_*_*.wav"))
     if not files:
         raise TinydriftError(f"{folder}: no FSDD recordings (expected recordings/DIGIT_SPEAKER_INDEX.wav)")
-    accents = {}
-    speakers_csv = folder / "speakers.csv"
-    if speakers_csv.exists():
-        with open(speakers_csv, newline="") as f:
-            accents = {row["speaker"]: row["accent"] for row in csv.DictReader(f)}
+    stray = [p.name for p in files if not FSDD_NAME.fullmatch(p.stem)]
+    if stray:
+        raise TinydriftError(f"{recordings}: {', '.join(stray[:3])}{' ...' if len(stray) > 3 else ''} do not follow "
+                             "FSDD's DIGIT_SPEAKER_INDEX.wav (digit 0-9, e.g. 3_jackson_12.wav): move them out")
+    accents = _accents(folder / "speakers.csv")
     audio, words, speakers = [], [], []
     for path in files:
         digit, speaker, _ = path.stem.split("_", 2)
@@ -102,6 +116,21 @@ def load_fsdd(folder: str | Path) -> ClipSet:
         labels=np.array([label_index(w) for w in words], dtype=np.int16),
         domain=_real_domain(words, speakers, ["fsdd"] * len(files), [accents.get(s, "unknown") for s in speakers]),
     )
+
+
+def _accents(speakers_csv: Path) -> dict[str, str]:
+    """speaker -> accent from FSDD's speakers.csv (columns speaker, accent), {} without the file."""
+    if not speakers_csv.exists():
+        return {}
+    try:
+        with open(speakers_csv, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise TinydriftError(f"{speakers_csv}: not a readable CSV file ({e}); fix or remove it") from e
+    if rows and not {"speaker", "accent"} <= set(rows[0]):
+        raise TinydriftError(f"{speakers_csv}: expected the columns speaker and accent, found "
+                             f"{', '.join(map(str, rows[0]))}; fix or remove it")
+    return {row["speaker"]: row["accent"] for row in rows}
 
 
 def _real_domain(words, speakers, source, accent) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinydrift.errors import TinydriftError
+from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
 ABI_VERSION = 4
@@ -87,8 +88,17 @@ def entropy_table_q16() -> np.ndarray:
     return np.floor(h * ONE_Q16 + 0.5).astype(np.uint16)
 
 
+def _as_array(values, name: str) -> np.ndarray:
+    try:
+        return np.asarray(values)
+    except ValueError:  # ragged nesting, from a hand-edited JSON
+        raise TinydriftError(f"monitor config: {name} must be a rectangular array of integers") from None
+
+
 def _int_array(values, dtype, length: int | None = None, name: str = "") -> np.ndarray:
-    arr = np.asarray(values)
+    arr = _as_array(values, name)
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
+        raise TinydriftError(f"monitor config: {name} must hold integers, got {arr.dtype.name} values")
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
         raise TinydriftError(f"monitor config: {name} must be a vector of {length} integers, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
@@ -153,7 +163,7 @@ class MonitorConfig:
         n = self.ref_mean.shape[0]
         self.inv_std_q28 = _int_array(self.inv_std_q28, np.int32, n, "inv_std_q28")
         if self.whiten_q12 is not None:
-            w = np.asarray(self.whiten_q12)
+            w = _as_array(self.whiten_q12, "whiten_q12")
             if w.shape != (n, n):
                 raise TinydriftError(f"monitor config: whiten_q12 must be [{n}, {n}], got {w.shape}")
             self.whiten_q12 = _int_array(w.reshape(-1), np.int16, n * n, "whiten_q12").reshape(n, n)
@@ -225,6 +235,8 @@ class MonitorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "MonitorConfig":
+        if not isinstance(data, dict):
+            raise TinydriftError(f"monitor config: expected a JSON object, found {type(data).__name__}")
         data = dict(data)
         version = data.pop("abi_version", ABI_VERSION)
         if version != ABI_VERSION:
@@ -235,7 +247,28 @@ class MonitorConfig:
         unknown = set(data) - names
         if unknown:
             raise TinydriftError(f"monitor config: unknown fields {sorted(unknown)}")
+        fields = dataclasses.fields(cls)
+        missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING]
+        if missing:
+            raise TinydriftError(f"monitor config: missing fields {missing}")
+        # JSON gives any type; the C struct's scalars are integers (bool is an int to Python, not here)
+        wrong = [f.name for f in fields if f.name in data and f.type == "int"
+                 and (isinstance(data[f.name], bool) or not isinstance(data[f.name], int))]
+        if wrong:
+            raise TinydriftError(f"monitor config: {', '.join(wrong)} must be integers")
+        if not isinstance(data.get("metadata", {}), dict):
+            raise TinydriftError("monitor config: metadata must be an object")
         return cls(**data)
+
+    @classmethod
+    def of_model(cls, folder: ModelDir) -> "MonitorConfig":
+        """The config in a model folder's reference.json, checked as the firmware would check it."""
+        data = folder.monitor_config()  # reference.json's own checks name their key
+        try:
+            return cls.from_dict(data).validate()
+        except TinydriftError as e:
+            raise folder.damaged(folder.reference_json, "monitor_config", f"is not usable ({e})") from None
 
     def replace(self, **changes) -> "MonitorConfig":
         return dataclasses.replace(self, **changes)

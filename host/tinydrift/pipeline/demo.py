@@ -155,8 +155,7 @@ def _model(config: DemoConfig, data_dir: Path, steps: _Steps) -> Path:
     from tinydrift.model.train import TrainConfig, train
 
     if config.model_dir is not None:
-        ModelDir(config.model_dir).require_exported()
-        return config.model_dir
+        return config.model_dir  # checked whole by run_demo before any work
     model_dir = config.out_dir / "model"
     stamp = _model_stamp(config, data_dir)
     stamp_path = model_dir / STAMP
@@ -237,7 +236,7 @@ def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
                         (int(P.FrameType.INFERENCE), int(P.FrameType.TRACE))).fetchall()
     conn.close()
     device = device_inferences(P.parse_packet(r[0]) for r in raws)
-    expected = expected_inferences([clips.reshape(-1)], model, MonitorConfig.from_dict(folder.monitor_config()),
+    expected = expected_inferences([clips.reshape(-1)], model, MonitorConfig.of_model(folder),
                                    clips=False, progress=steps.bar("checking against the twin", len(clips)))
     problems = compare(device, expected, folder.model_id)
     bad = {p.split(":")[0] for p in problems}
@@ -252,6 +251,10 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         raise TinydriftError("--in-domain and --shifted must be at least 1")
     if config.epochs < 1:
         raise TinydriftError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.model_dir is not None:
+        from tinydrift.pipeline.export import load_exported
+
+        load_exported(config.model_dir)  # before minutes of data synthesis, not after
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.out_dir = out

@@ -30,9 +30,9 @@ import numpy as np
 
 from tinydrift.atomic import write_text
 from tinydrift.data.scenarios import SCENARIOS, Scenario
-from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.config import ALARM_NAMES, MonitorConfig, jsonable
+from tinydrift.monitor.config import ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
+from tinydrift.pipeline.export import load_exported
 from tinydrift.pipeline.drift_pools import BenchSettings, Pool, PoolMaker, make_streams, run_monitor, zlib_name
 
 
@@ -102,9 +102,7 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     from tinydrift.monitor.calibrate import calibrated_block_length, measure_arl0
 
     start = time.perf_counter()
-    folder = ModelDir(model_dir).require_exported()
-    model = folder.read_int8()
-    config = MonitorConfig.from_dict(folder.monitor_config()).validate()
+    folder, model, config = load_exported(model_dir)
     target = float(config.metadata.get("calibration", {}).get("target_arl0", 100_000))
     block_length = calibrated_block_length(config, "calibration")
     maker = PoolMaker(model, config, cache, settings, log)

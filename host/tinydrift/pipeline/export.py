@@ -19,11 +19,22 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
-from tinydrift.monitor.config import jsonable
+from tinydrift.monitor.config import MonitorConfig, jsonable
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import summarize
 from tinydrift.model.quantize import load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
+
+def load_exported(model_dir: Path) -> tuple[ModelDir, bytes, MonitorConfig]:
+    """A folder this export completed, checked whole before long work starts: its headers,
+    reference.json, the int8 model (parsed) and the monitor config."""
+    from tinydrift.codegen.tflite_graph import read_tflite
+
+    folder = ModelDir(model_dir).require_exported()
+    model = folder.read_int8()
+    read_tflite(model, str(folder.int8_model))
+    return folder, model, MonitorConfig.of_model(folder)
+
 
 def _through_model(model: bytes, clips: ClipSet, progress_factory, label: str) -> np.ndarray:
     advance = progress_factory(f"features {label}", len(clips)) if progress_factory and clips.features is None else None

@@ -273,7 +273,7 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     model_dir = folder.path
     reference_path = folder.reference_json
     try:
-        config = MonitorConfig.from_dict(folder.monitor_config()).validate()
+        config = MonitorConfig.of_model(folder)
     except (ValueError, KeyError, TypeError) as e:
         raise TinydriftError(f"{reference_path}: cannot read the monitor config ({e}); run `tinydrift export`") from e
     name = folder.c_name()

@@ -1,0 +1,214 @@
+"""The CLI's parameter types: every option value is checked here, before a command starts
+work, and refused in one click usage line naming the option, the value and the remedy.
+
+Paths: existing inputs (a file, a folder, either), outputs (a file or a folder that can be
+written: its nearest existing ancestor is a writable folder), a firmware image (ELF) and
+raw PCM audio. Numbers: integer and finite float ranges (NaN and infinities refused).
+Serial URLs: pyserial's schemes, with HOST:PORT checked where the scheme has one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from tinydrift.modeldir import C_NAME
+
+ELF_MAGIC = b"\x7fELF"
+PCM_SAMPLE_BYTES = 2  # 16-bit little-endian mono: the emulated board's microphone file
+# pyserial's URL handlers (serial/urlhandler/protocol_*.py)
+SERIAL_SCHEMES = ("socket", "rfc2217", "loop", "spy", "hwgrep", "alt", "cp2110")
+HOST_PORT_SCHEMES = ("socket", "rfc2217")
+SERIAL_FORMS = "socket://HOST:PORT, rfc2217://HOST:PORT, or a device path such as /dev/ttyACM0"
+
+
+class _PathType(click.ParamType):
+    """A path checked by `problem(path) -> reason or None`; the reason becomes the usage error."""
+
+    def __init__(self, name: str, problem: Callable[[Path], str | None]) -> None:
+        self.name = name
+        self._problem = problem
+
+    def convert(self, value, param, ctx) -> Path:
+        path = Path(value)
+        reason = self._problem(path)
+        if reason:
+            self.fail(f"{str(path)!r} {reason}", param, ctx)
+        return path
+
+
+def _missing(path: Path, what: str) -> str | None:
+    if not path.exists():
+        return f"does not exist: give an existing {what}"
+    return None
+
+
+def _unreadable(path: Path) -> str | None:
+    if not os.access(path, os.R_OK):
+        return "cannot be read (permissions): make it readable or give another"
+    return None
+
+
+def _input_file(what: str, content: Callable[[Path], str | None] | None = None):
+    def problem(path: Path) -> str | None:
+        if reason := _missing(path, what):
+            return reason
+        if path.is_dir():
+            return f"is a folder: give a {what}"
+        if not path.is_file():
+            return f"is not a regular file (a device or a pipe): give a {what}"
+        return _unreadable(path) or (content(path) if content else None)
+
+    return problem
+
+
+def _input_folder(what: str):
+    def problem(path: Path) -> str | None:
+        if reason := _missing(path, what):
+            return reason
+        if not path.is_dir():
+            return f"is a file, not a folder: give a {what}"
+        return _unreadable(path)
+
+    return problem
+
+
+def _input_file_or_folder(what: str):
+    def problem(path: Path) -> str | None:
+        if reason := _missing(path, what):
+            return reason
+        if not (path.is_dir() or path.is_file()):
+            return f"is not a regular file nor a folder: give a {what}"
+        return _unreadable(path)
+
+    return problem
+
+
+def _cannot_create(path: Path) -> str | None:
+    """Why `path` cannot be made: its nearest existing ancestor must be a writable folder
+    (folders below it are made on the way)."""
+    for ancestor in path.absolute().parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                return f"cannot be created: {ancestor} is a file, not a folder; choose another path"
+            if not os.access(ancestor, os.W_OK | os.X_OK):
+                return f"cannot be created: {ancestor} is not writable; choose another path"
+            return None
+    return None
+
+
+def _not_writable(path: Path) -> str | None:
+    if not os.access(path, os.W_OK):
+        return "is not writable: choose another path"
+    return None
+
+
+def _output_file(path: Path) -> str | None:
+    if path.is_dir():
+        return "is a folder: give a file name"
+    if path.exists():
+        # An atomic write replaces the path: never a device (/dev/null) or a pipe.
+        return "is not a regular file: give a file name" if not path.is_file() else _not_writable(path)
+    return _cannot_create(path)
+
+
+def _output_folder(path: Path) -> str | None:
+    if path.exists():
+        return "is a file, not a folder: give a folder" if not path.is_dir() else _not_writable(path)
+    return _cannot_create(path)
+
+
+def _not_elf(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        if f.read(len(ELF_MAGIC)) != ELF_MAGIC:
+            return "is not an ELF firmware image: give the firmware.elf that `pio run` builds"
+    return None
+
+
+def _not_pcm(path: Path) -> str | None:
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty: give raw 16 kHz 16-bit PCM audio"
+    if size % PCM_SAMPLE_BYTES:
+        return (f"holds {size} bytes, not a whole number of 16-bit samples: it is truncated or not raw "
+                "16-bit PCM")
+    return None
+
+
+def input_file(what: str = "file") -> click.ParamType:
+    return _PathType("file", _input_file(what))
+
+
+def input_folder(what: str = "folder") -> click.ParamType:
+    return _PathType("folder", _input_folder(what))
+
+
+def input_path(what: str = "file or folder") -> click.ParamType:
+    return _PathType("path", _input_file_or_folder(what))
+
+
+OUTPUT_FILE = _PathType("file", _output_file)
+OUTPUT_FOLDER = _PathType("folder", _output_folder)
+FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
+PCM_FILE = _PathType("file", _input_file("raw PCM audio file", _not_pcm))
+MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws)")
+DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws`")
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses NaN and infinities (NaN passes every comparison)."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+class SerialUrl(click.ParamType):
+    """A pyserial URL or a device path. A path is not required to exist yet: a board that is
+    being plugged in is the capture's to wait for."""
+
+    name = "url"
+
+    def convert(self, value, param, ctx) -> str:
+        value = str(value).strip()
+        if not value:
+            self.fail(f"empty: give {SERIAL_FORMS}", param, ctx)
+        if "://" not in value:
+            return value
+        scheme, _, rest = value.partition("://")
+        if scheme.lower() not in SERIAL_SCHEMES:
+            self.fail(f"{value!r}: unknown scheme {scheme!r}; give {SERIAL_FORMS}", param, ctx)
+        if scheme.lower() in HOST_PORT_SCHEMES:
+            host, _, port = rest.split("?", 1)[0].rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                self.fail(f"{value!r}: expected {scheme}://HOST:PORT with PORT in 1..65535", param, ctx)
+        return value
+
+
+class CName(click.ParamType):
+    """A model's C name: it becomes td_<name>_invoke() and file names, so nothing else passes."""
+
+    name = "name"
+
+    def convert(self, value, param, ctx) -> str:
+        if not C_NAME.fullmatch(str(value)):
+            self.fail(f"{value!r} is not usable in C names: use lower-case letters, digits and '_', "
+                      "starting with a letter", param, ctx)
+        return str(value)
+
+
+SERIAL_URL = SerialUrl()
+C_NAME_PARAM = CName()
+COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
+SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
+SECONDS = FiniteFloat(min=0, min_open=True)
+BAUD = click.IntRange(min=1)
+TARGET_ARL0 = FiniteFloat(min=10)  # inferences between false alarms; below 10 calibration has nothing to hold

@@ -1,0 +1,311 @@
+"""Every command against the input a hostile or careless user gives: it must refuse in one
+line naming the bad value, exit non-zero, leave no output behind, and do it fast (before
+any real work). A traceback anywhere fails the test.
+
+Tests run as root, so "unwritable" is a regular file standing where a parent folder should
+be, not a chmod. Tampered-JSON and damaged-tflite cases use copies of the committed
+models/kws (a real exported model)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli.main import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMMITTED_MODEL = REPO_ROOT / "models" / "kws"
+CASE_SECONDS = 30  # every case fails in validation or on its first read: far below this
+PORT = "socket://127.0.0.1:9"  # well formed; never reached, the cases fail before connecting
+
+
+def _wav(path: Path, frames: int = 1600, rate: int = 16000, channels: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.zeros(frames * channels, "<i2").tobytes())
+    return path
+
+
+def _append_partial_frame(path: Path) -> None:
+    """One byte more in the data chunk, with the RIFF and data sizes saying so: a file padded
+    or cut mid-sample."""
+    data = bytearray(path.read_bytes()) + b"\x01"
+    struct.pack_into("<I", data, 4, len(data) - 8)
+    struct.pack_into("<I", data, 40, struct.unpack_from("<I", data, 40)[0] + 1)
+    path.write_bytes(bytes(data))
+
+
+def _tamper_reference(folder: Path, change) -> None:
+    reference = json.loads((folder / "reference.json").read_text())
+    change(reference)
+    (folder / "reference.json").write_text(json.dumps(reference))
+
+
+def _damage_tensor_name(folder: Path) -> None:
+    """Invalid UTF-8 inside a tensor name: the flatbuffer still parses, its text does not."""
+    data = bytearray((folder / "model_int8.tflite").read_bytes())
+    at = data.find(b"dscnn_1/probs_1/BiasAdd")
+    assert at > 0, "the committed model's tensor names changed: pick another name to damage"
+    data[at:at + 2] = b"\xff\xfe"
+    (folder / "model_int8.tflite").write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory) -> Path:
+    """A folder of bad inputs, named as the cases spell them."""
+    root = tmp_path_factory.mktemp("hostile")
+    (root / "afile").write_text("a regular file")
+    (root / "adir").mkdir()
+    (root / "blocker").write_text("a file where a parent folder should be")
+
+    _wav(root / "wav_good" / "a.wav")
+    _append_partial_frame(_wav(root / "wav_truncated" / "yes" / "a_nohash_0.wav"))
+    (root / "wav_empty" / "yes").mkdir(parents=True)
+    (root / "wav_empty" / "yes" / "a_nohash_0.wav").write_bytes(b"")
+    _wav(root / "fsdd_stray" / "recordings" / "0_jackson_0.wav", rate=8000)
+    _wav(root / "fsdd_stray" / "recordings" / "notes_about_it.wav", rate=8000)
+
+    shutil.copytree(COMMITTED_MODEL, root / "model")
+    shutil.copytree(COMMITTED_MODEL, root / "model_tampered")
+    _tamper_reference(root / "model_tampered", lambda r: r["monitor_config"].update(score_drift="high"))
+    shutil.copytree(COMMITTED_MODEL, root / "model_labels")
+    _tamper_reference(root / "model_labels", lambda r: r.update(labels=["yes"]))
+    shutil.copytree(COMMITTED_MODEL, root / "model_damaged")
+    _damage_tensor_name(root / "model_damaged")
+
+    config = json.loads((COMMITTED_MODEL / "reference.json").read_text())["monitor_config"]
+    (root / "config_list.json").write_text(json.dumps([config]))
+    (root / "config_partial.json").write_text(json.dumps({"abi_version": config["abi_version"]}))
+    (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
+    (root / "config.json").write_text(json.dumps(config))
+    np.savez(root / "samples_ragged.npz", summaries=np.zeros(3), probs=np.zeros(2), groups=np.zeros(5))
+    np.savez(root / "samples_misfit.npz", summaries=np.zeros((8, 5)), probs=np.zeros((8, 3)), groups=np.arange(8))
+    (root / "truth_list.json").write_text("[301]")
+
+    (root / "not_elf.elf").write_text("#!/bin/sh\necho not firmware\n")
+    (root / "odd.pcm").write_bytes(b"\x00\x01\x02")
+    return root
+
+
+# (class of bad input, command, arguments, what the one error line must contain). {r} is the
+# hostile folder; {blocked} a path below a regular file.
+CASES = [
+    # paths that are not there, or not of the kind wanted
+    ("missing-path", "eval", ["{r}/model", "{r}/nothing.npz"], "nothing.npz"),
+    ("missing-path", "quantize", ["--model", "{r}/nothing", "--data", "{r}/adir"], "nothing"),
+    ("missing-path", "export", ["--model", "{r}/nothing", "--data", "{r}/adir"], "nothing"),
+    ("missing-path", "verify", ["{r}/nothing"], "nothing"),
+    ("missing-path", "demo", ["--model", "{r}/nothing", "--out", "{r}/demo_out"], "nothing"),
+    ("missing-path", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/nothing"], "nothing"),
+    ("missing-path", "emulate", ["--elf", "{r}/nothing.elf"], "nothing.elf"),
+    ("missing-path", "replay", ["{r}/nothing", "--port", PORT], "nothing"),
+    ("missing-path", "capture", ["--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/nothing"], "nothing"),
+    ("missing-path", "report", ["{r}/nothing.db", "--out", "{r}/report_out"], "nothing.db"),
+    ("missing-path", "model-c", ["{r}/nothing.tflite", "--out", "{r}/c_out"], "nothing.tflite"),
+    ("missing-path", "drift-calibrate", ["{r}/nothing.npz", "--out", "{r}/cal_out"], "nothing.npz"),
+    ("missing-path", "drift-header", ["{r}/nothing.json", "{r}/out.h"], "nothing.json"),
+    ("missing-path", "drift-check-arl", ["{r}/nothing.json", "{r}/samples_misfit.npz"], "nothing.json"),
+    ("missing-path", "drift-heldout", ["{r}/nothing.npz", "{r}/samples_misfit.npz"], "nothing.npz"),
+    ("missing-path", "drift-verify", ["{r}/nothing.json"], "nothing.json"),
+    ("missing-path", "drift-cost", ["{r}/nothing.json"], "nothing.json"),
+    ("missing-path", "bench-device", ["--model-dir", "{r}/nothing"], "nothing"),
+    ("missing-path", "bench-drift", ["--model-dir", "{r}/nothing", "--out", "{r}/bench_out"], "nothing"),
+    ("folder-for-file", "emulate", ["--elf", "{r}/adir"], "adir"),
+    ("folder-for-file", "report", ["{r}/adir", "--out", "{r}/report_out"], "adir"),
+    ("folder-for-file", "drift-verify", ["{r}/adir"], "adir"),
+    ("folder-for-file", "model-c", ["{r}/adir", "--out", "{r}/c_out"], "adir"),
+    ("file-for-folder", "train", ["--data", "{r}/afile", "--out", "{r}/train_out"], "afile"),
+    ("file-for-folder", "data-kws", ["--out", "{r}/afile"], "afile"),
+    ("file-for-folder", "monitor", ["--db", "{r}/c.db", "--model-dir", "{r}/afile", "--once"], "afile"),
+    ("file-for-folder", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--real-data", "{r}/afile"], "afile"),
+    ("device-for-file", "emulate", ["--audio", "/dev/null"], "/dev/null"),
+    # outputs that cannot be written
+    ("output-blocked", "data-kws", ["--out", "{blocked}"], "blocker"),
+    ("output-blocked", "train", ["--data", "{r}/adir", "--out", "{blocked}"], "blocker"),
+    ("output-blocked", "demo", ["--model", "{r}/model", "--out", "{blocked}"], "blocker"),
+    ("output-blocked", "replay", ["{r}/adir", "--port", PORT, "--db", "{blocked}/c.db"], "blocker"),
+    ("output-blocked", "capture", ["--port", PORT, "--db", "{blocked}/c.db"], "blocker"),
+    ("output-blocked", "monitor", ["--port", PORT, "--db", "{blocked}/c.db", "--once"], "blocker"),
+    ("output-blocked", "report", ["{r}/afile", "--out", "{blocked}"], "blocker"),
+    ("output-blocked", "model-c", ["{r}/model/model_int8.tflite", "--out", "{blocked}"], "blocker"),
+    ("output-blocked", "frontend-tables", ["--output", "{blocked}/tables.h"], "blocker"),
+    ("output-blocked", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{blocked}"], "blocker"),
+    ("output-blocked", "drift-header", ["{r}/config.json", "{blocked}/out.h"], "blocker"),
+    ("output-blocked", "bench-drift", ["--model-dir", "{r}/model", "--out", "{blocked}"], "blocker"),
+    ("output-is-folder", "frontend-tables", ["--output", "{r}/adir"], "adir"),
+    ("output-is-folder", "drift-header", ["{r}/config.json", "{r}/adir"], "adir"),
+    ("output-is-folder", "capture", ["--port", PORT, "--db", "{r}/adir"], "adir"),
+    ("output-is-file", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/afile"], "afile"),
+    ("output-is-file", "demo", ["--model", "{r}/model", "--out", "{r}/afile"], "afile"),
+    # numbers out of range, or not numbers at all
+    ("nan", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "nan"], "nan"),
+    ("nan", "emulate", ["--timeout", "nan"], "nan"),
+    ("nan", "capture", ["--port", PORT, "--db", "{r}/c.db", "--duration", "nan"], "nan"),
+    ("nan", "monitor", ["--db", "{r}/c.db", "--refresh", "nan"], "nan"),
+    ("nan", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--within", "nan"], "nan"),
+    ("nan", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz", "--target-arl0", "nan"], "nan"),
+    ("inf", "capture", ["--port", PORT, "--db", "{r}/c.db", "--reconnect-timeout", "inf"], "inf"),
+    ("inf", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--target-arl0", "inf"], "inf"),
+    ("zero", "data-kws", ["--out", "{r}/data_out", "--clips-per-class", "0"], "0"),
+    ("zero", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--epochs", "0"], "0"),
+    ("zero", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--shifted", "0"], "0"),
+    ("zero", "emulate", ["--timeout", "0"], "0"),
+    ("zero", "replay", ["{r}/adir", "--port", PORT, "--limit", "0"], "0"),
+    ("zero", "replay", ["{r}/adir", "--port", PORT, "--window", "0"], "0"),
+    ("zero", "capture", ["--port", PORT, "--db", "{r}/c.db", "--frames", "0"], "0"),
+    ("zero", "monitor", ["--port", PORT, "--duration", "0", "--once"], "0"),
+    ("zero", "verify", ["{r}/model", "--samples", "0"], "0"),
+    ("zero", "drift-verify", ["{r}/config.json", "--inferences", "0"], "0"),
+    ("zero", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--n-inferences", "0"], "0"),
+    ("zero", "bench-device", ["--model-dir", "{r}/model", "--parse-frames", "0"], "0"),
+    ("negative", "data-kws", ["--out", "{r}/data_out", "--workers", "-2"], "-2"),
+    ("negative", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--seed", "-1"], "-1"),
+    ("negative", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--in-domain", "-5"], "-5"),
+    ("negative", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "-1"], "-1"),
+    ("negative", "capture", ["--port", PORT, "--db", "{r}/c.db", "--baud", "-9600"], "-9600"),
+    ("negative", "capture", ["--port", PORT, "--db", "{r}/c.db", "--progress-interval", "-1"], "-1"),
+    ("negative", "replay", ["{r}/adir", "--port", PORT, "--baud", "-1"], "-1"),
+    ("negative", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--check", "-1"], "-1"),
+    ("negative", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--n-inferences", "-1"], "-1"),
+    ("negative", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz", "--splits", "-1"], "-1"),
+    ("not-a-number", "drift-verify", ["{r}/config.json", "--seed", "one"], "one"),
+    # names and URLs
+    ("bad-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "../kws"], "../kws"),
+    ("bad-name", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--name", "KWS-1"], "KWS-1"),
+    ("bad-name", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--name", "a b"], "a b"),
+    ("bad-url", "capture", ["--port", "socket://127.0.0.1:99999", "--db", "{r}/c.db"], "99999"),
+    ("bad-url", "replay", ["{r}/adir", "--port", "bogus://device"], "bogus"),
+    ("bad-url", "monitor", ["--port", "socket://:4321", "--once"], "socket://:4321"),
+    # files whose content is damaged
+    ("truncated-wav", "eval", ["{r}/model", "{r}/wav_truncated"], "a_nohash_0.wav"),
+    ("truncated-wav", "replay", ["{r}/wav_truncated", "--port", PORT], "a_nohash_0.wav"),
+    ("empty-wav", "eval", ["{r}/model", "{r}/wav_empty"], "a_nohash_0.wav"),
+    ("empty-wav", "replay", ["{r}/wav_empty", "--port", PORT], "a_nohash_0.wav"),
+    ("truncated-pcm", "emulate", ["--audio", "{r}/odd.pcm"], "odd.pcm"),
+    ("stray-files", "eval", ["{r}/model", "{r}/fsdd_stray"], "notes_about_it.wav"),
+    ("tampered-json", "verify", ["{r}/model_tampered"], "score_drift"),
+    ("tampered-json", "demo", ["--model", "{r}/model_tampered", "--out", "{r}/demo_out"], "score_drift"),
+    ("tampered-json", "demo", ["--model", "{r}/model_labels", "--out", "{r}/demo_out"], "labels"),
+    ("tampered-json", "capture", ["--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/model_labels"], "labels"),
+    ("tampered-json", "replay", ["{r}/wav_good", "--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/model_tampered"],
+     "score_drift"),
+    ("tampered-json", "bench-drift", ["--model-dir", "{r}/model_tampered", "--out", "{r}/bench_out"], "score_drift"),
+    ("wrong-shape-json", "drift-header", ["{r}/config_list.json", "{r}/out.h"], "config_list.json"),
+    ("wrong-shape-json", "drift-verify", ["{r}/config_partial.json"], "config_partial.json"),
+    ("wrong-shape-json", "drift-cost", ["{r}/config_types.json"], "config_types.json"),
+    ("wrong-shape-json", "drift-check-arl", ["{r}/config_list.json", "{r}/samples_misfit.npz"], "config_list.json"),
+    ("wrong-shape-json", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_list.json"],
+     "truth_list.json"),
+    ("wrong-shape-samples", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz"], "samples_misfit.npz"),
+    ("wrong-shape-samples", "drift-calibrate", ["{r}/samples_ragged.npz", "--out", "{r}/cal_out"], "samples_ragged.npz"),
+    ("wrong-shape-samples", "drift-heldout", ["{r}/samples_ragged.npz", "{r}/samples_ragged.npz"], "samples_ragged.npz"),
+    ("damaged-tflite", "model-c", ["{r}/model_damaged/model_int8.tflite", "--out", "{r}/c_out"], "model_int8.tflite"),
+    ("damaged-tflite", "demo", ["--model", "{r}/model_damaged", "--out", "{r}/demo_out"], "model_int8.tflite"),
+    ("damaged-tflite", "eval", ["{r}/model_damaged", "{r}/wav_truncated"], "model_int8.tflite"),
+    ("damaged-tflite", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz",
+                                         "--model", "{r}/model_damaged"], "model_int8.tflite"),
+    ("damaged-tflite", "bench-drift", ["--model-dir", "{r}/model_damaged", "--out", "{r}/bench_out"], "model_int8.tflite"),
+    ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
+    ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
+]
+
+
+def _argv(command: str, args: list[str], root: Path) -> list[str]:
+    words = {"data-kws": ["data", "kws"]}.get(command) or (
+        command.split("-", 1) if command.startswith(("drift-", "bench-")) else [command])
+    blocked = root / "blocker" / "out"
+    return words + [a.format(r=root, blocked=blocked) for a in args]
+
+
+def _tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path below root with its size and modification time: what a command left."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+class _Hang(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Hang(f"no answer within {CASE_SECONDS} s")
+
+
+def _invoke(argv: list[str]):
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(CASE_SECONDS)
+    try:
+        return CliRunner().invoke(main, argv)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("klass, command, args, named", [
+    pytest.param(*case, id=f"{case[0]}-{case[1]}") for case in CASES])
+def test_bad_input_is_refused_in_one_line(hostile, klass, command, args, named):
+    named = named.format(r=hostile)
+    before = _tree(hostile)
+    result = _invoke(_argv(command, args, hostile))
+    exception = result.exception
+    assert exception is None or isinstance(exception, SystemExit), (
+        f"traceback: {exception!r}\n{result.output}")
+    assert result.exit_code != 0, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith(("error:", "Error:"))]
+    assert len(errors) == 1, result.output
+    assert named in errors[0], f"the error does not name {named!r}: {errors[0]}"
+    assert _tree(hostile) == before, "the command left or changed files"
+
+
+def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
+    names = set()
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            names |= _leaf_commands(command, f"{prefix}{name}-")
+        else:
+            names.add(prefix + name)
+    return names
+
+
+def test_every_command_meets_hostile_input():
+    tried = {command for _, command, _, _ in CASES}
+    assert _leaf_commands(main) - tried == set()
+
+
+# The real executable: its exit code and stderr, as a shell sees them.
+SUBPROCESS_CASES = [
+    (["emulate", "--elf", "{r}/not_elf.elf"], 2, "not_elf.elf"),
+    (["capture", "--port", "socket://127.0.0.1:0", "--db", "{r}/c.db"], 2, "socket://127.0.0.1:0"),
+    (["eval", "{r}/model", "{r}/wav_empty"], 1, "a_nohash_0.wav"),
+    (["drift", "verify", "{r}/config_list.json"], 1, "config_list.json"),
+    (["demo", "--model", "{r}/model_labels", "--out", "{r}/demo_out"], 1, "labels"),
+]
+
+
+@pytest.mark.parametrize("args, code, named", SUBPROCESS_CASES, ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_real_executable_exits_without_traceback(hostile, args, code, named):
+    executable = Path(sys.executable).with_name("tinydrift")
+    if not executable.exists():
+        pytest.skip(f"{executable} is not installed (pip install -e .)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "host"),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([str(executable), *[a.format(r=hostile) for a in args]], capture_output=True, text=True,
+                         timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.returncode == code, run.stderr
+    assert named.format(r=hostile) in run.stderr
+    assert not (hostile / "demo_out").exists()
