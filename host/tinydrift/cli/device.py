@@ -15,7 +15,7 @@ import click
 
 
 from tinydrift.cli.common import firmware_exit, progress_bars
-from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
+from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
                                   input_path)
 from tinydrift.target import emulator
 
@@ -162,7 +162,7 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
                    "small receive buffers).")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True,
               help="Serial speed (ignored by sockets and ptys).")
-@click.option("--reconnect-timeout", type=float, default=10.0, show_default=True, metavar="S",
+@click.option("--reconnect-timeout", type=FiniteFloat(min=-1), default=10.0, show_default=True, metavar="S",
               help="How long to keep reopening a port that disappeared; the clip under way is then sent "
                    "again (0: stop at once; -1: forever).")
 def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir: Path | None, limit: int | None,

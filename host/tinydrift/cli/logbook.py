@@ -118,8 +118,8 @@ def report_command(db_path, out_dir, model_dir, truth_path):
 
 
 @click.command("archive")
-@click.argument("db_path", metavar="DB", type=click.Path(dir_okay=False))
-@click.argument("out_path", metavar="OUT", type=click.Path(dir_okay=False))
+@click.argument("db_path", metavar="DB", type=input_file("capture database made by `tinydrift capture`"))
+@click.argument("out_path", metavar="OUT", type=OUTPUT_FILE)
 def archive_command(db_path, out_path):
     """Copy a capture database into one self-contained file OUT, to send or keep.
 
