@@ -3,15 +3,20 @@
 A caught signal (Ctrl-C, SIGTERM, SIGHUP) unwinds the CLI so that each child is stopped by
 the code that started it. SIGKILL cannot be caught: for that case Linux lets a child ask to
 be killed when its parent dies (PR_SET_PDEATHSIG), which `tied_to_this_process()` arranges.
+A child's own children (QEMU under `pio run -t upload`) are not covered by that: a
+`group_watchdog` kills the child's whole process group when tinydrift dies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 import threading
+from typing import Iterator
 
 _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
@@ -43,3 +48,34 @@ def exit_on_termination() -> None:
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, unwind)
+
+
+@contextlib.contextmanager
+def group_watchdog(process_group: int) -> Iterator[None]:
+    """While inside, a small process waits for tinydrift to die (the kernel tells it, by
+    PR_SET_PDEATHSIG, however tinydrift dies) and then kills `process_group` (a child started
+    with start_new_session=True, and everything it started). Leaving the block stops it."""
+    options = tied_to_this_process()
+    if not options:  # not Linux, or not the main thread: the caller's own cleanup must do
+        yield
+        return
+
+    def die_with_parent_by_sigterm() -> None:
+        options["preexec_fn"]()
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)  # SIGTERM, so the trap below runs
+
+    program = ("import os, signal\n"
+               "def stop(*_):\n"
+               f"    try: os.killpg({int(process_group)}, signal.SIGKILL)\n"
+               "    except OSError: pass\n"
+               "    os._exit(0)\n"
+               "signal.signal(signal.SIGTERM, stop)\n"
+               "while True: signal.pause()\n")
+    watchdog = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent_by_sigterm)
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from tinydrift.child import tied_to_this_process
+from tinydrift.child import group_watchdog, tied_to_this_process
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
 from tinydrift.modeldir import ModelDir
@@ -179,7 +179,8 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
                                    stdout=None if show else subprocess.PIPE, stderr=None if show else subprocess.PIPE,
                                    start_new_session=True, **tied_to_this_process())
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
+            with group_watchdog(process.pid):  # even SIGKILL of tinydrift takes pio's QEMU along
+                stdout, stderr = process.communicate(timeout=timeout)
         except BaseException as exc:  # the timeout, Ctrl-C, or SIGTERM/SIGHUP (SystemExit)
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
