@@ -130,7 +130,8 @@ class CInference(ctypes.Structure):
 
 class CStatus(ctypes.Structure):
     _fields_ = [("uptime_ms", u32), ("state_bytes", u32), ("inferences", u32),
-                ("rx_frames", u32), ("rx_errors", u32), ("model_hash", u8 * 32)]
+                ("rx_frames", u32), ("rx_errors", u32), ("model_hash", u8 * 32), ("labels", u32),
+                ("label_errors", u32)]
 
 
 class CAck(ctypes.Structure):
@@ -314,6 +315,34 @@ def test_version_1_inference_frames_read_alike_in_c_and_python(lib):
         body[1] = version
         body = bytes(body[:len(body) - 4]) if extra < 0 else bytes(body)
         wire = b"\x00" + P.cobs_encode(body + zlib.crc32(body).to_bytes(4, "little")) + b"\x00"
+        [(code, _)] = c_decode_stream(lib, wire, 4)
+        assert code == int(P.ProtocolError.LENGTH) and P.StreamParser().feed(wire)[0].error == P.ProtocolError.LENGTH
+
+
+def test_version_1_and_2_status_frames_read_alike_in_c_and_python(lib):
+    """Devices on protocols 1 and 2 sent STATUS without labels and label_errors (52 bytes):
+    both sides read it, Python marking the two unknown (None), C as 0; a 52-byte STATUS of
+    version 3, or a 60-byte one of version 2, is a LENGTH error alike."""
+    rng = random.Random(17)
+
+    def wire_of(frame: P.Status, version: int, cut: int) -> bytes:
+        body = bytearray(P.encode_packet(frame)[:-4 - cut])
+        body[1] = version
+        return b"\x00" + P.cobs_encode(bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little")) + b"\x00"
+
+    for version in (P.VERSION_1, P.VERSION_2):
+        for _ in range(100):
+            frame = P.random_frame(rng, P.FrameType.STATUS)
+            wire = wire_of(frame, version, 8)
+            [(code, c_frame)] = c_decode_stream(lib, wire, 4)
+            py_frame = P.decode(wire)
+            assert code == 1 and (py_frame.labels, py_frame.label_errors) == (None, None)
+            assert (c_frame.labels, c_frame.label_errors) == (0, 0)
+            for decoded in (py_frame, c_frame):
+                decoded.labels, decoded.label_errors = frame.labels, frame.label_errors
+            assert py_frame == frame == c_frame
+    for version, cut in ((P.VERSION, 8), (P.VERSION_2, 0)):
+        wire = wire_of(frame, version, cut)
         [(code, _)] = c_decode_stream(lib, wire, 4)
         assert code == int(P.ProtocolError.LENGTH) and P.StreamParser().feed(wire)[0].error == P.ProtocolError.LENGTH
 
