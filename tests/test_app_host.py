@@ -29,7 +29,6 @@ import numpy as np
 import pytest
 
 from tinydrift import firmware
-from tinydrift.data.clipset import ClipSet
 from tinydrift.link import protocol as P
 from tinydrift.link.replay import ACK_AUDIO_GAP, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK, ACK_UNKNOWN_INFERENCE, Replayer
 from tinydrift.app import compare, device_inferences, expected_inferences
@@ -140,16 +139,9 @@ def app_gcc():
 
 
 @pytest.fixture(scope="module")
-def clips():
+def clips(app_clips):
     """Real clips: the default data set's test split if built, else espeak-ng speech made here."""
-    path = REPO_ROOT / "build" / "data" / "kws" / "test.npz"
-    if path.exists():
-        return ClipSet.load(path).audio[:40]
-    from tinydrift.data.synth import KwsConfig, build_kws
-
-    out = REPO_ROOT / "build" / "test_data" / "app_qemu"
-    build_kws(out, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}))
-    return ClipSet.load(out / "test.npz").audio[:40]
+    return app_clips("test").audio[:40]
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
