@@ -44,7 +44,7 @@ def mutant(name: str, relative_path: Path | str, original: str, replacement: str
     """A fresh copy of firmware/ with `original` (once in relative_path) replaced."""
     copy = MUTANTS_DIR / name
     shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(firmware.FIRMWARE_DIR, copy)
+    shutil.copytree(firmware.FIRMWARE_DIR, copy, ignore=shutil.ignore_patterns(".pio"))  # not PlatformIO's builds
     path = copy / relative_path
     text = path.read_text()
     assert text.count(original) == 1, f"{relative_path}: the code this mutation breaks has changed; update it"
