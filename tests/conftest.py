@@ -32,6 +32,28 @@ def fsdd_dir() -> Path:
 
 
 SMALL_CONFIG_PER_CLASS = {"train": 150, "val": 20, "ref": 20, "test": 20, "accent": 20}
+# Clips to play to the app when the default data set is not built: a few hundred espeak-ng
+# clips, made once and cached in build/test_data (test_app_qemu makes a larger set there).
+APP_CLIPS = REPO_ROOT / "build" / "test_data" / "app_qemu"
+APP_CLIPS_PER_CLASS = {"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}
+
+
+@pytest.fixture(scope="session")
+def app_clips():
+    """split -> its clips to play to the app: the default data set's (`tinydrift data kws`)
+    if built, else a small synthesized one (any already there: 180 clips a split or more)."""
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.data.synth import KwsConfig, build_kws
+
+    def load(split: str) -> ClipSet:
+        path = REPO_ROOT / "build" / "data" / "kws" / f"{split}.npz"
+        if not path.exists():
+            path = APP_CLIPS / f"{split}.npz"
+        if not path.exists():
+            path = build_kws(APP_CLIPS, KwsConfig(seed=0, clips_per_class=APP_CLIPS_PER_CLASS))[split]
+        return ClipSet.load(path)
+
+    return load
 
 
 @pytest.fixture(scope="session")

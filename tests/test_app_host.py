@@ -23,30 +23,32 @@ import subprocess
 import termios
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tinydrift import firmware
-from tinydrift.data.clipset import ClipSet
 from tinydrift.link import protocol as P
 from tinydrift.link.replay import ACK_AUDIO_GAP, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK, ACK_UNKNOWN_INFERENCE, Replayer
 from tinydrift.app import compare, device_inferences, expected_inferences
-from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.config import ALARM_ERROR_RATE, MonitorConfig
 from tinydrift.firmware import REPO_ROOT
 
 MODEL_DIR = REPO_ROOT / "models" / "kws"
-LIB = firmware.LIB_SRC
 
 
-def build_app(compiler: str = "gcc", defines: dict | None = None):
+def build_app(compiler: str = "gcc", defines: dict | None = None, firmware_dir: Path = firmware.FIRMWARE_DIR):
+    """The app on the host port; firmware_dir: another copy of firmware/ (tests build mutated ones)."""
+    lib = firmware_dir / firmware.LIB_SRC.relative_to(firmware.FIRMWARE_DIR)
     fe_sources, fe_includes, fe_defines = firmware.frontend_build_inputs()
-    sources = [REPO_ROOT / "firmware" / "src" / "main.c", *sorted((LIB / "app").glob("*.c")), *fe_sources,
-               *sorted((LIB / "kernels").glob("*.c")), *sorted((LIB / "monitor").glob("*.c")),
-               *sorted((LIB / "protocol").glob("*.c")), MODEL_DIR / "include" / "td_model_kws.c",
-               REPO_ROOT / "firmware" / "port" / "host" / "td_port_host.c",
-               REPO_ROOT / "firmware" / "port" / "host" / "td_host_main.c"]
-    includes = [LIB, LIB / "frontend", LIB / "monitor", LIB / "protocol", *fe_includes, MODEL_DIR / "include"]
+    fe_sources = [lib / s.relative_to(firmware.LIB_SRC) if s.is_relative_to(firmware.LIB_SRC) else s
+                  for s in fe_sources]
+    sources = [firmware_dir / "src" / "main.c", *sorted((lib / "app").glob("*.c")), *fe_sources,
+               *sorted((lib / "kernels").glob("*.c")), *sorted((lib / "monitor").glob("*.c")),
+               *sorted((lib / "protocol").glob("*.c")), MODEL_DIR / "include" / "td_model_kws.c",
+               firmware_dir / "port" / "host" / "td_port_host.c", firmware_dir / "port" / "host" / "td_host_main.c"]
+    includes = [lib, lib / "frontend", lib / "monitor", lib / "protocol", *fe_includes, MODEL_DIR / "include"]
     all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12, **(defines or {})}
     return firmware.compile_host(sources, include_dirs=includes, defines=all_defines, shared=False, sanitize=True,
                      compiler=compiler)
@@ -137,16 +139,9 @@ def app_gcc():
 
 
 @pytest.fixture(scope="module")
-def clips():
+def clips(app_clips):
     """Real clips: the default data set's test split if built, else espeak-ng speech made here."""
-    path = REPO_ROOT / "build" / "data" / "kws" / "test.npz"
-    if path.exists():
-        return ClipSet.load(path).audio[:40]
-    from tinydrift.data.synth import KwsConfig, build_kws
-
-    out = REPO_ROOT / "build" / "test_data" / "app_qemu"
-    build_kws(out, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}))
-    return ClipSet.load(out / "test.npz").audio[:40]
+    return app_clips("test").audio[:40]
 
 
 @pytest.mark.parametrize("compiler", ["gcc", "clang"])
@@ -167,7 +162,7 @@ def test_boot_hello_status_reset_and_labels(compiler, reference):
 
         status = app.status()
         assert status.model_hash == hello.model_hash and status.state_bytes == hello.state_bytes
-        assert (status.inferences, status.rx_frames, status.rx_errors) == (0, 1, 0)
+        assert (status.inferences, status.rx_frames, status.rx_errors, status.labels, status.label_errors) == (0, 1, 0, 0, 0)
 
         # LABEL before any inference, a device -> host frame, RESET (ACK then HELLO)
         assert app.command(P.Label(0, 1, 3)).result == ACK_UNKNOWN_INFERENCE
@@ -241,6 +236,49 @@ def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
         assert device[i][0].scores[:5] == tuple(int(v) for v in result["cusum"][0])
         twin.label_feedback(int(result["predicted"][0]), (int(clips[i][0]) & 7) + 2)
     assert stderr == ""
+
+
+def check_labels_latch_error_rate(executable, clips: np.ndarray, config: MonitorConfig) -> None:
+    """LABEL frames past the model config's ddm_min_labels: right ones first (the error rate
+    settles low), then wrong ones, as many as the twin's error-rate test needs to latch
+    ERROR_RATE. The device must take every label, count them in STATUS (labels,
+    label_errors) and report ERROR_RATE latched in the next INFERENCE, not before."""
+    from tinydrift.monitor.twin import MonitorTwin
+
+    right = config.ddm_min_labels + 10
+    twin = MonitorTwin(config, 1)
+    for _ in range(right):
+        twin.label_feedback(0, 0)
+    wrong = 0
+    while not twin.label_feedback(0, 1)["alarms"][0] & ALARM_ERROR_RATE:
+        wrong += 1
+    wrong += 1
+    n_clips = 4
+    with HostApp(executable) as app:
+        for clip in clips[:n_clips]:
+            app.replayer.replay_clip(clip)
+        labelled = app.frames(P.Inference)
+        # cycle through the recent inferences, each label for the device's own prediction or another class
+        plan = [(labelled[i % n_clips], 0) for i in range(right)] + [(labelled[i % n_clips], 1) for i in range(wrong)]
+        acks = [app.command(P.Label(0, inference.inference_index,
+                                    (inference.predicted_class + offset) % config.n_classes)).result
+                for inference, offset in plan]
+        status = app.status()
+        app.replayer.replay_clip(clips[n_clips])
+        app.replayer.drain(0.1)
+        after = app.frames(P.Inference)[-1]
+        stderr = app.stop()
+    assert len(labelled) == n_clips and not any(i.alarm_bits & ALARM_ERROR_RATE for i in labelled)
+    assert acks == [ACK_OK] * len(plan)
+    assert (status.labels, status.label_errors) == (right + wrong, wrong), "the device did not count the labels"
+    assert after.inference_index == n_clips + 1
+    assert after.alarm_bits & ALARM_ERROR_RATE, f"no ERROR_RATE after {wrong} wrong labels: {P.alarm_names(after.alarm_bits)}"
+    assert stderr == ""
+
+
+def test_labels_past_the_minimum_latch_error_rate_on_the_device(app_gcc, clips, reference):
+    _, config, _ = reference
+    check_labels_latch_error_rate(app_gcc, clips, config)
 
 
 def _corrupt_runs(rng: random.Random) -> list[bytes]:

@@ -12,7 +12,6 @@ import pytest
 from click.testing import CliRunner
 
 from tinydrift.cli.main import TinydriftGroup
-from tinydrift.data.clipset import ClipSet
 from tinydrift.target import emulator, platformio
 from tinydrift.link import protocol as P
 from tinydrift.logbook.capture import open_port
@@ -40,16 +39,8 @@ def reference():
 
 
 @pytest.fixture(scope="module")
-def audio():
-    path = REPO_ROOT / "build" / "data" / "kws" / "accent.npz"
-    if not path.exists():
-        path = REPO_ROOT / "build" / "test_data" / "app_qemu" / "accent.npz"
-    if not path.exists():
-        from tinydrift.data.synth import KwsConfig, build_kws
-
-        build_kws(path.parent, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15,
-                                                                  "accent": 30}))
-    return ClipSet.load(path).audio[:8].reshape(-1)
+def audio(app_clips):
+    return app_clips("accent").audio[:8].reshape(-1)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pytest
 from click.testing import CliRunner
 
 from tinydrift.cli.main import TinydriftGroup
-from tinydrift.data.clipset import ClipSet
 from tinydrift.target import emulator, platformio
 from tinydrift.cli.device import flash_command
 from tinydrift.target.flash import build_dir_for, check_model_dir, flash, no_board_reason, project_envs
@@ -101,7 +100,7 @@ def test_upload_output_without_a_board_is_recognised():
 
 @needs_pio
 @pytest.mark.skipif(shutil.which(emulator.QEMU) is None, reason="needs qemu-system-arm")
-def test_flash_builds_the_chosen_model_and_boots_it_on_the_emulated_board(tmp_path):
+def test_flash_builds_the_chosen_model_and_boots_it_on_the_emulated_board(tmp_path, app_clips):
     """A copy of the project's model with another hash: the firmware built for that folder
     (in a build folder of its own) announces that hash, then plays a clip file given to
     QEMU through the upload flags and exits with 0."""
@@ -116,11 +115,7 @@ def test_flash_builds_the_chosen_model_and_boots_it_on_the_emulated_board(tmp_pa
     text = re.sub(r"td_kws_model_id\[8\] = \{[^}]*\}", f"td_kws_model_id[8] = {{{id_bytes}}}", text)
     reference.write_text(text)
 
-    data = REPO_ROOT / "build" / "data" / "kws" / "test.npz"
-    clips = ClipSet.load(data).audio[:2] if data.exists() else None
-    if clips is None:
-        pytest.skip("needs build/data/kws (tinydrift data kws)")
-    pcm = write_pcm(clips, tmp_path / "two.pcm")
+    pcm = write_pcm(app_clips("test").audio[:2], tmp_path / "two.pcm")
     build_dir = build_dir_for(include)
     try:
         result = flash("mps2_an386", include.parent, capture=True, timeout=300,

@@ -19,6 +19,7 @@ import hashlib
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,14 +144,22 @@ def check_random_operators(text: str) -> dict:
     return summary
 
 
+def run_host_check(firmware_dir: Path = firmware.FIRMWARE_DIR, cases: int | None = None) -> subprocess.CompletedProcess:
+    """kernels_check_main.c on the host port under ASan/UBSan, built from firmware_dir (tests
+    build mutated copies of firmware/); `cases` per kernel instead of the program's 2,000."""
+    port = firmware.PORT_DIR / "host"
+    sources = [firmware.test_harness("m4/kernels_check_main.c"), *firmware.stage_sources("kernels"),
+               port / "td_port_host.c", port / "td_host_main.c"]
+    executable = firmware.compile_host(
+        [firmware_dir / s.relative_to(firmware.FIRMWARE_DIR) for s in sources],
+        include_dirs=[firmware_dir / firmware.LIB_SRC.relative_to(firmware.FIRMWARE_DIR)], shared=False,
+        sanitize=True, optimize="-O1", defines={"TD_CHECK_CASES": cases} if cases else None)
+    return subprocess.run([str(executable)], capture_output=True, text=True, timeout=120)
+
+
 @pytest.fixture(scope="module")
 def host_check_results():
-    port = firmware.REPO_ROOT / "firmware" / "port" / "host"
-    executable = firmware.compile_host(
-        [firmware.test_harness("m4/kernels_check_main.c"), *firmware.stage_sources("kernels"), port / "td_port_host.c",
-         port / "td_host_main.c"],
-        include_dirs=[KERNELS.parent], shared=False, sanitize=True, optimize="-O1")
-    proc = subprocess.run([str(executable)], capture_output=True, text=True, timeout=120)
+    proc = run_host_check()
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return check_random_operators(proc.stdout)
 

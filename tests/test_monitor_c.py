@@ -3,9 +3,11 @@ event of many long streams, under sanitizers, under a fuzzer, and on the Cortex-
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from tinydrift.monitor import config as cfgmod
 from tinydrift.monitor import synthetic
 from tinydrift.target.host_monitor import MONITOR_SRC, SHIM_DIR, CMonitor, build_flags, monitor_sources
 from tinydrift.codegen.monitor_header import emit_monitor_config_h
-from tinydrift.monitor.twin import ROW_WIDTH, MonitorTwin, result_rows, run_events, summarize_frames
+from tinydrift.monitor.twin import INFERENCE_FIELDS, ROW_WIDTH, MonitorTwin, result_rows, run_events, summarize_frames
 
 HEADER = (MONITOR_SRC / "td_monitor.h").read_text()
 
@@ -58,20 +60,42 @@ def compare(c_rows: np.ndarray, twin_rows: np.ndarray, events: np.ndarray) -> No
         pytest.fail(f"{bad.size} of {len(events)} events differ; first: event {i} {events[i].tolist()} columns {cols.tolist()}: C {c_rows[i, cols].tolist()} twin {twin_rows[i, cols].tolist()}")
 
 
-@pytest.mark.parametrize("seed", range(8))
+STREAM_SHAPES = [(40, 12), (64, 16), (1, 1), (13, 2), (40, 12), (33, 5), (64, 16), (7, 3)]  # (n_summary, n_classes)
+ALARM_COLUMN = INFERENCE_FIELDS.index("alarms")
+# Stream 0 latches every alarm type: a C monitor that never raises one of them differs from the twin there.
+ALL_ALARMS_SEED = 0
+
+
+@functools.lru_cache(maxsize=2)
+def seeded_stream(seed: int) -> tuple:
+    """A random config and a mixed event stream of 2,500 inferences, with the twin's rows."""
+    rng = np.random.default_rng(100 + seed)
+    n_summary, n_classes = STREAM_SHAPES[seed]
+    config = synthetic.random_config(rng, n_summary, n_classes, extreme=seed % 2 == 1)
+    events, summaries, probs, pcm = synthetic.random_events(rng, config, 2500)
+    return config, (events, summaries, probs, pcm), run_events(config, events, summaries, probs, pcm)
+
+
+def check_c_agrees_with_twin(seed: int, monitor_dir: Path = MONITOR_SRC) -> np.ndarray:
+    """The C monitor (from monitor_dir) on stream `seed` gives the twin's rows; returns them."""
+    config, stream, twin_rows = seeded_stream(seed)
+    c_rows = CMonitor(config, monitor_dir=monitor_dir).run_events(*stream)
+    compare(c_rows, twin_rows, stream[0])
+    return c_rows
+
+
+@pytest.mark.parametrize("seed", range(len(STREAM_SHAPES)))
 def test_c_and_twin_agree_on_every_event(seed):
     """Mixed event streams (inferences in realistic, full-range, constant, alternating and
     rail segments; label feedback; PCM blocks of every kind; resets) on random configs,
     half of them drawn across the whole accepted range of every field."""
-    rng = np.random.default_rng(100 + seed)
-    n_summary, n_classes = [(40, 12), (64, 16), (1, 1), (13, 2), (40, 12), (33, 5), (64, 16), (7, 3)][seed]
-    config = synthetic.random_config(rng, n_summary, n_classes, extreme=seed % 2 == 1)
-    events, summaries, probs, pcm = synthetic.random_events(rng, config, 2500)
-    c_rows = CMonitor(config).run_events(events, summaries, probs, pcm)
-    compare(c_rows, run_events(config, events, summaries, probs, pcm), events)
+    c_rows = check_c_agrees_with_twin(seed)
     # The streams exercised the decision paths, not only the arithmetic.
     kinds = c_rows[:, 0]
     assert (kinds == 0).sum() == 2500 and (kinds == 1).any() and (kinds == 2).any()
+    if seed == ALL_ALARMS_SEED:
+        latched = np.bitwise_or.reduce(c_rows[:, ALARM_COLUMN]) & cfgmod.ALARM_TYPES_MASK
+        assert latched == cfgmod.ALARM_TYPES_MASK, cfgmod.alarm_names(int(latched))
 
 
 @pytest.mark.parametrize("extreme", [False, True])
@@ -96,7 +120,7 @@ def test_vectorized_twin_matches_c_on_long_streams(extreme):
     # The CUSUMs moved (columns 12-16) and, on the realistic config, drift levels were hit.
     assert (twin_rows[:, :, 12:17] > 0).any()
     if not extreme:
-        assert ((twin_rows[:, -1, 17] & cfgmod.ALARM_TYPES_MASK) != 0).any()
+        assert ((twin_rows[:, -1, ALARM_COLUMN] & cfgmod.ALARM_TYPES_MASK) != 0).any()
 
 
 def test_summarize_frames_matches_and_rounds_half_up():

@@ -91,7 +91,7 @@ def _wire_from_packet(body: bytes) -> bytes:
 
 
 @pytest.mark.parametrize("body, error", [
-    (struct.pack("<BBBI", 0, 3, P.FrameType.RESET, 7), P.ProtocolError.VERSION),
+    (struct.pack("<BBBI", 0, P.VERSION + 1, P.FrameType.RESET, 7), P.ProtocolError.VERSION),
     (struct.pack("<BBBI", 0, 1, 0x42, 7), P.ProtocolError.TYPE),
     (struct.pack("<BBBI", 0, 1, P.FrameType.RESET, 7) + b"\x01", P.ProtocolError.LENGTH),
     (struct.pack("<BBBI", 0, 1, P.FrameType.INFERENCE, 7) + bytes(63), P.ProtocolError.LENGTH),

@@ -24,8 +24,10 @@ from tinydrift.monitor.config import ALARM_NAMES as MONITOR_ALARM_NAMES
 from tinydrift.monitor.config import SCORE_NAMES as MONITOR_SCORE_NAMES
 from tinydrift.monitor.config import WARNING_SHIFT, alarm_names  # noqa: F401 (the frames' alarm word)
 
-VERSION = 2
-# Read as well: version 1 differs only in INFERENCE, which had no alarm_index (68 bytes).
+VERSION = 3
+# Read as well: version 2 differs only in STATUS, which had no labels and label_errors (52
+# bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes).
+VERSION_2 = 2
 VERSION_1 = 1
 N_SCORES = 8
 MODEL_HASH_BYTES = 32
@@ -131,6 +133,10 @@ class Status:
     rx_frames: int
     rx_errors: int
     model_hash: bytes
+    # label feedback the monitor took since reset, and how many disagreed with the prediction;
+    # None: a version 1 or 2 frame, which did not carry them
+    labels: int | None = 0
+    label_errors: int | None = 0
     raw: bytes = field(default=b"", repr=False, compare=False)
     TYPE: ClassVar[FrameType] = FrameType.STATUS
 
@@ -239,7 +245,8 @@ class Corrupt:
 _HELLO = struct.Struct("<I32sBBHIBBBB8i8i")
 _INFERENCE = struct.Struct("<II8sBBHIIQI8iI")
 _INFERENCE_V1 = struct.Struct("<II8sBBHIIQI8i")
-_STATUS = struct.Struct("<I5I32s")
+_STATUS = struct.Struct("<I5I32sII")
+_STATUS_V2 = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
 _TRACE = struct.Struct(f"<IIBBHIIIII{TRACE_SUMMARY}h{TRACE_OUTPUTS}b")
@@ -261,7 +268,7 @@ PAYLOAD_BYTES = {
     FrameType.STATUS_REQUEST: 0,
 }
 assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
-assert PAYLOAD_BYTES[FrameType.TRACE] == 172
+assert PAYLOAD_BYTES[FrameType.TRACE] == 172 and PAYLOAD_BYTES[FrameType.STATUS] == 60
 
 
 def _build_hello(pkt: bytes) -> Hello:
@@ -281,6 +288,10 @@ def _build_inference_v1(pkt: bytes) -> Inference:
 
 def _build_status(pkt: bytes) -> Status:
     return Status(*_STATUS.unpack_from(pkt, 3), bytes(pkt))
+
+
+def _build_status_v2(pkt: bytes) -> Status:
+    return Status(*_STATUS_V2.unpack_from(pkt, 3), None, None, bytes(pkt))
 
 
 def _build_ack(pkt: bytes) -> Ack:
@@ -346,7 +357,8 @@ def _payload(frame: Frame) -> bytes:
                                frame.moved_channels, frame.change_index, *frame.scores, frame.alarm_index or 0)[4:]
     if t is FrameType.STATUS:
         return _STATUS.pack(0, frame.uptime_ms, frame.state_bytes, frame.inferences,
-                            frame.rx_frames, frame.rx_errors, frame.model_hash)[4:]
+                            frame.rx_frames, frame.rx_errors, frame.model_hash, frame.labels or 0,
+                            frame.label_errors or 0)[4:]
     if t is FrameType.ACK:
         return _ACK.pack(0, frame.command_seq, frame.detail, frame.command_type, frame.result)[4:]
     if t is FrameType.BYE:
@@ -463,7 +475,7 @@ def parse_packet(pkt: bytes) -> Frame | ProtocolError:
     if zlib.crc32(pkt) != CRC32_RESIDUE:
         return ProtocolError.CRC
     version = pkt[1]
-    if version != VERSION and version != VERSION_1:
+    if not VERSION_1 <= version <= VERSION:
         return ProtocolError.VERSION
     t = pkt[2]
     expected = _PAYLOAD_BY_BYTE.get(t)
@@ -473,6 +485,10 @@ def parse_packet(pkt: bytes) -> Frame | ProtocolError:
         if n - MIN_PACKET != _INFERENCE_V1.size - 4:
             return ProtocolError.LENGTH
         return _build_inference_v1(pkt)
+    if version < VERSION and t == FrameType.STATUS:
+        if n - MIN_PACKET != _STATUS_V2.size - 4:
+            return ProtocolError.LENGTH
+        return _build_status_v2(pkt)
     payload = n - MIN_PACKET
     if t == FrameType.AUDIO:
         if payload < expected:
@@ -657,7 +673,7 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         return Inference(seq, u(32), rng.randbytes(8), u(8), u(8), u(16), u(32), u(32), u(64),
                          u(32), scores(), u(32))
     if t is FrameType.STATUS:
-        return Status(seq, u(32), u(32), u(32), u(32), u(32), rng.randbytes(32))
+        return Status(seq, u(32), u(32), u(32), u(32), u(32), rng.randbytes(32), u(32), u(32))
     if t is FrameType.ACK:
         return Ack(seq, u(32), u(32), u(8), u(8))
     if t is FrameType.BYE:

@@ -19,9 +19,9 @@ SHIM_DIR = firmware.TEST_DIR / "monitor"  # the C harnesses: host library, fuzz 
 HOST_CONFIG_NAME = "host"
 
 
-def monitor_sources() -> list[Path]:
+def monitor_sources(monitor_dir: Path = MONITOR_SRC) -> list[Path]:
     """The monitor's C sources, in a stable order."""
-    return firmware.stage_sources("monitor")
+    return sorted(Path(monitor_dir).glob("*.c"))
 
 
 def write_config_header(config: MonitorConfig, name: str = HOST_CONFIG_NAME) -> Path:
@@ -67,16 +67,20 @@ def _sized(config: MonitorConfig, flags: dict) -> dict:
 class CMonitor:
     """One monitor state on the C library, with `config` compiled in."""
 
-    def __init__(self, config: MonitorConfig, *, optimize: str = "-O2", compiler: str = "gcc", header: Path | None = None):
+    def __init__(self, config: MonitorConfig, *, optimize: str = "-O2", compiler: str = "gcc", header: Path | None = None,
+                 monitor_dir: Path = MONITOR_SRC):
         """header: compile this td_monitor_config_<name>.h (e.g. the one a model export
         shipped) instead of one emitted from `config`, which then describes it for the
-        argument checks only: `tinydrift verify` compares that header's C with the twin."""
+        argument checks only: `tinydrift verify` compares that header's C with the twin.
+        monitor_dir: the monitor's C from another folder (tests build mutated copies)."""
         self.config = config
+        flags = _sized(config, build_flags(config) if header is None else header_flags(Path(header)))
+        flags["include_dirs"] = [Path(monitor_dir), *flags["include_dirs"][1:]]  # in place of MONITOR_SRC
         path = firmware.compile_host(
-            [firmware.test_harness("monitor/td_monitor_host.c"), *monitor_sources()],
+            [firmware.test_harness("monitor/td_monitor_host.c"), *monitor_sources(monitor_dir)],
             optimize=optimize,
             compiler=compiler,
-            **_sized(config, build_flags(config) if header is None else header_flags(Path(header))),
+            **flags,
         )
         lib = ctypes.CDLL(str(path))
         lib.td_host_state_size.restype = ctypes.c_uint32

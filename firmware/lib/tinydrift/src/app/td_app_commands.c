@@ -104,6 +104,8 @@ static void td_app_on_status_request(td_app_t *app, const td_proto_frame_t *comm
     status->inferences = app->monitor.t;
     status->rx_frames = app->rx_frames;
     status->rx_errors = app->rx_errors;
+    status->labels = app->monitor.labels;
+    status->label_errors = app->monitor.errors;
     for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
         status->model_hash[i] = app->model_hash[i];
     }

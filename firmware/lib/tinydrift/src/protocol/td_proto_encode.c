@@ -116,6 +116,8 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_u32(w, s->rx_frames);
         td_put_u32(w, s->rx_errors);
         td_put_bytes(w, s->model_hash, TD_PROTO_MODEL_HASH_BYTES);
+        td_put_u32(w, s->labels);
+        td_put_u32(w, s->label_errors);
         break;
     }
     case TD_FRAME_ACK:

@@ -72,6 +72,8 @@ static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
         s->rx_frames = td_get_u32(p + 12);
         s->rx_errors = td_get_u32(p + 16);
         memcpy(s->model_hash, p + 20, TD_PROTO_MODEL_HASH_BYTES);
+        s->labels = payload == TD_PROTO_STATUS_BYTES ? td_get_u32(p + 52) : 0u;
+        s->label_errors = payload == TD_PROTO_STATUS_BYTES ? td_get_u32(p + 56) : 0u;
         break;
     }
     case TD_FRAME_ACK:
@@ -121,12 +123,15 @@ td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
     if (length > TD_PROTO_MAX_PACKET) return TD_PROTO_ERR_OVERFLOW;
     if (td_crc32_update(0, packet, length) != TD_CRC32_RESIDUE) return TD_PROTO_ERR_CRC;
     const uint8_t version = packet[1];
-    if (version != TD_PROTO_VERSION && version != TD_PROTO_VERSION_1) return TD_PROTO_ERR_VERSION;
+    if (version < TD_PROTO_VERSION_1 || version > TD_PROTO_VERSION) return TD_PROTO_ERR_VERSION;
     uint8_t type = packet[2];
     int32_t expected = td_proto_payload_bytes(type);
     if (expected < 0) return TD_PROTO_ERR_TYPE;
     if (version == TD_PROTO_VERSION_1 && type == TD_FRAME_INFERENCE) {
         expected = (int32_t)TD_PROTO_INFERENCE_V1_BYTES;
+    }
+    if (version < TD_PROTO_VERSION && type == TD_FRAME_STATUS) {
+        expected = (int32_t)TD_PROTO_STATUS_V2_BYTES;
     }
     size_t payload = length - TD_PROTO_MIN_PACKET;
     const uint8_t *p = packet + TD_PROTO_HEADER_BYTES;

@@ -21,8 +21,10 @@
 extern "C" {
 #endif
 
-#define TD_PROTO_VERSION 2u
-/* Read as well: version 1 differs only in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION 3u
+/* Read as well: version 2 differs only in STATUS, which had no labels and label_errors
+ * (52 bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION_2 2u
 #define TD_PROTO_VERSION_1 1u
 
 #define TD_PROTO_N_SCORES 8u
@@ -41,7 +43,8 @@ extern "C" {
 #define TD_PROTO_HELLO_BYTES 108u
 #define TD_PROTO_INFERENCE_BYTES 72u
 #define TD_PROTO_INFERENCE_V1_BYTES 68u
-#define TD_PROTO_STATUS_BYTES 52u
+#define TD_PROTO_STATUS_BYTES 60u
+#define TD_PROTO_STATUS_V2_BYTES 52u
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
 #define TD_PROTO_TRACE_BYTES 172u
@@ -132,6 +135,8 @@ typedef struct {
     uint32_t rx_frames; /* valid command frames received */
     uint32_t rx_errors; /* corrupt command frames received */
     uint8_t model_hash[TD_PROTO_MODEL_HASH_BYTES];
+    uint32_t labels;       /* label feedback the monitor took since reset (v3) */
+    uint32_t label_errors; /* ... of which disagreed with the prediction (v3) */
 } td_proto_status_t;
 
 typedef struct {
