@@ -3,8 +3,13 @@ real upload to the emulated board with another model folder than the project's."
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -126,3 +131,54 @@ def test_flash_builds_the_chosen_model_and_boots_it_on_the_emulated_board(tmp_pa
     assert result.elf.parent.parent == build_dir  # not the default build folder
     assert f"tinydrift app board=mps2_an386 model={new_hash[:16]} " in result.output
     assert "QEMU: the firmware exited with code 0" in result.output
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = []
+        for task in Path(f"/proc/{parent}/task").glob("*"):  # children of every thread (SCons runs jobs in threads)
+            try:
+                kids += [int(k) for k in (task / "children").read_text().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+        found += kids
+        frontier += kids
+    return found
+
+
+def _is_running_qemu(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            alive = stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return alive and b"qemu-system-arm" in cmdline.read()
+    except FileNotFoundError:
+        return False
+
+
+@needs_pio
+@pytest.mark.skipif(shutil.which(emulator.QEMU) is None, reason="needs qemu-system-arm")
+def test_flash_killed_with_sigkill_takes_the_emulated_board_along():
+    """pio boots QEMU as a grandchild of tinydrift; a SIGKILL of tinydrift must not leave it
+    running (a watchdog kills pio's process group when tinydrift dies)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    proc = subprocess.Popen([sys.executable, "-m", "tinydrift", "flash", "--env", "mps2_an386"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 300  # the build, when nothing is cached
+        qemu = []
+        while not qemu and time.monotonic() < deadline and proc.poll() is None:
+            qemu = [p for p in _descendants(proc.pid) if _is_running_qemu(p)]
+            time.sleep(0.2)
+        assert qemu, "flash never booted QEMU"
+        proc.kill()
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_is_running_qemu(p) for p in qemu) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_is_running_qemu(p) for p in qemu), "QEMU outlived a SIGKILLed `tinydrift flash`"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
