@@ -86,6 +86,8 @@ def test_sizes_come_from_the_images(figures):
         assert "td_kws_invoke" in names and "td_conv_s8_m4" in names  # the app with the optimized kernels
         sizes = firmware.elf_sizes(elf)
         assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
+        assert figures["app_state_bytes"] == bench.symbol_bytes(elf, bench.APP_STATE_SYMBOL)
+        assert figures["app_state_bytes"] > figures["monitor_state_bytes"]  # the monitor is part of the app's state
 
 
 def test_elf_sizes_match_arm_none_eabi_size():
@@ -110,6 +112,7 @@ def test_sizes_fall_back_to_the_pipeline_image_when_the_app_cannot_be_built(monk
     monkeypatch.setattr(bench, "build_app", no_app)
     figures = bench.run_bench(MODEL_DIR, parse_frames=2000)
     assert figures["size_source"].startswith("bench pipeline image") and "pio" in figures["size_source"]
+    assert figures["app_state_bytes"] is None
     elf, _ = bench.build_bench(MODEL_DIR, reference=False)
     sizes = firmware.elf_sizes(elf)
     assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])

@@ -44,7 +44,7 @@ BENCH_KEYS = (
     "monitor_instructions", "summarize_instructions", "monitor_update_instructions", "monitor_share",
     "sensor_instructions", "monitor_with_sensor_share",
     "flash_bytes", "ram_bytes", "stack_used_bytes", "size_source", "arena_bytes", "tflm_arena_bytes",
-    "monitor_state_bytes", "monitor_commission_bytes", "capture_frames_per_s", "checks",
+    "monitor_state_bytes", "monitor_commission_bytes", "app_state_bytes", "capture_frames_per_s", "checks",
 )  # fmt: skip
 
 
@@ -191,6 +191,16 @@ def _fnv1a(data: bytes) -> int:
     return value
 
 
+APP_STATE_SYMBOL = "td_main_app"  # firmware/src/main.c's one static td_app_t
+
+
+def symbol_bytes(elf: Path, name: str) -> int | None:
+    """The size of one symbol of an image (arm-none-eabi-nm -S), None when it has none."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    match = re.search(rf"^[0-9a-f]+ ([0-9a-f]+) \w {re.escape(name)}$", out, re.MULTILINE)
+    return int(match.group(1), 16) if match else None
+
+
 def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = None, parse_frames: int = 200_000,
               timeout: float = 120.0) -> dict:
     """Build and run the bench firmware in QEMU (-icount shift=0); check its run; return the
@@ -233,11 +243,15 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
     update = per_call("update_millicycles")
     monitor = summarize + update
     sensor = instructions("sensor_cycles")
+    app_state = None
     if app_elf is not None:
         sizes, source = elf_sizes(Path(app_elf)), f"app image {app_elf}"
+        app_state = symbol_bytes(Path(app_elf), APP_STATE_SYMBOL)
     else:
         try:
-            sizes, source = elf_sizes(build_app(model_dir)), "app image (firmware/src built by pio, model regenerated)"
+            app_elf = build_app(model_dir)
+            sizes, source = elf_sizes(app_elf), "app image (firmware/src built by pio, model regenerated)"
+            app_state = symbol_bytes(app_elf, APP_STATE_SYMBOL)
         except TinydriftError as exc:  # the app is not buildable here: say so, measure the bench's pipeline
             pipeline_elf, _ = build_bench(model_dir, reference=False)
             sizes = elf_sizes(pipeline_elf)
@@ -266,6 +280,7 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
         "tflm_arena_bytes": tflm_arena_bytes(facts["tflite"]),
         "monitor_state_bytes": int(fields["monitor_state_bytes"]),
         "monitor_commission_bytes": int(fields["monitor_commission_bytes"]),
+        "app_state_bytes": app_state,  # td_app_t: window, front end, monitor, link (None without the app image)
         "capture_frames_per_s": protocol.bench_parse(parse_frames),
         "checks": checks,
     }
@@ -284,10 +299,11 @@ def format_report(figures: dict) -> str:
         f"  monitor (summarize + update)      {figures['monitor_instructions']:>12,}"
         f"   {100 * figures['monitor_share']:.2f} % of front end + model + monitor",
         f"    summarize {figures['summarize_instructions']:,}, update {figures['monitor_update_instructions']:,}",
-        f"  sensor health (clip's 320-sample blocks) {figures['sensor_instructions']:>6,}"
+        f"  sensor health, the clip's blocks  {figures['sensor_instructions']:>12,}"
         f"   monitor with it {100 * figures['monitor_with_sensor_share']:.2f} %",
         f"  flash {figures['flash_bytes']:,} B, static RAM {figures['ram_bytes']:,} B ({figures['size_source']})",
-        f"  stack reached in the bench run {figures['stack_used_bytes']:,} B",
+        f"  stack reached in the bench run {figures['stack_used_bytes']:,} B"
+        + (f", the app's state (td_app_t) {figures['app_state_bytes']:,} B" if figures["app_state_bytes"] else ""),
         f"  arena {figures['arena_bytes']:,} B (TFLite Micro: {figures['tflm_arena_bytes']:,} B), monitor state "
         f"{figures['monitor_state_bytes']:,} B ({figures['monitor_commission_bytes']:,} B commissioning)",
         f"  host capture parser               {figures['capture_frames_per_s']:>12,.0f} frames/s",
