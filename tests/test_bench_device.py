@@ -59,6 +59,11 @@ def test_counts_are_positive_and_consistent(figures):
     assert monitor == pytest.approx(figures["summarize_instructions"] + figures["monitor_update_instructions"], abs=1)
     assert figures["monitor_share"] == pytest.approx(
         monitor / (figures["frontend_instructions"] + figures["model_instructions"] + monitor), rel=1e-3)
+    sensor = figures["sensor_instructions"]
+    assert isinstance(sensor, int) and sensor > 0
+    assert figures["monitor_with_sensor_share"] == pytest.approx(
+        (monitor + sensor) / (figures["frontend_instructions"] + figures["model_instructions"] + monitor + sensor),
+        rel=1e-3)
     # Counts are multiples of the 40 instructions of one SysTick cycle.
     assert figures["model_instructions"] % emulator.NANOSECONDS_PER_CYCLE == 0
 
@@ -72,7 +77,8 @@ def test_sizes_come_from_the_images(figures):
     assert figures["flash_bytes"] > weights  # the model's constants live in flash
     assert figures["ram_bytes"] > figures["arena_bytes"]  # the arena is static RAM
     assert 0 < figures["stack_used_bytes"] < 32 * 1024
-    assert figures["monitor_state_bytes"] > 0 and figures["capture_frames_per_s"] > 0
+    assert 0 < figures["monitor_commission_bytes"] < figures["monitor_state_bytes"]
+    assert figures["capture_frames_per_s"] > 0
     assert figures["size_source"].startswith(("app image", "bench pipeline image"))
     if figures["size_source"].startswith("app image"):
         elf = bench.IMAGE_DIR / "app-pio" / "build" / "mps2_an386" / "firmware.elf"
@@ -80,6 +86,8 @@ def test_sizes_come_from_the_images(figures):
         assert "td_kws_invoke" in names and "td_conv_s8_m4" in names  # the app with the optimized kernels
         sizes = firmware.elf_sizes(elf)
         assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
+        assert figures["app_state_bytes"] == bench.symbol_bytes(elf, bench.APP_STATE_SYMBOL)
+        assert figures["app_state_bytes"] > figures["monitor_state_bytes"]  # the monitor is part of the app's state
 
 
 def test_elf_sizes_match_arm_none_eabi_size():
@@ -104,6 +112,7 @@ def test_sizes_fall_back_to_the_pipeline_image_when_the_app_cannot_be_built(monk
     monkeypatch.setattr(bench, "build_app", no_app)
     figures = bench.run_bench(MODEL_DIR, parse_frames=2000)
     assert figures["size_source"].startswith("bench pipeline image") and "pio" in figures["size_source"]
+    assert figures["app_state_bytes"] is None
     elf, _ = bench.build_bench(MODEL_DIR, reference=False)
     sizes = firmware.elf_sizes(elf)
     assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])

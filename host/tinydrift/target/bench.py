@@ -2,7 +2,8 @@
 
 The bench firmware (firmware/bench/src/bench_main.c) runs, on fixed inputs, the front end
 on a 1 s clip, the model with the optimized kernels, the same model with the reference
-kernels, and the drift monitor (td_summarize_frames + td_monitor_update), on QEMU's
+kernels, and the drift monitor (sensor health on the clip, then td_summarize_frames +
+td_monitor_update after commissioning, as every later inference runs them), on QEMU's
 mps2-an386 with `-icount shift=0`, where td_port_cycles() counts instructions (one cycle
 per 40). Before reporting, the host checks the run: the device's features against the host
 build of the same front end, and both models' outputs against TFLite Micro's.
@@ -41,8 +42,9 @@ BENCH_KEYS = (
     "frontend_instructions", "model_instructions", "reference_model_instructions", "macs",
     "instructions_per_mac", "reference_instructions_per_mac", "optimized_speedup",
     "monitor_instructions", "summarize_instructions", "monitor_update_instructions", "monitor_share",
+    "sensor_instructions", "monitor_with_sensor_share",
     "flash_bytes", "ram_bytes", "stack_used_bytes", "size_source", "arena_bytes", "tflm_arena_bytes",
-    "monitor_state_bytes", "capture_frames_per_s", "checks",
+    "monitor_state_bytes", "monitor_commission_bytes", "app_state_bytes", "capture_frames_per_s", "checks",
 )  # fmt: skip
 
 
@@ -86,6 +88,8 @@ def build_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, reference: bool = True) 
     monitor config). reference=False leaves the reference model out: the pipeline image
     whose size is reported. Returns (elf, facts about the model)."""
     from tinydrift.codegen.model_c import generate_model_c, plan_model
+    from tinydrift.modeldir import ModelDir
+    from tinydrift.monitor.config import MonitorConfig
 
     model_dir = Path(model_dir)
     tflite_path = model_dir / "model_int8.tflite"
@@ -94,6 +98,7 @@ def build_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, reference: bool = True) 
     tflite = tflite_path.read_bytes()
     config_header = _monitor_config_header(model_dir)
     config_name = config_header.stem[len("td_monitor_config_"):]
+    monitor_config = MonitorConfig.of_model(ModelDir(model_dir))
     plan = plan_model(tflite, "opt")
 
     digest = hashlib.sha256(tflite).hexdigest()[:16]
@@ -122,6 +127,8 @@ def build_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, reference: bool = True) 
         "TD_BENCH_MONITOR_CONFIG_HEADER": f'"{config_header.name}"',
         "TD_BENCH_MONITOR_CONFIG_VAR": f"td_monitor_config_{config_name}",
         "TD_BENCH_MONITOR_REPEAT": MONITOR_REPEAT,
+        # The state sized for the model, as the firmware build sizes it (not the 64 / 16 default).
+        "TD_MONITOR_MAX_SUMMARY": monitor_config.n_summary, "TD_MONITOR_MAX_CLASSES": monitor_config.n_classes,
     }
     elf = build_arm_image("bench" if reference else "bench_pipeline", units,
                           [generated, firmware.stage_dir("monitor"), config_header.parent, *frontend_includes], defines)
@@ -184,6 +191,16 @@ def _fnv1a(data: bytes) -> int:
     return value
 
 
+APP_STATE_SYMBOL = "td_main_app"  # firmware/src/main.c's one static td_app_t
+
+
+def symbol_bytes(elf: Path, name: str) -> int | None:
+    """The size of one symbol of an image (arm-none-eabi-nm -S), None when it has none."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
+    match = re.search(rf"^[0-9a-f]+ ([0-9a-f]+) \w {re.escape(name)}$", out, re.MULTILINE)
+    return int(match.group(1), 16) if match else None
+
+
 def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = None, parse_frames: int = 200_000,
               timeout: float = 120.0) -> dict:
     """Build and run the bench firmware in QEMU (-icount shift=0); check its run; return the
@@ -225,11 +242,16 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
     summarize = per_call("summarize_millicycles")
     update = per_call("update_millicycles")
     monitor = summarize + update
+    sensor = instructions("sensor_cycles")
+    app_state = None
     if app_elf is not None:
         sizes, source = elf_sizes(Path(app_elf)), f"app image {app_elf}"
+        app_state = symbol_bytes(Path(app_elf), APP_STATE_SYMBOL)
     else:
         try:
-            sizes, source = elf_sizes(build_app(model_dir)), "app image (firmware/src built by pio, model regenerated)"
+            app_elf = build_app(model_dir)
+            sizes, source = elf_sizes(app_elf), "app image (firmware/src built by pio, model regenerated)"
+            app_state = symbol_bytes(app_elf, APP_STATE_SYMBOL)
         except TinydriftError as exc:  # the app is not buildable here: say so, measure the bench's pipeline
             pipeline_elf, _ = build_bench(model_dir, reference=False)
             sizes = elf_sizes(pipeline_elf)
@@ -248,6 +270,8 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
         "summarize_instructions": round(summarize),
         "monitor_update_instructions": round(update),
         "monitor_share": monitor / (frontend + model + monitor),
+        "sensor_instructions": sensor,
+        "monitor_with_sensor_share": (monitor + sensor) / (frontend + model + monitor + sensor),
         "flash_bytes": sizes["flash_bytes"],
         "ram_bytes": sizes["ram_bytes"],
         "stack_used_bytes": int(fields["stack_used_bytes"]),
@@ -255,6 +279,8 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
         "arena_bytes": facts["arena_bytes"],
         "tflm_arena_bytes": tflm_arena_bytes(facts["tflite"]),
         "monitor_state_bytes": int(fields["monitor_state_bytes"]),
+        "monitor_commission_bytes": int(fields["monitor_commission_bytes"]),
+        "app_state_bytes": app_state,  # td_app_t: window, front end, monitor, link (None without the app image)
         "capture_frames_per_s": protocol.bench_parse(parse_frames),
         "checks": checks,
     }
@@ -273,10 +299,13 @@ def format_report(figures: dict) -> str:
         f"  monitor (summarize + update)      {figures['monitor_instructions']:>12,}"
         f"   {100 * figures['monitor_share']:.2f} % of front end + model + monitor",
         f"    summarize {figures['summarize_instructions']:,}, update {figures['monitor_update_instructions']:,}",
+        f"  sensor health, the clip's blocks  {figures['sensor_instructions']:>12,}"
+        f"   monitor with it {100 * figures['monitor_with_sensor_share']:.2f} %",
         f"  flash {figures['flash_bytes']:,} B, static RAM {figures['ram_bytes']:,} B ({figures['size_source']})",
-        f"  stack reached in the bench run {figures['stack_used_bytes']:,} B",
+        f"  stack reached in the bench run {figures['stack_used_bytes']:,} B"
+        + (f", the app's state (td_app_t) {figures['app_state_bytes']:,} B" if figures["app_state_bytes"] else ""),
         f"  arena {figures['arena_bytes']:,} B (TFLite Micro: {figures['tflm_arena_bytes']:,} B), monitor state "
-        f"{figures['monitor_state_bytes']:,} B",
+        f"{figures['monitor_state_bytes']:,} B ({figures['monitor_commission_bytes']:,} B commissioning)",
         f"  host capture parser               {figures['capture_frames_per_s']:>12,.0f} frames/s",
         "  checks: " + ", ".join(f"{key} {'ok' if value else 'FAILED'}" for key, value in checks.items()),
     ]
