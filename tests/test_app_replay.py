@@ -5,7 +5,6 @@ twin; and the flow control recovering a lost and a corrupted frame on the link."
 from __future__ import annotations
 
 import shutil
-import wave
 
 import numpy as np
 import pytest
@@ -22,6 +21,8 @@ from tinydrift.logbook.store import open_db
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
+
+from conftest import write_wav
 
 pytestmark = pytest.mark.skipif(
     shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
@@ -46,15 +47,6 @@ def audio(app_clips):
 @pytest.fixture(scope="module")
 def elf():
     return emulator.build_firmware()
-
-
-def write_wav(path, samples: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(samples.astype("<i2").tobytes())
 
 
 def replay_cli(source, board, db, *options):

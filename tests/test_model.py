@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import wave
 
 import numpy as np
 import pytest
@@ -19,6 +18,8 @@ from tinydrift.model.evaluate import evaluate
 from tinydrift.model.quantize import check_device_model, describe, quantize
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_bytes
 from tinydrift.model.train import TrainConfig, train
+
+from conftest import write_wav
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +87,7 @@ def test_eval_on_a_wav_folder_takes_each_clip_s_label_from_its_word_folder(small
     # Speech Commands layout: a folder per keyword, `_silence_`, and any other word is `_unknown_`.
     folder_of = {LABELS.index(w): w for w in (SILENCE, *KEYWORDS)} | {LABELS.index("_unknown_"): "bird"}
     for i, (audio, label) in enumerate(zip(picked.audio, picked.labels)):
-        path = tmp_path / "words" / folder_of[int(label)] / f"speaker{i}_nohash_0.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(16000)
-            w.writeframes(audio.astype("<i2").tobytes())
+        write_wav(tmp_path / "words" / folder_of[int(label)] / f"speaker{i}_nohash_0.wav", audio)
     report = eval_json(small_model, tmp_path / "words")
     assert report["n"] == 36 and {name: r["n"] for name, r in report["per_class"].items()} == dict.fromkeys(LABELS, 3)
     # The same clips with their labels from the clip set: the same predictions, class by class.
