@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,6 +15,16 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SPEECH_COMMANDS = SHARED_DATA / "speech_commands_v0.01_subset"
 FSDD = SHARED_DATA / "fsdd"
+
+
+def write_wav(path: Path, samples: np.ndarray) -> None:
+    """A 16 kHz 16-bit mono WAV file, its folders made as needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.astype("<i2").tobytes())
 
 
 def require_shared(path: Path) -> Path:

@@ -5,7 +5,6 @@ twin; and the flow control recovering a lost and a corrupted frame on the link."
 from __future__ import annotations
 
 import shutil
-import wave
 
 import numpy as np
 import pytest
@@ -22,6 +21,8 @@ from tinydrift.logbook.store import open_db
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
+
+from conftest import write_wav
 
 pytestmark = pytest.mark.skipif(
     shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
@@ -48,13 +49,21 @@ def elf():
     return emulator.build_firmware()
 
 
-def write_wav(path, samples: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(samples.astype("<i2").tobytes())
+def replay_cli(source, board, db, *options):
+    """`tinydrift replay SOURCE` into the board, storing what it answers in db."""
+    group = TinydriftGroup()
+    group.add_command(replay_command)
+    return CliRunner().invoke(group, ["replay", str(source), "--port", board.url, "--db", str(db),
+                                      "--model-dir", str(MODEL_DIR), "--reset", *options])
+
+
+def stored_session(db):
+    """The parsed frames the capture database holds, its foreign count and its inference frames."""
+    conn = open_db(db)
+    raws = [r[0] for r in conn.execute("SELECT raw FROM frames ORDER BY id")]
+    foreign, frames = conn.execute('SELECT "foreign", inference_frames FROM sessions').fetchone()
+    conn.close()
+    return [P.parse_packet(raw) for raw in raws], foreign, frames
 
 
 def test_replay_command_streams_a_wav_folder_and_stores_what_the_device_answers(elf, audio, reference, tmp_path):
@@ -64,24 +73,35 @@ def test_replay_command_streams_a_wav_folder_and_stores_what_the_device_answers(
     write_wav(folder / "b_half.wav", audio[16000:24000])
     write_wav(folder / "sub" / "c_two_seconds.wav", audio[24000:56000])
     db = tmp_path / "replay.db"
-    group = TinydriftGroup()
-    group.add_command(replay_command)
     with emulator.start(elf) as board:
-        result = CliRunner().invoke(group, ["replay", str(folder), "--port", board.url, "--db", str(db),
-                                            "--model-dir", str(MODEL_DIR), "--reset"])
+        result = replay_cli(folder, board, db)
     assert result.exit_code == 0, result.output
     assert "replayed 3 clips (3.5 s of audio" in result.output and "4 inferences" in result.output
 
-    conn = open_db(db)
-    raws = [r[0] for r in conn.execute("SELECT raw FROM frames ORDER BY id")]
-    foreign, frames = conn.execute('SELECT "foreign", inference_frames FROM sessions').fetchone()
-    conn.close()
-    items = [P.parse_packet(raw) for raw in raws]
+    items, foreign, frames = stored_session(db)
     assert foreign == 0 and frames == 4
     assert sum(isinstance(i, P.Hello) for i in items) == 2  # boot, and the RESET's
     clips = load_source(folder).clips
     assert [len(c) for c in clips] == [16000, 8000, 32000]
     expected = expected_inferences(clips, model, config, clips=True)
+    assert compare(device_inferences(items), expected, bytes.fromhex(ref["model_id"])) == []
+
+
+def test_replay_command_sends_the_first_limit_clips_of_a_clip_set_stop_and_wait(elf, app_clips, reference, tmp_path):
+    """SOURCE a .npz clip set of 3 clips, --limit 1, --window 1 (one AUDIO frame in flight)."""
+    model, config, ref = reference
+    clip_set = app_clips("accent").select(np.arange(3))
+    clip_set.save(tmp_path / "three.npz")
+    db = tmp_path / "replay.db"
+    with emulator.start(elf) as board:
+        result = replay_cli(tmp_path / "three.npz", board, db, "--limit", "1", "--window", "1")
+    assert result.exit_code == 0, result.output
+    assert "replayed 1 clips (1.0 s of audio" in result.output and ": 1 inferences" in result.output
+    assert "0 resent (0 gaps, 0 timeouts" in result.output
+
+    items, foreign, frames = stored_session(db)
+    assert foreign == 0 and frames == 1
+    expected = expected_inferences(list(clip_set.audio[:1]), model, config, clips=True)
     assert compare(device_inferences(items), expected, bytes.fromhex(ref["model_id"])) == []
 
 

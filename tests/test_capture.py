@@ -412,3 +412,34 @@ def test_schema_1_database_is_read_as_it_is_and_upgraded_by_the_next_capture(tmp
     conn = open_db(db)
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(store.SCHEMA_VERSION)
     assert conn.execute("SELECT inference_index, alarm_index FROM frames ORDER BY id").fetchall() == [(40, None), (41, 39)]
+
+
+def test_durable_capture_syncs_every_commit_and_stores_everything(tmp_path, monkeypatch):
+    """--durable: the writer's connection runs with synchronous=FULL (WAL then fsyncs every
+    commit), and the capture still stores every frame and closes its session."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli import main
+
+    # The setting lives only on the writer's connection: trace the SQL it runs.
+    statements = []
+    connect = sqlite3.connect
+
+    def traced_connect(*args, **kwargs):
+        conn = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced_connect)
+    rng = random.Random(38)
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, 300)] + [P.Bye(300, 0, 299)]
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
+    db = tmp_path / "durable.db"
+    result = CliRunner().invoke(main, ["capture", "--port", device.url, "--db", str(db), "--durable"])
+    assert result.exit_code == 0, result.output
+    synchronous = [s.upper() for s in statements if "SYNCHRONOUS" in s.upper()]
+    assert synchronous and synchronous[-1] == "PRAGMA SYNCHRONOUS=FULL", synchronous
+    conn = open_db(db)
+    assert [P.parse_packet(r[0]) for r in conn.execute("SELECT raw FROM frames ORDER BY id")] == frames
+    ended_at, reason = conn.execute("SELECT ended_at, end_reason FROM sessions").fetchone()
+    assert ended_at is not None and reason == "device exit (code 0)"

@@ -77,6 +77,28 @@ def test_cache_makes_a_second_build_instant(small_kws):
     assert {p.name: p.stat().st_mtime_ns for p in small_kws.glob("*.npz")} == before
 
 
+def test_data_kws_command_writes_five_splits_and_a_manifest(tmp_path):
+    from click.testing import CliRunner
+
+    from tinydrift.cli import main
+
+    out = tmp_path / "kws"
+    # One process: for 72 clips, starting a pool of synthesis processes takes longer than the work.
+    result = CliRunner().invoke(main, ["data", "kws", "--out", str(out), "--seed", "3", "--clips-per-class", "2",
+                                       "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    # Training gets 2 clips a class; the held-out splits scale down from 100-200 to their minimum of 1.
+    per_class = {"train": 2, "val": 1, "ref": 1, "test": 1, "accent": 1}
+    for split, n in per_class.items():
+        assert f"{split:>7}: {out / f'{split}.npz'}" in result.output
+        clips = ClipSet.load(out / f"{split}.npz")
+        assert np.bincount(clips.labels, minlength=len(LABELS)).tolist() == [n] * len(LABELS), split
+        assert clips.features is not None and clips.features.dtype == np.int8
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config_digest"] == KwsConfig(seed=3, clips_per_class=per_class).digest()
+    assert manifest["clips"] == {split: n * len(LABELS) for split, n in per_class.items()}
+
+
 def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TinydriftError, match="espeak-ng not found"):

@@ -31,19 +31,28 @@ TINY = {"train": 150, "val": 15, "ref": 167, "test": 4, "accent": 4}
 MODEL_DIR = REPO_ROOT / "models" / "kws"
 
 
-def test_demo_with_the_project_model_runs_firmware_capture_check_and_report(tmp_path):
-    """--model models/kws --data DIR: no training; QEMU, capture, the twin check and the report."""
+def test_demo_with_the_project_model_runs_firmware_capture_check_and_report(tmp_path, request):
+    """--model models/kws --data DIR: no training; QEMU, capture, the twin check and the report.
+    --clean first deletes what an earlier run left in OUT and its firmware build."""
     data = REPO_ROOT / "build" / "data" / "kws"
     if not (data / "accent.npz").exists():
         data = REPO_ROOT / "build" / "test_data" / "app_qemu"
         from tinydrift.data.synth import KwsConfig, build_kws
 
         build_kws(data, KwsConfig(seed=0, clips_per_class={"train": 1, "val": 1, "ref": 1, "test": 15, "accent": 30}))
+    stale_build = build_dir_for(tmp_path / "demo" / "model" / "include")
+    request.addfinalizer(lambda: shutil.rmtree(stale_build, ignore_errors=True))  # it lives in firmware/.pio
+    leftovers = [tmp_path / "demo" / "capture.db", tmp_path / "demo" / "model" / "demo_stamp.json",
+                 stale_build / "firmware.elf"]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("from an earlier run")
     group = TinydriftGroup()
     group.add_command(demo_command)
     result = CliRunner().invoke(group, ["demo", "--out", str(tmp_path / "demo"), "--model", str(MODEL_DIR),
-                                        "--data", str(data), "--in-domain", "24", "--shifted", "24"])
+                                        "--data", str(data), "--in-domain", "24", "--shifted", "24", "--clean"])
     assert result.exit_code == 0, result.output
+    assert not (tmp_path / "demo" / "model").exists() and not stale_build.exists()
     assert f"report: {tmp_path / 'demo' / 'report' / 'index.html'}" in result.output
     assert "48 inferences on the emulated Cortex-M4: clips 1-24 in-domain, from 25 accent-shifted" in result.output
     assert "device vs host twin: bit-exact on every inference" in result.output

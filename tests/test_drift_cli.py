@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from tinydrift.monitor import synthetic
 from tinydrift.cli.drift import drift
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.errors import TinydriftError
+from tinydrift.firmware import REPO_ROOT
 
 
 def invoke(args):
@@ -80,3 +84,21 @@ def test_heldout_reports_every_pair(tmp_path):
     assert [p["pair"] for p in report["pairs"]] == ["ref->test", "test->ref", "split0"]
     assert all(p["alarms"] > 0 and p["ratio"] > 0 for p in report["pairs"])
     assert report["log_sd"] >= 0
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_cost_counts_the_project_monitor_s_instructions_and_state_as_the_readme_states(tmp_path):
+    config_json = tmp_path / "monitor_config_kws.json"
+    reference = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())
+    config_json.write_text(json.dumps(reference["monitor_config"]))
+    result = invoke(["cost", str(config_json)])
+    assert result.exit_code == 0, result.output
+    cost = json.loads(result.output)
+    assert set(cost) == {"state_bytes", "commission_bytes", "instructions_per_update", "instructions_per_summarize",
+                         "instructions_per_sensor320", "instructions_per_feedback"}
+    assert all(cost[k] > 0 for k in cost if k.startswith("instructions_per_"))
+    # The README sizes the monitor's state for this very configuration.
+    claim = re.search(r"(\d+) B for 40 channels, 12 classes \((\d+) B commissioning\)",
+                      (REPO_ROOT / "README.md").read_text())
+    assert (cost["state_bytes"], cost["commission_bytes"]) == (int(claim[1]), int(claim[2]))

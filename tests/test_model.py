@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,11 +11,15 @@ from click.testing import CliRunner
 
 from tinydrift.cli import main
 from tinydrift.data.clipset import ClipSet
+from tinydrift.data.labels import KEYWORDS, LABELS, SILENCE
 from tinydrift.errors import TinydriftError
-from tinydrift.modeldir import INT8_MODEL
+from tinydrift.modeldir import FLOAT_MODEL, INT8_MODEL
+from tinydrift.model.evaluate import evaluate
 from tinydrift.model.quantize import check_device_model, describe, quantize
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_bytes
 from tinydrift.model.train import TrainConfig, train
+
+from conftest import write_wav
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +64,47 @@ def test_eval_json_reports_accuracy_and_n(small_model, small_kws):
     assert sum(map(sum, report["confusion"])) == 240
     # The briefly trained model is far better than chance (1/12) on held-out voices.
     assert report["accuracy"] > 0.6
+
+
+def eval_json(*args) -> dict:
+    result = CliRunner().invoke(main, ["eval", *map(str, args), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_eval_on_litert_is_close_to_tflite_micro(small_model, small_kws):
+    tflm = eval_json(small_model, small_kws / "test.npz")
+    litert = eval_json(small_model, small_kws / "test.npz", "--runtime", "litert")
+    assert (tflm["runtime"], litert["runtime"]) == ("tflm", "litert")
+    assert litert["n"] == tflm["n"] == 240
+    # The runtimes differ only where FULLY_CONNECTED's rounding breaks a tie (see above).
+    assert abs(litert["accuracy"] - tflm["accuracy"]) <= 0.03, (litert["accuracy"], tflm["accuracy"])
+
+
+def test_eval_on_a_wav_folder_takes_each_clip_s_label_from_its_word_folder(small_model, small_kws, tmp_path):
+    clips = ClipSet.load(small_kws / "test.npz")
+    picked = clips.select(np.concatenate([np.flatnonzero(clips.labels == k)[:3] for k in range(len(LABELS))]))
+    # Speech Commands layout: a folder per keyword, `_silence_`, and any other word is `_unknown_`.
+    folder_of = {LABELS.index(w): w for w in (SILENCE, *KEYWORDS)} | {LABELS.index("_unknown_"): "bird"}
+    for i, (audio, label) in enumerate(zip(picked.audio, picked.labels)):
+        write_wav(tmp_path / "words" / folder_of[int(label)] / f"speaker{i}_nohash_0.wav", audio)
+    report = eval_json(small_model, tmp_path / "words")
+    assert report["n"] == 36 and {name: r["n"] for name, r in report["per_class"].items()} == dict.fromkeys(LABELS, 3)
+    # The same clips with their labels from the clip set: the same predictions, class by class.
+    expected = evaluate((small_model / INT8_MODEL).read_bytes(), picked, "tflm")
+    assert report["confusion"] == expected["confusion"]
+
+
+def test_quantize_command_writes_an_int8_model_tflite_micro_runs(small_model, small_kws, tmp_path):
+    shutil.copy(small_model / FLOAT_MODEL, tmp_path / FLOAT_MODEL)
+    result = CliRunner().invoke(main, ["quantize", "--data", str(small_kws), "--model", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / INT8_MODEL
+    assert f"{path}: {path.stat().st_size} bytes, ops " in result.output
+    model = path.read_bytes()
+    check_device_model(model, path, num_classes=12)
+    test = ClipSet.load(small_kws / "test.npz")
+    assert (run_tflm(model, test.features).argmax(1) == test.labels).mean() > 0.6
 
 
 def test_bad_models_are_refused_with_the_reason(tmp_path, small_model):

@@ -4,17 +4,21 @@ cross-build, and the generator's parts (multipliers, arena planner, reader)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from helpers_tflite import structured_int8_inputs, tflite_model, tflite_models
 from tinydrift.codegen import model_quant as q
 from tinydrift.codegen.model_arena import Buffer, check_plan, plan_arena
 from tinydrift.codegen.model_c import generate_model_c, plan_model, write_model_c
 from tinydrift import firmware
+from tinydrift.cli import main
+from tinydrift.firmware import REPO_ROOT
 from tinydrift.target.host_model import (
     build_host_models,
     build_model_executable,
@@ -194,6 +198,22 @@ def test_sanitized_standalone_executable(ds_cnn_models):
         executable = build_model_executable(data, sanitize=True)
         outputs = run_model_executable(executable, data, inputs)
         assert np.array_equal(outputs, run_tflm(data, inputs))
+
+
+def test_model_c_command_writes_the_project_model_s_c_and_checks_it_against_tflite_micro(tmp_path):
+    """The project's model through `tinydrift model-c`: the very C the firmware builds (export
+    wrote models/kws/include with the same generator), its arena as the model card states,
+    and --check compiles it for this host and runs it beside TFLite Micro."""
+    model_dir = REPO_ROOT / "models" / "kws"
+    ref = json.loads((model_dir / "reference.json").read_text())
+    result = CliRunner().invoke(main, ["model-c", str(model_dir / "model_int8.tflite"), "--out", str(tmp_path),
+                                       "--check", "3"])
+    assert result.exit_code == 0, result.output
+    for name in ("td_model_kws.h", "td_model_kws.c"):
+        assert (tmp_path / name).read_text() == (model_dir / "include" / name).read_text(), name
+    assert f"#define TD_KWS_ARENA_BYTES {ref['arena_bytes']}" in (tmp_path / "td_model_kws.h").read_text()
+    assert f"arena: {ref['arena_bytes']:,} bytes; TFLite Micro {ref['tflm_arena']['total']:,}" in result.output
+    assert "check: 3 random inputs, 0 of 36 output values differ" in result.output
 
 
 ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-std=c99",

@@ -1,9 +1,12 @@
-"""monitor --once: one rendered snapshot of a capture database, or of a port it captures."""
+"""monitor --once: one rendered snapshot of a capture database, or of a port it captures;
+and the live view following a capture that runs meanwhile."""
 
 from __future__ import annotations
 
 import io
 import re
+import threading
+import time
 
 from click.testing import CliRunner
 from rich.console import Console
@@ -12,7 +15,7 @@ from tinydrift.link import protocol as P
 from tinydrift.cli.main import main
 from tinydrift.logbook.live import run_monitor
 
-from test_capture import TcpDevice
+from test_capture import TcpDevice, _wait_for
 from test_report import DRIFT_AT, drifting_device_stream, make_drift_db
 
 
@@ -66,3 +69,38 @@ def test_empty_database_renders_without_inferences(tmp_path):
     capture(device.url, db)
     _, out = _render(db_path=db)
     assert "no inference frames yet" in out and "hello" in out
+
+
+def test_live_view_follows_a_running_capture_until_its_duration(tmp_path):
+    """Not --once: the view keeps reading the database while `capture` writes it. The device
+    sends its first third (no drift yet), then, once the view runs, the rest (the drift)."""
+    from tinydrift.logbook.capture import capture
+
+    stream, _ = drifting_device_stream(seed=43)
+    cut = len(stream) // 3
+    view_started = threading.Event()
+
+    def device_script(conn):
+        conn.sendall(stream[:cut])
+        view_started.wait(timeout=30)
+        conn.sendall(stream[cut:])
+
+    device = TcpDevice(device_script)
+    db = tmp_path / "live.db"
+    capturing = threading.Thread(target=capture, args=(device.url, db), daemon=True)
+    capturing.start()
+    _wait_for(db, "SELECT COUNT(*) FROM frames WHERE type=2", 300)
+    runner = CliRunner()
+    before = runner.invoke(main, ["monitor", "--db", str(db), "--once"])
+    assert before.exit_code == 0 and "DATA_DRIFT" not in before.output
+
+    threading.Timer(0.5, view_started.set).start()
+    started = time.monotonic()
+    result = runner.invoke(main, ["monitor", "--db", str(db), "--duration", "2.5", "--refresh", "0.2"])
+    took = time.monotonic() - started
+    capturing.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    assert 2.5 <= took < 10
+    # A console that is not a terminal shows the view's last state: the frames that came during it.
+    assert "Drift scores" in result.output and "DATA_DRIFT" in result.output
+    assert f"change point ~inference {DRIFT_AT}" in result.output and "1200  (" in result.output
