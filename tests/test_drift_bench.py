@@ -75,3 +75,19 @@ def test_arl0_spread_target_checks_both_sides():
     assert targets["arl0_controls_worst_ratio"] == 0.4
     fine = check_targets(SimpleNamespace(controls={"fine": control(1.0), "also": control(1.9)}, scenarios={}))
     assert fine["arl0_every_control_within_0.5_2"] is True
+
+
+def test_costly_scenarios_slower_than_one_and_a_half_times_the_best_baseline_are_named():
+    from types import SimpleNamespace
+
+    from tinydrift.pipeline.drift_bench import check_targets
+
+    def scenario(drop, ours, best):
+        return {"accuracy_drop": drop, "family": "upstream", "detected": 1.0, "median_delay": 50.0,
+                "expected_type": {"detected": 1.0, "median_delay": 50.0}, "alarm_type_correct": 1.0,
+                "atc_error_after": 0.0, "compare_median_delay": ours, "best_baseline_median_delay": best}
+
+    scenarios = {"slow": scenario(0.1, 16.0, 8.0), "close": scenario(0.1, 12.0, 8.0),
+                 "harmless": scenario(0.01, 30.0, 5.0), "unmatched": scenario(0.1, 20.0, None)}
+    targets = check_targets(SimpleNamespace(controls={}, scenarios=scenarios))
+    assert targets["costly_slower_than_1.5x_best_baseline"] == {"slow": 2.0}

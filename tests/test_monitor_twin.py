@@ -90,6 +90,41 @@ def test_confidence_cusum_change_time_and_latching():
     assert r["alarms"][0] == 0 and r["t"][0] == 1 and r["alarm_time"][0] == 0
 
 
+@pytest.mark.parametrize("inputs_moved", [True, False])
+def test_confidence_drift_with_the_input_score_at_warning_also_names_data_drift(inputs_moved):
+    """When CONFIDENCE_DRIFT latches while the input score is at its warning level, DATA_DRIFT
+    latches with it (the outputs moved because the inputs did), its change point where the
+    input score left zero; with the inputs at rest, CONFIDENCE_DRIFT alone."""
+    config = simple_config(
+        enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << cfgmod.SCORE_CONF),
+        score_offset=[0, 0, 200, 0, 0],
+        score_gain_q16=[1 << 16, 0, -(1 << 28) // 64, 0, 0],  # mean: z = raw; confidence as above
+        score_k=[0, 0, 1024, 0, 0],
+        score_warning=[1, 1, 8192, 1, 1],  # the input score warns as soon as it leaves zero...
+        score_drift=[1 << 30, 1, 40960, 1, 1],  # ... and never drifts on its own
+    )
+    twin = MonitorTwin(config)
+    at_rest, moved = np.zeros((1, 4), np.int16), np.full((1, 4), 1024, np.int16)  # 0 and 1 sigma
+
+    def step(summary, confidence):
+        probs = np.full((1, 3), -128, np.int8)
+        probs[0, 1] = confidence - 128
+        return twin.update(summary, probs)
+
+    for _ in range(100):
+        r = step(at_rest, 255)
+    assert r["alarms"][0] == 0
+    for _ in range(30):  # from inference 101: the inputs move (if they do), confidence drops
+        r = step(moved if inputs_moved else at_rest, 136)
+    latched = r["alarms"][0] & cfgmod.ALARM_TYPES_MASK
+    assert latched & cfgmod.ALARM_CONFIDENCE_DRIFT and r["alarm_time"][0] == 114
+    if inputs_moved:
+        assert latched == cfgmod.ALARM_CONFIDENCE_DRIFT | cfgmod.ALARM_DATA_DRIFT
+        assert twin.excursion_start[0, cfgmod.SCORE_MEAN] == 101
+    else:
+        assert latched == cfgmod.ALARM_CONFIDENCE_DRIFT
+
+
 def test_warning_is_live_and_change_time_is_the_last_departure_from_zero():
     config = simple_config(
         enabled_scores=1 << cfgmod.SCORE_ENTROPY,

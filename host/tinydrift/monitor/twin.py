@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tinydrift.monitor.config import (
+    ALARM_CONFIDENCE_DRIFT,
     ALARM_DATA_DRIFT,
     ALARM_ERROR_RATE,
     ALARM_SENSOR_FAULT,
@@ -326,6 +327,7 @@ class MonitorTwin:
         self.excursion_start = np.where(leaving, self.t[:, None], self.excursion_start)
         self.cusum = nxt
         warnings = np.zeros(self.n_streams, dtype=np.int64)
+        confidence_latched = np.zeros(self.n_streams, dtype=bool)
         for i in range(SCORE_COUNT):
             if not self._enabled[i]:
                 continue
@@ -336,8 +338,18 @@ class MonitorTwin:
                 fire &= active
             if fire.any():
                 self._latch(alarm, fire, self.excursion_start[:, i])
+                if alarm == ALARM_CONFIDENCE_DRIFT:
+                    confidence_latched |= fire
                 if alarm == ALARM_DATA_DRIFT:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
+        # CONFIDENCE_DRIFT with an input score at its warning level: DATA_DRIFT latches too
+        # (the outputs moved because the inputs did), as td_monitor_decide.
+        attribute = confidence_latched & ((warnings & ALARM_DATA_DRIFT) != 0) & ((self.alarms & ALARM_DATA_DRIFT) == 0)
+        if attribute.any():
+            mean_warned = self._enabled[SCORE_MEAN] & (nxt[:, SCORE_MEAN] >= self._warning[SCORE_MEAN])
+            start = np.where(mean_warned, self.excursion_start[:, SCORE_MEAN], self.excursion_start[:, SCORE_VAR])
+            self._latch(ALARM_DATA_DRIFT, attribute, start)
+            self.moved_at_alarm = np.where(attribute[:, None], moved_fn(), self.moved_at_alarm)
         self.warnings = warnings if active is None else np.where(active, warnings, self.warnings)
         return z
 

@@ -165,6 +165,9 @@ def check_targets(result: BenchResult) -> dict:
                        or (r["expected_type"]["median_delay"] or 1e9) > 200]
     typed = [r["alarm_type_correct"] for r in result.scenarios.values() if r["alarm_type_correct"] is not None
              and r["detected"] > 0]
+    # At the comparison's common ARL0: ours against the fastest baseline, where both detect.
+    versus_best = {n: round(r["compare_median_delay"] / r["best_baseline_median_delay"], 2) for n, r in costly.items()
+                   if r.get("compare_median_delay") and r.get("best_baseline_median_delay")}
     # ATC reads confidence: it cannot see a dead sensor or relabelled classes
     atc = [abs(r["atc_error_after"]) for r in result.scenarios.values() if r["family"] not in ("sensor", "concept")]
     return {
@@ -179,6 +182,7 @@ def check_targets(result: BenchResult) -> dict:
                                                   if not c["alarms"] or c["ratio_to_target"] > 2),
         "costly_scenarios": sorted(costly),
         "costly_missed_or_late": sorted(missed),
+        "costly_slower_than_1.5x_best_baseline": {n: v for n, v in sorted(versus_best.items()) if v > 1.5},
         "upstream_missed_late_or_mistyped": sorted(upstream_missed),
         "alarm_type_correct_mean": round(float(np.mean(typed)), 4) if typed else None,
         "atc_abs_error_max": round(float(np.max(atc)), 4) if atc else None,

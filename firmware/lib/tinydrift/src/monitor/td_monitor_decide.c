@@ -1,7 +1,9 @@
 /*
  * Decision: each raw score is standardized with the calibrated offset and gain and fed
  * to a one-sided CUSUM. Warnings are live; drift alarms latch with the change point
- * estimated as the inference where the CUSUM last left zero.
+ * estimated as the inference where the CUSUM last left zero. When CONFIDENCE_DRIFT latches
+ * while an input score is at its warning level, DATA_DRIFT latches with it: the outputs
+ * moved because the inputs did (noise, reverberation), which is what the user must fix.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -30,6 +32,7 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
                            const int32_t *raw, int32_t *z, const uint32_t *moved)
 {
     uint32_t warnings = 0;
+    uint32_t latched_now = 0;
     uint32_t i, w;
 
     for (i = 0; i < TD_SCORE_COUNT; ++i) {
@@ -57,11 +60,24 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
         }
         if (next >= params->drift && (state->alarms & alarm) == 0) {
             td_monitor_latch(state, alarm, state->excursion_start[i]);
+            latched_now |= alarm;
             if (alarm == TD_ALARM_DATA_DRIFT) {
                 for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
                     state->moved_at_alarm[w] = moved[w];
                 }
             }
+        }
+    }
+    if ((latched_now & TD_ALARM_CONFIDENCE_DRIFT) != 0 && (warnings & TD_ALARM_DATA_DRIFT) != 0 &&
+        (state->alarms & TD_ALARM_DATA_DRIFT) == 0) {
+        /* the input score at its warning level: the mean's, else the variance's */
+        i = state->cusum[TD_SCORE_MEAN] >= config->score[TD_SCORE_MEAN].warning &&
+                    (config->enabled_scores & (1u << TD_SCORE_MEAN)) != 0
+                ? TD_SCORE_MEAN
+                : TD_SCORE_VAR;
+        td_monitor_latch(state, TD_ALARM_DATA_DRIFT, state->excursion_start[i]);
+        for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+            state->moved_at_alarm[w] = moved[w];
         }
     }
     state->warnings = warnings;
