@@ -85,6 +85,8 @@ CODE_FIGURES = {
     "drift_bench.full.compare_arl0": lambda: _bench_settings(False).compare_arl0,
     "drift_bench.before": lambda: _bench_settings(False).before,
     "drift_bench.calibration_clips": lambda: _bench_settings(False).calibration_clips_per_class * len(LABELS),
+    "drift_bench.quick.control_clips": lambda: _bench_settings(True).control_clips_per_class * len(LABELS),
+    "drift_bench.full.control_clips": lambda: _bench_settings(False).control_clips_per_class * len(LABELS),
     "export.commission_n": lambda: MODEL.monitor_config()["commission_n"],
 }
 

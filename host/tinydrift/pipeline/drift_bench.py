@@ -114,7 +114,7 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     for s in [s for s in chosen if s.family == "control"] + [Scenario("deployment", "control", None)]:
         if s.transform is not None:
             continue  # transforms of the audio are scenarios below, even where harmless
-        pool = deployment if s.name == "deployment" else maker.scenario_pool(s)
+        pool = maker.control_pool(s)
         arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, n_inferences=settings.arl_inferences,
                            seed=zlib_name(s.name))
         result.controls[s.name] = {"accuracy": round(pool.accuracy, 4), "arl0": arl["arl0"] if arl["alarms"] else None,
