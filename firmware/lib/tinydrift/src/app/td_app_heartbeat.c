@@ -28,6 +28,20 @@ static uint16_t td_app_in_drift_units(int32_t score, int32_t drift)
     return td_app_saturate_u16(((uint64_t)(uint32_t)score << 8) / (uint32_t)drift);
 }
 
+/* When a type latched, after the first alarm; TD_PROTO_NOT_LATCHED if it has not. */
+static uint16_t td_app_latch_delay(uint32_t latched_at, uint32_t alarm_index)
+{
+    if (latched_at == 0u) {
+        return TD_PROTO_NOT_LATCHED;
+    }
+    /* A latch by label feedback shows from the next inference on, after alarm_index. */
+    if (latched_at <= alarm_index) {
+        return 0u;
+    }
+    const uint32_t delay = latched_at - alarm_index;
+    return delay >= TD_PROTO_NOT_LATCHED ? (uint16_t)(TD_PROTO_NOT_LATCHED - 1u) : (uint16_t)delay;
+}
+
 static void td_app_heartbeat_send(td_app_t *app, const td_monitor_result_t *last)
 {
     const td_monitor_config_t *config = td_app_monitor_config();
@@ -47,12 +61,7 @@ static void td_app_heartbeat_send(td_app_t *app, const td_monitor_result_t *last
     out->alarm_bits = (uint16_t)last->alarms;
     out->window = (uint16_t)n;
     for (unsigned k = 0; k < TD_PROTO_ALARM_TYPES; ++k) {
-        const uint32_t at = app->heartbeat.latched_at[k];
-        /* A latch by label feedback shows from the next inference on: never before alarm_index. */
-        out->latch_delay[k] = at == 0 ? TD_PROTO_NOT_LATCHED
-            : (uint16_t)(at <= last->alarm_time ? 0u
-                         : (at - last->alarm_time >= TD_PROTO_NOT_LATCHED ? TD_PROTO_NOT_LATCHED - 1u
-                                                                          : at - last->alarm_time));
+        out->latch_delay[k] = td_app_latch_delay(app->heartbeat.latched_at[k], last->alarm_time);
         out->cusum_max[k] = td_app_in_drift_units(window->cusum_max[k], config->score[k].drift);
     }
     out->mean_entropy = td_app_saturate_u16((window->entropy_sum / n) >> 4);
