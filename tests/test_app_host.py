@@ -30,8 +30,9 @@ import pytest
 
 from tinydrift import firmware
 from tinydrift.link import protocol as P
-from tinydrift.link.replay import ACK_AUDIO_GAP, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK, ACK_UNKNOWN_INFERENCE, Replayer
-from tinydrift.app import compare, device_inferences, expected_inferences
+from tinydrift.link.replay import (ACK_AUDIO_GAP, ACK_BAD_CONFIG, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_OK,
+                                   ACK_UNKNOWN_INFERENCE, Replayer)
+from tinydrift.app import HeartbeatTwin, compare, device_inferences, expected_inferences
 from tinydrift.monitor.config import ALARM_ERROR_RATE, MonitorConfig
 from tinydrift.firmware import REPO_ROOT
 
@@ -264,15 +265,30 @@ def check_labels_latch_error_rate(executable, clips: np.ndarray, config: Monitor
                                     (inference.predicted_class + offset) % config.n_classes)).result
                 for inference, offset in plan]
         status = app.status()
+        config_ack = app.command(P.Config(0, 1, 0))  # a heartbeat after every inference from now on
         app.replayer.replay_clip(clips[n_clips])
         app.replayer.drain(0.1)
         after = app.frames(P.Inference)[-1]
+        heartbeats = app.frames(P.Heartbeat)
+        hello = app.frames(P.Hello)[0]
         stderr = app.stop()
     assert len(labelled) == n_clips and not any(i.alarm_bits & ALARM_ERROR_RATE for i in labelled)
     assert acks == [ACK_OK] * len(plan)
     assert (status.labels, status.label_errors) == (right + wrong, wrong), "the device did not count the labels"
     assert after.inference_index == n_clips + 1
     assert after.alarm_bits & ALARM_ERROR_RATE, f"no ERROR_RATE after {wrong} wrong labels: {P.alarm_names(after.alarm_bits)}"
+    # the heartbeat names the alarm and when it showed, as the twin reads the INFERENCE frames
+    assert config_ack.result == ACK_OK and len(heartbeats) == 1
+    twin = HeartbeatTwin(hello.drift_thresholds)  # the build's default interval, until CONFIG
+    assert [twin.add(i) for i in labelled] == [None] * n_clips
+    twin.interval = 1
+    want = twin.add(after)
+    want.seq, want.uptime_ms = heartbeats[0].seq, heartbeats[0].uptime_ms
+    assert heartbeats[0] == want and want.window == n_clips + 1  # CONFIG kept the window running
+    error_rate = ALARM_ERROR_RATE.bit_length() - 1
+    assert want.latch_delay[error_rate] == after.inference_index - after.alarm_index
+    assert [d for k, d in enumerate(want.latch_delay) if k != error_rate and not after.alarm_bits >> k & 1] \
+        == [P.NOT_LATCHED] * (P.ALARM_TYPES - bin(after.alarm_bits & 0x1F).count("1"))
     assert stderr == ""
 
 
@@ -352,4 +368,67 @@ def test_overlapping_windows_with_a_shorter_stride(clips, reference):
     expected = expected_inferences([long_clip], model, config, stride=5000, clips=True)
     assert list(expected.window_end) == [16000, 21000, 26000, 31000, 36000, 41000, 46000]
     assert compare(device_inferences(app.items), expected, bytes.fromhex(ref["model_id"])) == []
+    assert stderr == ""
+
+
+def test_heartbeats_every_n_inferences_and_heartbeat_only_mode(clips, reference):
+    """Built with a device id, a boot count and a heartbeat every 4 inferences: HELLO names
+    the board; after every 4th INFERENCE comes a HEARTBEAT whose inference count, class
+    shares, means and maxima are those of the 4 INFERENCE frames before it (the twin fed the
+    device's own frames). CONFIG then asks for heartbeats only, every 3: no INFERENCE or TRACE
+    frame follows, and the heartbeats are what the twin predicts from the audio."""
+    model, config, ref = reference
+    model_id = bytes.fromhex(ref["model_id"])
+    defines = {"TD_PORT_DEVICE_ID": "0xfedcba9876543210u", "TD_PORT_BOOT_COUNT": 41, "TD_APP_HEARTBEAT_INTERVAL": 4}
+    with HostApp(build_app("gcc", defines)) as app:
+        for clip in clips[:9]:
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        first_part = len(app.items)
+        refused = app.command(P.Config(0, 0, P.CONFIG_FLAG_HEARTBEAT_ONLY))
+        accepted = app.command(P.Config(0, 3, P.CONFIG_FLAG_HEARTBEAT_ONLY))
+        for clip in clips[9:16]:
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        stderr = app.stop()
+    hello = app.frames(P.Hello)[0]
+    assert (hello.device_id, hello.boot_count) == (0xFEDCBA9876543210, 41)
+    assert (refused.result, accepted.result, accepted.detail) == (ACK_BAD_CONFIG, ACK_OK, 3)
+
+    # part 1: INFERENCE frames and a HEARTBEAT after every 4th, summarizing those 4
+    items = app.items[:first_part]
+    inferences = [i for i in items if isinstance(i, P.Inference)]
+    heartbeats = [i for i in items if isinstance(i, P.Heartbeat)]
+    assert len(inferences) == 9 and len(heartbeats) == 2
+    twin = HeartbeatTwin(hello.drift_thresholds, interval=4)
+    kinds = [type(i).__name__ for i in items if isinstance(i, (P.Inference, P.Heartbeat))]
+    assert kinds == ["Inference"] * 4 + ["Heartbeat"] + ["Inference"] * 4 + ["Heartbeat", "Inference"]
+    predicted = [h for h in map(twin.add, inferences) if h is not None]
+    for got, want, window in zip(heartbeats, predicted, (inferences[:4], inferences[4:8])):
+        assert got.inference_index == window[-1].inference_index and got.window == 4
+        shares = [255 * sum(f.predicted_class == c for f in window) / 4 for c in range(12)]
+        assert all(abs(a - b) <= 0.5 for a, b in zip(got.class_share, shares))
+        assert got.mean_confidence == sum(f.confidence for f in window) // 4
+        want.seq, want.uptime_ms = got.seq, got.uptime_ms
+        assert got == want
+    assert 0 < heartbeats[0].uptime_ms <= heartbeats[1].uptime_ms
+
+    # part 2: heartbeats only, every 3 inferences, as the twin predicts them from the audio
+    rest = app.items[first_part:]
+    assert not [i for i in rest if isinstance(i, (P.Inference, P.Trace))]
+    got = [i for i in rest if isinstance(i, P.Heartbeat)]
+    expected = expected_inferences(list(clips[:16]), model, config, clips=True)
+    twin = HeartbeatTwin(hello.drift_thresholds, interval=4)
+    want = []
+    for i in range(len(expected)):
+        if i == 9:
+            twin.interval = 3
+        beat = twin.add(expected.inference_frame(i, model_id))
+        if beat is not None and i >= 9:
+            want.append(beat)
+    assert len(got) == 2 == len(want)  # the window held inference 9 at CONFIG: 9-11, 12-14
+    assert [g.inference_index for g in got] == [11, 14]
+    for g, w in zip(got, want):
+        w.seq, w.uptime_ms = g.seq, g.uptime_ms
+    assert got == want
     assert stderr == ""

@@ -24,7 +24,7 @@ from tinydrift.target import emulator, platformio
 from tinydrift.link import protocol as P
 from tinydrift.logbook.capture import open_port
 from tinydrift.link.replay import Replayer, write_pcm
-from tinydrift.app import compare, device_inferences, expected_inferences
+from tinydrift.app import HeartbeatTwin, compare, device_inferences, expected_inferences
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.firmware import REPO_ROOT
 
@@ -103,6 +103,17 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     assert first.change_index > N_IN_DOMAIN // 2  # the estimated change point is near the shift
     # every frame from then on says when the first alarm latched
     assert {inference.alarm_index for inference in latched} == {first.inference_index}
+
+    # a HEARTBEAT every 100 inferences (the build's default), each what the twin makes of
+    # the INFERENCE frames before it, the alarm and its latch times included
+    heartbeats = [i for i in items if isinstance(i, P.Heartbeat)]
+    twin = HeartbeatTwin(frames[0].drift_thresholds, interval=100)
+    predicted = [beat for beat in (twin.add(inference) for inference, _ in device) if beat is not None]
+    assert len(heartbeats) == len(stream) // 100 == len(predicted)
+    for got, want in zip(heartbeats, predicted):
+        want.seq, want.uptime_ms = got.seq, got.uptime_ms
+    assert heartbeats == predicted
+    assert heartbeats[-1].alarm_index == first.inference_index and heartbeats[-1].latch_delay[0:2].count(0) >= 1
 
 
 def test_clips_replayed_over_the_serial_link_are_bit_exact(elf, splits, reference):

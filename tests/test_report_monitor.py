@@ -104,3 +104,33 @@ def test_live_view_follows_a_running_capture_until_its_duration(tmp_path):
     # A console that is not a terminal shows the view's last state: the frames that came during it.
     assert "Drift scores" in result.output and "DATA_DRIFT" in result.output
     assert f"change point ~inference {DRIFT_AT}" in result.output and "1200  (" in result.output
+
+
+def test_heartbeats_are_captured_and_shown_and_the_report_takes_them(tmp_path):
+    """A heartbeat-only device (protocol 4: HELLO with its id, then HEARTBEAT frames and no
+    INFERENCE): capture stores every frame, each raw packet re-decodes to what was sent, the
+    live view shows the device and its last heartbeat, and report does not trip on them."""
+    import random
+    import sqlite3
+
+    from test_capture import MODEL_HASH
+    from tinydrift.logbook.capture import capture
+
+    rng = random.Random(3)
+    hello = P.random_frame(rng, P.FrameType.HELLO, seq=0)
+    hello.model_hash, hello.device_id, hello.boot_count, hello.n_scores = MODEL_HASH, 0xFEDC_BA98_7654_3210, 7, 5
+    beats = [P.random_frame(rng, P.FrameType.HEARTBEAT, seq=k) for k in range(1, 6)]
+    beats[-1].alarm_bits, beats[-1].class_share = 0x0001, (0,) * 11 + (255,)
+    sent = [hello, *beats, P.Bye(6, 0, 500)]  # BYE: the device exits and capture ends
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in sent)))
+    db = tmp_path / "beats.db"
+    capture(device.url, db)
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT type, raw FROM frames ORDER BY id").fetchall()
+    assert [P.parse_packet(raw) for _, raw in rows] == sent
+    _, out = _render(db_path=db)
+    assert "fedcba9876543210, boot 7" in out and "no inference frames yet" in out
+    assert re.search(rf"inference {beats[-1].inference_index}, last {beats[-1].window}: DATA_DRIFT, mostly 11 \(100%\)",
+                     out), out
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0 and "7 frames (0 inferences)" in result.output, result.output

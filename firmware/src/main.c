@@ -6,7 +6,7 @@
  * Audio sources: the board's microphone (td_port_mic_*), clips the host replays over the
  * link (AUDIO frames: `tinydrift replay`), and on the emulated board a host file read
  * through semihosting (`audio=PATH` on QEMU's command line), which also carries the options
- * `stride=SAMPLES` and `trace=0|1`. When that file ends the app sends BYE and exits with 0.
+ * `stride=SAMPLES`, `trace=0|1`, `heartbeat=INFERENCES` and `heartbeat_only=0|1`. When that file ends the app sends BYE and exits with 0.
  * Exit code 2: the build's options or model config are invalid (a text line says which).
  */
 #include <stdbool.h>
@@ -62,6 +62,20 @@ static bool td_main_options(td_app_options_t *options)
         }
         options->trace = (uint8_t)value;
     }
+    const char *heartbeat = td_mps2_option("heartbeat");
+    if (heartbeat != NULL) {
+        if (!td_main_parse_u32(heartbeat, &value) || value > 0xFFFFu) {
+            return false;
+        }
+        options->heartbeat_interval = (uint16_t)value;
+    }
+    const char *heartbeat_only = td_mps2_option("heartbeat_only");
+    if (heartbeat_only != NULL) {
+        if (!td_main_parse_u32(heartbeat_only, &value) || value > 1u) {
+            return false;
+        }
+        options->heartbeat_only = (uint8_t)value;
+    }
 #else
     (void)td_main_parse_u32;
 #endif
@@ -82,8 +96,9 @@ int td_app_main(void)
     td_port_init();
     td_app_options_t options;
     if (!td_main_options(&options) || td_app_init(&td_main_app, &options) != 0) {
-        td_port_print("tinydrift app: invalid options (stride must be 1..16000, trace 0 or 1) "
-                      "or a model config this build cannot hold\n");
+        td_port_print("tinydrift app: invalid options (stride must be 1..16000, trace 0 or 1, heartbeat "
+                      "0..65535, heartbeat_only 0 or 1 and then heartbeat > 0) or a model config this build "
+                      "cannot hold\n");
         return TD_MAIN_EXIT_BAD_SETUP;
     }
     const bool microphone = td_port_mic_start(TD_FRONTEND_SAMPLE_RATE);

@@ -166,3 +166,57 @@ def compare(device: Sequence[tuple[P.Inference, P.Trace | None]], expected: Expe
         if trace.window_end != int(expected.window_end[i]):
             problems.append(f"inference {i}: window ends at {trace.window_end}, expected {int(expected.window_end[i])}")
     return problems
+
+
+# ---------------------------------------------------------------------------- heartbeats
+
+class HeartbeatTwin:
+    """td_app_heartbeat.c on the host: fed the INFERENCE frames a device sent (or the twin's),
+    in order, it returns each HEARTBEAT frame the device must send after them (seq and
+    uptime_ms 0: the device's own). `interval` may change between inferences, as CONFIG
+    changes it; reset() is RESET."""
+
+    def __init__(self, drift_thresholds: Sequence[int], interval: int = 100):
+        self.drift = tuple(int(v) for v in drift_thresholds[:P.ALARM_TYPES])
+        self.interval = interval
+        self.reset()
+
+    def reset(self) -> None:
+        self.latched_at = [0] * P.ALARM_TYPES
+        self.clear_window()
+
+    def clear_window(self) -> None:
+        self.window: list[P.Inference] = []
+
+    def add(self, inference: P.Inference) -> P.Heartbeat | None:
+        for k in range(P.ALARM_TYPES):
+            if inference.alarm_bits >> k & 1 and not self.latched_at[k]:
+                self.latched_at[k] = inference.inference_index
+        if self.interval == 0:
+            return None
+        self.window.append(inference)
+        if len(self.window) < self.interval:
+            return None
+        heartbeat = self._summary()
+        self.clear_window()
+        return heartbeat
+
+    def _summary(self) -> P.Heartbeat:
+        last, n = self.window[-1], len(self.window)
+        first = last.alarm_index or 0
+
+        def delay(at: int) -> int:
+            return P.NOT_LATCHED if at == 0 else min(max(at - first, 0), P.NOT_LATCHED - 1)
+
+        def drift_units(score: int, drift: int) -> int:
+            return 0 if score <= 0 or drift <= 0 else min((score << 8) // drift, 0xFFFF)
+
+        maxima = [max(0, *(f.scores[k] for f in self.window)) for k in range(P.ALARM_TYPES)]
+        counts = [sum(f.predicted_class == c for f in self.window) for c in range(P.HEARTBEAT_CLASSES)]
+        return P.Heartbeat(
+            0, last.inference_index, 0, first, last.change_index, last.moved_channels, last.alarm_bits, n,
+            tuple(delay(at) for at in self.latched_at),
+            tuple(drift_units(m, d) for m, d in zip(maxima, self.drift)),
+            min((sum(f.entropy for f in self.window) // n) >> 4, 0xFFFF), min(last.atc >> 8, 255),
+            sum(f.confidence for f in self.window) // n,
+            tuple((255 * c + n // 2) // n for c in counts))

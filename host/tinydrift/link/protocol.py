@@ -24,9 +24,11 @@ from tinydrift.monitor.config import ALARM_NAMES as MONITOR_ALARM_NAMES
 from tinydrift.monitor.config import SCORE_NAMES as MONITOR_SCORE_NAMES
 from tinydrift.monitor.config import WARNING_SHIFT, alarm_names  # noqa: F401 (the frames' alarm word)
 
-VERSION = 3
-# Read as well: version 2 differs only in STATUS, which had no labels and label_errors (52
-# bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes).
+VERSION = 4
+# Read as well: version 3 differs in HELLO, which had no device_id and boot_count (108 bytes),
+# and had no HEARTBEAT or CONFIG; version 2 also in STATUS, which had no labels and
+# label_errors (52 bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes).
+VERSION_3 = 3
 VERSION_2 = 2
 VERSION_1 = 1
 N_SCORES = 8
@@ -35,6 +37,9 @@ MODEL_ID_BYTES = 8
 AUDIO_MAX_SAMPLES = 256
 TRACE_SUMMARY = 64  # TRACE: summary slots (the monitor's maximum channels)
 TRACE_OUTPUTS = 16  # TRACE: model output slots
+HEARTBEAT_CLASSES = 12  # HEARTBEAT: class shares (classes beyond are not reported)
+ALARM_TYPES = 5  # HEARTBEAT: latch delays and CUSUM maxima, one per alarm type / score slot
+NOT_LATCHED = 0xFFFF  # HEARTBEAT.latch_delay of a type that has not latched
 HEADER_BYTES = 7
 CRC_BYTES = 4
 MIN_PACKET = HEADER_BYTES + CRC_BYTES
@@ -50,6 +55,7 @@ SCORE_NAMES = MONITOR_SCORE_NAMES + tuple(f"slot{i}" for i in range(len(MONITOR_
 ALARM_NAMES = tuple(MONITOR_ALARM_NAMES.values())
 AUDIO_FLAG_START = 0x0001
 AUDIO_FLAG_END = 0x0002
+CONFIG_FLAG_HEARTBEAT_ONLY = 0x0001  # no INFERENCE or TRACE frames, heartbeats only
 
 TEXT_BYTES = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])
 _NON_TEXT = re.compile(rb"[^\t\n\r\x20-\x7e]")
@@ -63,10 +69,12 @@ class FrameType(IntEnum):
     ACK = 0x04
     BYE = 0x05
     TRACE = 0x06
+    HEARTBEAT = 0x07
     RESET = 0x81
     LABEL = 0x82
     AUDIO = 0x83
     STATUS_REQUEST = 0x84
+    CONFIG = 0x85
 
 
 class ProtocolError(IntEnum):
@@ -98,6 +106,10 @@ class Hello:
     n_scores: int
     warning_thresholds: tuple[int, ...]
     drift_thresholds: tuple[int, ...]
+    # names the board among others, and counts its boots; 0: unknown to the device, None: a
+    # version 1-3 frame, which did not carry them
+    device_id: int | None = 0
+    boot_count: int | None = 0
     raw: bytes = field(default=b"", repr=False, compare=False)
     TYPE: ClassVar[FrameType] = FrameType.HELLO
 
@@ -189,6 +201,40 @@ class Trace:
 
 
 @dataclass(slots=True)
+class Heartbeat:
+    """A compact drift summary of the inferences since the previous heartbeat (its window);
+    docs/protocol.md §3 gives every field's units."""
+
+    seq: int
+    inference_index: int  # the monitor's t at the window's last inference
+    uptime_ms: int
+    alarm_index: int  # inference of the first latched alarm, 0: none
+    change_index: int  # its estimated change point, 0: none
+    moved_channels: int  # at the window's last inference
+    alarm_bits: int  # at the window's last inference
+    window: int  # inferences summarized
+    latch_delay: tuple[int, ...]  # per alarm type: latched at alarm_index + this; NOT_LATCHED
+    cusum_max: tuple[int, ...]  # per score slot 0-4: the window's maximum, 256 = its drift level
+    mean_entropy: int  # Q12 nats
+    atc: int  # the last label-free accuracy estimate, 1/256
+    mean_confidence: int  # 1/256
+    class_share: tuple[int, ...]  # predictions per class over the window, 255 = all
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    TYPE: ClassVar[FrameType] = FrameType.HEARTBEAT
+
+
+@dataclass(slots=True)
+class Config:
+    """Host -> device: how often to send HEARTBEAT, and whether to send only heartbeats."""
+
+    seq: int
+    heartbeat_interval: int  # inferences per heartbeat, 0: no heartbeats
+    flags: int  # CONFIG_FLAG_*
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    TYPE: ClassVar[FrameType] = FrameType.CONFIG
+
+
+@dataclass(slots=True)
 class Reset:
     seq: int
     raw: bytes = field(default=b"", repr=False, compare=False)
@@ -221,7 +267,7 @@ class StatusRequest:
     TYPE: ClassVar[FrameType] = FrameType.STATUS_REQUEST
 
 
-Frame = Union[Hello, Inference, Status, Ack, Bye, Trace, Reset, Label, Audio, StatusRequest]
+Frame = Union[Hello, Inference, Status, Ack, Bye, Trace, Heartbeat, Reset, Label, Audio, StatusRequest, Config]
 
 
 @dataclass(slots=True)
@@ -242,7 +288,8 @@ class Corrupt:
 # ---------------------------------------------------------------------------- layouts
 
 # Payload layouts after the 7-byte header; "<I" in front of each is the header's seq.
-_HELLO = struct.Struct("<I32sBBHIBBBB8i8i")
+_HELLO = struct.Struct("<I32sBBHIBBBB8i8iQI")
+_HELLO_V3 = struct.Struct("<I32sBBHIBBBB8i8i")
 _INFERENCE = struct.Struct("<II8sBBHIIQI8iI")
 _INFERENCE_V1 = struct.Struct("<II8sBBHIIQI8i")
 _STATUS = struct.Struct("<I5I32sII")
@@ -250,6 +297,8 @@ _STATUS_V2 = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
 _TRACE = struct.Struct(f"<IIBBHIIIII{TRACE_SUMMARY}h{TRACE_OUTPUTS}b")
+_HEARTBEAT = struct.Struct(f"<IIIIIQHH{ALARM_TYPES}H{ALARM_TYPES}HHBB{HEARTBEAT_CLASSES}B")
+_CONFIG = struct.Struct("<IHH")
 _EMPTY = struct.Struct("<I")
 _LABEL = struct.Struct("<IIB")
 _AUDIO_HEAD = struct.Struct("<IIHH")
@@ -262,18 +311,26 @@ PAYLOAD_BYTES = {
     FrameType.ACK: _ACK.size - 4,
     FrameType.BYE: _BYE.size - 4,
     FrameType.TRACE: _TRACE.size - 4,
+    FrameType.HEARTBEAT: _HEARTBEAT.size - 4,
     FrameType.RESET: 0,
     FrameType.LABEL: _LABEL.size - 4,
     FrameType.AUDIO: _AUDIO_HEAD.size - 4,  # header only; + 2 bytes a sample
     FrameType.STATUS_REQUEST: 0,
+    FrameType.CONFIG: _CONFIG.size - 4,
 }
-assert PAYLOAD_BYTES[FrameType.HELLO] == 108 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
+assert PAYLOAD_BYTES[FrameType.HELLO] == 120 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
+assert PAYLOAD_BYTES[FrameType.HEARTBEAT] == 64 and PAYLOAD_BYTES[FrameType.CONFIG] == 4
 assert PAYLOAD_BYTES[FrameType.TRACE] == 172 and PAYLOAD_BYTES[FrameType.STATUS] == 60
 
 
 def _build_hello(pkt: bytes) -> Hello:
     v = _HELLO.unpack_from(pkt, 3)
-    return Hello(*v[:10], v[10:18], v[18:26], bytes(pkt))
+    return Hello(*v[:10], v[10:18], v[18:26], v[26], v[27], bytes(pkt))
+
+
+def _build_hello_v3(pkt: bytes) -> Hello:
+    v = _HELLO_V3.unpack_from(pkt, 3)
+    return Hello(*v[:10], v[10:18], v[18:26], None, None, bytes(pkt))
 
 
 def _build_inference(pkt: bytes) -> Inference:
@@ -309,6 +366,17 @@ def _build_trace(pkt: bytes) -> Trace:
     return Trace(*v[:4], *v[5:10], v[10:first], v[first:first + TRACE_OUTPUTS], bytes(pkt))
 
 
+def _build_heartbeat(pkt: bytes) -> Heartbeat:
+    v = _HEARTBEAT.unpack_from(pkt, 3)
+    delays = 8 + ALARM_TYPES
+    maxima = delays + ALARM_TYPES
+    return Heartbeat(*v[:8], v[8:delays], v[delays:maxima], *v[maxima:maxima + 3], v[maxima + 3:], bytes(pkt))
+
+
+def _build_config(pkt: bytes) -> Config:
+    return Config(*_CONFIG.unpack_from(pkt, 3), bytes(pkt))
+
+
 def _build_reset(pkt: bytes) -> Reset:
     return Reset(*_EMPTY.unpack_from(pkt, 3), bytes(pkt))
 
@@ -334,10 +402,12 @@ _BUILDERS = {
     FrameType.ACK: _build_ack,
     FrameType.BYE: _build_bye,
     FrameType.TRACE: _build_trace,
+    FrameType.HEARTBEAT: _build_heartbeat,
     FrameType.RESET: _build_reset,
     FrameType.LABEL: _build_label,
     FrameType.AUDIO: _build_audio,
     FrameType.STATUS_REQUEST: _build_status_request,
+    FrameType.CONFIG: _build_config,
 }
 # Plain-int keys: a dict lookup by the type byte must not go through IntEnum hashing paths.
 _BUILDERS_BY_BYTE = {int(k): v for k, v in _BUILDERS.items()}
@@ -350,7 +420,7 @@ def _payload(frame: Frame) -> bytes:
         return _HELLO.pack(0, frame.model_hash, frame.fw_major, frame.fw_minor, frame.fw_patch,
                            frame.state_bytes, frame.n_classes, frame.n_channels,
                            frame.score_frac_bits, frame.n_scores, *frame.warning_thresholds,
-                           *frame.drift_thresholds)[4:]
+                           *frame.drift_thresholds, frame.device_id or 0, frame.boot_count or 0)[4:]
     if t is FrameType.INFERENCE:
         return _INFERENCE.pack(0, frame.inference_index, frame.model_id, frame.predicted_class,
                                frame.confidence, frame.alarm_bits, frame.entropy, frame.atc,
@@ -368,6 +438,13 @@ def _payload(frame: Frame) -> bytes:
                            frame.cycles_frontend, frame.cycles_model, frame.cycles_sensor, frame.cycles_monitor,
                            *frame.summary,
                            *frame.outputs)[4:]
+    if t is FrameType.HEARTBEAT:
+        return _HEARTBEAT.pack(0, frame.inference_index, frame.uptime_ms, frame.alarm_index, frame.change_index,
+                               frame.moved_channels, frame.alarm_bits, frame.window, *frame.latch_delay,
+                               *frame.cusum_max, frame.mean_entropy, frame.atc, frame.mean_confidence,
+                               *frame.class_share)[4:]
+    if t is FrameType.CONFIG:
+        return _CONFIG.pack(0, frame.heartbeat_interval, frame.flags)[4:]
     if t is FrameType.LABEL:
         return _LABEL.pack(0, frame.inference_index, frame.label)[4:]
     if t is FrameType.AUDIO:
@@ -485,10 +562,14 @@ def parse_packet(pkt: bytes) -> Frame | ProtocolError:
         if n - MIN_PACKET != _INFERENCE_V1.size - 4:
             return ProtocolError.LENGTH
         return _build_inference_v1(pkt)
-    if version < VERSION and t == FrameType.STATUS:
+    if version < VERSION_3 and t == FrameType.STATUS:
         if n - MIN_PACKET != _STATUS_V2.size - 4:
             return ProtocolError.LENGTH
         return _build_status_v2(pkt)
+    if version < VERSION and t == FrameType.HELLO:
+        if n - MIN_PACKET != _HELLO_V3.size - 4:
+            return ProtocolError.LENGTH
+        return _build_hello_v3(pkt)
     payload = n - MIN_PACKET
     if t == FrameType.AUDIO:
         if payload < expected:
@@ -668,7 +749,7 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
 
     if t is FrameType.HELLO:
         return Hello(seq, rng.randbytes(32), u(8), u(8), u(16), u(32), u(8), u(8), u(8), u(8),
-                     scores(), scores())
+                     scores(), scores(), u(64), u(32))
     if t is FrameType.INFERENCE:
         return Inference(seq, u(32), rng.randbytes(8), u(8), u(8), u(16), u(32), u(32), u(64),
                          u(32), scores(), u(32))
@@ -682,6 +763,12 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         return Trace(seq, u(32), u(8), u(8), u(32), u(32), u(32), u(32), u(32),
                      tuple(rng.randrange(-32768, 32768) for _ in range(TRACE_SUMMARY)),
                      tuple(rng.randrange(-128, 128) for _ in range(TRACE_OUTPUTS)))
+    if t is FrameType.HEARTBEAT:
+        return Heartbeat(seq, u(32), u(32), u(32), u(32), u(64), u(16), u(16),
+                         tuple(u(16) for _ in range(ALARM_TYPES)), tuple(u(16) for _ in range(ALARM_TYPES)),
+                         u(16), u(8), u(8), tuple(u(8) for _ in range(HEARTBEAT_CLASSES)))
+    if t is FrameType.CONFIG:
+        return Config(seq, u(16), u(16))
     if t is FrameType.RESET:
         return Reset(seq)
     if t is FrameType.LABEL:

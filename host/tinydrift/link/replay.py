@@ -23,9 +23,10 @@ import numpy as np
 from tinydrift.errors import TinydriftError
 from tinydrift.link import protocol as P
 
-ACK_OK, ACK_AUDIO_GAP, ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL, ACK_NOT_A_COMMAND = range(5)
+ACK_OK, ACK_AUDIO_GAP, ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_BAD_CONFIG = range(6)
 ACK_RESULTS = {ACK_OK: "accepted", ACK_AUDIO_GAP: "AUDIO gap", ACK_UNKNOWN_INFERENCE: "unknown inference",
-               ACK_BAD_LABEL: "label outside the model's classes", ACK_NOT_A_COMMAND: "not a command"}
+               ACK_BAD_LABEL: "label outside the model's classes", ACK_NOT_A_COMMAND: "not a command",
+               ACK_BAD_CONFIG: "heartbeats only, but no heartbeats"}
 
 
 # ---------------------------------------------------------------------------- sources

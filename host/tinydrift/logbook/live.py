@@ -38,6 +38,7 @@ class Snapshot:
     text: list[str]
     rate: float  # inference frames per second over the last 10 s
     accuracy_before: float | None = None  # the device's estimate just before its change point
+    heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
 
 
 def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> Snapshot:
@@ -59,7 +60,8 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> S
     rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
     n_scores = hello.n_scores if hello else (5 if last else 0)
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
-                    n_scores, model.labels if model else None, recent_text(conn, 5), rate, accuracy_before)
+                    n_scores, model.labels if model else None, recent_text(conn, 5), rate, accuracy_before,
+                    latest_frame(conn, P.FrameType.HEARTBEAT))
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -127,6 +129,15 @@ def render(snap: Snapshot) -> Group:
     link.add_row("model", (s.expected_hash or "unknown")[:16])
     if snap.hello is not None:
         link.add_row("firmware", f"{snap.hello.fw_version}, monitor state {snap.hello.state_bytes} B")
+        if snap.hello.device_id:
+            link.add_row("device", f"{snap.hello.device_id:016x}, boot {snap.hello.boot_count or 'unknown'}")
+    beat = snap.heartbeat
+    if beat is not None:
+        top = max(range(P.HEARTBEAT_CLASSES), key=lambda c: beat.class_share[c])
+        top_name = snap.labels[top] if snap.labels and top < len(snap.labels) else str(top)
+        link.add_row("heartbeat", f"inference {beat.inference_index}, last {beat.window}: "
+                     f"{', '.join(P.alarm_names(beat.alarm_bits)) or 'no alarm'}, mostly {top_name} "
+                     f"({beat.class_share[top] / 255:.0%}), confidence {beat.mean_confidence / 256:.0%}")
     parts = [scores if snap.last is not None else Text("no inference frames yet", style="dim"),
              Panel(link, title="alarm and link", expand=False)]
     if snap.text:

@@ -53,6 +53,16 @@ uint32_t td_port_cycle_hz(void);
 /* A short name for the board, e.g. "mps2_an386", for the hello line and logs. */
 const char *td_port_board_name(void);
 
+/* A number that names this board among others, for HELLO: the board's silicon serial
+ * number where it has one (or one the host set once and the port keeps); 0 = unknown.
+ * A port without one leaves it out and gets the build's -DTD_PORT_DEVICE_ID=N (default 0). */
+uint64_t td_port_device_id(void);
+
+/* This board's boots so far, for HELLO, from a counter the port keeps in persistent
+ * storage; 0 = unknown. A port without storage leaves it out and gets the build's
+ * -DTD_PORT_BOOT_COUNT=N (default 0). */
+uint32_t td_port_boot_count(void);
+
 /* Ends the program with `code` as the exit status where there is one (the host process,
  * QEMU through semihosting); a real board stops in a low-power loop. */
 #if defined(__GNUC__)

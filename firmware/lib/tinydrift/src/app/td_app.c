@@ -23,6 +23,8 @@ td_app_options_t td_app_default_options(void)
     td_app_options_t options;
     options.stride_samples = TD_APP_DEFAULT_STRIDE;
     options.trace = 1;
+    options.heartbeat_interval = TD_APP_HEARTBEAT_INTERVAL;
+    options.heartbeat_only = TD_APP_HEARTBEAT_ONLY;
     return options;
 }
 
@@ -91,6 +93,8 @@ void td_app_send_hello(td_app_t *app)
         hello->warning_threshold[i] = i < TD_SCORE_COUNT ? config->score[i].warning : 0;
         hello->drift_threshold[i] = i < TD_SCORE_COUNT ? config->score[i].drift : 0;
     }
+    hello->device_id = td_port_device_id();
+    hello->boot_count = td_port_boot_count();
     td_app_send(app, frame);
 }
 
@@ -118,7 +122,8 @@ static void td_app_print_banner(const td_app_t *app)
 
 int td_app_init(td_app_t *app, const td_app_options_t *options)
 {
-    if (options->stride_samples < 1u || options->stride_samples > TD_APP_WINDOW_SAMPLES) {
+    if (options->stride_samples < 1u || options->stride_samples > TD_APP_WINDOW_SAMPLES ||
+        (options->heartbeat_only && options->heartbeat_interval == 0u)) {
         return -1;
     }
     if (td_monitor_init(&app->monitor, &TD_APP_M_MONITOR_CONFIG) != TD_MONITOR_OK ||
@@ -131,6 +136,7 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     app->clip_expected_offset = 0;
     app->clip_open = 0;
     app->stream_is_clip = 0;
+    td_app_heartbeat_clear(&app->heartbeat);
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;
     }

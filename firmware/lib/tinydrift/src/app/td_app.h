@@ -43,6 +43,14 @@ extern "C" {
 #define TD_APP_SENSOR_BLOCK TD_FRONTEND_STEP_SAMPLES
 /* LABEL can name any of the last this many inferences (their predicted classes are kept). */
 #define TD_APP_LABEL_HISTORY 64u
+/* A HEARTBEAT frame every this many inferences (0: none); the host may change it (CONFIG). */
+#ifndef TD_APP_HEARTBEAT_INTERVAL
+#define TD_APP_HEARTBEAT_INTERVAL 100u
+#endif
+/* Nonzero: heartbeats only, no INFERENCE or TRACE frames (for BLE, LoRaWAN, cellular). */
+#ifndef TD_APP_HEARTBEAT_ONLY
+#define TD_APP_HEARTBEAT_ONLY 0u
+#endif
 
 /* ACK results (docs/protocol.md §3 and docs/app.md). */
 #define TD_APP_ACK_OK 0u
@@ -50,10 +58,13 @@ extern "C" {
 #define TD_APP_ACK_UNKNOWN_INFERENCE 2u /* LABEL for an inference not (or no longer) known */
 #define TD_APP_ACK_BAD_LABEL 3u       /* LABEL with a class outside the model's */
 #define TD_APP_ACK_NOT_A_COMMAND 4u   /* a device -> host frame type sent to the device */
+#define TD_APP_ACK_BAD_CONFIG 5u      /* CONFIG: heartbeats only, but no heartbeats */
 
 typedef struct {
     uint32_t stride_samples; /* samples between window starts, 1..TD_APP_WINDOW_SAMPLES */
     uint8_t trace;           /* nonzero: send a TRACE frame after every INFERENCE */
+    uint16_t heartbeat_interval; /* inferences per HEARTBEAT frame, 0: none */
+    uint8_t heartbeat_only;      /* nonzero: no INFERENCE or TRACE frames, heartbeats only */
 } td_app_options_t;
 
 /* One stream's window: the last TD_APP_WINDOW_SAMPLES samples, and how many are new. */
@@ -67,8 +78,24 @@ typedef struct {
     uint32_t windows;  /* windows completed in this stream */
 } td_app_window_t;
 
+/* What a HEARTBEAT summarizes: the inferences since the previous one (its window), and when
+ * each alarm type latched. Kept by the app, not the monitor, whose state is budgeted. */
+typedef struct {
+    uint16_t inferences; /* at most the interval, a u16 */
+    uint16_t class_counts[TD_PROTO_HEARTBEAT_CLASSES];
+    int32_t cusum_max[TD_SCORE_COUNT]; /* CUSUMs are never negative: 0 is a fine start */
+    uint32_t confidence_sum;
+    uint64_t entropy_sum; /* Q16 nats: 65,535 inferences of up to ln(256) overflow 32 bits */
+} td_app_heartbeat_window_t;
+
+typedef struct {
+    td_app_heartbeat_window_t window;
+    uint32_t latched_at[TD_PROTO_ALARM_TYPES]; /* first inference showing type k latched, 0: not yet */
+} td_app_heartbeat_t;
+
 typedef struct {
     td_app_options_t options;
+    td_app_heartbeat_t heartbeat;
     td_app_window_t window;
     /* The replayed clip in progress (AUDIO frames): the offset expected next. */
     uint32_t clip_expected_offset;
@@ -91,7 +118,8 @@ typedef struct {
     uint32_t inferences_total; /* since boot, across resets */
 } td_app_t;
 
-/* The defaults: stride TD_APP_DEFAULT_STRIDE, tracing on. */
+/* The defaults: stride TD_APP_DEFAULT_STRIDE, tracing on, a heartbeat every
+ * TD_APP_HEARTBEAT_INTERVAL inferences beside them (TD_APP_HEARTBEAT_ONLY: instead). */
 td_app_options_t td_app_default_options(void);
 
 /* Checks the options and the generated monitor config, clears every state and sends
@@ -121,6 +149,8 @@ void td_app_window_pad(td_app_window_t *window);
 void td_app_window_advance(td_app_window_t *window);
 void td_app_infer(td_app_t *app);
 void td_app_send_hello(td_app_t *app);
+void td_app_heartbeat_clear(td_app_heartbeat_t *heartbeat); /* after RESET: latch times too */
+void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result); /* may send HEARTBEAT */
 const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's */
 
 #ifdef __cplusplus

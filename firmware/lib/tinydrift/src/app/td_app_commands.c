@@ -89,8 +89,26 @@ static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;
     }
+    td_app_heartbeat_clear(&app->heartbeat); /* the indices restart: so do the window and latches */
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
     td_app_send_hello(app);
+}
+
+/* How the device reports from now on; the heartbeat window runs on. */
+static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
+{
+    const td_proto_config_t *config = &command->body.config;
+    const uint8_t only = (config->flags & TD_CONFIG_FLAG_HEARTBEAT_ONLY) != 0u;
+    if (only && config->heartbeat_interval == 0u) {
+        td_app_ack(app, command->seq, command->type, TD_APP_ACK_BAD_CONFIG, app->options.heartbeat_interval);
+        return;
+    }
+    app->options.heartbeat_interval = config->heartbeat_interval;
+    app->options.heartbeat_only = only;
+    if (config->heartbeat_interval == 0u) {
+        app->heartbeat.window = (td_app_heartbeat_window_t){0};
+    }
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->options.heartbeat_interval);
 }
 
 static void td_app_on_status_request(td_app_t *app, const td_proto_frame_t *command)
@@ -126,6 +144,9 @@ static void td_app_dispatch(td_app_t *app, const td_proto_frame_t *command)
         break;
     case TD_FRAME_STATUS_REQUEST:
         td_app_on_status_request(app, command);
+        break;
+    case TD_FRAME_CONFIG:
+        td_app_on_config(app, command);
         break;
     default: /* a device -> host frame: an echo or a confused host */
         td_app_ack(app, command->seq, command->type, TD_APP_ACK_NOT_A_COMMAND, 0);

@@ -6,7 +6,8 @@
  * 2. the model (it leaves its input intact);
  * 3. the input summary (td_summarize_frames of the model input);
  * 4. sensor health on the window's new samples, 320 at a time (the last block may be short);
- * 5. td_monitor_update with the summary and the int8 output. */
+ * 5. td_monitor_update with the summary and the int8 output;
+ * 6. INFERENCE and TRACE (unless heartbeats only), then HEARTBEAT when its window is full. */
 #include "td_app.h"
 #include "td_app_model.h"
 #include "td_port.h"
@@ -111,8 +112,11 @@ void td_app_infer(td_app_t *app)
     cycles[1] = td_app_cycles_between(after_frontend, after_model);
     cycles[2] = td_app_cycles_between(after_summary, after_sensor);
     cycles[3] = td_app_cycles_between(after_model, after_summary) + td_app_cycles_between(after_sensor, after_monitor);
-    td_app_send_inference(app, &result);
-    if (app->options.trace) {
-        td_app_send_trace(app, &result, outputs, cycles);
+    if (!app->options.heartbeat_only) {
+        td_app_send_inference(app, &result);
+        if (app->options.trace) {
+            td_app_send_trace(app, &result, outputs, cycles);
+        }
     }
+    td_app_heartbeat_add(app, &result);
 }

@@ -91,6 +91,8 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_u8(w, h->n_scores);
         td_put_scores(w, h->warning_threshold);
         td_put_scores(w, h->drift_threshold);
+        td_put_u64(w, h->device_id);
+        td_put_u32(w, h->boot_count);
         break;
     }
     case TD_FRAME_INFERENCE: {
@@ -145,6 +147,27 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) td_put_u8(w, (uint8_t)r->outputs[i]);
         break;
     }
+    case TD_FRAME_HEARTBEAT: {
+        const td_proto_heartbeat_t *h = &f->body.heartbeat;
+        td_put_u32(w, h->inference_index);
+        td_put_u32(w, h->uptime_ms);
+        td_put_u32(w, h->alarm_index);
+        td_put_u32(w, h->change_index);
+        td_put_u64(w, h->moved_channels);
+        td_put_u16(w, h->alarm_bits);
+        td_put_u16(w, h->window);
+        for (unsigned i = 0; i < TD_PROTO_ALARM_TYPES; ++i) td_put_u16(w, h->latch_delay[i]);
+        for (unsigned i = 0; i < TD_PROTO_ALARM_TYPES; ++i) td_put_u16(w, h->cusum_max[i]);
+        td_put_u16(w, h->mean_entropy);
+        td_put_u8(w, h->atc);
+        td_put_u8(w, h->mean_confidence);
+        td_put_bytes(w, h->class_share, TD_PROTO_HEARTBEAT_CLASSES);
+        break;
+    }
+    case TD_FRAME_CONFIG:
+        td_put_u16(w, f->body.config.heartbeat_interval);
+        td_put_u16(w, f->body.config.flags);
+        break;
     case TD_FRAME_LABEL:
         td_put_u32(w, f->body.label.inference_index);
         td_put_u8(w, f->body.label.label);

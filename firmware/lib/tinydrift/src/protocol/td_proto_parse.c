@@ -20,10 +20,12 @@ int32_t td_proto_payload_bytes(uint8_t type) {
     case TD_FRAME_ACK: return (int32_t)TD_PROTO_ACK_BYTES;
     case TD_FRAME_BYE: return (int32_t)TD_PROTO_BYE_BYTES;
     case TD_FRAME_TRACE: return (int32_t)TD_PROTO_TRACE_BYTES;
+    case TD_FRAME_HEARTBEAT: return (int32_t)TD_PROTO_HEARTBEAT_BYTES;
     case TD_FRAME_RESET: return (int32_t)TD_PROTO_RESET_BYTES;
     case TD_FRAME_LABEL: return (int32_t)TD_PROTO_LABEL_BYTES;
     case TD_FRAME_AUDIO: return (int32_t)TD_PROTO_AUDIO_HEADER_BYTES;
     case TD_FRAME_STATUS_REQUEST: return (int32_t)TD_PROTO_STATUS_REQUEST_BYTES;
+    case TD_FRAME_CONFIG: return (int32_t)TD_PROTO_CONFIG_BYTES;
     default: return -1;
     }
 }
@@ -47,6 +49,9 @@ static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
         h->n_scores = p[43];
         td_get_scores(p + 44, h->warning_threshold);
         td_get_scores(p + 76, h->drift_threshold);
+        const int v4 = payload == TD_PROTO_HELLO_BYTES;
+        h->device_id = v4 ? td_get_u64(p + 108) : 0u;
+        h->boot_count = v4 ? td_get_u32(p + 116) : 0u;
         break;
     }
     case TD_FRAME_INFERENCE: {
@@ -100,6 +105,27 @@ static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
         for (unsigned i = 0; i < TD_PROTO_TRACE_OUTPUTS; ++i) r->outputs[i] = td_get_i8(p + 156u + i);
         break;
     }
+    case TD_FRAME_HEARTBEAT: {
+        td_proto_heartbeat_t *h = &f->body.heartbeat;
+        h->inference_index = td_get_u32(p);
+        h->uptime_ms = td_get_u32(p + 4);
+        h->alarm_index = td_get_u32(p + 8);
+        h->change_index = td_get_u32(p + 12);
+        h->moved_channels = td_get_u64(p + 16);
+        h->alarm_bits = td_get_u16(p + 24);
+        h->window = td_get_u16(p + 26);
+        for (unsigned i = 0; i < TD_PROTO_ALARM_TYPES; ++i) h->latch_delay[i] = td_get_u16(p + 28u + 2u * i);
+        for (unsigned i = 0; i < TD_PROTO_ALARM_TYPES; ++i) h->cusum_max[i] = td_get_u16(p + 38u + 2u * i);
+        h->mean_entropy = td_get_u16(p + 48);
+        h->atc = p[50];
+        h->mean_confidence = p[51];
+        memcpy(h->class_share, p + 52, TD_PROTO_HEARTBEAT_CLASSES);
+        break;
+    }
+    case TD_FRAME_CONFIG:
+        f->body.config.heartbeat_interval = td_get_u16(p);
+        f->body.config.flags = td_get_u16(p + 2);
+        break;
     case TD_FRAME_LABEL:
         f->body.label.inference_index = td_get_u32(p);
         f->body.label.label = p[4];
@@ -130,8 +156,11 @@ td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
     if (version == TD_PROTO_VERSION_1 && type == TD_FRAME_INFERENCE) {
         expected = (int32_t)TD_PROTO_INFERENCE_V1_BYTES;
     }
-    if (version < TD_PROTO_VERSION && type == TD_FRAME_STATUS) {
+    if (version < TD_PROTO_VERSION_3 && type == TD_FRAME_STATUS) {
         expected = (int32_t)TD_PROTO_STATUS_V2_BYTES;
+    }
+    if (version < TD_PROTO_VERSION && type == TD_FRAME_HELLO) {
+        expected = (int32_t)TD_PROTO_HELLO_V3_BYTES;
     }
     size_t payload = length - TD_PROTO_MIN_PACKET;
     const uint8_t *p = packet + TD_PROTO_HEADER_BYTES;

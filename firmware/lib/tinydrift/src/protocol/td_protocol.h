@@ -21,9 +21,11 @@
 extern "C" {
 #endif
 
-#define TD_PROTO_VERSION 3u
-/* Read as well: version 2 differs only in STATUS, which had no labels and label_errors
- * (52 bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION 4u
+/* Read as well: version 3 differs in HELLO, which had no device_id and boot_count (108
+ * bytes), and had no HEARTBEAT or CONFIG; version 2 also in STATUS, which had no labels and
+ * label_errors (52 bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION_3 3u
 #define TD_PROTO_VERSION_2 2u
 #define TD_PROTO_VERSION_1 1u
 
@@ -33,6 +35,7 @@ extern "C" {
 #define TD_PROTO_AUDIO_MAX_SAMPLES 256u /* 512 bytes of PCM per AUDIO frame */
 #define TD_PROTO_TRACE_SUMMARY 64u /* TRACE: input summary slots (td_monitor's maximum) */
 #define TD_PROTO_TRACE_OUTPUTS 16u /* TRACE: model output slots */
+#define TD_PROTO_HEARTBEAT_CLASSES 12u /* HEARTBEAT: class shares (classes beyond: not reported) */
 
 /* Packet framing. */
 #define TD_PROTO_HEADER_BYTES 7u /* sync, version, type, seq */
@@ -40,7 +43,8 @@ extern "C" {
 #define TD_PROTO_MIN_PACKET (TD_PROTO_HEADER_BYTES + TD_PROTO_CRC_BYTES)
 
 /* Payload sizes, in bytes (fixed per type; AUDIO is 8 + 2 * n_samples). */
-#define TD_PROTO_HELLO_BYTES 108u
+#define TD_PROTO_HELLO_BYTES 120u
+#define TD_PROTO_HELLO_V3_BYTES 108u
 #define TD_PROTO_INFERENCE_BYTES 72u
 #define TD_PROTO_INFERENCE_V1_BYTES 68u
 #define TD_PROTO_STATUS_BYTES 60u
@@ -48,10 +52,12 @@ extern "C" {
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
 #define TD_PROTO_TRACE_BYTES 172u
+#define TD_PROTO_HEARTBEAT_BYTES 64u /* fits one BLE, LoRaWAN or cellular-IoT message */
 #define TD_PROTO_RESET_BYTES 0u
 #define TD_PROTO_LABEL_BYTES 5u
 #define TD_PROTO_AUDIO_HEADER_BYTES 8u
 #define TD_PROTO_STATUS_REQUEST_BYTES 0u
+#define TD_PROTO_CONFIG_BYTES 4u
 #define TD_PROTO_MAX_PAYLOAD (TD_PROTO_AUDIO_HEADER_BYTES + 2u * TD_PROTO_AUDIO_MAX_SAMPLES)
 
 #define TD_PROTO_MAX_PACKET (TD_PROTO_HEADER_BYTES + TD_PROTO_MAX_PAYLOAD + TD_PROTO_CRC_BYTES)
@@ -66,10 +72,12 @@ typedef enum {
     TD_FRAME_ACK = 0x04,
     TD_FRAME_BYE = 0x05,
     TD_FRAME_TRACE = 0x06,
+    TD_FRAME_HEARTBEAT = 0x07,
     TD_FRAME_RESET = 0x81,
     TD_FRAME_LABEL = 0x82,
     TD_FRAME_AUDIO = 0x83,
-    TD_FRAME_STATUS_REQUEST = 0x84
+    TD_FRAME_STATUS_REQUEST = 0x84,
+    TD_FRAME_CONFIG = 0x85
 } td_frame_type_t;
 
 /* INFERENCE.scores[i] and the HELLO thresholds of slot i: the drift monitor's CUSUMs in
@@ -83,6 +91,12 @@ typedef enum {
 /* AUDIO flags. */
 #define TD_AUDIO_FLAG_START 0x0001u /* first chunk of a clip: sample_offset is 0 */
 #define TD_AUDIO_FLAG_END 0x0002u   /* last chunk of a clip: the device may run inference */
+
+/* CONFIG flags. */
+#define TD_CONFIG_FLAG_HEARTBEAT_ONLY 0x0001u /* no INFERENCE or TRACE frames, heartbeats only */
+
+/* HEARTBEAT.latch_delay: the alarm type has not latched; delays saturate one below. */
+#define TD_PROTO_NOT_LATCHED 0xFFFFu
 
 /* Results of the decoder and the encoder. Errors are negative. */
 typedef enum {
@@ -112,6 +126,8 @@ typedef struct {
     uint8_t n_scores;        /* score slots in use, from slot 0 */
     int32_t warning_threshold[TD_PROTO_N_SCORES];
     int32_t drift_threshold[TD_PROTO_N_SCORES];
+    uint64_t device_id;  /* names the board among others, 0 = unknown (v4) */
+    uint32_t boot_count; /* boots of this board, 0 = unknown (v4) */
 } td_proto_hello_t;
 
 typedef struct {
@@ -166,10 +182,33 @@ typedef struct {
     int8_t outputs[TD_PROTO_TRACE_OUTPUTS];  /* the model's int8 output; unused slots 0 */
 } td_proto_trace_t;
 
+/* A compact drift summary of the inferences since the previous heartbeat (its window), for
+ * links that cannot carry every inference (docs/protocol.md §3 gives every field's units). */
+typedef struct {
+    uint32_t inference_index; /* the monitor's t at the window's last inference */
+    uint32_t uptime_ms;
+    uint32_t alarm_index;     /* inference of the first latched alarm, 0 if none */
+    uint32_t change_index;    /* its estimated change point, 0 if none */
+    uint64_t moved_channels;  /* at the window's last inference */
+    uint16_t alarm_bits;      /* at the window's last inference */
+    uint16_t window;          /* inferences summarized (since the previous heartbeat or reset) */
+    uint16_t latch_delay[TD_PROTO_ALARM_TYPES]; /* type k latched at alarm_index + this */
+    uint16_t cusum_max[TD_PROTO_ALARM_TYPES];   /* max of score slot k, 256 = its drift level */
+    uint16_t mean_entropy;    /* Q12 nats */
+    uint8_t atc;              /* last label-free accuracy estimate, 1/256 */
+    uint8_t mean_confidence;  /* 1/256 */
+    uint8_t class_share[TD_PROTO_HEARTBEAT_CLASSES]; /* predictions per class, 255 = all */
+} td_proto_heartbeat_t;
+
 typedef struct {
     uint32_t inference_index;
     uint8_t label;
 } td_proto_label_t;
+
+typedef struct {
+    uint16_t heartbeat_interval; /* inferences per heartbeat, 0 = no heartbeats */
+    uint16_t flags;              /* TD_CONFIG_FLAG_* */
+} td_proto_config_t;
 
 typedef struct {
     uint32_t sample_offset; /* position of samples[0] in the clip, in samples */
@@ -188,7 +227,9 @@ typedef struct {
         td_proto_ack_t ack;
         td_proto_bye_t bye;
         td_proto_trace_t trace;
+        td_proto_heartbeat_t heartbeat;
         td_proto_label_t label;
+        td_proto_config_t config;
         td_proto_audio_t audio;
     } body;
 } td_proto_frame_t;
