@@ -189,3 +189,33 @@ def test_label_shift_is_detected(strict):
     print(f"label shift: median delay {result['median_delay']}")
     assert result["detection_rate"] >= 0.85 and result["types"]["LABEL_SHIFT"] >= 0.8 * result["detected"]
     assert result["median_delay"] <= 400
+
+
+def test_sessions_draw_one_speaker_at_a_time_with_replacement():
+    from tinydrift.monitor.streams import bootstrap_indices
+
+    groups = np.repeat(np.arange(30), 4)  # 30 speakers, 4 clips each
+    rng = np.random.default_rng(5)
+    idx = bootstrap_indices(groups, 6, 200, rng, session_length=25)
+    runs = groups[idx].reshape(6 * 200 // 25, 25)  # 200 = 8 sessions of 25 per stream
+    assert (runs == runs[:, :1]).all()  # every session one speaker, longer than its 4 clips
+    assert len(np.unique(runs[:, 0])) > 10
+
+
+def test_calibrating_for_long_same_speaker_runs_quiets_them():
+    """A data set of few clips a speaker, and a deployment whose speakers each talk 60
+    inferences in a row: calibrated for runs of 30, the monitor raises fewer false alarms on
+    that deployment than calibrated on the data set's short runs."""
+    few = synthetic.synthetic_dataset(n_groups=500, per_group=5, group_share=0.3, domain=WORLD, seed=1)
+    long_runs = synthetic.synthetic_dataset(n_groups=40, per_group=60, group_share=0.3, domain=WORLD, seed=2)
+    common = dict(target_arl0=TARGET, n_inferences=600_000, seed=3)
+    usual, _ = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"], **common)
+    held, report = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"],
+                                        data_session_length=30, **common)
+    assert report["data_session_length"] == 30
+
+    def arl0(config):
+        return measure_arl0(config, long_runs["summaries"], long_runs["probs"], long_runs["groups"],
+                            n_inferences=300_000, seed=4)["arl0"]
+
+    assert arl0(held) > 2 * arl0(usual)

@@ -37,7 +37,7 @@ import time
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.config import ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_NAMES, SCORE_Z_MAX, MonitorConfig
+from tinydrift.monitor.config import ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices
@@ -216,6 +216,7 @@ def calibrate_thresholds(
     block_length: int | None = None,
     keep_order: bool = False,
     stream_groups: int | None = None,
+    data_session_length: int | None = None,
     warning_arl_fraction: float = 0.1,
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
     winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
@@ -230,6 +231,10 @@ def calibrate_thresholds(
     groups: one recording/speaker id per sample (samples of a group in stream order).
     stream_groups: draw each simulated stream from that many groups (a held-out check on
     G groups: G; a device used by a few speakers: a few); None: from all groups.
+    data_session_length: the input scores (mean, var) are calibrated on streams where each
+    speaker talks that many inferences in a row (drawn with replacement from the speaker's
+    clips), the output scores on the usual ones: a speaker's own voice, held for a while,
+    moves the input summary like a change does, while the outputs stay calm.
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
@@ -298,6 +303,17 @@ def calibrate_thresholds(
     else:
         raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
     raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices)
+    if data_session_length is not None:
+        # The same references, streams of long same-speaker runs, for the input scores only;
+        # the combined alarm counts then treat the two stream sets as one (independent scores).
+        sessions = np.zeros_like(indices)
+        for r in range(len(configs)):
+            mine = stream_config == r
+            sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=data_session_length)
+        session_raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, sessions)
+        raw[:, :, SCORE_MEAN] = session_raw[:, :, SCORE_MEAN]
+        raw[:, :, SCORE_VAR] = session_raw[:, :, SCORE_VAR]
+        del session_raw
     raw = raw[:, burn_in:].astype(np.int64)
     total = raw.shape[0] * raw.shape[1]
 
@@ -346,19 +362,30 @@ def calibrate_thresholds(
     counts = restart_alarm_counts(z, k_on, levels)
     curves = [(levels[e], counts[e]) for e in range(len(enabled))]
 
-    # 2. All scores together, as the device runs them (any alarm resets every CUSUM): the
-    # combined ARL for a common per-score ARL, then the one that meets the target.
-    share = np.geomspace(0.25, 2.0, 10) * len(enabled) * target_arl0
-    joint_levels = np.array([[level_from_curve(*curves[e], total, a)[0] for e in range(len(enabled))] for a in share])
-    joint = restart_alarm_counts(z, k_on, joint_levels.T, joint=True)
-    per_score_arl, joint_method = _per_score_arl_for_target(share, joint, total, target_arl0)
+    # 2. Scores together, as the device runs them (any alarm resets every CUSUM): the
+    # combined ARL for a common per-score ARL, then the one that meets the target. With
+    # sessions, the input scores (simulated on long same-speaker runs) and the output scores
+    # (on the usual streams) each meet the target on their own streams: on either kind of
+    # deployment the other group adds little.
+    groups_of_scores = [list(range(len(enabled)))]
+    if data_session_length is not None:
+        inputs = [e for e, i in enumerate(enabled) if i in (SCORE_MEAN, SCORE_VAR)]
+        groups_of_scores = [g for g in (inputs, [e for e in range(len(enabled)) if e not in inputs]) if g]
+    per_score_arl_of = np.zeros(len(enabled))
+    for members in groups_of_scores:
+        share = np.geomspace(0.25, 2.0, 10) * len(members) * target_arl0
+        joint_levels = np.array([[level_from_curve(*curves[e], total, a)[0] for e in members] for a in share])
+        joint = restart_alarm_counts(z[:, :, members], k_on[members], joint_levels.T, joint=True)
+        group_arl, joint_method = _per_score_arl_for_target(share, joint, total, target_arl0)
+        per_score_arl_of[members] = group_arl
+    per_score_arl = float(per_score_arl_of.min())
 
     drift = np.full(SCORE_COUNT, CUSUM_MAX, dtype=np.int64)
     warning = np.full(SCORE_COUNT, CUSUM_MAX, dtype=np.int64)
     scores_report = {}
     for e, i in enumerate(enabled):
-        level, method = level_from_curve(*curves[e], total, per_score_arl)
-        w_level, _ = level_from_curve(*curves[e], total, per_score_arl * warning_arl_fraction)
+        level, method = level_from_curve(*curves[e], total, per_score_arl_of[e])
+        w_level, _ = level_from_curve(*curves[e], total, per_score_arl_of[e] * warning_arl_fraction)
         drift[i] = min(CUSUM_MAX, max(1, level))
         warning[i] = min(CUSUM_MAX, max(1, min(w_level, level)))
         scores_report[SCORE_NAMES[i]] = {
@@ -386,6 +413,7 @@ def calibrate_thresholds(
         "groups": int(len(unique)),
         "block_length": block_length,
         "stream_groups": stream_groups,
+        "data_session_length": data_session_length,
         "scores": scores_report,
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -20,6 +20,7 @@ def bootstrap_indices(
     keep_order: bool = False,
     population: int | None = None,
     pool: np.ndarray | None = None,
+    session_length: int | None = None,
 ) -> np.ndarray:
     """Sample indices [n_streams, length] into the data, built from whole groups drawn with
     replacement (uniformly over groups), one after another.
@@ -34,7 +35,9 @@ def bootstrap_indices(
     replacement): a device used by a few speakers, or a held-out set of that many groups.
     With pool (positions into the sorted unique group ids, repeats allowed), every stream
     draws from those groups only: e.g. a bootstrap resample standing for another finite
-    sample of the same population."""
+    sample of the same population. With session_length, every draw is that many samples of
+    its group, with replacement: one speaker talking for a while, longer than the few clips
+    a data set holds per speaker (block_length, keep_order and population do not apply)."""
     groups = np.asarray(groups)
     if groups.ndim != 1 or groups.size == 0:
         raise TinydriftError("groups must be a non-empty vector with one group id per sample")
@@ -46,6 +49,13 @@ def bootstrap_indices(
         pool = np.asarray(pool, dtype=np.int64)
         if pool.ndim != 1 or pool.size == 0 or pool.min() < 0 or pool.max() >= len(sizes):
             raise TinydriftError(f"pool must list positions of the {len(sizes)} groups")
+    if session_length is not None:
+        chosen = np.arange(len(sizes)) if pool is None else pool
+        n_sessions = -(-n_streams * length // int(session_length))
+        g = chosen[rng.integers(0, len(chosen), n_sessions)]
+        within = (rng.random((n_sessions, int(session_length))) * sizes[g][:, None]).astype(np.int64)
+        flat = order[starts[g][:, None] + within].reshape(-1)[:n_streams * length]
+        return flat.reshape(n_streams, length).astype(np.int32)
     if population is None:
         flat = _blocks(order, sizes, starts, np.arange(len(sizes)) if pool is None else pool, n_streams * length, rng, block_length, keep_order)
         return flat.reshape(n_streams, length).astype(np.int32)
