@@ -50,12 +50,22 @@ def declared_functions() -> list[str]:
     return sorted(set(names))
 
 
+PORT_DEFAULTS = FIRMWARE / "lib" / "tinydrift" / "src" / "app" / "td_app_port_defaults.c"
+
+
+def optional_functions() -> list[str]:
+    """Porting functions the library gives a weak default for: a port may leave them out."""
+    return sorted(re.findall(r"^TD_PORT_WEAK [\w ]+?\s(td_port_\w+)\(", PORT_DEFAULTS.read_text(), flags=re.MULTILINE))
+
+
 def test_the_header_declares_the_whole_porting_interface():
     assert declared_functions() == sorted([
         "td_port_init", "td_port_write", "td_port_read", "td_port_millis", "td_port_cycles",
         "td_port_cycle_hz", "td_port_board_name", "td_port_exit", "td_port_mic_start",
-        "td_port_mic_read", "td_port_mic_dropped",
+        "td_port_mic_read", "td_port_mic_dropped", "td_port_device_id", "td_port_boot_count",
     ])
+    # the board's identity for HELLO: optional, 0 (unknown) unless the port knows better
+    assert optional_functions() == ["td_port_boot_count", "td_port_device_id"]
 
 
 @pytest.mark.parametrize("env_name", sorted(envs()))
@@ -63,7 +73,7 @@ def test_every_env_builds_a_port_that_defines_every_porting_function(env_name):
     port = FIRMWARE / "port" / port_of(envs()[env_name])
     sources = "\n".join(p.read_text() for p in sorted(port.iterdir())
                         if p.suffix in {".c", ".cpp"})
-    for function in declared_functions():
+    for function in sorted(set(declared_functions()) - set(optional_functions())):
         definition = re.compile(rf"^(?:extern \"C\" )?[\w ]+?\*?\s*{function}\([^;{{]*\)\s*\{{",
                                 flags=re.MULTILINE)
         assert definition.search(sources), f"{port.name} does not define {function}"
