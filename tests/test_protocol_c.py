@@ -424,60 +424,44 @@ def test_version_1_inference_frames_read_alike_in_c_and_python(lib):
         assert code == int(P.ProtocolError.LENGTH) and P.StreamParser().feed(wire)[0].error == P.ProtocolError.LENGTH
 
 
-def test_version_1_and_2_status_frames_read_alike_in_c_and_python(lib):
-    """Devices on protocols 1 and 2 sent STATUS without labels and label_errors (52 bytes):
-    both sides read it, Python marking the two unknown (None), C as 0; a 52-byte STATUS of
-    version 3, or a 60-byte one of version 2, is a LENGTH error alike."""
-    rng = random.Random(17)
+def _older_frames_read_alike(lib, frame_type, rng, old_versions, cut: int, fields: tuple[str, ...]) -> None:
+    """Frames of `old_versions`, `cut` bytes shorter (without the later `fields`): C and
+    Python both read them, Python marking the fields unknown (None), C as 0; the short frame
+    marked with the current version, or the full one marked with the newest old version, is
+    a LENGTH error alike."""
 
-    def wire_of(frame: P.Status, version: int, cut: int) -> bytes:
+    def wire_of(frame, version: int, cut: int) -> bytes:
         body = bytearray(P.encode_packet(frame)[:-4 - cut])
         body[1] = version
         return b"\x00" + P.cobs_encode(bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little")) + b"\x00"
 
-    for version in (P.VERSION_1, P.VERSION_2):
+    for version in old_versions:
         for _ in range(100):
-            frame = P.random_frame(rng, P.FrameType.STATUS)
-            wire = wire_of(frame, version, 8)
-            [(code, c_frame)] = c_decode_stream(lib, wire, 4)
-            py_frame = P.decode(wire)
-            assert code == 1 and (py_frame.labels, py_frame.label_errors) == (None, None)
-            assert (c_frame.labels, c_frame.label_errors) == (0, 0)
+            frame = P.random_frame(rng, frame_type)
+            [(code, c_frame)] = c_decode_stream(lib, wire_of(frame, version, cut), 4)
+            py_frame = P.decode(wire_of(frame, version, cut))
+            assert code == 1 and all(getattr(py_frame, f) is None for f in fields)
+            assert all(getattr(c_frame, f) == 0 for f in fields)
             for decoded in (py_frame, c_frame):
-                decoded.labels, decoded.label_errors = frame.labels, frame.label_errors
+                for f in fields:
+                    setattr(decoded, f, getattr(frame, f))
             assert py_frame == frame == c_frame
-    for version, cut in ((P.VERSION, 8), (P.VERSION_2, 0)):
-        wire = wire_of(frame, version, cut)
+    for version, length_cut in ((P.VERSION, cut), (old_versions[-1], 0)):
+        wire = wire_of(frame, version, length_cut)
         [(code, _)] = c_decode_stream(lib, wire, 4)
         assert code == int(P.ProtocolError.LENGTH) and P.StreamParser().feed(wire)[0].error == P.ProtocolError.LENGTH
+
+
+def test_version_1_and_2_status_frames_read_alike_in_c_and_python(lib):
+    """Devices on protocols 1 and 2 sent STATUS without labels and label_errors (52 bytes)."""
+    _older_frames_read_alike(lib, P.FrameType.STATUS, random.Random(17), (P.VERSION_1, P.VERSION_2), 8,
+                             ("labels", "label_errors"))
 
 
 def test_version_3_hello_frames_read_alike_in_c_and_python(lib):
-    """Devices on protocols 1-3 sent HELLO without device_id and boot_count (108 bytes): both
-    sides read it, Python marking the two unknown (None), C as 0 (unknown); a 108-byte HELLO
-    of version 4, or a 120-byte one of version 3, is a LENGTH error alike."""
-    rng = random.Random(19)
-
-    def wire_of(frame: P.Hello, version: int, cut: int) -> bytes:
-        body = bytearray(P.encode_packet(frame)[:-4 - cut])
-        body[1] = version
-        return b"\x00" + P.cobs_encode(bytes(body) + zlib.crc32(bytes(body)).to_bytes(4, "little")) + b"\x00"
-
-    for version in (P.VERSION_1, P.VERSION_2, P.VERSION_3):
-        for _ in range(100):
-            frame = P.random_frame(rng, P.FrameType.HELLO)
-            wire = wire_of(frame, version, 12)
-            [(code, c_frame)] = c_decode_stream(lib, wire, 4)
-            py_frame = P.decode(wire)
-            assert code == 1 and (py_frame.device_id, py_frame.boot_count) == (None, None)
-            assert (c_frame.device_id, c_frame.boot_count) == (0, 0)
-            for decoded in (py_frame, c_frame):
-                decoded.device_id, decoded.boot_count = frame.device_id, frame.boot_count
-            assert py_frame == frame == c_frame
-    for version, cut in ((P.VERSION, 12), (P.VERSION_3, 0)):
-        wire = wire_of(frame, version, cut)
-        [(code, _)] = c_decode_stream(lib, wire, 4)
-        assert code == int(P.ProtocolError.LENGTH) and P.StreamParser().feed(wire)[0].error == P.ProtocolError.LENGTH
+    """Devices on protocols 1-3 sent HELLO without device_id and boot_count (108 bytes)."""
+    _older_frames_read_alike(lib, P.FrameType.HELLO, random.Random(19), (P.VERSION_1, P.VERSION_2, P.VERSION_3), 12,
+                             ("device_id", "boot_count"))
 
 
 def test_heartbeat_and_config_fields_at_their_extremes_alike_in_c_and_python(lib):
