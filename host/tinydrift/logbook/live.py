@@ -41,7 +41,10 @@ class Snapshot:
     heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
 
 
-def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> Snapshot:
+def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
+                  before_cache: dict[int, float | None] | None = None) -> Snapshot:
+    """The view's data now. `before_cache` keeps the accuracy estimate found before each
+    change point between refreshes: finding it walks back over every frame since."""
     summary = read_summary(conn)
     hello = latest_frame(conn, P.FrameType.HELLO)
     last = latest_frame(conn, P.FrameType.INFERENCE)
@@ -52,9 +55,12 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None) -> S
         warning, drift = hello.warning_thresholds, hello.drift_thresholds
     accuracy_before = None
     if last is not None and last.alarm_bits & 0x1F and last.change_index:
-        row = conn.execute("SELECT atc FROM frames WHERE type=2 AND foreign_model=0 AND inference_index < ? "
-                           "ORDER BY id DESC LIMIT 1", (last.change_index,)).fetchone()
-        accuracy_before = row[0] / 65536.0 if row else None
+        cache = {} if before_cache is None else before_cache
+        if last.change_index not in cache:
+            row = conn.execute("SELECT atc FROM frames WHERE type=2 AND foreign_model=0 AND inference_index < ? "
+                               "ORDER BY id DESC LIMIT 1", (last.change_index,)).fetchone()
+            cache[last.change_index] = row[0] / 65536.0 if row else None
+        accuracy_before = cache[last.change_index]
     recent = conn.execute("SELECT COUNT(*), MIN(received_at), MAX(received_at) FROM frames WHERE type=2 AND "
                           "received_at >= (SELECT MAX(received_at) FROM frames) - 10").fetchone()
     rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
@@ -189,14 +195,15 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
             console.print(render(snap))
             return snap
         started = time.monotonic()
-        snap = take_snapshot(conn, model)
+        before_cache: dict[int, float | None] = {}
+        snap = take_snapshot(conn, model, before_cache)
         with Live(render(snap), console=console, refresh_per_second=max(1, int(1 / refresh))) as live:
             try:
                 while duration is None or time.monotonic() - started < duration:
                     time.sleep(refresh)
                     if failure:
                         raise failure[0]
-                    snap = take_snapshot(conn, model)
+                    snap = take_snapshot(conn, model, before_cache)
                     live.update(render(snap))
             except KeyboardInterrupt:
                 pass
