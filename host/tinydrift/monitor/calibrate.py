@@ -395,6 +395,7 @@ def calibrate_thresholds(
             "warning_q12": int(warning[i]),
             "drift_q12": int(drift[i]),
             "drift_sigma": float(drift[i]) / z_sd[i],
+            "per_score_arl0": float(per_score_arl_of[e]),  # the input and output groups differ with sessions
             "winsorize_sigma": winsorize[i],
             "method": method,
         }
