@@ -272,10 +272,18 @@ def tf_microfrontend_library() -> ctypes.CDLL:
     )
     if not path.exists():
         raise TinydriftError(f"{path}: missing from the TensorFlow install; reinstall tensorflow-cpu")
+    return microfrontend_library(path, remedy="reinstall tensorflow-cpu")
+
+
+def microfrontend_library(path: Path, remedy: str) -> ctypes.CDLL:
+    """A compiled microfrontend lib exporting FrontendPopulateState (TensorFlow's op, or
+    another build of the same C such as pymicro-features' extension, to compare tables)."""
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
-        raise TinydriftError(f"{path}: cannot load ({exc}); reinstall tensorflow-cpu") from exc
+        raise TinydriftError(f"{path}: cannot load ({exc}); {remedy}") from exc
+    if not hasattr(lib, "FrontendPopulateState"):
+        raise TinydriftError(f"{path}: exports no FrontendPopulateState; {remedy}")
     lib.FrontendPopulateState.argtypes = [
         ctypes.POINTER(FrontendConfig), ctypes.POINTER(FrontendState), ctypes.c_int,
     ]
@@ -385,11 +393,11 @@ def _kiss_factors_without_padding(factors: np.ndarray) -> np.ndarray:
     return factors
 
 
-def compute_tables(params: dict | None = None) -> FrontendTables:
-    """Run TensorFlow's FrontendPopulateState for `params` and copy its tables out."""
+def compute_tables(params: dict | None = None, library: ctypes.CDLL | None = None) -> FrontendTables:
+    """Run TensorFlow's FrontendPopulateState (or `library`'s) for `params` and copy its tables out."""
     params = dict(host_frontend_parameters() if params is None else params)
     check_parameters(params)
-    lib = tf_microfrontend_library()
+    lib = tf_microfrontend_library() if library is None else library
     config = build_config(params)
     state = FrontendState()
     sample_rate = int(params["sample_rate"])
