@@ -5,6 +5,7 @@ pymicro-features, and the int8 input against pymicro-wakeword's own preprocessin
 from __future__ import annotations
 
 import ctypes
+import json
 import shutil
 from fractions import Fraction
 
@@ -258,3 +259,26 @@ def test_every_published_model_takes_these_blocks():
         assert (model.input_scale, model.input_zero_point) == (np.float32(26 / 255), -128)
         assert (model.output_scale, model.output_zero_point) == (1 / 256, 0)
         assert 0 < model.probability_cutoff <= 1 and model.sliding_window_size >= 1
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="arm-none-eabi-gcc or qemu-system-arm not installed")
+def test_cortex_m4_streams_bit_exact_at_the_cost_of_the_20ms_build():
+    """On the emulated Cortex-M4 the 10 ms build gives the host's frames (checksum over
+    every frame of a 2 s stream), and a frame costs what a 20 ms build's frame costs: the
+    shorter step doubles the frames per second, not the work per frame."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+    from tinydrift.target.bench import run_frontend_stream_bench
+
+    result = CliRunner().invoke(main, ["bench", "frontend-stream", "--step-ms", "10", "--json"])
+    assert result.exit_code == 0, result.output
+    wake = json.loads(result.output)
+    kws = run_frontend_stream_bench(20)
+    assert all(wake["checks"].values()) and all(kws["checks"].values())
+    assert (wake["frames"], kws["frames"]) == (198, 99)
+    assert abs(wake["instructions_per_frame"] / kws["instructions_per_frame"] - 1) < 0.02
+    assert wake["first_frame_instructions"] <= wake["max_frame_instructions"] * 1.05
+    print(f"Cortex-M4, 10 ms step: {wake['instructions_per_frame']:,.0f} instructions per frame "
+          f"(largest {wake['max_frame_instructions']:,}), {wake['stack_used_bytes']} B of stack")
