@@ -92,6 +92,19 @@ def test_a_model_of_another_kind_is_refused(tmp_path, user_model):
     assert "output is int8 [1, 12]; a microWakeWord model gives uint8 [1, 1]" in message
 
 
+def test_an_input_quantized_otherwise_is_refused(user_model):
+    """The device's fixed feature map stands for scale 26/255, zero point -128: a model
+    quantized otherwise (here its input scale halved in the flatbuffer) is refused."""
+    model = user_model()
+    data = model.read_bytes()
+    scale = np.float32(26 / 255).tobytes()
+    assert scale in data
+    model.write_bytes(data.replace(scale, np.float32(13 / 255).tobytes()))
+    message = error_of(model)
+    assert "input is quantized with scale 0.0509804, zero point -128; the device's feature map assumes " \
+           "scale 26/255 = 0.101961, zero point -128" in message
+
+
 def test_missing_and_damaged_files(tmp_path, user_model):
     assert "no such model file" in error_of(tmp_path / "absent.tflite")
     model = user_model()

@@ -15,6 +15,7 @@ import pytest
 from tinydrift import firmware
 from tinydrift.codegen import frontend_tables as ft
 from tinydrift.data.synth import coloured_noise, speak
+from tinydrift.errors import TinydriftError
 from tinydrift.frontend import NUM_CHANNELS, SAMPLE_RATE, WAKEWORD_STEP_MS, frames_in, stream_uint16, uint16_to_int8
 from tinydrift.target.host_frontend import NativeFrontend, build_frontend_library
 from tinydrift.wakeword.config import load_wakeword
@@ -153,6 +154,11 @@ def test_step_is_a_build_setting():
     assert wake.hop_samples() == 480
     wake.process_hop_raw(clip[:480])
     assert wake.hop_samples() == HOP
+
+
+def test_a_step_the_window_cannot_cover_does_not_build():
+    with pytest.raises(TinydriftError, match="TD_FRONTEND_STEP_MS must be 1 to 30"):
+        build_frontend_library(step_ms=40)
 
 
 def test_host_matches_pymicro_features_but_for_its_tables(stream):
