@@ -15,6 +15,9 @@ LOGISTIC: that value moves with every input and carries the state's every error.
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -196,7 +199,7 @@ def _computed_initial_value(model, schema):
 
 @pytest.mark.parametrize("edit, named", [
     (_replace_op("LOGISTIC", "TANH"), "TANH"),
-    (_replace_op("CALL_ONCE", "IF"), "IF"),
+    (_replace_op("CALL_ONCE", "IF"), "op 0 IF: control flow is not supported"),
     (_drop_call_once, "not run by a CALL_ONCE"),
     (_computed_initial_value, "READ_VARIABLE"),
 ], ids=["unsupported-op", "control-flow", "orphan-subgraph", "computed-initial-value"])
@@ -212,3 +215,31 @@ def test_structures_the_engine_lacks_are_refused_in_one_line(models, tmp_path, e
     errors = [line for line in result.output.splitlines() if line.startswith(("error:", "Error:"))]
     assert len(errors) == 1 and named in errors[0] and "bad_wakeword.tflite" in errors[0], result.output
     assert not out.exists() or not any(out.iterdir()), "the command wrote C for a model it refused"
+
+
+# --- builds -------------------------------------------------------------------------------
+
+
+def test_sanitized_standalone_executable_streams_like_tflite_micro(models):
+    """AddressSanitizer and UBSan over okay_nabu's generated C and the kernels it calls (every
+    new one: CONCATENATION, SPLIT_V, STRIDED_SLICE, LOGISTIC, QUANTIZE, and the state)."""
+    from tinydrift.target.host_model import build_model_executable, run_model_executable
+
+    model = models["okay_nabu"]
+    inputs = stream(models, 300, seed=3)
+    executable = build_model_executable(model.tflite, sanitize=True)
+    assert np.array_equal(run_model_executable(executable, model.tflite, inputs), run_tflm(model.tflite, inputs))
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_streaming_model_builds_for_cortex_m4_without_warnings(models, tmp_path):
+    from test_model_codegen import ARM_FLAGS
+
+    from tinydrift import firmware
+    from tinydrift.codegen.model_c import write_model_c
+
+    _, source_path = write_model_c(models["okay_nabu"].tflite, "okay_nabu", tmp_path)
+    cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, *[f"-I{d}" for d in firmware.include_dirs()], f"-I{tmp_path}",
+           "-c", str(source_path), "-o", str(tmp_path / "model.o")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

@@ -37,6 +37,7 @@ SUPPORTED_OPS = (
     *VARIABLE_OPS,
 )
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # same bytes, new shape: no kernel
+CONTROL_FLOW_OPS = ("IF", "WHILE", "CALL")  # run other subgraphs: refused as a model structure
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6")
 FULL_INT8_HINT = (
     "tinydrift runs full-int8 models only: convert with a representative dataset, "
@@ -226,6 +227,11 @@ def lower(graph: Graph, state: ModelState | None = None) -> list[Step]:
     """Lower every operator, in order; the first unsupported one raises TinydriftError.
     `state` (model_state.read_state) resolves the resource variables of a streaming model."""
     op = unsupported_op(graph)
+    if op is not None and op.opcode in CONTROL_FLOW_OPS:
+        raise _OpContext(graph, op).fail(
+            "control flow is not supported; tinydrift runs single-graph models and streaming models whose "
+            "other subgraphs are CALL_ONCE initialisers"
+        )
     if op is not None:
         raise _OpContext(graph, op).fail(
             f"this operator is not supported by tinydrift's int8 kernels (supported: {', '.join(SUPPORTED_OPS)})"
