@@ -243,3 +243,38 @@ def test_streaming_model_builds_for_cortex_m4_without_warnings(models, tmp_path)
            "-c", str(source_path), "-o", str(tmp_path / "model.o")]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+QEMU_INVOCATIONS = 300  # 9 s of audio
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None,
+                    reason="the Cortex-M4 toolchain or QEMU is not installed")
+@pytest.mark.parametrize("optimized", [True, False], ids=["optimized", "reference"])
+def test_streaming_models_in_qemu_match_tflite_micro_and_cost(models, logit_models, optimized):
+    """Each model's logit copy on the emulated Cortex-M4 (mps2-an386), one stream with its
+    state carried: every output equals TFLite Micro's; instructions per invocation (30 ms of
+    audio) counted under QEMU's -icount (instructions, not cycles)."""
+    import re
+
+    from test_kernels_optimized import build_model_check
+
+    from tinydrift.target import emulator
+
+    inputs = stream(models, QEMU_INVOCATIONS, seed=5).reshape(QEMU_INVOCATIONS, -1)
+    lines = []
+    for name, data in logit_models.items():
+        elf, _ = build_model_check(data, inputs, optimized=optimized)
+        result = emulator.run(elf, icount_shift=0, timeout=120)
+        text = result.output.decode(errors="replace")
+        done = re.search(r"^td_model_check done cycles=(\d+)$", text, re.MULTILINE)
+        assert result.exit_code == 0 and done, text[-1000:]
+        rows = re.findall(r"^td_model_check (\d+) ([0-9a-f]+)$", text, re.MULTILINE)
+        device = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.int8) for _, h in rows])
+        expected = run_tflm(data, inputs)
+        assert device.shape == expected.shape == (QEMU_INVOCATIONS, 1)
+        assert np.array_equal(device, expected), f"{name}: {int(np.count_nonzero(device != expected))} outputs differ"
+        instructions = emulator.instructions_from_cycles(int(done.group(1))) / QEMU_INVOCATIONS
+        macs = plan_model(data, name).macs
+        lines.append(f"{name}: {instructions:,.0f} instructions per invocation ({instructions / macs:.2f} per MAC)")
+    print(("optimized" if optimized else "reference") + " kernels: " + "; ".join(lines))
