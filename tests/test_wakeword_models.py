@@ -62,6 +62,14 @@ def hosts(models, logit_models):
                               **{f"{name}_logit": data for name, data in logit_models.items()}})
 
 
+QUICK_SEED = 14
+
+
+def quick_stream(models, invocations: int) -> np.ndarray:
+    """The first `invocations` of the default tier's stream (synthesized once)."""
+    return stream(models, QUICK_INVOCATIONS, seed=QUICK_SEED)[:invocations]
+
+
 def stream(models, invocations: int, seed: int) -> np.ndarray:
     """Speech features, a tenth of them replaced by random int8 stretches, and one input at
     each extreme: int8 [invocations, 3, 40]."""
@@ -109,7 +117,7 @@ def check_models(models, logit_models, hosts, inputs: np.ndarray, resets: list[i
 
 
 def test_generated_c_equals_tflite_micro_on_streams_with_resets(models, logit_models, hosts):
-    inputs = stream(models, QUICK_INVOCATIONS, seed=14)
+    inputs = quick_stream(models, QUICK_INVOCATIONS)
     check_models(models, logit_models, hosts, inputs, resets=[400, 401, 777])
 
 
@@ -123,7 +131,7 @@ def test_state_carries_across_runs_and_reset_restarts_it(models, hosts):
     """Invocations split over several runs without a reset continue one stream; a reset
     then gives what a new stream gives."""
     model, host = models["okay_nabu"], hosts["okay_nabu"]
-    inputs = stream(models, 600, seed=7)
+    inputs = quick_stream(models, 600)
     expected = run_tflm(model.tflite, inputs)
     pieces = [host.run(inputs[:250])] + [host.run(inputs[a:b], reset=False) for a, b in ((250, 251), (251, 600))]
     assert np.array_equal(np.concatenate(pieces), expected)
@@ -131,6 +139,11 @@ def test_state_carries_across_runs_and_reset_restarts_it(models, hosts):
     # Without the reset, the state left by the stream above changes what the next one gives.
     assert not np.array_equal(host.run(inputs[250:600], reset=False), run_tflm(model.tflite, inputs[250:600]))
     assert np.array_equal(host.run(inputs[250:600]), run_tflm(model.tflite, inputs[250:600]))
+
+
+def test_unknown_wake_word_model_is_refused_naming_the_choices():
+    with pytest.raises(TinydriftError, match="unknown wake-word model 'hey_siri': choose one of alexa, hey_jarvis"):
+        wakeword_model("hey_siri")
 
 
 def test_arena_and_state_fit_in_the_models_own_arena(models):
@@ -226,7 +239,7 @@ def test_sanitized_standalone_executable_streams_like_tflite_micro(models):
     from tinydrift.target.host_model import build_model_executable, run_model_executable
 
     model = models["okay_nabu"]
-    inputs = stream(models, 300, seed=3)
+    inputs = quick_stream(models, 300)
     executable = build_model_executable(model.tflite, sanitize=True)
     assert np.array_equal(run_model_executable(executable, model.tflite, inputs), run_tflm(model.tflite, inputs))
 
@@ -261,7 +274,7 @@ def test_streaming_models_in_qemu_match_tflite_micro_and_cost(models, logit_mode
 
     from tinydrift.target import emulator
 
-    inputs = stream(models, QEMU_INVOCATIONS, seed=5).reshape(QEMU_INVOCATIONS, -1)
+    inputs = quick_stream(models, QEMU_INVOCATIONS).reshape(QEMU_INVOCATIONS, -1)
     lines = []
     for name, data in logit_models.items():
         elf, _ = build_model_check(data, inputs, optimized=optimized)
