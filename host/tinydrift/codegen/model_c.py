@@ -360,7 +360,7 @@ def _source(plan: ModelPlan, digest: str) -> str:
         if isinstance(step, Folded):
             calls.append(f"    {_folded_comment(plan, op)}")
             continue
-        calls.append(f"    {_step_comment(graph, op, variables)}")
+        calls.append(f"    {_step_comment(graph, op)}")
         if isinstance(step, Alias):
             calls.append(f"    /* shares the bytes of '{graph.tensors[step.input].name}': no code */")
             continue
@@ -455,7 +455,7 @@ int td_{name}_invoke(void)
 """
 
 
-def _step_comment(graph: Graph, op, variables: dict) -> str:
+def _step_comment(graph: Graph, op) -> str:
     if op.outputs:
         tensor = graph.tensors[op.outputs[0]]
         return f"/* op {op.index} {op.opcode} -> '{tensor.name}' {list(tensor.shape)} */"
