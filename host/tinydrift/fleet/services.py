@@ -216,10 +216,11 @@ class Database:
             self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.folder,
                                             **_run_as(), **tied_to_this_process())
         _wait_for_port(self.port, self.process, log, "postgres")
-        self._create_database()
+        self.new_database(DATABASE)
         return self
 
-    def _create_database(self) -> None:
+    def new_database(self, name: str) -> str:
+        """Make database `name` if it is not there yet (each test its own); returns its URL."""
         import psycopg
 
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -227,9 +228,9 @@ class Database:
             try:
                 with psycopg.connect(f"postgresql://{DB_USER}@127.0.0.1:{self.port}/postgres",
                                      autocommit=True, connect_timeout=2) as conn:
-                    if conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (DATABASE,)).fetchone() is None:
-                        conn.execute(f"CREATE DATABASE {DATABASE}")
-                    return
+                    if conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone() is None:
+                        conn.execute(f'CREATE DATABASE "{name}"')
+                    return f"postgresql://{DB_USER}@127.0.0.1:{self.port}/{name}"
             except psycopg.OperationalError as exc:  # still starting up
                 if time.monotonic() > deadline:
                     raise TinydriftError(f"postgres did not accept connections: {exc}") from None
