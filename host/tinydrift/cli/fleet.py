@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import click
 
-from tinydrift.cli.params import BAUD, COUNT, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, SECONDS, SERIAL_URL
+from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_NAME, FiniteFloat, MODEL_FOLDER,
+                                  OUTPUT_FILE, SECONDS, SERIAL_URL)
 
 BROKER_HELP = ("Broker URL: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS), with USER[:PASSWORD]@ "
                "if it wants them: mosquitto here, or a clustered broker (EMQX, HiveMQ).")
@@ -15,11 +16,11 @@ FLEET_HELP = "Fleet name: the topic level tinydrift/FLEET/... (letters, digits, 
 @click.command("gateway")
 @click.option("--port", "ports", type=SERIAL_URL, multiple=True, required=True, metavar="URL",
               help="A device's pyserial URL (/dev/ttyACM0, a pty, socket://HOST:PORT); repeat for several devices.")
-@click.option("--broker", required=True, metavar="URL", help=BROKER_HELP)
+@click.option("--broker", type=BROKER_URL, required=True, metavar="URL", help=BROKER_HELP)
 @click.option("--outbox", "outbox_path", type=OUTPUT_FILE, required=True, metavar="FILE",
               help="SQLite file holding frames until the broker acknowledges them (created if missing); "
                    "a restarted gateway sends what it still holds.")
-@click.option("--fleet", default="default", show_default=True, help=FLEET_HELP)
+@click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
 @click.option("--client-id", default=None, metavar="ID",
               help="MQTT client id, kept across restarts (default: from the fleet and the outbox's name).")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
@@ -63,12 +64,12 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
 
 
 @click.command("collect")
-@click.option("--broker", required=True, metavar="URL", help=BROKER_HELP)
-@click.option("--db", "dsn", required=True, metavar="URL",
+@click.option("--broker", type=BROKER_URL, required=True, metavar="URL", help=BROKER_HELP)
+@click.option("--db", "dsn", type=DATABASE_URL, required=True, metavar="URL",
               help="PostgreSQL connection URL, e.g. postgresql://tinydrift@127.0.0.1:5432/tinydrift "
                    "(a managed PostgreSQL or TimescaleDB the same way). The schema is made or upgraded on start.")
-@click.option("--fleet", default="default", show_default=True, help=FLEET_HELP)
-@click.option("--group", default="collectors", show_default=True,
+@click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
+@click.option("--group", type=FLEET_NAME, default="collectors", show_default=True,
               help="Shared-subscription group: the collectors of one group split the fleet's frames.")
 @click.option("--name", default=None, metavar="NAME",
               help="This collector's name within the group, kept across restarts: the broker keeps its session "
@@ -111,6 +112,8 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
                             log=lambda m: click.echo(m, err=True), progress=progress,
                             progress_interval=progress_interval)
     click.echo(summary.line())
+    if summary.failed:
+        raise SystemExit(1)
 
 
 @click.group("fleet")
@@ -133,17 +136,17 @@ def fleet_up(broker_port, db_port, duration):
     Example:
       tinydrift fleet up --broker-port 1883 --db-port 5433
     """
-    import time
+    import signal
+    import threading
 
     from tinydrift.fleet.services import private_services
 
+    stop = threading.Event()  # Ctrl-C and SIGTERM are the normal way to stop: exit 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     with private_services(broker_port, db_port) as (broker, database):
         click.echo(f"broker   {broker.url}")
         click.echo(f"database {database.dsn}")
-        click.echo("running; Ctrl-C stops both", err=True)
-        started = time.monotonic()
-        try:
-            while duration is None or time.monotonic() - started < duration:
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
+        click.echo(f"files in {broker.folder}, {database.folder}", err=True)
+        click.echo("running; Ctrl-C stops both and removes their files", err=True)
+        stop.wait(duration)

@@ -53,10 +53,13 @@ class CollectSummary:
     end_reason: str
     stats: CollectStats
     unacknowledged: int  # received but not committed when it stopped: the broker sends them again
+    failed: bool = False  # the database was unreachable when it stopped
 
     def line(self) -> str:
         s = self.stats
         later = f"; {self.unacknowledged} not acknowledged (the broker delivers them again)" if self.unacknowledged else ""
+        if self.failed:
+            later += "; the database was unreachable"
         return (f"collected {s.stored} frames in {s.batches} batches ({s.duplicates} copies dropped, "
                 f"{s.rejected} rejected) in {self.duration_s:.1f} s; stopped: {self.end_reason}{later}")
 
@@ -88,7 +91,7 @@ class Collector:
         # The broker sends at most this many unacknowledged messages: a batch waiting on the
         # database holds the rest back at the broker, not in this process's memory.
         self.client = mqtt.client(broker, f"tinydrift-collector-{fleet}-{group}-{name}", manual_ack=True,
-                                  receive_maximum=2 * batch_size)
+                                  receive_maximum=min(2 * batch_size, mqtt.RECEIVE_MAXIMUM_LIMIT))
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
@@ -161,7 +164,12 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     broker = mqtt.BrokerUrl.parse(broker_url)
     known = known_model_ids(list(model_dirs))
     name = name or socket.gethostname()
-    store = _open_store(dsn, log, stop_event)
+    try:
+        store: FleetStore | None = FleetStore(dsn)
+        store.migrate()
+    except StoreDown as exc:  # the broker keeps the fleet's frames meanwhile
+        log(f"database unreachable ({exc}): storing and acknowledging nothing until it is up")
+        store = None
     collector = Collector(broker, fleet, group, name, batch_size, log)
     stats = CollectStats()
     stop_reason: list[str] = []
@@ -189,8 +197,12 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
             if not batch:
                 continue
             stats.received += len(batch)
-            store = _store_batch(store, dsn, fleet, batch, known, stats, log, lambda: bool(stop_reason))
+            store = _store_batch(store, dsn, fleet, batch, known, stats, log,
+                                 lambda: bool(stop_reason) or (stop_event is not None and stop_event.is_set())
+                                 or (duration is not None and time.monotonic() - started >= duration))
             if store is None:  # stopped while the database was down: nothing acknowledged
+                if not stop_reason:
+                    stop_reason.append("stopped" if duration is None else f"duration {duration:g} s")
                 break
             collector.ack(batch)
             batch = []
@@ -207,27 +219,7 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
             store.close()
     unacknowledged = len(batch) + collector.inbox.qsize()
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
-                          unacknowledged)
-
-
-def _open_store(dsn: str, log: Callable[[str], None], stop_event: threading.Event | None) -> FleetStore:
-    """A migrated store; a database that is down at start is waited for (the broker keeps the
-    messages meanwhile)."""
-    said = False
-    while True:
-        try:
-            store = FleetStore(dsn)
-            store.migrate()
-            if said:
-                log("database reached")
-            return store
-        except StoreDown as exc:
-            if not said:
-                log(f"database unreachable ({exc}); waiting for it, acknowledging nothing")
-                said = True
-            if stop_event is not None and stop_event.is_set():
-                raise TinydriftError(f"the database never came up: {exc}") from None
-            time.sleep(RETRY_S)
+                          unacknowledged, failed=store is None)
 
 
 def _store_batch(store: FleetStore | None, dsn: str, fleet: str, batch: list[Received], known: set[bytes] | None,

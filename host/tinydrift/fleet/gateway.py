@@ -37,6 +37,7 @@ MAX_IN_FLIGHT = 1000  # published, PUBACK not yet back (also paho's window)
 NO_SUBSCRIBER_RETRY_S = 1.0
 REASON_NO_MATCHING_SUBSCRIBERS = 0x10
 DRAIN_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 0.02
 
 
 @dataclass
@@ -72,14 +73,14 @@ class GatewaySummary:
 class PortReader(threading.Thread):
     """Reads one port into the outbox until `stop` is set or the port does not come back."""
 
-    def __init__(self, url: str, outbox: Outbox, fleet: str, stats: GatewayStats, stats_lock: threading.Lock,
-                 wake: threading.Event, stop: threading.Event, log: Callable[[str], None], *,
-                 baudrate: int = 115200, reconnect_timeout: float | None = 10.0, read_timeout: float = 0.02) -> None:
+    def __init__(self, url: str, port: serial.SerialBase, outbox: Outbox, fleet: str, stats: GatewayStats,
+                 stats_lock: threading.Lock, wake: threading.Event, stop: threading.Event, log: Callable[[str], None],
+                 *, baudrate: int = 115200, reconnect_timeout: float | None = 10.0,
+                 read_timeout: float = READ_TIMEOUT_S) -> None:
         super().__init__(name=f"gateway {url}", daemon=True)
-        self.url, self.outbox, self.fleet, self.stats, self.stats_lock = url, outbox, fleet, stats, stats_lock
-        self.wake, self.stop, self.log = wake, stop, log
+        self.url, self.port, self.outbox, self.fleet = url, port, outbox, fleet
+        self.stats, self.stats_lock, self.wake, self.stop, self.log = stats, stats_lock, wake, stop, log
         self.baudrate, self.reconnect_timeout, self.read_timeout = baudrate, reconnect_timeout, read_timeout
-        self.port = open_port(url, baudrate, read_timeout)  # at construction: a bad port fails the start
         self.identity = E.Identity()
         self.tracker = LinkTracker(None, None)
         self.failure: str | None = None
@@ -299,18 +300,19 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
         raise TinydriftError("give at least one --port")
     if len(set(ports)) != len(ports):
         raise TinydriftError("a port is given twice: give each --port once")
-    outbox = Outbox(outbox_path, durable=durable)
-    stats, stats_lock, wake, stop = GatewayStats(), threading.Lock(), threading.Event(), threading.Event()
-    readers: list[PortReader] = []
-    try:
+    opened: list[serial.SerialBase] = []
+    try:  # every port first: a bad one fails the start before the outbox is made
         for url in ports:
-            readers.append(PortReader(url, outbox, fleet, stats, stats_lock, wake, stop, log, baudrate=baudrate,
-                                      reconnect_timeout=reconnect_timeout))
+            opened.append(open_port(url, baudrate, READ_TIMEOUT_S))
+        outbox = Outbox(outbox_path, durable=durable)
     except TinydriftError:
-        for reader in readers:
-            reader.port.close()
-        outbox.close()
+        for port in opened:
+            port.close()
         raise
+    stats, stats_lock, wake, stop = GatewayStats(), threading.Lock(), threading.Event(), threading.Event()
+    readers = [PortReader(url, port, outbox, fleet, stats, stats_lock, wake, stop, log, baudrate=baudrate,
+                          reconnect_timeout=reconnect_timeout, read_timeout=READ_TIMEOUT_S)
+               for url, port in zip(ports, opened)]
     waiting = outbox.count()
     if waiting:
         log(f"{waiting} frames from an earlier run wait in {outbox.path}: sending them first")

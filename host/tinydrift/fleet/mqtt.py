@@ -18,6 +18,8 @@ KEEPALIVE_S = 15
 # How long the broker keeps a session (its subscriptions, its unacknowledged messages) while
 # the client is away: a gateway or collector that restarts within this finds it again.
 SESSION_EXPIRY_S = 7 * 24 * 3600
+RECEIVE_MAXIMUM_LIMIT = 65535
+FLEET_EXTRA = "the fleet commands need the fleet extra (pip install 'tinydrift[fleet]')"  # MQTT 5's Receive Maximum is a u16
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,12 @@ def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_
            max_inflight: int = 1000, session_expiry_s: int = SESSION_EXPIRY_S):
     """A paho client set up for `url`, connecting in the background once its loop starts
     (loop_start): a broker that is down at start is retried, as one that goes away later."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+    try:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+    except ImportError:
+        raise TinydriftError(f"{FLEET_EXTRA}: paho-mqtt is missing") from None
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                     manual_ack=manual_ack)

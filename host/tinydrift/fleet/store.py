@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.envelope import Envelope
+from tinydrift.fleet.mqtt import FLEET_EXTRA
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import to_int64
 
@@ -127,8 +128,10 @@ class FleetStore:
     """One connection to the fleet database. Raises StoreDown when it cannot be reached."""
 
     def __init__(self, dsn: str) -> None:
-        import psycopg
-
+        try:
+            import psycopg
+        except ImportError:
+            raise TinydriftError(f"{FLEET_EXTRA}: psycopg is missing") from None
         self._psycopg = psycopg
         self.dsn = dsn
         try:
