@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tinydrift.errors import TinydriftError
 from tinydrift.fleet import envelope as E
 from tinydrift.fleet import mqtt
 from tinydrift.fleet.store import FleetStore, StoreDown

@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -49,7 +49,6 @@ class GatewayStats:
     restarts: int = 0
     reopens: int = 0
     redelivered: int = 0  # sent again: no subscriber took them yet, or the broker refused
-    ports: dict = field(default_factory=dict)  # url -> identity hex
 
 
 @dataclass
@@ -152,7 +151,6 @@ class PortReader(threading.Thread):
             s.corrupt += corrupt
             s.lost += self.tracker.lost - self._lost_seen
             s.restarts += self.tracker.restarts - self._restarts_seen
-            s.ports[self.url] = f"{self.identity.device_id:016x}"
         self._lost_seen, self._restarts_seen = self.tracker.lost, self.tracker.restarts
         if messages:
             self.wake.set()
