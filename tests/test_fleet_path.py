@@ -20,7 +20,7 @@ import pytest
 
 from test_capture import write_all
 from tinydrift.fleet import envelope as E
-from tinydrift.fleet.services import Broker, missing_binaries, private_services
+from tinydrift.fleet.services import Broker, missing_binaries
 from tinydrift.fleet.simulate import SimulatedDevice
 from tinydrift.link import protocol as P
 
@@ -29,15 +29,14 @@ pytestmark = pytest.mark.skipif(missing_binaries() is not None, reason=f"{missin
 psycopg = pytest.importorskip("psycopg")
 
 
-@pytest.fixture(scope="module")
-def services():
-    with private_services() as (broker, database):
-        yield broker, database
+@pytest.fixture
+def services(fleet_services):
+    return fleet_services
 
 
 @pytest.fixture
-def dsn(services, request):
-    return services[1].new_database(request.node.name.lower()[:50])
+def dsn(fleet_dsn):
+    return fleet_dsn
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ FLEET_HELP = "Fleet name: the topic level tinydrift/FLEET/... (letters, digits, 
                    "a restarted gateway sends what it still holds.")
 @click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
 @click.option("--client-id", default=None, metavar="ID",
-              help="MQTT client id, kept across restarts (default: from the fleet and the outbox's name).")
+              help="MQTT client id, kept across restarts (default: from the fleet, the host and the outbox's path).")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
 @click.option("--reconnect-timeout", type=FiniteFloat(min=-1), default=10.0, show_default=True, metavar="S",
               help="How long to keep reopening a port that disappeared (0: give it up at once; -1: forever).")

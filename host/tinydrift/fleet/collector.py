@@ -117,7 +117,7 @@ class Collector:
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
         if not self.stopping:
-            self._down(str(reason_code))
+            self._down(mqtt.disconnect_reason(reason_code))
 
     def _down(self, why: str) -> None:
         if not self._said_down:

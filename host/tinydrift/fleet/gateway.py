@@ -13,8 +13,10 @@ subscribes.
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -210,7 +212,7 @@ class Publisher:
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
         if not self.stopping:
-            self._went_down(str(reason_code))
+            self._went_down(mqtt.disconnect_reason(reason_code))
 
     def _went_down(self, why: str) -> None:
         if self._down_since is None:
@@ -284,6 +286,12 @@ class Publisher:
         self.client.loop_stop()
 
 
+def default_client_id(fleet: str, outbox_path: str | Path) -> str:
+    """Stable for one outbox on one machine (its session outlives a restart), distinct for two."""
+    where = hashlib.sha256(str(Path(outbox_path).resolve()).encode()).hexdigest()[:8]
+    return f"tinydrift-gateway-{fleet}-{socket.gethostname()}-{where}"
+
+
 def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, fleet: str = "default",
                 client_id: str | None = None, baudrate: int = 115200, reconnect_timeout: float | None = 10.0,
                 duration: float | None = None, stop_event: threading.Event | None = None,
@@ -314,8 +322,8 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
     waiting = outbox.count()
     if waiting:
         log(f"{waiting} frames from an earlier run wait in {outbox.path}: sending them first")
-    publisher = Publisher(outbox, broker, client_id or f"tinydrift-gateway-{fleet}-{Path(outbox_path).stem}",
-                          stats, stats_lock, wake, log)
+    publisher = Publisher(outbox, broker, client_id or default_client_id(fleet, outbox_path), stats, stats_lock,
+                          wake, log)
     stop_reason: list[str] = []
     previous_handlers = {}
     if threading.current_thread() is threading.main_thread():

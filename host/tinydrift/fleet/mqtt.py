@@ -19,6 +19,7 @@ KEEPALIVE_S = 15
 # the client is away: a gateway or collector that restarts within this finds it again.
 SESSION_EXPIRY_S = 7 * 24 * 3600
 RECEIVE_MAXIMUM_LIMIT = 65535
+REASON_SESSION_TAKEN_OVER = 0x8E  # another client connected with the same client id
 FLEET_EXTRA = "the fleet commands need the fleet extra (pip install 'tinydrift[fleet]')"  # MQTT 5's Receive Maximum is a u16
 
 
@@ -75,3 +76,11 @@ def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_
         properties.ReceiveMaximum = receive_maximum
     c.connect_async(url.host, url.port, keepalive=KEEPALIVE_S, clean_start=False, properties=properties)
     return c
+
+
+def disconnect_reason(reason_code) -> str:
+    """A broker's reason for dropping the connection, in words a user can act on."""
+    if getattr(reason_code, "value", None) == REASON_SESSION_TAKEN_OVER:
+        return ("another client connected with the same client id and took this session over: give each gateway "
+                "its own --client-id and each collector its own --name")
+    return str(reason_code)
