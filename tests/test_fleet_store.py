@@ -94,3 +94,9 @@ def test_a_newer_schema_and_a_database_of_something_else_are_refused(fleet_servi
         conn.execute("CREATE TABLE devices (name text)")
     with pytest.raises(TinydriftError, match="did not make"):
         FleetStore(other).migrate()
+
+
+def test_a_database_that_does_not_exist_is_a_clear_error_not_an_outage(fleet_services):
+    _, database = fleet_services
+    with pytest.raises(TinydriftError, match='database "nothing_here" does not exist'):
+        FleetStore(database.dsn.rsplit("/", 1)[0] + "/nothing_here")

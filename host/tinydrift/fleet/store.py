@@ -137,6 +137,13 @@ class FleetStore:
         try:
             self.conn = psycopg.connect(dsn, connect_timeout=5)
         except psycopg.OperationalError as exc:
+            text = str(exc)
+            refusal = text.split("FATAL:", 1)[1].strip().splitlines()[0] if "FATAL:" in text else None
+            if refusal and "the database system is" not in refusal:  # starting up or shutting down: wait
+                # The server answered and said no (no such database or role, a wrong password):
+                # waiting would not change that.
+                raise TinydriftError(f"the database server refused {dsn!r}: {refusal} (fix --db, or create the "
+                                     "database and the role)") from None
             raise StoreDown(_first_line(exc)) from None
         except psycopg.ProgrammingError as exc:  # a malformed connection string
             raise TinydriftError(f"database {dsn!r}: {_first_line(exc)} (give a PostgreSQL URL such as "
