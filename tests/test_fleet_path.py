@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import os
 import pty
+import resource
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import tty
 from pathlib import Path
@@ -54,12 +57,18 @@ FLEET = "default"
 class Command:
     """`tinydrift ARGS` as a child process, its stderr in a file."""
 
-    def __init__(self, folder: Path, name: str, *args: str) -> None:
+    def __init__(self, folder: Path, name: str, *args: str, file_size_limit: int | None = None) -> None:
         self.log = folder / f"{name}.log"
         self.out = folder / f"{name}.out"
+
+        def limit_file_size():  # SQLite then sees a short write, as on a full disk
+            if file_size_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+
         with open(self.log, "ab") as err, open(self.out, "ab") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "tinydrift", *args], stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=err)
+                                            stdout=out, stderr=err, preexec_fn=limit_file_size)
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
@@ -117,12 +126,13 @@ def devices_factory():
         devices.close()
 
 
-def gateway(tmp_path: Path, broker_url: str, devices: Devices, name: str = "gateway", outbox: str = "outbox.sqlite"):
+def gateway(tmp_path: Path, broker_url: str, devices: Devices, name: str = "gateway", outbox: str = "outbox.sqlite",
+            **options):
     args = ["gateway", "--broker", broker_url, "--outbox", str(tmp_path / outbox), "--fleet", FLEET,
             "--progress-interval", "1"]
     for path in devices.paths:
         args += ["--port", path]
-    return Command(tmp_path, name, *args)
+    return Command(tmp_path, name, *args, **options)
 
 
 def collector(tmp_path: Path, broker_url: str, dsn: str, name: str, *extra: str) -> Command:
@@ -390,3 +400,20 @@ def test_fleet_up_runs_a_broker_and_a_database_until_stopped(tmp_path):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     folders = [line.split(" in ", 1)[1] for line in up.log.read_text().splitlines() if line.startswith("files in ")]
     assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
+
+
+def test_an_outbox_that_cannot_grow_stops_the_gateway_with_what_it_holds_intact(tmp_path, devices_factory):
+    away = Broker.create()  # never started: everything stays in the outbox
+    devices = devices_factory(1, 0x2800)
+    gw = gateway(tmp_path, away.url, devices, file_size_limit=600_000)
+    # A writer of its own: once the gateway stops reading, the pty's buffer fills and the write
+    # blocks until the test closes the pty.
+    threading.Thread(target=devices.send, args=(lambda board: board.run(20_000),), daemon=True).start()
+    assert gw.process.wait(30) == 1
+    said = gw.out.read_text()
+    assert "Traceback" not in gw.text and "cannot write to" in said and "not kept" in said, gw.text
+    read = int(said.split("gateway read ")[1].split()[0])
+    conn = sqlite3.connect(tmp_path / "outbox.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (read,) and read > 100
+    away.remove()
