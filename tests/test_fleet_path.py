@@ -140,6 +140,13 @@ def collector(tmp_path: Path, broker_url: str, dsn: str, name: str, *extra: str)
                    "--name", name, "--progress-interval", "1", *extra)
 
 
+def subscribed(*collectors: Command, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all("subscribed to $share/" in c.log.read_text() for c in collectors):
+        assert time.monotonic() < deadline, "\n".join(c.text[-1000:] for c in collectors)
+        time.sleep(0.05)
+
+
 def stored(dsn: str) -> tuple[int, int]:
     """(rows, distinct (device, boot, seq)) in the fleet store."""
     with psycopg.connect(dsn) as conn:
@@ -175,7 +182,7 @@ def test_three_devices_two_collectors_every_frame_once_with_heartbeats_decoded(s
     broker, _ = services
     devices = devices_factory(3, 0xA100, boot_count=7, heartbeat_interval=10)
     collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
-    time.sleep(1.0)  # subscribed before the gateway sends (else it holds frames back: another test)
+    subscribed(*collectors)  # before the gateway sends (else it holds frames back: another test)
     gw = gateway(tmp_path, broker.url, devices)
     devices.send(lambda board: board.run(1000))
     total = len(devices.sent)
@@ -212,7 +219,7 @@ def test_broker_restarted_mid_run_loses_and_duplicates_nothing(services, dsn, tm
     broker, _ = services
     devices = devices_factory(2, 0xB200)
     collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
-    time.sleep(1.0)
+    subscribed(*collectors)
     gw = gateway(tmp_path, broker.url, devices)
     devices.send(lambda board: board.run(400))
     wait_stored(dsn, len(devices.sent), commands=[gw, *collectors])
@@ -234,7 +241,7 @@ def test_collector_killed_mid_batch_loses_nothing(services, dsn, tmp_path, devic
     devices = devices_factory(2, 0xC300)
     # A long batch wait: the killed collector holds every frame it got in a batch not yet written.
     slow = collector(tmp_path, broker.url, dsn, "c2", "--batch", "100000", "--batch-wait", "30")
-    time.sleep(1.0)
+    subscribed(slow)
     gw = gateway(tmp_path, broker.url, devices)
     devices.send(lambda board: board.run(500))
     n = len(devices.sent)
@@ -259,7 +266,7 @@ def test_database_down_collector_acknowledges_nothing_and_catches_up(services, d
     broker, database = services
     devices = devices_factory(1, 0xD400)
     c1 = collector(tmp_path, broker.url, dsn, "c1")
-    time.sleep(1.0)
+    subscribed(c1)
     gw = gateway(tmp_path, broker.url, devices)
     devices.send(lambda board: board.run(200))
     wait_stored(dsn, len(devices.sent), commands=[gw, c1])
@@ -318,7 +325,7 @@ def test_gateway_killed_with_frames_in_its_outbox_a_new_one_sends_them(services,
         first.kill()
         away.start()
         c1 = collector(tmp_path, away.url, dsn, "c1")
-        time.sleep(1.0)
+        subscribed(c1)
         second = gateway(tmp_path, away.url, devices, name="gateway-2")
         devices.send(lambda board: [f for _ in range(100) for f in board.infer()])  # no HELLO
         rows, distinct = wait_stored(dsn, len(devices.sent), commands=[second, c1])
@@ -336,7 +343,7 @@ def test_unknown_model_and_a_contradicting_hello_are_said_and_kept(services, dsn
     broker, _ = services
     devices = devices_factory(1, 0x1700, boot_count=5)
     c1 = collector(tmp_path, broker.url, dsn, "c1", "--model-dir", str(REPO_ROOT / "models" / "kws"))
-    time.sleep(1.0)
+    subscribed(c1)
     gw = gateway(tmp_path, broker.url, devices)
     devices.send(lambda board: board.run(50))
     wait_stored(dsn, len(devices.sent), commands=[gw, c1])

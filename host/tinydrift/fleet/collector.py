@@ -95,6 +95,8 @@ class Collector:
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._said_subscribed = False
 
     @property
     def subscription(self) -> str:
@@ -110,6 +112,15 @@ class Collector:
         if self._said_down:
             self.log(f"broker {self.broker} reached again")
         self._said_down = False
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        failed = [code for code in reason_codes if code.is_failure]
+        if failed:
+            self.log(f"broker {self.broker} refused the subscription {self.subscription}: {failed[0]} (a broker "
+                     "without MQTT 5 shared subscriptions cannot split a fleet between collectors)")
+        elif not self._said_subscribed:
+            self._said_subscribed = True
+            self.log(f"subscribed to {self.subscription} on {self.broker}")
 
     def _on_connect_fail(self, _client, _userdata) -> None:
         self._down("cannot connect")
