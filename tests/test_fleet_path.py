@@ -203,7 +203,7 @@ def test_three_devices_two_collectors_every_frame_once_with_heartbeats_decoded(s
         versions = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")]
     per_device = total // 3
     assert devices_rows == [(b.device_id, 7, b.model_hash[:8], per_device, True) for b in devices.boards]
-    assert partitions >= 1 and versions == [1, 2]
+    assert partitions >= 1 and versions == [1, 2, 3]
     sent_beats = {(d, f.seq): f for d, _, f in devices.sent if isinstance(f, P.Heartbeat)}
     assert len(beats) == len(sent_beats) == 300
     for device, seq, index, window, accuracy, confidence, entropy, shares_, maxima, delays in beats:
