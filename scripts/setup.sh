@@ -13,6 +13,7 @@ APT_PACKAGES=(
   libclang-rt-14-dev        # ... and clang's fuzzer/sanitizer runtimes
   mosquitto                 # fleets: the MQTT 5 broker (started privately, never as a service)
   postgresql                # fleets: the collector's database (initdb/postgres run privately)
+  chromium                  # fleets: the dashboard's test in a real headless browser
 )
 
 missing=()

@@ -210,6 +210,7 @@ CASES = [
                                  "--model-dir", "{r}/nothing"], "nothing"),
     ("zero", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--batch", "0"], "0"),
     ("negative", "fleet-up", ["--broker-port", "-1"], "-1"),
+    ("bad-url", "fleet-serve", ["--db", "sqlite:///fleet.db"], "sqlite:///fleet.db"),
     # files whose content is damaged
     ("truncated-wav", "eval", ["{r}/model", "{r}/wav_truncated"], "a_nohash_0.wav"),
     ("truncated-wav", "replay", ["{r}/wav_truncated", "--port", PORT], "a_nohash_0.wav"),

@@ -150,3 +150,38 @@ def fleet_up(broker_port, db_port, duration):
         click.echo(f"files in {broker.folder}, {database.folder}", err=True)
         click.echo("running; Ctrl-C stops both and removes their files", err=True)
         stop.wait(duration)
+
+
+@fleet.command("serve")
+@click.option("--db", "dsn", type=DATABASE_URL, required=True, metavar="URL",
+              help="The PostgreSQL the collectors write, e.g. postgresql://tinydrift@127.0.0.1:5433/tinydrift.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
+              help="Port to listen on (0: a free one, printed).")
+@click.option("--fleet", "fleet_name", type=FLEET_NAME, default=None, help="Show this fleet only (default: all).")
+@click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
+def fleet_serve(dsn, host, port, fleet_name, duration):
+    """A web dashboard over the fleet store, in any browser.
+
+    The fleet at a glance (each device's model, boot, last seen, alarm state and types,
+    estimated accuracy; drifting devices first), the alarm map (devices showing each alarm
+    type per hour, rising ones marked) and each device's timeline (its estimated accuracy
+    and where each alarm latched). Pages refresh themselves every 10 s.
+
+    \b
+    Example:
+      tinydrift fleet serve --db postgresql://tinydrift@127.0.0.1:5433/tinydrift --port 8050
+    """
+    import signal
+    import threading
+
+    from tinydrift.fleet.dashboard import serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    serve(dsn, host, port, fleet=fleet_name, stop_event=stop, log=lambda m: click.echo(m, err=True))

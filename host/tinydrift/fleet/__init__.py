@@ -7,6 +7,7 @@
     gateway     serial ports -> outbox -> MQTT 5, QoS 1
     store       the PostgreSQL schema, its ordered migrations, day partitions, the batch writer
     collector   MQTT (shared subscription) -> PostgreSQL in batches, acknowledged after commit
+    dashboard   the fleet at a glance, the alarm map and device timelines, as web pages
     simulate    simulated devices: HELLO, INFERENCE and the heartbeat twin's HEARTBEAT frames
     services    a private mosquitto and PostgreSQL as child processes (tests, `fleet up`)
 """
