@@ -43,7 +43,7 @@ want="$(cat pyproject.toml setup.py requirements.lock | sha256sum | cut -d' ' -f
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing the Python package with the versions pinned in requirements.lock"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c requirements.lock -e ".[train,device,test,bench,fleet]"
+  .venv/bin/python -m pip install -q -c requirements.lock -e ".[train,device,test,bench,wakeword,fleet]"
   echo "$want" > "$stamp"
 fi
 # PlatformIO offline: the emulated board's local platform, toolchain and SCons packages.

@@ -108,6 +108,17 @@ def build_keras_model(spec: dict):
         x = _add_model(spec, inp)
     elif kind == "ds_cnn":
         x = _ds_cnn(spec, inp)
+    elif kind == "logistic":
+        x = layers.Dense(spec["dense_units"])(inp) if spec.get("dense_units") else inp
+        x = layers.Activation("sigmoid")(x)
+    elif kind == "concat":
+        x = _concat_model(spec, inp)
+    elif kind == "split":
+        x = _split_model(spec, inp)
+    elif kind == "slice":
+        x = inp[tuple(slice(*s) for s in spec["slices"])]
+        if spec.get("dense_units"):
+            x = layers.Dense(spec["dense_units"])(x)
     elif kind == "tanh":  # an op tinydrift refuses
         x = layers.Dense(spec["units"], activation="tanh")(layers.Flatten()(inp))
     else:
@@ -201,6 +212,35 @@ def _add_model(spec: dict, inp):
     return x
 
 
+def _concat_model(spec: dict, inp):
+    """Concatenate along spec["axis"]: the input beside a convolution of it or beside its
+    sigmoid (whose fixed scale the converter requantizes), or convolutions of it."""
+    import keras
+
+    layers = keras.layers
+    axis = spec["axis"]
+    if spec["variant"] == "input_and_conv":
+        parts = [inp, layers.Conv2D(inp.shape[-1], 1, padding="same")(inp)]
+    elif spec["variant"] == "input_and_sigmoid":  # LOGISTIC's fixed scale: a QUANTIZE int8 -> int8
+        parts = [inp, layers.Activation("sigmoid")(inp)]
+    else:
+        parts = [layers.Conv2D(c, 1, padding="same", name=f"part_{i}")(inp) for i, c in enumerate(spec["channels"])]
+        if axis != -1 and axis != 3:  # other axes need equal channel counts
+            parts = [layers.Conv2D(spec["channels"][0], 1, padding="same")(inp) for _ in spec["channels"]]
+    return layers.Concatenate(axis=axis)(parts)
+
+
+def _split_model(spec: dict, inp):
+    """keras.ops.split at uneven points (SPLIT_V), one part through a convolution, the parts
+    concatenated back in reverse order."""
+    import keras
+
+    parts = keras.ops.split(inp, spec["indices"], axis=spec["axis"])
+    parts = list(parts)
+    parts[0] = keras.layers.Conv2D(int(parts[0].shape[-1]), 1, padding="same")(parts[0])
+    return keras.layers.Concatenate(axis=spec["axis"])(parts[::-1])
+
+
 def _constant_add_layer():
     import keras
 
@@ -277,7 +317,7 @@ def convert(spec: dict) -> bytes:
     converter.representative_dataset = lambda: ([sample] for sample in data)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    converter.inference_output_type = tf.uint8 if spec.get("output_uint8") else tf.int8
     if spec.get("int16"):  # 16-bit activations, 8-bit weights: refused by tinydrift
         converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
         converter.inference_input_type = tf.int16

@@ -24,6 +24,7 @@ LAYERS = [
     ("model",),  # Keras model, int8 conversion, runtimes
     ("monitor",),  # the drift monitor's twin, calibration (twin of firmware monitor/)
     ("codegen",),  # C emission
+    ("wakeword",),  # microWakeWord models: config checked against the model, int8 input blocks
     ("link",),  # the wire protocol (twin of firmware protocol/), the port, replay
     ("app",),  # the firmware app's twin
     ("logbook",),  # capture store, live view, report

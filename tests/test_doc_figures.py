@@ -57,6 +57,27 @@ def _kws_clips() -> int:
     return sum(KwsConfig().clips_per_class.values()) * len(LABELS)
 
 
+def _wakeword_ram_bytes(name: str) -> int:
+    """Arena and state of the generated C for one of pymicro-wakeword's models."""
+    from tinydrift.codegen.model_c import plan_model
+    from tinydrift.model.wakeword import wakeword_model
+
+    plan = plan_model(wakeword_model(name).tflite, name)
+    return plan.arena_bytes + plan.state_bytes
+
+
+def _wakeword_tensor_arena(name: str) -> int:
+    from tinydrift.model.wakeword import wakeword_model
+
+    return wakeword_model(name).tensor_arena_size
+
+
+def _wakeword_full_invocations() -> int:
+    from test_wakeword_models import FULL_INVOCATIONS
+
+    return FULL_INVOCATIONS
+
+
 def _bench_settings(quick: bool):
     from tinydrift.pipeline.drift_pools import BenchSettings
 
@@ -92,6 +113,9 @@ CODE_FIGURES = {
     "drift_bench.quick.control_clips": lambda: _bench_settings(True).control_clips_per_class * len(LABELS),
     "drift_bench.full.control_clips": lambda: _bench_settings(False).control_clips_per_class * len(LABELS),
     "export.commission_n": lambda: MODEL.monitor_config()["commission_n"],
+    "wakeword.full_invocations": _wakeword_full_invocations,
+    "wakeword.okay_nabu_ram_bytes": lambda: _wakeword_ram_bytes("okay_nabu"),
+    "wakeword.okay_nabu_config_arena_bytes": lambda: _wakeword_tensor_arena("okay_nabu"),
 }
 
 

@@ -176,6 +176,8 @@ CASES = [
     ("zero", "drift-verify", ["{r}/config.json", "--inferences", "0"], "0"),
     ("zero", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--n-inferences", "0"], "0"),
     ("zero", "bench-device", ["--model-dir", "{r}/model", "--parse-frames", "0"], "0"),
+    ("zero", "bench-frontend-stream", ["--step-ms", "0"], "0"),
+    ("zero", "bench-frontend-stream", ["--seconds", "0"], "0"),
     ("negative", "data-kws", ["--out", "{r}/data_out", "--workers", "-2"], "-2"),
     ("negative", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--seed", "-1"], "-1"),
     ("negative", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--in-domain", "-5"], "-5"),

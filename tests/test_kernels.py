@@ -176,6 +176,56 @@ def _add_cases() -> list[dict]:
     ]
 
 
+def _logistic_cases() -> list[dict]:
+    """Wide and narrow input ranges: saturation at the input radius, the Q4.27 rescale with
+    several left shifts, and the uint8 output microWakeWord's models end with."""
+    return [
+        dict(kind="logistic", seed=5500, input_shape=[24], input_range=(-1.0, 1.0)),
+        dict(kind="logistic", seed=5501, input_shape=[3, 20], input_range=(-20.0, 20.0)),
+        dict(kind="logistic", seed=5502, input_shape=[40], input_range=(-0.05, 0.05)),
+        dict(kind="logistic", seed=5503, input_shape=[16], dense_units=9, input_range=(-6.0, 0.5), weight_scale=2.0),
+        dict(kind="logistic", seed=5504, input_shape=[30], dense_units=1, input_range=(0.0, 3.0), output_uint8=True),
+        dict(kind="logistic", seed=5505, input_shape=[2, 7], input_range=(-300.0, 300.0), output_uint8=True),
+    ]
+
+
+def _concat_cases() -> list[dict]:
+    """Along channels, width and height; the input beside a convolution of it, convolutions
+    of it, and the input beside its sigmoid (a QUANTIZE from int8 to int8 rescales one)."""
+    return [
+        dict(kind="concat", seed=5600, variant="input_and_conv", input_shape=[4, 5, 3], axis=-1),
+        dict(kind="concat", seed=5601, variant="branches", input_shape=[3, 6, 4], channels=[2, 5], axis=-1,
+             input_range=(-6.0, 0.5)),
+        dict(kind="concat", seed=5602, variant="branches", input_shape=[5, 3, 2], channels=[3, 3, 3], axis=1),
+        dict(kind="concat", seed=5603, variant="input_and_conv", input_shape=[6, 1, 8], axis=2, input_range=(0.0, 3.0)),
+        dict(kind="concat", seed=5604, variant="input_and_sigmoid", input_shape=[3, 4, 5], axis=-1,
+             input_range=(-20.0, 20.0)),
+        dict(kind="concat", seed=5605, variant="input_and_sigmoid", input_shape=[2, 3, 4], axis=1),
+    ]
+
+
+def _split_cases() -> list[dict]:
+    return [
+        dict(kind="split", seed=5700, input_shape=[4, 3, 10], indices=[3], axis=3),
+        dict(kind="split", seed=5701, input_shape=[9, 1, 6], indices=[2, 7], axis=1, input_range=(-20.0, 20.0)),
+        dict(kind="split", seed=5702, input_shape=[3, 8, 5], indices=[5], axis=2, input_range=(-0.05, 0.05)),
+    ]
+
+
+def _slice_cases() -> list[dict]:
+    """Python slices of the batch-1 input [1, H, W, C]: steps, negative bounds, keeping
+    the end, a tail Dense so the slice is not the model's output."""
+    everything = [None]
+    return [
+        dict(kind="slice", seed=5800, input_shape=[7, 4, 6], slices=[everything, [1, 6, 2], everything, [None, 4]]),
+        dict(kind="slice", seed=5801, input_shape=[17, 1, 32], slices=[everything, [8, None], everything, everything]),
+        dict(kind="slice", seed=5802, input_shape=[5, 6, 3], slices=[everything, [-3, None], [None, None, 3], [1, 3]],
+             input_range=(-6.0, 0.5)),
+        dict(kind="slice", seed=5803, input_shape=[9, 2, 5], slices=[everything, [None, -2], [1, 2], everything],
+             dense_units=4),
+    ]
+
+
 def _named(cases: list[dict]) -> list[tuple[str, dict]]:
     counters: dict[str, int] = {}
     named = []
@@ -195,6 +245,10 @@ CASES = _named(
     + _pool_cases("max_pool", 6, 4500)
     + _softmax_cases()
     + _add_cases()
+    + _logistic_cases()
+    + _concat_cases()
+    + _split_cases()
+    + _slice_cases()
 )
 
 # The operator each kind of model exists to test, and the others it may contain.
@@ -206,8 +260,12 @@ MAIN_OP = {
     "max_pool": "MAX_POOL_2D",
     "softmax": "SOFTMAX",
     "add": "ADD",
+    "logistic": "LOGISTIC",
+    "concat": "CONCATENATION",
+    "split": "SPLIT_V",
+    "slice": "STRIDED_SLICE",
 }
-HELPER_OPS = {"RESHAPE", "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D"}
+HELPER_OPS = {"RESHAPE", "FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE", "CONCATENATION", "LOGISTIC"}
 
 
 @pytest.fixture(scope="module")

@@ -193,7 +193,9 @@ def test_random_operators_in_qemu(asm, host_check_results):
 # --- the KWS model in QEMU ------------------------------------------------------------------
 
 
-def build_model_check(data: bytes, inputs: np.ndarray) -> tuple:
+def build_model_check(data: bytes, inputs: np.ndarray, *, optimized: bool = True) -> tuple:
+    """The model_check image for `data` on int8 `inputs` [N, input size]; optimized=False
+    builds the model with the reference kernels."""
     digest = hashlib.sha256(data + inputs.tobytes()).hexdigest()[:16]
     folder = bench.IMAGE_DIR / "generated" / f"model_check-{digest}"
     header, source = generate_model_c(data, "opt")
@@ -207,9 +209,10 @@ def build_model_check(data: bytes, inputs: np.ndarray) -> tuple:
     for name, text in files.items():
         if not (folder / name).is_file():
             atomic.write_text(folder / name, text)
-    units = [firmware.Unit(firmware.test_harness("m4/model_check_main.c")), firmware.Unit(folder / "td_model_opt.c")]
+    model_defines = {} if optimized else {"TD_KERNELS_OPTIMIZED": 0}
+    units = [firmware.Unit(firmware.test_harness("m4/model_check_main.c")), firmware.Unit(folder / "td_model_opt.c", model_defines)]
     units += [firmware.Unit(s) for s in firmware.stage_sources("kernels")]
-    return firmware.build_arm_image("model_check", units, [folder]), folder
+    return firmware.build_arm_image("model_check" if optimized else "model_check_reference", units, [folder]), folder
 
 
 @needs_arm

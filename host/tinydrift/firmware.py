@@ -117,12 +117,16 @@ def microfrontend_sources():
         raise TinydriftError(str(exc)) from exc
 
 
-def frontend_build_inputs() -> tuple[list[Path], list[Path], dict]:
+def frontend_build_inputs(step_ms: int | None = None) -> tuple[list[Path], list[Path], dict]:
     """Sources, include folders and defines of the whole front end: the stage's own C plus
-    the third-party microfrontend and kissfft files."""
+    the third-party microfrontend and kissfft files. `step_ms` builds it for another frame
+    step than td_frontend.h's default (20 ms; microWakeWord's models take 10)."""
     third_party = microfrontend_sources()
     sources = [*stage_sources("frontend"), *third_party.sources]
-    return sources, [stage_dir("frontend"), *third_party.include_dirs], dict(third_party.defines)
+    defines = dict(third_party.defines)
+    if step_ms is not None:
+        defines["TD_FRONTEND_STEP_MS"] = int(step_ms)
+    return sources, [stage_dir("frontend"), *third_party.include_dirs], defines
 
 
 # ---------------------------------------------------------------------------- this host

@@ -1,5 +1,6 @@
 """`tinydrift bench device`: instruction counts of the pipeline's stages on the emulated
 Cortex-M4, with the model's optimized and reference kernels side by side.
+`tinydrift bench frontend-stream`: the streaming front end's instructions per frame there.
 `tinydrift bench drift`: detection and false alarms of the drift monitor against host-side
 detectors on drift scenarios and unseen populations.
 """
@@ -50,6 +51,45 @@ def device(model_dir: Path, app_elf: Path | None, parse_frames: int, as_json: bo
         click.echo(json.dumps(figures, sort_keys=True))
     else:
         click.echo(format_report(figures))
+    failed = [name for name, ok in figures["checks"].items() if not ok]
+    if failed:
+        click.secho(f"error: the bench run failed its checks: {', '.join(failed)}", fg="red", err=True)
+        sys.exit(1)
+
+
+@bench.command("frontend-stream")
+@click.option("--step-ms", type=click.IntRange(1, 30), default=10, show_default=True,
+              help="Frame step the front end is built for (10: microWakeWord's models; 20: the kws models').")
+@click.option("--seconds", type=click.IntRange(1, 30), default=2, show_default=True,
+              help="Length of the fixed stream fed hop by hop.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the lines.")
+def frontend_stream(step_ms: int, seconds: int, as_json: bool):
+    """Instructions per frame of the streaming front end on QEMU's mps2-an386.
+
+    Builds the front end for --step-ms, resets it once and feeds a fixed stream hop by
+    hop, as a wake-word device runs it; checks every frame against the host front end
+    (exits with 1 when a check fails) and reports the first frame (a whole window), the
+    mean and the largest of the later ones, and the real-time load they make.
+
+    \b
+    Examples:
+      tinydrift bench frontend-stream
+      tinydrift bench frontend-stream --step-ms 20 --json
+    """
+    from tinydrift.target.bench import run_frontend_stream_bench
+
+    figures = run_frontend_stream_bench(step_ms, seconds=seconds)
+    if as_json:
+        click.echo(json.dumps(figures, sort_keys=True))
+    else:
+        per_second = figures["instructions_per_frame"] * 1000 / step_ms
+        click.echo(f"tinydrift bench frontend-stream (QEMU mps2-an386, Cortex-M4F, -icount shift=0: instructions)\n"
+                   f"  step {step_ms} ms, {figures['frames']} frames from one reset\n"
+                   f"  first frame (a whole window)   {figures['first_frame_instructions']:>10,}\n"
+                   f"  later frames, mean             {figures['instructions_per_frame']:>10,.0f}"
+                   f"   {per_second / 1e6:.2f} M instructions per second of audio\n"
+                   f"  later frames, largest          {figures['max_frame_instructions']:>10,}\n"
+                   f"  stack                          {figures['stack_used_bytes']:>10,} bytes")
     failed = [name for name, ok in figures["checks"].items() if not ok]
     if failed:
         click.secho(f"error: the bench run failed its checks: {', '.join(failed)}", fg="red", err=True)

@@ -24,7 +24,9 @@ from tinydrift.errors import TinydriftError
                    "TFLite Micro, and fail unless every output is equal.")
 def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, check_count: int):
     """Generate C for an int8 .tflite model: weights, precomputed requantization, one kernel
-    call per operator and one static arena; report its arena against TFLite Micro's."""
+    call per operator and one static arena; report its arena against TFLite Micro's.
+    Streaming models (resource variables with a CALL_ONCE initialiser, e.g. microWakeWord's)
+    also get static state and td_<name>_reset(); --check then runs one stream from it."""
     from tinydrift.codegen.model_c import plan_model, write_model_c
     from tinydrift.model.runtimes import tflm_arena_report
     from tinydrift.target.host_model import run_generated_and_tflm
@@ -37,6 +39,9 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
     click.echo(f"{len(plan.graph.operators)} operators, {plan.macs:,} multiply-accumulates per inference")
     click.echo(f"arena: {plan.arena_bytes:,} bytes; TFLite Micro {tflm['total']:,} "
                f"({tflm['head']:,} tensors + {tflm['tail']:,} persistent)")
+    if plan.state is not None:
+        click.echo(f"state: {plan.state_bytes:,} bytes in {len(plan.state.variables)} variables, kept between "
+                   f"invokes (td_{name}_reset() restarts them)")
     if check_count > 0:
         import numpy as np
 

@@ -52,6 +52,10 @@ _REQUIRED = [
     "enable_log", "scale_shift",
 ]
 
+# Parameters no table depends on: the header leaves them out, so one header serves every
+# build of the front end (td_frontend.h sets the step, TD_FRONTEND_STEP_MS).
+_NOT_IN_TABLES = ("window_step",)
+
 # kissfft (kiss_fft.h / _kiss_fft_guts.h): MAXFACTORS 32.
 KISS_MAXFACTORS = 32
 # pcan_gain_control_util.h: 4 * kWideDynamicFunctionBits - 3.
@@ -204,29 +208,34 @@ class KissFftStateHead(ctypes.Structure):
 # --- the parameters of the host front end ---------------------------------------------------
 
 
-def host_frontend_parameters() -> dict:
-    """The keyword arguments frontend/features.py passes to TF's audio_microfrontend op.
+def host_frontend_parameters(step_ms: int | None = None) -> dict:
+    """The keyword arguments frontend/features.py passes to TF's audio_microfrontend op,
+    with the step of the kws clips (STEP_MS) unless `step_ms` says otherwise.
 
     Read from its source rather than restated here, so the device tables cannot drift from
-    the host front end: literals are taken as they are, names are looked up in that module.
+    the host front end: literals are taken as they are, names are looked up in that module
+    (the function's own `step_ms` argument is the step).
     """
     from tinydrift.frontend import features as frontend
 
-    tree = ast.parse(inspect.getsource(frontend.frontend_uint16))
+    tree = ast.parse(inspect.getsource(frontend.microfrontend_uint16))
     calls = [
         node for node in ast.walk(tree)
         if isinstance(node, ast.Call) and {"window_size", "window_step"} <= {k.arg for k in node.keywords}
     ]
     if len(calls) != 1:
         raise TinydriftError(
-            f"{frontend.__file__}: expected one audio_microfrontend call in frontend_uint16, "
+            f"{frontend.__file__}: expected one audio_microfrontend call in microfrontend_uint16, "
             f"found {len(calls)}; update codegen/frontend_tables.py"
         )
+    arguments = {"step_ms": frontend.STEP_MS if step_ms is None else step_ms}
     params = {}
     for keyword in calls[0].keywords:
         value = keyword.value
         if isinstance(value, ast.Constant):
             params[keyword.arg] = value.value
+        elif isinstance(value, ast.Name) and value.id in arguments:
+            params[keyword.arg] = arguments[value.id]
         elif isinstance(value, ast.Name) and hasattr(frontend, value.id):
             params[keyword.arg] = getattr(frontend, value.id)
         # Anything else (out_type=tf.uint16) is not a table parameter.
@@ -263,10 +272,18 @@ def tf_microfrontend_library() -> ctypes.CDLL:
     )
     if not path.exists():
         raise TinydriftError(f"{path}: missing from the TensorFlow install; reinstall tensorflow-cpu")
+    return microfrontend_library(path, remedy="reinstall tensorflow-cpu")
+
+
+def microfrontend_library(path: Path, remedy: str) -> ctypes.CDLL:
+    """A compiled microfrontend lib exporting FrontendPopulateState (TensorFlow's op, or
+    another build of the same C such as pymicro-features' extension, to compare tables)."""
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
-        raise TinydriftError(f"{path}: cannot load ({exc}); reinstall tensorflow-cpu") from exc
+        raise TinydriftError(f"{path}: cannot load ({exc}); {remedy}") from exc
+    if not hasattr(lib, "FrontendPopulateState"):
+        raise TinydriftError(f"{path}: exports no FrontendPopulateState; {remedy}")
     lib.FrontendPopulateState.argtypes = [
         ctypes.POINTER(FrontendConfig), ctypes.POINTER(FrontendState), ctypes.c_int,
     ]
@@ -376,11 +393,11 @@ def _kiss_factors_without_padding(factors: np.ndarray) -> np.ndarray:
     return factors
 
 
-def compute_tables(params: dict | None = None) -> FrontendTables:
-    """Run TensorFlow's FrontendPopulateState for `params` and copy its tables out."""
+def compute_tables(params: dict | None = None, library: ctypes.CDLL | None = None) -> FrontendTables:
+    """Run TensorFlow's FrontendPopulateState (or `library`'s) for `params` and copy its tables out."""
     params = dict(host_frontend_parameters() if params is None else params)
     check_parameters(params)
-    lib = tf_microfrontend_library()
+    lib = tf_microfrontend_library() if library is None else library
     config = build_config(params)
     state = FrontendState()
     sample_rate = int(params["sample_rate"])
@@ -466,14 +483,14 @@ def render_header(tables: FrontendTables, template: Path = TEMPLATE) -> str:
     """The generated header's text: `template` with the tables filled in."""
     t = tables
     params = "\n *   ".join(
-        textwrap.wrap(", ".join(f"{k}={v!r}" for k, v in sorted(t.params.items())), width=84)
+        textwrap.wrap(", ".join(f"{k}={v!r}" for k, v in sorted(t.params.items()) if k not in _NOT_IN_TABLES),
+                      width=84)
     )
     values = {
         "tensorflow_version": t.tensorflow_version,
         "parameters": params,
         "sample_rate": t.sample_rate,
         "window_size": t.window_size,
-        "window_step": t.window_step,
         "fft_size": t.fft_size,
         "kiss_nfft": t.kiss_nfft,
         "num_channels": t.num_channels,

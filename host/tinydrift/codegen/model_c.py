@@ -12,6 +12,21 @@ The generated API (name-prefixed, so several models can live in one firmware):
     int td_kws_invoke(void);            0 on success;
     const int8_t *td_kws_output(void);  read the output here.
 
+A model whose output is uint8 (microWakeWord's probability) gets `const uint8_t
+*td_<name>_output(void)`.
+
+Streaming models (resource variables set up by a CALL_ONCE init subgraph, see
+model_state.py) also get
+
+    #define TD_KWS_STATE_BYTES ...      their variables, static buffers outside the arena
+    void td_kws_reset(void);            back to the initial state (the init subgraph's
+                                        values); td_kws_invoke() runs it before its first
+                                        inference, as TFLite Micro runs CALL_ONCE.
+
+Their state is carried from one td_<name>_invoke() to the next; the arena only holds what
+one invoke needs. A READ_VARIABLE whose tensor is used up before the variable is assigned
+again reads the variable's buffer in place; other reads and every ASSIGN_VARIABLE copy.
+
 The kernels are firmware/lib/tinydrift/src/kernels/ (compile with that src/ directory on the
 include path). The input buffer is kept intact by td_<name>_invoke (the drift monitor reads
 the features after inference) unless `preserve_input=False`.
@@ -20,7 +35,7 @@ the features after inference) unless `preserve_input=False`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +44,25 @@ from tinydrift import atomic
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import C_NAME
 from tinydrift.codegen.model_arena import Buffer, plan_arena
-from tinydrift.codegen.model_lowering import Alias, ConstArg, ConstArray, KernelCall, TensorArg, lower
+from tinydrift.codegen.model_lowering import (
+    Alias,
+    ConstArg,
+    ConstArray,
+    Folded,
+    KernelCall,
+    StateAssign,
+    StateRead,
+    Step,
+    TensorArg,
+    TensorListArg,
+    lower,
+    unsupported_op,
+)
+from tinydrift.codegen.model_state import VARIABLE_OPS, ModelState, read_state
 from tinydrift.codegen.tflite_graph import Graph, read_tflite
 
 ARENA_ALIGNMENT = 16
+_C_TYPES = {"int8": "int8_t", "uint8": "uint8_t"}
 _VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8}
 
 
@@ -42,12 +72,18 @@ class ModelPlan:
 
     name: str
     graph: Graph
-    steps: list[KernelCall | Alias]
+    steps: list[Step]
     root: dict[int, int]  # tensor -> the tensor whose bytes it uses (aliases resolved)
     offsets: dict[int, int]  # root tensor -> arena offset
     arena_bytes: int
     macs: int
     preserve_input: bool = True
+    state: ModelState | None = None  # a streaming model's resource variables
+    in_state: dict[int, int] = field(default_factory=dict)  # root tensor -> variable it reads in place
+
+    @property
+    def state_bytes(self) -> int:
+        return self.state.nbytes if self.state is not None else 0
 
     @property
     def input(self):
@@ -71,14 +107,21 @@ def plan_model(tflite_bytes: bytes, name: str, *, preserve_input: bool = True, s
     """Read, check and lower the model, and plan its arena."""
     check_name(name)
     graph = read_tflite(tflite_bytes, source)
-    if graph.subgraph_count != 1:
-        raise TinydriftError(f"{source} has {graph.subgraph_count} subgraphs; tinydrift runs single-graph models")
-    steps = lower(graph)  # refuses unsupported ops by name, before anything else
+    try:
+        if unsupported_op(graph) is not None:
+            lower(graph)  # refuses the unsupported op by name, before anything else
+        stateful = graph.subgraph_count > 1 or any(op.opcode in VARIABLE_OPS for op in graph.operators)
+        state = read_state(graph, source) if stateful else None
+        steps = lower(graph, state)
+    except TinydriftError as exc:
+        message = str(exc)
+        raise TinydriftError(message if message.startswith(source) else f"{source}: {message}") from None
     for role, indices in (("input", graph.inputs), ("output", graph.outputs)):
         if len(indices) != 1:
             raise TinydriftError(f"{source} has {len(indices)} {role}s; tinydrift's model API takes exactly one")
         tensor = graph.tensors[indices[0]]
-        if tensor.dtype != "int8" or tensor.quantization is None:
+        allowed = ("int8", "uint8") if role == "output" else ("int8",)
+        if tensor.dtype not in allowed or tensor.quantization is None:
             raise TinydriftError(
                 f"{source}: model {role} '{tensor.name}' is {tensor.dtype}; convert with inference_{role}_type=tf.int8"
             )
@@ -86,10 +129,11 @@ def plan_model(tflite_bytes: bytes, name: str, *, preserve_input: bool = True, s
             raise TinydriftError(f"{source}: model {role} '{tensor.name}' is a constant")
 
     root = _resolve_aliases(graph, steps)
-    buffers = _buffers(graph, steps, root, preserve_input)
+    in_state = _reads_in_place(graph, steps, root)
+    buffers = _buffers(graph, steps, root, preserve_input, in_state)
     offsets, arena_bytes = plan_arena(buffers, ARENA_ALIGNMENT)
     macs = sum(step.macs for step in steps if isinstance(step, KernelCall))
-    return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input)
+    return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input, state, in_state)
 
 
 def _resolve_aliases(graph: Graph, steps) -> dict[int, int]:
@@ -100,15 +144,56 @@ def _resolve_aliases(graph: Graph, steps) -> dict[int, int]:
     return root
 
 
-def _buffers(graph: Graph, steps, root: dict[int, int], preserve_input: bool) -> list[Buffer]:
+def _step_tensors(step: Step) -> list[int]:
+    """The graph tensors a step reads or writes."""
+    if isinstance(step, Alias):
+        return [step.input, step.output]
+    if isinstance(step, StateRead):
+        return [step.output]
+    if isinstance(step, StateAssign):
+        return [step.value]
+    if isinstance(step, Folded):
+        return []
+    tensors: list[int] = []
+    for arg in step.args:
+        if isinstance(arg, TensorArg):
+            tensors.append(arg.index)
+        elif isinstance(arg, TensorListArg):
+            tensors.extend(arg.indices)
+    return tensors
+
+
+def _reads_in_place(graph: Graph, steps: list[Step], root: dict[int, int]) -> dict[int, int]:
+    """READ_VARIABLE outputs that can be the variable's own bytes (root tensor -> variable
+    number): every use of the tensor comes before the next ASSIGN_VARIABLE of that
+    variable, and it is not the model's input or output."""
+    uses: dict[int, list[int]] = {}
+    assigns: dict[int, list[int]] = {}
+    for step_index, step in enumerate(steps):
+        for tensor_index in _step_tensors(step):
+            uses.setdefault(root[tensor_index], []).append(step_index)
+        if isinstance(step, StateAssign):
+            assigns.setdefault(step.variable, []).append(step_index)
+    boundary = {root[i] for i in (*graph.inputs, *graph.outputs)}
+    in_place: dict[int, int] = {}
+    for step_index, step in enumerate(steps):
+        if not isinstance(step, StateRead) or root[step.output] in boundary or root[step.output] in in_place:
+            continue
+        next_assign = min((a for a in assigns.get(step.variable, []) if a > step_index), default=len(steps))
+        if max(uses[root[step.output]]) < next_assign:
+            in_place[root[step.output]] = step.variable
+    return in_place
+
+
+def _buffers(graph: Graph, steps, root: dict[int, int], preserve_input: bool, in_state: dict[int, int]) -> list[Buffer]:
     """One buffer per group of tensors sharing bytes, alive from its first write to its last read."""
     first: dict[int, int] = {}
     last: dict[int, int] = {}
 
     def touch(tensor_index: int, step: int) -> None:
         key = root[tensor_index]
-        if graph.tensors[key].is_constant:
-            return  # constants live in flash
+        if graph.tensors[key].is_constant or key in in_state:
+            return  # constants live in flash, variables in their own static buffers
         first[key] = min(first.get(key, step), step)
         last[key] = max(last.get(key, step), step)
 
@@ -118,13 +203,8 @@ def _buffers(graph: Graph, steps, root: dict[int, int], preserve_input: bool) ->
         if preserve_input:
             touch(tensor_index, end)
     for step_index, step in enumerate(steps):
-        if isinstance(step, Alias):
-            touch(step.input, step_index)
-            touch(step.output, step_index)
-            continue
-        for arg in step.args:
-            if isinstance(arg, TensorArg):
-                touch(arg.index, step_index)
+        for tensor_index in _step_tensors(step):
+            touch(tensor_index, step_index)
     for tensor_index in graph.outputs:
         touch(tensor_index, end)
     return [Buffer(key, graph.tensors[key].nbytes, first[key], last[key]) for key in sorted(first)]
@@ -165,10 +245,21 @@ def _header(plan: ModelPlan, digest: str) -> str:
         if plan.preserve_input
         else f"td_{plan.name}_invoke() overwrites it"
     )
+    out_ctype = _C_TYPES[out.dtype]
+    state_api = ""
+    if plan.state is not None:
+        state_api = f"""
+/* The streaming state: {len(plan.state.variables)} resource variables in static buffers of
+ * TD_{upper}_STATE_BYTES bytes in all (outside the arena), carried from one
+ * td_{plan.name}_invoke() to the next. Resets them to the model's initial values; the first
+ * td_{plan.name}_invoke() does so itself. */
+void td_{plan.name}_reset(void);
+"""
+    state_define = f"#define TD_{upper}_STATE_BYTES {plan.state_bytes}\n" if plan.state is not None else ""
     return f"""/* Generated by tinydrift (tinydrift.codegen.model_c) from a .tflite model
  * (sha256 {digest}...): do not edit, generate again.
  *
- * Input  '{inp.name}' {list(inp.shape)} int8, output '{out.name}' {list(out.shape)} int8.
+ * Input  '{inp.name}' {list(inp.shape)} int8, output '{out.name}' {list(out.shape)} {out.dtype}.
  * Usage: fill td_{plan.name}_input(), call td_{plan.name}_invoke(), read td_{plan.name}_output().
  */
 #ifndef {guard}
@@ -184,7 +275,7 @@ extern "C" {{
 #define TD_{upper}_OUTPUT_SIZE {out.num_elements}
 #define TD_{upper}_ARENA_BYTES {plan.arena_bytes}
 #define TD_{upper}_MACS {plan.macs}
-#define TD_{upper}_INPUT_SCALE {_c_float(inp.quantization.scale)}
+{state_define}#define TD_{upper}_INPUT_SCALE {_c_float(inp.quantization.scale)}
 #define TD_{upper}_INPUT_ZERO_POINT ({inp.quantization.zero_point})
 #define TD_{upper}_OUTPUT_SCALE {_c_float(out.quantization.scale)}
 #define TD_{upper}_OUTPUT_ZERO_POINT ({out.quantization.zero_point})
@@ -193,11 +284,11 @@ extern "C" {{
 int8_t *td_{plan.name}_input(void);
 
 /* The output tensor (TD_{upper}_OUTPUT_SIZE values), valid after td_{plan.name}_invoke(). */
-const int8_t *td_{plan.name}_output(void);
+const {out_ctype} *td_{plan.name}_output(void);
 
 /* Runs the model on the input; returns 0 on success. */
 int td_{plan.name}_invoke(void);
-
+{state_api}
 #ifdef __cplusplus
 }}
 #endif
@@ -234,6 +325,7 @@ def _c_value(value) -> str:
 def _source(plan: ModelPlan, digest: str) -> str:
     graph, name = plan.graph, plan.name
     constant_tensors: dict[int, str] = {}  # graph constants passed to kernels as tensors
+    variables = {variable.number: variable for variable in (plan.state.variables if plan.state else [])}
 
     def tensor_expr(index: int) -> str:
         key = plan.root[index]
@@ -243,47 +335,100 @@ def _source(plan: ModelPlan, digest: str) -> str:
                 raise TinydriftError(f"constant tensor '{tensor.name}' is {tensor.dtype}, not int8")
             constant_tensors.setdefault(key, f"tensor{key}_data")
             return constant_tensors[key]
+        if key in plan.in_state:
+            return variables[plan.in_state[key]].c_name
         return f"(arena + {plan.offsets[key]})"
+
+    def typed_expr(index: int) -> str:
+        expression = tensor_expr(index)
+        ctype = _C_TYPES.get(graph.tensors[index].dtype, "int8_t")
+        return expression if ctype == "int8_t" else f"({ctype} *){expression}"
+
+    def arg_expr(arg) -> str:
+        if isinstance(arg, TensorArg):
+            return typed_expr(arg.index)
+        if isinstance(arg, TensorListArg):
+            pointer = "int8_t *const[]" if arg.writable else "const int8_t *const[]"
+            return f"({pointer}){{{', '.join(tensor_expr(i) for i in arg.indices)}}}"
+        return arg.name
 
     data_blocks: list[str] = []
     param_blocks: list[str] = []
     calls: list[str] = []
     for step in plan.steps:
         op = step.op
-        out_tensor = graph.tensors[op.outputs[0]]
-        comment = f"/* op {op.index} {op.opcode} -> '{out_tensor.name}' {list(out_tensor.shape)} */"
+        if isinstance(step, Folded):
+            calls.append(f"    {_folded_comment(plan, op)}")
+            continue
+        calls.append(f"    {_step_comment(graph, op)}")
         if isinstance(step, Alias):
-            calls.append(f"    {comment}\n    /* shares the bytes of '{graph.tensors[step.input].name}': no code */")
+            calls.append(f"    /* shares the bytes of '{graph.tensors[step.input].name}': no code */")
+            continue
+        if isinstance(step, StateRead):
+            variable = variables[step.variable]
+            if plan.root[step.output] in plan.in_state:
+                calls.append(f"    /* reads {variable.c_name} in place: no code */")
+            else:
+                calls.append(f"    memcpy({tensor_expr(step.output)}, {variable.c_name}, {variable.nbytes});")
+            continue
+        if isinstance(step, StateAssign):
+            variable = variables[step.variable]
+            calls[-1] = f"    /* op {op.index} ASSIGN_VARIABLE '{variable.name}' <- '{graph.tensors[step.value].name}' */"
+            source_expr = tensor_expr(step.value)
+            if source_expr == variable.c_name:
+                calls.append("    /* assigns the variable its own bytes: no code */")
+            else:
+                calls.append(f"    memcpy({variable.c_name}, {source_expr}, {variable.nbytes});")
             continue
         for array in step.arrays:
             data_blocks.append(_format_array(array))
         fields = ",\n".join(f"    .{key} = {_c_value(value)}" for key, value in step.params.items())
         param_blocks.append(f"static const {step.params_type} op{op.index}_params = {{\n{fields},\n}};\n")
-        args = []
-        for arg in step.args:
-            args.append(tensor_expr(arg.index) if isinstance(arg, TensorArg) else arg.name)
-        calls.append(f"    {comment}\n    {step.function}(&op{op.index}_params, {', '.join(args)});")
+        calls.append(f"    {step.function}(&op{op.index}_params, {', '.join(arg_expr(arg) for arg in step.args)});")
 
     for key, array_name in constant_tensors.items():
         data_blocks.append(_format_array(ConstArray(array_name, "int8_t", graph.tensors[key].data)))
 
     input_expr = tensor_expr(graph.inputs[0])
+    output_tensor = graph.tensors[graph.outputs[0]]
+    out_ctype = _C_TYPES[output_tensor.dtype]
     output_expr = tensor_expr(graph.outputs[0])
+    if out_ctype != "int8_t":
+        output_expr = f"(const {out_ctype} *){output_expr}"
     layout = "\n".join(
         f" *   [{plan.offsets[key]:6d}, {plan.offsets[key] + graph.tensors[key].nbytes:6d}) '{graph.tensors[key].name}'"
         for key in sorted(plan.offsets, key=lambda k: plan.offsets[k])
     )
+    state_comment, state_blocks, state_includes, first_reset = "", "", "", ""
+    if plan.state is not None:
+        state_comment = f"""
+ * State of {plan.state_bytes} bytes (static, kept between invokes):
+""" + "\n".join(f" *   {v.c_name}[{v.nbytes}] '{v.name}'" for v in plan.state.variables)
+        state_blocks, reset_body = _state_blocks(plan)
+        data_blocks.extend(state_blocks)
+        state_includes = "#include <string.h>\n"
+        first_reset = f"""    if (!state_ready) {{ /* CALL_ONCE: the initial state before the first inference */
+        td_{name}_reset();
+    }}
+"""
+        state_blocks = f"""
+void td_{name}_reset(void)
+{{
+{reset_body}
+    state_ready = 1;
+}}
+"""
     return f"""/* Generated by tinydrift (tinydrift.codegen.model_c) from a .tflite model
  * (sha256 {digest}...): do not edit, generate again.
  *
  * {len(graph.operators)} operators, {plan.macs} multiply-accumulates per inference.
  * Arena of {plan.arena_bytes} bytes (offsets, planned statically):
-{layout}
+{layout}{state_comment}
  */
 #include "td_model_{name}.h"
 
 #include <stddef.h>
-
+{state_includes}
 /* td_kernels_select.h picks the kernels: the optimized variants where TD_KERNELS_OPTIMIZED
  * (default: on a core with the DSP extension), the reference kernels otherwise. */
 #include "kernels/td_kernels_select.h"
@@ -297,14 +442,49 @@ int8_t *td_{name}_input(void)
     return {input_expr};
 }}
 
-const int8_t *td_{name}_output(void)
+const {out_ctype} *td_{name}_output(void)
 {{
     return {output_expr};
 }}
-
+{state_blocks}
 int td_{name}_invoke(void)
 {{
-{chr(10).join(calls)}
+{first_reset}{chr(10).join(calls)}
     return 0;
 }}
 """
+
+
+def _step_comment(graph: Graph, op) -> str:
+    if op.outputs:
+        tensor = graph.tensors[op.outputs[0]]
+        return f"/* op {op.index} {op.opcode} -> '{tensor.name}' {list(tensor.shape)} */"
+    return f"/* op {op.index} {op.opcode} */"
+
+
+def _folded_comment(plan: ModelPlan, op) -> str:
+    if op.opcode == "CALL_ONCE":
+        return (f"/* op {op.index} CALL_ONCE: subgraph {op.options.get('init_subgraph_index')} is folded into "
+                f"td_{plan.name}_reset(): no code */")
+    variable = plan.state.handles.get(op.outputs[0]) if plan.state is not None and op.outputs else None
+    target = variable.c_name if variable is not None else "unused"
+    return f"/* op {op.index} {op.opcode} '{plan.graph.tensors[op.outputs[0]].name}': {target}, no code */"
+
+
+def _state_blocks(plan: ModelPlan) -> tuple[list[str], str]:
+    """The variables' static buffers, the const initial values that are not one repeated
+    byte, and the reset function's body."""
+    blocks = ["static int state_ready; /* 0 until the first reset */\n"]
+    body = []
+    for variable in plan.state.variables:
+        blocks.append(
+            f"static int8_t {variable.c_name}[{variable.nbytes}] __attribute__((aligned({ARENA_ALIGNMENT})));\n"
+        )
+        values = variable.initial
+        if np.all(values == values[0]):
+            body.append(f"    memset({variable.c_name}, {int(values[0])}, sizeof {variable.c_name});")
+        else:
+            initial_name = f"{variable.c_name}_initial"
+            blocks.append(_format_array(ConstArray(initial_name, "int8_t", values)))
+            body.append(f"    memcpy({variable.c_name}, {initial_name}, sizeof {variable.c_name});")
+    return blocks, "\n".join(body)

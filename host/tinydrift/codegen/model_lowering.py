@@ -15,6 +15,7 @@ import numpy as np
 
 from tinydrift.errors import TinydriftError
 from tinydrift.codegen import model_quant as q
+from tinydrift.codegen.model_state import VARIABLE_OPS, ModelState
 from tinydrift.codegen.tflite_graph import Graph, Operator, Tensor
 
 SUPPORTED_OPS = (
@@ -25,11 +26,18 @@ SUPPORTED_OPS = (
     "MAX_POOL_2D",
     "SOFTMAX",
     "ADD",
+    "LOGISTIC",
+    "QUANTIZE",
+    "CONCATENATION",
+    "SPLIT_V",
+    "STRIDED_SLICE",
     "RESHAPE",
     "SQUEEZE",
     "EXPAND_DIMS",
+    *VARIABLE_OPS,
 )
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # same bytes, new shape: no kernel
+CONTROL_FLOW_OPS = ("IF", "WHILE", "CALL")  # run other subgraphs: refused as a model structure
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6")
 FULL_INT8_HINT = (
     "tinydrift runs full-int8 models only: convert with a representative dataset, "
@@ -73,6 +81,14 @@ class KernelCall:
     macs: int = 0
 
 
+@dataclass(frozen=True)
+class TensorListArg:
+    """A C array of tensor pointers (CONCATENATION's inputs, SPLIT_V's outputs)."""
+
+    indices: tuple[int, ...]
+    writable: bool
+
+
 @dataclass
 class Alias:
     """RESHAPE and friends: `output` is the same bytes as `input`."""
@@ -80,6 +96,35 @@ class Alias:
     op: Operator
     input: int
     output: int
+
+
+@dataclass
+class StateRead:
+    """READ_VARIABLE: `output` gets the variable's bytes (see model_c for when it simply
+    shares them)."""
+
+    op: Operator
+    variable: int  # Variable.number
+    output: int
+
+
+@dataclass
+class StateAssign:
+    """ASSIGN_VARIABLE: the variable gets `value`'s bytes."""
+
+    op: Operator
+    variable: int
+    value: int
+
+
+@dataclass
+class Folded:
+    """VAR_HANDLE and CALL_ONCE: resolved at generation time, no code."""
+
+    op: Operator
+
+
+Step = KernelCall | Alias | StateRead | StateAssign | Folded
 
 
 class _OpContext:
@@ -173,17 +218,35 @@ class _OpContext:
         return q.compute_padding(stride, dilation, input_size, filter_size, output_size)
 
 
-def lower(graph: Graph) -> list[KernelCall | Alias]:
-    """Lower every operator, in order; the first unsupported one raises TinydriftError."""
-    return [lower_op(graph, op) for op in graph.operators]
+def unsupported_op(graph: Graph) -> Operator | None:
+    """The first operator tinydrift has no kernel for, if any."""
+    return next((op for op in graph.operators if op.opcode not in SUPPORTED_OPS), None)
 
 
-def lower_op(graph: Graph, op: Operator) -> KernelCall | Alias:
+def lower(graph: Graph, state: ModelState | None = None) -> list[Step]:
+    """Lower every operator, in order; the first unsupported one raises TinydriftError.
+    `state` (model_state.read_state) resolves the resource variables of a streaming model."""
+    op = unsupported_op(graph)
+    if op is not None and op.opcode in CONTROL_FLOW_OPS:
+        raise _OpContext(graph, op).fail(
+            "control flow is not supported; tinydrift runs single-graph models and streaming models whose "
+            "other subgraphs are CALL_ONCE initialisers"
+        )
+    if op is not None:
+        raise _OpContext(graph, op).fail(
+            f"this operator is not supported by tinydrift's int8 kernels (supported: {', '.join(SUPPORTED_OPS)})"
+        )
+    return [lower_op(graph, op, state) for op in graph.operators]
+
+
+def lower_op(graph: Graph, op: Operator, state: ModelState | None = None) -> Step:
     ctx = _OpContext(graph, op)
     if op.opcode not in SUPPORTED_OPS:
         raise ctx.fail(f"this operator is not supported by tinydrift's int8 kernels (supported: {', '.join(SUPPORTED_OPS)})")
     if op.opcode in ALIAS_OPS:
         return _lower_alias(ctx)
+    if op.opcode in VARIABLE_OPS:
+        return _lower_variable_op(ctx, state)
     return _LOWERINGS[op.opcode](ctx)
 
 
@@ -449,6 +512,214 @@ def _lower_alias(ctx: _OpContext) -> Alias:
     return Alias(ctx.op, input_tensor.index, output.index)
 
 
+def _lower_variable_op(ctx: _OpContext, state: ModelState | None) -> Step:
+    op = ctx.op
+    if op.opcode in ("VAR_HANDLE", "CALL_ONCE"):
+        return Folded(op)
+    if state is None:
+        raise ctx.fail("resource variables need the model's state (model_state.read_state)")
+    handle = op.inputs[0] if op.inputs else -1
+    if handle not in state.handles:
+        raise ctx.fail("takes a resource that no VAR_HANDLE made")
+    variable = state.handles[handle]
+    if op.opcode == "READ_VARIABLE":
+        return StateRead(op, variable.number, ctx.output().index)
+    value = ctx.input(1, "value")
+    return StateAssign(op, variable.number, value.index)
+
+
+def _same_quantization(ctx: _OpContext, tensor: Tensor, reference: Tensor, why: str) -> None:
+    a, b = tensor.quantization, reference.quantization
+    if np.float32(a.scale) != np.float32(b.scale) or a.zero_point != b.zero_point:
+        raise ctx.fail(
+            f"'{tensor.name}' (scale {a.scale:g}, zero point {a.zero_point}) and '{reference.name}' "
+            f"(scale {b.scale:g}, zero point {b.zero_point}) differ; {why}"
+        )
+
+
+def _axis(ctx: _OpContext, axis: int, rank: int) -> int:
+    if not -rank <= axis < rank:
+        raise ctx.fail(f"axis {axis} is outside a tensor of {rank} dimensions")
+    return axis + rank if axis < 0 else axis
+
+
+def _outer_inner(shape: tuple[int, ...], axis: int) -> tuple[int, int]:
+    return int(np.prod(shape[:axis], dtype=np.int64)), int(np.prod(shape[axis + 1 :], dtype=np.int64))
+
+
+def _lower_logistic(ctx: _OpContext) -> KernelCall:
+    input_tensor = ctx.activation_tensor(ctx.input(0, "input"), "input")
+    output = ctx.activation_tensor(ctx.output(), "output")
+    if input_tensor.num_elements != output.num_elements:
+        raise ctx.fail("input and output sizes differ")
+    out_q = output.quantization
+    if out_q.zero_point != -128 or np.float32(out_q.scale) != np.float32(1.0 / 256):
+        raise ctx.fail(
+            f"output scale {out_q.scale:g} / zero point {out_q.zero_point}: TFLite's int8 logistic writes 1/256 and -128"
+        )
+    try:
+        multiplier, left_shift, radius = q.logistic_input_params(input_tensor.quantization.scale)
+    except TinydriftError as exc:
+        raise ctx.fail(str(exc)) from None
+    params = {
+        "size": output.num_elements,
+        "input_zero_point": input_tensor.quantization.zero_point,
+        "input_range_radius": radius,
+        "input_multiplier": multiplier,
+        "input_left_shift": left_shift,
+    }
+    args = [TensorArg(input_tensor.index), TensorArg(output.index)]
+    return KernelCall(ctx.op, "td_logistic_s8", "td_logistic_params_t", params, args)
+
+
+def _lower_quantize(ctx: _OpContext) -> KernelCall:
+    input_tensor = ctx.input(0, "input")
+    if input_tensor.dtype != "int8":
+        raise ctx.fail(
+            f"input '{input_tensor.name}' is {input_tensor.dtype}; tinydrift requantizes int8 only (a float model "
+            f"input is quantized on the host). {FULL_INT8_HINT}"
+        )
+    ctx.activation_tensor(input_tensor, "input")
+    output = ctx.output()
+    if output.dtype not in ("int8", "uint8") or output.quantization is None or output.quantization.per_channel:
+        raise ctx.fail(f"output '{output.name}' is {output.dtype}; tinydrift requantizes int8 to int8 or uint8")
+    if input_tensor.num_elements != output.num_elements:
+        raise ctx.fail("input and output sizes differ")
+    multiplier, shift = q.requantize_params(input_tensor.quantization.scale, output.quantization.scale)
+    params = {
+        "size": output.num_elements,
+        "input_offset": -input_tensor.quantization.zero_point,
+        "output_multiplier": multiplier,
+        "output_shift": shift,
+        "output_offset": output.quantization.zero_point,
+    }
+    function = "td_quantize_s8_u8" if output.dtype == "uint8" else "td_quantize_s8"
+    return KernelCall(ctx.op, function, "td_quantize_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)])
+
+
+def _lower_concatenation(ctx: _OpContext) -> KernelCall:
+    output = ctx.activation_tensor(ctx.output(), "output")
+    if ctx.op.options.get("fused_activation_function", "NONE") != "NONE":
+        raise ctx.fail("a fused activation on CONCATENATION is not supported (TFLite Micro refuses it too)")
+    axis = _axis(ctx, int(ctx.op.options.get("axis", 0)), len(output.shape))
+    inputs = [ctx.activation_tensor(ctx.input(i, f"input {i}"), f"input {i}") for i in range(len(ctx.op.inputs))]
+    if not inputs:
+        raise ctx.fail("has no inputs")
+    for tensor in inputs:
+        _same_quantization(ctx, tensor, output, "TFLite Micro's int8 concatenation does not rescale")
+        if len(tensor.shape) != len(output.shape) or any(
+            a != b for d, (a, b) in enumerate(zip(tensor.shape, output.shape)) if d != axis
+        ):
+            raise ctx.fail(f"input shape {list(tensor.shape)} does not fit output {list(output.shape)} along axis {axis}")
+    if sum(tensor.shape[axis] for tensor in inputs) != output.shape[axis]:
+        raise ctx.fail(f"inputs do not add up to the output's {output.shape[axis]} along axis {axis}")
+    outer, inner = _outer_inner(output.shape, axis)
+    name = f"{ctx.prefix}_copy_sizes"
+    params = {"input_count": len(inputs), "outer_size": outer, "copy_sizes": ConstArg(name)}
+    arrays = [ConstArray(name, "int32_t", np.array([t.shape[axis] * inner for t in inputs], dtype=np.int64))]
+    args = [TensorListArg(tuple(t.index for t in inputs), writable=False), TensorArg(output.index)]
+    return KernelCall(ctx.op, "td_concatenation_s8", "td_concatenation_params_t", params, args, arrays)
+
+
+def _constant_ints(ctx: _OpContext, position: int, role: str) -> np.ndarray:
+    tensor = ctx.input(position, role)
+    if not tensor.is_constant or tensor.dtype not in ("int32", "int64"):
+        raise ctx.fail(f"{role} '{tensor.name}' must be a constant integer tensor")
+    return tensor.data.reshape(-1).astype(np.int64)
+
+
+def _lower_split_v(ctx: _OpContext) -> KernelCall:
+    input_tensor = ctx.activation_tensor(ctx.input(0, "input"), "input")
+    size_splits = _constant_ints(ctx, 1, "size_splits")
+    axis_values = _constant_ints(ctx, 2, "axis")
+    if axis_values.size != 1:
+        raise ctx.fail("axis must be a single value")
+    axis = _axis(ctx, int(axis_values[0]), len(input_tensor.shape))
+    outputs = [ctx.graph.tensors[i] for i in ctx.op.outputs]
+    if len(outputs) != len(size_splits):
+        raise ctx.fail(f"{len(outputs)} outputs for {len(size_splits)} split sizes")
+    for tensor in outputs:
+        ctx.activation_tensor(tensor, "output")
+        if len(tensor.shape) != len(input_tensor.shape) or any(
+            a != b for d, (a, b) in enumerate(zip(tensor.shape, input_tensor.shape)) if d != axis
+        ):
+            raise ctx.fail(f"output shape {list(tensor.shape)} does not fit input {list(input_tensor.shape)} along axis {axis}")
+    sizes = [tensor.shape[axis] for tensor in outputs]
+    if sum(sizes) != input_tensor.shape[axis] or any(s not in (-1, size) for s, size in zip(size_splits, sizes)):
+        raise ctx.fail(f"outputs of {sizes} along axis {axis} do not split the input's {input_tensor.shape[axis]} "
+                       f"as size_splits {size_splits.tolist()} says")
+    outer, inner = _outer_inner(input_tensor.shape, axis)
+    name = f"{ctx.prefix}_copy_sizes"
+    params = {"output_count": len(outputs), "outer_size": outer, "copy_sizes": ConstArg(name)}
+    arrays = [ConstArray(name, "int32_t", np.array([size * inner for size in sizes], dtype=np.int64))]
+    args = [TensorArg(input_tensor.index), TensorListArg(tuple(t.index for t in outputs), writable=True)]
+    return KernelCall(ctx.op, "td_split_v_s8", "td_split_params_t", params, args, arrays)
+
+
+def _slice_bounds(begin: int, end: int, stride: int, size: int, begin_masked: bool, end_masked: bool,
+                  shrink: bool) -> tuple[int, int]:
+    """TFLite's StridedSliceStartForAxis and StridedSliceEndForAxis (offset false)."""
+
+    def clamp(value: int, low: int, high: int) -> int:
+        return max(low, min(high, value))
+
+    start = begin + size if begin < 0 else begin
+    start = clamp(start, 0, size) if stride > 0 else clamp(start, -1, size - 1)
+    if begin_masked:
+        start = 0 if stride > 0 else size - 1
+    if shrink:
+        return start, (start if start >= size else start + 1)
+    stop = end + size if end < 0 else end
+    stop = clamp(stop, 0, size) if stride > 0 else clamp(stop, -1, size - 1)
+    if end_masked:
+        stop = size if stride > 0 else -1
+    return start, stop
+
+
+def _lower_strided_slice(ctx: _OpContext) -> KernelCall:
+    input_tensor = ctx.activation_tensor(ctx.input(0, "input"), "input")
+    output = ctx.activation_tensor(ctx.output(), "output")
+    options = ctx.op.options
+    for key in ("ellipsis_mask", "new_axis_mask"):
+        if int(options.get(key, 0)):
+            raise ctx.fail(f"{key} {options[key]} is not supported (TFLite Micro ignores it)")
+    if options.get("offset"):
+        raise ctx.fail("offset=true is not supported (TFLite Micro ignores it)")
+    rank = len(input_tensor.shape)
+    if rank > 4:
+        raise ctx.fail(f"input has {rank} dimensions; TFLite Micro's strided slice takes at most 4")
+    begins, ends, strides = (_constant_ints(ctx, i, role) for i, role in ((1, "begin"), (2, "end"), (3, "strides")))
+    if not len(begins) == len(ends) == len(strides) == rank:
+        raise ctx.fail(f"begin, end and strides must have {rank} values each")
+    if np.any(strides == 0):
+        raise ctx.fail("a stride is 0")
+    begin_mask, end_mask = int(options.get("begin_mask", 0)), int(options.get("end_mask", 0))
+    shrink_mask = int(options.get("shrink_axis_mask", 0))
+    element_strides = [int(np.prod(input_tensor.shape[d + 1 :], dtype=np.int64)) for d in range(rank)]
+    first, counts, steps, kept_shape = 0, [], [], []
+    for d in range(rank):
+        bit = 1 << d
+        start, stop = _slice_bounds(int(begins[d]), int(ends[d]), int(strides[d]), input_tensor.shape[d],
+                                    bool(begin_mask & bit), bool(end_mask & bit), bool(shrink_mask & bit))
+        stride = int(strides[d])
+        count = max(0, -(-(stop - start) // stride)) if stride > 0 else max(0, -(-(start - stop) // -stride))
+        if not shrink_mask & bit:
+            kept_shape.append(count)
+        first += start * element_strides[d]
+        counts.append(count)
+        steps.append(stride * element_strides[d])
+    if tuple(kept_shape) != tuple(output.shape):
+        raise ctx.fail(f"output shape {list(output.shape)} differs from the slice's {kept_shape}")
+    pad = 4 - rank  # TFLite Micro copies the bytes whatever the quantization says, and so do we
+    params = {
+        "first": first if output.num_elements else 0,
+        "count": [1] * pad + counts,
+        "step": [0] * pad + steps,
+    }
+    args = [TensorArg(input_tensor.index), TensorArg(output.index)]
+    return KernelCall(ctx.op, "td_strided_slice_s8", "td_strided_slice_params_t", params, args)
+
+
 _LOWERINGS = {
     "CONV_2D": _lower_conv,
     "DEPTHWISE_CONV_2D": _lower_depthwise_conv,
@@ -457,4 +728,9 @@ _LOWERINGS = {
     "MAX_POOL_2D": _lower_pool,
     "SOFTMAX": _lower_softmax,
     "ADD": _lower_add,
+    "LOGISTIC": _lower_logistic,
+    "QUANTIZE": _lower_quantize,
+    "CONCATENATION": _lower_concatenation,
+    "SPLIT_V": _lower_split_v,
+    "STRIDED_SLICE": _lower_strided_slice,
 }

@@ -16,6 +16,7 @@ from tinydrift.errors import TinydriftError
 
 INT8_MIN, INT8_MAX = -128, 127
 SOFTMAX_SCALED_DIFF_INTEGER_BITS = 5  # TFLite's kScaledDiffIntegerBits: exp input is Q5.26
+LOGISTIC_INPUT_INTEGER_BITS = 4  # TFLite's kInputIntegerBits for int8 LOGISTIC: Q4.27
 ADD_LEFT_SHIFT = 20  # TFLite's headroom shift for int8 ADD
 
 
@@ -94,9 +95,34 @@ def softmax_input_params(beta: float, input_scale: float) -> tuple[int, int, int
             f"softmax beta * input scale = {float(beta) * float(input_scale):g} is too small for TFLite's int8 softmax"
         )
     multiplier, left_shift = quantize_multiplier(real)
-    max_input_rescaled = 1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift)
-    diff_min = -math.floor(max_input_rescaled)
-    return multiplier, left_shift, diff_min
+    return multiplier, left_shift, -input_radius(integer_bits, left_shift)
+
+
+def input_radius(integer_bits: int, left_shift: int) -> int:
+    """CalculateInputRadius (total_signed_bits 31), in double as TFLite computes it."""
+    return math.floor(1.0 * ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << left_shift))
+
+
+def logistic_input_params(input_scale: float) -> tuple[int, int, int]:
+    """CalculateArithmeticOpDataLogistic for int8: the input scale times 2^27 as a Q0.31
+    multiplier and a left shift (frexp, rounded as TfLiteRound), and the input radius.
+
+    Returns (input_multiplier, input_left_shift, input_range_radius)."""
+    integer_bits = LOGISTIC_INPUT_INTEGER_BITS
+    real = float(input_scale) * float(1 << (31 - integer_bits))
+    fraction, left_shift = math.frexp(real)
+    multiplier = round_half_away(fraction * (1 << 31))
+    if not 0 <= left_shift <= 31 or multiplier >= 1 << 31:
+        raise TinydriftError(
+            f"LOGISTIC input scale {float(input_scale):g} is outside what TFLite's int8 logistic can rescale"
+        )
+    return multiplier, left_shift, input_radius(integer_bits, left_shift)
+
+
+def requantize_params(input_scale: float, output_scale: float) -> tuple[int, int]:
+    """PrepareQuantizeReference for integer to integer QUANTIZE: the ratio of the scales,
+    in double. Returns (multiplier, shift)."""
+    return quantize_multiplier(float(input_scale) / float(output_scale))
 
 
 def add_params(input1_scale: float, input2_scale: float, output_scale: float) -> dict[str, int]:

@@ -112,7 +112,8 @@ class Operator:
 
 @dataclass
 class Graph:
-    """The main subgraph of a model."""
+    """One subgraph of a model; read_tflite returns the main one (subgraph 0), whose
+    `subgraphs` lists every subgraph of the file in order (itself first)."""
 
     tensors: list[Tensor]
     operators: list[Operator]
@@ -120,14 +121,20 @@ class Graph:
     outputs: list[int]
     subgraph_count: int = 1
     description: str = ""
+    name: str = ""
+    subgraphs: list["Graph"] = field(default_factory=list, repr=False, compare=False)
 
     def tensor(self, index: int) -> Tensor | None:
         return None if index < 0 else self.tensors[index]
 
     def describe(self, op: Operator) -> str:
-        """How error messages name an operator: its index, type and first output."""
-        name = self.tensors[op.outputs[0]].name if op.outputs else "?"
-        return f"op {op.index} {op.opcode} (output '{name}')"
+        """How error messages name an operator: its index, type and first output (its
+        first input for ops without outputs, such as ASSIGN_VARIABLE)."""
+        if op.outputs:
+            return f"op {op.index} {op.opcode} (output '{self.tensors[op.outputs[0]].name}')"
+        if op.inputs and op.inputs[0] >= 0:
+            return f"op {op.index} {op.opcode} (input '{self.tensors[op.inputs[0]].name}')"
+        return f"op {op.index} {op.opcode}"
 
 
 def _text(value: bytes | str | None, what: str, source: str) -> str:
@@ -155,8 +162,21 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
 
     type_names = {value: name.lower() for value, name in _enum_names(schema.TensorType).items()}
     op_names = _enum_names(schema.BuiltinOperator)
-    subgraph = model.subgraphs[0]
+    description = _text(model.description, "description", source)
+    subgraphs = [
+        _subgraph(model, data, index, schema, type_names, op_names, source) for index in range(len(model.subgraphs))
+    ]
+    for graph in subgraphs:
+        graph.subgraph_count = len(subgraphs)
+        graph.description = description
+    main = subgraphs[0]
+    main.subgraphs = subgraphs
+    return main
 
+
+def _subgraph(model, data: bytes, subgraph_index: int, schema, type_names, op_names, source: str) -> Graph:
+    subgraph = model.subgraphs[subgraph_index]
+    where = f"subgraph {subgraph_index}'s " if subgraph_index else ""
     tensors = []
     for index, t in enumerate(subgraph.tensors or []):
         dtype = type_names.get(t.type, f"type{t.type}")
@@ -164,7 +184,7 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
         tensors.append(
             Tensor(
                 index=index,
-                name=_text(t.name, f"tensor {index}'s name", source),
+                name=_text(t.name, f"{where}tensor {index}'s name", source),
                 shape=shape,
                 dtype=dtype,
                 quantization=_quantization(t.quantization),
@@ -179,7 +199,7 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
         builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
         opcode = op_names.get(builtin, f"BUILTIN_{builtin}")
         if opcode == "CUSTOM":
-            custom = _text(code.customCode, f"op {index}'s custom code", source)
+            custom = _text(code.customCode, f"{where}op {index}'s custom code", source)
             opcode = f"CUSTOM:{custom}"
         operators.append(
             Operator(
@@ -187,18 +207,16 @@ def read_tflite(data: bytes, source: str = "model") -> Graph:
                 opcode=opcode,
                 inputs=tuple(int(i) for i in (op.inputs if op.inputs is not None else ())),
                 outputs=tuple(int(i) for i in (op.outputs if op.outputs is not None else ())),
-                options=_options(schema, op.builtinOptions),
+                options=_options(schema, op.builtinOptions, f"{where}op {index}'s options", source),
             )
         )
 
-    description = _text(model.description, "description", source)
     return Graph(
         tensors=tensors,
         operators=operators,
         inputs=[int(i) for i in (subgraph.inputs if subgraph.inputs is not None else ())],
         outputs=[int(i) for i in (subgraph.outputs if subgraph.outputs is not None else ())],
-        subgraph_count=len(model.subgraphs),
-        description=description,
+        name=_text(subgraph.name, f"subgraph {subgraph_index}'s name", source),
     )
 
 
@@ -228,7 +246,7 @@ def _constant(model, raw: bytes, buffer_index: int, dtype: str, shape: tuple[int
     return values.astype(_NUMPY_DTYPES[dtype])
 
 
-def _options(schema, options) -> dict[str, Any]:
+def _options(schema, options, what: str, source: str) -> dict[str, Any]:
     if options is None:
         return {}
     result: dict[str, Any] = {}
@@ -238,6 +256,8 @@ def _options(schema, options) -> dict[str, Any]:
             value = _enum_names(getattr(schema, _ENUM_OPTIONS[name])).get(value, value)
         elif isinstance(value, np.ndarray):
             value = value.tolist()
+        elif isinstance(value, bytes):  # VAR_HANDLE's container and shared_name
+            value = _text(value, what, source)
         result[name] = value
     return result
 

@@ -23,8 +23,13 @@ FSDD_NAME = re.compile(r"[0-9]_[^_]+_[0-9]+")  # DIGIT_SPEAKER_INDEX, as recordi
 FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
-def read_wav(path: Path, expected_rate: int) -> np.ndarray:
-    """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not."""
+def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
+    """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
+
+    Without `needed_by` a multichannel file gives its first channel; with it (what reads the
+    samples, e.g. "the wake-word front end"), anything but mono 16-bit PCM at `expected_rate`
+    is refused in one line that says what the file is and what `needed_by` needs.
+    """
     try:
         with wave.open(str(path), "rb") as w:
             rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
@@ -43,6 +48,10 @@ def read_wav(path: Path, expected_rate: int) -> np.ndarray:
                              "truncated or damaged; record or convert it again")
     if n == 0:
         raise TinydriftError(f"{path}: a WAV file with no samples; remove it or record it again")
+    if needed_by is not None and (rate, channels, width) != (expected_rate, 1, 2):
+        layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}-channel")
+        raise TinydriftError(f"{path} is {rate} Hz {layout} {8 * width}-bit; {needed_by} needs {expected_rate} Hz "
+                             f"mono int16 (convert with `sox IN -r {expected_rate} -c 1 -b 16 OUT`)")
     if width != 2:
         raise TinydriftError(f"{path}: {8 * width}-bit samples; tinydrift reads 16-bit PCM (convert with `sox IN -b 16 OUT`)")
     if rate != expected_rate:

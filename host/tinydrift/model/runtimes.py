@@ -30,7 +30,9 @@ def _tflm_interpreter(model: bytes, *, arena_size: int | None = None):
 
 
 def run_tflm(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:
-    """Outputs [N, K] of TFLite Micro's reference interpreter, one invoke per input."""
+    """Outputs [N, K] of TFLite Micro's reference interpreter, one invoke per input, in the
+    model's output type (int8; uint8 for e.g. microWakeWord's probability). A streaming
+    model carries its state from one input to the next, from a fresh interpreter."""
     interp = _tflm_interpreter(model)
     details = interp.get_input_details(0)
     shape = tuple(int(d) for d in details["shape"])
@@ -44,7 +46,7 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:
         outputs.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
         if progress is not None:
             progress(1)
-    return np.stack(outputs).astype(np.int8) if outputs else np.zeros((0, 0), np.int8)
+    return np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)
 
 
 def run_litert(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:

@@ -78,8 +78,8 @@ def _monitor_config_header(model_dir: Path) -> Path:
     return headers[0]
 
 
-def frontend_units_and_includes() -> tuple[list[Unit], list[Path]]:
-    sources, include_dirs, defines = firmware.frontend_build_inputs()
+def frontend_units_and_includes(step_ms: int | None = None) -> tuple[list[Unit], list[Path]]:
+    sources, include_dirs, defines = firmware.frontend_build_inputs(step_ms)
     return [Unit(Path(s), dict(defines)) for s in sources], [Path(d) for d in include_dirs]
 
 
@@ -135,6 +135,52 @@ def build_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, reference: bool = True) 
     facts = {"tflite": tflite, "pcm": pcm, "macs": plan.macs, "arena_bytes": int(arena.group(1)),
              "output_size": plan.output.num_elements}
     return elf, facts
+
+
+def stream_pcm(seconds: int) -> np.ndarray:
+    """A fixed stream for the streaming front-end bench: `seconds` of bench clips, each
+    with its own seed (the same every run)."""
+    return np.concatenate([bench_pcm(seed=2024 + second) for second in range(seconds)])
+
+
+def run_frontend_stream_bench(step_ms: int, *, seconds: int = 2, timeout: float = 60.0) -> dict:
+    """The front end built for `step_ms`, fed hop by hop from one reset over a fixed stream
+    in QEMU (-icount shift=0; firmware/test/m4/frontend_stream_bench_main.c). Checks every
+    frame against the host front end (by checksum) before reporting instructions per frame:
+    the first (a whole window) apart, the mean and the largest of the later ones."""
+    from tinydrift.frontend import SAMPLE_RATE, frames_in, stream_uint16
+    from tinydrift.target import emulator
+
+    pcm = stream_pcm(seconds)
+    generated = IMAGE_DIR / "generated" / f"frontend-stream-{hashlib.sha256(pcm.tobytes()).hexdigest()[:16]}"
+    header = generated / "td_bench_pcm.h"
+    if not header.is_file() or header.read_text() != _pcm_header(pcm):
+        atomic.write_text(header, _pcm_header(pcm))
+    frontend_units, frontend_includes = frontend_units_and_includes(step_ms)
+    units = [Unit(firmware.test_harness("m4/frontend_stream_bench_main.c"), {"TD_FRONTEND_STEP_MS": step_ms}),
+             *frontend_units]
+    elf = build_arm_image(f"frontend_stream_{step_ms}ms", units, [generated, *frontend_includes])
+    result = emulator.run(elf, icount_shift=0, timeout=timeout)
+    text = result.output.decode(errors="replace")
+    if result.exit_code != 0:
+        raise TinydriftError(f"the streaming front-end bench exited with {result.exit_code} in QEMU: {text[-500:]}")
+    fields = parse_bench_line(text)
+    host = stream_uint16(pcm, step_ms)
+    frames = int(fields["frames"])
+    later = emulator.instructions_from_cycles(int(fields["later_cycles"]))
+    return {
+        "step_ms": step_ms,
+        "frames": frames,
+        "first_frame_instructions": emulator.instructions_from_cycles(int(fields["first_cycles"])),
+        "instructions_per_frame": later / (frames - 1),
+        "max_frame_instructions": emulator.instructions_from_cycles(int(fields["max_frame_cycles"])),
+        "stack_used_bytes": int(fields["stack_used_bytes"]),
+        "checks": {
+            "frames_equal_host": frames == len(host) == frames_in(len(pcm), step_ms),
+            "step_equals_build": int(fields["step_samples"]) * 1000 == step_ms * SAMPLE_RATE,
+            "features_equal_host": int(fields["raw_fnv1a"]) == _fnv1a(host.astype("<u2").tobytes()),
+        },
+    }
 
 
 def build_app(model_dir: Path = DEFAULT_MODEL_DIR) -> Path:

@@ -12,22 +12,26 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.frontend.features import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
+from tinydrift.frontend.features import CLIP_SAMPLES, NUM_CHANNELS, STEP_MS, frames_in
 from tinydrift import firmware
 
 
-def build_frontend_library(*, sanitize: bool = False, optimize: str = "-O2") -> Path:
-    """A shared library of our C and the extracted microfrontend C (cached by content)."""
-    sources, include_dirs, defines = firmware.frontend_build_inputs()
+def build_frontend_library(*, sanitize: bool = False, optimize: str = "-O2", step_ms: int | None = None) -> Path:
+    """A shared library of our C and the extracted microfrontend C (cached by content);
+    `step_ms` as in firmware.frontend_build_inputs."""
+    sources, include_dirs, defines = firmware.frontend_build_inputs(step_ms)
     return firmware.compile_host(sources, include_dirs=include_dirs, defines=defines, sanitize=sanitize,
                      optimize=optimize)
 
 
 class NativeFrontend:
-    """One td_frontend_t in the host build of the device front end."""
+    """One td_frontend_t in the host build of the device front end, built for a frame step
+    of `step_ms` (td_frontend.h's default, 20 ms, unless given)."""
 
-    def __init__(self, library: Path | None = None):
-        self.lib = ctypes.CDLL(str(library or build_frontend_library()))
+    def __init__(self, library: Path | None = None, step_ms: int | None = None):
+        self.step_ms = STEP_MS if step_ms is None else step_ms
+        self.num_frames = frames_in(CLIP_SAMPLES, self.step_ms)
+        self.lib = ctypes.CDLL(str(library or build_frontend_library(step_ms=step_ms)))
         lib = self.lib
         p = ctypes.c_void_p
         i16p = np.ctypeslib.ndpointer(np.int16, flags="C_CONTIGUOUS")
@@ -85,14 +89,26 @@ class NativeFrontend:
         self._check(self.lib.td_frontend_process_hop(self._state, pcm, len(pcm), frame), "process_hop")
         return frame
 
+    def process_stream_raw(self, pcm) -> np.ndarray:
+        """Feed `pcm` hop by hop from the current state, as the device does: [frames, 40]
+        uint16. Samples too few for the next hop are left unread (no frame yet)."""
+        pcm = self._pcm(pcm)
+        frames = []
+        position = 0
+        while position + self.hop_samples() <= len(pcm):
+            hop = self.hop_samples()
+            frames.append(self.process_hop_raw(pcm[position:position + hop]))
+            position += hop
+        return np.array(frames, np.uint16).reshape(len(frames), NUM_CHANNELS)
+
     def process_clip_raw(self, pcm) -> np.ndarray:
-        raw = np.zeros((NUM_FRAMES, NUM_CHANNELS), np.uint16)
+        raw = np.zeros((self.num_frames, NUM_CHANNELS), np.uint16)
         self._check(self.lib.td_frontend_process_clip_raw(self._state, self._pcm(pcm, CLIP_SAMPLES), raw),
                     "process_clip_raw")
         return raw
 
     def process_clip(self, pcm) -> np.ndarray:
-        features = np.zeros((NUM_FRAMES, NUM_CHANNELS), np.int8)
+        features = np.zeros((self.num_frames, NUM_CHANNELS), np.int8)
         self._check(self.lib.td_frontend_process_clip(self._state, self._pcm(pcm, CLIP_SAMPLES), features),
                     "process_clip")
         return features

@@ -1,8 +1,8 @@
 """Run a .tflite model two ways and compare: the generated C (built for this host, the
 same kernels the device runs) and TFLite Micro's Python interpreter (the int8 truth).
 
-    outputs = run_generated_model(tflite_bytes, inputs)   # int8 [N, K]
-    expected = run_tflm(tflite_bytes, inputs)             # int8 [N, K]
+    outputs = run_generated_model(tflite_bytes, inputs)   # int8 (or uint8) [N, K]
+    expected = run_tflm(tflite_bytes, inputs)             # the same
     tflm_arena_bytes(tflite_bytes)                        # TFLite Micro's arena, in bytes
 
 `tinydrift verify` and the model evaluation use these; the tests compare them element by
@@ -126,11 +126,23 @@ class HostModel:
     name: str
     input_size: int
     output_size: int
+    output_dtype: type = np.int8  # np.uint8 for a model with a uint8 output
+    stateful: bool = False  # a streaming model: td_<name>_reset() exists
 
-    def run(self, inputs: np.ndarray) -> np.ndarray:
-        """int8 inputs [N, ...] (N x input_size values) -> int8 outputs [N, output_size]."""
+    def reset(self) -> None:
+        """A streaming model back to its initial state (td_<name>_reset)."""
+        if self.stateful:
+            getattr(self.library, f"td_{self.name}_reset")()
+
+    def run(self, inputs: np.ndarray, *, reset: bool = True) -> np.ndarray:
+        """int8 inputs [N, ...] (N x input_size values) -> outputs [N, output_size], one
+        invoke per input, in order. A streaming model carries its state from one input to
+        the next, starting from its initial state unless reset=False (then it goes on from
+        where the last run left it)."""
         batch = _as_batch(inputs, self.input_size)
-        outputs = np.zeros((len(batch), self.output_size), dtype=np.int8)
+        outputs = np.zeros((len(batch), self.output_size), dtype=self.output_dtype)
+        if reset:
+            self.reset()
         function = getattr(self.library, f"td_{self.name}_run_batch")
         function.restype = ctypes.c_int
         status = function(
@@ -165,13 +177,15 @@ def build_host_models(models: dict[str, bytes]) -> dict[str, HostModel]:
     result = {}
     for name, tflite_bytes in models.items():
         plan = plan_model(tflite_bytes, name)
-        result[name] = HostModel(_loaded[key], name, plan.input.num_elements, plan.output.num_elements)
+        result[name] = HostModel(_loaded[key], name, plan.input.num_elements, plan.output.num_elements,
+                                 np.dtype(plan.output.dtype).type, plan.state is not None)
     return result
 
 
 def run_generated_model(tflite_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
     """Run the generated C for the model (built for this host) on int8 inputs [N, ...];
-    returns int8 outputs [N, K]."""
+    returns outputs [N, K] of the model's output type (a streaming model: one stream from
+    its initial state)."""
     name = f"m{_digest(tflite_bytes)}"
     return build_host_models({name: tflite_bytes})[name].run(inputs)
 
@@ -213,5 +227,5 @@ def run_model_executable(executable: Path, tflite_bytes: bytes, inputs: np.ndarr
         proc = subprocess.run([str(executable), str(in_path), str(out_path)], capture_output=True, text=True)
         if proc.returncode != 0:
             raise TinydriftError(f"{executable.name} failed ({proc.returncode}):\n{proc.stderr}")
-        outputs = np.frombuffer(out_path.read_bytes(), dtype=np.int8)
+        outputs = np.frombuffer(out_path.read_bytes(), dtype=np.dtype(plan.output.dtype))
     return outputs.reshape(len(batch), plan.output.num_elements)

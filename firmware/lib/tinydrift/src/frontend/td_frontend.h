@@ -1,7 +1,7 @@
 /* td_frontend: TFLite Micro's micro_speech audio front end, bit-exact with the host's
- * (host/tinydrift/frontend/features.py): 30 ms Hann window every 20 ms, 512-point
- * fixed-point FFT, 40 mel channels, noise reduction, PCAN, log; then micro_speech's
- * integer map to the model's int8 input.
+ * (host/tinydrift/frontend/features.py): 30 ms Hann window every TD_FRONTEND_STEP_MS,
+ * 512-point fixed-point FFT, 40 mel channels, noise reduction, PCAN, log; then
+ * micro_speech's integer map to the model's int8 input.
  *
  * The per-frame arithmetic is the microfrontend lib's own C (extracted at build time from
  * the pinned pymicro-features sdist, see firmware/scripts/td_third_party.py); its
@@ -27,11 +27,23 @@ extern "C" {
 #define TD_FRONTEND_SAMPLE_RATE 16000
 #define TD_FRONTEND_CLIP_SAMPLES 16000
 #define TD_FRONTEND_WINDOW_SAMPLES 480 /* 30 ms */
-#define TD_FRONTEND_STEP_SAMPLES 320   /* 20 ms */
+/* The step between frames, chosen at build time (-DTD_FRONTEND_STEP_MS=10): 20 ms, the
+ * default, for the kws models' 1 s clips; 10 ms for microWakeWord's streaming models. A
+ * build serves one model family, and nothing else depends on it: no table (they are the
+ * same for every step), not the size of td_frontend_t. */
+#ifndef TD_FRONTEND_STEP_MS
+#define TD_FRONTEND_STEP_MS 20
+#endif
+#if TD_FRONTEND_STEP_MS < 1 || TD_FRONTEND_STEP_MS > 30
+#error "TD_FRONTEND_STEP_MS must be 1 to 30 (a step longer than the 30 ms window skips audio)"
+#endif
+#define TD_FRONTEND_STEP_SAMPLES (TD_FRONTEND_SAMPLE_RATE / 1000 * TD_FRONTEND_STEP_MS)
 #define TD_FRONTEND_FFT_SIZE 512
 #define TD_FRONTEND_NUM_CHANNELS 40
-/* 1 + (16000 - 480) / 320: the op pads nothing, the last 160 samples make no frame. */
-#define TD_FRONTEND_NUM_FRAMES 49
+/* 49 at 20 ms, 98 at 10 ms: the op pads nothing, samples past the last whole window make
+ * no frame. */
+#define TD_FRONTEND_NUM_FRAMES \
+  (1 + (TD_FRONTEND_CLIP_SAMPLES - TD_FRONTEND_WINDOW_SAMPLES) / TD_FRONTEND_STEP_SAMPLES)
 #define TD_FRONTEND_FEATURES (TD_FRONTEND_NUM_FRAMES * TD_FRONTEND_NUM_CHANNELS)
 
 typedef enum {
@@ -54,11 +66,13 @@ typedef struct td_frontend {
   uint32_t noise_estimate[TD_FRONTEND_NUM_CHANNELS];
 } td_frontend_t;
 
-/* Start a new stream (or clip): wires the state to the tables and zeroes the history. */
+/* Start a new stream (or clip): wires the state to the tables and zeroes the history,
+ * the noise estimate and PCAN's included. Between resets they carry over from frame to
+ * frame however long the stream runs, as on the device. */
 void td_frontend_reset(td_frontend_t *frontend);
 
 /* Samples the next frame needs (of a reset td_frontend_t): TD_FRONTEND_WINDOW_SAMPLES after a reset, then
- * TD_FRONTEND_STEP_SAMPLES (the window keeps the other 160). */
+ * TD_FRONTEND_STEP_SAMPLES (the window keeps the rest). */
 size_t td_frontend_hop_samples(const td_frontend_t *frontend);
 
 /* Streaming: consume exactly td_frontend_hop_samples() samples, produce one frame.
@@ -70,8 +84,8 @@ td_frontend_status_t td_frontend_process_hop(td_frontend_t *frontend, const int1
                                              size_t num_samples,
                                              int8_t frame[TD_FRONTEND_NUM_CHANNELS]);
 
-/* One clip as the host does it (reset, feed all 16000 samples, no padding): 49 x 40
- * values, frame-major. The int8 variant is the model's input (features_int8). */
+/* One clip as the host does it (reset, feed all 16000 samples, no padding):
+ * TD_FRONTEND_NUM_FRAMES x 40 values, frame-major. The int8 variant is the model's input (features_int8). */
 td_frontend_status_t td_frontend_process_clip_raw(td_frontend_t *frontend,
                                                   const int16_t pcm[TD_FRONTEND_CLIP_SAMPLES],
                                                   uint16_t raw[TD_FRONTEND_FEATURES]);

@@ -7,9 +7,9 @@
  *   gain_bits=21, left_context=0, lower_band_limit=125.0, min_signal_remaining=0.05,
  *   num_channels=40, odd_smoothing=0.06, out_scale=1, pcan_offset=80.0,
  *   pcan_strength=0.95, right_context=0, sample_rate=16000, scale_shift=6,
- *   smoothing_bits=10, upper_band_limit=7500.0, window_size=30, window_step=20,
- *   zero_padding=False
- * so that the device needs no init code, no heap and no floating point.
+ *   smoothing_bits=10, upper_band_limit=7500.0, window_size=30, zero_padding=False
+ * so that the device needs no init code, no heap and no floating point. The window step
+ * is not among them: no table depends on it (td_frontend.h's TD_FRONTEND_STEP_MS sets it).
  *
  * Only macros: td_frontend.c and td_frontend_fft.c each instantiate the tables they own,
  * so every table exists once in flash (4520 bytes in all).
@@ -19,7 +19,6 @@
 
 #define TD_FRONTEND_TABLES_SAMPLE_RATE 16000
 #define TD_FRONTEND_TABLES_WINDOW_SIZE 480
-#define TD_FRONTEND_TABLES_WINDOW_STEP 320
 #define TD_FRONTEND_TABLES_FFT_SIZE 512
 #define TD_FRONTEND_TABLES_NUM_CHANNELS 40
 

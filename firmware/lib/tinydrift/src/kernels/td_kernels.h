@@ -10,7 +10,10 @@
  * TFLite's convention: > 0 shifts left, < 0 rounds right (see td_requant.h).
  *
  * RESHAPE (and SQUEEZE, EXPAND_DIMS) need no kernel: the generator makes the output
- * tensor share the input's bytes in the arena.
+ * tensor share the input's bytes in the arena. Nor do a streaming model's resource
+ * variables (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE, CALL_ONCE): the generator gives
+ * each variable a static buffer and reads and assigns it with memcpy, or lets the tensor
+ * read share the variable's bytes.
  *
  * These are the reference kernels; optimized variants (e.g. Cortex-M4 SIMD) belong in
  * their own files beside them and are tested against them.
@@ -126,6 +129,60 @@ typedef struct {
 
 void td_add_s8(const td_add_params_t *params, const int8_t *input1, const int8_t *input2,
                int8_t *output);
+
+/* LOGISTIC, int8 in and out; the output has scale 1/256 and zero point -128. */
+typedef struct {
+    int32_t size;
+    int32_t input_zero_point;
+    int32_t input_range_radius; /* |input - zero point| at or beyond this saturates */
+    int32_t input_multiplier;   /* input scale * 2^27 as multiplier * 2^input_left_shift */
+    int32_t input_left_shift;
+} td_logistic_params_t;
+
+void td_logistic_s8(const td_logistic_params_t *params, const int8_t *input, int8_t *output);
+
+/* QUANTIZE from int8 to int8 or uint8: (x + input_offset) rescaled by the ratio of the
+ * scales, plus the output zero point, clamped to the output type. */
+typedef struct {
+    int32_t size;
+    int32_t input_offset; /* minus the input zero point */
+    int32_t output_multiplier, output_shift;
+    int32_t output_offset; /* the output zero point */
+} td_quantize_params_t;
+
+void td_quantize_s8(const td_quantize_params_t *params, const int8_t *input, int8_t *output);
+void td_quantize_s8_u8(const td_quantize_params_t *params, const int8_t *input, uint8_t *output);
+
+/* CONCATENATION along one axis: outer_size is the product of the dimensions before it;
+ * input i gives copy_sizes[i] bytes per outer index (its size along the axis times the
+ * product of the dimensions after it). */
+typedef struct {
+    int32_t input_count;
+    int32_t outer_size;
+    const int32_t *copy_sizes; /* one per input */
+} td_concatenation_params_t;
+
+void td_concatenation_s8(const td_concatenation_params_t *params, const int8_t *const *inputs,
+                         int8_t *output);
+
+/* SPLIT_V and SPLIT, the reverse: output i takes copy_sizes[i] bytes per outer index. */
+typedef struct {
+    int32_t output_count;
+    int32_t outer_size;
+    const int32_t *copy_sizes; /* one per output */
+} td_split_params_t;
+
+void td_split_v_s8(const td_split_params_t *params, const int8_t *input, int8_t *const *outputs);
+
+/* STRIDED_SLICE over (up to) 4 dimensions, padded in front with size-1 axes: output
+ * element [i0][i1][i2][i3] is input[first + sum(i_d * step[d])]. */
+typedef struct {
+    int32_t first;    /* input index of the first element taken */
+    int32_t count[4]; /* output size along each axis */
+    int32_t step[4];  /* input elements between neighbours along each axis (may be < 0) */
+} td_strided_slice_params_t;
+
+void td_strided_slice_s8(const td_strided_slice_params_t *params, const int8_t *input, int8_t *output);
 
 #ifdef __cplusplus
 }

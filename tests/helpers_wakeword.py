@@ -1,0 +1,88 @@
+"""Test helper: realistic input streams for the microWakeWord models, cached under
+build/test_data/.
+
+espeak-ng speaks the four wake words and other phrases (voices, pitch, speed and level vary;
+noise, silence and loud stretches between them); pymicro-features (the micro_speech front
+end that pymicro-wakeword feeds its models with: 30 ms windows, 10 ms steps, 40 channels)
+turns the audio into features, quantized the way pymicro-wakeword quantizes them. Three
+frames make one model input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CACHE_DIR = REPO_ROOT / "build" / "test_data" / "wakeword"
+HELPER_VERSION = "1"
+
+SAMPLE_RATE = 16000
+FRAME_SAMPLES = 160  # 10 ms
+FRAMES_PER_INVOKE = 3
+CHANNELS = 40
+PHRASES = ("okay nabu", "alexa", "hey jarvis", "hey mycroft", "okay", "hey there", "turn on the kitchen light",
+           "what time is it", "alex", "nabucco")
+
+
+def _stream_audio(seconds: float, seed: int) -> np.ndarray:
+    """int16 PCM: phrases and gaps of noise or silence until `seconds` are filled."""
+    from tinydrift.data.synth import ACCENT_VOICES, ENGLISH_VOICES, espeak_variants, speak
+
+    rng = np.random.default_rng(seed)
+    voices, variants = ENGLISH_VOICES + ACCENT_VOICES, espeak_variants()
+    parts: list[np.ndarray] = []
+    total = 0
+    while total < seconds * SAMPLE_RATE:
+        gap = rng.normal(0.0, 10 ** rng.uniform(-4.0, -1.5), int(rng.uniform(0.1, 1.2) * SAMPLE_RATE))
+        speech = speak(str(rng.choice(PHRASES)), str(rng.choice(voices)), str(rng.choice(variants)),
+                       int(rng.integers(20, 80)), int(rng.integers(120, 200)))
+        speech = speech * 10 ** rng.uniform(-1.5, 0.3)  # quiet to clipping
+        speech = speech + rng.normal(0.0, 10 ** rng.uniform(-4.0, -2.0), speech.size)
+        parts += [gap, speech]
+        total += gap.size + speech.size
+    audio = np.concatenate(parts)[: int(seconds * SAMPLE_RATE)]
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def _features(pcm: np.ndarray) -> np.ndarray:
+    """[frames, 40] float features of pymicro-features' front end, 10 ms apart."""
+    from pymicro_features import MicroFrontend
+
+    frontend = MicroFrontend()
+    audio = pcm.astype("<i2").tobytes()
+    features, position, chunk = [], 0, FRAME_SAMPLES * 2
+    while position + chunk <= len(audio):
+        result = frontend.process_samples(audio[position : position + chunk])
+        position += result.samples_read * 2
+        if result.features:
+            features.append(result.features)
+    return np.asarray(features, dtype=np.float32).reshape(-1, CHANNELS)
+
+
+def quantize_features(features: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """pymicro-wakeword's quantization (round(f / scale + zero point)), clamped to int8."""
+    return np.clip(np.round(features / scale + zero_point), -128, 127).astype(np.int8)
+
+
+def speech_inputs(invocations: int, seed: int, scale: float, zero_point: int) -> np.ndarray:
+    """int8 model inputs [invocations, 3, 40] of spoken wake words and other phrases."""
+    seconds = invocations * FRAMES_PER_INVOKE * FRAME_SAMPLES / SAMPLE_RATE + 0.1
+    key = hashlib.sha256(json.dumps([seconds, seed, PHRASES, HELPER_VERSION]).encode()).hexdigest()
+    path = CACHE_DIR / f"features-{key[:20]}.npy"
+    if path.exists():
+        features = np.load(path)
+    else:
+        features = _features(_stream_audio(seconds, seed))
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, features)
+        os.replace(tmp, path)
+    frames = features[: invocations * FRAMES_PER_INVOKE]
+    if len(frames) < invocations * FRAMES_PER_INVOKE:
+        raise RuntimeError(f"the front end gave {len(frames)} frames for {invocations} invocations")
+    return quantize_features(frames, scale, zero_point).reshape(invocations, FRAMES_PER_INVOKE, CHANNELS)
