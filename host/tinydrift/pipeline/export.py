@@ -19,6 +19,7 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
+from tinydrift.monitor.calibrate import FleetBudget
 from tinydrift.monitor.config import MonitorConfig, jsonable
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import summarize
@@ -68,8 +69,9 @@ DEFAULT_SESSION = 15
 
 def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: float = 100_000,
            commission_n: int = DEFAULT_COMMISSION, real_data: dict[str, Path] | None = None,
-           progress_factory=None, log=print) -> dict:
-    """Write model_dir/include/*.h|c, model_dir/reference.json and model_dir/README.md."""
+           fleet_budget: FleetBudget | None = None, progress_factory=None, log=print) -> dict:
+    """Write model_dir/include/*.h|c, model_dir/reference.json and model_dir/README.md.
+    With a fleet budget, its per-device ARL0 is the target."""
     from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
@@ -83,6 +85,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     samples = {s: _samples(splits[s], probs[s]) for s in splits}
 
+    if fleet_budget is not None:
+        target_arl0 = fleet_budget.per_device_arl0
+        log(f"fleet budget: {fleet_budget.line()}")
     log(f"calibrating the monitor for ARL0 {target_arl0:,.0f} on {len(splits['ref'])} ref clips")
     start = time.perf_counter()
     # Winsorized confidence/entropy: on held-out pairs this brought the empirical ARL0 from
@@ -140,7 +145,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         "tflm_arena": tflm_arena,
         "reference_clips": len(splits["ref"]),
         "monitor_config": config_dict,
-        "calibration": {k: v for k, v in calibration.items() if k != "combined_curve"},
+        "calibration": {**{k: v for k, v in calibration.items() if k != "combined_curve"},
+                        **({"fleet_budget": fleet_budget.as_dict()} if fleet_budget is not None else {})},
         "calibration_seconds": round(calibration_seconds, 1),
         "arl0_check": arl0,
         "accent_detection": detection,
@@ -165,6 +171,15 @@ def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
 
 def _pct(result: dict | None) -> str:
     return f"{100 * result['accuracy']:.1f} %" if result and "accuracy" in result else "n/a"
+
+
+def _fleet_budget(ref: dict) -> str:
+    budget = ref["calibration"].get("fleet_budget")
+    if not budget:
+        return ""
+    return (f"\n- That target is a fleet's budget: {budget['devices']:,} devices x "
+            f"{budget['inferences_per_day']:,.0f} inferences a day / {budget['false_alarms_per_day']:g} false alarms "
+            "a day across the fleet.")
 
 
 def model_card(ref: dict, training: dict) -> str:
@@ -217,7 +232,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 - Reference statistics through the int8 model on {ref['reference_clips']:,} held-out in-domain clips (`ref`).
 - Commissioning: {_commissioning(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
-  by block bootstrap over whole synthetic speakers (voice + variant) ({ref['calibration_seconds']} s).
+  by block bootstrap over whole synthetic speakers (voice + variant) ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
 - Empirical ARL0 on no-drift streams of `test` clips (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
   {_fmt(arl.get('inferences'))} inferences ({arl.get('alarms', 'n/a')} alarms; 95 % interval
   {_fmt(arl['ci95'][0])} to {_fmt(arl['ci95'][1])}).
