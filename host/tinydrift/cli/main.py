@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from tinydrift.cli import bench, codegen, device, drift, logbook, pipeline
+from tinydrift.cli import bench, codegen, device, drift, logbook, pipeline, wakeword
 from tinydrift.child import exit_on_termination
 from tinydrift.errors import TinydriftError
 from tinydrift.quiet import set_verbose
@@ -61,7 +61,7 @@ COMMANDS = (
     # the device's log
     logbook.capture_command, logbook.monitor_command, logbook.report_command, logbook.archive_command,
     # lower-level steps and measurements
-    codegen.model_c_command, codegen.frontend_tables_command, drift.drift, bench.bench,
+    codegen.model_c_command, codegen.frontend_tables_command, wakeword.wakeword, drift.drift, bench.bench,
 )
 for command in COMMANDS:
     main.add_command(command)
