@@ -1,7 +1,7 @@
 """The firmware app built as a streaming binary detector (a microWakeWord model, okay_nabu)
-on the POSIX host port, under ASan and UBSan: espeak-ng speech replayed as clips gives the
-DETECTION frames the app's twin (tinydrift.app.expected_detections) predicts, bit for bit,
-and wakes on the wake phrase and on nothing else.
+on the POSIX host port, under ASan and UBSan, and on the emulated Cortex-M4: espeak-ng
+speech gives the DETECTION frames the app's twin (tinydrift.app.expected_detections)
+predicts, bit for bit, and wakes on the wake phrase and on nothing else.
 
 The executable is the very firmware (src/main.c, the app, the 10 ms front end, the kernels,
 the protocol) with the C that `tinydrift wakeword export` writes for the model.
@@ -9,15 +9,18 @@ the protocol) with the C that `tinydrift wakeword export` writes for the model.
 
 from __future__ import annotations
 
-from pathlib import Path
+import shutil
 
 import numpy as np
 import pytest
 
 from test_app_host import HostApp, build_app
+from tinydrift import firmware
 from tinydrift.app import expected_detections
 from tinydrift.link import protocol as P
-from tinydrift.link.replay import ACK_OK
+from tinydrift.link.replay import ACK_OK, write_pcm
+from tinydrift.target import emulator, platformio
+from tinydrift.target.flash import flash
 from tinydrift.wakeword.config import load_wakeword
 from tinydrift.wakeword.export import model_id, write_device_sources
 
@@ -121,3 +124,38 @@ def test_streaming_app_commands(app_stream, model, speech):
     assert all(d.flags == P.DETECTION_FLAG_COOLING for d in device)  # 1 s: cooling throughout
     assert status.inferences == len(expected) and len(app.frames(P.Hello)) == 2
     assert stderr == ""
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
+                    reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
+def test_streaming_app_in_qemu_from_the_microphone_file(model, speech, tmp_path):
+    """The firmware `tinydrift flash` builds for the emulated Cortex-M4 with okay_nabu's
+    exported C: both voices' speech as the microphone's file (one stream from boot) gives
+    the twin's DETECTION frames bit for bit, a wake on each "okay nabu" and nothing else,
+    and BYE when the file ends; without tracing, the detections alone."""
+    folder = firmware.BUILD_ROOT / "test_models" / "okay_nabu_stream"  # one place: pio keeps one build folder for it
+    write_device_sources(model, folder)
+    elf = flash(platformio.EMULATED_ENV, folder, build_only=True).elf
+    pcm = np.concatenate([clip for clip, _ in speech])
+    result = emulator.run(elf, timeout=300, semihosting_args=[
+        emulator.audio_file_argument(write_pcm([pcm], tmp_path / "speech.pcm"), tmp_path)])
+    items = P.StreamParser().feed(result.output)
+    assert result.exit_code == 0 and not any(isinstance(i, P.Corrupt) for i in items), result.output[-500:]
+    device = [i for i in items if isinstance(i, P.Detection)]
+    expected = expected_detections([pcm], model, model_id(model))
+    for got, want in zip(device, expected):
+        want.seq = got.seq
+    assert len(device) == len(expected) and device == expected
+    bye = [i for i in items if isinstance(i, P.Bye)]
+    assert bye and bye[-1].inferences == len(expected)
+    assert sum(d.wake for d in device) == 2 * PHRASES.count("okay nabu")
+
+    # without tracing (trace=0), only the detections are sent
+    first = speech[0][0]
+    quiet = emulator.run(elf, timeout=300, semihosting_args=[
+        emulator.audio_file_argument(write_pcm([first], tmp_path / "first.pcm"), tmp_path), "trace=0"])
+    sent = [i for i in P.StreamParser().feed(quiet.output) if isinstance(i, P.Detection)]
+    wakes = expected_detections([first], model, model_id(model), trace=False)
+    for got, want in zip(sent, wakes):
+        want.seq = got.seq
+    assert quiet.exit_code == 0 and sent == wakes and len(wakes) == PHRASES.count("okay nabu")
