@@ -67,3 +67,21 @@ def test_export_writes_the_streaming_apps_c(tmp_path):
                  '"Okay Nabu"', f'#define TD_NABU_MODEL_HASH "{model_digest(load_wakeword("okay_nabu"))}"'):
         assert line in reference
     assert out.splitlines()[-1] == f"model hash {model_digest(load_wakeword('okay_nabu'))}"
+
+
+def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkeypatch):
+    """A gateway install (no [train] extra) has neither TensorFlow's front end op nor TFLite Micro."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else find_spec(name, *a))
+    wav = tmp_path / "a.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(3200))
+    result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(wav)])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: detect runs the device's twin on tflite_micro, which this install lacks: "
+        "pip install 'tinydrift[train,wakeword]'"]

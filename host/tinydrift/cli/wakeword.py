@@ -3,11 +3,13 @@ WAV files as the device would, write its C for the firmware app."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import click
 
 from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FOLDER, input_file
+from tinydrift.errors import TinydriftError
 
 CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
                              help="The model's JSON config, when it is not beside the .tflite with the same name.")
@@ -102,6 +104,10 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     from tinydrift.wakeword.export import model_id
     from tinydrift.wakeword.stream import read_stream_wav
 
+    missing = [name for name in ("tensorflow", "tflite_micro") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TinydriftError(f"detect runs the device's twin on {' and '.join(missing)}, which this install lacks: "
+                             "pip install 'tinydrift[train,wakeword]'")
     loaded = load_wakeword(model, config)
     streams = [read_stream_wav(path) for path in wavs]  # every file checked before any work
     click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} above "
