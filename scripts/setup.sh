@@ -11,6 +11,9 @@ APT_PACKAGES=(
   qemu-system-arm           # the emulated board (mps2-an386)
   clang                     # libFuzzer targets for the device-side parsers
   libclang-rt-14-dev        # ... and clang's fuzzer/sanitizer runtimes
+  mosquitto                 # fleets: the MQTT 5 broker (started privately, never as a service)
+  postgresql                # fleets: the collector's database (initdb/postgres run privately)
+  chromium                  # fleets: the dashboard's test in a real headless browser
 )
 
 missing=()
@@ -40,7 +43,7 @@ want="$(cat pyproject.toml setup.py requirements.lock | sha256sum | cut -d' ' -f
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing the Python package with the versions pinned in requirements.lock"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -c requirements.lock -e ".[train,device,test,bench,wakeword]"
+  .venv/bin/python -m pip install -q -c requirements.lock -e ".[train,device,test,bench,wakeword,fleet]"
   echo "$want" > "$stamp"
 fi
 # PlatformIO offline: the emulated board's local platform, toolchain and SCons packages.

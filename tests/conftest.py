@@ -76,3 +76,23 @@ def small_kws(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("kws")
     build_kws(out, KwsConfig(seed=7, clips_per_class=SMALL_CONFIG_PER_CLASS))
     return out
+
+
+@pytest.fixture(scope="session")
+def fleet_services():
+    """A private mosquitto and PostgreSQL (Debian's), started once for the fleet tests and
+    stopped at the end; skipped, with the reason, where they are not installed."""
+    from tinydrift.fleet.services import missing_binaries, private_services
+
+    if (missing := missing_binaries()) is not None:
+        pytest.skip(missing)
+    pytest.importorskip("psycopg")
+    pytest.importorskip("paho.mqtt")
+    with private_services() as (broker, database):
+        yield broker, database
+
+
+@pytest.fixture
+def fleet_dsn(fleet_services, request) -> str:
+    """A database of the test's own on the private PostgreSQL."""
+    return fleet_services[1].new_database(request.node.name.lower()[:50])

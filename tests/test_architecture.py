@@ -29,6 +29,7 @@ LAYERS = [
     ("app",),  # the firmware app's twin
     ("logbook",),  # capture store, live view, report
     ("target",),  # where the firmware runs: this host, QEMU, PlatformIO boards, benchmarks
+    ("fleet",),  # many devices: gateway (serial -> MQTT), collector (MQTT -> PostgreSQL), private servers
     ("pipeline",),  # data -> ... -> export -> verify -> demo
     ("cli", "__main__"),  # the command line; nothing imports it
 ]

@@ -24,6 +24,7 @@ import pytest
 from tinydrift import firmware
 from tinydrift.codegen.monitor_header import config_hash
 from tinydrift.data.labels import LABELS
+from tinydrift.fleet import envelope
 from tinydrift.link import protocol
 from tinydrift.modeldir import ModelDir, model_hash
 from tinydrift.monitor.config import MonitorConfig
@@ -100,6 +101,9 @@ CODE_FIGURES = {
     "demo.train_clips": lambda: demo.DEMO_CLIPS_PER_CLASS["train"] * len(LABELS),
     "demo.ref_clips": lambda: demo.DEMO_CLIPS_PER_CLASS["ref"] * len(LABELS),
     "data.kws_clips": _kws_clips,
+    "fleet.envelope_bytes": lambda: envelope.HEAD_BYTES,
+    "fleet.heartbeat_message_bytes": lambda: envelope.HEAD_BYTES + protocol.MIN_PACKET
+    + protocol.PAYLOAD_BYTES[protocol.FrameType.HEARTBEAT],
     "drift_bench.quick.arl_inferences": lambda: _bench_settings(True).arl_inferences,
     "drift_bench.full.arl_inferences": lambda: _bench_settings(False).arl_inferences,
     "drift_bench.quick.compare_arl0": lambda: _bench_settings(True).compare_arl0,

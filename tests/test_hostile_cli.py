@@ -196,6 +196,23 @@ CASES = [
     ("bad-url", "capture", ["--port", "socket://127.0.0.1:99999", "--db", "{r}/c.db"], "99999"),
     ("bad-url", "replay", ["{r}/adir", "--port", "bogus://device"], "bogus"),
     ("bad-url", "monitor", ["--port", "socket://:4321", "--once"], "socket://:4321"),
+    ("bad-url", "gateway", ["--port", PORT, "--broker", "http://broker:80", "--outbox", "{r}/o.sqlite"],
+     "http://broker:80"),
+    ("bad-url", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "mysql://db/fleet"], "mysql://db/fleet"),
+    ("bad-name", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite",
+                             "--fleet", "kws/eu"], "kws/eu"),
+    ("bad-name", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--group", "a+b"], "a+b"),
+    ("not-a-database", "gateway", ["--port", "loop://", "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/afile"],
+     "afile"),
+    ("unreachable-port", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite"],
+     PORT),
+    ("output-blocked", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{blocked}/o.sqlite"],
+     "blocker"),
+    ("missing-path", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db",
+                                 "--model-dir", "{r}/nothing"], "nothing"),
+    ("zero", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--batch", "0"], "0"),
+    ("negative", "fleet-up", ["--broker-port", "-1"], "-1"),
+    ("bad-url", "fleet-serve", ["--db", "sqlite:///fleet.db"], "sqlite:///fleet.db"),
     # files whose content is damaged
     ("truncated-wav", "eval", ["{r}/model", "{r}/wav_truncated"], "a_nohash_0.wav"),
     ("truncated-wav", "replay", ["{r}/wav_truncated", "--port", PORT], "a_nohash_0.wav"),
@@ -243,7 +260,7 @@ CASES = [
 
 def _argv(command: str, args: list[str], root: Path) -> list[str]:
     words = {"data-kws": ["data", "kws"]}.get(command) or (
-        command.split("-", 1) if command.startswith(("drift-", "bench-", "wakeword-")) else [command])
+        command.split("-", 1) if command.startswith(("drift-", "bench-", "fleet-", "wakeword-")) else [command])
     blocked = root / "blocker" / "out"
     return words + [a.format(r=root, blocked=blocked) for a in args]
 

@@ -24,6 +24,7 @@
 #include "td_frontend.h"
 #include "td_model_opt.h"
 #include "td_monitor.h"
+#include "td_m4_report.h"
 #include "td_port.h"
 #include TD_BENCH_MONITOR_CONFIG_HEADER
 #if TD_BENCH_REFERENCE
@@ -35,81 +36,12 @@
 #endif
 
 #define TD_BENCH_CLIP_SAMPLES (sizeof td_bench_pcm / sizeof td_bench_pcm[0])
-#define TD_BENCH_STACK_PAINT 0xA5A5A5A5u
-
-/* From mps2_an386.ld: the stack section's top and size (an absolute symbol). */
-extern uint32_t td_stack_top;
-extern char td_stack_size[];
 
 static td_frontend_t bench_frontend;
 static int8_t bench_features[TD_FRONTEND_FEATURES];
 static int16_t bench_summary[TD_MONITOR_MAX_SUMMARY];
 static td_monitor_state_t bench_monitor;
 static volatile uint32_t bench_sink;
-
-static void print_text(const char *text)
-{
-    td_port_write((const uint8_t *)text, strlen(text));
-}
-
-static void print_u32(const char *name, uint32_t value)
-{
-    char digits[10];
-    int count = 0;
-    print_text(name);
-    do {
-        digits[count++] = (char)('0' + value % 10u);
-        value /= 10u;
-    } while (value != 0);
-    while (count > 0) {
-        td_port_write((const uint8_t *)&digits[--count], 1);
-    }
-}
-
-static void print_hex_bytes(const char *name, const int8_t *bytes, uint32_t count)
-{
-    static const char hex[] = "0123456789abcdef";
-    print_text(name);
-    for (uint32_t i = 0; i < count; ++i) {
-        const uint8_t byte = (uint8_t)bytes[i];
-        const char pair[2] = {hex[byte >> 4], hex[byte & 15u]};
-        td_port_write((const uint8_t *)pair, 2);
-    }
-}
-
-/* FNV-1a over the features: the host compares it with its own front end's. */
-static uint32_t fnv1a(const int8_t *bytes, uint32_t count)
-{
-    uint32_t hash = 2166136261u;
-    for (uint32_t i = 0; i < count; ++i) {
-        hash = (hash ^ (uint8_t)bytes[i]) * 16777619u;
-    }
-    return hash;
-}
-
-static uint32_t *stack_bottom(void)
-{
-    return (uint32_t *)((uintptr_t)&td_stack_top - (uintptr_t)td_stack_size);
-}
-
-/* Fills the unused stack below this frame with a pattern, so the deepest use shows later. */
-static void paint_stack(void)
-{
-    uint32_t here;
-    __asm volatile("mov %0, sp" : "=r"(here));
-    for (uint32_t *word = stack_bottom(); (uintptr_t)word < here - 256u; ++word) {
-        *word = TD_BENCH_STACK_PAINT;
-    }
-}
-
-static uint32_t stack_used_bytes(void)
-{
-    const uint32_t *word = stack_bottom();
-    while ((uintptr_t)word < (uintptr_t)&td_stack_top && *word == TD_BENCH_STACK_PAINT) {
-        ++word;
-    }
-    return (uint32_t)((uintptr_t)&td_stack_top - (uintptr_t)word);
-}
 
 static uint32_t cycles_since(uint64_t start)
 {
@@ -123,9 +55,9 @@ int td_app_main(void)
     uint64_t start;
 
     td_port_init();
-    paint_stack();
+    td_m4_paint_stack();
     if (td_monitor_init(&bench_monitor, config) != TD_MONITOR_OK) {
-        print_text("td_bench: monitor config refused\n");
+        td_m4_print_text("td_bench: monitor config refused\n");
         return 1;
     }
 
@@ -171,26 +103,26 @@ int td_app_main(void)
     const uint32_t update_cycles = cycles_since(start);
 
     if (frontend_status != 0 || model_status != 0 || reference_status != 0) {
-        print_text("td_bench: a stage failed\n");
+        td_m4_print_text("td_bench: a stage failed\n");
         return 2;
     }
     /* Milli-cycles per monitor call keep the counter's resolution over the repeats. */
-    print_u32("td_bench frontend_cycles=", frontend_cycles);
-    print_u32(" model_cycles=", model_cycles);
+    td_m4_print_u32("td_bench frontend_cycles=", frontend_cycles);
+    td_m4_print_u32(" model_cycles=", model_cycles);
 #if TD_BENCH_REFERENCE
-    print_u32(" reference_model_cycles=", reference_cycles);
+    td_m4_print_u32(" reference_model_cycles=", reference_cycles);
 #endif
-    print_u32(" sensor_cycles=", sensor_cycles);
-    print_u32(" summarize_millicycles=", (uint32_t)((uint64_t)summarize_cycles * 1000u / TD_BENCH_MONITOR_REPEAT));
-    print_u32(" update_millicycles=", (uint32_t)((uint64_t)update_cycles * 1000u / TD_BENCH_MONITOR_REPEAT));
-    print_u32(" stack_used_bytes=", stack_used_bytes());
-    print_u32(" monitor_state_bytes=", td_monitor_state_size());
-    print_u32(" monitor_commission_bytes=", td_monitor_commission_size());
-    print_u32(" features_fnv1a=", fnv1a(bench_features, TD_FRONTEND_FEATURES));
-    print_hex_bytes(" output=", td_opt_output(), TD_OPT_OUTPUT_SIZE);
+    td_m4_print_u32(" sensor_cycles=", sensor_cycles);
+    td_m4_print_u32(" summarize_millicycles=", (uint32_t)((uint64_t)summarize_cycles * 1000u / TD_BENCH_MONITOR_REPEAT));
+    td_m4_print_u32(" update_millicycles=", (uint32_t)((uint64_t)update_cycles * 1000u / TD_BENCH_MONITOR_REPEAT));
+    td_m4_print_u32(" stack_used_bytes=", td_m4_stack_used_bytes());
+    td_m4_print_u32(" monitor_state_bytes=", td_monitor_state_size());
+    td_m4_print_u32(" monitor_commission_bytes=", td_monitor_commission_size());
+    td_m4_print_u32(" features_fnv1a=", td_m4_fnv1a(TD_M4_FNV1A_START, bench_features, TD_FRONTEND_FEATURES));
+    td_m4_print_hex(" output=", td_opt_output(), TD_OPT_OUTPUT_SIZE);
 #if TD_BENCH_REFERENCE
-    print_hex_bytes(" reference_output=", td_ref_output(), TD_REF_OUTPUT_SIZE);
+    td_m4_print_hex(" reference_output=", td_ref_output(), TD_REF_OUTPUT_SIZE);
 #endif
-    print_text("\n");
+    td_m4_print_text("\n");
     return (int)(bench_sink & 0u);
 }

@@ -19,6 +19,7 @@
 #include "kernels/optimized/td_nn_m4.h"
 #include "kernels/optimized/td_requant_fast.h"
 #include "kernels/td_kernels.h"
+#include "td_m4_report.h"
 #include "td_port.h"
 
 #ifndef TD_CHECK_CASES
@@ -58,25 +59,6 @@ static void fill_s8(int8_t *values, int32_t count)
 {
     for (int32_t i = 0; i < count; ++i) {
         values[i] = (int8_t)uniform(-128, 127);
-    }
-}
-
-static void print_text(const char *text)
-{
-    td_port_write((const uint8_t *)text, strlen(text));
-}
-
-static void print_u32(const char *name, uint32_t value)
-{
-    char digits[10];
-    int count = 0;
-    print_text(name);
-    do {
-        digits[count++] = (char)('0' + value % 10u);
-        value /= 10u;
-    } while (value != 0);
-    while (count > 0) {
-        td_port_write((const uint8_t *)&digits[--count], 1);
     }
 }
 
@@ -166,13 +148,13 @@ static int32_t is_planned(const check_quant_t *q, int32_t depth, int32_t channel
 
 static void report(const char *kernel, int32_t cases, int32_t mismatches, int32_t fast, int32_t planned)
 {
-    print_text("td_kernels_check ");
-    print_text(kernel);
-    print_u32(" cases=", (uint32_t)cases);
-    print_u32(" mismatches=", (uint32_t)mismatches);
-    print_u32(" fast=", (uint32_t)fast);
-    print_u32(" planned=", (uint32_t)planned);
-    print_text("\n");
+    td_m4_print_text("td_kernels_check ");
+    td_m4_print_text(kernel);
+    td_m4_print_u32(" cases=", (uint32_t)cases);
+    td_m4_print_u32(" mismatches=", (uint32_t)mismatches);
+    td_m4_print_u32(" fast=", (uint32_t)fast);
+    td_m4_print_u32(" planned=", (uint32_t)planned);
+    td_m4_print_text("\n");
 }
 
 static int32_t check_conv(void)
@@ -323,6 +305,6 @@ int td_app_main(void)
     int32_t mismatches = check_conv();
     mismatches += check_depthwise();
     mismatches += check_fully_connected();
-    print_text("td_kernels_check done\n");
+    td_m4_print_text("td_kernels_check done\n");
     return mismatches == 0 ? 0 : 1;
 }

@@ -12,38 +12,14 @@
 
 #include "td_check_inputs.h"
 #include "td_model_opt.h"
+#include "td_m4_report.h"
 #include "td_port.h"
 
-static void print_text(const char *text)
+static void print_line(uint32_t index, const void *bytes, uint32_t count)
 {
-    td_port_write((const uint8_t *)text, strlen(text));
-}
-
-static void print_u32(uint32_t value)
-{
-    char digits[10];
-    int n = 0;
-    do {
-        digits[n++] = (char)('0' + value % 10u);
-        value /= 10u;
-    } while (value != 0);
-    while (n > 0) {
-        td_port_write((const uint8_t *)&digits[--n], 1);
-    }
-}
-
-static void print_line(uint32_t index, const int8_t *bytes, uint32_t count)
-{
-    static const char hex[] = "0123456789abcdef";
-    print_text("td_model_check ");
-    print_u32(index);
-    print_text(" ");
-    for (uint32_t i = 0; i < count; ++i) {
-        const uint8_t byte = (uint8_t)bytes[i];
-        const char pair[2] = {hex[byte >> 4], hex[byte & 15u]};
-        td_port_write((const uint8_t *)pair, 2);
-    }
-    print_text("\n");
+    td_m4_print_u32("td_model_check ", index);
+    td_m4_print_hex(" ", bytes, count);
+    td_m4_print_text("\n");
 }
 
 int td_app_main(void)
@@ -54,15 +30,14 @@ int td_app_main(void)
         memcpy(td_opt_input(), td_check_inputs[i], TD_OPT_INPUT_SIZE);
         const uint64_t start = td_port_cycles();
         if (td_opt_invoke() != 0) {
-            print_text("td_model_check: invoke failed\n");
+            td_m4_print_text("td_model_check: invoke failed\n");
             return 1;
         }
         invoke_cycles += td_port_cycles() - start;
         /* bytes as they are: an int8 or a uint8 output */
-        print_line(i, (const int8_t *)td_opt_output(), TD_OPT_OUTPUT_SIZE);
+        print_line(i, td_opt_output(), TD_OPT_OUTPUT_SIZE);
     }
-    print_text("td_model_check done cycles=");
-    print_u32((uint32_t)invoke_cycles);
-    print_text("\n");
+    td_m4_print_u32("td_model_check done cycles=", (uint32_t)invoke_cycles);
+    td_m4_print_text("\n");
     return 0;
 }

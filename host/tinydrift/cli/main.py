@@ -1,6 +1,6 @@
 """The `tinydrift` command: the group and the one list of its commands.
 
-Each command lives in the module of its role (pipeline, device, logbook, drift, bench,
+Each command lives in the module of its role (pipeline, device, logbook, fleet, drift, bench,
 codegen); this file only assembles them. A TinydriftError from any of them becomes one
 line on stderr and exit code 1.
 """
@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from tinydrift.cli import bench, codegen, device, drift, logbook, pipeline, wakeword
+from tinydrift.cli import bench, codegen, device, drift, fleet, logbook, pipeline, wakeword
 from tinydrift.child import exit_on_termination
 from tinydrift.errors import TinydriftError
 from tinydrift.quiet import set_verbose
@@ -60,6 +60,8 @@ COMMANDS = (
     device.flash_command, device.emulate, device.replay_command,
     # the device's log
     logbook.capture_command, logbook.monitor_command, logbook.report_command, logbook.archive_command,
+    # many devices: serial -> MQTT -> PostgreSQL
+    fleet.gateway_command, fleet.collect_command, fleet.fleet,
     # lower-level steps and measurements
     codegen.model_c_command, codegen.frontend_tables_command, wakeword.wakeword, drift.drift, bench.bench,
 )

@@ -16,6 +16,9 @@ from typing import Callable
 
 import click
 
+from tinydrift.errors import TinydriftError
+from tinydrift.fleet.envelope import check_fleet_name
+from tinydrift.fleet.mqtt import BrokerUrl
 from tinydrift.modeldir import C_NAME
 
 ELF_MAGIC = b"\x7fELF"
@@ -205,8 +208,34 @@ class CName(click.ParamType):
         return str(value)
 
 
+class _Checked(click.ParamType):
+    """A value the library's own check accepts; its TinydriftError becomes the usage error."""
+
+    def __init__(self, name: str, check: Callable[[str], object]) -> None:
+        self.name = name
+        self._check = check
+
+    def convert(self, value, param, ctx) -> str:
+        try:
+            self._check(str(value))
+        except TinydriftError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+def _database_url(value: str) -> None:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
+        raise TinydriftError(f"{value!r} is not a PostgreSQL URL: give postgresql://USER@HOST[:PORT]/DATABASE")
+
+
 SERIAL_URL = SerialUrl()
 C_NAME_PARAM = CName()
+BROKER_URL = _Checked("url", lambda v: BrokerUrl.parse(v))
+DATABASE_URL = _Checked("url", _database_url)
+FLEET_NAME = _Checked("name", check_fleet_name)
 COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
 SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
 SECONDS = FiniteFloat(min=0, min_open=True)

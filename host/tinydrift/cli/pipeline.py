@@ -12,7 +12,7 @@ import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, emit_json, progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
-                                  input_folder, input_path)
+                                  FiniteFloat, input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 
@@ -139,12 +139,20 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
 @click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
               help="Inferences between false alarms, all scores together.")
+@click.option("--fleet-size", type=COUNT, default=None, metavar="D",
+              help="Devices in the fleet that will run this model (with --fleet-false-alarms-per-day: the "
+                   "target ARL0 comes from the fleet's budget, see above).")
+@click.option("--fleet-false-alarms-per-day", "fleet_false_alarms", type=FiniteFloat(min=0, min_open=True),
+              default=None, metavar="F", help="False alarms a day allowed across the whole fleet.")
+@click.option("--inferences-per-day", type=FiniteFloat(min=0, min_open=True), default=86_400, show_default=True,
+              metavar="R", help="Inferences one device makes a day (86,400: one a second), for the fleet budget.")
 @click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=300, show_default=True,
               help="Inferences after each reset in which the device learns its own population's "
                    "reference before judging change against it; 0 judges against the training reference.")
 @click.option("--real-data", "real_data", type=input_folder("Speech Commands or FSDD folder"), multiple=True,
               help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
-def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, commission_n: int,
+def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, fleet_size: int | None,
+               fleet_false_alarms: float | None, inferences_per_day: float, commission_n: int,
                real_data: tuple[Path, ...]):
     """C headers for the firmware and their JSON twin.
 
@@ -152,11 +160,37 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, c
     reference statistics and calibrated thresholds, labels and the model hash),
     MODEL/reference.json (what the host reads) and MODEL/README.md (the model card).
 
+    A fleet's false-alarm budget instead of --target-arl0: devices raise false alarms
+    independently, so D devices making R inferences a day each, at ARL0 inferences between
+    false alarms, raise D x R / ARL0 false alarms a day. To allow F a day across the fleet,
+    each device needs
+
     \b
-    Example:
+      ARL0 = D x R / F
+      e.g. 5,000 devices x 86,400 inferences a day / 10 false alarms a day = ARL0 43,200,000
+
+    --fleet-size D and --fleet-false-alarms-per-day F set it (with --inferences-per-day R);
+    reference.json and the model card record the budget beside the thresholds. The ARL0
+    check simulates 100 x ARL0 inferences, so a large fleet's target takes longer to check.
+
+    \b
+    Examples:
       tinydrift export --model models/kws --real-data ../shared/data/speech_commands_v0.01_subset
+      tinydrift export --model models/kws --fleet-size 5000 --fleet-false-alarms-per-day 10
     """
+    from tinydrift.monitor.calibrate import FleetBudget
     from tinydrift.pipeline.export import export
+
+    budget = None
+    ctx = click.get_current_context()
+    if (fleet_size is None) != (fleet_false_alarms is None):
+        raise click.UsageError("give --fleet-size and --fleet-false-alarms-per-day together (the fleet's budget)")
+    if fleet_size is not None:
+        if ctx.get_parameter_source("target_arl0") is not click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("give --target-arl0 or a fleet budget (--fleet-size, --fleet-false-alarms-per-day), "
+                                   "not both: the budget sets the target")
+        budget = FleetBudget(fleet_size, inferences_per_day, fleet_false_alarms)
+        click.echo(f"fleet budget: {budget.line()}", err=True)
 
     real = {}
     for path in real_data:
@@ -164,7 +198,7 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, c
         real[label] = path
     with progress_bars() as bars:
         ref = export(model_dir, data_dir, name=name, target_arl0=target_arl0, commission_n=commission_n, real_data=real,
-                     progress_factory=bars, log=lambda m: click.echo(m, err=True))
+                     fleet_budget=budget, progress_factory=bars, log=lambda m: click.echo(m, err=True))
     arl = ref["arl0_check"]
     click.echo(f"{model_dir}: hash {ref['model_id']}, TFLite Micro accuracy {ref['accuracy']['test']['tflm']['accuracy']:.4f} "
                f"(accent {ref['accuracy']['accent']['tflm']['accuracy']:.4f}), arena {ref['arena_bytes']} B "

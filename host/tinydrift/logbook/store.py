@@ -100,7 +100,8 @@ class StoreFull(TinydriftError):
     failed transaction was written."""
 
 
-def _write_error(path: Path, exc: sqlite3.Error) -> Exception:
+def sqlite_write_error(path: Path, exc: sqlite3.Error) -> Exception:
+    """StoreBusy or StoreFull for a failed write to `path` (the capture store's, the gateway outbox's)."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
         return StoreBusy(str(exc))
@@ -208,7 +209,7 @@ class CaptureStore:
         try:
             c.execute("BEGIN IMMEDIATE")  # take the write lock first: a busy database fails here
         except sqlite3.Error as exc:
-            raise _write_error(self.path, exc) from exc
+            raise sqlite_write_error(self.path, exc) from exc
         try:
             if frames:
                 c.executemany(_INSERT_FRAME, frames)
@@ -227,7 +228,7 @@ class CaptureStore:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise _write_error(self.path, exc) from exc
+                raise sqlite_write_error(self.path, exc) from exc
             raise
 
     def last_device_frame(self, port: str) -> tuple[int, float, str | None] | None:
@@ -252,14 +253,14 @@ class CaptureStore:
         except sqlite3.Error as exc:
             if c.in_transaction:
                 c.execute("ROLLBACK")
-            raise _write_error(self.path, exc) from exc
+            raise sqlite_write_error(self.path, exc) from exc
 
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and empty it."""
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
-            raise _write_error(self.path, exc) from exc
+            raise sqlite_write_error(self.path, exc) from exc
 
     def close(self) -> None:
         self.conn.close()

@@ -33,17 +33,51 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.config import ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig
+from tinydrift.monitor.config import ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_ENTROPY, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices
 from tinydrift.monitor.twin import MonitorTwin
 
 DEFAULT_TARGET_ARL0 = 100_000
+MIN_TARGET_ARL0 = 10  # below this calibration has nothing to hold
+
+
+@dataclass(frozen=True)
+class FleetBudget:
+    """One false-alarm budget for a whole fleet. Devices raise false alarms independently, so
+    a fleet of D devices making r inferences a day each, every device at ARL0 inferences
+    between false alarms, raises D·r/ARL0 false alarms a day: to allow F, each device needs
+    ARL0 = D·r/F."""
+
+    devices: int
+    inferences_per_day: float
+    false_alarms_per_day: float
+
+    def __post_init__(self) -> None:
+        if self.devices < 1 or not self.inferences_per_day > 0 or not self.false_alarms_per_day > 0:
+            raise TinydriftError("a fleet budget needs at least one device, and inferences and false alarms "
+                                 "per day above 0")
+        if self.per_device_arl0 < MIN_TARGET_ARL0:
+            raise TinydriftError(f"{self.line()}: below {MIN_TARGET_ARL0}, too few inferences between false alarms "
+                                 "to calibrate; allow fewer false alarms a day")
+
+    @property
+    def per_device_arl0(self) -> float:
+        return self.devices * self.inferences_per_day / self.false_alarms_per_day
+
+    def line(self) -> str:
+        return (f"{self.devices:,} devices x {self.inferences_per_day:,.0f} inferences a day / "
+                f"{self.false_alarms_per_day:g} false alarms a day = ARL0 {self.per_device_arl0:,.0f} per device")
+
+    def as_dict(self) -> dict:
+        return {"devices": self.devices, "inferences_per_day": self.inferences_per_day,
+                "false_alarms_per_day": self.false_alarms_per_day, "per_device_arl0": self.per_device_arl0}
 # Measured on models/kws (ARL0 100,000): with 2,000,000 simulated inferences the combined
 # level was extrapolated ("scaled") and recalibrating with other seeds moved the held-out
 # ARL0 by a log-sd of 0.3 (63k-125k); with 8,000,000 it is measured and moves by 0.05.
@@ -54,6 +88,8 @@ DEFAULT_REPLICATES = 16
 # Per score (mean, var, confidence, entropy, label): where one inference's z is capped, in
 # standard deviations of the raw score; None: only the device's SCORE_Z_MAX clip.
 DEFAULT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, None, None, None)
+# The scores calibrated on same-speaker runs when a session length is given (all but label).
+SESSION_SCORES = (SCORE_MEAN, SCORE_VAR, SCORE_CONF, SCORE_ENTROPY)
 
 
 def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64):
@@ -216,7 +252,7 @@ def calibrate_thresholds(
     block_length: int | None = None,
     keep_order: bool = False,
     stream_groups: int | None = None,
-    data_session_length: int | None = None,
+    session_length: int | None = None,
     warning_arl_fraction: float = 0.1,
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
     winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
@@ -231,10 +267,12 @@ def calibrate_thresholds(
     groups: one recording/speaker id per sample (samples of a group in stream order).
     stream_groups: draw each simulated stream from that many groups (a held-out check on
     G groups: G; a device used by a few speakers: a few); None: from all groups.
-    data_session_length: the input scores (mean, var) are calibrated on streams where each
-    speaker talks that many inferences in a row (drawn with replacement from the speaker's
-    clips), the output scores on the usual ones: a speaker's own voice, held for a while,
-    moves the input summary like a change does, while the outputs stay calm.
+    session_length: the input scores (mean, var) and the confidence and entropy scores are
+    calibrated on streams where each speaker talks that many inferences in a row (drawn with
+    replacement from the speaker's clips): a speaker's own voice, held for a while, moves the
+    input summary like a change does, and one whose words the model finds harder lowers
+    confidence for as long. The label score keeps the usual streams: a run drawn from one
+    speaker's few clips would skew the class mix, which a real speaker's run does not.
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
@@ -303,16 +341,16 @@ def calibrate_thresholds(
     else:
         raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
     raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices)
-    if data_session_length is not None:
-        # The same references, streams of long same-speaker runs, for the input scores only;
-        # the combined alarm counts then treat the two stream sets as one (independent scores).
+    if session_length is not None:
+        # The same references, streams of long same-speaker runs, for every score but the
+        # label one; the combined alarm counts then treat the two stream sets as one.
         sessions = np.zeros_like(indices)
         for r in range(len(configs)):
             mine = stream_config == r
-            sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=data_session_length)
+            sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=session_length)
         session_raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, sessions)
-        raw[:, :, SCORE_MEAN] = session_raw[:, :, SCORE_MEAN]
-        raw[:, :, SCORE_VAR] = session_raw[:, :, SCORE_VAR]
+        for i in SESSION_SCORES:
+            raw[:, :, i] = session_raw[:, :, i]
         del session_raw
     raw = raw[:, burn_in:].astype(np.int64)
     total = raw.shape[0] * raw.shape[1]
@@ -364,13 +402,13 @@ def calibrate_thresholds(
 
     # 2. Scores together, as the device runs them (any alarm resets every CUSUM): the
     # combined ARL for a common per-score ARL, then the one that meets the target. With
-    # sessions, the input scores (simulated on long same-speaker runs) and the output scores
-    # (on the usual streams) each meet the target on their own streams: on either kind of
-    # deployment the other group adds little.
+    # sessions, the scores simulated on long same-speaker runs and the label score (on the
+    # usual streams) each meet the target on their own streams: on either kind of deployment
+    # the other group adds little.
     groups_of_scores = [list(range(len(enabled)))]
-    if data_session_length is not None:
-        inputs = [e for e, i in enumerate(enabled) if i in (SCORE_MEAN, SCORE_VAR)]
-        groups_of_scores = [g for g in (inputs, [e for e in range(len(enabled)) if e not in inputs]) if g]
+    if session_length is not None:
+        on_runs = [e for e, i in enumerate(enabled) if i in SESSION_SCORES]
+        groups_of_scores = [g for g in (on_runs, [e for e in range(len(enabled)) if e not in on_runs]) if g]
     per_score_arl_of = np.zeros(len(enabled))
     for members in groups_of_scores:
         share = np.geomspace(0.25, 2.0, 10) * len(members) * target_arl0
@@ -395,7 +433,7 @@ def calibrate_thresholds(
             "warning_q12": int(warning[i]),
             "drift_q12": int(drift[i]),
             "drift_sigma": float(drift[i]) / z_sd[i],
-            "per_score_arl0": float(per_score_arl_of[e]),  # the input and output groups differ with sessions
+            "per_score_arl0": float(per_score_arl_of[e]),  # with sessions, the run-calibrated scores and the label score differ
             "winsorize_sigma": winsorize[i],
             "method": method,
         }
@@ -414,7 +452,7 @@ def calibrate_thresholds(
         "groups": int(len(unique)),
         "block_length": block_length,
         "stream_groups": stream_groups,
-        "data_session_length": data_session_length,
+        "session_length": session_length,
         "scores": scores_report,
         "seconds": round(time.perf_counter() - start, 2),
     }

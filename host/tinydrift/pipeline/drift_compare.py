@@ -66,7 +66,7 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         calibration.summaries, calibration.probs, calibration.groups, calibration.labels, target_arl0=target,
         n_inferences=max(1_000_000, int(200 * target)), winsorize_sigma=(None, None, 2.0, 2.0, None),
         commission_n=shipped.commission_n, seed=settings.seed,
-        data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"))
+        session_length=shipped.metadata.get("calibration", {}).get("session_length"))
     log(f"monitor recalibrated for ARL0 {target:,.0f} in {time.perf_counter() - start:.0f} s")
     out["cost"]["tinydrift"] = {"input": "summary + outputs", "state": _state_bytes(config),
                                 "ops": "see tinydrift bench monitor", "arl0": None}

@@ -1,0 +1,187 @@
+"""Fleet commands: the gateway (serial -> MQTT), the collector (MQTT -> PostgreSQL), and
+`fleet up`, a private broker and database to run them against."""
+
+from __future__ import annotations
+
+import click
+
+from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_NAME, FiniteFloat, MODEL_FOLDER,
+                                  OUTPUT_FILE, SECONDS, SERIAL_URL)
+
+BROKER_HELP = ("Broker URL: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS), with USER[:PASSWORD]@ "
+               "if it wants them: mosquitto here, or a clustered broker (EMQX, HiveMQ).")
+FLEET_HELP = "Fleet name: the topic level tinydrift/FLEET/... (letters, digits, '-' or '_')."
+
+
+@click.command("gateway")
+@click.option("--port", "ports", type=SERIAL_URL, multiple=True, required=True, metavar="URL",
+              help="A device's pyserial URL (/dev/ttyACM0, a pty, socket://HOST:PORT); repeat for several devices.")
+@click.option("--broker", type=BROKER_URL, required=True, metavar="URL", help=BROKER_HELP)
+@click.option("--outbox", "outbox_path", type=OUTPUT_FILE, required=True, metavar="FILE",
+              help="SQLite file holding frames until the broker acknowledges them (created if missing); "
+                   "a restarted gateway sends what it still holds.")
+@click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
+@click.option("--client-id", default=None, metavar="ID",
+              help="MQTT client id, kept across restarts (default: from the fleet, the host and the outbox's path).")
+@click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
+@click.option("--reconnect-timeout", type=FiniteFloat(min=-1), default=10.0, show_default=True, metavar="S",
+              help="How long to keep reopening a port that disappeared (0: give it up at once; -1: forever).")
+@click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--durable", is_flag=True, help="fsync every outbox commit (survives power loss, not only a killed process).")
+@click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True, metavar="S",
+              help="Seconds between progress lines on stderr.")
+def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reconnect_timeout, duration, durable,
+                    progress_interval):
+    """Forward devices' frames from serial ports to an MQTT 5 broker.
+
+    Each frame goes to tinydrift/FLEET/DEVICE_ID/TYPE (e.g. tinydrift/default/00000000000000a1/heartbeat)
+    with QoS 1, in an envelope naming the device, its boot and its model. Every frame is
+    first stored in the outbox and deleted only when the broker acknowledges it: with the
+    broker down, the gateway goes on reading the ports and sends what waits when it is back;
+    a gateway that is killed and started again on the same outbox sends what it held
+    (collectors drop the copies). Stops on Ctrl-C or --duration; exits 1 when a port is lost
+    for good or the outbox cannot be written.
+
+    \b
+    Examples:
+      tinydrift gateway --port /dev/ttyACM0 --broker mqtt://127.0.0.1:1883 --outbox gw.sqlite
+      tinydrift gateway --port /dev/ttyACM0 --port /dev/ttyACM1 --fleet kws-eu \\
+          --broker mqtts://gw7:secret@broker.example.org --outbox /var/lib/tinydrift/outbox.sqlite
+    """
+    from tinydrift.fleet.gateway import run_gateway
+
+    def progress(stats, waiting):
+        click.echo(f"read={stats.frames} acknowledged={stats.published} in_outbox={waiting} lost={stats.lost} "
+                   f"corrupt={stats.corrupt}", err=True)
+
+    summary = run_gateway(list(ports), broker, outbox_path, fleet=fleet, client_id=client_id, baudrate=baudrate,
+                          reconnect_timeout=None if reconnect_timeout < 0 else reconnect_timeout, duration=duration,
+                          durable=durable, log=lambda m: click.echo(m, err=True), progress=progress,
+                          progress_interval=progress_interval)
+    click.echo(summary.line())
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@click.command("collect")
+@click.option("--broker", type=BROKER_URL, required=True, metavar="URL", help=BROKER_HELP)
+@click.option("--db", "dsn", type=DATABASE_URL, required=True, metavar="URL",
+              help="PostgreSQL connection URL, e.g. postgresql://tinydrift@127.0.0.1:5432/tinydrift "
+                   "(a managed PostgreSQL or TimescaleDB the same way). The schema is made or upgraded on start.")
+@click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
+@click.option("--group", type=FLEET_NAME, default="collectors", show_default=True,
+              help="Shared-subscription group: the collectors of one group split the fleet's frames.")
+@click.option("--name", default=None, metavar="NAME",
+              help="This collector's name within the group, kept across restarts: the broker keeps its session "
+                   "(what it received and did not acknowledge) under it. Default: the host name; give each "
+                   "collector on one host its own.")
+@click.option("--model-dir", "model_dirs", type=MODEL_FOLDER, multiple=True, metavar="DIR",
+              help="A model the fleet should run (repeatable). Frames of any other model are stored with "
+                   "known_model false and said once per device. Default: any model.")
+@click.option("--batch", "batch_size", type=COUNT, default=500, show_default=True, metavar="N",
+              help="Frames per transaction at most.")
+@click.option("--batch-wait", type=SECONDS, default=0.2, show_default=True, metavar="S",
+              help="How long a batch waits to fill before it is written.")
+@click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True, metavar="S",
+              help="Seconds between progress lines on stderr.")
+def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, batch_wait, duration,
+                    progress_interval):
+    """Store a fleet's frames from the broker in PostgreSQL.
+
+    Run several with one --group (and each its own --name) to split the fleet's traffic (MQTT 5
+    shared subscription). Frames are written in batches (COPY) into a frames table
+    partitioned by day; a frame is acknowledged to the broker only after its batch is
+    committed, so a collector killed mid-batch loses nothing, and copies delivered twice are
+    stored once (by device, boot and sequence number). With the database down the collector
+    acknowledges nothing, retries every second, and says so.
+
+    \b
+    Examples:
+      tinydrift collect --broker mqtt://127.0.0.1:1883 --db postgresql://tinydrift@127.0.0.1:5432/tinydrift
+      tinydrift collect --broker mqtt://127.0.0.1:1883 --db postgresql://... --name c2 --model-dir models/kws
+    """
+    from tinydrift.fleet.collector import run_collector
+
+    def progress(stats):
+        click.echo(f"stored={stats.stored} copies_dropped={stats.duplicates} rejected={stats.rejected} "
+                   f"batches={stats.batches}", err=True)
+
+    summary = run_collector(broker, dsn, fleet=fleet, group=group, name=name, model_dirs=list(model_dirs),
+                            batch_size=batch_size, batch_wait=batch_wait, duration=duration,
+                            log=lambda m: click.echo(m, err=True), progress=progress,
+                            progress_interval=progress_interval)
+    click.echo(summary.line())
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@click.group("fleet")
+def fleet():
+    """Many devices: a private broker and database to try the fleet path on one machine."""
+
+
+@fleet.command("up")
+@click.option("--broker-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="Broker port on 127.0.0.1 (default: a free one).")
+@click.option("--db-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
+              help="PostgreSQL port on 127.0.0.1 (default: a free one).")
+@click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop them after S seconds.")
+def fleet_up(broker_port, db_port, duration):
+    """Start a private mosquitto and PostgreSQL (Debian's) in a temporary folder, print their
+    URLs, and keep them running until Ctrl-C; then stop them and remove the folder. No
+    system service is used or changed. (Run as root, both run as `nobody`.)
+
+    \b
+    Example:
+      tinydrift fleet up --broker-port 1883 --db-port 5433
+    """
+    import signal
+    import threading
+
+    from tinydrift.fleet.services import private_services
+
+    stop = threading.Event()  # Ctrl-C and SIGTERM are the normal way to stop: exit 0
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with private_services(broker_port, db_port) as (broker, database):
+        click.echo(f"broker   {broker.url}")
+        click.echo(f"database {database.dsn}")
+        click.echo(f"files in {broker.folder}, {database.folder}", err=True)
+        click.echo("running; Ctrl-C stops both and removes their files", err=True)
+        stop.wait(duration)
+
+
+@fleet.command("serve")
+@click.option("--db", "dsn", type=DATABASE_URL, required=True, metavar="URL",
+              help="The PostgreSQL the collectors write, e.g. postgresql://tinydrift@127.0.0.1:5433/tinydrift.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8050, show_default=True,
+              help="Port to listen on (0: a free one, printed).")
+@click.option("--fleet", "fleet_name", type=FLEET_NAME, default=None, help="Show this fleet only (default: all).")
+@click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
+def fleet_serve(dsn, host, port, fleet_name, duration):
+    """A web dashboard over the fleet store, in any browser.
+
+    The fleet at a glance (each device's model, boot, last seen, alarm state and types,
+    estimated accuracy; drifting devices first), the alarm map (devices showing each alarm
+    type per hour, rising ones marked) and each device's timeline (its estimated accuracy
+    and where each alarm latched). Pages refresh themselves every 10 s.
+
+    \b
+    Example:
+      tinydrift fleet serve --db postgresql://tinydrift@127.0.0.1:5433/tinydrift --port 8050
+    """
+    import signal
+    import threading
+
+    from tinydrift.fleet.dashboard import serve
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if duration is not None:
+        timer = threading.Timer(duration, stop.set)
+        timer.daemon = True
+        timer.start()
+    serve(dsn, host, port, fleet=fleet_name, stop_event=stop, log=lambda m: click.echo(m, err=True))

@@ -1,0 +1,273 @@
+"""The collector: one fleet's frames from the broker into PostgreSQL.
+
+Several collectors of one group share the fleet's traffic through an MQTT 5 shared
+subscription ($share/GROUP/tinydrift/FLEET/+/+): the broker gives each message to one of them.
+A collector writes what it received in batches (one transaction, COPY) and acknowledges a
+message (PUBACK, paho's manual ack) only after the batch that holds it is committed. So a
+collector killed mid-batch acknowledged nothing of that batch and the broker delivers it
+again; a database that is down gets nothing acknowledged until it is back. Copies are
+harmless: the store keeps one row per (device, boot, seq).
+
+Each collector keeps its own persistent session (its --name, kept across restarts): what
+the broker had given it and it had not acknowledged comes back when it reconnects.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tinydrift.fleet import envelope as E
+from tinydrift.fleet import mqtt
+from tinydrift.fleet.store import FleetStore, StoreDown
+from tinydrift.modeldir import ModelDir
+from tinydrift.link import protocol as P
+
+logger = logging.getLogger("tinydrift.collect")
+
+BATCH_SIZE = 500
+BATCH_WAIT_S = 0.2
+RETRY_S = 1.0
+
+
+@dataclass
+class CollectStats:
+    received: int = 0  # messages delivered by the broker (copies included)
+    stored: int = 0  # new rows
+    duplicates: int = 0  # copies of rows already stored
+    rejected: int = 0  # not a tinydrift envelope: acknowledged and dropped, with a line
+    batches: int = 0
+
+
+@dataclass
+class CollectSummary:
+    duration_s: float
+    end_reason: str
+    stats: CollectStats
+    unacknowledged: int  # received but not committed when it stopped: the broker sends them again
+    failed: bool = False  # the database was unreachable when it stopped
+
+    def line(self) -> str:
+        s = self.stats
+        later = f"; {self.unacknowledged} not acknowledged (the broker delivers them again)" if self.unacknowledged else ""
+        if self.failed:
+            later += "; the database was unreachable"
+        return (f"collected {s.stored} frames in {s.batches} batches ({s.duplicates} copies dropped, "
+                f"{s.rejected} rejected) in {self.duration_s:.1f} s; stopped: {self.end_reason}{later}")
+
+
+@dataclass(slots=True)
+class Received:
+    generation: int  # the connection it came on: an ack is only valid on that one
+    mid: int
+    topic: str
+    payload: bytes
+
+
+def known_model_ids(model_dirs: list[str | Path]) -> set[bytes] | None:
+    """The model ids (first 8 bytes of each hash) the fleet should run, or None: any."""
+    if not model_dirs:
+        return None
+    return {ModelDir(d).require().model_hash[:P.MODEL_ID_BYTES] for d in model_dirs}
+
+
+class Collector:
+    def __init__(self, broker: mqtt.BrokerUrl, fleet: str, group: str, name: str, batch_size: int,
+                 log: Callable[[str], None]) -> None:
+        self.broker, self.fleet, self.group, self.log = broker, fleet, group, log
+        self.inbox: queue.Queue[Received] = queue.Queue()
+        self.generation = 0
+        self.connected = threading.Event()
+        self._said_down = False
+        self.stopping = False  # our own disconnect is not an outage
+        # The broker sends at most this many unacknowledged messages: a batch waiting on the
+        # database holds the rest back at the broker, not in this process's memory.
+        self.client = mqtt.client(broker, f"tinydrift-collector-{fleet}-{group}-{name}", manual_ack=True,
+                                  receive_maximum=min(2 * batch_size, mqtt.RECEIVE_MAXIMUM_LIMIT))
+        self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._said_subscribed = False
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.group}/{E.subscription(self.fleet)}"
+
+    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            self.log(f"broker {self.broker} refused the connection: {reason_code}")
+            return
+        self.generation += 1
+        client.subscribe(self.subscription, qos=1)
+        self.connected.set()
+        if self._said_down:
+            self.log(f"broker {self.broker} reached again")
+        self._said_down = False
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        failed = [code for code in reason_codes if code.is_failure]
+        if failed:
+            self.log(f"broker {self.broker} refused the subscription {self.subscription}: {failed[0]} (a broker "
+                     "without MQTT 5 shared subscriptions cannot split a fleet between collectors)")
+        elif not self._said_subscribed:
+            self._said_subscribed = True
+            self.log(f"subscribed to {self.subscription} on {self.broker}")
+
+    def _on_connect_fail(self, _client, _userdata) -> None:
+        self._down("cannot connect")
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        self.connected.clear()
+        if not self.stopping:
+            self._down(mqtt.disconnect_reason(reason_code))
+
+    def _down(self, why: str) -> None:
+        if not self._said_down:
+            self._said_down = True
+            self.log(f"broker {self.broker} unreachable ({why}); reconnecting")
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        self.inbox.put(Received(self.generation, message.mid, message.topic, message.payload))
+
+    def take(self, limit: int, wait: float) -> list[Received]:
+        """Up to `limit` messages: the first within `wait` seconds, then what comes within
+        `wait` more."""
+        out: list[Received] = []
+        deadline = time.monotonic() + wait
+        while len(out) < limit:
+            try:
+                out.append(self.inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return out
+
+    def ack(self, batch: list[Received]) -> None:
+        """PUBACK for every message of a committed batch that came on the current connection
+        (those from an earlier one are the broker's to send again; a stale id could name
+        another message now)."""
+        current = self.generation
+        for item in batch:
+            if item.generation == current:
+                self.client.ack(item.mid, 1)
+
+
+def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: str = "collectors",
+                  name: str | None = None, model_dirs: list[str | Path] = (), batch_size: int = BATCH_SIZE,
+                  batch_wait: float = BATCH_WAIT_S, duration: float | None = None,
+                  stop_event: threading.Event | None = None, log: Callable[[str], None] | None = None,
+                  progress: Callable[[CollectStats], None] | None = None,
+                  progress_interval: float = 5.0) -> CollectSummary:
+    """Collect until Ctrl-C/SIGTERM, `duration` or `stop_event`; a batch being written is
+    finished (and acknowledged) first."""
+    log = log or logger.info
+    E.check_fleet_name(fleet)
+    E.check_fleet_name(group)
+    broker = mqtt.BrokerUrl.parse(broker_url)
+    known = known_model_ids(list(model_dirs))
+    name = name or socket.gethostname()
+    try:
+        store: FleetStore | None = FleetStore(dsn)
+        store.migrate()
+    except StoreDown as exc:  # the broker keeps the fleet's frames meanwhile
+        log(f"database unreachable ({exc}): storing and acknowledging nothing until it is up")
+        store = None
+    collector = Collector(broker, fleet, group, name, batch_size, log)
+    stats = CollectStats()
+    stop_reason: list[str] = []
+    previous_handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        def on_signal(signum, _frame):
+            if stop_reason:
+                raise KeyboardInterrupt
+            stop_reason.append("interrupted" if signum == signal.SIGINT else "terminated")
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous_handlers[sig] = signal.signal(sig, on_signal)
+    started = last_progress = time.monotonic()
+    batch: list[Received] = []
+    try:
+        collector.client.loop_start()
+        while True:
+            if not stop_reason:
+                if stop_event is not None and stop_event.is_set():
+                    stop_reason.append("stopped")
+                elif duration is not None and time.monotonic() - started >= duration:
+                    stop_reason.append(f"duration {duration:g} s")
+            if stop_reason:
+                break
+            batch = collector.take(batch_size, batch_wait)
+            if not batch:
+                continue
+            stats.received += len(batch)
+            store = _store_batch(store, dsn, fleet, batch, known, stats, log,
+                                 lambda: bool(stop_reason) or (stop_event is not None and stop_event.is_set())
+                                 or (duration is not None and time.monotonic() - started >= duration))
+            if store is None:  # stopped while the database was down: nothing acknowledged
+                if not stop_reason:
+                    stop_reason.append("stopped" if duration is None else f"duration {duration:g} s")
+                break
+            collector.ack(batch)
+            batch = []
+            if progress is not None and time.monotonic() - last_progress >= progress_interval:
+                progress(stats)
+                last_progress = time.monotonic()
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
+        collector.stopping = True
+        collector.client.disconnect()
+        collector.client.loop_stop()
+        if store is not None:
+            store.close()
+    unacknowledged = len(batch) + collector.inbox.qsize()
+    return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
+                          unacknowledged, failed=store is None)
+
+
+def _store_batch(store: FleetStore | None, dsn: str, fleet: str, batch: list[Received], known: set[bytes] | None,
+                 stats: CollectStats, log: Callable[[str], None], should_stop: Callable[[], bool]) -> FleetStore | None:
+    """Write one batch, retrying (reconnecting) while the database is down; returns the
+    store to go on with, or None if told to stop before the batch could be written."""
+    envelopes = []
+    for item in batch:
+        try:
+            envelopes.append(E.unpack(item.payload))
+        except ValueError as exc:
+            stats.rejected += 1
+            log(f"rejected a message on {item.topic}: {exc} (not a tinydrift gateway's frame)")
+    down_since = None
+    while True:
+        try:
+            if store is None:
+                store = FleetStore(dsn)
+                store.migrate()
+            result = store.write(fleet, envelopes, known) if envelopes else None
+            break
+        except StoreDown as exc:
+            if store is not None:
+                store.close()
+                store = None
+            if down_since is None:
+                down_since = time.monotonic()
+                log(f"database unreachable ({exc}): {len(batch)} messages not acknowledged, retrying every "
+                    f"{RETRY_S:g} s")
+            if should_stop():
+                return None
+            time.sleep(RETRY_S)
+    if down_since is not None:
+        log(f"database back after {time.monotonic() - down_since:.1f} s: the waiting batch is stored")
+    if result is not None:
+        stats.stored += result.inserted
+        stats.duplicates += result.duplicates
+        for device, kind, detail in result.events:
+            log(f"device {device & 0xFFFFFFFFFFFFFFFF:016x}: {detail} ({kind})")
+    stats.batches += 1
+    return store

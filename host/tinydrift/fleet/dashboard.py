@@ -1,0 +1,301 @@
+"""The fleet dashboard: HTML pages over the fleet store, served by the standard library.
+
+    /                the fleet at a glance: each device's model, boot, when it was last heard,
+                     its alarm state and types and its estimated accuracy (from its latest
+                     INFERENCE or HEARTBEAT), drifting devices first; and the alarm map: per
+                     hour, how many devices show each alarm type, so a type that is rising
+                     across the fleet stands out
+    /device/<id>     one device: its estimated accuracy over its inferences, where each alarm
+                     type latched, and what the collectors found odd about it
+
+Pages are rendered on the server (no script, nothing fetched from elsewhere) and refresh
+themselves. Each request opens its own read-only connection, so a database that restarts
+costs one error page.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from tinydrift.errors import TinydriftError
+from tinydrift.fleet.mqtt import FLEET_EXTRA
+from tinydrift.link import protocol as P
+from tinydrift.logbook.store import from_int64, to_int64
+
+logger = logging.getLogger("tinydrift.dashboard")
+
+REFRESH_S = 10
+MAP_HOURS = 24
+TIMELINE_FRAMES = 2000  # the newest frames of one device the timeline draws
+LATCHED = (1 << len(P.ALARM_NAMES)) - 1
+STATE_TYPES = (int(P.FrameType.INFERENCE), int(P.FrameType.HEARTBEAT))  # frames that carry alarms and accuracy
+
+OVERVIEW_SQL = """
+SELECT d.device_id, d.fleet, d.model_id, d.boot_count, d.last_seen, d.frames,
+       s.alarm_bits, s.accuracy, s.received_at
+FROM devices d
+LEFT JOIN LATERAL (
+    SELECT alarm_bits, accuracy, received_at FROM frames f
+    WHERE f.device_id = d.device_id AND f.type = ANY(%(types)s)
+    ORDER BY f.received_at DESC LIMIT 1) s ON true
+WHERE %(fleet)s::text IS NULL OR d.fleet = %(fleet)s
+ORDER BY coalesce(s.alarm_bits, 0) & %(latched)s = 0, d.device_id
+"""
+MAP_SQL = """
+SELECT date_trunc('hour', received_at) AS hour,
+       {counts}
+FROM frames
+WHERE type = ANY(%(types)s) AND received_at > (SELECT max(received_at) FROM frames) - make_interval(hours => %(hours)s)
+  AND (%(fleet)s::text IS NULL OR fleet = %(fleet)s)
+GROUP BY 1 ORDER BY 1
+"""
+TIMELINE_SQL = """
+SELECT * FROM (
+    SELECT received_at, boot_count, inference_index, accuracy, alarm_bits FROM frames
+    WHERE device_id = %(device)s AND type = ANY(%(types)s)
+    ORDER BY received_at DESC LIMIT %(limit)s) newest
+ORDER BY received_at
+"""
+
+
+@dataclass
+class DeviceRow:
+    device_id: int
+    fleet: str
+    model_id: bytes
+    boot_count: int
+    last_seen: datetime
+    frames: int
+    alarm_bits: int | None
+    accuracy: float | None
+
+    @property
+    def state(self) -> str:
+        bits = self.alarm_bits or 0
+        return "drifting" if bits & LATCHED else "warning" if (bits >> P.WARNING_SHIFT) & LATCHED else "quiet"
+
+
+def alarm_types(bits: int | None) -> list[str]:
+    return [name for k, name in enumerate(P.ALARM_NAMES) if (bits or 0) >> k & 1]
+
+
+class FleetView:
+    """What the pages show, read from the store."""
+
+    def __init__(self, dsn: str, fleet: str | None = None) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise TinydriftError(f"{FLEET_EXTRA}: psycopg is missing") from None
+        self.fleet = fleet
+        try:
+            self.conn = psycopg.connect(dsn, connect_timeout=5, autocommit=True)
+        except psycopg.Error as exc:
+            raise TinydriftError(f"cannot read the fleet database {dsn!r}: {_first_line(exc)}") from None
+        self.conn.read_only = True
+
+    def devices(self) -> list[DeviceRow]:
+        rows = self.conn.execute(OVERVIEW_SQL, {"types": list(STATE_TYPES), "fleet": self.fleet,
+                                                "latched": LATCHED}).fetchall()
+        return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+    def alarm_map(self, hours: int = MAP_HOURS) -> list[tuple[datetime, list[int]]]:
+        """Per hour (the newest `hours` hours with frames): devices showing each alarm type latched."""
+        counts = ", ".join(f"count(DISTINCT device_id) FILTER (WHERE alarm_bits & {1 << k} != 0)"
+                           for k in range(len(P.ALARM_NAMES)))
+        rows = self.conn.execute(MAP_SQL.format(counts=counts), {"types": list(STATE_TYPES), "hours": hours,
+                                                                 "fleet": self.fleet}).fetchall()
+        return [(r[0], list(r[1:])) for r in rows]
+
+    def timeline(self, device_id: int) -> list[tuple]:
+        return self.conn.execute(TIMELINE_SQL, {"device": to_int64(device_id), "types": list(STATE_TYPES),
+                                                "limit": TIMELINE_FRAMES}).fetchall()
+
+    def events(self, device_id: int) -> list[tuple]:
+        return self.conn.execute("SELECT at, kind, detail FROM device_events WHERE device_id = %s ORDER BY at",
+                                 (to_int64(device_id),)).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+# ---------------------------------------------------------------------------- pages
+
+STYLE = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin-bottom: 1.5em; }
+th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
+tr.drifting td.state { color: #b00020; font-weight: bold; }
+tr.warning td.state { color: #b36b00; }
+tr.quiet td.state { color: #1b7a1b; }
+td.map { text-align: center; }
+.rising { color: #b00020; font-weight: bold; }
+"""
+
+
+def _page(title: str, body: str) -> bytes:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<meta http-equiv='refresh' content='{REFRESH_S}'><style>{STYLE}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>").encode()
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
+
+
+def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list[int]]]) -> bytes:
+    drifting = sum(d.state == "drifting" for d in devices)
+    rows = []
+    for d in devices:
+        name = f"{d.device_id:016x}"
+        accuracy = "-" if d.accuracy is None else f"{100 * d.accuracy:.1f} %"
+        rows.append(
+            f"<tr class='{d.state}' data-device='{name}' data-state='{d.state}'>"
+            f"<td><a href='/device/{name}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"
+            f"<td>{d.boot_count}</td><td>{_when(d.last_seen)}</td><td class='state'>{d.state}</td>"
+            f"<td class='alarms'>{' '.join(alarm_types(d.alarm_bits)) or '-'}</td>"
+            f"<td class='accuracy'>{accuracy}</td><td>{d.frames:,}</td></tr>")
+    devices_table = ("<table id='devices'><tr><th>device</th><th>fleet</th><th>model</th><th>boot</th>"
+                     "<th>last seen (UTC)</th><th>state</th><th>alarms latched</th><th>estimated accuracy</th>"
+                     f"<th>frames</th></tr>{''.join(rows)}</table>")
+    head = "".join(f"<th>{name}</th>" for name in P.ALARM_NAMES)
+    map_rows = []
+    for i, (hour, counts) in enumerate(alarm_map):
+        before = alarm_map[i - 1][1] if i else [0] * len(counts)
+        cells = "".join(
+            f"<td class='map{' rising' if n > b else ''}' data-type='{name}' "
+            f"style='background: rgba(176, 0, 32, {min(1.0, n / max(1, len(devices))):.2f})'>{n}</td>"
+            for name, n, b in zip(P.ALARM_NAMES, counts, before))
+        map_rows.append(f"<tr><td>{_when(hour)[:13]}h</td>{cells}</tr>")
+    map_table = (f"<table id='alarm-map'><tr><th>hour (UTC)</th>{head}</tr>{''.join(map_rows)}</table>"
+                 if map_rows else "<p>No alarm-carrying frames yet.</p>")
+    body = (f"<p id='summary'>{len(devices)} devices, {drifting} drifting.</p>{devices_table}"
+            f"<h2>Alarm map: devices showing each alarm type, per hour (red numbers: more than the hour "
+            f"before)</h2>{map_table}")
+    return _page("tinydrift fleet", body)
+
+
+def device_page(device_id: int, timeline: list[tuple], events: list[tuple]) -> bytes:
+    name = f"{device_id:016x}"
+    if not timeline:
+        return _page(f"device {name}", "<p>No INFERENCE or HEARTBEAT frames from this device yet.</p>")
+    width, height, pad = 800, 240, 30
+    first, last = timeline[0][0], timeline[-1][0]
+    span = max((last - first).total_seconds(), 1e-9)
+
+    def x(at) -> float:
+        return pad + (width - 2 * pad) * (at - first).total_seconds() / span
+
+    def y(accuracy: float) -> float:
+        return height - pad - (height - 2 * pad) * max(0.0, min(1.0, accuracy))
+
+    points = " ".join(f"{x(r[0]):.1f},{y(r[3]):.1f}" for r in timeline if r[3] is not None)
+    marks, seen = [], 0
+    for at, boot, index, _accuracy, bits in timeline:
+        for k, alarm in enumerate(P.ALARM_NAMES):
+            if (bits or 0) >> k & 1 and not seen >> k & 1:
+                seen |= 1 << k
+                marks.append((at, alarm, index, boot))
+    lines = "".join(
+        f"<line class='alarm' data-type='{alarm}' x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{pad}' y2='{height - pad}' "
+        f"stroke='#b00020' stroke-dasharray='4 3'/><text x='{x(at) + 3:.1f}' y='{pad + 12 + 14 * i}' "
+        f"fill='#b00020' font-size='12'>{alarm}</text>" for i, (at, alarm, _, _) in enumerate(marks))
+    svg = (f"<svg id='timeline' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
+           f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='none' stroke='#ccc'/>"
+           f"<text x='{pad}' y='{pad - 8}' font-size='12'>estimated accuracy (0-100 %), {_when(first)} to "
+           f"{_when(last)} UTC</text>"
+           f"<polyline fill='none' stroke='#1f5fa8' stroke-width='1.5' points='{points}'/>{lines}</svg>")
+    latched = "".join(f"<tr><td>{alarm}</td><td>{_when(at)}</td><td>{index}</td><td>{boot}</td></tr>"
+                      for at, alarm, index, boot in marks)
+    latched_table = ("<table id='latched'><tr><th>alarm</th><th>first seen (UTC)</th><th>inference</th><th>boot</th></tr>"
+                     f"{latched}</table>" if marks else "<p id='latched'>No alarm latched.</p>")
+    odd = "".join(f"<tr><td>{_when(at)}</td><td>{html.escape(kind)}</td><td>{html.escape(detail)}</td></tr>"
+                  for at, kind, detail in events)
+    events_table = f"<h2>Found odd</h2><table id='events'>{odd}</table>" if odd else ""
+    return _page(f"device {name}", f"<p><a href='/'>the fleet</a></p>{svg}<h2>Alarms</h2>{latched_table}"
+                                    f"{events_table}")
+
+
+# ---------------------------------------------------------------------------- server
+
+_DEVICE_PATH = re.compile(r"^/device/([0-9a-f]{16})$")
+
+
+def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str | None = None,
+                log: Callable[[str], None] | None = None) -> ThreadingHTTPServer:
+    """A server for the pages (port 0: a free one, see server_address); serve_forever() runs it."""
+    log = log or logger.info
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+            path = self.path.split("?", 1)[0]
+            device = _DEVICE_PATH.match(path)
+            if path != "/" and device is None:
+                self._send(HTTPStatus.NOT_FOUND, _page("not found", "<p><a href='/'>the fleet</a></p>"))
+                return
+            try:
+                view = FleetView(dsn, fleet)
+                try:
+                    if device is None:
+                        body = overview_page(view.devices(), view.alarm_map())
+                    else:
+                        device_id = int(device.group(1), 16)
+                        body = device_page(device_id, view.timeline(device_id), view.events(device_id))
+                finally:
+                    view.close()
+            except Exception as exc:  # noqa: BLE001 (a database that went away mid-page: the same page)
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE,
+                           _page("database unreachable", f"<p>{html.escape(_first_line(exc))}</p>"))
+                return
+            self._send(HTTPStatus.OK, body)
+
+        def _send(self, status: HTTPStatus, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args) -> None:  # requests are not news
+            pass
+
+    try:
+        return ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise TinydriftError(f"cannot serve on {host}:{port}: {exc.strerror} (choose another --port)") from None
+
+
+def serve(dsn: str, host: str = "127.0.0.1", port: int = 8050, *, fleet: str | None = None,
+          stop_event: threading.Event | None = None, log: Callable[[str], None] | None = None) -> None:
+    """Serve until `stop_event` (or Ctrl-C)."""
+    log = log or logger.info
+    view = FleetView(dsn, fleet)  # a database that cannot be read fails the start, not the first page
+    try:
+        view.devices()
+    except Exception as exc:  # noqa: BLE001 (psycopg's errors: no store in this database)
+        raise TinydriftError(f"no fleet store in {dsn!r} ({_first_line(exc)}): start `tinydrift collect "
+                             "--db` on it first") from None
+    finally:
+        view.close()
+    server = make_server(dsn, host, port, fleet, log)
+    log(f"dashboard on http://{server.server_address[0]}:{server.server_address[1]}/")
+    stopper = None
+    if stop_event is not None:
+        stopper = threading.Thread(target=lambda: (stop_event.wait(), server.shutdown()), daemon=True)
+        stopper.start()
+    try:
+        server.serve_forever(poll_interval=0.2)
+    finally:
+        server.server_close()
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

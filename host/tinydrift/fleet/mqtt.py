@@ -1,0 +1,86 @@
+"""The one way the gateway and the collector talk to a broker: paho-mqtt, MQTT 5, a
+persistent session (clean_start False, a session expiry), reconnecting by itself.
+
+A broker is named by a URL: mqtt://HOST[:PORT] (1883), mqtts://HOST[:PORT] (8883, TLS with
+the system's certificate authorities), with USER[:PASSWORD]@ before HOST if it wants them.
+The same URL points at mosquitto on this machine or at a clustered broker (EMQX, HiveMQ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from tinydrift.errors import TinydriftError
+
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+KEEPALIVE_S = 15
+# How long the broker keeps a session (its subscriptions, its unacknowledged messages) while
+# the client is away: a gateway or collector that restarts within this finds it again.
+SESSION_EXPIRY_S = 7 * 24 * 3600
+RECEIVE_MAXIMUM_LIMIT = 65535
+REASON_SESSION_TAKEN_OVER = 0x8E  # another client connected with the same client id
+FLEET_EXTRA = "the fleet commands need the fleet extra (pip install 'tinydrift[fleet]')"  # MQTT 5's Receive Maximum is a u16
+
+
+@dataclass(frozen=True)
+class BrokerUrl:
+    scheme: str
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, url: str) -> "BrokerUrl":
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port == -1 or (parts.path not in ("", "/")):
+            raise TinydriftError(f"broker URL {url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT] "
+                                 "(e.g. mqtt://127.0.0.1:1883)")
+        return cls(parts.scheme, parts.hostname, port or DEFAULT_PORTS[parts.scheme],
+                   unquote(parts.username) if parts.username else None,
+                   unquote(parts.password) if parts.password else None)
+
+    def __str__(self) -> str:  # without the password
+        user = f"{self.username}@" if self.username else ""
+        return f"{self.scheme}://{user}{self.host}:{self.port}"
+
+
+def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_maximum: int | None = None,
+           max_inflight: int = 1000, session_expiry_s: int = SESSION_EXPIRY_S):
+    """A paho client set up for `url`, connecting in the background once its loop starts
+    (loop_start): a broker that is down at start is retried, as one that goes away later."""
+    try:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+    except ImportError:
+        raise TinydriftError(f"{FLEET_EXTRA}: paho-mqtt is missing") from None
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
+                    manual_ack=manual_ack)
+    c.max_inflight_messages_set(max_inflight)
+    c.max_queued_messages_set(0)
+    c.reconnect_delay_set(1, 4)
+    if url.username:
+        c.username_pw_set(url.username, url.password)
+    if url.scheme == "mqtts":
+        c.tls_set()
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = session_expiry_s
+    if receive_maximum:
+        properties.ReceiveMaximum = receive_maximum
+    c.connect_async(url.host, url.port, keepalive=KEEPALIVE_S, clean_start=False, properties=properties)
+    return c
+
+
+def disconnect_reason(reason_code) -> str:
+    """A broker's reason for dropping the connection, in words a user can act on."""
+    if getattr(reason_code, "value", None) == REASON_SESSION_TAKEN_OVER:
+        return ("another client connected with the same client id and took this session over: give each gateway "
+                "its own --client-id and each collector its own --name")
+    return str(reason_code)

@@ -1,0 +1,129 @@
+"""The gateway's outbox: MQTT messages on disk (SQLite, WAL) until the broker has them.
+
+A frame read from a port goes in with the read that brought it, in one transaction, before
+anything is published; it is deleted only when the broker's PUBACK for it arrives. So a
+broker that is down, or a gateway that is killed, loses nothing the gateway read: a new
+gateway on the same outbox publishes what is still in it, again if need be (the collector
+knows a frame it already has by its device, boot and sequence number).
+
+Beside the messages, each port's last identity (device id, boot count, model) and sequence:
+a gateway restarted while the device runs on knows whose frames it reads before the next HELLO.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from tinydrift.errors import TinydriftError
+from tinydrift.fleet.envelope import Identity
+from tinydrift.logbook.store import from_int64, sqlite_write_error, to_int64
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the publisher walks ids upwards
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ports (
+    url TEXT PRIMARY KEY,
+    device_id INTEGER NOT NULL,
+    boot_count INTEGER NOT NULL,
+    model_id BLOB NOT NULL,
+    last_seq INTEGER,
+    last_at REAL
+);
+"""
+OUR_TABLES = {"meta", "outbox", "ports", "sqlite_sequence"}
+
+class Outbox:
+    """One connection shared by the gateway's threads (a lock serializes them): the port
+    readers add, the publisher reads and removes."""
+
+    def __init__(self, path: str | Path, durable: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if tables - OUR_TABLES:
+                self.conn.close()
+                raise TinydriftError(f"{self.path} is an SQLite database of something else (tables "
+                                     f"{', '.join(sorted(tables - OUR_TABLES)[:5])}), not a gateway outbox: "
+                                     "choose another --outbox")
+            self.conn.execute("PRAGMA busy_timeout=5000")
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self.conn.executescript(SCHEMA)
+            self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise TinydriftError(f"cannot open the outbox {self.path}: {exc} (choose another --outbox)") from exc
+        if version != str(SCHEMA_VERSION):
+            raise TinydriftError(f"{self.path} has outbox schema {version}, this tinydrift writes {SCHEMA_VERSION}: "
+                                 "publish it with the tinydrift that wrote it, or choose another --outbox")
+
+    def add(self, messages: list[tuple[str, bytes]], port: str, identity: Identity, last_seq: int | None) -> None:
+        """One read's messages and the port's identity and sequence after it, in one
+        transaction. Raises StoreFull when the outbox cannot grow (nothing written)."""
+        with self._lock:
+            c = self.conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                if messages:
+                    c.executemany("INSERT INTO outbox (topic, payload) VALUES (?, ?)", messages)
+                c.execute("INSERT OR REPLACE INTO ports VALUES (?, ?, ?, ?, ?, ?)",
+                          (port, to_int64(identity.device_id), identity.boot_count, identity.model_id, last_seq,
+                           time.time()))
+                c.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise sqlite_write_error(self.path, exc) from exc
+
+    def port_state(self, port: str) -> tuple[Identity, int | None, float | None] | None:
+        """The identity and last sequence number stored for `port` by an earlier run."""
+        with self._lock:
+            row = self.conn.execute("SELECT device_id, boot_count, model_id, last_seq, last_at FROM ports WHERE url=?",
+                                    (port,)).fetchone()
+        if row is None:
+            return None
+        return Identity(from_int64(row[0]), row[1], bytes(row[2])), row[3], row[4]
+
+    def after(self, last_id: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Up to `limit` messages with ids above `last_id`, oldest first."""
+        with self._lock:
+            return self.conn.execute("SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                                     (last_id, limit)).fetchall()
+
+    def remove(self, ids: list[int]) -> None:
+        """Delete messages the broker acknowledged."""
+        if not ids:
+            return
+        with self._lock:
+            c = self.conn
+            try:
+                # One statement for the lot: each step of an executemany gives up the GIL and
+                # waits to get it back from the busy port readers (10 ports, 55,010 frames:
+                # 3,700 frames/s end to end with executemany, 4,300 with this).
+                c.execute("BEGIN IMMEDIATE")
+                c.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+                c.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise sqlite_write_error(self.path, exc) from exc
+
+    def count(self) -> int:
+        with self._lock:
+            return self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self.conn.close()

@@ -1,0 +1,267 @@
+"""A private MQTT broker (Debian's mosquitto) and a private PostgreSQL, run as ordinary child
+processes in a temporary folder: for the tests, the benchmark and `tinydrift fleet up`.
+Nothing here touches a system service.
+
+PostgreSQL refuses to run as root, so when tinydrift runs as root both servers run as the
+unprivileged `nobody` (Popen's user/group switch, no external tool), in a folder made for
+them and owned by that user; as an ordinary user they run as that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tinydrift.child import tied_to_this_process
+from tinydrift.errors import TinydriftError
+
+SERVICE_USER = "nobody"
+DATABASE = "tinydrift"
+DB_USER = "tinydrift"
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def mosquitto_binary() -> Path:
+    found = shutil.which("mosquitto") or next((p for p in ("/usr/sbin/mosquitto",) if os.access(p, os.X_OK)), None)
+    if found is None:
+        raise TinydriftError("mosquitto is not installed: run scripts/setup.sh (or apt-get install mosquitto)")
+    return Path(found)
+
+
+def postgres_bindir() -> Path:
+    """Where initdb and postgres live: `pg_config --bindir`, else the newest
+    /usr/lib/postgresql/N/bin (Debian keeps them off PATH)."""
+    candidates = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            candidates.append(Path(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
+                                                  check=True).stdout.strip()))
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                         if p.parent.name.isdigit() else 0, reverse=True)
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "postgres").is_file():
+            return folder
+    raise TinydriftError("PostgreSQL's initdb/postgres were not found (pg_config --bindir, /usr/lib/postgresql/*/bin): "
+                         "run scripts/setup.sh (or apt-get install postgresql)")
+
+
+def _run_as() -> dict:
+    """Popen keyword arguments that drop root to SERVICE_USER; nothing for an ordinary user."""
+    if os.geteuid() != 0:
+        return {}
+    user = pwd.getpwnam(SERVICE_USER)
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def _service_folder(prefix: str) -> Path:
+    """A fresh folder in the system's temporary folder, owned by whoever runs the servers.
+    (A folder under, say, pytest's tmp_path would not do: its parents are private to root.)"""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(SERVICE_USER)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+    return folder
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, what: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise TinydriftError(f"{what} exited at start (code {process.returncode}): {_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TinydriftError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S:g} s: {_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:]) or "(no output)"
+    except OSError:
+        return "(no log)"
+
+
+def _stop(process: subprocess.Popen | None, sig: int, timeout: float = 20.0) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass
+class Broker:
+    """mosquitto on 127.0.0.1:port with persistence in `folder`: stop() and start() again
+    keep its sessions and queued messages (it saves them on SIGTERM)."""
+
+    folder: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    @classmethod
+    def create(cls, port: int | None = None) -> "Broker":
+        folder = _service_folder("tinydrift-mqtt-")
+        config = folder / "mosquitto.conf"
+        user = SERVICE_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        port = port or free_port()
+        config.write_text("\n".join([
+            f"listener {port} 127.0.0.1",
+            "allow_anonymous true",
+            f"user {user}",
+            "persistence true",
+            f"persistence_location {folder}/",
+            # A collector that is slow or down must not make the broker drop what it queued for it.
+            "max_queued_messages 0",
+            "max_queued_bytes 0",
+            "max_inflight_messages 1000",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "",
+        ]))
+        return cls(folder, port)
+
+    def start(self) -> "Broker":
+        if self.process is not None and self.process.poll() is None:
+            return self
+        log = self.folder / "mosquitto.log"
+        with open(log, "ab") as out:
+            # mosquitto drops root itself (the `user` line), so it starts as whoever we are.
+            self.process = subprocess.Popen([str(mosquitto_binary()), "-c", str(self.folder / "mosquitto.conf")],
+                                            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                            **tied_to_this_process())
+        _wait_for_port(self.port, self.process, log, "mosquitto")
+        return self
+
+    def stop(self) -> None:
+        _stop(self.process, signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Stop at once, saving nothing (what it had not yet saved is lost with it)."""
+        _stop(self.process, signal.SIGKILL)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@dataclass
+class Database:
+    """PostgreSQL with its cluster in `folder`/data, on 127.0.0.1:port and a Unix socket in
+    `folder`; trust authentication for user `tinydrift`, database `tinydrift`."""
+
+    folder: Path
+    port: int
+    process: subprocess.Popen | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://{DB_USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @classmethod
+    def create(cls, port: int | None = None) -> "Database":
+        folder = _service_folder("tinydrift-pg-")
+        data = folder / "data"
+        log = folder / "initdb.log"
+        with open(log, "wb") as out:
+            done = subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(data), "-U", DB_USER, "--auth=trust",
+                                   "-E", "UTF8", "--locale=C", "--no-sync"],
+                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=folder, **_run_as())
+        if done.returncode != 0:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise TinydriftError(f"initdb failed (code {done.returncode}): {_tail(log)}")
+        return cls(folder, port or free_port())
+
+    def start(self) -> "Database":
+        if self.process is not None and self.process.poll() is None:
+            return self
+        log = self.folder / "postgres.log"
+        settings = {
+            "listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.folder),
+            # a private, throw-away instance: durability against power loss is not its job
+            "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+            "max_connections": "50", "shared_buffers": "64MB",
+        }
+        args = [str(postgres_bindir() / "postgres"), "-D", str(self.folder / "data")]
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.folder,
+                                            **_run_as(), **tied_to_this_process())
+        _wait_for_port(self.port, self.process, log, "postgres")
+        self.new_database(DATABASE)
+        return self
+
+    def new_database(self, name: str) -> str:
+        """Make database `name` if it is not there yet (each test its own); returns its URL."""
+        import psycopg
+
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with psycopg.connect(f"postgresql://{DB_USER}@127.0.0.1:{self.port}/postgres",
+                                     autocommit=True, connect_timeout=2) as conn:
+                    if conn.execute("SELECT 1 FROM pg_database WHERE datname=%s", (name,)).fetchone() is None:
+                        conn.execute(f'CREATE DATABASE "{name}"')
+                    return f"postgresql://{DB_USER}@127.0.0.1:{self.port}/{name}"
+            except psycopg.OperationalError as exc:  # still starting up
+                if time.monotonic() > deadline:
+                    raise TinydriftError(f"postgres did not accept connections: {exc}") from None
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        _stop(self.process, signal.SIGINT)  # fast shutdown: ends sessions, writes a checkpoint
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def missing_binaries() -> str | None:
+    """Why the servers cannot start here, or None."""
+    try:
+        mosquitto_binary()
+        postgres_bindir()
+    except TinydriftError as exc:
+        return str(exc)
+    return None
+
+
+@contextlib.contextmanager
+def private_services(broker_port: int | None = None, db_port: int | None = None) -> Iterator[tuple[Broker, Database]]:
+    """A running broker and database; both stopped and their folders removed on the way out."""
+    broker = database = None
+    try:
+        broker = Broker.create(broker_port).start()
+        database = Database.create(db_port).start()
+        yield broker, database
+    finally:
+        for service in (database, broker):
+            if service is not None:
+                service.remove()

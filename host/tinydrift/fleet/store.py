@@ -1,0 +1,304 @@
+"""The fleet store (PostgreSQL): its schema and ordered migrations, its day partitions, and
+the collector's batch writer.
+
+Every frame is one row of `frames`, partitioned by day of `received_at` (declarative range
+partitioning; a day's partition is made when its first frame comes). A frame is named by
+(device_id, boot_count, seq); the key adds received_at because PostgreSQL wants the
+partition column in a partitioned table's key. That changes nothing: the gateway stamps
+received_at once, when the frame enters its outbox, so every copy of a frame carries the same
+one, and a copy delivered again is dropped by ON CONFLICT DO NOTHING.
+
+INFERENCE and HEARTBEAT frames are also decoded into columns (the accuracy estimate,
+confidence and entropy in plain units, so both kinds read alike); `raw` keeps the packet, so
+any column can be rebuilt. `devices` holds each board's latest identity and when it was last
+heard; `device_events` what a collector found odd: a HELLO contradicting the one before, a
+model no --model-dir names.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from tinydrift.errors import TinydriftError
+from tinydrift.fleet.envelope import Envelope
+from tinydrift.fleet.mqtt import FLEET_EXTRA
+from tinydrift.link import protocol as P
+from tinydrift.logbook.store import to_int64
+
+# (version, what it does, SQL), applied in order, each once, in one transaction with its
+# schema_version row. Never edit a step that has shipped: add the next one.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (1, "devices, and frames partitioned by day of received_at", """
+CREATE TABLE devices (
+    device_id bigint PRIMARY KEY,        -- the HELLO's u64, as signed 64-bit
+    fleet text NOT NULL,
+    model_id bytea NOT NULL,             -- the first 8 bytes of the model hash
+    boot_count bigint NOT NULL,
+    hello_at timestamptz,                -- received_at of the HELLO that set boot_count and model_id
+    first_seen timestamptz NOT NULL,
+    last_seen timestamptz NOT NULL,
+    frames bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE frames (
+    device_id bigint NOT NULL,
+    boot_count bigint NOT NULL,
+    seq bigint NOT NULL,
+    received_at timestamptz NOT NULL,    -- when the gateway read it
+    stored_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    fleet text NOT NULL,
+    type smallint NOT NULL,
+    model_id bytea NOT NULL,
+    known_model boolean,                 -- NULL: the collector was given no model list
+    raw bytea NOT NULL,                  -- the packet, sync ... CRC
+    inference_index bigint,              -- INFERENCE and HEARTBEAT
+    alarm_bits integer,
+    alarm_index bigint,
+    change_index bigint,
+    moved_channels bigint,
+    accuracy real,                       -- the label-free accuracy estimate, 0..1
+    confidence real,                     -- 0..1 (HEARTBEAT: the window's mean)
+    entropy real,                        -- nats (HEARTBEAT: the window's mean)
+    predicted_class smallint,            -- INFERENCE
+    scores integer[],
+    uptime_ms bigint,                    -- HEARTBEAT
+    window_size integer,
+    latch_delay integer[],
+    cusum_max integer[],
+    class_share smallint[],
+    PRIMARY KEY (device_id, boot_count, seq, received_at)
+) PARTITION BY RANGE (received_at);
+CREATE INDEX frames_by_type_and_time ON frames (type, received_at);
+"""),
+    (2, "device_events: contradicting HELLOs, unknown models", """
+CREATE TABLE device_events (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now(),
+    fleet text NOT NULL,
+    device_id bigint NOT NULL,
+    kind text NOT NULL,
+    detail text NOT NULL
+);
+CREATE INDEX device_events_by_device ON device_events (device_id, at);
+"""),
+    (3, "frames_by_device_and_time: one device's latest state and timeline (the dashboard)", """
+CREATE INDEX frames_by_device_and_time ON frames (device_id, received_at);
+"""),
+)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_MIGRATION_LOCK = 0x7464_6D69  # pg_advisory_xact_lock keys: one migrator at a time,
+_PARTITION_LOCK = 0x7464_7061  # one creator of a partition at a time
+
+FRAME_COLUMNS = ("device_id", "boot_count", "seq", "received_at", "fleet", "type", "model_id", "known_model",
+                 "raw", "inference_index", "alarm_bits", "alarm_index", "change_index", "moved_channels",
+                 "accuracy", "confidence", "entropy", "predicted_class", "scores", "uptime_ms", "window_size",
+                 "latch_delay", "cusum_max", "class_share")
+_NONE = (None,) * (len(FRAME_COLUMNS) - 9)
+
+
+def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
+    """The `frames` row of one envelope."""
+    f, who = env.frame, env.identity
+    received = dt.datetime.fromtimestamp(env.received_us / 1e6, dt.timezone.utc)
+    head = (to_int64(who.device_id), who.boot_count, f.seq, received, fleet, int(f.TYPE), who.model_id,
+            known_model, f.raw)
+    if f.TYPE is P.FrameType.INFERENCE:
+        return head + (f.inference_index, f.alarm_bits, f.alarm_index, f.change_index, to_int64(f.moved_channels),
+                       f.atc / 65536.0, f.confidence / 256.0, f.entropy / 65536.0, f.predicted_class,
+                       list(f.scores), None, None, None, None, None)
+    if f.TYPE is P.FrameType.HEARTBEAT:
+        return head + (f.inference_index, f.alarm_bits, f.alarm_index, f.change_index, to_int64(f.moved_channels),
+                       f.atc / 256.0, f.mean_confidence / 256.0, f.mean_entropy / 4096.0, None, None,
+                       f.uptime_ms, f.window, list(f.latch_delay), list(f.cusum_max), list(f.class_share))
+    return head + _NONE
+
+
+def day_partition(day: dt.date) -> tuple[str, str, str]:
+    """(name, from, to) of the partition holding `day` (UTC)."""
+    start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return f"frames_p{day:%Y%m%d}", start.isoformat(), (start + dt.timedelta(days=1)).isoformat()
+
+
+@dataclass
+class BatchResult:
+    inserted: int = 0
+    duplicates: int = 0
+    events: list[tuple[int, str, str]] = field(default_factory=list)  # (device_id, kind, detail), new this batch
+
+
+class FleetStore:
+    """One connection to the fleet database. Raises StoreDown when it cannot be reached."""
+
+    def __init__(self, dsn: str) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise TinydriftError(f"{FLEET_EXTRA}: psycopg is missing") from None
+        self._psycopg = psycopg
+        self.dsn = dsn
+        try:
+            self.conn = psycopg.connect(dsn, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            text = str(exc)
+            refusal = text.split("FATAL:", 1)[1].strip().splitlines()[0] if "FATAL:" in text else None
+            if refusal and "the database system is" not in refusal:  # starting up or shutting down: wait
+                # The server answered and said no (no such database or role, a wrong password):
+                # waiting would not change that.
+                raise TinydriftError(f"the database server refused {dsn!r}: {refusal} (fix --db, or create the "
+                                     "database and the role)") from None
+            raise StoreDown(_first_line(exc)) from None
+        except psycopg.ProgrammingError as exc:  # a malformed connection string
+            raise TinydriftError(f"database {dsn!r}: {_first_line(exc)} (give a PostgreSQL URL such as "
+                                 "postgresql://USER@HOST:PORT/DB)") from None
+        self._partitions: set[str] = set()
+        self._unknown_seen: set[tuple[int, bytes]] = set()
+
+    def migrate(self, target: int = SCHEMA_VERSION) -> int:
+        """Bring the schema up to `target` (an older one only in tests of the upgrade);
+        returns the version it found."""
+        psycopg = self._psycopg
+        c = self.conn
+        try:
+            with c.transaction():
+                c.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                c.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                          "description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+                found = c.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+                if found > SCHEMA_VERSION:
+                    raise TinydriftError(f"the fleet database has schema {found}, newer than this tinydrift's "
+                                         f"{SCHEMA_VERSION}: upgrade tinydrift")
+                for version, description, sql in MIGRATIONS:
+                    if found < version <= target:
+                        c.execute(sql)
+                        c.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                                  (version, description))
+        except psycopg.errors.DuplicateTable as exc:
+            raise TinydriftError(f"the database already holds a table tinydrift did not make ({_first_line(exc)}): "
+                                 "give the fleet a database of its own") from None
+        except psycopg.OperationalError as exc:
+            raise StoreDown(_first_line(exc)) from None
+        c.execute("CREATE TEMP TABLE IF NOT EXISTS staging AS SELECT "
+                  f"{', '.join(FRAME_COLUMNS)} FROM frames WITH NO DATA")
+        c.commit()
+        return found
+
+    def write(self, fleet: str, envelopes: list[Envelope], known_models: set[bytes] | None = None) -> BatchResult:
+        """Store a batch in one transaction (COPY into a staging table, then INSERT ... ON
+        CONFLICT DO NOTHING) with the devices' rows; on return, it is committed. Raises
+        StoreDown (nothing written) when the database went away; a deadlock between two
+        collectors is retried here."""
+        psycopg = self._psycopg
+        for attempt in range(5):
+            try:
+                return self._write(fleet, envelopes, known_models)
+            except psycopg.errors.DeadlockDetected:
+                self.conn.rollback()
+            except psycopg.OperationalError as exc:
+                self._partitions.clear()  # a restarted server: check again
+                raise StoreDown(_first_line(exc)) from None
+        raise StoreDown("deadlocked five times in a row with another collector")
+
+    def _write(self, fleet: str, envelopes: list[Envelope], known_models: set[bytes] | None) -> BatchResult:
+        result = BatchResult()
+        known = (lambda m: None) if known_models is None else (lambda m: m in known_models)
+        rows = [frame_row(fleet, e, known(e.identity.model_id)) for e in envelopes]
+        c = self.conn
+        with c.transaction():
+            self._ensure_partitions({r[3].date() for r in rows})
+            c.execute("TRUNCATE staging")
+            with c.cursor().copy(f"COPY staging ({', '.join(FRAME_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            names = ", ".join(FRAME_COLUMNS)
+            inserted = c.execute(f"INSERT INTO frames ({names}) SELECT {names} FROM staging "
+                                 "ON CONFLICT DO NOTHING RETURNING device_id").fetchall()
+            result.inserted = len(inserted)
+            result.duplicates = len(rows) - result.inserted
+            per_device: dict[int, int] = defaultdict(int)
+            for (device,) in inserted:
+                per_device[device] += 1
+            self._update_devices(fleet, envelopes, rows, per_device, known_models, result)
+        return result
+
+    def _ensure_partitions(self, days: set[dt.date]) -> None:
+        for day in sorted(days):
+            name, start, end = day_partition(day)
+            if name in self._partitions:
+                continue
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PARTITION_LOCK,))
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF frames "
+                              f"FOR VALUES FROM ('{start}') TO ('{end}')")
+            self._partitions.add(name)
+
+    def _update_devices(self, fleet: str, envelopes: list[Envelope], rows: list[tuple],
+                        per_device: dict[int, int], known_models: set[bytes] | None, result: BatchResult) -> None:
+        c = self.conn
+        frames_of: dict[int, list[int]] = defaultdict(list)
+        for i, row in enumerate(rows):
+            frames_of[row[0]].append(i)
+        devices = sorted(frames_of)  # lock rows in one order: two collectors never deadlock on them
+        first = [rows[min(frames_of[d], key=lambda i: rows[i][3])] for d in devices]
+        with c.cursor() as cur:
+            cur.executemany("INSERT INTO devices (device_id, fleet, model_id, boot_count, first_seen, last_seen) "
+                            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                            [(r[0], fleet, r[6], r[1], r[3], r[3]) for r in first])
+        current = {d: [boot, bytes(model), hello_at] for d, boot, model, hello_at in c.execute(
+            "SELECT device_id, boot_count, model_id, hello_at FROM devices WHERE device_id = ANY(%s) "
+            "ORDER BY device_id FOR UPDATE", (devices,)).fetchall()}
+        updates = []
+        for device in devices:
+            state = current[device]
+            order = sorted(frames_of[device], key=lambda i: rows[i][3])
+            for i in order:
+                env, row = envelopes[i], rows[i]
+                at, boot, model = row[3], row[1], row[6]
+                if env.frame.TYPE is P.FrameType.HELLO:
+                    if state[2] is not None and at <= state[2]:
+                        continue  # an older HELLO that came late: the newer one stands
+                    if state[2] is not None:
+                        self._check_hello(device, state, boot, model, result)
+                    state[:] = [boot, model, at]
+                elif state[2] is None and boot > state[0]:
+                    state[:2] = [boot, model]  # no HELLO seen yet: the newest boot the frames name
+            if known_models is not None:
+                for model in {rows[i][6] for i in order} - known_models:
+                    if (device, model) not in self._unknown_seen:
+                        self._unknown_seen.add((device, model))
+                        result.events.append((device, "unknown_model",
+                                              f"runs model {model.hex()}, which no --model-dir names: its frames are "
+                                              "stored with known_model false"))
+            last = max(rows[i][3] for i in order)
+            updates.append((state[0], state[1], state[2], last, per_device.get(device, 0), device))
+        with c.cursor() as cur:
+            cur.executemany("UPDATE devices SET boot_count=%s, model_id=%s, hello_at=%s, "
+                            "last_seen=greatest(last_seen, %s), frames=frames+%s WHERE device_id=%s", updates)
+            if result.events:
+                cur.executemany("INSERT INTO device_events (fleet, device_id, kind, detail) VALUES (%s, %s, %s, %s)",
+                                [(fleet, d, k, t) for d, k, t in result.events])
+
+    @staticmethod
+    def _check_hello(device: int, state: list, boot: int, model: bytes, result: BatchResult) -> None:
+        old_boot, old_model = state[0], state[1]
+        if boot and old_boot and boot < old_boot:
+            result.events.append((device, "boot_went_back",
+                                  f"says boot {boot} after boot {old_boot}: its boot counter went back "
+                                  "(reflashed, or two boards share one id)"))
+        elif boot and boot == old_boot and model != old_model:
+            result.events.append((device, "model_changed_in_boot",
+                                  f"boot {boot} now runs model {model.hex()}, before {old_model.hex()}, "
+                                  "without a new boot"))
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except self._psycopg.Error:
+            pass
+
+
+class StoreDown(Exception):
+    """The fleet database cannot be reached (down, restarting, the network): try again later."""
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

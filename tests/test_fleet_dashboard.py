@@ -1,0 +1,94 @@
+"""The fleet dashboard in a real headless Chromium (Debian's): a drifting device shows as
+drifting, with its alarm type and its fallen accuracy estimate; a quiet one as quiet; the
+alarm map counts the drifting device; its timeline marks where the alarm latched."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from tinydrift.fleet.dashboard import make_server
+from tinydrift.fleet.envelope import Envelope, Identity
+from tinydrift.fleet.simulate import SimulatedDevice
+from tinydrift.fleet.store import FleetStore
+from tinydrift.link import protocol as P
+from tinydrift.monitor.config import ALARM_DATA_DRIFT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh)")
+QUIET, DRIFTING = 0x51, 0xD7
+DRIFT_FROM = 60  # the drifting device's heartbeat at which DATA_DRIFT latches
+
+
+def heartbeats(device_id: int, drifts: bool) -> list[Envelope]:
+    """A device's HELLO and 100 heartbeats (one a minute); the drifting one latches
+    DATA_DRIFT at heartbeat DRIFT_FROM and its accuracy estimate falls from there."""
+    board = SimulatedDevice(device_id, boot_count=1, heartbeat_interval=10, heartbeat_only=True)
+    frames = board.boot()
+    while len(frames) < 101:
+        frames += board.infer()
+    who = Identity.of_hello(frames[0])
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=100)
+    out = []
+    for i, frame in enumerate(frames):
+        if drifts and isinstance(frame, P.Heartbeat) and i >= DRIFT_FROM:
+            frame.alarm_bits, frame.alarm_index = ALARM_DATA_DRIFT, DRIFT_FROM * 10
+            frame.atc = max(0, 240 - 4 * (i - DRIFT_FROM))
+        packet = P.parse_packet(P.encode_packet(frame))
+        out.append(Envelope(who, int((start + dt.timedelta(minutes=i)).timestamp() * 1e6), packet))
+    return out
+
+
+@pytest.fixture
+def dashboard(fleet_dsn):
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("kws", heartbeats(QUIET, drifts=False) + heartbeats(DRIFTING, drifts=True))
+    store.close()
+    server = make_server(fleet_dsn, port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def rendered(url: str, profile) -> str:
+    """The DOM as Chromium renders it."""
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                           f"--user-data-dir={profile}", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-2000:]
+    return done.stdout
+
+
+def row_of(dom: str, device_id: int) -> str:
+    match = re.search(rf"<tr[^>]*data-device=\"{device_id:016x}\"[^>]*>.*?</tr>", dom, re.S)
+    assert match, dom[:3000]
+    return match.group(0)
+
+
+def test_the_browser_shows_the_drifting_device_as_drifting(dashboard, tmp_path):
+    dom = rendered(dashboard + "/", tmp_path / "profile")
+    drifting, quiet = row_of(dom, DRIFTING), row_of(dom, QUIET)
+    assert 'data-state="drifting"' in drifting and "DATA_DRIFT" in drifting
+    assert 'data-state="quiet"' in quiet and "DATA_DRIFT" not in quiet
+    accuracy = lambda row: float(re.search(r'class="accuracy">([\d.]+) %', row).group(1))  # noqa: E731
+    assert accuracy(drifting) < 50 < accuracy(quiet)  # the last heartbeat's estimate: 240 - 4 * 40 = 80 / 256
+    assert dom.index(f"{DRIFTING:016x}") < dom.index(f"{QUIET:016x}")  # drifting devices first
+    assert "2 devices, 1 drifting." in dom
+    # the alarm map: the hours since the drift show one device with DATA_DRIFT, none before
+    cells = re.findall(r'<td class="map[^"]*" data-type="DATA_DRIFT"[^>]*>(\d+)</td>', dom)
+    assert cells and set(cells) <= {"0", "1"} and cells[-1] == "1"
+
+    device = rendered(f"{dashboard}/device/{DRIFTING:016x}", tmp_path / "profile")
+    assert re.search(r'<line class="alarm" data-type="DATA_DRIFT"', device)
+    assert re.search(r"<td>DATA_DRIFT</td><td>[^<]+</td><td>600</td>", device)  # latched at inference 600
+    assert "<polyline" in device
+    quiet_page = rendered(f"{dashboard}/device/{QUIET:016x}", tmp_path / "profile")
+    assert "No alarm latched." in quiet_page

@@ -1,0 +1,432 @@
+"""The fleet path end to end with the real parts: simulated devices on pseudo-terminals ->
+`tinydrift gateway` -> a private mosquitto -> two `tinydrift collect` -> a private
+PostgreSQL, each command its own process. Every frame a device sent must be stored exactly
+once, also when the broker restarts mid-run, a collector is killed mid-batch, the database
+goes down, the gateway is killed with frames in its outbox, or the broker is down at start.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import tty
+from pathlib import Path
+
+import pytest
+
+from test_capture import write_all
+from tinydrift.fleet import envelope as E
+from tinydrift.fleet.services import Broker, missing_binaries
+from tinydrift.fleet.simulate import SimulatedDevice
+from tinydrift.link import protocol as P
+
+pytestmark = pytest.mark.skipif(missing_binaries() is not None, reason=f"{missing_binaries()}")
+
+psycopg = pytest.importorskip("psycopg")
+
+
+@pytest.fixture
+def services(fleet_services):
+    return fleet_services
+
+
+@pytest.fixture
+def dsn(fleet_dsn):
+    return fleet_dsn
+
+
+@pytest.fixture(autouse=True)
+def fleet(request, monkeypatch):
+    """A fleet (topic tree) of the test's own: the broker keeps an earlier test's collector
+    sessions, and a shared subscription gives absent members their share (see collect --help)."""
+    name = request.node.name.lower()[5:45]
+    monkeypatch.setattr(sys.modules[__name__], "FLEET", name)
+    return name
+
+
+FLEET = "default"
+
+
+class Command:
+    """`tinydrift ARGS` as a child process, its stderr in a file."""
+
+    def __init__(self, folder: Path, name: str, *args: str, file_size_limit: int | None = None) -> None:
+        self.log = folder / f"{name}.log"
+        self.out = folder / f"{name}.out"
+
+        def limit_file_size():  # SQLite then sees a short write, as on a full disk
+            if file_size_limit is not None:
+                resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
+
+        with open(self.log, "ab") as err, open(self.out, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "tinydrift", *args], stdin=subprocess.DEVNULL,
+                                            stdout=out, stderr=err, preexec_fn=limit_file_size)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    @property
+    def text(self) -> str:
+        return self.log.read_text() + self.out.read_text()
+
+
+class Devices:
+    """Simulated boards, each on a pseudo-terminal; a gateway opens the slave side's path."""
+
+    def __init__(self, n: int, first_id: int, **options) -> None:
+        self.boards = [SimulatedDevice(first_id + k, seed=k, **options) for k in range(n)]
+        self.ptys = []
+        for _ in range(n):
+            master, slave = pty.openpty()
+            tty.setraw(slave)  # before any byte: the line discipline must not touch frames
+            self.ptys.append((master, slave))
+        self.sent: list[tuple[int, int, P.Frame]] = []  # (device_id, boot_count, frame)
+
+    @property
+    def paths(self) -> list[str]:
+        return [os.ttyname(slave) for _, slave in self.ptys]
+
+    def send(self, frames_of) -> None:
+        """frames_of(board) -> its frames; written to its pty."""
+        for board, (master, _) in zip(self.boards, self.ptys):
+            frames = frames_of(board)
+            self.sent += [(board.device_id, board.boot_count, f) for f in frames]
+            write_all(master, b"".join(P.encode(f) for f in frames))
+
+    def close(self) -> None:
+        for master, slave in self.ptys:
+            os.close(master)
+            os.close(slave)
+
+
+@pytest.fixture
+def devices_factory():
+    made = []
+
+    def make(n: int, first_id: int, **options) -> Devices:
+        made.append(Devices(n, first_id, **options))
+        return made[-1]
+
+    yield make
+    for devices in made:
+        devices.close()
+
+
+def gateway(tmp_path: Path, broker_url: str, devices: Devices, name: str = "gateway", outbox: str = "outbox.sqlite",
+            **options):
+    args = ["gateway", "--broker", broker_url, "--outbox", str(tmp_path / outbox), "--fleet", FLEET,
+            "--progress-interval", "1"]
+    for path in devices.paths:
+        args += ["--port", path]
+    return Command(tmp_path, name, *args, **options)
+
+
+def collector(tmp_path: Path, broker_url: str, dsn: str, name: str, *extra: str) -> Command:
+    return Command(tmp_path, f"collect-{name}", "collect", "--broker", broker_url, "--db", dsn, "--fleet", FLEET,
+                   "--name", name, "--progress-interval", "1", *extra)
+
+
+def subscribed(*collectors: Command, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not all("subscribed to $share/" in c.log.read_text() for c in collectors):
+        assert time.monotonic() < deadline, "\n".join(c.text[-1000:] for c in collectors)
+        time.sleep(0.05)
+
+
+def stored(dsn: str) -> tuple[int, int]:
+    """(rows, distinct (device, boot, seq)) in the fleet store."""
+    with psycopg.connect(dsn) as conn:
+        try:
+            return conn.execute("SELECT count(*), count(DISTINCT (device_id, boot_count, seq)) FROM frames").fetchone()
+        except psycopg.errors.UndefinedTable:
+            return 0, 0
+
+
+def wait_stored(dsn: str, expected: int, timeout: float = 30.0, commands=()) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = stored(dsn)
+        if got[0] >= expected:
+            time.sleep(0.3)  # a copy arriving late would show now
+            return stored(dsn)
+        time.sleep(0.1)
+    logs = "\n".join(f"--- {c.log.name}\n{c.text[-1500:]}" for c in commands)
+    raise AssertionError(f"{stored(dsn)} rows after {timeout:g} s, expected {expected}\n{logs}")
+
+
+def check_exactly_once(dsn: str, devices: Devices) -> None:
+    """Every frame sent is stored once, with its device, boot and raw packet."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT device_id, boot_count, seq, raw FROM frames").fetchall()
+    got = sorted((d, b, s, bytes(r)) for d, b, s, r in rows)
+    want = sorted((d, b, f.seq, P.encode_packet(f)) for d, b, f in devices.sent)
+    assert len(got) == len(want) and got == want
+
+
+def test_three_devices_two_collectors_every_frame_once_with_heartbeats_decoded(services, dsn, tmp_path,
+                                                                            devices_factory):
+    broker, _ = services
+    devices = devices_factory(3, 0xA100, boot_count=7, heartbeat_interval=10)
+    collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
+    subscribed(*collectors)  # before the gateway sends (else it holds frames back: another test)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(1000))
+    total = len(devices.sent)
+    rows, distinct = wait_stored(dsn, total, commands=[gw, *collectors])
+    assert (rows, distinct) == (total, total)  # 0 lost, 0 duplicated
+    check_exactly_once(dsn, devices)
+    assert gw.stop() == 0 and all(c.stop() == 0 for c in collectors)
+    shares = [int(c.out.read_text().split("collected ")[1].split()[0]) for c in collectors]
+    assert sum(shares) == total and min(shares) > 0, shares  # the shared subscription split the traffic
+    assert f"gateway read {total} frames (0 lost" in gw.out.read_text()
+
+    with psycopg.connect(dsn) as conn:
+        devices_rows = conn.execute("SELECT device_id, boot_count, model_id, frames, hello_at IS NOT NULL "
+                                    "FROM devices ORDER BY device_id").fetchall()
+        beats = conn.execute("SELECT device_id, seq, inference_index, window_size, accuracy, confidence, entropy, "
+                             "class_share, cusum_max, latch_delay FROM frames WHERE type = 7").fetchall()
+        partitions = conn.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = 'frames'::regclass").fetchone()[0]
+        versions = [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY version")]
+    per_device = total // 3
+    assert devices_rows == [(b.device_id, 7, b.model_hash[:8], per_device, True) for b in devices.boards]
+    assert partitions >= 1 and versions == [1, 2, 3]
+    sent_beats = {(d, f.seq): f for d, _, f in devices.sent if isinstance(f, P.Heartbeat)}
+    assert len(beats) == len(sent_beats) == 300
+    for device, seq, index, window, accuracy, confidence, entropy, shares_, maxima, delays in beats:
+        beat = sent_beats[(device, seq)]
+        assert (index, window) == (beat.inference_index, 10)
+        assert accuracy == pytest.approx(beat.atc / 256) and confidence == pytest.approx(beat.mean_confidence / 256)
+        assert entropy == pytest.approx(beat.mean_entropy / 4096)
+        assert tuple(shares_) == beat.class_share and tuple(maxima) == beat.cusum_max
+        assert tuple(delays) == beat.latch_delay
+
+
+def test_broker_restarted_mid_run_loses_and_duplicates_nothing(services, dsn, tmp_path, devices_factory):
+    broker, _ = services
+    devices = devices_factory(2, 0xB200)
+    collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
+    subscribed(*collectors)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(400))
+    wait_stored(dsn, len(devices.sent), commands=[gw, *collectors])
+    broker.stop()  # SIGTERM: mosquitto saves its sessions and queues, as on a restart
+    devices.send(lambda board: [f for _ in range(400) for f in board.infer()])  # read into the outbox meanwhile
+    time.sleep(1.0)
+    broker.start()
+    devices.send(lambda board: [f for _ in range(200) for f in board.infer()])
+    rows, distinct = wait_stored(dsn, len(devices.sent), commands=[gw, *collectors])
+    assert rows == distinct == len(devices.sent)
+    check_exactly_once(dsn, devices)
+    assert gw.stop() == 0 and all(c.stop() == 0 for c in collectors)
+    said = [line for line in gw.log.read_text().splitlines() if "unreachable" in line]
+    assert len(said) == 1 and "frames wait in the outbox" in said[0]
+
+
+def test_collector_killed_mid_batch_loses_nothing(services, dsn, tmp_path, devices_factory):
+    broker, _ = services
+    devices = devices_factory(2, 0xC300)
+    # A long batch wait: the killed collector holds every frame it got in a batch not yet written.
+    slow = collector(tmp_path, broker.url, dsn, "c2", "--batch", "100000", "--batch-wait", "30")
+    subscribed(slow)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(500))
+    n = len(devices.sent)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and f"read={n} acknowledged={n} in_outbox=0" not in gw.log.read_text():
+        time.sleep(0.1)
+    # The broker has them all (it acknowledged each to the gateway) and gave them to the only
+    # member of the group; none is stored yet.
+    assert f"read={n} acknowledged={n} in_outbox=0" in gw.log.read_text(), gw.text[-2000:]
+    time.sleep(0.5)
+    assert stored(dsn) == (0, 0)
+    slow.kill()  # SIGKILL mid-batch: nothing was committed, nothing acknowledged
+    restarted = collector(tmp_path, broker.url, dsn, "c2")  # same name: its session, its unacknowledged frames
+    other = collector(tmp_path, broker.url, dsn, "c1")
+    rows, distinct = wait_stored(dsn, len(devices.sent), commands=[gw, restarted, other])
+    assert rows == distinct == len(devices.sent)
+    check_exactly_once(dsn, devices)
+    assert gw.stop() == 0 and restarted.stop() == 0 and other.stop() == 0
+
+
+def test_database_down_collector_acknowledges_nothing_and_catches_up(services, dsn, tmp_path, devices_factory):
+    broker, database = services
+    devices = devices_factory(1, 0xD400)
+    c1 = collector(tmp_path, broker.url, dsn, "c1")
+    subscribed(c1)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(200))
+    wait_stored(dsn, len(devices.sent), commands=[gw, c1])
+    database.stop()
+    try:
+        devices.send(lambda board: [f for _ in range(300) for f in board.infer()])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "database unreachable" not in c1.log.read_text():
+            time.sleep(0.1)
+    finally:
+        database.start()
+    rows, distinct = wait_stored(dsn, len(devices.sent), commands=[gw, c1])
+    assert rows == distinct == len(devices.sent)
+    check_exactly_once(dsn, devices)
+    assert c1.stop() == 0 and gw.stop() == 0
+    down = [line for line in c1.log.read_text().splitlines() if "database unreachable" in line]
+    assert len(down) == 1 and "not acknowledged" in down[0]
+    assert "database back after" in c1.log.read_text()
+
+
+def test_broker_down_at_start_then_no_collector_yet_the_outbox_holds_everything(dsn, tmp_path, devices_factory):
+    late = Broker.create()  # not started: the gateway meets no broker
+    try:
+        devices = devices_factory(2, 0xE500)
+        gw = gateway(tmp_path, late.url, devices)
+        devices.send(lambda board: board.run(300))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "in_outbox=" not in gw.log.read_text():
+            time.sleep(0.1)
+        assert f"in_outbox={len(devices.sent)}" in gw.log.read_text()
+        late.start()  # ... and no collector has ever subscribed: the broker would drop the frames
+        time.sleep(2.5)
+        c1 = collector(tmp_path, late.url, dsn, "c1")
+        rows, distinct = wait_stored(dsn, len(devices.sent), commands=[gw, c1])
+        assert rows == distinct == len(devices.sent)
+        check_exactly_once(dsn, devices)
+        assert gw.stop() == 0 and c1.stop() == 0
+        log = gw.log.read_text()
+        assert "unreachable" in log and "no collector subscribes to this fleet yet" in log
+    finally:
+        late.remove()
+
+
+def test_gateway_killed_with_frames_in_its_outbox_a_new_one_sends_them(services, dsn, tmp_path, devices_factory):
+    """The first gateway reads a HELLO and frames while the broker is away, and is killed. The
+    next one on the same outbox sends them, and knows whose frames it reads before any HELLO."""
+    _, _ = services
+    away = Broker.create()
+    try:
+        devices = devices_factory(1, 0xF600, boot_count=2)
+        first = gateway(tmp_path, away.url, devices, name="gateway-1")
+        devices.send(lambda board: board.run(300))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and f"read={len(devices.sent)}" not in first.log.read_text():
+            time.sleep(0.1)
+        first.kill()
+        away.start()
+        c1 = collector(tmp_path, away.url, dsn, "c1")
+        subscribed(c1)
+        second = gateway(tmp_path, away.url, devices, name="gateway-2")
+        devices.send(lambda board: [f for _ in range(100) for f in board.infer()])  # no HELLO
+        rows, distinct = wait_stored(dsn, len(devices.sent), commands=[second, c1])
+        assert rows == distinct == len(devices.sent)
+        check_exactly_once(dsn, devices)  # device id and boot right on the frames after the restart too
+        assert second.stop() == 0 and c1.stop() == 0
+        assert "wait in" in second.log.read_text()  # it said it had an earlier run's frames to send
+    finally:
+        away.remove()
+
+
+def test_unknown_model_and_a_contradicting_hello_are_said_and_kept(services, dsn, tmp_path, devices_factory):
+    from tinydrift.firmware import REPO_ROOT
+
+    broker, _ = services
+    devices = devices_factory(1, 0x1700, boot_count=5)
+    c1 = collector(tmp_path, broker.url, dsn, "c1", "--model-dir", str(REPO_ROOT / "models" / "kws"))
+    subscribed(c1)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(50))
+    wait_stored(dsn, len(devices.sent), commands=[gw, c1])
+    devices.boards[0].boot_count = 3  # it reboots saying an earlier boot count than before
+    devices.send(lambda board: board.run(50))
+    wait_stored(dsn, len(devices.sent), commands=[gw, c1])
+    assert gw.stop() == 0 and c1.stop() == 0
+    check_exactly_once(dsn, devices)
+    with psycopg.connect(dsn) as conn:
+        flags = conn.execute("SELECT DISTINCT known_model FROM frames").fetchall()
+        events = conn.execute("SELECT kind FROM device_events ORDER BY id").fetchall()
+        boot = conn.execute("SELECT boot_count FROM devices").fetchall()
+    assert flags == [(False,)] and events == [("unknown_model",), ("boot_went_back",)] and boot == [(3,)]
+    log = c1.log.read_text()
+    assert log.count("which no --model-dir names") == 1 and log.count("says boot 3 after boot 5") == 1
+    assert "says boot 3 after boot 5" in gw.log.read_text()
+
+
+def test_envelope_round_trip_and_topic():
+    frame = P.Heartbeat(9, 100, 5000, 0, 0, 0, 0, 10, (P.NOT_LATCHED,) * 5, (1, 2, 3, 4, 5), 100, 200, 150,
+                        (21,) * 12)
+    frame = P.parse_packet(P.encode_packet(frame))
+    who = E.Identity(0xFEDCBA9876543210, 41, bytes(range(8)))
+    payload = E.pack(who, 1_700_000_000_123_456, frame.raw)
+    assert len(payload) == E.HEAD_BYTES + len(frame.raw)
+    back = E.unpack(payload)
+    assert (back.identity, back.received_us, back.frame) == (who, 1_700_000_000_123_456, frame)
+    assert E.topic("kws-eu", who.device_id, P.FrameType.HEARTBEAT) == "tinydrift/kws-eu/fedcba9876543210/heartbeat"
+    with pytest.raises(ValueError, match="corrupt"):
+        E.unpack(payload[:-1] + bytes([payload[-1] ^ 1]))
+    with pytest.raises(ValueError, match="envelope version"):
+        E.unpack(b"\x09" + payload[1:])
+
+
+def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(services, tmp_path):
+    from tinydrift.fleet.services import free_port
+
+    broker, _ = services
+    nowhere = f"postgresql://tinydrift@127.0.0.1:{free_port()}/tinydrift"
+    c1 = collector(tmp_path, broker.url, nowhere, "c1", "--duration", "2")
+    assert c1.process.wait(20) == 1
+    lines = c1.log.read_text().splitlines()
+    assert len([line for line in lines if "database unreachable" in line]) == 1
+    assert "Traceback" not in c1.text and "the database was unreachable" in c1.out.read_text()
+
+
+def test_fleet_up_runs_a_broker_and_a_database_until_stopped(tmp_path):
+    up = Command(tmp_path, "up", "fleet", "up")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "database" not in up.out.read_text():
+        time.sleep(0.1)
+    urls = dict(line.split() for line in up.out.read_text().splitlines())
+    with psycopg.connect(urls["database"]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    port = int(urls["broker"].rsplit(":", 1)[1])
+    import socket
+
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert up.stop() == 0  # SIGTERM: both stopped, their folder removed
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    folders = [line.split(" in ", 1)[1] for line in up.log.read_text().splitlines() if line.startswith("files in ")]
+    assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
+
+
+def test_an_outbox_that_cannot_grow_stops_the_gateway_with_what_it_holds_intact(tmp_path, devices_factory):
+    away = Broker.create()  # never started: everything stays in the outbox
+    devices = devices_factory(1, 0x2800)
+    gw = gateway(tmp_path, away.url, devices, file_size_limit=600_000)
+    # A writer of its own: once the gateway stops reading, the pty's buffer fills and the write
+    # blocks until the test closes the pty.
+    def write():
+        try:
+            devices.send(lambda board: board.run(20_000))
+        except OSError:
+            pass  # the pty was closed under the blocked write: the test is over
+
+    threading.Thread(target=write, daemon=True).start()
+    assert gw.process.wait(30) == 1
+    said = gw.out.read_text()
+    assert "Traceback" not in gw.text and "cannot write to" in said and "not kept" in said, gw.text
+    read = int(said.split("gateway read ")[1].split()[0])
+    conn = sqlite3.connect(tmp_path / "outbox.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (read,) and read > 100
+    away.remove()

@@ -1,0 +1,119 @@
+"""The fleet store on a real PostgreSQL: copies stored once, day partitions made as frames
+come, migrations applied once however many collectors start together, and databases it
+must not touch refused."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+
+import pytest
+
+from tinydrift.errors import TinydriftError
+from tinydrift.fleet.envelope import Envelope, Identity
+from tinydrift.fleet.store import SCHEMA_VERSION, FleetStore
+from tinydrift.link import protocol as P
+
+psycopg = pytest.importorskip("psycopg")
+WHO = Identity(0x1234, 2, bytes(range(8)))
+
+
+def envelopes(n: int, received: dt.datetime, first_seq: int = 0) -> list[Envelope]:
+    rng = random.Random(first_seq)
+    out = []
+    for seq in range(first_seq, first_seq + n):
+        frame = P.parse_packet(P.encode_packet(P.typical_inference(seq, seq, WHO.model_id, rng)))
+        out.append(Envelope(WHO, int(received.timestamp() * 1e6) + (seq - first_seq) * 1_000_000, frame))  # 1 a second
+    return out
+
+
+def test_a_batch_written_twice_is_stored_once(fleet_dsn):
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    batch = envelopes(300, dt.datetime.now(dt.timezone.utc))
+    first = store.write("f", batch)
+    again = store.write("f", batch[100:] + envelopes(50, dt.datetime.now(dt.timezone.utc), first_seq=1000))
+    assert (first.inserted, first.duplicates) == (300, 0)
+    assert (again.inserted, again.duplicates) == (50, 200)
+    with psycopg.connect(fleet_dsn) as conn:
+        assert conn.execute("SELECT count(*), count(DISTINCT seq) FROM frames").fetchone() == (350, 350)
+        assert conn.execute("SELECT frames FROM devices").fetchone() == (350,)
+        row = conn.execute("SELECT raw, accuracy, scores FROM frames WHERE seq = 7").fetchone()
+    frame = batch[7].frame
+    assert bytes(row[0]) == frame.raw and row[1] == pytest.approx(frame.atc / 65536) and tuple(row[2]) == frame.scores
+    store.close()
+
+
+def test_each_day_gets_its_partition_when_its_first_frame_comes(fleet_dsn):
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    old_day = dt.datetime(2024, 2, 29, 23, 59, 59, tzinfo=dt.timezone.utc)  # the frames run past midnight
+    store.write("f", envelopes(5, old_day) + envelopes(5, dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), 100))
+    with psycopg.connect(fleet_dsn) as conn:
+        partitions = [r[0] for r in conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'frames'::regclass ORDER BY 1")]
+        per_partition = conn.execute("SELECT tableoid::regclass::text, count(*) FROM frames GROUP BY 1 ORDER BY 1").fetchall()
+    assert partitions == ["frames_p20240229", "frames_p20240301", "frames_p20260101"]
+    assert per_partition == [("frames_p20240229", 1), ("frames_p20240301", 4), ("frames_p20260101", 5)]
+    store.close()
+
+
+def test_collectors_starting_together_migrate_once(fleet_dsn):
+    found, errors = [], []
+
+    def start():
+        try:
+            store = FleetStore(fleet_dsn)
+            found.append(store.migrate())
+            store.close()
+        except Exception as exc:  # noqa: BLE001 (the test reports it)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and sorted(found) == [0, SCHEMA_VERSION, SCHEMA_VERSION, SCHEMA_VERSION]
+    with psycopg.connect(fleet_dsn) as conn:
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2, 3]
+
+
+def test_a_newer_schema_and_a_database_of_something_else_are_refused(fleet_services, fleet_dsn):
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.close()
+    with psycopg.connect(fleet_dsn) as conn:
+        conn.execute("INSERT INTO schema_version (version, description) VALUES (99, 'from the future')")
+    with pytest.raises(TinydriftError, match="schema 99, newer than"):
+        FleetStore(fleet_dsn).migrate()
+    other = fleet_services[1].new_database("someone_elses")
+    with psycopg.connect(other) as conn:
+        conn.execute("CREATE TABLE devices (name text)")
+    with pytest.raises(TinydriftError, match="did not make"):
+        FleetStore(other).migrate()
+
+
+def test_a_database_that_does_not_exist_is_a_clear_error_not_an_outage(fleet_services):
+    _, database = fleet_services
+    with pytest.raises(TinydriftError, match='database "nothing_here" does not exist'):
+        FleetStore(database.dsn.rsplit("/", 1)[0] + "/nothing_here")
+
+
+def test_a_database_of_an_older_schema_is_upgraded_in_place(fleet_dsn):
+    now = dt.datetime.now(dt.timezone.utc)
+    older = FleetStore(fleet_dsn)
+    assert older.migrate(target=2) == 0
+    older.write("f", envelopes(20, now))
+    older.close()
+    store = FleetStore(fleet_dsn)
+    assert store.migrate() == 2
+    assert store.write("f", envelopes(30, now)).inserted == 10  # 20 were there
+    store.close()
+    with psycopg.connect(fleet_dsn) as conn:
+        assert conn.execute("SELECT max(version), count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION, 3)
+        assert conn.execute("SELECT count(*) FROM frames").fetchone() == (30,)
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'frames'")}
+    assert "frames_by_device_and_time" in indexes
