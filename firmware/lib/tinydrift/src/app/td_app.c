@@ -158,7 +158,6 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
         return -2;
     }
     app->options = *options;
-    td_app_stream_start(app);
     app->inferences = 0;
 #else
     if (td_monitor_init(&app->monitor, &TD_APP_M_MONITOR_CONFIG) != TD_MONITOR_OK ||
@@ -167,12 +166,12 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
         return -2;
     }
     app->options = *options;
-    td_app_window_start(&app->window, options->stride_samples);
     td_app_heartbeat_clear(&app->heartbeat);
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;
     }
 #endif
+    td_app_restart_stream(app);
     app->clip_expected_offset = 0;
     app->clip_open = 0;
     app->stream_is_clip = 0;
@@ -186,18 +185,17 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     return 0;
 }
 
-void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
+void td_app_restart_stream(td_app_t *app)
 {
-    if (app->stream_is_clip) {
-        /* A clip left unfinished by the host: the continuous stream starts over. */
 #if TD_APP_STREAMING
-        td_app_stream_start(app);
+    td_app_stream_start(app);
 #else
-        td_app_window_start(&app->window, app->options.stride_samples);
+    td_app_window_start(&app->window, app->options.stride_samples);
 #endif
-        app->stream_is_clip = 0;
-        app->clip_open = 0;
-    }
+}
+
+void td_app_feed(td_app_t *app, const int16_t *samples, size_t count)
+{
 #if TD_APP_STREAMING
     td_app_stream_push(app, samples, count);
 #else
@@ -211,6 +209,17 @@ void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
         }
     }
 #endif
+}
+
+void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
+{
+    if (app->stream_is_clip) {
+        /* A clip left unfinished by the host: the continuous stream starts over. */
+        td_app_restart_stream(app);
+        app->stream_is_clip = 0;
+        app->clip_open = 0;
+    }
+    td_app_feed(app, samples, count);
 }
 
 void td_app_bye(td_app_t *app, uint32_t exit_code)

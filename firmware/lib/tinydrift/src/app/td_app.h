@@ -185,6 +185,8 @@ void td_app_bye(td_app_t *app, uint32_t exit_code);
 void td_app_send(td_app_t *app, td_proto_frame_t *frame);
 
 /* Internal steps, one file each, exposed for tests. */
+void td_app_restart_stream(td_app_t *app); /* a new stream starts: no samples of the last one count */
+void td_app_feed(td_app_t *app, const int16_t *samples, size_t count); /* the current stream's samples */
 #if TD_APP_STREAMING
 void td_app_stream_start(td_app_t *app); /* a new stream: front end, model state, detector */
 void td_app_stream_push(td_app_t *app, const int16_t *samples, size_t count);

@@ -17,55 +17,20 @@ static void td_app_ack(td_app_t *app, uint32_t command_seq, uint8_t command_type
     td_app_send(app, frame);
 }
 
-#if TD_APP_STREAMING
-/* A streaming build's clip is a stream of its own: START starts it afresh (front end, model
- * state, detector), END drops the samples short of the next frame. */
-static void td_app_clip_start(td_app_t *app)
-{
-    td_app_stream_start(app);
-}
-
-static void td_app_clip_samples(td_app_t *app, const int16_t *samples, size_t count)
-{
-    td_app_stream_push(app, samples, count);
-}
-
+/* The end of a replayed clip. A clip shorter than a window gets one inference, on the clip
+ * padded with zeros; a tail shorter than the stride (a streaming build: than a frame) is
+ * dropped. */
 static void td_app_clip_end(td_app_t *app)
 {
-    td_app_stream_start(app);
-}
-#else
-static void td_app_clip_start(td_app_t *app)
-{
-    td_app_window_start(&app->window, app->options.stride_samples);
-}
-
-static void td_app_clip_samples(td_app_t *app, const int16_t *samples, size_t count)
-{
-    td_app_window_t *window = &app->window;
-    while (count > 0) {
-        const size_t taken = td_app_window_append(window, samples, count);
-        samples += taken;
-        count -= taken;
-        if (td_app_window_full(window)) {
-            td_app_infer(app);
-            td_app_window_advance(window);
-        }
-    }
-}
-
-/* The one inference a clip shorter than a window gets (on the clip padded with zeros); a
- * tail shorter than the stride is dropped. */
-static void td_app_clip_end(td_app_t *app)
-{
+#if !TD_APP_STREAMING
     td_app_window_t *window = &app->window;
     if (window->windows == 0 && window->fill > 0) {
         td_app_window_pad(window);
         td_app_infer(app);
     }
-    td_app_window_start(window, app->options.stride_samples);
-}
 #endif
+    td_app_restart_stream(app);
+}
 
 /* A chunk of a replayed clip: the clip is a stream of its own, from START to END. */
 static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
@@ -76,7 +41,7 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
             td_app_ack(app, command->seq, command->type, TD_APP_ACK_AUDIO_GAP, 0);
             return;
         }
-        td_app_clip_start(app);
+        td_app_restart_stream(app);
         app->clip_open = 1;
         app->stream_is_clip = 1;
         app->clip_expected_offset = 0;
@@ -88,7 +53,7 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
                    app->clip_open ? app->clip_expected_offset : 0);
         return;
     }
-    td_app_clip_samples(app, audio->samples, audio->n_samples);
+    td_app_feed(app, audio->samples, audio->n_samples);
     app->clip_expected_offset += audio->n_samples;
     if (audio->flags & TD_AUDIO_FLAG_END) {
         td_app_clip_end(app);
