@@ -39,18 +39,21 @@ from tinydrift.firmware import REPO_ROOT
 MODEL_DIR = REPO_ROOT / "models" / "kws"
 
 
-def build_app(compiler: str = "gcc", defines: dict | None = None, firmware_dir: Path = firmware.FIRMWARE_DIR):
-    """The app on the host port; firmware_dir: another copy of firmware/ (tests build mutated ones)."""
+def build_app(compiler: str = "gcc", defines: dict | None = None, firmware_dir: Path = firmware.FIRMWARE_DIR,
+              model_dir: Path = MODEL_DIR, model: str = "kws", step_ms: int | None = None):
+    """The app on the host port; firmware_dir: another copy of firmware/ (tests build mutated ones);
+    model_dir/include holds the generated files of `model`; step_ms: the front end's step."""
     lib = firmware_dir / firmware.LIB_SRC.relative_to(firmware.FIRMWARE_DIR)
-    fe_sources, fe_includes, fe_defines = firmware.frontend_build_inputs()
+    fe_sources, fe_includes, fe_defines = firmware.frontend_build_inputs(step_ms)
     fe_sources = [lib / s.relative_to(firmware.LIB_SRC) if s.is_relative_to(firmware.LIB_SRC) else s
                   for s in fe_sources]
     sources = [firmware_dir / "src" / "main.c", *sorted((lib / "app").glob("*.c")), *fe_sources,
                *sorted((lib / "kernels").glob("*.c")), *sorted((lib / "monitor").glob("*.c")),
-               *sorted((lib / "protocol").glob("*.c")), MODEL_DIR / "include" / "td_model_kws.c",
+               *sorted((lib / "protocol").glob("*.c")), model_dir / "include" / f"td_model_{model}.c",
                firmware_dir / "port" / "host" / "td_port_host.c", firmware_dir / "port" / "host" / "td_host_main.c"]
-    includes = [lib, lib / "frontend", lib / "monitor", lib / "protocol", *fe_includes, MODEL_DIR / "include"]
-    all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12, **(defines or {})}
+    includes = [lib, lib / "frontend", lib / "monitor", lib / "protocol", *fe_includes, model_dir / "include"]
+    all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 40, "TD_MONITOR_MAX_CLASSES": 12,
+                   "TD_APP_MODEL": model, "TD_APP_MODEL_UPPER": model.upper(), **(defines or {})}
     return firmware.compile_host(sources, include_dirs=includes, defines=all_defines, shared=False, sanitize=True,
                      compiler=compiler)
 

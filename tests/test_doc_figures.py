@@ -60,16 +60,16 @@ def _kws_clips() -> int:
 def _wakeword_ram_bytes(name: str) -> int:
     """Arena and state of the generated C for one of pymicro-wakeword's models."""
     from tinydrift.codegen.model_c import plan_model
-    from tinydrift.model.wakeword import wakeword_model
+    from tinydrift.wakeword.config import load_wakeword
 
-    plan = plan_model(wakeword_model(name).tflite, name)
+    plan = plan_model(load_wakeword(name).model, name)
     return plan.arena_bytes + plan.state_bytes
 
 
 def _wakeword_tensor_arena(name: str) -> int:
-    from tinydrift.model.wakeword import wakeword_model
+    from tinydrift.wakeword.config import load_wakeword
 
-    return wakeword_model(name).tensor_arena_size
+    return load_wakeword(name).tensor_arena_size
 
 
 def _wakeword_full_invocations() -> int:

@@ -242,6 +242,17 @@ CASES = [
     ("damaged-tflite", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz",
                                          "--model", "{r}/model_damaged"], "model_int8.tflite"),
     ("damaged-tflite", "bench-drift", ["--model-dir", "{r}/model_damaged", "--out", "{r}/bench_out"], "model_int8.tflite"),
+    # wake-word models (by path or by the name of one pymicro-wakeword ships)
+    ("missing-path", "wakeword-check", ["{r}/nothing.tflite"], "nothing.tflite"),
+    ("unknown-name", "wakeword-check", ["okay_google"], "okay_google"),
+    ("wrong-shape-json", "wakeword-check", ["{r}/config_list.json"], "config_list.json"),
+    ("not-a-wakeword-model", "wakeword-check", ["{r}/model/model_int8.tflite"], "model_int8.json"),
+    ("missing-path", "wakeword-detect", ["okay_nabu", "{r}/nothing.wav"], "nothing.wav"),
+    ("truncated-wav", "wakeword-detect", ["okay_nabu", "{r}/wav_truncated/yes/a_nohash_0.wav"], "a_nohash_0.wav"),
+    ("wrong-rate-wav", "wakeword-detect", ["okay_nabu", "{r}/fsdd_stray/recordings/0_jackson_0.wav"], "8000 Hz"),
+    ("missing-path", "wakeword-detect", ["{r}/nothing.tflite", "{r}/wav_good/a.wav"], "nothing.tflite"),
+    ("output-blocked", "wakeword-export", ["okay_nabu", "--out", "{blocked}"], "blocker"),
+    ("bad-name", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_out", "--name", "../nabu"], "../nabu"),
     ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
 ]
@@ -249,7 +260,7 @@ CASES = [
 
 def _argv(command: str, args: list[str], root: Path) -> list[str]:
     words = {"data-kws": ["data", "kws"]}.get(command) or (
-        command.split("-", 1) if command.startswith(("drift-", "bench-", "fleet-")) else [command])
+        command.split("-", 1) if command.startswith(("drift-", "bench-", "fleet-", "wakeword-")) else [command])
     blocked = root / "blocker" / "out"
     return words + [a.format(r=root, blocked=blocked) for a in args]
 

@@ -77,7 +77,8 @@ FUZZ_C = r"""
  * encode -> decode unchanged, field by field (docs/protocol.md §9), and re-encode to the same
  * bytes; the encoder must accept it. A frame of the current version must also re-encode to
  * the very packet received, so a field that the parser and the encoder both drop is caught
- * too (only TRACE's reserved u16 may differ: it is ignored and sent as 0). */
+ * too (only TRACE's reserved u16 and DETECTION's reserved byte may differ: they are ignored and
+ * sent as 0). */
 #include "td_protocol.h"
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,11 @@ static int td_frames_equal(const td_proto_frame_t *x, const td_proto_frame_t *y)
                SAME_ARRAY(cusum_max) && SAME(mean_entropy) && SAME(atc) && SAME(mean_confidence) &&
                SAME_ARRAY(class_share);
     }
+    case TD_FRAME_DETECTION: {
+        const td_proto_detection_t *a = &x->body.detection, *b = &y->body.detection;
+        return SAME(inference_index) && SAME_ARRAY(model_id) && SAME(probability) && SAME(window_mean) &&
+               SAME(flags) && SAME(stream_position);
+    }
     case TD_FRAME_LABEL: {
         const td_proto_label_t *a = &x->body.label, *b = &y->body.label;
         return SAME(inference_index) && SAME(label);
@@ -156,9 +162,17 @@ static uint16_t td_push_keeping_length(td_proto_decoder_t *dec, uint8_t byte, td
 
 static int td_same_packet(const uint8_t *a, uint16_t a_length, const uint8_t *b, uint16_t b_length) {
     if (a_length != b_length) return 0;
-    const size_t reserved = a[2] == TD_FRAME_TRACE ? TD_PROTO_HEADER_BYTES + 6u : (size_t)a_length;
+    /* The reserved bytes: TRACE's u16 at payload offset 6, DETECTION's u8 at 15. */
+    size_t reserved = (size_t)a_length, reserved_bytes = 0;
+    if (a[2] == TD_FRAME_TRACE) {
+        reserved = TD_PROTO_HEADER_BYTES + 6u;
+        reserved_bytes = 2u;
+    } else if (a[2] == TD_FRAME_DETECTION) {
+        reserved = TD_PROTO_HEADER_BYTES + 15u;
+        reserved_bytes = 1u;
+    }
     for (size_t k = 0; k + TD_PROTO_CRC_BYTES < a_length; ++k) {
-        if ((k < reserved || k > reserved + 1u) && a[k] != b[k]) return 0;
+        if ((k < reserved || k >= reserved + reserved_bytes) && a[k] != b[k]) return 0;
     }
     return 1;
 }
@@ -247,6 +261,11 @@ class CHeartbeat(ctypes.Structure):
                 ("class_share", u8 * P.HEARTBEAT_CLASSES)]
 
 
+class CDetection(ctypes.Structure):
+    _fields_ = [("inference_index", u32), ("model_id", u8 * 8), ("probability", u8), ("window_mean", u8),
+                ("flags", u8), ("stream_position", u32)]
+
+
 class CConfig(ctypes.Structure):
     _fields_ = [("heartbeat_interval", u16), ("flags", u16)]
 
@@ -262,7 +281,8 @@ class CAudio(ctypes.Structure):
 
 class CBody(ctypes.Union):
     _fields_ = [("hello", CHello), ("inference", CInference), ("status", CStatus),
-                ("ack", CAck), ("bye", CBye), ("trace", CTrace), ("heartbeat", CHeartbeat), ("label", CLabel),
+                ("ack", CAck), ("bye", CBye), ("trace", CTrace), ("heartbeat", CHeartbeat), ("detection", CDetection),
+                ("label", CLabel),
                 ("audio", CAudio), ("config", CConfig)]
 
 
@@ -272,9 +292,10 @@ class CFrame(ctypes.Structure):
 
 _BODY_FIELD = {P.FrameType.HELLO: "hello", P.FrameType.INFERENCE: "inference",
                P.FrameType.STATUS: "status", P.FrameType.ACK: "ack", P.FrameType.BYE: "bye",
-               P.FrameType.TRACE: "trace", P.FrameType.HEARTBEAT: "heartbeat", P.FrameType.LABEL: "label",
+               P.FrameType.TRACE: "trace", P.FrameType.HEARTBEAT: "heartbeat",
+               P.FrameType.DETECTION: "detection", P.FrameType.LABEL: "label",
                P.FrameType.AUDIO: "audio", P.FrameType.CONFIG: "config"}
-_PY_CLASS = {cls.TYPE: cls for cls in (P.Hello, P.Inference, P.Status, P.Ack, P.Bye, P.Trace, P.Heartbeat, P.Reset,
+_PY_CLASS = {cls.TYPE: cls for cls in (P.Hello, P.Inference, P.Status, P.Ack, P.Bye, P.Trace, P.Heartbeat, P.Detection, P.Reset,
                                        P.Label, P.Audio, P.StatusRequest, P.Config)}
 
 

@@ -10,6 +10,9 @@
    td_model_NAME.c is compiled, its folder put on the include path, and the app told the
    name (-DTD_APP_MODEL=NAME -DTD_APP_MODEL_UPPER=...) and the monitor's capacity
    (-DTD_MONITOR_MAX_SUMMARY, -DTD_MONITOR_MAX_CLASSES, read from the generated config).
+   A streaming model (`tinydrift wakeword export`: its td_model_NAME.h defines
+   TD_NAME_STREAMING) has no monitor config; the front end is built with the model's
+   feature step instead (-DTD_FRONTEND_STEP_MS, from td_reference_NAME.h).
 3. Include paths of the library's folders, for the app and for the generated files.
 """
 
@@ -60,6 +63,9 @@ def model_folder():
         fail(f"{include}: expected one td_model_NAME.h made by `tinydrift export`, found "
              f"{[h.name for h in headers] or 'none'}; set {MODEL_DIR_VARIABLE} to a model folder")
     name = headers[0].stem[len("td_model_"):]
+    upper = name.upper()
+    if f"#define TD_{upper}_STREAMING 1" in headers[0].read_text():
+        return include, name, streaming_defines(include, name)
     config = include / f"td_monitor_config_{name}.h"
     needed = [include / f"td_model_{name}.c", config, include / f"td_reference_{name}.h"]
     missing = [p.name for p in needed if not p.is_file()]
@@ -72,11 +78,26 @@ def model_folder():
         if match is None:
             fail(f"{config}: no TD_MONITOR_CONFIG_{name.upper()}_{what}; regenerate it")
         sizes[what] = int(match.group(1))
-    return include, name, sizes
+    return include, name, [("TD_MONITOR_MAX_SUMMARY", sizes["N_SUMMARY"]),
+                           ("TD_MONITOR_MAX_CLASSES", sizes["N_CLASSES"])]
+
+
+def streaming_defines(include: Path, name: str) -> list:
+    """A streaming detector's build: its front end's step; the monitor library (unused by
+    the app yet) at the input summary's 40 channels."""
+    needed = [include / f"td_model_{name}.c", include / f"td_reference_{name}.h"]
+    missing = [p.name for p in needed if not p.is_file()]
+    if missing:
+        fail(f"{include}: missing {', '.join(missing)}; run `tinydrift wakeword export` for that model")
+    match = re.search(rf"#define TD_{name.upper()}_FEATURE_STEP_MS (\d+)", needed[1].read_text())
+    if match is None:
+        fail(f"{needed[1]}: no TD_{name.upper()}_FEATURE_STEP_MS; run `tinydrift wakeword export` again")
+    return [("TD_FRONTEND_STEP_MS", int(match.group(1))), ("TD_MONITOR_MAX_SUMMARY", 40),
+            ("TD_MONITOR_MAX_CLASSES", 2)]
 
 
 sources = third_party_sources()
-include, name, sizes = model_folder()
+include, name, model_defines = model_folder()
 # The app includes the model's headers through computed #include macros, which SCons's
 # scanner cannot follow: a digest of them among the defines rebuilds the app when a new
 # `tinydrift export` changes them (a stale HELLO hash was the symptom).
@@ -95,8 +116,7 @@ env.Append(  # noqa: F821
     ],
     CPPDEFINES=[
         *sources.defines.items(),
-        ("TD_MONITOR_MAX_SUMMARY", sizes["N_SUMMARY"]),
-        ("TD_MONITOR_MAX_CLASSES", sizes["N_CLASSES"]),
+        *model_defines,
         ("TD_APP_MODEL", name),
         ("TD_APP_MODEL_UPPER", name.upper()),
         ("TD_APP_MODEL_DIGEST", "0x" + model_digest),

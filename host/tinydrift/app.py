@@ -1,5 +1,6 @@
 """The firmware app's twin (firmware/lib/tinydrift/src/app): what the device must log for a
-stream of audio, computed on the host, and the check of a device's frames against it.
+stream of audio, computed on the host, and the check of a device's frames against it; for a
+streaming build (a wake-word model) the DETECTION frames (`expected_detections`).
 
 `expected_inferences` computes, per window, the host front end's int8 features (reset per
 window, as td_app does), TFLite Micro's output, the summary, sensor health on the window's
@@ -14,7 +15,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from tinydrift.frontend import CLIP_SAMPLES
+from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE, WAKEWORD_STEP_MS
+from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.link import protocol as P
 
 SENSOR_BLOCK = 320  # td_app: sensor health on the new samples, one 20 ms step at a time
@@ -220,3 +222,71 @@ class HeartbeatTwin:
             min((sum(f.entropy for f in self.window) // n) >> 4, 0xFFFF), min(last.atc >> 8, 255),
             sum(f.confidence for f in self.window) // n,
             tuple((255 * c + n // 2) // n for c in counts))
+
+
+# ---------------------------------------------------------------------------- streaming detectors
+
+COOLING_FRAMES = 100  # td_app.h TD_APP_COOLING_FRAMES: ESPHome's hold-off, in 10 ms frames
+
+
+def detect(probabilities: np.ndarray, cutoff: int, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """td_app_stream.c's decision over one stream's uint8 probabilities (one per inference of
+    `stride` frames): per inference, the sliding window's mean (rounded down) and the
+    DETECTION flags (WAKE, COOLING), as ESPHome's micro_wake_word decides: a detection when
+    the window's sum exceeds cutoff x window and it is not cooling; a detection empties the
+    window and starts cooling again, as the stream's start does; each frame whose latest
+    probability is below the cutoff brings the cooling a frame closer to its end."""
+    ring = [0] * window
+    latest, cooling = 0, -COOLING_FRAMES
+    means = np.zeros(len(probabilities), np.int64)
+    flags = np.zeros(len(probabilities), np.int64)
+    for i, probability in enumerate(int(p) for p in probabilities):
+        for _ in range(stride - 1):  # the frames before the one that completes the input
+            if ring[latest] < cutoff:
+                cooling = min(cooling + 1, 0)
+        latest = (latest + 1) % window
+        ring[latest] = probability
+        if probability < cutoff:
+            cooling = min(cooling + 1, 0)
+        total = sum(ring)
+        means[i] = total // window
+        flags[i] = P.DETECTION_FLAG_COOLING if cooling < 0 else 0
+        if cooling >= 0 and total > cutoff * window:
+            flags[i] |= P.DETECTION_FLAG_WAKE
+            ring = [0] * window
+            cooling = -COOLING_FRAMES
+    return means, flags
+
+
+def expected_detections(streams: Sequence[np.ndarray], model, model_id: bytes, *, first_index: int = 1,
+                        trace: bool = True) -> list[P.Detection]:
+    """The DETECTION frames (seq 0) a streaming build of `model` (a tinydrift.wakeword
+    WakewordModel) sends for `streams` played in order, each a stream of its own (a replayed
+    clip, or the microphone from boot): the front end and the model's state start afresh
+    with each; the inference index runs on from `first_index`. TFLite Micro stands for the
+    generated C, which equals it on every invocation (tests/test_wakeword_models.py).
+    Without `trace` the device sends only the detections."""
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.wakeword.stream import stream_input_blocks
+
+    frames: list[P.Detection] = []
+    index = first_index
+    for stream in streams:
+        blocks = stream_input_blocks(np.asarray(stream, np.int16), model.stride)
+        if not len(blocks):
+            continue
+        probabilities = run_tflm(model.model, blocks)[:, 0]
+        means, flags = detect(probabilities, model.probability_cutoff_u8, model.sliding_window_size, model.stride)
+        for k, (probability, mean, flag) in enumerate(zip(probabilities, means, flags)):
+            if trace or flag & P.DETECTION_FLAG_WAKE:
+                frames.append(P.Detection(0, index + k, model_id, int(probability), int(mean), int(flag),
+                                          stream_end(k, model.stride)))
+        index += len(blocks)
+    return frames
+
+
+def stream_end(inference: int, stride: int) -> int:
+    """Samples of a stream up to inference `inference`'s last frame: the front end's first
+    frame takes a whole 30 ms window, each later one a 10 ms step."""
+    window, step = SAMPLE_RATE * WINDOW_MS // 1000, SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
+    return window + step * ((inference + 1) * stride - 1)

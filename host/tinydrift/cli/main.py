@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from tinydrift.cli import bench, codegen, device, drift, fleet, logbook, pipeline
+from tinydrift.cli import bench, codegen, device, drift, fleet, logbook, pipeline, wakeword
 from tinydrift.child import exit_on_termination
 from tinydrift.errors import TinydriftError
 from tinydrift.quiet import set_verbose
@@ -63,7 +63,7 @@ COMMANDS = (
     # many devices: serial -> MQTT -> PostgreSQL
     fleet.gateway_command, fleet.collect_command, fleet.fleet,
     # lower-level steps and measurements
-    codegen.model_c_command, codegen.frontend_tables_command, drift.drift, bench.bench,
+    codegen.model_c_command, codegen.frontend_tables_command, wakeword.wakeword, drift.drift, bench.bench,
 )
 for command in COMMANDS:
     main.add_command(command)

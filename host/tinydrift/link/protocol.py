@@ -56,6 +56,8 @@ ALARM_NAMES = tuple(MONITOR_ALARM_NAMES.values())
 AUDIO_FLAG_START = 0x0001
 AUDIO_FLAG_END = 0x0002
 CONFIG_FLAG_HEARTBEAT_ONLY = 0x0001  # no INFERENCE or TRACE frames, heartbeats only
+DETECTION_FLAG_WAKE = 0x01  # DETECTION: the window's mean passed the cutoff, a detection
+DETECTION_FLAG_COOLING = 0x02  # DETECTION: after a detection or a stream's start, detections held off
 
 TEXT_BYTES = bytes([0x09, 0x0A, 0x0D, *range(0x20, 0x7F)])
 _NON_TEXT = re.compile(rb"[^\t\n\r\x20-\x7e]")
@@ -70,6 +72,7 @@ class FrameType(IntEnum):
     BYE = 0x05
     TRACE = 0x06
     HEARTBEAT = 0x07
+    DETECTION = 0x08
     RESET = 0x81
     LABEL = 0x82
     AUDIO = 0x83
@@ -224,6 +227,27 @@ class Heartbeat:
 
 
 @dataclass(slots=True)
+class Detection:
+    """One inference of a streaming binary detector (a wake-word model): its probability,
+    the sliding window's mean and whether it woke (docs/protocol.md §3)."""
+
+    seq: int
+    inference_index: int  # 1 for the first after boot or RESET
+    model_id: bytes
+    probability: int  # the model's uint8 output, 1/256
+    window_mean: int  # the sliding window's mean probability, rounded down
+    flags: int  # DETECTION_FLAG_*
+    stream_position: int  # samples of the current stream up to this inference's last frame
+    raw: bytes = field(default=b"", repr=False, compare=False)
+
+    TYPE: ClassVar[FrameType] = FrameType.DETECTION
+
+    @property
+    def wake(self) -> bool:
+        return bool(self.flags & DETECTION_FLAG_WAKE)
+
+
+@dataclass(slots=True)
 class Config:
     """Host -> device: how often to send HEARTBEAT, and whether to send only heartbeats."""
 
@@ -267,7 +291,8 @@ class StatusRequest:
     TYPE: ClassVar[FrameType] = FrameType.STATUS_REQUEST
 
 
-Frame = Union[Hello, Inference, Status, Ack, Bye, Trace, Heartbeat, Reset, Label, Audio, StatusRequest, Config]
+Frame = Union[Hello, Inference, Status, Ack, Bye, Trace, Heartbeat, Detection, Reset, Label, Audio, StatusRequest,
+              Config]
 
 
 @dataclass(slots=True)
@@ -298,6 +323,7 @@ _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
 _TRACE = struct.Struct(f"<IIBBHIIIII{TRACE_SUMMARY}h{TRACE_OUTPUTS}b")
 _HEARTBEAT = struct.Struct(f"<IIIIIQHH{ALARM_TYPES}H{ALARM_TYPES}HHBB{HEARTBEAT_CLASSES}B")
+_DETECTION = struct.Struct("<II8sBBBxI")  # x: a reserved byte, sent as 0
 _CONFIG = struct.Struct("<IHH")
 _EMPTY = struct.Struct("<I")
 _LABEL = struct.Struct("<IIB")
@@ -312,6 +338,7 @@ PAYLOAD_BYTES = {
     FrameType.BYE: _BYE.size - 4,
     FrameType.TRACE: _TRACE.size - 4,
     FrameType.HEARTBEAT: _HEARTBEAT.size - 4,
+    FrameType.DETECTION: _DETECTION.size - 4,
     FrameType.RESET: 0,
     FrameType.LABEL: _LABEL.size - 4,
     FrameType.AUDIO: _AUDIO_HEAD.size - 4,  # header only; + 2 bytes a sample
@@ -321,6 +348,7 @@ PAYLOAD_BYTES = {
 assert PAYLOAD_BYTES[FrameType.HELLO] == 120 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
 assert PAYLOAD_BYTES[FrameType.HEARTBEAT] == 64 and PAYLOAD_BYTES[FrameType.CONFIG] == 4
 assert PAYLOAD_BYTES[FrameType.TRACE] == 172 and PAYLOAD_BYTES[FrameType.STATUS] == 60
+assert PAYLOAD_BYTES[FrameType.DETECTION] == 20
 
 
 def _build_hello(pkt: bytes) -> Hello:
@@ -373,6 +401,10 @@ def _build_heartbeat(pkt: bytes) -> Heartbeat:
     return Heartbeat(*v[:8], v[8:delays], v[delays:maxima], *v[maxima:maxima + 3], v[maxima + 3:], bytes(pkt))
 
 
+def _build_detection(pkt: bytes) -> Detection:
+    return Detection(*_DETECTION.unpack_from(pkt, 3), bytes(pkt))
+
+
 def _build_config(pkt: bytes) -> Config:
     return Config(*_CONFIG.unpack_from(pkt, 3), bytes(pkt))
 
@@ -403,6 +435,7 @@ _BUILDERS = {
     FrameType.BYE: _build_bye,
     FrameType.TRACE: _build_trace,
     FrameType.HEARTBEAT: _build_heartbeat,
+    FrameType.DETECTION: _build_detection,
     FrameType.RESET: _build_reset,
     FrameType.LABEL: _build_label,
     FrameType.AUDIO: _build_audio,
@@ -443,6 +476,9 @@ def _payload(frame: Frame) -> bytes:
                                frame.moved_channels, frame.alarm_bits, frame.window, *frame.latch_delay,
                                *frame.cusum_max, frame.mean_entropy, frame.atc, frame.mean_confidence,
                                *frame.class_share)[4:]
+    if t is FrameType.DETECTION:
+        return _DETECTION.pack(0, frame.inference_index, frame.model_id, frame.probability, frame.window_mean,
+                               frame.flags, frame.stream_position)[4:]
     if t is FrameType.CONFIG:
         return _CONFIG.pack(0, frame.heartbeat_interval, frame.flags)[4:]
     if t is FrameType.LABEL:
@@ -767,6 +803,8 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         return Heartbeat(seq, u(32), u(32), u(32), u(32), u(64), u(16), u(16),
                          tuple(u(16) for _ in range(ALARM_TYPES)), tuple(u(16) for _ in range(ALARM_TYPES)),
                          u(16), u(8), u(8), tuple(u(8) for _ in range(HEARTBEAT_CLASSES)))
+    if t is FrameType.DETECTION:
+        return Detection(seq, u(32), rng.randbytes(8), u(8), u(8), u(8), u(32))
     if t is FrameType.CONFIG:
         return Config(seq, u(16), u(16))
     if t is FrameType.RESET:

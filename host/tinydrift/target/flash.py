@@ -97,10 +97,13 @@ def check_model_dir(model_dir: Path) -> Path:
         raise TinydriftError(f"{include}: expected one td_model_NAME.h, found {len(headers)}; "
                              f"run `tinydrift export --model {model_dir}`")
     name = headers[0].stem[len("td_model_"):]
-    missing = [f for f in (f"td_model_{name}.c", f"td_monitor_config_{name}.h", f"td_reference_{name}.h")
-               if not (include / f).is_file()]
+    # A streaming model (`tinydrift wakeword export`) has no monitor config: the app runs it as a detector.
+    streaming = f"#define TD_{name.upper()}_STREAMING 1" in headers[0].read_text()
+    needed = (f"td_model_{name}.c", f"td_reference_{name}.h", *(() if streaming else (f"td_monitor_config_{name}.h",)))
+    missing = [f for f in needed if not (include / f).is_file()]
     if missing:
-        raise TinydriftError(f"{include}: missing {', '.join(missing)}; run `tinydrift export --model {model_dir}`")
+        command = "tinydrift wakeword export MODEL --out" if streaming else "tinydrift export --model"
+        raise TinydriftError(f"{include}: missing {', '.join(missing)}; run `{command} {model_dir}`")
     return include
 
 

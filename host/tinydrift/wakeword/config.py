@@ -56,6 +56,12 @@ class WakewordModel:
     tensor_arena_size: int | None  # the config's figure for TFLite Micro, if it gives one
     trained_languages: tuple[str, ...]
 
+    @property
+    def probability_cutoff_u8(self) -> int:
+        """The cutoff against uint8 probabilities, rounded down as ESPHome's micro_wake_word
+        rounds it (int(cutoff * 255)): 0.85 -> 216."""
+        return int(self.probability_cutoff * 255)
+
 
 def builtin_models() -> dict[str, Path]:
     """Name -> JSON config of each model the installed pymicro-wakeword ships."""

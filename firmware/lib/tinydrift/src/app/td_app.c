@@ -1,13 +1,18 @@
 /* The application's state, its frames to the host and the continuous audio stream.
- * Commands from the host are in td_app_commands.c, the inference in td_app_infer.c. */
+ * Commands from the host are in td_app_commands.c, the inference in td_app_infer.c (a
+ * streaming build's in td_app_stream.c). */
 #include "td_app.h"
-#include "td_app_model.h"
 #include "td_port.h"
 
-#include TD_APP_MODEL_HEADER
-/* The generated monitor config and reference data: included in this one file. */
-#include TD_APP_MONITOR_CONFIG_HEADER
+/* The generated reference data (and monitor config): included in this one file. */
 #include TD_APP_REFERENCE_HEADER
+
+#if TD_APP_STREAMING
+#if TD_APP_M_NUM_CHANNELS != TD_FRONTEND_NUM_CHANNELS
+#error "the streaming model's frames are not the front end's 40 channels"
+#endif
+#else
+#include TD_APP_MONITOR_CONFIG_HEADER
 
 #if TD_APP_M_NUM_FRAMES != TD_FRONTEND_NUM_FRAMES || TD_APP_M_NUM_CHANNELS != TD_FRONTEND_NUM_CHANNELS
 #error "the model's input shape is not the front end's 49x40"
@@ -17,6 +22,7 @@ const td_monitor_config_t *td_app_monitor_config(void)
 {
     return &TD_APP_M_MONITOR_CONFIG;
 }
+#endif
 
 td_app_options_t td_app_default_options(void)
 {
@@ -72,18 +78,24 @@ void td_app_send(td_app_t *app, td_proto_frame_t *frame)
     }
 }
 
-void td_app_send_hello(td_app_t *app)
+#if TD_APP_STREAMING
+/* No drift monitor yet: no state, scores or thresholds; one class, the wake word. */
+static void td_app_hello_monitor(td_proto_hello_t *hello)
+{
+    hello->state_bytes = 0;
+    hello->n_classes = (uint8_t)TD_APP_M_NUM_CLASSES;
+    hello->n_channels = 0;
+    hello->score_frac_bits = 0;
+    hello->n_scores = 0;
+    for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) {
+        hello->warning_threshold[i] = 0;
+        hello->drift_threshold[i] = 0;
+    }
+}
+#else
+static void td_app_hello_monitor(td_proto_hello_t *hello)
 {
     const td_monitor_config_t *config = &TD_APP_M_MONITOR_CONFIG;
-    td_proto_frame_t *frame = &app->reply;
-    td_proto_hello_t *hello = &frame->body.hello;
-    frame->type = TD_FRAME_HELLO;
-    for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
-        hello->model_hash[i] = app->model_hash[i];
-    }
-    hello->fw_major = TD_APP_FW_MAJOR;
-    hello->fw_minor = TD_APP_FW_MINOR;
-    hello->fw_patch = TD_APP_FW_PATCH;
     hello->state_bytes = td_monitor_state_size();
     hello->n_classes = (uint8_t)config->n_classes;
     hello->n_channels = (uint8_t)config->n_summary;
@@ -93,6 +105,21 @@ void td_app_send_hello(td_app_t *app)
         hello->warning_threshold[i] = i < TD_SCORE_COUNT ? config->score[i].warning : 0;
         hello->drift_threshold[i] = i < TD_SCORE_COUNT ? config->score[i].drift : 0;
     }
+}
+#endif
+
+void td_app_send_hello(td_app_t *app)
+{
+    td_proto_frame_t *frame = &app->reply;
+    td_proto_hello_t *hello = &frame->body.hello;
+    frame->type = TD_FRAME_HELLO;
+    for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
+        hello->model_hash[i] = app->model_hash[i];
+    }
+    hello->fw_major = TD_APP_FW_MAJOR;
+    hello->fw_minor = TD_APP_FW_MINOR;
+    hello->fw_patch = TD_APP_FW_PATCH;
+    td_app_hello_monitor(hello);
     hello->device_id = td_port_device_id();
     hello->boot_count = td_port_boot_count();
     td_app_send(app, frame);
@@ -126,20 +153,28 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
         (options->heartbeat_only && options->heartbeat_interval == 0u)) {
         return -1;
     }
+#if TD_APP_STREAMING
+    if (td_app_parse_model_hash(app->model_hash) != 0) {
+        return -2;
+    }
+    app->options = *options;
+    app->inferences = 0;
+#else
     if (td_monitor_init(&app->monitor, &TD_APP_M_MONITOR_CONFIG) != TD_MONITOR_OK ||
         TD_APP_M_MONITOR_CONFIG.n_classes != TD_APP_M_OUTPUT_SIZE ||
         td_app_parse_model_hash(app->model_hash) != 0) {
         return -2;
     }
     app->options = *options;
-    td_app_window_start(&app->window, options->stride_samples);
-    app->clip_expected_offset = 0;
-    app->clip_open = 0;
-    app->stream_is_clip = 0;
     td_app_heartbeat_clear(&app->heartbeat);
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;
     }
+#endif
+    td_app_restart_stream(app);
+    app->clip_expected_offset = 0;
+    app->clip_open = 0;
+    app->stream_is_clip = 0;
     td_proto_decoder_init(&app->decoder);
     app->tx_seq = 0;
     app->rx_frames = 0;
@@ -150,14 +185,20 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     return 0;
 }
 
-void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
+void td_app_restart_stream(td_app_t *app)
 {
-    if (app->stream_is_clip) {
-        /* A clip left unfinished by the host: the continuous stream starts over. */
-        td_app_window_start(&app->window, app->options.stride_samples);
-        app->stream_is_clip = 0;
-        app->clip_open = 0;
-    }
+#if TD_APP_STREAMING
+    td_app_stream_start(app);
+#else
+    td_app_window_start(&app->window, app->options.stride_samples);
+#endif
+}
+
+void td_app_feed(td_app_t *app, const int16_t *samples, size_t count)
+{
+#if TD_APP_STREAMING
+    td_app_stream_push(app, samples, count);
+#else
     while (count > 0) {
         const size_t taken = td_app_window_append(&app->window, samples, count);
         samples += taken;
@@ -167,6 +208,18 @@ void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
             td_app_window_advance(&app->window);
         }
     }
+#endif
+}
+
+void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
+{
+    if (app->stream_is_clip) {
+        /* A clip left unfinished by the host: the continuous stream starts over. */
+        td_app_restart_stream(app);
+        app->stream_is_clip = 0;
+        app->clip_open = 0;
+    }
+    td_app_feed(app, samples, count);
 }
 
 void td_app_bye(td_app_t *app, uint32_t exit_code)
@@ -174,6 +227,10 @@ void td_app_bye(td_app_t *app, uint32_t exit_code)
     td_proto_frame_t *frame = &app->reply;
     frame->type = TD_FRAME_BYE;
     frame->body.bye.exit_code = exit_code;
+#if TD_APP_STREAMING
+    frame->body.bye.inferences = app->inferences;
+#else
     frame->body.bye.inferences = app->monitor.t;
+#endif
     td_app_send(app, frame);
 }

@@ -15,7 +15,13 @@
  *
  * Every window is computed from its own 16,000 samples with a freshly reset front end, so
  * its features equal the host's per-clip features (features_int8) bit for bit, whatever
- * the stride; the host twin of this file is tinydrift.link.replay.expected_inferences.
+ * the stride; the host twin of this file is tinydrift.app.expected_inferences.
+ *
+ * A streaming model (its generated header defines TD_<NAME>_STREAMING: state carried from
+ * one invoke to the next, e.g. microWakeWord's) makes this a streaming binary detector
+ * instead (TD_APP_STREAMING, td_app_stream.c): one front end over the whole stream, every
+ * `stride` new 10 ms frames one inference, its uint8 probability into a sliding window, a
+ * DETECTION frame per inference; no drift monitor yet. Twin: tinydrift.app.expected_detections.
  */
 #ifndef TD_APP_H
 #define TD_APP_H
@@ -23,9 +29,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "td_app_model.h"
 #include "td_frontend.h"
 #include "td_monitor.h"
 #include "td_protocol.h"
+
+#include TD_APP_MODEL_HEADER
+
+#if TD_APP_M_STREAMING
+#define TD_APP_STREAMING 1
+#else
+#define TD_APP_STREAMING 0
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -52,6 +67,14 @@ extern "C" {
 #define TD_APP_HEARTBEAT_ONLY 0u
 #endif
 
+/* The longest sliding window of probabilities a streaming build keeps (microWakeWord's
+ * models use 5 to 10). */
+#define TD_APP_MAX_SLIDING_WINDOW 32u
+/* After a detection, and when a stream starts, detections are held off until this many
+ * front-end frames (10 ms each) whose latest probability was below the cutoff have passed:
+ * ESPHome's micro_wake_word's MIN_SLICES_BEFORE_DETECTION, 1 s. */
+#define TD_APP_COOLING_FRAMES 100
+
 /* ACK results (docs/protocol.md §3 and docs/app.md). */
 #define TD_APP_ACK_OK 0u
 #define TD_APP_ACK_AUDIO_GAP 1u       /* AUDIO at another offset: detail = the expected one */
@@ -59,6 +82,7 @@ extern "C" {
 #define TD_APP_ACK_BAD_LABEL 3u       /* LABEL with a class outside the model's */
 #define TD_APP_ACK_NOT_A_COMMAND 4u   /* a device -> host frame type sent to the device */
 #define TD_APP_ACK_BAD_CONFIG 5u      /* CONFIG: heartbeats only, but no heartbeats */
+#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL or CONFIG to a streaming build (no monitor, no heartbeats) */
 
 typedef struct {
     uint32_t stride_samples; /* samples between window starts, 1..TD_APP_WINDOW_SAMPLES */
@@ -78,6 +102,18 @@ typedef struct {
     uint32_t windows;  /* windows completed in this stream */
 } td_app_window_t;
 
+/* A streaming detector's stream: samples waiting for the front end's next frame, frames
+ * waiting for the model, the last probabilities and the hold-off after a detection. */
+typedef struct {
+    int16_t hop[TD_FRONTEND_WINDOW_SAMPLES]; /* a whole window after a reset, then one step */
+    uint32_t fill;             /* samples in hop */
+    uint32_t position;         /* samples of the stream so far */
+    uint32_t frames;           /* frames in the model's input so far, < its stride */
+    uint8_t probabilities[TD_APP_MAX_SLIDING_WINDOW];
+    uint32_t latest;           /* index of the latest probability */
+    int32_t cooling;           /* < 0: frames still to pass before a detection may count */
+} td_app_stream_t;
+
 /* What a HEARTBEAT summarizes: the inferences since the previous one (its window), and when
  * each alarm type latched. Kept by the app, not the monitor, whose state is budgeted. */
 typedef struct {
@@ -95,17 +131,24 @@ typedef struct {
 
 typedef struct {
     td_app_options_t options;
+#if TD_APP_STREAMING
+    td_app_stream_t stream;
+    uint32_t inferences; /* since boot or RESET: the DETECTION frames' index */
+#else
     td_app_heartbeat_t heartbeat;
     td_app_window_t window;
+#endif
     /* The replayed clip in progress (AUDIO frames): the offset expected next. */
     uint32_t clip_expected_offset;
     uint8_t clip_open;
     uint8_t stream_is_clip; /* the window holds a replayed clip, not the continuous stream */
 
     td_frontend_t frontend;
-    td_monitor_state_t monitor;
     int16_t summary[TD_MONITOR_MAX_SUMMARY];
+#if !TD_APP_STREAMING
+    td_monitor_state_t monitor;
     uint8_t predicted_history[TD_APP_LABEL_HISTORY]; /* by inference index modulo */
+#endif
 
     td_proto_decoder_t decoder;
     td_proto_frame_t command; /* the command being decoded (holds up to 256 samples) */
@@ -142,16 +185,23 @@ void td_app_bye(td_app_t *app, uint32_t exit_code);
 void td_app_send(td_app_t *app, td_proto_frame_t *frame);
 
 /* Internal steps, one file each, exposed for tests. */
+void td_app_restart_stream(td_app_t *app); /* a new stream starts: no samples of the last one count */
+void td_app_feed(td_app_t *app, const int16_t *samples, size_t count); /* the current stream's samples */
+#if TD_APP_STREAMING
+void td_app_stream_start(td_app_t *app); /* a new stream: front end, model state, detector */
+void td_app_stream_push(td_app_t *app, const int16_t *samples, size_t count);
+#else
 void td_app_window_start(td_app_window_t *window, uint32_t stride);
 size_t td_app_window_append(td_app_window_t *window, const int16_t *samples, size_t count);
 int td_app_window_full(const td_app_window_t *window);
 void td_app_window_pad(td_app_window_t *window);
 void td_app_window_advance(td_app_window_t *window);
 void td_app_infer(td_app_t *app);
-void td_app_send_hello(td_app_t *app);
 void td_app_heartbeat_clear(td_app_heartbeat_t *heartbeat); /* after RESET: latch times too */
 void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result); /* may send HEARTBEAT */
 const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's */
+#endif
+void td_app_send_hello(td_app_t *app);
 
 #ifdef __cplusplus
 }

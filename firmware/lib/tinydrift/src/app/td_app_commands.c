@@ -17,19 +17,31 @@ static void td_app_ack(td_app_t *app, uint32_t command_seq, uint8_t command_type
     td_app_send(app, frame);
 }
 
-/* A chunk of a replayed clip. The clip is its own stream: START empties the window, END
- * runs the one inference a clip shorter than a window gets (on the clip padded with zeros)
- * and drops a tail shorter than the stride. */
+/* The end of a replayed clip. A clip shorter than a window gets one inference, on the clip
+ * padded with zeros; a tail shorter than the stride (a streaming build: than a frame) is
+ * dropped. */
+static void td_app_clip_end(td_app_t *app)
+{
+#if !TD_APP_STREAMING
+    td_app_window_t *window = &app->window;
+    if (window->windows == 0 && window->fill > 0) {
+        td_app_window_pad(window);
+        td_app_infer(app);
+    }
+#endif
+    td_app_restart_stream(app);
+}
+
+/* A chunk of a replayed clip: the clip is a stream of its own, from START to END. */
 static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
 {
     const td_proto_audio_t *audio = &command->body.audio;
-    td_app_window_t *window = &app->window;
     if (audio->flags & TD_AUDIO_FLAG_START) {
         if (audio->sample_offset != 0) {
             td_app_ack(app, command->seq, command->type, TD_APP_ACK_AUDIO_GAP, 0);
             return;
         }
-        td_app_window_start(window, app->options.stride_samples);
+        td_app_restart_stream(app);
         app->clip_open = 1;
         app->stream_is_clip = 1;
         app->clip_expected_offset = 0;
@@ -41,30 +53,44 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
                    app->clip_open ? app->clip_expected_offset : 0);
         return;
     }
-    const int16_t *samples = audio->samples;
-    size_t count = audio->n_samples;
-    while (count > 0) {
-        const size_t taken = td_app_window_append(window, samples, count);
-        samples += taken;
-        count -= taken;
-        if (td_app_window_full(window)) {
-            td_app_infer(app);
-            td_app_window_advance(window);
-        }
-    }
+    td_app_feed(app, audio->samples, audio->n_samples);
     app->clip_expected_offset += audio->n_samples;
     if (audio->flags & TD_AUDIO_FLAG_END) {
-        if (window->windows == 0 && window->fill > 0) {
-            td_app_window_pad(window);
-            td_app_infer(app);
-        }
-        td_app_window_start(window, app->options.stride_samples);
+        td_app_clip_end(app);
         app->clip_open = 0;
         app->stream_is_clip = 0;
     }
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->clip_expected_offset);
 }
 
+#if TD_APP_STREAMING
+/* No drift monitor to take labels, nor heartbeats to configure, in a streaming build yet. */
+static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
+{
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
+}
+
+static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
+{
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
+}
+
+/* The inference index restarts; the stream and its detector run on. */
+static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
+{
+    app->inferences = 0;
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
+    td_app_send_hello(app);
+}
+
+static void td_app_status_counts(const td_app_t *app, td_proto_status_t *status)
+{
+    status->state_bytes = 0;
+    status->inferences = app->inferences;
+    status->labels = 0;
+    status->label_errors = 0;
+}
+#else
 static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
 {
     const td_monitor_config_t *config = td_app_monitor_config();
@@ -111,6 +137,15 @@ static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->options.heartbeat_interval);
 }
 
+static void td_app_status_counts(const td_app_t *app, td_proto_status_t *status)
+{
+    status->state_bytes = td_monitor_state_size();
+    status->inferences = app->monitor.t;
+    status->labels = app->monitor.labels;
+    status->label_errors = app->monitor.errors;
+}
+#endif
+
 static void td_app_on_status_request(td_app_t *app, const td_proto_frame_t *command)
 {
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
@@ -118,12 +153,9 @@ static void td_app_on_status_request(td_app_t *app, const td_proto_frame_t *comm
     td_proto_status_t *status = &frame->body.status;
     frame->type = TD_FRAME_STATUS;
     status->uptime_ms = td_port_millis();
-    status->state_bytes = td_monitor_state_size();
-    status->inferences = app->monitor.t;
+    td_app_status_counts(app, status);
     status->rx_frames = app->rx_frames;
     status->rx_errors = app->rx_errors;
-    status->labels = app->monitor.labels;
-    status->label_errors = app->monitor.errors;
     for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
         status->model_hash[i] = app->model_hash[i];
     }

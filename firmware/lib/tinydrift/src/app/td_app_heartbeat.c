@@ -3,6 +3,8 @@
  * INFERENCE frame. Its fields follow from the window's INFERENCE frames alone (apart from
  * the uptime), so the host twin (tinydrift.app.HeartbeatTwin) predicts them bit for bit. */
 #include "td_app.h"
+
+#if !TD_APP_STREAMING /* a streaming build runs td_app_stream.c instead */
 #include "td_port.h"
 
 /* HEARTBEAT carries one CUSUM maximum per score slot, as many as alarm types (C99: no
@@ -102,3 +104,5 @@ void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result)
         *window = (td_app_heartbeat_window_t){0};
     }
 }
+
+#endif /* !TD_APP_STREAMING */

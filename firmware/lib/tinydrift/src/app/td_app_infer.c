@@ -9,6 +9,8 @@
  * 5. td_monitor_update with the summary and the int8 output;
  * 6. INFERENCE and TRACE (unless heartbeats only), then HEARTBEAT when its window is full. */
 #include "td_app.h"
+
+#if !TD_APP_STREAMING /* a streaming build runs td_app_stream.c instead */
 #include "td_app_model.h"
 #include "td_port.h"
 
@@ -120,3 +122,5 @@ void td_app_infer(td_app_t *app)
     }
     td_app_heartbeat_add(app, &result);
 }
+
+#endif /* !TD_APP_STREAMING */

@@ -8,6 +8,8 @@
 
 #include "td_app.h"
 
+#if !TD_APP_STREAMING /* a streaming build runs td_app_stream.c instead */
+
 void td_app_window_start(td_app_window_t *window, uint32_t stride)
 {
     window->fill = 0;
@@ -53,3 +55,5 @@ void td_app_window_advance(td_app_window_t *window)
     window->padding = 0;
     window->windows++;
 }
+
+#endif /* !TD_APP_STREAMING */

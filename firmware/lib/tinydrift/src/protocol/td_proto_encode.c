@@ -164,6 +164,17 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_bytes(w, h->class_share, TD_PROTO_HEARTBEAT_CLASSES);
         break;
     }
+    case TD_FRAME_DETECTION: {
+        const td_proto_detection_t *d = &f->body.detection;
+        td_put_u32(w, d->inference_index);
+        td_put_bytes(w, d->model_id, TD_PROTO_MODEL_ID_BYTES);
+        td_put_u8(w, d->probability);
+        td_put_u8(w, d->window_mean);
+        td_put_u8(w, d->flags);
+        td_put_u8(w, 0u); /* reserved */
+        td_put_u32(w, d->stream_position);
+        break;
+    }
     case TD_FRAME_CONFIG:
         td_put_u16(w, f->body.config.heartbeat_interval);
         td_put_u16(w, f->body.config.flags);

@@ -21,6 +21,7 @@ int32_t td_proto_payload_bytes(uint8_t type) {
     case TD_FRAME_BYE: return (int32_t)TD_PROTO_BYE_BYTES;
     case TD_FRAME_TRACE: return (int32_t)TD_PROTO_TRACE_BYTES;
     case TD_FRAME_HEARTBEAT: return (int32_t)TD_PROTO_HEARTBEAT_BYTES;
+    case TD_FRAME_DETECTION: return (int32_t)TD_PROTO_DETECTION_BYTES;
     case TD_FRAME_RESET: return (int32_t)TD_PROTO_RESET_BYTES;
     case TD_FRAME_LABEL: return (int32_t)TD_PROTO_LABEL_BYTES;
     case TD_FRAME_AUDIO: return (int32_t)TD_PROTO_AUDIO_HEADER_BYTES;
@@ -120,6 +121,16 @@ static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
         h->atc = p[50];
         h->mean_confidence = p[51];
         memcpy(h->class_share, p + 52, TD_PROTO_HEARTBEAT_CLASSES);
+        break;
+    }
+    case TD_FRAME_DETECTION: {
+        td_proto_detection_t *d = &f->body.detection;
+        d->inference_index = td_get_u32(p);
+        memcpy(d->model_id, p + 4, TD_PROTO_MODEL_ID_BYTES);
+        d->probability = p[12];
+        d->window_mean = p[13];
+        d->flags = p[14];
+        d->stream_position = td_get_u32(p + 16); /* p[15] is reserved */
         break;
     }
     case TD_FRAME_CONFIG:

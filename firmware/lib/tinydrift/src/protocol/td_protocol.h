@@ -53,6 +53,7 @@ extern "C" {
 #define TD_PROTO_BYE_BYTES 8u
 #define TD_PROTO_TRACE_BYTES 172u
 #define TD_PROTO_HEARTBEAT_BYTES 64u /* fits one BLE, LoRaWAN or cellular-IoT message */
+#define TD_PROTO_DETECTION_BYTES 20u
 #define TD_PROTO_RESET_BYTES 0u
 #define TD_PROTO_LABEL_BYTES 5u
 #define TD_PROTO_AUDIO_HEADER_BYTES 8u
@@ -73,6 +74,7 @@ typedef enum {
     TD_FRAME_BYE = 0x05,
     TD_FRAME_TRACE = 0x06,
     TD_FRAME_HEARTBEAT = 0x07,
+    TD_FRAME_DETECTION = 0x08,
     TD_FRAME_RESET = 0x81,
     TD_FRAME_LABEL = 0x82,
     TD_FRAME_AUDIO = 0x83,
@@ -94,6 +96,9 @@ typedef enum {
 
 /* CONFIG flags. */
 #define TD_CONFIG_FLAG_HEARTBEAT_ONLY 0x0001u /* no INFERENCE or TRACE frames, heartbeats only */
+
+#define TD_DETECTION_FLAG_WAKE 0x01u    /* the window's mean passed the cutoff: a detection */
+#define TD_DETECTION_FLAG_COOLING 0x02u /* after a detection or a stream's start: detections held off */
 
 /* HEARTBEAT.latch_delay: the alarm type has not latched; delays saturate one below. */
 #define TD_PROTO_NOT_LATCHED 0xFFFFu
@@ -200,6 +205,16 @@ typedef struct {
     uint8_t class_share[TD_PROTO_HEARTBEAT_CLASSES]; /* predictions per class, 255 = all */
 } td_proto_heartbeat_t;
 
+/* A streaming binary detector's inference (a wake-word model's, every 30 ms). */
+typedef struct {
+    uint32_t inference_index; /* 1 for the first inference after boot or RESET */
+    uint8_t model_id[TD_PROTO_MODEL_ID_BYTES];
+    uint8_t probability;      /* the model's uint8 output, 1/256 */
+    uint8_t window_mean;      /* the sliding window's mean probability, rounded down */
+    uint8_t flags;            /* TD_DETECTION_FLAG_* */
+    uint32_t stream_position; /* samples of the current stream up to this inference's last frame */
+} td_proto_detection_t;
+
 typedef struct {
     uint32_t inference_index;
     uint8_t label;
@@ -228,6 +243,7 @@ typedef struct {
         td_proto_bye_t bye;
         td_proto_trace_t trace;
         td_proto_heartbeat_t heartbeat;
+        td_proto_detection_t detection;
         td_proto_label_t label;
         td_proto_config_t config;
         td_proto_audio_t audio;

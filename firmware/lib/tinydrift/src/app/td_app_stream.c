@@ -1,0 +1,146 @@
+/* A streaming binary detector (a microWakeWord model): the app of a build whose model is a
+ * streaming one (TD_APP_STREAMING, see td_app.h).
+ *
+ * One front end runs over the whole stream (reset when a stream starts), 10 ms a frame;
+ * every `stride` frames (the model's input, 3 for microWakeWord's: 30 ms) the model runs
+ * with its state carried from the previous invoke, and its uint8 probability joins a sliding
+ * window. The decision is ESPHome's micro_wake_word's:
+ * - a detection when the window's sum exceeds cutoff x window (its mean exceeds the cutoff,
+ *   both in 1/256; the cutoff is the config's rounded down, as ESPHome rounds it);
+ * - not while cooling: a stream starts cooling, and so does every detection, which also
+ *   empties the window; each frame whose latest probability is below the cutoff brings the
+ *   cooling TD_APP_COOLING_FRAMES closer to its end.
+ * Each inference sends a DETECTION frame (when tracing; otherwise only detections).
+ * The host twin is tinydrift.app.expected_detections. */
+#include "td_app.h"
+
+#if TD_APP_STREAMING
+#include "td_port.h"
+
+#include TD_APP_REFERENCE_HEADER
+
+#define TD_APP_STREAM_STRIDE TD_APP_M_NUM_FRAMES
+
+#if TD_APP_M_INPUT_SIZE != TD_APP_STREAM_STRIDE * TD_FRONTEND_NUM_CHANNELS || TD_APP_M_OUTPUT_SIZE != 1
+#error "a streaming detector takes stride x 40 int8 frames and gives one uint8 probability"
+#endif
+#if TD_APP_M_FEATURE_STEP_MS != TD_FRONTEND_STEP_MS
+#error "build the front end with the model's step: -DTD_FRONTEND_STEP_MS=<its feature_step_ms>"
+#endif
+#if TD_APP_M_SLIDING_WINDOW < 1 || TD_APP_M_SLIDING_WINDOW > TD_APP_MAX_SLIDING_WINDOW
+#error "the model's sliding window is longer than TD_APP_MAX_SLIDING_WINDOW"
+#endif
+#if TD_MONITOR_MAX_SUMMARY < TD_FRONTEND_NUM_CHANNELS
+#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 40"
+#endif
+
+void td_app_stream_start(td_app_t *app)
+{
+    td_app_stream_t *stream = &app->stream;
+    td_frontend_reset(&app->frontend);
+    TD_APP_M_RESET();
+    stream->fill = 0;
+    stream->position = 0;
+    stream->frames = 0;
+    for (unsigned i = 0; i < TD_APP_MAX_SLIDING_WINDOW; ++i) {
+        stream->probabilities[i] = 0;
+    }
+    stream->latest = 0;
+    stream->cooling = -TD_APP_COOLING_FRAMES;
+}
+
+/* ESPHome counts a frame towards the end of cooling when the latest probability is below
+ * the cutoff, so a wake word still sounding does not wake it twice. */
+static void td_app_stream_cool(td_app_stream_t *stream)
+{
+    if (stream->probabilities[stream->latest] < TD_APP_M_PROBABILITY_CUTOFF && stream->cooling < 0) {
+        stream->cooling++;
+    }
+}
+
+static void td_app_stream_send(td_app_t *app, uint8_t probability, uint8_t window_mean, uint8_t flags)
+{
+    td_proto_frame_t *frame = &app->reply;
+    td_proto_detection_t *out = &frame->body.detection;
+    frame->type = TD_FRAME_DETECTION;
+    out->inference_index = app->inferences;
+    for (unsigned i = 0; i < TD_PROTO_MODEL_ID_BYTES; ++i) {
+        out->model_id[i] = app->model_hash[i];
+    }
+    out->probability = probability;
+    out->window_mean = window_mean;
+    out->flags = flags;
+    out->stream_position = app->stream.position;
+    td_app_send(app, frame);
+}
+
+/* The model's input is complete: invoke, then decide. */
+static void td_app_stream_infer(td_app_t *app)
+{
+    td_app_stream_t *stream = &app->stream;
+    if (TD_APP_M_INVOKE() != 0) {
+        td_port_print("td_app: the model failed on a frame block; skipped\n");
+        return;
+    }
+    const uint8_t probability = TD_APP_M_OUTPUT()[0];
+    /* The drift monitor for binary detectors (not built yet) will take its input here: the
+     * summary of these frames and the probability. */
+    td_summarize_frames(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, app->summary);
+
+    stream->latest = (stream->latest + 1u) % TD_APP_M_SLIDING_WINDOW;
+    stream->probabilities[stream->latest] = probability;
+    td_app_stream_cool(stream);
+    uint32_t sum = 0;
+    for (unsigned i = 0; i < TD_APP_M_SLIDING_WINDOW; ++i) {
+        sum += stream->probabilities[i];
+    }
+    uint8_t flags = stream->cooling < 0 ? TD_DETECTION_FLAG_COOLING : 0u;
+    if (stream->cooling >= 0 && sum > (uint32_t)TD_APP_M_PROBABILITY_CUTOFF * TD_APP_M_SLIDING_WINDOW) {
+        flags |= TD_DETECTION_FLAG_WAKE;
+        for (unsigned i = 0; i < TD_APP_M_SLIDING_WINDOW; ++i) {
+            stream->probabilities[i] = 0;
+        }
+        stream->cooling = -TD_APP_COOLING_FRAMES;
+    }
+    app->inferences++;
+    app->inferences_total++;
+    if (app->options.trace || (flags & TD_DETECTION_FLAG_WAKE)) {
+        td_app_stream_send(app, probability, (uint8_t)(sum / TD_APP_M_SLIDING_WINDOW), flags);
+    }
+}
+
+/* One front-end frame from the samples in hop, into its row of the model's input. */
+static void td_app_stream_frame(td_app_t *app)
+{
+    td_app_stream_t *stream = &app->stream;
+    int8_t *row = TD_APP_M_INPUT() + stream->frames * TD_FRONTEND_NUM_CHANNELS;
+    td_frontend_process_hop(&app->frontend, stream->hop, stream->fill, row);
+    stream->fill = 0;
+    if (++stream->frames == TD_APP_STREAM_STRIDE) {
+        stream->frames = 0;
+        td_app_stream_infer(app);
+    } else {
+        td_app_stream_cool(stream);
+    }
+}
+
+void td_app_stream_push(td_app_t *app, const int16_t *samples, size_t count)
+{
+    td_app_stream_t *stream = &app->stream;
+    while (count > 0) {
+        const size_t need = td_frontend_hop_samples(&app->frontend) - stream->fill;
+        const size_t taken = count < need ? count : need;
+        for (size_t i = 0; i < taken; ++i) {
+            stream->hop[stream->fill + i] = samples[i];
+        }
+        stream->fill += (uint32_t)taken;
+        stream->position += (uint32_t)taken;
+        samples += taken;
+        count -= taken;
+        if (taken == need) {
+            td_app_stream_frame(app);
+        }
+    }
+}
+
+#endif /* TD_APP_STREAMING */

@@ -1,0 +1,154 @@
+"""`tinydrift wakeword`: microWakeWord's streaming wake-word models: check one, run it over
+WAV files as the device would, write its C for the firmware app."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import click
+
+from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FOLDER, input_file
+from tinydrift.errors import TinydriftError
+
+CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
+                             help="The model's JSON config, when it is not beside the .tflite with the same name.")
+
+
+@click.group("wakeword")
+def wakeword():
+    """microWakeWord's streaming wake-word models (the ones ESPHome voice satellites run).
+
+    \b
+    tinydrift wakeword check okay_nabu               what the device needs to run it
+    tinydrift wakeword detect okay_nabu speech.wav   its wake events in a recording
+    tinydrift wakeword export okay_nabu --out models/okay_nabu
+                                                     its C for the firmware app
+    """
+
+
+@wakeword.command("check")
+@click.argument("model")
+@CONFIG_OPTION
+def check_command(model: str, config: Path | None):
+    """Load MODEL, check its config against it, and print what running it costs.
+
+    MODEL is a .tflite file with its JSON config beside it (same name), the JSON config, or
+    the name of a model pymicro-wakeword ships (alexa, hey_jarvis, hey_mycroft, okay_nabu).
+    Every mismatch between the config and the model (input shape or quantization, output,
+    feature step, cutoff, window) is named, and the command exits with 1.
+
+    Printed: the wake phrase; the cutoff (and the uint8 one the device compares with, the
+    config's x 255 rounded down as ESPHome does); the sliding window; the input (frames of
+    10 ms per inference); RAM of the generated C (arena and streaming state) beside the
+    arena the config asks TFLite Micro for; multiply-accumulates per inference and per
+    second of audio.
+
+    \b
+    Examples:
+      tinydrift wakeword check okay_nabu
+      tinydrift wakeword check my_word.tflite
+      tinydrift wakeword check my_word.tflite --config configs/my_word.json
+    """
+    from tinydrift.codegen.model_c import plan_model
+    from tinydrift.wakeword.config import load_wakeword
+
+    loaded = load_wakeword(model, config)
+    plan = plan_model(loaded.model, "model", source=str(loaded.model_path))
+    per_second = 1000 / (loaded.feature_step_ms * loaded.stride)
+    arena = "not given" if loaded.tensor_arena_size is None else f"{loaded.tensor_arena_size:,} bytes"
+    click.echo(f"{loaded.name}: \"{loaded.wake_word}\" ({loaded.model_path}, {loaded.config_path.name})")
+    click.echo(f"  detection: sliding-window mean of {loaded.sliding_window_size} probabilities above "
+               f"{loaded.probability_cutoff} (uint8 {loaded.probability_cutoff_u8}/255)")
+    click.echo(f"  input: {loaded.stride} frames of {loaded.feature_step_ms} ms per inference, "
+               f"{per_second:.1f} inferences per second")
+    click.echo(f"  RAM of the generated C: arena {plan.arena_bytes:,} + state {plan.state_bytes:,} = "
+               f"{plan.arena_bytes + plan.state_bytes:,} bytes; the config's TFLite Micro arena: {arena}")
+    click.echo(f"  compute: {plan.macs:,} multiply-accumulates per inference, "
+               f"{plan.macs * per_second / 1e6:.2f} M per second of audio")
+    if loaded.trained_languages:
+        click.echo(f"  trained languages: {', '.join(loaded.trained_languages)}")
+
+
+@wakeword.command("detect")
+@click.argument("model")
+@click.argument("wavs", nargs=-1, required=True, type=input_file("16 kHz mono 16-bit WAV file"))
+@CONFIG_OPTION
+def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
+    """Run MODEL over each WAV file as the device runs it and print its wake events.
+
+    MODEL is a .tflite file with its JSON config beside it (same name), the JSON config, or
+    the name of a model pymicro-wakeword ships (alexa, hey_jarvis, hey_mycroft, okay_nabu).
+    Each WAV (16 kHz mono 16-bit) is a stream of its own, as a replayed clip is on the
+    device: the 10 ms front end, the model's state and the detector start afresh.
+
+    This is the firmware app's twin (tinydrift.app.expected_detections), the prediction the
+    device's DETECTION frames are checked against: the device's front end in its host twin,
+    the model on TFLite Micro (the int8 reference the generated C equals on every
+    invocation; no C compiler needed), then ESPHome's micro_wake_word's decision: a wake
+    when the mean of the last `sliding_window_size` probabilities exceeds the cutoff; after
+    a wake (and in a stream's first second) detections are held off until 1 s of frames
+    below the cutoff has passed, so one wake word wakes once.
+
+    A wake is printed at the end of the inference that decided it, in seconds from the
+    start of the file.
+
+    \b
+    Examples:
+      tinydrift wakeword detect okay_nabu kitchen.wav
+      tinydrift wakeword detect my_word.tflite day1.wav day2.wav
+    """
+    from tinydrift.app import expected_detections
+    from tinydrift.frontend import SAMPLE_RATE
+    from tinydrift.wakeword.config import load_wakeword
+    from tinydrift.wakeword.export import model_id
+    from tinydrift.wakeword.stream import read_stream_wav
+
+    missing = [name for name in ("tensorflow", "tflite_micro") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TinydriftError(f"detect runs the device's twin on {' and '.join(missing)}, which this install lacks: "
+                             "pip install 'tinydrift[train,wakeword]'")
+    loaded = load_wakeword(model, config)
+    streams = [read_stream_wav(path) for path in wavs]  # every file checked before any work
+    click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} above "
+               f"{loaded.probability_cutoff_u8}/255, on TFLite Micro")
+    for path, pcm in zip(wavs, streams):
+        frames = expected_detections([pcm], loaded, model_id(loaded))
+        wakes = [f for f in frames if f.wake]
+        for frame in wakes:
+            click.echo(f"{path}: wake at {frame.stream_position / SAMPLE_RATE:.2f} s (window mean "
+                       f"{frame.window_mean / 256:.2f}, probability {frame.probability / 256:.2f})")
+        highest = max((f.probability for f in frames), default=0) / 256
+        click.echo(f"{path}: {len(wakes)} wake{'s' if len(wakes) != 1 else ''} in {len(pcm) / SAMPLE_RATE:.1f} s "
+                   f"({len(frames)} inferences, highest probability {highest:.2f})")
+
+
+@wakeword.command("export")
+@click.argument("model")
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, required=True,
+              help="Model folder: the C goes into its include/, where the firmware build looks.")
+@click.option("--name", type=C_NAME_PARAM, default=None,
+              help="C prefix (td_<name>_invoke()...); default: the model's file name.")
+@CONFIG_OPTION
+def export_command(model: str, out_dir: Path, name: str | None, config: Path | None):
+    """Write MODEL's C for the firmware app, which then runs as a streaming detector.
+
+    MODEL is a .tflite file with its JSON config beside it (same name), the JSON config, or
+    the name of a model pymicro-wakeword ships (alexa, hey_jarvis, hey_mycroft, okay_nabu).
+    Writes include/td_model_NAME.{h,c} (the model, its state static) and
+    include/td_reference_NAME.h (the hash HELLO carries, the wake word, the uint8 cutoff, the
+    sliding window). Build the app with the front end's 10 ms step
+    (-DTD_FRONTEND_STEP_MS=10); docs/app.md §1 says what the device then does.
+
+    \b
+    Examples:
+      tinydrift wakeword export okay_nabu --out build/okay_nabu
+      tinydrift wakeword export my_word.tflite --out models/my_word --name my_word
+    """
+    from tinydrift.wakeword.config import load_wakeword
+    from tinydrift.wakeword.export import model_digest, write_device_sources
+
+    loaded = load_wakeword(model, config)
+    written = write_device_sources(loaded, out_dir, name)
+    click.echo(f"wrote {', '.join(str(p) for p in written)}")
+    click.echo(f"model hash {model_digest(loaded)}")

@@ -1,0 +1,45 @@
+"""A microWakeWord model made into the C the firmware app builds as a streaming detector:
+td_model_NAME.{h,c} (the generated engine, its state static) and td_reference_NAME.h (the
+hash the device names itself by, the wake word, the detector's cutoff and window)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tinydrift.atomic import write_text
+from tinydrift.codegen.model_c import check_name, write_model_c
+from tinydrift.codegen.reference_header import DetectorParameters, reference_header
+from tinydrift.frontend import NUM_CHANNELS
+from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
+from tinydrift.wakeword.config import WakewordModel
+
+INPUT_NOTE = "int8 as ESPHome maps them, (256 v + 333) // 666 - 128"
+
+
+def detector_parameters(model: WakewordModel) -> DetectorParameters:
+    return DetectorParameters(model.probability_cutoff_u8, model.sliding_window_size, model.feature_step_ms)
+
+
+def model_digest(model: WakewordModel) -> str:
+    """SHA-256 over the .tflite and the detector's parameters: HELLO's model_hash."""
+    parameters = detector_parameters(model)
+    return model_hash(model.model, {"probability_cutoff": parameters.probability_cutoff,
+                                    "sliding_window": parameters.sliding_window,
+                                    "feature_step_ms": parameters.feature_step_ms})
+
+
+def model_id(model: WakewordModel) -> bytes:
+    """The first bytes of the hash, which every DETECTION frame carries."""
+    return bytes.fromhex(model_digest(model))[:ID_BYTES]
+
+
+def write_device_sources(model: WakewordModel, folder: str | Path, name: str | None = None) -> list[Path]:
+    """td_model_NAME.h, td_model_NAME.c and td_reference_NAME.h in the model folder's include/
+    (NAME: the model's file name unless given)."""
+    name = check_name(name or model.name)
+    target = ModelDir(folder)
+    header, source = write_model_c(model.model, name, target.include)
+    reference = target.reference_header(name)
+    write_text(reference, reference_header(name, model_digest(model), [model.wake_word], model.stride, NUM_CHANNELS,
+                                           input_note=INPUT_NOTE, detector=detector_parameters(model)))
+    return [header, source, reference]

@@ -1,0 +1,161 @@
+"""The firmware app built as a streaming binary detector (a microWakeWord model, okay_nabu)
+on the POSIX host port, under ASan and UBSan, and on the emulated Cortex-M4: espeak-ng
+speech gives the DETECTION frames the app's twin (tinydrift.app.expected_detections)
+predicts, bit for bit, and wakes on the wake phrase and on nothing else.
+
+The executable is the very firmware (src/main.c, the app, the 10 ms front end, the kernels,
+the protocol) with the C that `tinydrift wakeword export` writes for the model.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from test_app_host import HostApp, build_app
+from tinydrift import firmware
+from tinydrift.app import expected_detections
+from tinydrift.link import protocol as P
+from tinydrift.link.replay import ACK_OK, write_pcm
+from tinydrift.target import emulator, platformio
+from tinydrift.target.flash import flash
+from tinydrift.wakeword.config import load_wakeword
+from tinydrift.wakeword.export import model_id, write_device_sources
+
+pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
+
+ACK_UNSUPPORTED = 6  # td_app.h TD_APP_ACK_UNSUPPORTED
+PHRASES = ("okay nabu", "turn on the kitchen light", "okay nabu", "what time is it")
+# espeak-ng voices okay_nabu wakes on (male ones; it hears none of the female ones at pitch 50)
+VOICES = (("en", "m1"), ("en-us", "m3"))
+GAP = 16000  # 1 s of silence before and after every phrase
+
+
+def spoken(voice: str, variant: str) -> tuple[np.ndarray, list[tuple[str, int, int]]]:
+    """int16 PCM of PHRASES with gaps, and each phrase's (text, first sample, end sample)."""
+    from tinydrift.data.synth import speak
+
+    parts, spans, position = [np.zeros(GAP)], [], GAP
+    for text in PHRASES:
+        speech = speak(text, voice, variant, 50, 160)
+        speech = speech / np.abs(speech).max() * 0.5
+        parts += [speech, np.zeros(GAP)]
+        spans.append((text, position, position + len(speech)))
+        position += len(speech) + GAP
+    return (np.concatenate(parts) * 32767).astype(np.int16), spans
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_wakeword("okay_nabu")
+
+
+@pytest.fixture(scope="module")
+def app_stream(model, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("okay_nabu")
+    write_device_sources(model, folder)
+    return build_app("gcc", model_dir=folder, model=model.name, step_ms=model.feature_step_ms)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    return [spoken(voice, variant) for voice, variant in VOICES]
+
+
+def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream, model, speech):
+    clips = [pcm for pcm, _ in speech]
+    with HostApp(app_stream) as app:
+        app.replayer.drain(0.3)
+        for clip in clips:
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        status = app.status()
+        stderr = app.stop()
+    hello = app.frames(P.Hello)[0]
+    device = app.frames(P.Detection)
+    per_clip = []  # each clip's expected frames; the index runs on from clip to clip
+    for clip in clips:
+        per_clip.append(expected_detections([clip], model, model_id(model), first_index=1 + sum(map(len, per_clip))))
+    expected = [frame for frames in per_clip for frame in frames]
+    assert hello.model_hash[:P.MODEL_ID_BYTES] == model_id(model)
+    assert (hello.n_classes, hello.n_scores, hello.state_bytes) == (1, 0, 0)
+    assert app.frames(P.TextLine)[0].text.endswith("classes=Okay Nabu")
+    assert len(device) == len(expected) == status.inferences
+    for got, want in zip(device, expected):
+        want.seq = got.seq
+    mismatches = [i for i, (got, want) in enumerate(zip(device, expected)) if got != want]
+    assert mismatches == [], f"{len(mismatches)} differ, the first: {device[mismatches[0]]} vs {expected[mismatches[0]]}"
+    assert stderr == ""
+
+    # the wakes: one on each "okay nabu" (by 0.5 s after it ends), none on the other phrases
+    wakes_at = []
+    for (_, spans), frames in zip(speech, per_clip):
+        wakes_at.append([d.stream_position for d in frames if d.wake])
+        for text, start, end in spans:
+            heard = [at for at in wakes_at[-1] if start <= at <= end + 8000]
+            assert len(heard) == (text == "okay nabu"), f"{text!r} ({start}-{end}): wakes at {wakes_at[-1]}"
+        assert len(wakes_at[-1]) == PHRASES.count("okay nabu")
+    print(f"{len(device)} inferences, bit-exact; wakes at samples {wakes_at}")
+
+
+def test_streaming_app_commands(app_stream, model, speech):
+    """RESET restarts the inference index (the stream runs on); LABEL and CONFIG are refused
+    as unsupported (no monitor, no heartbeats yet); a clip that ends short of a frame block
+    gives only its whole blocks."""
+    clip = speech[0][0][:16000 + 123]  # 1 s and a bit
+    with HostApp(app_stream) as app:
+        app.replayer.replay_clip(clip)
+        label = app.command(P.Label(0, 1, 0))
+        config = app.command(P.Config(0, 10, 0))
+        reset = app.command(P.Reset(0))
+        app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        status = app.status()
+        stderr = app.stop()
+    assert (label.result, config.result, reset.result) == (ACK_UNSUPPORTED, ACK_UNSUPPORTED, ACK_OK)
+    device = app.frames(P.Detection)
+    expected = expected_detections([clip], model, model_id(model))
+    assert len(expected) == (1 + (len(clip) - 480) // 160) // 3 == 32  # 98 frames, 2 left over
+    assert [d.inference_index for d in device] == [d.inference_index for d in expected] * 2
+    assert [(d.probability, d.window_mean, d.flags, d.stream_position) for d in device] == \
+        [(d.probability, d.window_mean, d.flags, d.stream_position) for d in expected] * 2
+    assert all(d.flags == P.DETECTION_FLAG_COOLING for d in device)  # 1 s: cooling throughout
+    assert status.inferences == len(expected) and len(app.frames(P.Hello)) == 2
+    assert stderr == ""
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
+                    reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
+def test_streaming_app_in_qemu_from_the_microphone_file(model, speech, tmp_path):
+    """The firmware `tinydrift flash` builds for the emulated Cortex-M4 with okay_nabu's
+    exported C: both voices' speech as the microphone's file (one stream from boot) gives
+    the twin's DETECTION frames bit for bit, a wake on each "okay nabu" and nothing else,
+    and BYE when the file ends; without tracing, the detections alone."""
+    folder = firmware.BUILD_ROOT / "test_models" / "okay_nabu_stream"  # one place: pio keeps one build folder for it
+    write_device_sources(model, folder)
+    elf = flash(platformio.EMULATED_ENV, folder, build_only=True).elf
+    pcm = np.concatenate([clip for clip, _ in speech])
+    result = emulator.run(elf, timeout=300, semihosting_args=[
+        emulator.audio_file_argument(write_pcm([pcm], tmp_path / "speech.pcm"), tmp_path)])
+    items = P.StreamParser().feed(result.output)
+    assert result.exit_code == 0 and not any(isinstance(i, P.Corrupt) for i in items), result.output[-500:]
+    device = [i for i in items if isinstance(i, P.Detection)]
+    expected = expected_detections([pcm], model, model_id(model))
+    for got, want in zip(device, expected):
+        want.seq = got.seq
+    assert len(device) == len(expected) and device == expected
+    bye = [i for i in items if isinstance(i, P.Bye)]
+    assert bye and bye[-1].inferences == len(expected)
+    assert sum(d.wake for d in device) == 2 * PHRASES.count("okay nabu")
+
+    # without tracing (trace=0), only the detections are sent
+    first = speech[0][0]
+    quiet = emulator.run(elf, timeout=300, semihosting_args=[
+        emulator.audio_file_argument(write_pcm([first], tmp_path / "first.pcm"), tmp_path), "trace=0"])
+    sent = [i for i in P.StreamParser().feed(quiet.output) if isinstance(i, P.Detection)]
+    wakes = expected_detections([first], model, model_id(model), trace=False)
+    for got, want in zip(sent, wakes):
+        want.seq = got.seq
+    assert quiet.exit_code == 0 and sent == wakes and len(wakes) == PHRASES.count("okay nabu")

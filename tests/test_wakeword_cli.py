@@ -1,0 +1,87 @@
+"""`tinydrift wakeword check | detect | export` on okay_nabu: the summary states the model's
+figures, detect prints the twin's wake events for espeak-ng speech (one per "okay nabu"),
+export writes the C the streaming app builds. Bad input: tests/test_hostile_cli.py."""
+
+from __future__ import annotations
+
+import re
+import wave
+
+import pytest
+from click.testing import CliRunner
+
+from test_app_stream import PHRASES, spoken
+from tinydrift.app import expected_detections
+from tinydrift.cli.main import main
+from tinydrift.codegen.model_c import plan_model
+from tinydrift.wakeword.config import load_wakeword
+from tinydrift.wakeword.export import model_digest, model_id
+
+pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(main, ["wakeword", *args])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    return result.output
+
+
+def test_check_summarizes_what_the_device_needs():
+    model = load_wakeword("okay_nabu")
+    plan = plan_model(model.model, "okay_nabu")
+    out = run("check", "okay_nabu")
+    assert out.startswith('okay_nabu: "Okay Nabu"')
+    assert "mean of 5 probabilities above 0.85 (uint8 216/255)" in out
+    assert "3 frames of 10 ms per inference, 33.3 inferences per second" in out
+    assert (f"arena {plan.arena_bytes:,} + state {plan.state_bytes:,} = {plan.arena_bytes + plan.state_bytes:,} "
+            "bytes; the config's TFLite Micro arena: 37,000 bytes") in out
+    assert f"{plan.macs:,} multiply-accumulates per inference" in out
+
+
+def test_detect_prints_the_twins_wake_events(tmp_path):
+    model = load_wakeword("okay_nabu")
+    pcm, spans = spoken("en", "m1")
+    path = tmp_path / "speech.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
+    out = run("detect", "okay_nabu", str(path))
+    printed = [float(t) for t in re.findall(r"wake at (\d+\.\d\d) s", out)]
+    wakes = [f.stream_position for f in expected_detections([pcm], model, model_id(model)) if f.wake]
+    assert printed == [round(at / 16000, 2) for at in wakes]
+    assert len(printed) == PHRASES.count("okay nabu")
+    ends = [end for text, _, end in spans if text == "okay nabu"]
+    assert all(0 <= at * 16000 - end <= 8000 for at, end in zip(printed, ends)), (printed, ends)
+    assert f"{path}: 2 wakes in {len(pcm) / 16000:.1f} s" in out
+
+
+def test_export_writes_the_streaming_apps_c(tmp_path):
+    out = run("export", "okay_nabu", "--out", str(tmp_path / "m"), "--name", "nabu")
+    include = tmp_path / "m" / "include"
+    assert sorted(p.name for p in include.iterdir()) == ["td_model_nabu.c", "td_model_nabu.h", "td_reference_nabu.h"]
+    assert "#define TD_NABU_STREAMING 1" in (include / "td_model_nabu.h").read_text()
+    reference = (include / "td_reference_nabu.h").read_text()
+    for line in ("#define TD_NABU_PROBABILITY_CUTOFF 216", "#define TD_NABU_SLIDING_WINDOW 5",
+                 '"Okay Nabu"', f'#define TD_NABU_MODEL_HASH "{model_digest(load_wakeword("okay_nabu"))}"'):
+        assert line in reference
+    assert out.splitlines()[-1] == f"model hash {model_digest(load_wakeword('okay_nabu'))}"
+
+
+def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkeypatch):
+    """A gateway install (no [train] extra) has neither TensorFlow's front end op nor TFLite Micro."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else find_spec(name, *a))
+    wav = tmp_path / "a.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(3200))
+    result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(wav)])
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        "error: detect runs the device's twin on tflite_micro, which this install lacks: "
+        "pip install 'tinydrift[train,wakeword]'"]
