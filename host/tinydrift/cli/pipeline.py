@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, emit_json, progress_bars
+from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
                                   input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
@@ -18,7 +18,7 @@ from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 @click.group()
 def data():
-    """Build data sets (run `tinydrift data kws --help`)."""
+    """Build data sets (run `tinydrift data kws --help` or `tinydrift data plant --help`)."""
 
 
 @data.command("kws")
@@ -49,6 +49,39 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
             k: max(1, round(v * scale)) for k, v in config.clips_per_class.items()})
     with progress_bars() as bars:
         paths = build_kws(out, config, workers=workers, progress_factory=bars)
+    for split, path in paths.items():
+        click.echo(f"{split:>7}: {path}")
+
+
+@data.command("plant")
+@click.option("--out", type=OUTPUT_FOLDER, default=DEFAULT_PLANT_DATA, show_default=True,
+              help="Folder for the splits (train/val/ref/test .npz) and manifest.json.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Everything is deterministic from it.")
+@click.option("--images-per-class", type=COUNT, default=None,
+              help="Training images per class (held-out splits scale with it). Default: 1600.")
+@click.option("--workers", type=COUNT, default=None, help="Drawing processes (default: all cores).")
+def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int | None):
+    """Draw the plant-disease set: 48x48 RGB leaves, healthy or with one of four diseases.
+
+    Classes: healthy, leaf_spot (yellow chlorotic spots), blight (brown necrotic patches
+    with darker rims), wilt (curled, drooping, dull) and mosaic (light and dark mottling),
+    each sign at a severity in [0.2, 1]. Leaves vary in shape, venation, colour, texture,
+    pose, background, lighting and white balance; every image's parameters are stored with
+    it. Each split draws leaves of its own plants. Cached by configuration.
+
+    \b
+    Example:
+      tinydrift data plant --out build/data/plant
+    """
+    from tinydrift.data.leaves import PlantConfig, build_plant
+
+    config = PlantConfig(seed=seed)
+    if images_per_class is not None:
+        scale = images_per_class / config.images_per_class["train"]
+        config = PlantConfig(seed=seed, images_per_class={
+            k: max(1, round(v * scale)) for k, v in config.images_per_class.items()})
+    with progress_bars() as bars:
+        paths = build_plant(out, config, workers=workers, progress_factory=bars)
     for split, path in paths.items():
         click.echo(f"{split:>7}: {path}")
 
