@@ -98,7 +98,8 @@ def test_each_disease_shows_and_grows_with_its_severity(disease):
     weak = [_sign_strength(s, disease, MIN_SEVERITY) for s in specs]
     strong = [_sign_strength(s, disease, 1.0) for s in specs]
     assert min(weak) > 0.5, weak  # visible even at the weakest severity drawn
-    assert np.mean(strong) > 1.5 * np.mean(weak), (weak, strong)
+    assert all(s > w for w, s in zip(weak, strong)), (weak, strong)
+    assert np.mean(strong) > 1.3 * np.mean(weak), (weak, strong)
 
 
 def test_signs_have_their_colours():

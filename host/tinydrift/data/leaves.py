@@ -38,7 +38,7 @@ from tinydrift.data.labels import PLANT_LABELS, PLANT_SIGNS
 from tinydrift.data.parallel import render_all
 
 # Bump when the drawing changes, so cached sets are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 RENDER_SCALE = 2  # drawn at 2x, shrunk by area averaging: smooth edges and spots
 SPLITS = ("train", "val", "ref", "test")
 SHAPES = ("ellipse", "ovate", "lobed")
@@ -273,7 +273,7 @@ def _mosaic(img, spec: LeafSpec, rng, u, v, n):
     mottle = _smooth_noise(rng, n, rng.uniform(2.5, 4.5))
     light = _hsv(spec.hue - 0.07, spec.saturation * 0.7, min(1.0, spec.value * 1.6))
     dark = _hsv(spec.hue + 0.02, spec.saturation, spec.value * 0.6)
-    contrast = 0.35 + 0.55 * s
+    contrast = 0.45 + 0.45 * s
     img = _blend(img, light, contrast * np.clip(mottle * 1.5, 0, 1))
     return _blend(img, dark, contrast * 0.7 * np.clip(-mottle * 1.5, 0, 1))
 
