@@ -167,6 +167,28 @@ def test_committed_model_c_equals_tflite_micro_on_over_1000_inputs(heldout_leave
     assert plan.macs < 2_000_000 and plan.arena_bytes < 48 * 1024
 
 
+@pytest.mark.skipif(not PLANT_MODEL.int8_model.is_file(), reason="models/plant has no int8 model")
+def test_committed_c_is_what_model_c_generates_and_builds_for_cortex_m4(tmp_path):
+    import shutil
+    import subprocess
+
+    from tinydrift import firmware
+    from tinydrift.codegen.model_c import generate_model_c
+
+    from test_model_codegen import ARM_FLAGS
+
+    header, source = generate_model_c(PLANT_MODEL.read_int8(), "plant")
+    committed_header, committed_source = PLANT_MODEL.model_c("plant")
+    assert committed_header.read_text() == header and committed_source.read_text() == source, \
+        "models/plant/include is stale: run scripts/plant_model.sh"
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    cmd = ["arm-none-eabi-gcc", *ARM_FLAGS, *[f"-I{d}" for d in firmware.include_dirs()], f"-I{PLANT_MODEL.include}",
+           "-c", str(committed_source), "-o", str(tmp_path / "td_model_plant.o")]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.slow  # ~5 minutes on 2 cores: the default set drawn and the model trained from scratch
 def test_training_from_scratch_reaches_95_percent_on_tflite_micro(tmp_path):
     from PIL import Image
