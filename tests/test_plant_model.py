@@ -189,7 +189,7 @@ def test_committed_c_is_what_model_c_generates_and_builds_for_cortex_m4(tmp_path
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.slow  # ~5 minutes on 2 cores: the default set drawn and the model trained from scratch
+@pytest.mark.slow  # ~7 minutes on 2 cores: the default set drawn and the model trained from scratch
 def test_training_from_scratch_reaches_95_percent_on_tflite_micro(tmp_path):
     from PIL import Image
 
