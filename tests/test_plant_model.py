@@ -181,6 +181,34 @@ def test_committed_c_is_what_model_c_generates_and_builds_for_cortex_m4(tmp_path
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.skipif(not PLANT_MODEL.int8_model.is_file(), reason="models/plant has no int8 model")
+def test_committed_model_on_the_emulated_cortex_m4_equals_tflite_micro(heldout_leaves):
+    """Built for the M4, the generated C runs the optimized (DSP) kernels, not the reference
+    ones the host build runs: every output of 64 inputs is still TFLite Micro's."""
+    import re
+    import subprocess
+
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.target import emulator
+
+    from test_kernels_optimized import build_model_check, needs_arm
+
+    if needs_arm.args[0]:
+        pytest.skip(needs_arm.kwargs["reason"])
+    model = PLANT_MODEL.read_int8()
+    inputs = int8_inputs_for(heldout_leaves.select(np.arange(len(heldout_leaves)) < 50), 12, seed=4)
+    elf, _ = build_model_check(model, inputs.reshape(len(inputs), -1))
+    names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    assert "td_conv_s8_m4" in names and "td_depthwise_conv_s8_m4" in names
+    result = emulator.run(elf, timeout=120)
+    text = result.output.decode(errors="replace")
+    assert result.exit_code == 0 and "td_model_check done" in text, text[-1000:]
+    lines = re.findall(r"^td_model_check (\d+) ([0-9a-f]+)$", text, re.MULTILINE)
+    device = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.int8) for _, h in lines])
+    assert len(lines) == len(inputs) == 64
+    assert np.array_equal(device, run_tflm(model, inputs))
+
+
 @pytest.mark.slow  # ~7 minutes on 2 cores: the default set drawn and the model trained from scratch
 def test_training_from_scratch_reaches_95_percent_on_tflite_micro(tmp_path):
     from PIL import Image
