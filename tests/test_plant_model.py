@@ -184,7 +184,9 @@ def test_committed_c_is_what_model_c_generates_and_builds_for_cortex_m4(tmp_path
 @pytest.mark.skipif(not PLANT_MODEL.int8_model.is_file(), reason="models/plant has no int8 model")
 def test_committed_model_on_the_emulated_cortex_m4_equals_tflite_micro(heldout_leaves):
     """Built for the M4, the generated C runs the optimized (DSP) kernels, not the reference
-    ones the host build runs: every output of 64 inputs is still TFLite Micro's."""
+    ones the host build runs: every output of 64 inputs is still TFLite Micro's. Counted in
+    instructions (-icount shift=0), an inference costs about as much per multiply-accumulate
+    as the keyword model's in `tinydrift bench device`."""
     import re
     import subprocess
 
@@ -200,13 +202,19 @@ def test_committed_model_on_the_emulated_cortex_m4_equals_tflite_micro(heldout_l
     elf, _ = build_model_check(model, inputs.reshape(len(inputs), -1))
     names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     assert "td_conv_s8_m4" in names and "td_depthwise_conv_s8_m4" in names
-    result = emulator.run(elf, timeout=120)
+    result = emulator.run(elf, timeout=120, icount_shift=0)
     text = result.output.decode(errors="replace")
     assert result.exit_code == 0 and "td_model_check done" in text, text[-1000:]
     lines = re.findall(r"^td_model_check (\d+) ([0-9a-f]+)$", text, re.MULTILINE)
     device = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.int8) for _, h in lines])
     assert len(lines) == len(inputs) == 64
     assert np.array_equal(device, run_tflm(model, inputs))
+    cycles = int(re.search(r"^td_model_check invoke_cycles=(\d+)$", text, re.MULTILINE).group(1))
+    per_inference = emulator.instructions_from_cycles(cycles) / len(inputs)
+    per_mac = per_inference / plan_model(model, "plant").macs
+    kws_per_mac = json.loads((REPO_ROOT / "docs" / "figures" / "bench_device.json").read_text())["instructions_per_mac"]
+    print(f"plant model on the emulated M4: {per_inference:,.0f} instructions an inference, {per_mac:.2f} a MAC")
+    assert 0.5 * kws_per_mac < per_mac < 2 * kws_per_mac, (per_mac, kws_per_mac)
 
 
 @pytest.mark.slow  # ~7 minutes on 2 cores: the default set drawn and the model trained from scratch
