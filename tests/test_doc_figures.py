@@ -3,6 +3,7 @@ drift from the code.
 
 - The model card (models/kws/README.md) is `tinydrift export`'s rendering of the
   reference.json beside it, and export's own measurements in that JSON are consistent.
+  models/plant/README.md (not exported yet) is written by hand, with markers.
 - A figure written by hand carries an invisible marker right after it,
   `<!-- figure: SOURCE KEY -->`: SOURCE is a JSON file in the repository (a benchmark's stored
   output, e.g. docs/figures/bench_device.json from `tinydrift bench device --json`, or a
@@ -33,7 +34,8 @@ from tinydrift.pipeline.export import model_card
 
 REPO = firmware.REPO_ROOT
 MODEL = ModelDir(REPO / "models" / "kws")
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+PLANT_MODEL = ModelDir(REPO / "models" / "plant")
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), PLANT_MODEL.model_card]
 ARL0_PROMISE = (0.5, 2.0)  # empirical ARL0 within x0.5 to x2 of the target (`tinydrift drift check-arl`)
 LINK_BYTES_PER_S = 115_200 // 10  # a UART at 115,200 baud, 8N1
 
@@ -78,6 +80,20 @@ def _wakeword_full_invocations() -> int:
     return FULL_INVOCATIONS
 
 
+@cache
+def _plant_plan():
+    from tinydrift.codegen.model_c import plan_model
+
+    return plan_model(PLANT_MODEL.read_int8(), "plant")
+
+
+def _plant_images() -> int:
+    from tinydrift.data.labels import PLANT_LABELS
+    from tinydrift.data.leaves import PlantConfig
+
+    return sum(PlantConfig().images_per_class.values()) * len(PLANT_LABELS)
+
+
 def _bench_settings(quick: bool):
     from tinydrift.pipeline.drift_pools import BenchSettings
 
@@ -104,6 +120,9 @@ CODE_FIGURES = {
     "fleet.envelope_bytes": lambda: envelope.HEAD_BYTES,
     "fleet.heartbeat_message_bytes": lambda: envelope.HEAD_BYTES + protocol.MIN_PACKET
     + protocol.PAYLOAD_BYTES[protocol.FrameType.HEARTBEAT],
+    "data.plant_images": _plant_images,
+    "plant.macs": lambda: _plant_plan().macs,
+    "plant.arena_bytes": lambda: _plant_plan().arena_bytes,
     "drift_bench.quick.arl_inferences": lambda: _bench_settings(True).arl_inferences,
     "drift_bench.full.arl_inferences": lambda: _bench_settings(False).arl_inferences,
     "drift_bench.quick.compare_arl0": lambda: _bench_settings(True).compare_arl0,

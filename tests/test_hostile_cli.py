@@ -41,6 +41,14 @@ def _wav(path: Path, frames: int = 1600, rate: int = 16000, channels: int = 1) -
     return path
 
 
+def _png(path: Path) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(path)
+    return path
+
+
 def _append_partial_frame(path: Path) -> None:
     """One byte more in the data chunk, with the RIFF and data sizes saying so: a file padded
     or cut mid-sample."""
@@ -79,6 +87,10 @@ def hostile(tmp_path_factory) -> Path:
     (root / "wav_empty" / "yes" / "a_nohash_0.wav").write_bytes(b"")
     _wav(root / "fsdd_stray" / "recordings" / "0_jackson_0.wav", rate=8000)
     _wav(root / "fsdd_stray" / "recordings" / "notes_about_it.wav", rate=8000)
+    _png(root / "leaves_one_class" / "healthy" / "a.png")
+    _png(root / "leaves_text" / "healthy" / "a.png")
+    _png(root / "leaves_text" / "blight" / "b.png")
+    (root / "leaves_text" / "blight" / "notes.txt").write_text("field notes")
 
     shutil.copytree(COMMITTED_MODEL, root / "model")
     shutil.copytree(COMMITTED_MODEL, root / "model_tampered")
@@ -132,11 +144,13 @@ CASES = [
     ("folder-for-file", "model-c", ["{r}/adir", "--out", "{r}/c_out"], "adir"),
     ("file-for-folder", "train", ["--data", "{r}/afile", "--out", "{r}/train_out"], "afile"),
     ("file-for-folder", "data-kws", ["--out", "{r}/afile"], "afile"),
+    ("file-for-folder", "data-plant", ["--out", "{r}/afile"], "afile"),
     ("file-for-folder", "monitor", ["--db", "{r}/c.db", "--model-dir", "{r}/afile", "--once"], "afile"),
     ("file-for-folder", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--real-data", "{r}/afile"], "afile"),
     ("device-for-file", "emulate", ["--audio", "/dev/null"], "/dev/null"),
     # outputs that cannot be written
     ("output-blocked", "data-kws", ["--out", "{blocked}"], "blocker"),
+    ("output-blocked", "data-plant", ["--out", "{blocked}"], "blocker"),
     ("output-blocked", "train", ["--data", "{r}/adir", "--out", "{blocked}"], "blocker"),
     ("output-blocked", "demo", ["--model", "{r}/model", "--out", "{blocked}"], "blocker"),
     ("output-blocked", "replay", ["{r}/adir", "--port", PORT, "--db", "{blocked}/c.db"], "blocker"),
@@ -165,6 +179,7 @@ CASES = [
     ("inf", "capture", ["--port", PORT, "--db", "{r}/c.db", "--reconnect-timeout", "inf"], "inf"),
     ("inf", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--target-arl0", "inf"], "inf"),
     ("zero", "data-kws", ["--out", "{r}/data_out", "--clips-per-class", "0"], "0"),
+    ("zero", "data-plant", ["--out", "{r}/data_out", "--images-per-class", "0"], "0"),
     ("zero", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--epochs", "0"], "0"),
     ("zero", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--shifted", "0"], "0"),
     ("zero", "emulate", ["--timeout", "0"], "0"),
@@ -179,6 +194,9 @@ CASES = [
     ("zero", "bench-frontend-stream", ["--step-ms", "0"], "0"),
     ("zero", "bench-frontend-stream", ["--seconds", "0"], "0"),
     ("negative", "data-kws", ["--out", "{r}/data_out", "--workers", "-2"], "-2"),
+    ("negative", "data-plant", ["--out", "{r}/data_out", "--seed", "-1"], "-1"),
+    ("one-class", "eval", ["{r}/model", "{r}/leaves_one_class"], "only one class (healthy)"),
+    ("not-an-image", "eval", ["{r}/model", "{r}/leaves_text"], "notes.txt"),
     ("negative", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--seed", "-1"], "-1"),
     ("negative", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--in-domain", "-5"], "-5"),
     ("negative", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "-1"], "-1"),
@@ -259,7 +277,7 @@ CASES = [
 
 
 def _argv(command: str, args: list[str], root: Path) -> list[str]:
-    words = {"data-kws": ["data", "kws"]}.get(command) or (
+    words = {"data-kws": ["data", "kws"], "data-plant": ["data", "plant"]}.get(command) or (
         command.split("-", 1) if command.startswith(("drift-", "bench-", "fleet-", "wakeword-")) else [command])
     blocked = root / "blocker" / "out"
     return words + [a.format(r=root, blocked=blocked) for a in args]

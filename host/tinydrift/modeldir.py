@@ -117,7 +117,7 @@ class ModelDir:
     def training(self) -> dict:
         """training.json, or {} when the model was not trained here."""
         data = self._read_json(self.training_json, required=False)
-        for key, kind in (("config", dict), ("history", list), ("train_clips", int), ("val_clips", int)):
+        for key, kind in (("config", dict), ("history", list), ("labels", list), ("train_clips", int), ("val_clips", int)):
             if key in data and not isinstance(data[key], kind):
                 raise self.damaged(self.training_json, key, f"is not {'an' if kind is int else 'a'} {kind.__name__}")
         if "best_val_accuracy" in data and not _is_number(data["best_val_accuracy"], 0, 1):

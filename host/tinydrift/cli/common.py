@@ -14,6 +14,7 @@ import click
 
 DEFAULT_DATA = Path("build/data/kws")
 DEFAULT_MODEL = Path("models/kws")
+DEFAULT_PLANT_DATA = Path("build/data/plant")
 
 
 @contextlib.contextmanager

@@ -42,7 +42,8 @@ def main(verbose: bool):
     \b
     The pipeline, one command per step:
       tinydrift data kws        synthesize the keyword-spotting set (espeak-ng)
-      tinydrift train           train a DS-CNN on its features
+      tinydrift data plant      draw the plant-disease set (48x48 RGB leaves)
+      tinydrift train           train a DS-CNN on its features (or leaves)
       tinydrift quantize        convert to full-int8 TFLite for TFLite Micro
       tinydrift eval            accuracy on any clip set, on TFLite Micro or LiteRT
       tinydrift export          C headers: model, reference statistics, thresholds

@@ -159,7 +159,7 @@ OUTPUT_FOLDER = _PathType("folder", _output_folder)
 FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
 PCM_FILE = _PathType("file", _input_file("raw PCM audio file", _not_pcm))
 MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws)")
-DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws`")
+DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")
 
 
 class FiniteFloat(click.FloatRange):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, emit_json, progress_bars
+from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
                                   FiniteFloat, input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
@@ -18,7 +18,7 @@ from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 @click.group()
 def data():
-    """Build data sets (run `tinydrift data kws --help`)."""
+    """Build data sets (run `tinydrift data kws --help` or `tinydrift data plant --help`)."""
 
 
 @data.command("kws")
@@ -53,27 +53,68 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
         click.echo(f"{split:>7}: {path}")
 
 
-@click.command("train")
-@click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
-              help="A folder made by `tinydrift data kws` (reads train.npz and val.npz).")
-@click.option("--out", "model_dir", type=OUTPUT_FOLDER, default=DEFAULT_MODEL, show_default=True,
-              help="Model folder: model_float.keras and training.json are written there.")
-@click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 24).")
-@click.option("--seed", type=SEED, default=0, show_default=True)
-def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
-    """Train the DS-CNN on the set's int8 features; keep the best validation epoch.
+@data.command("plant")
+@click.option("--out", type=OUTPUT_FOLDER, default=DEFAULT_PLANT_DATA, show_default=True,
+              help="Folder for the splits (train/val/ref/test .npz) and manifest.json.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Everything is deterministic from it.")
+@click.option("--images-per-class", type=COUNT, default=None,
+              help="Training images per class (held-out splits scale with it). Default: 1600.")
+@click.option("--workers", type=COUNT, default=None, help="Drawing processes (default: all cores).")
+def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int | None):
+    """Draw the plant-disease set: 48x48 RGB leaves, healthy or with one of four diseases.
+
+    Classes: healthy, leaf_spot (yellow chlorotic spots), blight (brown necrotic patches
+    with darker rims), wilt (curled, drooping, dull) and mosaic (light and dark mottling),
+    each sign at a severity in [0.2, 1]. Leaves vary in shape, venation, colour, texture,
+    pose, background, lighting and white balance; every image's parameters are stored with
+    it. Each split draws leaves of its own plants. Cached by configuration.
 
     \b
     Example:
-      tinydrift train --data build/data/kws --out models/kws
+      tinydrift data plant --out build/data/plant
     """
-    from tinydrift.data.clipset import ClipSet
-    from tinydrift.model.train import TrainConfig, train
+    from tinydrift.data.leaves import PlantConfig, build_plant
 
-    config = TrainConfig(seed=seed) if epochs is None else TrainConfig(seed=seed, epochs=epochs)
-    train_set, val_set = ClipSet.load(data_dir / "train.npz"), ClipSet.load(data_dir / "val.npz")
+    config = PlantConfig(seed=seed)
+    if images_per_class is not None:
+        scale = images_per_class / config.images_per_class["train"]
+        config = PlantConfig(seed=seed, images_per_class={
+            k: max(1, round(v * scale)) for k, v in config.images_per_class.items()})
     with progress_bars() as bars:
-        _, history = train(train_set, val_set, model_dir, config, progress_factory=bars)
+        paths = build_plant(out, config, workers=workers, progress_factory=bars)
+    for split, path in paths.items():
+        click.echo(f"{split:>7}: {path}")
+
+
+@click.command("train")
+@click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
+              help="A folder made by `tinydrift data kws` or `tinydrift data plant` (reads train.npz and val.npz).")
+@click.option("--out", "model_dir", type=OUTPUT_FOLDER, default=DEFAULT_MODEL, show_default=True,
+              help="Model folder: model_float.keras and training.json are written there.")
+@click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 24 for keywords, 30 for images).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
+    """Train a DS-CNN: on the keyword set's int8 features, or on an image set's pixels
+    (48x48 RGB leaves); keep the best validation epoch.
+
+    \b
+    Examples:
+      tinydrift train --data build/data/kws --out models/kws
+      tinydrift train --data build/data/plant --out models/plant
+    """
+    from dataclasses import replace
+
+    from tinydrift.data.imageset import ImageSet
+    from tinydrift.data.sets import load_npz
+    from tinydrift.model.train import ImageTrainConfig, TrainConfig, train, train_images
+
+    train_set, val_set = load_npz(data_dir / "train.npz"), load_npz(data_dir / "val.npz")
+    fit, config = (train_images, ImageTrainConfig(seed=seed)) if isinstance(train_set, ImageSet) else (
+        train, TrainConfig(seed=seed))
+    if epochs is not None:
+        config = replace(config, epochs=epochs)
+    with progress_bars() as bars:
+        _, history = fit(train_set, val_set, model_dir, config, progress_factory=bars)
     best = max(history, key=lambda h: h["val_accuracy"])
     click.echo(f"best epoch {best['epoch']}: validation accuracy {best['val_accuracy']:.4f} -> {model_dir}")
 
@@ -86,46 +127,59 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
 def quantize_cmd(data_dir: Path, model_dir: Path):
     """Convert the float model to full-int8 TFLite (int8 in and out, batch 1) for TFLite Micro.
 
-    The result is checked as the device will need it: int8 input of 49x40 with scale 1 and
-    zero point 0, softmax output with scale 1/256, only ops the firmware implements.
+    The result is checked as the device will need it: int8 input of 49x40 features or a
+    48x48 RGB image with scale 1 and zero point 0, softmax output with scale 1/256, only ops
+    the firmware implements.
+
+    \b
+    Examples:
+      tinydrift quantize --data build/data/kws --model models/kws
+      tinydrift quantize --data build/data/plant --model models/plant
     """
-    from tinydrift.data.clipset import ClipSet
+    from tinydrift.data.sets import load_npz
     from tinydrift.model.quantize import describe, quantize
 
-    path = quantize(model_dir, ClipSet.load(data_dir / "train.npz").ensure_features())
+    path = quantize(model_dir, load_npz(data_dir / "train.npz").ensure_features())
     info = describe(path.read_bytes())
     click.echo(f"{path}: {path.stat().st_size} bytes, ops {', '.join(info['ops'])}")
 
 
 @click.command("eval")
 @click.argument("model_dir", type=input_path("model folder or .tflite file"))
-@click.argument("data", type=input_path("clip set (.npz) or WAV folder"))
+@click.argument("data", type=input_path("clip or image set (.npz), WAV folder or image class folders"))
 @click.option("--runtime", type=click.Choice(["tflm", "litert"]), default="tflm", show_default=True,
               help="tflm: TFLite Micro's reference kernels (what the device computes); litert: fast.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (accuracy, n, per_class, confusion).")
 def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
-    """Accuracy of the int8 model on a clip set.
+    """Accuracy of the int8 model on a clip or image set.
 
-    DATA is a split made by `tinydrift data kws` (e.g. build/data/kws/test.npz), a folder in
-    the Speech Commands layout (WORD/*.wav, 16 kHz), or an FSDD folder (8 kHz, resampled).
+    DATA is a split made by `tinydrift data kws` or `tinydrift data plant` (e.g.
+    build/data/kws/test.npz), a folder in the Speech Commands layout (WORD/*.wav, 16 kHz), an
+    FSDD folder (8 kHz, resampled), or a folder in the PlantVillage layout (CLASS/*.jpg or
+    .png, any size: centre-cropped and resized; the class folders are named by the model's
+    classes, as its training.json lists them).
 
     \b
     Examples:
       tinydrift eval models/kws build/data/kws/accent.npz
       tinydrift eval models/kws ../shared/data/speech_commands_v0.01_subset --json
+      tinydrift eval models/plant my_leaves/    # my_leaves/healthy/*.jpg, my_leaves/blight/*.jpg ...
     """
-    from tinydrift.data.wavfolder import load_any
+    from tinydrift.data.sets import load_any
     from tinydrift.model.evaluate import evaluate
     from tinydrift.model.quantize import load_int8
+    from tinydrift.modeldir import ModelDir
 
     model, _ = load_int8(model_dir)
-    clips = load_any(data)
+    labels = ModelDir(model_dir).training().get("labels") if model_dir.is_dir() else None
+    clips = load_any(data, tuple(labels) if labels else None)
     if as_json:
         emit_json(evaluate(model, clips, runtime))
         return
     with progress_bars() as bars:
         result = evaluate(model, clips, runtime, progress_factory=bars)
-    click.echo(f"{data}: accuracy {result['accuracy']:.4f} on {result['n']} clips ({runtime}), "
+    unit = "clips" if hasattr(clips, "audio") else "images"
+    click.echo(f"{data}: accuracy {result['accuracy']:.4f} on {result['n']} {unit} ({runtime}), "
                f"mean entropy {result['mean_entropy']:.3f}")
     for name, r in result["per_class"].items():
         click.echo(f"  {name:>10}: {r['accuracy']:.3f} ({r['n']})")

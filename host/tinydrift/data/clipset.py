@@ -43,6 +43,10 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.audio)
 
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return LABELS
+
     def select(self, mask: np.ndarray) -> "ClipSet":
         return ClipSet(
             audio=self.audio[mask],

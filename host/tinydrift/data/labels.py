@@ -19,3 +19,14 @@ def label_index(word: str) -> int:
     if word in KEYWORDS:
         return LABELS.index(word)
     return 1
+
+# The plant-disease classes (`tinydrift data plant`): a healthy leaf and four diseases by
+# their visible sign. Folders of a PlantVillage-layout set carry these names.
+PLANT_LABELS = ("healthy", "leaf_spot", "blight", "wilt", "mosaic")
+PLANT_SIGNS = {
+    "healthy": "no sign",
+    "leaf_spot": "yellow chlorotic spots",
+    "blight": "brown necrotic patches with darker rims",
+    "wilt": "a curled, drooping, dull leaf",
+    "mosaic": "light and dark green mottling",
+}

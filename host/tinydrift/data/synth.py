@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import zlib
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
 from tinydrift.data.clipset import ClipSet, fit_to_clip
+from tinydrift.data.parallel import render_all
 from tinydrift.data.labels import KEYWORDS, LABELS, SILENCE, UNKNOWN, UNKNOWN_WORDS
 
 # Bump when the synthesis changes, so cached sets are rebuilt.
@@ -203,20 +203,7 @@ def _render_chunk(specs: list[ClipSpec]) -> np.ndarray:
 
 
 def synthesize(specs: list[ClipSpec], workers: int, progress=None) -> np.ndarray:
-    chunks = [specs[i:i + 64] for i in range(0, len(specs), 64)]
-    out = []
-    if workers <= 1:
-        results = map(_render_chunk, chunks)
-        for chunk, audio in zip(chunks, results):
-            out.append(audio)
-            if progress:
-                progress(len(chunk))
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for chunk, audio in zip(chunks, pool.map(_render_chunk, chunks)):
-                out.append(audio)
-                if progress:
-                    progress(len(chunk))
+    out = render_all(_render_chunk, specs, workers, progress)
     return np.concatenate(out) if out else np.zeros((0, CLIP_SAMPLES), np.int16)
 
 

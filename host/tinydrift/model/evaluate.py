@@ -1,10 +1,12 @@
-"""Accuracy, per-class accuracy, confusion and output entropy of an int8 model on a clip set."""
+"""Accuracy, per-class accuracy, confusion and output entropy of an int8 model on a clip set
+or an image set."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tinydrift.data.clipset import ClipSet
+from tinydrift.data.imageset import ImageSet
 from tinydrift.data.labels import LABELS
 from tinydrift.model.runtimes import run
 
@@ -21,13 +23,14 @@ def mean_entropy(outputs_int8: np.ndarray) -> float:
     return float(h.mean()) if len(h) else float("nan")
 
 
-def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarray | None = None) -> dict:
+def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarray | None = None,
+              label_names: tuple[str, ...] = LABELS) -> dict:
     n = len(labels)
-    k = len(LABELS)
+    k = len(label_names)
     confusion = np.zeros((k, k), dtype=np.int64)
     np.add.at(confusion, (labels.astype(np.int64), predicted.astype(np.int64)), 1)
     per_class = {}
-    for i, name in enumerate(LABELS):
+    for i, name in enumerate(label_names):
         total = int(confusion[i].sum())
         if total:
             per_class[name] = {"n": total, "accuracy": float(confusion[i, i] / total)}
@@ -36,7 +39,7 @@ def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarra
         "accuracy": float((predicted == labels).mean()) if n else float("nan"),
         "per_class": per_class,
         "confusion": confusion.tolist(),
-        "labels": list(LABELS),
+        "labels": list(label_names),
     }
     if outputs_int8 is not None:
         result["mean_entropy"] = mean_entropy(outputs_int8)
@@ -44,11 +47,11 @@ def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarra
     return result
 
 
-def evaluate(model: bytes, clips: ClipSet, runtime: str, progress_factory=None) -> dict:
+def evaluate(model: bytes, clips: ClipSet | ImageSet, runtime: str, progress_factory=None) -> dict:
     advance = progress_factory("features", len(clips)) if progress_factory and clips.features is None else None
     features = clips.ensure_features(progress=advance)
     advance = progress_factory(f"inference ({runtime})", len(clips)) if progress_factory else None
     outputs = run(runtime, model, features, progress=advance)
-    result = summarize(outputs.argmax(axis=1), clips.labels, outputs)
+    result = summarize(outputs.argmax(axis=1), clips.labels, outputs, clips.label_names)
     result["runtime"] = runtime
     return result

@@ -10,10 +10,17 @@ from tinydrift.atomic import write_bytes
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.quiet import held_back
+from tinydrift.data.imageset import CHANNELS, IMAGE_SIZE
 from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
 from tinydrift.model.train import as_model_input
 
 INPUT_SHAPE = (1, NUM_FRAMES, NUM_CHANNELS, 1)
+IMAGE_INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
+# The inputs a device fills: its front end's features, or a camera frame (pixels minus 128).
+DEVICE_INPUTS = {
+    INPUT_SHAPE: f"{NUM_FRAMES} frames x {NUM_CHANNELS} channels, batch 1",
+    IMAGE_INPUT_SHAPE: f"a {IMAGE_SIZE}x{IMAGE_SIZE} RGB image, batch 1",
+}
 # The ops the firmware's kernels implement (firmware/lib/tinydrift/src/kernels/).
 DEVICE_OPS = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
@@ -22,7 +29,8 @@ DEVICE_OPS = {
 
 
 def representative_inputs(features_int8: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:
-    """Calibration inputs: in-domain features, with the int8 extremes planted once each.
+    """Calibration inputs: in-domain features (or pixels minus 128), with the int8 extremes
+    planted once each.
 
     The two planted elements make the input's observed range exactly [-128, 127], so the
     converter picks input scale 1 and zero point 0: the device's int8 features are then the
@@ -46,7 +54,7 @@ def convert_int8(model, representative: np.ndarray) -> bytes:
 
     import keras
 
-    fixed = keras.models.clone_model(model, input_tensors=keras.Input(batch_shape=INPUT_SHAPE))
+    fixed = keras.models.clone_model(model, input_tensors=keras.Input(batch_shape=(1, *model.input_shape[1:])))
     fixed.set_weights(model.get_weights())
     converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -88,9 +96,9 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
             raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; "
                                  "convert with `tinydrift quantize` (full-int8)")
     shape = tuple(int(d) for d in inp["shape"])
-    if shape != INPUT_SHAPE:
-        raise TinydriftError(f"{path}: input shape {shape}, expected {INPUT_SHAPE} "
-                             "(49 frames x 40 channels, batch 1)")
+    if shape not in DEVICE_INPUTS:
+        expected = " or ".join(f"{s} ({what})" for s, what in DEVICE_INPUTS.items())
+        raise TinydriftError(f"{path}: input shape {shape}, expected {expected}")
     scale, zero_point = inp["quantization"]
     if scale != 1.0 or zero_point != 0:
         raise TinydriftError(f"{path}: input quantization scale {scale} zero point {zero_point}; the device feeds "

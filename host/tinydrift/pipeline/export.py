@@ -23,7 +23,7 @@ from tinydrift.monitor.calibrate import FleetBudget
 from tinydrift.monitor.config import MonitorConfig, jsonable
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import summarize
-from tinydrift.model.quantize import load_int8
+from tinydrift.model.quantize import INPUT_SHAPE, describe, load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
 
 def load_exported(model_dir: Path) -> tuple[ModelDir, bytes, MonitorConfig]:
@@ -79,6 +79,10 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     folder = ModelDir(model_dir).require()
     model_dir = folder.path
     model, model_path = load_int8(model_dir)
+    shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
+    if shape != INPUT_SHAPE:
+        raise TinydriftError(f"{model_path}: input {shape} is an image; export builds the keyword models' monitor "
+                             "(the image input summary is not there yet): use `tinydrift model-c` for its C")
     splits = {s: ClipSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test", "accent")}
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     samples = {s: _samples(splits[s], probs[s]) for s in splits}

@@ -1,0 +1,105 @@
+"""The PlantVillage folder layout: one sub-folder per class, JPEG or PNG images of any size.
+
+Each image is centre-cropped to its largest square and resized to the model's input
+(`fit_image`, the one resize every image path here takes, the leaf generator's included).
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.data.imageset import IMAGE_SIZE, ImageSet
+from tinydrift.errors import TinydriftError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LAYOUT = "the PlantVillage layout: one sub-folder per class holding its .jpg/.png images"
+
+
+def fit_image(image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """uint8 [size, size, 3]: the centred largest square of `image` (a PIL image or a uint8
+    array [H, W, 3]) resized to size x size; an area average when shrinking (no aliasing of
+    fine leaf texture), bilinear when enlarging."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    image = image.convert("RGB")
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    resample = Image.Resampling.BOX if side >= size else Image.Resampling.BILINEAR
+    return np.asarray(square.resize((size, size), resample), dtype=np.uint8)
+
+
+def read_image(path: Path, size: int = IMAGE_SIZE) -> tuple[np.ndarray, tuple[int, int]]:
+    """(fitted image, original (width, height)) of a JPEG or PNG file, or a TinydriftError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise TinydriftError(f"{path}: not a JPEG or PNG image (by its name); move it out of the class folders")
+    try:
+        with Image.open(path) as image:
+            if image.format not in ("JPEG", "PNG"):
+                raise TinydriftError(f"{path}: a {image.format} image named like a JPEG or PNG; convert it or move it out")
+            original = image.size
+            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that still covers `size`
+            return fit_image(image, size), original
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise TinydriftError(f"{path}: not a readable JPEG or PNG image ({e}); remove it or convert it") from None
+
+
+def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None, size: int = IMAGE_SIZE,
+                      progress=None) -> ImageSet:
+    """An ImageSet of every image in `folder`'s class sub-folders.
+
+    Labels come from the sub-folders' names: indices into `label_names` (a model's classes,
+    which every sub-folder must be one of), or into the sorted folder names when None.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TinydriftError(f"{folder}: no such folder (expected {LAYOUT})")
+    classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    stray = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if stray and not classes:
+        raise TinydriftError(f"{folder}: files ({', '.join(stray[:3])}) but no class sub-folders; expected {LAYOUT}")
+    files = {c.name: sorted(p for p in c.iterdir() if p.is_file() and not p.name.startswith(".")) for c in classes}
+    files = {name: paths for name, paths in files.items() if paths}
+    if not files:
+        raise TinydriftError(f"{folder}: no images in class sub-folders; expected {LAYOUT}")
+    if len(files) < 2:
+        raise TinydriftError(f"{folder}: only one class ({next(iter(files))}); a classifier's set needs a sub-folder "
+                             "for each of two or more classes")
+    if label_names is None:
+        label_names = tuple(files)
+    unknown = [name for name in files if name not in label_names]
+    if unknown:
+        raise TinydriftError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the model's classes "
+                             f"({', '.join(label_names)}); rename or move them")
+    images, labels, names, widths, heights = [], [], [], [], []
+    for class_name, paths in files.items():
+        for path in paths:
+            image, (width, height) = read_image(path, size)
+            images.append(image)
+            labels.append(label_names.index(class_name))
+            names.append(f"{class_name}/{path.name}")
+            widths.append(width)
+            heights.append(height)
+            if progress is not None:
+                progress(1)
+    return ImageSet(
+        images=np.stack(images),
+        labels=np.array(labels, dtype=np.int16),
+        label_names=tuple(label_names),
+        domain={
+            "file": np.array(names),
+            "source": np.array([folder.name] * len(names)),
+            "width": np.array(widths, dtype=np.int32),
+            "height": np.array(heights, dtype=np.int32),
+            # Without plant identities, each image is its own group.
+            "group": np.array([zlib.crc32(n.encode()) & 0x7FFFFFFF for n in names], dtype=np.int64),
+        },
+    )

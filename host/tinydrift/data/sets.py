@@ -1,0 +1,46 @@
+"""Any labelled set a command can be given: a tinydrift .npz (clips or images), a folder of
+class sub-folders of images (PlantVillage), or a folder of recordings (Speech Commands, FSDD)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.data.clipset import ClipSet
+from tinydrift.data.imagefolder import IMAGE_SUFFIXES, load_image_folder
+from tinydrift.data.imageset import ImageSet
+from tinydrift.errors import TinydriftError
+
+
+def load_npz(path: str | Path) -> ClipSet | ImageSet:
+    """A set made by `tinydrift data kws` (clips) or `tinydrift data plant` (images)."""
+    path = Path(path)
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if "images" in z.files:
+                    return ImageSet.load(path)
+        except (zipfile.BadZipFile, ValueError, OSError):
+            pass  # ClipSet.load names what is wrong with the file
+    return ClipSet.load(path)
+
+
+def holds_image_classes(folder: Path) -> bool:
+    """Whether a folder looks like the PlantVillage layout: images in class sub-folders."""
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/*"))
+
+
+def load_any(path: str | Path, label_names: tuple[str, ...] | None = None) -> ClipSet | ImageSet:
+    """The set at `path`; an image folder's classes are indices into `label_names` (a model's)."""
+    from tinydrift.data import wavfolder
+
+    path = Path(path)
+    if path.suffix == ".npz":
+        return load_npz(path)
+    if path.is_dir() and holds_image_classes(path):
+        return load_image_folder(path, label_names)
+    if not path.exists():
+        raise TinydriftError(f"{path}: no such file or folder")
+    return wavfolder.load_any(path)

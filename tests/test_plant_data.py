@@ -1,0 +1,221 @@
+"""The plant-disease data: the procedural leaf generator, its splits and cache, and the
+PlantVillage folder loader with its refusals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli import main
+from tinydrift.data.imagefolder import fit_image, load_image_folder
+from tinydrift.data.imageset import IMAGE_SIZE, ImageSet
+from tinydrift.data.labels import PLANT_LABELS
+from tinydrift.data.leaves import (
+    BACKGROUNDS, MIN_SEVERITY, SHAPES, SPLITS, LeafSpec, PlantConfig, build_plant, plan_split, render_leaf,
+)
+from tinydrift.data.sets import load_any
+from tinydrift.errors import TinydriftError
+
+SMALL = PlantConfig(seed=3, images_per_class={"train": 24, "val": 6, "ref": 8, "test": 8})
+
+
+@pytest.fixture(scope="module")
+def small_plant(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plant")
+    build_plant(out, SMALL, workers=1)
+    return out
+
+
+def test_splits_are_balanced_and_record_every_attribute(small_plant):
+    for split in SPLITS:
+        images = ImageSet.load(small_plant / f"{split}.npz")
+        per_class = SMALL.images_per_class[split]
+        assert images.label_names == PLANT_LABELS
+        assert np.bincount(images.labels, minlength=5).tolist() == [per_class] * 5
+        assert images.images.shape == (per_class * 5, IMAGE_SIZE, IMAGE_SIZE, 3)
+        assert images.images.dtype == np.uint8
+        for column in ("severity", "shape", "background", "light_deg", "brightness", "wb_red", "wb_blue", "noise",
+                       "rotation_deg", "plant", "group", "disease", "split"):
+            assert len(images.domain[column]) == len(images), column
+        healthy = images.labels == 0
+        assert np.all(images.domain["severity"][healthy] == 0)
+        assert np.all((images.domain["severity"][~healthy] >= MIN_SEVERITY) & (images.domain["severity"][~healthy] <= 1))
+        assert set(images.domain["background"]) <= set(BACKGROUNDS)
+        assert set(images.domain["shape"]) <= set(SHAPES)
+        assert [PLANT_LABELS[k] for k in images.labels] == list(images.domain["disease"])
+    manifest = json.loads((small_plant / "manifest.json").read_text())
+    assert manifest["labels"] == list(PLANT_LABELS) and manifest["images"]["train"] == 120
+    assert "severity" in manifest["attributes"] and manifest["image_shape"] == [IMAGE_SIZE, IMAGE_SIZE, 3]
+
+
+def test_splits_draw_leaves_of_plants_of_their_own(small_plant):
+    plants = {split: set(ImageSet.load(small_plant / f"{split}.npz").domain["plant"]) for split in SPLITS}
+    for i, a in enumerate(SPLITS):
+        for b in SPLITS[i + 1:]:
+            assert not plants[a] & plants[b], (a, b)
+    # A plant shows several leaves (calibration resamples whole plants).
+    train = ImageSet.load(small_plant / "train.npz")
+    assert len(plants["train"]) < len(train) / 4
+
+
+def test_the_scene_varies_over_its_whole_range(small_plant):
+    train = ImageSet.load(small_plant / "train.npz")
+    assert set(train.domain["background"]) == set(BACKGROUNDS)
+    assert set(train.domain["shape"]) == set(SHAPES)
+    pixels = train.images.astype(np.float64)
+    # Every image spans a range of values (a leaf on a background), none is flat or saturated.
+    spread = pixels.reshape(len(train), -1).std(axis=1)
+    assert spread.min() > 8
+    assert np.mean(pixels == 255) < 0.02 and np.mean(pixels == 0) < 0.02
+    # Brightness is recorded and is what the image shows.
+    brightness = pixels.mean(axis=(1, 2, 3))
+    assert np.corrcoef(brightness, train.domain["brightness"])[0, 1] > 0.3
+
+
+def test_generation_is_deterministic_and_seeded():
+    specs = plan_split(SMALL, "test")
+    assert specs == plan_split(SMALL, "test")
+    assert np.array_equal(render_leaf(specs[0]), render_leaf(specs[0]))
+    other = plan_split(replace(SMALL, seed=4), "test")
+    assert [s.seed for s in other] != [s.seed for s in specs]
+    assert not np.array_equal(render_leaf(other[0]), render_leaf(specs[0]))
+
+
+def _sign_strength(spec: LeafSpec, disease: str, severity: float) -> float:
+    """Mean absolute difference between a leaf with the disease and the same leaf healthy."""
+    healthy = render_leaf(replace(spec, label=0, severity=0.0)).astype(np.float64)
+    sick = render_leaf(replace(spec, label=PLANT_LABELS.index(disease), severity=severity)).astype(np.float64)
+    return float(np.abs(sick - healthy).mean())
+
+
+@pytest.mark.parametrize("disease", PLANT_LABELS[1:])
+def test_each_disease_shows_and_grows_with_its_severity(disease):
+    specs = [s for s in plan_split(SMALL, "val")][:6]
+    weak = [_sign_strength(s, disease, MIN_SEVERITY) for s in specs]
+    strong = [_sign_strength(s, disease, 1.0) for s in specs]
+    assert min(weak) > 0.5, weak  # visible even at the weakest severity drawn
+    assert all(s > w for w, s in zip(weak, strong)), (weak, strong)
+    assert np.mean(strong) > 1.3 * np.mean(weak), (weak, strong)
+
+
+def test_signs_have_their_colours():
+    spec = replace(plan_split(SMALL, "val")[0], background="bench", brightness=1.0, wb_red=1.0, wb_blue=1.0,
+                   light_strength=0.0, noise=0.0)
+
+    def share(disease, test):
+        image = render_leaf(replace(spec, label=PLANT_LABELS.index(disease), severity=1.0)).astype(np.int32)
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return float(np.mean(test(r, g, b)))
+
+    yellow = lambda r, g, b: (r > 0.8 * g) & (g > 1.6 * b) & (g > 90)  # noqa: E731
+    brown = lambda r, g, b: (r > 1.1 * g) & (g > 1.1 * b) & (r < 150)  # noqa: E731
+    assert share("leaf_spot", yellow) > share("healthy", yellow) + 0.01
+    assert share("blight", brown) > share("healthy", brown) + 0.01
+
+
+def test_a_second_build_reuses_the_cache(small_plant):
+    before = {p.name: p.stat().st_mtime_ns for p in small_plant.iterdir()}
+    build_plant(small_plant, SMALL)
+    assert {p.name: p.stat().st_mtime_ns for p in small_plant.iterdir()} == before
+
+
+def test_data_plant_command_writes_four_splits_and_a_manifest(tmp_path):
+    result = CliRunner().invoke(main, ["data", "plant", "--out", str(tmp_path), "--images-per-class", "8",
+                                       "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    for split in SPLITS:
+        assert f"{split}: {tmp_path / (split + '.npz')}" in result.output
+        assert len(ImageSet.load(tmp_path / f"{split}.npz")) > 0
+    assert json.loads((tmp_path / "manifest.json").read_text())["kind"] == "plant-procedural"
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
+# -- the PlantVillage folder loader ------------------------------------------------------------
+
+def _save(path, array, format=None):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=format)
+
+
+def test_fit_image_takes_the_centred_square_and_resizes_it():
+    wide = np.zeros((48, 96, 3), np.uint8)
+    wide[:, :24] = (255, 0, 0)
+    wide[:, 24:72] = (0, 0, 255)
+    wide[:, 72:] = (255, 0, 0)
+    assert np.array_equal(fit_image(wide), np.broadcast_to(np.array([0, 0, 255], np.uint8), (48, 48, 3)))
+    quadrants = np.zeros((200, 200, 3), np.uint8)
+    quadrants[:100, 100:] = 200
+    quadrants[100:, :100] = 100
+    fitted = fit_image(quadrants)
+    assert fitted.shape == (48, 48, 3)
+    assert np.all(fitted[:24, 24:] == 200) and np.all(fitted[24:, :24] == 100) and np.all(fitted[:24, :24] == 0)
+    small = fit_image(np.full((20, 30, 3), 77, np.uint8))  # enlarged
+    assert small.shape == (48, 48, 3) and np.all(small == 77)
+
+
+def test_loader_reads_plantvillage_layout_of_any_size(tmp_path, small_plant):
+    test = ImageSet.load(small_plant / "test.npz")
+    from PIL import Image
+
+    for i, (image, label) in enumerate(zip(test.images[:20], test.labels[:20])):
+        big = np.asarray(Image.fromarray(image).resize((96 + 8 * (i % 3), 96), Image.Resampling.NEAREST))
+        suffix = ".jpg" if i % 2 else ".png"
+        _save(tmp_path / "leaves" / PLANT_LABELS[label] / f"leaf{i}{suffix}", big)
+    (tmp_path / "leaves" / "healthy" / ".DS_Store").write_bytes(b"\0")  # hidden files are skipped
+    loaded = load_any(tmp_path / "leaves", PLANT_LABELS)
+    assert isinstance(loaded, ImageSet) and len(loaded) == 20
+    assert loaded.images.shape == (20, IMAGE_SIZE, IMAGE_SIZE, 3) and loaded.label_names == PLANT_LABELS
+    by_file = {name: k for name, k in zip(loaded.domain["file"], loaded.labels)}
+    for i, label in enumerate(test.labels[:20]):
+        suffix = ".jpg" if i % 2 else ".png"
+        assert by_file[f"{PLANT_LABELS[label]}/leaf{i}{suffix}"] == label
+    assert set(loaded.domain["height"]) == {96} and set(loaded.domain["width"]) <= {96, 104, 112}
+    # A PNG of exactly twice the size comes back as the image it was made from.
+    png = [j for j, name in enumerate(loaded.domain["file"]) if name.endswith("leaf0.png")][0]
+    assert np.abs(loaded.images[png].astype(int) - test.images[0].astype(int)).max() <= 1
+    # Without the model's classes, labels index the sorted folder names.
+    assert load_image_folder(tmp_path / "leaves").label_names == tuple(sorted({name.split("/")[0] for name in by_file}))
+
+
+def _refusal(folder, label_names=PLANT_LABELS) -> str:
+    with pytest.raises(TinydriftError) as info:
+        load_image_folder(folder, label_names)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_image_folders_are_refused_in_one_line_naming_the_fix(tmp_path):
+    leaf = np.full((64, 64, 3), 90, np.uint8)
+    (tmp_path / "empty").mkdir()
+    assert "no images in class sub-folders; expected the PlantVillage layout" in _refusal(tmp_path / "empty")
+
+    _save(tmp_path / "one" / "healthy" / "a.png", leaf)
+    assert "only one class (healthy)" in _refusal(tmp_path / "one")
+
+    for name in ("healthy", "blight"):
+        _save(tmp_path / "text" / name / "a.png", leaf)
+    (tmp_path / "text" / "blight" / "notes.txt").write_text("field notes")
+    assert "notes.txt: not a JPEG or PNG image" in _refusal(tmp_path / "text")
+
+    for name in ("healthy", "blight"):
+        _save(tmp_path / "fake" / name / "a.png", leaf)
+    (tmp_path / "fake" / "blight" / "b.jpg").write_text("not really a JPEG")
+    assert "b.jpg: not a readable JPEG or PNG image" in _refusal(tmp_path / "fake")
+
+    for name in ("healthy", "rust"):
+        _save(tmp_path / "foreign" / name / "a.png", leaf)
+    assert "class folder(s) rust are not among the model's classes" in _refusal(tmp_path / "foreign")
+
+    _save(tmp_path / "flat" / "a.png", leaf)
+    assert "no class sub-folders" in _refusal(tmp_path / "flat")
+
+    _save(tmp_path / "gif" / "healthy" / "a.png", leaf)
+    _save(tmp_path / "gif" / "blight" / "b.png", leaf, format="GIF")
+    assert "b.png: a GIF image named like a JPEG or PNG" in _refusal(tmp_path / "gif")
