@@ -1,0 +1,81 @@
+/*
+ * Input summary of a camera model's int8 input [height][width][3] (pixels minus 128), in
+ * units of 2^-TD_SUMMARY_FRAC_BITS of the int8 pixel, all rounded half up:
+ *   [0, 3 grid^2)        each block's mean per colour channel, blocks row-major on a
+ *                        grid x grid split of the image (lighting, white balance, framing);
+ *   [3 grid^2, +3)       each channel's standard deviation over the image (contrast);
+ *   [3 grid^2 + 3, +3)   each channel's mean absolute difference between horizontal and
+ *                        vertical neighbours (sharpness: what a smudged lens or defocus lowers).
+ * Exact integer arithmetic, so the host computes the same summary from the same pixels.
+ */
+#include "td_monitor.h"
+#include "td_monitor_fixed.h"
+
+#define TD_IMAGE_CHANNELS 3u
+
+static int16_t td_scaled_mean(int64_t sum, int64_t count)
+{
+    return (int16_t)td_floor_div_s64(sum * (1 << TD_SUMMARY_FRAC_BITS) + count / 2, count);
+}
+
+int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, uint32_t grid,
+                       int16_t *summary)
+{
+    const uint32_t n_pixels = height * width;
+    int64_t sum[TD_IMAGE_CHANNELS] = {0, 0, 0};
+    int64_t sum_sq[TD_IMAGE_CHANNELS] = {0, 0, 0};
+    int64_t diff[TD_IMAGE_CHANNELS] = {0, 0, 0};
+    uint32_t gy, gx, y, x, c;
+    int16_t *spread = summary + TD_IMAGE_CHANNELS * grid * grid;
+    int16_t *sharpness = spread + TD_IMAGE_CHANNELS;
+
+    if (pixels == 0 || summary == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    /* At least one neighbour pair, and sums of squares that fit int64 with the 2^14 scale. */
+    if (height == 0 || width == 0 || height > UINT16_MAX || width > UINT16_MAX ||
+        (uint64_t)height * width > UINT16_MAX || height * width < 2 || grid == 0 ||
+        grid > height || grid > width) {
+        return TD_MONITOR_ERR_ARG;
+    }
+    for (gy = 0; gy < grid; ++gy) {
+        const uint32_t y0 = gy * height / grid, y1 = (gy + 1) * height / grid;
+        for (gx = 0; gx < grid; ++gx) {
+            const uint32_t x0 = gx * width / grid, x1 = (gx + 1) * width / grid;
+            int32_t block[TD_IMAGE_CHANNELS] = {0, 0, 0};
+            for (y = y0; y < y1; ++y) {
+                const int8_t *row = pixels + ((uint64_t)y * width) * TD_IMAGE_CHANNELS;
+                const int8_t *below = row + (uint64_t)width * TD_IMAGE_CHANNELS;
+                for (x = x0; x < x1; ++x) {
+                    for (c = 0; c < TD_IMAGE_CHANNELS; ++c) {
+                        const int32_t v = row[x * TD_IMAGE_CHANNELS + c];
+                        block[c] += v;
+                        sum_sq[c] += v * v;
+                        if (x + 1 < width) {
+                            const int32_t d = row[(x + 1) * TD_IMAGE_CHANNELS + c] - v;
+                            diff[c] += d < 0 ? -d : d;
+                        }
+                        if (y + 1 < height) {
+                            const int32_t d = below[x * TD_IMAGE_CHANNELS + c] - v;
+                            diff[c] += d < 0 ? -d : d;
+                        }
+                    }
+                }
+            }
+            for (c = 0; c < TD_IMAGE_CHANNELS; ++c) {
+                sum[c] += block[c];
+                summary[(gy * grid + gx) * TD_IMAGE_CHANNELS + c] =
+                    td_scaled_mean(block[c], (int64_t)(y1 - y0) * (x1 - x0));
+            }
+        }
+    }
+    for (c = 0; c < TD_IMAGE_CHANNELS; ++c) {
+        /* n^2 var = n sum(v^2) - sum(v)^2; std * 2^7 = sqrt(var * 2^14), floored. */
+        const int64_t n = n_pixels;
+        const int64_t scaled_var = td_div_round_s64((n * sum_sq[c] - sum[c] * sum[c]) << (2 * TD_SUMMARY_FRAC_BITS), n * n);
+        const int64_t pairs = (int64_t)height * (width - 1) + (int64_t)(height - 1) * width;
+        spread[c] = (int16_t)td_isqrt_u32((uint32_t)scaled_var);
+        sharpness[c] = td_scaled_mean(diff[c], pairs);
+    }
+    return TD_MONITOR_OK;
+}
