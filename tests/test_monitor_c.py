@@ -164,17 +164,21 @@ def test_summarize_image_matches_on_random_and_drawn_images():
         assert np.all(want[0, :blocks] == -128 * 128) and np.all(want[1, :blocks] == 127 * 128)
         assert np.all(want[0, blocks:] == 0)  # a flat image: no spread, no edges
         if height * width > 2:
-            assert np.all(want[2, blocks + 3:] > 200 * 128)  # the checkerboard: every neighbour 255 apart
+            assert np.all(want[2, blocks + 3:blocks + 6] > 200 * 128)  # the checkerboard: every neighbour 255 apart
     leaves = pixels_to_int8(generate_split(PlantConfig(images_per_class={"ref": 8}), "ref").images)
     blurred = ((leaves[:, :-2, :-2].astype(np.int16) + leaves[:, 1:-1, 1:-1] + leaves[:, 2:, 2:]) // 3).astype(np.int8)
     for images in (leaves, blurred):
         assert np.array_equal(monitor.summarize_image(images, 3), summarize_image(images, 3))
-    # Sharpness (the last 3 values) is what a blur lowers; the block means barely move.
-    assert np.all(summarize_image(blurred, 3)[:, -3:] < summarize_image(leaves, 3)[:, -3:])
+    # Sharpness and crispness (the last 6 values) are what a blur lowers.
+    assert np.all(summarize_image(blurred, 3)[:, -6:] < summarize_image(leaves, 3)[:, -6:])
     # Exact rules on hand cases: a 1x2 image of (-1, 0): mean -64 (no rounding), std 0.5 -> 64,
-    # neighbour difference 1 -> 128.
+    # neighbour difference 1 -> 128, no second difference -> crispness 0. A row (0, 2, 0):
+    # first differences 2 + 2, second |0 - 4 + 0| = 4 -> 4 / 4 = 1 -> 4096 in Q12.
     pair = np.array([[[[-1, -1, -1], [0, 0, 0]]]], np.int8)
-    assert summarize_image(pair, 1)[0].tolist() == [-64] * 3 + [64] * 3 + [128] * 3
+    assert summarize_image(pair, 1)[0].tolist() == [-64] * 3 + [64] * 3 + [128] * 3 + [0] * 3
+    spike = np.array([[[[0] * 3, [2] * 3, [0] * 3]]], np.int8)
+    assert summarize_image(spike, 1)[0, -3:].tolist() == [4096] * 3
+    assert np.array_equal(monitor.summarize_image(spike, 1), summarize_image(spike, 1))
 
 
 def test_state_size_fits_the_budget():
@@ -184,7 +188,7 @@ def test_state_size_fits_the_budget():
     assert project.state_size <= 1024
     assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 2 * 12)  # count, per channel, conf/entropy, per class
     camera = CMonitor(synthetic.random_config(np.random.default_rng(0), image_summary_length(3), 5))
-    assert camera.state_size <= 1024  # the plant model: 33 image summary values, 5 classes
+    assert camera.state_size <= 1024  # the plant model: 36 image summary values, 5 classes
     capacity = CMonitor(synthetic.random_config(np.random.default_rng(0), 64, 16))
     assert project.state_size < capacity.state_size
     print(f"monitor state: {project.state_size} bytes (40 ch, 12 classes) of which commissioning "

@@ -59,9 +59,9 @@ def test_export_writes_the_image_monitor(exported):
     folder, reference, _ = exported
     folder.require_exported()
     config = MonitorConfig.of_model(folder)
-    assert config.n_summary == image_summary_length(IMAGE_SUMMARY_GRID) == 33
+    assert config.n_summary == image_summary_length(IMAGE_SUMMARY_GRID) == 36
     assert config.n_classes == 5 and reference["labels"][0] == "healthy"
-    assert reference["input_summary"] == {"kind": "image", "grid": 3, "length": 33}
+    assert reference["input_summary"] == {"kind": "image", "grid": 3, "length": 36}
     header = folder.reference_header("plant").read_text()
     assert "#define TD_PLANT_SUMMARY_GRID 3" in header and "#define TD_PLANT_IMAGE_HEIGHT 48" in header
     card = folder.model_card.read_text()

@@ -83,17 +83,19 @@ def summarize_frames(features: np.ndarray) -> np.ndarray:
 
 
 IMAGE_CHANNELS = 3
+CRISPNESS_FRAC_BITS = 12
 
 
 def image_summary_length(grid: int) -> int:
-    """TD_SUMMARY_IMAGE_LENGTH: grid^2 block means and a spread and a sharpness, per colour channel."""
-    return IMAGE_CHANNELS * grid * grid + 2 * IMAGE_CHANNELS
+    """TD_SUMMARY_IMAGE_LENGTH: grid^2 block means, a spread, a sharpness and a crispness, per colour channel."""
+    return IMAGE_CHANNELS * grid * grid + 3 * IMAGE_CHANNELS
 
 
 def summarize_image(pixels: np.ndarray, grid: int) -> np.ndarray:
     """td_summarize_image on [..., height, width, 3] int8: each block's per-channel mean on a
     grid x grid split, then each channel's standard deviation, then its mean absolute
-    neighbour difference, all times 2^7 (means rounded half up, the deviation floored), int16."""
+    neighbour difference, all times 2^7 (means rounded half up, the deviation floored), then
+    its crispness (sum of absolute second differences over that of first ones, Q12), int16."""
     pixels = np.asarray(pixels)
     if pixels.dtype != np.int8 or pixels.ndim < 3 or pixels.shape[-1] != IMAGE_CHANNELS:
         raise ValueError(f"expected int8 [..., height, width, {IMAGE_CHANNELS}], got {pixels.dtype} {pixels.shape}")
@@ -116,7 +118,9 @@ def summarize_image(pixels: np.ndarray, grid: int) -> np.ndarray:
     spread = isqrt(scaled_var)
     diff = (np.abs(np.diff(v, axis=-2)).sum(axis=(-3, -2)) + np.abs(np.diff(v, axis=-3)).sum(axis=(-3, -2)))
     sharpness = scaled_mean(diff, height * (width - 1) + (height - 1) * width)
-    return np.concatenate([*blocks, spread, sharpness], axis=-1).astype(np.int16)
+    diff2 = (np.abs(np.diff(v, 2, axis=-2)).sum(axis=(-3, -2)) + np.abs(np.diff(v, 2, axis=-3)).sum(axis=(-3, -2)))
+    crispness = np.where(diff == 0, 0, div_round(diff2 << CRISPNESS_FRAC_BITS, np.maximum(diff, 1)))
+    return np.concatenate([*blocks, spread, sharpness, crispness], axis=-1).astype(np.int16)
 
 
 class MonitorTwin:

@@ -42,7 +42,7 @@ def load_exported(model_dir: Path) -> tuple[ModelDir, bytes, MonitorConfig]:
     return folder, model, MonitorConfig.of_model(folder)
 
 
-# The camera summary's grid: 3x3 blocks x 3 colours + 6 = 33 values, under the 40 the
+# The camera summary's grid: 3x3 blocks x 3 colours + 9 = 36 values, under the 40 the
 # project's monitor state is sized for (<= 1 KB), and fine enough to see a shadow or a
 # lamp that lights one side of the frame.
 IMAGE_SUMMARY_GRID = 3
@@ -343,7 +343,8 @@ def _summary_line(ref: dict, image: bool) -> str:
     if image:
         grid = ref["input_summary"]["grid"]
         return (f"`td_summarize_image` on a {grid}x{grid} grid: per colour channel, each block's mean, the image's "
-                f"standard deviation and its mean absolute neighbour difference (sharpness), {n} int16 values x 2^7.")
+                f"standard deviation and its mean absolute neighbour difference (sharpness), x 2^7, and its crispness "
+                f"(second over first differences, Q12): {n} int16 values.")
     return f"`td_summarize_frames`: the per-channel mean of the 49x40 features over frames, {n} int16 values x 2^7."
 
 

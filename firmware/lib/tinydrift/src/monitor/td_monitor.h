@@ -271,10 +271,11 @@ int td_summarize_frames(const int8_t *features, uint32_t n_frames, uint32_t n_ch
 
 /* Summary of a camera model's int8 input [height][width][3] (see td_summarize_image.c):
  * per block of a grid x grid split, each colour channel's mean; then each channel's
- * standard deviation; then each channel's mean absolute neighbour difference (sharpness);
- * all times 2^TD_SUMMARY_FRAC_BITS, rounded half up (the deviation floored). Writes
+ * standard deviation; then each channel's mean absolute neighbour difference (sharpness),
+ * all times 2^TD_SUMMARY_FRAC_BITS, rounded half up (the deviation floored); then each
+ * channel's crispness (second over first differences, Q12). Writes
  * TD_SUMMARY_IMAGE_LENGTH(grid) values; height x width at most 65535 pixels. */
-#define TD_SUMMARY_IMAGE_LENGTH(grid) (3u * (grid) * (grid) + 6u)
+#define TD_SUMMARY_IMAGE_LENGTH(grid) (3u * (grid) * (grid) + 9u)
 int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, uint32_t grid,
                        int16_t *summary);
 

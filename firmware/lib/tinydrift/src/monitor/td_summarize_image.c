@@ -5,13 +5,18 @@
  *                        grid x grid split of the image (lighting, white balance, framing);
  *   [3 grid^2, +3)       each channel's standard deviation over the image (contrast);
  *   [3 grid^2 + 3, +3)   each channel's mean absolute difference between horizontal and
- *                        vertical neighbours (sharpness: what a smudged lens or defocus lowers).
+ *                        vertical neighbours (sharpness: what a smudged lens or defocus lowers);
+ *   [3 grid^2 + 6, +3)   crispness, in Q12 (not 2^7): each channel's sum of absolute second
+ *                        differences (horizontal and vertical) over its sum of absolute first
+ *                        differences, 0..2. A blur lowers it whatever the scene's texture, so it
+ *                        moves by several reference spreads where sharpness moves by one or two.
  * Exact integer arithmetic, so the host computes the same summary from the same pixels.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
 
 #define TD_IMAGE_CHANNELS 3u
+#define TD_CRISPNESS_FRAC_BITS 12
 
 static int16_t td_scaled_mean(int64_t sum, int64_t count)
 {
@@ -25,9 +30,11 @@ int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, ui
     int64_t sum[TD_IMAGE_CHANNELS] = {0, 0, 0};
     int64_t sum_sq[TD_IMAGE_CHANNELS] = {0, 0, 0};
     int64_t diff[TD_IMAGE_CHANNELS] = {0, 0, 0};
+    int64_t diff2[TD_IMAGE_CHANNELS] = {0, 0, 0};
     uint32_t gy, gx, y, x, c;
     int16_t *spread = summary + TD_IMAGE_CHANNELS * grid * grid;
     int16_t *sharpness = spread + TD_IMAGE_CHANNELS;
+    int16_t *crispness = sharpness + TD_IMAGE_CHANNELS;
 
     if (pixels == 0 || summary == 0) {
         return TD_MONITOR_ERR_NULL;
@@ -46,6 +53,7 @@ int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, ui
             for (y = y0; y < y1; ++y) {
                 const int8_t *row = pixels + ((uint64_t)y * width) * TD_IMAGE_CHANNELS;
                 const int8_t *below = row + (uint64_t)width * TD_IMAGE_CHANNELS;
+                const int8_t *below2 = below + (uint64_t)width * TD_IMAGE_CHANNELS;
                 for (x = x0; x < x1; ++x) {
                     for (c = 0; c < TD_IMAGE_CHANNELS; ++c) {
                         const int32_t v = row[x * TD_IMAGE_CHANNELS + c];
@@ -58,6 +66,16 @@ int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, ui
                         if (y + 1 < height) {
                             const int32_t d = below[x * TD_IMAGE_CHANNELS + c] - v;
                             diff[c] += d < 0 ? -d : d;
+                        }
+                        if (x + 2 < width) {
+                            const int32_t d2 = row[(x + 2) * TD_IMAGE_CHANNELS + c] -
+                                               2 * row[(x + 1) * TD_IMAGE_CHANNELS + c] + v;
+                            diff2[c] += d2 < 0 ? -d2 : d2;
+                        }
+                        if (y + 2 < height) {
+                            const int32_t d2 = below2[x * TD_IMAGE_CHANNELS + c] -
+                                               2 * below[x * TD_IMAGE_CHANNELS + c] + v;
+                            diff2[c] += d2 < 0 ? -d2 : d2;
                         }
                     }
                 }
@@ -76,6 +94,7 @@ int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, ui
         const int64_t pairs = (int64_t)height * (width - 1) + (int64_t)(height - 1) * width;
         spread[c] = (int16_t)td_isqrt_u32((uint32_t)scaled_var);
         sharpness[c] = td_scaled_mean(diff[c], pairs);
+        crispness[c] = diff[c] == 0 ? 0 : (int16_t)td_div_round_s64(diff2[c] << TD_CRISPNESS_FRAC_BITS, diff[c]);
     }
     return TD_MONITOR_OK;
 }
