@@ -16,7 +16,7 @@ from tinydrift.data.imageset import ImageSet, smudged
 from tinydrift.data.leaves import PlantConfig, generate_split
 from tinydrift.model.runtimes import run_tflm
 from tinydrift.modeldir import INT8_MODEL, ModelDir
-from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.config import ALARM_DATA_DRIFT, MonitorConfig
 from tinydrift.monitor.streams import bootstrap_indices
 from tinydrift.monitor.twin import MonitorTwin, image_summary_length, run_events, summarize_image
 from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID, SMUDGE_SIGMA, export
@@ -97,6 +97,8 @@ def test_exported_monitor_is_quiet_then_alarms_on_a_smudged_lens(exported):
     # 16 streams x 300 inferences after commissioning at ARL0 5,000: ~1 false alarm expected.
     assert quiet.sum() >= n_streams - 4, alarms[before - 1]
     assert np.all(alarms[-1][quiet] != 0), "a smudged lens went unnoticed"
+    # The input summary sees it too (its crispness), not only the outputs' confidence.
+    assert np.mean((alarms[-1][quiet] & ALARM_DATA_DRIFT) != 0) >= 0.75, alarms[-1]
     delays = np.argmax(alarms[before:, quiet] != 0, axis=0) + 1
     assert np.median(delays) < 100, delays
 
