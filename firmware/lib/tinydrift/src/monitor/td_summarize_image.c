@@ -23,15 +23,61 @@ static int16_t td_scaled_mean(int64_t sum, int64_t count)
     return (int16_t)td_floor_div_s64(sum * (1 << TD_SUMMARY_FRAC_BITS) + count / 2, count);
 }
 
+static int32_t td_abs_s32(int32_t x)
+{
+    return x < 0 ? -x : x;
+}
+
+/* Per-block totals of one channel; a block holds at most 65535 pixels, so int32 holds them. */
+typedef struct {
+    int32_t sum, sum_sq, diff, diff2;
+} td_image_terms_t;
+
+/* Pixels x0..x1-1 of one row of one channel (p = the row's first value of that channel,
+ * stride 3), with their right-hand neighbours in the row and, when below / below2 are
+ * not NULL, the pixels under them. Loops split at the image's edge, not tested per pixel. */
+static void td_row_terms(const int8_t *p, const int8_t *below, const int8_t *below2, uint32_t x0,
+                         uint32_t x1, uint32_t width, td_image_terms_t *t)
+{
+    const uint32_t pair_end = x1 < width - 1u ? x1 : width - 1u;
+    const uint32_t triple_end = width < 2u ? 0u : (x1 < width - 2u ? x1 : width - 2u);
+    uint32_t x;
+
+    for (x = x0; x < x1; ++x) {
+        const int32_t v = p[x * TD_IMAGE_CHANNELS];
+        t->sum += v;
+        t->sum_sq += v * v;
+    }
+    for (x = x0; x < pair_end; ++x) {
+        t->diff += td_abs_s32(p[(x + 1u) * TD_IMAGE_CHANNELS] - p[x * TD_IMAGE_CHANNELS]);
+    }
+    for (x = x0; x < triple_end; ++x) {
+        t->diff2 += td_abs_s32(p[(x + 2u) * TD_IMAGE_CHANNELS] - 2 * p[(x + 1u) * TD_IMAGE_CHANNELS] +
+                               p[x * TD_IMAGE_CHANNELS]);
+    }
+    if (below != 0) {
+        for (x = x0; x < x1; ++x) {
+            t->diff += td_abs_s32(below[x * TD_IMAGE_CHANNELS] - p[x * TD_IMAGE_CHANNELS]);
+        }
+    }
+    if (below2 != 0) {
+        for (x = x0; x < x1; ++x) {
+            t->diff2 += td_abs_s32(below2[x * TD_IMAGE_CHANNELS] - 2 * below[x * TD_IMAGE_CHANNELS] +
+                                   p[x * TD_IMAGE_CHANNELS]);
+        }
+    }
+}
+
 int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, uint32_t grid,
                        int16_t *summary)
 {
     const uint32_t n_pixels = height * width;
+    const uint32_t stride = width * TD_IMAGE_CHANNELS;
     int64_t sum[TD_IMAGE_CHANNELS] = {0, 0, 0};
     int64_t sum_sq[TD_IMAGE_CHANNELS] = {0, 0, 0};
     int64_t diff[TD_IMAGE_CHANNELS] = {0, 0, 0};
     int64_t diff2[TD_IMAGE_CHANNELS] = {0, 0, 0};
-    uint32_t gy, gx, y, x, c;
+    uint32_t gy, gx, y, c;
     int16_t *spread = summary + TD_IMAGE_CHANNELS * grid * grid;
     int16_t *sharpness = spread + TD_IMAGE_CHANNELS;
     int16_t *crispness = sharpness + TD_IMAGE_CHANNELS;
@@ -49,41 +95,19 @@ int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, ui
         const uint32_t y0 = gy * height / grid, y1 = (gy + 1) * height / grid;
         for (gx = 0; gx < grid; ++gx) {
             const uint32_t x0 = gx * width / grid, x1 = (gx + 1) * width / grid;
-            int32_t block[TD_IMAGE_CHANNELS] = {0, 0, 0};
-            for (y = y0; y < y1; ++y) {
-                const int8_t *row = pixels + ((uint64_t)y * width) * TD_IMAGE_CHANNELS;
-                const int8_t *below = row + (uint64_t)width * TD_IMAGE_CHANNELS;
-                const int8_t *below2 = below + (uint64_t)width * TD_IMAGE_CHANNELS;
-                for (x = x0; x < x1; ++x) {
-                    for (c = 0; c < TD_IMAGE_CHANNELS; ++c) {
-                        const int32_t v = row[x * TD_IMAGE_CHANNELS + c];
-                        block[c] += v;
-                        sum_sq[c] += v * v;
-                        if (x + 1 < width) {
-                            const int32_t d = row[(x + 1) * TD_IMAGE_CHANNELS + c] - v;
-                            diff[c] += d < 0 ? -d : d;
-                        }
-                        if (y + 1 < height) {
-                            const int32_t d = below[x * TD_IMAGE_CHANNELS + c] - v;
-                            diff[c] += d < 0 ? -d : d;
-                        }
-                        if (x + 2 < width) {
-                            const int32_t d2 = row[(x + 2) * TD_IMAGE_CHANNELS + c] -
-                                               2 * row[(x + 1) * TD_IMAGE_CHANNELS + c] + v;
-                            diff2[c] += d2 < 0 ? -d2 : d2;
-                        }
-                        if (y + 2 < height) {
-                            const int32_t d2 = below2[x * TD_IMAGE_CHANNELS + c] -
-                                               2 * below[x * TD_IMAGE_CHANNELS + c] + v;
-                            diff2[c] += d2 < 0 ? -d2 : d2;
-                        }
-                    }
-                }
-            }
             for (c = 0; c < TD_IMAGE_CHANNELS; ++c) {
-                sum[c] += block[c];
+                td_image_terms_t t = {0, 0, 0, 0};
+                for (y = y0; y < y1; ++y) {
+                    const int8_t *row = pixels + y * stride + c;
+                    td_row_terms(row, y + 1 < height ? row + stride : 0, y + 2 < height ? row + 2 * stride : 0,
+                                 x0, x1, width, &t);
+                }
+                sum[c] += t.sum;
+                sum_sq[c] += t.sum_sq;
+                diff[c] += t.diff;
+                diff2[c] += t.diff2;
                 summary[(gy * grid + gx) * TD_IMAGE_CHANNELS + c] =
-                    td_scaled_mean(block[c], (int64_t)(y1 - y0) * (x1 - x0));
+                    td_scaled_mean(t.sum, (int64_t)(y1 - y0) * (x1 - x0));
             }
         }
     }
