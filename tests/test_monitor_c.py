@@ -244,6 +244,24 @@ def test_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     compare(rows, run_events(config, events, summaries, probs, pcm), events)
 
 
+def test_summarize_image_under_sanitizers(tmp_path):
+    """td_summarize_image under -fsanitize=address,undefined, each image in a buffer of its
+    exact size: the edge loops read nothing past the image, and the results are the twin's."""
+    exe = firmware.compile_host([SHIM_DIR / "td_monitor_host_main.c", SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
+                                shared=False, sanitize=True, optimize="-O1",
+                                **build_flags(synthetic.random_config(np.random.default_rng(0), 40, 12)))
+    rng = np.random.default_rng(9)
+    for height, width, grid in [(48, 48, 3), (1, 2, 1), (2, 1, 1), (3, 3, 3), (7, 5, 2)]:
+        images = rng.integers(-128, 128, (20, height, width, 3)).astype(np.int8)
+        images[0], images[1] = -128, 127
+        images.tofile(tmp_path / "pixels.bin")
+        proc = subprocess.run([str(exe), "image", str(height), str(width), str(grid), str(tmp_path / "pixels.bin"),
+                               str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "runtime error" not in proc.stderr, proc.stderr
+        got = np.fromfile(tmp_path / "out.bin", dtype=np.int16).reshape(len(images), -1)
+        assert np.array_equal(got, summarize_image(images, grid)), (height, width, grid)
+
+
 def _clang_has_libfuzzer(tmp_path) -> bool:
     if shutil.which("clang") is None:
         return False
