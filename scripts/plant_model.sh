@@ -3,7 +3,7 @@
 # the camera DS-CNN, convert it to full int8, generate its C (checked bit for bit against
 # TFLite Micro on 1,000 random inputs), and evaluate it on TFLite Micro on the held-out
 # leaves and on the same leaves as a PlantVillage-layout folder of 256x256 JPEGs (the
-# loader's path). About 6 minutes on 2 cores. Run scripts/setup.sh once before.
+# loader's path), then export its drift monitor's config. About 8 minutes on 2 cores. Run scripts/setup.sh once before.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TD=.venv/bin/tinydrift
@@ -14,6 +14,7 @@ $TD data plant --out "$DATA"
 $TD train --data "$DATA" --out "$MODEL"
 $TD quantize --data "$DATA" --model "$MODEL"
 $TD model-c "$MODEL/model_int8.tflite" --name plant --out "$MODEL/include" --check 1000
+$TD export --model "$MODEL" --data "$DATA" --name plant
 $TD eval "$MODEL" "$DATA/test.npz" --json > docs/figures/plant_eval_test.json
 rm -rf build/plant_folder
 .venv/bin/python - "$DATA/test.npz" build/plant_folder <<'PY'

@@ -95,7 +95,7 @@ def test_cost_counts_the_project_monitor_s_instructions_and_state_as_the_readme_
     assert result.exit_code == 0, result.output
     cost = json.loads(result.output)
     assert set(cost) == {"state_bytes", "commission_bytes", "instructions_per_update", "instructions_per_summarize",
-                         "instructions_per_sensor320", "instructions_per_feedback"}
+                         "instructions_per_sensor320", "instructions_per_feedback", "instructions_per_summarize_image48"}
     assert all(cost[k] > 0 for k in cost if k.startswith("instructions_per_"))
     # The device bench (whose figures the README quotes) sizes the state for this very configuration.
     bench = json.loads((REPO_ROOT / "docs" / "figures" / "bench_device.json").read_text())

@@ -17,7 +17,8 @@ from tinydrift.monitor import config as cfgmod
 from tinydrift.monitor import synthetic
 from tinydrift.target.host_monitor import MONITOR_SRC, SHIM_DIR, CMonitor, build_flags, monitor_sources
 from tinydrift.codegen.monitor_header import emit_monitor_config_h
-from tinydrift.monitor.twin import INFERENCE_FIELDS, ROW_WIDTH, MonitorTwin, result_rows, run_events, summarize_frames
+from tinydrift.monitor.twin import (INFERENCE_FIELDS, ROW_WIDTH, MonitorTwin, image_summary_length, result_rows, run_events,
+                                    summarize_frames, summarize_image)
 
 HEADER = (MONITOR_SRC / "td_monitor.h").read_text()
 
@@ -141,12 +142,53 @@ def test_summarize_frames_matches_and_rounds_half_up():
     assert summarize_frames(np.array([[-1], [0], [0]], np.int8))[0] == -43
 
 
+def test_summarize_image_matches_on_random_and_drawn_images():
+    """td_summarize_image against its twin on random images (uniform, rails, checkerboards,
+    odd sizes that split unevenly into blocks) and on drawn leaves, blurred and not."""
+    from tinydrift.data.imageset import pixels_to_int8
+    from tinydrift.data.leaves import PlantConfig, generate_split
+
+    rng = np.random.default_rng(5)
+    config = synthetic.random_config(rng, image_summary_length(3), 5)
+    monitor = CMonitor(config)
+    for height, width, grid in [(48, 48, 3), (48, 48, 2), (7, 5, 3), (1, 2, 1), (13, 29, 4), (255, 257, 1)]:
+        images = rng.integers(-128, 128, (40, height, width, 3)).astype(np.int8)
+        images[0] = -128
+        images[1] = 127
+        images[2] = np.where((np.arange(height)[:, None] + np.arange(width)) % 2 == 0, -128, 127)[..., None]
+        images[3] = (images[3] // 16).astype(np.int8)  # low contrast
+        want = summarize_image(images, grid)
+        assert want.shape == (40, image_summary_length(grid))
+        assert np.array_equal(monitor.summarize_image(images, grid), want), (height, width, grid)
+        blocks = 3 * grid * grid
+        assert np.all(want[0, :blocks] == -128 * 128) and np.all(want[1, :blocks] == 127 * 128)
+        assert np.all(want[0, blocks:] == 0)  # a flat image: no spread, no edges
+        if height * width > 2:
+            assert np.all(want[2, blocks + 3:blocks + 6] > 200 * 128)  # the checkerboard: every neighbour 255 apart
+    leaves = pixels_to_int8(generate_split(PlantConfig(images_per_class={"ref": 8}), "ref").images)
+    blurred = ((leaves[:, :-2, :-2].astype(np.int16) + leaves[:, 1:-1, 1:-1] + leaves[:, 2:, 2:]) // 3).astype(np.int8)
+    for images in (leaves, blurred):
+        assert np.array_equal(monitor.summarize_image(images, 3), summarize_image(images, 3))
+    # Sharpness and crispness (the last 6 values) are what a blur lowers.
+    assert np.all(summarize_image(blurred, 3)[:, -6:] < summarize_image(leaves, 3)[:, -6:])
+    # Exact rules on hand cases: a 1x2 image of (-1, 0): mean -64 (no rounding), std 0.5 -> 64,
+    # neighbour difference 1 -> 128, no second difference -> crispness 0. A row (0, 2, 0):
+    # first differences 2 + 2, second |0 - 4 + 0| = 4 -> 4 / 4 = 1 -> 4096 in Q12.
+    pair = np.array([[[[-1, -1, -1], [0, 0, 0]]]], np.int8)
+    assert summarize_image(pair, 1)[0].tolist() == [-64] * 3 + [64] * 3 + [128] * 3 + [0] * 3
+    spike = np.array([[[[0] * 3, [2] * 3, [0] * 3]]], np.int8)
+    assert summarize_image(spike, 1)[0, -3:].tolist() == [4096] * 3
+    assert np.array_equal(monitor.summarize_image(spike, 1), summarize_image(spike, 1))
+
+
 def test_state_size_fits_the_budget():
     """The state is sized to the config as the firmware build sizes it: for the project's
     40 channels and 12 classes, <= 1 KB of RAM with the commissioning reference."""
     project = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
     assert project.state_size <= 1024
     assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 2 * 12)  # count, per channel, conf/entropy, per class
+    camera = CMonitor(synthetic.random_config(np.random.default_rng(0), image_summary_length(3), 5))
+    assert camera.state_size <= 1024  # the plant model: 36 image summary values, 5 classes
     capacity = CMonitor(synthetic.random_config(np.random.default_rng(0), 64, 16))
     assert project.state_size < capacity.state_size
     print(f"monitor state: {project.state_size} bytes (40 ch, 12 classes) of which commissioning "
@@ -200,6 +242,24 @@ def test_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     assert "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr
     rows = np.fromfile(out, dtype=np.int64).reshape(len(events), ROW_WIDTH)
     compare(rows, run_events(config, events, summaries, probs, pcm), events)
+
+
+def test_summarize_image_under_sanitizers(tmp_path):
+    """td_summarize_image under -fsanitize=address,undefined, each image in a buffer of its
+    exact size: the edge loops read nothing past the image, and the results are the twin's."""
+    exe = firmware.compile_host([SHIM_DIR / "td_monitor_host_main.c", SHIM_DIR / "td_monitor_host.c", *monitor_sources()],
+                                shared=False, sanitize=True, optimize="-O1",
+                                **build_flags(synthetic.random_config(np.random.default_rng(0), 40, 12)))
+    rng = np.random.default_rng(9)
+    for height, width, grid in [(48, 48, 3), (1, 2, 1), (2, 1, 1), (3, 3, 3), (7, 5, 2)]:
+        images = rng.integers(-128, 128, (20, height, width, 3)).astype(np.int8)
+        images[0], images[1] = -128, 127
+        images.tofile(tmp_path / "pixels.bin")
+        proc = subprocess.run([str(exe), "image", str(height), str(width), str(grid), str(tmp_path / "pixels.bin"),
+                               str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0 and "runtime error" not in proc.stderr, proc.stderr
+        got = np.fromfile(tmp_path / "out.bin", dtype=np.int16).reshape(len(images), -1)
+        assert np.array_equal(got, summarize_image(images, grid)), (height, width, grid)
 
 
 def _clang_has_libfuzzer(tmp_path) -> bool:

@@ -117,10 +117,13 @@ def test_eval_refuses_a_bad_image_folder_in_one_line(quick_model, tmp_path):
     assert len(lines) == 1 and "b.png: not a readable JPEG or PNG image" in lines[0]
 
 
-def test_export_refuses_an_image_model_by_name(quick_model, quick_data):
+def test_export_of_an_image_model_says_when_ref_is_too_small(quick_model, quick_data):
+    """The quick set's ref holds 20 leaves: too few for reference statistics, said in one
+    line, and nothing written (tests/test_plant_export.py exports an image model whole)."""
     result = CliRunner().invoke(main, ["export", "--model", str(quick_model), "--data", str(quick_data)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "input (1, 48, 48, 3) is an image" in result.output and "tinydrift model-c" in result.output
+    assert "at least 1000 in-domain samples, got 20" in result.output, result.output
+    assert not (quick_model / "reference.json").exists()
 
 
 # -- the committed model (models/plant) --------------------------------------------------------

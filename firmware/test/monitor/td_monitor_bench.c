@@ -3,7 +3,7 @@
  * -icount shift=0 makes td_port_cycles an instruction counter). Runs each entry point
  * many times on varied inputs and prints one line:
  *   td_monitor_bench cycles_per_update=.. cycles_per_summarize=.. cycles_per_sensor320=..
- *   cycles_per_feedback=.. state_bytes=.. commission_bytes=..
+ *   cycles_per_feedback=.. cycles_per_summarize_image48=.. state_bytes=.. commission_bytes=..
  * Build with the generated config: -DTD_MONITOR_CONFIG_HEADER, -DTD_MONITOR_CONFIG_VAR.
  */
 #include <stdint.h>
@@ -15,11 +15,17 @@
 #define TD_BENCH_INPUTS 64
 #define TD_BENCH_REPEAT 2048
 #define TD_BENCH_FRAMES 49
+/* The camera summary on the plant model's input: 48x48 RGB on a 3x3 grid. */
+#define TD_BENCH_IMAGE_SIDE 48
+#define TD_BENCH_IMAGE_GRID 3
+#define TD_BENCH_IMAGE_REPEAT 64
 
 static td_monitor_state_t bench_state;
 static int16_t bench_summaries[TD_BENCH_INPUTS][TD_MONITOR_MAX_SUMMARY];
 static int8_t bench_probs[TD_BENCH_INPUTS][TD_MONITOR_MAX_CLASSES];
 static int8_t bench_features[TD_BENCH_FRAMES * TD_MONITOR_MAX_SUMMARY];
+static int8_t bench_image[TD_BENCH_IMAGE_SIDE * TD_BENCH_IMAGE_SIDE * 3];
+static int16_t bench_image_summary[TD_SUMMARY_IMAGE_LENGTH(TD_BENCH_IMAGE_GRID)];
 static int16_t bench_pcm[320];
 static volatile uint32_t bench_sink;
 
@@ -48,7 +54,7 @@ int td_app_main(void)
     const td_monitor_config_t *config = &TD_MONITOR_CONFIG_VAR;
     td_monitor_result_t result;
     uint32_t seed = 12345u, i, j;
-    uint64_t start, update, summarize, sensor, feedback;
+    uint64_t start, update, summarize, sensor, feedback, summarize_image;
 
     td_port_init();
     for (i = 0; i < TD_BENCH_INPUTS; ++i) {
@@ -62,6 +68,9 @@ int td_app_main(void)
     }
     for (i = 0; i < sizeof bench_features; ++i) {
         bench_features[i] = (int8_t)(bench_random(&seed) % 256u - 128);
+    }
+    for (i = 0; i < sizeof bench_image; ++i) {
+        bench_image[i] = (int8_t)(bench_random(&seed) % 256u - 128);
     }
     for (i = 0; i < 320; ++i) {
         bench_pcm[i] = (int16_t)(bench_random(&seed) % 8001u - 4000);
@@ -103,11 +112,22 @@ int td_app_main(void)
     }
     feedback = td_port_cycles() - start;
 
+    start = td_port_cycles();
+    for (i = 0; i < TD_BENCH_IMAGE_REPEAT; ++i) {
+        bench_image[i] = (int8_t)i; /* a different image each call */
+        td_summarize_image(bench_image, TD_BENCH_IMAGE_SIDE, TD_BENCH_IMAGE_SIDE, TD_BENCH_IMAGE_GRID,
+                           bench_image_summary);
+        bench_sink += (uint32_t)bench_image_summary[0];
+    }
+    summarize_image = td_port_cycles() - start;
+
     /* Cycles per call in 1/1000 units, so the host keeps the resolution of the counter. */
     bench_print_u32("td_monitor_bench milli_cycles_per_update=", (uint32_t)(update * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_summarize=", (uint32_t)(summarize * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_sensor320=", (uint32_t)(sensor * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_feedback=", (uint32_t)(feedback * 1000u / TD_BENCH_REPEAT));
+    bench_print_u32(" milli_cycles_per_summarize_image48=",
+                    (uint32_t)(summarize_image * 1000u / TD_BENCH_IMAGE_REPEAT));
     bench_print_u32(" state_bytes=", td_monitor_state_size());
     bench_print_u32(" commission_bytes=", td_monitor_commission_size());
     td_port_print("\n");

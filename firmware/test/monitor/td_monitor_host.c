@@ -132,6 +132,22 @@ int td_host_run(td_monitor_state_t *state, const int32_t *events, uint32_t n_eve
     return TD_MONITOR_OK;
 }
 
+/* td_summarize_image on n_images images of [height][width][3]; summaries of
+ * TD_SUMMARY_IMAGE_LENGTH(grid) each. */
+int td_host_summarize_image(const int8_t *pixels, uint32_t n_images, uint32_t height, uint32_t width,
+                            uint32_t grid, int16_t *summaries)
+{
+    uint32_t i;
+    for (i = 0; i < n_images; ++i) {
+        int status = td_summarize_image(pixels + (uint64_t)i * height * width * 3u, height, width, grid,
+                                        summaries + (uint64_t)i * TD_SUMMARY_IMAGE_LENGTH(grid));
+        if (status != TD_MONITOR_OK) {
+            return status;
+        }
+    }
+    return TD_MONITOR_OK;
+}
+
 /* td_summarize_frames on n_clips clips of [n_frames][n_channels]. */
 int td_host_summarize(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
                       uint32_t n_channels, int16_t *summaries)

@@ -4,9 +4,13 @@
  *
  * usage: td_monitor_host events.bin summaries.bin probs.bin pcm.bin rows.bin
  * (int32 event triples, int16 summaries, int8 probs, int16 pcm; int64 rows out)
+ *    or: td_monitor_host image HEIGHT WIDTH GRID pixels.bin summaries.bin
+ * (td_summarize_image on each int8 image of the file, each in a buffer of its exact size,
+ * so a read past the image is caught; int16 summaries out)
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "td_monitor.h"
 
@@ -35,6 +39,41 @@ static void *read_file(const char *path, size_t *size)
     return data;
 }
 
+static int summarize_images(char **argv)
+{
+    const uint32_t height = (uint32_t)atoi(argv[2]), width = (uint32_t)atoi(argv[3]), grid = (uint32_t)atoi(argv[4]);
+    const size_t image_bytes = (size_t)height * width * 3u, length = TD_SUMMARY_IMAGE_LENGTH(grid);
+    size_t n_bytes, i;
+    int8_t *pixels = read_file(argv[5], &n_bytes);
+    int16_t *summaries = calloc(n_bytes / image_bytes * length + 1, sizeof(int16_t));
+    FILE *out;
+
+    for (i = 0; i < n_bytes / image_bytes; ++i) {
+        int8_t *image = malloc(image_bytes);
+        int status;
+        if (image == NULL) {
+            return 2;
+        }
+        memcpy(image, pixels + i * image_bytes, image_bytes);
+        status = td_summarize_image(image, height, width, grid, summaries + i * length);
+        free(image);
+        if (status != TD_MONITOR_OK) {
+            fprintf(stderr, "td_summarize_image: status %d\n", status);
+            return 1;
+        }
+    }
+    out = fopen(argv[6], "wb");
+    if (out == NULL || fwrite(summaries, sizeof(int16_t), n_bytes / image_bytes * length, out) !=
+                           n_bytes / image_bytes * length) {
+        fprintf(stderr, "cannot write %s\n", argv[6]);
+        return 2;
+    }
+    fclose(out);
+    free(pixels);
+    free(summaries);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     static td_monitor_state_t state;
@@ -48,6 +87,9 @@ int main(int argc, char **argv)
     int status;
     FILE *out;
 
+    if (argc == 7 && strcmp(argv[1], "image") == 0) {
+        return summarize_images(argv);
+    }
     if (argc != 6) {
         fprintf(stderr, "usage: %s events summaries probs pcm rows\n", argv[0]);
         return 2;

@@ -21,10 +21,23 @@ class DetectorParameters:
 
 
 def reference_header(name: str, digest: str, labels: list[str], frames: int, channels: int, *,
-                     input_note: str = CLASSIFIER_INPUT, detector: DetectorParameters | None = None) -> str:
+                     input_note: str = CLASSIFIER_INPUT, detector: DetectorParameters | None = None,
+                     image_grid: int | None = None) -> str:
     """td_reference_NAME.h: the model's hash (its first bytes are the device's id), labels and
-    input shape; a streaming detector's parameters when `detector` gives them."""
+    input shape; a streaming detector's parameters when `detector` gives them. With
+    `image_grid`, the input is a camera image of `frames` rows x `channels` columns x RGB,
+    summarized by td_summarize_image on that grid."""
     upper = name.upper()
+    input_defines = f"""/* The input the model takes: {frames} frames x {channels} channels of the
+   micro_speech front end, {input_note}. */
+#define TD_{upper}_NUM_FRAMES {frames}
+#define TD_{upper}_NUM_CHANNELS {channels}""" if image_grid is None else f"""/* The input the model takes: a {frames}x{channels} RGB image, pixels minus 128 (int8 with
+   scale 1 and zero point 0); the monitor's summary: td_summarize_image on a
+   TD_{upper}_SUMMARY_GRID x TD_{upper}_SUMMARY_GRID grid. */
+#define TD_{upper}_IMAGE_HEIGHT {frames}
+#define TD_{upper}_IMAGE_WIDTH {channels}
+#define TD_{upper}_IMAGE_CHANNELS 3
+#define TD_{upper}_SUMMARY_GRID {image_grid}"""
     id_bytes = bytes.fromhex(digest[: 2 * ID_BYTES])
     quoted = ", ".join(f'"{label}"' for label in labels)
     detector_defines = "" if detector is None else f"""
@@ -50,10 +63,7 @@ static const uint8_t td_{name}_model_id[{ID_BYTES}] = {{{", ".join(f"0x{b:02x}" 
 #define TD_{upper}_NUM_CLASSES {len(labels)}
 static const char *const td_{name}_labels[{len(labels)}] = {{{quoted}}};
 
-/* The input the model takes: {frames} frames x {channels} channels of the
-   micro_speech front end, {input_note}. */
-#define TD_{upper}_NUM_FRAMES {frames}
-#define TD_{upper}_NUM_CHANNELS {channels}
+{input_defines}
 {detector_defines}
 #endif /* TD_REFERENCE_{upper}_H */
 """

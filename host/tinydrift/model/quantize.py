@@ -96,6 +96,9 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
             raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; "
                                  "convert with `tinydrift quantize` (full-int8)")
     shape = tuple(int(d) for d in inp["shape"])
+    if len(shape) == 4 and shape[1:3] == IMAGE_INPUT_SHAPE[1:3] and shape[3] != CHANNELS:
+        raise TinydriftError(f"{path}: input shape {shape} has {shape[3]} colour channels; camera models take RGB "
+                             f"{IMAGE_INPUT_SHAPE} (the monitor summarizes 3 colours): train it on `tinydrift data plant`")
     if shape not in DEVICE_INPUTS:
         expected = " or ".join(f"{s} ({what})" for s, what in DEVICE_INPUTS.items())
         raise TinydriftError(f"{path}: input shape {shape}, expected {expected}")

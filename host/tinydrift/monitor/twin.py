@@ -82,6 +82,47 @@ def summarize_frames(features: np.ndarray) -> np.ndarray:
     return ((total * (1 << SUMMARY_FRAC_BITS) + n_frames // 2) // n_frames).astype(np.int16)
 
 
+IMAGE_CHANNELS = 3
+CRISPNESS_FRAC_BITS = 12
+
+
+def image_summary_length(grid: int) -> int:
+    """TD_SUMMARY_IMAGE_LENGTH: grid^2 block means, a spread, a sharpness and a crispness, per colour channel."""
+    return IMAGE_CHANNELS * grid * grid + 3 * IMAGE_CHANNELS
+
+
+def summarize_image(pixels: np.ndarray, grid: int) -> np.ndarray:
+    """td_summarize_image on [..., height, width, 3] int8: each block's per-channel mean on a
+    grid x grid split, then each channel's standard deviation, then its mean absolute
+    neighbour difference, all times 2^7 (means rounded half up, the deviation floored), then
+    its crispness (sum of absolute second differences over that of first ones, Q12), int16."""
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.int8 or pixels.ndim < 3 or pixels.shape[-1] != IMAGE_CHANNELS:
+        raise ValueError(f"expected int8 [..., height, width, {IMAGE_CHANNELS}], got {pixels.dtype} {pixels.shape}")
+    height, width = pixels.shape[-3:-1]
+    if not (height * width <= 65535 and height * width >= 2 and 1 <= grid <= min(height, width)):
+        raise ValueError(f"image {height}x{width} with grid {grid}: need 2..65535 pixels and 1 <= grid <= each side")
+    v = pixels.astype(np.int64)
+    one = 1 << SUMMARY_FRAC_BITS
+
+    def scaled_mean(total, count):
+        return (total * one + count // 2) // count
+
+    rows = [(g * height // grid, (g + 1) * height // grid) for g in range(grid)]
+    cols = [(g * width // grid, (g + 1) * width // grid) for g in range(grid)]
+    blocks = [scaled_mean(v[..., y0:y1, x0:x1, :].sum(axis=(-3, -2)), (y1 - y0) * (x1 - x0))
+              for y0, y1 in rows for x0, x1 in cols]
+    n = height * width
+    total = v.sum(axis=(-3, -2))
+    scaled_var = div_round((n * (v * v).sum(axis=(-3, -2)) - total * total) << (2 * SUMMARY_FRAC_BITS), n * n)
+    spread = isqrt(scaled_var)
+    diff = (np.abs(np.diff(v, axis=-2)).sum(axis=(-3, -2)) + np.abs(np.diff(v, axis=-3)).sum(axis=(-3, -2)))
+    sharpness = scaled_mean(diff, height * (width - 1) + (height - 1) * width)
+    diff2 = (np.abs(np.diff(v, 2, axis=-2)).sum(axis=(-3, -2)) + np.abs(np.diff(v, 2, axis=-3)).sum(axis=(-3, -2)))
+    crispness = np.where(diff == 0, 0, div_round(diff2 << CRISPNESS_FRAC_BITS, np.maximum(diff, 1)))
+    return np.concatenate([*blocks, spread, sharpness, crispness], axis=-1).astype(np.int16)
+
+
 class MonitorTwin:
     """The monitor state of `n_streams` independent streams, advanced together."""
 

@@ -2,14 +2,18 @@
 
 Reference statistics are measured THROUGH THE INT8 MODEL (TFLite Micro) on the held-out
 `ref` split; the monitor's levels are calibrated on it for one shared false-alarm budget;
-the empirical ARL0 and the detection of the accent shift are checked on `test` and `accent`,
-which calibration never saw. One hash over the model and the monitor config ties the
+the empirical ARL0 and the detection of a shift are checked on `test` and a drifted split,
+which calibration never saw. The input summary follows the model's input: the keyword
+models' [49, 40] features give td_summarize_frames, a camera model's [H, W, 3] image
+td_summarize_image; the shift is the accent split for the former, a smudged lens (the
+`test` images blurred) for the latter. One hash over the model and the monitor config ties the
 headers, the JSON and the device's HELLO frame together.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +25,10 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
 from tinydrift.monitor.calibrate import FleetBudget
 from tinydrift.monitor.config import MonitorConfig, jsonable
+from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import summarize
-from tinydrift.model.quantize import INPUT_SHAPE, describe, load_int8
+from tinydrift.model.quantize import INPUT_SHAPE, IMAGE_INPUT_SHAPE, describe, load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
 
 def load_exported(model_dir: Path) -> tuple[ModelDir, bytes, MonitorConfig]:
@@ -37,6 +42,61 @@ def load_exported(model_dir: Path) -> tuple[ModelDir, bytes, MonitorConfig]:
     return folder, model, MonitorConfig.of_model(folder)
 
 
+# The camera summary's grid: 3x3 blocks x 3 colours + 9 = 36 values, under the 40 the
+# project's monitor state is sized for (<= 1 KB), and fine enough to see a shadow or a
+# lamp that lights one side of the frame.
+IMAGE_SUMMARY_GRID = 3
+# How strongly the export's camera check smudges the lens: a Gaussian blur of this many
+# pixels (at 48x48, leaf spots of a few pixels fade into the leaf).
+SMUDGE_SIGMA = 1.5
+MIN_IMAGE_REFERENCE = 1000
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What the model's input decides for the export: the summary the device computes, the
+    data set type, and the shifted split the detection check uses."""
+
+    kind: str  # "audio" or "image"
+    shape: tuple  # the model's input shape, batch first
+    shift: str  # the drifted split the detection check streams after `test`
+    shift_title: str
+    # The plant set's `ref` holds 1,500 images of ~190 plants, fewer than the 2,000 clips the
+    # keyword reference asks for; the bootstrap over whole plants still sees every one.
+    min_reference: int = MIN_REFERENCE_SAMPLES
+
+    @property
+    def is_image(self) -> bool:
+        return self.kind == "image"
+
+    def summarize(self, features: np.ndarray) -> np.ndarray:
+        from tinydrift.monitor.twin import summarize_frames, summarize_image
+
+        return summarize_image(features, IMAGE_SUMMARY_GRID) if self.is_image else summarize_frames(features)
+
+    def load_splits(self, data_dir: Path) -> dict:
+        """ref, test and the shifted split, as the data set type of this input."""
+        if not self.is_image:
+            return {s: ClipSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test", self.shift)}
+        from tinydrift.data.imageset import ImageSet, smudged
+
+        splits = {s: ImageSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test")}
+        shape = splits["ref"].images.shape[1:]
+        if shape != self.shape[1:]:
+            raise TinydriftError(f"{data_dir}: images {list(shape)}, the model takes {list(self.shape[1:])}: "
+                                 "give --data the image set the model was trained on")
+        splits[self.shift] = smudged(splits["test"], SMUDGE_SIGMA)
+        return splits
+
+
+def model_input(shape: tuple) -> ModelInput:
+    """The export's plan for a device model's input (load_int8 accepts no other shapes)."""
+    if shape == IMAGE_INPUT_SHAPE:
+        return ModelInput("image", shape, "smudged", f"Smudged lens (`test`, then the same leaves blurred by "
+                                                     f"sigma {SMUDGE_SIGMA} px)", min_reference=MIN_IMAGE_REFERENCE)
+    return ModelInput("audio", INPUT_SHAPE, "accent", "Accent shift (`test` then `accent`)")
+
+
 def _through_model(model: bytes, clips: ClipSet, progress_factory, label: str) -> np.ndarray:
     advance = progress_factory(f"features {label}", len(clips)) if progress_factory and clips.features is None else None
     features = clips.ensure_features(progress=advance)
@@ -44,10 +104,8 @@ def _through_model(model: bytes, clips: ClipSet, progress_factory, label: str) -
     return run_tflm(model, features, progress=advance)
 
 
-def _samples(clips: ClipSet, probs: np.ndarray) -> dict:
-    from tinydrift.monitor.twin import summarize_frames
-
-    return {"summaries": summarize_frames(clips.features), "probs": probs, "groups": clips.domain["group"],
+def _samples(source: ModelInput, clips: ClipSet, probs: np.ndarray) -> dict:
+    return {"summaries": source.summarize(clips.features), "probs": probs, "groups": clips.domain["group"],
             "labels": clips.labels.astype(np.int64)}
 
 
@@ -67,9 +125,11 @@ DEFAULT_DATA_SESSION = 15
 
 def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: float = 100_000,
            commission_n: int = DEFAULT_COMMISSION, real_data: dict[str, Path] | None = None,
-           fleet_budget: FleetBudget | None = None, progress_factory=None, log=print) -> dict:
+           fleet_budget: FleetBudget | None = None, simulated_inferences: int | None = None,
+           progress_factory=None, log=print) -> dict:
     """Write model_dir/include/*.h|c, model_dir/reference.json and model_dir/README.md.
-    With a fleet budget, its per-device ARL0 is the target."""
+    With a fleet budget, its per-device ARL0 is the target. simulated_inferences: how many
+    no-drift inferences the calibration simulates (default: calibrate_thresholds')."""
     from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
@@ -79,13 +139,14 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     folder = ModelDir(model_dir).require()
     model_dir = folder.path
     model, model_path = load_int8(model_dir)
-    shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
-    if shape != INPUT_SHAPE:
-        raise TinydriftError(f"{model_path}: input {shape} is an image; export builds the keyword models' monitor "
-                             "(the image input summary is not there yet): use `tinydrift model-c` for its C")
-    splits = {s: ClipSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test", "accent")}
+    source = model_input(tuple(int(d) for d in describe(model)["inputs"][0]["shape"]))
+    if source.is_image and real_data:
+        raise TinydriftError("--real-data reads recordings, and this is an image model: "
+                             "measure it on real images with `tinydrift eval MODEL FOLDER`")
+    splits = source.load_splits(data_dir)
+    labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
-    samples = {s: _samples(splits[s], probs[s]) for s in splits}
+    samples = {s: _samples(source, splits[s], probs[s]) for s in splits}
 
     if fleet_budget is not None:
         target_arl0 = fleet_budget.per_device_arl0
@@ -100,20 +161,17 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config, calibration = calibrate_thresholds(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
         target_arl0=target_arl0, winsorize_sigma=(None, None, 2.0, 2.0, None), commission_n=commission_n,
-        data_session_length=DEFAULT_DATA_SESSION)
+        data_session_length=DEFAULT_DATA_SESSION, min_samples=source.min_reference,
+        **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
     calibration_seconds = time.perf_counter() - start
-    log("checking ARL0 on the test split (unseen by calibration) and the accent shift's detection")
+    log(f"checking ARL0 on the test split (unseen by calibration) and the {source.shift} shift's detection")
     # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
     arl0 = measure_arl0(config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"],
                         n_inferences=int(100 * target_arl0))
-    detection = measure_detection(config, samples["test"], samples["accent"])
+    detection = measure_detection(config, samples["test"], samples[source.shift])
     detection = {k: v for k, v in detection.items() if k not in ("delays", "change_time_errors", "moved_at_alarm")}
 
-    accuracy = {
-        "test": {"tflm": summarize(probs["test"].argmax(1), splits["test"].labels, probs["test"])},
-        "accent": {"tflm": summarize(probs["accent"].argmax(1), splits["accent"].labels, probs["accent"])},
-        "ref": {"tflm": summarize(probs["ref"].argmax(1), splits["ref"].labels, probs["ref"])},
-    }
+    accuracy = {s: {"tflm": summarize(probs[s].argmax(1), splits[s].labels, probs[s])} for s in ("test", source.shift, "ref")}
     litert_test = run_litert(model, splits["test"].features)
     accuracy["test"]["litert"] = summarize(litert_test.argmax(1), splits["test"].labels, litert_test)
     accuracy["test"]["tflm_litert_argmax_agreement"] = float((litert_test.argmax(1) == probs["test"].argmax(1)).mean())
@@ -131,7 +189,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     write_model_c(model, name, folder.include)
     emit_monitor_config_h(config, folder.monitor_config_header(name))
     write_text(folder.reference_header(name),
-               reference_header(name, digest, list(LABELS), plan.input.shape[1], plan.input.shape[2]))
+               reference_header(name, digest, labels, plan.input.shape[1], plan.input.shape[2],
+                                image_grid=IMAGE_SUMMARY_GRID if source.is_image else None))
     tflm_arena = tflm_arena_report(model)
     reference = {
         "name": name,
@@ -139,19 +198,22 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         "model_id": digest[: 2 * ID_BYTES],
         "model_file": model_path.name,
         "model_bytes": len(model),
-        "labels": list(LABELS),
+        "labels": labels,
         "input": {"shape": list(plan.input.shape), "scale": 1.0, "zero_point": 0},
         "output": {"scale": 1.0 / 256, "zero_point": -128},
         "macs": int(plan.macs),
         "arena_bytes": int(plan.arena_bytes),
         "tflm_arena": tflm_arena,
+        "input_summary": ({"kind": "image", "grid": IMAGE_SUMMARY_GRID, "length": config.n_summary} if source.is_image
+                          else {"kind": "frames", "length": config.n_summary}),
         "reference_clips": len(splits["ref"]),
         "monitor_config": config_dict,
         "calibration": {**{k: v for k, v in calibration.items() if k != "combined_curve"},
                         **({"fleet_budget": fleet_budget.as_dict()} if fleet_budget is not None else {})},
         "calibration_seconds": round(calibration_seconds, 1),
         "arl0_check": arl0,
-        "accent_detection": detection,
+        "shift": {"split": source.shift, "title": source.shift_title},
+        f"{source.shift}_detection": detection,
         "accuracy": accuracy,
     }
     folder.write_reference(jsonable(reference))
@@ -187,40 +249,38 @@ def _fleet_budget(ref: dict) -> str:
 def model_card(ref: dict, training: dict) -> str:
     """The model folder's README.md, from its reference.json and training.json."""
     acc = ref["accuracy"]
+    image = ref.get("input_summary", {}).get("kind") == "image"
+    shift = ref.get("shift", {"split": "accent", "title": "Accent shift (`test` then `accent`)"})
     rows = [
-        ("English voices, held-out variants (`test`)", _pct(acc["test"].get("float")), _pct(acc["test"]["litert"]),
+        ("leaves of held-out plants (`test`)" if image else "English voices, held-out variants (`test`)",
+         _pct(acc["test"].get("float")), _pct(acc["test"]["litert"]),
          _pct(acc["test"]["tflm"]), f"{acc['test']['tflm']['mean_entropy']:.3f}"),
-        ("same variants through other languages' voices (`accent`)", "", "", _pct(acc["accent"]["tflm"]),
-         f"{acc['accent']['tflm']['mean_entropy']:.3f}"),
+        ("the same leaves through a smudged lens (`test` blurred)" if image
+         else "same variants through other languages' voices (`accent`)", "", "", _pct(acc[shift["split"]]["tflm"]),
+         f"{acc[shift['split']]['tflm']['mean_entropy']:.3f}"),
     ]
     for label, title in (("speech_commands", "real Speech Commands clips (300)"), ("fsdd", "FSDD digits, all `_unknown_` (3,000)")):
         if label in acc:
             rows.append((title, "", "", _pct(acc[label]["tflm"]), f"{acc[label]['tflm']['mean_entropy']:.3f}"))
     table = "\n".join(f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows)
     arl = ref["arl0_check"]
-    det = ref["accent_detection"]
+    det = ref[f"{shift['split']}_detection"]
+    unit = "images" if image else "clips"
     cfg = training.get("config", {})
     return f"""# Model card: {ref['name']}
 
-A DS-CNN keyword spotter (12 classes: {', '.join(ref['labels'])}) for 49x40 micro_speech
-features, full int8 for TFLite Micro, with the drift monitor's reference statistics and
-calibrated thresholds. Made by `tinydrift data kws`, `train`, `quantize` and `export`.
-
-- Hash: `{ref['model_hash']}` (device id `{ref['model_id']}`)
-- Data: espeak-ng synthesis (`tinydrift data kws`, seed {cfg.get('seed', 0)}), {training.get('train_clips', '?')} training
-  clips of English voices, {training.get('val_clips', '?')} validation clips; held-out splits hear voice variants
-  training never heard.
+{_model_intro(ref, training, image)}
 - Training: {cfg.get('epochs', '?')} epochs, batch {cfg.get('batch_size', '?')}, Adam with cosine decay from
-  {cfg.get('learning_rate', '?')}, SpecAugment-style masks; best validation accuracy
+  {cfg.get('learning_rate', '?')}, {'flips and quarter turns' if image else 'SpecAugment-style masks'}; best validation accuracy
   {100 * training.get('best_val_accuracy', float('nan')):.2f} %.
 
 ## Accuracy
 
-| clips | float | LiteRT int8 | TFLite Micro int8 | mean entropy (nats) |
+| {unit} | float | LiteRT int8 | TFLite Micro int8 | mean entropy (nats) |
 |---|---|---|---|---|
 {table}
 
-TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_argmax_agreement']:.2f} % of the test clips
+TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_argmax_agreement']:.2f} % of the test {unit}
 (LiteRT's FULLY_CONNECTED rounds once where TFLite Micro rounds twice).
 
 ## Sizes
@@ -231,20 +291,61 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 
 ## Drift monitor
 
-- Reference statistics through the int8 model on {ref['reference_clips']:,} held-out in-domain clips (`ref`).
+- Input summary: {_summary_line(ref, image)}
+- Reference statistics through the int8 model on {ref['reference_clips']:,} held-out in-domain {'images' if image else 'clips'} (`ref`).
 - Commissioning: {_commissioning(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
-  by block bootstrap over whole synthetic speakers (voice + variant) ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
-- Empirical ARL0 on no-drift streams of `test` clips (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
+  by block bootstrap over whole {'plants' if image else 'synthetic speakers (voice + variant)'} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
+- Empirical ARL0 on no-drift streams of `test` {unit} (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
   {_fmt(arl.get('inferences'))} inferences ({arl.get('alarms', 'n/a')} alarms; 95 % interval
   {_fmt(arl['ci95'][0])} to {_fmt(arl['ci95'][1])}).
-- Accent shift (`test` then `accent`): detected in {100 * det.get('detection_rate', float('nan')):.0f} % of
+- {shift['title']}: detected in {100 * det.get('detection_rate', float('nan')):.0f} % of
   {det.get('streams', 'n/a')} streams, median delay {_fmt(det.get('median_delay'))} inferences, after {_fmt(det.get('false_alarms'))} false alarms
   before the change; change-time estimate off by a median {_fmt(det.get('change_time_error_median'))} inferences.
 
 Files: `model_int8.tflite`, `include/` (generated C: model, monitor config, reference),
-`reference.json` (the JSON twin the host reads), `training.json`.
+`reference.json` (the JSON twin the host reads), `training.json`.{_measured_apart(image)}
 """
+
+
+def _model_intro(ref: dict, training: dict, image: bool) -> str:
+    cfg = training.get("config", {})
+    hash_line = f"- Hash: `{ref['model_hash']}` (device id `{ref['model_id']}`)"
+    if image:
+        height, width = ref["input"]["shape"][1:3]
+        return f"""A DS-CNN plant-disease classifier ({len(ref['labels'])} classes: {', '.join(ref['labels'])}) for {height}x{width} RGB
+images, full int8 for TFLite Micro, with the drift monitor's reference statistics and
+calibrated thresholds. Made by `tinydrift data plant`, `train`, `quantize` and `export`.
+
+{hash_line}
+- Data: drawn leaves (`tinydrift data plant`, seed {cfg.get('seed', 0)}), {training.get('train_clips', '?')} training
+  images, {training.get('val_clips', '?')} validation images; held-out splits show plants training never saw."""
+    return f"""A DS-CNN keyword spotter ({len(ref['labels'])} classes: {', '.join(ref['labels'])}) for 49x40 micro_speech
+features, full int8 for TFLite Micro, with the drift monitor's reference statistics and
+calibrated thresholds. Made by `tinydrift data kws`, `train`, `quantize` and `export`.
+
+{hash_line}
+- Data: espeak-ng synthesis (`tinydrift data kws`, seed {cfg.get('seed', 0)}), {training.get('train_clips', '?')} training
+  clips of English voices, {training.get('val_clips', '?')} validation clips; held-out splits hear voice variants
+  training never heard."""
+
+
+def _measured_apart(image: bool) -> str:
+    if not image:
+        return ""
+    return ("\n\nMeasured apart from the export (`scripts/plant_model.sh`, `tests/test_plant_model.py`): accuracy on the "
+            "same leaves as a PlantVillage-layout folder of JPEGs (`docs/figures/plant_eval_folder.json`) and the cost "
+            "of an inference on the emulated Cortex-M4.")
+
+
+def _summary_line(ref: dict, image: bool) -> str:
+    n = len(ref["monitor_config"]["ref_mean"])
+    if image:
+        grid = ref["input_summary"]["grid"]
+        return (f"`td_summarize_image` on a {grid}x{grid} grid: per colour channel, each block's mean, the image's "
+                f"standard deviation and its mean absolute neighbour difference (sharpness), x 2^7, and its crispness "
+                f"(second over first differences, Q12): {n} int16 values.")
+    return f"`td_summarize_frames`: the per-channel mean of the 49x40 features over frames, {n} int16 values x 2^7."
 
 
 def _commissioning(ref: dict) -> str:

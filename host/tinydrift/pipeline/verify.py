@@ -266,7 +266,7 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     from tinydrift.target.host_monitor import CMonitor
     from tinydrift.monitor.config import ALARM_TYPES_MASK, MonitorConfig, alarm_names
     from tinydrift.monitor.twin import INFERENCE_FIELDS, run_events, summarize_frames
-    from tinydrift.model.quantize import load_int8
+    from tinydrift.model.quantize import IMAGE_INPUT_SHAPE, load_int8
     from tinydrift.model.runtimes import run_tflm
 
     folder = ModelDir(model_dir).require()
@@ -277,7 +277,10 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     except (ValueError, KeyError, TypeError) as e:
         raise TinydriftError(f"{reference_path}: cannot read the monitor config ({e}); run `tinydrift export`") from e
     name = folder.c_name()
-    tflite, _ = load_int8(model_dir)
+    tflite, tflite_path = load_int8(model_dir)
+    if tuple(plan_model(tflite, name).input.shape) == IMAGE_INPUT_SHAPE:
+        raise TinydriftError(f"{tflite_path}: a camera model; verify replays the keyword pipeline (microphone front "
+                             "end, model, monitor): check a camera model's C with `tinydrift model-c --check`")
     if samples < 1:
         raise TinydriftError("--samples must be at least 1")
     rng = np.random.default_rng(seed)

@@ -12,7 +12,7 @@ from tinydrift import firmware
 from tinydrift.atomic import write_text
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.codegen.monitor_header import config_hash, emit_monitor_config_h
-from tinydrift.monitor.twin import ROW_WIDTH
+from tinydrift.monitor.twin import ROW_WIDTH, image_summary_length
 
 MONITOR_SRC = firmware.stage_dir("monitor")
 SHIM_DIR = firmware.TEST_DIR / "monitor"  # the C harnesses: host library, fuzz target, M4 bench
@@ -88,6 +88,7 @@ class CMonitor:
         lib.td_host_init.argtypes = [ctypes.c_void_p]
         lib.td_host_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32] + [ctypes.c_void_p] * 4
         lib.td_host_summarize.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
+        lib.td_host_summarize_image.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         self.lib = lib
         lib.td_host_commission_size.restype = ctypes.c_uint32
         self.state_size = int(lib.td_host_state_size())
@@ -143,4 +144,14 @@ class CMonitor:
         status = self.lib.td_host_summarize(features.ctypes.data, n, frames, channels, out.ctypes.data)
         if status != 0:
             raise RuntimeError(f"td_summarize_frames failed with status {status}")
+        return out
+
+    def summarize_image(self, pixels: np.ndarray, grid: int) -> np.ndarray:
+        """td_summarize_image on int8 [n_images, height, width, 3]."""
+        pixels = np.ascontiguousarray(pixels, dtype=np.int8)
+        n, height, width, _ = pixels.shape
+        out = np.zeros((n, image_summary_length(grid)), dtype=np.int16)
+        status = self.lib.td_host_summarize_image(pixels.ctypes.data, n, height, width, grid, out.ctypes.data)
+        if status != 0:
+            raise RuntimeError(f"td_summarize_image failed with status {status}")
         return out

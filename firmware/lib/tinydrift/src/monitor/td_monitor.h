@@ -269,6 +269,16 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
 int td_summarize_frames(const int8_t *features, uint32_t n_frames, uint32_t n_channels,
                         int16_t *summary);
 
+/* Summary of a camera model's int8 input [height][width][3] (see td_summarize_image.c):
+ * per block of a grid x grid split, each colour channel's mean; then each channel's
+ * standard deviation; then each channel's mean absolute neighbour difference (sharpness),
+ * all times 2^TD_SUMMARY_FRAC_BITS, rounded half up (the deviation floored); then each
+ * channel's crispness (second over first differences, Q12). Writes
+ * TD_SUMMARY_IMAGE_LENGTH(grid) values; height x width at most 65535 pixels. */
+#define TD_SUMMARY_IMAGE_LENGTH(grid) (3u * (grid) * (grid) + 9u)
+int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, uint32_t grid,
+                       int16_t *summary);
+
 /* Commissioning: 1 while this inference only learns the device's reference. */
 int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_config_t *config);
 
