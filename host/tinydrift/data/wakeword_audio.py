@@ -12,12 +12,20 @@ hears one place at a time. Speech and noise come from the keyword set's synthesi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
 import numpy as np
 
+from tinydrift.atomic import atomic_path
 from tinydrift.data.parallel import render_all
 from tinydrift.data.synth import ENGLISH_VOICES, coloured_noise, espeak_variants, speak, split_variants
 from tinydrift.frontend import SAMPLE_RATE
+
+# Bump when the rendering changes, so cached sessions are rebuilt.
+GENERATOR_VERSION = 1
 
 # Everyday speech a voice satellite hears; some share sounds with the published wake words.
 BACKGROUND_PHRASES = (
@@ -90,3 +98,24 @@ def synthesize_sessions(specs: list[SessionSpec], workers: int = 1) -> list[tupl
     """render_session of every spec, in order, across `workers` processes."""
     chunks = render_all(_render_chunk, specs, workers, chunk=1)
     return [session for chunk in chunks for session in chunk]
+
+
+def session_digest(spec: SessionSpec) -> str:
+    blob = json.dumps({"v": GENERATOR_VERSION, **asdict(spec)}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def cached_sessions(specs: list[SessionSpec], cache_dir: str | Path, workers: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """synthesize_sessions, each session kept in `cache_dir` under its spec's digest
+    (espeak-ng takes about a second of CPU per 10 s of session)."""
+    paths = [Path(cache_dir) / f"session-{session_digest(s)}.npz" for s in specs]
+    missing = [i for i, path in enumerate(paths) if not path.exists()]
+    for i, (pcm, wakes) in zip(missing, synthesize_sessions([specs[i] for i in missing], workers)):
+        with atomic_path(paths[i]) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, pcm=pcm, wakes=wakes)
+    out = []
+    for path in paths:
+        with np.load(path) as data:
+            out.append((data["pcm"], data["wakes"]))
+    return out

@@ -58,3 +58,42 @@ def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_grou
     probability = np.concatenate([p for _, p in parts])
     return {"summaries": np.concatenate([s for s, _ in parts]), "probs": detector_probs(probability),
             "probability": probability, "groups": groups}
+
+
+# A device learns its own reference from its first inferences after a reset: 1,000 are 30 s
+# of audio (the keyword model's 300 are 300 s), long enough to hear the room's noise, a few
+# utterances and the pauses between them.
+DEFAULT_COMMISSION = 1000
+# Calibration's streams are pieces of one session this long (45 s), played one after another.
+SESSION_PIECE = 1500
+
+
+def calibrate_detector(reference: dict, *, target_arl0: float = 100_000, commission_n: int = DEFAULT_COMMISSION,
+                       n_inferences: int | None = None, seed: int = 0, **config_options):
+    """The monitor's config for a binary detector, calibrated on reference sessions (the
+    samples of `session_samples`): the keyword model's calibration (tinydrift.monitor
+    .calibrate), with sessions as the groups it resamples and replayed in their own order,
+    since consecutive inferences 30 ms apart are one stretch of audio, not a shuffled set;
+    each simulated device hears one session (one place), pieces of it from random points
+    one after another, since a device stays where it is installed and a new room is a change."""
+    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
+
+    return calibrate_thresholds(
+        reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
+        n_inferences=n_inferences or DEFAULT_SIMULATED, keep_order=True, stream_groups=1, block_length=SESSION_PIECE, commission_n=commission_n,
+        winsorize_sigma=(None, None, 2.0, 2.0, None), seed=seed, **config_options)
+
+
+def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [sessions, change_at] and [sessions, max_delay] that play each session in order
+    (looping over its end) up to the change and then go on at the same place in the
+    session's drifted version: the device's place stays, its microphone or room changes.
+    For tinydrift.monitor.evaluate.measure_detection(indices=...), with the drifted samples
+    made from the same sessions in the same order."""
+    groups = np.asarray(groups)
+    pre, post = [], []
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        pre.append(rows[np.arange(change_at) % len(rows)])
+        post.append(rows[(change_at + np.arange(max_delay)) % len(rows)])
+    return np.stack(pre), np.stack(post)
