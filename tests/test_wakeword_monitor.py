@@ -4,6 +4,7 @@ monitor calibrated on them: quiet on held-out sessions, alarming on a changed mi
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -102,3 +103,59 @@ def test_okay_nabu_monitor_meets_its_false_alarm_target_and_finds_noise_and_band
     assert detection["white_noise_0db"]["detection_rate"] >= 0.75, detection["white_noise_0db"]
     for result in detection.values():
         assert result["false_alarms"] <= 1 and result["median_delay"] < 1500, result
+
+
+def _write_wav(path, samples: np.ndarray, rate: int = 16000) -> None:
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+
+
+@pytest.mark.slow  # ~20 s with the slow test's sessions cached, ~60 s without
+def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_folder(tmp_path, okay_nabu):
+    """Six 3-minute recordings: calibration on fewer or shorter ones, replayed over and over
+    by the simulated devices, gives alarm counts whose tail cannot be fitted."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+    from tinydrift.monitor.config import MonitorConfig
+
+    wavs = tmp_path / "recordings"
+    wavs.mkdir()
+    for i, (pcm, _) in enumerate(cached_sessions(plan_sessions(okay_nabu.wake_word, 40, 180, seed=0)[:6], CACHE,
+                                                 workers=2)):
+        _write_wav(wavs / f"day{i}.wav", pcm)
+    out = tmp_path / "okay_nabu"
+    result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--wavs", str(wavs),
+                                       "--target-arl0", "2000", "--simulated", "1000000"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "35,994 inferences from 6 sessions" in result.output
+    header = (out / "include" / "td_monitor_config_okay_nabu.h").read_text()
+    assert "td_monitor_config_okay_nabu" in header
+    config = MonitorConfig.from_dict(json.loads((out / "monitor.json").read_text())["monitor_config"])
+    assert (config.n_summary, config.n_classes, config.mean_shift) == (40, 2, 8)
+    assert config.metadata["calibration"]["target_arl0"] == 2000
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"only.wav": 16000}, "1 .wav files; calibration resamples whole recordings and needs several"),
+    ({"a.wav": 16000, "b.wav": 8000}, "b.wav is 8000 Hz mono 16-bit; the wake-word front end needs 16000 Hz"),
+    ({"a.wav": 16000, "b.wav": 16000}, "the reference sessions are 2 s long (median); calibration needs sessions of "
+                                        "at least 61 s"),
+])
+def test_calibrate_command_refuses_reference_recordings_it_cannot_use_in_one_line(tmp_path, files, message):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    for name, rate in files.items():
+        _write_wav(tmp_path / name, np.zeros(rate * 2, np.int16), rate)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--wavs", str(tmp_path)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert not out.exists() or not any(out.rglob("*")), "nothing written"

@@ -20,13 +20,17 @@ just below the cutoff (near misses), which only the confidence and entropy see b
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tinydrift.monitor.twin import summarize_frames
-from tinydrift.wakeword.config import WakewordModel
+from tinydrift.frontend import WAKEWORD_STEP_MS
+from tinydrift.wakeword.config import STRIDE, WakewordModel
 from tinydrift.wakeword.stream import stream_input_blocks
 
 WAKE_CLASS = 1
+INFERENCE_SECONDS = STRIDE * WAKEWORD_STEP_MS / 1000  # audio per inference: 30 ms
 
 
 def detector_probs(probability_u8: np.ndarray) -> np.ndarray:
@@ -83,12 +87,23 @@ def calibrate_detector(reference: dict, *, target_arl0: float = 100_000, commiss
     since consecutive inferences 30 ms apart are one stretch of audio, not a shuffled set;
     each simulated device hears one session (one place), pieces of it from random points
     one after another, since a device stays where it is installed and a new room is a change."""
+    from tinydrift.errors import TinydriftError
     from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
 
+    options = {**EWMA_SHIFTS, **config_options}
+    # A simulated device learns its reference, then its EWMAs settle, before calibration
+    # counts alarms: sessions shorter than that are replayed over and over, and the alarm
+    # counts' tail cannot be fitted.
+    needed = commission_n + (2 << max(options["mean_shift"], options["var_shift"], options["label_shift"]))
+    typical = float(np.median(np.bincount(np.unique(reference["groups"], return_inverse=True)[1])))
+    if typical < needed:
+        raise TinydriftError(f"the reference sessions are {typical * INFERENCE_SECONDS:.0f} s long (median); calibration needs "
+                             f"sessions of at least {needed * INFERENCE_SECONDS:.0f} s (the device's commissioning and its "
+                             "averages' settling): give longer recordings")
     return calibrate_thresholds(
         reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
         n_inferences=n_inferences or DEFAULT_SIMULATED, keep_order=True, stream_groups=1, block_length=SESSION_PIECE, commission_n=commission_n,
-        winsorize_sigma=(None, None, 2.0, 2.0, None), seed=seed, **{**EWMA_SHIFTS, **config_options})
+        winsorize_sigma=(None, None, 2.0, 2.0, None), seed=seed, **options)
 
 
 def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> tuple[np.ndarray, np.ndarray]:
@@ -104,3 +119,23 @@ def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> 
         pre.append(rows[np.arange(change_at) % len(rows)])
         post.append(rows[(change_at + np.arange(max_delay)) % len(rows)])
     return np.stack(pre), np.stack(post)
+
+
+def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = None, sessions: int = 40,
+                       seconds: float = 180.0, seed: int = 0, workers: int = 1) -> list[np.ndarray]:
+    """The deployment's reference audio, one int16 stream per session: the WAV files of
+    `wav_folder` (each a session, sorted by name; every file checked before any work), or
+    `sessions` espeak-ng sessions of `seconds` saying the model's wake phrase now and then."""
+    if wav_folder is None:
+        from tinydrift.data.wakeword_audio import plan_sessions, synthesize_sessions
+
+        specs = plan_sessions(model.wake_word, sessions, seconds, seed=seed)
+        return [pcm for pcm, _ in synthesize_sessions(specs, workers)]
+    from tinydrift.errors import TinydriftError
+    from tinydrift.wakeword.stream import read_stream_wav
+
+    streams = [read_stream_wav(path) for path in sorted(Path(wav_folder).glob("*.wav"))]
+    if len(streams) < 2:
+        raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files; calibration resamples whole recordings and "
+                             "needs several (one per place or session, 16 kHz mono 16-bit), the more the better")
+    return streams
