@@ -92,7 +92,7 @@ def test_calibrated_on_a_few_sessions_the_monitor_finds_a_band_limited_microphon
     assert low["detected"] == low["streams"] == 3 and low["types"]["DATA_DRIFT"] == 3, low
 
 
-@pytest.mark.slow  # ~4 min on 2 cores from an empty cache (40 + 16 sessions of 3 min), ~2 min cached
+@pytest.mark.slow  # ~2.5 min on 2 cores from an empty cache (40 + 16 sessions of 3 min), ~70 s cached
 def test_okay_nabu_monitor_meets_its_false_alarm_target_and_finds_noise_and_band_limits(okay_nabu):
     """The measurement the report states: 40 reference sessions of 3 min (two or three
     talkers, room noise, the wake phrase in 10 % of utterances), 16 held-out ones, ARL0
@@ -115,7 +115,7 @@ def _write_wav(path, samples: np.ndarray, rate: int = 16000) -> None:
         w.writeframes(samples.astype("<i2").tobytes())
 
 
-@pytest.mark.slow  # ~20 s with the slow test's sessions cached, ~60 s without
+@pytest.mark.slow  # ~7 s with the slow test's sessions cached, ~20 s without; with it, the default tier would pass ~40 s
 def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_folder(tmp_path, okay_nabu):
     """Six 3-minute recordings: calibration on fewer or shorter ones, replayed over and over
     by the simulated devices, gives alarm counts whose tail cannot be fitted."""
