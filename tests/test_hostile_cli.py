@@ -271,6 +271,12 @@ CASES = [
     ("missing-path", "wakeword-detect", ["{r}/nothing.tflite", "{r}/wav_good/a.wav"], "nothing.tflite"),
     ("output-blocked", "wakeword-export", ["okay_nabu", "--out", "{blocked}"], "blocker"),
     ("bad-name", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_out", "--name", "../nabu"], "../nabu"),
+    ("output-blocked", "wakeword-calibrate", ["okay_nabu", "--out", "{blocked}"], "blocker"),
+    ("missing-path", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/nothing"], "nothing"),
+    ("truncated-wav", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_truncated/yes"],
+     "a_nohash_0.wav"),
+    ("too-few-recordings", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_good"],
+     "1 .wav files"),
     ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
 ]

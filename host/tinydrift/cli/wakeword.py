@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FOLDER, input_file
+from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, input_file, input_folder
 from tinydrift.errors import TinydriftError
 
 CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
@@ -24,6 +24,8 @@ def wakeword():
     tinydrift wakeword detect okay_nabu speech.wav   its wake events in a recording
     tinydrift wakeword export okay_nabu --out models/okay_nabu
                                                      its C for the firmware app
+    tinydrift wakeword calibrate okay_nabu --out models/okay_nabu
+                                                     its drift monitor's config
     """
 
 
@@ -152,3 +154,60 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
     written = write_device_sources(loaded, out_dir, name)
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
     click.echo(f"model hash {model_digest(loaded)}")
+
+
+@wakeword.command("calibrate")
+@click.argument("model")
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, required=True,
+              help="Model folder: the header goes into its include/, monitor.json beside it.")
+@click.option("--wavs", "wav_folder", type=input_folder("folder of reference WAV files"), default=None,
+              help="Reference recordings of the deployment's kind, one session each (16 kHz mono 16-bit); "
+                   "default: espeak-ng sessions.")
+@click.option("--sessions", type=COUNT, default=40, show_default=True, help="espeak-ng sessions to synthesize.")
+@click.option("--seconds", type=click.IntRange(min=10), default=180, show_default=True,
+              help="Length of each espeak-ng session.")
+@click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
+              help="Inferences between false alarms (30 ms each), all scores together.")
+@click.option("--simulated", type=COUNT, default=8_000_000, show_default=True,
+              help="Inferences calibration simulates (fewer: faster, levels less exact).")
+@click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
+@click.option("--name", type=C_NAME_PARAM, default=None, help="C name; default: the model's file name.")
+@CONFIG_OPTION
+def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessions: int, seconds: int,
+                      target_arl0: float, simulated: int, workers: int | None, name: str | None, config: Path | None):
+    """Calibrate the drift monitor for MODEL, a streaming wake-word detector, on reference
+    audio of its deployment's kind, and write its config for the device.
+
+    The monitor reads, per inference, the mean of the model's three input frames and the
+    probability p as the two classes [1 - p, p]: input drift, confidence and entropy of the
+    sigmoid, and the wake rate against the reference's. Its levels meet the target
+    false-alarm rate on simulated devices that each hear one session (one place).
+
+    Reference audio: the WAV files of --wavs, each a session (a place, a day); or espeak-ng
+    sessions of two or three talkers saying everyday phrases over room noise, the wake
+    phrase in one utterance of ten.
+
+    \b
+    Examples:
+      tinydrift wakeword calibrate okay_nabu --out build/okay_nabu
+      tinydrift wakeword calibrate my_word.tflite --out models/my_word --wavs recordings/kitchen
+    """
+    import os
+
+    from tinydrift.wakeword.config import load_wakeword
+    from tinydrift.wakeword.export import write_monitor
+    from tinydrift.wakeword.monitor import calibrate_detector, reference_sessions, session_samples
+
+    missing = [name for name in ("tensorflow", "tflite_micro") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TinydriftError(f"calibrate runs the device's twin on {' and '.join(missing)}, which this install lacks: "
+                             "pip install 'tinydrift[train,wakeword]'")
+    loaded = load_wakeword(model, config)
+    streams = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
+                                 workers=workers or os.cpu_count() or 1)
+    samples = session_samples(streams, loaded)
+    monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
+    written = write_monitor(loaded, monitor, out_dir, name)
+    click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
+               f"{len(streams)} sessions ({report.get('seconds', 0):.0f} s)")
+    click.echo(f"wrote {', '.join(str(p) for p in written)}")

@@ -480,6 +480,7 @@ def measure_arl0(
     stream_length: int = 10_000,
     block_length: int | str | None = "calibration",
     keep_order: bool = False,
+    population: int | None = None,
     seed: int = 1,
 ) -> dict:
     """Empirical ARL0 of the combined alarm on no-drift streams (block bootstrap of these
@@ -488,7 +489,7 @@ def measure_arl0(
    ; the 95 % interval is the exact Poisson one on the alarm count. Streams
     of `stream_length` run side by side: each stream start is a reset the device would not
     have, so they should be long next to the time the monitor takes to settle (~4 / EWMA
-    weight)."""
+    weight). population: each stream draws from that many groups only (bootstrap_indices)."""
     from scipy.stats import chi2
 
     target = float(config.metadata.get("calibration", {}).get("target_arl0", DEFAULT_TARGET_ARL0))
@@ -497,7 +498,8 @@ def measure_arl0(
     n_streams = max(1, int(math.ceil(n_inferences / length)))
     rng = np.random.default_rng(seed)
     block_length = calibrated_block_length(config, block_length)
-    indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order)
+    indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order,
+                                population=population)
     twin = MonitorTwin(config, n_streams)
     prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)

@@ -21,19 +21,26 @@ def measure_detection(
     n_streams: int = 200,
     keep_order: bool = False,
     block_length: int | str | None = "calibration",
+    indices: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 2,
 ) -> dict:
     """Run n_streams streams of `change_at` no-drift inferences (bootstrap of `before`)
     followed by up to `max_delay` drifted ones (bootstrap of `after`); each data set is a
     dict with summaries, probs and groups. Reports, over streams, the first latched alarm:
     detection rate, delays (inferences after the change; 1 = the first drifted inference),
-    false alarms before the change, the change-time estimate's error, and alarm types."""
+    false alarms before the change, the change-time estimate's error, and alarm types.
+    indices: the streams' rows of `before` [n, change_at] and of `after` [n, max_delay],
+    instead of bootstrap draws (e.g. one recording, then the same one drifted)."""
     from tinydrift.monitor.calibrate import calibrated_block_length
 
     rng = np.random.default_rng(seed)
     block_length = calibrated_block_length(config, block_length)
-    pre = bootstrap_indices(before["groups"], n_streams, change_at, rng, keep_order=keep_order, block_length=block_length)
-    post = bootstrap_indices(after["groups"], n_streams, max_delay, rng, keep_order=keep_order, block_length=block_length)
+    if indices is None:
+        pre = bootstrap_indices(before["groups"], n_streams, change_at, rng, keep_order=keep_order, block_length=block_length)
+        post = bootstrap_indices(after["groups"], n_streams, max_delay, rng, keep_order=keep_order, block_length=block_length)
+    else:
+        pre, post = indices
+        n_streams, change_at, max_delay = pre.shape[0], pre.shape[1], post.shape[1]
     twin = MonitorTwin(config, n_streams)
     prepared = [twin.per_sample(d["summaries"], d["probs"]) for d in (before, after)]
     first_alarm = np.zeros(n_streams, dtype=np.int64)

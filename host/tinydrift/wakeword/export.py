@@ -43,3 +43,21 @@ def write_device_sources(model: WakewordModel, folder: str | Path, name: str | N
     write_text(reference, reference_header(name, model_digest(model), [model.wake_word], model.stride, NUM_CHANNELS,
                                            input_note=INPUT_NOTE, detector=detector_parameters(model)))
     return [header, source, reference]
+
+
+def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | None = None) -> list[Path]:
+    """The calibrated monitor config as include/td_monitor_config_NAME.h and its JSON twin
+    monitor.json in the model folder (NAME: the model's file name unless given)."""
+    import json
+
+    from tinydrift.codegen.monitor_header import emit_monitor_config_h
+    from tinydrift.monitor.config import jsonable
+
+    name = check_name(name or model.name)
+    target = ModelDir(folder)
+    header = target.monitor_config_header(name)
+    emit_monitor_config_h(config, header)
+    twin = target.path / "monitor.json"
+    write_text(twin, json.dumps(jsonable({"name": name, "model_hash": model_digest(model),
+                                          "monitor_config": config.to_dict()}), indent=2))
+    return [header, twin]

@@ -1,0 +1,121 @@
+"""Reference audio for a wake-word deployment, synthesized with espeak-ng: sessions of
+background speech (other phrases, several voices), room noise, and now and then the wake
+phrase, deterministic from a seed.
+
+A session is one recording of one place: its own room noise (white, pink or brown, at its
+own level), two or three talkers (voice and variant, pitch, speed) who take turns saying
+everyday phrases with pauses between them, and the wake phrase said by one of them at a
+given rate. Sessions are the groups the monitor's calibration resamples whole: a device
+hears one place at a time. Speech and noise come from the keyword set's synthesis
+(tinydrift.data.synth), rendered across processes as it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.atomic import atomic_path
+from tinydrift.data.parallel import render_all
+from tinydrift.data.synth import ENGLISH_VOICES, coloured_noise, espeak_variants, speak, split_variants
+from tinydrift.frontend import SAMPLE_RATE
+
+# Bump when the rendering changes, so cached sessions are rebuilt.
+GENERATOR_VERSION = 1
+
+# Everyday speech a voice satellite hears; some share sounds with the published wake words.
+BACKGROUND_PHRASES = (
+    "turn on the kitchen light", "what time is it", "okay", "hey there", "nabucco", "alex",
+    "put the kettle on", "where are my keys", "good morning", "see you tomorrow", "thank you",
+    "can you hear me", "the weather is nice today", "open the window please", "dinner is ready",
+    "i will call you back", "okay let's go", "hey what's up", "my car is in the garage",
+    "turn the music down", "set a timer", "jarvis", "a bunch of apples", "nobody knows",
+)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """One session's audio, fully determined: everything random is drawn from `seed`."""
+
+    wake_phrase: str
+    seconds: float
+    talkers: tuple  # ((voice, variant, pitch, speed), ...)
+    noise: str
+    noise_dbfs: float  # room noise RMS
+    speech_peak_dbfs: tuple  # each utterance's peak drawn from this range
+    wake_rate: float  # share of utterances that are the wake phrase
+    seed: int
+
+
+def plan_sessions(wake_phrase: str, n_sessions: int, seconds: float, *, wake_rate: float = 0.1,
+                  seed: int = 0, variants: list[str] | None = None) -> list[SessionSpec]:
+    """`n_sessions` sessions of `seconds` each. Voices are the English ones with the keyword
+    set's held-out variants (the ones its training never heard)."""
+    rng = np.random.default_rng([seed, 14])
+    variants = variants if variants is not None else split_variants(espeak_variants())["ref"]
+    specs = []
+    for _ in range(n_sessions):
+        talkers = tuple((str(rng.choice(ENGLISH_VOICES)), str(rng.choice(variants)), int(rng.integers(20, 80)),
+                         int(rng.integers(120, 200))) for _ in range(int(rng.integers(2, 4))))
+        specs.append(SessionSpec(wake_phrase=wake_phrase, seconds=float(seconds), talkers=talkers,
+                                 noise=str(rng.choice(("white", "pink", "brown"))),
+                                 noise_dbfs=float(rng.uniform(-70, -40)), speech_peak_dbfs=(-26.0, -6.0),
+                                 wake_rate=float(wake_rate), seed=int(rng.integers(2**31))))
+    return specs
+
+
+def render_session(spec: SessionSpec) -> tuple[np.ndarray, np.ndarray]:
+    """int16 PCM of one session, and the sample ranges [n, 2] where the wake phrase is said."""
+    rng = np.random.default_rng(spec.seed)
+    n = int(spec.seconds * SAMPLE_RATE)
+    audio = coloured_noise(spec.noise, n, rng) * 10 ** (spec.noise_dbfs / 20)
+    wakes = []
+    position = int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
+    while position < n:
+        voice, variant, pitch, speed = spec.talkers[int(rng.integers(len(spec.talkers)))]
+        is_wake = rng.uniform() < spec.wake_rate
+        phrase = spec.wake_phrase if is_wake else str(rng.choice(BACKGROUND_PHRASES))
+        speech = speak(phrase, voice, variant, pitch, speed)
+        speech = speech / (np.abs(speech).max() + 1e-12) * 10 ** (rng.uniform(*spec.speech_peak_dbfs) / 20)
+        end = min(n, position + len(speech))
+        audio[position:end] += speech[:end - position]
+        if is_wake and end - position == len(speech):  # a wake cut off by the session's end is not one
+            wakes.append((position, end))
+        position = end + int(rng.uniform(0.3, 2.0) * SAMPLE_RATE)
+    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
+    return pcm, np.array(wakes, dtype=np.int64).reshape(-1, 2)
+
+
+def _render_chunk(specs: list[SessionSpec]) -> list:
+    return [render_session(s) for s in specs]
+
+
+def synthesize_sessions(specs: list[SessionSpec], workers: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """render_session of every spec, in order, across `workers` processes."""
+    chunks = render_all(_render_chunk, specs, workers, chunk=1)
+    return [session for chunk in chunks for session in chunk]
+
+
+def session_digest(spec: SessionSpec) -> str:
+    blob = json.dumps({"v": GENERATOR_VERSION, **asdict(spec)}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def cached_sessions(specs: list[SessionSpec], cache_dir: str | Path, workers: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """synthesize_sessions, each session kept in `cache_dir` under its spec's digest
+    (espeak-ng takes about a second of CPU per 10 s of session)."""
+    paths = [Path(cache_dir) / f"session-{session_digest(s)}.npz" for s in specs]
+    missing = [i for i, path in enumerate(paths) if not path.exists()]
+    for i, (pcm, wakes) in zip(missing, synthesize_sessions([specs[i] for i in missing], workers)):
+        with atomic_path(paths[i]) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, pcm=pcm, wakes=wakes)
+    out = []
+    for path in paths:
+        with np.load(path) as data:
+            out.append((data["pcm"], data["wakes"]))
+    return out

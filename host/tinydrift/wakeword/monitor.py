@@ -1,0 +1,150 @@
+"""The drift monitor's inputs for a streaming wake-word detector, as td_app_stream.c forms
+them, and the monitor calibrated on reference sessions.
+
+The monitor (tinydrift.monitor) is generic over an int16 input summary and an int8
+class-probability vector; a binary detector feeds it unchanged:
+
+- summary: td_summarize_frames of each inference's input block (3 int8 frames x 40
+  channels), the per-channel mean x 2^7: the device already computes it (app->summary);
+- probabilities: the uint8 sigmoid p (scale 1/256) as the 2-class vector [1 - p, p] in
+  the monitor's int8 code q = 256 P - 128, i.e. [127 - p, p - 128] (the two sum to 255/256,
+  as the keyword model's softmax does). Then confidence = max(p, 1 - p), the entropy score
+  is the sigmoid's binary entropy, and the label score's class histogram is the share of
+  inferences with p >= 1/2 against the reference's: the wake rate.
+
+What the mapping loses: the wake rate is counted at 1/2, not at the detector's cutoff
+(0.85 for okay_nabu) nor after its sliding window and hold-off, so it counts inferences
+that lean to the wake word rather than wake events; and there is no score of the mass
+just below the cutoff (near misses), which only the confidence and entropy see blurred.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.monitor.twin import summarize_frames
+from tinydrift.frontend import WAKEWORD_STEP_MS
+from tinydrift.wakeword.config import STRIDE, WakewordModel
+from tinydrift.wakeword.stream import stream_input_blocks
+
+WAKE_CLASS = 1
+INFERENCE_SECONDS = STRIDE * WAKEWORD_STEP_MS / 1000  # audio per inference: 30 ms
+
+
+def detector_probs(probability_u8: np.ndarray) -> np.ndarray:
+    """int8 [n, 2] monitor probabilities [1 - p, p] of uint8 sigmoid outputs p [n]."""
+    p = np.asarray(probability_u8)
+    if p.dtype != np.uint8 or p.ndim != 1:
+        raise ValueError(f"expected uint8 probabilities [n], got {p.dtype} {p.shape}")
+    wide = p.astype(np.int16)
+    return np.stack([127 - wide, wide - 128], axis=1).astype(np.int8)
+
+
+def monitor_inputs(pcm: np.ndarray, model: WakewordModel) -> tuple[np.ndarray, np.ndarray]:
+    """Per inference of one stream (a front-end reset at its start): the input summary int16
+    [n, 40] and the model's uint8 probability [n], on TFLite Micro (which the generated C
+    equals on every invocation, tests/test_wakeword_models.py)."""
+    from tinydrift.model.runtimes import run_tflm
+
+    blocks = stream_input_blocks(np.asarray(pcm, np.int16), model.stride)
+    if not len(blocks):
+        return np.zeros((0, blocks.shape[-1]), np.int16), np.zeros(0, np.uint8)
+    return summarize_frames(blocks), run_tflm(model.model, blocks)[:, 0].astype(np.uint8)
+
+
+def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_group: int = 0) -> dict:
+    """The monitor's samples of sessions (each its own stream and group, in stream order):
+    summaries, int8 probabilities, the uint8 probability and the group of every inference."""
+    parts = [monitor_inputs(pcm, model) for pcm in sessions]
+    groups = np.concatenate([np.full(len(s), first_group + i, np.int64) for i, (s, _) in enumerate(parts)])
+    probability = np.concatenate([p for _, p in parts])
+    return {"summaries": np.concatenate([s for s, _ in parts]), "probs": detector_probs(probability),
+            "probability": probability, "groups": groups}
+
+
+# A device learns its own reference from its first inferences after a reset: 1,000 are 30 s
+# of audio (the keyword model's 300 are 300 s), long enough to hear the room's noise, a few
+# utterances and the pauses between them.
+DEFAULT_COMMISSION = 1000
+# EWMA weights 2^-shift of the input moments, their variance and the wake rate: ~8-15 s of
+# audio. A block of 3 frames is speech or a pause, so the keyword model's 2^-5 / 2^-6 (1-2 s
+# here) follow the talk's rhythm: measured on okay_nabu's 16 held-out sessions (ARL0 20,000,
+# 3,000 inferences after the change), they found white noise at 0 dB in 1 session of 16 and a
+# 2 kHz low-pass in 16 after a median 1,125 inferences; 2^-8 / 2^-9 find them in 14 (median
+# 785) and 16 (332) at the same false-alarm rate.
+EWMA_SHIFTS = {"mean_shift": 8, "var_shift": 9, "label_shift": 9}
+# Calibration's streams are pieces of one session this long (45 s), played one after another.
+SESSION_PIECE = 1500
+
+
+# Measured on okay_nabu (tests/test_wakeword_monitor.py's slow test: 40 reference sessions of
+# 3 min, 16 held-out ones, each checked against its own drifted version 3,000 inferences after
+# the change): for ARL0 20,000, held-out 26,087 (x1.30, 23 alarms in 600,000); a 2 kHz
+# low-pass found in 16 of 16 sessions (median 332 inferences, 10 s), white noise at 0 dB in
+# 14 (785), at 10 dB in 10 (595). For ARL0 100,000 (extrapolated from 240,000 reference
+# inferences): held-out 60,000 (x0.60, 50 alarms in 3,000,000), 16 (468), 10 (900), 8 (765).
+# The input scores find them all: the wake rate, though noise at 0 dB cuts it from 2.6 % of
+# inferences to 0.75 %, comes in bursts (a heard phrase holds p >= 1/2 for ~15 inferences)
+# and needs far longer than these EWMAs to be told from chance.
+def calibrate_detector(reference: dict, *, target_arl0: float = 100_000, commission_n: int = DEFAULT_COMMISSION,
+                       n_inferences: int | None = None, seed: int = 0, **config_options):
+    """The monitor's config for a binary detector, calibrated on reference sessions (the
+    samples of `session_samples`): the keyword model's calibration (tinydrift.monitor
+    .calibrate), with sessions as the groups it resamples and replayed in their own order,
+    since consecutive inferences 30 ms apart are one stretch of audio, not a shuffled set;
+    each simulated device hears one session (one place), pieces of it from random points
+    one after another, since a device stays where it is installed and a new room is a change."""
+    from tinydrift.errors import TinydriftError
+    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
+
+    options = {**EWMA_SHIFTS, **config_options}
+    # A simulated device learns its reference, then its EWMAs settle, before calibration
+    # counts alarms: sessions shorter than that are replayed over and over, and the alarm
+    # counts' tail cannot be fitted.
+    needed = commission_n + (2 << max(options["mean_shift"], options["var_shift"], options["label_shift"]))
+    typical = float(np.median(np.bincount(np.unique(reference["groups"], return_inverse=True)[1])))
+    if typical < needed:
+        raise TinydriftError(f"the reference sessions are {typical * INFERENCE_SECONDS:.0f} s long (median); calibration needs "
+                             f"sessions of at least {needed * INFERENCE_SECONDS:.0f} s (the device's commissioning and its "
+                             "averages' settling): give longer recordings")
+    return calibrate_thresholds(
+        reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
+        n_inferences=n_inferences or DEFAULT_SIMULATED, keep_order=True, stream_groups=1, block_length=SESSION_PIECE, commission_n=commission_n,
+        winsorize_sigma=(None, None, 2.0, 2.0, None), seed=seed, **options)
+
+
+def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows [sessions, change_at] and [sessions, max_delay] that play each session in order
+    (looping over its end) up to the change and then go on at the same place in the
+    session's drifted version: the device's place stays, its microphone or room changes.
+    For tinydrift.monitor.evaluate.measure_detection(indices=...), with the drifted samples
+    made from the same sessions in the same order."""
+    groups = np.asarray(groups)
+    pre, post = [], []
+    for g in np.unique(groups):
+        rows = np.flatnonzero(groups == g)
+        pre.append(rows[np.arange(change_at) % len(rows)])
+        post.append(rows[(change_at + np.arange(max_delay)) % len(rows)])
+    return np.stack(pre), np.stack(post)
+
+
+def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = None, sessions: int = 40,
+                       seconds: float = 180.0, seed: int = 0, workers: int = 1) -> list[np.ndarray]:
+    """The deployment's reference audio, one int16 stream per session: the WAV files of
+    `wav_folder` (each a session, sorted by name; every file checked before any work), or
+    `sessions` espeak-ng sessions of `seconds` saying the model's wake phrase now and then."""
+    if wav_folder is None:
+        from tinydrift.data.wakeword_audio import plan_sessions, synthesize_sessions
+
+        specs = plan_sessions(model.wake_word, sessions, seconds, seed=seed)
+        return [pcm for pcm, _ in synthesize_sessions(specs, workers)]
+    from tinydrift.errors import TinydriftError
+    from tinydrift.wakeword.stream import read_stream_wav
+
+    streams = [read_stream_wav(path) for path in sorted(Path(wav_folder).glob("*.wav"))]
+    if len(streams) < 2:
+        raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files; calibration resamples whole recordings and "
+                             "needs several (one per place or session, 16 kHz mono 16-bit), the more the better")
+    return streams
