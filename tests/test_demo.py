@@ -125,3 +125,22 @@ def test_demo_refuses_bad_settings_before_doing_anything(tmp_path):
     group.add_command(demo_command)
     result = CliRunner().invoke(group, ["demo", "--out", str(tmp_path / "x"), "--epochs", "0"])
     assert result.exit_code == 2 and "Invalid value for '--epochs': 0 is not in the range x>=1" in result.output
+
+
+def test_cached_demo_model_is_keyed_on_the_code_that_made_it(tmp_path):
+    """A demo model cached under an earlier calibration must not be reported as this one's."""
+    from pathlib import Path
+
+    import tinydrift
+    from tinydrift.pipeline.demo import model_code_digest
+
+    package = Path(tinydrift.__file__).resolve().parent
+    copy = tmp_path / "tinydrift"
+    for part in ("model", "monitor", "codegen", "frontend"):
+        shutil.copytree(package / part, copy / part)
+    (copy / "pipeline").mkdir()
+    shutil.copy(package / "pipeline" / "export.py", copy / "pipeline" / "export.py")
+    assert model_code_digest(copy) == model_code_digest(package)
+    calibrate = copy / "monitor" / "calibrate.py"
+    calibrate.write_text(calibrate.read_text() + "\n# another calibration\n")
+    assert model_code_digest(copy) != model_code_digest(package)

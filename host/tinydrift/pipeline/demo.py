@@ -16,6 +16,7 @@ reuses a model made by `tinydrift export` (e.g. models/kws) and skips training.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -140,10 +141,20 @@ def _data(config: DemoConfig, steps: _Steps) -> Path:
     return data_dir
 
 
+def model_code_digest(package: Path = Path(__file__).resolve().parents[1]) -> str:
+    """The code that trains, quantizes, exports and calibrates the model: a cached model made
+    by other code (another calibration, say) is made again rather than reported as this one."""
+    sources = sorted(p for part in ("model", "monitor", "codegen", "frontend") for p in (package / part).rglob("*.py"))
+    digest = hashlib.sha256()
+    for source in [*sources, package / "pipeline" / "export.py"]:
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _model_stamp(config: DemoConfig, data_dir: Path) -> dict:
     manifest = json.loads((data_dir / "manifest.json").read_text()) if (data_dir / "manifest.json").exists() else {}
     return {"data": str(data_dir.resolve()), "data_digest": manifest.get("config_digest"), "epochs": config.epochs,
-            "seed": config.seed}
+            "seed": config.seed, "code": model_code_digest()}
 
 
 def _model(config: DemoConfig, data_dir: Path, steps: _Steps) -> Path:
