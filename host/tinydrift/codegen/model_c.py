@@ -35,7 +35,8 @@ the features after inference) unless `preserve_input=False`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,8 @@ class ModelPlan:
     preserve_input: bool = True
     state: ModelState | None = None  # a streaming model's resource variables
     in_state: dict[int, int] = field(default_factory=dict)  # root tensor -> variable it reads in place
+    buffers: list[Buffer] = field(default_factory=list)  # what the arena was planned from
+    overlays: dict[int, int] = field(default_factory=dict)  # root tensor -> the input root it overwrites in place
 
     @property
     def state_bytes(self) -> int:
@@ -130,10 +133,12 @@ def plan_model(tflite_bytes: bytes, name: str, *, preserve_input: bool = True, s
 
     root = _resolve_aliases(graph, steps)
     in_state = _reads_in_place(graph, steps, root)
-    buffers = _buffers(graph, steps, root, preserve_input, in_state)
-    offsets, arena_bytes = plan_arena(buffers, ARENA_ALIGNMENT)
+    separate = _buffers(graph, steps, root, preserve_input, in_state)
+    buffers, offsets, arena_bytes = _plan_with_in_place(separate, _in_place_candidates(steps, root, separate))
+    overlays = {b.key: b.anchor for b in buffers if b.anchor is not None}
     macs = sum(step.macs for step in steps if isinstance(step, KernelCall))
-    return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input, state, in_state)
+    return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input, state, in_state,
+                     buffers, overlays)
 
 
 def _resolve_aliases(graph: Graph, steps) -> dict[int, int]:
@@ -208,6 +213,63 @@ def _buffers(graph: Graph, steps, root: dict[int, int], preserve_input: bool, in
     for tensor_index in graph.outputs:
         touch(tensor_index, end)
     return [Buffer(key, graph.tensors[key].nbytes, first[key], last[key]) for key in sorted(first)]
+
+
+def _in_place_candidates(steps: list[Step], root: dict[int, int], buffers: list[Buffer]) -> list[Buffer]:
+    """Each output of a kernel that can run in place (KernelCall.in_place) whose input is read
+    for the last time by that kernel, tied to that input: it starts the kernel's lead before
+    the input, rounded up to a multiple of its granule and of the arena's alignment."""
+    by_key = {buffer.key: buffer for buffer in buffers}
+    candidates = []
+    for step_index, step in enumerate(steps):
+        if not isinstance(step, KernelCall) or step.in_place is None:
+            continue
+        source, target = root[step.in_place.input], root[step.op.outputs[0]]
+        before, after = by_key.get(source), by_key.get(target)
+        if before is None or after is None or before.last != step_index or after.first != step_index:
+            continue  # the input is read later, kept (the model's input), a constant or a variable
+        unit = math.lcm(step.in_place.granule, ARENA_ALIGNMENT)
+        lead = -(-step.in_place.lead // unit) * unit
+        candidates.append(replace(after, anchor=source, anchor_offset=-lead))
+    return candidates
+
+
+def _plan_with_in_place(buffers: list[Buffer], candidates: list[Buffer]) -> tuple[list[Buffer], dict[int, int], int]:
+    """Which kernels run in place. Tied buffers move as one block, and a chain of ties
+    drifts by each kernel's lead: tying everything can make a block wider than the peak,
+    while a peak repeated at several operators only falls once every one of them is tied.
+    So a local search from no ties and from all of them: toggle one tie at a time (largest
+    saving first), keep a removal that shrinks the arena and an addition that does not grow
+    it; then drop every tie the arena does not need. The smaller plan wins."""
+    untied = {buffer.key: buffer for buffer in buffers}
+    order = sorted(candidates, key=lambda b: -min(b.size, untied[b.anchor].size))
+
+    def plan(ties: set[int]) -> tuple[dict[int, int], int]:
+        return plan_arena([next((c for c in order if c.key == key), untied[key]) if key in ties else untied[key]
+                           for key in untied], ARENA_ALIGNMENT)
+
+    best: tuple[int, set[int], dict[int, int]] | None = None
+    for start in (set(), {c.key for c in order}):
+        ties = set(start)
+        offsets, size = plan(ties)
+        changed = True
+        while changed:
+            changed = False
+            for candidate in order:
+                trial = ties ^ {candidate.key}
+                trial_offsets, trial_size = plan(trial)
+                if trial_size < size or (trial_size == size and len(trial) > len(ties)):
+                    ties, offsets, size, changed = trial, trial_offsets, trial_size, True
+        for candidate in reversed(order):  # keep only the ties that pay: fewer kernels in place
+            if candidate.key in ties:
+                trial_offsets, trial_size = plan(ties - {candidate.key})
+                if trial_size <= size:
+                    ties, offsets, size = ties - {candidate.key}, trial_offsets, trial_size
+        if best is None or size < best[0]:
+            best = (size, ties, offsets)
+    size, ties, offsets = best
+    chosen = {c.key: c for c in order if c.key in ties}
+    return [chosen.get(buffer.key, buffer) for buffer in buffers], offsets, size
 
 
 def generate_model_c(tflite_bytes: bytes, name: str, *, preserve_input: bool = True) -> tuple[str, str]:
@@ -384,6 +446,11 @@ def _source(plan: ModelPlan, digest: str) -> str:
             continue
         for array in step.arrays:
             data_blocks.append(_format_array(array))
+        overlaid = plan.overlays.get(plan.root[op.outputs[0]]) if op.outputs else None
+        if overlaid is not None:
+            lead = plan.offsets[overlaid] - plan.offsets[plan.root[op.outputs[0]]]
+            calls.append(f"    /* in place: the output overwrites '{graph.tensors[overlaid].name}', starting {lead} bytes "
+                         "before it */")
         fields = ",\n".join(f"    .{key} = {_c_value(value)}" for key, value in step.params.items())
         param_blocks.append(f"static const {step.params_type} op{op.index}_params = {{\n{fields},\n}};\n")
         calls.append(f"    {step.function}(&op{op.index}_params, {', '.join(arg_expr(arg) for arg in step.args)});")
