@@ -28,7 +28,9 @@ one invoke needs. A READ_VARIABLE whose tensor is used up before the variable is
 again reads the variable's buffer in place; other reads and every ASSIGN_VARIABLE copy.
 
 The kernels are firmware/lib/tinydrift/src/kernels/ (compile with that src/ directory on the
-include path). The input buffer is kept intact by td_<name>_invoke (the drift monitor reads
+include path). A kernel whose contract allows it (model_lowering.InPlace) writes its output
+over the input it reads last, where that makes the arena smaller; the generated C says so
+at the call. The input buffer is kept intact by td_<name>_invoke (the drift monitor reads
 the features after inference) unless `preserve_input=False`.
 """
 
@@ -243,10 +245,10 @@ def _plan_with_in_place(buffers: list[Buffer], candidates: list[Buffer]) -> tupl
     it; then drop every tie the arena does not need. The smaller plan wins."""
     untied = {buffer.key: buffer for buffer in buffers}
     order = sorted(candidates, key=lambda b: -min(b.size, untied[b.anchor].size))
+    tied = {candidate.key: candidate for candidate in order}
 
     def plan(ties: set[int]) -> tuple[dict[int, int], int]:
-        return plan_arena([next((c for c in order if c.key == key), untied[key]) if key in ties else untied[key]
-                           for key in untied], ARENA_ALIGNMENT)
+        return plan_arena([tied[key] if key in ties else buffer for key, buffer in untied.items()], ARENA_ALIGNMENT)
 
     best: tuple[int, set[int], dict[int, int]] | None = None
     for start in (set(), {c.key for c in order}):
@@ -268,8 +270,7 @@ def _plan_with_in_place(buffers: list[Buffer], candidates: list[Buffer]) -> tupl
         if best is None or size < best[0]:
             best = (size, ties, offsets)
     size, ties, offsets = best
-    chosen = {c.key: c for c in order if c.key in ties}
-    return [chosen.get(buffer.key, buffer) for buffer in buffers], offsets, size
+    return [tied[buffer.key] if buffer.key in ties else buffer for buffer in buffers], offsets, size
 
 
 def generate_model_c(tflite_bytes: bytes, name: str, *, preserve_input: bool = True) -> tuple[str, str]:

@@ -6,12 +6,12 @@
  *   [     0,  18432) 'image_dscnn_1/re_lu_2_1/Relu;image_dscnn_1/batch_normalization_2_1/batchnorm/add_1;image_dscnn_1/conv2d_1_2/convolution;image_dscnn_1/batch_normalization_2_1/batchnorm/sub1'
  *   [     0,   4608) 'image_dscnn_1/re_lu_3_1/Relu;image_dscnn_1/batch_normalization_3_1/batchnorm/add_1;image_dscnn_1/batch_normalization_3_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1_2/depthwise;image_dscnn_1/batch_normalization_3_1/batchnorm/mul;image_dscnn_1/batch_normalization_3_1/batchnorm/sub1'
  *   [     0,   9216) 'image_dscnn_1/re_lu_1/Relu;image_dscnn_1/batch_normalization_1/batchnorm/add_1;image_dscnn_1/conv2d_1/convolution;image_dscnn_1/batch_normalization_1/batchnorm/sub1'
- *   [     0,      5) 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd'
+ *   [     0,   2304) 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1'
+ *   [     0,     64) 'image_dscnn_1/average_pooling2d_1/AvgPool'
  *   [     0,      5) 'StatefulPartitionedCall_1:0'
- *   [  4544,   6848) 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1'
- *   [  4544,   4608) 'image_dscnn_1/average_pooling2d_1/AvgPool'
+ *   [    64,     69) 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd'
+ *   [  2304,   4608) 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1'
  *   [  4608,  13824) 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1'
- *   [  4608,   6912) 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1'
  *   [  9232,  18448) 'image_dscnn_1/re_lu_1_2/Relu;image_dscnn_1/batch_normalization_1_2/batchnorm/add_1;image_dscnn_1/batch_normalization_1_2/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1/depthwise;image_dscnn_1/batch_normalization_1_2/batchnorm/mul;image_dscnn_1/batch_normalization_1_2/batchnorm/sub1'
  *   [ 18448,  25360) 'serving_default_keras_tensor_50:0'
  */
@@ -893,18 +893,14 @@ int td_plant_invoke(void)
     /* op 4 CONV_2D -> 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1' [1, 12, 12, 64] */
     td_conv_s8(&op4_params, (arena + 0), op4_filter, op4_bias, (arena + 4608));
     /* op 5 DEPTHWISE_CONV_2D -> 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1' [1, 6, 6, 64] */
-    /* in place: the output overwrites 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1', starting 0 bytes before it */
-    td_depthwise_conv_s8(&op5_params, (arena + 4608), op5_filter, op5_bias, (arena + 4608));
+    td_depthwise_conv_s8(&op5_params, (arena + 4608), op5_filter, op5_bias, (arena + 0));
     /* op 6 CONV_2D -> 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1' [1, 6, 6, 64] */
-    /* in place: the output overwrites 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1', starting 64 bytes before it */
-    td_conv_s8(&op6_params, (arena + 4608), op6_filter, op6_bias, (arena + 4544));
+    td_conv_s8(&op6_params, (arena + 0), op6_filter, op6_bias, (arena + 2304));
     /* op 7 AVERAGE_POOL_2D -> 'image_dscnn_1/average_pooling2d_1/AvgPool' [1, 1, 1, 64] */
-    /* in place: the output overwrites 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1', starting 0 bytes before it */
-    td_avg_pool_s8(&op7_params, (arena + 4544), (arena + 4544));
+    td_avg_pool_s8(&op7_params, (arena + 2304), (arena + 0));
     /* op 8 FULLY_CONNECTED -> 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd' [1, 5] */
-    td_fully_connected_s8(&op8_params, (arena + 4544), op8_filter, op8_bias, (arena + 0));
+    td_fully_connected_s8(&op8_params, (arena + 0), op8_filter, op8_bias, (arena + 64));
     /* op 9 SOFTMAX -> 'StatefulPartitionedCall_1:0' [1, 5] */
-    /* in place: the output overwrites 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd', starting 0 bytes before it */
-    td_softmax_s8(&op9_params, (arena + 0), (arena + 0));
+    td_softmax_s8(&op9_params, (arena + 64), (arena + 0));
     return 0;
 }
