@@ -33,6 +33,7 @@ import numpy as np
 from tinydrift import atomic, firmware
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import Unit, build_arm_image, elf_sizes  # noqa: F401 (elf_sizes: part of the bench's API)
+from tinydrift.target.arena_bench import ARENA_KEYS, arena_figures, format_arenas
 
 IMAGE_DIR = firmware.ARM_BUILD_DIR
 DEFAULT_MODEL_DIR = firmware.REPO_ROOT / "models" / "kws"
@@ -46,6 +47,7 @@ BENCH_KEYS = (
     "flash_bytes", "ram_bytes", "stack_used_bytes", "size_source", "arena_bytes", "tflm_arena_bytes",
     "monitor_state_bytes", "monitor_commission_bytes", "app_state_bytes", "capture_frames_per_s", "checks",
 )  # fmt: skip
+BENCH_KEYS += ARENA_KEYS  # every project model's arena beside TFLite Micro's (arena_bench.py)
 
 
 def bench_pcm(seed: int = 2024) -> np.ndarray:
@@ -304,7 +306,7 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
             source = (f"bench pipeline image (front end, optimized model, monitor, port, and the 32 KB fixed clip), "
                       f"not the app: {str(exc).splitlines()[0]}")
     macs = facts["macs"]
-    return {
+    figures = {
         "frontend_instructions": frontend,
         "model_instructions": model,
         "reference_model_instructions": reference,
@@ -330,6 +332,8 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
         "capture_frames_per_s": protocol.bench_parse(parse_frames),
         "checks": checks,
     }
+    figures.update(arena_figures())
+    return figures
 
 
 def format_report(figures: dict) -> str:
@@ -352,6 +356,7 @@ def format_report(figures: dict) -> str:
         + (f", the app's state (td_app_t) {figures['app_state_bytes']:,} B" if figures["app_state_bytes"] else ""),
         f"  arena {figures['arena_bytes']:,} B (TFLite Micro: {figures['tflm_arena_bytes']:,} B), monitor state "
         f"{figures['monitor_state_bytes']:,} B ({figures['monitor_commission_bytes']:,} B commissioning)",
+        *format_arenas(figures),
         f"  host capture parser               {figures['capture_frames_per_s']:>12,.0f} frames/s",
         "  checks: " + ", ".join(f"{key} {'ok' if value else 'FAILED'}" for key, value in checks.items()),
     ]
