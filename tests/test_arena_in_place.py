@@ -24,7 +24,7 @@ from tinydrift.firmware import REPO_ROOT
 from tinydrift.model.runtimes import tflm_arena_bytes
 from tinydrift.target.host_model import build_host_models, run_tflm
 
-IN_PLACE_KINDS = {"conv", "depthwise", "avg_pool", "max_pool", "softmax", "add", "logistic"}
+IN_PLACE_KINDS = {"conv", "depthwise", "avg_pool", "max_pool", "softmax", "add", "logistic", "slice"}
 INPUTS = 200
 
 
@@ -79,6 +79,19 @@ def test_kernels_in_place_match_tflite_micro(optimized, models):
     assert {case_id for case_id, _ in IN_PLACE_SPECS} <= set(in_place)
     for kind in IN_PLACE_KINDS - {"add"}:  # the add cases read a second input the output cannot take
         assert any(case_id.startswith(kind) for case_id in in_place), f"no {kind} model ran in place"
+
+
+def test_contiguous_slices_are_views_without_code(models):
+    """slice_01 keeps rows 8-16 of a [17, 1, 32] input: bytes 256 on of it, a view (no copy),
+    even of the kept model input; slice_00 steps over rows and stays a copy."""
+    for preserve_input in (True, False):
+        plan = plan_model(models["slice_01"], "slice_01", preserve_input=preserve_input)
+        (view, source), = ((v, plan.overlays[v]) for v in plan.views)
+        assert plan.offsets[view] - plan.offsets[source] == 256
+        _, source_c = model_c.generate_model_c(models["slice_01"], "slice_01", preserve_input=preserve_input)
+        assert "td_strided_slice_s8(" not in source_c.split("int td_slice_01_invoke")[1]
+        assert "from byte 256: no code" in source_c
+    assert not plan_model(models["slice_00"], "slice_00", preserve_input=False).views
 
 
 @pytest.mark.parametrize("case_id", ["dw_3x3_s1_16ch", "pw_16_to_32"])
@@ -193,6 +206,21 @@ def test_generated_c_says_which_kernel_runs_in_place():
     _, source = model_c.generate_model_c(data, "kws")
     assert source.count("/* in place: the output overwrites") == len(plan_model(data, "kws").overlays) > 0
     assert "static int8_t arena[33968]" in source
+
+
+def test_wake_word_state_windows_are_views():
+    """microWakeWord's streaming layers keep the last rows of [state, new frame] as the next
+    state: a contiguous slice, read in place, which takes alexa's arena from 2,752 to 1,536
+    bytes (TFLite Micro: 20,432)."""
+    from tinydrift.wakeword.config import builtin_models, load_wakeword
+
+    if "alexa" not in builtin_models():
+        pytest.skip("pymicro-wakeword is not installed")
+    data = load_wakeword("alexa").model
+    plan = plan_model(data, "alexa")
+    assert plan.views and plan.arena_bytes == 1536
+    assert plan.arena_bytes < peak_live_bytes([replace(b, anchor=None, anchor_offset=0, view=False)
+                                               for b in plan.buffers])
 
 
 def test_kept_input_is_never_overlaid():

@@ -5,7 +5,8 @@ A buffer lives from the step that writes it to the last step that reads it (step
 operator indices, inclusive). A buffer may be tied to another (`anchor`): its offset is the
 anchor's plus `anchor_offset`, and the two may share bytes at the one step where the
 anchor is read for the last time and the buffer written (a kernel running in place, see
-model_lowering.InPlace). Tied buffers are placed together, as one block.
+model_lowering.InPlace), or, for a view, as long as both live. Tied buffers are placed
+together, as one block.
 
 Greedy placement in the manner of TFLite Micro's GreedyMemoryPlanner (largest first,
 lowest offset that fits); we try a few orders and keep the smallest arena.
@@ -24,6 +25,7 @@ class Buffer:
     last: int  # last step at which it is alive (inclusive)
     anchor: object = None  # key of the buffer whose bytes this one overlays in place
     anchor_offset: int = 0  # this buffer's offset minus the anchor's (bytes, may be negative)
+    view: bool = False  # the anchor's own bytes (a contiguous slice): shared for as long as both live
 
     def overlaps_in_time(self, other: "Buffer") -> bool:
         return self.first <= other.last and other.first <= self.last
@@ -92,11 +94,12 @@ def arena_size(buffers: list[Buffer], offsets: dict[object, int], alignment: int
 
 
 def plan_arena(buffers: list[Buffer], alignment: int = 16) -> tuple[dict[object, int], int]:
-    """Offsets (multiples of `alignment`) for every buffer, and the arena size in bytes.
-    Anchor offsets must be multiples of `alignment` too."""
+    """Offsets for every buffer, and the arena size in bytes. Offsets are multiples of
+    `alignment` but for views, which sit where their bytes are; the anchor offsets of other
+    buffers must be multiples of `alignment` too."""
     if not buffers:
         return {}, 0
-    if any(b.anchor_offset % alignment for b in buffers):
+    if any(b.anchor_offset % alignment for b in buffers if not b.view):
         raise ValueError(f"anchor offsets must be multiples of {alignment}")
     blocks = _blocks(buffers)
 
@@ -131,7 +134,9 @@ def peak_live_bytes(buffers: list[Buffer]) -> int:
         total = sum(b.size for b in live)
         for b in live:
             anchor = by_key.get(b.anchor)
-            if anchor is not None and anchor.last == step == b.first:
+            if anchor is not None and b.view and anchor.first <= step <= anchor.last:
+                total -= b.size  # inside the anchor's bytes
+            elif anchor is not None and anchor.last == step == b.first:
                 span = max(anchor.size, b.anchor_offset + b.size) - min(0, b.anchor_offset)
                 total -= anchor.size + b.size - span
         peak = max(peak, total)
@@ -140,12 +145,21 @@ def peak_live_bytes(buffers: list[Buffer]) -> int:
 
 def check_plan(buffers: list[Buffer], offsets: dict[object, int]) -> None:
     """Raise AssertionError if two buffers alive at the same step share a byte, other than a
-    buffer and its anchor at the step where one hands over to the other."""
+    buffer and its anchor at the step where one hands over to the other, and views of the
+    same bytes."""
+    by_key = {b.key: b for b in buffers}
+
+    def viewed(buffer: Buffer) -> object:  # the buffer whose bytes a chain of views shows
+        while buffer.view:
+            buffer = by_key[buffer.anchor]
+        return buffer.key
+
     for i, a in enumerate(buffers):
         for b in buffers[i + 1 :]:
             if not (a.overlaps_in_time(b) and a.size and b.size):
                 continue
-            tied = (b.anchor == a.key and a.last == b.first) or (a.anchor == b.key and b.last == a.first)
+            tied = ((b.anchor == a.key and a.last == b.first) or (a.anchor == b.key and b.last == a.first)
+                    or viewed(a) == viewed(b))
             a_start, b_start = offsets[a.key], offsets[b.key]
             if not tied and a_start < b_start + b.size and b_start < a_start + a.size:
                 raise AssertionError(f"arena plan overlaps {a.key} and {b.key}")

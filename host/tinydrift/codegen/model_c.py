@@ -65,6 +65,7 @@ from tinydrift.codegen.model_state import VARIABLE_OPS, ModelState, read_state
 from tinydrift.codegen.tflite_graph import Graph, read_tflite
 
 ARENA_ALIGNMENT = 16
+VIEW_ALIGNMENT = 4  # a view starts on a word: the optimized kernels load activations a word at a time
 _C_TYPES = {"int8": "int8_t", "uint8": "uint8_t"}
 _VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8}
 
@@ -85,6 +86,7 @@ class ModelPlan:
     in_state: dict[int, int] = field(default_factory=dict)  # root tensor -> variable it reads in place
     buffers: list[Buffer] = field(default_factory=list)  # what the arena was planned from
     overlays: dict[int, int] = field(default_factory=dict)  # root tensor -> the input root it overwrites in place
+    views: set[int] = field(default_factory=set)  # overlays that are views (contiguous slices): no code
 
     @property
     def state_bytes(self) -> int:
@@ -140,7 +142,7 @@ def plan_model(tflite_bytes: bytes, name: str, *, preserve_input: bool = True, s
     overlays = {b.key: b.anchor for b in buffers if b.anchor is not None}
     macs = sum(step.macs for step in steps if isinstance(step, KernelCall))
     return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input, state, in_state,
-                     buffers, overlays)
+                     buffers, overlays, {b.key for b in buffers if b.view})
 
 
 def _resolve_aliases(graph: Graph, steps) -> dict[int, int]:
@@ -222,18 +224,26 @@ def _in_place_candidates(steps: list[Step], root: dict[int, int], buffers: list[
     for the last time by that kernel, tied to that input: it starts the kernel's lead before
     the input, rounded up to a multiple of its granule and of the arena's alignment."""
     by_key = {buffer.key: buffer for buffer in buffers}
+    calls = [(index, step) for index, step in enumerate(steps) if isinstance(step, KernelCall) and step.in_place]
+    views = []
+    for step_index, step in calls:
+        source, target = root[step.in_place.input], root[step.op.outputs[0]]
+        if (step.in_place.view and source in by_key and target in by_key and by_key[target].first == step_index
+                and step.in_place.lead % VIEW_ALIGNMENT == 0):
+            views.append(replace(by_key[target], anchor=source, anchor_offset=-step.in_place.lead, view=True))
+    shown = {view.anchor for view in views} | {view.key for view in views}
     candidates = []
-    for step_index, step in enumerate(steps):
-        if not isinstance(step, KernelCall) or step.in_place is None:
-            continue
+    for step_index, step in calls:
         source, target = root[step.in_place.input], root[step.op.outputs[0]]
         before, after = by_key.get(source), by_key.get(target)
-        if before is None or after is None or before.last != step_index or after.first != step_index:
+        if step.in_place.view or before is None or after is None or before.last != step_index or after.first != step_index:
             continue  # the input is read later, kept (the model's input), a constant or a variable
+        if source in shown:
+            continue  # writing over bytes a view (or its source) still shows
         unit = math.lcm(step.in_place.granule, ARENA_ALIGNMENT)
         lead = -(-step.in_place.lead // unit) * unit
         candidates.append(replace(after, anchor=source, anchor_offset=-lead))
-    return candidates
+    return views + candidates
 
 
 def _plan_with_in_place(buffers: list[Buffer], candidates: list[Buffer]) -> tuple[list[Buffer], dict[int, int], int]:
@@ -448,6 +458,10 @@ def _source(plan: ModelPlan, digest: str) -> str:
         for array in step.arrays:
             data_blocks.append(_format_array(array))
         overlaid = plan.overlays.get(plan.root[op.outputs[0]]) if op.outputs else None
+        if overlaid is not None and plan.root[op.outputs[0]] in plan.views:
+            start = plan.offsets[plan.root[op.outputs[0]]] - plan.offsets[overlaid]
+            calls.append(f"    /* a view of '{graph.tensors[overlaid].name}' from byte {start}: no code */")
+            continue
         if overlaid is not None:
             lead = plan.offsets[overlaid] - plan.offsets[plan.root[op.outputs[0]]]
             calls.append(f"    /* in place: the output overwrites '{graph.tensors[overlaid].name}', starting {lead} bytes "

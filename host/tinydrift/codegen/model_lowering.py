@@ -82,6 +82,9 @@ class InPlace:
     input: int  # tensor index
     lead: int  # bytes
     granule: int = 1  # bytes
+    # A view: the output is exactly the input's bytes from -lead on (a contiguous slice), so
+    # at exactly that place it may share them for as long as both live, and needs no code.
+    view: bool = False
 
 
 @dataclass
@@ -800,7 +803,12 @@ def _lower_strided_slice(ctx: _OpContext) -> KernelCall:
         "step": [0] * pad + steps,
     }
     args = [TensorArg(input_tensor.index), TensorArg(output.index)]
-    return KernelCall(ctx.op, "td_strided_slice_s8", "td_strided_slice_params_t", params, args)
+    # The copy walks forward through the input value by value: a contiguous slice is a view.
+    picked = params["first"] + sum(np.arange(c, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(4)]) * s
+                                   for axis, (c, s) in enumerate(zip(params["count"], params["step"])))
+    contiguous = output.num_elements > 0 and np.array_equal(picked.reshape(-1), params["first"] + np.arange(output.num_elements))
+    in_place = InPlace(input_tensor.index, -params["first"], view=True) if contiguous else None
+    return KernelCall(ctx.op, "td_strided_slice_s8", "td_strided_slice_params_t", params, args, in_place=in_place)
 
 
 _LOWERINGS = {
