@@ -5,10 +5,11 @@ models pymicro-wakeword ships (when installed). Part of `tinydrift bench device`
 
 Per model: the generated C's arena (input kept for the monitor, as the firmware builds it),
 TFLite Micro's (its RecordingMicroAllocator's total: planned tensors plus persistent data,
-how tinydrift measures it everywhere), their ratio, the kernels that run in place, and two
-bounds for this operator order: the most bytes alive at one operator with every tensor in
-its own bytes (`order_bound_bytes`: what placement alone can reach) and with the chosen
-in-place pairs counted by their span (`bound_bytes`).
+how tinydrift measures it everywhere), their ratio, the kernels that run in place and the
+slices that are views, and two bounds for this operator order: the most bytes alive at one
+operator with every tensor in its own bytes (`order_bound_bytes`: what placement alone can
+reach) and with the chosen in-place pairs and views counted by the bytes they span
+(`bound_bytes`).
 
     figures = arena_figures()     # {"arena_ratio_to_tflm": {name: ratio}, "arenas": {name: {...}}}
 """
@@ -56,7 +57,8 @@ def model_arena(tflite: bytes, name: str) -> dict:
         "arena_ratio_to_tflm": plan.arena_bytes / tflm["total"],
         "bound_bytes": peak_live_bytes(plan.buffers),
         "order_bound_bytes": peak_live_bytes(untied),
-        "in_place_kernels": len(plan.overlays),
+        "in_place_kernels": len(plan.overlays) - len(plan.views),
+        "views": len(plan.views),
         "state_bytes": plan.state_bytes,
     }
 
@@ -73,5 +75,6 @@ def format_arenas(figures: dict) -> list[str]:
         lines.append(
             f"    {name:<14} {arena['arena_bytes']:>7,} B / {arena['tflm_arena_bytes']:>7,} B "
             f"= {arena['arena_ratio_to_tflm']:.3f}x   bound {arena['bound_bytes']:,} B "
-            f"(no kernel in place: {arena['order_bound_bytes']:,} B), {arena['in_place_kernels']} kernels in place")
+            f"(none in place: {arena['order_bound_bytes']:,} B), {arena['in_place_kernels']} kernels in place, "
+            f"{arena['views']} views")
     return lines
