@@ -236,8 +236,10 @@ def _in_place_candidates(steps: list[Step], root: dict[int, int], buffers: list[
     for step_index, step in calls:
         source, target = root[step.in_place.input], root[step.op.outputs[0]]
         before, after = by_key.get(source), by_key.get(target)
-        if step.in_place.view or before is None or after is None or before.last != step_index or after.first != step_index:
-            continue  # the input is read later, kept (the model's input), a constant or a variable
+        if step.in_place.view or before is None or after is None:
+            continue  # a view (above), or the input is a constant or a variable
+        if before.last != step_index or after.first != step_index:
+            continue  # the input is read later or kept (the model's input)
         if source in shown:
             continue  # writing over bytes a view (or its source) still shows
         unit = math.lcm(step.in_place.granule, ARENA_ALIGNMENT)
@@ -464,8 +466,8 @@ def _source(plan: ModelPlan, digest: str) -> str:
             continue
         if overlaid is not None:
             lead = plan.offsets[overlaid] - plan.offsets[plan.root[op.outputs[0]]]
-            calls.append(f"    /* in place: the output overwrites '{graph.tensors[overlaid].name}', starting {lead} bytes "
-                         "before it */")
+            calls.append(f"    /* in place: the output overwrites '{graph.tensors[overlaid].name}', "
+                         f"starting {lead} bytes before it */")
         fields = ",\n".join(f"    .{key} = {_c_value(value)}" for key, value in step.params.items())
         param_blocks.append(f"static const {step.params_type} op{op.index}_params = {{\n{fields},\n}};\n")
         calls.append(f"    {step.function}(&op{op.index}_params, {', '.join(arg_expr(arg) for arg in step.args)});")

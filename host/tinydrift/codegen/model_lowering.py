@@ -500,8 +500,8 @@ def _lower_pool(ctx: _OpContext) -> KernelCall:
         "activation_max": act_max,
     }
     function = "td_avg_pool_s8" if ctx.op.opcode == "AVERAGE_POOL_2D" else "td_max_pool_s8"
-    return KernelCall(ctx.op, function, "td_pool_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)],
-                      in_place=_window_in_place(input_tensor, params))
+    args = [TensorArg(input_tensor.index), TensorArg(output.index)]
+    return KernelCall(ctx.op, function, "td_pool_params_t", params, args, in_place=_window_in_place(input_tensor, params))
 
 
 def _lower_softmax(ctx: _OpContext) -> KernelCall:
@@ -528,8 +528,8 @@ def _lower_softmax(ctx: _OpContext) -> KernelCall:
         "diff_min": diff_min,
     }
     # Row by row, each value read (after the row's maximum and sum) just before it is written.
-    return KernelCall(ctx.op, "td_softmax_s8", "td_softmax_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)],
-                      in_place=InPlace(input_tensor.index, 0))
+    args = [TensorArg(input_tensor.index), TensorArg(output.index)]
+    return KernelCall(ctx.op, "td_softmax_s8", "td_softmax_params_t", params, args, in_place=InPlace(input_tensor.index, 0))
 
 
 def _broadcast_strides(shape: tuple[int, ...], output_dims: list[int]) -> list[int]:
@@ -579,7 +579,8 @@ def _lower_add(ctx: _OpContext) -> KernelCall:
     }
     args = [TensorArg(input1.index), TensorArg(input2.index), TensorArg(output.index)]
     # Value by value in the output's order: an input of the output's shape may be overlaid.
-    same_shape = next((t for t in (input1, input2) if tuple(t.shape) == tuple(output.shape) and not t.is_constant), None)
+    same_shape = next((t for t in (input1, input2)
+                       if tuple(t.shape) == tuple(output.shape) and not t.is_constant), None)
     in_place = InPlace(same_shape.index, 0) if same_shape is not None else None
     return KernelCall(ctx.op, "td_add_s8", "td_add_params_t", params, args, in_place=in_place)
 
@@ -804,9 +805,11 @@ def _lower_strided_slice(ctx: _OpContext) -> KernelCall:
     }
     args = [TensorArg(input_tensor.index), TensorArg(output.index)]
     # The copy walks forward through the input value by value: a contiguous slice is a view.
-    picked = params["first"] + sum(np.arange(c, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(4)]) * s
-                                   for axis, (c, s) in enumerate(zip(params["count"], params["step"])))
-    contiguous = output.num_elements > 0 and np.array_equal(picked.reshape(-1), params["first"] + np.arange(output.num_elements))
+    picked = params["first"] + sum(
+        np.arange(count, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(4)]) * step
+        for axis, (count, step) in enumerate(zip(params["count"], params["step"])))
+    contiguous = output.num_elements > 0 and np.array_equal(
+        picked.reshape(-1), params["first"] + np.arange(output.num_elements))
     in_place = InPlace(input_tensor.index, -params["first"], view=True) if contiguous else None
     return KernelCall(ctx.op, "td_strided_slice_s8", "td_strided_slice_params_t", params, args, in_place=in_place)
 
