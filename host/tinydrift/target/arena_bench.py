@@ -22,7 +22,6 @@ from pathlib import Path
 
 from tinydrift import firmware
 
-ARENA_KEYS = ("arena_ratio_to_tflm", "arenas")
 MODELS_DIR = firmware.REPO_ROOT / "models"
 
 
