@@ -39,6 +39,9 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
     click.echo(f"{len(plan.graph.operators)} operators, {plan.macs:,} multiply-accumulates per inference")
     click.echo(f"arena: {plan.arena_bytes:,} bytes; TFLite Micro {tflm['total']:,} "
                f"({tflm['head']:,} tensors + {tflm['tail']:,} persistent)")
+    if plan.overlays:
+        click.echo(f"in place: {len(plan.overlays) - len(plan.views)} kernels write over their input, "
+                   f"{len(plan.views)} slices are views of theirs")
     if plan.state is not None:
         click.echo(f"state: {plan.state_bytes:,} bytes in {len(plan.state.variables)} variables, kept between "
                    f"invokes (td_{name}_reset() restarts them)")

@@ -28,14 +28,17 @@ one invoke needs. A READ_VARIABLE whose tensor is used up before the variable is
 again reads the variable's buffer in place; other reads and every ASSIGN_VARIABLE copy.
 
 The kernels are firmware/lib/tinydrift/src/kernels/ (compile with that src/ directory on the
-include path). The input buffer is kept intact by td_<name>_invoke (the drift monitor reads
+include path). A kernel whose contract allows it (model_lowering.InPlace) writes its output
+over the input it reads last, where that makes the arena smaller; the generated C says so
+at the call. The input buffer is kept intact by td_<name>_invoke (the drift monitor reads
 the features after inference) unless `preserve_input=False`.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +65,7 @@ from tinydrift.codegen.model_state import VARIABLE_OPS, ModelState, read_state
 from tinydrift.codegen.tflite_graph import Graph, read_tflite
 
 ARENA_ALIGNMENT = 16
+VIEW_ALIGNMENT = 4  # a view starts on a word: the optimized kernels load activations a word at a time
 _C_TYPES = {"int8": "int8_t", "uint8": "uint8_t"}
 _VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8}
 
@@ -80,6 +84,9 @@ class ModelPlan:
     preserve_input: bool = True
     state: ModelState | None = None  # a streaming model's resource variables
     in_state: dict[int, int] = field(default_factory=dict)  # root tensor -> variable it reads in place
+    buffers: list[Buffer] = field(default_factory=list)  # what the arena was planned from
+    overlays: dict[int, int] = field(default_factory=dict)  # root tensor -> the input root it overwrites in place
+    views: set[int] = field(default_factory=set)  # overlays that are views (contiguous slices): no code
 
     @property
     def state_bytes(self) -> int:
@@ -130,10 +137,12 @@ def plan_model(tflite_bytes: bytes, name: str, *, preserve_input: bool = True, s
 
     root = _resolve_aliases(graph, steps)
     in_state = _reads_in_place(graph, steps, root)
-    buffers = _buffers(graph, steps, root, preserve_input, in_state)
-    offsets, arena_bytes = plan_arena(buffers, ARENA_ALIGNMENT)
+    separate = _buffers(graph, steps, root, preserve_input, in_state)
+    buffers, offsets, arena_bytes = _plan_with_in_place(separate, _in_place_candidates(steps, root, separate))
+    overlays = {b.key: b.anchor for b in buffers if b.anchor is not None}
     macs = sum(step.macs for step in steps if isinstance(step, KernelCall))
-    return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input, state, in_state)
+    return ModelPlan(name, graph, steps, root, offsets, arena_bytes, macs, preserve_input, state, in_state,
+                     buffers, overlays, {b.key for b in buffers if b.view})
 
 
 def _resolve_aliases(graph: Graph, steps) -> dict[int, int]:
@@ -208,6 +217,72 @@ def _buffers(graph: Graph, steps, root: dict[int, int], preserve_input: bool, in
     for tensor_index in graph.outputs:
         touch(tensor_index, end)
     return [Buffer(key, graph.tensors[key].nbytes, first[key], last[key]) for key in sorted(first)]
+
+
+def _in_place_candidates(steps: list[Step], root: dict[int, int], buffers: list[Buffer]) -> list[Buffer]:
+    """Each output of a kernel that can run in place (KernelCall.in_place) whose input is read
+    for the last time by that kernel, tied to that input: it starts the kernel's lead before
+    the input, rounded up to a multiple of its granule and of the arena's alignment."""
+    by_key = {buffer.key: buffer for buffer in buffers}
+    calls = [(index, step) for index, step in enumerate(steps) if isinstance(step, KernelCall) and step.in_place]
+    views = []
+    for step_index, step in calls:
+        source, target = root[step.in_place.input], root[step.op.outputs[0]]
+        if (step.in_place.view and source in by_key and target in by_key and by_key[target].first == step_index
+                and step.in_place.lead % VIEW_ALIGNMENT == 0):
+            views.append(replace(by_key[target], anchor=source, anchor_offset=-step.in_place.lead, view=True))
+    shown = {view.anchor for view in views} | {view.key for view in views}
+    candidates = []
+    for step_index, step in calls:
+        source, target = root[step.in_place.input], root[step.op.outputs[0]]
+        before, after = by_key.get(source), by_key.get(target)
+        if step.in_place.view or before is None or after is None:
+            continue  # a view (above), or the input is a constant or a variable
+        if before.last != step_index or after.first != step_index:
+            continue  # the input is read later or kept (the model's input)
+        if source in shown:
+            continue  # writing over bytes a view (or its source) still shows
+        unit = math.lcm(step.in_place.granule, ARENA_ALIGNMENT)
+        lead = -(-step.in_place.lead // unit) * unit
+        candidates.append(replace(after, anchor=source, anchor_offset=-lead))
+    return views + candidates
+
+
+def _plan_with_in_place(buffers: list[Buffer], candidates: list[Buffer]) -> tuple[list[Buffer], dict[int, int], int]:
+    """Which kernels run in place. Tied buffers move as one block, and a chain of ties
+    drifts by each kernel's lead: tying everything can make a block wider than the peak,
+    while a peak repeated at several operators only falls once every one of them is tied.
+    So a local search from no ties and from all of them: toggle one tie at a time (largest
+    saving first), keep a removal that shrinks the arena and an addition that does not grow
+    it; then drop every tie the arena does not need. The smaller plan wins."""
+    untied = {buffer.key: buffer for buffer in buffers}
+    order = sorted(candidates, key=lambda b: -min(b.size, untied[b.anchor].size))
+    tied = {candidate.key: candidate for candidate in order}
+
+    def plan(ties: set[int]) -> tuple[dict[int, int], int]:
+        return plan_arena([tied[key] if key in ties else buffer for key, buffer in untied.items()], ARENA_ALIGNMENT)
+
+    best: tuple[int, set[int], dict[int, int]] | None = None
+    for start in (set(), {c.key for c in order}):
+        ties = set(start)
+        offsets, size = plan(ties)
+        changed = True
+        while changed:
+            changed = False
+            for candidate in order:
+                trial = ties ^ {candidate.key}
+                trial_offsets, trial_size = plan(trial)
+                if trial_size < size or (trial_size == size and len(trial) > len(ties)):
+                    ties, offsets, size, changed = trial, trial_offsets, trial_size, True
+        for candidate in reversed(order):  # keep only the ties that pay: fewer kernels in place
+            if candidate.key in ties:
+                trial_offsets, trial_size = plan(ties - {candidate.key})
+                if trial_size <= size:
+                    ties, offsets, size = ties - {candidate.key}, trial_offsets, trial_size
+        if best is None or size < best[0]:
+            best = (size, ties, offsets)
+    size, ties, offsets = best
+    return [tied[buffer.key] if buffer.key in ties else buffer for buffer in buffers], offsets, size
 
 
 def generate_model_c(tflite_bytes: bytes, name: str, *, preserve_input: bool = True) -> tuple[str, str]:
@@ -384,6 +459,15 @@ def _source(plan: ModelPlan, digest: str) -> str:
             continue
         for array in step.arrays:
             data_blocks.append(_format_array(array))
+        overlaid = plan.overlays.get(plan.root[op.outputs[0]]) if op.outputs else None
+        if overlaid is not None and plan.root[op.outputs[0]] in plan.views:
+            start = plan.offsets[plan.root[op.outputs[0]]] - plan.offsets[overlaid]
+            calls.append(f"    /* a view of '{graph.tensors[overlaid].name}' from byte {start}: no code */")
+            continue
+        if overlaid is not None:
+            lead = plan.offsets[overlaid] - plan.offsets[plan.root[op.outputs[0]]]
+            calls.append(f"    /* in place: the output overwrites '{graph.tensors[overlaid].name}', "
+                         f"starting {lead} bytes before it */")
         fields = ",\n".join(f"    .{key} = {_c_value(value)}" for key, value in step.params.items())
         param_blocks.append(f"static const {step.params_type} op{op.index}_params = {{\n{fields},\n}};\n")
         calls.append(f"    {step.function}(&op{op.index}_params, {', '.join(arg_expr(arg) for arg in step.args)});")

@@ -70,6 +70,23 @@ class ConstArg:
 NULL_ARG = ConstArg("NULL")
 
 
+@dataclass(frozen=True)
+class InPlace:
+    """The kernel's contract with aliasing: its output may overlay the bytes of its input
+    `input` when the output starts at least `lead` bytes before the input, by a multiple of
+    `granule` bytes (so each output value lands on an input value it alone reads: a
+    channel over the same channel). Every kernel with this contract reads the input values
+    an output value needs before writing that value, and writes in increasing address
+    order, so a larger lead is as safe as the least one."""
+
+    input: int  # tensor index
+    lead: int  # bytes
+    granule: int = 1  # bytes
+    # A view: the output is exactly the input's bytes from -lead on (a contiguous slice), so
+    # at exactly that place it may share them for as long as both live, and needs no code.
+    view: bool = False
+
+
 @dataclass
 class KernelCall:
     op: Operator
@@ -79,6 +96,7 @@ class KernelCall:
     args: list[object]  # TensorArg / ConstArg, after the params pointer
     arrays: list[ConstArray] = field(default_factory=list)
     macs: int = 0
+    in_place: InPlace | None = None  # None: the output must not share the input's bytes
 
 
 @dataclass(frozen=True)
@@ -321,7 +339,8 @@ def _lower_conv(ctx: _OpContext) -> KernelCall:
         raise ctx.fail(f"input depth {input_depth} does not split into groups of filter depth {filter_input_depth}")
     params = {**geometry, "filter_input_depth": filter_input_depth, **tail}
     macs = output.num_elements * int(np.prod(filter_tensor.shape[1:]))
-    return KernelCall(ctx.op, "td_conv_s8", "td_conv_params_t", params, args, arrays, macs)
+    return KernelCall(ctx.op, "td_conv_s8", "td_conv_params_t", params, args, arrays, macs,
+                      _conv_in_place(input_tensor, params))
 
 
 def _lower_depthwise_conv(ctx: _OpContext) -> KernelCall:
@@ -334,7 +353,64 @@ def _lower_depthwise_conv(ctx: _OpContext) -> KernelCall:
         raise ctx.fail(f"output depth {output_channels} is not a multiple of input depth {input_depth}")
     params = {**geometry, "depth_multiplier": output_channels // input_depth, **tail}
     macs = output.num_elements * filter_tensor.shape[1] * filter_tensor.shape[2]
-    return KernelCall(ctx.op, "td_depthwise_conv_s8", "td_depthwise_conv_params_t", params, args, arrays, macs)
+    in_place = _window_in_place(input_tensor, params) if params["depth_multiplier"] == 1 else None
+    return KernelCall(ctx.op, "td_depthwise_conv_s8", "td_depthwise_conv_params_t", params, args, arrays, macs,
+                      in_place)
+
+
+_NO_READ = np.iinfo(np.int64).max
+
+
+def _first_pixels_read(params: dict) -> np.ndarray:
+    """Per output pixel (raster order, batches included), the first input pixel (same
+    order) its window reads; _NO_READ for a window wholly in the padding."""
+    in_h, in_w = params["input_height"], params["input_width"]
+    out_h, out_w = params["output_height"], params["output_width"]
+
+    def first_inside(out_size: int, stride: int, pad: int, dilation: int, taps: int, size: int) -> np.ndarray:
+        origin = np.arange(out_size, dtype=np.int64) * stride - pad
+        tap = np.maximum(0, -(origin // dilation))  # the first tap at or after 0
+        first = origin + tap * dilation
+        return np.where((tap >= taps) | (first >= size), -1, first)
+
+    first_y = first_inside(out_h, params["stride_height"], params["pad_height"], params.get("dilation_height", 1),
+                           params["filter_height"], in_h)
+    first_x = first_inside(out_w, params["stride_width"], params["pad_width"], params.get("dilation_width", 1),
+                           params["filter_width"], in_w)
+    image = first_y[:, None] * in_w + first_x[None, :]
+    image = np.where((first_y[:, None] < 0) | (first_x[None, :] < 0), _NO_READ, image).reshape(-1)
+    return np.concatenate([np.where(image == _NO_READ, _NO_READ, image + batch * in_h * in_w)
+                           for batch in range(params["batches"])])
+
+
+def _window_in_place(input_tensor: Tensor, params: dict) -> InPlace:
+    """Depthwise convolution (depth multiplier 1) and pooling compute channel c of an output
+    pixel from channel c of its window only, pixels in raster order (per channel, whatever
+    the channel blocking). So output pixel p may overlay input pixel p - k for any k with no
+    later pixel q reading an input pixel before q - k: k = max over q of q - (the first
+    input pixel q's window reads)."""
+    first = _first_pixels_read(params)
+    reads = first != _NO_READ
+    pixels = np.arange(first.size, dtype=np.int64)
+    lead_pixels = max(0, int((pixels - first)[reads].max())) if reads.any() else 0
+    depth = input_tensor.shape[3]
+    return InPlace(input_tensor.index, lead_pixels * depth, depth)
+
+
+def _conv_in_place(input_tensor: Tensor, params: dict) -> InPlace:
+    """Both convolution kernels write output pixels in raster order, and only after reading
+    the windows of all earlier pixels: the reference reads pixel p's window while writing
+    pixel p, the M4 kernel reads two pixels' windows before writing both. So output pixel p
+    may overlay no byte of the window of p or of a later pixel: the lead is the most by
+    which pixel p's end passes the first byte those windows read."""
+    first = _first_pixels_read(params)
+    later_first = np.minimum.accumulate(first[::-1])[::-1]  # the first pixel read by p or any later pixel
+    reads = later_first != _NO_READ
+    if not reads.any():
+        return InPlace(input_tensor.index, 0)
+    ends = (np.arange(first.size, dtype=np.int64) + 1) * params["output_depth"]
+    lead = int((ends - later_first * input_tensor.shape[3])[reads].max())
+    return InPlace(input_tensor.index, max(0, lead))
 
 
 def _lower_fully_connected(ctx: _OpContext) -> KernelCall:
@@ -424,7 +500,8 @@ def _lower_pool(ctx: _OpContext) -> KernelCall:
         "activation_max": act_max,
     }
     function = "td_avg_pool_s8" if ctx.op.opcode == "AVERAGE_POOL_2D" else "td_max_pool_s8"
-    return KernelCall(ctx.op, function, "td_pool_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)])
+    args = [TensorArg(input_tensor.index), TensorArg(output.index)]
+    return KernelCall(ctx.op, function, "td_pool_params_t", params, args, in_place=_window_in_place(input_tensor, params))
 
 
 def _lower_softmax(ctx: _OpContext) -> KernelCall:
@@ -450,7 +527,9 @@ def _lower_softmax(ctx: _OpContext) -> KernelCall:
         "input_left_shift": left_shift,
         "diff_min": diff_min,
     }
-    return KernelCall(ctx.op, "td_softmax_s8", "td_softmax_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)])
+    # Row by row, each value read (after the row's maximum and sum) just before it is written.
+    args = [TensorArg(input_tensor.index), TensorArg(output.index)]
+    return KernelCall(ctx.op, "td_softmax_s8", "td_softmax_params_t", params, args, in_place=InPlace(input_tensor.index, 0))
 
 
 def _broadcast_strides(shape: tuple[int, ...], output_dims: list[int]) -> list[int]:
@@ -499,7 +578,11 @@ def _lower_add(ctx: _OpContext) -> KernelCall:
         "input2_strides": _broadcast_strides(input2.shape, output_dims),
     }
     args = [TensorArg(input1.index), TensorArg(input2.index), TensorArg(output.index)]
-    return KernelCall(ctx.op, "td_add_s8", "td_add_params_t", params, args)
+    # Value by value in the output's order: an input of the output's shape may be overlaid.
+    same_shape = next((t for t in (input1, input2)
+                       if tuple(t.shape) == tuple(output.shape) and not t.is_constant), None)
+    in_place = InPlace(same_shape.index, 0) if same_shape is not None else None
+    return KernelCall(ctx.op, "td_add_s8", "td_add_params_t", params, args, in_place=in_place)
 
 
 def _lower_alias(ctx: _OpContext) -> Alias:
@@ -569,7 +652,9 @@ def _lower_logistic(ctx: _OpContext) -> KernelCall:
         "input_left_shift": left_shift,
     }
     args = [TensorArg(input_tensor.index), TensorArg(output.index)]
-    return KernelCall(ctx.op, "td_logistic_s8", "td_logistic_params_t", params, args)
+    # Value by value, each read just before it is written.
+    return KernelCall(ctx.op, "td_logistic_s8", "td_logistic_params_t", params, args,
+                      in_place=InPlace(input_tensor.index, 0))
 
 
 def _lower_quantize(ctx: _OpContext) -> KernelCall:
@@ -594,7 +679,9 @@ def _lower_quantize(ctx: _OpContext) -> KernelCall:
         "output_offset": output.quantization.zero_point,
     }
     function = "td_quantize_s8_u8" if output.dtype == "uint8" else "td_quantize_s8"
-    return KernelCall(ctx.op, function, "td_quantize_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)])
+    # Value by value (one byte each way), each read just before it is written.
+    return KernelCall(ctx.op, function, "td_quantize_params_t", params, [TensorArg(input_tensor.index), TensorArg(output.index)],
+                      in_place=InPlace(input_tensor.index, 0))
 
 
 def _lower_concatenation(ctx: _OpContext) -> KernelCall:
@@ -717,7 +804,14 @@ def _lower_strided_slice(ctx: _OpContext) -> KernelCall:
         "step": [0] * pad + steps,
     }
     args = [TensorArg(input_tensor.index), TensorArg(output.index)]
-    return KernelCall(ctx.op, "td_strided_slice_s8", "td_strided_slice_params_t", params, args)
+    # The copy walks forward through the input value by value: a contiguous slice is a view.
+    picked = params["first"] + sum(
+        np.arange(count, dtype=np.int64).reshape([-1 if d == axis else 1 for d in range(4)]) * step
+        for axis, (count, step) in enumerate(zip(params["count"], params["step"])))
+    contiguous = output.num_elements > 0 and np.array_equal(
+        picked.reshape(-1), params["first"] + np.arange(output.num_elements))
+    in_place = InPlace(input_tensor.index, -params["first"], view=True) if contiguous else None
+    return KernelCall(ctx.op, "td_strided_slice_s8", "td_strided_slice_params_t", params, args, in_place=in_place)
 
 
 _LOWERINGS = {

@@ -44,6 +44,7 @@ BENCH_KEYS = (
     "monitor_instructions", "summarize_instructions", "monitor_update_instructions", "monitor_share",
     "sensor_instructions", "monitor_with_sensor_share",
     "flash_bytes", "ram_bytes", "stack_used_bytes", "size_source", "arena_bytes", "tflm_arena_bytes",
+    "arena_ratio_to_tflm", "arenas",  # every project model's, beside TFLite Micro's (arena_bench.py)
     "monitor_state_bytes", "monitor_commission_bytes", "app_state_bytes", "capture_frames_per_s", "checks",
 )  # fmt: skip
 
@@ -256,6 +257,7 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
     says which."""
     from tinydrift.target.host_frontend import NativeFrontend
     from tinydrift.model.runtimes import run_tflm, tflm_arena_bytes
+    from tinydrift.target.arena_bench import arena_figures
     from tinydrift.link import protocol
     from tinydrift.target import emulator
 
@@ -324,6 +326,7 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
         "size_source": source,
         "arena_bytes": facts["arena_bytes"],
         "tflm_arena_bytes": tflm_arena_bytes(facts["tflite"]),
+        **arena_figures(),
         "monitor_state_bytes": int(fields["monitor_state_bytes"]),
         "monitor_commission_bytes": int(fields["monitor_commission_bytes"]),
         "app_state_bytes": app_state,  # td_app_t: window, front end, monitor, link (None without the app image)
@@ -334,6 +337,8 @@ def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = Non
 
 def format_report(figures: dict) -> str:
     """The figures as a short table for people."""
+    from tinydrift.target.arena_bench import format_arenas
+
     checks = figures["checks"]
     lines = [
         "tinydrift bench device (QEMU mps2-an386, Cortex-M4F, -icount shift=0: instructions)",
@@ -355,4 +360,5 @@ def format_report(figures: dict) -> str:
         f"  host capture parser               {figures['capture_frames_per_s']:>12,.0f} frames/s",
         "  checks: " + ", ".join(f"{key} {'ok' if value else 'FAILED'}" for key, value in checks.items()),
     ]
+    lines[-1:-1] = format_arenas(figures)
     return "\n".join(lines)

@@ -98,9 +98,10 @@ int main(int argc, char **argv)
 """
 
 
-def _write_sources(models: dict[str, bytes], extra: dict[str, str]) -> tuple[Path, list[Path]]:
+def _write_sources(models: dict[str, bytes], extra: dict[str, str], *,
+                   preserve_input: bool = True) -> tuple[Path, list[Path]]:
     """Generate each model's C (plus host-only files) under build/host/models/<hash>/."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(b"" if preserve_input else b"input not kept")
     for name in sorted(models):
         digest.update(name.encode() + b"\0" + _digest(models[name]).encode())
     for filename in sorted(extra):
@@ -108,7 +109,7 @@ def _write_sources(models: dict[str, bytes], extra: dict[str, str]) -> tuple[Pat
     out_dir = GENERATED_DIR / digest.hexdigest()[:16]
     sources = []
     for name, tflite_bytes in models.items():
-        header, source = generate_model_c(tflite_bytes, name)
+        header, source = generate_model_c(tflite_bytes, name, preserve_input=preserve_input)
         atomic.write_text(out_dir / f"td_model_{name}.h", header)
         atomic.write_text(out_dir / f"td_model_{name}.c", source)
         sources.append(out_dir / f"td_model_{name}.c")
@@ -164,19 +165,23 @@ def _as_batch(inputs: np.ndarray, input_size: int) -> np.ndarray:
     return np.ascontiguousarray(inputs.reshape(-1, input_size))
 
 
-def build_host_models(models: dict[str, bytes]) -> dict[str, HostModel]:
+def build_host_models(models: dict[str, bytes], *, preserve_input: bool = True,
+                      kernels_optimized: bool = False) -> dict[str, HostModel]:
     """Generate and compile several models into one shared library (they coexist through
-    their name prefixes); returns a runner per name."""
+    their name prefixes); returns a runner per name. preserve_input=False lets inference
+    overwrite the input (and kernels run in place on it); kernels_optimized builds the
+    optimized kernels' C (their DSP helpers in plain C) instead of the reference."""
     extra = {f"run_batch_{name}.c": _batch_harness(name) for name in models}
-    out_dir, sources = _write_sources(models, extra)
+    out_dir, sources = _write_sources(models, extra, preserve_input=preserve_input)
     # -O3 vectorizes the reference loops (~3x faster on the host); integer code, same results.
-    library_path = firmware.compile_host(sources + firmware.stage_sources("kernels"), include_dirs=[*firmware.include_dirs(), out_dir], optimize="-O3")
+    library_path = firmware.compile_host(sources + firmware.stage_sources("kernels"), include_dirs=[*firmware.include_dirs(), out_dir], optimize="-O3",
+                                         defines={"TD_KERNELS_OPTIMIZED": 1} if kernels_optimized else None)
     key = str(library_path)
     if key not in _loaded:
         _loaded[key] = ctypes.CDLL(key)
     result = {}
     for name, tflite_bytes in models.items():
-        plan = plan_model(tflite_bytes, name)
+        plan = plan_model(tflite_bytes, name, preserve_input=preserve_input)
         result[name] = HostModel(_loaded[key], name, plan.input.num_elements, plan.output.num_elements,
                                  np.dtype(plan.output.dtype).type, plan.state is not None)
     return result

@@ -2,20 +2,20 @@
  * (sha256 3fe22e7538acec2b...): do not edit, generate again.
  *
  * 12 operators, 3710208 multiply-accumulates per inference.
- * Arena of 42288 bytes (offsets, planned statically):
+ * Arena of 33968 bytes (offsets, planned statically):
  *   [     0,  32000) 'dscnn_1/re_lu_1/Relu;dscnn_1/batch_normalization_1/batchnorm/add_1;dscnn_1/conv2d_1/convolution;dscnn_1/batch_normalization_1/batchnorm/sub1'
- *   [     0,   8320) 'dscnn_1/re_lu_2_1/Relu;dscnn_1/batch_normalization_2_1/batchnorm/add_1;dscnn_1/conv2d_1_2/convolution;dscnn_1/batch_normalization_2_1/batchnorm/sub1'
- *   [     0,   8320) 'dscnn_1/re_lu_4_1/Relu;dscnn_1/batch_normalization_4_1/batchnorm/add_1;dscnn_1/conv2d_2_1/convolution;dscnn_1/batch_normalization_4_1/batchnorm/sub1'
- *   [     0,   8320) 'dscnn_1/re_lu_6_1/Relu;dscnn_1/batch_normalization_6_1/batchnorm/add_1;dscnn_1/conv2d_3_1/convolution;dscnn_1/batch_normalization_6_1/batchnorm/sub1'
- *   [     0,   8320) 'dscnn_1/re_lu_8_1/Relu;dscnn_1/batch_normalization_8_1/batchnorm/add_1;dscnn_1/conv2d_4_1/convolution;dscnn_1/batch_normalization_8_1/batchnorm/sub1'
- *   [     0,     12) 'dscnn_1/probs_1/MatMul;dscnn_1/probs_1/BiasAdd'
- *   [    16,     28) 'StatefulPartitionedCall_1:0'
- *   [  8320,  16640) 'dscnn_1/re_lu_3_1/Relu;dscnn_1/batch_normalization_3_1/batchnorm/add_1;dscnn_1/batch_normalization_3_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_1_2/depthwise;dscnn_1/batch_normalization_3_1/batchnorm/mul;dscnn_1/batch_normalization_3_1/batchnorm/sub1'
- *   [  8320,  16640) 'dscnn_1/re_lu_5_1/Relu;dscnn_1/batch_normalization_5_1/batchnorm/add_1;dscnn_1/batch_normalization_5_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_2_1/depthwise;dscnn_1/batch_normalization_5_1/batchnorm/mul;dscnn_1/batch_normalization_5_1/batchnorm/sub1'
- *   [  8320,  16640) 'dscnn_1/re_lu_7_1/Relu;dscnn_1/batch_normalization_7_1/batchnorm/add_1;dscnn_1/batch_normalization_7_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_3_1/depthwise;dscnn_1/batch_normalization_7_1/batchnorm/mul;dscnn_1/batch_normalization_7_1/batchnorm/sub1'
- *   [  8320,   8384) 'dscnn_1/average_pooling2d_1/AvgPool'
- *   [ 32000,  40320) 'dscnn_1/re_lu_1_2/Relu;dscnn_1/batch_normalization_1_2/batchnorm/add_1;dscnn_1/batch_normalization_1_2/batchnorm/mul_1;dscnn_1/depthwise_conv2d_1/depthwise;dscnn_1/batch_normalization_1_2/batchnorm/mul;dscnn_1/batch_normalization_1_2/batchnorm/sub1'
- *   [ 40320,  42280) 'serving_default_keras_tensor_62:0'
+ *   [     0,   8320) 'dscnn_1/re_lu_1_2/Relu;dscnn_1/batch_normalization_1_2/batchnorm/add_1;dscnn_1/batch_normalization_1_2/batchnorm/mul_1;dscnn_1/depthwise_conv2d_1/depthwise;dscnn_1/batch_normalization_1_2/batchnorm/mul;dscnn_1/batch_normalization_1_2/batchnorm/sub1'
+ *   [     0,   8320) 'dscnn_1/re_lu_3_1/Relu;dscnn_1/batch_normalization_3_1/batchnorm/add_1;dscnn_1/batch_normalization_3_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_1_2/depthwise;dscnn_1/batch_normalization_3_1/batchnorm/mul;dscnn_1/batch_normalization_3_1/batchnorm/sub1'
+ *   [     0,   8320) 'dscnn_1/re_lu_5_1/Relu;dscnn_1/batch_normalization_5_1/batchnorm/add_1;dscnn_1/batch_normalization_5_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_2_1/depthwise;dscnn_1/batch_normalization_5_1/batchnorm/mul;dscnn_1/batch_normalization_5_1/batchnorm/sub1'
+ *   [     0,   8320) 'dscnn_1/re_lu_7_1/Relu;dscnn_1/batch_normalization_7_1/batchnorm/add_1;dscnn_1/batch_normalization_7_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_3_1/depthwise;dscnn_1/batch_normalization_7_1/batchnorm/mul;dscnn_1/batch_normalization_7_1/batchnorm/sub1'
+ *   [     0,     64) 'dscnn_1/average_pooling2d_1/AvgPool'
+ *   [     0,     12) 'StatefulPartitionedCall_1:0'
+ *   [    64,     76) 'dscnn_1/probs_1/MatMul;dscnn_1/probs_1/BiasAdd'
+ *   [  8320,  16640) 'dscnn_1/re_lu_2_1/Relu;dscnn_1/batch_normalization_2_1/batchnorm/add_1;dscnn_1/conv2d_1_2/convolution;dscnn_1/batch_normalization_2_1/batchnorm/sub1'
+ *   [  8320,  16640) 'dscnn_1/re_lu_4_1/Relu;dscnn_1/batch_normalization_4_1/batchnorm/add_1;dscnn_1/conv2d_2_1/convolution;dscnn_1/batch_normalization_4_1/batchnorm/sub1'
+ *   [  8320,  16640) 'dscnn_1/re_lu_6_1/Relu;dscnn_1/batch_normalization_6_1/batchnorm/add_1;dscnn_1/conv2d_3_1/convolution;dscnn_1/batch_normalization_6_1/batchnorm/sub1'
+ *   [  8320,  16640) 'dscnn_1/re_lu_8_1/Relu;dscnn_1/batch_normalization_8_1/batchnorm/add_1;dscnn_1/conv2d_4_1/convolution;dscnn_1/batch_normalization_8_1/batchnorm/sub1'
+ *   [ 32000,  33960) 'serving_default_keras_tensor_62:0'
  */
 #include "td_model_kws.h"
 
@@ -25,7 +25,7 @@
  * (default: on a core with the DSP extension), the reference kernels otherwise. */
 #include "kernels/td_kernels_select.h"
 
-static int8_t arena[42288] __attribute__((aligned(16)));
+static int8_t arena[33968] __attribute__((aligned(16)));
 
 static const int8_t op0_filter[2560] __attribute__((aligned(4))) = {
     -9, -19, -19, 32, -32, 3, -15, 9, -4, -47, -22, -43, 108, 21, 13, -49, 121, 127, 87, 55,
@@ -1736,39 +1736,40 @@ static const td_softmax_params_t op11_params = {
 
 int8_t *td_kws_input(void)
 {
-    return (arena + 40320);
+    return (arena + 32000);
 }
 
 const int8_t *td_kws_output(void)
 {
-    return (arena + 16);
+    return (arena + 0);
 }
 
 int td_kws_invoke(void)
 {
     /* op 0 CONV_2D -> 'dscnn_1/re_lu_1/Relu;dscnn_1/batch_normalization_1/batchnorm/add_1;dscnn_1/conv2d_1/convolution;dscnn_1/batch_normalization_1/batchnorm/sub1' [1, 25, 20, 64] */
-    td_conv_s8(&op0_params, (arena + 40320), op0_filter, op0_bias, (arena + 0));
+    td_conv_s8(&op0_params, (arena + 32000), op0_filter, op0_bias, (arena + 0));
     /* op 1 DEPTHWISE_CONV_2D -> 'dscnn_1/re_lu_1_2/Relu;dscnn_1/batch_normalization_1_2/batchnorm/add_1;dscnn_1/batch_normalization_1_2/batchnorm/mul_1;dscnn_1/depthwise_conv2d_1/depthwise;dscnn_1/batch_normalization_1_2/batchnorm/mul;dscnn_1/batch_normalization_1_2/batchnorm/sub1' [1, 13, 10, 64] */
-    td_depthwise_conv_s8(&op1_params, (arena + 0), op1_filter, op1_bias, (arena + 32000));
+    /* in place: the output overwrites 'dscnn_1/re_lu_1/Relu;dscnn_1/batch_normalization_1/batchnorm/add_1;dscnn_1/conv2d_1/convolution;dscnn_1/batch_normalization_1/batchnorm/sub1', starting 0 bytes before it */
+    td_depthwise_conv_s8(&op1_params, (arena + 0), op1_filter, op1_bias, (arena + 0));
     /* op 2 CONV_2D -> 'dscnn_1/re_lu_2_1/Relu;dscnn_1/batch_normalization_2_1/batchnorm/add_1;dscnn_1/conv2d_1_2/convolution;dscnn_1/batch_normalization_2_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_conv_s8(&op2_params, (arena + 32000), op2_filter, op2_bias, (arena + 0));
+    td_conv_s8(&op2_params, (arena + 0), op2_filter, op2_bias, (arena + 8320));
     /* op 3 DEPTHWISE_CONV_2D -> 'dscnn_1/re_lu_3_1/Relu;dscnn_1/batch_normalization_3_1/batchnorm/add_1;dscnn_1/batch_normalization_3_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_1_2/depthwise;dscnn_1/batch_normalization_3_1/batchnorm/mul;dscnn_1/batch_normalization_3_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_depthwise_conv_s8(&op3_params, (arena + 0), op3_filter, op3_bias, (arena + 8320));
+    td_depthwise_conv_s8(&op3_params, (arena + 8320), op3_filter, op3_bias, (arena + 0));
     /* op 4 CONV_2D -> 'dscnn_1/re_lu_4_1/Relu;dscnn_1/batch_normalization_4_1/batchnorm/add_1;dscnn_1/conv2d_2_1/convolution;dscnn_1/batch_normalization_4_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_conv_s8(&op4_params, (arena + 8320), op4_filter, op4_bias, (arena + 0));
+    td_conv_s8(&op4_params, (arena + 0), op4_filter, op4_bias, (arena + 8320));
     /* op 5 DEPTHWISE_CONV_2D -> 'dscnn_1/re_lu_5_1/Relu;dscnn_1/batch_normalization_5_1/batchnorm/add_1;dscnn_1/batch_normalization_5_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_2_1/depthwise;dscnn_1/batch_normalization_5_1/batchnorm/mul;dscnn_1/batch_normalization_5_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_depthwise_conv_s8(&op5_params, (arena + 0), op5_filter, op5_bias, (arena + 8320));
+    td_depthwise_conv_s8(&op5_params, (arena + 8320), op5_filter, op5_bias, (arena + 0));
     /* op 6 CONV_2D -> 'dscnn_1/re_lu_6_1/Relu;dscnn_1/batch_normalization_6_1/batchnorm/add_1;dscnn_1/conv2d_3_1/convolution;dscnn_1/batch_normalization_6_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_conv_s8(&op6_params, (arena + 8320), op6_filter, op6_bias, (arena + 0));
+    td_conv_s8(&op6_params, (arena + 0), op6_filter, op6_bias, (arena + 8320));
     /* op 7 DEPTHWISE_CONV_2D -> 'dscnn_1/re_lu_7_1/Relu;dscnn_1/batch_normalization_7_1/batchnorm/add_1;dscnn_1/batch_normalization_7_1/batchnorm/mul_1;dscnn_1/depthwise_conv2d_3_1/depthwise;dscnn_1/batch_normalization_7_1/batchnorm/mul;dscnn_1/batch_normalization_7_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_depthwise_conv_s8(&op7_params, (arena + 0), op7_filter, op7_bias, (arena + 8320));
+    td_depthwise_conv_s8(&op7_params, (arena + 8320), op7_filter, op7_bias, (arena + 0));
     /* op 8 CONV_2D -> 'dscnn_1/re_lu_8_1/Relu;dscnn_1/batch_normalization_8_1/batchnorm/add_1;dscnn_1/conv2d_4_1/convolution;dscnn_1/batch_normalization_8_1/batchnorm/sub1' [1, 13, 10, 64] */
-    td_conv_s8(&op8_params, (arena + 8320), op8_filter, op8_bias, (arena + 0));
+    td_conv_s8(&op8_params, (arena + 0), op8_filter, op8_bias, (arena + 8320));
     /* op 9 AVERAGE_POOL_2D -> 'dscnn_1/average_pooling2d_1/AvgPool' [1, 1, 1, 64] */
-    td_avg_pool_s8(&op9_params, (arena + 0), (arena + 8320));
+    td_avg_pool_s8(&op9_params, (arena + 8320), (arena + 0));
     /* op 10 FULLY_CONNECTED -> 'dscnn_1/probs_1/MatMul;dscnn_1/probs_1/BiasAdd' [1, 12] */
-    td_fully_connected_s8(&op10_params, (arena + 8320), op10_filter, op10_bias, (arena + 0));
+    td_fully_connected_s8(&op10_params, (arena + 0), op10_filter, op10_bias, (arena + 64));
     /* op 11 SOFTMAX -> 'StatefulPartitionedCall_1:0' [1, 12] */
-    td_softmax_s8(&op11_params, (arena + 0), (arena + 16));
+    td_softmax_s8(&op11_params, (arena + 64), (arena + 0));
     return 0;
 }

@@ -2,18 +2,18 @@
  * (sha256 af8f02404fd87dbb...): do not edit, generate again.
  *
  * 10 operators, 1131584 multiply-accumulates per inference.
- * Arena of 34560 bytes (offsets, planned statically):
+ * Arena of 25360 bytes (offsets, planned statically):
  *   [     0,  18432) 'image_dscnn_1/re_lu_2_1/Relu;image_dscnn_1/batch_normalization_2_1/batchnorm/add_1;image_dscnn_1/conv2d_1_2/convolution;image_dscnn_1/batch_normalization_2_1/batchnorm/sub1'
+ *   [     0,   4608) 'image_dscnn_1/re_lu_3_1/Relu;image_dscnn_1/batch_normalization_3_1/batchnorm/add_1;image_dscnn_1/batch_normalization_3_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1_2/depthwise;image_dscnn_1/batch_normalization_3_1/batchnorm/mul;image_dscnn_1/batch_normalization_3_1/batchnorm/sub1'
  *   [     0,   9216) 'image_dscnn_1/re_lu_1/Relu;image_dscnn_1/batch_normalization_1/batchnorm/add_1;image_dscnn_1/conv2d_1/convolution;image_dscnn_1/batch_normalization_1/batchnorm/sub1'
- *   [     0,   9216) 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1'
- *   [     0,   2304) 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1'
- *   [     0,      5) 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd'
- *   [    16,     21) 'StatefulPartitionedCall_1:0'
- *   [  2304,   2368) 'image_dscnn_1/average_pooling2d_1/AvgPool'
- *   [  9216,  11520) 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1'
- *   [ 18432,  27648) 'image_dscnn_1/re_lu_1_2/Relu;image_dscnn_1/batch_normalization_1_2/batchnorm/add_1;image_dscnn_1/batch_normalization_1_2/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1/depthwise;image_dscnn_1/batch_normalization_1_2/batchnorm/mul;image_dscnn_1/batch_normalization_1_2/batchnorm/sub1'
- *   [ 18432,  23040) 'image_dscnn_1/re_lu_3_1/Relu;image_dscnn_1/batch_normalization_3_1/batchnorm/add_1;image_dscnn_1/batch_normalization_3_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1_2/depthwise;image_dscnn_1/batch_normalization_3_1/batchnorm/mul;image_dscnn_1/batch_normalization_3_1/batchnorm/sub1'
- *   [ 27648,  34560) 'serving_default_keras_tensor_50:0'
+ *   [     0,   2304) 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1'
+ *   [     0,     64) 'image_dscnn_1/average_pooling2d_1/AvgPool'
+ *   [     0,      5) 'StatefulPartitionedCall_1:0'
+ *   [    64,     69) 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd'
+ *   [  2304,   4608) 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1'
+ *   [  4608,  13824) 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1'
+ *   [  9232,  18448) 'image_dscnn_1/re_lu_1_2/Relu;image_dscnn_1/batch_normalization_1_2/batchnorm/add_1;image_dscnn_1/batch_normalization_1_2/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1/depthwise;image_dscnn_1/batch_normalization_1_2/batchnorm/mul;image_dscnn_1/batch_normalization_1_2/batchnorm/sub1'
+ *   [ 18448,  25360) 'serving_default_keras_tensor_50:0'
  */
 #include "td_model_plant.h"
 
@@ -23,7 +23,7 @@
  * (default: on a core with the DSP extension), the reference kernels otherwise. */
 #include "kernels/td_kernels_select.h"
 
-static int8_t arena[34560] __attribute__((aligned(16)));
+static int8_t arena[25360] __attribute__((aligned(16)));
 
 static const int8_t op0_filter[432] __attribute__((aligned(4))) = {
     26, -47, -57, 26, -50, -11, 4, 24, 16, -33, -127, -68, 104, -95, 31, 63, 55, -39, 19, -119,
@@ -870,35 +870,37 @@ static const td_softmax_params_t op9_params = {
 
 int8_t *td_plant_input(void)
 {
-    return (arena + 27648);
+    return (arena + 18448);
 }
 
 const int8_t *td_plant_output(void)
 {
-    return (arena + 16);
+    return (arena + 0);
 }
 
 int td_plant_invoke(void)
 {
     /* op 0 CONV_2D -> 'image_dscnn_1/re_lu_1/Relu;image_dscnn_1/batch_normalization_1/batchnorm/add_1;image_dscnn_1/conv2d_1/convolution;image_dscnn_1/batch_normalization_1/batchnorm/sub1' [1, 24, 24, 16] */
-    td_conv_s8(&op0_params, (arena + 27648), op0_filter, op0_bias, (arena + 0));
+    td_conv_s8(&op0_params, (arena + 18448), op0_filter, op0_bias, (arena + 0));
     /* op 1 DEPTHWISE_CONV_2D -> 'image_dscnn_1/re_lu_1_2/Relu;image_dscnn_1/batch_normalization_1_2/batchnorm/add_1;image_dscnn_1/batch_normalization_1_2/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1/depthwise;image_dscnn_1/batch_normalization_1_2/batchnorm/mul;image_dscnn_1/batch_normalization_1_2/batchnorm/sub1' [1, 24, 24, 16] */
-    td_depthwise_conv_s8(&op1_params, (arena + 0), op1_filter, op1_bias, (arena + 18432));
+    td_depthwise_conv_s8(&op1_params, (arena + 0), op1_filter, op1_bias, (arena + 9232));
     /* op 2 CONV_2D -> 'image_dscnn_1/re_lu_2_1/Relu;image_dscnn_1/batch_normalization_2_1/batchnorm/add_1;image_dscnn_1/conv2d_1_2/convolution;image_dscnn_1/batch_normalization_2_1/batchnorm/sub1' [1, 24, 24, 32] */
-    td_conv_s8(&op2_params, (arena + 18432), op2_filter, op2_bias, (arena + 0));
+    /* in place: the output overwrites 'image_dscnn_1/re_lu_1_2/Relu;image_dscnn_1/batch_normalization_1_2/batchnorm/add_1;image_dscnn_1/batch_normalization_1_2/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1/depthwise;image_dscnn_1/batch_normalization_1_2/batchnorm/mul;image_dscnn_1/batch_normalization_1_2/batchnorm/sub1', starting 9232 bytes before it */
+    td_conv_s8(&op2_params, (arena + 9232), op2_filter, op2_bias, (arena + 0));
     /* op 3 DEPTHWISE_CONV_2D -> 'image_dscnn_1/re_lu_3_1/Relu;image_dscnn_1/batch_normalization_3_1/batchnorm/add_1;image_dscnn_1/batch_normalization_3_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1_2/depthwise;image_dscnn_1/batch_normalization_3_1/batchnorm/mul;image_dscnn_1/batch_normalization_3_1/batchnorm/sub1' [1, 12, 12, 32] */
-    td_depthwise_conv_s8(&op3_params, (arena + 0), op3_filter, op3_bias, (arena + 18432));
+    /* in place: the output overwrites 'image_dscnn_1/re_lu_2_1/Relu;image_dscnn_1/batch_normalization_2_1/batchnorm/add_1;image_dscnn_1/conv2d_1_2/convolution;image_dscnn_1/batch_normalization_2_1/batchnorm/sub1', starting 0 bytes before it */
+    td_depthwise_conv_s8(&op3_params, (arena + 0), op3_filter, op3_bias, (arena + 0));
     /* op 4 CONV_2D -> 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1' [1, 12, 12, 64] */
-    td_conv_s8(&op4_params, (arena + 18432), op4_filter, op4_bias, (arena + 0));
+    td_conv_s8(&op4_params, (arena + 0), op4_filter, op4_bias, (arena + 4608));
     /* op 5 DEPTHWISE_CONV_2D -> 'image_dscnn_1/re_lu_5_1/Relu;image_dscnn_1/batch_normalization_5_1/batchnorm/add_1;image_dscnn_1/batch_normalization_5_1/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_2_1/depthwise;image_dscnn_1/batch_normalization_5_1/batchnorm/mul;image_dscnn_1/batch_normalization_5_1/batchnorm/sub1' [1, 6, 6, 64] */
-    td_depthwise_conv_s8(&op5_params, (arena + 0), op5_filter, op5_bias, (arena + 9216));
+    td_depthwise_conv_s8(&op5_params, (arena + 4608), op5_filter, op5_bias, (arena + 0));
     /* op 6 CONV_2D -> 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1' [1, 6, 6, 64] */
-    td_conv_s8(&op6_params, (arena + 9216), op6_filter, op6_bias, (arena + 0));
+    td_conv_s8(&op6_params, (arena + 0), op6_filter, op6_bias, (arena + 2304));
     /* op 7 AVERAGE_POOL_2D -> 'image_dscnn_1/average_pooling2d_1/AvgPool' [1, 1, 1, 64] */
-    td_avg_pool_s8(&op7_params, (arena + 0), (arena + 2304));
+    td_avg_pool_s8(&op7_params, (arena + 2304), (arena + 0));
     /* op 8 FULLY_CONNECTED -> 'image_dscnn_1/probs_1/MatMul;image_dscnn_1/probs_1/BiasAdd' [1, 5] */
-    td_fully_connected_s8(&op8_params, (arena + 2304), op8_filter, op8_bias, (arena + 0));
+    td_fully_connected_s8(&op8_params, (arena + 0), op8_filter, op8_bias, (arena + 64));
     /* op 9 SOFTMAX -> 'StatefulPartitionedCall_1:0' [1, 5] */
-    td_softmax_s8(&op9_params, (arena + 0), (arena + 16));
+    td_softmax_s8(&op9_params, (arena + 64), (arena + 0));
     return 0;
 }
