@@ -137,6 +137,32 @@ def build_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, reference: bool = True) 
     return elf, facts
 
 
+def build_model_check(data: bytes, inputs: np.ndarray, *, optimized: bool = True) -> tuple[Path, Path]:
+    """The model_check image (firmware/test/m4/model_check_main.c) for the .tflite `data` on
+    int8 `inputs` [N, input size]: it prints each output and the cycles of the invokes.
+    optimized=False builds the model with the reference kernels. Returns (elf, folder of
+    the generated sources)."""
+    from tinydrift.codegen.model_c import generate_model_c
+
+    digest = hashlib.sha256(data + inputs.tobytes()).hexdigest()[:16]
+    folder = IMAGE_DIR / "generated" / f"model_check-{digest}"
+    header, source = generate_model_c(data, "opt")
+    rows = ",\n".join("    {" + ",".join(map(str, row)) + "}" for row in inputs.astype(int))
+    files = {
+        "td_model_opt.h": header,
+        "td_model_opt.c": source,
+        "td_check_inputs.h": f"#define TD_CHECK_INPUTS {len(inputs)}\n"
+                             f"static const int8_t td_check_inputs[{len(inputs)}][{inputs.shape[1]}] = {{\n{rows}\n}};\n",
+    }
+    for name, text in files.items():
+        if not (folder / name).is_file() or (folder / name).read_text() != text:
+            atomic.write_text(folder / name, text)
+    model_defines = {} if optimized else {"TD_KERNELS_OPTIMIZED": 0}
+    units = [Unit(firmware.test_harness("m4/model_check_main.c")), Unit(folder / "td_model_opt.c", model_defines),
+             *[Unit(s) for s in firmware.stage_sources("kernels")]]
+    return build_arm_image("model_check" if optimized else "model_check_reference", units, [folder]), folder
+
+
 def stream_pcm(seconds: int) -> np.ndarray:
     """A fixed stream for the streaming front-end bench: `seconds` of bench clips, each
     with its own seed (the same every run)."""
