@@ -75,7 +75,7 @@ MULTIPLY_DSP = re.compile(r"^(mul|mla|mls|smul|smla|smls|smmul|smmla|smmls|umul|
 REGISTER = re.compile(r"\b(r1[0-2]|r[0-9]|sb|sl|fp|ip|sp|lr|pc)\b")
 
 _IN_ASM_LINE = re.compile(r"^0x([0-9a-f]+):\s+((?:[0-9a-f]{4} ?){1,2})\s+(\S+)\s*(.*)$")
-_EXEC_LINE = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/[0-9a-f]+/[0-9a-f]+\] (\S*)")
+_EXEC_LINE = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/[0-9a-f]+/([0-9a-f]+)\] (\S*)")
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,11 @@ class Segment:
     function: str
     instructions: int = 0
     cycles: int = 0
+    refills: int = 0  # pipeline refills paid: the cycles at another P are cycles + (P' - P) * refills
     mix: Counter = field(default_factory=Counter)
+
+    def cycles_at(self, timing: M4Timing, refill: int) -> int:
+        return self.cycles + (refill - timing.refill) * self.refills
 
 
 @dataclass
@@ -173,13 +177,21 @@ class Estimate:
     instructions: int
     segments: list[Segment]  # in call order: the traced function's own code is "<function> (self)"
     mix: Counter
+    refills: int
+
+    def cycles_at(self, refill: int) -> int:
+        """The estimate with another pipeline refill P (the TRM's range is 1-3)."""
+        return self.cycles + (refill - self.timing.refill) * self.refills
 
 
 def parse_log(text: str, function: str, caller: str | None = None) -> Trace:
     """The blocks executed from the first entry into `function` until control is back in
     `caller` (default: the function the entry came from), from a `-d in_asm,exec,nochain`
     log. Later calls are ignored."""
-    translated: dict[int, tuple[Instruction, ...]] = {}
+    # A block is known by its address and its compile flags: QEMU may translate another
+    # copy of a block (e.g. a shortened one-off, another instruction limit in the flags),
+    # shown by in_asm right before its first execution.
+    translated: dict[tuple[int, str], tuple[Instruction, ...]] = {}
     blocks: list[tuple[tuple[Instruction, ...], str]] = []
     pending: list[Instruction] = []
     previous_symbol = None
@@ -192,15 +204,16 @@ def parse_log(text: str, function: str, caller: str | None = None) -> Trace:
                 pending.append(Instruction(int(address, 16), len(code.replace(" ", "")) // 2, mnemonic,
                                            operands.strip()))
             continue
-        if pending and not line.startswith("0x"):
-            translated[pending[0].address] = tuple(pending)
-            pending = []
         if not line.startswith("Trace"):
             continue
         match = _EXEC_LINE.match(line)
         if match is None:
             continue
-        pc, symbol = int(match.group(1), 16), match.group(2)
+        pc, flags, symbol = int(match.group(1), 16), match.group(2), match.group(3)
+        if pending:
+            if pending[0].address == pc:
+                translated[(pc, flags)] = tuple(pending)
+            pending = []
         if not inside:
             if symbol == function:
                 inside = True
@@ -210,7 +223,7 @@ def parse_log(text: str, function: str, caller: str | None = None) -> Trace:
                 continue
         elif symbol == caller:
             break
-        block = translated.get(pc)
+        block = translated.get((pc, flags))
         if block is None:
             raise TinydriftError(f"QEMU's log executes a block at 0x{pc:x} it never showed translated")
         blocks.append((block, symbol))
@@ -226,6 +239,9 @@ def trace_run(elf: Path, function: str, *, caller: str | None = None, timeout: f
 
     with tempfile.TemporaryDirectory(prefix="td-trace-") as folder:
         log = Path(folder) / "qemu.log"
+        # Not under -icount: its instruction budget ends blocks at their entry after their exec
+        # line was printed (thousands of blocks logged that did not run). Without it only an
+        # interrupt does that, so the estimate repeats to within a few tens of cycles.
         result = emulator.run(elf, timeout=timeout, extra_args=["-d", "in_asm,exec,nochain", "-D", str(log)])
         if result.exit_code != 0:
             raise TinydriftError(f"{elf} exited with {result.exit_code} in QEMU while traced: "
@@ -271,14 +287,19 @@ def _instruction_cycles(ins: Instruction, previous: Instruction | None, taken: b
 
 
 def _block_cycles(block: tuple[Instruction, ...], previous: Instruction | None, taken: bool | None,
-                  timing: M4Timing) -> tuple[int, Counter]:
-    cycles, mix = 0, Counter()
+                  timing: M4Timing) -> tuple[int, int, Counter]:
+    """Cycles, pipeline refills and mix of one execution of a block."""
+    cycles = refills = 0
+    mix = Counter()
+    without_refill = M4Timing(refill=0, divide=timing.divide)
     for position, ins in enumerate(block):
-        spent, kind = _instruction_cycles(ins, previous, taken if position == len(block) - 1 else None, timing)
+        ins_taken = taken if position == len(block) - 1 else None
+        spent, kind = _instruction_cycles(ins, previous, ins_taken, timing)
+        refills += (spent - _instruction_cycles(ins, previous, ins_taken, without_refill)[0]) // max(timing.refill, 1)
         cycles += spent
         mix[kind] += 1
         previous = ins
-    return cycles, mix
+    return cycles, refills, mix
 
 
 def estimate_cycles(trace: Trace, timing: M4Timing = M4Timing()) -> Estimate:
@@ -289,7 +310,7 @@ def estimate_cycles(trace: Trace, timing: M4Timing = M4Timing()) -> Estimate:
     current = own
     # A block's cycles depend only on the instruction before it and whether its last
     # branch was taken: computed once per such case, not per execution.
-    known: dict[tuple[int, int, bool | None], tuple[int, Counter]] = {}
+    known: dict[tuple[int, int, bool | None], tuple[int, int, Counter]] = {}
     previous: Instruction | None = None
     for index, (block, symbol) in enumerate(trace.blocks):
         if symbol == trace.function:
@@ -304,8 +325,9 @@ def estimate_cycles(trace: Trace, timing: M4Timing = M4Timing()) -> Estimate:
         key = (id(block), id(previous), taken)
         if key not in known:
             known[key] = _block_cycles(block, previous, taken, timing)
-        cycles, mix = known[key]
+        cycles, refills, mix = known[key]
         current.cycles += cycles
+        current.refills += refills
         current.instructions += len(block)
         current.mix.update(mix)
         previous = last
@@ -314,4 +336,4 @@ def estimate_cycles(trace: Trace, timing: M4Timing = M4Timing()) -> Estimate:
     for segment in segments:
         total.update(segment.mix)
     return Estimate(trace.function, timing, sum(s.cycles for s in segments), sum(s.instructions for s in segments),
-                    segments, total)
+                    segments, total, sum(s.refills for s in segments))
