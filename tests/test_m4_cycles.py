@@ -40,7 +40,9 @@ def test_hand_counted_loops(cycle_check_elf):
             n, P = WORDS, refill
             assert estimate_cycles(dot_trace, timing).cycles == 11 + 5 * n + (n - 1) * (1 + P) + P
             assert estimate_cycles(mix_trace, timing).cycles == 21 + divide + P
-    mix = estimate_cycles(dot_trace).mix
+    estimate = estimate_cycles(dot_trace)
+    assert [estimate.cycles_at(P) for P in (1, 3)] == [11 + 5 * WORDS + (WORDS - 1) * (1 + P) + P for P in (1, 3)]
+    mix = estimate.mix
     assert mix["branch_taken"] == WORDS - 1 and mix["branch_not_taken"] == 1 and mix["load"] == 2 * WORDS
 
 
