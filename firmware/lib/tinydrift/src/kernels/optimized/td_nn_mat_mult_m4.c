@@ -68,8 +68,10 @@ const uint32_t *td_mat_mult_plan(const td_mat_mult_t *mat, uint32_t *plan)
 
 #if TD_KERNELS_ASM
 /* Every output channel of two columns in one asm block (see td_mat_mult_plan): per pair of
- * channels, 36 instructions per 8 depth values and 47 to start, requantize, store and step
- * on (GCC's code around the inner loop alone took twice that). */
+ * channels, 38 instructions per 8 depth values and 47 to start, requantize, store and step
+ * on (GCC's code around the inner loop alone took twice that). A group's first column
+ * words are two single loads behind the weight load rather than an LDRD: on the M4 a
+ * load behind a load takes one cycle, an LDRD always three. */
 static void two_columns_planned(const td_mat_mult_t *mat, const td_column_pair_t *pair, int8_t *output0)
 {
     const int8_t *w = mat->weights;
@@ -80,7 +82,8 @@ static void two_columns_planned(const td_mat_mult_t *mat, const td_column_pair_t
     uint32_t wa, wt, x0, x1;
 #define TD_MM_GROUP                                     \
     "ldr    %[wa], [%[w]], #4\n\t"                      \
-    "ldrd   %[x0], %[x1], [%[x]]\n\t"                   \
+    "ldr    %[x0], [%[x]]\n\t"                          \
+    "ldr    %[x1], [%[x], #4]\n\t"                      \
     "sxtb16 %[wt], %[wa], ror #8\n\t"                   \
     "sxtb16 %[wa], %[wa]\n\t"                           \
     "smlad  %[a00], %[wa], %[x0], %[a00]\n\t"           \
@@ -160,15 +163,19 @@ static TD_ALWAYS_INLINE void two_columns(const td_mat_mult_t *mat, const td_colu
         int32_t g = groups;
 #if TD_KERNELS_ASM
         if (g >= 2) {
-            /* Two groups per iteration, 34 instructions for 32 MACs. GCC's allocation of
-             * the C below spills a pointer in this loop, so on the M4 it is written out. */
+            /* Two groups per iteration, 38 instructions for 32 MACs; the five loads of a
+             * group back to back (6 cycles on the M4, where LDRDs took 8). GCC's
+             * allocation of the C below spills a pointer in this loop, so on the M4 it is
+             * written out. */
             int32_t pairs = g >> 1;
             const int32_t next_row = depth - 4; /* from w after its post-increment */
             uint32_t wa, wt, x0, x1, x2, x3;
 #define TD_MAT_MULT_GROUP                          \
     "ldr    %[wa], [%[w]], #4\n\t"                 \
-    "ldrd   %[x0], %[x1], [%[x]], #8\n\t"          \
-    "ldrd   %[x2], %[x3], [%[x]], #8\n\t"          \
+    "ldr    %[x0], [%[x]], #4\n\t"                 \
+    "ldr    %[x1], [%[x]], #4\n\t"                 \
+    "ldr    %[x2], [%[x]], #4\n\t"                 \
+    "ldr    %[x3], [%[x]], #4\n\t"                 \
     "sxtb16 %[wt], %[wa], ror #8\n\t"              \
     "sxtb16 %[wa], %[wa]\n\t"                      \
     "smlad  %[a00], %[wa], %[x0], %[a00]\n\t"      \
