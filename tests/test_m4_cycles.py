@@ -11,7 +11,7 @@ import pytest
 from test_kernels_optimized import needs_arm
 from tinydrift import firmware
 from tinydrift.target import emulator
-from tinydrift.target.m4_cycles import M4Timing, estimate_cycles, trace_run
+from tinydrift.target.m4_cycles import M4Timing, estimate_cycles, fetch_misses, trace_run
 
 WORDS = 10
 
@@ -44,6 +44,11 @@ def test_hand_counted_loops(cycle_check_elf):
     assert [estimate.cycles_at(P) for P in (1, 3)] == [11 + 5 * WORDS + (WORDS - 1) * (1 + P) + P for P in (1, 3)]
     mix = estimate.mix
     assert mix["branch_taken"] == WORDS - 1 and mix["branch_not_taken"] == 1 and mix["load"] == 2 * WORDS
+    # The loop's lines are fetched once into a cache that holds them all; one line of
+    # cache misses again whenever the loop crosses from one line to the other.
+    lines = {ins.address // 32 for block, _ in dot_trace.blocks for ins in block}
+    assert fetch_misses(dot_trace) == len(lines)
+    assert fetch_misses(dot_trace, cache_bytes=32) > len(lines) or len(lines) == 1
 
 
 @needs_arm
