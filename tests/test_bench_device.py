@@ -82,6 +82,7 @@ def test_mlperf_dscnn_figures_add_up(figures):
     assert sum(op["estimated_cycles"] for op in ops) == cycles
     assert sum(op["macs"] for op in ops) == figures["mlperf_dscnn_macs"]
     assert abs(sum(op["instructions"] for op in ops) - instructions) <= 200
+    assert abs(sum(figures["mlperf_dscnn_instruction_mix"].values()) - instructions) <= 200
     assert 0 < figures["mlperf_dscnn_fetch_misses"] * 4 * 5 < cycles / 10  # the hot loops fit a 1 KB cache
     assert "estimated Cortex-M4 cycles" in bench.format_report(figures)
 

@@ -54,7 +54,7 @@ BENCH_KEYS = (
 MLPERF_KEYS = (
     "mlperf_dscnn_macs", "mlperf_dscnn_instructions", "mlperf_dscnn_instructions_per_mac",
     "mlperf_dscnn_estimated_cycles", "mlperf_dscnn_estimated_cycles_per_mac", "mlperf_dscnn_estimated_cycles_range",
-    "mlperf_dscnn_ops", "mlperf_dscnn_fetch_misses",
+    "mlperf_dscnn_ops", "mlperf_dscnn_instruction_mix", "mlperf_dscnn_fetch_misses",
 )  # fmt: skip
 BENCH_KEYS = BENCH_KEYS + MLPERF_KEYS
 
@@ -418,6 +418,7 @@ def run_mlperf_bench(timeout: float = 120.0) -> tuple[dict, dict]:
         "mlperf_dscnn_estimated_cycles_per_mac": estimate.cycles / macs,
         "mlperf_dscnn_estimated_cycles_range": [estimate.cycles_at(1), estimate.cycles_at(3)],
         "mlperf_dscnn_ops": ops,
+        "mlperf_dscnn_instruction_mix": dict(sorted(estimate.mix.items())),
         # lines a 1 KB instruction cache (the ART accelerator's size) misses: each waits for
         # flash, about FLASH_WAIT_STATES cycles when the prefetch buffer brings the rest of the
         # line, up to four times that (four 64-bit reads) without it; not in the estimate
@@ -462,6 +463,8 @@ def format_report(figures: dict) -> str:
         *(f"      {op['op']:<36.36} {op['estimated_cycles']:>10,} cycles {op['instructions']:>10,} instructions"
           + (f"  {op['estimated_cycles_per_mac']:.2f} cycles/MAC" if op["estimated_cycles_per_mac"] else "")
           for op in figures["mlperf_dscnn_ops"]),
+        "    executed: " + ", ".join(f"{kind.replace('_', ' ')} {count:,}"
+                                   for kind, count in figures["mlperf_dscnn_instruction_mix"].items()),
         f"    fetch lines a 1 KB instruction cache misses {figures['mlperf_dscnn_fetch_misses']:,}: about "
         f"{figures['mlperf_dscnn_fetch_misses'] * FLASH_WAIT_STATES:,} flash wait cycles (up to 4x), not in the estimate",
         "  checks: " + ", ".join(f"{key} {'ok' if value else 'FAILED'}" for key, value in checks.items()),

@@ -67,9 +67,6 @@ NO_DESTINATION = {"cmp", "cmn", "tst", "teq", "it", "ite", "itt", "itee", "itet"
                   "wfi", "wfe", "cpsid", "cpsie", "msr"}
 KNOWN = (SINGLE_LOADS | SINGLE_STORES | DOUBLES | MULTIPLE_LOADS | MULTIPLE_STORES | BRANCHES | TABLE_BRANCHES
          | DIVIDES | VFP_MULTIPLY_ACCUMULATE | VFP_SLOW | NO_DESTINATION)
-# The instruction mix's classes (what the bench reports beside the cycles).
-CLASSES = ("load", "store", "load_store_multiple", "branch_taken", "branch_not_taken", "multiply_dsp", "divide",
-           "other")
 MULTIPLY_DSP = re.compile(r"^(mul|mla|mls|smul|smla|smls|smmul|smmla|smmls|umul|umla|umaal|smuad|smusd|smlad|smlsd|"
                           r"sxtab|sxtb16|uxtb16|sxtab16|uxtab16|ssat|usat|qadd|qsub|qdadd|qdsub|sadd|ssub|uadd|usub|"
                           r"shadd|shsub|uhadd|uhsub|sasx|ssax|pkh|sel)")
@@ -95,11 +92,6 @@ class Instruction:
         if name not in KNOWN and name[-2:] in CONDITIONS and name[:-2] in KNOWN:
             return name[:-2]
         return name
-
-    @property
-    def conditional(self) -> bool:
-        name = self.mnemonic.split(".")[0]
-        return name not in KNOWN and name[-2:] in CONDITIONS and name[:-2] in KNOWN
 
     @property
     def address_registers(self) -> set[str]:
@@ -151,10 +143,9 @@ class Segment:
     instructions: int = 0
     cycles: int = 0
     refills: int = 0  # pipeline refills paid: the cycles at another P are cycles + (P' - P) * refills
+    # executed instructions per class: load, store, load_store_multiple, branch_taken,
+    # branch_not_taken, multiply_dsp (multiplies, SIMD, saturation), divide, other
     mix: Counter = field(default_factory=Counter)
-
-    def cycles_at(self, timing: M4Timing, refill: int) -> int:
-        return self.cycles + (refill - timing.refill) * self.refills
 
 
 @dataclass
@@ -259,7 +250,7 @@ def _instruction_cycles(ins: Instruction, previous: Instruction | None, taken: b
     dependent_on_alu = (previous is not None and previous.destination is not None
                         and previous.destination in ins.address_registers)
     if base in SINGLE_LOADS:
-        if "pc" == ins.operands.split(",")[0].strip():
+        if ins.operands.split(",")[0].strip() == "pc":
             return 2 + P, "load"
         pipelined = after_load and not (set(REGISTER.findall(previous.operands.split(",")[0])) & ins.address_registers)
         return (1 if pipelined else 2) + int(dependent_on_alu), "load"
