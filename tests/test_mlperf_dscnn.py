@@ -44,8 +44,8 @@ def test_layers_and_macs_are_the_published_ones(tflite):
 @pytest.mark.parametrize("optimized, count", [(True, 200), (False, 8)])
 def test_generated_c_on_the_m4_equals_tflite_micro(tflite, optimized, count):
     """Every output byte of the optimized kernels on 200 inputs, of the reference kernels on
-    8 (they run about ten times the instructions), equals TFLite Micro's; the outputs differ from input
-    to input, so the check is not one answer repeated."""
+    8 (they run about ten times the instructions), equals TFLite Micro's; the outputs
+    differ from input to input, so the check is not one answer repeated."""
     from tinydrift.model.runtimes import run_tflm
 
     inputs = mlperf_inputs(count, seed=7)
