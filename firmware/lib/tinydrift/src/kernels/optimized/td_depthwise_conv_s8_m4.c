@@ -185,6 +185,35 @@ static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
     }
 }
 
+/* An edge window of a chunk that is every channel, with neighbouring taps (dilation 1 across):
+ * per window row, the cells inside the input are one run of bytes there, copied at once;
+ * the cells outside (and rows outside) get the zero point. */
+static void copy_window_rows(const chunk_t *chunk, const int8_t *image, int32_t in_y_origin, int32_t in_x_origin,
+                             uint32_t zero_points, int8_t *window)
+{
+    const td_depthwise_conv_params_t *params = chunk->params;
+    const int32_t depth = params->input_depth;
+    const int32_t row_stride = params->input_width * depth;
+    const int32_t first = in_x_origin < 0 ? -in_x_origin : 0;
+    const int32_t last_inside = params->input_width - in_x_origin;
+    const int32_t last = last_inside < 3 ? last_inside : 3;
+    for (int32_t fy = 0; fy < 3; ++fy, window += 3 * depth) {
+        const int32_t in_y = in_y_origin + fy * params->dilation_height;
+        const int32_t inside = in_y >= 0 && in_y < params->input_height;
+        const int32_t start = inside ? first : 3, end = inside && last > first ? last : start;
+        for (int32_t i = 0; i < start * depth; i += 4) {
+            td_write_u32(window + i, zero_points);
+        }
+        if (end > start) {
+            memcpy(window + start * depth, image + in_y * row_stride + (in_x_origin + start) * depth,
+                   (size_t)((end - start) * depth));
+        }
+        for (int32_t i = end * depth; i < 3 * depth; i += 4) {
+            td_write_u32(window + i, zero_points);
+        }
+    }
+}
+
 static TD_ALWAYS_INLINE void chunk_3x3(const chunk_t *chunk, const uint32_t *packed, int8_t *window,
                                        const int32_t narrow, const int32_t full_range)
 {
@@ -199,6 +228,9 @@ static TD_ALWAYS_INLINE void chunk_3x3(const chunk_t *chunk, const uint32_t *pac
     const int32_t span_x = 2 * params->dilation_width + 1;
     const int32_t chunk_bytes = 4 * chunk->groups;
     const uint32_t zero_points = (uint32_t)(uint8_t)(int8_t)(-params->input_offset) * 0x01010101u;
+    /* The chunk is every channel and taps are neighbours: a window row's cells inside the
+     * input are one run of bytes there. */
+    const int32_t contiguous_taps = chunk_bytes == depth && params->dilation_width == 1;
 
     for (int32_t batch = 0; batch < params->batches; ++batch) {
         const int8_t *image = chunk->input + batch * input_height * row_stride + chunk->first_channel;
@@ -214,18 +246,22 @@ static TD_ALWAYS_INLINE void chunk_3x3(const chunk_t *chunk, const uint32_t *pac
                 int32_t sx = tap_stride_x, sy = tap_stride_y;
                 if (!rows_inside || in_x_origin < 0 || in_x_origin + span_x > input_width) {
                     /* The window hangs over the edge: copy it, zero point where it is outside. */
-                    for (int32_t tap = 0; tap < 9; ++tap) {
-                        const int32_t in_y = in_y_origin + (tap / 3) * params->dilation_height;
-                        const int32_t in_x = in_x_origin + (tap % 3) * params->dilation_width;
-                        int8_t *cell = window + tap * chunk_bytes;
-                        if (in_y < 0 || in_y >= input_height || in_x < 0 || in_x >= input_width) {
-                            for (int32_t i = 0; i < chunk_bytes; i += 4) {
-                                td_write_u32(cell + i, zero_points);
-                            }
-                        } else {
-                            const int8_t *source = image + in_y * row_stride + in_x * depth;
-                            for (int32_t i = 0; i < chunk_bytes; i += 4) {
-                                td_write_u32(cell + i, td_read_u32(source + i));
+                    if (contiguous_taps) {
+                        copy_window_rows(chunk, image, in_y_origin, in_x_origin, zero_points, window);
+                    } else {
+                        for (int32_t tap = 0; tap < 9; ++tap) {
+                            const int32_t in_y = in_y_origin + (tap / 3) * params->dilation_height;
+                            const int32_t in_x = in_x_origin + (tap % 3) * params->dilation_width;
+                            int8_t *cell = window + tap * chunk_bytes;
+                            if (in_y < 0 || in_y >= input_height || in_x < 0 || in_x >= input_width) {
+                                for (int32_t i = 0; i < chunk_bytes; i += 4) {
+                                    td_write_u32(cell + i, zero_points);
+                                }
+                            } else {
+                                const int8_t *source = image + in_y * row_stride + in_x * depth;
+                                for (int32_t i = 0; i < chunk_bytes; i += 4) {
+                                    td_write_u32(cell + i, td_read_u32(source + i));
+                                }
                             }
                         }
                     }
