@@ -68,6 +68,25 @@ def test_counts_are_positive_and_consistent(figures):
     assert figures["model_instructions"] % emulator.NANOSECONDS_PER_CYCLE == 0
 
 
+def test_mlperf_dscnn_figures_add_up(figures):
+    """MLPerf Tiny's keyword DS-CNN: instructions from -icount, the cycle estimate within its
+    band of branch refills, and the per-operator rows summing to the whole."""
+    assert figures["mlperf_dscnn_macs"] == 2_656_768
+    instructions, cycles = figures["mlperf_dscnn_instructions"], figures["mlperf_dscnn_estimated_cycles"]
+    assert figures["mlperf_dscnn_instructions_per_mac"] == pytest.approx(instructions / 2_656_768)
+    assert figures["mlperf_dscnn_estimated_cycles_per_mac"] == pytest.approx(cycles / 2_656_768)
+    low, high = figures["mlperf_dscnn_estimated_cycles_range"]
+    assert instructions < low < cycles < high < 2 * instructions
+    ops = figures["mlperf_dscnn_ops"]
+    assert [op["op"] for op in ops[:3]] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D"] and len(ops) == 13
+    assert sum(op["estimated_cycles"] for op in ops) == cycles
+    assert sum(op["macs"] for op in ops) == figures["mlperf_dscnn_macs"]
+    assert abs(sum(op["instructions"] for op in ops) - instructions) <= 200
+    assert abs(sum(figures["mlperf_dscnn_instruction_mix"].values()) - instructions) <= 200
+    assert 0 < figures["mlperf_dscnn_fetch_misses"] * 4 * 5 < cycles / 10  # the hot loops fit a 1 KB cache
+    assert "estimated Cortex-M4 cycles" in bench.format_report(figures)
+
+
 def test_sizes_come_from_the_images(figures):
     header = (MODEL_DIR / "include" / "td_model_kws.h").read_text()
     assert figures["arena_bytes"] == int(re.search(r"TD_KWS_ARENA_BYTES (\d+)", header).group(1))

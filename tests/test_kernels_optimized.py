@@ -30,6 +30,7 @@ from tinydrift import atomic, firmware
 from tinydrift.codegen.model_c import generate_model_c, plan_model
 from tinydrift.target.host_model import HostModel, _batch_harness, run_tflm
 from tinydrift.target import bench, emulator
+from tinydrift.target.bench import build_model_check
 
 KERNELS = firmware.LIB_SRC / "kernels"
 OPTIMIZED = KERNELS / "optimized"
@@ -135,7 +136,7 @@ def check_random_operators(text: str) -> dict:
     """{kernel: (cases, fast)} after checking that no output differed; `planned` (the M4's
     asm channel loop) is returned apart, under the key "planned"."""
     results = parse_check(text)
-    assert set(results) == {"conv", "depthwise", "fully_connected"}
+    assert set(results) == {"conv", "depthwise", "fully_connected", "avg_pool"}
     for kernel, (cases, mismatches, fast, _) in results.items():
         assert mismatches == 0, f"{kernel}: {mismatches} output values differ from the reference"
         assert cases >= 2000 and fast >= cases // 3, (kernel, cases, fast)  # both requantization paths run
@@ -165,7 +166,8 @@ def host_check_results():
 
 
 def test_random_operators_on_the_host_sanitized(host_check_results):
-    assert host_check_results["planned"] == {"conv": 0, "depthwise": 0, "fully_connected": 0}  # no DSP here
+    assert host_check_results["planned"] == {"conv": 0, "depthwise": 0, "fully_connected": 0,
+                                             "avg_pool": 0}  # no DSP here
 
 
 @needs_arm
@@ -187,32 +189,10 @@ def test_random_operators_in_qemu(asm, host_check_results):
     if asm:
         assert planned["conv"] >= 200 and planned["fully_connected"] >= 100, planned
     else:
-        assert planned == {"conv": 0, "depthwise": 0, "fully_connected": 0}
+        assert planned == {"conv": 0, "depthwise": 0, "fully_connected": 0, "avg_pool": 0}
 
 
 # --- the KWS model in QEMU ------------------------------------------------------------------
-
-
-def build_model_check(data: bytes, inputs: np.ndarray, *, optimized: bool = True) -> tuple:
-    """The model_check image for `data` on int8 `inputs` [N, input size]; optimized=False
-    builds the model with the reference kernels."""
-    digest = hashlib.sha256(data + inputs.tobytes()).hexdigest()[:16]
-    folder = bench.IMAGE_DIR / "generated" / f"model_check-{digest}"
-    header, source = generate_model_c(data, "opt")
-    rows = ",\n".join("    {" + ",".join(map(str, row)) + "}" for row in inputs.astype(int))
-    files = {
-        "td_model_opt.h": header,
-        "td_model_opt.c": source,
-        "td_check_inputs.h": f"#define TD_CHECK_INPUTS {len(inputs)}\n"
-                             f"static const int8_t td_check_inputs[{len(inputs)}][{inputs.shape[1]}] = {{\n{rows}\n}};\n",
-    }
-    for name, text in files.items():
-        if not (folder / name).is_file():
-            atomic.write_text(folder / name, text)
-    model_defines = {} if optimized else {"TD_KERNELS_OPTIMIZED": 0}
-    units = [firmware.Unit(firmware.test_harness("m4/model_check_main.c")), firmware.Unit(folder / "td_model_opt.c", model_defines)]
-    units += [firmware.Unit(s) for s in firmware.stage_sources("kernels")]
-    return firmware.build_arm_image("model_check" if optimized else "model_check_reference", units, [folder]), folder
 
 
 @needs_arm

@@ -196,7 +196,8 @@ def test_committed_model_on_the_emulated_cortex_m4_equals_tflite_micro(heldout_l
     from tinydrift.model.runtimes import run_tflm
     from tinydrift.target import emulator
 
-    from test_kernels_optimized import build_model_check, needs_arm
+    from test_kernels_optimized import needs_arm
+    from tinydrift.target.bench import build_model_check
 
     if needs_arm.args[0]:
         pytest.skip(needs_arm.kwargs["reason"])

@@ -267,7 +267,7 @@ def test_streaming_models_in_qemu_match_tflite_micro_and_cost(models, logit_mode
     audio) counted under QEMU's -icount (instructions, not cycles)."""
     import re
 
-    from test_kernels_optimized import build_model_check
+    from tinydrift.target.bench import build_model_check
 
     from tinydrift.target import emulator
 

@@ -299,12 +299,59 @@ static int32_t check_fully_connected(void)
     return mismatches;
 }
 
+/* Average pools: windows over the edge (padding not counted), strides, depths that leave
+ * channels after the groups of four, activation ranges; some windows over 256 cells (the
+ * reference runs those: "fast" counts the others). */
+static int32_t check_avg_pool(void)
+{
+    int32_t mismatches = 0, fast = 0, cases = 0;
+    while (cases < TD_CHECK_CASES) {
+        td_pool_params_t p;
+        const int32_t large = uniform(0, 7) == 0;
+        p.batches = uniform(1, 2);
+        p.filter_height = large ? uniform(12, 20) : uniform(1, 6);
+        p.filter_width = large ? uniform(12, 20) : uniform(1, 6);
+        p.input_height = uniform(1, large ? 22 : 12);
+        p.input_width = uniform(1, large ? 22 : 12);
+        p.depth = uniform(1, 70);
+        p.stride_height = uniform(1, 3);
+        p.stride_width = uniform(1, 3);
+        p.pad_height = uniform(0, p.filter_height - 1); /* every window overlaps the input */
+        p.pad_width = uniform(0, p.filter_width - 1);
+        p.output_height = output_size(p.input_height, p.filter_height, 1, p.stride_height, p.pad_height);
+        p.output_width = output_size(p.input_width, p.filter_width, 1, p.stride_width, p.pad_width);
+        p.activation_min = uniform(0, 2) == 0 ? uniform(-128, 0) : -128;
+        p.activation_max = uniform(0, 2) == 0 ? uniform(0, 127) : 127;
+        const int32_t input_bytes = p.batches * p.input_height * p.input_width * p.depth;
+        const int32_t output_bytes = p.batches * p.output_height * p.output_width * p.depth;
+        if (p.output_height < 1 || p.output_width < 1 || input_bytes > CHECK_TENSOR_BYTES ||
+            output_bytes > CHECK_TENSOR_BYTES) {
+            continue;
+        }
+        const int32_t extreme = uniform(0, 9); /* sums at the ends of the 16-bit range */
+        if (extreme < 2) {
+            memset(check_input, extreme == 0 ? -128 : 127, (size_t)input_bytes);
+        } else {
+            fill_s8(check_input, input_bytes);
+        }
+        poison_outputs(output_bytes);
+        td_avg_pool_s8(&p, check_input, check_expected);
+        td_avg_pool_s8_m4(&p, check_input, check_actual);
+        mismatches += count_mismatches(output_bytes);
+        fast += p.filter_height * p.filter_width <= 256;
+        ++cases;
+    }
+    report("avg_pool", cases, mismatches, fast, 0);
+    return mismatches;
+}
+
 int td_app_main(void)
 {
     td_port_init();
     int32_t mismatches = check_conv();
     mismatches += check_depthwise();
     mismatches += check_fully_connected();
+    mismatches += check_avg_pool();
     td_m4_print_text("td_kernels_check done\n");
     return mismatches == 0 ? 0 : 1;
 }

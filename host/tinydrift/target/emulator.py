@@ -214,7 +214,7 @@ class RunResult:
 
 def run(elf: Path | None = None, *, send: bytes = b"", icount_shift: int | None = None,
         timeout: float = 30.0, chunk_size: int = 4096,
-        semihosting_args: Sequence[str] = ()) -> RunResult:
+        semihosting_args: Sequence[str] = (), extra_args: Sequence[str] = ()) -> RunResult:
     """Boot the firmware, send `send` while collecting its output, wait for it to exit.
 
     Reading and writing run concurrently: the link pushes back in both directions, so a
@@ -222,7 +222,7 @@ def run(elf: Path | None = None, *, send: bytes = b"", icount_shift: int | None 
     read from a plain socket, to the last byte before QEMU closes it (pyserial's
     socket:// read() discards what it had gathered when the peer closes mid-call)."""
     started = time.monotonic()
-    with start(elf, icount_shift=icount_shift, semihosting_args=semihosting_args) as emulator:
+    with start(elf, icount_shift=icount_shift, extra_args=extra_args, semihosting_args=semihosting_args) as emulator:
         link = socket.create_connection(("127.0.0.1", emulator.port), timeout=STARTUP_TIMEOUT_S)
         link.settimeout(None)
         output = bytearray()

@@ -5,9 +5,9 @@
  * one q15 column (input offset added, so that padding, filled with the zero point, adds
  * 0 as the reference's skipped terms do), multiplied by all output channels' weight rows
  * (td_mat_mult_s8). Columns come three ways: a 1x1 filter without padding (pointwise)
- * widens the input pixel itself; a window inside the input whose rows are whole groups of
- * four values (the KWS stem: 4 wide, 1 deep) widens its rows in place; any other window
- * is gathered first. Grouped convolutions, columns longer than TD_KERNELS_COLUMN_MAX and
+ * widens the input pixel itself; a window whose rows are whole groups of four values (the
+ * KWS stem: 4 wide, 1 deep) widens its rows in place, with the zero point for the cells of
+ * an edge window outside the input; any other window is gathered first. Grouped convolutions, columns longer than TD_KERNELS_COLUMN_MAX and
  * multipliers QuantizeMultiplier never produces run the reference kernel. */
 #include "../td_kernels.h"
 #include "td_dsp.h"
@@ -70,6 +70,45 @@ static void gather_receptive_field(const td_conv_params_t *params, const int8_t 
     }
 }
 
+/* A window over the edge whose rows are whole groups of four values, widened straight into
+ * column `which` as td_column_pair_fill_rows widens a window inside the input: each group
+ * of four is read as one word when its cells are inside, else made from the zero point
+ * and the cells that are (the gather and its byte copies cost more than the product on
+ * the KWS stem's edge windows). */
+static void fill_rows_clipped(td_column_pair_t *pair, int32_t which, const td_conv_params_t *params,
+                              const int8_t *image, int32_t in_y_origin, int32_t in_x_origin)
+{
+    const int32_t depth = params->input_depth;
+    const int32_t input_width = params->input_width;
+    const int32_t row_bytes = params->filter_width * depth;
+    const uint32_t zero_points = (uint32_t)(uint8_t)(int8_t)(-params->input_offset) * 0x01010101u;
+    const uint32_t offsets = td_dup_half(params->input_offset);
+    uint32_t *words = pair->words + 2 * which;
+    for (int32_t filter_y = 0; filter_y < params->filter_height; ++filter_y) {
+        const int32_t in_y = in_y_origin + params->dilation_height * filter_y;
+        const int32_t row_inside = in_y >= 0 && in_y < params->input_height;
+        const int32_t row_start = (in_y * input_width + in_x_origin) * depth; /* an index: may be < 0 */
+        for (int32_t i = 0; i < row_bytes; i += 4, words += 4) {
+            uint32_t x = zero_points;
+            if (row_inside) {
+                if (in_x_origin + i / depth >= 0 && in_x_origin + (i + 3) / depth < input_width) {
+                    x = td_read_u32(image + row_start + i);
+                } else {
+                    for (int32_t b = 0; b < 4; ++b) {
+                        const int32_t in_x = in_x_origin + (i + b) / depth;
+                        if (in_x >= 0 && in_x < input_width) {
+                            const uint32_t value = (uint8_t)image[row_start + i + b];
+                            x = (x & ~(0xFFu << (8 * b))) | (value << (8 * b));
+                        }
+                    }
+                }
+            }
+            words[0] = td_sxtab16(offsets, x);
+            words[1] = td_sxtab16_ror8(offsets, x);
+        }
+    }
+}
+
 void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, int8_t *output)
 {
@@ -122,6 +161,8 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
                     /* The window is inside the input: its rows are contiguous, convert them in place. */
                     td_column_pair_fill_rows(&pair, which, corner, params->filter_height, row_bytes, row_stride,
                                              params->input_offset);
+                } else if (rows_direct) {
+                    fill_rows_clipped(&pair, which, params, image, in_y, in_x);
                 } else {
                     gather_receptive_field(params, image, out_y, out_x, field);
                     td_column_pair_fill(&pair, which, field, column_depth, params->input_offset);

@@ -30,6 +30,8 @@ void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int
 void td_fully_connected_s8_m4(const td_fully_connected_params_t *params, const int8_t *input,
                               const int8_t *filter, const int32_t *bias, int8_t *output);
 
+void td_avg_pool_s8_m4(const td_pool_params_t *params, const int8_t *input, int8_t *output);
+
 #ifdef __cplusplus
 }
 #endif

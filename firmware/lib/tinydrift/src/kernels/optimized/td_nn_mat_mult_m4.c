@@ -68,8 +68,12 @@ const uint32_t *td_mat_mult_plan(const td_mat_mult_t *mat, uint32_t *plan)
 
 #if TD_KERNELS_ASM
 /* Every output channel of two columns in one asm block (see td_mat_mult_plan): per pair of
- * channels, 36 instructions per 8 depth values and 47 to start, requantize, store and step
- * on (GCC's code around the inner loop alone took twice that). */
+ * channels, 38 instructions per 8 depth values and 51 to start, requantize, store and step
+ * on (GCC's code around the inner loop alone took twice that). Fourteen registers hold
+ * the block's values, so the plan and output pointers go to the stack for the inner loop
+ * and serve there as the second column's words: each group then loads its five words back
+ * to back (6 cycles on the M4, where a load behind a load takes one) and never reloads a
+ * column. */
 static void two_columns_planned(const td_mat_mult_t *mat, const td_column_pair_t *pair, int8_t *output0)
 {
     const int8_t *w = mat->weights;
@@ -78,24 +82,26 @@ static void two_columns_planned(const td_mat_mult_t *mat, const td_column_pair_t
     const int32_t next_row = mat->depth - 4; /* from w after its post-increment */
     int32_t a00, a01, a10, a11, pairs;
     uint32_t wa, wt, x0, x1;
+    /* a<channel><column>; column 0's words in x0, x1, column 1's in plan, out */
 #define TD_MM_GROUP                                     \
     "ldr    %[wa], [%[w]], #4\n\t"                      \
-    "ldrd   %[x0], %[x1], [%[x]]\n\t"                   \
+    "ldr    %[x1], [%[x], #4]\n\t"                      \
+    "ldr    %[plan], [%[x], #8]\n\t"                    \
+    "ldr    %[out], [%[x], #12]\n\t"                    \
+    "ldr    %[x0], [%[x]], #16\n\t"                     \
     "sxtb16 %[wt], %[wa], ror #8\n\t"                   \
     "sxtb16 %[wa], %[wa]\n\t"                           \
     "smlad  %[a00], %[wa], %[x0], %[a00]\n\t"           \
+    "smlad  %[a01], %[wa], %[plan], %[a01]\n\t"         \
     "smlad  %[a00], %[wt], %[x1], %[a00]\n\t"           \
-    "ldrd   %[x0], %[x1], [%[x], #8]\n\t"               \
-    "smlad  %[a01], %[wa], %[x0], %[a01]\n\t"           \
-    "smlad  %[a01], %[wt], %[x1], %[a01]\n\t"           \
+    "smlad  %[a01], %[wt], %[out], %[a01]\n\t"          \
     "ldr    %[wa], [%[w], %[next_row]]\n\t"             \
     "sxtb16 %[wt], %[wa], ror #8\n\t"                   \
     "sxtb16 %[wa], %[wa]\n\t"                           \
-    "smlad  %[a11], %[wa], %[x0], %[a11]\n\t"           \
-    "smlad  %[a11], %[wt], %[x1], %[a11]\n\t"           \
-    "ldrd   %[x0], %[x1], [%[x]], #16\n\t"              \
     "smlad  %[a10], %[wa], %[x0], %[a10]\n\t"           \
-    "smlad  %[a10], %[wt], %[x1], %[a10]\n\t"
+    "smlad  %[a11], %[wa], %[plan], %[a11]\n\t"         \
+    "smlad  %[a10], %[wt], %[x1], %[a10]\n\t"           \
+    "smlad  %[a11], %[wt], %[out], %[a11]\n\t"
     /* acc = ((SMMULR(2 acc, m) + (its sign)) >> (e - 1)) + 2 offset + 1) >> 1, as
      * td_requantize_narrow_offset; m in wa, e - 1 in wt, 2 offset + 1 in x1. */
 #define TD_MM_REQUANTIZE(acc)                           \
@@ -111,10 +117,12 @@ static void two_columns_planned(const td_mat_mult_t *mat, const td_column_pair_t
                    "ldr    %[pairs], [%[plan]], #4\n\t"
                    "mov    %[a01], %[a00]\n\t"
                    "mov    %[a11], %[a10]\n\t"
+                   "strd   %[plan], %[out], [sp, #-8]!\n\t"
                    "2:\n\t"
                    TD_MM_GROUP TD_MM_GROUP
                    "subs   %[pairs], %[pairs], #1\n\t"
                    "bne    2b\n\t"
+                   "ldrd   %[plan], %[out], [sp], #8\n\t"
                    "ldrd   %[x0], %[x1], [%[plan]], #8\n\t"     /* output stride, 2 offset + 1 */
                    "ldrd   %[wa], %[wt], [%[plan]], #8\n\t"     /* channel c */
                    TD_MM_REQUANTIZE("%[a00]") TD_MM_REQUANTIZE("%[a01]")
@@ -160,15 +168,19 @@ static TD_ALWAYS_INLINE void two_columns(const td_mat_mult_t *mat, const td_colu
         int32_t g = groups;
 #if TD_KERNELS_ASM
         if (g >= 2) {
-            /* Two groups per iteration, 34 instructions for 32 MACs. GCC's allocation of
-             * the C below spills a pointer in this loop, so on the M4 it is written out. */
+            /* Two groups per iteration, 38 instructions for 32 MACs; the five loads of a
+             * group back to back (6 cycles on the M4, where LDRDs took 8). GCC's
+             * allocation of the C below spills a pointer in this loop, so on the M4 it is
+             * written out. */
             int32_t pairs = g >> 1;
             const int32_t next_row = depth - 4; /* from w after its post-increment */
             uint32_t wa, wt, x0, x1, x2, x3;
 #define TD_MAT_MULT_GROUP                          \
     "ldr    %[wa], [%[w]], #4\n\t"                 \
-    "ldrd   %[x0], %[x1], [%[x]], #8\n\t"          \
-    "ldrd   %[x2], %[x3], [%[x]], #8\n\t"          \
+    "ldr    %[x0], [%[x]], #4\n\t"                 \
+    "ldr    %[x1], [%[x]], #4\n\t"                 \
+    "ldr    %[x2], [%[x]], #4\n\t"                 \
+    "ldr    %[x3], [%[x]], #4\n\t"                 \
     "sxtb16 %[wt], %[wa], ror #8\n\t"              \
     "sxtb16 %[wa], %[wa]\n\t"                      \
     "smlad  %[a00], %[wa], %[x0], %[a00]\n\t"      \
