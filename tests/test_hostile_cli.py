@@ -277,6 +277,11 @@ CASES = [
      "a_nohash_0.wav"),
     ("too-few-recordings", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_good"],
      "1 .wav files"),
+    ("unknown-name", "bench-wakeword", ["--model", "okay_google", "--out", "{r}/bench_out"], "okay_google"),
+    ("missing-path", "bench-wakeword", ["--model", "{r}/nothing.tflite", "--out", "{r}/bench_out"], "nothing.tflite"),
+    ("not-calibrated", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/wav_good",
+                                          "--out", "{r}/bench_out"], "no monitor.json"),
+    ("output-blocked", "bench-wakeword", ["--model", "okay_nabu", "--out", "{blocked}"], "blocker"),
     ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
 ]
