@@ -149,3 +149,12 @@ def test_the_stored_figures_are_whole():
     for m in data["models"].values():
         assert m["mismatches"] == 0 and m["steps"] >= 10_000
         assert m["in_domain"]["hours"] >= 0.5
+
+
+def test_the_stored_table_is_the_rendering_of_the_stored_figures():
+    from tinydrift.pipeline.wakeword_bench import WakewordBenchResult, markdown
+
+    data = json.loads(FIGURES.read_text())
+    result = WakewordBenchResult(settings=WakewordBenchSettings(**data["settings"]), models=data["models"],
+                                 monitor=data["monitor"], seconds=data["seconds"], date=data["date"])
+    assert FIGURES.with_suffix(".md").read_text() == markdown(result)

@@ -412,7 +412,7 @@ def markdown(result: WakewordBenchResult) -> str:
         mon = result.monitor
         arl0 = mon["in_domain_arl0"]
         lines += [f"Monitor ({mon['model']}): calibrated for ARL0 {mon['target_arl0']:,.0f} inferences; on the in-domain "
-                  f"sessions {'no alarm' if arl0['arl0'] is None else format(arl0['arl0'], ',.0f')} ({arl0['alarms']} alarms in "
+                  f"sessions {'no alarm' if arl0['arl0'] is None else format(arl0['arl0'], ',.0f')} ({arl0['alarms']} alarm{'' if arl0['alarms'] == 1 else 's'} in "
                   f"{arl0['inferences']:,} inferences). Detection: each session played {mon['change_at']} "
                   f"inferences, then up to {mon['max_delay']} changed (30 ms each).", ""]
     lines.append(f"{result.seconds:.0f} s")
