@@ -90,7 +90,7 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 
 
-@pytest.mark.slow  # measured: ~130 s on 2 cores from an empty cache, ~90 s cached
+@pytest.mark.slow  # measured: ~130 s on 2 cores from an empty cache, ~90 s cached (under load)
 def test_quick_bench_on_okay_nabu_gives_every_figure_and_sees_a_dead_microphone(okay_nabu, tmp_path):
     from click.testing import CliRunner
 
@@ -107,7 +107,8 @@ def test_quick_bench_on_okay_nabu_gives_every_figure_and_sees_a_dead_microphone(
     assert m["scenarios"]["dead_microphone"]["false_rejects_per_100"] == 100.0
     assert m["scenarios"]["white_noise_0db"]["false_rejects"] > m["in_domain"]["false_rejects"]
     dead = data["monitor"]["scenarios"]["dead_microphone"]
-    assert dead["detection_rate"] == 1.0 and "SENSOR_FAULT" in dead["alarm_types"], dead
+    # the bench's streams give the monitor summaries and probabilities, not PCM: no sensor health
+    assert dead["detection_rate"] == 1.0 and set(dead["alarm_types"]) == {"DATA_DRIFT"}, dead
     assert data["monitor"]["scenarios"]["cheap_mic_lowpass_2k"]["detection_rate"] >= 0.75
 
 
