@@ -282,6 +282,9 @@ CASES = [
     ("not-calibrated", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/wav_good",
                                           "--out", "{r}/bench_out"], "no monitor.json"),
     ("output-blocked", "bench-wakeword", ["--model", "okay_nabu", "--out", "{blocked}"], "blocker"),
+    ("unknown-name", "wakeword-demo", ["okay_google", "--out", "{r}/demo_out"], "okay_google"),
+    ("unknown-change", "wakeword-demo", ["okay_nabu", "--change", "earthquake", "--out", "{r}/demo_out"], "earthquake"),
+    ("output-blocked", "wakeword-demo", ["okay_nabu", "--out", "{blocked}"], "blocker"),
     ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
 ]

@@ -159,3 +159,22 @@ def test_the_stored_table_is_the_rendering_of_the_stored_figures():
     result = WakewordBenchResult(settings=WakewordBenchSettings(**data["settings"]), models=data["models"],
                                  monitor=data["monitor"], seconds=data["seconds"], date=data["date"])
     assert FIGURES.with_suffix(".md").read_text() == markdown(result)
+
+
+@pytest.mark.slow  # measured: ~25 s with the monitor's calibration cached (build/bench/wakeword), ~8 min without
+def test_wakeword_demo_runs_the_loop_in_qemu_bit_exact_and_finds_the_changed_microphone(okay_nabu, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("QEMU is not installed (scripts/setup.sh)")
+    result = CliRunner().invoke(main, ["wakeword", "demo", "okay_nabu", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["mismatched_frames"] == 0 and summary["inferences"] == 4999
+    assert summary["false_alarms_before"] == 0
+    assert summary["first_alarm_after"] == "DATA_DRIFT" and summary["delay_seconds"] < 30, summary
+    assert "first alarm after the change: DATA_DRIFT" in result.output

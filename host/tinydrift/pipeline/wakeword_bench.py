@@ -183,7 +183,7 @@ def rates(counts: list[dict]) -> dict:
 # ----------------------------------------------------------------------------- the runs
 
 
-def _sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, workers: int, voices=None, seed_offset=0):
+def bench_sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, workers: int, voices=None, seed_offset=0):
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
 
     seed = settings.seed + seed_offset + zlib.crc32(model.name.encode()) % 1000
@@ -327,8 +327,8 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
     in_domain_runs, monitor_runs = {}, {}
     for name, model in models.items():
         log(f"{name}: {settings.sessions} sessions of {settings.seconds:.0f} s, {len(SCENARIOS)} scenarios")
-        audio, wakes = _sessions(model, settings.sessions, settings, cache / "sessions", workers)
-        accent_audio, accent_wakes = _sessions(model, settings.accent_sessions, settings, cache / "sessions", workers,
+        audio, wakes = bench_sessions(model, settings.sessions, settings, cache / "sessions", workers)
+        accent_audio, accent_wakes = bench_sessions(model, settings.accent_sessions, settings, cache / "sessions", workers,
                                                voices=ACCENT_VOICES, seed_offset=1000)
         watch = name == monitored
         run = run_sessions(model, audio, wakes, summaries=watch)
