@@ -63,7 +63,7 @@ def app_stream(model, tmp_path_factory):
     return build_app("gcc", model_dir=folder, model=model.name, step_ms=model.feature_step_ms)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # ~40 s of the monitor test's ~75 s (2 loaded cores): synthesis, TFLite Micro, calibration
 def monitor_config(model):
     """okay_nabu's monitor calibrated on six 1-minute espeak-ng sessions for a short run length
     (300 inferences, 9 s) and short averages, so that this test's speech raises alarms and
@@ -250,6 +250,7 @@ def test_streaming_app_in_qemu_from_the_microphone_file(model, speech, tmp_path)
     assert quiet.exit_code == 0 and sent == wakes and len(wakes) == PHRASES.count("okay nabu")
 
 
+@pytest.mark.slow  # ~60 s on 2 loaded cores: the firmware's build and 31 s of audio in QEMU
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
                     reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
 def test_streaming_app_with_its_monitor_in_qemu(model, monitor_config, speech, tmp_path):

@@ -73,6 +73,7 @@ def okay_nabu():
     return load_wakeword("okay_nabu")
 
 
+@pytest.mark.slow  # ~30 s on 2 loaded cores (TensorFlow's import, the generated C's build); the quick bench covers it too
 def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it(okay_nabu):
     """One 40 s espeak-ng session saying "okay nabu" often: most phrases accepted, no wake
     elsewhere, and the generated C's probabilities equal TFLite Micro's at every step."""
