@@ -148,6 +148,26 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
     assert stderr == ""
 
 
+def test_streaming_app_with_its_monitor_commands(app_monitored, model, monitor_config, speech):
+    """CONFIG sets the heartbeat interval, RESET starts the monitor afresh (indices from 1, as
+    at boot), LABEL is refused: a binary detector keeps no classes to label."""
+    clip = speech[0][0]
+    with HostApp(app_monitored) as app:
+        app.replayer.replay_clip(clip)
+        config = app.command(P.Config(0, 10, 0))
+        label = app.command(P.Label(0, 1, 0))
+        reset = app.command(P.Reset(0))
+        mark = len(app.items)
+        app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        status = app.status()
+        stderr = app.stop()
+    assert (config.result, config.detail, label.result, reset.result) == (ACK_OK, 10, ACK_UNSUPPORTED, ACK_OK)
+    expected, heartbeats = check_monitor_frames(app.items[mark:], model, monitor_config, [clip], interval=10)
+    assert heartbeats and status.inferences == len(expected) and len(app.frames(P.Hello)) == 2
+    assert stderr == ""
+
+
 @pytest.fixture(scope="module")
 def speech():
     return [spoken(voice, variant) for voice, variant in VOICES]
