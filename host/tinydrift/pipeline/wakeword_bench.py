@@ -224,6 +224,39 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, summaries
     return out
 
 
+def run_key(model, s: SessionScenario, settings: WakewordBenchSettings, watch: bool) -> str:
+    """What a scenario's run depends on: the model, the change, the sessions' settings."""
+    from tinydrift.data.wakeword_audio import GENERATOR_VERSION
+    from tinydrift.wakeword.export import model_digest
+
+    sessions = {k: v for k, v in asdict(settings).items() if k in ("sessions", "accent_sessions", "seconds",
+                                                                     "wake_rate", "seed")}
+    blob = json.dumps([model_digest(model), repr(s), sessions, watch, GENERATOR_VERSION, ACCEPT_AFTER_S])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_run(path: Path, compute) -> dict:
+    """A scenario's counts (and the monitor's inputs) from `path`, or computed and kept there:
+    the front end and TFLite Micro over an hour of audio take a few minutes a model."""
+    from tinydrift.atomic import atomic_path
+
+    if path.exists():
+        with np.load(path) as data:
+            run = {"counts": json.loads(str(data["counts"]))}
+            if "summaries" in data:
+                run["monitor"] = {key: data[key] for key in ("summaries", "probs", "groups")}
+        return run
+    run = compute()
+    arrays = {"counts": np.array(json.dumps(run["counts"]))}
+    if "monitor" in run:
+        arrays.update(run["monitor"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return run
+
+
 def compare_generated_c(models: dict, runs: dict) -> dict:
     """Per model: the generated C (built for this host) against TFLite Micro on every
     inference of the in-domain sessions, reset at each session's start."""
@@ -338,9 +371,10 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
                    "scenarios": {}}
         for s in SCENARIOS:
             if s.voices is not None:
-                changed = run_sessions(model, accent_audio, accent_wakes, summaries=watch)
+                compute = lambda: run_sessions(model, accent_audio, accent_wakes, summaries=watch)  # noqa: E731
             else:
-                changed = run_sessions(model, s.apply(audio, settings.seed), wakes, summaries=watch)
+                compute = lambda: run_sessions(model, s.apply(audio, settings.seed), wakes, summaries=watch)  # noqa: E731
+            changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, watch)}.npz", compute)
             figures["scenarios"][s.name] = {"kind": s.kind, **rates(changed["counts"])}
             if watch:
                 monitor_runs[s.name] = changed["monitor"]
