@@ -165,8 +165,9 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     on TFLite Micro, as the device app's twin computes it) with their 95 % intervals and
     the hours measured; the generated C's mismatches against TFLite Micro over the in-domain
     streaming steps; and for the calibrated model (okay_nabu) the monitor's false-alarm run
-    length, detection rate and median delay per scenario. Audio and the monitor's
-    calibration are cached in OUT. Figures to read: the exit code is 0 unless the run fails.
+    length, detection rate and median delay per scenario. Audio, the monitor's calibration
+    and each scenario's run are cached in OUT. Figures to read: the exit code is 0 unless
+    the run fails.
 
     \b
     Examples:
