@@ -1,7 +1,10 @@
 """The firmware app built as a streaming binary detector (a microWakeWord model, okay_nabu)
 on the POSIX host port, under ASan and UBSan, and on the emulated Cortex-M4: espeak-ng
 speech gives the DETECTION frames the app's twin (tinydrift.app.expected_detections)
-predicts, bit for bit, and wakes on the wake phrase and on nothing else.
+predicts, bit for bit, and wakes on the wake phrase and on nothing else. Built with the
+monitor config `tinydrift wakeword calibrate` writes, the app runs the drift monitor too:
+its INFERENCE and HEARTBEAT frames are the twin's (expected_stream_inferences,
+HeartbeatTwin) bit for bit, on the host and in QEMU.
 
 The executable is the very firmware (src/main.c, the app, the 10 ms front end, the kernels,
 the protocol) with the C that `tinydrift wakeword export` writes for the model.
@@ -16,13 +19,14 @@ import pytest
 
 from test_app_host import HostApp, build_app
 from tinydrift import firmware
-from tinydrift.app import expected_detections
+from tinydrift.app import HeartbeatTwin, expected_detections, expected_stream_inferences
 from tinydrift.link import protocol as P
 from tinydrift.link.replay import ACK_OK, write_pcm
+from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 from tinydrift.target import emulator, platformio
 from tinydrift.target.flash import flash
 from tinydrift.wakeword.config import load_wakeword
-from tinydrift.wakeword.export import model_id, write_device_sources
+from tinydrift.wakeword.export import model_id, write_device_sources, write_monitor
 
 pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
 
@@ -57,6 +61,111 @@ def app_stream(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("okay_nabu")
     write_device_sources(model, folder)
     return build_app("gcc", model_dir=folder, model=model.name, step_ms=model.feature_step_ms)
+
+
+@pytest.fixture(scope="module")  # ~40 s of the monitor test's ~75 s (2 loaded cores): synthesis, TFLite Micro, calibration
+def monitor_config(model):
+    """okay_nabu's monitor calibrated on six 1-minute espeak-ng sessions for a short run length
+    (300 inferences, 9 s) and short averages, so that this test's speech raises alarms and
+    the latches, change points and heartbeats' delays are compared too."""
+    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
+    from tinydrift.wakeword.monitor import calibrate_detector, session_samples
+
+    from helpers_wakeword import REPO_ROOT
+
+    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 60, seed=0),
+                               REPO_ROOT / "build" / "test_data" / "wakeword_sessions", workers=2)
+    config, _ = calibrate_detector(session_samples([pcm for pcm, _ in sessions], model), target_arl0=300,
+                                   n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
+    return config
+
+
+def monitored_folder(model, config, folder):
+    """A model folder as `tinydrift wakeword export` and then `calibrate` leave it."""
+    write_device_sources(model, folder)
+    write_monitor(model, config, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def app_monitored(model, monitor_config, tmp_path_factory):
+    folder = monitored_folder(model, monitor_config, tmp_path_factory.mktemp("okay_nabu_monitored"))
+    return build_app("gcc", model_dir=folder, model=model.name, step_ms=model.feature_step_ms,
+                     defines={"TD_APP_STREAM_MONITOR": 1})
+
+
+def check_monitor_frames(device_items, model, config, clips, interval: int = 100) -> tuple:
+    """The device's INFERENCE and HEARTBEAT frames against the twins'; returns the expected
+    inferences and the heartbeats."""
+    inferences = [i for i in device_items if isinstance(i, P.Inference)]
+    heartbeats = [i for i in device_items if isinstance(i, P.Heartbeat)]
+    expected = expected_stream_inferences(clips, model, config)
+    ident = model_id(model)
+    assert len(inferences) == len(expected) > 0
+    want_inferences = [expected.inference_frame(i, ident) for i in range(len(expected))]
+    for got, want in zip(inferences, want_inferences):
+        want.seq = got.seq
+    mismatches = [i for i, (got, want) in enumerate(zip(inferences, want_inferences)) if got != want]
+    assert mismatches == [], f"{len(mismatches)} differ, the first: {inferences[mismatches[0]]} vs {want_inferences[mismatches[0]]}"
+    twin = HeartbeatTwin(tuple(int(v) for v in config.score_drift), interval=interval)
+    want = [h for h in (twin.add(expected.inference_frame(i, ident)) for i in range(len(expected))) if h is not None]
+    for got, beat in zip(heartbeats, want):
+        beat.seq, beat.uptime_ms = got.seq, got.uptime_ms
+    assert heartbeats == want and len(want) == len(expected) // interval
+    return expected, heartbeats
+
+
+def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat_frames(
+        app_monitored, model, monitor_config, speech):
+    """Both voices' speech, then 6 s of a dead microphone, which latches SENSOR_FAULT."""
+    clips = [pcm for pcm, _ in speech] + [np.zeros(6 * 16000, np.int16)]
+    with HostApp(app_monitored) as app:
+        app.replayer.drain(0.3)
+        for clip in clips:
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        status = app.status()
+        stderr = app.stop()
+    hello = app.frames(P.Hello)[0]
+    assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 40, 5) and hello.state_bytes > 0
+    assert hello.drift_thresholds[:5] == tuple(int(v) for v in monitor_config.score_drift)
+    # the detector is unchanged by the monitor beside it
+    detections = app.frames(P.Detection)
+    per_clip = []
+    for clip in clips:
+        per_clip.append(expected_detections([clip], model, model_id(model), first_index=1 + sum(map(len, per_clip))))
+    expected_detection = [frame for frames in per_clip for frame in frames]
+    for got, want in zip(detections, expected_detection):
+        want.seq = got.seq
+    assert detections == expected_detection
+    expected, heartbeats = check_monitor_frames(app.items, model, monitor_config, clips)
+    assert status.inferences == len(expected) and status.state_bytes == hello.state_bytes
+    alarms = [i for i in app.frames(P.Inference) if i.alarm_bits]
+    print(f"{len(expected)} inferences, {len(heartbeats)} heartbeats, {len(alarms)} with alarms or warnings "
+          f"({sorted({'+'.join(P.alarm_names(i.alarm_bits)) for i in alarms})}), bit-exact")
+    assert any(i.alarm_bits & ALARM_SENSOR_FAULT for i in alarms), "the dead microphone latches SENSOR_FAULT"
+    assert any(h.latch_delay[ALARM_SENSOR_FAULT.bit_length() - 1] != P.NOT_LATCHED for h in heartbeats)
+    assert stderr == ""
+
+
+def test_streaming_app_with_its_monitor_commands(app_monitored, model, monitor_config, speech):
+    """CONFIG sets the heartbeat interval, RESET starts the monitor afresh (indices from 1, as
+    at boot), LABEL is refused: a binary detector keeps no classes to label."""
+    clip = speech[0][0]
+    with HostApp(app_monitored) as app:
+        app.replayer.replay_clip(clip)
+        config = app.command(P.Config(0, 10, 0))
+        label = app.command(P.Label(0, 1, 0))
+        reset = app.command(P.Reset(0))
+        mark = len(app.items)
+        app.replayer.replay_clip(clip)
+        app.replayer.drain(0.1)
+        status = app.status()
+        stderr = app.stop()
+    assert (config.result, config.detail, label.result, reset.result) == (ACK_OK, 10, ACK_UNSUPPORTED, ACK_OK)
+    expected, heartbeats = check_monitor_frames(app.items[mark:], model, monitor_config, [clip], interval=10)
+    assert heartbeats and status.inferences == len(expected) and len(app.frames(P.Hello)) == 2
+    assert stderr == ""
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +268,30 @@ def test_streaming_app_in_qemu_from_the_microphone_file(model, speech, tmp_path)
     for got, want in zip(sent, wakes):
         want.seq = got.seq
     assert quiet.exit_code == 0 and sent == wakes and len(wakes) == PHRASES.count("okay nabu")
+
+
+@pytest.mark.slow  # ~60 s on 2 loaded cores: the firmware's build and 31 s of audio in QEMU
+@pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
+                    reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
+def test_streaming_app_with_its_monitor_in_qemu(model, monitor_config, speech, tmp_path):
+    """The folder `tinydrift wakeword calibrate` completes, flashed for the emulated
+    Cortex-M4: the speech and a dead microphone as one stream from boot give the twin's
+    DETECTION, INFERENCE and HEARTBEAT frames bit for bit."""
+    folder = monitored_folder(model, monitor_config, firmware.BUILD_ROOT / "test_models" / "okay_nabu_monitored")
+    elf = flash(platformio.EMULATED_ENV, folder, build_only=True).elf
+    pcm = np.concatenate([clip for clip, _ in speech] + [np.zeros(6 * 16000, np.int16)])
+    result = emulator.run(elf, timeout=300, semihosting_args=[
+        emulator.audio_file_argument(write_pcm([pcm], tmp_path / "speech.pcm"), tmp_path)])
+    items = P.StreamParser().feed(result.output)
+    assert result.exit_code == 0 and not any(isinstance(i, P.Corrupt) for i in items), result.output[-500:]
+    hello = next(i for i in items if isinstance(i, P.Hello))
+    assert (hello.n_classes, hello.n_scores) == (2, 5)
+    device = [i for i in items if isinstance(i, P.Detection)]
+    expected = expected_detections([pcm], model, model_id(model))
+    for got, want in zip(device, expected):
+        want.seq = got.seq
+    assert device == expected
+    inferences, _ = check_monitor_frames(items, model, monitor_config, [pcm])
+    assert any(i.alarm_bits & ALARM_SENSOR_FAULT for i in items if isinstance(i, P.Inference))
+    bye = [i for i in items if isinstance(i, P.Bye)]
+    assert bye and bye[-1].inferences == len(inferences)

@@ -148,7 +148,7 @@ def _lookup(source: str, key: str):
         return CODE_FIGURES[key]()
     value = _json(source)
     for part in key.split("."):
-        value = value[int(part)] if isinstance(value, list) else value[part]  # "ops.2.cycles"
+        value = value[int(part)] if isinstance(value, list) else value[part]  # "ops.2.cycles", "ci95.1": a list's item
     return value
 
 

@@ -11,8 +11,9 @@
    name (-DTD_APP_MODEL=NAME -DTD_APP_MODEL_UPPER=...) and the monitor's capacity
    (-DTD_MONITOR_MAX_SUMMARY, -DTD_MONITOR_MAX_CLASSES, read from the generated config).
    A streaming model (`tinydrift wakeword export`: its td_model_NAME.h defines
-   TD_NAME_STREAMING) has no monitor config; the front end is built with the model's
-   feature step instead (-DTD_FRONTEND_STEP_MS, from td_reference_NAME.h).
+   TD_NAME_STREAMING) is built with the model's feature step (-DTD_FRONTEND_STEP_MS, from
+   td_reference_NAME.h); with td_monitor_config_NAME.h beside it (`tinydrift wakeword
+   calibrate`) the app runs the monitor too (-DTD_APP_STREAM_MONITOR=1).
 3. Include paths of the library's folders, for the app and for the generated files.
 """
 
@@ -83,8 +84,9 @@ def model_folder():
 
 
 def streaming_defines(include: Path, name: str) -> list:
-    """A streaming detector's build: its front end's step; the monitor library (unused by
-    the app yet) at the input summary's 40 channels."""
+    """A streaming detector's build: its front end's step; the monitor library at the input
+    summary's 40 channels and two classes ([1 - p, p]), run by the app when the folder holds
+    a monitor config."""
     needed = [include / f"td_model_{name}.c", include / f"td_reference_{name}.h"]
     missing = [p.name for p in needed if not p.is_file()]
     if missing:
@@ -92,8 +94,10 @@ def streaming_defines(include: Path, name: str) -> list:
     match = re.search(rf"#define TD_{name.upper()}_FEATURE_STEP_MS (\d+)", needed[1].read_text())
     if match is None:
         fail(f"{needed[1]}: no TD_{name.upper()}_FEATURE_STEP_MS; run `tinydrift wakeword export` again")
+    # With the monitor config `tinydrift wakeword calibrate` writes, the app runs the monitor.
+    monitor = [("TD_APP_STREAM_MONITOR", 1)] if (include / f"td_monitor_config_{name}.h").is_file() else []
     return [("TD_FRONTEND_STEP_MS", int(match.group(1))), ("TD_MONITOR_MAX_SUMMARY", 40),
-            ("TD_MONITOR_MAX_CLASSES", 2)]
+            ("TD_MONITOR_MAX_CLASSES", 2), *monitor]
 
 
 sources = third_party_sources()

@@ -105,23 +105,28 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
     outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
     summaries = summarize_frames(features)
     twin = MonitorTwin(config, 1)
-    keys = ("t", "predicted", "confidence", "alarms", "entropy_q16", "atc_accuracy_q16", "change_time", "alarm_time")
-    rows = {k: np.zeros(n, np.int64) for k in keys}
-    cusum = np.zeros((n, 5), np.int64)
-    moved = np.zeros(n, dtype=object)
+    results = []
     for i, w in enumerate(windows):
         for start in range(0, len(w.fresh), SENSOR_BLOCK):
             twin.sensor_update(w.fresh[None, start:start + SENSOR_BLOCK])
-        result = twin.update(summaries[i:i + 1], outputs[i:i + 1])
-        for key in keys:
-            rows[key][i] = int(np.asarray(result[key])[0])
-        cusum[i] = np.asarray(result["cusum"])[0]
-        words = [int(v) for v in np.asarray(result["moved"])[0]]
-        moved[i] = sum(word << (32 * k) for k, word in enumerate(words[:2]))
+        results.append(twin.update(summaries[i:i + 1], outputs[i:i + 1]))
         if progress:
             progress(1)
+    return _expected(results, summaries, outputs, [w.window_end for w in windows])
+
+
+def _expected(results: list[dict], summaries: np.ndarray, outputs: np.ndarray, window_end: list[int]) -> Expected:
+    """Expected from the monitor twin's result of each inference (one stream each)."""
+    n = len(results)
+    keys = ("t", "predicted", "confidence", "alarms", "entropy_q16", "atc_accuracy_q16", "change_time", "alarm_time")
+    rows = {key: np.array([int(np.asarray(r[key])[0]) for r in results], np.int64).reshape(n) for key in keys}
+    cusum = np.array([np.asarray(r["cusum"])[0] for r in results], np.int64).reshape(n, 5)
+    moved = np.zeros(n, dtype=object)
+    for i, r in enumerate(results):
+        words = [int(v) for v in np.asarray(r["moved"])[0]]
+        moved[i] = sum(word << (32 * k) for k, word in enumerate(words[:2]))
     return Expected(
-        summaries=summaries, outputs=outputs, window_end=np.array([w.window_end for w in windows], np.int64),
+        summaries=summaries, outputs=outputs, window_end=np.array(window_end, np.int64),
         inference_index=rows["t"], predicted=rows["predicted"], confidence=rows["confidence"],
         alarm_bits=rows["alarms"] & 0xFFFF, entropy=rows["entropy_q16"], atc=rows["atc_accuracy_q16"],
         moved_channels=moved, change_index=rows["change_time"], alarm_index=rows["alarm_time"], cusum=cusum,
@@ -283,6 +288,40 @@ def expected_detections(streams: Sequence[np.ndarray], model, model_id: bytes, *
                                           stream_end(k, model.stride)))
         index += len(blocks)
     return frames
+
+
+def expected_stream_inferences(streams: Sequence[np.ndarray], model, config) -> Expected:
+    """The INFERENCE frames a streaming build of `model` with the monitor `config` (`tinydrift
+    wakeword calibrate`) sends for `streams` played in order, each a stream of its own, the
+    monitor running on from one to the next: sensor health on each front-end hop's new
+    samples (the first frame's whole window, then one step each, the frames of a stream's
+    unfinished last block included), and per inference the summary of its frames and the
+    probability p as [1 - p, p] (tinydrift.wakeword.monitor.detector_probs)."""
+    from tinydrift.frontend.features import frames_in
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.monitor.twin import MonitorTwin, summarize_frames
+    from tinydrift.wakeword.monitor import detector_probs
+    from tinydrift.wakeword.stream import stream_input_blocks
+
+    window, step = SAMPLE_RATE * WINDOW_MS // 1000, SAMPLE_RATE * model.feature_step_ms // 1000
+    twin = MonitorTwin(config, 1)
+    results, summaries, outputs, ends = [], [], [], []
+    for stream in streams:
+        stream = np.asarray(stream, np.int16)
+        blocks = stream_input_blocks(stream, model.stride)
+        probs = detector_probs(run_tflm(model.model, blocks)[:, 0].astype(np.uint8)) if len(blocks) else None
+        stream_summaries = summarize_frames(blocks) if len(blocks) else None
+        for frame in range(frames_in(len(stream), model.feature_step_ms)):
+            first = 0 if frame == 0 else window + step * (frame - 1)
+            twin.sensor_update(stream[None, first:window + step * frame])
+            if frame % model.stride == model.stride - 1:
+                k = frame // model.stride
+                results.append(twin.update(stream_summaries[k:k + 1], probs[k:k + 1]))
+                summaries.append(stream_summaries[k])
+                outputs.append(probs[k])
+                ends.append(stream_end(k, model.stride))
+    return _expected(results, np.array(summaries, np.int16).reshape(-1, config.n_summary),
+                     np.array(outputs, np.int8).reshape(-1, 2), ends)
 
 
 def stream_end(inference: int, stride: int) -> int:

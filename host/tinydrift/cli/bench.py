@@ -3,6 +3,8 @@ Cortex-M4, with the model's optimized and reference kernels side by side.
 `tinydrift bench frontend-stream`: the streaming front end's instructions per frame there.
 `tinydrift bench drift`: detection and false alarms of the drift monitor against host-side
 detectors on drift scenarios and unseen populations.
+`tinydrift bench wakeword`: microWakeWord's models' false rejects and false accepts in
+domain and under drift, and how soon the monitor sees the drift.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import DEFAULT_MODEL
-from tinydrift.cli.params import FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FOLDER
+from tinydrift.cli.params import FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FOLDER, input_folder
 
 
 @click.group("bench")
@@ -129,6 +131,69 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, as_js
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run_drift_bench(model_dir, BenchSettings.make(quick), cache=out_dir / "pools", log=log,
                              baselines=not no_baselines)
+    paths = write_outputs(result, out_dir)
+    if as_json:
+        from tinydrift.monitor.config import jsonable
+
+        click.echo(json.dumps(jsonable(result.to_json())))
+    else:
+        click.echo(markdown(result))
+        click.echo(f"wrote {', '.join(map(str, paths))} in {result.seconds:.0f} s", err=True)
+
+
+@bench.command("wakeword")
+@click.option("--model", "model_names", multiple=True,
+              help="A microWakeWord model: a .tflite path or the name of one pymicro-wakeword ships "
+                   "(repeat for several; default: all four it ships).")
+@click.option("--quick", is_flag=True, help="Minutes of audio a model instead of an hour: a few minutes on 2 cores.")
+@click.option("--monitor-dir", type=input_folder("folder written by tinydrift wakeword calibrate"), default=None,
+              help="Measure this calibrated monitor (its model must be among --model); default: "
+                   "okay_nabu's, calibrated here on espeak-ng reference sessions.")
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/bench/wakeword"),
+              show_default=True, help="Folder for wakeword_bench.json, wakeword_bench.md and the cached audio.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None, out_dir: Path,
+             workers: int | None, as_json: bool):
+    """microWakeWord's models with the field's figures, in domain and under drift.
+
+    Per model: espeak-ng sessions of a voice satellite's room (talkers, everyday phrases,
+    room noise, the wake phrase in one utterance of ten), then the same sessions with room
+    noise and babble at several SNRs, reverberation and far field, gain, a band-limited,
+    clipping or dead microphone, and sessions spoken by other languages' voices. Reports
+    false rejects per 100 wake phrases and false accepts per hour (ESPHome's decision rule
+    on TFLite Micro, as the device app's twin computes it) with their 95 % intervals and
+    the hours measured; the generated C's mismatches against TFLite Micro over the in-domain
+    streaming steps; and for the calibrated model (okay_nabu) the monitor's false-alarm run
+    length, detection rate and median delay per scenario. Audio, the monitor's calibration
+    and each scenario's run are cached in OUT. Figures to read: the exit code is 0 unless
+    the run fails.
+
+    \b
+    Examples:
+      tinydrift bench wakeword --quick
+      tinydrift bench wakeword --model okay_nabu --model alexa --json > wakeword.json
+    """
+    import importlib.util
+    import os
+
+    from tinydrift.errors import TinydriftError
+    from tinydrift.pipeline.wakeword_bench import WakewordBenchSettings, markdown, run_wakeword_bench, write_outputs
+
+    missing = [name for name in ("tensorflow", "tflite_micro") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TinydriftError(f"bench wakeword runs the device's twin on {' and '.join(missing)}, which this install "
+                             "lacks: pip install 'tinydrift[train,wakeword]'")
+    if not model_names:
+        from tinydrift.wakeword.config import builtin_models
+
+        model_names = tuple(sorted(builtin_models()))
+        if not model_names:
+            raise TinydriftError("no model given and pymicro-wakeword is not installed to bring its four; give "
+                                 "--model PATH.tflite, or pip install 'tinydrift[wakeword]'")
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    result = run_wakeword_bench(list(model_names), WakewordBenchSettings.make(quick), cache=out_dir,
+                                monitor_dir=monitor_dir, workers=workers or os.cpu_count() or 1, log=log)
     paths = write_outputs(result, out_dir)
     if as_json:
         from tinydrift.monitor.config import jsonable

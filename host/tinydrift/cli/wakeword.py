@@ -211,3 +211,52 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
                f"{len(streams)} sessions ({report.get('seconds', 0):.0f} s)")
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
+
+
+@wakeword.command("demo")
+@click.argument("model")
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/wakeword_demo"), show_default=True,
+              help="Folder for the model's C and monitor, the microphone file and summary.json.")
+@click.option("--change", default="cheap_mic_lowpass_2k", show_default=True,
+              help="What happens to the microphone: a scenario of `tinydrift bench wakeword` (not accent).")
+@click.option("--before", "before_s", type=click.FloatRange(min=30), default=90.0, show_default=True,
+              help="Seconds of the room before the change (the monitor learns its reference in the first 30).")
+@click.option("--after", "after_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds after the change.")
+@click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
+def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_s: float, workers: int | None):
+    """The whole loop for MODEL on the emulated board: its C and its monitor, calibrated on
+    espeak-ng sessions (cached with `tinydrift bench wakeword`'s, ~10 min the first time),
+    built for QEMU's Cortex-M4, which hears a held-out session of a voice satellite's room
+    and then the same room through a changed microphone. Every DETECTION, INFERENCE and
+    HEARTBEAT frame is checked against the app's twin; prints the wakes before and after,
+    and the monitor's first alarm after the change with its delay. Exits with 1 when a
+    frame differs from the twin's.
+
+    \b
+    Examples:
+      tinydrift wakeword demo okay_nabu
+      tinydrift wakeword demo okay_nabu --change babble_0db --after 90
+    """
+    import os
+
+    from tinydrift.pipeline.wakeword_demo import run_wakeword_demo
+
+    for name in ("tensorflow", "tflite_micro"):
+        if importlib.util.find_spec(name) is None:
+            raise TinydriftError(f"the demo runs the device's twin on {name}, which this install lacks: "
+                                 "pip install 'tinydrift[train,wakeword]'")
+    result = run_wakeword_demo(model, out_dir, change=change, before_s=before_s, after_s=after_s,
+                               workers=workers or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True))
+    click.echo(f"{result.model} on the emulated Cortex-M4: {result.inferences:,} inferences, "
+               f"{result.mismatched_frames} frames unlike the twin's")
+    click.echo(f"  wakes: {result.wakes_before} in the {result.seconds_before:.0f} s before, "
+               f"{result.wakes_after} in the {result.seconds_after:.0f} s after {result.change}")
+    if result.first_alarm_after is None:
+        click.echo(f"  no alarm after the change ({result.false_alarms_before} before it)")
+    else:
+        click.echo(f"  first alarm after the change: {result.first_alarm_after}, {result.delay_seconds} s later "
+                   f"({result.false_alarms_before} alarms before it)")
+    click.echo(f"wrote {out_dir / 'summary.json'}", err=True)
+    if result.mismatched_frames:
+        raise SystemExit(1)

@@ -32,7 +32,7 @@ from tinydrift.data.synth import (
     split_variants,
     synthesize,
 )
-from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
+from tinydrift.frontend import SAMPLE_RATE
 
 # Filler words the data generator never speaks (for the `_unknown_` class of a control).
 OTHER_FILLERS = ("apple", "paper", "water", "green", "table", "music", "window", "coffee", "river", "garden",
@@ -139,11 +139,12 @@ def bandpass(pcm, rng, low_high):
 
 
 def resample_8k(pcm, rng, _):
-    """An 8 kHz path (down and up again): nothing above 4 kHz survives."""
+    """An 8 kHz path (down and up again): nothing above 4 kHz survives. Like every transform
+    here it takes [n, samples] of any length: 1 s clips, or a wake-word bench's sessions."""
     from scipy.signal import resample_poly
 
     down = resample_poly(pcm.astype(np.float64), 1, 2, axis=-1)
-    return _to_int16(resample_poly(down, 2, 1, axis=-1)[..., :CLIP_SAMPLES])
+    return _to_int16(resample_poly(down, 2, 1, axis=-1)[..., :pcm.shape[-1]])
 
 
 def white_noise(pcm, rng, snr_db):
@@ -169,7 +170,7 @@ def reverb(pcm, rng, rt60_s):
     ir[0] = 1.0
     ir /= np.sqrt(np.sum(ir**2))
     x = pcm.astype(np.float64)
-    wet = fftconvolve(x, ir[None, :], axes=-1)[:, :CLIP_SAMPLES]
+    wet = fftconvolve(x, ir[None, :], axes=-1)[:, :x.shape[-1]]
     return _to_int16(wet / _rms(wet) * _rms(x))
 
 

@@ -52,14 +52,16 @@ class SessionSpec:
 
 
 def plan_sessions(wake_phrase: str, n_sessions: int, seconds: float, *, wake_rate: float = 0.1,
-                  seed: int = 0, variants: list[str] | None = None) -> list[SessionSpec]:
-    """`n_sessions` sessions of `seconds` each. Voices are the English ones with the keyword
-    set's held-out variants (the ones its training never heard)."""
+                  seed: int = 0, variants: list[str] | None = None,
+                  voices: tuple[str, ...] = ENGLISH_VOICES) -> list[SessionSpec]:
+    """`n_sessions` sessions of `seconds` each. Voices are the English ones (unless given:
+    other languages' voices for an accent) with the keyword set's held-out variants (the ones
+    its training never heard)."""
     rng = np.random.default_rng([seed, 14])
     variants = variants if variants is not None else split_variants(espeak_variants())["ref"]
     specs = []
     for _ in range(n_sessions):
-        talkers = tuple((str(rng.choice(ENGLISH_VOICES)), str(rng.choice(variants)), int(rng.integers(20, 80)),
+        talkers = tuple((str(rng.choice(voices)), str(rng.choice(variants)), int(rng.integers(20, 80)),
                          int(rng.integers(120, 200))) for _ in range(int(rng.integers(2, 4))))
         specs.append(SessionSpec(wake_phrase=wake_phrase, seconds=float(seconds), talkers=talkers,
                                  noise=str(rng.choice(("white", "pink", "brown"))),

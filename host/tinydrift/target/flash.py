@@ -97,7 +97,8 @@ def check_model_dir(model_dir: Path) -> Path:
         raise TinydriftError(f"{include}: expected one td_model_NAME.h, found {len(headers)}; "
                              f"run `tinydrift export --model {model_dir}`")
     name = headers[0].stem[len("td_model_"):]
-    # A streaming model (`tinydrift wakeword export`) has no monitor config: the app runs it as a detector.
+    # A streaming model (`tinydrift wakeword export`) needs no monitor config: without one the app runs it as a
+    # detector alone, with one (`tinydrift wakeword calibrate`) the monitor too.
     streaming = f"#define TD_{name.upper()}_STREAMING 1" in headers[0].read_text()
     needed = (f"td_model_{name}.c", f"td_reference_{name}.h", *(() if streaming else (f"td_monitor_config_{name}.h",)))
     missing = [f for f in needed if not (include / f).is_file()]

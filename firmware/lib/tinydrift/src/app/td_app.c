@@ -11,12 +11,17 @@
 #if TD_APP_M_NUM_CHANNELS != TD_FRONTEND_NUM_CHANNELS
 #error "the streaming model's frames are not the front end's 40 channels"
 #endif
+/* The monitor reads a binary detector's probability as two classes, [1 - p, p]. */
+#define TD_APP_MONITOR_CLASSES 2u
 #else
-#include TD_APP_MONITOR_CONFIG_HEADER
-
 #if TD_APP_M_NUM_FRAMES != TD_FRONTEND_NUM_FRAMES || TD_APP_M_NUM_CHANNELS != TD_FRONTEND_NUM_CHANNELS
 #error "the model's input shape is not the front end's 49x40"
 #endif
+#define TD_APP_MONITOR_CLASSES TD_APP_M_OUTPUT_SIZE
+#endif
+
+#if TD_APP_HAS_MONITOR
+#include TD_APP_MONITOR_CONFIG_HEADER
 
 const td_monitor_config_t *td_app_monitor_config(void)
 {
@@ -78,8 +83,8 @@ void td_app_send(td_app_t *app, td_proto_frame_t *frame)
     }
 }
 
-#if TD_APP_STREAMING
-/* No drift monitor yet: no state, scores or thresholds; one class, the wake word. */
+#if !TD_APP_HAS_MONITOR
+/* A detector built without a monitor: no state, scores or thresholds; one class, the wake word. */
 static void td_app_hello_monitor(td_proto_hello_t *hello)
 {
     hello->state_bytes = 0;
@@ -153,20 +158,21 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
         (options->heartbeat_only && options->heartbeat_interval == 0u)) {
         return -1;
     }
-#if TD_APP_STREAMING
     if (td_app_parse_model_hash(app->model_hash) != 0) {
         return -2;
     }
-    app->options = *options;
-    app->inferences = 0;
-#else
+#if TD_APP_HAS_MONITOR
     if (td_monitor_init(&app->monitor, &TD_APP_M_MONITOR_CONFIG) != TD_MONITOR_OK ||
-        TD_APP_M_MONITOR_CONFIG.n_classes != TD_APP_M_OUTPUT_SIZE ||
-        td_app_parse_model_hash(app->model_hash) != 0) {
+        TD_APP_M_MONITOR_CONFIG.n_classes != TD_APP_MONITOR_CLASSES ||
+        TD_APP_M_MONITOR_CONFIG.n_summary != TD_FRONTEND_NUM_CHANNELS) {
         return -2;
     }
-    app->options = *options;
     td_app_heartbeat_clear(&app->heartbeat);
+#endif
+    app->options = *options;
+#if TD_APP_STREAMING
+    app->inferences = 0;
+#else
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;
     }

@@ -21,7 +21,11 @@
  * one invoke to the next, e.g. microWakeWord's) makes this a streaming binary detector
  * instead (TD_APP_STREAMING, td_app_stream.c): one front end over the whole stream, every
  * `stride` new 10 ms frames one inference, its uint8 probability into a sliding window, a
- * DETECTION frame per inference; no drift monitor yet. Twin: tinydrift.app.expected_detections.
+ * DETECTION frame per inference. When its folder also holds a monitor config (`tinydrift
+ * wakeword calibrate`; the build then defines TD_APP_STREAM_MONITOR=1) the drift monitor runs
+ * on every inference too, fed the summary of its frames and the probability p as the two
+ * classes [1 - p, p], sensor health on every hop, with INFERENCE and HEARTBEAT frames as
+ * above. Twin: tinydrift.app.expected_detections and expected_stream_inferences.
  */
 #ifndef TD_APP_H
 #define TD_APP_H
@@ -41,6 +45,11 @@
 #else
 #define TD_APP_STREAMING 0
 #endif
+#ifndef TD_APP_STREAM_MONITOR
+#define TD_APP_STREAM_MONITOR 0
+#endif
+/* Every keyword build runs the monitor; a streaming one when its build says it has a config. */
+#define TD_APP_HAS_MONITOR (!TD_APP_STREAMING || TD_APP_STREAM_MONITOR)
 
 #ifdef __cplusplus
 extern "C" {
@@ -82,7 +91,7 @@ extern "C" {
 #define TD_APP_ACK_BAD_LABEL 3u       /* LABEL with a class outside the model's */
 #define TD_APP_ACK_NOT_A_COMMAND 4u   /* a device -> host frame type sent to the device */
 #define TD_APP_ACK_BAD_CONFIG 5u      /* CONFIG: heartbeats only, but no heartbeats */
-#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL or CONFIG to a streaming build (no monitor, no heartbeats) */
+#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL to a streaming build; CONFIG to one without a monitor */
 
 typedef struct {
     uint32_t stride_samples; /* samples between window starts, 1..TD_APP_WINDOW_SAMPLES */
@@ -135,8 +144,10 @@ typedef struct {
     td_app_stream_t stream;
     uint32_t inferences; /* since boot or RESET: the DETECTION frames' index */
 #else
-    td_app_heartbeat_t heartbeat;
     td_app_window_t window;
+#endif
+#if TD_APP_HAS_MONITOR
+    td_app_heartbeat_t heartbeat;
 #endif
     /* The replayed clip in progress (AUDIO frames): the offset expected next. */
     uint32_t clip_expected_offset;
@@ -145,8 +156,10 @@ typedef struct {
 
     td_frontend_t frontend;
     int16_t summary[TD_MONITOR_MAX_SUMMARY];
-#if !TD_APP_STREAMING
+#if TD_APP_HAS_MONITOR
     td_monitor_state_t monitor;
+#endif
+#if !TD_APP_STREAMING
     uint8_t predicted_history[TD_APP_LABEL_HISTORY]; /* by inference index modulo */
 #endif
 
@@ -197,6 +210,9 @@ int td_app_window_full(const td_app_window_t *window);
 void td_app_window_pad(td_app_window_t *window);
 void td_app_window_advance(td_app_window_t *window);
 void td_app_infer(td_app_t *app);
+#endif
+#if TD_APP_HAS_MONITOR
+void td_app_send_inference(td_app_t *app, const td_monitor_result_t *result); /* the INFERENCE frame */
 void td_app_heartbeat_clear(td_app_heartbeat_t *heartbeat); /* after RESET: latch times too */
 void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result); /* may send HEARTBEAT */
 const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's */

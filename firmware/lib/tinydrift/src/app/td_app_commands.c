@@ -64,28 +64,27 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
 }
 
 #if TD_APP_STREAMING
-/* No drift monitor to take labels, nor heartbeats to configure, in a streaming build yet. */
+/* A binary detector keeps no predicted classes to label (its monitor has no error score). */
 static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
 {
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
 }
 
-static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
-{
-    td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
-}
-
-/* The inference index restarts; the stream and its detector run on. */
+/* The inference index restarts, and the monitor with it; the stream and its detector run on. */
 static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
 {
     app->inferences = 0;
+#if TD_APP_HAS_MONITOR
+    td_monitor_reset(&app->monitor, td_app_monitor_config());
+    td_app_heartbeat_clear(&app->heartbeat);
+#endif
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
     td_app_send_hello(app);
 }
 
 static void td_app_status_counts(const td_app_t *app, td_proto_status_t *status)
 {
-    status->state_bytes = 0;
+    status->state_bytes = TD_APP_HAS_MONITOR ? td_monitor_state_size() : 0u;
     status->inferences = app->inferences;
     status->labels = 0;
     status->label_errors = 0;
@@ -120,6 +119,16 @@ static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
     td_app_send_hello(app);
 }
 
+static void td_app_status_counts(const td_app_t *app, td_proto_status_t *status)
+{
+    status->state_bytes = td_monitor_state_size();
+    status->inferences = app->monitor.t;
+    status->labels = app->monitor.labels;
+    status->label_errors = app->monitor.errors;
+}
+#endif
+
+#if TD_APP_HAS_MONITOR
 /* How the device reports from now on; the heartbeat window runs on. */
 static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
 {
@@ -136,13 +145,11 @@ static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
     }
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->options.heartbeat_interval);
 }
-
-static void td_app_status_counts(const td_app_t *app, td_proto_status_t *status)
+#else
+/* No heartbeats to configure in a detector built without a monitor. */
+static void td_app_on_config(td_app_t *app, const td_proto_frame_t *command)
 {
-    status->state_bytes = td_monitor_state_size();
-    status->inferences = app->monitor.t;
-    status->labels = app->monitor.labels;
-    status->label_errors = app->monitor.errors;
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
 }
 #endif
 

@@ -4,7 +4,7 @@
  * the uptime), so the host twin (tinydrift.app.HeartbeatTwin) predicts them bit for bit. */
 #include "td_app.h"
 
-#if !TD_APP_STREAMING /* a streaming build runs td_app_stream.c instead */
+#if TD_APP_HAS_MONITOR /* a streaming detector built without a monitor sends none */
 #include "td_port.h"
 
 /* HEARTBEAT carries one CUSUM maximum per score slot, as many as alarm types (C99: no
@@ -105,4 +105,4 @@ void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result)
     }
 }
 
-#endif /* !TD_APP_STREAMING */
+#endif /* TD_APP_HAS_MONITOR */

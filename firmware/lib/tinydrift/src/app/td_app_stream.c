@@ -11,7 +11,13 @@
  *   empties the window; each frame whose latest probability is below the cutoff brings the
  *   cooling TD_APP_COOLING_FRAMES closer to its end.
  * Each inference sends a DETECTION frame (when tracing; otherwise only detections).
- * The host twin is tinydrift.app.expected_detections. */
+ *
+ * Built with a monitor config (TD_APP_STREAM_MONITOR), the drift monitor hears the stream
+ * too: sensor health on each hop's new samples, and per inference the summary of its frames
+ * with the probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
+ * and entropy then read the sigmoid, the label score the wake rate), then the INFERENCE
+ * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them.
+ * The host twins are tinydrift.app.expected_detections and expected_stream_inferences. */
 #include "td_app.h"
 
 #if TD_APP_STREAMING
@@ -83,9 +89,12 @@ static void td_app_stream_infer(td_app_t *app)
         return;
     }
     const uint8_t probability = TD_APP_M_OUTPUT()[0];
-    /* The drift monitor for binary detectors (not built yet) will take its input here: the
-     * summary of these frames and the probability. */
     td_summarize_frames(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, app->summary);
+#if TD_APP_HAS_MONITOR
+    const int8_t classes[2] = {(int8_t)(127 - (int)probability), (int8_t)((int)probability - 128)};
+    td_monitor_result_t result;
+    td_monitor_update(&app->monitor, td_app_monitor_config(), app->summary, classes, &result);
+#endif
 
     stream->latest = (stream->latest + 1u) % TD_APP_M_SLIDING_WINDOW;
     stream->probabilities[stream->latest] = probability;
@@ -107,6 +116,12 @@ static void td_app_stream_infer(td_app_t *app)
     if (app->options.trace || (flags & TD_DETECTION_FLAG_WAKE)) {
         td_app_stream_send(app, probability, (uint8_t)(sum / TD_APP_M_SLIDING_WINDOW), flags);
     }
+#if TD_APP_HAS_MONITOR
+    if (!app->options.heartbeat_only) {
+        td_app_send_inference(app, &result);
+    }
+    td_app_heartbeat_add(app, &result);
+#endif
 }
 
 /* One front-end frame from the samples in hop, into its row of the model's input. */
@@ -114,6 +129,9 @@ static void td_app_stream_frame(td_app_t *app)
 {
     td_app_stream_t *stream = &app->stream;
     int8_t *row = TD_APP_M_INPUT() + stream->frames * TD_FRONTEND_NUM_CHANNELS;
+#if TD_APP_HAS_MONITOR
+    td_sensor_update(&app->monitor, td_app_monitor_config(), stream->hop, stream->fill, 0);
+#endif
     td_frontend_process_hop(&app->frontend, stream->hop, stream->fill, row);
     stream->fill = 0;
     if (++stream->frames == TD_APP_STREAM_STRIDE) {

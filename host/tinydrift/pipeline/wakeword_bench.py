@@ -1,0 +1,461 @@
+"""`tinydrift bench wakeword`: microWakeWord's models measured with the field's own figures,
+in domain and under drift, and how soon the drift monitor says so.
+
+1. Audio. Per model, espeak-ng sessions of the deployment's kind
+   (tinydrift.data.wakeword_audio: two or three talkers with voice variants the keyword
+   set's training never heard, everyday phrases, room noise, the model's wake phrase in one
+   utterance of ten), a seed of their own (the monitor's calibration uses seed 0). Another
+   set spoken by other languages' voices (the accent scenario). Cached.
+2. Per model and scenario: the sessions transformed by the drift bench's PCM transforms
+   (tinydrift.data.scenarios: noise, babble, reverberation, gain, band limits, a broken
+   microphone), each session one stream from a front-end reset, the model on TFLite Micro,
+   ESPHome's decision rule as the app's twin computes it (tinydrift.app.detect).
+   - false rejects per 100 wake phrases: a phrase is accepted when a WAKE comes between its
+     start and 1 s after its end (the model hears it to the end, then the window fills);
+   - false accepts per hour: WAKEs anywhere else, over the hours outside those spans;
+   with exact 95 % intervals (Clopper-Pearson, Poisson): few false accepts in an hour say
+   little, and the interval says how little.
+3. The generated C against TFLite Micro: every inference of the in-domain sessions, the
+   state carried within a session and reset between them (`mismatches` of `steps`).
+4. The monitor of one calibrated model (okay_nabu unless a calibrated folder is given): its
+   false-alarm run length on the in-domain sessions, and per scenario its detection rate and
+   median delay, each session played in order and then on at the same place drifted
+   (tinydrift.wakeword.monitor.same_session_indices).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import time
+import zlib
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from tinydrift.atomic import write_text
+from tinydrift.data.scenarios import TRANSFORMS, Scenario, scenario
+from tinydrift.data.synth import ACCENT_VOICES
+from tinydrift.errors import TinydriftError
+from tinydrift.frontend import SAMPLE_RATE
+from tinydrift.monitor.config import jsonable
+
+ACCEPT_AFTER_S = 1.0  # a WAKE this long after the phrase's end still answers it
+TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
+
+
+@dataclass(frozen=True)
+class SessionScenario:
+    """A change of a deployment's sessions: the drift bench's transforms applied in order,
+    or the sessions spoken by other voices."""
+
+    name: str
+    kind: str  # what changed: noise, babble, room, gain, microphone, voices
+    steps: tuple[Scenario, ...] = ()
+    voices: tuple[str, ...] | None = None
+
+    def apply(self, sessions: np.ndarray, seed: int) -> np.ndarray:
+        """int16 [sessions, samples] -> the same sessions changed."""
+        rng = np.random.default_rng([seed, zlib.crc32(self.name.encode())])
+        out = sessions
+        for step in self.steps:
+            out = np.concatenate([TRANSFORMS[step.transform](out[i:i + TRANSFORM_BATCH], rng, step.severity)
+                                  for i in range(0, len(out), TRANSFORM_BATCH)])
+        return out
+
+
+def _at(name: str, new_name: str, severity) -> Scenario:
+    return replace(scenario(name), name=new_name, severity=severity)
+
+
+# Names carry no dots: figures are read by dotted paths (tests/test_doc_figures.py).
+SCENARIOS = (
+    SessionScenario("white_noise_20db", "noise", (_at("white_noise_10db", "white_noise_20db", 20.0),)),
+    SessionScenario("white_noise_10db", "noise", (scenario("white_noise_10db"),)),
+    SessionScenario("white_noise_0db", "noise", (scenario("white_noise_0db"),)),
+    SessionScenario("babble_10db", "babble", (_at("babble_5db", "babble_10db", 10.0),)),
+    SessionScenario("babble_5db", "babble", (scenario("babble_5db"),)),
+    SessionScenario("babble_0db", "babble", (_at("babble_5db", "babble_0db", 0.0),)),
+    SessionScenario("reverb_400ms", "room", (_at("reverb_0.8s", "reverb_400ms", 0.4),)),
+    SessionScenario("reverb_800ms", "room", (scenario("reverb_0.8s"),)),
+    # far field: the room's reverberation, and the talker 10x farther (-20 dB)
+    SessionScenario("far_field", "room", (scenario("reverb_0.8s"), scenario("gain_down_20db"))),
+    SessionScenario("gain_down_20db", "gain", (scenario("gain_down_20db"),)),
+    SessionScenario("gain_up_12db", "gain", (scenario("gain_up_12db"),)),
+    SessionScenario("cheap_mic_lowpass_2k", "microphone", (scenario("cheap_mic_lowpass_2k"),)),
+    SessionScenario("telephone_band", "microphone", (scenario("telephone_band"),)),
+    SessionScenario("clipping_30db", "microphone", (scenario("clipping_30db"),)),
+    SessionScenario("dead_microphone", "microphone", (scenario("dead_microphone"),)),
+    SessionScenario("accent", "voices", voices=ACCENT_VOICES),
+)
+
+
+@dataclass(frozen=True)
+class WakewordBenchSettings:
+    sessions: int = 60  # per model, in domain
+    accent_sessions: int = 20
+    seconds: float = 60.0
+    wake_rate: float = 0.1
+    seed: int = 7
+    # the monitor: its calibration (when the bench calibrates it) and its streams
+    reference_sessions: int = 24
+    reference_seconds: float = 180.0
+    target_arl0: float = 20_000
+    simulated: int = 2_000_000
+    commission: int = 1000
+    change_at: int = 3000
+    max_delay: int = 3000
+    quick: bool = False
+
+    @classmethod
+    def make(cls, quick: bool) -> "WakewordBenchSettings":
+        if not quick:
+            return cls()
+        # the default-tier monitor test's calibration (tests/test_wakeword_monitor.py)
+        return cls(sessions=8, accent_sessions=4, reference_sessions=12, reference_seconds=40.0, target_arl0=2_000,
+                   simulated=400_000, commission=300, change_at=600, max_delay=700, quick=True)
+
+
+@dataclass
+class WakewordBenchResult:
+    settings: WakewordBenchSettings
+    models: dict = field(default_factory=dict)
+    monitor: dict | None = None
+    seconds: float = 0.0
+    date: str = ""
+
+    def to_json(self) -> dict:
+        return {"settings": asdict(self.settings), "date": self.date, "seconds": round(self.seconds, 1),
+                "models": self.models, "monitor": self.monitor}
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def wake_spans(wakes: np.ndarray, n_samples: int) -> np.ndarray:
+    """[n, 2] sample spans in which a WAKE answers each phrase: its start to 1 s after its end."""
+    spans = np.asarray(wakes, np.int64).reshape(-1, 2).copy()
+    spans[:, 1] = np.minimum(spans[:, 1] + int(ACCEPT_AFTER_S * SAMPLE_RATE), n_samples)
+    return spans
+
+
+def count_session(wake_at: np.ndarray, wakes: np.ndarray, n_samples: int) -> dict:
+    """One session's counts: `wake_at` the stream positions (samples) of its WAKE frames,
+    `wakes` the spans where its wake phrases are said."""
+    spans = wake_spans(wakes, n_samples)
+    inside = np.zeros(len(wake_at), bool)
+    accepted = 0
+    for start, end in spans:
+        hit = (wake_at >= start) & (wake_at <= end)
+        accepted += bool(hit.any())
+        inside |= hit
+    covered = np.zeros(n_samples, bool)
+    for start, end in spans:
+        covered[start:end] = True
+    return {"wakes": len(spans), "accepted": accepted, "false_accepts": int(np.count_nonzero(~inside)),
+            "background_seconds": float(np.count_nonzero(~covered)) / SAMPLE_RATE}
+
+
+def rates(counts: list[dict]) -> dict:
+    """False rejects per 100 wake phrases and false accepts per hour, with exact 95 % intervals."""
+    from scipy.stats import beta, chi2
+
+    wakes = sum(c["wakes"] for c in counts)
+    rejected = wakes - sum(c["accepted"] for c in counts)
+    accepts = sum(c["false_accepts"] for c in counts)
+    hours = sum(c["background_seconds"] for c in counts) / 3600
+    fr_low = 0.0 if rejected == 0 else beta.ppf(0.025, rejected, wakes - rejected + 1)
+    fr_high = 1.0 if rejected == wakes else beta.ppf(0.975, rejected + 1, wakes - rejected)
+    fa_low = 0.0 if accepts == 0 else chi2.ppf(0.025, 2 * accepts) / 2
+    fa_high = chi2.ppf(0.975, 2 * accepts + 2) / 2
+    return {
+        "wakes": wakes, "false_rejects": rejected,
+        "false_rejects_per_100": round(100 * rejected / wakes, 2) if wakes else None,
+        "false_rejects_per_100_ci95": [round(100 * fr_low, 2), round(100 * fr_high, 2)] if wakes else None,
+        "false_accepts": accepts, "hours": round(hours, 4),
+        "false_accepts_per_hour": round(accepts / hours, 3),
+        "false_accepts_per_hour_ci95": [round(fa_low / hours, 3), round(fa_high / hours, 3)],
+    }
+
+
+# ----------------------------------------------------------------------------- the runs
+
+
+def bench_sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, workers: int, voices=None, seed_offset=0):
+    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
+
+    seed = settings.seed + seed_offset + zlib.crc32(model.name.encode()) % 1000
+    extra = {} if voices is None else {"voices": voices}
+    specs = plan_sessions(model.wake_word, n, settings.seconds, wake_rate=settings.wake_rate, seed=seed, **extra)
+    sessions = cached_sessions(specs, cache, workers)
+    return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
+
+
+def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, summaries: bool = False) -> dict:
+    """The app's twin over each session (a stream from a reset): the model's uint8
+    probabilities on TFLite Micro, ESPHome's decision, and the session's counts; the
+    monitor's inputs when `summaries`."""
+    from tinydrift.app import detect
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.monitor.twin import summarize_frames
+    from tinydrift.wakeword.stream import stream_input_blocks
+    from tinydrift.link.protocol import DETECTION_FLAG_WAKE
+    from tinydrift.app import stream_end
+
+    counts, blocks_all, probabilities, parts = [], [], [], []
+    for pcm, session_wakes in zip(audio, wakes):
+        blocks = stream_input_blocks(np.ascontiguousarray(pcm, np.int16), model.stride)
+        probability = run_tflm(model.model, blocks)[:, 0].astype(np.uint8)
+        _, flags = detect(probability, model.probability_cutoff_u8, model.sliding_window_size, model.stride)
+        at = np.array([stream_end(k, model.stride) for k in np.flatnonzero(flags & DETECTION_FLAG_WAKE)], np.int64)
+        counts.append(count_session(at, session_wakes, len(pcm)))
+        probabilities.append(probability)
+        blocks_all.append(blocks)
+        if summaries:
+            parts.append(summarize_frames(blocks))
+    out = {"counts": counts, "probability": probabilities, "blocks": blocks_all}
+    if summaries:
+        from tinydrift.wakeword.monitor import detector_probs
+
+        out["monitor"] = {"summaries": np.concatenate(parts), "probs": detector_probs(np.concatenate(probabilities)),
+                          "groups": np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(probabilities)])}
+    return out
+
+
+def run_key(model, s: SessionScenario, settings: WakewordBenchSettings, watch: bool) -> str:
+    """What a scenario's run depends on: the model, the change, the sessions' settings."""
+    from tinydrift.data.wakeword_audio import GENERATOR_VERSION
+    from tinydrift.wakeword.export import model_digest
+
+    sessions = {k: v for k, v in asdict(settings).items() if k in ("sessions", "accent_sessions", "seconds",
+                                                                     "wake_rate", "seed")}
+    blob = json.dumps([model_digest(model), repr(s), sessions, watch, GENERATOR_VERSION, ACCEPT_AFTER_S])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cached_run(path: Path, compute) -> dict:
+    """A scenario's counts (and the monitor's inputs) from `path`, or computed and kept there:
+    the front end and TFLite Micro over an hour of audio take a few minutes a model."""
+    from tinydrift.atomic import atomic_path
+
+    if path.exists():
+        with np.load(path) as data:
+            run = {"counts": json.loads(str(data["counts"]))}
+            if "summaries" in data:
+                run["monitor"] = {key: data[key] for key in ("summaries", "probs", "groups")}
+        return run
+    run = compute()
+    arrays = {"counts": np.array(json.dumps(run["counts"]))}
+    if "monitor" in run:
+        arrays.update(run["monitor"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+    return run
+
+
+def compare_generated_c(models: dict, runs: dict) -> dict:
+    """Per model: the generated C (built for this host) against TFLite Micro on every
+    inference of the in-domain sessions, reset at each session's start."""
+    from tinydrift.target.host_model import build_host_models
+
+    hosts = build_host_models({name: model.model for name, model in models.items()})
+    out = {}
+    for name, run in runs.items():
+        steps = mismatches = 0
+        for blocks, expected in zip(run["blocks"], run["probability"]):
+            ours = hosts[name].run(blocks)[:, 0]
+            steps += len(blocks)
+            mismatches += int(np.count_nonzero(ours != expected))
+        out[name] = {"steps": steps, "mismatches": mismatches}
+    return out
+
+
+def load_monitor(folder: Path, models: dict):
+    """The monitor config `tinydrift wakeword calibrate` wrote into `folder`, and the name of
+    the selected model it belongs to; one line when there is none or it fits no model."""
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.wakeword.export import model_digest
+
+    path = Path(folder) / "monitor.json"
+    if not path.is_file():
+        raise TinydriftError(f"{folder}: no monitor.json, so no calibrated monitor to measure; run "
+                             f"tinydrift wakeword calibrate MODEL --out {folder} first")
+    try:
+        data = json.loads(path.read_text())
+        config = MonitorConfig.from_dict(data["monitor_config"])
+        digest = data["model_hash"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TinydriftError(f"{path}: not a monitor config tinydrift wakeword calibrate wrote ({exc}); "
+                             "calibrate again") from None
+    for name, model in models.items():
+        if model_digest(model) == digest:
+            return name, config
+    raise TinydriftError(f"{path}: calibrated for another model (hash {digest[:12]}) than "
+                         f"{', '.join(sorted(models))}; give the model it was calibrated for with --model")
+
+
+def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, workers: int, log):
+    """The monitor calibrated as `tinydrift wakeword calibrate` does (espeak-ng reference
+    sessions, seed 0), at the bench's target; cached by model and settings."""
+    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.wakeword.export import model_digest
+    from tinydrift.wakeword.monitor import calibrate_detector, session_samples
+
+    key = hashlib.sha256(json.dumps([model_digest(model), settings.reference_sessions, settings.reference_seconds,
+                                     settings.target_arl0, settings.simulated, settings.commission]).encode())
+    path = cache / f"monitor-{model.name}-{key.hexdigest()[:16]}.json"
+    if path.exists():
+        return MonitorConfig.from_dict(json.loads(path.read_text()))
+    log(f"calibrating {model.name}'s monitor on {settings.reference_sessions} reference sessions "
+        f"for ARL0 {settings.target_arl0:,.0f}")
+    specs = plan_sessions(model.wake_word, settings.reference_sessions, settings.reference_seconds, seed=0)
+    reference = session_samples([pcm for pcm, _ in cached_sessions(specs, cache / "sessions", workers)], model)
+    config, _ = calibrate_detector(reference, target_arl0=settings.target_arl0, n_inferences=settings.simulated,
+                                   commission_n=settings.commission)
+    write_text(path, json.dumps(jsonable(config.to_dict())))
+    return config
+
+
+def monitor_detection(config, before: dict, after: dict, settings: WakewordBenchSettings) -> dict:
+    """Each in-domain session played in order up to the change, then on in its changed
+    version (or, for other voices, the same-numbered session of theirs)."""
+    from tinydrift.monitor.evaluate import measure_detection
+    from tinydrift.wakeword.monitor import INFERENCE_SECONDS, same_session_indices
+
+    pre, _ = same_session_indices(before["groups"], settings.change_at, settings.max_delay)
+    _, post = same_session_indices(after["groups"], settings.change_at, settings.max_delay)
+    n = min(len(pre), len(post))
+    pre = np.stack([pre[i] for i in range(n)])
+    post = np.stack([post[i % len(post)] for i in range(n)])
+    result = measure_detection(config, before, after, indices=(pre, post))
+    delay = result["median_delay"]
+    return {"streams": result["streams"], "detected": result["detected"],
+            "detection_rate": round(result["detection_rate"], 4), "false_alarms_before": result["false_alarms"],
+            "median_delay": delay if np.isfinite(delay) else None,
+            "median_delay_seconds": round(delay * INFERENCE_SECONDS, 1) if np.isfinite(delay) else None,
+            "alarm_types": {k: v for k, v in result["types"].items() if v}}
+
+
+def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, *, cache: Path,
+                       monitor_dir: Path | None = None, workers: int = 1, log=print) -> WakewordBenchResult:
+    from tinydrift.monitor.calibrate import measure_arl0
+    from tinydrift.wakeword.config import load_wakeword
+
+    start = time.perf_counter()
+    models = {}
+    for name in model_names:
+        model = load_wakeword(name)
+        models[model.name] = model
+    monitored, config = load_monitor(monitor_dir, models) if monitor_dir else (None, None)
+    if monitor_dir is None and "okay_nabu" in models:
+        monitored = "okay_nabu"
+        config = calibrated_monitor(models[monitored], settings, cache, workers, log)
+
+    result = WakewordBenchResult(settings=settings, date=datetime.date.today().isoformat())
+    in_domain_runs, monitor_runs = {}, {}
+    for name, model in models.items():
+        log(f"{name}: {settings.sessions} sessions of {settings.seconds:.0f} s, {len(SCENARIOS)} scenarios")
+        audio, wakes = bench_sessions(model, settings.sessions, settings, cache / "sessions", workers)
+        accent_audio, accent_wakes = bench_sessions(model, settings.accent_sessions, settings, cache / "sessions", workers,
+                                               voices=ACCENT_VOICES, seed_offset=1000)
+        watch = name == monitored
+        run = run_sessions(model, audio, wakes, summaries=watch)
+        in_domain_runs[name] = run
+        figures = {"wake_word": model.wake_word, "probability_cutoff": model.probability_cutoff,
+                   "sliding_window_size": model.sliding_window_size, "in_domain": rates(run["counts"]),
+                   "scenarios": {}}
+        for s in SCENARIOS:
+            if s.voices is not None:
+                compute = lambda: run_sessions(model, accent_audio, accent_wakes, summaries=watch)  # noqa: E731
+            else:
+                compute = lambda: run_sessions(model, s.apply(audio, settings.seed), wakes, summaries=watch)  # noqa: E731
+            changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, watch)}.npz", compute)
+            figures["scenarios"][s.name] = {"kind": s.kind, **rates(changed["counts"])}
+            if watch:
+                monitor_runs[s.name] = changed["monitor"]
+            log(f"  {s.name}: {figures['scenarios'][s.name]['false_rejects_per_100']} false rejects per 100, "
+                f"{figures['scenarios'][s.name]['false_accepts_per_hour']} false accepts per hour")
+        result.models[name] = figures
+    log("generated C against TFLite Micro on the in-domain sessions")
+    for name, figures in compare_generated_c(models, in_domain_runs).items():
+        result.models[name] = {**figures, **result.models[name]}
+
+    if monitored is not None:
+        before = in_domain_runs[monitored]["monitor"]
+        target = float(config.metadata.get("calibration", {}).get("target_arl0", settings.target_arl0))
+        arl0 = measure_arl0(config, before["summaries"], before["probs"], before["groups"],
+                            n_inferences=int(30 * target), keep_order=True, population=1)
+        result.monitor = {
+            "model": monitored, "target_arl0": target,
+            "in_domain_arl0": {"arl0": _finite(arl0["arl0"]), "ci95": [_finite(x) for x in arl0["ci95"]],
+                               "alarms": arl0["alarms"], "inferences": arl0["inferences"],
+                               "ratio_to_target": _finite(arl0["ratio_to_target"], 3), "by_type": arl0["by_type"]},
+            "change_at": settings.change_at, "max_delay": settings.max_delay,
+            "scenarios": {name: monitor_detection(config, before, after, settings) for name, after in monitor_runs.items()},
+        }
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _finite(value: float, digits: int = 0):
+    """A figure for JSON: None where no alarm came (an infinite run length)."""
+    return round(float(value), digits) if np.isfinite(value) else None
+
+
+def _ci(pair) -> str:
+    return "" if pair is None else f" [{pair[0]:g}, {pair[1]:g}]"
+
+
+def markdown(result: WakewordBenchResult) -> str:
+    s = result.settings
+    lines = [f"# tinydrift bench wakeword{' --quick' if s.quick else ''} ({result.date})", "",
+             f"Per model {s.sessions} espeak-ng sessions of {s.seconds:.0f} s in domain (the wake phrase in "
+             f"{s.wake_rate:.0%} of utterances), {s.accent_sessions} spoken by other languages' voices; "
+             "ESPHome's decision rule on TFLite Micro's probabilities. A phrase is accepted by a WAKE "
+             f"up to {ACCEPT_AFTER_S:g} s after its end; false accepts are counted over the rest. "
+             "95 % intervals in brackets.", ""]
+    for name, m in result.models.items():
+        lines += [f"## {name} (\"{m['wake_word']}\", cutoff {m['probability_cutoff']}, window "
+                  f"{m['sliding_window_size']})", "",
+                  f"Generated C vs TFLite Micro: {m['mismatches']} mismatches in {m['steps']:,} streaming steps.", ""]
+        watched = result.monitor is not None and result.monitor["model"] == name
+        header = "| scenario | wake phrases | false rejects / 100 | hours | false accepts / h |"
+        rule = "|---|---:|---:|---:|---:|"
+        if watched:
+            header += " monitor detected | median delay (s) |"
+            rule += "---:|---:|"
+        lines += [header, rule]
+        for scenario_name, r in {"in domain": m["in_domain"], **m["scenarios"]}.items():
+            row = (f"| {scenario_name} | {r['wakes']} | {r['false_rejects_per_100']}{_ci(r['false_rejects_per_100_ci95'])}"
+                   f" | {r['hours']:.2f} | {r['false_accepts_per_hour']:g}{_ci(r['false_accepts_per_hour_ci95'])} |")
+            if watched:
+                d = result.monitor["scenarios"].get(scenario_name)
+                row += (" |  |" if d is None else
+                        f" {d['detected']}/{d['streams']} | {d['median_delay_seconds'] if d['median_delay_seconds'] is not None else '-'} |")
+            lines.append(row)
+        lines.append("")
+    if result.monitor is not None:
+        mon = result.monitor
+        arl0 = mon["in_domain_arl0"]
+        lines += [f"Monitor ({mon['model']}): calibrated for ARL0 {mon['target_arl0']:,.0f} inferences; on the in-domain "
+                  f"sessions {'no alarm' if arl0['arl0'] is None else format(arl0['arl0'], ',.0f')} ({arl0['alarms']} alarm{'' if arl0['alarms'] == 1 else 's'} in "
+                  f"{arl0['inferences']:,} inferences). Detection: each session played {mon['change_at']} "
+                  f"inferences, then up to {mon['max_delay']} changed (30 ms each).", ""]
+    lines.append(f"{result.seconds:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: WakewordBenchResult, out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    paths = [out_dir / "wakeword_bench.json", out_dir / "wakeword_bench.md"]
+    write_text(paths[0], json.dumps(jsonable(result.to_json()), indent=1))
+    write_text(paths[1], markdown(result))
+    return paths

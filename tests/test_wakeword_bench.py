@@ -1,0 +1,181 @@
+"""`tinydrift bench wakeword`: the counting of false rejects and false accepts, the sessions'
+transforms, one real espeak-ng session through TFLite Micro, the generated C and the app's
+decision rule, the quick bench end to end (slow tier), and the stored figures the README
+quotes (docs/figures/wakeword_bench.json) whole and consistent."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tinydrift.pipeline.wakeword_bench import (
+    ACCEPT_AFTER_S,
+    SCENARIOS,
+    WakewordBenchSettings,
+    compare_generated_c,
+    count_session,
+    rates,
+    run_sessions,
+)
+
+from helpers_wakeword import REPO_ROOT
+
+FIGURES = REPO_ROOT / "docs" / "figures" / "wakeword_bench.json"
+RATE = 16000
+
+
+def test_a_wake_answers_its_phrase_until_a_second_after_its_end_and_any_other_is_a_false_accept():
+    wakes = np.array([[RATE, 2 * RATE], [10 * RATE, 11 * RATE]])
+    wake_at = np.array([2 * RATE + RATE // 2,  # half a second after the first phrase: accepted
+                        5 * RATE,  # nothing said: a false accept
+                        11 * RATE + int(ACCEPT_AFTER_S * RATE) + 1])  # too late for the second: a false accept
+    counts = count_session(wake_at, wakes, 20 * RATE)
+    assert counts == {"wakes": 2, "accepted": 1, "false_accepts": 2,
+                      "background_seconds": pytest.approx(20 - 2 * (1 + ACCEPT_AFTER_S))}
+
+
+def test_rates_give_the_field_s_units_with_exact_intervals():
+    counts = [{"wakes": 50, "accepted": 45, "false_accepts": 1, "background_seconds": 1800.0},
+              {"wakes": 50, "accepted": 45, "false_accepts": 2, "background_seconds": 1800.0}]
+    r = rates(counts)
+    assert r["false_rejects_per_100"] == 10.0 and r["false_accepts_per_hour"] == 3.0 and r["hours"] == 1.0
+    # Clopper-Pearson for 10 of 100 and the exact Poisson interval for 3 events
+    assert r["false_rejects_per_100_ci95"] == [4.9, 17.62]
+    assert r["false_accepts_per_hour_ci95"] == [0.619, 8.767]
+    quiet = rates([{"wakes": 10, "accepted": 10, "false_accepts": 0, "background_seconds": 3600.0}])
+    assert quiet["false_accepts_per_hour"] == 0 and quiet["false_accepts_per_hour_ci95"] == [0.0, 3.689]
+    assert quiet["false_rejects_per_100_ci95"][0] == 0.0
+
+
+def test_every_scenario_changes_long_sessions_and_keeps_their_shape():
+    """The drift bench's transforms on [sessions, samples] of minutes, not 1 s clips."""
+    rng = np.random.default_rng(0)
+    sessions = (rng.standard_normal((3, 5 * RATE)) * 3000).astype(np.int16)
+    for s in SCENARIOS:
+        if s.voices is not None:
+            continue  # other voices are other sessions, not a transform
+        changed = s.apply(sessions, seed=1)
+        assert changed.shape == sessions.shape and changed.dtype == np.int16, s.name
+        assert not np.array_equal(changed, sessions), s.name
+    assert not SCENARIOS[-1].steps and SCENARIOS[-1].voices, "accent: other languages' voices"
+    assert all("." not in s.name for s in SCENARIOS), "figures are read by dotted paths"
+
+
+@pytest.fixture(scope="module")
+def okay_nabu():
+    pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
+    pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter is not installed")
+    from tinydrift.wakeword.config import load_wakeword
+
+    return load_wakeword("okay_nabu")
+
+
+@pytest.mark.slow  # ~30 s on 2 loaded cores (TensorFlow's import, the generated C's build); the quick bench covers it too
+def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it(okay_nabu):
+    """One 40 s espeak-ng session saying "okay nabu" often: most phrases accepted, no wake
+    elsewhere, and the generated C's probabilities equal TFLite Micro's at every step."""
+    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
+
+    (pcm, wakes), = cached_sessions(plan_sessions(okay_nabu.wake_word, 1, 40, wake_rate=0.4, seed=3),
+                                    REPO_ROOT / "build" / "test_data" / "wakeword_sessions")
+    run = run_sessions(okay_nabu, pcm[None, :], [wakes], summaries=True)
+    r = rates(run["counts"])
+    assert r["wakes"] == len(wakes) >= 3 and r["false_rejects"] <= 0.25 * r["wakes"], r
+    assert r["false_accepts"] == 0 and 0 < r["hours"] < 40 / 3600, r
+    steps = len(run["probability"][0])
+    assert run["monitor"]["summaries"].shape == (steps, 40) and run["monitor"]["probs"].shape == (steps, 2)
+    assert compare_generated_c({"okay_nabu": okay_nabu}, {"okay_nabu": run}) == {
+        "okay_nabu": {"steps": steps, "mismatches": 0}}
+
+
+@pytest.mark.slow  # measured: ~130 s on 2 cores from an empty cache, ~90 s cached (under load)
+def test_quick_bench_on_okay_nabu_gives_every_figure_and_sees_a_dead_microphone(okay_nabu, tmp_path):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    result = CliRunner().invoke(main, ["bench", "wakeword", "--quick", "--model", "okay_nabu", "--json",
+                                       "--out", str(REPO_ROOT / "build" / "bench" / "wakeword_quick")])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    data = json.loads(result.output)
+    check_figures(data, ["okay_nabu"])
+    m = data["models"]["okay_nabu"]
+    assert m["mismatches"] == 0 and m["steps"] >= 15_000
+    assert m["in_domain"]["false_rejects_per_100"] < 50
+    assert m["scenarios"]["dead_microphone"]["false_rejects_per_100"] == 100.0
+    assert m["scenarios"]["white_noise_0db"]["false_rejects"] > m["in_domain"]["false_rejects"]
+    dead = data["monitor"]["scenarios"]["dead_microphone"]
+    # the bench's streams give the monitor summaries and probabilities, not PCM: no sensor health
+    assert dead["detection_rate"] == 1.0 and set(dead["alarm_types"]) == {"DATA_DRIFT"}, dead
+    assert data["monitor"]["scenarios"]["cheap_mic_lowpass_2k"]["detection_rate"] >= 0.75
+
+
+def check_figures(data: dict, models: list[str]) -> None:
+    """Every model and scenario present, and each rate what its counts say."""
+    assert sorted(data["models"]) == sorted(models)
+    names = {s.name for s in SCENARIOS}
+    for name, m in data["models"].items():
+        assert {"steps", "mismatches", "wake_word", "probability_cutoff", "in_domain"} <= set(m), name
+        assert set(m["scenarios"]) == names, name
+        for where, r in {"in_domain": m["in_domain"], **m["scenarios"]}.items():
+            assert r["wakes"] > 0 and 0 <= r["false_rejects"] <= r["wakes"], (name, where)
+            assert r["false_rejects_per_100"] == pytest.approx(100 * r["false_rejects"] / r["wakes"], abs=0.01)
+            assert r["hours"] > 0
+            assert r["false_accepts_per_hour"] == pytest.approx(r["false_accepts"] / r["hours"], rel=1e-3, abs=1e-3)
+            low, high = r["false_rejects_per_100_ci95"]
+            assert low <= r["false_rejects_per_100"] <= high, (name, where)
+            low, high = r["false_accepts_per_hour_ci95"]
+            assert low <= r["false_accepts_per_hour"] <= high and high > 0, (name, where)
+    monitor = data["monitor"]
+    if monitor is not None:
+        assert monitor["model"] in data["models"]
+        assert set(monitor["scenarios"]) == names
+        for d in monitor["scenarios"].values():
+            assert 0 <= d["detected"] <= d["streams"] and d["detection_rate"] == pytest.approx(d["detected"] / d["streams"], abs=1e-4)
+            assert (d["median_delay"] is None) == (d["detected"] == 0)
+        arl0 = monitor["in_domain_arl0"]
+        assert arl0["inferences"] >= 30 * monitor["target_arl0"] * 0.99
+        assert arl0["arl0"] is None or math.isclose(arl0["arl0"], arl0["inferences"] / arl0["alarms"], rel_tol=1e-3)
+
+
+def test_the_stored_figures_are_whole():
+    """docs/figures/wakeword_bench.json, from `tinydrift bench wakeword --json` (the full
+    settings), which the README quotes: all four models, every scenario, consistent."""
+    data = json.loads(FIGURES.read_text())
+    check_figures(data, ["alexa", "hey_jarvis", "hey_mycroft", "okay_nabu"])
+    assert data["settings"] == json.loads(json.dumps(WakewordBenchSettings().__dict__)), "stored with the full settings"
+    assert data["date"] and data["monitor"]["model"] == "okay_nabu"
+    for m in data["models"].values():
+        assert m["mismatches"] == 0 and m["steps"] >= 10_000
+        assert m["in_domain"]["hours"] >= 0.5
+
+
+def test_the_stored_table_is_the_rendering_of_the_stored_figures():
+    from tinydrift.pipeline.wakeword_bench import WakewordBenchResult, markdown
+
+    data = json.loads(FIGURES.read_text())
+    result = WakewordBenchResult(settings=WakewordBenchSettings(**data["settings"]), models=data["models"],
+                                 monitor=data["monitor"], seconds=data["seconds"], date=data["date"])
+    assert FIGURES.with_suffix(".md").read_text() == markdown(result)
+
+
+@pytest.mark.slow  # measured: ~25 s with the monitor's calibration cached (build/bench/wakeword), ~8 min without
+def test_wakeword_demo_runs_the_loop_in_qemu_bit_exact_and_finds_the_changed_microphone(okay_nabu, tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("QEMU is not installed (scripts/setup.sh)")
+    result = CliRunner().invoke(main, ["wakeword", "demo", "okay_nabu", "--out", str(tmp_path / "demo")])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["mismatched_frames"] == 0 and summary["inferences"] == 4999
+    assert summary["false_alarms_before"] == 0
+    assert summary["first_alarm_after"] == "DATA_DRIFT" and summary["delay_seconds"] < 30, summary
+    assert "first alarm after the change: DATA_DRIFT" in result.output
