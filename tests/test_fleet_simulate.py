@@ -8,7 +8,9 @@ shared with `tinydrift bench drift`), then load in a fraction of a second.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -27,8 +29,8 @@ EXPECTED = {"gain_down_20db": ALARM_DATA_DRIFT, "white_noise_10db": ALARM_DATA_D
             "dead_microphone": ALARM_SENSOR_FAULT}
 
 
-def fleet_of(devices: int, **options):
-    settings = FleetSettings(devices=devices, scenarios=SCENARIOS, quiet_pool="deployment", **options)
+def fleet_of(devices: int, scenarios=SCENARIOS, **options):
+    settings = FleetSettings(devices=devices, scenarios=scenarios, quiet_pool="deployment", **options)
     return make_fleet(MODEL, settings, cache=CACHE, log=lambda m: None)
 
 
@@ -110,3 +112,69 @@ def test_quiet_devices_stay_quiet_and_drifting_ones_alarm_with_their_type():
         assert np.all(latched[devices] & EXPECTED[name]), (name, latched[devices])
         delays = at[devices] - plan.onset[devices]
         assert np.all((delays >= 0) & (delays <= 700)), (name, delays)
+
+
+# ---------------------------------------------------------------------------- the whole path
+
+def test_simulated_fleet_through_gateway_broker_and_two_collectors_into_postgresql(fleet_services, fleet_dsn,
+                                                                                  tmp_path):
+    """50 devices, 40 inferences a second each for 12 s, every INFERENCE and a HEARTBEAT
+    every 40: every frame stored once, byte for byte what the devices made, and the
+    drifting devices' alarms in the database."""
+    psycopg = pytest.importorskip("psycopg")
+    from tinydrift.fleet.services import TinydriftProcess, collector_process
+    from tinydrift.link.protocol import parse_packet
+
+    broker, _ = fleet_services
+    fleet_name = "simulated-path"
+    collectors = [collector_process(broker.url, fleet_dsn, fleet_name, name, tmp_path).start() for name in ("c1", "c2")]
+    deadline = time.monotonic() + 30
+    while not all("subscribed to $share/" in c.text() for c in collectors):
+        assert time.monotonic() < deadline, "\n".join(c.text()[-1000:] for c in collectors)
+        time.sleep(0.05)
+    options = dict(rate=40, duration=12, drift_share=0.2, onset_within=20, per_inference=True,
+                   heartbeat_interval=40, seed=5)
+    summary_file = tmp_path / "summary.json"
+    args = ["fleet", "simulate", "--broker", broker.url, "--fleet", fleet_name, "--devices", "50", "--rate", "40",
+            "--duration", "12", "--drift-share", "0.2", "--drift-within", "20", "--per-inference",
+            "--heartbeat-every", "40", "--seed", "5", "--quiet-pool", "deployment", "--summary", str(summary_file),
+            "--outbox", str(tmp_path / "outbox.sqlite"), "--progress-interval", "1"]
+    for name in SCENARIOS[::2]:  # gain and a dead microphone
+        args += ["--scenario", name]
+    simulate = TinydriftProcess(args, tmp_path / "simulate.log").start()
+    assert simulate.process.wait(90) == 0, simulate.text()[-3000:]
+    summary = json.loads(summary_file.read_text())
+    total = summary["frames"]
+    assert summary["inferences"] == 480 and summary["left_in_outbox"] == 0 and summary["acknowledged"] == total
+    assert summary["by_type"] == {"HELLO": 50, "INFERENCE": 50 * 480, "HEARTBEAT": 50 * 12}
+
+    deadline = time.monotonic() + 30
+    with psycopg.connect(fleet_dsn, autocommit=True) as conn:
+        while conn.execute("SELECT count(*) FROM frames").fetchone()[0] < total and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.3)  # a copy arriving late would show now
+        rows = conn.execute("SELECT device_id, boot_count, seq, raw FROM frames ORDER BY device_id, seq").fetchall()
+        latest = dict(conn.execute("SELECT DISTINCT ON (device_id) device_id, alarm_bits FROM frames "
+                                   "WHERE type IN (2, 7) ORDER BY device_id, seq DESC").fetchall())
+    assert len(rows) == len({(d, b, s) for d, b, s, _ in rows}) == total  # 0 lost, 0 duplicated
+    assert all(c.stop() == 0 for c in collectors)
+
+    # The same fleet made again here: the database holds exactly its frames, byte for byte.
+    fleet = fleet_of(50, scenarios=SCENARIOS[::2], **options)
+    made = fleet.boot()
+    for _ in range(480):
+        for d, frames in enumerate(fleet.step()):
+            made[d] += frames
+    plan = fleet.plan
+    want = sorted((plan.device_ids[d], plan.boot_counts[d], f.seq, P.encode_packet(f))
+                  for d in range(fleet.n) for f in made[d])
+    assert [(d, b, s, bytes(r)) for d, b, s, r in rows] == want
+    assert isinstance(parse_packet(bytes(rows[0][3])), P.Hello)
+
+    # Each device's last word in the store is its monitor's: the drifting ones alarmed with their type.
+    for entry in summary["per_device"]:
+        word = latest[entry["device_id"]] & 0x1F
+        assert word == (fleet.latched()[entry["device_id"] - 1])
+        if entry["scenario"] is not None:
+            assert word & EXPECTED[entry["scenario"]], entry
+    assert sum(v["alarmed"] for v in summary["drifting"].values()) == 10

@@ -213,6 +213,9 @@ CASES = [
     ("zero", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--batch", "0"], "0"),
     ("negative", "fleet-up", ["--broker-port", "-1"], "-1"),
     ("bad-url", "fleet-serve", ["--db", "sqlite:///fleet.db"], "sqlite:///fleet.db"),
+    ("bad-url", "fleet-simulate", ["--devices", "3", "--broker", "http://broker:80"], "http://broker:80"),
+    ("bad-name", "fleet-simulate", ["--devices", "3", "--broker", "mqtt://127.0.0.1:9", "--scenario", "nope"], "nope"),
+    ("zero", "fleet-simulate", ["--devices", "0", "--broker", "mqtt://127.0.0.1:9"], "0"),
     # files whose content is damaged
     ("truncated-wav", "eval", ["{r}/model", "{r}/wav_truncated"], "a_nohash_0.wav"),
     ("truncated-wav", "replay", ["{r}/wav_truncated", "--port", PORT], "a_nohash_0.wav"),
@@ -227,6 +230,8 @@ CASES = [
     ("tampered-json", "replay", ["{r}/wav_good", "--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/model_tampered"],
      "score_drift"),
     ("tampered-json", "bench-drift", ["--model-dir", "{r}/model_tampered", "--out", "{r}/bench_out"], "score_drift"),
+    ("tampered-json", "fleet-simulate", ["--devices", "3", "--broker", "mqtt://127.0.0.1:9",
+                                         "--model-dir", "{r}/model_tampered"], "score_drift"),
     ("wrong-shape-json", "drift-header", ["{r}/config_list.json", "{r}/out.h"], "config_list.json"),
     ("wrong-shape-json", "drift-verify", ["{r}/config_partial.json"], "config_partial.json"),
     ("wrong-shape-json", "drift-cost", ["{r}/config_types.json"], "config_types.json"),

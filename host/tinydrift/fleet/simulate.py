@@ -32,7 +32,7 @@ from tinydrift.fleet.gateway import Feed, GatewayStats, GatewaySummary, forward
 from tinydrift.fleet.outbox import Outbox
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import StoreFull
-from tinydrift.monitor.config import ALARM_TYPES_MASK, SCORE_COUNT, Z_FRAC_BITS, MonitorConfig
+from tinydrift.monitor.config import ALARM_TYPES_MASK, SCORE_COUNT, Z_FRAC_BITS, MonitorConfig, alarm_names
 from tinydrift.monitor.streams import bootstrap_indices
 from tinydrift.monitor.twin import MonitorTwin
 
@@ -388,3 +388,43 @@ def run_simulation(fleet: SimulatedFleet, broker_url: str, outbox_path: str | Pa
                       progress=report, progress_interval=progress_interval, ended="the simulation ended",
                       drain_timeout=drain_timeout)
     return SimulationSummary(summary, sources[0].counts, fleet.latched(), fleet.alarm_index())
+
+
+def describe(fleet: SimulatedFleet, summary: SimulationSummary) -> dict:
+    """What was sent and what the devices found, as JSON, with a one-line account."""
+    counts, plan, gateway = summary.counts, fleet.plan, summary.gateway
+    latched, at = summary.latched, summary.alarm_index
+    quiet = ~plan.drifting
+    watched = max(0, counts.inferences - fleet.config.commission_n)
+    drifting = {}
+    for k, name in enumerate(plan.scenarios):
+        devices = np.flatnonzero(plan.scenario == k)
+        begun = devices[plan.onset[devices] <= counts.inferences]
+        alarmed = begun[latched[begun] != 0]
+        delays = at[alarmed] - plan.onset[alarmed]
+        types: dict[str, int] = {}
+        for word in latched[alarmed]:
+            key = "+".join(alarm_names(int(word))) or "none"
+            types[key] = types.get(key, 0) + 1
+        drifting[name] = {"devices": int(len(devices)), "drift_begun": int(len(begun)), "alarmed": int(len(alarmed)),
+                          "alarmed_before_onset": int(np.sum(delays < 0)),
+                          "median_delay": float(np.median(delays)) if len(delays) else None, "alarm_types": types}
+    quiet_alarmed = int(np.sum(latched[quiet] != 0))
+    per_device = [{"device_id": plan.device_ids[d], "boot_count": plan.boot_counts[d], "frames": counts.sent[d],
+                   "scenario": plan.scenario_of(d), "onset": int(plan.onset[d]),
+                   "latched": alarm_names(int(latched[d])), "alarm_index": int(at[d])} for d in range(fleet.n)]
+    begun = sum(v["drift_begun"] for v in drifting.values())
+    line = (f"simulated {fleet.n} devices x {counts.inferences} inferences: {counts.frames} frames "
+            f"({', '.join(f'{v} {k}' for k, v in sorted(counts.by_type.items()))}) into the outbox, the broker "
+            f"acknowledged {gateway.stats.published} ({gateway.left_in_outbox} left) in {gateway.duration_s:.1f} s; "
+            f"{int(quiet.sum())} never-drifting devices: {quiet_alarmed} latched an alarm in {watched} inferences "
+            f"after commissioning; {int(plan.drifting.sum())} drifting ({begun} begun): "
+            f"{sum(v['alarmed'] for v in drifting.values())} alarmed")
+    return {"devices": fleet.n, "inferences": counts.inferences, "frames": counts.frames, "by_type": counts.by_type,
+            "payload_bytes": counts.payload_bytes, "wire_bytes": counts.wire_bytes,
+            "acknowledged": gateway.stats.published, "left_in_outbox": gateway.left_in_outbox,
+            "duration_s": round(gateway.duration_s, 3), "end_reason": gateway.end_reason,
+            "simulate_cpu_s": round(counts.simulate_cpu_s, 3), "behind_s": round(counts.behind_s, 3),
+            "commission_n": int(fleet.config.commission_n),
+            "quiet": {"devices": int(quiet.sum()), "alarmed": quiet_alarmed, "watched_inferences": watched},
+            "drifting": drifting, "per_device": per_device, "line": line}

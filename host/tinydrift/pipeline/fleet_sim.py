@@ -72,13 +72,14 @@ def fleet_pools(model_dir: Path, scenarios: tuple[str, ...], quiet_pool: str, ca
     """(folder, config, quiet pool, {scenario: pool}), built once and cached in `cache`."""
     if quiet_pool not in QUIET_POOLS:
         raise TinydriftError(f"quiet pool {quiet_pool!r}: choose {' or '.join(QUIET_POOLS)}")
+    check_scenarios(scenarios)
     folder, model, config = load_exported(model_dir)
     maker = PoolMaker(model, config, cache, BenchSettings.make(quick=True), log)
     started = time.perf_counter()
     known = fleet_scenarios()
     quiet: Pool = maker.control_pool(Scenario("deployment", "control", None)) if quiet_pool == "control" \
         else maker.deployment()
-    pools = {name: maker.scenario_pool(known[name]) for name in check_scenarios(scenarios)}
+    pools = {name: maker.scenario_pool(known[name]) for name in scenarios}
     took = time.perf_counter() - started
     if took > 5:
         log(f"pools built in {took:.0f} s, cached in {maker.cache}")
