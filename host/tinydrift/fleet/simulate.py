@@ -282,6 +282,7 @@ class SimulationCounts:
     inferences: int = 0  # inferences every device made
     payload_bytes: int = 0  # MQTT payloads (envelope + packet)
     wire_bytes: int = 0  # what the frames take on a serial link (COBS-framed)
+    startup_cpu_s: float = 0.0  # the process's CPU before the devices started (imports, pools)
     simulate_cpu_s: float = 0.0  # this source's thread: the monitor twin and frame making
     behind_s: float = 0.0  # the most a release came late (the simulation could not keep up)
 
@@ -301,7 +302,7 @@ class SimulatedDevices(threading.Thread):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.fleet, self.feed, self.rate, self.limit = fleet, feed, rate, inferences
-        self.counts = SimulationCounts([0] * fleet.n)
+        self.counts = SimulationCounts([0] * fleet.n, startup_cpu_s=_process_cpu_s())
         self.failure: str | None = None
         self._identities = [E.Identity(fleet.plan.device_ids[d], fleet.plan.boot_counts[d], fleet.model_id)
                             for d in range(fleet.n)]
@@ -425,7 +426,8 @@ def describe(fleet: SimulatedFleet, summary: SimulationSummary) -> dict:
             "payload_bytes": counts.payload_bytes, "wire_bytes": counts.wire_bytes,
             "acknowledged": gateway.stats.published, "left_in_outbox": gateway.left_in_outbox,
             "duration_s": round(gateway.duration_s, 3), "end_reason": gateway.end_reason,
-            "simulate_cpu_s": round(counts.simulate_cpu_s, 3), "process_cpu_s": round(_process_cpu_s(), 3),
+            "startup_cpu_s": round(counts.startup_cpu_s, 3), "simulate_cpu_s": round(counts.simulate_cpu_s, 3),
+            "process_cpu_s": round(_process_cpu_s(), 3),
             "behind_s": round(counts.behind_s, 3),
             "commission_n": int(fleet.config.commission_n),
             "quiet": {"devices": int(quiet.sum()), "alarmed": quiet_alarmed, "watched_inferences": watched},

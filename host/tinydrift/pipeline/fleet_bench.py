@@ -24,7 +24,9 @@ from typing import Callable
 
 from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
+from tinydrift.fleet import envelope as E
 from tinydrift.fleet.services import TinydriftProcess, collector_process, private_services
+from tinydrift.link import protocol as P
 from tinydrift.pipeline.fleet_sim import DEFAULT_CACHE, DEFAULT_SCENARIOS, fleet_pools
 
 STORE_TIMEOUT_S = 180.0  # after the devices stop, for the last frames to be stored
@@ -94,6 +96,7 @@ def _run(broker, database, phase: str, settings: FleetBenchSettings, model_dir: 
         log(f"{phase}: {settings.devices} devices x {rate:g} inferences/s for {seconds:g} s"
             + (" (every INFERENCE frame)" if per_inference else f" (a heartbeat every {settings.heartbeat_every})")
             + (": the broker restarted and a collector killed mid-run" if faults else ""))
+        collector_cpu_before = [c.cpu_seconds() for c in collectors]  # their start-up is not the fleet's load
         simulate.start()
         began = time.monotonic()
         if faults:
@@ -123,18 +126,19 @@ def _run(broker, database, phase: str, settings: FleetBenchSettings, model_dir: 
                   lambda: f"{count()} of {sent['frames']} frames stored after {STORE_TIMEOUT_S:g} s")
             time.sleep(1.0)  # a copy arriving late would show now
             figures = _store_figures(conn, sent)
-        collector_cpu = [round(c.cpu_seconds(), 2) for c in collectors]
+        collector_cpu = [round(c.cpu_seconds() - before, 2) for c, before in zip(collectors, collector_cpu_before)]
     finally:
         simulate.stop()
         for c in collectors:
             c.stop()
     minutes_k = settings.devices / 1000 * seconds / 60
-    gateway_cpu = sent["process_cpu_s"] - sent["simulate_cpu_s"]
+    gateway_cpu = sent["process_cpu_s"] - sent["startup_cpu_s"] - sent["simulate_cpu_s"]
     figures.update({
         "devices": settings.devices, "rate": rate, "seconds": seconds, "per_inference": per_inference,
         "inferences": sent["inferences"], "sent": sent["frames"], "sent_by_type": sent["by_type"],
         "payload_bytes": sent["payload_bytes"], "wire_bytes": sent["wire_bytes"],
-        "cpu_s": {"simulate_process": sent["process_cpu_s"], "simulation": sent["simulate_cpu_s"],
+        "cpu_s": {"simulate_process": sent["process_cpu_s"], "simulate_startup": sent["startup_cpu_s"],
+                  "simulation": sent["simulate_cpu_s"],
                   "gateway": round(gateway_cpu, 2), "collectors": collector_cpu},
         "cpu_s_per_1000_devices_minute": {"gateway": round(gateway_cpu / minutes_k, 3),
                                           "collectors": round(sum(collector_cpu) / minutes_k, 3),
@@ -168,16 +172,20 @@ def _store_figures(conn, sent: dict) -> dict:
 
 
 def _heartbeat_figures(steady: dict, beats: dict, settings: FleetBenchSettings) -> dict:
-    """MQTT payload bytes per device and hour at one inference a second: every INFERENCE frame
-    (the steady run) against a heartbeat every `heartbeat_every` inferences (the heartbeat run),
-    each from the bytes its devices sent per inference."""
-    per_inference = steady["payload_bytes"] / (steady["devices"] * steady["inferences"])
-    heartbeat_only = beats["payload_bytes"] / (beats["devices"] * beats["inferences"])
-    hour = 3600 * settings.rate
+    """MQTT payload bytes per device and hour at `rate` inferences a second: every INFERENCE
+    frame and the device's default heartbeat every `heartbeat_every` inferences, against the
+    heartbeats alone; from the frames' sizes as stored (packet + envelope), HELLO left out
+    (once a boot)."""
+    inference = steady["packet_bytes_by_type"][int(P.FrameType.INFERENCE)] + E.HEAD_BYTES
+    heartbeat = beats["packet_bytes_by_type"][int(P.FrameType.HEARTBEAT)] + E.HEAD_BYTES
+    inferences = 3600 * settings.rate
+    heartbeats = inferences / settings.heartbeat_every
+    every = inferences * inference + heartbeats * heartbeat
+    only = heartbeats * heartbeat
     return {"heartbeat_every": settings.heartbeat_every, "inferences_per_s": settings.rate,
-            "bytes_per_device_hour": {"per_inference": round(per_inference * hour),
-                                      "heartbeat_only": round(heartbeat_only * hour)},
-            "ratio": round(per_inference / heartbeat_only, 1)}
+            "payload_bytes": {"INFERENCE": inference, "HEARTBEAT": heartbeat},
+            "bytes_per_device_hour": {"per_inference": round(every), "heartbeat_only": round(only)},
+            "ratio": round(every / only, 1)}
 
 
 def _wait(ready: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:
@@ -213,8 +221,10 @@ def markdown(result: dict) -> str:
         lines += ["", "Faults: " + "; ".join(result["faults"]["events"]) + "."]
     h = result["heartbeats"]
     lines += ["", f"MQTT payload bytes per device and hour at {h['inferences_per_s']:g} inference/s: every INFERENCE "
-                  f"frame {h['bytes_per_device_hour']['per_inference']:,}, a heartbeat every {h['heartbeat_every']} "
-                  f"inferences {h['bytes_per_device_hour']['heartbeat_only']:,} ({h['ratio']:g} times less).",
+                  f"frame ({h['payload_bytes']['INFERENCE']:g} B each) and a heartbeat every {h['heartbeat_every']} "
+                  f"inferences {h['bytes_per_device_hour']['per_inference']:,}; the heartbeats alone "
+                  f"({h['payload_bytes']['HEARTBEAT']:g} B each) {h['bytes_per_device_hour']['heartbeat_only']:,} "
+                  f"({h['ratio']:g} times less).",
               "", f"Took {result['seconds']:.0f} s."]
     return "\n".join(lines) + "\n"
 
