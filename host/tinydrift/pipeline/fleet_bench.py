@@ -53,9 +53,9 @@ class FleetBenchSettings:
 def run_fleet_bench(model_dir: Path, settings: FleetBenchSettings, out_dir: Path, *, cache: Path = DEFAULT_CACHE,
                     log: Callable[[str], None] = print) -> dict:
     started = time.monotonic()
+    fleet_pools(model_dir, DEFAULT_SCENARIOS, "control", cache, log)  # built once here, not in the timed runs
     logs = Path(out_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    fleet_pools(model_dir, DEFAULT_SCENARIOS, "control", cache, log)  # built once here, not in the timed runs
     result = {"settings": asdict(settings), "date": dt.date.today().isoformat(), "cpus": os.cpu_count()}
     with private_services() as (broker, database):
         log(f"broker {broker.url}, database on port {database.port}")
