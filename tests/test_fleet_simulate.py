@@ -178,3 +178,15 @@ def test_simulated_fleet_through_gateway_broker_and_two_collectors_into_postgres
         if entry["scenario"] is not None:
             assert word & EXPECTED[entry["scenario"]], entry
     assert sum(v["alarmed"] for v in summary["drifting"].values()) == 10
+
+
+def test_simulated_hello_names_the_firmware_apps_version():
+    import re
+
+    from tinydrift import firmware
+    from tinydrift.fleet.simulate import FW_VERSION
+
+    header = (firmware.stage_dir("app") / "td_app.h").read_text()
+    defined = tuple(int(re.search(rf"#define TD_APP_FW_{part} (\d+)u", header).group(1))
+                    for part in ("MAJOR", "MINOR", "PATCH"))
+    assert FW_VERSION == defined
