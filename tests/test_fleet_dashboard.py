@@ -92,3 +92,49 @@ def test_the_browser_shows_the_drifting_device_as_drifting(dashboard, tmp_path):
     assert "<polyline" in device
     quiet_page = rendered(f"{dashboard}/device/{QUIET:016x}", tmp_path / "profile")
     assert "No alarm latched." in quiet_page
+
+
+def test_the_browser_shows_a_simulated_drifting_device_as_drifting_and_a_quiet_one_as_quiet(fleet_dsn, tmp_path):
+    """Devices of `tinydrift fleet simulate` (the monitor's twin on real model outputs, in
+    heartbeat-only mode), a heartbeat a minute: the one whose microphone went 20 dB quieter
+    after commissioning shows as drifting with DATA_DRIFT, a never-drifting one as quiet."""
+    from test_fleet_simulate import fleet_of
+
+    fleet = fleet_of(10, scenarios=("gain_down_20db",), drift_share=0.3, onset_within=50, per_inference=False,
+                     heartbeat_interval=50, seed=2)
+    frames = fleet.boot()
+    for _ in range(600):
+        for d, sent in enumerate(fleet.step()):
+            frames[d] += sent
+    plan, latched = fleet.plan, fleet.latched()
+    drifting = next(d for d in range(fleet.n) if plan.scenario_of(d) and latched[d] == ALARM_DATA_DRIFT)
+    quiet = next(d for d in range(fleet.n) if not plan.scenario_of(d) and frames[d][-1].alarm_bits == 0)
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=len(frames[0]))
+    envelopes = []
+    for d in (drifting, quiet):
+        who = Identity.of_hello(frames[d][0])
+        for i, frame in enumerate(frames[d]):
+            at = int((start + dt.timedelta(minutes=i)).timestamp() * 1e6)
+            envelopes.append(Envelope(who, at, P.parse_packet(P.encode_packet(frame))))
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("simulated", envelopes)
+    store.close()
+    server = make_server(fleet_dsn, port=0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        dom = rendered(url + "/", tmp_path / "profile")
+        ids = plan.device_ids
+        drifting_row, quiet_row = row_of(dom, ids[drifting]), row_of(dom, ids[quiet])
+        assert 'data-state="drifting"' in drifting_row and "DATA_DRIFT" in drifting_row
+        assert 'data-state="quiet"' in quiet_row and "DATA_DRIFT" not in quiet_row
+        assert "2 devices, 1 drifting." in dom
+        page = rendered(f"{url}/device/{ids[drifting]:016x}", tmp_path / "profile")
+        latched_at = int(fleet.alarm_index()[drifting])
+        assert latched_at > plan.onset[drifting] and re.search(rf"<td>DATA_DRIFT</td><td>[^<]+</td><td>{latched_at}</td>",
+                                                               page)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -390,8 +390,8 @@ def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(serv
     assert "Traceback" not in c1.text and "the database was unreachable" in c1.out.read_text()
 
 
-def test_fleet_up_runs_a_broker_and_a_database_until_stopped(tmp_path):
-    up = Command(tmp_path, "up", "fleet", "up")
+def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path):
+    up = Command(tmp_path, "up", "fleet", "up", "--collectors", "2", "--fleet", FLEET)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "database" not in up.out.read_text():
         time.sleep(0.1)
@@ -402,7 +402,12 @@ def test_fleet_up_runs_a_broker_and_a_database_until_stopped(tmp_path):
     import socket
 
     socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    assert up.stop() == 0  # SIGTERM: both stopped, their folder removed
+    logs = [Path(p) for p in up.log.read_text().split("their logs: ")[1].split(")")[0].split(", ")]
+    assert len(logs) == 2
+    while time.monotonic() < deadline and not all("subscribed to $share/" in p.read_text() for p in logs):
+        time.sleep(0.1)
+    assert all(f"subscribed to $share/collectors/tinydrift/{FLEET}/" in p.read_text() for p in logs)
+    assert up.stop() == 0  # SIGTERM: collectors and both servers stopped, their folder removed
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     folders = [line.split(" in ", 1)[1] for line in up.log.read_text().splitlines() if line.startswith("files in ")]

@@ -1,11 +1,13 @@
-"""Fleet commands: the gateway (serial -> MQTT), the collector (MQTT -> PostgreSQL), and
-`fleet up`, a private broker and database to run them against."""
+"""Fleet commands: the gateway (serial -> MQTT), the collector (MQTT -> PostgreSQL),
+`fleet up`, a private broker and database to run them against, `fleet simulate`, simulated
+devices through the gateway's path, and `fleet serve`, the dashboard."""
 
 from __future__ import annotations
 
 import click
 
-from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_NAME, FiniteFloat, MODEL_FOLDER,
+from tinydrift.cli.common import DEFAULT_MODEL
+from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_NAME, SEED, FiniteFloat, MODEL_FOLDER,
                                   OUTPUT_FILE, SECONDS, SERIAL_URL)
 
 BROKER_HELP = ("Broker URL: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS), with USER[:PASSWORD]@ "
@@ -126,30 +128,151 @@ def fleet():
               help="Broker port on 127.0.0.1 (default: a free one).")
 @click.option("--db-port", type=click.IntRange(1, 65535), default=None, metavar="PORT",
               help="PostgreSQL port on 127.0.0.1 (default: a free one).")
+@click.option("--collectors", type=click.IntRange(0, 16), default=0, show_default=True, metavar="N",
+              help="Also run N `tinydrift collect` storing --fleet into the database (one shared-subscription group).")
+@click.option("--fleet", "fleet_name", type=FLEET_NAME, default="default", show_default=True,
+              help="The fleet the --collectors store.")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop them after S seconds.")
-def fleet_up(broker_port, db_port, duration):
+def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
     """Start a private mosquitto and PostgreSQL (Debian's) in a temporary folder, print their
     URLs, and keep them running until Ctrl-C; then stop them and remove the folder. No
-    system service is used or changed. (Run as root, both run as `nobody`.)
+    system service is used or changed. (Run as root, both run as `nobody`.) With
+    --collectors, collectors store the fleet's frames in the database as they come.
 
     \b
-    Example:
+    Examples:
       tinydrift fleet up --broker-port 1883 --db-port 5433
+      tinydrift fleet up --broker-port 1883 --db-port 5433 --collectors 2
     """
     import signal
     import threading
 
-    from tinydrift.fleet.services import private_services
+    from tinydrift.fleet.services import collector_process, private_services
 
     stop = threading.Event()  # Ctrl-C and SIGTERM are the normal way to stop: exit 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     with private_services(broker_port, db_port) as (broker, database):
-        click.echo(f"broker   {broker.url}")
-        click.echo(f"database {database.dsn}")
-        click.echo(f"files in {broker.folder}, {database.folder}", err=True)
-        click.echo("running; Ctrl-C stops both and removes their files", err=True)
-        stop.wait(duration)
+        running = [collector_process(broker.url, database.dsn, fleet_name, f"c{k + 1}", broker.folder).start()
+                   for k in range(collectors)]
+        try:
+            click.echo(f"broker   {broker.url}")
+            click.echo(f"database {database.dsn}")
+            click.echo(f"files in {broker.folder}, {database.folder}", err=True)
+            if running:
+                click.echo(f"{len(running)} collectors store fleet {fleet_name!r} (their logs: "
+                           f"{', '.join(str(c.log) for c in running)})", err=True)
+            click.echo("running; Ctrl-C stops them and removes their files", err=True)
+            stop.wait(duration)
+        finally:
+            for collector in running:
+                collector.stop()
+
+
+@fleet.command("simulate")
+@click.option("--devices", type=COUNT, required=True, metavar="N", help="Simulated devices.")
+@click.option("--broker", type=BROKER_URL, required=True, metavar="URL", help=BROKER_HELP)
+@click.option("--fleet", "fleet_name", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
+@click.option("--rate", type=FiniteFloat(min=0, min_open=True, max=1000), default=1.0, show_default=True,
+              metavar="INFERENCES/S",
+              help="Inferences a second on each device (with --per-inference, INFERENCE frames a second).")
+@click.option("--duration", type=SECONDS, default=None, metavar="S",
+              help="Run for S seconds, send what is left, and stop (default: until Ctrl-C).")
+@click.option("--drift-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Share of the devices that meet a drift scenario; the others never drift.")
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
+              help="A drift scenario the drifting devices meet, in turn (repeatable; default gain_down_20db, "
+                   "white_noise_10db, accent, dead_microphone; see `tinydrift bench drift`).")
+@click.option("--drift-within", type=COUNT, default=None, metavar="N",
+              help="Drift starts at a random inference within N after commissioning (default: within the first "
+                   "half of --duration, or 1,000).")
+@click.option("--heartbeat-every", type=click.IntRange(0, 65535), default=100, show_default=True, metavar="K",
+              help="A HEARTBEAT every K inferences (0: none, with --per-inference only).")
+@click.option("--per-inference", is_flag=True,
+              help="Send every INFERENCE frame too (default: heartbeats only, as CONFIG's HEARTBEAT_ONLY).")
+@click.option("--quiet-pool", type=click.Choice(["control", "deployment"]), default="control", show_default=True,
+              help="What never-drifting devices hear: 1,200 fresh clips of the calibrated population (control), "
+                   "or the 300 the scenarios transform (quicker to build the first time; reads quieter than "
+                   "calibrated).")
+@click.option("--model-dir", type=MODEL_FOLDER, default=DEFAULT_MODEL, show_default=True,
+              help="The exported model the devices run, with its monitor config.")
+@click.option("--outbox", "outbox_path", type=OUTPUT_FILE, default=None, metavar="FILE",
+              help="The gateway's outbox (default: a temporary one, removed when it was emptied).")
+@click.option("--client-id", default=None, metavar="ID", help="MQTT client id (default: as the gateway's).")
+@click.option("--first-id", type=click.IntRange(1, 2**64 - 1), default=1, show_default=True,
+              help="Device ids are FIRST-ID, FIRST-ID+1, ...")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Who drifts, when, and what each device hears.")
+@click.option("--summary", "summary_path", type=OUTPUT_FILE, default=None, metavar="FILE",
+              help="Write what was sent (frames per device and type, bytes) and each device's drift and alarms as JSON.")
+@click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True, metavar="S",
+              help="Seconds between progress lines on stderr.")
+def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, scenarios, drift_within, heartbeat_every,
+                   per_inference, quiet_pool, model_dir, outbox_path, client_id, first_id, seed, summary_path,
+                   progress_interval):
+    """Simulated devices through the gateway's outbox to an MQTT broker.
+
+    Each device has an id and a boot count, and runs the model's drift monitor (its
+    bit-exact twin) on real per-clip outputs of the int8 model: espeak-ng clips of the
+    population it was calibrated for, and, for the --drift-share that drift, a scenario's
+    from a random inference after commissioning on (the device's first inferences, 300 for
+    models/kws). Its frames are the firmware app's (HELLO, HEARTBEAT, INFERENCE with
+    --per-inference), put into the gateway's outbox where serial frames go and published as
+    the gateway does; run `tinydrift collect` to store them and `tinydrift fleet serve` to
+    see them. The clips' model outputs are computed once (about 2 minutes the first time)
+    and cached in build/bench/drift/pools.
+
+    \b
+    Examples:
+      tinydrift fleet simulate --devices 200 --rate 10 --duration 300 --broker mqtt://127.0.0.1:1883
+      tinydrift fleet simulate --devices 1000 --per-inference --heartbeat-every 0 --broker mqtt://127.0.0.1:1883
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from tinydrift.atomic import write_text
+    from tinydrift.fleet.simulate import describe, run_simulation
+    from tinydrift.pipeline.fleet_sim import DEFAULT_SCENARIOS, FleetSettings, make_fleet
+
+    if heartbeat_every == 0 and not per_inference:
+        raise click.BadParameter("heartbeat-only devices with no heartbeats would send nothing: give "
+                                 "--per-inference or a --heartbeat-every above 0", param_hint="--heartbeat-every")
+    settings = FleetSettings(devices=devices, drift_share=drift_share, scenarios=tuple(scenarios) or DEFAULT_SCENARIOS,
+                             heartbeat_interval=heartbeat_every, per_inference=per_inference, rate=rate,
+                             duration=duration, quiet_pool=quiet_pool, onset_within=drift_within, first_id=first_id,
+                             seed=seed)
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    fleet = make_fleet(model_dir, settings, log=say)
+    commission_s = fleet.config.commission_n / rate
+    if duration is not None and duration <= commission_s and fleet.plan.drifting.any():
+        say(f"note: devices commission on their first {fleet.config.commission_n} inferences ({commission_s:g} s at "
+            f"--rate {rate:g}) and drift only after that: this run ends first")
+    temporary = None
+    if outbox_path is None:
+        temporary = Path(tempfile.mkdtemp(prefix="tinydrift-simulate-"))
+        outbox_path = temporary / "outbox.sqlite"
+
+    def progress(stats, waiting, counts):
+        latched = int((fleet.latched() != 0).sum())
+        say(f"inferences={counts.inferences} sent={counts.frames} acknowledged={stats.published} in_outbox={waiting} "
+            f"devices_alarmed={latched}")
+
+    summary = run_simulation(fleet, broker, outbox_path, rate=rate, fleet_name=fleet_name, client_id=client_id,
+                             duration=duration, log=say, progress=progress, progress_interval=progress_interval)
+    report = describe(fleet, summary)
+    if summary_path is not None:
+        write_text(summary_path, json.dumps(report, indent=1) + "\n")
+    if temporary is not None:
+        if summary.gateway.left_in_outbox:
+            say(f"{summary.gateway.left_in_outbox} frames the broker did not take wait in {outbox_path}: "
+                f"send them with tinydrift gateway --outbox {outbox_path}")
+        else:
+            for leftover in temporary.iterdir():
+                leftover.unlink()
+            temporary.rmdir()
+    click.echo(report["line"])
+    if summary.gateway.failed:
+        raise SystemExit(1)
 
 
 @fleet.command("serve")

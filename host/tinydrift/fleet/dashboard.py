@@ -59,7 +59,7 @@ GROUP BY 1 ORDER BY 1
 """
 TIMELINE_SQL = """
 SELECT * FROM (
-    SELECT received_at, boot_count, inference_index, accuracy, alarm_bits FROM frames
+    SELECT received_at, boot_count, inference_index, accuracy, alarm_bits, alarm_index, latch_delay FROM frames
     WHERE device_id = %(device)s AND type = ANY(%(types)s)
     ORDER BY received_at DESC LIMIT %(limit)s) newest
 ORDER BY received_at
@@ -199,11 +199,13 @@ def device_page(device_id: int, timeline: list[tuple], events: list[tuple]) -> b
 
     points = " ".join(f"{x(r[0]):.1f},{y(r[3]):.1f}" for r in timeline if r[3] is not None)
     marks, seen = [], 0
-    for at, boot, index, _accuracy, bits in timeline:
+    for at, boot, index, _accuracy, bits, alarm_index, latch_delay in timeline:
         for k, alarm in enumerate(P.ALARM_NAMES):
             if (bits or 0) >> k & 1 and not seen >> k & 1:
                 seen |= 1 << k
-                marks.append((at, alarm, index, boot))
+                # a heartbeat says at which inference the type latched; an INFERENCE frame is that inference
+                latched = index if not latch_delay or latch_delay[k] == P.NOT_LATCHED else alarm_index + latch_delay[k]
+                marks.append((at, alarm, latched, boot))
     lines = "".join(
         f"<line class='alarm' data-type='{alarm}' x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{pad}' y2='{height - pad}' "
         f"stroke='#b00020' stroke-dasharray='4 3'/><text x='{x(at) + 3:.1f}' y='{pad + 12 + 14 * i}' "

@@ -1,6 +1,9 @@
 """The gateway: devices on serial ports -> the outbox on disk -> an MQTT 5 broker.
 
-One thread a port reads it as capture does (open_port, read_available, reopen_port, the
+Frames enter through a `Feed`: the outbox, the counts and the events shared with the
+publisher. The serial ports are one kind of source (a `PortReader` thread each); simulated
+devices (fleet/simulate.py) are another, put into the same outbox in the same envelopes, so
+everything after the read is the same path. One thread a port reads it as capture does (open_port, read_available, reopen_port, the
 LinkTracker's sequence books) and puts every device frame, in its envelope, into the outbox
 in one transaction per read. The publisher sends what the outbox holds with QoS 1 and
 deletes a message when its PUBACK comes. The broker being down changes nothing for the
@@ -71,21 +74,43 @@ class GatewaySummary:
                 f"in {self.duration_s:.1f} s; stopped: {self.end_reason}{left}")
 
 
+@dataclass
+class Feed:
+    """What the sources of device frames share with the publisher: the outbox they store
+    into, the counts, the event that wakes the publisher and the one that stops them."""
+
+    outbox: Outbox
+    fleet: str
+    stats: GatewayStats
+    stats_lock: threading.Lock
+    wake: threading.Event
+    stop: threading.Event
+    log: Callable[[str], None]
+
+    def put(self, messages: list[tuple[str, bytes]]) -> None:
+        """Store envelopes made elsewhere (E.topic, E.pack) in one transaction, count them,
+        and wake the publisher. Raises StoreFull, as the outbox does."""
+        self.outbox.add(messages)
+        with self.stats_lock:
+            self.stats.frames += len(messages)
+        if messages:
+            self.wake.set()
+
+
 class PortReader(threading.Thread):
     """Reads one port into the outbox until `stop` is set or the port does not come back."""
 
-    def __init__(self, url: str, port: serial.SerialBase, outbox: Outbox, fleet: str, stats: GatewayStats,
-                 stats_lock: threading.Lock, wake: threading.Event, stop: threading.Event, log: Callable[[str], None],
-                 *, baudrate: int = 115200, reconnect_timeout: float | None = 10.0,
-                 read_timeout: float = READ_TIMEOUT_S) -> None:
+    def __init__(self, url: str, port: serial.SerialBase, feed: Feed, *, baudrate: int = 115200,
+                 reconnect_timeout: float | None = 10.0, read_timeout: float = READ_TIMEOUT_S) -> None:
         super().__init__(name=f"gateway {url}", daemon=True)
-        self.url, self.port, self.outbox, self.fleet = url, port, outbox, fleet
-        self.stats, self.stats_lock, self.wake, self.stop, self.log = stats, stats_lock, wake, stop, log
+        self.url, self.port, self.outbox, self.fleet = url, port, feed.outbox, feed.fleet
+        self.stats, self.stats_lock, self.wake, self.stop, self.log = \
+            feed.stats, feed.stats_lock, feed.wake, feed.stop, feed.log
         self.baudrate, self.reconnect_timeout, self.read_timeout = baudrate, reconnect_timeout, read_timeout
         self.identity = E.Identity()
         self.tracker = LinkTracker(None, None)
         self.failure: str | None = None
-        earlier = outbox.port_state(url)
+        earlier = self.outbox.port_state(url)
         if earlier is not None:
             # The device on this port most likely runs on: its frames are its until a HELLO says otherwise.
             self.identity, last_seq, last_at = earlier
@@ -299,7 +324,6 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
                 progress: Callable[[GatewayStats, int], None] | None = None,
                 progress_interval: float = 5.0) -> GatewaySummary:
     """Run until Ctrl-C/SIGTERM, `duration`, `stop_event`, or every port lost for good."""
-    log = log or logger.info
     E.check_fleet_name(fleet)
     broker = mqtt.BrokerUrl.parse(broker_url)
     if not ports:
@@ -315,14 +339,31 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
         for port in opened:
             port.close()
         raise
+
+    def readers(feed: Feed) -> list[PortReader]:
+        return [PortReader(url, port, feed, baudrate=baudrate, reconnect_timeout=reconnect_timeout)
+                for url, port in zip(ports, opened)]
+
+    return forward(readers, outbox, broker, fleet=fleet, client_id=client_id, duration=duration,
+                   stop_event=stop_event, log=log, progress=progress, progress_interval=progress_interval,
+                   ended="every port closed")
+
+
+def forward(make_sources: Callable[[Feed], list[threading.Thread]], outbox: Outbox, broker: mqtt.BrokerUrl, *,
+            fleet: str, client_id: str | None = None, duration: float | None = None,
+            stop_event: threading.Event | None = None, log: Callable[[str], None] | None = None,
+            progress: Callable[[GatewayStats, int], None] | None = None, progress_interval: float = 5.0,
+            ended: str = "every source ended", drain_timeout: float = DRAIN_TIMEOUT_S) -> GatewaySummary:
+    """Publish what the sources put into `outbox` until Ctrl-C/SIGTERM, `duration`,
+    `stop_event`, or every source thread ended (`ended` says how; a source's `failure`
+    says why it failed); then give the broker up to `drain_timeout` s for what is left."""
+    log = log or logger.info
     stats, stats_lock, wake, stop = GatewayStats(), threading.Lock(), threading.Event(), threading.Event()
-    readers = [PortReader(url, port, outbox, fleet, stats, stats_lock, wake, stop, log, baudrate=baudrate,
-                          reconnect_timeout=reconnect_timeout, read_timeout=READ_TIMEOUT_S)
-               for url, port in zip(ports, opened)]
+    sources = make_sources(Feed(outbox, fleet, stats, stats_lock, wake, stop, log))
     waiting = outbox.count()
     if waiting:
         log(f"{waiting} frames from an earlier run wait in {outbox.path}: sending them first")
-    publisher = Publisher(outbox, broker, client_id or default_client_id(fleet, outbox_path), stats, stats_lock,
+    publisher = Publisher(outbox, broker, client_id or default_client_id(fleet, outbox.path), stats, stats_lock,
                           wake, log)
     stop_reason: list[str] = []
     previous_handlers = {}
@@ -338,16 +379,16 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
     failed = False
     try:
         publisher.start()
-        for reader in readers:
-            reader.start()
+        for source in sources:
+            source.start()
         while not stop_reason:
             if stop_event is not None and stop_event.is_set():
                 stop_reason.append("stopped")
             elif duration is not None and time.monotonic() - started >= duration:
                 stop_reason.append(f"duration {duration:g} s")
-            elif not any(r.is_alive() for r in readers):
-                failures = [r.failure for r in readers if r.failure]
-                stop_reason.append("; ".join(failures) or "every port closed")
+            elif not any(s.is_alive() for s in sources):
+                failures = [s.failure for s in sources if s.failure]
+                stop_reason.append("; ".join(failures) or ended)
                 failed = bool(failures)
             if stop_reason:
                 break
@@ -358,11 +399,11 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
                 progress(stats, outbox.count())
                 last_progress = time.monotonic()
         stop.set()
-        for reader in readers:
-            reader.join(timeout=10)
-        failed = failed or any(r.failure for r in readers)
+        for source in sources:
+            source.join(timeout=10)
+        failed = failed or any(s.failure for s in sources)
         # What was read is in the outbox whatever happens now; give the broker a moment for the rest.
-        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        deadline = time.monotonic() + drain_timeout
         while publisher.connected.is_set() and time.monotonic() < deadline:
             publisher.step()
             if not publisher.waiting() and not outbox.after(publisher.last_id, 1):
@@ -377,4 +418,4 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
         left = outbox.count()
         outbox.close()
     return GatewaySummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats, left,
-                          Path(outbox_path), failed)
+                          outbox.path, failed)

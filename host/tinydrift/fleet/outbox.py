@@ -69,18 +69,21 @@ class Outbox:
             raise TinydriftError(f"{self.path} has outbox schema {version}, this tinydrift writes {SCHEMA_VERSION}: "
                                  "publish it with the tinydrift that wrote it, or choose another --outbox")
 
-    def add(self, messages: list[tuple[str, bytes]], port: str, identity: Identity, last_seq: int | None) -> None:
-        """One read's messages and the port's identity and sequence after it, in one
-        transaction. Raises StoreFull when the outbox cannot grow (nothing written)."""
+    def add(self, messages: list[tuple[str, bytes]], port: str | None = None, identity: Identity | None = None,
+            last_seq: int | None = None) -> None:
+        """One read's messages and the port's identity and sequence after it (no port: messages
+        of simulated devices, whose envelopes name them), in one transaction. Raises
+        StoreFull when the outbox cannot grow (nothing written)."""
         with self._lock:
             c = self.conn
             try:
                 c.execute("BEGIN IMMEDIATE")
                 if messages:
                     c.executemany("INSERT INTO outbox (topic, payload) VALUES (?, ?)", messages)
-                c.execute("INSERT OR REPLACE INTO ports VALUES (?, ?, ?, ?, ?, ?)",
-                          (port, to_int64(identity.device_id), identity.boot_count, identity.model_id, last_seq,
-                           time.time()))
+                if port is not None:
+                    c.execute("INSERT OR REPLACE INTO ports VALUES (?, ?, ?, ?, ?, ?)",
+                              (port, to_int64(identity.device_id), identity.boot_count, identity.model_id, last_seq,
+                               time.time()))
                 c.execute("COMMIT")
             except sqlite3.Error as exc:
                 if c.in_transaction:

@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -265,3 +266,51 @@ def private_services(broker_port: int | None = None, db_port: int | None = None)
         for service in (database, broker):
             if service is not None:
                 service.remove()
+
+
+class TinydriftProcess:
+    """`tinydrift ARGS` as a child process, its output in `log`: collectors beside a private
+    broker and database (`fleet up --collectors`), and the fleet benchmark's parts."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.args, self.log = list(args), Path(log)
+        self.process: subprocess.Popen | None = None
+        self._cpu_before = 0.0  # CPU of earlier runs (a restarted process)
+        self._cpu_last = 0.0  # of the current or latest run
+
+    def start(self) -> "TinydriftProcess":
+        if self.process is not None and self.process.poll() is None:
+            return self
+        if self.process is not None:
+            self._cpu_before += self._cpu_last
+        self._cpu_last = 0.0
+        with open(self.log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "tinydrift", *self.args], stdin=subprocess.DEVNULL,
+                                            stdout=out, stderr=out, **tied_to_this_process())
+        return self
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU of this command so far, over its runs (from /proc while it runs)."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                self._cpu_last = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return self._cpu_before + self._cpu_last
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM (the command's own clean stop); its exit code."""
+        self.cpu_seconds()
+        _stop(self.process, signal.SIGTERM, timeout)
+        return None if self.process is None else self.process.returncode
+
+    def kill(self) -> None:
+        self.cpu_seconds()
+        _stop(self.process, signal.SIGKILL)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def collector_process(broker_url: str, dsn: str, fleet: str, name: str, folder: Path, *extra: str) -> TinydriftProcess:
+    return TinydriftProcess(["collect", "--broker", broker_url, "--db", dsn, "--fleet", fleet, "--name", name, *extra],
+                            Path(folder) / f"collect-{name}.log")

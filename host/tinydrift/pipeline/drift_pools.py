@@ -9,6 +9,7 @@ import json
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -116,11 +117,15 @@ class PoolMaker:
             self._populations[key] = clips
         return self._populations[key]
 
-    def pool(self, name: str, clips: ClipSet, cache_name: str) -> Pool:
+    def pool(self, name: str, clips: Callable[[], ClipSet], cache_name: str) -> Pool:
+        """The cached pool, else `clips()` through the model (the audio is only loaded or
+        synthesized when the pool is not cached: a cached run starts in a second)."""
         path = self.cache / f"pool-{cache_name}.npz"
         if path.is_file():
             return Pool.load(name, path)
         from tinydrift.target.host_model import run_generated_model
+
+        clips = clips()
 
         features = clips.ensure_features()
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
@@ -131,28 +136,29 @@ class PoolMaker:
 
     def scenario_pool(self, s: Scenario) -> Pool:
         per_class = self.settings.clips_per_class
-        base = self.population(s.population, per_class, self.settings.seed + 1)
+        def base() -> ClipSet:
+            return self.population(s.population, per_class, self.settings.seed + 1)
+
         if s.transform is None and not s.label_map:
             return self.pool(s.name, base, f"{s.population.name}-{per_class}")
-        drifted = s.apply(base, self.settings.seed + 2)
-        return self.pool(s.name, drifted, f"{s.name}-{per_class}")
+        return self.pool(s.name, lambda: s.apply(base(), self.settings.seed + 2), f"{s.name}-{per_class}")
 
     def control_pool(self, s: Scenario) -> Pool:
         """A large pool of an unseen population (or of the deployment's), for its ARL0."""
         per_class = self.settings.control_clips_per_class
         population = DEPLOYMENT if s.population is None else s.population
-        clips = self.population(population, per_class, self.settings.seed + 4)
-        return self.pool(f"{s.name}-control", clips, f"{s.name}-control-{per_class}")
+        return self.pool(f"{s.name}-control", lambda: self.population(population, per_class, self.settings.seed + 4),
+                         f"{s.name}-control-{per_class}")
 
     def deployment(self) -> Pool:
         per_class = self.settings.clips_per_class
-        return self.pool("deployment", self.population(DEPLOYMENT, per_class, self.settings.seed + 1),
+        return self.pool("deployment", lambda: self.population(DEPLOYMENT, per_class, self.settings.seed + 1),
                          f"deployment-{per_class}")
 
     def calibration(self) -> Pool:
         per_class = self.settings.calibration_clips_per_class
-        clips = self.population(DEPLOYMENT, per_class, self.settings.seed + 3)
-        return self.pool("calibration", clips, f"calibration-{per_class}")
+        return self.pool("calibration", lambda: self.population(DEPLOYMENT, per_class, self.settings.seed + 3),
+                         f"calibration-{per_class}")
 
 
 # ---------------------------------------------------------------------------- streams
