@@ -204,6 +204,8 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     else:
         click.echo(markdown(result))
         click.echo(f"wrote {', '.join(map(str, paths))} in {result.seconds:.0f} s", err=True)
+
+
 @bench.command("fleet")
 @click.option("--model-dir", type=MODEL_FOLDER, default=DEFAULT_MODEL,
               show_default=True, help="The exported model the simulated devices run.")
