@@ -26,6 +26,17 @@ def bench():
     """Benchmarks (figures to read, not pass/fail tests)."""
 
 
+def _show(result, paths: list, markdown, as_json: bool) -> None:
+    """A bench's result on stdout (one JSON object, or its Markdown) and where its files went."""
+    if as_json:
+        from tinydrift.monitor.config import jsonable
+
+        click.echo(json.dumps(jsonable(result.to_json())))
+    else:
+        click.echo(markdown(result))
+        click.echo(f"wrote {', '.join(map(str, paths))} in {result.seconds:.0f} s", err=True)
+
+
 @bench.command("device")
 @click.option("--model-dir", type=MODEL_FOLDER, default=DEFAULT_MODEL,
               show_default=True, help="Model folder: model_int8.tflite and include/td_monitor_config_<name>.h.")
@@ -133,14 +144,7 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, as_js
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run_drift_bench(model_dir, BenchSettings.make(quick), cache=out_dir / "pools", log=log,
                              baselines=not no_baselines)
-    paths = write_outputs(result, out_dir)
-    if as_json:
-        from tinydrift.monitor.config import jsonable
-
-        click.echo(json.dumps(jsonable(result.to_json())))
-    else:
-        click.echo(markdown(result))
-        click.echo(f"wrote {', '.join(map(str, paths))} in {result.seconds:.0f} s", err=True)
+    _show(result, write_outputs(result, out_dir), markdown, as_json)
 
 
 @bench.command("wakeword")
@@ -196,14 +200,7 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run_wakeword_bench(list(model_names), WakewordBenchSettings.make(quick), cache=out_dir,
                                 monitor_dir=monitor_dir, workers=workers or os.cpu_count() or 1, log=log)
-    paths = write_outputs(result, out_dir)
-    if as_json:
-        from tinydrift.monitor.config import jsonable
-
-        click.echo(json.dumps(jsonable(result.to_json())))
-    else:
-        click.echo(markdown(result))
-        click.echo(f"wrote {', '.join(map(str, paths))} in {result.seconds:.0f} s", err=True)
+    _show(result, write_outputs(result, out_dir), markdown, as_json)
 
 
 @bench.command("fleet")
