@@ -124,10 +124,10 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, as_js
       tinydrift bench drift --quick
       tinydrift bench drift --json > drift.json
     """
-    from tinydrift.pipeline.drift_bench import BenchSettings, markdown, run_drift_bench, write_outputs
+    from tinydrift.pipeline.drift_bench import bench_settings, markdown, run_drift_bench, write_outputs
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
-    result = run_drift_bench(model_dir, BenchSettings.make(quick), cache=out_dir / "pools", log=log,
+    result = run_drift_bench(model_dir, bench_settings(model_dir, quick), cache=out_dir / "pools", log=log,
                              baselines=not no_baselines)
     paths = write_outputs(result, out_dir)
     if as_json:

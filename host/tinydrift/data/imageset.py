@@ -96,10 +96,8 @@ class ImageSet:
 
 
 def smudged(images: ImageSet, sigma: float) -> ImageSet:
-    """The same images through a smudged lens: a Gaussian blur of `sigma` pixels in each colour
-    plane, so every edge and spot softens while the colours stay."""
-    from scipy.ndimage import gaussian_filter
+    """The same images through a smudged lens (the drift bench's `smudge` transform)."""
+    from tinydrift.data.camera_scenarios import smudge
 
-    blurred = gaussian_filter(images.images.astype(np.float32), (0, sigma, sigma, 0), mode="nearest")
-    return ImageSet(images=np.clip(np.rint(blurred), 0, 255).astype(np.uint8), labels=images.labels,
+    return ImageSet(images=smudge(images.images, None, sigma), labels=images.labels,
                     label_names=images.label_names, domain=dict(images.domain))
