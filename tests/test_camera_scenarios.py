@@ -104,7 +104,7 @@ def test_a_camera_model_gets_the_camera_scenarios():
     assert quick.clips_per_class * 5 == 300 and quick.control_clips_per_class == 240
 
 
-@pytest.mark.slow  # ~60 s on 2 cores: draws ~3,600 leaves, runs the plant model's C on them
+@pytest.mark.slow  # 75 s measured on 2 loaded cores: draws ~3,200 leaves, runs the plant model's C on them
 def test_bench_finds_a_smudged_lens_and_a_dead_camera_and_the_new_sign_only_by_labels(tmp_path):
     from tinydrift.pipeline.drift_bench import BenchSettings, run_drift_bench, write_outputs
 

@@ -108,6 +108,12 @@ def smudge(images, rng, sigma):
     return _to_uint8(gaussian_filter(images.astype(np.float32), (0, sigma, sigma, 0), mode="nearest"))
 
 
+def smudged(images: ImageSet, sigma: float) -> ImageSet:
+    """The same images through a smudged lens (`smudge`), labels and attributes kept."""
+    return ImageSet(images=smudge(images.images, None, sigma), labels=images.labels,
+                    label_names=images.label_names, domain=dict(images.domain))
+
+
 def low_resolution(images, rng, factor):
     """A sensor `factor` times coarser: each image shrunk by area averaging, then enlarged
     bilinearly back to the model's input, as a driver that scales up would."""

@@ -94,10 +94,3 @@ class ImageSet:
         except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
             raise TinydriftError(f"{path}: not a tinydrift image set ({e}); rebuild it with `tinydrift data plant`") from e
 
-
-def smudged(images: ImageSet, sigma: float) -> ImageSet:
-    """The same images through a smudged lens (the drift bench's `smudge` transform)."""
-    from tinydrift.data.camera_scenarios import smudge
-
-    return ImageSet(images=smudge(images.images, None, sigma), labels=images.labels,
-                    label_names=images.label_names, domain=dict(images.domain))
