@@ -15,6 +15,9 @@ quietly it watches what does not, on the very integers the firmware computes (th
    seconds): the monitor recalibrated for it on a calibration pool, and each baseline
    calibrated on the same pool, all run on the same detection streams.
 
+A camera model (an image input) runs the same three parts on leaf populations and camera
+scenarios (tinydrift.data.camera_scenarios) instead of espeak-ng ones.
+
 Nothing here is tuned on the benchmark's streams: calibration uses its own pool (another
 seed), and the shipped config comes from `tinydrift export`.
 """

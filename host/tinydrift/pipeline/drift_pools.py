@@ -1,6 +1,7 @@
 """What the drift benchmark runs on: pools of inferences (a population or a drifted version
 of one, through the front end and the int8 model once, cached), streams drawn from them by
-speaker, and the monitor's twin run over those streams as the firmware app runs it."""
+speaker, and the monitor's twin run over those streams as the firmware app runs it. A camera
+model's pools (CameraPoolMaker) hold procedural leaves instead, drawn by plant."""
 
 from __future__ import annotations
 
