@@ -58,6 +58,9 @@ def test_camera_transforms_change_what_they_name(leaves):
     err = {q: np.abs(cs.jpeg(x, rng, q).astype(float) - x).mean() for q in (8, 25, 90)}
     assert err[8] > err[25] > err[90] > 0
     assert not cs.dead(x, rng, None).any()
+    # transforms compose: a chain is its steps in order
+    steps = (("low_resolution", 2.0), ("exposure", -1.0))
+    assert np.array_equal(cs.chain(x, rng, steps), cs.exposure(cs.low_resolution(x, rng, 2.0), rng, -1.0))
 
 
 def test_the_new_sign_relabels_only_the_leaves_it_marks(leaves):

@@ -166,9 +166,17 @@ def unchanged(images, rng, _):
     return images
 
 
+def chain(images, rng, steps):
+    """Transforms one after another: `steps` is ((name, severity), ...), e.g. a cheaper
+    camera's coarser sensor, then its noise, then its JPEG encoder."""
+    for name, severity in steps:
+        images = TRANSFORMS[name](images, rng, severity)
+    return images
+
+
 TRANSFORMS = {
     "smudge": smudge, "low_resolution": low_resolution, "colour_cast": colour_cast, "exposure": exposure,
-    "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "stuck": unchanged,
+    "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "stuck": unchanged, "chain": chain,
 }
 
 
@@ -260,6 +268,8 @@ SCENARIOS = (
     CameraScenario("sensor_noise_25", "upstream", "DATA_DRIFT", transform="sensor_noise", severity=25.0),
     CameraScenario("jpeg_q25", "upstream", "DATA_DRIFT", transform="jpeg", severity=25),
     CameraScenario("jpeg_q8", "upstream", "DATA_DRIFT", transform="jpeg", severity=8),
+    CameraScenario("cheap_camera", "upstream", "DATA_DRIFT", transform="chain",
+                   severity=(("low_resolution", 1.5), ("sensor_noise", 6.0), ("jpeg", 50))),
     # the camera fails: the image path has no sensor-health check, so the input score must see it
     CameraScenario("dead_camera", "camera_fault", "DATA_DRIFT", transform="dead"),
     CameraScenario("stuck_camera", "camera_fault", "DATA_DRIFT", transform="stuck", hold=True),
