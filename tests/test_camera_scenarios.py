@@ -12,6 +12,7 @@ import pytest
 from tinydrift.data import camera_scenarios as cs
 from tinydrift.data.imageset import ImageSet, pixels_to_int8
 from tinydrift.data.labels import PLANT_LABELS
+from tinydrift.errors import TinydriftError
 from tinydrift.monitor.twin import summarize_image
 
 GRID = 3
@@ -33,6 +34,8 @@ def test_leaf_populations_hold_what_they_select(leaves):
     assert set(bench.domain["background"]) == {"bench"} and np.bincount(bench.labels).tolist() == [3] * 5
     dim = cs.draw_population(cs.LeafPopulation("dim", where=(("brightness", (0.65, 0.8)),)), 2, seed=7, workers=1)
     assert dim.domain["brightness"].min() >= 0.65 and dim.domain["brightness"].max() <= 0.8
+    with pytest.raises(TinydriftError, match="keeps 0 leaves"):
+        cs.draw_population(cs.LeafPopulation("none", where=(("brightness", (2.0, 3.0)),)), 2, seed=7, workers=1)
     again = cs.draw_population(cs.DEPLOYMENT, 8, seed=7, workers=1)
     assert np.array_equal(again.images, leaves.images), "a population is deterministic from its seed"
 

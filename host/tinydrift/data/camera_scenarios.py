@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinydrift.data.imageset import ImageSet
+from tinydrift.errors import TinydriftError
 from tinydrift.data.labels import PLANT_LABELS
 from tinydrift.data.scenarios import Scenario
 
@@ -65,8 +66,11 @@ def draw_population(population: LeafPopulation, images_per_class: int, seed: int
         config = PlantConfig(seed=seed + population.seed_offset, images_per_class={split: need})
         specs = [s for s in plan_split(config, split) if population.matches(s)]
         counts = np.bincount([s.label for s in specs], minlength=len(PLANT_LABELS))
-        if counts.min() >= images_per_class or oversample >= 64:
+        if counts.min() >= images_per_class:
             break
+        if oversample >= 64:
+            raise TinydriftError(f"leaf population {population.name}: its selection {population.where} keeps "
+                                 f"{counts.min()} leaves of some class out of {need}; widen its ranges")
         oversample *= 2
     kept, taken = [], np.zeros(len(PLANT_LABELS), int)
     for s in specs:
