@@ -128,6 +128,7 @@ def test_image_sources_for_replay(tmp_path, leaves):
         load_source(empty)
 
 
+@pytest.mark.slow  # 59 s measured (60 images through the emulated UART), plus the plant firmware's build
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
                     reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
 def test_images_replayed_into_qemu_are_bit_exact(plant, leaves):
