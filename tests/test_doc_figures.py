@@ -201,11 +201,12 @@ def test_protocol_headings_state_each_frame_size():
     """docs/protocol.md's title names the version and each frame type's heading its payload."""
     text = (REPO / "docs" / "protocol.md").read_text()
     assert re.search(r"^# tinydrift serial protocol, version (\d+)$", text, re.MULTILINE).group(1) == str(protocol.VERSION)
-    headings = dict(re.findall(r"^### ([A-Z_]+) \(0x[0-9a-f]{2}, [^,]+, (\d+(?= bytes)|8 \+ 2·n)", text, re.MULTILINE))
+    headings = dict(re.findall(r"^### ([A-Z_]+) \(0x[0-9a-f]{2}, [^,]+, (\d+(?= bytes)|8 \+ 2·n|12 \+ n)", text, re.MULTILINE))
     sizes = {frame.name: size for frame, size in protocol.PAYLOAD_BYTES.items()}
     assert set(headings) == set(sizes)
     for name, written in headings.items():
-        assert written == (f"{sizes[name]} + 2·n" if name == "AUDIO" else str(sizes[name])), name
+        variable = {"AUDIO": f"{sizes[name]} + 2·n", "IMAGE": f"{sizes[name]} + n"}
+        assert written == variable.get(name, str(sizes[name])), name
 
 
 # --------------------------------------------------------------------------- the model card

@@ -91,6 +91,10 @@ def hostile(tmp_path_factory) -> Path:
     _png(root / "leaves_text" / "healthy" / "a.png")
     _png(root / "leaves_text" / "blight" / "b.png")
     (root / "leaves_text" / "blight" / "notes.txt").write_text("field notes")
+    (root / "no_images").mkdir()
+    (root / "no_images" / "notes.txt").write_text("no image here")
+    (root / "image_damaged").mkdir()
+    (root / "image_damaged" / "leaf.png").write_bytes(b"\x89PNG not really")
 
     shutil.copytree(COMMITTED_MODEL, root / "model")
     shutil.copytree(COMMITTED_MODEL, root / "model_tampered")
@@ -241,6 +245,8 @@ CASES = [
     ("truncated-wav", "replay", ["{r}/wav_truncated", "--port", PORT], "a_nohash_0.wav"),
     ("empty-wav", "eval", ["{r}/model", "{r}/wav_empty"], "a_nohash_0.wav"),
     ("empty-wav", "replay", ["{r}/wav_empty", "--port", PORT], "a_nohash_0.wav"),
+    ("no-images", "replay", ["{r}/no_images", "--port", PORT], "no_images"),
+    ("damaged-image", "replay", ["{r}/image_damaged", "--port", PORT], "leaf.png"),
     ("truncated-pcm", "emulate", ["--audio", "{r}/odd.pcm"], "odd.pcm"),
     ("stray-files", "eval", ["{r}/model", "{r}/fsdd_stray"], "notes_about_it.wav"),
     ("tampered-json", "verify", ["{r}/model_tampered"], "score_drift"),

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from helpers_tflite import tflite_models
 from tinydrift.cli import main
-from tinydrift.data.imageset import ImageSet, smudged
+from tinydrift.data.camera_scenarios import smudged
+from tinydrift.data.imageset import ImageSet
 from tinydrift.data.leaves import PlantConfig, generate_split
 from tinydrift.model.runtimes import run_tflm
 from tinydrift.modeldir import INT8_MODEL, ModelDir

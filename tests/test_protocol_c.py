@@ -77,7 +77,7 @@ FUZZ_C = r"""
  * encode -> decode unchanged, field by field (docs/protocol.md §9), and re-encode to the same
  * bytes; the encoder must accept it. A frame of the current version must also re-encode to
  * the very packet received, so a field that the parser and the encoder both drop is caught
- * too (only TRACE's reserved u16 and DETECTION's reserved byte may differ: they are ignored and
+ * too (only TRACE's reserved u16 and DETECTION's and IMAGE's reserved byte may differ: they are ignored and
  * sent as 0). */
 #include "td_protocol.h"
 #include <stdlib.h>
@@ -147,6 +147,11 @@ static int td_frames_equal(const td_proto_frame_t *x, const td_proto_frame_t *y)
         return SAME(sample_offset) && SAME(n_samples) && SAME(flags) &&
                memcmp(a->samples, b->samples, sizeof a->samples[0] * a->n_samples) == 0;
     }
+    case TD_FRAME_IMAGE: {
+        const td_proto_image_t *a = &x->body.image, *b = &y->body.image;
+        return SAME(byte_offset) && SAME(n_bytes) && SAME(flags) && SAME(height) && SAME(width) &&
+               SAME(channels) && memcmp(a->pixels, b->pixels, a->n_bytes) == 0;
+    }
     default: /* RESET, STATUS_REQUEST: no payload */
         return 1;
     }
@@ -162,13 +167,16 @@ static uint16_t td_push_keeping_length(td_proto_decoder_t *dec, uint8_t byte, td
 
 static int td_same_packet(const uint8_t *a, uint16_t a_length, const uint8_t *b, uint16_t b_length) {
     if (a_length != b_length) return 0;
-    /* The reserved bytes: TRACE's u16 at payload offset 6, DETECTION's u8 at 15. */
+    /* The reserved bytes: TRACE's u16 at payload offset 6, DETECTION's u8 at 15, IMAGE's u8 at 11. */
     size_t reserved = (size_t)a_length, reserved_bytes = 0;
     if (a[2] == TD_FRAME_TRACE) {
         reserved = TD_PROTO_HEADER_BYTES + 6u;
         reserved_bytes = 2u;
     } else if (a[2] == TD_FRAME_DETECTION) {
         reserved = TD_PROTO_HEADER_BYTES + 15u;
+        reserved_bytes = 1u;
+    } else if (a[2] == TD_FRAME_IMAGE) {
+        reserved = TD_PROTO_HEADER_BYTES + 11u;
         reserved_bytes = 1u;
     }
     for (size_t k = 0; k + TD_PROTO_CRC_BYTES < a_length; ++k) {
@@ -279,11 +287,16 @@ class CAudio(ctypes.Structure):
                 ("samples", i16 * P.AUDIO_MAX_SAMPLES)]
 
 
+class CImage(ctypes.Structure):
+    _fields_ = [("byte_offset", u32), ("n_bytes", u16), ("flags", u16), ("height", u8), ("width", u8),
+                ("channels", u8), ("pixels", u8 * P.IMAGE_MAX_BYTES)]
+
+
 class CBody(ctypes.Union):
     _fields_ = [("hello", CHello), ("inference", CInference), ("status", CStatus),
                 ("ack", CAck), ("bye", CBye), ("trace", CTrace), ("heartbeat", CHeartbeat), ("detection", CDetection),
                 ("label", CLabel),
-                ("audio", CAudio), ("config", CConfig)]
+                ("audio", CAudio), ("config", CConfig), ("image", CImage)]
 
 
 class CFrame(ctypes.Structure):
@@ -294,9 +307,9 @@ _BODY_FIELD = {P.FrameType.HELLO: "hello", P.FrameType.INFERENCE: "inference",
                P.FrameType.STATUS: "status", P.FrameType.ACK: "ack", P.FrameType.BYE: "bye",
                P.FrameType.TRACE: "trace", P.FrameType.HEARTBEAT: "heartbeat",
                P.FrameType.DETECTION: "detection", P.FrameType.LABEL: "label",
-               P.FrameType.AUDIO: "audio", P.FrameType.CONFIG: "config"}
+               P.FrameType.AUDIO: "audio", P.FrameType.CONFIG: "config", P.FrameType.IMAGE: "image"}
 _PY_CLASS = {cls.TYPE: cls for cls in (P.Hello, P.Inference, P.Status, P.Ack, P.Bye, P.Trace, P.Heartbeat, P.Detection, P.Reset,
-                                       P.Label, P.Audio, P.StatusRequest, P.Config)}
+                                       P.Label, P.Audio, P.StatusRequest, P.Config, P.Image)}
 
 
 def to_c(frame: P.Frame) -> CFrame:
@@ -310,6 +323,9 @@ def to_c(frame: P.Frame) -> CFrame:
     for fname, ftype in body._fields_:
         if fname == "n_samples":
             body.n_samples = len(frame.samples)
+            continue
+        if fname == "n_bytes":
+            body.n_bytes = len(frame.pixels)
             continue
         value = getattr(frame, fname)
         if issubclass(ftype, ctypes.Array):
@@ -327,7 +343,7 @@ def from_c(c: CFrame) -> P.Frame:
     body = getattr(c.body, name)
     values = {}
     for fname, ftype in body._fields_:
-        if fname == "n_samples":
+        if fname in ("n_samples", "n_bytes"):
             continue
         value = getattr(body, fname)
         if issubclass(ftype, ctypes.Array):
@@ -335,6 +351,8 @@ def from_c(c: CFrame) -> P.Frame:
         values[fname] = value
     if t is P.FrameType.AUDIO:
         values["samples"] = values["samples"][: body.n_samples]
+    if t is P.FrameType.IMAGE:
+        values["pixels"] = bytes(values["pixels"][: body.n_bytes])
     return _PY_CLASS[t](seq=c.seq, **values)
 
 

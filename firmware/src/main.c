@@ -3,6 +3,10 @@
  * and hands both to td_app, which runs one inference per 1 s window, the drift monitor on
  * each, and logs framed results (docs/protocol.md, docs/app.md).
  *
+ * A camera model's build takes images instead: the board's camera (td_port_camera_*) and
+ * images the host replays over the link (IMAGE frames: `tinydrift replay`); it runs until
+ * the board stops.
+ *
  * Audio sources: the board's microphone (td_port_mic_*), clips the host replays over the
  * link (AUDIO frames: `tinydrift replay`), and on the emulated board a host file read
  * through semihosting (`audio=PATH` on QEMU's command line), which also carries the options
@@ -91,6 +95,23 @@ static bool td_main_mic_ended(void)
 #endif
 }
 
+#if TD_APP_IMAGE
+/* The camera (if the board has one) and the link, polled in turn, for as long as the board runs. */
+static void td_main_images(void)
+{
+    static uint8_t frame[TD_APP_IMAGE_BYTES];
+    const bool camera = td_port_camera_start(TD_APP_M_IMAGE_HEIGHT, TD_APP_M_IMAGE_WIDTH);
+    uint8_t received[64];
+    for (;;) {
+        const size_t count = td_port_read(received, sizeof received, camera ? 0u : TD_MAIN_IDLE_WAIT_MS);
+        td_app_receive(&td_main_app, received, count);
+        if (camera && td_port_camera_read(frame, sizeof frame)) {
+            td_app_push_image(&td_main_app, frame);
+        }
+    }
+}
+#endif
+
 int td_app_main(void)
 {
     td_port_init();
@@ -101,6 +122,10 @@ int td_app_main(void)
                       "cannot hold\n");
         return TD_MAIN_EXIT_BAD_SETUP;
     }
+#if TD_APP_IMAGE
+    td_main_images();
+    return 0;
+#endif
     const bool microphone = td_port_mic_start(TD_FRONTEND_SAMPLE_RATE);
     uint8_t received[64];
     int16_t samples[TD_MAIN_MIC_BLOCK];

@@ -1,6 +1,7 @@
 """The firmware app's twin (firmware/lib/tinydrift/src/app): what the device must log for a
 stream of audio, computed on the host, and the check of a device's frames against it; for a
-streaming build (a wake-word model) the DETECTION frames (`expected_detections`).
+streaming build (a wake-word model) the DETECTION frames (`expected_detections`); for a
+camera build, per image (`expected_image_inferences`).
 
 `expected_inferences` computes, per window, the host front end's int8 features (reset per
 window, as td_app does), TFLite Micro's output, the summary, sensor health on the window's
@@ -90,7 +91,7 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
 
     `features` may give the int8 features of every window (e.g. cached ones, computed by the
     same front end); by default they are computed here with features_int8, reset per window."""
-    from tinydrift.monitor.twin import MonitorTwin, summarize_frames
+    from tinydrift.monitor.twin import summarize_frames
     from tinydrift.frontend import features_int8
     from tinydrift.model.runtimes import run_tflm
 
@@ -103,19 +104,50 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
     elif len(features) != n:
         raise ValueError(f"{len(features)} feature sets for {n} windows")
     outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
-    summaries = summarize_frames(features)
+    sensed = [[w.fresh[start:start + SENSOR_BLOCK] for start in range(0, len(w.fresh), SENSOR_BLOCK)] for w in windows]
+    return _monitored(config, summarize_frames(features), outputs, np.array([w.window_end for w in windows], np.int64),
+                      sensed, progress)
+
+
+def expected_image_inferences(images: np.ndarray, model: bytes, config, grid: int, *, first_image: int = 1,
+                              progress: Callable[[int], None] | None = None) -> Expected:
+    """What a camera build logs for `images` (uint8 [N, H, W, 3], from its camera or IMAGE
+    frames), the monitor running on from one to the next: each image minus 128 is the model's
+    input (TFLite Micro), td_summarize_image on a grid x grid split its summary; no sensor
+    health. TRACE.window_end counts images since boot: `first_image` is this one's number."""
+    from tinydrift.data.imageset import pixels_to_int8
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.monitor.twin import summarize_image
+
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"expected uint8 images [N, H, W, C], got {images.dtype} {images.shape}")
+    features = pixels_to_int8(images)
+    n = len(images)
+    outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
+    return _monitored(config, summarize_image(features, grid), outputs, np.arange(first_image, first_image + n),
+                      [[] for _ in range(n)], progress)
+
+
+def _monitored(config, summaries: np.ndarray, outputs: np.ndarray, window_end: np.ndarray, sensed: list,
+               progress) -> Expected:
+    """The monitor twin over inferences in the app's order: sensor health on each one's
+    blocks (`sensed[i]`, none for a camera), then the monitor update."""
+    from tinydrift.monitor.twin import MonitorTwin
+
+    n = len(summaries)
     twin = MonitorTwin(config, 1)
     results = []
-    for i, w in enumerate(windows):
-        for start in range(0, len(w.fresh), SENSOR_BLOCK):
-            twin.sensor_update(w.fresh[None, start:start + SENSOR_BLOCK])
+    for i in range(n):
+        for block in sensed[i]:
+            twin.sensor_update(block[None, :])
         results.append(twin.update(summaries[i:i + 1], outputs[i:i + 1]))
         if progress:
             progress(1)
-    return _expected(results, summaries, outputs, [w.window_end for w in windows])
+    return _expected(results, summaries, outputs, window_end)
 
 
-def _expected(results: list[dict], summaries: np.ndarray, outputs: np.ndarray, window_end: list[int]) -> Expected:
+def _expected(results: list[dict], summaries: np.ndarray, outputs: np.ndarray, window_end) -> Expected:
     """Expected from the monitor twin's result of each inference (one stream each)."""
     n = len(results)
     keys = ("t", "predicted", "confidence", "alarms", "entropy_q16", "atc_accuracy_q16", "change_time", "alarm_time")
@@ -126,7 +158,7 @@ def _expected(results: list[dict], summaries: np.ndarray, outputs: np.ndarray, w
         words = [int(v) for v in np.asarray(r["moved"])[0]]
         moved[i] = sum(word << (32 * k) for k, word in enumerate(words[:2]))
     return Expected(
-        summaries=summaries, outputs=outputs, window_end=np.array(window_end, np.int64),
+        summaries=summaries, outputs=outputs, window_end=np.asarray(window_end, np.int64),
         inference_index=rows["t"], predicted=rows["predicted"], confidence=rows["confidence"],
         alarm_bits=rows["alarms"] & 0xFFFF, entropy=rows["entropy_q16"], atc=rows["atc_accuracy_q16"],
         moved_channels=moved, change_index=rows["change_time"], alarm_index=rows["alarm_time"], cusum=cusum,

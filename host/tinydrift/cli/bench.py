@@ -134,15 +134,21 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, as_js
     and KSWIN on the entropy, KS on confidence windows, MEWMA and MMD on the input summary).
     Figures to read: the exit code is 0 unless the run itself fails.
 
+    A camera model (an image input, e.g. models/plant) gets the camera scenarios instead:
+    fresh procedural leaves, one-attribute leaf populations as controls, a smudged lens,
+    a coarser camera, colour casts, exposure, sensor noise, JPEG, dead and stuck cameras,
+    and a new diagnostic sign that relabels some healthy leaves (concept drift).
+
     \b
     Examples:
       tinydrift bench drift --quick
+      tinydrift bench drift --model-dir models/plant --quick
       tinydrift bench drift --json > drift.json
     """
-    from tinydrift.pipeline.drift_bench import BenchSettings, markdown, run_drift_bench, write_outputs
+    from tinydrift.pipeline.drift_bench import bench_settings, markdown, run_drift_bench, write_outputs
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
-    result = run_drift_bench(model_dir, BenchSettings.make(quick), cache=out_dir / "pools", log=log,
+    result = run_drift_bench(model_dir, bench_settings(model_dir, quick), cache=out_dir / "pools", log=log,
                              baselines=not no_baselines)
     _show(result, write_outputs(result, out_dir), markdown, as_json)
 

@@ -147,7 +147,7 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
 
 
 @click.command("replay")
-@click.argument("source", type=input_path("folder of WAV files or .npz clip set"))
+@click.argument("source", type=input_path("folder of WAV files or images, or a .npz clip or image set"))
 @click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
               help="pyserial URL of the device: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT "
                    "(`tinydrift emulate` and QEMU's -serial tcp).")
@@ -167,11 +167,14 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
                    "again (0: stop at once; -1: forever).")
 def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir: Path | None, limit: int | None,
                    reset: bool, window: int, baudrate: int, reconnect_timeout: float):
-    """Stream audio into the device: each clip of SOURCE as AUDIO frames.
+    """Stream audio or images into the device: each clip of SOURCE as AUDIO frames, each
+    image as IMAGE frames (for a camera model's build).
 
     SOURCE is a folder of 16 kHz 16-bit WAV files (one clip per file, any length; sorted)
-    or a clip set made by `tinydrift data kws` (.npz). The device runs one inference per
-    1 s window of each clip (a shorter clip is padded) and answers every frame; replay
+    or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG images or an
+    image set made by `tinydrift data plant` (.npz), each image sent as it is (the device
+    refuses one of another size than its model's). The device runs one inference per
+    1 s window of each clip (a shorter clip is padded), one per image, and answers every frame; replay
     waits for those answers, so nothing overruns the device, and resends what the device
     reports lost. A port that disappears (a board re-enumerating) is reopened and the clip
     under way sent again.
@@ -180,6 +183,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     Examples:
       tinydrift replay build/data/kws/accent.npz --port socket://127.0.0.1:4321 --limit 50
       tinydrift replay my_wavs/ --port /dev/ttyACM0 --db run.db --window 1
+      tinydrift replay build/data/plant/test.npz --port socket://127.0.0.1:4321 --limit 100
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port, reopen_port
@@ -210,7 +214,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if reset:
             replayer.command(P.Reset(0))
         with progress_bars() as bars:
-            stats = replayer.replay(clips.clips, progress=bars(f"replaying {source.name}", len(clips)))
+            stats = replayer.replay(clips.clips, progress=bars(f"replaying {source.name}", len(clips)),
+                                    names=clips.names)
         replayer.drain(0.2)
         reason = "replay done"
     except KeyboardInterrupt:

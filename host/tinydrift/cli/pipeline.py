@@ -297,7 +297,9 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
 @click.option("--clips-per-class", type=COUNT, default=None, metavar="N",
               help="Training clips per class (default 400; held-out splits keep their demo sizes).")
 @click.option("--in-domain", type=COUNT, default=300, show_default=True, help="Inferences before the shift.")
-@click.option("--shifted", type=COUNT, default=600, show_default=True, help="Inferences after the shift.")
+@click.option("--shifted", type=COUNT, default=None,
+              help="Inferences after the shift (default 600; 100 for a camera model, whose images cross the "
+                   "emulated UART at 2-4 a second).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip checking the device's log against the host twin.")
 @click.option("--clean", is_flag=True, help="Delete OUT first: run from cold caches.")
@@ -310,13 +312,22 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
     every frame captured into SQLite -> report (HTML + plots). Ends by saying where the
     report is, when the drift alarm came and of what type, and whether the device matched
     the host twin bit for bit. Cached under --out: a second run takes about a minute.
+
+    With a camera model (--model models/plant) the device sees fresh leaves, then leaves
+    through a smudged lens, replayed as IMAGE frames.
+
+    \b
+    Examples:
+      tinydrift demo
+      tinydrift demo --model models/plant
     """
     import os
 
     # TensorFlow's C++ logging (a line per epoch) would bury the progress bars; set the
     # variable yourself to see it. Failures still raise.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from tinydrift.pipeline.demo import DEMO_CLIPS_PER_CLASS, DEMO_EPOCHS, DemoConfig, clean as clean_out, run_demo
+    from tinydrift.pipeline.demo import (DEFAULT_SHIFTED, DEMO_CLIPS_PER_CLASS, DEMO_EPOCHS, DemoConfig,
+                                         clean as clean_out, run_demo)
 
     if clean:
         clean_out(out_dir)
@@ -326,7 +337,8 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
         clips["val"] = max(1, clips_per_class // 10)
     config = DemoConfig(out_dir=out_dir, data_dir=data_dir, model_dir=model_dir,
                         epochs=DEMO_EPOCHS if epochs is None else epochs, clips_per_class=clips,
-                        in_domain=in_domain, shifted=shifted, seed=seed, verify=not no_verify)
+                        in_domain=in_domain, shifted=DEFAULT_SHIFTED if shifted is None else shifted, seed=seed,
+                        verify=not no_verify, shifted_given=shifted is not None)
     started = time.monotonic()
     with progress_bars() as bars:
         result = run_demo(config, progress_factory=bars, log=lambda m: click.echo(m, err=True))

@@ -94,12 +94,3 @@ class ImageSet:
         except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
             raise TinydriftError(f"{path}: not a tinydrift image set ({e}); rebuild it with `tinydrift data plant`") from e
 
-
-def smudged(images: ImageSet, sigma: float) -> ImageSet:
-    """The same images through a smudged lens: a Gaussian blur of `sigma` pixels in each colour
-    plane, so every edge and spot softens while the colours stay."""
-    from scipy.ndimage import gaussian_filter
-
-    blurred = gaussian_filter(images.images.astype(np.float32), (0, sigma, sigma, 0), mode="nearest")
-    return ImageSet(images=np.clip(np.rint(blurred), 0, 255).astype(np.uint8), labels=images.labels,
-                    label_names=images.label_names, domain=dict(images.domain))

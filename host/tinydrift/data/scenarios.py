@@ -212,6 +212,7 @@ class Scenario:
     class_weights: tuple | None = None  # label shift: resample the stream's classes
     label_map: dict = field(default_factory=dict)  # concept drift: true label -> new label
     gradual: int = 0  # inferences over which the change fades in (0: abrupt)
+    hold: bool = False  # each stream shows one drifted input over and over (a stuck camera)
 
     def apply(self, clips: ClipSet, seed: int) -> ClipSet:
         """The drifted version of a population's clips (features recomputed)."""

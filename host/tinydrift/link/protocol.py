@@ -35,6 +35,7 @@ N_SCORES = 8
 MODEL_HASH_BYTES = 32
 MODEL_ID_BYTES = 8
 AUDIO_MAX_SAMPLES = 256
+IMAGE_MAX_BYTES = 508  # IMAGE: pixel bytes per frame (its 12-byte header + these = AUDIO's largest payload)
 TRACE_SUMMARY = 64  # TRACE: summary slots (the monitor's maximum channels)
 TRACE_OUTPUTS = 16  # TRACE: model output slots
 HEARTBEAT_CLASSES = 12  # HEARTBEAT: class shares (classes beyond are not reported)
@@ -55,6 +56,8 @@ SCORE_NAMES = MONITOR_SCORE_NAMES + tuple(f"slot{i}" for i in range(len(MONITOR_
 ALARM_NAMES = tuple(MONITOR_ALARM_NAMES.values())
 AUDIO_FLAG_START = 0x0001
 AUDIO_FLAG_END = 0x0002
+IMAGE_FLAG_START = 0x0001  # first chunk of an image: byte_offset is 0
+IMAGE_FLAG_END = 0x0002  # last chunk: the image is whole, the device runs inference
 CONFIG_FLAG_HEARTBEAT_ONLY = 0x0001  # no INFERENCE or TRACE frames, heartbeats only
 DETECTION_FLAG_WAKE = 0x01  # DETECTION: the window's mean passed the cutoff, a detection
 DETECTION_FLAG_COOLING = 0x02  # DETECTION: after a detection or a stream's start, detections held off
@@ -78,6 +81,7 @@ class FrameType(IntEnum):
     AUDIO = 0x83
     STATUS_REQUEST = 0x84
     CONFIG = 0x85
+    IMAGE = 0x86
 
 
 class ProtocolError(IntEnum):
@@ -285,6 +289,21 @@ class Audio:
 
 
 @dataclass(slots=True)
+class Image:
+    """A chunk of one camera image (uint8, rows of pixels of `channels` values) to replay."""
+
+    seq: int
+    byte_offset: int
+    flags: int
+    height: int
+    width: int
+    channels: int
+    pixels: bytes
+    raw: bytes = field(default=b"", repr=False, compare=False)
+    TYPE: ClassVar[FrameType] = FrameType.IMAGE
+
+
+@dataclass(slots=True)
 class StatusRequest:
     seq: int
     raw: bytes = field(default=b"", repr=False, compare=False)
@@ -292,7 +311,7 @@ class StatusRequest:
 
 
 Frame = Union[Hello, Inference, Status, Ack, Bye, Trace, Heartbeat, Detection, Reset, Label, Audio, StatusRequest,
-              Config]
+              Config, Image]
 
 
 @dataclass(slots=True)
@@ -328,6 +347,7 @@ _CONFIG = struct.Struct("<IHH")
 _EMPTY = struct.Struct("<I")
 _LABEL = struct.Struct("<IIB")
 _AUDIO_HEAD = struct.Struct("<IIHH")
+_IMAGE_HEAD = struct.Struct("<IIHHBBBx")  # x: a reserved byte, sent as 0
 _HEADER = struct.Struct("<BBBI")
 
 PAYLOAD_BYTES = {
@@ -344,6 +364,7 @@ PAYLOAD_BYTES = {
     FrameType.AUDIO: _AUDIO_HEAD.size - 4,  # header only; + 2 bytes a sample
     FrameType.STATUS_REQUEST: 0,
     FrameType.CONFIG: _CONFIG.size - 4,
+    FrameType.IMAGE: _IMAGE_HEAD.size - 4,  # header only; + 1 byte a pixel value
 }
 assert PAYLOAD_BYTES[FrameType.HELLO] == 120 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
 assert PAYLOAD_BYTES[FrameType.HEARTBEAT] == 64 and PAYLOAD_BYTES[FrameType.CONFIG] == 4
@@ -427,6 +448,12 @@ def _build_audio(pkt: bytes) -> Audio:
     return Audio(seq, offset, flags, samples, bytes(pkt))
 
 
+def _build_image(pkt: bytes) -> Image:
+    seq, offset, n, flags, height, width, channels = _IMAGE_HEAD.unpack_from(pkt, 3)
+    start = HEADER_BYTES + _IMAGE_HEAD.size - 4
+    return Image(seq, offset, flags, height, width, channels, bytes(pkt[start:start + n]), bytes(pkt))
+
+
 _BUILDERS = {
     FrameType.HELLO: _build_hello,
     FrameType.INFERENCE: _build_inference,
@@ -441,6 +468,7 @@ _BUILDERS = {
     FrameType.AUDIO: _build_audio,
     FrameType.STATUS_REQUEST: _build_status_request,
     FrameType.CONFIG: _build_config,
+    FrameType.IMAGE: _build_image,
 }
 # Plain-int keys: a dict lookup by the type byte must not go through IntEnum hashing paths.
 _BUILDERS_BY_BYTE = {int(k): v for k, v in _BUILDERS.items()}
@@ -489,6 +517,12 @@ def _payload(frame: Frame) -> bytes:
             raise ValueError(f"AUDIO frame holds at most {AUDIO_MAX_SAMPLES} samples, got {n}")
         return _AUDIO_HEAD.pack(0, frame.sample_offset, n, frame.flags)[4:] + struct.pack(
             f"<{n}h", *frame.samples)
+    if t is FrameType.IMAGE:
+        n = len(frame.pixels)
+        if n > IMAGE_MAX_BYTES:
+            raise ValueError(f"IMAGE frame holds at most {IMAGE_MAX_BYTES} bytes, got {n}")
+        return _IMAGE_HEAD.pack(0, frame.byte_offset, n, frame.flags, frame.height, frame.width,
+                                frame.channels)[4:] + bytes(frame.pixels)
     return b""  # RESET, STATUS_REQUEST
 
 
@@ -612,6 +646,12 @@ def parse_packet(pkt: bytes) -> Frame | ProtocolError:
             return ProtocolError.LENGTH
         samples = pkt[HEADER_BYTES + 4] | (pkt[HEADER_BYTES + 5] << 8)
         if samples > AUDIO_MAX_SAMPLES or payload != expected + 2 * samples:
+            return ProtocolError.LENGTH
+    elif t == FrameType.IMAGE:
+        if payload < expected:
+            return ProtocolError.LENGTH
+        count = pkt[HEADER_BYTES + 4] | (pkt[HEADER_BYTES + 5] << 8)
+        if count > IMAGE_MAX_BYTES or payload != expected + count:
             return ProtocolError.LENGTH
     elif payload != expected:
         return ProtocolError.LENGTH
@@ -819,6 +859,9 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         else:
             samples = tuple(rng.randrange(-32768, 32768) for _ in range(n))
         return Audio(seq, u(32), u(16), samples)
+    if t is FrameType.IMAGE:
+        n = rng.choice([0, 1, rng.randrange(IMAGE_MAX_BYTES + 1), IMAGE_MAX_BYTES])
+        return Image(seq, u(32), u(16), u(8), u(8), u(8), rng.randbytes(n))
     return StatusRequest(seq)
 
 

@@ -1,12 +1,14 @@
-"""Audio into the device: `tinydrift replay`.
+"""Audio and images into the device: `tinydrift replay`.
 
 Replaying: each clip (a WAV file, a row of a clip set) travels as AUDIO frames of up to 256
 samples, START on the first and END on the last; the device assembles 1 s windows and
 answers every frame with ACK after whatever it caused (an END or a completed window runs
-an inference first). `Replayer` keeps at most `window` frames unacknowledged and starts a
-clip only once the previous clip's END is acknowledged, so a device busy with an
-inference is never sent more than it has room for; a gap reported by the device (ACK
-result 1, the expected offset in `detail`) or a missing ACK makes it resend from there.
+an inference first). Each image (a row of an image set, an image file) travels the same
+way as IMAGE frames of up to 508 bytes, to a camera model's build. `Replayer` keeps at
+most `window` frames unacknowledged and starts a clip only once the previous clip's END is
+acknowledged, so a device busy with an inference is never sent more than it has room for;
+a gap reported by the device (ACK result 1, the expected offset in `detail`) or a missing
+ACK makes it resend from there.
 
 What the device must answer for that audio is the app's twin's (tinydrift.app).
 """
@@ -23,17 +25,22 @@ import numpy as np
 from tinydrift.errors import TinydriftError
 from tinydrift.link import protocol as P
 
-ACK_OK, ACK_AUDIO_GAP, ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_BAD_CONFIG = range(6)
+(ACK_OK, ACK_AUDIO_GAP, ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL, ACK_NOT_A_COMMAND, ACK_BAD_CONFIG, ACK_UNSUPPORTED,
+ ACK_BAD_IMAGE) = range(8)
 ACK_RESULTS = {ACK_OK: "accepted", ACK_AUDIO_GAP: "AUDIO gap", ACK_UNKNOWN_INFERENCE: "unknown inference",
                ACK_BAD_LABEL: "label outside the model's classes", ACK_NOT_A_COMMAND: "not a command",
-               ACK_BAD_CONFIG: "heartbeats only, but no heartbeats"}
+               ACK_BAD_CONFIG: "heartbeats only, but no heartbeats",
+               ACK_UNSUPPORTED: "not for this build (audio to a camera model, an image to an audio model, or "
+                                "LABEL/CONFIG to a streaming detector)",
+               ACK_BAD_IMAGE: "an image of another shape than the model's"}
 
 
 # ---------------------------------------------------------------------------- sources
 
 @dataclass
 class ReplaySource:
-    """Clips to replay: int16 PCM at 16 kHz, any length each, with a name (and a label if known)."""
+    """Clips to replay: int16 PCM at 16 kHz, any length each, or uint8 images [H, W, C], with
+    a name (and a label if known)."""
 
     clips: list[np.ndarray]
     names: list[str]
@@ -48,13 +55,30 @@ class ReplaySource:
 
 
 def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
-    """A clip set made by `tinydrift data kws` (.npz: one clip per row) or a folder of 16 kHz
-    16-bit WAV files (searched recursively, in sorted order: one clip per file)."""
+    """A clip set made by `tinydrift data kws` (.npz: one clip per row), an image set made by
+    `tinydrift data plant` (.npz: one image per row), a folder of 16 kHz 16-bit WAV files or
+    one of JPEG/PNG images (searched recursively, in sorted order: one clip or image per file,
+    images as they are: the device checks their size against its model's)."""
     from tinydrift.data.clipset import ClipSet
+    from tinydrift.data.imagefolder import IMAGE_SUFFIXES
     from tinydrift.data.wavfolder import read_wav
     from tinydrift.frontend import SAMPLE_RATE
 
     path = Path(path)
+    if path.is_file() and path.suffix == ".npz" and _is_image_set(path):
+        from tinydrift.data.imageset import ImageSet
+
+        images = ImageSet.load(path)
+        n = len(images) if limit is None else min(limit, len(images))
+        return ReplaySource([images.images[i] for i in range(n)], [f"{path.name}[{i}]" for i in range(n)],
+                            images.labels[:n].astype(np.int64))
+    if path.is_dir() and not any(path.rglob("*.wav")):
+        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise TinydriftError(f"{path}: no .wav, .jpg or .png files in it (give a folder of 16 kHz WAV files or of "
+                                 "images, or a .npz clip or image set)")
+        files = files[:limit] if limit is not None else files
+        return ReplaySource([_read_image_as_is(f) for f in files], [str(f.relative_to(path)) for f in files])
     if path.is_file() and path.suffix == ".npz":
         clips = ClipSet.load(path)
         n = len(clips) if limit is None else min(limit, len(clips))
@@ -66,7 +90,32 @@ def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
             raise TinydriftError(f"{path}: no .wav files in it (give a folder of 16 kHz WAV files or a .npz clip set)")
         files = files[:limit] if limit is not None else files
         return ReplaySource([read_wav(f, SAMPLE_RATE) for f in files], [str(f.relative_to(path)) for f in files])
-    raise TinydriftError(f"{path}: not a folder of WAV files nor a .npz clip set made by `tinydrift data kws`")
+    raise TinydriftError(f"{path}: not a folder of WAV files or images, nor a .npz clip set (`tinydrift data kws`) "
+                         "or image set (`tinydrift data plant`)")
+
+
+def _is_image_set(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            return "images.npy" in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False  # ClipSet.load names what is wrong with it
+
+
+def _read_image_as_is(path: Path) -> np.ndarray:
+    """uint8 [H, W, C] of an image file, neither resized nor converted (grey stays 1 channel)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise TinydriftError(f"{path}: not a readable JPEG or PNG image ({exc}); remove it or replace it") from None
+    if pixels.dtype != np.uint8:
+        raise TinydriftError(f"{path}: {pixels.dtype} pixels; the device takes 8-bit images (save it as 8-bit RGB)")
+    return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
 def write_pcm(clips: Iterable[np.ndarray], path: str | Path) -> Path:
@@ -96,9 +145,19 @@ def audio_chunks(clip: np.ndarray, chunk: int = P.AUDIO_MAX_SAMPLES) -> list[tup
     return out
 
 
+def image_chunks(image: np.ndarray, chunk: int = P.IMAGE_MAX_BYTES) -> list[tuple[int, bytes, int]]:
+    """(byte_offset, bytes, flags) of the IMAGE frames that carry one image."""
+    data = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    offsets = list(range(0, max(len(data), 1), chunk))
+    return [(offset, data[offset:offset + chunk],
+             (P.IMAGE_FLAG_START if k == 0 else 0) | (P.IMAGE_FLAG_END if k == len(offsets) - 1 else 0))
+            for k, offset in enumerate(offsets)]
+
+
 @dataclass
 class ReplayStats:
-    clips: int = 0
+    clips: int = 0  # clips and images
+    images: int = 0
     samples: int = 0
     frames_sent: int = 0
     resent: int = 0
@@ -117,6 +176,10 @@ class ReplayStats:
         alarm = "no alarm"
         if self.first_alarm is not None:
             alarm = f"first alarm {'+'.join(P.alarm_names(self.first_alarm[1] & 0xFF))} at inference {self.first_alarm[0]}"
+        if self.images:
+            return (f"replayed {self.images} images in {self.seconds:.1f} s: {self.inferences} inferences, {alarm}; "
+                    f"{self.frames_sent} IMAGE frames, {self.resent} resent ({self.gaps} gaps, {self.timeouts} "
+                    f"timeouts, {self.reconnects} reconnects), {self.corrupt} corrupt frames received")
         return (f"replayed {self.clips} clips ({self.samples / 16000:.1f} s of audio, {rate:.2f}x real time) in "
                 f"{self.seconds:.1f} s: {self.inferences} inferences, {alarm}; {self.frames_sent} AUDIO frames, "
                 f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} reconnects), "
@@ -125,6 +188,14 @@ class ReplayStats:
 
 class _PortReopened(Exception):
     """The port was lost and opened again: whatever was in flight is gone."""
+
+
+class _Refused(Exception):
+    """The device refused a chunk for another reason than a gap."""
+
+    def __init__(self, ack: P.Ack):
+        super().__init__(ack)
+        self.ack = ack
 
 
 class Replayer:
@@ -222,17 +293,44 @@ class Replayer:
     # -- clips
 
     def replay_clip(self, clip: np.ndarray) -> None:
-        chunks = audio_chunks(clip, self.chunk)
-        by_offset = {offset: k for k, (offset, _, _) in enumerate(chunks)}
+        frames = [P.Audio(0, offset, flags, tuple(int(v) for v in samples))
+                  for offset, samples, flags in audio_chunks(clip, self.chunk)]
+        self._replay_chunks(frames, [f.sample_offset for f in frames], "AUDIO")
+        self.stats.clips += 1
+        self.stats.samples += len(clip)
+
+    def replay_image(self, image: np.ndarray, name: str = "an image") -> None:
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim != 3 or not all(1 <= d <= 255 for d in image.shape):
+            raise TinydriftError(f"{name}: {image.dtype} {'x'.join(map(str, image.shape))}; IMAGE frames carry 8-bit "
+                                 "images of height x width x channels, each at most 255 (resize it to the model's input)")
+        height, width, channels = image.shape
+        frames = [P.Image(0, offset, flags, height, width, channels, data)
+                  for offset, data, flags in image_chunks(image)]
+        try:
+            self._replay_chunks(frames, [f.byte_offset for f in frames], "IMAGE")
+        except _Refused as refused:
+            if refused.ack.result == ACK_BAD_IMAGE:
+                d = refused.ack.detail
+                raise TinydriftError(f"the device refused {name}: its model takes {d >> 16}x{(d >> 8) & 0xFF}x"
+                                     f"{d & 0xFF} images, this one is {height}x{width}x{channels}: resize it (or "
+                                     "replay to the device of its model)") from None
+            raise TinydriftError(f"the device refused {name}: {ACK_RESULTS.get(refused.ack.result, refused.ack.result)}") \
+                from None
+        self.stats.clips += 1
+        self.stats.images += 1
+
+    def _replay_chunks(self, frames: list, offsets: list[int], kind: str) -> None:
+        """Send one clip's or image's frames with flow control (their offsets in `offsets`)."""
+        by_offset = {offset: k for k, offset in enumerate(offsets)}
         in_flight: dict[int, int] = {}  # seq -> chunk index
         next_chunk = 0
         done = False
         last_progress = time.monotonic()
         while not done:
             try:
-                while next_chunk < len(chunks) and len(in_flight) < self.window:
-                    offset, samples, flags = chunks[next_chunk]
-                    seq = self._send(P.Audio(0, offset, flags, tuple(int(s) for s in samples)))
+                while next_chunk < len(frames) and len(in_flight) < self.window:
+                    seq = self._send(frames[next_chunk])
                     in_flight[seq] = next_chunk
                     self.stats.frames_sent += 1
                     next_chunk += 1
@@ -242,16 +340,20 @@ class Replayer:
                     index = in_flight.pop(seq, None)
                     last_progress = time.monotonic()
                     if ack.result == ACK_OK:
-                        if index == len(chunks) - 1:
+                        if index == len(frames) - 1:
                             done = True
                         continue
                     if ack.result != ACK_AUDIO_GAP:
-                        raise TinydriftError(f"the device refused an AUDIO frame: {ACK_RESULTS.get(ack.result, ack.result)}")
+                        if kind == "AUDIO":
+                            raise TinydriftError(f"the device refused an AUDIO frame: "
+                                                 f"{ACK_RESULTS.get(ack.result, ack.result)}")
+                        raise _Refused(ack)
                     # Go back to where the device is; later frames in flight will be refused too.
                     self.stats.gaps += 1
                     resume = by_offset.get(ack.detail)
                     if resume is None:
-                        raise TinydriftError(f"the device asked for sample {ack.detail}, not a chunk boundary of this clip")
+                        raise TinydriftError(f"the device asked for offset {ack.detail}, not a chunk boundary of this "
+                                             f"{'clip' if kind == 'AUDIO' else 'image'}")
                     self.stats.resent += next_chunk - resume
                     for stale in list(in_flight):
                         self._acks.pop(stale, None)
@@ -266,19 +368,22 @@ class Replayer:
                     next_chunk = resume
                     last_progress = time.monotonic()
                     if self.stats.timeouts > 3 * max(1, self.stats.clips + 1):
-                        raise TinydriftError("the device stopped acknowledging AUDIO frames: is the tinydrift app "
+                        raise TinydriftError(f"the device stopped acknowledging {kind} frames: is the tinydrift app "
                                              "running, and the port the device's?")
             except _PortReopened:  # the device may hold part of this clip: start it again
                 self.stats.resent += next_chunk
                 in_flight.clear()
                 next_chunk, last_progress = 0, time.monotonic()
-        self.stats.clips += 1
-        self.stats.samples += len(clip)
 
-    def replay(self, clips: Sequence[np.ndarray], progress: Callable[[int], None] | None = None) -> ReplayStats:
+    def replay(self, clips: Sequence[np.ndarray], progress: Callable[[int], None] | None = None,
+               names: Sequence[str] | None = None) -> ReplayStats:
+        """Clips (1-D int16) and images (3-D uint8, named by `names` in errors), in order."""
         started = time.monotonic()
-        for clip in clips:
-            self.replay_clip(clip)
+        for k, clip in enumerate(clips):
+            if np.ndim(clip) == 3:
+                self.replay_image(clip, names[k] if names is not None else f"image {k}")
+            else:
+                self.replay_clip(clip)
             if progress is not None:
                 progress(1)
         self.stats.seconds = time.monotonic() - started

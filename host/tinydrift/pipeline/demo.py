@@ -12,6 +12,11 @@ demo's defaults are sized for about 5 minutes on 2 cores from cold caches (measu
 figures: docs/app.md): fewer clips and epochs than `tinydrift data kws` / `train` use, but
 reference statistics from over 2,000 held-out clips, enough for a stable reference. `model_dir`
 reuses a model made by `tinydrift export` (e.g. models/kws) and skips training.
+
+A camera model (`model_dir` models/plant) runs the same loop on images: fresh procedural
+leaves of plants the model never saw, then the same kind of leaves through a smudged lens,
+replayed into QEMU as IMAGE frames (the emulated board has no camera) while every frame the
+device answers is stored in the capture database.
 """
 
 from __future__ import annotations
@@ -37,6 +42,11 @@ DEFAULT_OUT = Path("build/demo")
 DEMO_CLIPS_PER_CLASS = {"train": 400, "val": 40, "ref": 170, "test": 60, "accent": 60}
 DEMO_EPOCHS = 12
 MIN_VAL_ACCURACY = 0.5  # 12 classes: chance is 8 %
+DEFAULT_SHIFTED = 600
+# A camera model's images cross the emulated UART at 2-4 a second (6,912 bytes each in 14
+# IMAGE frames, each ACKed; measured 1.9 under heavy load, 3.7 under light): 100 smudged
+# ones are 4 times the median detection delay.
+CAMERA_SHIFTED = 100
 STAMP = "demo_stamp.json"
 
 
@@ -48,7 +58,8 @@ class DemoConfig:
     epochs: int = DEMO_EPOCHS
     clips_per_class: dict = field(default_factory=lambda: dict(DEMO_CLIPS_PER_CLASS))
     in_domain: int = 300  # inferences before the shift
-    shifted: int = 600  # inferences after it
+    shifted: int = DEFAULT_SHIFTED  # inferences after it
+    shifted_given: bool = True  # False: a camera model gets CAMERA_SHIFTED instead
     seed: int = 0
     verify: bool = True  # compare the device's log with the host twin
 
@@ -77,6 +88,9 @@ class DemoResult:
     def detected_after_shift(self) -> bool:
         return self.first_alarm is not None and self.first_alarm >= self.shift_index
 
+    shift: str = "accent-shifted"  # what the inferences after the shift heard or saw
+    unit: str = "clips"
+
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
         steps = ", ".join(f"{k} {v:.0f} s" for k, v in self.seconds.items())
@@ -84,9 +98,9 @@ class DemoResult:
         acc = self.accuracy
         if acc:
             out.append(f"model accuracy (int8, TFLite Micro): in-domain {100 * acc['test']:.1f} %, "
-                       f"accent-shifted {100 * acc['accent']:.1f} %")
-        out.append(f"{self.inferences} inferences on the emulated Cortex-M4: clips 1-{self.shift_index - 1} "
-                   f"in-domain, from {self.shift_index} accent-shifted")
+                       f"{self.shift} {100 * acc['shifted']:.1f} %")
+        out.append(f"{self.inferences} inferences on the emulated Cortex-M4: {self.unit} 1-{self.shift_index - 1} "
+                   f"in-domain, from {self.shift_index} {self.shift}")
         if self.first_alarm is None:
             out.append("no drift alarm was raised")
         elif self.detected_after_shift:
@@ -237,21 +251,79 @@ def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, ste
 def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
     """Inferences whose INFERENCE or TRACE frame differs from the host twin's."""
     from tinydrift.monitor.config import MonitorConfig
-    from tinydrift.app import compare, device_inferences, expected_inferences
-    from tinydrift.logbook.store import open_db
+    from tinydrift.app import compare, expected_inferences
 
     folder = ModelDir(model_dir)
-    model = folder.read_int8()
+    expected = expected_inferences([clips.reshape(-1)], folder.read_int8(), MonitorConfig.of_model(folder),
+                                   clips=False, progress=steps.bar("checking against the twin", len(clips)))
+    return len({p.split(":")[0] for p in compare(_device_frames(db), expected, folder.model_id)})
+
+
+def _image_stream(config: DemoConfig, model_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """Fresh leaves (plants the model never saw), then fresh leaves through a smudged lens:
+    (uint8 images, true labels, number in domain)."""
+    from tinydrift.data.camera_scenarios import DEPLOYMENT, draw_population, smudged
+    from tinydrift.data.labels import PLANT_LABELS
+    from tinydrift.pipeline.export import SMUDGE_SIGMA
+
+    per_class = -(-(config.in_domain + config.shifted) // len(PLANT_LABELS))
+    leaves = draw_population(DEPLOYMENT, per_class, seed=1000 + config.seed)
+    order = np.random.default_rng(config.seed).permutation(len(leaves))[:config.in_domain + config.shifted]
+    leaves = leaves.select(order)
+    images = leaves.images.copy()
+    images[config.in_domain:] = smudged(leaves.select(np.arange(config.in_domain, len(leaves))), SMUDGE_SIGMA).images
+    return images, leaves.labels.astype(np.int64), config.in_domain
+
+
+def _replay_images(elf: Path, images: np.ndarray, db: Path, model_dir: Path, steps: _Steps) -> None:
+    """The images into QEMU as IMAGE frames, every frame the device answers into `db`."""
+    from tinydrift.link.port import open_port
+    from tinydrift.link.replay import Replayer
+    from tinydrift.logbook.capture import DatabaseSink
+    from tinydrift.target import emulator
+
+    for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        stale.unlink(missing_ok=True)
+    with emulator.start(elf) as board:
+        port = open_port(board.url, timeout=0.05)
+        sink = DatabaseSink(db, board.url, ModelDir(model_dir).model_hash)
+        try:
+            replayer = Replayer(port, window=4, on_items=sink)
+            stats = replayer.replay(list(images), progress=steps.bar("emulated Cortex-M4", len(images)))
+            replayer.drain(0.3)
+        finally:
+            port.close()
+            sink.close("demo done")
+    if stats.inferences != len(images) or stats.corrupt:
+        raise TinydriftError(f"the device answered {stats.inferences} of {len(images)} images "
+                             f"({stats.corrupt} corrupt frames); see {db}")
+
+
+def _device_frames(db: Path) -> list:
+    from tinydrift.app import device_inferences
+    from tinydrift.logbook.store import open_db
+
     conn = open_db(db)
     raws = conn.execute("SELECT raw FROM frames WHERE type IN (?, ?) ORDER BY id",
                         (int(P.FrameType.INFERENCE), int(P.FrameType.TRACE))).fetchall()
     conn.close()
-    device = device_inferences(P.parse_packet(r[0]) for r in raws)
-    expected = expected_inferences([clips.reshape(-1)], model, MonitorConfig.of_model(folder),
-                                   clips=False, progress=steps.bar("checking against the twin", len(clips)))
-    problems = compare(device, expected, folder.model_id)
-    bad = {p.split(":")[0] for p in problems}
-    return len(bad)
+    return device_inferences(P.parse_packet(r[0]) for r in raws)
+
+
+def _verify_images(db: Path, images: np.ndarray, model_dir: Path, steps: _Steps) -> int:
+    """Images whose INFERENCE or TRACE frame differs from the host twin's."""
+    from tinydrift.app import compare, expected_image_inferences
+    from tinydrift.monitor.config import MonitorConfig
+
+    folder = ModelDir(model_dir)
+    expected = expected_image_inferences(images, folder.read_int8(), MonitorConfig.of_model(folder),
+                                         folder.reference()["input_summary"]["grid"],
+                                         progress=steps.bar("checking against the twin", len(images)))
+    return len({p.split(":")[0] for p in compare(_device_frames(db), expected, folder.model_id)})
+
+
+def _is_camera_model(model_dir: Path | None) -> bool:
+    return model_dir is not None and ModelDir(model_dir).reference().get("input_summary", {}).get("kind") == "image"
 
 
 def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], None] = print) -> DemoResult:
@@ -266,29 +338,45 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         from tinydrift.pipeline.export import load_exported
 
         load_exported(config.model_dir)  # before minutes of data synthesis, not after
+    camera = _is_camera_model(config.model_dir)
+    if camera and config.data_dir is not None:
+        raise TinydriftError("--data is for a keyword model; a camera model's demo draws its own leaves")
+    if camera and not config.shifted_given:
+        config.shifted = CAMERA_SHIFTED
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     config.out_dir = out
     steps = _Steps(progress_factory, log)
+    db = out / "capture.db"
 
-    data_dir = steps.run("data", _data, config, steps)
-    model_dir = _model(config, data_dir, steps)
-    elf = steps.run("firmware", _build, model_dir, steps)
-    clips, labels, n_in = _stream(config, data_dir)
-    pcm = write_pcm(clips, out / "stream.pcm")
+    if camera:
+        model_dir = config.model_dir
+        elf = steps.run("firmware", _build, model_dir, steps)
+        inputs, labels, n_in = steps.run("data", _image_stream, config, model_dir)
+    else:
+        data_dir = steps.run("data", _data, config, steps)
+        model_dir = _model(config, data_dir, steps)
+        elf = steps.run("firmware", _build, model_dir, steps)
+        inputs, labels, n_in = _stream(config, data_dir)
     truth = Truth(shift_index=n_in + 1, labels=labels)
     write_text(out / "truth.json", truth.to_json())
-    db = out / "capture.db"
-    steps.run("emulator", _run_device, elf, pcm, db, model_dir, len(clips), steps)
-    mismatches = steps.run("verify", _verify, db, clips, model_dir, steps) if config.verify else None
+    if camera:
+        steps.run("emulator", _replay_images, elf, inputs, db, model_dir, steps)
+        mismatches = steps.run("verify", _verify_images, db, inputs, model_dir, steps) if config.verify else None
+    else:
+        pcm = write_pcm(inputs, out / "stream.pcm")
+        steps.run("emulator", _run_device, elf, pcm, db, model_dir, len(inputs), steps)
+        mismatches = steps.run("verify", _verify, db, inputs, model_dir, steps) if config.verify else None
     advance = steps.bar("report", 1)
     report = steps.run("report", write_report, db, out / "report", model_dir, truth)
     advance(1)
 
     first = report.summary  # the first alarm as the device reported it (alarm_index)
-    tflm = ModelDir(model_dir).reference().get("accuracy", {})
-    accuracy = ({"test": tflm["test"]["tflm"]["accuracy"], "accent": tflm["accent"]["tflm"]["accuracy"]}
-                if "test" in tflm and "accent" in tflm else {})
+    reference = ModelDir(model_dir).reference()
+    tflm = reference.get("accuracy", {})
+    shift = reference.get("shift", {}).get("split", "accent")
+    accuracy = ({"test": tflm["test"]["tflm"]["accuracy"], "shifted": tflm[shift]["tflm"]["accuracy"]}
+                if "test" in tflm and shift in tflm else {})
     result = DemoResult(
         out_dir=out, report=report.out_dir / "index.html", db=db, model_dir=model_dir,
         inferences=report.inference_frames, shift_index=n_in + 1,
@@ -296,7 +384,8 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         alarm_types=first.first_alarm[1] if first.first_alarm else [],
         change_index=first.first_change, severity=report.severities[0].impact() if report.severities else None,
         accuracy=accuracy, mismatches=mismatches,
-        seconds=steps.seconds)
+        seconds=steps.seconds, shift="through a smudged lens" if camera else "accent-shifted",
+        unit="images" if camera else "clips")
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},
                                                  "report": str(result.report), "delay": result.delay}, indent=1))

@@ -15,6 +15,9 @@ quietly it watches what does not, on the very integers the firmware computes (th
    seconds): the monitor recalibrated for it on a calibration pool, and each baseline
    calibrated on the same pool, all run on the same detection streams.
 
+A camera model (an image input) runs the same three parts on leaf populations and camera
+scenarios (tinydrift.data.camera_scenarios) instead of espeak-ng ones.
+
 Nothing here is tuned on the benchmark's streams: calibration uses its own pool (another
 seed), and the shipped config comes from `tinydrift export`.
 """
@@ -33,7 +36,8 @@ from tinydrift.data.scenarios import SCENARIOS, Scenario
 from tinydrift.monitor.config import ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.export import load_exported
-from tinydrift.pipeline.drift_pools import BenchSettings, Pool, PoolMaker, make_streams, run_monitor, zlib_name
+from tinydrift.pipeline.drift_pools import (BenchSettings, CameraPoolMaker, Pool, PoolMaker, make_streams, run_monitor,
+                                            zlib_name)
 
 
 def type_name(word: int) -> str:
@@ -105,13 +109,14 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     folder, model, config = load_exported(model_dir)
     target = float(config.metadata.get("calibration", {}).get("target_arl0", 100_000))
     block_length = calibrated_block_length(config, "calibration")
-    maker = PoolMaker(model, config, cache, settings, log)
+    scenarios, scenario_kind, maker_kind = bench_kind(model)
+    maker = maker_kind(model, config, cache, settings, log)
     deployment = maker.deployment()
     result = BenchResult(settings=asdict(settings), model=str(folder.path), arl0_target=target)
 
     # 1. The false-alarm rate where no alarm is right: populations calibration never saw.
-    chosen = [s for s in SCENARIOS if only is None or s.name in only]
-    for s in [s for s in chosen if s.family == "control"] + [Scenario("deployment", "control", None)]:
+    chosen = [s for s in scenarios if only is None or s.name in only]
+    for s in [s for s in chosen if s.family == "control"] + [scenario_kind("deployment", "control", None)]:
         if s.transform is not None:
             continue  # transforms of the audio are scenarios below, even where harmless
         pool = maker.control_pool(s)
@@ -142,7 +147,8 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
 
     # 3. The comparison at one ARL0 with the host-side baselines.
     if baselines:
-        result.comparison = compare_detectors(maker, deployment, settings, block_length, log=log, only=only)
+        result.comparison = compare_detectors(maker, deployment, settings, block_length, log=log, only=only,
+                                              scenarios=scenarios)
         for name, row in result.comparison.get("scenarios", {}).items():
             if name in result.scenarios:
                 result.scenarios[name]["best_baseline"] = row.get("best_baseline")
@@ -151,6 +157,26 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     result.targets = check_targets(result)
     result.seconds = round(time.perf_counter() - start, 1)
     return result
+
+
+def bench_kind(model: bytes) -> tuple:
+    """(scenarios, their Scenario class, the PoolMaker) for the model's input: a keyword
+    model's features get the audio scenarios, a camera model's image the camera ones."""
+    from tinydrift.model.quantize import describe
+    from tinydrift.pipeline.export import model_input
+
+    if model_input(tuple(int(d) for d in describe(model)["inputs"][0]["shape"])).is_image:
+        from tinydrift.data import camera_scenarios
+
+        return camera_scenarios.SCENARIOS, camera_scenarios.CameraScenario, CameraPoolMaker
+    return SCENARIOS, Scenario, PoolMaker
+
+
+def bench_settings(model_dir: Path, quick: bool) -> BenchSettings:
+    """BenchSettings sized for the model's class count."""
+    from tinydrift.modeldir import ModelDir
+
+    return BenchSettings.make(quick, n_classes=len(ModelDir(model_dir).require_exported().labels))
 
 
 def check_targets(result: BenchResult) -> dict:

@@ -49,7 +49,7 @@ def observations(pool, kind: str) -> np.ndarray:
 
 
 def compare_detectors(maker, deployment, settings, block_length, *, log=print, detectors=DEFAULT_DETECTORS,
-                      only: tuple[str, ...] | None = None) -> dict:
+                      only: tuple[str, ...] | None = None, scenarios=SCENARIOS) -> dict:
     from tinydrift.monitor.baselines import BASELINES, INPUT_OF, calibrate_threshold, empirical_arl0
     from tinydrift.monitor.calibrate import calibrate_thresholds
     from tinydrift.pipeline.drift_pools import group_streams, make_streams, run_monitor, zlib_name
@@ -66,6 +66,7 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         calibration.summaries, calibration.probs, calibration.groups, calibration.labels, target_arl0=target,
         n_inferences=max(1_000_000, int(200 * target)), winsorize_sigma=(None, None, 2.0, 2.0, None),
         commission_n=shipped.commission_n, seed=settings.seed,
+        **({} if maker.min_reference is None else {"min_samples": maker.min_reference}),
         data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"))
     log(f"monitor recalibrated for ARL0 {target:,.0f} in {time.perf_counter() - start:.0f} s")
     out["cost"]["tinydrift"] = {"input": "summary + outputs", "state": _state_bytes(config),
@@ -97,7 +98,7 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         log(f"{name}: threshold {threshold:.4g}, check ARL0 {arl0:,.0f} ({time.perf_counter() - start:.0f} s)")
 
     # The same detection streams for everyone.
-    for s in SCENARIOS:
+    for s in scenarios:
         if (s.family == "control" and s.transform is None) or (only is not None and s.name not in only):
             continue
         drifted = maker.scenario_pool(s)

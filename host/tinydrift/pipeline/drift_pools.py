@@ -1,6 +1,7 @@
 """What the drift benchmark runs on: pools of inferences (a population or a drifted version
 of one, through the front end and the int8 model once, cached), streams drawn from them by
-speaker, and the monitor's twin run over those streams as the firmware app runs it."""
+speaker, and the monitor's twin run over those streams as the firmware app runs it. A camera
+model's pools (CameraPoolMaker) hold procedural leaves instead, drawn by plant."""
 
 from __future__ import annotations
 
@@ -44,12 +45,16 @@ class BenchSettings:
     seed: int = 11
 
     @staticmethod
-    def make(quick: bool) -> "BenchSettings":
-        if quick:
-            return BenchSettings()
-        return BenchSettings(quick=False, clips_per_class=60, control_clips_per_class=200, n_streams=200, after=1500,
-                             arl_inferences=10_000_000,
-                             compare_arl0=5_000, compare_streams=60)
+    def make(quick: bool, n_classes: int = 12) -> "BenchSettings":
+        """The settings for a model of n_classes: pools hold as many inputs in all as the
+        keyword model's 12 classes do (a camera model's 5 classes get 12/5 per class)."""
+        scale = 12 / n_classes
+        per_class = {"clips_per_class": 25, "calibration_clips_per_class": 170, "control_clips_per_class": 100}
+        other = {}
+        if not quick:
+            per_class.update(clips_per_class=60, control_clips_per_class=200)
+            other = dict(n_streams=200, after=1500, arl_inferences=10_000_000, compare_arl0=5_000, compare_streams=60)
+        return BenchSettings(quick=quick, **{k: int(round(v * scale)) for k, v in per_class.items()}, **other)
 
 
 @dataclass
@@ -134,6 +139,8 @@ class PoolMaker:
         pool.save(path)
         return pool
 
+    min_reference = None  # calibrate_thresholds' own minimum
+
     def scenario_pool(self, s: Scenario) -> Pool:
         per_class = self.settings.clips_per_class
         def base() -> ClipSet:
@@ -159,6 +166,79 @@ class PoolMaker:
         per_class = self.settings.calibration_clips_per_class
         return self.pool("calibration", lambda: self.population(DEPLOYMENT, per_class, self.settings.seed + 3),
                          f"calibration-{per_class}")
+
+
+class CameraPoolMaker(PoolMaker):
+    """PoolMaker's interface for a camera model: procedural leaf populations, camera
+    transforms of their pixels, td_summarize_image's twin as the input summary. The image
+    path has no sensor-health check, so its pools hold no sensor blocks."""
+
+    def __init__(self, model: bytes, config: MonitorConfig, cache: Path, settings: BenchSettings, log):
+        super().__init__(model, config, cache, settings, log)
+        from tinydrift.pipeline.export import MIN_IMAGE_REFERENCE
+
+        self.audio_cache = Path(cache) / "leaves"
+        self.min_reference = MIN_IMAGE_REFERENCE
+
+    def population(self, population, clips_per_class: int, seed: int):
+        from tinydrift.data.camera_scenarios import draw_population
+        from tinydrift.data.imageset import ImageSet
+        from tinydrift.data.leaves import GENERATOR_VERSION
+
+        key = (population, clips_per_class, seed)
+        if key not in self._populations:
+            spec = hashlib.sha256(repr((population, GENERATOR_VERSION, CACHE_VERSION)).encode()).hexdigest()[:12]
+            path = self.audio_cache / f"{population.name}-{clips_per_class}-{seed}-{spec}.npz"
+            if path.is_file():
+                images = ImageSet.load(path)
+            else:
+                self.log(f"drawing leaves: {population.name} ({clips_per_class} per class)")
+                images = draw_population(population, clips_per_class, seed)
+                images.save(path)
+            self._populations[key] = images
+        return self._populations[key]
+
+    def pool(self, name: str, images, cache_name: str) -> Pool:
+        path = self.cache / f"pool-{cache_name}.npz"
+        if path.is_file():
+            return Pool.load(name, path)
+        from tinydrift.model.quantize import describe
+        from tinydrift.pipeline.export import model_input
+        from tinydrift.target.host_model import run_generated_model
+
+        source = model_input(tuple(int(d) for d in describe(self.model)["inputs"][0]["shape"]))
+        features = images.features
+        probs = run_generated_model(self.model, features.reshape(len(features), -1))
+        pool = Pool(name, source.summarize(features), probs, images.labels.astype(np.int64),
+                    np.asarray(images.domain["group"], dtype=np.int64), np.zeros((len(images), 0, 3), np.int64))
+        pool.save(path)
+        return pool
+
+    def scenario_pool(self, s: Scenario) -> Pool:
+        per_class = self.settings.clips_per_class
+        base = self.population(s.population, per_class, self.settings.seed + 1)
+        if s.transform is None and s.new_sign is None:
+            return self.pool(s.name, base, f"{s.population.name}-{per_class}")
+        return self.pool(s.name, s.apply(base, self.settings.seed + 2), f"{s.name}-{per_class}")
+
+    def control_pool(self, s: Scenario) -> Pool:
+        per_class = self.settings.control_clips_per_class
+        images = self.population(s.population, per_class, self.settings.seed + 4)
+        return self.pool(f"{s.name}-control", images, f"{s.name}-control-{per_class}")
+
+    def deployment(self) -> Pool:
+        from tinydrift.data.camera_scenarios import DEPLOYMENT as LEAF_DEPLOYMENT
+
+        per_class = self.settings.clips_per_class
+        return self.pool("deployment", self.population(LEAF_DEPLOYMENT, per_class, self.settings.seed + 1),
+                         f"deployment-{per_class}")
+
+    def calibration(self) -> Pool:
+        from tinydrift.data.camera_scenarios import DEPLOYMENT as LEAF_DEPLOYMENT
+
+        per_class = self.settings.calibration_clips_per_class
+        images = self.population(LEAF_DEPLOYMENT, per_class, self.settings.seed + 3)
+        return self.pool("calibration", images, f"calibration-{per_class}")
 
 
 # ---------------------------------------------------------------------------- streams
@@ -192,6 +272,8 @@ def make_streams(s: Scenario, deployment: Pool, drifted: Pool, settings: BenchSe
     rng = np.random.default_rng([seed, zlib_name(s.name)])
     before = group_streams(deployment, n_streams, settings.before, rng, block_length)
     after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights)
+    if s.hold:  # a stuck input: the first drifted one, over and over
+        after = np.repeat(after[:, :1], settings.after, axis=1)
     mix = None
     if s.gradual:
         share = np.minimum(1.0, np.arange(1, settings.after + 1) / s.gradual)
@@ -241,6 +323,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     n_before = streams.before.shape[1]
     total = n_before + streams.after.shape[1]
     twin = MonitorTwin(config, b)
+    sensed = deployment.sensor.shape[1] > 0  # the image path has no sensor blocks
     for pool in (deployment, drifted):
         pool.conditions = twin.sensor_conditions(pool.sensor[..., 0], pool.sensor[..., 1], pool.sensor[..., 2], BLOCK)[2]
     first = np.zeros(b, dtype=np.int64)
@@ -250,7 +333,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     atc_before = np.zeros(b)
     for step in range(total):
         parts = rows_at(streams, step, deployment, drifted)
-        twin.sensor_update_blocks(gather(parts, "conditions"))
+        if sensed:
+            twin.sensor_update_blocks(gather(parts, "conditions"))
         probs = gather(parts, "probs")
         twin.update(gather(parts, "summaries"), probs, full=False)
         if streams.feedback[:, step].any():

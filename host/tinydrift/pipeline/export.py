@@ -78,7 +78,8 @@ class ModelInput:
         """ref, test and the shifted split, as the data set type of this input."""
         if not self.is_image:
             return {s: ClipSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test", self.shift)}
-        from tinydrift.data.imageset import ImageSet, smudged
+        from tinydrift.data.camera_scenarios import smudged
+        from tinydrift.data.imageset import ImageSet
 
         splits = {s: ImageSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test")}
         shape = splits["ref"].images.shape[1:]

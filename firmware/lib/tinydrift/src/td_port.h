@@ -84,6 +84,18 @@ size_t td_port_mic_read(int16_t *samples, size_t capacity);
 /* Samples dropped because the application read too slowly, since td_port_mic_start. */
 uint32_t td_port_mic_dropped(void);
 
+/* Starts the board's camera for frames of `height` x `width` RGB pixels (3 bytes a pixel,
+ * R G B, rows top to bottom: the model's input plus 128), scaled and cropped by the port
+ * or the sensor from whatever it captures. False when the board has none (QEMU, the host:
+ * images are replayed over the serial link there, IMAGE frames). A port without a camera
+ * leaves both camera functions out: weak defaults answer "none". */
+bool td_port_camera_start(uint32_t height, uint32_t width);
+
+/* Copies the newest whole frame taken since the last call into `pixels` (`capacity` is
+ * height x width x 3 bytes) without waiting; false when no new frame is ready. The port
+ * keeps at most one frame aside, so a slow application skips frames rather than lagging. */
+bool td_port_camera_read(uint8_t *pixels, size_t capacity);
+
 /* The application's entry point, called by the port after start-up; its result becomes the
  * exit code. */
 int td_app_main(void);

@@ -13,9 +13,18 @@
 #endif
 /* The monitor reads a binary detector's probability as two classes, [1 - p, p]. */
 #define TD_APP_MONITOR_CLASSES 2u
+#define TD_APP_SUMMARY_LENGTH TD_FRONTEND_NUM_CHANNELS
+#else
+#if TD_APP_IMAGE
+#if TD_APP_IMAGE_BYTES != TD_APP_M_INPUT_SIZE || TD_APP_M_IMAGE_HEIGHT > 255 || TD_APP_M_IMAGE_WIDTH > 255
+#error "the model's input is not its reference header's image, or is too large for IMAGE frames"
+#endif
+#define TD_APP_SUMMARY_LENGTH TD_SUMMARY_IMAGE_LENGTH(TD_APP_M_SUMMARY_GRID)
 #else
 #if TD_APP_M_NUM_FRAMES != TD_FRONTEND_NUM_FRAMES || TD_APP_M_NUM_CHANNELS != TD_FRONTEND_NUM_CHANNELS
 #error "the model's input shape is not the front end's 49x40"
+#endif
+#define TD_APP_SUMMARY_LENGTH TD_FRONTEND_NUM_CHANNELS
 #endif
 #define TD_APP_MONITOR_CLASSES TD_APP_M_OUTPUT_SIZE
 #endif
@@ -164,7 +173,7 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
 #if TD_APP_HAS_MONITOR
     if (td_monitor_init(&app->monitor, &TD_APP_M_MONITOR_CONFIG) != TD_MONITOR_OK ||
         TD_APP_M_MONITOR_CONFIG.n_classes != TD_APP_MONITOR_CLASSES ||
-        TD_APP_M_MONITOR_CONFIG.n_summary != TD_FRONTEND_NUM_CHANNELS) {
+        TD_APP_M_MONITOR_CONFIG.n_summary != TD_APP_SUMMARY_LENGTH) {
         return -2;
     }
     td_app_heartbeat_clear(&app->heartbeat);
@@ -195,6 +204,8 @@ void td_app_restart_stream(td_app_t *app)
 {
 #if TD_APP_STREAMING
     td_app_stream_start(app);
+#elif TD_APP_IMAGE
+    (void)app; /* every image is a stream of its own: nothing carries over */
 #else
     td_app_window_start(&app->window, app->options.stride_samples);
 #endif
@@ -204,6 +215,10 @@ void td_app_feed(td_app_t *app, const int16_t *samples, size_t count)
 {
 #if TD_APP_STREAMING
     td_app_stream_push(app, samples, count);
+#elif TD_APP_IMAGE
+    (void)app; /* a camera build has no audio stream */
+    (void)samples;
+    (void)count;
 #else
     while (count > 0) {
         const size_t taken = td_app_window_append(&app->window, samples, count);
@@ -227,6 +242,19 @@ void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count)
     }
     td_app_feed(app, samples, count);
 }
+
+#if TD_APP_IMAGE
+void td_app_push_image(td_app_t *app, const uint8_t *pixels)
+{
+    app->clip_open = 0; /* a replayed image in progress is abandoned: the camera's frame takes the input */
+    app->stream_is_clip = 0;
+    int8_t *input = TD_APP_M_INPUT();
+    for (uint32_t i = 0; i < TD_APP_IMAGE_BYTES; ++i) {
+        input[i] = (int8_t)((int32_t)pixels[i] - 128);
+    }
+    td_app_infer(app);
+}
+#endif
 
 void td_app_bye(td_app_t *app, uint32_t exit_code)
 {

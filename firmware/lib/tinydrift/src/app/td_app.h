@@ -26,6 +26,12 @@
  * on every inference too, fed the summary of its frames and the probability p as the two
  * classes [1 - p, p], sensor health on every hop, with INFERENCE and HEARTBEAT frames as
  * above. Twin: tinydrift.app.expected_detections and expected_stream_inferences.
+ *
+ * A camera model (its reference header defines TD_<NAME>_IMAGE_HEIGHT) makes this an image
+ * classifier instead (TD_APP_IMAGE): no audio, no front end; each image, from the board's
+ * camera (td_port_camera_read) or replayed by the host (IMAGE frames), goes into the
+ * model's input as pixels minus 128, then the model, td_summarize_image and the monitor, as
+ * for a window. Twin: tinydrift.app.expected_image_inferences.
  */
 #ifndef TD_APP_H
 #define TD_APP_H
@@ -39,6 +45,7 @@
 #include "td_protocol.h"
 
 #include TD_APP_MODEL_HEADER
+#include TD_APP_REFERENCE_HEADER
 
 #if TD_APP_M_STREAMING
 #define TD_APP_STREAMING 1
@@ -50,6 +57,12 @@
 #endif
 /* Every keyword build runs the monitor; a streaming one when its build says it has a config. */
 #define TD_APP_HAS_MONITOR (!TD_APP_STREAMING || TD_APP_STREAM_MONITOR)
+#if TD_APP_M_IMAGE_HEIGHT
+#define TD_APP_IMAGE 1
+#define TD_APP_IMAGE_BYTES (TD_APP_M_IMAGE_HEIGHT * TD_APP_M_IMAGE_WIDTH * TD_APP_M_IMAGE_CHANNELS)
+#else
+#define TD_APP_IMAGE 0
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -91,7 +104,10 @@ extern "C" {
 #define TD_APP_ACK_BAD_LABEL 3u       /* LABEL with a class outside the model's */
 #define TD_APP_ACK_NOT_A_COMMAND 4u   /* a device -> host frame type sent to the device */
 #define TD_APP_ACK_BAD_CONFIG 5u      /* CONFIG: heartbeats only, but no heartbeats */
-#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL to a streaming build; CONFIG to one without a monitor */
+#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL to a streaming build; CONFIG to one without a monitor;
+                                        IMAGE to an audio build, AUDIO to a camera build */
+#define TD_APP_ACK_BAD_IMAGE 7u       /* IMAGE of another shape than the model's, or not whole at END:
+                                        detail = height * 65536 + width * 256 + channels of the model's */
 
 typedef struct {
     uint32_t stride_samples; /* samples between window starts, 1..TD_APP_WINDOW_SAMPLES */
@@ -144,17 +160,22 @@ typedef struct {
     td_app_stream_t stream;
     uint32_t inferences; /* since boot or RESET: the DETECTION frames' index */
 #else
+#if !TD_APP_IMAGE
     td_app_window_t window;
+#endif
 #endif
 #if TD_APP_HAS_MONITOR
     td_app_heartbeat_t heartbeat;
 #endif
-    /* The replayed clip in progress (AUDIO frames): the offset expected next. */
+    /* The replayed clip in progress (AUDIO frames; IMAGE frames in a camera build): the
+     * offset expected next, in samples (bytes). */
     uint32_t clip_expected_offset;
     uint8_t clip_open;
     uint8_t stream_is_clip; /* the window holds a replayed clip, not the continuous stream */
 
+#if !TD_APP_IMAGE
     td_frontend_t frontend;
+#endif
     int16_t summary[TD_MONITOR_MAX_SUMMARY];
 #if TD_APP_HAS_MONITOR
     td_monitor_state_t monitor;
@@ -188,8 +209,15 @@ int td_app_init(td_app_t *app, const td_app_options_t *options);
 void td_app_receive(td_app_t *app, const uint8_t *bytes, size_t count);
 
 /* Samples of the continuous stream (microphone, audio file): every completed window runs
- * an inference. A replayed clip in progress is abandoned (the stream takes the window). */
+ * an inference. A replayed clip in progress is abandoned (the stream takes the window).
+ * A camera build has no audio stream and takes no samples. */
 void td_app_push_samples(td_app_t *app, const int16_t *samples, size_t count);
+
+#if TD_APP_IMAGE
+/* One camera frame, TD_APP_IMAGE_BYTES uint8 values (rows of RGB pixels): runs its
+ * inference. A replayed image in progress is abandoned. */
+void td_app_push_image(td_app_t *app, const uint8_t *pixels);
+#endif
 
 /* Sends BYE with `exit_code`; the caller then ends (td_port_exit). */
 void td_app_bye(td_app_t *app, uint32_t exit_code);
@@ -204,12 +232,14 @@ void td_app_feed(td_app_t *app, const int16_t *samples, size_t count); /* the cu
 void td_app_stream_start(td_app_t *app); /* a new stream: front end, model state, detector */
 void td_app_stream_push(td_app_t *app, const int16_t *samples, size_t count);
 #else
+#if !TD_APP_IMAGE
 void td_app_window_start(td_app_window_t *window, uint32_t stride);
 size_t td_app_window_append(td_app_window_t *window, const int16_t *samples, size_t count);
 int td_app_window_full(const td_app_window_t *window);
 void td_app_window_pad(td_app_window_t *window);
 void td_app_window_advance(td_app_window_t *window);
-void td_app_infer(td_app_t *app);
+#endif
+void td_app_infer(td_app_t *app); /* on the window (a camera build: on the model's input as filled) */
 #endif
 #if TD_APP_HAS_MONITOR
 void td_app_send_inference(td_app_t *app, const td_monitor_result_t *result); /* the INFERENCE frame */

@@ -17,6 +17,65 @@ static void td_app_ack(td_app_t *app, uint32_t command_seq, uint8_t command_type
     td_app_send(app, frame);
 }
 
+#if TD_APP_IMAGE
+/* A camera build hears no audio. */
+static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
+{
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
+}
+
+/* A chunk of a replayed image, straight into the model's input as pixels minus 128; the
+ * image is checked against the model's shape at every chunk and must be whole at END. */
+static void td_app_on_image(td_app_t *app, const td_proto_frame_t *command)
+{
+    const td_proto_image_t *image = &command->body.image;
+    const uint32_t shape = (uint32_t)TD_APP_M_IMAGE_HEIGHT * 65536u + (uint32_t)TD_APP_M_IMAGE_WIDTH * 256u +
+                           (uint32_t)TD_APP_M_IMAGE_CHANNELS;
+    if (image->height != TD_APP_M_IMAGE_HEIGHT || image->width != TD_APP_M_IMAGE_WIDTH ||
+        image->channels != TD_APP_M_IMAGE_CHANNELS) {
+        app->clip_open = 0;
+        td_app_ack(app, command->seq, command->type, TD_APP_ACK_BAD_IMAGE, shape);
+        return;
+    }
+    if (image->flags & TD_IMAGE_FLAG_START) {
+        if (image->byte_offset != 0) {
+            td_app_ack(app, command->seq, command->type, TD_APP_ACK_AUDIO_GAP, 0);
+            return;
+        }
+        app->clip_open = 1;
+        app->stream_is_clip = 1;
+        app->clip_expected_offset = 0;
+    }
+    if (!app->clip_open || image->byte_offset != app->clip_expected_offset) {
+        td_app_ack(app, command->seq, command->type, TD_APP_ACK_AUDIO_GAP,
+                   app->clip_open ? app->clip_expected_offset : 0);
+        return;
+    }
+    const uint32_t end = image->byte_offset + image->n_bytes;
+    if (end > TD_APP_IMAGE_BYTES || ((image->flags & TD_IMAGE_FLAG_END) && end != TD_APP_IMAGE_BYTES)) {
+        app->clip_open = 0; /* more or fewer bytes than the shape holds: start again */
+        td_app_ack(app, command->seq, command->type, TD_APP_ACK_BAD_IMAGE, shape);
+        return;
+    }
+    int8_t *input = TD_APP_M_INPUT();
+    for (uint32_t i = 0; i < image->n_bytes; ++i) {
+        input[image->byte_offset + i] = (int8_t)((int32_t)image->pixels[i] - 128);
+    }
+    app->clip_expected_offset = end;
+    if (image->flags & TD_IMAGE_FLAG_END) {
+        td_app_infer(app);
+        app->clip_open = 0;
+        app->stream_is_clip = 0;
+    }
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->clip_expected_offset);
+}
+#else
+/* An audio build sees no images. */
+static void td_app_on_image(td_app_t *app, const td_proto_frame_t *command)
+{
+    td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
+}
+
 /* The end of a replayed clip. A clip shorter than a window gets one inference, on the clip
  * padded with zeros; a tail shorter than the stride (a streaming build: than a frame) is
  * dropped. */
@@ -62,6 +121,7 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
     }
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, app->clip_expected_offset);
 }
+#endif
 
 #if TD_APP_STREAMING
 /* A binary detector keeps no predicted classes to label (its monitor has no error score). */
@@ -174,6 +234,9 @@ static void td_app_dispatch(td_app_t *app, const td_proto_frame_t *command)
     switch (command->type) {
     case TD_FRAME_AUDIO:
         td_app_on_audio(app, command);
+        break;
+    case TD_FRAME_IMAGE:
+        td_app_on_image(app, command);
         break;
     case TD_FRAME_LABEL:
         td_app_on_label(app, command);

@@ -1,5 +1,7 @@
-/* One inference on a full window: front end, model, drift monitor, then the INFERENCE frame
- * (and the TRACE frame when tracing).
+/* One inference on a full window (a camera build: on a whole image in the model's input):
+ * front end, model, drift monitor, then the INFERENCE frame (and the TRACE frame when
+ * tracing). A camera build has no front end and no sensor health: its image is already the
+ * model's input, summarized by td_summarize_image.
  *
  * Order, mirrored by the host twin (tinydrift.link.replay.expected_inferences):
  * 1. front end, reset for this window: 49x40 int8 straight into the model's input tensor;
@@ -16,7 +18,11 @@
 
 #include TD_APP_MODEL_HEADER
 
-#if TD_APP_M_INPUT_SIZE != TD_FRONTEND_FEATURES
+#if TD_APP_IMAGE
+#if TD_SUMMARY_IMAGE_LENGTH(TD_APP_M_SUMMARY_GRID) > TD_MONITOR_MAX_SUMMARY
+#error "the image summary does not fit the monitor: build with a larger TD_MONITOR_MAX_SUMMARY"
+#endif
+#elif TD_APP_M_INPUT_SIZE != TD_FRONTEND_FEATURES
 #error "the model's input is not the front end's 49x40 features"
 #endif
 #if TD_APP_M_OUTPUT_SIZE > TD_PROTO_TRACE_OUTPUTS || TD_MONITOR_MAX_SUMMARY > TD_PROTO_TRACE_SUMMARY
@@ -39,7 +45,11 @@ static void td_app_send_trace(td_app_t *app, const td_monitor_result_t *result,
     out->inference_index = result->t;
     out->n_summary = (uint8_t)config->n_summary;
     out->n_outputs = (uint8_t)TD_APP_M_OUTPUT_SIZE;
+#if TD_APP_IMAGE
+    out->window_end = app->inferences_total; /* images since boot, this one included */
+#else
     out->window_end = app->window.position;
+#endif
     out->cycles_frontend = cycles[0];
     out->cycles_model = cycles[1];
     out->cycles_sensor = cycles[2];
@@ -56,13 +66,15 @@ static void td_app_send_trace(td_app_t *app, const td_monitor_result_t *result,
 void td_app_infer(td_app_t *app)
 {
     const td_monitor_config_t *config = td_app_monitor_config();
-    const td_app_window_t *window = &app->window;
     int8_t *input = TD_APP_M_INPUT();
     td_monitor_result_t result;
     uint32_t cycles[4];
 
     const uint64_t start = td_port_cycles();
+#if !TD_APP_IMAGE
+    const td_app_window_t *window = &app->window;
     td_frontend_process_clip(&app->frontend, window->samples, input);
+#endif
     const uint64_t after_frontend = td_port_cycles();
     if (TD_APP_M_INVOKE() != 0) {
         td_port_print("td_app: the model failed on a window; skipped\n");
@@ -71,6 +83,10 @@ void td_app_infer(td_app_t *app)
     const uint64_t after_model = td_port_cycles();
     const int8_t *outputs = TD_APP_M_OUTPUT();
 
+#if TD_APP_IMAGE
+    td_summarize_image(input, TD_APP_M_IMAGE_HEIGHT, TD_APP_M_IMAGE_WIDTH, TD_APP_M_SUMMARY_GRID, app->summary);
+    const uint64_t after_summary = td_port_cycles();
+#else
     td_summarize_frames(input, TD_FRONTEND_NUM_FRAMES, TD_FRONTEND_NUM_CHANNELS, app->summary);
     const uint64_t after_summary = td_port_cycles();
     const uint32_t end = TD_APP_WINDOW_SAMPLES - window->padding;
@@ -78,6 +94,7 @@ void td_app_infer(td_app_t *app)
         const uint32_t block = end - at < TD_APP_SENSOR_BLOCK ? end - at : TD_APP_SENSOR_BLOCK;
         td_sensor_update(&app->monitor, config, &window->samples[at], block, 0);
     }
+#endif
     const uint64_t after_sensor = td_port_cycles();
     td_monitor_update(&app->monitor, config, app->summary, outputs, &result);
     const uint64_t after_monitor = td_port_cycles();

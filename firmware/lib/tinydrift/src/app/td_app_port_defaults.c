@@ -1,6 +1,6 @@
-/* Defaults for the port functions a board may lack: its identity for HELLO. A port that
- * knows better (a silicon serial number, a boot counter in flash) defines the function
- * itself; these weak definitions then give way at link time. */
+/* Defaults for the port functions a board may lack: its identity for HELLO and a camera. A
+ * port that knows better (a silicon serial number, a boot counter in flash, a camera
+ * driver) defines the function itself; these weak definitions then give way at link time. */
 #include "td_port.h"
 
 #ifndef TD_PORT_DEVICE_ID
@@ -24,4 +24,19 @@ TD_PORT_WEAK uint64_t td_port_device_id(void)
 TD_PORT_WEAK uint32_t td_port_boot_count(void)
 {
     return (uint32_t)TD_PORT_BOOT_COUNT;
+}
+
+/* No camera: images come over the serial link (IMAGE frames). */
+TD_PORT_WEAK bool td_port_camera_start(uint32_t height, uint32_t width)
+{
+    (void)height;
+    (void)width;
+    return false;
+}
+
+TD_PORT_WEAK bool td_port_camera_read(uint8_t *pixels, size_t capacity)
+{
+    (void)pixels;
+    (void)capacity;
+    return false;
 }

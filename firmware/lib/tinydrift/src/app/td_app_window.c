@@ -8,7 +8,7 @@
 
 #include "td_app.h"
 
-#if !TD_APP_STREAMING /* a streaming build runs td_app_stream.c instead */
+#if !TD_APP_STREAMING && !TD_APP_IMAGE /* a streaming build runs td_app_stream.c, a camera build no windows */
 
 void td_app_window_start(td_app_window_t *window, uint32_t stride)
 {
@@ -56,4 +56,4 @@ void td_app_window_advance(td_app_window_t *window)
     window->windows++;
 }
 
-#endif /* !TD_APP_STREAMING */
+#endif /* !TD_APP_STREAMING && !TD_APP_IMAGE */

@@ -191,6 +191,18 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         for (unsigned i = 0; i < a->n_samples; ++i) td_put_u16(w, (uint16_t)a->samples[i]);
         break;
     }
+    case TD_FRAME_IMAGE: {
+        const td_proto_image_t *m = &f->body.image;
+        td_put_u32(w, m->byte_offset);
+        td_put_u16(w, m->n_bytes);
+        td_put_u16(w, m->flags);
+        td_put_u8(w, m->height);
+        td_put_u8(w, m->width);
+        td_put_u8(w, m->channels);
+        td_put_u8(w, 0u); /* reserved */
+        td_put_bytes(w, m->pixels, m->n_bytes);
+        break;
+    }
     default: /* RESET, STATUS_REQUEST: no payload */
         break;
     }
@@ -199,6 +211,9 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
 int32_t td_proto_encode(const td_proto_frame_t *frame, uint8_t *out, size_t capacity) {
     if (td_proto_payload_bytes(frame->type) < 0) return TD_PROTO_ERR_TYPE;
     if (frame->type == TD_FRAME_AUDIO && frame->body.audio.n_samples > TD_PROTO_AUDIO_MAX_SAMPLES) {
+        return TD_PROTO_ERR_LENGTH;
+    }
+    if (frame->type == TD_FRAME_IMAGE && frame->body.image.n_bytes > TD_PROTO_IMAGE_MAX_BYTES) {
         return TD_PROTO_ERR_LENGTH;
     }
     if (capacity < 2u) return TD_PROTO_ERR_BUFFER;

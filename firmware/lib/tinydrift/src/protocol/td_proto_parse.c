@@ -27,6 +27,7 @@ int32_t td_proto_payload_bytes(uint8_t type) {
     case TD_FRAME_AUDIO: return (int32_t)TD_PROTO_AUDIO_HEADER_BYTES;
     case TD_FRAME_STATUS_REQUEST: return (int32_t)TD_PROTO_STATUS_REQUEST_BYTES;
     case TD_FRAME_CONFIG: return (int32_t)TD_PROTO_CONFIG_BYTES;
+    case TD_FRAME_IMAGE: return (int32_t)TD_PROTO_IMAGE_HEADER_BYTES;
     default: return -1;
     }
 }
@@ -149,6 +150,17 @@ static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
         for (unsigned i = 0; i < a->n_samples; ++i) a->samples[i] = td_get_i16(p + 8u + 2u * i);
         break;
     }
+    case TD_FRAME_IMAGE: {
+        td_proto_image_t *m = &f->body.image;
+        m->byte_offset = td_get_u32(p);
+        m->n_bytes = td_get_u16(p + 4);
+        m->flags = td_get_u16(p + 6);
+        m->height = p[8];
+        m->width = p[9];
+        m->channels = p[10]; /* p[11] is reserved */
+        for (unsigned i = 0; i < m->n_bytes; ++i) m->pixels[i] = p[TD_PROTO_IMAGE_HEADER_BYTES + i];
+        break;
+    }
     default:
         break;
     }
@@ -179,6 +191,12 @@ td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
         if (payload < TD_PROTO_AUDIO_HEADER_BYTES) return TD_PROTO_ERR_LENGTH;
         uint16_t n = td_get_u16(p + 4);
         if (n > TD_PROTO_AUDIO_MAX_SAMPLES || payload != TD_PROTO_AUDIO_HEADER_BYTES + 2u * (size_t)n) {
+            return TD_PROTO_ERR_LENGTH;
+        }
+    } else if (type == TD_FRAME_IMAGE) {
+        if (payload < TD_PROTO_IMAGE_HEADER_BYTES) return TD_PROTO_ERR_LENGTH;
+        uint16_t n = td_get_u16(p + 4);
+        if (n > TD_PROTO_IMAGE_MAX_BYTES || payload != TD_PROTO_IMAGE_HEADER_BYTES + (size_t)n) {
             return TD_PROTO_ERR_LENGTH;
         }
     } else if (payload != (size_t)expected) {

@@ -33,6 +33,7 @@ extern "C" {
 #define TD_PROTO_MODEL_HASH_BYTES 32u
 #define TD_PROTO_MODEL_ID_BYTES 8u /* first bytes of the SHA-256 model hash */
 #define TD_PROTO_AUDIO_MAX_SAMPLES 256u /* 512 bytes of PCM per AUDIO frame */
+#define TD_PROTO_IMAGE_MAX_BYTES 508u /* pixel bytes per IMAGE frame: its payload is at most AUDIO's */
 #define TD_PROTO_TRACE_SUMMARY 64u /* TRACE: input summary slots (td_monitor's maximum) */
 #define TD_PROTO_TRACE_OUTPUTS 16u /* TRACE: model output slots */
 #define TD_PROTO_HEARTBEAT_CLASSES 12u /* HEARTBEAT: class shares (classes beyond: not reported) */
@@ -42,7 +43,7 @@ extern "C" {
 #define TD_PROTO_CRC_BYTES 4u
 #define TD_PROTO_MIN_PACKET (TD_PROTO_HEADER_BYTES + TD_PROTO_CRC_BYTES)
 
-/* Payload sizes, in bytes (fixed per type; AUDIO is 8 + 2 * n_samples). */
+/* Payload sizes, in bytes (fixed per type; AUDIO is 8 + 2 * n_samples, IMAGE 12 + n_bytes). */
 #define TD_PROTO_HELLO_BYTES 120u
 #define TD_PROTO_HELLO_V3_BYTES 108u
 #define TD_PROTO_INFERENCE_BYTES 72u
@@ -59,6 +60,7 @@ extern "C" {
 #define TD_PROTO_AUDIO_HEADER_BYTES 8u
 #define TD_PROTO_STATUS_REQUEST_BYTES 0u
 #define TD_PROTO_CONFIG_BYTES 4u
+#define TD_PROTO_IMAGE_HEADER_BYTES 12u
 #define TD_PROTO_MAX_PAYLOAD (TD_PROTO_AUDIO_HEADER_BYTES + 2u * TD_PROTO_AUDIO_MAX_SAMPLES)
 
 #define TD_PROTO_MAX_PACKET (TD_PROTO_HEADER_BYTES + TD_PROTO_MAX_PAYLOAD + TD_PROTO_CRC_BYTES)
@@ -79,7 +81,8 @@ typedef enum {
     TD_FRAME_LABEL = 0x82,
     TD_FRAME_AUDIO = 0x83,
     TD_FRAME_STATUS_REQUEST = 0x84,
-    TD_FRAME_CONFIG = 0x85
+    TD_FRAME_CONFIG = 0x85,
+    TD_FRAME_IMAGE = 0x86
 } td_frame_type_t;
 
 /* INFERENCE.scores[i] and the HELLO thresholds of slot i: the drift monitor's CUSUMs in
@@ -93,6 +96,10 @@ typedef enum {
 /* AUDIO flags. */
 #define TD_AUDIO_FLAG_START 0x0001u /* first chunk of a clip: sample_offset is 0 */
 #define TD_AUDIO_FLAG_END 0x0002u   /* last chunk of a clip: the device may run inference */
+
+/* IMAGE flags. */
+#define TD_IMAGE_FLAG_START 0x0001u /* first chunk of an image: byte_offset is 0 */
+#define TD_IMAGE_FLAG_END 0x0002u   /* last chunk: the image is whole, the device runs inference */
 
 /* CONFIG flags. */
 #define TD_CONFIG_FLAG_HEARTBEAT_ONLY 0x0001u /* no INFERENCE or TRACE frames, heartbeats only */
@@ -232,6 +239,17 @@ typedef struct {
     int16_t samples[TD_PROTO_AUDIO_MAX_SAMPLES];
 } td_proto_audio_t;
 
+/* A chunk of one camera image: uint8 values, row by row, `channels` per pixel. */
+typedef struct {
+    uint32_t byte_offset; /* position of pixels[0] in the image, in bytes */
+    uint16_t n_bytes;     /* <= TD_PROTO_IMAGE_MAX_BYTES */
+    uint16_t flags;
+    uint8_t height;
+    uint8_t width;
+    uint8_t channels;
+    uint8_t pixels[TD_PROTO_IMAGE_MAX_BYTES];
+} td_proto_image_t;
+
 typedef struct {
     uint8_t type; /* td_frame_type_t */
     uint32_t seq;
@@ -247,6 +265,7 @@ typedef struct {
         td_proto_label_t label;
         td_proto_config_t config;
         td_proto_audio_t audio;
+        td_proto_image_t image;
     } body;
 } td_proto_frame_t;
 
@@ -266,11 +285,11 @@ uint32_t td_crc32_update(uint32_t crc, const uint8_t *data, size_t length);
 /* 1 if the byte may appear in a text line: TAB, LF, CR, 0x20..0x7E. */
 int td_proto_is_text_byte(uint8_t byte);
 
-/* Payload length of a type, or -1 for an unknown type (AUDIO: its header only). */
+/* Payload length of a type, or -1 for an unknown type (AUDIO, IMAGE: their header only). */
 int32_t td_proto_payload_bytes(uint8_t type);
 
 /* Encode one frame (0x00, COBS(packet), 0x00) into out. Returns the number of bytes written,
- * or TD_PROTO_ERR_TYPE, TD_PROTO_ERR_LENGTH (AUDIO n_samples too large) or
+ * or TD_PROTO_ERR_TYPE, TD_PROTO_ERR_LENGTH (AUDIO n_samples, IMAGE n_bytes too large) or
  * TD_PROTO_ERR_BUFFER. TD_PROTO_MAX_WIRE bytes always suffice. */
 int32_t td_proto_encode(const td_proto_frame_t *frame, uint8_t *out, size_t capacity);
 
