@@ -36,6 +36,7 @@ from tinydrift.data.imagefolder import fit_image
 from tinydrift.data.imageset import IMAGE_SIZE, ImageSet
 from tinydrift.data.labels import PLANT_LABELS, PLANT_SIGNS
 from tinydrift.data.parallel import render_all
+from tinydrift.data.sets import MANIFEST, split_paths
 
 # Bump when the drawing changes, so cached sets are rebuilt.
 GENERATOR_VERSION = 3
@@ -367,15 +368,10 @@ def build_plant(out_dir: str | Path, config: PlantConfig = PlantConfig(), worker
     `progress_factory(description, total)` returns a callable advanced by image counts.
     """
     out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.json"
-    paths = {split: out_dir / f"{split}.npz" for split in SPLITS}
     digest = config.digest()
-    if manifest_path.exists() and all(p.exists() for p in paths.values()):
-        try:
-            if json.loads(manifest_path.read_text()).get("config_digest") == digest:
-                return paths
-        except json.JSONDecodeError:
-            pass
+    paths, built = split_paths(out_dir, SPLITS, digest)
+    if built:
+        return paths
     workers = workers or os.cpu_count() or 1
     counts = {}
     for split in SPLITS:
@@ -397,5 +393,5 @@ def build_plant(out_dir: str | Path, config: PlantConfig = PlantConfig(), worker
         "shapes": list(SHAPES),
         "backgrounds": list(BACKGROUNDS),
     }
-    write_text(manifest_path, json.dumps(manifest, indent=2))
+    write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2))
     return paths

@@ -3,6 +3,7 @@ class sub-folders of images (PlantVillage), or a folder of recordings (Speech Co
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,22 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.imagefolder import IMAGE_SUFFIXES, load_image_folder
 from tinydrift.data.imageset import ImageSet
 from tinydrift.errors import TinydriftError
+
+
+MANIFEST = "manifest.json"
+
+
+def split_paths(out_dir: Path, splits, config_digest: str) -> tuple[dict[str, Path], bool]:
+    """Each split's `out_dir/<split>.npz`, and whether all of them exist and were built from
+    the configuration whose digest `out_dir/manifest.json` records (then they are reused)."""
+    paths = {split: out_dir / f"{split}.npz" for split in splits}
+    manifest = out_dir / MANIFEST
+    if not (manifest.exists() and all(p.exists() for p in paths.values())):
+        return paths, False
+    try:
+        return paths, json.loads(manifest.read_text()).get("config_digest") == config_digest
+    except json.JSONDecodeError:
+        return paths, False
 
 
 def load_npz(path: str | Path) -> ClipSet | ImageSet:

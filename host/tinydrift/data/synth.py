@@ -25,6 +25,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
 from tinydrift.data.clipset import ClipSet, fit_to_clip
 from tinydrift.data.parallel import render_all
+from tinydrift.data.sets import MANIFEST, split_paths
 from tinydrift.data.labels import KEYWORDS, LABELS, SILENCE, UNKNOWN, UNKNOWN_WORDS
 
 # Bump when the synthesis changes, so cached sets are rebuilt.
@@ -234,15 +235,10 @@ def build_kws(out_dir: str | Path, config: KwsConfig = KwsConfig(), workers: int
     `progress_factory(description, total)` returns a callable advanced by clip counts.
     """
     out_dir = Path(out_dir)
-    manifest_path = out_dir / "manifest.json"
-    paths = {split: out_dir / f"{split}.npz" for split in SPLITS}
     digest = config.digest()
-    if manifest_path.exists() and all(p.exists() for p in paths.values()):
-        try:
-            if json.loads(manifest_path.read_text()).get("config_digest") == digest:
-                return paths
-        except json.JSONDecodeError:
-            pass
+    paths, built = split_paths(out_dir, SPLITS, digest)
+    if built:
+        return paths
     require_espeak()
     workers = workers or os.cpu_count() or 1
     variants = split_variants(espeak_variants())
@@ -268,5 +264,5 @@ def build_kws(out_dir: str | Path, config: KwsConfig = KwsConfig(), workers: int
         "english_voices": list(ENGLISH_VOICES),
         "accent_voices": list(ACCENT_VOICES),
     }
-    write_text(manifest_path, json.dumps(manifest, indent=2))
+    write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2))
     return paths
