@@ -91,3 +91,22 @@ def test_costly_scenarios_slower_than_one_and_a_half_times_the_best_baseline_are
                  "harmless": scenario(0.01, 30.0, 5.0), "unmatched": scenario(0.1, 20.0, None)}
     targets = check_targets(SimpleNamespace(controls={}, scenarios=scenarios))
     assert targets["costly_slower_than_1.5x_best_baseline"] == {"slow": 2.0}
+
+
+def test_streams_hold_each_speaker_for_the_run_the_bench_is_given():
+    """--speaker-run N: every detection stream is runs of N inferences of one speaker each;
+    without it, each speaker's clips as the pool holds them (here 3)."""
+    from tinydrift.pipeline.drift_pools import BenchSettings, Pool, make_streams
+
+    groups = np.repeat(np.arange(40), 3)
+    pool = Pool("p", np.zeros((120, 2), np.int16), np.zeros((120, 2), np.int8), np.zeros(120, np.int64), groups,
+                np.zeros((120, 0, 3), np.int64))
+    held = BenchSettings(n_streams=4, before=100, after=200, speaker_run=25)
+    streams = make_streams(sc.scenario("gain_down_20db"), pool, pool, held, 4, None, seed=1)
+    for part in (streams.before, streams.after):
+        runs = groups[part].reshape(-1, 25)
+        assert (runs == runs[:, :1]).all() and len(np.unique(runs[:, 0])) > 5
+    natural = make_streams(sc.scenario("gain_down_20db"), pool, pool, BenchSettings(n_streams=4, before=99, after=99),
+                           4, None, seed=1)
+    changes = np.flatnonzero(np.diff(groups[natural.before[0]]) != 0)
+    assert np.all(np.diff(changes) % 3 == 0)  # whole speakers (one may be drawn twice in a row)

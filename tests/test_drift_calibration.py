@@ -219,3 +219,36 @@ def test_calibrating_for_long_same_speaker_runs_quiets_them():
                             n_inferences=300_000, seed=4)["arl0"]
 
     assert arl0(held) > 2 * arl0(usual)
+
+
+def _speakers_of_two_difficulties(n_groups: int, per_group: int, seed: int) -> dict:
+    """Half the speakers are ones the model finds harder (less confident, less accurate):
+    a long run of one of them lowers the confidence for as long as it lasts."""
+    easy = synthetic.synthetic_dataset(n_groups=n_groups, per_group=per_group, group_share=0.3, domain=WORLD, seed=seed)
+    hard = synthetic.synthetic_dataset(n_groups=n_groups, per_group=per_group, group_share=0.3, domain=WORLD,
+                                       seed=seed + 100, accuracy=0.85, sharpness=0.6)
+    hard["groups"] = hard["groups"] + n_groups
+    return {key: np.concatenate([easy[key], hard[key]]) for key in easy}
+
+
+def test_calibrating_the_output_scores_for_long_runs_quiets_hard_speakers_too():
+    """Calibrated for runs of 30 on the input scores only, a deployment of 60-inference runs
+    of easy and hard speakers alarms on the hard ones' confidence; with the output scores
+    calibrated on such runs too it raises fewer false alarms."""
+    few = _speakers_of_two_difficulties(250, 5, seed=1)
+    long_runs = _speakers_of_two_difficulties(20, 60, seed=2)
+    common = dict(target_arl0=TARGET, n_inferences=300_000, seed=3, data_session_length=30)
+    inputs_only, _ = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"], **common)
+    both, report = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"],
+                                        output_session_length=30, **common)
+    assert report["output_session_length"] == 30 and report["data_session_length"] == 30
+
+    def arl0(config):
+        return measure_arl0(config, long_runs["summaries"], long_runs["probs"], long_runs["groups"],
+                            n_inferences=150_000, seed=4)
+
+    quiet, loud = arl0(both), arl0(inputs_only)
+    print(f"ARL0 on 60-inference runs: outputs calibrated for runs {quiet['arl0']:,.0f} "
+          f"({quiet['by_type']}), inputs only {loud['arl0']:,.0f} ({loud['by_type']})")
+    assert loud["by_type"]["CONFIDENCE_DRIFT"] > 0
+    assert quiet["arl0"] > 1.5 * loud["arl0"]

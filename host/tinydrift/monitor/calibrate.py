@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.config import ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig
+from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_ENTROPY,
+                                     SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices
@@ -251,6 +252,7 @@ def calibrate_thresholds(
     keep_order: bool = False,
     stream_groups: int | None = None,
     data_session_length: int | None = None,
+    output_session_length: int | None = None,
     warning_arl_fraction: float = 0.1,
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
     winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
@@ -269,6 +271,8 @@ def calibrate_thresholds(
     speaker talks that many inferences in a row (drawn with replacement from the speaker's
     clips), the output scores on the usual ones: a speaker's own voice, held for a while,
     moves the input summary like a change does, while the outputs stay calm.
+    output_session_length: the same for the output scores (confidence, entropy, label): a
+    voice the model finds a little harder lowers its confidence for as long as it talks.
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
@@ -337,16 +341,23 @@ def calibrate_thresholds(
     else:
         raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
     raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices)
-    if data_session_length is not None:
-        # The same references, streams of long same-speaker runs, for the input scores only;
-        # the combined alarm counts then treat the two stream sets as one (independent scores).
+    # The same references, streams of same-speaker runs of a set length, for the input or
+    # the output scores; the combined alarm counts then treat the stream sets as one
+    # (independent scores).
+    for session_length, scores in ((data_session_length, (SCORE_MEAN, SCORE_VAR)),
+                                   (output_session_length, (SCORE_CONF, SCORE_ENTROPY, SCORE_LABEL))):
+        if session_length is None:
+            continue
         sessions = np.zeros_like(indices)
         for r in range(len(configs)):
             mine = stream_config == r
-            sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=data_session_length)
-        session_raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, sessions)
-        raw[:, :, SCORE_MEAN] = session_raw[:, :, SCORE_MEAN]
-        raw[:, :, SCORE_VAR] = session_raw[:, :, SCORE_VAR]
+            sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=session_length)
+        session_raw, session_moved_mean, session_moved_var = _simulate_raw(configs, stream_config, summaries, probs,
+                                                                           sessions)
+        for i in scores:
+            raw[:, :, i] = session_raw[:, :, i]
+        if SCORE_MEAN in scores:
+            moved_mean, moved_var = session_moved_mean, session_moved_var
         del session_raw
     raw = raw[:, burn_in:].astype(np.int64)
     total = raw.shape[0] * raw.shape[1]
@@ -402,7 +413,7 @@ def calibrate_thresholds(
     # (on the usual streams) each meet the target on their own streams: on either kind of
     # deployment the other group adds little.
     groups_of_scores = [list(range(len(enabled)))]
-    if data_session_length is not None:
+    if data_session_length != output_session_length:
         inputs = [e for e, i in enumerate(enabled) if i in (SCORE_MEAN, SCORE_VAR)]
         groups_of_scores = [g for g in (inputs, [e for e in range(len(enabled)) if e not in inputs]) if g]
     per_score_arl_of = np.zeros(len(enabled))
@@ -449,6 +460,7 @@ def calibrate_thresholds(
         "block_length": block_length,
         "stream_groups": stream_groups,
         "data_session_length": data_session_length,
+        "output_session_length": output_session_length,
         "scores": scores_report,
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -481,6 +493,7 @@ def measure_arl0(
     block_length: int | str | None = "calibration",
     keep_order: bool = False,
     population: int | None = None,
+    session_length: int | None = None,
     seed: int = 1,
 ) -> dict:
     """Empirical ARL0 of the combined alarm on no-drift streams (block bootstrap of these
@@ -489,7 +502,8 @@ def measure_arl0(
    ; the 95 % interval is the exact Poisson one on the alarm count. Streams
     of `stream_length` run side by side: each stream start is a reset the device would not
     have, so they should be long next to the time the monitor takes to settle (~4 / EWMA
-    weight). population: each stream draws from that many groups only (bootstrap_indices)."""
+    weight). population: each stream draws from that many groups only; session_length: each
+    speaker talks that many inferences in a row, drawn from its samples (bootstrap_indices)."""
     from scipy.stats import chi2
 
     target = float(config.metadata.get("calibration", {}).get("target_arl0", DEFAULT_TARGET_ARL0))
@@ -499,7 +513,7 @@ def measure_arl0(
     rng = np.random.default_rng(seed)
     block_length = calibrated_block_length(config, block_length)
     indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order,
-                                population=population)
+                                population=population, session_length=session_length)
     twin = MonitorTwin(config, n_streams)
     prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)

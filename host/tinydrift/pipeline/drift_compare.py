@@ -67,14 +67,17 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         n_inferences=max(1_000_000, int(200 * target)), winsorize_sigma=(None, None, 2.0, 2.0, None),
         commission_n=shipped.commission_n, seed=settings.seed,
         **({} if maker.min_reference is None else {"min_samples": maker.min_reference}),
-        data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"))
+        data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"),
+        output_session_length=shipped.metadata.get("calibration", {}).get("output_session_length"))
     log(f"monitor recalibrated for ARL0 {target:,.0f} in {time.perf_counter() - start:.0f} s")
     out["cost"]["tinydrift"] = {"input": "summary + outputs", "state": _state_bytes(config),
                                 "ops": "see tinydrift bench monitor", "arl0": None}
 
-    # The baselines: reference from the pool, threshold from its no-drift streams.
+    # The baselines: reference from the pool, threshold from its no-drift streams (speakers
+    # held as the detection streams hold them).
     n_calib = int(60 * target)
-    calib_idx = group_streams(calibration, max(1, n_calib // 2000), 2000, rng, block_length).reshape(-1)
+    calib_idx = group_streams(calibration, max(1, n_calib // 2000), 2000, rng, block_length,
+                             speaker_run=settings.speaker_run).reshape(-1)
     made = {}
     for name in detectors:
         kind = INPUT_OF[name]
@@ -89,7 +92,8 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
             log(f"{name}: not calibrated ({exc})")
             continue
         detector = BASELINES[name](reference, threshold)
-        check_idx = group_streams(calibration, max(1, n_calib // 2000), 2000, rng, block_length).reshape(-1)
+        check_idx = group_streams(calibration, max(1, n_calib // 2000), 2000, rng, block_length,
+                             speaker_run=settings.speaker_run).reshape(-1)
         arl0 = empirical_arl0(detector, [reference[check_idx]])
         made[name] = (detector, kind)
         out["detectors"].append(name)

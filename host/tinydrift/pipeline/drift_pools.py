@@ -42,10 +42,14 @@ class BenchSettings:
     arl_inferences: int = 2_000_000  # per control population, shipped monitor
     compare_arl0: float = 2_000
     compare_streams: int = 30
+    # Inferences one speaker (a plant, for a camera) holds in a row in every stream: None
+    # takes each speaker's clips as the pool holds them (~10 in a mixed population's pool,
+    # ~43 in a one-voice one), a number draws runs of that length from them.
+    speaker_run: int | None = None
     seed: int = 11
 
     @staticmethod
-    def make(quick: bool, n_classes: int = 12) -> "BenchSettings":
+    def make(quick: bool, n_classes: int = 12, speaker_run: int | None = None) -> "BenchSettings":
         """The settings for a model of n_classes: pools hold as many inputs in all as the
         keyword model's 12 classes do (a camera model's 5 classes get 12/5 per class)."""
         scale = 12 / n_classes
@@ -54,7 +58,8 @@ class BenchSettings:
         if not quick:
             per_class.update(clips_per_class=60, control_clips_per_class=200)
             other = dict(n_streams=200, after=1500, arl_inferences=10_000_000, compare_arl0=5_000, compare_streams=60)
-        return BenchSettings(quick=quick, **{k: int(round(v * scale)) for k, v in per_class.items()}, **other)
+        return BenchSettings(quick=quick, **{k: int(round(v * scale)) for k, v in per_class.items()}, **other,
+                             speaker_run=speaker_run)
 
 
 @dataclass
@@ -244,13 +249,15 @@ class CameraPoolMaker(PoolMaker):
 # ---------------------------------------------------------------------------- streams
 
 def group_streams(pool: Pool, n_streams: int, length: int, rng: np.random.Generator, block_length: int | None,
-                  class_weights: tuple | None = None) -> np.ndarray:
+                  class_weights: tuple | None = None, speaker_run: int | None = None) -> np.ndarray:
     """[n_streams, length] indices into the pool: whole speakers drawn with replacement
-    (calibration's block bootstrap); with class_weights, clips resampled to that class mix."""
+    (calibration's block bootstrap), or runs of `speaker_run` clips of each; with
+    class_weights, clips resampled to that class mix."""
     from tinydrift.monitor.streams import bootstrap_indices
 
     if class_weights is None:
-        return bootstrap_indices(pool.groups, n_streams, length, rng, block_length=block_length)
+        return bootstrap_indices(pool.groups, n_streams, length, rng, block_length=block_length,
+                                 session_length=speaker_run)
     w = np.asarray(class_weights, float)[pool.labels]
     if w.sum() <= 0:
         raise TinydriftError("a label-shift scenario removed every class")
@@ -270,8 +277,9 @@ class StreamSet:
 def make_streams(s: Scenario, deployment: Pool, drifted: Pool, settings: BenchSettings, n_streams: int,
                  block_length: int | None, seed: int) -> StreamSet:
     rng = np.random.default_rng([seed, zlib_name(s.name)])
-    before = group_streams(deployment, n_streams, settings.before, rng, block_length)
-    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights)
+    before = group_streams(deployment, n_streams, settings.before, rng, block_length, speaker_run=settings.speaker_run)
+    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights,
+                          speaker_run=settings.speaker_run)
     if s.hold:  # a stuck input: the first drifted one, over and over
         after = np.repeat(after[:, :1], settings.after, axis=1)
     mix = None

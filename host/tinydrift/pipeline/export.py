@@ -127,10 +127,12 @@ DEFAULT_DATA_SESSION = 15
 def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: float = 100_000,
            commission_n: int = DEFAULT_COMMISSION, real_data: dict[str, Path] | None = None,
            fleet_budget: FleetBudget | None = None, simulated_inferences: int | None = None,
-           progress_factory=None, log=print) -> dict:
+           speaker_run: int | None = None, progress_factory=None, log=print) -> dict:
     """Write model_dir/include/*.h|c, model_dir/reference.json and model_dir/README.md.
     With a fleet budget, its per-device ARL0 is the target. simulated_inferences: how many
-    no-drift inferences the calibration simulates (default: calibrate_thresholds')."""
+    no-drift inferences the calibration simulates (default: calibrate_thresholds').
+    speaker_run: every score calibrated on same-speaker runs of that many inferences
+    (default: the input scores on runs of DEFAULT_DATA_SESSION, the outputs on the data's)."""
     from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
@@ -162,7 +164,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config, calibration = calibrate_thresholds(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
         target_arl0=target_arl0, winsorize_sigma=(None, None, 2.0, 2.0, None), commission_n=commission_n,
-        data_session_length=DEFAULT_DATA_SESSION, min_samples=source.min_reference,
+        data_session_length=speaker_run or DEFAULT_DATA_SESSION, output_session_length=speaker_run,
+        min_samples=source.min_reference,
         **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
     calibration_seconds = time.perf_counter() - start
     log(f"checking ARL0 on the test split (unseen by calibration) and the {source.shift} shift's detection")
