@@ -37,3 +37,16 @@ def test_quick_fleet_bench_loses_and_duplicates_nothing_and_states_its_figures(t
     assert len(result["faults"]["events"]) == 4  # the broker down and back, a collector killed and back
     assert result["heartbeats"]["ratio"] > 50
     assert "| faults | 1,000 x 1/s x 45 |" in (tmp_path / "fleet_bench.md").read_text()
+
+
+def test_the_drain_waits_while_the_store_moves_and_names_a_stall():
+    """A store slower than the devices is waited for as long as it moves; one that stops is
+    an error naming how far it got."""
+    from tinydrift.errors import TinydriftError
+    from tinydrift.pipeline.fleet_bench import _drain
+
+    moving = iter(range(0, 10_000, 50))
+    assert _drain(lambda: next(moving), 200, stall_s=1.0) >= 1.5  # 4 steps of 0.5 s
+    stuck = iter([0, 40, 80] + [80] * 100)
+    with pytest.raises(TinydriftError, match=r"80 of 200 frames stored; none more in the last 1 s"):
+        _drain(lambda: next(stuck), 200, stall_s=1.0)
