@@ -94,19 +94,25 @@ def test_costly_scenarios_slower_than_one_and_a_half_times_the_best_baseline_are
 
 
 def test_streams_hold_each_speaker_for_the_run_the_bench_is_given():
-    """--speaker-run N: every detection stream is runs of N inferences of one speaker each;
-    without it, each speaker's clips as the pool holds them (here 3)."""
+    """--speaker-run N: a speaker holds at most N inferences in a row, its own clips without
+    repeats; without it, all of its clips (here 40)."""
     from tinydrift.pipeline.drift_pools import BenchSettings, Pool, make_streams
 
-    groups = np.repeat(np.arange(40), 3)
-    pool = Pool("p", np.zeros((120, 2), np.int16), np.zeros((120, 2), np.int8), np.zeros(120, np.int64), groups,
-                np.zeros((120, 0, 3), np.int64))
-    held = BenchSettings(n_streams=4, before=100, after=200, speaker_run=25)
-    streams = make_streams(sc.scenario("gain_down_20db"), pool, pool, held, 4, None, seed=1)
-    for part in (streams.before, streams.after):
-        runs = groups[part].reshape(-1, 25)
-        assert (runs == runs[:, :1]).all() and len(np.unique(runs[:, 0])) > 5
-    natural = make_streams(sc.scenario("gain_down_20db"), pool, pool, BenchSettings(n_streams=4, before=99, after=99),
-                           4, None, seed=1)
-    changes = np.flatnonzero(np.diff(groups[natural.before[0]]) != 0)
-    assert np.all(np.diff(changes) % 3 == 0)  # whole speakers (one may be drawn twice in a row)
+    groups = np.repeat(np.arange(30), 40)
+    n = len(groups)
+    pool = Pool("p", np.zeros((n, 2), np.int16), np.zeros((n, 2), np.int8), np.zeros(n, np.int64), groups,
+                np.zeros((n, 0, 3), np.int64))
+
+    def runs(settings):
+        streams = make_streams(sc.scenario("gain_down_20db"), pool, pool, settings, 4, None, seed=1)
+        for part in (streams.before, streams.after):
+            for row in part:
+                starts = np.concatenate([[0], np.flatnonzero(np.diff(groups[row]) != 0) + 1, [len(row)]])
+                yield from (row[a:b] for a, b in zip(starts[1:-2], starts[2:-1]))  # a row's first and last may be cut
+
+    capped = list(runs(BenchSettings(n_streams=4, before=300, after=600, speaker_run=10)))
+    # a run may join two draws of one speaker (drawn twice in a row); each draw repeats no clip
+    assert all(len(r) % 10 == 0 for r in capped) and max(map(len, capped)) < 40
+    assert all(len(np.unique(r[:10])) == 10 for r in capped)
+    whole = list(runs(BenchSettings(n_streams=4, before=300, after=600)))
+    assert all(len(r) % 40 == 0 for r in whole) and whole

@@ -119,9 +119,9 @@ def frontend_stream(step_ms: int, seconds: int, as_json: bool):
               show_default=True, help="Folder for drift_bench.json, drift_bench.md and the cached pools.")
 @click.option("--no-baselines", is_flag=True, help="Only the shipped monitor (skip the comparison).")
 @click.option("--speaker-run", type=click.IntRange(1, 10_000), default=None, metavar="N",
-              help="Every stream holds each speaker (plant) for N inferences in a row, drawn from its "
-                   "clips. Default: each speaker's clips as its pool holds them (~10 in a mixed "
-                   "population, ~43 in a one-voice one).")
+              help="Every stream holds each speaker (plant) for at most N inferences in a row, its "
+                   "own clips without repeats. Default: each speaker's clips as its pool holds them "
+                   "(~10 in a mixed population, ~43 in a one-voice one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speaker_run: int | None, as_json: bool):
     """The monitor on drift scenarios and on populations that must not alarm.
@@ -148,7 +148,7 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
       tinydrift bench drift --quick
       tinydrift bench drift --model-dir models/plant --quick
       tinydrift bench drift --json > drift.json
-      tinydrift bench drift --quick --speaker-run 45    # one speaker talks 45 times in a row
+      tinydrift bench drift --quick --speaker-run 15    # no speaker talks more than 15 times in a row
     """
     from tinydrift.pipeline.drift_bench import bench_settings, markdown, run_drift_bench, write_outputs
 

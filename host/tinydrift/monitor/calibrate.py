@@ -271,8 +271,10 @@ def calibrate_thresholds(
     speaker talks that many inferences in a row (drawn with replacement from the speaker's
     clips), the output scores on the usual ones: a speaker's own voice, held for a while,
     moves the input summary like a change does, while the outputs stay calm.
-    output_session_length: the same for the output scores (confidence, entropy, label): a
-    voice the model finds a little harder lowers its confidence for as long as it talks.
+    output_session_length: the same for the confidence and entropy scores: a voice the model
+    finds a little harder lowers its confidence for as long as it talks. (The label score
+    stays on the usual streams: a speaker's run repeats that speaker's few clips, which
+    would skew the class mix a real speaker keeps.)
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
@@ -344,10 +346,12 @@ def calibrate_thresholds(
     # The same references, streams of same-speaker runs of a set length, for the input or
     # the output scores; the combined alarm counts then treat the stream sets as one
     # (independent scores).
-    for session_length, scores in ((data_session_length, (SCORE_MEAN, SCORE_VAR)),
-                                   (output_session_length, (SCORE_CONF, SCORE_ENTROPY, SCORE_LABEL))):
+    stream_set = np.zeros(SCORE_COUNT, dtype=np.int64)  # which simulated streams each score was read on
+    for n, (session_length, scores) in enumerate(((data_session_length, (SCORE_MEAN, SCORE_VAR)),
+                                                  (output_session_length, (SCORE_CONF, SCORE_ENTROPY))), start=1):
         if session_length is None:
             continue
+        stream_set[list(scores)] = n
         sessions = np.zeros_like(indices)
         for r in range(len(configs)):
             mine = stream_config == r
@@ -409,13 +413,10 @@ def calibrate_thresholds(
 
     # 2. Scores together, as the device runs them (any alarm resets every CUSUM): the
     # combined ARL for a common per-score ARL, then the one that meets the target. With
-    # sessions, the input scores (simulated on long same-speaker runs) and the output scores
-    # (on the usual streams) each meet the target on their own streams: on either kind of
-    # deployment the other group adds little.
-    groups_of_scores = [list(range(len(enabled)))]
-    if data_session_length != output_session_length:
-        inputs = [e for e, i in enumerate(enabled) if i in (SCORE_MEAN, SCORE_VAR)]
-        groups_of_scores = [g for g in (inputs, [e for e in range(len(enabled)) if e not in inputs]) if g]
+    # sessions, the scores read on each kind of simulated stream (long same-speaker runs for
+    # the inputs, for the confidence, the usual streams) meet the target together on those
+    # streams: on either kind of deployment the other groups add little.
+    groups_of_scores = [g for g in ([e for e, i in enumerate(enabled) if stream_set[i] == n] for n in range(3)) if g]
     per_score_arl_of = np.zeros(len(enabled))
     for members in groups_of_scores:
         share = np.geomspace(0.25, 2.0, 10) * len(members) * target_arl0

@@ -121,8 +121,9 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
             continue  # transforms of the audio are scenarios below, even where harmless
         pool = maker.control_pool(s)
         arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, n_inferences=settings.arl_inferences,
-                           session_length=settings.speaker_run, seed=zlib_name(s.name))
-        run = settings.speaker_run or len(pool) / len(np.unique(pool.groups))
+                           block_length=settings.speaker_run or "calibration", seed=zlib_name(s.name))
+        per_speaker = np.unique(pool.groups, return_counts=True)[1]
+        run = np.minimum(per_speaker, settings.speaker_run or per_speaker.max()).mean()
         result.controls[s.name] = {"accuracy": round(pool.accuracy, 4), "arl0": arl["arl0"] if arl["alarms"] else None,
                                    "speaker_run": round(float(run), 1),
                                    "alarms": arl["alarms"],

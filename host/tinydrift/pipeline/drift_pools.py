@@ -42,9 +42,10 @@ class BenchSettings:
     arl_inferences: int = 2_000_000  # per control population, shipped monitor
     compare_arl0: float = 2_000
     compare_streams: int = 30
-    # Inferences one speaker (a plant, for a camera) holds in a row in every stream: None
-    # takes each speaker's clips as the pool holds them (~10 in a mixed population's pool,
-    # ~43 in a one-voice one), a number draws runs of that length from them.
+    # The most inferences one speaker (a plant, for a camera) holds in a row in a stream:
+    # None takes each speaker's clips as the pool holds them (~10 in a mixed population's
+    # pool, ~43 in a one-voice one); N takes at most N of them, without repeating a clip
+    # (repeats would skew the class mix a real speaker keeps).
     speaker_run: int | None = None
     seed: int = 11
 
@@ -251,13 +252,12 @@ class CameraPoolMaker(PoolMaker):
 def group_streams(pool: Pool, n_streams: int, length: int, rng: np.random.Generator, block_length: int | None,
                   class_weights: tuple | None = None, speaker_run: int | None = None) -> np.ndarray:
     """[n_streams, length] indices into the pool: whole speakers drawn with replacement
-    (calibration's block bootstrap), or runs of `speaker_run` clips of each; with
+    (calibration's block bootstrap), at most `speaker_run` clips of each; with
     class_weights, clips resampled to that class mix."""
     from tinydrift.monitor.streams import bootstrap_indices
 
     if class_weights is None:
-        return bootstrap_indices(pool.groups, n_streams, length, rng, block_length=block_length,
-                                 session_length=speaker_run)
+        return bootstrap_indices(pool.groups, n_streams, length, rng, block_length=speaker_run or block_length)
     w = np.asarray(class_weights, float)[pool.labels]
     if w.sum() <= 0:
         raise TinydriftError("a label-shift scenario removed every class")
