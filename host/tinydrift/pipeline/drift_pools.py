@@ -115,18 +115,28 @@ class PoolMaker:
         self._populations: dict[tuple, ClipSet] = {}
 
     def population(self, population: Population, clips_per_class: int, seed: int) -> ClipSet:
+        """The population's inputs, made once and cached in `audio_cache` by what makes them."""
         key = (population, clips_per_class, seed)
         if key not in self._populations:
-            spec = hashlib.sha256(repr((population, CACHE_VERSION)).encode()).hexdigest()[:12]
+            spec = hashlib.sha256(repr(self._made_by(population)).encode()).hexdigest()[:12]
             path = self.audio_cache / f"{population.name}-{clips_per_class}-{seed}-{spec}.npz"
             if path.is_file():
-                clips = ClipSet.load(path)
+                inputs = self._load(path)
             else:
-                self.log(f"synthesizing {population.name} ({clips_per_class} clips per class)")
-                clips = synthesize_population(population, clips_per_class, seed)
-                clips.save(path)
-            self._populations[key] = clips
+                inputs = self._make(population, clips_per_class, seed)
+                inputs.save(path)
+            self._populations[key] = inputs
         return self._populations[key]
+
+    def _made_by(self, population) -> tuple:
+        return population, CACHE_VERSION
+
+    def _load(self, path: Path) -> ClipSet:
+        return ClipSet.load(path)
+
+    def _make(self, population: Population, clips_per_class: int, seed: int) -> ClipSet:
+        self.log(f"synthesizing {population.name} ({clips_per_class} clips per class)")
+        return synthesize_population(population, clips_per_class, seed)
 
     def pool(self, name: str, clips: Callable[[], ClipSet], cache_name: str) -> Pool:
         """The cached pool, else `clips()` through the model (the audio is only loaded or
@@ -186,23 +196,21 @@ class CameraPoolMaker(PoolMaker):
         self.audio_cache = Path(cache) / "leaves"
         self.min_reference = MIN_IMAGE_REFERENCE
 
-    def population(self, population, clips_per_class: int, seed: int):
-        from tinydrift.data.camera_scenarios import draw_population
-        from tinydrift.data.imageset import ImageSet
+    def _made_by(self, population) -> tuple:
         from tinydrift.data.leaves import GENERATOR_VERSION
 
-        key = (population, clips_per_class, seed)
-        if key not in self._populations:
-            spec = hashlib.sha256(repr((population, GENERATOR_VERSION, CACHE_VERSION)).encode()).hexdigest()[:12]
-            path = self.audio_cache / f"{population.name}-{clips_per_class}-{seed}-{spec}.npz"
-            if path.is_file():
-                images = ImageSet.load(path)
-            else:
-                self.log(f"drawing leaves: {population.name} ({clips_per_class} per class)")
-                images = draw_population(population, clips_per_class, seed)
-                images.save(path)
-            self._populations[key] = images
-        return self._populations[key]
+        return population, GENERATOR_VERSION, CACHE_VERSION
+
+    def _load(self, path: Path):
+        from tinydrift.data.imageset import ImageSet
+
+        return ImageSet.load(path)
+
+    def _make(self, population, clips_per_class: int, seed: int):
+        from tinydrift.data.camera_scenarios import draw_population
+
+        self.log(f"drawing leaves: {population.name} ({clips_per_class} per class)")
+        return draw_population(population, clips_per_class, seed)
 
     def pool(self, name: str, images, cache_name: str) -> Pool:
         path = self.cache / f"pool-{cache_name}.npz"
