@@ -42,13 +42,21 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
     """
     from tinydrift.data.synth import KwsConfig, build_kws
 
-    config = KwsConfig(seed=seed)
-    if clips_per_class is not None:
-        scale = clips_per_class / config.clips_per_class["train"]
-        config = KwsConfig(seed=seed, clips_per_class={
-            k: max(1, round(v * scale)) for k, v in config.clips_per_class.items()})
+    config = KwsConfig(seed=seed, clips_per_class=_per_split(KwsConfig().clips_per_class, clips_per_class))
+    _build_splits(build_kws, out, config, workers)
+
+
+def _per_split(default: dict[str, int], train: int | None) -> dict[str, int]:
+    """Each split's count, scaled so that `train` has the given one (the held-out splits
+    keep their ratio to it)."""
+    if train is None:
+        return dict(default)
+    return {split: max(1, round(n * train / default["train"])) for split, n in default.items()}
+
+
+def _build_splits(build, out: Path, config, workers: int | None) -> None:
     with progress_bars() as bars:
-        paths = build_kws(out, config, workers=workers, progress_factory=bars)
+        paths = build(out, config, workers=workers, progress_factory=bars)
     for split, path in paths.items():
         click.echo(f"{split:>7}: {path}")
 
@@ -75,15 +83,8 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
     """
     from tinydrift.data.leaves import PlantConfig, build_plant
 
-    config = PlantConfig(seed=seed)
-    if images_per_class is not None:
-        scale = images_per_class / config.images_per_class["train"]
-        config = PlantConfig(seed=seed, images_per_class={
-            k: max(1, round(v * scale)) for k, v in config.images_per_class.items()})
-    with progress_bars() as bars:
-        paths = build_plant(out, config, workers=workers, progress_factory=bars)
-    for split, path in paths.items():
-        click.echo(f"{split:>7}: {path}")
+    config = PlantConfig(seed=seed, images_per_class=_per_split(PlantConfig().images_per_class, images_per_class))
+    _build_splits(build_plant, out, config, workers)
 
 
 @click.command("train")
