@@ -121,10 +121,3 @@ def test_export_refuses_an_image_model_that_is_not_rgb(tmp_path, channels):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and f"{channels} colour channels" in lines[0] and "RGB" in lines[0], result.output
     assert not (tmp_path / "reference.json").exists() and not (tmp_path / "include").exists()
-
-
-def test_verify_says_it_does_not_replay_a_camera_model():
-    result = CliRunner().invoke(main, ["verify", str(PLANT_MODEL.path)])
-    assert result.exit_code == 1 and "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "a camera model" in lines[0] and "model-c --check" in lines[0], result.output
