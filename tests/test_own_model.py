@@ -199,3 +199,14 @@ def test_export_refuses_a_folder_whose_classes_are_not_the_models_outputs(tmp_pa
     line = refusal(["export", "--model", str(model_dir), "--data", str(tmp_path / "few")])
     assert "15 images" in line and "need at least 1000" in line
     assert not (model_dir / "reference.json").exists() and not (model_dir / "include").exists()
+
+
+def test_export_reads_a_wav_folder_of_the_keyword_classes_and_counts_its_clips(tmp_path, speech_commands_dir):
+    """A keyword model adopted from its .tflite, and real recordings in the Speech Commands
+    layout as the reference: read, split by speaker, and refused by count (300 clips, where
+    the reference statistics need 2,000) before any model runs."""
+    model_dir = tmp_path / "mine"
+    run_cli("adopt", str(REPO_ROOT / "models" / "kws" / INT8_MODEL), "--out", str(model_dir))
+    line = refusal(["export", "--model", str(model_dir), "--data", str(speech_commands_dir)])
+    assert "300 clips" in line and "need at least 2000" in line, line
+    assert not (model_dir / "reference.json").exists()
