@@ -70,6 +70,13 @@ def test_export_writes_the_image_monitor(exported):
     # The export's own check on held-out leaves: the smudge is found in nearly every stream.
     assert reference["smudged_detection"]["detection_rate"] >= 0.9
     assert reference["accuracy"]["test"]["tflm"]["accuracy"] > reference["accuracy"]["smudged"]["tflm"]["accuracy"]
+    # The camera's sensor levels: no drawn leaf reads as a flat or saturated frame, and none
+    # repeats the one before it.
+    assert (config.clip_level, config.stuck_variance, config.silence_variance) == (127, 0, 4)
+    twin = MonitorTwin(config, 1)
+    _, _, test = exported
+    flags = [int(twin.sensor_image_update(frame[None])["flags"][0]) for frame in test.features[:300]]
+    assert not any(flags), sorted(set(flags))
     # The shipped header, compiled with the monitor's C, gives the twin's state size budget.
     assert CMonitor(config, header=folder.monitor_config_header("plant")).state_size <= 1024
 

@@ -50,6 +50,14 @@ IMAGE_SUMMARY_GRID = 3
 # pixels (at 48x48, leaf spots of a few pixels fade into the leaf).
 SMUDGE_SIGMA = 1.5
 MIN_IMAGE_REFERENCE = 1000
+# A camera's sensor health per frame (td_sensor_image_update), in the config's sensor fields:
+# saturated when 3/4 of the values sit at a rail (|pixel - 128| >= 127); flat (dead, black or
+# white) when the values' variance is at most 4 (sd 2 levels: a live scene's is in the
+# hundreds); stuck when none of 32 probed values moved at all since the previous frame (bit
+# for bit: a live sensor's noise moves some of them, see td_sensor_image.c); each a fault
+# after 10 frames in a row. No DC offset: a dark or bright scene is not a fault.
+CAMERA_SENSOR = {"clip_level": 127, "clip_rate_q16": 3 * 65536 // 4, "dc_level": 0, "stuck_variance": 0,
+                 "silence_variance": 4, "persist_blocks": np.array([10, 0, 10, 10], np.uint16)}
 # A user's reference folder: this share of its groups (speakers; images) is held out as
 # `test` for the export's ARL0 and detection checks, which calibration never sees.
 FOLDER_TEST_SHARE = 0.3
@@ -221,6 +229,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         data_session_length=DEFAULT_DATA_SESSION, min_samples=source.min_reference,
         **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
     calibration_seconds = time.perf_counter() - start
+    if source.is_image:
+        config = replace(config, **CAMERA_SENSOR)
     log(f"checking ARL0 on the test split (unseen by calibration) and the {source.shift} shift's detection")
     # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
     arl0 = measure_arl0(config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"],
