@@ -128,7 +128,7 @@ def test_image_sources_for_replay(tmp_path, leaves):
         load_source(empty)
 
 
-@pytest.mark.slow  # 59 s measured (60 images through the emulated UART), plus the plant firmware's build
+@pytest.mark.slow  # 59-81 s measured (60 images through the emulated UART), plus the plant firmware's build
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
                     reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
 def test_images_replayed_into_qemu_are_bit_exact(plant, leaves):
@@ -152,13 +152,15 @@ def test_images_replayed_into_qemu_are_bit_exact(plant, leaves):
     assert compare(device_inferences(stats.received), expected, bytes.fromhex(ref["model_id"])) == []
     status = next(i for i in stats.received if isinstance(i, P.Status))
     assert status.inferences == len(leaves) and status.rx_errors == 0
-    # the TRACE frames count each stage's instructions (-icount shift=0): no front end or
-    # sensor health (two clock reads), the model and then the summary and the monitor
+    # the TRACE frames count each stage's instructions (-icount shift=0): no front end (two
+    # clock reads), the model, the frame's sensor health (69,920 measured: ~10 a value of
+    # the 6,912), then the summary and the monitor
     traces = [i for i in stats.received if isinstance(i, P.Trace)]
     per_stage = np.array([[emulator.instructions_from_cycles(c) for c in
                            (t.cycles_frontend, t.cycles_model, t.cycles_sensor, t.cycles_monitor)] for t in traces])
     print("instructions per image (frontend, model, sensor, summary + monitor), median:", np.median(per_stage, 0))
-    assert len(traces) == len(leaves) and per_stage[:, [0, 2]].max() < 1_000
+    assert len(traces) == len(leaves) and per_stage[:, 0].max() < 1_000
+    assert np.all((per_stage[:, 2] > 30_000) & (per_stage[:, 2] < 150_000))
     assert np.all((per_stage[:, 1] > 2_000_000) & (per_stage[:, 1] < 4_000_000))
     assert np.all((per_stage[:, 3] > 300_000) & (per_stage[:, 3] < 1_500_000))
 
