@@ -123,6 +123,8 @@ def test_bench_finds_a_smudged_lens_and_a_dead_camera_and_the_new_sign_only_by_l
         assert row["accuracy_drop"] >= 0.05
         assert row["detected"] >= 0.9 and row["median_delay"] <= 200 and row["alarm_type_correct"] >= 0.8
         assert row["false_alarm_before_change"] <= 0.1
+    # A dead camera is a sensor fault on its tenth black frame (the config's persistence).
+    assert dead["median_delay"] == 10 and dead["alarm_type_correct"] == 1.0
     assert concept["accuracy_drop"] >= 0.05 and concept["detected"] >= 0.3
     assert set(concept["alarm_types"]) == {"ERROR_RATE"}, "only label feedback may see a moved boundary"
     assert set(result.controls) == {"bench_background", "deployment"}

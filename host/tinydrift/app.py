@@ -113,8 +113,9 @@ def expected_image_inferences(images: np.ndarray, model: bytes, config, grid: in
                               progress: Callable[[int], None] | None = None) -> Expected:
     """What a camera build logs for `images` (uint8 [N, H, W, 3], from its camera or IMAGE
     frames), the monitor running on from one to the next: each image minus 128 is the model's
-    input (TFLite Micro), td_summarize_image on a grid x grid split its summary; no sensor
-    health. TRACE.window_end counts images since boot: `first_image` is this one's number."""
+    input (TFLite Micro), td_summarize_image on a grid x grid split its summary, sensor health
+    on the frame (td_sensor_image_update) before the monitor update. TRACE.window_end counts
+    images since boot: `first_image` is this one's number."""
     from tinydrift.data.imageset import pixels_to_int8
     from tinydrift.model.runtimes import run_tflm
     from tinydrift.monitor.twin import summarize_image
@@ -126,13 +127,13 @@ def expected_image_inferences(images: np.ndarray, model: bytes, config, grid: in
     n = len(images)
     outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
     return _monitored(config, summarize_image(features, grid), outputs, np.arange(first_image, first_image + n),
-                      [[] for _ in range(n)], progress)
+                      [[frame] for frame in features], progress)
 
 
 def _monitored(config, summaries: np.ndarray, outputs: np.ndarray, window_end: np.ndarray, sensed: list,
                progress) -> Expected:
     """The monitor twin over inferences in the app's order: sensor health on each one's
-    blocks (`sensed[i]`, none for a camera), then the monitor update."""
+    blocks (`sensed[i]`: int16 PCM blocks, or a camera's int8 frame), then the monitor update."""
     from tinydrift.monitor.twin import MonitorTwin
 
     n = len(summaries)
@@ -140,7 +141,10 @@ def _monitored(config, summaries: np.ndarray, outputs: np.ndarray, window_end: n
     results = []
     for i in range(n):
         for block in sensed[i]:
-            twin.sensor_update(block[None, :])
+            if block.dtype == np.int8:
+                twin.sensor_image_update(block[None])
+            else:
+                twin.sensor_update(block[None, :])
         results.append(twin.update(summaries[i:i + 1], outputs[i:i + 1]))
         if progress:
             progress(1)

@@ -15,7 +15,7 @@
 #define TD_HOST_MASK_WORDS 2
 #define TD_HOST_ROW_WIDTH (2 + 3 * TD_SCORE_COUNT + 3 + 2 * TD_HOST_MASK_WORDS + 7)
 
-enum { TD_HOST_INFERENCE = 0, TD_HOST_FEEDBACK = 1, TD_HOST_SENSOR = 2, TD_HOST_RESET = 3 };
+enum { TD_HOST_INFERENCE = 0, TD_HOST_FEEDBACK = 1, TD_HOST_SENSOR = 2, TD_HOST_RESET = 3, TD_HOST_IMAGE_SENSOR = 4 };
 
 const td_monitor_config_t *td_host_config(void)
 {
@@ -37,8 +37,12 @@ uint32_t td_host_row_width(void)
     return TD_HOST_ROW_WIDTH;
 }
 
+/* A camera's previous frame, beside the monitor state the host drives (reset with it). */
+static td_sensor_image_t td_host_camera;
+
 int td_host_init(td_monitor_state_t *state)
 {
+    td_sensor_image_reset(&td_host_camera);
     return td_monitor_init(state, &TD_MONITOR_CONFIG_VAR);
 }
 
@@ -77,8 +81,11 @@ static void td_host_inference_row(const td_monitor_result_t *r, int64_t *row)
 
 /* events: n_events triples (kind, a, b); see tinydrift.monitor.twin.run_events. Returns 0,
  * or the first non-zero status of a monitor call (its event row then holds the status). */
-int td_host_run(td_monitor_state_t *state, const int32_t *events, uint32_t n_events,
-                const int16_t *summaries, const int8_t *probs, const int16_t *pcm, int64_t *rows)
+/* Events on PCM blocks (TD_HOST_SENSOR) or camera frames (TD_HOST_IMAGE_SENSOR: a = offset
+ * into `frames`, b = the frame's values). */
+static int td_host_run_all(td_monitor_state_t *state, const int32_t *events, uint32_t n_events,
+                           const int16_t *summaries, const int8_t *probs, const int16_t *pcm,
+                           const int8_t *frames, int64_t *rows)
 {
     const td_monitor_config_t *config = &TD_MONITOR_CONFIG_VAR;
     uint32_t e, i;
@@ -117,8 +124,18 @@ int td_host_run(td_monitor_state_t *state, const int32_t *events, uint32_t n_eve
             row[3] = result.clipped;
             row[4] = result.flags;
             row[5] = result.alarms;
+        } else if (kind == TD_HOST_IMAGE_SENSOR) {
+            td_sensor_result_t result;
+            status = td_sensor_image_update(state, config, &td_host_camera, frames + a, (uint32_t)b, &result);
+            row[0] = kind;
+            row[1] = result.mean;
+            row[2] = result.variance;
+            row[3] = result.clipped;
+            row[4] = result.flags;
+            row[5] = result.alarms;
         } else if (kind == TD_HOST_RESET) {
             td_monitor_reset(state, config);
+            td_sensor_image_reset(&td_host_camera);
             row[0] = kind;
         } else {
             status = TD_MONITOR_ERR_ARG;
@@ -130,6 +147,18 @@ int td_host_run(td_monitor_state_t *state, const int32_t *events, uint32_t n_eve
         }
     }
     return TD_MONITOR_OK;
+}
+
+int td_host_run(td_monitor_state_t *state, const int32_t *events, uint32_t n_events,
+                const int16_t *summaries, const int8_t *probs, const int16_t *pcm, int64_t *rows)
+{
+    return td_host_run_all(state, events, n_events, summaries, probs, pcm, 0, rows);
+}
+
+int td_host_run_frames(td_monitor_state_t *state, const int32_t *events, uint32_t n_events,
+                       const int16_t *summaries, const int8_t *probs, const int8_t *frames, int64_t *rows)
+{
+    return td_host_run_all(state, events, n_events, summaries, probs, 0, frames, rows);
 }
 
 /* td_summarize_image on n_images images of [height][width][3]; summaries of

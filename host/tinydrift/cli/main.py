@@ -45,6 +45,7 @@ def main(verbose: bool):
       tinydrift data plant      draw the plant-disease set (48x48 RGB leaves)
       tinydrift train           train a DS-CNN on its features (or leaves)
       tinydrift quantize        convert to full-int8 TFLite for TFLite Micro
+      tinydrift adopt           a model folder for your own full-int8 classifier
       tinydrift eval            accuracy on any clip set, on TFLite Micro or LiteRT
       tinydrift export          C headers: model, reference statistics, thresholds
       tinydrift verify          the generated C against TFLite Micro and the Python twin
@@ -55,7 +56,8 @@ def main(verbose: bool):
 
 COMMANDS = (
     # the pipeline, in data-flow order
-    pipeline.data, pipeline.train_cmd, pipeline.quantize_cmd, pipeline.eval_cmd, pipeline.export_cmd,
+    pipeline.data, pipeline.train_cmd, pipeline.quantize_cmd, pipeline.adopt_cmd, pipeline.eval_cmd,
+    pipeline.export_cmd,
     pipeline.verify, pipeline.demo_command,
     # a board: flash it, boot the emulated one, replay audio into it
     device.flash_command, device.emulate, device.replay_command,

@@ -12,7 +12,7 @@ import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
-                                  FiniteFloat, input_folder, input_path)
+                                  FiniteFloat, input_file, input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 
@@ -145,6 +145,41 @@ def quantize_cmd(data_dir: Path, model_dir: Path):
     click.echo(f"{path}: {path.stat().st_size} bytes, ops {', '.join(info['ops'])}")
 
 
+@click.command("adopt")
+@click.argument("tflite", type=input_file("full-int8 .tflite classifier"))
+@click.option("--out", "model_dir", type=OUTPUT_FOLDER, required=True, metavar="DIR",
+              help="The model folder to make (then `tinydrift export --model DIR --data FOLDER`).")
+def adopt_cmd(tflite: Path, model_dir: Path):
+    """Make a model folder for your own full-int8 classifier, trained anywhere.
+
+    The model must take the front end's 49x40 int8 features (1, 49, 40, 1) or an RGB image
+    (1, H, W, 3) of 8 to 255 pixels a side, which the device fills with pixels minus 128;
+    give int8 out of a softmax (scale 1/256, zero point -128); and use only the ops the
+    firmware implements. What it cannot run is refused by name.
+
+    \b
+    Monitor your own model in four commands:
+      tinydrift adopt my_model.tflite --out models/mine
+      tinydrift export --model models/mine --data my_images/ --name mine
+      tinydrift flash --env mps2_an386 --model models/mine --build-only
+      tinydrift demo --model models/mine --data my_images/
+    """
+    from tinydrift.model.quantize import adopt
+
+    from tinydrift.model.quantize import is_image_input
+
+    info = adopt(tflite, model_dir)
+    shape = tuple(int(d) for d in info["inputs"][0]["shape"])
+    click.echo(f"{model_dir}: input {shape}, {int(info['outputs'][0]['shape'][-1])} classes, "
+               f"ops {', '.join(info['ops'])}")
+    if is_image_input(shape):
+        # What the model will see: check it is the scaling it was trained on.
+        scale, zero_point = info["inputs"][0]["quantization"]
+        black, white = (scale * (pixel - 128 - zero_point) for pixel in (0, 255))
+        click.echo(f"the device feeds pixels minus 128: your model reads a pixel of 0 as {black:.4g} and 255 as "
+                   f"{white:.4g} (trained on another scaling? convert with a representative set that spans it)")
+
+
 @click.command("eval")
 @click.argument("model_dir", type=input_path("model folder or .tflite file"))
 @click.argument("data", type=input_path("clip or image set (.npz), WAV folder or image class folders"))
@@ -191,7 +226,9 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
               default=DEFAULT_MODEL, show_default=True)
 @click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks); an image "
-                   "model's set (`tinydrift data plant`): ref.npz and test.npz, blurred for the shift check.")
+                   "model's set (`tinydrift data plant`): ref.npz and test.npz, blurred for the shift check. Or your "
+                   "own reference data: image class folders (CLASS/*.jpg|png) or WAV word folders (WORD/*.wav), "
+                   "30 % of it held out for the checks (blurred images; clips under noise at SNR 10 dB).")
 @click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
               help="Inferences between false alarms, all scores together.")
@@ -245,6 +282,7 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
       tinydrift export --model models/kws --real-data ../shared/data/speech_commands_v0.01_subset
       tinydrift export --model models/kws --fleet-size 5000 --fleet-false-alarms-per-day 10
       tinydrift export --model models/kws --speaker-run 45
+      tinydrift export --model models/mine --data my_images/ --name mine    # after `tinydrift adopt`
     """
     from tinydrift.monitor.calibrate import FleetBudget
     from tinydrift.pipeline.export import export
@@ -278,14 +316,17 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
 @click.argument("model_dir", type=MODEL_FOLDER)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: per stage, inputs and mismatches.")
 @click.option("--samples", type=COUNT, default=DEFAULT_SAMPLES, show_default=True,
-              help="Clips to run (and as many random int8 model inputs).")
-@click.option("--data", type=input_path("clip set (.npz) or WAV folder"), default=None,
-              help="Clip set (.npz) or WAV folder. Default: build/data/kws/test.npz, else ../shared/data "
-                   "recordings, else synthesized noise and tones.")
+              help="Clips or images to run (and as many random int8 model inputs).")
+@click.option("--data", type=input_path("clip or image set (.npz), WAV folder or image class folders"), default=None,
+              help="Clip set (.npz) or WAV folder; for a camera model an image set (.npz) or image class folders. "
+                   "Default: build/data/kws/test.npz (build/data/plant/test.npz), else ../shared/data "
+                   "recordings, else synthesized noise and tones (gradients, noise, flat frames).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Which clips, random inputs and event stream.")
 def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed: int):
     """Check the C generated for MODEL_DIR against its references: C front end vs the host
-    front end, generated model C vs TFLite Micro, C monitor vs the Python twin.
+    front end, generated model C vs TFLite Micro, C monitor vs the Python twin. A camera
+    model: generated model C vs TFLite Micro, td_summarize_image vs the twin's, C monitor
+    vs the twin.
 
     Exit code 1 if any element of any stage differs."""
     from tinydrift.pipeline.verify import format_report, verify_model
@@ -305,7 +346,8 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
 @click.option("--model", "model_dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Use this model (made by `tinydrift export`, e.g. models/kws) instead of training one.")
 @click.option("--data", "data_dir", type=DATA_FOLDER, default=None, metavar="DIR",
-              help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own.")
+              help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own; "
+                   "with a camera model, images from these class folders (CLASS/*.jpg|png) instead of drawn leaves.")
 @click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 12; `tinydrift train` uses 24).")
 @click.option("--clips-per-class", type=COUNT, default=None, metavar="N",
               help="Training clips per class (default 400; held-out splits keep their demo sizes).")
@@ -327,12 +369,14 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
     the host twin bit for bit. Cached under --out: a second run takes about a minute.
 
     With a camera model (--model models/plant) the device sees fresh leaves, then leaves
-    through a smudged lens, replayed as IMAGE frames.
+    through a smudged lens, replayed as IMAGE frames; with --data, images from your class
+    folders instead.
 
     \b
     Examples:
       tinydrift demo
       tinydrift demo --model models/plant
+      tinydrift demo --model models/mine --data my_images/ --in-domain 40 --shifted 40
     """
     import os
 

@@ -274,9 +274,10 @@ SCENARIOS = (
     CameraScenario("jpeg_q8", "upstream", "DATA_DRIFT", transform="jpeg", severity=8),
     CameraScenario("cheap_camera", "upstream", "DATA_DRIFT", transform="chain",
                    severity=(("low_resolution", 1.5), ("sensor_noise", 6.0), ("jpeg", 50))),
-    # the camera fails: the image path has no sensor-health check, so the input score must see it
-    CameraScenario("dead_camera", "camera_fault", "DATA_DRIFT", transform="dead"),
-    CameraScenario("stuck_camera", "camera_fault", "DATA_DRIFT", transform="stuck", hold=True),
+    # the camera fails: sensor health on each frame (td_sensor_image_update) sees a flat frame
+    # and a repeated one
+    CameraScenario("dead_camera", "camera_fault", "SENSOR_FAULT", transform="dead"),
+    CameraScenario("stuck_camera", "camera_fault", "SENSOR_FAULT", transform="stuck", hold=True),
     # concept drift: pale spots on the healthy leaves of the smoother half of the plants now mean leaf_spot
     CameraScenario("pale_spots_now_leaf_spot", "concept", "ERROR_RATE",
                    new_sign=NewSign(where=(("texture", (0.03, 0.075)),))),

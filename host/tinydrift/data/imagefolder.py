@@ -1,6 +1,6 @@
 """The PlantVillage folder layout: one sub-folder per class, JPEG or PNG images of any size.
 
-Each image is centre-cropped to its largest square and resized to the model's input
+Each image is centre-cropped to its largest part of the model input's shape and resized to it
 (`fit_image`, the one resize every image path here takes, the leaf generator's included).
 """
 
@@ -18,24 +18,28 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LAYOUT = "the PlantVillage layout: one sub-folder per class holding its .jpg/.png images"
 
 
-def fit_image(image, size: int = IMAGE_SIZE) -> np.ndarray:
-    """uint8 [size, size, 3]: the centred largest square of `image` (a PIL image or a uint8
-    array [H, W, 3]) resized to size x size; an area average when shrinking (no aliasing of
-    fine leaf texture), bilinear when enlarging."""
+def fit_image(image, size: int | tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
+    """uint8 [height, width, 3] (`size`: one side, or (height, width)): the centred largest
+    crop of `image` (a PIL image or a uint8 array [H, W, 3]) with the model's aspect ratio,
+    resized to it; an area average when shrinking (no aliasing of fine leaf texture),
+    bilinear when enlarging."""
     from PIL import Image
 
+    height, width = (size, size) if isinstance(size, int) else size
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
     image = image.convert("RGB")
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    resample = Image.Resampling.BOX if side >= size else Image.Resampling.BILINEAR
-    return np.asarray(square.resize((size, size), resample), dtype=np.uint8)
+    have_width, have_height = image.size
+    # The largest crop of the target's shape: full width or full height, whichever binds.
+    crop_width = min(have_width, have_height * width // height) or 1
+    crop_height = min(have_height, have_width * height // width) or 1
+    left, top = (have_width - crop_width) // 2, (have_height - crop_height) // 2
+    crop = image.crop((left, top, left + crop_width, top + crop_height))
+    resample = Image.Resampling.BOX if crop_width >= width else Image.Resampling.BILINEAR
+    return np.asarray(crop.resize((width, height), resample), dtype=np.uint8)
 
 
-def read_image(path: Path, size: int = IMAGE_SIZE) -> tuple[np.ndarray, tuple[int, int]]:
+def read_image(path: Path, size: int | tuple[int, int] = IMAGE_SIZE) -> tuple[np.ndarray, tuple[int, int]]:
     """(fitted image, original (width, height)) of a JPEG or PNG file, or a TinydriftError naming it."""
     from PIL import Image, UnidentifiedImageError
 
@@ -46,13 +50,15 @@ def read_image(path: Path, size: int = IMAGE_SIZE) -> tuple[np.ndarray, tuple[in
             if image.format not in ("JPEG", "PNG"):
                 raise TinydriftError(f"{path}: a {image.format} image named like a JPEG or PNG; convert it or move it out")
             original = image.size
-            image.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that still covers `size`
+            height, width = (size, size) if isinstance(size, int) else size
+            image.draft("RGB", (width, height))  # JPEG: decode at a reduced scale that still covers `size`
             return fit_image(image, size), original
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise TinydriftError(f"{path}: not a readable JPEG or PNG image ({e}); remove it or convert it") from None
 
 
-def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None, size: int = IMAGE_SIZE,
+def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None,
+                      size: int | tuple[int, int] = IMAGE_SIZE,
                       progress=None) -> ImageSet:
     """An ImageSet of every image in `folder`'s class sub-folders.
 

@@ -15,12 +15,38 @@ from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
 from tinydrift.model.train import as_model_input
 
 INPUT_SHAPE = (1, NUM_FRAMES, NUM_CHANNELS, 1)
-IMAGE_INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)
-# The inputs a device fills: its front end's features, or a camera frame (pixels minus 128).
-DEVICE_INPUTS = {
-    INPUT_SHAPE: f"{NUM_FRAMES} frames x {NUM_CHANNELS} channels, batch 1",
-    IMAGE_INPUT_SHAPE: f"a {IMAGE_SIZE}x{IMAGE_SIZE} RGB image, batch 1",
-}
+IMAGE_INPUT_SHAPE = (1, IMAGE_SIZE, IMAGE_SIZE, CHANNELS)  # the plant model's (`tinydrift data plant`)
+# A camera model's RGB image of any height and width in this range: the app's IMAGE frames
+# and its shape check carry each side in one byte, and td_summarize_image's 3x3 grid needs
+# blocks of a few pixels at least.
+IMAGE_SIDES = (8, 255)
+AUDIO_INPUT = f"{INPUT_SHAPE} ({NUM_FRAMES} frames x {NUM_CHANNELS} channels of the front end, batch 1)"
+IMAGE_INPUT = (f"(1, H, W, {CHANNELS}) (an RGB image, batch 1, {IMAGE_SIDES[0]} <= H, W <= {IMAGE_SIDES[1]}; "
+               "the device feeds pixels minus 128)")
+
+
+def is_image_input(shape: tuple) -> bool:
+    """Whether a device model's input shape is a camera image (check_device_model has
+    accepted it: otherwise it is the front end's features)."""
+    return len(shape) == 4 and shape != INPUT_SHAPE and shape[3] == CHANNELS
+
+
+def _input_problem(shape: tuple) -> str | None:
+    """Why the device cannot feed an input of `shape`, or None: there is an input summary for
+    the front end's 49x40 features and for RGB images, for nothing else."""
+    if shape == INPUT_SHAPE:
+        return None
+    if len(shape) == 4 and shape[0] == 1 and shape[3] == CHANNELS:
+        low, high = IMAGE_SIDES
+        if all(low <= side <= high for side in shape[1:3]):
+            return None
+        return (f"input shape {shape}: an image of {shape[1]}x{shape[2]}, outside the {low}..{high} pixels a side "
+                "the device's image summary and IMAGE frames handle; resize the model's input")
+    colours = (f"; its {shape[3]} colour channels are not RGB (the image summary reads 3 colours)"
+               if len(shape) == 4 and shape[3] != CHANNELS else "")
+    return f"input shape {shape}, expected {AUDIO_INPUT} or {IMAGE_INPUT}{colours}: no input summary for any other"
+
+
 # The ops the firmware's kernels implement (firmware/lib/tinydrift/src/kernels/).
 DEVICE_OPS = {
     "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
@@ -96,26 +122,22 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
             raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; "
                                  "convert with `tinydrift quantize` (full-int8)")
     shape = tuple(int(d) for d in inp["shape"])
-    if len(shape) == 4 and shape[1:3] == IMAGE_INPUT_SHAPE[1:3] and shape[3] != CHANNELS:
-        raise TinydriftError(f"{path}: input shape {shape} has {shape[3]} colour channels; camera models take RGB "
-                             f"{IMAGE_INPUT_SHAPE} (the monitor summarizes 3 colours): train it on `tinydrift data plant`")
-    if shape not in DEVICE_INPUTS:
-        expected = " or ".join(f"{s} ({what})" for s, what in DEVICE_INPUTS.items())
-        raise TinydriftError(f"{path}: input shape {shape}, expected {expected}")
-    scale, zero_point = inp["quantization"]
-    if scale != 1.0 or zero_point != 0:
-        raise TinydriftError(f"{path}: input quantization scale {scale} zero point {zero_point}; the device feeds "
-                             "its int8 features unchanged and needs scale 1, zero point 0 (use `tinydrift quantize`)")
+    problem = _input_problem(shape)
+    if problem:
+        raise TinydriftError(f"{path}: {problem}")
+    # Any input quantization: the device's int8 features, or pixels minus 128, go into the
+    # input tensor unchanged, which is what a model converted from training data spanning its
+    # input range expects (the converter maps that range onto -128..127).
+    unsupported = sorted(set(info["ops"]) - DEVICE_OPS)
+    if unsupported:
+        raise TinydriftError(f"{path}: ops the device cannot run: {', '.join(unsupported)} "
+                             f"(supported: {', '.join(sorted(DEVICE_OPS))})")
     out_scale, out_zp = out["quantization"]
     if out_scale != 1.0 / 256 or out_zp != -128:
         raise TinydriftError(f"{path}: output quantization {out_scale}/{out_zp}; the drift monitor reads "
                              "softmax probabilities with scale 1/256 and zero point -128")
     if num_classes is not None and out["shape"][-1] != num_classes:
         raise TinydriftError(f"{path}: {out['shape'][-1]} outputs, expected {num_classes} classes")
-    unsupported = sorted(set(info["ops"]) - DEVICE_OPS)
-    if unsupported:
-        raise TinydriftError(f"{path}: ops the device cannot run: {', '.join(unsupported)} "
-                             f"(supported: {', '.join(sorted(DEVICE_OPS))})")
     return info
 
 
@@ -140,3 +162,22 @@ def load_int8(model_dir_or_file: Path | str) -> tuple[bytes, Path]:
     model = path.read_bytes()
     check_device_model(model, path)
     return model, path
+
+
+def adopt(tflite_path: Path | str, model_dir: Path | str) -> dict:
+    """A model folder for a full-int8 classifier trained elsewhere: the .tflite checked as the
+    device needs it (refused by name otherwise), copied in as the folder's int8 model, and
+    training.json saying where it came from (`tinydrift export --data` then adds the rest)."""
+    tflite_path, folder = Path(tflite_path), ModelDir(model_dir)
+    if folder.float_model.exists():
+        raise TinydriftError(f"{folder.path}: holds a model trained here ({folder.float_model.name}); "
+                             "adopt into a new folder")
+    try:
+        model = tflite_path.read_bytes()
+    except OSError as exc:
+        raise TinydriftError(f"{tflite_path}: cannot read it ({exc.strerror})") from None
+    info = check_device_model(model, tflite_path)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    write_bytes(folder.int8_model, model)
+    folder.write_training({"adopted_from": tflite_path.name})
+    return info

@@ -67,6 +67,7 @@ SENSOR_STUCK = 1 << 2
 SENSOR_SILENCE = 1 << 3
 SENSOR_CONDITION_COUNT = 4
 SENSOR_FAULT_SHIFT = 4
+SENSOR_IMAGE_PROBES = 32  # a camera frame's values compared with the previous frame's
 
 MAX_SHIFT = 15
 

@@ -36,6 +36,7 @@ from tinydrift.monitor.config import (
     SENSOR_CONDITION_COUNT,
     SENSOR_DC_OFFSET,
     SENSOR_FAULT_SHIFT,
+    SENSOR_IMAGE_PROBES,
     SENSOR_MAX_BLOCK,
     SENSOR_SILENCE,
     SENSOR_STUCK,
@@ -49,7 +50,7 @@ from tinydrift.monitor.fixed import UINT32_MAX, div_round, ewma_step, isqrt, rou
 MASK_WORDS = (MAX_SUMMARY + 31) // 32
 
 # Event kinds of `run_events` and of the C host shim (td_monitor_host.c).
-EVENT_INFERENCE, EVENT_FEEDBACK, EVENT_SENSOR, EVENT_RESET = range(4)
+EVENT_INFERENCE, EVENT_FEEDBACK, EVENT_SENSOR, EVENT_RESET, EVENT_IMAGE_SENSOR = range(5)
 
 # One row per event. Inference rows:
 INFERENCE_FIELDS = (
@@ -192,6 +193,8 @@ class MonitorTwin:
             "sensor_flags": z(),
             "sensor_run": z(SENSOR_CONDITION_COUNT),
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
+            "image_probes": z(SENSOR_IMAGE_PROBES),
+            "image_frames": z(),
             "commission_count": z(),
             "comm_z_mean": z(c),
             "comm_z_scale": z(c),
@@ -510,6 +513,35 @@ class MonitorTwin:
         conditions |= np.where(~stuck & (variance <= cfg.silence_variance), SENSOR_SILENCE, 0)
         return mean, variance, conditions
 
+    def sensor_image_update(self, pixels: np.ndarray, streams: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """td_sensor_image_update on one frame per stream: int8 [B, ...] (pixels minus 128)."""
+        stats = image_sensor_stats(pixels.reshape(self.n_streams, -1), self.config.clip_level)
+        return self.sensor_image_update_stats(stats, pixels[0].size, streams)
+
+    def sensor_image_update_stats(self, stats: np.ndarray, n: int, streams: np.ndarray | None = None) -> dict:
+        """td_sensor_image_update from a frame's `image_sensor_stats` row per stream [B, 3 +
+        SENSOR_IMAGE_PROBES] (n: the frame's values): conditions against the config and the
+        previous frame's probes, then the runs and faults as for PCM blocks."""
+        cfg = self.config
+        stats = np.asarray(stats, dtype=np.int64)
+        active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
+        total, total_sq, saturated, probes = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3:]
+        mean = total // n
+        variance = (total_sq * n - total * total) // (n * n)
+        moved = (np.abs(probes - self.image_probes) > cfg.stuck_variance).sum(axis=1)
+        conditions = np.zeros(len(total), dtype=np.int64)
+        if cfg.clip_rate_q16 > 0:
+            conditions |= np.where((saturated << PROB_FRAC_BITS) >= cfg.clip_rate_q16 * n, SENSOR_CLIPPING, 0)
+        if cfg.dc_level > 0:
+            conditions |= np.where((mean >= cfg.dc_level) | (mean <= -cfg.dc_level), SENSOR_DC_OFFSET, 0)
+        conditions |= np.where((self.image_frames > 0) & (moved == 0), SENSOR_STUCK, 0)
+        conditions |= np.where(variance <= cfg.silence_variance, SENSOR_SILENCE, 0)
+        self.image_probes = np.where(active[:, None], probes, self.image_probes)
+        self.image_frames = np.where(active, np.minimum(self.image_frames + 1, UINT32_MAX), self.image_frames)
+        self.sensor_update_blocks(conditions[:, None], streams)
+        return {"mean": mean, "variance": variance, "clipped": saturated, "flags": self.sensor_flags,
+                "alarms": self.live_alarms()}
+
     def sensor_update_blocks(self, conditions: np.ndarray, streams: np.ndarray | None = None) -> None:
         """td_sensor_update on consecutive blocks of one inference, from their condition bits
         [B, blocks]: the same state as one call per block, computed for all blocks at once
@@ -548,6 +580,27 @@ class MonitorTwin:
         self.sensor_flags = np.where(active, conditions[:, -1] | (last_faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
 
 
+def image_probe_positions(n: int) -> np.ndarray:
+    """Where td_sensor_image_update probes a frame of n values: the middle of each of
+    SENSOR_IMAGE_PROBES equal spans."""
+    return (2 * np.arange(SENSOR_IMAGE_PROBES, dtype=np.int64) + 1) * n // (2 * SENSOR_IMAGE_PROBES)
+
+
+def image_sensor_stats(frames: np.ndarray, clip_level: int) -> np.ndarray:
+    """What td_sensor_image_update reads of each frame, int64 [N, 3 + SENSOR_IMAGE_PROBES]:
+    sum, sum of squares, saturated count (|value| >= clip_level), the probed values. From
+    int8 frames [N, ...] (pixels minus 128); the drift bench keeps these per image."""
+    frames = np.asarray(frames)
+    if frames.dtype != np.int8:
+        raise ValueError(f"expected int8 frames, got {frames.dtype}")
+    x = frames.reshape(len(frames), -1).astype(np.int64)
+    if not SENSOR_IMAGE_PROBES <= x.shape[1] <= 255 * 255 * 3:
+        raise ValueError(f"a frame of {x.shape[1]} values: not in {SENSOR_IMAGE_PROBES}..{255 * 255 * 3}")
+    saturated = ((x >= clip_level) | (x <= -clip_level)).sum(axis=1)
+    return np.concatenate([x.sum(axis=1, keepdims=True), (x * x).sum(axis=1, keepdims=True), saturated[:, None],
+                           x[:, image_probe_positions(x.shape[1])]], axis=1)
+
+
 def inference_row(result: dict[str, np.ndarray], stream: int = 0) -> list[int]:
     """The result of one stream as a row laid out like INFERENCE_FIELDS."""
     r = {k: np.asarray(v)[stream] for k, v in result.items()}
@@ -574,12 +627,14 @@ def run_events(
     summaries: np.ndarray,
     probs: np.ndarray,
     pcm: np.ndarray | None = None,
+    frames: np.ndarray | None = None,
 ) -> np.ndarray:
     """Replay an event list on one stream, as the C host shim does: one row per event.
 
     events int [n, 3]: (EVENT_INFERENCE, row, 0) runs summaries[row], probs[row];
     (EVENT_FEEDBACK, predicted, true_label); (EVENT_SENSOR, offset, length) feeds
-    pcm[offset:offset + length]; (EVENT_RESET, 0, 0)."""
+    pcm[offset:offset + length]; (EVENT_IMAGE_SENSOR, offset, length) feeds the camera frame
+    frames[offset:offset + length] (int8, flat); (EVENT_RESET, 0, 0)."""
     twin = MonitorTwin(config, 1)
     rows = np.zeros((len(events), ROW_WIDTH), dtype=np.int64)
     for i, (kind, a, b) in enumerate(np.asarray(events, dtype=np.int64)):
@@ -592,6 +647,9 @@ def run_events(
         elif kind == EVENT_SENSOR:
             r = twin.sensor_update(pcm[None, a : a + b])
             rows[i, : len(SENSOR_FIELDS)] = [EVENT_SENSOR, *(int(r[f][0]) for f in SENSOR_FIELDS[1:])]
+        elif kind == EVENT_IMAGE_SENSOR:
+            r = twin.sensor_image_update(np.asarray(frames).reshape(-1)[None, a : a + b])
+            rows[i, : len(SENSOR_FIELDS)] = [EVENT_IMAGE_SENSOR, *(int(r[f][0]) for f in SENSOR_FIELDS[1:])]
         elif kind == EVENT_RESET:
             twin.reset()
             rows[i, 0] = EVENT_RESET

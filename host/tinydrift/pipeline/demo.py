@@ -14,7 +14,8 @@ reference statistics from over 2,000 held-out clips, enough for a stable referen
 reuses a model made by `tinydrift export` (e.g. models/kws) and skips training.
 
 A camera model (`model_dir` models/plant) runs the same loop on images: fresh procedural
-leaves of plants the model never saw, then the same kind of leaves through a smudged lens,
+leaves of plants the model never saw (or, with `data_dir`, images drawn from the user's own
+class folders), then the same kind of images through a smudged lens,
 replayed into QEMU as IMAGE frames (the emulated board has no camera) while every frame the
 device answers is stored in the capture database.
 """
@@ -260,19 +261,29 @@ def _verify(db: Path, clips: np.ndarray, model_dir: Path, steps: _Steps) -> int:
 
 
 def _image_stream(config: DemoConfig, model_dir: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """Fresh leaves (plants the model never saw), then fresh leaves through a smudged lens:
-    (uint8 images, true labels, number in domain)."""
+    """Fresh leaves (plants the model never saw), or images from the user's class folders
+    (`data_dir`), then the same kind through a smudged lens: (uint8 images, true labels,
+    number in domain)."""
     from tinydrift.data.camera_scenarios import DEPLOYMENT, draw_population, smudged
     from tinydrift.data.labels import PLANT_LABELS
     from tinydrift.pipeline.export import SMUDGE_SIGMA
 
-    per_class = -(-(config.in_domain + config.shifted) // len(PLANT_LABELS))
-    leaves = draw_population(DEPLOYMENT, per_class, seed=1000 + config.seed)
-    order = np.random.default_rng(config.seed).permutation(len(leaves))[:config.in_domain + config.shifted]
-    leaves = leaves.select(order)
-    images = leaves.images.copy()
-    images[config.in_domain:] = smudged(leaves.select(np.arange(config.in_domain, len(leaves))), SMUDGE_SIGMA).images
-    return images, leaves.labels.astype(np.int64), config.in_domain
+    total = config.in_domain + config.shifted
+    rng = np.random.default_rng(config.seed)
+    if config.data_dir is not None:
+        from tinydrift.data.imagefolder import load_image_folder
+
+        reference = ModelDir(model_dir).reference()
+        images = load_image_folder(config.data_dir, tuple(reference["labels"]), size=tuple(reference["input"]["shape"][1:3]))
+        order = rng.choice(len(images), size=total, replace=len(images) < total)
+    else:
+        per_class = -(-total // len(PLANT_LABELS))
+        images = draw_population(DEPLOYMENT, per_class, seed=1000 + config.seed)
+        order = rng.permutation(len(images))[:total]
+    chosen = images.select(order)
+    pixels = chosen.images.copy()
+    pixels[config.in_domain:] = smudged(chosen.select(np.arange(config.in_domain, total)), SMUDGE_SIGMA).images
+    return pixels, chosen.labels.astype(np.int64), config.in_domain
 
 
 def _replay_images(elf: Path, images: np.ndarray, db: Path, model_dir: Path, steps: _Steps) -> None:
@@ -339,8 +350,6 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
 
         load_exported(config.model_dir)  # before minutes of data synthesis, not after
     camera = _is_camera_model(config.model_dir)
-    if camera and config.data_dir is not None:
-        raise TinydriftError("--data is for a keyword model; a camera model's demo draws its own leaves")
     if camera and not config.shifted_given:
         config.shifted = CAMERA_SHIFTED
     out = Path(config.out_dir)
@@ -351,8 +360,8 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
 
     if camera:
         model_dir = config.model_dir
+        inputs, labels, n_in = steps.run("data", _image_stream, config, model_dir)  # a bad folder before the build
         elf = steps.run("firmware", _build, model_dir, steps)
-        inputs, labels, n_in = steps.run("data", _image_stream, config, model_dir)
     else:
         data_dir = steps.run("data", _data, config, steps)
         model_dir = _model(config, data_dir, steps)

@@ -10,6 +10,7 @@ reference sample from the same pool. Then all of them run on the same detection 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -18,6 +19,7 @@ import numpy as np
 from tinydrift.data.scenarios import SCENARIOS
 from tinydrift.errors import TinydriftError
 
+SENSOR_FIELDS = ("clip_level", "clip_rate_q16", "dc_level", "stuck_variance", "silence_variance", "persist_blocks")
 # The thresholds' search range per detector (calibrate_threshold bisects geometrically).
 SEARCH = {
     "page_hinkley": (0.5, 2000.0),
@@ -69,6 +71,9 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         **({} if maker.min_reference is None else {"min_samples": maker.min_reference}),
         data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"),
         output_session_length=shipped.metadata.get("calibration", {}).get("output_session_length"))
+    # Sensor health is rule-based, not calibrated: the shipped levels (a camera's differ from
+    # the microphone defaults calibrate_thresholds starts from).
+    config = dataclasses.replace(config, **{f: getattr(shipped, f) for f in SENSOR_FIELDS})
     log(f"monitor recalibrated for ARL0 {target:,.0f} in {time.perf_counter() - start:.0f} s")
     out["cost"]["tinydrift"] = {"input": "summary + outputs", "state": _state_bytes(config),
                                 "ops": "see tinydrift bench monitor", "arl0": None}

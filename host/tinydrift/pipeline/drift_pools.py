@@ -72,8 +72,11 @@ class Pool:
     probs: np.ndarray  # int8 [N, K]
     labels: np.ndarray  # int [N]
     groups: np.ndarray  # speaker ids [N]
-    sensor: np.ndarray  # int64 [N, blocks, 3]: sum, sum of squares, clipped count per 320-sample block
+    # int64 [N, blocks, 3]: sum, sum of squares, clipped count per 320-sample block; a camera's
+    # [N, 1, 3 + probes]: its frame's image_sensor_stats
+    sensor: np.ndarray
     conditions: np.ndarray | None = None  # [N, blocks]: the sensor conditions under one config
+    frame_values: int = 0  # a camera's: values in a frame (height x width x 3)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -92,7 +95,9 @@ class Pool:
     @staticmethod
     def load(name: str, path: Path) -> "Pool":
         with np.load(path) as z:
-            return Pool(name, *(z[k] for k in ("summaries", "probs", "labels", "groups", "sensor")))
+            frame_values = int(z["frame_values"]) if "frame_values" in z.files else 0
+            return Pool(name, *(z[k] for k in ("summaries", "probs", "labels", "groups", "sensor")),
+                        frame_values=frame_values)
 
 
 def sensor_stats(audio: np.ndarray, clip_level: int) -> np.ndarray:
@@ -186,8 +191,8 @@ class PoolMaker:
 
 class CameraPoolMaker(PoolMaker):
     """PoolMaker's interface for a camera model: procedural leaf populations, camera
-    transforms of their pixels, td_summarize_image's twin as the input summary. The image
-    path has no sensor-health check, so its pools hold no sensor blocks."""
+    transforms of their pixels, td_summarize_image's twin as the input summary, and what
+    the camera's sensor health reads of each frame (image_sensor_stats)."""
 
     def __init__(self, model: bytes, config: MonitorConfig, cache: Path, settings: BenchSettings, log):
         super().__init__(model, config, cache, settings, log)
@@ -213,18 +218,20 @@ class CameraPoolMaker(PoolMaker):
         return draw_population(population, clips_per_class, seed)
 
     def pool(self, name: str, images, cache_name: str) -> Pool:
-        path = self.cache / f"pool-{cache_name}.npz"
+        path = self.cache / f"pool-{cache_name}-frames.npz"  # "-frames": pools with the frames' sensor stats
         if path.is_file():
             return Pool.load(name, path)
         from tinydrift.model.quantize import describe
+        from tinydrift.monitor.twin import image_sensor_stats
         from tinydrift.pipeline.export import model_input
         from tinydrift.target.host_model import run_generated_model
 
         source = model_input(tuple(int(d) for d in describe(self.model)["inputs"][0]["shape"]))
         features = images.features
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
+        sensed = image_sensor_stats(features, int(self.config.clip_level))[:, None, :]
         pool = Pool(name, source.summarize(features), probs, images.labels.astype(np.int64),
-                    np.asarray(images.domain["group"], dtype=np.int64), np.zeros((len(images), 0, 3), np.int64))
+                    np.asarray(images.domain["group"], dtype=np.int64), sensed, frame_values=features[0].size)
         pool.save(path)
         return pool
 
@@ -339,9 +346,11 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     n_before = streams.before.shape[1]
     total = n_before + streams.after.shape[1]
     twin = MonitorTwin(config, b)
-    sensed = deployment.sensor.shape[1] > 0  # the image path has no sensor blocks
-    for pool in (deployment, drifted):
-        pool.conditions = twin.sensor_conditions(pool.sensor[..., 0], pool.sensor[..., 1], pool.sensor[..., 2], BLOCK)[2]
+    camera = deployment.sensor.shape[2] > 3  # each inference's frame, not PCM blocks
+    sensed = deployment.sensor.shape[1] > 0
+    if not camera:
+        for pool in (deployment, drifted):
+            pool.conditions = twin.sensor_conditions(pool.sensor[..., 0], pool.sensor[..., 1], pool.sensor[..., 2], BLOCK)[2]
     first = np.zeros(b, dtype=np.int64)
     first_word = np.zeros(b, dtype=np.int64)
     by_type = np.zeros((b, 5), dtype=np.int64)  # when each alarm type latched (0: never)
@@ -349,7 +358,9 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     atc_before = np.zeros(b)
     for step in range(total):
         parts = rows_at(streams, step, deployment, drifted)
-        if sensed:
+        if camera:  # the frame's values: the probes hold the previous frame of the stream
+            twin.sensor_image_update_stats(gather(parts, "sensor")[:, 0], deployment.frame_values)
+        elif sensed:
             twin.sensor_update_blocks(gather(parts, "conditions"))
         probs = gather(parts, "probs")
         twin.update(gather(parts, "summaries"), probs, full=False)

@@ -13,7 +13,7 @@ headers, the JSON and the device's HELLO frame together.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from tinydrift.monitor.config import MonitorConfig, jsonable
 from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import summarize
-from tinydrift.model.quantize import INPUT_SHAPE, IMAGE_INPUT_SHAPE, describe, load_int8
+from tinydrift.model.quantize import INPUT_SHAPE, describe, is_image_input, load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
 
 def load_exported(model_dir: Path) -> tuple[ModelDir, bytes, MonitorConfig]:
@@ -50,6 +50,18 @@ IMAGE_SUMMARY_GRID = 3
 # pixels (at 48x48, leaf spots of a few pixels fade into the leaf).
 SMUDGE_SIGMA = 1.5
 MIN_IMAGE_REFERENCE = 1000
+# A camera's sensor health per frame (td_sensor_image_update), in the config's sensor fields:
+# saturated when 3/4 of the values sit at a rail (|pixel - 128| >= 127); flat (dead, black or
+# white) when the values' variance is at most 4 (sd 2 levels: a live scene's is in the
+# hundreds); stuck when none of 32 probed values moved at all since the previous frame (bit
+# for bit: a live sensor's noise moves some of them, see td_sensor_image.c); each a fault
+# after 10 frames in a row. No DC offset: a dark or bright scene is not a fault.
+CAMERA_SENSOR = {"clip_level": 127, "clip_rate_q16": 3 * 65536 // 4, "dc_level": 0, "stuck_variance": 0,
+                 "silence_variance": 4, "persist_blocks": np.array([10, 0, 10, 10], np.uint16)}
+# A user's reference folder: this share of its groups (speakers; images) is held out as
+# `test` for the export's ARL0 and detection checks, which calibration never sees.
+FOLDER_TEST_SHARE = 0.3
+NOISE_SNR_DB = 10  # the shift a user's recordings are checked against
 
 
 @dataclass(frozen=True)
@@ -74,26 +86,77 @@ class ModelInput:
 
         return summarize_image(features, IMAGE_SUMMARY_GRID) if self.is_image else summarize_frames(features)
 
-    def load_splits(self, data_dir: Path) -> dict:
-        """ref, test and the shifted split, as the data set type of this input."""
+    def load_splits(self, data_dir: Path, n_classes: int) -> tuple["ModelInput", dict]:
+        """(this plan, its shift named after the data; ref, test and the shifted split, as the
+        data set type of this input), from the splits `tinydrift data` writes, or from a
+        folder of the user's own reference data."""
+        data_dir = Path(data_dir)
+        if not (data_dir / "ref.npz").is_file() and data_dir.is_dir():
+            return self._folder_splits(data_dir, n_classes)
         if not self.is_image:
-            return {s: ClipSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test", self.shift)}
-        from tinydrift.data.camera_scenarios import smudged
+            return self, {s: ClipSet.load(data_dir / f"{s}.npz") for s in ("ref", "test", self.shift)}
         from tinydrift.data.imageset import ImageSet
 
-        splits = {s: ImageSet.load(Path(data_dir) / f"{s}.npz") for s in ("ref", "test")}
+        splits = {s: ImageSet.load(data_dir / f"{s}.npz") for s in ("ref", "test")}
         shape = splits["ref"].images.shape[1:]
         if shape != self.shape[1:]:
             raise TinydriftError(f"{data_dir}: images {list(shape)}, the model takes {list(self.shape[1:])}: "
                                  "give --data the image set the model was trained on")
-        splits[self.shift] = smudged(splits["test"], SMUDGE_SIGMA)
-        return splits
+        return self, self._with_shift(splits)
+
+    def _with_shift(self, splits: dict) -> dict:
+        """The detection check's shifted split from `test`: the same images through a smudged
+        lens, or the same clips under white noise at SNR 10 dB (a user's recordings have no
+        accent split)."""
+        if self.is_image:
+            from tinydrift.data.camera_scenarios import smudged
+
+            return {**splits, self.shift: smudged(splits["test"], SMUDGE_SIGMA)}
+        from tinydrift.data.scenarios import white_noise
+
+        test = splits["test"]
+        noisy = ClipSet(audio=white_noise(test.audio, np.random.default_rng(0), NOISE_SNR_DB), labels=test.labels,
+                        domain=dict(test.domain))
+        return {**splits, self.shift: noisy}
+
+    def _folder_splits(self, folder: Path, n_classes: int) -> tuple["ModelInput", dict]:
+        """A user's reference data (a PlantVillage-style image folder, or Speech Commands-style
+        WAV folders of the keyword model's classes), split into ref and test by group (a
+        recording's speaker; each image its own), after checking its classes are the model's."""
+        if self.is_image:
+            from tinydrift.data.imagefolder import load_image_folder
+
+            data = load_image_folder(folder, size=self.shape[1:3])
+            what = "class folders"
+        else:
+            from tinydrift.data.wavfolder import load_speech_commands
+
+            data = load_speech_commands(folder)
+            what = "keyword classes (the Speech Commands layout maps other words to _unknown_)"
+        if len(data.label_names) != n_classes:
+            raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
+                                 f"but the model has {n_classes} outputs: give one sub-folder per output class, "
+                                 "named in the order of the model's outputs when sorted")
+        groups = np.unique(data.domain["group"])
+        held_out = np.random.default_rng(0).permutation(groups)[:int(round(FOLDER_TEST_SHARE * len(groups)))]
+        in_test = np.isin(data.domain["group"], held_out)
+        splits = {"ref": data.select(~in_test), "test": data.select(in_test)}
+        if len(splits["ref"]) < self.min_reference:
+            need = int(np.ceil(self.min_reference / (1 - FOLDER_TEST_SHARE)))
+            raise TinydriftError(f"{folder}: {len(data)} {'images' if self.is_image else 'clips'}, "
+                                 f"{len(splits['ref'])} of them for the reference; the monitor's reference "
+                                 f"statistics need at least {self.min_reference}: give about {need} or more")
+        if self.is_image:
+            return self, self._with_shift(splits)
+        noisy = replace(self, shift="noisy", shift_title=f"White noise at SNR {NOISE_SNR_DB} dB (`test`, then the "
+                                                            "same clips with noise)")
+        return noisy, noisy._with_shift(splits)
 
 
 def model_input(shape: tuple) -> ModelInput:
     """The export's plan for a device model's input (load_int8 accepts no other shapes)."""
-    if shape == IMAGE_INPUT_SHAPE:
-        return ModelInput("image", shape, "smudged", f"Smudged lens (`test`, then the same leaves blurred by "
+    if is_image_input(shape):
+        return ModelInput("image", shape, "smudged", f"Smudged lens (`test`, then the same images blurred by "
                                                      f"sigma {SMUDGE_SIGMA} px)", min_reference=MIN_IMAGE_REFERENCE)
     return ModelInput("audio", INPUT_SHAPE, "accent", "Accent shift (`test` then `accent`)")
 
@@ -142,11 +205,12 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     folder = ModelDir(model_dir).require()
     model_dir = folder.path
     model, model_path = load_int8(model_dir)
-    source = model_input(tuple(int(d) for d in describe(model)["inputs"][0]["shape"]))
+    info = describe(model)
+    source = model_input(tuple(int(d) for d in info["inputs"][0]["shape"]))
     if source.is_image and real_data:
         raise TinydriftError("--real-data reads recordings, and this is an image model: "
                              "measure it on real images with `tinydrift eval MODEL FOLDER`")
-    splits = source.load_splits(data_dir)
+    source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]))
     labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     samples = {s: _samples(source, splits[s], probs[s]) for s in splits}
@@ -168,6 +232,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         min_samples=source.min_reference,
         **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
     calibration_seconds = time.perf_counter() - start
+    if source.is_image:
+        config = replace(config, **CAMERA_SENSOR)
     log(f"checking ARL0 on the test split (unseen by calibration) and the {source.shift} shift's detection")
     # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
     arl0 = measure_arl0(config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"],
@@ -203,7 +269,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         "model_file": model_path.name,
         "model_bytes": len(model),
         "labels": labels,
-        "input": {"shape": list(plan.input.shape), "scale": 1.0, "zero_point": 0},
+        "input": {"shape": list(plan.input.shape), "scale": float(info["inputs"][0]["quantization"][0]),
+                  "zero_point": int(info["inputs"][0]["quantization"][1])},
         "output": {"scale": 1.0 / 256, "zero_point": -128},
         "macs": int(plan.macs),
         "arena_bytes": int(plan.arena_bytes),
@@ -259,8 +326,7 @@ def model_card(ref: dict, training: dict) -> str:
         ("leaves of held-out plants (`test`)" if image else "English voices, held-out variants (`test`)",
          _pct(acc["test"].get("float")), _pct(acc["test"]["litert"]),
          _pct(acc["test"]["tflm"]), f"{acc['test']['tflm']['mean_entropy']:.3f}"),
-        ("the same leaves through a smudged lens (`test` blurred)" if image
-         else "same variants through other languages' voices (`accent`)", "", "", _pct(acc[shift["split"]]["tflm"]),
+        (SHIFT_ROWS.get(shift["split"], shift["title"]), "", "", _pct(acc[shift["split"]]["tflm"]),
          f"{acc[shift['split']]['tflm']['mean_entropy']:.3f}"),
     ]
     for label, title in (("speech_commands", "real Speech Commands clips (300)"), ("fsdd", "FSDD digits, all `_unknown_` (3,000)")):
@@ -271,12 +337,16 @@ def model_card(ref: dict, training: dict) -> str:
     det = ref[f"{shift['split']}_detection"]
     unit = "images" if image else "clips"
     cfg = training.get("config", {})
-    return f"""# Model card: {ref['name']}
-
-{_model_intro(ref, training, image)}
+    adopted = bool(training.get("adopted_from"))
+    groups = (("images" if image else "speakers") if adopted else
+              "plants" if image else "synthetic speakers (voice + variant)")
+    trained = "" if adopted else f"""
 - Training: {cfg.get('epochs', '?')} epochs, batch {cfg.get('batch_size', '?')}, Adam with cosine decay from
   {cfg.get('learning_rate', '?')}, {'flips and quarter turns' if image else 'SpecAugment-style masks'}; best validation accuracy
-  {100 * training.get('best_val_accuracy', float('nan')):.2f} %.
+  {100 * training.get('best_val_accuracy', float('nan')):.2f} %."""
+    return f"""# Model card: {ref['name']}
+
+{_model_intro(ref, training, image)}{trained}
 
 ## Accuracy
 
@@ -299,7 +369,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 - Reference statistics through the int8 model on {ref['reference_clips']:,} held-out in-domain {'images' if image else 'clips'} (`ref`).
 - Commissioning: {_commissioning(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
-  by block bootstrap over whole {'plants' if image else 'synthetic speakers (voice + variant)'} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
+  by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
 - Empirical ARL0 on no-drift streams of `test` {unit} (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
   {_fmt(arl.get('inferences'))} inferences ({arl.get('alarms', 'n/a')} alarms; 95 % interval
   {_fmt(arl['ci95'][0])} to {_fmt(arl['ci95'][1])}).
@@ -308,13 +378,30 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
   before the change; change-time estimate off by a median {_fmt(det.get('change_time_error_median'))} inferences.
 
 Files: `model_int8.tflite`, `include/` (generated C: model, monitor config, reference),
-`reference.json` (the JSON twin the host reads), `training.json`.{_measured_apart(image)}
+`reference.json` (the JSON twin the host reads), `training.json`.{_measured_apart(image and not adopted)}
 """
+
+
+# The shifted split's row in the model card's accuracy table (a user's data: the shift's title).
+SHIFT_ROWS = {
+    "accent": "same variants through other languages' voices (`accent`)",
+    "smudged": "the same images through a smudged lens (`test` blurred)",
+}
 
 
 def _model_intro(ref: dict, training: dict, image: bool) -> str:
     cfg = training.get("config", {})
     hash_line = f"- Hash: `{ref['model_hash']}` (device id `{ref['model_id']}`)"
+    if training.get("adopted_from"):
+        shape = ref["input"]["shape"]
+        what = f"{shape[1]}x{shape[2]} RGB images" if image else "49x40 micro_speech features"
+        return f"""A classifier trained elsewhere ({len(ref['labels'])} classes: {', '.join(ref['labels'])}) for {what},
+full int8, adopted from `{training['adopted_from']}` with `tinydrift adopt`, with the drift monitor's
+reference statistics and calibrated thresholds from the user's own reference data (`tinydrift export --data`).
+
+{hash_line}
+- Input quantization: scale {ref['input']['scale']:.6g}, zero point {ref['input']['zero_point']}; the device feeds
+  {'pixels minus 128' if image else "the front end's int8 features"} into it unchanged."""
     if image:
         height, width = ref["input"]["shape"][1:3]
         return f"""A DS-CNN plant-disease classifier ({len(ref['labels'])} classes: {', '.join(ref['labels'])}) for {height}x{width} RGB

@@ -1,6 +1,7 @@
 """`tinydrift verify`: the C a model export ships, run on this host, against its references.
 
-Three stages, each compared element by element on the same inputs:
+Three stages, each compared element by element on the same inputs (a camera model's:
+model, image summary and monitor, below):
 
 - front end: the device front end's C (NativeFrontend) against the host front end
   (features_int8) on real or synthesized 1 s clips;
@@ -10,6 +11,11 @@ Three stages, each compared element by element on the same inputs:
   against the Python twin (MonitorTwin) with reference.json's monitor_config, on one
   event stream (inferences of those inputs, label feedback, sensor blocks, resets) that
   runs in domain, then drifts so the alarms fire.
+
+A camera model has no front end: its stages are the model (the generated C against TFLite
+Micro on images and random int8 inputs), the image summary (td_summarize_image's C against
+the twin's summarize_image on the same images) and the monitor (as above, on the summaries
+of those images and the model's outputs).
 
 A user runs it after generating code for a new model: any mismatch is a bug in the
 generator, the kernels or a stale header, and the exit code says so.
@@ -31,10 +37,12 @@ from tinydrift.frontend.features import CLIP_SAMPLES, features_int8
 
 DEFAULT_SAMPLES = 64
 DEFAULT_CLIP_SET = Path("build/data/kws/test.npz")
+DEFAULT_IMAGE_SET = Path("build/data/plant/test.npz")
 SHARED_DATA = Path("shared/data")
 SPEECH_COMMANDS = "speech_commands_v0.01_subset"
 FSDD = "fsdd"
 STAGES = ("frontend", "model", "monitor")
+IMAGE_STAGES = ("model", "summary", "monitor")  # a camera model's, in the device's order
 
 
 @dataclass
@@ -153,6 +161,57 @@ def load_clips(data: Path | None, n: int, rng: np.random.Generator) -> Clips:
     return Clips(clips.audio[rows], clips.labels[rows].astype(np.int64), f"{len(rows)} clips of {len(clips)} from {source}")
 
 
+def synthesized_images(n: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [n, height, width, 3]: smooth gradients, noise, flat frames (black, grey,
+    saturated) and hard edges, so every summary term and the model's saturating paths are
+    reached when no image set is at hand."""
+    yy, xx = np.mgrid[0:height, 0:width] / max(height, width)
+    images = np.zeros((n, height, width, 3), dtype=np.float64)
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            images[i] = 255 * (rng.uniform(0, 1, 3) * xx[..., None] + rng.uniform(0, 1, 3) * yy[..., None]) / 2
+        elif kind == 1:
+            images[i] = rng.uniform(0, 255, (height, width, 3))
+        elif kind == 2:
+            images[i] = rng.choice([0.0, 128.0, 255.0])
+        else:
+            images[i] = np.where((xx > rng.uniform(0.2, 0.8))[..., None], rng.uniform(0, 255, 3), rng.uniform(0, 255, 3))
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+
+
+def load_images(data: Path | None, n: int, shape: tuple[int, int], labels: tuple[str, ...],
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
+    """(uint8 images [n, H, W, 3], labels or -1, where from): from `data` (an image set
+    .npz or class folders), else the default plant set when it fits the model, else
+    synthesized."""
+    from tinydrift.data.imagefolder import load_image_folder
+    from tinydrift.data.imageset import ImageSet
+
+    images, source = None, ""
+    if data is not None:
+        data = Path(data)
+        images = ImageSet.load(data) if data.suffix == ".npz" else load_image_folder(data, labels, size=shape)
+        source = f"image set {data}" if data.suffix == ".npz" else f"images in {data}"
+    else:
+        for path in _candidates(DEFAULT_IMAGE_SET):
+            if path.is_file():
+                images, source = ImageSet.load(path), f"image set {path}"
+                break
+    if images is not None and images.images.shape[1:3] != tuple(shape):
+        if data is not None:
+            raise TinydriftError(f"{data}: images {list(images.images.shape[1:3])}, the model takes {list(shape)}: "
+                                 "give an image set of the model's size, or image class folders")
+        images = None
+    if images is None:
+        return (synthesized_images(n, *shape, rng), np.full(n, -1),
+                f"{n} synthesized images (gradients, noise, flat frames, edges): no image set found")
+    if len(images) == 0:
+        raise TinydriftError(f"{data}: no images")
+    rows = _pick(len(images), n, rng)
+    return images.images[rows], images.labels[rows].astype(np.int64), f"{len(rows)} images of {len(images)} from {source}"
+
+
 def random_model_inputs(n: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
     """n random int8 inputs: uniform, plus the extremes (all -128, all 0, all 127) that
     reach the saturation paths."""
@@ -256,18 +315,17 @@ def monitor_events(n_clips: int, n_random: int, labels: np.ndarray, predicted: n
 
 def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path | None = None,
                  random_inputs: int | None = None, stream_length: int = 3000, seed: int = 0,
-                 frontend_library: Path | None = None) -> VerifyReport:
-    """Run the three stages on `samples` clips (and `random_inputs` random model inputs,
-    default as many) and return their comparison. frontend_library: a host build of the
-    front end C other than the firmware's (e.g. a port under test)."""
+                 frontend_library: Path | None = None, monitor_dir: Path | None = None) -> VerifyReport:
+    """Run the three stages on `samples` clips or images (and `random_inputs` random model
+    inputs, default as many) and return their comparison. frontend_library: a host build of
+    the front end C other than the firmware's (e.g. a port under test); monitor_dir: the
+    monitor's C (summaries included) from another folder."""
     from tinydrift.target.host_frontend import NativeFrontend
     from tinydrift.codegen.model_c import plan_model
-    from tinydrift.target.host_model import run_generated_model
-    from tinydrift.target.host_monitor import CMonitor
-    from tinydrift.monitor.config import ALARM_TYPES_MASK, MonitorConfig, alarm_names
-    from tinydrift.monitor.twin import INFERENCE_FIELDS, run_events, summarize_frames
-    from tinydrift.model.quantize import IMAGE_INPUT_SHAPE, load_int8
-    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.monitor.twin import summarize_frames
+    from tinydrift.model.quantize import is_image_input, load_int8
+    from tinydrift.target.host_monitor import MONITOR_SRC, CMonitor
 
     folder = ModelDir(model_dir).require()
     model_dir = folder.path
@@ -277,70 +335,108 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     except (ValueError, KeyError, TypeError) as e:
         raise TinydriftError(f"{reference_path}: cannot read the monitor config ({e}); run `tinydrift export`") from e
     name = folder.c_name()
-    tflite, tflite_path = load_int8(model_dir)
-    if tuple(plan_model(tflite, name).input.shape) == IMAGE_INPUT_SHAPE:
-        raise TinydriftError(f"{tflite_path}: a camera model; verify replays the keyword pipeline (microphone front "
-                             "end, model, monitor): check a camera model's C with `tinydrift model-c --check`")
+    tflite, _ = load_int8(model_dir)
     if samples < 1:
         raise TinydriftError("--samples must be at least 1")
     rng = np.random.default_rng(seed)
-    clips = load_clips(data, samples, rng)
-    report = VerifyReport(str(model_dir), name, clips.source)
-
-    # Front end: device C against the host front end, clip by clip.
-    frontend = NativeFrontend(frontend_library)
-    host_features = np.stack([features_int8(pcm) for pcm in clips.pcm])
-    c_features = np.stack([frontend.process_clip(pcm) for pcm in clips.pcm])
-    report.stages["frontend"] = compare("frontend", c_features, host_features, "clip")
-
-    # Model: the shipped generated C against TFLite Micro on the same int8 inputs.
     plan = plan_model(tflite, name)
     shape = tuple(plan.input.shape[1:])
     n_random = samples if random_inputs is None else int(random_inputs)
-    inputs = np.concatenate([host_features.reshape(len(host_features), *shape), random_model_inputs(n_random, shape, rng)])
-    shipped = build_shipped_model(model_dir, name, tflite)
+    header = folder.monitor_config_header(name)
+    monitor = CMonitor(config, header=header if header.is_file() else None, monitor_dir=monitor_dir or MONITOR_SRC)
+
+    if is_image_input(tuple(plan.input.shape)):
+        from tinydrift.data.imageset import pixels_to_int8
+        from tinydrift.monitor.twin import image_summary_length, summarize_image
+
+        grid = int(folder.reference().get("input_summary", {}).get("grid", 0))
+        if not grid or image_summary_length(grid) != config.n_summary:
+            raise TinydriftError(f"{reference_path}: the monitor expects {config.n_summary} summary values, not an "
+                                 "image summary's; run `tinydrift export` again")
+        images, labels, source = load_images(data, samples, shape[:2], tuple(folder.labels), rng)
+        report = VerifyReport(str(model_dir), name, source)
+        real = pixels_to_int8(images)
+        what = f"{len(real)} images"
+    else:
+        clips = load_clips(data, samples, rng)
+        report = VerifyReport(str(model_dir), name, clips.source)
+        # Front end: device C against the host front end, clip by clip.
+        frontend = NativeFrontend(frontend_library)
+        real = np.stack([features_int8(pcm) for pcm in clips.pcm])
+        c_features = np.stack([frontend.process_clip(pcm) for pcm in clips.pcm])
+        report.stages["frontend"] = compare("frontend", c_features, real, "clip")
+        labels = clips.labels
+        what = f"{len(clips.pcm)} clip features"
+
+    # Model: the shipped generated C against TFLite Micro on the same int8 inputs.
+    inputs = np.concatenate([real.reshape(len(real), *shape), random_model_inputs(n_random, shape, rng)])
+    expected = _model_stage(report, folder, name, tflite, inputs, f"{what} + {n_random} random int8 inputs")
+
+    # The input summary: the device's C against the twin, from the model's int8 input.
+    if is_image_input(tuple(plan.input.shape)):
+        summaries = summarize_image(inputs, grid)
+        report.stages["summary"] = compare("summary", monitor.summarize_image(inputs, grid), summaries, "image")
+        report.stages["summary"].note = f"td_summarize_image on a {grid}x{grid} grid: {config.n_summary} values an image"
+        summary_check = None
+    else:
+        frames = inputs.reshape(len(inputs), plan.input.shape[1], -1)
+        if frames.shape[2] != config.n_summary:
+            raise TinydriftError(f"{reference_path}: the monitor expects {config.n_summary} summary channels, "
+                                 f"the model input has {frames.shape[2]}")
+        summaries = summarize_frames(frames)
+        summary_check = compare("summary", monitor.summarize(frames), summaries, "model input")
+    report.stages["monitor"] = _monitor_stage(monitor, config, summaries, expected, labels, n_random, rng,
+                                              stream_length, summary_check, header)
+    return report
+
+
+def _model_stage(report: VerifyReport, folder: ModelDir, name: str, tflite: bytes, inputs: np.ndarray,
+                 what: str) -> np.ndarray:
+    """The model stage into `report`; TFLite Micro's outputs, which the monitor stage reads."""
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.target.host_model import run_generated_model
+
+    shipped = build_shipped_model(folder.path, name, tflite)
     ours = shipped.run(inputs) if shipped is not None else run_generated_model(tflite, inputs)
     expected = run_tflm(tflite, inputs)
     report.stages["model"] = compare("model", ours, expected, "model input")
     report.stages["model"].note = (
-        f"{len(clips.pcm)} clip features + {n_random} random int8 inputs; "
-        + (f"C from {folder.include}" if shipped is not None else "no shipped C: generated from the .tflite")
-    )
+        f"{what}; " + (f"C from {folder.include}" if shipped is not None else "no shipped C: generated from the .tflite"))
+    return expected
 
-    # Monitor: the shipped header's C against the twin on reference.json's config, from
-    # the per-frame summary (td_summarize_frames) to every field of every event's result.
-    frames = inputs.reshape(len(inputs), plan.input.shape[1], -1)
-    if frames.shape[2] != config.n_summary:
-        raise TinydriftError(f"{reference_path}: the monitor expects {config.n_summary} summary channels, the model input has {frames.shape[2]}")
-    header = folder.monitor_config_header(name)
-    monitor = CMonitor(config, header=header if header.is_file() else None)
-    summaries = summarize_frames(frames)
-    summary_check = compare("summary", monitor.summarize(frames), summaries, "model input")
-    events, pcm = monitor_events(len(clips.pcm), n_random, clips.labels, expected.argmax(1), rng, length=stream_length,
+
+def _monitor_stage(monitor, config, summaries: np.ndarray, expected: np.ndarray, labels: np.ndarray, n_random: int,
+                   rng: np.random.Generator, stream_length: int, summary_check: StageResult | None,
+                   header: Path) -> StageResult:
+    """The shipped header's C against the twin on reference.json's config, every field of
+    every event's result (and the frame summaries, when `summary_check` carries them)."""
+    from tinydrift.monitor.config import ALARM_TYPES_MASK, alarm_names
+    from tinydrift.monitor.twin import INFERENCE_FIELDS, run_events
+
+    n_real = len(labels)
+    events, pcm = monitor_events(n_real, n_random, labels, expected.argmax(1), rng, length=stream_length,
                                  settle=config.commission_n + 100)
     c_rows = monitor.run_events(events, summaries, expected, pcm)
     twin_rows = run_events(config, events, summaries, expected, pcm)
     rows_check = compare("monitor", c_rows, twin_rows, "event", columns=INFERENCE_FIELDS)
     latched = int(np.bitwise_or.reduce(twin_rows[events[:, 0] == 0, INFERENCE_FIELDS.index("alarms")] & ALARM_TYPES_MASK))
-    report.stages["monitor"] = StageResult(
+    extra = summary_check or StageResult(0, 0, 0)
+    summarized = f" (+ {extra.inputs} frame summaries)" if summary_check is not None else ""
+    return StageResult(
         inputs=len(events),
-        mismatches=summary_check.mismatches + rows_check.mismatches,
-        elements=summary_check.elements + rows_check.elements,
-        mismatching_inputs=rows_check.mismatching_inputs + summary_check.mismatching_inputs,
-        first_mismatch=rows_check.first_mismatch or summary_check.first_mismatch,
-        note=(f"{int((events[:, 0] == 0).sum())} inferences in {len(events)} events (+ {len(frames)} frame summaries); "
+        mismatches=extra.mismatches + rows_check.mismatches,
+        elements=extra.elements + rows_check.elements,
+        mismatching_inputs=rows_check.mismatching_inputs + extra.mismatching_inputs,
+        first_mismatch=rows_check.first_mismatch or extra.first_mismatch,
+        note=(f"{int((events[:, 0] == 0).sum())} inferences in {len(events)} events{summarized}; "
               f"alarms latched: {', '.join(alarm_names(latched)) or 'none'}; C built with "
               + (str(header) if header.is_file() else "a header emitted from reference.json")),
     )
-    return report
 
 
 def format_report(report: VerifyReport) -> str:
     lines = [f"verify {report.model_dir} (model {report.name})", f"inputs: {report.source}"]
-    for stage in STAGES:
-        r = report.stages.get(stage)
-        if r is None:
-            continue
+    for stage, r in report.stages.items():
         status = "ok" if r.ok else "MISMATCH"
         lines.append(f"  {stage:<9} {r.inputs:>6} inputs  {r.mismatches:>8} of {r.elements:,} elements differ"
                      f" ({r.mismatching_inputs} inputs)  {status}")

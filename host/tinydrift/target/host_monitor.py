@@ -12,7 +12,7 @@ from tinydrift import firmware
 from tinydrift.atomic import write_text
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.codegen.monitor_header import config_hash, emit_monitor_config_h
-from tinydrift.monitor.twin import ROW_WIDTH, image_summary_length
+from tinydrift.monitor.twin import EVENT_IMAGE_SENSOR, EVENT_SENSOR, ROW_WIDTH, image_summary_length
 
 MONITOR_SRC = firmware.stage_dir("monitor")
 SHIM_DIR = firmware.TEST_DIR / "monitor"  # the C harnesses: host library, fuzz target, M4 bench
@@ -87,6 +87,7 @@ class CMonitor:
         lib.td_host_row_width.restype = ctypes.c_uint32
         lib.td_host_init.argtypes = [ctypes.c_void_p]
         lib.td_host_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32] + [ctypes.c_void_p] * 4
+        lib.td_host_run_frames.argtypes = lib.td_host_run.argtypes
         lib.td_host_summarize.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
         lib.td_host_summarize_image.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         self.lib = lib
@@ -106,23 +107,27 @@ class CMonitor:
     def state_bytes(self) -> bytes:
         return self._state.raw
 
-    def run_events(self, events, summaries, probs, pcm=None) -> np.ndarray:
-        """Replay events (see twin.run_events) from the current state: rows [n, ROW_WIDTH]."""
+    def run_events(self, events, summaries, probs, pcm=None, frames=None) -> np.ndarray:
+        """Replay events (see twin.run_events) from the current state: rows [n, ROW_WIDTH].
+        Sensor events read `pcm` (int16 blocks), or with `frames` camera frames (int8)."""
         events = np.ascontiguousarray(events, dtype=np.int32)
         summaries = np.ascontiguousarray(summaries, dtype=np.int16)
         probs = np.ascontiguousarray(probs, dtype=np.int8)
-        pcm_arr = np.ascontiguousarray(pcm if pcm is not None else np.zeros(1), dtype=np.int16)
-        self._check_events(events, summaries, probs, pcm_arr)
+        image = frames is not None
+        signal = np.ascontiguousarray(frames if image else pcm if pcm is not None else np.zeros(1),
+                                      dtype=np.int8 if image else np.int16).reshape(-1)
+        self._check_events(events, summaries, probs, signal, EVENT_IMAGE_SENSOR if image else EVENT_SENSOR)
         rows = np.zeros((len(events), ROW_WIDTH), dtype=np.int64)
-        status = self.lib.td_host_run(
-            self._state, events.ctypes.data, len(events), summaries.ctypes.data, probs.ctypes.data, pcm_arr.ctypes.data, rows.ctypes.data
+        run = self.lib.td_host_run_frames if image else self.lib.td_host_run
+        status = run(
+            self._state, events.ctypes.data, len(events), summaries.ctypes.data, probs.ctypes.data, signal.ctypes.data, rows.ctypes.data
         )
         if status != 0:
             bad = int(np.nonzero(rows[:, 0] == -1)[0][0])
             raise RuntimeError(f"monitor call failed with status {status} at event {bad}: {events[bad].tolist()}")
         return rows
 
-    def _check_events(self, events, summaries, probs, pcm) -> None:
+    def _check_events(self, events, summaries, probs, pcm, sensor_kind: int) -> None:
         # Out-of-range indices would make the C read outside the arrays: refuse them here.
         c = self.config
         if events.ndim != 2 or events.shape[1] != 3:
@@ -132,7 +137,9 @@ class CMonitor:
         inf = events[events[:, 0] == 0]
         if len(inf) and (inf[:, 1].min() < 0 or inf[:, 1].max() >= summaries.shape[0]):
             raise ValueError("inference event row out of range")
-        sen = events[events[:, 0] == 2]
+        if np.isin(events[:, 0], [EVENT_SENSOR, EVENT_IMAGE_SENSOR]).sum() != (events[:, 0] == sensor_kind).sum():
+            raise ValueError("PCM sensor events need pcm, image sensor events frames")
+        sen = events[events[:, 0] == sensor_kind]
         if len(sen) and (sen[:, 1].min() < 0 or (sen[:, 1].astype(np.int64) + sen[:, 2]).max() > pcm.shape[0]):
             raise ValueError("sensor event block out of range")
 

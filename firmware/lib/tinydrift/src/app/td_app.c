@@ -178,6 +178,9 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     }
     td_app_heartbeat_clear(&app->heartbeat);
 #endif
+#if TD_APP_IMAGE
+    td_sensor_image_reset(&app->camera_sensor);
+#endif
     app->options = *options;
 #if TD_APP_STREAMING
     app->inferences = 0;

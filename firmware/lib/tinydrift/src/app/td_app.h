@@ -175,6 +175,8 @@ typedef struct {
 
 #if !TD_APP_IMAGE
     td_frontend_t frontend;
+#else
+    td_sensor_image_t camera_sensor; /* the previous frame, for a stuck camera */
 #endif
     int16_t summary[TD_MONITOR_MAX_SUMMARY];
 #if TD_APP_HAS_MONITOR

@@ -171,6 +171,9 @@ static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
 static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
 {
     td_monitor_reset(&app->monitor, td_app_monitor_config());
+#if TD_APP_IMAGE
+    td_sensor_image_reset(&app->camera_sensor);
+#endif
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;
     }

@@ -1,7 +1,8 @@
 /* One inference on a full window (a camera build: on a whole image in the model's input):
  * front end, model, drift monitor, then the INFERENCE frame (and the TRACE frame when
- * tracing). A camera build has no front end and no sensor health: its image is already the
- * model's input, summarized by td_summarize_image.
+ * tracing). A camera build has no front end: its image is already the model's input,
+ * summarized by td_summarize_image, and sensor health looks at that frame
+ * (td_sensor_image_update: dead, saturated, stuck).
  *
  * Order, mirrored by the host twin (tinydrift.link.replay.expected_inferences):
  * 1. front end, reset for this window: 49x40 int8 straight into the model's input tensor;
@@ -86,6 +87,7 @@ void td_app_infer(td_app_t *app)
 #if TD_APP_IMAGE
     td_summarize_image(input, TD_APP_M_IMAGE_HEIGHT, TD_APP_M_IMAGE_WIDTH, TD_APP_M_SUMMARY_GRID, app->summary);
     const uint64_t after_summary = td_port_cycles();
+    td_sensor_image_update(&app->monitor, config, &app->camera_sensor, input, TD_APP_IMAGE_BYTES, 0);
 #else
     td_summarize_frames(input, TD_FRONTEND_NUM_FRAMES, TD_FRONTEND_NUM_CHANNELS, app->summary);
     const uint64_t after_summary = td_port_cycles();

@@ -80,6 +80,9 @@ enum {
 #define TD_SENSOR_SILENCE (1u << 3)
 #define TD_SENSOR_CONDITION_COUNT 4
 #define TD_SENSOR_FAULT_SHIFT 4
+/* Pixel values a camera frame is compared by with the previous one (a stuck camera): spread
+ * over the whole frame and its colours; 32 bytes instead of a frame buffer. */
+#define TD_SENSOR_IMAGE_PROBES 32u
 
 /* Commissioning: at most this many inferences (keeps its sums inside int32). */
 #define TD_MONITOR_MAX_COMMISSION 1024
@@ -152,12 +155,16 @@ typedef struct {
      * learned (after W, before the EWMAs). */
     uint16_t commission_n;
 
-    /* Sensor health on raw PCM blocks. */
-    int32_t clip_level;          /* |sample| >= clip_level counts as clipped */
+    /* Sensor health on raw PCM blocks (a camera model: on each image, td_sensor_image.c,
+     * where a block is a frame, a sample a pixel value, stuck means the frame repeats the
+     * previous one and silent means the frame is flat: dead, black or saturated). */
+    int32_t clip_level;          /* |sample| >= clip_level counts as clipped (saturated) */
     uint32_t clip_rate_q16;      /* block is clipping when clipped share >= this */
     int32_t dc_level;            /* block has a DC offset when |mean| >= this */
-    uint32_t stuck_variance;     /* block is stuck when variance <= this */
-    uint32_t silence_variance;   /* block is silent when variance <= this (and not stuck) */
+    uint32_t stuck_variance;     /* block is stuck when variance <= this; a camera: when no
+                                    probed pixel value moved by more than this many levels */
+    uint32_t silence_variance;   /* block is silent when variance <= this (and not stuck; a
+                                    camera: whether it repeats or not) */
     uint16_t persist_blocks[TD_SENSOR_CONDITION_COUNT]; /* consecutive blocks to a fault; 0 = never */
 } td_monitor_config_t;
 
@@ -237,6 +244,13 @@ typedef struct {
     uint32_t alarms;
 } td_sensor_result_t;
 
+/* What a camera's sensor health keeps of the previous frame. Kept by the camera build beside
+ * the monitor state (a microphone build carries none of it); reset with the monitor. */
+typedef struct {
+    int8_t probes[TD_SENSOR_IMAGE_PROBES];       /* the previous frame's probed values */
+    uint32_t frames;                             /* frames since reset (probes valid if > 0) */
+} td_sensor_image_t;
+
 /* sizeof(td_monitor_state_t), for the host to report and check; of it, the commissioning
  * reference (sizeof(td_commission_t)), which a build without commissioning could drop. */
 uint32_t td_monitor_state_size(void);
@@ -263,6 +277,17 @@ int td_monitor_label_feedback(td_monitor_state_t *state, const td_monitor_config
 /* A block of raw PCM (1..TD_SENSOR_MAX_BLOCK samples) for sensor health. `out` may be NULL. */
 int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
                      const int16_t *pcm, uint32_t n_samples, td_sensor_result_t *out);
+/* A camera frame's int8 values (pixels minus 128, n_values = height x width x 3, at least
+ * TD_SENSOR_IMAGE_PROBES) for sensor health: saturated share (CLIPPING), mean (DC_OFFSET),
+ * a repeat of the previous frame (STUCK), a flat frame (SILENCE). `out` may be NULL. */
+int td_sensor_image_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                           td_sensor_image_t *camera, const int8_t *pixels, uint32_t n_values,
+                           td_sensor_result_t *out);
+/* Forget the previous frame (with td_monitor_reset). */
+void td_sensor_image_reset(td_sensor_image_t *camera);
+/* Shared by both: one block's condition bits into the runs, faults latched, flags and `out`. */
+void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                                 uint32_t conditions, td_sensor_result_t *out);
 
 /* Per-channel mean over frames of int8 features [n_frames][n_channels], times
  * 2^TD_SUMMARY_FRAC_BITS, rounded half up: the input summary of the keyword spotter. */

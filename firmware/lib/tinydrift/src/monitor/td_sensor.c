@@ -15,8 +15,7 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     uint32_t clipped = 0;
     uint32_t clip_span;
     uint32_t conditions = 0;
-    uint32_t faults = 0;
-    uint32_t i, c;
+    uint32_t i;
     int32_t mean;
     uint32_t variance;
 
@@ -53,6 +52,21 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     } else if (variance <= config->silence_variance) {
         conditions |= TD_SENSOR_SILENCE;
     }
+    if (out != 0) {
+        out->mean = mean;
+        out->variance = variance;
+        out->clipped = clipped;
+    }
+    td_sensor_conditions_update(state, config, conditions, out);
+    return TD_MONITOR_OK;
+}
+
+void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                                 uint32_t conditions, td_sensor_result_t *out)
+{
+    uint32_t faults = 0;
+    uint32_t c;
+
     for (c = 0; c < TD_SENSOR_CONDITION_COUNT; ++c) {
         if ((conditions & (1u << c)) == 0) {
             state->sensor_run[c] = 0;
@@ -71,11 +85,7 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     }
     state->sensor_flags = conditions | (faults << TD_SENSOR_FAULT_SHIFT);
     if (out != 0) {
-        out->mean = mean;
-        out->variance = variance;
-        out->clipped = clipped;
         out->flags = state->sensor_flags;
         out->alarms = td_monitor_live_alarms(state);
     }
-    return TD_MONITOR_OK;
 }

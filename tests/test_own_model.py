@@ -1,0 +1,212 @@
+"""Monitor your own model in four commands, as a user would: a small Keras classifier of
+their own images, trained here and converted to full int8 by TensorFlow (not by
+`tinydrift train` / `quantize`), then `adopt`, `export`, `flash --build-only` and `demo`
+through the CLI, ending in QEMU with the device's log equal to the twin's. What the
+pipeline cannot handle is refused in one line that names it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from helpers_tflite import tflite_model
+from tinydrift.cli import main
+from tinydrift.modeldir import INT8_MODEL, ModelDir
+from tinydrift.target import emulator, platformio
+
+from conftest import REPO_ROOT
+
+# Not square and not the plant model's 48x48: the generated C, the image summary and the
+# IMAGE frames take the model's own height and width.
+HEIGHT, WIDTH = 24, 32
+CLASSES = ("dots", "plain", "stripes")  # sorted: the model's output order
+# 1,000 reference images at least, after the export holds 30 % out for its checks.
+PER_CLASS = 500
+
+
+def draw_images(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+    """uint8 [n, HEIGHT*2, WIDTH*2, 3] photos of a pattern on a random colour, with sensor
+    noise, larger than the model's input (the loader crops and shrinks them)."""
+    h, w = 2 * HEIGHT, 2 * WIDTH
+    base = rng.uniform(60, 200, (n, 1, 1, 3))
+    images = np.broadcast_to(base, (n, h, w, 3)).copy()
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(n):
+        if kind == "stripes":
+            period = rng.uniform(6, 12)
+            images[i] += 50 * np.sign(np.sin(2 * np.pi * (xx + rng.uniform(0, 12)) / period))[..., None]
+        elif kind == "dots":
+            for _ in range(rng.integers(4, 9)):
+                cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(3, 6)
+                images[i][(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] -= 70
+    images += rng.normal(0, 6, images.shape)
+    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+
+
+def write_folder(folder: Path, seed: int, per_class: int) -> None:
+    """The PlantVillage layout: one sub-folder per class of PNG files."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for kind in CLASSES:
+        (folder / kind).mkdir(parents=True)
+        for i, image in enumerate(draw_images(rng, kind, per_class)):
+            Image.fromarray(image).save(folder / kind / f"{i:04d}.png")
+
+
+TRAIN_SCRIPT = r'''
+import sys
+import numpy as np
+import keras
+import tensorflow as tf
+from PIL import Image
+from pathlib import Path
+
+folder, out, height, width = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+classes = sorted(p.name for p in folder.iterdir())
+x, y = [], []
+for label, name in enumerate(classes):
+    for path in sorted((folder / name).glob("*.png"))[:60]:   # a few images a class
+        x.append(np.asarray(Image.open(path).convert("RGB").resize((width, height), Image.Resampling.BOX)))
+        y.append(label)
+x = np.stack(x).astype(np.float32) / 255.0   # the user's own scaling: [0, 1]
+y = np.array(y)
+
+def net(batch):
+    inputs = keras.Input((height, width, 3), batch_size=batch)
+    h = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inputs)
+    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(h)
+    h = keras.layers.AveragePooling2D((height // 4, width // 4))(h)
+    h = keras.layers.Flatten()(h)
+    return keras.Model(inputs, keras.layers.Dense(len(classes), activation="softmax")(h))
+
+keras.utils.set_random_seed(0)
+model = net(None)
+model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+model.fit(x, y, epochs=30, batch_size=16, verbose=0)
+fixed = net(1)                               # batch 1: Flatten stays a RESHAPE
+fixed.set_weights(model.get_weights())
+converter = tf.lite.TFLiteConverter.from_keras_model(fixed)
+converter.optimizations = [tf.lite.Optimize.DEFAULT]
+# Representative images of every class: their pixels span 0..255, so the converter maps
+# the [0, 1] input onto q = pixel - 128, what the device feeds (the README says so).
+converter.representative_dataset = lambda: ([s[None]] for s in x[::3])
+converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+converter.inference_input_type = tf.int8
+converter.inference_output_type = tf.int8
+out.write_bytes(converter.convert())
+print(f"train accuracy {model.evaluate(x, y, verbose=0)[1]:.3f}")
+'''
+
+
+def train_and_convert(folder: Path, out: Path) -> str:
+    """The user's training, in its own process (pytest never imports TensorFlow)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH="")
+    proc = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(folder), str(out), str(HEIGHT), str(WIDTH)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def run_cli(*args: str) -> str:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.slow  # 225-245 s measured on 2 loaded cores: training, the export's calibration, a firmware build, QEMU
+@pytest.mark.skipif(shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
+                    reason="needs qemu-system-arm and PlatformIO (scripts/setup.sh)")
+def test_own_image_classifier_in_four_commands(tmp_path):
+    images = tmp_path / "my_images"
+    write_folder(images, seed=0, per_class=PER_CLASS)
+    tflite = tmp_path / "my_model.tflite"
+    trained = train_and_convert(images, tflite)
+    model_dir = tmp_path / "models" / "mine"
+
+    out = run_cli("adopt", str(tflite), "--out", str(model_dir))
+    assert f"input (1, {HEIGHT}, {WIDTH}, 3), 3 classes" in out
+    assert "reads a pixel of 0 as 0 and 255 as 0.99" in out  # about the [0, 1] scaling it was trained on
+    run_cli("export", "--model", str(model_dir), "--data", str(images), "--name", "mine", "--target-arl0", "20000")
+    run_cli("flash", "--env", platformio.EMULATED_ENV, "--model", str(model_dir), "--build-only")
+    out = run_cli("demo", "--model", str(model_dir), "--data", str(images), "--out", str(tmp_path / "demo"),
+                  "--in-domain", "12", "--shifted", "6")
+
+    folder = ModelDir(model_dir)
+    reference = folder.reference()
+    assert reference["labels"] == list(CLASSES) and reference["input"]["shape"] == [1, HEIGHT, WIDTH, 3]
+    assert abs(reference["input"]["scale"] * 255 - 1) < 0.01 and reference["input"]["zero_point"] == -128
+    # Measured through the device's path (pixels minus 128 into TFLite Micro), on images the
+    # model never saw, from its own reference folder.
+    assert reference["reference_clips"] >= 1000 and reference["accuracy"]["test"]["tflm"]["accuracy"] > 0.9, trained
+    verified = run_cli("verify", str(model_dir), "--data", str(images), "--samples", "8")
+    assert "all stages bit-exact" in verified and "summary" in verified
+    header = folder.reference_header("mine").read_text()
+    assert f"#define TD_MINE_IMAGE_HEIGHT {HEIGHT}" in header and f"#define TD_MINE_IMAGE_WIDTH {WIDTH}" in header
+    assert "adopted from `my_model.tflite`" in folder.model_card.read_text()
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["inferences"] == 18 and summary["mismatches"] == 0, out
+    assert "device vs host twin: bit-exact on every inference" in out
+
+
+def refusal(args: list[str]) -> str:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+IMAGE_MODEL = {"kind": "dense", "input_shape": [HEIGHT, WIDTH, 3], "flatten": True, "units": 3,
+               "activation": "softmax", "use_bias": True, "seed": 5, "input_range": [-128, 127]}
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"float": True}, "input is float32, not int8"),
+    ({"output_uint8": True}, "output is uint8, not int8"),
+    ({"input_shape": [HEIGHT, WIDTH, 1]}, "1 colour channels are not RGB"),
+    ({"input_shape": [4, 4, 3]}, "an image of 4x4, outside the 8..255 pixels a side"),
+    ({"activation": "tanh"}, "ops the device cannot run: TANH"),
+])
+def test_adopt_refuses_what_the_device_cannot_run_by_name(tmp_path, change, named):
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model({**IMAGE_MODEL, **change}))
+    line = refusal(["adopt", str(tflite), "--out", str(tmp_path / "mine")])
+    assert named in line and "theirs.tflite" in line
+    assert not (tmp_path / "mine" / INT8_MODEL).exists()
+
+
+def test_export_refuses_a_folder_whose_classes_are_not_the_models_outputs(tmp_path):
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    model_dir = tmp_path / "mine"
+    run_cli("adopt", str(tflite), "--out", str(model_dir))
+    images = tmp_path / "images"
+    write_folder(images, seed=1, per_class=2)
+    shutil.rmtree(images / "stripes")
+    line = refusal(["export", "--model", str(model_dir), "--data", str(images)])
+    assert "2 class folders (dots, plain), but the model has 3 outputs" in line
+    # Too few images for the reference statistics: refused before any work, by count.
+    write_folder(tmp_path / "few", seed=2, per_class=5)
+    line = refusal(["export", "--model", str(model_dir), "--data", str(tmp_path / "few")])
+    assert "15 images" in line and "need at least 1000" in line
+    assert not (model_dir / "reference.json").exists() and not (model_dir / "include").exists()
+
+
+def test_export_reads_a_wav_folder_of_the_keyword_classes_and_counts_its_clips(tmp_path, speech_commands_dir):
+    """A keyword model adopted from its .tflite, and real recordings in the Speech Commands
+    layout as the reference: read, split by speaker, and refused by count (300 clips, where
+    the reference statistics need 2,000) before any model runs."""
+    model_dir = tmp_path / "mine"
+    run_cli("adopt", str(REPO_ROOT / "models" / "kws" / INT8_MODEL), "--out", str(model_dir))
+    line = refusal(["export", "--model", str(model_dir), "--data", str(speech_commands_dir)])
+    assert "300 clips" in line and "need at least 2000" in line, line
+    assert not (model_dir / "reference.json").exists()
