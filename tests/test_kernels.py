@@ -55,6 +55,19 @@ def _conv_cases(count: int) -> list[dict]:
     return cases
 
 
+def _pointwise_cases() -> list[dict]:
+    """1x1 convolutions without padding, as DS-CNNs have them: the optimized build runs them
+    with weights laid out at generation time (td_conv_1x1_s8_m4). Depths that are multiples
+    of 8 take its asm loop on the M4, others its C loop; odd pixel counts, strides, clamped
+    activations, per-tensor scales, no bias, the deepest column it takes (256)."""
+    shapes = [([5, 5, 64], 64, [1, 1]), ([4, 6, 8], 4, [2, 2]), ([3, 7, 12], 8, [1, 1]), ([6, 3, 24], 12, [1, 2]),
+              ([2, 3, 4], 16, [1, 1]), ([3, 1, 256], 8, [1, 1])]
+    return [dict(kind="conv", seed=1500 + i, input_shape=shape, filters=filters, kernel=[1, 1], strides=strides,
+                 dilation=[1, 1], groups=1, padding="valid", activation=ACTIVATIONS[(i + 1) % 3], use_bias=i != 1,
+                 per_channel=i != 2, input_range=INPUT_RANGES[i % len(INPUT_RANGES)])
+            for i, (shape, filters, strides) in enumerate(shapes)]
+
+
 def _depthwise_cases(count: int) -> list[dict]:
     cases = []
     for i in range(count):
@@ -238,6 +251,7 @@ def _named(cases: list[dict]) -> list[tuple[str, dict]]:
 
 CASES = _named(
     _conv_cases(14)
+    + _pointwise_cases()
     + _depthwise_cases(12)
     + _dense_cases(14)
     + _dense_per_tensor_cases(PER_TENSOR_PRECISION_SEEDS)
