@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from helpers_tflite import structured_int8_inputs, tflite_models
-from test_kernels import CASES, _pointwise_cases, random_inputs
+from test_kernels import CASES, _depthwise_3x3_cases, _pointwise_cases, random_inputs
 from tinydrift import atomic, firmware
 from tinydrift.codegen.model_c import generate_model_c, plan_model
 from tinydrift.target.host_model import HostModel, _batch_harness, run_tflm
@@ -216,35 +216,39 @@ def test_kws_model_in_qemu_matches_tflite_micro():
 
 
 POINTWISE = [(case_id, spec) for case_id, spec in SINGLE_OP if spec in _pointwise_cases()]
+DEPTHWISE_3X3 = [(case_id, spec) for case_id, spec in SINGLE_OP if spec in _depthwise_3x3_cases()]
 
 
-def test_pointwise_convolutions_are_generated_for_the_1x1_kernel(single_op_models):
-    """The optimized build of every pointwise case calls td_conv_1x1_s8_m4 with its layout
+def test_pointwise_convolutions_are_generated_for_the_widened_kernel(single_op_models):
+    """The optimized build of every pointwise case calls td_conv_widened_s8_m4 with its layout
     (so the host check above covers it), the reference build td_conv_s8 with the int8 filter."""
     models, _ = single_op_models
     assert len(POINTWISE) >= 6
     for case_id, _ in POINTWISE:
         _, source = generate_model_c(models[case_id], "pointwise")
         optimized, reference = source.split("#if TD_KERNELS_OPTIMIZED\n    ")[1].split("#else\n    ")
-        assert optimized.startswith("td_conv_1x1_s8_m4(") and "_layout_m4," in optimized, case_id
+        assert optimized.startswith("td_conv_widened_s8_m4(") and "_layout_m4," in optimized, case_id
         assert reference.startswith("td_conv_s8(") and "_filter," in reference, case_id
 
 
 @needs_arm
 @pytest.mark.slow
-def test_pointwise_models_in_qemu_match_tflite_micro(single_op_models):
-    """The 1x1 kernel's asm (depths that are multiples of 8) and its C loop (the others) on
-    the M4 equal TFLite Micro on every pointwise case (36 s: six images; the MLPerf and KWS
-    models in QEMU keep its asm at depth 64 in the default tier)."""
+def test_pointwise_and_depthwise_3x3_models_in_qemu_match_tflite_micro(single_op_models):
+    """The widened kernel's asm (columns of multiples of 8) and its C loop (the others), and
+    the depthwise plane path's asm and C loop, on the M4 equal TFLite Micro on every such
+    case (about 60 s: eleven images; the MLPerf and KWS models in QEMU keep both asm loops
+    in the default tier)."""
     models, _ = single_op_models
-    for case_id, spec in POINTWISE:
-        elf, _ = build_model_check(models[case_id], random_inputs(spec["seed"], 40, int(np.prod(spec["input_shape"]))))
+    assert len(DEPTHWISE_3X3) >= 5
+    for case_id, spec in POINTWISE + DEPTHWISE_3X3:
+        inputs = random_inputs(spec["seed"], 40, int(np.prod(spec["input_shape"])))
+        elf, _ = build_model_check(models[case_id], inputs)
         result = emulator.run(elf, timeout=120)
         text = result.output.decode(errors="replace")
         assert result.exit_code == 0 and "td_model_check done" in text, text[-1000:]
         lines = re.findall(r"^td_model_check (\d+) ([0-9a-f]+)$", text, re.MULTILINE)
         device = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.int8) for _, h in lines])
-        expected = run_tflm(models[case_id], random_inputs(spec["seed"], 40, int(np.prod(spec["input_shape"]))))
+        expected = run_tflm(models[case_id], inputs)
         assert len(device) == 40 and np.array_equal(device, expected), \
             f"{case_id}: {int(np.count_nonzero(device != expected))} values differ"
 

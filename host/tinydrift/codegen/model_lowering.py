@@ -344,18 +344,19 @@ def _lower_conv(ctx: _OpContext) -> KernelCall:
     macs = output.num_elements * int(np.prod(filter_tensor.shape[1:]))
     call = KernelCall(ctx.op, "td_conv_s8", "td_conv_params_t", params, args, arrays, macs,
                       _conv_in_place(input_tensor, params))
-    call.optimized = _conv_1x1_m4_call(ctx, call, filter_tensor, arrays)
+    call.optimized = _conv_widened_m4_call(ctx, call, filter_tensor, arrays)
     return call
 
 
-# td_conv_1x1_s8_m4's limit (TD_CONV_1X1_DEPTH_MAX in kernels/optimized/td_kernels_m4.h).
-CONV_1X1_DEPTH_MAX = 256
+# td_conv_widened_s8_m4's limit (TD_CONV_WIDENED_COLUMN_MAX in kernels/optimized/td_kernels_m4.h).
+CONV_WIDENED_COLUMN_MAX = 256
 
 
-def conv_1x1_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, input_offset: int,
-                       multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
-    """A pointwise convolution laid out for td_conv_1x1_s8_m4's loop, as uint32 words (in
-    int64). filter_values: [output_channels, input_depth] int8, both multiples of 4.
+def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, input_offset: int,
+                           multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """A convolution laid out for td_conv_widened_s8_m4's loop, as uint32 words (in int64).
+    filter_values: [output_channels, column] int8 (the column is [filter_y][filter_x][channel]),
+    both multiples of 4.
 
     Per block of four output channels, in the order the kernel reads it: the four biases
     with the input offset folded in (bias + offset * sum of w); per group of four depth
@@ -376,27 +377,27 @@ def conv_1x1_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, input
     return words.reshape(-1) & 0xFFFFFFFF
 
 
-def _conv_1x1_m4_call(ctx: _OpContext, call: KernelCall, filter_tensor: Tensor, arrays: list[ConstArray]
-                      ) -> KernelCall | None:
-    """td_conv_1x1_s8_m4 for a pointwise convolution it covers, else None (td_conv_s8_m4)."""
+def _conv_widened_m4_call(ctx: _OpContext, call: KernelCall, filter_tensor: Tensor, arrays: list[ConstArray]
+                          ) -> KernelCall | None:
+    """td_conv_widened_s8_m4 for a convolution it covers, else None (td_conv_s8_m4)."""
     params = call.params
-    depth, channels = params["input_depth"], params["output_depth"]
+    depth = params["filter_height"] * params["filter_width"] * params["input_depth"]
+    channels = params["output_depth"]
     by_name = {array.name: array.values for array in arrays}
     multipliers = np.asarray(by_name[f"{ctx.prefix}_output_multiplier"])
-    if (params["filter_height"], params["filter_width"], params["pad_height"], params["pad_width"]) != (1, 1, 0, 0) \
-            or params["filter_input_depth"] != depth or depth % 4 or depth > CONV_1X1_DEPTH_MAX or channels % 4 \
-            or (multipliers == -(1 << 31)).any():
+    if params["filter_input_depth"] != params["input_depth"] or depth % 4 or depth > CONV_WIDENED_COLUMN_MAX \
+            or channels % 4 or (multipliers == -(1 << 31)).any():
         return None
     bias = by_name.get(f"{ctx.prefix}_bias")
     folded = (0 if bias is None else np.asarray(bias, dtype=np.int64)) \
         + params["input_offset"] * filter_tensor.data.reshape(channels, depth).astype(np.int64).sum(axis=1)
     if np.abs(folded).max() >= 1 << 31:
         return None
-    layout = ConstArray(f"{ctx.prefix}_layout_m4", "uint32_t", conv_1x1_m4_layout(
+    layout = ConstArray(f"{ctx.prefix}_layout_m4", "uint32_t", conv_widened_m4_layout(
         filter_tensor.data.reshape(channels, depth), bias, params["input_offset"], multipliers,
         np.asarray(by_name[f"{ctx.prefix}_output_shift"])))
     shared = [a for a in arrays if a.name not in (f"{ctx.prefix}_filter", f"{ctx.prefix}_bias")]
-    return KernelCall(call.op, "td_conv_1x1_s8_m4", call.params_type, call.params,
+    return KernelCall(call.op, "td_conv_widened_s8_m4", call.params_type, call.params,
                       [call.args[0], ConstArg(layout.name), call.args[3]], [*shared, layout], call.macs,
                       call.in_place)
 

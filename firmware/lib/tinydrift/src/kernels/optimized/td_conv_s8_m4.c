@@ -34,9 +34,7 @@ static void fill_bytes(int8_t *destination, int8_t value, int32_t count)
     }
 }
 
-/* The receptive field of output pixel (out_y, out_x) of one image, as int8 in filter order
- * [filter_y][filter_x][channel]; cells outside the input hold the zero point. */
-static void gather_receptive_field(const td_conv_params_t *params, const int8_t *image, int32_t out_y,
+void td_gather_receptive_field(const td_conv_params_t *params, const int8_t *image, int32_t out_y,
                                    int32_t out_x, int8_t *field)
 {
     const int32_t depth = params->input_depth;
@@ -164,7 +162,7 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
                 } else if (rows_direct) {
                     fill_rows_clipped(&pair, which, params, image, in_y, in_x);
                 } else {
-                    gather_receptive_field(params, image, out_y, out_x, field);
+                    td_gather_receptive_field(params, image, out_y, out_x, field);
                     td_column_pair_fill(&pair, which, field, column_depth, params->input_offset);
                 }
             }

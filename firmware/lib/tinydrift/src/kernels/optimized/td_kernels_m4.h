@@ -30,13 +30,13 @@ void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int
 void td_fully_connected_s8_m4(const td_fully_connected_params_t *params, const int8_t *input,
                               const int8_t *filter, const int32_t *bias, int8_t *output);
 
-/* A 1x1 CONV_2D without padding (any stride) from weights the generator laid out for it
- * (td_conv_1x1_s8_m4.c; tinydrift.codegen.model_lowering.conv_1x1_m4_layout): 16-bit
- * weight pairs with the folded biases and the requantization per block of four output
- * channels. Not a drop-in for td_conv_s8: a generated model calls it by name where
- * TD_KERNELS_OPTIMIZED. */
-#define TD_CONV_1X1_DEPTH_MAX 256
-void td_conv_1x1_s8_m4(const td_conv_params_t *params, const int8_t *input, const uint32_t *layout, int8_t *output);
+/* CONV_2D (no groups) from weights the generator laid out for it (td_conv_widened_s8_m4.c;
+ * tinydrift.codegen.model_lowering.conv_widened_m4_layout): 16-bit weight pairs with the
+ * folded biases and the requantization per block of four output channels. Not a drop-in
+ * for td_conv_s8: a generated model calls it by name where TD_KERNELS_OPTIMIZED. */
+#define TD_CONV_WIDENED_COLUMN_MAX 256
+void td_conv_widened_s8_m4(const td_conv_params_t *params, const int8_t *input, const uint32_t *layout,
+                           int8_t *output);
 
 void td_avg_pool_s8_m4(const td_pool_params_t *params, const int8_t *input, int8_t *output);
 

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "../td_kernels.h"
 #include "td_requant_fast.h"
 
 /* Longest im2col column (filter_height * filter_width * input_depth, or a fully connected
@@ -33,6 +34,11 @@ void td_column_pair_fill(td_column_pair_t *pair, int32_t which, const int8_t *so
  * window entirely inside the input, without gathering it first); row_bytes % 4 == 0. */
 void td_column_pair_fill_rows(td_column_pair_t *pair, int32_t which, const int8_t *first_row, int32_t rows,
                               int32_t row_bytes, int32_t row_stride, int32_t offset);
+
+/* The receptive field of output pixel (out_y, out_x) of one image, as int8 in filter order
+ * [filter_y][filter_x][channel]; cells outside the input hold the zero point. */
+void td_gather_receptive_field(const td_conv_params_t *params, const int8_t *image, int32_t out_y, int32_t out_x,
+                               int8_t *field);
 
 /* One matrix product with its requantization: weights [output_depth][depth] int8 rows. */
 typedef struct {

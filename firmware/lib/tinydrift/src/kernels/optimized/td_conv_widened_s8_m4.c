@@ -1,14 +1,18 @@
-/* CONV_2D with a 1x1 filter and no padding (a pointwise convolution), int8, for the
- * Cortex-M4's dual 16-bit MACs; bit-exact with the reference td_conv_s8 given the weights
- * it was generated from.
+/* CONV_2D, int8, from weights widened at generation time, for the Cortex-M4's dual 16-bit
+ * MACs; bit-exact with the reference td_conv_s8 given the weights it was generated from.
+ * The DS-CNNs' pointwise convolutions and their first (10x4) convolution take it.
  *
  * The weights come laid out at generation time for the inner loop
- * (tinydrift.codegen.model_lowering.conv_1x1_m4_layout): already widened to 16-bit pairs,
- * so a word loaded is a SMLAD operand with no SXTB16, and the input offset folded into a
- * per-channel bias (sum of w * (x + offset) = sum of w * x + offset * sum of w), so the
- * input pixels are widened without it. Four output channels by two pixels at a time: per
- * pair of depth values, the two pixels' words and the four channels' words feed 8 SMLADs
- * (16 MACs), each input word serving four channels and each weight word two pixels.
+ * (tinydrift.codegen.model_lowering.conv_widened_m4_layout): already widened to 16-bit
+ * pairs, so a word loaded is a SMLAD operand with no SXTB16, and the input offset folded
+ * into a per-channel bias (sum of w * (x + offset) = sum of w * x + offset * sum of w), so
+ * the input is widened without it; a window over the edge is gathered with the zero point
+ * in its missing cells (w * zero point + offset * w = 0: the term the reference omits).
+ * Each output pixel's column (its receptive field, [filter_y][filter_x][channel]) is
+ * widened once: a 1x1 filter without padding widens the input pixel itself. Four output
+ * channels by two pixels at a time: per pair of column values, the two pixels' words and
+ * the four channels' words feed 8 SMLADs (16 MACs), each input word serving four channels
+ * and each weight word two pixels.
  *
  * `layout`, per block of four output channels c..c+3, in the order the loop reads it:
  *   - the four folded biases;
@@ -17,23 +21,25 @@
  *     word, low half the first value;
  *   - per channel, its multiplier and ~shift (right shift - 1, as the narrow
  *     requantization takes it).
- * Requires input_depth % 4 == 0 and at most TD_CONV_1X1_DEPTH_MAX, output_depth % 4 == 0,
- * no multiplier INT32_MIN (the generator checks them). Stack: two widened pixels with room
- * to align them, 2 KB. */
+ * Requires no groups, a column of a multiple of 4 values and at most
+ * TD_CONV_WIDENED_COLUMN_MAX, output_depth % 4 == 0, no multiplier INT32_MIN (the generator
+ * checks them). Stack: two widened columns with room to align them (2 KB) and a gathered
+ * window (256 B). */
 #include "../td_kernels.h"
 #include "td_dsp.h"
 #include "td_kernels_m4.h"
+#include "td_nn_m4.h"
 #include "td_requant_fast.h"
 
 /* On the M4 the depth loop ends when the column pointer reaches an address that is a
- * multiple of TD_CONV_1X1_ALIGN: the fourteen registers of the loop leave none for a
- * counter. The two widened pixels take 4 * depth bytes, at most TD_CONV_1X1_ALIGN. */
-#define TD_CONV_1X1_ALIGN (4 * TD_CONV_1X1_DEPTH_MAX)
-#define TD_CONV_1X1_COLUMN_WORDS (2 * TD_CONV_1X1_ALIGN / 4)
+ * multiple of TD_CONV_WIDENED_ALIGN: the fourteen registers of the loop leave none for a
+ * counter. The two widened columns take 4 * depth bytes, at most TD_CONV_WIDENED_ALIGN. */
+#define TD_CONV_WIDENED_ALIGN (4 * TD_CONV_WIDENED_COLUMN_MAX)
+#define TD_CONV_WIDENED_COLUMN_WORDS (2 * TD_CONV_WIDENED_ALIGN / 4)
 
-/* Pixel `which` (0 or 1) of the interleaved column pair: per group of four values
- * x0..x3, words[4g + which] = (x0, x2) and words[4g + 2 + which] = (x1, x3). */
-static void widen_pixel(uint32_t *words, int32_t which, const int8_t *pixel, int32_t depth)
+/* Column `which` (0 or 1) of the interleaved pair: per group of four values x0..x3,
+ * words[4g + which] = (x0, x2) and words[4g + 2 + which] = (x1, x3). */
+static void widen_column(uint32_t *words, int32_t which, const int8_t *pixel, int32_t depth)
 {
     words += which;
     for (int32_t i = 0; i < depth; i += 4, words += 4) {
@@ -54,7 +60,7 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
 {
     int32_t a00, a01, a10, a11, a20, a21, a30, a31; /* a<channel><pixel> */
     uint32_t t0 = (uint32_t)frame, t1, t2, t3;
-#define TD_1X1_STEP                                    \
+#define TD_WIDENED_STEP                                    \
     "ldr    %[t0], [%[x]], #4\n\t"                     \
     "ldr    %[t1], [%[x]], #4\n\t"                     \
     "ldr    %[t2], [%[w]], #4\n\t"                     \
@@ -70,19 +76,19 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
     "smlad  %[a30], %[t3], %[t0], %[a30]\n\t"          \
     "smlad  %[a31], %[t3], %[t1], %[a31]\n\t"
     /* The first steps of td_requantize_narrow_offset: acc = (SMMULR(2 acc, m) + its sign) >> e. */
-#define TD_1X1_SCALE(acc, m, e)                        \
+#define TD_WIDENED_SCALE(acc, m, e)                        \
     "lsl    " acc ", " acc ", #1\n\t"                  \
     "smmulr " acc ", " acc ", " m "\n\t"               \
     "add    " acc ", " acc ", " acc ", asr #31\n\t"    \
     "asr    " acc ", " acc ", " e "\n\t"
     /* ... and the last: (acc + 2 offset + 1) >> 1, saturated to int8. */
-#define TD_1X1_FINISH(acc)                             \
+#define TD_WIDENED_FINISH(acc)                             \
     "add    " acc ", " acc ", %[t1]\n\t"               \
     "asr    " acc ", " acc ", #1\n\t"                  \
     "ssat   " acc ", #8, " acc "\n\t"
     /* Registers in LDM/PUSH lists go by number, which the operands do not fix: single loads
      * and stores here (back to back they cost what LDM does). */
-#define TD_1X1_LOAD4(a, b, c, d)                       \
+#define TD_WIDENED_LOAD4(a, b, c, d)                       \
     "ldr    " a ", [%[w]], #4\n\t"                      \
     "ldr    " b ", [%[w]], #4\n\t"                      \
     "ldr    " c ", [%[w]], #4\n\t"                      \
@@ -99,28 +105,28 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
                    "str    %[t2], [sp, #16]\n\t"
                    "str    %[t3], [sp, #20]\n\t"
                    "1:\n\t"
-                   TD_1X1_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")
+                   TD_WIDENED_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")
                    "mov    %[a01], %[a00]\n\t"
                    "mov    %[a11], %[a10]\n\t"
                    "mov    %[a21], %[a20]\n\t"
                    "mov    %[a31], %[a30]\n\t"
                    "2:\n\t"
-                   TD_1X1_STEP TD_1X1_STEP TD_1X1_STEP TD_1X1_STEP
+                   TD_WIDENED_STEP TD_WIDENED_STEP TD_WIDENED_STEP TD_WIDENED_STEP
                    "tst    %[x], %[end_mask]\n\t"
                    "bne    2b\n\t"
                    "ldr    %[t0], [sp, #20]\n\t"
                    "sub    %[x], %[x], %[t0]\n\t"               /* back to the columns' start */
-                   TD_1X1_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
-                   TD_1X1_SCALE("%[a00]", "%[t0]", "%[t1]") TD_1X1_SCALE("%[a01]", "%[t0]", "%[t1]")
-                   TD_1X1_SCALE("%[a10]", "%[t2]", "%[t3]") TD_1X1_SCALE("%[a11]", "%[t2]", "%[t3]")
-                   TD_1X1_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
-                   TD_1X1_SCALE("%[a20]", "%[t0]", "%[t1]") TD_1X1_SCALE("%[a21]", "%[t0]", "%[t1]")
-                   TD_1X1_SCALE("%[a30]", "%[t2]", "%[t3]") TD_1X1_SCALE("%[a31]", "%[t2]", "%[t3]")
+                   TD_WIDENED_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
+                   TD_WIDENED_SCALE("%[a00]", "%[t0]", "%[t1]") TD_WIDENED_SCALE("%[a01]", "%[t0]", "%[t1]")
+                   TD_WIDENED_SCALE("%[a10]", "%[t2]", "%[t3]") TD_WIDENED_SCALE("%[a11]", "%[t2]", "%[t3]")
+                   TD_WIDENED_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
+                   TD_WIDENED_SCALE("%[a20]", "%[t0]", "%[t1]") TD_WIDENED_SCALE("%[a21]", "%[t0]", "%[t1]")
+                   TD_WIDENED_SCALE("%[a30]", "%[t2]", "%[t3]") TD_WIDENED_SCALE("%[a31]", "%[t2]", "%[t3]")
                    "ldr    %[t0], [sp, #8]\n\t"                 /* out0 */
                    "ldr    %[t1], [sp, #12]\n\t"                /* 2 offset + 1 */
                    "ldr    %[t2], [sp, #16]\n\t"                /* pixel step */
-                   TD_1X1_FINISH("%[a00]") TD_1X1_FINISH("%[a10]") TD_1X1_FINISH("%[a20]") TD_1X1_FINISH("%[a30]")
-                   TD_1X1_FINISH("%[a01]") TD_1X1_FINISH("%[a11]") TD_1X1_FINISH("%[a21]") TD_1X1_FINISH("%[a31]")
+                   TD_WIDENED_FINISH("%[a00]") TD_WIDENED_FINISH("%[a10]") TD_WIDENED_FINISH("%[a20]") TD_WIDENED_FINISH("%[a30]")
+                   TD_WIDENED_FINISH("%[a01]") TD_WIDENED_FINISH("%[a11]") TD_WIDENED_FINISH("%[a21]") TD_WIDENED_FINISH("%[a31]")
                    "strb   %[a00], [%[t0]]\n\t"
                    "strb   %[a10], [%[t0], #1]\n\t"
                    "strb   %[a20], [%[t0], #2]\n\t"
@@ -140,12 +146,12 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
                    : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),
                      [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x] "+r"(x), [w] "+r"(layout),
                      [t0] "+r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
-                   : [end_mask] "i"(TD_CONV_1X1_ALIGN - 4)
+                   : [end_mask] "i"(TD_CONV_WIDENED_ALIGN - 4)
                    : "cc", "memory");
-#undef TD_1X1_LOAD4
-#undef TD_1X1_FINISH
-#undef TD_1X1_SCALE
-#undef TD_1X1_STEP
+#undef TD_WIDENED_LOAD4
+#undef TD_WIDENED_FINISH
+#undef TD_WIDENED_SCALE
+#undef TD_WIDENED_STEP
 }
 #endif
 
@@ -157,7 +163,8 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
     int32_t a00 = (int32_t)w[0], a10 = (int32_t)w[1], a20 = (int32_t)w[2], a30 = (int32_t)w[3]; /* a<ch><px> */
     int32_t a01 = a00, a11 = a10, a21 = a20, a31 = a30;
     w += 4;
-    for (int32_t k = 0; k < params->input_depth / 2; ++k, x += 2, w += 4) {
+    const int32_t depth = params->filter_height * params->filter_width * params->input_depth;
+    for (int32_t k = 0; k < depth / 2; ++k, x += 2, w += 4) {
         const uint32_t xa = x[0], xb = x[1];
         a00 = td_smlad(w[0], xa, a00);
         a01 = td_smlad(w[0], xb, a01);
@@ -182,15 +189,18 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
     return w + 8;
 }
 
-static TD_ALWAYS_INLINE void pointwise(const td_conv_params_t *params, const int8_t *input, const uint32_t *layout,
-                                       int8_t *output, uint32_t *columns, const int32_t narrow,
-                                       const int32_t full_range)
+static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const int8_t *input,
+                                         const uint32_t *layout, int8_t *output, uint32_t *columns,
+                                         const int32_t narrow, const int32_t full_range)
 {
-    const int32_t depth = params->input_depth;
+    const int32_t depth = params->filter_height * params->filter_width * params->input_depth;
+    const int32_t pointwise = params->filter_height == 1 && params->filter_width == 1 && params->pad_height == 0 &&
+                              params->pad_width == 0;
+    int8_t field[TD_CONV_WIDENED_COLUMN_MAX];
     const int32_t output_depth = params->output_depth;
     const int32_t output_width = params->output_width;
     const int32_t pixels = params->output_height * output_width;
-    const int32_t image_bytes = params->input_height * params->input_width * depth;
+    const int32_t image_bytes = params->input_height * params->input_width * params->input_depth;
 #if TD_KERNELS_ASM
     const int32_t use_asm = narrow && full_range && depth % 8 == 0;
 #endif
@@ -203,9 +213,14 @@ static TD_ALWAYS_INLINE void pointwise(const td_conv_params_t *params, const int
                 /* A last odd pixel fills both columns and writes its outputs twice. */
                 const int32_t p = both ? pixel + which : pixel;
                 const int32_t out_y = p / output_width, out_x = p - out_y * output_width;
-                const int32_t in_offset =
-                    (out_y * params->stride_height * params->input_width + out_x * params->stride_width) * depth;
-                widen_pixel(columns, which, image + in_offset, depth);
+                const int8_t *source = field;
+                if (pointwise) {
+                    source = image + (out_y * params->stride_height * params->input_width +
+                                      out_x * params->stride_width) * depth;
+                } else {
+                    td_gather_receptive_field(params, image, out_y, out_x, field);
+                }
+                widen_column(columns, which, source, depth);
             }
             int8_t *out0 = out + pixel * output_depth;
             const int32_t step = both ? output_depth : 0;
@@ -229,12 +244,13 @@ static TD_ALWAYS_INLINE void pointwise(const td_conv_params_t *params, const int
  * reference's, bounded by |folded bias| + depth * 128 * 128 (int8 products). */
 static td_requant_mode_t narrow_mode(const td_conv_params_t *params, const uint32_t *layout)
 {
+    const int32_t depth = params->filter_height * params->filter_width * params->input_depth;
     td_requant_mode_t mode =
-        td_requant_mode(params->output_multiplier, params->output_shift, 0, params->output_depth,
-                        params->input_depth, params->input_offset, params->output_offset, params->activation_min,
+        td_requant_mode(params->output_multiplier, params->output_shift, 0, params->output_depth, depth,
+                        params->input_offset, params->output_offset, params->activation_min,
                         params->activation_max);
-    const int64_t products = (int64_t)params->input_depth * 128 * 128;
-    const int32_t block_words = 4 + 2 * params->input_depth + 8;
+    const int64_t products = (int64_t)depth * 128 * 128;
+    const int32_t block_words = 4 + 2 * depth + 8;
     for (int32_t c = 0; c < params->output_depth; c += 4, layout += block_words) {
         for (int32_t j = 0; j < 4; ++j) {
             const int64_t bias = (int32_t)layout[j];
@@ -246,19 +262,20 @@ static td_requant_mode_t narrow_mode(const td_conv_params_t *params, const uint3
     return mode;
 }
 
-void td_conv_1x1_s8_m4(const td_conv_params_t *params, const int8_t *input, const uint32_t *layout, int8_t *output)
+void td_conv_widened_s8_m4(const td_conv_params_t *params, const int8_t *input, const uint32_t *layout,
+                           int8_t *output)
 {
     const td_requant_mode_t mode = narrow_mode(params, layout);
-    uint32_t space[TD_CONV_1X1_COLUMN_WORDS];
-    /* The columns end on a multiple of TD_CONV_1X1_ALIGN inside `space` (see above). */
-    const uintptr_t bytes = 4u * (uintptr_t)params->input_depth;
-    const uintptr_t end = ((uintptr_t)space + bytes + (TD_CONV_1X1_ALIGN - 1)) & ~(uintptr_t)(TD_CONV_1X1_ALIGN - 1);
+    uint32_t space[TD_CONV_WIDENED_COLUMN_WORDS];
+    /* The columns end on a multiple of TD_CONV_WIDENED_ALIGN inside `space` (see above). */
+    const uintptr_t bytes = 4u * (uintptr_t)(params->filter_height * params->filter_width * params->input_depth);
+    const uintptr_t end = ((uintptr_t)space + bytes + (TD_CONV_WIDENED_ALIGN - 1)) & ~(uintptr_t)(TD_CONV_WIDENED_ALIGN - 1);
     uint32_t *columns = (uint32_t *)(end - bytes);
     if (mode.narrow && mode.full_range) {
-        pointwise(params, input, layout, output, columns, 1, 1);
+        convolution(params, input, layout, output, columns, 1, 1);
     } else if (mode.narrow) {
-        pointwise(params, input, layout, output, columns, 1, 0);
+        convolution(params, input, layout, output, columns, 1, 0);
     } else {
-        pointwise(params, input, layout, output, columns, 0, mode.full_range);
+        convolution(params, input, layout, output, columns, 0, mode.full_range);
     }
 }
