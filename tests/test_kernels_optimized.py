@@ -204,7 +204,7 @@ def test_kws_model_in_qemu_matches_tflite_micro():
     inputs = kws_inputs()
     elf, _ = build_model_check(data, inputs)
     names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-    assert "td_conv_s8_m4" in names and "td_depthwise_conv_s8_m4" in names
+    assert "td_conv_widened_s8_m4" in names and "td_depthwise_conv_s8_m4" in names
     result = emulator.run(elf, timeout=120)
     text = result.output.decode(errors="replace")
     assert result.exit_code == 0 and "td_model_check done" in text, text[-1000:]
@@ -325,10 +325,10 @@ def test_optimized_kernels_build_warning_free(compiler, flags, tmp_path):
 @needs_kws
 @pytest.mark.skipif(shutil.which(ARM_GCC) is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("compiler,defines,expected", [
-    (ARM_GCC, [], "td_conv_s8_m4"),                          # __ARM_FEATURE_DSP: optimized by default
+    (ARM_GCC, [], "td_conv_widened_s8_m4"),                  # __ARM_FEATURE_DSP: optimized by default
     (ARM_GCC, ["-DTD_KERNELS_OPTIMIZED=0"], "td_conv_s8"),   # the reference on request
     ("gcc", [], "td_conv_s8"),                               # the host: reference by default
-    ("gcc", ["-DTD_KERNELS_OPTIMIZED=1"], "td_conv_s8_m4"),  # as the host tests above build it
+    ("gcc", ["-DTD_KERNELS_OPTIMIZED=1"], "td_conv_widened_s8_m4"),  # as the host tests above build it
 ])
 def test_generated_model_selects_kernels_at_compile_time(compiler, defines, expected, tmp_path):
     header, source = generate_model_c(KWS_TFLITE.read_bytes(), "kws")
@@ -343,4 +343,4 @@ def test_generated_model_selects_kernels_at_compile_time(compiler, defines, expe
                                    check=True).stdout.split())
     kernels = {name for name in undefined if name.startswith("td_")}
     assert expected in kernels
-    assert ("td_conv_s8" in kernels) != ("td_conv_s8_m4" in kernels)
+    assert ("td_conv_s8" in kernels) != ("td_conv_widened_s8_m4" in kernels)

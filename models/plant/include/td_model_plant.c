@@ -1381,7 +1381,7 @@ int td_plant_invoke(void)
     /* op 2 CONV_2D -> 'image_dscnn_1/re_lu_2_1/Relu;image_dscnn_1/batch_normalization_2_1/batchnorm/add_1;image_dscnn_1/conv2d_1_2/convolution;image_dscnn_1/batch_normalization_2_1/batchnorm/sub1' [1, 24, 24, 32] */
     /* in place: the output overwrites 'image_dscnn_1/re_lu_1_2/Relu;image_dscnn_1/batch_normalization_1_2/batchnorm/add_1;image_dscnn_1/batch_normalization_1_2/batchnorm/mul_1;image_dscnn_1/depthwise_conv2d_1/depthwise;image_dscnn_1/batch_normalization_1_2/batchnorm/mul;image_dscnn_1/batch_normalization_1_2/batchnorm/sub1', starting 9232 bytes before it */
 #if TD_KERNELS_OPTIMIZED
-    td_conv_1x1_s8_m4(&op2_params, (arena + 9232), op2_layout_m4, (arena + 0));
+    td_conv_widened_s8_m4(&op2_params, (arena + 9232), op2_layout_m4, (arena + 0));
 #else
     td_conv_s8(&op2_params, (arena + 9232), op2_filter, op2_bias, (arena + 0));
 #endif
@@ -1390,7 +1390,7 @@ int td_plant_invoke(void)
     td_depthwise_conv_s8(&op3_params, (arena + 0), op3_filter, op3_bias, (arena + 0));
     /* op 4 CONV_2D -> 'image_dscnn_1/re_lu_4_1/Relu;image_dscnn_1/batch_normalization_4_1/batchnorm/add_1;image_dscnn_1/conv2d_2_1/convolution;image_dscnn_1/batch_normalization_4_1/batchnorm/sub1' [1, 12, 12, 64] */
 #if TD_KERNELS_OPTIMIZED
-    td_conv_1x1_s8_m4(&op4_params, (arena + 0), op4_layout_m4, (arena + 4608));
+    td_conv_widened_s8_m4(&op4_params, (arena + 0), op4_layout_m4, (arena + 4608));
 #else
     td_conv_s8(&op4_params, (arena + 0), op4_filter, op4_bias, (arena + 4608));
 #endif
@@ -1398,7 +1398,7 @@ int td_plant_invoke(void)
     td_depthwise_conv_s8(&op5_params, (arena + 4608), op5_filter, op5_bias, (arena + 0));
     /* op 6 CONV_2D -> 'image_dscnn_1/re_lu_6_1/Relu;image_dscnn_1/batch_normalization_6_1/batchnorm/add_1;image_dscnn_1/conv2d_3_1/convolution;image_dscnn_1/batch_normalization_6_1/batchnorm/sub1' [1, 6, 6, 64] */
 #if TD_KERNELS_OPTIMIZED
-    td_conv_1x1_s8_m4(&op6_params, (arena + 0), op6_layout_m4, (arena + 2304));
+    td_conv_widened_s8_m4(&op6_params, (arena + 0), op6_layout_m4, (arena + 2304));
 #else
     td_conv_s8(&op6_params, (arena + 0), op6_filter, op6_bias, (arena + 2304));
 #endif

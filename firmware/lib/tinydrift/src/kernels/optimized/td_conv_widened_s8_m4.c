@@ -23,7 +23,7 @@
  *     requantization takes it).
  * Requires no groups, a column of a multiple of 4 values and at most
  * TD_CONV_WIDENED_COLUMN_MAX, output_depth % 4 == 0, no multiplier INT32_MIN (the generator
- * checks them). Stack: two widened columns with room to align them (2 KB) and a gathered
+ * checks them). Stack: a td_column_pair_t with room to align it (3 KB) and a gathered
  * window (256 B). */
 #include "../td_kernels.h"
 #include "td_dsp.h"
@@ -31,23 +31,12 @@
 #include "td_nn_m4.h"
 #include "td_requant_fast.h"
 
-/* On the M4 the depth loop ends when the column pointer reaches an address that is a
- * multiple of TD_CONV_WIDENED_ALIGN: the fourteen registers of the loop leave none for a
- * counter. The two widened columns take 4 * depth bytes, at most TD_CONV_WIDENED_ALIGN. */
+/* The columns are a td_column_pair_t (td_nn_m4.h) filled with offset 0. On the M4 the
+ * depth loop ends when the column pointer, which stays 16 bytes behind the group it reads,
+ * reaches an address that is a multiple of TD_CONV_WIDENED_ALIGN: the fourteen registers of
+ * the loop leave none for a counter. The two widened columns take 4 * depth bytes, at most
+ * TD_CONV_WIDENED_ALIGN, placed so that they end 16 bytes past such an address. */
 #define TD_CONV_WIDENED_ALIGN (4 * TD_CONV_WIDENED_COLUMN_MAX)
-#define TD_CONV_WIDENED_COLUMN_WORDS (2 * TD_CONV_WIDENED_ALIGN / 4)
-
-/* Column `which` (0 or 1) of the interleaved pair: per group of four values x0..x3,
- * words[4g + which] = (x0, x2) and words[4g + 2 + which] = (x1, x3). */
-static void widen_column(uint32_t *words, int32_t which, const int8_t *pixel, int32_t depth)
-{
-    words += which;
-    for (int32_t i = 0; i < depth; i += 4, words += 4) {
-        const uint32_t x = td_read_u32(pixel + i);
-        words[0] = td_sxtb16(x);
-        words[2] = td_sxtb16_ror8(x);
-    }
-}
 
 #if TD_KERNELS_ASM
 /* Every block of four channels of two pixels in one asm block: per block, 4 + 8 cycles to
@@ -60,9 +49,11 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
 {
     int32_t a00, a01, a10, a11, a20, a21, a30, a31; /* a<channel><pixel> */
     uint32_t t0 = (uint32_t)frame, t1, t2, t3;
-#define TD_WIDENED_STEP                                    \
-    "ldr    %[t0], [%[x]], #4\n\t"                     \
-    "ldr    %[t1], [%[x]], #4\n\t"                     \
+/* Two steps per group of four column values: its words are column 0's (x0, x2), (x1, x3),
+ * then column 1's; x moves on by 16 before the first. */
+#define TD_WIDENED_STEP(first, second)                 \
+    "ldr    %[t0], [%[x], #" first "\n\t"              \
+    "ldr    %[t1], [%[x], #" second "\n\t"             \
     "ldr    %[t2], [%[w]], #4\n\t"                     \
     "ldr    %[t3], [%[w]], #4\n\t"                     \
     "smlad  %[a00], %[t2], %[t0], %[a00]\n\t"          \
@@ -111,11 +102,12 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
                    "mov    %[a21], %[a20]\n\t"
                    "mov    %[a31], %[a30]\n\t"
                    "2:\n\t"
-                   TD_WIDENED_STEP TD_WIDENED_STEP TD_WIDENED_STEP TD_WIDENED_STEP
+                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
+                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
                    "tst    %[x], %[end_mask]\n\t"
                    "bne    2b\n\t"
                    "ldr    %[t0], [sp, #20]\n\t"
-                   "sub    %[x], %[x], %[t0]\n\t"               /* back to the columns' start */
+                   "sub    %[x], %[x], %[t0]\n\t"               /* back to 16 bytes before the columns */
                    TD_WIDENED_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
                    TD_WIDENED_SCALE("%[a00]", "%[t0]", "%[t1]") TD_WIDENED_SCALE("%[a01]", "%[t0]", "%[t1]")
                    TD_WIDENED_SCALE("%[a10]", "%[t2]", "%[t3]") TD_WIDENED_SCALE("%[a11]", "%[t2]", "%[t3]")
@@ -164,8 +156,8 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
     int32_t a01 = a00, a11 = a10, a21 = a20, a31 = a30;
     w += 4;
     const int32_t depth = params->filter_height * params->filter_width * params->input_depth;
-    for (int32_t k = 0; k < depth / 2; ++k, x += 2, w += 4) {
-        const uint32_t xa = x[0], xb = x[1];
+    for (int32_t k = 0; k < depth / 2; ++k, w += 4) {
+        const uint32_t xa = x[(k >> 1) * 4 + (k & 1)], xb = x[(k >> 1) * 4 + 2 + (k & 1)];
         a00 = td_smlad(w[0], xa, a00);
         a01 = td_smlad(w[0], xb, a01);
         a10 = td_smlad(w[1], xa, a10);
@@ -190,13 +182,13 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
 }
 
 static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const int8_t *input,
-                                         const uint32_t *layout, int8_t *output, uint32_t *columns,
+                                         const uint32_t *layout, int8_t *output, td_column_pair_t *pair,
                                          const int32_t narrow, const int32_t full_range)
 {
     const int32_t depth = params->filter_height * params->filter_width * params->input_depth;
+    int8_t field[TD_CONV_WIDENED_COLUMN_MAX];
     const int32_t pointwise = params->filter_height == 1 && params->filter_width == 1 && params->pad_height == 0 &&
                               params->pad_width == 0;
-    int8_t field[TD_CONV_WIDENED_COLUMN_MAX];
     const int32_t output_depth = params->output_depth;
     const int32_t output_width = params->output_width;
     const int32_t pixels = params->output_height * output_width;
@@ -213,14 +205,13 @@ static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const i
                 /* A last odd pixel fills both columns and writes its outputs twice. */
                 const int32_t p = both ? pixel + which : pixel;
                 const int32_t out_y = p / output_width, out_x = p - out_y * output_width;
-                const int8_t *source = field;
-                if (pointwise) {
-                    source = image + (out_y * params->stride_height * params->input_width +
-                                      out_x * params->stride_width) * depth;
+                if (pointwise) { /* the pixel itself, without the window's bookkeeping */
+                    td_column_pair_fill(pair, which,
+                                        image + (out_y * params->stride_height * params->input_width +
+                                                 out_x * params->stride_width) * depth, depth, 0);
                 } else {
-                    td_gather_receptive_field(params, image, out_y, out_x, field);
+                    td_column_pair_fill_window(pair, which, params, image, out_y, out_x, 0, field);
                 }
-                widen_column(columns, which, source, depth);
             }
             int8_t *out0 = out + pixel * output_depth;
             const int32_t step = both ? output_depth : 0;
@@ -228,13 +219,13 @@ static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const i
             if (use_asm) {
                 uint32_t frame[5] = {(uint32_t)out0, (uint32_t)(2 * params->output_offset + 1), (uint32_t)step,
                                      (uint32_t)(4 * depth), (uint32_t)(output_depth / 4)};
-                blocks_asm(columns, layout, frame);
+                blocks_asm(pair->words - 4, layout, frame);
                 continue;
             }
 #endif
             const uint32_t *w = layout;
             for (int32_t c = 0; c < output_depth; c += 4) {
-                w = block_c(params, columns, w, c, out0 + c, out0 + step + c, narrow, full_range);
+                w = block_c(params, pair->words, w, c, out0 + c, out0 + step + c, narrow, full_range);
             }
         }
     }
@@ -266,16 +257,17 @@ void td_conv_widened_s8_m4(const td_conv_params_t *params, const int8_t *input, 
                            int8_t *output)
 {
     const td_requant_mode_t mode = narrow_mode(params, layout);
-    uint32_t space[TD_CONV_WIDENED_COLUMN_WORDS];
-    /* The columns end on a multiple of TD_CONV_WIDENED_ALIGN inside `space` (see above). */
+    uint32_t space[(TD_CONV_WIDENED_ALIGN + sizeof(td_column_pair_t)) / 4 + 4];
+    /* The columns end 16 bytes past a multiple of TD_CONV_WIDENED_ALIGN (see above). */
     const uintptr_t bytes = 4u * (uintptr_t)(params->filter_height * params->filter_width * params->input_depth);
-    const uintptr_t end = ((uintptr_t)space + bytes + (TD_CONV_WIDENED_ALIGN - 1)) & ~(uintptr_t)(TD_CONV_WIDENED_ALIGN - 1);
-    uint32_t *columns = (uint32_t *)(end - bytes);
+    const uintptr_t mark = ((uintptr_t)space + bytes - 16 + (TD_CONV_WIDENED_ALIGN - 1)) &
+                           ~(uintptr_t)(TD_CONV_WIDENED_ALIGN - 1);
+    td_column_pair_t *pair = (td_column_pair_t *)(mark + 16 - bytes);
     if (mode.narrow && mode.full_range) {
-        convolution(params, input, layout, output, columns, 1, 1);
+        convolution(params, input, layout, output, pair, 1, 1);
     } else if (mode.narrow) {
-        convolution(params, input, layout, output, columns, 1, 0);
+        convolution(params, input, layout, output, pair, 1, 0);
     } else {
-        convolution(params, input, layout, output, columns, 0, mode.full_range);
+        convolution(params, input, layout, output, pair, 0, mode.full_range);
     }
 }

@@ -433,8 +433,9 @@ static void fill_plane_columns(int16_t *column, int32_t plane_halves, int32_t pa
 
 #if TD_KERNELS_ASM
 /* Four outputs along y per pass down one plane column, 51 cycles of loads and multiplies
- * for 36 MACs, then td_requantize_narrow_offset's 7 instructions per output; the outputs
- * past the last row are not stored. */
+ * for 36 MACs (the bias loaded with the first filter column's words), then
+ * td_requantize_narrow_offset's 7 instructions per output; the last pass stores only the
+ * rows there are. */
 static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
 {
     int32_t acc0, acc1, acc2, acc3;
@@ -454,6 +455,23 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
     "smlad   %[acc1], %[p1], %[a], %[acc1]\n\t"                 \
     "smlad   %[acc3], %[p2], %[a], %[acc3]\n\t"                 \
     "smlatt  %[acc3], %[p1], %[e], %[acc3]\n\t"
+/* The first filter column starts the accumulators from the bias, loaded into acc3. */
+#define TD_DW_FX_FIRST                                          \
+    "ldr     %[acc3], [%[w], #36]\n\t"                          \
+    "ldr     %[a], [%[w]]\n\t"                                  \
+    "ldr     %[e], [%[w], #4]\n\t"                              \
+    "ldr     %[p0], [%[top]]\n\t"                               \
+    "ldr     %[p1], [%[top], #4]\n\t"                           \
+    "smlad   %[acc0], %[p0], %[a], %[acc3]\n\t"                 \
+    "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"                 \
+    "smlatt  %[acc1], %[p0], %[e], %[acc3]\n\t"                 \
+    "smlad   %[acc2], %[p1], %[a], %[acc3]\n\t"                 \
+    "ldr     %[p2], [%[top], #8]\n\t"                           \
+    "ldr     %[a], [%[w], #8]\n\t"                              \
+    "smlabb  %[acc2], %[p2], %[e], %[acc2]\n\t"                 \
+    "smlad   %[acc1], %[p1], %[a], %[acc1]\n\t"                 \
+    "smlad   %[acc3], %[p2], %[a], %[acc3]\n\t"                 \
+    "smlatt  %[acc3], %[p1], %[e], %[acc3]\n\t"
 #define TD_DW_REQUANTIZE(acc)                                   \
     "lsl     " acc ", " acc ", #1\n\t"                          \
     "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
@@ -463,16 +481,25 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
     "asr     " acc ", " acc ", #1\n\t"                          \
     "ssat    " acc ", #8, " acc "\n\t"
     __asm volatile("1:\n\t"
-                   "ldr     %[acc0], [%[w], #36]\n\t"
-                   "mov     %[acc1], %[acc0]\n\t"
-                   "mov     %[acc2], %[acc0]\n\t"
-                   "mov     %[acc3], %[acc0]\n\t"
-                   TD_DW_FX(0, 0) TD_DW_FX(12, 64) TD_DW_FX(24, 128)
+                   TD_DW_FX_FIRST TD_DW_FX(12, 64) TD_DW_FX(24, 128)
                    "ldr     %[p0], [%[w], #40]\n\t"
                    "ldr     %[p1], [%[w], #44]\n\t"
                    "ldr     %[p2], [%[w], #48]\n\t"
                    TD_DW_REQUANTIZE("%[acc0]") TD_DW_REQUANTIZE("%[acc1]")
                    TD_DW_REQUANTIZE("%[acc2]") TD_DW_REQUANTIZE("%[acc3]")
+                   "cmp     %[rows], #4\n\t"
+                   "blt     2f\n\t"
+                   "strb    %[acc0], [%[out]]\n\t"
+                   "strb    %[acc1], [%[out], %[stride]]\n\t"
+                   "add     %[out], %[out], %[stride], lsl #1\n\t"
+                   "strb    %[acc2], [%[out]]\n\t"
+                   "strb    %[acc3], [%[out], %[stride]]\n\t"
+                   "add     %[out], %[out], %[stride], lsl #1\n\t"
+                   "add     %[top], %[top], #8\n\t"
+                   "subs    %[rows], %[rows], #4\n\t"
+                   "bgt     1b\n\t"
+                   "b       3f\n\t"
+                   "2:\n\t" /* the last pass, 1 to 3 rows */
                    "strb    %[acc0], [%[out]]\n\t"
                    "cmp     %[rows], #2\n\t"
                    "it      ge\n\t"
@@ -481,19 +508,14 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
                    "cmp     %[rows], #3\n\t"
                    "it      ge\n\t"
                    "strbge  %[acc2], [%[out]]\n\t"
-                   "cmp     %[rows], #4\n\t"
-                   "it      ge\n\t"
-                   "strbge  %[acc3], [%[out], %[stride]]\n\t"
-                   "add     %[out], %[out], %[stride], lsl #1\n\t"
-                   "add     %[top], %[top], #8\n\t"
-                   "subs    %[rows], %[rows], #4\n\t"
-                   "bgt     1b\n\t"
+                   "3:\n\t"
                    : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [acc2] "=&r"(acc2), [acc3] "=&r"(acc3),
                      [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [a] "=&r"(a), [e] "=&r"(e),
                      [top] "+r"(top), [out] "+r"(out), [rows] "+r"(rows)
                    : [w] "r"(w), [stride] "r"(out_row_bytes)
                    : "cc", "memory");
 #undef TD_DW_REQUANTIZE
+#undef TD_DW_FX_FIRST
 #undef TD_DW_FX
 }
 #endif
