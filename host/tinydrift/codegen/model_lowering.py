@@ -362,7 +362,9 @@ def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, i
     with the input offset folded in (bias + offset * sum of w); per group of four depth
     values d..d+3, the pairs (d, d+2) then (d+1, d+3) (the halves SXTB16 and SXTB16 ROR 8
     make of an input word), each for the block's four channels, a word with the pair's
-    first value in its low half; per channel its multiplier and ~shift."""
+    first value in its low half; per channel its multiplier and ~shift. Weights and biases
+    are doubled: the kernel's accumulators are twice the reference's, which the
+    requantization's SMMULR takes as they are (its caller checks they stay below 2^31)."""
     weights = np.asarray(filter_values, dtype=np.int64)
     channels, depth = weights.shape
     blocks = channels // 4
@@ -371,9 +373,10 @@ def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, i
     groups = weights.reshape(blocks, 4, depth // 4, 4)  # block, channel, group, value
     low = groups[..., [0, 1]]  # pairs (d, d+2) then (d+1, d+3): low halves d, d+1
     high = groups[..., [2, 3]]
+    low, high = 2 * low, 2 * high
     pairs = ((low & 0xFFFF) | ((high & 0xFFFF) << 16)).transpose(0, 2, 3, 1).reshape(blocks, -1)
     requant = np.stack([np.asarray(multipliers, dtype=np.int64), ~np.asarray(shifts, dtype=np.int64)], axis=1)
-    words = np.concatenate([folded.reshape(blocks, 4), pairs, requant.reshape(blocks, 8)], axis=1)
+    words = np.concatenate([2 * folded.reshape(blocks, 4), pairs, requant.reshape(blocks, 8)], axis=1)
     return words.reshape(-1) & 0xFFFFFFFF
 
 
@@ -391,7 +394,7 @@ def _conv_widened_m4_call(ctx: _OpContext, call: KernelCall, filter_tensor: Tens
     bias = by_name.get(f"{ctx.prefix}_bias")
     folded = (0 if bias is None else np.asarray(bias, dtype=np.int64)) \
         + params["input_offset"] * filter_tensor.data.reshape(channels, depth).astype(np.int64).sum(axis=1)
-    if np.abs(folded).max() >= 1 << 31:
+    if np.abs(folded).max() + depth * 128 * 128 >= 1 << 30:  # twice every accumulator fits int32
         return None
     layout = ConstArray(f"{ctx.prefix}_layout_m4", "uint32_t", conv_widened_m4_layout(
         filter_tensor.data.reshape(channels, depth), bias, params["input_offset"], multipliers,

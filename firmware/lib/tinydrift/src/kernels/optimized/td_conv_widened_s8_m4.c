@@ -6,19 +6,20 @@
  * (tinydrift.codegen.model_lowering.conv_widened_m4_layout): already widened to 16-bit
  * pairs, so a word loaded is a SMLAD operand with no SXTB16, and the input offset folded
  * into a per-channel bias (sum of w * (x + offset) = sum of w * x + offset * sum of w), so
- * the input is widened without it; a window over the edge is gathered with the zero point
- * in its missing cells (w * zero point + offset * w = 0: the term the reference omits).
- * Each output pixel's column (its receptive field, [filter_y][filter_x][channel]) is
- * widened once: a 1x1 filter without padding widens the input pixel itself. Four output
+ * the input is widened without it; a window over the edge gets the zero point in its
+ * missing cells (w * zero point + offset * w = 0: the term the reference omits). Each
+ * output pixel's column (its receptive field, [filter_y][filter_x][channel]) is widened
+ * once (td_column_pair_fill_window; a 1x1 filter without padding widens the pixel). Four output
  * channels by two pixels at a time: per pair of column values, the two pixels' words and
  * the four channels' words feed 8 SMLADs (16 MACs), each input word serving four channels
  * and each weight word two pixels.
  *
  * `layout`, per block of four output channels c..c+3, in the order the loop reads it:
- *   - the four folded biases;
+ *   - the four folded biases, doubled;
  *   - per group of four depth values d..d+3, the pairs (d, d+2) then (d+1, d+3) (the order
  *     SXTB16 and SXTB16 ROR 8 widen an input word in), each pair for channels c..c+3: one
- *     word, low half the first value;
+ *     word, low half the first value, doubled (so the accumulators are twice the
+ *     reference's, as the requantization's SMMULR wants them);
  *   - per channel, its multiplier and ~shift (right shift - 1, as the narrow
  *     requantization takes it).
  * Requires no groups, a column of a multiple of 4 values and at most
@@ -39,12 +40,13 @@
 #define TD_CONV_WIDENED_ALIGN (4 * TD_CONV_WIDENED_COLUMN_MAX)
 
 #if TD_KERNELS_ASM
-/* Every block of four channels of two pixels in one asm block: per block, 4 + 8 cycles to
- * start, 68 per 8 depth values (four loads back to back, 8 SMLADs, two loads, 8 SMLADs,
- * four times, then the end test), about 100 to requantize and store eight outputs. The
- * requantization is td_requantize_narrow_offset's. Fourteen registers hold the loop, so
- * the call's constants live on the stack: out0, 2 * output offset + 1, the distance to
- * the second pixel's output, the column bytes and the blocks left. */
+/* Every block of four channels of two pixels in one asm block: per block, about 15 cycles
+ * to start, 132 per 16 column values (four loads back to back, 8 SMLADs, two loads, 8
+ * SMLADs, eight times, then the end test; a column of 16k + 8 values enters halfway), about
+ * 80 to requantize and store eight outputs (td_requantize_narrow_offset's steps, the
+ * accumulators already doubled). Fourteen registers hold the loop, so the call's
+ * constants live on the stack: out0, 2 * output offset + 1, the distance to the second
+ * pixel's output, the column bytes, the blocks left and whether to enter halfway. */
 static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *frame)
 {
     int32_t a00, a01, a10, a11, a20, a21, a30, a31; /* a<channel><pixel> */
@@ -66,9 +68,9 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
     "smlad  %[a21], %[t2], %[t1], %[a21]\n\t"          \
     "smlad  %[a30], %[t3], %[t0], %[a30]\n\t"          \
     "smlad  %[a31], %[t3], %[t1], %[a31]\n\t"
-    /* The first steps of td_requantize_narrow_offset: acc = (SMMULR(2 acc, m) + its sign) >> e. */
+    /* The first steps of td_requantize_narrow_offset: acc = (SMMULR(2 acc, m) + its sign) >> e
+     * (the accumulators are already twice the reference's: the layout's weights are doubled). */
 #define TD_WIDENED_SCALE(acc, m, e)                        \
-    "lsl    " acc ", " acc ", #1\n\t"                  \
     "smmulr " acc ", " acc ", " m "\n\t"               \
     "add    " acc ", " acc ", " acc ", asr #31\n\t"    \
     "asr    " acc ", " acc ", " e "\n\t"
@@ -88,20 +90,28 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
                    "ldr    %[t2], [%[t0], #8]\n\t"
                    "ldr    %[t3], [%[t0], #12]\n\t"
                    "ldr    %[a00], [%[t0], #16]\n\t"
+                   "ldr    %[a01], [%[t0], #20]\n\t"
                    "ldr    %[t0], [%[t0]]\n\t"
-                   "sub    sp, sp, #24\n\t"              /* [sp]: blocks left, [sp, #8]: out0, */
-                   "str    %[a00], [sp]\n\t"             /* then 2 offset + 1, pixel step, bytes */
+                   "sub    sp, sp, #24\n\t"              /* [sp]: blocks left, half a pass first, */
+                   "str    %[a00], [sp]\n\t"             /* out0, 2 offset + 1, pixel step, bytes */
+                   "str    %[a01], [sp, #4]\n\t"
                    "str    %[t0], [sp, #8]\n\t"
                    "str    %[t1], [sp, #12]\n\t"
                    "str    %[t2], [sp, #16]\n\t"
                    "str    %[t3], [sp, #20]\n\t"
                    "1:\n\t"
                    TD_WIDENED_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")
+                   "ldr    %[t0], [sp, #4]\n\t"
                    "mov    %[a01], %[a00]\n\t"
                    "mov    %[a11], %[a10]\n\t"
                    "mov    %[a21], %[a20]\n\t"
                    "mov    %[a31], %[a30]\n\t"
+                   "cmp    %[t0], #0\n\t"
+                   "bne    3f\n\t"                       /* a column of 16k + 8 values */
                    "2:\n\t"
+                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
+                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
+                   "3:\n\t"
                    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
                    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
                    "tst    %[x], %[end_mask]\n\t"
@@ -167,7 +177,10 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
         a30 = td_smlad(w[3], xa, a30);
         a31 = td_smlad(w[3], xb, a31);
     }
-    /* The layout's multipliers and shifts are the narrow form's; the params' serve all. */
+    /* Twice the reference's accumulators (doubled weights; the generator keeps them below
+     * 2^31): halved exactly. The layout's multipliers and shifts are the narrow form's; the
+     * params' serve all. */
+    a00 >>= 1, a01 >>= 1, a10 >>= 1, a11 >>= 1, a20 >>= 1, a21 >>= 1, a30 >>= 1, a31 >>= 1;
     const int32_t *m = params->output_multiplier + c, *s = params->output_shift + c;
     const int32_t offset = params->output_offset, lo = params->activation_min, hi = params->activation_max;
     out0[0] = td_requantize_s8(a00, m[0], s[0], offset, lo, hi, narrow, full_range);
@@ -217,8 +230,8 @@ static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const i
             const int32_t step = both ? output_depth : 0;
 #if TD_KERNELS_ASM
             if (use_asm) {
-                uint32_t frame[5] = {(uint32_t)out0, (uint32_t)(2 * params->output_offset + 1), (uint32_t)step,
-                                     (uint32_t)(4 * depth), (uint32_t)(output_depth / 4)};
+                uint32_t frame[6] = {(uint32_t)out0, (uint32_t)(2 * params->output_offset + 1), (uint32_t)step,
+                                     (uint32_t)(4 * depth), (uint32_t)(output_depth / 4), (uint32_t)(depth % 16 != 0)};
                 blocks_asm(pair->words - 4, layout, frame);
                 continue;
             }
@@ -244,7 +257,7 @@ static td_requant_mode_t narrow_mode(const td_conv_params_t *params, const uint3
     const int32_t block_words = 4 + 2 * depth + 8;
     for (int32_t c = 0; c < params->output_depth; c += 4, layout += block_words) {
         for (int32_t j = 0; j < 4; ++j) {
-            const int64_t bias = (int32_t)layout[j];
+            const int64_t bias = (int32_t)layout[j] / 2; /* the layout's are doubled */
             if ((bias < 0 ? -bias : bias) + products >= ((int64_t)1 << 30)) {
                 mode.narrow = 0;
             }

@@ -390,7 +390,9 @@ static int32_t planes_apply(const td_depthwise_conv_params_t *params)
 
 /* Per channel, what the plane loop reads: per filter column fx, (w0, w1), (w2, w0),
  * (w1, w2); the bias with the input offset folded in; the multiplier, ~shift and
- * 2 * output offset + 1 of td_requantize_narrow_offset. */
+ * 2 * output offset + 1 of td_requantize_narrow_offset. With the narrow requantization
+ * (accumulators below 2^30) the weights and the bias are doubled, so that the accumulators
+ * are the 2 * acc its SMMULR takes. */
 #define TD_DW_PLANE_WORDS 13
 
 /* Four channels' column of the input (`height` words `row_bytes` apart) into their planes'
@@ -434,8 +436,8 @@ static void fill_plane_columns(int16_t *column, int32_t plane_halves, int32_t pa
 #if TD_KERNELS_ASM
 /* Four outputs along y per pass down one plane column, 51 cycles of loads and multiplies
  * for 36 MACs (the bias loaded with the first filter column's words), then
- * td_requantize_narrow_offset's 7 instructions per output; the last pass stores only the
- * rows there are. */
+ * td_requantize_narrow_offset's 6 instructions per output past the doubling. `rows`: a
+ * multiple of 4. */
 static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
 {
     int32_t acc0, acc1, acc2, acc3;
@@ -473,7 +475,6 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
     "smlad   %[acc3], %[p2], %[a], %[acc3]\n\t"                 \
     "smlatt  %[acc3], %[p1], %[e], %[acc3]\n\t"
 #define TD_DW_REQUANTIZE(acc)                                   \
-    "lsl     " acc ", " acc ", #1\n\t"                          \
     "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
     "add     " acc ", " acc ", " acc ", asr #31\n\t"            \
     "asr     " acc ", " acc ", %[p1]\n\t"                       \
@@ -487,8 +488,6 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
                    "ldr     %[p2], [%[w], #48]\n\t"
                    TD_DW_REQUANTIZE("%[acc0]") TD_DW_REQUANTIZE("%[acc1]")
                    TD_DW_REQUANTIZE("%[acc2]") TD_DW_REQUANTIZE("%[acc3]")
-                   "cmp     %[rows], #4\n\t"
-                   "blt     2f\n\t"
                    "strb    %[acc0], [%[out]]\n\t"
                    "strb    %[acc1], [%[out], %[stride]]\n\t"
                    "add     %[out], %[out], %[stride], lsl #1\n\t"
@@ -498,17 +497,6 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
                    "add     %[top], %[top], #8\n\t"
                    "subs    %[rows], %[rows], #4\n\t"
                    "bgt     1b\n\t"
-                   "b       3f\n\t"
-                   "2:\n\t" /* the last pass, 1 to 3 rows */
-                   "strb    %[acc0], [%[out]]\n\t"
-                   "cmp     %[rows], #2\n\t"
-                   "it      ge\n\t"
-                   "strbge  %[acc1], [%[out], %[stride]]\n\t"
-                   "add     %[out], %[out], %[stride], lsl #1\n\t"
-                   "cmp     %[rows], #3\n\t"
-                   "it      ge\n\t"
-                   "strbge  %[acc2], [%[out]]\n\t"
-                   "3:\n\t"
                    : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [acc2] "=&r"(acc2), [acc3] "=&r"(acc3),
                      [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [a] "=&r"(a), [e] "=&r"(e),
                      [top] "+r"(top), [out] "+r"(out), [rows] "+r"(rows)
@@ -517,6 +505,47 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
 #undef TD_DW_REQUANTIZE
 #undef TD_DW_FX_FIRST
 #undef TD_DW_FX
+}
+
+/* The last one or two rows of a column (`rows`): two outputs from the first two plane
+ * words, about 50 cycles where a pass of four takes 95. */
+static void column_tail_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
+{
+    int32_t acc0, acc1;
+    uint32_t p0, p1, b, a, e;
+#define TD_DW_TAIL_FX(w_at, top_at, start)                      \
+    "ldr     %[a], [%[w], #" #w_at "]\n\t"                      \
+    "ldr     %[e], [%[w], #" #w_at " + 4]\n\t"                  \
+    "ldr     %[b], [%[w], #" #w_at " + 8]\n\t"                  \
+    "ldr     %[p0], [%[top], #" #top_at "]\n\t"                 \
+    "ldr     %[p1], [%[top], #" #top_at " + 4]\n\t"             \
+    "smlad   %[acc0], %[p0], %[a], " start "\n\t"               \
+    "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"                 \
+    "smlatt  %[acc1], %[p0], %[e], %[acc1]\n\t"                 \
+    "smlad   %[acc1], %[p1], %[b], %[acc1]\n\t"
+#define TD_DW_TAIL_REQUANTIZE(acc)                              \
+    "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
+    "add     " acc ", " acc ", " acc ", asr #31\n\t"            \
+    "asr     " acc ", " acc ", %[p1]\n\t"                       \
+    "add     " acc ", " acc ", %[b]\n\t"                        \
+    "asr     " acc ", " acc ", #1\n\t"                          \
+    "ssat    " acc ", #8, " acc "\n\t"
+    __asm volatile("ldr     %[acc1], [%[w], #36]\n\t"
+                   TD_DW_TAIL_FX(0, 0, "%[acc1]") TD_DW_TAIL_FX(12, 64, "%[acc0]") TD_DW_TAIL_FX(24, 128, "%[acc0]")
+                   "ldr     %[p0], [%[w], #40]\n\t"
+                   "ldr     %[p1], [%[w], #44]\n\t"
+                   "ldr     %[b], [%[w], #48]\n\t"
+                   TD_DW_TAIL_REQUANTIZE("%[acc0]") TD_DW_TAIL_REQUANTIZE("%[acc1]")
+                   "strb    %[acc0], [%[out]]\n\t"
+                   "cmp     %[rows], #2\n\t"
+                   "it      ge\n\t"
+                   "strbge  %[acc1], [%[out], %[stride]]\n\t"
+                   : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [p0] "=&r"(p0), [p1] "=&r"(p1), [b] "=&r"(b),
+                     [a] "=&r"(a), [e] "=&r"(e)
+                   : [top] "r"(top), [w] "r"(w), [out] "r"(out), [stride] "r"(out_row_bytes), [rows] "r"(rows)
+                   : "cc", "memory");
+#undef TD_DW_TAIL_REQUANTIZE
+#undef TD_DW_TAIL_FX
 }
 #endif
 
@@ -538,9 +567,9 @@ static TD_ALWAYS_INLINE void planes_3x3(const td_depthwise_conv_params_t *params
     uint32_t w[TD_DW_PLANE_WORDS];
     /* The border and the rows past the input keep the zero point; the inside is each
      * group of channels' in turn. */
-    const int16_t zero_point = (int16_t)(-params->input_offset);
-    for (int32_t i = 0; i < 4 * plane_halves; ++i) {
-        planes[i] = zero_point;
+    const uint32_t zero_points = td_dup_half(-params->input_offset);
+    for (int32_t i = 0; i < 2 * plane_halves; ++i) { /* plane_halves is even: whole words */
+        plane_words[i] = zero_points;
     }
     for (int32_t batch = 0; batch < params->batches; ++batch) {
         const int8_t *image = input + batch * height * row_bytes;
@@ -557,15 +586,15 @@ static TD_ALWAYS_INLINE void planes_3x3(const td_depthwise_conv_params_t *params
             }
             uint32_t sum = 0; /* of the channel's weights; wrapping as the accumulator does */
             for (int32_t fx = 0; fx < 3; ++fx) {
-                const int32_t w0 = filter[fx * depth + channel];
-                const int32_t w1 = filter[(3 + fx) * depth + channel];
-                const int32_t w2 = filter[(6 + fx) * depth + channel];
+                const int32_t w0 = (1 + narrow) * filter[fx * depth + channel];
+                const int32_t w1 = (1 + narrow) * filter[(3 + fx) * depth + channel];
+                const int32_t w2 = (1 + narrow) * filter[(6 + fx) * depth + channel];
                 w[3 * fx] = td_pack_halves(w0, w1);
                 w[3 * fx + 1] = td_pack_halves(w2, w0);
                 w[3 * fx + 2] = td_pack_halves(w1, w2);
                 sum += (uint32_t)(w0 + w1 + w2);
             }
-            w[9] = (bias != 0 ? (uint32_t)bias[channel] : 0u) + sum * (uint32_t)params->input_offset;
+            w[9] = ((bias != 0 ? (uint32_t)bias[channel] : 0u) << narrow) + sum * (uint32_t)params->input_offset;
             const int32_t multiplier = params->output_multiplier[channel], shift = params->output_shift[channel];
             w[10] = (uint32_t)multiplier;
             w[11] = (uint32_t)~shift;
@@ -573,13 +602,21 @@ static TD_ALWAYS_INLINE void planes_3x3(const td_depthwise_conv_params_t *params
             for (int32_t x = 0; x < out_w; ++x) {
                 const uint32_t *top = (const uint32_t *)(const void *)(plane + x * TD_DW_PLANE_COLUMN);
                 int8_t *out = out_image + x * depth + channel;
+                int32_t y = 0;
 #if TD_KERNELS_ASM
                 if (narrow && full_range) {
-                    column_asm(top, w, out, out_row_bytes, out_h);
-                    continue;
+                    y = out_h & ~3;
+                    if (y > 0) {
+                        column_asm(top, w, out, out_row_bytes, y);
+                        top += y / 2;
+                    }
+                    if (out_h - y == 1 || out_h - y == 2) {
+                        column_tail_asm(top, w, out + y * out_row_bytes, out_row_bytes, out_h - y);
+                        continue;
+                    }
                 }
 #endif
-                for (int32_t y = 0; y < out_h; y += 4, top += 2) {
+                for (; y < out_h; y += 4, top += 2) { /* (on the M4, a last pass of three rows) */
                     int32_t acc0 = (int32_t)w[9], acc1 = acc0, acc2 = acc0, acc3 = acc0;
                     const uint32_t *p = top;
                     for (int32_t fx = 0; fx < 3; ++fx, p += TD_DW_PLANE_COLUMN / 2) {
@@ -590,6 +627,7 @@ static TD_ALWAYS_INLINE void planes_3x3(const td_depthwise_conv_params_t *params
                         acc2 = td_smlabb(p2, e, td_smlad(p1, a, acc2));
                         acc3 = td_smlatt(p1, e, td_smlad(p2, b, acc3));
                     }
+                    acc0 >>= narrow, acc1 >>= narrow, acc2 >>= narrow, acc3 >>= narrow; /* exact: doubled */
                     int8_t *o = out + y * out_row_bytes;
                     o[0] = td_requantize_s8(acc0, multiplier, shift, offset, act_min, act_max, narrow, full_range);
                     if (y + 1 < out_h) {

@@ -8,8 +8,10 @@
  * A generated model selects them through td_kernels_select.h (TD_KERNELS_OPTIMIZED).
  * Stack, no static RAM: CONV_2D keeps two im2col columns and a gather buffer (5 bytes per
  * column value, TD_KERNELS_COLUMN_MAX = 512 values: 2.6 KB) and, on the M4, a per-call
- * plan of 1.4 KB; DEPTHWISE_CONV_2D a widened copy of 64 channels' filter and one window
- * (2.6 KB); the KWS model peaks at 4.6 KB with the benchmark around it. Design and
+ * plan of 1.4 KB; td_conv_widened_s8_m4 an aligned column pair and a gathered window
+ * (3.4 KB); DEPTHWISE_CONV_2D a widened copy of 64 channels' filter and one window
+ * (2.6 KB), or on its plane path four channels' planes (up to 3 KB); the app with the KWS
+ * model peaks at 6.5 KB of stack (`tinydrift bench device`: stack_used_bytes). Design and
  * figures: README.md beside this header.
  */
 #ifndef TD_KERNELS_M4_H
