@@ -55,6 +55,19 @@ def _conv_cases(count: int) -> list[dict]:
     return cases
 
 
+def _pointwise_cases() -> list[dict]:
+    """1x1 convolutions without padding, as DS-CNNs have them: the optimized build runs them
+    with weights laid out at generation time (td_conv_widened_s8_m4). Depths that are multiples
+    of 8 take its asm loop on the M4, others its C loop; odd pixel counts, strides, clamped
+    activations, per-tensor scales, no bias, the deepest column it takes (256)."""
+    shapes = [([5, 5, 64], 64, [1, 1]), ([4, 6, 8], 4, [2, 2]), ([3, 7, 12], 8, [1, 1]), ([6, 3, 24], 12, [1, 2]),
+              ([2, 3, 4], 16, [1, 1]), ([3, 1, 256], 8, [1, 1])]
+    return [dict(kind="conv", seed=1500 + i, input_shape=shape, filters=filters, kernel=[1, 1], strides=strides,
+                 dilation=[1, 1], groups=1, padding="valid", activation=ACTIVATIONS[(i + 1) % 3], use_bias=i != 1,
+                 per_channel=i != 2, input_range=INPUT_RANGES[i % len(INPUT_RANGES)])
+            for i, (shape, filters, strides) in enumerate(shapes)]
+
+
 def _depthwise_cases(count: int) -> list[dict]:
     cases = []
     for i in range(count):
@@ -82,6 +95,19 @@ def _depthwise_cases(count: int) -> list[dict]:
             )
         )
     return cases
+
+
+def _depthwise_3x3_cases() -> list[dict]:
+    """3x3, stride 1, as DS-CNNs have them: the optimized kernel's plane path (four channels
+    widened into column-major planes, two vertical taps per SMLAD). Heights of every
+    remainder by 4 (the last outputs of a column not stored), both paddings, clamped
+    activations (its C loop), the widest input it takes (10)."""
+    shapes = [([25, 5, 8], "same"), ([6, 3, 4], "valid"), ([7, 10, 12], "same"), ([28, 3, 4], "valid"),
+              ([3, 4, 16], "same")]
+    return [dict(kind="depthwise", seed=2500 + i, input_shape=shape, kernel=[3, 3], strides=[1, 1], dilation=[1, 1],
+                 depth_multiplier=1, padding=padding, activation=ACTIVATIONS[i % 3], use_bias=i != 2,
+                 per_channel=i != 3, input_range=INPUT_RANGES[(i + 1) % len(INPUT_RANGES)])
+            for i, (shape, padding) in enumerate(shapes)]
 
 
 def _dense_cases(count: int) -> list[dict]:
@@ -238,7 +264,9 @@ def _named(cases: list[dict]) -> list[tuple[str, dict]]:
 
 CASES = _named(
     _conv_cases(14)
+    + _pointwise_cases()
     + _depthwise_cases(12)
+    + _depthwise_3x3_cases()
     + _dense_cases(14)
     + _dense_per_tensor_cases(PER_TENSOR_PRECISION_SEEDS)
     + _pool_cases("avg_pool", 6, 4000)

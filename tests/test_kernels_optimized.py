@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from helpers_tflite import structured_int8_inputs, tflite_models
-from test_kernels import CASES, random_inputs
+from test_kernels import CASES, _depthwise_3x3_cases, _pointwise_cases, random_inputs
 from tinydrift import atomic, firmware
 from tinydrift.codegen.model_c import generate_model_c, plan_model
 from tinydrift.target.host_model import HostModel, _batch_harness, run_tflm
@@ -204,7 +204,7 @@ def test_kws_model_in_qemu_matches_tflite_micro():
     inputs = kws_inputs()
     elf, _ = build_model_check(data, inputs)
     names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-    assert "td_conv_s8_m4" in names and "td_depthwise_conv_s8_m4" in names
+    assert "td_conv_widened_s8_m4" in names and "td_depthwise_conv_s8_m4" in names
     result = emulator.run(elf, timeout=120)
     text = result.output.decode(errors="replace")
     assert result.exit_code == 0 and "td_model_check done" in text, text[-1000:]
@@ -213,6 +213,44 @@ def test_kws_model_in_qemu_matches_tflite_micro():
     expected = run_tflm(data, inputs)
     assert len(lines) == len(inputs) >= 100
     assert np.array_equal(device, expected), f"{int(np.count_nonzero(device != expected))} values differ"
+
+
+POINTWISE = [(case_id, spec) for case_id, spec in SINGLE_OP if spec in _pointwise_cases()]
+DEPTHWISE_3X3 = [(case_id, spec) for case_id, spec in SINGLE_OP if spec in _depthwise_3x3_cases()]
+
+
+def test_pointwise_convolutions_are_generated_for_the_widened_kernel(single_op_models):
+    """The optimized build of every pointwise case calls td_conv_widened_s8_m4 with its layout
+    (so the host check above covers it), the reference build td_conv_s8 with the int8 filter."""
+    models, _ = single_op_models
+    assert len(POINTWISE) >= 6
+    for case_id, _ in POINTWISE:
+        _, source = generate_model_c(models[case_id], "pointwise")
+        optimized, reference = source.split("#if TD_KERNELS_OPTIMIZED\n    ")[1].split("#else\n    ")
+        assert optimized.startswith("td_conv_widened_s8_m4(") and "_layout_m4," in optimized, case_id
+        assert reference.startswith("td_conv_s8(") and "_filter," in reference, case_id
+
+
+@needs_arm
+@pytest.mark.slow
+def test_pointwise_and_depthwise_3x3_models_in_qemu_match_tflite_micro(single_op_models):
+    """The widened kernel's asm (columns of multiples of 8) and its C loop (the others), and
+    the depthwise plane path's asm and C loop, on the M4 equal TFLite Micro on every such
+    case (about 60 s: eleven images; the MLPerf and KWS models in QEMU keep both asm loops
+    in the default tier)."""
+    models, _ = single_op_models
+    assert len(DEPTHWISE_3X3) >= 5
+    for case_id, spec in POINTWISE + DEPTHWISE_3X3:
+        inputs = random_inputs(spec["seed"], 40, int(np.prod(spec["input_shape"])))
+        elf, _ = build_model_check(models[case_id], inputs)
+        result = emulator.run(elf, timeout=120)
+        text = result.output.decode(errors="replace")
+        assert result.exit_code == 0 and "td_model_check done" in text, text[-1000:]
+        lines = re.findall(r"^td_model_check (\d+) ([0-9a-f]+)$", text, re.MULTILINE)
+        device = np.stack([np.frombuffer(bytes.fromhex(h), dtype=np.int8) for _, h in lines])
+        expected = run_tflm(models[case_id], inputs)
+        assert len(device) == 40 and np.array_equal(device, expected), \
+            f"{case_id}: {int(np.count_nonzero(device != expected))} values differ"
 
 
 # --- requantization shortcuts -----------------------------------------------------------------
@@ -287,10 +325,10 @@ def test_optimized_kernels_build_warning_free(compiler, flags, tmp_path):
 @needs_kws
 @pytest.mark.skipif(shutil.which(ARM_GCC) is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("compiler,defines,expected", [
-    (ARM_GCC, [], "td_conv_s8_m4"),                          # __ARM_FEATURE_DSP: optimized by default
+    (ARM_GCC, [], "td_conv_widened_s8_m4"),                  # __ARM_FEATURE_DSP: optimized by default
     (ARM_GCC, ["-DTD_KERNELS_OPTIMIZED=0"], "td_conv_s8"),   # the reference on request
     ("gcc", [], "td_conv_s8"),                               # the host: reference by default
-    ("gcc", ["-DTD_KERNELS_OPTIMIZED=1"], "td_conv_s8_m4"),  # as the host tests above build it
+    ("gcc", ["-DTD_KERNELS_OPTIMIZED=1"], "td_conv_widened_s8_m4"),  # as the host tests above build it
 ])
 def test_generated_model_selects_kernels_at_compile_time(compiler, defines, expected, tmp_path):
     header, source = generate_model_c(KWS_TFLITE.read_bytes(), "kws")
@@ -305,4 +343,4 @@ def test_generated_model_selects_kernels_at_compile_time(compiler, defines, expe
                                    check=True).stdout.split())
     kernels = {name for name in undefined if name.startswith("td_")}
     assert expected in kernels
-    assert ("td_conv_s8" in kernels) != ("td_conv_s8_m4" in kernels)
+    assert ("td_conv_s8" in kernels) != ("td_conv_widened_s8_m4" in kernels)

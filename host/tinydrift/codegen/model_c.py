@@ -67,7 +67,7 @@ from tinydrift.codegen.tflite_graph import Graph, read_tflite
 ARENA_ALIGNMENT = 16
 VIEW_ALIGNMENT = 4  # a view starts on a word: the optimized kernels load activations a word at a time
 _C_TYPES = {"int8": "int8_t", "uint8": "uint8_t"}
-_VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8}
+_VALUES_PER_LINE = {"int8_t": 20, "int32_t": 8, "uint32_t": 8}
 
 
 @dataclass
@@ -386,6 +386,8 @@ def _format_array(array: ConstArray) -> str:
 
 
 def _c_int(value: int, ctype: str = "int32_t") -> str:
+    if ctype == "uint32_t":
+        return f"0x{value:08x}u"
     if ctype == "int32_t" and value == -(1 << 31):
         return "INT32_MIN"  # -2147483648 is not an int literal in C
     return str(value)
@@ -457,8 +459,7 @@ def _source(plan: ModelPlan, digest: str) -> str:
             else:
                 calls.append(f"    memcpy({variable.c_name}, {source_expr}, {variable.nbytes});")
             continue
-        for array in step.arrays:
-            data_blocks.append(_format_array(array))
+        data_blocks.extend(_arrays_blocks(step))
         overlaid = plan.overlays.get(plan.root[op.outputs[0]]) if op.outputs else None
         if overlaid is not None and plan.root[op.outputs[0]] in plan.views:
             start = plan.offsets[plan.root[op.outputs[0]]] - plan.offsets[overlaid]
@@ -470,7 +471,14 @@ def _source(plan: ModelPlan, digest: str) -> str:
                          f"starting {lead} bytes before it */")
         fields = ",\n".join(f"    .{key} = {_c_value(value)}" for key, value in step.params.items())
         param_blocks.append(f"static const {step.params_type} op{op.index}_params = {{\n{fields},\n}};\n")
-        calls.append(f"    {step.function}(&op{op.index}_params, {', '.join(arg_expr(arg) for arg in step.args)});")
+
+        def call_line(call: KernelCall) -> str:
+            return f"    {call.function}(&op{op.index}_params, {', '.join(arg_expr(arg) for arg in call.args)});"
+
+        if step.optimized is None:
+            calls.append(call_line(step))
+        else:
+            calls += ["#if TD_KERNELS_OPTIMIZED", call_line(step.optimized), "#else", call_line(step), "#endif"]
 
     for key, array_name in constant_tensors.items():
         data_blocks.append(_format_array(ConstArray(array_name, "int8_t", graph.tensors[key].data)))
@@ -539,6 +547,22 @@ int td_{name}_invoke(void)
     return 0;
 }}
 """
+
+
+def _arrays_blocks(step: KernelCall) -> list[str]:
+    """The step's const arrays; with an optimized variant (its own weight layout), the
+    arrays only one build reads under TD_KERNELS_OPTIMIZED or its negation."""
+    if step.optimized is None:
+        return [_format_array(array) for array in step.arrays]
+    reference = {array.name for array in step.arrays}
+    optimized = {array.name for array in step.optimized.arrays}
+    blocks = [_format_array(array) for array in step.arrays if array.name in optimized]
+    blocks.append("#if TD_KERNELS_OPTIMIZED")
+    blocks += [_format_array(array) for array in step.optimized.arrays if array.name not in reference]
+    blocks.append("#else")
+    blocks += [_format_array(array) for array in step.arrays if array.name not in optimized]
+    blocks.append("#endif")
+    return blocks
 
 
 def _step_comment(graph: Graph, op) -> str:

@@ -50,7 +50,7 @@ class ConstArray:
     """A `static const` array in the generated C (weights, biases, multipliers)."""
 
     name: str
-    ctype: str  # "int8_t" or "int32_t"
+    ctype: str  # "int8_t", "int32_t" or "uint32_t"
     values: np.ndarray
 
 
@@ -97,6 +97,9 @@ class KernelCall:
     arrays: list[ConstArray] = field(default_factory=list)
     macs: int = 0
     in_place: InPlace | None = None  # None: the output must not share the input's bytes
+    # What a build with TD_KERNELS_OPTIMIZED calls instead: a kernel with its own weight
+    # layout (its arrays replace those of the same role), the same params and contract.
+    optimized: KernelCall | None = None
 
 
 @dataclass(frozen=True)
@@ -339,8 +342,67 @@ def _lower_conv(ctx: _OpContext) -> KernelCall:
         raise ctx.fail(f"input depth {input_depth} does not split into groups of filter depth {filter_input_depth}")
     params = {**geometry, "filter_input_depth": filter_input_depth, **tail}
     macs = output.num_elements * int(np.prod(filter_tensor.shape[1:]))
-    return KernelCall(ctx.op, "td_conv_s8", "td_conv_params_t", params, args, arrays, macs,
+    call = KernelCall(ctx.op, "td_conv_s8", "td_conv_params_t", params, args, arrays, macs,
                       _conv_in_place(input_tensor, params))
+    call.optimized = _conv_widened_m4_call(ctx, call, filter_tensor, arrays)
+    return call
+
+
+# td_conv_widened_s8_m4's limit (TD_CONV_WIDENED_COLUMN_MAX in kernels/optimized/td_kernels_m4.h).
+CONV_WIDENED_COLUMN_MAX = 256
+
+
+def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, input_offset: int,
+                           multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """A convolution laid out for td_conv_widened_s8_m4's loop, as uint32 words (in int64).
+    filter_values: [output_channels, column] int8 (the column is [filter_y][filter_x][channel]),
+    both multiples of 4.
+
+    Per block of four output channels, in the order the kernel reads it: the four biases
+    with the input offset folded in (bias + offset * sum of w); per group of four depth
+    values d..d+3, the pairs (d, d+2) then (d+1, d+3) (the halves SXTB16 and SXTB16 ROR 8
+    make of an input word), each for the block's four channels, a word with the pair's
+    first value in its low half; per channel its multiplier and ~shift. Weights and biases
+    are doubled: the kernel's accumulators are twice the reference's, which the
+    requantization's SMMULR takes as they are (its caller checks they stay below 2^31)."""
+    weights = np.asarray(filter_values, dtype=np.int64)
+    channels, depth = weights.shape
+    blocks = channels // 4
+    folded = (np.zeros(channels, dtype=np.int64) if bias is None else np.asarray(bias, dtype=np.int64))
+    folded = folded + input_offset * weights.sum(axis=1)
+    groups = weights.reshape(blocks, 4, depth // 4, 4)  # block, channel, group, value
+    low = groups[..., [0, 1]]  # pairs (d, d+2) then (d+1, d+3): low halves d, d+1
+    high = groups[..., [2, 3]]
+    low, high = 2 * low, 2 * high
+    pairs = ((low & 0xFFFF) | ((high & 0xFFFF) << 16)).transpose(0, 2, 3, 1).reshape(blocks, -1)
+    requant = np.stack([np.asarray(multipliers, dtype=np.int64), ~np.asarray(shifts, dtype=np.int64)], axis=1)
+    words = np.concatenate([2 * folded.reshape(blocks, 4), pairs, requant.reshape(blocks, 8)], axis=1)
+    return words.reshape(-1) & 0xFFFFFFFF
+
+
+def _conv_widened_m4_call(ctx: _OpContext, call: KernelCall, filter_tensor: Tensor, arrays: list[ConstArray]
+                          ) -> KernelCall | None:
+    """td_conv_widened_s8_m4 for a convolution it covers, else None (td_conv_s8_m4)."""
+    params = call.params
+    depth = params["filter_height"] * params["filter_width"] * params["input_depth"]
+    channels = params["output_depth"]
+    by_name = {array.name: array.values for array in arrays}
+    multipliers = np.asarray(by_name[f"{ctx.prefix}_output_multiplier"])
+    if params["filter_input_depth"] != params["input_depth"] or depth % 4 or depth > CONV_WIDENED_COLUMN_MAX \
+            or channels % 4 or (multipliers == -(1 << 31)).any():
+        return None
+    bias = by_name.get(f"{ctx.prefix}_bias")
+    folded = (0 if bias is None else np.asarray(bias, dtype=np.int64)) \
+        + params["input_offset"] * filter_tensor.data.reshape(channels, depth).astype(np.int64).sum(axis=1)
+    if np.abs(folded).max() + depth * 128 * 128 >= 1 << 30:  # twice every accumulator fits int32
+        return None
+    layout = ConstArray(f"{ctx.prefix}_layout_m4", "uint32_t", conv_widened_m4_layout(
+        filter_tensor.data.reshape(channels, depth), bias, params["input_offset"], multipliers,
+        np.asarray(by_name[f"{ctx.prefix}_output_shift"])))
+    shared = [a for a in arrays if a.name not in (f"{ctx.prefix}_filter", f"{ctx.prefix}_bias")]
+    return KernelCall(call.op, "td_conv_widened_s8_m4", call.params_type, call.params,
+                      [call.args[0], ConstArg(layout.name), call.args[3]], [*shared, layout], call.macs,
+                      call.in_place)
 
 
 def _lower_depthwise_conv(ctx: _OpContext) -> KernelCall:

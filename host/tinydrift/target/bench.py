@@ -402,7 +402,8 @@ def run_mlperf_bench(timeout: float = 120.0) -> tuple[dict, dict]:
     ops, pending = [], list(calls)
     glue = m4_cycles.Segment("invoke and calls outside the kernels")
     for segment in estimate.segments:
-        if pending and segment.function.startswith(pending[0].function):
+        if pending and any(segment.function.startswith(call.function)
+                           for call in (pending[0], pending[0].optimized) if call is not None):
             call = pending.pop(0)
             ops.append({"op": call.op.opcode, "kernel": segment.function, "macs": call.macs,
                         "instructions": segment.instructions, "estimated_cycles": segment.cycles,

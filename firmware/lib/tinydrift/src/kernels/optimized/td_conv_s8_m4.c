@@ -36,7 +36,7 @@ static void fill_bytes(int8_t *destination, int8_t value, int32_t count)
 
 /* The receptive field of output pixel (out_y, out_x) of one image, as int8 in filter order
  * [filter_y][filter_x][channel]; cells outside the input hold the zero point. */
-static void gather_receptive_field(const td_conv_params_t *params, const int8_t *image, int32_t out_y,
+static void td_gather_receptive_field(const td_conv_params_t *params, const int8_t *image, int32_t out_y,
                                    int32_t out_x, int8_t *field)
 {
     const int32_t depth = params->input_depth;
@@ -76,13 +76,13 @@ static void gather_receptive_field(const td_conv_params_t *params, const int8_t 
  * and the cells that are (the gather and its byte copies cost more than the product on
  * the KWS stem's edge windows). */
 static void fill_rows_clipped(td_column_pair_t *pair, int32_t which, const td_conv_params_t *params,
-                              const int8_t *image, int32_t in_y_origin, int32_t in_x_origin)
+                              const int8_t *image, int32_t in_y_origin, int32_t in_x_origin, int32_t offset)
 {
     const int32_t depth = params->input_depth;
     const int32_t input_width = params->input_width;
     const int32_t row_bytes = params->filter_width * depth;
     const uint32_t zero_points = (uint32_t)(uint8_t)(int8_t)(-params->input_offset) * 0x01010101u;
-    const uint32_t offsets = td_dup_half(params->input_offset);
+    const uint32_t offsets = td_dup_half(offset);
     uint32_t *words = pair->words + 2 * which;
     for (int32_t filter_y = 0; filter_y < params->filter_height; ++filter_y) {
         const int32_t in_y = in_y_origin + params->dilation_height * filter_y;
@@ -109,6 +109,32 @@ static void fill_rows_clipped(td_column_pair_t *pair, int32_t which, const td_co
     }
 }
 
+void td_column_pair_fill_window(td_column_pair_t *pair, int32_t which, const td_conv_params_t *params,
+                                const int8_t *image, int32_t out_y, int32_t out_x, int32_t offset, int8_t *field)
+{
+    const int32_t column_depth = params->filter_height * params->filter_width * params->input_depth;
+    const int32_t in_y = out_y * params->stride_height - params->pad_height;
+    const int32_t in_x = out_x * params->stride_width - params->pad_width;
+    const int8_t *corner = image + (in_y * params->input_width + in_x) * params->input_depth;
+    /* Windows whose rows are whole groups of four values skip the gather. */
+    const int32_t row_bytes = params->filter_width * params->input_depth;
+    const int32_t rows_direct = params->dilation_width == 1 && row_bytes % 4 == 0;
+    const int32_t span_y = (params->filter_height - 1) * params->dilation_height + 1;
+    if (params->filter_height == 1 && params->filter_width == 1 && params->pad_height == 0 && params->pad_width == 0) {
+        td_column_pair_fill(pair, which, corner, column_depth, offset); /* pointwise: the pixel itself */
+    } else if (rows_direct && in_y >= 0 && in_y + span_y <= params->input_height && in_x >= 0 &&
+               in_x + params->filter_width <= params->input_width) {
+        /* The window is inside the input: its rows are contiguous, convert them in place. */
+        td_column_pair_fill_rows(pair, which, corner, params->filter_height, row_bytes,
+                                 params->dilation_height * params->input_width * params->input_depth, offset);
+    } else if (rows_direct) {
+        fill_rows_clipped(pair, which, params, image, in_y, in_x, offset);
+    } else {
+        td_gather_receptive_field(params, image, out_y, out_x, field);
+        td_column_pair_fill(pair, which, field, column_depth, offset);
+    }
+}
+
 void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const int8_t *filter,
                    const int32_t *bias, int8_t *output)
 {
@@ -129,17 +155,10 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
     uint32_t plan[TD_MAT_MULT_PLAN_SIZE];
     mat.plan = td_mat_mult_plan(&mat, plan);
 #endif
-    const int32_t pointwise = params->filter_height == 1 && params->filter_width == 1 && params->pad_height == 0 &&
-                              params->pad_width == 0;
     const int32_t output_width = params->output_width;
     const int32_t output_depth = params->output_depth;
     const int32_t pixels = params->output_height * output_width;
     const int32_t image_bytes = params->input_height * params->input_width * params->input_depth;
-    /* Windows inside the input whose rows are whole groups of four values skip the gather. */
-    const int32_t row_bytes = params->filter_width * params->input_depth;
-    const int32_t row_stride = params->dilation_height * params->input_width * params->input_depth;
-    const int32_t span_y = (params->filter_height - 1) * params->dilation_height + 1;
-    const int32_t rows_direct = params->dilation_width == 1 && row_bytes % 4 == 0;
     td_column_pair_t pair;
     int8_t field[TD_KERNELS_COLUMN_MAX];
 
@@ -151,22 +170,7 @@ void td_conv_s8_m4(const td_conv_params_t *params, const int8_t *input, const in
             for (int32_t which = 0; which < columns; ++which) {
                 const int32_t out_y = (pixel + which) / output_width;
                 const int32_t out_x = (pixel + which) - out_y * output_width;
-                const int32_t in_y = out_y * params->stride_height - params->pad_height;
-                const int32_t in_x = out_x * params->stride_width - params->pad_width;
-                const int8_t *corner = image + (in_y * params->input_width + in_x) * params->input_depth;
-                if (pointwise) {
-                    td_column_pair_fill(&pair, which, corner, column_depth, params->input_offset);
-                } else if (rows_direct && in_y >= 0 && in_y + span_y <= params->input_height && in_x >= 0 &&
-                           in_x + params->filter_width <= params->input_width) {
-                    /* The window is inside the input: its rows are contiguous, convert them in place. */
-                    td_column_pair_fill_rows(&pair, which, corner, params->filter_height, row_bytes, row_stride,
-                                             params->input_offset);
-                } else if (rows_direct) {
-                    fill_rows_clipped(&pair, which, params, image, in_y, in_x);
-                } else {
-                    gather_receptive_field(params, image, out_y, out_x, field);
-                    td_column_pair_fill(&pair, which, field, column_depth, params->input_offset);
-                }
+                td_column_pair_fill_window(&pair, which, params, image, out_y, out_x, params->input_offset, field);
             }
             td_mat_mult_s8(&mat, &pair, columns, out + pixel * output_depth, out + (pixel + 1) * output_depth);
         }

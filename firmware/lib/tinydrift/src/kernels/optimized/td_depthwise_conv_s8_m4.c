@@ -352,6 +352,316 @@ static TD_ALWAYS_INLINE void chunk_any(const chunk_t *chunk, const uint32_t *pac
     (void)tap_stride_y;
 }
 
+/* 3x3, stride 1, no dilation, padding 0 or 1 (a DS-CNN's depthwise layers): channel by
+ * channel through a widened copy of the channel, its plane, stored column by column (x
+ * outer, y inner, as 16-bit values) with the zero point around it. A word of the plane is
+ * two vertical neighbours, so one SMLAD takes two taps of a filter column: for four
+ * outputs stacked along y, a filter column (w0, w1, w2 from top) reads the plane words
+ * P0 = (p0, p1), P1 = (p2, p3), P2 = (p4, p5) and
+ *   out0 += SMLAD(P0, (w0, w1)) + SMLABB(P1, (w2, w0)),
+ *   out1 += SMLAD(P1, (w1, w2)) + SMLATT(P0, (w2, w0)),
+ *   out2 += SMLAD(P1, (w0, w1)) + SMLABB(P2, (w2, w0)),
+ *   out3 += SMLAD(P2, (w1, w2)) + SMLATT(P1, (w2, w0)):
+ * 8 multiply instructions for 12 MACs and 6 loads, no widening in the loop (the plane is
+ * widened once per channel: each value serves 9 MACs). The input offset is folded into the
+ * bias and the border holds the zero point, so edge outputs run the same code. The plane
+ * is filled from the whole channel before any of its outputs is written, and an output
+ * channel overlays only the same input channel: the kernel's in-place contract holds. */
+/* A plane column is TD_DW_PLANE_COLUMN halves (output heights up to 28), a constant so that
+ * the asm reaches the three columns of a window by immediate offsets. Four channels' planes
+ * are filled at once from the input's words; they take at most TD_DW_PLANE_HALVES (3 KB of
+ * stack: 12 columns, an MLPerf DS-CNN layer's 5 and its padding; wider inputs take the
+ * window path below). */
+#define TD_DW_PLANE_COLUMN 32
+#define TD_DW_PLANE_HALVES (4 * 12 * TD_DW_PLANE_COLUMN)
+
+static int32_t planes_apply(const td_depthwise_conv_params_t *params)
+{
+    const int32_t pad_h = params->pad_height, pad_w = params->pad_width;
+    return params->filter_height == 3 && params->filter_width == 3 && params->stride_height == 1 &&
+           params->stride_width == 1 && params->dilation_height == 1 && params->dilation_width == 1 &&
+           (pad_h == 0 || pad_h == 1) && (pad_w == 0 || pad_w == 1) &&
+           params->output_height == params->input_height + 2 * pad_h - 2 &&
+           params->output_width == params->input_width + 2 * pad_w - 2 && params->output_height > 0 &&
+           params->output_width > 0 && 4 * ((params->output_height + 3) / 4) + 2 <= TD_DW_PLANE_COLUMN &&
+           4 * (params->input_width + 2 * pad_w) * TD_DW_PLANE_COLUMN <= TD_DW_PLANE_HALVES &&
+           params->input_depth % 4 == 0;
+}
+
+/* Per channel, what the plane loop reads: per filter column fx, (w0, w1), (w2, w0),
+ * (w1, w2); the bias with the input offset folded in; the multiplier, ~shift and
+ * 2 * output offset + 1 of td_requantize_narrow_offset. With the narrow requantization
+ * (accumulators below 2^30) the weights and the bias are doubled, so that the accumulators
+ * are the 2 * acc its SMMULR takes. */
+#define TD_DW_PLANE_WORDS 13
+
+/* Four channels' column of the input (`height` words `row_bytes` apart) into their planes'
+ * columns (`plane_halves` apart) from half `pad`: per two rows, two word loads, widened and
+ * regrouped into one word per channel. */
+static void fill_plane_columns(int16_t *column, int32_t plane_halves, int32_t pad, const int8_t *source,
+                               int32_t row_bytes, int32_t height)
+{
+    int32_t y = 0;
+    if (pad) {
+        const uint32_t x = td_read_u32(source);
+        const uint32_t x02 = td_sxtb16(x), x13 = td_sxtb16_ror8(x);
+        column[1] = (int16_t)x02;
+        column[plane_halves + 1] = (int16_t)x13;
+        column[2 * plane_halves + 1] = (int16_t)(x02 >> 16);
+        column[3 * plane_halves + 1] = (int16_t)(x13 >> 16);
+        source += row_bytes;
+        y = 1;
+    }
+    uint32_t *words = (uint32_t *)(void *)(column + pad + y); /* an even half of the planes' words */
+    const int32_t plane_words = plane_halves / 2;
+    for (; y + 2 <= height; y += 2, source += 2 * row_bytes, ++words) {
+        const uint32_t upper = td_read_u32(source), lower = td_read_u32(source + row_bytes);
+        const uint32_t upper02 = td_sxtb16(upper), lower02 = td_sxtb16(lower);
+        const uint32_t upper13 = td_sxtb16_ror8(upper), lower13 = td_sxtb16_ror8(lower);
+        words[0] = td_pack_low_halves(upper02, lower02);
+        words[plane_words] = td_pack_low_halves(upper13, lower13);
+        words[2 * plane_words] = td_pack_high_halves(upper02, lower02);
+        words[3 * plane_words] = td_pack_high_halves(upper13, lower13);
+    }
+    if (y < height) {
+        const uint32_t x = td_read_u32(source);
+        const uint32_t x02 = td_sxtb16(x), x13 = td_sxtb16_ror8(x);
+        column[pad + y] = (int16_t)x02;
+        column[plane_halves + pad + y] = (int16_t)x13;
+        column[2 * plane_halves + pad + y] = (int16_t)(x02 >> 16);
+        column[3 * plane_halves + pad + y] = (int16_t)(x13 >> 16);
+    }
+}
+
+#if TD_KERNELS_ASM
+/* Four outputs along y per pass down one plane column, 51 cycles of loads and multiplies
+ * for 36 MACs (the bias loaded with the first filter column's words), then
+ * td_requantize_narrow_offset's 6 instructions per output past the doubling. `rows`: a
+ * multiple of 4. */
+static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
+{
+    int32_t acc0, acc1, acc2, acc3;
+    uint32_t p0, p1, p2, a, e;
+#define TD_DW_FX(w_at, top_at)                                  \
+    "ldr     %[a], [%[w], #" #w_at "]\n\t"                      \
+    "ldr     %[e], [%[w], #" #w_at " + 4]\n\t"                  \
+    "ldr     %[p0], [%[top], #" #top_at "]\n\t"                 \
+    "ldr     %[p1], [%[top], #" #top_at " + 4]\n\t"             \
+    "smlad   %[acc0], %[p0], %[a], %[acc0]\n\t"                 \
+    "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"                 \
+    "smlatt  %[acc1], %[p0], %[e], %[acc1]\n\t"                 \
+    "smlad   %[acc2], %[p1], %[a], %[acc2]\n\t"                 \
+    "ldr     %[p2], [%[top], #" #top_at " + 8]\n\t"             \
+    "ldr     %[a], [%[w], #" #w_at " + 8]\n\t"                  \
+    "smlabb  %[acc2], %[p2], %[e], %[acc2]\n\t"                 \
+    "smlad   %[acc1], %[p1], %[a], %[acc1]\n\t"                 \
+    "smlad   %[acc3], %[p2], %[a], %[acc3]\n\t"                 \
+    "smlatt  %[acc3], %[p1], %[e], %[acc3]\n\t"
+/* The first filter column starts the accumulators from the bias, loaded into acc3. */
+#define TD_DW_FX_FIRST                                          \
+    "ldr     %[acc3], [%[w], #36]\n\t"                          \
+    "ldr     %[a], [%[w]]\n\t"                                  \
+    "ldr     %[e], [%[w], #4]\n\t"                              \
+    "ldr     %[p0], [%[top]]\n\t"                               \
+    "ldr     %[p1], [%[top], #4]\n\t"                           \
+    "smlad   %[acc0], %[p0], %[a], %[acc3]\n\t"                 \
+    "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"                 \
+    "smlatt  %[acc1], %[p0], %[e], %[acc3]\n\t"                 \
+    "smlad   %[acc2], %[p1], %[a], %[acc3]\n\t"                 \
+    "ldr     %[p2], [%[top], #8]\n\t"                           \
+    "ldr     %[a], [%[w], #8]\n\t"                              \
+    "smlabb  %[acc2], %[p2], %[e], %[acc2]\n\t"                 \
+    "smlad   %[acc1], %[p1], %[a], %[acc1]\n\t"                 \
+    "smlad   %[acc3], %[p2], %[a], %[acc3]\n\t"                 \
+    "smlatt  %[acc3], %[p1], %[e], %[acc3]\n\t"
+#define TD_DW_REQUANTIZE(acc)                                   \
+    "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
+    "add     " acc ", " acc ", " acc ", asr #31\n\t"            \
+    "asr     " acc ", " acc ", %[p1]\n\t"                       \
+    "add     " acc ", " acc ", %[p2]\n\t"                       \
+    "asr     " acc ", " acc ", #1\n\t"                          \
+    "ssat    " acc ", #8, " acc "\n\t"
+    __asm volatile("1:\n\t"
+                   TD_DW_FX_FIRST TD_DW_FX(12, 64) TD_DW_FX(24, 128)
+                   "ldr     %[p0], [%[w], #40]\n\t"
+                   "ldr     %[p1], [%[w], #44]\n\t"
+                   "ldr     %[p2], [%[w], #48]\n\t"
+                   TD_DW_REQUANTIZE("%[acc0]") TD_DW_REQUANTIZE("%[acc1]")
+                   TD_DW_REQUANTIZE("%[acc2]") TD_DW_REQUANTIZE("%[acc3]")
+                   "strb    %[acc0], [%[out]]\n\t"
+                   "strb    %[acc1], [%[out], %[stride]]\n\t"
+                   "add     %[out], %[out], %[stride], lsl #1\n\t"
+                   "strb    %[acc2], [%[out]]\n\t"
+                   "strb    %[acc3], [%[out], %[stride]]\n\t"
+                   "add     %[out], %[out], %[stride], lsl #1\n\t"
+                   "add     %[top], %[top], #8\n\t"
+                   "subs    %[rows], %[rows], #4\n\t"
+                   "bgt     1b\n\t"
+                   : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [acc2] "=&r"(acc2), [acc3] "=&r"(acc3),
+                     [p0] "=&r"(p0), [p1] "=&r"(p1), [p2] "=&r"(p2), [a] "=&r"(a), [e] "=&r"(e),
+                     [top] "+r"(top), [out] "+r"(out), [rows] "+r"(rows)
+                   : [w] "r"(w), [stride] "r"(out_row_bytes)
+                   : "cc", "memory");
+#undef TD_DW_REQUANTIZE
+#undef TD_DW_FX_FIRST
+#undef TD_DW_FX
+}
+
+/* The last one or two rows of a column (`rows`): two outputs from the first two plane
+ * words, about 50 cycles where a pass of four takes 95. */
+static void column_tail_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
+{
+    int32_t acc0, acc1;
+    uint32_t p0, p1, b, a, e;
+#define TD_DW_TAIL_FX(w_at, top_at, start)                      \
+    "ldr     %[a], [%[w], #" #w_at "]\n\t"                      \
+    "ldr     %[e], [%[w], #" #w_at " + 4]\n\t"                  \
+    "ldr     %[b], [%[w], #" #w_at " + 8]\n\t"                  \
+    "ldr     %[p0], [%[top], #" #top_at "]\n\t"                 \
+    "ldr     %[p1], [%[top], #" #top_at " + 4]\n\t"             \
+    "smlad   %[acc0], %[p0], %[a], " start "\n\t"               \
+    "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"                 \
+    "smlatt  %[acc1], %[p0], %[e], %[acc1]\n\t"                 \
+    "smlad   %[acc1], %[p1], %[b], %[acc1]\n\t"
+#define TD_DW_TAIL_REQUANTIZE(acc)                              \
+    "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
+    "add     " acc ", " acc ", " acc ", asr #31\n\t"            \
+    "asr     " acc ", " acc ", %[p1]\n\t"                       \
+    "add     " acc ", " acc ", %[b]\n\t"                        \
+    "asr     " acc ", " acc ", #1\n\t"                          \
+    "ssat    " acc ", #8, " acc "\n\t"
+    __asm volatile("ldr     %[acc1], [%[w], #36]\n\t"
+                   TD_DW_TAIL_FX(0, 0, "%[acc1]") TD_DW_TAIL_FX(12, 64, "%[acc0]") TD_DW_TAIL_FX(24, 128, "%[acc0]")
+                   "ldr     %[p0], [%[w], #40]\n\t"
+                   "ldr     %[p1], [%[w], #44]\n\t"
+                   "ldr     %[b], [%[w], #48]\n\t"
+                   TD_DW_TAIL_REQUANTIZE("%[acc0]") TD_DW_TAIL_REQUANTIZE("%[acc1]")
+                   "strb    %[acc0], [%[out]]\n\t"
+                   "cmp     %[rows], #2\n\t"
+                   "it      ge\n\t"
+                   "strbge  %[acc1], [%[out], %[stride]]\n\t"
+                   : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [p0] "=&r"(p0), [p1] "=&r"(p1), [b] "=&r"(b),
+                     [a] "=&r"(a), [e] "=&r"(e)
+                   : [top] "r"(top), [w] "r"(w), [out] "r"(out), [stride] "r"(out_row_bytes), [rows] "r"(rows)
+                   : "cc", "memory");
+#undef TD_DW_TAIL_REQUANTIZE
+#undef TD_DW_TAIL_FX
+}
+#endif
+
+static TD_ALWAYS_INLINE void planes_3x3(const td_depthwise_conv_params_t *params, const int8_t *input,
+                                        const int8_t *filter, const int32_t *bias, int8_t *output,
+                                        const int32_t narrow, const int32_t full_range)
+{
+    const int32_t height = params->input_height, width = params->input_width, depth = params->input_depth;
+    const int32_t out_h = params->output_height, out_w = params->output_width;
+    const int32_t pad_h = params->pad_height, pad_w = params->pad_width;
+    const int32_t columns = width + 2 * pad_w;
+    const int32_t row_bytes = width * depth;
+    const int32_t out_row_bytes = out_w * depth;
+    const int32_t offset = params->output_offset;
+    const int32_t act_min = params->activation_min, act_max = params->activation_max;
+    uint32_t plane_words[TD_DW_PLANE_HALVES / 2];
+    int16_t *planes = (int16_t *)plane_words;
+    const int32_t plane_halves = columns * TD_DW_PLANE_COLUMN;
+    uint32_t w[TD_DW_PLANE_WORDS];
+    /* The border and the rows past the input keep the zero point; the inside is each
+     * group of channels' in turn. */
+    const uint32_t zero_points = td_dup_half(-params->input_offset);
+    for (int32_t i = 0; i < 2 * plane_halves; ++i) { /* plane_halves is even: whole words */
+        plane_words[i] = zero_points;
+    }
+    for (int32_t batch = 0; batch < params->batches; ++batch) {
+        const int8_t *image = input + batch * height * row_bytes;
+        int8_t *out_image = output + batch * out_h * out_row_bytes;
+        for (int32_t channel = 0; channel < depth; ++channel) {
+            /* channel c's plane is the (c % 4)-th: fill_plane_columns writes them in lane order */
+            const int32_t lane = channel & 3;
+            const int16_t *plane = planes + lane * plane_halves;
+            if (lane == 0) {
+                for (int32_t x = 0; x < width; ++x) {
+                    fill_plane_columns(planes + (x + pad_w) * TD_DW_PLANE_COLUMN, plane_halves, pad_h,
+                                       image + x * depth + channel, row_bytes, height);
+                }
+            }
+            uint32_t sum = 0; /* of the channel's weights; wrapping as the accumulator does */
+            for (int32_t fx = 0; fx < 3; ++fx) {
+                const int32_t w0 = (1 + narrow) * filter[fx * depth + channel];
+                const int32_t w1 = (1 + narrow) * filter[(3 + fx) * depth + channel];
+                const int32_t w2 = (1 + narrow) * filter[(6 + fx) * depth + channel];
+                w[3 * fx] = td_pack_halves(w0, w1);
+                w[3 * fx + 1] = td_pack_halves(w2, w0);
+                w[3 * fx + 2] = td_pack_halves(w1, w2);
+                sum += (uint32_t)(w0 + w1 + w2);
+            }
+            w[9] = ((bias != 0 ? (uint32_t)bias[channel] : 0u) << narrow) + sum * (uint32_t)params->input_offset;
+            const int32_t multiplier = params->output_multiplier[channel], shift = params->output_shift[channel];
+            w[10] = (uint32_t)multiplier;
+            w[11] = (uint32_t)~shift;
+            w[12] = (uint32_t)(2 * offset + 1);
+            for (int32_t x = 0; x < out_w; ++x) {
+                const uint32_t *top = (const uint32_t *)(const void *)(plane + x * TD_DW_PLANE_COLUMN);
+                int8_t *out = out_image + x * depth + channel;
+                int32_t y = 0;
+#if TD_KERNELS_ASM
+                if (narrow && full_range) {
+                    y = out_h & ~3;
+                    if (y > 0) {
+                        column_asm(top, w, out, out_row_bytes, y);
+                        top += y / 2;
+                    }
+                    if (out_h - y == 1 || out_h - y == 2) {
+                        column_tail_asm(top, w, out + y * out_row_bytes, out_row_bytes, out_h - y);
+                        continue;
+                    }
+                }
+#endif
+                for (; y < out_h; y += 4, top += 2) { /* (on the M4, a last pass of three rows) */
+                    int32_t acc0 = (int32_t)w[9], acc1 = acc0, acc2 = acc0, acc3 = acc0;
+                    const uint32_t *p = top;
+                    for (int32_t fx = 0; fx < 3; ++fx, p += TD_DW_PLANE_COLUMN / 2) {
+                        const uint32_t a = w[3 * fx], e = w[3 * fx + 1], b = w[3 * fx + 2];
+                        const uint32_t p0 = p[0], p1 = p[1], p2 = p[2];
+                        acc0 = td_smlabb(p1, e, td_smlad(p0, a, acc0));
+                        acc1 = td_smlatt(p0, e, td_smlad(p1, b, acc1));
+                        acc2 = td_smlabb(p2, e, td_smlad(p1, a, acc2));
+                        acc3 = td_smlatt(p1, e, td_smlad(p2, b, acc3));
+                    }
+                    acc0 >>= narrow, acc1 >>= narrow, acc2 >>= narrow, acc3 >>= narrow; /* exact: doubled */
+                    int8_t *o = out + y * out_row_bytes;
+                    o[0] = td_requantize_s8(acc0, multiplier, shift, offset, act_min, act_max, narrow, full_range);
+                    if (y + 1 < out_h) {
+                        o[out_row_bytes] =
+                            td_requantize_s8(acc1, multiplier, shift, offset, act_min, act_max, narrow, full_range);
+                    }
+                    if (y + 2 < out_h) {
+                        o[2 * out_row_bytes] =
+                            td_requantize_s8(acc2, multiplier, shift, offset, act_min, act_max, narrow, full_range);
+                    }
+                    if (y + 3 < out_h) {
+                        o[3 * out_row_bytes] =
+                            td_requantize_s8(acc3, multiplier, shift, offset, act_min, act_max, narrow, full_range);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Its own frame: the plane is not on the stack beside the other paths' buffers. */
+static TD_NOINLINE void planes_3x3_call(const td_depthwise_conv_params_t *params,
+                                                      const int8_t *input, const int8_t *filter,
+                                                      const int32_t *bias, int8_t *output, td_requant_mode_t mode)
+{
+    if (mode.narrow && mode.full_range) {
+        planes_3x3(params, input, filter, bias, output, 1, 1);
+    } else if (mode.narrow) {
+        planes_3x3(params, input, filter, bias, output, 1, 0);
+    } else {
+        planes_3x3(params, input, filter, bias, output, 0, mode.full_range);
+    }
+}
+
 /* The depth % 4 channels left after the groups: the reference arithmetic, channel by channel. */
 static void last_channels(const td_depthwise_conv_params_t *params, const int8_t *input, const int8_t *filter,
                           const int32_t *bias, int8_t *output, int32_t first_channel)
@@ -399,6 +709,10 @@ void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int
                         params->input_offset, params->output_offset, params->activation_min, params->activation_max);
     if (params->depth_multiplier != 1 || !mode.usable || taps > TD_DW_MAX_TAPS) {
         td_depthwise_conv_s8(params, input, filter, bias, output);
+        return;
+    }
+    if (planes_apply(params)) {
+        planes_3x3_call(params, input, filter, bias, output, mode);
         return;
     }
     uint32_t packed[TD_DW_PACKED_WORDS];

@@ -42,8 +42,10 @@
 /* Forces inlining where a loop is specialized on constant flags (one copy per case). */
 #if defined(__GNUC__)
 #define TD_ALWAYS_INLINE inline __attribute__((always_inline))
+#define TD_NOINLINE __attribute__((noinline))
 #else
 #define TD_ALWAYS_INLINE inline
+#define TD_NOINLINE
 #endif
 
 /* Four bytes from any address (one LDR on the M4, which allows unaligned word loads). */
@@ -59,12 +61,13 @@ static inline void td_write_u32(void *address, uint32_t value)
     memcpy(address, &value, sizeof value);
 }
 
-#if !TD_DSP_INSTRUCTIONS
+/* (low, high) as the halves of a word. */
 static inline uint32_t td_pack_halves(int32_t low, int32_t high)
 {
     return ((uint32_t)low & 0xFFFFu) | ((uint32_t)high << 16);
 }
 
+#if !TD_DSP_INSTRUCTIONS
 static inline int32_t td_low_half(uint32_t x)
 {
     return (int32_t)(int16_t)(uint16_t)(x & 0xFFFFu);
@@ -144,6 +147,30 @@ static inline int32_t td_smlabb(uint32_t x, uint32_t y, int32_t acc)
     return __smlabb((int32_t)x, (int32_t)y, acc);
 #else
     return (int32_t)((uint32_t)acc + (uint32_t)(td_low_half(x) * td_low_half(y)));
+#endif
+}
+
+/* (x.lo, y.lo): PKHBT */
+static inline uint32_t td_pack_low_halves(uint32_t x, uint32_t y)
+{
+#if TD_DSP_INSTRUCTIONS
+    uint32_t result;
+    __asm("pkhbt %0, %1, %2, lsl #16" : "=r"(result) : "r"(x), "r"(y));
+    return result;
+#else
+    return (x & 0xFFFFu) | (y << 16);
+#endif
+}
+
+/* (x.hi, y.hi): PKHTB */
+static inline uint32_t td_pack_high_halves(uint32_t x, uint32_t y)
+{
+#if TD_DSP_INSTRUCTIONS
+    uint32_t result;
+    __asm("pkhtb %0, %1, %2, asr #16" : "=r"(result) : "r"(y), "r"(x));
+    return result;
+#else
+    return (x >> 16) | (y & 0xFFFF0000u);
 #endif
 }
 

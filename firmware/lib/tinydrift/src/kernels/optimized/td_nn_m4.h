@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 
+#include "../td_kernels.h"
 #include "td_requant_fast.h"
 
 /* Longest im2col column (filter_height * filter_width * input_depth, or a fully connected
@@ -33,6 +34,14 @@ void td_column_pair_fill(td_column_pair_t *pair, int32_t which, const int8_t *so
  * window entirely inside the input, without gathering it first); row_bytes % 4 == 0. */
 void td_column_pair_fill_rows(td_column_pair_t *pair, int32_t which, const int8_t *first_row, int32_t rows,
                               int32_t row_bytes, int32_t row_stride, int32_t offset);
+
+/* Column `which` of `pair` for output pixel (out_y, out_x) of one image (ungrouped CONV_2D,
+ * a column of at most TD_KERNELS_COLUMN_MAX values): its receptive field plus `offset`, the
+ * zero point where the window leaves the input. A pointwise filter widens the pixel, a
+ * window whose rows are groups of four values its rows (clipped at the edges), others are
+ * gathered into `field` first. */
+void td_column_pair_fill_window(td_column_pair_t *pair, int32_t which, const td_conv_params_t *params,
+                                const int8_t *image, int32_t out_y, int32_t out_x, int32_t offset, int8_t *field);
 
 /* One matrix product with its requantization: weights [output_depth][depth] int8 rows. */
 typedef struct {
