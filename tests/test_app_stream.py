@@ -382,6 +382,10 @@ def test_streaming_app_commands(app_stream, model, speech):
     assert stderr == ""
 
 
+# ~8 s on 2 loaded cores with the firmware built, more without: the host build checks the same
+# frames bit for bit in the default tier, and the models' streams run in QEMU there
+# (tests/test_wakeword_models.py)
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
                     reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
 def test_streaming_app_in_qemu_from_the_microphone_file(model, speech, tmp_path):
