@@ -71,9 +71,10 @@ def app_stream(model, stream_model):
     return build_app("gcc", model_dir=stream_model, model=model.name, step_ms=model.feature_step_ms)
 
 
-@pytest.fixture(scope="module")  # ~40 s of the monitor test's ~75 s (2 loaded cores): synthesis, TFLite Micro, calibration
+@pytest.fixture(scope="module")  # ~14 s (2 loaded cores, sessions cached): TFLite Micro, calibration
 def monitor_config(model):
-    """okay_nabu's monitor calibrated on six 1-minute espeak-ng sessions for a short run length
+    """okay_nabu's monitor calibrated on six 40 s espeak-ng sessions (the first six of
+    tests/test_wakeword_monitor.py's reference, so synthesized once) for a short run length
     (300 inferences, 9 s) and short averages, so that this test's speech raises alarms and
     the latches, change points and heartbeats' delays are compared too."""
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
@@ -81,7 +82,7 @@ def monitor_config(model):
 
     from helpers_wakeword import REPO_ROOT
 
-    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 60, seed=0),
+    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 40, seed=0),
                                REPO_ROOT / "build" / "test_data" / "wakeword_sessions", workers=2)
     config, _ = calibrate_detector(session_samples([pcm for pcm, _ in sessions], model), target_arl0=300,
                                    n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
