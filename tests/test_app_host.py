@@ -60,12 +60,14 @@ def build_app(compiler: str = "gcc", defines: dict | None = None, firmware_dir: 
 
 class PipePort:
     """The app process as a serial port: write() to its stdin, read() from its stdout with
-    a timeout, fileno() for the pending-bytes query of capture.read_available."""
+    a timeout, fileno() for the pending-bytes query of capture.read_available. `received`
+    keeps every byte the app sent, as a port would carry them to a capture."""
 
     def __init__(self, process: subprocess.Popen, timeout: float = 0.05):
         self.process = process
         self.timeout = timeout
         self._out = process.stdout.fileno()
+        self.received = bytearray()
 
     def write(self, data: bytes) -> int:
         self.process.stdin.write(data)
@@ -75,7 +77,9 @@ class PipePort:
     def read(self, size: int = 1) -> bytes:
         if not select.select([self._out], [], [], self.timeout)[0]:
             return b""
-        return os.read(self._out, size)
+        data = os.read(self._out, size)
+        self.received += data
+        return data
 
     def fileno(self) -> int:
         return self._out
@@ -92,7 +96,8 @@ class HostApp:
         env = dict(os.environ, ASAN_OPTIONS="abort_on_error=1:detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")
         self.process = subprocess.Popen([str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env)
-        self.replayer = Replayer(PipePort(self.process), window=4, keep=True, ack_timeout=20.0)
+        self.port = PipePort(self.process)
+        self.replayer = Replayer(self.port, window=4, keep=True, ack_timeout=20.0)
 
     @property
     def items(self) -> list:
@@ -117,7 +122,8 @@ class HostApp:
         sanitizers would have reported. A crash before this point fails here."""
         alive = self.process.poll() is None
         self.process.send_signal(signal.SIGTERM)
-        _, stderr = self.process.communicate(timeout=10)
+        out, stderr = self.process.communicate(timeout=10)
+        self.port.received += out
         assert alive, f"the app died (code {self.process.returncode}): {stderr.decode(errors='replace')[-2000:]}"
         return stderr.decode(errors="replace")
 

@@ -12,7 +12,10 @@ the protocol) with the C that `tinydrift wakeword export` writes for the model.
 
 from __future__ import annotations
 
+import re
 import shutil
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,15 +60,21 @@ def model():
 
 
 @pytest.fixture(scope="module")
-def app_stream(model, tmp_path_factory):
+def stream_model(model, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("okay_nabu")
     write_device_sources(model, folder)
-    return build_app("gcc", model_dir=folder, model=model.name, step_ms=model.feature_step_ms)
+    return folder
 
 
-@pytest.fixture(scope="module")  # ~40 s of the monitor test's ~75 s (2 loaded cores): synthesis, TFLite Micro, calibration
+@pytest.fixture(scope="module")
+def app_stream(model, stream_model):
+    return build_app("gcc", model_dir=stream_model, model=model.name, step_ms=model.feature_step_ms)
+
+
+@pytest.fixture(scope="module")  # ~14 s (2 loaded cores, sessions cached): TFLite Micro, calibration
 def monitor_config(model):
-    """okay_nabu's monitor calibrated on six 1-minute espeak-ng sessions for a short run length
+    """okay_nabu's monitor calibrated on six 40 s espeak-ng sessions (the first six of
+    tests/test_wakeword_monitor.py's reference, so synthesized once) for a short run length
     (300 inferences, 9 s) and short averages, so that this test's speech raises alarms and
     the latches, change points and heartbeats' delays are compared too."""
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
@@ -73,7 +82,7 @@ def monitor_config(model):
 
     from helpers_wakeword import REPO_ROOT
 
-    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 60, seed=0),
+    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 40, seed=0),
                                REPO_ROOT / "build" / "test_data" / "wakeword_sessions", workers=2)
     config, _ = calibrate_detector(session_samples([pcm for pcm, _ in sessions], model), target_arl0=300,
                                    n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
@@ -88,9 +97,13 @@ def monitored_folder(model, config, folder):
 
 
 @pytest.fixture(scope="module")
-def app_monitored(model, monitor_config, tmp_path_factory):
-    folder = monitored_folder(model, monitor_config, tmp_path_factory.mktemp("okay_nabu_monitored"))
-    return build_app("gcc", model_dir=folder, model=model.name, step_ms=model.feature_step_ms,
+def monitored_model(model, monitor_config, tmp_path_factory) -> Path:
+    return monitored_folder(model, monitor_config, tmp_path_factory.mktemp("okay_nabu_monitored"))
+
+
+@pytest.fixture(scope="module")
+def app_monitored(model, monitored_model):
+    return build_app("gcc", model_dir=monitored_model, model=model.name, step_ms=model.feature_step_ms,
                      defines={"TD_APP_STREAM_MONITOR": 1})
 
 
@@ -115,9 +128,19 @@ def check_monitor_frames(device_items, model, config, clips, interval: int = 100
     return expected, heartbeats
 
 
-def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat_frames(
-        app_monitored, model, monitor_config, speech):
-    """Both voices' speech, then 6 s of a dead microphone, which latches SENSOR_FAULT."""
+@dataclass
+class MonitoredRun:
+    """What the monitored app sent for both voices' speech and then 6 s of a dead microphone."""
+
+    app: HostApp
+    clips: list
+    status: P.Status
+    stderr: str
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def monitored_run(app_monitored, monitored_model, speech) -> MonitoredRun:
     clips = [pcm for pcm, _ in speech] + [np.zeros(6 * 16000, np.int16)]
     with HostApp(app_monitored) as app:
         app.replayer.drain(0.3)
@@ -126,6 +149,13 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
         app.replayer.drain(0.1)
         status = app.status()
         stderr = app.stop()
+    return MonitoredRun(app, clips, status, stderr, monitored_model)
+
+
+def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat_frames(
+        monitored_run, model, monitor_config):
+    """Both voices' speech, then 6 s of a dead microphone, which latches SENSOR_FAULT."""
+    app, clips, status, stderr = monitored_run.app, monitored_run.clips, monitored_run.status, monitored_run.stderr
     hello = app.frames(P.Hello)[0]
     assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 40, 5) and hello.state_bytes > 0
     assert hello.drift_thresholds[:5] == tuple(int(v) for v in monitor_config.score_drift)
@@ -146,6 +176,108 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
     assert any(i.alarm_bits & ALARM_SENSOR_FAULT for i in alarms), "the dead microphone latches SENSOR_FAULT"
     assert any(h.latch_delay[ALARM_SENSOR_FAULT.bit_length() - 1] != P.NOT_LATCHED for h in heartbeats)
     assert stderr == ""
+
+
+def device_frames(run: MonitoredRun) -> list:
+    """Every frame the device sent, parsed from the bytes it wrote (independently of the replayer)."""
+    items = P.StreamParser().feed(bytes(run.app.port.received))
+    assert not any(isinstance(i, P.Corrupt) for i in items)
+    return [i for i in items if not isinstance(i, P.TextLine)]
+
+
+def test_capture_report_and_live_view_take_every_frame_of_the_streaming_device(monitored_run, model, tmp_path):
+    """The bytes the monitored app wrote, played to `capture` over a socket as a board's port
+    carries them: every DETECTION, INFERENCE and HEARTBEAT frame is stored (none lost, corrupt
+    or foreign, the model told by the folder's detector.json), the report lists the device's
+    wakes and its SENSOR_FAULT, and the live view counts the wakes."""
+    from rich.console import Console
+    from test_capture import TcpDevice
+
+    from tinydrift.logbook.capture import capture
+    from tinydrift.logbook.live import render, take_snapshot
+    from tinydrift.logbook.report import write_report
+    from tinydrift.logbook.store import load_model_info, open_db, read_detections
+
+    sent = device_frames(monitored_run)
+    wakes = [f.inference_index for f in sent if isinstance(f, P.Detection) and f.wake]
+    kinds = {kind: sum(isinstance(f, kind) for f in sent) for kind in (P.Detection, P.Inference, P.Heartbeat)}
+    assert len(wakes) == 2 * PHRASES.count("okay nabu") and all(kinds.values())
+    data = bytes(monitored_run.app.port.received)
+    db = tmp_path / "stream.db"
+    summary = capture(TcpDevice(lambda conn: conn.sendall(data)).url, db, model_dir=monitored_run.folder,
+                      max_frames=len(sent), reconnect_timeout=0, request_status=False)
+    s = summary.stats
+    assert (s.frames, s.lost, s.corrupt, s.foreign, summary.not_stored) == (len(sent), 0, 0, 0, 0)
+    assert s.inference_frames == kinds[P.Inference]
+    conn = open_db(db)
+    stored = conn.execute("SELECT raw, model FROM frames ORDER BY id").fetchall()
+    assert [bytes(raw) for raw, _ in stored] == [f.raw for f in sent]
+    ident = model_id(model).hex()
+    assert {m for (raw, m), f in zip(stored, sent) if isinstance(f, (P.Detection, P.Inference))} == {ident}
+    detections = read_detections(conn)
+    assert list(detections["inference_index"][detections["wake"]]) == wakes
+
+    report = write_report(db, tmp_path / "report", model_dir=monitored_run.folder)
+    assert [w.inference_index for w in report.wakes] == wakes and report.detection_frames == kinds[P.Detection]
+    assert report.inference_frames == kinds[P.Inference]
+    assert "SENSOR_FAULT" in report.summary.first_alarm[1] or any(a.name == "SENSOR_FAULT" for a in report.severities)
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert page.count("</tr>", page.index("id='wakes'")) - page.count("</tr>", page.index("<figure")) == len(wakes) + 1
+    assert (tmp_path / "report" / "detections.png").stat().st_size > 10_000
+    assert f"{len(wakes)} wakes" in report.line()
+
+    snap = take_snapshot(conn, load_model_info(monitored_run.folder))
+    assert (snap.detections.frames, snap.detections.wakes) == (kinds[P.Detection], len(wakes))
+    assert snap.labels == ["not Okay Nabu", "Okay Nabu"] and snap.last.predicted_class in (0, 1)
+    console = Console(record=True, width=160)
+    console.print(render(snap))
+    shown = console.export_text()
+    assert f"{len(wakes)} in {kinds[P.Detection]} detector frames; the last at inference {wakes[-1]}" in shown
+    assert "SENSOR_FAULT" in shown
+
+
+def test_the_fleet_store_and_dashboard_take_every_frame_of_the_streaming_device(monitored_run, fleet_dsn):
+    """The same frames through the gateway's envelopes into the fleet store: stored once each,
+    DETECTION's fields in their columns, the dashboard's overview counting the wakes beside the
+    SENSOR_FAULT the monitor latched, the device's page listing each wake."""
+    import datetime as dt
+
+    import psycopg
+
+    from tinydrift.fleet import envelope as E
+    from tinydrift.fleet.dashboard import FleetView, device_page, overview_page
+    from tinydrift.fleet.store import FleetStore
+
+    sent = device_frames(monitored_run)
+    hello = next(f for f in sent if isinstance(f, P.Hello))
+    who = E.Identity.of_hello(hello)
+    start = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)).timestamp() * 1e6)
+    envelopes = [E.unpack(E.pack(who, start + 1000 * i, f.raw)) for i, f in enumerate(sent)]
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    result = store.write("voice", envelopes)
+    store.close()
+    assert (result.inserted, result.duplicates) == (len(sent), 0)
+    detections = [f for f in sent if isinstance(f, P.Detection)]
+    with psycopg.connect(fleet_dsn) as conn:
+        rows = conn.execute("SELECT seq, inference_index, probability, window_mean, wake, stream_position FROM frames "
+                            "WHERE type = %s ORDER BY seq", (int(P.FrameType.DETECTION),)).fetchall()
+    assert rows == [(d.seq, d.inference_index, d.probability / 256, d.window_mean / 256, d.wake, d.stream_position)
+                    for d in detections]
+    wakes = [d for d in detections if d.wake]
+    view = FleetView(fleet_dsn)
+    try:
+        (device,) = view.devices()
+        page = device_page(who.device_id, view.timeline(who.device_id), view.events(who.device_id),
+                           view.wakes(who.device_id)).decode()
+        overview = overview_page([device], view.alarm_map()).decode()
+    finally:
+        view.close()
+    assert (device.frames, device.wakes, device.state) == (len(sent), len(wakes), "drifting")
+    assert "SENSOR_FAULT" in overview and f"<td class='wakes'>{len(wakes)}</td>" in overview
+    listed = re.findall(r"<tr><td>[^<]+</td><td>\d+</td><td>(\d+)</td><td>([\d.]+)</td>", page[page.index("id='wakes'"):])
+    assert [(int(i), float(p)) for i, p in listed] == [(d.inference_index, round(d.stream_position / 16000, 2))
+                                                       for d in wakes]
 
 
 def test_streaming_app_with_its_monitor_commands(app_monitored, model, monitor_config, speech):
@@ -173,7 +305,7 @@ def speech():
     return [spoken(voice, variant) for voice, variant in VOICES]
 
 
-def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream, model, speech):
+def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream, stream_model, model, speech, tmp_path):
     clips = [pcm for pcm, _ in speech]
     with HostApp(app_stream) as app:
         app.replayer.drain(0.3)
@@ -208,6 +340,22 @@ def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream,
         assert len(wakes_at[-1]) == PHRASES.count("okay nabu")
     print(f"{len(device)} inferences, bit-exact; wakes at samples {wakes_at}")
 
+    # what it sent, captured (the folder, without a monitor, names the model) and reported: its wakes
+    from test_capture import TcpDevice
+
+    from tinydrift.logbook.capture import capture
+    from tinydrift.logbook.report import write_report
+
+    data = bytes(app.port.received)
+    sent = [i for i in P.StreamParser().feed(data) if not isinstance(i, P.TextLine)]
+    summary = capture(TcpDevice(lambda conn: conn.sendall(data)).url, tmp_path / "detector.db", model_dir=stream_model,
+                      max_frames=len(sent), reconnect_timeout=0, request_status=False)
+    assert (summary.stats.frames, summary.stats.lost, summary.stats.foreign) == (len(sent), 0, 0)
+    report = write_report(tmp_path / "detector.db", tmp_path / "report", model_dir=stream_model)
+    assert [w.inference_index for w in report.wakes] == [d.inference_index for d in device if d.wake]
+    assert [round(w.stream_seconds * 16000) for w in report.wakes] == [at for clip in wakes_at for at in clip]
+    assert report.inference_frames == 0 and report.detection_frames == len(device)
+
 
 def test_streaming_app_commands(app_stream, model, speech):
     """RESET restarts the inference index (the stream runs on); LABEL and CONFIG are refused
@@ -235,6 +383,10 @@ def test_streaming_app_commands(app_stream, model, speech):
     assert stderr == ""
 
 
+# ~8 s on 2 loaded cores with the firmware built, more without: the host build checks the same
+# frames bit for bit in the default tier, and the models' streams run in QEMU there
+# (tests/test_wakeword_models.py)
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
                     reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
 def test_streaming_app_in_qemu_from_the_microphone_file(model, speech, tmp_path):

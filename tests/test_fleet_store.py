@@ -78,7 +78,8 @@ def test_collectors_starting_together_migrate_once(fleet_dsn):
         t.join()
     assert errors == [] and sorted(found) == [0, SCHEMA_VERSION, SCHEMA_VERSION, SCHEMA_VERSION]
     with psycopg.connect(fleet_dsn) as conn:
-        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2, 3]
+        assert [v for (v,) in conn.execute("SELECT version FROM schema_version ORDER BY 1")] == \
+            list(range(1, SCHEMA_VERSION + 1))
 
 
 def test_a_newer_schema_and_a_database_of_something_else_are_refused(fleet_services, fleet_dsn):
@@ -113,7 +114,7 @@ def test_a_database_of_an_older_schema_is_upgraded_in_place(fleet_dsn):
     assert store.write("f", envelopes(30, now)).inserted == 10  # 20 were there
     store.close()
     with psycopg.connect(fleet_dsn) as conn:
-        assert conn.execute("SELECT max(version), count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION, 3)
+        assert conn.execute("SELECT max(version), count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION,) * 2
         assert conn.execute("SELECT count(*) FROM frames").fetchone() == (30,)
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'frames'")}
     assert "frames_by_device_and_time" in indexes

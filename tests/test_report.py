@@ -230,3 +230,22 @@ def test_severity_calls_a_shift_harmless_only_when_the_estimate_barely_moved():
     assert abs(first.impact_points - (-0.9)) < 0.05 and "harmless so far: -0.9 points" in first.line()
     data["atc"] = (np.where(index < 250, 0.930, 0.80) * 65536).astype(np.int64)
     assert "estimated impact: -13.0 points" in alarm_severity(data)[0].line()
+
+
+@pytest.mark.parametrize("detector, named", [
+    ("{not json", "detector.json is not readable JSON"),
+    ('{"name": "okay_nabu", "model_hash": "00"}', "wake_word, probability_cutoff, sliding_window, feature_step_ms missing"),
+    ('{"name": "okay_nabu", "model_hash": "%s", "wake_word": "Okay Nabu", "probability_cutoff": 300, '
+     '"sliding_window": 5, "feature_step_ms": 10}' % ("ab" * 32), "probability_cutoff is not a whole number in 0..255"),
+])
+def test_a_damaged_wake_word_folder_is_named_in_one_line(tmp_path, detector, named):
+    """A wake-word model's folder (`tinydrift wakeword export`) as --model-dir: a detector.json
+    that cannot be read is refused by name, before any work."""
+    db, _ = make_drift_db(tmp_path)
+    folder = tmp_path / "okay_nabu"
+    folder.mkdir()
+    (folder / "detector.json").write_text(detector)
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--model-dir", str(folder)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and len(lines) == 1 and named in lines[0], result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r" / "index.html").exists()

@@ -8,6 +8,10 @@
       reference.json       the headers' JSON twin: name, hash, labels, monitor config, checks
       README.md            the model card                            (all three: tinydrift export)
 
+    A streaming detector's folder (a microWakeWord model) holds, instead of the JSON above:
+      detector.json        name, hash, wake word, cutoff, window    (tinydrift wakeword export)
+      monitor.json         the calibrated monitor config             (tinydrift wakeword calibrate)
+
 Every command that reads or writes one of these goes through `ModelDir`, so a name is spelled
 once and a missing or damaged file is reported the same way everywhere.
 """
@@ -28,6 +32,8 @@ TRAINING_JSON = "training.json"
 INT8_MODEL = "model_int8.tflite"
 INCLUDE_DIR = "include"
 REFERENCE_JSON = "reference.json"
+DETECTOR_JSON = "detector.json"
+MONITOR_JSON = "monitor.json"
 MODEL_CARD = "README.md"
 HASH_BYTES = 32  # SHA-256: the device's HELLO and STATUS frames carry all of it
 ID_BYTES = 8  # its first bytes: what each INFERENCE frame carries
@@ -73,6 +79,19 @@ class ModelDir:
     @property
     def reference_json(self) -> Path:
         return self.path / REFERENCE_JSON
+
+    @property
+    def detector_json(self) -> Path:
+        return self.path / DETECTOR_JSON
+
+    @property
+    def monitor_json(self) -> Path:
+        return self.path / MONITOR_JSON
+
+    @property
+    def is_detector(self) -> bool:
+        """A streaming detector's folder (`tinydrift wakeword export`), not a classifier's."""
+        return self.detector_json.is_file() and not self.reference_json.is_file()
 
     @property
     def model_card(self) -> Path:
@@ -144,6 +163,19 @@ class ModelDir:
         """The one message for a tampered or outdated file of this folder: which file, which key, the remedy."""
         return TinydriftError(f"{path}: {key} {why}; regenerate it with `tinydrift export --model {self.path}`")
 
+    def detector(self) -> dict:
+        """detector.json, checked: name, model_hash, wake_word, probability_cutoff (uint8, as the
+        device compares), sliding_window, feature_step_ms."""
+        data = self._read_json(self.detector_json, required=True)
+        problem = _detector_problem(data)
+        if problem:
+            raise TinydriftError(f"{self.detector_json}: {problem[0]} {problem[1]}; regenerate it with "
+                                 f"`tinydrift wakeword export MODEL --out {self.path}`")
+        return data
+
+    def write_detector(self, data: dict) -> None:
+        write_text(self.detector_json, json.dumps(data, indent=1))
+
     def write_reference(self, data: dict) -> None:
         write_text(self.reference_json, json.dumps(data, indent=1))
         self._reference = None
@@ -164,7 +196,8 @@ class ModelDir:
 
     @property
     def model_hash(self) -> bytes:
-        return bytes.fromhex(self.reference()["model_hash"])
+        source = self.detector() if self.is_detector else self.reference()
+        return bytes.fromhex(source["model_hash"])
 
     @property
     def model_id(self) -> bytes:
@@ -172,10 +205,25 @@ class ModelDir:
 
     @property
     def labels(self) -> list[str]:
+        """The class names; a detector's monitor hears two classes, [1 - p, p]."""
+        if self.is_detector:
+            wake_word = self.detector()["wake_word"]
+            return [f"not {wake_word}", wake_word]
         return list(self.reference()["labels"])
+
+    @property
+    def has_monitor(self) -> bool:
+        """False for a detector's folder that `tinydrift wakeword calibrate` has not completed."""
+        return not self.is_detector or self.monitor_json.is_file()
 
     def monitor_config(self) -> dict:
         """The monitor config as JSON (MonitorConfig.from_dict makes the object)."""
+        if self.is_detector:
+            data = self._read_json(self.monitor_json, required=False)
+            if not isinstance(data.get("monitor_config"), dict):
+                raise TinydriftError(f"{self.path}: no calibrated monitor in {MONITOR_JSON}; run "
+                                     f"`tinydrift wakeword calibrate MODEL --out {self.path}`")
+            return data["monitor_config"]
         return self.reference()["monitor_config"]
 
     def _read_json(self, path: Path, *, required: bool) -> dict:
@@ -185,7 +233,8 @@ class ModelDir:
             if not required:
                 return {}
             self.require()
-            raise TinydriftError(f"{path} not found: run `tinydrift export --model {self.path}` first") from None
+            raise TinydriftError(f"{path} not found: run `tinydrift export --model {self.path}` first (a wake-word "
+                                 f"model's folder: `tinydrift wakeword export MODEL --out {self.path}`)") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise TinydriftError(f"{path} is not readable JSON ({exc}); regenerate it") from None
         if not isinstance(data, dict):
@@ -196,6 +245,28 @@ class ModelDir:
 def _is_number(value, low: float, high: float) -> bool:
     return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             and low <= value <= high)
+
+
+def _detector_problem(data: dict) -> tuple[str, str] | None:
+    """(key, what is wrong) for the first field of detector.json a reader could trip on, or None."""
+    missing = [key for key in ("name", "model_hash", "wake_word", "probability_cutoff", "sliding_window",
+                               "feature_step_ms") if key not in data]
+    if missing:
+        return ", ".join(missing), "missing"
+    if not (isinstance(data["name"], str) and C_NAME.fullmatch(data["name"])):
+        return "name", f"{data['name']!r} is not a C name (lower-case letters, digits, '_')"
+    try:
+        if len(bytes.fromhex(data["model_hash"])) != HASH_BYTES:
+            return "model_hash", f"is not {2 * HASH_BYTES} hex digits"
+    except (TypeError, ValueError):
+        return "model_hash", "is not hex"
+    if not (isinstance(data["wake_word"], str) and data["wake_word"]):
+        return "wake_word", "is not a phrase"
+    for key, low, high in (("probability_cutoff", 0, 255), ("sliding_window", 1, 255), ("feature_step_ms", 1, 1000)):
+        value = data[key]
+        if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            return key, f"is not a whole number in {low}..{high}"
+    return None
 
 
 def _reference_problem(data: dict) -> tuple[str, str] | None:

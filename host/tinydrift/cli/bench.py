@@ -177,12 +177,14 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     Per model: espeak-ng sessions of a voice satellite's room (talkers, everyday phrases,
     room noise, the wake phrase in one utterance of ten), then the same sessions with room
     noise and babble at several SNRs, reverberation and far field, gain, a band-limited,
-    clipping or dead microphone, and sessions spoken by other languages' voices. Reports
+    clipping, dead, stuck or DC-offset microphone, and sessions spoken by other languages'
+    voices. Reports
     false rejects per 100 wake phrases and false accepts per hour (ESPHome's decision rule
     on TFLite Micro, as the device app's twin computes it) with their 95 % intervals and
     the hours measured; the generated C's mismatches against TFLite Micro over the in-domain
     streaming steps; and for the calibrated model (okay_nabu) the monitor's false-alarm run
-    length, detection rate and median delay per scenario. Audio, the monitor's calibration
+    length, detection rate, median delay and alarm types per scenario (with sensor health
+    on the audio, as the device runs it). Audio, the monitor's calibration
     and each scenario's run are cached in OUT. Figures to read: the exit code is 0 unless
     the run fails.
 

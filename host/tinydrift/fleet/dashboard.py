@@ -2,11 +2,12 @@
 
     /                the fleet at a glance: each device's model, boot, when it was last heard,
                      its alarm state and types and its estimated accuracy (from its latest
-                     INFERENCE or HEARTBEAT), drifting devices first; and the alarm map: per
-                     hour, how many devices show each alarm type, so a type that is rising
-                     across the fleet stands out
+                     INFERENCE or HEARTBEAT), a streaming detector's wakes, drifting devices
+                     first; and the alarm map: per hour, how many devices show each alarm
+                     type, so a type that is rising across the fleet stands out
     /device/<id>     one device: its estimated accuracy over its inferences, where each alarm
-                     type latched, and what the collectors found odd about it
+                     type latched, a detector's latest wakes, and what the collectors found
+                     odd about it
 
 Pages are rendered on the server (no script, nothing fetched from elsewhere) and refresh
 themselves. Each request opens its own read-only connection, so a database that restarts
@@ -27,6 +28,7 @@ from typing import Callable
 
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.mqtt import FLEET_EXTRA
+from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import from_int64, to_int64
 
@@ -37,15 +39,18 @@ MAP_HOURS = 24
 TIMELINE_FRAMES = 2000  # the newest frames of one device the timeline draws
 LATCHED = (1 << len(P.ALARM_NAMES)) - 1
 STATE_TYPES = (int(P.FrameType.INFERENCE), int(P.FrameType.HEARTBEAT))  # frames that carry alarms and accuracy
+WAKES_SHOWN = 50  # a detector's newest wakes its page lists
 
 OVERVIEW_SQL = """
 SELECT d.device_id, d.fleet, d.model_id, d.boot_count, d.last_seen, d.frames,
-       s.alarm_bits, s.accuracy, s.received_at
+       s.alarm_bits, s.accuracy, s.received_at, w.wakes
 FROM devices d
 LEFT JOIN LATERAL (
     SELECT alarm_bits, accuracy, received_at FROM frames f
     WHERE f.device_id = d.device_id AND f.type = ANY(%(types)s)
     ORDER BY f.received_at DESC LIMIT 1) s ON true
+LEFT JOIN LATERAL (
+    SELECT count(*) AS wakes FROM frames f WHERE f.device_id = d.device_id AND f.wake) w ON true
 WHERE %(fleet)s::text IS NULL OR d.fleet = %(fleet)s
 ORDER BY coalesce(s.alarm_bits, 0) & %(latched)s = 0, d.device_id
 """
@@ -56,6 +61,13 @@ FROM frames
 WHERE type = ANY(%(types)s) AND received_at > (SELECT max(received_at) FROM frames) - make_interval(hours => %(hours)s)
   AND (%(fleet)s::text IS NULL OR fleet = %(fleet)s)
 GROUP BY 1 ORDER BY 1
+"""
+WAKES_SQL = """
+SELECT * FROM (
+    SELECT received_at, boot_count, inference_index, stream_position, window_mean FROM frames
+    WHERE device_id = %(device)s AND wake
+    ORDER BY received_at DESC LIMIT %(limit)s) newest
+ORDER BY received_at
 """
 TIMELINE_SQL = """
 SELECT * FROM (
@@ -76,6 +88,7 @@ class DeviceRow:
     frames: int
     alarm_bits: int | None
     accuracy: float | None
+    wakes: int = 0  # a streaming detector's detections (DETECTION frames with WAKE)
 
     @property
     def state(self) -> str:
@@ -105,7 +118,7 @@ class FleetView:
     def devices(self) -> list[DeviceRow]:
         rows = self.conn.execute(OVERVIEW_SQL, {"types": list(STATE_TYPES), "fleet": self.fleet,
                                                 "latched": LATCHED}).fetchall()
-        return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7]) for r in rows]
+        return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7], r[9]) for r in rows]
 
     def alarm_map(self, hours: int = MAP_HOURS) -> list[tuple[datetime, list[int]]]:
         """Per hour (the newest `hours` hours with frames): devices showing each alarm type latched."""
@@ -118,6 +131,10 @@ class FleetView:
     def timeline(self, device_id: int) -> list[tuple]:
         return self.conn.execute(TIMELINE_SQL, {"device": to_int64(device_id), "types": list(STATE_TYPES),
                                                 "limit": TIMELINE_FRAMES}).fetchall()
+
+    def wakes(self, device_id: int) -> list[tuple]:
+        """A detector's newest wakes: (received_at, boot_count, inference_index, stream_position, window_mean)."""
+        return self.conn.execute(WAKES_SQL, {"device": to_int64(device_id), "limit": WAKES_SHOWN}).fetchall()
 
     def events(self, device_id: int) -> list[tuple]:
         return self.conn.execute("SELECT at, kind, detail FROM device_events WHERE device_id = %s ORDER BY at",
@@ -162,10 +179,10 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
             f"<td><a href='/device/{name}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"
             f"<td>{d.boot_count}</td><td>{_when(d.last_seen)}</td><td class='state'>{d.state}</td>"
             f"<td class='alarms'>{' '.join(alarm_types(d.alarm_bits)) or '-'}</td>"
-            f"<td class='accuracy'>{accuracy}</td><td>{d.frames:,}</td></tr>")
+            f"<td class='accuracy'>{accuracy}</td><td class='wakes'>{d.wakes:,}</td><td>{d.frames:,}</td></tr>")
     devices_table = ("<table id='devices'><tr><th>device</th><th>fleet</th><th>model</th><th>boot</th>"
                      "<th>last seen (UTC)</th><th>state</th><th>alarms latched</th><th>estimated accuracy</th>"
-                     f"<th>frames</th></tr>{''.join(rows)}</table>")
+                     f"<th>wakes</th><th>frames</th></tr>{''.join(rows)}</table>")
     head = "".join(f"<th>{name}</th>" for name in P.ALARM_NAMES)
     map_rows = []
     for i, (hour, counts) in enumerate(alarm_map):
@@ -183,10 +200,20 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
     return _page("tinydrift fleet", body)
 
 
-def device_page(device_id: int, timeline: list[tuple], events: list[tuple]) -> bytes:
+def _wakes_table(wakes: list[tuple]) -> str:
+    if not wakes:
+        return ""
+    rows = "".join(f"<tr><td>{_when(at)}</td><td>{boot}</td><td>{index}</td><td>{position / SAMPLE_RATE:.2f}</td>"
+                   f"<td>{mean:.2f}</td></tr>" for at, boot, index, position, mean in wakes)
+    return (f"<h2>Wake events (the newest {WAKES_SHOWN})</h2><table id='wakes'><tr><th>received (UTC)</th><th>boot</th>"
+            f"<th>inference</th><th>stream position (s)</th><th>window mean</th></tr>{rows}</table>")
+
+
+def device_page(device_id: int, timeline: list[tuple], events: list[tuple], wakes: list[tuple] = ()) -> bytes:
     name = f"{device_id:016x}"
     if not timeline:
-        return _page(f"device {name}", "<p>No INFERENCE or HEARTBEAT frames from this device yet.</p>")
+        return _page(f"device {name}", "<p>No INFERENCE or HEARTBEAT frames from this device yet.</p>"
+                                       + _wakes_table(list(wakes)))
     width, height, pad = 800, 240, 30
     first, last = timeline[0][0], timeline[-1][0]
     span = max((last - first).total_seconds(), 1e-9)
@@ -223,7 +250,7 @@ def device_page(device_id: int, timeline: list[tuple], events: list[tuple]) -> b
                   for at, kind, detail in events)
     events_table = f"<h2>Found odd</h2><table id='events'>{odd}</table>" if odd else ""
     return _page(f"device {name}", f"<p><a href='/'>the fleet</a></p>{svg}<h2>Alarms</h2>{latched_table}"
-                                    f"{events_table}")
+                                    f"{_wakes_table(list(wakes))}{events_table}")
 
 
 # ---------------------------------------------------------------------------- server
@@ -250,7 +277,8 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                         body = overview_page(view.devices(), view.alarm_map())
                     else:
                         device_id = int(device.group(1), 16)
-                        body = device_page(device_id, view.timeline(device_id), view.events(device_id))
+                        body = device_page(device_id, view.timeline(device_id), view.events(device_id),
+                                           view.wakes(device_id))
                 finally:
                     view.close()
             except Exception as exc:  # noqa: BLE001 (a database that went away mid-page: the same page)

@@ -9,8 +9,9 @@ received_at once, when the frame enters its outbox, so every copy of a frame car
 one, and a copy delivered again is dropped by ON CONFLICT DO NOTHING.
 
 INFERENCE and HEARTBEAT frames are also decoded into columns (the accuracy estimate,
-confidence and entropy in plain units, so both kinds read alike); `raw` keeps the packet, so
-any column can be rebuilt. `devices` holds each board's latest identity and when it was last
+confidence and entropy in plain units, so both kinds read alike), and so are a streaming
+detector's DETECTION frames (its probability, the window's mean, whether it woke); `raw`
+keeps the packet, so any column can be rebuilt. `devices` holds each board's latest identity and when it was last
 heard; `device_events` what a collector found odd: a HELLO contradicting the one before, a
 model no --model-dir names.
 """
@@ -85,6 +86,13 @@ CREATE INDEX device_events_by_device ON device_events (device_id, at);
     (3, "frames_by_device_and_time: one device's latest state and timeline (the dashboard)", """
 CREATE INDEX frames_by_device_and_time ON frames (device_id, received_at);
 """),
+    (4, "a streaming detector's DETECTION frames: probability, window mean, wake, stream position", """
+ALTER TABLE frames ADD COLUMN probability real,          -- DETECTION: 0..1
+                   ADD COLUMN window_mean real,          -- DETECTION: the sliding window's mean, 0..1
+                   ADD COLUMN wake boolean,              -- DETECTION: a detection
+                   ADD COLUMN stream_position bigint;    -- DETECTION: samples into its stream
+CREATE INDEX frames_wakes ON frames (device_id, received_at) WHERE wake;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x7464_6D69  # pg_advisory_xact_lock keys: one migrator at a time,
@@ -93,8 +101,9 @@ _PARTITION_LOCK = 0x7464_7061  # one creator of a partition at a time
 FRAME_COLUMNS = ("device_id", "boot_count", "seq", "received_at", "fleet", "type", "model_id", "known_model",
                  "raw", "inference_index", "alarm_bits", "alarm_index", "change_index", "moved_channels",
                  "accuracy", "confidence", "entropy", "predicted_class", "scores", "uptime_ms", "window_size",
-                 "latch_delay", "cusum_max", "class_share")
+                 "latch_delay", "cusum_max", "class_share", "probability", "window_mean", "wake", "stream_position")
 _NONE = (None,) * (len(FRAME_COLUMNS) - 9)
+_NO_DETECTION = (None,) * 4
 
 
 def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
@@ -106,11 +115,14 @@ def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
     if f.TYPE is P.FrameType.INFERENCE:
         return head + (f.inference_index, f.alarm_bits, f.alarm_index, f.change_index, to_int64(f.moved_channels),
                        f.atc / 65536.0, f.confidence / 256.0, f.entropy / 65536.0, f.predicted_class,
-                       list(f.scores), None, None, None, None, None)
+                       list(f.scores), None, None, None, None, None) + _NO_DETECTION
     if f.TYPE is P.FrameType.HEARTBEAT:
         return head + (f.inference_index, f.alarm_bits, f.alarm_index, f.change_index, to_int64(f.moved_channels),
                        f.atc / 256.0, f.mean_confidence / 256.0, f.mean_entropy / 4096.0, None, None,
-                       f.uptime_ms, f.window, list(f.latch_delay), list(f.cusum_max), list(f.class_share))
+                       f.uptime_ms, f.window, list(f.latch_delay), list(f.cusum_max), list(f.class_share)) + _NO_DETECTION
+    if f.TYPE is P.FrameType.DETECTION:
+        return head + (f.inference_index,) + (None,) * 14 + (f.probability / 256.0, f.window_mean / 256.0, f.wake,
+                                                              f.stream_position)
     return head + _NONE
 
 
@@ -178,8 +190,14 @@ class FleetStore:
                                  "give the fleet a database of its own") from None
         except psycopg.OperationalError as exc:
             raise StoreDown(_first_line(exc)) from None
-        c.execute("CREATE TEMP TABLE IF NOT EXISTS staging AS SELECT "
-                  f"{', '.join(FRAME_COLUMNS)} FROM frames WITH NO DATA")
+        # A store migrated to an older target (an older collector, in the upgrade's test)
+        # writes the columns that schema has.
+        present = {r[0] for r in c.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_name = 'frames' AND table_schema = current_schema()")}
+        self._columns = [i for i, name in enumerate(FRAME_COLUMNS) if name in present]
+        names = ", ".join(FRAME_COLUMNS[i] for i in self._columns)
+        c.execute("DROP TABLE IF EXISTS pg_temp.staging")
+        c.execute(f"CREATE TEMP TABLE staging AS SELECT {names} FROM frames WITH NO DATA")
         c.commit()
         return found
 
@@ -204,13 +222,13 @@ class FleetStore:
         known = (lambda m: None) if known_models is None else (lambda m: m in known_models)
         rows = [frame_row(fleet, e, known(e.identity.model_id)) for e in envelopes]
         c = self.conn
+        names = ", ".join(FRAME_COLUMNS[i] for i in self._columns)
         with c.transaction():
             self._ensure_partitions({r[3].date() for r in rows})
             c.execute("TRUNCATE staging")
-            with c.cursor().copy(f"COPY staging ({', '.join(FRAME_COLUMNS)}) FROM STDIN") as copy:
+            with c.cursor().copy(f"COPY staging ({names}) FROM STDIN") as copy:
                 for row in rows:
-                    copy.write_row(row)
-            names = ", ".join(FRAME_COLUMNS)
+                    copy.write_row([row[i] for i in self._columns])
             inserted = c.execute(f"INSERT INTO frames ({names}) SELECT {names} FROM staging "
                                  "ON CONFLICT DO NOTHING RETURNING device_id").fetchall()
             result.inserted = len(inserted)

@@ -103,8 +103,8 @@ class LinkTracker:
 
     def _check_model(self, frame: P.Frame, now: float, session_id: int, events: list) -> bool:
         seq = frame.seq
-        if frame.TYPE is P.FrameType.INFERENCE:
-            ident, source = frame.model_id, "inference"
+        if frame.TYPE in (P.FrameType.INFERENCE, P.FrameType.DETECTION):
+            ident, source = frame.model_id, frame.TYPE.name.lower()
         elif frame.TYPE in (P.FrameType.HELLO, P.FrameType.STATUS):
             ident, source = frame.model_hash, frame.TYPE.name.lower()
         else:

@@ -1,6 +1,7 @@
 """`tinydrift monitor`: a live terminal view of a capture (rich): the latest scores against
-their thresholds, the alarm state and the link counts. It reads the capture database, so it
-can follow a `capture` running elsewhere; given a port it runs the capture itself."""
+their thresholds, the alarm state and the link counts, and a streaming detector's wakes. It
+reads the capture database, so it can follow a `capture` running elsewhere; given a port it
+runs the capture itself."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -18,11 +19,35 @@ from rich.table import Table
 from rich.text import Text
 
 from tinydrift.errors import TinydriftError
+from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import AlarmSeverity, DbSummary, ModelInfo, check_model_matches, latest_frame, load_model_info, open_db, read_summary, recent_text
 
 NO_LEVEL = 1 << 30
 DEFAULT_FRAC_BITS = 12
+
+
+@dataclass
+class WakeTally:
+    """A streaming detector's DETECTION frames counted so far: read on from the last one seen
+    at each refresh, so a long capture is never read again from the start."""
+
+    last_id: int = 0
+    frames: int = 0
+    wakes: int = 0
+    latest: P.Detection | None = None
+    last_wake: P.Detection | None = None
+
+    def update(self, conn: sqlite3.Connection) -> "WakeTally":
+        rows = conn.execute("SELECT id, raw FROM frames WHERE type=? AND foreign_model=0 AND id > ? ORDER BY id",
+                            (int(P.FrameType.DETECTION), self.last_id)).fetchall()
+        for row_id, raw in rows:
+            frame = P.parse_packet(raw)
+            self.last_id, self.frames, self.latest = row_id, self.frames + 1, frame
+            if frame.wake:
+                self.wakes += 1
+                self.last_wake = frame
+        return self
 
 
 @dataclass
@@ -39,12 +64,14 @@ class Snapshot:
     rate: float  # inference frames per second over the last 10 s
     accuracy_before: float | None = None  # the device's estimate just before its change point
     heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
+    detections: WakeTally = field(default_factory=WakeTally)  # a streaming detector's frames and wakes
 
 
 def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
-                  before_cache: dict[int, float | None] | None = None) -> Snapshot:
+                  before_cache: dict[int, float | None] | None = None, wakes: WakeTally | None = None) -> Snapshot:
     """The view's data now. `before_cache` keeps the accuracy estimate found before each
-    change point between refreshes: finding it walks back over every frame since."""
+    change point between refreshes: finding it walks back over every frame since; `wakes`
+    the detector frames counted so far."""
     summary = read_summary(conn)
     hello = latest_frame(conn, P.FrameType.HELLO)
     last = latest_frame(conn, P.FrameType.INFERENCE)
@@ -67,7 +94,7 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
     n_scores = hello.n_scores if hello else (5 if last else 0)
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
                     n_scores, model.labels if model else None, recent_text(conn, 5), rate, accuracy_before,
-                    latest_frame(conn, P.FrameType.HEARTBEAT))
+                    latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn))
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -129,6 +156,17 @@ def render(snap: Snapshot) -> Group:
         link.add_row("prediction", f"{label}  confidence {last.confidence / 256:.0%}  entropy {last.entropy / 65536:.2f} nats")
         link.add_row("ATC accuracy", f"{last.atc / 65536:.1%}")
         link.add_row("moved channels", ", ".join(map(str, moved)) if moved else "none")
+    tally = snap.detections
+    if tally.frames:
+        detection = tally.latest
+        cooling = ", cooling" if detection.flags & P.DETECTION_FLAG_COOLING else ""
+        link.add_row("detector", f"inference {detection.inference_index}: probability {detection.probability / 256:.2f}, "
+                     f"window mean {detection.window_mean / 256:.2f}{cooling}")
+        woke = Text(f"{tally.wakes} in {tally.frames} detector frames", style="bold" if tally.wakes else "")
+        if tally.last_wake is not None:
+            woke.append(f"; the last at inference {tally.last_wake.inference_index} "
+                        f"({tally.last_wake.stream_position / SAMPLE_RATE:.1f} s into its stream)")
+        link.add_row("wakes", woke)
     link.add_row("frames", f"{s.frames}  (inferences {s.inference_frames})")
     link.add_row("lost / corrupt / foreign", f"{s.lost} / {s.corrupt} / {s.foreign}")
     link.add_row("restarts / reopens", f"{s.restarts} / {s.reopens}")
@@ -144,7 +182,8 @@ def render(snap: Snapshot) -> Group:
         link.add_row("heartbeat", f"inference {beat.inference_index}, last {beat.window}: "
                      f"{', '.join(P.alarm_names(beat.alarm_bits)) or 'no alarm'}, mostly {top_name} "
                      f"({beat.class_share[top] / 255:.0%}), confidence {beat.mean_confidence / 256:.0%}")
-    parts = [scores if snap.last is not None else Text("no inference frames yet", style="dim"),
+    idle = "no monitor on this detector: wakes below" if tally.frames else "no inference frames yet"
+    parts = [scores if snap.last is not None else Text(idle, style="dim"),
              Panel(link, title="alarm and link", expand=False)]
     if snap.text:
         parts.append(Panel("\n".join(snap.text), title="device text", expand=False, style="dim"))
@@ -196,14 +235,15 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
             return snap
         started = time.monotonic()
         before_cache: dict[int, float | None] = {}
-        snap = take_snapshot(conn, model, before_cache)
+        wakes = WakeTally()
+        snap = take_snapshot(conn, model, before_cache, wakes)
         with Live(render(snap), console=console, refresh_per_second=max(1, int(1 / refresh))) as live:
             try:
                 while duration is None or time.monotonic() - started < duration:
                     time.sleep(refresh)
                     if failure:
                         raise failure[0]
-                    snap = take_snapshot(conn, model, before_cache)
+                    snap = take_snapshot(conn, model, before_cache, wakes)
                     live.update(render(snap))
             except KeyboardInterrupt:
                 pass

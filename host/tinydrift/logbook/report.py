@@ -5,7 +5,9 @@ the label-free accuracy estimate (ATC); confidence and entropy. Thresholds come 
 model directory's JSON when given, else from the device's last HELLO. Where the truth of a
 test stream is known (`--truth`: where the shift began and the true label of each
 inference), it is marked beside what the device saw: the true shift, the alarm's delay, and
-the true accuracy beside the estimate.
+the true accuracy beside the estimate. A streaming detector's DETECTION frames (a wake-word
+model) add its probability and sliding-window mean against the cutoff, and a table of its
+wake events.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import html
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -25,7 +27,8 @@ import numpy as np  # noqa: E402
 from tinydrift.atomic import atomic_path, write_text  # noqa: E402
 from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, load_model_info, open_db, read_inferences, read_summary  # noqa: E402
+from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, load_model_info, open_db, read_detections, read_inferences, read_summary  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -39,6 +42,7 @@ class Thresholds:
     frac_bits: int
     n_scores: int | None
     source: str
+    detector: dict | None = None  # a streaming detector's parameters (detector.json), from --model-dir
 
 
 @dataclass
@@ -107,12 +111,24 @@ def _true_correct(truth: Truth, data: dict) -> np.ndarray | None:
 
 
 @dataclass
+class WakeEvent:
+    """One detection of a streaming detector, as its DETECTION frame reported it."""
+
+    inference_index: int
+    stream_seconds: float  # where in its stream (since boot, or since a replayed clip's START)
+    window_mean: int  # the sliding window's mean probability, 1/256
+    received_at: float  # Unix s
+
+
+@dataclass
 class ReportResult:
     out_dir: Path
     files: list[Path]
     summary: DbSummary
     inference_frames: int
     severities: list[AlarmSeverity]
+    detection_frames: int = 0
+    wakes: list[WakeEvent] = field(default_factory=list)
 
     def line(self) -> str:
         s = self.summary
@@ -120,8 +136,40 @@ class ReportResult:
                  if s.first_alarm else "no alarm")
         if self.severities:
             alarm += f": {self.severities[0].impact()}"
-        return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences), "
-                f"{s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
+        detections = (f", {self.detection_frames} detector frames with {len(self.wakes)} wakes"
+                      if self.detection_frames else "")
+        return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences"
+                f"{detections}), {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
+
+
+def _wake_events(detections: dict) -> list[WakeEvent]:
+    return [WakeEvent(int(detections["inference_index"][i]), detections["stream_position"][i] / SAMPLE_RATE,
+                      int(detections["window_mean"][i]), float(detections["received_at"][i]))
+            for i in np.flatnonzero(detections["wake"])]
+
+
+def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path) -> Path:
+    """The detector's probability and its window's mean over the inferences, the cutoff, and
+    each wake marked."""
+    index = detections["inference_index"]
+    n = len(index)
+    monotonic = n < 2 or bool(np.all(np.diff(index) > 0))
+    x = index.astype(np.float64) if monotonic else np.arange(n, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    ax.plot(x, detections["probability"] / 256.0, lw=0.6, color="#9ecae1", label="probability")
+    ax.plot(x, detections["window_mean"] / 256.0, lw=1.2, color="#1f77b4", label="sliding-window mean")
+    if thresholds.detector is not None:
+        ax.axhline(thresholds.detector["probability_cutoff"] / 256.0, color="#d62728", ls="--", lw=1, label="cutoff")
+    for k, at in enumerate(x[detections["wake"]]):
+        ax.axvline(at, color="#2ca02c", lw=1.2, alpha=0.8, label="wake" if k == 0 else None)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("wake-word probability")
+    ax.set_xlabel("inference index" if monotonic else "inference (arrival order; the device restarted)")
+    ax.set_title("Streaming detector: probability, sliding-window mean and wakes")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7, ncol=4)
+    fig.tight_layout()
+    return _save(fig, out_dir / "detections.png")
 
 
 def _thresholds(conn, model_dir) -> Thresholds:
@@ -132,10 +180,14 @@ def _thresholds(conn, model_dir) -> Thresholds:
         info = load_model_info(model_dir)
         check_model_matches(conn, info)
         if info.warning_thresholds or info.drift_thresholds:
-            return Thresholds(info.warning_thresholds, info.drift_thresholds, frac, n_scores, f"model dir {model_dir}")
+            return Thresholds(info.warning_thresholds, info.drift_thresholds, frac, n_scores, f"model dir {model_dir}",
+                              info.detector)
+        detector = info.detector
+    else:
+        detector = None
     if hello is not None:
-        return Thresholds(hello.warning_thresholds, hello.drift_thresholds, frac, n_scores, "device HELLO")
-    return Thresholds(None, None, frac, n_scores, "none known")
+        return Thresholds(hello.warning_thresholds, hello.drift_thresholds, frac, n_scores, "device HELLO", detector)
+    return Thresholds(None, None, frac, n_scores, "none known", detector)
 
 
 def _alarm_onsets(alarm_bits: np.ndarray, x: np.ndarray) -> list[tuple[float, str, int]]:
@@ -251,16 +303,34 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
         fig.tight_layout()
         files.append(_save(fig, out_dir / "confidence.png"))
 
+    detections = read_detections(conn)
+    wakes = _wake_events(detections)
+    if len(detections["id"]):
+        files.append(_plot_detections(detections, thresholds, out_dir))
+
     files.append(out_dir / "index.html")
     truth_rows = _truth_rows(truth, data, summary, monotonic or n == 1) if truth is not None else []
     severities = alarm_severity(data) if n else []
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
-                                             severities))
-    return ReportResult(out_dir, files, summary, n, severities)
+                                             severities, len(detections["id"]), wakes))
+    return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes)
+
+
+def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
+    if not detection_frames:
+        return ""
+    if not wakes:
+        return f"<h2>Wake events</h2><p id='wakes'>None in {detection_frames} detector frames.</p>"
+    rows = "".join(f"<tr><td>{w.inference_index}</td><td>{w.stream_seconds:.2f}</td><td>{w.window_mean / 256:.2f}</td>"
+                   f"<td>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(w.received_at)))}</td></tr>"
+                   for w in wakes)
+    return ("<h2>Wake events</h2><table id='wakes'><tr><th>inference</th><th>stream position (s)</th>"
+            f"<th>window mean</th><th>received</th></tr>{rows}</table>")
 
 
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x,
-          truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity]) -> str:
+          truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
+          wakes: list[WakeEvent] = ()) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
@@ -269,6 +339,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("capture database", str(db_path)), ("sessions", s.sessions), ("frames", s.frames),
         ("inference frames (this model)", n), ("lost frames (sequence gaps)", s.lost),
         ("corrupt frames", s.corrupt), ("foreign-model frames", s.foreign), ("text lines", s.text_lines),
+        *((("detector frames (DETECTION)", detection_frames), ("wakes", len(wakes))) if detection_frames else ()),
         ("device restarts", s.restarts), ("port reopens", s.reopens),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
@@ -278,7 +349,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
     table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     figures = "\n".join(f'<figure><img src="{esc(p.name)}" alt="{esc(p.stem)}"></figure>' for p in images)
     if not images:
-        figures = "<p>No inference frames from the expected model in this database: nothing to plot.</p>"
+        figures = "<p>No inference or detector frames from the expected model in this database: nothing to plot.</p>"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tinydrift report</title>
 <style>body{{font-family:sans-serif;max-width:1150px;margin:2em auto;color:#222}}
@@ -292,6 +363,7 @@ and are left out of the plots.</p>
 <table>
 {table}
 </table>
+{_wakes_html(detection_frames, list(wakes))}
 {figures}
 </body></html>
 """

@@ -133,6 +133,8 @@ def frame_row(session_id: int, received_at: float, frame: P.Frame, foreign: bool
                 f.inference_index, f.predicted_class, f.confidence, f.alarm_bits, f.entropy, f.atc,
                 to_int64(f.moved_channels), f.change_index, f.alarm_index, *f.scores)
     model = getattr(frame, "model_hash", None)
+    if model is None:
+        model = getattr(frame, "model_id", None)  # DETECTION names its model as INFERENCE does
     return (session_id, received_at, frame.seq, int(frame.TYPE), int(foreign), frame.raw,
             model.hex() if model is not None else None, *_NO_INFERENCE)
 
@@ -404,6 +406,25 @@ def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> 
     return out
 
 
+DETECTION_FIELDS = ("inference_index", "probability", "window_mean", "flags", "stream_position")
+
+
+def read_detections(conn: sqlite3.Connection, include_foreign: bool = False) -> dict[str, np.ndarray]:
+    """A streaming detector's DETECTION frames as arrays in arrival order (id, seq,
+    received_at and the frame's fields, decoded from the stored packet); `wake` marks the
+    detections."""
+    where = "type=?" + ("" if include_foreign else " AND foreign_model=0")
+    rows = conn.execute(f"SELECT id, seq, received_at, raw FROM frames WHERE {where} ORDER BY id",
+                        (int(P.FrameType.DETECTION),)).fetchall()
+    frames = [P.parse_packet(r[3]) for r in rows]
+    out = {"id": np.array([r[0] for r in rows], np.int64), "seq": np.array([r[1] for r in rows], np.int64),
+           "received_at": np.array([r[2] for r in rows], np.float64)}
+    for name in DETECTION_FIELDS:
+        out[name] = np.array([getattr(f, name) for f in frames], np.int64)
+    out["wake"] = (out["flags"] & P.DETECTION_FLAG_WAKE) != 0
+    return out
+
+
 # Below this many points, an alarm's estimated accuracy impact is within what the estimate
 # wanders on its own: the shift is reported as harmless so far.
 HARMLESS_POINTS = 2.0
@@ -473,7 +494,7 @@ def latest_frame(conn: sqlite3.Connection, frame_type: P.FrameType, include_fore
 def check_model_matches(conn: sqlite3.Connection, model: "ModelInfo") -> None:
     """Refuse a model folder whose hash is not the one the captured device reports (its
     latest HELLO or INFERENCE frame): its thresholds and labels would describe another model."""
-    for frame_type in (P.FrameType.HELLO, P.FrameType.INFERENCE):
+    for frame_type in (P.FrameType.HELLO, P.FrameType.INFERENCE, P.FrameType.DETECTION):
         frame = latest_frame(conn, frame_type, include_foreign=True)
         if frame is None:
             continue
@@ -501,6 +522,7 @@ class ModelInfo:
     drift_thresholds: tuple[int, ...] | None
     labels: list[str] | None
     source: Path
+    detector: dict | None = None  # a streaming detector's detector.json: its wake word, cutoff, window
 
 
 def _pad(values) -> tuple[int, ...]:
@@ -509,12 +531,16 @@ def _pad(values) -> tuple[int, ...]:
 
 
 def load_model_info(model_dir: str | Path) -> ModelInfo:
-    """Hash, thresholds and labels of an exported model folder (its reference.json)."""
+    """Hash, thresholds and labels of an exported model folder (its reference.json; a
+    streaming detector's detector.json and, once calibrated, monitor.json)."""
     folder = ModelDir(model_dir).require()
+    detector = folder.detector() if folder.is_detector else None
+    if not folder.has_monitor:
+        return ModelInfo(folder.model_hash, None, None, folder.labels, folder.path, detector)
     config = folder.monitor_config()
     try:
         warning, drift = _pad(config["score_warning"]), _pad(config["score_drift"])
     except (KeyError, TypeError, ValueError) as exc:
         raise TinydriftError(f"{folder.reference_json}: monitor_config has no usable score_warning/score_drift "
                              f"({exc}); regenerate it with `tinydrift export --model {folder.path}`") from None
-    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path)
+    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector)

@@ -26,7 +26,9 @@ def measure_detection(
 ) -> dict:
     """Run n_streams streams of `change_at` no-drift inferences (bootstrap of `before`)
     followed by up to `max_delay` drifted ones (bootstrap of `after`); each data set is a
-    dict with summaries, probs and groups. Reports, over streams, the first latched alarm:
+    dict with summaries, probs and groups, and optionally sensor_conditions [n, blocks]: the
+    condition bits of the sensor blocks before each inference (MonitorTwin.sensor_conditions),
+    given to sensor health before the update as the app does. Reports, over streams, the first latched alarm:
     detection rate, delays (inferences after the change; 1 = the first drifted inference),
     false alarms before the change, the change-time estimate's error, and alarm types.
     indices: the streams' rows of `before` [n, change_at] and of `after` [n, max_delay],
@@ -50,6 +52,9 @@ def measure_detection(
     start = time.perf_counter()
     for s in range(change_at + max_delay):
         which, rows = (0, pre[:, s]) if s < change_at else (1, post[:, s - change_at])
+        sensed = (before, after)[which].get("sensor_conditions")
+        if sensed is not None:
+            twin.sensor_update_blocks(sensed[rows])
         r = twin.update(None, None, full=False, sample={key: value[rows] for key, value in prepared[which].items()})
         new = (first_alarm == 0) & ((r["alarms"] & ALARM_TYPES_MASK) != 0)
         if new.any():

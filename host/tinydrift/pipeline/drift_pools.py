@@ -100,9 +100,11 @@ class Pool:
                         frame_values=frame_values)
 
 
-def sensor_stats(audio: np.ndarray, clip_level: int) -> np.ndarray:
-    """Per clip and 320-sample block: what td_sensor_update sums in its one pass."""
-    x = audio.astype(np.int64).reshape(len(audio), BLOCKS_PER_CLIP, BLOCK)
+def sensor_stats(audio: np.ndarray, clip_level: int, block: int = BLOCK) -> np.ndarray:
+    """Per clip and block of `block` samples (the keyword app's 320): what td_sensor_update
+    sums in its one pass (the sum, the sum of squares, the samples at or beyond the clip
+    level), [clips, blocks, 3]."""
+    x = audio.astype(np.int64).reshape(len(audio), -1, block)
     clipped = ((x >= clip_level) | (x <= -clip_level)).sum(-1)
     return np.stack([x.sum(-1), (x * x).sum(-1), clipped], axis=-1)
 

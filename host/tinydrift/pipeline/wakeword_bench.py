@@ -18,9 +18,12 @@ in domain and under drift, and how soon the drift monitor says so.
 3. The generated C against TFLite Micro: every inference of the in-domain sessions, the
    state carried within a session and reset between them (`mismatches` of `steps`).
 4. The monitor of one calibrated model (okay_nabu unless a calibrated folder is given): its
-   false-alarm run length on the in-domain sessions, and per scenario its detection rate and
-   median delay, each session played in order and then on at the same place drifted
-   (tinydrift.wakeword.monitor.same_session_indices).
+   false-alarm run length on the in-domain sessions, and per scenario its detection rate,
+   median delay and alarm types, each session played in order and then on at the same place
+   drifted (tinydrift.wakeword.monitor.same_session_indices). Its streams carry the sensor
+   statistics of each inference's new samples, as the app's sensor health sums them per
+   front-end hop (the keyword bench's drift_pools.sensor_stats), so a dead, stuck, clipping
+   or DC-offset microphone is measured as the device would see it (SENSOR_FAULT).
 """
 
 from __future__ import annotations
@@ -39,9 +42,11 @@ from tinydrift.atomic import write_text
 from tinydrift.data.scenarios import TRANSFORMS, Scenario, scenario
 from tinydrift.data.synth import ACCENT_VOICES
 from tinydrift.errors import TinydriftError
-from tinydrift.frontend import SAMPLE_RATE
+from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
+from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
 
+WINDOW_STEPS = WINDOW_MS // WAKEWORD_STEP_MS  # a stream's first frame: its whole window, 3 steps
 ACCEPT_AFTER_S = 1.0  # a WAKE this long after the phrase's end still answers it
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
 
@@ -88,6 +93,8 @@ SCENARIOS = (
     SessionScenario("telephone_band", "microphone", (scenario("telephone_band"),)),
     SessionScenario("clipping_30db", "microphone", (scenario("clipping_30db"),)),
     SessionScenario("dead_microphone", "microphone", (scenario("dead_microphone"),)),
+    SessionScenario("stuck_microphone", "microphone", (scenario("stuck_microphone"),)),
+    SessionScenario("dc_offset", "microphone", (scenario("dc_offset"),)),
     SessionScenario("accent", "voices", voices=ACCENT_VOICES),
 )
 
@@ -193,10 +200,43 @@ def bench_sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, 
     return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
 
 
-def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, summaries: bool = False) -> dict:
+def hop_sensor_stats(pcm: np.ndarray, n_inferences: int, stride: int, clip_level: int) -> np.ndarray:
+    """[n_inferences, stride, 3]: the sensor sums of each inference's front-end hops, the new
+    samples of its frames as the app gives them to sensor health (td_app_stream.c): a
+    stream's first frame brings its whole window (480 samples), each later one a step (160).
+    The sums add up, so the first hop is its window's three steps summed."""
+    from tinydrift.app import stream_end
+    from tinydrift.pipeline.drift_pools import sensor_stats
+
+    step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
+    if n_inferences == 0:
+        return np.zeros((0, stride, 3), np.int64)
+    steps = sensor_stats(pcm[None, :stream_end(n_inferences - 1, stride)], clip_level, block=step)[0]
+    first = WINDOW_STEPS - 1  # the step that completes the first frame
+    hops = np.stack([steps[first + stride * k:first + stride * (k + 1)] for k in range(n_inferences)])
+    hops[0, 0] = steps[:WINDOW_STEPS].sum(axis=0)
+    return hops
+
+
+def sensor_conditions(config, hops: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """[n, stride] condition bits of `hop_sensor_stats` rows under `config`; a session's first
+    row's first hop is a whole window."""
+    from tinydrift.monitor.twin import MonitorTwin
+
+    twin = MonitorTwin(config, 1)
+    step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
+    conditions = twin.sensor_conditions(hops[..., 0], hops[..., 1], hops[..., 2], step)[2]
+    first = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    conditions[first, 0] = twin.sensor_conditions(hops[first, 0, 0], hops[first, 0, 1], hops[first, 0, 2],
+                                                  step * WINDOW_STEPS)[2]
+    return conditions
+
+
+def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_level: int | None = None) -> dict:
     """The app's twin over each session (a stream from a reset): the model's uint8
     probabilities on TFLite Micro, ESPHome's decision, and the session's counts; the
-    monitor's inputs when `summaries`."""
+    monitor's inputs (summaries, probabilities, sessions, and the sensor sums of each
+    inference's hops) when `clip_level`, the monitor config's, is given."""
     from tinydrift.app import detect
     from tinydrift.model.runtimes import run_tflm
     from tinydrift.monitor.twin import summarize_frames
@@ -213,25 +253,28 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, summaries
         counts.append(count_session(at, session_wakes, len(pcm)))
         probabilities.append(probability)
         blocks_all.append(blocks)
-        if summaries:
-            parts.append(summarize_frames(blocks))
+        if clip_level is not None:
+            parts.append((summarize_frames(blocks), hop_sensor_stats(pcm, len(blocks), model.stride, clip_level)))
     out = {"counts": counts, "probability": probabilities, "blocks": blocks_all}
-    if summaries:
+    if clip_level is not None:
         from tinydrift.wakeword.monitor import detector_probs
 
-        out["monitor"] = {"summaries": np.concatenate(parts), "probs": detector_probs(np.concatenate(probabilities)),
-                          "groups": np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(probabilities)])}
+        out["monitor"] = {"summaries": np.concatenate([p[0] for p in parts]),
+                          "probs": detector_probs(np.concatenate(probabilities)),
+                          "groups": np.concatenate([np.full(len(p), i, np.int64) for i, p in enumerate(probabilities)]),
+                          "sensor": np.concatenate([p[1] for p in parts])}
     return out
 
 
-def run_key(model, s: SessionScenario, settings: WakewordBenchSettings, watch: bool) -> str:
-    """What a scenario's run depends on: the model, the change, the sessions' settings."""
+def run_key(model, s: SessionScenario, settings: WakewordBenchSettings, clip_level: int | None) -> str:
+    """What a scenario's run depends on: the model, the change, the sessions' settings, the
+    clip level of the sensor sums when the monitor watches it."""
     from tinydrift.data.wakeword_audio import GENERATOR_VERSION
     from tinydrift.wakeword.export import model_digest
 
     sessions = {k: v for k, v in asdict(settings).items() if k in ("sessions", "accent_sessions", "seconds",
                                                                      "wake_rate", "seed")}
-    blob = json.dumps([model_digest(model), repr(s), sessions, watch, GENERATOR_VERSION, ACCEPT_AFTER_S])
+    blob = json.dumps([model_digest(model), repr(s), sessions, clip_level, GENERATOR_VERSION, ACCEPT_AFTER_S])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -244,7 +287,7 @@ def cached_run(path: Path, compute) -> dict:
         with np.load(path) as data:
             run = {"counts": json.loads(str(data["counts"]))}
             if "summaries" in data:
-                run["monitor"] = {key: data[key] for key in ("summaries", "probs", "groups")}
+                run["monitor"] = {key: data[key] for key in ("summaries", "probs", "groups", "sensor")}
         return run
     run = compute()
     arrays = {"counts": np.array(json.dumps(run["counts"]))}
@@ -280,7 +323,9 @@ def load_monitor(folder: Path, models: dict):
     from tinydrift.monitor.config import MonitorConfig
     from tinydrift.wakeword.export import model_digest
 
-    path = Path(folder) / "monitor.json"
+    from tinydrift.modeldir import ModelDir
+
+    path = ModelDir(folder).monitor_json
     if not path.is_file():
         raise TinydriftError(f"{folder}: no monitor.json, so no calibrated monitor to measure; run "
                              f"tinydrift wakeword calibrate MODEL --out {folder} first")
@@ -332,6 +377,8 @@ def monitor_detection(config, before: dict, after: dict, settings: WakewordBench
     n = min(len(pre), len(post))
     pre = np.stack([pre[i] for i in range(n)])
     post = np.stack([post[i % len(post)] for i in range(n)])
+    before, after = ({**d, "sensor_conditions": sensor_conditions(config, d["sensor"], d["groups"])}
+                     for d in (before, after))
     result = measure_detection(config, before, after, indices=(pre, post))
     delay = result["median_delay"]
     return {"streams": result["streams"], "detected": result["detected"],
@@ -363,18 +410,19 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
         audio, wakes = bench_sessions(model, settings.sessions, settings, cache / "sessions", workers)
         accent_audio, accent_wakes = bench_sessions(model, settings.accent_sessions, settings, cache / "sessions", workers,
                                                voices=ACCENT_VOICES, seed_offset=1000)
-        watch = name == monitored
-        run = run_sessions(model, audio, wakes, summaries=watch)
+        clip_level = int(config.clip_level) if name == monitored else None
+        watch = clip_level is not None
+        run = run_sessions(model, audio, wakes, clip_level=clip_level)
         in_domain_runs[name] = run
         figures = {"wake_word": model.wake_word, "probability_cutoff": model.probability_cutoff,
                    "sliding_window_size": model.sliding_window_size, "in_domain": rates(run["counts"]),
                    "scenarios": {}}
         for s in SCENARIOS:
             if s.voices is not None:
-                compute = lambda: run_sessions(model, accent_audio, accent_wakes, summaries=watch)  # noqa: E731
+                compute = lambda: run_sessions(model, accent_audio, accent_wakes, clip_level=clip_level)  # noqa: E731
             else:
-                compute = lambda: run_sessions(model, s.apply(audio, settings.seed), wakes, summaries=watch)  # noqa: E731
-            changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, watch)}.npz", compute)
+                compute = lambda: run_sessions(model, s.apply(audio, settings.seed), wakes, clip_level=clip_level)  # noqa: E731
+            changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, clip_level)}.npz", compute)
             figures["scenarios"][s.name] = {"kind": s.kind, **rates(changed["counts"])}
             if watch:
                 monitor_runs[s.name] = changed["monitor"]
@@ -410,6 +458,11 @@ def _finite(value: float, digits: int = 0):
     return round(float(value), digits) if np.isfinite(value) else None
 
 
+def _alarm_types(types: dict) -> str:
+    """The types of the first alarms the detections raised, the most frequent first."""
+    return ", ".join(f"{name} {count}" for name, count in sorted(types.items(), key=lambda t: -t[1])) or "-"
+
+
 def _ci(pair) -> str:
     return "" if pair is None else f" [{pair[0]:g}, {pair[1]:g}]"
 
@@ -430,16 +483,17 @@ def markdown(result: WakewordBenchResult) -> str:
         header = "| scenario | wake phrases | false rejects / 100 | hours | false accepts / h |"
         rule = "|---|---:|---:|---:|---:|"
         if watched:
-            header += " monitor detected | median delay (s) |"
-            rule += "---:|---:|"
+            header += " monitor detected | median delay (s) | first alarm's type |"
+            rule += "---:|---:|---|"
         lines += [header, rule]
         for scenario_name, r in {"in domain": m["in_domain"], **m["scenarios"]}.items():
             row = (f"| {scenario_name} | {r['wakes']} | {r['false_rejects_per_100']}{_ci(r['false_rejects_per_100_ci95'])}"
                    f" | {r['hours']:.2f} | {r['false_accepts_per_hour']:g}{_ci(r['false_accepts_per_hour_ci95'])} |")
             if watched:
                 d = result.monitor["scenarios"].get(scenario_name)
-                row += (" |  |" if d is None else
-                        f" {d['detected']}/{d['streams']} | {d['median_delay_seconds'] if d['median_delay_seconds'] is not None else '-'} |")
+                row += (" |  |  |" if d is None else
+                        f" {d['detected']}/{d['streams']} | {d['median_delay_seconds'] if d['median_delay_seconds'] is not None else '-'}"
+                        f" | {_alarm_types(d['alarm_types'])} |")
             lines.append(row)
         lines.append("")
     if result.monitor is not None:
@@ -447,8 +501,10 @@ def markdown(result: WakewordBenchResult) -> str:
         arl0 = mon["in_domain_arl0"]
         lines += [f"Monitor ({mon['model']}): calibrated for ARL0 {mon['target_arl0']:,.0f} inferences; on the in-domain "
                   f"sessions {'no alarm' if arl0['arl0'] is None else format(arl0['arl0'], ',.0f')} ({arl0['alarms']} alarm{'' if arl0['alarms'] == 1 else 's'} in "
-                  f"{arl0['inferences']:,} inferences). Detection: each session played {mon['change_at']} "
-                  f"inferences, then up to {mon['max_delay']} changed (30 ms each).", ""]
+                  f"{arl0['inferences']:,} inferences; its inputs without sensor health). Detection: each session "
+                  f"played {mon['change_at']} inferences, then up to {mon['max_delay']} changed (30 ms each), with "
+                  "sensor health on each inference's new samples throughout (false alarms before the change included).",
+                  ""]
     lines.append(f"{result.seconds:.0f} s")
     return "\n".join(lines) + "\n"
 

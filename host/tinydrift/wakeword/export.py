@@ -1,6 +1,7 @@
 """A microWakeWord model made into the C the firmware app builds as a streaming detector:
 td_model_NAME.{h,c} (the generated engine, its state static) and td_reference_NAME.h (the
-hash the device names itself by, the wake word, the detector's cutoff and window)."""
+hash the device names itself by, the wake word, the detector's cutoff and window), with
+detector.json, the header's JSON twin that capture, report and the live view read."""
 
 from __future__ import annotations
 
@@ -35,14 +36,19 @@ def model_id(model: WakewordModel) -> bytes:
 
 def write_device_sources(model: WakewordModel, folder: str | Path, name: str | None = None) -> list[Path]:
     """td_model_NAME.h, td_model_NAME.c and td_reference_NAME.h in the model folder's include/
-    (NAME: the model's file name unless given)."""
+    (NAME: the model's file name unless given), and detector.json beside it."""
     name = check_name(name or model.name)
     target = ModelDir(folder)
     header, source = write_model_c(model.model, name, target.include)
     reference = target.reference_header(name)
+    parameters = detector_parameters(model)
     write_text(reference, reference_header(name, model_digest(model), [model.wake_word], model.stride, NUM_CHANNELS,
-                                           input_note=INPUT_NOTE, detector=detector_parameters(model)))
-    return [header, source, reference]
+                                           input_note=INPUT_NOTE, detector=parameters))
+    target.write_detector({"name": name, "model_hash": model_digest(model), "wake_word": model.wake_word,
+                           "probability_cutoff": parameters.probability_cutoff,
+                           "sliding_window": parameters.sliding_window,
+                           "feature_step_ms": parameters.feature_step_ms})
+    return [header, source, reference, target.detector_json]
 
 
 def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | None = None) -> list[Path]:
@@ -57,7 +63,7 @@ def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | 
     target = ModelDir(folder)
     header = target.monitor_config_header(name)
     emit_monitor_config_h(config, header)
-    twin = target.path / "monitor.json"
+    twin = target.monitor_json
     write_text(twin, json.dumps(jsonable({"name": name, "model_hash": model_digest(model),
                                           "monitor_config": config.to_dict()}), indent=2))
     return [header, twin]
