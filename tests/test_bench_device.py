@@ -102,7 +102,7 @@ def test_sizes_come_from_the_images(figures):
     if figures["size_source"].startswith("app image"):
         elf = bench.IMAGE_DIR / "app-pio" / "build" / "mps2_an386" / "firmware.elf"
         names = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
-        assert "td_kws_invoke" in names and "td_conv_s8_m4" in names  # the app with the optimized kernels
+        assert "td_kws_invoke" in names and "td_conv_widened_s8_m4" in names  # the app with the optimized kernels
         sizes = firmware.elf_sizes(elf)
         assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
         assert figures["app_state_bytes"] == bench.symbol_bytes(elf, bench.APP_STATE_SYMBOL)

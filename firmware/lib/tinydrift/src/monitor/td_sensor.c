@@ -13,6 +13,7 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     int32_t sum = 0;
     int64_t sum_sq = 0;
     uint32_t clipped = 0;
+    uint32_t clip_offset;
     uint32_t clip_span;
     uint32_t conditions = 0;
     uint32_t i;
@@ -26,14 +27,30 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
         return TD_MONITOR_ERR_ARG;
     }
     /* |x| >= clip_level exactly when x + clip_level - 1, as unsigned, passes 2 clip_level - 2:
-     * one compare per sample. -2^31 <= sum < 2^31 for n <= 2^16, and x * x accumulates
-     * in one multiply-accumulate (SMLAL on the M4). */
+     * one add and one compare per sample. -2^31 <= sum < 2^31 for n <= 2^16, and x * x
+     * accumulates in one multiply-accumulate (SMLAL on the M4). Two samples a pass: the
+     * loop's compare and branch are paid once a pair (this loop is most of the monitor's
+     * cost on the M4: 50 blocks of 320 samples an inference). */
+    clip_offset = (uint32_t)config->clip_level - 1u;
     clip_span = 2u * (uint32_t)config->clip_level - 2u;
-    for (i = 0; i < n_samples; ++i) {
+    for (i = 0; i + 1u < n_samples; i += 2u) {
+        const int32_t a = pcm[i];
+        const int32_t b = pcm[i + 1u];
+        sum += a + b;
+        sum_sq += (int64_t)a * a;
+        sum_sq += (int64_t)b * b;
+        if ((uint32_t)a + clip_offset > clip_span) {
+            ++clipped;
+        }
+        if ((uint32_t)b + clip_offset > clip_span) {
+            ++clipped;
+        }
+    }
+    if (i < n_samples) {
         const int32_t x = pcm[i];
         sum += x;
         sum_sq += (int64_t)x * x;
-        clipped += (uint32_t)(x + config->clip_level - 1) > clip_span;
+        clipped += (uint32_t)x + clip_offset > clip_span;
     }
     mean = (int32_t)td_floor_div_s64(sum, n_samples);
     /* n * sum(x^2) - sum(x)^2 <= 2^62: the exact population variance, floored. */
