@@ -66,7 +66,7 @@ def test_replayed_log_executes_what_icount_counts():
     assert abs(trace.instructions - icount) <= 200, (trace.instructions, icount)
     estimate = estimate_cycles(trace)
     kernels = [segment.function for segment in estimate.segments]
-    assert kernels[:3] == ["td_conv_s8_m4", "td_depthwise_conv_s8_m4", "td_conv_s8_m4"]
+    assert kernels[:3] == ["td_conv_widened_s8_m4", "td_depthwise_conv_s8_m4", "td_conv_widened_s8_m4"]
     assert kernels[-3:] == ["td_fully_connected_s8_m4", "td_softmax_s8", "td_opt_invoke (self)"]
     assert sum(segment.cycles for segment in estimate.segments) == estimate.cycles
     assert estimate.instructions < estimate.cycles < 2 * estimate.instructions
