@@ -116,6 +116,7 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     assert heartbeats[-1].alarm_index == first.inference_index and heartbeats[-1].latch_delay[0:2].count(0) >= 1
 
 
+@pytest.mark.slow  # 30 s in QEMU; the host build replays over a real socket in the default tier (test_app_replay.py)
 def test_clips_replayed_over_the_serial_link_are_bit_exact(elf, splits, reference):
     """AUDIO frames through QEMU's TCP serial port with flow control: full clips, a short one
     (padded on the device) and a long one (two windows at the default stride), then the

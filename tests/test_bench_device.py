@@ -39,12 +39,14 @@ def figures() -> dict:
     return json.loads(result.output)
 
 
+@pytest.mark.slow  # the whole bench in QEMU (~30 s): a benchmark's figures, checked in the slow tier
 def test_json_has_every_figure(figures):
     assert REQUIRED <= set(figures)
     assert set(figures) == set(bench.BENCH_KEYS)
     assert all(figures["checks"].values()), figures["checks"]
 
 
+@pytest.mark.slow
 def test_counts_are_positive_and_consistent(figures):
     for key in ("frontend_instructions", "model_instructions", "reference_model_instructions",
                 "monitor_instructions", "summarize_instructions", "monitor_update_instructions"):
@@ -68,6 +70,7 @@ def test_counts_are_positive_and_consistent(figures):
     assert figures["model_instructions"] % emulator.NANOSECONDS_PER_CYCLE == 0
 
 
+@pytest.mark.slow
 def test_mlperf_dscnn_figures_add_up(figures):
     """MLPerf Tiny's keyword DS-CNN: instructions from -icount, the cycle estimate within its
     band of branch refills, and the per-operator rows summing to the whole."""
@@ -87,6 +90,7 @@ def test_mlperf_dscnn_figures_add_up(figures):
     assert "estimated Cortex-M4 cycles" in bench.format_report(figures)
 
 
+@pytest.mark.slow
 def test_sizes_come_from_the_images(figures):
     header = (MODEL_DIR / "include" / "td_model_kws.h").read_text()
     assert figures["arena_bytes"] == int(re.search(r"TD_KWS_ARENA_BYTES (\d+)", header).group(1))
@@ -119,6 +123,7 @@ def test_elf_sizes_match_arm_none_eabi_size():
     assert sizes["ram_bytes"] == data + bss - sizes["stack_reserved_bytes"]
 
 
+@pytest.mark.slow
 def test_table_for_people(figures):
     text = bench.format_report(figures)
     assert f"{figures['model_instructions']:,}" in text and "per MAC" in text and "checks:" in text

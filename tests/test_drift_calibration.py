@@ -231,6 +231,7 @@ def _speakers_of_two_difficulties(n_groups: int, per_group: int, seed: int) -> d
     return {key: np.concatenate([easy[key], hard[key]]) for key in easy}
 
 
+@pytest.mark.slow  # 11-30 s of calibration; the input-score twin of it stays in the default tier
 def test_calibrating_the_output_scores_for_long_runs_quiets_hard_speakers_too():
     """Calibrated for runs of 30 on the input scores only, a deployment of 60-inference runs
     of easy and hard speakers alarms on the hard ones' confidence; with the output scores

@@ -85,6 +85,7 @@ def test_app_that_ignores_labels_fails_the_label_feedback_check(clips, reference
     check_labels_latch_error_rate(build_app(), clips, config)
 
 
+@pytest.mark.slow  # 16 s: builds and runs the kernel checker on a mutated kernel
 def test_kernel_that_skips_writes_fails_the_kernel_checker():
     broken = mutant("fully_connected_skips_rows", "lib/tinydrift/src/kernels/optimized/td_fully_connected_s8_m4.c",
                     "const int32_t columns = batch + 1 < params->batches ? 2 : 1;", "const int32_t columns = 1;")

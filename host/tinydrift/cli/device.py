@@ -75,8 +75,8 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
             click.echo(f"tinydrift: booting {board.elf} on {emulator.MACHINE}"
                        f"{' with -icount shift=0' if icount else ''} (Ctrl-C stops)", err=True)
             if serve:
-                click.echo(board.url)
-                try:
+                try:  # a Ctrl-C right after the URL (a client may act on it at once) closes the board too
+                    click.echo(board.url)
                     code = board.wait(timeout)
                 except KeyboardInterrupt:
                     board.close()
