@@ -63,7 +63,7 @@ def models() -> dict[str, bytes]:
     return dict(zip([case_id for case_id, _ in cases], tflite_models([spec for _, spec in cases])))
 
 
-@pytest.mark.parametrize("optimized", [False, True], ids=["reference", "optimized"])
+@pytest.mark.parametrize("optimized", [pytest.param(False, marks=pytest.mark.slow), True], ids=["reference", "optimized"])
 def test_kernels_in_place_match_tflite_micro(optimized, models):
     hosts = build_host_models(models, preserve_input=False, kernels_optimized=optimized)
     in_place, differing = [], []

@@ -129,6 +129,7 @@ def test_table_for_people(figures):
     assert f"{figures['model_instructions']:,}" in text and "per MAC" in text and "checks:" in text
 
 
+@pytest.mark.slow  # builds the bench pipeline image (~23 s)
 def test_sizes_fall_back_to_the_pipeline_image_when_the_app_cannot_be_built(monkeypatch):
     def no_app(model_dir):
         raise bench.TinydriftError("PlatformIO (`pio`) not found: run scripts/setup.sh")

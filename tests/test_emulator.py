@@ -261,8 +261,11 @@ def test_emulate_takes_qemu_with_it_however_it_is_stopped(elf, signum):
     """`tinydrift emulate --serve` stopped by a signal (a service manager's SIGTERM, a closed
     terminal's SIGHUP, Ctrl-C, even SIGKILL) must not leave QEMU holding the port and a core."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    # As from a terminal: a test run started in the background of a non-interactive shell
+    # has SIGINT ignored, which its children would inherit (Ctrl-C then means nothing).
     proc = subprocess.Popen([sys.executable, "-m", "tinydrift", "emulate", "--serve", "--elf", str(elf)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = proc.stdout.readline().strip()  # printed once QEMU listens
         assert url.startswith("socket://127.0.0.1:"), proc.stderr.read()

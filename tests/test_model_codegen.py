@@ -191,6 +191,7 @@ def test_bad_inputs_are_refused():
 # --- builds -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 15 s of ASan/UBSan build; the app host tests run sanitized in the default tier
 def test_sanitized_standalone_executable(ds_cnn_models):
     """AddressSanitizer and UBSan over the generated C and every kernel the DS-CNN uses,
     plus ADD with broadcasting (a separate model)."""

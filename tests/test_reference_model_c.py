@@ -37,6 +37,7 @@ def synthetic_features(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([features_int8(p) for p in pcm])
 
 
+@pytest.mark.slow  # 22 s; test_model_codegen checks 1,000 inputs of the project model in the default tier
 @pytest.mark.skipif(not MODEL.is_file(), reason="models/kws has no int8 model")
 def test_reference_model_c_equals_tflite_micro_on_real_and_random_inputs():
     model = MODEL.read_bytes()
