@@ -79,6 +79,17 @@ static void td_host_inference_row(const td_monitor_result_t *r, int64_t *row)
     *p++ = r->sensor_flags;
 }
 
+/* A microphone block's or a camera frame's sensor result, as the twin's sensor rows. */
+static void td_host_sensor_row(int32_t kind, const td_sensor_result_t *r, int64_t *row)
+{
+    row[0] = kind;
+    row[1] = r->mean;
+    row[2] = r->variance;
+    row[3] = r->clipped;
+    row[4] = r->flags;
+    row[5] = r->alarms;
+}
+
 /* events: n_events triples (kind, a, b); see tinydrift.monitor.twin.run_events. Returns 0,
  * or the first non-zero status of a monitor call (its event row then holds the status). */
 /* Events on PCM blocks (TD_HOST_SENSOR) or camera frames (TD_HOST_IMAGE_SENSOR: a = offset
@@ -118,21 +129,11 @@ static int td_host_run_all(td_monitor_state_t *state, const int32_t *events, uin
         } else if (kind == TD_HOST_SENSOR) {
             td_sensor_result_t result;
             status = td_sensor_update(state, config, pcm + a, (uint32_t)b, &result);
-            row[0] = kind;
-            row[1] = result.mean;
-            row[2] = result.variance;
-            row[3] = result.clipped;
-            row[4] = result.flags;
-            row[5] = result.alarms;
+            td_host_sensor_row(kind, &result, row);
         } else if (kind == TD_HOST_IMAGE_SENSOR) {
             td_sensor_result_t result;
             status = td_sensor_image_update(state, config, &td_host_camera, frames + a, (uint32_t)b, &result);
-            row[0] = kind;
-            row[1] = result.mean;
-            row[2] = result.variance;
-            row[3] = result.clipped;
-            row[4] = result.flags;
-            row[5] = result.alarms;
+            td_host_sensor_row(kind, &result, row);
         } else if (kind == TD_HOST_RESET) {
             td_monitor_reset(state, config);
             td_sensor_image_reset(&td_host_camera);
