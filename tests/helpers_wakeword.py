@@ -19,6 +19,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO_ROOT / "build" / "test_data" / "wakeword"
+SESSIONS_DIR = REPO_ROOT / "build" / "test_data" / "wakeword_sessions"  # espeak-ng reference sessions
 HELPER_VERSION = "1"
 
 SAMPLE_RATE = 16000
@@ -86,3 +87,21 @@ def speech_inputs(invocations: int, seed: int, scale: float, zero_point: int) ->
     if len(frames) < invocations * FRAMES_PER_INVOKE:
         raise RuntimeError(f"the front end gave {len(frames)} frames for {invocations} invocations")
     return quantize_features(frames, scale, zero_point).reshape(invocations, FRAMES_PER_INVOKE, CHANNELS)
+
+
+_MONITOR_INPUTS: dict = {}
+
+
+def session_samples_once(model, sessions: list[np.ndarray], first_group: int = 0) -> dict:
+    """tinydrift.wakeword.monitor.session_samples, each session's front end and TFLite Micro
+    run once per test process: the app's monitor (tests/test_app_stream.py) and the monitor's
+    own tests calibrate on the same first reference sessions."""
+    from tinydrift.wakeword.monitor import monitor_inputs, session_samples
+
+    def inputs(pcm: np.ndarray, model):
+        key = (model.name, hashlib.sha256(np.ascontiguousarray(pcm).tobytes()).hexdigest())
+        if key not in _MONITOR_INPUTS:
+            _MONITOR_INPUTS[key] = monitor_inputs(pcm, model)
+        return _MONITOR_INPUTS[key]
+
+    return session_samples(sessions, model, first_group, inputs=inputs)
