@@ -12,8 +12,11 @@ the protocol) with the C that `tinydrift wakeword export` writes for the model.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -327,6 +330,53 @@ def test_streaming_app_with_its_monitor_commands(app_monitored, model, monitor_c
 ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL = 2, 3  # td_app.h
 
 
+@contextlib.contextmanager
+def served(app: HostApp):
+    """The host build's pipes behind a TCP port, as `tinydrift emulate --serve` serves the
+    emulated board: a command-line tool connects to the socket:// URL (one connection at a
+    time) and talks to the very app the test drives."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(0.02)
+            with conn:
+                while not stop.is_set():
+                    data = app.port.read(4096)
+                    if data:
+                        conn.sendall(data)
+                    try:
+                        got = conn.recv(4096)
+                    except socket.timeout:
+                        continue
+                    if not got:
+                        break
+                    app.port.write(got)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"socket://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def tinydrift_label(url: str, index: int, label: int):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    return CliRunner().invoke(main, ["label", str(index), str(label), "--port", url])
+
+
 def test_labels_of_wakes_and_misses_latch_the_monitor_s_error_rate(app_monitored, model, monitor_config, speech):
     """A user confirms or rejects each wake ("that was not me calling it") and says when it
     missed: LABEL frames name an inference and whether the wake word was said there (1) or not
@@ -361,14 +411,20 @@ def test_labels_of_wakes_and_misses_latch_the_monitor_s_error_rate(app_monitored
                    for index, label in ((0, 0), (now + 1, 1), (wakes[0], 0), (kept[0] - 1, 1), (kept[-1], 2))]
         plan = [(kept[i % len(kept)], 1) if i % 2 else (quiet[-1 - 7 * i], 0) for i in range(right)]
         plan += [(kept[i % len(kept)], 0) if i % 2 else (quiet[-1 - 5 * i], 1) for i in range(wrong)]
-        acks = [app.command(P.Label(0, index, label)) for index, label in plan]
+        with served(app) as url:  # the first label as a user sends it, and one the device cannot place
+            by_hand = tinydrift_label(url, *plan[0])
+            too_new = tinydrift_label(url, now + 1, 1)
+        acks = [app.command(P.Label(0, index, label)) for index, label in plan[1:]]
         status = app.status()
         app.replayer.replay_clip(clips[5])
         app.replayer.drain(0.1)
         stderr = app.stop()
     assert len(wakes) == 5 * PHRASES.count("okay nabu") > WAKE_HISTORY
     assert refused == [ACK_UNKNOWN_INFERENCE] * 4 + [ACK_BAD_LABEL]
-    assert [(a.result, a.detail) for a in acks] == [(ACK_OK, index) for index, _ in plan]
+    assert by_hand.exit_code == 0 and by_hand.output == f"inference {plan[0][0]}: label {plan[0][1]} taken\n"
+    assert too_new.exit_code == 1 and too_new.output.count("error:") == 1, too_new.output
+    assert f"refused label 1 for inference {now + 1} (unknown inference): name one of its recent" in too_new.output
+    assert [(a.result, a.detail) for a in acks] == [(ACK_OK, index) for index, _ in plan[1:]]
     assert (status.labels, status.label_errors) == (right + wrong, wrong), "the device did not count the labels"
     inferences = app.frames(P.Inference)
     assert not any(i.alarm_bits & ALARM_ERROR_RATE for i in inferences[:now])
