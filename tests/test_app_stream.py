@@ -74,21 +74,21 @@ def app_stream(model, stream_model):
     return build_app("gcc", model_dir=stream_model, model=model.name, step_ms=model.feature_step_ms)
 
 
-@pytest.fixture(scope="module")  # ~14 s (2 loaded cores, sessions cached): TFLite Micro, calibration
+@pytest.fixture(scope="module")  # ~14 s (2 loaded cores, sessions cached) the first time: TFLite Micro, calibration
 def monitor_config(model):
     """okay_nabu's monitor calibrated on six 40 s espeak-ng sessions (the first six of
     tests/test_wakeword_monitor.py's reference, so synthesized once) for a short run length
     (300 inferences, 9 s) and short averages, so that this test's speech raises alarms and
-    the latches, change points and heartbeats' delays are compared too."""
+    the latches, change points and heartbeats' delays are compared too. The device and the
+    twin run the same config: these tests check them against each other, not the
+    calibration, so it is cached (helpers_wakeword.calibrated_once)."""
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
-    from tinydrift.wakeword.monitor import calibrate_detector
 
-    from helpers_wakeword import SESSIONS_DIR, session_samples_once
+    from helpers_wakeword import SESSIONS_DIR, calibrated_once, session_samples_once
 
     sessions = cached_sessions(plan_sessions(model.wake_word, 6, 40, seed=0), SESSIONS_DIR, workers=2)
-    config, _ = calibrate_detector(session_samples_once(model, [pcm for pcm, _ in sessions]), target_arl0=300,
-                                   n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
-    return config
+    return calibrated_once(session_samples_once(model, [pcm for pcm, _ in sessions]), target_arl0=300,
+                           n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
 
 
 def monitored_folder(model, config, folder):
@@ -99,8 +99,10 @@ def monitored_folder(model, config, folder):
 
 
 @pytest.fixture(scope="module")
-def monitored_model(model, monitor_config, tmp_path_factory) -> Path:
-    return monitored_folder(model, monitor_config, tmp_path_factory.mktemp("okay_nabu_monitored"))
+def monitored_model(model, monitor_config) -> Path:
+    """One folder from run to run: the same generated files give the same host build, which
+    compile_host then reuses instead of spending ~15 s on ASan again."""
+    return monitored_folder(model, monitor_config, firmware.BUILD_ROOT / "test_models" / "okay_nabu_monitored_host")
 
 
 @pytest.fixture(scope="module")
