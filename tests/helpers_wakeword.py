@@ -19,6 +19,7 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CACHE_DIR = REPO_ROOT / "build" / "test_data" / "wakeword"
+SESSIONS_DIR = REPO_ROOT / "build" / "test_data" / "wakeword_sessions"  # espeak-ng reference sessions
 HELPER_VERSION = "1"
 
 SAMPLE_RATE = 16000
@@ -86,3 +87,66 @@ def speech_inputs(invocations: int, seed: int, scale: float, zero_point: int) ->
     if len(frames) < invocations * FRAMES_PER_INVOKE:
         raise RuntimeError(f"the front end gave {len(frames)} frames for {invocations} invocations")
     return quantize_features(frames, scale, zero_point).reshape(invocations, FRAMES_PER_INVOKE, CHANNELS)
+
+
+MONITOR_INPUTS_DIR = REPO_ROOT / "build" / "test_data" / "wakeword_monitor_inputs"
+_MONITOR_INPUTS: dict = {}
+
+
+def session_samples_once(model, sessions: list[np.ndarray], first_group: int = 0) -> dict:
+    """tinydrift.wakeword.monitor.session_samples, each session's front end and TFLite Micro
+    run once: kept for the test process (the app's monitor in tests/test_app_stream.py and
+    the monitor's own tests calibrate on the same first reference sessions) and cached under
+    build/test_data beside the sessions' audio, by the model's and the audio's hashes."""
+    from tinydrift.wakeword.export import model_digest
+    from tinydrift.wakeword.monitor import monitor_inputs, session_samples
+
+    digest = model_digest(model)[:16]
+
+    def inputs(pcm: np.ndarray, model):
+        key = f"{digest}-{hashlib.sha256(np.ascontiguousarray(pcm).tobytes()).hexdigest()[:24]}"
+        if key not in _MONITOR_INPUTS:
+            path = MONITOR_INPUTS_DIR / f"{key}.npz"
+            if path.exists():
+                with np.load(path) as data:
+                    _MONITOR_INPUTS[key] = (data["summaries"], data["probability"])
+            else:
+                _MONITOR_INPUTS[key] = monitor_inputs(pcm, model)
+                MONITOR_INPUTS_DIR.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+                np.savez(tmp, summaries=_MONITOR_INPUTS[key][0], probability=_MONITOR_INPUTS[key][1])
+                os.replace(tmp, path)
+        return _MONITOR_INPUTS[key]
+
+    return session_samples(sessions, model, first_group, inputs=inputs)
+
+
+MONITOR_CONFIGS_DIR = REPO_ROOT / "build" / "test_data" / "wakeword_monitor_configs"
+
+
+def calibrated_once(samples: dict, **options):
+    """tinydrift.wakeword.monitor.calibrate_detector's config for `samples`, cached under
+    build/test_data by the samples, the options and the calibration's code: for tests that
+    need a calibrated config to run a device against its twin, not to check the calibration
+    (tests/test_wakeword_monitor.py calibrates afresh)."""
+    import inspect
+
+    from tinydrift.monitor import calibrate
+    from tinydrift.monitor.config import MonitorConfig, jsonable
+    from tinydrift.wakeword import monitor
+
+    digest = hashlib.sha256()
+    for key in ("summaries", "probs", "groups"):
+        digest.update(np.ascontiguousarray(samples[key]).tobytes())
+    digest.update(json.dumps(options, sort_keys=True).encode())
+    for module in (calibrate, monitor):
+        digest.update(inspect.getsource(module).encode())
+    path = MONITOR_CONFIGS_DIR / f"{digest.hexdigest()[:24]}.json"
+    if path.exists():
+        return MonitorConfig.from_dict(json.loads(path.read_text()))
+    config, _ = monitor.calibrate_detector(samples, **options)
+    MONITOR_CONFIGS_DIR.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(jsonable(config.to_dict())))
+    os.replace(tmp, path)
+    return config

@@ -12,8 +12,11 @@ the protocol) with the C that `tinydrift wakeword export` writes for the model.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,22 +74,21 @@ def app_stream(model, stream_model):
     return build_app("gcc", model_dir=stream_model, model=model.name, step_ms=model.feature_step_ms)
 
 
-@pytest.fixture(scope="module")  # ~14 s (2 loaded cores, sessions cached): TFLite Micro, calibration
+@pytest.fixture(scope="module")  # ~14 s (2 loaded cores, sessions cached) the first time: TFLite Micro, calibration
 def monitor_config(model):
     """okay_nabu's monitor calibrated on six 40 s espeak-ng sessions (the first six of
     tests/test_wakeword_monitor.py's reference, so synthesized once) for a short run length
     (300 inferences, 9 s) and short averages, so that this test's speech raises alarms and
-    the latches, change points and heartbeats' delays are compared too."""
+    the latches, change points and heartbeats' delays are compared too. The device and the
+    twin run the same config: these tests check them against each other, not the
+    calibration, so it is cached (helpers_wakeword.calibrated_once)."""
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
-    from tinydrift.wakeword.monitor import calibrate_detector, session_samples
 
-    from helpers_wakeword import REPO_ROOT
+    from helpers_wakeword import SESSIONS_DIR, calibrated_once, session_samples_once
 
-    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 40, seed=0),
-                               REPO_ROOT / "build" / "test_data" / "wakeword_sessions", workers=2)
-    config, _ = calibrate_detector(session_samples([pcm for pcm, _ in sessions], model), target_arl0=300,
-                                   n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
-    return config
+    sessions = cached_sessions(plan_sessions(model.wake_word, 6, 40, seed=0), SESSIONS_DIR, workers=2)
+    return calibrated_once(session_samples_once(model, [pcm for pcm, _ in sessions]), target_arl0=300,
+                           n_inferences=100_000, commission_n=100, mean_shift=5, var_shift=6, label_shift=6)
 
 
 def monitored_folder(model, config, folder):
@@ -97,8 +99,10 @@ def monitored_folder(model, config, folder):
 
 
 @pytest.fixture(scope="module")
-def monitored_model(model, monitor_config, tmp_path_factory) -> Path:
-    return monitored_folder(model, monitor_config, tmp_path_factory.mktemp("okay_nabu_monitored"))
+def monitored_model(model, monitor_config) -> Path:
+    """One folder from run to run: the same generated files give the same host build, which
+    compile_host then reuses instead of spending ~15 s on ASan again."""
+    return monitored_folder(model, monitor_config, firmware.BUILD_ROOT / "test_models" / "okay_nabu_monitored_host")
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +111,13 @@ def app_monitored(model, monitored_model):
                      defines={"TD_APP_STREAM_MONITOR": 1})
 
 
-def check_monitor_frames(device_items, model, config, clips, interval: int = 100) -> tuple:
-    """The device's INFERENCE and HEARTBEAT frames against the twins'; returns the expected
-    inferences and the heartbeats."""
+def check_monitor_frames(device_items, model, config, clips, interval: int = 100, labels=None) -> tuple:
+    """The device's INFERENCE and HEARTBEAT frames against the twins' (given the LABEL frames
+    sent, as expected_stream_inferences takes them); returns the expected inferences and the
+    heartbeats."""
     inferences = [i for i in device_items if isinstance(i, P.Inference)]
     heartbeats = [i for i in device_items if isinstance(i, P.Heartbeat)]
-    expected = expected_stream_inferences(clips, model, config)
+    expected = expected_stream_inferences(clips, model, config, labels)
     ident = model_id(model)
     assert len(inferences) == len(expected) > 0
     want_inferences = [expected.inference_frame(i, ident) for i in range(len(expected))]
@@ -152,9 +157,23 @@ def monitored_run(app_monitored, monitored_model, speech) -> MonitoredRun:
     return MonitoredRun(app, clips, status, stderr, monitored_model)
 
 
+def wakes_on_the_phrase_only(speech, per_clip) -> list[list[int]]:
+    """Each clip's wakes (stream positions): one on each "okay nabu" (by 0.5 s after it ends),
+    none on the other phrases."""
+    wakes_at = []
+    for (_, spans), frames in zip(speech, per_clip):
+        wakes_at.append([d.stream_position for d in frames if d.wake])
+        for text, start, end in spans:
+            heard = [at for at in wakes_at[-1] if start <= at <= end + 8000]
+            assert len(heard) == (text == "okay nabu"), f"{text!r} ({start}-{end}): wakes at {wakes_at[-1]}"
+        assert len(wakes_at[-1]) == PHRASES.count("okay nabu")
+    return wakes_at
+
+
 def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat_frames(
-        monitored_run, model, monitor_config):
-    """Both voices' speech, then 6 s of a dead microphone, which latches SENSOR_FAULT."""
+        monitored_run, model, monitor_config, speech):
+    """Both voices' speech, then 6 s of a dead microphone, which latches SENSOR_FAULT. The
+    detector beside the monitor sends the twin's DETECTION frames and wakes on the phrase only."""
     app, clips, status, stderr = monitored_run.app, monitored_run.clips, monitored_run.status, monitored_run.stderr
     hello = app.frames(P.Hello)[0]
     assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 40, 5) and hello.state_bytes > 0
@@ -168,6 +187,7 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
     for got, want in zip(detections, expected_detection):
         want.seq = got.seq
     assert detections == expected_detection
+    wakes_on_the_phrase_only(speech, per_clip)
     expected, heartbeats = check_monitor_frames(app.items, model, monitor_config, clips)
     assert status.inferences == len(expected) and status.state_bytes == hello.state_bytes
     alarms = [i for i in app.frames(P.Inference) if i.alarm_bits]
@@ -196,7 +216,7 @@ def test_capture_report_and_live_view_take_every_frame_of_the_streaming_device(m
     from tinydrift.logbook.capture import capture
     from tinydrift.logbook.live import render, take_snapshot
     from tinydrift.logbook.report import write_report
-    from tinydrift.logbook.store import load_model_info, open_db, read_detections
+    from tinydrift.logbook.store import load_model_info, open_db, read_detections, read_summary
 
     sent = device_frames(monitored_run)
     wakes = [f.inference_index for f in sent if isinstance(f, P.Detection) and f.wake]
@@ -208,8 +228,11 @@ def test_capture_report_and_live_view_take_every_frame_of_the_streaming_device(m
                       max_frames=len(sent), reconnect_timeout=0, request_status=False)
     s = summary.stats
     assert (s.frames, s.lost, s.corrupt, s.foreign, summary.not_stored) == (len(sent), 0, 0, 0, 0)
-    assert s.inference_frames == kinds[P.Inference]
+    assert (s.inference_frames, s.detection_frames, s.wakes) == (kinds[P.Inference], kinds[P.Detection], len(wakes))
+    assert (summary.stored["detection_frames"], summary.stored["wakes"]) == (kinds[P.Detection], len(wakes))
+    assert f"{kinds[P.Detection]} detections, {len(wakes)} wakes)" in summary.line()
     conn = open_db(db)
+    assert (read_summary(conn).detection_frames, read_summary(conn).wakes) == (kinds[P.Detection], len(wakes))
     stored = conn.execute("SELECT raw, model FROM frames ORDER BY id").fetchall()
     assert [bytes(raw) for raw, _ in stored] == [f.raw for f in sent]
     ident = model_id(model).hex()
@@ -282,21 +305,134 @@ def test_the_fleet_store_and_dashboard_take_every_frame_of_the_streaming_device(
 
 def test_streaming_app_with_its_monitor_commands(app_monitored, model, monitor_config, speech):
     """CONFIG sets the heartbeat interval, RESET starts the monitor afresh (indices from 1, as
-    at boot), LABEL is refused: a binary detector keeps no classes to label."""
+    at boot); a clip that ends short of a frame block gives only its whole blocks."""
     clip = speech[0][0]
+    short = clip[:16000 + 123]  # 1 s and a bit
     with HostApp(app_monitored) as app:
         app.replayer.replay_clip(clip)
         config = app.command(P.Config(0, 10, 0))
-        label = app.command(P.Label(0, 1, 0))
         reset = app.command(P.Reset(0))
         mark = len(app.items)
-        app.replayer.replay_clip(clip)
+        app.replayer.replay_clip(short)
         app.replayer.drain(0.1)
         status = app.status()
         stderr = app.stop()
-    assert (config.result, config.detail, label.result, reset.result) == (ACK_OK, 10, ACK_UNSUPPORTED, ACK_OK)
-    expected, heartbeats = check_monitor_frames(app.items[mark:], model, monitor_config, [clip], interval=10)
+    assert (config.result, config.detail, reset.result) == (ACK_OK, 10, ACK_OK)
+    expected, heartbeats = check_monitor_frames(app.items[mark:], model, monitor_config, [short], interval=10)
+    assert len(expected) == (1 + (len(short) - 480) // 160) // 3 == 32  # 98 frames, 2 left over
+    device = [d for d in app.items[mark:] if isinstance(d, P.Detection)]
+    want = expected_detections([short], model, model_id(model))
+    for got, frame in zip(device, want):
+        frame.seq = got.seq
+    assert device == want and all(d.flags == P.DETECTION_FLAG_COOLING for d in device)  # 1 s: cooling throughout
     assert heartbeats and status.inferences == len(expected) and len(app.frames(P.Hello)) == 2
+    assert stderr == ""
+
+
+ACK_UNKNOWN_INFERENCE, ACK_BAD_LABEL = 2, 3  # td_app.h
+
+
+@contextlib.contextmanager
+def served(app: HostApp):
+    """The host build's pipes behind a TCP port, as `tinydrift emulate --serve` serves the
+    emulated board: a command-line tool connects to the socket:// URL (one connection at a
+    time) and talks to the very app the test drives."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.05)
+    stop = threading.Event()
+
+    def run():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            conn.settimeout(0.02)
+            with conn:
+                while not stop.is_set():
+                    data = app.port.read(4096)
+                    if data:
+                        conn.sendall(data)
+                    try:
+                        got = conn.recv(4096)
+                    except socket.timeout:
+                        continue
+                    if not got:
+                        break
+                    app.port.write(got)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"socket://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def tinydrift_label(url: str, index: int, label: int):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    return CliRunner().invoke(main, ["label", str(index), str(label), "--port", url])
+
+
+def test_labels_of_wakes_and_misses_latch_the_monitor_s_error_rate(app_monitored, model, monitor_config, speech):
+    """A user confirms or rejects each wake ("that was not me calling it") and says when it
+    missed: LABEL frames name an inference and whether the wake word was said there (1) or not
+    (0), and the monitor's error-rate test takes each against whether the detector woke
+    there. Five clips of speech (ten wakes): right labels past the config's ddm_min_labels
+    (wakes confirmed, quiet stretches confirmed), then false wakes and misses until the twin
+    latches ERROR_RATE; the device takes every one, counts them in STATUS and shows
+    ERROR_RATE from its next INFERENCE on, every frame bit for bit with the twin. A label it
+    cannot place is refused: inference 0, one not yet made, one older than its latest 8
+    wakes; so is a class outside 0..1."""
+    from tinydrift.app import WAKE_HISTORY
+    from tinydrift.monitor.config import ALARM_ERROR_RATE
+    from tinydrift.monitor.twin import MonitorTwin
+
+    clips = [speech[i % 2][0] for i in range(5)] + [speech[0][0][:2 * 16000]]
+    twin = MonitorTwin(monitor_config, 1)
+    right = monitor_config.ddm_min_labels + 10
+    for _ in range(right):
+        twin.label_feedback(0, 0)
+    wrong = 1
+    while not twin.label_feedback(0, 1)["alarms"][0] & ALARM_ERROR_RATE:
+        wrong += 1
+    with HostApp(app_monitored) as app:
+        for clip in clips[:5]:
+            app.replayer.replay_clip(clip)
+        detections = app.frames(P.Detection)
+        wakes = [d.inference_index for d in detections if d.wake]
+        now = detections[-1].inference_index
+        kept = wakes[-WAKE_HISTORY:]
+        quiet = [i for i in range(kept[0] + 1, now + 1) if i not in kept]
+        refused = [app.command(P.Label(0, index, label)).result
+                   for index, label in ((0, 0), (now + 1, 1), (wakes[0], 0), (kept[0] - 1, 1), (kept[-1], 2))]
+        plan = [(kept[i % len(kept)], 1) if i % 2 else (quiet[-1 - 7 * i], 0) for i in range(right)]
+        plan += [(kept[i % len(kept)], 0) if i % 2 else (quiet[-1 - 5 * i], 1) for i in range(wrong)]
+        with served(app) as url:  # the first label as a user sends it, and one the device cannot place
+            by_hand = tinydrift_label(url, *plan[0])
+            too_new = tinydrift_label(url, now + 1, 1)
+        acks = [app.command(P.Label(0, index, label)) for index, label in plan[1:]]
+        status = app.status()
+        app.replayer.replay_clip(clips[5])
+        app.replayer.drain(0.1)
+        stderr = app.stop()
+    assert len(wakes) == 5 * PHRASES.count("okay nabu") > WAKE_HISTORY
+    assert refused == [ACK_UNKNOWN_INFERENCE] * 4 + [ACK_BAD_LABEL]
+    assert by_hand.exit_code == 0 and by_hand.output == f"inference {plan[0][0]}: label {plan[0][1]} taken\n"
+    assert too_new.exit_code == 1 and too_new.output.count("error:") == 1, too_new.output
+    assert f"refused label 1 for inference {now + 1} (unknown inference): name one of its recent" in too_new.output
+    assert [(a.result, a.detail) for a in acks] == [(ACK_OK, index) for index, _ in plan[1:]]
+    assert (status.labels, status.label_errors) == (right + wrong, wrong), "the device did not count the labels"
+    inferences = app.frames(P.Inference)
+    assert not any(i.alarm_bits & ALARM_ERROR_RATE for i in inferences[:now])
+    assert inferences[now].alarm_bits & ALARM_ERROR_RATE, P.alarm_names(inferences[now].alarm_bits)
+    check_monitor_frames(app.items, model, monitor_config, clips, labels={now: plan})
+    print(f"{len(wakes)} wakes; ERROR_RATE after {right} right labels and {wrong} false wakes and misses")
     assert stderr == ""
 
 
@@ -305,6 +441,9 @@ def speech():
     return [spoken(voice, variant) for voice, variant in VOICES]
 
 
+# The build without a monitor (~15-20 s of ASan build on 2 loaded cores): the default tier
+# checks the same detector, frames and commands on the monitored build (above).
+@pytest.mark.slow
 def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream, stream_model, model, speech, tmp_path):
     clips = [pcm for pcm, _ in speech]
     with HostApp(app_stream) as app:
@@ -330,14 +469,7 @@ def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream,
     assert mismatches == [], f"{len(mismatches)} differ, the first: {device[mismatches[0]]} vs {expected[mismatches[0]]}"
     assert stderr == ""
 
-    # the wakes: one on each "okay nabu" (by 0.5 s after it ends), none on the other phrases
-    wakes_at = []
-    for (_, spans), frames in zip(speech, per_clip):
-        wakes_at.append([d.stream_position for d in frames if d.wake])
-        for text, start, end in spans:
-            heard = [at for at in wakes_at[-1] if start <= at <= end + 8000]
-            assert len(heard) == (text == "okay nabu"), f"{text!r} ({start}-{end}): wakes at {wakes_at[-1]}"
-        assert len(wakes_at[-1]) == PHRASES.count("okay nabu")
+    wakes_at = wakes_on_the_phrase_only(speech, per_clip)
     print(f"{len(device)} inferences, bit-exact; wakes at samples {wakes_at}")
 
     # what it sent, captured (the folder, without a monitor, names the model) and reported: its wakes
@@ -357,6 +489,7 @@ def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream,
     assert report.inference_frames == 0 and report.detection_frames == len(device)
 
 
+@pytest.mark.slow  # the build without a monitor, as above
 def test_streaming_app_commands(app_stream, model, speech):
     """RESET restarts the inference index (the stream runs on); LABEL and CONFIG are refused
     as unsupported (no monitor, no heartbeats yet); a clip that ends short of a frame block

@@ -414,6 +414,39 @@ def test_schema_1_database_is_read_as_it_is_and_upgraded_by_the_next_capture(tmp
     assert conn.execute("SELECT inference_index, alarm_index FROM frames ORDER BY id").fetchall() == [(40, None), (41, 39)]
 
 
+def test_schema_2_database_gets_its_sessions_detection_counts_from_the_frames_it_holds(tmp_path):
+    """A database from before sessions counted DETECTION frames: read-only, it counts none
+    (no such columns); the next capture adds the counters and fills each old session's from
+    the DETECTION frames it stored, so its summary counts the wakes too."""
+    from tinydrift.logbook import store
+
+    db = tmp_path / "old.db"
+    old = sqlite3.connect(db)
+    old.executescript(store.SCHEMA.replace(', "detection_frames" INTEGER NOT NULL DEFAULT 0', "")
+                      .replace(', "wakes" INTEGER NOT NULL DEFAULT 0', ""))
+    assert "wakes" not in {r[1] for r in old.execute("PRAGMA table_info(sessions)")}
+    old.execute("INSERT INTO meta VALUES ('schema_version', '2')")
+    old.execute("INSERT INTO sessions (started_at, port) VALUES (1.0, 'old')")
+    frames = [P.decode(P.encode(P.Detection(seq, seq, MODEL_HASH[:8], 230 if seq == 3 else 20, 100,
+                                            P.DETECTION_FLAG_WAKE if seq == 3 else 0, 480 * seq)))
+              for seq in range(1, 6)]
+    columns = store.FRAME_COLUMNS
+    old.executemany(f"INSERT INTO frames ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                    [store.frame_row(1, 1.0, f, False) for f in frames])
+    old.commit()
+    old.close()
+
+    conn = open_db(db)
+    summary = read_summary(conn)
+    assert (summary.frames, summary.detection_frames, summary.wakes) == (0, 0, 0)  # the old counters
+    conn.close()
+    store.CaptureStore(db).close()
+    conn = open_db(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(store.SCHEMA_VERSION)
+    summary = read_summary(conn)
+    assert (summary.detection_frames, summary.wakes) == (5, 1)
+
+
 def test_durable_capture_syncs_every_commit_and_stores_everything(tmp_path, monkeypatch):
     """--durable: the writer's connection runs with synchronous=FULL (WAL then fsyncs every
     commit), and the capture still stores every frame and closes its session."""

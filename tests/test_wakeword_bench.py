@@ -115,6 +115,57 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
     assert stream_end(latched.index(ALARM_SENSOR_FAULT), stride) / RATE == pytest.approx(1.5 + 40 * 0.01, abs=0.03)
 
 
+def _detector_config(**fields):
+    from tinydrift.monitor.config import MonitorConfig
+
+    return MonitorConfig(ref_mean=np.zeros(40, np.int16), inv_std_q28=np.full(40, 1 << 18),
+                         prior_q16=np.full(2, 1 << 15), inv_prior_q8=np.full(2, 512), enabled_scores=0,
+                         **fields).validate()
+
+
+def test_labels_of_wakes_tell_a_rising_false_wake_rate_from_the_usual_one():
+    """The error-rate test on simulated labels: where no label was wrong before, the first
+    few wrong ones after ddm_min_labels latch ERROR_RATE; where a third of them always were
+    (the in-domain misses, reported), a rise to 60 % is caught in most streams while an
+    unchanged rate seldom is."""
+    from tinydrift.pipeline.wakeword_bench import labels_to_error_rate
+
+    config = _detector_config()
+    rising = labels_to_error_rate(config, 0.0, 0.2, streams=100)
+    assert (rising["false_alarms_before"], rising["detected"]) == (0, 100) and rising["median_labels"] <= 15, rising
+    same = labels_to_error_rate(config, 0.32, 0.32, streams=100, max_after=300)
+    worse = labels_to_error_rate(config, 0.32, 0.6, streams=100, max_after=300)
+    assert worse["detection_rate"] >= 0.8 and same["detection_rate"] <= 0.2, (worse, same)
+    assert worse["median_labels"] < 150, worse
+
+
+def test_a_scenario_s_labels_are_its_wakes_and_if_reported_its_misses():
+    from tinydrift.pipeline.wakeword_bench import label_error_share
+
+    r = {"wakes": 100, "false_rejects": 30, "false_accepts": 10, "hours": 2.0}
+    assert label_error_share(r, misses_reported=False) == (40.0, 10 / 80)
+    assert label_error_share(r, misses_reported=True) == (55.0, 40 / 110)
+
+
+def test_sensor_health_alone_counts_its_false_alarms_over_sessions_played_in_order():
+    """Two sessions of sensor sums: a quiet one, and one whose microphone goes dead for 20
+    inferences (60 hops, more than the 40 a fault needs, fewer than two faults' 80): one
+    SENSOR_FAULT, then a reset; for 50 inferences (150 hops), three, a reset after each."""
+    from tinydrift.pipeline.wakeword_bench import sensor_false_alarms
+
+    config = _detector_config(clip_level=30000, persist_blocks=np.array([40, 40, 40, 0]))
+    n, step = 200, 160
+    hops = np.zeros((2 * n, 3, 3), np.int64)
+    hops[:, :, 1] = step * 800 ** 2  # sums of squares: noise at 800
+    hops[0, 0, 1] = hops[n, 0, 1] = 3 * step * 800 ** 2  # each session's first hop is a whole window
+    groups = np.repeat([0, 1], n)
+    for dead, faults in ((20, 1), (50, 3)):
+        sums = hops.copy()
+        sums[n + 20:n + 20 + dead, :, 1] = 0
+        assert sensor_false_alarms(config, {"sensor": sums, "groups": groups}) == \
+            {"alarms": faults, "inferences": 2 * n, "sessions": 2}
+
+
 @pytest.mark.slow  # ~30 s on 2 loaded cores (TensorFlow's import, the generated C's build); the quick bench covers it too
 def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it(okay_nabu):
     """One 40 s espeak-ng session saying "okay nabu" often: most phrases accepted, no wake
@@ -181,6 +232,14 @@ def check_figures(data: dict, models: list[str]) -> None:
             assert (d["median_delay"] is None) == (d["detected"] == 0)
         arl0 = monitor["in_domain_arl0"]
         assert arl0["inferences"] >= 30 * monitor["target_arl0"] * 0.99
+        sensor = monitor["in_domain_sensor"]
+        assert 0 <= sensor["alarms"] and sensor["inferences"] > 0 and sensor["sessions"] > 0
+        for users in ("wakes_only", "wakes_and_misses"):
+            feedback = monitor["label_feedback"][users]
+            assert set(feedback["scenarios"]) == names and feedback["false_wakes_added_per_hour"]
+            for r in [*feedback["scenarios"].values(), *feedback["false_wakes_added_per_hour"].values()]:
+                assert 0 <= r["detected"] + r["false_alarms_before"] <= r["streams"]
+                assert (r["median_labels"] is None) == (r["detected"] == 0)
         assert arl0["arl0"] is None or math.isclose(arl0["arl0"], arl0["inferences"] / arl0["alarms"], rel_tol=1e-3)
 
 

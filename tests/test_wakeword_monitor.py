@@ -20,9 +20,8 @@ from tinydrift.wakeword.monitor import WAKE_CLASS, calibrate_detector, detector_
 pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
 pytest.importorskip("tflite_micro", reason="TFLite Micro's Python interpreter is not installed (scripts/setup.sh)")
 
-from helpers_wakeword import REPO_ROOT  # noqa: E402
+from helpers_wakeword import SESSIONS_DIR as CACHE, session_samples_once  # noqa: E402
 
-CACHE = REPO_ROOT / "build" / "test_data" / "wakeword_sessions"
 FRAMES_PER_SECOND = 100 / 3  # inferences per second of audio: 3 frames of 10 ms each
 
 
@@ -67,30 +66,49 @@ DRIFTS = {"lowpass_2k": lambda pcm, rng: lowpass(pcm, rng, 2000.0),
 
 
 def _drift_check(okay_nabu, n_ref, n_test, seconds, target, n_simulated, change_at, max_delay, arl0_targets=30,
-                 drifts=tuple(DRIFTS)):
+                 drifts=tuple(DRIFTS), planned_tests=None, arl0_stream=10_000):
+    """planned_tests: held-out sessions to plan, of which the first n_test are played (a
+    prefix of another test's keeps its synthesized audio); arl0_stream: the run-length
+    measurement's streams (measure_arl0's stream_length)."""
     ref = cached_sessions(plan_sessions(okay_nabu.wake_word, n_ref, seconds, seed=0), CACHE, workers=2)
-    test = cached_sessions(plan_sessions(okay_nabu.wake_word, n_test, seconds, seed=1), CACHE, workers=2)
-    reference = session_samples([pcm for pcm, _ in ref], okay_nabu)
-    heldout = session_samples([pcm for pcm, _ in test], okay_nabu, first_group=n_ref)
+    test = cached_sessions(plan_sessions(okay_nabu.wake_word, planned_tests or n_test, seconds, seed=1)[:n_test],
+                           CACHE, workers=2)
+    reference = session_samples_once(okay_nabu, [pcm for pcm, _ in ref])
+    heldout = session_samples_once(okay_nabu, [pcm for pcm, _ in test], first_group=n_ref)
     rng = np.random.default_rng(5)
     drifted = {name: [DRIFTS[name](pcm, rng) for pcm, _ in test] for name in drifts}
-    drifted = {name: session_samples(audio, okay_nabu, first_group=n_ref) for name, audio in drifted.items()}
+    drifted = {name: session_samples_once(okay_nabu, audio, first_group=n_ref) for name, audio in drifted.items()}
     config, _ = calibrate_detector(reference, target_arl0=target, n_inferences=n_simulated,
                                    commission_n=min(1000, change_at // 2))
     arl0 = measure_arl0(config, heldout["summaries"], heldout["probs"], heldout["groups"],
-                        n_inferences=int(arl0_targets * target), keep_order=True, population=1)
+                        n_inferences=int(arl0_targets * target), keep_order=True, population=1,
+                        stream_length=arl0_stream)
     indices = same_session_indices(heldout["groups"], change_at, max_delay)
     detection = {name: measure_detection(config, heldout, after, indices=indices) for name, after in drifted.items()}
     return arl0, detection
 
 
+def test_calibrated_on_a_few_sessions_the_monitor_is_quiet_and_finds_a_band_limited_microphone(okay_nabu):
+    """The default tier's check: twelve 40 s sessions of reference (the first six shared with
+    the app's monitor in tests/test_app_stream.py), a modest target (2,000 inferences, a
+    minute of audio), two held-out sessions and their run length over 10 targets, in streams
+    of 5,000 inferences (four times the averages' settling). Measured: ARL0 x1.7 of the
+    target (6 alarms; x2.0 in streams of 10,000); the low-pass found in both sessions after
+    a median 320 inferences, DATA_DRIFT."""
+    arl0, detection = _drift_check(okay_nabu, 12, 2, 40, 2_000, 200_000, change_at=600, max_delay=700,
+                                   arl0_targets=10, drifts=("lowpass_2k",), planned_tests=3, arl0_stream=5_000)
+    assert math.isfinite(arl0["arl0"]) and 0.3 < arl0["ratio_to_target"] < 5, arl0
+    low = detection["lowpass_2k"]
+    assert low["detected"] == low["streams"] == 2 and low["types"]["DATA_DRIFT"] == 2, low
+
+
+@pytest.mark.slow  # ~30 s on 2 loaded cores: the default tier checks two held-out sessions over 10 targets
 def test_calibrated_on_a_few_sessions_the_monitor_finds_a_band_limited_microphone(okay_nabu):
     """Twelve 40 s sessions of reference, three held out, a modest target (2,000 inferences,
-    a minute of audio), its run length over 15 targets, so that the check counts alarms at
-    all in ~15 s of test time. Measured with 30 targets: ARL0 x1.15 of the target (26
-    alarms; with 400,000 simulated inferences x0.94, 32 alarms, 6 s more; with 6 reference
-    sessions x0.36, the few sessions' wake rates telling them apart); the low-pass found in
-    all 3 sessions after a median 247 inferences."""
+    a minute of audio), its run length over 15 targets. Measured with 30 targets: ARL0 x1.15
+    of the target (26 alarms; with 400,000 simulated inferences x0.94, 32 alarms, 6 s more;
+    with 6 reference sessions x0.36, the few sessions' wake rates telling them apart); the
+    low-pass found in all 3 sessions after a median 247 inferences."""
     arl0, detection = _drift_check(okay_nabu, 12, 3, 40, 2_000, 200_000, change_at=600, max_delay=700,
                                    arl0_targets=15, drifts=("lowpass_2k",))
     assert math.isfinite(arl0["arl0"]) and 0.3 < arl0["ratio_to_target"] < 5, arl0

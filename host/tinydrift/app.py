@@ -326,13 +326,37 @@ def expected_detections(streams: Sequence[np.ndarray], model, model_id: bytes, *
     return frames
 
 
-def expected_stream_inferences(streams: Sequence[np.ndarray], model, config) -> Expected:
+WAKE_HISTORY = 8  # td_app.h TD_APP_WAKE_HISTORY: the latest wakes a LABEL can name
+
+
+def woke_at(wakes: Sequence[int], index: int, inferences: int) -> int | None:
+    """td_app_stream_woke_at: whether the detector woke at inference `index` (1 or 0), given
+    the indices of its wakes since RESET in order and its inferences so far; None (the
+    device answers "unknown inference") when it is not yet made or older than the latest
+    WAKE_HISTORY wakes."""
+    if index == 0 or index > inferences:
+        return None
+    kept = wakes[-WAKE_HISTORY:]
+    if index in kept:
+        return 1
+    if len(wakes) <= WAKE_HISTORY or index > kept[0]:
+        return 0
+    return None
+
+
+def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
+                               labels: dict[int, Sequence[tuple[int, int]]] | None = None) -> Expected:
     """The INFERENCE frames a streaming build of `model` with the monitor `config` (`tinydrift
     wakeword calibrate`) sends for `streams` played in order, each a stream of its own, the
     monitor running on from one to the next: sensor health on each front-end hop's new
     samples (the first frame's whole window, then one step each, the frames of a stream's
     unfinished last block included), and per inference the summary of its frames and the
-    probability p as [1 - p, p] (tinydrift.wakeword.monitor.detector_probs)."""
+    probability p as [1 - p, p] (tinydrift.wakeword.monitor.detector_probs).
+
+    labels: after inference i (the device's index, from 1), the LABEL frames the host sent
+    then, each (the inference it names, 1 if the wake word was said there, else 0): the
+    monitor's error-rate test takes each against whether the detector woke there (woke_at);
+    one the device cannot place is refused by it and skipped here."""
     from tinydrift.frontend.features import frames_in
     from tinydrift.model.runtimes import run_tflm
     from tinydrift.monitor.twin import MonitorTwin, summarize_frames
@@ -341,12 +365,15 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config) -> 
 
     window, step = SAMPLE_RATE * WINDOW_MS // 1000, SAMPLE_RATE * model.feature_step_ms // 1000
     twin = MonitorTwin(config, 1)
-    results, summaries, outputs, ends = [], [], [], []
+    results, summaries, outputs, ends, wakes = [], [], [], [], []
     for stream in streams:
         stream = np.asarray(stream, np.int16)
         blocks = stream_input_blocks(stream, model.stride)
-        probs = detector_probs(run_tflm(model.model, blocks)[:, 0].astype(np.uint8)) if len(blocks) else None
+        probability = run_tflm(model.model, blocks)[:, 0].astype(np.uint8) if len(blocks) else None
+        probs = detector_probs(probability) if len(blocks) else None
         stream_summaries = summarize_frames(blocks) if len(blocks) else None
+        flags = detect(probability, model.probability_cutoff_u8, model.sliding_window_size, model.stride)[1] \
+            if len(blocks) else None
         for frame in range(frames_in(len(stream), model.feature_step_ms)):
             first = 0 if frame == 0 else window + step * (frame - 1)
             twin.sensor_update(stream[None, first:window + step * frame])
@@ -356,6 +383,12 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config) -> 
                 summaries.append(stream_summaries[k])
                 outputs.append(probs[k])
                 ends.append(stream_end(k, model.stride))
+                if flags[k] & P.DETECTION_FLAG_WAKE:
+                    wakes.append(len(results))
+                for named, label in (labels or {}).get(len(results), ()):
+                    woke = woke_at(wakes, named, len(results))
+                    if woke is not None and 0 <= label < config.n_classes:
+                        twin.label_feedback(woke, label)
     return _expected(results, np.array(summaries, np.int16).reshape(-1, config.n_summary),
                      np.array(outputs, np.int8).reshape(-1, 2), ends)
 

@@ -229,3 +229,47 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     click.echo(stats.line())
     if db_path is not None:
         click.echo(f"frames stored in {db_path}")
+
+
+@click.command("label")
+@click.argument("inference", type=click.IntRange(1, 2**32 - 1))
+@click.argument("label", type=click.IntRange(0, 255))
+@click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
+              help="pyserial URL of the device: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT.")
+@click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True,
+              help="Serial speed (ignored by sockets and ptys).")
+def label_command(inference: int, label: int, port_url: str, baudrate: int):
+    """Tell the device the true label of one of its inferences, for its drift monitor's
+    error-rate test (ERROR_RATE): a LABEL frame, answered with ACK.
+
+    INFERENCE is the index the device gave it (INFERENCE and DETECTION frames). LABEL is a
+    class index for a keyword model; for a wake-word device, 1 when the wake word was said
+    there and 0 when it was not: 0 on a wake's index rejects it ("that was not me calling
+    it"), 1 on an index where it stayed quiet reports a miss. The device keeps the last 64
+    inferences (a wake-word device: its last 8 wakes and everything since the oldest of them)
+    and refuses older ones.
+
+    \b
+    Examples:
+      tinydrift label 1234 0 --port socket://127.0.0.1:4321    # that wake was not me
+      tinydrift label 1290 1 --port /dev/ttyACM0               # it missed me here
+    """
+    from tinydrift.errors import TinydriftError
+    from tinydrift.link import protocol as P
+    from tinydrift.link.port import open_port
+    from tinydrift.link.replay import (ACK_BAD_LABEL, ACK_OK, ACK_RESULTS, ACK_UNKNOWN_INFERENCE, ACK_UNSUPPORTED,
+                                       Replayer)
+
+    what_to_do = {ACK_UNKNOWN_INFERENCE: "name one of its recent inferences (an INFERENCE or DETECTION frame's index)",
+                  ACK_BAD_LABEL: "give a class of its model (a wake-word device: 1 said, 0 not said)",
+                  ACK_UNSUPPORTED: "this build has no drift monitor to take labels"}
+    port = open_port(port_url, baudrate, timeout=0.05)
+    try:
+        ack = Replayer(port).command(P.Label(0, inference, label))
+    finally:
+        port.close()
+    if ack.result != ACK_OK:
+        raise TinydriftError(f"the device refused label {label} for inference {inference} "
+                             f"({ACK_RESULTS.get(ack.result, f'result {ack.result}')}): "
+                             f"{what_to_do.get(ack.result, 'see docs/app.md')}")
+    click.echo(f"inference {inference}: label {label} taken")

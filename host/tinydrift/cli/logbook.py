@@ -46,7 +46,8 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
     from tinydrift.logbook.capture import capture
 
     def progress(stats):
-        click.echo(f"stored frames={stats.frames} inferences={stats.inference_frames} last_seq={stats.last_seq} "
+        click.echo(f"stored frames={stats.frames} inferences={stats.inference_frames} detections={stats.detection_frames} "
+                   f"wakes={stats.wakes} last_seq={stats.last_seq} "
                    f"lost={stats.lost} corrupt={stats.corrupt} foreign={stats.foreign}", err=True)
 
     summary = capture(port_url, db_path, model_dir=model_dir, duration=duration, max_frames=max_frames,
@@ -134,5 +135,6 @@ def archive_command(db_path, out_path):
     from tinydrift.logbook.store import archive
 
     summary = archive(db_path, out_path)
-    click.echo(f"archived {summary.frames} frames ({summary.inference_frames} inferences, "
+    detected = f"{summary.detection_frames} detections, {summary.wakes} wakes, " if summary.detection_frames else ""
+    click.echo(f"archived {summary.frames} frames ({summary.inference_frames} inferences, {detected}"
                f"{summary.sessions} sessions) into {out_path}")

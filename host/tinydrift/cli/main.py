@@ -60,7 +60,7 @@ COMMANDS = (
     pipeline.export_cmd,
     pipeline.verify, pipeline.demo_command,
     # a board: flash it, boot the emulated one, replay audio into it
-    device.flash_command, device.emulate, device.replay_command,
+    device.flash_command, device.emulate, device.replay_command, device.label_command,
     # the device's log
     logbook.capture_command, logbook.monitor_command, logbook.report_command, logbook.archive_command,
     # many devices: serial -> MQTT -> PostgreSQL

@@ -24,7 +24,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.link import protocol as P
 from tinydrift.link.port import LinkTracker, open_port, read_available, reopen_port
-from tinydrift.logbook.store import CaptureStore, StoreBusy, StoreFull, frame_row
+from tinydrift.logbook.store import COUNTERS, CaptureStore, StoreBusy, StoreFull, frame_row
 
 logger = logging.getLogger("tinydrift.capture")
 
@@ -34,6 +34,8 @@ logger = logging.getLogger("tinydrift.capture")
 class CaptureStats:
     frames: int = 0
     inference_frames: int = 0
+    detection_frames: int = 0  # a streaming detector's
+    wakes: int = 0  # DETECTION frames that are wakes
     lost: int = 0
     corrupt: int = 0
     foreign: int = 0
@@ -65,7 +67,10 @@ class CaptureSummary:
         s = self.stats
         unstored = f"; {self.not_stored} received frames NOT stored" if self.not_stored else ""
         inferences = self.stored.get("inference_frames", s.inference_frames)
-        return (f"captured {s.frames - self.not_stored} frames ({inferences} inferences) in "
+        detections = self.stored.get("detection_frames", s.detection_frames)
+        wakes = self.stored.get("wakes", s.wakes)
+        detected = f", {detections} detections, {wakes} wake{'' if wakes == 1 else 's'}" if detections else ""
+        return (f"captured {s.frames - self.not_stored} frames ({inferences} inferences{detected}) in "
                 f"{self.duration_s:.1f} s: {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign, "
                 f"{s.text_lines} text lines, {s.reopens} reopens; stopped: {self.end_reason}{unstored}; "
                 f"db {self.db_path}")
@@ -298,8 +303,7 @@ def capture(
 
 def _counters(stats: CaptureStats) -> dict[str, int]:
     d = asdict(stats)
-    return {k: d[k] for k in ("frames", "inference_frames", "lost", "corrupt", "foreign", "text_lines",
-                              "restarts", "reopens", "bytes")}
+    return {k: d[k] for k in COUNTERS}
 
 
 @dataclass
@@ -331,6 +335,9 @@ class Rows:
                 if item.TYPE is P.FrameType.INFERENCE:
                     stats.inference_frames += 1
                     stats.last_inference_index = item.inference_index
+                elif item.TYPE is P.FrameType.DETECTION:
+                    stats.detection_frames += 1
+                    stats.wakes += item.wake
                 elif item.TYPE is P.FrameType.BYE:
                     rows.events.append((session, now, "bye", item.seq, item.exit_code, None))
                     rows.bye = item.exit_code if rows.bye is None else rows.bye

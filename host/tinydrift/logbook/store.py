@@ -21,7 +21,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.link import protocol as P
 
-SCHEMA_VERSION = 2  # 2: frames.alarm_index (protocol version 2)
+SCHEMA_VERSION = 3  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes
 N_SCORES = P.N_SCORES
 SCORE_COLUMNS = tuple(f"score{i}" for i in range(N_SCORES))
 INFERENCE_COLUMNS = ("inference_index", "predicted_class", "confidence", "alarm_bits", "entropy",
@@ -30,7 +30,8 @@ FRAME_COLUMNS = ("session_id", "received_at", "seq", "type", "foreign_model", "r
                  *INFERENCE_COLUMNS)
 # Session counters; "foreign" is an SQL keyword, so these names are always quoted.
 COUNTERS = ("frames", "inference_frames", "lost", "corrupt", "foreign", "text_lines", "restarts",
-            "reopens", "bytes")
+            "reopens", "bytes", "detection_frames", "wakes")
+SCHEMA_2_COUNTERS = COUNTERS[:9]
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -155,8 +156,8 @@ class CaptureStore:
             self.conn.executescript(SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-            if version == "1":
-                version = self._upgrade_from_1()
+            if version in ("1", "2"):
+                version = self._upgrade(version)
         except (sqlite3.Error, OSError) as exc:
             raise TinydriftError(f"cannot write capture database {self.path}: {exc} (choose another --db)") from exc
         if version != str(SCHEMA_VERSION):
@@ -180,14 +181,26 @@ class CaptureStore:
             raise TinydriftError(f"{self.path} is an SQLite database of something else (tables {shown}), "
                                  "not a tinydrift capture: choose another --db")
 
-    def _upgrade_from_1(self) -> str:
+    def _upgrade(self, version: str) -> str:
         """Schema 1 -> 2: frames gain alarm_index (NULL for the frames already stored: version 1
-        devices did not send it)."""
+        devices did not send it). 2 -> 3: sessions gain detection_frames and wakes, counted
+        from the DETECTION frames each session already stored."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
             if "alarm_index" not in _columns(c, "frames"):
                 c.execute("ALTER TABLE frames ADD COLUMN alarm_index INTEGER")
+            for counter in COUNTERS[len(SCHEMA_2_COUNTERS):]:
+                if counter not in _columns(c, "sessions"):
+                    c.execute(f'ALTER TABLE sessions ADD COLUMN "{counter}" INTEGER NOT NULL DEFAULT 0')
+            counts: dict[int, list[int]] = {}
+            for session, raw in c.execute("SELECT session_id, raw FROM frames WHERE type=?",
+                                          (int(P.FrameType.DETECTION),)):
+                seen = counts.setdefault(session, [0, 0])
+                seen[0] += 1
+                seen[1] += P.parse_packet(raw).wake
+            c.executemany('UPDATE sessions SET "detection_frames"=?, "wakes"=? WHERE id=?',
+                          [(n, wakes, session) for session, (n, wakes) in counts.items()])
             c.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
             c.execute("COMMIT")
         except BaseException:
@@ -357,6 +370,8 @@ class DbSummary:
     end_reasons: list[str | None]
     first_alarm: tuple[int, list[str]] | None  # (inference index, alarm names)
     first_change: int | None = None  # the device's estimate of where that alarm's change began
+    detection_frames: int = 0  # a streaming detector's DETECTION frames
+    wakes: int = 0  # those of them that are wakes
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
@@ -371,7 +386,9 @@ def _inference_select(conn: sqlite3.Connection, columns=INFERENCE_COLUMNS) -> st
 
 
 def read_summary(conn: sqlite3.Connection) -> DbSummary:
-    rows = conn.execute(f"SELECT {_QUOTED_COUNTERS}, expected_hash, port, end_reason FROM sessions ORDER BY id").fetchall()
+    have = _columns(conn, "sessions")  # a schema 2 database (read-only, not upgraded) counts no detections
+    counters = ", ".join(f'"{c}"' if c in have else f'0 AS "{c}"' for c in COUNTERS)
+    rows = conn.execute(f"SELECT {counters}, expected_hash, port, end_reason FROM sessions ORDER BY id").fetchall()
     totals = {k: sum(r[i] for r in rows) for i, k in enumerate(COUNTERS)}
     expected = next((r[len(COUNTERS)] for r in reversed(rows) if r[len(COUNTERS)]), None)
     alarm = conn.execute(f"SELECT {_inference_select(conn, ('inference_index', 'alarm_bits', 'alarm_index', 'change_index'))} "
@@ -383,7 +400,8 @@ def read_summary(conn: sqlite3.Connection) -> DbSummary:
     return DbSummary(len(rows), totals["frames"], totals["inference_frames"], totals["lost"],
                      totals["corrupt"], totals["foreign"], totals["text_lines"], totals["restarts"],
                      totals["reopens"], expected, [r[len(COUNTERS) + 1] for r in rows],
-                     [r[len(COUNTERS) + 2] for r in rows], first_alarm, first_change)
+                     [r[len(COUNTERS) + 2] for r in rows], first_alarm, first_change, totals["detection_frames"],
+                     totals["wakes"])
 
 
 def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> dict[str, np.ndarray]:

@@ -23,7 +23,13 @@ in domain and under drift, and how soon the drift monitor says so.
    drifted (tinydrift.wakeword.monitor.same_session_indices). Its streams carry the sensor
    statistics of each inference's new samples, as the app's sensor health sums them per
    front-end hop (the keyword bench's drift_pools.sensor_stats), so a dead, stuck, clipping
-   or DC-offset microphone is measured as the device would see it (SENSOR_FAULT).
+   or DC-offset microphone is measured as the device would see it (SENSOR_FAULT). Sensor
+   health alone on the in-domain sessions, each played once in order: its false alarms,
+   which the in-domain ARL0 (measure_arl0, on summaries and probabilities) leaves out.
+5. Label feedback on wakes (LABEL frames, the monitor's ERROR_RATE): from the model's
+   figures, the share of labels that are errors when users label every wake (and, in a
+   second setting, every miss too), in domain and per scenario, and as false wakes per hour
+   rise; how many labels the error-rate test takes to latch (label_feedback_figures).
 """
 
 from __future__ import annotations
@@ -388,6 +394,106 @@ def monitor_detection(config, before: dict, after: dict, settings: WakewordBench
             "alarm_types": {k: v for k, v in result["types"].items() if v}}
 
 
+# Label feedback on wakes (docs/app.md): a user confirms or rejects each wake, and may say
+# when it missed; each label goes to the monitor's error-rate test (DDM), an error being a
+# false wake (or a reported miss). Simulated streams of labels: this many labels drawn from
+# the in-domain figures' error share, then up to LABEL_MAX_AFTER from the changed one's.
+LABEL_STREAMS = 400
+LABEL_BEFORE = 200
+LABEL_MAX_AFTER = 2000
+# False wakes per hour added to the in-domain sessions' true wakes: a rising false-wake rate.
+FALSE_WAKE_SWEEP = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+
+
+def label_error_share(r: dict, misses_reported: bool) -> tuple[float, float]:
+    """(labels per hour, share of them that are errors) of a scenario's figures when every
+    wake is labelled (the phrases it answered and its false accepts) and, if
+    `misses_reported`, every missed phrase too."""
+    accepted = r["wakes"] - r["false_rejects"]
+    errors = r["false_accepts"] + (r["false_rejects"] if misses_reported else 0)
+    labels = accepted + r["false_accepts"] + (r["false_rejects"] if misses_reported else 0)
+    return labels / r["hours"], (errors / labels if labels else 0.0)
+
+
+def labels_to_error_rate(config, before: float, after: float, *, streams: int = LABEL_STREAMS,
+                         labels_before: int = LABEL_BEFORE, max_after: int = LABEL_MAX_AFTER, seed: int = 0) -> dict:
+    """The monitor's error-rate test (its twin's label_feedback, the device's DDM) on streams
+    of labels: `labels_before` wrong with probability `before`, then up to `max_after` wrong
+    with probability `after`. Per stream the first ERROR_RATE: before the change (a false
+    alarm), or how many changed labels it took."""
+    from tinydrift.monitor.config import ALARM_ERROR_RATE
+    from tinydrift.monitor.twin import MonitorTwin
+
+    rng = np.random.default_rng([seed, int(before * 1e6), int(after * 1e6)])
+    twin = MonitorTwin(config, streams)
+    first = np.zeros(streams, np.int64)
+    for k in range(1, labels_before + max_after + 1):
+        wrong = rng.random(streams) < (before if k <= labels_before else after)
+        alarms = twin.label_feedback(np.zeros(streams, np.int64), wrong.astype(np.int64))["alarms"]
+        first[(first == 0) & ((alarms & ALARM_ERROR_RATE) != 0)] = k
+        if np.all(first > 0):
+            break
+    false_alarms = (first > 0) & (first <= labels_before)
+    detected = first > labels_before
+    delays = first[detected] - labels_before
+    return {"streams": streams, "false_alarms_before": int(false_alarms.sum()), "detected": int(detected.sum()),
+            "detection_rate": round(float(detected.mean()), 4),
+            "median_labels": float(np.median(delays)) if delays.size else None}
+
+
+def label_feedback_figures(config, figures: dict) -> dict:
+    """How soon label feedback on wakes shows the monitor a rising false-wake rate (ERROR_RATE):
+    for each scenario of `figures` (a model's bench figures) and for false wakes added per hour
+    to the in-domain sessions' wakes, the labels it takes, when users label only wakes
+    (confirm or reject) and when they also report every miss."""
+    out = {"labels_before": LABEL_BEFORE, "max_labels_after": LABEL_MAX_AFTER, "ddm_min_labels": config.ddm_min_labels}
+    for misses in (False, True):
+        key = "wakes_and_misses" if misses else "wakes_only"
+        per_hour, base = label_error_share(figures["in_domain"], misses)
+        rising, scenarios = {}, {}
+        for added in FALSE_WAKE_SWEEP:
+            share = (base * per_hour + added) / (per_hour + added)
+            r = labels_to_error_rate(config, base, share)
+            rising[f"{added:g}"] = {"error_share": round(share, 4), **r,
+                                    "median_hours": _hours(r["median_labels"], per_hour + added)}
+        for name, scenario_figures in figures["scenarios"].items():
+            changed_per_hour, share = label_error_share(scenario_figures, misses)
+            r = labels_to_error_rate(config, base, share)
+            scenarios[name] = {"error_share": round(share, 4), **r,
+                               "median_hours": _hours(r["median_labels"], changed_per_hour)}
+        out[key] = {"in_domain_error_share": round(base, 4), "in_domain_labels_per_hour": round(per_hour, 1),
+                    "false_wakes_added_per_hour": rising, "scenarios": scenarios}
+    return out
+
+
+def _hours(labels: float | None, per_hour: float):
+    return None if labels is None or per_hour <= 0 else round(labels / per_hour, 2)
+
+
+def sensor_false_alarms(config, samples: dict) -> dict:
+    """Sensor health alone on the in-domain sessions, each played once in order from a reset
+    (as the device hears its room), a reset after each SENSOR_FAULT: its false alarms, which
+    the in-domain ARL0 (tinydrift.monitor.calibrate.measure_arl0, on the summaries and
+    probabilities only) leaves out."""
+    from tinydrift.monitor.config import ALARM_SENSOR_FAULT
+    from tinydrift.monitor.twin import MonitorTwin
+
+    conditions = sensor_conditions(config, samples["sensor"], samples["groups"])
+    sessions = [np.flatnonzero(samples["groups"] == g) for g in np.unique(samples["groups"])]
+    longest = max(len(rows) for rows in sessions)
+    twin = MonitorTwin(config, len(sessions))
+    alarms = 0
+    for k in range(longest):
+        playing = np.array([k < len(rows) for rows in sessions])
+        rows = np.array([rows[min(k, len(rows) - 1)] for rows in sessions])
+        twin.sensor_update_blocks(conditions[rows], playing)
+        fired = playing & ((twin.alarms & ALARM_SENSOR_FAULT) != 0)
+        alarms += int(fired.sum())
+        if fired.any():
+            twin.reset(fired)
+    return {"alarms": alarms, "inferences": int(sum(len(rows) for rows in sessions)), "sessions": len(sessions)}
+
+
 def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, *, cache: Path,
                        monitor_dir: Path | None = None, workers: int = 1, log=print) -> WakewordBenchResult:
     from tinydrift.monitor.calibrate import measure_arl0
@@ -443,8 +549,10 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
             "in_domain_arl0": {"arl0": _finite(arl0["arl0"]), "ci95": [_finite(x) for x in arl0["ci95"]],
                                "alarms": arl0["alarms"], "inferences": arl0["inferences"],
                                "ratio_to_target": _finite(arl0["ratio_to_target"], 3), "by_type": arl0["by_type"]},
+            "in_domain_sensor": sensor_false_alarms(config, before),
             "change_at": settings.change_at, "max_delay": settings.max_delay,
             "scenarios": {name: monitor_detection(config, before, after, settings) for name, after in monitor_runs.items()},
+            "label_feedback": label_feedback_figures(config, result.models[monitored]),
         }
     result.seconds = time.perf_counter() - start
     return result
@@ -505,8 +613,44 @@ def markdown(result: WakewordBenchResult) -> str:
                   f"played {mon['change_at']} inferences, then up to {mon['max_delay']} changed (30 ms each), with "
                   "sensor health on each inference's new samples throughout (false alarms before the change included).",
                   ""]
+    if result.monitor is not None and "in_domain_sensor" in result.monitor:
+        sensor = result.monitor["in_domain_sensor"]
+        lines += [f"Sensor health alone on the {sensor['sessions']} in-domain sessions, each played once in order: "
+                  f"{sensor['alarms']} SENSOR_FAULT in {sensor['inferences']:,} inferences.", ""]
+    if result.monitor is not None and "label_feedback" in result.monitor:
+        lines += _label_feedback_lines(result.monitor["label_feedback"])
     lines.append(f"{result.seconds:.0f} s")
     return "\n".join(lines) + "\n"
+
+
+def _false_alarms(users: dict) -> str:
+    """Streams that latched ERROR_RATE before any change, over every change's streams."""
+    rows = [*users["false_wakes_added_per_hour"].values(), *users["scenarios"].values()]
+    return f"{sum(r['false_alarms_before'] for r in rows)}/{sum(r['streams'] for r in rows):,}"
+
+
+def _label_feedback_lines(feedback: dict) -> list[str]:
+    only, misses = feedback["wakes_only"], feedback["wakes_and_misses"]
+    lines = [f"Label feedback (ERROR_RATE, DDM from {feedback['ddm_min_labels']} labels): {feedback['labels_before']} "
+             "labels at the in-domain error share, then the changed one; per change the share of labels that are "
+             f"errors, streams that latched ERROR_RATE within {feedback['max_labels_after']:,} labels, the median "
+             "labels it took (and hours, at the change's labels per hour). Users label every wake (confirm or "
+             f"reject; in domain {only['in_domain_labels_per_hour']:g} labels/h, {only['in_domain_error_share']:.1%} "
+             f"errors; {_false_alarms(only)} false alarms in the labels before the change), or every wake and "
+             f"every miss ({misses['in_domain_labels_per_hour']:g} labels/h, {misses['in_domain_error_share']:.1%} "
+             f"errors; {_false_alarms(misses)} false alarms).", "",
+             "| change | wakes labelled: errors | caught | median labels (hours) | and misses: errors | caught | median labels (hours) |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+
+    def cells(r: dict) -> str:
+        taken = "-" if r["median_labels"] is None else f"{r['median_labels']:g} ({r['median_hours']:g})"
+        return f" {r['error_share']:.1%} | {r['detected']}/{r['streams']} | {taken} |"
+
+    for added, r in only["false_wakes_added_per_hour"].items():
+        lines.append(f"| +{added} false wakes / h |{cells(r)}{cells(misses['false_wakes_added_per_hour'][added])}")
+    for name, r in only["scenarios"].items():
+        lines.append(f"| {name} |{cells(r)}{cells(misses['scenarios'][name])}")
+    return lines + [""]
 
 
 def write_outputs(result: WakewordBenchResult, out_dir: Path) -> list[Path]:

@@ -54,10 +54,12 @@ def monitor_inputs(pcm: np.ndarray, model: WakewordModel) -> tuple[np.ndarray, n
     return summarize_frames(blocks), run_tflm(model.model, blocks)[:, 0].astype(np.uint8)
 
 
-def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_group: int = 0) -> dict:
+def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_group: int = 0, *,
+                    inputs=monitor_inputs) -> dict:
     """The monitor's samples of sessions (each its own stream and group, in stream order):
-    summaries, int8 probabilities, the uint8 probability and the group of every inference."""
-    parts = [monitor_inputs(pcm, model) for pcm in sessions]
+    summaries, int8 probabilities, the uint8 probability and the group of every inference.
+    `inputs(pcm, model)` gives one session's (monitor_inputs, or a cache of it)."""
+    parts = [inputs(pcm, model) for pcm in sessions]
     groups = np.concatenate([np.full(len(s), first_group + i, np.int64) for i, (s, _) in enumerate(parts)])
     probability = np.concatenate([p for _, p in parts])
     return {"summaries": np.concatenate([s for s, _ in parts]), "probs": detector_probs(probability),

@@ -184,6 +184,7 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     app->options = *options;
 #if TD_APP_STREAMING
     app->inferences = 0;
+    app->wakes.count = 0;
 #else
     for (unsigned i = 0; i < TD_APP_LABEL_HISTORY; ++i) {
         app->predicted_history[i] = 0;

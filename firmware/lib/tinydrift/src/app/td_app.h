@@ -104,7 +104,7 @@ extern "C" {
 #define TD_APP_ACK_BAD_LABEL 3u       /* LABEL with a class outside the model's */
 #define TD_APP_ACK_NOT_A_COMMAND 4u   /* a device -> host frame type sent to the device */
 #define TD_APP_ACK_BAD_CONFIG 5u      /* CONFIG: heartbeats only, but no heartbeats */
-#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL to a streaming build; CONFIG to one without a monitor;
+#define TD_APP_ACK_UNSUPPORTED 6u     /* LABEL or CONFIG to a streaming build without a monitor;
                                         IMAGE to an audio build, AUDIO to a camera build */
 #define TD_APP_ACK_BAD_IMAGE 7u       /* IMAGE of another shape than the model's, or not whole at END:
                                         detail = height * 65536 + width * 256 + channels of the model's */
@@ -139,6 +139,18 @@ typedef struct {
     int32_t cooling;           /* < 0: frames still to pass before a detection may count */
 } td_app_stream_t;
 
+/* A streaming detector with a monitor takes LABEL frames about its wakes: the label says
+ * whether the wake word was said at the named inference (1) or not (0), and the detector's
+ * own answer there is whether it woke. So a rejected wake counts as an error (a false wake),
+ * and so does a wake word said where it stayed quiet (a miss). It keeps the inference
+ * indices of its latest wakes: a LABEL can name one of them, or any inference since the
+ * oldest one kept (it did not wake there). */
+#define TD_APP_WAKE_HISTORY 8u
+typedef struct {
+    uint32_t at[TD_APP_WAKE_HISTORY]; /* inference index of wake k at k modulo the history */
+    uint32_t count;                   /* wakes since boot or RESET */
+} td_app_wakes_t;
+
 /* What a HEARTBEAT summarizes: the inferences since the previous one (its window), and when
  * each alarm type latched. Kept by the app, not the monitor, whose state is budgeted. */
 typedef struct {
@@ -159,6 +171,7 @@ typedef struct {
 #if TD_APP_STREAMING
     td_app_stream_t stream;
     uint32_t inferences; /* since boot or RESET: the DETECTION frames' index */
+    td_app_wakes_t wakes;
 #else
 #if !TD_APP_IMAGE
     td_app_window_t window;
@@ -233,6 +246,9 @@ void td_app_feed(td_app_t *app, const int16_t *samples, size_t count); /* the cu
 #if TD_APP_STREAMING
 void td_app_stream_start(td_app_t *app); /* a new stream: front end, model state, detector */
 void td_app_stream_push(td_app_t *app, const int16_t *samples, size_t count);
+/* Whether the detector woke at inference `index`: 1 or 0, or -1 when it cannot tell (not yet
+ * made, or older than the wakes it keeps). */
+int32_t td_app_stream_woke_at(const td_app_t *app, uint32_t index);
 #else
 #if !TD_APP_IMAGE
 void td_app_window_start(td_app_window_t *window, uint32_t stride);

@@ -124,16 +124,38 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
 #endif
 
 #if TD_APP_STREAMING
-/* A binary detector keeps no predicted classes to label (its monitor has no error score). */
+#if TD_APP_HAS_MONITOR
+/* Whether the wake word was said (1) or not (0) at an inference the detector still knows:
+ * against whether it woke there, so a rejected wake and a miss both count as errors. */
+static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
+{
+    const td_monitor_config_t *config = td_app_monitor_config();
+    const uint32_t index = command->body.label.inference_index;
+    const uint32_t label = command->body.label.label;
+    const int32_t woke = td_app_stream_woke_at(app, index);
+    uint8_t result = TD_APP_ACK_OK;
+    if (woke < 0) {
+        result = TD_APP_ACK_UNKNOWN_INFERENCE;
+    } else if (label >= config->n_classes) {
+        result = TD_APP_ACK_BAD_LABEL;
+    } else {
+        td_monitor_label_feedback(&app->monitor, config, woke, (int32_t)label, 0);
+    }
+    td_app_ack(app, command->seq, command->type, result, index);
+}
+#else
+/* Without a monitor there is no error-rate test to take labels. */
 static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
 {
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_UNSUPPORTED, 0);
 }
+#endif
 
 /* The inference index restarts, and the monitor with it; the stream and its detector run on. */
 static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
 {
     app->inferences = 0;
+    app->wakes.count = 0;
 #if TD_APP_HAS_MONITOR
     td_monitor_reset(&app->monitor, td_app_monitor_config());
     td_app_heartbeat_clear(&app->heartbeat);
@@ -146,8 +168,13 @@ static void td_app_status_counts(const td_app_t *app, td_proto_status_t *status)
 {
     status->state_bytes = TD_APP_HAS_MONITOR ? td_monitor_state_size() : 0u;
     status->inferences = app->inferences;
+#if TD_APP_HAS_MONITOR
+    status->labels = app->monitor.labels;
+    status->label_errors = app->monitor.errors;
+#else
     status->labels = 0;
     status->label_errors = 0;
+#endif
 }
 #else
 static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)

@@ -16,7 +16,9 @@
  * too: sensor health on each hop's new samples, and per inference the summary of its frames
  * with the probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
  * and entropy then read the sigmoid, the label score the wake rate), then the INFERENCE
- * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them.
+ * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them. LABEL
+ * frames say whether a wake (or any recent inference) heard the wake word: the monitor's
+ * error-rate test counts false wakes and misses (td_app_stream_woke_at).
  * The host twins are tinydrift.app.expected_detections and expected_stream_inferences. */
 #include "td_app.h"
 
@@ -113,6 +115,10 @@ static void td_app_stream_infer(td_app_t *app)
     }
     app->inferences++;
     app->inferences_total++;
+    if (flags & TD_DETECTION_FLAG_WAKE) {
+        app->wakes.at[app->wakes.count % TD_APP_WAKE_HISTORY] = app->inferences;
+        app->wakes.count++;
+    }
     if (app->options.trace || (flags & TD_DETECTION_FLAG_WAKE)) {
         td_app_stream_send(app, probability, (uint8_t)(sum / TD_APP_M_SLIDING_WINDOW), flags);
     }
@@ -122,6 +128,25 @@ static void td_app_stream_infer(td_app_t *app)
     }
     td_app_heartbeat_add(app, &result);
 #endif
+}
+
+int32_t td_app_stream_woke_at(const td_app_t *app, uint32_t index)
+{
+    const td_app_wakes_t *wakes = &app->wakes;
+    if (index == 0u || index > app->inferences) {
+        return -1;
+    }
+    const uint32_t kept = wakes->count < TD_APP_WAKE_HISTORY ? wakes->count : TD_APP_WAKE_HISTORY;
+    for (uint32_t k = 0; k < kept; ++k) {
+        if (wakes->at[k] == index) {
+            return 1;
+        }
+    }
+    /* Every wake since RESET is kept, or the index is past the oldest one kept. */
+    if (wakes->count <= TD_APP_WAKE_HISTORY || index > wakes->at[wakes->count % TD_APP_WAKE_HISTORY]) {
+        return 0;
+    }
+    return -1;
 }
 
 /* One front-end frame from the samples in hop, into its row of the model's input. */
