@@ -304,3 +304,24 @@ def test_export_reads_a_wav_folder_of_the_keyword_classes_and_counts_its_clips(t
     line = refusal(["export", "--model", str(model_dir), "--data", str(speech_commands_dir)])
     assert "300 clips" in line and "need at least 2000" in line, line
     assert not (model_dir / "reference.json").exists()
+
+
+def test_demo_refuses_a_recordings_folder_it_cannot_read_before_building(tmp_path):
+    """demo --model (a keyword model) --data FOLDER reads WAV word folders: a folder without
+    them, or a recording at another rate, is refused in one line before any firmware build."""
+    kws = str(REPO_ROOT / "models" / "kws")
+    (tmp_path / "empty" / "yes").mkdir(parents=True)
+    line = refusal(["demo", "--model", kws, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "demo")])
+    assert "no WAV files in word sub-folders" in line and "WORD/*.wav" in line, line
+    wrong_rate = tmp_path / "recordings" / "yes" / "a_nohash_0.wav"
+    wrong_rate.parent.mkdir(parents=True)
+    import wave
+
+    with wave.open(str(wrong_rate), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.zeros(8000, "<i2").tobytes())
+    line = refusal(["demo", "--model", kws, "--data", str(tmp_path / "recordings"), "--out", str(tmp_path / "demo")])
+    assert "a_nohash_0.wav" in line and "16000 Hz" in line, line
+    assert not (tmp_path / "demo" / "capture.db").exists()
