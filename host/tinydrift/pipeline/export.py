@@ -247,11 +247,13 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     detection = measure_detection(config, samples["test"], samples[source.shift])
     detection = {k: v for k, v in detection.items() if k not in ("delays", "change_time_errors", "moved_at_alarm")}
 
-    accuracy = {s: {"tflm": summarize(probs[s].argmax(1), splits[s].labels, probs[s])} for s in ("test", source.shift, "ref")}
+    names = tuple(labels)  # a camera model's classes, not the keyword set's
+    accuracy = {s: {"tflm": summarize(probs[s].argmax(1), splits[s].labels, probs[s], names)}
+                for s in ("test", source.shift, "ref")}
     litert_test = run_litert(model, splits["test"].features)
-    accuracy["test"]["litert"] = summarize(litert_test.argmax(1), splits["test"].labels, litert_test)
+    accuracy["test"]["litert"] = summarize(litert_test.argmax(1), splits["test"].labels, litert_test, names)
     accuracy["test"]["tflm_litert_argmax_agreement"] = float((litert_test.argmax(1) == probs["test"].argmax(1)).mean())
-    accuracy["test"]["float"] = _float_accuracy(model_dir, splits["test"])
+    accuracy["test"]["float"] = _float_accuracy(model_dir, splits["test"], names)
     for label, path in (real_data or {}).items():
         from tinydrift.data.wavfolder import load_any
 
@@ -298,7 +300,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     return reference
 
 
-def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
+def _float_accuracy(model_dir: Path, clips: ClipSet, names: tuple[str, ...]) -> dict:
     from tinydrift.model.train import as_model_input, load_float_model
 
     try:
@@ -307,7 +309,7 @@ def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
         return {}
     with held_back():  # tf.data's own warnings
         predicted = model.predict(as_model_input(clips.features), verbose=0, batch_size=256).argmax(1)
-    return summarize(predicted, clips.labels)
+    return summarize(predicted, clips.labels, label_names=names)
 
 
 def _pct(result: dict | None) -> str:
