@@ -32,7 +32,7 @@ def labelled_population(seed: int, n_groups: int = 200, per_group: int = 8, erro
 def calibrated():
     config = random_config(np.random.default_rng(0), n_summary=4, n_classes=5)
     predicted, labels, groups = labelled_population(1)
-    return config, calibrate_error_rate(config, predicted, labels, groups, target_arl0=TARGET, n_streams=100)
+    return config, calibrate_error_rate(config, predicted, labels, groups, target_arl0=TARGET, max_streams=100)
 
 
 def test_the_lowest_level_that_holds_the_budget_holds_it_on_unseen_streams(calibrated):

@@ -68,7 +68,7 @@ def error_rate_arl0(config: MonitorConfig, wrong: np.ndarray, label_share: float
 
 
 def calibrate_error_rate(config: MonitorConfig, predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                         target_arl0: float, label_share: float = LABEL_SHARE, n_streams: int = 400,
+                         target_arl0: float, label_share: float = LABEL_SHARE, max_streams: int = 400,
                          seed: int = 7) -> tuple[MonitorConfig, dict]:
     """`config` with the lowest drift level of DRIFT_LEVELS_Q8 whose false ERROR_RATE alarms
     on no-drift streams of these labelled samples come at most once in target_arl0
@@ -77,7 +77,10 @@ def calibrate_error_rate(config: MonitorConfig, predicted: np.ndarray, labels: n
     highest level when none holds."""
     if config.n_classes < 2:
         raise TinydriftError("the error-rate test needs at least two classes")
-    n_labels = max(1000, int(50 * target_arl0 * label_share / n_streams))
+    # streams of at least 1,000 labels (each start is a reset: long next to the DDM's settling)
+    total = 50 * target_arl0 * label_share
+    n_streams = int(min(max_streams, max(20, math.ceil(total / 1000))))
+    n_labels = max(1000, int(total / n_streams))
     wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share)
     measured = {}
     chosen = DRIFT_LEVELS_Q8[-1]
