@@ -2,15 +2,15 @@
 
 DDM's textbook levels (drift at 3 standard deviations over the best error rate seen, warning
 at 2, from the 30th label) ignore how often labels come back and how accurate the model is:
-on the plant model (2.5 % errors, labels for 1 inference in 10) they raised a false
-ERROR_RATE every 21,000-36,000 inferences, a third of the monitor's whole budget of 100,000.
-Its false alarms come soon after a reset, while few labels set the best error rate. Here the
-drift level is the lowest one whose false alarms on no-drift label streams stay within the
-budget, measured with the twin itself:
-inferences by block bootstrap over whole groups (a plant's or speaker's errors come
-together), each labelled with probability `label_share`, run from reset to the first
-ERROR_RATE and then reset, as a device is. The warning level stays one standard deviation
-under the drift level (it only dates the change).
+on the plant model (2.5-2.7 % errors, labels for 1 inference in 10) they raised a false
+ERROR_RATE every 21,000-36,000 inferences, 3-5 times as often as the monitor's whole budget
+(ARL0 100,000) allows, mostly soon after a reset, while few labels set the best error rate.
+Here the drift level is the lowest whose false alarms on no-drift label streams stay within
+the budget, measured with the twin itself: inferences by block bootstrap over whole groups
+(a plant's or a speaker's errors come together), each labelled with probability
+`label_share`, run from a reset to the first ERROR_RATE, then reset again, as a device is.
+The warning level stays one standard deviation under the drift level (it only dates the
+change).
 """
 
 from __future__ import annotations
