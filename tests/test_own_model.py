@@ -312,7 +312,7 @@ def test_demo_refuses_a_recordings_folder_it_cannot_read_before_building(tmp_pat
     kws = str(REPO_ROOT / "models" / "kws")
     (tmp_path / "empty" / "yes").mkdir(parents=True)
     line = refusal(["demo", "--model", kws, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "demo")])
-    assert "no WAV files in word sub-folders" in line and "WORD/*.wav" in line, line
+    assert "missing test.npz, accent.npz" in line and "WAV word folders (WORD/*.wav)" in line, line
     wrong_rate = tmp_path / "recordings" / "yes" / "a_nohash_0.wav"
     wrong_rate.parent.mkdir(parents=True)
     import wave

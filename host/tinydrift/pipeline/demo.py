@@ -151,7 +151,8 @@ def _data(config: DemoConfig, steps: _Steps) -> Path:
             steps.bar("data (given)", 1)(1)
             return config.data_dir
         raise TinydriftError(f"{config.data_dir}: missing {', '.join(m + '.npz' for m in missing)}; "
-                             "build it with `tinydrift data kws --out DIR` or omit --data")
+                             "build it with `tinydrift data kws --out DIR`, omit --data, or (with --model) give "
+                             "WAV word folders (WORD/*.wav)")
     data_dir = config.out_dir / "data"
     build_kws(data_dir, KwsConfig(seed=config.seed, clips_per_class=dict(config.clips_per_class)),
               progress_factory=steps.bar)
@@ -248,7 +249,7 @@ def _is_wav_folder(config: DemoConfig) -> bool:
     """--data with --model of a keyword model: a folder of WAV word folders, not `tinydrift
     data kws` splits."""
     return (config.model_dir is not None and config.data_dir is not None
-            and not (Path(config.data_dir) / "test.npz").exists())
+            and not (Path(config.data_dir) / "test.npz").exists() and any(Path(config.data_dir).glob("*/*.wav")))
 
 
 def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, steps: _Steps) -> None:
