@@ -38,7 +38,7 @@ def calibrated():
 def test_the_lowest_level_that_holds_the_budget_holds_it_on_unseen_streams(calibrated):
     config, (tuned, report) = calibrated
     predicted, labels, groups = labelled_population(2)  # another draw of the population
-    held_out = measure_error_rate_arl0(tuned, predicted, labels, groups, n_inferences=40 * TARGET, n_streams=200)
+    held_out = measure_error_rate_arl0(tuned, predicted, labels, groups, n_inferences=40 * TARGET)
     assert report["drift_q8"] == tuned.ddm_drift_q8 and tuned.ddm_warning_q8 == tuned.ddm_drift_q8 - 256
     assert report["levels"][f"{tuned.ddm_drift_q8 / 256:g}"]["arl0_inferences"] >= TARGET
     assert held_out["arl0_inferences"] >= 0.6 * TARGET, held_out  # ~40 alarms: +-30 % at 2 sd

@@ -100,11 +100,15 @@ def calibrate_error_rate(config: MonitorConfig, predicted: np.ndarray, labels: n
 
 
 def measure_error_rate_arl0(config: MonitorConfig, predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
-                            n_inferences: int, label_share: float = LABEL_SHARE, n_streams: int = 400,
+                            n_inferences: int, label_share: float = LABEL_SHARE, max_streams: int = 400,
                             block_length: int | None = None, seed: int = 1) -> dict:
     """The shipped error-rate test's false alarms on samples calibration did not see:
-    n_inferences of no-drift streams, labels back for label_share of them."""
-    n_labels = max(1, int(round(n_inferences * label_share / n_streams)))
+    n_inferences of no-drift streams, labels back for label_share of them, in streams of
+    1,000 labels or more as calibration draws them (each stream's start is a reset, and
+    the test is loudest soon after one: shorter streams would read it louder than it is)."""
+    total = n_inferences * label_share
+    n_streams = int(min(max_streams, max(1, total // 1000)))
+    n_labels = max(1, int(round(total / n_streams)))
     wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share,
                          block_length)
     return error_rate_arl0(config, wrong, label_share)
