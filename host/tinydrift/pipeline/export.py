@@ -237,6 +237,10 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config, calibration["error_rate"] = calibrate_error_rate(
         config, samples["ref"]["probs"].argmax(1), samples["ref"]["labels"], samples["ref"]["groups"],
         target_arl0=target_arl0)
+    chosen = calibration["error_rate"]["levels"].get(f"{config.ddm_drift_q8 / 256:g}", {})
+    log(f"error-rate test: ERROR_RATE at {config.ddm_drift_q8 / 256:g} standard deviations, a false alarm every "
+        f"{chosen.get('arl0_inferences', 0):,} inferences with labels for {100 * calibration['error_rate']['label_share']:g} % "
+        "of them")
     calibration_seconds = time.perf_counter() - start
     log(f"checking ARL0 on the test split (unseen by calibration) and the {source.shift} shift's detection")
     # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
