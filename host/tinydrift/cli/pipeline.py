@@ -178,6 +178,12 @@ def adopt_cmd(tflite: Path, model_dir: Path):
         black, white = (scale * (pixel - 128 - zero_point) for pixel in (0, 255))
         click.echo(f"the device feeds pixels minus 128: your model reads a pixel of 0 as {black:.4g} and 255 as "
                    f"{white:.4g} (trained on another scaling? convert with a representative set that spans it)")
+    else:
+        scale, zero_point = info["inputs"][0]["quantization"]
+        low, high = (scale * (q - zero_point) for q in (-128, 127))
+        click.echo(f"the device feeds the front end's int8 features as they are (-128..127): your model reads "
+                   f"-128 as {low:.4g} and 127 as {high:.4g} (trained on the features as numbers? convert with a "
+                   "representative set that holds both -128 and 127, for scale 1 and zero point 0)")
 
 
 @click.command("eval")
@@ -347,7 +353,9 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
               help="Use this model (made by `tinydrift export`, e.g. models/kws) instead of training one.")
 @click.option("--data", "data_dir", type=DATA_FOLDER, default=None, metavar="DIR",
               help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own; "
-                   "with a camera model, images from these class folders (CLASS/*.jpg|png) instead of drawn leaves.")
+                   "with a camera model, images from these class folders (CLASS/*.jpg|png) instead of drawn leaves; "
+                   "with your own keyword model (--model), clips from these WAV word folders (WORD/*.wav), then the "
+                   "same kind under white noise.")
 @click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 12; `tinydrift train` uses 24).")
 @click.option("--clips-per-class", type=COUNT, default=None, metavar="N",
               help="Training clips per class (default 400; held-out splits keep their demo sizes).")
@@ -377,6 +385,7 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
       tinydrift demo
       tinydrift demo --model models/plant
       tinydrift demo --model models/mine --data my_images/ --in-domain 40 --shifted 40
+      tinydrift demo --model models/my_kws --data my_recordings/ --in-domain 40 --shifted 40
     """
     import os
 

@@ -17,7 +17,9 @@ A camera model (`model_dir` models/plant) runs the same loop on images: fresh pr
 leaves of plants the model never saw (or, with `data_dir`, images drawn from the user's own
 class folders), then the same kind of images through a smudged lens,
 replayed into QEMU as IMAGE frames (the emulated board has no camera) while every frame the
-device answers is stored in the capture database.
+device answers is stored in the capture database. A keyword model of the user's own
+(`tinydrift adopt`) with `data_dir` a folder of WAV word folders hears clips from it, then
+the same kind under white noise.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def _data(config: DemoConfig, steps: _Steps) -> Path:
             steps.bar("data (given)", 1)(1)
             return config.data_dir
         raise TinydriftError(f"{config.data_dir}: missing {', '.join(m + '.npz' for m in missing)}; "
-                             "build it with `tinydrift data kws --out DIR` or omit --data")
+                             "build it with `tinydrift data kws --out DIR`, omit --data, or (with --model) give "
+                             "WAV word folders (WORD/*.wav)")
     data_dir = config.out_dir / "data"
     build_kws(data_dir, KwsConfig(seed=config.seed, clips_per_class=dict(config.clips_per_class)),
               progress_factory=steps.bar)
@@ -223,6 +226,30 @@ def _stream(config: DemoConfig, data_dir: Path) -> tuple[np.ndarray, np.ndarray,
     clips = np.concatenate([test.audio[take_in], accent.audio[take_shift]])
     labels = np.concatenate([test.labels[take_in], accent.labels[take_shift]]).astype(np.int64)
     return clips, labels, n_in
+
+
+def _wav_folder_stream(config: DemoConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """Clips from the user's own WAV word folders (`data_dir`, the Speech Commands layout the
+    export read), then the same kind under white noise at the SNR the export checked:
+    (audio, true labels, number in domain)."""
+    from tinydrift.data.scenarios import white_noise
+    from tinydrift.data.wavfolder import load_speech_commands
+    from tinydrift.pipeline.export import NOISE_SNR_DB
+
+    clips = load_speech_commands(config.data_dir)
+    total = config.in_domain + config.shifted
+    rng = np.random.default_rng(config.seed)
+    order = rng.choice(len(clips), size=total, replace=len(clips) < total)
+    audio = clips.audio[order].copy()
+    audio[config.in_domain:] = white_noise(audio[config.in_domain:], rng, NOISE_SNR_DB)
+    return audio, clips.labels[order].astype(np.int64), config.in_domain
+
+
+def _is_wav_folder(config: DemoConfig) -> bool:
+    """--data with --model of a keyword model: a folder of WAV word folders, not `tinydrift
+    data kws` splits."""
+    return (config.model_dir is not None and config.data_dir is not None
+            and not (Path(config.data_dir) / "test.npz").exists() and any(Path(config.data_dir).glob("*/*.wav")))
 
 
 def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, steps: _Steps) -> None:
@@ -362,6 +389,10 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         model_dir = config.model_dir
         inputs, labels, n_in = steps.run("data", _image_stream, config, model_dir)  # a bad folder before the build
         elf = steps.run("firmware", _build, model_dir, steps)
+    elif _is_wav_folder(config):
+        model_dir = config.model_dir
+        inputs, labels, n_in = steps.run("data", _wav_folder_stream, config)  # a bad folder before the build
+        elf = steps.run("firmware", _build, model_dir, steps)
     else:
         data_dir = steps.run("data", _data, config, steps)
         model_dir = _model(config, data_dir, steps)
@@ -393,7 +424,8 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         alarm_types=first.first_alarm[1] if first.first_alarm else [],
         change_index=first.first_change, severity=report.severities[0].impact() if report.severities else None,
         accuracy=accuracy, mismatches=mismatches,
-        seconds=steps.seconds, shift="through a smudged lens" if camera else "accent-shifted",
+        seconds=steps.seconds,
+        shift="through a smudged lens" if camera else "under white noise" if _is_wav_folder(config) else "accent-shifted",
         unit="images" if camera else "clips")
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},

@@ -17,12 +17,12 @@ import numpy as np
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.scenarios import DEPLOYMENT, Population, Scenario, synthesize_population
 from tinydrift.errors import TinydriftError
+from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
 from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q16, MonitorConfig
 from tinydrift.monitor.twin import MonitorTwin, summarize_frames
 
 BLOCK = 320  # the app's sensor block: one 20 ms step
 BLOCKS_PER_CLIP = 16000 // BLOCK
-LABEL_FEEDBACK_SHARE = 0.10  # concept drift: labels come back for this share of inferences
 CACHE_VERSION = 1
 
 
@@ -305,7 +305,7 @@ def make_streams(s: Scenario, deployment: Pool, drifted: Pool, settings: BenchSe
         mix = rng.random((n_streams, settings.after)) < share
     feedback = np.zeros((n_streams, settings.before + settings.after), bool)
     if s.family == "concept":
-        feedback = rng.random(feedback.shape) < LABEL_FEEDBACK_SHARE
+        feedback = rng.random(feedback.shape) < LABEL_SHARE  # the share the error-rate test is calibrated for
     return StreamSet(before, after, mix, feedback)
 
 

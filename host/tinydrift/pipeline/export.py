@@ -197,6 +197,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     speaker_run: every score calibrated on same-speaker runs of that many inferences
     (default: the input scores on runs of DEFAULT_DATA_SESSION, the outputs on the data's)."""
     from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+    from tinydrift.monitor.calibrate_feedback import calibrate_error_rate, measure_error_rate_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
@@ -231,21 +232,32 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         data_session_length=speaker_run or DEFAULT_DATA_SESSION, output_session_length=speaker_run,
         min_samples=source.min_reference,
         **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
-    calibration_seconds = time.perf_counter() - start
     if source.is_image:
         config = replace(config, **CAMERA_SENSOR)
+    config, calibration["error_rate"] = calibrate_error_rate(
+        config, samples["ref"]["probs"].argmax(1), samples["ref"]["labels"], samples["ref"]["groups"],
+        target_arl0=target_arl0)
+    chosen = calibration["error_rate"]["levels"].get(f"{config.ddm_drift_q8 / 256:g}", {})
+    log(f"error-rate test: ERROR_RATE at {config.ddm_drift_q8 / 256:g} standard deviations, a false alarm every "
+        f"{chosen.get('arl0_inferences', 0):,} inferences with labels for {100 * calibration['error_rate']['label_share']:g} % "
+        "of them")
+    calibration_seconds = time.perf_counter() - start
     log(f"checking ARL0 on the test split (unseen by calibration) and the {source.shift} shift's detection")
     # 100 x ARL0 inferences: ~100 expected alarms, so the check's own counting error is ~10 %.
     arl0 = measure_arl0(config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"],
                         n_inferences=int(100 * target_arl0))
+    arl0["error_rate"] = measure_error_rate_arl0(config, samples["test"]["probs"].argmax(1), samples["test"]["labels"],
+                                                 samples["test"]["groups"], n_inferences=int(100 * target_arl0))
     detection = measure_detection(config, samples["test"], samples[source.shift])
     detection = {k: v for k, v in detection.items() if k not in ("delays", "change_time_errors", "moved_at_alarm")}
 
-    accuracy = {s: {"tflm": summarize(probs[s].argmax(1), splits[s].labels, probs[s])} for s in ("test", source.shift, "ref")}
+    names = tuple(labels)  # a camera model's classes, not the keyword set's
+    accuracy = {s: {"tflm": summarize(probs[s].argmax(1), splits[s].labels, probs[s], names)}
+                for s in ("test", source.shift, "ref")}
     litert_test = run_litert(model, splits["test"].features)
-    accuracy["test"]["litert"] = summarize(litert_test.argmax(1), splits["test"].labels, litert_test)
+    accuracy["test"]["litert"] = summarize(litert_test.argmax(1), splits["test"].labels, litert_test, names)
     accuracy["test"]["tflm_litert_argmax_agreement"] = float((litert_test.argmax(1) == probs["test"].argmax(1)).mean())
-    accuracy["test"]["float"] = _float_accuracy(model_dir, splits["test"])
+    accuracy["test"]["float"] = _float_accuracy(model_dir, splits["test"], names)
     for label, path in (real_data or {}).items():
         from tinydrift.data.wavfolder import load_any
 
@@ -292,7 +304,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     return reference
 
 
-def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
+def _float_accuracy(model_dir: Path, clips: ClipSet, names: tuple[str, ...]) -> dict:
     from tinydrift.model.train import as_model_input, load_float_model
 
     try:
@@ -301,7 +313,7 @@ def _float_accuracy(model_dir: Path, clips: ClipSet) -> dict:
         return {}
     with held_back():  # tf.data's own warnings
         predicted = model.predict(as_model_input(clips.features), verbose=0, batch_size=256).argmax(1)
-    return summarize(predicted, clips.labels)
+    return summarize(predicted, clips.labels, label_names=names)
 
 
 def _pct(result: dict | None) -> str:
@@ -372,7 +384,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
   by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
 - Empirical ARL0 on no-drift streams of `test` {unit} (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
   {_fmt(arl.get('inferences'))} inferences ({arl.get('alarms', 'n/a')} alarms; 95 % interval
-  {_fmt(arl['ci95'][0])} to {_fmt(arl['ci95'][1])}).
+  {_fmt(arl['ci95'][0])} to {_fmt(arl['ci95'][1])}).{_error_rate_line(ref)}
 - {shift['title']}: detected in {100 * det.get('detection_rate', float('nan')):.0f} % of
   {det.get('streams', 'n/a')} streams, median delay {_fmt(det.get('median_delay'))} inferences, after {_fmt(det.get('false_alarms'))} false alarms
   before the change; change-time estimate off by a median {_fmt(det.get('change_time_error_median'))} inferences.
@@ -380,6 +392,16 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 Files: `model_int8.tflite`, `include/` (generated C: model, monitor config, reference),
 `reference.json` (the JSON twin the host reads), `training.json`.{_measured_apart(image and not adopted)}
 """
+
+
+def _error_rate_line(ref: dict) -> str:
+    calibrated, check = ref["calibration"].get("error_rate"), ref["arl0_check"].get("error_rate")
+    if not calibrated or not check:
+        return ""
+    return (f"\n- Error rate on label feedback: ERROR_RATE at {calibrated['drift_q8'] / 256:g} standard deviations over the best "
+            f"error rate (warning at {calibrated['warning_q8'] / 256:g}) from the {calibrated['min_labels']}th label, the lowest "
+            f"level that holds the ARL0 with labels for {100 * calibrated['label_share']:g} % of inferences; on `test`: "
+            f"{check['alarms']} false alarms in {_fmt(check['labels'] / check['label_share'])} inferences.")
 
 
 # The shifted split's row in the model card's accuracy table (a user's data: the shift's title).

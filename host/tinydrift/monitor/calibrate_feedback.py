@@ -1,0 +1,114 @@
+"""The error-rate test's levels (td_monitor_feedback.c) for a false-alarm budget.
+
+DDM's textbook levels (drift at 3 standard deviations over the best error rate seen, warning
+at 2, from the 30th label) ignore how often labels come back and how accurate the model is:
+on the plant model (2.5-2.7 % errors, labels for 1 inference in 10) they raised a false
+ERROR_RATE every 21,000-36,000 inferences, 3-5 times as often as the monitor's whole budget
+(ARL0 100,000) allows, mostly soon after a reset, while few labels set the best error rate.
+Here the drift level is the lowest whose false alarms on no-drift label streams stay within
+the budget, measured with the twin itself: inferences by block bootstrap over whole groups
+(a plant's or a speaker's errors come together), each labelled with probability
+`label_share`, run from a reset to the first ERROR_RATE, then reset again, as a device is.
+The warning level stays one standard deviation under the drift level (it only dates the
+change).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+
+from tinydrift.errors import TinydriftError
+from tinydrift.monitor.config import ALARM_ERROR_RATE, MonitorConfig
+from tinydrift.monitor.streams import bootstrap_indices
+from tinydrift.monitor.twin import MonitorTwin
+
+# Labels come back for about one inference in ten (a user confirming some of the device's
+# calls): the share the budget is converted with, and the drift bench's.
+LABEL_SHARE = 0.10
+# Candidate drift levels, standard deviations over the best error rate (Q8, steps of 1/4).
+DRIFT_LEVELS_Q8 = tuple(range(2 * 256, 6 * 256 + 1, 64))
+WARNING_BELOW_Q8 = 256
+
+
+def label_errors(predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_streams: int, n_labels: int,
+                 rng: np.random.Generator, label_share: float = LABEL_SHARE,
+                 block_length: int | None = None) -> np.ndarray:
+    """bool [n_streams, n_labels]: whether each labelled inference was wrong, the labelled
+    ones a `label_share` thinning of block-bootstrap streams over whole groups."""
+    if not 0 < label_share <= 1:
+        raise TinydriftError(f"label share {label_share} is not in (0, 1]")
+    gaps = rng.geometric(label_share, (n_streams, n_labels))
+    positions = np.cumsum(gaps, axis=1) - 1
+    indices = bootstrap_indices(groups, n_streams, int(positions.max()) + 1, rng, block_length=block_length)
+    rows = np.take_along_axis(indices, positions, axis=1)
+    return np.asarray(predicted)[rows] != np.asarray(labels)[rows]
+
+
+def error_rate_arl0(config: MonitorConfig, wrong: np.ndarray, label_share: float = LABEL_SHARE) -> dict:
+    """False ERROR_RATE alarms of `config` on the no-drift label streams `wrong` [B, L], each
+    stream reset after an alarm: the average run in labels, and in inferences at label_share."""
+    n_streams, n_labels = wrong.shape
+    twin = MonitorTwin(config, n_streams)
+    # the test counts disagreements only: a wrong call is fed as (0, 1), a right one as (0, 0)
+    predicted = np.zeros(n_streams, np.int64)
+    alarms = 0
+    for step in range(n_labels):
+        twin.label_feedback(predicted, wrong[:, step].astype(np.int64))
+        fired = (twin.alarms & ALARM_ERROR_RATE) != 0
+        if fired.any():
+            alarms += int(fired.sum())
+            twin.reset(fired)
+    total = n_streams * n_labels
+    arl0_labels = total / alarms if alarms else math.inf
+    return {"alarms": alarms, "labels": total, "arl0_labels": arl0_labels,
+            "arl0_inferences": arl0_labels / label_share, "label_share": label_share}
+
+
+def calibrate_error_rate(config: MonitorConfig, predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
+                         target_arl0: float, label_share: float = LABEL_SHARE, max_streams: int = 400,
+                         seed: int = 7) -> tuple[MonitorConfig, dict]:
+    """`config` with the lowest drift level of DRIFT_LEVELS_Q8 whose false ERROR_RATE alarms
+    on no-drift streams of these labelled samples come at most once in target_arl0
+    inferences (at label_share), and what each level measured. The streams hold about
+    50 x the target in inferences (about 50 alarms at the level chosen: +-15 %); the
+    highest level when none holds."""
+    if config.n_classes < 2:
+        raise TinydriftError("the error-rate test needs at least two classes")
+    # streams of at least 1,000 labels (each start is a reset: long next to the DDM's settling)
+    total = 50 * target_arl0 * label_share
+    n_streams = int(min(max_streams, max(20, math.ceil(total / 1000))))
+    n_labels = max(1000, int(total / n_streams))
+    wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share)
+    measured = {}
+    chosen = DRIFT_LEVELS_Q8[-1]
+    for level in DRIFT_LEVELS_Q8:
+        trial = replace(config, ddm_drift_q8=level, ddm_warning_q8=level - WARNING_BELOW_Q8)
+        measured[level] = error_rate_arl0(trial, wrong, label_share)
+        if measured[level]["arl0_inferences"] >= target_arl0:
+            chosen = level
+            break
+    config = replace(config, ddm_drift_q8=chosen, ddm_warning_q8=chosen - WARNING_BELOW_Q8)
+    report = {"label_share": label_share, "target_arl0": target_arl0, "streams": n_streams, "labels_per_stream": n_labels,
+              "error_rate": float(np.mean(np.asarray(predicted) != np.asarray(labels))),
+              "min_labels": config.ddm_min_labels, "warning_q8": config.ddm_warning_q8, "drift_q8": chosen,
+              "levels": {f"{lv / 256:g}": {"alarms": m["alarms"], "arl0_inferences": round(m["arl0_inferences"])}
+                         for lv, m in measured.items()}}
+    return config, report
+
+
+def measure_error_rate_arl0(config: MonitorConfig, predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,
+                            n_inferences: int, label_share: float = LABEL_SHARE, max_streams: int = 400,
+                            block_length: int | None = None, seed: int = 1) -> dict:
+    """The shipped error-rate test's false alarms on samples calibration did not see:
+    n_inferences of no-drift streams, labels back for label_share of them, in streams of
+    1,000 labels or more as calibration draws them (each stream's start is a reset, and
+    the test is loudest soon after one: shorter streams would read it louder than it is)."""
+    total = n_inferences * label_share
+    n_streams = int(min(max_streams, max(1, total // 1000)))
+    n_labels = max(1, int(round(total / n_streams)))
+    wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share,
+                         block_length)
+    return error_rate_arl0(config, wrong, label_share)
