@@ -323,3 +323,30 @@ def test_builds_for_cortex_m4(tmp_path):
     # No RAM beyond the state the app declares (state is the app's bss), no data.
     assert data == 0
     print(f"Cortex-M4 -O2: monitor code+config {text} bytes flash, state {bss} bytes RAM")
+
+
+def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
+    """A large shift of the input summary: with the mean score's limit, DATA_DRIFT latches
+    when one z reaches it, in C and twin alike; without it, the same CUSUM (its drift level
+    out of reach here) never latches."""
+    rng = np.random.default_rng(21)
+    base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN)
+    std = (1 << 28) / base.inv_std_q28.astype(np.float64)
+    n, change = 400, 200
+    summaries = base.ref_mean + rng.normal(0, 1, (n, 40)) * std
+    summaries[change:] += 6 * std  # six reference deviations on every channel
+    summaries = np.clip(np.round(summaries), -32768, 32767).astype(np.int16)
+    probs = np.full((n, 12), -128, dtype=np.int8)
+    probs[:, 0] = 127
+    events = np.stack([np.zeros(n), np.arange(n), np.zeros(n)], axis=1).astype(np.int32)
+    unreachable = np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX)
+    time_column = INFERENCE_FIELDS.index("alarm_time")
+    latched_at = {}
+    for limit in (0, cfgmod.SCORE_Z_MAX // 2):
+        config = base.replace(score_drift=unreachable, score_warning=unreachable,
+                              score_limit=np.array([limit, 0, 0, 0, 0]))
+        twin_rows = run_events(config, events, summaries, probs)
+        compare(CMonitor(config).run_events(events, summaries, probs), twin_rows, events)
+        latched_at[limit] = int(twin_rows[-1, time_column])
+    assert latched_at[0] == 0
+    assert change < latched_at[cfgmod.SCORE_Z_MAX // 2] < n

@@ -17,7 +17,9 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 4
+ABI_VERSION = 5
+# Configs of these versions read as this one: version 4 had no score limits (all 0 now).
+READABLE_ABI_VERSIONS = (4, ABI_VERSION)
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -139,6 +141,8 @@ class MonitorConfig:
     score_k: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, ONE_Q12 // 2, np.int32))
     score_warning: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, CUSUM_MAX, np.int32))
     score_drift: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, CUSUM_MAX, np.int32))
+    # Per score: one inference whose z (Q12) reaches this latches at once (0: no such limit).
+    score_limit: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
     ddm_min_labels: int = 30
     ddm_warning_q8: int = 2 * 256
     ddm_drift_q8: int = 3 * 256
@@ -171,7 +175,7 @@ class MonitorConfig:
         self.prior_q16 = _int_array(self.prior_q16, np.int32, None, "prior_q16")
         k = self.prior_q16.shape[0]
         self.inv_prior_q8 = _int_array(self.inv_prior_q8, np.int32, k, "inv_prior_q8")
-        for name in ("score_offset", "score_gain_q16", "score_k", "score_warning", "score_drift"):
+        for name in ("score_offset", "score_gain_q16", "score_k", "score_warning", "score_drift", "score_limit"):
             setattr(self, name, _int_array(getattr(self, name), np.int32, SCORE_COUNT, name))
         self.persist_blocks = _int_array(self.persist_blocks, np.uint16, SENSOR_CONDITION_COUNT, "persist_blocks")
         self.entropy_q16 = _int_array(self.entropy_q16, np.uint16, 256, "entropy_q16")
@@ -217,6 +221,7 @@ class MonitorConfig:
         check(np.all(np.abs(self.score_offset.astype(np.int64)) <= 1 << 30), "score offsets beyond 2^30")
         check(np.all(np.abs(self.score_gain_q16.astype(np.int64)) <= 1 << 28), "score gains beyond 2^28")
         check(np.all((self.score_k >= 0) & (self.score_k <= 1 << 24)), "score k not in 0..2^24")
+        check(np.all((self.score_limit >= 0) & (self.score_limit <= SCORE_Z_MAX)), "score limits not in 0..65536")
         for name in ("score_warning", "score_drift"):
             v = getattr(self, name)
             check(np.all((v >= 1) & (v <= CUSUM_MAX)), f"{name} not in 1..2^30")
@@ -240,7 +245,7 @@ class MonitorConfig:
             raise TinydriftError(f"monitor config: expected a JSON object, found {type(data).__name__}")
         data = dict(data)
         version = data.pop("abi_version", ABI_VERSION)
-        if version != ABI_VERSION:
+        if version not in READABLE_ABI_VERSIONS:
             raise TinydriftError(
                 f"monitor config has ABI version {version}, this tinydrift expects {ABI_VERSION}: regenerate it"
             )

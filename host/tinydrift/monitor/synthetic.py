@@ -101,7 +101,7 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     """A valid monitor config with random values, for bit-exactness tests. extreme=True
     draws every field across its whole accepted range (shifts 0..15, gains up to 2^28,
     levels down to 1, priors 0 or 1, ...), which drives every clamp and saturation."""
-    from tinydrift.monitor.config import CUSUM_MAX, ONE_Q16, SCORE_COUNT, MonitorConfig
+    from tinydrift.monitor.config import CUSUM_MAX, ONE_Q16, SCORE_COUNT, SCORE_Z_MAX, MonitorConfig
 
     def pick(*choices):
         return choices[rng.integers(len(choices))]
@@ -127,7 +127,8 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
             moved_var_level=int(rng.integers(-100, 300000)),
             atc_threshold=int(pick(0, 256, rng.integers(0, 257))),
             ref_confidence_q16=int(rng.integers(0, ONE_Q16 + 1)),
-            ref_entropy_q16=int(rng.integers(0, 200000)),
+            # within what a build sized for k classes accepts (65535 per class)
+            ref_entropy_q16=int(rng.integers(0, 65535 * k + 1)),
             ref_accuracy_q16=int(rng.integers(0, ONE_Q16 + 1)),
             enabled_scores=int(rng.integers(0, 32)),
             ddm_min_labels=int(rng.integers(0, 60)),
@@ -180,6 +181,10 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     if rng.random() < 0.6:
         # a device that learns its own reference first (of whitened components, if whitened)
         fields["commission_n"] = int(pick(1, 1024, rng.integers(1, 1025))) if extreme else int(rng.integers(2, 200))
+    # Score limits drawn last, so the draws above stay those of configs without them. Some
+    # off; the realistic ones within reach of a drifted z.
+    top = (1, SCORE_Z_MAX + 1) if extreme else (8000, 40000)
+    fields["score_limit"] = np.where(rng.random(SCORE_COUNT) < 0.4, 0, rng.integers(*top, SCORE_COUNT))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -144,6 +144,7 @@ class MonitorTwin:
         self._k = c.score_k.astype(np.int64)
         self._warning = c.score_warning.astype(np.int64)
         self._drift = c.score_drift.astype(np.int64)
+        self._limit = c.score_limit.astype(np.int64)
         self._enabled = np.array([(c.enabled_scores >> i) & 1 == 1 for i in range(SCORE_COUNT)])
         channels = np.arange(c.n_summary)
         self._bit_weights = (np.int64(1) << (channels % 32)).astype(np.int64)
@@ -377,7 +378,8 @@ class MonitorTwin:
                 continue
             alarm = SCORE_ALARM[i]
             warnings |= np.where(nxt[:, i] >= self._warning[i], alarm, 0)
-            fire = (nxt[:, i] >= self._drift[i]) & ((self.alarms & alarm) == 0)
+            peak = (z[:, i] >= self._limit[i]) if self._limit[i] > 0 else False
+            fire = ((nxt[:, i] >= self._drift[i]) | peak) & ((self.alarms & alarm) == 0)
             if active is not None:
                 fire &= active
             if fire.any():

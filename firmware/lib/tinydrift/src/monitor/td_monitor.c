@@ -67,7 +67,8 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         const td_score_params_t *p = &config->score[i];
         if (!td_in_range(p->offset, -(1 << 30), 1 << 30) ||
             !td_in_range(p->gain_q16, -(1 << 28), 1 << 28) || !td_in_range(p->k, 0, 1 << 24) ||
-            !td_in_range(p->warning, 1, TD_CUSUM_MAX) || !td_in_range(p->drift, 1, TD_CUSUM_MAX)) {
+            !td_in_range(p->warning, 1, TD_CUSUM_MAX) || !td_in_range(p->drift, 1, TD_CUSUM_MAX) ||
+            !td_in_range(p->limit, 0, TD_SCORE_Z_MAX)) {
             return TD_MONITOR_ERR_CONFIG;
         }
     }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 4
+#define TD_MONITOR_ABI_VERSION 5
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -102,6 +102,9 @@ typedef struct {
     int32_t k;          /* CUSUM allowance, Q12 */
     int32_t warning;    /* CUSUM warning level, Q12 */
     int32_t drift;      /* CUSUM drift level, Q12 */
+    int32_t limit;      /* one z at or above this (Q12, <= TD_SCORE_Z_MAX) latches at once;
+                           0 = none: a large shift is seen as soon as its EWMA shows it,
+                           not once the CUSUM of clipped z has climbed */
 } td_score_params_t;
 
 typedef struct {

@@ -1,7 +1,8 @@
 /*
  * Decision: each raw score is standardized with the calibrated offset and gain and fed
  * to a one-sided CUSUM. Warnings are live; drift alarms latch with the change point
- * estimated as the inference where the CUSUM last left zero. When CONFIDENCE_DRIFT latches
+ * estimated as the inference where the CUSUM last left zero, when the CUSUM reaches its
+ * drift level or a single z its limit (a Shewhart limit beside the CUSUM). When CONFIDENCE_DRIFT latches
  * while an input score is at its warning level, DATA_DRIFT latches with it: the outputs
  * moved because the inputs did (noise, reverberation), which is what the user must fix.
  */
@@ -58,7 +59,8 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
         if (next >= params->warning) {
             warnings |= alarm;
         }
-        if (next >= params->drift && (state->alarms & alarm) == 0) {
+        if ((next >= params->drift || (params->limit > 0 && z[i] >= params->limit)) &&
+            (state->alarms & alarm) == 0) {
             td_monitor_latch(state, alarm, state->excursion_start[i]);
             latched_now |= alarm;
             if (alarm == TD_ALARM_DATA_DRIFT) {
