@@ -27,9 +27,9 @@
 #define TD_DW_CHUNK_CHANNELS 64
 #define TD_DW_CHUNK_GROUPS (TD_DW_CHUNK_CHANNELS / 4)
 #define TD_DW_MAX_TAPS 15
-/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 2 * output offset + 1, 4 x
- * (multiplier, shift); other filters: taps x 2 weight words. */
-#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 1 + 8)
+/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 4 x (multiplier, K, right
+ * shift) of td_requantize_narrow_folded; other filters: taps x 2 weight words. */
+#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 12)
 #define TD_DW_PACKED_WORDS (TD_DW_CHUNK_GROUPS * TD_DW_GROUP_WORDS_3X3)
 /* Both layouts fit the buffer (a negative array size stops the build otherwise). */
 typedef char td_dw_packed_words_fit[TD_DW_PACKED_WORDS >= TD_DW_CHUNK_GROUPS * 2 * TD_DW_MAX_TAPS ? 1 : -1];
@@ -81,11 +81,11 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
 #if TD_KERNELS_ASM
     if (narrow && full_range) {
         /* GCC spills this unrolled window heavily; written out, per group of four channels:
-         * 4 loads of biases, 9 instructions per tap, 9 per output, 5 to step to the next
-         * group (128 for 36 MACs). Single loads rather than LDRD: on the M4 a load behind a
-         * load takes one cycle, an LDRD always three, so a tap's three loads take 4 cycles
-         * instead of 5. The output offset comes from the packed words, so that 14
-         * registers suffice. */
+         * 4 loads of biases, 9 instructions per tap, 8 per output (three loads,
+         * td_requantize_narrow_folded, SSAT, the store; the packed weights and biases are
+         * doubled), 4 to step to the next group (121 for 36 MACs). Single loads rather
+         * than LDRD: on the M4 a load behind a load takes one cycle, an LDRD always three,
+         * so a tap's three loads take 4 cycles instead of 5. */
         int32_t acc0, acc1, acc2, acc3;
         uint32_t x, x_02, w_02, w_13;
 #define TD_DW_TAP(address)                                  \
@@ -100,13 +100,12 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
     "smlatt  %[acc3], %[x], %[w_13], %[acc3]\n\t"
 #define TD_DW_ROW TD_DW_TAP("[%[row]]") TD_DW_TAP("[%[row], %[sx]]") TD_DW_TAP("[%[row], %[sx], lsl #1]")
 #define TD_DW_OUTPUT(acc)                                   \
-    "ldrd    %[w_02], %[w_13], [%[w]], #8\n\t"              \
-    "lsl     " acc ", " acc ", #1\n\t"                      \
-    "smmulr  " acc ", " acc ", %[w_02]\n\t"                 \
-    "add     " acc ", " acc ", " acc ", asr #31\n\t"        \
-    "asr     " acc ", " acc ", %[w_13]\n\t"                 \
-    "add     " acc ", " acc ", %[x]\n\t"                    \
-    "asr     " acc ", " acc ", #1\n\t"                      \
+    "ldr     %[w_02], [%[w]], #4\n\t"                       \
+    "ldr     %[w_13], [%[w]], #4\n\t"                       \
+    "ldr     %[x_02], [%[w]], #4\n\t"                       \
+    "smmlar  %[x], " acc ", %[w_02], %[w_13]\n\t"           \
+    "add     %[x], %[x], " acc ", asr #31\n\t"              \
+    "asr     " acc ", %[x], %[x_02]\n\t"                    \
     "ssat    " acc ", #8, " acc "\n\t"                      \
     "strb    " acc ", [%[out]], #1\n\t"
         __asm volatile("1:\n\t"
@@ -117,7 +116,6 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
                        TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
                        TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
                        TD_DW_ROW
-                       "ldr     %[x], [%[w]], #4\n\t"
                        TD_DW_OUTPUT("%[acc0]") TD_DW_OUTPUT("%[acc1]") TD_DW_OUTPUT("%[acc2]")
                        TD_DW_OUTPUT("%[acc3]")
                        "sub     %[row], %[row], %[sy], lsl #1\n\t"
@@ -148,6 +146,7 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
             TD_DW_MAC4(0u, td_read_u32(tap + sx), w_tap[2], w_tap[3]);
             TD_DW_MAC4(0u, td_read_u32(tap + 2 * sx), w_tap[4], w_tap[5]);
         }
+        acc0 >>= narrow, acc1 >>= narrow, acc2 >>= narrow, acc3 >>= narrow; /* exact: doubled */
         const int32_t *multiplier = params->output_multiplier + first_channel + 4 * group;
         const int32_t *shift = params->output_shift + first_channel + 4 * group;
         out[0] = td_requantize_s8(acc0, multiplier[0], shift[0], offset, act_min, act_max, narrow, full_range);
@@ -157,9 +156,10 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
     }
 }
 
-/* Per group: biases with the input offset folded in, widened weights, then (multiplier,
- * shift - 1 complemented) per channel for the asm's requantization. */
-static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
+/* Per group: biases with the input offset folded in, widened weights (both doubled with the
+ * narrow requantization, whose SMMLAR takes 2 * acc), then (multiplier, K, right shift)
+ * per channel for the asm's td_requantize_narrow_folded. */
+static void pack_3x3(const chunk_t *chunk, uint32_t *packed, const int32_t narrow)
 {
     const td_depthwise_conv_params_t *params = chunk->params;
     const int32_t depth = params->input_depth;
@@ -172,16 +172,17 @@ static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
                 sum += (uint32_t)weight;
             }
             const uint32_t bias = chunk->bias != 0 ? (uint32_t)chunk->bias[channel + lane] : 0u;
-            packed[lane] = bias + sum * (uint32_t)params->input_offset;
-            packed[23 + 2 * lane] = (uint32_t)params->output_multiplier[channel + lane];
-            packed[24 + 2 * lane] = (uint32_t)~params->output_shift[channel + lane];
+            const int32_t shift = params->output_shift[channel + lane];
+            packed[lane] = (bias + sum * (uint32_t)params->input_offset) << narrow;
+            packed[22 + 3 * lane] = (uint32_t)params->output_multiplier[channel + lane];
+            packed[23 + 3 * lane] = narrow ? (uint32_t)td_requant_folded_offset(params->output_offset, shift) : 0u;
+            packed[24 + 3 * lane] = (uint32_t)-shift;
         }
         for (int32_t tap = 0; tap < 9; ++tap) {
-            const uint32_t w = td_read_u32(chunk->filter + tap * depth + channel);
-            packed[4 + 2 * tap] = td_sxtb16(w);
-            packed[5 + 2 * tap] = td_sxtb16_ror8(w);
+            const int8_t *w = chunk->filter + tap * depth + channel; /* as SXTB16 and its ROR 8 pair them */
+            packed[4 + 2 * tap] = td_pack_halves((1 + narrow) * w[0], (1 + narrow) * w[2]);
+            packed[5 + 2 * tap] = td_pack_halves((1 + narrow) * w[1], (1 + narrow) * w[3]);
         }
-        packed[22] = (uint32_t)(2 * params->output_offset + 1);
     }
 }
 
@@ -718,7 +719,7 @@ void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int
         const int32_t groups = full_groups - group < TD_DW_CHUNK_GROUPS ? full_groups - group : TD_DW_CHUNK_GROUPS;
         const chunk_t chunk = {params, input, filter, bias, output, 4 * group, groups};
         if (is_3x3) {
-            pack_3x3(&chunk, packed);
+            pack_3x3(&chunk, packed, mode.narrow);
             if (mode.narrow && mode.full_range) {
                 chunk_3x3(&chunk, packed, window, 1, 1);
             } else if (mode.narrow) {
