@@ -46,8 +46,9 @@
  * 65 to requantize and store eight outputs (td_requantize_narrow_folded: SMMLAR, the sign,
  * the shift, SSAT; the accumulators already doubled). Fourteen registers hold the loop, so
  * the call's constants live on the stack: out0, the distance to the second pixel's output,
- * the column bytes, the blocks left and whether to enter halfway. */
-static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *frame)
+ * the blocks left (`frame`) and where the columns start; whether a block's column starts
+ * halfway is two copies of the loop, not a test per block. */
+static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *frame, int32_t halfway)
 {
     int32_t a00, a01, a10, a11, a20, a21, a30, a31; /* a<channel><pixel> */
     uint32_t t0 = (uint32_t)frame, t1, t2, t3;
@@ -90,60 +91,64 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
     "ldr    " b ", [%[w]], #4\n\t"                      \
     "ldr    " c ", [%[w]], #4\n\t"                      \
     "ldr    " d ", [%[w]], #4\n\t"
-    __asm volatile("ldr    %[t1], [%[t0], #4]\n\t"
-                   "ldr    %[t2], [%[t0], #8]\n\t"
-                   "ldr    %[a00], [%[t0], #12]\n\t"
-                   "ldr    %[a01], [%[t0], #16]\n\t"
-                   "ldr    %[t0], [%[t0]]\n\t"
-                   "sub    sp, sp, #24\n\t"              /* [sp]: blocks left, half a pass first, */
-                   "str    %[a00], [sp]\n\t"             /* out0, pixel step, bytes (8-byte aligned) */
-                   "str    %[a01], [sp, #4]\n\t"
-                   "str    %[t0], [sp, #8]\n\t"
-                   "str    %[t1], [sp, #12]\n\t"
-                   "str    %[t2], [sp, #16]\n\t"
-                   "1:\n\t"
-                   TD_WIDENED_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")
-                   "ldr    %[t0], [sp, #4]\n\t"
-                   "mov    %[a01], %[a00]\n\t"
-                   "mov    %[a11], %[a10]\n\t"
-                   "mov    %[a21], %[a20]\n\t"
-                   "mov    %[a31], %[a30]\n\t"
-                   "cmp    %[t0], #0\n\t"
-                   "bne    3f\n\t"                       /* a column of 16k + 8 values */
-                   "2:\n\t"
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   "3:\n\t"
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   "tst    %[x], %[end_mask]\n\t"
-                   "bne    2b\n\t"
-                   "ldr    %[t0], [sp, #16]\n\t"
-                   "sub    %[x], %[x], %[t0]\n\t"               /* back to 16 bytes before the columns */
-                   TD_WIDENED_REQUANTIZE("%[a00]", "%[a01]") TD_WIDENED_REQUANTIZE("%[a10]", "%[a11]")
-                   TD_WIDENED_REQUANTIZE("%[a20]", "%[a21]") TD_WIDENED_REQUANTIZE("%[a30]", "%[a31]")
-                   "ldr    %[t0], [sp, #8]\n\t"                 /* out0 */
-                   "ldr    %[t2], [sp, #12]\n\t"                /* pixel step */
-                   "add    %[t3], %[t0], %[t2]\n\t"
-                   "strb   %[a00], [%[t0]], #4\n\t"
-                   "strb   %[a10], [%[t0], #-3]\n\t"
-                   "strb   %[a20], [%[t0], #-2]\n\t"
-                   "strb   %[a30], [%[t0], #-1]\n\t"
-                   "strb   %[a01], [%[t3]]\n\t"
-                   "strb   %[a11], [%[t3], #1]\n\t"
-                   "strb   %[a21], [%[t3], #2]\n\t"
-                   "strb   %[a31], [%[t3], #3]\n\t"
-                   "str    %[t0], [sp, #8]\n\t"
-                   "ldr    %[t1], [sp]\n\t"
-                   "subs   %[t1], %[t1], #1\n\t"
-                   "str    %[t1], [sp]\n\t"
-                   "bne    1b\n\t"
-                   "add    sp, sp, #24\n\t"
-                   : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),
-                     [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x] "+r"(x), [w] "+r"(layout),
-                     [t0] "+r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
-                   : [end_mask] "i"(TD_CONV_WIDENED_ALIGN - 4)
-                   : "cc", "memory");
+    /* The blocks' loop; `entry` starts each block's column: nothing, or a branch halfway. */
+#define TD_WIDENED_BLOCKS(entry)                                                                          \
+    "ldr    %[t1], [%[t0], #4]\n\t"                                                                       \
+    "ldr    %[a00], [%[t0], #8]\n\t"                                                                      \
+    "ldr    %[t0], [%[t0]]\n\t"                                                                           \
+    "sub    sp, sp, #16\n\t"                      /* [sp]: blocks left, the column start, out0, */          \
+    "str    %[a00], [sp]\n\t"                     /* pixel step (8-byte aligned) */                         \
+    "str    %[x], [sp, #4]\n\t"                                                                           \
+    "str    %[t0], [sp, #8]\n\t"                                                                          \
+    "str    %[t1], [sp, #12]\n\t"                                                                         \
+    "1:\n\t"                                                                                              \
+    TD_WIDENED_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")                                              \
+    "mov    %[a01], %[a00]\n\t"                                                                           \
+    "mov    %[a11], %[a10]\n\t"                                                                           \
+    "mov    %[a21], %[a20]\n\t"                                                                           \
+    "mov    %[a31], %[a30]\n\t"                                                                           \
+    entry                                                                                                 \
+    "2:\n\t"                                                                                              \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    "3:\n\t"                                                                                              \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    "tst    %[x], %[end_mask]\n\t"                                                                        \
+    "bne    2b\n\t"                                                                                       \
+    "ldr    %[x], [sp, #4]\n\t"                   /* back to 16 bytes before the columns */                 \
+    TD_WIDENED_REQUANTIZE("%[a00]", "%[a01]") TD_WIDENED_REQUANTIZE("%[a10]", "%[a11]")                   \
+    TD_WIDENED_REQUANTIZE("%[a20]", "%[a21]") TD_WIDENED_REQUANTIZE("%[a30]", "%[a31]")                   \
+    "ldr    %[t0], [sp, #8]\n\t"                  /* out0 */                                                \
+    "ldr    %[t2], [sp, #12]\n\t"                 /* pixel step */                                          \
+    "add    %[t3], %[t0], %[t2]\n\t"                                                                      \
+    "strb   %[a00], [%[t0]], #4\n\t"                                                                      \
+    "strb   %[a10], [%[t0], #-3]\n\t"                                                                     \
+    "strb   %[a20], [%[t0], #-2]\n\t"                                                                     \
+    "strb   %[a30], [%[t0], #-1]\n\t"                                                                     \
+    "strb   %[a01], [%[t3]]\n\t"                                                                          \
+    "strb   %[a11], [%[t3], #1]\n\t"                                                                      \
+    "strb   %[a21], [%[t3], #2]\n\t"                                                                      \
+    "strb   %[a31], [%[t3], #3]\n\t"                                                                      \
+    "str    %[t0], [sp, #8]\n\t"                                                                          \
+    "ldr    %[t1], [sp]\n\t"                                                                              \
+    "subs   %[t1], %[t1], #1\n\t"                                                                         \
+    "str    %[t1], [sp]\n\t"                                                                              \
+    "bne    1b\n\t"                                                                                       \
+    "add    sp, sp, #16\n\t"
+#define TD_WIDENED_OPERANDS                                                                               \
+    : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),           \
+      [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x] "+r"(x), [w] "+r"(layout), [t0] "+r"(t0), \
+      [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)                                                      \
+    : [end_mask] "i"(TD_CONV_WIDENED_ALIGN - 4)                                                           \
+    : "cc", "memory"
+    if (halfway) { /* a column of 16k + 8 values */
+        __asm volatile(TD_WIDENED_BLOCKS("b      3f\n\t") TD_WIDENED_OPERANDS);
+    } else {
+        __asm volatile(TD_WIDENED_BLOCKS("") TD_WIDENED_OPERANDS);
+    }
+#undef TD_WIDENED_OPERANDS
+#undef TD_WIDENED_BLOCKS
 #undef TD_WIDENED_LOAD4
 #undef TD_WIDENED_REQUANTIZE
 #undef TD_WIDENED_STEP
@@ -223,9 +228,8 @@ static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const i
             const int32_t step = both ? output_depth : 0;
 #if TD_KERNELS_ASM
             if (use_asm) {
-                uint32_t frame[5] = {(uint32_t)out0, (uint32_t)step, (uint32_t)(4 * depth),
-                                     (uint32_t)(output_depth / 4), (uint32_t)(depth % 16 != 0)};
-                blocks_asm(pair->words - 4, layout, frame);
+                uint32_t frame[3] = {(uint32_t)out0, (uint32_t)step, (uint32_t)(output_depth / 4)};
+                blocks_asm(pair->words - 4, layout, frame, depth % 16 != 0);
                 continue;
             }
 #endif
