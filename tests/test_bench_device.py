@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from tinydrift import firmware
 from tinydrift.codegen.model_c import plan_model
+from tinydrift.codegen.model_lowering import KernelCall
 from tinydrift.target import bench, emulator
 from tinydrift.cli.main import main
 
@@ -88,6 +89,21 @@ def test_mlperf_dscnn_figures_add_up(figures):
     assert abs(sum(figures["mlperf_dscnn_instruction_mix"].values()) - instructions) <= 200
     assert 0 < figures["mlperf_dscnn_fetch_misses"] * 4 * 5 < cycles / 10  # the hot loops fit a 1 KB cache
     assert "estimated Cortex-M4 cycles" in bench.format_report(figures)
+
+
+@pytest.mark.slow
+def test_model_estimate_per_operator_adds_up(figures):
+    """The bench's model in estimated cycles: one row per kernel call in the model's order,
+    summing to the whole, which lies between its instructions and the refill band's top."""
+    plan = plan_model((MODEL_DIR / "model_int8.tflite").read_bytes(), "kws")
+    ops, cycles = figures["model_ops"], figures["model_estimated_cycles"]
+    calls = [step for step in plan.steps if isinstance(step, KernelCall)]
+    assert [op["op"] for op in ops[:-1]] == [call.op.opcode for call in calls] and ops[-1]["kernel"] is None
+    assert sum(op["estimated_cycles"] for op in ops) == cycles
+    assert sum(op["macs"] for op in ops) == figures["macs"]
+    low, high = figures["model_estimated_cycles_range"]
+    assert figures["model_instructions"] * 0.95 < low < cycles < high
+    assert "model, estimated Cortex-M4 cycles" in bench.format_report(figures)
 
 
 @pytest.mark.slow

@@ -259,15 +259,22 @@ REQUANT_WRAPPER = """
 #include "kernels/td_requant.h"
 #include "kernels/optimized/td_requant_fast.h"
 void td_check_requant(int32_t n, const int32_t *acc, const int32_t *multiplier, const int32_t *shift,
-                      int32_t *reference, int32_t *fast, int32_t *narrow);
+                      const int32_t *offset, int32_t *reference, int32_t *fast, int32_t *narrow, int32_t *folded);
 void td_check_requant(int32_t n, const int32_t *acc, const int32_t *multiplier, const int32_t *shift,
-                      int32_t *reference, int32_t *fast, int32_t *narrow)
+                      const int32_t *offset, int32_t *reference, int32_t *fast, int32_t *narrow, int32_t *folded)
 {
     for (int32_t i = 0; i < n; ++i) {
         reference[i] = td_multiply_by_quantized_multiplier(acc[i], multiplier[i], shift[i]);
         fast[i] = td_requantize_fast(acc[i], multiplier[i], shift[i]);
         const int32_t in_range = shift[i] < 0 && acc[i] > -(1 << 30) && acc[i] < (1 << 30);
         narrow[i] = in_range ? td_requantize_narrow_offset(acc[i], multiplier[i], ~shift[i], 2 * 7 + 1) - 7 : 0;
+        /* td_requant_mode's bound on the folded offset; the wrapper's caller checks it holds */
+        const int32_t magnitude = offset[i] < 0 ? -offset[i] : offset[i];
+        const int32_t foldable = in_range && ((int64_t)(magnitude + 1) << -shift[i]) <= ((int64_t)1 << 30);
+        folded[i] = foldable ? td_requantize_narrow_folded(2 * acc[i], multiplier[i],
+                                                           td_requant_folded_offset(offset[i], shift[i]), -shift[i]) -
+                                   offset[i]
+                             : 0;
     }
 }
 """
@@ -289,14 +296,21 @@ def test_requantization_shortcuts_equal_the_reference(tmp_path):
     acc[::5] = rng.integers(-3000, 3000, n // 5 + (n % 5 > 0))
     acc[1::11] = (rng.integers(-(1 << 20), 1 << 20, len(acc[1::11])) << 10) | (1 << 9)
     acc[2::13] = np.where(shift[2::13] > 0, 0, np.int32(-(1 << 31)))
-    out = [np.zeros(n, np.int32) for _ in range(3)]
+    # output offsets across int8's range, the extremes often (the folded form adds them inside)
+    offset = rng.integers(-128, 128, n).astype(np.int32)
+    offset[::7] = np.where(rng.random(len(offset[::7])) < 0.5, -128, 127)
+    out = [np.zeros(n, np.int32) for _ in range(4)]
     pointer = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
-    library.td_check_requant(ctypes.c_int32(n), pointer(acc), pointer(multiplier), pointer(shift), *map(pointer, out))
-    reference, fast, narrow = out
+    library.td_check_requant(ctypes.c_int32(n), pointer(acc), pointer(multiplier), pointer(shift), pointer(offset),
+                             *map(pointer, out))
+    reference, fast, narrow, folded = out
     assert np.array_equal(fast, reference)
     in_range = (shift < 0) & (np.abs(acc.astype(np.int64)) < (1 << 30))
     assert in_range.sum() > n // 3
     assert np.array_equal(narrow[in_range], reference[in_range])
+    foldable = in_range & (((np.abs(offset.astype(np.int64)) + 1) << -np.minimum(shift, 0)) <= (1 << 30))
+    assert foldable.sum() > n // 4 and (foldable & (acc < 0) & (shift < -20)).sum() > 1000
+    assert np.array_equal(folded[foldable], reference[foldable])
 
 
 # --- build and selection ----------------------------------------------------------------------

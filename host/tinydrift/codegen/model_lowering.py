@@ -353,7 +353,7 @@ CONV_WIDENED_COLUMN_MAX = 256
 
 
 def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, input_offset: int,
-                           multipliers: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+                           multipliers: np.ndarray, shifts: np.ndarray, output_offset: int) -> np.ndarray:
     """A convolution laid out for td_conv_widened_s8_m4's loop, as uint32 words (in int64).
     filter_values: [output_channels, column] int8 (the column is [filter_y][filter_x][channel]),
     both multiples of 4.
@@ -362,9 +362,12 @@ def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, i
     with the input offset folded in (bias + offset * sum of w); per group of four depth
     values d..d+3, the pairs (d, d+2) then (d+1, d+3) (the halves SXTB16 and SXTB16 ROR 8
     make of an input word), each for the block's four channels, a word with the pair's
-    first value in its low half; per channel its multiplier and ~shift. Weights and biases
-    are doubled: the kernel's accumulators are twice the reference's, which the
-    requantization's SMMULR takes as they are (its caller checks they stay below 2^31)."""
+    first value in its low half; per channel its multiplier, K = output_offset * 2^e +
+    2^(e-1) and the right shift e = -shift (td_requantize_narrow_folded's words; 0 for K
+    where the shift is not a right shift: the kernel then requantizes from its parameters).
+    Weights and biases are doubled: the kernel's accumulators are twice the reference's,
+    which the requantization's SMMLAR takes as they are (its caller checks they stay below
+    2^31)."""
     weights = np.asarray(filter_values, dtype=np.int64)
     channels, depth = weights.shape
     blocks = channels // 4
@@ -375,8 +378,11 @@ def conv_widened_m4_layout(filter_values: np.ndarray, bias: np.ndarray | None, i
     high = groups[..., [2, 3]]
     low, high = 2 * low, 2 * high
     pairs = ((low & 0xFFFF) | ((high & 0xFFFF) << 16)).transpose(0, 2, 3, 1).reshape(blocks, -1)
-    requant = np.stack([np.asarray(multipliers, dtype=np.int64), ~np.asarray(shifts, dtype=np.int64)], axis=1)
-    words = np.concatenate([2 * folded.reshape(blocks, 4), pairs, requant.reshape(blocks, 8)], axis=1)
+    right_shifts = -np.asarray(shifts, dtype=np.int64)
+    folded_offsets = np.where(right_shifts >= 1, (int(output_offset) << np.maximum(right_shifts, 0))
+                              + (1 << np.maximum(right_shifts - 1, 0)), 0)
+    requant = np.stack([np.asarray(multipliers, dtype=np.int64), folded_offsets, right_shifts], axis=1)
+    words = np.concatenate([2 * folded.reshape(blocks, 4), pairs, requant.reshape(blocks, 12)], axis=1)
     return words.reshape(-1) & 0xFFFFFFFF
 
 
@@ -398,7 +404,7 @@ def _conv_widened_m4_call(ctx: _OpContext, call: KernelCall, filter_tensor: Tens
         return None
     layout = ConstArray(f"{ctx.prefix}_layout_m4", "uint32_t", conv_widened_m4_layout(
         filter_tensor.data.reshape(channels, depth), bias, params["input_offset"], multipliers,
-        np.asarray(by_name[f"{ctx.prefix}_output_shift"])))
+        np.asarray(by_name[f"{ctx.prefix}_output_shift"]), params["output_offset"]))
     shared = [a for a in arrays if a.name not in (f"{ctx.prefix}_filter", f"{ctx.prefix}_bias")]
     return KernelCall(call.op, "td_conv_widened_s8_m4", call.params_type, call.params,
                       [call.args[0], ConstArg(layout.name), call.args[3]], [*shared, layout], call.macs,

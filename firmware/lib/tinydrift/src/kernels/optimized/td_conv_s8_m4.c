@@ -83,6 +83,11 @@ static void fill_rows_clipped(td_column_pair_t *pair, int32_t which, const td_co
     const int32_t row_bytes = params->filter_width * depth;
     const uint32_t zero_points = (uint32_t)(uint8_t)(int8_t)(-params->input_offset) * 0x01010101u;
     const uint32_t offsets = td_dup_half(offset);
+    /* The bytes [first, end) of every window row are inside the input (the same for all
+     * rows: no division per cell). */
+    const int32_t first = in_x_origin < 0 ? -in_x_origin * depth : 0;
+    const int32_t end_inside = (input_width - in_x_origin) * depth;
+    const int32_t end = end_inside < row_bytes ? end_inside : row_bytes;
     uint32_t *words = pair->words + 2 * which;
     for (int32_t filter_y = 0; filter_y < params->filter_height; ++filter_y) {
         const int32_t in_y = in_y_origin + params->dilation_height * filter_y;
@@ -90,16 +95,13 @@ static void fill_rows_clipped(td_column_pair_t *pair, int32_t which, const td_co
         const int32_t row_start = (in_y * input_width + in_x_origin) * depth; /* an index: may be < 0 */
         for (int32_t i = 0; i < row_bytes; i += 4, words += 4) {
             uint32_t x = zero_points;
-            if (row_inside) {
-                if (in_x_origin + i / depth >= 0 && in_x_origin + (i + 3) / depth < input_width) {
-                    x = td_read_u32(image + row_start + i);
-                } else {
-                    for (int32_t b = 0; b < 4; ++b) {
-                        const int32_t in_x = in_x_origin + (i + b) / depth;
-                        if (in_x >= 0 && in_x < input_width) {
-                            const uint32_t value = (uint8_t)image[row_start + i + b];
-                            x = (x & ~(0xFFu << (8 * b))) | (value << (8 * b));
-                        }
+            if (row_inside && i >= first && i + 4 <= end) {
+                x = td_read_u32(image + row_start + i);
+            } else if (row_inside && i + 4 > first && i < end) {
+                for (int32_t b = 0; b < 4; ++b) {
+                    if (i + b >= first && i + b < end) {
+                        const uint32_t value = (uint8_t)image[row_start + i + b];
+                        x = (x & ~(0xFFu << (8 * b))) | (value << (8 * b));
                     }
                 }
             }

@@ -20,8 +20,8 @@
  *     SXTB16 and SXTB16 ROR 8 widen an input word in), each pair for channels c..c+3: one
  *     word, low half the first value, doubled (so the accumulators are twice the
  *     reference's, as the requantization's SMMULR wants them);
- *   - per channel, its multiplier and ~shift (right shift - 1, as the narrow
- *     requantization takes it).
+ *   - per channel, its multiplier, K and right shift (td_requantize_narrow_folded's
+ *     words: the output offset folded into K).
  * Requires no groups, a column of a multiple of 4 values and at most
  * TD_CONV_WIDENED_COLUMN_MAX, output_depth % 4 == 0, no multiplier INT32_MIN (the generator
  * checks them). Stack: a td_column_pair_t with room to align it (3 KB) and a gathered
@@ -43,11 +43,12 @@
 /* Every block of four channels of two pixels in one asm block: per block, about 15 cycles
  * to start, 132 per 16 column values (four loads back to back, 8 SMLADs, two loads, 8
  * SMLADs, eight times, then the end test; a column of 16k + 8 values enters halfway), about
- * 80 to requantize and store eight outputs (td_requantize_narrow_offset's steps, the
- * accumulators already doubled). Fourteen registers hold the loop, so the call's
- * constants live on the stack: out0, 2 * output offset + 1, the distance to the second
- * pixel's output, the column bytes, the blocks left and whether to enter halfway. */
-static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *frame)
+ * 65 to requantize and store eight outputs (td_requantize_narrow_folded: SMMLAR, the sign,
+ * the shift, SSAT; the accumulators already doubled). Fourteen registers hold the loop, so
+ * the call's constants live on the stack: out0, the distance to the second pixel's output,
+ * the blocks left (`frame`) and where the columns start; whether a block's column starts
+ * halfway is two copies of the loop, not a test per block. */
+static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *frame, int32_t halfway)
 {
     int32_t a00, a01, a10, a11, a20, a21, a30, a31; /* a<channel><pixel> */
     uint32_t t0 = (uint32_t)frame, t1, t2, t3;
@@ -68,17 +69,21 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
     "smlad  %[a21], %[t2], %[t1], %[a21]\n\t"          \
     "smlad  %[a30], %[t3], %[t0], %[a30]\n\t"          \
     "smlad  %[a31], %[t3], %[t1], %[a31]\n\t"
-    /* The first steps of td_requantize_narrow_offset: acc = (SMMULR(2 acc, m) + its sign) >> e
-     * (the accumulators are already twice the reference's: the layout's weights are doubled). */
-#define TD_WIDENED_SCALE(acc, m, e)                        \
-    "smmulr " acc ", " acc ", " m "\n\t"               \
-    "add    " acc ", " acc ", " acc ", asr #31\n\t"    \
-    "asr    " acc ", " acc ", " e "\n\t"
-    /* ... and the last: (acc + 2 offset + 1) >> 1, saturated to int8. */
-#define TD_WIDENED_FINISH(acc)                             \
-    "add    " acc ", " acc ", %[t1]\n\t"               \
-    "asr    " acc ", " acc ", #1\n\t"                  \
-    "ssat   " acc ", #8, " acc "\n\t"
+    /* td_requantize_narrow_folded of one channel's two outputs, saturated to int8: (m, K,
+     * e) from the layout (the accumulators are already twice the reference's: the
+     * layout's weights are doubled). */
+#define TD_WIDENED_REQUANTIZE(acc0, acc1)                    \
+    "ldr    %[t0], [%[w]], #4\n\t"                      \
+    "ldr    %[t1], [%[w]], #4\n\t"                      \
+    "ldr    %[t2], [%[w]], #4\n\t"                      \
+    "smmlar %[t3], " acc0 ", %[t0], %[t1]\n\t"          \
+    "add    %[t3], %[t3], " acc0 ", asr #31\n\t"        \
+    "asr    " acc0 ", %[t3], %[t2]\n\t"                 \
+    "smmlar %[t3], " acc1 ", %[t0], %[t1]\n\t"          \
+    "add    %[t3], %[t3], " acc1 ", asr #31\n\t"        \
+    "asr    " acc1 ", %[t3], %[t2]\n\t"                 \
+    "ssat   " acc0 ", #8, " acc0 "\n\t"                 \
+    "ssat   " acc1 ", #8, " acc1 "\n\t"
     /* Registers in LDM/PUSH lists go by number, which the operands do not fix: single loads
      * and stores here (back to back they cost what LDM does). */
 #define TD_WIDENED_LOAD4(a, b, c, d)                       \
@@ -86,73 +91,66 @@ static void blocks_asm(const uint32_t *x, const uint32_t *layout, uint32_t *fram
     "ldr    " b ", [%[w]], #4\n\t"                      \
     "ldr    " c ", [%[w]], #4\n\t"                      \
     "ldr    " d ", [%[w]], #4\n\t"
-    __asm volatile("ldr    %[t1], [%[t0], #4]\n\t"
-                   "ldr    %[t2], [%[t0], #8]\n\t"
-                   "ldr    %[t3], [%[t0], #12]\n\t"
-                   "ldr    %[a00], [%[t0], #16]\n\t"
-                   "ldr    %[a01], [%[t0], #20]\n\t"
-                   "ldr    %[t0], [%[t0]]\n\t"
-                   "sub    sp, sp, #24\n\t"              /* [sp]: blocks left, half a pass first, */
-                   "str    %[a00], [sp]\n\t"             /* out0, 2 offset + 1, pixel step, bytes */
-                   "str    %[a01], [sp, #4]\n\t"
-                   "str    %[t0], [sp, #8]\n\t"
-                   "str    %[t1], [sp, #12]\n\t"
-                   "str    %[t2], [sp, #16]\n\t"
-                   "str    %[t3], [sp, #20]\n\t"
-                   "1:\n\t"
-                   TD_WIDENED_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")
-                   "ldr    %[t0], [sp, #4]\n\t"
-                   "mov    %[a01], %[a00]\n\t"
-                   "mov    %[a11], %[a10]\n\t"
-                   "mov    %[a21], %[a20]\n\t"
-                   "mov    %[a31], %[a30]\n\t"
-                   "cmp    %[t0], #0\n\t"
-                   "bne    3f\n\t"                       /* a column of 16k + 8 values */
-                   "2:\n\t"
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   "3:\n\t"
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")
-                   "tst    %[x], %[end_mask]\n\t"
-                   "bne    2b\n\t"
-                   "ldr    %[t0], [sp, #20]\n\t"
-                   "sub    %[x], %[x], %[t0]\n\t"               /* back to 16 bytes before the columns */
-                   TD_WIDENED_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
-                   TD_WIDENED_SCALE("%[a00]", "%[t0]", "%[t1]") TD_WIDENED_SCALE("%[a01]", "%[t0]", "%[t1]")
-                   TD_WIDENED_SCALE("%[a10]", "%[t2]", "%[t3]") TD_WIDENED_SCALE("%[a11]", "%[t2]", "%[t3]")
-                   TD_WIDENED_LOAD4("%[t0]", "%[t1]", "%[t2]", "%[t3]")
-                   TD_WIDENED_SCALE("%[a20]", "%[t0]", "%[t1]") TD_WIDENED_SCALE("%[a21]", "%[t0]", "%[t1]")
-                   TD_WIDENED_SCALE("%[a30]", "%[t2]", "%[t3]") TD_WIDENED_SCALE("%[a31]", "%[t2]", "%[t3]")
-                   "ldr    %[t0], [sp, #8]\n\t"                 /* out0 */
-                   "ldr    %[t1], [sp, #12]\n\t"                /* 2 offset + 1 */
-                   "ldr    %[t2], [sp, #16]\n\t"                /* pixel step */
-                   TD_WIDENED_FINISH("%[a00]") TD_WIDENED_FINISH("%[a10]") TD_WIDENED_FINISH("%[a20]") TD_WIDENED_FINISH("%[a30]")
-                   TD_WIDENED_FINISH("%[a01]") TD_WIDENED_FINISH("%[a11]") TD_WIDENED_FINISH("%[a21]") TD_WIDENED_FINISH("%[a31]")
-                   "strb   %[a00], [%[t0]]\n\t"
-                   "strb   %[a10], [%[t0], #1]\n\t"
-                   "strb   %[a20], [%[t0], #2]\n\t"
-                   "strb   %[a30], [%[t0], #3]\n\t"
-                   "add    %[t3], %[t0], %[t2]\n\t"
-                   "strb   %[a01], [%[t3]]\n\t"
-                   "strb   %[a11], [%[t3], #1]\n\t"
-                   "strb   %[a21], [%[t3], #2]\n\t"
-                   "strb   %[a31], [%[t3], #3]\n\t"
-                   "add    %[t0], %[t0], #4\n\t"
-                   "str    %[t0], [sp, #8]\n\t"
-                   "ldr    %[t1], [sp]\n\t"
-                   "subs   %[t1], %[t1], #1\n\t"
-                   "str    %[t1], [sp]\n\t"
-                   "bne    1b\n\t"
-                   "add    sp, sp, #24\n\t"
-                   : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),
-                     [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x] "+r"(x), [w] "+r"(layout),
-                     [t0] "+r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)
-                   : [end_mask] "i"(TD_CONV_WIDENED_ALIGN - 4)
-                   : "cc", "memory");
+    /* The blocks' loop; `entry` starts each block's column: nothing, or a branch halfway. */
+#define TD_WIDENED_BLOCKS(entry)                                                                          \
+    "ldr    %[t1], [%[t0], #4]\n\t"                                                                       \
+    "ldr    %[a00], [%[t0], #8]\n\t"                                                                      \
+    "ldr    %[t0], [%[t0]]\n\t"                                                                           \
+    "sub    sp, sp, #16\n\t"                      /* [sp]: blocks left, the column start, out0, */          \
+    "str    %[a00], [sp]\n\t"                     /* pixel step (8-byte aligned) */                         \
+    "str    %[x], [sp, #4]\n\t"                                                                           \
+    "str    %[t0], [sp, #8]\n\t"                                                                          \
+    "str    %[t1], [sp, #12]\n\t"                                                                         \
+    "1:\n\t"                                                                                              \
+    TD_WIDENED_LOAD4("%[a00]", "%[a10]", "%[a20]", "%[a30]")                                              \
+    "mov    %[a01], %[a00]\n\t"                                                                           \
+    "mov    %[a11], %[a10]\n\t"                                                                           \
+    "mov    %[a21], %[a20]\n\t"                                                                           \
+    "mov    %[a31], %[a30]\n\t"                                                                           \
+    entry                                                                                                 \
+    "2:\n\t"                                                                                              \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    "3:\n\t"                                                                                              \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    TD_WIDENED_STEP("16]!", "8]") TD_WIDENED_STEP("4]", "12]")                                            \
+    "tst    %[x], %[end_mask]\n\t"                                                                        \
+    "bne    2b\n\t"                                                                                       \
+    "ldr    %[x], [sp, #4]\n\t"                   /* back to 16 bytes before the columns */                 \
+    TD_WIDENED_REQUANTIZE("%[a00]", "%[a01]") TD_WIDENED_REQUANTIZE("%[a10]", "%[a11]")                   \
+    TD_WIDENED_REQUANTIZE("%[a20]", "%[a21]") TD_WIDENED_REQUANTIZE("%[a30]", "%[a31]")                   \
+    "ldr    %[t0], [sp, #8]\n\t"                  /* out0 */                                                \
+    "ldr    %[t2], [sp, #12]\n\t"                 /* pixel step */                                          \
+    "add    %[t3], %[t0], %[t2]\n\t"                                                                      \
+    "strb   %[a00], [%[t0]], #4\n\t"                                                                      \
+    "strb   %[a10], [%[t0], #-3]\n\t"                                                                     \
+    "strb   %[a20], [%[t0], #-2]\n\t"                                                                     \
+    "strb   %[a30], [%[t0], #-1]\n\t"                                                                     \
+    "strb   %[a01], [%[t3]]\n\t"                                                                          \
+    "strb   %[a11], [%[t3], #1]\n\t"                                                                      \
+    "strb   %[a21], [%[t3], #2]\n\t"                                                                      \
+    "strb   %[a31], [%[t3], #3]\n\t"                                                                      \
+    "str    %[t0], [sp, #8]\n\t"                                                                          \
+    "ldr    %[t1], [sp]\n\t"                                                                              \
+    "subs   %[t1], %[t1], #1\n\t"                                                                         \
+    "str    %[t1], [sp]\n\t"                                                                              \
+    "bne    1b\n\t"                                                                                       \
+    "add    sp, sp, #16\n\t"
+#define TD_WIDENED_OPERANDS                                                                               \
+    : [a00] "=&r"(a00), [a01] "=&r"(a01), [a10] "=&r"(a10), [a11] "=&r"(a11), [a20] "=&r"(a20),           \
+      [a21] "=&r"(a21), [a30] "=&r"(a30), [a31] "=&r"(a31), [x] "+r"(x), [w] "+r"(layout), [t0] "+r"(t0), \
+      [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3)                                                      \
+    : [end_mask] "i"(TD_CONV_WIDENED_ALIGN - 4)                                                           \
+    : "cc", "memory"
+    if (halfway) { /* a column of 16k + 8 values */
+        __asm volatile(TD_WIDENED_BLOCKS("b      3f\n\t") TD_WIDENED_OPERANDS);
+    } else {
+        __asm volatile(TD_WIDENED_BLOCKS("") TD_WIDENED_OPERANDS);
+    }
+#undef TD_WIDENED_OPERANDS
+#undef TD_WIDENED_BLOCKS
 #undef TD_WIDENED_LOAD4
-#undef TD_WIDENED_FINISH
-#undef TD_WIDENED_SCALE
+#undef TD_WIDENED_REQUANTIZE
 #undef TD_WIDENED_STEP
 }
 #endif
@@ -178,8 +176,8 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
         a31 = td_smlad(w[3], xb, a31);
     }
     /* Twice the reference's accumulators (doubled weights; the generator keeps them below
-     * 2^31): halved exactly. The layout's multipliers and shifts are the narrow form's; the
-     * params' serve all. */
+     * 2^31): halved exactly. The layout's multipliers and shifts are the narrow folded
+     * form's; the params' serve all. */
     a00 >>= 1, a01 >>= 1, a10 >>= 1, a11 >>= 1, a20 >>= 1, a21 >>= 1, a30 >>= 1, a31 >>= 1;
     const int32_t *m = params->output_multiplier + c, *s = params->output_shift + c;
     const int32_t offset = params->output_offset, lo = params->activation_min, hi = params->activation_max;
@@ -191,7 +189,7 @@ static TD_ALWAYS_INLINE const uint32_t *block_c(const td_conv_params_t *params, 
     out1[1] = td_requantize_s8(a11, m[1], s[1], offset, lo, hi, narrow, full_range);
     out1[2] = td_requantize_s8(a21, m[2], s[2], offset, lo, hi, narrow, full_range);
     out1[3] = td_requantize_s8(a31, m[3], s[3], offset, lo, hi, narrow, full_range);
-    return w + 8;
+    return w + 12;
 }
 
 static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const int8_t *input,
@@ -230,9 +228,8 @@ static TD_ALWAYS_INLINE void convolution(const td_conv_params_t *params, const i
             const int32_t step = both ? output_depth : 0;
 #if TD_KERNELS_ASM
             if (use_asm) {
-                uint32_t frame[6] = {(uint32_t)out0, (uint32_t)(2 * params->output_offset + 1), (uint32_t)step,
-                                     (uint32_t)(4 * depth), (uint32_t)(output_depth / 4), (uint32_t)(depth % 16 != 0)};
-                blocks_asm(pair->words - 4, layout, frame);
+                uint32_t frame[3] = {(uint32_t)out0, (uint32_t)step, (uint32_t)(output_depth / 4)};
+                blocks_asm(pair->words - 4, layout, frame, depth % 16 != 0);
                 continue;
             }
 #endif
@@ -254,7 +251,7 @@ static td_requant_mode_t narrow_mode(const td_conv_params_t *params, const uint3
                         params->input_offset, params->output_offset, params->activation_min,
                         params->activation_max);
     const int64_t products = (int64_t)depth * 128 * 128;
-    const int32_t block_words = 4 + 2 * depth + 8;
+    const int32_t block_words = 4 + 2 * depth + 12;
     for (int32_t c = 0; c < params->output_depth; c += 4, layout += block_words) {
         for (int32_t j = 0; j < 4; ++j) {
             const int64_t bias = (int32_t)layout[j] / 2; /* the layout's are doubled */

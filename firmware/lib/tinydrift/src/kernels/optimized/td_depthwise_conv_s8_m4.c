@@ -27,9 +27,9 @@
 #define TD_DW_CHUNK_CHANNELS 64
 #define TD_DW_CHUNK_GROUPS (TD_DW_CHUNK_CHANNELS / 4)
 #define TD_DW_MAX_TAPS 15
-/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 2 * output offset + 1, 4 x
- * (multiplier, shift); other filters: taps x 2 weight words. */
-#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 1 + 8)
+/* Words per group: 3x3: 4 biases, 9 taps x 2 weight words, 4 x (multiplier, K, right
+ * shift) of td_requantize_narrow_folded; other filters: taps x 2 weight words. */
+#define TD_DW_GROUP_WORDS_3X3 (4 + 18 + 12)
 #define TD_DW_PACKED_WORDS (TD_DW_CHUNK_GROUPS * TD_DW_GROUP_WORDS_3X3)
 /* Both layouts fit the buffer (a negative array size stops the build otherwise). */
 typedef char td_dw_packed_words_fit[TD_DW_PACKED_WORDS >= TD_DW_CHUNK_GROUPS * 2 * TD_DW_MAX_TAPS ? 1 : -1];
@@ -81,11 +81,11 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
 #if TD_KERNELS_ASM
     if (narrow && full_range) {
         /* GCC spills this unrolled window heavily; written out, per group of four channels:
-         * 4 loads of biases, 9 instructions per tap, 9 per output, 5 to step to the next
-         * group (128 for 36 MACs). Single loads rather than LDRD: on the M4 a load behind a
-         * load takes one cycle, an LDRD always three, so a tap's three loads take 4 cycles
-         * instead of 5. The output offset comes from the packed words, so that 14
-         * registers suffice. */
+         * 4 loads of biases, 9 instructions per tap, 8 per output (three loads,
+         * td_requantize_narrow_folded, SSAT, the store; the packed weights and biases are
+         * doubled), 4 to step to the next group (121 for 36 MACs). Single loads rather
+         * than LDRD: on the M4 a load behind a load takes one cycle, an LDRD always three,
+         * so a tap's three loads take 4 cycles instead of 5. */
         int32_t acc0, acc1, acc2, acc3;
         uint32_t x, x_02, w_02, w_13;
 #define TD_DW_TAP(address)                                  \
@@ -100,13 +100,12 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
     "smlatt  %[acc3], %[x], %[w_13], %[acc3]\n\t"
 #define TD_DW_ROW TD_DW_TAP("[%[row]]") TD_DW_TAP("[%[row], %[sx]]") TD_DW_TAP("[%[row], %[sx], lsl #1]")
 #define TD_DW_OUTPUT(acc)                                   \
-    "ldrd    %[w_02], %[w_13], [%[w]], #8\n\t"              \
-    "lsl     " acc ", " acc ", #1\n\t"                      \
-    "smmulr  " acc ", " acc ", %[w_02]\n\t"                 \
-    "add     " acc ", " acc ", " acc ", asr #31\n\t"        \
-    "asr     " acc ", " acc ", %[w_13]\n\t"                 \
-    "add     " acc ", " acc ", %[x]\n\t"                    \
-    "asr     " acc ", " acc ", #1\n\t"                      \
+    "ldr     %[w_02], [%[w]], #4\n\t"                       \
+    "ldr     %[w_13], [%[w]], #4\n\t"                       \
+    "ldr     %[x_02], [%[w]], #4\n\t"                       \
+    "smmlar  %[x], " acc ", %[w_02], %[w_13]\n\t"           \
+    "add     %[x], %[x], " acc ", asr #31\n\t"              \
+    "asr     " acc ", %[x], %[x_02]\n\t"                    \
     "ssat    " acc ", #8, " acc "\n\t"                      \
     "strb    " acc ", [%[out]], #1\n\t"
         __asm volatile("1:\n\t"
@@ -117,7 +116,6 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
                        TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
                        TD_DW_ROW "add     %[row], %[row], %[sy]\n\t"
                        TD_DW_ROW
-                       "ldr     %[x], [%[w]], #4\n\t"
                        TD_DW_OUTPUT("%[acc0]") TD_DW_OUTPUT("%[acc1]") TD_DW_OUTPUT("%[acc2]")
                        TD_DW_OUTPUT("%[acc3]")
                        "sub     %[row], %[row], %[sy], lsl #1\n\t"
@@ -148,6 +146,7 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
             TD_DW_MAC4(0u, td_read_u32(tap + sx), w_tap[2], w_tap[3]);
             TD_DW_MAC4(0u, td_read_u32(tap + 2 * sx), w_tap[4], w_tap[5]);
         }
+        acc0 >>= narrow, acc1 >>= narrow, acc2 >>= narrow, acc3 >>= narrow; /* exact: doubled */
         const int32_t *multiplier = params->output_multiplier + first_channel + 4 * group;
         const int32_t *shift = params->output_shift + first_channel + 4 * group;
         out[0] = td_requantize_s8(acc0, multiplier[0], shift[0], offset, act_min, act_max, narrow, full_range);
@@ -157,9 +156,10 @@ static TD_ALWAYS_INLINE void groups_3x3(const int8_t *row, int32_t sx, int32_t s
     }
 }
 
-/* Per group: biases with the input offset folded in, widened weights, then (multiplier,
- * shift - 1 complemented) per channel for the asm's requantization. */
-static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
+/* Per group: biases with the input offset folded in, widened weights (both doubled with the
+ * narrow requantization, whose SMMLAR takes 2 * acc), then (multiplier, K, right shift)
+ * per channel for the asm's td_requantize_narrow_folded. */
+static void pack_3x3(const chunk_t *chunk, uint32_t *packed, const int32_t narrow)
 {
     const td_depthwise_conv_params_t *params = chunk->params;
     const int32_t depth = params->input_depth;
@@ -172,16 +172,17 @@ static void pack_3x3(const chunk_t *chunk, uint32_t *packed)
                 sum += (uint32_t)weight;
             }
             const uint32_t bias = chunk->bias != 0 ? (uint32_t)chunk->bias[channel + lane] : 0u;
-            packed[lane] = bias + sum * (uint32_t)params->input_offset;
-            packed[23 + 2 * lane] = (uint32_t)params->output_multiplier[channel + lane];
-            packed[24 + 2 * lane] = (uint32_t)~params->output_shift[channel + lane];
+            const int32_t shift = params->output_shift[channel + lane];
+            packed[lane] = (bias + sum * (uint32_t)params->input_offset) << narrow;
+            packed[22 + 3 * lane] = (uint32_t)params->output_multiplier[channel + lane];
+            packed[23 + 3 * lane] = narrow ? (uint32_t)td_requant_folded_offset(params->output_offset, shift) : 0u;
+            packed[24 + 3 * lane] = (uint32_t)-shift;
         }
         for (int32_t tap = 0; tap < 9; ++tap) {
-            const uint32_t w = td_read_u32(chunk->filter + tap * depth + channel);
-            packed[4 + 2 * tap] = td_sxtb16(w);
-            packed[5 + 2 * tap] = td_sxtb16_ror8(w);
+            const int8_t *w = chunk->filter + tap * depth + channel; /* as SXTB16 and its ROR 8 pair them */
+            packed[4 + 2 * tap] = td_pack_halves((1 + narrow) * w[0], (1 + narrow) * w[2]);
+            packed[5 + 2 * tap] = td_pack_halves((1 + narrow) * w[1], (1 + narrow) * w[3]);
         }
-        packed[22] = (uint32_t)(2 * params->output_offset + 1);
     }
 }
 
@@ -389,10 +390,10 @@ static int32_t planes_apply(const td_depthwise_conv_params_t *params)
 }
 
 /* Per channel, what the plane loop reads: per filter column fx, (w0, w1), (w2, w0),
- * (w1, w2); the bias with the input offset folded in; the multiplier, ~shift and
- * 2 * output offset + 1 of td_requantize_narrow_offset. With the narrow requantization
- * (accumulators below 2^30) the weights and the bias are doubled, so that the accumulators
- * are the 2 * acc its SMMULR takes. */
+ * (w1, w2); the bias with the input offset folded in; the multiplier, K and right shift
+ * of td_requantize_narrow_folded. With the narrow requantization (accumulators below
+ * 2^30) the weights and the bias are doubled, so that the accumulators are the 2 * acc its
+ * SMMLAR takes. */
 #define TD_DW_PLANE_WORDS 13
 
 /* Four channels' column of the input (`height` words `row_bytes` apart) into their planes'
@@ -436,8 +437,8 @@ static void fill_plane_columns(int16_t *column, int32_t plane_halves, int32_t pa
 #if TD_KERNELS_ASM
 /* Four outputs along y per pass down one plane column, 51 cycles of loads and multiplies
  * for 36 MACs (the bias loaded with the first filter column's words), then
- * td_requantize_narrow_offset's 6 instructions per output past the doubling. `rows`: a
- * multiple of 4. */
+ * td_requantize_narrow_folded's 3 instructions and SSAT per output. `rows`: a multiple
+ * of 4. */
 static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
 {
     int32_t acc0, acc1, acc2, acc3;
@@ -475,11 +476,9 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
     "smlad   %[acc3], %[p2], %[a], %[acc3]\n\t"                 \
     "smlatt  %[acc3], %[p1], %[e], %[acc3]\n\t"
 #define TD_DW_REQUANTIZE(acc)                                   \
-    "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
-    "add     " acc ", " acc ", " acc ", asr #31\n\t"            \
-    "asr     " acc ", " acc ", %[p1]\n\t"                       \
-    "add     " acc ", " acc ", %[p2]\n\t"                       \
-    "asr     " acc ", " acc ", #1\n\t"                          \
+    "smmlar  %[a], " acc ", %[p0], %[p1]\n\t"                   \
+    "add     %[a], %[a], " acc ", asr #31\n\t"                  \
+    "asr     " acc ", %[a], %[p2]\n\t"                          \
     "ssat    " acc ", #8, " acc "\n\t"
     __asm volatile("1:\n\t"
                    TD_DW_FX_FIRST TD_DW_FX(12, 64) TD_DW_FX(24, 128)
@@ -508,7 +507,7 @@ static void column_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int3
 }
 
 /* The last one or two rows of a column (`rows`): two outputs from the first two plane
- * words, about 50 cycles where a pass of four takes 95. */
+ * words, about 46 cycles where a pass of four takes 87. */
 static void column_tail_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t out_row_bytes, int32_t rows)
 {
     int32_t acc0, acc1;
@@ -524,11 +523,9 @@ static void column_tail_asm(const uint32_t *top, const uint32_t *w, int8_t *out,
     "smlatt  %[acc1], %[p0], %[e], %[acc1]\n\t"                 \
     "smlad   %[acc1], %[p1], %[b], %[acc1]\n\t"
 #define TD_DW_TAIL_REQUANTIZE(acc)                              \
-    "smmulr  " acc ", " acc ", %[p0]\n\t"                       \
-    "add     " acc ", " acc ", " acc ", asr #31\n\t"            \
-    "asr     " acc ", " acc ", %[p1]\n\t"                       \
-    "add     " acc ", " acc ", %[b]\n\t"                        \
-    "asr     " acc ", " acc ", #1\n\t"                          \
+    "smmlar  %[a], " acc ", %[p0], %[p1]\n\t"                   \
+    "add     %[a], %[a], " acc ", asr #31\n\t"                  \
+    "asr     " acc ", %[a], %[b]\n\t"                           \
     "ssat    " acc ", #8, " acc "\n\t"
     __asm volatile("ldr     %[acc1], [%[w], #36]\n\t"
                    TD_DW_TAIL_FX(0, 0, "%[acc1]") TD_DW_TAIL_FX(12, 64, "%[acc0]") TD_DW_TAIL_FX(24, 128, "%[acc0]")
@@ -546,6 +543,56 @@ static void column_tail_asm(const uint32_t *top, const uint32_t *w, int8_t *out,
                    : "cc", "memory");
 #undef TD_DW_TAIL_REQUANTIZE
 #undef TD_DW_TAIL_FX
+}
+
+/* The last row of two neighbouring columns (outputs `out` and `out` + `depth`): their four
+ * plane columns' first two words once each, the filter's words shared, about 50 cycles
+ * where column_tail_asm takes about 46 for each. */
+static void tail_pair_asm(const uint32_t *top, const uint32_t *w, int8_t *out, int32_t depth)
+{
+    int32_t acc0, acc1;
+    uint32_t p0, p1, a, e, b;
+/* Plane column `top_at` (bytes): the filter column in a and e so far for output 1, then
+ * the filter column at `w_at` for output 0. */
+#define TD_DW_PAIR_COLUMN(top_at, w_at)                         \
+    "ldr     %[p0], [%[top], #" #top_at "]\n\t"                 \
+    "ldr     %[p1], [%[top], #" #top_at " + 4]\n\t"             \
+    "smlad   %[acc1], %[p0], %[a], %[acc1]\n\t"                 \
+    "smlabb  %[acc1], %[p1], %[e], %[acc1]\n\t"                 \
+    "ldr     %[a], [%[w], #" #w_at "]\n\t"                      \
+    "ldr     %[e], [%[w], #" #w_at " + 4]\n\t"                  \
+    "smlad   %[acc0], %[p0], %[a], %[acc0]\n\t"                 \
+    "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"
+#define TD_DW_PAIR_REQUANTIZE(acc)                              \
+    "smmlar  %[a], " acc ", %[p0], %[p1]\n\t"                   \
+    "add     %[a], %[a], " acc ", asr #31\n\t"                  \
+    "asr     " acc ", %[a], %[b]\n\t"                           \
+    "ssat    " acc ", #8, " acc "\n\t"
+    __asm volatile("ldr     %[acc0], [%[w], #36]\n\t"
+                   "ldr     %[a], [%[w]]\n\t"
+                   "ldr     %[e], [%[w], #4]\n\t"
+                   "ldr     %[p0], [%[top]]\n\t"
+                   "ldr     %[p1], [%[top], #4]\n\t"
+                   "mov     %[acc1], %[acc0]\n\t"
+                   "smlad   %[acc0], %[p0], %[a], %[acc0]\n\t"
+                   "smlabb  %[acc0], %[p1], %[e], %[acc0]\n\t"
+                   TD_DW_PAIR_COLUMN(64, 12) TD_DW_PAIR_COLUMN(128, 24)
+                   "ldr     %[p0], [%[top], #192]\n\t"
+                   "ldr     %[p1], [%[top], #196]\n\t"
+                   "smlad   %[acc1], %[p0], %[a], %[acc1]\n\t"
+                   "smlabb  %[acc1], %[p1], %[e], %[acc1]\n\t"
+                   "ldr     %[p0], [%[w], #40]\n\t"
+                   "ldr     %[p1], [%[w], #44]\n\t"
+                   "ldr     %[b], [%[w], #48]\n\t"
+                   TD_DW_PAIR_REQUANTIZE("%[acc0]") TD_DW_PAIR_REQUANTIZE("%[acc1]")
+                   "strb    %[acc0], [%[out]]\n\t"
+                   "strb    %[acc1], [%[out], %[depth]]\n\t"
+                   : [acc0] "=&r"(acc0), [acc1] "=&r"(acc1), [p0] "=&r"(p0), [p1] "=&r"(p1), [a] "=&r"(a),
+                     [e] "=&r"(e), [b] "=&r"(b)
+                   : [top] "r"(top), [w] "r"(w), [out] "r"(out), [depth] "r"(depth)
+                   : "memory");
+#undef TD_DW_PAIR_REQUANTIZE
+#undef TD_DW_PAIR_COLUMN
 }
 #endif
 
@@ -597,26 +644,41 @@ static TD_ALWAYS_INLINE void planes_3x3(const td_depthwise_conv_params_t *params
             w[9] = ((bias != 0 ? (uint32_t)bias[channel] : 0u) << narrow) + sum * (uint32_t)params->input_offset;
             const int32_t multiplier = params->output_multiplier[channel], shift = params->output_shift[channel];
             w[10] = (uint32_t)multiplier;
-            w[11] = (uint32_t)~shift;
-            w[12] = (uint32_t)(2 * offset + 1);
-            for (int32_t x = 0; x < out_w; ++x) {
-                const uint32_t *top = (const uint32_t *)(const void *)(plane + x * TD_DW_PLANE_COLUMN);
-                int8_t *out = out_image + x * depth + channel;
-                int32_t y = 0;
+            w[11] = narrow ? (uint32_t)td_requant_folded_offset(offset, shift) : 0u;
+            w[12] = (uint32_t)-shift;
+            int32_t first_y = 0; /* of the C passes below */
 #if TD_KERNELS_ASM
-                if (narrow && full_range) {
-                    y = out_h & ~3;
-                    if (y > 0) {
-                        column_asm(top, w, out, out_row_bytes, y);
-                        top += y / 2;
-                    }
-                    if (out_h - y == 1 || out_h - y == 2) {
-                        column_tail_asm(top, w, out + y * out_row_bytes, out_row_bytes, out_h - y);
-                        continue;
-                    }
+            if (narrow && full_range) {
+                const int32_t full = out_h & ~3, left = out_h - full;
+                for (int32_t x = 0; full > 0 && x < out_w; ++x) {
+                    column_asm((const uint32_t *)(const void *)(plane + x * TD_DW_PLANE_COLUMN), w,
+                               out_image + x * depth + channel, out_row_bytes, full);
                 }
+                if (left == 1 || left == 2) {
+                    int32_t x = 0;
+                    /* One row: two columns at once, an odd last column with its left neighbour
+                     * again (the same value written twice; the plane holds the input), so that
+                     * the channel's loop runs no third kind of pass: its code stays within an
+                     * instruction cache of 1 KB (mlperf_dscnn_fetch_misses). */
+                    for (; left == 1 && out_w >= 2 && x < out_w; x += 2) {
+                        const int32_t first = x + 2 <= out_w ? x : out_w - 2;
+                        tail_pair_asm((const uint32_t *)(const void *)(plane + first * TD_DW_PLANE_COLUMN + full), w,
+                                      out_image + full * out_row_bytes + first * depth + channel, depth);
+                    }
+                    for (; x < out_w; ++x) {
+                        column_tail_asm((const uint32_t *)(const void *)(plane + x * TD_DW_PLANE_COLUMN + full), w,
+                                        out_image + full * out_row_bytes + x * depth + channel, out_row_bytes,
+                                        left);
+                    }
+                    continue;
+                }
+                first_y = full;
+            }
 #endif
-                for (; y < out_h; y += 4, top += 2) { /* (on the M4, a last pass of three rows) */
+            for (int32_t x = 0; x < out_w; ++x) {
+                const uint32_t *top = (const uint32_t *)(const void *)(plane + x * TD_DW_PLANE_COLUMN + first_y);
+                int8_t *out = out_image + x * depth + channel;
+                for (int32_t y = first_y; y < out_h; y += 4, top += 2) { /* (on the M4, a last pass of three rows) */
                     int32_t acc0 = (int32_t)w[9], acc1 = acc0, acc2 = acc0, acc3 = acc0;
                     const uint32_t *p = top;
                     for (int32_t fx = 0; fx < 3; ++fx, p += TD_DW_PLANE_COLUMN / 2) {
@@ -722,7 +784,7 @@ void td_depthwise_conv_s8_m4(const td_depthwise_conv_params_t *params, const int
         const int32_t groups = full_groups - group < TD_DW_CHUNK_GROUPS ? full_groups - group : TD_DW_CHUNK_GROUPS;
         const chunk_t chunk = {params, input, filter, bias, output, 4 * group, groups};
         if (is_3x3) {
-            pack_3x3(&chunk, packed);
+            pack_3x3(&chunk, packed, mode.narrow);
             if (mode.narrow && mode.full_range) {
                 chunk_3x3(&chunk, packed, window, 1, 1);
             } else if (mode.narrow) {

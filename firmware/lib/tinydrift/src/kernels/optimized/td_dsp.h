@@ -196,6 +196,19 @@ static inline int32_t td_smmulr(int32_t a, int32_t b)
 #endif
 }
 
+/* c + round(a * b / 2^32), halves up: ((c << 32) + a * b + 2^31) >> 32, the sum wrapping
+ * at 32 bits as SMMLAR's does. */
+static inline int32_t td_smmlar(int32_t a, int32_t b, int32_t c)
+{
+#if TD_DSP_INSTRUCTIONS
+    int32_t result;
+    __asm("smmlar %0, %1, %2, %3" : "=r"(result) : "r"(a), "r"(b), "r"(c));
+    return result;
+#else
+    return (int32_t)((uint32_t)c + (uint32_t)(int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32));
+#endif
+}
+
 /* x clamped to the int8 range (SSAT #8). */
 static inline int32_t td_ssat8(int32_t x)
 {

@@ -19,6 +19,15 @@
  * overflows (|high| <= 2^30). td_requant_mode() checks once per kernel call, from the
  * parameters alone (bias and the number of terms bound every accumulator), which form
  * applies.
+ *
+ * Loops that load per-channel words anyway take a third form, with the offset folded into
+ * one word when the kernel is prepared, K = offset * 2^e + 2^(e-1)
+ * (td_requant_folded_offset): SMMLAR(2 * acc, m, K) = high + K, and the rounding division
+ * plus the offset is floor((high - [high < 0] + K) / 2^e). [acc < 0] may stand for
+ * [high < 0]: they differ only when high = 0 > acc, where both give
+ * floor((2^(e-1) - 0 or 1) / 2^e) = 0. So td_requantize_narrow_folded is SMMLAR, an add of
+ * acc's sign and a shift: 3 instructions where the form above takes 5. It is exact under the
+ * narrow conditions, which include (|offset| + 1) * 2^e <= 2^30 (the sum stays in int32).
  */
 #ifndef TD_REQUANT_FAST_H
 #define TD_REQUANT_FAST_H
@@ -51,10 +60,27 @@ static inline int32_t td_requantize_narrow_offset(int32_t acc, int32_t multiplie
     return (((high + (high >> 31)) >> right_shift_minus_1) + twice_offset_plus_1) >> 1;
 }
 
+/* K of td_requantize_narrow_folded for a right shift of -shift >= 1. */
+static inline int32_t td_requant_folded_offset(int32_t output_offset, int32_t shift)
+{
+    const int32_t right_shift = -shift;
+    return (int32_t)(((uint32_t)output_offset << right_shift) + ((uint32_t)1 << (right_shift - 1)));
+}
+
+/* Requantized accumulator plus the output offset, from the doubled accumulator `acc2`, the
+ * multiplier, K (td_requant_folded_offset) and the right shift. Exact under the narrow
+ * conditions (see above). */
+static inline int32_t td_requantize_narrow_folded(int32_t acc2, int32_t multiplier, int32_t folded_offset,
+                                                  int32_t right_shift)
+{
+    return (td_smmlar(acc2, multiplier, folded_offset) + (acc2 >> 31)) >> right_shift;
+}
+
 /* How a kernel call may requantize, decided once from its parameters. */
 typedef struct {
     int32_t usable;     /* 0: a multiplier is INT32_MIN (never from QuantizeMultiplier): use the reference */
-    int32_t narrow;     /* every shift < 0 and every accumulator provably within +-(2^30 - 1) */
+    int32_t narrow;     /* every shift < 0, every accumulator provably within +-(2^30 - 1), and
+                           (|output offset| + 1) << -shift <= 2^30 */
     int32_t full_range; /* activation range [-128, 127]: the clamp is one SSAT */
 } td_requant_mode_t;
 
@@ -76,6 +102,9 @@ static inline td_requant_mode_t td_requant_mode(const int32_t *multiplier, const
         }
         if (shift[c] >= 0 || shift[c] < -31 || bias_magnitude + products >= ((int64_t)1 << 30)) {
             mode.narrow = 0;
+        } else if ((((int64_t)(output_offset < 0 ? -output_offset : output_offset) + 1) << -shift[c]) >
+                   ((int64_t)1 << 30)) {
+            mode.narrow = 0; /* td_requantize_narrow_folded's K + high could leave int32 */
         }
     }
     return mode;
