@@ -328,7 +328,10 @@ def test_builds_for_cortex_m4(tmp_path):
 def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     """A large shift of the input summary: with the mean score's limit, DATA_DRIFT latches
     when one z reaches it, in C and twin alike; without it, the same CUSUM (its drift level
-    out of reach here) never latches."""
+    out of reach here) never latches; nor does the limit while the microphone reads stuck
+    (a sensor fault under way, which sensor health is to name)."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
+
     rng = np.random.default_rng(21)
     base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
@@ -338,15 +341,21 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     summaries = np.clip(np.round(summaries), -32768, 32767).astype(np.int16)
     probs = np.full((n, 12), -128, dtype=np.int8)
     probs[:, 0] = 127
-    events = np.stack([np.zeros(n), np.arange(n), np.zeros(n)], axis=1).astype(np.int32)
+    inferences = np.stack([np.full(n, EVENT_INFERENCE), np.arange(n), np.zeros(n)], axis=1)
+    # the same, each inference after the change preceded by a block of digital zeros
+    pcm = np.zeros(320, dtype=np.int16)
+    stuck = np.concatenate([inferences[:change], *([[EVENT_SENSOR, 0, 320], row] for row in inferences[change:])])
     unreachable = np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX)
     time_column = INFERENCE_FIELDS.index("alarm_time")
     latched_at = {}
-    for limit in (0, cfgmod.SCORE_Z_MAX // 2):
-        config = base.replace(score_drift=unreachable, score_warning=unreachable,
-                              score_limit=np.array([limit, 0, 0, 0, 0]))
-        twin_rows = run_events(config, events, summaries, probs)
-        compare(CMonitor(config).run_events(events, summaries, probs), twin_rows, events)
-        latched_at[limit] = int(twin_rows[-1, time_column])
-    assert latched_at[0] == 0
-    assert change < latched_at[cfgmod.SCORE_Z_MAX // 2] < n
+    for name, limit, events in (("none", 0, inferences), ("limit", cfgmod.SCORE_Z_MAX // 2, inferences),
+                                ("limit, stuck", cfgmod.SCORE_Z_MAX // 2, stuck)):
+        config = base.replace(score_drift=unreachable, score_warning=unreachable, stuck_variance=4,
+                              persist_blocks=np.array([50, 50, 250, 0]), score_limit=np.array([limit, 0, 0, 0, 0]))
+        events = np.asarray(events, dtype=np.int32)
+        twin_rows = run_events(config, events, summaries, probs, pcm)
+        compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
+        inference_rows = twin_rows[events[:, 0] == EVENT_INFERENCE]
+        latched_at[name] = int(inference_rows[-1, time_column])
+    assert latched_at["none"] == 0 and latched_at["limit, stuck"] == 0
+    assert change < latched_at["limit"] < n

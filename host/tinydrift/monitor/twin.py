@@ -145,6 +145,7 @@ class MonitorTwin:
         self._warning = c.score_warning.astype(np.int64)
         self._drift = c.score_drift.astype(np.int64)
         self._limit = c.score_limit.astype(np.int64)
+        self._persist = c.persist_blocks.astype(np.int64)
         self._enabled = np.array([(c.enabled_scores >> i) & 1 == 1 for i in range(SCORE_COUNT)])
         channels = np.arange(c.n_summary)
         self._bit_weights = (np.int64(1) << (channels % 32)).astype(np.int64)
@@ -373,12 +374,14 @@ class MonitorTwin:
         self.cusum = nxt
         warnings = np.zeros(self.n_streams, dtype=np.int64)
         confidence_latched = np.zeros(self.n_streams, dtype=bool)
+        # td_sensor_fault_pending: no limit latches while a sensor fault is building up.
+        limits_on = ~((self._persist > 0) & (self.sensor_run > 0)).any(axis=1)
         for i in range(SCORE_COUNT):
             if not self._enabled[i]:
                 continue
             alarm = SCORE_ALARM[i]
             warnings |= np.where(nxt[:, i] >= self._warning[i], alarm, 0)
-            peak = (z[:, i] >= self._limit[i]) if self._limit[i] > 0 else False
+            peak = (limits_on & (z[:, i] >= self._limit[i])) if self._limit[i] > 0 else False
             fire = ((nxt[:, i] >= self._drift[i]) | peak) & ((self.alarms & alarm) == 0)
             if active is not None:
                 fire &= active

@@ -29,9 +29,25 @@ void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change
     state->alarms |= alarm;
 }
 
+/* 1 while a sensor condition that becomes a fault if it persists is under way: an input
+ * shift is then the sensor's doing (black frames, a clipping microphone), and the score
+ * limits leave it to sensor health to name it as SENSOR_FAULT. */
+static int td_sensor_fault_pending(const td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    uint32_t c;
+
+    for (c = 0; c < TD_SENSOR_CONDITION_COUNT; ++c) {
+        if (config->persist_blocks[c] > 0 && state->sensor_run[c] > 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t *config,
                            const int32_t *raw, int32_t *z, const uint32_t *moved)
 {
+    const int limits_on = !td_sensor_fault_pending(state, config);
     uint32_t warnings = 0;
     uint32_t latched_now = 0;
     uint32_t i, w;
@@ -59,7 +75,7 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
         if (next >= params->warning) {
             warnings |= alarm;
         }
-        if ((next >= params->drift || (params->limit > 0 && z[i] >= params->limit)) &&
+        if ((next >= params->drift || (limits_on && params->limit > 0 && z[i] >= params->limit)) &&
             (state->alarms & alarm) == 0) {
             td_monitor_latch(state, alarm, state->excursion_start[i]);
             latched_now |= alarm;
