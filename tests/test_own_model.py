@@ -123,6 +123,17 @@ def run_cli(*args: str) -> str:
     return result.output
 
 
+
+def four_commands(tflite, model_dir, data, name: str, tmp_path) -> tuple[str, str]:
+    """adopt, export --data, flash --build-only, demo --data, as a user types them: the
+    outputs of adopt and of the demo (which runs the firmware in QEMU)."""
+    adopted = run_cli("adopt", str(tflite), "--out", str(model_dir))
+    run_cli("export", "--model", str(model_dir), "--data", str(data), "--name", name, "--target-arl0", "20000")
+    run_cli("flash", "--env", platformio.EMULATED_ENV, "--model", str(model_dir), "--build-only")
+    demo = run_cli("demo", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "demo"),
+                   "--in-domain", "12", "--shifted", "6")
+    return adopted, demo
+
 @pytest.mark.slow  # 225-245 s measured on 2 loaded cores: training, the export's calibration, a firmware build, QEMU
 @pytest.mark.skipif(shutil.which(emulator.QEMU) is None or platformio.pio_executable() is None,
                     reason="needs qemu-system-arm and PlatformIO (scripts/setup.sh)")
@@ -133,13 +144,9 @@ def test_own_image_classifier_in_four_commands(tmp_path):
     trained = train_and_convert(images, tflite)
     model_dir = tmp_path / "models" / "mine"
 
-    out = run_cli("adopt", str(tflite), "--out", str(model_dir))
-    assert f"input (1, {HEIGHT}, {WIDTH}, 3), 3 classes" in out
-    assert "reads a pixel of 0 as 0 and 255 as 0.99" in out  # about the [0, 1] scaling it was trained on
-    run_cli("export", "--model", str(model_dir), "--data", str(images), "--name", "mine", "--target-arl0", "20000")
-    run_cli("flash", "--env", platformio.EMULATED_ENV, "--model", str(model_dir), "--build-only")
-    out = run_cli("demo", "--model", str(model_dir), "--data", str(images), "--out", str(tmp_path / "demo"),
-                  "--in-domain", "12", "--shifted", "6")
+    adopted, out = four_commands(tflite, model_dir, images, "mine", tmp_path)
+    assert f"input (1, {HEIGHT}, {WIDTH}, 3), 3 classes" in adopted
+    assert "reads a pixel of 0 as 0 and 255 as 0.99" in adopted  # about the [0, 1] scaling it was trained on
 
     folder = ModelDir(model_dir)
     reference = folder.reference()
@@ -230,13 +237,9 @@ def test_own_keyword_model_in_four_commands(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     model_dir = tmp_path / "models" / "my_kws"
 
-    out = run_cli("adopt", str(tflite), "--out", str(model_dir))
-    assert "input (1, 49, 40, 1), 12 classes" in out
-    assert "reads -128 as -128 and 127 as 127" in out, out
-    run_cli("export", "--model", str(model_dir), "--data", str(recordings), "--name", "my_kws", "--target-arl0", "20000")
-    run_cli("flash", "--env", platformio.EMULATED_ENV, "--model", str(model_dir), "--build-only")
-    out = run_cli("demo", "--model", str(model_dir), "--data", str(recordings), "--out", str(tmp_path / "demo"),
-                  "--in-domain", "12", "--shifted", "6")
+    adopted, out = four_commands(tflite, model_dir, recordings, "my_kws", tmp_path)
+    assert "input (1, 49, 40, 1), 12 classes" in adopted
+    assert "reads -128 as -128 and 127 as 127" in adopted, adopted
 
     folder = ModelDir(model_dir)
     reference = folder.reference()
