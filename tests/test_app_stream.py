@@ -147,14 +147,20 @@ class MonitoredRun:
 @pytest.fixture(scope="module")
 def monitored_run(app_monitored, monitored_model, speech) -> MonitoredRun:
     clips = [pcm for pcm, _ in speech] + [np.zeros(6 * 16000, np.int16)]
-    with HostApp(app_monitored) as app:
+    app, status, stderr = replay_all(app_monitored, clips)
+    return MonitoredRun(app, clips, status, stderr, monitored_model)
+
+
+def replay_all(app_binary, clips) -> tuple:
+    """Every clip into a fresh app, then its STATUS and what it wrote on stderr once stopped."""
+    with HostApp(app_binary) as app:
         app.replayer.drain(0.3)
         for clip in clips:
             app.replayer.replay_clip(clip)
         app.replayer.drain(0.1)
         status = app.status()
         stderr = app.stop()
-    return MonitoredRun(app, clips, status, stderr, monitored_model)
+    return app, status, stderr
 
 
 def wakes_on_the_phrase_only(speech, per_clip) -> list[list[int]]:
@@ -446,13 +452,7 @@ def speech():
 @pytest.mark.slow
 def test_streaming_app_detects_like_its_twin_and_wakes_on_the_phrase(app_stream, stream_model, model, speech, tmp_path):
     clips = [pcm for pcm, _ in speech]
-    with HostApp(app_stream) as app:
-        app.replayer.drain(0.3)
-        for clip in clips:
-            app.replayer.replay_clip(clip)
-        app.replayer.drain(0.1)
-        status = app.status()
-        stderr = app.stop()
+    app, status, stderr = replay_all(app_stream, clips)
     hello = app.frames(P.Hello)[0]
     device = app.frames(P.Detection)
     per_clip = []  # each clip's expected frames; the index runs on from clip to clip
