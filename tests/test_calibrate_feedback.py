@@ -71,3 +71,18 @@ def test_arl0_counts_each_alarm_and_resets_the_stream(calibrated):
     run = error_rate_arl0(config, always_wrong)
     assert run["labels"] == 600 and run["alarms"] >= 3
     assert ALARM_ERROR_RATE == 1 << 3
+
+
+def test_the_delay_bound_is_lordens_log_arl0_over_kl():
+    from tinydrift.monitor.calibrate_feedback import error_rate_delay_bound
+
+    bound = error_rate_delay_bound(0.03, 0.12, arl0_inferences=100_000, label_share=0.1)
+    kl = 0.12 * np.log(0.12 / 0.03) + 0.88 * np.log(0.88 / 0.97)  # nats a label
+    assert abs(bound["kl_per_label"] - kl) < 1e-12
+    assert abs(bound["delay_bound_labels"] - np.log(10_000) / kl) < 1e-9
+    assert abs(bound["delay_bound_inferences"] - bound["delay_bound_labels"] / 0.1) < 1e-9
+    # every label back: fewer inferences, though the budget counted in labels grows
+    every = error_rate_delay_bound(0.03, 0.12, arl0_inferences=100_000, label_share=1.0)
+    assert every["delay_bound_inferences"] < bound["delay_bound_inferences"] / 5
+    with pytest.raises(TinydriftError, match="error rate before 0"):
+        error_rate_delay_bound(0.0, 0.12, arl0_inferences=100_000)

@@ -112,3 +112,24 @@ def measure_error_rate_arl0(config: MonitorConfig, predicted: np.ndarray, labels
     wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share,
                          block_length)
     return error_rate_arl0(config, wrong, label_share)
+
+
+def error_rate_delay_bound(error_before: float, error_after: float, arl0_inferences: float,
+                           label_share: float = LABEL_SHARE) -> dict:
+    """What any label-fed detector can do against a move of the error rate, labels back for
+    label_share of the inferences: the Kullback-Leibler divergence of one label's right/wrong
+    after the change from before (nats), and Lorden's lower bound on the worst-case mean delay
+    of any test whose false alarms come at most once in arl0_inferences, log(ARL0 in labels) /
+    KL labels (Lorden 1971; the CUSUM reaches it as ARL0 grows). Labels are taken as
+    independent: errors that come in runs (a plant's) carry less, so the bound is optimistic."""
+    for name, rate in (("error rate before", error_before), ("error rate after", error_after)):
+        if not 0 < rate < 1:
+            raise TinydriftError(f"{name} {rate} is not in (0, 1): the bound needs both outcomes possible")
+    if not 0 < label_share <= 1:
+        raise TinydriftError(f"label share {label_share} is not in (0, 1]")
+    p, q = error_after, error_before
+    kl = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+    arl0_labels = arl0_inferences * label_share
+    labels = math.log(arl0_labels) / kl if kl > 0 else math.inf
+    return {"error_before": error_before, "error_after": error_after, "kl_per_label": kl,
+            "arl0_labels": arl0_labels, "delay_bound_labels": labels, "delay_bound_inferences": labels / label_share}
