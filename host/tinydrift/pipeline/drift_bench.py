@@ -261,9 +261,14 @@ def check_targets(result: BenchResult) -> dict:
 def _delay_bound(r: dict, arl0: float) -> dict:
     from tinydrift.monitor.calibrate_feedback import LABEL_SHARE, error_rate_delay_bound
 
+    if r["accuracy_after"] >= r["accuracy_before"]:
+        return {}
     bound = error_rate_delay_bound(1 - r["accuracy_before"], 1 - r["accuracy_after"], arl0, LABEL_SHARE)
     return {"label_share": LABEL_SHARE, "kl_per_label": round(bound["kl_per_label"], 4),
-            "delay_bound_inferences": round(bound["delay_bound_inferences"])}
+            "lorden_asymptotic_inferences": round(bound["lorden_asymptotic_labels"] / LABEL_SHARE),
+            "optimal_mean_delay_inferences": round(bound["mean_delay_inferences"]),
+            "optimal_median_delay_inferences": round(bound["median_delay_inferences"]),
+            "optimal_share_within_200": round(bound["share_found_within"], 4)}
 
 
 def markdown(result: BenchResult) -> str:
