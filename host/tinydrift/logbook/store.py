@@ -503,7 +503,7 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None)
         # The device's running estimate just before the change point, if such a frame arrived.
         before = np.flatnonzero(index[:first] < change) if change else np.zeros(0, np.int64)
         since = index >= (change or index[first])
-        counts = (np.bincount(data["predicted_class"][since], minlength=len(prior))
+        counts = (np.bincount(data["predicted_class"][since], minlength=len(prior))[:len(prior)]
                   if prior is not None and "predicted_class" in data else None)
         now = accuracy_estimate(float(atc[-1]), counts, prior, int(bits[-1]) & 0x1F)
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
