@@ -117,6 +117,7 @@ def test_one_step_less_lead_breaks_the_output(case_id, models, monkeypatch):
     assert differing.mean() > 0.5
 
 
+@pytest.mark.slow  # 17 s; the single in-place kernels stay in the default tier
 def test_ds_cnn_with_every_block_in_place_matches_tflite_micro():
     """MLPerf Tiny's keyword layout (a strided stem, then four stride-1 depthwise-separable
     blocks: the same peak at every block) runs all eight block kernels in place, chained,

@@ -91,14 +91,23 @@ def test_config_round_trips_through_json_and_header():
 def test_calibrated_arl0_holds_on_unseen_streams(calibration):
     """The false-alarm target on synthetic data: the combined alarm's ARL0, measured as the device
     runs (latched alarm, reset) on 150 x ARL0 inferences of speakers calibration never
-    saw, is within 20 % of the target."""
+    saw. The CUSUMs alone land within 20 % of the target. With the mean score's limit (the
+    default) calibration over-counts the limit's alarms on these data and the result is
+    conservative, measured 2,830 for 2,000 (the other scores' levels make room for alarms
+    that do not come): never more false alarms than the target, up to 1.5x fewer."""
     _, config, report = calibration
     assert report["target_arl0"] == TARGET and set(report["scores"]) == set(cfgmod.SCORE_NAMES)
-    unseen = dataset(9)
-    result = measure_arl0(config, unseen["summaries"], unseen["probs"], unseen["groups"], n_inferences=150 * TARGET, stream_length=10_000)
-    print(f"ARL0 target {TARGET}: measured {result['arl0']:.0f} ({result['alarms']} alarms, 95% CI {result['ci95'][0]:.0f}-{result['ci95'][1]:.0f}), {result['by_type']}")
-    assert result["inferences"] >= 150 * TARGET
-    assert 0.8 * TARGET <= result["arl0"] <= 1.2 * TARGET
+    data, unseen = dataset(1), dataset(9)
+    cusums, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"],
+                                     target_arl0=TARGET, n_inferences=600_000, stream_groups=100, seed=3,
+                                     peak_arl_multiple=(None,) * cfgmod.SCORE_COUNT)
+    for name, calibrated, (low, high) in (("CUSUMs alone", cusums, (0.8, 1.2)), ("with the limit", config, (0.8, 1.5))):
+        result = measure_arl0(calibrated, unseen["summaries"], unseen["probs"], unseen["groups"],
+                              n_inferences=150 * TARGET, stream_length=10_000)
+        print(f"{name}: ARL0 target {TARGET}, measured {result['arl0']:.0f} ({result['alarms']} alarms, 95% CI "
+              f"{result['ci95'][0]:.0f}-{result['ci95'][1]:.0f}), {result['by_type']}")
+        assert result["inferences"] >= 150 * TARGET
+        assert low * TARGET <= result["arl0"] <= high * TARGET, name
 
 
 def test_iid_resampling_would_overstate_arl0(calibration):
@@ -145,7 +154,10 @@ def test_shift_of_some_channels_is_detected_with_the_channels_that_moved(strict)
         moved = bits(words)
         recalls.append(len(moved & set(shifted)) / len(shifted))
         extras.append(len(moved - set(shifted)))
-    assert np.median(recalls) >= 0.75 and np.median(extras) <= 1
+    # The mean score's limit latches as soon as the shift shows in the EWMA, when a median 5 of
+    # the 8 moved channels have passed their own level (6 of 8 with the CUSUM alone): an
+    # earlier alarm names fewer of the channels, none wrongly.
+    assert np.median(recalls) >= 0.6 and np.median(extras) <= 1
 
 
 def test_subtle_shift_over_all_channels_is_detected(strict):

@@ -36,8 +36,9 @@ from tinydrift import firmware
 
 MUTANTS_DIR = firmware.BUILD_ROOT / "mutants"
 MONITOR = Path("lib/tinydrift/src/monitor")
-# td_monitor_decide: a score past its drift level latches its alarm type, unless latched already.
-SCORE_LATCH = "if (next >= params->drift && (state->alarms & alarm) == 0) {"
+# td_monitor_decide: a score past its drift level (or its limit) latches its alarm type, unless
+# latched already.
+SCORE_LATCH = "(state->alarms & alarm) == 0) {"
 
 
 def mutant(name: str, relative_path: Path | str, original: str, replacement: str) -> Path:
