@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 5
+#define TD_MONITOR_ABI_VERSION 6
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -175,6 +175,10 @@ typedef struct {
      * clips the loudest syllables only, a block here and there, which never persists long
      * enough to be the CLIPPING fault, yet costs accuracy. */
     uint32_t clip_drift_q16;
+    /* ...once the share has stayed at or above it this many consecutive blocks (>= 1), and
+     * never after SENSOR_FAULT: a gain set wrong stays wrong, and a microphone that clips
+     * hard is named by its CLIPPING fault, whose run of persist_blocks comes first. */
+    uint16_t clip_drift_blocks;
 } td_monitor_config_t;
 
 /* The commissioning reference: sums while commissioning, the reference once learned. */
@@ -214,6 +218,7 @@ typedef struct {
     /* sensor */
     uint32_t sensor_flags;
     int32_t clip_ewma;                           /* EWMA of "this block clips", Q(16+8) */
+    uint16_t clip_drift_run;                     /* consecutive blocks with clip_ewma >= level */
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
     td_commission_t commission;                  /* the device's own reference (reported apart) */

@@ -103,7 +103,12 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
     if (config->clip_drift_q16 > 0) {
         const int32_t clips = (conditions & TD_SENSOR_CLIPPING) != 0 ? 1 << (TD_PROB_FRAC_BITS + 8) : 0;
         state->clip_ewma = td_ewma_step(state->clip_ewma, clips, TD_CLIP_EWMA_SHIFT);
-        if (td_round_shift_s32(state->clip_ewma, 8) >= (int32_t)config->clip_drift_q16) {
+        if (td_round_shift_s32(state->clip_ewma, 8) < (int32_t)config->clip_drift_q16) {
+            state->clip_drift_run = 0;
+        } else if (state->clip_drift_run < UINT16_MAX) {
+            ++state->clip_drift_run;
+        }
+        if (state->clip_drift_run >= config->clip_drift_blocks && (state->alarms & TD_ALARM_SENSOR_FAULT) == 0) {
             td_monitor_latch(state, TD_ALARM_DATA_DRIFT, state->t);
         }
     }
