@@ -179,50 +179,67 @@ def restart_alarm_counts(z: np.ndarray, k: np.ndarray, levels: np.ndarray, *, jo
 
     joint=False: each score and level on its own; returns counts [E, G]. joint=True:
     column g is one device (score e at levels[e, g]) whose every CUSUM restarts when any
-    alarms; returns counts [G]. limits [E] (0: none): a score whose z rises to its limit
-    alarms too, once per rise (the device's reset brings its EWMA back down). Sequential
-    in time, vectorized over streams and levels."""
+    alarms; returns counts [G]. limits [E] (0: none): a score whose z reaches its limit
+    alarms too. After an alarm the device's reset brings the scores' EWMAs back to the
+    reference, which these unrestarted z paths do not show: a limit is disarmed by any alarm
+    it shares a device with and re-armed once its z is back at or below 0 (its no-drift
+    mean), so one excursion is not counted twice. Sequential in time, vectorized over
+    streams and levels."""
     b, t, e = z.shape
     g = levels.shape[1]
     lv = levels.astype(np.int64)[None]  # [1, E, G]
     s = np.zeros((b, e, g), dtype=np.int64)
     counts = np.zeros(g if joint else (e, g), dtype=np.int64)
     step = z.astype(np.int64) - k.astype(np.int64)  # [B, T, E]
-    peaks = None if limits is None or not np.any(limits) else _upcrossings(z, limits)
+    lim = None if limits is None or not np.any(limits) else np.asarray(limits, dtype=np.int64)
+    armed = np.ones((b, e, g), dtype=bool)
     for i in range(t):
         s += step[:, i, :, None]
         np.maximum(s, 0, out=s)
         hit = s >= lv
-        if peaks is not None:
-            hit |= peaks[:, i, :, None]
+        if lim is not None:
+            zi = z[:, i, :].astype(np.int64)
+            armed |= (zi <= 0)[:, :, None]
+            hit |= armed & ((zi >= lim) & (lim > 0))[:, :, None]
         if joint:
             fired = hit.any(axis=1)  # [B, G]
             counts += fired.sum(axis=0)
             s *= ~fired[:, None, :]
+            armed &= ~fired[:, None, :]
         else:
             counts += hit.sum(axis=0)
             s *= ~hit
+            armed &= ~hit
     return counts
 
 
-def _upcrossings(z: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """bool [B, T, E]: where z [B, T, E] first reaches its score's limit [E] (0: never)."""
-    lim = np.asarray(limits, dtype=np.int64)
-    above = (z.astype(np.int64) >= lim) & (lim > 0)
-    rise = above.copy()
-    rise[:, 1:] &= ~above[:, :-1]
-    return rise
+def limit_alarm_counts(z: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Alarms of one score's limit on its z paths [B, T], for each candidate limit [G]: as on
+    the device, where each alarm is followed by a reset that brings the EWMA back to the
+    reference, a limit that fired is re-armed only once z is back at or below 0 (its no-drift
+    mean). Counting every rise instead counts one excursion's jitter about the limit
+    several times (measured: 1.6x the alarms a device raises). Returns counts [G]."""
+    lim = np.asarray(limits, dtype=np.int64)[None, :]
+    armed = np.ones((z.shape[0], lim.shape[1]), dtype=bool)
+    counts = np.zeros(lim.shape[1], dtype=np.int64)
+    for i in range(z.shape[1]):
+        zi = z[:, i, None].astype(np.int64)
+        armed |= zi <= 0
+        hit = armed & (zi >= lim)
+        counts += hit.sum(axis=0)
+        armed &= ~hit
+    return counts
 
 
 def limit_for_arl(z: np.ndarray, inferences: int, arl: float) -> tuple[int, str]:
-    """The z limit (Q12) that one score's z [B, T] rises to once per `arl` inferences,
-    0 if that lies beyond the device's clip of z (SCORE_Z_MAX): read off upcrossing counts
-    at a grid of limits like a CUSUM level (level_from_curve)."""
+    """The z limit (Q12) that one score's z [B, T] alarms at once per `arl` inferences
+    (limit_alarm_counts), 0 if that lies beyond the device's clip of z (SCORE_Z_MAX): read
+    off the counts at a grid of limits like a CUSUM level (level_from_curve)."""
     top = int(z.max())
     if top <= 0:
         return 0, "none"
     grid = np.unique(np.linspace(max(1, int(np.quantile(z, 0.99))), top, 40).astype(np.int64))
-    counts = np.array([int(_upcrossings(z[:, :, None], np.array([g])).sum()) for g in grid])
+    counts = limit_alarm_counts(z, grid)
     try:
         limit, method = level_from_curve(grid, counts, inferences, arl)
     except TinydriftError:
