@@ -2,7 +2,9 @@
  * Sensor health on raw PCM blocks: clipping share, DC offset (block mean), stuck signal
  * (variance at or near zero) and silence (low variance). A condition that persists for
  * persist_blocks consecutive blocks is a fault and latches SENSOR_FAULT, with the change
- * point at the inference count when the run of blocks began.
+ * point at the inference count when the run of blocks began. Clipping that never persists
+ * (a gain set too high clips the loudest syllables only) is light clipping: an EWMA of the
+ * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
