@@ -567,6 +567,7 @@ def measure_arl0(
     keep_order: bool = False,
     population: int | None = None,
     session_length: int | None = None,
+    sensor_conditions: np.ndarray | None = None,
     seed: int = 1,
 ) -> dict:
     """Empirical ARL0 of the combined alarm on no-drift streams (block bootstrap of these
@@ -576,7 +577,10 @@ def measure_arl0(
     of `stream_length` run side by side: each stream start is a reset the device would not
     have, so they should be long next to the time the monitor takes to settle (~4 / EWMA
     weight). population: each stream draws from that many groups only; session_length: each
-    speaker talks that many inferences in a row, drawn from its samples (bootstrap_indices)."""
+    speaker talks that many inferences in a row, drawn from its samples (bootstrap_indices).
+    sensor_conditions [n, blocks]: the condition bits of the sensor blocks before each sample
+    (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
+    so SENSOR_FAULT and light clipping count too."""
     from scipy.stats import chi2
 
     target = float(config.metadata.get("calibration", {}).get("target_arl0", DEFAULT_TARGET_ARL0))
@@ -587,6 +591,8 @@ def measure_arl0(
     block_length = calibrated_block_length(config, block_length)
     indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order,
                                 population=population, session_length=session_length)
+    if sensor_conditions is not None and len(sensor_conditions) != len(summaries):
+        raise TinydriftError(f"sensor_conditions has {len(sensor_conditions)} rows for {len(summaries)} samples")
     twin = MonitorTwin(config, n_streams)
     prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)
@@ -594,6 +600,8 @@ def measure_arl0(
     start = time.perf_counter()
     for s in range(length):
         rows = indices[:, s]
+        if sensor_conditions is not None:
+            twin.sensor_update_blocks(sensor_conditions[rows])
         sample = {key: value[rows] for key, value in prepared.items()}
         word = twin.update(None, None, full=False, sample=sample)["alarms"] & ALARM_TYPES_MASK
         fired = word != 0
