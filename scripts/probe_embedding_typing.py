@@ -20,6 +20,8 @@ build/bench/drift/pools are reused, the pooled ones cached in DIR/pools):
                           alarm = the first of either, both reset on either
   separation              per pool, the mean shift from the ref split (RMS over channels of
                           the standardized mean) for the input summary and pooled features
+  collect OUT NAME...     the bench, combos, calibrations and separation above in one JSON
+                          (docs/figures/embedding_typing_probe.json)
 Measured and written down in docs/drift-bench.md ("The model's pooled features").
 """
 from __future__ import annotations
@@ -286,10 +288,42 @@ def separation(run) -> dict:
     return rows
 
 
+def collect(out: Path, names: list[str]) -> None:
+    """One JSON of what the steps wrote: per scenario the median delay, the share of
+    detections typed right and the types; per control the ARL0 and its alarms by type."""
+    def scenario_rows(scenarios: dict, extra=()) -> dict:
+        return {n: {"median_delay": r["median_delay"], "detected": r["detected"],
+                    "alarm_type_correct": r["alarm_type_correct"], "alarm_types": r["alarm_types"],
+                    **{k: r[k] for k in extra if k in r}} for n, r in scenarios.items()}
+
+    result = {"separation": json.loads((EXP / "separation.json").read_text()), "calibrations": {}, "runs": {}}
+    for name in names:
+        calibration = EXP / f"{name}.calibration.json"
+        if calibration.is_file():
+            c = json.loads(calibration.read_text())
+            mean = c["report"]["scores"]["mean"]
+            result["calibrations"][name] = {"target_arl0": c["report"]["target_arl0"],
+                                            "mean_drift_sigma": mean["drift_sigma"], "mean_limit_sigma": mean["limit_sigma"],
+                                            "test_split_arl0": c["arl0_test"]["arl0"], "test_split_alarms": c["arl0_test"]["alarms"],
+                                            "test_split_inferences": c["arl0_test"]["inferences"]}
+        bench_json = EXP / f"bench-{name}" / "drift_bench.json"
+        if bench_json.is_file():
+            b = json.loads(bench_json.read_text())
+            result["runs"][name] = {"alarm_type_correct_mean": b["targets"]["alarm_type_correct_mean"],
+                                    "controls": {n: {"arl0": c["arl0"], "by_type": c["by_type"]} for n, c in b["controls"].items()},
+                                    "scenarios": scenario_rows(b["scenarios"])}
+    for combo_json in sorted(EXP.glob("combo-*.json")):
+        c = json.loads(combo_json.read_text())
+        result["runs"][combo_json.stem] = {"alarm_type_correct_mean": c["alarm_type_correct_mean"], "controls": c["controls"],
+                                           "scenarios": scenario_rows(c["scenarios"], ("input_only", "embedding_data_drift"))}
+    from tinydrift.monitor.config import jsonable
+    out.write_text(json.dumps(jsonable(result), indent=1) + "\n")
+
+
 def main() -> None:
     global EXP
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("step", choices=("check", "calibrate", "bench", "combo", "separation"))
+    parser.add_argument("step", choices=("check", "calibrate", "bench", "combo", "separation", "collect"))
     parser.add_argument("args", nargs="*")
     parser.add_argument("--work", type=Path, default=EXP)
     options = parser.parse_args()
@@ -320,6 +354,8 @@ def main() -> None:
     elif step == "separation":
         rows = separation(run)
         (EXP / "separation.json").write_text(json.dumps(rows, indent=1))
+    elif step == "collect":
+        collect(Path(args[0]), args[1:])
 
 
 if __name__ == "__main__":
