@@ -252,6 +252,8 @@ def combo(name_a: str, name_b: str, out: Path):
 
 def pool_dir(root: Path) -> Path:
     """The one model-keyed folder of pools under a bench cache."""
+    if not root.is_dir():
+        raise SystemExit(f"{root}: no bench pools; run `tinydrift bench drift --quick` first")
     found = [p for p in root.iterdir() if p.is_dir() and p.name != "populations"]
     if len(found) != 1:
         raise SystemExit(f"{root}: expected one folder of pools, found {len(found)}")
@@ -328,6 +330,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=EXP)
     options = parser.parse_args()
     EXP = options.work
+    pool_dir(BENCH_POOLS)
     (EXP / "pools").mkdir(parents=True, exist_ok=True)
     if not (EXP / "pools" / "populations").exists():  # the synthesized audio, shared
         (EXP / "pools" / "populations").symlink_to((BENCH_POOLS / "populations").resolve())
