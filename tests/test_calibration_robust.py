@@ -116,3 +116,27 @@ def test_heldout_check_runs_both_directions_and_splits_of_the_same_speakers():
     assert np.all(ratios > 0) and np.all(np.isfinite(ratios))
     assert result["geometric_mean_ratio"] == pytest.approx(float(np.exp(np.log(ratios).mean())))
     assert result["pairs"][2]["calibration_samples"] < len(ref["groups"]) + len(test["groups"])
+
+
+def test_arl0_counts_sensor_health_when_given_the_blocks_conditions():
+    """measure_arl0 with sensor_conditions runs sensor health before each update as the app
+    does: a device whose microphone reads stuck for whole speakers (a muted headset) raises
+    SENSOR_FAULT alarms there, and none when the conditions are left out; rows that do not
+    match the samples are refused in one line."""
+    from tinydrift.monitor.config import CUSUM_MAX, SCORE_COUNT, SENSOR_STUCK
+    from tinydrift.monitor.reference import build_config, reference_stats
+
+    data = dataset(1)
+    config = build_config(reference_stats(data["summaries"], data["probs"])).replace(
+        score_drift=np.full(SCORE_COUNT, CUSUM_MAX), score_warning=np.full(SCORE_COUNT, CUSUM_MAX),
+        score_limit=np.zeros(SCORE_COUNT, np.int64), persist_blocks=np.array([50, 50, 250, 0], np.uint16))
+    conditions = np.zeros((len(data["groups"]), 50), dtype=np.int64)
+    conditions[data["groups"] % 10 == 0] = SENSOR_STUCK  # every block of one speaker in ten
+    args = (config, data["summaries"], data["probs"], data["groups"])
+    quiet = measure_arl0(*args, n_inferences=4000, stream_length=200, block_length=None)
+    sensed = measure_arl0(*args, n_inferences=4000, stream_length=200, block_length=None,
+                          sensor_conditions=conditions)
+    assert quiet["alarms"] == 0
+    assert sensed["alarms"] > 0 and sensed["by_type"]["SENSOR_FAULT"] == sensed["alarms"]
+    with pytest.raises(TinydriftError, match="sensor_conditions has 3 rows"):
+        measure_arl0(*args, n_inferences=1000, sensor_conditions=conditions[:3])

@@ -359,3 +359,33 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
         latched_at[name] = int(inference_rows[-1, time_column])
     assert latched_at["none"] == 0 and latched_at["limit, stuck"] == 0
     assert change < latched_at["limit"] < n
+
+
+@pytest.mark.parametrize("clipping_every, expected", [(10, "DATA_DRIFT"), (400, None), (1, "SENSOR_FAULT")])
+def test_light_clipping_is_data_drift_and_hard_clipping_a_sensor_fault(clipping_every, expected):
+    """A microphone whose gain clips one block in 10 (a few loud samples each) latches
+    DATA_DRIFT once the EWMA of clipping blocks has held its 1 % level for clip_drift_blocks,
+    C and twin alike; one block in 400 (about the share of real recordings) never reaches the
+    level; every block clipping is the CLIPPING fault, and no DATA_DRIFT after it."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
+
+    rng = np.random.default_rng(5)
+    config = synthetic.random_config(rng, 40, 12).replace(
+        enabled_scores=0, clip_drift_q16=cfgmod.ONE_Q16 // 100, clip_drift_blocks=100, clip_level=32767,
+        clip_rate_q16=cfgmod.ONE_Q16 // 100, persist_blocks=np.array([50, 50, 250, 0], np.uint16),
+        stuck_variance=0, silence_variance=0, dc_level=0)
+    n_inferences, blocks = 40, 50
+    pcm = rng.normal(0, 3000, (n_inferences * blocks, 320)).astype(np.int16)
+    loud = np.arange(len(pcm)) % clipping_every == 0
+    pcm[loud, :8] = 32767  # 8 of 320 samples at the rail: 2.5 %, a clipping block
+    summaries = np.repeat(config.ref_mean[None], n_inferences, axis=0).astype(np.int16)
+    probs = np.full((n_inferences, 12), -128, dtype=np.int8)
+    probs[:, 0] = 127
+    events = []
+    for i in range(n_inferences):
+        events += [[EVENT_SENSOR, (i * blocks + k) * 320, 320] for k in range(blocks)] + [[EVENT_INFERENCE, i, 0]]
+    events = np.asarray(events, dtype=np.int32)
+    twin_rows = run_events(config, events, summaries, probs, pcm.reshape(-1))
+    compare(CMonitor(config).run_events(events, summaries, probs, pcm.reshape(-1)), twin_rows, events)
+    alarms = int(twin_rows[events[:, 0] == EVENT_INFERENCE][-1][ALARM_COLUMN]) & 0xFF
+    assert alarms == (0 if expected is None else getattr(cfgmod, f"ALARM_{expected}"))

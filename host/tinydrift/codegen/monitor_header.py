@@ -133,6 +133,8 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .stuck_variance = {c.stuck_variance}u,\n"
         f"    .silence_variance = {c.silence_variance}u,\n"
         f"    .persist_blocks = {{{persist}}},\n"
+        f"    .clip_drift_q16 = {c.clip_drift_q16},\n"
+        f"    .clip_drift_blocks = {c.clip_drift_blocks},\n"
         "};\n\n"
         f"#endif /* TD_MONITOR_CONFIG_{upper}_H */\n"
     )

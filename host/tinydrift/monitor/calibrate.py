@@ -179,50 +179,67 @@ def restart_alarm_counts(z: np.ndarray, k: np.ndarray, levels: np.ndarray, *, jo
 
     joint=False: each score and level on its own; returns counts [E, G]. joint=True:
     column g is one device (score e at levels[e, g]) whose every CUSUM restarts when any
-    alarms; returns counts [G]. limits [E] (0: none): a score whose z rises to its limit
-    alarms too, once per rise (the device's reset brings its EWMA back down). Sequential
-    in time, vectorized over streams and levels."""
+    alarms; returns counts [G]. limits [E] (0: none): a score whose z reaches its limit
+    alarms too. After an alarm the device's reset brings the scores' EWMAs back to the
+    reference, which these unrestarted z paths do not show: a limit is disarmed by any alarm
+    it shares a device with and re-armed once its z is back at or below 0 (its no-drift
+    mean), so one excursion is not counted twice. Sequential in time, vectorized over
+    streams and levels."""
     b, t, e = z.shape
     g = levels.shape[1]
     lv = levels.astype(np.int64)[None]  # [1, E, G]
     s = np.zeros((b, e, g), dtype=np.int64)
     counts = np.zeros(g if joint else (e, g), dtype=np.int64)
     step = z.astype(np.int64) - k.astype(np.int64)  # [B, T, E]
-    peaks = None if limits is None or not np.any(limits) else _upcrossings(z, limits)
+    lim = None if limits is None or not np.any(limits) else np.asarray(limits, dtype=np.int64)
+    armed = np.ones((b, e, g), dtype=bool)
     for i in range(t):
         s += step[:, i, :, None]
         np.maximum(s, 0, out=s)
         hit = s >= lv
-        if peaks is not None:
-            hit |= peaks[:, i, :, None]
+        if lim is not None:
+            zi = z[:, i, :].astype(np.int64)
+            armed |= (zi <= 0)[:, :, None]
+            hit |= armed & ((zi >= lim) & (lim > 0))[:, :, None]
         if joint:
             fired = hit.any(axis=1)  # [B, G]
             counts += fired.sum(axis=0)
             s *= ~fired[:, None, :]
+            armed &= ~fired[:, None, :]
         else:
             counts += hit.sum(axis=0)
             s *= ~hit
+            armed &= ~hit
     return counts
 
 
-def _upcrossings(z: np.ndarray, limits: np.ndarray) -> np.ndarray:
-    """bool [B, T, E]: where z [B, T, E] first reaches its score's limit [E] (0: never)."""
-    lim = np.asarray(limits, dtype=np.int64)
-    above = (z.astype(np.int64) >= lim) & (lim > 0)
-    rise = above.copy()
-    rise[:, 1:] &= ~above[:, :-1]
-    return rise
+def limit_alarm_counts(z: np.ndarray, limits: np.ndarray) -> np.ndarray:
+    """Alarms of one score's limit on its z paths [B, T], for each candidate limit [G]: as on
+    the device, where each alarm is followed by a reset that brings the EWMA back to the
+    reference, a limit that fired is re-armed only once z is back at or below 0 (its no-drift
+    mean). Counting every rise instead counts one excursion's jitter about the limit
+    several times (measured: 1.6x the alarms a device raises). Returns counts [G]."""
+    lim = np.asarray(limits, dtype=np.int64)[None, :]
+    armed = np.ones((z.shape[0], lim.shape[1]), dtype=bool)
+    counts = np.zeros(lim.shape[1], dtype=np.int64)
+    for i in range(z.shape[1]):
+        zi = z[:, i, None].astype(np.int64)
+        armed |= zi <= 0
+        hit = armed & (zi >= lim)
+        counts += hit.sum(axis=0)
+        armed &= ~hit
+    return counts
 
 
 def limit_for_arl(z: np.ndarray, inferences: int, arl: float) -> tuple[int, str]:
-    """The z limit (Q12) that one score's z [B, T] rises to once per `arl` inferences,
-    0 if that lies beyond the device's clip of z (SCORE_Z_MAX): read off upcrossing counts
-    at a grid of limits like a CUSUM level (level_from_curve)."""
+    """The z limit (Q12) that one score's z [B, T] alarms at once per `arl` inferences
+    (limit_alarm_counts), 0 if that lies beyond the device's clip of z (SCORE_Z_MAX): read
+    off the counts at a grid of limits like a CUSUM level (level_from_curve)."""
     top = int(z.max())
     if top <= 0:
         return 0, "none"
     grid = np.unique(np.linspace(max(1, int(np.quantile(z, 0.99))), top, 40).astype(np.int64))
-    counts = np.array([int(_upcrossings(z[:, :, None], np.array([g])).sum()) for g in grid])
+    counts = limit_alarm_counts(z, grid)
     try:
         limit, method = level_from_curve(grid, counts, inferences, arl)
     except TinydriftError:
@@ -550,6 +567,7 @@ def measure_arl0(
     keep_order: bool = False,
     population: int | None = None,
     session_length: int | None = None,
+    sensor_conditions: np.ndarray | None = None,
     seed: int = 1,
 ) -> dict:
     """Empirical ARL0 of the combined alarm on no-drift streams (block bootstrap of these
@@ -559,7 +577,10 @@ def measure_arl0(
     of `stream_length` run side by side: each stream start is a reset the device would not
     have, so they should be long next to the time the monitor takes to settle (~4 / EWMA
     weight). population: each stream draws from that many groups only; session_length: each
-    speaker talks that many inferences in a row, drawn from its samples (bootstrap_indices)."""
+    speaker talks that many inferences in a row, drawn from its samples (bootstrap_indices).
+    sensor_conditions [n, blocks]: the condition bits of the sensor blocks before each sample
+    (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
+    so SENSOR_FAULT and light clipping count too."""
     from scipy.stats import chi2
 
     target = float(config.metadata.get("calibration", {}).get("target_arl0", DEFAULT_TARGET_ARL0))
@@ -570,6 +591,8 @@ def measure_arl0(
     block_length = calibrated_block_length(config, block_length)
     indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order,
                                 population=population, session_length=session_length)
+    if sensor_conditions is not None and len(sensor_conditions) != len(summaries):
+        raise TinydriftError(f"sensor_conditions has {len(sensor_conditions)} rows for {len(summaries)} samples")
     twin = MonitorTwin(config, n_streams)
     prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)
@@ -577,6 +600,8 @@ def measure_arl0(
     start = time.perf_counter()
     for s in range(length):
         rows = indices[:, s]
+        if sensor_conditions is not None:
+            twin.sensor_update_blocks(sensor_conditions[rows])
         sample = {key: value[rows] for key, value in prepared.items()}
         word = twin.update(None, None, full=False, sample=sample)["alarms"] & ALARM_TYPES_MASK
         fired = word != 0

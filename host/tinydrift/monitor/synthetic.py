@@ -185,6 +185,9 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     # off; the realistic ones within reach of a drifted z.
     top = (1, SCORE_Z_MAX + 1) if extreme else (8000, 40000)
     fields["score_limit"] = np.where(rng.random(SCORE_COUNT) < 0.4, 0, rng.integers(*top, SCORE_COUNT))
+    # light clipping: off, or a level a run of clipping blocks reaches within the stream
+    fields["clip_drift_q16"] = int(pick(0, rng.integers(1, ONE_Q16 + 1))) if extreme else int(pick(0, rng.integers(16, 700)))
+    fields["clip_drift_blocks"] = int(pick(1, 65535, rng.integers(1, 65536))) if extreme else int(rng.integers(1, 300))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

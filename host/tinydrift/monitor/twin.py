@@ -16,6 +16,7 @@ from tinydrift.monitor.config import (
     ALARM_DATA_DRIFT,
     ALARM_ERROR_RATE,
     ALARM_SENSOR_FAULT,
+    CLIP_EWMA_SHIFT,
     CHANNEL_Z_MAX,
     COMMISSION_MIN_VAR_Q12,
     CUSUM_MAX,
@@ -193,6 +194,8 @@ class MonitorTwin:
             "ddm_in_warning": z(),
             "ddm_warning_time": z(),
             "sensor_flags": z(),
+            "clip_ewma": z(),
+            "clip_drift_run": z(),
             "sensor_run": z(SENSOR_CONDITION_COUNT),
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
             "image_probes": z(SENSOR_IMAGE_PROBES),
@@ -547,6 +550,26 @@ class MonitorTwin:
         return {"mean": mean, "variance": variance, "clipped": saturated, "flags": self.sensor_flags,
                 "alarms": self.live_alarms()}
 
+    def _light_clipping(self, conditions: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """The EWMA of clipping blocks over these blocks [B, blocks] and its run at or above
+        clip_drift_q16; returns per stream the first block whose run reaches
+        clip_drift_blocks (blocks: none)."""
+        b, nb = conditions.shape
+        first = np.full(b, nb, dtype=np.int64)
+        level = int(self.config.clip_drift_q16)
+        if level == 0:
+            return first
+        clips = np.where((conditions & SENSOR_CLIPPING) != 0, 1 << (PROB_FRAC_BITS + 8), 0)
+        value = self.clip_ewma.astype(np.int64)
+        run = self.clip_drift_run.astype(np.int64)
+        for k in range(nb):
+            value = np.where(active, ewma_step(value, clips[:, k], CLIP_EWMA_SHIFT), value)
+            run = np.where(active, np.where(round_shift(value, 8) >= level, np.minimum(run + 1, _UNIT_MAX16), 0), run)
+            first = np.where(active & (first == nb) & (run >= int(self.config.clip_drift_blocks)), k, first)
+        self.clip_ewma = value
+        self.clip_drift_run = run
+        return first
+
     def sensor_update_blocks(self, conditions: np.ndarray, streams: np.ndarray | None = None) -> None:
         """td_sensor_update on consecutive blocks of one inference, from their condition bits
         [B, blocks]: the same state as one call per block, computed for all blocks at once
@@ -581,6 +604,10 @@ class MonitorTwin:
                 last_faults |= np.where(fault[:, -1], 1 << c, 0)
             self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
             self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), self.t, start_before)
+        clip_first = self._light_clipping(conditions, active)
+        # Block by block as the C does: light clipping only before any SENSOR_FAULT (a fault in
+        # the same block comes first).
+        self._latch(ALARM_DATA_DRIFT, (clip_first < first_block) & ((self.alarms & ALARM_SENSOR_FAULT) == 0), self.t)
         self._latch(ALARM_SENSOR_FAULT, first_block < nb, first_start)
         self.sensor_flags = np.where(active, conditions[:, -1] | (last_faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
 

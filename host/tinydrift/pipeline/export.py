@@ -57,7 +57,8 @@ MIN_IMAGE_REFERENCE = 1000
 # for bit: a live sensor's noise moves some of them, see td_sensor_image.c); each a fault
 # after 10 frames in a row. No DC offset: a dark or bright scene is not a fault.
 CAMERA_SENSOR = {"clip_level": 127, "clip_rate_q16": 3 * 65536 // 4, "dc_level": 0, "stuck_variance": 0,
-                 "silence_variance": 4, "persist_blocks": np.array([10, 0, 10, 10], np.uint16)}
+                 "silence_variance": 4, "persist_blocks": np.array([10, 0, 10, 10], np.uint16),
+                 "clip_drift_q16": 0}  # a frame is one block: light clipping is a microphone's rule
 # A user's reference folder: this share of its groups (speakers; images) is held out as
 # `test` for the export's ARL0 and detection checks, which calibration never sees.
 FOLDER_TEST_SHARE = 0.3

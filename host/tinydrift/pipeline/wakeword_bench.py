@@ -472,9 +472,8 @@ def _hours(labels: float | None, per_hour: float):
 
 def sensor_false_alarms(config, samples: dict) -> dict:
     """Sensor health alone on the in-domain sessions, each played once in order from a reset
-    (as the device hears its room), a reset after each SENSOR_FAULT: its false alarms, which
-    the in-domain ARL0 (tinydrift.monitor.calibrate.measure_arl0, on the summaries and
-    probabilities only) leaves out."""
+    (as the device hears its room), a reset after each SENSOR_FAULT: its false alarms on the
+    sessions as recorded (the in-domain ARL0 counts them too, on resampled streams)."""
     from tinydrift.monitor.config import ALARM_SENSOR_FAULT
     from tinydrift.monitor.twin import MonitorTwin
 
@@ -542,8 +541,10 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
     if monitored is not None:
         before = in_domain_runs[monitored]["monitor"]
         target = float(config.metadata.get("calibration", {}).get("target_arl0", settings.target_arl0))
+        # one combined ARL0: the scores and sensor health on the same streams, as the device runs them
         arl0 = measure_arl0(config, before["summaries"], before["probs"], before["groups"],
-                            n_inferences=int(30 * target), keep_order=True, population=1)
+                            n_inferences=int(30 * target), keep_order=True, population=1,
+                            sensor_conditions=sensor_conditions(config, before["sensor"], before["groups"]))
         result.monitor = {
             "model": monitored, "target_arl0": target,
             "in_domain_arl0": {"arl0": _finite(arl0["arl0"]), "ci95": [_finite(x) for x in arl0["ci95"]],

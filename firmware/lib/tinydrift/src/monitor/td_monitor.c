@@ -49,6 +49,7 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         !td_in_range(config->ref_accuracy_q16, 0, TD_ONE_Q16) ||
         config->ddm_warning_q8 > UINT16_MAX || config->ddm_drift_q8 > UINT16_MAX ||
         !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16 ||
+        config->clip_drift_q16 > TD_ONE_Q16 || config->clip_drift_blocks == 0 ||
         config->commission_n > TD_MONITOR_MAX_COMMISSION) {
         return TD_MONITOR_ERR_CONFIG;
     }
@@ -113,6 +114,8 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->ddm_in_warning = 0;
     state->ddm_warning_time = 0;
     state->sensor_flags = 0;
+    state->clip_ewma = 0;
+    state->clip_drift_run = 0;
     for (i = 0; i < TD_SENSOR_CONDITION_COUNT; ++i) {
         state->sensor_run[i] = 0;
         state->sensor_run_start[i] = 0;

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 5
+#define TD_MONITOR_ABI_VERSION 6
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -50,6 +50,7 @@ extern "C" {
 #define TD_CHANNEL_Z_MAX 32767   /* per-channel |z| clamp: 8 sigma, bounds every product */
 #define TD_SCORE_Z_MAX 65536     /* per-score |z| clamp: 16 sigma per inference */
 #define TD_CUSUM_MAX (1 << 30)   /* CUSUM saturation */
+#define TD_CLIP_EWMA_SHIFT 12    /* light clipping's EWMA weight: 2^-12 a block */
 #define TD_SUMMARY_FRAC_BITS 7   /* td_summarize_frames: summary = mean over frames * 2^7 */
 #define TD_SENSOR_MAX_BLOCK 65536
 
@@ -169,6 +170,15 @@ typedef struct {
     uint32_t silence_variance;   /* block is silent when variance <= this (and not stuck; a
                                     camera: whether it repeats or not) */
     uint16_t persist_blocks[TD_SENSOR_CONDITION_COUNT]; /* consecutive blocks to a fault; 0 = never */
+    /* Light clipping: DATA_DRIFT when the share of clipping blocks over about the last
+     * 2^TD_CLIP_EWMA_SHIFT blocks (an EWMA) reaches this (Q16); 0 = off. A gain set too high
+     * clips the loudest syllables only, a block here and there, which never persists long
+     * enough to be the CLIPPING fault, yet costs accuracy. */
+    uint32_t clip_drift_q16;
+    /* ...once the share has stayed at or above it this many consecutive blocks (>= 1), and
+     * never after SENSOR_FAULT: a gain set wrong stays wrong, and a microphone that clips
+     * hard is named by its CLIPPING fault, whose run of persist_blocks comes first. */
+    uint16_t clip_drift_blocks;
 } td_monitor_config_t;
 
 /* The commissioning reference: sums while commissioning, the reference once learned. */
@@ -207,6 +217,8 @@ typedef struct {
     uint32_t ddm_warning_time;                   /* inference index where that began */
     /* sensor */
     uint32_t sensor_flags;
+    int32_t clip_ewma;                           /* EWMA of "this block clips", Q(16+8) */
+    uint16_t clip_drift_run;                     /* consecutive blocks with clip_ewma >= level */
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
     td_commission_t commission;                  /* the device's own reference (reported apart) */

@@ -2,7 +2,9 @@
  * Sensor health on raw PCM blocks: clipping share, DC offset (block mean), stuck signal
  * (variance at or near zero) and silence (low variance). A condition that persists for
  * persist_blocks consecutive blocks is a fault and latches SENSOR_FAULT, with the change
- * point at the inference count when the run of blocks began.
+ * point at the inference count when the run of blocks began. Clipping that never persists
+ * (a gain set too high clips the loudest syllables only) is light clipping: an EWMA of the
+ * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -98,6 +100,18 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
         if (config->persist_blocks[c] > 0 && state->sensor_run[c] >= config->persist_blocks[c]) {
             faults |= 1u << c;
             td_monitor_latch(state, TD_ALARM_SENSOR_FAULT, state->sensor_run_start[c]);
+        }
+    }
+    if (config->clip_drift_q16 > 0) {
+        const int32_t clips = (conditions & TD_SENSOR_CLIPPING) != 0 ? 1 << (TD_PROB_FRAC_BITS + 8) : 0;
+        state->clip_ewma = td_ewma_step(state->clip_ewma, clips, TD_CLIP_EWMA_SHIFT);
+        if (td_round_shift_s32(state->clip_ewma, 8) < (int32_t)config->clip_drift_q16) {
+            state->clip_drift_run = 0;
+        } else if (state->clip_drift_run < UINT16_MAX) {
+            ++state->clip_drift_run;
+        }
+        if (state->clip_drift_run >= config->clip_drift_blocks && (state->alarms & TD_ALARM_SENSOR_FAULT) == 0) {
+            td_monitor_latch(state, TD_ALARM_DATA_DRIFT, state->t);
         }
     }
     state->sensor_flags = conditions | (faults << TD_SENSOR_FAULT_SHIFT);
