@@ -132,7 +132,8 @@ def calibrate(run, out_dir: Path, source="pooled", target=100_000, **options):
     # label feedback and sensor health as shipped (they read neither summary)
     keep = {f: getattr(shipped, f) for f in ("ddm_min_labels", "ddm_warning_q8", "ddm_drift_q8", "clip_level",
                                              "clip_rate_q16", "dc_level", "stuck_variance", "silence_variance",
-                                             "persist_blocks")}
+                                             "persist_blocks", "clip_drift_q16", "clip_drift_blocks")
+            if hasattr(shipped, f)}
     config = config.replace(**keep).validate()
     test = data["test"]
     arl = measure_arl0(config, test["summaries"], test["probs"], test["groups"], n_inferences=3_000_000)
