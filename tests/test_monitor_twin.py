@@ -125,6 +125,33 @@ def test_confidence_drift_with_the_input_score_at_warning_also_names_data_drift(
         assert latched == cfgmod.ALARM_CONFIDENCE_DRIFT
 
 
+@pytest.mark.parametrize("attribute_moved, names_data_drift", [(3, True), (5, False), (0, False)])
+def test_confidence_drift_with_enough_moved_channels_also_names_data_drift(attribute_moved, names_data_drift):
+    """With the input score far from its warning level, CONFIDENCE_DRIFT still names DATA_DRIFT
+    too when at least attribute_moved input channels are past their moved level (here all 4
+    are); fewer than that, or the rule off (0), CONFIDENCE_DRIFT alone."""
+    config = simple_config(
+        enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << cfgmod.SCORE_CONF),
+        score_offset=[0, 0, 200, 0, 0],
+        score_gain_q16=[1 << 16, 0, -(1 << 28) // 64, 0, 0],
+        score_k=[0, 0, 1024, 0, 0],
+        score_warning=[1 << 30, 1, 8192, 1, 1],  # the input score never warns
+        score_drift=[1 << 30, 1, 40960, 1, 1],
+        moved_mean_level=512, attribute_moved=attribute_moved,  # a channel's EWMA past 1/8 sigma
+    )
+    twin = MonitorTwin(config)
+    probs = np.full((1, 3), -128, np.int8)
+    for confidence, summary, n in ((255, 0, 100), (136, 1024, 30)):
+        probs[0, 1] = confidence - 128
+        for _ in range(n):
+            r = twin.update(np.full((1, 4), summary, np.int16), probs)
+    latched = r["alarms"][0] & cfgmod.ALARM_TYPES_MASK
+    assert latched & cfgmod.ALARM_CONFIDENCE_DRIFT and r["alarm_time"][0] == 114
+    assert bool(latched & cfgmod.ALARM_DATA_DRIFT) == names_data_drift
+    if names_data_drift:
+        assert bin(int(twin.moved_at_alarm[0, 0])).count("1") == 4
+
+
 def test_warning_is_live_and_change_time_is_the_last_departure_from_zero():
     config = simple_config(
         enabled_scores=1 << cfgmod.SCORE_ENTROPY,

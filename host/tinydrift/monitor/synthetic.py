@@ -188,6 +188,7 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     # light clipping: off, or a level a run of clipping blocks reaches within the stream
     fields["clip_drift_q16"] = int(pick(0, rng.integers(1, ONE_Q16 + 1))) if extreme else int(pick(0, rng.integers(16, 700)))
     fields["clip_drift_blocks"] = int(pick(1, 65535, rng.integers(1, 65536))) if extreme else int(rng.integers(1, 300))
+    fields["attribute_moved"] = int(pick(0, 1, 65535, rng.integers(0, 65536))) if extreme else int(rng.integers(0, 5))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

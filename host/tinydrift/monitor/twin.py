@@ -396,7 +396,13 @@ class MonitorTwin:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
         # CONFIDENCE_DRIFT with an input score at its warning level: DATA_DRIFT latches too
         # (the outputs moved because the inputs did), as td_monitor_decide.
-        attribute = confidence_latched & ((warnings & ALARM_DATA_DRIFT) != 0) & ((self.alarms & ALARM_DATA_DRIFT) == 0)
+        # ...or with at least attribute_moved components moved.
+        attribute = confidence_latched & ((self.alarms & ALARM_DATA_DRIFT) == 0)
+        if attribute.any() and self.config.attribute_moved > 0:
+            moved_count = np.unpackbits(moved_fn().astype(np.uint32).view(np.uint8), axis=-1).sum(axis=-1)
+            attribute &= ((warnings & ALARM_DATA_DRIFT) != 0) | (moved_count >= self.config.attribute_moved)
+        else:
+            attribute &= (warnings & ALARM_DATA_DRIFT) != 0
         if attribute.any():
             mean_warned = self._enabled[SCORE_MEAN] & (nxt[:, SCORE_MEAN] >= self._warning[SCORE_MEAN])
             start = np.where(mean_warned, self.excursion_start[:, SCORE_MEAN], self.excursion_start[:, SCORE_VAR])

@@ -44,6 +44,21 @@ static int td_sensor_fault_pending(const td_monitor_state_t *state, const td_mon
     return 0;
 }
 
+static uint32_t td_moved_count(const uint32_t *moved)
+{
+    uint32_t count = 0;
+    uint32_t w;
+
+    for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+        uint32_t bits = moved[w];
+        while (bits != 0) {
+            bits &= bits - 1u;
+            ++count;
+        }
+    }
+    return count;
+}
+
 uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t *config,
                            const int32_t *raw, int32_t *z, const uint32_t *moved)
 {
@@ -86,9 +101,11 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
             }
         }
     }
-    if ((latched_now & TD_ALARM_CONFIDENCE_DRIFT) != 0 && (warnings & TD_ALARM_DATA_DRIFT) != 0 &&
-        (state->alarms & TD_ALARM_DATA_DRIFT) == 0) {
-        /* the input score at its warning level: the mean's, else the variance's */
+    if ((latched_now & TD_ALARM_CONFIDENCE_DRIFT) != 0 && (state->alarms & TD_ALARM_DATA_DRIFT) == 0 &&
+        ((warnings & TD_ALARM_DATA_DRIFT) != 0 ||
+         (config->attribute_moved > 0 && td_moved_count(moved) >= config->attribute_moved))) {
+        /* dated by the mean score's excursion when it is at its warning level, else the
+         * variance score's */
         i = state->cusum[TD_SCORE_MEAN] >= config->score[TD_SCORE_MEAN].warning &&
                     (config->enabled_scores & (1u << TD_SCORE_MEAN)) != 0
                 ? TD_SCORE_MEAN
