@@ -271,7 +271,8 @@ def test_export_arl0_check_keeps_the_promise():
     assert check["alarms"] > 0 and check["arl0"] == pytest.approx(check["inferences"] / check["alarms"])
     assert check["ratio_to_target"] == pytest.approx(check["arl0"] / check["target_arl0"])
     assert check["ci95"][0] <= check["arl0"] <= check["ci95"][1]
-    assert sum(check["by_type"].values()) == check["alarms"]
+    # every alarm has a type; one may have two (CONFIDENCE_DRIFT naming DATA_DRIFT with it)
+    assert check["alarms"] <= sum(check["by_type"].values()) <= 2 * check["alarms"]
     low, high = ARL0_PROMISE
     assert low <= check["ratio_to_target"] <= high, f"empirical ARL0 x{check['ratio_to_target']:.2f} the target"
 
