@@ -71,3 +71,39 @@ def test_arl0_counts_each_alarm_and_resets_the_stream(calibrated):
     run = error_rate_arl0(config, always_wrong)
     assert run["labels"] == 600 and run["alarms"] >= 3
     assert ALARM_ERROR_RATE == 1 << 3
+
+
+
+def test_the_delay_bound_is_the_bernoulli_cusums_at_the_budget():
+    from tinydrift.monitor.calibrate_feedback import error_rate_delay_bound
+
+    bound = error_rate_delay_bound(0.03, 0.12, arl0_inferences=10_000, label_share=0.1)
+    kl = 0.12 * np.log(0.12 / 0.03) + 0.88 * np.log(0.88 / 0.97)  # nats a label
+    assert abs(bound["kl_per_label"] - kl) < 1e-12
+    assert abs(bound["lorden_asymptotic_labels"] - np.log(1_000) / kl) < 1e-9
+    assert 1_000 <= bound["cusum_arl0_labels"] <= 1_100  # the lowest threshold that holds the budget
+    # the same CUSUM simulated: its run lengths before and after agree with the chain's
+    rng = np.random.default_rng(0)
+    up, down = np.log(0.12 / 0.03), np.log(0.88 / 0.97)
+
+    def run_lengths(rate, streams, steps):
+        s, first = np.zeros(streams), np.zeros(streams, np.int64)
+        for t in range(1, steps + 1):
+            s = np.maximum(0.0, s + np.where(rng.random(streams) < rate, up, down))
+            first[(s >= bound["cusum_threshold_nats"]) & (first == 0)] = t
+        return first
+
+    after = run_lengths(0.12, 4000, 400)
+    assert (after > 0).all() and abs(after.mean() / bound["mean_delay_labels"] - 1) < 0.05
+    assert abs(np.median(after) - bound["median_delay_labels"]) <= 2
+    assert abs(np.mean(after <= 20) - bound["share_found_within"]) < 0.03  # 200 inferences at 1 in 10
+    before = run_lengths(0.03, 1000, 4000)
+    arl0 = (np.where(before > 0, before, 4000)).sum() / max(1, (before > 0).sum())
+    assert abs(arl0 / bound["cusum_arl0_labels"] - 1) < 0.2
+    # every label back: far sooner, though the budget counted in labels grows tenfold
+    every = error_rate_delay_bound(0.03, 0.12, arl0_inferences=10_000, label_share=1.0)
+    assert every["mean_delay_inferences"] < bound["mean_delay_inferences"] / 4
+    with pytest.raises(TinydriftError, match="error rate before 0"):
+        error_rate_delay_bound(0.0, 0.12, arl0_inferences=100_000)
+    with pytest.raises(TinydriftError, match="not above"):
+        error_rate_delay_bound(0.12, 0.03, arl0_inferences=100_000)

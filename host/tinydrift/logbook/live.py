@@ -22,6 +22,8 @@ from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import AlarmSeverity, DbSummary, ModelInfo, check_model_matches, latest_frame, load_model_info, open_db, read_summary, recent_text
+from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
 NO_LEVEL = 1 << 30
 DEFAULT_FRAC_BITS = 12
@@ -144,8 +146,9 @@ def render(snap: Snapshot) -> Group:
         if latched and last.alarm_index:
             alarm_text.append(f"  latched at inference {last.alarm_index}", style="red")
         if latched:
+            now = accuracy_estimate(last.atc / 65536, None, None, latched)  # ATC, or withheld under a sensor fault
             severity = AlarmSeverity(", ".join(P.alarm_names(latched)), last.alarm_index, last.change_index or None,
-                                     snap.accuracy_before, last.atc / 65536)
+                                     snap.accuracy_before, now.value, now.basis)
             alarm_text.append(f"\n{severity.impact()}", style="red")
     link.add_row("alarms", alarm_text)
     if last is not None:
@@ -154,7 +157,8 @@ def render(snap: Snapshot) -> Group:
         moved = [c for c in range(64) if last.moved_channels >> c & 1]
         link.add_row("inference", f"{last.inference_index}  ({snap.rate:.1f}/s)")
         link.add_row("prediction", f"{label}  confidence {last.confidence / 256:.0%}  entropy {last.entropy / 65536:.2f} nats")
-        link.add_row("ATC accuracy", f"{last.atc / 65536:.1%}")
+        link.add_row("ATC accuracy", "withheld (sensor fault)" if last.alarm_bits & ALARM_SENSOR_FAULT
+                     else f"{last.atc / 65536:.1%}")
         link.add_row("moved channels", ", ".join(map(str, moved)) if moved else "none")
     tally = snap.detections
     if tally.frames:

@@ -310,7 +310,8 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
 
     files.append(out_dir / "index.html")
     truth_rows = _truth_rows(truth, data, summary, monotonic or n == 1) if truth is not None else []
-    severities = alarm_severity(data) if n else []
+    prior = load_model_info(model_dir).class_prior if model_dir is not None else None
+    severities = alarm_severity(data, prior) if n else []
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
                                              severities, len(detections["id"]), wakes))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes)

@@ -19,6 +19,7 @@ import numpy as np
 
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
+from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.link import protocol as P
 
 SCHEMA_VERSION = 3  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes
@@ -450,39 +451,46 @@ HARMLESS_POINTS = 2.0
 
 @dataclass
 class AlarmSeverity:
-    """One latched alarm type and what it costs, as the device's label-free accuracy
-    estimate (ATC) saw it: just before the estimated change point, and at the latest frame."""
+    """One latched alarm type and what it costs, as the label-free accuracy estimate saw it
+    (tinydrift.monitor.accuracy_estimate): the device's ATC just before the estimated change
+    point, and the estimate at the latest frame (None: withheld under a sensor fault)."""
 
     name: str
     latched_at: int  # inference index of the first frame that carried it
     change_index: int | None  # where the device estimates the change began
     accuracy_before: float | None  # the estimate on the last frame before the change point
-    accuracy_now: float  # the estimate on the latest frame
+    accuracy_now: float | None  # the estimate on the latest frame
+    basis: str = "ATC"  # what accuracy_now rests on
 
     @property
     def impact_points(self) -> float | None:
-        if self.accuracy_before is None:
+        if self.accuracy_before is None or self.accuracy_now is None:
             return None
         return 100.0 * (self.accuracy_now - self.accuracy_before)
 
     def impact(self) -> str:
         """The change point and the accuracy estimate before it and now, in words."""
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
+        if self.accuracy_now is None:
+            return f"accuracy estimate {self.basis}: the frames are not the scene's{change}"
+        now = (f"{100 * self.accuracy_now:.1f} % now" if self.basis == "ATC" else
+               f"at most {100 * self.accuracy_now:.1f} % now by the predicted {self.basis}")
         if self.impact_points is None:
-            return f"estimated accuracy now {100 * self.accuracy_now:.1f} %{change}"
+            return f"estimated accuracy {now}{change}"
         verdict = "harmless so far" if abs(self.impact_points) < HARMLESS_POINTS else "estimated impact"
         return (f"estimated accuracy {100 * self.accuracy_before:.1f} % before the change{change}, "
-                f"{100 * self.accuracy_now:.1f} % now ({verdict}: {self.impact_points:+.1f} points)")
+                f"{now} ({verdict}: {self.impact_points:+.1f} points)")
 
     def line(self) -> str:
         return f"{self.name} latched at inference {self.latched_at}; {self.impact()}"
 
 
-def alarm_severity(data: dict[str, np.ndarray]) -> list[AlarmSeverity]:
+def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None) -> list[AlarmSeverity]:
     """Every alarm type latched in `read_inferences` output, in the order they latched, with
     the estimated accuracy before the change point and now (severity from impact). The
     device estimates one change point, the first alarm's; later alarms are measured from it
-    too (the accuracy before anything changed)."""
+    too (the accuracy before anything changed). `prior`: the reference's class frequencies,
+    for the class-mix bound on the predictions since the change."""
     index, bits, atc = data["inference_index"], data["alarm_bits"], data["atc"] / 65536.0
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
@@ -494,8 +502,12 @@ def alarm_severity(data: dict[str, np.ndarray]) -> list[AlarmSeverity]:
         change = int(data["change_index"][first]) or None
         # The device's running estimate just before the change point, if such a frame arrived.
         before = np.flatnonzero(index[:first] < change) if change else np.zeros(0, np.int64)
+        since = index >= (change or index[first])
+        counts = (np.bincount(data["predicted_class"][since], minlength=len(prior))[:len(prior)]
+                  if prior is not None and "predicted_class" in data else None)
+        now = accuracy_estimate(float(atc[-1]), counts, prior, int(bits[-1]) & 0x1F)
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
-                                   float(atc[before[-1]]) if before.size else None, float(atc[-1])))
+                                   float(atc[before[-1]]) if before.size else None, now.value, now.basis))
     return sorted(found, key=lambda a: a.latched_at)
 
 
@@ -541,6 +553,7 @@ class ModelInfo:
     labels: list[str] | None
     source: Path
     detector: dict | None = None  # a streaming detector's detector.json: its wake word, cutoff, window
+    class_prior: np.ndarray | None = None  # the reference's predicted-class frequencies
 
 
 def _pad(values) -> tuple[int, ...]:
@@ -561,4 +574,5 @@ def load_model_info(model_dir: str | Path) -> ModelInfo:
     except (KeyError, TypeError, ValueError) as exc:
         raise TinydriftError(f"{folder.reference_json}: monitor_config has no usable score_warning/score_drift "
                              f"({exc}); regenerate it with `tinydrift export --model {folder.path}`") from None
-    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector)
+    prior = np.asarray(config["prior_q16"], dtype=np.float64) / 65536 if config.get("prior_q16") else None
+    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, prior)

@@ -112,3 +112,74 @@ def measure_error_rate_arl0(config: MonitorConfig, predicted: np.ndarray, labels
     wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share,
                          block_length)
     return error_rate_arl0(config, wrong, label_share)
+
+
+
+def error_rate_delay_bound(error_before: float, error_after: float, arl0_inferences: float,
+                           label_share: float = LABEL_SHARE, within_inferences: int = 200) -> dict:
+    """What any label-fed test can do against a move of the error rate from error_before to
+    error_after, labels back for label_share of the inferences, false alarms at most once in
+    arl0_inferences. The Bernoulli CUSUM on the labels' log-likelihood ratio is the optimal
+    test for that (Moustakides 1986: least worst-case mean delay at a given ARL0), so its
+    delays, started from zero (its worst case), are what no test can beat: computed exactly
+    on its Markov chain (the ratio's steps in units of 1/3 of the step a right answer takes),
+    the threshold the lowest whose ARL0 in labels holds arl0_inferences x label_share. Also
+    the KL divergence of one label after the change from before (nats) and Lorden's
+    asymptotic log(ARL0) / KL, which at this budget overstates the delay (large steps
+    overshoot the threshold). Labels are taken as independent: errors that come in runs (a
+    plant's) carry less, so real streams do worse."""
+    for name, rate in (("error rate before", error_before), ("error rate after", error_after)):
+        if not 0 < rate < 1:
+            raise TinydriftError(f"{name} {rate} is not in (0, 1): the bound needs both outcomes possible")
+    if error_after <= error_before:
+        raise TinydriftError(f"error rate after ({error_after}) is not above before ({error_before}): nothing to find")
+    if not 0 < label_share <= 1:
+        raise TinydriftError(f"label share {label_share} is not in (0, 1]")
+    p, q = error_after, error_before
+    kl = p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+    arl0_labels = arl0_inferences * label_share
+    up_llr, down_llr = math.log(p / q), math.log((1 - p) / (1 - q))
+    unit = -down_llr / 3  # a right answer takes the sum 3 units down, a wrong one `up` units up
+    up = max(1, round(up_llr / unit))
+
+    def chain(h: int, rate: float) -> np.ndarray:
+        """Transitions among the transient sums 0..h-1 (a sum reaching h alarms)."""
+        m = np.zeros((h, h))
+        for i in range(h):
+            m[i, max(0, i - 3)] += 1 - rate
+            if i + up < h:
+                m[i, i + up] += rate
+        return m
+
+    def run_length(h: int, rate: float) -> float:
+        return float(np.linalg.solve(np.eye(h) - chain(h, rate), np.ones(h))[0])
+
+    h = up
+    while run_length(h, q) < arl0_labels:
+        h = h * 2
+    low, high = h // 2, h
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if run_length(mid, q) < arl0_labels else (low, mid)
+    h = high
+    # the delay's distribution after the change, from a zero sum
+    m = chain(h, p)
+    state = np.zeros(h)
+    state[0] = 1.0
+    within = round(within_inferences * label_share)
+    median_labels, alive_at_within, labels = None, 1.0, 0
+    while median_labels is None or labels < within:
+        labels += 1
+        state = state @ m
+        alive = float(state.sum())
+        if labels == within:
+            alive_at_within = alive
+        if median_labels is None and alive <= 0.5:
+            median_labels = labels
+    mean_labels = run_length(h, p)
+    return {"error_before": error_before, "error_after": error_after, "kl_per_label": kl,
+            "arl0_labels": arl0_labels, "lorden_asymptotic_labels": math.log(arl0_labels) / kl,
+            "cusum_threshold_nats": h * unit, "cusum_arl0_labels": run_length(h, q),
+            "mean_delay_labels": mean_labels, "mean_delay_inferences": mean_labels / label_share,
+            "median_delay_labels": median_labels, "median_delay_inferences": median_labels / label_share,
+            "within_inferences": within_inferences, "share_found_within": 1.0 - alive_at_within}

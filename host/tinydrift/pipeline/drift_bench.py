@@ -33,6 +33,7 @@ import numpy as np
 
 from tinydrift.atomic import write_text
 from tinydrift.data.scenarios import SCENARIOS, Scenario
+from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.monitor.config import ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.export import load_exported
@@ -45,7 +46,14 @@ def type_name(word: int) -> str:
     return "+".join(names) if names else "none"
 
 
-def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, drifted: Pool) -> dict:
+def host_estimates(run: dict, prior: np.ndarray) -> list:
+    """Per stream, the accuracy estimate the host shows at the stream's end."""
+    return [accuracy_estimate(atc, counts, prior, int(alarms))
+            for atc, counts, alarms in zip(run["atc_after"], run["recent_counts"], run["alarms_after"])]
+
+
+def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, drifted: Pool,
+                        prior: np.ndarray) -> dict:
     first, word = run["first"], run["word"]
     false_alarm = (first > 0) & (first <= before)
     detected = first > before
@@ -79,7 +87,17 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
         "sensor_fault_share": round(float(run["sensor_fault"].mean()), 4),
         "atc_estimate_after": round(float(np.mean(run["atc_after"])), 4),
         "atc_error_after": round(float(np.mean(run["atc_after"]) - after_acc), 4),
+        **_estimate_figures(host_estimates(run, prior), after_acc),
     }
+
+
+def _estimate_figures(estimates: list, after_acc: float) -> dict:
+    shown = [e.value for e in estimates if e.value is not None]
+    mean = float(np.mean(shown)) if shown else None
+    return {"estimate_after": round(mean, 4) if shown else None,
+            "estimate_error_after": round(mean - after_acc, 4) if shown else None,
+            "estimate_withheld_share": round(1 - len(shown) / max(1, len(estimates)), 4),
+            "estimate_class_mix_share": round(sum(e.basis == "class mix" for e in estimates) / max(1, len(estimates)), 4)}
 
 
 # ---------------------------------------------------------------------------- the whole bench
@@ -151,7 +169,7 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
         drifted = maker.scenario_pool(s)
         streams = make_streams(s, deployment, drifted, settings, settings.n_streams, block_length, settings.seed)
         run = run_monitor(config, streams, deployment, drifted)
-        result.scenarios[s.name] = summarize_detection(s, run, settings.before, deployment, drifted)
+        result.scenarios[s.name] = summarize_detection(s, run, settings.before, deployment, drifted, config.prior_q16)
         r = result.scenarios[s.name]
         log(f"{s.name}: accuracy {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}, detected {r['detected']:.0%}, "
             f"median delay {r['median_delay']}, types {r['alarm_types']}")
@@ -208,6 +226,9 @@ def check_targets(result: BenchResult) -> dict:
                    if r.get("compare_median_delay") and r.get("best_baseline_median_delay")}
     # ATC reads confidence: it cannot see a dead sensor or relabelled classes
     atc = [abs(r["atc_error_after"]) for r in result.scenarios.values() if r["family"] not in ("sensor", "concept")]
+    # the host's estimate: withheld under a sensor fault, so only where it is shown
+    shown = [abs(r["estimate_error_after"]) for r in result.scenarios.values()
+             if r["family"] != "concept" and r.get("estimate_error_after") is not None]
     return {
         "arl0_controls_worst_ratio": worst,
         "arl0_controls_without_alarm": no_alarm,
@@ -225,11 +246,29 @@ def check_targets(result: BenchResult) -> dict:
         "alarm_type_correct_mean": round(float(np.mean(typed)), 4) if typed else None,
         "atc_abs_error_max": round(float(np.max(atc)), 4) if atc else None,
         "atc_within_5_points": bool(atc) and max(atc) <= 0.05,
+        "estimate_abs_error_max": round(float(np.max(shown)), 4) if shown else None,
+        "estimate_within_5_points": bool(shown) and max(shown) <= 0.05,
         "quiet_microphone_sensor_fault_share": result.scenarios.get("quiet_but_working_microphone", {}).get("sensor_fault_share"),
         "sensor_faults_immediate": all((r["median_delay"] or 1e9) <= 10 for r in result.scenarios.values()
                                        if r["family"] == "sensor"),
         "concept_drift_by_error_rate": {n: r["expected_type"] for n, r in result.scenarios.items() if r["family"] == "concept"},
+        # what any detector fed the same labels could do at the same budget
+        "concept_drift_delay_bound": {n: _delay_bound(r, result.arl0_target) for n, r in result.scenarios.items()
+                                      if r["family"] == "concept"},
     }
+
+
+def _delay_bound(r: dict, arl0: float) -> dict:
+    from tinydrift.monitor.calibrate_feedback import LABEL_SHARE, error_rate_delay_bound
+
+    if r["accuracy_after"] >= r["accuracy_before"]:
+        return {}
+    bound = error_rate_delay_bound(1 - r["accuracy_before"], 1 - r["accuracy_after"], arl0, LABEL_SHARE)
+    return {"label_share": LABEL_SHARE, "kl_per_label": round(bound["kl_per_label"], 4),
+            "lorden_asymptotic_inferences": round(bound["lorden_asymptotic_labels"] / LABEL_SHARE),
+            "optimal_mean_delay_inferences": round(bound["mean_delay_inferences"]),
+            "optimal_median_delay_inferences": round(bound["median_delay_inferences"]),
+            "optimal_share_within_200": round(bound["share_found_within"], 4)}
 
 
 def markdown(result: BenchResult) -> str:
@@ -250,8 +289,8 @@ def markdown(result: BenchResult) -> str:
               "| scenario | expected | accuracy before -> after | detected | median / p90 delay "
               "| at the comparison's ARL0: ours / best baseline "
               "| false alarm before | first alarm of the expected type | expected type: detected, median delay "
-              "| ATC after (true) | sensor fault |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| ATC after (true) | host estimate after (withheld) | sensor fault |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result.scenarios.items():
         lines.append(
             f"| {name} | {r['expected_alarm'] or 'none'} | {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f} "
@@ -259,7 +298,8 @@ def markdown(result: BenchResult) -> str:
             f"{_num(r.get('best_baseline_median_delay'))} ({r.get('best_baseline') or '-'}) | {r['false_alarm_before_change']:.0%} "
             f"| {'' if r['alarm_type_correct'] is None else format(r['alarm_type_correct'], '.0%')} "
             f"| {'' if not r['expected_type'] else format(r['expected_type']['detected'], '.0%') + ', ' + str(r['expected_type']['median_delay'])} "
-            f"| {r['atc_estimate_after']:.3f} ({r['accuracy_after']:.3f}) | {r['sensor_fault_share']:.0%} |")
+            f"| {r['atc_estimate_after']:.3f} ({r['accuracy_after']:.3f}) | {_num(r.get('estimate_after'))} "
+            f"({r.get('estimate_withheld_share', 0):.0%}) | {r['sensor_fault_share']:.0%} |")
     if result.comparison:
         lines += ["", f"## At equal ARL0 ({result.comparison['arl0']:,.0f}): median delay per detector", ""]
         names = result.comparison["detectors"]

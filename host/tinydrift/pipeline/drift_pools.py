@@ -22,6 +22,7 @@ from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q16, MonitorConfig
 from tinydrift.monitor.twin import MonitorTwin, summarize_frames
 
 BLOCK = 320  # the app's sensor block: one 20 ms step
+ESTIMATE_WINDOW = 500  # the last inferences of a stream the host's accuracy estimate reads
 BLOCKS_PER_CLIP = 16000 // BLOCK
 CACHE_VERSION = 1
 
@@ -358,6 +359,9 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     by_type = np.zeros((b, 5), dtype=np.int64)  # when each alarm type latched (0: never)
     sensor_fault_any = np.zeros(b, bool)
     atc_before = np.zeros(b)
+    # the predicted classes a reader of the log has for the host's estimate: the stream's last ones
+    recent_counts = np.zeros((b, config.n_classes), dtype=np.int64)
+    recent_from = total - ESTIMATE_WINDOW
     for step in range(total):
         parts = rows_at(streams, step, deployment, drifted)
         if camera:  # the frame's values: the probes hold the previous frame of the stream
@@ -366,6 +370,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
             twin.sensor_update_blocks(gather(parts, "conditions"))
         probs = gather(parts, "probs")
         twin.update(gather(parts, "summaries"), probs, full=False)
+        if step >= recent_from:
+            recent_counts[np.arange(b), probs.argmax(1)] += 1
         if streams.feedback[:, step].any():
             twin.label_feedback(probs.argmax(1), gather(parts, "labels"), streams=streams.feedback[:, step])
         word = twin.live_alarms() & ALARM_TYPES_MASK
@@ -378,4 +384,5 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
         if step == n_before - 1:
             atc_before = twin.atc_ewma / ONE_Q16
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
-            "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16}
+            "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
+            "recent_counts": recent_counts, "alarms_after": twin.alarms & ALARM_TYPES_MASK}
