@@ -366,6 +366,7 @@ def test_malformed_input_is_counted_and_never_acted_on(app_gcc, clips, reference
     assert stderr == ""
 
 
+@pytest.mark.slow  # ~11 s; window assembly at the default stride stays in the default tier
 def test_overlapping_windows_with_a_shorter_stride(clips, reference):
     """Built with -DTD_APP_DEFAULT_STRIDE=5000: a 3 s clip gives windows ending at 16,000,
     21,000, ..., 46,000, each from its own samples, as the twin computes them."""

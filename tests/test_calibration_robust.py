@@ -83,6 +83,7 @@ def test_holdout_reference_error_is_more_conservative_than_bootstrap():
     assert a_hold["arl0"] >= a_boot["arl0"]
 
 
+@pytest.mark.slow  # ~14 s (the default tier stood at 21 minutes)
 def test_checks_draw_streams_the_way_calibration_did():
     """measure_arl0 and measure_detection default to the session cap (block_length)
     calibration simulated: the levels hold for that stream model, not another."""

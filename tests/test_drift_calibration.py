@@ -214,6 +214,7 @@ def test_sessions_draw_one_speaker_at_a_time_with_replacement():
     assert len(np.unique(runs[:, 0])) > 10
 
 
+@pytest.mark.slow  # ~20 s; the output scores' long-run test below keeps the property in the default tier
 def test_calibrating_for_long_same_speaker_runs_quiets_them():
     """A data set of few clips a speaker, and a deployment whose speakers each talk 60
     inferences in a row: calibrated for runs of 30, the monitor raises fewer false alarms on

@@ -70,6 +70,7 @@ def test_unreadable_config_is_a_user_error(tmp_path):
         raise AssertionError("expected a TinydriftError")
 
 
+@pytest.mark.slow  # ~13 s (the default tier stood at 21 minutes)
 def test_heldout_reports_every_pair(tmp_path):
     paths = []
     for seed in (1, 2):

@@ -51,6 +51,7 @@ def test_hand_counted_loops(cycle_check_elf):
     assert fetch_misses(dot_trace, cache_bytes=32) > len(lines) or len(lines) == 1
 
 
+@pytest.mark.slow  # ~20 s; the hand-counted loops keep the cycle model checked in the default tier
 @needs_arm
 def test_replayed_log_executes_what_icount_counts():
     """The instructions the replay finds in one invoke of the MLPerf DS-CNN equal QEMU's
