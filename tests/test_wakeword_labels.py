@@ -111,28 +111,24 @@ def okay_nabu():
     return load_wakeword("okay_nabu")
 
 
-@pytest.mark.slow  # ~1 min on 2 cores: twelve 90 s espeak-ng sessions synthesized, run and calibrated twice
+@pytest.mark.slow  # ~55 s on 2 cores: twelve 90 s espeak-ng sessions synthesized, run and calibrated
 def test_calibrate_command_sets_the_error_rate_level_for_the_labelling_users_pick(tmp_path, okay_nabu):
-    """`tinydrift wakeword calibrate --labels`: the level lands in the device's header and
-    monitor.json with its report; reporting misses too (a third of the phrases) needs a
-    higher level than confirming wakes alone on the same sessions."""
+    """`tinydrift wakeword calibrate --labels wakes-and-misses`: the level for reported misses
+    (a third of the phrases) lands in the device's header and in monitor.json with its
+    report, above DDM's textbook level."""
     from click.testing import CliRunner
 
     from tinydrift.cli.main import main
 
-    levels = {}
-    for mode in ("wakes", "wakes-and-misses"):
-        out = tmp_path / mode
-        result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--sessions", "12",
-                                           "--seconds", "90", "--target-arl0", "2000", "--simulated", "200000",
-                                           "--labels", mode, "--workers", "2"])
-        assert result.exit_code == 0 and result.exception is None, result.output
-        assert f"error-rate test for users who label {LABEL_MODES[mode]}" in result.output
-        config = MonitorConfig.from_dict(json.loads((out / "monitor.json").read_text())["monitor_config"])
-        report = config.metadata["label_feedback"]
-        assert report["mode"] == mode and report["budget_met"] and report["drift_q8"] == config.ddm_drift_q8
-        header = (out / "include" / "td_monitor_config_okay_nabu.h").read_text()
-        assert f".ddm_drift_q8 = {config.ddm_drift_q8}u" in header
-        levels[mode] = report
-    assert levels["wakes-and-misses"]["errors"] > levels["wakes"]["errors"]
-    assert levels["wakes"]["drift_q8"] > 3 * 256 and levels["wakes-and-misses"]["drift_q8"] > 3 * 256, levels
+    out = tmp_path / "okay_nabu"
+    result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--sessions", "12",
+                                       "--seconds", "90", "--target-arl0", "2000", "--simulated", "400000",
+                                       "--labels", "wakes-and-misses", "--workers", "2"])
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert f"error-rate test for users who label {LABEL_MODES['wakes-and-misses']}" in result.output
+    config = MonitorConfig.from_dict(json.loads((out / "monitor.json").read_text())["monitor_config"])
+    report = config.metadata["label_feedback"]
+    assert report["mode"] == "wakes-and-misses" and report["budget_met"] and report["errors"] > 0, report
+    assert report["drift_q8"] == config.ddm_drift_q8 > 3 * 256, report
+    header = (out / "include" / "td_monitor_config_okay_nabu.h").read_text()
+    assert f".ddm_drift_q8 = {config.ddm_drift_q8}u" in header
