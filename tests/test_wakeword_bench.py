@@ -281,3 +281,18 @@ def test_wakeword_demo_runs_the_loop_in_qemu_bit_exact_and_finds_the_changed_mic
     assert summary["false_alarms_before"] == 0
     assert summary["first_alarm_after"] == "DATA_DRIFT" and summary["delay_seconds"] < 30, summary
     assert "first alarm after the change: DATA_DRIFT" in result.output
+
+
+def test_label_feedback_only_refuses_a_file_that_is_no_bench_result_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    stored = tmp_path / "wakeword_bench.json"
+    stored.write_text(json.dumps({"models": {}, "monitor": None}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["bench", "wakeword", "--label-feedback-only", str(stored), "--out", str(out)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "not a result of tinydrift bench wakeword with a monitored model" in lines[0]
+    assert not out.exists() or not any(out.rglob("*")), "nothing written"
