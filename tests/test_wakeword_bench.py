@@ -184,7 +184,7 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 
 
-@pytest.mark.slow  # measured: ~130 s on 2 cores from an empty cache, ~90 s cached (under load)
+@pytest.mark.slow  # measured: ~270 s on 2 loaded cores with the label-feedback reference (12 sessions of 3 min) uncached, ~90 s cached
 def test_quick_bench_on_okay_nabu_gives_every_figure_and_sees_the_broken_microphones(okay_nabu, tmp_path):
     from click.testing import CliRunner
 
