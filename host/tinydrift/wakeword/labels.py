@@ -131,3 +131,38 @@ def calibrate_label_feedback(config, reference: dict, *, target_arl0_labels: flo
               "share_bound": {"drift_q8": bounded.ddm_drift_q8, "streams": at_bound["streams"],
                               "labels_per_stream": at_bound["labels_per_stream"], "levels": levels(at_bound)}}
     return replace(chosen, metadata=dict(chosen.metadata, label_feedback=report)), report
+
+
+# Error shares an unlabelled reference's device may meet: false wakes alone (a few in a
+# hundred wakes) up to reported misses (a third of the labels); DDM false-alarms most at a
+# few per cent.
+ANY_SHARES = (0.005, 0.02, 0.05, 0.15, 0.35)
+
+
+def calibrate_label_feedback_any_share(config, *, target_arl0_labels: float = ERROR_RATE_ARL0_LABELS,
+                                       shares: tuple[float, ...] = ANY_SHARES, seed: int = 7):
+    """`config` with the error-rate test's drift level for a reference whose wake phrases'
+    positions are unknown (WAV recordings), so whose labels' errors cannot be counted: the
+    lowest level that holds target_arl0_labels on independent labels at every one of
+    `shares`, and the report (each share's level)."""
+    from dataclasses import replace
+
+    from tinydrift.monitor.calibrate_feedback import calibrate_error_rate
+
+    draws = 20_000
+    per_share, met = {}, True
+    for i, share in enumerate(shares):
+        wrong = np.random.default_rng([seed, 2, i]).random(draws) < share
+        level, report = calibrate_error_rate(config, np.zeros(draws, np.int64), wrong.astype(np.int64),
+                                             np.arange(draws), target_arl0=target_arl0_labels, label_share=1.0,
+                                             seed=seed)
+        run = report["levels"][f"{level.ddm_drift_q8 / 256:g}"]["arl0_inferences"]
+        met = met and (run is None or run >= target_arl0_labels)
+        per_share[f"{share:g}"] = level.ddm_drift_q8
+    drift = max(per_share.values())
+    report = {"mode": None, "labelling": "any (the reference's wake phrases are not known)",
+              "target_arl0_labels": target_arl0_labels, "budget_met": met, "min_labels": config.ddm_min_labels,
+              "drift_q8": drift, "warning_q8": drift - 256, "drift_q8_by_share": per_share}
+    chosen = replace(config, ddm_drift_q8=drift, ddm_warning_q8=drift - 256)
+    return replace(chosen, metadata=dict(chosen.metadata, label_feedback=report)), report
+
