@@ -253,7 +253,9 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
     there and 0 when it was not: 0 on a wake's index rejects it ("that was not me calling
     it"), 1 on an index where it stayed quiet reports a miss. The device keeps the last 64
     inferences (a wake-word device: its last 8 wakes and everything since the oldest of them)
-    and refuses older ones.
+    and refuses older ones. A wake-word device's error-rate test is set for one way of
+    labelling (every wake, or every wake and every miss: `tinydrift wakeword calibrate
+    --labels`); label the way it was calibrated for, or it false-alarms more often.
 
     With --port the label goes straight to the device, which no other program may hold
     then. While `tinydrift capture` holds the port, give its database with --db instead: the
