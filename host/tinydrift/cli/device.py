@@ -255,7 +255,8 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
     inferences (a wake-word device: its last 8 wakes and everything since the oldest of them)
     and refuses older ones. A wake-word device's error-rate test is set for one way of
     labelling (every wake, or every wake and every miss: `tinydrift wakeword calibrate
-    --labels`); label the way it was calibrated for, or it false-alarms more often.
+    --labels`): one calibrated for wakes alone and told of misses too false-alarms more
+    often than its budget says.
 
     With --port the label goes straight to the device, which no other program may hold
     then. While `tinydrift capture` holds the port, give its database with --db instead: the

@@ -175,8 +175,8 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
 @click.option("--labels", "label_mode", type=click.Choice(list(LABEL_MODES)), default="wakes", show_default=True,
               help="How users will label the device's wakes (tinydrift label): 'wakes' confirm or reject every "
                    "wake; 'wakes-and-misses' also report every missed wake phrase, whose errors come far more often. "
-                   "The error-rate test (ERROR_RATE) is calibrated for this labelling: used the other way, it "
-                   "false-alarms more often than --error-rate-arl0 says.")
+                   "The error-rate test (ERROR_RATE) is calibrated for this labelling: calibrated for 'wakes' and "
+                   "told of misses too, it false-alarms more often than --error-rate-arl0 says.")
 @click.option("--error-rate-arl0", type=click.IntRange(min=1000), default=ERROR_RATE_ARL0_LABELS, show_default=True,
               help="Labels between false ERROR_RATE alarms the error-rate test is calibrated for.")
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
