@@ -296,3 +296,18 @@ def test_label_feedback_only_refuses_a_file_that_is_no_bench_result_in_one_line(
     assert result.exit_code == 1 and len(lines) == 1, result.output
     assert "not a result of tinydrift bench wakeword with a monitored model" in lines[0]
     assert not out.exists() or not any(out.rglob("*")), "nothing written"
+
+
+def test_the_stored_label_feedback_run_is_the_bench_s_and_its_table_its_rendering():
+    """docs/figures/wakeword_label_feedback.json (--label-feedback-only on the stored bench):
+    its calibrated half is the stored bench's label feedback, its levels meet the budget, and
+    the .md beside it renders it."""
+    from tinydrift.pipeline.wakeword_bench import label_feedback_markdown
+
+    stored = FIGURES.with_name("wakeword_label_feedback.json")
+    run = json.loads(stored.read_text())
+    assert run["after"] == json.loads(FIGURES.read_text())["monitor"]["label_feedback"]
+    for users, calibration in run["calibration"].items():
+        assert calibration["budget_met"] and run["after"][users]["drift_sd"] == calibration["drift_q8"] / 256
+        assert run["before"][users]["drift_sd"] == 3
+    assert stored.with_suffix(".md").read_text() == label_feedback_markdown(run)
