@@ -184,7 +184,7 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 
 
-@pytest.mark.slow  # measured: ~130 s on 2 cores from an empty cache, ~90 s cached (under load)
+@pytest.mark.slow  # measured: ~270 s on 2 loaded cores with the label-feedback reference (12 sessions of 3 min) uncached, ~90 s cached
 def test_quick_bench_on_okay_nabu_gives_every_figure_and_sees_the_broken_microphones(okay_nabu, tmp_path):
     from click.testing import CliRunner
 
@@ -281,3 +281,33 @@ def test_wakeword_demo_runs_the_loop_in_qemu_bit_exact_and_finds_the_changed_mic
     assert summary["false_alarms_before"] == 0
     assert summary["first_alarm_after"] == "DATA_DRIFT" and summary["delay_seconds"] < 30, summary
     assert "first alarm after the change: DATA_DRIFT" in result.output
+
+
+def test_label_feedback_only_refuses_a_file_that_is_no_bench_result_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    stored = tmp_path / "wakeword_bench.json"
+    stored.write_text(json.dumps({"models": {}, "monitor": None}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["bench", "wakeword", "--label-feedback-only", str(stored), "--out", str(out)])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "not a result of tinydrift bench wakeword with a monitored model" in lines[0]
+    assert not out.exists() or not any(out.rglob("*")), "nothing written"
+
+
+def test_the_stored_label_feedback_run_is_the_bench_s_and_its_table_its_rendering():
+    """docs/figures/wakeword_label_feedback.json (--label-feedback-only on the stored bench):
+    its calibrated half is the stored bench's label feedback, its levels meet the budget, and
+    the .md beside it renders it."""
+    from tinydrift.pipeline.wakeword_bench import label_feedback_markdown
+
+    stored = FIGURES.with_name("wakeword_label_feedback.json")
+    run = json.loads(stored.read_text())
+    assert run["after"] == json.loads(FIGURES.read_text())["monitor"]["label_feedback"]
+    for users, calibration in run["calibration"].items():
+        assert calibration["budget_met"] and run["after"][users]["drift_sd"] == calibration["drift_q8"] / 256
+        assert run["before"][users]["drift_sd"] == 3
+    assert stored.with_suffix(".md").read_text() == label_feedback_markdown(run)

@@ -393,6 +393,13 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
                      np.array(outputs, np.int8).reshape(-1, 2), ends)
 
 
+def wake_positions(probabilities: np.ndarray, model) -> np.ndarray:
+    """Stream positions (samples) of the WAKEs `detect` makes on one stream's uint8
+    probabilities under `model`'s cutoff, window and stride (a WakewordModel)."""
+    _, flags = detect(probabilities, model.probability_cutoff_u8, model.sliding_window_size, model.stride)
+    return np.array([stream_end(k, model.stride) for k in np.flatnonzero(flags & P.DETECTION_FLAG_WAKE)], np.int64)
+
+
 def stream_end(inference: int, stride: int) -> int:
     """Samples of a stream up to inference `inference`'s last frame: the front end's first
     frame takes a whole 30 ms window, each later one a 10 ms step."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import DEFAULT_MODEL
-from tinydrift.cli.params import FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FOLDER, input_folder
+from tinydrift.cli.params import FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FOLDER, input_file, input_folder
 
 
 @click.group("bench")
@@ -169,9 +169,14 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
 @click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/bench/wakeword"),
               show_default=True, help="Folder for wakeword_bench.json, wakeword_bench.md and the cached audio.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes (default: all cores).")
+@click.option("--label-feedback-only", "label_feedback_from", type=input_file("wakeword_bench.json"), default=None,
+              help="Run only the label-feedback part (a few minutes), on the monitored model's false rejects and "
+                   "accepts in this stored result (e.g. docs/figures/wakeword_bench.json): the error-rate test at "
+                   "DDM's textbook level and at the level calibrated per labelling mode on the reference sessions. "
+                   "Writes wakeword_label_feedback.json and .md into --out.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None, out_dir: Path,
-             workers: int | None, as_json: bool):
+             workers: int | None, label_feedback_from: Path | None, as_json: bool):
     """microWakeWord's models with the field's figures, in domain and under drift.
 
     Per model: espeak-ng sessions of a voice satellite's room (talkers, everyday phrases,
@@ -192,6 +197,7 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     Examples:
       tinydrift bench wakeword --quick
       tinydrift bench wakeword --model okay_nabu --model alexa --json > wakeword.json
+      tinydrift bench wakeword --label-feedback-only docs/figures/wakeword_bench.json
     """
     import importlib.util
     import os
@@ -203,6 +209,22 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     if missing:
         raise TinydriftError(f"bench wakeword runs the device's twin on {' and '.join(missing)}, which this install "
                              "lacks: pip install 'tinydrift[train,wakeword]'")
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    if label_feedback_from is not None:
+        from tinydrift.pipeline.wakeword_bench import (label_feedback_markdown, run_label_feedback_bench,
+                                                       write_label_feedback_outputs)
+
+        result = run_label_feedback_bench(label_feedback_from, WakewordBenchSettings.make(quick), cache=out_dir,
+                                          workers=workers or os.cpu_count() or 1, log=log)
+        paths = write_label_feedback_outputs(result, out_dir)
+        if as_json:
+            from tinydrift.monitor.config import jsonable
+
+            click.echo(json.dumps(jsonable(result)))
+        else:
+            click.echo(label_feedback_markdown(result))
+            click.echo(f"wrote {', '.join(map(str, paths))} in {result['seconds']:.0f} s", err=True)
+        return
     if not model_names:
         from tinydrift.wakeword.config import builtin_models
 
@@ -210,7 +232,6 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
         if not model_names:
             raise TinydriftError("no model given and pymicro-wakeword is not installed to bring its four; give "
                                  "--model PATH.tflite, or pip install 'tinydrift[wakeword]'")
-    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run_wakeword_bench(list(model_names), WakewordBenchSettings.make(quick), cache=out_dir,
                                 monitor_dir=monitor_dir, workers=workers or os.cpu_count() or 1, log=log)
     _show(result, write_outputs(result, out_dir), markdown, as_json)

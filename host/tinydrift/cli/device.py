@@ -234,11 +234,17 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
 @click.command("label")
 @click.argument("inference", type=click.IntRange(1, 2**32 - 1))
 @click.argument("label", type=click.IntRange(0, 255))
-@click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
-              help="pyserial URL of the device: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT.")
+@click.option("--port", "port_url", type=SERIAL_URL, default=None, metavar="URL",
+              help="pyserial URL of a device no capture holds: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT.")
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
+              help="The capture database of the `tinydrift capture` that holds the device's port: the label is "
+                   "queued there and that capture sends it (or the next one, if none runs now).")
+@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="With --db: wait this long for the device's answer to the queued label.")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True,
               help="Serial speed (ignored by sockets and ptys).")
-def label_command(inference: int, label: int, port_url: str, baudrate: int):
+def label_command(inference: int, label: int, port_url: str | None, db_path: Path | None, wait_s: float,
+                  baudrate: int):
     """Tell the device the true label of one of its inferences, for its drift monitor's
     error-rate test (ERROR_RATE): a LABEL frame, answered with ACK.
 
@@ -247,12 +253,23 @@ def label_command(inference: int, label: int, port_url: str, baudrate: int):
     there and 0 when it was not: 0 on a wake's index rejects it ("that was not me calling
     it"), 1 on an index where it stayed quiet reports a miss. The device keeps the last 64
     inferences (a wake-word device: its last 8 wakes and everything since the oldest of them)
-    and refuses older ones.
+    and refuses older ones. A wake-word device's error-rate test is set for one way of
+    labelling (every wake, or every wake and every miss: `tinydrift wakeword calibrate
+    --labels`): one calibrated for wakes alone and told of misses too false-alarms more
+    often than its budget says.
+
+    With --port the label goes straight to the device, which no other program may hold
+    then. While `tinydrift capture` holds the port, give its database with --db instead: the
+    label is queued there, and the capture sends it within a second and stores the device's
+    answer (taken, or refused and not sent again). A label queued while no capture runs is
+    sent when the next one starts. The database's labels table keeps each label's way
+    (queued, sent, taken, refused; unanswered after 3 sends), docs/protocol.md §5.
 
     \b
     Examples:
       tinydrift label 1234 0 --port socket://127.0.0.1:4321    # that wake was not me
       tinydrift label 1290 1 --port /dev/ttyACM0               # it missed me here
+      tinydrift label 1234 0 --db kitchen.sqlite --wait 5      # through the running capture
     """
     from tinydrift.errors import TinydriftError
     from tinydrift.link import protocol as P
@@ -263,13 +280,53 @@ def label_command(inference: int, label: int, port_url: str, baudrate: int):
     what_to_do = {ACK_UNKNOWN_INFERENCE: "name one of its recent inferences (an INFERENCE or DETECTION frame's index)",
                   ACK_BAD_LABEL: "give a class of its model (a wake-word device: 1 said, 0 not said)",
                   ACK_UNSUPPORTED: "this build has no drift monitor to take labels"}
+
+    def refused(result: int) -> TinydriftError:
+        return TinydriftError(f"the device refused label {label} for inference {inference} "
+                              f"({ACK_RESULTS.get(result, f'result {result}')}): "
+                              f"{what_to_do.get(result, 'see docs/app.md')}")
+
+    if (port_url is None) == (db_path is None):
+        raise TinydriftError("give --port URL (the device itself) or --db FILE (the database of the capture that "
+                             "holds its port), one of the two")
+    if db_path is not None:
+        _queue_label(db_path, inference, label, wait_s, refused)
+        return
     port = open_port(port_url, baudrate, timeout=0.05)
     try:
         ack = Replayer(port).command(P.Label(0, inference, label))
     finally:
         port.close()
     if ack.result != ACK_OK:
-        raise TinydriftError(f"the device refused label {label} for inference {inference} "
-                             f"({ACK_RESULTS.get(ack.result, f'result {ack.result}')}): "
-                             f"{what_to_do.get(ack.result, 'see docs/app.md')}")
+        raise refused(ack.result)
     click.echo(f"inference {inference}: label {label} taken")
+
+
+def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refused) -> None:
+    """`tinydrift label --db`: queue the label for the capture holding the port, and with
+    `wait_s` wait for the device's answer that capture stores."""
+    import time
+
+    from tinydrift.logbook.store import open_db, queue_label, read_labels
+
+    label_id = queue_label(db_path, inference, label)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        conn = open_db(db_path)
+        try:
+            row = next(r for r in read_labels(conn) if r["id"] == label_id)
+        finally:
+            conn.close()
+        if row["state"] == "taken":
+            click.echo(f"inference {inference}: label {label} taken (through the capture in {db_path})")
+            return
+        if row["state"] == "refused":
+            raise refused(row["result"])
+        if row["state"] == "unanswered":
+            from tinydrift.errors import TinydriftError
+
+            raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
+                                 "answered; is the tinydrift app running on the device?")
+        time.sleep(0.1)
+    click.echo(f"inference {inference}: label {label} queued in {db_path} (label {label_id}); the capture holding "
+               "the device's port sends it" + (f" (no answer within {wait_s:g} s)" if wait_s else ""))

@@ -37,6 +37,9 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
     the count of frames not stored. Stops on Ctrl-C, --duration, --frames, or when the
     device exits; exits 1 when the port was lost or the database could not be written.
 
+    The capture also sends the device the labels `tinydrift label ... --db` queues in its
+    database (those queued before it started too) and stores the device's answer to each.
+
     \b
     Examples:
       tinydrift capture --port /dev/ttyACM0 --db run.db --model-dir models/kws

@@ -10,6 +10,7 @@ import click
 
 from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, input_file, input_folder
 from tinydrift.errors import TinydriftError
+from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
 
 CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
                              help="The model's JSON config, when it is not beside the .tflite with the same name.")
@@ -171,11 +172,19 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
               help="Inferences between false alarms (30 ms each), all scores together.")
 @click.option("--simulated", type=COUNT, default=8_000_000, show_default=True,
               help="Inferences calibration simulates (fewer: faster, levels less exact).")
+@click.option("--labels", "label_mode", type=click.Choice(list(LABEL_MODES)), default="wakes", show_default=True,
+              help="How users will label the device's wakes (tinydrift label): 'wakes' confirm or reject every "
+                   "wake; 'wakes-and-misses' also report every missed wake phrase, whose errors come far more often. "
+                   "The error-rate test (ERROR_RATE) is calibrated for this labelling: calibrated for 'wakes' and "
+                   "told of misses too, it false-alarms more often than --error-rate-arl0 says.")
+@click.option("--error-rate-arl0", type=click.IntRange(min=1000), default=ERROR_RATE_ARL0_LABELS, show_default=True,
+              help="Labels between false ERROR_RATE alarms the error-rate test is calibrated for.")
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 @click.option("--name", type=C_NAME_PARAM, default=None, help="C name; default: the model's file name.")
 @CONFIG_OPTION
 def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessions: int, seconds: int,
-                      target_arl0: float, simulated: int, workers: int | None, name: str | None, config: Path | None):
+                      target_arl0: float, simulated: int, label_mode: str, error_rate_arl0: int, workers: int | None,
+                      name: str | None, config: Path | None):
     """Calibrate the drift monitor for MODEL, a streaming wake-word detector, on reference
     audio of its deployment's kind, and write its config for the device.
 
@@ -188,29 +197,59 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     sessions of two or three talkers saying everyday phrases over room noise, the wake
     phrase in one utterance of ten.
 
+    The error-rate test on users' labels (LABEL frames, ERROR_RATE) is calibrated for how
+    they will label (--labels) on the espeak-ng sessions, whose wake phrases' positions are
+    known: its level is the lowest whose false alarms come at most once in --error-rate-arl0
+    labels. WAV files carry no such positions, so with --wavs the level is the lowest that
+    holds that budget at any error share from 0.5 % to 35 % (--labels then does not
+    matter); DDM's textbook 3 standard deviations false-alarm about once in 2,000-3,000.
+
     \b
     Examples:
       tinydrift wakeword calibrate okay_nabu --out build/okay_nabu
+      tinydrift wakeword calibrate okay_nabu --out build/okay_nabu --labels wakes-and-misses
       tinydrift wakeword calibrate my_word.tflite --out models/my_word --wavs recordings/kitchen
     """
     import os
 
     from tinydrift.wakeword.config import load_wakeword
     from tinydrift.wakeword.export import write_monitor
-    from tinydrift.wakeword.monitor import calibrate_detector, reference_sessions, session_samples
+    from tinydrift.app import wake_positions
+    from tinydrift.wakeword.labels import calibrate_label_feedback, calibrate_label_feedback_any_share, reference_labels
+    from tinydrift.wakeword.monitor import calibrate_detector, monitor_inputs, reference_sessions, session_samples
 
     missing = [name for name in ("tensorflow", "tflite_micro") if importlib.util.find_spec(name) is None]
     if missing:
         raise TinydriftError(f"calibrate runs the device's twin on {' and '.join(missing)}, which this install lacks: "
                              "pip install 'tinydrift[train,wakeword]'")
     loaded = load_wakeword(model, config)
-    streams = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
-                                 workers=workers or os.cpu_count() or 1)
-    samples = session_samples(streams, loaded)
+    streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
+                                        workers=workers or os.cpu_count() or 1)
+    computed = {}
+
+    def inputs(pcm, model):  # one TFLite Micro pass a session serves both calibrations
+        if id(pcm) not in computed:
+            computed[id(pcm)] = monitor_inputs(pcm, model)
+        return computed[id(pcm)]
+
+    samples = session_samples(streams, loaded, inputs=inputs)
     monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
-    written = write_monitor(loaded, monitor, out_dir, name)
     click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
                f"{len(streams)} sessions ({report.get('seconds', 0):.0f} s)")
+    if phrases is None:
+        monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
+        basis = "WAV files say nothing of where the wake phrase was said: for any error share of 0.5-35 %"
+    else:
+        woke = [(wake_positions(inputs(pcm, loaded)[1], loaded), wakes, len(pcm)) for pcm, wakes in zip(streams, phrases)]
+        monitor, feedback = calibrate_label_feedback(monitor, reference_labels(woke, label_mode),
+                                                     target_arl0_labels=error_rate_arl0)
+        basis = (f"for users who label {LABEL_MODES[label_mode]}: {feedback['errors']} errors in "
+                 f"{feedback['labels']} reference labels")
+    click.echo(f"error-rate test {basis}; ERROR_RATE at {feedback['drift_q8'] / 256:g} standard deviations, a false "
+               f"alarm at most once in {error_rate_arl0:,} labels"
+               + ("" if feedback["budget_met"] else " NOT MET even at the highest level: give a lower "
+                  "--error-rate-arl0"))
+    written = write_monitor(loaded, monitor, out_dir, name)
     click.echo(f"wrote {', '.join(str(p) for p in written)}")
 
 

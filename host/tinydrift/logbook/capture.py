@@ -28,6 +28,10 @@ from tinydrift.logbook.store import COUNTERS, CaptureStore, StoreBusy, StoreFull
 
 logger = logging.getLogger("tinydrift.capture")
 
+# Queued labels (tinydrift label --db) are looked for this often, and sent again when no ACK
+# came this long after sending (the device answers a LABEL within one frame time).
+LABEL_POLL_S = 0.25
+LABEL_ACK_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -57,6 +61,8 @@ class CaptureSummary:
     stats: CaptureStats = field(default_factory=CaptureStats)  # of everything received
     stored: dict[str, int] = field(default_factory=dict)  # the counters of what is in the database
     failed: bool = False  # stopped by a lost port or a database that could not be written
+    labels_taken: int = 0  # queued labels sent and taken by the device
+    labels_refused: int = 0  # and refused
 
     @property
     def not_stored(self) -> int:
@@ -70,9 +76,11 @@ class CaptureSummary:
         detections = self.stored.get("detection_frames", s.detection_frames)
         wakes = self.stored.get("wakes", s.wakes)
         detected = f", {detections} detections, {wakes} wake{'' if wakes == 1 else 's'}" if detections else ""
+        labelled = self.labels_taken + self.labels_refused
+        labels = f", {labelled} queued labels sent ({self.labels_refused} refused)" if labelled else ""
         return (f"captured {s.frames - self.not_stored} frames ({inferences} inferences{detected}) in "
                 f"{self.duration_s:.1f} s: {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign, "
-                f"{s.text_lines} text lines, {s.reopens} reopens; stopped: {self.end_reason}{unstored}; "
+                f"{s.text_lines} text lines, {s.reopens} reopens{labels}; stopped: {self.end_reason}{unstored}; "
                 f"db {self.db_path}")
 
 
@@ -160,6 +168,86 @@ class SessionWriter:
         return None
 
 
+class LabelSender:
+    """The labels `tinydrift label --db` queues in the capture database, sent to the device by
+    the session holding its port, and the device's ACK of each recorded: taken, or refused
+    (never sent again). A label sent and not answered (a lost port, a timeout, a session that
+    ended first) is queued again, up to the store's LABEL_MAX_ATTEMPTS sends."""
+
+    def __init__(self, store: CaptureStore, session: int, log: Callable[[str], None]) -> None:
+        self.store, self.session, self.log = store, session, log
+        self.in_flight: dict[int, tuple[int, int, int, float]] = {}  # seq -> (id, inference, label, sent at)
+        self.answers: list[tuple[int, int]] = []  # (id, ACK result) not yet stored
+        self.unanswered: list[int] = []  # ids to queue again, not yet stored
+        self.last_poll = 0.0
+        self.taken = self.refused = 0
+        self.unanswered += store.labels_left_sent()  # an earlier session's, never answered
+
+    def poll(self, send: Callable[[P.Frame], int]) -> None:
+        """Store what is known, then send what is queued; `send` writes a frame and returns its seq."""
+        now = time.monotonic()
+        if now - self.last_poll < LABEL_POLL_S:
+            return
+        self.last_poll = now
+        for seq, (label_id, *_rest, sent_at) in list(self.in_flight.items()):
+            if now - sent_at > LABEL_ACK_TIMEOUT_S:
+                del self.in_flight[seq]
+                self.unanswered.append(label_id)
+        if not self._store():
+            return
+        waiting = {entry[0] for entry in self.in_flight.values()}
+        for label_id, inference, label in self.store.queued_labels():
+            if label_id in waiting:
+                continue
+            frame = P.Label(0, inference, label)
+            try:
+                seq = send(frame, announce=lambda seq, i=label_id: self.store.labels_sent(self.session, [(i, seq)]))
+            except (serial.SerialException, OSError):
+                self.unanswered.append(label_id)  # marked sent, never went out
+                raise
+            self.in_flight[seq] = (label_id, inference, label, time.monotonic())
+
+    def answered(self, acks: list[P.Ack]) -> None:
+        """The device's ACKs of this session's LABEL frames."""
+        for ack in acks:
+            entry = self.in_flight.pop(ack.command_seq, None) if ack.command_type == P.FrameType.LABEL else None
+            if entry is None:
+                continue
+            label_id, inference, label, _ = entry
+            self.answers.append((label_id, ack.result))
+            if ack.result == 0:
+                self.taken += 1
+            else:
+                self.refused += 1
+                self.log(f"the device refused label {label} for inference {inference} (ACK result {ack.result}); "
+                         "marked refused, not sent again")
+
+    def lost(self) -> None:
+        """The port went away: what was in flight may never be answered."""
+        self.unanswered += [entry[0] for entry in self.in_flight.values()]
+        self.in_flight.clear()
+
+    def _store(self) -> bool:
+        """Write answers and requeues; False while another process holds the database."""
+        try:
+            if self.answers:
+                self.store.labels_answered(self.answers)
+                self.answers = []
+            if self.unanswered:
+                self.store.labels_unanswered(self.unanswered)
+                self.unanswered = []
+        except StoreBusy:
+            return False
+        return True
+
+    def finish(self) -> None:
+        self.lost()
+        for _ in range(20):  # a busy database: a few tries, then the next session requeues them
+            if self._store():
+                return
+            time.sleep(0.05)
+
+
 def capture(
     port_url: str,
     db_path: str | Path,
@@ -205,6 +293,7 @@ def capture(
     parser = P.StreamParser()
     stats = CaptureStats()
     writer = SessionWriter(store, session, _counters(stats), log)
+    labels = LabelSender(store, session, log)
     host_seq = 0
     stop_reason: list[str] = []
     failed = store_full = False
@@ -219,6 +308,16 @@ def capture(
             host_seq += 1
         except (serial.SerialException, OSError) as exc:
             log(f"could not send STATUS_REQUEST: {exc}")
+
+    def send(frame, announce) -> int:
+        """One host -> device frame with the session's next seq; `announce(seq)` runs first
+        (a label is marked sent before it can be answered)."""
+        nonlocal host_seq
+        frame.seq = host_seq
+        host_seq = (host_seq + 1) & 0xFFFFFFFF
+        announce(frame.seq)
+        port.write(P.encode(frame))
+        return frame.seq
 
     # Ctrl-C and SIGTERM end the loop after the current commit instead of interrupting it.
     previous_handlers = {}
@@ -245,8 +344,12 @@ def capture(
                 stop_reason.append(f"duration {duration:g} s")
                 break
             try:
+                labels.poll(send)
                 data = read_available(port)
+            except StoreBusy:
+                continue
             except (serial.SerialException, OSError) as exc:
+                labels.lost()
                 event("port_lost", detail=str(exc))
                 port, attempts, took = reopen_port(port, port_url, baudrate, read_timeout, reconnect_timeout, exc,
                                                    log, lambda: bool(stop_reason) or (stop_event is not None
@@ -264,6 +367,7 @@ def capture(
                 writer.flush()  # whatever waits for a busy database
                 continue
             rows = Rows.parse(parser.feed(data), session, time.time(), tracker, stats)
+            labels.answered(rows.acks)
             stats.bytes += len(data)
             if rows.bye is not None and stop_on_bye:
                 stop_reason.append(f"device exit (code {rows.bye})")
@@ -285,6 +389,11 @@ def capture(
             stats.text_lines += len(leftovers)
             writer.pending[1].extend((session, time.time(), t.text) for t in leftovers)
         writer.counters = _counters(stats)
+        if not store_full:
+            try:
+                labels.finish()
+            except TinydriftError as exc:  # the next session queues them again
+                log(f"could not store the state of the labels sent: {exc}")
         problem = writer.finish(reason, store_pending=not store_full)
         if problem is not None:
             log(f"capture could not close its session cleanly: {problem}")
@@ -298,7 +407,8 @@ def capture(
     if progress is not None:
         progress(stats)
     return CaptureSummary(Path(db_path), port_url, session, time.monotonic() - started, reason, stats,
-                          stored=writer.stored, failed=failed)
+                          stored=writer.stored, failed=failed, labels_taken=labels.taken,
+                          labels_refused=labels.refused)
 
 
 def _counters(stats: CaptureStats) -> dict[str, int]:
@@ -316,6 +426,7 @@ class Rows:
     events: list = field(default_factory=list)
     expected: tuple[str, str] | None = None  # (hash, source) when this read taught the model
     bye: int | None = None  # the exit code of a BYE frame among them
+    acks: list = field(default_factory=list)  # the device's ACK frames among them
 
     @classmethod
     def parse(cls, items, session: int, now: float, tracker: LinkTracker, stats: CaptureStats) -> "Rows":
@@ -338,6 +449,8 @@ class Rows:
                 elif item.TYPE is P.FrameType.DETECTION:
                     stats.detection_frames += 1
                     stats.wakes += item.wake
+                elif item.TYPE is P.FrameType.ACK:
+                    rows.acks.append(item)
                 elif item.TYPE is P.FrameType.BYE:
                     rows.events.append((session, now, "bye", item.seq, item.exit_code, None))
                     rows.bye = item.exit_code if rows.bye is None else rows.bye

@@ -22,7 +22,7 @@ from tinydrift.modeldir import ModelDir
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.link import protocol as P
 
-SCHEMA_VERSION = 3  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes
+SCHEMA_VERSION = 4  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes; 4: labels
 N_SCORES = P.N_SCORES
 SCORE_COLUMNS = tuple(f"score{i}" for i in range(N_SCORES))
 INFERENCE_COLUMNS = ("inference_index", "predicted_class", "confidence", "alarm_bits", "entropy",
@@ -33,6 +33,24 @@ FRAME_COLUMNS = ("session_id", "received_at", "seq", "type", "foreign_model", "r
 COUNTERS = ("frames", "inference_frames", "lost", "corrupt", "foreign", "text_lines", "restarts",
             "reopens", "bytes", "detection_frames", "wakes")
 SCHEMA_2_COUNTERS = COUNTERS[:9]
+
+# Labels for the device queued by `tinydrift label --db`, which the capture session holding
+# the port sends (schema 4).
+LABELS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS labels (
+    id INTEGER PRIMARY KEY,
+    queued_at REAL NOT NULL,
+    inference_index INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    session_id INTEGER REFERENCES sessions(id),
+    sent_at REAL,
+    command_seq INTEGER,
+    answered_at REAL,
+    result INTEGER
+);
+CREATE INDEX IF NOT EXISTS labels_by_state ON labels(state, id);"""
 
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -80,7 +98,12 @@ CREATE TABLE IF NOT EXISTS events (
     count INTEGER,
     detail TEXT
 );
-"""
+{LABELS_SCHEMA}"""
+# A label's way through capture (labels.state): queued by `tinydrift label --db`, sent by the
+# capture session holding the port, then taken or refused as the device's ACK says; a label
+# the device never answers is sent again by later reads, at most LABEL_MAX_ATTEMPTS times.
+LABEL_STATES = ("queued", "sent", "taken", "refused", "unanswered")
+LABEL_MAX_ATTEMPTS = 3
 
 # SQLite's primary result codes (the low byte of an extended code).
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 6, 10, 11, 13, 14
@@ -157,7 +180,7 @@ class CaptureStore:
             self.conn.executescript(SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
-            if version in ("1", "2"):
+            if version in ("1", "2", "3"):
                 version = self._upgrade(version)
         except (sqlite3.Error, OSError) as exc:
             raise TinydriftError(f"cannot write capture database {self.path}: {exc} (choose another --db)") from exc
@@ -185,7 +208,8 @@ class CaptureStore:
     def _upgrade(self, version: str) -> str:
         """Schema 1 -> 2: frames gain alarm_index (NULL for the frames already stored: version 1
         devices did not send it). 2 -> 3: sessions gain detection_frames and wakes, counted
-        from the DETECTION frames each session already stored."""
+        from the DETECTION frames each session already stored. 3 -> 4: the labels table
+        (SCHEMA creates it; nothing to fill)."""
         c = self.conn
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -271,6 +295,45 @@ class CaptureStore:
                 c.execute("ROLLBACK")
             raise sqlite_write_error(self.path, exc) from exc
 
+    # -- labels queued by `tinydrift label --db` (queue_label), sent by the capture session
+
+    def _label_write(self, sql: str, rows: list[tuple]) -> None:
+        """One small transaction on the labels table; StoreBusy or StoreFull as commit."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            c.executemany(sql, rows)
+            c.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise sqlite_write_error(self.path, exc) from exc
+
+    def queued_labels(self, limit: int = 16) -> list[tuple[int, int, int]]:
+        """(id, inference index, label) of the labels waiting to be sent, oldest first."""
+        return [tuple(r) for r in self.conn.execute(
+            "SELECT id, inference_index, label FROM labels WHERE state='queued' ORDER BY id LIMIT ?", (limit,))]
+
+    def labels_sent(self, session_id: int, sent: list[tuple[int, int]]) -> None:
+        """Mark (label id, LABEL frame's seq) as sent by this session, before they go out."""
+        self._label_write("UPDATE labels SET state='sent', attempts=attempts+1, session_id=?, sent_at=?, "
+                          "command_seq=? WHERE id=?", [(session_id, time.time(), seq, i) for i, seq in sent])
+
+    def labels_answered(self, answers: list[tuple[int, int]]) -> None:
+        """(label id, ACK result): taken (0) or refused (anything else: not sent again)."""
+        self._label_write("UPDATE labels SET state=CASE WHEN ?=0 THEN 'taken' ELSE 'refused' END, answered_at=?, "
+                          "result=? WHERE id=?", [(result, time.time(), result, i) for i, result in answers])
+
+    def labels_unanswered(self, label_ids: list[int]) -> None:
+        """Sent labels no ACK answered (a lost port, a timeout, a session that ended first):
+        queued again, or given up after LABEL_MAX_ATTEMPTS sends."""
+        self._label_write(f"UPDATE labels SET state=CASE WHEN attempts >= {LABEL_MAX_ATTEMPTS} THEN 'unanswered' "
+                          "ELSE 'queued' END WHERE id=? AND state='sent'", [(i,) for i in label_ids])
+
+    def labels_left_sent(self) -> list[int]:
+        """Labels an earlier session sent and never saw answered (it was killed or stopped)."""
+        return [r[0] for r in self.conn.execute("SELECT id FROM labels WHERE state='sent' ORDER BY id")]
+
     def checkpoint(self) -> None:
         """Copy the write-ahead log into the database file and empty it."""
         try:
@@ -307,6 +370,47 @@ def open_db(path: str | Path) -> sqlite3.Connection:
         raise TinydriftError(f"capture database {path} is damaged ({problem}): the sqlite3 shell's "
                              f"`.recover` saves what is readable (sqlite3 {path} .recover | sqlite3 recovered.db)")
     return conn
+
+
+def queue_label(db_path: str | Path, inference_index: int, label: int, patience: float = 5.0) -> int:
+    """Queue a label for the device in a capture database, for the capture session holding
+    its port to send (now, or when the next one starts); returns its id. Waits up to
+    `patience` s for a running capture's write lock."""
+    path = Path(db_path)
+    if not path.is_file():
+        raise TinydriftError(f"capture database {path} not found: labels queue in the database a `tinydrift capture "
+                             f"--db` writes; give that file, or --port to send to a device no capture holds")
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=patience)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables >= {"meta", "sessions", "frames"}:
+                raise TinydriftError(f"{path} is not a tinydrift capture database: give the file written by "
+                                     "`tinydrift capture --db`")
+            version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if version is None or int(version[0]) > SCHEMA_VERSION:
+                raise TinydriftError(f"{path} has capture schema {version[0] if version else '?'}, newer than this "
+                                     f"tinydrift's {SCHEMA_VERSION}: queue the label with the tinydrift that captures")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in filter(str.strip, LABELS_SCHEMA.split(";")):
+                conn.execute(statement)
+            cur = conn.execute("INSERT INTO labels (queued_at, inference_index, label) VALUES (?, ?, ?)",
+                               (time.time(), inference_index, label))
+            conn.execute("COMMIT")
+            return int(cur.lastrowid)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise TinydriftError(f"cannot queue the label in {path}: {exc}; give the file `tinydrift capture --db` writes") from None
+
+
+def read_labels(conn: sqlite3.Connection) -> list[dict]:
+    """Every label queued in a capture database, in queue order, with its state (LABEL_STATES)."""
+    if "labels" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
+        return []
+    columns = ("id", "queued_at", "inference_index", "label", "state", "attempts", "session_id", "sent_at",
+               "command_seq", "answered_at", "result")
+    return [dict(zip(columns, row)) for row in conn.execute(f"SELECT {', '.join(columns)} FROM labels ORDER BY id")]
 
 
 def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:

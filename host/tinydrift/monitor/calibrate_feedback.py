@@ -94,9 +94,14 @@ def calibrate_error_rate(config: MonitorConfig, predicted: np.ndarray, labels: n
     report = {"label_share": label_share, "target_arl0": target_arl0, "streams": n_streams, "labels_per_stream": n_labels,
               "error_rate": float(np.mean(np.asarray(predicted) != np.asarray(labels))),
               "min_labels": config.ddm_min_labels, "warning_q8": config.ddm_warning_q8, "drift_q8": chosen,
-              "levels": {f"{lv / 256:g}": {"alarms": m["alarms"], "arl0_inferences": round(m["arl0_inferences"])}
+              "levels": {f"{lv / 256:g}": {"alarms": m["alarms"], "arl0_inferences": _rounded(m["arl0_inferences"])}
                          for lv, m in measured.items()}}
     return config, report
+
+
+def _rounded(run_length: float) -> int | None:
+    """A run length for the report: None where no alarm came (an error-free sample)."""
+    return round(run_length) if math.isfinite(run_length) else None
 
 
 def measure_error_rate_arl0(config: MonitorConfig, predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, *,

@@ -29,7 +29,10 @@ in domain and under drift, and how soon the drift monitor says so.
 5. Label feedback on wakes (LABEL frames, the monitor's ERROR_RATE): from the model's
    figures, the share of labels that are errors when users label every wake (and, in a
    second setting, every miss too), in domain and per scenario, and as false wakes per hour
-   rise; how many labels the error-rate test takes to latch (label_feedback_figures).
+   rise; how many labels the error-rate test takes to latch (label_feedback_figures), at
+   the level calibrated for each labelling on the reference sessions, and its false alarms
+   at the in-domain share. `--label-feedback-only` runs this part alone on a stored
+   result's figures, beside DDM's textbook level (run_label_feedback_bench).
 """
 
 from __future__ import annotations
@@ -51,9 +54,9 @@ from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
+from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
 
 WINDOW_STEPS = WINDOW_MS // WAKEWORD_STEP_MS  # a stream's first frame: its whole window, 3 steps
-ACCEPT_AFTER_S = 1.0  # a WAKE this long after the phrase's end still answers it
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
 
 
@@ -147,13 +150,6 @@ class WakewordBenchResult:
 # ----------------------------------------------------------------------------- figures
 
 
-def wake_spans(wakes: np.ndarray, n_samples: int) -> np.ndarray:
-    """[n, 2] sample spans in which a WAKE answers each phrase: its start to 1 s after its end."""
-    spans = np.asarray(wakes, np.int64).reshape(-1, 2).copy()
-    spans[:, 1] = np.minimum(spans[:, 1] + int(ACCEPT_AFTER_S * SAMPLE_RATE), n_samples)
-    return spans
-
-
 def count_session(wake_at: np.ndarray, wakes: np.ndarray, n_samples: int) -> dict:
     """One session's counts: `wake_at` the stream positions (samples) of its WAKE frames,
     `wakes` the spans where its wake phrases are said."""
@@ -243,20 +239,16 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_leve
     probabilities on TFLite Micro, ESPHome's decision, and the session's counts; the
     monitor's inputs (summaries, probabilities, sessions, and the sensor sums of each
     inference's hops) when `clip_level`, the monitor config's, is given."""
-    from tinydrift.app import detect
     from tinydrift.model.runtimes import run_tflm
     from tinydrift.monitor.twin import summarize_frames
+    from tinydrift.app import wake_positions
     from tinydrift.wakeword.stream import stream_input_blocks
-    from tinydrift.link.protocol import DETECTION_FLAG_WAKE
-    from tinydrift.app import stream_end
 
     counts, blocks_all, probabilities, parts = [], [], [], []
     for pcm, session_wakes in zip(audio, wakes):
         blocks = stream_input_blocks(np.ascontiguousarray(pcm, np.int16), model.stride)
         probability = run_tflm(model.model, blocks)[:, 0].astype(np.uint8)
-        _, flags = detect(probability, model.probability_cutoff_u8, model.sliding_window_size, model.stride)
-        at = np.array([stream_end(k, model.stride) for k in np.flatnonzero(flags & DETECTION_FLAG_WAKE)], np.int64)
-        counts.append(count_session(at, session_wakes, len(pcm)))
+        counts.append(count_session(wake_positions(probability, model), session_wakes, len(pcm)))
         probabilities.append(probability)
         blocks_all.append(blocks)
         if clip_level is not None:
@@ -441,15 +433,24 @@ def labels_to_error_rate(config, before: float, after: float, *, streams: int = 
             "median_labels": float(np.median(delays)) if delays.size else None}
 
 
-def label_feedback_figures(config, figures: dict) -> dict:
+# The bench's keys for the labelling modes (tinydrift.wakeword.labels.LABEL_MODES).
+MODE_KEYS = {"wakes": "wakes_only", "wakes-and-misses": "wakes_and_misses"}
+
+
+def label_feedback_figures(configs: dict, figures: dict) -> dict:
     """How soon label feedback on wakes shows the monitor a rising false-wake rate (ERROR_RATE):
     for each scenario of `figures` (a model's bench figures) and for false wakes added per hour
     to the in-domain sessions' wakes, the labels it takes, when users label only wakes
-    (confirm or reject) and when they also report every miss."""
-    out = {"labels_before": LABEL_BEFORE, "max_labels_after": LABEL_MAX_AFTER, "ddm_min_labels": config.ddm_min_labels}
-    for misses in (False, True):
-        key = "wakes_and_misses" if misses else "wakes_only"
-        per_hour, base = label_error_share(figures["in_domain"], misses)
+    (confirm or reject) and when they also report every miss; `configs` the monitor's config
+    per labelling mode (its error-rate test's level calibrated for that mode). Per mode also
+    the test's false-alarm run length on long no-drift streams at the in-domain error share,
+    against the budget the level was calibrated for."""
+    from tinydrift.monitor.calibrate_feedback import error_rate_arl0
+
+    out = {"labels_before": LABEL_BEFORE, "max_labels_after": LABEL_MAX_AFTER}
+    for mode, key in MODE_KEYS.items():
+        config = configs[mode]
+        per_hour, base = label_error_share(figures["in_domain"], mode == "wakes-and-misses")
         rising, scenarios = {}, {}
         for added in FALSE_WAKE_SWEEP:
             share = (base * per_hour + added) / (per_hour + added)
@@ -457,13 +458,66 @@ def label_feedback_figures(config, figures: dict) -> dict:
             rising[f"{added:g}"] = {"error_share": round(share, 4), **r,
                                     "median_hours": _hours(r["median_labels"], per_hour + added)}
         for name, scenario_figures in figures["scenarios"].items():
-            changed_per_hour, share = label_error_share(scenario_figures, misses)
+            changed_per_hour, share = label_error_share(scenario_figures, mode == "wakes-and-misses")
             r = labels_to_error_rate(config, base, share)
             scenarios[name] = {"error_share": round(share, 4), **r,
                                "median_hours": _hours(r["median_labels"], changed_per_hour)}
-        out[key] = {"in_domain_error_share": round(base, 4), "in_domain_labels_per_hour": round(per_hour, 1),
+        # the calibration's kind of streams (1,250 labels from a reset), independent labels
+        wrong = np.random.default_rng([11, int(base * 1e6)]).random((LABEL_STREAMS, 1250)) < base
+        arl0 = error_rate_arl0(config, wrong, label_share=1.0)
+        calibration = config.metadata.get("label_feedback", {})
+        out[key] = {"ddm_min_labels": config.ddm_min_labels, "drift_sd": config.ddm_drift_q8 / 256,
+                    "target_arl0_labels": calibration.get("target_arl0_labels"),
+                    "in_domain_error_share": round(base, 4), "in_domain_labels_per_hour": round(per_hour, 1),
+                    "in_domain_arl0": {"alarms": arl0["alarms"], "labels": arl0["labels"],
+                                       "arl0_labels": _finite(arl0["arl0_labels"])},
                     "false_wakes_added_per_hour": rising, "scenarios": scenarios}
     return out
+
+
+# Reference sessions for the error-rate test's calibration are at least this long: the quick
+# bench's 40 s ones hold about 20 wake phrases in all, too few labels to resample.
+LABEL_REFERENCE_SECONDS = 180.0
+
+
+def label_feedback_configs(model, config, settings: WakewordBenchSettings, cache: Path, workers: int, log) -> dict:
+    """`config` with its error-rate test's level calibrated for each labelling mode on the
+    bench's reference sessions (those the monitor is calibrated on, with their wake phrases'
+    positions; at least LABEL_REFERENCE_SECONDS long), at the budget of
+    tinydrift.wakeword.labels.ERROR_RATE_ARL0_LABELS; cached."""
+    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.wakeword.export import model_digest
+    from tinydrift.app import wake_positions
+    from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, calibrate_label_feedback, reference_labels
+    from tinydrift.wakeword.monitor import monitor_inputs
+
+    seconds = max(settings.reference_seconds, LABEL_REFERENCE_SECONDS)
+    key = hashlib.sha256(json.dumps([model_digest(model), settings.reference_sessions, seconds,
+                                     ERROR_RATE_ARL0_LABELS, jsonable(config.to_dict())]).encode()).hexdigest()[:16]
+    paths = {mode: cache / f"label-feedback-{model.name}-{mode}-{key}.json" for mode in MODE_KEYS}
+    if all(path.exists() for path in paths.values()):
+        return {mode: MonitorConfig.from_dict(json.loads(path.read_text())) for mode, path in paths.items()}
+    log(f"calibrating the error-rate test per labelling mode on {settings.reference_sessions} reference sessions "
+        f"of {seconds:.0f} s")
+    specs = plan_sessions(model.wake_word, settings.reference_sessions, seconds, seed=0)
+    sessions = cached_sessions(specs, cache / "sessions", workers)
+    woke = [(wake_positions(monitor_inputs(pcm, model)[1], model), wakes, len(pcm)) for pcm, wakes in sessions]
+    configs = {}
+    for mode, path in paths.items():
+        configs[mode], report = calibrate_label_feedback(config, reference_labels(woke, mode))
+        log(f"  {mode}: {report['errors']} errors in {report['labels']} labels; ERROR_RATE at "
+            f"{report['drift_q8'] / 256:g} standard deviations")
+        write_text(path, json.dumps(jsonable(configs[mode].to_dict())))
+    return configs
+
+
+def textbook_label_configs(config) -> dict:
+    """`config` with DDM's textbook levels (warning 2, drift 3 standard deviations) for every
+    labelling mode: the error-rate test as the monitor shipped it before calibration."""
+    textbook = replace(config, ddm_warning_q8=2 * 256, ddm_drift_q8=3 * 256,
+                       metadata={k: v for k, v in config.metadata.items() if k != "label_feedback"})
+    return {mode: textbook for mode in MODE_KEYS}
 
 
 def _hours(labels: float | None, per_hour: float):
@@ -553,7 +607,8 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
             "in_domain_sensor": sensor_false_alarms(config, before),
             "change_at": settings.change_at, "max_delay": settings.max_delay,
             "scenarios": {name: monitor_detection(config, before, after, settings) for name, after in monitor_runs.items()},
-            "label_feedback": label_feedback_figures(config, result.models[monitored]),
+            "label_feedback": label_feedback_figures(
+                label_feedback_configs(models[monitored], config, settings, cache, workers, log), result.models[monitored]),
         }
     result.seconds = time.perf_counter() - start
     return result
@@ -630,16 +685,24 @@ def _false_alarms(users: dict) -> str:
     return f"{sum(r['false_alarms_before'] for r in rows)}/{sum(r['streams'] for r in rows):,}"
 
 
+def _mode_line(users: dict) -> str:
+    target = users.get("target_arl0_labels")
+    budget = "" if target is None else f", calibrated for a false alarm in {target:,.0f} labels"
+    arl0 = users["in_domain_arl0"]
+    read = "none" if arl0["arl0_labels"] is None else f"one in {arl0['arl0_labels']:,.0f}"
+    return (f"{users['in_domain_labels_per_hour']:g} labels/h, {users['in_domain_error_share']:.1%} errors; ERROR_RATE at "
+            f"{users['drift_sd']:g} standard deviations{budget}; on 1,250-label streams at the in-domain share "
+            f"{arl0['alarms']} false alarms in {arl0['labels']:,} labels ({read}); {_false_alarms(users)} false alarms "
+            "in the labels before the change")
+
+
 def _label_feedback_lines(feedback: dict) -> list[str]:
     only, misses = feedback["wakes_only"], feedback["wakes_and_misses"]
-    lines = [f"Label feedback (ERROR_RATE, DDM from {feedback['ddm_min_labels']} labels): {feedback['labels_before']} "
+    lines = [f"Label feedback (ERROR_RATE, DDM from {only['ddm_min_labels']} labels): {feedback['labels_before']} "
              "labels at the in-domain error share, then the changed one; per change the share of labels that are "
              f"errors, streams that latched ERROR_RATE within {feedback['max_labels_after']:,} labels, the median "
              "labels it took (and hours, at the change's labels per hour). Users label every wake (confirm or "
-             f"reject; in domain {only['in_domain_labels_per_hour']:g} labels/h, {only['in_domain_error_share']:.1%} "
-             f"errors; {_false_alarms(only)} false alarms in the labels before the change), or every wake and "
-             f"every miss ({misses['in_domain_labels_per_hour']:g} labels/h, {misses['in_domain_error_share']:.1%} "
-             f"errors; {_false_alarms(misses)} false alarms).", "",
+             f"reject; {_mode_line(only)}), or every wake and every miss ({_mode_line(misses)}).", "",
              "| change | wakes labelled: errors | caught | median labels (hours) | and misses: errors | caught | median labels (hours) |",
              "|---|---:|---:|---:|---:|---:|---:|"]
 
@@ -652,6 +715,62 @@ def _label_feedback_lines(feedback: dict) -> list[str]:
     for name, r in only["scenarios"].items():
         lines.append(f"| {name} |{cells(r)}{cells(misses['scenarios'][name])}")
     return lines + [""]
+
+
+def run_label_feedback_bench(bench_json: Path, settings: WakewordBenchSettings, *, cache: Path, workers: int = 1,
+                             log=print) -> dict:
+    """The bench's label-feedback part alone (minutes, not the whole bench's hour), on the
+    figures of a stored bench result (its monitored model's false rejects and accepts in
+    domain and per scenario): the error-rate test at DDM's textbook level (before) and at
+    the level calibrated per labelling mode on the reference sessions (after)."""
+    from tinydrift.wakeword.config import load_wakeword
+
+    start = time.perf_counter()
+    try:
+        stored = json.loads(Path(bench_json).read_text())
+        monitored = stored["monitor"]["model"]
+        figures = stored["models"][monitored]
+        if not {"in_domain", "scenarios"} <= figures.keys():
+            raise KeyError("in_domain or scenarios")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TinydriftError(f"{bench_json}: not a result of tinydrift bench wakeword with a monitored model "
+                             f"({type(exc).__name__}: {exc}); give its wakeword_bench.json") from None
+    model = load_wakeword(monitored)
+    config = calibrated_monitor(model, settings, cache, workers, log)
+    calibrated = label_feedback_configs(model, config, settings, cache, workers, log)
+    log("label streams at DDM's textbook level, then at the calibrated ones")
+    return {"date": datetime.date.today().isoformat(), "source": str(bench_json), "source_date": stored.get("date"),
+            "model": monitored,
+            "calibration": {MODE_KEYS[mode]: c.metadata["label_feedback"] for mode, c in calibrated.items()},
+            "before": label_feedback_figures(textbook_label_configs(config), figures),
+            "after": label_feedback_figures(calibrated, figures), "seconds": round(time.perf_counter() - start, 1)}
+
+
+def label_feedback_markdown(result: dict) -> str:
+    lines = [f"# tinydrift bench wakeword --label-feedback-only ({result['date']})", "",
+             f"The label-feedback part of the wake-word bench alone, on {result['model']}'s figures from "
+             f"{result['source']} ({result['source_date']}). The error-rate test's level per labelling mode, "
+             "calibrated on the monitor's reference sessions (not the bench's):", "",
+             "| labelling | reference labels | errors | share's 95 % upper bound | level from the sessions | "
+             "from the bound | shipped |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for key, c in result["calibration"].items():
+        lines.append(f"| {key} | {c['labels']} | {c['errors']} | {c['error_share_upper95']:.1%} | "
+                     f"{c['sessions_resampled']['drift_q8'] / 256:g} | {c['share_bound']['drift_q8'] / 256:g} | "
+                     f"{c['drift_q8'] / 256:g} |")
+    lines += ["", "## Before: DDM's textbook level (3 standard deviations)", ""]
+    lines += _label_feedback_lines(result["before"])
+    lines += ["## After: the level calibrated per labelling mode", ""]
+    lines += _label_feedback_lines(result["after"])
+    lines.append(f"{result['seconds']:.0f} s")
+    return "\n".join(lines) + "\n"
+
+
+def write_label_feedback_outputs(result: dict, out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    paths = [out_dir / "wakeword_label_feedback.json", out_dir / "wakeword_label_feedback.md"]
+    write_text(paths[0], json.dumps(jsonable(result), indent=1))
+    write_text(paths[1], label_feedback_markdown(result))
+    return paths
 
 
 def write_outputs(result: WakewordBenchResult, out_dir: Path) -> list[Path]:

@@ -133,15 +133,19 @@ def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> 
 
 
 def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = None, sessions: int = 40,
-                       seconds: float = 180.0, seed: int = 0, workers: int = 1) -> list[np.ndarray]:
+                       seconds: float = 180.0, seed: int = 0,
+                       workers: int = 1) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """The deployment's reference audio, one int16 stream per session: the WAV files of
     `wav_folder` (each a session, sorted by name; every file checked before any work), or
-    `sessions` espeak-ng sessions of `seconds` saying the model's wake phrase now and then."""
+    `sessions` espeak-ng sessions of `seconds` saying the model's wake phrase now and then;
+    and for espeak-ng's, the sample ranges [n, 2] where each session says the wake phrase
+    (None for WAV files, which do not say)."""
     if wav_folder is None:
         from tinydrift.data.wakeword_audio import plan_sessions, synthesize_sessions
 
         specs = plan_sessions(model.wake_word, sessions, seconds, seed=seed)
-        return [pcm for pcm, _ in synthesize_sessions(specs, workers)]
+        rendered = synthesize_sessions(specs, workers)
+        return [pcm for pcm, _ in rendered], [wakes for _, wakes in rendered]
     from tinydrift.errors import TinydriftError
     from tinydrift.wakeword.stream import read_stream_wav
 
@@ -149,4 +153,5 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
     if len(streams) < 2:
         raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files; calibration resamples whole recordings and "
                              "needs several (one per place or session, 16 kHz mono 16-bit), the more the better")
-    return streams
+    return streams, None
+

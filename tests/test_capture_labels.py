@@ -1,0 +1,169 @@
+"""Labels through a running capture: `tinydrift label --db` queues a label in the capture
+database, and the capture that holds the device's port sends it and stores the device's
+answer. End to end against the app built for this host (the firmware's own C) over a real
+TCP socket; the queue's states on their own."""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import sqlite3
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from tinydrift.cli.main import main
+from tinydrift.link import protocol as P
+from tinydrift.link.replay import ACK_BAD_LABEL, ACK_OK, ACK_UNKNOWN_INFERENCE
+from tinydrift.logbook.capture import capture
+from tinydrift.logbook.store import LABEL_MAX_ATTEMPTS, CaptureStore, open_db, queue_label, read_labels
+
+from test_app_host import HostApp, app_gcc, clips, reference  # noqa: F401 (fixtures)
+
+
+class SocketBridge:
+    """The host app's stdin and stdout as a TCP server on 127.0.0.1, one connection at a
+    time, as QEMU's -serial tcp carries a board's UART: what the app writes while no one is
+    connected is dropped, as on a UART."""
+
+    def __init__(self, app: HostApp):
+        self.app = app
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
+        self.conn: socket.socket | None = None
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._accept, daemon=True),
+                        threading.Thread(target=self._from_app, daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def _accept(self):
+        self.server.settimeout(0.1)
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except socket.timeout:
+                continue
+            self.conn = conn
+            try:
+                while chunk := conn.recv(4096):
+                    self.app.port.write(chunk)
+            except OSError:
+                pass
+            self.conn = None
+            conn.close()
+
+    def _from_app(self):
+        out = self.app.process.stdout.fileno()
+        while not self.stopping.is_set():
+            if not select.select([out], [], [], 0.05)[0]:
+                continue
+            data = os.read(out, 4096)
+            if self.conn is not None:
+                try:
+                    self.conn.sendall(data)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        self.server.close()
+
+
+def _label(db, *args):
+    return CliRunner().invoke(main, ["label", *map(str, args), "--db", str(db)])
+
+
+def test_labels_queued_in_the_capture_database_reach_the_device_and_its_answers_are_stored(app_gcc, clips, tmp_path):
+    db = tmp_path / "capture.sqlite"
+    with HostApp(app_gcc) as app:
+        for clip in clips[:3]:  # inferences 1, 2, 3
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.2)
+        predicted = {i.inference_index: i.predicted_class for i in app.frames(P.Inference)}
+        assert sorted(predicted) == [1, 2, 3]
+        bridge = SocketBridge(app)
+        try:
+            first = capture(bridge.url, db, duration=0.5, reconnect_timeout=0)  # makes the database
+            assert not first.failed, first.line()
+            # queued while no capture runs: the next one sends it
+            queued = _label(db, 2, predicted[2])
+            assert queued.exit_code == 0 and "queued" in queued.output, queued.output
+
+            stop = threading.Event()
+            summaries = []
+            running = threading.Thread(target=lambda: summaries.append(
+                capture(bridge.url, db, stop_event=stop, reconnect_timeout=0)))
+            running.start()
+            try:
+                wrong = (predicted[1] + 1) % 12
+                taken = _label(db, 1, wrong, "--wait", "10")
+                assert taken.exit_code == 0 and "label %d taken" % wrong in taken.output, taken.output
+                # a class the keyword model does not have, an inference it never made: refused in one line
+                for inference, label, why in ((3, 12, "give a class of its model"),
+                                              (99, 1, "name one of its recent inferences")):
+                    result = _label(db, inference, label, "--wait", "10")
+                    lines = result.output.strip().splitlines()
+                    assert result.exit_code == 1 and len(lines) == 1 and why in lines[0], result.output
+            finally:
+                stop.set()
+                running.join(timeout=20)
+        finally:
+            bridge.close()
+        status = app.status()  # the device itself counted the two it took
+        app.stop()
+    assert (status.labels, status.label_errors) == (2, 1), status
+    summary = summaries[0]
+    assert not summary.failed and (summary.labels_taken, summary.labels_refused) == (2, 2), summary.line()
+    assert "4 queued labels sent (2 refused)" in summary.line()
+
+    conn = open_db(db)
+    labels = read_labels(conn)
+    acks = [P.parse_packet(raw) for (raw,) in conn.execute("SELECT raw FROM frames WHERE type=?",
+                                                            (int(P.FrameType.ACK),))]
+    conn.close()
+    assert [(r["inference_index"], r["state"], r["result"], r["attempts"], r["session_id"]) for r in labels] == [
+        (2, "taken", ACK_OK, 1, summary.session_id), (1, "taken", ACK_OK, 1, summary.session_id),
+        (3, "refused", ACK_BAD_LABEL, 1, summary.session_id), (99, "refused", ACK_UNKNOWN_INFERENCE, 1, summary.session_id)]
+    label_acks = [a for a in acks if a.command_type == P.FrameType.LABEL]
+    assert sorted(a.command_seq for a in label_acks) == sorted(r["command_seq"] for r in labels)
+
+
+def test_a_label_never_answered_is_sent_again_a_few_times_then_given_up(tmp_path):
+    db = tmp_path / "capture.sqlite"
+    store = CaptureStore(db)
+    session = store.start_session("socket://127.0.0.1:9", None, None)
+    label_id = queue_label(db, 5, 1)
+    for attempt in range(LABEL_MAX_ATTEMPTS):
+        assert store.queued_labels() == [(label_id, 5, 1)], attempt
+        store.labels_sent(session, [(label_id, attempt)])
+        assert store.queued_labels() == [] and store.labels_left_sent() == [label_id]
+        store.labels_unanswered([label_id])
+    assert store.queued_labels() == []
+    store.close()
+    conn = open_db(db)
+    (row,) = read_labels(conn)
+    conn.close()
+    assert (row["state"], row["attempts"]) == ("unanswered", LABEL_MAX_ATTEMPTS)
+
+
+def test_a_capture_database_of_schema_3_takes_labels_and_is_upgraded_by_the_next_capture(tmp_path):
+    """A database an earlier tinydrift wrote (schema 3, no labels table): queueing adds the
+    table, and capture upgrades the schema's version as before."""
+    db = tmp_path / "old.sqlite"
+    CaptureStore(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE labels")
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    conn.commit()
+    conn.close()
+    assert queue_label(db, 7, 0) == 1
+    CaptureStore(db).close()
+    conn = open_db(db)
+    assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
+    assert [r["state"] for r in read_labels(conn)] == ["queued"]
+    conn.close()
