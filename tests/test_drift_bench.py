@@ -119,3 +119,37 @@ def test_streams_hold_each_speaker_for_the_run_the_bench_is_given():
     assert all(len(np.unique(r[:10])) == 10 for r in capped)
     whole = list(runs(BenchSettings(n_streams=4, before=300, after=600)))
     assert all(len(r) % 40 == 0 for r in whole) and whole
+
+
+def test_the_compared_monitor_is_set_to_the_common_arl0_on_the_baselines_streams():
+    """A monitor quieter than the common target on the baselines' streams (here: its gains
+    halved), set on such streams as the baselines are (one factor on every gain), meets the
+    target on other streams of the pool (the baselines' check), within the noise of a few
+    dozen alarms; a larger factor alarms more often."""
+    from types import SimpleNamespace
+
+    from tinydrift.monitor import synthetic
+    from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+    from tinydrift.pipeline.drift_compare import monitor_at_arl0
+
+    world = synthetic.world(seed=77)
+    target = 500
+
+    data = synthetic.synthetic_dataset(n_groups=300, per_group=8, group_share=0.3, domain=world, seed=1)
+    config, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"],
+                                     target_arl0=target, n_inferences=150_000, seed=3)
+    quiet = config.replace(score_gain_q16=config.score_gain_q16 // 2)
+    pool = SimpleNamespace(**{k: data[k] for k in ("summaries", "probs", "groups")})
+    set_config, factor = monitor_at_arl0(quiet, pool, target, block_length=None, n_inferences=60 * target, seed=5,
+                                           stream_length=1_000)
+
+    def arl0(c):
+        return measure_arl0(c, data["summaries"], data["probs"], data["groups"], block_length=None,
+                            n_inferences=150 * target, stream_length=1_000, seed=6)["arl0"]
+
+    assert arl0(quiet) > 2 * target
+    assert factor > 1.0
+    assert 0.6 * target <= arl0(set_config) <= 1.7 * target
+    louder, _ = monitor_at_arl0(quiet, pool, target, block_length=None, n_inferences=60 * target, seed=5,
+                                stream_length=1_000, lo=1.5 * factor, hi=1.6 * factor, iterations=1)
+    assert arl0(louder) < arl0(set_config)
