@@ -1,18 +1,22 @@
 """Test helper: small Keras models described by JSON-able specs, converted to full-int8
 .tflite by TensorFlow and cached under build/test_models/ keyed by the spec.
 
-Conversion runs in a subprocess (`python tests/helpers_tflite.py SPECS.json`) so that the
-pytest process never imports TensorFlow, and only for specs not cached yet: the first run
-pays ~0.3 s per model, later runs read files.
+Conversion runs in a subprocess so that the pytest process never imports TensorFlow, and
+only for specs not cached yet: the first run pays ~0.3 s per model, later runs read files.
+The subprocess (`python tests/helpers_tflite.py --serve`) is started once per pytest
+process and kept for its later requests: importing TensorFlow alone takes 6-11 s, which a
+subprocess per request paid for every test file and parametrized case that made a model.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -33,20 +37,48 @@ def cache_path(spec: dict) -> Path:
     return CACHE_DIR / f"{spec.get('kind', 'model')}-{spec_key(spec)}.tflite"
 
 
+class _Converter:
+    """The conversion subprocess, started on the first request and kept: one request
+    (a JSON file of specs) per line on its stdin, "ok" or "error" back on its stdout."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.log = None
+
+    def convert(self, request: Path) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.log = tempfile.TemporaryFile(mode="w+")
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT / "host"))
+            self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve"], env=env, text=True,
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log)
+            atexit.register(self.close)
+        self.proc.stdin.write(f"{request}\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer != "ok":
+            self.log.seek(0)
+            raise RuntimeError(f"model conversion failed ({answer or 'the converter exited'}):\n{self.log.read()[-5000:]}")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+_CONVERTER = _Converter()
+
+
 def tflite_models(specs: list[dict]) -> list[bytes]:
-    """The converted model of every spec, converting the missing ones in one subprocess."""
+    """The converted model of every spec, converting the missing ones in the conversion subprocess."""
     missing = [spec for spec in specs if not cache_path(spec).exists()]
     if missing:
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
         request = CACHE_DIR / f"request-{os.getpid()}.json"
         request.write_text(json.dumps(missing))
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO_ROOT / "host"))
-        proc = subprocess.run(
-            [sys.executable, str(Path(__file__).resolve()), str(request)], capture_output=True, text=True, env=env
-        )
-        request.unlink(missing_ok=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"model conversion failed:\n{proc.stderr[-5000:]}")
+        try:
+            _CONVERTER.convert(request)
+        finally:
+            request.unlink(missing_ok=True)
     return [cache_path(spec).read_bytes() for spec in specs]
 
 
@@ -342,5 +374,22 @@ def _main(request_path: str) -> None:
         os.replace(tmp, target)
 
 
+def _serve() -> None:
+    """Answer requests from stdin until it closes. TensorFlow's own C++ output goes to stderr
+    (fd 1 is pointed there), so stdout carries only the answers."""
+    import traceback
+
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    for line in sys.stdin:
+        try:
+            _main(line.strip())
+            answers.write("ok\n")
+        except Exception:  # noqa: BLE001 - reported to the test that asked, the server goes on
+            traceback.print_exc()
+            answers.write("error\n")
+        answers.flush()
+
+
 if __name__ == "__main__":
-    _main(sys.argv[1])
+    _serve() if sys.argv[1] == "--serve" else _main(sys.argv[1])
