@@ -94,7 +94,7 @@ def test_contiguous_slices_are_views_without_code(models):
     assert not plan_model(models["slice_00"], "slice_00", preserve_input=False).views
 
 
-@pytest.mark.parametrize("case_id", ["dw_3x3_s1_16ch", "pw_16_to_32"])
+@pytest.mark.parametrize("case_id", ["dw_3x3_s1_16ch", pytest.param("pw_16_to_32", marks=pytest.mark.slow)])
 def test_one_step_less_lead_breaks_the_output(case_id, models, monkeypatch):
     """The contract's lead is the least that works: start the output one alignment step (16
     bytes: one pixel of the depthwise layer, a pixel's first channels for the pointwise one)

@@ -76,6 +76,8 @@ TARGETS = {
 
 
 def param(name):
+    if name == "mmd":  # 8-12 s: its quadratic kernel sums; its scanner test stays in the default tier
+        return pytest.param(name, marks=pytest.mark.slow)
     return pytest.param(name, marks=needs_river) if name in RIVER_BASED else name
 
 

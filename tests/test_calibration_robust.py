@@ -70,6 +70,7 @@ def test_winsorize_needs_one_value_per_score():
         calibrate(dataset(1), winsorize_sigma=(2.0, 2.0))
 
 
+@pytest.mark.slow  # 12-20 s of calibration; export uses the bootstrap, whose held-out check is test_drift_calibration's
 def test_holdout_reference_error_is_more_conservative_than_bootstrap():
     """Streams from another resample add the check sample's own sampling error: the
     levels rise (never fall much) and unseen streams alarm less often."""

@@ -272,7 +272,8 @@ def read_only_folder(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-@pytest.mark.parametrize("pending_wal", [False, True], ids=["closed", "killed_with_wal"])
+# the cleanly closed database in the slow tier: the killed one (with its write-ahead log) is the harder case
+@pytest.mark.parametrize("pending_wal", [pytest.param(False, marks=pytest.mark.slow), True], ids=["closed", "killed_with_wal"])
 def test_a_capture_on_read_only_media_can_be_reported(tmp_path, read_only_folder, pending_wal):
     folder, make_read_only = read_only_folder
     db = _captured_db(tmp_path / "run.db")

@@ -110,6 +110,7 @@ def test_calibrated_arl0_holds_on_unseen_streams(calibration):
         assert low * TARGET <= result["arl0"] <= high * TARGET, name
 
 
+@pytest.mark.slow  # 10-15 s; the block bootstrap's held-out ARL0 stays in the default tier (above)
 def test_iid_resampling_would_overstate_arl0(calibration):
     """A known trap: calibrating as if inferences were independent (every
     sample its own group) sets levels too low for streams that stay with one speaker."""

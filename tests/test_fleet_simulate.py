@@ -118,6 +118,7 @@ def test_quiet_devices_stay_quiet_and_drifting_ones_alarm_with_their_type():
 
 # ---------------------------------------------------------------------------- the whole path
 
+@pytest.mark.slow  # 17-20 s; test_fleet_path takes devices through the same path in the default tier
 def test_simulated_fleet_through_gateway_broker_and_two_collectors_into_postgresql(fleet_services, fleet_dsn,
                                                                                   tmp_path):
     """50 devices, 40 inferences a second each for 12 s, every INFERENCE and a HEARTBEAT

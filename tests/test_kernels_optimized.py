@@ -171,7 +171,7 @@ def test_random_operators_on_the_host_sanitized(host_check_results):
 
 
 @needs_arm
-@pytest.mark.parametrize("asm", [1, 0], ids=["asm", "intrinsics-only"])
+@pytest.mark.parametrize("asm", [1, pytest.param(0, marks=pytest.mark.slow)], ids=["asm", "intrinsics-only"])
 def test_random_operators_in_qemu(asm, host_check_results):
     """With the asm blocks (the default at -O1 and up), and without (the C of the same loops
     with the DSP instructions, as -O0 builds run)."""
@@ -324,7 +324,8 @@ STRICT_ARM_FLAGS = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv
 @pytest.mark.skipif(shutil.which(ARM_GCC) is None, reason="arm-none-eabi-gcc not installed")
 @pytest.mark.parametrize("compiler,flags", [
     (ARM_GCC, STRICT_ARM_FLAGS),
-    (ARM_GCC, [*STRICT_ARM_FLAGS, "-DTD_DSP_PLAIN_C"]),  # the C twins on the M4 too
+    # the C twins on the M4 too (slow tier: 8-10 s; the random operators run them in QEMU)
+    pytest.param(ARM_GCC, [*STRICT_ARM_FLAGS, "-DTD_DSP_PLAIN_C"], marks=pytest.mark.slow),
     (ARM_GCC, [*STRICT_ARM_FLAGS, "-O0"]),               # no asm blocks: GCC keeps a frame pointer
     (ARM_GCC, [*STRICT_ARM_FLAGS, "-fno-omit-frame-pointer", "-DTD_KERNELS_ASM=0"]),
     ("gcc", STRICT_ARM_FLAGS[4:]),

@@ -17,6 +17,11 @@ from tinydrift.model.mlperf_dscnn import MLPERF_MACS, mlperf_dscnn_int8, mlperf_
 from tinydrift.target import emulator
 from tinydrift.target.bench import build_model_check
 
+# The slow tier: converting the model takes 20-30 s on a clean clone. `tinydrift bench device`
+# runs it, and the project's DS-CNN runs the same kernels bit-exact against TFLite Micro on
+# the emulated M4 in the default tier (test_kernels_optimized).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def tflite() -> bytes:

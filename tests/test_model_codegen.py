@@ -52,7 +52,8 @@ def full_graph_inputs(seed: int, count: int) -> np.ndarray:
     return inputs
 
 
-@pytest.mark.parametrize("which,count", [("project", FULL_GRAPH_INPUTS), ("design", 300)])
+@pytest.mark.parametrize("which,count", [("project", 300), ("design", 300),
+                                         pytest.param("project", FULL_GRAPH_INPUTS, marks=pytest.mark.slow)])
 def test_ds_cnn_matches_tflite_micro(which, count, ds_cnn_models):
     data = ds_cnn_models[which]
     opcodes = [op.opcode for op in read_tflite(data).operators]

@@ -118,7 +118,7 @@ def test_exported_monitor_is_quiet_then_alarms_on_a_smudged_lens(exported):
     assert np.array_equal(c_rows, run_events(config, events, summaries, probs))
 
 
-@pytest.mark.parametrize("channels", [1, 4])
+@pytest.mark.parametrize("channels", [pytest.param(1, marks=pytest.mark.slow), 4])
 def test_export_refuses_an_image_model_that_is_not_rgb(tmp_path, channels):
     spec = {"kind": "dense", "input_shape": [48, 48, channels], "flatten": True, "units": 5,
             "activation": "softmax", "use_bias": True, "seed": channels}

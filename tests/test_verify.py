@@ -109,6 +109,7 @@ def test_monitor_header_altered_on_the_c_side_is_caught(tmp_path):
     only_stage_fails(report, "monitor")
 
 
+@pytest.mark.slow  # 13 s; the monitor stage's C-side mutation (above) stays in the default tier
 def test_monitor_config_altered_on_the_twin_side_is_caught(tmp_path):
     model = copy_model(tmp_path)
     path = model / "reference.json"

@@ -230,6 +230,7 @@ def test_structures_the_engine_lacks_are_refused_in_one_line(models, tmp_path, e
 # --- builds -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 15 s of ASan/UBSan build; the same C runs unsanitized against TFLite Micro in the default tier
 def test_sanitized_standalone_executable_streams_like_tflite_micro(models):
     """AddressSanitizer and UBSan over okay_nabu's generated C and the kernels it calls (every
     new one: CONCATENATION, SPLIT_V, STRIDED_SLICE, LOGISTIC, QUANTIZE, and the state)."""
