@@ -18,6 +18,7 @@ from tinydrift.cli.main import main
 from tinydrift.link import protocol as P
 from tinydrift.link.replay import ACK_BAD_LABEL, ACK_OK, ACK_UNKNOWN_INFERENCE
 from tinydrift.logbook.capture import capture
+from tinydrift.logbook.report import write_report
 from tinydrift.logbook.store import LABEL_MAX_ATTEMPTS, CaptureStore, open_db, queue_label, read_labels
 
 from test_app_host import HostApp, app_gcc, clips, reference  # noqa: F401 (fixtures)
@@ -132,6 +133,12 @@ def test_labels_queued_in_the_capture_database_reach_the_device_and_its_answers_
     label_acks = [a for a in acks if a.command_type == P.FrameType.LABEL]
     assert sorted(a.command_seq for a in label_acks) == sorted(r["command_seq"] for r in labels)
 
+    # the report says what became of each label
+    page = (write_report(db, tmp_path / "report").out_dir / "index.html").read_text()
+    assert "<th>labels queued for the device</th><td>2 taken, 2 refused</td>" in page
+    assert "<td>99</td><td>1</td><td>refused</td><td>1</td><td>unknown inference</td>" in page
+    assert "label outside the model&#x27;s classes" in page
+
 
 def test_a_label_never_answered_is_sent_again_a_few_times_then_given_up(tmp_path):
     db = tmp_path / "capture.sqlite"
@@ -149,6 +156,8 @@ def test_a_label_never_answered_is_sent_again_a_few_times_then_given_up(tmp_path
     (row,) = read_labels(conn)
     conn.close()
     assert (row["state"], row["attempts"]) == ("unanswered", LABEL_MAX_ATTEMPTS)
+    page = (write_report(db, tmp_path / "report").out_dir / "index.html").read_text()
+    assert "<th>labels queued for the device</th><td>1 unanswered</td>" in page
 
 
 def test_a_capture_database_of_schema_3_takes_labels_and_is_upgraded_by_the_next_capture(tmp_path):

@@ -27,8 +27,9 @@ import numpy as np  # noqa: E402
 from tinydrift.atomic import atomic_path, write_text  # noqa: E402
 from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
+from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, load_model_info, open_db, read_detections, read_inferences, read_summary  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, LABEL_STATES, load_model_info, open_db, read_detections, read_inferences, read_labels, read_summary  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -312,8 +313,9 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
     truth_rows = _truth_rows(truth, data, summary, monotonic or n == 1) if truth is not None else []
     prior = load_model_info(model_dir).class_prior if model_dir is not None else None
     severities = alarm_severity(data, prior) if n else []
+    labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
-                                             severities, len(detections["id"]), wakes))
+                                             severities, len(detections["id"]), wakes, labels))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes)
 
 
@@ -329,9 +331,33 @@ def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
             f"<th>window mean</th><th>received</th></tr>{rows}</table>")
 
 
+def _label_counts(labels: list[dict]) -> str:
+    """"3 taken, 1 refused": the labels in each state, in the order a label goes through them."""
+    states = [r["state"] for r in labels]
+    return ", ".join(f"{states.count(state)} {state}" for state in LABEL_STATES if state in states)
+
+
+def _labels_html(labels: list[dict]) -> str:
+    """The labels queued for the device through this database (`tinydrift label --db`): what
+    became of each, so a label the device refused or never answered is seen, not assumed."""
+    if not labels:
+        return ""
+
+    def answer(result) -> str:
+        return "" if result is None else ACK_RESULTS.get(result, f"code {result}")
+
+    rows = "".join(
+        f"<tr><td>{r['inference_index']}</td><td>{r['label']}</td><td>{html.escape(r['state'])}</td>"
+        f"<td>{r['attempts']}</td><td>{html.escape(answer(r['result']))}</td>"
+        f"<td>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['queued_at'])))}</td></tr>"
+        for r in labels)
+    return ("<h2>Labels sent to the device</h2><table id='labels'><tr><th>inference</th><th>label</th><th>state</th>"
+            f"<th>sends</th><th>device's answer</th><th>queued</th></tr>{rows}</table>")
+
+
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x,
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
-          wakes: list[WakeEvent] = ()) -> str:
+          wakes: list[WakeEvent] = (), labels: list[dict] = ()) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
@@ -342,6 +368,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("corrupt frames", s.corrupt), ("foreign-model frames", s.foreign), ("text lines", s.text_lines),
         *((("detector frames (DETECTION)", detection_frames), ("wakes", len(wakes))) if detection_frames else ()),
         ("device restarts", s.restarts), ("port reopens", s.reopens),
+        *((("labels queued for the device", _label_counts(labels)),) if labels else ()),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
         ("thresholds from", thresholds.source), ("first alarm", first_alarm),
@@ -365,6 +392,7 @@ and are left out of the plots.</p>
 {table}
 </table>
 {_wakes_html(detection_frames, list(wakes))}
+{_labels_html(list(labels))}
 {figures}
 </body></html>
 """
