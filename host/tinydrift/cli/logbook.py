@@ -104,7 +104,9 @@ def report_command(db_path, out_dir, model_dir, truth_path):
     confidence) and an HTML page summarising a capture database. With --truth, the true
     shift is marked on every plot, the true accuracy drawn beside the estimate, and the
     page gives the first alarm's delay and the accuracy before and after, true and
-    estimated (`tinydrift demo` writes such a file beside its capture).
+    estimated (`tinydrift demo` writes such a file beside its capture). Labels queued
+    for the device through the database (`tinydrift label --db`) are listed with what
+    became of each: taken, refused (and why), or never answered.
 
     \b
     Examples:
