@@ -183,8 +183,9 @@ class LabelSender:
         self.taken = self.refused = 0
         self.unanswered += store.labels_left_sent()  # an earlier session's, never answered
 
-    def poll(self, send: Callable[[P.Frame], int]) -> None:
-        """Store what is known, then send what is queued; `send` writes a frame and returns its seq."""
+    def poll(self, send: Callable[..., int]) -> None:
+        """Store what is known, then send what is queued; `send(frame, announce=...)` writes a
+        frame, calling `announce(seq)` just before, and returns its seq."""
         now = time.monotonic()
         if now - self.last_poll < LABEL_POLL_S:
             return
@@ -299,22 +300,24 @@ def capture(
     failed = store_full = False
     started = time.monotonic()
 
-    def request(sp: serial.SerialBase) -> None:
+    def next_seq() -> int:
+        """The session's host -> device sequence number, one per frame sent."""
         nonlocal host_seq
+        seq, host_seq = host_seq, (host_seq + 1) & 0xFFFFFFFF
+        return seq
+
+    def request(sp: serial.SerialBase) -> None:
         if not request_status:
             return
         try:
-            sp.write(P.encode(P.StatusRequest(seq=host_seq)))
-            host_seq += 1
+            sp.write(P.encode(P.StatusRequest(seq=next_seq())))
         except (serial.SerialException, OSError) as exc:
             log(f"could not send STATUS_REQUEST: {exc}")
 
     def send(frame, announce) -> int:
         """One host -> device frame with the session's next seq; `announce(seq)` runs first
         (a label is marked sent before it can be answered)."""
-        nonlocal host_seq
-        frame.seq = host_seq
-        host_seq = (host_seq + 1) & 0xFFFFFFFF
+        frame.seq = next_seq()
         announce(frame.seq)
         port.write(P.encode(frame))
         return frame.seq

@@ -74,6 +74,23 @@ def reference_labels(sessions: list[tuple[np.ndarray, np.ndarray, int]], mode: s
             "groups": np.concatenate(groups), "sessions": len(sessions)}
 
 
+def _holds(report: dict, target_arl0_labels: float) -> bool:
+    """Whether the level calibrate_error_rate chose meets the budget (no alarm at all does)."""
+    run = report["levels"][f"{report['drift_q8'] / 256:g}"]["arl0_inferences"]
+    return run is None or run >= target_arl0_labels
+
+
+def _level_for_independent_labels(config, share: float, draws: int, rng: np.random.Generator,
+                                  target_arl0_labels: float, seed: int):
+    """calibrate_error_rate on `draws` independent labels, each wrong with probability
+    `share` and its own group: the level for a device whose errors come at that share."""
+    from tinydrift.monitor.calibrate_feedback import calibrate_error_rate
+
+    wrong = rng.random(draws) < share
+    return calibrate_error_rate(config, np.zeros(draws, np.int64), wrong.astype(np.int64), np.arange(draws),
+                                target_arl0=target_arl0_labels, label_share=1.0, seed=seed)
+
+
 def calibrate_label_feedback(config, reference: dict, *, target_arl0_labels: float = ERROR_RATE_ARL0_LABELS,
                              seed: int = 7):
     """`config` with the error-rate test's drift level (td_monitor_feedback.c's DDM) for users
@@ -103,18 +120,10 @@ def calibrate_label_feedback(config, reference: dict, *, target_arl0_labels: flo
     upper = float(beta.ppf(0.975, errors + 1, n - errors))
     resampled, from_sessions = calibrate_error_rate(config, predicted, labels, groups, target_arl0=target_arl0_labels,
                                                     label_share=1.0, seed=seed)
-    # (b) as labels of their own: each a group, wrong with probability `upper`
-    draws = max(20_000, int(20 / upper))
-    wrong = np.random.default_rng([seed, 1]).random(draws) < upper
-    bounded, at_bound = calibrate_error_rate(config, np.zeros(draws, np.int64), wrong.astype(np.int64),
-                                             np.arange(draws), target_arl0=target_arl0_labels, label_share=1.0,
-                                             seed=seed)
+    bounded, at_bound = _level_for_independent_labels(config, upper, max(20_000, int(20 / upper)),
+                                                      np.random.default_rng([seed, 1]), target_arl0_labels, seed)
     chosen = replace(config, ddm_drift_q8=max(resampled.ddm_drift_q8, bounded.ddm_drift_q8),
                      ddm_warning_q8=max(resampled.ddm_warning_q8, bounded.ddm_warning_q8))
-
-    def holds(report: dict) -> bool:
-        run = report["levels"][f"{report['drift_q8'] / 256:g}"]["arl0_inferences"]
-        return run is None or run >= target_arl0_labels
 
     def levels(report: dict) -> dict:
         return {level: {"alarms": m["alarms"], "arl0_labels": m["arl0_inferences"]} for level, m in report["levels"].items()}
@@ -122,7 +131,7 @@ def calibrate_label_feedback(config, reference: dict, *, target_arl0_labels: flo
     report = {"mode": reference["mode"], "labelling": LABEL_MODES[reference["mode"]],
               "target_arl0_labels": target_arl0_labels, "sessions": reference["sessions"], "labels": n,
               "errors": errors, "error_share": errors / n, "error_share_upper95": upper,
-              "budget_met": holds(from_sessions) and holds(at_bound),
+              "budget_met": _holds(from_sessions, target_arl0_labels) and _holds(at_bound, target_arl0_labels),
               "min_labels": chosen.ddm_min_labels, "drift_q8": chosen.ddm_drift_q8,
               "warning_q8": chosen.ddm_warning_q8,
               "sessions_resampled": {"drift_q8": resampled.ddm_drift_q8, "streams": from_sessions["streams"],
@@ -147,17 +156,11 @@ def calibrate_label_feedback_any_share(config, *, target_arl0_labels: float = ER
     `shares`, and the report (each share's level)."""
     from dataclasses import replace
 
-    from tinydrift.monitor.calibrate_feedback import calibrate_error_rate
-
-    draws = 20_000
     per_share, met = {}, True
     for i, share in enumerate(shares):
-        wrong = np.random.default_rng([seed, 2, i]).random(draws) < share
-        level, report = calibrate_error_rate(config, np.zeros(draws, np.int64), wrong.astype(np.int64),
-                                             np.arange(draws), target_arl0=target_arl0_labels, label_share=1.0,
-                                             seed=seed)
-        run = report["levels"][f"{level.ddm_drift_q8 / 256:g}"]["arl0_inferences"]
-        met = met and (run is None or run >= target_arl0_labels)
+        level, report = _level_for_independent_labels(config, share, 20_000, np.random.default_rng([seed, 2, i]),
+                                                      target_arl0_labels, seed)
+        met = met and _holds(report, target_arl0_labels)
         per_share[f"{share:g}"] = level.ddm_drift_q8
     drift = max(per_share.values())
     report = {"mode": None, "labelling": "any (the reference's wake phrases are not known)",
