@@ -311,22 +311,27 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
 
     label_id = queue_label(db_path, inference, label)
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        conn = open_db(db_path)
-        try:
-            row = next(r for r in read_labels(conn) if r["id"] == label_id)
-        finally:
+    conn = open_db(db_path) if wait_s > 0 else None
+    try:
+        while time.monotonic() < deadline:
+            (row,) = read_labels(conn, label_id)
+            if row["state"] in ("taken", "refused", "unanswered"):
+                break
+            time.sleep(0.1)
+        else:
+            row = None
+    finally:
+        if conn is not None:
             conn.close()
+    if row is not None:
         if row["state"] == "taken":
             click.echo(f"inference {inference}: label {label} taken (through the capture in {db_path})")
             return
         if row["state"] == "refused":
             raise refused(row["result"])
-        if row["state"] == "unanswered":
-            from tinydrift.errors import TinydriftError
+        from tinydrift.errors import TinydriftError
 
-            raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
-                                 "answered; is the tinydrift app running on the device?")
-        time.sleep(0.1)
+        raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
+                             "answered; is the tinydrift app running on the device?")
     click.echo(f"inference {inference}: label {label} queued in {db_path} (label {label_id}); the capture holding "
                "the device's port sends it" + (f" (no answer within {wait_s:g} s)" if wait_s else ""))

@@ -404,13 +404,16 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
         raise TinydriftError(f"cannot queue the label in {path}: {exc}; give the file `tinydrift capture --db` writes") from None
 
 
-def read_labels(conn: sqlite3.Connection) -> list[dict]:
-    """Every label queued in a capture database, in queue order, with its state (LABEL_STATES)."""
+def read_labels(conn: sqlite3.Connection, label_id: int | None = None) -> list[dict]:
+    """Every label queued in a capture database (or the one `label_id`), in queue order, with
+    its state (LABEL_STATES)."""
     if "labels" not in {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}:
         return []
     columns = ("id", "queued_at", "inference_index", "label", "state", "attempts", "session_id", "sent_at",
                "command_seq", "answered_at", "result")
-    return [dict(zip(columns, row)) for row in conn.execute(f"SELECT {', '.join(columns)} FROM labels ORDER BY id")]
+    where, args = ("", ()) if label_id is None else (" WHERE id=?", (label_id,))
+    return [dict(zip(columns, row)) for row in conn.execute(f"SELECT {', '.join(columns)} FROM labels{where} ORDER BY id",
+                                                             args)]
 
 
 def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
