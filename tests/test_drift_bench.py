@@ -92,8 +92,55 @@ def test_costly_scenarios_slower_than_one_and_a_half_times_the_best_baseline_are
 
     scenarios = {"slow": scenario(0.1, 16.0, 8.0), "close": scenario(0.1, 12.0, 8.0),
                  "harmless": scenario(0.01, 30.0, 5.0), "unmatched": scenario(0.1, 20.0, None)}
+    # the fastest baseline that stays quiet on unseen populations: slower for "slow", none for "close"
+    scenarios["slow"]["best_quiet_baseline_median_delay"] = 12.0
+    scenarios["unmatched"]["best_quiet_baseline_median_delay"] = 10.0
     targets = check_targets(SimpleNamespace(controls={}, scenarios=scenarios))
     assert targets["costly_slower_than_1.5x_best_baseline"] == {"slow": 2.0}
+    assert targets["costly_slower_than_1.5x_best_quiet_baseline"] == {"unmatched": 2.0}
+
+
+def test_a_detector_set_on_one_population_is_measured_on_the_unseen_ones():
+    """At the comparison's settings every detector also runs on populations the calibration
+    never saw: Hotelling's T^2, its reference and threshold from the calibration pool, is loud
+    on a harmlessly shifted population (not "quiet"), where the monitor, which commissions its
+    reference on the device, keeps the target; the figures are the detectors' own counts."""
+    from types import SimpleNamespace
+
+    from tinydrift.monitor import synthetic
+    from tinydrift.monitor.baselines import BASELINES, calibrate_threshold
+    from tinydrift.monitor.calibrate import calibrate_thresholds
+    from tinydrift.pipeline.drift_compare import controls_arl0, observations
+    from tinydrift.pipeline.drift_pools import group_streams
+
+    world = synthetic.world(seed=77)
+    target = 400
+    data = synthetic.synthetic_dataset(n_groups=300, per_group=8, group_share=0.3, domain=world, seed=1)
+    config, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"],
+                                     target_arl0=target, n_inferences=150_000, commission_n=100, seed=3)
+    pool = SimpleNamespace(**{k: data[k] for k in ("summaries", "probs", "groups")})
+    reference = observations(pool, "summary")
+    streams = reference[group_streams(pool, 30, 2_000, np.random.default_rng(4), None).reshape(-1)]
+    threshold = calibrate_threshold(lambda th: BASELINES["hotelling"](reference, th), [streams], target,
+                                    lo=1.0, hi=1e5)
+    made = {"hotelling": (BASELINES["hotelling"](reference, threshold), "summary")}
+    shift = np.where(np.arange(40) % 2 == 0, 0.8, -0.8)  # every channel moved by 0.8 sd: a new room
+    moved = synthetic.synthetic_dataset(n_groups=300, per_group=8, group_share=0.3, domain=world, seed=2,
+                                        channel_shift=shift)
+    populations = {"same_kind": SimpleNamespace(**{k: synthetic.synthetic_dataset(
+        n_groups=300, per_group=8, group_share=0.3, domain=world, seed=4)[k] for k in ("summaries", "probs", "groups")}),
+        "new_room": SimpleNamespace(**{k: moved[k] for k in ("summaries", "probs", "groups")})}
+    maker = SimpleNamespace(control_pool=lambda s: populations[s.name])
+    runs = {"block_length": None, "n_inferences": 60 * target}
+    out = controls_arl0(config, made, maker, [SimpleNamespace(name=n) for n in populations], target, runs,
+                        np.random.default_rng(5), None, log=lambda m: None)
+
+    assert set(out["populations"]) == {"same_kind", "new_room"}
+    assert out["populations"]["new_room"]["hotelling"] < 0.1 * target
+    assert out["quiet"] == []
+    monitor = out["detectors"]["tinydrift"]
+    assert monitor["arl0"] is None or monitor["arl0"] >= 0.5 * target
+    assert monitor["inferences"] >= 2 * 60 * target
 
 
 def test_streams_hold_each_speaker_for_the_run_the_bench_is_given():
