@@ -250,10 +250,11 @@ def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
 
 
 def check_labels_latch_error_rate(executable, clips: np.ndarray, config: MonitorConfig) -> None:
-    """LABEL frames past the model config's ddm_min_labels: right ones first (the error rate
-    settles low), then wrong ones, as many as the twin's error-rate test needs to latch
-    ERROR_RATE. The device must take every label, count them in STATUS (labels,
-    label_errors) and report ERROR_RATE latched in the next INFERENCE, not before."""
+    """LABEL frames past the model config's ddm_min_labels, one for each inference as it
+    comes: right ones first (the error rate settles low), then wrong ones, as many as the
+    twin's error-rate test needs to latch ERROR_RATE. The device must take every label, count
+    them in STATUS (labels, label_errors), take a label sent again (its ACK lost on the way)
+    without counting it twice, and report ERROR_RATE latched in the next INFERENCE, not before."""
     from tinydrift.monitor.twin import MonitorTwin
 
     right = config.ddm_min_labels + 10
@@ -264,37 +265,42 @@ def check_labels_latch_error_rate(executable, clips: np.ndarray, config: Monitor
     while not twin.label_feedback(0, 1)["alarms"][0] & ALARM_ERROR_RATE:
         wrong += 1
     wrong += 1
-    n_clips = 4
+    n_labels = right + wrong
     with HostApp(executable) as app:
-        for clip in clips[:n_clips]:
-            app.replayer.replay_clip(clip)
+        acks, labels = [], []
+        for k in range(n_labels):
+            app.replayer.replay_clip(clips[k % len(clips)])
+            inference = app.frames(P.Inference)[-1]
+            # the device's own prediction, or another class once the right ones are in
+            labels.append(P.Label(0, inference.inference_index,
+                                  (inference.predicted_class + (k >= right)) % config.n_classes))
+            acks.append(app.command(labels[-1]).result)
+            if k == right - 1:
+                again = [app.command(labels[j]).result for j in (-1, -2, -1)]
+                status_again = app.status()
         labelled = app.frames(P.Inference)
-        # cycle through the recent inferences, each label for the device's own prediction or another class
-        plan = [(labelled[i % n_clips], 0) for i in range(right)] + [(labelled[i % n_clips], 1) for i in range(wrong)]
-        acks = [app.command(P.Label(0, inference.inference_index,
-                                    (inference.predicted_class + offset) % config.n_classes)).result
-                for inference, offset in plan]
         status = app.status()
         config_ack = app.command(P.Config(0, 1, 0))  # a heartbeat after every inference from now on
-        app.replayer.replay_clip(clips[n_clips])
+        app.replayer.replay_clip(clips[n_labels % len(clips)])
         app.replayer.drain(0.1)
         after = app.frames(P.Inference)[-1]
         heartbeats = app.frames(P.Heartbeat)
         hello = app.frames(P.Hello)[0]
         stderr = app.stop()
-    assert len(labelled) == n_clips and not any(i.alarm_bits & ALARM_ERROR_RATE for i in labelled)
-    assert acks == [ACK_OK] * len(plan)
+    assert len(labelled) == n_labels and not any(i.alarm_bits & ALARM_ERROR_RATE for i in labelled)
+    assert acks == [ACK_OK] * n_labels and again == [ACK_OK] * 3
     assert (status.labels, status.label_errors) == (right + wrong, wrong), "the device did not count the labels"
-    assert after.inference_index == n_clips + 1
+    assert (status_again.labels, status_again.label_errors) == (right, 0), "a label sent again counted twice"
+    assert after.inference_index == n_labels + 1
     assert after.alarm_bits & ALARM_ERROR_RATE, f"no ERROR_RATE after {wrong} wrong labels: {P.alarm_names(after.alarm_bits)}"
     # the heartbeat names the alarm and when it showed, as the twin reads the INFERENCE frames
     assert config_ack.result == ACK_OK and len(heartbeats) == 1
     twin = HeartbeatTwin(hello.drift_thresholds)  # the build's default interval, until CONFIG
-    assert [twin.add(i) for i in labelled] == [None] * n_clips
+    assert [twin.add(i) for i in labelled] == [None] * n_labels
     twin.interval = 1
     want = twin.add(after)
     want.seq, want.uptime_ms = heartbeats[0].seq, heartbeats[0].uptime_ms
-    assert heartbeats[0] == want and want.window == n_clips + 1  # CONFIG kept the window running
+    assert heartbeats[0] == want and want.window == n_labels + 1  # CONFIG kept the window running
     error_rate = ALARM_ERROR_RATE.bit_length() - 1
     assert want.latch_delay[error_rate] == after.inference_index - after.alarm_index
     assert [d for k, d in enumerate(want.latch_delay) if k != error_rate and not after.alarm_bits >> k & 1] \

@@ -394,7 +394,8 @@ def test_labels_of_wakes_and_misses_latch_the_monitor_s_error_rate(app_monitored
     latches ERROR_RATE; the device takes every one, counts them in STATUS and shows
     ERROR_RATE from its next INFERENCE on, every frame bit for bit with the twin. A label it
     cannot place is refused: inference 0, one not yet made, one older than its latest 8
-    wakes; so is a class outside 0..1."""
+    wakes; so is a class outside 0..1. Each inference is labelled once: the device takes a
+    label sent again without counting it (test_app_host)."""
     from tinydrift.app import WAKE_HISTORY
     from tinydrift.monitor.config import ALARM_ERROR_RATE
     from tinydrift.monitor.twin import MonitorTwin
@@ -417,8 +418,12 @@ def test_labels_of_wakes_and_misses_latch_the_monitor_s_error_rate(app_monitored
         quiet = [i for i in range(kept[0] + 1, now + 1) if i not in kept]
         refused = [app.command(P.Label(0, index, label)).result
                    for index, label in ((0, 0), (now + 1, 1), (wakes[0], 0), (kept[0] - 1, 1), (kept[-1], 2))]
-        plan = [(kept[i % len(kept)], 1) if i % 2 else (quiet[-1 - 7 * i], 0) for i in range(right)]
-        plan += [(kept[i % len(kept)], 0) if i % 2 else (quiet[-1 - 5 * i], 1) for i in range(wrong)]
+        # each inference labelled once (the device counts a repeated label once): half the
+        # wakes confirmed and quiet stretches confirmed, then the other wakes rejected and misses
+        newest_quiet = iter(quiet[::-1])
+        plan = [(w, 1) for w in kept[:4]] + [(next(newest_quiet), 0) for _ in range(right - 4)]
+        false_wakes = [(w, 0) for w in kept[4:]][:wrong]
+        plan += false_wakes + [(next(newest_quiet), 1) for _ in range(wrong - len(false_wakes))]
         with served(app) as url:  # the first label as a user sends it, and one the device cannot place
             by_hand = tinydrift_label(url, *plan[0])
             too_new = tinydrift_label(url, now + 1, 1)

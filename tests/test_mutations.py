@@ -79,8 +79,8 @@ def test_c_monitor_that_never_raises_an_alarm_type_differs_from_the_twin(name):
 def test_app_that_ignores_labels_fails_the_label_feedback_check(clips, reference):  # noqa: F811
     _, config, _ = reference
     broken = mutant("label_feedback_ignored", "lib/tinydrift/src/app/td_app_commands.c",
-                    "td_monitor_label_feedback(&app->monitor, config, predicted, (int32_t)label, 0);",
-                    "(void)predicted;")
+                    "td_monitor_label_feedback(&app->monitor, td_app_monitor_config(), predicted, label, 0);",
+                    "(void)predicted; (void)label;")
     with pytest.raises(AssertionError, match="did not count the labels"):
         check_labels_latch_error_rate(build_app(firmware_dir=broken), clips, config)
     check_labels_latch_error_rate(build_app(), clips, config)

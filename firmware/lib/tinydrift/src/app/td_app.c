@@ -177,6 +177,7 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
         return -2;
     }
     td_app_heartbeat_clear(&app->heartbeat);
+    app->labels_taken.count = 0;
 #endif
 #if TD_APP_IMAGE
     td_sensor_image_reset(&app->camera_sensor);

@@ -151,6 +151,15 @@ typedef struct {
     uint32_t count;                   /* wakes since boot or RESET */
 } td_app_wakes_t;
 
+/* The inference indices of the latest labels the monitor took: the same LABEL again (a host
+ * sending it once more after an ACK it never saw) is acknowledged as before and not counted
+ * twice. Index 0 names no inference, so an entry not yet written matches none. */
+#define TD_APP_LABELS_KEPT 8u
+typedef struct {
+    uint32_t index[TD_APP_LABELS_KEPT]; /* label k's inference at k modulo the history */
+    uint32_t count;                     /* labels taken since boot or RESET */
+} td_app_labels_t;
+
 /* What a HEARTBEAT summarizes: the inferences since the previous one (its window), and when
  * each alarm type latched. Kept by the app, not the monitor, whose state is budgeted. */
 typedef struct {
@@ -179,6 +188,7 @@ typedef struct {
 #endif
 #if TD_APP_HAS_MONITOR
     td_app_heartbeat_t heartbeat;
+    td_app_labels_t labels_taken;
 #endif
     /* The replayed clip in progress (AUDIO frames; IMAGE frames in a camera build): the
      * offset expected next, in samples (bytes). */

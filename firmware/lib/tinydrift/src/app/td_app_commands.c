@@ -123,6 +123,32 @@ static void td_app_on_audio(td_app_t *app, const td_proto_frame_t *command)
 }
 #endif
 
+#if TD_APP_HAS_MONITOR
+/* 1 if the monitor took a label for this inference among the latest ones kept. */
+static int td_app_label_taken(const td_app_t *app, uint32_t index)
+{
+    const td_app_labels_t *taken = &app->labels_taken;
+    const uint32_t kept = taken->count < TD_APP_LABELS_KEPT ? taken->count : TD_APP_LABELS_KEPT;
+    for (uint32_t k = 0; k < kept; ++k) {
+        if (taken->index[k] == index) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The label's class goes to the error-rate test once per inference. */
+static void td_app_take_label(td_app_t *app, uint32_t index, int32_t predicted, int32_t label)
+{
+    if (td_app_label_taken(app, index)) {
+        return;
+    }
+    td_monitor_label_feedback(&app->monitor, td_app_monitor_config(), predicted, label, 0);
+    app->labels_taken.index[app->labels_taken.count % TD_APP_LABELS_KEPT] = index;
+    app->labels_taken.count += 1;
+}
+#endif
+
 #if TD_APP_STREAMING
 #if TD_APP_HAS_MONITOR
 /* Whether the wake word was said (1) or not (0) at an inference the detector still knows:
@@ -139,7 +165,7 @@ static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
     } else if (label >= config->n_classes) {
         result = TD_APP_ACK_BAD_LABEL;
     } else {
-        td_monitor_label_feedback(&app->monitor, config, woke, (int32_t)label, 0);
+        td_app_take_label(app, index, woke, (int32_t)label);
     }
     td_app_ack(app, command->seq, command->type, result, index);
 }
@@ -159,6 +185,7 @@ static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
 #if TD_APP_HAS_MONITOR
     td_monitor_reset(&app->monitor, td_app_monitor_config());
     td_app_heartbeat_clear(&app->heartbeat);
+    app->labels_taken.count = 0;
 #endif
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
     td_app_send_hello(app);
@@ -189,8 +216,7 @@ static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
     } else if (label >= config->n_classes) {
         result = TD_APP_ACK_BAD_LABEL;
     } else {
-        const int32_t predicted = app->predicted_history[index % TD_APP_LABEL_HISTORY];
-        td_monitor_label_feedback(&app->monitor, config, predicted, (int32_t)label, 0);
+        td_app_take_label(app, index, app->predicted_history[index % TD_APP_LABEL_HISTORY], (int32_t)label);
     }
     td_app_ack(app, command->seq, command->type, result, index);
 }
@@ -205,6 +231,7 @@ static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
         app->predicted_history[i] = 0;
     }
     td_app_heartbeat_clear(&app->heartbeat); /* the indices restart: so do the window and latches */
+    app->labels_taken.count = 0;
     td_app_ack(app, command->seq, command->type, TD_APP_ACK_OK, 0);
     td_app_send_hello(app);
 }
