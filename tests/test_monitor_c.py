@@ -142,6 +142,33 @@ def test_summarize_frames_matches_and_rounds_half_up():
     assert summarize_frames(np.array([[-1], [0], [0]], np.int8))[0] == -43
 
 
+def test_summarize_floor_matches_and_counts_exactly():
+    """td_summarize_floor against its twin on random features (mostly at the floor, as a
+    quiet front end gives, and none), on the streaming block's shape and others, and the
+    limits it refuses: a group that does not divide the channels, more values than an int16
+    count x 2^7 holds."""
+    from tinydrift.monitor.twin import summarize_floor
+
+    rng = np.random.default_rng(4)
+    monitor = CMonitor(synthetic.random_config(rng, 40, 12))
+    for frames, channels, group in [(3, 40, 2), (3, 40, 1), (49, 40, 5), (1, 7, 7), (85, 6, 3), (255, 1, 1)]:
+        features = rng.integers(-128, 128, (200, frames, channels)).astype(np.int8)
+        quiet = rng.random(features.shape) < rng.random((200, 1, 1))  # 0-100 % of each block at the floor
+        features = np.where(quiet, -128, features).astype(np.int8)
+        features[0] = -128
+        features[1] = -127  # one above the floor counts nothing
+        want = summarize_floor(features, group)
+        assert np.array_equal(monitor.summarize_floor(features, group), want), (frames, channels, group)
+        assert np.all(want[0] == frames * group * 128) and np.all(want[1] == 0)
+    hand = np.array([[-128, 5, -128, -128], [0, -128, -128, 3], [-128, -128, 1, -128]], np.int8)
+    assert summarize_floor(hand, 2).tolist() == [4 * 128, 4 * 128]
+    for frames, channels, group in [(3, 40, 3), (128, 2, 2), (3, 40, 0)]:
+        with pytest.raises(ValueError):
+            summarize_floor(np.zeros((frames, channels), np.int8), group)
+        with pytest.raises(RuntimeError, match="status -3"):
+            monitor.summarize_floor(np.zeros((1, frames, channels), np.int8), group)
+
+
 def test_summarize_image_matches_on_random_and_drawn_images():
     """td_summarize_image against its twin on random images (uniform, rails, checkerboards,
     odd sizes that split unevenly into blocks) and on drawn leaves, blurred and not."""

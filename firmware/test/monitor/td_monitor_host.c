@@ -178,6 +178,24 @@ int td_host_summarize_image(const int8_t *pixels, uint32_t n_images, uint32_t he
     return TD_MONITOR_OK;
 }
 
+/* td_summarize_floor on n_clips clips of [n_frames][n_channels]. */
+int td_host_summarize_floor(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
+                            uint32_t n_channels, uint32_t group, int16_t *counts)
+{
+    uint32_t c;
+    if (group == 0) {
+        return TD_MONITOR_ERR_ARG; /* before the stride below divides by it */
+    }
+    for (c = 0; c < n_clips; ++c) {
+        int status = td_summarize_floor(features + (uint64_t)c * n_frames * n_channels, n_frames,
+                                        n_channels, group, counts + (uint64_t)c * (n_channels / group));
+        if (status != TD_MONITOR_OK) {
+            return status;
+        }
+    }
+    return TD_MONITOR_OK;
+}
+
 /* td_summarize_frames on n_clips clips of [n_frames][n_channels]. */
 int td_host_summarize(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
                       uint32_t n_channels, int16_t *summaries)

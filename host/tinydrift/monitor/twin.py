@@ -84,6 +84,24 @@ def summarize_frames(features: np.ndarray) -> np.ndarray:
     return ((total * (1 << SUMMARY_FRAC_BITS) + n_frames // 2) // n_frames).astype(np.int16)
 
 
+FLOOR = -128
+SUMMARY_FLOOR_MAX_VALUES = 255
+
+
+def summarize_floor(features: np.ndarray, group: int) -> np.ndarray:
+    """td_summarize_floor on [..., n_frames, n_channels] int8: per group of `group` adjacent
+    channels, the values at -128 over the frames, times 2^7, as int16."""
+    features = np.asarray(features)
+    if features.dtype != np.int8 or features.ndim < 2:
+        raise ValueError(f"expected int8 [..., frames, channels], got {features.dtype} {features.shape}")
+    n_frames, n_channels = features.shape[-2:]
+    if group < 1 or n_channels % group or not 1 <= n_frames * group <= SUMMARY_FLOOR_MAX_VALUES:
+        raise ValueError(f"{n_frames} frames of {n_channels} channels in groups of {group}: not countable")
+    at_floor = (features == FLOOR).sum(axis=-2, dtype=np.int64)
+    counts = at_floor.reshape(*at_floor.shape[:-1], n_channels // group, group).sum(axis=-1)
+    return (counts << SUMMARY_FRAC_BITS).astype(np.int16)
+
+
 IMAGE_CHANNELS = 3
 CRISPNESS_FRAC_BITS = 12
 

@@ -89,6 +89,7 @@ class CMonitor:
         lib.td_host_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32] + [ctypes.c_void_p] * 4
         lib.td_host_run_frames.argtypes = lib.td_host_run.argtypes
         lib.td_host_summarize.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
+        lib.td_host_summarize_floor.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         lib.td_host_summarize_image.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         self.lib = lib
         lib.td_host_commission_size.restype = ctypes.c_uint32
@@ -151,6 +152,16 @@ class CMonitor:
         status = self.lib.td_host_summarize(features.ctypes.data, n, frames, channels, out.ctypes.data)
         if status != 0:
             raise RuntimeError(f"td_summarize_frames failed with status {status}")
+        return out
+
+    def summarize_floor(self, features: np.ndarray, group: int) -> np.ndarray:
+        """td_summarize_floor on int8 [n_clips, n_frames, n_channels]."""
+        features = np.ascontiguousarray(features, dtype=np.int8)
+        n, frames, channels = features.shape
+        out = np.zeros((n, max(1, channels // max(1, group))), dtype=np.int16)
+        status = self.lib.td_host_summarize_floor(features.ctypes.data, n, frames, channels, group, out.ctypes.data)
+        if status != 0:
+            raise RuntimeError(f"td_summarize_floor failed with status {status}")
         return out
 
     def summarize_image(self, pixels: np.ndarray, grid: int) -> np.ndarray:

@@ -314,6 +314,15 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
 int td_summarize_frames(const int8_t *features, uint32_t n_frames, uint32_t n_channels,
                         int16_t *summary);
 
+/* At-floor counts of int8 features [n_frames][n_channels]: per group of `group` adjacent
+ * channels, the values at -128 over the frames, times 2^TD_SUMMARY_FRAC_BITS; writes
+ * n_channels / group values (see td_summarize_floor.c). n_frames x group at most
+ * TD_SUMMARY_FLOOR_MAX_VALUES. For a front end that clips quiet bins to the floor, as
+ * microWakeWord's does, beside the channel means. */
+#define TD_SUMMARY_FLOOR_MAX_VALUES 255u
+int td_summarize_floor(const int8_t *features, uint32_t n_frames, uint32_t n_channels, uint32_t group,
+                       int16_t *counts);
+
 /* Summary of a camera model's int8 input [height][width][3] (see td_summarize_image.c):
  * per block of a grid x grid split, each colour channel's mean; then each channel's
  * standard deviation; then each channel's mean absolute neighbour difference (sharpness),
