@@ -99,9 +99,9 @@ def session_samples_once(model, sessions: list[np.ndarray], first_group: int = 0
     the monitor's own tests calibrate on the same first reference sessions) and cached under
     build/test_data beside the sessions' audio, by the model's and the audio's hashes."""
     from tinydrift.wakeword.export import model_digest
-    from tinydrift.wakeword.monitor import monitor_inputs, session_samples
+    from tinydrift.wakeword.monitor import SUMMARY_FORM, monitor_inputs, session_samples
 
-    digest = model_digest(model)[:16]
+    digest = hashlib.sha256(f"{model_digest(model)} {SUMMARY_FORM}".encode()).hexdigest()[:16]
 
     def inputs(pcm: np.ndarray, model):
         key = f"{digest}-{hashlib.sha256(np.ascontiguousarray(pcm).tobytes()).hexdigest()[:24]}"

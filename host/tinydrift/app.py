@@ -359,8 +359,8 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
     one the device cannot place is refused by it and skipped here."""
     from tinydrift.frontend.features import frames_in
     from tinydrift.model.runtimes import run_tflm
-    from tinydrift.monitor.twin import MonitorTwin, summarize_frames
-    from tinydrift.wakeword.monitor import detector_probs
+    from tinydrift.monitor.twin import MonitorTwin
+    from tinydrift.wakeword.monitor import detector_probs, stream_summary
     from tinydrift.wakeword.stream import stream_input_blocks
 
     window, step = SAMPLE_RATE * WINDOW_MS // 1000, SAMPLE_RATE * model.feature_step_ms // 1000
@@ -371,7 +371,7 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
         blocks = stream_input_blocks(stream, model.stride)
         probability = run_tflm(model.model, blocks)[:, 0].astype(np.uint8) if len(blocks) else None
         probs = detector_probs(probability) if len(blocks) else None
-        stream_summaries = summarize_frames(blocks) if len(blocks) else None
+        stream_summaries = stream_summary(blocks) if len(blocks) else None
         flags = detect(probability, model.probability_cutoff_u8, model.sliding_window_size, model.stride)[1] \
             if len(blocks) else None
         for frame in range(frames_in(len(stream), model.feature_step_ms)):

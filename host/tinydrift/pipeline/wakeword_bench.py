@@ -55,6 +55,7 @@ from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
 from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
+from tinydrift.wakeword.monitor import SUMMARY_FORM
 
 WINDOW_STEPS = WINDOW_MS // WAKEWORD_STEP_MS  # a stream's first frame: its whole window, 3 steps
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
@@ -240,8 +241,8 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_leve
     monitor's inputs (summaries, probabilities, sessions, and the sensor sums of each
     inference's hops) when `clip_level`, the monitor config's, is given."""
     from tinydrift.model.runtimes import run_tflm
-    from tinydrift.monitor.twin import summarize_frames
     from tinydrift.app import wake_positions
+    from tinydrift.wakeword.monitor import stream_summary
     from tinydrift.wakeword.stream import stream_input_blocks
 
     counts, blocks_all, probabilities, parts = [], [], [], []
@@ -252,7 +253,7 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_leve
         probabilities.append(probability)
         blocks_all.append(blocks)
         if clip_level is not None:
-            parts.append((summarize_frames(blocks), hop_sensor_stats(pcm, len(blocks), model.stride, clip_level)))
+            parts.append((stream_summary(blocks), hop_sensor_stats(pcm, len(blocks), model.stride, clip_level)))
     out = {"counts": counts, "probability": probabilities, "blocks": blocks_all}
     if clip_level is not None:
         from tinydrift.wakeword.monitor import detector_probs
@@ -272,7 +273,8 @@ def run_key(model, s: SessionScenario, settings: WakewordBenchSettings, clip_lev
 
     sessions = {k: v for k, v in asdict(settings).items() if k in ("sessions", "accent_sessions", "seconds",
                                                                      "wake_rate", "seed")}
-    blob = json.dumps([model_digest(model), repr(s), sessions, clip_level, GENERATOR_VERSION, ACCEPT_AFTER_S])
+    blob = json.dumps([model_digest(model), repr(s), sessions, clip_level, GENERATOR_VERSION, ACCEPT_AFTER_S,
+                       SUMMARY_FORM])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -350,7 +352,8 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
     from tinydrift.wakeword.monitor import calibrate_detector, session_samples
 
     key = hashlib.sha256(json.dumps([model_digest(model), settings.reference_sessions, settings.reference_seconds,
-                                     settings.target_arl0, settings.simulated, settings.commission]).encode())
+                                     settings.target_arl0, settings.simulated, settings.commission,
+                                     SUMMARY_FORM]).encode())
     path = cache / f"monitor-{model.name}-{key.hexdigest()[:16]}.json"
     if path.exists():
         return MonitorConfig.from_dict(json.loads(path.read_text()))

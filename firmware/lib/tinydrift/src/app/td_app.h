@@ -89,6 +89,9 @@ extern "C" {
 #define TD_APP_HEARTBEAT_ONLY 0u
 #endif
 
+/* A streaming build's input summary counts the values at the int8 floor over pairs of
+ * adjacent channels (td_summarize_floor), beside the channel means. */
+#define TD_APP_FLOOR_GROUP 2u
 /* The longest sliding window of probabilities a streaming build keeps (microWakeWord's
  * models use 5 to 10). */
 #define TD_APP_MAX_SLIDING_WINDOW 32u

@@ -38,8 +38,8 @@
 #if TD_APP_M_SLIDING_WINDOW < 1 || TD_APP_M_SLIDING_WINDOW > TD_APP_MAX_SLIDING_WINDOW
 #error "the model's sliding window is longer than TD_APP_MAX_SLIDING_WINDOW"
 #endif
-#if TD_MONITOR_MAX_SUMMARY < TD_FRONTEND_NUM_CHANNELS
-#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 40"
+#if TD_MONITOR_MAX_SUMMARY < TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP
+#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 60"
 #endif
 
 void td_app_stream_start(td_app_t *app)
@@ -92,6 +92,8 @@ static void td_app_stream_infer(td_app_t *app)
     }
     const uint8_t probability = TD_APP_M_OUTPUT()[0];
     td_summarize_frames(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, app->summary);
+    td_summarize_floor(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, TD_APP_FLOOR_GROUP,
+                       app->summary + TD_FRONTEND_NUM_CHANNELS);
 #if TD_APP_HAS_MONITOR
     const int8_t classes[2] = {(int8_t)(127 - (int)probability), (int8_t)((int)probability - 128)};
     td_monitor_result_t result;
