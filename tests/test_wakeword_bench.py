@@ -174,12 +174,12 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
 
     (pcm, wakes), = cached_sessions(plan_sessions(okay_nabu.wake_word, 1, 40, wake_rate=0.4, seed=3),
                                     REPO_ROOT / "build" / "test_data" / "wakeword_sessions")
-    run = run_sessions(okay_nabu, pcm[None, :], [wakes], summaries=True)
+    run = run_sessions(okay_nabu, pcm[None, :], [wakes], clip_level=32000)  # with the monitor's inputs
     r = rates(run["counts"])
     assert r["wakes"] == len(wakes) >= 3 and r["false_rejects"] <= 0.25 * r["wakes"], r
     assert r["false_accepts"] == 0 and 0 < r["hours"] < 40 / 3600, r
     steps = len(run["probability"][0])
-    assert run["monitor"]["summaries"].shape == (steps, 40) and run["monitor"]["probs"].shape == (steps, 2)
+    assert run["monitor"]["summaries"].shape == (steps, 60) and run["monitor"]["probs"].shape == (steps, 2)
     assert compare_generated_c({"okay_nabu": okay_nabu}, {"okay_nabu": run}) == {
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 
