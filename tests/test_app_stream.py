@@ -33,6 +33,7 @@ from tinydrift.target import emulator, platformio
 from tinydrift.target.flash import flash
 from tinydrift.wakeword.config import load_wakeword
 from tinydrift.wakeword.export import model_id, write_device_sources, write_monitor
+from tinydrift.wakeword.monitor import FLOOR_GROUP, stream_summary, summary_length
 
 pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
 
@@ -59,7 +60,20 @@ def spoken(voice: str, variant: str) -> tuple[np.ndarray, list[tuple[str, int, i
 
 # The monitor's capacity in a streaming build, as firmware/scripts/tinydrift_build.py sets it:
 # the summary's 40 channel means and 20 at-floor counts, two classes.
-STREAM_SIZES = {"TD_MONITOR_MAX_SUMMARY": 60, "TD_MONITOR_MAX_CLASSES": 2}
+STREAM_SIZES = {"TD_MONITOR_MAX_SUMMARY": summary_length(40), "TD_MONITOR_MAX_CLASSES": 2}
+
+
+def test_the_streaming_summary_s_shape_is_one_in_the_app_its_build_and_its_twin():
+    """The at-floor counts' channel group (td_app.h, tinydrift.wakeword.monitor) and the
+    monitor's capacity the PlatformIO build gives a streaming model are the twin's; a change
+    to one alone would build an app whose summary its calibration never saw."""
+    header = (firmware.LIB_SRC / "app" / "td_app.h").read_text()
+    assert int(re.search(r"#define TD_APP_FLOOR_GROUP (\d+)u", header).group(1)) == FLOOR_GROUP
+    build = (firmware.FIRMWARE_DIR / "scripts" / "tinydrift_build.py").read_text()
+    streaming = build[build.index("def streaming_defines"):]
+    assert int(re.search(r'\("TD_MONITOR_MAX_SUMMARY", (\d+)\)', streaming).group(1)) == summary_length(40) == 60
+    blocks = np.full((4, 3, 40), -128, np.int8)
+    assert stream_summary(blocks).shape == (4, 60) and np.all(stream_summary(blocks)[:, 40:] == 6 * 128)
 
 
 @pytest.fixture(scope="module")
