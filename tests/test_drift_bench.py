@@ -143,6 +143,24 @@ def test_a_detector_set_on_one_population_is_measured_on_the_unseen_ones():
     assert monitor["inferences"] >= 2 * 60 * target
 
 
+def test_a_baseline_loud_on_one_unseen_population_is_not_quiet_though_quiet_on_all_together():
+    """The full camera bench's case: a baseline with fewer false alarms than the monitor over
+    eight unseen populations together, all of them on one (side light, 4.9 times the
+    monitor's rate there), is not compared as quiet; one at under twice the monitor's rate
+    on its worst population is; a population where the monitor raised none allows two."""
+    from tinydrift.pipeline.drift_compare import QUIET_POPULATION_FACTOR, quiet_baselines
+
+    n = 300_000
+    counted = {p: {"tinydrift": (n, 40), "concentrated": (n, 0), "even": (n, 30), "louder": (n, 45)}
+               for p in ("soil", "close_up", "dim", "lobed", "seed", "white_balance", "background")}
+    counted["side_light"] = {"tinydrift": (n, 26), "concentrated": (n, 127), "even": (n, 51), "louder": (n, 40)}
+    assert QUIET_POPULATION_FACTOR == 2
+    assert quiet_baselines(counted, ["concentrated", "even", "louder"]) == ["even"]
+    # a monitor silent on a population: a baseline may raise up to 2 alarms there, not 3
+    counted["side_light"] = {"tinydrift": (n, 0), "concentrated": (n, 2), "even": (n, 3), "louder": (n, 0)}
+    assert quiet_baselines(counted, ["concentrated", "even", "louder"]) == ["concentrated"]
+
+
 def test_streams_hold_each_speaker_for_the_run_the_bench_is_given():
     """--speaker-run N: a speaker holds at most N inferences in a row, its own clips without
     repeats; without it, all of its clips (here 40)."""

@@ -135,7 +135,7 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
     before the change, whether the first alarm has the right type, the label-free accuracy
     estimate against the truth; the empirical ARL0 on every unseen population; and, at one
     lower ARL0, the same streams through host-side detectors (River's ADWIN, Page-Hinkley
-    and KSWIN on the entropy, KS on confidence windows, MEWMA and MMD on the input summary).
+    and KSWIN on the entropy, KS on confidence windows, MEWMA, Hotelling T2 and MMD on the input summary).
     Figures to read: the exit code is 0 unless the run itself fails.
 
     A camera model (an image input, e.g. models/plant) gets the camera scenarios instead:

@@ -155,9 +155,16 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         row["best_quiet_baseline"] = best
         row["best_quiet_baseline_median_delay"] = quiet[best]["median_delay"] if best else None
         out["scenarios"][s.name] = row
-        log(f"compare {s.name}: tinydrift {row['detectors']['tinydrift']['median_delay']}, best baseline {best} "
-            f"{row['best_baseline_median_delay']}")
+        log(f"compare {s.name}: tinydrift {row['detectors']['tinydrift']['median_delay']}, best baseline "
+            f"{row['best_baseline']} {row['best_baseline_median_delay']}, best quiet {best} "
+            f"{row['best_quiet_baseline_median_delay']}")
     return out
+
+
+# How many times the monitor's false-alarm rate a quiet baseline may reach on any one unseen
+# population: the factor the false-alarm target allows each held-out group (x0.5-x2), which
+# also covers the Poisson noise of a few dozen alarms.
+QUIET_POPULATION_FACTOR = 2
 
 
 def controls_arl0(config, made: dict, maker, controls, target: float, runs: dict, rng, speaker_run, *,
@@ -166,16 +173,18 @@ def controls_arl0(config, made: dict, maker, controls, target: float, runs: dict
     the monitor as the device runs it (measure_arl0, its commissioning included), the
     baselines with the threshold and reference set on the calibration pool, on streams drawn
     the way their calibration drew its own. A baseline is "quiet" when it raises no more false
-    alarms on those populations together than the monitor does: only then is it as fast at
-    the same false-alarm rate where a deployment meets it (measured on both models at 2,000:
-    the input-summary detectors raise 2-12 times as many as the monitor there)."""
+    alarms on those populations together than the monitor does, and on none of them more than
+    twice as many (QUIET_POPULATION_FACTOR): only then is it as fast at the same false-alarm
+    rate where a deployment meets it. Pooling alone lets one population's alarms hide among
+    quiet others (measured on the full camera bench: Hotelling's T2 raises all its false
+    alarms on side-lit plants, 4.9 times the monitor's there, and none elsewhere)."""
     from tinydrift.monitor.baselines import count_alarms
     from tinydrift.monitor.calibrate import measure_arl0
     from tinydrift.pipeline.drift_pools import group_streams, zlib_name
 
     start = time.perf_counter()
     per_population = {}
-    totals = {name: [0, 0] for name in ["tinydrift", *made]}  # inferences, alarms
+    counted = {}  # population: {detector: (inferences, alarms)}
     for s in controls:
         pool = maker.control_pool(s)
         arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, seed=zlib_name(s.name), **runs)
@@ -184,24 +193,41 @@ def controls_arl0(config, made: dict, maker, controls, target: float, runs: dict
                                 speaker_run=speaker_run).reshape(-1)
         for name, (detector, kind) in made.items():
             counts[name] = count_alarms(detector, [observations(pool, kind)[indices]])
-        per_population[s.name] = {}
-        for name, (inferences, alarms) in counts.items():
-            totals[name][0] += inferences
-            totals[name][1] += alarms
-            per_population[s.name][name] = round(inferences / alarms) if alarms else None
+        counted[s.name] = counts
+        per_population[s.name] = {name: round(n / alarms) if alarms else None for name, (n, alarms) in counts.items()}
     detectors = {}
-    for name, (inferences, alarms) in totals.items():
+    for name in ["tinydrift", *made]:
+        inferences = sum(c[name][0] for c in counted.values())
+        alarms = sum(c[name][1] for c in counted.values())
         arls = [row[name] for row in per_population.values()]
         worst = min((a for a in arls if a is not None), default=None)
         detectors[name] = {"arl0": round(inferences / alarms) if alarms else None, "alarms": int(alarms),
                            "inferences": int(inferences),
                            "worst_ratio": None if worst is None else round(worst / target, 4)}
-    ours = detectors["tinydrift"]["arl0"]
-    quiet = [n for n in made if detectors[n]["arl0"] is None or (ours is not None and detectors[n]["arl0"] >= ours)]
+    quiet = quiet_baselines(counted, list(made))
     log(f"unseen populations at ARL0 {target:,.0f}: " + ", ".join(
         f"{n} {_num(d['arl0'])} (worst x{d['worst_ratio']})" for n, d in detectors.items())
         + f" ({time.perf_counter() - start:.0f} s)")
     return {"populations": per_population, "detectors": detectors, "quiet": quiet}
+
+
+def quiet_baselines(counted: dict, names: list) -> list:
+    """The baselines no louder than the monitor ("tinydrift") on unseen populations, from
+    {population: {detector: (inferences, alarms)}}: no more false alarms per inference on
+    them together, and on none more than QUIET_POPULATION_FACTOR times the monitor's rate
+    there (a population where the monitor raised none counts as one alarm)."""
+    def rate(name, rows):
+        return sum(r[name][1] for r in rows) / sum(r[name][0] for r in rows)
+
+    rows = list(counted.values())
+    ours = rate("tinydrift", rows)
+    quiet = []
+    for name in names:
+        loud = any(r[name][1] > QUIET_POPULATION_FACTOR * max(r["tinydrift"][1], 1) / r["tinydrift"][0] * r[name][0]
+                   for r in rows)
+        if rate(name, rows) <= ours and not loud:
+            quiet.append(name)
+    return quiet
 
 
 def monitor_at_arl0(config, pool, target: float, *, block_length, n_inferences: int, seed: int,
