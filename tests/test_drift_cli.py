@@ -95,6 +95,9 @@ def test_cost_counts_the_project_monitor_s_instructions_and_state_as_the_readme_
     result = invoke(["cost", str(config_json)])
     assert result.exit_code == 0, result.output
     cost = json.loads(result.output)
+    # the model folder's reference.json serves as it is (its monitor_config), counted the same
+    whole = invoke(["cost", str(REPO_ROOT / "models" / "kws" / "reference.json")])
+    assert whole.exit_code == 0 and json.loads(whole.output) == cost, whole.output
     assert set(cost) == {"state_bytes", "commission_bytes", "instructions_per_update", "instructions_per_summarize",
                          "instructions_per_sensor320", "instructions_per_feedback", "instructions_per_summarize_image48"}
     assert all(cost[k] > 0 for k in cost if k.startswith("instructions_per_"))

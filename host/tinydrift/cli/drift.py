@@ -17,11 +17,16 @@ from tinydrift.monitor.config import MonitorConfig
 
 
 def _load_config(path: Path) -> MonitorConfig:
+    """A monitor config JSON, or a file that holds one as `monitor_config` (a model folder's
+    reference.json, a wake-word folder's monitor.json)."""
     try:
-        return MonitorConfig.from_dict(json.loads(Path(path).read_text())).validate()
+        data = json.loads(Path(path).read_text())
+        if isinstance(data, dict) and isinstance(data.get("monitor_config"), dict):
+            data = data["monitor_config"]
+        return MonitorConfig.from_dict(data).validate()
     except (OSError, ValueError, TinydriftError) as e:
-        raise TinydriftError(f"cannot use the monitor config {path}: {e} (make one with `tinydrift drift calibrate` "
-                             "or take a model's reference.json monitor_config)") from e
+        raise TinydriftError(f"cannot use the monitor config {path}: {e} (make one with `tinydrift drift calibrate`, "
+                             "or give a model folder's reference.json or monitor.json)") from e
 
 
 def _load_samples(path: Path, model: bytes | None = None) -> dict:
