@@ -583,13 +583,23 @@ class MonitorTwin:
         level = int(self.config.clip_drift_q16)
         if level == 0:
             return first
-        clips = np.where((conditions & SENSOR_CLIPPING) != 0, 1 << (PROB_FRAC_BITS + 8), 0)
+        clipping = (conditions & SENSOR_CLIPPING) != 0
         value = self.clip_ewma.astype(np.int64)
         run = self.clip_drift_run.astype(np.int64)
-        for k in range(nb):
-            value = np.where(active, ewma_step(value, clips[:, k], CLIP_EWMA_SHIFT), value)
-            run = np.where(active, np.where(round_shift(value, 8) >= level, np.minimum(run + 1, _UNIT_MAX16), 0), run)
-            first = np.where(active & (first == nb) & (run >= int(self.config.clip_drift_blocks)), k, first)
+        # A stream without a clipping block whose EWMA is where a step towards 0 leaves it,
+        # below the level, keeps its value, and its run is 0 from the first block on: the
+        # block loop below is needed only for the others (most inferences of most streams).
+        settled = ~clipping.any(axis=1) & (ewma_step(value, 0, CLIP_EWMA_SHIFT) == value) & (round_shift(value, 8) < level)
+        run = np.where(active & settled, 0, run)
+        busy = np.flatnonzero(active & ~settled)
+        if busy.size:
+            clips = np.where(clipping[busy], 1 << (PROB_FRAC_BITS + 8), 0)
+            v, r, f = value[busy], run[busy], first[busy]
+            for k in range(nb):
+                v = ewma_step(v, clips[:, k], CLIP_EWMA_SHIFT)
+                r = np.where(round_shift(v, 8) >= level, np.minimum(r + 1, _UNIT_MAX16), 0)
+                f = np.where((f == nb) & (r >= int(self.config.clip_drift_blocks)), k, f)
+            value[busy], run[busy], first[busy] = v, r, f
         self.clip_ewma = value
         self.clip_drift_run = run
         return first

@@ -4,7 +4,7 @@
  * summarized by td_summarize_image, and sensor health looks at that frame
  * (td_sensor_image_update: dead, saturated, stuck).
  *
- * Order, mirrored by the host twin (tinydrift.link.replay.expected_inferences):
+ * Order, mirrored by the host twin (tinydrift.app.expected_inferences):
  * 1. front end, reset for this window: 49x40 int8 straight into the model's input tensor;
  * 2. the model (it leaves its input intact);
  * 3. the input summary (td_summarize_frames of the model input);
