@@ -476,3 +476,41 @@ def test_durable_capture_syncs_every_commit_and_stores_everything(tmp_path, monk
     assert [P.parse_packet(r[0]) for r in conn.execute("SELECT raw FROM frames ORDER BY id")] == frames
     ended_at, reason = conn.execute("SELECT ended_at, end_reason FROM sessions").fetchone()
     assert ended_at is not None and reason == "device exit (code 0)"
+
+
+def test_a_capture_of_nothing_but_garbage_says_the_port_is_not_a_tinydrift_device(tmp_path):
+    """Wrong device or wrong speed: every run is corrupt. The capture stores them (nothing
+    received is lost), ends as asked and says in a warning line what to check."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    garbage = b"".join(b"\x00" + bytes([1 + (i * 37) % 250, 0xFF, 0x13 + i % 7, 0x80]) for i in range(40)) + b"\x00"
+    device = TcpDevice(lambda conn: (conn.sendall(garbage), time.sleep(2.5)))  # still there at --duration
+    db = tmp_path / "garbage.db"
+    result = CliRunner().invoke(main, ["capture", "--port", device.url, "--db", str(db), "--duration", "1"])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "not one valid frame" in warning[0] and "--baud" in warning[0], result.output
+    s = read_summary(open_db(db))
+    assert s.frames == 0 and s.corrupt == 40
+
+
+def test_a_label_outside_the_captured_model_s_classes_is_refused_before_it_is_queued(tmp_path):
+    """The capture database knows the device's classes from its HELLO: `label --db` refuses
+    a class the model does not have at once, instead of queueing it for the device to refuse."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    device = TcpDevice(lambda conn: conn.sendall(P.encode(hello())))
+    db = tmp_path / "hello.db"
+    capture(device.url, db)
+    refused = CliRunner().invoke(main, ["label", "5", "12", "--db", str(db)])
+    errors = [line for line in refused.output.splitlines() if line.startswith("error:")]
+    assert refused.exit_code == 1 and len(errors) == 1 and "12 classes (0..11)" in errors[0], refused.output
+    taken = CliRunner().invoke(main, ["label", "5", "11", "--db", str(db)])
+    assert taken.exit_code == 0 and "queued" in taken.output, taken.output
+    conn = open_db(db)
+    assert [tuple(r) for r in conn.execute("SELECT inference_index, label FROM labels")] == [(5, 11)]
+    conn.close()

@@ -114,6 +114,12 @@ def hostile(tmp_path_factory) -> Path:
     (root / "truth_list.json").write_text("[301]")
 
     (root / "not_elf.elf").write_text("#!/bin/sh\necho not firmware\n")
+    # empty files where a set or a model should be (np.load meets EOF: click's bare "Aborted!")
+    (root / "empty.npz").write_bytes(b"")
+    (root / "empty.tflite").write_bytes(b"")
+    (root / "empty_set").mkdir()
+    for split in ("train", "val"):
+        (root / "empty_set" / f"{split}.npz").write_bytes(b"")
     (root / "odd.pcm").write_bytes(b"\x00\x01\x02")
     return root
 
@@ -127,6 +133,11 @@ CASES = [
     ("missing-path", "export", ["--model", "{r}/nothing", "--data", "{r}/adir"], "nothing"),
     ("missing-path", "adopt", ["{r}/nothing.tflite", "--out", "{r}/adopted"], "nothing.tflite"),
     ("not-a-model", "adopt", ["{r}/afile", "--out", "{r}/adopted"], "not a valid .tflite"),
+    ("empty-file", "adopt", ["{r}/empty.tflite", "--out", "{r}/adopted"], "empty.tflite: the file is empty"),
+    ("empty-file", "eval", ["{r}/model", "{r}/empty.npz"], "empty.npz: the file is empty"),
+    ("empty-file", "verify", ["{r}/model", "--data", "{r}/empty.npz"], "empty.npz: the file is empty"),
+    ("empty-file", "replay", ["{r}/empty.npz", "--port", PORT], "empty.npz: the file is empty"),
+    ("empty-file", "train", ["--data", "{r}/empty_set", "--out", "{r}/train_out"], "train.npz: the file is empty"),
     ("blocked-output", "adopt", ["{r}/model/model_int8.tflite", "--out", "{blocked}"], "blocker"),
     ("missing-path", "verify", ["{r}/nothing"], "nothing"),
     ("missing-path", "demo", ["--model", "{r}/nothing", "--out", "{r}/demo_out"], "nothing"),

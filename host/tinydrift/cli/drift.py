@@ -37,7 +37,7 @@ def _load_samples(path: Path, model: bytes | None = None) -> dict:
 
     try:
         data = dict(np.load(path))
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise TinydriftError(f"cannot read {path}: {e}") from e
     if "groups" not in data and "meta_group" in data:  # a ClipSet
         data["groups"] = data["meta_group"]
@@ -75,7 +75,8 @@ def _check_fits(path: Path, data: dict, config: MonitorConfig) -> None:
                              f"{config.n_summary} and {config.n_classes}: give samples of the config's model")
 
 
-CONFIG_FILE = input_file("monitor config JSON (monitor_config_NAME.json from `tinydrift drift calibrate`)")
+CONFIG_FILE = input_file("monitor config JSON (monitor_config_NAME.json from `tinydrift drift calibrate`, or a model "
+                         "folder's reference.json or monitor.json)")
 SAMPLES_FILE = input_file("samples file (.npz)")
 
 
@@ -201,7 +202,17 @@ def verify_cmd(config_json: Path, inferences: int, seed: int):
 @drift.command("cost")
 @click.argument("config_json", type=CONFIG_FILE)
 def cost_cmd(config_json: Path):
-    """Instructions per monitor call on the emulated Cortex-M4 (QEMU -icount)."""
+    """Instructions per monitor call on the emulated Cortex-M4 (QEMU -icount), and the
+    monitor's state in bytes, for one config: a model folder's reference.json, a wake-word
+    folder's monitor.json, or `tinydrift drift calibrate`'s monitor_config_NAME.json. The
+    figures are per call of td_monitor_update, the summary, sensor health on one 320-sample
+    block and label feedback; the state is sized for that config as the firmware build sizes it.
+
+    \b
+    Examples:
+      tinydrift drift cost models/kws/reference.json
+      tinydrift drift cost build/drift/monitor_config_kws.json
+    """
     from tinydrift.target.monitor_cost import measure_cost
 
     click.echo(json.dumps(measure_cost(_load_config(config_json)), indent=1))

@@ -58,6 +58,9 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
                       durable=durable, stop_on_bye=not keep_going, progress=progress,
                       progress_interval=progress_interval, log=lambda m: click.echo(m, err=True))
     click.echo(summary.line())
+    if summary.stats.frames == 0 and summary.stats.corrupt > 0:
+        click.echo(f"warning: not one valid frame, {summary.stats.corrupt} corrupt runs: is the device running the "
+                   f"tinydrift app (and a serial port set to its speed, --baud {baudrate})?", err=True)
     if summary.failed:  # the port did not come back, or the database could not take the frames
         raise SystemExit(1)
 

@@ -2,7 +2,7 @@
 
 Each command lives in the module of its role (pipeline, device, logbook, fleet, drift, bench,
 codegen); this file only assembles them. A TinydriftError from any of them becomes one
-line on stderr and exit code 1.
+line on stderr and exit code 1 (so does a file that ends too soon).
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ class TinydriftGroup(click.Group):
             return super().invoke(ctx)
         except TinydriftError as e:
             click.secho(f"error: {e}", fg="red", err=True)
+            sys.exit(1)
+        except EOFError as e:
+            # click would report a bare "Aborted!": here it is a file that ended too soon
+            click.secho(f"error: an input file is empty or cut short ({e}); check the files given", fg="red", err=True)
             sys.exit(1)
 
 

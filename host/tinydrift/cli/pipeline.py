@@ -93,7 +93,8 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
 @click.option("--out", "model_dir", type=OUTPUT_FOLDER, default=DEFAULT_MODEL, show_default=True,
               help="Model folder: model_float.keras and training.json are written there.")
 @click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 24 for keywords, 30 for images).")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Weights' initialization and the batches' order (one seed, one model).")
 def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
     """Train a DS-CNN: on the keyword set's int8 features, or on an image set's pixels
     (48x48 RGB leaves); keep the best validation epoch.
@@ -250,7 +251,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
                    "reference before judging change against it; 0 judges against the training reference.")
 @click.option("--speaker-run", type=click.IntRange(1, 10_000), default=None, metavar="N",
               help="Inferences one speaker holds in a row where the device is deployed: every score is "
-                   "calibrated on such runs (see below). Default: the input scores on runs of 15, the "
+                   "calibrated on such runs (see above). Default: the input scores on runs of 15, the "
                    "output scores on the data set's own (~10 clips a speaker).")
 @click.option("--real-data", "real_data", type=input_folder("Speech Commands or FSDD folder"), multiple=True,
               help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
@@ -334,7 +335,13 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
     model: generated model C vs TFLite Micro, td_summarize_image vs the twin's, C monitor
     vs the twin.
 
-    Exit code 1 if any element of any stage differs."""
+    Exit code 1 if any element of any stage differs.
+
+    \b
+    Examples:
+      tinydrift verify models/kws                       # the shipped keyword model
+      tinydrift verify models/plant --samples 200       # the camera model, more images
+      tinydrift verify models/kws --data ../shared/data/speech_commands_v0.01_subset --json"""
     from tinydrift.pipeline.verify import format_report, verify_model
 
     report = verify_model(model_dir, samples=samples, data=data, seed=seed)
@@ -363,7 +370,8 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
 @click.option("--shifted", type=COUNT, default=None,
               help="Inferences after the shift (default 600; 100 for a camera model, whose images cross the "
                    "emulated UART at 2-4 a second).")
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Every step is deterministic from it: data, training, streams.")
 @click.option("--no-verify", is_flag=True, help="Skip checking the device's log against the host twin.")
 @click.option("--clean", is_flag=True, help="Delete OUT first: run from cold caches.")
 def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, epochs: int | None,

@@ -87,6 +87,8 @@ class ClipSet:
         path = Path(path)
         if not path.is_file():
             raise TinydriftError(f"{path}: no such clip set; build one with `tinydrift data kws`")
+        if path.stat().st_size == 0:
+            raise TinydriftError(f"{path}: the file is empty; build the clip set again with `tinydrift data kws`")
         try:
             with np.load(path, allow_pickle=False) as z:
                 names = tuple(str(s) for s in z["label_names"])
@@ -98,7 +100,7 @@ class ClipSet:
                     domain={k[len(META_PREFIX):]: z[k] for k in z.files if k.startswith(META_PREFIX)},
                     features=z["features"] if "features" in z.files else None,
                 )
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
             raise TinydriftError(f"{path}: not a tinydrift clip set ({e}); rebuild it with `tinydrift data kws`") from e
 
 

@@ -80,6 +80,8 @@ class ImageSet:
         path = Path(path)
         if not path.is_file():
             raise TinydriftError(f"{path}: no such image set; build one with `tinydrift data plant`")
+        if path.stat().st_size == 0:
+            raise TinydriftError(f"{path}: the file is empty; build the image set again with `tinydrift data plant`")
         try:
             with np.load(path, allow_pickle=False) as z:
                 if "images" not in z.files:
@@ -91,6 +93,6 @@ class ImageSet:
                     label_names=tuple(str(s) for s in z["label_names"]),
                     domain={k[len(META_PREFIX):]: z[k] for k in z.files if k.startswith(META_PREFIX)},
                 )
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError) as e:
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
             raise TinydriftError(f"{path}: not a tinydrift image set ({e}); rebuild it with `tinydrift data plant`") from e
 

@@ -39,7 +39,7 @@ def load_npz(path: str | Path) -> ClipSet | ImageSet:
             with np.load(path, allow_pickle=False) as z:
                 if "images" in z.files:
                     return ImageSet.load(path)
-        except (zipfile.BadZipFile, ValueError, OSError):
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError):
             pass  # ClipSet.load names what is wrong with the file
     return ClipSet.load(path)
 

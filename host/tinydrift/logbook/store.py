@@ -391,6 +391,10 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
             if version is None or int(version[0]) > SCHEMA_VERSION:
                 raise TinydriftError(f"{path} has capture schema {version[0] if version else '?'}, newer than this "
                                      f"tinydrift's {SCHEMA_VERSION}: queue the label with the tinydrift that captures")
+            hello = latest_frame(conn, P.FrameType.HELLO)
+            if hello is not None and hello.n_classes >= 2 and not 0 <= label < hello.n_classes:
+                raise TinydriftError(f"label {label}: the device in {path} has {hello.n_classes} classes (0.."
+                                     f"{hello.n_classes - 1}); give one of them (a wake-word device: 1 said, 0 not said)")
             conn.execute("BEGIN IMMEDIATE")
             for statement in filter(str.strip, LABELS_SCHEMA.split(";")):
                 conn.execute(statement)

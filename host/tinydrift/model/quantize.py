@@ -110,6 +110,8 @@ def describe(model: bytes) -> dict:
 
 def check_device_model(model: bytes, path: Path | str, num_classes: int | None = None) -> dict:
     """Refuse, with a one-line reason naming `path`, a model the device cannot run as is."""
+    if not model:
+        raise TinydriftError(f"{path}: the file is empty; give the full-int8 .tflite the converter wrote")
     try:
         info = describe(model)
     except (ValueError, RuntimeError) as e:
