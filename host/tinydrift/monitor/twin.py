@@ -46,7 +46,7 @@ from tinydrift.monitor.config import (
     Z_FRAC_BITS,
     MonitorConfig,
 )
-from tinydrift.monitor.fixed import UINT32_MAX, div_round, ewma_step, isqrt, round_shift, sat32
+from tinydrift.monitor.fixed import UINT32_MAX, clamp, div_round, ewma_step, isqrt, round_shift, sat32
 
 MASK_WORDS = (MAX_SUMMARY + 31) // 32
 
@@ -250,10 +250,10 @@ class MonitorTwin:
         Simulations over a fixed sample set compute it once and pass the rows to
         `update(sample=...)`; only the recursion over time is left per step."""
         deviation = np.asarray(summaries).astype(np.int64) - self._ref_mean
-        standardized = np.clip(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+        standardized = clamp(round_shift(deviation * self._inv_std, 28 - Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z = standardized
         if self._whiten is not None:
-            z = np.clip(round_shift(self._decorrelate(z), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+            z = clamp(round_shift(self._decorrelate(z), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         q = np.asarray(probs).astype(np.int64)
         return {
             "z": z,
@@ -274,7 +274,7 @@ class MonitorTwin:
                 self.comm_z_scale = np.where(learning[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
                                              self.comm_z_scale)
             before = (self.mean_ewma, self.sq_ewma)
-            z = np.clip(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
+            z = clamp(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
@@ -377,7 +377,7 @@ class MonitorTwin:
 
     def standardize(self, raw: np.ndarray) -> np.ndarray:
         """The z increments (Q12) of raw scores [..., SCORE_COUNT], disabled scores at 0."""
-        z = np.clip(round_shift((raw - self._offset) * self._gain, 16), -SCORE_Z_MAX, SCORE_Z_MAX)
+        z = clamp(round_shift((raw - self._offset) * self._gain, 16), -SCORE_Z_MAX, SCORE_Z_MAX)
         return np.where(self._enabled, z, 0)
 
     def decide(self, raw: np.ndarray, moved_fn, active: np.ndarray | None = None) -> np.ndarray:
@@ -385,7 +385,7 @@ class MonitorTwin:
         Streams where `active` is False (commissioning) do not decide: z 0, state kept."""
         z = self.standardize(raw)
         previous = self.cusum
-        nxt = np.clip(previous + z - self._k, 0, CUSUM_MAX)
+        nxt = clamp(previous + z - self._k, 0, CUSUM_MAX)
         nxt = np.where(self._enabled, nxt, 0)
         if active is not None:
             z = np.where(active[:, None], z, 0)
