@@ -40,8 +40,9 @@ ARL0_PROMISE = (0.5, 2.0)  # empirical ARL0 within x0.5 to x2 of the target (`ti
 LINK_BYTES_PER_S = 115_200 // 10  # a UART at 115,200 baud, 8N1
 
 MARKER = re.compile(r"<!-- figure: (\S+) (\S+) -->")
-# The number right before a marker, with its unit: "4.18 M", "932 B", "1.9 %", "20,400".
-NUMBER = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(%|k|M|KB|B)?\s*$")
+# The number right before a marker, with its unit: "4.18 M", "932 B", "1.9 %", "20,400", and
+# a negative one with the minus sign "−1.0" (U+2212: a hyphen before a number is a range's).
+NUMBER = re.compile(r"(−?\d[\d,]*(?:\.\d+)?)\s*(%|k|M|KB|B)?\s*$")
 UNIT_SCALE = {None: 1, "%": 0.01, "k": 1e3, "M": 1e6, "KB": 1e3, "B": 1}
 
 
@@ -163,7 +164,7 @@ def _markers():
 
 def _rounds_to(written: str, unit: str | None, value: float) -> bool:
     decimals = len(written.split(".")[1]) if "." in written else 0
-    return round(value / UNIT_SCALE[unit], decimals) == float(written.replace(",", ""))
+    return round(value / UNIT_SCALE[unit], decimals) == float(written.replace(",", "").replace("−", "-"))
 
 
 @pytest.mark.parametrize("doc, before, source, key", list(_markers()))

@@ -46,6 +46,8 @@ def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
     # a dead microphone is stuck at zero: a fault after 250 blocks (5 s), the 5th inference
     assert dead["detected"] == 1.0 and dead["alarm_type_correct"] == 1.0 and dead["median_delay"] <= 5
     assert gain["false_alarm_before_change"] <= 0.2
+    # the gain drop's inputs were beyond their own no-drift range when DATA_DRIFT came
+    assert gain["data_z"]["at_first_alarm_median"] > gain["data_z"]["no_drift_p99"]
     # the host's accuracy estimate: withheld on every stream once the dead microphone's fault latched
     assert dead["estimate_withheld_share"] == 1.0 and dead["estimate_after"] is None
     assert gain["estimate_withheld_share"] == 0.0 and abs(gain["estimate_error_after"]) <= 0.05

@@ -85,10 +85,23 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
         "alarm_types": {type_name(w): int(np.sum(detected & (word == w))) for w in np.unique(word[detected])},
         "expected_type": typed,
         "sensor_fault_share": round(float(run["sensor_fault"].mean()), 4),
+        "data_z": _data_z(run, detected),
         "atc_estimate_after": round(float(np.mean(run["atc_after"])), 4),
         "atc_error_after": round(float(np.mean(run["atc_after"]) - after_acc), 4),
         **_estimate_figures(host_estimates(run, prior), after_acc),
     }
+
+
+def _data_z(run: dict, detected: np.ndarray) -> dict:
+    """The data score's z (sigma) at the first alarm (median, p90 over detections) against its
+    own no-drift p99 on the same streams before the change: above it, the inputs had moved
+    when the alarm came; within it, no input statistic could have named the change data drift
+    without calling the device's own no-drift stretches so too."""
+    at = run["data_z_first"][detected]
+    calm = run["no_drift_data_z"]
+    return {"at_first_alarm_median": round(float(np.median(at)), 2) if at.size else None,
+            "at_first_alarm_p90": round(float(np.percentile(at, 90)), 2) if at.size else None,
+            "no_drift_p99": round(float(np.percentile(calm, 99)), 2) if calm.size else None}
 
 
 def _estimate_figures(estimates: list, after_acc: float) -> dict:
@@ -251,6 +264,14 @@ def check_targets(result: BenchResult) -> dict:
         "costly_slower_than_1.5x_best_quiet_baseline": {n: v for n, v in sorted(versus_quiet.items()) if v > 1.5},
         "upstream_missed_late_or_mistyped": sorted(upstream_missed),
         "alarm_type_correct_mean": round(float(np.mean(typed)), 4) if typed else None,
+        # Where DATA_DRIFT was expected and did not come first: were the inputs beyond their
+        # own no-drift range (z over its p99) when the first alarm came?
+        "mistyped_data_drift_input_evidence": {
+            n: {"data_z_at_first_alarm_median": r["data_z"]["at_first_alarm_median"],
+                "no_drift_p99": r["data_z"]["no_drift_p99"]}
+            for n, r in sorted(result.scenarios.items())
+            if r.get("expected_alarm") == "DATA_DRIFT" and r["alarm_type_correct"] is not None and r["detected"] > 0
+            and r["alarm_type_correct"] < 0.9 and r.get("data_z")},
         "atc_abs_error_max": round(float(np.max(atc)), 4) if atc else None,
         "atc_within_5_points": bool(atc) and max(atc) <= 0.05,
         "estimate_abs_error_max": round(float(np.max(shown)), 4) if shown else None,
@@ -309,6 +330,14 @@ def markdown(result: BenchResult) -> str:
             f"| {'' if not r['expected_type'] else format(r['expected_type']['detected'], '.0%') + ', ' + str(r['expected_type']['median_delay'])} "
             f"| {r['atc_estimate_after']:.3f} ({r['accuracy_after']:.3f}) | {_num(r.get('estimate_after'))} "
             f"({r.get('estimate_withheld_share', 0):.0%}) | {r['sensor_fault_share']:.0%} |")
+    rows = [(n, r["data_z"]) for n, r in result.scenarios.items()
+            if r.get("data_z") and r["data_z"]["at_first_alarm_median"] is not None and r["family"] in ("data", "upstream")]
+    if rows:
+        lines += ["", "## The inputs when the first alarm came", "",
+                  "The data score's z (sigma) at each stream's first alarm, against its own 99th percentile on the same "
+                  "streams before the change: within it, the inputs looked as they do without drift.", "",
+                  "| scenario | z at the first alarm: median / p90 | no-drift p99 |", "|---|---|---|"]
+        lines += [f"| {n} | {z['at_first_alarm_median']} / {z['at_first_alarm_p90']} | {z['no_drift_p99']} |" for n, z in rows]
     if result.comparison:
         lines += ["", f"## At equal ARL0 ({result.comparison['arl0']:,.0f}): median delay per detector", ""]
         names = result.comparison["detectors"]

@@ -18,7 +18,7 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.scenarios import DEPLOYMENT, Population, Scenario, synthesize_population
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
-from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q16, MonitorConfig
+from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q12, ONE_Q16, SCORE_MEAN, MonitorConfig
 from tinydrift.monitor.twin import MonitorTwin, summarize_frames
 
 BLOCK = 320  # the app's sensor block: one 20 ms step
@@ -362,6 +362,12 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     # the predicted classes a reader of the log has for the host's estimate: the stream's last ones
     recent_counts = np.zeros((b, config.n_classes), dtype=np.int64)
     recent_from = total - ESTIMATE_WINDOW
+    # The data score's z (its EWMA T^2, standardized) at the first alarm, and on the last
+    # no-drift inferences after commissioning and the EWMA's settling: whether the inputs
+    # had moved beyond their own no-drift range when the alarm came.
+    data_z_first = np.zeros(b, dtype=np.int64)
+    settled_from = min(n_before - 50, int(config.commission_n) + (4 << int(config.mean_shift)))
+    no_drift_z = []
     for step in range(total):
         parts = rows_at(streams, step, deployment, drifted)
         if camera:  # the frame's values: the probes hold the previous frame of the stream
@@ -369,7 +375,9 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
         elif sensed:
             twin.sensor_update_blocks(gather(parts, "conditions"))
         probs = gather(parts, "probs")
-        twin.update(gather(parts, "summaries"), probs, full=False)
+        data_z = twin.update(gather(parts, "summaries"), probs, full=False)["z"][:, SCORE_MEAN]
+        if settled_from <= step < n_before:
+            no_drift_z.append(data_z.copy())
         if step >= recent_from:
             recent_counts[np.arange(b), probs.argmax(1)] += 1
         if streams.feedback[:, step].any():
@@ -378,6 +386,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
         new = (first == 0) & (word != 0)
         first[new] = step + 1
         first_word[new] = word[new]
+        data_z_first[new] = data_z[new]
         for bit in range(5):
             by_type[:, bit] = np.where((by_type[:, bit] == 0) & ((word >> bit) & 1 == 1), step + 1, by_type[:, bit])
         sensor_fault_any |= (word & 0x10) != 0
@@ -385,4 +394,6 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
             atc_before = twin.atc_ewma / ONE_Q16
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
             "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
-            "recent_counts": recent_counts, "alarms_after": twin.alarms & ALARM_TYPES_MASK}
+            "recent_counts": recent_counts, "alarms_after": twin.alarms & ALARM_TYPES_MASK,
+            "data_z_first": data_z_first / ONE_Q12,
+            "no_drift_data_z": np.concatenate(no_drift_z) / ONE_Q12 if no_drift_z else np.zeros(0)}
