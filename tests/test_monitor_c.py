@@ -341,7 +341,7 @@ def test_builds_for_cortex_m4(tmp_path):
     objects = []
     for src in [*monitor_sources(), app]:
         obj = tmp_path / (src.stem + ".o")
-        proc = subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS, f"-I{MONITOR_SRC}", f"-I{tmp_path}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+        proc = subprocess.run(["arm-none-eabi-gcc", *ARM_FLAGS, f"-I{MONITOR_SRC}", f"-I{firmware.LIB_SRC}", f"-I{tmp_path}", "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         objects.append(obj)
     size = subprocess.run(["arm-none-eabi-size", "-t", *map(str, objects)], capture_output=True, text=True)

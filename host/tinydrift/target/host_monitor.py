@@ -38,7 +38,7 @@ def build_flags(config: MonitorConfig, name: str = HOST_CONFIG_NAME) -> dict:
     """include_dirs and defines for compiling a shim against `config`."""
     folder = write_config_header(config, name)
     return {
-        "include_dirs": [MONITOR_SRC, folder],
+        "include_dirs": [MONITOR_SRC, firmware.LIB_SRC, folder],  # LIB_SRC: td_dsp.h
         "defines": {
             "TD_MONITOR_CONFIG_HEADER": f'"td_monitor_config_{name}.h"',
             "TD_MONITOR_CONFIG_VAR": f"td_monitor_config_{name}",
@@ -53,7 +53,7 @@ def header_flags(header: Path) -> dict:
     if not name.startswith("td_monitor_config_"):
         raise ValueError(f"{header}: a monitor config header is named td_monitor_config_<name>.h")
     return {
-        "include_dirs": [MONITOR_SRC, header.resolve().parent],
+        "include_dirs": [MONITOR_SRC, firmware.LIB_SRC, header.resolve().parent],
         "defines": {"TD_MONITOR_CONFIG_HEADER": f'"{header.name}"', "TD_MONITOR_CONFIG_VAR": name},
     }
 

@@ -8,35 +8,10 @@
  * sums kept) and then re-standardized against the device's own mean and spread:
  * z <- (z - mean_c) / sd_c. The moved-channel mask reads each component's EWMA.
  */
-#include <string.h>
 
+#include "td_dsp.h"
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
-
-/* The decorrelation's dot products take two products a step into the 64-bit sum: one SMLALD
- * on a core with the DSP extension (Cortex-M4/M7/M33), where the n x n multiply would
- * otherwise be most of an update with W (60 values: 29,100 instructions an update, 19,500
- * with it); elsewhere C that computes the same exact sum, so the host tests run this loop.
- * Define TD_DSP_PLAIN_C to force the C on an M4. */
-#if defined(__ARM_FEATURE_DSP) && (__ARM_FEATURE_DSP == 1) && !defined(TD_DSP_PLAIN_C)
-#include <arm_acle.h>
-#define td_smlald(w, x, acc) __smlald((w), (x), (acc))
-#else
-static inline int32_t td_half_s16(uint32_t half)
-{
-    return half >= 0x8000u ? (int32_t)half - 0x10000 : (int32_t)half;
-}
-
-/* acc + w.lo * x.lo + w.hi * x.hi over the two int16 halves of each word. */
-static inline int64_t td_smlald(int32_t w, int32_t x, int64_t acc)
-{
-    const uint32_t uw = (uint32_t)w;
-    const uint32_t ux = (uint32_t)x;
-
-    return acc + (int64_t)td_half_s16(uw & 0xffffu) * td_half_s16(ux & 0xffffu) +
-           (int64_t)td_half_s16(uw >> 16) * td_half_s16(ux >> 16);
-}
-#endif
 
 #define TD_ONE_Q12 (1 << TD_Z_FRAC_BITS)
 
@@ -65,18 +40,19 @@ static void td_moments_standardize(const td_monitor_config_t *config, const int1
         }
         {
             /* |w| < 2^15, |z| < 2^15, <= 2^16 terms: the sum fits in 46 bits. Four products a
-             * step, two int16 halves a word (memcpy: one word load on the M4, which allows
-             * unaligned ones), then the last n mod 4 one by one. */
+             * step, two int16 halves a word, one SMLALD per word on a core with the DSP
+             * extension (the n x n multiply is otherwise most of an update with W: 60 values,
+             * 29,100 instructions an update, 19,500 with it), then the last n mod 4 one by one. */
             const int16_t *row = config->whiten_q12 + j * config->n_summary;
             int64_t acc = 0;
             i = 0;
 #if TD_MONITOR_MAX_SUMMARY >= 4 /* (a smaller build has no whole step, and GCC warns of one) */
             for (; i < (config->n_summary & ~3u); i += 4) {
-                int32_t w0, w1, x0, x1;
-                memcpy(&w0, row + i, sizeof w0);
-                memcpy(&w1, row + i + 2, sizeof w1);
-                memcpy(&x0, standardized + i, sizeof x0);
-                memcpy(&x1, standardized + i + 2, sizeof x1);
+                /* all four loads before the two SMLALDs: GCC schedules them better */
+                const uint32_t w0 = td_read_u32(row + i);
+                const uint32_t w1 = td_read_u32(row + i + 2);
+                const uint32_t x0 = td_read_u32(standardized + i);
+                const uint32_t x1 = td_read_u32(standardized + i + 2);
                 acc = td_smlald(w0, x0, acc);
                 acc = td_smlald(w1, x1, acc);
             }

@@ -1,4 +1,4 @@
-/* Cortex-M4 DSP helpers for the optimized kernels, with plain-C twins.
+/* Cortex-M4 DSP helpers for the optimized kernels and the monitor, with plain-C twins.
  *
  * With __ARM_FEATURE_DSP (Cortex-M4/M7/M33 with the DSP extension) each helper is one
  * instruction (SXTB16, SXTAB16, SMLAD, SMLABB...); elsewhere (the host, an M0) it is C that
@@ -137,6 +137,16 @@ static inline int32_t td_smlad(uint32_t x, uint32_t y, int32_t acc)
 #else
     return (int32_t)((uint32_t)acc + (uint32_t)(td_low_half(x) * td_low_half(y)) +
                      (uint32_t)(td_high_half(x) * td_high_half(y)));
+#endif
+}
+
+/* acc + x.lo * y.lo + x.hi * y.hi into a 64-bit sum (SMLALD): exact, no wrap. */
+static inline int64_t td_smlald(uint32_t x, uint32_t y, int64_t acc)
+{
+#if TD_DSP_INSTRUCTIONS
+    return __smlald((int32_t)x, (int32_t)y, acc);
+#else
+    return acc + (int64_t)(td_low_half(x) * td_low_half(y)) + (int64_t)(td_high_half(x) * td_high_half(y));
 #endif
 }
 
