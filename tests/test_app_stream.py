@@ -59,7 +59,7 @@ def spoken(voice: str, variant: str) -> tuple[np.ndarray, list[tuple[str, int, i
 
 
 # The monitor's capacity in a streaming build, as firmware/scripts/tinydrift_build.py sets it:
-# the summary's 40 channel means and 20 at-floor counts, two classes.
+# the summary's 40 channel means, 20 at-floor counts and the loudness, two classes.
 STREAM_SIZES = {"TD_MONITOR_MAX_SUMMARY": summary_length(40), "TD_MONITOR_MAX_CLASSES": 2}
 
 
@@ -71,9 +71,10 @@ def test_the_streaming_summary_s_shape_is_one_in_the_app_its_build_and_its_twin(
     assert int(re.search(r"#define TD_APP_FLOOR_GROUP (\d+)u", header).group(1)) == FLOOR_GROUP
     build = (firmware.FIRMWARE_DIR / "scripts" / "tinydrift_build.py").read_text()
     streaming = build[build.index("def streaming_defines"):]
-    assert int(re.search(r'\("TD_MONITOR_MAX_SUMMARY", (\d+)\)', streaming).group(1)) == summary_length(40) == 60
+    assert int(re.search(r'\("TD_MONITOR_MAX_SUMMARY", (\d+)\)', streaming).group(1)) == summary_length(40) == 61
     blocks = np.full((4, 3, 40), -128, np.int8)
-    assert stream_summary(blocks).shape == (4, 60) and np.all(stream_summary(blocks)[:, 40:] == 6 * 128)
+    summary = stream_summary(blocks, np.arange(4))
+    assert summary.shape == (4, 61) and np.all(summary[:, 40:60] == 6 * 128) and summary[:, 60].tolist() == [0, 1, 2, 3]
 
 
 @pytest.fixture(scope="module")
@@ -204,7 +205,7 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
     detector beside the monitor sends the twin's DETECTION frames and wakes on the phrase only."""
     app, clips, status, stderr = monitored_run.app, monitored_run.clips, monitored_run.status, monitored_run.stderr
     hello = app.frames(P.Hello)[0]
-    assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 60, 5) and hello.state_bytes > 0  # 40 means, 20 counts
+    assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 61, 5) and hello.state_bytes > 0  # 40 means, 20 counts, the loudness
     assert hello.drift_thresholds[:5] == tuple(int(v) for v in monitor_config.score_drift)
     # the detector is unchanged by the monitor beside it
     detections = app.frames(P.Detection)

@@ -77,11 +77,15 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
     """The bench's sensor input (hop_sensor_stats, sensor_conditions; one update per
     inference) against the app's order (tinydrift.app.expected_stream_inferences: one
     td_sensor_update per front-end hop, the first a whole window) over a stream that goes
-    dead, stuck, DC-offset and clipping: the same conditions, runs, flags and latches."""
+    dead, stuck, DC-offset and clipping: the same conditions, runs, flags and latches, and
+    the same loudness (stream_levels against each hop's variance x samples, as
+    td_app_stream.c sums them)."""
     from tinydrift.app import stream_end
     from tinydrift.monitor.config import ALARM_SENSOR_FAULT, MonitorConfig
     from tinydrift.monitor.twin import MonitorTwin
-    from tinydrift.pipeline.wakeword_bench import hop_sensor_stats, sensor_conditions
+    from tinydrift.monitor.twin import summarize_level
+    from tinydrift.pipeline.wakeword_bench import sensor_conditions
+    from tinydrift.wakeword.monitor import hop_sensor_stats, stream_levels
 
     rng = np.random.default_rng(0)
     second = RATE
@@ -101,16 +105,22 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
     conditions = sensor_conditions(config, hops, np.zeros(n, np.int64))
     app, bench = MonitorTwin(config, 1), MonitorTwin(config, 1)
     summary, probs = np.zeros((1, 40), np.int16), np.array([[127, -128]], np.int8)
-    latched = []
+    latched, energy = [], []
     for k in range(n):
+        energy.append(0)
         for frame in range(stride * k, stride * (k + 1)):
-            app.sensor_update(pcm[None, 0 if frame == 0 else 480 + 160 * (frame - 1):480 + 160 * frame])
+            hop = pcm[None, 0 if frame == 0 else 480 + 160 * (frame - 1):480 + 160 * frame]
+            energy[-1] += int(app.sensor_update(hop)["variance"][0]) * hop.shape[1]
         bench.sensor_update_blocks(conditions[k:k + 1])
         for twin in (app, bench):
             twin.update(summary, probs)
         assert (bench.sensor_flags, bench.live_alarms()) == (app.sensor_flags, app.live_alarms()), k
         assert np.array_equal(bench.sensor_run, app.sensor_run) and np.array_equal(bench.sensor_run_start, app.sensor_run_start)
         latched.append(int(bench.live_alarms()[0]) & ALARM_SENSOR_FAULT)
+    levels = stream_levels(hops)
+    assert np.array_equal(levels, summarize_level(np.array(energy)))
+    # silence reads 0; noise at 800 about log2(480 x 800^2) = 28.2 (an inference after the first: 480 new samples)
+    assert levels[60] == 0 and 27.9 < levels[1] / 128 < 28.3, (levels[60], levels[1])
     # the dead microphone from 1.5 s latches once 40 of its hops (10 ms each) have come
     assert stream_end(latched.index(ALARM_SENSOR_FAULT), stride) / RATE == pytest.approx(1.5 + 40 * 0.01, abs=0.03)
 

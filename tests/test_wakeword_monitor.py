@@ -49,10 +49,16 @@ def test_a_session_s_wake_phrases_fire_the_detector_and_the_background_rarely(ok
     (pcm, wakes), = cached_sessions(spec, CACHE)
     samples = session_samples([pcm], okay_nabu)
     probability = samples["probability"]
-    assert samples["summaries"].shape == (len(probability), 60) and samples["probs"].shape == (len(probability), 2)
+    assert samples["summaries"].shape == (len(probability), 61) and samples["probs"].shape == (len(probability), 2)
     # the 20 at-floor counts: a 30 ms block of 3 frames x 2 channels holds 0-6 values at the floor
-    counts = samples["summaries"][:, 40:] >> 7
+    counts = samples["summaries"][:, 40:60] >> 7
     assert counts.min() >= 0 and counts.max() <= 6 and 0 < counts.mean() < 6
+    # the loudness, log2 of 30 ms of new samples' energy: louder where the phrases are spoken
+    level = samples["summaries"][:, 60] / 128
+    speech = np.zeros(len(level), bool)
+    for start, end in wakes:
+        speech[int(start / 480):int(end / 480)] = True
+    assert 0 <= level.min() and level.max() < 40 and np.median(level[speech]) > np.median(level[~speech]) + 1
     near = np.zeros(len(probability), bool)
     heard = 0
     for start, end in wakes:  # the phrase's samples -> inferences, plus the model's lag (up to ~0.6 s)

@@ -85,7 +85,7 @@ def model_folder():
 
 def streaming_defines(include: Path, name: str) -> list:
     """A streaming detector's build: its front end's step; the monitor library at the input
-    summary's 60 values (40 channel means, 20 at-floor counts) and two classes ([1 - p, p]),
+    summary's 61 values (40 channel means, 20 at-floor counts, the loudness) and two classes ([1 - p, p]),
     run by the app when the folder holds a monitor config."""
     needed = [include / f"td_model_{name}.c", include / f"td_reference_{name}.h"]
     missing = [p.name for p in needed if not p.is_file()]
@@ -96,7 +96,7 @@ def streaming_defines(include: Path, name: str) -> list:
         fail(f"{needed[1]}: no TD_{name.upper()}_FEATURE_STEP_MS; run `tinydrift wakeword export` again")
     # With the monitor config `tinydrift wakeword calibrate` writes, the app runs the monitor.
     monitor = [("TD_APP_STREAM_MONITOR", 1)] if (include / f"td_monitor_config_{name}.h").is_file() else []
-    return [("TD_FRONTEND_STEP_MS", int(match.group(1))), ("TD_MONITOR_MAX_SUMMARY", 60),
+    return [("TD_FRONTEND_STEP_MS", int(match.group(1))), ("TD_MONITOR_MAX_SUMMARY", 61),
             ("TD_MONITOR_MAX_CLASSES", 2), *monitor]
 
 

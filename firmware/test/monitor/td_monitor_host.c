@@ -196,6 +196,15 @@ int td_host_summarize_floor(const int8_t *features, uint32_t n_clips, uint32_t n
     return TD_MONITOR_OK;
 }
 
+/* td_summarize_level on n energies. */
+void td_host_summarize_level(const uint64_t *energy, uint32_t n, int16_t *levels)
+{
+    uint32_t i;
+    for (i = 0; i < n; ++i) {
+        levels[i] = td_summarize_level(energy[i]);
+    }
+}
+
 /* td_summarize_frames on n_clips clips of [n_frames][n_channels]. */
 int td_host_summarize(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
                       uint32_t n_channels, int16_t *summaries)

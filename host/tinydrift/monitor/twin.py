@@ -102,6 +102,23 @@ def summarize_floor(features: np.ndarray, group: int) -> np.ndarray:
     return (counts << SUMMARY_FRAC_BITS).astype(np.int16)
 
 
+SUMMARY_LEVEL_MAX_ENERGY = 1 << 48
+
+
+def summarize_level(energy: np.ndarray) -> np.ndarray:
+    """td_summarize_level on int64 energies (per inference, the sum over its sensor blocks of
+    variance x samples): log2(energy + 1) x 2^7 by Mitchell's approximation (the top bit's
+    position, then the next 7 bits of the mantissa), as int16."""
+    energy = np.asarray(energy)
+    if energy.dtype.kind not in "iu" or np.any(energy < 0):
+        raise ValueError("energies are non-negative integers")
+    x = np.minimum(energy.astype(np.int64), SUMMARY_LEVEL_MAX_ENERGY) + 1
+    top = np.frexp(x.astype(np.float64))[1].astype(np.int64) - 1  # exact: x < 2^53
+    fraction = np.where(top >= SUMMARY_FRAC_BITS, x >> np.maximum(top - SUMMARY_FRAC_BITS, 0),
+                        x << np.maximum(SUMMARY_FRAC_BITS - top, 0)) & ((1 << SUMMARY_FRAC_BITS) - 1)
+    return ((top << SUMMARY_FRAC_BITS) + fraction).astype(np.int16)
+
+
 IMAGE_CHANNELS = 3
 CRISPNESS_FRAC_BITS = 12
 
@@ -650,6 +667,14 @@ def image_probe_positions(n: int) -> np.ndarray:
     """Where td_sensor_image_update probes a frame of n values: the middle of each of
     SENSOR_IMAGE_PROBES equal spans."""
     return (2 * np.arange(SENSOR_IMAGE_PROBES, dtype=np.int64) + 1) * n // (2 * SENSOR_IMAGE_PROBES)
+
+
+def sensor_stats(audio: np.ndarray, clip_level: int, block: int) -> np.ndarray:
+    """Per clip and block of `block` samples: what td_sensor_update sums in its one pass (the
+    sum, the sum of squares, the samples at or beyond the clip level), [clips, blocks, 3]."""
+    x = audio.astype(np.int64).reshape(len(audio), -1, block)
+    clipped = ((x >= clip_level) | (x <= -clip_level)).sum(-1)
+    return np.stack([x.sum(-1), (x * x).sum(-1), clipped], axis=-1)
 
 
 def image_sensor_stats(frames: np.ndarray, clip_level: int) -> np.ndarray:

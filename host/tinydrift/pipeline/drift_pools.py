@@ -19,7 +19,7 @@ from tinydrift.data.scenarios import DEPLOYMENT, Population, Scenario, synthesiz
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
 from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q12, ONE_Q16, SCORE_MEAN, MonitorConfig
-from tinydrift.monitor.twin import MonitorTwin, summarize_frames
+from tinydrift.monitor.twin import MonitorTwin, sensor_stats, summarize_frames
 
 BLOCK = 320  # the app's sensor block: one 20 ms step
 ESTIMATE_WINDOW = 500  # the last inferences of a stream the host's accuracy estimate reads
@@ -101,15 +101,6 @@ class Pool:
                         frame_values=frame_values)
 
 
-def sensor_stats(audio: np.ndarray, clip_level: int, block: int = BLOCK) -> np.ndarray:
-    """Per clip and block of `block` samples (the keyword app's 320): what td_sensor_update
-    sums in its one pass (the sum, the sum of squares, the samples at or beyond the clip
-    level), [clips, blocks, 3]."""
-    x = audio.astype(np.int64).reshape(len(audio), -1, block)
-    clipped = ((x >= clip_level) | (x <= -clip_level)).sum(-1)
-    return np.stack([x.sum(-1), (x * x).sum(-1), clipped], axis=-1)
-
-
 class PoolMaker:
     """Synthesizes, transforms and runs clips through the int8 model; caches each pool."""
 
@@ -159,7 +150,7 @@ class PoolMaker:
         features = clips.ensure_features()
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
         pool = Pool(name, summarize_frames(features), probs, clips.labels.astype(np.int64),
-                    np.asarray(clips.domain["group"], dtype=np.int64), sensor_stats(clips.audio, int(self.config.clip_level)))
+                    np.asarray(clips.domain["group"], dtype=np.int64), sensor_stats(clips.audio, int(self.config.clip_level), BLOCK))
         pool.save(path)
         return pool
 

@@ -22,7 +22,7 @@ in domain and under drift, and how soon the drift monitor says so.
    median delay and alarm types, each session played in order and then on at the same place
    drifted (tinydrift.wakeword.monitor.same_session_indices). Its streams carry the sensor
    statistics of each inference's new samples, as the app's sensor health sums them per
-   front-end hop (the keyword bench's drift_pools.sensor_stats), so a dead, stuck, clipping
+   front-end hop (tinydrift.wakeword.monitor.hop_sensor_stats), so a dead, stuck, clipping
    or DC-offset microphone is measured as the device would see it (SENSOR_FAULT). Sensor
    health alone on the in-domain sessions, each played once in order: its false alarms,
    which the in-domain ARL0 (measure_arl0, on summaries and probabilities) leaves out.
@@ -55,9 +55,8 @@ from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
 from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
-from tinydrift.wakeword.monitor import SUMMARY_FORM
+from tinydrift.wakeword.monitor import SUMMARY_FORM, WINDOW_STEPS, hop_sensor_stats, stream_levels
 
-WINDOW_STEPS = WINDOW_MS // WAKEWORD_STEP_MS  # a stream's first frame: its whole window, 3 steps
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
 
 
@@ -203,24 +202,6 @@ def bench_sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, 
     return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
 
 
-def hop_sensor_stats(pcm: np.ndarray, n_inferences: int, stride: int, clip_level: int) -> np.ndarray:
-    """[n_inferences, stride, 3]: the sensor sums of each inference's front-end hops, the new
-    samples of its frames as the app gives them to sensor health (td_app_stream.c): a
-    stream's first frame brings its whole window (480 samples), each later one a step (160).
-    The sums add up, so the first hop is its window's three steps summed."""
-    from tinydrift.app import stream_end
-    from tinydrift.pipeline.drift_pools import sensor_stats
-
-    step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
-    if n_inferences == 0:
-        return np.zeros((0, stride, 3), np.int64)
-    steps = sensor_stats(pcm[None, :stream_end(n_inferences - 1, stride)], clip_level, block=step)[0]
-    first = WINDOW_STEPS - 1  # the step that completes the first frame
-    hops = np.stack([steps[first + stride * k:first + stride * (k + 1)] for k in range(n_inferences)])
-    hops[0, 0] = steps[:WINDOW_STEPS].sum(axis=0)
-    return hops
-
-
 def sensor_conditions(config, hops: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """[n, stride] condition bits of `hop_sensor_stats` rows under `config`; a session's first
     row's first hop is a whole window."""
@@ -253,7 +234,8 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_leve
         probabilities.append(probability)
         blocks_all.append(blocks)
         if clip_level is not None:
-            parts.append((stream_summary(blocks), hop_sensor_stats(pcm, len(blocks), model.stride, clip_level)))
+            hops = hop_sensor_stats(pcm, len(blocks), model.stride, clip_level)
+            parts.append((stream_summary(blocks, stream_levels(hops)), hops))
     out = {"counts": counts, "probability": probabilities, "blocks": blocks_all}
     if clip_level is not None:
         from tinydrift.wakeword.monitor import detector_probs

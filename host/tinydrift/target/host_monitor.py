@@ -90,6 +90,7 @@ class CMonitor:
         lib.td_host_run_frames.argtypes = lib.td_host_run.argtypes
         lib.td_host_summarize.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
         lib.td_host_summarize_floor.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
+        lib.td_host_summarize_level.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
         lib.td_host_summarize_image.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         self.lib = lib
         lib.td_host_commission_size.restype = ctypes.c_uint32
@@ -162,6 +163,13 @@ class CMonitor:
         status = self.lib.td_host_summarize_floor(features.ctypes.data, n, frames, channels, group, out.ctypes.data)
         if status != 0:
             raise RuntimeError(f"td_summarize_floor failed with status {status}")
+        return out
+
+    def summarize_level(self, energy: np.ndarray) -> np.ndarray:
+        """td_summarize_level on uint64 energies [n]."""
+        energy = np.ascontiguousarray(energy, dtype=np.uint64)
+        out = np.zeros(len(energy), dtype=np.int16)
+        self.lib.td_host_summarize_level(energy.ctypes.data, len(energy), out.ctypes.data)
         return out
 
     def summarize_image(self, pixels: np.ndarray, grid: int) -> np.ndarray:

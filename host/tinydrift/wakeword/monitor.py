@@ -6,14 +6,18 @@ class-probability vector; a binary detector feeds it unchanged:
 
 - summary: of each inference's input block (3 int8 frames x 40 channels), the per-channel
   mean x 2^7 (td_summarize_frames), then per channel pair the values at the int8 floor
-  x 2^7 (td_summarize_floor): `stream_summary`, as td_app_stream.c forms it. Most of
-  this front end's quiet bins sit at the floor, so most means of a 30 ms block do too
-  (73 % of them in six espeak-ng sessions); the counts show how much of the block was quiet, which
-  noise, reverberation, a far talker or a quieter microphone change first. Measured on
-  okay_nabu (quick wake-word bench, 8 sessions): with the counts white noise at 0 dB was
-  found in 8 of 8 sessions after a median 148 inferences (means alone: 6 of 8, 436), far
-  field in 8 (3), reverberation in 6 (4), the telephone band in 8 (5), at an in-domain
-  ARL0 as quiet as before;
+  x 2^7 (td_summarize_floor), then the loudness of the inference's new samples
+  (td_summarize_level: log2 of their energy x 2^7): `stream_summary`, as td_app_stream.c
+  forms it. Most of this front end's quiet bins sit at the floor, so most means of a 30 ms
+  block do too (73 % of them in six espeak-ng sessions); the counts show how much of the
+  block was quiet, which noise, reverberation, a far talker or a quieter microphone change
+  first. Measured on okay_nabu (quick wake-word bench, 8 sessions): with the counts white
+  noise at 0 dB was found in 8 of 8 sessions after a median 148 inferences (means alone:
+  6 of 8, 436), far field in 8 (3), reverberation in 6 (4), the telephone band in 8 (5), at
+  an in-domain ARL0 as quiet as before. The front end's gain control (PCAN) divides the
+  level out of the features by design, so a microphone 20 dB quieter moved neither means
+  nor counts much (12 of 60 sessions found in the full bench); the loudness channel sees it
+  (see LEVEL_MEASURED below);
 - probabilities: the uint8 sigmoid p (scale 1/256) as the 2-class vector [1 - p, p] in
   the monitor's int8 code q = 256 P - 128, i.e. [127 - p, p - 128] (the two sum to 255/256,
   as the keyword model's softmax does). Then confidence = max(p, 1 - p), the entropy score
@@ -32,8 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydrift.monitor.twin import summarize_floor, summarize_frames
-from tinydrift.frontend import WAKEWORD_STEP_MS
+from tinydrift.monitor.twin import sensor_stats, summarize_floor, summarize_frames, summarize_level
+from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
+from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.wakeword.config import STRIDE, WakewordModel
 from tinydrift.wakeword.stream import stream_input_blocks
 
@@ -42,20 +47,55 @@ INFERENCE_SECONDS = STRIDE * WAKEWORD_STEP_MS / 1000  # audio per inference: 30 
 
 
 # The summary's at-floor counts are over pairs of adjacent channels: 20 of them beside the
-# 40 means, 60 values in all (the monitor takes up to 64).
+# 40 means, and the loudness after them: 61 values in all (the monitor takes up to 64).
 FLOOR_GROUP = 2
 # Names the summary's form for caches of monitor inputs, so a change of it makes them again.
-SUMMARY_FORM = f"means+floor/{FLOOR_GROUP}"
+SUMMARY_FORM = f"means+floor/{FLOOR_GROUP}+level"
+WINDOW_STEPS = WINDOW_MS // WAKEWORD_STEP_MS  # a stream's first frame: its whole window, 3 steps
 
 
-def stream_summary(blocks: np.ndarray) -> np.ndarray:
-    """int16 [n, 60] summaries of int8 input blocks [n, frames, 40]: the channel means, then
-    the at-floor counts of the channel pairs (td_app_stream.c)."""
-    return np.concatenate([summarize_frames(blocks), summarize_floor(blocks, FLOOR_GROUP)], axis=-1)
+def stream_summary(blocks: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """int16 [n, 61] summaries of int8 input blocks [n, frames, 40] and their loudness [n]
+    (stream_levels): the channel means, the at-floor counts of the channel pairs, the
+    loudness (td_app_stream.c)."""
+    levels = np.asarray(levels, np.int16).reshape(-1, 1)
+    return np.concatenate([summarize_frames(blocks), summarize_floor(blocks, FLOOR_GROUP), levels], axis=-1)
 
 
 def summary_length(channels: int) -> int:
-    return channels + channels // FLOOR_GROUP
+    return channels + channels // FLOOR_GROUP + 1
+
+
+def hop_sensor_stats(pcm: np.ndarray, n_inferences: int, stride: int, clip_level: int | None = None) -> np.ndarray:
+    """[n_inferences, stride, 3]: per front-end hop of each inference, the new samples' sum,
+    sum of squares and count at or beyond `clip_level` (None: none counted), as the app gives
+    them to sensor health (td_app_stream.c): a stream's first frame brings its whole window
+    (480 samples), each later one a step (160). The sums add up, so the first hop is its
+    window's three steps summed."""
+    from tinydrift.app import stream_end
+
+    step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
+    if n_inferences == 0:
+        return np.zeros((0, stride, 3), np.int64)
+    no_clipping = 1 << 16  # beyond any int16 sample
+    steps = sensor_stats(np.asarray(pcm)[None, :stream_end(n_inferences - 1, stride)],
+                         no_clipping if clip_level is None else clip_level, step)[0]
+    first = WINDOW_STEPS - 1  # the step that completes the first frame
+    hops = np.stack([steps[first + stride * k:first + stride * (k + 1)] for k in range(n_inferences)])
+    hops[0, 0] = steps[:WINDOW_STEPS].sum(axis=0)
+    return hops
+
+
+def stream_levels(hops: np.ndarray) -> np.ndarray:
+    """int16 [n]: td_summarize_level of each inference of one stream from its hops
+    (hop_sensor_stats): the sum over them of td_sensor's floored variance times samples."""
+    hops = np.asarray(hops, np.int64)
+    step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
+    samples = np.full(hops.shape[:2], step, np.int64)
+    if len(samples):
+        samples[0, 0] = step * WINDOW_STEPS
+    variance = (hops[..., 1] * samples - hops[..., 0] * hops[..., 0]) // (samples * samples)
+    return summarize_level((variance * samples).sum(axis=1))
 
 
 def detector_probs(probability_u8: np.ndarray) -> np.ndarray:
@@ -69,14 +109,16 @@ def detector_probs(probability_u8: np.ndarray) -> np.ndarray:
 
 def monitor_inputs(pcm: np.ndarray, model: WakewordModel) -> tuple[np.ndarray, np.ndarray]:
     """Per inference of one stream (a front-end reset at its start): the input summary int16
-    [n, 60] (stream_summary) and the model's uint8 probability [n], on TFLite Micro (which
+    [n, 61] (stream_summary) and the model's uint8 probability [n], on TFLite Micro (which
     the generated C equals on every invocation, tests/test_wakeword_models.py)."""
     from tinydrift.model.runtimes import run_tflm
 
-    blocks = stream_input_blocks(np.asarray(pcm, np.int16), model.stride)
+    pcm = np.asarray(pcm, np.int16)
+    blocks = stream_input_blocks(pcm, model.stride)
     if not len(blocks):
         return np.zeros((0, summary_length(blocks.shape[-1])), np.int16), np.zeros(0, np.uint8)
-    return stream_summary(blocks), run_tflm(model.model, blocks)[:, 0].astype(np.uint8)
+    levels = stream_levels(hop_sensor_stats(pcm, len(blocks), model.stride))
+    return stream_summary(blocks, levels), run_tflm(model.model, blocks)[:, 0].astype(np.uint8)
 
 
 def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_group: int = 0, *,

@@ -12,9 +12,10 @@
 #error "the streaming model's frames are not the front end's 40 channels"
 #endif
 /* The monitor reads a binary detector's probability as two classes, [1 - p, p], and its
- * input block as the channel means and the channel pairs' at-floor counts (td_app_stream.c). */
+ * input block as the channel means, the channel pairs' at-floor counts and the loudness
+ * (td_app_stream.c). */
 #define TD_APP_MONITOR_CLASSES 2u
-#define TD_APP_SUMMARY_LENGTH (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP)
+#define TD_APP_SUMMARY_LENGTH TD_APP_STREAM_SUMMARY
 #else
 #if TD_APP_IMAGE
 #if TD_APP_IMAGE_BYTES != TD_APP_M_INPUT_SIZE || TD_APP_M_IMAGE_HEIGHT > 255 || TD_APP_M_IMAGE_WIDTH > 255

@@ -89,9 +89,11 @@ extern "C" {
 #define TD_APP_HEARTBEAT_ONLY 0u
 #endif
 
-/* A streaming build's input summary counts the values at the int8 floor over pairs of
- * adjacent channels (td_summarize_floor), beside the channel means. */
+/* A streaming build's input summary: the channel means, the values at the int8 floor over
+ * pairs of adjacent channels (td_summarize_floor), then the loudness of the inference's new
+ * samples (td_summarize_level), which the front end's gain control hides from the rest. */
 #define TD_APP_FLOOR_GROUP 2u
+#define TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 1u)
 /* The longest sliding window of probabilities a streaming build keeps (microWakeWord's
  * models use 5 to 10). */
 #define TD_APP_MAX_SLIDING_WINDOW 32u
@@ -140,6 +142,7 @@ typedef struct {
     uint8_t probabilities[TD_APP_MAX_SLIDING_WINDOW];
     uint32_t latest;           /* index of the latest probability */
     int32_t cooling;           /* < 0: frames still to pass before a detection may count */
+    uint64_t energy;           /* the new samples' energy since the last inference (td_summarize_level) */
 } td_app_stream_t;
 
 /* A streaming detector with a monitor takes LABEL frames about its wakes: the label says

@@ -14,7 +14,7 @@
  *
  * Built with a monitor config (TD_APP_STREAM_MONITOR), the drift monitor hears the stream
  * too: sensor health on each hop's new samples, and per inference the summary of its frames
- * with the probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
+ * and of its new samples' loudness with the probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
  * and entropy then read the sigmoid, the label score the wake rate), then the INFERENCE
  * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them. LABEL
  * frames say whether a wake (or any recent inference) heard the wake word: the monitor's
@@ -38,8 +38,8 @@
 #if TD_APP_M_SLIDING_WINDOW < 1 || TD_APP_M_SLIDING_WINDOW > TD_APP_MAX_SLIDING_WINDOW
 #error "the model's sliding window is longer than TD_APP_MAX_SLIDING_WINDOW"
 #endif
-#if TD_MONITOR_MAX_SUMMARY < TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP
-#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 60"
+#if TD_MONITOR_MAX_SUMMARY < TD_APP_STREAM_SUMMARY
+#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 61"
 #endif
 
 void td_app_stream_start(td_app_t *app)
@@ -55,6 +55,7 @@ void td_app_stream_start(td_app_t *app)
     }
     stream->latest = 0;
     stream->cooling = -TD_APP_COOLING_FRAMES;
+    stream->energy = 0;
 }
 
 /* ESPHome counts a frame towards the end of cooling when the latest probability is below
@@ -86,6 +87,8 @@ static void td_app_stream_send(td_app_t *app, uint8_t probability, uint8_t windo
 static void td_app_stream_infer(td_app_t *app)
 {
     td_app_stream_t *stream = &app->stream;
+    const uint64_t energy = stream->energy;
+    stream->energy = 0;
     if (TD_APP_M_INVOKE() != 0) {
         td_port_print("td_app: the model failed on a frame block; skipped\n");
         return;
@@ -94,6 +97,7 @@ static void td_app_stream_infer(td_app_t *app)
     td_summarize_frames(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, app->summary);
     td_summarize_floor(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, TD_APP_FLOOR_GROUP,
                        app->summary + TD_FRONTEND_NUM_CHANNELS);
+    app->summary[TD_APP_STREAM_SUMMARY - 1u] = td_summarize_level(energy);
 #if TD_APP_HAS_MONITOR
     const int8_t classes[2] = {(int8_t)(127 - (int)probability), (int8_t)((int)probability - 128)};
     td_monitor_result_t result;
@@ -157,7 +161,9 @@ static void td_app_stream_frame(td_app_t *app)
     td_app_stream_t *stream = &app->stream;
     int8_t *row = TD_APP_M_INPUT() + stream->frames * TD_FRONTEND_NUM_CHANNELS;
 #if TD_APP_HAS_MONITOR
-    td_sensor_update(&app->monitor, td_app_monitor_config(), stream->hop, stream->fill, 0);
+    td_sensor_result_t sensed = {0, 0, 0, 0, 0};
+    td_sensor_update(&app->monitor, td_app_monitor_config(), stream->hop, stream->fill, &sensed);
+    stream->energy += (uint64_t)sensed.variance * stream->fill;
 #endif
     td_frontend_process_hop(&app->frontend, stream->hop, stream->fill, row);
     stream->fill = 0;

@@ -323,6 +323,13 @@ int td_summarize_frames(const int8_t *features, uint32_t n_frames, uint32_t n_ch
 int td_summarize_floor(const int8_t *features, uint32_t n_frames, uint32_t n_channels, uint32_t group,
                        int16_t *counts);
 
+/* Loudness of an inference's new audio: log2(energy + 1) x 2^TD_SUMMARY_FRAC_BITS (Mitchell's
+ * approximation, see td_summarize_level.c), energy = the sum over its sensor blocks of
+ * variance x samples (td_sensor_result_t), saturated at TD_SUMMARY_LEVEL_MAX_ENERGY. For a
+ * front end whose gain control hides the level from its features, beside their summary. */
+#define TD_SUMMARY_LEVEL_MAX_ENERGY ((uint64_t)1 << 48)
+int16_t td_summarize_level(uint64_t energy);
+
 /* Summary of a camera model's int8 input [height][width][3] (see td_summarize_image.c):
  * per block of a grid x grid split, each colour channel's mean; then each channel's
  * standard deviation; then each channel's mean absolute neighbour difference (sharpness),
