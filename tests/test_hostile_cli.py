@@ -109,6 +109,9 @@ def hostile(tmp_path_factory) -> Path:
     (root / "config_partial.json").write_text(json.dumps({"abi_version": config["abi_version"]}))
     (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
     (root / "config.json").write_text(json.dumps(config))
+    # a wake-word folder calibrated on another form of the input summary (an older version's)
+    (root / "ww_stale").mkdir()
+    (root / "ww_stale" / "monitor.json").write_text(json.dumps({"monitor_config": config, "model_hash": "0" * 64}))
     np.savez(root / "samples_ragged.npz", summaries=np.zeros(3), probs=np.zeros(2), groups=np.zeros(5))
     np.savez(root / "samples_misfit.npz", summaries=np.zeros((8, 5)), probs=np.zeros((8, 3)), groups=np.arange(8))
     (root / "truth_list.json").write_text("[301]")
@@ -316,6 +319,8 @@ CASES = [
     ("missing-path", "bench-wakeword", ["--model", "{r}/nothing.tflite", "--out", "{r}/bench_out"], "nothing.tflite"),
     ("not-calibrated", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/wav_good",
                                           "--out", "{r}/bench_out"], "no monitor.json"),
+    ("stale-calibration", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/ww_stale",
+                                             "--out", "{r}/bench_out"], "input summary of 40 values"),
     ("output-blocked", "bench-wakeword", ["--model", "okay_nabu", "--out", "{blocked}"], "blocker"),
     ("unknown-name", "wakeword-demo", ["okay_google", "--out", "{r}/demo_out"], "okay_google"),
     ("unknown-change", "wakeword-demo", ["okay_nabu", "--change", "earthquake", "--out", "{r}/demo_out"], "earthquake"),

@@ -55,7 +55,8 @@ from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
 from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
-from tinydrift.wakeword.monitor import SUMMARY_FORM, WINDOW_STEPS, hop_sensor_stats, stream_levels
+from tinydrift.wakeword.monitor import (SUMMARY_FORM, WINDOW_STEPS, check_summary_length, hop_sensor_stats,
+                                       stream_levels)
 
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
 
@@ -318,6 +319,7 @@ def load_monitor(folder: Path, models: dict):
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise TinydriftError(f"{path}: not a monitor config tinydrift wakeword calibrate wrote ({exc}); "
                              "calibrate again") from None
+    check_summary_length(config.n_summary, path, folder)
     for name, model in models.items():
         if model_digest(model) == digest:
             return name, config

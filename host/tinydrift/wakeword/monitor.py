@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.monitor.twin import sensor_stats, summarize_floor, summarize_frames, summarize_level
-from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
+from tinydrift.frontend import NUM_CHANNELS, SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.wakeword.config import STRIDE, WakewordModel
 from tinydrift.wakeword.stream import stream_input_blocks
@@ -64,6 +64,17 @@ def stream_summary(blocks: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 def summary_length(channels: int) -> int:
     return channels + channels // FLOOR_GROUP + 1
+
+
+def check_summary_length(n_summary: int, path, folder) -> None:
+    """One line when a monitor config was calibrated on another form of the summary (an
+    older version's), which the device's app refuses at start."""
+    from tinydrift.errors import TinydriftError
+
+    expected = summary_length(NUM_CHANNELS)
+    if n_summary != expected:
+        raise TinydriftError(f"{path}: calibrated for an input summary of {n_summary} values, and this version's has "
+                             f"{expected} ({SUMMARY_FORM}); run `tinydrift wakeword calibrate MODEL --out {folder}` again")
 
 
 def hop_sensor_stats(pcm: np.ndarray, n_inferences: int, stride: int, clip_level: int | None = None) -> np.ndarray:
