@@ -415,6 +415,24 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
     assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
 
 
+def test_fleet_up_on_a_port_something_else_holds_refuses_in_one_line(tmp_path):
+    """A busy port once let `fleet up` say "running" while its own mosquitto had died at bind
+    and the port answered for another one."""
+    import socket
+
+    for option in ("--broker-port", "--db-port"):
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen()
+            port = held.getsockname()[1]
+            done = subprocess.run([sys.executable, "-m", "tinydrift", "fleet", "up", option, str(port),
+                                   "--duration", "1"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and "running" not in done.stderr, done.stderr
+        assert done.stderr.strip().splitlines() == [f"error: 127.0.0.1:{port} is already in use (another "
+                                                    f"{'broker' if option == '--broker-port' else 'database'}?): "
+                                                    f"give another {option}, or none for a free port"]
+
+
 def test_an_outbox_that_cannot_grow_stops_the_gateway_with_what_it_holds_intact(tmp_path, devices_factory):
     away = Broker.create()  # never started: everything stays in the outbox
     devices = devices_factory(1, 0x2800)

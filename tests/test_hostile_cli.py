@@ -109,6 +109,9 @@ def hostile(tmp_path_factory) -> Path:
     (root / "config_partial.json").write_text(json.dumps({"abi_version": config["abi_version"]}))
     (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
     (root / "config.json").write_text(json.dumps(config))
+    # a model folder whose include/ is a file
+    (root / "ww_include_file").mkdir()
+    (root / "ww_include_file" / "include").write_text("a file where the headers' folder should be")
     # a wake-word folder calibrated on another form of the input summary (an older version's)
     (root / "ww_stale").mkdir()
     (root / "ww_stale" / "monitor.json").write_text(json.dumps({"monitor_config": config, "model_hash": "0" * 64}))
@@ -247,6 +250,8 @@ CASES = [
     ("bad-url", "gateway", ["--port", PORT, "--broker", "http://broker:80", "--outbox", "{r}/o.sqlite"],
      "http://broker:80"),
     ("bad-url", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "mysql://db/fleet"], "mysql://db/fleet"),
+    ("bad-url", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://tinydrift@127.0.0.1:abc/fleet"],
+     "127.0.0.1:abc"),
     ("bad-name", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite",
                              "--fleet", "kws/eu"], "kws/eu"),
     ("bad-name", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--group", "a+b"], "a+b"),
@@ -309,6 +314,7 @@ CASES = [
     ("missing-path", "wakeword-detect", ["{r}/nothing.tflite", "{r}/wav_good/a.wav"], "nothing.tflite"),
     ("output-blocked", "wakeword-export", ["okay_nabu", "--out", "{blocked}"], "blocker"),
     ("bad-name", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_out", "--name", "../nabu"], "../nabu"),
+    ("file-in-the-way", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_include_file"], "include"),
     ("output-blocked", "wakeword-calibrate", ["okay_nabu", "--out", "{blocked}"], "blocker"),
     ("missing-path", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/nothing"], "nothing"),
     ("truncated-wav", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_truncated/yes"],

@@ -65,7 +65,7 @@ def test_builtin_names_and_paths_load_alike(user_model):
 
 @pytest.mark.parametrize("micro, expected", [
     ({"feature_step_size": 20}, "micro.feature_step_size is 20; the wake-word front end steps 10 ms"),
-    ({"feature_step_size": None}, "micro.feature_step_size is None"),
+    ({"feature_step_size": None}, "micro.feature_step_size is missing"),
     ({"probability_cutoff": 0}, "micro.probability_cutoff is 0; it must be in (0, 1]"),
     ({"probability_cutoff": 1.5}, "micro.probability_cutoff is 1.5; it must be in (0, 1]"),
     ({"probability_cutoff": "0.9"}, "micro.probability_cutoff is '0.9'"),
@@ -85,7 +85,8 @@ def test_every_mismatch_is_named_at_once(user_model):
 
 def test_a_model_of_another_kind_is_refused(tmp_path, user_model):
     """A config paired with a model that is not a microWakeWord model (the kws classifier)."""
-    config = user_model().with_suffix(".json")
+    config = tmp_path / "kws.json"
+    config.write_text(json.dumps({**json.loads(user_model().with_suffix(".json").read_text()), "model": "kws.tflite"}))
     shutil.copy(KWS_MODEL, tmp_path / "kws.tflite")
     message = error_of(tmp_path / "kws.tflite", config)
     assert "input is int8 [1, 49, 40, 1]; the device feeds int8 [1, 3, 40]" in message
@@ -103,6 +104,15 @@ def test_an_input_quantized_otherwise_is_refused(user_model):
     message = error_of(model)
     assert "input is quantized with scale 0.0509804, zero point -128; the device's feature map assumes " \
            "scale 26/255 = 0.101961, zero point -128" in message
+
+
+def test_a_config_made_for_another_model_is_refused(tmp_path, user_model):
+    """A config names its model's file: given beside another model (or with another model's
+    name) it would lend that one its cutoff, window and arena, so it is refused."""
+    config = user_model().with_suffix(".json")
+    other = tmp_path / "other_word.tflite"
+    shutil.copy(config.with_suffix(".tflite"), other)
+    assert "is the config of my_word.tflite, not of other_word.tflite" in error_of(other, config)
 
 
 def test_missing_and_damaged_files(tmp_path, user_model):

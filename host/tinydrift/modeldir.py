@@ -237,6 +237,10 @@ class ModelDir:
             if not required:
                 return {}
             self.require()
+            if path == self.reference_json and self.detector_json.is_file():
+                raise TinydriftError(f"{self.path} is a wake-word detector's folder (tinydrift wakeword export), and "
+                                     "this command takes a classifier's (tinydrift export): for a wake-word model, "
+                                     "run `tinydrift wakeword demo MODEL` or `tinydrift wakeword --help`") from None
             raise TinydriftError(f"{path} not found: run `tinydrift export --model {self.path}` first (a wake-word "
                                  f"model's folder: `tinydrift wakeword export MODEL --out {self.path}`)") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:

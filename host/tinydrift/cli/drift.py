@@ -97,14 +97,18 @@ def drift():
 def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inferences: int, stream_groups: int | None, no_whiten: bool, seed: int):
     """Reference statistics and calibrated levels from held-out in-domain SAMPLES (.npz with
     summaries or features, probs, groups, labels) of the int8 model."""
-    from tinydrift.monitor.calibrate import calibrate_thresholds
+    from tinydrift.monitor.calibrate import TooFewSimulated, calibrate_thresholds
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
 
     data = _load_samples(samples)
-    config, report = calibrate_thresholds(
-        data["summaries"], data["probs"], data["groups"], data.get("labels"),
-        target_arl0=target_arl0, n_inferences=n_inferences, stream_groups=stream_groups, seed=seed, whiten=not no_whiten,
-    )
+    try:
+        config, report = calibrate_thresholds(
+            data["summaries"], data["probs"], data["groups"], data.get("labels"),
+            target_arl0=target_arl0, n_inferences=n_inferences, stream_groups=stream_groups, seed=seed,
+            whiten=not no_whiten,
+        )
+    except TooFewSimulated as e:
+        raise TinydriftError(f"{e}: raise --n-inferences (now {n_inferences:,}) or lower --target-arl0") from None
     emit_monitor_config_h(config, out / f"td_monitor_config_{name}.h")
     write_text(out / f"monitor_config_{name}.json", json.dumps(config.to_dict(), indent=1))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "combined_curve"}, indent=1))

@@ -18,7 +18,8 @@ from tinydrift.quiet import set_verbose
 
 
 class TinydriftGroup(click.Group):
-    """Turns TinydriftError into one line on stderr and exit code 1, without a traceback."""
+    """Turns TinydriftError (and an empty file, memory or a path no check caught) into one
+    line on stderr and exit code 1, without a traceback."""
 
     def list_commands(self, ctx):
         return list(self.commands)  # the order of COMMANDS: the data flow, not the alphabet
@@ -33,6 +34,16 @@ class TinydriftGroup(click.Group):
         except EOFError as e:
             # click would report a bare "Aborted!": here it is a file that ended too soon
             click.secho(f"error: an input file is empty or cut short ({e}); check the files given", fg="red", err=True)
+            sys.exit(1)
+        except MemoryError:
+            click.secho("error: not enough memory for what was asked; ask for less (fewer simulated inferences, "
+                        "sessions or seconds)", fg="red", err=True)
+            sys.exit(1)
+        except OSError as e:
+            # a path the command could not write or read that no check caught first
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            click.secho(f"error: {where}{e.strerror or e}; check the path (a file where a folder should be, "
+                        "permissions, space)", fg="red", err=True)
             sys.exit(1)
 
 

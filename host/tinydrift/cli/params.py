@@ -158,7 +158,8 @@ OUTPUT_FILE = _PathType("file", _output_file)
 OUTPUT_FOLDER = _PathType("folder", _output_folder)
 FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
 PCM_FILE = _PathType("file", _input_file("raw PCM audio file", _not_pcm))
-MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws)")
+MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws; a microWakeWord "
+                            "model such as okay_nabu: see `tinydrift wakeword --help`)")
 DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")
 
 
@@ -227,8 +228,14 @@ def _database_url(value: str) -> None:
     from urllib.parse import urlsplit
 
     parts = urlsplit(value)
-    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/"):
-        raise TinydriftError(f"{value!r} is not a PostgreSQL URL: give postgresql://USER@HOST[:PORT]/DATABASE")
+    try:
+        port = parts.port  # raises on a port that is not a number in 0..65535
+    except ValueError:
+        port = 0
+    if (parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/")
+            or port == 0):
+        raise TinydriftError(f"{value!r} is not a PostgreSQL URL: give postgresql://USER@HOST[:PORT]/DATABASE "
+                             "(PORT 1-65535)")
 
 
 SERIAL_URL = SerialUrl()

@@ -11,6 +11,7 @@ import click
 from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, input_file, input_folder
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
+from tinydrift.wakeword.monitor import MIN_SESSION_SECONDS
 
 CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
                              help="The model's JSON config, when it is not beside the .tflite with the same name.")
@@ -166,8 +167,9 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
               help="Reference recordings of the deployment's kind, one session each (16 kHz mono 16-bit); "
                    "default: espeak-ng sessions.")
 @click.option("--sessions", type=COUNT, default=40, show_default=True, help="espeak-ng sessions to synthesize.")
-@click.option("--seconds", type=click.IntRange(min=10), default=180, show_default=True,
-              help="Length of each espeak-ng session.")
+@click.option("--seconds", type=click.IntRange(min=MIN_SESSION_SECONDS), default=180, show_default=True,
+              help="Length of each espeak-ng session (the device's commissioning and its averages' settling "
+                   f"need {MIN_SESSION_SECONDS} s).")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
               help="Inferences between false alarms (30 ms each), all scores together.")
 @click.option("--simulated", type=COUNT, default=8_000_000, show_default=True,
@@ -212,6 +214,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     """
     import os
 
+    from tinydrift.monitor.calibrate import TooFewSimulated
     from tinydrift.wakeword.config import load_wakeword
     from tinydrift.wakeword.export import write_monitor
     from tinydrift.app import wake_positions
@@ -233,9 +236,13 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         return computed[id(pcm)]
 
     samples = session_samples(streams, loaded, inputs=inputs)
-    monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
+    try:
+        monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
+    except TooFewSimulated as e:
+        raise TinydriftError(f"{e}: raise --simulated (now {simulated:,}) or lower --target-arl0 "
+                             f"(now {target_arl0:,.0f})") from None
     click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
-               f"{len(streams)} sessions ({report.get('seconds', 0):.0f} s)")
+               f"{len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
     if phrases is None:
         monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
         basis = "WAV files say nothing of where the wake phrase was said: for any error share of 0.5-35 %"

@@ -82,6 +82,18 @@ def _service_folder(prefix: str) -> Path:
     return folder
 
 
+def _require_free(port: int, what: str, option: str) -> None:
+    """One line when something already listens on the port: the server would fail to bind and
+    exit, while the port answered for it (clients would talk to the other one)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind: TIME_WAIT does not count
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise TinydriftError(f"127.0.0.1:{port} is already in use (another {what}?): give another {option}, "
+                                 "or none for a free port") from None
+
+
 def _wait_for_port(port: int, process: subprocess.Popen, log: Path, what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -151,6 +163,7 @@ class Broker:
     def start(self) -> "Broker":
         if self.process is not None and self.process.poll() is None:
             return self
+        _require_free(self.port, "broker", "--broker-port")
         log = self.folder / "mosquitto.log"
         with open(log, "ab") as out:
             # mosquitto drops root itself (the `user` line), so it starts as whoever we are.
@@ -202,6 +215,7 @@ class Database:
     def start(self) -> "Database":
         if self.process is not None and self.process.poll() is None:
             return self
+        _require_free(self.port, "database", "--db-port")
         log = self.folder / "postgres.log"
         settings = {
             "listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": str(self.folder),
@@ -258,6 +272,9 @@ def missing_binaries() -> str | None:
 def private_services(broker_port: int | None = None, db_port: int | None = None) -> Iterator[tuple[Broker, Database]]:
     """A running broker and database; both stopped and their folders removed on the way out."""
     broker = database = None
+    for port, what, option in ((broker_port, "broker", "--broker-port"), (db_port, "database", "--db-port")):
+        if port:  # before initdb's seconds of work
+            _require_free(port, what, option)
     try:
         broker = Broker.create(broker_port).start()
         database = Database.create(db_port).start()

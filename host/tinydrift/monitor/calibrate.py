@@ -149,6 +149,11 @@ def excursions(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum.reduceat(s[positive], starts), ids
 
 
+class TooFewSimulated(TinydriftError):
+    """The simulated no-drift inferences were too few to place a level for the target; the
+    command that asked names its own option for more."""
+
+
 def level_for_arl(maxima: np.ndarray, inferences: int, arl: float, *, min_direct: int = 30, tail: int = 200) -> tuple[int, str, float]:
     """Drift level whose alarm count on these paths gives average run length `arl`.
 
@@ -162,8 +167,8 @@ def level_for_arl(maxima: np.ndarray, inferences: int, arl: float, *, min_direct
         return int(m[int(round(wanted)) - 1]), "empirical", float("nan")
     n_tail = min(tail, len(m) // 2)
     if n_tail < 10:
-        raise TinydriftError(
-            f"calibration saw only {len(m)} CUSUM excursions: simulate more inferences (n_inferences)"
+        raise TooFewSimulated(
+            f"calibration saw only {len(m)} CUSUM excursions: simulate more inferences"
         )
     if wanted > len(m):
         return int(m[-1]), "all", float("nan")
@@ -257,15 +262,17 @@ def level_from_curve(levels: np.ndarray, counts: np.ndarray, inferences: int, ar
     wanted = inferences / arl
     usable = ct >= min_count
     if usable.sum() < 2:
-        raise TinydriftError("calibration saw too few alarms to place the levels: simulate more inferences (n_inferences)")
+        raise TooFewSimulated("calibration saw too few alarms to place the levels: simulate more inferences")
     lv_u, ct_u = lv[usable], np.log(ct[usable])
     if wanted >= ct[usable].min():
         # log count falls with the level: interpolate on the reversed (increasing) arrays.
         return int(math.ceil(np.interp(-math.log(wanted), -ct_u, lv_u))), "measured"
     top = slice(max(0, len(lv_u) - 4), len(lv_u))
+    if len(np.unique(lv_u[top])) < 2:  # one level: no line to fit (polyfit would warn and give noise)
+        raise TooFewSimulated("calibration could not fit the alarm-count tail: simulate more inferences")
     slope, intercept = np.polyfit(lv_u[top], ct_u[top], 1)
     if slope >= 0:
-        raise TinydriftError("calibration could not fit the alarm-count tail: simulate more inferences (n_inferences)")
+        raise TooFewSimulated("calibration could not fit the alarm-count tail: simulate more inferences")
     return int(math.ceil((math.log(wanted) - intercept) / slope)), "extrapolated"
 
 
@@ -275,7 +282,7 @@ def _per_score_arl_for_target(share: np.ndarray, joint: np.ndarray, inferences: 
     from the highest such point (combined ARL proportional to the per-score ARL)."""
     reliable = joint >= 20
     if not reliable.any():
-        raise TinydriftError("calibration saw too few combined alarms: simulate more inferences (n_inferences)")
+        raise TooFewSimulated("calibration saw too few combined alarms: simulate more inferences")
     arl = inferences / np.maximum(joint, 1)
     x, y = np.log(share[reliable]), np.log(arl[reliable])
     if y.min() <= math.log(target) <= y.max():

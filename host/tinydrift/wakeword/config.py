@@ -154,11 +154,18 @@ def _read_config(path: Path) -> dict:
 
 
 def _model_path(source: str | Path, config_path: Path, data: dict) -> Path:
-    if Path(source).suffix == ".tflite":
-        return Path(source)
     name = data.get("model")
+    if Path(source).suffix == ".tflite":
+        # a config written for another model would give this one its cutoff, window and arena
+        if isinstance(name, str) and name and Path(name).name != Path(source).name:
+            raise TinydriftError(f"{config_path} is the config of {name}, not of {Path(source).name}: give the "
+                                 "config made for this model (or none: the .json beside it)")
+        return Path(source)
     if not isinstance(name, str) or not name:
         raise TinydriftError(f"{config_path}: no \"model\" entry naming the .tflite file")
+    if Path(source).suffix != ".json" and Path(source).name != Path(name).stem and not Path(source).exists():
+        raise TinydriftError(f"{config_path} is the config of {name}, not of the model {source}: give its own "
+                             "config, or none")
     return config_path.parent / name
 
 
@@ -173,6 +180,11 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _shown(micro: dict, key: str) -> str:
+    """How a micro entry reads in a problem: its value, or that it is missing."""
+    return f"micro.{key} is {micro[key]!r}" if key in micro else f"micro.{key} is missing"
+
+
 def _config_problems(data: dict) -> list[str]:
     micro = data["micro"]
     problems = []
@@ -182,14 +194,14 @@ def _config_problems(data: dict) -> list[str]:
         problems.append("no \"wake_word\" phrase")
     step = micro.get("feature_step_size")
     if step != WAKEWORD_STEP_MS:
-        problems.append(f"micro.feature_step_size is {step!r}; the wake-word front end steps "
+        problems.append(f"{_shown(micro, 'feature_step_size')}; the wake-word front end steps "
                         f"{WAKEWORD_STEP_MS} ms")
     cutoff = micro.get("probability_cutoff")
     if not (_is_number(cutoff) and 0 < cutoff <= 1):
-        problems.append(f"micro.probability_cutoff is {cutoff!r}; it must be in (0, 1]")
+        problems.append(f"{_shown(micro, 'probability_cutoff')}; it must be in (0, 1]")
     window = micro.get("sliding_window_size")
     if not (_is_int(window) and window >= 1):
-        problems.append(f"micro.sliding_window_size is {window!r}; it must be a whole number >= 1")
+        problems.append(f"{_shown(micro, 'sliding_window_size')}; it must be a whole number >= 1")
     arena = micro.get("tensor_arena_size")
     if arena is not None and not (_is_int(arena) and arena > 0):
         problems.append(f"micro.tensor_arena_size is {arena!r}; it must be a whole number of bytes > 0")

@@ -32,6 +32,7 @@ just below the cutoff (near misses), which only the confidence and entropy see b
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +156,15 @@ DEFAULT_COMMISSION = 1000
 # in 1 session of 16 and a 2 kHz low-pass in 16 after a median 1,125 inferences; 2^-8 / 2^-9
 # find them in 14 (median 785) and 16 (332) at the same false-alarm rate.
 EWMA_SHIFTS = {"mean_shift": 8, "var_shift": 9, "label_shift": 9}
+
+
+def min_session_inferences(commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> int:
+    """A simulated device learns its reference, then its EWMAs settle, before calibration
+    counts alarms: a reference session must be at least this long."""
+    return commission_n + (2 << max(shifts["mean_shift"], shifts["var_shift"], shifts["label_shift"]))
+
+
+MIN_SESSION_SECONDS = math.ceil(min_session_inferences() * INFERENCE_SECONDS)  # 61 s
 # Calibration's streams are pieces of one session this long (45 s), played one after another.
 SESSION_PIECE = 1500
 
@@ -183,10 +193,9 @@ def calibrate_detector(reference: dict, *, target_arl0: float = 100_000, commiss
     from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
 
     options = {**EWMA_SHIFTS, **config_options}
-    # A simulated device learns its reference, then its EWMAs settle, before calibration
-    # counts alarms: sessions shorter than that are replayed over and over, and the alarm
-    # counts' tail cannot be fitted.
-    needed = commission_n + (2 << max(options["mean_shift"], options["var_shift"], options["label_shift"]))
+    # Sessions shorter than that are replayed over and over, and the alarm counts' tail
+    # cannot be fitted.
+    needed = min_session_inferences(commission_n, options)
     typical = float(np.median(np.bincount(np.unique(reference["groups"], return_inverse=True)[1])))
     if typical < needed:
         raise TinydriftError(f"the reference sessions are {typical * INFERENCE_SECONDS:.0f} s long (median); calibration needs "
