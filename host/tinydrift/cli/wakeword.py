@@ -266,10 +266,11 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
               help="Folder for the model's C and monitor, the microphone file and summary.json.")
 @click.option("--change", default="cheap_mic_lowpass_2k", show_default=True,
               help="What happens to the microphone: a scenario of `tinydrift bench wakeword` (not accent).")
-@click.option("--before", "before_s", type=click.FloatRange(min=30), default=90.0, show_default=True,
-              help="Seconds of the room before the change (the monitor learns its reference in the first 30).")
-@click.option("--after", "after_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
-              help="Seconds after the change.")
+@click.option("--before", "before_s", type=click.FloatRange(min=30, max=3600), default=90.0, show_default=True,
+              help="Seconds of the room before the change (the monitor learns its reference in the first 30; "
+                   "an hour at most).")
+@click.option("--after", "after_s", type=click.FloatRange(min=1, max=3600), default=60.0, show_default=True,
+              help="Seconds after the change (an hour at most).")
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_s: float, workers: int | None):
     """The whole loop for MODEL on the emulated board: its C and its monitor, calibrated on
