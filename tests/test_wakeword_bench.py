@@ -189,7 +189,7 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
     assert r["wakes"] == len(wakes) >= 3 and r["false_rejects"] <= 0.25 * r["wakes"], r
     assert r["false_accepts"] == 0 and 0 < r["hours"] < 40 / 3600, r
     steps = len(run["probability"][0])
-    assert run["monitor"]["summaries"].shape == (steps, 60) and run["monitor"]["probs"].shape == (steps, 2)
+    assert run["monitor"]["summaries"].shape == (steps, 61) and run["monitor"]["probs"].shape == (steps, 2)
     assert compare_generated_c({"okay_nabu": okay_nabu}, {"okay_nabu": run}) == {
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 

@@ -170,7 +170,7 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
     header = (out / "include" / "td_monitor_config_okay_nabu.h").read_text()
     assert "td_monitor_config_okay_nabu" in header
     config = MonitorConfig.from_dict(json.loads((out / "monitor.json").read_text())["monitor_config"])
-    assert (config.n_summary, config.n_classes, config.mean_shift) == (60, 2, 8)  # 40 means, 20 at-floor counts
+    assert (config.n_summary, config.n_classes, config.mean_shift) == (61, 2, 8)  # 40 means, 20 at-floor counts, the loudness
     assert config.metadata["calibration"]["target_arl0"] == 2000
     # recordings without the wake phrases' positions: a level for any error share, above the textbook's
     assert "for any error share of 0.5-35 %; ERROR_RATE at 4 standard deviations" in result.output
