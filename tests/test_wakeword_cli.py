@@ -89,3 +89,13 @@ def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkey
     assert result.exit_code == 1 and result.output.strip().splitlines() == [
         "error: detect runs the device's twin on tflite_micro, which this install lacks: "
         "pip install 'tinydrift[train,wakeword]'"]
+
+
+def test_demo_help_lists_every_change_it_takes():
+    """--change's help names each scenario the demo can play (the bench's, but the voices)."""
+    from tinydrift.pipeline.wakeword_bench import SCENARIOS
+
+    result = CliRunner().invoke(main, ["wakeword", "demo", "--help"], terminal_width=10_000)
+    assert result.exit_code == 0
+    listed = set(re.findall(r"[a-z0-9_]+", result.output))
+    assert {s.name for s in SCENARIOS if s.voices is None} <= listed

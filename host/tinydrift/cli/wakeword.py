@@ -28,6 +28,7 @@ def wakeword():
                                                      its C for the firmware app
     tinydrift wakeword calibrate okay_nabu --out models/okay_nabu
                                                      its drift monitor's config
+    tinydrift wakeword demo okay_nabu                the whole loop in the emulator
     """
 
 
@@ -265,7 +266,10 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 @click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/wakeword_demo"), show_default=True,
               help="Folder for the model's C and monitor, the microphone file and summary.json.")
 @click.option("--change", default="cheap_mic_lowpass_2k", show_default=True,
-              help="What happens to the microphone: a scenario of `tinydrift bench wakeword` (not accent).")
+              help="What happens to the microphone: a scenario of `tinydrift bench wakeword` (not accent): "
+                   "white_noise_20db, white_noise_10db, white_noise_0db, babble_10db, babble_5db, babble_0db, "
+                   "reverb_400ms, reverb_800ms, far_field, gain_down_20db, gain_up_12db, cheap_mic_lowpass_2k, "
+                   "telephone_band, clipping_30db, dead_microphone, stuck_microphone, dc_offset.")
 @click.option("--before", "before_s", type=click.FloatRange(min=30, max=3600), default=90.0, show_default=True,
               help="Seconds of the room before the change (the monitor learns its reference in the first 30; "
                    "an hour at most).")
