@@ -391,6 +391,16 @@ def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(serv
     assert "Traceback" not in c1.text and "the database was unreachable" in c1.out.read_text()
 
 
+def test_collector_that_never_reaches_its_broker_says_so_and_exits_1(services, dsn, tmp_path):
+    """A run whose broker never answered stored nothing it could have: like a database that
+    stayed down, it ends with 1, not 0."""
+    from tinydrift.fleet.services import free_port
+
+    c1 = collector(tmp_path, f"mqtt://127.0.0.1:{free_port()}", dsn, "c1", "--duration", "2")
+    assert c1.process.wait(20) == 1
+    assert "Traceback" not in c1.text and "the broker was never reached" in c1.out.read_text()
+
+
 def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path):
     up = Command(tmp_path, "up", "fleet", "up", "--collectors", "2", "--fleet", FLEET)
     deadline = time.monotonic() + 30

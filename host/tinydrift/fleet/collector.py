@@ -52,13 +52,20 @@ class CollectSummary:
     end_reason: str
     stats: CollectStats
     unacknowledged: int  # received but not committed when it stopped: the broker sends them again
-    failed: bool = False  # the database was unreachable when it stopped
+    database_down: bool = False  # the database was unreachable when it stopped
+    broker_never_reached: bool = False  # no connection to the broker in the whole run
+
+    @property
+    def failed(self) -> bool:
+        return self.database_down or self.broker_never_reached
 
     def line(self) -> str:
         s = self.stats
         later = f"; {self.unacknowledged} not acknowledged (the broker delivers them again)" if self.unacknowledged else ""
-        if self.failed:
+        if self.database_down:
             later += "; the database was unreachable"
+        if self.broker_never_reached:
+            later += "; the broker was never reached"
         return (f"collected {s.stored} frames in {s.batches} batches ({s.duplicates} copies dropped, "
                 f"{s.rejected} rejected) in {self.duration_s:.1f} s; stopped: {self.end_reason}{later}")
 
@@ -85,6 +92,7 @@ class Collector:
         self.inbox: queue.Queue[Received] = queue.Queue()
         self.generation = 0
         self.connected = threading.Event()
+        self.ever_connected = False
         self._said_down = False
         self.stopping = False  # our own disconnect is not an outage
         # The broker sends at most this many unacknowledged messages: a batch waiting on the
@@ -107,6 +115,7 @@ class Collector:
             self.log(f"broker {self.broker} refused the connection: {reason_code}")
             return
         self.generation += 1
+        self.ever_connected = True
         client.subscribe(self.subscription, qos=1)
         self.connected.set()
         if self._said_down:
@@ -229,7 +238,8 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
             store.close()
     unacknowledged = len(batch) + collector.inbox.qsize()
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
-                          unacknowledged, failed=store is None)
+                          unacknowledged, database_down=store is None,
+                          broker_never_reached=not collector.ever_connected)
 
 
 def _store_batch(store: FleetStore | None, dsn: str, fleet: str, batch: list[Received], known: set[bytes] | None,
