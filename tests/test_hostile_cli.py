@@ -41,6 +41,18 @@ def _wav(path: Path, frames: int = 1600, rate: int = 16000, channels: int = 1) -
     return path
 
 
+def _float_wav(path: Path, frames: int = 1600) -> Path:
+    """A 32-bit float WAV (format 3), as many editors export: the wave module reads integer PCM only."""
+    import struct
+
+    data = np.zeros(frames, "<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, 16000, 16000 * 4, 4, 32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt "
+                     + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
+    return path
+
+
 def _png(path: Path) -> Path:
     from PIL import Image
 
@@ -82,6 +94,7 @@ def hostile(tmp_path_factory) -> Path:
     (root / "blocker").write_text("a file where a parent folder should be")
 
     _wav(root / "wav_good" / "a.wav")
+    _float_wav(root / "wav_float" / "a.wav")
     _append_partial_frame(_wav(root / "wav_truncated" / "yes" / "a_nohash_0.wav"))
     (root / "wav_empty" / "yes").mkdir(parents=True)
     (root / "wav_empty" / "yes" / "a_nohash_0.wav").write_bytes(b"")
@@ -310,6 +323,8 @@ CASES = [
     ("not-a-wakeword-model", "wakeword-check", ["{r}/model/model_int8.tflite"], "model_int8.json"),
     ("missing-path", "wakeword-detect", ["okay_nabu", "{r}/nothing.wav"], "nothing.wav"),
     ("truncated-wav", "wakeword-detect", ["okay_nabu", "{r}/wav_truncated/yes/a_nohash_0.wav"], "a_nohash_0.wav"),
+    ("float-wav", "wakeword-detect", ["okay_nabu", "{r}/wav_float/a.wav"], "16-bit integer PCM"),
+    ("empty-path", "wakeword-export", ["okay_nabu", "--out", ""], "empty path"),
     ("wrong-rate-wav", "wakeword-detect", ["okay_nabu", "{r}/fsdd_stray/recordings/0_jackson_0.wav"], "8000 Hz"),
     ("missing-path", "wakeword-detect", ["{r}/nothing.tflite", "{r}/wav_good/a.wav"], "nothing.tflite"),
     ("output-blocked", "wakeword-export", ["okay_nabu", "--out", "{blocked}"], "blocker"),

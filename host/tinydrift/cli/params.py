@@ -37,6 +37,8 @@ class _PathType(click.ParamType):
         self._problem = problem
 
     def convert(self, value, param, ctx) -> Path:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path names nothing: give the path (. for this folder)", param, ctx)
         path = Path(value)
         reason = self._problem(path)
         if reason:

@@ -40,7 +40,9 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         raise TinydriftError(f"{path}: empty or truncated: the file ends inside its WAV header; "
                              "record or convert it again") from None
     except (wave.Error, OSError) as e:
-        raise TinydriftError(f"{path}: not a readable WAV file ({e})") from e
+        # wave reads integer PCM only: float (format 3) or compressed WAVs land here
+        raise TinydriftError(f"{path}: not a readable WAV file ({e}); tinydrift reads 16-bit integer PCM "
+                             "(convert with `sox IN -b 16 -e signed-integer OUT`)") from None
     frame_bytes = width * channels
     if len(data) != n * frame_bytes or partial_frame:
         raise TinydriftError(f"{path}: the header announces {n} frames of {frame_bytes} bytes but the data holds "

@@ -16,9 +16,11 @@ costs one error page.
 
 from __future__ import annotations
 
+import errno
 import html
 import logging
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -300,7 +302,9 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
     try:
         return ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        raise TinydriftError(f"cannot serve on {host}:{port}: {exc.strerror} (choose another --port)") from None
+        fix = "check --host: an address of this machine" if isinstance(exc, socket.gaierror) or \
+            exc.errno == errno.EADDRNOTAVAIL else "choose another --port"
+        raise TinydriftError(f"cannot serve on {host}:{port}: {exc.strerror} ({fix})") from None
 
 
 def serve(dsn: str, host: str = "127.0.0.1", port: int = 8050, *, fleet: str | None = None,
