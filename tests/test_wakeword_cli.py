@@ -61,6 +61,18 @@ def test_detect_prints_the_twins_wake_events(tmp_path):
     assert f"{path}: 1 wake in {len(pcm) / 16000:.1f} s" in out
 
 
+def test_detect_warns_of_a_recording_too_short_to_hear(tmp_path):
+    path = tmp_path / "click.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(bytes(200))
+    result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(path)])
+    assert result.exit_code == 0 and "(0 inferences" in result.stdout
+    assert f"warning: {path} is shorter than the model's first input (50 ms of audio)" in result.stderr
+
+
 def test_export_writes_the_streaming_apps_c(tmp_path):
     out = run("export", "okay_nabu", "--out", str(tmp_path / "m"), "--name", "nabu")
     include = tmp_path / "m" / "include"

@@ -103,7 +103,7 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
       tinydrift wakeword detect okay_nabu kitchen.wav
       tinydrift wakeword detect my_word.tflite day1.wav day2.wav
     """
-    from tinydrift.app import expected_detections
+    from tinydrift.app import expected_detections, stream_end
     from tinydrift.frontend import SAMPLE_RATE
     from tinydrift.wakeword.config import load_wakeword
     from tinydrift.wakeword.export import model_id
@@ -126,6 +126,10 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
         highest = max((f.probability for f in frames), default=0) / 256
         click.echo(f"{path}: {len(wakes)} wake{'s' if len(wakes) != 1 else ''} in {len(pcm) / SAMPLE_RATE:.1f} s "
                    f"({len(frames)} inferences, highest probability {highest:.2f})")
+        if not frames:
+            first = stream_end(0, loaded.stride) / SAMPLE_RATE
+            click.echo(f"warning: {path} is shorter than the model's first input ({first * 1000:.0f} ms of audio): "
+                       "nothing was heard", err=True)
 
 
 @wakeword.command("export")
