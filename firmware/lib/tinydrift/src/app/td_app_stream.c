@@ -14,7 +14,8 @@
  *
  * Built with a monitor config (TD_APP_STREAM_MONITOR), the drift monitor hears the stream
  * too: sensor health on each hop's new samples, and per inference the summary of its frames
- * and of its new samples' loudness with the probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
+ * and of its new samples' loudness (the sum of their hops' variance x samples), with the
+ * probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
  * and entropy then read the sigmoid, the label score the wake rate), then the INFERENCE
  * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them. LABEL
  * frames say whether a wake (or any recent inference) heard the wake word: the monitor's
