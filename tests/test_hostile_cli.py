@@ -435,3 +435,34 @@ def test_real_executable_exits_without_traceback(hostile, args, code, named):
     assert run.returncode == code, run.stderr
     assert named.format(r=hostile) in run.stderr
     assert not (hostile / "demo_out").exists()
+
+
+def test_replay_interrupted_says_what_it_kept(hostile, tmp_path):
+    """Ctrl-C during a replay (here to a port that never answers) ends with one line saying
+    where the frames received so far are, and the shell's code 130, not click's bare
+    "Aborted!"."""
+    import socket
+    import threading
+    import time
+
+    executable = Path(sys.executable).with_name("tinydrift")
+    if not executable.exists():
+        pytest.skip(f"{executable} is not installed (pip install -e .)")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        held = []
+        threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+        db = tmp_path / "replay.sqlite"
+        replay = subprocess.Popen([str(executable), "replay", str(hostile / "wav_good"), "--port",
+                                   f"socket://127.0.0.1:{server.getsockname()[1]}", "--db", str(db)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not held and time.monotonic() < deadline:  # the port is open: past imports and checks
+            time.sleep(0.05)
+        time.sleep(1.0)  # its database session opens right after the port
+        replay.send_signal(signal.SIGINT)
+        _, err = replay.communicate(timeout=60)
+    assert replay.returncode == 130 and "Traceback" not in err and "Aborted" not in err, err
+    assert err.strip().splitlines()[-1] == f"replay interrupted; the frames received so far are stored in {db}"
+    assert db.is_file()

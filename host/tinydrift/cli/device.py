@@ -220,7 +220,9 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         reason = "replay done"
     except KeyboardInterrupt:
         reason = "interrupted"
-        raise click.Abort() from None
+        stored = f"; the frames received so far are stored in {db_path}" if db_path is not None else ""
+        click.echo(f"replay interrupted{stored}", err=True)
+        raise SystemExit(130) from None  # the shell's code for Ctrl-C
     finally:
         replayer.port.close()
         problem = sink.close(reason) if sink is not None else None
