@@ -77,7 +77,7 @@ def summary_length(channels: int) -> int:
 
 def check_summary_length(n_summary: int, path, folder) -> None:
     """One line when a monitor config was calibrated on another form of the summary (an
-    older version's), which the device's app refuses at start."""
+    older version's), which the device's app refuses at start too."""
     from tinydrift.errors import TinydriftError
 
     expected = summary_length(NUM_CHANNELS)
@@ -92,13 +92,12 @@ def hop_sensor_stats(pcm: np.ndarray, n_inferences: int, stride: int, clip_level
     them to sensor health (td_app_stream.c): a stream's first frame brings its whole window
     (480 samples), each later one a step (160). The sums add up, so the first hop is its
     window's three steps summed."""
-    from tinydrift.app import stream_end
-
     step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
     if n_inferences == 0:
         return np.zeros((0, stride, 3), np.int64)
     no_clipping = 1 << 16  # beyond any int16 sample
-    steps = sensor_stats(np.asarray(pcm)[None, :stream_end(n_inferences - 1, stride)],
+    end = step * (WINDOW_STEPS + n_inferences * stride - 1)  # the last inference's last sample (app.stream_end)
+    steps = sensor_stats(np.asarray(pcm)[None, :end],
                          no_clipping if clip_level is None else clip_level, step)[0]
     first = WINDOW_STEPS - 1  # the step that completes the first frame
     hops = np.stack([steps[first + stride * k:first + stride * (k + 1)] for k in range(n_inferences)])
