@@ -20,6 +20,15 @@ from tinydrift.wakeword.export import model_digest, model_id
 pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
 
 
+def write_wav(path, data: bytes) -> None:
+    """16 kHz mono 16-bit PCM samples as a WAV file."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(data)
+
+
 def run(*args: str) -> str:
     result = CliRunner().invoke(main, ["wakeword", *args])
     assert result.exit_code == 0 and result.exception is None, result.output
@@ -46,11 +55,7 @@ def test_detect_prints_the_twins_wake_events(tmp_path):
     spans = spans[:2]
     pcm = pcm[:spans[-1][2] + GAP]
     path = tmp_path / "speech.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm.tobytes())
+    write_wav(path, pcm.tobytes())
     out = run("detect", "okay_nabu", str(path))
     printed = [float(t) for t in re.findall(r"wake at (\d+\.\d\d) s", out)]
     wakes = [f.stream_position for f in expected_detections([pcm], model, model_id(model)) if f.wake]
@@ -63,11 +68,7 @@ def test_detect_prints_the_twins_wake_events(tmp_path):
 
 def test_detect_warns_of_a_recording_too_short_to_hear(tmp_path):
     path = tmp_path / "click.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(bytes(200))
+    write_wav(path, bytes(200))
     result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(path)])
     assert result.exit_code == 0 and "(0 inferences" in result.stdout
     assert f"warning: {path} is shorter than the model's first input (50 ms of audio)" in result.stderr
@@ -92,11 +93,7 @@ def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkey
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tflite_micro" else find_spec(name, *a))
     wav = tmp_path / "a.wav"
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(bytes(3200))
+    write_wav(wav, bytes(3200))
     result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(wav)])
     assert result.exit_code == 1 and result.output.strip().splitlines() == [
         "error: detect runs the device's twin on tflite_micro, which this install lacks: "
