@@ -5,11 +5,13 @@ and the session's counters must always equal the rows stored."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -298,7 +300,7 @@ def test_a_capture_on_read_only_media_can_be_reported(tmp_path, read_only_folder
     assert lines == (["after the kill"] if pending_wal else [])
 
 
-def test_replay_with_a_bad_port_leaves_no_half_made_session(tmp_path):
+def _one_wav_folder(tmp_path):
     import wave
 
     clips = tmp_path / "clips"
@@ -306,8 +308,12 @@ def test_replay_with_a_bad_port_leaves_no_half_made_session(tmp_path):
     with wave.open(str(clips / "a.wav"), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
         w.writeframes(bytes(32000))
+    return clips
+
+
+def test_replay_with_a_bad_port_leaves_no_half_made_session(tmp_path):
     db = tmp_path / "replay.db"
-    proc = _tinydrift("replay", clips, "--port", "/dev/tinydrift-no-such-port", "--db", db)
+    proc = _tinydrift("replay", _one_wav_folder(tmp_path), "--port", "/dev/tinydrift-no-such-port", "--db", db)
     assert proc.returncode == 1 and "cannot open port" in proc.stderr and "Traceback" not in proc.stderr
     assert not db.exists()
 
@@ -335,3 +341,99 @@ def test_archive_takes_the_frames_still_in_the_wal_into_one_file(tmp_path):
     assert [r[0] for r in conn.execute("SELECT line FROM text_lines")] == ["only in the wal"]
     again = _tinydrift("archive", killed / "run.db", tmp_path / "out.db")
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_a_database_locked_when_capture_starts_is_waited_for(tmp_path):
+    """Another program holds the write lock as capture opens its database (a `tinydrift
+    label --db` queueing, a shell): capture waits for it instead of refusing the database."""
+    rng = random.Random(46)
+    frames = [hello()] + [inference(i, i, rng) for i in range(1, 101)] + [P.Bye(101, 0, 100)]
+    db = tmp_path / "locked.db"
+    capture(TcpDevice(lambda conn: conn.sendall(_stream([hello(), P.Bye(1, 0, 0)]))).url, db)
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)  # released by the timer's thread
+    other.execute("BEGIN EXCLUSIVE")
+    threading.Timer(1.5, lambda: (other.execute("ROLLBACK"), other.close())).start()
+    started = time.monotonic()
+    summary = capture(TcpDevice(lambda conn: conn.sendall(_stream(frames))).url, db)
+    assert time.monotonic() - started >= 1.4
+    assert not summary.failed and summary.not_stored == 0 and summary.problem is None
+    conn = open_db(db)
+    assert conn.execute("SELECT COUNT(*) FROM frames WHERE session_id=2").fetchone()[0] == len(frames)
+    _counters_equal_rows(conn)
+
+
+def _fake_model_dir(folder, model_hash: bytes):
+    folder.mkdir()
+    (folder / "reference.json").write_text(json.dumps({
+        "name": "fake", "model_hash": model_hash.hex(), "labels": ["a", "b"],
+        "monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}))
+    return folder
+
+
+def test_a_device_of_another_model_is_refused_and_what_it_sent_is_kept(tmp_path):
+    rng = random.Random(47)
+    other_hash = bytes(range(100, 132))
+    frames = [hello(model_hash=other_hash)] + [inference(i, i, rng, other_hash) for i in range(1, 200)]
+    model_dir = _fake_model_dir(tmp_path / "model", bytes(range(32)))
+    db = tmp_path / "foreign.db"
+    summary = capture(TcpDevice(lambda conn: (conn.sendall(_stream(frames)), time.sleep(5))).url, db,
+                      model_dir=model_dir, duration=20)
+    assert summary.failed and summary.end_reason == "another model on the port"
+    assert summary.duration_s < 4  # refused at the first frame, not after the whole run
+    assert summary.problem.startswith(f"the device runs model {other_hash.hex()[:16]}, but {model_dir} is model "
+                                      f"{bytes(range(32)).hex()[:16]}")
+    conn = open_db(db)
+    stored = conn.execute("SELECT COUNT(*), SUM(foreign_model) FROM frames").fetchone()
+    assert stored[0] >= 1 and stored[0] == stored[1]  # nothing received is dropped, all of it flagged
+    _counters_equal_rows(conn)
+
+
+def test_a_device_reflashed_during_the_capture_is_counted_not_refused(tmp_path):
+    rng = random.Random(48)
+    other_hash = bytes(range(100, 132))
+    frames = ([hello()] + [inference(i, i, rng) for i in range(1, 50)]
+              + [inference(i, i, rng, other_hash) for i in range(50, 60)] + [P.Bye(60, 0, 59)])
+    summary = capture(TcpDevice(lambda conn: conn.sendall(_stream(frames))).url, tmp_path / "reflashed.db",
+                      model_dir=_fake_model_dir(tmp_path / "model", bytes(range(32))))
+    assert not summary.failed and summary.problem is None and summary.stats.foreign == 10
+
+
+@pytest.fixture
+def held_port():
+    """The URL of a port another client holds: the emulator serves one client, and the
+    kernel accepts a second connection for it that nothing ever answers."""
+    held = socket.create_server(("127.0.0.1", 0))  # listens, never accepts
+    yield f"socket://127.0.0.1:{held.getsockname()[1]}"
+    held.close()
+
+
+def test_a_port_on_which_nothing_arrives_is_an_error_not_an_empty_success(tmp_path, held_port):
+    """Once that printed "captured 0 frames" and exited 0."""
+    proc = _tinydrift("capture", "--port", held_port, "--db", tmp_path / "silent.db", "--duration", "1.5")
+    assert proc.returncode == 1, proc.stderr
+    assert "captured 0 frames" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: nothing received from {held_port} in ")
+    assert "another program holding the port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_replay_to_a_port_nobody_answers_on_fails_in_seconds(tmp_path, held_port):
+    """Once it waited out every AUDIO frame's ACK timeout (41 s) before saying so."""
+    started = time.monotonic()
+    proc = _tinydrift("replay", _one_wav_folder(tmp_path), "--port", held_port)
+    assert proc.returncode == 1 and time.monotonic() - started < 20
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: the device did not answer within 5 s: is another program holding its port (the emulator serves "
+        "one client at a time), or is the device not running the tinydrift app?")
+
+
+def test_replay_stores_a_device_of_another_model_and_stops(tmp_path):
+    from tinydrift.logbook.capture import DatabaseSink
+
+    other_hash = bytes(range(100, 132))
+    sink = DatabaseSink(tmp_path / "replay.db", "socket://test", bytes(range(32)), named_as="models/kws")
+    with pytest.raises(TinydriftError, match=r"^the device runs model 6465666768696a6b, but models/kws is model "
+                                             r"0001020304050607: give the model folder"):
+        sink([hello(model_hash=other_hash)])
+    assert sink.close("error") is None
+    conn = open_db(tmp_path / "replay.db")
+    assert conn.execute("SELECT COUNT(*), SUM(foreign_model) FROM frames").fetchone() == (1, 1)

@@ -204,15 +204,29 @@ def test_truth_marks_the_shift_the_delay_and_the_true_accuracy_beside_the_estima
     _png_ok(tmp_path / "r" / "atc.png")
 
 
-@pytest.mark.parametrize("content", ['{"shift_index": -3}', "not json", '{"labels": "abc"}', "[1, 2]"])
-def test_a_bad_truth_file_is_refused_in_one_line(tmp_path, content):
+@pytest.mark.parametrize("content, named", [
+    ('{"shift_index": -3}', "truth file"), ("not json", "truth file"), ('{"labels": "abc"}', "truth file"),
+    ("[1, 2]", "truth file"), ('{"shift_index": true}', "truth file"), ('{"labels": [1.5, 2]}', "truth file"),
+    ('{"labels": [3, -2]}', "truth file"),
+    # well formed, but not this capture's: 1,200 inferences of a 12-class model
+    ('{"shift_index": 99999999}', "shift_index 99999999 is after the capture's last inference (1200)"),
+    ('{"labels": [3, 99, -1]}', "label 99 is not a class of the captured model (0-11)")])
+def test_a_bad_truth_file_is_refused_in_one_line(tmp_path, content, named):
     db, _ = make_drift_db(tmp_path)
     bad = tmp_path / "truth.json"
     bad.write_text(content)
     result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(bad)])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "truth file" in result.output and len(result.output.strip().splitlines()) == 1
+    assert named in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_lines_break_where_frames_were_lost():
+    from tinydrift.logbook.report import _broken_at_gaps
+
+    x, y = _broken_at_gaps(np.array([1, 2, 3, 5, 6, 9]), np.array([10, 20, 30, 50, 60, 90]))
+    assert np.array_equal(x, [1, 2, 3, np.nan, 5, 6, np.nan, 9], equal_nan=True)
+    assert np.array_equal(y, [10, 20, 30, np.nan, 50, 60, np.nan, 90], equal_nan=True)
 
 
 def test_severity_calls_a_shift_harmless_only_when_the_estimate_barely_moved():

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 
+import pytest
 from click.testing import CliRunner
 from rich.console import Console
 
@@ -56,9 +57,30 @@ def test_monitor_command_once_and_its_errors(tmp_path):
     result = runner.invoke(main, ["monitor", "--once"])
     assert result.exit_code != 0 and "give --db FILE, --port URL" in result.output
     result = runner.invoke(main, ["monitor", "--db", str(tmp_path / "none.db"), "--once"])
-    assert result.exit_code != 0 and "not found" in result.output
+    assert result.exit_code != 0 and "does not exist: give an existing capture database" in result.output
     result = runner.invoke(main, ["monitor", "--port", "/dev/tinydrift-no-such-port", "--once"])
     assert result.exit_code != 0 and "cannot open port" in result.output
+    # once ignored without a word: how long to capture means nothing without a port
+    result = runner.invoke(main, ["monitor", "--db", str(db), "--once", "--duration", "5"])
+    assert result.exit_code == 2 and "--duration (how long to capture first) needs --port" in result.output
+
+
+def test_monitor_reads_an_archive_on_read_only_media(tmp_path):
+    """--db was checked as a file to write, so a database on a read-only disk was refused."""
+    import subprocess
+
+    db, _ = make_drift_db(tmp_path)
+    media = tmp_path / "media"
+    media.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(media)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        assert CliRunner().invoke(main, ["archive", str(db), str(media / "run.db")]).exit_code == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(media)], check=True)
+        result = CliRunner().invoke(main, ["monitor", "--db", str(media / "run.db"), "--once"])
+        assert result.exit_code == 0 and "Drift scores" in result.output, result.output
+    finally:
+        subprocess.run(["umount", "-l", str(media)], check=True)
 
 
 def test_empty_database_renders_without_inferences(tmp_path):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from tinydrift.errors import TinydriftError
 from tinydrift.cli.params import (BAUD, COUNT, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, OUTPUT_FOLDER, SECONDS,
                                   SERIAL_URL, input_file)
 
@@ -35,7 +38,8 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
     corrupt (CRC, COBS...) and foreign-model frames are counted and stored. While another
     process locks the database, frames wait in memory; a full disk stops the capture with
     the count of frames not stored. Stops on Ctrl-C, --duration, --frames, or when the
-    device exits; exits 1 when the port was lost or the database could not be written.
+    device exits; exits 1 when the port was lost, the database could not be written, nothing
+    at all came from the port, or the device runs another model than --model-dir's.
 
     The capture also sends the device the labels `tinydrift label ... --db` queues in its
     database (those queued before it started too) and stores the device's answer to each.
@@ -58,6 +62,8 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
                       durable=durable, stop_on_bye=not keep_going, progress=progress,
                       progress_interval=progress_interval, log=lambda m: click.echo(m, err=True))
     click.echo(summary.line())
+    if summary.problem is not None:
+        raise TinydriftError(summary.problem)
     if summary.stats.frames == 0 and summary.stats.corrupt > 0:
         click.echo(f"warning: not one valid frame, {summary.stats.corrupt} corrupt runs: is the device running the "
                    f"tinydrift app (and a serial port set to its speed, --baud {baudrate})?", err=True)
@@ -66,15 +72,17 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
 
 
 @click.command("monitor")
-@click.option("--db", "db_path", type=OUTPUT_FILE, default=None, metavar="FILE",
-              help="Capture database to watch (while `capture` writes it, or afterwards).")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="Capture database to watch (while `capture` writes it, or afterwards; read-only media "
+                   "too); with --port, the one to capture into.")
 @click.option("--port", "port_url", type=SERIAL_URL, default=None, metavar="URL",
               help="Capture from this port yourself (into --db, or a temporary file) and show it.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Model folder: thresholds and class names from its JSON.")
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (no live screen).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S",
-              help="With --port: capture this long (with --once: default 2 s).")
+              help="Watch this long, then exit (with --port and --once: capture this long before the "
+                   "snapshot, default 2 s).")
 @click.option("--refresh", type=SECONDS, default=0.5, show_default=True, metavar="S", help="Seconds between screen updates.")
 def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
     """Show the latest drift scores against their thresholds, the alarms and the link counts.
@@ -89,6 +97,14 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
 
     if db_path is None and port_url is None:
         raise click.UsageError("give --db FILE, --port URL, or both")
+    if once and duration is not None and port_url is None:
+        raise click.UsageError("--once with --db alone prints the snapshot at once: --duration (how long to capture "
+                               "first) needs --port; drop it")
+    if db_path is not None:
+        # captured into with --port, only read without it (an archive on read-only media is fine)
+        kind = OUTPUT_FILE if port_url is not None else input_file("capture database made by `tinydrift capture`")
+        ctx = click.get_current_context()
+        db_path = kind.convert(str(db_path), next(p for p in ctx.command.params if p.name == "db_path"), ctx)
     run_monitor(db_path=db_path, port_url=port_url, model_dir=model_dir, once=once,
                 duration=duration, refresh=refresh)
 
@@ -101,7 +117,8 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
               help="Model folder: thresholds and class names from its JSON (default: from HELLO frames).")
 @click.option("--truth", "truth_path", type=input_file("truth JSON file"), default=None, metavar="JSON",
               help='What a test stream really held: {"shift_index": N, "labels": [...]}, the inference '
-                   "index where the shift began and the true class of each inference (either may be null).")
+                   "index where the shift began and the true class of each inference, -1 where not known "
+                   "(either may be null).")
 def report_command(db_path, out_dir, model_dir, truth_path):
     """Write plots (scores with thresholds and alarms, ATC accuracy estimate, entropy and
     confidence) and an HTML page summarising a capture database. With --truth, the true

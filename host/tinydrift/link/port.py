@@ -47,11 +47,14 @@ class LinkTracker:
     def __init__(self, expected_hash: bytes | None, expected_from: str | None) -> None:
         self.expected_hash = expected_hash  # 32 bytes, or 8 when only a model_id is known
         self.expected_from = expected_from
+        self.named = expected_hash is not None  # the caller named the model (not learnt from the device)
         self.last_seq: int | None = None
         self.last_at: float | None = None
         self.lost = 0
         self.restarts = 0
         self.foreign = 0
+        self.matched = 0  # frames that named the expected model
+        self.first_foreign: bytes | None = None  # the identity the first foreign frame named
         self._resumed = False
         self._suspect: tuple[int, int, str] | None = None  # (seq, frames it would mean lost, why)
 
@@ -118,8 +121,19 @@ class LinkTracker:
         n = min(len(expected), len(ident))
         if ident[:n] != expected[:n]:
             self.foreign += 1
+            self.first_foreign = self.first_foreign or ident
             return True
+        self.matched += 1
         return False
+
+    def wrong_model(self, what: str) -> str | None:
+        """Why this link is not worth following, or None: the model the caller named (`what`,
+        e.g. its folder) was never seen, and the device has only named another one. A device
+        reflashed halfway through is not refused: its frames stay counted as foreign."""
+        if not self.named or self.matched or self.first_foreign is None:
+            return None
+        return (f"the device runs model {self.first_foreign.hex()[:16]}, but {what} is model "
+                f"{self.expected_hash.hex()[:16]}: give the model folder the device was flashed with, or omit --model-dir")
 
 
 def _pending_bytes(port: serial.SerialBase) -> int:

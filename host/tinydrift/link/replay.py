@@ -186,6 +186,10 @@ class ReplayStats:
                 f"{self.corrupt} corrupt frames received")
 
 
+class NoAnswer(TinydriftError):
+    """The device did not acknowledge a command in time."""
+
+
 class _PortReopened(Exception):
     """The port was lost and opened again: whatever was in flight is gone."""
 
@@ -283,12 +287,27 @@ class Replayer:
                 deadline = time.monotonic() + (self.ack_timeout if timeout is None else timeout)
                 while seq not in self._acks:
                     if time.monotonic() > deadline:
-                        raise TinydriftError(f"no ACK for {frame.TYPE.name} within {self.ack_timeout:g} s: is the "
-                                             "tinydrift app running on the device?")
+                        raise NoAnswer(f"no ACK for {frame.TYPE.name} within "
+                                       f"{self.ack_timeout if timeout is None else timeout:g} s: is the "
+                                       "tinydrift app running on the device?")
                     self._poll()
                 return self._acks.pop(seq)
             except _PortReopened:
                 continue
+
+    def check_device(self, patience: float = 5.0) -> P.Ack:
+        """Ask for STATUS until the device acknowledges (a board that resets when its port
+        opens boots meanwhile), so that a port nobody answers on fails in seconds, not after
+        every clip's ACK timeouts."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self.command(P.StatusRequest(0), timeout=1.0)
+            except NoAnswer:
+                if time.monotonic() >= deadline:
+                    raise NoAnswer(f"the device did not answer within {patience:g} s: is another program holding "
+                                   "its port (the emulator serves one client at a time), or is the device not "
+                                   "running the tinydrift app?") from None
 
     # -- clips
 

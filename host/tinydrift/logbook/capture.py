@@ -32,6 +32,9 @@ logger = logging.getLogger("tinydrift.capture")
 # came this long after sending (the device answers a LABEL within one frame time).
 LABEL_POLL_S = 0.25
 LABEL_ACK_TIMEOUT_S = 5.0
+# A device running the app answers the STATUS_REQUEST sent on connecting at once; this long
+# without a byte means the port is someone else's (QEMU serves one client) or the app is not running.
+SILENCE_WARNING_S = 5.0
 
 
 @dataclass
@@ -63,6 +66,7 @@ class CaptureSummary:
     failed: bool = False  # stopped by a lost port or a database that could not be written
     labels_taken: int = 0  # queued labels sent and taken by the device
     labels_refused: int = 0  # and refused
+    problem: str | None = None  # why the capture is not what was asked for (a one-line error)
 
     @property
     def not_stored(self) -> int:
@@ -273,6 +277,7 @@ def capture(
     seconds (None: wait forever; 0: do not reopen)."""
     log = log or logger.info
     expected_from = None
+    named_as = f"{model_dir}" if model_dir is not None else "the expected model"
     if model_dir is not None:
         expected_hash, expected_from = ModelDir(model_dir).require().model_hash, "model-dir"
     elif expected_hash is not None:
@@ -298,7 +303,9 @@ def capture(
     host_seq = 0
     stop_reason: list[str] = []
     failed = store_full = False
+    refusal: str | None = None  # why what came is not what was asked for
     started = time.monotonic()
+    silence_warned = False
 
     def next_seq() -> int:
         """The session's host -> device sequence number, one per frame sent."""
@@ -368,6 +375,9 @@ def capture(
                 continue
             if not data:
                 writer.flush()  # whatever waits for a busy database
+                if not stats.bytes and not silence_warned and time.monotonic() - started >= SILENCE_WARNING_S:
+                    log(f"nothing received from {port_url} in {SILENCE_WARNING_S:g} s: {_SILENT_PORT}")
+                    silence_warned = True
                 continue
             rows = Rows.parse(parser.feed(data), session, time.time(), tracker, stats)
             labels.answered(rows.acks)
@@ -377,6 +387,9 @@ def capture(
             if max_frames is not None and stats.frames >= max_frames and not stop_reason:
                 stop_reason.append(f"{max_frames} frames")
             writer.add(rows, _counters(stats))
+            if (wrong := tracker.wrong_model(named_as)) is not None:
+                stop_reason.append("another model on the port")
+                refusal, failed = wrong, True
             if progress is not None and time.monotonic() - last_progress >= progress_interval:
                 progress(stats)
                 last_progress = time.monotonic()
@@ -409,9 +422,16 @@ def capture(
                 pass
     if progress is not None:
         progress(stats)
-    return CaptureSummary(Path(db_path), port_url, session, time.monotonic() - started, reason, stats,
+    took = time.monotonic() - started
+    if refusal is None and not stats.bytes and not failed:
+        refusal = f"nothing received from {port_url} in {took:.1f} s: {_SILENT_PORT}"
+    return CaptureSummary(Path(db_path), port_url, session, took, reason, stats,
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
-                          labels_refused=labels.refused)
+                          labels_refused=labels.refused, problem=refusal)
+
+
+_SILENT_PORT = ("is another program holding the port (the emulator serves one client at a time), "
+                "or is the device not running the tinydrift app?")
 
 
 def _counters(stats: CaptureStats) -> dict[str, int]:
@@ -471,7 +491,8 @@ class DatabaseSink:
     """Stores replay's received items in a capture database (same schema and rules as `capture`)."""
 
     def __init__(self, db_path: str | Path, port_url: str, expected_hash: bytes | None = None,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, named_as: str = "the expected model"):
+        self.named_as = named_as  # where expected_hash came from, for the error naming it
         store = CaptureStore(db_path)
         expected_from = "model-dir" if expected_hash else None
         self.session = store.start_session(port_url, expected_hash.hex() if expected_hash else None, expected_from)
@@ -480,7 +501,11 @@ class DatabaseSink:
         self.writer = SessionWriter(store, self.session, _counters(self.stats), log or logger.info)
 
     def __call__(self, items: list) -> None:
+        """Store what arrived; TinydriftError (after storing it) once the device shows it runs
+        another model than the one named."""
         self.writer.add(Rows.parse(items, self.session, time.time(), self.tracker, self.stats), _counters(self.stats))
+        if (wrong := self.tracker.wrong_model(self.named_as)) is not None:
+            raise TinydriftError(wrong)
 
     def close(self, reason: str) -> str | None:
         """Close the session; returns None, or why it could not be closed cleanly."""

@@ -214,8 +214,10 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
 
         def run():
             try:
-                capture(port_url, db_path, model_dir=model_dir, stop_event=stop, reconnect_timeout=None,
-                        log=lambda m: None)
+                summary = capture(port_url, db_path, model_dir=model_dir, stop_event=stop, reconnect_timeout=None,
+                                  log=lambda m: None)
+                if summary.problem is not None and not stop.is_set():  # e.g. the device runs another model
+                    failure.append(TinydriftError(summary.problem))
             except BaseException as exc:  # shown by the foreground loop
                 failure.append(exc)
 

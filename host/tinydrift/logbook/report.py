@@ -61,13 +61,26 @@ class Truth:
             data = json.loads(path.read_text())
             shift = data.get("shift_index")
             labels = data.get("labels")
-            if shift is not None and (not isinstance(shift, int) or shift < 1):
+            if shift is not None and (not isinstance(shift, int) or isinstance(shift, bool) or shift < 1):
                 raise ValueError("shift_index must be an inference index >= 1")
-            labels = None if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+            if labels is not None:
+                if not isinstance(labels, list) or not all(type(v) is int and v >= -1 for v in labels):
+                    raise ValueError("labels must be a list of class indices (-1 where the class is not known)")
+                labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise TinydriftError(f"truth file {path}: {exc} (expected JSON like "
                                  '{"shift_index": 301, "labels": [3, 0, 11]})') from exc
         return cls(shift, labels)
+
+    def check(self, last_index: int, n_classes: int | None) -> None:
+        """Refuse a truth that cannot be this capture's: a shift after its last inference,
+        a class its model does not have."""
+        if self.shift_index is not None and self.shift_index > last_index:
+            raise TinydriftError(f"--truth: shift_index {self.shift_index} is after the capture's last inference "
+                                 f"({last_index}): give the truth file of this capture")
+        if self.labels is not None and n_classes is not None and self.labels.size and self.labels.max() >= n_classes:
+            raise TinydriftError(f"--truth: label {int(self.labels.max())} is not a class of the captured model "
+                                 f"(0-{n_classes - 1}): give the truth file of this capture")
 
     def to_json(self) -> str:
         labels = None if self.labels is None else [int(v) for v in self.labels]
@@ -149,6 +162,14 @@ def _wake_events(detections: dict) -> list[WakeEvent]:
             for i in np.flatnonzero(detections["wake"])]
 
 
+def _broken_at_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) with a NaN wherever inferences are missing (frames lost on the link), so that a
+    line is not drawn across what was never received."""
+    gaps = np.flatnonzero(np.diff(x) > 1) + 1
+    return (np.insert(np.asarray(x, dtype=np.float64), gaps, np.nan),
+            np.insert(np.asarray(y, dtype=np.float64), gaps, np.nan))
+
+
 def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path) -> Path:
     """The detector's probability and its window's mean over the inferences, the cutoff, and
     each wake marked."""
@@ -157,8 +178,8 @@ def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path) ->
     monotonic = n < 2 or bool(np.all(np.diff(index) > 0))
     x = index.astype(np.float64) if monotonic else np.arange(n, dtype=np.float64)
     fig, ax = plt.subplots(figsize=(10, 3.2))
-    ax.plot(x, detections["probability"] / 256.0, lw=0.6, color="#9ecae1", label="probability")
-    ax.plot(x, detections["window_mean"] / 256.0, lw=1.2, color="#1f77b4", label="sliding-window mean")
+    ax.plot(*_broken_at_gaps(x, detections["probability"] / 256.0), lw=0.6, color="#9ecae1", label="probability")
+    ax.plot(*_broken_at_gaps(x, detections["window_mean"] / 256.0), lw=1.2, color="#1f77b4", label="sliding-window mean")
     if thresholds.detector is not None:
         ax.axhline(thresholds.detector["probability_cutoff"] / 256.0, color="#d62728", ls="--", lw=1, label="cutoff")
     for k, at in enumerate(x[detections["wake"]]):
@@ -228,6 +249,8 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
     hello = latest_frame(conn, P.FrameType.HELLO)
     files: list[Path] = []
     n = len(data["inference_index"])
+    if truth is not None and n:
+        truth.check(int(data["inference_index"].max()), hello.n_classes if hello is not None else None)
 
     index = data["inference_index"]
     monotonic = n > 1 and bool(np.all(np.diff(index) >= 0))
@@ -251,7 +274,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
         fig, axes = plt.subplots(len(used), 1, figsize=(10, 1.9 * len(used) + 1.0), sharex=True, squeeze=False)
         for row, k in enumerate(used):
             ax = axes[row, 0]
-            ax.plot(x, data["scores"][:, k] / scale, lw=1, color="#1f77b4", label="score (CUSUM)")
+            ax.plot(*_broken_at_gaps(x, data["scores"][:, k] / scale), lw=1, color="#1f77b4", label="score (CUSUM)")
             for levels, colour, name in ((thresholds.warning, "#ff7f0e", "warning"), (thresholds.drift, "#d62728", "drift")):
                 if levels is not None and 0 < levels[k] < NO_LEVEL:
                     ax.axhline(levels[k] / scale, color=colour, ls="--", lw=1, label=f"{name} level")
@@ -265,7 +288,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
         files.append(_save(fig, out_dir / "scores.png"))
 
         fig, ax = plt.subplots(figsize=(10, 3.2))
-        ax.plot(x, data["atc"] / 65536.0 * 100, color="#2ca02c", lw=1.2, label="ATC accuracy estimate")
+        ax.plot(*_broken_at_gaps(x, data["atc"] / 65536.0 * 100), color="#2ca02c", lw=1.2, label="ATC accuracy estimate")
         correct = _true_correct(truth, data) if truth is not None and monotonic else None
         if correct is not None and (correct >= 0).any():
             # the true accuracy over the same horizon the device's running estimate sees
@@ -274,7 +297,7 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
             hits = np.convolve(np.where(correct > 0, 1.0, 0.0), np.ones(window), mode="full")[:n]
             seen = np.convolve(known, np.ones(window), mode="full")[:n]
             with np.errstate(invalid="ignore", divide="ignore"):
-                ax.plot(x, 100 * hits / seen, color="black", lw=1, alpha=0.8, label=f"true accuracy (last {window})")
+                ax.plot(*_broken_at_gaps(x, 100 * hits / seen), color="black", lw=1, alpha=0.8, label=f"true accuracy (last {window})")
         _mark_alarms(ax, onsets, change_x, label=True, true_shift=true_shift)
         ax.set_ylabel("estimated accuracy (%)")
         ax.set_xlabel(x_label)

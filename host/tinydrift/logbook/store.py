@@ -114,6 +114,8 @@ RESERVE_BYTES = 256 * 1024
 # reading the port (and keeps what it read in memory): short, so the device is never left
 # unread for long.
 BUSY_WAIT_MS = 100
+# Setting up (schema, a new session) waits longer: nothing is read yet that could pile up.
+OPEN_WAIT_MS = 30_000
 
 
 class StoreBusy(Exception):
@@ -125,11 +127,16 @@ class StoreFull(TinydriftError):
     failed transaction was written."""
 
 
+def _is_busy(exc: BaseException) -> bool:
+    """Whether an error is SQLite's: another connection holds the lock."""
+    return isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+
+
 def sqlite_write_error(path: Path, exc: sqlite3.Error) -> Exception:
     """StoreBusy or StoreFull for a failed write to `path` (the capture store's, the gateway outbox's)."""
-    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+    if _is_busy(exc):
         return StoreBusy(str(exc))
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     cause = {_SQLITE_FULL: "the disk is full",
              _SQLITE_IOERR: f"{exc} (the disk is full, or failing)"}.get(code, str(exc))
     return StoreFull(f"cannot write to {path}: {cause}")
@@ -173,8 +180,8 @@ class CaptureStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path), isolation_level=None)
+            self.conn.execute(f"PRAGMA busy_timeout={OPEN_WAIT_MS}")
             self._refuse_other_databases()
-            self.conn.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self.conn.executescript(SCHEMA)
@@ -183,6 +190,8 @@ class CaptureStore:
             if version in ("1", "2", "3"):
                 version = self._upgrade(version)
         except (sqlite3.Error, OSError) as exc:
+            if _is_busy(exc):
+                raise self._stayed_locked() from exc
             raise TinydriftError(f"cannot write capture database {self.path}: {exc} (choose another --db)") from exc
         if version != str(SCHEMA_VERSION):
             raise TinydriftError(f"{self.path} has capture schema {version}, this tinydrift writes {SCHEMA_VERSION}: use a new --db")
@@ -190,6 +199,10 @@ class CaptureStore:
             self.reserve.write_bytes(bytes(RESERVE_BYTES))
         except OSError:
             self.release_reserve()  # a disk already too full for it: capture will say so soon enough
+
+    def _stayed_locked(self) -> TinydriftError:
+        return TinydriftError(f"capture database {self.path} stayed locked by another program for "
+                              f"{OPEN_WAIT_MS // 1000} s: close that program, or choose another --db")
 
     def release_reserve(self) -> None:
         """Give back the space set aside: on a full disk, it lets the session be closed."""
@@ -234,9 +247,14 @@ class CaptureStore:
         return str(SCHEMA_VERSION)
 
     def start_session(self, port: str, expected_hash: str | None, expected_from: str | None) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO sessions (started_at, port, expected_hash, expected_from) VALUES (?, ?, ?, ?)",
-            (time.time(), port, expected_hash, expected_from))
+        """A new session's id; from here on a busy database is waited for only briefly."""
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO sessions (started_at, port, expected_hash, expected_from) VALUES (?, ?, ?, ?)",
+                (time.time(), port, expected_hash, expected_from))
+        except sqlite3.Error as exc:
+            raise (self._stayed_locked() if _is_busy(exc) else sqlite_write_error(self.path, exc)) from exc
+        self.conn.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}")
         return int(cur.lastrowid)
 
     def commit(self, session_id: int, frames: list[tuple], texts: list[tuple], corrupts: list[tuple],
