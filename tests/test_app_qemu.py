@@ -201,3 +201,41 @@ def test_emulate_serves_the_app_and_its_microphone_file(elf, tmp_path):
     assert [i.inference_index for i in inferences] == list(range(1, seconds + 1))
     assert any(isinstance(i, P.Bye) for i in items)
     assert not [i for i in items if isinstance(i, P.Corrupt)]
+
+
+def test_emulate_on_a_terminal_shows_frames_as_lines_and_takes_a_wav(elf, splits, tmp_path):
+    """`tinydrift emulate` attached to a terminal (a pty here) once printed the app's binary
+    frames as they were; a WAV given to --audio was read as raw PCM, header and all."""
+    import os
+    import pty
+    import subprocess
+    import sys
+    import wave
+
+    clips = shuffled(splits[0], 3, 6)
+    wav = tmp_path / "three clips.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.concatenate(clips).astype("<i2").tobytes())
+    master, slave = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    proc = subprocess.Popen([sys.executable, "-m", "tinydrift", "emulate", "--elf", str(elf), "--audio", str(wav),
+                             "--timeout", "60"], stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.PIPE,
+                            env=env)
+    os.close(slave)
+    shown = bytearray()
+    try:
+        while chunk := os.read(master, 4096):
+            shown += chunk
+    except OSError:  # the pty's far end closed: the command exited
+        pass
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    lines = shown.decode().splitlines()
+    assert lines[0].startswith("tinydrift app board=mps2_an386 model=")  # the app's text line, as it is
+    assert lines[1].startswith("[HELLO model ") and lines[1].endswith(f"{len(LABELS)} classes]")
+    inferences = [line for line in lines if line.startswith("[INFERENCE ")]
+    assert [line.split(":")[0] for line in inferences] == ["[INFERENCE 1", "[INFERENCE 2", "[INFERENCE 3"]
+    assert lines[-1] == "[BYE exit code 0 after 3 inferences]"
+    assert all(0x20 <= b < 0x7F or b in b"\r\n" for b in shown)  # nothing binary reaches the terminal

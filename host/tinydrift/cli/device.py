@@ -48,28 +48,31 @@ def _pump(read, write) -> None:
 @click.option("--icount", is_flag=True,
               help="Count instructions (-icount shift=0): repeatable timing, 1 cycle = 40 instructions.")
 @click.option("--timeout", type=SECONDS, default=None, metavar="S",
-              help="Stop QEMU after S seconds (default: run until the firmware exits).")
+              help="Stop QEMU after S seconds and exit 124 (default: run until the firmware exits).")
 @click.option("--audio", type=PCM_FILE, default=None,
-              help="Raw 16 kHz int16 PCM file the board's microphone hears (the app exits at its end).")
+              help="What the board's microphone hears: raw 16 kHz int16 PCM, or a 16 kHz mono 16-bit WAV "
+                   "(the app exits at its end).")
 @click.option("--serve", is_flag=True,
               help="Do not attach this terminal: print the serial URL and wait, for `tinydrift capture --port URL`.")
 def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path | None, serve: bool) -> None:
     """Boot the firmware on the emulated board (QEMU mps2-an386, Cortex-M4F).
 
     The board waits for its serial client before it runs, so no byte is lost. By default
-    the client is this terminal (what you type goes to the board, what it prints comes
-    back); with --serve it is whatever connects to the printed URL. The command exits
-    with the firmware's exit code.
+    the client is this terminal (what you type goes to the board; what it prints comes
+    back, its binary frames shown one line each on a terminal and passed through as they
+    are into a pipe or file); with --serve it is whatever connects to the printed URL.
+    The command exits with the firmware's exit code, 124 when --timeout stopped it first.
 
     \b
     Examples:
       tinydrift emulate --serve --audio clips.pcm   # then, elsewhere:
       tinydrift capture --port socket://127.0.0.1:PORT --db log.sqlite --model-dir models/kws
+      tinydrift emulate --audio speech.wav --timeout 30
     """
     import tempfile
 
     with tempfile.TemporaryDirectory() as links:
-        args = [emulator.audio_file_argument(audio, Path(links))] if audio else []
+        args = [emulator.audio_file_argument(_as_pcm(audio, Path(links)), Path(links))] if audio else []
         board = emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args)
         with board:
             click.echo(f"tinydrift: booting {board.elf} on {emulator.MACHINE}"
@@ -77,7 +80,7 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
             if serve:
                 try:  # a Ctrl-C right after the URL (a client may act on it at once) closes the board too
                     click.echo(board.url)
-                    code = board.wait(timeout)
+                    code = _wait(board, timeout)
                 except KeyboardInterrupt:
                     board.close()
                     raise click.Abort() from None
@@ -86,12 +89,66 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
             _attach_terminal(board, timeout)
 
 
+TIMED_OUT = 124  # the exit code of a run --timeout stopped, as timeout(1) gives
+
+
+def _wait(board, timeout: float | None) -> int:
+    """The firmware's exit code; at --timeout, QEMU is stopped and the command exits 124."""
+    try:
+        return board.wait(timeout)
+    except emulator.StillRunning:
+        click.echo(f"tinydrift: stopped QEMU at --timeout {timeout:g} s; the firmware was still running", err=True)
+        click.get_current_context().exit(TIMED_OUT)
+
+
+def _as_pcm(audio: Path, folder: Path) -> Path:
+    """The raw PCM the board's microphone file must be: `audio` itself, or a WAV's samples
+    written into `folder`."""
+    with open(audio, "rb") as f:
+        if f.read(4) != b"RIFF":
+            return audio
+    from tinydrift.data.wavfolder import read_wav
+    from tinydrift.frontend import SAMPLE_RATE
+
+    pcm = folder / "audio.raw"
+    pcm.write_bytes(read_wav(audio, SAMPLE_RATE, needed_by="the emulated microphone").astype("<i2").tobytes())
+    return pcm
+
+
+def _frame_line(item) -> str:
+    """One line for what the board sent: its text, or a frame in words (a terminal shows
+    frames this way; `tinydrift capture` stores them)."""
+    from tinydrift.link import protocol as P
+
+    if isinstance(item, P.TextLine):
+        return item.text
+    if isinstance(item, P.Corrupt):
+        return f"[corrupt frame: {item.error.name}]"
+    if isinstance(item, P.Hello):
+        return f"[HELLO model {item.model_hash.hex()[:16]} firmware {item.fw_version}, {item.n_classes} classes]"
+    if isinstance(item, P.Inference):
+        alarms = "+".join(P.alarm_names(item.alarm_bits & 0xFF)) or "no alarm"
+        return (f"[INFERENCE {item.inference_index}: class {item.predicted_class}, confidence "
+                f"{item.confidence / 256:.2f}, {alarms}]")
+    if isinstance(item, P.Detection):
+        return (f"[DETECTION {item.inference_index}: probability {item.probability / 256:.2f}, window mean "
+                f"{item.window_mean / 256:.2f}{', WAKE' if item.wake else ''}]")
+    if isinstance(item, P.Bye):
+        return f"[BYE exit code {item.exit_code} after {item.inferences} inferences]"
+    return f"[{item.TYPE.name} seq {item.seq}]"
+
+
 def _attach_terminal(board, timeout: float | None) -> None:
     """This terminal as the board's console until the firmware exits; exit with its code."""
+    from tinydrift.link import protocol as P
+
     link = socket.create_connection(("127.0.0.1", board.port))
     stdout = sys.stdout.buffer
+    parser = P.StreamParser() if sys.stdout.isatty() else None  # raw bytes into a pipe or a file
 
     def show(data: bytes) -> None:
+        if parser is not None:
+            data = "".join(_frame_line(item) + "\n" for item in parser.feed(data)).encode()
         stdout.write(data)
         stdout.flush()
 
@@ -102,12 +159,14 @@ def _attach_terminal(board, timeout: float | None) -> None:
                      daemon=True).start()
     try:
         with _keys_go_straight_through(sys.stdin):
-            code = board.wait(timeout)
+            code = _wait(board, timeout)
     except KeyboardInterrupt:
         board.close()
         raise click.Abort() from None
     output.join(timeout=2.0)
     link.close()
+    if parser is not None:
+        stdout.write("".join(_frame_line(item) + "\n" for item in parser.flush()).encode())
     click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
     click.get_current_context().exit(code)
 
@@ -170,7 +229,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     """Stream audio or images into the device: each clip of SOURCE as AUDIO frames, each
     image as IMAGE frames (for a camera model's build).
 
-    SOURCE is a folder of 16 kHz 16-bit WAV files (one clip per file, any length; sorted)
+    SOURCE is a folder of 16 kHz 16-bit WAV files (one clip per file, any length, sorted;
+    of a stereo file the first channel)
     or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG images or an
     image set made by `tinydrift data plant` (.npz), each image sent as it is (the device
     refuses one of another size than its model's). The device runs one inference per
@@ -204,13 +264,15 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     port = open_port(port_url, baudrate, timeout=0.05)
     try:
         replayer = Replayer(port, window=window, reopen=reopen if reconnect_timeout != 0 else None)
-        sink = DatabaseSink(db_path, port_url, expected_hash, log=log) if db_path is not None else None
+        sink = (DatabaseSink(db_path, port_url, expected_hash, log=log, named_as=str(model_dir))
+                if db_path is not None else None)
     except BaseException:
         port.close()
         raise
     replayer.on_items = sink
     reason = "error"
     try:
+        replayer.check_device()
         if reset:
             replayer.command(P.Reset(0))
         with progress_bars() as bars:

@@ -135,6 +135,9 @@ def _not_elf(path: Path) -> str | None:
 
 
 def _not_pcm(path: Path) -> str | None:
+    with open(path, "rb") as f:
+        if f.read(4) == b"RIFF":
+            return None  # a WAV file: its reader checks its format
     size = path.stat().st_size
     if size == 0:
         return "is empty: give raw 16 kHz 16-bit PCM audio"
@@ -159,7 +162,7 @@ def input_path(what: str = "file or folder") -> click.ParamType:
 OUTPUT_FILE = _PathType("file", _output_file)
 OUTPUT_FOLDER = _PathType("folder", _output_folder)
 FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
-PCM_FILE = _PathType("file", _input_file("raw PCM audio file", _not_pcm))
+PCM_FILE = _PathType("file", _input_file("raw PCM or WAV audio file", _not_pcm))
 MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws; a microWakeWord "
                             "model such as okay_nabu: see `tinydrift wakeword --help`)")
 DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")

@@ -117,6 +117,10 @@ def qemu_command(elf: Path, serial: str, *, icount_shift: int | None = None,
     return command + list(extra_args)
 
 
+class StillRunning(TinydriftError):
+    """The firmware had not exited when the wait ran out; QEMU was stopped."""
+
+
 class Emulator:
     """A QEMU process waiting for (or serving) one serial connection at `url`."""
 
@@ -147,12 +151,12 @@ class Emulator:
 
     def wait(self, timeout: float | None) -> int:
         """Wait for the firmware to exit (None: for ever); returns its exit code. Kills QEMU
-        on timeout."""
+        on timeout (StillRunning)."""
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.close()
-            raise TinydriftError(
+            raise StillRunning(
                 f"the firmware {self.elf} did not exit within {timeout:.3g} s in QEMU"
             ) from None
 
