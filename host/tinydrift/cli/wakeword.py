@@ -11,7 +11,9 @@ import click
 from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, input_file, input_folder
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
-from tinydrift.wakeword.monitor import MIN_SESSION_SECONDS
+from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
+from tinydrift.wakeword.monitor import MIN_SESSION_SECONDS, REFERENCE_SECONDS, REFERENCE_SESSIONS
+from tinydrift.wakeword.monitor import TARGET_ARL0 as DEFAULT_TARGET_ARL0
 
 CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
                              help="The model's JSON config, when it is not beside the .tflite with the same name.")
@@ -171,13 +173,14 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
 @click.option("--wavs", "wav_folder", type=input_folder("folder of reference WAV files"), default=None,
               help="Reference recordings of the deployment's kind, one session each (16 kHz mono 16-bit); "
                    "default: espeak-ng sessions.")
-@click.option("--sessions", type=COUNT, default=40, show_default=True, help="espeak-ng sessions to synthesize.")
-@click.option("--seconds", type=click.IntRange(min=MIN_SESSION_SECONDS), default=180, show_default=True,
+@click.option("--sessions", type=COUNT, default=REFERENCE_SESSIONS, show_default=True,
+              help="espeak-ng sessions to synthesize.")
+@click.option("--seconds", type=click.IntRange(min=MIN_SESSION_SECONDS), default=REFERENCE_SECONDS, show_default=True,
               help="Length of each espeak-ng session (the device's commissioning and its averages' settling "
                    f"need {MIN_SESSION_SECONDS} s).")
-@click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
+@click.option("--target-arl0", type=TARGET_ARL0, default=DEFAULT_TARGET_ARL0, show_default=True,
               help="Inferences between false alarms (30 ms each), all scores together.")
-@click.option("--simulated", type=COUNT, default=8_000_000, show_default=True,
+@click.option("--simulated", type=COUNT, default=DEFAULT_SIMULATED, show_default=True,
               help="Inferences calibration simulates (fewer: faster, levels less exact).")
 @click.option("--labels", "label_mode", type=click.Choice(list(LABEL_MODES)), default="wakes", show_default=True,
               help="How users will label the device's wakes (tinydrift label): 'wakes' confirm or reject every "

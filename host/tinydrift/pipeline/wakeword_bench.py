@@ -55,8 +55,9 @@ from tinydrift.frontend import SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
 from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
-from tinydrift.wakeword.monitor import (SUMMARY_FORM, WINDOW_STEPS, check_summary_length, hop_sensor_stats,
-                                       stream_levels)
+from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
+from tinydrift.wakeword.monitor import (REFERENCE_SECONDS, REFERENCE_SESSIONS, SUMMARY_FORM, TARGET_ARL0, WINDOW_STEPS,
+                                       check_summary_length, hop_sensor_stats, stream_levels)
 
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
 
@@ -116,11 +117,12 @@ class WakewordBenchSettings:
     seconds: float = 60.0
     wake_rate: float = 0.1
     seed: int = 7
-    # the monitor: its calibration (when the bench calibrates it) and its streams
-    reference_sessions: int = 24
-    reference_seconds: float = 180.0
-    target_arl0: float = 20_000
-    simulated: int = 2_000_000
+    # the monitor: calibrated as `tinydrift wakeword calibrate` does by default (when the
+    # bench calibrates it), and its streams
+    reference_sessions: int = REFERENCE_SESSIONS
+    reference_seconds: float = REFERENCE_SECONDS
+    target_arl0: float = TARGET_ARL0
+    simulated: int = DEFAULT_SIMULATED
     commission: int = 1000
     change_at: int = 3000
     max_delay: int = 3000

@@ -156,6 +156,11 @@ def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_grou
 # of audio (the keyword model's 300 are 300 s), long enough to hear the room's noise, a few
 # utterances and the pauses between them.
 DEFAULT_COMMISSION = 1000
+# `tinydrift wakeword calibrate`'s defaults, which the bench measures too: espeak-ng
+# reference sessions (three minutes each) and the inferences between false alarms.
+REFERENCE_SESSIONS = 40
+REFERENCE_SECONDS = 180
+TARGET_ARL0 = 100_000
 # EWMA weights 2^-shift of the input moments, their variance and the wake rate: ~8-15 s of
 # audio. A block of 3 frames is speech or a pause, so the keyword model's 2^-5 / 2^-6 (1-2 s
 # here) follow the talk's rhythm: measured on okay_nabu's 16 held-out sessions with the 40
@@ -189,7 +194,7 @@ SESSION_PIECE = 1500
 # The input scores find them all: the wake rate, though noise at 0 dB cuts it from 2.6 % of
 # inferences to 0.75 %, comes in bursts (a heard phrase holds p >= 1/2 for ~15 inferences)
 # and needs far longer than these EWMAs to be told from chance.
-def calibrate_detector(reference: dict, *, target_arl0: float = 100_000, commission_n: int = DEFAULT_COMMISSION,
+def calibrate_detector(reference: dict, *, target_arl0: float = TARGET_ARL0, commission_n: int = DEFAULT_COMMISSION,
                        n_inferences: int | None = None, seed: int = 0, **config_options):
     """The monitor's config for a binary detector, calibrated on reference sessions (the
     samples of `session_samples`): the keyword model's calibration (tinydrift.monitor
@@ -230,8 +235,8 @@ def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> 
     return np.stack(pre), np.stack(post)
 
 
-def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = None, sessions: int = 40,
-                       seconds: float = 180.0, seed: int = 0,
+def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = None,
+                       sessions: int = REFERENCE_SESSIONS, seconds: float = REFERENCE_SECONDS, seed: int = 0,
                        workers: int = 1) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """The deployment's reference audio, one int16 stream per session: the WAV files of
     `wav_folder` (each a session, sorted by name; every file checked before any work), or
