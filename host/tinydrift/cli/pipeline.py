@@ -209,13 +209,14 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
       tinydrift eval models/plant my_leaves/    # my_leaves/healthy/*.jpg, my_leaves/blight/*.jpg ...
     """
     from tinydrift.data.sets import load_any
-    from tinydrift.model.evaluate import evaluate
+    from tinydrift.model.evaluate import check_fits, evaluate
     from tinydrift.model.quantize import load_int8
     from tinydrift.modeldir import ModelDir
 
     model, _ = load_int8(model_dir)
     labels = ModelDir(model_dir).training().get("labels") if model_dir.is_dir() else None
     clips = load_any(data, tuple(labels) if labels else None)
+    check_fits(model, clips, data)
     if as_json:
         emit_json(evaluate(model, clips, runtime))
         return

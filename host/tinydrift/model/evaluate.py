@@ -47,6 +47,29 @@ def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarra
     return result
 
 
+def check_fits(model: bytes, data: ClipSet | ImageSet, where) -> None:
+    """Refuse, naming `where` (the data's path), data the model cannot read (the other kind of
+    input, images of another size) or whose classes are not its outputs."""
+    from tinydrift.errors import TinydriftError
+    from tinydrift.model.quantize import describe, is_image_input
+
+    info = describe(model)
+    shape = tuple(int(d) for d in info["inputs"][0]["shape"])
+    image_model = is_image_input(shape)
+    if isinstance(data, ImageSet) != image_model:
+        held = "images" if isinstance(data, ImageSet) else "audio clips"
+        takes = f"{shape[1]}x{shape[2]} images" if image_model else "keyword audio (the front end's 49x40 features)"
+        raise TinydriftError(f"{where} holds {held}, and the model takes {takes}: give data of the model's kind")
+    if image_model and tuple(data.images.shape[1:]) != shape[1:]:
+        raise TinydriftError(f"{where}: images {'x'.join(map(str, data.images.shape[1:]))}, and the model takes "
+                             f"{'x'.join(map(str, shape[1:]))}: give images of its size")
+    outputs = int(info["outputs"][0]["shape"][-1])
+    if outputs != len(data.label_names):
+        names = ", ".join(data.label_names[:6]) + (", ..." if len(data.label_names) > 6 else "")
+        raise TinydriftError(f"{where}: {len(data.label_names)} classes ({names}), and the model has {outputs} "
+                             "outputs: give data of the model's classes")
+
+
 def evaluate(model: bytes, clips: ClipSet | ImageSet, runtime: str, progress_factory=None) -> dict:
     advance = progress_factory("features", len(clips)) if progress_factory and clips.features is None else None
     features = clips.ensure_features(progress=advance)

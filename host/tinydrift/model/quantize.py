@@ -121,8 +121,9 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
     inp, out = info["inputs"][0], info["outputs"][0]
     for role, t in (("input", inp), ("output", out)):
         if t["dtype"] != np.int8:
-            raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; "
-                                 "convert with `tinydrift quantize` (full-int8)")
+            raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; convert it to full int8 "
+                                 "(the TFLite converter with a representative dataset and int8 input and output "
+                                 "types; a model trained here: `tinydrift quantize`)")
     shape = tuple(int(d) for d in inp["shape"])
     problem = _input_problem(shape)
     if problem:
@@ -138,6 +139,10 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
     if out_scale != 1.0 / 256 or out_zp != -128:
         raise TinydriftError(f"{path}: output quantization {out_scale}/{out_zp}; the drift monitor reads "
                              "softmax probabilities with scale 1/256 and zero point -128")
+    if out["shape"][-1] < 2:
+        raise TinydriftError(f"{path}: one output; the drift monitor reads a probability per class and needs two "
+                             "classes or more (a one-unit sigmoid: give it a two-class softmax instead; a wake-word "
+                             "detector: `tinydrift wakeword --help`)")
     if num_classes is not None and out["shape"][-1] != num_classes:
         raise TinydriftError(f"{path}: {out['shape'][-1]} outputs, expected {num_classes} classes")
     return info
@@ -160,7 +165,8 @@ def load_int8(model_dir_or_file: Path | str) -> tuple[bytes, Path]:
     if path.is_dir():
         path = ModelDir(path).int8_model
     if not path.exists():
-        raise TinydriftError(f"{path}: no int8 model; run `tinydrift quantize` first")
+        raise TinydriftError(f"{path}: no int8 model; run `tinydrift quantize` first (a model trained elsewhere: "
+                             "`tinydrift adopt MODEL.tflite --out FOLDER`)")
     model = path.read_bytes()
     check_device_model(model, path)
     return model, path

@@ -27,7 +27,7 @@ from tinydrift.monitor.calibrate import FleetBudget
 from tinydrift.monitor.config import MonitorConfig, jsonable
 from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
-from tinydrift.model.evaluate import summarize
+from tinydrift.model.evaluate import check_fits, summarize
 from tinydrift.model.quantize import INPUT_SHAPE, describe, is_image_input, load_int8
 from tinydrift.model.runtimes import run_litert, run_tflm, tflm_arena_report
 
@@ -99,10 +99,6 @@ class ModelInput:
         from tinydrift.data.imageset import ImageSet
 
         splits = {s: ImageSet.load(data_dir / f"{s}.npz") for s in ("ref", "test")}
-        shape = splits["ref"].images.shape[1:]
-        if shape != self.shape[1:]:
-            raise TinydriftError(f"{data_dir}: images {list(shape)}, the model takes {list(self.shape[1:])}: "
-                                 "give --data the image set the model was trained on")
         return self, self._with_shift(splits)
 
     def _with_shift(self, splits: dict) -> dict:
@@ -213,6 +209,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         raise TinydriftError("--real-data reads recordings, and this is an image model: "
                              "measure it on real images with `tinydrift eval MODEL FOLDER`")
     source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]))
+    check_fits(model, splits["ref"], data_dir)  # before any work: its kind, image size and classes
     labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     samples = {s: _samples(source, splits[s], probs[s]) for s in splits}

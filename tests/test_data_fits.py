@@ -1,0 +1,68 @@
+"""A model meets data of its kind and of its classes, or a one-line refusal before any work:
+eval and export on the other kind of data (images for the keyword model, clips for the
+camera model), a data set of other classes than the model's outputs, a one-output model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from helpers_tflite import tflite_models
+from tinydrift.cli import main
+from tinydrift.data.imageset import ImageSet
+from tinydrift.data.labels import PLANT_LABELS
+from tinydrift.errors import TinydriftError
+from tinydrift.model.quantize import check_device_model
+from tinydrift.modeldir import INT8_MODEL
+
+from conftest import REPO_ROOT
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+@pytest.fixture
+def leaves(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "leaves.npz"
+    ImageSet(images=rng.integers(0, 256, (6, 48, 48, 3), dtype=np.uint8),
+             labels=np.arange(6, dtype=np.int16) % len(PLANT_LABELS), label_names=PLANT_LABELS).save(path)
+    return path
+
+
+def test_eval_refuses_images_for_the_keyword_model(leaves):
+    """Once an 11-frame traceback: cannot reshape array of size 6912 into shape (1,49,40,1)."""
+    line = _one_line_error(CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "kws"), str(leaves)]))
+    assert line == (f"error: {leaves} holds images, and the model takes keyword audio (the front end's 49x40 "
+                    "features): give data of the model's kind")
+
+
+def test_eval_refuses_clips_for_the_camera_model(small_kws):
+    data = small_kws / "test.npz"
+    line = _one_line_error(CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "plant"), str(data)]))
+    assert line == f"error: {data} holds audio clips, and the model takes 48x48 images: give data of the model's kind"
+
+
+def test_export_refuses_a_data_set_of_other_classes_than_the_model_s_outputs(tmp_path, small_kws):
+    """A 4-class keyword model and the 12-class set: once a 12-label header beside a 4-class
+    monitor, exit 0."""
+    spec = {"kind": "dense", "input_shape": [49, 40, 1], "flatten": True, "units": 4, "activation": "softmax",
+            "use_bias": True, "seed": 3}
+    (tmp_path / INT8_MODEL).write_bytes(tflite_models([spec])[0])
+    result = CliRunner().invoke(main, ["export", "--model", str(tmp_path), "--data", str(small_kws)])
+    assert _one_line_error(result).startswith(
+        f"error: {small_kws}: 12 classes (_silence_, _unknown_, yes, no, up, down, ...), and the model has 4 outputs")
+    assert not (tmp_path / "reference.json").exists() and not (tmp_path / "include").exists()
+
+
+def test_a_one_output_model_is_refused(tmp_path):
+    spec = {"kind": "dense", "input_shape": [49, 40, 1], "flatten": True, "units": 1, "activation": "softmax",
+            "use_bias": True, "seed": 4}
+    with pytest.raises(TinydriftError, match=r"one\.tflite: one output; the drift monitor reads a probability per "
+                                             r"class and needs two classes or more"):
+        check_device_model(tflite_models([spec])[0], tmp_path / "one.tflite")
