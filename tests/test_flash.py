@@ -21,6 +21,7 @@ from tinydrift.target.flash import build_dir_for, check_model_dir, flash, no_boa
 from tinydrift.link.replay import write_pcm
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
+from tinydrift.modeldir import ModelDir
 
 needs_pio = pytest.mark.skipif(platformio.pio_executable() is None, reason="PlatformIO is not installed")
 REAL_BOARDS = {"nano33ble": "nordicnrf52", "nano33ble_renode": "nordicnrf52", "esp32s3": "espressif32",
@@ -80,7 +81,7 @@ def test_model_folders_without_generated_files_are_refused(tmp_path):
     with pytest.raises(TinydriftError, match="not found"):
         check_model_dir(tmp_path / "absent")
     (tmp_path / "empty" / "include").mkdir(parents=True)
-    with pytest.raises(TinydriftError, match=r"expected one td_model_NAME.h, found 0; run `tinydrift export"):
+    with pytest.raises(TinydriftError, match=r"no td_model_NAME.h; run `tinydrift export"):
         check_model_dir(tmp_path / "empty")
     partial = tmp_path / "partial" / "include"
     shutil.copytree(REPO_ROOT / "models" / "kws" / "include", partial)
@@ -88,6 +89,17 @@ def test_model_folders_without_generated_files_are_refused(tmp_path):
     with pytest.raises(TinydriftError, match="missing td_monitor_config_kws.h"):
         check_model_dir(partial.parent)
     assert check_model_dir(REPO_ROOT / "models" / "kws") == REPO_ROOT / "models" / "kws" / "include"
+    two = tmp_path / "two"
+    shutil.copytree(REPO_ROOT / "models" / "kws", two)
+    for generated in ("td_model_kws.h", "td_model_kws.c", "td_reference_kws.h", "td_monitor_config_kws.h"):
+        shutil.copy(two / "include" / generated, two / "include" / generated.replace("kws", "old"))
+    with pytest.raises(TinydriftError, match=r"exports of several models \(td_model_kws.h, td_model_old.h\), and a "
+                                             r"build takes one"):
+        check_model_dir(two)
+    ModelDir(two).remove_exports_except("kws")  # what export does once it has written its own
+    assert sorted(p.name for p in (two / "include").iterdir()) == [
+        "td_model_kws.c", "td_model_kws.h", "td_monitor_config_kws.h", "td_reference_kws.h"]
+    assert check_model_dir(two) == two / "include"
 
 
 def test_upload_output_without_a_board_is_recognised():

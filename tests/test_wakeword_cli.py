@@ -86,6 +86,31 @@ def test_export_writes_the_streaming_apps_c(tmp_path):
     assert out.splitlines()[-1] == f"model hash {model_digest(load_wakeword('okay_nabu'))}"
 
 
+def test_export_into_a_folder_of_another_export_is_refused(tmp_path):
+    """Once both exited 0, leaving two models' headers (a build takes one) or a classifier's
+    reference.json beside a detector's files (capture and report then read the classifier)."""
+    import shutil
+
+    from tinydrift.firmware import REPO_ROOT
+
+    folder = tmp_path / "m"
+    run("export", "okay_nabu", "--out", str(folder))
+    before = sorted(p.name for p in (folder / "include").iterdir())
+    run("export", "okay_nabu", "--out", str(folder))  # the same export again: replaced
+    for args, message in (
+            (("alexa",), f"error: {folder} holds the export of another wake-word model or config (\"Okay Nabu\", hash "),
+            (("okay_nabu", "--name", "nabu"), f"error: {folder} holds an export named okay_nabu "
+                                              "(include/td_model_okay_nabu.h): export this model with --name okay_nabu")):
+        result = CliRunner().invoke(main, ["wakeword", "export", *args, "--out", str(folder)])
+        assert result.exit_code == 1 and result.output.startswith(message), result.output
+        assert sorted(p.name for p in (folder / "include").iterdir()) == before
+    classifier = tmp_path / "kws"
+    shutil.copytree(REPO_ROOT / "models" / "kws", classifier)
+    result = CliRunner().invoke(main, ["wakeword", "export", "okay_nabu", "--out", str(classifier)])
+    assert result.exit_code == 1 and "holds a classifier's export (reference.json" in result.output
+    assert not (classifier / "detector.json").exists()
+
+
 def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkeypatch):
     """A gateway install (no [train] extra) has neither TensorFlow's front end op nor TFLite Micro."""
     import importlib.util

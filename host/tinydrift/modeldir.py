@@ -106,6 +106,17 @@ class ModelDir:
     def reference_header(self, name: str) -> Path:
         return self.include / f"td_reference_{name}.h"
 
+    def exported_names(self) -> list[str]:
+        return exported_names(self.include)
+
+    def remove_exports_except(self, name: str) -> None:
+        """Remove the generated headers and sources of every other C name: an export under a
+        new name replaces the folder's old one (the build takes exactly one)."""
+        for old in self.exported_names():
+            if old != name:
+                for path in (*self.model_c(old), self.reference_header(old), self.monitor_config_header(old)):
+                    path.unlink(missing_ok=True)
+
     # -- checks
     def require(self) -> "ModelDir":
         if not self.path.is_dir():
@@ -188,11 +199,7 @@ class ModelDir:
         """The model's C name (td_NAME_invoke): reference.json's, else the one td_model_NAME.h."""
         if self.reference_json.is_file():
             return self.reference()["name"]
-        headers = sorted(self.include.glob("td_model_*.h"))
-        if len(headers) != 1:
-            raise TinydriftError(f"{self.include}: expected one td_model_NAME.h made by `tinydrift export`, "
-                                 f"found {[h.name for h in headers] or 'none'}")
-        return headers[0].stem[len("td_model_"):]
+        return single_export_name(self.include, self.path)
 
     @property
     def model_hash(self) -> bytes:
@@ -244,6 +251,23 @@ class ModelDir:
         if not isinstance(data, dict):
             raise TinydriftError(f"{path}: expected a JSON object, found {type(data).__name__}; regenerate it")
         return data
+
+
+def exported_names(include: Path) -> list[str]:
+    """The C names exported into an include folder (one td_model_NAME.h each)."""
+    return sorted(h.stem[len("td_model_"):] for h in Path(include).glob("td_model_*.h"))
+
+
+def single_export_name(include: Path, folder: Path) -> str:
+    """The one C name exported into `include` (of the model folder `folder`), or why not."""
+    names = exported_names(include)
+    if not names:
+        raise TinydriftError(f"{include}: no td_model_NAME.h; run `tinydrift export --model {folder}` (a wake-word "
+                             f"model: `tinydrift wakeword export MODEL --out {folder}`)")
+    if len(names) > 1:
+        raise TinydriftError(f"{include}: exports of several models ({', '.join(f'td_model_{n}.h' for n in names)}), "
+                             "and a build takes one: remove the others' td_*_NAME files, or export into a new folder")
+    return names[0]
 
 
 def _is_number(value, low: float, high: float) -> bool:

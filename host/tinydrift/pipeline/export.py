@@ -299,6 +299,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     }
     folder.write_reference(jsonable(reference))
     folder.write_model_card(model_card(reference, folder.training()))
+    folder.remove_exports_except(name)  # last: an interrupted export leaves the old one whole
     return reference
 
 

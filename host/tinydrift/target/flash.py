@@ -27,7 +27,7 @@ from typing import Sequence
 from tinydrift.child import group_watchdog, tied_to_this_process
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
-from tinydrift.modeldir import ModelDir
+from tinydrift.modeldir import ModelDir, single_export_name
 from tinydrift.target import platformio
 
 DEFAULT_MODEL_DIR = REPO_ROOT / "models" / "kws"
@@ -92,14 +92,10 @@ def check_model_dir(model_dir: Path) -> Path:
     include = ModelDir(model_dir).include if ModelDir(model_dir).include.is_dir() else model_dir
     if not include.is_dir():
         raise TinydriftError(f"model folder {model_dir} not found: give a folder made by `tinydrift export`")
-    headers = sorted(include.glob("td_model_*.h"))
-    if len(headers) != 1:
-        raise TinydriftError(f"{include}: expected one td_model_NAME.h, found {len(headers)}; "
-                             f"run `tinydrift export --model {model_dir}`")
-    name = headers[0].stem[len("td_model_"):]
+    name = single_export_name(include, model_dir)
     # A streaming model (`tinydrift wakeword export`) needs no monitor config: without one the app runs it as a
     # detector alone, with one (`tinydrift wakeword calibrate`) the monitor too.
-    streaming = f"#define TD_{name.upper()}_STREAMING 1" in headers[0].read_text()
+    streaming = f"#define TD_{name.upper()}_STREAMING 1" in (include / f"td_model_{name}.h").read_text()
     needed = (f"td_model_{name}.c", f"td_reference_{name}.h", *(() if streaming else (f"td_monitor_config_{name}.h",)))
     missing = [f for f in needed if not (include / f).is_file()]
     if missing:

@@ -39,6 +39,7 @@ def write_device_sources(model: WakewordModel, folder: str | Path, name: str | N
     (NAME: the model's file name unless given), and detector.json beside it."""
     name = check_name(name or model.name)
     target = ModelDir(folder)
+    _refuse_another_export(target, model, name)
     header, source = write_model_c(model.model, name, target.include)
     reference = target.reference_header(name)
     parameters = detector_parameters(model)
@@ -49,6 +50,26 @@ def write_device_sources(model: WakewordModel, folder: str | Path, name: str | N
                            "sliding_window": parameters.sliding_window,
                            "feature_step_ms": parameters.feature_step_ms})
     return [header, source, reference, target.detector_json]
+
+
+def _refuse_another_export(target: ModelDir, model: WakewordModel, name: str) -> None:
+    """A folder holds one model's export: a classifier's folder, another detector's (its
+    calibration would describe the wrong model) or this one's under another C name (a build
+    takes one) is refused; the same export again replaces its files."""
+    from tinydrift.errors import TinydriftError
+
+    if target.reference_json.is_file():
+        raise TinydriftError(f"{target.path} holds a classifier's export (reference.json, `tinydrift export`): export "
+                             "the wake-word model into a folder of its own")
+    digest = model_digest(model)
+    held = target.detector() if target.detector_json.is_file() else None
+    if held is not None and held["model_hash"] != digest:
+        raise TinydriftError(f"{target.path} holds the export of another wake-word model or config (\"{held['wake_word']}\""
+                             f", hash {held['model_hash'][:12]}): export into a new folder, or remove that one first")
+    others = [n for n in target.exported_names() if n != name]
+    if others:
+        raise TinydriftError(f"{target.path} holds an export named {others[0]} (include/td_model_{others[0]}.h): export "
+                             f"this model with --name {others[0]}, or into a new folder")
 
 
 def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | None = None) -> list[Path]:
