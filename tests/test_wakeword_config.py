@@ -69,13 +69,23 @@ def test_builtin_names_and_paths_load_alike(user_model):
     ({"probability_cutoff": 0}, "micro.probability_cutoff is 0; it must be in (0, 1]"),
     ({"probability_cutoff": 1.5}, "micro.probability_cutoff is 1.5; it must be in (0, 1]"),
     ({"probability_cutoff": "0.9"}, "micro.probability_cutoff is '0.9'"),
-    ({"sliding_window_size": 0}, "micro.sliding_window_size is 0; it must be a whole number >= 1"),
+    ({"sliding_window_size": 0}, "micro.sliding_window_size is 0; it must be a whole number from 1 to 32"),
     ({"sliding_window_size": 2.5}, "micro.sliding_window_size is 2.5"),
+    # once passed by check and export, and refused by the firmware's build (#error) much later
+    ({"sliding_window_size": 33}, "micro.sliding_window_size is 33; it must be a whole number from 1 to 32 (the "
+                                  "device app's window holds 32 probabilities)"),
     ({"tensor_arena_size": -1}, "micro.tensor_arena_size is -1"),
 ])
 def test_config_mismatches_are_named(user_model, micro, expected):
     message = error_of(user_model(micro))
     assert expected in message and "my_word.json" in message
+
+
+def test_the_window_limit_is_the_device_app_s():
+    from tinydrift.firmware import LIB_SRC
+    from tinydrift.wakeword.config import MAX_SLIDING_WINDOW
+
+    assert f"#define TD_APP_MAX_SLIDING_WINDOW {MAX_SLIDING_WINDOW}u" in (LIB_SRC / "app" / "td_app.h").read_text()
 
 
 def test_every_mismatch_is_named_at_once(user_model):

@@ -28,6 +28,7 @@ from tinydrift.frontend import NUM_CHANNELS, WAKEWORD_STEP_MS
 
 PACKAGE = "pymicro_wakeword"
 STRIDE = 3  # feature frames per inference: the input's second dimension
+MAX_SLIDING_WINDOW = 32  # td_app.h TD_APP_MAX_SLIDING_WINDOW: the probabilities the device app keeps
 # The device maps front-end output v to int8 as ESPHome does, (256 v + 333) // 666 - 128
 # (tinydrift.wakeword.stream), which stands for real v / 25.6 quantized with this scale and
 # zero point: a model quantized otherwise would be fed wrong values.
@@ -200,8 +201,9 @@ def _config_problems(data: dict) -> list[str]:
     if not (_is_number(cutoff) and 0 < cutoff <= 1):
         problems.append(f"{_shown(micro, 'probability_cutoff')}; it must be in (0, 1]")
     window = micro.get("sliding_window_size")
-    if not (_is_int(window) and window >= 1):
-        problems.append(f"{_shown(micro, 'sliding_window_size')}; it must be a whole number >= 1")
+    if not (_is_int(window) and 1 <= window <= MAX_SLIDING_WINDOW):
+        problems.append(f"{_shown(micro, 'sliding_window_size')}; it must be a whole number from 1 to "
+                        f"{MAX_SLIDING_WINDOW} (the device app's window holds {MAX_SLIDING_WINDOW} probabilities)")
     arena = micro.get("tensor_arena_size")
     if arena is not None and not (_is_int(arena) and arena > 0):
         problems.append(f"micro.tensor_arena_size is {arena!r}; it must be a whole number of bytes > 0")
