@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tinydrift.cli.common import progress_bars
 from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FILE, OUTPUT_FOLDER, input_file
 from tinydrift.codegen.frontend_tables import DEFAULT_HEADER, write_header
 from tinydrift.errors import TinydriftError
@@ -50,7 +51,9 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
 
         rng = np.random.default_rng(0)
         inputs = rng.integers(-128, 128, size=(check_count, plan.input.num_elements), dtype=np.int8)
-        ours, expected = run_generated_and_tflm(data, inputs)
+        with progress_bars() as bars:
+            ours, expected = run_generated_and_tflm(data, inputs, progress=bars("generated C vs TFLite Micro",
+                                                                                 check_count))
         mismatches = int(np.count_nonzero(ours != expected))
         click.echo(f"check: {check_count} random inputs, {mismatches} of {ours.size} output values differ")
         if mismatches:

@@ -33,20 +33,30 @@ def run_tflm(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:
     """Outputs [N, K] of TFLite Micro's reference interpreter, one invoke per input, in the
     model's output type (int8; uint8 for e.g. microWakeWord's probability). A streaming
     model carries its state from one input to the next, from a fresh interpreter."""
-    interp = _tflm_interpreter(model)
-    details = interp.get_input_details(0)
-    shape = tuple(int(d) for d in details["shape"])
-    if details["dtype"] != np.int8:
-        raise TinydriftError(f"model input is {np.dtype(details['dtype']).name}, not int8")
-    batch = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1)
-    outputs = []
-    for x in batch:
-        interp.set_input(x.reshape(shape), 0)
-        interp.invoke()
-        outputs.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
-        if progress is not None:
-            progress(1)
-    return np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)
+    return TflmStream(model)(inputs, progress)
+
+
+class TflmStream:
+    """One TFLite Micro interpreter called batch after batch: a streaming model's state goes
+    on from one call to the next, as if the batches were one (run_tflm: a single batch)."""
+
+    def __init__(self, model: bytes) -> None:
+        self.interp = _tflm_interpreter(model)
+        details = self.interp.get_input_details(0)
+        self.shape = tuple(int(d) for d in details["shape"])
+        if details["dtype"] != np.int8:
+            raise TinydriftError(f"model input is {np.dtype(details['dtype']).name}, not int8")
+
+    def __call__(self, inputs: np.ndarray, progress=None) -> np.ndarray:
+        batch = np.asarray(inputs, dtype=np.int8).reshape(len(inputs), -1)
+        outputs = []
+        for x in batch:
+            self.interp.set_input(x.reshape(self.shape), 0)
+            self.interp.invoke()
+            outputs.append(np.asarray(self.interp.get_output(0)).reshape(-1).copy())
+            if progress is not None:
+                progress(1)
+        return np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)
 
 
 def run_litert(model: bytes, inputs: np.ndarray, progress=None) -> np.ndarray:

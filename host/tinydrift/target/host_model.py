@@ -195,17 +195,33 @@ def run_generated_model(tflite_bytes: bytes, inputs: np.ndarray) -> np.ndarray:
     return build_host_models({name: tflite_bytes})[name].run(inputs)
 
 
-def run_generated_and_tflm(tflite_bytes: bytes, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def run_generated_and_tflm(tflite_bytes: bytes, inputs: np.ndarray, progress=None,
+                           chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(run_generated_model, run_tflm) on the same inputs, side by side on two cores: the
-    generated C runs in a thread (ctypes releases the GIL) while TFLite Micro runs here."""
+    generated C runs in a thread (ctypes releases the GIL) while TFLite Micro runs here.
+    Chunk by chunk, a streaming model's state carried across them: `progress(n)` after each,
+    and Ctrl-C waits for at most one chunk of the C."""
     from concurrent.futures import ThreadPoolExecutor
+
+    from tinydrift.model.runtimes import TflmStream
 
     name = f"m{_digest(tflite_bytes)}"
     host = build_host_models({name: tflite_bytes})[name]
+    tflm = TflmStream(tflite_bytes)
+    batch = _as_batch(inputs, host.input_size)
+    ours, expected = [], []
+    host.reset()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        ours = pool.submit(host.run, inputs)
-        expected = run_tflm(tflite_bytes, inputs)
-        return ours.result(), expected
+        for start in range(0, len(batch), chunk):
+            part = batch[start:start + chunk]
+            generated = pool.submit(host.run, part, reset=False)
+            expected.append(tflm(part))
+            ours.append(generated.result())
+            if progress is not None:
+                progress(len(part))
+    if not ours:
+        return host.run(batch), run_tflm(tflite_bytes, batch)
+    return np.concatenate(ours), np.concatenate(expected)
 
 
 def build_model_executable(tflite_bytes: bytes, *, sanitize: bool = False) -> Path:
