@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -44,6 +45,30 @@ def test_export_refuses_a_half_or_conflicting_budget_in_one_line(tmp_path, args,
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception  # no traceback
     errors = [line for line in result.output.splitlines() if line.lower().startswith("error")]
     assert len(errors) == 1 and says in errors[0], result.output
+
+
+def test_a_budget_beyond_what_calibration_can_simulate_is_refused_before_any_work(tmp_path):
+    """The help's own example of 5,000 devices once ran the model and calibration for minutes,
+    then failed with "simulate more inferences" (which export had no option for); with more
+    levels than it could place it met its target only at x0.066."""
+    import time
+
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["export", "--model", str(REPO_ROOT / "models" / "kws"), "--data", str(tmp_path),
+                                       "--fleet-size", "5000", "--fleet-false-alarms-per-day", "10"])
+    assert result.exit_code == 1 and time.monotonic() - started < 10
+    assert result.output.strip().splitlines() == [
+        "error: ARL0 43,200,000 needs at least 345,600,000 simulated inferences (8 per inference of the target) and "
+        "8,000,000 were asked for (8,000,000 took 2 minutes and 2.3 GB of memory on 2 cores): raise --simulated or "
+        "lower the fleet's ARL0 (fewer devices, more false alarms a day)"]
+
+
+def test_calibration_refuses_fewer_simulated_inferences_than_the_target_needs():
+    from tinydrift.monitor.calibrate import TooFewSimulated, calibrate_thresholds
+
+    with pytest.raises(TooFewSimulated, match="ARL0 100,000 needs at least 800,000 simulated inferences"):
+        calibrate_thresholds(np.zeros((10, 4)), np.full((10, 2), 0.5), np.arange(10), target_arl0=100_000,
+                             n_inferences=799_999)
 
 
 def test_export_help_shows_the_arithmetic():

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
+from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
                                   FiniteFloat, input_file, input_folder, input_path)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
@@ -254,11 +255,14 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
               help="Inferences one speaker holds in a row where the device is deployed: every score is "
                    "calibrated on such runs (see above). Default: the input scores on runs of 15, the "
                    "output scores on the data set's own (~10 clips a speaker).")
+@click.option("--simulated", type=COUNT, default=DEFAULT_SIMULATED, show_default=True,
+              help="No-drift inferences calibration simulates: at least 8 per inference of the target ARL0 "
+                   "(more: slower, more memory).")
 @click.option("--real-data", "real_data", type=input_folder("Speech Commands or FSDD folder"), multiple=True,
               help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
 def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, fleet_size: int | None,
                fleet_false_alarms: float | None, inferences_per_day: float, commission_n: int,
-               speaker_run: int | None, real_data: tuple[Path, ...]):
+               speaker_run: int | None, simulated: int, real_data: tuple[Path, ...]):
     """C headers for the firmware and their JSON twin.
 
     Writes MODEL/include/ (the model as C with a static arena, the monitor config with the
@@ -275,8 +279,11 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
       e.g. 5,000 devices x 86,400 inferences a day / 10 false alarms a day = ARL0 43,200,000
 
     --fleet-size D and --fleet-false-alarms-per-day F set it (with --inferences-per-day R);
-    reference.json and the model card record the budget beside the thresholds. The ARL0
-    check simulates 100 x ARL0 inferences, so a large fleet's target takes longer to check.
+    reference.json and the model card record the budget beside the thresholds. Calibration
+    simulates at least 8 inferences per inference of the target (--simulated): the default
+    8,000,000 reach ARL0 1,000,000; the 43,200,000 above would need 345,600,000. The ARL0
+    check simulates 100 x ARL0 inferences, at most 20,000,000 (fewer alarms to count for a
+    larger target).
 
     A speaker who talks for a while moves the monitor's scores as a small change does: a new
     voice moves the input summary, a voice the model finds harder lowers its confidence.
@@ -288,11 +295,12 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
     \b
     Examples:
       tinydrift export --model models/kws --real-data ../shared/data/speech_commands_v0.01_subset
-      tinydrift export --model models/kws --fleet-size 5000 --fleet-false-alarms-per-day 10
+      tinydrift export --model models/kws --fleet-size 200 --fleet-false-alarms-per-day 20
       tinydrift export --model models/kws --speaker-run 45
       tinydrift export --model models/mine --data my_images/ --name mine    # after `tinydrift adopt`
     """
-    from tinydrift.monitor.calibrate import FleetBudget
+    from tinydrift.errors import TinydriftError
+    from tinydrift.monitor.calibrate import FleetBudget, TooFewSimulated, require_simulated
     from tinydrift.pipeline.export import export
 
     budget = None
@@ -304,7 +312,13 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
             raise click.UsageError("give --target-arl0 or a fleet budget (--fleet-size, --fleet-false-alarms-per-day), "
                                    "not both: the budget sets the target")
         budget = FleetBudget(fleet_size, inferences_per_day, fleet_false_alarms)
-        click.echo(f"fleet budget: {budget.line()}", err=True)
+    target = budget.per_device_arl0 if budget is not None else target_arl0
+    try:
+        require_simulated(simulated, target)  # before the model runs and calibration starts
+    except TooFewSimulated as e:
+        lower = ("lower the fleet's ARL0 (fewer devices, more false alarms a day)" if budget is not None
+                 else "lower --target-arl0")
+        raise TinydriftError(f"{e}: raise --simulated or {lower}") from None
 
     real = {}
     for path in real_data:
@@ -312,7 +326,8 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
         real[label] = path
     with progress_bars() as bars:
         ref = export(model_dir, data_dir, name=name, target_arl0=target_arl0, commission_n=commission_n, real_data=real,
-                     fleet_budget=budget, speaker_run=speaker_run, progress_factory=bars, log=lambda m: click.echo(m, err=True))
+                     fleet_budget=budget, simulated_inferences=simulated, speaker_run=speaker_run,
+                     progress_factory=bars, log=lambda m: click.echo(m, err=True))
     arl = ref["arl0_check"]
     shift = ref["shift"]["split"]
     click.echo(f"{model_dir}: hash {ref['model_id']}, TFLite Micro accuracy {ref['accuracy']['test']['tflm']['accuracy']:.4f} "

@@ -166,6 +166,11 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
     click.echo(f"model hash {model_digest(loaded)}")
 
 
+def _too_few_simulated(error: Exception, simulated: int, target_arl0: float) -> TinydriftError:
+    return TinydriftError(f"{error}: raise --simulated (now {simulated:,}) or lower --target-arl0 "
+                          f"(now {target_arl0:,.0f})")
+
+
 @wakeword.command("calibrate")
 @click.argument("model")
 @click.option("--out", "out_dir", type=OUTPUT_FOLDER, required=True,
@@ -222,7 +227,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     """
     import os
 
-    from tinydrift.monitor.calibrate import TooFewSimulated
+    from tinydrift.monitor.calibrate import TooFewSimulated, require_simulated
     from tinydrift.wakeword.config import load_wakeword
     from tinydrift.wakeword.export import write_monitor
     from tinydrift.app import wake_positions
@@ -233,6 +238,10 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     if missing:
         raise TinydriftError(f"calibrate runs the device's twin on {' and '.join(missing)}, which this install lacks: "
                              "pip install 'tinydrift[train,wakeword]'")
+    try:
+        require_simulated(simulated, target_arl0)  # before minutes of synthesis
+    except TooFewSimulated as e:
+        raise _too_few_simulated(e, simulated, target_arl0) from None
     loaded = load_wakeword(model, config)
     streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
                                         workers=workers or os.cpu_count() or 1)
@@ -247,8 +256,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     try:
         monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
     except TooFewSimulated as e:
-        raise TinydriftError(f"{e}: raise --simulated (now {simulated:,}) or lower --target-arl0 "
-                             f"(now {target_arl0:,.0f})") from None
+        raise _too_few_simulated(e, simulated, target_arl0) from None
     click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
                f"{len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
     if phrases is None:

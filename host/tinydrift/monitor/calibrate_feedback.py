@@ -31,6 +31,9 @@ LABEL_SHARE = 0.10
 # Candidate drift levels, standard deviations over the best error rate (Q8, steps of 1/4).
 DRIFT_LEVELS_Q8 = tuple(range(2 * 256, 6 * 256 + 1, 64))
 WARNING_BELOW_Q8 = 256
+# The most labels the error-rate calibration simulates (memory grows with them: a fleet's
+# ARL0 of tens of millions would otherwise ask for hundreds of millions).
+MAX_LABELS = 5_000_000
 
 
 def label_errors(predicted: np.ndarray, labels: np.ndarray, groups: np.ndarray, n_streams: int, n_labels: int,
@@ -73,12 +76,14 @@ def calibrate_error_rate(config: MonitorConfig, predicted: np.ndarray, labels: n
     """`config` with the lowest drift level of DRIFT_LEVELS_Q8 whose false ERROR_RATE alarms
     on no-drift streams of these labelled samples come at most once in target_arl0
     inferences (at label_share), and what each level measured. The streams hold about
-    50 x the target in inferences (about 50 alarms at the level chosen: +-15 %); the
-    highest level when none holds."""
+    50 x the target in inferences (about 50 alarms at the level chosen: +-15 %), at most
+    MAX_LABELS labels (a large fleet's target: the level is then the lowest that raised no
+    more alarms than that target allows, within what was simulated); the highest level
+    when none holds."""
     if config.n_classes < 2:
         raise TinydriftError("the error-rate test needs at least two classes")
     # streams of at least 1,000 labels (each start is a reset: long next to the DDM's settling)
-    total = 50 * target_arl0 * label_share
+    total = min(50 * target_arl0 * label_share, MAX_LABELS)
     n_streams = int(min(max_streams, max(20, math.ceil(total / 1000))))
     n_labels = max(1000, int(total / n_streams))
     wrong = label_errors(predicted, labels, groups, n_streams, n_labels, np.random.default_rng(seed), label_share)
