@@ -66,3 +66,21 @@ def test_a_one_output_model_is_refused(tmp_path):
     with pytest.raises(TinydriftError, match=r"one\.tflite: one output; the drift monitor reads a probability per "
                                              r"class and needs two classes or more"):
         check_device_model(tflite_models([spec])[0], tmp_path / "one.tflite")
+
+
+def test_export_refuses_a_reference_set_too_small_before_running_the_model(tmp_path, leaves):
+    """Once it ran the model first, then advised to "push more held-out data through the int8 model"."""
+    import shutil
+
+    data = tmp_path / "plant"
+    data.mkdir()
+    for split in ("ref", "test"):
+        shutil.copy(leaves, data / f"{split}.npz")
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copy(REPO_ROOT / "models" / "plant" / INT8_MODEL, model / INT8_MODEL)
+    result = CliRunner().invoke(main, ["export", "--model", str(model), "--data", str(data), "--name", "plant"])
+    assert _one_line_error(result) == (f"error: {data}: ref.npz holds 6; the monitor's reference statistics need at "
+                                       "least 1000: build the set again with more (`tinydrift data plant "
+                                       "--images-per-class N`)")
+    assert not (model / "include").exists()

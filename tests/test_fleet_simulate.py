@@ -193,3 +193,27 @@ def test_simulated_hello_names_the_firmware_apps_version():
     defined = tuple(int(re.search(rf"#define TD_APP_FW_{part} (\d+)u", header).group(1))
                     for part in ("MAJOR", "MINOR", "PATCH"))
     assert FW_VERSION == defined
+
+
+def test_simulate_against_a_broker_never_reached_exits_1_and_keeps_the_frames(tmp_path):
+    """Once it exited 0 having sent nothing (the frames were kept all the same)."""
+    import socket
+
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    outbox = tmp_path / "outbox.sqlite"
+    result = CliRunner().invoke(main, ["fleet", "simulate", "--devices", "2", "--broker", f"mqtt://127.0.0.1:{port}",
+                                       "--duration", "2", "--model-dir", str(REPO_ROOT / "models" / "kws"),
+                                       "--quiet-pool", "deployment", "--outbox", str(outbox)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: the broker at mqtt://127.0.0.1:{port} took none of the 2 frames (is it running, and the URL right?); "
+        f"they wait in {outbox}")
+    import sqlite3
+
+    assert sqlite3.connect(outbox).execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2

@@ -268,6 +268,8 @@ CASES = [
     ("bad-name", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite",
                              "--fleet", "kws/eu"], "kws/eu"),
     ("bad-name", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--group", "a+b"], "a+b"),
+    ("bad-name", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--fleet", "kws eu"],
+     "kws eu"),
     ("not-a-database", "gateway", ["--port", "loop://", "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/afile"],
      "afile"),
     ("unreachable-port", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import click
 
 from tinydrift.cli.common import DEFAULT_MODEL
+from tinydrift.errors import TinydriftError
 from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_NAME, SEED, FiniteFloat, MODEL_FOLDER,
                                   OUTPUT_FILE, SECONDS, SERIAL_URL)
 
@@ -273,6 +274,9 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     click.echo(report["line"])
     if summary.gateway.failed:
         raise SystemExit(1)
+    if summary.gateway.stats.published == 0 and summary.gateway.left_in_outbox:
+        raise TinydriftError(f"the broker at {broker} took none of the {summary.gateway.left_in_outbox} frames (is it "
+                             f"running, and the URL right?); they wait in {outbox_path}")
 
 
 @fleet.command("serve")

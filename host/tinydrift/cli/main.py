@@ -7,6 +7,7 @@ line on stderr and exit code 1 (so does a file that ends too soon).
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -38,6 +39,10 @@ class TinydriftGroup(click.Group):
         except MemoryError:
             click.secho("error: not enough memory for what was asked; ask for less (fewer simulated inferences, "
                         "sessions or seconds)", fg="red", err=True)
+            sys.exit(1)
+        except BrokenPipeError:
+            # the reader of stdout went away (`tinydrift ... | head -1`): nothing to say to it
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(1)
         except OSError as e:
             # a path the command could not write or read that no check caught first

@@ -126,7 +126,8 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
 @click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Representative inputs come from its train.npz (the training domain).")
 @click.option("--model", "model_dir", type=input_folder("model folder made by `tinydrift train`"),
-              default=DEFAULT_MODEL, show_default=True)
+              default=DEFAULT_MODEL, show_default=True,
+              help="Model folder `tinydrift train` wrote (model_float.keras); model_int8.tflite goes beside it.")
 def quantize_cmd(data_dir: Path, model_dir: Path):
     """Convert the float model to full-int8 TFLite (int8 in and out, batch 1) for TFLite Micro.
 
@@ -231,8 +232,10 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
 
 
 @click.command("export")
-@click.option("--model", "model_dir", type=input_folder("model folder made by `tinydrift quantize`"),
-              default=DEFAULT_MODEL, show_default=True)
+@click.option("--model", "model_dir", type=input_folder("model folder made by `tinydrift quantize` or `tinydrift adopt`"),
+              default=DEFAULT_MODEL, show_default=True,
+              help="Model folder holding model_int8.tflite (`tinydrift quantize`, or `tinydrift adopt` for a model "
+                   "trained elsewhere); include/, reference.json and README.md are written into it.")
 @click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks); an image "
                    "model's set (`tinydrift data plant`): ref.npz and test.npz, blurred for the shift check. Or your "

@@ -203,8 +203,9 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     """Calibrate the drift monitor for MODEL, a streaming wake-word detector, on reference
     audio of its deployment's kind, and write its config for the device.
 
-    The monitor reads, per inference, the mean of the model's three input frames and the
-    probability p as the two classes [1 - p, p]: input drift, confidence and entropy of the
+    The monitor reads, per inference, a summary of the model's three input frames (the 40
+    channel means, the at-floor counts of channel pairs, the loudness of their new samples)
+    and the probability p as the two classes [1 - p, p]: input drift, confidence and entropy of the
     sigmoid, and the wake rate against the reference's. Its levels meet the target
     false-alarm rate on simulated devices that each hear one session (one place).
 

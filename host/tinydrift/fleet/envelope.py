@@ -16,6 +16,7 @@ message byte for byte.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -42,9 +43,15 @@ class Identity:
         return cls(hello.device_id or 0, hello.boot_count or 0, hello.model_hash[:P.MODEL_ID_BYTES])
 
 
+FLEET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def check_fleet_name(fleet: str) -> str:
-    if not fleet or any(c in fleet for c in "/+#\x00") or not fleet.isprintable():
-        raise TinydriftError(f"fleet name {fleet!r} cannot be an MQTT topic level: use letters, digits, '-' or '_'")
+    """A fleet (or collector group) name: one MQTT topic level, also a shared subscription's
+    group and a dashboard's label, so plain letters, digits, '-' and '_' (spaces, dots or
+    slashes would need quoting somewhere along the way)."""
+    if not FLEET_NAME.fullmatch(fleet or ""):
+        raise TinydriftError(f"fleet name {fleet!r}: use 1-64 letters, digits, '-' or '_' (it is an MQTT topic level)")
     return fleet
 
 

@@ -93,7 +93,7 @@ def reference_stats(
     if n < min_samples:
         raise TinydriftError(
             f"reference statistics need at least {min_samples} in-domain samples, got {n}: "
-            "push more held-out data through the int8 model"
+            "give more reference data of the model's domain"
         )
     k = probs.shape[1]
     out = output_features(probs)

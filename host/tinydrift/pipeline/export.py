@@ -214,6 +214,11 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
                              "measure it on real images with `tinydrift eval MODEL FOLDER`")
     source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]))
     check_fits(model, splits["ref"], data_dir)  # before any work: its kind, image size and classes
+    if len(splits["ref"]) < source.min_reference:
+        more = ("`tinydrift data plant --images-per-class N`" if source.is_image
+                else "`tinydrift data kws --clips-per-class N`")
+        raise TinydriftError(f"{data_dir}: ref.npz holds {len(splits['ref'])}; the monitor's reference statistics need "
+                             f"at least {source.min_reference}: build the set again with more ({more})")
     labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     samples = {s: _samples(source, splits[s], probs[s]) for s in splits}
