@@ -148,6 +148,14 @@ def test_bad_wav_folders_are_named_with_the_fix(tmp_path):
     (tmp_path / "yes" / "c.wav").write_bytes(b"RIFF not really")
     with pytest.raises(TinydriftError, match=r"c\.wav: not a readable WAV"):
         load_speech_commands(tmp_path)
+    (tmp_path / "yes" / "c.wav").unlink()
+    _write_wav(tmp_path / "yes" / "d.wav", samples=1600)
+    whole = (tmp_path / "yes" / "d.wav").read_bytes()
+    for cut, says in ((400, "2800 bytes, 1400 frames, fewer than announced"), (401, "2799 bytes, not a whole number of frames")):
+        (tmp_path / "yes" / "d.wav").write_bytes(whole[:-cut])
+        with pytest.raises(TinydriftError, match=rf"d\.wav: the header announces 1600 frames of 2 bytes but the data "
+                                                 rf"holds {says}: the file is truncated"):
+            load_speech_commands(tmp_path)
 
 
 def test_clip_sets_round_trip_and_reject_foreign_files(tmp_path, small_kws):

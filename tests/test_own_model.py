@@ -269,7 +269,7 @@ IMAGE_MODEL = {"kind": "dense", "input_shape": [HEIGHT, WIDTH, 3], "flatten": Tr
 @pytest.mark.parametrize("change, named", [
     ({"float": True}, "input is float32, not int8"),
     ({"output_uint8": True}, "output is uint8, not int8"),
-    ({"input_shape": [HEIGHT, WIDTH, 1]}, "1 colour channels are not RGB"),
+    ({"input_shape": [HEIGHT, WIDTH, 1]}, "1 channel a pixel, not RGB"),
     ({"input_shape": [4, 4, 3]}, "an image of 4x4, outside the 8..255 pixels a side"),
     ({"activation": "tanh"}, "ops the device cannot run: TANH"),
 ])

@@ -126,5 +126,5 @@ def test_export_refuses_an_image_model_that_is_not_rgb(tmp_path, channels):
     result = CliRunner().invoke(main, ["export", "--model", str(tmp_path), "--data", str(tmp_path)])
     assert result.exit_code != 0 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and f"{channels} colour channels" in lines[0] and "RGB" in lines[0], result.output
+    assert len(lines) == 1 and f"{channels} channel" in lines[0] and "a pixel, not RGB" in lines[0], result.output
     assert not (tmp_path / "reference.json").exists() and not (tmp_path / "include").exists()

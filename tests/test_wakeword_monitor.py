@@ -178,7 +178,8 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"only.wav": 16000}, "1 .wav files; calibration resamples whole recordings and needs several"),
+    ({"only.wav": 16000}, "1 .wav files (sub-folders are not searched); calibration resamples whole recordings and "
+                          "needs several"),
     ({"a.wav": 16000, "b.wav": 8000}, "b.wav is 8000 Hz mono 16-bit; the wake-word front end needs 16000 Hz"),
     ({"a.wav": 16000, "b.wav": 16000}, "the reference sessions are 2 s long (median); calibration needs sessions of "
                                         "at least 61 s"),

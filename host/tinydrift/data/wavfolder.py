@@ -44,10 +44,12 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         raise TinydriftError(f"{path}: not a readable WAV file ({e}); tinydrift reads 16-bit integer PCM "
                              "(convert with `sox IN -b 16 -e signed-integer OUT`)") from None
     frame_bytes = width * channels
+    held = len(data) + len(partial_frame)
     if len(data) != n * frame_bytes or partial_frame:
+        shape = ("not a whole number of frames" if held % frame_bytes else
+                 f"{held // frame_bytes} frames, {'fewer' if held < n * frame_bytes else 'more'} than announced")
         raise TinydriftError(f"{path}: the header announces {n} frames of {frame_bytes} bytes but the data holds "
-                             f"{len(data) + len(partial_frame)} bytes, not a whole number of frames: the file is "
-                             "truncated or damaged; record or convert it again")
+                             f"{held} bytes, {shape}: the file is truncated or damaged; record or convert it again")
     if n == 0:
         raise TinydriftError(f"{path}: a WAV file with no samples; remove it or record it again")
     if needed_by is not None and (rate, channels, width) != (expected_rate, 1, 2):

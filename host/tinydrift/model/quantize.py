@@ -42,7 +42,8 @@ def _input_problem(shape: tuple) -> str | None:
             return None
         return (f"input shape {shape}: an image of {shape[1]}x{shape[2]}, outside the {low}..{high} pixels a side "
                 "the device's image summary and IMAGE frames handle; resize the model's input")
-    colours = (f"; its {shape[3]} colour channels are not RGB (the image summary reads 3 colours)"
+    colours = (f"; {shape[3]} channel{'s' if shape[3] != 1 else ''} a pixel, not RGB (the image summary reads 3 "
+               "colours)"
                if len(shape) == 4 and shape[3] != CHANNELS else "")
     return f"input shape {shape}, expected {AUDIO_INPUT} or {IMAGE_INPUT}{colours}: no input summary for any other"
 

@@ -76,6 +76,9 @@ def load_wakeword(source: str | Path, config: str | Path | None = None) -> Wakew
     """The model named by `source`: a .tflite path (its JSON beside it with the same stem,
     unless `config` names it), a JSON config path (naming its .tflite), or the name of a
     model pymicro-wakeword ships."""
+    if not str(source).strip():
+        raise TinydriftError("an empty MODEL names nothing: give a .tflite path, its JSON config, or the name of a "
+                             "model pymicro-wakeword ships (alexa, hey_jarvis, hey_mycroft, okay_nabu)")
     config_path = _config_path(source, config)
     data = _read_config(config_path)
     model_path = _model_path(source, config_path, data)
@@ -141,7 +144,7 @@ def _read_config(path: Path) -> dict:
         text = path.read_text()
     except FileNotFoundError:
         raise TinydriftError(f"{path}: no such file; a microWakeWord model needs its JSON config beside "
-                             "the .tflite (same name), or name it with the config argument") from None
+                             "the .tflite (same name), or name it with --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TinydriftError(f"{path}: cannot read the config ({exc})") from None
     try:

@@ -254,7 +254,8 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
 
     streams = [read_stream_wav(path) for path in sorted(Path(wav_folder).glob("*.wav"))]
     if len(streams) < 2:
-        raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files; calibration resamples whole recordings and "
+        raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files (sub-folders are not searched); calibration "
+                             "resamples whole recordings and "
                              "needs several (one per place or session, 16 kHz mono 16-bit), the more the better")
     return streams, None
 
