@@ -16,7 +16,7 @@ import click
 
 from tinydrift.cli.common import firmware_exit, progress_bars
 from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
-                                  input_path)
+                                  input_path, is_wav)
 from tinydrift.target import emulator
 
 
@@ -104,9 +104,8 @@ def _wait(board, timeout: float | None) -> int:
 def _as_pcm(audio: Path, folder: Path) -> Path:
     """The raw PCM the board's microphone file must be: `audio` itself, or a WAV's samples
     written into `folder`."""
-    with open(audio, "rb") as f:
-        if f.read(4) != b"RIFF":
-            return audio
+    if not is_wav(audio):
+        return audio
     from tinydrift.data.wavfolder import read_wav
     from tinydrift.frontend import SAMPLE_RATE
 

@@ -134,10 +134,14 @@ def _not_elf(path: Path) -> str | None:
     return None
 
 
-def _not_pcm(path: Path) -> str | None:
+def is_wav(path: Path) -> bool:
     with open(path, "rb") as f:
-        if f.read(4) == b"RIFF":
-            return None  # a WAV file: its reader checks its format
+        return f.read(4) == b"RIFF"
+
+
+def _not_pcm(path: Path) -> str | None:
+    if is_wav(path):
+        return None  # its reader checks its format
     size = path.stat().st_size
     if size == 0:
         return "is empty: give raw 16 kHz 16-bit PCM audio"

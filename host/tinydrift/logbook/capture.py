@@ -35,6 +35,8 @@ LABEL_ACK_TIMEOUT_S = 5.0
 # A device running the app answers the STATUS_REQUEST sent on connecting at once; this long
 # without a byte means the port is someone else's (QEMU serves one client) or the app is not running.
 SILENCE_WARNING_S = 5.0
+_SILENT_PORT = ("is another program holding the port (the emulator serves one client at a time), "
+                "or is the device not running the tinydrift app?")
 
 
 @dataclass
@@ -277,7 +279,7 @@ def capture(
     seconds (None: wait forever; 0: do not reopen)."""
     log = log or logger.info
     expected_from = None
-    named_as = f"{model_dir}" if model_dir is not None else "the expected model"
+    named_as = str(model_dir) if model_dir is not None else "the expected model"
     if model_dir is not None:
         expected_hash, expected_from = ModelDir(model_dir).require().model_hash, "model-dir"
     elif expected_hash is not None:
@@ -429,9 +431,6 @@ def capture(
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
                           labels_refused=labels.refused, problem=refusal)
 
-
-_SILENT_PORT = ("is another program holding the port (the emulator serves one client at a time), "
-                "or is the device not running the tinydrift app?")
 
 
 def _counters(stats: CaptureStats) -> dict[str, int]:
