@@ -243,7 +243,7 @@ CASES = [
     ("negative", "capture", ["--port", PORT, "--db", "{r}/c.db", "--baud", "-9600"], "-9600"),
     ("negative", "capture", ["--port", PORT, "--db", "{r}/c.db", "--progress-interval", "-1"], "-1"),
     ("negative", "replay", ["{r}/adir", "--port", PORT, "--baud", "-1"], "-1"),
-    ("negative", "label", ["12", "-1", "--port", PORT], "-1"),
+    ("negative", "label", ["12", "-1", "--port", PORT], "-1: a negative number"),
     ("negative", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--check", "-1"], "-1"),
     ("negative", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--n-inferences", "-1"], "-1"),
     ("negative", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz", "--splits", "-1"], "-1"),

@@ -8,6 +8,7 @@ line on stderr and exit code 1 (so does a file that ends too soon).
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import click
@@ -29,6 +30,12 @@ class TinydriftGroup(click.Group):
         exit_on_termination()  # SIGTERM/SIGHUP unwind too: QEMU and pio are stopped on the way out
         try:
             return super().invoke(ctx)
+        except click.NoSuchOption as e:
+            # click reads `tinydrift label 3 -1`'s -1 as an option: say what it is instead
+            if re.fullmatch(r"-\d+(\.\d*)?", e.option_name or ""):
+                raise click.UsageError(f"{e.option_name}: a negative number, and no argument of this command takes one "
+                                       "(see --help for their ranges)", e.ctx) from None
+            raise
         except TinydriftError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(1)
