@@ -95,6 +95,18 @@ def test_eval_on_a_wav_folder_takes_each_clip_s_label_from_its_word_folder(small
     assert report["confusion"] == expected["confusion"]
 
 
+def test_eval_says_when_every_clip_is_of_one_class(small_model, small_kws, tmp_path):
+    # FSDD's digits on the keyword model: every clip is `_unknown_`, so the accuracy is that
+    # class's alone, and the output says so rather than leaving a low figure unexplained.
+    clips = ClipSet.load(small_kws / "test.npz")
+    for i, audio in enumerate(clips.audio[:4]):
+        write_wav(tmp_path / "words" / "seven" / f"speaker{i}_nohash_0.wav", audio)
+    result = CliRunner().invoke(main, ["eval", str(small_model), str(tmp_path / "words")])
+    assert result.exit_code == 0, result.output
+    assert "_unknown_: " in result.output and "(4)" in result.output
+    assert "every one of these clips is labelled _unknown_" in result.output
+
+
 def test_quantize_command_writes_an_int8_model_tflite_micro_runs(small_model, small_kws, tmp_path):
     shutil.copy(small_model / FLOAT_MODEL, tmp_path / FLOAT_MODEL)
     result = CliRunner().invoke(main, ["quantize", "--data", str(small_kws), "--model", str(tmp_path)])

@@ -229,6 +229,10 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
                f"mean entropy {result['mean_entropy']:.3f}")
     for name, r in result["per_class"].items():
         click.echo(f"  {name:>10}: {r['accuracy']:.3f} ({r['n']})")
+    if len(result["per_class"]) == 1:
+        # FSDD's digits on the keyword model: all of them are the catch-all class
+        click.echo(f"  (every one of these {unit} is labelled {next(iter(result['per_class']))}: "
+                   "the figure says nothing of the model's other classes)")
 
 
 @click.command("export")
