@@ -127,6 +127,8 @@ def build_keras_model(spec: dict):
         x = inp
         if spec["flatten"]:
             x = layers.Flatten()(x)
+        elif spec.get("global_average"):  # Keras' commonest head, which converts to MEAN
+            x = layers.GlobalAveragePooling2D()(x)
         x = layers.Dense(spec["units"], activation=_activation(spec["activation"]), use_bias=spec["use_bias"])(x)
     elif kind in ("avg_pool", "max_pool"):
         pool = layers.AveragePooling2D if kind == "avg_pool" else layers.MaxPooling2D

@@ -272,6 +272,10 @@ IMAGE_MODEL = {"kind": "dense", "input_shape": [HEIGHT, WIDTH, 3], "flatten": Tr
     ({"input_shape": [HEIGHT, WIDTH, 1]}, "1 channel a pixel, not RGB"),
     ({"input_shape": [4, 4, 3]}, "an image of 4x4, outside the 8..255 pixels a side"),
     ({"activation": "tanh"}, "ops the device cannot run: TANH"),
+    ({"flatten": False, "global_average": True}, "MEAN is Keras' GlobalAveragePooling2D"),
+    ({"activation": "none"}, "not a softmax's (1/256 and -128)"),
+    # a keyword model of its own 4 classes: nothing downstream labels clips that way
+    ({"input_shape": [49, 40, 1], "units": 4}, "4 outputs; a keyword model's outputs are the 12 classes"),
 ])
 def test_adopt_refuses_what_the_device_cannot_run_by_name(tmp_path, change, named):
     tflite = tmp_path / "theirs.tflite"

@@ -158,7 +158,10 @@ def adopt_cmd(tflite: Path, model_dir: Path):
     The model must take the front end's 49x40 int8 features (1, 49, 40, 1) or an RGB image
     (1, H, W, 3) of 8 to 255 pixels a side, which the device fills with pixels minus 128;
     give int8 out of a softmax (scale 1/256, zero point -128); and use only the ops the
-    firmware implements. What it cannot run is refused by name.
+    firmware implements. What it cannot run is refused by name. A keyword model's outputs
+    are the 12 classes `tinydrift data kws` and WAV folders are labelled with (_silence_,
+    _unknown_, yes, no, up, down, left, right, on, off, stop, go, in that order); an image
+    model's are its class folders, sorted by name.
 
     \b
     Monitor your own model in four commands:
@@ -184,9 +187,11 @@ def adopt_cmd(tflite: Path, model_dir: Path):
     else:
         scale, zero_point = info["inputs"][0]["quantization"]
         low, high = (scale * (q - zero_point) for q in (-128, 127))
+        # scale 1, zero point 0 reads the features as the numbers they are: nothing to ask then
+        hint = ("" if (scale, zero_point) == (1.0, 0) else " (trained on the features as numbers? convert with a "
+                "representative set that holds both -128 and 127, for scale 1 and zero point 0)")
         click.echo(f"the device feeds the front end's int8 features as they are (-128..127): your model reads "
-                   f"-128 as {low:.4g} and 127 as {high:.4g} (trained on the features as numbers? convert with a "
-                   "representative set that holds both -128 and 127, for scale 1 and zero point 0)")
+                   f"-128 as {low:.4g} and 127 as {high:.4g}{hint}")
 
 
 @click.command("eval")

@@ -11,6 +11,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.quiet import held_back
 from tinydrift.data.imageset import CHANNELS, IMAGE_SIZE
+from tinydrift.data.labels import LABELS
 from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
 from tinydrift.model.train import as_model_input
 
@@ -134,12 +135,16 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
     # input range expects (the converter maps that range onto -128..127).
     unsupported = sorted(set(info["ops"]) - DEVICE_OPS)
     if unsupported:
-        raise TinydriftError(f"{path}: ops the device cannot run: {', '.join(unsupported)} "
+        # Keras' GlobalAveragePooling2D converts to MEAN: the commonest head, with an equivalent the device runs
+        hint = (" (MEAN is Keras' GlobalAveragePooling2D: AveragePooling2D over the whole feature map, then "
+                "Flatten, computes the same with ops the device runs)" if "MEAN" in unsupported else "")
+        raise TinydriftError(f"{path}: ops the device cannot run: {', '.join(unsupported)}{hint} "
                              f"(supported: {', '.join(sorted(DEVICE_OPS))})")
     out_scale, out_zp = out["quantization"]
     if out_scale != 1.0 / 256 or out_zp != -128:
-        raise TinydriftError(f"{path}: output quantization {out_scale}/{out_zp}; the drift monitor reads "
-                             "softmax probabilities with scale 1/256 and zero point -128")
+        raise TinydriftError(f"{path}: output scale {out_scale:.4g} and zero point {out_zp}, not a softmax's "
+                             "(1/256 and -128), which the drift monitor reads as probabilities: end the model with "
+                             "a Softmax layer before converting it")
     if out["shape"][-1] < 2:
         raise TinydriftError(f"{path}: one output; the drift monitor reads a probability per class and needs two "
                              "classes or more (a one-unit sigmoid: give it a two-class softmax instead; a wake-word "
@@ -186,6 +191,12 @@ def adopt(tflite_path: Path | str, model_dir: Path | str) -> dict:
     except OSError as exc:
         raise TinydriftError(f"{tflite_path}: cannot read it ({exc.strerror})") from None
     info = check_device_model(model, tflite_path)
+    outputs = int(info["outputs"][0]["shape"][-1])
+    if not is_image_input(tuple(int(d) for d in info["inputs"][0]["shape"])) and outputs != len(LABELS):
+        # clip sets, WAV folders, the demo and the reports all label clips in this one convention
+        raise TinydriftError(f"{tflite_path}: {outputs} outputs; a keyword model's outputs are the 12 classes "
+                             f"tinydrift labels clips with, in this order: {', '.join(LABELS)} (train it on "
+                             "`tinydrift data kws`, or give your classes those places)")
     folder.path.mkdir(parents=True, exist_ok=True)
     write_bytes(folder.int8_model, model)
     folder.write_training({"adopted_from": tflite_path.name})

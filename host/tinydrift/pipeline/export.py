@@ -131,9 +131,10 @@ class ModelInput:
             data = load_speech_commands(folder)
             what = "keyword classes (the Speech Commands layout maps other words to _unknown_)"
         if len(data.label_names) != n_classes:
+            remedy = ("give one sub-folder per output class, named in the order of the model's outputs when sorted"
+                      if self.is_image else "a keyword model's outputs are these 12 classes, in this order")
             raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
-                                 f"but the model has {n_classes} outputs: give one sub-folder per output class, "
-                                 "named in the order of the model's outputs when sorted")
+                                 f"but the model has {n_classes} outputs: {remedy}")
         groups = np.unique(data.domain["group"])
         held_out = np.random.default_rng(0).permutation(groups)[:int(round(FOLDER_TEST_SHARE * len(groups)))]
         in_test = np.isin(data.domain["group"], held_out)
