@@ -43,11 +43,13 @@ def run_cli(*args) -> tuple[int, dict]:
 
 
 def only_stage_fails(report: dict, broken: str) -> None:
+    """`broken` and the exports stage fail (an edited file is no longer what export writes),
+    every other stage passes."""
     for stage in STAGES:
         counts = report["stages"][stage]
         assert counts["inputs"] > 0
-        if stage == broken:
-            assert counts["mismatches"] > 0, counts
+        if stage in (broken, "exports"):
+            assert counts["mismatches"] > 0, (stage, counts)
             assert counts["first_mismatch"], counts
         else:
             assert counts["mismatches"] == 0, (stage, counts)
@@ -121,6 +123,38 @@ def test_monitor_config_altered_on_the_twin_side_is_caught(tmp_path):
     assert code != 0
     only_stage_fails(report, "monitor")
     assert "cusum" in report["stages"]["monitor"]["first_mismatch"] or "alarm" in report["stages"]["monitor"]["first_mismatch"]
+
+
+def test_hand_edited_labels_in_the_reference_header_are_caught_in_the_exports_stage(tmp_path):
+    """Swapped class names (or an edited model id) change what the device reports, not what
+    it computes: only the comparison with what export writes can see them."""
+    model = copy_model(tmp_path)
+    header = model / "include" / "td_reference_kws.h"
+    text = header.read_text()
+    assert '"yes", "no"' in text
+    header.write_text(text.replace('"yes", "no"', '"no", "yes"'))
+    code, report = run_cli(model)
+    assert code != 0 and report["ok"] is False
+    exports = report["stages"]["exports"]
+    assert exports["mismatches"] == 1 and "td_reference_kws.h line" in exports["first_mismatch"], exports
+    assert all(report["stages"][s]["mismatches"] == 0 for s in STAGES if s != "exports")
+
+
+def test_a_folder_without_its_exports_or_with_another_models_reference_fails(tmp_path):
+    model = copy_model(tmp_path)
+    shutil.rmtree(model / "include")
+    code, report = run_cli(model)
+    exports = report["stages"]["exports"]
+    assert code != 0 and exports["mismatches"] == 4 and "include/td_model_kws.h: missing" in exports["first_mismatch"]
+    assert "no shipped C" in report["stages"]["model"]["note"]  # the generator is still checked
+    # reference.json of another export (another name and hash) beside this folder's headers
+    model = copy_model(tmp_path / "two")
+    path = model / "reference.json"
+    reference = json.loads(path.read_text())
+    path.write_text(json.dumps({**reference, "name": "kws_other", "model_hash": "00" * 32}))
+    code, report = run_cli(model)
+    exports = report["stages"]["exports"]
+    assert code != 0 and "model_hash is not that of model_int8.tflite" in exports["first_mismatch"], exports
 
 
 def test_broken_front_end_c_is_caught_in_the_front_end_stage(tmp_path):

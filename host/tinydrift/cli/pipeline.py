@@ -359,9 +359,10 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Which clips, random inputs and event stream.")
 def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed: int):
     """Check the C generated for MODEL_DIR against its references: C front end vs the host
-    front end, generated model C vs TFLite Micro, C monitor vs the Python twin. A camera
-    model: generated model C vs TFLite Micro, td_summarize_image vs the twin's, C monitor
-    vs the twin.
+    front end, the folder's include/ files vs what `tinydrift export` writes from its .tflite
+    and reference.json (a header edited by hand, another model's, or none), generated model
+    C vs TFLite Micro, C monitor vs the Python twin. A camera model: the same but the front
+    end, and td_summarize_image vs the twin's.
 
     Exit code 1 if any element of any stage differs.
 

@@ -41,8 +41,8 @@ DEFAULT_IMAGE_SET = Path("build/data/plant/test.npz")
 SHARED_DATA = Path("shared/data")
 SPEECH_COMMANDS = "speech_commands_v0.01_subset"
 FSDD = "fsdd"
-STAGES = ("frontend", "model", "monitor")
-IMAGE_STAGES = ("model", "summary", "monitor")  # a camera model's, in the device's order
+STAGES = ("frontend", "exports", "model", "monitor")
+IMAGE_STAGES = ("exports", "model", "summary", "monitor")  # a camera model's, in the device's order
 
 
 @dataclass
@@ -368,6 +368,9 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
         labels = clips.labels
         what = f"{len(clips.pcm)} clip features"
 
+    # The folder's exports: what this version generates from its .tflite and reference.json.
+    report.stages["exports"] = exports_stage(folder, name, tflite, config, tuple(plan.input.shape))
+
     # Model: the shipped generated C against TFLite Micro on the same int8 inputs.
     inputs = np.concatenate([real.reshape(len(real), *shape), random_model_inputs(n_random, shape, rng)])
     expected = _model_stage(report, folder, name, tflite, inputs, f"{what} + {n_random} random int8 inputs")
@@ -388,6 +391,48 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     report.stages["monitor"] = _monitor_stage(monitor, config, summaries, expected, labels, n_random, rng,
                                               stream_length, summary_check, header)
     return report
+
+
+def exports_stage(folder: ModelDir, name: str, tflite: bytes, config, input_shape: tuple) -> StageResult:
+    """The folder's include/ files against what export would write from its .tflite and
+    reference.json now, byte for byte, and reference.json's model_hash against the two: a
+    header edited by hand (labels, the model's id, a threshold), exports of another model, or
+    none, are each one mismatching file. Stages below build what they can regardless."""
+    from tinydrift.codegen.model_c import generate_model_c
+    from tinydrift.codegen.monitor_header import emit_monitor_config_h
+    from tinydrift.codegen.reference_header import reference_header
+    from tinydrift.modeldir import model_hash
+
+    reference = folder.reference()
+    digest = model_hash(tflite, config.to_dict())
+    grid = reference.get("input_summary", {}).get("grid") if len(input_shape) == 4 and input_shape[3] == 3 else None
+    model_h, model_c = generate_model_c(tflite, name)
+    expected = {
+        folder.model_c(name)[0]: model_h,
+        folder.model_c(name)[1]: model_c,
+        folder.monitor_config_header(name): emit_monitor_config_h(config, name),
+        folder.reference_header(name): reference_header(name, digest, list(reference["labels"]), input_shape[1],
+                                                        input_shape[2], image_grid=grid),
+    }
+    problems = []
+    if reference.get("model_hash") != digest:
+        problems.append(f"{folder.reference_json.name}: model_hash is not that of {folder.int8_model.name} with "
+                        "this monitor config (files of two exports)")
+    for path, text in expected.items():
+        where = f"{folder.include.name}/{path.name}"
+        if not path.is_file():
+            problems.append(f"{where}: missing")
+            continue
+        shipped = path.read_text(errors="replace").splitlines()
+        wanted = text.splitlines()
+        line = next((i for i, (a, b) in enumerate(zip(shipped, wanted)) if a != b), min(len(shipped), len(wanted)))
+        if shipped != wanted:
+            got = shipped[line].strip() if line < len(shipped) else "(end of file)"
+            problems.append(f"{where} line {line + 1}: {got!r}, generated {wanted[line].strip() if line < len(wanted) else '(end of file)'!r}")
+    return StageResult(len(expected) + 1, len(problems), len(expected) + 1, len(problems),
+                       "; ".join(problems[:2]) + (f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""),
+                       note=(f"include/ and reference.json as `tinydrift export` writes them from {folder.int8_model.name}"
+                             if not problems else f"run `tinydrift export --model {folder.path}` again"))
 
 
 def _model_stage(report: VerifyReport, folder: ModelDir, name: str, tflite: bytes, inputs: np.ndarray,
