@@ -102,6 +102,30 @@ def test_model_folders_without_generated_files_are_refused(tmp_path):
     assert check_model_dir(two) == two / "include"
 
 
+def test_a_folder_mixing_two_exports_is_refused(tmp_path):
+    """The device is built from include/ and the host reads its frames by reference.json:
+    files of two exports would make the host misread every frame."""
+    import json
+
+    other = tmp_path / "other_reference"
+    shutil.copytree(REPO_ROOT / "models" / "kws", other, ignore=shutil.ignore_patterns("*.keras"))
+    reference = json.loads((other / "reference.json").read_text())
+    (other / "reference.json").write_text(json.dumps({**reference, "model_hash": "ab" * 32}))
+    with pytest.raises(TinydriftError, match=r"reference.json describes model kws \(abababababab\) and include/ holds "
+                                             r"kws of another export"):
+        check_model_dir(other)
+    renamed = tmp_path / "renamed"
+    shutil.copytree(REPO_ROOT / "models" / "kws", renamed, ignore=shutil.ignore_patterns("*.keras"))
+    (renamed / "reference.json").write_text(json.dumps({**reference, "name": "kws_old"}))
+    with pytest.raises(TinydriftError, match="describes model kws_old"):
+        check_model_dir(renamed)
+    retrained = tmp_path / "retrained"
+    shutil.copytree(REPO_ROOT / "models" / "kws", retrained, ignore=shutil.ignore_patterns("*.keras"))
+    (retrained / "model_int8.tflite").write_bytes((retrained / "model_int8.tflite").read_bytes() + b"\0")
+    with pytest.raises(TinydriftError, match="model_int8.tflite is not the model reference.json and include/ were"):
+        check_model_dir(retrained)
+
+
 def test_upload_output_without_a_board_is_recognised():
     outputs = {
         "Looking for upload port...\nError: Please specify `upload_port` for environment or use global `--upload-port` option.": "upload_port",
@@ -176,7 +200,8 @@ def test_flash_killed_with_sigkill_takes_the_emulated_board_along():
     """pio boots QEMU as a grandchild of tinydrift; a SIGKILL of tinydrift must not leave it
     running (a watchdog kills pio's process group when tinydrift dies)."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"))
-    proc = subprocess.Popen([sys.executable, "-m", "tinydrift", "flash", "--env", "mps2_an386"],
+    proc = subprocess.Popen([sys.executable, "-m", "tinydrift", "flash", "--env", "mps2_an386",
+                             "--model", str(REPO_ROOT / "models" / "kws")],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         deadline = time.monotonic() + 300  # the build, when nothing is cached

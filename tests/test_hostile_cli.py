@@ -161,6 +161,7 @@ CASES = [
     ("missing-path", "verify", ["{r}/nothing"], "nothing"),
     ("missing-path", "demo", ["--model", "{r}/nothing", "--out", "{r}/demo_out"], "nothing"),
     ("missing-path", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/nothing"], "nothing"),
+    ("unused", "flash", ["--env", "mps2_an386", "--build-only", "--port", "/dev/ttyACM0"], "--build-only uploads nothing"),
     ("missing-path", "emulate", ["--elf", "{r}/nothing.elf"], "nothing.elf"),
     ("missing-path", "replay", ["{r}/nothing", "--port", PORT], "nothing"),
     ("missing-path", "capture", ["--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/nothing"], "nothing"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 
-from tinydrift.cli.common import firmware_exit, progress_bars
+from tinydrift.cli.common import DEFAULT_MODEL, firmware_exit, progress_bars
 from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
                                   input_path, is_wav)
 from tinydrift.target import emulator
@@ -174,8 +174,9 @@ def _attach_terminal(board, timeout: float | None) -> None:
 @click.option("--env", "env_name", required=True, metavar="ENV",
               help="PlatformIO env of firmware/platformio.ini: mps2_an386 (QEMU), nano33ble, esp32s3, "
                    "nucleo_f446re, disco_f407vg, ...")
-@click.option("--model", "model_dir", type=MODEL_FOLDER, default=None, metavar="DIR",
-              help="Model folder made by `tinydrift export` (its include/ is built in). Default: models/kws.")
+@click.option("--model", "model_dir", type=MODEL_FOLDER, default=DEFAULT_MODEL, show_default=True, metavar="DIR",
+              help="Model folder made by `tinydrift export` (its include/ is built in), from the working folder "
+                   "as every command's.")
 @click.option("--port", "upload_port", default=None, metavar="PORT", help="Upload port (default: pio finds it).")
 @click.option("--upload-flag", "upload_flags", multiple=True, metavar="FLAG",
               help="Extra flags for the uploader; for mps2_an386, QEMU options (e.g. '-icount shift=0').")
@@ -195,6 +196,9 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
     """
     from tinydrift.target.flash import flash
 
+    if build_only and (upload_port or upload_flags):
+        raise click.UsageError("--build-only uploads nothing, so --port and --upload-flag would go unused: "
+                               "drop them, or drop --build-only")
     result = flash(env_name, model_dir, upload_port=upload_port, upload_flags=upload_flags, build_only=build_only)
     if build_only:
         click.echo(f"built {result.elf} with the model in {result.model_dir}")

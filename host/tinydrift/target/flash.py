@@ -98,10 +98,34 @@ def check_model_dir(model_dir: Path) -> Path:
     streaming = f"#define TD_{name.upper()}_STREAMING 1" in (include / f"td_model_{name}.h").read_text()
     needed = (f"td_model_{name}.c", f"td_reference_{name}.h", *(() if streaming else (f"td_monitor_config_{name}.h",)))
     missing = [f for f in needed if not (include / f).is_file()]
+    command = "tinydrift wakeword export MODEL --out" if streaming else "tinydrift export --model"
     if missing:
-        command = "tinydrift wakeword export MODEL --out" if streaming else "tinydrift export --model"
         raise TinydriftError(f"{include}: missing {', '.join(missing)}; run `{command} {model_dir}`")
+    _check_one_export(ModelDir(model_dir), include, name, f"run `{command} {model_dir}` again")
     return include
+
+
+def _check_one_export(folder: ModelDir, include: Path, name: str, remedy: str) -> None:
+    """The folder's JSON and include/ come from one export: the device is built from
+    include/, and the host reads the device's frames by the JSON."""
+    from tinydrift.modeldir import model_hash
+
+    if folder.reference_json.is_file():
+        data = folder.reference()
+    elif folder.detector_json.is_file():
+        data = folder.detector()
+    else:
+        return  # an include folder given on its own
+    source = folder.reference_json.name if folder.reference_json.is_file() else folder.detector_json.name
+    header = (include / f"td_reference_{name}.h").read_text(errors="replace")
+    if data["name"] != name or f'"{data["model_hash"]}"' not in header:
+        raise TinydriftError(f"{folder.path}: {source} describes model {data['name']} ({data['model_hash'][:12]}) and "
+                             f"include/ holds {name} of another export, so the host would misread the device's "
+                             f"frames; {remedy}")
+    if source == folder.reference_json.name and folder.int8_model.is_file():
+        if model_hash(folder.int8_model.read_bytes(), data["monitor_config"]) != data["model_hash"]:
+            raise TinydriftError(f"{folder.path}: {folder.int8_model.name} is not the model {source} and include/ were "
+                                 f"exported from; {remedy}")
 
 
 def check_platform(env_name: str, options: dict[str, str], core_dir: Path) -> None:
