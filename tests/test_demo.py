@@ -148,6 +148,21 @@ def test_cached_demo_model_is_keyed_on_the_code_that_made_it(tmp_path):
     assert model_code_digest(copy) != model_code_digest(package)
 
 
+def test_the_summary_names_the_split_its_accuracy_comes_from(tmp_path):
+    """A model exported on the accent split, streamed a WAV folder under noise: the export's
+    figures are labelled as the export's, and the stream's own true accuracy follows."""
+    from tinydrift.pipeline.demo import DemoResult
+
+    result = DemoResult(out_dir=tmp_path, report=tmp_path / "index.html", db=tmp_path / "c.db", model_dir=tmp_path,
+                        inferences=60, shift_index=31, first_alarm=None, alarm_types=[], change_index=None,
+                        severity=None, accuracy={"test": 0.965, "shifted": 0.825, "split_title": "its `accent` split"},
+                        mismatches=0, seconds={"emulator": 1.0}, shift="under white noise",
+                        stream_accuracy={"before": 0.733, "after": 0.533})
+    lines = result.lines()
+    assert "model accuracy (int8, TFLite Micro) on its export's data: test 96.5 %, its `accent` split 82.5 %" in lines
+    assert "this stream's true accuracy on the device: in-domain 73.3 %, under white noise 53.3 %" in lines
+
+
 @pytest.mark.slow  # 97 s measured on 2 shared cores: 360 images through the emulated UART
 def test_camera_demo_finds_the_smudged_lens_on_the_device_bit_exactly(tmp_path):
     """models/plant in QEMU: 300 fresh leaves (the device commissions on them), then 60

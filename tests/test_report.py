@@ -202,6 +202,10 @@ def test_truth_marks_the_shift_the_delay_and_the_true_accuracy_beside_the_estima
     # the device's estimate, from its frames: ~93 % before, ~75 % after (drifting_device_stream)
     assert abs(float(before.group(2)) - 93) < 2 and abs(float(after.group(2)) - 75) < 2
     _png_ok(tmp_path / "r" / "atc.png")
+    # the same figures for a caller (the demo prints them)
+    from tinydrift.logbook.report import write_report
+
+    assert write_report(db, tmp_path / "r2", truth=Truth(DRIFT_AT, labels)).true_accuracy == {"before": 1.0, "after": 0.0}
 
 
 @pytest.mark.parametrize("content, named", [

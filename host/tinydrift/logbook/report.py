@@ -100,18 +100,28 @@ def _truth_rows(truth: Truth, data: dict, summary: DbSummary, monotonic: bool) -
             first = summary.first_alarm[0]
             rows.append(("first alarm after the shift", f"{first - shift + 1} inferences" if first >= shift
                          else f"{shift - first} inferences BEFORE it (a false alarm)"))
+    atc = data["atc"] / 65536.0
+    for name, (true, known) in true_accuracy(truth, data, monotonic).items():
+        rows.append((f"accuracy {name} the shift" if shift is not None else "accuracy",
+                     f"true {100 * true:.1f} %, estimated (ATC) {100 * atc[known].mean():.1f} %"
+                     f" over {int(known.sum())} inferences"))
+    return rows
+
+
+def true_accuracy(truth: Truth, data: dict, monotonic: bool) -> dict[str, tuple[float, np.ndarray]]:
+    """The device's accuracy against the truth's labels, "before" and "after" its shift (or
+    "all"): (accuracy, mask of the frames with a known label), for parts with any."""
     correct = _true_correct(truth, data) if monotonic else None
     if correct is None:
-        return rows
-    index, atc = data["inference_index"], data["atc"] / 65536.0
+        return {}
+    index, shift = data["inference_index"], truth.shift_index
     parts = [("before", index < shift), ("after", index >= shift)] if shift is not None else [("all", index > 0)]
+    out = {}
     for name, mask in parts:
         known = mask & (correct >= 0)
         if known.any():
-            rows.append((f"accuracy {name} the shift" if shift is not None else "accuracy",
-                         f"true {100 * correct[known].mean():.1f} %, estimated (ATC) {100 * atc[known].mean():.1f} %"
-                         f" over {int(known.sum())} inferences"))
-    return rows
+            out[name] = (float(correct[known].mean()), known)
+    return out
 
 
 def _true_correct(truth: Truth, data: dict) -> np.ndarray | None:
@@ -143,6 +153,7 @@ class ReportResult:
     severities: list[AlarmSeverity]
     detection_frames: int = 0
     wakes: list[WakeEvent] = field(default_factory=list)
+    true_accuracy: dict[str, float] = field(default_factory=dict)  # with a truth: "before"/"after" its shift
 
     def line(self) -> str:
         s = self.summary
@@ -339,7 +350,9 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
                                              severities, len(detections["id"]), wakes, labels))
-    return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes)
+    accuracy = ({name: true for name, (true, _) in true_accuracy(truth, data, monotonic or n == 1).items()}
+                if truth is not None and n else {})
+    return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes, accuracy)
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
