@@ -42,15 +42,24 @@ def _load_samples(path: Path, model: bytes | None = None) -> dict:
     if "groups" not in data and "meta_group" in data:  # a ClipSet
         data["groups"] = data["meta_group"]
     if "probs" not in data and "features" in data and model is not None:
+        from tinydrift.model.quantize import describe
         from tinydrift.model.runtimes import run_tflm
 
+        shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
+        if data["features"][0].size != int(np.prod(shape[1:])):
+            raise TinydriftError(f"{path}: features of {'x'.join(map(str, data['features'].shape[1:]))}, and the model "
+                                 f"takes {'x'.join(map(str, shape[1:]))}: give the model these samples were made for")
         data["probs"] = run_tflm(model, data["features"].astype(np.int8))
     if "summaries" not in data and "features" in data:
         data["summaries"] = summarize_frames(data["features"].astype(np.int8))
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
     if missing:
-        raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally labels")
+        hint = (" (a clip set of `tinydrift data`: give --model MODEL_DIR, whose model makes the probs)"
+                if missing == ["probs"] and "features" in data else "")
+        raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally "
+                             f"labels{hint}")
     _check_shapes(path, data)
+    _check_values(path, data)
     data["summaries"] = data["summaries"].astype(np.int16)
     data["probs"] = data["probs"].astype(np.int8)
     return data
@@ -66,6 +75,19 @@ def _check_shapes(path: Path, data: dict) -> None:
     if n < 1 or problems:
         raise TinydriftError(f"{path}: {', '.join(problems) or 'no samples'}; expected summaries [N, C], probs [N, K], "
                              "groups [N] and labels [N] with the same N >= 1")
+
+
+def _check_values(path: Path, data: dict) -> None:
+    """probs as the device reads them (the int8 softmax output, p = (q + 128) / 256), and
+    labels among their classes: a float probability would be cast to 0 and calibrate nothing."""
+    probs = data["probs"]
+    if probs.dtype.kind == "f" or probs.min() < -128 or probs.max() > 127:
+        raise TinydriftError(f"{path}: probs of {probs.dtype} from {probs.min():.4g} to {probs.max():.4g}; expected the "
+                             "model's int8 softmax outputs (-128..127, probability (q + 128) / 256), as TFLite Micro "
+                             "gives them")
+    if "labels" in data and len(data["labels"]) and (data["labels"].min() < 0 or data["labels"].max() >= probs.shape[1]):
+        raise TinydriftError(f"{path}: labels from {data['labels'].min()} to {data['labels'].max()}, and probs has "
+                             f"{probs.shape[1]} classes: labels are class indices 0..{probs.shape[1] - 1}")
 
 
 def _check_fits(path: Path, data: dict, config: MonitorConfig) -> None:
@@ -96,7 +118,14 @@ def drift():
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inferences: int, stream_groups: int | None, no_whiten: bool, seed: int):
     """Reference statistics and calibrated levels from held-out in-domain SAMPLES (.npz with
-    summaries or features, probs, groups, labels) of the int8 model."""
+    summaries or features, probs, groups, labels) of the int8 model.
+
+    SAMPLES holds, for N inferences: summaries int16 [N, C] as the device forms them (or the
+    int8 features [N, frames, C], summarized here), probs int8 [N, K] (the model's softmax
+    output on TFLite Micro, probability (q + 128) / 256), groups [N] (the speaker or place
+    each came from: calibration resamples whole groups) and labels [N] (class indices, for
+    the error-rate test). For a model folder, `tinydrift export` does all of this itself.
+    """
     from tinydrift.monitor.calibrate import TooFewSimulated, calibrate_thresholds
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
 
