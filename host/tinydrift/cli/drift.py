@@ -238,8 +238,12 @@ def cost_cmd(config_json: Path):
     """Instructions per monitor call on the emulated Cortex-M4 (QEMU -icount), and the
     monitor's state in bytes, for one config: a model folder's reference.json, a wake-word
     folder's monitor.json, or `tinydrift drift calibrate`'s monitor_config_NAME.json. The
-    figures are per call of td_monitor_update, the summary, sensor health on one 320-sample
-    block and label feedback; the state is sized for that config as the firmware build sizes it.
+    figures are per call of td_monitor_update, sensor health on one 320-sample block and
+    label feedback, for that config; the state is sized for it as the firmware build sizes
+    it. Two summaries are measured whatever the config's input: `summarize`,
+    td_summarize_frames over 49 frames of the config's summary channels (a keyword
+    spotter's), and `summarize_image48`, td_summarize_image of one 48x48 RGB image on a 3x3
+    grid (a camera's; it scales with the pixels). Read the one your device runs.
 
     \b
     Examples:
