@@ -154,6 +154,16 @@ def test_cli_command_writes_the_header(tmp_path):
     assert "bytes of const tables" in result.output
 
 
+def test_cli_command_writes_to_standard_output_for_a_dash(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["frontend-tables", "-o", "-"])
+    assert result.exit_code == 0, result.output
+    assert result.output == ft.DEFAULT_HEADER.read_text() and not list(tmp_path.iterdir())
+    # an unwritable place is named as asked, not by the temporary file beside it
+    result = CliRunner().invoke(main, ["frontend-tables", "-o", "/proc/tables.h"])
+    assert result.exit_code == 1 and "/proc/tables.h:" in result.output and ".tmp" not in result.output
+
+
 def test_parameters_come_from_the_host_front_end():
     params = ft.host_frontend_parameters()
     assert params["window_size"] == frontend.WINDOW_MS and params["window_step"] == frontend.STEP_MS

@@ -13,8 +13,11 @@ from typing import Iterator
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:  # named by the file asked for, not the temporary one beside it
+        raise OSError(e.errno, e.strerror, str(target)) from None
     os.close(fd)
     tmp_path = Path(tmp)
     # mkstemp creates 0600; give the file the permissions a plain open() would.

@@ -63,10 +63,16 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
 @click.command("frontend-tables")
 @click.option(
     "--output", "-o", type=OUTPUT_FILE, default=DEFAULT_HEADER,
-    show_default=True, help="Header to write.",
+    show_default=True, help="Header to write; `-` for standard output. The default is the firmware library's own "
+                            "header, which every build compiles.",
 )
 def frontend_tables_command(output: Path) -> None:
     """Generate the device front end's const tables from TensorFlow's microfrontend."""
+    from tinydrift.codegen.frontend_tables import compute_tables, render_header
+
+    if str(output) == "-":
+        click.echo(render_header(compute_tables()), nl=False)
+        return
     tables = write_header(output)
     sizes = tables.flash_bytes()
     click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables ("
