@@ -181,6 +181,7 @@ CASES = [
     ("missing-path", "drift-verify", ["{r}/nothing.json"], "nothing.json"),
     ("missing-path", "drift-cost", ["{r}/nothing.json"], "nothing.json"),
     ("missing-path", "bench-device", ["--model-dir", "{r}/nothing"], "nothing"),
+    ("camera-model", "bench-device", ["--model-dir", str(REPO_ROOT / "models" / "plant")], "bench device measures keyword models"),
     ("missing-path", "bench-drift", ["--model-dir", "{r}/nothing", "--out", "{r}/bench_out"], "nothing"),
     ("missing-path", "bench-fleet", ["--model-dir", "{r}/nothing", "--out", "{r}/bench_out"], "nothing"),
     ("folder-for-file", "emulate", ["--elf", "{r}/adir"], "adir"),

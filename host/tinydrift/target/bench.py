@@ -38,6 +38,7 @@ import numpy as np
 
 from tinydrift import atomic, firmware
 from tinydrift.errors import TinydriftError
+from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
 from tinydrift.firmware import Unit, build_arm_image, elf_sizes  # noqa: F401 (elf_sizes: part of the bench's API)
 from tinydrift.target.m4_cycles import FLASH_WAIT_STATES
 
@@ -116,6 +117,12 @@ def build_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, reference: bool = True) 
     config_name = config_header.stem[len("td_monitor_config_"):]
     monitor_config = MonitorConfig.of_model(ModelDir(model_dir))
     plan = plan_model(tflite, "opt")
+    if tuple(plan.input.shape) != (1, NUM_FRAMES, NUM_CHANNELS, 1):
+        # the harness feeds the front end's output and td_summarize_frames, a keyword spotter's path
+        raise TinydriftError(f"{model_dir}: its model takes {'x'.join(map(str, plan.input.shape[1:]))} inputs, and "
+                             f"bench device measures keyword models ({NUM_FRAMES}x{NUM_CHANNELS} features from the "
+                             "front end); for a camera model's monitor use `tinydrift drift cost "
+                             f"{model_dir}/reference.json`, for its C against TFLite Micro `tinydrift verify {model_dir}`")
 
     digest = hashlib.sha256(tflite).hexdigest()[:16]
     generated = IMAGE_DIR / "generated" / f"bench-{digest}"
