@@ -114,6 +114,8 @@ def hostile(tmp_path_factory) -> Path:
     _tamper_reference(root / "model_tampered", lambda r: r["monitor_config"].update(score_drift="high"))
     shutil.copytree(COMMITTED_MODEL, root / "model_labels")
     _tamper_reference(root / "model_labels", lambda r: r.update(labels=["yes"]))
+    shutil.copytree(COMMITTED_MODEL, root / "model_own_classes")
+    _tamper_reference(root / "model_own_classes", lambda r: r.update(labels=r["labels"][::-1]))
     shutil.copytree(COMMITTED_MODEL, root / "model_damaged")
     _damage_tensor_name(root / "model_damaged")
 
@@ -331,6 +333,8 @@ CASES = [
     ("damaged-tflite", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz",
                                          "--model", "{r}/model_damaged"], "model_int8.tflite"),
     ("damaged-tflite", "bench-drift", ["--model-dir", "{r}/model_damaged", "--out", "{r}/bench_out"], "model_int8.tflite"),
+    ("other-classes", "bench-drift", ["--model-dir", "{r}/model_own_classes", "--out", "{r}/bench_out"],
+     "the bench draws the keyword set's clips"),
     # wake-word models (by path or by the name of one pymicro-wakeword ships)
     ("missing-path", "wakeword-check", ["{r}/nothing.tflite"], "nothing.tflite"),
     ("unknown-name", "wakeword-check", ["okay_google"], "okay_google"),

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.atomic import write_text
+from tinydrift.errors import TinydriftError
 from tinydrift.data.scenarios import SCENARIOS, Scenario
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.monitor.config import ALARM_NAMES, jsonable
@@ -141,7 +142,7 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     folder, model, config = load_exported(model_dir)
     target = float(config.metadata.get("calibration", {}).get("target_arl0", 100_000))
     block_length = calibrated_block_length(config, "calibration")
-    scenarios, scenario_kind, maker_kind = bench_kind(model)
+    scenarios, scenario_kind, maker_kind = bench_kind(model, folder.labels, folder.path)
     maker = maker_kind(model, config, cache, settings, log)
     deployment = maker.deployment()
     result = BenchResult(settings=asdict(settings), model=str(folder.path), arl0_target=target)
@@ -203,13 +204,26 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     return result
 
 
-def bench_kind(model: bytes) -> tuple:
+def bench_kind(model: bytes, labels: list[str], where) -> tuple:
     """(scenarios, their Scenario class, the PoolMaker) for the model's input: a keyword
-    model's features get the audio scenarios, a camera model's image the camera ones."""
+    model's features get the audio scenarios, a camera model's image the camera ones. The
+    populations are the built-in sets', so a model of other classes or image size is refused."""
+    from tinydrift.data.imageset import IMAGE_SIZE
+    from tinydrift.data.labels import LABELS, PLANT_LABELS
     from tinydrift.model.quantize import describe
     from tinydrift.pipeline.export import model_input
 
-    if model_input(tuple(int(d) for d in describe(model)["inputs"][0]["shape"])).is_image:
+    shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
+    image = model_input(shape).is_image
+    wanted = (PLANT_LABELS, (IMAGE_SIZE, IMAGE_SIZE, 3)) if image else (LABELS, shape[1:])
+    if (tuple(labels), shape[1:]) != wanted:
+        kind = (f"the plant set's leaves ({IMAGE_SIZE}x{IMAGE_SIZE}, `tinydrift data plant`)" if image
+                else "the keyword set's clips (`tinydrift data kws`)")
+        raise TinydriftError(f"{where}: the bench draws {kind} of classes {', '.join(wanted[0])}, and this model takes "
+                             f"{'x'.join(map(str, shape[1:]))} inputs of classes {', '.join(labels)}: measure it on "
+                             "your own data with `tinydrift export --data FOLDER` (its held-out false-alarm and "
+                             "shift checks) and `tinydrift demo`")
+    if image:
         from tinydrift.data import camera_scenarios
 
         return camera_scenarios.SCENARIOS, camera_scenarios.CameraScenario, CameraPoolMaker
