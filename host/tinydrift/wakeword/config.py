@@ -144,7 +144,8 @@ def _read_config(path: Path) -> dict:
         text = path.read_text()
     except FileNotFoundError:
         raise TinydriftError(f"{path}: no such file; a microWakeWord model needs its JSON config beside "
-                             "the .tflite (same name), or name it with --config") from None
+                             "the .tflite, with the same name (the `tinydrift wakeword` commands can name another "
+                             "with --config)") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TinydriftError(f"{path}: cannot read the config ({exc})") from None
     try:
