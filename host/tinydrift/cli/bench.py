@@ -85,7 +85,7 @@ def frontend_stream(step_ms: int, seconds: int, as_json: bool):
     Builds the front end for --step-ms, resets it once and feeds a fixed stream hop by
     hop, as a wake-word device runs it; checks every frame against the host front end
     (exits with 1 when a check fails) and reports the first frame (a whole window), the
-    mean and the largest of the later ones, and the real-time load they make.
+    mean and the largest of the later ones, and the instructions a second of audio takes.
 
     \b
     Examples:
@@ -105,7 +105,8 @@ def frontend_stream(step_ms: int, seconds: int, as_json: bool):
                    f"  later frames, mean             {figures['instructions_per_frame']:>10,.0f}"
                    f"   {per_second / 1e6:.2f} M instructions per second of audio\n"
                    f"  later frames, largest          {figures['max_frame_instructions']:>10,}\n"
-                   f"  stack                          {figures['stack_used_bytes']:>10,} bytes")
+                   f"  stack                          {figures['stack_used_bytes']:>10,} bytes\n"
+                   f"  checks: " + ", ".join(f"{name} {'ok' if ok else 'FAILED'}" for name, ok in figures["checks"].items()))
     failed = [name for name, ok in figures["checks"].items() if not ok]
     if failed:
         click.secho(f"error: the bench run failed its checks: {', '.join(failed)}", fg="red", err=True)
