@@ -99,6 +99,34 @@ def test_data_kws_command_writes_five_splits_and_a_manifest(tmp_path):
     assert manifest["clips"] == {split: n * len(LABELS) for split, n in per_class.items()}
 
 
+def test_a_set_that_cannot_fit_is_refused_before_any_work(tmp_path):
+    """Sizes whose largest split outgrows memory, or whose splits outgrow the disk (a real
+    600 KB tmpfs), are refused in one line before anything is synthesized or left behind."""
+    import subprocess
+
+    from click.testing import CliRunner
+
+    from tinydrift.cli import main
+
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["data", "kws", "--out", str(tmp_path / "a" / "huge"),
+                                       "--clips-per-class", "1000000000"])
+    assert result.exit_code == 1 and "of memory while it is made" in result.output, result.output
+    assert time.monotonic() - started < 5 and not (tmp_path / "a").exists()
+    result = CliRunner().invoke(main, ["data", "plant", "--out", str(tmp_path / "p"), "--images-per-class", "100000000"])
+    assert result.exit_code == 1 and "of memory while it is made" in result.output, result.output
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        result = CliRunner().invoke(main, ["data", "kws", "--out", str(small / "kws"), "--clips-per-class", "20"])
+        assert result.exit_code == 1 and "on disk, and 1 MB is free" in result.output, result.output
+        assert not (small / "kws").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)
+
+
 def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(TinydriftError, match="espeak-ng not found"):

@@ -41,9 +41,13 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
     Example:
       tinydrift data kws --out build/data/kws
     """
+    from tinydrift.data.labels import LABELS
     from tinydrift.data.synth import KwsConfig, build_kws
+    from tinydrift.frontend import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
 
     config = KwsConfig(seed=seed, clips_per_class=_per_split(KwsConfig().clips_per_class, clips_per_class))
+    _check_room(out, config.clips_per_class, len(LABELS), 2 * CLIP_SAMPLES + NUM_FRAMES * NUM_CHANNELS,
+                "--clips-per-class")  # a clip's samples and features
     _build_splits(build_kws, out, config, workers)
 
 
@@ -53,6 +57,47 @@ def _per_split(default: dict[str, int], train: int | None) -> dict[str, int]:
     if train is None:
         return dict(default)
     return {split: max(1, round(n * train / default["train"])) for split, n in default.items()}
+
+
+def _check_room(out: Path, per_class: dict[str, int], n_classes: int, bytes_each: int, option: str) -> None:
+    """Refuse, before any work, a set that cannot be made here: each split is held in memory
+    while it is made, and all of them are written to `out` (made now, so that a folder that
+    cannot be made fails at once rather than after the first split)."""
+    import shutil
+
+    from tinydrift.errors import TinydriftError
+
+    def size(n: int) -> str:
+        return f"{n / 1e9:,.1f} GB" if n >= 1e9 else f"{n / 1e6:,.0f} MB"
+
+    total = sum(per_class.values()) * n_classes * bytes_each
+    # twice while a split's chunks are joined, and each item's description beside it
+    largest = max(per_class.values()) * n_classes * (2 * bytes_each + 1000)
+    memory = _available_memory()
+    if largest > memory:
+        raise TinydriftError(f"{option} {per_class['train']:,}: the largest split needs about {size(largest)} of "
+                             f"memory while it is made, and {size(memory)} is available: ask for fewer")
+    first_missing = next((p for p in reversed([out, *out.parents]) if not p.exists()), None)
+    out.mkdir(parents=True, exist_ok=True)
+    disk = shutil.disk_usage(out).free
+    if total > disk:
+        if first_missing is not None:
+            shutil.rmtree(first_missing)  # only the empty folders made just now
+        raise TinydriftError(f"{option} {per_class['train']:,}: the set needs about {size(total)} on disk, and "
+                             f"{size(disk)} is free at {out}: ask for fewer, or give --out on a larger disk")
+
+
+def _available_memory() -> int:
+    """Bytes of memory the kernel says a new allocation can have (MemAvailable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def _build_splits(build, out: Path, config, workers: int | None) -> None:
@@ -82,9 +127,13 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
     Example:
       tinydrift data plant --out build/data/plant
     """
+    from tinydrift.data.imageset import CHANNELS, IMAGE_SIZE
+    from tinydrift.data.labels import PLANT_LABELS
     from tinydrift.data.leaves import PlantConfig, build_plant
 
     config = PlantConfig(seed=seed, images_per_class=_per_split(PlantConfig().images_per_class, images_per_class))
+    _check_room(out, config.images_per_class, len(PLANT_LABELS), IMAGE_SIZE * IMAGE_SIZE * CHANNELS,
+                "--images-per-class")
     _build_splits(build_plant, out, config, workers)
 
 
