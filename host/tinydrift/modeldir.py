@@ -201,6 +201,12 @@ class ModelDir:
             return self.reference()["name"]
         return single_export_name(self.include, self.path)
 
+    def exported_from(self, model: bytes) -> bool:
+        """Whether reference.json was exported from `model` (its hash covers the model and the
+        monitor config beside it)."""
+        reference = self.reference()
+        return model_hash(model, reference["monitor_config"]) == reference["model_hash"]
+
     @property
     def model_hash(self) -> bytes:
         source = self.detector() if self.is_detector else self.reference()

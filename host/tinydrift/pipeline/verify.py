@@ -401,21 +401,20 @@ def exports_stage(folder: ModelDir, name: str, tflite: bytes, config, input_shap
     from tinydrift.codegen.model_c import generate_model_c
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
     from tinydrift.codegen.reference_header import reference_header
-    from tinydrift.modeldir import model_hash
+    from tinydrift.model.quantize import is_image_input
 
     reference = folder.reference()
-    digest = model_hash(tflite, config.to_dict())
-    grid = reference.get("input_summary", {}).get("grid") if len(input_shape) == 4 and input_shape[3] == 3 else None
+    grid = reference.get("input_summary", {}).get("grid") if is_image_input(input_shape) else None
     model_h, model_c = generate_model_c(tflite, name)
     expected = {
         folder.model_c(name)[0]: model_h,
         folder.model_c(name)[1]: model_c,
         folder.monitor_config_header(name): emit_monitor_config_h(config, name),
-        folder.reference_header(name): reference_header(name, digest, list(reference["labels"]), input_shape[1],
-                                                        input_shape[2], image_grid=grid),
+        folder.reference_header(name): reference_header(name, reference["model_hash"], list(reference["labels"]),
+                                                        input_shape[1], input_shape[2], image_grid=grid),
     }
     problems = []
-    if reference.get("model_hash") != digest:
+    if not folder.exported_from(tflite):
         problems.append(f"{folder.reference_json.name}: model_hash is not that of {folder.int8_model.name} with "
                         "this monitor config (files of two exports)")
     for path, text in expected.items():
@@ -423,12 +422,11 @@ def exports_stage(folder: ModelDir, name: str, tflite: bytes, config, input_shap
         if not path.is_file():
             problems.append(f"{where}: missing")
             continue
-        shipped = path.read_text(errors="replace").splitlines()
-        wanted = text.splitlines()
-        line = next((i for i, (a, b) in enumerate(zip(shipped, wanted)) if a != b), min(len(shipped), len(wanted)))
+        shipped, wanted = path.read_text(errors="replace").splitlines(), text.splitlines()
         if shipped != wanted:
-            got = shipped[line].strip() if line < len(shipped) else "(end of file)"
-            problems.append(f"{where} line {line + 1}: {got!r}, generated {wanted[line].strip() if line < len(wanted) else '(end of file)'!r}")
+            line = next((i for i, (a, b) in enumerate(zip(shipped, wanted)) if a != b), min(len(shipped), len(wanted)))
+            got, generated = (lines[line].strip() if line < len(lines) else "(end of file)" for lines in (shipped, wanted))
+            problems.append(f"{where} line {line + 1}: {got!r}, generated {generated!r}")
     return StageResult(len(expected) + 1, len(problems), len(expected) + 1, len(problems),
                        "; ".join(problems[:2]) + (f" (+{len(problems) - 2} more)" if len(problems) > 2 else ""),
                        note=(f"include/ and reference.json as `tinydrift export` writes them from {folder.int8_model.name}"

@@ -108,8 +108,6 @@ def check_model_dir(model_dir: Path) -> Path:
 def _check_one_export(folder: ModelDir, include: Path, name: str, remedy: str) -> None:
     """The folder's JSON and include/ come from one export: the device is built from
     include/, and the host reads the device's frames by the JSON."""
-    from tinydrift.modeldir import model_hash
-
     if folder.reference_json.is_file():
         data = folder.reference()
     elif folder.detector_json.is_file():
@@ -123,7 +121,7 @@ def _check_one_export(folder: ModelDir, include: Path, name: str, remedy: str) -
                              f"include/ holds {name} of another export, so the host would misread the device's "
                              f"frames; {remedy}")
     if source == folder.reference_json.name and folder.int8_model.is_file():
-        if model_hash(folder.int8_model.read_bytes(), data["monitor_config"]) != data["model_hash"]:
+        if not folder.exported_from(folder.int8_model.read_bytes()):
             raise TinydriftError(f"{folder.path}: {folder.int8_model.name} is not the model {source} and include/ were "
                                  f"exported from; {remedy}")
 
