@@ -47,7 +47,7 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
 
     config = KwsConfig(seed=seed, clips_per_class=_per_split(KwsConfig().clips_per_class, clips_per_class))
     _check_room(out, config.clips_per_class, len(LABELS), 2 * CLIP_SAMPLES + NUM_FRAMES * NUM_CHANNELS,
-                "--clips-per-class")  # a clip's samples and features
+                "--clips-per-class", "clips")  # a clip's samples and features
     _build_splits(build_kws, out, config, workers)
 
 
@@ -59,7 +59,8 @@ def _per_split(default: dict[str, int], train: int | None) -> dict[str, int]:
     return {split: max(1, round(n * train / default["train"])) for split, n in default.items()}
 
 
-def _check_room(out: Path, per_class: dict[str, int], n_classes: int, bytes_each: int, option: str) -> None:
+def _check_room(out: Path, per_class: dict[str, int], n_classes: int, bytes_each: int, option: str,
+                unit: str) -> None:
     """Refuse, before any work, a set that cannot be made here: each split is held in memory
     while it is made, and all of them are written to `out` (made now, so that a folder that
     cannot be made fails at once rather than after the first split)."""
@@ -85,6 +86,9 @@ def _check_room(out: Path, per_class: dict[str, int], n_classes: int, bytes_each
             shutil.rmtree(first_missing)  # only the empty folders made just now
         raise TinydriftError(f"{option} {per_class['train']:,}: the set needs about {size(total)} on disk, and "
                              f"{size(disk)} is free at {out}: ask for fewer, or give --out on a larger disk")
+    # planning a large set takes a while before its first progress bar: say what is coming
+    click.echo(f"{sum(per_class.values()) * n_classes:,} {unit} in {len(per_class)} splits, about {size(total)} "
+               f"in {out}", err=True)
 
 
 def _available_memory() -> int:
@@ -133,7 +137,7 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
 
     config = PlantConfig(seed=seed, images_per_class=_per_split(PlantConfig().images_per_class, images_per_class))
     _check_room(out, config.images_per_class, len(PLANT_LABELS), IMAGE_SIZE * IMAGE_SIZE * CHANNELS,
-                "--images-per-class")
+                "--images-per-class", "images")
     _build_splits(build_plant, out, config, workers)
 
 
