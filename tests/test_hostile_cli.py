@@ -162,6 +162,7 @@ CASES = [
     ("not-a-model", "adopt", ["{r}/afile", "--out", "{r}/adopted"], "not a valid .tflite"),
     ("empty-file", "adopt", ["{r}/empty.tflite", "--out", "{r}/adopted"], "empty.tflite: the file is empty"),
     ("empty-file", "eval", ["{r}/model", "{r}/empty.npz"], "empty.npz: the file is empty"),
+    ("one-wav", "eval", ["{r}/model", "{r}/wav_good/a.wav"], "a.wav: a single file; give the folder"),
     ("empty-file", "verify", ["{r}/model", "--data", "{r}/empty.npz"], "empty.npz: the file is empty"),
     ("empty-file", "replay", ["{r}/empty.npz", "--port", PORT], "empty.npz: the file is empty"),
     ("empty-file", "train", ["--data", "{r}/empty_set", "--out", "{r}/train_out"], "train.npz: the file is empty"),

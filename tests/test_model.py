@@ -100,11 +100,14 @@ def test_eval_says_when_every_clip_is_of_one_class(small_model, small_kws, tmp_p
     # class's alone, and the output says so rather than leaving a low figure unexplained.
     clips = ClipSet.load(small_kws / "test.npz")
     for i, audio in enumerate(clips.audio[:4]):
+        # one recording half a second long, one two seconds: fitted to 1 s, and counted as fitted
+        audio = audio[:8000] if i == 0 else np.concatenate([audio, audio]) if i == 1 else audio
         write_wav(tmp_path / "words" / "seven" / f"speaker{i}_nohash_0.wav", audio)
     result = CliRunner().invoke(main, ["eval", str(small_model), str(tmp_path / "words")])
     assert result.exit_code == 0, result.output
     assert "_unknown_: " in result.output and "(4)" in result.output
     assert "every one of these clips is labelled _unknown_" in result.output
+    assert "recordings not 1 s long: 1 shorter, padded with silence; 1 longer, cut to their middle second" in result.output
 
 
 def test_quantize_command_writes_an_int8_model_tflite_micro_runs(small_model, small_kws, tmp_path):

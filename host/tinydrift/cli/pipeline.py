@@ -269,6 +269,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
       tinydrift eval models/plant my_leaves/    # my_leaves/healthy/*.jpg, my_leaves/blight/*.jpg ...
     """
     from tinydrift.data.sets import load_any
+    from tinydrift.frontend import CLIP_SAMPLES
     from tinydrift.model.evaluate import check_fits, evaluate
     from tinydrift.model.quantize import load_int8
     from tinydrift.modeldir import ModelDir
@@ -287,6 +288,11 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
                f"mean entropy {result['mean_entropy']:.3f}")
     for name, r in result["per_class"].items():
         click.echo(f"  {name:>10}: {r['accuracy']:.3f} ({r['n']})")
+    lengths = getattr(clips, "domain", {}).get("samples")
+    if lengths is not None and (lengths != CLIP_SAMPLES).any():
+        # a recording folder's clips of other lengths count like the rest: say how many were fitted
+        click.echo(f"  (recordings not 1 s long: {int((lengths < CLIP_SAMPLES).sum())} shorter, padded with silence; "
+                   f"{int((lengths > CLIP_SAMPLES).sum())} longer, cut to their middle second)")
     if len(result["per_class"]) == 1:
         # FSDD's digits on the keyword model: all of them are the catch-all class
         click.echo(f"  (every one of these {unit} is labelled {next(iter(result['per_class']))}: "

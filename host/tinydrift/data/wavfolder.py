@@ -84,18 +84,18 @@ def load_speech_commands(folder: str | Path) -> ClipSet:
     )
     if not files:
         raise TinydriftError(f"{folder}: no WAV files in word sub-folders (expected the Speech Commands layout WORD/*.wav)")
-    audio, labels, words, speakers = [], [], [], []
+    audio, labels, words, speakers, lengths = [], [], [], [], []
     for path in files:
-        audio.append(centre_in_clip(read_wav(path, SAMPLE_RATE)))
+        samples = read_wav(path, SAMPLE_RATE)
+        lengths.append(len(samples))
+        audio.append(centre_in_clip(samples))
         word = path.parent.name
         labels.append(label_index(word))
         words.append(word)
         speakers.append(path.name.split("_nohash_")[0])
-    return ClipSet(
-        audio=np.stack(audio),
-        labels=np.array(labels, dtype=np.int16),
-        domain=_real_domain(words, speakers, ["speech_commands"] * len(files), ["unknown"] * len(files)),
-    )
+    domain = _real_domain(words, speakers, ["speech_commands"] * len(files), ["unknown"] * len(files))
+    domain["samples"] = np.array(lengths, dtype=np.int64)  # before padding or cutting to 1 s
+    return ClipSet(audio=np.stack(audio), labels=np.array(labels, dtype=np.int16), domain=domain)
 
 
 def load_fsdd(folder: str | Path) -> ClipSet:
@@ -165,6 +165,9 @@ def load_any(path: str | Path) -> ClipSet:
         return ClipSet.load(path)
     if not path.exists():
         raise TinydriftError(f"{path}: no such file or folder")
+    if path.is_file():
+        raise TinydriftError(f"{path}: a single file; give the folder of word folders it is in (WORD/*.wav: the "
+                             "folder names are the labels), an FSDD folder or a clip set (.npz)")
     if (path / "recordings").is_dir() or (path.is_dir() and any(path.glob("[0-9]_*_*.wav"))):
         return load_fsdd(path)
     return load_speech_commands(path)
