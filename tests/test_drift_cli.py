@@ -57,6 +57,9 @@ def test_calibrate_header_verify_and_check(tmp_path):
     broken_json.write_text(json.dumps(broken))
     result = invoke(["check-arl", str(broken_json), str(held_out), "--n-inferences", "20000"])
     assert result.exit_code == 1 and "outside x0.5 to x2" in result.output
+    # Too few inferences for an alarm: inconclusive, not "x inf the target".
+    result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "1"])
+    assert result.exit_code == 1 and "too few to compare with the target 500" in result.output, result.output
 
 
 def test_unreadable_config_is_a_user_error(tmp_path):

@@ -177,6 +177,12 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))
     ratio = result["ratio_to_target"]
+    if result["alarms"] == 0 and result["ci95"][0] < factor * result["target_arl0"]:
+        # no alarm yet, but not enough inferences to say the ARL0 is beyond the band either
+        click.secho(f"error: no alarm in {result['inferences']:,} inferences: ARL0 above {result['ci95'][0]:,.0f} "
+                    f"(95 %), too few to compare with the target {result['target_arl0']:,.0f}; raise --n-inferences "
+                    "(default 30 x the target)", fg="red", err=True)
+        raise SystemExit(1)
     if not 1 / factor <= ratio <= factor:
         click.secho(f"error: empirical ARL0 {result['arl0']:,.0f} is x{ratio:.3g} the target "
                     f"{result['target_arl0']:,.0f}, outside x{1 / factor:.3g} to x{factor:.3g}", fg="red", err=True)
