@@ -285,6 +285,18 @@ def test_adopt_refuses_what_the_device_cannot_run_by_name(tmp_path, change, name
     assert not (tmp_path / "mine" / INT8_MODEL).exists()
 
 
+def test_adopt_refuses_a_folder_that_holds_another_export(tmp_path):
+    """Its reference.json, model card and headers would stay beside the new model."""
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    shutil.copy(REPO_ROOT / "models" / "kws" / "reference.json", taken / "reference.json")
+    line = refusal(["adopt", str(tflite), "--out", str(taken)])
+    assert "holds another model's export (reference.json); adopt into a new folder" in line
+    assert not (taken / INT8_MODEL).exists()
+
+
 def test_export_refuses_a_folder_whose_classes_are_not_the_models_outputs(tmp_path):
     tflite = tmp_path / "theirs.tflite"
     tflite.write_bytes(tflite_model(IMAGE_MODEL))

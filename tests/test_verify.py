@@ -155,6 +155,12 @@ def test_a_folder_without_its_exports_or_with_another_models_reference_fails(tmp
     code, report = run_cli(model)
     exports = report["stages"]["exports"]
     assert code != 0 and "model_hash is not that of model_int8.tflite" in exports["first_mismatch"], exports
+    # another model's headers beside this one's, which flash would refuse to build
+    model = copy_model(tmp_path / "three")
+    shutil.copy(model / "include" / "td_model_kws.h", model / "include" / "td_model_old.h")
+    code, report = run_cli(model)
+    exports = report["stages"]["exports"]
+    assert code != 0 and "include/td_model_old.h: another export beside this one" in exports["first_mismatch"], exports
 
 
 def test_broken_front_end_c_is_caught_in_the_front_end_stage(tmp_path):

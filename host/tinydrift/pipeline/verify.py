@@ -413,7 +413,8 @@ def exports_stage(folder: ModelDir, name: str, tflite: bytes, config, input_shap
         folder.reference_header(name): reference_header(name, reference["model_hash"], list(reference["labels"]),
                                                         input_shape[1], input_shape[2], image_grid=grid),
     }
-    problems = []
+    problems = [f"{folder.include.name}/td_model_{other}.h: another export beside this one (a build takes one)"
+                for other in folder.exported_names() if other != name]
     if not folder.exported_from(tflite):
         problems.append(f"{folder.reference_json.name}: model_hash is not that of {folder.int8_model.name} with "
                         "this monitor config (files of two exports)")
