@@ -184,6 +184,13 @@ def test_bad_wav_folders_are_named_with_the_fix(tmp_path):
         with pytest.raises(TinydriftError, match=rf"d\.wav: the header announces 1600 frames of 2 bytes but the data "
                                                  rf"holds {says}: the file is truncated"):
             load_speech_commands(tmp_path)
+    # several bad files among good ones: all of them named at once
+    for name in ("e", "f", "g", "h"):
+        _write_wav(tmp_path / "no" / f"{name}.wav", rate=8000)
+    _write_wav(tmp_path / "up" / "ok.wav")
+    with pytest.raises(TinydriftError, match=r"5 of 6 WAV files cannot be used: no/e\.wav: 8000 Hz; expected 16000 Hz "
+                                             r".*; no/f\.wav: 8000 Hz.*; no/g\.wav: 8000 Hz.*; and 2 more$"):
+        load_speech_commands(tmp_path)
 
 
 def test_clip_sets_round_trip_and_reject_foreign_files(tmp_path, small_kws):

@@ -84,15 +84,24 @@ def load_speech_commands(folder: str | Path) -> ClipSet:
     )
     if not files:
         raise TinydriftError(f"{folder}: no WAV files in word sub-folders (expected the Speech Commands layout WORD/*.wav)")
-    audio, labels, words, speakers, lengths = [], [], [], [], []
+    audio, labels, words, speakers, lengths, unreadable = [], [], [], [], [], []
     for path in files:
-        samples = read_wav(path, SAMPLE_RATE)
+        try:
+            samples = read_wav(path, SAMPLE_RATE)
+        except TinydriftError as e:  # every bad file in one message, not one per run
+            unreadable.append(str(e).replace(str(path), str(path.relative_to(folder)), 1))
+            continue
         lengths.append(len(samples))
         audio.append(centre_in_clip(samples))
         word = path.parent.name
         labels.append(label_index(word))
         words.append(word)
         speakers.append(path.name.split("_nohash_")[0])
+    if len(unreadable) == 1:
+        raise TinydriftError(f"{folder}/{unreadable[0]}")
+    if unreadable:
+        shown = "; ".join(unreadable[:3]) + (f"; and {len(unreadable) - 3} more" if len(unreadable) > 3 else "")
+        raise TinydriftError(f"{folder}: {len(unreadable)} of {len(files)} WAV files cannot be used: {shown}")
     domain = _real_domain(words, speakers, ["speech_commands"] * len(files), ["unknown"] * len(files))
     domain["samples"] = np.array(lengths, dtype=np.int64)  # before padding or cutting to 1 s
     return ClipSet(audio=np.stack(audio), labels=np.array(labels, dtype=np.int16), domain=domain)
