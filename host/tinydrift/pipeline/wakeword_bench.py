@@ -654,7 +654,10 @@ def markdown(result: WakewordBenchResult) -> str:
         arl0 = mon["in_domain_arl0"]
         lines += [f"Monitor ({mon['model']}): calibrated for ARL0 {mon['target_arl0']:,.0f} inferences; on the in-domain "
                   f"sessions {'no alarm' if arl0['arl0'] is None else format(arl0['arl0'], ',.0f')} ({arl0['alarms']} alarm{'' if arl0['alarms'] == 1 else 's'} in "
-                  f"{arl0['inferences']:,} inferences; its inputs without sensor health). Detection: each session "
+                  f"{arl0['inferences']:,} inferences; the scores and sensor health together). Each stream replays "
+                  f"one {result.settings.seconds:g} s session, so the device hears the audio it commissioned on "
+                  "again and again: quieter than a deployment, which a held-out check of longer sessions measures "
+                  "(tests/test_wakeword_monitor.py). Detection: each session "
                   f"played {mon['change_at']} inferences, then up to {mon['max_delay']} changed (30 ms each), with "
                   "sensor health on each inference's new samples throughout (false alarms before the change included).",
                   ""]
