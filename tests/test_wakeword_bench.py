@@ -242,6 +242,12 @@ def check_figures(data: dict, models: list[str]) -> None:
             assert (d["median_delay"] is None) == (d["detected"] == 0)
         arl0 = monitor["in_domain_arl0"]
         assert arl0["inferences"] >= 30 * monitor["target_arl0"] * 0.99
+        held = monitor["held_out_arl0"]  # sessions as long as the reference's, never calibrated on
+        assert held["inferences"] >= 30 * monitor["target_arl0"] * 0.99 and held["sessions"] > 0
+        assert held["session_seconds"] == data["settings"]["reference_seconds"]
+        if held["alarms"]:
+            assert held["arl0"] == pytest.approx(held["inferences"] / held["alarms"], rel=1e-3)
+            assert held["ci95"][0] <= held["arl0"] <= held["ci95"][1]
         sensor = monitor["in_domain_sensor"]
         assert 0 <= sensor["alarms"] and sensor["inferences"] > 0 and sensor["sessions"] > 0
         for users in ("wakes_only", "wakes_and_misses"):
