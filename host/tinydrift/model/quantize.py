@@ -186,11 +186,10 @@ def adopt(tflite_path: Path | str, model_dir: Path | str) -> dict:
     if folder.float_model.exists():
         raise TinydriftError(f"{folder.path}: holds a model trained here ({folder.float_model.name}); "
                              "adopt into a new folder")
-    if folder.reference_json.exists() or folder.detector_json.exists():
+    exported = [path.name for path in (folder.reference_json, folder.detector_json) if path.exists()]
+    if exported:
         # its reference, model card and headers describe the model already there
-        raise TinydriftError(f"{folder.path}: holds another model's export "
-                             f"({folder.reference_json.name if folder.reference_json.exists() else folder.detector_json.name}); "
-                             "adopt into a new folder")
+        raise TinydriftError(f"{folder.path}: holds another model's export ({exported[0]}); adopt into a new folder")
     try:
         model = tflite_path.read_bytes()
     except OSError as exc:
