@@ -99,8 +99,15 @@ def test_a_camera_model_gets_the_camera_scenarios():
     from tinydrift.pipeline.drift_bench import bench_kind, bench_settings
     from tinydrift.pipeline.drift_pools import CameraPoolMaker
 
-    scenarios, kind, maker = bench_kind(open("models/plant/model_int8.tflite", "rb").read())
+    from tinydrift.data.labels import PLANT_LABELS
+    from tinydrift.errors import TinydriftError
+
+    model = open("models/plant/model_int8.tflite", "rb").read()
+    scenarios, kind, maker = bench_kind(model, list(PLANT_LABELS), "models/plant")
     assert scenarios is cs.SCENARIOS and kind is cs.CameraScenario and maker is CameraPoolMaker
+    # the bench draws the plant set's leaves: a camera model of other classes cannot be measured on them
+    with pytest.raises(TinydriftError, match="the bench draws the plant set's leaves"):
+        bench_kind(model, ["cat", "dog", "bird", "fish", "frog"], "models/pets")
     names = {s.name for s in scenarios}
     assert {"lens_smudge_2px", "low_resolution_x2", "warm_cast", "underexposed_1stop", "sensor_noise_25", "jpeg_q8",
             "dead_camera", "stuck_camera", "pale_spots_now_leaf_spot"} <= names
