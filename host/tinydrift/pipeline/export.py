@@ -139,16 +139,27 @@ class ModelInput:
         held_out = np.random.default_rng(0).permutation(groups)[:int(round(FOLDER_TEST_SHARE * len(groups)))]
         in_test = np.isin(data.domain["group"], held_out)
         splits = {"ref": data.select(~in_test), "test": data.select(in_test)}
-        if len(splits["ref"]) < self.min_reference:
-            need = int(np.ceil(self.min_reference / (1 - FOLDER_TEST_SHARE)))
-            raise TinydriftError(f"{folder}: {len(data)} {'images' if self.is_image else 'clips'}, "
-                                 f"{len(splits['ref'])} of them for the reference; the monitor's reference "
-                                 f"statistics need at least {self.min_reference}: give about {need} or more")
         if self.is_image:
             return self, self._with_shift(splits)
         noisy = replace(self, shift="noisy", shift_title=f"White noise at SNR {NOISE_SNR_DB} dB (`test`, then the "
                                                             "same clips with noise)")
         return noisy, noisy._with_shift(splits)
+
+
+    def reference_shortfall(self, data_dir: Path, splits: dict) -> str | None:
+        """Why the `ref` split is too small for the monitor's reference statistics, and what
+        to give instead (a larger built-in set, or more of the user's own data); None if not."""
+        held = len(splits["ref"])
+        if held >= self.min_reference:
+            return None
+        need = f"the monitor's reference statistics need at least {self.min_reference}"
+        if (Path(data_dir) / "ref.npz").is_file():
+            more = ("`tinydrift data plant --images-per-class N`" if self.is_image
+                    else "`tinydrift data kws --clips-per-class N`")
+            return f"{data_dir}: ref.npz holds {held}; {need}: build the set again with more ({more})"
+        enough = int(np.ceil(self.min_reference / (1 - FOLDER_TEST_SHARE)))  # the folder's test share held out
+        return (f"{data_dir}: {held + len(splits['test'])} {'images' if self.is_image else 'clips'}, {held} of them "
+                f"for the reference; {need}: give about {enough} or more")
 
 
 def model_input(shape: tuple) -> ModelInput:
@@ -215,11 +226,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
                              "measure it on real images with `tinydrift eval MODEL FOLDER`")
     source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]))
     check_fits(model, splits["ref"], data_dir)  # before any work: its kind, image size and classes
-    if len(splits["ref"]) < source.min_reference:
-        more = ("`tinydrift data plant --images-per-class N`" if source.is_image
-                else "`tinydrift data kws --clips-per-class N`")
-        raise TinydriftError(f"{data_dir}: ref.npz holds {len(splits['ref'])}; the monitor's reference statistics need "
-                             f"at least {source.min_reference}: build the set again with more ({more})")
+    shortfall = source.reference_shortfall(data_dir, splits)
+    if shortfall:
+        raise TinydriftError(shortfall)
     labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     samples = {s: _samples(source, splits[s], probs[s]) for s in splits}
