@@ -87,7 +87,7 @@ class Truth:
         return json.dumps({"shift_index": self.shift_index, "labels": labels})
 
 
-def _truth_rows(truth: Truth, data: dict, summary: DbSummary, monotonic: bool) -> list[tuple[str, str]]:
+def _truth_rows(truth: Truth, data: dict, summary: DbSummary, accuracy: dict) -> list[tuple[str, str]]:
     """The HTML rows comparing the device with the truth: shift, delay, accuracy before and
     after (true, and as the device estimated it)."""
     rows = []
@@ -101,7 +101,7 @@ def _truth_rows(truth: Truth, data: dict, summary: DbSummary, monotonic: bool) -
             rows.append(("first alarm after the shift", f"{first - shift + 1} inferences" if first >= shift
                          else f"{shift - first} inferences BEFORE it (a false alarm)"))
     atc = data["atc"] / 65536.0
-    for name, (true, known) in true_accuracy(truth, data, monotonic).items():
+    for name, (true, known) in accuracy.items():  # true_accuracy's
         rows.append((f"accuracy {name} the shift" if shift is not None else "accuracy",
                      f"true {100 * true:.1f} %, estimated (ATC) {100 * atc[known].mean():.1f} %"
                      f" over {int(known.sum())} inferences"))
@@ -344,15 +344,15 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
         files.append(_plot_detections(detections, thresholds, out_dir))
 
     files.append(out_dir / "index.html")
-    truth_rows = _truth_rows(truth, data, summary, monotonic or n == 1) if truth is not None else []
+    accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
+    truth_rows = _truth_rows(truth, data, summary, accuracy) if truth is not None else []
     prior = load_model_info(model_dir).class_prior if model_dir is not None else None
     severities = alarm_severity(data, prior) if n else []
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
                                              severities, len(detections["id"]), wakes, labels))
-    accuracy = ({name: true for name, (true, _) in true_accuracy(truth, data, monotonic or n == 1).items()}
-                if truth is not None and n else {})
-    return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes, accuracy)
+    return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
+                        {name: true for name, (true, _) in accuracy.items()})
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:

@@ -425,7 +425,9 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
     shift = reference.get("shift", {}).get("split", "accent")
     accuracy = ({"test": tflm["test"]["tflm"]["accuracy"], "shifted": tflm[shift]["tflm"]["accuracy"]}
                 if "test" in tflm and shift in tflm else {})
-    streamed = "smudged" if camera else "noisy" if _is_wav_folder(config) else "accent"
+    # what the stream's second part heard or saw: the export's split of that name, and its words
+    streamed, heard = (("smudged", "through a smudged lens") if camera else ("noisy", "under white noise")
+                       if _is_wav_folder(config) else ("accent", "accent-shifted"))
     if accuracy and shift != streamed:  # e.g. exported on the accent split, streamed a WAV folder under noise
         accuracy["split_title"] = f"its `{shift}` split"
     result = DemoResult(
@@ -436,8 +438,7 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         change_index=first.first_change, severity=report.severities[0].impact() if report.severities else None,
         accuracy=accuracy, mismatches=mismatches,
         seconds=steps.seconds,
-        shift="through a smudged lens" if camera else "under white noise" if _is_wav_folder(config) else "accent-shifted",
-        unit="images" if camera else "clips", stream_accuracy=report.true_accuracy)
+        shift=heard, unit="images" if camera else "clips", stream_accuracy=report.true_accuracy)
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},
                                                  "report": str(result.report), "delay": result.delay}, indent=1))

@@ -215,11 +215,12 @@ def bench_kind(model: bytes, labels: list[str], where) -> tuple:
 
     shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
     image = model_input(shape).is_image
-    wanted = (PLANT_LABELS, (IMAGE_SIZE, IMAGE_SIZE, 3)) if image else (LABELS, shape[1:])
-    if (tuple(labels), shape[1:]) != wanted:
+    # a keyword model's input shape is fixed (load_int8); a camera model's image size is its own
+    classes, fits = (PLANT_LABELS, shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3)) if image else (LABELS, True)
+    if tuple(labels) != classes or not fits:
         kind = (f"the plant set's leaves ({IMAGE_SIZE}x{IMAGE_SIZE}, `tinydrift data plant`)" if image
                 else "the keyword set's clips (`tinydrift data kws`)")
-        raise TinydriftError(f"{where}: the bench draws {kind} of classes {', '.join(wanted[0])}, and this model takes "
+        raise TinydriftError(f"{where}: the bench draws {kind} of classes {', '.join(classes)}, and this model takes "
                              f"{'x'.join(map(str, shape[1:]))} inputs of classes {', '.join(labels)}: measure it on "
                              "your own data with `tinydrift export --data FOLDER` (its held-out false-alarm and "
                              "shift checks) and `tinydrift demo`")
