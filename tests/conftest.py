@@ -18,10 +18,10 @@ FSDD = SHARED_DATA / "fsdd"
 
 
 def write_wav(path: Path, samples: np.ndarray) -> None:
-    """A 16 kHz 16-bit mono WAV file, its folders made as needed."""
+    """A 16 kHz 16-bit WAV file, its folders made as needed: mono, or of samples [n, channels]."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(1 if samples.ndim == 1 else samples.shape[1])
         w.setsampwidth(2)
         w.setframerate(16000)
         w.writeframes(samples.astype("<i2").tobytes())

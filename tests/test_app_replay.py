@@ -209,3 +209,9 @@ def test_replay_without_reconnect_names_the_lost_port(elf, audio):
                 Replayer(PulledCable(port), window=4).replay(clips)
         finally:
             port.close()
+
+
+def test_replay_refuses_a_stereo_wav_rather_than_send_one_of_its_channels(tmp_path):
+    write_wav(tmp_path / "two.wav", np.arange(32000).reshape(-1, 2))
+    with pytest.raises(TinydriftError, match=r"two\.wav: 2 channels; tinydrift reads mono"):
+        load_source(tmp_path)

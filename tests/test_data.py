@@ -153,13 +153,13 @@ def test_fsdd_is_resampled_and_padded(fsdd_dir):
     assert spectrum[4200:].sum() < 0.01 * spectrum[:4000].sum()
 
 
-def _write_wav(path, rate=16000, width=2, samples=16000):
+def _write_wav(path, rate=16000, width=2, samples=16000, channels=1):
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
+        w.setnchannels(channels)
         w.setsampwidth(width)
         w.setframerate(rate)
-        w.writeframes(b"\x01" * width * samples)
+        w.writeframes(b"\x01" * width * channels * samples)
 
 
 def test_bad_wav_folders_are_named_with_the_fix(tmp_path):
@@ -173,6 +173,11 @@ def test_bad_wav_folders_are_named_with_the_fix(tmp_path):
     with pytest.raises(TinydriftError, match=r"b\.wav: 8-bit samples"):
         load_speech_commands(tmp_path)
     (tmp_path / "yes" / "b.wav").unlink()
+    # a stereo file is refused, not read as its first channel: a device hears one microphone
+    _write_wav(tmp_path / "yes" / "s.wav", channels=2)
+    with pytest.raises(TinydriftError, match=r"s\.wav: 2 channels; tinydrift reads mono.*sox IN -c 1 OUT"):
+        load_speech_commands(tmp_path)
+    (tmp_path / "yes" / "s.wav").unlink()
     (tmp_path / "yes" / "c.wav").write_bytes(b"RIFF not really")
     with pytest.raises(TinydriftError, match=r"c\.wav: not a readable WAV"):
         load_speech_commands(tmp_path)

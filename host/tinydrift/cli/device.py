@@ -232,8 +232,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     """Stream audio or images into the device: each clip of SOURCE as AUDIO frames, each
     image as IMAGE frames (for a camera model's build).
 
-    SOURCE is a folder of 16 kHz 16-bit WAV files (one clip per file, any length, sorted;
-    of a stereo file the first channel)
+    SOURCE is a folder of 16 kHz mono 16-bit WAV files (one clip per file, any length, sorted)
     or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG images or an
     image set made by `tinydrift data plant` (.npz), each image sent as it is (the device
     refuses one of another size than its model's). The device runs one inference per

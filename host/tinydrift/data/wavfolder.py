@@ -26,9 +26,10 @@ FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
     """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
 
-    Without `needed_by` a multichannel file gives its first channel; with it (what reads the
-    samples, e.g. "the wake-word front end"), anything but mono 16-bit PCM at `expected_rate`
-    is refused in one line that says what the file is and what `needed_by` needs.
+    A device hears one microphone, so a file of several channels is refused rather than
+    read as one of them (which one, or their mix, is the user's choice). With `needed_by`
+    (what reads the samples, e.g. "the wake-word front end"), anything but mono 16-bit PCM at
+    `expected_rate` is refused in one line that says what the file is and what `needed_by` needs.
     """
     try:
         with wave.open(str(path), "rb") as w:
@@ -56,14 +57,14 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}-channel")
         raise TinydriftError(f"{path} is {rate} Hz {layout} {8 * width}-bit; {needed_by} needs {expected_rate} Hz "
                              f"mono int16 (convert with `sox IN -r {expected_rate} -c 1 -b 16 OUT`)")
+    if channels != 1:
+        raise TinydriftError(f"{path}: {channels} channels; tinydrift reads mono, as a device's one microphone hears "
+                             "(mix down with `sox IN -c 1 OUT`, or keep the first channel with `sox IN OUT remix 1`)")
     if width != 2:
         raise TinydriftError(f"{path}: {8 * width}-bit samples; tinydrift reads 16-bit PCM (convert with `sox IN -b 16 OUT`)")
     if rate != expected_rate:
         raise TinydriftError(f"{path}: {rate} Hz; expected {expected_rate} Hz (resample with `sox IN -r {expected_rate} OUT`)")
-    samples = np.frombuffer(data, dtype="<i2")
-    if channels > 1:
-        samples = samples.reshape(-1, channels)[:, 0]
-    return samples.copy()
+    return np.frombuffer(data, dtype="<i2").copy()
 
 
 def centre_in_clip(samples: np.ndarray) -> np.ndarray:
