@@ -102,8 +102,11 @@ def test_cost_counts_the_project_monitor_s_instructions_and_state_as_the_readme_
     whole = invoke(["cost", str(REPO_ROOT / "models" / "kws" / "reference.json")])
     assert whole.exit_code == 0 and json.loads(whole.output) == cost, whole.output
     assert set(cost) == {"state_bytes", "commission_bytes", "instructions_per_update", "instructions_per_summarize",
-                         "instructions_per_sensor320", "instructions_per_feedback", "instructions_per_summarize_image48"}
+                         "instructions_per_summarize_stream", "instructions_per_sensor320", "instructions_per_feedback",
+                         "instructions_per_summarize_image48", "config_summary"}
     assert all(cost[k] > 0 for k in cost if k.startswith("instructions_per_"))
+    # a keyword spotter's config: its device summarizes 49 frames x 40 channels
+    assert cost["config_summary"] == "summarize"
     # The device bench (whose figures the README quotes) sizes the state for this very configuration.
     bench = json.loads((REPO_ROOT / "docs" / "figures" / "bench_device.json").read_text())
     assert (cost["state_bytes"], cost["commission_bytes"]) == (bench["monitor_state_bytes"],

@@ -2,8 +2,11 @@
  * Cost of the monitor on the target: td_app_main for any td_port (QEMU's mps2-an386 with
  * -icount shift=0 makes td_port_cycles an instruction counter). Runs each entry point
  * many times on varied inputs and prints one line:
- *   td_monitor_bench cycles_per_update=.. cycles_per_summarize=.. cycles_per_sensor320=..
- *   cycles_per_feedback=.. cycles_per_summarize_image48=.. state_bytes=.. commission_bytes=..
+ *   td_monitor_bench cycles_per_update=.. cycles_per_summarize=.. cycles_per_summarize_stream=..
+ *   cycles_per_sensor320=.. cycles_per_feedback=.. cycles_per_summarize_image48=..
+ *   state_bytes=.. commission_bytes=..
+ * The three summaries are the three apps' (a keyword spotter's, a streaming wake-word
+ * detector's, a camera's), timed whatever the config, so one run shows each.
  * Build with the generated config: -DTD_MONITOR_CONFIG_HEADER, -DTD_MONITOR_CONFIG_VAR.
  */
 #include <stdint.h>
@@ -14,7 +17,14 @@
 
 #define TD_BENCH_INPUTS 64
 #define TD_BENCH_REPEAT 2048
+/* The keyword app's summary: 49 frames x 40 channels (td_app_infer.c). */
 #define TD_BENCH_FRAMES 49
+#define TD_BENCH_CHANNELS 40
+/* The wake-word app's (td_app_stream.c): the 3 new frames' means, their at-floor counts over
+ * channel pairs, the new samples' loudness. */
+#define TD_BENCH_STREAM_FRAMES 3
+#define TD_BENCH_FLOOR_GROUP 2
+#define TD_BENCH_STREAM_SUMMARY (TD_BENCH_CHANNELS + TD_BENCH_CHANNELS / TD_BENCH_FLOOR_GROUP + 1)
 /* The camera summary on the plant model's input: 48x48 RGB on a 3x3 grid. */
 #define TD_BENCH_IMAGE_SIDE 48
 #define TD_BENCH_IMAGE_GRID 3
@@ -23,7 +33,9 @@
 static td_monitor_state_t bench_state;
 static int16_t bench_summaries[TD_BENCH_INPUTS][TD_MONITOR_MAX_SUMMARY];
 static int8_t bench_probs[TD_BENCH_INPUTS][TD_MONITOR_MAX_CLASSES];
-static int8_t bench_features[TD_BENCH_FRAMES * TD_MONITOR_MAX_SUMMARY];
+static int8_t bench_features[TD_BENCH_FRAMES * TD_BENCH_CHANNELS];
+static int16_t bench_keyword_summary[TD_BENCH_CHANNELS];
+static int16_t bench_stream_summary[TD_BENCH_STREAM_SUMMARY];
 static int8_t bench_image[TD_BENCH_IMAGE_SIDE * TD_BENCH_IMAGE_SIDE * 3];
 static int16_t bench_image_summary[TD_SUMMARY_IMAGE_LENGTH(TD_BENCH_IMAGE_GRID)];
 static int16_t bench_pcm[320];
@@ -54,7 +66,7 @@ int td_app_main(void)
     const td_monitor_config_t *config = &TD_MONITOR_CONFIG_VAR;
     td_monitor_result_t result;
     uint32_t seed = 12345u, i, j;
-    uint64_t start, update, summarize, sensor, feedback, summarize_image;
+    uint64_t start, update, summarize, summarize_stream, sensor, feedback, summarize_image;
 
     td_port_init();
     for (i = 0; i < TD_BENCH_INPUTS; ++i) {
@@ -95,9 +107,25 @@ int td_app_main(void)
 
     start = td_port_cycles();
     for (i = 0; i < TD_BENCH_REPEAT; ++i) {
-        td_summarize_frames(bench_features, TD_BENCH_FRAMES, config->n_summary, bench_summaries[i % TD_BENCH_INPUTS]);
+        bench_features[i % sizeof bench_features] = (int8_t)i; /* other features each call */
+        td_summarize_frames(bench_features, TD_BENCH_FRAMES, TD_BENCH_CHANNELS, bench_keyword_summary);
+        bench_sink += (uint32_t)bench_keyword_summary[0];
     }
     summarize = td_port_cycles() - start;
+
+    start = td_port_cycles();
+    for (i = 0; i < TD_BENCH_REPEAT; ++i) {
+        /* a different 3-frame block of the features each call, and another loudness */
+        const int8_t *block = &bench_features[(i % (TD_BENCH_FRAMES / TD_BENCH_STREAM_FRAMES)) *
+                                              TD_BENCH_STREAM_FRAMES * TD_BENCH_CHANNELS];
+        td_summarize_frames(block, TD_BENCH_STREAM_FRAMES, TD_BENCH_CHANNELS, bench_stream_summary);
+        td_summarize_floor(block, TD_BENCH_STREAM_FRAMES, TD_BENCH_CHANNELS, TD_BENCH_FLOOR_GROUP,
+                           &bench_stream_summary[TD_BENCH_CHANNELS]);
+        bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 1u] =
+            td_summarize_level(((uint64_t)bench_random(&seed) << 16) + 12345u);
+        bench_sink += (uint32_t)bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 1u];
+    }
+    summarize_stream = td_port_cycles() - start;
 
     start = td_port_cycles();
     for (i = 0; i < TD_BENCH_REPEAT; ++i) {
@@ -124,6 +152,7 @@ int td_app_main(void)
     /* Cycles per call in 1/1000 units, so the host keeps the resolution of the counter. */
     bench_print_u32("td_monitor_bench milli_cycles_per_update=", (uint32_t)(update * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_summarize=", (uint32_t)(summarize * 1000u / TD_BENCH_REPEAT));
+    bench_print_u32(" milli_cycles_per_summarize_stream=", (uint32_t)(summarize_stream * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_sensor320=", (uint32_t)(sensor * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_feedback=", (uint32_t)(feedback * 1000u / TD_BENCH_REPEAT));
     bench_print_u32(" milli_cycles_per_summarize_image48=",

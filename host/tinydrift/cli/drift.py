@@ -246,10 +246,11 @@ def cost_cmd(config_json: Path):
     folder's monitor.json, or `tinydrift drift calibrate`'s monitor_config_NAME.json. The
     figures are per call of td_monitor_update, sensor health on one 320-sample block and
     label feedback, for that config; the state is sized for it as the firmware build sizes
-    it. Two summaries are measured whatever the config's input: `summarize`,
-    td_summarize_frames over 49 frames of the config's summary channels (a keyword
-    spotter's), and `summarize_image48`, td_summarize_image of one 48x48 RGB image on a 3x3
-    grid (a camera's; it scales with the pixels). Read the one your device runs.
+    it. Each app's input summary is measured too: `summarize` (a keyword spotter's means of
+    49 frames x 40 channels), `summarize_stream` (a wake-word detector's: 3 frames' means,
+    their at-floor counts, the loudness) and `summarize_image48` (a camera's, one 48x48 RGB
+    image on a 3x3 grid; it scales with the pixels). `config_summary` names the one that
+    gives this config's summary; an inference costs that plus the update.
 
     \b
     Examples:

@@ -9,7 +9,10 @@ from pathlib import Path
 from tinydrift import firmware
 from tinydrift.errors import TinydriftError
 from tinydrift.target.host_monitor import MONITOR_SRC, monitor_sources, write_config_header
+from tinydrift.frontend import NUM_CHANNELS
 from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.twin import image_summary_length
+from tinydrift.wakeword.monitor import summary_length
 
 _LINE = re.compile(r"td_monitor_bench (.*)")
 
@@ -26,10 +29,18 @@ def build_bench(config: MonitorConfig, name: str = "bench") -> Path:
     return firmware.build_arm_image("monitor_bench", units, [MONITOR_SRC, folder], defines)
 
 
+# Each app's input summary as the bench times it, by the summary length it gives the monitor:
+# a keyword spotter's means of 49 frames x 40 channels; a wake-word detector's 3 frames'
+# means, floor counts and loudness; a camera's of one 48x48 RGB image on a 3x3 grid.
+SUMMARIES = {"summarize": NUM_CHANNELS, "summarize_stream": summary_length(NUM_CHANNELS),
+             "summarize_image48": image_summary_length(3)}
+
+
 def measure_cost(config: MonitorConfig) -> dict:
-    """Instructions per td_monitor_update, td_summarize_frames (49 frames), td_sensor_update
-    (320 samples) and td_monitor_label_feedback on the emulated Cortex-M4, and the state
-    size of that build."""
+    """Instructions per td_monitor_update, per input summary of each app (SUMMARIES),
+    td_sensor_update (320 samples) and td_monitor_label_feedback on the emulated Cortex-M4,
+    the state size of that build, and `config_summary`: which of the summaries gives a
+    summary of this config's length (None if none does)."""
     from tinydrift.target import emulator
 
     elf = build_bench(config)
@@ -43,4 +54,5 @@ def measure_cost(config: MonitorConfig) -> dict:
     out = {"state_bytes": int(fields.pop("state_bytes")), "commission_bytes": int(fields.pop("commission_bytes"))}
     for key, value in fields.items():
         out[key.replace("milli_cycles_per_", "instructions_per_")] = int(value) * per_cycle / 1000
+    out["config_summary"] = next((name for name, n in SUMMARIES.items() if n == config.n_summary), None)
     return out
