@@ -413,6 +413,32 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     assert change < latched_at["limit"] < n
 
 
+@pytest.mark.parametrize("stuck_variance", [0, 4])
+def test_stuck_is_judged_on_the_exact_variance_in_c_as_in_the_twin(stuck_variance):
+    """A working microphone in a quiet room moves by a level or so: its floored variance is
+    0, its exact one is not, so it is silent, not stuck; a constant block (a dead or stuck
+    microphone) is stuck. Above 0, a block whose exact variance equals the level is stuck and
+    one whose variance floors to it is not."""
+    from tinydrift.monitor.twin import EVENT_SENSOR
+
+    blocks = {"constant": np.full(320, 17), "one sample off": np.r_[np.full(319, 17), 18],
+              "alternating 0/1": np.tile([0, 1], 160), "alternating -2/2": np.tile([-2, 2], 160),
+              "-2/2 and a 3": np.r_[np.tile([-2, 2], 159), -2, 3]}
+    stuck = {0: {"constant"}, 4: {"constant", "one sample off", "alternating 0/1", "alternating -2/2"}}[stuck_variance]
+    config = synthetic.random_config(np.random.default_rng(3), 40, 12).replace(
+        stuck_variance=stuck_variance, silence_variance=100, dc_level=0, clip_drift_q16=0,
+        persist_blocks=np.array([50, 50, 250, 0], np.uint16))
+    pcm = np.concatenate(list(blocks.values())).astype(np.int16)
+    events = np.array([[EVENT_SENSOR, 320 * k, 320] for k in range(len(blocks))], dtype=np.int32)
+    no_inference = np.zeros((0, 40), np.int16), np.zeros((0, 12), np.int8)
+    twin_rows = run_events(config, events, *no_inference, pcm)
+    compare(CMonitor(config).run_events(events, *no_inference, pcm), twin_rows, events)
+    twin = MonitorTwin(config)
+    flags = {name: int(twin.sensor_update(block.astype(np.int16)[None])["flags"][0]) for name, block in blocks.items()}
+    assert {name for name, f in flags.items() if f & cfgmod.SENSOR_STUCK} == stuck
+    assert all(f & cfgmod.SENSOR_SILENCE for name, f in flags.items() if name not in stuck)
+
+
 @pytest.mark.parametrize("clipping_every, expected", [(10, "DATA_DRIFT"), (400, None), (1, "SENSOR_FAULT")])
 def test_light_clipping_is_data_drift_and_hard_clipping_a_sensor_fault(clipping_every, expected):
     """A microphone whose gain clips one block in 10 (a few loud samples each) latches

@@ -551,13 +551,15 @@ class MonitorTwin:
         total_sq = np.asarray(total_sq, dtype=np.int64)
         clipped = np.asarray(clipped, dtype=np.int64)
         mean = total // n
-        variance = (total_sq * n - total * total) // (n * n)
+        spread = total_sq * n - total * total
+        variance = spread // (n * n)
         conditions = np.zeros(total.shape, dtype=np.int64)
         if cfg.clip_rate_q16 > 0:
             conditions |= np.where((clipped << PROB_FRAC_BITS) >= cfg.clip_rate_q16 * n, SENSOR_CLIPPING, 0)
         if cfg.dc_level > 0:
             conditions |= np.where((mean >= cfg.dc_level) | (mean <= -cfg.dc_level), SENSOR_DC_OFFSET, 0)
-        stuck = variance <= cfg.stuck_variance
+        # the exact variance, not the floored one: a quiet working microphone moves a little
+        stuck = (variance < cfg.stuck_variance) | ((variance == cfg.stuck_variance) & (spread % (n * n) == 0))
         conditions |= np.where(stuck, SENSOR_STUCK, 0)
         conditions |= np.where(~stuck & (variance <= cfg.silence_variance), SENSOR_SILENCE, 0)
         return mean, variance, conditions
@@ -576,7 +578,8 @@ class MonitorTwin:
         active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
         total, total_sq, saturated, probes = stats[:, 0], stats[:, 1], stats[:, 2], stats[:, 3:]
         mean = total // n
-        variance = (total_sq * n - total * total) // (n * n)
+        spread = total_sq * n - total * total
+        variance = spread // (n * n)
         moved = (np.abs(probes - self.image_probes) > cfg.stuck_variance).sum(axis=1)
         conditions = np.zeros(len(total), dtype=np.int64)
         if cfg.clip_rate_q16 > 0:

@@ -170,7 +170,8 @@ typedef struct {
     int32_t clip_level;          /* |sample| >= clip_level counts as clipped (saturated) */
     uint32_t clip_rate_q16;      /* block is clipping when clipped share >= this */
     int32_t dc_level;            /* block has a DC offset when |mean| >= this */
-    uint32_t stuck_variance;     /* block is stuck when variance <= this; a camera: when no
+    uint32_t stuck_variance;     /* block is stuck when its exact variance <= this (0: every
+                                    sample the same); a camera: when no
                                     probed pixel value moved by more than this many levels */
     uint32_t silence_variance;   /* block is silent when variance <= this (and not stuck; a
                                     camera: whether it repeats or not) */

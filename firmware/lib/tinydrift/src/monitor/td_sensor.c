@@ -1,6 +1,7 @@
 /*
  * Sensor health on raw PCM blocks: clipping share, DC offset (block mean), stuck signal
- * (variance at or near zero) and silence (low variance). A condition that persists for
+ * (exact variance at most stuck_variance: at the default 0, every sample the same) and
+ * silence (low variance). A condition that persists for
  * persist_blocks consecutive blocks is a fault and latches SENSOR_FAULT, with the change
  * point at the inference count when the run of blocks began. Clipping that never persists
  * (a gain set too high clips the loudest syllables only) is light clipping: an EWMA of the
@@ -20,6 +21,8 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     uint32_t conditions = 0;
     uint32_t i;
     int32_t mean;
+    uint64_t spread;
+    uint64_t square;
     uint32_t variance;
 
     if (state == 0 || config == 0 || pcm == 0) {
@@ -55,9 +58,10 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
         clipped += (uint32_t)x + clip_offset > clip_span;
     }
     mean = (int32_t)td_floor_div_s64(sum, n_samples);
-    /* n * sum(x^2) - sum(x)^2 <= 2^62: the exact population variance, floored. */
-    variance = (uint32_t)(((uint64_t)sum_sq * n_samples - (uint64_t)((int64_t)sum * sum)) /
-                          ((uint64_t)n_samples * n_samples));
+    /* n * sum(x^2) - sum(x)^2 <= 2^62: the exact population variance is spread / n^2. */
+    spread = (uint64_t)sum_sq * n_samples - (uint64_t)((int64_t)sum * sum);
+    square = (uint64_t)n_samples * n_samples;
+    variance = (uint32_t)(spread / square);
 
     if (config->clip_rate_q16 > 0 &&
         ((uint64_t)clipped << TD_PROB_FRAC_BITS) >= (uint64_t)config->clip_rate_q16 * n_samples) {
@@ -66,7 +70,9 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     if (config->dc_level > 0 && (mean >= config->dc_level || mean <= -config->dc_level)) {
         conditions |= TD_SENSOR_DC_OFFSET;
     }
-    if (variance <= config->stuck_variance) {
+    /* Stuck on the exact variance, not the floored one: a working microphone in a quiet
+     * room moves by a level or so (floored variance 0), a stuck or dead one not at all. */
+    if (variance < config->stuck_variance || (variance == config->stuck_variance && spread % square == 0u)) {
         conditions |= TD_SENSOR_STUCK;
     } else if (variance <= config->silence_variance) {
         conditions |= TD_SENSOR_SILENCE;
