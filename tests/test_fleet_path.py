@@ -377,6 +377,41 @@ def test_envelope_round_trip_and_topic():
         E.unpack(payload[:-1] + bytes([payload[-1] ^ 1]))
     with pytest.raises(ValueError, match="envelope version"):
         E.unpack(b"\x09" + payload[1:])
+    # a stamp no store can hold (its frame intact): refused as not a gateway's, not a crash later
+    E.unpack(E.pack(who, E.MAX_RECEIVED_US, frame.raw))
+    with pytest.raises(ValueError, match="past the year 9999"):
+        E.unpack(E.pack(who, 2**64 - 1, frame.raw))
+
+
+def test_a_message_with_an_impossible_stamp_is_dropped_and_the_collector_goes_on(services, dsn, tmp_path,
+                                                                                 devices_factory):
+    """A message whose frame is sound but whose gateway stamp is past what a timestamp holds
+    (anyone who can publish can send one) is said and acknowledged; it neither stops the
+    collector nor comes back to stop it again."""
+    import paho.mqtt.client as mqtt
+
+    broker, _ = services
+    c1 = collector(tmp_path, broker.url, dsn, "c1")
+    subscribed(c1)
+    frame = P.parse_packet(P.encode_packet(P.Heartbeat(9, 100, 5000, 0, 0, 0, 0, 10, (P.NOT_LATCHED,) * 5,
+                                                      (1, 2, 3, 4, 5), 100, 200, 150, (21,) * 12)))
+    poison = E.pack(E.Identity(0xD500, 1, bytes(8)), 2**64 - 1, frame.raw)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    try:
+        publisher.publish(E.topic(FLEET, 0xD500, P.FrameType.HEARTBEAT), poison, qos=1).wait_for_publish(10)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    devices = devices_factory(1, 0xD501)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(50))
+    rows, distinct = wait_stored(dsn, len(devices.sent), commands=[gw, c1])
+    assert rows == distinct == len(devices.sent)
+    assert c1.stop() == 0 and gw.stop() == 0
+    assert "Traceback" not in c1.text
+    assert "rejected a message" in c1.log.read_text() and "past the year 9999" in c1.log.read_text()
 
 
 def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(services, tmp_path):

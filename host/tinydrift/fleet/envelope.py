@@ -68,6 +68,11 @@ def subscription(fleet: str) -> str:
     return f"{TOPIC_ROOT}/{fleet}/+/+"
 
 
+# The last microsecond a store's timestamps can hold (9999-12-31 23:59:59.999999 UTC): a
+# stamp beyond it is no gateway's clock, and would stop whatever stores it.
+MAX_RECEIVED_US = 253_402_300_799_999_999
+
+
 def pack(identity: Identity, received_us: int, packet: bytes) -> bytes:
     return _HEAD.pack(ENVELOPE_VERSION, identity.device_id, identity.boot_count, identity.model_id,
                       received_us) + packet
@@ -87,6 +92,8 @@ def unpack(payload: bytes) -> Envelope:
     version, device_id, boot_count, model_id, received_us = _HEAD.unpack_from(payload)
     if version != ENVELOPE_VERSION:
         raise ValueError(f"envelope version {version}, this tinydrift reads {ENVELOPE_VERSION}")
+    if received_us > MAX_RECEIVED_US:
+        raise ValueError(f"received_us {received_us} is past the year 9999: no gateway's clock")
     frame = P.parse_packet(payload[HEAD_BYTES:])
     if isinstance(frame, P.ProtocolError):
         raise ValueError(f"the frame inside is corrupt ({frame.name})")
