@@ -217,3 +217,18 @@ def test_simulate_against_a_broker_never_reached_exits_1_and_keeps_the_frames(tm
     import sqlite3
 
     assert sqlite3.connect(outbox).execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+
+
+def test_simulate_refuses_device_ids_past_the_largest_before_any_work(tmp_path):
+    """--first-id 2^64-1 with 3 devices once crashed the simulation thread on the second id
+    and still exited 0; the range is checked up front."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    result = CliRunner().invoke(main, ["fleet", "simulate", "--devices", "3", "--first-id", str(2**64 - 1),
+                                       "--broker", "mqtt://127.0.0.1:1", "--duration", "1",
+                                       "--model-dir", str(REPO_ROOT / "models" / "kws"), "--outbox", str(tmp_path / "o.sqlite")])
+    assert result.exit_code == 2, result.output
+    assert "past the largest id (2^64-1): give at most 18446744073709551613" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "o.sqlite").exists()

@@ -238,6 +238,9 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     if heartbeat_every == 0 and not per_inference:
         raise click.BadParameter("heartbeat-only devices with no heartbeats would send nothing: give "
                                  "--per-inference or a --heartbeat-every above 0", param_hint="--heartbeat-every")
+    if first_id + devices - 1 > 2**64 - 1:
+        raise click.BadParameter(f"the last of {devices} devices would be {first_id + devices - 1:#x}, past the largest "
+                                 f"id (2^64-1): give at most {2**64 - devices}", param_hint="--first-id")
     settings = FleetSettings(devices=devices, drift_share=drift_share, scenarios=tuple(scenarios) or DEFAULT_SCENARIOS,
                              heartbeat_interval=heartbeat_every, per_inference=per_inference, rate=rate,
                              duration=duration, quiet_pool=quiet_pool, onset_within=drift_within, first_id=first_id,

@@ -339,6 +339,8 @@ class SimulatedDevices(threading.Thread):
                 self.counts.inferences = step = step + 1
         except StoreFull as exc:
             self.failure = f"{exc}: frames made after it are not kept"
+        except Exception as exc:  # a thread's error would otherwise end the run as a success
+            self.failure = f"the simulation stopped: {type(exc).__name__}: {exc}"
         finally:
             self.feed.wake.set()
 
