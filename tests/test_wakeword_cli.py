@@ -111,6 +111,35 @@ def test_export_into_a_folder_of_another_export_is_refused(tmp_path):
     assert not (classifier / "detector.json").exists()
 
 
+def test_calibrate_into_a_folder_of_another_export_is_refused_before_any_synthesis(tmp_path, monkeypatch):
+    """Once calibrate wrote alexa's monitor.json beside okay_nabu's export (which capture and
+    report then read) or into a classifier's folder, exit 0, after minutes of work."""
+    import shutil
+
+    from tinydrift.firmware import REPO_ROOT
+    from tinydrift.wakeword import monitor
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("reference sessions made before the folder was checked")
+
+    monkeypatch.setattr(monitor, "reference_sessions", no_synthesis)
+
+    folder = tmp_path / "m"
+    run("export", "okay_nabu", "--out", str(folder))
+    classifier = tmp_path / "kws"
+    shutil.copytree(REPO_ROOT / "models" / "kws", classifier)
+    for args, message in (
+            (("alexa", "--out", str(folder)),
+             f"error: {folder} holds the export of another wake-word model or config (\"Okay Nabu\", hash "),
+            (("okay_nabu", "--out", str(folder), "--name", "nabu"),
+             f"error: {folder} holds okay_nabu exported as okay_nabu: give --name okay_nabu"),
+            (("okay_nabu", "--out", str(classifier)), f"error: {classifier} holds a classifier's export (reference.json")):
+        result = CliRunner().invoke(main, ["wakeword", "calibrate", *args, "--workers", "1"])
+        assert result.exit_code == 1 and result.output.startswith(message), result.output
+    assert not (folder / "monitor.json").exists() and not (classifier / "monitor.json").exists()
+    assert not list((folder / "include").glob("td_monitor_config_*"))
+
+
 def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkeypatch):
     """A gateway install (no [train] extra) has neither TensorFlow's front end op nor TFLite Micro."""
     import importlib.util

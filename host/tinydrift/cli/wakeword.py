@@ -230,7 +230,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 
     from tinydrift.monitor.calibrate import TooFewSimulated, require_simulated
     from tinydrift.wakeword.config import load_wakeword
-    from tinydrift.wakeword.export import write_monitor
+    from tinydrift.wakeword.export import check_monitor_folder, write_monitor
     from tinydrift.app import wake_positions
     from tinydrift.wakeword.labels import calibrate_label_feedback, calibrate_label_feedback_any_share, reference_labels
     from tinydrift.wakeword.monitor import calibrate_detector, monitor_inputs, reference_sessions, session_samples
@@ -244,6 +244,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     except TooFewSimulated as e:
         raise _too_few_simulated(e, simulated, target_arl0) from None
     loaded = load_wakeword(model, config)
+    check_monitor_folder(loaded, out_dir, name)  # before minutes of synthesis
     streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
                                         workers=workers or os.cpu_count() or 1)
     computed = {}

@@ -72,14 +72,39 @@ def _refuse_another_export(target: ModelDir, model: WakewordModel, name: str) ->
                              f"this model with --name {others[0]}, or into a new folder")
 
 
+def check_monitor_folder(model: WakewordModel, folder: str | Path, name: str | None = None) -> None:
+    """A monitor goes into its own model's folder: one holding a classifier's export or
+    another detector's is refused (the host would read the wrong monitor beside its model,
+    the firmware none), as is an export under another C name (the firmware looks for the
+    export's). A folder without an export takes it, for one to come."""
+    from tinydrift.errors import TinydriftError
+
+    name = check_name(name or model.name)
+    target = ModelDir(folder)
+    if target.reference_json.is_file():
+        raise TinydriftError(f"{target.path} holds a classifier's export (reference.json, `tinydrift export`): calibrate "
+                             "into the wake-word model's own folder (`tinydrift wakeword export MODEL --out FOLDER`)")
+    if not target.detector_json.is_file():
+        return
+    held = target.detector()
+    if held["model_hash"] != model_digest(model):
+        raise TinydriftError(f"{target.path} holds the export of another wake-word model or config (\"{held['wake_word']}\""
+                             f", hash {held['model_hash'][:12]}): calibrate into {model.name}'s own folder")
+    if held["name"] != name:
+        raise TinydriftError(f"{target.path} holds {model.name} exported as {held['name']}: give --name {held['name']}, "
+                             f"so the firmware finds the monitor beside it")
+
+
 def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | None = None) -> list[Path]:
     """The calibrated monitor config as include/td_monitor_config_NAME.h and its JSON twin
-    monitor.json in the model folder (NAME: the model's file name unless given)."""
+    monitor.json in the model folder (NAME: the model's file name unless given), checked
+    first by check_monitor_folder."""
     import json
 
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
     from tinydrift.monitor.config import jsonable
 
+    check_monitor_folder(model, folder, name)
     name = check_name(name or model.name)
     target = ModelDir(folder)
     header = target.monitor_config_header(name)
