@@ -208,3 +208,14 @@ def test_clip_sets_round_trip_and_reject_foreign_files(tmp_path, small_kws):
     with pytest.raises(TinydriftError, match="junk.npz: not a tinydrift clip set"):
         ClipSet.load(tmp_path / "junk.npz")
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_wav_files_of_either_case_are_read(tmp_path):
+    """Recorders write .WAV as often as .wav: both are a WAV folder's files."""
+    from tinydrift.data.wavfolder import wav_files
+
+    _write_wav(tmp_path / "yes" / "a.WAV")
+    _write_wav(tmp_path / "yes" / "b.wav")
+    (tmp_path / "yes" / "notes.txt").write_text("not audio")
+    assert [p.name for p in wav_files(tmp_path, "*/*")] == ["a.WAV", "b.wav"]
+    assert len(load_speech_commands(tmp_path)) == 2

@@ -122,7 +122,10 @@ def test_a_config_made_for_another_model_is_refused(tmp_path, user_model):
     config = user_model().with_suffix(".json")
     other = tmp_path / "other_word.tflite"
     shutil.copy(config.with_suffix(".tflite"), other)
-    assert "is the config of my_word.tflite, not of other_word.tflite" in error_of(other, config)
+    error = error_of(other, config)
+    assert "is the config of my_word.tflite (its \"model\" entry), not of other_word.tflite" in error
+    # a renamed model (its config copied beside it) is told which entry to edit
+    assert error.endswith('if you renamed the model, set "model" to "other_word.tflite"')
 
 
 def test_missing_and_damaged_files(tmp_path, user_model):

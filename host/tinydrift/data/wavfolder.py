@@ -23,6 +23,12 @@ FSDD_NAME = re.compile(r"[0-9]_[^_]+_[0-9]+")  # DIGIT_SPEAKER_INDEX, as recordi
 FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def wav_files(folder: Path, pattern: str = "*") -> list[Path]:
+    """The WAV files of `folder` whose names match `pattern` (a glob without the suffix,
+    "**/*" for every sub-folder), .wav or .WAV alike (recorders write either), sorted."""
+    return sorted(p for p in Path(folder).glob(pattern) if p.suffix.lower() == ".wav" and p.is_file())
+
+
 def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
     """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
 
@@ -80,9 +86,7 @@ def load_speech_commands(folder: str | Path) -> ClipSet:
     folder = Path(folder)
     if not folder.is_dir():
         raise TinydriftError(f"{folder}: no such folder")
-    files = sorted(
-        p for p in folder.glob("*/*.wav") if not p.parent.name.startswith("_background")
-    )
+    files = [p for p in wav_files(folder, "*/*") if not p.parent.name.startswith("_background")]
     if not files:
         raise TinydriftError(f"{folder}: no WAV files in word sub-folders (expected the Speech Commands layout WORD/*.wav)")
     audio, labels, words, speakers, lengths, unreadable = [], [], [], [], [], []
@@ -118,7 +122,7 @@ def load_fsdd(folder: str | Path) -> ClipSet:
 
     folder = Path(folder)
     recordings = folder / "recordings" if (folder / "recordings").is_dir() else folder
-    files = sorted(recordings.glob("*_*_*.wav"))
+    files = wav_files(recordings, "*_*_*")
     if not files:
         raise TinydriftError(f"{folder}: no FSDD recordings (expected recordings/DIGIT_SPEAKER_INDEX.wav)")
     stray = [p.name for p in files if not FSDD_NAME.fullmatch(p.stem)]
@@ -178,6 +182,6 @@ def load_any(path: str | Path) -> ClipSet:
     if path.is_file():
         raise TinydriftError(f"{path}: a single file; give the folder of word folders it is in (WORD/*.wav: the "
                              "folder names are the labels), an FSDD folder or a clip set (.npz)")
-    if (path / "recordings").is_dir() or (path.is_dir() and any(path.glob("[0-9]_*_*.wav"))):
+    if (path / "recordings").is_dir() or (path.is_dir() and bool(wav_files(path, "[0-9]_*_*"))):
         return load_fsdd(path)
     return load_speech_commands(path)

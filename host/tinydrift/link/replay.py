@@ -61,7 +61,7 @@ def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
     images as they are: the device checks their size against its model's)."""
     from tinydrift.data.clipset import ClipSet
     from tinydrift.data.imagefolder import IMAGE_SUFFIXES
-    from tinydrift.data.wavfolder import read_wav
+    from tinydrift.data.wavfolder import read_wav, wav_files
     from tinydrift.frontend import SAMPLE_RATE
 
     path = Path(path)
@@ -72,7 +72,7 @@ def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
         n = len(images) if limit is None else min(limit, len(images))
         return ReplaySource([images.images[i] for i in range(n)], [f"{path.name}[{i}]" for i in range(n)],
                             images.labels[:n].astype(np.int64))
-    if path.is_dir() and not any(path.rglob("*.wav")):
+    if path.is_dir() and not wav_files(path, "**/*"):
         files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise TinydriftError(f"{path}: no .wav, .jpg or .png files in it (give a folder of 16 kHz WAV files or of "
@@ -85,7 +85,7 @@ def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
         return ReplaySource([clips.audio[i] for i in range(n)], [f"{path.name}[{i}]" for i in range(n)],
                             clips.labels[:n].astype(np.int64))
     if path.is_dir():
-        files = sorted(path.rglob("*.wav"))
+        files = wav_files(path, "**/*")
         if not files:
             raise TinydriftError(f"{path}: no .wav files in it (give a folder of 16 kHz WAV files or a .npz clip set)")
         files = files[:limit] if limit is not None else files

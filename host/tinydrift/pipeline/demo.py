@@ -256,8 +256,10 @@ def _wav_folder_stream(config: DemoConfig) -> tuple[np.ndarray, np.ndarray, int]
 def _is_wav_folder(config: DemoConfig) -> bool:
     """--data with --model of a keyword model: a folder of WAV word folders, not `tinydrift
     data kws` splits."""
+    from tinydrift.data.wavfolder import wav_files
+
     return (config.model_dir is not None and config.data_dir is not None
-            and not (Path(config.data_dir) / "test.npz").exists() and any(Path(config.data_dir).glob("*/*.wav")))
+            and not (Path(config.data_dir) / "test.npz").exists() and bool(wav_files(Path(config.data_dir), "*/*")))
 
 
 def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, steps: _Steps) -> None:

@@ -163,8 +163,9 @@ def _model_path(source: str | Path, config_path: Path, data: dict) -> Path:
     if Path(source).suffix == ".tflite":
         # a config written for another model would give this one its cutoff, window and arena
         if isinstance(name, str) and name and Path(name).name != Path(source).name:
-            raise TinydriftError(f"{config_path} is the config of {name}, not of {Path(source).name}: give the "
-                                 "config made for this model (or none: the .json beside it)")
+            raise TinydriftError(f"{config_path} is the config of {name} (its \"model\" entry), not of "
+                                 f"{Path(source).name}: give the config made for this model (or none: the .json "
+                                 f"beside it); if you renamed the model, set \"model\" to \"{Path(source).name}\"")
         return Path(source)
     if not isinstance(name, str) or not name:
         raise TinydriftError(f"{config_path}: no \"model\" entry naming the .tflite file")

@@ -250,9 +250,10 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
         rendered = synthesize_sessions(specs, workers)
         return [pcm for pcm, _ in rendered], [wakes for _, wakes in rendered]
     from tinydrift.errors import TinydriftError
+    from tinydrift.data.wavfolder import wav_files
     from tinydrift.wakeword.stream import read_stream_wav
 
-    streams = [read_stream_wav(path) for path in sorted(Path(wav_folder).glob("*.wav"))]
+    streams = [read_stream_wav(path) for path in wav_files(Path(wav_folder))]
     if len(streams) < 2:
         raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files (sub-folders are not searched); calibration "
                              "resamples whole recordings and "
