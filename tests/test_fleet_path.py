@@ -478,6 +478,34 @@ def test_fleet_up_on_a_port_something_else_holds_refuses_in_one_line(tmp_path):
                                                     f"give another {option}, or none for a free port"]
 
 
+def test_fleet_up_with_one_port_for_both_refuses_and_a_failed_start_leaves_no_folder(tmp_path, monkeypatch):
+    """--broker-port X --db-port X once said "another database?" after initdb, and left the
+    39 MB cluster folder behind, as did any database that failed to start."""
+    from tinydrift.errors import TinydriftError
+    from tinydrift.fleet import services as S
+
+    done = subprocess.run([sys.executable, "-m", "tinydrift", "fleet", "up", "--broker-port", "47801",
+                           "--db-port", "47801", "--duration", "1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: --broker-port and --db-port are both 47801: give each service its own port"]
+    made = []
+    create = S.Database.create.__func__
+
+    def record(cls, port=None):
+        made.append(create(cls, port))
+        return made[-1]
+
+    def fail(self):
+        raise TinydriftError("the database would not start")
+
+    monkeypatch.setattr(S.Database, "create", classmethod(record))
+    monkeypatch.setattr(S.Database, "start", fail)
+    with pytest.raises(TinydriftError, match="would not start"):
+        with S.private_services():
+            pass
+    assert made and not made[0].folder.exists()
+
+
 def test_an_outbox_that_cannot_grow_stops_the_gateway_with_what_it_holds_intact(tmp_path, devices_factory):
     away = Broker.create()  # never started: everything stays in the outbox
     devices = devices_factory(1, 0x2800)

@@ -272,12 +272,17 @@ def missing_binaries() -> str | None:
 def private_services(broker_port: int | None = None, db_port: int | None = None) -> Iterator[tuple[Broker, Database]]:
     """A running broker and database; both stopped and their folders removed on the way out."""
     broker = database = None
+    if broker_port and broker_port == db_port:
+        raise TinydriftError(f"--broker-port and --db-port are both {db_port}: give each service its own port")
     for port, what, option in ((broker_port, "broker", "--broker-port"), (db_port, "database", "--db-port")):
         if port:  # before initdb's seconds of work
             _require_free(port, what, option)
     try:
-        broker = Broker.create(broker_port).start()
-        database = Database.create(db_port).start()
+        # made, then started: a service that fails to start still has its folder removed
+        broker = Broker.create(broker_port)
+        broker.start()
+        database = Database.create(db_port)
+        database.start()
         yield broker, database
     finally:
         for service in (database, broker):
