@@ -140,6 +140,34 @@ def test_calibrate_into_a_folder_of_another_export_is_refused_before_any_synthes
     assert not list((folder / "include").glob("td_monitor_config_*"))
 
 
+def test_calibrate_that_cannot_place_its_levels_names_the_reference_as_well_as_simulated(tmp_path, monkeypatch):
+    """Too few CUSUM excursions after simulating: raising --simulated may not help when the
+    reference's scores barely vary (a trial's 14 sessions of 61 s, or speechless WAVs), so
+    the error says that too; what runs is said before the wait."""
+    import numpy as np
+
+    from tinydrift.monitor.calibrate import TooFewSimulated
+    from tinydrift.wakeword import monitor
+
+    monkeypatch.setattr(monitor, "reference_sessions", lambda *a, **k: ([np.zeros(4800, np.int16)] * 2, None))
+
+    def too_few(*args, **kwargs):
+        raise TooFewSimulated("calibration saw only 6 CUSUM excursions: simulate more inferences")
+
+    monkeypatch.setattr(monitor, "calibrate_detector", too_few)
+    result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(tmp_path / "m"),
+                                       "--simulated", "800000", "--target-arl0", "100000"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines[0] == "reference: synthesizing 40 espeak-ng sessions of 180 s"
+    assert lines[1].startswith("calibrating: 800,000 simulated inferences on ")
+    assert lines[-1] == ("error: calibration saw only 6 CUSUM excursions: simulate more inferences: raise --simulated "
+                         "(now 800,000) or lower --target-arl0 (now 100,000); if that does not help, the reference is "
+                         "too little or too uniform (few or short sessions, recordings without speech): give more or "
+                         "longer sessions")
+    assert not (tmp_path / "m" / "monitor.json").exists()
+
+
 def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkeypatch):
     """A gateway install (no [train] extra) has neither TensorFlow's front end op nor TFLite Micro."""
     import importlib.util

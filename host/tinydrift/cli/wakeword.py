@@ -166,9 +166,12 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
     click.echo(f"model hash {model_digest(loaded)}")
 
 
-def _too_few_simulated(error: Exception, simulated: int, target_arl0: float) -> TinydriftError:
-    return TinydriftError(f"{error}: raise --simulated (now {simulated:,}) or lower --target-arl0 "
-                          f"(now {target_arl0:,.0f})")
+def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, after_simulating: bool = True) -> TinydriftError:
+    message = f"{error}: raise --simulated (now {simulated:,}) or lower --target-arl0 (now {target_arl0:,.0f})"
+    if after_simulating:  # more of the same few sessions need not help: their scores barely vary
+        message += ("; if that does not help, the reference is too little or too uniform (few or short sessions, "
+                    "recordings without speech): give more or longer sessions")
+    return TinydriftError(message)
 
 
 @wakeword.command("calibrate")
@@ -179,7 +182,9 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float) -> 
               help="Reference recordings of the deployment's kind, one session each (16 kHz mono 16-bit); "
                    "default: espeak-ng sessions.")
 @click.option("--sessions", type=COUNT, default=REFERENCE_SESSIONS, show_default=True,
-              help="espeak-ng sessions to synthesize.")
+              help="espeak-ng sessions to synthesize. The defaults are what the wake-word bench measures; "
+                   "fewer or shorter sessions can leave too little variety to calibrate (20 of 90 s did for "
+                   "--target-arl0 10000 in a trial, 14 of 61 s did not).")
 @click.option("--seconds", type=click.IntRange(min=MIN_SESSION_SECONDS), default=REFERENCE_SECONDS, show_default=True,
               help="Length of each espeak-ng session (the device's commissioning and its averages' settling "
                    f"need {MIN_SESSION_SECONDS} s).")
@@ -242,9 +247,12 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     try:
         require_simulated(simulated, target_arl0)  # before minutes of synthesis
     except TooFewSimulated as e:
-        raise _too_few_simulated(e, simulated, target_arl0) from None
+        raise _too_few_simulated(e, simulated, target_arl0, after_simulating=False) from None
     loaded = load_wakeword(model, config)
     check_monitor_folder(loaded, out_dir, name)  # before minutes of synthesis
+    say = lambda m: click.echo(m, err=True)  # noqa: E731
+    say(f"reference: the WAV files of {wav_folder}" if wav_folder is not None else
+        f"reference: synthesizing {sessions} espeak-ng sessions of {seconds} s")
     streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
                                         workers=workers or os.cpu_count() or 1)
     computed = {}
@@ -255,6 +263,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         return computed[id(pcm)]
 
     samples = session_samples(streams, loaded, inputs=inputs)
+    say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:
         monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
     except TooFewSimulated as e:
