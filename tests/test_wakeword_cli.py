@@ -150,6 +150,7 @@ def test_calibrate_that_cannot_place_its_levels_names_the_reference_as_well_as_s
     from tinydrift.wakeword import monitor
 
     monkeypatch.setattr(monitor, "reference_sessions", lambda *a, **k: ([np.zeros(4800, np.int16)] * 2, None))
+    monkeypatch.setattr(monitor, "check_session_lengths", lambda *a, **k: None)  # short, to be quick
 
     def too_few(*args, **kwargs):
         raise TooFewSimulated("calibration saw only 6 CUSUM excursions: simulate more inferences")

@@ -238,7 +238,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     from tinydrift.wakeword.export import check_monitor_folder, write_monitor
     from tinydrift.app import wake_positions
     from tinydrift.wakeword.labels import calibrate_label_feedback, calibrate_label_feedback_any_share, reference_labels
-    from tinydrift.wakeword.monitor import calibrate_detector, monitor_inputs, reference_sessions, session_samples
+    from tinydrift.wakeword.monitor import (calibrate_detector, check_session_lengths, monitor_inputs, reference_sessions,
+                                            session_samples)
 
     missing = [name for name in ("tensorflow", "tflite_micro") if importlib.util.find_spec(name) is None]
     if missing:
@@ -251,8 +252,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     loaded = load_wakeword(model, config)
     check_monitor_folder(loaded, out_dir, name)  # before minutes of synthesis
     say = lambda m: click.echo(m, err=True)  # noqa: E731
-    say(f"reference: the WAV files of {wav_folder}" if wav_folder is not None else
-        f"reference: synthesizing {sessions} espeak-ng sessions of {seconds} s")
+    if wav_folder is None:
+        say(f"reference: synthesizing {sessions} espeak-ng sessions of {seconds} s")
     streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
                                         workers=workers or os.cpu_count() or 1)
     computed = {}
@@ -263,6 +264,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         return computed[id(pcm)]
 
     samples = session_samples(streams, loaded, inputs=inputs)
+    check_session_lengths(samples["groups"])
     say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:
         monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)

@@ -202,22 +202,28 @@ def calibrate_detector(reference: dict, *, target_arl0: float = TARGET_ARL0, com
     since consecutive inferences 30 ms apart are one stretch of audio, not a shuffled set;
     each simulated device hears one session (one place), pieces of it from random points
     one after another, since a device stays where it is installed and a new room is a change."""
-    from tinydrift.errors import TinydriftError
     from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
 
     options = {**EWMA_SHIFTS, **config_options}
-    # Sessions shorter than that are replayed over and over, and the alarm counts' tail
-    # cannot be fitted.
-    needed = min_session_inferences(commission_n, options)
-    typical = float(np.median(np.bincount(np.unique(reference["groups"], return_inverse=True)[1])))
-    if typical < needed:
-        raise TinydriftError(f"the reference sessions are {typical * INFERENCE_SECONDS:.0f} s long (median); calibration needs "
-                             f"sessions of at least {needed * INFERENCE_SECONDS:.0f} s (the device's commissioning and its "
-                             "averages' settling): give longer recordings")
+    check_session_lengths(reference["groups"], commission_n, options)
     return calibrate_thresholds(
         reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
         n_inferences=n_inferences or DEFAULT_SIMULATED, keep_order=True, stream_groups=1, block_length=SESSION_PIECE, commission_n=commission_n,
         winsorize_sigma=(None, None, 2.0, 2.0, None), seed=seed, **options)
+
+
+def check_session_lengths(groups: np.ndarray, commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> None:
+    """One line unless the reference sessions (their inferences' `groups`) are long enough to
+    calibrate on: shorter ones are replayed over and over, and the alarm counts' tail cannot
+    be fitted."""
+    from tinydrift.errors import TinydriftError
+
+    needed = min_session_inferences(commission_n, shifts)
+    typical = float(np.median(np.bincount(np.unique(groups, return_inverse=True)[1])))
+    if typical < needed:
+        raise TinydriftError(f"the reference sessions are {typical * INFERENCE_SECONDS:.0f} s long (median); calibration needs "
+                             f"sessions of at least {needed * INFERENCE_SECONDS:.0f} s (the device's commissioning and its "
+                             "averages' settling): give longer recordings")
 
 
 def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> tuple[np.ndarray, np.ndarray]:
