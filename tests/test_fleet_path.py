@@ -311,6 +311,37 @@ def test_broker_down_at_start_then_no_collector_yet_the_outbox_holds_everything(
         late.remove()
 
 
+def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp_path, devices_factory):
+    """The outbox of a gateway whose devices are gone (or a simulation's leftovers) is sent by
+    `gateway` without --port, which stops when the broker has it all; with the broker away
+    it keeps every frame and exits 1. (Once the only advice was a command that needed --port.)"""
+    broker, _ = services
+    away = Broker.create()  # never started
+    try:
+        devices = devices_factory(1, 0xE700)
+        first = gateway(tmp_path, away.url, devices)
+        devices.send(lambda board: board.run(100))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and f"in_outbox={len(devices.sent)}" not in first.log.read_text():
+            time.sleep(0.1)
+        assert first.stop() == 0
+    finally:
+        away.remove()
+    outbox = str(tmp_path / "outbox.sqlite")
+    still_away = Command(tmp_path, "drain-away", "gateway", "--broker", away.url, "--outbox", outbox, "--duration", "2")
+    assert still_away.process.wait(30) == 1
+    assert f"{len(devices.sent)} frames wait in" in still_away.out.read_text()
+    c1 = collector(tmp_path, broker.url, dsn, "c1")
+    subscribed(c1)
+    drain = Command(tmp_path, "drain", "gateway", "--broker", broker.url, "--outbox", outbox, "--fleet", FLEET)
+    assert drain.process.wait(30) == 0, drain.text
+    assert "stopped: the outbox is empty" in drain.out.read_text()
+    rows, distinct = wait_stored(dsn, len(devices.sent), commands=[c1])
+    assert rows == distinct == len(devices.sent)
+    check_exactly_once(dsn, devices)
+    assert c1.stop() == 0
+
+
 def test_gateway_killed_with_frames_in_its_outbox_a_new_one_sends_them(services, dsn, tmp_path, devices_factory):
     """The first gateway reads a HELLO and frames while the broker is away, and is killed. The
     next one on the same outbox sends them, and knows whose frames it reads before any HELLO."""

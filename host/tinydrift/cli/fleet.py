@@ -17,8 +17,9 @@ FLEET_HELP = "Fleet name: the topic level tinydrift/FLEET/... (letters, digits, 
 
 
 @click.command("gateway")
-@click.option("--port", "ports", type=SERIAL_URL, multiple=True, required=True, metavar="URL",
-              help="A device's pyserial URL (/dev/ttyACM0, a pty, socket://HOST:PORT); repeat for several devices.")
+@click.option("--port", "ports", type=SERIAL_URL, multiple=True, metavar="URL",
+              help="A device's pyserial URL (/dev/ttyACM0, a pty, socket://HOST:PORT); repeat for several devices. "
+                   "None: send what the outbox holds and stop when it is empty.")
 @click.option("--broker", type=BROKER_URL, required=True, metavar="URL", help=BROKER_HELP)
 @click.option("--outbox", "outbox_path", type=OUTPUT_FILE, required=True, metavar="FILE",
               help="SQLite file holding frames until the broker acknowledges them (created if missing); "
@@ -43,11 +44,14 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     broker down, the gateway goes on reading the ports and sends what waits when it is back;
     a gateway that is killed and started again on the same outbox sends what it held
     (collectors drop the copies). Stops on Ctrl-C or --duration; exits 1 when a port is lost
-    for good or the outbox cannot be written.
+    for good or the outbox cannot be written. Without --port it only empties the outbox
+    (its devices away, or what `fleet simulate` left): it stops once the broker has taken
+    everything, and exits 1 if it ends with frames still waiting.
 
     \b
     Examples:
       tinydrift gateway --port /dev/ttyACM0 --broker mqtt://127.0.0.1:1883 --outbox gw.sqlite
+      tinydrift gateway --broker mqtt://127.0.0.1:1883 --outbox gw.sqlite   # send what it holds
       tinydrift gateway --port /dev/ttyACM0 --port /dev/ttyACM1 --fleet kws-eu \\
           --broker mqtts://gw7:secret@broker.example.org --outbox /var/lib/tinydrift/outbox.sqlite
     """
@@ -62,7 +66,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
                           durable=durable, log=lambda m: click.echo(m, err=True), progress=progress,
                           progress_interval=progress_interval)
     click.echo(summary.line())
-    if summary.failed:
+    if summary.failed or (not ports and summary.left_in_outbox):
         raise SystemExit(1)
 
 
@@ -232,6 +236,7 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     from pathlib import Path
 
     from tinydrift.atomic import write_text
+    from tinydrift.fleet.mqtt import BrokerUrl
     from tinydrift.fleet.simulate import describe, run_simulation
     from tinydrift.pipeline.fleet_sim import DEFAULT_SCENARIOS, FleetSettings, make_fleet
 
@@ -269,7 +274,7 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     if temporary is not None:
         if summary.gateway.left_in_outbox:
             say(f"{summary.gateway.left_in_outbox} frames the broker did not take wait in {outbox_path}: "
-                f"send them with tinydrift gateway --outbox {outbox_path}")
+                f"send them with tinydrift gateway --broker {BrokerUrl.parse(broker)} --outbox {outbox_path}")
         else:
             for leftover in temporary.iterdir():
                 leftover.unlink()

@@ -323,11 +323,16 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
                 durable: bool = False, log: Callable[[str], None] | None = None,
                 progress: Callable[[GatewayStats, int], None] | None = None,
                 progress_interval: float = 5.0) -> GatewaySummary:
-    """Run until Ctrl-C/SIGTERM, `duration`, `stop_event`, or every port lost for good."""
+    """Run until Ctrl-C/SIGTERM, `duration`, `stop_event`, or every port lost for good.
+    Without ports, send what the outbox holds and stop once it is empty (a gateway whose
+    devices are away, or a simulation's leftovers)."""
     E.check_fleet_name(fleet)
     broker = mqtt.BrokerUrl.parse(broker_url)
     if not ports:
-        raise TinydriftError("give at least one --port")
+        outbox = Outbox(outbox_path, durable=durable)
+        return forward(lambda feed: [], outbox, broker, fleet=fleet, client_id=client_id, duration=duration,
+                       stop_event=stop_event, log=log, progress=progress, progress_interval=progress_interval,
+                       until_empty=True)
     if len(set(ports)) != len(ports):
         raise TinydriftError("a port is given twice: give each --port once")
     opened: list[serial.SerialBase] = []
@@ -353,10 +358,12 @@ def forward(make_sources: Callable[[Feed], list[threading.Thread]], outbox: Outb
             fleet: str, client_id: str | None = None, duration: float | None = None,
             stop_event: threading.Event | None = None, log: Callable[[str], None] | None = None,
             progress: Callable[[GatewayStats, int], None] | None = None, progress_interval: float = 5.0,
-            ended: str = "every source ended", drain_timeout: float = DRAIN_TIMEOUT_S) -> GatewaySummary:
+            ended: str = "every source ended", drain_timeout: float = DRAIN_TIMEOUT_S,
+            until_empty: bool = False) -> GatewaySummary:
     """Publish what the sources put into `outbox` until Ctrl-C/SIGTERM, `duration`,
     `stop_event`, or every source thread ended (`ended` says how; a source's `failure`
-    says why it failed); then give the broker up to `drain_timeout` s for what is left."""
+    says why it failed); then give the broker up to `drain_timeout` s for what is left.
+    until_empty (no sources): until the broker has acknowledged everything the outbox held."""
     log = log or logger.info
     stats, stats_lock, wake, stop = GatewayStats(), threading.Lock(), threading.Event(), threading.Event()
     sources = make_sources(Feed(outbox, fleet, stats, stats_lock, wake, stop, log))
@@ -386,7 +393,9 @@ def forward(make_sources: Callable[[Feed], list[threading.Thread]], outbox: Outb
                 stop_reason.append("stopped")
             elif duration is not None and time.monotonic() - started >= duration:
                 stop_reason.append(f"duration {duration:g} s")
-            elif not any(s.is_alive() for s in sources):
+            elif until_empty and not outbox.count():
+                stop_reason.append("the outbox is empty")
+            elif sources and not any(s.is_alive() for s in sources):
                 failures = [s.failure for s in sources if s.failure]
                 stop_reason.append("; ".join(failures) or ended)
                 failed = bool(failures)
