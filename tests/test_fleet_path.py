@@ -457,6 +457,37 @@ def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(serv
     assert "Traceback" not in c1.text and "the database was unreachable" in c1.out.read_text()
 
 
+def test_a_collector_that_never_reached_its_database_takes_no_share_of_the_fleet(services, dsn, tmp_path,
+                                                                                devices_factory):
+    """A one-off collector with a mistyped --db once joined the group before failing, and its
+    session went on taking a share of the frames (a third of them, for 7 days); a new member
+    now joins only once its database answers, and joins then."""
+    from tinydrift.fleet.services import free_port
+
+    broker, database = services
+    nowhere = f"postgresql://tinydrift@127.0.0.1:{free_port()}/tinydrift"
+    typo = collector(tmp_path, broker.url, nowhere, "typo", "--duration", "3")
+    assert typo.process.wait(20) == 1
+    assert "not subscribing to $share/" in typo.log.read_text() and "subscribed to" not in typo.log.read_text()
+    database.stop()  # a collector started before its database: it joins once the database is up
+    try:
+        c1 = collector(tmp_path, broker.url, dsn, "c1")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and "not subscribing" not in c1.log.read_text():
+            time.sleep(0.1)
+        assert "not subscribing" in c1.log.read_text()
+    finally:
+        database.start()
+    subscribed(c1)
+    assert "database reached: subscribing" in c1.log.read_text()
+    devices = devices_factory(1, 0xD600)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(200))
+    rows, distinct = wait_stored(dsn, len(devices.sent), commands=[gw, c1])  # every frame to c1: none held for typo
+    assert rows == distinct == len(devices.sent)
+    assert gw.stop() == 0 and c1.stop() == 0
+
+
 def test_collector_that_never_reaches_its_broker_says_so_and_exits_1(services, dsn, tmp_path):
     """A run whose broker never answered stored nothing it could have: like a database that
     stayed down, it ends with 1, not 0."""

@@ -105,22 +105,39 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._said_subscribed = False
+        # A member of the shared subscription takes a share of the fleet's frames, and its
+        # session keeps taking it after it exits: one that has never reached its database
+        # (a mistyped --db) joins only once it has, unless the broker already holds its session.
+        self.may_subscribe = threading.Event()
+        self._waiting_to_subscribe = False
 
     @property
     def subscription(self) -> str:
         return f"$share/{self.group}/{E.subscription(self.fleet)}"
 
-    def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_connect(self, client, _userdata, flags, reason_code, _properties) -> None:
         if reason_code.is_failure:
             self.log(f"broker {self.broker} refused the connection: {reason_code}")
             return
         self.generation += 1
         self.ever_connected = True
-        client.subscribe(self.subscription, qos=1)
+        if self.may_subscribe.is_set() or flags.session_present:
+            client.subscribe(self.subscription, qos=1)
+        elif not self._waiting_to_subscribe:
+            self._waiting_to_subscribe = True
+            self.log(f"not subscribing to {self.subscription} until the database is reached: a member that "
+                     "cannot store its share would hold it back")
         self.connected.set()
         if self._said_down:
             self.log(f"broker {self.broker} reached again")
         self._said_down = False
+
+    def allow_subscribing(self) -> None:
+        """The database has been reached: join the group (now, if connected and held back)."""
+        if not self.may_subscribe.is_set():
+            self.may_subscribe.set()
+            if self._waiting_to_subscribe and self.connected.is_set():
+                self.client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
         failed = [code for code in reason_codes if code.is_failure]
@@ -186,10 +203,12 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     try:
         store: FleetStore | None = FleetStore(dsn)
         store.migrate()
-    except StoreDown as exc:  # the broker keeps the fleet's frames meanwhile
+    except StoreDown as exc:  # a member the broker knows keeps its share waiting there; a new one waits to join
         log(f"database unreachable ({exc}): storing and acknowledging nothing until it is up")
         store = None
     collector = Collector(broker, fleet, group, name, batch_size, log)
+    if store is not None:
+        collector.allow_subscribing()
     stats = CollectStats()
     stop_reason: list[str] = []
     previous_handlers = {}
@@ -201,6 +220,7 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous_handlers[sig] = signal.signal(sig, on_signal)
     started = last_progress = time.monotonic()
+    next_try = started + RETRY_S
     batch: list[Received] = []
     try:
         collector.client.loop_start()
@@ -212,6 +232,11 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
                     stop_reason.append(f"duration {duration:g} s")
             if stop_reason:
                 break
+            if store is None and not collector.may_subscribe.is_set() and time.monotonic() >= next_try:
+                store = _reach_store(dsn, log)  # nothing to store yet: only whether it can be
+                next_try = time.monotonic() + RETRY_S
+                if store is not None:
+                    collector.allow_subscribing()
             batch = collector.take(batch_size, batch_wait)
             if not batch:
                 continue
@@ -240,6 +265,17 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
                           unacknowledged, database_down=store is None,
                           broker_never_reached=not collector.ever_connected)
+
+
+def _reach_store(dsn: str, log: Callable[[str], None]) -> FleetStore | None:
+    """The store if the database answers now (said once), else None."""
+    try:
+        store = FleetStore(dsn)
+        store.migrate()
+    except StoreDown:
+        return None
+    log("database reached: subscribing")
+    return store
 
 
 def _store_batch(store: FleetStore | None, dsn: str, fleet: str, batch: list[Received], known: set[bytes] | None,
