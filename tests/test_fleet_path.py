@@ -522,6 +522,23 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
     assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
 
 
+def test_fleet_up_says_when_a_service_dies_and_stops_everything(tmp_path):
+    """Once `fleet up` went on saying only "running" after its database or a collector had
+    died, and removed the dead one's log on Ctrl-C."""
+    up = Command(tmp_path, "up", "fleet", "up", "--collectors", "1", "--fleet", FLEET)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "running;" not in up.log.read_text():
+        time.sleep(0.1)
+    folders = [line.split(" in ", 1)[1] for line in up.log.read_text().splitlines() if line.startswith("files in ")]
+    database_folder = Path(folders[0].split(", ")[1])
+    postmaster = int((database_folder / "data" / "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+    assert up.process.wait(30) == 1
+    last = up.log.read_text().strip().splitlines()[-1]
+    assert last.startswith("error: the database exited (code -9); its log ended: ") and last.endswith(": stopped everything")
+    assert not any(Path(f).exists() for f in folders[0].split(", "))
+
+
 def test_fleet_up_on_a_port_something_else_holds_refuses_in_one_line(tmp_path):
     """A busy port once let `fleet up` say "running" while its own mosquitto had died at bind
     and the port answered for another one."""

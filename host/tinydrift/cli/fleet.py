@@ -168,10 +168,32 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
                 click.echo(f"{len(running)} collectors store fleet {fleet_name!r} (their logs: "
                            f"{', '.join(str(c.log) for c in running)})", err=True)
             click.echo("running; Ctrl-C stops them and removes their files", err=True)
-            stop.wait(duration)
+            died = _watch(broker, database, running, stop, duration)
         finally:
             for collector in running:
                 collector.stop()
+    if died:
+        raise TinydriftError(f"{died}: stopped everything")
+
+
+def _watch(broker, database, collectors, stop, duration: float | None) -> str | None:
+    """Wait for Ctrl-C/SIGTERM or `duration`; a service or collector that exits meanwhile
+    ends the wait: what it was and its last log lines (its folder goes with the others')."""
+    import time
+
+    from tinydrift.fleet.services import log_tail
+
+    children = [("the broker", broker.process, broker.folder / "mosquitto.log"),
+                ("the database", database.process, database.folder / "postgres.log")]
+    children += [(f"collector c{k + 1}", c.process, c.log) for k, c in enumerate(collectors)]
+    deadline = None if duration is None else time.monotonic() + duration
+    while not stop.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        for what, process, log in children:
+            if process is not None and process.poll() is not None:
+                return f"{what} exited (code {process.returncode}); its log ended: {log_tail(log)}"
+    return None
 
 
 @fleet.command("simulate")

@@ -98,14 +98,14 @@ def _wait_for_port(port: int, process: subprocess.Popen, log: Path, what: str) -
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise TinydriftError(f"{what} exited at start (code {process.returncode}): {_tail(log)}")
+            raise TinydriftError(f"{what} exited at start (code {process.returncode}): {log_tail(log)}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
             return
         time.sleep(0.05)
-    raise TinydriftError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S:g} s: {_tail(log)}")
+    raise TinydriftError(f"{what} did not listen on 127.0.0.1:{port} within {START_TIMEOUT_S:g} s: {log_tail(log)}")
 
 
-def _tail(log: Path, lines: int = 3) -> str:
+def log_tail(log: Path, lines: int = 3) -> str:
     try:
         return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:]) or "(no output)"
     except OSError:
@@ -209,7 +209,7 @@ class Database:
                                   stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=folder, **_run_as())
         if done.returncode != 0:
             shutil.rmtree(folder, ignore_errors=True)
-            raise TinydriftError(f"initdb failed (code {done.returncode}): {_tail(log)}")
+            raise TinydriftError(f"initdb failed (code {done.returncode}): {log_tail(log)}")
         return cls(folder, port or free_port())
 
     def start(self) -> "Database":
