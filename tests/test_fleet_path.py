@@ -328,9 +328,11 @@ def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp
     finally:
         away.remove()
     outbox = str(tmp_path / "outbox.sqlite")
-    still_away = Command(tmp_path, "drain-away", "gateway", "--broker", away.url, "--outbox", outbox, "--duration", "2")
+    still_away = Command(tmp_path, "drain-away", "gateway", "--broker", away.url, "--outbox", outbox, "--duration", "2",
+                         "--progress-interval", "0")
     assert still_away.process.wait(30) == 1
     assert f"{len(devices.sent)} frames wait in" in still_away.out.read_text()
+    assert "read=" not in still_away.log.read_text()  # --progress-interval 0: no progress lines
     c1 = collector(tmp_path, broker.url, dsn, "c1")
     subscribed(c1)
     drain = Command(tmp_path, "drain", "gateway", "--broker", broker.url, "--outbox", outbox, "--fleet", FLEET)

@@ -232,3 +232,14 @@ def test_simulate_refuses_device_ids_past_the_largest_before_any_work(tmp_path):
     assert result.exit_code == 2, result.output
     assert "past the largest id (2^64-1): give at most 18446744073709551613" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "o.sqlite").exists()
+
+
+def test_simulate_refuses_scenarios_no_device_would_meet():
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    result = CliRunner().invoke(main, ["fleet", "simulate", "--devices", "3", "--drift-share", "0", "--scenario",
+                                       "accent", "--broker", "mqtt://127.0.0.1:1", "--model-dir",
+                                       str(REPO_ROOT / "models" / "kws")])
+    assert result.exit_code == 2 and "--drift-share 0: no device drifts, so no device would meet accent" in result.output

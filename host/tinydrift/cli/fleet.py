@@ -14,6 +14,8 @@ from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_N
 BROKER_HELP = ("Broker URL: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS), with USER[:PASSWORD]@ "
                "if it wants them: mosquitto here, or a clustered broker (EMQX, HiveMQ).")
 FLEET_HELP = "Fleet name: the topic level tinydrift/FLEET/... (letters, digits, '-' or '_')."
+PROGRESS_INTERVAL = click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True,
+                                 metavar="S", help="Seconds between progress lines on stderr (0: none).")
 
 
 @click.command("gateway")
@@ -32,8 +34,7 @@ FLEET_HELP = "Fleet name: the topic level tinydrift/FLEET/... (letters, digits, 
               help="How long to keep reopening a port that disappeared (0: give it up at once; -1: forever).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
 @click.option("--durable", is_flag=True, help="fsync every outbox commit (survives power loss, not only a killed process).")
-@click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True, metavar="S",
-              help="Seconds between progress lines on stderr.")
+@PROGRESS_INTERVAL
 def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reconnect_timeout, duration, durable,
                     progress_interval):
     """Forward devices' frames from serial ports to an MQTT 5 broker.
@@ -63,8 +64,8 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
 
     summary = run_gateway(list(ports), broker, outbox_path, fleet=fleet, client_id=client_id, baudrate=baudrate,
                           reconnect_timeout=None if reconnect_timeout < 0 else reconnect_timeout, duration=duration,
-                          durable=durable, log=lambda m: click.echo(m, err=True), progress=progress,
-                          progress_interval=progress_interval)
+                          durable=durable, log=lambda m: click.echo(m, err=True),
+                          progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
     if summary.failed or (not ports and summary.left_in_outbox):
         raise SystemExit(1)
@@ -90,8 +91,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
 @click.option("--batch-wait", type=SECONDS, default=0.2, show_default=True, metavar="S",
               help="How long a batch waits to fill before it is written.")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
-@click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True, metavar="S",
-              help="Seconds between progress lines on stderr.")
+@PROGRESS_INTERVAL
 def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, batch_wait, duration,
                     progress_interval):
     """Store a fleet's frames from the broker in PostgreSQL.
@@ -116,8 +116,8 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
 
     summary = run_collector(broker, dsn, fleet=fleet, group=group, name=name, model_dirs=list(model_dirs),
                             batch_size=batch_size, batch_wait=batch_wait, duration=duration,
-                            log=lambda m: click.echo(m, err=True), progress=progress,
-                            progress_interval=progress_interval)
+                            log=lambda m: click.echo(m, err=True),
+                            progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
     if summary.failed:
         raise SystemExit(1)
@@ -231,8 +231,7 @@ def _watch(broker, database, collectors, stop, duration: float | None) -> str | 
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Who drifts, when, and what each device hears.")
 @click.option("--summary", "summary_path", type=OUTPUT_FILE, default=None, metavar="FILE",
               help="Write what was sent (frames per device and type, bytes) and each device's drift and alarms as JSON.")
-@click.option("--progress-interval", type=FiniteFloat(min=0), default=10.0, show_default=True, metavar="S",
-              help="Seconds between progress lines on stderr.")
+@PROGRESS_INTERVAL
 def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, scenarios, drift_within, heartbeat_every,
                    per_inference, quiet_pool, model_dir, outbox_path, client_id, first_id, seed, summary_path,
                    progress_interval):
@@ -246,7 +245,8 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     --per-inference), put into the gateway's outbox where serial frames go and published as
     the gateway does; run `tinydrift collect` to store them and `tinydrift fleet serve` to
     see them. The clips' model outputs are computed once (about 2 minutes the first time)
-    and cached in build/bench/drift/pools.
+    and cached in build/bench/drift/pools of the current folder (as --model-dir's default,
+    models/kws, is the current folder's).
 
     \b
     Examples:
@@ -265,6 +265,10 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     if heartbeat_every == 0 and not per_inference:
         raise click.BadParameter("heartbeat-only devices with no heartbeats would send nothing: give "
                                  "--per-inference or a --heartbeat-every above 0", param_hint="--heartbeat-every")
+    if scenarios and drift_share == 0:
+        raise click.BadParameter("--drift-share 0: no device drifts, so no device would meet "
+                                 f"{', '.join(scenarios)}; give a share above 0 or no --scenario",
+                                 param_hint="--scenario")
     if first_id + devices - 1 > 2**64 - 1:
         raise click.BadParameter(f"the last of {devices} devices would be {first_id + devices - 1:#x}, past the largest "
                                  f"id (2^64-1): give at most {2**64 - devices}", param_hint="--first-id")
@@ -289,7 +293,8 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
             f"devices_alarmed={latched}")
 
     summary = run_simulation(fleet, broker, outbox_path, rate=rate, fleet_name=fleet_name, client_id=client_id,
-                             duration=duration, log=say, progress=progress, progress_interval=progress_interval)
+                             duration=duration, log=say, progress=progress if progress_interval else None,
+                             progress_interval=progress_interval)
     report = describe(fleet, summary)
     if summary_path is not None:
         write_text(summary_path, json.dumps(report, indent=1) + "\n")
