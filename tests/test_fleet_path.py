@@ -324,6 +324,12 @@ def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and f"in_outbox={len(devices.sent)}" not in first.log.read_text():
             time.sleep(0.1)
+        # one gateway an outbox: a second would publish every frame twice under the same client id
+        second = Command(tmp_path, "second", "gateway", "--broker", away.url, "--outbox", str(tmp_path / "outbox.sqlite"))
+        assert second.process.wait(30) == 1
+        assert second.log.read_text().strip().splitlines() == [
+            f"error: {tmp_path / 'outbox.sqlite'} is the outbox of a gateway (or fleet simulate) that is running: stop it "
+            "first, or give this one another --outbox"]
         assert first.stop() == 0
     finally:
         away.remove()

@@ -41,6 +41,27 @@ CREATE TABLE IF NOT EXISTS ports (
 """
 OUR_TABLES = {"meta", "outbox", "ports", "sqlite_sequence"}
 
+def _own(path: Path):
+    """An exclusive lock on PATH.lock for as long as the returned file is open: one gateway
+    (or simulation) an outbox, since two would publish every frame twice under one MQTT
+    client id, each taking the session from the other. (A file of its own: closing any
+    descriptor of the database file would drop SQLite's own locks on it.)"""
+    import fcntl
+
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        owner = open(lock_path, "a")
+    except OSError as exc:
+        raise TinydriftError(f"cannot open the outbox {path}: {exc} (choose another --outbox)") from exc
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner.close()
+        raise TinydriftError(f"{path} is the outbox of a gateway (or fleet simulate) that is running: stop it first, "
+                             "or give this one another --outbox") from None
+    return owner
+
+
 class Outbox:
     """One connection shared by the gateway's threads (a lock serializes them): the port
     readers add, the publisher reads and removes."""
@@ -50,6 +71,10 @@ class Outbox:
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise TinydriftError(f"cannot open the outbox {self.path}: {exc} (choose another --outbox)") from exc
+        self._owner = _own(self.path)
+        try:
             self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             if tables - OUR_TABLES:
@@ -64,8 +89,13 @@ class Outbox:
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         except sqlite3.Error as exc:
+            self._owner.close()
             raise TinydriftError(f"cannot open the outbox {self.path}: {exc} (choose another --outbox)") from exc
+        except TinydriftError:
+            self._owner.close()
+            raise
         if version != str(SCHEMA_VERSION):
+            self.close()
             raise TinydriftError(f"{self.path} has outbox schema {version}, this tinydrift writes {SCHEMA_VERSION}: "
                                  "publish it with the tinydrift that wrote it, or choose another --outbox")
 
@@ -130,3 +160,4 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+            self._owner.close()  # the outbox is free for the next gateway
