@@ -331,6 +331,7 @@ def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp
             f"error: {tmp_path / 'outbox.sqlite'} is the outbox of a gateway (or fleet simulate) that is running: stop it "
             "first, or give this one another --outbox"]
         assert first.stop() == 0
+        assert not (tmp_path / "outbox.sqlite.lock").exists()  # released with the outbox
     finally:
         away.remove()
     outbox = str(tmp_path / "outbox.sqlite")

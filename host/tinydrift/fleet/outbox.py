@@ -41,25 +41,38 @@ CREATE TABLE IF NOT EXISTS ports (
 """
 OUR_TABLES = {"meta", "outbox", "ports", "sqlite_sequence"}
 
-def _own(path: Path):
-    """An exclusive lock on PATH.lock for as long as the returned file is open: one gateway
-    (or simulation) an outbox, since two would publish every frame twice under one MQTT
-    client id, each taking the session from the other. (A file of its own: closing any
-    descriptor of the database file would drop SQLite's own locks on it.)"""
-    import fcntl
+class _Owner:
+    """An exclusive lock on PATH.lock while the gateway (or simulation) runs: one writer an
+    outbox, since two would publish every frame twice under one MQTT client id, each taking
+    the session from the other. (A file of its own: closing any descriptor of the database
+    file would drop SQLite's own locks on it.) The file is removed on release."""
 
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        owner = open(lock_path, "a")
-    except OSError as exc:
-        raise TinydriftError(f"cannot open the outbox {path}: {exc} (choose another --outbox)") from exc
-    try:
-        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        owner.close()
-        raise TinydriftError(f"{path} is the outbox of a gateway (or fleet simulate) that is running: stop it first, "
-                             "or give this one another --outbox") from None
-    return owner
+    def __init__(self, path: Path) -> None:
+        import fcntl
+        import os
+
+        self.path = path.with_name(path.name + ".lock")
+        while True:
+            try:
+                self.file = open(self.path, "a")
+            except OSError as exc:
+                raise TinydriftError(f"cannot open the outbox {path}: {exc} (choose another --outbox)") from exc
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.close()
+                raise TinydriftError(f"{path} is the outbox of a gateway (or fleet simulate) that is running: stop it "
+                                     "first, or give this one another --outbox") from None
+            try:  # the file locked is still the one at the path (not one a releasing owner removed)
+                if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
+                    return
+            except FileNotFoundError:
+                pass
+            self.file.close()
+
+    def release(self) -> None:
+        self.path.unlink(missing_ok=True)  # before the lock goes: a waiting owner then finds it gone
+        self.file.close()
 
 
 class Outbox:
@@ -73,7 +86,7 @@ class Outbox:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise TinydriftError(f"cannot open the outbox {self.path}: {exc} (choose another --outbox)") from exc
-        self._owner = _own(self.path)
+        self._owner = _Owner(self.path)
         try:
             self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -89,10 +102,10 @@ class Outbox:
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         except sqlite3.Error as exc:
-            self._owner.close()
+            self._owner.release()
             raise TinydriftError(f"cannot open the outbox {self.path}: {exc} (choose another --outbox)") from exc
         except TinydriftError:
-            self._owner.close()
+            self._owner.release()
             raise
         if version != str(SCHEMA_VERSION):
             self.close()
@@ -160,4 +173,4 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self.conn.close()
-            self._owner.close()  # the outbox is free for the next gateway
+            self._owner.release()  # the outbox is free for the next gateway
