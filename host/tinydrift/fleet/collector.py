@@ -109,7 +109,9 @@ class Collector:
         # session keeps taking it after it exits: one that has never reached its database
         # (a mistyped --db) joins only once it has, unless the broker already holds its session.
         self.may_subscribe = threading.Event()
-        self._waiting_to_subscribe = False
+        self._join_lock = threading.Lock()  # paho's thread connects, the main one reaches the database
+        self._held_back = False  # connected and not subscribed, for want of the database
+        self._said_held_back = False
 
     @property
     def subscription(self) -> str:
@@ -121,22 +123,26 @@ class Collector:
             return
         self.generation += 1
         self.ever_connected = True
-        if self.may_subscribe.is_set() or flags.session_present:
-            client.subscribe(self.subscription, qos=1)
-        elif not self._waiting_to_subscribe:
-            self._waiting_to_subscribe = True
-            self.log(f"not subscribing to {self.subscription} until the database is reached: a member that "
-                     "cannot store its share would hold it back")
+        with self._join_lock:
+            self._held_back = not (self.may_subscribe.is_set() or flags.session_present)
+            if not self._held_back:
+                client.subscribe(self.subscription, qos=1)
+            elif not self._said_held_back:
+                self._said_held_back = True
+                self.log(f"not subscribing to {self.subscription} until the database is reached: a member that "
+                         "cannot store its share would hold it back")
         self.connected.set()
         if self._said_down:
             self.log(f"broker {self.broker} reached again")
         self._said_down = False
 
     def allow_subscribing(self) -> None:
-        """The database has been reached: join the group (now, if connected and held back)."""
-        if not self.may_subscribe.is_set():
+        """The database has been reached: join the group (now, if connected and held back;
+        else at the next connection)."""
+        with self._join_lock:
             self.may_subscribe.set()
-            if self._waiting_to_subscribe and self.connected.is_set():
+            if self._held_back:
+                self._held_back = False
                 self.client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
@@ -153,6 +159,8 @@ class Collector:
 
     def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
         self.connected.clear()
+        with self._join_lock:
+            self._held_back = False  # the next connection decides again
         if not self.stopping:
             self._down(mqtt.disconnect_reason(reason_code))
 
