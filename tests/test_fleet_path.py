@@ -53,6 +53,18 @@ def fleet(request, monkeypatch):
 
 
 FLEET = "default"
+STARTED: list["Command"] = []  # this test's commands, killed at its end if still running
+
+
+@pytest.fixture(autouse=True)
+def no_command_outlives_its_test():
+    """A failed assertion leaves its test's gateways and collectors running (they would hold
+    broker sessions and CPU for the rest of the run): kill what is left."""
+    yield
+    while STARTED:
+        command = STARTED.pop()
+        if command.process.poll() is None:
+            command.kill()
 
 
 class Command:
@@ -70,6 +82,7 @@ class Command:
         with open(self.log, "ab") as err, open(self.out, "ab") as out:
             self.process = subprocess.Popen([sys.executable, "-m", "tinydrift", *args], stdin=subprocess.DEVNULL,
                                             stdout=out, stderr=err, preexec_fn=limit_file_size)
+        STARTED.append(self)
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
