@@ -138,3 +138,21 @@ def test_the_browser_shows_a_simulated_drifting_device_as_drifting_and_a_quiet_o
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_device_pages_take_any_hex_id_and_an_unknown_device_is_not_found(dashboard):
+    """/device/d7 and /device/00000000000000D7 are the drifting device's page as much as its
+    16 lower-case digits; a device the store has never heard of is a 404, not an empty page."""
+    import urllib.error
+    import urllib.request
+
+    for spelled in (f"{DRIFTING:016x}", f"{DRIFTING:x}", f"{DRIFTING:016X}"):
+        with urllib.request.urlopen(f"{dashboard}/device/{spelled}", timeout=10) as page:
+            assert page.status == 200 and f"{DRIFTING:016x}" in page.read().decode()
+    for missing, says in (("1", "No device 0000000000000001 in the fleet store"), ("12345678901234567", None),
+                          ("xyz", None)):
+        with pytest.raises(urllib.error.HTTPError) as raised:
+            urllib.request.urlopen(f"{dashboard}/device/{missing}", timeout=10)
+        assert raised.value.code == 404
+        if says:
+            assert says in raised.value.read().decode()

@@ -130,6 +130,10 @@ class FleetView:
                                                                  "fleet": self.fleet}).fetchall()
         return [(r[0], list(r[1:])) for r in rows]
 
+    def known(self, device_id: int) -> bool:
+        """Whether the store has heard of the device (a HELLO or any frame)."""
+        return self.conn.execute("SELECT 1 FROM devices WHERE device_id = %s", (to_int64(device_id),)).fetchone() is not None
+
     def timeline(self, device_id: int) -> list[tuple]:
         return self.conn.execute(TIMELINE_SQL, {"device": to_int64(device_id), "types": list(STATE_TYPES),
                                                 "limit": TIMELINE_FRAMES}).fetchall()
@@ -257,7 +261,7 @@ def device_page(device_id: int, timeline: list[tuple], events: list[tuple], wake
 
 # ---------------------------------------------------------------------------- server
 
-_DEVICE_PATH = re.compile(r"^/device/([0-9a-f]{16})$")
+_DEVICE_PATH = re.compile(r"^/device/([0-9a-fA-F]{1,16})$")  # the id in hex, as the overview writes it or shorter
 
 
 def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str | None = None,
@@ -279,6 +283,11 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                         body = overview_page(view.devices(), view.alarm_map())
                     else:
                         device_id = int(device.group(1), 16)
+                        if not view.known(device_id):
+                            self._send(HTTPStatus.NOT_FOUND, _page(
+                                "no such device", f"<p>No device {device_id:016x} in the fleet store. "
+                                "<a href='/'>the fleet</a></p>"))
+                            return
                         body = device_page(device_id, view.timeline(device_id), view.events(device_id),
                                            view.wakes(device_id))
                 finally:
