@@ -94,6 +94,7 @@ def test_the_browser_shows_the_drifting_device_as_drifting(dashboard, tmp_path):
     assert "No alarm latched." in quiet_page
 
 
+@pytest.mark.slow  # ~22 s: simulate -> store is test_fleet_simulate's, the drifting row in the browser the test above's
 def test_the_browser_shows_a_simulated_drifting_device_as_drifting_and_a_quiet_one_as_quiet(fleet_dsn, tmp_path):
     """Devices of `tinydrift fleet simulate` (the monitor's twin on real model outputs, in
     heartbeat-only mode), a heartbeat a minute: the one whose microphone went 20 dB quieter
