@@ -58,18 +58,27 @@ def _refuse_another_export(target: ModelDir, model: WakewordModel, name: str) ->
     takes one) is refused; the same export again replaces its files."""
     from tinydrift.errors import TinydriftError
 
-    if target.reference_json.is_file():
-        raise TinydriftError(f"{target.path} holds a classifier's export (reference.json, `tinydrift export`): export "
-                             "the wake-word model into a folder of its own")
-    digest = model_digest(model)
-    held = target.detector() if target.detector_json.is_file() else None
-    if held is not None and held["model_hash"] != digest:
-        raise TinydriftError(f"{target.path} holds the export of another wake-word model or config (\"{held['wake_word']}\""
-                             f", hash {held['model_hash'][:12]}): export into a new folder, or remove that one first")
+    _refuse_other_models(target, model, "export the wake-word model into a folder of its own",
+                         "export into a new folder, or remove that one first")
     others = [n for n in target.exported_names() if n != name]
     if others:
         raise TinydriftError(f"{target.path} holds an export named {others[0]} (include/td_model_{others[0]}.h): export "
                              f"this model with --name {others[0]}, or into a new folder")
+
+
+def _refuse_other_models(target: ModelDir, model: WakewordModel, if_classifier: str, if_other_detector: str) -> dict | None:
+    """One line (ending in what to do) if the folder holds a classifier's export or another
+    detector's; else its detector.json, if any."""
+    from tinydrift.errors import TinydriftError
+
+    if target.reference_json.is_file():
+        raise TinydriftError(f"{target.path} holds a classifier's export (reference.json, `tinydrift export`): "
+                             f"{if_classifier}")
+    held = target.detector() if target.detector_json.is_file() else None
+    if held is not None and held["model_hash"] != model_digest(model):
+        raise TinydriftError(f"{target.path} holds the export of another wake-word model or config (\"{held['wake_word']}\""
+                             f", hash {held['model_hash'][:12]}): {if_other_detector}")
+    return held
 
 
 def check_monitor_folder(model: WakewordModel, folder: str | Path, name: str | None = None) -> None:
@@ -81,16 +90,9 @@ def check_monitor_folder(model: WakewordModel, folder: str | Path, name: str | N
 
     name = check_name(name or model.name)
     target = ModelDir(folder)
-    if target.reference_json.is_file():
-        raise TinydriftError(f"{target.path} holds a classifier's export (reference.json, `tinydrift export`): calibrate "
-                             "into the wake-word model's own folder (`tinydrift wakeword export MODEL --out FOLDER`)")
-    if not target.detector_json.is_file():
-        return
-    held = target.detector()
-    if held["model_hash"] != model_digest(model):
-        raise TinydriftError(f"{target.path} holds the export of another wake-word model or config (\"{held['wake_word']}\""
-                             f", hash {held['model_hash'][:12]}): calibrate into {model.name}'s own folder")
-    if held["name"] != name:
+    held = _refuse_other_models(target, model, "calibrate into the wake-word model's own folder (`tinydrift wakeword "
+                                "export MODEL --out FOLDER`)", f"calibrate into {model.name}'s own folder")
+    if held is not None and held["name"] != name:
         raise TinydriftError(f"{target.path} holds {model.name} exported as {held['name']}: give --name {held['name']}, "
                              f"so the firmware finds the monitor beside it")
 
