@@ -15,11 +15,14 @@ from tinydrift.pipeline.wakeword_bench import (
     ACCEPT_AFTER_S,
     SCENARIOS,
     WakewordBenchSettings,
+    check_detection_fits,
     compare_generated_c,
     count_session,
     rates,
     run_sessions,
 )
+
+from tinydrift.errors import TinydriftError
 
 from helpers_wakeword import REPO_ROOT
 
@@ -155,6 +158,17 @@ def test_a_scenario_s_labels_are_its_wakes_and_if_reported_its_misses():
     r = {"wakes": 100, "false_rejects": 30, "false_accepts": 10, "hours": 2.0}
     assert label_error_share(r, misses_reported=False) == (40.0, 10 / 80)
     assert label_error_share(r, misses_reported=True) == (55.0, 40 / 110)
+
+
+def test_detection_streams_never_loop_a_session():
+    """A looped session would replay what the monitor commissioned on; the bench refuses
+    settings whose change and delay do not fit its shortest held-out session."""
+    settings = WakewordBenchSettings()
+    run = {"groups": np.repeat([0, 1], [settings.change_at + settings.max_delay, 9000])}
+    check_detection_fits(run, settings)
+    longer = WakewordBenchSettings(max_delay=settings.max_delay + 1)
+    with pytest.raises(TinydriftError, match=f"exceed the {settings.change_at + settings.max_delay} inferences"):
+        check_detection_fits(run, longer)
 
 
 def test_sensor_health_alone_counts_its_false_alarms_over_sessions_played_in_order():
