@@ -624,7 +624,7 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
         config = calibrated_monitor(models[monitored], settings, cache, workers, log)
 
     result = WakewordBenchResult(settings=settings, date=datetime.date.today().isoformat())
-    in_domain_runs, monitor_runs = {}, {}
+    in_domain_runs, other_voices_runs = {}, {}
     for name, model in models.items():
         log(f"{name}: {settings.sessions} sessions of {settings.seconds:.0f} s, {len(SCENARIOS)} scenarios")
         audio, wakes = bench_sessions(model, settings.sessions, settings, cache / "sessions", workers)
@@ -645,7 +645,7 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
             changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, clip_level)}.npz", compute)
             figures["scenarios"][s.name] = {"kind": s.kind, **rates(changed["counts"])}
             if watch and s.voices is not None:
-                monitor_runs[s.name] = changed["monitor"]
+                other_voices_runs[s.name] = changed["monitor"]
             log(f"  {s.name}: {figures['scenarios'][s.name]['false_rejects_per_100']} false rejects per 100, "
                 f"{figures['scenarios'][s.name]['false_accepts_per_hour']} false accepts per hour")
         result.models[name] = figures
@@ -664,7 +664,7 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
         held = held_out_arl0(config, held_run, settings)
         # other voices go on in their own sessions (the same-numbered one); every other change
         # in the held-out session's own changed version
-        detection_runs.update(monitor_runs)
+        detection_runs.update(other_voices_runs)
         result.monitor = {
             "model": monitored, "target_arl0": target,
             "in_domain_arl0": {"arl0": _finite(arl0["arl0"]), "ci95": [_finite(x) for x in arl0["ci95"]],
