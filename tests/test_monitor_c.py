@@ -194,6 +194,35 @@ def test_summarize_level_matches_and_is_log2_within_a_tenth():
         summarize_level(np.array([-1]))
 
 
+def test_slope_energy_and_tilt_match_on_random_tones_and_rails():
+    """td_slope_energy and td_summarize_tilt against their twins on random blocks (white
+    noise, full-scale rails and alternation, silence, odd lengths, each after a random
+    previous sample) and on sines: the tilt falls with a tone's frequency as the first
+    difference's gain 4 sin^2(pi f / rate) does, so a band limit lowers it."""
+    from tinydrift.monitor.twin import slope_energy, summarize_tilt
+
+    rng = np.random.default_rng(8)
+    monitor = CMonitor(synthetic.random_config(rng, 40, 12))
+    for length in (1, 7, 160, 480):
+        blocks = np.concatenate([rng.integers(-32768, 32768, (200, length)),
+                                 np.full((3, length), 32767), np.full((3, length), -32768), np.zeros((3, length)),
+                                 np.tile(np.array([32767, -32768]), length)[None, :length].repeat(3, axis=0)]).astype(np.int16)
+        previous = np.concatenate([rng.integers(-32768, 32768, 200), [-32768, 32767, 0],
+                                   [1, -1, 100], [0, 0, 0], [-32768, 32767, 5]]).astype(np.int16)
+        want = slope_energy(blocks, previous)
+        assert np.array_equal(monitor.slope_energy(blocks, previous), want.astype(np.uint64)), length
+        energy = (blocks.astype(np.int64) ** 2).sum(axis=1)
+        assert np.array_equal(monitor.summarize_tilt(want.astype(np.uint64), energy.astype(np.uint64)),
+                              summarize_tilt(want, energy))
+    assert slope_energy(np.array([[32767, -32768]], np.int16), np.array([-32768], np.int16))[0] == 2 * 65535 ** 2
+    t = np.arange(480)
+    tones = np.stack([np.round(8000 * np.sin(2 * np.pi * f * t / 16000)) for f in (250, 1000, 4000)]).astype(np.int16)
+    slope = slope_energy(tones, tones[:, 0])
+    tilt = summarize_tilt(slope, (tones.astype(np.int64) ** 2).sum(axis=1)) / 128
+    gain = np.log2(4 * np.sin(np.pi * np.array([250, 1000, 4000]) / 16000) ** 2)  # -6.0, -2.0, +1.0 octaves
+    assert np.all(np.abs(tilt - gain) < 0.2), (tilt, gain)
+
+
 def test_summarize_image_matches_on_random_and_drawn_images():
     """td_summarize_image against its twin on random images (uniform, rails, checkerboards,
     odd sizes that split unevenly into blocks) and on drawn leaves, blurred and not."""

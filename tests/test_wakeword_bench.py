@@ -81,14 +81,14 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
     inference) against the app's order (tinydrift.app.expected_stream_inferences: one
     td_sensor_update per front-end hop, the first a whole window) over a stream that goes
     dead, stuck, DC-offset and clipping: the same conditions, runs, flags and latches, and
-    the same loudness (stream_levels against each hop's variance x samples, as
-    td_app_stream.c sums them)."""
+    the same loudness and tilt (stream_loudness against each hop's variance x samples and
+    slope energy after the hop before it, as td_app_stream.c sums them)."""
     from tinydrift.app import stream_end
     from tinydrift.monitor.config import ALARM_SENSOR_FAULT, MonitorConfig
     from tinydrift.monitor.twin import MonitorTwin
-    from tinydrift.monitor.twin import summarize_level
+    from tinydrift.monitor.twin import slope_energy, summarize_level, summarize_tilt
     from tinydrift.pipeline.wakeword_bench import sensor_conditions
-    from tinydrift.wakeword.monitor import hop_sensor_stats, stream_levels
+    from tinydrift.wakeword.monitor import hop_sensor_stats, stream_loudness
 
     rng = np.random.default_rng(0)
     second = RATE
@@ -108,20 +108,27 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
     conditions = sensor_conditions(config, hops, np.zeros(n, np.int64))
     app, bench = MonitorTwin(config, 1), MonitorTwin(config, 1)
     summary, probs = np.zeros((1, 40), np.int16), np.array([[127, -128]], np.int8)
-    latched, energy = [], []
+    latched, energy, slope = [], [], []
     for k in range(n):
         energy.append(0)
+        slope.append(0)
         for frame in range(stride * k, stride * (k + 1)):
-            hop = pcm[None, 0 if frame == 0 else 480 + 160 * (frame - 1):480 + 160 * frame]
+            start = 0 if frame == 0 else 480 + 160 * (frame - 1)
+            hop = pcm[None, start:480 + 160 * frame]
             energy[-1] += int(app.sensor_update(hop)["variance"][0]) * hop.shape[1]
+            slope[-1] += int(slope_energy(hop, pcm[max(start - 1, 0)][None])[0])
         bench.sensor_update_blocks(conditions[k:k + 1])
         for twin in (app, bench):
             twin.update(summary, probs)
         assert (bench.sensor_flags, bench.live_alarms()) == (app.sensor_flags, app.live_alarms()), k
         assert np.array_equal(bench.sensor_run, app.sensor_run) and np.array_equal(bench.sensor_run_start, app.sensor_run_start)
         latched.append(int(bench.live_alarms()[0]) & ALARM_SENSOR_FAULT)
-    levels = stream_levels(hops)
+    levels, tilts = stream_loudness(hops).T
     assert np.array_equal(levels, summarize_level(np.array(energy)))
+    assert np.array_equal(tilts, summarize_tilt(np.array(slope), np.array(energy)))
+    # white noise's differences carry twice its energy: a tilt of one octave (128), within the
+    # two levels' approximation; silence has neither
+    assert abs(int(tilts[1]) - 128) <= 24 and tilts[60] == 0, (tilts[1], tilts[60])
     # silence reads 0; noise at 800 about log2(480 x 800^2) = 28.2 (an inference after the first: 480 new samples)
     assert levels[60] == 0 and 27.9 < levels[1] / 128 < 28.3, (levels[60], levels[1])
     # the dead microphone from 1.5 s latches once 40 of its hops (10 ms each) have come
@@ -203,7 +210,7 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
     assert r["wakes"] == len(wakes) >= 3 and r["false_rejects"] <= 0.25 * r["wakes"], r
     assert r["false_accepts"] == 0 and 0 < r["hours"] < 40 / 3600, r
     steps = len(run["probability"][0])
-    assert run["monitor"]["summaries"].shape == (steps, 61) and run["monitor"]["probs"].shape == (steps, 2)
+    assert run["monitor"]["summaries"].shape == (steps, 62) and run["monitor"]["probs"].shape == (steps, 2)
     assert compare_generated_c({"okay_nabu": okay_nabu}, {"okay_nabu": run}) == {
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 

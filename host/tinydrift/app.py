@@ -351,7 +351,7 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
     monitor running on from one to the next: sensor health on each front-end hop's new
     samples (the first frame's whole window, then one step each, the frames of a stream's
     unfinished last block included), and per inference the summary of its frames and new
-    samples' loudness and the probability p as [1 - p, p] (tinydrift.wakeword.monitor.detector_probs).
+    samples' loudness and tilt and the probability p as [1 - p, p] (tinydrift.wakeword.monitor.detector_probs).
 
     labels: after inference i (the device's index, from 1), the LABEL frames the host sent
     then, each (the inference it names, 1 if the wake word was said there, else 0): the
@@ -360,7 +360,7 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
     from tinydrift.frontend.features import frames_in
     from tinydrift.model.runtimes import run_tflm
     from tinydrift.monitor.twin import MonitorTwin
-    from tinydrift.wakeword.monitor import detector_probs, hop_sensor_stats, stream_levels, stream_summary
+    from tinydrift.wakeword.monitor import detector_probs, hop_sensor_stats, stream_loudness, stream_summary
     from tinydrift.wakeword.stream import stream_input_blocks
 
     window, step = SAMPLE_RATE * WINDOW_MS // 1000, SAMPLE_RATE * model.feature_step_ms // 1000
@@ -371,7 +371,7 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
         blocks = stream_input_blocks(stream, model.stride)
         probability = run_tflm(model.model, blocks)[:, 0].astype(np.uint8) if len(blocks) else None
         probs = detector_probs(probability) if len(blocks) else None
-        stream_summaries = stream_summary(blocks, stream_levels(hop_sensor_stats(stream, len(blocks), model.stride))) \
+        stream_summaries = stream_summary(blocks, stream_loudness(hop_sensor_stats(stream, len(blocks), model.stride))) \
             if len(blocks) else None
         flags = detect(probability, model.probability_cutoff_u8, model.sliding_window_size, model.stride)[1] \
             if len(blocks) else None

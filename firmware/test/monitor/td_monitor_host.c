@@ -205,6 +205,25 @@ void td_host_summarize_level(const uint64_t *energy, uint32_t n, int16_t *levels
     }
 }
 
+/* td_slope_energy on n_blocks blocks of block_samples samples, each after its own previous
+ * sample, and td_summarize_tilt on n (slope energy, energy) pairs. */
+void td_host_slope_energy(const int16_t *pcm, const int16_t *previous, uint32_t n_blocks, uint32_t block_samples,
+                          uint64_t *energy)
+{
+    uint32_t i;
+    for (i = 0; i < n_blocks; ++i) {
+        energy[i] = td_slope_energy(pcm + (uint64_t)i * block_samples, block_samples, previous[i]);
+    }
+}
+
+void td_host_summarize_tilt(const uint64_t *slope_energy, const uint64_t *energy, uint32_t n, int16_t *tilts)
+{
+    uint32_t i;
+    for (i = 0; i < n; ++i) {
+        tilts[i] = td_summarize_tilt(slope_energy[i], energy[i]);
+    }
+}
+
 /* td_summarize_frames on n_clips clips of [n_frames][n_channels]. */
 int td_host_summarize(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
                       uint32_t n_channels, int16_t *summaries)

@@ -209,7 +209,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     audio of its deployment's kind, and write its config for the device.
 
     The monitor reads, per inference, a summary of the model's three input frames (the 40
-    channel means, the at-floor counts of channel pairs, the loudness of their new samples)
+    channel means, the at-floor counts of channel pairs, the loudness of their new samples
+    and its spectral tilt)
     and the probability p as the two classes [1 - p, p]: input drift, confidence and entropy of the
     sigmoid, and the wake rate against the reference's. Its levels meet the target
     false-alarm rate on simulated devices that each hear one session (one place).

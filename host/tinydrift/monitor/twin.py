@@ -119,6 +119,20 @@ def summarize_level(energy: np.ndarray) -> np.ndarray:
     return ((top << SUMMARY_FRAC_BITS) + fraction).astype(np.int16)
 
 
+def slope_energy(blocks: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """td_slope_energy: per block of int16 samples [..., n], the sum of its squared
+    sample-to-sample differences, the first against its previous sample [...], as int64."""
+    x = np.asarray(blocks, np.int64)
+    before = np.asarray(previous, np.int64)[..., None]
+    difference = np.diff(np.concatenate([before, x], axis=-1), axis=-1)
+    return (difference * difference).sum(axis=-1)
+
+
+def summarize_tilt(slope: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """td_summarize_tilt: the level of the slope energy minus the level of the energy, int16."""
+    return (summarize_level(slope).astype(np.int32) - summarize_level(energy)).astype(np.int16)
+
+
 IMAGE_CHANNELS = 3
 CRISPNESS_FRAC_BITS = 12
 

@@ -62,7 +62,7 @@ from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
 from tinydrift.wakeword.monitor import (EWMA_SHIFTS, PEAK_ARL_MULTIPLE, REFERENCE_SECONDS, REFERENCE_SESSIONS,
                                        SUMMARY_FORM, TARGET_ARL0, WINDOW_STEPS, check_summary_length, hop_sensor_stats,
-                                       stream_levels)
+                                       stream_loudness)
 
 TRANSFORM_BATCH = 8  # sessions transformed together (babble mixes the others of a batch)
 
@@ -252,7 +252,7 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_leve
         blocks_all.append(blocks)
         if clip_level is not None:
             hops = hop_sensor_stats(pcm, len(blocks), model.stride, clip_level)
-            parts.append((stream_summary(blocks, stream_levels(hops)), hops))
+            parts.append((stream_summary(blocks, stream_loudness(hops)), hops))
     out = {"counts": counts, "probability": probabilities, "blocks": blocks_all}
     if clip_level is not None:
         from tinydrift.wakeword.monitor import detector_probs
@@ -264,11 +264,11 @@ def run_sessions(model, audio: np.ndarray, wakes: list[np.ndarray], *, clip_leve
     return out
 
 
-def run_key(model, s: SessionScenario, settings: WakewordBenchSettings, clip_level: int | None,
+def run_key(model, s: SessionScenario | None, settings: WakewordBenchSettings, clip_level: int | None,
             held_out: bool = False) -> str:
-    """What a scenario's run depends on: the model, the change, the sessions' settings (the
-    in-domain ones, or with `held_out` the held-out ones), the clip level of the sensor sums
-    when the monitor watches it."""
+    """What a scenario's run depends on: the model, the change (None: none), the sessions'
+    settings (the in-domain ones, or with `held_out` the held-out ones), the clip level of
+    the sensor sums when the monitor watches it."""
     from tinydrift.data.wakeword_audio import GENERATOR_VERSION
     from tinydrift.wakeword.export import model_digest
 
@@ -392,12 +392,13 @@ def check_detection_fits(run: dict, settings: WakewordBenchSettings) -> None:
 
 def held_out_runs(model, config, settings: WakewordBenchSettings, cache: Path, workers: int, log) -> tuple[dict, dict]:
     """The monitor's inputs on the held-out sessions, and on their changed versions for every
-    scenario but other voices (cached)."""
+    scenario but other voices (all cached)."""
     log(f"held-out sessions: {settings.heldout_sessions} of {settings.reference_seconds:.0f} s, and their changed "
         "versions for detection")
     clip_level = int(config.clip_level)
     audio, wakes = held_out_sessions(model, settings, cache, workers)
-    run = run_sessions(model, audio, wakes, clip_level=clip_level)["monitor"]
+    path = cache / "runs" / f"{model.name}-held-out-unchanged-{run_key(model, None, settings, clip_level, True)}.npz"
+    run = cached_run(path, lambda: run_sessions(model, audio, wakes, clip_level=clip_level))["monitor"]
     check_detection_fits(run, settings)
     changed = {}
     for s in SCENARIOS:

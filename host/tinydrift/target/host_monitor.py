@@ -91,6 +91,9 @@ class CMonitor:
         lib.td_host_summarize.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
         lib.td_host_summarize_floor.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         lib.td_host_summarize_level.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
+        lib.td_host_slope_energy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
+                                             ctypes.c_void_p]
+        lib.td_host_summarize_tilt.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
         lib.td_host_summarize_image.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         self.lib = lib
         lib.td_host_commission_size.restype = ctypes.c_uint32
@@ -170,6 +173,23 @@ class CMonitor:
         energy = np.ascontiguousarray(energy, dtype=np.uint64)
         out = np.zeros(len(energy), dtype=np.int16)
         self.lib.td_host_summarize_level(energy.ctypes.data, len(energy), out.ctypes.data)
+        return out
+
+    def slope_energy(self, blocks: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """td_slope_energy on int16 blocks [n, samples], each after its previous sample [n]."""
+        blocks = np.ascontiguousarray(blocks, dtype=np.int16)
+        previous = np.ascontiguousarray(previous, dtype=np.int16)
+        out = np.zeros(len(blocks), dtype=np.uint64)
+        self.lib.td_host_slope_energy(blocks.ctypes.data, previous.ctypes.data, len(blocks), blocks.shape[1],
+                                      out.ctypes.data)
+        return out
+
+    def summarize_tilt(self, slope_energy: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        """td_summarize_tilt on uint64 (slope energy, energy) pairs [n]."""
+        slope_energy = np.ascontiguousarray(slope_energy, dtype=np.uint64)
+        energy = np.ascontiguousarray(energy, dtype=np.uint64)
+        out = np.zeros(len(energy), dtype=np.int16)
+        self.lib.td_host_summarize_tilt(slope_energy.ctypes.data, energy.ctypes.data, len(energy), out.ctypes.data)
         return out
 
     def summarize_image(self, pixels: np.ndarray, grid: int) -> np.ndarray:

@@ -91,9 +91,10 @@ extern "C" {
 
 /* A streaming build's input summary: the channel means, the values at the int8 floor over
  * pairs of adjacent channels (td_summarize_floor), then the loudness of the inference's new
- * samples (td_summarize_level), which the front end's gain control hides from the rest. */
+ * samples (td_summarize_level) and their spectral tilt (td_summarize_tilt), which the front
+ * end's gain control hides from the rest. */
 #define TD_APP_FLOOR_GROUP 2u
-#define TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 1u)
+#define TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 2u)
 /* The longest sliding window of probabilities a streaming build keeps (microWakeWord's
  * models use 5 to 10). */
 #define TD_APP_MAX_SLIDING_WINDOW 32u
@@ -143,6 +144,9 @@ typedef struct {
     uint32_t latest;           /* index of the latest probability */
     int32_t cooling;           /* < 0: frames still to pass before a detection may count */
     uint64_t energy;           /* the new samples' energy since the last inference (td_summarize_level) */
+    uint64_t slope_energy;     /* and the energy of their differences (td_summarize_tilt) */
+    int16_t last_sample;       /* the previous hop's last sample, which the next hop's first follows */
+    uint8_t has_last_sample;   /* 0 until the stream's first hop */
 } td_app_stream_t;
 
 /* A streaming detector with a monitor takes LABEL frames about its wakes: the label says

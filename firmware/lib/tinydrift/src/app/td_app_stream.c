@@ -14,7 +14,8 @@
  *
  * Built with a monitor config (TD_APP_STREAM_MONITOR), the drift monitor hears the stream
  * too: sensor health on each hop's new samples, and per inference the summary of its frames
- * and of its new samples' loudness (the sum of their hops' variance x samples), with the
+ * and of its new samples' loudness (the sum of their hops' variance x samples) and spectral
+ * tilt (td_summarize_tilt: the energy of their differences against that loudness), with the
  * probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
  * and entropy then read the sigmoid, the label score the wake rate), then the INFERENCE
  * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them. LABEL
@@ -40,7 +41,7 @@
 #error "the model's sliding window is longer than TD_APP_MAX_SLIDING_WINDOW"
 #endif
 #if TD_MONITOR_MAX_SUMMARY < TD_APP_STREAM_SUMMARY
-#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 61"
+#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 62"
 #endif
 
 void td_app_stream_start(td_app_t *app)
@@ -57,6 +58,9 @@ void td_app_stream_start(td_app_t *app)
     stream->latest = 0;
     stream->cooling = -TD_APP_COOLING_FRAMES;
     stream->energy = 0;
+    stream->slope_energy = 0;
+    stream->last_sample = 0;
+    stream->has_last_sample = 0;
 }
 
 /* ESPHome counts a frame towards the end of cooling when the latest probability is below
@@ -89,7 +93,9 @@ static void td_app_stream_infer(td_app_t *app)
 {
     td_app_stream_t *stream = &app->stream;
     const uint64_t energy = stream->energy;
+    const uint64_t slope_energy = stream->slope_energy;
     stream->energy = 0;
+    stream->slope_energy = 0;
     if (TD_APP_M_INVOKE() != 0) {
         td_port_print("td_app: the model failed on a frame block; skipped\n");
         return;
@@ -98,7 +104,8 @@ static void td_app_stream_infer(td_app_t *app)
     td_summarize_frames(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, app->summary);
     td_summarize_floor(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, TD_APP_FLOOR_GROUP,
                        app->summary + TD_FRONTEND_NUM_CHANNELS);
-    app->summary[TD_APP_STREAM_SUMMARY - 1u] = td_summarize_level(energy);
+    app->summary[TD_APP_STREAM_SUMMARY - 2u] = td_summarize_level(energy);
+    app->summary[TD_APP_STREAM_SUMMARY - 1u] = td_summarize_tilt(slope_energy, energy);
 #if TD_APP_HAS_MONITOR
     const int8_t classes[2] = {(int8_t)(127 - (int)probability), (int8_t)((int)probability - 128)};
     td_monitor_result_t result;
@@ -165,6 +172,11 @@ static void td_app_stream_frame(td_app_t *app)
     td_sensor_result_t sensed = {0, 0, 0, 0, 0};
     td_sensor_update(&app->monitor, td_app_monitor_config(), stream->hop, stream->fill, &sensed);
     stream->energy += (uint64_t)sensed.variance * stream->fill;
+    /* A stream's first sample has none before it: it follows itself (a difference of 0). */
+    const int16_t previous = stream->has_last_sample ? stream->last_sample : stream->hop[0];
+    stream->slope_energy += td_slope_energy(stream->hop, stream->fill, previous);
+    stream->last_sample = stream->hop[stream->fill - 1u];
+    stream->has_last_sample = 1;
 #endif
     td_frontend_process_hop(&app->frontend, stream->hop, stream->fill, row);
     stream->fill = 0;

@@ -331,6 +331,14 @@ int td_summarize_floor(const int8_t *features, uint32_t n_frames, uint32_t n_cha
 #define TD_SUMMARY_LEVEL_MAX_ENERGY ((uint64_t)1 << 48)
 int16_t td_summarize_level(uint64_t energy);
 
+/* Spectral tilt of an inference's new audio (see td_summarize_tilt.c): the level of its
+ * slope energy minus the level of its energy (td_summarize_level, x 2^TD_SUMMARY_FRAC_BITS).
+ * The slope energy of a block is the sum of its squared sample-to-sample differences, the
+ * first against `previous` (the sample before the block; the block's own first sample when
+ * a stream starts); blocks of up to 2^16 samples. */
+uint64_t td_slope_energy(const int16_t *pcm, uint32_t n_samples, int16_t previous);
+int16_t td_summarize_tilt(uint64_t slope_energy, uint64_t energy);
+
 /* Summary of a camera model's int8 input [height][width][3] (see td_summarize_image.c):
  * per block of a grid x grid split, each colour channel's mean; then each channel's
  * standard deviation; then each channel's mean absolute neighbour difference (sharpness),
