@@ -209,14 +209,23 @@ def rates(counts: list[dict]) -> dict:
 # ----------------------------------------------------------------------------- the runs
 
 
-def bench_sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, workers: int, voices=None, seed_offset=0):
+def planned_sessions(model, n: int, seconds: float, seed: int, cache: Path, workers: int, **plan):
+    """Espeak-ng sessions for `model` (plan_sessions: `seed` chooses them, `plan` its other
+    options), synthesized once into `cache`/sessions: int16 [n, samples] and each one's wake
+    ranges. The seeds: 0 the monitor's reference, 1 the held-out sessions, the bench's
+    in-domain ones settings.seed plus a number of the model's name."""
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
 
+    specs = plan_sessions(model.wake_word, n, seconds, seed=seed, **plan)
+    sessions = cached_sessions(specs, cache / "sessions", workers)
+    return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
+
+
+def bench_sessions(model, n: int, settings: WakewordBenchSettings, cache: Path, workers: int, voices=None, seed_offset=0):
+    """The in-domain sessions of `model` (or, with `voices`, the other voices' ones)."""
     seed = settings.seed + seed_offset + zlib.crc32(model.name.encode()) % 1000
     extra = {} if voices is None else {"voices": voices}
-    specs = plan_sessions(model.wake_word, n, settings.seconds, wake_rate=settings.wake_rate, seed=seed, **extra)
-    sessions = cached_sessions(specs, cache, workers)
-    return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
+    return planned_sessions(model, n, settings.seconds, seed, cache, workers, wake_rate=settings.wake_rate, **extra)
 
 
 def sensor_conditions(config, hops: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -349,7 +358,6 @@ def load_monitor(folder: Path, models: dict):
 def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, workers: int, log):
     """The monitor calibrated as `tinydrift wakeword calibrate` does (espeak-ng reference
     sessions, seed 0), at the bench's target; cached by model and settings."""
-    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
     from tinydrift.monitor.config import MonitorConfig
     from tinydrift.wakeword.export import model_digest
     from tinydrift.wakeword.monitor import calibrate_detector, session_samples
@@ -362,8 +370,8 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
         return MonitorConfig.from_dict(json.loads(path.read_text()))
     log(f"calibrating {model.name}'s monitor on {settings.reference_sessions} reference sessions "
         f"for ARL0 {settings.target_arl0:,.0f}")
-    specs = plan_sessions(model.wake_word, settings.reference_sessions, settings.reference_seconds, seed=0)
-    reference = session_samples([pcm for pcm, _ in cached_sessions(specs, cache / "sessions", workers)], model)
+    audio, _ = planned_sessions(model, settings.reference_sessions, settings.reference_seconds, 0, cache, workers)
+    reference = session_samples(list(audio), model)
     config, _ = calibrate_detector(reference, target_arl0=settings.target_arl0, n_inferences=settings.simulated,
                                    commission_n=settings.commission)
     write_text(path, json.dumps(jsonable(config.to_dict())))
@@ -373,11 +381,7 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
 def held_out_sessions(model, settings: WakewordBenchSettings, cache: Path, workers: int):
     """Sessions as long as the reference's but never heard by the monitor's calibration (seed
     1; the reference's is 0): int16 [sessions, samples] and each one's wake ranges."""
-    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
-
-    specs = plan_sessions(model.wake_word, settings.heldout_sessions, settings.reference_seconds, seed=1)
-    sessions = cached_sessions(specs, cache / "sessions", workers)
-    return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
+    return planned_sessions(model, settings.heldout_sessions, settings.reference_seconds, 1, cache, workers)
 
 
 def check_detection_fits(run: dict, settings: WakewordBenchSettings) -> None:
@@ -547,7 +551,6 @@ def label_feedback_configs(model, config, settings: WakewordBenchSettings, cache
     bench's reference sessions (those the monitor is calibrated on, with their wake phrases'
     positions; at least LABEL_REFERENCE_SECONDS long), at the budget of
     tinydrift.wakeword.labels.ERROR_RATE_ARL0_LABELS; cached."""
-    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
     from tinydrift.monitor.config import MonitorConfig
     from tinydrift.wakeword.export import model_digest
     from tinydrift.app import wake_positions
@@ -562,9 +565,8 @@ def label_feedback_configs(model, config, settings: WakewordBenchSettings, cache
         return {mode: MonitorConfig.from_dict(json.loads(path.read_text())) for mode, path in paths.items()}
     log(f"calibrating the error-rate test per labelling mode on {settings.reference_sessions} reference sessions "
         f"of {seconds:.0f} s")
-    specs = plan_sessions(model.wake_word, settings.reference_sessions, seconds, seed=0)
-    sessions = cached_sessions(specs, cache / "sessions", workers)
-    woke = [(wake_positions(monitor_inputs(pcm, model)[1], model), wakes, len(pcm)) for pcm, wakes in sessions]
+    audio, wakes_of = planned_sessions(model, settings.reference_sessions, seconds, 0, cache, workers)
+    woke = [(wake_positions(monitor_inputs(pcm, model)[1], model), wakes, len(pcm)) for pcm, wakes in zip(audio, wakes_of)]
     configs = {}
     for mode, path in paths.items():
         configs[mode], report = calibrate_label_feedback(config, reference_labels(woke, mode))
@@ -628,9 +630,9 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
     in_domain_runs, other_voices_runs = {}, {}
     for name, model in models.items():
         log(f"{name}: {settings.sessions} sessions of {settings.seconds:.0f} s, {len(SCENARIOS)} scenarios")
-        audio, wakes = bench_sessions(model, settings.sessions, settings, cache / "sessions", workers)
-        accent_audio, accent_wakes = bench_sessions(model, settings.accent_sessions, settings, cache / "sessions", workers,
-                                               voices=ACCENT_VOICES, seed_offset=1000)
+        audio, wakes = bench_sessions(model, settings.sessions, settings, cache, workers)
+        accent_audio, accent_wakes = bench_sessions(model, settings.accent_sessions, settings, cache, workers,
+                                                    voices=ACCENT_VOICES, seed_offset=1000)
         clip_level = int(config.clip_level) if name == monitored else None
         watch = clip_level is not None
         run = run_sessions(model, audio, wakes, clip_level=clip_level)

@@ -66,7 +66,7 @@ def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowp
 
     # one held-out session (one place) played on in a loop, as calibration's simulated devices
     # hear theirs, then on from the same point through the changed microphone
-    audio, _ = bench_sessions(model, 1, settings, Path(cache) / "sessions", workers)
+    audio, _ = bench_sessions(model, 1, settings, Path(cache), workers)
     n_before = int(before_s * SAMPLE_RATE)
     before = np.resize(audio[0], n_before)
     changed = scenarios[change].apply(audio, settings.seed)[0]
