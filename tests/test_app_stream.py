@@ -59,7 +59,7 @@ def spoken(voice: str, variant: str) -> tuple[np.ndarray, list[tuple[str, int, i
 
 
 # The monitor's capacity in a streaming build, as firmware/scripts/tinydrift_build.py sets it:
-# the summary's 40 channel means, 20 at-floor counts, the loudness and the tilt, two classes.
+# the summary's 40 channel means, 20 at-floor counts, the loudness, tilt and quiet level, two classes.
 STREAM_SIZES = {"TD_MONITOR_MAX_SUMMARY": summary_length(40), "TD_MONITOR_MAX_CLASSES": 2}
 
 
@@ -71,12 +71,12 @@ def test_the_streaming_summary_s_shape_is_one_in_the_app_its_build_and_its_twin(
     assert int(re.search(r"#define TD_APP_FLOOR_GROUP (\d+)u", header).group(1)) == FLOOR_GROUP
     build = (firmware.FIRMWARE_DIR / "scripts" / "tinydrift_build.py").read_text()
     streaming = build[build.index("def streaming_defines"):]
-    assert int(re.search(r'\("TD_MONITOR_MAX_SUMMARY", (\d+)\)', streaming).group(1)) == summary_length(40) == 62
-    assert "TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 2u)" in header
+    assert int(re.search(r'\("TD_MONITOR_MAX_SUMMARY", (\d+)\)', streaming).group(1)) == summary_length(40) == 63
+    assert "TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 3u)" in header
     blocks = np.full((4, 3, 40), -128, np.int8)
-    summary = stream_summary(blocks, np.stack([np.arange(4), -np.arange(4)], axis=1))
-    assert summary.shape == (4, 62) and np.all(summary[:, 40:60] == 6 * 128)
-    assert summary[:, 60].tolist() == [0, 1, 2, 3] and summary[:, 61].tolist() == [0, -1, -2, -3]
+    summary = stream_summary(blocks, np.stack([np.arange(4), -np.arange(4), 10 + np.arange(4)], axis=1))
+    assert summary.shape == (4, 63) and np.all(summary[:, 40:60] == 6 * 128)
+    assert summary[:, 60:].T.tolist() == [[0, 1, 2, 3], [0, -1, -2, -3], [10, 11, 12, 13]]
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
     detector beside the monitor sends the twin's DETECTION frames and wakes on the phrase only."""
     app, clips, status, stderr = monitored_run.app, monitored_run.clips, monitored_run.status, monitored_run.stderr
     hello = app.frames(P.Hello)[0]
-    assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 62, 5) and hello.state_bytes > 0  # 40 means, 20 counts, loudness, tilt
+    assert (hello.n_classes, hello.n_channels, hello.n_scores) == (2, 63, 5) and hello.state_bytes > 0  # 40 means, 20 counts, loudness, tilt, quiet
     assert hello.drift_thresholds[:5] == tuple(int(v) for v in monitor_config.score_drift)
     # the detector is unchanged by the monitor beside it
     detections = app.frames(P.Detection)

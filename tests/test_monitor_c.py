@@ -223,6 +223,24 @@ def test_slope_energy_and_tilt_match_on_random_tones_and_rails():
     assert np.all(np.abs(tilt - gain) < 0.2), (tilt, gain)
 
 
+def test_summarize_quiet_matches_and_is_the_lowest_of_the_last_sixteen_levels():
+    """td_summarize_quiet against its twin over streams shorter and far longer than its span
+    (random levels, a staircase down and up, a constant, the int16 rails): each value is the
+    lowest of the last 16 levels, or of all so far in a stream's first 15."""
+    from tinydrift.monitor.twin import SUMMARY_QUIET_SPAN, summarize_quiet
+
+    rng = np.random.default_rng(9)
+    monitor = CMonitor(synthetic.random_config(rng, 40, 12))
+    streams = [rng.integers(0, 6144, n) for n in (1, 5, 16, 17, 1000)]
+    streams += [np.r_[np.arange(40, 0, -1), np.arange(40)] * 100, np.full(50, 77), rng.choice([-32768, 32767], 200)]
+    for levels in streams:
+        levels = np.asarray(levels, np.int16)
+        want = summarize_quiet(levels)
+        assert np.array_equal(monitor.summarize_quiet(levels), want)
+        assert want.tolist() == [int(levels[max(0, k - SUMMARY_QUIET_SPAN + 1):k + 1].min()) for k in range(len(levels))]
+    assert SUMMARY_QUIET_SPAN == 16
+
+
 def test_summarize_image_matches_on_random_and_drawn_images():
     """td_summarize_image against its twin on random images (uniform, rails, checkerboards,
     odd sizes that split unevenly into blocks) and on drawn leaves, blurred and not."""

@@ -123,12 +123,14 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
         assert (bench.sensor_flags, bench.live_alarms()) == (app.sensor_flags, app.live_alarms()), k
         assert np.array_equal(bench.sensor_run, app.sensor_run) and np.array_equal(bench.sensor_run_start, app.sensor_run_start)
         latched.append(int(bench.live_alarms()[0]) & ALARM_SENSOR_FAULT)
-    levels, tilts = stream_loudness(hops).T
+    levels, tilts, quiet = stream_loudness(hops).T
     assert np.array_equal(levels, summarize_level(np.array(energy)))
     assert np.array_equal(tilts, summarize_tilt(np.array(slope), np.array(energy)))
     # white noise's differences carry twice its energy: a tilt of one octave (128), within the
     # two levels' approximation; silence has neither
     assert abs(int(tilts[1]) - 128) <= 24 and tilts[60] == 0, (tilts[1], tilts[60])
+    # the quiet level is the lowest of the last 16 levels (of all so far before the 16th)
+    assert np.array_equal(quiet, [levels[max(0, k - 15):k + 1].min() for k in range(n)])
     # silence reads 0; noise at 800 about log2(480 x 800^2) = 28.2 (an inference after the first: 480 new samples)
     assert levels[60] == 0 and 27.9 < levels[1] / 128 < 28.3, (levels[60], levels[1])
     # the dead microphone from 1.5 s latches once 40 of its hops (10 ms each) have come
@@ -210,7 +212,7 @@ def test_a_real_session_is_counted_and_the_generated_c_equals_tflite_micro_on_it
     assert r["wakes"] == len(wakes) >= 3 and r["false_rejects"] <= 0.25 * r["wakes"], r
     assert r["false_accepts"] == 0 and 0 < r["hours"] < 40 / 3600, r
     steps = len(run["probability"][0])
-    assert run["monitor"]["summaries"].shape == (steps, 62) and run["monitor"]["probs"].shape == (steps, 2)
+    assert run["monitor"]["summaries"].shape == (steps, 63) and run["monitor"]["probs"].shape == (steps, 2)
     assert compare_generated_c({"okay_nabu": okay_nabu}, {"okay_nabu": run}) == {
         "okay_nabu": {"steps": steps, "mismatches": 0}}
 

@@ -49,7 +49,7 @@ def test_a_session_s_wake_phrases_fire_the_detector_and_the_background_rarely(ok
     (pcm, wakes), = cached_sessions(spec, CACHE)
     samples = session_samples([pcm], okay_nabu)
     probability = samples["probability"]
-    assert samples["summaries"].shape == (len(probability), 62) and samples["probs"].shape == (len(probability), 2)
+    assert samples["summaries"].shape == (len(probability), 63) and samples["probs"].shape == (len(probability), 2)
     # the 20 at-floor counts: a 30 ms block of 3 frames x 2 channels holds 0-6 values at the floor
     counts = samples["summaries"][:, 40:60] >> 7
     assert counts.min() >= 0 and counts.max() <= 6 and 0 < counts.mean() < 6
@@ -170,7 +170,7 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
     header = (out / "include" / "td_monitor_config_okay_nabu.h").read_text()
     assert "td_monitor_config_okay_nabu" in header
     config = MonitorConfig.from_dict(json.loads((out / "monitor.json").read_text())["monitor_config"])
-    assert (config.n_summary, config.n_classes, config.mean_shift) == (62, 2, 8)  # 40 means, 20 at-floor counts, loudness, tilt
+    assert (config.n_summary, config.n_classes, config.mean_shift) == (63, 2, 8)  # 40 means, 20 at-floor counts, loudness, tilt, quiet
     assert config.metadata["calibration"]["target_arl0"] == 2000
     # recordings without the wake phrases' positions: a level for any error share, above the textbook's
     assert "for any error share of 0.5-35 %; ERROR_RATE at 4 standard deviations" in result.output

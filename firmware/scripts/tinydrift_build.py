@@ -96,7 +96,7 @@ def streaming_defines(include: Path, name: str) -> list:
         fail(f"{needed[1]}: no TD_{name.upper()}_FEATURE_STEP_MS; run `tinydrift wakeword export` again")
     # With the monitor config `tinydrift wakeword calibrate` writes, the app runs the monitor.
     monitor = [("TD_APP_STREAM_MONITOR", 1)] if (include / f"td_monitor_config_{name}.h").is_file() else []
-    return [("TD_FRONTEND_STEP_MS", int(match.group(1))), ("TD_MONITOR_MAX_SUMMARY", 62),
+    return [("TD_FRONTEND_STEP_MS", int(match.group(1))), ("TD_MONITOR_MAX_SUMMARY", 63),
             ("TD_MONITOR_MAX_CLASSES", 2), *monitor]
 
 

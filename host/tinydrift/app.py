@@ -351,7 +351,8 @@ def expected_stream_inferences(streams: Sequence[np.ndarray], model, config,
     monitor running on from one to the next: sensor health on each front-end hop's new
     samples (the first frame's whole window, then one step each, the frames of a stream's
     unfinished last block included), and per inference the summary of its frames and new
-    samples' loudness and tilt and the probability p as [1 - p, p] (tinydrift.wakeword.monitor.detector_probs).
+    samples' loudness and tilt, the quiet level and the probability p as [1 - p, p]
+    (tinydrift.wakeword.monitor.detector_probs).
 
     labels: after inference i (the device's index, from 1), the LABEL frames the host sent
     then, each (the inference it names, 1 if the wake word was said there, else 0): the

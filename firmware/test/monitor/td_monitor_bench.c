@@ -24,7 +24,7 @@
  * channel pairs, the new samples' loudness. */
 #define TD_BENCH_STREAM_FRAMES 3
 #define TD_BENCH_FLOOR_GROUP 2
-#define TD_BENCH_STREAM_SUMMARY (TD_BENCH_CHANNELS + TD_BENCH_CHANNELS / TD_BENCH_FLOOR_GROUP + 2)
+#define TD_BENCH_STREAM_SUMMARY (TD_BENCH_CHANNELS + TD_BENCH_CHANNELS / TD_BENCH_FLOOR_GROUP + 3)
 /* The camera summary on the plant model's input: 48x48 RGB on a 3x3 grid. */
 #define TD_BENCH_IMAGE_SIDE 48
 #define TD_BENCH_IMAGE_GRID 3
@@ -36,6 +36,7 @@ static int8_t bench_probs[TD_BENCH_INPUTS][TD_MONITOR_MAX_CLASSES];
 static int8_t bench_features[TD_BENCH_FRAMES * TD_BENCH_CHANNELS];
 static int16_t bench_keyword_summary[TD_BENCH_CHANNELS];
 static int16_t bench_stream_summary[TD_BENCH_STREAM_SUMMARY];
+static td_quiet_t bench_quiet;
 static int8_t bench_image[TD_BENCH_IMAGE_SIDE * TD_BENCH_IMAGE_SIDE * 3];
 static int16_t bench_image_summary[TD_SUMMARY_IMAGE_LENGTH(TD_BENCH_IMAGE_GRID)];
 static int16_t bench_pcm[320];
@@ -113,6 +114,7 @@ int td_app_main(void)
     }
     summarize = td_port_cycles() - start;
 
+    td_quiet_reset(&bench_quiet);
     start = td_port_cycles();
     for (i = 0; i < TD_BENCH_REPEAT; ++i) {
         /* a different 3-frame block of the features each call, another loudness, and the
@@ -125,8 +127,10 @@ int td_app_main(void)
         td_summarize_frames(block, TD_BENCH_STREAM_FRAMES, TD_BENCH_CHANNELS, bench_stream_summary);
         td_summarize_floor(block, TD_BENCH_STREAM_FRAMES, TD_BENCH_CHANNELS, TD_BENCH_FLOOR_GROUP,
                            &bench_stream_summary[TD_BENCH_CHANNELS]);
-        bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 2u] = td_summarize_level(energy);
-        bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 1u] = td_summarize_tilt(slope, energy);
+        bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 3u] = td_summarize_level(energy);
+        bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 2u] = td_summarize_tilt(slope, energy);
+        bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 1u] =
+            td_summarize_quiet(&bench_quiet, bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 3u]);
         bench_sink += (uint32_t)bench_stream_summary[TD_BENCH_STREAM_SUMMARY - 1u];
     }
     summarize_stream = td_port_cycles() - start;

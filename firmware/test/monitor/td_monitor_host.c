@@ -224,6 +224,17 @@ void td_host_summarize_tilt(const uint64_t *slope_energy, const uint64_t *energy
     }
 }
 
+/* td_summarize_quiet over one stream's n levels, from a reset. */
+void td_host_summarize_quiet(const int16_t *levels, uint32_t n, int16_t *quiet_levels)
+{
+    td_quiet_t quiet;
+    uint32_t i;
+    td_quiet_reset(&quiet);
+    for (i = 0; i < n; ++i) {
+        quiet_levels[i] = td_summarize_quiet(&quiet, levels[i]);
+    }
+}
+
 /* td_summarize_frames on n_clips clips of [n_frames][n_channels]. */
 int td_host_summarize(const int8_t *features, uint32_t n_clips, uint32_t n_frames,
                       uint32_t n_channels, int16_t *summaries)

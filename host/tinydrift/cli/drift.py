@@ -248,9 +248,10 @@ def cost_cmd(config_json: Path):
     label feedback, for that config; the state is sized for it as the firmware build sizes
     it. Each app's input summary is measured too: `summarize` (a keyword spotter's means of
     49 frames x 40 channels), `summarize_stream` (a wake-word detector's: 3 frames' means,
-    their at-floor counts, the loudness and tilt of their samples) and `summarize_image48`
-    (a camera's, one 48x48 RGB image on a 3x3 grid; it scales with the pixels). `config_summary` names the one that
-    gives this config's summary; an inference costs that plus the update.
+    their at-floor counts, their samples' loudness and tilt, the quiet level) and
+    `summarize_image48` (a camera's, one 48x48 RGB image on a 3x3 grid; it scales with the
+    pixels). `config_summary` names the one that gives this config's summary; an inference
+    costs that plus the update.
 
     \b
     Examples:

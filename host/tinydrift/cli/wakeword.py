@@ -210,7 +210,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 
     The monitor reads, per inference, a summary of the model's three input frames (the 40
     channel means, the at-floor counts of channel pairs, the loudness of their new samples
-    and its spectral tilt)
+    and its spectral tilt, the lowest loudness of the last 16 inferences)
     and the probability p as the two classes [1 - p, p]: input drift, confidence and entropy of the
     sigmoid, and the wake rate against the reference's. Its levels meet the target
     false-alarm rate on simulated devices that each hear one session (one place).

@@ -133,6 +133,19 @@ def summarize_tilt(slope: np.ndarray, energy: np.ndarray) -> np.ndarray:
     return (summarize_level(slope).astype(np.int32) - summarize_level(energy)).astype(np.int16)
 
 
+SUMMARY_QUIET_SPAN = 16
+
+
+def summarize_quiet(levels: np.ndarray, span: int = SUMMARY_QUIET_SPAN) -> np.ndarray:
+    """td_summarize_quiet over one stream's levels [n] from its start: at each, the lowest of
+    the last `span` levels, this one included (of all so far, when fewer), int16."""
+    levels = np.asarray(levels, np.int16)
+    quiet = levels.copy()
+    for back in range(1, min(span, len(levels))):
+        quiet[back:] = np.minimum(quiet[back:], levels[:-back])
+    return quiet
+
+
 IMAGE_CHANNELS = 3
 CRISPNESS_FRAC_BITS = 12
 

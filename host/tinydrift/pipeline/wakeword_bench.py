@@ -284,8 +284,8 @@ def run_key(model, s: SessionScenario | None, settings: WakewordBenchSettings, c
     names = ("heldout_sessions", "reference_seconds", "seed") if held_out else \
         ("sessions", "accent_sessions", "seconds", "wake_rate", "seed")
     sessions = {k: v for k, v in asdict(settings).items() if k in names}
-    blob = json.dumps([model_digest(model), repr(s), sessions, clip_level, GENERATOR_VERSION, ACCEPT_AFTER_S,
-                       SUMMARY_FORM])
+    summary = SUMMARY_FORM if clip_level is not None else None  # a run without the monitor has no summaries
+    blob = json.dumps([model_digest(model), repr(s), sessions, clip_level, GENERATOR_VERSION, ACCEPT_AFTER_S, summary])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

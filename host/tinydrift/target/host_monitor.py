@@ -94,6 +94,7 @@ class CMonitor:
         lib.td_host_slope_energy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32,
                                              ctypes.c_void_p]
         lib.td_host_summarize_tilt.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
+        lib.td_host_summarize_quiet.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
         lib.td_host_summarize_image.argtypes = [ctypes.c_void_p] + [ctypes.c_uint32] * 4 + [ctypes.c_void_p]
         self.lib = lib
         lib.td_host_commission_size.restype = ctypes.c_uint32
@@ -190,6 +191,13 @@ class CMonitor:
         energy = np.ascontiguousarray(energy, dtype=np.uint64)
         out = np.zeros(len(energy), dtype=np.int16)
         self.lib.td_host_summarize_tilt(slope_energy.ctypes.data, energy.ctypes.data, len(energy), out.ctypes.data)
+        return out
+
+    def summarize_quiet(self, levels: np.ndarray) -> np.ndarray:
+        """td_summarize_quiet over one stream's int16 levels [n], from a reset."""
+        levels = np.ascontiguousarray(levels, dtype=np.int16)
+        out = np.zeros(len(levels), dtype=np.int16)
+        self.lib.td_host_summarize_quiet(levels.ctypes.data, len(levels), out.ctypes.data)
         return out
 
     def summarize_image(self, pixels: np.ndarray, grid: int) -> np.ndarray:

@@ -18,9 +18,11 @@ class-probability vector; a binary detector feeds it unchanged:
   level out of the features by design, so a microphone 20 dB quieter moved neither means
   nor counts much (12 of 60 sessions found in the full bench); the loudness channel sees it
   (measured beside the summary's form, below). For the same reason PCAN hides a band limit
-  (each band is scaled by its own noise floor), and the last value, the spectral tilt of the
-  new samples (td_summarize_tilt: log2 of the energy of their differences minus log2 of
-  their energy), sees it;
+  (each band is scaled by its own noise floor), and the spectral tilt of the new samples
+  (td_summarize_tilt: log2 of the energy of their differences minus log2 of their energy)
+  sees it. The last value, the stream's quiet level (td_summarize_quiet: the lowest
+  loudness of the last 16 inferences, half a second), follows the room's floor between the
+  words, which noise, babble and reverberation raise;
 - probabilities: the uint8 sigmoid p (scale 1/256) as the 2-class vector [1 - p, p] in
   the monitor's int8 code q = 256 P - 128, i.e. [127 - p, p - 128] (the two sum to 255/256,
   as the keyword model's softmax does). Then confidence = max(p, 1 - p), the entropy score
@@ -40,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydrift.monitor.twin import (sensor_stats, slope_energy, summarize_floor, summarize_frames, summarize_level,
-                                    summarize_tilt)
+from tinydrift.monitor.twin import (SUMMARY_QUIET_SPAN, sensor_stats, slope_energy, summarize_floor, summarize_frames,
+                                    summarize_level, summarize_quiet, summarize_tilt)
 from tinydrift.frontend import NUM_CHANNELS, SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.wakeword.config import STRIDE, WakewordModel
@@ -52,7 +54,8 @@ INFERENCE_SECONDS = STRIDE * WAKEWORD_STEP_MS / 1000  # audio per inference: 30 
 
 
 # The summary's at-floor counts are over pairs of adjacent channels: 20 of them beside the
-# 40 means, and the loudness and tilt after them: 62 values in all (the monitor takes up to 64).
+# 40 means, and the loudness, tilt and quiet level after them: 63 values in all (the monitor
+# takes up to 64).
 FLOOR_GROUP = 2
 # Names the summary's form for caches of monitor inputs, so a change of it makes them again.
 # The loudness, measured by the full wake-word bench before and after it (okay_nabu, 60
@@ -70,20 +73,25 @@ FLOOR_GROUP = 2
 # 32 (11 s) -> 32 (5.1 s), gain 20 dB down 24 -> 32, noise and babble ~0.5 s sooner, a 0.4 s
 # room 7 -> 4, held-out ARL0 x1.5 -> x2.1; the other two changed nothing beyond 3 s of a
 # 0.8 s room's delay.
-SUMMARY_FORM = f"means+floor/{FLOOR_GROUP}+level+tilt"
+# The quiet level, on the same 32 sessions beside the tilt (a span of 16 inferences; 8, 24 and
+# 33 measured too, see td_summarize_quiet.c): a 0.4 s room 4 (33 s) -> 17 (38 s), a 0.8 s room
+# 21 (22 s) -> 26 (13 s), babble at 10 dB 11 -> 6.4 s, noise at 20 dB 23 (7.4 s) -> 26 (4.4 s),
+# far field 7.6 -> 5.7 s, gain 12 dB up 12.3 -> 6.2 s, the telephone band 25 (18 s) -> 23
+# (12 s), held-out ARL0 x2.1 -> x1.8.
+SUMMARY_FORM = f"means+floor/{FLOOR_GROUP}+level+tilt+quiet{SUMMARY_QUIET_SPAN}"
 WINDOW_STEPS = WINDOW_MS // WAKEWORD_STEP_MS  # a stream's first frame: its whole window, 3 steps
 
 
 def stream_summary(blocks: np.ndarray, loudness: np.ndarray) -> np.ndarray:
-    """int16 [n, 62] summaries of int8 input blocks [n, frames, 40] and their loudness and
-    tilt [n, 2] (stream_loudness): the channel means, the at-floor counts of the channel
-    pairs, the loudness, the tilt (td_app_stream.c)."""
-    loudness = np.asarray(loudness, np.int16).reshape(-1, 2)
+    """int16 [n, 63] summaries of int8 input blocks [n, frames, 40] and their loudness, tilt
+    and quiet level [n, 3] (stream_loudness): the channel means, the at-floor counts of the
+    channel pairs, then those three (td_app_stream.c)."""
+    loudness = np.asarray(loudness, np.int16).reshape(-1, 3)
     return np.concatenate([summarize_frames(blocks), summarize_floor(blocks, FLOOR_GROUP), loudness], axis=-1)
 
 
 def summary_length(channels: int) -> int:
-    return channels + channels // FLOOR_GROUP + 2
+    return channels + channels // FLOOR_GROUP + 3
 
 
 def check_summary_length(n_summary: int, path, folder) -> None:
@@ -120,9 +128,10 @@ def hop_sensor_stats(pcm: np.ndarray, n_inferences: int, stride: int, clip_level
 
 
 def stream_loudness(hops: np.ndarray) -> np.ndarray:
-    """int16 [n, 2]: of each inference of one stream, from its hops (hop_sensor_stats), the
+    """int16 [n, 3]: of each inference of one stream, from its hops (hop_sensor_stats), the
     loudness (td_summarize_level of the sum over them of td_sensor's floored variance times
-    samples) and the spectral tilt (td_summarize_tilt of their slope energy against it)."""
+    samples), the spectral tilt (td_summarize_tilt of their slope energy against it) and the
+    quiet level (td_summarize_quiet of the loudness since the stream's start)."""
     hops = np.asarray(hops, np.int64)
     step = SAMPLE_RATE * WAKEWORD_STEP_MS // 1000
     samples = np.full(hops.shape[:2], step, np.int64)
@@ -130,7 +139,8 @@ def stream_loudness(hops: np.ndarray) -> np.ndarray:
         samples[0, 0] = step * WINDOW_STEPS
     variance = (hops[..., 1] * samples - hops[..., 0] * hops[..., 0]) // (samples * samples)
     energy = (variance * samples).sum(axis=1)
-    return np.stack([summarize_level(energy), summarize_tilt(hops[..., 3].sum(axis=1), energy)], axis=-1)
+    level = summarize_level(energy)
+    return np.stack([level, summarize_tilt(hops[..., 3].sum(axis=1), energy), summarize_quiet(level)], axis=-1)
 
 
 def detector_probs(probability_u8: np.ndarray) -> np.ndarray:
@@ -144,7 +154,7 @@ def detector_probs(probability_u8: np.ndarray) -> np.ndarray:
 
 def monitor_inputs(pcm: np.ndarray, model: WakewordModel) -> tuple[np.ndarray, np.ndarray]:
     """Per inference of one stream (a front-end reset at its start): the input summary int16
-    [n, 62] (stream_summary) and the model's uint8 probability [n], on TFLite Micro (which
+    [n, 63] (stream_summary) and the model's uint8 probability [n], on TFLite Micro (which
     the generated C equals on every invocation, tests/test_wakeword_models.py)."""
     from tinydrift.model.runtimes import run_tflm
 

@@ -91,10 +91,10 @@ extern "C" {
 
 /* A streaming build's input summary: the channel means, the values at the int8 floor over
  * pairs of adjacent channels (td_summarize_floor), then the loudness of the inference's new
- * samples (td_summarize_level) and their spectral tilt (td_summarize_tilt), which the front
- * end's gain control hides from the rest. */
+ * samples (td_summarize_level), their spectral tilt (td_summarize_tilt) and the stream's
+ * quiet level (td_summarize_quiet), which the front end's gain control hides from the rest. */
 #define TD_APP_FLOOR_GROUP 2u
-#define TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 2u)
+#define TD_APP_STREAM_SUMMARY (TD_FRONTEND_NUM_CHANNELS + TD_FRONTEND_NUM_CHANNELS / TD_APP_FLOOR_GROUP + 3u)
 /* The longest sliding window of probabilities a streaming build keeps (microWakeWord's
  * models use 5 to 10). */
 #define TD_APP_MAX_SLIDING_WINDOW 32u
@@ -147,6 +147,7 @@ typedef struct {
     uint64_t slope_energy;     /* and the energy of their differences (td_summarize_tilt) */
     int16_t last_sample;       /* the previous hop's last sample, which the next hop's first follows */
     uint8_t has_last_sample;   /* 0 until the stream's first hop */
+    td_quiet_t quiet;          /* the last inferences' loudness (td_summarize_quiet) */
 } td_app_stream_t;
 
 /* A streaming detector with a monitor takes LABEL frames about its wakes: the label says

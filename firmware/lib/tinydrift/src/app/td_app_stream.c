@@ -14,8 +14,9 @@
  *
  * Built with a monitor config (TD_APP_STREAM_MONITOR), the drift monitor hears the stream
  * too: sensor health on each hop's new samples, and per inference the summary of its frames
- * and of its new samples' loudness (the sum of their hops' variance x samples) and spectral
- * tilt (td_summarize_tilt: the energy of their differences against that loudness), with the
+ * and of its new samples' loudness (the sum of their hops' variance x samples), spectral
+ * tilt (td_summarize_tilt: the energy of their differences against that loudness) and the
+ * stream's quiet level (td_summarize_quiet: the lowest loudness of the last 16), with the
  * probability p as the two classes [1 - p, p] (int8 127 - p, p - 128: confidence
  * and entropy then read the sigmoid, the label score the wake rate), then the INFERENCE
  * frame and, every heartbeat interval, a HEARTBEAT, as the keyword app sends them. LABEL
@@ -41,7 +42,7 @@
 #error "the model's sliding window is longer than TD_APP_MAX_SLIDING_WINDOW"
 #endif
 #if TD_MONITOR_MAX_SUMMARY < TD_APP_STREAM_SUMMARY
-#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 62"
+#error "the input summary needs TD_MONITOR_MAX_SUMMARY >= 63"
 #endif
 
 void td_app_stream_start(td_app_t *app)
@@ -61,6 +62,7 @@ void td_app_stream_start(td_app_t *app)
     stream->slope_energy = 0;
     stream->last_sample = 0;
     stream->has_last_sample = 0;
+    td_quiet_reset(&stream->quiet);
 }
 
 /* ESPHome counts a frame towards the end of cooling when the latest probability is below
@@ -104,8 +106,10 @@ static void td_app_stream_infer(td_app_t *app)
     td_summarize_frames(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, app->summary);
     td_summarize_floor(TD_APP_M_INPUT(), TD_APP_STREAM_STRIDE, TD_FRONTEND_NUM_CHANNELS, TD_APP_FLOOR_GROUP,
                        app->summary + TD_FRONTEND_NUM_CHANNELS);
-    app->summary[TD_APP_STREAM_SUMMARY - 2u] = td_summarize_level(energy);
-    app->summary[TD_APP_STREAM_SUMMARY - 1u] = td_summarize_tilt(slope_energy, energy);
+    const int16_t level = td_summarize_level(energy);
+    app->summary[TD_APP_STREAM_SUMMARY - 3u] = level;
+    app->summary[TD_APP_STREAM_SUMMARY - 2u] = td_summarize_tilt(slope_energy, energy);
+    app->summary[TD_APP_STREAM_SUMMARY - 1u] = td_summarize_quiet(&stream->quiet, level);
 #if TD_APP_HAS_MONITOR
     const int8_t classes[2] = {(int8_t)(127 - (int)probability), (int8_t)((int)probability - 128)};
     td_monitor_result_t result;

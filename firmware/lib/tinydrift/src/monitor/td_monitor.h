@@ -339,6 +339,19 @@ int16_t td_summarize_level(uint64_t energy);
 uint64_t td_slope_energy(const int16_t *pcm, uint32_t n_samples, int16_t previous);
 int16_t td_summarize_tilt(uint64_t slope_energy, uint64_t energy);
 
+/* Quiet level of a stream (see td_summarize_quiet.c): the lowest of the last
+ * TD_SUMMARY_QUIET_SPAN loudness values (td_summarize_level) given to td_summarize_quiet,
+ * this one included; td_quiet_reset when a stream starts. 16 inferences of a wake-word model
+ * are 0.48 s of audio. */
+#define TD_SUMMARY_QUIET_SPAN 16u
+typedef struct {
+    int16_t levels[TD_SUMMARY_QUIET_SPAN];
+    uint32_t next;   /* where the next level goes */
+    uint32_t filled; /* levels held, up to TD_SUMMARY_QUIET_SPAN */
+} td_quiet_t;
+void td_quiet_reset(td_quiet_t *quiet);
+int16_t td_summarize_quiet(td_quiet_t *quiet, int16_t level);
+
 /* Summary of a camera model's int8 input [height][width][3] (see td_summarize_image.c):
  * per block of a grid x grid split, each colour channel's mean; then each channel's
  * standard deviation; then each channel's mean absolute neighbour difference (sharpness),
