@@ -169,12 +169,17 @@ class CMonitor:
             raise RuntimeError(f"td_summarize_floor failed with status {status}")
         return out
 
+    @staticmethod
+    def _int16_per_value(function, values: np.ndarray, dtype) -> np.ndarray:
+        """A host wrapper of the form function(values, n, int16 out[n])."""
+        values = np.ascontiguousarray(values, dtype=dtype)
+        out = np.zeros(len(values), dtype=np.int16)
+        function(values.ctypes.data, len(values), out.ctypes.data)
+        return out
+
     def summarize_level(self, energy: np.ndarray) -> np.ndarray:
         """td_summarize_level on uint64 energies [n]."""
-        energy = np.ascontiguousarray(energy, dtype=np.uint64)
-        out = np.zeros(len(energy), dtype=np.int16)
-        self.lib.td_host_summarize_level(energy.ctypes.data, len(energy), out.ctypes.data)
-        return out
+        return self._int16_per_value(self.lib.td_host_summarize_level, energy, np.uint64)
 
     def slope_energy(self, blocks: np.ndarray, previous: np.ndarray) -> np.ndarray:
         """td_slope_energy on int16 blocks [n, samples], each after its previous sample [n]."""
@@ -195,10 +200,7 @@ class CMonitor:
 
     def summarize_quiet(self, levels: np.ndarray) -> np.ndarray:
         """td_summarize_quiet over one stream's int16 levels [n], from a reset."""
-        levels = np.ascontiguousarray(levels, dtype=np.int16)
-        out = np.zeros(len(levels), dtype=np.int16)
-        self.lib.td_host_summarize_quiet(levels.ctypes.data, len(levels), out.ctypes.data)
-        return out
+        return self._int16_per_value(self.lib.td_host_summarize_quiet, levels, np.int16)
 
     def summarize_image(self, pixels: np.ndarray, grid: int) -> np.ndarray:
         """td_summarize_image on int8 [n_images, height, width, 3]."""
