@@ -43,6 +43,26 @@ def test_streams_drawn_from_a_pool_use_only_its_groups_with_its_weights():
         bootstrap_indices(groups, 1, 10, rng, pool=np.array([10]))
 
 
+def test_each_group_gives_every_group_its_own_streams_in_turn_and_counts_its_alarms():
+    """each_group: stream b hears only group b mod the groups (ids in order), so a set of
+    rooms gets equal exposure; measure_arl0 then counts alarms per group, and they add up."""
+    groups = np.repeat(np.array([30, 10, 20]), [50, 80, 60])  # ids need not be sorted or positions
+    rng = np.random.default_rng(1)
+    idx = bootstrap_indices(groups, 7, 100, rng, keep_order=True, population=1, each_group=True)
+    assert [set(np.unique(groups[row]).tolist()) for row in idx] == [{10}, {20}, {30}, {10}, {20}, {30}, {10}]
+    for bad in ({"population": 2}, {"population": 1, "pool": np.array([0, 1])}):
+        with pytest.raises(TinydriftError):
+            bootstrap_indices(groups, 3, 10, rng, each_group=True, **bad)
+    data = dataset(5)
+    config, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"], target_arl0=300,
+                                     n_inferences=30_000, seed=3)
+    result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=120 * 2_000,
+                          stream_length=2_000, keep_order=True, population=1, each_group=True)
+    assert len(result["group_alarms"]) == 60 and sum(result["group_alarms"]) == result["alarms"] > 0, result
+    assert "group_alarms" not in measure_arl0(config, data["summaries"], data["probs"], data["groups"],
+                                              n_inferences=2_000, stream_length=2_000)
+
+
 def test_winsorized_scores_are_capped_by_the_device_clip_and_centred_by_the_allowance():
     data = dataset(1)
     plain, _ = calibrate(data)

@@ -272,6 +272,11 @@ def check_figures(data: dict, models: list[str]) -> None:
         held = monitor["held_out_arl0"]  # sessions as long as the reference's, never calibrated on
         assert held["inferences"] >= 30 * monitor["target_arl0"] * 0.99 and held["sessions"] > 0
         assert held["session_seconds"] == data["settings"]["reference_seconds"]
+        # every session its own streams, equally many: the per-session counts add up to the total
+        assert len(held["session_alarms"]) == held["sessions"] and sum(held["session_alarms"]) == held["alarms"]
+        assert held["inferences"] == held["inferences_per_session"] * held["sessions"]
+        assert held["sessions_without_alarm"] == held["session_alarms"].count(0)
+        assert held["worst_session_alarms"] == max(held["session_alarms"])
         if held["alarms"]:
             assert held["arl0"] == pytest.approx(held["inferences"] / held["alarms"], rel=1e-3)
             assert held["ci95"][0] <= held["arl0"] <= held["ci95"][1]

@@ -591,6 +591,7 @@ def measure_arl0(
     keep_order: bool = False,
     population: int | None = None,
     session_length: int | None = None,
+    each_group: bool = False,
     sensor_conditions: np.ndarray | None = None,
     seed: int = 1,
     progress: Callable[[int], None] | None = None,
@@ -602,7 +603,9 @@ def measure_arl0(
     of `stream_length` run side by side: each stream start is a reset the device would not
     have, so they should be long next to the time the monitor takes to settle (~4 / EWMA
     weight). population: each stream draws from that many groups only; session_length: each
-    speaker talks that many inferences in a row, drawn from its samples (bootstrap_indices).
+    speaker talks that many inferences in a row, drawn from its samples; each_group: with
+    population 1, the groups in turn, one a stream (bootstrap_indices), and `group_alarms`
+    counts each group's alarms (in the order of the group ids).
     sensor_conditions [n, blocks]: the condition bits of the sensor blocks before each sample
     (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
     so SENSOR_FAULT and light clipping count too. `progress(n)`: n more steps of the
@@ -616,12 +619,13 @@ def measure_arl0(
     rng = np.random.default_rng(seed)
     block_length = calibrated_block_length(config, block_length)
     indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order,
-                                population=population, session_length=session_length)
+                                population=population, session_length=session_length, each_group=each_group)
     if sensor_conditions is not None and len(sensor_conditions) != len(summaries):
         raise TinydriftError(f"sensor_conditions has {len(sensor_conditions)} rows for {len(summaries)} samples")
     twin = MonitorTwin(config, n_streams)
     prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)
+    stream_alarms = np.zeros(n_streams, dtype=np.int64)
     alarms = 0
     start = time.perf_counter()
     for s in range(length):
@@ -633,6 +637,7 @@ def measure_arl0(
         fired = word != 0
         if fired.any():
             alarms += int(fired.sum())
+            stream_alarms += fired
             for bit in range(5):
                 by_type[bit] += int(np.sum((word >> bit) & 1))
             twin.reset(fired)
@@ -653,6 +658,8 @@ def measure_arl0(
         "target_arl0": target,
         "ratio_to_target": (total / alarms / target) if alarms else math.inf,
         "by_type": {names[i]: int(by_type[i]) for i in range(5)},
+        **({"group_alarms": np.bincount(np.arange(n_streams) % len(np.unique(groups)), stream_alarms).astype(int).tolist()}
+           if each_group else {}),
         "seconds": seconds,
         "inferences_per_second": total / seconds if seconds > 0 else math.inf,
     }

@@ -21,6 +21,7 @@ def bootstrap_indices(
     population: int | None = None,
     pool: np.ndarray | None = None,
     session_length: int | None = None,
+    each_group: bool = False,
 ) -> np.ndarray:
     """Sample indices [n_streams, length] into the data, built from whole groups drawn with
     replacement (uniformly over groups), one after another.
@@ -37,7 +38,11 @@ def bootstrap_indices(
     draws from those groups only: e.g. a bootstrap resample standing for another finite
     sample of the same population. With session_length, every draw is that many samples of
     its group, with replacement: one speaker talking for a while, longer than the few clips
-    a data set holds per speaker (block_length, keep_order and population do not apply)."""
+    a data set holds per speaker (block_length, keep_order and population do not apply).
+    With each_group (population 1, no pool), stream b draws from group b mod the number of
+    groups (in the order of their ids) instead of a random one: every group gets the same
+    share of the streams when n_streams is a multiple of the groups, so a rate per group can
+    be read off the streams and no group's weight is left to chance."""
     groups = np.asarray(groups)
     if groups.ndim != 1 or groups.size == 0:
         raise TinydriftError("groups must be a non-empty vector with one group id per sample")
@@ -59,9 +64,16 @@ def bootstrap_indices(
     if population is None:
         flat = _blocks(order, sizes, starts, np.arange(len(sizes)) if pool is None else pool, n_streams * length, rng, block_length, keep_order)
         return flat.reshape(n_streams, length).astype(np.int32)
+    if each_group and (population != 1 or pool is not None):
+        raise TinydriftError("each_group gives every stream one group in turn: population 1, no pool")
     out = np.zeros((n_streams, length), dtype=np.int32)
     for b in range(n_streams):
-        mine = rng.integers(0, len(sizes), int(population)) if pool is None else pool[rng.integers(0, len(pool), int(population))]
+        if each_group:
+            mine = np.array([b % len(sizes)])
+        elif pool is None:
+            mine = rng.integers(0, len(sizes), int(population))
+        else:
+            mine = pool[rng.integers(0, len(pool), int(population))]
         out[b] = _blocks(order, sizes, starts, mine, length, rng, block_length, keep_order)
     return out
 

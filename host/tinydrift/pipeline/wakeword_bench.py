@@ -19,7 +19,8 @@ in domain and under drift, and how soon the drift monitor says so.
    state carried within a session and reset between them (`mismatches` of `steps`).
 4. The monitor of one calibrated model (okay_nabu unless a calibrated folder is given): its
    false-alarm run length on the in-domain sessions and on held-out ones as long as its
-   reference's, and per scenario its detection rate, median delay and alarm types on those
+   reference's (each held-out session an equal share, and its own count: the spread between
+   rooms), and per scenario its detection rate, median delay and alarm types on those
    held-out sessions, each played in order and then on at the same place drifted
    (tinydrift.wakeword.monitor.same_session_indices), within one session's length: a
    looped session would replay the audio the monitor commissioned on, after which any
@@ -44,6 +45,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import math
 import time
 import zlib
 from dataclasses import asdict, dataclass, field, replace
@@ -414,20 +416,32 @@ def held_out_runs(model, config, settings: WakewordBenchSettings, cache: Path, w
     return run, changed
 
 
+# Streams of this many inferences each hear one held-out session, from a reset (measure_arl0's
+# default length).
+HELD_OUT_STREAM = 10_000
+
+
 def held_out_arl0(config, run: dict, settings: WakewordBenchSettings) -> dict:
     """The monitor's ARL0 on the held-out sessions' `run` (run_sessions' monitor inputs),
     measured as the in-domain one: a deployment's false-alarm rate, where the in-domain
-    sessions replay one short minute."""
+    sessions replay one short minute. Every session gets the same number of streams (each a
+    device installed in that room), so a room that alarms often weighs as much as any other,
+    and `session_alarms` gives each session's count: the spread between rooms."""
     from tinydrift.monitor.calibrate import measure_arl0
 
     target = float(config.metadata.get("calibration", {}).get("target_arl0", settings.target_arl0))
+    sessions = len(np.unique(run["groups"]))
+    streams_each = max(1, math.ceil(settings.heldout_target_multiple * target / (sessions * HELD_OUT_STREAM)))
     arl0 = measure_arl0(config, run["summaries"], run["probs"], run["groups"],
-                        n_inferences=int(settings.heldout_target_multiple * target),
-                        keep_order=True, population=1,
+                        n_inferences=streams_each * sessions * HELD_OUT_STREAM, stream_length=HELD_OUT_STREAM,
+                        keep_order=True, population=1, each_group=True,
                         sensor_conditions=sensor_conditions(config, run["sensor"], run["groups"]))
-    return {"sessions": len(np.unique(run["groups"])), "session_seconds": settings.reference_seconds, "arl0": _finite(arl0["arl0"]),
+    per_session = np.array(arl0["group_alarms"])
+    return {"sessions": sessions, "session_seconds": settings.reference_seconds, "arl0": _finite(arl0["arl0"]),
             "ci95": [_finite(x) for x in arl0["ci95"]], "alarms": arl0["alarms"], "inferences": arl0["inferences"],
-            "ratio_to_target": _finite(arl0["ratio_to_target"], 3), "by_type": arl0["by_type"]}
+            "ratio_to_target": _finite(arl0["ratio_to_target"], 3), "by_type": arl0["by_type"],
+            "inferences_per_session": streams_each * HELD_OUT_STREAM, "session_alarms": per_session.tolist(),
+            "sessions_without_alarm": int(np.sum(per_session == 0)), "worst_session_alarms": int(per_session.max())}
 
 
 def monitor_detection(config, before: dict, after: dict, settings: WakewordBenchSettings) -> dict:
@@ -758,8 +772,13 @@ def _held_out_line(mon: dict) -> str:
     if held is None:
         return ""
     value = "no alarm" if held["arl0"] is None else f"{held['arl0']:,.0f} (x{held['ratio_to_target']:g} the target)"
+    spread = ""
+    if "session_alarms" in held:
+        spread = (f" Each session {held['inferences_per_session']:,} inferences: {held['sessions_without_alarm']} "
+                  f"without an alarm, the worst {held['worst_session_alarms']}.")
     return (f" On {held['sessions']} held-out sessions of {held['session_seconds']:.0f} s, as long as the reference's: "
-            f"{value}, {held['alarms']} alarm{'' if held['alarms'] == 1 else 's'} in {held['inferences']:,} inferences.")
+            f"{value}, {held['alarms']} alarm{'' if held['alarms'] == 1 else 's'} in {held['inferences']:,} inferences."
+            + spread)
 
 
 def _false_alarms(users: dict) -> str:
