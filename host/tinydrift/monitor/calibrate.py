@@ -45,7 +45,7 @@ from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCOR
                                      SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
-from tinydrift.monitor.streams import bootstrap_indices
+from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
 from tinydrift.monitor.twin import MonitorTwin
 
 DEFAULT_TARGET_ARL0 = 100_000
@@ -658,7 +658,7 @@ def measure_arl0(
         "target_arl0": target,
         "ratio_to_target": (total / alarms / target) if alarms else math.inf,
         "by_type": {names[i]: int(by_type[i]) for i in range(5)},
-        **({"group_alarms": np.bincount(np.arange(n_streams) % len(np.unique(groups)), stream_alarms).astype(int).tolist()}
+        **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))), stream_alarms).astype(int).tolist()}
            if each_group else {}),
         "seconds": seconds,
         "inferences_per_second": total / seconds if seconds > 0 else math.inf,

@@ -67,15 +67,21 @@ def bootstrap_indices(
     if each_group and (population != 1 or pool is not None):
         raise TinydriftError("each_group gives every stream one group in turn: population 1, no pool")
     out = np.zeros((n_streams, length), dtype=np.int32)
+    in_turn = groups_in_turn(n_streams, len(sizes))
     for b in range(n_streams):
         if each_group:
-            mine = np.array([b % len(sizes)])
+            mine = in_turn[b:b + 1]
         elif pool is None:
             mine = rng.integers(0, len(sizes), int(population))
         else:
             mine = pool[rng.integers(0, len(pool), int(population))]
         out[b] = _blocks(order, sizes, starts, mine, length, rng, block_length, keep_order)
     return out
+
+
+def groups_in_turn(n_streams: int, n_groups: int) -> np.ndarray:
+    """Which group (a position among the sorted group ids) each stream hears with each_group."""
+    return np.arange(n_streams) % n_groups
 
 
 def _blocks(order, sizes, starts, pool, total, rng, block_length, keep_order) -> np.ndarray:
