@@ -277,6 +277,10 @@ def check_figures(data: dict, models: list[str]) -> None:
         assert held["inferences"] == held["inferences_per_session"] * held["sessions"]
         assert held["sessions_without_alarm"] == held["session_alarms"].count(0)
         assert held["worst_session_alarms"] == max(held["session_alarms"])
+        # rooms shown above the x0.5-x2 band: beyond the 95th percentile of twice the budget's count
+        twice = held["inferences_per_session"] / (monitor["target_arl0"] / 2)
+        assert held["over_twice_budget_above_alarms"] >= twice
+        assert held["sessions_over_twice_budget"] == sum(a > held["over_twice_budget_above_alarms"] for a in held["session_alarms"])
         if held["alarms"]:
             assert held["arl0"] == pytest.approx(held["inferences"] / held["alarms"], rel=1e-3)
             assert held["ci95"][0] <= held["arl0"] <= held["ci95"][1]
