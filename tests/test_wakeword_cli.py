@@ -140,6 +140,62 @@ def test_calibrate_into_a_folder_of_another_export_is_refused_before_any_synthes
     assert not list((folder / "include").glob("td_monitor_config_*"))
 
 
+def test_an_export_that_fails_part_way_leaves_no_file_of_it(tmp_path):
+    """Once a folder where detector.json goes left the model's C written beside it, exit 1,
+    naming a hidden temporary file."""
+    folder = tmp_path / "m"
+    (folder / "detector.json").mkdir(parents=True)
+    result = CliRunner().invoke(main, ["wakeword", "export", "okay_nabu", "--out", str(folder)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: {folder / 'detector.json'}: is a folder where a file is to be written"), result.output
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")) == ["detector.json"]
+
+
+def test_calibrate_whose_files_cannot_be_written_is_refused_before_any_synthesis(tmp_path, monkeypatch):
+    """Once calibrate found out only after minutes of synthesis and simulation that its
+    include/ was a file or monitor.json a folder."""
+    from tinydrift.wakeword import monitor
+
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("reference sessions made before the files were checked")
+
+    monkeypatch.setattr(monitor, "reference_sessions", no_synthesis)
+    include_a_file, json_a_folder = tmp_path / "a", tmp_path / "b"
+    include_a_file.mkdir()
+    (include_a_file / "include").write_text("")
+    (json_a_folder / "monitor.json").mkdir(parents=True)
+    for folder, message in ((include_a_file, f"error: {include_a_file / 'include'}: takes no new file"),
+                            (json_a_folder, f"error: {json_a_folder / 'monitor.json'}: is a folder where a file is to be written"),
+                            (tmp_path / "c" / "d", None)):
+        result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(folder), "--workers", "1"])
+        assert result.exit_code == 1, result.output
+        if message is None:  # writable: refused only by the synthesis stand-in, and the probe left no folder
+            assert isinstance(result.exception, AssertionError) and not (tmp_path / "c").exists()
+        else:
+            assert result.output.startswith(message), result.output
+    assert sorted(p.name for p in include_a_file.iterdir()) == ["include"]
+
+
+def test_a_monitor_calibrated_for_another_model_is_refused_by_export_and_by_its_readers(tmp_path):
+    """Once `calibrate okay_nabu` then `export alexa` into one folder both exited 0, and report
+    read okay_nabu's monitor beside alexa's model."""
+    import json
+
+    from tinydrift.modeldir import ModelDir
+
+    folder = tmp_path / "m"
+    run("export", "okay_nabu", "--out", str(folder))
+    (folder / "monitor.json").write_text(json.dumps({"name": "okay_nabu", "model_hash": "ab" * 32,
+                                                     "monitor_config": {}}))
+    result = CliRunner().invoke(main, ["wakeword", "export", "okay_nabu", "--out", str(folder)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"error: {folder} holds a monitor calibrated for another wake-word model or config "
+                                    "(monitor.json, hash abababababab)"), result.output
+    with pytest.raises(Exception, match=r"monitor.json was calibrated for another model \(hash abababababab\) than the "
+                                        r"one exported here"):
+        ModelDir(folder).monitor_config()
+
+
 def test_calibrate_that_cannot_place_its_levels_names_the_reference_as_well_as_simulated(tmp_path, monkeypatch):
     """Too few CUSUM excursions after simulating: raising --simulated may not help when the
     reference's scores barely vary (a trial's 14 sessions of 61 s, or speechless WAVs), so
@@ -191,3 +247,15 @@ def test_demo_help_lists_every_change_it_takes():
     assert result.exit_code == 0
     listed = set(re.findall(r"[a-z0-9_]+", result.output))
     assert {s.name for s in SCENARIOS if s.voices is None} <= listed
+
+
+def test_ctrl_c_exits_with_the_shells_code_not_a_failures(monkeypatch):
+    """Once click's "Aborted!" and exit 1, which a script cannot tell from a failure."""
+    import tinydrift.wakeword.config as config
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(config, "load_wakeword", interrupted)
+    result = CliRunner().invoke(main, ["wakeword", "check", "okay_nabu"])
+    assert result.exit_code == 130 and result.output.strip() == "interrupted", result.output

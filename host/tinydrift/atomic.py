@@ -1,18 +1,26 @@
-"""Write files so that a crash never leaves a half-written one behind."""
+"""Write files so that a crash never leaves a half-written one behind, and a set of files
+(a model folder's export) so that a failure leaves none of them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Iterator
+
+# The renames that all_or_nothing() holds back, per thread: (temporary, target) pairs.
+_held = threading.local()
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `target`; rename it onto `target` only on success."""
     target = Path(target)
+    made = getattr(_held, "made", None)
+    if made is not None:  # all_or_nothing removes, on failure, the folders made for its files
+        made.extend(folder for folder in reversed([*target.parents]) if not folder.exists())
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -24,12 +32,52 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_path, 0o666 & ~umask)
+    pending = getattr(_held, "renames", None)
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        if pending is not None:
+            pending.append((tmp_path, target))
+            return
+        _replace(tmp_path, target)
     finally:
-        if tmp_path.exists():
+        if pending is None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    if target.is_dir():  # os.replace would name the temporary file
+        raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def all_or_nothing() -> Iterator[None]:
+    """Files written inside (through atomic_path) appear together when the block ends without
+    an error; if anything inside fails, none of them is written and no temporary is left.
+    Every target is checked before the first rename, so the renames themselves do not fail
+    part way on a folder in a file's place."""
+    if getattr(_held, "renames", None) is not None:  # nested: the outer block decides
+        yield
+        return
+    _held.renames, _held.made = pending, made = [], []
+    done = False
+    try:
+        yield
+        for tmp, target in pending:
+            if target.is_dir():
+                raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+        for tmp, target in pending:
+            os.replace(tmp, target)
+        done = True
+    finally:
+        _held.renames = _held.made = None
+        for tmp, _ in pending:
+            if tmp.exists():
+                tmp.unlink()
+        if not done:
+            for folder in reversed(made):
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:
@@ -40,3 +88,32 @@ def write_text(target: str | os.PathLike, text: str) -> None:
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:
     with atomic_path(target) as tmp:
         tmp.write_bytes(data)
+
+
+def check_writable(targets) -> None:
+    """Raise, before long work, the OSError that writing each target path later would meet: a
+    folder in a file's place, a parent folder that cannot be made, a folder that takes no new
+    file. Leaves nothing behind (folders it made to try are removed again)."""
+    made: list[Path] = []
+    try:
+        for target in map(Path, targets):
+            if target.is_dir():
+                raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+            for folder in reversed([*target.parents]):
+                if folder.exists():
+                    continue
+                try:
+                    folder.mkdir()
+                except OSError as e:
+                    raise OSError(e.errno, f"cannot be created ({e.strerror})", str(folder)) from None
+                made.append(folder)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            except OSError as e:
+                raise OSError(e.errno, f"takes no new file ({e.strerror})", str(target.parent)) from None
+            os.close(fd)
+            os.unlink(tmp)
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):
+                folder.rmdir()

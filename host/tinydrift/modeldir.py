@@ -124,6 +124,12 @@ class ModelDir:
                                  "(e.g. models/kws)")
         return self
 
+    def not_a_classifier(self) -> TinydriftError:
+        """The one message for a wake-word detector's folder given where a classifier's goes."""
+        return TinydriftError(f"{self.path} is a wake-word detector's folder (tinydrift wakeword export), and this "
+                              "command takes a classifier's (tinydrift export): for a wake-word model, run "
+                              "`tinydrift wakeword demo MODEL` or `tinydrift wakeword --help`")
+
     def require_exported(self) -> "ModelDir":
         """A folder `tinydrift export` has completed: reference.json and its headers."""
         self.require()
@@ -229,6 +235,16 @@ class ModelDir:
         """False for a detector's folder that `tinydrift wakeword calibrate` has not completed."""
         return not self.is_detector or self.monitor_json.is_file()
 
+    def monitor_model_hash(self) -> str | None:
+        """The model hash monitor.json was calibrated for (None: no readable one)."""
+        if not self.monitor_json.is_file():
+            return None
+        try:
+            held = json.loads(self.monitor_json.read_text()).get("model_hash")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return held if isinstance(held, str) else None
+
     def monitor_config(self) -> dict:
         """The monitor config as JSON (MonitorConfig.from_dict makes the object)."""
         if self.is_detector:
@@ -236,6 +252,12 @@ class ModelDir:
             if not isinstance(data.get("monitor_config"), dict):
                 raise TinydriftError(f"{self.path}: no calibrated monitor in {MONITOR_JSON}; run "
                                      f"`tinydrift wakeword calibrate MODEL --out {self.path}`")
+            exported = self.detector()["model_hash"]
+            if data.get("model_hash") != exported:
+                raise TinydriftError(f"{self.monitor_json} was calibrated for another model (hash "
+                                     f"{str(data.get('model_hash'))[:12]}) than the one exported here (detector.json, "
+                                     f"hash {exported[:12]}): run `tinydrift wakeword calibrate MODEL --out {self.path}` "
+                                     "with the exported model")
             return data["monitor_config"]
         return self.reference()["monitor_config"]
 
@@ -247,9 +269,7 @@ class ModelDir:
                 return {}
             self.require()
             if path == self.reference_json and self.detector_json.is_file():
-                raise TinydriftError(f"{self.path} is a wake-word detector's folder (tinydrift wakeword export), and "
-                                     "this command takes a classifier's (tinydrift export): for a wake-word model, "
-                                     "run `tinydrift wakeword demo MODEL` or `tinydrift wakeword --help`") from None
+                raise self.not_a_classifier() from None
             raise TinydriftError(f"{path} not found: run `tinydrift export --model {self.path}` first (a wake-word "
                                  f"model's folder: `tinydrift wakeword export MODEL --out {self.path}`)") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:

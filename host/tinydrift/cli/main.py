@@ -39,6 +39,10 @@ class TinydriftGroup(click.Group):
         except TinydriftError as e:
             click.secho(f"error: {e}", fg="red", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            # click would say "Aborted!" and exit 1, like a failure; files are written whole or not at all
+            click.secho("interrupted", fg="red", err=True)
+            sys.exit(130)
         except EOFError as e:
             # click would report a bare "Aborted!": here it is a file that ended too soon
             click.secho(f"error: an input file is empty or cut short ({e}); check the files given", fg="red", err=True)
@@ -77,6 +81,10 @@ def main(verbose: bool):
       tinydrift export          C headers: model, reference statistics, thresholds
       tinydrift verify          the generated C against TFLite Micro and the Python twin
       tinydrift demo            all of it, then the firmware in QEMU hearing an accent shift
+
+    \b
+    A microWakeWord model (pymicro-wakeword's, or your own .tflite and JSON):
+      tinydrift wakeword export | calibrate | demo   its C, its monitor, the loop in QEMU
     """
     set_verbose(verbose)
 

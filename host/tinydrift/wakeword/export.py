@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tinydrift.atomic import write_text
+from tinydrift.atomic import all_or_nothing, check_writable, write_text
 from tinydrift.codegen.model_c import check_name, write_model_c
 from tinydrift.codegen.reference_header import DetectorParameters, reference_header
 from tinydrift.frontend import NUM_CHANNELS
@@ -40,15 +40,16 @@ def write_device_sources(model: WakewordModel, folder: str | Path, name: str | N
     name = check_name(name or model.name)
     target = ModelDir(folder)
     _refuse_another_export(target, model, name)
-    header, source = write_model_c(model.model, name, target.include)
-    reference = target.reference_header(name)
-    parameters = detector_parameters(model)
-    write_text(reference, reference_header(name, model_digest(model), [model.wake_word], model.stride, NUM_CHANNELS,
-                                           input_note=INPUT_NOTE, detector=parameters))
-    target.write_detector({"name": name, "model_hash": model_digest(model), "wake_word": model.wake_word,
-                           "probability_cutoff": parameters.probability_cutoff,
-                           "sliding_window": parameters.sliding_window,
-                           "feature_step_ms": parameters.feature_step_ms})
+    with all_or_nothing():  # a failure part way leaves the folder as it was
+        header, source = write_model_c(model.model, name, target.include)
+        reference = target.reference_header(name)
+        parameters = detector_parameters(model)
+        write_text(reference, reference_header(name, model_digest(model), [model.wake_word], model.stride, NUM_CHANNELS,
+                                               input_note=INPUT_NOTE, detector=parameters))
+        target.write_detector({"name": name, "model_hash": model_digest(model), "wake_word": model.wake_word,
+                               "probability_cutoff": parameters.probability_cutoff,
+                               "sliding_window": parameters.sliding_window,
+                               "feature_step_ms": parameters.feature_step_ms})
     return [header, source, reference, target.detector_json]
 
 
@@ -78,6 +79,10 @@ def _refuse_other_models(target: ModelDir, model: WakewordModel, if_classifier: 
     if held is not None and held["model_hash"] != model_digest(model):
         raise TinydriftError(f"{target.path} holds the export of another wake-word model or config (\"{held['wake_word']}\""
                              f", hash {held['model_hash'][:12]}): {if_other_detector}")
+    calibrated = target.monitor_model_hash()
+    if calibrated is not None and calibrated != model_digest(model):
+        raise TinydriftError(f"{target.path} holds a monitor calibrated for another wake-word model or config "
+                             f"(monitor.json, hash {calibrated[:12]}): {if_other_detector}")
     return held
 
 
@@ -95,12 +100,14 @@ def check_monitor_folder(model: WakewordModel, folder: str | Path, name: str | N
     if held is not None and held["name"] != name:
         raise TinydriftError(f"{target.path} holds {model.name} exported as {held['name']}: give --name {held['name']}, "
                              f"so the firmware finds the monitor beside it")
+    check_writable([target.monitor_config_header(name), target.monitor_json])
 
 
 def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | None = None) -> list[Path]:
     """The calibrated monitor config as include/td_monitor_config_NAME.h and its JSON twin
     monitor.json in the model folder (NAME: the model's file name unless given), checked
-    first by check_monitor_folder."""
+    first by check_monitor_folder (which the caller runs before calibrating, too: it also
+    checks that both files can be written)."""
     import json
 
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
@@ -110,8 +117,9 @@ def write_monitor(model: WakewordModel, config, folder: str | Path, name: str | 
     name = check_name(name or model.name)
     target = ModelDir(folder)
     header = target.monitor_config_header(name)
-    emit_monitor_config_h(config, header)
     twin = target.monitor_json
-    write_text(twin, json.dumps(jsonable({"name": name, "model_hash": model_digest(model),
-                                          "monitor_config": config.to_dict()}), indent=2))
+    with all_or_nothing():  # the header and its JSON twin, or neither
+        emit_monitor_config_h(config, header)
+        write_text(twin, json.dumps(jsonable({"name": name, "model_hash": model_digest(model),
+                                              "monitor_config": config.to_dict()}), indent=2))
     return [header, twin]
