@@ -173,7 +173,10 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
     assert (config.n_summary, config.n_classes, config.mean_shift) == (63, 2, 8)  # 40 means, 20 at-floor counts, loudness, tilt, quiet
     assert config.metadata["calibration"]["target_arl0"] == 2000
     # recordings without the wake phrases' positions: a level for any error share, above the textbook's
-    assert "for any error share of 0.5-35 %; ERROR_RATE at 4 standard deviations" in result.output
+    assert "for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said); ERROR_RATE at 4 " \
+           "standard deviations" in result.output
+    # six rooms of 3 min: calibrated, with a warning that few places were heard
+    assert "warning: 6 recordings, 18 min in all: the false-alarm rate is calibrated on few places" in result.output
     assert config.ddm_drift_q8 == config.metadata["label_feedback"]["drift_q8"] == 4 * 256
 
 
@@ -181,8 +184,11 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
     ({"only.wav": 16000}, "1 .wav files (sub-folders are not searched); calibration resamples whole recordings and "
                           "needs several"),
     ({"a.wav": 16000, "b.wav": 8000}, "b.wav is 8000 Hz mono 16-bit; the wake-word front end needs 16000 Hz"),
-    ({"a.wav": 16000, "b.wav": 16000}, "the reference sessions are 2 s long (median); calibration needs sessions of "
-                                        "at least 61 s"),
+    ({"a.wav": 16000, "b.wav": 16000}, "a.wav (2.0 s), b.wav (2.0 s): shorter than the 61 s a reference session needs"),
+    # one short recording among long ones is named too (once the median passed it)
+    ({"a.wav": (16000, 62), "b.wav": (16000, 62), "c.wav": 16000}, "c.wav (2.0 s): shorter than the 61 s"),
+    # long enough, but muted: named, where calibration once failed with advice to simulate more
+    ({"a.wav": (16000, 62), "b.wav": (16000, 62)}, "a.wav, b.wav: every sample the same (a muted or dead input)"),
 ])
 def test_calibrate_command_refuses_reference_recordings_it_cannot_use_in_one_line(tmp_path, files, message):
     from click.testing import CliRunner
@@ -190,7 +196,8 @@ def test_calibrate_command_refuses_reference_recordings_it_cannot_use_in_one_lin
     from tinydrift.cli.main import main
 
     for name, rate in files.items():
-        _write_wav(tmp_path / name, np.zeros(rate * 2, np.int16), rate)
+        rate, seconds = rate if isinstance(rate, tuple) else (rate, 2)
+        _write_wav(tmp_path / name, np.zeros(rate * seconds, np.int16), rate)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--wavs", str(tmp_path)])
     lines = result.output.strip().splitlines()

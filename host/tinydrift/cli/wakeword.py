@@ -15,6 +15,11 @@ from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
 from tinydrift.wakeword.monitor import MIN_SESSION_SECONDS, REFERENCE_SECONDS, REFERENCE_SESSIONS
 from tinydrift.wakeword.monitor import TARGET_ARL0 as DEFAULT_TARGET_ARL0
 
+# Below these a WAV reference is warned about: a handful of rooms says little of others
+# (the espeak-ng default is 40 sessions of 3 min).
+FEW_SESSIONS = 10
+FEW_MINUTES = 30
+
 CONFIG_OPTION = click.option("--config", "config", type=input_file("microWakeWord JSON config"), default=None,
                              help="The model's JSON config, when it is not beside the .tflite with the same name.")
 
@@ -257,6 +262,13 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         say(f"reference: synthesizing {sessions} espeak-ng sessions of {seconds} s")
     streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
                                         workers=workers or os.cpu_count() or 1)
+    from tinydrift.frontend import SAMPLE_RATE
+
+    minutes = sum(len(pcm) for pcm in streams) / SAMPLE_RATE / 60
+    if wav_folder is not None and (len(streams) < FEW_SESSIONS or minutes < FEW_MINUTES):
+        say(f"warning: {len(streams)} recordings, {minutes:.0f} min in all: the false-alarm rate is calibrated on "
+            f"few places; {FEW_SESSIONS} or more sessions of a few minutes each, from where the devices will be, make "
+            "it hold for others")
     computed = {}
 
     def inputs(pcm, model):  # one TFLite Micro pass a session serves both calibrations
@@ -275,7 +287,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
                f"{len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
     if phrases is None:
         monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
-        basis = "WAV files say nothing of where the wake phrase was said: for any error share of 0.5-35 %"
+        basis = "for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said)"
     else:
         woke = [(wake_positions(inputs(pcm, loaded)[1], loaded), wakes, len(pcm)) for pcm, wakes in zip(streams, phrases)]
         monitor, feedback = calibrate_label_feedback(monitor, reference_labels(woke, label_mode),
@@ -307,7 +319,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_s: float, workers: int | None):
     """The whole loop for MODEL on the emulated board: its C and its monitor, calibrated on
-    espeak-ng sessions (cached with `tinydrift bench wakeword`'s, ~10 min the first time),
+    espeak-ng sessions (cached with `tinydrift bench wakeword`'s, about 8 min the first time),
     built for QEMU's Cortex-M4, which hears a held-out session of a voice satellite's room
     and then the same room through a changed microphone. Every DETECTION, INFERENCE and
     HEARTBEAT frame is checked against the app's twin; prints the wakes before and after,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import struct
 import wave
 from pathlib import Path
 
@@ -29,6 +30,34 @@ def wav_files(folder: Path, pattern: str = "*") -> list[Path]:
     return sorted(p for p in Path(folder).glob(pattern) if p.suffix.lower() == ".wav" and p.is_file())
 
 
+WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+def _read_extensible(path: Path) -> tuple[int, int, int, int, bytes, bytes]:
+    """What wave.open gives (rate, sample width, channels, frames, their bytes, the bytes past
+    the last whole frame) for a WAVE_FORMAT_EXTENSIBLE file of integer PCM (sox and many
+    recorders write those; Python's wave module reads them from 3.12 only). wave.Error if
+    its sub-format is not integer PCM."""
+    raw = Path(path).read_bytes()
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise wave.Error("not a RIFF WAVE file")
+    chunks, at = {}, 12
+    while at + 8 <= len(raw):
+        name, size = raw[at:at + 4], struct.unpack("<I", raw[at + 4:at + 8])[0]
+        chunks.setdefault(name, (size, raw[at + 8:at + 8 + size]))
+        at += 8 + size + (size & 1)
+    fmt = chunks.get(b"fmt ", (0, b""))[1]
+    if len(fmt) < 40 or b"data" not in chunks:
+        raise EOFError("no whole format or data chunk")
+    _, channels, rate, _, block, bits = struct.unpack("<HHIIHH", fmt[:16])
+    sub_format = struct.unpack("<H", fmt[24:26])[0]
+    if sub_format != 1 or channels < 1 or block != channels * ((bits + 7) // 8):
+        raise wave.Error(f"extensible format with sub-format {sub_format}, not integer PCM")
+    announced, data = chunks[b"data"]  # a cut file holds less than its header announces
+    whole = min(len(data), announced) // block * block
+    return rate, block // channels, channels, announced // block, data[:whole], data[whole:]
+
+
 def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
     """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
 
@@ -38,11 +67,16 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
     `expected_rate` is refused in one line that says what the file is and what `needed_by` needs.
     """
     try:
-        with wave.open(str(path), "rb") as w:
-            rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
-            data = w.readframes(n)
-            # whatever the data chunk holds past its last whole frame: a cut or padded file
-            partial_frame = w.readframes(1)
+        try:
+            with wave.open(str(path), "rb") as w:
+                rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
+                data = w.readframes(n)
+                # whatever the data chunk holds past its last whole frame: a cut or padded file
+                partial_frame = w.readframes(1)
+        except wave.Error as e:
+            if f"unknown format: {WAVE_FORMAT_EXTENSIBLE}" not in str(e):
+                raise
+            rate, width, channels, n, data, partial_frame = _read_extensible(path)
     except EOFError:
         raise TinydriftError(f"{path}: empty or truncated: the file ends inside its WAV header; "
                              "record or convert it again") from None

@@ -101,13 +101,15 @@ def reference_stats(
     counts = np.bincount(out["predicted"], minlength=k)
     conf = out["confidence"].astype(np.float64)
     entropy = out["entropy_q16"].astype(np.float64) / ONE_Q16
+    with np.errstate(invalid="ignore", divide="ignore"):  # a constant channel: no correlation (0)
+        corr = np.nan_to_num(np.corrcoef(x, rowvar=False).reshape(x.shape[1], x.shape[1]), nan=0.0)
     stats = {
         "n": int(n),
         "n_summary": int(summaries.shape[1]),
         "n_classes": int(k),
         "summary_mean": x.mean(axis=0).tolist(),
         "summary_std": x.std(axis=0, ddof=1).tolist(),
-        "summary_corr": np.nan_to_num(np.corrcoef(x, rowvar=False).reshape(x.shape[1], x.shape[1]), nan=0.0).tolist(),
+        "summary_corr": corr.tolist(),
         "confidence_mean": float(conf.mean() / 256),
         "confidence_std": float(conf.std(ddof=1) / 256),
         "entropy_mean": float(entropy.mean()),

@@ -295,10 +295,33 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
     from tinydrift.data.wavfolder import wav_files
     from tinydrift.wakeword.stream import read_stream_wav
 
-    streams = [read_stream_wav(path) for path in wav_files(Path(wav_folder))]
+    paths = wav_files(Path(wav_folder))
+    streams = [read_stream_wav(path) for path in paths]
     if len(streams) < 2:
         raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files (sub-folders are not searched); calibration "
                              "resamples whole recordings and "
                              "needs several (one per place or session, 16 kHz mono 16-bit), the more the better")
+    check_reference_recordings(paths, streams)
     return streams, None
+
+
+def check_reference_recordings(paths: list[Path], streams: list[np.ndarray], commission_n: int = DEFAULT_COMMISSION,
+                               shifts: dict = EWMA_SHIFTS) -> None:
+    """One line naming the reference recordings calibration cannot use: shorter than a
+    device's commissioning and settling (each is a session the simulated devices are
+    installed in), or one value throughout (a dead or muted input: no deployment's sound)."""
+    from tinydrift.errors import TinydriftError
+
+    needed = min_session_inferences(commission_n, shifts) * INFERENCE_SECONDS
+    short = [(path, len(pcm) / SAMPLE_RATE) for path, pcm in zip(paths, streams) if len(pcm) / SAMPLE_RATE < needed]
+    if short:
+        named = ", ".join(f"{path.name} ({seconds:.1f} s)" for path, seconds in short[:3])
+        more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+        raise TinydriftError(f"{named}{more}: shorter than the {needed:.0f} s a reference session needs (the device's "
+                             "commissioning and its averages' settling): record longer sessions or remove these")
+    flat = [path for path, pcm in zip(paths, streams) if pcm.size and np.all(pcm == pcm[0])]
+    if flat:
+        named = ", ".join(path.name for path in flat[:3]) + (f" and {len(flat) - 3} more" if len(flat) > 3 else "")
+        raise TinydriftError(f"{named}: every sample the same (a muted or dead input): a reference session is the "
+                             "deployment's own sound; remove these")
 

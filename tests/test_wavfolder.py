@@ -1,0 +1,58 @@
+"""read_wav on the WAV layouts recorders write: WAVE_FORMAT_EXTENSIBLE (sox, many recorders
+and editors) holds the same 16-bit integer PCM as the plain format and is read the same;
+its float or cut forms are refused in one line."""
+
+from __future__ import annotations
+
+import struct
+import wave
+
+import numpy as np
+import pytest
+
+from tinydrift.data.wavfolder import read_wav
+from tinydrift.errors import TinydriftError
+
+PCM_GUID_TAIL = bytes.fromhex("000000001000800000aa00389b71")
+
+
+def extensible(path, samples: np.ndarray, *, sub_format: int = 1, bits: int = 16, cut: int = 0):
+    """A WAVE_FORMAT_EXTENSIBLE file (fmt chunk of 40 bytes, a fact-less data chunk), its data
+    `cut` bytes short of what the header announces."""
+    data = samples.tobytes()
+    block = bits // 8
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, 16000, 16000 * block, block, bits, 22, bits, 4)
+    fmt += struct.pack("<H", sub_format) + PCM_GUID_TAIL
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body[:len(body) - cut])
+    return path
+
+
+def test_extensible_pcm_reads_as_the_plain_format_does(tmp_path):
+    samples = np.random.default_rng(0).integers(-32768, 32768, 4001).astype("<i2")
+    plain = tmp_path / "plain.wav"
+    with wave.open(str(plain), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(samples.tobytes())
+    ext = read_wav(extensible(tmp_path / "ext.wav", samples), 16000)
+    assert ext.dtype == np.int16 and np.array_equal(ext, samples) and np.array_equal(ext, read_wav(plain, 16000))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("float", "not a readable WAV file (extensible format with sub-format 3, not integer PCM); tinydrift reads 16-bit"),
+    ("cut", "the header announces 4001 frames of 2 bytes but the data holds 7902 bytes"),
+    ("bits", "32-bit samples; tinydrift reads 16-bit PCM"),
+])
+def test_extensible_files_it_cannot_read_are_named_in_one_line(tmp_path, case, message):
+    samples = np.zeros(4001, "<i2")
+    if case == "float":
+        path = extensible(tmp_path / "f.wav", np.zeros(4001, "<f4"), sub_format=3, bits=32)
+    elif case == "cut":
+        path = extensible(tmp_path / "c.wav", samples, cut=100)
+    else:
+        path = extensible(tmp_path / "b.wav", np.zeros(4001, "<i4"), bits=32)
+    with pytest.raises(TinydriftError) as error:
+        read_wav(path, 16000)
+    assert message in str(error.value) and "\n" not in str(error.value)
