@@ -125,6 +125,8 @@ def hostile(tmp_path_factory) -> Path:
     (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
     (root / "config.json").write_text(json.dumps(config))
     # a model folder whose include/ is a file
+    (root / "ww_detector").mkdir()  # what `tinydrift wakeword export` leaves, as far as these checks read
+    (root / "ww_detector" / "detector.json").write_text(json.dumps({"name": "okay_nabu", "model_hash": "0" * 64}))
     (root / "ww_include_file").mkdir()
     (root / "ww_include_file" / "include").write_text("a file where the headers' folder should be")
     # a wake-word folder calibrated on another form of the input summary (an older version's)
@@ -148,6 +150,8 @@ def hostile(tmp_path_factory) -> Path:
     for split in ("train", "val"):
         (root / "empty_set" / f"{split}.npz").write_bytes(b"")
     (root / "odd.pcm").write_bytes(b"\x00\x01\x02")
+    (root / "not_a.wav").write_bytes(b"\x00\x01" * 800)  # even-sized: once played as raw PCM
+    shutil.copy("/bin/true", root / "x86.elf")  # an ELF, for this machine's CPU
     return root
 
 
@@ -168,6 +172,9 @@ CASES = [
     ("empty-file", "train", ["--data", "{r}/empty_set", "--out", "{r}/train_out"], "train.npz: the file is empty"),
     ("blocked-output", "adopt", ["{r}/model/model_int8.tflite", "--out", "{blocked}"], "blocker"),
     ("missing-path", "verify", ["{r}/nothing"], "nothing"),
+    # a wake-word detector's folder where a classifier's goes: once "run `tinydrift quantize` first"
+    ("detector-folder", "verify", ["{r}/ww_detector"], "is a wake-word detector's folder"),
+    ("detector-folder", "eval", ["{r}/ww_detector", "{r}/wav_good"], "is a wake-word detector's folder"),
     ("missing-path", "demo", ["--model", "{r}/nothing", "--out", "{r}/demo_out"], "nothing"),
     ("missing-path", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/nothing"], "nothing"),
     ("unused", "flash", ["--env", "mps2_an386", "--build-only", "--port", "/dev/ttyACM0"], "--build-only uploads nothing"),
@@ -367,6 +374,8 @@ CASES = [
     ("unknown-change", "wakeword-demo", ["okay_nabu", "--change", "earthquake", "--out", "{r}/demo_out"], "earthquake"),
     ("output-blocked", "wakeword-demo", ["okay_nabu", "--out", "{blocked}"], "blocker"),
     ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
+    ("other-cpu-elf", "emulate", ["--elf", "{r}/x86.elf"], "is an ELF image for another CPU"),
+    ("not-a-wav", "emulate", ["--audio", "{r}/not_a.wav"], "is named .wav but is no WAV file"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
 ]
 

@@ -17,6 +17,7 @@ import click
 from tinydrift.cli.common import DEFAULT_MODEL, firmware_exit, progress_bars
 from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
                                   input_path, is_wav)
+from tinydrift.errors import TinydriftError
 from tinydrift.target import emulator
 
 
@@ -337,7 +338,6 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
       tinydrift label 1290 1 --port /dev/ttyACM0               # it missed me here
       tinydrift label 1234 0 --db kitchen.sqlite --wait 5      # through the running capture
     """
-    from tinydrift.errors import TinydriftError
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port
     from tinydrift.link.replay import (ACK_BAD_LABEL, ACK_OK, ACK_RESULTS, ACK_UNKNOWN_INFERENCE, ACK_UNSUPPORTED,
@@ -399,5 +399,5 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
 
         raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
                              "answered; is the tinydrift app running on the device?")
-    click.echo(f"inference {inference}: label {label} queued in {db_path} (label {label_id}); the capture holding "
+    click.echo(f"inference {inference}: label {label} queued in {db_path} (queue entry {label_id}); the capture holding "
                "the device's port sends it" + (f" (no answer within {wait_s:g} s)" if wait_s else ""))

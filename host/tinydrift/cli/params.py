@@ -127,10 +127,17 @@ def _output_folder(path: Path) -> str | None:
     return _cannot_create(path)
 
 
+EM_ARM = 40  # the ELF header's e_machine of 32-bit ARM, Cortex-M's
+
+
 def _not_elf(path: Path) -> str | None:
     with open(path, "rb") as f:
-        if f.read(len(ELF_MAGIC)) != ELF_MAGIC:
-            return "is not an ELF firmware image: give the firmware.elf that `pio run` builds"
+        header = f.read(20)
+    if header[:len(ELF_MAGIC)] != ELF_MAGIC:
+        return "is not an ELF firmware image: give the firmware.elf that `pio run` builds"
+    if len(header) < 20 or header[4] != 1 or header[5] != 1 or int.from_bytes(header[18:20], "little") != EM_ARM:
+        return ("is an ELF image for another CPU (not 32-bit little-endian ARM): give the firmware.elf that `pio run` "
+                "builds for a Cortex-M board")
     return None
 
 
@@ -142,6 +149,9 @@ def is_wav(path: Path) -> bool:
 def _not_pcm(path: Path) -> str | None:
     if is_wav(path):
         return None  # its reader checks its format
+    if path.suffix.lower() == ".wav":  # a damaged WAV would be played as noise
+        return ("is named .wav but is no WAV file (no RIFF header): give a 16 kHz mono 16-bit WAV, or raw "
+                "little-endian int16 PCM under another name (e.g. .raw)")
     size = path.stat().st_size
     if size == 0:
         return "is empty: give raw 16 kHz 16-bit PCM audio"

@@ -105,7 +105,7 @@ def check_name(name: str) -> str:
     if not (isinstance(name, str) and C_NAME.fullmatch(name)):
         raise TinydriftError(
             f"model name '{name}' is not usable in C identifiers: use lower-case letters, digits and '_', "
-            "starting with a letter"
+            "starting with a letter (give one with --name, e.g. --name my_model)"
         )
     return name
 

@@ -169,7 +169,10 @@ def quantize(model_dir: Path, features_int8: np.ndarray) -> Path:
 def load_int8(model_dir_or_file: Path | str) -> tuple[bytes, Path]:
     path = Path(model_dir_or_file)
     if path.is_dir():
-        path = ModelDir(path).int8_model
+        folder = ModelDir(path)
+        if folder.detector_json.is_file() and not folder.int8_model.exists():
+            raise folder.not_a_classifier()
+        path = folder.int8_model
     if not path.exists():
         raise TinydriftError(f"{path}: no int8 model; run `tinydrift quantize` first (a model trained elsewhere: "
                              "`tinydrift adopt MODEL.tflite --out FOLDER`)")

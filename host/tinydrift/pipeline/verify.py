@@ -328,6 +328,8 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     from tinydrift.target.host_monitor import MONITOR_SRC, CMonitor
 
     folder = ModelDir(model_dir).require()
+    if folder.detector_json.is_file() and not folder.reference_json.is_file():
+        raise folder.not_a_classifier()  # before it asks for a monitor a detector's folder need not have
     model_dir = folder.path
     reference_path = folder.reference_json
     try:
