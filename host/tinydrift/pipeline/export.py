@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydrift.atomic import write_text
+from tinydrift.atomic import all_or_nothing, write_text
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
@@ -289,39 +289,40 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config_dict = config.to_dict()
     digest = model_hash(model, config_dict)
     plan = plan_model(model, name)
-    write_model_c(model, name, folder.include)
-    emit_monitor_config_h(config, folder.monitor_config_header(name))
-    write_text(folder.reference_header(name),
-               reference_header(name, digest, labels, plan.input.shape[1], plan.input.shape[2],
-                                image_grid=IMAGE_SUMMARY_GRID if source.is_image else None))
-    tflm_arena = tflm_arena_report(model)
-    reference = {
-        "name": name,
-        "model_hash": digest,
-        "model_id": digest[: 2 * ID_BYTES],
-        "model_file": model_path.name,
-        "model_bytes": len(model),
-        "labels": labels,
-        "input": {"shape": list(plan.input.shape), "scale": float(info["inputs"][0]["quantization"][0]),
-                  "zero_point": int(info["inputs"][0]["quantization"][1])},
-        "output": {"scale": 1.0 / 256, "zero_point": -128},
-        "macs": int(plan.macs),
-        "arena_bytes": int(plan.arena_bytes),
-        "tflm_arena": tflm_arena,
-        "input_summary": ({"kind": "image", "grid": IMAGE_SUMMARY_GRID, "length": config.n_summary} if source.is_image
-                          else {"kind": "frames", "length": config.n_summary}),
-        "reference_clips": len(splits["ref"]),
-        "monitor_config": config_dict,
-        "calibration": {**{k: v for k, v in calibration.items() if k != "combined_curve"},
-                        **({"fleet_budget": fleet_budget.as_dict()} if fleet_budget is not None else {})},
-        "calibration_seconds": round(calibration_seconds, 1),
-        "arl0_check": arl0,
-        "shift": {"split": source.shift, "title": source.shift_title},
-        f"{source.shift}_detection": detection,
-        "accuracy": accuracy,
-    }
-    folder.write_reference(jsonable(reference))
-    folder.write_model_card(model_card(reference, folder.training()))
+    with all_or_nothing():  # headers, reference.json and the model card together, or none of them
+        write_model_c(model, name, folder.include)
+        emit_monitor_config_h(config, folder.monitor_config_header(name))
+        write_text(folder.reference_header(name),
+                   reference_header(name, digest, labels, plan.input.shape[1], plan.input.shape[2],
+                                    image_grid=IMAGE_SUMMARY_GRID if source.is_image else None))
+        tflm_arena = tflm_arena_report(model)
+        reference = {
+            "name": name,
+            "model_hash": digest,
+            "model_id": digest[: 2 * ID_BYTES],
+            "model_file": model_path.name,
+            "model_bytes": len(model),
+            "labels": labels,
+            "input": {"shape": list(plan.input.shape), "scale": float(info["inputs"][0]["quantization"][0]),
+                      "zero_point": int(info["inputs"][0]["quantization"][1])},
+            "output": {"scale": 1.0 / 256, "zero_point": -128},
+            "macs": int(plan.macs),
+            "arena_bytes": int(plan.arena_bytes),
+            "tflm_arena": tflm_arena,
+            "input_summary": ({"kind": "image", "grid": IMAGE_SUMMARY_GRID, "length": config.n_summary} if source.is_image
+                              else {"kind": "frames", "length": config.n_summary}),
+            "reference_clips": len(splits["ref"]),
+            "monitor_config": config_dict,
+            "calibration": {**{k: v for k, v in calibration.items() if k != "combined_curve"},
+                            **({"fleet_budget": fleet_budget.as_dict()} if fleet_budget is not None else {})},
+            "calibration_seconds": round(calibration_seconds, 1),
+            "arl0_check": arl0,
+            "shift": {"split": source.shift, "title": source.shift_title},
+            f"{source.shift}_detection": detection,
+            "accuracy": accuracy,
+        }
+        folder.write_reference(jsonable(reference))
+        folder.write_model_card(model_card(reference, folder.training()))
     folder.remove_exports_except(name)  # last: an interrupted export leaves the old one whole
     return reference
 

@@ -1,0 +1,51 @@
+"""tinydrift.atomic: a file is written whole or not at all; all_or_nothing() makes a set of
+files (a model folder's export) appear together, or none of them, folders made for them
+included; check_writable finds before long work what would stop the writes after it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tinydrift.atomic import all_or_nothing, check_writable, write_text
+
+
+def test_a_set_written_inside_appears_only_when_the_block_ends(tmp_path):
+    (tmp_path / "old.txt").write_text("old")
+    with all_or_nothing():
+        write_text(tmp_path / "old.txt", "new")
+        write_text(tmp_path / "sub" / "a.txt", "a")
+        with all_or_nothing():  # nested: the outer block decides
+            write_text(tmp_path / "b.txt", "b")
+        assert (tmp_path / "old.txt").read_text() == "old" and not (tmp_path / "b.txt").exists()
+    assert [(tmp_path / n).read_text() for n in ("old.txt", "sub/a.txt", "b.txt")] == ["new", "a", "b"]
+    assert not list(tmp_path.rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize("failure", ["error inside", "folder in a file's place"])
+def test_a_failure_leaves_the_files_and_folders_as_they_were(tmp_path, failure):
+    (tmp_path / "old.txt").write_text("old")
+    if failure == "folder in a file's place":
+        (tmp_path / "late.txt").mkdir()
+    with pytest.raises((RuntimeError, IsADirectoryError)) as error:
+        with all_or_nothing():
+            write_text(tmp_path / "old.txt", "new")
+            write_text(tmp_path / "made" / "deeper" / "a.txt", "a")
+            write_text(tmp_path / "late.txt", "late")
+            if failure == "error inside":
+                raise RuntimeError("the export's last step failed")
+    if failure == "folder in a file's place":  # named by the file asked for, not a temporary
+        assert error.value.filename == str(tmp_path / "late.txt")
+    assert (tmp_path / "old.txt").read_text() == "old" and not (tmp_path / "made").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["old.txt"] + (["late.txt"] if "folder" in failure else []))
+
+
+def test_check_writable_names_what_would_stop_a_write_and_leaves_nothing(tmp_path):
+    check_writable([tmp_path / "new" / "deeper" / "a.h", tmp_path / "b.json"])
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "include").write_text("a file where a folder goes")
+    with pytest.raises(OSError, match="takes no new file") as error:
+        check_writable([tmp_path / "include" / "a.h"])
+    assert error.value.filename == str(tmp_path / "include")
+    (tmp_path / "monitor.json").mkdir()
+    with pytest.raises(IsADirectoryError, match="is a folder where a file is to be written"):
+        check_writable([tmp_path / "monitor.json"])
