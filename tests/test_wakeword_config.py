@@ -68,7 +68,8 @@ def test_builtin_names_and_paths_load_alike(user_model):
     ({"feature_step_size": None}, "micro.feature_step_size is missing"),
     ({"probability_cutoff": 0}, "micro.probability_cutoff is 0; it must be in (0, 1]"),
     ({"probability_cutoff": 1.5}, "micro.probability_cutoff is 1.5; it must be in (0, 1]"),
-    ({"probability_cutoff": "0.9"}, "micro.probability_cutoff is '0.9'"),
+    ({"probability_cutoff": "0.9"}, 'micro.probability_cutoff is "0.9"'),  # as JSON writes it, not Python
+    ({"probability_cutoff": True}, "micro.probability_cutoff is true; it must be in (0, 1]"),
     ({"sliding_window_size": 0}, "micro.sliding_window_size is 0; it must be a whole number from 1 to 32"),
     ({"sliding_window_size": 2.5}, "micro.sliding_window_size is 2.5"),
     # once passed by check and export, and refused by the firmware's build (#error) much later
@@ -136,7 +137,11 @@ def test_missing_and_damaged_files(tmp_path, user_model):
     model.with_suffix(".json").write_text("{not json")
     assert "not valid JSON (line 1" in error_of(model)
     model.with_suffix(".json").write_text("[1, 2]")
-    assert "not a microWakeWord config" in error_of(model)
+    assert "not a microWakeWord config (its top level is not an object)" in error_of(model)
+    model.with_suffix(".json").write_text('{"micro": [1]}')  # once called missing
+    assert 'not a microWakeWord config (its "micro" section is a list, not an object)' in error_of(model)
+    model.with_suffix(".json").write_text('{"type": "micro"}')
+    assert 'not a microWakeWord config (no "micro" section)' in error_of(model)
     user_model(model="gone.tflite")
     assert "gone.tflite: cannot read the model" in error_of(model.with_suffix(".json"))
     user_model()

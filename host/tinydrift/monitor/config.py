@@ -102,7 +102,9 @@ def _as_array(values, name: str) -> np.ndarray:
 def _int_array(values, dtype, length: int | None = None, name: str = "") -> np.ndarray:
     arr = _as_array(values, name)
     if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
-        raise TinydriftError(f"monitor config: {name} must hold integers, got {arr.dtype.name} values")
+        kind = {"U": "text", "S": "text", "b": "true/false", "O": "mixed or null", "f": "non-finite"}.get(arr.dtype.kind,
+                                                                                                  arr.dtype.name)
+        raise TinydriftError(f"monitor config: {name} must hold integers, got {kind} values")
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
         raise TinydriftError(f"monitor config: {name} must be a vector of {length} integers, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):

@@ -153,8 +153,10 @@ def _read_config(path: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise TinydriftError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
     if not isinstance(data, dict) or not isinstance(data.get("micro"), dict):
-        raise TinydriftError(f"{path}: not a microWakeWord config (no \"micro\" section); "
-                             "give the JSON that came with the model")
+        what = ("its top level is not an object" if not isinstance(data, dict) else
+                "no \"micro\" section" if "micro" not in data else
+                f"its \"micro\" section is {_json_kind(data['micro'])}, not an object")
+        raise TinydriftError(f"{path}: not a microWakeWord config ({what}); give the JSON that came with the model")
     return data
 
 
@@ -186,16 +188,20 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _json_kind(value) -> str:
+    return {bool: "a boolean", list: "a list", str: "a string", type(None): "null"}.get(type(value), "a number")
+
+
 def _shown(micro: dict, key: str) -> str:
-    """How a micro entry reads in a problem: its value, or that it is missing."""
-    return f"micro.{key} is {micro[key]!r}" if key in micro else f"micro.{key} is missing"
+    """How a micro entry reads in a problem: its value as JSON writes it, or that it is missing."""
+    return f"micro.{key} is {json.dumps(micro[key])}" if key in micro else f"micro.{key} is missing"
 
 
 def _config_problems(data: dict) -> list[str]:
     micro = data["micro"]
     problems = []
     if data.get("type", "micro") != "micro":
-        problems.append(f"type is {data['type']!r}, not \"micro\"")
+        problems.append(f"type is {json.dumps(data['type'])}, not \"micro\"")
     if not isinstance(data.get("wake_word"), str):
         problems.append("no \"wake_word\" phrase")
     step = micro.get("feature_step_size")
@@ -211,7 +217,7 @@ def _config_problems(data: dict) -> list[str]:
                         f"{MAX_SLIDING_WINDOW} (the device app's window holds {MAX_SLIDING_WINDOW} probabilities)")
     arena = micro.get("tensor_arena_size")
     if arena is not None and not (_is_int(arena) and arena > 0):
-        problems.append(f"micro.tensor_arena_size is {arena!r}; it must be a whole number of bytes > 0")
+        problems.append(f"{_shown(micro, 'tensor_arena_size')}; it must be a whole number of bytes > 0")
     return problems
 
 
