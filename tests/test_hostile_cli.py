@@ -355,6 +355,8 @@ CASES = [
     ("wrong-rate-wav", "wakeword-detect", ["okay_nabu", "{r}/fsdd_stray/recordings/0_jackson_0.wav"], "8000 Hz"),
     ("missing-path", "wakeword-detect", ["{r}/nothing.tflite", "{r}/wav_good/a.wav"], "nothing.tflite"),
     ("output-blocked", "wakeword-export", ["okay_nabu", "--out", "{blocked}"], "blocker"),
+    # a folder no one can make, though access() says yes to root: once found only when writing
+    ("output-impossible", "wakeword-export", ["okay_nabu", "--out", "/proc/tinydrift_out"], "cannot be created: /proc "),
     ("bad-name", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_out", "--name", "../nabu"], "../nabu"),
     ("file-in-the-way", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_include_file"], "include"),
     ("output-blocked", "wakeword-calibrate", ["okay_nabu", "--out", "{blocked}"], "blocker"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -102,6 +103,10 @@ def _cannot_create(path: Path) -> str | None:
                 return f"cannot be created: {ancestor} is a file, not a folder; choose another path"
             if not os.access(ancestor, os.W_OK | os.X_OK):
                 return f"cannot be created: {ancestor} is not writable; choose another path"
+            try:  # access() says yes to root everywhere, /proc included: try it
+                os.rmdir(tempfile.mkdtemp(prefix=".tinydrift-probe-", dir=ancestor))
+            except OSError as e:
+                return f"cannot be created: {ancestor} takes no new folder ({e.strerror}); choose another path"
             return None
     return None
 
