@@ -67,6 +67,42 @@ def test_every_scenario_changes_long_sessions_and_keeps_their_shape():
     assert all("." not in s.name for s in SCENARIOS), "figures are read by dotted paths"
 
 
+def test_recorded_utterances_are_laid_out_like_phrases_without_their_phones_offsets_or_padding():
+    """render_recorded_session: the clips said whole, in random order, over a faint room noise;
+    a clip's DC offset (two Speech Commands speakers' phones: a fifth of their peak) and its
+    zero padding do not come along, or the session would change microphone with every word."""
+    from tinydrift.data.wakeword_audio import render_recorded_session
+
+    speech = (np.sin((np.arange(8000) + 3) / 7.0) * 8000).astype(np.int16)  # no zero at either end
+    offset = np.concatenate([np.zeros(4000), speech + 3000.0, np.zeros(4000)]).astype(np.int16)
+    pcm = render_recorded_session([speech], 60, seed=5)
+    assert pcm.dtype == np.int16 and len(pcm) == 60 * RATE
+    # the same words through a phone with an offset, padded: the same session
+    assert np.array_equal(render_recorded_session([offset], 60, seed=5), pcm)
+    loud = np.abs(pcm.astype(np.int64)) > 1000
+    assert 0.2 < loud.mean() < 0.8, "utterances with pauses between them"
+    assert not np.array_equal(pcm, render_recorded_session([speech], 60, seed=6)), "the seed draws the room"
+
+
+def test_recorded_sessions_are_one_speaker_or_many_and_name_themselves(fsdd_dir, speech_commands_dir):
+    from tinydrift.data.wakeword_audio import (RECORDED_MANY_VOICES, RECORDED_PER_SPEAKER, recorded_sessions)
+
+    sessions = recorded_sessions(fsdd_dir.parent, 10, seed=1)
+    names = [name for name, _ in sessions]
+    speakers = {name.split("-")[1] for name in names if name.startswith("fsdd-")}
+    assert len(names) == len(speakers) * RECORDED_PER_SPEAKER + RECORDED_MANY_VOICES and len(speakers) == 6
+    assert all(pcm.dtype == np.int16 and len(pcm) == 10 * RATE for _, pcm in sessions)
+    assert len(set(names)) == len(names)
+
+
+def test_recorded_sessions_need_one_of_the_two_folders(tmp_path):
+    from tinydrift.data.wakeword_audio import recorded_sessions
+    from tinydrift.errors import TinydriftError
+
+    with pytest.raises(TinydriftError, match="neither fsdd/ nor speech_commands_v0.01_subset/ inside"):
+        recorded_sessions(tmp_path, 10, seed=1)
+
+
 @pytest.fixture(scope="module")
 def okay_nabu():
     pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
@@ -277,6 +313,11 @@ def check_figures(data: dict, models: list[str]) -> None:
         assert held["inferences"] == held["inferences_per_session"] * held["sessions"]
         assert held["sessions_without_alarm"] == held["session_alarms"].count(0)
         assert held["worst_session_alarms"] == max(held["session_alarms"])
+        recorded = monitor.get("recorded_speech")  # with ../shared/data: its real voices, measured alike
+        if recorded is not None:
+            assert recorded["sessions"] == len(recorded["session_names"]) == len(recorded["session_alarms"])
+            assert sum(recorded["session_alarms"]) == recorded["alarms"] and recorded["hours"] > 0
+            assert recorded["inferences"] == recorded["inferences_per_session"] * recorded["sessions"]
         # rooms shown above the x0.5-x2 band: beyond the 95th percentile of twice the budget's count
         twice = held["inferences_per_session"] / (monitor["target_arl0"] / 2)
         assert held["over_twice_budget_above_alarms"] >= twice

@@ -176,9 +176,14 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
                    "accepts in this stored result (e.g. docs/figures/wakeword_bench.json): the error-rate test at "
                    "DDM's textbook level and at the level calibrated per labelling mode on the reference sessions. "
                    "Writes wakeword_label_feedback.json and .md into --out.")
+@click.option("--recorded-speech", "recorded_speech", type=input_folder("folder of real recordings (../shared/data)"),
+              default=None, metavar="DIR",
+              help="Real human speech laid out as ../shared/data (fsdd/, speech_commands_v0.01_subset/): the monitor's "
+                   "false alarms and the model's false accepts on its voices too. Default: ../shared/data when it is "
+                   "there, else none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None, out_dir: Path,
-             workers: int | None, label_feedback_from: Path | None, as_json: bool):
+             workers: int | None, label_feedback_from: Path | None, recorded_speech: Path | None, as_json: bool):
     """microWakeWord's models with the field's figures, in domain and under drift.
 
     Per model: espeak-ng sessions of a voice satellite's room (talkers, everyday phrases,
@@ -193,8 +198,9 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     length in domain and on held-out sessions its calibration never heard (each session an
     equal share, with its own alarm count), and on those held-out sessions, changed halfway,
     its detection rate, median delay and alarm types per scenario (with sensor health on the
-    audio, as the device runs it). Audio, the monitor's calibration and each scenario's run
-    are cached in OUT. Figures to read: the exit code is 0 unless the run fails.
+    audio, as the device runs it); and with real recordings (--recorded-speech, or
+    ../shared/data when present) its false alarms on their voices. Audio, the monitor's
+    calibration and each scenario's run are cached in OUT. Figures to read: the exit code is 0 unless the run fails.
 
     \b
     Examples:
@@ -235,8 +241,11 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
         if not model_names:
             raise TinydriftError("no model given and pymicro-wakeword is not installed to bring its four; give "
                                  "--model PATH.tflite, or pip install 'tinydrift[wakeword]'")
+    from tinydrift.pipeline.wakeword_bench import default_recorded_speech
+
     result = run_wakeword_bench(list(model_names), WakewordBenchSettings.make(quick), cache=out_dir,
-                                monitor_dir=monitor_dir, workers=workers or os.cpu_count() or 1, log=log)
+                                monitor_dir=monitor_dir, workers=workers or os.cpu_count() or 1, log=log,
+                                recorded_speech=recorded_speech or default_recorded_speech())
     _show(result, write_outputs(result, out_dir), markdown, as_json)
 
 

@@ -37,6 +37,12 @@ BACKGROUND_PHRASES = (
 )
 
 
+# A session's room noise (its colour, its RMS level) and each utterance's peak level.
+NOISES = ("white", "pink", "brown")
+NOISE_DBFS = (-70, -40)
+SPEECH_PEAK_DBFS = (-26.0, -6.0)
+
+
 @dataclass(frozen=True)
 class SessionSpec:
     """One session's audio, fully determined: everything random is drawn from `seed`."""
@@ -64,10 +70,32 @@ def plan_sessions(wake_phrase: str, n_sessions: int, seconds: float, *, wake_rat
         talkers = tuple((str(rng.choice(voices)), str(rng.choice(variants)), int(rng.integers(20, 80)),
                          int(rng.integers(120, 200))) for _ in range(int(rng.integers(2, 4))))
         specs.append(SessionSpec(wake_phrase=wake_phrase, seconds=float(seconds), talkers=talkers,
-                                 noise=str(rng.choice(("white", "pink", "brown"))),
-                                 noise_dbfs=float(rng.uniform(-70, -40)), speech_peak_dbfs=(-26.0, -6.0),
+                                 noise=str(rng.choice(NOISES)),
+                                 noise_dbfs=float(rng.uniform(*NOISE_DBFS)), speech_peak_dbfs=SPEECH_PEAK_DBFS,
                                  wake_rate=float(wake_rate), seed=int(rng.integers(2**31))))
     return specs
+
+
+def lay_out_utterances(audio: np.ndarray, rng: np.random.Generator, next_utterance, peak_dbfs: tuple) -> list:
+    """Say utterances one after another over `audio` (float, full scale 1; changed in place),
+    from a random start, with pauses of 0.3-2 s, each scaled to a peak drawn from
+    `peak_dbfs`: next_utterance() gives (samples, tag). Returns (start, end, tag) of each
+    utterance said whole (one cut off by the session's end is not)."""
+    n, said = len(audio), []
+    position = int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
+    while position < n:
+        speech, tag = next_utterance()
+        speech = speech / (np.abs(speech).max() + 1e-12) * 10 ** (rng.uniform(*peak_dbfs) / 20)
+        end = min(n, position + len(speech))
+        audio[position:end] += speech[:end - position]
+        if end - position == len(speech):
+            said.append((position, end, tag))
+        position = end + int(rng.uniform(0.3, 2.0) * SAMPLE_RATE)
+    return said
+
+
+def _as_pcm(audio: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
 
 
 def render_session(spec: SessionSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -75,21 +103,37 @@ def render_session(spec: SessionSpec) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(spec.seed)
     n = int(spec.seconds * SAMPLE_RATE)
     audio = coloured_noise(spec.noise, n, rng) * 10 ** (spec.noise_dbfs / 20)
-    wakes = []
-    position = int(rng.uniform(0.2, 1.0) * SAMPLE_RATE)
-    while position < n:
+
+    def next_phrase():
         voice, variant, pitch, speed = spec.talkers[int(rng.integers(len(spec.talkers)))]
         is_wake = rng.uniform() < spec.wake_rate
         phrase = spec.wake_phrase if is_wake else str(rng.choice(BACKGROUND_PHRASES))
-        speech = speak(phrase, voice, variant, pitch, speed)
-        speech = speech / (np.abs(speech).max() + 1e-12) * 10 ** (rng.uniform(*spec.speech_peak_dbfs) / 20)
-        end = min(n, position + len(speech))
-        audio[position:end] += speech[:end - position]
-        if is_wake and end - position == len(speech):  # a wake cut off by the session's end is not one
-            wakes.append((position, end))
-        position = end + int(rng.uniform(0.3, 2.0) * SAMPLE_RATE)
-    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype(np.int16)
-    return pcm, np.array(wakes, dtype=np.int64).reshape(-1, 2)
+        return speak(phrase, voice, variant, pitch, speed), is_wake
+
+    wakes = [(start, end) for start, end, is_wake in lay_out_utterances(audio, rng, next_phrase, spec.speech_peak_dbfs)
+             if is_wake]
+    return _as_pcm(audio), np.array(wakes, dtype=np.int64).reshape(-1, 2)
+
+
+def render_recorded_session(clips: list[np.ndarray], seconds: float, seed: int) -> np.ndarray:
+    """int16 PCM of a session in which recorded utterances (int16 clips, 16 kHz) are said in
+    random order as render_session says its phrases, over a room noise drawn as plan_sessions
+    draws it. Each clip loses its leading and trailing digital zeros (padding) and its own DC
+    offset: recordings from many phones carry offsets of up to a fifth of their peak (two
+    Speech Commands speakers'), which a session of them would turn into a microphone that
+    changes with every word; a device has one."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    audio = coloured_noise(str(rng.choice(NOISES)), n, rng) * 10 ** (rng.uniform(*NOISE_DBFS) / 20)
+
+    def next_clip():
+        clip = np.asarray(clips[int(rng.integers(len(clips)))], dtype=np.float64)
+        heard = np.flatnonzero(clip)
+        clip = clip[heard[0]:heard[-1] + 1] if len(heard) else clip[:1]
+        return clip - clip.mean(), None
+
+    lay_out_utterances(audio, rng, next_clip, SPEECH_PEAK_DBFS)
+    return _as_pcm(audio)
 
 
 def _render_chunk(specs: list[SessionSpec]) -> list:
@@ -121,3 +165,35 @@ def cached_sessions(specs: list[SessionSpec], cache_dir: str | Path, workers: in
         with np.load(path) as data:
             out.append((data["pcm"], data["wakes"]))
     return out
+
+
+# The recorded speech a folder laid out as ../shared/data holds (see recorded_sessions).
+FSDD_FOLDER = "fsdd"
+SPEECH_COMMANDS_FOLDER = "speech_commands_v0.01_subset"
+RECORDED_PER_SPEAKER = 2
+RECORDED_MANY_VOICES = 6
+
+
+def recorded_sessions(data_root: str | Path, seconds: float, seed: int) -> list[tuple[str, np.ndarray]]:
+    """Sessions of real human speech, (name, int16 PCM) each, from a folder laid out as
+    ../shared/data: two for each FSDD speaker (one person saying digits in a room; 8 kHz
+    recordings, so band-limited) and six of the Speech Commands words (a room of many
+    voices). Either sub-folder may be absent; a TinydriftError if both are."""
+    from tinydrift.errors import TinydriftError
+    from tinydrift.data.wavfolder import load_fsdd, load_speech_commands
+
+    root = Path(data_root)
+    pools = []
+    if (root / FSDD_FOLDER).is_dir():
+        fsdd = load_fsdd(root / FSDD_FOLDER)
+        speakers = fsdd.domain["speaker"]
+        for speaker in sorted(set(speakers.tolist())):
+            pools += [(f"fsdd-{speaker}-{k}", fsdd.audio[speakers == speaker]) for k in range(RECORDED_PER_SPEAKER)]
+    if (root / SPEECH_COMMANDS_FOLDER).is_dir():
+        words = load_speech_commands(root / SPEECH_COMMANDS_FOLDER)
+        pools += [(f"speech-commands-{k}", words.audio) for k in range(RECORDED_MANY_VOICES)]
+    if not pools:
+        raise TinydriftError(f"{root}: neither {FSDD_FOLDER}/ nor {SPEECH_COMMANDS_FOLDER}/ inside; give the folder "
+                             "that holds them (../shared/data)")
+    rng = np.random.default_rng([seed, 20])
+    return [(name, render_recorded_session(list(clips), seconds, int(rng.integers(2**31)))) for name, clips in pools]

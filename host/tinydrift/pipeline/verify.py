@@ -98,7 +98,8 @@ def _candidates(default_name: Path) -> list[Path]:
     return [default_name, firmware.REPO_ROOT / default_name]
 
 
-def _shared_data_dirs() -> list[Path]:
+def shared_data_dirs() -> list[Path]:
+    """Where ../shared/data (the real recordings) may be: beside the working directory or the repository."""
     return [Path("..") / SHARED_DATA, firmware.REPO_ROOT.parent / SHARED_DATA]
 
 
@@ -146,7 +147,7 @@ def load_clips(data: Path | None, n: int, rng: np.random.Generator) -> Clips:
                 clips, source = ClipSet.load(path), f"clip set {path}"
                 break
         if clips is None:
-            for folder in _shared_data_dirs():
+            for folder in shared_data_dirs():
                 for sub in (SPEECH_COMMANDS, FSDD):
                     if (folder / sub).is_dir():
                         clips, source = load_any(folder / sub), f"real recordings in {folder / sub}"

@@ -453,6 +453,35 @@ def held_out_arl0(config, run: dict, settings: WakewordBenchSettings) -> dict:
             "over_twice_budget_above_alarms": above, "sessions_over_twice_budget": int(np.sum(per_session > above))}
 
 
+def default_recorded_speech() -> Path | None:
+    """../shared/data, if it is there (the bench then measures on its recordings too)."""
+    from tinydrift.data.wakeword_audio import FSDD_FOLDER, SPEECH_COMMANDS_FOLDER
+    from tinydrift.pipeline.verify import shared_data_dirs
+
+    for folder in shared_data_dirs():
+        if (folder / FSDD_FOLDER).is_dir() or (folder / SPEECH_COMMANDS_FOLDER).is_dir():
+            return folder
+    return None
+
+
+def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data_root: Path, log) -> dict:
+    """The monitor's false alarms on sessions of real human speech (recorded_sessions), each
+    session measured as a held-out one (held_out_arl0), and the model's false accepts there
+    (no one says the wake phrase): voices, microphones and rooms that neither calibration nor
+    espeak-ng ever made."""
+    from tinydrift.data.wakeword_audio import recorded_sessions
+
+    sessions = recorded_sessions(data_root, settings.reference_seconds, settings.seed)
+    log(f"recorded speech: {len(sessions)} sessions of {settings.reference_seconds:.0f} s from {data_root}")
+    audio = np.stack([pcm for _, pcm in sessions])
+    run = run_sessions(model, audio, [np.zeros((0, 2), np.int64)] * len(audio), clip_level=int(config.clip_level))
+    counts = rates(run["counts"])
+    return {"folder": str(data_root), "session_names": [name for name, _ in sessions],
+            **{key: counts[key] for key in ("false_accepts", "hours", "false_accepts_per_hour",
+                                            "false_accepts_per_hour_ci95")},
+            **held_out_arl0(config, run["monitor"], settings)}
+
+
 def monitor_detection(config, before: dict, after: dict, settings: WakewordBenchSettings) -> dict:
     """Each held-out session played in order up to the change, then on in its changed
     version (or, for other voices, the same-numbered session of theirs)."""
@@ -635,7 +664,10 @@ def sensor_false_alarms(config, samples: dict) -> dict:
 
 
 def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, *, cache: Path,
-                       monitor_dir: Path | None = None, workers: int = 1, log=print) -> WakewordBenchResult:
+                       monitor_dir: Path | None = None, workers: int = 1, log=print,
+                       recorded_speech: Path | None = None) -> WakewordBenchResult:
+    """The bench (the module's docstring); with `recorded_speech`, a folder laid out as
+    ../shared/data, the monitor on its real voices too (recorded_speech_figures)."""
     from tinydrift.monitor.calibrate import measure_arl0
     from tinydrift.wakeword.config import load_wakeword
 
@@ -703,6 +735,9 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
             "label_feedback": label_feedback_figures(
                 label_feedback_configs(models[monitored], config, settings, cache, workers, log), result.models[monitored]),
         }
+        if recorded_speech is not None:
+            result.monitor["recorded_speech"] = recorded_speech_figures(models[monitored], config, settings,
+                                                                        recorded_speech, log)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -760,7 +795,8 @@ def markdown(result: WakewordBenchResult) -> str:
                   f"sessions {'no alarm' if arl0['arl0'] is None else format(arl0['arl0'], ',.0f')} ({arl0['alarms']} alarm{'' if arl0['alarms'] == 1 else 's'} in "
                   f"{arl0['inferences']:,} inferences; the scores and sensor health together). Each stream replays "
                   f"one {result.settings.seconds:g} s session, so the device hears the audio it commissioned on "
-                  "again and again: quieter than a deployment." + _held_out_line(mon) + " Detection, on those held-out "
+                  "again and again: quieter than a deployment." + _held_out_line(mon) + _recorded_speech_line(mon)
+                  + " Detection, on the held-out "
                   f"sessions: each played {mon['change_at']} inferences from its start, then its changed version from "
                   f"the same place for up to {mon['max_delay']} (30 ms each), so no audio is heard twice (other voices: "
                   f"the same-numbered one of their {result.settings.seconds:g} s sessions, looped), with sensor health on each inference's new samples "
@@ -774,6 +810,18 @@ def markdown(result: WakewordBenchResult) -> str:
         lines += _label_feedback_lines(result.monitor["label_feedback"])
     lines.append(f"{result.seconds:.0f} s")
     return "\n".join(lines) + "\n"
+
+
+def _recorded_speech_line(mon: dict) -> str:
+    held = mon.get("recorded_speech")
+    if held is None:
+        return ""
+    value = "no alarm" if held["arl0"] is None else f"{held['arl0']:,.0f} (x{held['ratio_to_target']:g} the target)"
+    return (f" On {held['sessions']} sessions of recorded human speech ({held['folder']}: FSDD's speakers, Speech "
+            f"Commands' voices; no one says the wake phrase): {value}, {held['alarms']} alarm"
+            f"{'' if held['alarms'] == 1 else 's'} in {held['inferences']:,} inferences; the worst session "
+            f"{held['worst_session_alarms']}, {held['sessions_over_twice_budget']} above twice the budget; "
+            f"{held['false_accepts']} false accepts in {held['hours']:g} h.")
 
 
 def _held_out_line(mon: dict) -> str:
