@@ -85,6 +85,28 @@ def test_winsorized_scores_are_capped_by_the_device_clip_and_centred_by_the_allo
     assert k_units > 0.0 and capped.score_k[SCORE_CONF] > 0
 
 
+def test_scores_constant_on_the_reference_are_turned_off_and_named():
+    """A wake-word model that never fires on its reference: confidence, entropy and class mix
+    never move, their CUSUMs have no excursion to place a level by, and calibration once
+    failed asking for more simulated inferences, which could not help."""
+    from tinydrift.monitor.config import SCORE_LABEL
+
+    data = dataset(1)
+    never_fires = np.full_like(data["probs"], -128)
+    never_fires[:, 0] = 127
+    config, report = calibrate_thresholds(data["summaries"], never_fires, data["groups"], None, target_arl0=TARGET,
+                                          n_inferences=300_000, seed=3)
+    assert report["idle_scores"] == ["confidence", "entropy", "label"]
+    assert [(config.enabled_scores >> i) & 1 for i in (SCORE_MEAN, SCORE_CONF, SCORE_ENTROPY, SCORE_LABEL)] == [1, 0, 0, 0]
+    assert set(report["scores"]) == {"mean", "var"}
+    # the input scores still meet the budget on their own
+    check = measure_arl0(config, data["summaries"], never_fires, data["groups"], n_inferences=100_000)
+    assert check["by_type"]["CONFIDENCE_DRIFT"] == check["by_type"]["LABEL_SHIFT"] == 0
+    constant = np.zeros_like(data["summaries"])
+    with pytest.raises(TinydriftError, match="every score stays constant on the reference"):
+        calibrate_thresholds(constant, never_fires, data["groups"], None, target_arl0=TARGET, n_inferences=300_000)
+
+
 def test_winsorize_needs_one_value_per_score():
     with pytest.raises(TinydriftError, match="winsorize_sigma"):
         calibrate(dataset(1), winsorize_sigma=(2.0, 2.0))

@@ -285,6 +285,10 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         raise _too_few_simulated(e, simulated, target_arl0) from None
     click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
                f"{len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
+    if report.get("idle_scores"):
+        say(f"warning: the {', '.join(report['idle_scores'])} score{'s' if len(report['idle_scores']) > 1 else ''} never "
+            f"moved on the reference (did {loaded.name} ever fire on it?) and {'are' if len(report['idle_scores']) > 1 else 'is'} "
+            "off: only the others watch this deployment; give recordings in which the wake phrase is said now and then")
     if phrases is None:
         monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
         basis = "for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said)"

@@ -480,6 +480,17 @@ def calibrate_thresholds(
         z_mean[i] = float(z[:, :, e].mean(dtype=np.float64))
         z_sd[i] = max(float(z[:, :, e].std(dtype=np.float64)), 1.0)
     ks = np.array([int(round(max(0.0, z_mean[i] + k_sigma[i] * z_sd[i]))) for i in range(SCORE_COUNT)], dtype=np.int64)
+    # A score that never rises past its allowance on the reference (a wake-word model that
+    # never fires on it: constant confidence, entropy and class mix) gives its CUSUM nothing
+    # to place a level by, whatever the number simulated: it is turned off, and said so.
+    idle = [i for e, i in enumerate(enabled) if not np.any(z[:, :, e] > ks[i])]
+    if len(idle) == len(enabled):
+        raise TinydriftError("every score stays constant on the reference: give reference data of the deployment's "
+                             "own kind, in which its inputs and the model's outputs vary")
+    if idle:
+        z = z[:, :, [e for e, i in enumerate(enabled) if i not in idle]]
+        enabled = [i for i in enabled if i not in idle]
+        final = final.replace(enabled_scores=final.enabled_scores & ~sum(1 << i for i in idle))
     normalized = final.replace(score_offset=offsets, score_gain_q16=gains, score_k=ks)
     k_on = ks[enabled]
     del raw
@@ -558,6 +569,7 @@ def calibrate_thresholds(
         "data_session_length": data_session_length,
         "output_session_length": output_session_length,
         "scores": scores_report,
+        "idle_scores": [SCORE_NAMES[i] for i in idle],  # constant on the reference: turned off
         "seconds": round(time.perf_counter() - start, 2),
     }
     config = normalized.replace(
