@@ -514,3 +514,42 @@ def test_a_label_outside_the_captured_model_s_classes_is_refused_before_it_is_qu
     conn = open_db(db)
     assert [tuple(r) for r in conn.execute("SELECT inference_index, label FROM labels")] == [(5, 11)]
     conn.close()
+
+
+def test_a_database_that_cannot_take_the_capture_is_refused_before_the_port_is_opened(tmp_path):
+    """Opening the port starts an emulated board: a --db refused after it once lost the whole
+    run (80 clips played to no one)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    url = f"socket://127.0.0.1:{server.getsockname()[1]}"
+    server.settimeout(0.5)
+    not_a_db = tmp_path / "notes.sqlite"
+    not_a_db.write_text("these are notes, not a database\n" * 40)
+    with pytest.raises(TinydriftError, match="cannot write capture database"):
+        capture(url, not_a_db)
+    with pytest.raises(socket.timeout):
+        server.accept()  # nobody connected
+    server.close()
+    # a new database whose port then fails is not left behind, empty
+    with pytest.raises(TinydriftError, match="cannot open port"):
+        capture("socket://127.0.0.1:1", tmp_path / "new.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"]
+
+
+def test_a_database_holds_one_model_s_captures(tmp_path):
+    """Once a capture of another model's device went into a database silently ("0 foreign"),
+    and monitor and report then showed one model's scores against the other's thresholds."""
+    rng = random.Random(36)
+    db = tmp_path / "run.db"
+    first = [hello()] + [inference(i, i, rng) for i in range(1, 30)] + [P.Bye(30, 0, 29)]
+    capture(TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in first))).url, db)
+    other = [hello(model_hash=OTHER_HASH)] + [inference(i, i, rng, OTHER_HASH) for i in range(1, 30)]
+    device = TcpDevice(lambda conn: (conn.sendall(b"".join(P.encode(f) for f in other)), time.sleep(1.0)))
+    summary = capture(device.url, db, reconnect_timeout=0)
+    assert summary.failed and summary.stats.foreign > 0
+    assert summary.problem == (f"the device runs model {OTHER_HASH.hex()[:16]}, but the model {db} holds is "
+                               f"model {MODEL_HASH.hex()[:16]}: capture into another --db")
+    # named by the caller, a model that is not the database's is refused before the port
+    # (here one that would refuse the connection, were it tried)
+    with pytest.raises(TinydriftError, match=f"{db.name} holds captures of model {MODEL_HASH.hex()[:16]}, and the "
+                                             f"expected model is model {OTHER_HASH.hex()[:16]}: capture into another --db"):
+        capture("socket://127.0.0.1:1", db, expected_hash=OTHER_HASH)

@@ -210,6 +210,8 @@ CASES = [
     ("output-blocked", "train", ["--data", "{r}/adir", "--out", "{blocked}"], "blocker"),
     ("output-blocked", "demo", ["--model", "{r}/model", "--out", "{blocked}"], "blocker"),
     ("output-blocked", "replay", ["{r}/adir", "--port", PORT, "--db", "{blocked}/c.db"], "blocker"),
+    # a --db that is no database, refused before the port (whose opening starts an emulated board)
+    ("not-a-database", "replay", ["{r}/wav_good", "--port", PORT, "--db", "{r}/afile"], "cannot write capture database"),
     ("output-blocked", "capture", ["--port", PORT, "--db", "{blocked}/c.db"], "blocker"),
     ("output-blocked", "monitor", ["--port", PORT, "--db", "{blocked}/c.db", "--once"], "blocker"),
     ("output-blocked", "report", ["{r}/afile", "--out", "{blocked}"], "blocker"),

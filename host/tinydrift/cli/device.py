@@ -263,7 +263,10 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         return reopen_port(port, port_url, baudrate, 0.05, None if reconnect_timeout < 0 else reconnect_timeout,
                            exc, log, lambda: False)[0]
 
-    # Everything that can refuse the arguments comes before the database gets a session.
+    # Everything that can refuse the arguments comes before the database gets a session, and
+    # the database before the port (opening it starts an emulated board).
+    if db_path is not None:
+        DatabaseSink.check(db_path, expected_hash, str(model_dir))
     port = open_port(port_url, baudrate, timeout=0.05)
     try:
         replayer = Replayer(port, window=window, reopen=reopen if reconnect_timeout != 0 else None)

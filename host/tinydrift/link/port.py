@@ -132,8 +132,10 @@ class LinkTracker:
         reflashed halfway through is not refused: its frames stay counted as foreign."""
         if not self.named or self.matched or self.first_foreign is None:
             return None
+        remedy = ("capture into another --db" if self.expected_from == "database" else
+                  "give the model folder the device was flashed with, or omit --model-dir")
         return (f"the device runs model {self.first_foreign.hex()[:16]}, but {what} is model "
-                f"{self.expected_hash.hex()[:16]}: give the model folder the device was flashed with, or omit --model-dir")
+                f"{self.expected_hash.hex()[:16]}: {remedy}")
 
 
 def _pending_bytes(port: serial.SerialBase) -> int:

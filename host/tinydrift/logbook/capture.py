@@ -255,6 +255,23 @@ class LabelSender:
             time.sleep(0.05)
 
 
+def expected_model(store: CaptureStore, expected_hash: bytes | None, expected_from: str | None,
+                   named_as: str) -> tuple[bytes | None, str | None, str]:
+    """The model a capture into `store` expects, where that came from, and how to name it: a
+    database holds one model's captures, so without a model named by the caller it is the
+    one the database holds (another model's device is then refused as foreign), and a model
+    named that is not the database's is refused at once (TinydriftError)."""
+    held = store.captured_model()
+    if held is None:
+        return expected_hash, expected_from, named_as
+    if expected_hash is None:
+        return held, "database", f"the model {store.path} holds"
+    if held[:len(expected_hash)] != expected_hash[:len(held)]:
+        raise TinydriftError(f"{store.path} holds captures of model {held.hex()[:16]}, and {named_as} is model "
+                             f"{expected_hash.hex()[:16]}: capture into another --db")
+    return expected_hash, expected_from, named_as
+
+
 def capture(
     port_url: str,
     db_path: str | Path,
@@ -285,11 +302,14 @@ def capture(
     elif expected_hash is not None:
         expected_from = "argument"
 
-    port = open_port(port_url, baudrate, read_timeout)
+    # The database first: opening the port starts an emulated board, whose run a database
+    # refused after it would lose.
+    store = CaptureStore(db_path, durable=durable)
     try:
-        store = CaptureStore(db_path, durable=durable)
-    except TinydriftError:
-        port.close()
+        expected_hash, expected_from, named_as = expected_model(store, expected_hash, expected_from, named_as)
+        port = open_port(port_url, baudrate, read_timeout)
+    except BaseException:
+        store.discard()
         raise
     tracker = LinkTracker(expected_hash, expected_from)
     earlier = store.last_device_frame(port_url)
@@ -491,13 +511,29 @@ class DatabaseSink:
 
     def __init__(self, db_path: str | Path, port_url: str, expected_hash: bytes | None = None,
                  log: Callable[[str], None] | None = None, named_as: str = "the expected model"):
-        self.named_as = named_as  # where expected_hash came from, for the error naming it
         store = CaptureStore(db_path)
-        expected_from = "model-dir" if expected_hash else None
+        try:
+            expected_hash, expected_from, named_as = expected_model(store, expected_hash,
+                                                                    "model-dir" if expected_hash else None, named_as)
+        except BaseException:
+            store.discard()
+            raise
+        self.named_as = named_as  # where expected_hash came from, for the error naming it
         self.session = store.start_session(port_url, expected_hash.hex() if expected_hash else None, expected_from)
         self.tracker = LinkTracker(expected_hash, expected_from)
         self.stats = CaptureStats()
         self.writer = SessionWriter(store, self.session, _counters(self.stats), log or logger.info)
+
+    @staticmethod
+    def check(db_path: str | Path, expected_hash: bytes | None, named_as: str) -> None:
+        """What constructing one would refuse (a database that cannot be written, or holds
+        another model's captures), before the port is opened: opening it starts an emulated
+        board, whose run a refusal after it would lose. Leaves no new file behind."""
+        store = CaptureStore(db_path)
+        try:
+            expected_model(store, expected_hash, "model-dir" if expected_hash else None, named_as)
+        finally:
+            store.discard()
 
     def __call__(self, items: list) -> None:
         """Store what arrived; TinydriftError (after storing it) once the device shows it runs

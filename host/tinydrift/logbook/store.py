@@ -177,6 +177,7 @@ class CaptureStore:
     def __init__(self, path: str | Path, durable: bool = False) -> None:
         self.path = Path(path)
         self.reserve = self.path.with_name(self.path.name + "-reserve")
+        self.created = not self.path.exists()  # discard() removes only a database this opened anew
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path), isolation_level=None)
@@ -362,6 +363,21 @@ class CaptureStore:
     def close(self) -> None:
         self.conn.close()
         self.release_reserve()
+
+    def discard(self) -> None:
+        """Close, and remove the database if this store created it and nothing was written:
+        a capture that could not start leaves no empty file behind."""
+        self.close()
+        if self.created:
+            for suffix in ("", "-wal", "-shm"):
+                self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+
+    def captured_model(self) -> bytes | None:
+        """The model the latest earlier session captured (its hash, or the model id it was
+        known by), None for a new database: a database holds one model's captures."""
+        row = self.conn.execute("SELECT expected_hash FROM sessions WHERE expected_hash IS NOT NULL "
+                                "ORDER BY id DESC LIMIT 1").fetchone()
+        return bytes.fromhex(row[0]) if row else None
 
 
 # ---------------------------------------------------------------------------- readers
