@@ -499,3 +499,18 @@ def test_replay_interrupted_says_what_it_kept(hostile, tmp_path):
     assert replay.returncode == 130 and "Traceback" not in err and "Aborted" not in err, err
     assert err.strip().splitlines()[-1] == f"replay interrupted; the frames received so far are stored in {db}"
     assert db.is_file()
+
+
+def test_files_that_are_no_npz_archive_are_named_without_numpy_s_unsafe_advice(hostile, tmp_path):
+    """numpy calls a text file "pickled (object) data" and suggests allow_pickle; a cut
+    archive reached the drift commands as a BadZipFile traceback."""
+    (tmp_path / "notes.npz").write_text("not an archive\n")
+    whole = (hostile / "samples_misfit.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[:len(whole) // 2])
+    for name, says in (("notes.npz", "not a numpy .npz archive"), ("cut.npz", "a damaged or cut .npz archive")):
+        for argv in (["drift", "calibrate", str(tmp_path / name), "--out", str(tmp_path / "out")],
+                     ["eval", str(hostile / "model"), str(tmp_path / name)]):
+            result = CliRunner().invoke(main, argv)
+            assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
+            assert says in result.output and "pickle" not in result.output and "Traceback" not in result.output, \
+                result.output

@@ -259,3 +259,23 @@ def test_ctrl_c_exits_with_the_shells_code_not_a_failures(monkeypatch):
     monkeypatch.setattr(config, "load_wakeword", interrupted)
     result = CliRunner().invoke(main, ["wakeword", "check", "okay_nabu"])
     assert result.exit_code == 130 and result.output.strip() == "interrupted", result.output
+
+
+def test_tensorflow_s_import_lines_are_held_back(tmp_path):
+    """TensorFlow prints lines when first imported (oneDNN's notice, absl's warning) that its
+    log level does not reach; detect once showed them twice on every run."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    executable = Path(sys.executable).with_name("tinydrift")
+    if not executable.exists():
+        pytest.skip(f"{executable} is not installed (pip install -e .)")
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, bytes(32000))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "TINYDRIFT_"))}
+    run = subprocess.run([str(executable), "wakeword", "detect", "okay_nabu", str(wav)], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert not re.search(r"oneDNN|absl|port\.cc|cpu_feature_guard", run.stderr), run.stderr

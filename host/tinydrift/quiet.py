@@ -6,6 +6,8 @@ when the step fails, or always with `tinydrift --verbose` (TINYDRIFT_VERBOSE=1).
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import io
 import os
 import sys
@@ -66,3 +68,40 @@ def held_back() -> Iterator[None]:
         user_stderr.close()
         if held:
             sys.stderr.write(held)
+
+
+class _HeldBackImport(importlib.abc.MetaPathFinder):
+    """Finds `name` as the other finders do, and runs its first import inside held_back():
+    TensorFlow prints lines at import (oneDNN's notice, absl's) that its log level does not
+    reach, wherever it is first imported (directly, or by tflite_micro or keras)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        spec.loader = _HeldBackLoader(spec.loader)
+        return spec
+
+
+class _HeldBackLoader(importlib.abc.Loader):
+    def __init__(self, loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with held_back():
+            self.loader.exec_module(module)
+
+
+def hold_back_tensorflow_import() -> None:
+    """The CLI's: TensorFlow's import-time lines are held back unless --verbose."""
+    if verbose() or "tensorflow" in sys.modules or any(isinstance(f, _HeldBackImport) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _HeldBackImport("tensorflow"))

@@ -35,10 +35,15 @@ def _load_samples(path: Path, model: bytes | None = None) -> dict:
     serves too when `model` is given: its features go through TFLite Micro for the probs."""
     from tinydrift.monitor.twin import summarize_frames
 
+    import zipfile
+
+    from tinydrift.data.npzfile import npz_problem
+
     try:
-        data = dict(np.load(path))
-    except (OSError, ValueError, EOFError) as e:
-        raise TinydriftError(f"cannot read {path}: {e}") from e
+        with np.load(path, allow_pickle=False) as archive:
+            data = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise TinydriftError(f"cannot read {path}: {npz_problem(path, e)}") from None
     if "groups" not in data and "meta_group" in data:  # a ClipSet
         data["groups"] = data["meta_group"]
     if "probs" not in data and "features" in data and model is not None:

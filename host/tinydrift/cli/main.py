@@ -16,7 +16,7 @@ import click
 from tinydrift.cli import bench, codegen, device, drift, fleet, logbook, pipeline, wakeword
 from tinydrift.child import exit_on_termination
 from tinydrift.errors import TinydriftError
-from tinydrift.quiet import set_verbose
+from tinydrift.quiet import hold_back_tensorflow_import, set_verbose
 
 
 class TinydriftGroup(click.Group):
@@ -87,6 +87,7 @@ def main(verbose: bool):
       tinydrift wakeword export | calibrate | demo   its C, its monitor, the loop in QEMU
     """
     set_verbose(verbose)
+    hold_back_tensorflow_import()
 
 
 COMMANDS = (

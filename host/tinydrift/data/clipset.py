@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.atomic import atomic_path
+from tinydrift.data.npzfile import npz_problem
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
 from tinydrift.data.labels import LABELS
@@ -101,7 +102,7 @@ class ClipSet:
                     features=z["features"] if "features" in z.files else None,
                 )
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
-            raise TinydriftError(f"{path}: not a tinydrift clip set ({e}); rebuild it with `tinydrift data kws`") from e
+            raise TinydriftError(f"{path}: not a tinydrift clip set ({npz_problem(path, e)}); rebuild it with `tinydrift data kws`") from e
 
 
 def fit_to_clip(samples: np.ndarray, offset: int = 0) -> np.ndarray:

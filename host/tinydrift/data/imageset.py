@@ -15,6 +15,7 @@ import numpy as np
 
 from tinydrift.atomic import atomic_path
 from tinydrift.data.clipset import META_PREFIX
+from tinydrift.data.npzfile import npz_problem
 from tinydrift.errors import TinydriftError
 
 # 48x48 RGB: 6.9 KB of input, a DS-CNN of about 1 M multiply-accumulates and an arena near
@@ -94,5 +95,5 @@ class ImageSet:
                     domain={k[len(META_PREFIX):]: z[k] for k in z.files if k.startswith(META_PREFIX)},
                 )
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
-            raise TinydriftError(f"{path}: not a tinydrift image set ({e}); rebuild it with `tinydrift data plant`") from e
+            raise TinydriftError(f"{path}: not a tinydrift image set ({npz_problem(path, e)}); rebuild it with `tinydrift data plant`") from e
 

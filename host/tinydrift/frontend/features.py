@@ -87,13 +87,9 @@ def microfrontend_uint16(pcm: np.ndarray, step_ms: int) -> np.ndarray:
     The one call of the op: the device's tables are generated from its parameters
     (codegen/frontend_tables.py reads them from here), so both front ends agree by design.
     """
-    from tinydrift.quiet import held_back
+    import tensorflow as tf
 
-    with held_back():  # TensorFlow's import-time lines (oneDNN, absl) ignore its log level
-        import tensorflow as tf
-
-        op = _frontend_op()
-    return op(
+    return _frontend_op()(
         tf.constant(pcm),
         sample_rate=SAMPLE_RATE,
         window_size=WINDOW_MS,

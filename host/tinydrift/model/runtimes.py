@@ -20,8 +20,7 @@ TFLM_ARENA_PATTERN = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes
 
 
 def _tflm_interpreter(model: bytes, *, arena_size: int | None = None):
-    with held_back():  # TensorFlow's import-time lines (oneDNN, absl) ignore its log level
-        from tflite_micro import runtime
+    from tflite_micro import runtime
 
     size = arena_size if arena_size is not None else 10 * len(model) + (1 << 20)
     try:

@@ -1,0 +1,27 @@
+"""Why a file is not a readable .npz archive, in one line. numpy's own messages mislead: a
+text file "contains pickled (object) data" and it suggests loading it unsafely with
+allow_pickle; a cut archive is a "BadZipFile"."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def npz_problem(path: str | Path, error: Exception) -> str:
+    """What `error` (raised by np.load or by reading an array from the archive) means for
+    `path`: not an archive at all, a damaged or cut one, or (otherwise) the error itself."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError as e:
+        return e.strerror or str(e)
+    if not head:
+        return "the file is empty"
+    if head != ZIP_MAGIC:
+        return "not a numpy .npz archive (a zip file of arrays)"
+    if isinstance(error, (zipfile.BadZipFile, EOFError)) or "pickled" in str(error):
+        return "a damaged or cut .npz archive"
+    return str(error)
