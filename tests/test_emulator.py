@@ -281,6 +281,8 @@ def test_emulate_takes_qemu_with_it_however_it_is_stopped(elf, signum):
         assert not _alive(qemu[0]), f"QEMU {qemu[0]} outlived `tinydrift emulate` stopped by {signum}"
         if signum != signal.SIGKILL:
             assert "Traceback" not in proc.stderr.read()
+        if signum == signal.SIGINT:  # Ctrl-C: the shell's code, as every command gives (once click's 1)
+            assert proc.returncode == 130
     finally:
         if proc.poll() is None:
             proc.kill()

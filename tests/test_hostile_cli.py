@@ -231,6 +231,8 @@ CASES = [
     # numbers out of range, or not numbers at all
     ("nan", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "nan"], "nan"),
     ("nan", "emulate", ["--timeout", "nan"], "nan"),
+    ("nan", "label", ["5", "1", "--db", "{r}/afile", "--wait", "nan"], "nan"),
+    ("npz-as-audio", "emulate", ["--audio", "{r}/samples_misfit.npz"], "is a .npz archive, not audio"),
     ("nan", "capture", ["--port", PORT, "--db", "{r}/c.db", "--duration", "nan"], "nan"),
     ("nan", "monitor", ["--db", "{r}/c.db", "--refresh", "nan"], "nan"),
     ("nan", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--within", "nan"], "nan"),

@@ -84,7 +84,7 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
                     code = _wait(board, timeout)
                 except KeyboardInterrupt:
                     board.close()
-                    raise click.Abort() from None
+                    raise  # the CLI says "interrupted" and exits 130
                 click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
                 click.get_current_context().exit(code)
             _attach_terminal(board, timeout)
@@ -162,7 +162,7 @@ def _attach_terminal(board, timeout: float | None) -> None:
             code = _wait(board, timeout)
     except KeyboardInterrupt:
         board.close()
-        raise click.Abort() from None
+        raise  # the CLI says "interrupted" and exits 130
     output.join(timeout=2.0)
     link.close()
     if parser is not None:
@@ -309,7 +309,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
 @click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
               help="The capture database of the `tinydrift capture` that holds the device's port: the label is "
                    "queued there and that capture sends it (or the next one, if none runs now).")
-@click.option("--wait", "wait_s", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+@click.option("--wait", "wait_s", type=FiniteFloat(min=0), default=0.0, show_default=True, metavar="SECONDS",
               help="With --db: wait this long for the device's answer to the queued label.")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True,
               help="Serial speed (ignored by sockets and ptys).")
