@@ -43,7 +43,7 @@ def test_check_writable_names_what_would_stop_a_write_and_leaves_nothing(tmp_pat
     check_writable([tmp_path / "new" / "deeper" / "a.h", tmp_path / "b.json"])
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "include").write_text("a file where a folder goes")
-    with pytest.raises(OSError, match="takes no new file") as error:
+    with pytest.raises(OSError, match="is a file where a folder goes") as error:
         check_writable([tmp_path / "include" / "a.h"])
     assert error.value.filename == str(tmp_path / "include")
     (tmp_path / "monitor.json").mkdir()

@@ -116,6 +116,11 @@ def hostile(tmp_path_factory) -> Path:
     _tamper_reference(root / "model_labels", lambda r: r.update(labels=["yes"]))
     shutil.copytree(COMMITTED_MODEL, root / "model_own_classes")
     _tamper_reference(root / "model_own_classes", lambda r: r.update(labels=r["labels"][::-1]))
+    shutil.copytree(COMMITTED_MODEL, root / "model_include_file")
+    shutil.rmtree(root / "model_include_file" / "include")
+    (root / "model_include_file" / "include").write_text("a file where the headers' folder should be")
+    (root / "set_without_ref").mkdir()
+    np.savez(root / "set_without_ref" / "train.npz", audio=np.zeros((2, 16000), np.int16))
     shutil.copytree(COMMITTED_MODEL, root / "model_damaged")
     _damage_tensor_name(root / "model_damaged")
 
@@ -230,6 +235,10 @@ CASES = [
     ("output-is-file", "demo", ["--model", "{r}/model", "--out", "{r}/afile"], "afile"),
     # numbers out of range, or not numbers at all
     ("nan", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "nan"], "nan"),
+    ("huge", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "1e300"], "1e+300"),
+    # found only after a minute of calibration, once
+    ("file-in-the-way", "export", ["--model", "{r}/model_include_file", "--data", "{r}/adir"], "include: is a file where a folder goes"),
+    ("set-without-ref", "export", ["--model", "{r}/model", "--data", "{r}/set_without_ref"], "but no ref.npz"),
     ("nan", "emulate", ["--timeout", "nan"], "nan"),
     ("nan", "label", ["5", "1", "--db", "{r}/afile", "--wait", "nan"], "nan"),
     ("npz-as-audio", "emulate", ["--audio", "{r}/samples_misfit.npz"], "is a .npz archive, not audio"),
@@ -339,6 +348,8 @@ CASES = [
     ("features-misfit", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model"],
      "features of 7x7, and the model takes 49x40x1"),
     ("no-probs", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz"], "give --model MODEL_DIR"),
+    # calibrate has no --model: it once said to give one
+    ("no-probs", "drift-calibrate", ["{r}/clips_other_size.npz", "--out", "{r}/dc_out"], "`drift heldout --model` runs one"),
     ("damaged-tflite", "model-c", ["{r}/model_damaged/model_int8.tflite", "--out", "{r}/c_out"], "model_int8.tflite"),
     ("damaged-tflite", "demo", ["--model", "{r}/model_damaged", "--out", "{r}/demo_out"], "model_int8.tflite"),
     ("damaged-tflite", "eval", ["{r}/model_damaged", "{r}/wav_truncated"], "model_int8.tflite"),

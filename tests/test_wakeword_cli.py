@@ -164,7 +164,7 @@ def test_calibrate_whose_files_cannot_be_written_is_refused_before_any_synthesis
     include_a_file.mkdir()
     (include_a_file / "include").write_text("")
     (json_a_folder / "monitor.json").mkdir(parents=True)
-    for folder, message in ((include_a_file, f"error: {include_a_file / 'include'}: takes no new file"),
+    for folder, message in ((include_a_file, f"error: {include_a_file / 'include'}: is a file where a folder goes"),
                             (json_a_folder, f"error: {json_a_folder / 'monitor.json'}: is a folder where a file is to be written"),
                             (tmp_path / "c" / "d", None)):
         result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(folder), "--workers", "1"])

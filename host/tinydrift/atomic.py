@@ -92,8 +92,9 @@ def write_bytes(target: str | os.PathLike, data: bytes) -> None:
 
 def check_writable(targets) -> None:
     """Raise, before long work, the OSError that writing each target path later would meet: a
-    folder in a file's place, a parent folder that cannot be made, a folder that takes no new
-    file. Leaves nothing behind (folders it made to try are removed again)."""
+    folder in a file's place, a file in a folder's, a folder that cannot be made or written.
+    Leaves nothing behind and touches no existing folder (folders it made to try are removed
+    again)."""
     made: list[Path] = []
     try:
         for target in map(Path, targets):
@@ -101,18 +102,16 @@ def check_writable(targets) -> None:
                 raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
             for folder in reversed([*target.parents]):
                 if folder.exists():
+                    if not folder.is_dir():
+                        raise NotADirectoryError(20, "is a file where a folder goes", str(folder))
                     continue
                 try:
                     folder.mkdir()
                 except OSError as e:
                     raise OSError(e.errno, f"cannot be created ({e.strerror})", str(folder)) from None
                 made.append(folder)
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            except OSError as e:
-                raise OSError(e.errno, f"takes no new file ({e.strerror})", str(target.parent)) from None
-            os.close(fd)
-            os.unlink(tmp)
+            if target.parent not in made and not os.access(target.parent, os.W_OK | os.X_OK):
+                raise PermissionError(13, "is not writable", str(target.parent))
     finally:
         for folder in reversed(made):
             with contextlib.suppress(OSError):

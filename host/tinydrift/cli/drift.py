@@ -29,7 +29,13 @@ def _load_config(path: Path) -> MonitorConfig:
                              "or give a model folder's reference.json or monitor.json)") from e
 
 
-def _load_samples(path: Path, model: bytes | None = None) -> dict:
+# What a clip set without probs needs, for the commands that cannot run a model themselves.
+PROBS_ELSEWHERE = ("save the model's probs with the features (for a model folder, `tinydrift export` does all of this, "
+                   "and `drift heldout --model` runs one)")
+
+
+def _load_samples(path: Path, model: bytes | None = None,
+                  probs_from: str = "give --model MODEL_DIR, whose model makes the probs") -> dict:
     """summaries int16 [N, C] (or features int8 [N, frames, C], summarized as the device
     does), probs int8 [N, K], groups [N], optional labels [N]. A clip set (`tinydrift data`)
     serves too when `model` is given: its features go through TFLite Micro for the probs."""
@@ -59,7 +65,7 @@ def _load_samples(path: Path, model: bytes | None = None) -> dict:
         data["summaries"] = summarize_frames(data["features"].astype(np.int8))
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
     if missing:
-        hint = (" (a clip set of `tinydrift data`: give --model MODEL_DIR, whose model makes the probs)"
+        hint = (f" (a clip set of `tinydrift data`: {probs_from})"
                 if missing == ["probs"] and "features" in data else "")
         raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally "
                              f"labels{hint}")
@@ -136,7 +142,7 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
     from tinydrift.monitor.calibrate import TooFewSimulated, calibrate_thresholds
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
 
-    data = _load_samples(samples)
+    data = _load_samples(samples, probs_from=PROBS_ELSEWHERE)
     try:
         config, report = calibrate_thresholds(
             data["summaries"], data["probs"], data["groups"], data.get("labels"),
@@ -179,7 +185,7 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     """
     from tinydrift.monitor.calibrate import measure_arl0
 
-    data, config = _load_samples(samples), _load_config(config_json)
+    data, config = _load_samples(samples, probs_from=PROBS_ELSEWHERE), _load_config(config_json)
     _check_fits(samples, data, config)
     result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))

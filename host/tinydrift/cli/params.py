@@ -274,4 +274,6 @@ COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
 SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
 SECONDS = FiniteFloat(min=0, min_open=True)
 BAUD = click.IntRange(min=1)
-TARGET_ARL0 = FiniteFloat(min=10)  # inferences between false alarms; below 10 calibration has nothing to hold
+# Inferences between false alarms: below 10 calibration has nothing to hold; 10^12 are 950
+# years at 30 ms an inference.
+TARGET_ARL0 = FiniteFloat(min=10, max=1e12)

@@ -164,7 +164,10 @@ def require_simulated(n_inferences: int, target_arl0: float) -> None:
     """TooFewSimulated unless `n_inferences` can calibrate for `target_arl0` (callers check
     this before their own long work too)."""
     if n_inferences < MIN_SIMULATED_PER_TARGET * target_arl0:
-        raise TooFewSimulated(f"ARL0 {target_arl0:,.0f} needs at least {MIN_SIMULATED_PER_TARGET * target_arl0:,.0f} "
+        def count(x: float) -> str:  # a budget from a fleet's arithmetic can be astronomically large
+            return f"{x:,.0f}" if x < 1e12 else f"{x:.3g}"
+
+        raise TooFewSimulated(f"ARL0 {count(target_arl0)} needs at least {count(MIN_SIMULATED_PER_TARGET * target_arl0)} "
                               f"simulated inferences ({MIN_SIMULATED_PER_TARGET} per inference of the target) and "
                               f"{n_inferences:,} were asked for (8,000,000 took 2 minutes and 2.3 GB of memory on 2 "
                               "cores)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydrift.atomic import all_or_nothing, write_text
+from tinydrift.atomic import all_or_nothing, check_writable, write_text
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
@@ -93,6 +93,10 @@ class ModelInput:
         folder of the user's own reference data."""
         data_dir = Path(data_dir)
         if not (data_dir / "ref.npz").is_file() and data_dir.is_dir():
+            made = sorted(p.name for p in data_dir.glob("*.npz"))
+            if made:  # a set `tinydrift data` wrote, or began to: not a folder of recordings
+                raise TinydriftError(f"{data_dir}: holds {', '.join(made)} but no ref.npz, the split the monitor is "
+                                     "calibrated on: build the set again with `tinydrift data`")
             return self._folder_splits(data_dir, n_classes)
         if not self.is_image:
             return self, {s: ClipSet.load(data_dir / f"{s}.npz") for s in ("ref", "test", self.shift)}
@@ -219,6 +223,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     folder = ModelDir(model_dir).require()
     model_dir = folder.path
     model, model_path = load_int8(model_dir)
+    # before minutes of calibration: every file this writes can be written
+    check_writable([*folder.model_c(name), folder.monitor_config_header(name), folder.reference_header(name),
+                    folder.reference_json, folder.model_card])
     info = describe(model)
     source = model_input(tuple(int(d) for d in info["inputs"][0]["shape"]))
     if source.is_image and real_data:
