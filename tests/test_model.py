@@ -186,3 +186,27 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.output
     result = runner.invoke(main, ["train", "--data", str(tmp_path)])
     assert result.exit_code == 1 and "train.npz: no such clip set" in result.output
+
+
+def test_training_into_a_used_folder_removes_what_the_earlier_model_made(small_kws, tmp_path):
+    """Once a model trained into a copy of models/plant left the plant's int8 model,
+    reference.json and C beside it, and verify called the folder bit-exact, flash built it."""
+    import json
+
+    from tinydrift.modeldir import ModelDir
+
+    used = tmp_path / "used"
+    from tinydrift.firmware import REPO_ROOT
+
+    shutil.copytree(REPO_ROOT / "models" / "kws", used)
+    result = CliRunner().invoke(main, ["train", "--data", str(small_kws), "--out", str(used), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "removed what the earlier model made (model_int8.tflite, reference.json, README.md, include/td_model_kws.h" \
+        in result.output
+    assert not ModelDir(used).int8_model.exists() and not ModelDir(used).exported_names()
+    assert json.loads(ModelDir(used).training_json.read_text())  # the new model's own record
+    detector = tmp_path / "detector"
+    detector.mkdir()
+    (detector / "detector.json").write_text("{}")
+    result = CliRunner().invoke(main, ["train", "--data", str(small_kws), "--out", str(detector), "--epochs", "1"])
+    assert result.exit_code == 1 and "holds a wake-word detector's export (detector.json)" in result.output

@@ -109,6 +109,22 @@ class ModelDir:
     def exported_names(self) -> list[str]:
         return exported_names(self.include)
 
+    def remove_derived(self) -> list[str]:
+        """Remove what quantize and export made of an earlier float model (its int8 model,
+        reference.json, model card and generated C), which a newly trained one makes stale;
+        returns their names. A folder left with them would verify and build the old model."""
+        gone = []
+        for path in (self.int8_model, self.reference_json, self.model_card):
+            if path.is_file():
+                path.unlink()
+                gone.append(path.name)
+        for name in self.exported_names():
+            for path in (*self.model_c(name), self.reference_header(name), self.monitor_config_header(name)):
+                if path.is_file():
+                    path.unlink()
+                    gone.append(f"{INCLUDE_DIR}/{path.name}")
+        return gone
+
     def remove_exports_except(self, name: str) -> None:
         """Remove the generated headers and sources of every other C name: an export under a
         new name replaces the folder's old one (the build takes exactly one)."""

@@ -164,6 +164,13 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
     from tinydrift.data.sets import load_npz
     from tinydrift.model.train import ImageTrainConfig, TrainConfig, train, train_images
 
+    from tinydrift.errors import TinydriftError
+    from tinydrift.modeldir import ModelDir
+
+    folder = ModelDir(model_dir)
+    if folder.detector_json.is_file():
+        raise TinydriftError(f"{model_dir} holds a wake-word detector's export (detector.json): train into a folder "
+                             "of its own")
     train_set, val_set = load_npz(data_dir / "train.npz"), load_npz(data_dir / "val.npz")
     fit, config = (train_images, ImageTrainConfig(seed=seed)) if isinstance(train_set, ImageSet) else (
         train, TrainConfig(seed=seed))
@@ -173,6 +180,10 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
         _, history = fit(train_set, val_set, model_dir, config, progress_factory=bars)
     best = max(history, key=lambda h: h["val_accuracy"])
     click.echo(f"best epoch {best['epoch']}: validation accuracy {best['val_accuracy']:.4f} -> {model_dir}")
+    stale = folder.remove_derived()
+    if stale:
+        click.echo(f"removed what the earlier model made ({', '.join(stale)}): quantize and export this one",
+                   err=True)
 
 
 @click.command("quantize")
