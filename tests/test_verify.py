@@ -163,6 +163,22 @@ def test_a_folder_without_its_exports_or_with_another_models_reference_fails(tmp
     assert code != 0 and "include/td_model_old.h: another export beside this one" in exports["first_mismatch"], exports
 
 
+def test_another_models_monitor_header_is_an_exports_mismatch_not_a_compiler_dump(tmp_path):
+    """The plant model's monitor header in the keyword folder does not compile with the
+    keyword name: verify once stopped with gcc's 20 lines, before the exports stage it
+    promises."""
+    from tinydrift.firmware import REPO_ROOT
+
+    model = copy_model(tmp_path)
+    shutil.copy(REPO_ROOT / "models" / "plant" / "include" / "td_monitor_config_plant.h",
+                model / "include" / "td_monitor_config_kws.h")
+    code, report = run_cli(model)
+    exports = report["stages"]["exports"]
+    assert code != 0 and exports["mismatches"] == 1 and "td_monitor_config_kws.h line" in exports["first_mismatch"]
+    assert report["stages"]["monitor"]["mismatches"] == 0
+    assert report["stages"]["monitor"]["note"].endswith("C built with a header emitted from reference.json")
+
+
 def test_broken_front_end_c_is_caught_in_the_front_end_stage(tmp_path):
     sources, include_dirs, defines = firmware.frontend_build_inputs()
     ours = {s.name for s in firmware.stage_sources("frontend")}
