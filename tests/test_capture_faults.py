@@ -332,6 +332,7 @@ def test_archive_takes_the_frames_still_in_the_wal_into_one_file(tmp_path):
     writer.close()
     proc = _tinydrift("archive", killed / "run.db", tmp_path / "out.db")
     assert proc.returncode == 0 and proc.stdout.startswith("archived 501 frames"), proc.stderr
+    assert "1 session) into" in proc.stdout, proc.stdout  # once "1 sessions"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("out.db")) == ["out.db"]
     alone = tmp_path / "alone"
     alone.mkdir()

@@ -219,3 +219,25 @@ def test_wav_files_of_either_case_are_read(tmp_path):
     (tmp_path / "yes" / "notes.txt").write_text("not audio")
     assert [p.name for p in wav_files(tmp_path, "*/*")] == ["a.WAV", "b.wav"]
     assert len(load_speech_commands(tmp_path)) == 2
+
+
+def test_a_data_build_stopped_part_way_leaves_no_empty_folder(tmp_path):
+    """Ctrl-C during `tinydrift data kws` once left its new --out folder behind, empty; a
+    folder that already held a split is kept."""
+    import pytest
+
+    from tinydrift.cli.pipeline import _build_splits
+
+    def stopped(out, config, workers, progress_factory):
+        raise KeyboardInterrupt
+
+    made = tmp_path / "new"
+    (made / "set").mkdir(parents=True)
+    with pytest.raises(KeyboardInterrupt):
+        _build_splits(stopped, made / "set", None, 1, made)
+    assert not made.exists()
+    (made / "set").mkdir(parents=True)
+    (made / "set" / "train.npz").write_bytes(b"kept")
+    with pytest.raises(KeyboardInterrupt):
+        _build_splits(stopped, made / "set", None, 1, made)
+    assert (made / "set" / "train.npz").read_bytes() == b"kept"

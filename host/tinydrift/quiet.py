@@ -54,7 +54,7 @@ def held_back() -> Iterator[None]:
                 os.dup2(sink.fileno(), fd)
             try:
                 yield
-            except BaseException:
+            except Exception:  # not on Ctrl-C or an exit: the user stopped it, its logs say nothing
                 sys.stdout.flush()
                 sink.seek(0)
                 held = python_stdout.getvalue() + sink.read().decode(errors="replace")

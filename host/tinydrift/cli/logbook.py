@@ -162,4 +162,4 @@ def archive_command(db_path, out_path):
     summary = archive(db_path, out_path)
     detected = f"{summary.detection_frames} detections, {summary.wakes} wakes, " if summary.detection_frames else ""
     click.echo(f"archived {summary.frames} frames ({summary.inference_frames} inferences, {detected}"
-               f"{summary.sessions} sessions) into {out_path}")
+               f"{summary.sessions} session{'' if summary.sessions == 1 else 's'}) into {out_path}")

@@ -46,9 +46,9 @@ def data_kws(out: Path, seed: int, clips_per_class: int | None, workers: int | N
     from tinydrift.frontend import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
 
     config = KwsConfig(seed=seed, clips_per_class=_per_split(KwsConfig().clips_per_class, clips_per_class))
-    _check_room(out, config.clips_per_class, len(LABELS), 2 * CLIP_SAMPLES + NUM_FRAMES * NUM_CHANNELS,
-                "--clips-per-class", "clips")  # a clip's samples and features
-    _build_splits(build_kws, out, config, workers)
+    made = _check_room(out, config.clips_per_class, len(LABELS), 2 * CLIP_SAMPLES + NUM_FRAMES * NUM_CHANNELS,
+                       "--clips-per-class", "clips")  # a clip's samples and features
+    _build_splits(build_kws, out, config, workers, made)
 
 
 def _per_split(default: dict[str, int], train: int | None) -> dict[str, int]:
@@ -60,7 +60,7 @@ def _per_split(default: dict[str, int], train: int | None) -> dict[str, int]:
 
 
 def _check_room(out: Path, per_class: dict[str, int], n_classes: int, bytes_each: int, option: str,
-                unit: str) -> None:
+                unit: str) -> Path | None:
     """Refuse, before any work, a set that cannot be made here: each split is held in memory
     while it is made, and all of them are written to `out` (made now, so that a folder that
     cannot be made fails at once rather than after the first split)."""
@@ -89,6 +89,7 @@ def _check_room(out: Path, per_class: dict[str, int], n_classes: int, bytes_each
     # planning a large set takes a while before its first progress bar: say what is coming
     click.echo(f"{sum(per_class.values()) * n_classes:,} {unit} in {len(per_class)} splits, about {size(total)} "
                f"in {out}", err=True)
+    return first_missing
 
 
 def _available_memory() -> int:
@@ -104,9 +105,18 @@ def _available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _build_splits(build, out: Path, config, workers: int | None) -> None:
-    with progress_bars() as bars:
-        paths = build(out, config, workers=workers, progress_factory=bars)
+def _build_splits(build, out: Path, config, workers: int | None, made: Path | None) -> None:
+    """build() into `out`; if it fails or is interrupted, the folders _check_room made for it
+    (`made`, the first of them) go again while they are still empty."""
+    try:
+        with progress_bars() as bars:
+            paths = build(out, config, workers=workers, progress_factory=bars)
+    except BaseException:
+        if made is not None and made.is_dir() and not any(p.is_file() for p in made.rglob("*")):
+            import shutil
+
+            shutil.rmtree(made)
+        raise
     for split, path in paths.items():
         click.echo(f"{split:>7}: {path}")
 
@@ -136,9 +146,9 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
     from tinydrift.data.leaves import PlantConfig, build_plant
 
     config = PlantConfig(seed=seed, images_per_class=_per_split(PlantConfig().images_per_class, images_per_class))
-    _check_room(out, config.images_per_class, len(PLANT_LABELS), IMAGE_SIZE * IMAGE_SIZE * CHANNELS,
+    made = _check_room(out, config.images_per_class, len(PLANT_LABELS), IMAGE_SIZE * IMAGE_SIZE * CHANNELS,
                 "--images-per-class", "images")
-    _build_splits(build_plant, out, config, workers)
+    _build_splits(build_plant, out, config, workers, made)
 
 
 @click.command("train")
