@@ -106,7 +106,7 @@ def _cannot_create(path: Path) -> str | None:
             try:  # access() says yes to root everywhere, /proc included: try it
                 os.rmdir(tempfile.mkdtemp(prefix=".tinydrift-probe-", dir=ancestor))
             except OSError as e:
-                return f"cannot be created: {ancestor} takes no new folder ({e.strerror}); choose another path"
+                return f"cannot be created: nothing can be made in {ancestor} ({e.strerror}); choose another path"
             return None
     return None
 
