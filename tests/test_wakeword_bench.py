@@ -318,6 +318,8 @@ def check_figures(data: dict, models: list[str]) -> None:
             assert recorded["sessions"] == len(recorded["session_names"]) == len(recorded["session_alarms"])
             assert sum(recorded["session_alarms"]) == recorded["alarms"] and recorded["hours"] > 0
             assert recorded["inferences"] == recorded["inferences_per_session"] * recorded["sessions"]
+            assert set(recorded["scenarios"]) == {s.name for s in SCENARIOS if s.voices is None}
+            assert all(d["streams"] == recorded["sessions"] for d in recorded["scenarios"].values())
         # rooms shown above the x0.5-x2 band: beyond the 95th percentile of twice the budget's count
         twice = held["inferences_per_session"] / (monitor["target_arl0"] / 2)
         assert held["over_twice_budget_above_alarms"] >= twice
