@@ -44,9 +44,15 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def _replace(tmp: Path, target: Path) -> None:
-    if target.is_dir():  # os.replace would name the temporary file
+def _refuse_folder(target: Path) -> None:
+    """A folder where a file is to be written, named by the file (os.replace would name the
+    temporary one)."""
+    if target.is_dir():
         raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+
+
+def _replace(tmp: Path, target: Path) -> None:
+    _refuse_folder(target)
     os.replace(tmp, target)
 
 
@@ -63,9 +69,8 @@ def all_or_nothing() -> Iterator[None]:
     done = False
     try:
         yield
-        for tmp, target in pending:
-            if target.is_dir():
-                raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+        for _, target in pending:
+            _refuse_folder(target)
         for tmp, target in pending:
             os.replace(tmp, target)
         done = True
@@ -98,8 +103,7 @@ def check_writable(targets) -> None:
     made: list[Path] = []
     try:
         for target in map(Path, targets):
-            if target.is_dir():
-                raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+            _refuse_folder(target)
             for folder in reversed([*target.parents]):
                 if folder.exists():
                     if not folder.is_dir():

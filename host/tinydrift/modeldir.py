@@ -109,6 +109,10 @@ class ModelDir:
     def exported_names(self) -> list[str]:
         return exported_names(self.include)
 
+    def generated_files(self, name: str) -> tuple[Path, ...]:
+        """The C an export under C name `name` writes into include/."""
+        return (*self.model_c(name), self.monitor_config_header(name), self.reference_header(name))
+
     def remove_derived(self) -> list[str]:
         """Remove what quantize and export made of an earlier float model (its int8 model,
         reference.json, model card and generated C), which a newly trained one makes stale;
@@ -119,7 +123,7 @@ class ModelDir:
                 path.unlink()
                 gone.append(path.name)
         for name in self.exported_names():
-            for path in (*self.model_c(name), self.reference_header(name), self.monitor_config_header(name)):
+            for path in self.generated_files(name):
                 if path.is_file():
                     path.unlink()
                     gone.append(f"{INCLUDE_DIR}/{path.name}")
@@ -130,7 +134,7 @@ class ModelDir:
         new name replaces the folder's old one (the build takes exactly one)."""
         for old in self.exported_names():
             if old != name:
-                for path in (*self.model_c(old), self.reference_header(old), self.monitor_config_header(old)):
+                for path in self.generated_files(old):
                     path.unlink(missing_ok=True)
 
     # -- checks
@@ -151,7 +155,7 @@ class ModelDir:
         self.require()
         reference = self.reference()
         name = reference["name"]
-        missing = [p.name for p in (*self.model_c(name), self.monitor_config_header(name), self.reference_header(name))
+        missing = [p.name for p in self.generated_files(name)
                    if not p.is_file()]
         if missing:
             raise TinydriftError(f"{self.include}: missing {', '.join(missing)}; run `tinydrift export --model {self.path}`")

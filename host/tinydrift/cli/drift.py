@@ -39,11 +39,10 @@ def _load_samples(path: Path, model: bytes | None = None,
     """summaries int16 [N, C] (or features int8 [N, frames, C], summarized as the device
     does), probs int8 [N, K], groups [N], optional labels [N]. A clip set (`tinydrift data`)
     serves too when `model` is given: its features go through TFLite Micro for the probs."""
-    from tinydrift.monitor.twin import summarize_frames
-
     import zipfile
 
     from tinydrift.data.npzfile import npz_problem
+    from tinydrift.monitor.twin import summarize_frames
 
     try:
         with np.load(path, allow_pickle=False) as archive:

@@ -17,6 +17,7 @@ from typing import Callable
 
 import click
 
+from tinydrift.data.npzfile import is_zip
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.envelope import check_fleet_name
 from tinydrift.fleet.mqtt import BrokerUrl
@@ -154,9 +155,8 @@ def is_wav(path: Path) -> bool:
 def _not_pcm(path: Path) -> str | None:
     if is_wav(path):
         return None  # its reader checks its format
-    with open(path, "rb") as f:
-        if f.read(4) == b"PK\x03\x04":  # a clip set: its archive would be played as noise
-            return "is a .npz archive, not audio: play a clip set with `tinydrift replay`"
+    if is_zip(path):  # a clip set: its archive would be played as noise
+        return "is a .npz archive, not audio: play a clip set with `tinydrift replay`"
     if path.suffix.lower() == ".wav":  # a damaged WAV would be played as noise
         return ("is named .wav but is no WAV file (no RIFF header): give a 16 kHz mono 16-bit WAV, or raw "
                 "little-endian int16 PCM under another name (e.g. .raw)")

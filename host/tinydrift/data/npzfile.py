@@ -10,18 +10,22 @@ from pathlib import Path
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+def is_zip(path: str | Path) -> bool:
+    """Whether the file starts as a zip archive does (an .npz, a .keras model)."""
+    with open(path, "rb") as f:
+        return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+
+
 def npz_problem(path: str | Path, error: Exception) -> str:
     """What `error` (raised by np.load or by reading an array from the archive) means for
     `path`: not an archive at all, a damaged or cut one, or (otherwise) the error itself."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(len(ZIP_MAGIC))
+        if Path(path).stat().st_size == 0:
+            return "the file is empty"
+        if not is_zip(path):
+            return "not a numpy .npz archive (a zip file of arrays)"
     except OSError as e:
         return e.strerror or str(e)
-    if not head:
-        return "the file is empty"
-    if head != ZIP_MAGIC:
-        return "not a numpy .npz archive (a zip file of arrays)"
     if isinstance(error, (zipfile.BadZipFile, EOFError)) or "pickled" in str(error):
         return "a damaged or cut .npz archive"
     return str(error)

@@ -175,7 +175,7 @@ def load_float_model(model_dir: Path):
     try:
         return keras.models.load_model(path)
     except Exception as e:  # Keras says "File not found" of a file that is there but damaged
-        with open(path, "rb") as f:
-            zipped = f.read(4) == b"PK\x03\x04"  # a .keras file is a zip archive
-        why = "damaged or cut" if zipped else "not a Keras model file (a .keras zip archive)"
+        from tinydrift.data.npzfile import is_zip
+
+        why = "damaged or cut" if is_zip(path) else "not a Keras model file (a .keras zip archive)"
         raise TinydriftError(f"{path}: {why} ({type(e).__name__}); train the model again with `tinydrift train`") from None

@@ -224,8 +224,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     model_dir = folder.path
     model, model_path = load_int8(model_dir)
     # before minutes of calibration: every file this writes can be written
-    check_writable([*folder.model_c(name), folder.monitor_config_header(name), folder.reference_header(name),
-                    folder.reference_json, folder.model_card])
+    check_writable([*folder.generated_files(name), folder.reference_json, folder.model_card])
     info = describe(model)
     source = model_input(tuple(int(d) for d in info["inputs"][0]["shape"]))
     if source.is_image and real_data:

@@ -312,16 +312,17 @@ def check_reference_recordings(paths: list[Path], streams: list[np.ndarray], com
     installed in), or one value throughout (a dead or muted input: no deployment's sound)."""
     from tinydrift.errors import TinydriftError
 
+    def first_few(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
     needed = min_session_inferences(commission_n, shifts) * INFERENCE_SECONDS
-    short = [(path, len(pcm) / SAMPLE_RATE) for path, pcm in zip(paths, streams) if len(pcm) / SAMPLE_RATE < needed]
+    short = [f"{path.name} ({len(pcm) / SAMPLE_RATE:.1f} s)" for path, pcm in zip(paths, streams)
+             if len(pcm) / SAMPLE_RATE < needed]
     if short:
-        named = ", ".join(f"{path.name} ({seconds:.1f} s)" for path, seconds in short[:3])
-        more = f" and {len(short) - 3} more" if len(short) > 3 else ""
-        raise TinydriftError(f"{named}{more}: shorter than the {needed:.0f} s a reference session needs (the device's "
-                             "commissioning and its averages' settling): record longer sessions or remove these")
-    flat = [path for path, pcm in zip(paths, streams) if pcm.size and np.all(pcm == pcm[0])]
+        raise TinydriftError(f"{first_few(short)}: shorter than the {needed:.0f} s a reference session needs (the "
+                             "device's commissioning and its averages' settling): record longer sessions or remove these")
+    flat = [path.name for path, pcm in zip(paths, streams) if pcm.size and np.all(pcm == pcm[0])]
     if flat:
-        named = ", ".join(path.name for path in flat[:3]) + (f" and {len(flat) - 3} more" if len(flat) > 3 else "")
-        raise TinydriftError(f"{named}: every sample the same (a muted or dead input): a reference session is the "
-                             "deployment's own sound; remove these")
+        raise TinydriftError(f"{first_few(flat)}: every sample the same (a muted or dead input): a reference session "
+                             "is the deployment's own sound; remove these")
 
