@@ -553,3 +553,18 @@ def test_a_database_holds_one_model_s_captures(tmp_path):
     with pytest.raises(TinydriftError, match=f"{db.name} holds captures of model {MODEL_HASH.hex()[:16]}, and the "
                                              f"expected model is model {OTHER_HASH.hex()[:16]}: capture into another --db"):
         capture("socket://127.0.0.1:1", db, expected_hash=OTHER_HASH)
+
+
+def test_a_reader_waits_for_the_capture_s_tables_not_just_its_file(tmp_path):
+    # SQLite creates the file when capture connects, before its schema: the live view
+    # opening it in between once said "no such table: meta"
+    from tinydrift.logbook.store import CaptureStore, capture_ready
+
+    path = tmp_path / "cap.db"
+    assert not capture_ready(path)
+    sqlite3.connect(str(path)).close()
+    assert path.is_file() and not capture_ready(path)
+    (tmp_path / "text.db").write_text("not a database")
+    assert not capture_ready(tmp_path / "text.db")
+    CaptureStore(path).conn.close()
+    assert capture_ready(path)

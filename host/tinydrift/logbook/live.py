@@ -21,7 +21,8 @@ from rich.text import Text
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, ModelInfo, check_model_matches, latest_frame, load_model_info, open_db, read_summary, recent_text
+from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, capture_ready, check_model_matches, latest_frame,
+                                     load_model_info, open_db, read_summary, recent_text)
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -223,9 +224,10 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
 
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        # capture opens the port before it creates the database: a bad URL shows up as a failure
+        # capture makes the database, then opens the port: a bad URL shows up as a failure,
+        # and the database is read once its tables are there (the file comes a moment before)
         deadline = time.monotonic() + 5
-        while not Path(db_path).exists() and time.monotonic() < deadline and not failure:
+        while not capture_ready(db_path) and time.monotonic() < deadline and not failure:
             time.sleep(0.02)
         if once and not failure:
             time.sleep(duration if duration is not None else 2.0)

@@ -406,6 +406,25 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def capture_ready(path: str | Path) -> bool:
+    """Whether a capture has made `path` a capture database yet: SQLite creates the file
+    when capture connects, a moment before its tables exist, and a reader opening it in
+    between would take it for something else."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            return tables >= {"meta", "sessions", "frames"} and conn.execute(
+                "SELECT 1 FROM meta WHERE key='schema_version'").fetchone() is not None
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+
+
 def queue_label(db_path: str | Path, inference_index: int, label: int, patience: float = 5.0) -> int:
     """Queue a label for the device in a capture database, for the capture session holding
     its port to send (now, or when the next one starts); returns its id. Waits up to
