@@ -406,3 +406,23 @@ def test_the_stored_label_feedback_run_is_the_bench_s_and_its_table_its_renderin
         assert calibration["budget_met"] and run["after"][users]["drift_sd"] == calibration["drift_q8"] / 256
         assert run["before"][users]["drift_sd"] == 3
     assert stored.with_suffix(".md").read_text() == label_feedback_markdown(run)
+
+
+def test_a_recorded_run_is_cached_under_what_it_depends_on():
+    """The recorded sessions' runs are kept like the espeak-ng ones: under a key that moves
+    with the recordings' samples, the change, the seed and the clip level."""
+    from tinydrift.pipeline.wakeword_bench import SCENARIOS, WakewordBenchSettings, recorded_run_key
+    from tinydrift.wakeword.config import load_wakeword
+
+    model = load_wakeword("okay_nabu")
+    settings = WakewordBenchSettings()
+    audio = np.zeros((2, 16000), np.int16)
+    key = recorded_run_key(model, None, audio, settings, 30000)
+    assert key == recorded_run_key(model, None, audio.copy(), settings, 30000)
+    moved = audio.copy()
+    moved[1, 5] = 1
+    others = {recorded_run_key(model, None, moved, settings, 30000),
+              recorded_run_key(model, SCENARIOS[0], audio, settings, 30000),
+              recorded_run_key(model, None, audio, WakewordBenchSettings(seed=8), 30000),
+              recorded_run_key(model, None, audio, settings, 20000)}
+    assert key not in others and len(others) == 4

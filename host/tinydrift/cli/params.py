@@ -97,7 +97,9 @@ def _input_file_or_folder(what: str):
 
 def _cannot_create(path: Path) -> str | None:
     """Why `path` cannot be made: its nearest existing ancestor must be a writable folder
-    (folders below it are made on the way)."""
+    (folders below it are made on the way). Unlike atomic.check_writable, which must leave
+    the folders of an export it refuses untouched, this tries a folder there: the path is new,
+    so its ancestor changes anyway, and only trying shows root that /proc takes nothing."""
     for ancestor in path.absolute().parents:
         if ancestor.exists():
             if not ancestor.is_dir():

@@ -464,7 +464,21 @@ def default_recorded_speech() -> Path | None:
     return None
 
 
-def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data_root: Path, log) -> dict:
+def recorded_run_key(model, s: SessionScenario | None, audio: np.ndarray, settings: WakewordBenchSettings,
+                     clip_level: int) -> str:
+    """What a run on recorded sessions depends on: the model, the change (None: none) and
+    the seed it is drawn with, the sessions' samples themselves (a folder's recordings may
+    change under the same names), the clip level and the summary's form."""
+    from tinydrift.wakeword.export import model_digest
+
+    audio_digest = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()
+    blob = json.dumps([model_digest(model), repr(s), settings.seed, audio_digest, clip_level, ACCEPT_AFTER_S,
+                       SUMMARY_FORM])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data_root: Path, log,
+                            cache: Path | None = None) -> dict:
     """The monitor's false alarms on sessions of real human speech (recorded_sessions), each
     session measured as a held-out one (held_out_arl0), the model's false accepts there (no
     one says the wake phrase), and the bench's changes detected on them as on the held-out
@@ -475,7 +489,20 @@ def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data
     log(f"recorded speech: {len(sessions)} sessions of {settings.reference_seconds:.0f} s from {data_root}")
     audio = np.stack([pcm for _, pcm in sessions])
     no_wakes = [np.zeros((0, 2), np.int64)] * len(audio)
-    run = run_sessions(model, audio, no_wakes, clip_level=int(config.clip_level))
+    clip_level = int(config.clip_level)
+
+    def recorded_run(s: SessionScenario | None) -> dict:
+        """run_sessions on the recordings (changed by `s`), kept in `cache`/runs when given."""
+        def compute():
+            return run_sessions(model, audio if s is None else s.apply(audio, settings.seed), no_wakes,
+                                clip_level=clip_level)
+        if cache is None:
+            return compute()
+        name = "unchanged" if s is None else s.name
+        key = recorded_run_key(model, s, audio, settings, clip_level)
+        return cached_run(cache / "runs" / f"{model.name}-recorded-{name}-{key}.npz", compute)
+
+    run = recorded_run(None)
     counts = rates(run["counts"])
     figures = {"folder": str(data_root), "session_names": [name for name, _ in sessions],
                **{key: counts[key] for key in ("false_accepts", "hours", "false_accepts_per_hour",
@@ -485,7 +512,7 @@ def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data
     check_detection_fits(run["monitor"], settings)
     for s in SCENARIOS:
         if s.voices is None:
-            changed = run_sessions(model, s.apply(audio, settings.seed), no_wakes, clip_level=int(config.clip_level))
+            changed = recorded_run(s)
             figures["scenarios"][s.name] = monitor_detection(config, run["monitor"], changed["monitor"], settings)
     return figures
 
@@ -745,7 +772,7 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
         }
         if recorded_speech is not None:
             result.monitor["recorded_speech"] = recorded_speech_figures(models[monitored], config, settings,
-                                                                        recorded_speech, log)
+                                                                        recorded_speech, log, cache)
     result.seconds = time.perf_counter() - start
     return result
 
