@@ -4,6 +4,7 @@ ARL0 and its C against the twin, count its cost on the emulated Cortex-M4."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import click
@@ -243,7 +244,10 @@ def verify_cmd(config_json: Path, inferences: int, seed: int):
 
     config = _load_config(config_json)
     events, summaries, probs, pcm = synthetic.random_events(np.random.default_rng(seed), config, inferences)
+    started = time.perf_counter()
+    click.echo(f"{len(events)} events through the C monitor...", err=True)
     c_rows = CMonitor(config).run_events(events, summaries, probs, pcm)
+    click.echo(f"...through the twin (the C took {time.perf_counter() - started:.0f} s)...", err=True)
     bad = int(np.sum((c_rows != run_events(config, events, summaries, probs, pcm)).any(axis=1)))
     click.echo(f"{len(events)} events, {bad} differ")
     if bad:
