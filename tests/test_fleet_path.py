@@ -544,21 +544,41 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
     assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
 
 
-def test_fleet_up_says_when_a_service_dies_and_stops_everything(tmp_path):
+def test_fleet_up_restarts_a_collector_that_dies_and_keeps_the_files_when_a_service_does(tmp_path):
     """Once `fleet up` went on saying only "running" after its database or a collector had
-    died, and removed the dead one's log on Ctrl-C."""
+    died; later it stopped everything on any exit, a killed collector included, and removed
+    both folders: the stored frames and the broker's queue were gone."""
+    import shutil
+
     up = Command(tmp_path, "up", "fleet", "up", "--collectors", "1", "--fleet", FLEET)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and "running;" not in up.log.read_text():
         time.sleep(0.1)
-    folders = [line.split(" in ", 1)[1] for line in up.log.read_text().splitlines() if line.startswith("files in ")]
-    database_folder = Path(folders[0].split(", ")[1])
-    postmaster = int((database_folder / "data" / "postmaster.pid").read_text().split()[0])
-    os.kill(postmaster, signal.SIGKILL)
-    assert up.process.wait(30) == 1
-    last = up.log.read_text().strip().splitlines()[-1]
-    assert last.startswith("error: the database exited (code -9); its log ended: ") and last.endswith(": stopped everything")
-    assert not any(Path(f).exists() for f in folders[0].split(", "))
+    folders = [Path(f) for line in up.log.read_text().splitlines() if line.startswith("files in ")
+               for f in line.split(" in ", 1)[1].split(", ")]
+    log = Path(up.log.read_text().split("their logs: ")[1].split(")")[0])
+    try:
+        while time.monotonic() < deadline and "subscribed to $share/" not in log.read_text():
+            time.sleep(0.1)
+        collector = next(int(line.split()[0]) for line in subprocess.run(
+            ["pgrep", "-af", "tinydrift collect"], capture_output=True, text=True).stdout.splitlines()
+            if dict(row.split() for row in up.out.read_text().splitlines())["broker"] in line)
+        os.kill(collector, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and log.read_text().count("subscribed to $share/") < 2:
+            time.sleep(0.1)
+        assert "collector c1 exited (code -9); its log ended: " in up.log.read_text()
+        assert log.read_text().count("subscribed to $share/") == 2 and up.process.poll() is None
+        postmaster = int((folders[1] / "data" / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        assert up.process.wait(30) == 1
+        last = up.log.read_text().strip().splitlines()[-1]
+        assert last.startswith("error: the database exited (code -9); its log ended: ")
+        assert last.endswith(f": stopped everything; kept their files in {folders[0]}, {folders[1]} (remove them when done)")
+        assert all(f.is_dir() for f in folders) and (folders[1] / "data" / "PG_VERSION").is_file()
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_fleet_up_on_a_port_something_else_holds_refuses_in_one_line(tmp_path):

@@ -142,7 +142,10 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
     """Start a private mosquitto and PostgreSQL (Debian's) in a temporary folder, print their
     URLs, and keep them running until Ctrl-C; then stop them and remove the folder. No
     system service is used or changed. (Run as root, both run as `nobody`.) With
-    --collectors, collectors store the fleet's frames in the database as they come.
+    --collectors, collectors store the fleet's frames in the database as they come; one
+    that exits is started again (it resumes its broker session, so nothing queued for it is
+    lost). If the broker or the database exits, or a collector keeps exiting, everything
+    stops and their folders are kept, stored frames and queue included.
 
     \b
     Examples:
@@ -157,7 +160,7 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
     stop = threading.Event()  # Ctrl-C and SIGTERM are the normal way to stop: exit 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    with private_services(broker_port, db_port) as (broker, database):
+    with private_services(broker_port, db_port, keep_on_error=True) as (broker, database):
         running = [collector_process(broker.url, database.dsn, fleet_name, f"c{k + 1}", broker.folder).start()
                    for k in range(collectors)]
         try:
@@ -172,27 +175,46 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
         finally:
             for collector in running:
                 collector.stop()
-    if died:
-        raise TinydriftError(f"{died}: stopped everything")
+        if died:  # raised inside: the services stop and their folders stay
+            raise TinydriftError(f"{died}: stopped everything; kept their files in {broker.folder}, "
+                                 f"{database.folder} (remove them when done)")
+
+
+# A collector that exits is started again, unless it has exited this many times within
+# RESTART_WINDOW_S (one that fails at once on every start would only spin).
+RESTART_LIMIT = 5
+RESTART_WINDOW_S = 60.0
 
 
 def _watch(broker, database, collectors, stop, duration: float | None) -> str | None:
-    """Wait for Ctrl-C/SIGTERM or `duration`; a service or collector that exits meanwhile
-    ends the wait: what it was and its last log lines (its folder goes with the others')."""
+    """Wait for Ctrl-C/SIGTERM or `duration`. A collector that exits meanwhile is said and
+    started again; the broker or the database exiting, or a collector exiting over and over,
+    ends the wait: what it was and its last log lines."""
     import time
+    from collections import deque
 
     from tinydrift.fleet.services import log_tail
 
-    children = [("the broker", broker.process, broker.folder / "mosquitto.log"),
+    services = [("the broker", broker.process, broker.folder / "mosquitto.log"),
                 ("the database", database.process, database.folder / "postgres.log")]
-    children += [(f"collector c{k + 1}", c.process, c.log) for k, c in enumerate(collectors)]
+    exits = [deque(maxlen=RESTART_LIMIT) for _ in collectors]
     deadline = None if duration is None else time.monotonic() + duration
     while not stop.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
         if deadline is not None and time.monotonic() >= deadline:
             return None
-        for what, process, log in children:
-            if process is not None and process.poll() is not None:
+        for what, process, log in services:
+            if process.poll() is not None:
                 return f"{what} exited (code {process.returncode}); its log ended: {log_tail(log)}"
+        for k, collector in enumerate(collectors):
+            if collector.process.poll() is None:
+                continue
+            what = f"collector c{k + 1} exited (code {collector.process.returncode}); its log ended: {log_tail(collector.log)}"
+            now = time.monotonic()
+            exits[k].append(now)
+            if len(exits[k]) == RESTART_LIMIT and now - exits[k][0] < RESTART_WINDOW_S:
+                return f"{what}; it exited {RESTART_LIMIT} times within {RESTART_WINDOW_S:.0f} s"
+            click.echo(f"{what}; started again", err=True)
+            collector.start()
     return None
 
 

@@ -269,9 +269,13 @@ def missing_binaries() -> str | None:
 
 
 @contextlib.contextmanager
-def private_services(broker_port: int | None = None, db_port: int | None = None) -> Iterator[tuple[Broker, Database]]:
-    """A running broker and database; both stopped and their folders removed on the way out."""
+def private_services(broker_port: int | None = None, db_port: int | None = None, *,
+                     keep_on_error: bool = False) -> Iterator[tuple[Broker, Database]]:
+    """A running broker and database; both stopped and their folders removed on the way out.
+    With `keep_on_error`, an error raised while they run leaves their folders (the stored
+    frames, the broker's queue) for the user to look into; one while starting never does."""
     broker = database = None
+    started = False
     if broker_port and broker_port == db_port:
         raise TinydriftError(f"--broker-port and --db-port are both {db_port}: give each service its own port")
     for port, what, option in ((broker_port, "broker", "--broker-port"), (db_port, "database", "--db-port")):
@@ -283,7 +287,14 @@ def private_services(broker_port: int | None = None, db_port: int | None = None)
         broker.start()
         database = Database.create(db_port)
         database.start()
+        started = True
         yield broker, database
+    except BaseException:
+        if started and keep_on_error:
+            for service in (database, broker):
+                service.stop()
+            broker = database = None
+        raise
     finally:
         for service in (database, broker):
             if service is not None:
