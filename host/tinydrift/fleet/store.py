@@ -106,10 +106,13 @@ _NONE = (None,) * (len(FRAME_COLUMNS) - 9)
 _NO_DETECTION = (None,) * 4
 
 
+UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
 def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
     """The `frames` row of one envelope."""
     f, who = env.frame, env.identity
-    received = dt.datetime.fromtimestamp(env.received_us / 1e6, dt.timezone.utc)
+    received = UNIX_EPOCH + dt.timedelta(microseconds=env.received_us)  # exact: a float rounds 9999-12-31's last microsecond up
     head = (to_int64(who.device_id), who.boot_count, f.seq, received, fleet, int(f.TYPE), who.model_id,
             known_model, f.raw)
     if f.TYPE is P.FrameType.INFERENCE:
@@ -127,9 +130,11 @@ def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
 
 
 def day_partition(day: dt.date) -> tuple[str, str, str]:
-    """(name, from, to) of the partition holding `day` (UTC)."""
+    """(name, from, to) of the partition holding `day` (UTC). The last day a stamp can have
+    (9999-12-31) has no next day in Python: its partition runs to PostgreSQL's infinity."""
     start = dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
-    return f"frames_p{day:%Y%m%d}", start.isoformat(), (start + dt.timedelta(days=1)).isoformat()
+    end = "infinity" if day == dt.date.max else (start + dt.timedelta(days=1)).isoformat()
+    return f"frames_p{day:%Y%m%d}", start.isoformat(), end
 
 
 @dataclass
