@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +220,57 @@ def test_bad_image_folders_are_refused_in_one_line_naming_the_fix(tmp_path):
     _save(tmp_path / "gif" / "healthy" / "a.png", leaf)
     _save(tmp_path / "gif" / "blight" / "b.png", leaf, format="GIF")
     assert "b.png: a GIF image named like a JPEG or PNG" in _refusal(tmp_path / "gif")
+
+
+def test_export_reads_an_image_folder_in_the_model_s_class_order_not_sorted(tmp_path):
+    """export --data FOLDER once took the class folders in sorted order whatever the model's
+    order (training.json): the header named the wrong classes and the monitor was calibrated
+    on scrambled labels, at 1 % accuracy, without a word."""
+    from PIL import Image
+
+    from tinydrift.pipeline.export import model_input
+
+    rng = np.random.default_rng(0)
+    for name in ("zeta", "alpha"):
+        (tmp_path / "own" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "own" / name / f"{i}.png")
+    source = model_input((1, 48, 48, 3))
+    for order in (("zeta", "alpha"), None):
+        _, splits = source.load_splits(tmp_path / "own", 2, order)
+        for split in ("ref", "test"):
+            s = splits[split]
+            assert s.label_names == (order or ("alpha", "zeta"))
+            folders = [Path(str(f)).parent.name for f in s.domain["file"]]
+            assert len(folders) == len(s) and [s.label_names[label] for label in s.labels] == folders
+        held = np.concatenate([splits["ref"].labels, splits["test"].labels])
+        assert sorted(np.bincount(held).tolist()) == [6, 6]
+
+
+def test_eval_of_a_bare_tflite_reads_the_class_order_beside_it_or_says_it_assumed_one(tmp_path, small_plant):
+    """eval models/plant/model_int8.tflite FOLDER once scored the sorted class folders against
+    the model's outputs: 1 % accuracy for a 93 % model, and no word of why."""
+    import shutil
+
+    from PIL import Image
+
+    from tinydrift.firmware import REPO_ROOT
+
+    images = ImageSet.load(small_plant / "test.npz")
+    for i, (image, label) in enumerate(zip(images.images, images.labels)):
+        (tmp_path / "leaves" / images.label_names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "leaves" / images.label_names[label] / f"{i}.png")
+    (tmp_path / "lone").mkdir()
+    shutil.copy(REPO_ROOT / "models" / "plant" / "model_int8.tflite", tmp_path / "lone")
+
+    def accuracy(output: str) -> float:
+        return float(output.split("accuracy ", 1)[1].split()[0])
+
+    alone = CliRunner().invoke(main, ["eval", str(tmp_path / "lone" / "model_int8.tflite"), str(tmp_path / "leaves")])
+    assert alone.exit_code == 0, alone.output
+    assert "no training.json beside the model: its outputs taken as the class folders in sorted order" in alone.output
+    shutil.copy(REPO_ROOT / "models" / "plant" / "training.json", tmp_path / "lone")
+    beside = CliRunner().invoke(main, ["eval", str(tmp_path / "lone" / "model_int8.tflite"), str(tmp_path / "leaves")])
+    folder = CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "plant"), str(tmp_path / "leaves")])
+    assert beside.exit_code == folder.exit_code == 0 and "sorted order" not in beside.output
+    assert accuracy(beside.output) == accuracy(folder.output) > 0.6 > accuracy(alone.output)

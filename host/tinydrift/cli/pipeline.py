@@ -296,9 +296,13 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     from tinydrift.modeldir import ModelDir
 
     model, _ = load_int8(model_dir)
-    labels = ModelDir(model_dir).training().get("labels") if model_dir.is_dir() else None
+    # the classes in the model's output order: its folder's training.json (a bare .tflite's too)
+    labels = ModelDir(model_dir if model_dir.is_dir() else model_dir.parent).training().get("labels")
     clips = load_any(data, tuple(labels) if labels else None)
     check_fits(model, clips, data)
+    if not labels and hasattr(clips, "images") and not as_json:
+        click.echo(f"(no training.json beside the model: its outputs taken as the class folders in sorted order, "
+                   f"{', '.join(clips.label_names)})", err=True)
     if as_json:
         emit_json(evaluate(model, clips, runtime))
         return

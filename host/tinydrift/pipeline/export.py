@@ -87,17 +87,19 @@ class ModelInput:
 
         return summarize_image(features, IMAGE_SUMMARY_GRID) if self.is_image else summarize_frames(features)
 
-    def load_splits(self, data_dir: Path, n_classes: int) -> tuple["ModelInput", dict]:
+    def load_splits(self, data_dir: Path, n_classes: int,
+                    label_names: tuple[str, ...] | None = None) -> tuple["ModelInput", dict]:
         """(this plan, its shift named after the data; ref, test and the shifted split, as the
         data set type of this input), from the splits `tinydrift data` writes, or from a
-        folder of the user's own reference data."""
+        folder of the user's own reference data (an image folder's class folders named by
+        `label_names`, the model's classes in its output order, when known)."""
         data_dir = Path(data_dir)
         if not (data_dir / "ref.npz").is_file() and data_dir.is_dir():
             made = sorted(p.name for p in data_dir.glob("*.npz"))
             if made:  # a set `tinydrift data` wrote, or began to: not a folder of recordings
                 raise TinydriftError(f"{data_dir}: holds {', '.join(made)} but no ref.npz, the split the monitor is "
                                      "calibrated on: build the set again with `tinydrift data`")
-            return self._folder_splits(data_dir, n_classes)
+            return self._folder_splits(data_dir, n_classes, label_names)
         if not self.is_image:
             return self, {s: ClipSet.load(data_dir / f"{s}.npz") for s in ("ref", "test", self.shift)}
         from tinydrift.data.imageset import ImageSet
@@ -120,14 +122,15 @@ class ModelInput:
                         domain=dict(test.domain))
         return {**splits, self.shift: noisy}
 
-    def _folder_splits(self, folder: Path, n_classes: int) -> tuple["ModelInput", dict]:
+    def _folder_splits(self, folder: Path, n_classes: int,
+                       label_names: tuple[str, ...] | None = None) -> tuple["ModelInput", dict]:
         """A user's reference data (a PlantVillage-style image folder, or Speech Commands-style
         WAV folders of the keyword model's classes), split into ref and test by group (a
         recording's speaker; each image its own), after checking its classes are the model's."""
         if self.is_image:
             from tinydrift.data.imagefolder import load_image_folder
 
-            data = load_image_folder(folder, size=self.shape[1:3])
+            data = load_image_folder(folder, label_names, size=self.shape[1:3])
             what = "class folders"
         else:
             from tinydrift.data.wavfolder import load_speech_commands
@@ -135,8 +138,10 @@ class ModelInput:
             data = load_speech_commands(folder)
             what = "keyword classes (the Speech Commands layout maps other words to _unknown_)"
         if len(data.label_names) != n_classes:
-            remedy = ("give one sub-folder per output class, named in the order of the model's outputs when sorted"
-                      if self.is_image else "a keyword model's outputs are these 12 classes, in this order")
+            remedy = ("a keyword model's outputs are these 12 classes, in this order" if not self.is_image else
+                      f"give one sub-folder per class ({', '.join(label_names)})" if label_names else
+                      "give one sub-folder per output class, named in the order of the model's outputs when sorted "
+                      "(or list the classes in the model folder's training.json)")
             raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
                                  f"but the model has {n_classes} outputs: {remedy}")
         groups = np.unique(data.domain["group"])
@@ -230,13 +235,21 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     if source.is_image and real_data:
         raise TinydriftError("--real-data reads recordings, and this is an image model: "
                              "measure it on real images with `tinydrift eval MODEL FOLDER`")
-    source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]))
+    # an image folder's classes are the model's, in its output order (training.json), not sorted
+    trained_labels = tuple(folder.training().get("labels") or ()) or None
+    source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]), trained_labels)
     check_fits(model, splits["ref"], data_dir)  # before any work: its kind, image size and classes
     shortfall = source.reference_shortfall(data_dir, splits)
     if shortfall:
         raise TinydriftError(shortfall)
     labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
+    n_classes = probs["ref"].shape[1]
+    ref_accuracy = float(np.mean(probs["ref"].argmax(1) == splits["ref"].labels))
+    if n_classes > 2 and ref_accuracy < 2 / n_classes:
+        log(f"warning: the model is right on {ref_accuracy:.1%} of the ref split (chance: {1 / n_classes:.0%}): are "
+            f"the data's classes the model's, named as it names them ({', '.join(labels)})? A monitor calibrated on "
+            "it expects that accuracy")
     samples = {s: _samples(source, splits[s], probs[s]) for s in splits}
 
     if fleet_budget is not None:
