@@ -527,3 +527,24 @@ def test_files_that_are_no_npz_archive_are_named_without_numpy_s_unsafe_advice(h
             assert result.exit_code == 1 and result.exception is not None and isinstance(result.exception, SystemExit)
             assert says in result.output and "pickle" not in result.output and "Traceback" not in result.output, \
                 result.output
+
+
+def test_every_number_option_refuses_nan():
+    """NaN passes every comparison, so click's FloatRange lets it through its bounds (fleet
+    simulate --drift-share nan once ended in a traceback): every float option of every
+    command is a FiniteFloat (or a type of ours that checks it)."""
+    import click
+
+    from tinydrift.cli import main
+    from tinydrift.cli.params import FiniteFloat
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            yield path + (name,), command
+            if isinstance(command, click.Group):
+                yield from commands(command, path + (name,))
+
+    loose = [f"{' '.join(path)} {param.opts[0] if param.opts else param.name}"
+             for path, command in commands(main) for param in command.params
+             if isinstance(param.type, click.types.FloatParamType) and not isinstance(param.type, FiniteFloat)]
+    assert not loose, loose

@@ -227,7 +227,7 @@ def _watch(broker, database, collectors, stop, duration: float | None) -> str | 
               help="Inferences a second on each device (with --per-inference, INFERENCE frames a second).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S",
               help="Run for S seconds, send what is left, and stop (default: until Ctrl-C).")
-@click.option("--drift-share", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+@click.option("--drift-share", type=FiniteFloat(0, 1), default=0.2, show_default=True,
               help="Share of the devices that meet a drift scenario; the others never drift.")
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
               help="A drift scenario the drifting devices meet, in turn (repeatable; default gain_down_20db, "

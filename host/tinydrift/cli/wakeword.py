@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, input_file, input_folder
+from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, FiniteFloat, input_file, input_folder
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
@@ -315,10 +315,10 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
                    "white_noise_20db, white_noise_10db, white_noise_0db, babble_10db, babble_5db, babble_0db, "
                    "reverb_400ms, reverb_800ms, far_field, gain_down_20db, gain_up_12db, cheap_mic_lowpass_2k, "
                    "telephone_band, clipping_30db, dead_microphone, stuck_microphone, dc_offset.")
-@click.option("--before", "before_s", type=click.FloatRange(min=30, max=3600), default=90.0, show_default=True,
+@click.option("--before", "before_s", type=FiniteFloat(min=30, max=3600), default=90.0, show_default=True,
               help="Seconds of the room before the change (the monitor learns its reference in the first 30; "
                    "an hour at most).")
-@click.option("--after", "after_s", type=click.FloatRange(min=1, max=3600), default=60.0, show_default=True,
+@click.option("--after", "after_s", type=FiniteFloat(min=1, max=3600), default=60.0, show_default=True,
               help="Seconds after the change (an hour at most).")
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_s: float, workers: int | None):

@@ -33,11 +33,11 @@ class BrokerUrl:
 
     @classmethod
     def parse(cls, url: str) -> "BrokerUrl":
-        parts = urlsplit(url)
         try:
+            parts = urlsplit(url)  # an unclosed [IPv6 bracket raises here
             port = parts.port
         except ValueError:
-            port = -1
+            parts, port = urlsplit(""), -1
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port == -1 or (parts.path not in ("", "/")):
             raise TinydriftError(f"broker URL {url!r} is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT] "
                                  "(e.g. mqtt://127.0.0.1:1883)")
@@ -47,7 +47,8 @@ class BrokerUrl:
 
     def __str__(self) -> str:  # without the password
         user = f"{self.username}@" if self.username else ""
-        return f"{self.scheme}://{user}{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address
+        return f"{self.scheme}://{user}{host}:{self.port}"
 
 
 def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_maximum: int | None = None,
