@@ -568,3 +568,31 @@ def test_a_reader_waits_for_the_capture_s_tables_not_just_its_file(tmp_path):
     assert not capture_ready(tmp_path / "text.db")
     CaptureStore(path).conn.close()
     assert capture_ready(path)
+
+
+def test_a_damaged_database_is_refused_in_one_line_before_the_port(tmp_path):
+    """capture once opened the device's port, then met the damage in a traceback: the
+    emulated board's run played out to nobody, and a reserve file was left behind."""
+    from tinydrift.logbook.store import CaptureStore
+
+    store = CaptureStore(tmp_path / "cap.db")
+    store.conn.execute("CREATE TABLE filler (x BLOB)")
+    store.conn.executemany("INSERT INTO filler VALUES (?)", [(bytes(500),)] * 2000)
+    store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.conn.close()
+    store.release_reserve()
+    with open(tmp_path / "cap.db", "r+b") as f:
+        f.seek(20_000)
+        f.write(b"\xab" * 8_000)
+    with socket.socket() as listener:  # a device that would answer: it must not be reached
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "tinydrift", "capture", "--port", f"socket://127.0.0.1:{port}",
+                               "--db", str(tmp_path / "cap.db")], capture_output=True, text=True, timeout=60)
+        listener.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            listener.accept()
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: capture database {tmp_path / 'cap.db'} is damaged (")
+    assert not (tmp_path / "cap.db-reserve").exists()

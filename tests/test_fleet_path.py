@@ -652,3 +652,34 @@ def test_an_outbox_that_cannot_grow_stops_the_gateway_with_what_it_holds_intact(
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (read,) and read > 100
     away.remove()
+
+
+def _damage(path: Path) -> None:
+    """Overwrite pages in the middle of an SQLite file, as a failing disk or a bad copy would."""
+    with open(path, "r+b") as f:
+        f.seek(20_000)
+        f.write(b"\xab" * 8_000)
+
+
+def test_a_damaged_or_missing_outbox_is_said_in_one_line_and_nothing_is_made(tmp_path):
+    """A damaged outbox once ended in a traceback when its frames were counted, and a cut one
+    was told to "choose another --outbox" (leaving its waiting frames behind); draining a
+    mistyped path made an empty outbox and said all was sent."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli import main
+    from tinydrift.fleet.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "held.sqlite")
+    outbox.add([("tinydrift/f/1/inference", bytes(200))] * 3000)
+    outbox.close()
+    _damage(tmp_path / "held.sqlite")
+    away = "mqtt://127.0.0.1:1"
+    damaged = CliRunner().invoke(main, ["gateway", "--broker", away, "--outbox", str(tmp_path / "held.sqlite")])
+    missing = CliRunner().invoke(main, ["gateway", "--broker", away, "--outbox", str(tmp_path / "no" / "typo.sqlite")])
+    for result in (damaged, missing):
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+    assert f"the outbox {tmp_path / 'held.sqlite'} is damaged (" in damaged.output and ".recover" in damaged.output
+    assert f"no outbox at {tmp_path / 'no' / 'typo.sqlite'}" in missing.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held.sqlite"]  # no lock, no typo.sqlite, no folder

@@ -62,6 +62,9 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
         click.echo(f"read={stats.frames} acknowledged={stats.published} in_outbox={waiting} lost={stats.lost} "
                    f"corrupt={stats.corrupt}", err=True)
 
+    if not ports and not outbox_path.exists():  # a mistyped path would be made, found empty, and called sent
+        raise TinydriftError(f"no outbox at {outbox_path}: without --port the gateway only sends what an outbox holds; "
+                             "give the file a gateway wrote, or --port to read a device")
     summary = run_gateway(list(ports), broker, outbox_path, fleet=fleet, client_id=client_id, baudrate=baudrate,
                           reconnect_timeout=None if reconnect_timeout < 0 else reconnect_timeout, duration=duration,
                           durable=durable, log=lambda m: click.echo(m, err=True),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.envelope import Identity
-from tinydrift.logbook.store import from_int64, sqlite_write_error, to_int64
+from tinydrift.logbook.store import damage, damaged, from_int64, is_corrupt, sqlite_write_error, to_int64
 
 SCHEMA_VERSION = 1
 SCHEMA = """
@@ -90,6 +90,10 @@ class Outbox:
         try:
             self.conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            problem = damage(self.conn)
+            if problem is not None:  # its waiting frames are worth saving: not "choose another"
+                self.conn.close()
+                raise damaged(f"the outbox {self.path}", self.path, problem)
             if tables - OUR_TABLES:
                 self.conn.close()
                 raise TinydriftError(f"{self.path} is an SQLite database of something else (tables "
@@ -103,6 +107,8 @@ class Outbox:
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
         except sqlite3.Error as exc:
             self._owner.release()
+            if is_corrupt(exc):
+                raise damaged(f"the outbox {self.path}", self.path, str(exc)) from exc
             raise TinydriftError(f"cannot open the outbox {self.path}: {exc} (choose another --outbox)") from exc
         except TinydriftError:
             self._owner.release()

@@ -183,6 +183,10 @@ class CaptureStore:
             self.conn = sqlite3.connect(str(self.path), isolation_level=None)
             self.conn.execute(f"PRAGMA busy_timeout={OPEN_WAIT_MS}")
             self._refuse_other_databases()
+            problem = damage(self.conn)
+            if problem is not None:
+                self.conn.close()
+                raise damaged(f"capture database {self.path}", self.path, problem)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self.conn.executescript(SCHEMA)
@@ -392,18 +396,40 @@ def open_db(path: str | Path) -> sqlite3.Connection:
         conn = _connect_read_only(path)
         conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         conn.execute("SELECT id FROM frames LIMIT 1").fetchall()
-        # A damaged page would otherwise surface later, as a crash halfway through a report.
-        problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        problem = damage(conn) or "ok"
     except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_CORRUPT:
+        if is_corrupt(exc):
             problem = str(exc)
         else:
             raise TinydriftError(f"{path} is not a tinydrift capture database ({exc}): "
                                  "give the file written by `tinydrift capture --db`") from exc
     if problem != "ok":
-        raise TinydriftError(f"capture database {path} is damaged ({problem}): the sqlite3 shell's "
-                             f"`.recover` saves what is readable (sqlite3 {path} .recover | sqlite3 recovered.db)")
+        raise damaged(f"capture database {path}", path, problem)
     return conn
+
+
+def damaged(what: str, path: str | Path, problem: str) -> TinydriftError:
+    """The one line for an SQLite file of ours that is damaged: what is readable can be saved."""
+    problem = " ".join(problem.replace("***", "").split())  # quick_check's report spans lines
+    return TinydriftError(f"{what} is damaged ({problem}): the sqlite3 shell's `.recover` saves what is readable "
+                          f"(sqlite3 {path} .recover | sqlite3 recovered.db)")
+
+
+def is_corrupt(exc: BaseException) -> bool:
+    """Whether an SQLite error says the file is damaged (not busy, missing or unwritable)."""
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_CORRUPT
+
+
+def damage(conn: sqlite3.Connection) -> str | None:
+    """What SQLite's quick check finds wrong with an open database (None: nothing). A damaged
+    page would otherwise surface later, as a traceback halfway through the work."""
+    try:
+        problem = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        if not is_corrupt(exc):
+            raise
+        problem = str(exc)
+    return None if problem == "ok" else problem
 
 
 def capture_ready(path: str | Path) -> bool:
