@@ -138,13 +138,22 @@ def hostile(tmp_path_factory) -> Path:
     (root / "ww_stale").mkdir()
     (root / "ww_stale" / "monitor.json").write_text(json.dumps({"monitor_config": config, "model_hash": "0" * 64}))
     np.savez(root / "samples_ragged.npz", summaries=np.zeros(3), probs=np.zeros(2), groups=np.zeros(5))
-    np.savez(root / "samples_misfit.npz", summaries=np.zeros((8, 5)), probs=np.zeros((8, 3), np.int8), groups=np.arange(8))
+    np.savez(root / "samples_misfit.npz", summaries=np.arange(40.0).reshape(8, 5), probs=np.zeros((8, 3), np.int8),
+             groups=np.arange(8))
     # probabilities as floats, labels beyond the classes, features another model's size
     np.savez(root / "samples_float_probs.npz", summaries=np.zeros((8, 5), np.int16), groups=np.arange(8),
              probs=np.full((8, 3), 1 / 3, np.float32))
     np.savez(root / "samples_labels.npz", summaries=np.zeros((8, 5), np.int16), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8), labels=np.arange(8))
     np.savez(root / "clips_other_size.npz", features=np.zeros((8, 7, 7), np.int8), groups=np.arange(8))
+    # summaries that a cast to int16 would silently turn into zeros or wrap; summaries that never move
+    varied = np.arange(40, dtype=np.float64).reshape(8, 5)
+    np.savez(root / "samples_nan_summaries.npz", summaries=np.where(varied == 3, np.nan, varied),
+             probs=np.zeros((8, 3), np.int8), groups=np.arange(8))
+    np.savez(root / "samples_huge_summaries.npz", summaries=varied * 1e9, probs=np.zeros((8, 3), np.int8),
+             groups=np.arange(8))
+    np.savez(root / "samples_constant.npz", summaries=np.full((8, 5), 7, np.int16), probs=np.zeros((8, 3), np.int8),
+             groups=np.arange(8))
     (root / "truth_list.json").write_text("[301]")
 
     (root / "not_elf.elf").write_text("#!/bin/sh\necho not firmware\n")
@@ -344,6 +353,9 @@ CASES = [
     ("wrong-shape-samples", "drift-calibrate", ["{r}/samples_ragged.npz", "--out", "{r}/cal_out"], "samples_ragged.npz"),
     ("wrong-shape-samples", "drift-heldout", ["{r}/samples_ragged.npz", "{r}/samples_ragged.npz"], "samples_ragged.npz"),
     ("float-probs", "drift-calibrate", ["{r}/samples_float_probs.npz", "--out", "{r}/cal_out"], "expected the model's int8 softmax"),
+    ("nan-summaries", "drift-calibrate", ["{r}/samples_nan_summaries.npz", "--out", "{r}/cal_out"], "expected the device's int16 input summaries"),
+    ("huge-summaries", "drift-calibrate", ["{r}/samples_huge_summaries.npz", "--out", "{r}/cal_out"], "expected the device's int16 input summaries"),
+    ("constant-summaries", "drift-calibrate", ["{r}/samples_constant.npz", "--out", "{r}/cal_out"], "every summary value is the same"),
     ("labels-beyond-classes", "drift-calibrate", ["{r}/samples_labels.npz", "--out", "{r}/cal_out"], "class indices 0..2"),
     ("features-misfit", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model"],
      "features of 7x7, and the model takes 49x40x1"),

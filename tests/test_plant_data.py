@@ -4,6 +4,7 @@ PlantVillage folder loader with its refusals."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -274,3 +275,32 @@ def test_eval_of_a_bare_tflite_reads_the_class_order_beside_it_or_says_it_assume
     folder = CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "plant"), str(tmp_path / "leaves")])
     assert beside.exit_code == folder.exit_code == 0 and "sorted order" not in beside.output
     assert accuracy(beside.output) == accuracy(folder.output) > 0.6 > accuracy(alone.output)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG whose header claims width x height: Pillow judges its size before any pixel."""
+    import struct
+    import zlib as z
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", z.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", z.compress(b"")) + chunk(b"IEND", b""))
+
+
+def test_an_image_too_large_to_load_and_a_file_name_not_in_utf8_are_no_tracebacks(tmp_path):
+    """Pillow's decompression-bomb guard once surfaced as its own traceback, and a file name
+    of non-UTF-8 bytes as a UnicodeEncodeError."""
+    leaf = np.full((64, 64, 3), 90, np.uint8)
+    _save(tmp_path / "bomb" / "healthy" / "a.png", leaf)
+    _png_header_only(tmp_path / "bomb" / "blight" / "huge.png", 20_000, 20_000)
+    assert "huge.png: more than 178 million pixels, too many to load; resize it" in _refusal(tmp_path / "bomb")
+
+    for name in ("healthy", "blight"):
+        _save(tmp_path / "names" / name / "a.png", leaf)
+    odd = os.fsdecode(b"x\xff\xfe.png")  # the bytes a disk may hold, not UTF-8
+    _save(tmp_path / "names" / "blight" / odd, leaf)
+    images = load_image_folder(tmp_path / "names", PLANT_LABELS)
+    assert len(images) == 3 and len(set(images.domain["group"].tolist())) == 3

@@ -99,6 +99,15 @@ def _check_values(path: Path, data: dict) -> None:
     if "labels" in data and len(data["labels"]) and (data["labels"].min() < 0 or data["labels"].max() >= probs.shape[1]):
         raise TinydriftError(f"{path}: labels from {data['labels'].min()} to {data['labels'].max()}, and probs has "
                              f"{probs.shape[1]} classes: labels are class indices 0..{probs.shape[1] - 1}")
+    summaries = data["summaries"]
+    fractional = summaries.dtype.kind == "f" and not np.all(np.isfinite(summaries) & (summaries == np.round(summaries)))
+    if fractional or summaries.min() < -32768 or summaries.max() > 32767:
+        raise TinydriftError(f"{path}: summaries of {summaries.dtype} from {summaries.min():.4g} to {summaries.max():.4g}; "
+                             "expected the device's int16 input summaries (-32768..32767, e.g. a keyword model's "
+                             "channel means x 2^7), as the firmware's td_summarize_* give them")
+    if summaries.min(axis=0).tolist() == summaries.max(axis=0).tolist():
+        raise TinydriftError(f"{path}: every summary value is the same in all {len(summaries)} samples: nothing to "
+                             "learn a reference from; give the summaries of real inputs")
 
 
 def _check_fits(path: Path, data: dict, config: MonitorConfig) -> None:

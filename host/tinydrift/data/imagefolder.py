@@ -6,6 +6,7 @@ Each image is centre-cropped to its largest part of the model input's shape and 
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from pathlib import Path
 
@@ -46,15 +47,29 @@ def read_image(path: Path, size: int | tuple[int, int] = IMAGE_SIZE) -> tuple[np
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise TinydriftError(f"{path}: not a JPEG or PNG image (by its name); move it out of the class folders")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # below twice Pillow's limit it only warns: a large photo, loaded like any other
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             if image.format not in ("JPEG", "PNG"):
                 raise TinydriftError(f"{path}: a {image.format} image named like a JPEG or PNG; convert it or move it out")
             original = image.size
             height, width = (size, size) if isinstance(size, int) else size
             image.draft("RGB", (width, height))  # JPEG: decode at a reduced scale that still covers `size`
             return fit_image(image, size), original
+    except Image.DecompressionBombError:
+        raise TinydriftError(too_many_pixels(path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise TinydriftError(f"{path}: not a readable JPEG or PNG image ({e}); remove it or convert it") from None
+
+
+def too_many_pixels(path: Path) -> str:
+    """Pillow refuses to decode images past its limit (a "decompression bomb" guard)."""
+    from PIL import Image
+
+    return (f"{path}: more than {2 * Image.MAX_IMAGE_PIXELS // 1_000_000} million pixels, too many to load; "
+            "resize it (the model sees a few thousand)")
 
 
 def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None,
@@ -106,6 +121,8 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
             "width": np.array(widths, dtype=np.int32),
             "height": np.array(heights, dtype=np.int32),
             # Without plant identities, each image is its own group.
-            "group": np.array([zlib.crc32(n.encode()) & 0x7FFFFFFF for n in names], dtype=np.int64),
+            # surrogateescape: a file name need not be UTF-8 (the bytes a disk holds)
+            "group": np.array([zlib.crc32(n.encode(errors="surrogateescape")) & 0x7FFFFFFF for n in names],
+                              dtype=np.int64),
         },
     )

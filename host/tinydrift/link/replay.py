@@ -108,9 +108,13 @@ def _read_image_as_is(path: Path) -> np.ndarray:
     """uint8 [H, W, C] of an image file, neither resized nor converted (grey stays 1 channel)."""
     from PIL import Image, UnidentifiedImageError
 
+    from tinydrift.data.imagefolder import too_many_pixels
+
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image)
+    except Image.DecompressionBombError:
+        raise TinydriftError(too_many_pixels(path)) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise TinydriftError(f"{path}: not a readable JPEG or PNG image ({exc}); remove it or replace it") from None
     if pixels.dtype != np.uint8:
