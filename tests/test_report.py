@@ -291,3 +291,30 @@ def test_severity_withholds_the_estimate_under_a_sensor_fault_and_bounds_it_by_t
     (dead,) = alarm_severity(data, prior)
     assert dead.accuracy_now is None and dead.impact_points is None
     assert "accuracy estimate withheld: sensor fault" in dead.line() and "harmless" not in dead.line()
+
+
+def test_a_report_that_fails_part_way_writes_nothing_and_a_path_not_in_utf8_is_shown(tmp_path, monkeypatch):
+    """An interrupted report once left scores.png without its page; a database whose name is
+    not UTF-8 ended in a UnicodeEncodeError after the images were written."""
+    import os
+
+    from tinydrift.logbook import report
+
+    db, _ = make_drift_db(tmp_path)
+    odd = tmp_path / os.fsdecode(b"d\xffu.sqlite")
+    os.rename(db, odd)
+    for suffix in ("-wal", "-shm"):
+        if Path(str(db) + suffix).exists():
+            os.rename(str(db) + suffix, str(odd) + suffix)
+    result = write_report(odd, tmp_path / "report")
+    assert "d\ufffdu.sqlite" in (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert len(result.files) == 4
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "_plot_detections", interrupted)
+    monkeypatch.setattr(report, "_html", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(odd, tmp_path / "again")
+    assert not (tmp_path / "again").exists()

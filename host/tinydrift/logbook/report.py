@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tinydrift.atomic import atomic_path, write_text  # noqa: E402
+from tinydrift.atomic import all_or_nothing, atomic_path, write_text  # noqa: E402
 from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
@@ -252,6 +253,14 @@ def _save(fig, path: Path) -> Path:
 
 def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None = None,
                  truth: Truth | None = None) -> ReportResult:
+    """The report's images and page in `out_dir`, all of them or, on an error or Ctrl-C,
+    none (an interrupted report once left images without their page)."""
+    with all_or_nothing():
+        return _write_report(db_path, out_dir, model_dir, truth)
+
+
+def _write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None,
+                  truth: Truth | None) -> ReportResult:
     conn = open_db(db_path)
     out_dir = Path(out_dir)
     summary = read_summary(conn)
@@ -399,7 +408,8 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
                    + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
                    if s.first_alarm else "none")
     rows = [
-        ("capture database", str(db_path)), ("sessions", s.sessions), ("frames", s.frames),
+        # a path's bytes need not be UTF-8: shown with a replacement character, the page stays UTF-8
+        ("capture database", os.fsencode(db_path).decode("utf-8", "replace")), ("sessions", s.sessions), ("frames", s.frames),
         ("inference frames (this model)", n), ("lost frames (sequence gaps)", s.lost),
         ("corrupt frames", s.corrupt), ("foreign-model frames", s.foreign), ("text lines", s.text_lines),
         *((("detector frames (DETECTION)", detection_frames), ("wakes", len(wakes))) if detection_frames else ()),
