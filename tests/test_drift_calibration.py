@@ -267,3 +267,27 @@ def test_calibrating_the_output_scores_for_long_runs_quiets_hard_speakers_too():
           f"({quiet['by_type']}), inputs only {loud['arl0']:,.0f} ({loud['by_type']})")
     assert loud["by_type"]["CONFIDENCE_DRIFT"] > 0
     assert quiet["arl0"] > 1.5 * loud["arl0"]
+
+
+def test_the_error_rate_line_says_when_no_false_alarm_came_at_all():
+    """export from an image folder at a low target once ended in a TypeError: on an error-free
+    reference the chosen level raised no alarm, and its run length is None."""
+    import json
+
+    import numpy as np
+
+    from tinydrift.firmware import REPO_ROOT
+    from tinydrift.monitor.calibrate_feedback import calibrate_error_rate
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.pipeline.export import error_rate_line
+
+    config = MonitorConfig.from_dict(json.loads((REPO_ROOT / "models/kws/reference.json").read_text())["monitor_config"])
+    right = np.zeros(2000, np.int64)
+    chosen, report = calibrate_error_rate(config, right, right, np.arange(2000) % 50, target_arl0=1000)
+    assert error_rate_line(chosen.ddm_drift_q8, report) == (
+        "error-rate test: ERROR_RATE at 2 standard deviations, no false alarm in 200,000 inferences simulated with "
+        "labels for 10 % of them")
+    wrong = np.arange(2000) % 3 == 0
+    chosen, report = calibrate_error_rate(config, wrong.astype(np.int64), np.zeros(2000, np.int64), np.arange(2000) % 50,
+                                          target_arl0=1000)
+    assert "a false alarm every " in error_rate_line(chosen.ddm_drift_q8, report)

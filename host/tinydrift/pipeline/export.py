@@ -209,6 +209,17 @@ DEFAULT_DATA_SESSION = 15
 ARL0_CHECK_MAX = 20_000_000
 
 
+def error_rate_line(drift_q8: int, report: dict) -> str:
+    """What calibrate_error_rate chose, in a line: its level and the false alarms it measured
+    there (none at all on an error-free reference: a camera model right on every leaf)."""
+    every = report["levels"].get(f"{drift_q8 / 256:g}", {}).get("arl0_inferences")
+    simulated = report["streams"] * report["labels_per_stream"] / report["label_share"]
+    rate = f"a false alarm every {every:,} inferences" if every is not None else \
+        f"no false alarm in {simulated:,.0f} inferences simulated"
+    return (f"error-rate test: ERROR_RATE at {drift_q8 / 256:g} standard deviations, {rate} with labels for "
+            f"{100 * report['label_share']:g} % of them")
+
+
 def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: float = 100_000,
            commission_n: int = DEFAULT_COMMISSION, real_data: dict[str, Path] | None = None,
            fleet_budget: FleetBudget | None = None, simulated_inferences: int | None = None,
@@ -273,10 +284,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config, calibration["error_rate"] = calibrate_error_rate(
         config, samples["ref"]["probs"].argmax(1), samples["ref"]["labels"], samples["ref"]["groups"],
         target_arl0=target_arl0)
-    chosen = calibration["error_rate"]["levels"].get(f"{config.ddm_drift_q8 / 256:g}", {})
-    log(f"error-rate test: ERROR_RATE at {config.ddm_drift_q8 / 256:g} standard deviations, a false alarm every "
-        f"{chosen.get('arl0_inferences', 0):,} inferences with labels for {100 * calibration['error_rate']['label_share']:g} % "
-        "of them")
+    log(error_rate_line(config.ddm_drift_q8, calibration["error_rate"]))
     calibration_seconds = time.perf_counter() - start
     checked = int(min(100 * target_arl0, ARL0_CHECK_MAX))
     bound = "" if checked == 100 * target_arl0 else (f" (not 100 x the target: at most {ARL0_CHECK_MAX:,}, "
