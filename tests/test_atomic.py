@@ -49,3 +49,19 @@ def test_check_writable_names_what_would_stop_a_write_and_leaves_nothing(tmp_pat
     (tmp_path / "monitor.json").mkdir()
     with pytest.raises(IsADirectoryError, match="is a folder where a file is to be written"):
         check_writable([tmp_path / "monitor.json"])
+
+
+def test_a_new_only_file_never_replaces_one_made_meanwhile(tmp_path):
+    """Two `tinydrift archive` runs to one name both said "archived": the second had replaced
+    the first's file."""
+    from tinydrift.atomic import atomic_path
+
+    target = tmp_path / "a.sqlite"
+    with pytest.raises(FileExistsError):
+        with atomic_path(target, new_only=True) as tmp:
+            tmp.write_text("second")
+            target.write_text("first")  # another program, between our check and our write
+    assert target.read_text() == "first" and sorted(p.name for p in tmp_path.iterdir()) == ["a.sqlite"]
+    with atomic_path(tmp_path / "b.sqlite", new_only=True) as tmp:
+        tmp.write_text("only")
+    assert (tmp_path / "b.sqlite").read_text() == "only" and len(list(tmp_path.iterdir())) == 2

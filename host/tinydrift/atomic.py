@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 import threading
@@ -15,9 +16,13 @@ _held = threading.local()
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+def atomic_path(target: str | os.PathLike, *, new_only: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only on success. With
+    `new_only`, FileExistsError instead if `target` exists by then (another program made it
+    meanwhile): the file is linked into place, which never replaces one."""
     target = Path(target)
+    if new_only and getattr(_held, "renames", None) is not None:
+        raise ValueError("new_only files are not held back by all_or_nothing")
     made = getattr(_held, "made", None)
     if made is not None:  # all_or_nothing removes, on failure, the folders made for its files
         made.extend(folder for folder in reversed([*target.parents]) if not folder.exists())
@@ -38,7 +43,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         if pending is not None:
             pending.append((tmp_path, target))
             return
-        _replace(tmp_path, target)
+        if new_only:
+            _link_new(tmp_path, target)
+        else:
+            _replace(tmp_path, target)
     finally:
         if pending is None and tmp_path.exists():
             tmp_path.unlink()
@@ -49,6 +57,22 @@ def _refuse_folder(target: Path) -> None:
     temporary one)."""
     if target.is_dir():
         raise IsADirectoryError(21, "is a folder where a file is to be written", str(target))
+
+
+def _link_new(tmp: Path, target: Path) -> None:
+    """`tmp` also at `target`, or FileExistsError: a hard link never replaces a file. A file
+    system without hard links (FAT) gets a check and a rename, which another writer could
+    still race."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if target.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(target)) from None
+        _replace(tmp, target)
 
 
 def _replace(tmp: Path, target: Path) -> None:

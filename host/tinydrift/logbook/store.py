@@ -510,7 +510,7 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
         raise TinydriftError(f"{out_path} already exists: give a new file name for the archive")
     source = open_db(db_path)
     try:
-        with atomic.atomic_path(out_path) as tmp:
+        with atomic.atomic_path(out_path, new_only=True) as tmp:  # two archives to one name: the second is refused
             copy = sqlite3.connect(tmp)
             try:
                 source.backup(copy)
@@ -518,6 +518,8 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
             finally:
                 copy.close()
         return read_summary(source)
+    except FileExistsError:
+        raise TinydriftError(f"{out_path} already exists: give a new file name for the archive") from None
     except (sqlite3.Error, OSError) as exc:
         raise TinydriftError(f"cannot write the archive {out_path}: {exc}") from exc
     finally:
