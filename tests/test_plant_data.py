@@ -304,3 +304,21 @@ def test_an_image_too_large_to_load_and_a_file_name_not_in_utf8_are_no_traceback
     _save(tmp_path / "names" / "blight" / odd, leaf)
     images = load_image_folder(tmp_path / "names", PLANT_LABELS)
     assert len(images) == 3 and len(set(images.domain["group"].tolist())) == 3
+
+
+def test_a_cut_split_is_built_again_not_reused_and_its_error_names_both_data_commands(tmp_path, small_plant):
+    """A split cut short was once reported as cached and never rebuilt, and reading it
+    advised `tinydrift data kws` for a plant set."""
+    import shutil
+
+    from tinydrift.data.sets import load_npz, split_paths
+
+    folder = tmp_path / "plant"
+    shutil.copytree(small_plant, folder)
+    digest = json.loads((folder / "manifest.json").read_text())["config_digest"]
+    assert split_paths(folder, SPLITS, digest)[1]
+    whole = (folder / "test.npz").read_bytes()
+    (folder / "test.npz").write_bytes(whole[:1000])
+    assert not split_paths(folder, SPLITS, digest)[1]
+    with pytest.raises(TinydriftError, match="rebuild it with the `tinydrift data kws` or `tinydrift data plant`"):
+        load_npz(folder / "test.npz")

@@ -12,6 +12,7 @@ import numpy as np
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.imagefolder import IMAGE_SUFFIXES, load_image_folder
 from tinydrift.data.imageset import ImageSet
+from tinydrift.data.npzfile import npz_problem
 from tinydrift.errors import TinydriftError
 
 
@@ -23,12 +24,22 @@ def split_paths(out_dir: Path, splits, config_digest: str) -> tuple[dict[str, Pa
     the configuration whose digest `out_dir/manifest.json` records (then they are reused)."""
     paths = {split: out_dir / f"{split}.npz" for split in splits}
     manifest = out_dir / MANIFEST
-    if not (manifest.exists() and all(p.exists() for p in paths.values())):
+    if not (manifest.exists() and all(_whole_archive(p) for p in paths.values())):
         return paths, False
     try:
         return paths, json.loads(manifest.read_text()).get("config_digest") == config_digest
     except json.JSONDecodeError:
         return paths, False
+
+
+def _whole_archive(path: Path) -> bool:
+    """Whether a split's file is there with its zip directory, which sits at its end: a cut
+    or emptied split is built again rather than reused."""
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (OSError, zipfile.BadZipFile):
+        return False
 
 
 def load_npz(path: str | Path) -> ClipSet | ImageSet:
@@ -39,8 +50,10 @@ def load_npz(path: str | Path) -> ClipSet | ImageSet:
             with np.load(path, allow_pickle=False) as z:
                 if "images" in z.files:
                     return ImageSet.load(path)
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError):
-            pass  # ClipSet.load names what is wrong with the file
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
+            # which command made a damaged archive cannot be read from it
+            raise TinydriftError(f"{path}: {npz_problem(path, e)}, not a tinydrift data set; rebuild it with the "
+                                 "`tinydrift data kws` or `tinydrift data plant` that made it") from e
     return ClipSet.load(path)
 
 
