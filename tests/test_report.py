@@ -3,6 +3,7 @@ simulated drifting device; bad databases are refused with a clear message."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import sqlite3
@@ -111,10 +112,15 @@ def test_report_writes_valid_pngs_and_a_page_that_embeds_them(tmp_path):
 
 
 def write_reference(folder: Path, model_hash: str) -> None:
-    """A model folder's reference.json with just what the report reads."""
-    (folder / "reference.json").write_text(
-        '{"name": "m", "model_hash": "%s", "labels": ["a", "b"], '
-        '"monitor_config": {"score_warning": [1, 2, 3, 4, 5], "score_drift": [6, 7, 8, 9, 10]}}' % model_hash)
+    """A model folder's reference.json: the shipped keyword model's monitor config (the report
+    checks it as the firmware would) with thresholds of its own."""
+    from tinydrift.firmware import REPO_ROOT
+
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    config.update(score_warning=[1, 2, 3, 4, 5], score_drift=[6, 7, 8, 9, 10])
+    labels = [f"class{k}" for k in range(len(config["prior_q16"]))]
+    (folder / "reference.json").write_text(json.dumps({"name": "m", "model_hash": model_hash, "labels": labels,
+                                                       "monitor_config": config}))
 
 
 def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
@@ -124,6 +130,13 @@ def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
     write_reference(model_dir, MODEL_HASH.hex())
     write_report(db, tmp_path / "r", model_dir=model_dir)
     assert f"model dir {model_dir}" in (tmp_path / "r" / "index.html").read_text()
+    # a config the firmware and `fleet simulate` refuse is refused here too, not shown as if sound
+    reference = json.loads((model_dir / "reference.json").read_text())
+    reference["monitor_config"]["score_drift"] = [1]
+    (model_dir / "reference.json").write_text(json.dumps(reference))
+    with pytest.raises(TinydriftError, match="reference.json: monitor_config is not usable"):
+        write_report(db, tmp_path / "r2", model_dir=model_dir)
+    assert not (tmp_path / "r2").exists()
 
 
 def test_report_command_ends_with_a_one_line_summary(tmp_path):

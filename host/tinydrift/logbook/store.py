@@ -760,11 +760,10 @@ def load_model_info(model_dir: str | Path) -> ModelInfo:
     detector = folder.detector() if folder.is_detector else None
     if not folder.has_monitor:
         return ModelInfo(folder.model_hash, None, None, folder.labels, folder.path, detector)
-    config = folder.monitor_config()
-    try:
-        warning, drift = _pad(config["score_warning"]), _pad(config["score_drift"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise TinydriftError(f"{folder.reference_json}: monitor_config has no usable score_warning/score_drift "
-                             f"({exc}); regenerate it with `tinydrift export --model {folder.path}`") from None
-    prior = np.asarray(config["prior_q16"], dtype=np.float64) / 65536 if config.get("prior_q16") else None
+    from tinydrift.monitor.config import MonitorConfig
+
+    # checked as the firmware and `fleet simulate` check it: a config they refuse is not shown as if sound
+    config = MonitorConfig.of_model(folder)
+    warning, drift = _pad(config.score_warning), _pad(config.score_drift)
+    prior = np.asarray(config.prior_q16, dtype=np.float64) / 65536 if len(config.prior_q16) else None
     return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, prior)

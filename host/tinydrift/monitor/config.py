@@ -297,7 +297,8 @@ class MonitorConfig:
         try:
             return cls.from_dict(data).validate()
         except TinydriftError as e:
-            raise folder.damaged(folder.reference_json, "monitor_config", f"is not usable ({e})") from None
+            source = folder.monitor_json if folder.is_detector else folder.reference_json
+            raise folder.damaged(source, "monitor_config", f"is not usable ({e})") from None
 
     def replace(self, **changes) -> "MonitorConfig":
         return dataclasses.replace(self, **changes)
