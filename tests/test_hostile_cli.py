@@ -101,6 +101,7 @@ def hostile(tmp_path_factory) -> Path:
     _wav(root / "fsdd_stray" / "recordings" / "0_jackson_0.wav", rate=8000)
     _wav(root / "fsdd_stray" / "recordings" / "notes_about_it.wav", rate=8000)
     _png(root / "leaves_one_class" / "healthy" / "a.png")
+    _png(root / "leaves_flat" / "a.png")  # images without class folders: not taken for recordings
     _png(root / "leaves_text" / "healthy" / "a.png")
     _png(root / "leaves_text" / "blight" / "b.png")
     (root / "leaves_text" / "blight" / "notes.txt").write_text("field notes")
@@ -276,6 +277,7 @@ CASES = [
     ("negative", "data-kws", ["--out", "{r}/data_out", "--workers", "-2"], "-2"),
     ("negative", "data-plant", ["--out", "{r}/data_out", "--seed", "-1"], "-1"),
     ("one-class", "eval", ["{r}/model", "{r}/leaves_one_class"], "only one class (healthy)"),
+    ("flat-images", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/leaves_flat"], "but no class sub-folders; expected the PlantVillage layout"),
     ("not-an-image", "eval", ["{r}/model", "{r}/leaves_text"], "notes.txt"),
     ("negative", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--seed", "-1"], "-1"),
     ("negative", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--in-domain", "-5"], "-5"),

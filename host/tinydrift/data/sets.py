@@ -62,14 +62,17 @@ def holds_image_classes(folder: Path) -> bool:
     return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/*"))
 
 
-def load_any(path: str | Path, label_names: tuple[str, ...] | None = None) -> ClipSet | ImageSet:
-    """The set at `path`; an image folder's classes are indices into `label_names` (a model's)."""
+def load_any(path: str | Path, label_names: tuple[str, ...] | None = None, *,
+             images: bool = False) -> ClipSet | ImageSet:
+    """The set at `path`; an image folder's classes are indices into `label_names` (a model's).
+    With `images` (a camera model's data), a folder is read as images only, so a folder
+    without class sub-folders is refused as such, not as a recording folder."""
     from tinydrift.data import wavfolder
 
     path = Path(path)
     if path.suffix == ".npz":
         return load_npz(path)
-    if path.is_dir() and holds_image_classes(path):
+    if path.is_dir() and (images or holds_image_classes(path)):
         return load_image_folder(path, label_names)
     if not path.exists():
         raise TinydriftError(f"{path}: no such file or folder")
