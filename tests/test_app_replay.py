@@ -215,3 +215,14 @@ def test_replay_refuses_a_stereo_wav_rather_than_send_one_of_its_channels(tmp_pa
     write_wav(tmp_path / "two.wav", np.arange(32000).reshape(-1, 2))
     with pytest.raises(TinydriftError, match=r"two\.wav: 2 channels; tinydrift reads mono"):
         load_source(tmp_path)
+
+
+def test_the_replay_line_says_an_alarm_latched_before_it_not_a_first_alarm_now():
+    """A replay without --reset after one that alarmed at inference 310 said "first alarm ...
+    at inference 828": the first latched frame it heard, not the device's first alarm."""
+    from tinydrift.link.replay import ReplayStats
+
+    stats = ReplayStats(first_alarm=(310, 0x01), first_inference=801)
+    assert "DATA_DRIFT latched since inference 310, before this replay (--reset" in stats.line()
+    stats = ReplayStats(first_alarm=(320, 0x01), first_inference=1)
+    assert "first alarm DATA_DRIFT at inference 320" in stats.line()

@@ -172,14 +172,21 @@ class ReplayStats:
     frames_received: int = 0
     corrupt: int = 0
     seconds: float = 0.0
-    first_alarm: tuple[int, int] | None = None  # (inference_index, alarm bits) of the first latched alarm
+    # (inference index, alarm bits) of the first latched alarm, by the device's own count of
+    # its first alarm since a reset, which may precede this replay
+    first_alarm: tuple[int, int] | None = None
+    first_inference: int | None = None  # the first inference index this replay heard of
     received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
 
     def line(self) -> str:
         rate = self.samples / 16000 / self.seconds if self.seconds > 0 else 0.0
         alarm = "no alarm"
         if self.first_alarm is not None:
-            alarm = f"first alarm {'+'.join(P.alarm_names(self.first_alarm[1] & 0xFF))} at inference {self.first_alarm[0]}"
+            index, bits = self.first_alarm
+            names = "+".join(P.alarm_names(bits & 0xFF))
+            alarm = (f"{names} latched since inference {index}, before this replay (--reset starts the monitor afresh)"
+                     if self.first_inference is not None and index < self.first_inference
+                     else f"first alarm {names} at inference {index}")
         if self.images:
             return (f"replayed {self.images} images in {self.seconds:.1f} s: {self.inferences} inferences, {alarm}; "
                     f"{self.frames_sent} IMAGE frames, {self.resent} resent ({self.gaps} gaps, {self.timeouts} "
@@ -270,9 +277,11 @@ class Replayer:
                 self._acks[item.command_seq] = item
             elif kind is P.Inference:
                 self.stats.inferences += 1
+                if self.stats.first_inference is None:
+                    self.stats.first_inference = item.inference_index
                 latched = item.alarm_bits & 0xFF
                 if latched and self.stats.first_alarm is None:
-                    self.stats.first_alarm = (item.inference_index, item.alarm_bits)
+                    self.stats.first_alarm = (item.alarm_index or item.inference_index, item.alarm_bits)
             elif kind is P.Corrupt:
                 self.stats.corrupt += 1
             if kind not in (P.TextLine, P.Corrupt):
