@@ -683,3 +683,26 @@ def test_a_damaged_or_missing_outbox_is_said_in_one_line_and_nothing_is_made(tmp
     assert f"the outbox {tmp_path / 'held.sqlite'} is damaged (" in damaged.output and ".recover" in damaged.output
     assert f"no outbox at {tmp_path / 'no' / 'typo.sqlite'}" in missing.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held.sqlite"]  # no lock, no typo.sqlite, no folder
+
+
+def test_a_device_that_says_goodbye_and_closes_ends_the_gateway_cleanly(tmp_path):
+    """An emulated board that finishes sends BYE and closes its socket: the gateway once
+    called its port lost, waited for it 10 s and exited 1."""
+    import random
+
+    from test_capture import TcpDevice, hello, inference
+
+    rng = random.Random(3)
+    frames = [hello(0)] + [inference(k, k, rng) for k in range(1, 21)] + [P.Bye(21, 0, 20)]
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
+    away = Broker.create()  # never started: the frames stay in the outbox
+    try:
+        started = time.monotonic()
+        done = subprocess.run([sys.executable, "-m", "tinydrift", "gateway", "--port", device.url, "--broker", away.url,
+                               "--outbox", str(tmp_path / "gw.sqlite"), "--reconnect-timeout", "30"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        away.remove()
+    assert done.returncode == 0 and time.monotonic() - started < 20, done.stdout + done.stderr
+    assert "the device said goodbye (exit code 0) and closed" in done.stderr
+    assert "gateway read 22 frames" in done.stdout and "stopped: every port closed" in done.stdout

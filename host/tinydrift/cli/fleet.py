@@ -44,8 +44,9 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     first stored in the outbox and deleted only when the broker acknowledges it: with the
     broker down, the gateway goes on reading the ports and sends what waits when it is back;
     a gateway that is killed and started again on the same outbox sends what it held
-    (collectors drop the copies). Stops on Ctrl-C or --duration; exits 1 when a port is lost
-    for good or the outbox cannot be written. Without --port it only empties the outbox
+    (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
+    closed after its device said goodbye (BYE: an emulated board that finished); exits 1
+    when a port is lost for good or the outbox cannot be written. Without --port it only empties the outbox
     (its devices away, or what `fleet simulate` left): it stops once the broker has taken
     everything, and exits 1 if it ends with frames still waiting.
 

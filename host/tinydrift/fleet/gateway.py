@@ -118,6 +118,7 @@ class PortReader(threading.Thread):
                 self.tracker.resume(last_seq, last_at)
         self._warned_unknown = False
         self._lost_seen = self._restarts_seen = 0  # the tracker's counts already added to stats
+        self.said_bye: int | None = None  # the exit code of the device's BYE: its port closing is then its end
 
     def run(self) -> None:
         parser = P.StreamParser()
@@ -126,6 +127,9 @@ class PortReader(threading.Thread):
                 try:
                     data = read_available(self.port)
                 except (serial.SerialException, OSError) as exc:
+                    if self.said_bye is not None:  # an emulated board that finished: not a lost port
+                        self.log(f"{self.url}: the device said goodbye (exit code {self.said_bye}) and closed")
+                        return
                     self.port, _attempts, _took = reopen_port(self.port, self.url, self.baudrate, self.read_timeout,
                                                               self.reconnect_timeout, exc, self.log, self.stop.is_set)
                     if self.port is None:
@@ -161,6 +165,9 @@ class PortReader(threading.Thread):
             self.tracker.observe(item, now, 0, events)
             if item.TYPE is P.FrameType.HELLO:
                 self._hello(item)
+                self.said_bye = None  # it started again
+            elif item.TYPE is P.FrameType.BYE:
+                self.said_bye = item.exit_code
             elif self.identity.device_id == 0 and not self._warned_unknown:
                 self._warned_unknown = True
                 self.log(f"{self.url}: no HELLO with a device id seen yet; its frames go out as device "
