@@ -469,6 +469,8 @@ def test_a_message_with_an_impossible_stamp_is_dropped_and_the_collector_goes_on
     assert c1.stop() == 0 and gw.stop() == 0
     assert "Traceback" not in c1.text
     assert "rejected a message" in c1.log.read_text() and "past the year 9999" in c1.log.read_text()
+    # a collector that leaves says that its session, and its share of the frames, stay behind
+    assert "the broker keeps collector 'c1''s session in group 'collectors' for 7 days" in c1.text
 
 
 def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(services, tmp_path):

@@ -123,6 +123,13 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
                             log=lambda m: click.echo(m, err=True),
                             progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
+    if not summary.broker_never_reached:
+        # its persistent session stays in the shared group: the broker goes on giving it a share
+        from tinydrift.fleet.mqtt import SESSION_EXPIRY_S
+
+        click.echo(f"the broker keeps collector {summary.name!r}'s session in group {group!r} for "
+                   f"{SESSION_EXPIRY_S // 86400} days: its share of the fleet's frames waits there until "
+                   f"`tinydrift collect --group {group} --name {summary.name}` runs again", err=True)
     if summary.failed:
         raise SystemExit(1)
 

@@ -54,6 +54,7 @@ class CollectSummary:
     unacknowledged: int  # received but not committed when it stopped: the broker sends them again
     database_down: bool = False  # the database was unreachable when it stopped
     broker_never_reached: bool = False  # no connection to the broker in the whole run
+    name: str = ""  # the collector's name in its group: its session, which the broker keeps
 
     @property
     def failed(self) -> bool:
@@ -272,7 +273,7 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     unacknowledged = len(batch) + collector.inbox.qsize()
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
                           unacknowledged, database_down=store is None,
-                          broker_never_reached=not collector.ever_connected)
+                          broker_never_reached=not collector.ever_connected, name=name)
 
 
 def _reach_store(dsn: str, log: Callable[[str], None]) -> FleetStore | None:
