@@ -101,6 +101,9 @@ def test_a_database_that_does_not_exist_is_a_clear_error_not_an_outage(fleet_ser
     _, database = fleet_services
     with pytest.raises(TinydriftError, match='database "nothing_here" does not exist'):
         FleetStore(database.dsn.rsplit("/", 1)[0] + "/nothing_here")
+    # an option libpq refuses before any network is no outage to wait out either
+    with pytest.raises(TinydriftError, match='invalid sslmode value: "bogus" \\(fix --db\\)'):
+        FleetStore(database.dsn + "?sslmode=bogus")
 
 
 def test_a_database_of_an_older_schema_is_upgraded_in_place(fleet_dsn):

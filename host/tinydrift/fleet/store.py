@@ -158,6 +158,8 @@ class FleetStore:
             self.conn = psycopg.connect(dsn, connect_timeout=5)
         except psycopg.OperationalError as exc:
             text = str(exc)
+            if text.startswith("connection is bad:"):  # libpq refused its options before any network: no outage
+                raise TinydriftError(f"database {dsn!r}: {_first_line(exc)} (fix --db)") from None
             refusal = text.split("FATAL:", 1)[1].strip().splitlines()[0] if "FATAL:" in text else None
             if refusal and "the database system is" not in refusal:  # starting up or shutting down: wait
                 # The server answered and said no (no such database or role, a wrong password):
