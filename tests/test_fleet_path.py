@@ -708,3 +708,23 @@ def test_a_device_that_says_goodbye_and_closes_ends_the_gateway_cleanly(tmp_path
     assert done.returncode == 0 and time.monotonic() - started < 20, done.stdout + done.stderr
     assert "the device said goodbye (exit code 0) and closed" in done.stderr
     assert "gateway read 22 frames" in done.stdout and "stopped: every port closed" in done.stdout
+
+
+def test_two_gateways_with_one_client_id_are_told_so_not_that_the_broker_is_unreachable(tmp_path):
+    """mosquitto drops the older of two clients with one id without a word, and each
+    reconnects and drops the other: both once said "broker unreachable (Unspecified error)"
+    every second."""
+    from test_capture import TcpDevice
+
+    devices = [TcpDevice(lambda conn: time.sleep(10)) for _ in range(2)]  # quiet devices that stay
+    broker = Broker.create().start()
+    try:
+        gateways = [subprocess.Popen([sys.executable, "-m", "tinydrift", "gateway", "--broker", broker.url, "--outbox",
+                                      str(tmp_path / f"g{k}.sqlite"), "--client-id", "same", "--duration", "6",
+                                      "--port", device.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                    for k, device in enumerate(devices)]
+        said = "".join(g.communicate(timeout=60)[1] for g in gateways)
+    finally:
+        broker.remove()
+    assert "most likely because another client connected with the same client id and took this session over" in said
+    assert "Unspecified error" not in said

@@ -103,6 +103,7 @@ class Collector:
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
+        self.watch = mqtt.ConnectionWatch()  # why a connection was dropped
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._said_subscribed = False
@@ -124,6 +125,7 @@ class Collector:
             return
         self.generation += 1
         self.ever_connected = True
+        self.watch.opened()
         with self._join_lock:
             self._held_back = not (self.may_subscribe.is_set() or flags.session_present)
             if not self._held_back:
@@ -158,12 +160,13 @@ class Collector:
     def _on_connect_fail(self, _client, _userdata) -> None:
         self._down("cannot connect")
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_disconnect(self, _client, _userdata, flags, reason_code, _properties) -> None:
         self.connected.clear()
         with self._join_lock:
             self._held_back = False  # the next connection decides again
+        why = self.watch.dropped(reason_code, flags)
         if not self.stopping:
-            self._down(mqtt.disconnect_reason(reason_code))
+            self._down(why)
 
     def _down(self, why: str) -> None:
         if not self._said_down:

@@ -224,6 +224,7 @@ class Publisher:
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
+        self.watch = mqtt.ConnectionWatch()  # why a connection was dropped
         self.client.on_publish = self._on_publish
 
     # paho's thread
@@ -232,6 +233,7 @@ class Publisher:
             self.log(f"broker {self.broker} refused the connection: {reason_code}")
             return
         self.connected.set()
+        self.watch.opened()
         if self._said_down:
             self.log(f"broker {self.broker} reached after {time.monotonic() - self._down_since:.1f} s; "
                      "sending what waits in the outbox")
@@ -241,10 +243,11 @@ class Publisher:
     def _on_connect_fail(self, _client, _userdata) -> None:
         self._went_down("cannot connect")
 
-    def _on_disconnect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+    def _on_disconnect(self, _client, _userdata, flags, reason_code, _properties) -> None:
         self.connected.clear()
+        why = self.watch.dropped(reason_code, flags)
         if not self.stopping:
-            self._went_down(mqtt.disconnect_reason(reason_code))
+            self._went_down(why)
 
     def _went_down(self, why: str) -> None:
         if self._down_since is None:

@@ -8,6 +8,7 @@ The same URL points at mosquitto on this machine or at a clustered broker (EMQX,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -79,9 +80,32 @@ def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_
     return c
 
 
-def disconnect_reason(reason_code) -> str:
-    """A broker's reason for dropping the connection, in words a user can act on."""
-    if getattr(reason_code, "value", None) == REASON_SESSION_TAKEN_OVER:
-        return ("another client connected with the same client id and took this session over: give each gateway "
-                "its own --client-id and each collector its own --name")
-    return str(reason_code)
+REASON_UNSPECIFIED = 0x80
+# A connection the broker closes this soon after opening it, without a DISCONNECT packet, was
+# most likely taken over: mosquitto drops the older of two clients with one id without saying
+# why, and each reconnects and drops the other in turn, a second or so apart.
+TAKEN_OVER_WITHIN_S = 5.0
+TAKEN_OVER = ("another client connected with the same client id and took this session over: give each gateway "
+              "its own --client-id and each collector its own --name")
+
+
+class ConnectionWatch:
+    """Why the broker dropped a connection, in words a user can act on: paho's reason code,
+    or what a short-lived connection closed without a word most likely means."""
+
+    def __init__(self) -> None:
+        self._opened_at: float | None = None
+
+    def opened(self) -> None:
+        self._opened_at = time.monotonic()
+
+    def dropped(self, reason_code, flags) -> str:
+        lived = None if self._opened_at is None else time.monotonic() - self._opened_at
+        self._opened_at = None
+        value = getattr(reason_code, "value", None)
+        if value == REASON_SESSION_TAKEN_OVER:
+            return TAKEN_OVER
+        if value == REASON_UNSPECIFIED and not getattr(flags, "is_disconnect_packet_from_server", True) \
+                and lived is not None and lived < TAKEN_OVER_WITHIN_S:
+            return f"closed {lived:.1f} s after it opened, most likely because {TAKEN_OVER}"
+        return str(reason_code)
