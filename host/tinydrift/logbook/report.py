@@ -30,7 +30,7 @@ from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, LABEL_STATES, load_model_info, open_db, read_detections, read_inferences, read_labels, read_summary  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -155,6 +155,7 @@ class ReportResult:
     detection_frames: int = 0
     wakes: list[WakeEvent] = field(default_factory=list)
     true_accuracy: dict[str, float] = field(default_factory=dict)  # with a truth: "before"/"after" its shift
+    commissioning: str | None = None  # why no alarm could come yet (the capture ends while the monitor learns)
 
     def line(self) -> str:
         s = self.summary
@@ -164,8 +165,23 @@ class ReportResult:
             alarm += f": {self.severities[0].impact()}"
         detections = (f", {self.detection_frames} detector frames with {len(self.wakes)} wakes"
                       if self.detection_frames else "")
+        if self.commissioning:
+            alarm += f" ({self.commissioning})"
         return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences"
                 f"{detections}), {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
+
+
+def _still_commissioning(info: ModelInfo | None, data: dict, summary: DbSummary) -> str | None:
+    """Why a capture without an alarm could not have had one: it ends within the inferences
+    after a reset on which the monitor learns its own reference (known from the model folder;
+    the device's frames do not carry it)."""
+    if info is None or info.commission_n <= 0 or summary.first_alarm:
+        return None
+    last = int(data["inference_index"][-1])
+    if last > info.commission_n:
+        return None
+    return (f"still commissioning: the monitor learns its reference on the first {info.commission_n} inferences "
+            f"after a reset and judges none of them, and this capture ends at inference {last}")
 
 
 def _wake_events(detections: dict) -> list[WakeEvent]:
@@ -206,15 +222,14 @@ def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path) ->
     return _save(fig, out_dir / "detections.png")
 
 
-def _thresholds(conn, model_dir) -> Thresholds:
+def _thresholds(conn, info: ModelInfo | None) -> Thresholds:
     hello = latest_frame(conn, P.FrameType.HELLO)
     frac = hello.score_frac_bits if hello else DEFAULT_FRAC_BITS
     n_scores = hello.n_scores if hello else None
-    if model_dir is not None:
-        info = load_model_info(model_dir)
+    if info is not None:
         check_model_matches(conn, info)
         if info.warning_thresholds or info.drift_thresholds:
-            return Thresholds(info.warning_thresholds, info.drift_thresholds, frac, n_scores, f"model dir {model_dir}",
+            return Thresholds(info.warning_thresholds, info.drift_thresholds, frac, n_scores, f"model dir {info.source}",
                               info.detector)
         detector = info.detector
     else:
@@ -265,7 +280,8 @@ def _write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Pat
     out_dir = Path(out_dir)
     summary = read_summary(conn)
     data = read_inferences(conn)
-    thresholds = _thresholds(conn, model_dir)
+    info = load_model_info(model_dir) if model_dir is not None else None
+    thresholds = _thresholds(conn, info)
     hello = latest_frame(conn, P.FrameType.HELLO)
     files: list[Path] = []
     n = len(data["inference_index"])
@@ -355,13 +371,14 @@ def _write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Pat
     files.append(out_dir / "index.html")
     accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
     truth_rows = _truth_rows(truth, data, summary, accuracy) if truth is not None else []
-    prior = load_model_info(model_dir).class_prior if model_dir is not None else None
+    prior = info.class_prior if info is not None else None
+    commissioning = _still_commissioning(info, data, summary) if n else None
     severities = alarm_severity(data, prior) if n else []
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
-                                             severities, len(detections["id"]), wakes, labels))
+                                             severities, len(detections["id"]), wakes, labels, commissioning))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
-                        {name: true for name, (true, _) in accuracy.items()})
+                        {name: true for name, (true, _) in accuracy.items()}, commissioning)
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
@@ -402,7 +419,7 @@ def _labels_html(labels: list[dict]) -> str:
 
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x,
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
-          wakes: list[WakeEvent] = (), labels: list[dict] = ()) -> str:
+          wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
@@ -418,6 +435,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
         ("thresholds from", thresholds.source), ("first alarm", first_alarm),
+        *((("monitor", commissioning),) if commissioning else ()),
         *((f"alarm {a.name}", a.line()) for a in severities), *truth_rows,
     ]
     table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)

@@ -746,6 +746,7 @@ class ModelInfo:
     source: Path
     detector: dict | None = None  # a streaming detector's detector.json: its wake word, cutoff, window
     class_prior: np.ndarray | None = None  # the reference's predicted-class frequencies
+    commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
 
 
 def _pad(values) -> tuple[int, ...]:
@@ -766,4 +767,5 @@ def load_model_info(model_dir: str | Path) -> ModelInfo:
     config = MonitorConfig.of_model(folder)
     warning, drift = _pad(config.score_warning), _pad(config.score_drift)
     prior = np.asarray(config.prior_q16, dtype=np.float64) / 65536 if len(config.prior_q16) else None
-    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, prior)
+    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, prior,
+                     int(config.commission_n))
