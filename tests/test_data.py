@@ -241,3 +241,44 @@ def test_a_data_build_stopped_part_way_leaves_no_empty_folder(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         _build_splits(stopped, made / "set", None, 1, made)
     assert (made / "set" / "train.npz").read_bytes() == b"kept"
+
+
+SLOW_RENDER = '''
+import sys, time
+from tinydrift.data.parallel import render_all
+
+def slow(chunk):
+    time.sleep(5)
+    return chunk
+
+if __name__ == "__main__":
+    print("started", flush=True)
+    try:
+        print(len(render_all(slow, list(range(40)), workers=2, chunk=2)), flush=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+'''
+
+
+def test_ctrl_c_ends_a_pooled_render_at_once_with_no_worker_left(tmp_path):
+    """Ctrl-C during a pooled render (fleet simulate's first pool build) once hung, its two
+    workers blocked, and a second Ctrl-C left them orphaned; the chunks under way (a minute
+    of audio can take long) are not waited for either."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow_render.py").write_text(SLOW_RENDER)
+    run = subprocess.Popen([sys.executable, str(tmp_path / "slow_render.py")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    assert run.stdout.readline().strip() == "started"
+    time.sleep(1.5)  # the workers are in their first chunks
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    started = time.monotonic()
+    _, err = run.communicate(timeout=30)
+    assert run.returncode == 130 and time.monotonic() - started < 3 and "Traceback" not in err, err
+    time.sleep(0.3)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(run.pid, 0)  # no worker outlived it
