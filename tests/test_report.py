@@ -227,7 +227,9 @@ def test_truth_marks_the_shift_the_delay_and_the_true_accuracy_beside_the_estima
     ('{"labels": [3, -2]}', "truth file"),
     # well formed, but not this capture's: 1,200 inferences of a 12-class model
     ('{"shift_index": 99999999}', "shift_index 99999999 is after the capture's last inference (1200)"),
-    ('{"labels": [3, 99, -1]}', "label 99 is not a class of the captured model (0-11)")])
+    ('{"labels": [3, 99, -1]}', "label 99 is not a class of the captured model (0-11)"),
+    ("[]", "a JSON list, not an object"),
+    ('{"labels": [3, 0, 1]}', "labels for 3 inferences, and the capture holds 1200")])
 def test_a_bad_truth_file_is_refused_in_one_line(tmp_path, content, named):
     db, _ = make_drift_db(tmp_path)
     bad = tmp_path / "truth.json"

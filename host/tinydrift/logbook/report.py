@@ -60,6 +60,8 @@ class Truth:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError(f"a JSON {type(data).__name__}, not an object")
             shift = data.get("shift_index")
             labels = data.get("labels")
             if shift is not None and (not isinstance(shift, int) or isinstance(shift, bool) or shift < 1):
@@ -75,13 +77,16 @@ class Truth:
 
     def check(self, last_index: int, n_classes: int | None) -> None:
         """Refuse a truth that cannot be this capture's: a shift after its last inference,
-        a class its model does not have."""
+        a class its model does not have, fewer labels than inferences."""
         if self.shift_index is not None and self.shift_index > last_index:
             raise TinydriftError(f"--truth: shift_index {self.shift_index} is after the capture's last inference "
                                  f"({last_index}): give the truth file of this capture")
         if self.labels is not None and n_classes is not None and self.labels.size and self.labels.max() >= n_classes:
             raise TinydriftError(f"--truth: label {int(self.labels.max())} is not a class of the captured model "
                                  f"(0-{n_classes - 1}): give the truth file of this capture")
+        if self.labels is not None and len(self.labels) < last_index:
+            raise TinydriftError(f"--truth: labels for {len(self.labels)} inferences, and the capture holds {last_index}: "
+                                 "give one label per inference (-1 where the class is not known)")
 
     def to_json(self) -> str:
         labels = None if self.labels is None else [int(v) for v in self.labels]
