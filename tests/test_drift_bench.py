@@ -220,3 +220,24 @@ def test_the_compared_monitor_is_set_to_the_common_arl0_on_the_baselines_streams
     louder, _ = monitor_at_arl0(quiet, pool, target, block_length=None, n_inferences=60 * target, seed=5,
                                 stream_length=1_000, lo=1.5 * factor, hi=1.6 * factor, iterations=1)
     assert arl0(louder) < arl0(set_config)
+
+
+def test_a_damaged_cache_entry_is_made_again_not_blamed_on_the_user(tmp_path):
+    """A pool cut short by an interrupted run once stopped the bench with "an input file is
+    empty or cut short; check the files given" (the user gave none), or advised rebuilding a
+    data set."""
+    import numpy as np
+
+    from tinydrift.pipeline.drift_pools import Pool, load_cached
+
+    pool = Pool("p", np.zeros((4, 3), np.int16), np.zeros((4, 2), np.int8), np.zeros(4, np.int64),
+                np.arange(4), np.zeros((4, 1, 3), np.int64))
+    pool.save(tmp_path / "pool-p.npz")
+    said = []
+    assert load_cached(tmp_path / "pool-p.npz", lambda p: Pool.load("p", p), said.append).summaries.shape == (4, 3)
+    assert load_cached(tmp_path / "absent.npz", lambda p: Pool.load("p", p), said.append) is None and not said
+    for damage in (b"", (tmp_path / "pool-p.npz").read_bytes()[:200]):
+        (tmp_path / "pool-p.npz").write_bytes(damage)
+        assert load_cached(tmp_path / "pool-p.npz", lambda p: Pool.load("p", p), said.append) is None
+        assert not (tmp_path / "pool-p.npz").exists()
+    assert len(said) == 2 and all("cached pool-p.npz could not be read" in s and "making it again" in s for s in said)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +102,21 @@ class Pool:
                         frame_values=frame_values)
 
 
+def load_cached(path: Path, load, log):
+    """What `load(path)` reads from the bench's own cache, or None when it is not there or
+    cannot be read (a run killed while writing it, a disk that damaged it): then it is made
+    again, and the user is not sent to rebuild a data set they never gave."""
+    if not path.is_file():
+        return None
+    try:
+        return load(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, TinydriftError) as exc:
+        log(f"cached {path.name} could not be read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}): "
+            "making it again")
+        path.unlink(missing_ok=True)
+        return None
+
+
 class PoolMaker:
     """Synthesizes, transforms and runs clips through the int8 model; caches each pool."""
 
@@ -119,9 +135,8 @@ class PoolMaker:
         if key not in self._populations:
             spec = hashlib.sha256(repr(self._made_by(population)).encode()).hexdigest()[:12]
             path = self.audio_cache / f"{population.name}-{clips_per_class}-{seed}-{spec}.npz"
-            if path.is_file():
-                inputs = self._load(path)
-            else:
+            inputs = load_cached(path, self._load, self.log)
+            if inputs is None:
                 inputs = self._make(population, clips_per_class, seed)
                 inputs.save(path)
             self._populations[key] = inputs
@@ -141,8 +156,9 @@ class PoolMaker:
         """The cached pool, else `clips()` through the model (the audio is only loaded or
         synthesized when the pool is not cached: a cached run starts in a second)."""
         path = self.cache / f"pool-{cache_name}.npz"
-        if path.is_file():
-            return Pool.load(name, path)
+        cached = load_cached(path, lambda p: Pool.load(name, p), self.log)
+        if cached is not None:
+            return cached
         from tinydrift.target.host_model import run_generated_model
 
         clips = clips()
@@ -213,8 +229,9 @@ class CameraPoolMaker(PoolMaker):
 
     def pool(self, name: str, images, cache_name: str) -> Pool:
         path = self.cache / f"pool-{cache_name}-frames.npz"  # "-frames": pools with the frames' sensor stats
-        if path.is_file():
-            return Pool.load(name, path)
+        cached = load_cached(path, lambda p: Pool.load(name, p), self.log)
+        if cached is not None:
+            return cached
         from tinydrift.model.quantize import describe
         from tinydrift.monitor.twin import image_sensor_stats
         from tinydrift.pipeline.export import model_input
