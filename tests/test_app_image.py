@@ -92,8 +92,11 @@ def test_wrong_shapes_audio_and_lost_chunks_are_refused(app_plant, plant, leaves
         # audio to a camera build
         assert app.command(P.Audio(0, 0, P.AUDIO_FLAG_START | P.AUDIO_FLAG_END, (1, 2, 3))).result == ACK_UNSUPPORTED
         # the Replayer turns a refused shape into one line naming both shapes
-        with pytest.raises(TinydriftError, match=r"takes 48x48x3 images, this one is 32x32x3"):
+        with pytest.raises(TinydriftError, match=r"takes 48x48x3 images, this one is 32x32x3: resize it \("):
             app.replayer.replay_image(image[:32, :32], "small.png")
+        # a grey image of the right size wants converting, not resizing
+        with pytest.raises(TinydriftError, match=r"this one is 48x48x1: convert it to 3 channels \(RGB\) \("):
+            app.replayer.replay_image(image[:, :, :1], "grey.png")
         # and a whole image still goes through afterwards
         app.replayer.replay_image(image)
         app.replayer.drain(0.1)

@@ -344,9 +344,13 @@ class Replayer:
         except _Refused as refused:
             if refused.ack.result == ACK_BAD_IMAGE:
                 d = refused.ack.detail
-                raise TinydriftError(f"the device refused {name}: its model takes {d >> 16}x{(d >> 8) & 0xFF}x"
-                                     f"{d & 0xFF} images, this one is {height}x{width}x{channels}: resize it (or "
-                                     "replay to the device of its model)") from None
+                wanted = (d >> 16, (d >> 8) & 0xFF, d & 0xFF)
+                fix = ("resize it" if wanted[2] == channels else
+                       f"convert it to {wanted[2]} channels (RGB)" if (height, width) == wanted[:2] else
+                       f"resize it and convert it to {wanted[2]} channels (RGB)")
+                raise TinydriftError(f"the device refused {name}: its model takes {'x'.join(map(str, wanted))} "
+                                     f"images, this one is {height}x{width}x{channels}: {fix} (or replay to the "
+                                     "device of its model)") from None
             raise TinydriftError(f"the device refused {name}: {ACK_RESULTS.get(refused.ack.result, refused.ack.result)}") \
                 from None
         self.stats.clips += 1
