@@ -728,3 +728,45 @@ def test_two_gateways_with_one_client_id_are_told_so_not_that_the_broker_is_unre
         broker.remove()
     assert "most likely because another client connected with the same client id and took this session over" in said
     assert "Unspecified error" not in said
+
+
+def test_fleet_up_killed_with_sigkill_takes_its_broker_and_database_along(tmp_path):
+    """mosquitto, left to drop root itself, lost the death signal that ties it to `fleet up`
+    and went on listening after a SIGKILL of it."""
+    import shutil
+    import socket
+
+    up = Command(tmp_path, "up", "fleet", "up")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "running;" not in up.log.read_text():
+        time.sleep(0.1)
+    urls = dict(line.split() for line in up.out.read_text().splitlines())
+    folders = [Path(f) for line in up.log.read_text().splitlines() if line.startswith("files in ")
+               for f in line.split(" in ", 1)[1].split(", ")]
+    ports = [int(urls["broker"].rsplit(":", 1)[1]), int(urls["database"].split(":")[2].split("/")[0])]
+    try:
+        up.process.kill()
+        up.process.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                for port in ports:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            except OSError:
+                if all(_closed(port) for port in ports):
+                    break
+            time.sleep(0.2)
+        assert all(_closed(port) for port in ports)
+    finally:
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _closed(port: int) -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return True
+    return False

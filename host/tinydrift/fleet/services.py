@@ -166,9 +166,11 @@ class Broker:
         _require_free(self.port, "broker", "--broker-port")
         log = self.folder / "mosquitto.log"
         with open(log, "ab") as out:
-            # mosquitto drops root itself (the `user` line), so it starts as whoever we are.
+            # Started as the service user, not left to drop root itself (its `user` line): the
+            # kernel forgets a process's death signal when it changes its own user, and a
+            # mosquitto that had done so outlived a `fleet up` killed with SIGKILL.
             self.process = subprocess.Popen([str(mosquitto_binary()), "-c", str(self.folder / "mosquitto.conf")],
-                                            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                            stdin=subprocess.DEVNULL, stdout=out, stderr=out, **_run_as(),
                                             **tied_to_this_process())
         _wait_for_port(self.port, self.process, log, "mosquitto")
         return self
