@@ -158,6 +158,9 @@ def hostile(tmp_path_factory) -> Path:
     (root / "truth_list.json").write_text("[301]")
 
     (root / "not_elf.elf").write_text("#!/bin/sh\necho not firmware\n")
+    # a 32-bit ARM ELF whose one loadable segment lies past its end: a copy cut short
+    elf = struct.pack("<16sHHIIIIIHHHHHH", b"\x7fELF\x01\x01\x01" + bytes(9), 2, 40, 1, 0, 52, 0, 0, 52, 32, 1, 40, 0, 0)
+    (root / "cut.elf").write_bytes(elf + struct.pack("<IIIIIIII", 1, 0x1000, 0, 0, 0x2000, 0x2000, 5, 4))
     # empty files where a set or a model should be (np.load meets EOF: click's bare "Aborted!")
     (root / "empty.npz").write_bytes(b"")
     (root / "empty.tflite").write_bytes(b"")
@@ -405,6 +408,7 @@ CASES = [
     ("unknown-change", "wakeword-demo", ["okay_nabu", "--change", "earthquake", "--out", "{r}/demo_out"], "earthquake"),
     ("output-blocked", "wakeword-demo", ["okay_nabu", "--out", "{blocked}"], "blocker"),
     ("not-elf", "emulate", ["--elf", "{r}/not_elf.elf"], "not_elf.elf"),
+    ("cut-elf", "emulate", ["--elf", "{r}/cut.elf"], "cut.elf' is cut short (its program headers point past its end)"),
     ("other-cpu-elf", "emulate", ["--elf", "{r}/x86.elf"], "is an ELF image for another CPU"),
     ("not-a-wav", "emulate", ["--audio", "{r}/not_a.wav"], "is named .wav but is no WAV file"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),

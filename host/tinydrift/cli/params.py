@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -138,14 +139,37 @@ def _output_folder(path: Path) -> str | None:
 EM_ARM = 40  # the ELF header's e_machine of 32-bit ARM, Cortex-M's
 
 
+ELF32_HEADER = struct.Struct("<16sHHIIIIIHHHHHH")
+ELF32_PROGRAM_HEADER = struct.Struct("<IIIIIIII")
+PT_LOAD = 1
+
+
 def _not_elf(path: Path) -> str | None:
     with open(path, "rb") as f:
-        header = f.read(20)
-    if header[:len(ELF_MAGIC)] != ELF_MAGIC:
+        data = f.read()
+    if data[:len(ELF_MAGIC)] != ELF_MAGIC:
         return "is not an ELF firmware image: give the firmware.elf that `pio run` builds"
-    if len(header) < 20 or header[4] != 1 or header[5] != 1 or int.from_bytes(header[18:20], "little") != EM_ARM:
+    if len(data) < 20 or data[4] != 1 or data[5] != 1 or int.from_bytes(data[18:20], "little") != EM_ARM:
         return ("is an ELF image for another CPU (not 32-bit little-endian ARM): give the firmware.elf that `pio run` "
                 "builds for a Cortex-M board")
+    return _cut_elf(data)
+
+
+def _cut_elf(data: bytes) -> str | None:
+    """Why a 32-bit ARM ELF image cannot be loaded whole: a copy cut short loses the code its
+    program headers point at, and the emulated CPU then locks up as if the firmware were at
+    fault."""
+    cut = "is cut short (its program headers point past its end): copy or build the firmware.elf again"
+    if len(data) < ELF32_HEADER.size:
+        return cut
+    fields = ELF32_HEADER.unpack_from(data)
+    phoff, phentsize, phnum = fields[5], fields[9], fields[10]
+    if phentsize < ELF32_PROGRAM_HEADER.size or phoff + phnum * phentsize > len(data):
+        return cut
+    for k in range(phnum):
+        kind, offset, _vaddr, _paddr, filesz = ELF32_PROGRAM_HEADER.unpack_from(data, phoff + k * phentsize)[:5]
+        if kind == PT_LOAD and offset + filesz > len(data):
+            return cut
     return None
 
 
