@@ -60,6 +60,15 @@ def test_calibrate_header_verify_and_check(tmp_path):
     # Too few inferences for an alarm: inconclusive, not "x inf the target".
     result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "1"])
     assert result.exit_code == 1 and "too few to compare with the target 500" in result.output, result.output
+    # A handful of alarms (one, once, passed as "x2.0"): the interval spans the band on both sides.
+    for n in (400, 800, 1500):
+        result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", str(n)])
+        counted = json.loads(result.output.split("\nerror")[0])
+        if 1 <= counted["alarms"] <= 3:
+            break
+    assert 1 <= counted["alarms"] <= 3, counted
+    assert result.exit_code == 1 and f"{counted['alarms']} alarms in" in result.output, result.output
+    assert "too few to compare with the target 500" in result.output
 
 
 def test_unreadable_config_is_a_user_error(tmp_path):

@@ -205,6 +205,13 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
                     f"(95 %), too few to compare with the target {result['target_arl0']:,.0f}; raise --n-inferences "
                     "(default 30 x the target)", fg="red", err=True)
         raise SystemExit(1)
+    low, high = result["ci95"]
+    if result["alarms"] and low < result["target_arl0"] / factor and high > result["target_arl0"] * factor:
+        # a few alarms: the interval spans the whole band and beyond on both sides, so a pass would say nothing
+        click.secho(f"error: {result['alarms']} alarms in {result['inferences']:,} inferences: ARL0 between "
+                    f"{low:,.0f} and {high:,.0f} (95 %), too few to compare with the target "
+                    f"{result['target_arl0']:,.0f}; raise --n-inferences (default 30 x the target)", fg="red", err=True)
+        raise SystemExit(1)
     if not 1 / factor <= ratio <= factor:
         click.secho(f"error: empirical ARL0 {result['arl0']:,.0f} is x{ratio:.3g} the target "
                     f"{result['target_arl0']:,.0f}, outside x{1 / factor:.3g} to x{factor:.3g}", fg="red", err=True)
