@@ -396,14 +396,13 @@ def open_db(path: str | Path) -> sqlite3.Connection:
         conn = _connect_read_only(path)
         conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         conn.execute("SELECT id FROM frames LIMIT 1").fetchall()
-        problem = damage(conn) or "ok"
+        problem = damage(conn)
     except sqlite3.DatabaseError as exc:
-        if is_corrupt(exc):
-            problem = str(exc)
-        else:
+        if not is_corrupt(exc):
             raise TinydriftError(f"{path} is not a tinydrift capture database ({exc}): "
                                  "give the file written by `tinydrift capture --db`") from exc
-    if problem != "ok":
+        problem = str(exc)
+    if problem is not None:
         raise damaged(f"capture database {path}", path, problem)
     return conn
 
@@ -506,8 +505,9 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
     from tinydrift import atomic
 
     db_path, out_path = Path(db_path), Path(out_path)
-    if out_path.exists():
-        raise TinydriftError(f"{out_path} already exists: give a new file name for the archive")
+    exists = TinydriftError(f"{out_path} already exists: give a new file name for the archive")
+    if out_path.exists():  # before reading anything; the link below refuses one made meanwhile
+        raise exists
     source = open_db(db_path)
     try:
         with atomic.atomic_path(out_path, new_only=True) as tmp:  # two archives to one name: the second is refused
@@ -519,7 +519,7 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
                 copy.close()
         return read_summary(source)
     except FileExistsError:
-        raise TinydriftError(f"{out_path} already exists: give a new file name for the archive") from None
+        raise exists from None
     except (sqlite3.Error, OSError) as exc:
         raise TinydriftError(f"cannot write the archive {out_path}: {exc}") from exc
     finally:
