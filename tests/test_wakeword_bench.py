@@ -426,3 +426,17 @@ def test_a_recorded_run_is_cached_under_what_it_depends_on():
               recorded_run_key(model, None, audio, WakewordBenchSettings(seed=8), 30000),
               recorded_run_key(model, None, audio, settings, 20000)}
     assert key not in others and len(others) == 4
+
+
+def test_a_cached_run_that_cannot_be_read_is_computed_again(tmp_path):
+    """A run file cut by an interrupted bench stopped every later bench with numpy's error."""
+    from tinydrift.pipeline.wakeword_bench import cached_run
+
+    computed = {"counts": [{"wakes": 1}]}
+    path = tmp_path / "runs" / "r.npz"
+    assert cached_run(path, lambda: computed) == computed
+    assert cached_run(path, lambda: pytest.fail("computed again although cached")) == computed
+    path.write_bytes(path.read_bytes()[:100])
+    said = []
+    assert cached_run(path, lambda: computed, said.append) == computed
+    assert said and "could not be read" in said[0] and cached_run(path, None) == computed

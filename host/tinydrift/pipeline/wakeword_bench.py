@@ -291,16 +291,23 @@ def run_key(model, s: SessionScenario | None, settings: WakewordBenchSettings, c
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_run(path: Path, compute) -> dict:
-    """A scenario's counts (and the monitor's inputs) from `path`, or computed and kept there:
-    the front end and TFLite Micro over an hour of audio take a few minutes a model."""
-    from tinydrift.atomic import atomic_path
+def _load_run(path: Path) -> dict:
+    with np.load(path) as data:
+        run = {"counts": json.loads(str(data["counts"]))}
+        if "summaries" in data:
+            run["monitor"] = {key: data[key] for key in ("summaries", "probs", "groups", "sensor")}
+    return run
 
-    if path.exists():
-        with np.load(path) as data:
-            run = {"counts": json.loads(str(data["counts"]))}
-            if "summaries" in data:
-                run["monitor"] = {key: data[key] for key in ("summaries", "probs", "groups", "sensor")}
+
+def cached_run(path: Path, compute, log=lambda message: None) -> dict:
+    """A scenario's counts (and the monitor's inputs) from `path`, or computed and kept there:
+    the front end and TFLite Micro over an hour of audio take a few minutes a model. A cached
+    run that cannot be read (an interrupted bench) is computed again, as the drift bench does."""
+    from tinydrift.atomic import atomic_path
+    from tinydrift.pipeline.drift_pools import load_cached
+
+    run = load_cached(path, _load_run, log)
+    if run is not None:
         return run
     run = compute()
     arrays = {"counts": np.array(json.dumps(run["counts"]))}
@@ -404,14 +411,14 @@ def held_out_runs(model, config, settings: WakewordBenchSettings, cache: Path, w
     clip_level = int(config.clip_level)
     audio, wakes = held_out_sessions(model, settings, cache, workers)
     path = cache / "runs" / f"{model.name}-held-out-unchanged-{run_key(model, None, settings, clip_level, True)}.npz"
-    run = cached_run(path, lambda: run_sessions(model, audio, wakes, clip_level=clip_level))["monitor"]
+    run = cached_run(path, lambda: run_sessions(model, audio, wakes, clip_level=clip_level), log)["monitor"]
     check_detection_fits(run, settings)
     changed = {}
     for s in SCENARIOS:
         if s.voices is None:
             path = cache / "runs" / f"{model.name}-held-out-{s.name}-{run_key(model, s, settings, clip_level, True)}.npz"
             changed[s.name] = cached_run(path, lambda: run_sessions(model, s.apply(audio, settings.seed), wakes,  # noqa: B023
-                                                                    clip_level=clip_level))["monitor"]
+                                                                    clip_level=clip_level), log)["monitor"]
             log(f"  {s.name}: held-out sessions run")
     return run, changed
 
@@ -500,7 +507,7 @@ def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data
             return compute()
         name = "unchanged" if s is None else s.name
         key = recorded_run_key(model, s, audio, settings, clip_level)
-        return cached_run(cache / "runs" / f"{model.name}-recorded-{name}-{key}.npz", compute)
+        return cached_run(cache / "runs" / f"{model.name}-recorded-{name}-{key}.npz", compute, log)
 
     run = recorded_run(None)
     counts = rates(run["counts"])
@@ -735,7 +742,8 @@ def run_wakeword_bench(model_names: list[str], settings: WakewordBenchSettings, 
                 compute = lambda: run_sessions(model, accent_audio, accent_wakes, clip_level=clip_level)  # noqa: E731
             else:
                 compute = lambda: run_sessions(model, s.apply(audio, settings.seed), wakes, clip_level=clip_level)  # noqa: E731
-            changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, clip_level)}.npz", compute)
+            changed = cached_run(cache / "runs" / f"{name}-{s.name}-{run_key(model, s, settings, clip_level)}.npz", compute,
+                                 log)
             figures["scenarios"][s.name] = {"kind": s.kind, **rates(changed["counts"])}
             if watch and s.voices is not None:
                 other_voices_runs[s.name] = changed["monitor"]
