@@ -48,6 +48,8 @@ def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
     assert gain["false_alarm_before_change"] <= 0.2
     # the gain drop's inputs were beyond their own no-drift range when DATA_DRIFT came
     assert gain["data_z"]["at_first_alarm_median"] > gain["data_z"]["no_drift_p99"]
+    # ...and the input scores named it themselves, not the model's confidence alone
+    assert gain["data_drift_seen_in_inputs"] == 1.0 and dead["data_drift_seen_in_inputs"] is None
     # the host's accuracy estimate: withheld on every stream once the dead microphone's fault latched
     assert dead["estimate_withheld_share"] == 1.0 and dead["estimate_after"] is None
     assert gain["estimate_withheld_share"] == 0.0 and abs(gain["estimate_error_after"]) <= 0.05

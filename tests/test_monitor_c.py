@@ -516,12 +516,14 @@ def test_light_clipping_is_data_drift_and_hard_clipping_a_sensor_fault(clipping_
     assert alarms == (0 if expected is None else getattr(cfgmod, f"ALARM_{expected}"))
 
 
-@pytest.mark.parametrize("attribute_moved", [0, 3])
-def test_confidence_drift_names_data_drift_by_moved_channels_in_c_as_in_the_twin(attribute_moved):
-    """Confidence falls while every input channel moves one reference deviation (the input
-    score's own levels out of reach): with attribute_moved 3, the C, like the twin, latches
-    DATA_DRIFT beside CONFIDENCE_DRIFT and records the moved channels; with 0, CONFIDENCE_DRIFT
-    alone."""
+@pytest.mark.parametrize("class_mix_warns, attribute_moved, names_data_drift",
+                         [(True, 0, False), (True, 3, True), (False, 0, True)])
+def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix_warns, attribute_moved, names_data_drift):
+    """Confidence falls while every input channel moves two reference deviations (the input
+    score's own levels out of reach). With the class mix at its warning level (one class
+    predicted throughout), the C, like the twin, latches DATA_DRIFT beside CONFIDENCE_DRIFT
+    only on the moved channels' evidence (attribute_moved 3; with 0, CONFIDENCE_DRIFT alone);
+    without it, the confidence drop alone names DATA_DRIFT."""
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(22)
@@ -534,17 +536,19 @@ def test_confidence_drift_names_data_drift_by_moved_channels_in_c_as_in_the_twin
     probs = np.full((n, 12), -128, dtype=np.int8)
     probs[:, 0] = np.where(np.arange(n) < change, 127, 0)  # confidence from 1 to about 1/2
     unreachable = np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX)
-    conf = cfgmod.SCORE_CONF
+    conf, label = cfgmod.SCORE_CONF, cfgmod.SCORE_LABEL
+    score = np.arange(cfgmod.SCORE_COUNT)
     config = base.replace(
-        enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << conf), score_warning=unreachable,
-        score_drift=np.where(np.arange(cfgmod.SCORE_COUNT) == conf, 8 * 4096, cfgmod.CUSUM_MAX),
-        score_offset=np.where(np.arange(cfgmod.SCORE_COUNT) == conf, 255, base.score_offset),
-        score_gain_q16=np.where(np.arange(cfgmod.SCORE_COUNT) == conf, -(1 << 28) // 64, base.score_gain_q16),
-        score_k=np.where(np.arange(cfgmod.SCORE_COUNT) == conf, 1024, base.score_k),
+        enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << conf) | (int(class_mix_warns) << label),
+        score_warning=np.where(score == label, 1, unreachable),  # the class mix warns once it leaves zero
+        score_drift=np.where(score == conf, 8 * 4096, cfgmod.CUSUM_MAX),
+        score_offset=np.where(score == conf, 255, np.where(score == label, 0, base.score_offset)),
+        score_gain_q16=np.where(score == conf, -(1 << 28) // 64, np.where(score == label, 1 << 16, base.score_gain_q16)),
+        score_k=np.where(score == conf, 1024, np.where(score == label, 0, base.score_k)),
         score_limit=np.zeros(cfgmod.SCORE_COUNT, np.int64), moved_mean_level=2048, attribute_moved=attribute_moved)
     events = np.stack([np.full(n, EVENT_INFERENCE), np.arange(n), np.zeros(n)], axis=1).astype(np.int32)
     twin_rows = run_events(config, events, summaries, probs, np.zeros(1, np.int16))
     compare(CMonitor(config).run_events(events, summaries, probs, np.zeros(1, np.int16)), twin_rows, events)
     alarms = int(twin_rows[-1, INFERENCE_FIELDS.index("alarms")]) & cfgmod.ALARM_TYPES_MASK
-    assert alarms & cfgmod.ALARM_CONFIDENCE_DRIFT
-    assert bool(alarms & cfgmod.ALARM_DATA_DRIFT) == (attribute_moved > 0)
+    assert alarms & cfgmod.ALARM_CONFIDENCE_DRIFT and not alarms & cfgmod.ALARM_LABEL_SHIFT
+    assert bool(alarms & cfgmod.ALARM_DATA_DRIFT) == names_data_drift

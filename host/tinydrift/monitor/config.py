@@ -138,10 +138,11 @@ class MonitorConfig:
     display_shift: int = 6
     moved_mean_level: int = 0
     moved_var_level: int = 0
-    # CONFIDENCE_DRIFT latching with at least this many moved components latches DATA_DRIFT
-    # too (0: off). Measured on models/kws at the confidence latch: white noise at 0 dB had 3
-    # or more in 98 % of streams (median 7), an accent, unseen pitch and speed none, a
-    # no-drift stream at a random time none in 200.
+    # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it; even then
+    # with at least this many moved components (0: that evidence off). Measured on
+    # models/kws at the confidence latch: white noise at 0 dB had 3 or more in 98 % of
+    # streams (median 7), an accent, unseen pitch and speed none, a no-drift stream at a
+    # random time none in 200.
     attribute_moved: int = 3
     enabled_scores: int = (1 << SCORE_COUNT) - 1
     score_offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))

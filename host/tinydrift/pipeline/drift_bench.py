@@ -35,7 +35,7 @@ from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.data.scenarios import SCENARIOS, Scenario
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
-from tinydrift.monitor.config import ALARM_NAMES, jsonable
+from tinydrift.monitor.config import ALARM_DATA_DRIFT, ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.export import load_exported
 from tinydrift.pipeline.drift_pools import (BenchSettings, CameraPoolMaker, Pool, PoolMaker, make_streams, run_monitor,
@@ -87,6 +87,7 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
         "expected_type": typed,
         "sensor_fault_share": round(float(run["sensor_fault"].mean()), 4),
         "data_z": _data_z(run, detected),
+        "data_drift_seen_in_inputs": _seen_in_inputs(run, detected),
         "atc_estimate_after": round(float(np.mean(run["atc_after"])), 4),
         "atc_error_after": round(float(np.mean(run["atc_after"]) - after_acc), 4),
         **_estimate_figures(host_estimates(run, prior), after_acc),
@@ -103,6 +104,14 @@ def _data_z(run: dict, detected: np.ndarray) -> dict:
     return {"at_first_alarm_median": round(float(np.median(at)), 2) if at.size else None,
             "at_first_alarm_p90": round(float(np.percentile(at, 90)), 2) if at.size else None,
             "no_drift_p99": round(float(np.percentile(calm, 99)), 2) if calm.size else None}
+
+
+def _seen_in_inputs(run: dict, detected: np.ndarray) -> float | None:
+    """Of the detections whose first alarm named DATA_DRIFT, the share where the inputs showed
+    it themselves (an input score or sensor health latched it, or an input score was at its
+    warning level, or enough components had moved), not only the model's confidence."""
+    named = detected & ((run["word"] & ALARM_DATA_DRIFT) != 0)
+    return round(float(run["data_seen"][named].mean()), 4) if named.any() else None
 
 
 def _estimate_figures(estimates: list, after_acc: float) -> dict:
@@ -279,14 +288,16 @@ def check_targets(result: BenchResult) -> dict:
         "costly_slower_than_1.5x_best_quiet_baseline": {n: v for n, v in sorted(versus_quiet.items()) if v > 1.5},
         "upstream_missed_late_or_mistyped": sorted(upstream_missed),
         "alarm_type_correct_mean": round(float(np.mean(typed)), 4) if typed else None,
-        # Where DATA_DRIFT was expected and did not come first: were the inputs beyond their
-        # own no-drift range (z over its p99) when the first alarm came?
-        "mistyped_data_drift_input_evidence": {
-            n: {"data_z_at_first_alarm_median": r["data_z"]["at_first_alarm_median"],
+        # Where DATA_DRIFT was named mostly from the model's confidence: the share the inputs
+        # showed themselves, and whether they were beyond their own no-drift range (z over
+        # its p99) when the first alarm came.
+        "data_drift_mostly_seen_by_the_model_only": {
+            n: {"seen_in_inputs": r["data_drift_seen_in_inputs"],
+                "data_z_at_first_alarm_median": r["data_z"]["at_first_alarm_median"],
                 "no_drift_p99": r["data_z"]["no_drift_p99"]}
             for n, r in sorted(result.scenarios.items())
-            if r.get("expected_alarm") == "DATA_DRIFT" and r["alarm_type_correct"] is not None and r["detected"] > 0
-            and r["alarm_type_correct"] < 0.9 and r.get("data_z")},
+            if r.get("expected_alarm") == "DATA_DRIFT" and r.get("data_drift_seen_in_inputs") is not None
+            and r["data_drift_seen_in_inputs"] < 0.5 and r.get("data_z")},
         "atc_abs_error_max": round(float(np.max(atc)), 4) if atc else None,
         "atc_within_5_points": bool(atc) and max(atc) <= 0.05,
         "estimate_abs_error_max": round(float(np.max(shown)), 4) if shown else None,
@@ -350,9 +361,13 @@ def markdown(result: BenchResult) -> str:
     if rows:
         lines += ["", "## The inputs when the first alarm came", "",
                   "The data score's z (sigma) at each stream's first alarm, against its own 99th percentile on the same "
-                  "streams before the change: within it, the inputs looked as they do without drift.", "",
-                  "| scenario | z at the first alarm: median / p90 | no-drift p99 |", "|---|---|---|"]
-        lines += [f"| {n} | {z['at_first_alarm_median']} / {z['at_first_alarm_p90']} | {z['no_drift_p99']} |" for n, z in rows]
+                  "streams before the change: within it, the inputs looked as they do without drift. Of the first "
+                  "alarms naming DATA_DRIFT, the share the inputs showed themselves (the rest: named from the model's "
+                  "confidence, which the class mix did not explain).", "",
+                  "| scenario | z at the first alarm: median / p90 | no-drift p99 | DATA_DRIFT seen in the inputs |",
+                  "|---|---|---|---|"]
+        lines += [f"| {n} | {z['at_first_alarm_median']} / {z['at_first_alarm_p90']} | {z['no_drift_p99']} "
+                  f"| {_share(result.scenarios[n].get('data_drift_seen_in_inputs'))} |" for n, z in rows]
     if result.comparison:
         lines += ["", f"## At equal ARL0 ({result.comparison['arl0']:,.0f}): median delay per detector", ""]
         names = result.comparison["detectors"]
@@ -378,6 +393,10 @@ def markdown(result: BenchResult) -> str:
 
 def _num(value) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def write_outputs(result: BenchResult, out_dir: Path) -> list[Path]:

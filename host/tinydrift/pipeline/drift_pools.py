@@ -19,7 +19,8 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.scenarios import DEPLOYMENT, Population, Scenario, synthesize_population
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
-from tinydrift.monitor.config import ALARM_TYPES_MASK, ONE_Q12, ONE_Q16, SCORE_MEAN, MonitorConfig
+from tinydrift.monitor.config import (ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, ALARM_TYPES_MASK, ONE_Q12, ONE_Q16,
+                                     SCORE_MEAN, MonitorConfig)
 from tinydrift.monitor.twin import MonitorTwin, sensor_stats, summarize_frames
 
 BLOCK = 320  # the app's sensor block: one 20 ms step
@@ -374,6 +375,10 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     # no-drift inferences after commissioning and the EWMA's settling: whether the inputs
     # had moved beyond their own no-drift range when the alarm came.
     data_z_first = np.zeros(b, dtype=np.int64)
+    # Whether DATA_DRIFT, when it latched, had the inputs' own evidence (an input score or
+    # sensor health, an input score at its warning level, enough moved components) or was
+    # named from the outputs alone: CONFIDENCE_DRIFT that the class mix did not explain.
+    data_seen = np.zeros(b, bool)
     settled_from = min(n_before - 50, int(config.commission_n) + (4 << int(config.mean_shift)))
     no_drift_z = []
     for step in range(total):
@@ -391,6 +396,14 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
         if streams.feedback[:, step].any():
             twin.label_feedback(probs.argmax(1), gather(parts, "labels"), streams=streams.feedback[:, step])
         word = twin.live_alarms() & ALARM_TYPES_MASK
+        data_now = (by_type[:, 0] == 0) & ((word & ALARM_DATA_DRIFT) != 0)
+        if data_now.any():
+            with_confidence = (by_type[:, 1] == 0) & ((word & ALARM_CONFIDENCE_DRIFT) != 0)
+            moved = np.unpackbits(twin.moved_at_alarm.astype(np.uint32).view(np.uint8), axis=-1).sum(axis=-1)
+            limit = int(config.score_limit[SCORE_MEAN])
+            evidence = (((twin.warnings & ALARM_DATA_DRIFT) != 0) | ((limit > 0) & (data_z >= limit))
+                        | ((config.attribute_moved > 0) & (moved >= config.attribute_moved)))
+            data_seen = np.where(data_now, ~with_confidence | evidence, data_seen)
         new = (first == 0) & (word != 0)
         first[new] = step + 1
         first_word[new] = word[new]
@@ -403,5 +416,5 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
             "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
             "recent_counts": recent_counts, "alarms_after": twin.alarms & ALARM_TYPES_MASK,
-            "data_z_first": data_z_first / ONE_Q12,
+            "data_z_first": data_z_first / ONE_Q12, "data_seen": data_seen,
             "no_drift_data_z": np.concatenate(no_drift_z) / ONE_Q12 if no_drift_z else np.zeros(0)}
