@@ -147,6 +147,9 @@ def test_a_full_disk_stops_cleanly_and_counts_what_was_not_stored(tmp_path, disk
     assert match, proc.stdout
     stored, not_stored = int(match.group(1)), int(match.group(3))
     assert stored > 100 and not_stored > 0
+    # the last progress line says the same: what is stored, and what is not
+    last = [line for line in proc.stderr.splitlines() if line.startswith("stored frames=")][-1]
+    assert f"stored frames={stored} " in last and last.endswith(f" not_stored={not_stored}"), last
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     _counters_equal_rows(conn)

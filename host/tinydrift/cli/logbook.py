@@ -53,9 +53,10 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
     from tinydrift.logbook.capture import capture
 
     def progress(stats):
-        click.echo(f"stored frames={stats.frames} inferences={stats.inference_frames} detections={stats.detection_frames} "
-                   f"wakes={stats.wakes} last_seq={stats.last_seq} "
-                   f"lost={stats.lost} corrupt={stats.corrupt} foreign={stats.foreign}", err=True)
+        waiting = f" not_stored={stats.waiting}" if stats.waiting else ""
+        click.echo(f"stored frames={stats.frames - stats.waiting} inferences={stats.inference_frames} "
+                   f"detections={stats.detection_frames} wakes={stats.wakes} last_seq={stats.last_seq} "
+                   f"lost={stats.lost} corrupt={stats.corrupt} foreign={stats.foreign}{waiting}", err=True)
 
     summary = capture(port_url, db_path, model_dir=model_dir, duration=duration, max_frames=max_frames,
                       baudrate=baudrate, reconnect_timeout=None if reconnect_timeout < 0 else reconnect_timeout,

@@ -54,6 +54,7 @@ class CaptureStats:
     bytes: int = 0
     last_seq: int | None = None
     last_inference_index: int | None = None
+    waiting: int = 0  # received frames not stored yet (a busy database) or never (a full disk)
 
 
 @dataclass
@@ -413,6 +414,7 @@ def capture(
                 stop_reason.append("another model on the port")
                 refusal, failed = wrong, True
             if progress is not None and time.monotonic() - last_progress >= progress_interval:
+                stats.waiting = writer.pending_frames
                 progress(stats)
                 last_progress = time.monotonic()
     except StoreFull as exc:
@@ -443,6 +445,7 @@ def capture(
             except (serial.SerialException, OSError):
                 pass
     if progress is not None:
+        stats.waiting = writer.pending_frames
         progress(stats)
     took = time.monotonic() - started
     if refusal is None and not stats.bytes and not failed:
