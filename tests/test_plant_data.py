@@ -322,3 +322,26 @@ def test_a_cut_split_is_built_again_not_reused_and_its_error_names_both_data_com
     assert not split_paths(folder, SPLITS, digest)[1]
     with pytest.raises(TinydriftError, match="rebuild it with the `tinydrift data kws` or `tinydrift data plant`"):
         load_npz(folder / "test.npz")
+
+
+def test_images_in_sub_folders_of_a_class_folder_are_read_not_skipped(tmp_path):
+    """A class kept by date (healthy/2026-11/a.png) was once skipped without a word; hidden
+    files and folders stay out, and each image is named by its path under its class."""
+    from tinydrift.data.sets import holds_image_classes
+
+    leaf = np.full((64, 64, 3), 90, np.uint8)
+    _save(tmp_path / "dated" / "healthy" / "2026-11" / "a.png", leaf)
+    _save(tmp_path / "dated" / "healthy" / "2026-12" / "deep" / "b.png", leaf)
+    _save(tmp_path / "dated" / "blight" / "c.png", leaf)
+    _save(tmp_path / "dated" / "blight" / ".thumbnails" / "c.png", leaf)
+    _save(tmp_path / "dated" / "blight" / ".d.png", leaf)
+    assert holds_image_classes(tmp_path / "dated")
+    images = load_image_folder(tmp_path / "dated", PLANT_LABELS)
+    assert sorted(images.domain["file"].tolist()) == ["blight/c.png", "healthy/2026-11/a.png",
+                                                      "healthy/2026-12/deep/b.png"]
+    assert len(set(images.domain["group"].tolist())) == 3
+    # only nested: still found as an image folder
+    _save(tmp_path / "nested" / "healthy" / "day1" / "a.png", leaf)
+    _save(tmp_path / "nested" / "blight" / "day1" / "b.png", leaf)
+    assert holds_image_classes(tmp_path / "nested")
+    assert len(load_image_folder(tmp_path / "nested", PLANT_LABELS)) == 2

@@ -16,7 +16,7 @@ from tinydrift.data.imageset import IMAGE_SIZE, ImageSet
 from tinydrift.errors import TinydriftError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-LAYOUT = "the PlantVillage layout: one sub-folder per class holding its .jpg/.png images"
+LAYOUT = "the PlantVillage layout: one sub-folder per class holding its .jpg/.png images (in folders of its own too)"
 
 
 def fit_image(image, size: int | tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
@@ -72,6 +72,13 @@ def too_many_pixels(path: Path) -> str:
             "resize it (the model sees a few thousand)")
 
 
+def class_files(class_folder: Path) -> list[Path]:
+    """Every file under a class folder, in its sub-folders too (a class kept by date or by
+    camera), hidden files and folders left out, in a stable order."""
+    return sorted(p for p in class_folder.rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_folder).parts))
+
+
 def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None,
                       size: int | tuple[int, int] = IMAGE_SIZE,
                       progress=None) -> ImageSet:
@@ -87,7 +94,7 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
     stray = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if stray and not classes:
         raise TinydriftError(f"{folder}: files ({', '.join(stray[:3])}) but no class sub-folders; expected {LAYOUT}")
-    files = {c.name: sorted(p for p in c.iterdir() if p.is_file() and not p.name.startswith(".")) for c in classes}
+    files = {c.name: class_files(c) for c in classes}
     files = {name: paths for name, paths in files.items() if paths}
     if not files:
         raise TinydriftError(f"{folder}: no images in class sub-folders; expected {LAYOUT}")
@@ -106,7 +113,7 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
             image, (width, height) = read_image(path, size)
             images.append(image)
             labels.append(label_names.index(class_name))
-            names.append(f"{class_name}/{path.name}")
+            names.append(f"{class_name}/{path.relative_to(folder / class_name).as_posix()}")
             widths.append(width)
             heights.append(height)
             if progress is not None:

@@ -59,7 +59,7 @@ def load_npz(path: str | Path) -> ClipSet | ImageSet:
 
 def holds_image_classes(folder: Path) -> bool:
     """Whether a folder looks like the PlantVillage layout: images in class sub-folders."""
-    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/*"))
+    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/**/*"))
 
 
 def load_any(path: str | Path, label_names: tuple[str, ...] | None = None, *,
