@@ -20,7 +20,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
 from tinydrift.link import protocol as P
 from tinydrift.link.port import open_port
-from tinydrift.link.replay import (ACK_AUDIO_GAP, ACK_BAD_IMAGE, ACK_OK, ACK_UNSUPPORTED, Replayer, image_chunks,
+from tinydrift.link.replay import (ACK_AUDIO_GAP, ACK_BAD_IMAGE, ACK_OK, ACK_UNSUPPORTED, Replayer, ReplaySource, image_chunks,
                                    load_source)
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.target import emulator, platformio
@@ -92,10 +92,10 @@ def test_wrong_shapes_audio_and_lost_chunks_are_refused(app_plant, plant, leaves
         # audio to a camera build
         assert app.command(P.Audio(0, 0, P.AUDIO_FLAG_START | P.AUDIO_FLAG_END, (1, 2, 3))).result == ACK_UNSUPPORTED
         # the Replayer turns a refused shape into one line naming both shapes
-        with pytest.raises(TinydriftError, match=r"takes 48x48x3 images, this one is 32x32x3: resize it \("):
+        with pytest.raises(TinydriftError, match=r"takes 48x48x3 images, this one is 32x32x3: resize it, replay with --model-dir MODEL to fit"):
             app.replayer.replay_image(image[:32, :32], "small.png")
         # a grey image of the right size wants converting, not resizing
-        with pytest.raises(TinydriftError, match=r"this one is 48x48x1: convert it to 3 channels \(RGB\) \("):
+        with pytest.raises(TinydriftError, match=r"this one is 48x48x1: convert it to 3 channels \(RGB\), replay with --model-dir"):
             app.replayer.replay_image(image[:, :, :1], "grey.png")
         # and a whole image still goes through afterwards
         app.replayer.replay_image(image)
@@ -124,6 +124,22 @@ def test_image_sources_for_replay(tmp_path, leaves):
     source = load_source(folder)
     assert [s.shape for s in source.clips] == [(48, 48, 1), (48, 48, 3), (48, 48, 3), (48, 48, 3)]
     assert np.array_equal(source.clips[1], leaves[0]) and source.names[1] == "healthy/0.png"
+    # with the camera model's folder, replay fits each image as eval does: a photo of another
+    # size, a grey one; one of the model's size stays as it is
+    from tinydrift.cli.device import _camera_input
+    from tinydrift.data.imagefolder import fit_image
+    from tinydrift.link.replay import fit_images
+
+    shape = _camera_input(REPO_ROOT / "models" / "plant")
+    assert shape == (48, 48, 3) and _camera_input(REPO_ROOT / "models" / "kws") is None
+    photo = np.asarray(Image.fromarray(leaves[1]).resize((256, 192)))
+    said = []
+    fitted = fit_images(ReplaySource([photo, source.clips[0], leaves[2]], ["photo", "grey", "leaf"]), shape, said.append)
+    assert [c.shape for c in fitted.clips] == [shape] * 3 and fitted.names == ["photo", "grey", "leaf"]
+    assert np.array_equal(fitted.clips[0], fit_image(photo, (48, 48))) and np.array_equal(fitted.clips[2], leaves[2])
+    assert np.array_equal(fitted.clips[1], np.repeat(source.clips[0], 3, axis=2))
+    assert said == ["fitting 2 of 3 images to the model's 48x48x3 input, as `tinydrift eval` does (centred crop, "
+                    "resize, RGB)"]
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images")

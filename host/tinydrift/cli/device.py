@@ -209,6 +209,16 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
         click.get_current_context().exit(result.exit_code)
 
 
+def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
+    """(height, width, channels) of a camera model's input; None for an audio model."""
+    from tinydrift.model.quantize import describe
+    from tinydrift.modeldir import ModelDir
+    from tinydrift.pipeline.export import model_input
+
+    shape = tuple(int(d) for d in describe(ModelDir(model_dir).read_int8())["inputs"][0]["shape"])
+    return shape[1:] if model_input(shape).is_image else None
+
+
 @click.command("replay")
 @click.argument("source", type=input_path("folder of WAV files or images, or a .npz clip or image set"))
 @click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
@@ -217,7 +227,8 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
 @click.option("--db", "db_path", type=OUTPUT_FILE, default=None, metavar="FILE",
               help="Also store every frame the device sends back in this capture database (as `capture` does).")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
-              help="With --db: the model whose hash the frames must carry (others are flagged foreign).")
+              help="The device's model: with --db, the hash the frames must carry (others are flagged "
+                   "foreign); for a camera model, the size every image is fitted to, as eval fits it.")
 @click.option("--limit", type=COUNT, default=None, metavar="N", help="Replay only the first N clips.")
 @click.option("--reset", is_flag=True, help="Reset the device's drift monitor first.")
 @click.option("--window", type=COUNT, default=4, show_default=True, metavar="N",
@@ -236,7 +247,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     SOURCE is a folder of 16 kHz mono 16-bit WAV files (one clip per file, any length, sorted)
     or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG images or an
     image set made by `tinydrift data plant` (.npz), each image sent as it is (the device
-    refuses one of another size than its model's). The device runs one inference per
+    refuses one of another size than its model's) or, with --model-dir, fitted to the
+    model's input as `tinydrift eval` fits it. The device runs one inference per
     1 s window of each clip (a shorter clip is padded), one per image, and answers every frame; replay
     waits for those answers, so nothing overruns the device, and resends what the device
     reports lost. A port that disappears (a board re-enumerating) is reopened and the clip
@@ -250,14 +262,19 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port, reopen_port
-    from tinydrift.link.replay import Replayer, load_source
+    from tinydrift.link.replay import Replayer, fit_images, load_source
     from tinydrift.logbook.capture import DatabaseSink
     from tinydrift.logbook.store import load_model_info
 
-    clips = load_source(source, limit)
-    expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
     def log(message: str) -> None:
         click.echo(message, err=True)
+
+    clips = load_source(source, limit)
+    expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
+    if model_dir is not None and clips.clips and clips.clips[0].ndim == 3:
+        shape = _camera_input(model_dir)
+        if shape is not None:
+            clips = fit_images(clips, shape, log)
 
     def reopen(port, exc):
         return reopen_port(port, port_url, baudrate, 0.05, None if reconnect_timeout < 0 else reconnect_timeout,

@@ -94,6 +94,20 @@ def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
                          "or image set (`tinydrift data plant`)")
 
 
+def fit_images(source: ReplaySource, shape: tuple[int, int, int], log: Callable[[str], None]) -> ReplaySource:
+    """The source's images at a camera model's input shape (height, width, 3), each of another
+    size or colour fitted as `tinydrift eval` fits them (centred crop, area-average resize, RGB)."""
+    from tinydrift.data.imagefolder import fit_image
+
+    fitted = sum(image.shape != shape for image in source.clips)
+    if fitted:
+        log(f"fitting {fitted} of {len(source)} images to the model's {'x'.join(map(str, shape))} input, as "
+            "`tinydrift eval` does (centred crop, resize, RGB)")
+    clips = [image if image.shape == shape else fit_image(image if image.shape[2] != 1 else image[..., 0], shape[:2])
+             for image in source.clips]
+    return ReplaySource(clips, source.names, source.labels)
+
+
 def _is_image_set(path: Path) -> bool:
     import zipfile
 
@@ -335,7 +349,8 @@ class Replayer:
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or not all(1 <= d <= 255 for d in image.shape):
             raise TinydriftError(f"{name}: {image.dtype} {'x'.join(map(str, image.shape))}; IMAGE frames carry 8-bit "
-                                 "images of height x width x channels, each at most 255 (resize it to the model's input)")
+                                 "images of height x width x channels, each at most 255 (resize it to the model's input, "
+                                 "or replay with --model-dir MODEL to fit every image as eval does)")
         height, width, channels = image.shape
         frames = [P.Image(0, offset, flags, height, width, channels, data)
                   for offset, data, flags in image_chunks(image)]
@@ -349,8 +364,9 @@ class Replayer:
                        f"convert it to {wanted[2]} channels (RGB)" if (height, width) == wanted[:2] else
                        f"resize it and convert it to {wanted[2]} channels (RGB)")
                 raise TinydriftError(f"the device refused {name}: its model takes {'x'.join(map(str, wanted))} "
-                                     f"images, this one is {height}x{width}x{channels}: {fix} (or replay to the "
-                                     "device of its model)") from None
+                                     f"images, this one is {height}x{width}x{channels}: {fix}, replay with "
+                                     "--model-dir MODEL to fit every image as eval does, or replay to the device "
+                                     "of its model") from None
             raise TinydriftError(f"the device refused {name}: {ACK_RESULTS.get(refused.ack.result, refused.ack.result)}") \
                 from None
         self.stats.clips += 1
