@@ -120,3 +120,28 @@ def test_cost_counts_the_project_monitor_s_instructions_and_state_as_the_readme_
     bench = json.loads((REPO_ROOT / "docs" / "figures" / "bench_device.json").read_text())
     assert (cost["state_bytes"], cost["commission_bytes"]) == (bench["monitor_state_bytes"],
                                                                bench["monitor_commission_bytes"])
+
+
+def test_an_image_set_goes_through_the_camera_model_for_heldout(tmp_path):
+    """`drift heldout --model` once ran clip sets only: an image set (`tinydrift data plant`)
+    lacked summaries and probs. Its images now go through the model and td_summarize_image,
+    as the export sends them."""
+    from tinydrift.cli.drift import _load_samples
+    from tinydrift.data.imageset import ImageSet
+    from tinydrift.data.labels import PLANT_LABELS
+    from tinydrift.model.quantize import load_int8
+    from tinydrift.model.runtimes import run_tflm
+    from tinydrift.monitor.twin import summarize_image
+
+    rng = np.random.default_rng(5)
+    images = ImageSet(images=rng.integers(0, 256, (10, 48, 48, 3), dtype=np.uint8),
+                      labels=np.arange(10, dtype=np.int16) % 5, label_names=PLANT_LABELS,
+                      domain={"group": np.repeat(np.arange(5), 2)})
+    images.save(tmp_path / "leaves.npz")
+    model, _ = load_int8(REPO_ROOT / "models" / "plant")
+    samples = _load_samples(tmp_path / "leaves.npz", model)
+    assert np.array_equal(samples["summaries"], summarize_image(images.features, 3))
+    assert samples["summaries"].shape == (10, 36) and samples["probs"].shape == (10, 5)
+    assert np.array_equal(samples["probs"], run_tflm(model, images.features))
+    assert samples["groups"].tolist() == np.repeat(np.arange(5), 2).tolist()
+    assert samples["labels"].tolist() == images.labels.tolist()

@@ -43,7 +43,8 @@ def _load_samples(path: Path, model: bytes | None = None,
     import zipfile
 
     from tinydrift.data.npzfile import npz_problem
-    from tinydrift.monitor.twin import summarize_frames
+    from tinydrift.monitor.twin import summarize_frames, summarize_image
+    from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
 
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -52,6 +53,11 @@ def _load_samples(path: Path, model: bytes | None = None,
         raise TinydriftError(f"cannot read {path}: {npz_problem(path, e)}") from None
     if "groups" not in data and "meta_group" in data:  # a ClipSet
         data["groups"] = data["meta_group"]
+    if "images" in data and "features" not in data:  # an ImageSet (`tinydrift data plant`): its images as int8
+        from tinydrift.data.imageset import ImageSet
+
+        images = ImageSet.load(path)
+        data = {"features": images.features, "labels": images.labels, "groups": images.domain["group"]}
     if "probs" not in data and "features" in data and model is not None:
         from tinydrift.model.quantize import describe
         from tinydrift.model.runtimes import run_tflm
@@ -62,7 +68,9 @@ def _load_samples(path: Path, model: bytes | None = None,
                                  f"takes {'x'.join(map(str, shape[1:]))}: give the model these samples were made for")
         data["probs"] = run_tflm(model, data["features"].astype(np.int8))
     if "summaries" not in data and "features" in data:
-        data["summaries"] = summarize_frames(data["features"].astype(np.int8))
+        features = data["features"].astype(np.int8)
+        data["summaries"] = (summarize_image(features, IMAGE_SUMMARY_GRID) if features.ndim == 4
+                             else summarize_frames(features))
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
     if missing:
         hint = (f" (a clip set of `tinydrift data`: {probs_from})"
@@ -219,7 +227,8 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
 @click.argument("ref", type=SAMPLES_FILE)
 @click.argument("test", type=SAMPLES_FILE)
 @click.option("--model", type=input_path("model folder or .tflite file"), default=None,
-              help="int8 model (folder or .tflite) to run clip sets through when they hold no probs.")
+              help="int8 model (folder or .tflite) to run clip or image sets (`tinydrift data kws` or `plant`) "
+                   "through when they hold no probs.")
 @click.option("--drifted", type=SAMPLES_FILE, default=None,
               help="Drifted samples: also measure detection for the two directional pairs.")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True)
@@ -239,7 +248,12 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
 
         tflite, _ = load_int8(model)
     options = {} if n_inferences is None else {"n_inferences": n_inferences}
-    result = heldout_arl0(_load_samples(ref, tflite), _load_samples(test, tflite), target_arl0=target_arl0, splits=splits,
+    ref_samples = _load_samples(ref, tflite)
+    if np.ndim(ref_samples.get("features")) == 4:  # images: the reference an export calibrates a camera model on
+        from tinydrift.pipeline.export import MIN_IMAGE_REFERENCE
+
+        options["min_samples"] = MIN_IMAGE_REFERENCE
+    result = heldout_arl0(ref_samples, _load_samples(test, tflite), target_arl0=target_arl0, splits=splits,
                           drifted=None if drifted is None else _load_samples(drifted, tflite), seed=seed, **options)
     click.echo(json.dumps(result, indent=1, default=float))
 
