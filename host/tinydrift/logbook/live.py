@@ -68,6 +68,7 @@ class Snapshot:
     accuracy_before: float | None = None  # the device's estimate just before its change point
     heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
     detections: WakeTally = field(default_factory=WakeTally)  # a streaming detector's frames and wakes
+    commission_n: int = 0  # inferences after a reset the monitor learns on (from --model-dir; frames lack it)
 
 
 def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
@@ -97,7 +98,8 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
     n_scores = hello.n_scores if hello else (5 if last else 0)
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
                     n_scores, model.labels if model else None, recent_text(conn, 5), rate, accuracy_before,
-                    latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn))
+                    latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
+                    model.commission_n if model is not None else 0)
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -157,6 +159,10 @@ def render(snap: Snapshot) -> Group:
                  else str(last.predicted_class))
         moved = [c for c in range(64) if last.moved_channels >> c & 1]
         link.add_row("inference", f"{last.inference_index}  ({snap.rate:.1f}/s)")
+        if 0 < last.inference_index <= snap.commission_n and not last.alarm_bits & 0x1F:
+            link.add_row("commissioning", Text(f"learning this device's reference: inference {last.inference_index} "
+                                               f"of {snap.commission_n} since the reset; the scores judge none of "
+                                               "them (sensor faults and label feedback do)", style="cyan"))
         link.add_row("prediction", f"{label}  confidence {last.confidence / 256:.0%}  entropy {last.entropy / 65536:.2f} nats")
         link.add_row("ATC accuracy", "withheld (sensor fault)" if last.alarm_bits & ALARM_SENSOR_FAULT
                      else f"{last.atc / 65536:.1%}")
