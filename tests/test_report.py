@@ -356,3 +356,26 @@ def test_a_capture_that_ends_while_the_monitor_commissions_says_why_no_alarm_cam
     assert commission_n > 200 and result.commissioning == said and said in result.line()
     assert said in (tmp_path / "r" / "index.html").read_text()
     assert write_report(tmp_path / "early.db", tmp_path / "r2").commissioning is None  # unknown without the folder
+
+
+def test_reading_a_capture_leaves_it_as_it_was(tmp_path):
+    """report and monitor --once once left an empty -wal and a -shm beside a finished capture:
+    a read-only SQLite connection makes them and cannot remove them. The database itself
+    stays byte for byte the same."""
+    import os
+
+    from tinydrift.logbook.live import run_monitor
+    from tinydrift.logbook.store import open_db
+
+    db, _ = make_drift_db(tmp_path)
+    siblings = lambda: sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("drift.db"))
+    before, stamp = db.read_bytes(), os.stat(db).st_mtime_ns
+    assert siblings() == ["drift.db"]
+    write_report(db, tmp_path / "report")
+    run_monitor(db_path=db, once=True)
+    conn = open_db(db)
+    with pytest.raises(sqlite3.OperationalError, match="readonly|read-only|query_only"):
+        conn.execute("DELETE FROM frames")  # a reader cannot write, whatever the file allows
+    conn.close()
+    assert siblings() == ["drift.db"]
+    assert db.read_bytes() == before and os.stat(db).st_mtime_ns == stamp

@@ -237,6 +237,7 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
             time.sleep(0.02)
         if once and not failure:
             time.sleep(duration if duration is not None else 2.0)
+    conn = None
     try:
         if failure:
             raise failure[0]
@@ -263,6 +264,8 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
                 pass
         return snap
     finally:
+        if conn is not None:
+            conn.close()  # a reader's last close removes the -wal and -shm files SQLite made
         stop.set()
         if worker is not None:
             worker.join(timeout=5)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,13 +276,16 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
                  truth: Truth | None = None) -> ReportResult:
     """The report's images and page in `out_dir`, all of them or, on an error or Ctrl-C,
     none (an interrupted report once left images without their page)."""
-    with all_or_nothing():
-        return _write_report(db_path, out_dir, model_dir, truth)
-
-
-def _write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None,
-                  truth: Truth | None) -> ReportResult:
     conn = open_db(db_path)
+    try:
+        with all_or_nothing():
+            return _write_report(conn, db_path, out_dir, model_dir, truth)
+    finally:
+        conn.close()  # a reader's last close removes the -wal and -shm files SQLite made
+
+
+def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None,
+                  truth: Truth | None) -> ReportResult:
     out_dir = Path(out_dir)
     summary = read_summary(conn)
     data = read_inferences(conn)

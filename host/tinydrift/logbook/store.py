@@ -529,7 +529,15 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection. A WAL database needs its -shm file, which SQLite cannot create
     on read-only media: there, a database without pending WAL content is opened as immutable,
-    and one with it is read from a copy of both files in a temporary folder."""
+    and one with it is read from a copy of both files in a temporary folder. A database no
+    writer holds (no -wal file) is opened read-write but query-only where it may be: a
+    read-only connection would leave the -wal and -shm files it makes behind, and the last
+    connection to close a read-write one removes them."""
+    wal = path.with_name(path.name + "-wal")
+    if not wal.exists() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+        conn.execute("PRAGMA query_only=1")
+        return conn
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
@@ -537,7 +545,6 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_CANTOPEN or os.access(path.parent, os.W_OK):
             raise
-    wal = path.with_name(path.name + "-wal")
     if not wal.exists() or wal.stat().st_size == 0:
         return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     copy = Path(tempfile.mkdtemp(prefix="tinydrift-db-"))
