@@ -77,6 +77,9 @@ def test_replay_command_streams_a_wav_folder_and_stores_what_the_device_answers(
         result = replay_cli(folder, board, db)
     assert result.exit_code == 0, result.output
     assert "replayed 3 clips (3.5 s of audio" in result.output and "4 inferences" in result.output
+    # models/kws learns its reference on its first 300 inferences after the reset: no alarm could come
+    assert "the monitor was still commissioning: it learns its reference on the first 300 inferences" in result.output
+    assert "this replay ended at inference 4" in result.output
 
     items, foreign, frames = stored_session(db)
     assert foreign == 0 and frames == 4
@@ -226,3 +229,13 @@ def test_the_replay_line_says_an_alarm_latched_before_it_not_a_first_alarm_now()
     assert "DATA_DRIFT latched since inference 310, before this replay (--reset" in stats.line()
     stats = ReplayStats(first_alarm=(320, 0x01), first_inference=1)
     assert "first alarm DATA_DRIFT at inference 320" in stats.line()
+
+
+def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions():
+    from tinydrift.link.replay import ReplayStats
+
+    assert "ended at inference 120" in ReplayStats(first_inference=1, last_inference=120).still_commissioning(300)
+    assert ReplayStats(first_inference=1, last_inference=301).still_commissioning(300) is None  # it judged one
+    assert ReplayStats(first_alarm=(50, 0x10), last_inference=120).still_commissioning(300) is None  # a fault came
+    assert ReplayStats(first_inference=1, last_inference=120).still_commissioning(0) is None  # no commissioning
+    assert ReplayStats().still_commissioning(300) is None  # nothing heard

@@ -314,6 +314,9 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if problem is not None:
             log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
+    commissioning = stats.still_commissioning(load_model_info(model_dir).commission_n) if model_dir else None
+    if commissioning is not None:
+        click.echo(commissioning)
     if db_path is not None:
         click.echo(f"frames stored in {db_path}")
 

@@ -190,7 +190,17 @@ class ReplayStats:
     # its first alarm since a reset, which may precede this replay
     first_alarm: tuple[int, int] | None = None
     first_inference: int | None = None  # the first inference index this replay heard of
+    last_inference: int | None = None  # and the last
     received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
+
+    def still_commissioning(self, commission_n: int) -> str | None:
+        """Why no alarm could come: every inference heard was one the monitor learns its
+        reference on after a reset (`commission_n`, from the model folder; frames lack it)."""
+        if self.first_alarm is not None or not commission_n or self.last_inference is None \
+                or self.last_inference > commission_n:
+            return None
+        return (f"the monitor was still commissioning: it learns its reference on the first {commission_n} inferences "
+                f"after a reset and judges none of them, and this replay ended at inference {self.last_inference}")
 
     def line(self) -> str:
         rate = self.samples / 16000 / self.seconds if self.seconds > 0 else 0.0
@@ -293,6 +303,7 @@ class Replayer:
                 self.stats.inferences += 1
                 if self.stats.first_inference is None:
                     self.stats.first_inference = item.inference_index
+                self.stats.last_inference = item.inference_index
                 latched = item.alarm_bits & 0xFF
                 if latched and self.stats.first_alarm is None:
                     self.stats.first_alarm = (item.alarm_index or item.inference_index, item.alarm_bits)
