@@ -335,21 +335,26 @@ def test_a_report_that_fails_part_way_writes_nothing_and_a_path_not_in_utf8_is_s
     assert not (tmp_path / "again").exists()
 
 
-def test_a_capture_that_ends_while_the_monitor_commissions_says_why_no_alarm_came(tmp_path):
-    """200 clean images then 100 blurred said "no alarm", and nothing more: the monitor had
-    not begun to judge (it commissions on its first 300 inferences after a reset)."""
-    import random
-
+def early_capture(folder: Path, inferences: int) -> tuple[Path, Path, int]:
+    """(capture database, model folder, its commission_n) of a capture that ends at inference
+    `inferences`, while the monitor still learns its reference."""
     from test_capture import hello
 
     rng = random.Random(5)
-    frames = [hello(0)] + [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, 201)]
+    frames = [hello(0)] + [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, inferences + 1)]
     device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
-    capture(device.url, tmp_path / "early.db")
-    model_dir = tmp_path / "model"
+    capture(device.url, folder / "early.db")
+    model_dir = folder / "model"
     model_dir.mkdir()
     write_reference(model_dir, MODEL_HASH.hex())
     commission_n = json.loads((model_dir / "reference.json").read_text())["monitor_config"]["commission_n"]
+    return folder / "early.db", model_dir, commission_n
+
+
+def test_a_capture_that_ends_while_the_monitor_commissions_says_why_no_alarm_came(tmp_path):
+    """200 clean images then 100 blurred said "no alarm", and nothing more: the monitor had
+    not begun to judge (it commissions on its first 300 inferences after a reset)."""
+    _, model_dir, commission_n = early_capture(tmp_path, 200)
     result = write_report(tmp_path / "early.db", tmp_path / "r", model_dir=model_dir)
     said = (f"still commissioning: the monitor learns its reference on the first {commission_n} inferences after a "
             "reset and judges none of them, and this capture ends at inference 200")

@@ -161,23 +161,11 @@ def test_heartbeats_are_captured_and_shown_and_the_report_takes_them(tmp_path):
 def test_the_live_view_says_when_the_monitor_is_still_commissioning(tmp_path):
     """The live view showed scores at zero through the first inferences after a reset with
     no word why; with the model folder it knows how many the monitor learns on."""
-    import json
-    import random
+    from test_report import early_capture
 
-    from test_capture import hello
-    from test_report import MODEL_HASH, write_reference
-    from tinydrift.logbook.capture import capture
-
-    rng = random.Random(6)
-    frames = [hello(0)] + [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, 121)]
-    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
-    capture(device.url, tmp_path / "early.db")
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    write_reference(model_dir, MODEL_HASH.hex())
-    commission_n = json.loads((model_dir / "reference.json").read_text())["monitor_config"]["commission_n"]
-    snap, out = _render(db_path=tmp_path / "early.db", model_dir=model_dir)
+    db, model_dir, commission_n = early_capture(tmp_path, 120)
+    snap, out = _render(db_path=db, model_dir=model_dir)
     assert snap.commission_n == commission_n > 120
     assert f"learning this device's reference: inference 120 of {commission_n}" in " ".join(out.split())
-    _, without = _render(db_path=tmp_path / "early.db")  # unknown without the folder: nothing said
+    _, without = _render(db_path=db)  # unknown without the folder: nothing said
     assert "commissioning" not in without
