@@ -384,3 +384,24 @@ def test_reading_a_capture_leaves_it_as_it_was(tmp_path):
     conn.close()
     assert siblings() == ["drift.db"]
     assert db.read_bytes() == before and os.stat(db).st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("name", ["site#2.sqlite", "what?.sqlite", "100%.sqlite", "run 1 &x=y.sqlite"])
+def test_a_capture_named_with_uri_characters_is_the_one_read(tmp_path, name):
+    """'site#2.sqlite' was read as 'site': SQLite took the rest for the URI's fragment, read
+    another capture of that name, or failed and left an empty file 'site' behind."""
+    from tinydrift.logbook.live import run_monitor
+    from tinydrift.logbook.store import archive, open_db, read_summary
+
+    db, _ = make_drift_db(tmp_path)
+    named = tmp_path / name
+    db.rename(named)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    conn = open_db(named)
+    frames = read_summary(conn).frames
+    conn.close()
+    assert frames > 1000
+    assert write_report(named, tmp_path / "r").summary.frames == frames
+    assert run_monitor(db_path=named, once=True).summary.frames == frames
+    assert archive(named, tmp_path / "kept.sqlite").frames == frames
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["r", "kept.sqlite"])

@@ -439,7 +439,7 @@ def capture_ready(path: str | Path) -> bool:
     if not path.is_file():
         return False
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(sqlite_uri(path, "mode=ro"), uri=True)
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             return tables >= {"meta", "sessions", "frames"} and conn.execute(
@@ -526,6 +526,14 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
         source.close()
 
 
+def sqlite_uri(path: str | Path, query: str) -> str:
+    """An SQLite file: URI of a path with `query`: a name holding '#', '?' or '%' must be
+    percent-encoded, or SQLite reads it as the URI's fragment or query and opens another file."""
+    from urllib.parse import quote
+
+    return f"file:{quote(os.fsencode(Path(path)))}?{query}"
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection. A WAL database needs its -shm file, which SQLite cannot create
     on read-only media: there, a database without pending WAL content is opened as immutable,
@@ -535,23 +543,23 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     connection to close a read-write one removes them."""
     wal = path.with_name(path.name + "-wal")
     if not wal.exists() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK):
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
+        conn = sqlite3.connect(sqlite_uri(path, "mode=rw"), uri=True)
         conn.execute("PRAGMA query_only=1")
         return conn
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(sqlite_uri(path, "mode=ro"), uri=True)
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return conn
     except sqlite3.OperationalError as exc:
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_CANTOPEN or os.access(path.parent, os.W_OK):
             raise
     if not wal.exists() or wal.stat().st_size == 0:
-        return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        return sqlite3.connect(sqlite_uri(path, "mode=ro&immutable=1"), uri=True)
     copy = Path(tempfile.mkdtemp(prefix="tinydrift-db-"))
     atexit.register(shutil.rmtree, copy, ignore_errors=True)
     shutil.copyfile(path, copy / path.name)
     shutil.copyfile(wal, copy / wal.name)
-    return sqlite3.connect(f"file:{copy / path.name}?mode=ro", uri=True)
+    return sqlite3.connect(sqlite_uri(copy / path.name, "mode=ro"), uri=True)
 
 
 @dataclass
