@@ -145,3 +145,23 @@ def test_an_image_set_goes_through_the_camera_model_for_heldout(tmp_path):
     assert np.array_equal(samples["probs"], run_tflm(model, images.features))
     assert samples["groups"].tolist() == np.repeat(np.arange(5), 2).tolist()
     assert samples["labels"].tolist() == images.labels.tolist()
+
+
+def test_heldout_names_the_set_too_small_and_prints_strict_json(tmp_path):
+    """A 40-image TEST was refused as 'need at least 1000, got 40' after REF's work had
+    begun, reading as if REF were short; an image set without plant groups was a KeyError;
+    a delay never reached printed as Infinity, which strict JSON readers refuse."""
+    from tinydrift.cli.drift import _finite, _load_samples
+    from tinydrift.data.imageset import ImageSet
+    from tinydrift.data.labels import PLANT_LABELS
+    from tinydrift.model.quantize import load_int8
+
+    rng = np.random.default_rng(6)
+    small = tmp_path / "small.npz"
+    ImageSet(images=rng.integers(0, 256, (40, 48, 48, 3), dtype=np.uint8), labels=np.arange(40, dtype=np.int16) % 5,
+             label_names=PLANT_LABELS, domain={}).save(small)
+    model, _ = load_int8(REPO_ROOT / "models" / "plant")
+    assert _load_samples(small, model)["groups"].tolist() == list(range(40))  # each image its own group
+    with pytest.raises(AssertionError, match=r"small\.npz \(REF\) holds 40 samples; .* at least 1,000"):
+        invoke(["heldout", str(small), str(small), "--model", str(REPO_ROOT / "models" / "plant")])
+    assert _finite({"a": [float("inf"), 1.5], "b": np.float64("nan"), "c": 3}) == {"a": [None, 1.5], "b": None, "c": 3}

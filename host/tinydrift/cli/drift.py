@@ -57,7 +57,9 @@ def _load_samples(path: Path, model: bytes | None = None,
         from tinydrift.data.imageset import ImageSet
 
         images = ImageSet.load(path)
-        data = {"features": images.features, "labels": images.labels, "groups": images.domain["group"]}
+        # without plant identities (a set of one's own), each image is its own group, as a folder's
+        groups = images.domain.get("group", np.arange(len(images), dtype=np.int64))
+        data = {"features": images.features, "labels": images.labels, "groups": groups}
     if "probs" not in data and "features" in data and model is not None:
         from tinydrift.model.quantize import describe
         from tinydrift.model.runtimes import run_tflm
@@ -73,7 +75,7 @@ def _load_samples(path: Path, model: bytes | None = None,
                              else summarize_frames(features))
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
     if missing:
-        hint = (f" (a clip set of `tinydrift data`: {probs_from})"
+        hint = (f" (a clip or image set of `tinydrift data`: {probs_from})"
                 if missing == ["probs"] and "features" in data else "")
         raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally "
                              f"labels{hint}")
@@ -241,6 +243,7 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
     TEST, the reverse, and random splits of both (same speakers, other clips); prints each
     pair's measured / target and their geometric mean and log spread."""
     from tinydrift.monitor.heldout import heldout_arl0
+    from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 
     tflite = None
     if model is not None:
@@ -248,14 +251,32 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
 
         tflite, _ = load_int8(model)
     options = {} if n_inferences is None else {"n_inferences": n_inferences}
-    ref_samples = _load_samples(ref, tflite)
-    if np.ndim(ref_samples.get("features")) == 4:  # images: the reference an export calibrates a camera model on
+    samples = {"REF": _load_samples(ref, tflite), "TEST": _load_samples(test, tflite)}
+    minimum = MIN_REFERENCE_SAMPLES
+    if np.ndim(samples["REF"].get("features")) == 4:  # images: the reference an export calibrates a camera model on
         from tinydrift.pipeline.export import MIN_IMAGE_REFERENCE
 
-        options["min_samples"] = MIN_IMAGE_REFERENCE
-    result = heldout_arl0(ref_samples, _load_samples(test, tflite), target_arl0=target_arl0, splits=splits,
+        minimum = options["min_samples"] = MIN_IMAGE_REFERENCE
+    # each is calibrated on in turn: say which is too small before minutes of work
+    for name, path in (("REF", ref), ("TEST", test)):
+        if len(samples[name]["groups"]) < minimum:
+            raise TinydriftError(f"{path} ({name}) holds {len(samples[name]['groups'])} samples; the monitor is "
+                                 f"calibrated on each of REF and TEST in turn, which needs at least {minimum:,}: "
+                                 "give larger sets")
+    result = heldout_arl0(samples["REF"], samples["TEST"], target_arl0=target_arl0, splits=splits,
                           drifted=None if drifted is None else _load_samples(drifted, tflite), seed=seed, **options)
-    click.echo(json.dumps(result, indent=1, default=float))
+    click.echo(json.dumps(_finite(result), indent=1, default=float))
+
+
+def _finite(value):
+    """A result as strict JSON: a delay or ARL0 never reached (infinite) or undefined is null."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 @drift.command("verify")
