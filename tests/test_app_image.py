@@ -20,7 +20,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
 from tinydrift.link import protocol as P
 from tinydrift.link.port import open_port
-from tinydrift.link.replay import (ACK_AUDIO_GAP, ACK_BAD_IMAGE, ACK_OK, ACK_UNSUPPORTED, Replayer, ReplaySource, image_chunks,
+from tinydrift.link.replay import (ACK_AUDIO_GAP, ACK_BAD_IMAGE, ACK_OK, ACK_UNSUPPORTED, Replayer, image_chunks,
                                    load_source)
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.target import emulator, platformio
@@ -124,22 +124,34 @@ def test_image_sources_for_replay(tmp_path, leaves):
     source = load_source(folder)
     assert [s.shape for s in source.clips] == [(48, 48, 1), (48, 48, 3), (48, 48, 3), (48, 48, 3)]
     assert np.array_equal(source.clips[1], leaves[0]) and source.names[1] == "healthy/0.png"
-    # with the camera model's folder, replay fits each image as eval does: a photo of another
-    # size, a grey one; one of the model's size stays as it is
+    # with the camera model's folder, replay reads each image as eval does: a photo of another
+    # size, a grey one, a palette one; hidden files left out
     from tinydrift.cli.device import _camera_input
-    from tinydrift.data.imagefolder import fit_image
-    from tinydrift.link.replay import fit_images
+    from tinydrift.data.imagefolder import load_image_folder
 
     shape = _camera_input(REPO_ROOT / "models" / "plant")
     assert shape == (48, 48, 3) and _camera_input(REPO_ROOT / "models" / "kws") is None
-    photo = np.asarray(Image.fromarray(leaves[1]).resize((256, 192)))
+    Image.fromarray(leaves[1]).resize((256, 192)).save(folder / "healthy" / "photo.jpg", quality=90)
+    Image.fromarray(leaves[2]).convert("P").save(folder / "healthy" / "palette.png")
+    Image.fromarray(leaves[3]).save(folder / "healthy" / ".hidden.png")
     said = []
-    fitted = fit_images(ReplaySource([photo, source.clips[0], leaves[2]], ["photo", "grey", "leaf"]), shape, said.append)
-    assert [c.shape for c in fitted.clips] == [shape] * 3 and fitted.names == ["photo", "grey", "leaf"]
-    assert np.array_equal(fitted.clips[0], fit_image(photo, (48, 48))) and np.array_equal(fitted.clips[2], leaves[2])
-    assert np.array_equal(fitted.clips[1], np.repeat(source.clips[0], 3, axis=2))
-    assert said == ["fitting 2 of 3 images to the model's 48x48x3 input, as `tinydrift eval` does (centred crop, "
-                    "resize, RGB)"]
+    fitted = load_source(folder, fit=shape, log=said.append)
+    assert fitted.names == ["grey.png", "healthy/0.png", "healthy/1.png", "healthy/2.png", "healthy/palette.png",
+                            "healthy/photo.jpg"]
+    assert all(c.shape == shape for c in fitted.clips)
+    (tmp_path / "as_eval" / "healthy").mkdir(parents=True)
+    for name in ("0.png", "palette.png", "photo.jpg"):
+        shutil.copy(folder / "healthy" / name, tmp_path / "as_eval" / "healthy" / name)
+    (tmp_path / "as_eval" / "blight").mkdir()
+    shutil.copy(folder / "grey.png", tmp_path / "as_eval" / "blight" / "grey.png")
+    evaluated = load_image_folder(tmp_path / "as_eval")
+    by_name = dict(zip(evaluated.domain["file"], evaluated.images))
+    for name, image in zip(fitted.names, fitted.clips):  # pixel for pixel what eval reads
+        key = "blight/grey.png" if name == "grey.png" else name
+        if key in by_name:
+            assert np.array_equal(image, by_name[key]), name
+    assert said == ["images fitted to the model's 48x48x3 input as `tinydrift eval` reads them (centred crop, resize, "
+                    "RGB)"]
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images")

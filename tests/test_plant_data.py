@@ -345,3 +345,17 @@ def test_images_in_sub_folders_of_a_class_folder_are_read_not_skipped(tmp_path):
     _save(tmp_path / "nested" / "blight" / "day1" / "b.png", leaf)
     assert holds_image_classes(tmp_path / "nested")
     assert len(load_image_folder(tmp_path / "nested", PLANT_LABELS)) == 2
+
+
+def test_a_16_bit_grey_png_is_read_at_its_level_not_as_white(tmp_path):
+    """eval read every 16-bit grey PNG as pure white (RGB conversion clips 16-bit values) and
+    reported chance accuracy without a word."""
+    from PIL import Image
+
+    from tinydrift.data.imagefolder import read_image
+
+    level = np.full((64, 64), 0x5A00, np.uint16)  # 90 in 8 bits
+    Image.fromarray(level).save(tmp_path / "deep.png")
+    assert Image.open(tmp_path / "deep.png").mode.startswith("I")
+    image, size = read_image(tmp_path / "deep.png", 48)
+    assert size == (64, 64) and image.shape == (48, 48, 3) and np.all(image == 90)

@@ -262,19 +262,15 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port, reopen_port
-    from tinydrift.link.replay import Replayer, fit_images, load_source
+    from tinydrift.link.replay import Replayer, load_source
     from tinydrift.logbook.capture import DatabaseSink
     from tinydrift.logbook.store import load_model_info
 
     def log(message: str) -> None:
         click.echo(message, err=True)
 
-    clips = load_source(source, limit)
     expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
-    if model_dir is not None and clips.clips and clips.clips[0].ndim == 3:
-        shape = _camera_input(model_dir)
-        if shape is not None:
-            clips = fit_images(clips, shape, log)
+    clips = load_source(source, limit, fit=_camera_input(model_dir) if model_dir is not None else None, log=log)
 
     def reopen(port, exc):
         return reopen_port(port, port_url, baudrate, 0.05, None if reconnect_timeout < 0 else reconnect_timeout,

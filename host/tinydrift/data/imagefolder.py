@@ -55,6 +55,8 @@ def read_image(path: Path, size: int | tuple[int, int] = IMAGE_SIZE) -> tuple[np
             if image.format not in ("JPEG", "PNG"):
                 raise TinydriftError(f"{path}: a {image.format} image named like a JPEG or PNG; convert it or move it out")
             original = image.size
+            if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: RGB would clip it to white
+                image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
             height, width = (size, size) if isinstance(size, int) else size
             image.draft("RGB", (width, height))  # JPEG: decode at a reduced scale that still covers `size`
             return fit_image(image, size), original

@@ -54,31 +54,44 @@ class ReplaySource:
         return int(sum(len(c) for c in self.clips))
 
 
-def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
+def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int, int] | None = None,
+                log: Callable[[str], None] = lambda message: None) -> ReplaySource:
     """A clip set made by `tinydrift data kws` (.npz: one clip per row), an image set made by
     `tinydrift data plant` (.npz: one image per row), a folder of 16 kHz 16-bit WAV files or
-    one of JPEG/PNG images (searched recursively, in sorted order: one clip or image per file,
-    images as they are: the device checks their size against its model's)."""
+    one of JPEG/PNG images (searched recursively, hidden files and folders left out, in sorted
+    order: one clip or image per file). Images go as they are (the device checks their size
+    against its model's), or with `fit`, a camera model's input (height, width, 3), each read
+    and fitted as `tinydrift eval` reads it (centred crop, area-average resize, RGB)."""
     from tinydrift.data.clipset import ClipSet
-    from tinydrift.data.imagefolder import IMAGE_SUFFIXES
+    from tinydrift.data.imagefolder import IMAGE_SUFFIXES, class_files, fit_image, read_image
     from tinydrift.data.wavfolder import read_wav, wav_files
     from tinydrift.frontend import SAMPLE_RATE
 
     path = Path(path)
+    said = "images fitted to the model's {} input as `tinydrift eval` reads them (centred crop, resize, RGB)"
     if path.is_file() and path.suffix == ".npz" and _is_image_set(path):
         from tinydrift.data.imageset import ImageSet
 
         images = ImageSet.load(path)
         n = len(images) if limit is None else min(limit, len(images))
-        return ReplaySource([images.images[i] for i in range(n)], [f"{path.name}[{i}]" for i in range(n)],
-                            images.labels[:n].astype(np.int64))
-    if path.is_dir() and not wav_files(path, "**/*"):
-        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+        chosen = [images.images[i] for i in range(n)]
+        if fit is not None and any(image.shape != fit for image in chosen):
+            log(said.format("x".join(map(str, fit))))
+            chosen = [image if image.shape == fit else fit_image(image, fit[:2]) for image in chosen]
+        return ReplaySource(chosen, [f"{path.name}[{i}]" for i in range(n)], images.labels[:n].astype(np.int64))
+    if path.is_dir() and (fit is not None or not wav_files(path, "**/*")):
+        files = [f for f in class_files(path) if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files and wav_files(path, "**/*"):
+            raise TinydriftError(f"{path}: WAV files and no images, and --model-dir is a camera model: replay images "
+                                 "to it (or give the keyword model's folder)")
         if not files:
             raise TinydriftError(f"{path}: no .wav, .jpg or .png files in it (give a folder of 16 kHz WAV files or of "
                                  "images, or a .npz clip or image set)")
         files = files[:limit] if limit is not None else files
-        return ReplaySource([_read_image_as_is(f) for f in files], [str(f.relative_to(path)) for f in files])
+        if fit is None:
+            return ReplaySource([_read_image_as_is(f) for f in files], [str(f.relative_to(path)) for f in files])
+        log(said.format("x".join(map(str, fit))))
+        return ReplaySource([read_image(f, fit[:2])[0] for f in files], [str(f.relative_to(path)) for f in files])
     if path.is_file() and path.suffix == ".npz":
         clips = ClipSet.load(path)
         n = len(clips) if limit is None else min(limit, len(clips))
@@ -92,20 +105,6 @@ def load_source(path: str | Path, limit: int | None = None) -> ReplaySource:
         return ReplaySource([read_wav(f, SAMPLE_RATE) for f in files], [str(f.relative_to(path)) for f in files])
     raise TinydriftError(f"{path}: not a folder of WAV files or images, nor a .npz clip set (`tinydrift data kws`) "
                          "or image set (`tinydrift data plant`)")
-
-
-def fit_images(source: ReplaySource, shape: tuple[int, int, int], log: Callable[[str], None]) -> ReplaySource:
-    """The source's images at a camera model's input shape (height, width, 3), each of another
-    size or colour fitted as `tinydrift eval` fits them (centred crop, area-average resize, RGB)."""
-    from tinydrift.data.imagefolder import fit_image
-
-    fitted = sum(image.shape != shape for image in source.clips)
-    if fitted:
-        log(f"fitting {fitted} of {len(source)} images to the model's {'x'.join(map(str, shape))} input, as "
-            "`tinydrift eval` does (centred crop, resize, RGB)")
-    clips = [image if image.shape == shape else fit_image(image if image.shape[2] != 1 else image[..., 0], shape[:2])
-             for image in source.clips]
-    return ReplaySource(clips, source.names, source.labels)
 
 
 def _is_image_set(path: Path) -> bool:
@@ -360,8 +359,8 @@ class Replayer:
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim != 3 or not all(1 <= d <= 255 for d in image.shape):
             raise TinydriftError(f"{name}: {image.dtype} {'x'.join(map(str, image.shape))}; IMAGE frames carry 8-bit "
-                                 "images of height x width x channels, each at most 255 (resize it to the model's input, "
-                                 "or replay with --model-dir MODEL to fit every image as eval does)")
+                                 "images of height x width x channels, at most 255 pixels a side (resize it to the model's "
+                                 "input, or replay with --model-dir MODEL to fit every image as eval does)")
         height, width, channels = image.shape
         frames = [P.Image(0, offset, flags, height, width, channels, data)
                   for offset, data, flags in image_chunks(image)]
