@@ -203,6 +203,26 @@ def test_a_port_that_disappears_mid_clip_is_reopened_and_the_clip_sent_again(elf
     assert compare(device_inferences(stats.received), expected, bytes.fromhex(ref["model_id"])) == []
 
 
+def test_replay_refuses_a_device_of_another_model_than_model_dir(elf, audio, tmp_path):
+    """Without --db, replay once streamed a camera folder's model number into the keyword
+    device and reported its commissioning with the wrong model's figures."""
+    from PIL import Image
+
+    write_wav(tmp_path / "wavs" / "a.wav", audio[:16000])
+    (tmp_path / "leaves").mkdir()
+    Image.fromarray(np.full((48, 48, 3), 90, np.uint8)).save(tmp_path / "leaves" / "a.png")
+    group = TinydriftGroup()
+    group.add_command(replay_command)
+    with emulator.start(elf) as board:
+        result = CliRunner().invoke(group, ["replay", str(tmp_path / "leaves"), "--port", board.url, "--model-dir",
+                                            str(REPO_ROOT / "models" / "plant")])
+        assert result.exit_code == 1
+        assert "the device runs model 7ac1436bfb889a41, not " in result.output and "models/plant's" in result.output
+        result = CliRunner().invoke(group, ["replay", str(tmp_path / "wavs"), "--port", board.url, "--model-dir",
+                                            str(MODEL_DIR)])
+        assert result.exit_code == 0 and "replayed 1 clips" in result.output, result.output
+
+
 def test_replay_without_reconnect_names_the_lost_port(elf, audio):
     clips = [audio[:16000]]
     with emulator.start(elf) as board:

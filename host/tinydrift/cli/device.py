@@ -291,7 +291,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     replayer.on_items = sink
     reason = "error"
     try:
-        replayer.check_device()
+        replayer.check_device(model_hash=expected_hash, named_as=str(model_dir))
         if reset:
             replayer.command(P.Reset(0))
         with progress_bars() as bars:

@@ -261,6 +261,7 @@ class Replayer:
         self.stats = ReplayStats()
         self.reopen = reopen
         self._acks: dict[int, P.Ack] = {}
+        self.device_hash: bytes | None = None  # the model hash of the device's last HELLO or STATUS
 
     # -- link
 
@@ -308,6 +309,8 @@ class Replayer:
                     self.stats.first_alarm = (item.alarm_index or item.inference_index, item.alarm_bits)
             elif kind is P.Corrupt:
                 self.stats.corrupt += 1
+            elif kind in (P.Hello, P.Status):
+                self.device_hash = item.model_hash
             if kind not in (P.TextLine, P.Corrupt):
                 self.stats.frames_received += 1
         if self.keep:
@@ -332,19 +335,30 @@ class Replayer:
             except _PortReopened:
                 continue
 
-    def check_device(self, patience: float = 5.0) -> P.Ack:
+    def check_device(self, patience: float = 5.0, model_hash: bytes | None = None, named_as: str = "") -> P.Ack:
         """Ask for STATUS until the device acknowledges (a board that resets when its port
         opens boots meanwhile), so that a port nobody answers on fails in seconds, not after
-        every clip's ACK timeouts."""
+        every clip's ACK timeouts; with `model_hash`, refuse a device that runs another model
+        (its STATUS says which)."""
         deadline = time.monotonic() + patience
         while True:
             try:
-                return self.command(P.StatusRequest(0), timeout=1.0)
+                ack = self.command(P.StatusRequest(0), timeout=1.0)
+                break
             except NoAnswer:
                 if time.monotonic() >= deadline:
                     raise NoAnswer(f"the device did not answer within {patience:g} s: is another program holding "
                                    "its port (the emulator serves one client at a time), or is the device not "
                                    "running the tinydrift app?") from None
+        if model_hash is not None:
+            heard = time.monotonic() + 1.0
+            while self.device_hash is None and time.monotonic() < heard:
+                self.drain(0.05)
+            if self.device_hash is not None and self.device_hash != model_hash:
+                raise TinydriftError(f"the device runs model {self.device_hash[:8].hex()}, not {named_as}'s "
+                                     f"({model_hash[:8].hex()}): flash it with that model "
+                                     "(`tinydrift flash --model ...`), or give the folder of the model it runs")
+        return ack
 
     # -- clips
 
