@@ -259,6 +259,11 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
       tinydrift replay build/data/kws/accent.npz --port socket://127.0.0.1:4321 --limit 50
       tinydrift replay my_wavs/ --port /dev/ttyACM0 --db run.db --window 1
       tinydrift replay build/data/plant/test.npz --port socket://127.0.0.1:4321 --limit 100
+      tinydrift replay my_photos/ --port socket://127.0.0.1:4321 --model-dir models/plant   # any size, fitted
+
+    A camera model's device to replay into, emulated: `tinydrift flash --env mps2_an386
+    --model models/plant --build-only`, then `tinydrift emulate --elf ELF --serve` (it prints
+    the port).
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port, reopen_port

@@ -240,8 +240,19 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
 def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None, target_arl0: float, splits: int,
                 n_inferences: int | None, seed: int):
     """How the calibration holds on unseen data: calibrate on REF and check the ARL0 on
-    TEST, the reverse, and random splits of both (same speakers, other clips); prints each
-    pair's measured / target and their geometric mean and log spread."""
+    TEST, the reverse, and random splits of both (same speakers or plants, other clips or
+    images); prints each pair's measured / target and their geometric mean and log spread,
+    as JSON.
+
+    REF and TEST are .npz sets: samples (summaries, probs, groups, labels), or clip or image
+    sets made by `tinydrift data kws` / `tinydrift data plant` with --model to run them
+    through. Each is calibrated on in turn: each needs the export's minimum of samples
+    (2,000 clips, 1,000 images).
+
+    \b
+    Example:
+      tinydrift drift heldout build/data/plant/ref.npz build/data/plant/test.npz --model models/plant
+    """
     from tinydrift.monitor.heldout import heldout_arl0
     from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 
