@@ -200,6 +200,10 @@ def test_bad_image_folders_are_refused_in_one_line_naming_the_fix(tmp_path):
 
     _save(tmp_path / "one" / "healthy" / "a.png", leaf)
     assert "only one class (healthy)" in _refusal(tmp_path / "one")
+    # evaluating the model's known classes, one of them is a set (eval's case)
+    assert load_image_folder(tmp_path / "one", PLANT_LABELS, min_classes=1).labels.tolist() == [
+        PLANT_LABELS.index("healthy")]
+    assert "only one class (healthy)" in _refusal(tmp_path / "one", None)
 
     for name in ("healthy", "blight"):
         _save(tmp_path / "text" / name / "a.png", leaf)

@@ -300,7 +300,9 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     # the classes in the model's output order: its folder's training.json (a bare .tflite's too)
     labels = ModelDir(model_dir if model_dir.is_dir() else model_dir.parent).training().get("labels")
     shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
-    clips = load_any(data, tuple(labels) if labels else None, images=model_input(shape).is_image)
+    # with the model's classes known, one class folder is an evaluation of that class
+    clips = load_any(data, tuple(labels) if labels else None, images=model_input(shape).is_image,
+                     min_classes=1 if labels else 2)
     check_fits(model, clips, data)
     if not labels and hasattr(clips, "images") and not as_json:
         click.echo(f"(no training.json beside the model: its outputs taken as the class folders in sorted order, "

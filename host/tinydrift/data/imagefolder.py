@@ -83,11 +83,13 @@ def class_files(class_folder: Path) -> list[Path]:
 
 def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None,
                       size: int | tuple[int, int] = IMAGE_SIZE,
-                      progress=None) -> ImageSet:
+                      progress=None, min_classes: int = 2) -> ImageSet:
     """An ImageSet of every image in `folder`'s class sub-folders.
 
     Labels come from the sub-folders' names: indices into `label_names` (a model's classes,
     which every sub-folder must be one of), or into the sorted folder names when None.
+    `min_classes` 1 takes a folder of one class (an evaluation of the model's known classes);
+    a set that is to define its classes, or to train or calibrate on, needs two or more.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -100,7 +102,7 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
     files = {name: paths for name, paths in files.items() if paths}
     if not files:
         raise TinydriftError(f"{folder}: no images in class sub-folders; expected {LAYOUT}")
-    if len(files) < 2:
+    if len(files) < (2 if label_names is None else min_classes):
         raise TinydriftError(f"{folder}: only one class ({next(iter(files))}); a classifier's set needs a sub-folder "
                              "for each of two or more classes")
     if label_names is None:

@@ -63,17 +63,18 @@ def holds_image_classes(folder: Path) -> bool:
 
 
 def load_any(path: str | Path, label_names: tuple[str, ...] | None = None, *,
-             images: bool = False) -> ClipSet | ImageSet:
+             images: bool = False, min_classes: int = 2) -> ClipSet | ImageSet:
     """The set at `path`; an image folder's classes are indices into `label_names` (a model's).
     With `images` (a camera model's data), a folder is read as images only, so a folder
-    without class sub-folders is refused as such, not as a recording folder."""
+    without class sub-folders is refused as such, not as a recording folder; `min_classes`
+    as load_image_folder's."""
     from tinydrift.data import wavfolder
 
     path = Path(path)
     if path.suffix == ".npz":
         return load_npz(path)
     if path.is_dir() and (images or holds_image_classes(path)):
-        return load_image_folder(path, label_names)
+        return load_image_folder(path, label_names, min_classes=min_classes)
     if not path.exists():
         raise TinydriftError(f"{path}: no such file or folder")
     return wavfolder.load_any(path)
