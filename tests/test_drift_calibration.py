@@ -291,3 +291,18 @@ def test_the_error_rate_line_says_when_no_false_alarm_came_at_all():
     chosen, report = calibrate_error_rate(config, wrong.astype(np.int64), np.zeros(2000, np.int64), np.arange(2000) % 50,
                                           target_arl0=1000)
     assert "a false alarm every " in error_rate_line(chosen.ddm_drift_q8, report)
+
+
+def test_the_same_data_calibrates_to_the_same_config_and_model_hash():
+    """An export of the same model and data gave a new model hash each time: the calibration's
+    wall-clock seconds sat in the config the hash covers, so a re-export no longer matched the
+    boards already flashed with it. The report still says how long it took."""
+    from tinydrift.modeldir import model_hash
+
+    data = dataset(11)
+    runs = [calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"], target_arl0=500,
+                                 n_inferences=60_000, seed=3) for _ in range(2)]
+    (first, report), (second, _) = runs
+    assert first.to_dict() == second.to_dict() and report["seconds"] > 0
+    assert "seconds" not in first.metadata["calibration"]
+    assert model_hash(b"model", first.to_dict()) == model_hash(b"model", second.to_dict())

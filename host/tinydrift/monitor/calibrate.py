@@ -581,7 +581,9 @@ def calibrate_thresholds(
         score_limit=limits,
         moved_mean_level=max(1, int(np.quantile(moved_mean, moved_quantile))) if moved_mean.size else final.moved_mean_level,
         moved_var_level=max(1, int(np.quantile(moved_var, moved_quantile))) if moved_var.size else final.moved_var_level,
-        metadata=dict(final.metadata, calibration=report),
+        # not the wall-clock time: the config is hashed into the model's identity, which must
+        # not change when the same model and data are exported again
+        metadata=dict(final.metadata, calibration={k: v for k, v in report.items() if k != "seconds"}),
     )
     return config.validate(), report
 
