@@ -144,8 +144,22 @@ class ModelInput:
                       "(or list the classes in the model folder's training.json)")
             raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
                                  f"but the model has {n_classes} outputs: {remedy}")
+        present = sorted(set(int(c) for c in np.unique(data.labels)))
+        if len(present) < 2:
+            only = data.label_names[present[0]] if present else "none"
+            hint = ("" if self.is_image else
+                    f": word folders other than the model's keywords ({', '.join(data.label_names[2:])}) count as "
+                    "_unknown_, and the match is case-sensitive")
+            raise TinydriftError(f"{folder}: every {'image' if self.is_image else 'clip'} is of one class ({only}); "
+                                 f"the monitor's class mix and error rate are calibrated on the model's classes{hint}")
         groups = np.unique(data.domain["group"])
-        held_out = np.random.default_rng(0).permutation(groups)[:int(round(FOLDER_TEST_SHARE * len(groups)))]
+        if len(groups) < 2:
+            whose = "one image" if self.is_image else "one speaker (files named SPEAKER_nohash_N.wav)"
+            raise TinydriftError(f"{folder}: every recording is {whose}; the export holds whole speakers out "
+                                 f"({FOLDER_TEST_SHARE:.0%}) to check the calibration on voices it never heard: give "
+                                 "recordings of two or more speakers")
+        n_test = min(max(1, int(round(FOLDER_TEST_SHARE * len(groups)))), len(groups) - 1)
+        held_out = np.random.default_rng(0).permutation(groups)[:n_test]
         in_test = np.isin(data.domain["group"], held_out)
         splits = {"ref": data.select(~in_test), "test": data.select(in_test)}
         if self.is_image:
