@@ -165,3 +165,18 @@ def test_heldout_names_the_set_too_small_and_prints_strict_json(tmp_path):
     with pytest.raises(AssertionError, match=r"small\.npz \(REF\) holds 40 samples; .* at least 1,000"):
         invoke(["heldout", str(small), str(small), "--model", str(REPO_ROOT / "models" / "plant")])
     assert _finite({"a": [float("inf"), 1.5], "b": np.float64("nan"), "c": 3}) == {"a": [None, 1.5], "b": None, "c": 3}
+
+
+def test_heldout_refuses_sets_of_different_shapes(tmp_path):
+    """REF of 40 summary values against TEST of 1 was a numpy traceback; a --drifted set of
+    another shape was measured anyway, printing a detection rate for nonsense."""
+    paths = {}
+    for name, channels in (("ref", 40), ("test", 40), ("onechan", 1)):
+        data = synthetic.synthetic_dataset(45, 50, seed=len(name))
+        paths[name] = tmp_path / f"{name}.npz"
+        np.savez(paths[name], summaries=data["summaries"][:, :channels], probs=data["probs"], groups=data["groups"],
+                 labels=data["labels"])
+    for args in ([paths["ref"], paths["onechan"]], [paths["ref"], paths["test"], "--drifted", paths["onechan"]]):
+        with pytest.raises(AssertionError, match=r"the sets differ: REF has 40 summary values and 12 classes, .* 1 "
+                                                 r"summary values and 12 classes; give sets of one model's"):
+            invoke(["heldout", *map(str, args), "--n-inferences", "60000"])

@@ -268,6 +268,13 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
         from tinydrift.pipeline.export import MIN_IMAGE_REFERENCE
 
         minimum = options["min_samples"] = MIN_IMAGE_REFERENCE
+    if drifted is not None:
+        samples["--drifted"] = _load_samples(drifted, tflite)
+    shapes = {name: (d["summaries"].shape[1], d["probs"].shape[1]) for name, d in samples.items()}
+    if len(set(shapes.values())) > 1:
+        raise TinydriftError("the sets differ: " + ", ".join(f"{name} has {c} summary values and {k} classes"
+                                                             for name, (c, k) in shapes.items())
+                             + "; give sets of one model's inputs and outputs")
     # each is calibrated on in turn: say which is too small before minutes of work
     for name, path in (("REF", ref), ("TEST", test)):
         if len(samples[name]["groups"]) < minimum:
@@ -275,7 +282,7 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
                                  f"calibrated on each of REF and TEST in turn, which needs at least {minimum:,}: "
                                  "give larger sets")
     result = heldout_arl0(samples["REF"], samples["TEST"], target_arl0=target_arl0, splits=splits,
-                          drifted=None if drifted is None else _load_samples(drifted, tflite), seed=seed, **options)
+                          drifted=samples.get("--drifted"), seed=seed, **options)
     click.echo(json.dumps(_finite(result), indent=1, default=float))
 
 
