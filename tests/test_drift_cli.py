@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -180,3 +181,28 @@ def test_heldout_refuses_sets_of_different_shapes(tmp_path):
         with pytest.raises(AssertionError, match=r"the sets differ: REF has 40 summary values and 12 classes, .* 1 "
                                                  r"summary values and 12 classes; give sets of one model's"):
             invoke(["heldout", *map(str, args), "--n-inferences", "60000"])
+
+
+def test_calibrate_refuses_text_labels_one_group_and_writes_both_files_or_neither(tmp_path):
+    """Text labels were a numpy traceback and fractional ones passed; one group calibrated
+    happily to a rate that held nowhere; a folder in the JSON's place left the header alone."""
+    data = synthetic.synthetic_dataset(50, 60, seed=1)
+    base = dict(summaries=data["summaries"], probs=data["probs"], groups=data["groups"])
+    cases = {"text": dict(base, labels=np.array(["yes"] * len(data["groups"]))),
+             "half": dict(base, labels=data["labels"] + 0.5),
+             "nan_groups": dict(base, groups=np.where(np.arange(len(data["groups"])) == 3, np.nan, 1.0)),
+             "one_group": dict(base, groups=np.zeros(len(data["groups"]), np.int64))}
+    said = {"text": "labels of <U3 (yes, yes, yes, ...); labels are class indices 0..11 (whole numbers)",
+            "half": "labels are class indices 0..11 (whole numbers)", "nan_groups": "groups hold NaN",
+            "one_group": "every sample is of one group"}
+    for name, arrays in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        with pytest.raises(AssertionError, match=re.escape(said[name])):
+            invoke(["calibrate", str(tmp_path / f"{name}.npz"), "--out", str(tmp_path / "out"),
+                    "--n-inferences", "150000", "--target-arl0", "500"])
+    np.savez(tmp_path / "good.npz", **base, labels=data["labels"])
+    (tmp_path / "half_out" / "monitor_config_kws.json").mkdir(parents=True)
+    result = CliRunner().invoke(drift, ["calibrate", str(tmp_path / "good.npz"), "--out", str(tmp_path / "half_out"),
+                                        "--n-inferences", "150000", "--target-arl0", "500"])
+    assert result.exit_code != 0
+    assert not (tmp_path / "half_out" / "td_monitor_config_kws.h").exists()

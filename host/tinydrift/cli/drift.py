@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from tinydrift.atomic import write_text
+from tinydrift.atomic import all_or_nothing, write_text
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
                                   input_file, input_path)
 from tinydrift.errors import TinydriftError
@@ -106,6 +106,18 @@ def _check_values(path: Path, data: dict) -> None:
         raise TinydriftError(f"{path}: probs of {probs.dtype} from {probs.min():.4g} to {probs.max():.4g}; expected the "
                              "model's int8 softmax outputs (-128..127, probability (q + 128) / 256), as TFLite Micro "
                              "gives them")
+    if "labels" in data and len(data["labels"]):
+        labels = data["labels"]
+        whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(np.isfinite(labels)))
+                                               and bool(np.all(labels == np.round(labels))))
+        if not whole:
+            shown = ", ".join(map(str, labels[:3].tolist()))
+            raise TinydriftError(f"{path}: labels of {labels.dtype} ({shown}, ...); labels are class indices "
+                                 f"0..{probs.shape[1] - 1} (whole numbers), in the order of the model's outputs")
+    groups = data["groups"]
+    if groups.dtype.kind == "f" and not np.all(np.isfinite(groups)):
+        raise TinydriftError(f"{path}: groups hold NaN or infinite values; each sample's group names its speaker "
+                             "(or plant): whole numbers or strings")
     if "labels" in data and len(data["labels"]) and (data["labels"].min() < 0 or data["labels"].max() >= probs.shape[1]):
         raise TinydriftError(f"{path}: labels from {data['labels'].min()} to {data['labels'].max()}, and probs has "
                              f"{probs.shape[1]} classes: labels are class indices 0..{probs.shape[1] - 1}")
@@ -162,6 +174,14 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
 
     data = _load_samples(samples, probs_from=PROBS_ELSEWHERE)
+    n_groups = len(np.unique(data["groups"]))
+    if n_groups < 2:
+        raise TinydriftError(f"{samples}: every sample is of one group; calibration resamples whole groups (speakers "
+                             "or plants) to hold the false-alarm rate on ones it never saw: give samples of many "
+                             "groups (tens, for a rate that holds)")
+    if stream_groups is not None and stream_groups > n_groups:
+        raise TinydriftError(f"--stream-groups {stream_groups}: the samples hold {n_groups} groups; draw each "
+                             f"stream from at most that many")
     try:
         config, report = calibrate_thresholds(
             data["summaries"], data["probs"], data["groups"], data.get("labels"),
@@ -170,9 +190,12 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
         )
     except TooFewSimulated as e:
         raise TinydriftError(f"{e}: raise --n-inferences (now {n_inferences:,}) or lower --target-arl0") from None
-    emit_monitor_config_h(config, out / f"td_monitor_config_{name}.h")
-    write_text(out / f"monitor_config_{name}.json", json.dumps(config.to_dict(), indent=1))
+    written = (out / f"td_monitor_config_{name}.h", out / f"monitor_config_{name}.json")
+    with all_or_nothing():  # the header and its JSON twin together, or neither
+        emit_monitor_config_h(config, written[0])
+        write_text(written[1], json.dumps(config.to_dict(), indent=1))
     click.echo(json.dumps({k: v for k, v in report.items() if k != "combined_curve"}, indent=1))
+    click.echo(f"wrote {written[0]} and {written[1]}", err=True)
 
 
 @drift.command("header")
