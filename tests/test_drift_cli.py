@@ -30,7 +30,8 @@ def test_calibrate_header_verify_and_check(tmp_path):
     np.savez(samples, summaries=data["summaries"], probs=data["probs"], groups=data["groups"], labels=data["labels"])
     result = invoke(["calibrate", str(samples), "--out", str(tmp_path / "out"), "--target-arl0", "500", "--n-inferences", "150000"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)  # the JSON on stdout; what was written is said on stderr
+    assert f"wrote {tmp_path / 'out' / 'td_monitor_config_kws.h'} and " in result.stderr
     assert report["target_arl0"] == 500 and set(report["scores"]) == {"mean", "var", "confidence", "entropy", "label"}
     config_json = tmp_path / "out" / "monitor_config_kws.json"
     header = (tmp_path / "out" / "td_monitor_config_kws.h").read_text()
