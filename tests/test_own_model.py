@@ -364,3 +364,17 @@ def test_export_refuses_recordings_of_one_speaker_or_of_no_keyword_before_any_wo
     line = refusal(["export", "--model", str(model_dir), "--data", str(tmp_path / "digits")])
     assert "every clip is of one class (_unknown_)" in line and "count as _unknown_" in line, line
     assert not (model_dir / "reference.json").exists()
+
+
+def test_the_model_card_says_whose_data_the_monitor_was_calibrated_on():
+    """After `export --data MY_WAVS` of a model trained here, the card still spoke of English
+    voices' held-out variants and a bootstrap over synthetic speakers."""
+    from tinydrift.pipeline.export import model_card
+
+    ref = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())
+    training = json.loads((REPO_ROOT / "models" / "kws" / "training.json").read_text())
+    assert "English voices, held-out variants (`test`)" in model_card(ref, training)
+    card = model_card({**ref, "reference_data": {"folder": "my_wavs", "own": True}}, training)
+    assert "held-out speakers of `my_wavs` (`test`)" in card and "English voices" not in card.split("## Sizes")[0].split("## Accuracy")[1]
+    assert "clips of the user's own reference data (`my_wavs`)" in card
+    assert "bootstrap over whole speakers (by file name)" in " ".join(card.split())

@@ -354,6 +354,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
             "input_summary": ({"kind": "image", "grid": IMAGE_SUMMARY_GRID, "length": config.n_summary} if source.is_image
                               else {"kind": "frames", "length": config.n_summary}),
             "reference_clips": len(splits["ref"]),
+            # a set `tinydrift data` made, or a folder of the user's own recordings or images
+            "reference_data": {"folder": Path(data_dir).name,
+                               "own": not (Path(data_dir) / "ref.npz").is_file()},
             "monitor_config": config_dict,
             "calibration": {**{k: v for k, v in calibration.items() if k != "combined_curve"},
                             **({"fleet_budget": fleet_budget.as_dict()} if fleet_budget is not None else {})},
@@ -399,8 +402,14 @@ def model_card(ref: dict, training: dict) -> str:
     acc = ref["accuracy"]
     image = ref.get("input_summary", {}).get("kind") == "image"
     shift = ref.get("shift", {"split": "accent", "title": "Accent shift (`test` then `accent`)"})
+    adopted = bool(training.get("adopted_from"))
+    own = ref.get("reference_data", {}).get("own", adopted)  # older exports: an adopted model's data was its own
+    held_out = (f"held-out {'images' if image else 'speakers'} of `{ref['reference_data']['folder']}` (`test`)"
+                if own and "reference_data" in ref else
+                f"held-out {'images' if image else 'speakers'} of the reference data (`test`)" if own else
+                "leaves of held-out plants (`test`)" if image else "English voices, held-out variants (`test`)")
     rows = [
-        ("leaves of held-out plants (`test`)" if image else "English voices, held-out variants (`test`)",
+        (held_out,
          _pct(acc["test"].get("float")), _pct(acc["test"]["litert"]),
          _pct(acc["test"]["tflm"]), f"{acc['test']['tflm']['mean_entropy']:.3f}"),
         (SHIFT_ROWS.get(shift["split"], shift["title"]), "", "", _pct(acc[shift["split"]]["tflm"]),
@@ -414,8 +423,7 @@ def model_card(ref: dict, training: dict) -> str:
     det = ref[f"{shift['split']}_detection"]
     unit = "images" if image else "clips"
     cfg = training.get("config", {})
-    adopted = bool(training.get("adopted_from"))
-    groups = (("images" if image else "speakers") if adopted else
+    groups = (("images" if image else "speakers (by file name)") if own else
               "plants" if image else "synthetic speakers (voice + variant)")
     trained = "" if adopted else f"""
 - Training: {cfg.get('epochs', '?')} epochs, batch {cfg.get('batch_size', '?')}, Adam with cosine decay from
@@ -443,7 +451,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 ## Drift monitor
 
 - Input summary: {_summary_line(ref, image)}
-- Reference statistics through the int8 model on {ref['reference_clips']:,} held-out in-domain {'images' if image else 'clips'} (`ref`).
+- Reference statistics through the int8 model on {ref['reference_clips']:,} {_reference_source(ref, own, image)} (`ref`).
 - Commissioning: {_commissioning(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
   by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
@@ -457,6 +465,14 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 Files: `model_int8.tflite`, `include/` (generated C: model, monitor config, reference),
 `reference.json` (the JSON twin the host reads), `training.json`.{_measured_apart(image and not adopted)}
 """
+
+
+def _reference_source(ref: dict, own: bool, image: bool) -> str:
+    unit = "images" if image else "clips"
+    if not own:
+        return f"held-out in-domain {unit}"
+    folder = ref.get("reference_data", {}).get("folder")
+    return f"{unit} of the user's own reference data" + (f" (`{folder}`)" if folder else "")
 
 
 def _error_rate_line(ref: dict) -> str:
