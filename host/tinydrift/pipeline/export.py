@@ -267,6 +267,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     shortfall = source.reference_shortfall(data_dir, splits)
     if shortfall:
         raise TinydriftError(shortfall)
+    from tinydrift.data.wavfolder import load_any
+
+    real_sets = {label: load_any(path) for label, path in (real_data or {}).items()}  # refused now, not after minutes
     labels = list(LABELS) if not source.is_image else list(splits["ref"].label_names)
     probs = {s: _through_model(model, clips, progress_factory, s) for s, clips in splits.items()}
     n_classes = probs["ref"].shape[1]
@@ -321,10 +324,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     accuracy["test"]["litert"] = summarize(litert_test.argmax(1), splits["test"].labels, litert_test, names)
     accuracy["test"]["tflm_litert_argmax_agreement"] = float((litert_test.argmax(1) == probs["test"].argmax(1)).mean())
     accuracy["test"]["float"] = _float_accuracy(model_dir, splits["test"], names)
-    for label, path in (real_data or {}).items():
-        from tinydrift.data.wavfolder import load_any
-
-        clips = load_any(path)
+    for label, clips in real_sets.items():
         out = _through_model(model, clips, progress_factory, label)
         accuracy[label] = {"tflm": summarize(out.argmax(1), clips.labels, out)}
 
