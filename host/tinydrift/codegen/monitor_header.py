@@ -27,7 +27,8 @@ def config_hash(config: MonitorConfig) -> str:
 def c_identifier(name: str) -> str:
     ident = re.sub(r"[^0-9a-zA-Z_]", "_", name).lower().strip("_")
     if not ident or ident[0].isdigit():
-        raise TinydriftError(f"monitor config name {name!r} does not make a C identifier: use letters, digits, '_'")
+        raise TinydriftError(f"monitor config name {name!r} does not make a C identifier: use letters, digits and "
+                             "'_', starting with a letter")
     return ident
 
 
