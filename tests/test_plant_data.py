@@ -339,6 +339,7 @@ def test_images_in_sub_folders_of_a_class_folder_are_read_not_skipped(tmp_path):
     _save(tmp_path / "dated" / "blight" / "c.png", leaf)
     _save(tmp_path / "dated" / "blight" / ".thumbnails" / "c.png", leaf)
     _save(tmp_path / "dated" / "blight" / ".d.png", leaf)
+    (tmp_path / "dated" / "blight" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")  # Windows' thumbnail cache
     assert holds_image_classes(tmp_path / "dated")
     images = load_image_folder(tmp_path / "dated", PLANT_LABELS)
     assert sorted(images.domain["file"].tolist()) == ["blight/c.png", "healthy/2026-11/a.png",

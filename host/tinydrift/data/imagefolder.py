@@ -74,11 +74,16 @@ def too_many_pixels(path: Path) -> str:
             "resize it (the model sees a few thousand)")
 
 
+# What file browsers leave in image folders (hidden dot files are left out anyway).
+BROWSER_CLUTTER = frozenset({"thumbs.db", "desktop.ini", "ehthumbs.db"})
+
+
 def class_files(class_folder: Path) -> list[Path]:
     """Every file under a class folder, in its sub-folders too (a class kept by date or by
-    camera), hidden files and folders left out, in a stable order."""
+    camera), hidden files and folders and a file browser's clutter left out, in a stable order."""
     return sorted(p for p in class_folder.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(class_folder).parts))
+                  if p.is_file() and p.name.lower() not in BROWSER_CLUTTER
+                  and not any(part.startswith(".") for part in p.relative_to(class_folder).parts))
 
 
 def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = None,
