@@ -516,14 +516,14 @@ def test_light_clipping_is_data_drift_and_hard_clipping_a_sensor_fault(clipping_
     assert alarms == (0 if expected is None else getattr(cfgmod, f"ALARM_{expected}"))
 
 
-@pytest.mark.parametrize("class_mix_warns, attribute_moved, names_data_drift",
-                         [(True, 0, False), (True, 3, True), (False, 0, True)])
-def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix_warns, attribute_moved, names_data_drift):
+@pytest.mark.parametrize("class_mix, attribute_moved, names_data_drift",
+                         [("latches", 0, False), ("latches", 3, True), ("warns", 0, True), ("off", 0, True)])
+def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix, attribute_moved, names_data_drift):
     """Confidence falls while every input channel moves two reference deviations (the input
-    score's own levels out of reach). With the class mix at its warning level (one class
-    predicted throughout), the C, like the twin, latches DATA_DRIFT beside CONFIDENCE_DRIFT
-    only on the moved channels' evidence (attribute_moved 3; with 0, CONFIDENCE_DRIFT alone);
-    without it, the confidence drop alone names DATA_DRIFT."""
+    score's own levels out of reach). With LABEL_SHIFT latched (one class predicted
+    throughout), the C, like the twin, latches DATA_DRIFT beside CONFIDENCE_DRIFT only on the
+    moved channels' evidence (attribute_moved 3; with 0, not at all); with the class mix only
+    at its warning level, or its score off, the confidence drop alone names DATA_DRIFT."""
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(22)
@@ -539,9 +539,10 @@ def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix_warns, 
     conf, label = cfgmod.SCORE_CONF, cfgmod.SCORE_LABEL
     score = np.arange(cfgmod.SCORE_COUNT)
     config = base.replace(
-        enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << conf) | (int(class_mix_warns) << label),
+        enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << conf) | (int(class_mix != "off") << label),
         score_warning=np.where(score == label, 1, unreachable),  # the class mix warns once it leaves zero
-        score_drift=np.where(score == conf, 8 * 4096, cfgmod.CUSUM_MAX),
+        score_drift=np.where(score == conf, 8 * 4096,
+                             np.where((score == label) & (class_mix == "latches"), 1, cfgmod.CUSUM_MAX)),
         score_offset=np.where(score == conf, 255, np.where(score == label, 0, base.score_offset)),
         score_gain_q16=np.where(score == conf, -(1 << 28) // 64, np.where(score == label, 1 << 16, base.score_gain_q16)),
         score_k=np.where(score == conf, 1024, np.where(score == label, 0, base.score_k)),
@@ -550,5 +551,6 @@ def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix_warns, 
     twin_rows = run_events(config, events, summaries, probs, np.zeros(1, np.int16))
     compare(CMonitor(config).run_events(events, summaries, probs, np.zeros(1, np.int16)), twin_rows, events)
     alarms = int(twin_rows[-1, INFERENCE_FIELDS.index("alarms")]) & cfgmod.ALARM_TYPES_MASK
-    assert alarms & cfgmod.ALARM_CONFIDENCE_DRIFT and not alarms & cfgmod.ALARM_LABEL_SHIFT
+    assert alarms & cfgmod.ALARM_CONFIDENCE_DRIFT
+    assert bool(alarms & cfgmod.ALARM_LABEL_SHIFT) == (class_mix == "latches")
     assert bool(alarms & cfgmod.ALARM_DATA_DRIFT) == names_data_drift

@@ -92,37 +92,35 @@ def test_confidence_cusum_change_time_and_latching():
 
 
 # The class-mix score, when a test turns it on: z = raw (its chi-square), warning as soon as
-# its CUSUM leaves zero, never a drift. Predicting class 1 alone moves the mix off the
-# uniform priors, so it warns from the first inferences.
-CLASS_MIX_WARNS = dict(gain=1 << 16, warning=1, drift=1 << 30)
-
-
-def typing_config(class_mix_warns: bool, **fields) -> MonitorConfig:
+# its CUSUM leaves zero, and LABEL_SHIFT at once too when `latches`. Predicting class 1 alone
+# moves the mix off the uniform priors from the first inferences.
+def typing_config(class_mix: str, **fields) -> MonitorConfig:
     """The input mean score (z = raw) and the confidence score of the test above; the class
-    mix score too when `class_mix_warns`."""
-    label = 1 << cfgmod.SCORE_LABEL if class_mix_warns else 0
+    mix score too unless `class_mix` is "off": "warns" (never latches) or "latches"."""
+    label = 0 if class_mix == "off" else 1 << cfgmod.SCORE_LABEL
     base = dict(
         enabled_scores=(1 << cfgmod.SCORE_MEAN) | (1 << cfgmod.SCORE_CONF) | label,
         score_offset=[0, 0, 200, 0, 0],
-        score_gain_q16=[1 << 16, 0, -(1 << 28) // 64, 0, CLASS_MIX_WARNS["gain"]],
+        score_gain_q16=[1 << 16, 0, -(1 << 28) // 64, 0, 1 << 16],
         score_k=[0, 0, 1024, 0, 0],
-        score_warning=[1, 1, 8192, 1, CLASS_MIX_WARNS["warning"]],
-        score_drift=[1 << 30, 1, 40960, 1, CLASS_MIX_WARNS["drift"]],
+        score_warning=[1, 1, 8192, 1, 1],
+        score_drift=[1 << 30, 1, 40960, 1, 1 if class_mix == "latches" else 1 << 30],
     )
     base.update(fields)
     return simple_config(**base)
 
 
-@pytest.mark.parametrize("class_mix_warns, inputs_moved, names_data_drift",
-                         [(False, False, True), (True, False, False), (True, True, True)])
-def test_confidence_drift_names_data_drift_unless_the_class_mix_explains_it(class_mix_warns, inputs_moved,
+@pytest.mark.parametrize("class_mix, inputs_moved, names_data_drift",
+                         [("off", False, True), ("warns", False, True), ("latches", False, False),
+                          ("latches", True, True)])
+def test_confidence_drift_names_data_drift_unless_the_class_mix_explains_it(class_mix, inputs_moved,
                                                                           names_data_drift):
     """A fixed model's confidence falls because its inputs changed: CONFIDENCE_DRIFT latches
-    DATA_DRIFT with it, also when the input summary shows nothing (an accent). When the class
-    mix is at its warning level, that explains it, and DATA_DRIFT comes only with the inputs'
-    own evidence: the input score at its warning level, DATA_DRIFT then dated where that
-    score left zero."""
-    config = typing_config(class_mix_warns, score_warning=[1 if inputs_moved else 1 << 30, 1, 8192, 1, 1])
+    DATA_DRIFT with it, also when the input summary shows nothing (an accent), and when the
+    class mix is merely at its warning level (babble moves it too). A latched LABEL_SHIFT
+    explains it: DATA_DRIFT then comes only with the inputs' own evidence, the input score at
+    its warning level, DATA_DRIFT then dated where that score left zero."""
+    config = typing_config(class_mix, score_warning=[1 if inputs_moved else 1 << 30, 1, 8192, 1, 1])
     twin = MonitorTwin(config)
     at_rest, moved = np.zeros((1, 4), np.int16), np.full((1, 4), 1024, np.int16)  # 0 and 1 sigma
 
@@ -133,28 +131,25 @@ def test_confidence_drift_names_data_drift_unless_the_class_mix_explains_it(clas
 
     for _ in range(100):
         r = step(at_rest, 255)
-    assert r["alarms"][0] & cfgmod.ALARM_TYPES_MASK == 0
-    assert bool(r["alarms"][0] & cfgmod.ALARM_LABEL_SHIFT << cfgmod.WARNING_SHIFT) == class_mix_warns
+    label = cfgmod.ALARM_LABEL_SHIFT if class_mix == "latches" else 0
+    assert r["alarms"][0] & cfgmod.ALARM_TYPES_MASK == label
+    assert bool(r["alarms"][0] & cfgmod.ALARM_LABEL_SHIFT << cfgmod.WARNING_SHIFT) == (class_mix != "off")
     for _ in range(30):  # from inference 101: the inputs move (if they do), confidence drops
         r = step(moved if inputs_moved else at_rest, 136)
     latched = r["alarms"][0] & cfgmod.ALARM_TYPES_MASK
-    assert latched & cfgmod.ALARM_CONFIDENCE_DRIFT and r["alarm_time"][0] == 114
-    assert not latched & cfgmod.ALARM_LABEL_SHIFT
-    if names_data_drift:
-        assert latched == cfgmod.ALARM_CONFIDENCE_DRIFT | cfgmod.ALARM_DATA_DRIFT
-    else:
-        assert latched == cfgmod.ALARM_CONFIDENCE_DRIFT
+    assert latched & cfgmod.ALARM_CONFIDENCE_DRIFT and (label or r["alarm_time"][0] == 114)
+    assert latched == cfgmod.ALARM_CONFIDENCE_DRIFT | label | (cfgmod.ALARM_DATA_DRIFT if names_data_drift else 0)
     if inputs_moved:
         assert twin.excursion_start[0, cfgmod.SCORE_MEAN] == 101
 
 
 @pytest.mark.parametrize("attribute_moved, names_data_drift", [(3, True), (5, False), (0, False)])
 def test_confidence_drift_with_enough_moved_channels_also_names_data_drift(attribute_moved, names_data_drift):
-    """With the class mix at its warning level and the input score far from its own,
+    """With LABEL_SHIFT latched and the input score far from its warning level,
     CONFIDENCE_DRIFT still names DATA_DRIFT too when at least attribute_moved input channels
     are past their moved level (here all 4 are); fewer than that, or that evidence off (0),
-    CONFIDENCE_DRIFT alone."""
-    config = typing_config(True, score_warning=[1 << 30, 1, 8192, 1, 1],  # the input score never warns
+    it does not."""
+    config = typing_config("latches", score_warning=[1 << 30, 1, 8192, 1, 1],  # the input score never warns
                            moved_mean_level=512, attribute_moved=attribute_moved)  # a channel's EWMA past 1/8 sigma
     twin = MonitorTwin(config)
     probs = np.full((1, 3), -128, np.int8)
@@ -163,7 +158,7 @@ def test_confidence_drift_with_enough_moved_channels_also_names_data_drift(attri
         for _ in range(n):
             r = twin.update(np.full((1, 4), summary, np.int16), probs)
     latched = r["alarms"][0] & cfgmod.ALARM_TYPES_MASK
-    assert latched & cfgmod.ALARM_CONFIDENCE_DRIFT and r["alarm_time"][0] == 114
+    assert latched & cfgmod.ALARM_CONFIDENCE_DRIFT and latched & cfgmod.ALARM_LABEL_SHIFT
     assert bool(latched & cfgmod.ALARM_DATA_DRIFT) == names_data_drift
     if names_data_drift:
         assert bin(int(twin.moved_at_alarm[0, 0])).count("1") == 4

@@ -138,8 +138,8 @@ class MonitorConfig:
     display_shift: int = 6
     moved_mean_level: int = 0
     moved_var_level: int = 0
-    # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it; even then
-    # with at least this many moved components (0: that evidence off). Measured on
+    # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (LABEL_SHIFT
+    # latched); even then with at least this many moved components (0: that evidence off). Measured on
     # models/kws at the confidence latch: white noise at 0 dB had 3 or more in 98 % of
     # streams (median 7), an accent, unseen pitch and speed none, a no-drift stream at a
     # random time none in 200.

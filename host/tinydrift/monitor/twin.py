@@ -457,16 +457,16 @@ class MonitorTwin:
                     confidence_latched |= fire
                 if alarm == ALARM_DATA_DRIFT:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
-        # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (the label
-        # score at its warning level or latched), or, when it does, if the inputs show it
-        # (an input score at its warning level, or attribute_moved components moved), as
-        # td_monitor_decide: the outputs moved because the inputs did.
+        # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (LABEL_SHIFT
+        # latched), or, when it does, if the inputs show it (an input score at its warning
+        # level, or attribute_moved components moved), as td_monitor_decide: the outputs moved
+        # because the inputs did.
         attribute = confidence_latched & ((self.alarms & ALARM_DATA_DRIFT) == 0)
         seen = (warnings & ALARM_DATA_DRIFT) != 0
         if attribute.any() and self.config.attribute_moved > 0:
             moved_count = np.unpackbits(moved_fn().astype(np.uint32).view(np.uint8), axis=-1).sum(axis=-1)
             seen |= moved_count >= self.config.attribute_moved
-        attribute &= (((warnings | self.alarms) & ALARM_LABEL_SHIFT) == 0) | seen
+        attribute &= ((self.alarms & ALARM_LABEL_SHIFT) == 0) | seen
         if attribute.any():
             mean_warned = self._enabled[SCORE_MEAN] & (nxt[:, SCORE_MEAN] >= self._warning[SCORE_MEAN])
             start = np.where(mean_warned, self.excursion_start[:, SCORE_MEAN], self.excursion_start[:, SCORE_VAR])

@@ -141,10 +141,10 @@ typedef struct {
      * (with whitening, component j is channel j decorrelated from its neighbours). */
     int32_t moved_mean_level;
     int32_t moved_var_level;
-    /* CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (the label
-     * score at its warning level or latched); even then, with at least this many moved
-     * components, as with an input score at its warning level (0: that evidence off). A
-     * class mix that moves while noise fills the channels is still noise. */
+    /* CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (LABEL_SHIFT
+     * latched); even then, with at least this many moved components, as with an input score
+     * at its warning level (0: that evidence off). A class mix that moves while noise fills
+     * the channels is still noise. */
     uint16_t attribute_moved;
 
     uint32_t enabled_scores;     /* bit i enables score i */

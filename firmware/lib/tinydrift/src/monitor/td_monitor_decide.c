@@ -5,12 +5,12 @@
  * drift level or a single z its limit (a Shewhart limit beside the CUSUM).
  *
  * A fixed model's outputs move only because its inputs did: when CONFIDENCE_DRIFT latches,
- * DATA_DRIFT latches with it unless the class mix explains the change (the label score at
- * its warning level or latched), or, when it does, if the input summary shows the change
- * itself (an input score at its warning level, or attribute_moved components moved). A new
- * accent or a room lowers the model's confidence long before it moves a 40-value summary;
- * it is still data drift, and the moved mask recorded with it (empty, or nearly) says that
- * only the model saw it.
+ * DATA_DRIFT latches with it unless the class mix explains the change (LABEL_SHIFT latched;
+ * a label score merely at its warning level moves with babble too), or, when it does, if
+ * the input summary shows the change itself (an input score at its warning level, or
+ * attribute_moved components moved). A new accent or a room lowers the model's confidence
+ * long before it moves a 40-value summary; it is still data drift, and the moved mask
+ * recorded with it (empty, or nearly) says that only the model saw it.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -108,7 +108,7 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
         }
     }
     if ((latched_now & TD_ALARM_CONFIDENCE_DRIFT) != 0 && (state->alarms & TD_ALARM_DATA_DRIFT) == 0 &&
-        (((warnings | state->alarms) & TD_ALARM_LABEL_SHIFT) == 0 || (warnings & TD_ALARM_DATA_DRIFT) != 0 ||
+        ((state->alarms & TD_ALARM_LABEL_SHIFT) == 0 || (warnings & TD_ALARM_DATA_DRIFT) != 0 ||
          (config->attribute_moved > 0 && td_moved_count(moved) >= config->attribute_moved))) {
         /* dated by the mean score's excursion when it is at its warning level, else the
          * variance score's */
