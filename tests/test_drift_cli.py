@@ -207,3 +207,10 @@ def test_calibrate_refuses_text_labels_one_group_and_writes_both_files_or_neithe
                                         "--n-inferences", "150000", "--target-arl0", "500"])
     assert result.exit_code != 0
     assert not (tmp_path / "half_out" / "td_monitor_config_kws.h").exists()
+
+
+def test_a_per_channel_field_cut_short_names_both_fields():
+    """A ref_mean with one value removed was blamed on inv_std_q28, the field left intact."""
+    reference = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    with pytest.raises(TinydriftError, match=r"inv_std_q28 must be a vector of 39 integers \(as many as ref_mean holds"):
+        MonitorConfig.from_dict({**reference, "ref_mean": reference["ref_mean"][:-1]})

@@ -99,14 +99,15 @@ def _as_array(values, name: str) -> np.ndarray:
         raise TinydriftError(f"monitor config: {name} must be a rectangular array of integers") from None
 
 
-def _int_array(values, dtype, length: int | None = None, name: str = "") -> np.ndarray:
+def _int_array(values, dtype, length: int | None = None, name: str = "", sized_by: str = "") -> np.ndarray:
     arr = _as_array(values, name)
     if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
         kind = {"U": "text", "S": "text", "b": "true/false", "O": "mixed or null", "f": "non-finite"}.get(arr.dtype.kind,
                                                                                                   arr.dtype.name)
         raise TinydriftError(f"monitor config: {name} must hold integers, got {kind} values")
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
-        raise TinydriftError(f"monitor config: {name} must be a vector of {length} integers, got shape {arr.shape}")
+        sized = f" (as many as {sized_by} holds: the two must agree, one of them was edited)" if sized_by else ""
+        raise TinydriftError(f"monitor config: {name} must be a vector of {length} integers{sized}, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.asarray(arr, dtype=np.float64) == np.round(arr)):
             raise TinydriftError(f"monitor config: {name} must hold integers")
@@ -184,7 +185,7 @@ class MonitorConfig:
     def __post_init__(self) -> None:
         self.ref_mean = _int_array(self.ref_mean, np.int16, None, "ref_mean")
         n = self.ref_mean.shape[0]
-        self.inv_std_q28 = _int_array(self.inv_std_q28, np.int32, n, "inv_std_q28")
+        self.inv_std_q28 = _int_array(self.inv_std_q28, np.int32, n, "inv_std_q28", "ref_mean")
         if self.whiten_q12 is not None:
             w = _as_array(self.whiten_q12, "whiten_q12")
             if w.shape != (n, n):
@@ -192,7 +193,7 @@ class MonitorConfig:
             self.whiten_q12 = _int_array(w.reshape(-1), np.int16, n * n, "whiten_q12").reshape(n, n)
         self.prior_q16 = _int_array(self.prior_q16, np.int32, None, "prior_q16")
         k = self.prior_q16.shape[0]
-        self.inv_prior_q8 = _int_array(self.inv_prior_q8, np.int32, k, "inv_prior_q8")
+        self.inv_prior_q8 = _int_array(self.inv_prior_q8, np.int32, k, "inv_prior_q8", "prior_q16")
         for name in ("score_offset", "score_gain_q16", "score_k", "score_warning", "score_drift", "score_limit"):
             setattr(self, name, _int_array(getattr(self, name), np.int32, SCORE_COUNT, name))
         self.persist_blocks = _int_array(self.persist_blocks, np.uint16, SENSOR_CONDITION_COUNT, "persist_blocks")
