@@ -71,6 +71,12 @@ def test_calibrate_header_verify_and_check(tmp_path):
     assert 1 <= counted["alarms"] <= 3, counted
     assert result.exit_code == 1 and f"{counted['alarms']} alarms in" in result.output, result.output
     assert "too few to compare with the target 500" in result.output
+    assert "warning" not in result.stderr  # 3,000 samples of 50 groups: a check that means something
+    # Ten samples replayed over and over read quieter than any population: said, not hidden.
+    tiny = tmp_path / "tiny.npz"
+    np.savez(tiny, summaries=other["summaries"][:10], probs=other["probs"][:10], groups=other["groups"][:10])
+    result = CliRunner().invoke(drift, ["check-arl", str(config_json), str(tiny), "--n-inferences", "20000"])
+    assert "warning: 10 samples of 1 group; streams repeat them" in result.stderr, result.stderr
 
 
 def test_unreadable_config_is_a_user_error(tmp_path):
