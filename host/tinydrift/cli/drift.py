@@ -232,9 +232,10 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     n_groups = len(np.unique(data["groups"]))
     if len(data["groups"]) < max(2 * config.commission_n, 1000) or n_groups < 10:
         # streams then replay the clips a device commissioned on: quieter than its population
-        click.secho(f"warning: {len(data['groups']):,} samples of {n_groups} group{'' if n_groups == 1 else 's'}; streams repeat them, so the ARL0 "
-                    "reads quieter than the population's: check on the held-out data's thousands of samples from "
-                    "tens of groups", fg="yellow", err=True)
+        groups = f"{n_groups} group{'' if n_groups == 1 else 's'}"
+        click.secho(f"warning: {len(data['groups']):,} samples of {groups}; streams repeat them, so the ARL0 reads "
+                    "quieter than the population's: check on the held-out data's thousands of samples from tens of "
+                    "groups", fg="yellow", err=True)
     result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))
     ratio = result["ratio_to_target"]
