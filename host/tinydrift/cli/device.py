@@ -211,11 +211,11 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
 
 def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
     """(height, width, channels) of a camera model's input; None for an audio model."""
-    from tinydrift.model.quantize import describe
+    from tinydrift.model.quantize import input_shape
     from tinydrift.modeldir import ModelDir
     from tinydrift.pipeline.export import model_input
 
-    shape = tuple(int(d) for d in describe(ModelDir(model_dir).read_int8())["inputs"][0]["shape"])
+    shape = input_shape(ModelDir(model_dir).read_int8())
     return shape[1:] if model_input(shape).is_image else None
 
 
@@ -274,7 +274,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     def log(message: str) -> None:
         click.echo(message, err=True)
 
-    expected_hash = load_model_info(model_dir).model_hash if model_dir is not None else None
+    info = load_model_info(model_dir) if model_dir is not None else None
+    expected_hash = info.model_hash if info is not None else None
     clips = load_source(source, limit, fit=_camera_input(model_dir) if model_dir is not None else None, log=log)
 
     def reopen(port, exc):
@@ -315,7 +316,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if problem is not None:
             log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
-    commissioning = stats.still_commissioning(load_model_info(model_dir).commission_n) if model_dir else None
+    commissioning = stats.still_commissioning(info.commission_n) if info is not None else None
     if commissioning is not None:
         click.echo(commissioning)
     if db_path is not None:

@@ -61,10 +61,10 @@ def _load_samples(path: Path, model: bytes | None = None,
         groups = images.domain.get("group", np.arange(len(images), dtype=np.int64))
         data = {"features": images.features, "labels": images.labels, "groups": groups}
     if "probs" not in data and "features" in data and model is not None:
-        from tinydrift.model.quantize import describe
+        from tinydrift.model.quantize import input_shape
         from tinydrift.model.runtimes import run_tflm
 
-        shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
+        shape = input_shape(model)
         if data["features"][0].size != int(np.prod(shape[1:])):
             raise TinydriftError(f"{path}: features of {'x'.join(map(str, data['features'].shape[1:]))}, and the model "
                                  f"takes {'x'.join(map(str, shape[1:]))}: give the model these samples were made for")
@@ -106,21 +106,21 @@ def _check_values(path: Path, data: dict) -> None:
         raise TinydriftError(f"{path}: probs of {probs.dtype} from {probs.min():.4g} to {probs.max():.4g}; expected the "
                              "model's int8 softmax outputs (-128..127, probability (q + 128) / 256), as TFLite Micro "
                              "gives them")
-    if "labels" in data and len(data["labels"]):
-        labels = data["labels"]
+    labels = data.get("labels")
+    if labels is not None and len(labels):
         whole = labels.dtype.kind in "iu" or (labels.dtype.kind == "f" and bool(np.all(np.isfinite(labels)))
                                                and bool(np.all(labels == np.round(labels))))
         if not whole:
             shown = ", ".join(map(str, labels[:3].tolist()))
             raise TinydriftError(f"{path}: labels of {labels.dtype} ({shown}, ...); labels are class indices "
                                  f"0..{probs.shape[1] - 1} (whole numbers), in the order of the model's outputs")
+        if labels.min() < 0 or labels.max() >= probs.shape[1]:
+            raise TinydriftError(f"{path}: labels from {labels.min()} to {labels.max()}, and probs has "
+                                 f"{probs.shape[1]} classes: labels are class indices 0..{probs.shape[1] - 1}")
     groups = data["groups"]
     if groups.dtype.kind == "f" and not np.all(np.isfinite(groups)):
         raise TinydriftError(f"{path}: groups hold NaN or infinite values; each sample's group names its speaker "
                              "(or plant): whole numbers or strings")
-    if "labels" in data and len(data["labels"]) and (data["labels"].min() < 0 or data["labels"].max() >= probs.shape[1]):
-        raise TinydriftError(f"{path}: labels from {data['labels'].min()} to {data['labels'].max()}, and probs has "
-                             f"{probs.shape[1]} classes: labels are class indices 0..{probs.shape[1] - 1}")
     summaries = data["summaries"]
     fractional = summaries.dtype.kind == "f" and not np.all(np.isfinite(summaries) & (summaries == np.round(summaries)))
     if fractional or summaries.min() < -32768 or summaries.max() > 32767:

@@ -292,16 +292,15 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     from tinydrift.data.sets import load_any
     from tinydrift.frontend import CLIP_SAMPLES
     from tinydrift.model.evaluate import check_fits, evaluate
-    from tinydrift.model.quantize import describe, load_int8
+    from tinydrift.model.quantize import input_shape, load_int8
     from tinydrift.modeldir import ModelDir
     from tinydrift.pipeline.export import model_input
 
     model, _ = load_int8(model_dir)
     # the classes in the model's output order: its folder's training.json (a bare .tflite's too)
     labels = ModelDir(model_dir if model_dir.is_dir() else model_dir.parent).training().get("labels")
-    shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
     # with the model's classes known, one class folder is an evaluation of that class
-    clips = load_any(data, tuple(labels) if labels else None, images=model_input(shape).is_image,
+    clips = load_any(data, tuple(labels) if labels else None, images=model_input(input_shape(model)).is_image,
                      min_classes=1 if labels else 2)
     check_fits(model, clips, data)
     if not labels and hasattr(clips, "images") and not as_json:

@@ -110,6 +110,11 @@ def describe(model: bytes) -> dict:
     return {"ops": ops, "inputs": inp, "outputs": out}
 
 
+def input_shape(model: bytes) -> tuple[int, ...]:
+    """The shape of a .tflite's one input, batch first."""
+    return tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
+
+
 def check_device_model(model: bytes, path: Path | str, num_classes: int | None = None) -> dict:
     """Refuse, with a one-line reason naming `path`, a model the device cannot run as is."""
     if not model:

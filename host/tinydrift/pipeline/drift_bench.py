@@ -219,10 +219,10 @@ def bench_kind(model: bytes, labels: list[str], where) -> tuple:
     populations are the built-in sets', so a model of other classes or image size is refused."""
     from tinydrift.data.imageset import IMAGE_SIZE
     from tinydrift.data.labels import LABELS, PLANT_LABELS
-    from tinydrift.model.quantize import describe
+    from tinydrift.model.quantize import input_shape
     from tinydrift.pipeline.export import model_input
 
-    shape = tuple(int(d) for d in describe(model)["inputs"][0]["shape"])
+    shape = input_shape(model)
     image = model_input(shape).is_image
     # a keyword model's input shape is fixed (load_int8); a camera model's image size is its own
     classes, fits = (PLANT_LABELS, shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3)) if image else (LABELS, True)

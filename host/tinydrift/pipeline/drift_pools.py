@@ -233,12 +233,12 @@ class CameraPoolMaker(PoolMaker):
         cached = load_cached(path, lambda p: Pool.load(name, p), self.log)
         if cached is not None:
             return cached
-        from tinydrift.model.quantize import describe
+        from tinydrift.model.quantize import input_shape
         from tinydrift.monitor.twin import image_sensor_stats
         from tinydrift.pipeline.export import model_input
         from tinydrift.target.host_model import run_generated_model
 
-        source = model_input(tuple(int(d) for d in describe(self.model)["inputs"][0]["shape"]))
+        source = model_input(input_shape(self.model))
         features = images.features
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
         sensed = image_sensor_stats(features, int(self.config.clip_level))[:, None, :]

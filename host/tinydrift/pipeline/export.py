@@ -144,9 +144,9 @@ class ModelInput:
                       "(or list the classes in the model folder's training.json)")
             raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
                                  f"but the model has {n_classes} outputs: {remedy}")
-        present = sorted(set(int(c) for c in np.unique(data.labels)))
+        present = np.unique(data.labels)
         if len(present) < 2:
-            only = data.label_names[present[0]] if present else "none"
+            only = data.label_names[int(present[0])] if len(present) else "none"
             hint = ("" if self.is_image else
                     f": word folders other than the model's keywords ({', '.join(data.label_names[2:])}) count as "
                     "_unknown_, and the match is case-sensitive")
@@ -404,9 +404,9 @@ def model_card(ref: dict, training: dict) -> str:
     shift = ref.get("shift", {"split": "accent", "title": "Accent shift (`test` then `accent`)"})
     adopted = bool(training.get("adopted_from"))
     own = ref.get("reference_data", {}).get("own", adopted)  # older exports: an adopted model's data was its own
-    held_out = (f"held-out {'images' if image else 'speakers'} of `{ref['reference_data']['folder']}` (`test`)"
-                if own and "reference_data" in ref else
-                f"held-out {'images' if image else 'speakers'} of the reference data (`test`)" if own else
+    folder = ref.get("reference_data", {}).get("folder")
+    held_out = (f"held-out {'images' if image else 'speakers'} of {f'`{folder}`' if folder else 'the reference data'} "
+                "(`test`)" if own else
                 "leaves of held-out plants (`test`)" if image else "English voices, held-out variants (`test`)")
     rows = [
         (held_out,
@@ -451,7 +451,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 ## Drift monitor
 
 - Input summary: {_summary_line(ref, image)}
-- Reference statistics through the int8 model on {ref['reference_clips']:,} {_reference_source(ref, own, image)} (`ref`).
+- Reference statistics through the int8 model on {ref['reference_clips']:,} {_reference_source(own, folder, image)} (`ref`).
 - Commissioning: {_commissioning(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
   by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
@@ -467,11 +467,10 @@ Files: `model_int8.tflite`, `include/` (generated C: model, monitor config, refe
 """
 
 
-def _reference_source(ref: dict, own: bool, image: bool) -> str:
+def _reference_source(own: bool, folder: str | None, image: bool) -> str:
     unit = "images" if image else "clips"
     if not own:
         return f"held-out in-domain {unit}"
-    folder = ref.get("reference_data", {}).get("folder")
     return f"{unit} of the user's own reference data" + (f" (`{folder}`)" if folder else "")
 
 
