@@ -5,6 +5,7 @@ twin; and the flow control recovering a lost and a corrupted frame on the link."
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -78,8 +79,8 @@ def test_replay_command_streams_a_wav_folder_and_stores_what_the_device_answers(
     assert result.exit_code == 0, result.output
     assert "replayed 3 clips (3.5 s of audio" in result.output and "4 inferences" in result.output
     # models/kws learns its reference on its first 300 inferences after the reset: no alarm could come
-    assert "the monitor was still commissioning: it learns its reference on the first 300 inferences" in result.output
-    assert "this replay ended at inference 4" in result.output
+    assert "still commissioning: the monitor learns its reference on the first 300 inferences" in result.output
+    assert "this replay ends at inference 4" in result.output
 
     items, foreign, frames = stored_session(db)
     assert foreign == 0 and frames == 4
@@ -252,10 +253,11 @@ def test_the_replay_line_says_an_alarm_latched_before_it_not_a_first_alarm_now()
 
 
 def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions():
-    from tinydrift.link.replay import ReplayStats
+    from tinydrift.logbook.store import load_model_info
 
-    assert "ended at inference 120" in ReplayStats(first_inference=1, last_inference=120).still_commissioning(300)
-    assert ReplayStats(first_inference=1, last_inference=301).still_commissioning(300) is None  # it judged one
-    assert ReplayStats(first_alarm=(50, 0x10), last_inference=120).still_commissioning(300) is None  # a fault came
-    assert ReplayStats(first_inference=1, last_inference=120).still_commissioning(0) is None  # no commissioning
-    assert ReplayStats().still_commissioning(300) is None  # nothing heard
+    info = load_model_info(MODEL_DIR)  # commissions on its first 300 inferences after a reset
+    assert "this replay ends at inference 120" in info.still_commissioning(120, False, "this replay")
+    assert info.still_commissioning(301, False, "this replay") is None  # it judged one
+    assert info.still_commissioning(120, True, "this replay") is None  # a fault came
+    assert info.still_commissioning(None, False, "this replay") is None  # nothing heard
+    assert replace(info, commission_n=0).still_commissioning(120, False, "this replay") is None  # no commissioning

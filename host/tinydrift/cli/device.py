@@ -316,7 +316,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if problem is not None:
             log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
-    commissioning = stats.still_commissioning(info.commission_n) if info is not None else None
+    commissioning = (info.still_commissioning(stats.last_inference, stats.first_alarm is not None, "this replay")
+                     if info is not None else None)
     if commissioning is not None:
         click.echo(commissioning)
     if db_path is not None:

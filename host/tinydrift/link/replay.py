@@ -192,15 +192,6 @@ class ReplayStats:
     last_inference: int | None = None  # and the last
     received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
 
-    def still_commissioning(self, commission_n: int) -> str | None:
-        """Why no alarm could come: every inference heard was one the monitor learns its
-        reference on after a reset (`commission_n`, from the model folder; frames lack it)."""
-        if self.first_alarm is not None or not commission_n or self.last_inference is None \
-                or self.last_inference > commission_n:
-            return None
-        return (f"the monitor was still commissioning: it learns its reference on the first {commission_n} inferences "
-                f"after a reset and judges none of them, and this replay ended at inference {self.last_inference}")
-
     def line(self) -> str:
         rate = self.samples / 16000 / self.seconds if self.seconds > 0 else 0.0
         alarm = "no alarm"

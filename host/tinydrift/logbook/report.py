@@ -177,19 +177,6 @@ class ReportResult:
                 f"{detections}), {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
 
 
-def _still_commissioning(info: ModelInfo | None, data: dict, summary: DbSummary) -> str | None:
-    """Why a capture without an alarm could not have had one: it ends within the inferences
-    after a reset on which the monitor learns its own reference (known from the model folder;
-    the device's frames do not carry it)."""
-    if info is None or info.commission_n <= 0 or summary.first_alarm:
-        return None
-    last = int(data["inference_index"][-1])
-    if last > info.commission_n:
-        return None
-    return (f"still commissioning: the monitor learns its reference on the first {info.commission_n} inferences "
-            f"after a reset and judges none of them, and this capture ends at inference {last}")
-
-
 def _wake_events(detections: dict) -> list[WakeEvent]:
     return [WakeEvent(int(detections["inference_index"][i]), detections["stream_position"][i] / SAMPLE_RATE,
                       int(detections["window_mean"][i]), float(detections["received_at"][i]))
@@ -381,7 +368,8 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
     truth_rows = _truth_rows(truth, data, summary, accuracy) if truth is not None else []
     prior = info.class_prior if info is not None else None
-    commissioning = _still_commissioning(info, data, summary) if n else None
+    commissioning = (info.still_commissioning(int(data["inference_index"][-1]), bool(summary.first_alarm),
+                                              "this capture") if info is not None and n else None)
     severities = alarm_severity(data, prior) if n else []
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,

@@ -763,6 +763,15 @@ class ModelInfo:
     class_prior: np.ndarray | None = None  # the reference's predicted-class frequencies
     commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
 
+    def still_commissioning(self, last_index: int | None, alarmed: bool, what: str) -> str | None:
+        """Why no alarm came in `what` (a capture, a replay) that ends at inference
+        `last_index`: the monitor was still learning its reference (frames do not carry
+        commission_n; the model folder does). None if it could have alarmed."""
+        if alarmed or self.commission_n <= 0 or last_index is None or last_index > self.commission_n:
+            return None
+        return (f"still commissioning: the monitor learns its reference on the first {self.commission_n} inferences "
+                f"after a reset and judges none of them, and {what} ends at inference {last_index}")
+
 
 def _pad(values) -> tuple[int, ...]:
     values = [int(v) for v in values][:N_SCORES]
