@@ -4,6 +4,7 @@ twin; and the flow control recovering a lost and a corrupted frame on the link."
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import replace
 
@@ -218,7 +219,8 @@ def test_replay_refuses_a_device_of_another_model_than_model_dir(elf, audio, tmp
         result = CliRunner().invoke(group, ["replay", str(tmp_path / "leaves"), "--port", board.url, "--model-dir",
                                             str(REPO_ROOT / "models" / "plant")])
         assert result.exit_code == 1
-        assert "the device runs model 7ac1436bfb889a41, not " in result.output and "models/plant's" in result.output
+        kws_id = json.loads((MODEL_DIR / "reference.json").read_text())["model_id"]
+        assert f"the device runs model {kws_id}, not " in result.output and "models/plant's" in result.output
         result = CliRunner().invoke(group, ["replay", str(tmp_path / "wavs"), "--port", board.url, "--model-dir",
                                             str(MODEL_DIR)])
         assert result.exit_code == 0 and "replayed 1 clips" in result.output, result.output
