@@ -65,6 +65,12 @@ FOLDER_TEST_SHARE = 0.3
 NOISE_SNR_DB = 10  # the shift a user's recordings are checked against
 
 
+def is_own_data(data_dir: Path) -> bool:
+    """A folder of the user's own recordings or images, not a set `tinydrift data` made (its
+    ref.npz is the split the monitor is calibrated on)."""
+    return data_dir.is_dir() and not (data_dir / "ref.npz").is_file()
+
+
 @dataclass(frozen=True)
 class ModelInput:
     """What the model's input decides for the export: the summary the device computes, the
@@ -94,7 +100,7 @@ class ModelInput:
         folder of the user's own reference data (an image folder's class folders named by
         `label_names`, the model's classes in its output order, when known)."""
         data_dir = Path(data_dir)
-        if not (data_dir / "ref.npz").is_file() and data_dir.is_dir():
+        if is_own_data(data_dir):
             made = sorted(p.name for p in data_dir.glob("*.npz"))
             if made:  # a set `tinydrift data` wrote, or began to: not a folder of recordings
                 raise TinydriftError(f"{data_dir}: holds {', '.join(made)} but no ref.npz, the split the monitor is "
@@ -354,9 +360,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
             "input_summary": ({"kind": "image", "grid": IMAGE_SUMMARY_GRID, "length": config.n_summary} if source.is_image
                               else {"kind": "frames", "length": config.n_summary}),
             "reference_clips": len(splits["ref"]),
-            # a set `tinydrift data` made, or a folder of the user's own recordings or images
-            "reference_data": {"folder": Path(data_dir).name,
-                               "own": not (Path(data_dir) / "ref.npz").is_file()},
+            "reference_data": {"folder": Path(data_dir).name, "own": is_own_data(Path(data_dir))},
             "monitor_config": config_dict,
             "calibration": {**{k: v for k, v in calibration.items() if k != "combined_curve"},
                             **({"fleet_budget": fleet_budget.as_dict()} if fleet_budget is not None else {})},
