@@ -62,7 +62,7 @@ from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.monitor.config import jsonable
 from tinydrift.wakeword.labels import ACCEPT_AFTER_S, wake_spans
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
-from tinydrift.wakeword.monitor import (EWMA_SHIFTS, PEAK_ARL_MULTIPLE, REFERENCE_SECONDS, REFERENCE_SESSIONS,
+from tinydrift.wakeword.monitor import (DETECTOR_OPTIONS, REFERENCE_SECONDS, REFERENCE_SESSIONS,
                                        SUMMARY_FORM, TARGET_ARL0, WINDOW_STEPS, check_summary_length, hop_sensor_stats,
                                        stream_loudness)
 
@@ -373,7 +373,7 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
 
     key = hashlib.sha256(json.dumps([model_digest(model), settings.reference_sessions, settings.reference_seconds,
                                      settings.target_arl0, settings.simulated, settings.commission,
-                                     SUMMARY_FORM, EWMA_SHIFTS, PEAK_ARL_MULTIPLE]).encode())
+                                     SUMMARY_FORM, DETECTOR_OPTIONS]).encode())
     path = cache / f"monitor-{model.name}-{key.hexdigest()[:16]}.json"
     if path.exists():
         return MonitorConfig.from_dict(json.loads(path.read_text()))

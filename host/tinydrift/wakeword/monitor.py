@@ -207,7 +207,10 @@ PEAK_ARL_MULTIPLE = (1.0, None, None, None, None)
 # Sensor health per front-end hop (10 ms, half the keyword app's block): clipping and a DC
 # offset are faults after 50 hops (0.5 s), a stuck microphone after 100 (1 s; the
 # synthesized reference sessions' pauses hold every sample the same for at most 32 hops).
-SENSOR_PERSIST_HOPS = np.array([50, 50, 100, 0], np.uint16)
+SENSOR_PERSIST_HOPS = (50, 50, 100, 0)
+# Everything calibrate_detector sets beside the reference and the target: what a cached
+# calibration is keyed by.
+DETECTOR_OPTIONS = {**EWMA_SHIFTS, "peak_arl_multiple": PEAK_ARL_MULTIPLE, "persist_blocks": SENSOR_PERSIST_HOPS}
 
 
 def min_session_inferences(commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> int:
@@ -244,8 +247,7 @@ def calibrate_detector(reference: dict, *, target_arl0: float = TARGET_ARL0, com
     one after another, since a device stays where it is installed and a new room is a change."""
     from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
 
-    options = {**EWMA_SHIFTS, "peak_arl_multiple": PEAK_ARL_MULTIPLE, "persist_blocks": SENSOR_PERSIST_HOPS,
-               **config_options}
+    options = {**DETECTOR_OPTIONS, **config_options}
     check_session_lengths(reference["groups"], commission_n, options)
     return calibrate_thresholds(
         reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
