@@ -28,7 +28,10 @@ def test_calibrate_header_verify_and_check(tmp_path):
     data = synthetic.synthetic_dataset(50, 60, seed=1)
     samples = tmp_path / "ref.npz"
     np.savez(samples, summaries=data["summaries"], probs=data["probs"], groups=data["groups"], labels=data["labels"])
-    result = invoke(["calibrate", str(samples), "--out", str(tmp_path / "out"), "--target-arl0", "500", "--n-inferences", "150000"])
+    # --commission 0: at a target of 500, the 300 inferences a device commissions on after each
+    # alarm would hide how loud the broken levels below are
+    result = invoke(["calibrate", str(samples), "--out", str(tmp_path / "out"), "--target-arl0", "500", "--n-inferences",
+                     "150000", "--commission", "0"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)  # the JSON on stdout; what was written is said on stderr
     assert f"wrote {tmp_path / 'out' / 'td_monitor_config_kws.h'} and " in result.stderr
@@ -220,3 +223,21 @@ def test_a_per_channel_field_cut_short_names_both_fields():
     reference = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     with pytest.raises(TinydriftError, match=r"inv_std_q28 must be a vector of 39 integers \(as many as ref_mean holds"):
         MonitorConfig.from_dict({**reference, "ref_mean": reference["ref_mean"][:-1]})
+
+
+def test_calibrate_makes_the_monitor_export_makes(tmp_path):
+    """`drift calibrate` once gave a monitor without commissioning, winsorizing, speaker runs
+    or a calibrated error-rate level: the monitor that alarms on every new population."""
+    data = synthetic.synthetic_dataset(50, 60, seed=1)
+    samples = tmp_path / "ref.npz"
+    np.savez(samples, summaries=data["summaries"], probs=data["probs"], groups=data["groups"], labels=data["labels"])
+    result = invoke(["calibrate", str(samples), "--out", str(tmp_path / "out"), "--target-arl0", "20000",
+                     "--n-inferences", "200000", "--speaker-run", "30"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    config = MonitorConfig.from_dict(json.loads((tmp_path / "out" / "monitor_config_kws.json").read_text()))
+    assert config.commission_n == 300
+    assert report["data_session_length"] == 30 and report["output_session_length"] == 30
+    assert report["scores"]["confidence"]["winsorize_sigma"] == 2.0 and report["scores"]["mean"]["winsorize_sigma"] is None
+    # with labels, the error-rate test's level is the budget's, not DDM's textbook 3 sd
+    assert report["error_rate"]["target_arl0"] == 20000 and config.ddm_drift_q8 == report["error_rate"]["drift_q8"]

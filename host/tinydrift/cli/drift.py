@@ -12,7 +12,7 @@ import numpy as np
 
 from tinydrift.atomic import all_or_nothing, write_text
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
-                                  input_file, input_path)
+                                  commission_option, input_file, input_path, speaker_run_option)
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.config import MonitorConfig
 
@@ -158,19 +158,28 @@ def drift():
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True, help="Inferences between false alarms, all scores together.")
 @click.option("--n-inferences", type=COUNT, default=8_000_000, show_default=True, help="No-drift inferences simulated for the levels.")
 @click.option("--stream-groups", type=COUNT, default=None, help="Groups (speakers) per simulated stream; default all.")
+@commission_option
+@speaker_run_option
 @click.option("--no-whiten", is_flag=True, help="Standardize channels one by one (no decorrelation).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
-def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inferences: int, stream_groups: int | None, no_whiten: bool, seed: int):
+def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inferences: int, stream_groups: int | None,
+                  commission_n: int, speaker_run: int | None, no_whiten: bool, seed: int):
     """Reference statistics and calibrated levels from held-out in-domain SAMPLES (.npz with
-    summaries or features, probs, groups, labels) of the int8 model.
+    summaries or features, probs, groups, labels) of the int8 model: the monitor `tinydrift
+    export` makes for a model folder, from samples you made yourself.
 
     SAMPLES holds, for N inferences: summaries int16 [N, C] as the device forms them (or the
     int8 features [N, frames, C], summarized here), probs int8 [N, K] (the model's softmax
     output on TFLite Micro, probability (q + 128) / 256), groups [N] (the speaker or place
     each came from: calibration resamples whole groups) and labels [N] (class indices, for
-    the error-rate test). For a model folder, `tinydrift export` does all of this itself.
+    the error-rate test's level; without them it keeps DDM's textbook levels).
+
+    \b
+    Examples:
+      tinydrift drift calibrate ref.npz --out include/
+      tinydrift drift calibrate ref.npz --out include/ --speaker-run 45 --target-arl0 1e6
     """
-    from tinydrift.monitor.calibrate import TooFewSimulated, calibrate_thresholds
+    from tinydrift.monitor.calibrate import TooFewSimulated, calibrate_monitor
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
 
     data = _load_samples(samples, probs_from=PROBS_ELSEWHERE)
@@ -183,11 +192,10 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
         raise TinydriftError(f"--stream-groups {stream_groups}: the samples hold {n_groups} groups; draw each "
                              f"stream from at most that many")
     try:
-        config, report = calibrate_thresholds(
-            data["summaries"], data["probs"], data["groups"], data.get("labels"),
-            target_arl0=target_arl0, n_inferences=n_inferences, stream_groups=stream_groups, seed=seed,
-            whiten=not no_whiten,
-        )
+        config, report = calibrate_monitor(
+            data["summaries"], data["probs"], data["groups"], data.get("labels"), target_arl0=target_arl0,
+            commission_n=commission_n, speaker_run=speaker_run, n_inferences=n_inferences,
+            stream_groups=stream_groups, seed=seed, whiten=not no_whiten)
     except TooFewSimulated as e:
         raise TinydriftError(f"{e}: raise --n-inferences (now {n_inferences:,}) or lower --target-arl0") from None
     written = (out / f"td_monitor_config_{name}.h", out / f"monitor_config_{name}.json")

@@ -303,3 +303,23 @@ BAUD = click.IntRange(min=1)
 # Inferences between false alarms: below 10 calibration has nothing to hold; 10^12 are 950
 # years at 30 ms an inference.
 TARGET_ARL0 = FiniteFloat(min=10, max=1e12)
+
+
+def commission_option(f):
+    """--commission, as `export` and `drift calibrate` both take it."""
+    from tinydrift.monitor.calibrate import DEFAULT_COMMISSION
+
+    return click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=DEFAULT_COMMISSION,
+                        show_default=True,
+                        help="Inferences after each reset in which the device learns its own population's reference "
+                             "before judging change against it; 0 judges against the training reference.")(f)
+
+
+def speaker_run_option(f):
+    """--speaker-run, as `export` and `drift calibrate` both take it."""
+    from tinydrift.monitor.calibrate import DEFAULT_DATA_SESSION
+
+    return click.option("--speaker-run", type=click.IntRange(1, 10_000), default=None, metavar="N",
+                        help="Inferences one speaker holds in a row where the device is deployed: every score is "
+                             f"calibrated on such runs. Default: the input scores on runs of {DEFAULT_DATA_SESSION}, "
+                             "the output scores on the groups as the samples hold them.")(f)

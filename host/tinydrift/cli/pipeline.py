@@ -13,7 +13,8 @@ import click
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
-                                  FiniteFloat, input_file, input_folder, input_path)
+                                  FiniteFloat, commission_option, input_file, input_folder, input_path,
+                                  speaker_run_option)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 
@@ -347,13 +348,8 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
               default=None, metavar="F", help="False alarms a day allowed across the whole fleet.")
 @click.option("--inferences-per-day", type=FiniteFloat(min=0, min_open=True), default=86_400, show_default=True,
               metavar="R", help="Inferences one device makes a day (86,400: one a second), for the fleet budget.")
-@click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=300, show_default=True,
-              help="Inferences after each reset in which the device learns its own population's "
-                   "reference before judging change against it; 0 judges against the training reference.")
-@click.option("--speaker-run", type=click.IntRange(1, 10_000), default=None, metavar="N",
-              help="Inferences one speaker holds in a row where the device is deployed: every score is "
-                   "calibrated on such runs (see above). Default: the input scores on runs of 15, the "
-                   "output scores on the data set's own (~10 clips a speaker).")
+@commission_option
+@speaker_run_option
 @click.option("--simulated", type=COUNT, default=DEFAULT_SIMULATED, show_default=True,
               help="No-drift inferences calibration simulates: at least 8 per inference of the target ARL0 "
                    "(more: slower, more memory).")

@@ -61,7 +61,7 @@ def observations(pool, kind: str) -> np.ndarray:
 def compare_detectors(maker, deployment, settings, block_length, *, log=print, detectors=DEFAULT_DETECTORS,
                       only: tuple[str, ...] | None = None, scenarios=SCENARIOS) -> dict:
     from tinydrift.monitor.baselines import BASELINES, INPUT_OF, calibrate_threshold, empirical_arl0
-    from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+    from tinydrift.monitor.calibrate import OUTPUT_WINSORIZE_SIGMA, calibrate_thresholds, measure_arl0
     from tinydrift.pipeline.drift_pools import group_streams, make_streams, run_monitor, zlib_name
 
     target = float(settings.compare_arl0)
@@ -74,7 +74,7 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
     shipped = maker.config
     config, _ = calibrate_thresholds(
         calibration.summaries, calibration.probs, calibration.groups, calibration.labels, target_arl0=target,
-        n_inferences=max(1_000_000, int(200 * target)), winsorize_sigma=(None, None, 2.0, 2.0, None),
+        n_inferences=max(1_000_000, int(200 * target)), winsorize_sigma=OUTPUT_WINSORIZE_SIGMA,
         commission_n=shipped.commission_n, seed=settings.seed,
         **({} if maker.min_reference is None else {"min_samples": maker.min_reference}),
         data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"),

@@ -23,7 +23,7 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
-from tinydrift.monitor.calibrate import FleetBudget
+from tinydrift.monitor.calibrate import DEFAULT_COMMISSION, DEFAULT_DATA_SESSION, FleetBudget
 from tinydrift.monitor.config import MonitorConfig, jsonable
 from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
@@ -211,18 +211,6 @@ def _samples(source: ModelInput, clips: ClipSet, probs: np.ndarray) -> dict:
             "labels": clips.labels.astype(np.int64)}
 
 
-# A device learns its own reference from its first inferences after a reset (a few hundred:
-# long enough to average over several speakers, short enough to be installed in minutes).
-DEFAULT_COMMISSION = 300
-# How long one speaker talks in a row, for the input scores' calibration: the data set holds
-# ~10 clips a speaker, while a device can hear one person for dozens of utterances, and the
-# input score reads a new voice held that long as a change. The input scores meet the ARL0
-# target on such runs, the output scores on the usual streams. Measured on the quick drift
-# bench: the one-voice populations (~43 utterances a speaker in a row) went from a false
-# DATA_DRIFT every 1,100-2,000 inferences to every 9,900-19,000; the mixed ones read x1.25-x6.7
-# of the target; the output scores' drifts are found sooner (accent 188 -> 158, babble
-# 69 -> 58), the input-only ones later (white noise 10 dB 73 -> 163, gain -20 dB 54 -> 89).
-DEFAULT_DATA_SESSION = 15
 # The export's ARL0 check: 100 x the target (~100 expected alarms, a counting error of ~10 %),
 # at most this many inferences (a minute or two on 2 cores): a larger target is checked on
 # fewer expected alarms (20 at ARL0 1,000,000), no longer for hours.
@@ -249,8 +237,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     no-drift inferences the calibration simulates (default: calibrate_thresholds').
     speaker_run: every score calibrated on same-speaker runs of that many inferences
     (default: the input scores on runs of DEFAULT_DATA_SESSION, the outputs on the data's)."""
-    from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
-    from tinydrift.monitor.calibrate_feedback import calibrate_error_rate, measure_error_rate_arl0
+    from tinydrift.monitor.calibrate import calibrate_monitor, measure_arl0
+    from tinydrift.monitor.calibrate_feedback import measure_error_rate_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
@@ -292,22 +280,16 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     log(f"calibrating the monitor for ARL0 {target_arl0:,.0f} on {len(splits['ref'])} ref {'images' if source.is_image else 'clips'} "
         "(a minute or more)")
     start = time.perf_counter()
-    # Winsorized confidence/entropy: on held-out pairs this brought the empirical ARL0 from
-    # x0.41-2.44 of the target to x0.60-2.13. The data score whitens (shrunk ZCA): with
-    # the device's own commissioned reference, the sampling noise between populations that
-    # once made whitening alarm is learned away, and band-limit shifts are found in about
-    # half the inferences (drift bench, quick: 35-38 against 69-86 channel by channel).
-    config, calibration = calibrate_thresholds(
+    # The data score whitens (shrunk ZCA): with the device's own commissioned reference, the
+    # sampling noise between populations that once made whitening alarm is learned away, and
+    # band-limit shifts are found in about half the inferences (drift bench, quick: 35-38
+    # against 69-86 channel by channel).
+    config, calibration = calibrate_monitor(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
-        target_arl0=target_arl0, winsorize_sigma=(None, None, 2.0, 2.0, None), commission_n=commission_n,
-        data_session_length=speaker_run or DEFAULT_DATA_SESSION, output_session_length=speaker_run,
-        min_samples=source.min_reference,
-        **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
-    if source.is_image:
+        target_arl0=target_arl0, commission_n=commission_n, speaker_run=speaker_run,
+        min_samples=source.min_reference, **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
+    if source.is_image:  # a camera's sensor health is per frame
         config = replace(config, **CAMERA_SENSOR)
-    config, calibration["error_rate"] = calibrate_error_rate(
-        config, samples["ref"]["probs"].argmax(1), samples["ref"]["labels"], samples["ref"]["groups"],
-        target_arl0=target_arl0)
     log(error_rate_line(config.ddm_drift_q8, calibration["error_rate"]))
     calibration_seconds = time.perf_counter() - start
     checked = int(min(100 * target_arl0, ARL0_CHECK_MAX))

@@ -246,14 +246,14 @@ def calibrate_detector(reference: dict, *, target_arl0: float = TARGET_ARL0, com
     since consecutive inferences 30 ms apart are one stretch of audio, not a shuffled set;
     each simulated device hears one session (one place), pieces of it from random points
     one after another, since a device stays where it is installed and a new room is a change."""
-    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
+    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, OUTPUT_WINSORIZE_SIGMA, calibrate_thresholds
 
     options = {**DETECTOR_OPTIONS, **config_options}
     check_session_lengths(reference["groups"], commission_n, options)
     return calibrate_thresholds(
         reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
         n_inferences=n_inferences or DEFAULT_SIMULATED, keep_order=True, stream_groups=1, block_length=SESSION_PIECE, commission_n=commission_n,
-        winsorize_sigma=(None, None, 2.0, 2.0, None), seed=seed, **options)
+        winsorize_sigma=OUTPUT_WINSORIZE_SIGMA, seed=seed, **options)
 
 
 def check_session_lengths(groups: np.ndarray, commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> None:
