@@ -274,11 +274,13 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True)
 @click.option("--splits", type=click.IntRange(min=0), default=4, show_default=True, help="Random splits of ref + test within speakers.")
 @click.option("--n-inferences", type=COUNT, default=None, help="Simulated per calibration (default: calibrate's).")
+@commission_option
+@speaker_run_option
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None, target_arl0: float, splits: int,
-                n_inferences: int | None, seed: int):
-    """How the calibration holds on unseen data: calibrate on REF and check the ARL0 on
-    TEST, the reverse, and random splits of both (same speakers or plants, other clips or
+                n_inferences: int | None, commission_n: int, speaker_run: int | None, seed: int):
+    """How the calibration holds on unseen data: calibrate on REF as `tinydrift export` does
+    and check the ARL0 on TEST, the reverse, and random splits of both (same speakers or plants, other clips or
     images); prints each pair's measured / target and their geometric mean and log spread,
     as JSON.
 
@@ -320,7 +322,8 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
                                  f"calibrated on each of REF and TEST in turn, which needs at least {minimum:,}: "
                                  "give larger sets")
     result = heldout_arl0(samples["REF"], samples["TEST"], target_arl0=target_arl0, splits=splits,
-                          drifted=samples.get("--drifted"), seed=seed, **options)
+                          drifted=samples.get("--drifted"), seed=seed, commission_n=commission_n,
+                          speaker_run=speaker_run, **options)
     click.echo(json.dumps(_finite(result), indent=1, default=float))
 
 

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.monitor.calibrate import DEFAULT_COMMISSION, calibrate_monitor, measure_arl0
 from tinydrift.monitor.evaluate import measure_detection
 
 SAMPLE_KEYS = ("summaries", "probs", "groups", "labels")
@@ -46,10 +46,12 @@ def heldout_arl0(
     check_inferences: int | None = None,
     drifted: dict | None = None,
     seed: int = 0,
+    commission_n: int = DEFAULT_COMMISSION,
+    speaker_run: int | None = None,
     **calibration,
 ) -> dict:
-    """Calibrate on ref and check on test, the reverse, and `splits` random halves of the
-    pooled samples (ref + test dealt within groups). Each sample dict holds summaries,
+    """Calibrate on ref (as an export does: calibrate_monitor) and check on test, the reverse,
+    and `splits` random halves of the pooled samples (ref + test dealt within groups). Each sample dict holds summaries,
     probs, groups and labels. check_inferences defaults to 100 x the target (about 100
     alarms: a Poisson error of 10 % on each check). With `drifted`, the detection of the
     change from the check sample to it is measured for the two directional pairs."""
@@ -63,8 +65,9 @@ def heldout_arl0(
     rows = []
     for name, a, b in pairs:
         start = time.perf_counter()
-        config, report = calibrate_thresholds(a["summaries"], a["probs"], a["groups"], a.get("labels"),
-                                              target_arl0=target_arl0, seed=seed, **calibration)
+        config, report = calibrate_monitor(a["summaries"], a["probs"], a["groups"], a.get("labels"),
+                                           target_arl0=target_arl0, commission_n=commission_n, speaker_run=speaker_run,
+                                           seed=seed, **calibration)
         check = measure_arl0(config, b["summaries"], b["probs"], b["groups"], n_inferences=check_inferences, seed=seed + 7)
         row = {
             "pair": name,
@@ -84,7 +87,7 @@ def heldout_arl0(
     logs = np.log([max(r["ratio"], 1e-9) for r in rows])
     return {
         "target_arl0": float(target_arl0),
-        "calibration": {k: v for k, v in calibration.items()},
+        "calibration": {"commission_n": commission_n, "speaker_run": speaker_run, **calibration},
         "pairs": rows,
         "geometric_mean_ratio": float(np.exp(logs.mean())),
         "log_sd": float(logs.std(ddof=1)) if len(logs) > 1 else float("nan"),
