@@ -48,6 +48,17 @@ def test_eval_refuses_clips_for_the_camera_model(small_kws):
     assert line == f"error: {data} holds audio clips, and the model takes 48x48 images: give data of the model's kind"
 
 
+def test_eval_refuses_a_set_whose_class_names_are_not_the_model_s(tmp_path):
+    """A set of the camera model's five classes in another order: once scored each class
+    against another one's output, and printed it under the set's names, exit 0."""
+    data = tmp_path / "reordered.npz"
+    ImageSet(images=np.zeros((5, 48, 48, 3), np.uint8), labels=np.arange(5, dtype=np.int16),
+             label_names=PLANT_LABELS[::-1]).save(data)
+    line = _one_line_error(CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "plant"), str(data)]))
+    assert line == (f"error: {data}: classes {', '.join(PLANT_LABELS[::-1])}, and the model's outputs are "
+                    f"{', '.join(PLANT_LABELS)}: give data of the model's classes, in its output order")
+
+
 def test_export_refuses_a_data_set_of_other_classes_than_the_model_s_outputs(tmp_path, small_kws):
     """A 4-class keyword model and the 12-class set: once a 12-label header beside a 4-class
     monitor, exit 0."""

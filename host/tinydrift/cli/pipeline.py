@@ -303,7 +303,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     # with the model's classes known, one class folder is an evaluation of that class
     clips = load_any(data, tuple(labels) if labels else None, images=model_input(input_shape(model)).is_image,
                      min_classes=1 if labels else 2)
-    check_fits(model, clips, data)
+    check_fits(model, clips, data, tuple(labels) if labels else None)
     if not labels and hasattr(clips, "images") and not as_json:
         click.echo(f"(no training.json beside the model: its outputs taken as the class folders in sorted order, "
                    f"{', '.join(clips.label_names)})", err=True)

@@ -47,9 +47,10 @@ def summarize(predicted: np.ndarray, labels: np.ndarray, outputs_int8: np.ndarra
     return result
 
 
-def check_fits(model: bytes, data: ClipSet | ImageSet, where) -> None:
+def check_fits(model: bytes, data: ClipSet | ImageSet, where, label_names: tuple[str, ...] | None = None) -> None:
     """Refuse, naming `where` (the data's path), data the model cannot read (the other kind of
-    input, images of another size) or whose classes are not its outputs."""
+    input, images of another size) or whose classes are not its outputs: as many, and, when
+    the model's `label_names` are known, the same names in its output order."""
     from tinydrift.errors import TinydriftError
     from tinydrift.model.quantize import describe, is_image_input
 
@@ -68,6 +69,11 @@ def check_fits(model: bytes, data: ClipSet | ImageSet, where) -> None:
         names = ", ".join(data.label_names[:6]) + (", ..." if len(data.label_names) > 6 else "")
         raise TinydriftError(f"{where}: {len(data.label_names)} classes ({names}), and the model has {outputs} "
                              "outputs: give data of the model's classes")
+    # a set's labels are indices into its own names: other names, or another order, would score
+    # every class against another one's output
+    if label_names is not None and tuple(label_names) != tuple(data.label_names):
+        raise TinydriftError(f"{where}: classes {', '.join(data.label_names)}, and the model's outputs are "
+                             f"{', '.join(label_names)}: give data of the model's classes, in its output order")
 
 
 def evaluate(model: bytes, clips: ClipSet | ImageSet, runtime: str, progress_factory=None) -> dict:
