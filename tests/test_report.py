@@ -29,14 +29,16 @@ DRIFT_AT = 700
 N_INFERENCES = 1200
 
 
-def drifting_device_stream(seed: int = 41) -> tuple[bytes, dict]:
+def drifting_device_stream(seed: int = 41, hello: bool = True) -> tuple[bytes, dict]:
     """A device whose input drifts at inference 700: the mean-shift CUSUM climbs through its
     warning (4 σ) and drift (8 σ) levels, ATC and confidence fall, entropy rises. A few
-    frames are lost or corrupted on the way."""
+    frames are lost or corrupted on the way. Without `hello`, its boot was not captured."""
     rng = random.Random(seed)
     warning = (4 * Q12,) * 5 + (0,) * 3
     drift = (8 * Q12,) * 5 + (0,) * 3
     pieces = [b"boot: tinydrift demo\n", P.encode(P.Hello(0, MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, warning, drift))]
+    if not hello:
+        del pieces[1]
     cusum, latched, change = 0, 0, 0
     facts = {"lost": 0, "corrupt": 0, "first_alarm": None}
     for t in range(1, N_INFERENCES + 1):
@@ -69,8 +71,8 @@ def drifting_device_stream(seed: int = 41) -> tuple[bytes, dict]:
     return b"".join(pieces), facts
 
 
-def make_drift_db(folder: Path) -> tuple[Path, dict]:
-    stream, facts = drifting_device_stream()
+def make_drift_db(folder: Path, hello: bool = True) -> tuple[Path, dict]:
+    stream, facts = drifting_device_stream(hello=hello)
     device = TcpDevice(lambda conn: conn.sendall(stream))
     db = folder / "drift.db"
     capture(device.url, db)
@@ -238,6 +240,30 @@ def test_a_bad_truth_file_is_refused_in_one_line(tmp_path, content, named):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert named in result.output and len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_truth_labels_are_checked_without_a_hello_frame(tmp_path):
+    """A capture begun after the device's boot has no HELLO to give the class count: a label
+    beyond the model's classes was once counted as a wrong prediction on every inference it
+    labelled (true accuracy 0 %, exit 0). The model folder gives the count; without one, only
+    the classes the device predicted (here all 12) are surely its model's."""
+    db, _ = make_drift_db(tmp_path, hello=False)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    write_reference(model_dir, MODEL_HASH.hex())
+    truth = tmp_path / "truth.json"
+    for label, model_args, named in (
+            (99, [], "label 99 is beyond the classes the device predicted (0-11), and the capture has no HELLO frame"),
+            (12, ["--model-dir", str(model_dir)], "label 12 is not a class of the captured model (0-11)")):
+        truth.write_text(json.dumps({"labels": [label] * N_INFERENCES}))
+        result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(truth),
+                                           *model_args])
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert named in result.output and len(result.output.strip().splitlines()) == 1, result.output
+        assert not (tmp_path / "r").exists()
+    truth.write_text(json.dumps({"labels": [11] * N_INFERENCES}))
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(truth)])
+    assert result.exit_code == 0, result.output
 
 
 def test_lines_break_where_frames_were_lost():

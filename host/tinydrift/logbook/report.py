@@ -76,15 +76,23 @@ class Truth:
                                  '{"shift_index": 301, "labels": [3, 0, 11]})') from exc
         return cls(shift, labels)
 
-    def check(self, last_index: int, n_classes: int | None) -> None:
+    def check(self, last_index: int, n_classes: int | None, top_predicted: int) -> None:
         """Refuse a truth that cannot be this capture's: a shift after its last inference,
-        a class its model does not have, fewer labels than inferences."""
+        a class its model does not have, fewer labels than inferences. Without `n_classes`
+        (no HELLO, no model folder) only a class the device predicted (0..`top_predicted`)
+        is surely one of its model's."""
         if self.shift_index is not None and self.shift_index > last_index:
             raise TinydriftError(f"--truth: shift_index {self.shift_index} is after the capture's last inference "
                                  f"({last_index}): give the truth file of this capture")
-        if self.labels is not None and n_classes is not None and self.labels.size and self.labels.max() >= n_classes:
-            raise TinydriftError(f"--truth: label {int(self.labels.max())} is not a class of the captured model "
+        top = int(self.labels.max()) if self.labels is not None and self.labels.size else -1
+        if n_classes is not None and top >= n_classes:
+            raise TinydriftError(f"--truth: label {top} is not a class of the captured model "
                                  f"(0-{n_classes - 1}): give the truth file of this capture")
+        if n_classes is None and top > top_predicted:
+            # counted as wrong on every inference it labels, it would lower the true accuracy unseen
+            raise TinydriftError(f"--truth: label {top} is beyond the classes the device predicted (0-{top_predicted}), "
+                                 "and the capture has no HELLO frame (sent at boot) to give its model's class count: "
+                                 "give --model-dir, the model folder the device runs")
         if self.labels is not None and len(self.labels) < last_index:
             raise TinydriftError(f"--truth: labels for {len(self.labels)} inferences, and the capture holds {last_index}: "
                                  "give one label per inference (-1 where the class is not known)")
@@ -282,7 +290,10 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     files: list[Path] = []
     n = len(data["inference_index"])
     if truth is not None and n:
-        truth.check(int(data["inference_index"].max()), hello.n_classes if hello is not None else None)
+        # a capture begun after the device's boot has no HELLO: the model folder knows the classes too
+        n_classes = (hello.n_classes if hello is not None else
+                     len(info.labels) if info is not None and info.labels else None)
+        truth.check(int(data["inference_index"].max()), n_classes, int(data["predicted_class"].max()))
 
     index = data["inference_index"]
     monotonic = n > 1 and bool(np.all(np.diff(index) >= 0))
