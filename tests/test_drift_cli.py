@@ -190,7 +190,7 @@ def test_heldout_refuses_sets_of_different_shapes(tmp_path):
     for args in ([paths["ref"], paths["onechan"]], [paths["ref"], paths["test"], "--drifted", paths["onechan"]]):
         with pytest.raises(AssertionError, match=r"the sets differ: REF has 40 summary values and 12 classes, .* 1 "
                                                  r"summary values and 12 classes; give sets of one model's"):
-            invoke(["heldout", *map(str, args), "--n-inferences", "60000"])
+            invoke(["heldout", *map(str, args), "--target-arl0", "500", "--n-inferences", "60000"])
 
 
 def test_calibrate_refuses_text_labels_one_group_and_writes_both_files_or_neither(tmp_path):

@@ -292,6 +292,12 @@ CASES = [
     ("negative", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--check", "-1"], "-1"),
     ("negative", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--n-inferences", "-1"], "-1"),
     ("negative", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz", "--splits", "-1"], "-1"),
+    ("zero", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz", "--n-inferences", "0"], "0"),
+    # too few to calibrate for the target: once found after the model ran on every set
+    ("too-few", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model",
+                                  "--n-inferences", "1000"], "and 1,000 were asked for"),
+    ("too-few", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model",
+                                  "--target-arl0", "1e7"], "raise --n-inferences or lower --target-arl0"),
     ("not-a-number", "drift-verify", ["{r}/config.json", "--seed", "one"], "one"),
     # names and URLs
     ("bad-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "../kws"], "../kws"),

@@ -293,9 +293,14 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
     Example:
       tinydrift drift heldout build/data/plant/ref.npz build/data/plant/test.npz --model models/plant
     """
+    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, TooFewSimulated, require_simulated
     from tinydrift.monitor.heldout import heldout_arl0
     from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 
+    try:
+        require_simulated(n_inferences or DEFAULT_SIMULATED, target_arl0)  # before the model runs on the sets
+    except TooFewSimulated as e:
+        raise TinydriftError(f"{e}: raise --n-inferences or lower --target-arl0") from None
     tflite = None
     if model is not None:
         from tinydrift.model.quantize import load_int8
