@@ -129,6 +129,7 @@ def hostile(tmp_path_factory) -> Path:
     (root / "config_list.json").write_text(json.dumps([config]))
     (root / "config_partial.json").write_text(json.dumps({"abi_version": config["abi_version"]}))
     (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
+    (root / "config_no_drift_level.json").write_text(json.dumps({k: v for k, v in config.items() if k != "score_drift"}))
     (root / "config.json").write_text(json.dumps(config))
     # a model folder whose include/ is a file
     (root / "ww_detector").mkdir()  # what `tinydrift wakeword export` leaves, as far as these checks read
@@ -357,6 +358,8 @@ CASES = [
     ("wrong-shape-json", "drift-header", ["{r}/config_list.json", "{r}/out.h"], "config_list.json"),
     ("wrong-shape-json", "drift-verify", ["{r}/config_partial.json"], "config_partial.json"),
     ("wrong-shape-json", "drift-cost", ["{r}/config_types.json"], "config_types.json"),
+    # once read as a drift level never reached
+    ("missing-field-json", "drift-header", ["{r}/config_no_drift_level.json", "{r}/out.h"], "missing fields ['score_drift']"),
     ("wrong-shape-json", "drift-check-arl", ["{r}/config_list.json", "{r}/samples_misfit.npz"], "config_list.json"),
     ("wrong-shape-json", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_list.json"],
      "truth_list.json"),

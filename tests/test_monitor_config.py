@@ -23,3 +23,25 @@ def test_an_array_of_other_values_is_named_by_what_it_holds(ref_mean, says):
     with pytest.raises(TinydriftError) as error:
         MonitorConfig.from_dict({**config, "ref_mean": ref_mean})
     assert str(error.value) == f"monitor config: ref_mean must hold integers, {says}"
+
+
+def test_a_config_without_a_field_its_version_writes_is_refused():
+    """score_drift deleted once read as its default, 2^30 (a drift level never reached), and
+    the monitor never latched a data or confidence alarm."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    del config["score_drift"]
+    with pytest.raises(TinydriftError) as error:
+        MonitorConfig.from_dict(config)
+    assert str(error.value) == "monitor config: missing fields ['score_drift']"
+
+
+@pytest.mark.parametrize("version, added", [
+    (4, ("score_limit", "clip_drift_q16", "clip_drift_blocks", "attribute_moved")),
+    (5, ("clip_drift_q16", "clip_drift_blocks", "attribute_moved"))])
+def test_an_older_config_reads_without_the_fields_added_since(version, added):
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    old = {k: v for k, v in config.items() if k not in added and k != "metadata"}
+    read = MonitorConfig.from_dict({**old, "abi_version": version}).validate()
+    # as that version ran: no score limits (version 4), no light clipping, no attribution
+    assert (read.clip_drift_q16, read.attribute_moved) == (0, 0)
+    assert read.score_limit.tolist() == (config["score_limit"] if version > 4 else [0] * 5)

@@ -20,6 +20,10 @@ from tinydrift.modeldir import ModelDir
 ABI_VERSION = 6
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now).
 READABLE_ABI_VERSIONS = (4, 5, ABI_VERSION)
+# The version that added each field since the oldest readable one: an older config was
+# written without it. Every other field is in every config (metadata aside, the host's own
+# notes): a deleted one would read as its default (score_drift's: a level never reached).
+ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -282,8 +286,8 @@ class MonitorConfig:
         if unknown:
             raise TinydriftError(f"monitor config: unknown fields {sorted(unknown)}")
         fields = dataclasses.fields(cls)
-        missing = [f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING
-                   and f.default_factory is dataclasses.MISSING]
+        missing = [f.name for f in fields if f.name not in data and f.name != "metadata"
+                   and ADDED_IN_ABI.get(f.name, 0) <= version]
         if missing:
             raise TinydriftError(f"monitor config: missing fields {missing}")
         # JSON gives any type; the C struct's scalars are integers (bool is an int to Python, not here)
