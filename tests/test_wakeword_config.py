@@ -174,8 +174,8 @@ def test_wav_the_front_end_cannot_take(tmp_path, rate, channels, width, what):
     write_raw_wav(path, rate, channels, width)
     with pytest.raises(TinydriftError) as caught:
         read_stream_wav(path)
-    assert str(caught.value) == (f"{path} {what}; the wake-word front end needs 16000 Hz mono int16 "
-                                 "(convert with `sox IN -r 16000 -c 1 -b 16 OUT`)")
+    assert str(caught.value) == (f"{path} {what}; the wake-word front end needs 16-bit integer PCM WAV, mono, 16000 Hz: "
+                                 "convert it")
 
 
 def test_wav_the_front_end_takes(tmp_path):

@@ -183,7 +183,8 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
 @pytest.mark.parametrize("files, message", [
     ({"only.wav": 16000}, "1 .wav files (sub-folders are not searched); calibration resamples whole recordings and "
                           "needs several"),
-    ({"a.wav": 16000, "b.wav": 8000}, "b.wav is 8000 Hz mono 16-bit; the wake-word front end needs 16000 Hz"),
+    ({"a.wav": 16000, "b.wav": 8000}, "b.wav is 8000 Hz mono 16-bit; the wake-word front end needs 16-bit integer "
+                                      "PCM WAV, mono, 16000 Hz"),
     ({"a.wav": 16000, "b.wav": 16000}, "a.wav (2.0 s), b.wav (2.0 s): shorter than the 61 s a reference session needs"),
     # one short recording among long ones is named too (once the median passed it)
     ({"a.wav": (16000, 62), "b.wav": (16000, 62), "c.wav": 16000}, "c.wav (2.0 s): shorter than the 61 s"),

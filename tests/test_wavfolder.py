@@ -41,9 +41,9 @@ def test_extensible_pcm_reads_as_the_plain_format_does(tmp_path):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("float", "not a readable WAV file (extensible format with sub-format 3, not integer PCM); tinydrift reads 16-bit"),
+    ("float", "not a readable WAV file (extensible format with sub-format 3, not integer PCM); convert it to 16-bit"),
     ("cut", "the header announces 4001 frames of 2 bytes but the data holds 7902 bytes"),
-    ("bits", "32-bit samples; tinydrift reads 16-bit PCM"),
+    ("bits", "32-bit samples; convert it to 16-bit integer PCM WAV"),
 ])
 def test_extensible_files_it_cannot_read_are_named_in_one_line(tmp_path, case, message):
     samples = np.zeros(4001, "<i2")
@@ -56,3 +56,20 @@ def test_extensible_files_it_cannot_read_are_named_in_one_line(tmp_path, case, m
     with pytest.raises(TinydriftError) as error:
         read_wav(path, 16000)
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("rate, channels, width", [(16000, 1, 1), (16000, 2, 2), (8000, 1, 2), (44100, 2, 4)])
+def test_a_wav_it_cannot_take_is_refused_naming_the_layout_it_takes(tmp_path, rate, channels, width):
+    """The remedy once was a sox command line: tinydrift does not depend on sox (nor converts
+    audio itself), and each line named only the one property that failed, so a stereo 8-bit
+    44.1 kHz file took three conversions. Now it names the whole layout, and no tool."""
+    path = tmp_path / "in.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(width)
+        w.setframerate(rate)
+        w.writeframes(bytes(400 * channels * width))
+    for needed_by in (None, "the wake-word front end"):
+        with pytest.raises(TinydriftError) as error:
+            read_wav(path, 16000, needed_by=needed_by)
+        assert "16-bit integer PCM WAV, mono, 16000 Hz" in str(error.value) and "sox" not in str(error.value)

@@ -58,6 +58,13 @@ def _read_extensible(path: Path) -> tuple[int, int, int, int, bytes, bytes]:
     return rate, block // channels, channels, announced // block, data[:whole], data[whole:]
 
 
+def wav_layout(rate: int) -> str:
+    """The one WAV layout read_wav takes, as its refusals name it: in full, so one conversion
+    serves, and with no tool's command line (tinydrift converts no audio and depends on no
+    converter; any audio editor or converter writes this)."""
+    return f"16-bit integer PCM WAV, mono, {rate} Hz"
+
+
 def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
     """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
 
@@ -82,8 +89,7 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
                              "record or convert it again") from None
     except (wave.Error, OSError) as e:
         # wave reads integer PCM only: float (format 3) or compressed WAVs land here
-        raise TinydriftError(f"{path}: not a readable WAV file ({e}); tinydrift reads 16-bit integer PCM "
-                             "(convert with `sox IN -b 16 -e signed-integer OUT`)") from None
+        raise TinydriftError(f"{path}: not a readable WAV file ({e}); convert it to {wav_layout(expected_rate)}") from None
     frame_bytes = width * channels
     held = len(data) + len(partial_frame)
     if len(data) != n * frame_bytes or partial_frame:
@@ -95,15 +101,15 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         raise TinydriftError(f"{path}: a WAV file with no samples; remove it or record it again")
     if needed_by is not None and (rate, channels, width) != (expected_rate, 1, 2):
         layout = {1: "mono", 2: "stereo"}.get(channels, f"{channels}-channel")
-        raise TinydriftError(f"{path} is {rate} Hz {layout} {8 * width}-bit; {needed_by} needs {expected_rate} Hz "
-                             f"mono int16 (convert with `sox IN -r {expected_rate} -c 1 -b 16 OUT`)")
+        raise TinydriftError(f"{path} is {rate} Hz {layout} {8 * width}-bit; {needed_by} needs "
+                             f"{wav_layout(expected_rate)}: convert it")
     if channels != 1:
-        raise TinydriftError(f"{path}: {channels} channels; tinydrift reads mono, as a device's one microphone hears "
-                             "(mix down with `sox IN -c 1 OUT`, or keep the first channel with `sox IN OUT remix 1`)")
+        raise TinydriftError(f"{path}: {channels} channels; tinydrift reads mono, as a device's one microphone hears: "
+                             f"convert it to {wav_layout(expected_rate)}, its channels mixed down or the one you mean kept")
     if width != 2:
-        raise TinydriftError(f"{path}: {8 * width}-bit samples; tinydrift reads 16-bit PCM (convert with `sox IN -b 16 OUT`)")
+        raise TinydriftError(f"{path}: {8 * width}-bit samples; convert it to {wav_layout(expected_rate)}")
     if rate != expected_rate:
-        raise TinydriftError(f"{path}: {rate} Hz; expected {expected_rate} Hz (resample with `sox IN -r {expected_rate} OUT`)")
+        raise TinydriftError(f"{path}: {rate} Hz; convert it to {wav_layout(expected_rate)}")
     return np.frombuffer(data, dtype="<i2").copy()
 
 
