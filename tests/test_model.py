@@ -210,3 +210,18 @@ def test_training_into_a_used_folder_removes_what_the_earlier_model_made(small_k
     (detector / "detector.json").write_text("{}")
     result = CliRunner().invoke(main, ["train", "--data", str(small_kws), "--out", str(detector), "--epochs", "1"])
     assert result.exit_code == 1 and "holds a wake-word detector's export (detector.json)" in result.output
+
+
+def test_a_model_folder_names_its_outputs_from_training_else_from_its_export(tmp_path):
+    """eval read the classes from training.json alone: an exported folder without one (the
+    keyword model, an adopted model) had its set's class names taken on trust."""
+    from tinydrift.firmware import REPO_ROOT
+    from tinydrift.modeldir import ModelDir
+
+    folder = tmp_path / "m"
+    shutil.copytree(REPO_ROOT / "models" / "kws", folder, ignore=shutil.ignore_patterns("*.keras", "include"))
+    (folder / "training.json").unlink()
+    assert ModelDir(folder).output_labels() == tuple(LABELS)
+    (folder / "training.json").write_text(json.dumps({"labels": list(LABELS[::-1])}))
+    assert ModelDir(folder).output_labels() == tuple(LABELS[::-1])
+    assert ModelDir(tmp_path / "empty").output_labels() is None

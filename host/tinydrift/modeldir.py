@@ -180,6 +180,14 @@ class ModelDir:
             raise self.damaged(self.training_json, "best_val_accuracy", "is not a number in 0..1")
         return data
 
+    def output_labels(self) -> tuple[str, ...] | None:
+        """The class names in the model's output order, when the folder says: training.json's
+        (a model trained here), else reference.json's (an exported one), else None."""
+        labels = self.training().get("labels")
+        if not labels and self.reference_json.is_file():
+            labels = self.reference()["labels"]
+        return tuple(labels) if labels else None
+
     def write_training(self, data: dict) -> None:
         write_text(self.training_json, json.dumps(data, indent=1))
 

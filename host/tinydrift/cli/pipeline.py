@@ -298,8 +298,8 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     from tinydrift.pipeline.export import model_input
 
     model, _ = load_int8(model_dir)
-    # the classes in the model's output order: its folder's training.json (a bare .tflite's too)
-    labels = ModelDir(model_dir if model_dir.is_dir() else model_dir.parent).training().get("labels")
+    # the classes in the model's output order, as its folder (a bare .tflite's too) says
+    labels = ModelDir(model_dir if model_dir.is_dir() else model_dir.parent).output_labels()
     # with the model's classes known, one class folder is an evaluation of that class
     clips = load_any(data, tuple(labels) if labels else None, images=model_input(input_shape(model)).is_image,
                      min_classes=1 if labels else 2)
