@@ -101,6 +101,8 @@ def hostile(tmp_path_factory) -> Path:
     _wav(root / "fsdd_stray" / "recordings" / "0_jackson_0.wav", rate=8000)
     _wav(root / "fsdd_stray" / "recordings" / "notes_about_it.wav", rate=8000)
     _png(root / "leaves_one_class" / "healthy" / "a.png")
+    (root / "bare_plant").mkdir()  # a model no file beside it names the classes of
+    shutil.copy(REPO_ROOT / "models" / "plant" / "model_int8.tflite", root / "bare_plant")
     _png(root / "leaves_flat" / "a.png")  # images without class folders: not taken for recordings
     _png(root / "leaves_text" / "healthy" / "a.png")
     _png(root / "leaves_text" / "blight" / "b.png")
@@ -280,9 +282,10 @@ CASES = [
     ("zero", "bench-frontend-stream", ["--seconds", "0"], "0"),
     ("negative", "data-kws", ["--out", "{r}/data_out", "--workers", "-2"], "-2"),
     ("negative", "data-plant", ["--out", "{r}/data_out", "--seed", "-1"], "-1"),
-    ("one-class", "eval", ["{r}/model", "{r}/leaves_one_class"], "only one class (healthy)"),
+    ("one-class", "eval", ["{r}/bare_plant/model_int8.tflite", "{r}/leaves_one_class"], "only one class (healthy)"),
+    ("other-classes", "eval", ["{r}/model", "{r}/leaves_one_class"], "healthy are not among the model's classes"),
     ("flat-images", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/leaves_flat"], "but no class sub-folders; expected the PlantVillage layout"),
-    ("not-an-image", "eval", ["{r}/model", "{r}/leaves_text"], "notes.txt"),
+    ("not-an-image", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/leaves_text"], "notes.txt"),
     ("negative", "train", ["--data", "{r}/adir", "--out", "{r}/train_out", "--seed", "-1"], "-1"),
     ("negative", "demo", ["--model", "{r}/model", "--out", "{r}/demo_out", "--in-domain", "-5"], "-5"),
     ("negative", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--target-arl0", "-1"], "-1"),

@@ -73,3 +73,13 @@ def test_a_wav_it_cannot_take_is_refused_naming_the_layout_it_takes(tmp_path, ra
         with pytest.raises(TinydriftError) as error:
             read_wav(path, 16000, needed_by=needed_by)
         assert "16-bit integer PCM WAV, mono, 16000 Hz" in str(error.value) and "sox" not in str(error.value)
+
+
+def test_a_wav_the_file_system_refuses_is_not_called_the_wrong_format(tmp_path):
+    """A read the file system refused (here a folder named like a WAV; a file without read
+    permission alike) was "not a readable WAV file ...; convert it": the wrong remedy."""
+    path = tmp_path / "take1.wav"
+    path.mkdir()
+    with pytest.raises(TinydriftError) as error:
+        read_wav(path, 16000)
+    assert str(error.value) == f"{path}: cannot be read (Is a directory); make it readable or leave it out"

@@ -87,7 +87,9 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
     except EOFError:
         raise TinydriftError(f"{path}: empty or truncated: the file ends inside its WAV header; "
                              "record or convert it again") from None
-    except (wave.Error, OSError) as e:
+    except OSError as e:  # the file system's refusal (permissions, a folder by that name), not the file's format
+        raise TinydriftError(f"{path}: cannot be read ({e.strerror or e}); make it readable or leave it out") from None
+    except wave.Error as e:
         # wave reads integer PCM only: float (format 3) or compressed WAVs land here
         raise TinydriftError(f"{path}: not a readable WAV file ({e}); convert it to {wav_layout(expected_rate)}") from None
     frame_bytes = width * channels
