@@ -95,3 +95,22 @@ def test_export_refuses_a_reference_set_too_small_before_running_the_model(tmp_p
                                        "least 1000: build the set again with more (`tinydrift data plant "
                                        "--images-per-class N`)")
     assert not (model / "include").exists()
+
+
+def test_export_refuses_an_image_set_whose_class_names_are_not_the_model_s(tmp_path):
+    """export once wrote the set's own class names into the header and the model card, in
+    the set's order, beside a model trained with them in another."""
+    import shutil
+
+    model = tmp_path / "plant"
+    shutil.copytree(REPO_ROOT / "models" / "plant", model, ignore=shutil.ignore_patterns("*.keras", "include"))
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("ref", "test"):
+        ImageSet(images=np.zeros((5, 48, 48, 3), np.uint8), labels=np.arange(5, dtype=np.int16),
+                 label_names=PLANT_LABELS[::-1]).save(data / f"{split}.npz")
+    result = CliRunner().invoke(main, ["export", "--model", str(model), "--data", str(data), "--name", "plant"])
+    assert _one_line_error(result) == (f"error: {data}: classes {', '.join(PLANT_LABELS[::-1])}, and the model's "
+                                       f"outputs are {', '.join(PLANT_LABELS)}: give data of the model's classes, "
+                                       "in its output order")
+    assert not (model / "include").exists()

@@ -257,7 +257,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     # an image folder's classes are the model's, in its output order (training.json), not sorted
     trained_labels = tuple(folder.training().get("labels") or ()) or None
     source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]), trained_labels)
-    check_fits(model, splits["ref"], data_dir)  # before any work: its kind, image size and classes
+    check_fits(model, splits["ref"], data_dir, trained_labels)  # before any work: its kind, image size and classes
     shortfall = source.reference_shortfall(data_dir, splits)
     if shortfall:
         raise TinydriftError(shortfall)
