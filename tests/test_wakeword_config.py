@@ -182,3 +182,13 @@ def test_wav_the_front_end_takes(tmp_path):
     samples = (np.arange(4000) % 200 - 100).astype(np.int16)
     write_wav(tmp_path / "ok.wav", samples)
     assert np.array_equal(read_stream_wav(tmp_path / "ok.wav"), samples)
+
+
+def test_a_folder_named_like_a_published_model_does_not_hide_it(tmp_path, monkeypatch):
+    """`tinydrift wakeword export okay_nabu --out okay_nabu` made a folder okay_nabu/, and
+    every later command naming okay_nabu then read the folder: "give a .tflite model"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "okay_nabu").mkdir()
+    assert load_wakeword("okay_nabu").model_path == builtin_models()["okay_nabu"].with_suffix(".tflite")
+    (tmp_path / "alexa").write_text("a file of that name is not the model")
+    assert error_of("alexa") == "alexa: give a .tflite model or its .json config"

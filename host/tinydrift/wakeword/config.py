@@ -127,11 +127,13 @@ def _config_path(source: str | Path, config: str | Path | None) -> Path:
         if not path.is_file():
             raise TinydriftError(f"{path}: no such model file; check the path")
         return path.with_suffix(".json")
+    builtin = builtin_models()
+    # a shipped model's name stays that model when a folder of the same name exists: the one
+    # `tinydrift wakeword export okay_nabu --out okay_nabu` made, for one
+    if str(source) in builtin and not path.is_file():
+        return builtin[str(source)]
     if path.exists():
         raise TinydriftError(f"{path}: give a .tflite model or its .json config")
-    builtin = builtin_models()
-    if str(source) in builtin:
-        return builtin[str(source)]
     if not builtin:
         raise TinydriftError(f"{source}: no such file, and pymicro-wakeword is not installed to look it up "
                              "as a model name; give a .tflite path, or run scripts/setup.sh (the wakeword extra)")
