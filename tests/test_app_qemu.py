@@ -239,3 +239,26 @@ def test_emulate_on_a_terminal_shows_frames_as_lines_and_takes_a_wav(elf, splits
     assert [line.split(":")[0] for line in inferences] == ["[INFERENCE 1", "[INFERENCE 2", "[INFERENCE 3"]
     assert lines[-1] == "[BYE exit code 0 after 3 inferences]"
     assert all(0x20 <= b < 0x7F or b in b"\r\n" for b in shown)  # nothing binary reaches the terminal
+
+
+def test_emulate_builds_and_boots_a_model_folder_s_firmware(elf, splits, tmp_path):
+    """The README booted a wake-word model with `--elf firmware/.pio/build/...`: the image the
+    default model built last, not the folder's. `emulate --model DIR` builds the folder's."""
+    import subprocess
+    import sys
+    import wave
+
+    wav = tmp_path / "two.wav"
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000)
+        w.writeframes(np.concatenate(shuffled(splits[0], 2, 7)).astype("<i2").tobytes())
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    done = subprocess.run([sys.executable, "-m", "tinydrift", "emulate", "--model", str(MODEL_DIR), "--audio", str(wav),
+                           "--timeout", "60"], stdin=subprocess.DEVNULL, capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    hellos = [f for f in P.StreamParser().feed(done.stdout) if isinstance(f, P.Hello)]
+    model_id = json.loads((MODEL_DIR / "reference.json").read_text())["model_id"]
+    assert hellos and hellos[0].model_hash[:8].hex() == model_id
+    both = subprocess.run([sys.executable, "-m", "tinydrift", "emulate", "--model", str(MODEL_DIR), "--elf", str(elf)],
+                          capture_output=True, env=env, timeout=60)
+    assert both.returncode == 2 and b"give one of them" in both.stderr

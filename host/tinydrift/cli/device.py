@@ -46,6 +46,9 @@ def _pump(read, write) -> None:
 @click.command("emulate")
 @click.option("--elf", type=FIRMWARE_IMAGE,
               help="Firmware image to boot (default: build firmware/ with `pio run -e mps2_an386`).")
+@click.option("--model", "model_dir", type=MODEL_FOLDER, default=None, metavar="DIR",
+              help="Boot the firmware built for this model folder (`tinydrift export`, `tinydrift wakeword "
+                   "export`), building it first as `flash --env mps2_an386 --build-only --model DIR` does.")
 @click.option("--icount", is_flag=True,
               help="Count instructions (-icount shift=0): repeatable timing, 1 cycle = 40 instructions.")
 @click.option("--timeout", type=SECONDS, default=None, metavar="S",
@@ -55,7 +58,8 @@ def _pump(read, write) -> None:
                    "(the app exits at its end).")
 @click.option("--serve", is_flag=True,
               help="Do not attach this terminal: print the serial URL and wait, for `tinydrift capture --port URL`.")
-def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path | None, serve: bool) -> None:
+def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: float | None, audio: Path | None,
+            serve: bool) -> None:
     """Boot the firmware on the emulated board (QEMU mps2-an386, Cortex-M4F).
 
     The board waits for its serial client before it runs, so no byte is lost. By default
@@ -69,8 +73,17 @@ def emulate(elf: Path | None, icount: bool, timeout: float | None, audio: Path |
       tinydrift emulate --serve --audio clips.pcm   # then, elsewhere:
       tinydrift capture --port socket://127.0.0.1:PORT --db log.sqlite --model-dir models/kws
       tinydrift emulate --audio speech.wav --timeout 30
+      tinydrift emulate --model build/okay_nabu --audio kitchen.wav --serve
     """
     import tempfile
+
+    if elf is not None and model_dir is not None:
+        raise click.UsageError("--elf boots that image and --model builds one for the model folder: give one of them")
+    if model_dir is not None:
+        from tinydrift.target import platformio
+        from tinydrift.target.flash import flash
+
+        elf = flash(platformio.EMULATED_ENV, model_dir, build_only=True).elf
 
     with tempfile.TemporaryDirectory() as links:
         args = [emulator.audio_file_argument(_as_pcm(audio, Path(links)), Path(links))] if audio else []
