@@ -302,3 +302,20 @@ def test_reader_sees_per_channel_quantization_and_options(ds_cnn_models):
     assert bias.dtype == "int32" and bias.data.shape == (64,)
     softmax = graph.operators[-1]
     assert softmax.opcode == "SOFTMAX" and softmax.options["beta"] == 1.0
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")
+def test_labels_reach_the_device_as_their_bytes_whatever_they_hold(tmp_path):
+    """A wake word or class folder holding a quote, a backslash or a line break was written
+    into td_NAME_labels as it was: export succeeded and the firmware's build failed."""
+    from tinydrift.codegen.reference_header import reference_header
+
+    labels = ['Hey "quoted" */ \\ \n evil', "Hé Järvis – Привет", "x\t7", "plain"]
+    (tmp_path / "td_reference_odd.h").write_text(reference_header("odd", "ab" * 32, labels, 49, 40))
+    (tmp_path / "main.c").write_text('#include <stdio.h>\n#include "td_reference_odd.h"\n'
+                                     "int main(void) { for (int i = 0; i < TD_ODD_NUM_CLASSES; ++i) "
+                                     "{ fputs(td_odd_labels[i], stdout); putchar(0); } return 0; }\n")
+    subprocess.run(["gcc", "-std=c99", "-Wall", "-Werror", "-o", str(tmp_path / "odd"), str(tmp_path / "main.c")],
+                   check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "odd")], check=True, capture_output=True).stdout
+    assert out.split(b"\0")[:-1] == [label.encode() for label in labels]

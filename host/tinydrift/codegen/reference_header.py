@@ -20,6 +20,21 @@ class DetectorParameters:
     feature_step_ms: int  # the front end's step the model was trained with
 
 
+def c_string(text: str) -> str:
+    """`text` as a C string literal of its UTF-8 bytes: a class folder or a wake word may hold
+    quotes, backslashes or line breaks, which written as they are end the literal early."""
+    out = []
+    for byte in text.encode():
+        char = chr(byte)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif 0x20 <= byte < 0x7F:
+            out.append(char)
+        else:  # three octal digits: a hex escape would swallow a hex digit after it
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
 def reference_header(name: str, digest: str, labels: list[str], frames: int, channels: int, *,
                      input_note: str = CLASSIFIER_INPUT, detector: DetectorParameters | None = None,
                      image_grid: int | None = None) -> str:
@@ -39,7 +54,7 @@ def reference_header(name: str, digest: str, labels: list[str], frames: int, cha
 #define TD_{upper}_IMAGE_CHANNELS 3
 #define TD_{upper}_SUMMARY_GRID {image_grid}"""
     id_bytes = bytes.fromhex(digest[: 2 * ID_BYTES])
-    quoted = ", ".join(f'"{label}"' for label in labels)
+    quoted = ", ".join(c_string(label) for label in labels)
     detector_defines = "" if detector is None else f"""
 /* The detection: the mean of the last TD_{upper}_SLIDING_WINDOW uint8 probabilities above
    TD_{upper}_PROBABILITY_CUTOFF (ESPHome's micro_wake_word's rule). */
