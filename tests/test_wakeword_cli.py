@@ -279,3 +279,12 @@ def test_tensorflow_s_import_lines_are_held_back(tmp_path):
                          text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert not re.search(r"oneDNN|absl|port\.cc|cpu_feature_guard", run.stderr), run.stderr
+
+
+def test_replay_takes_a_wake_word_folder_as_the_device_s_model(tmp_path):
+    """replay --model-dir of a wake-word export once failed with "model_int8.tflite not found:
+    make it with 'tinydrift quantize'": it read every folder as a classifier's."""
+    from tinydrift.cli.device import _camera_input
+
+    run("export", "okay_nabu", "--out", str(tmp_path / "okay_nabu"))
+    assert _camera_input(tmp_path / "okay_nabu") is None  # audio: nothing to fit

@@ -228,7 +228,10 @@ def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
     from tinydrift.modeldir import ModelDir
     from tinydrift.pipeline.export import model_input
 
-    shape = input_shape(ModelDir(model_dir).read_int8())
+    folder = ModelDir(model_dir)
+    if folder.is_detector:  # a wake-word export: audio, and its model is the user's own .tflite
+        return None
+    shape = input_shape(folder.read_int8())
     return shape[1:] if model_input(shape).is_image else None
 
 
@@ -274,9 +277,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
       tinydrift replay build/data/plant/test.npz --port socket://127.0.0.1:4321 --limit 100
       tinydrift replay my_photos/ --port socket://127.0.0.1:4321 --model-dir models/plant   # any size, fitted
 
-    A camera model's device to replay into, emulated: `tinydrift flash --env mps2_an386
-    --model models/plant --build-only`, then `tinydrift emulate --elf ELF --serve` (it prints
-    the port).
+    A camera model's device to replay into, emulated: `tinydrift emulate --model models/plant
+    --serve` (it prints the port).
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port, reopen_port
