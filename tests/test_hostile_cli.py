@@ -416,6 +416,9 @@ CASES = [
     ("stale-calibration", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/ww_stale",
                                              "--out", "{r}/bench_out"], "input summary of 40 values"),
     ("output-blocked", "bench-wakeword", ["--model", "okay_nabu", "--out", "{blocked}"], "blocker"),
+    # once found after the bench's minutes of work
+    ("no-recordings", "bench-wakeword", ["--model", "okay_nabu", "--recorded-speech", "{r}/no_images", "--out",
+                                         "{r}/bench_out"], "no_images: neither fsdd/ nor speech_commands_v0.01_subset/"),
     ("unknown-name", "wakeword-demo", ["okay_google", "--out", "{r}/demo_out"], "okay_google"),
     ("unknown-change", "wakeword-demo", ["okay_nabu", "--change", "earthquake", "--out", "{r}/demo_out"], "earthquake"),
     ("output-blocked", "wakeword-demo", ["okay_nabu", "--out", "{blocked}"], "blocker"),

@@ -241,8 +241,11 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
         if not model_names:
             raise TinydriftError("no model given and pymicro-wakeword is not installed to bring its four; give "
                                  "--model PATH.tflite, or pip install 'tinydrift[wakeword]'")
+    from tinydrift.data.wakeword_audio import check_recorded_speech
     from tinydrift.pipeline.wakeword_bench import default_recorded_speech
 
+    if recorded_speech is not None:
+        check_recorded_speech(recorded_speech)
     result = run_wakeword_bench(list(model_names), WakewordBenchSettings.make(quick), cache=out_dir,
                                 monitor_dir=monitor_dir, workers=workers or os.cpu_count() or 1, log=log,
                                 recorded_speech=recorded_speech or default_recorded_speech())

@@ -174,14 +174,25 @@ RECORDED_PER_SPEAKER = 2
 RECORDED_MANY_VOICES = 6
 
 
+def check_recorded_speech(data_root: str | Path) -> None:
+    """A TinydriftError unless the folder holds fsdd/ or speech_commands_v0.01_subset/: said
+    before a bench's minutes of work, not after them."""
+    from tinydrift.errors import TinydriftError
+
+    root = Path(data_root)
+    if not any((root / folder).is_dir() for folder in (FSDD_FOLDER, SPEECH_COMMANDS_FOLDER)):
+        raise TinydriftError(f"{root}: neither {FSDD_FOLDER}/ nor {SPEECH_COMMANDS_FOLDER}/ inside; give the folder "
+                             "that holds them (../shared/data)")
+
+
 def recorded_sessions(data_root: str | Path, seconds: float, seed: int) -> list[tuple[str, np.ndarray]]:
     """Sessions of real human speech, (name, int16 PCM) each, from a folder laid out as
     ../shared/data: two for each FSDD speaker (one person saying digits in a room; 8 kHz
     recordings, so band-limited) and six of the Speech Commands words (a room of many
     voices). Either sub-folder may be absent; a TinydriftError if both are."""
-    from tinydrift.errors import TinydriftError
     from tinydrift.data.wavfolder import load_fsdd, load_speech_commands
 
+    check_recorded_speech(data_root)
     root = Path(data_root)
     pools = []
     if (root / FSDD_FOLDER).is_dir():
@@ -192,8 +203,5 @@ def recorded_sessions(data_root: str | Path, seconds: float, seed: int) -> list[
     if (root / SPEECH_COMMANDS_FOLDER).is_dir():
         words = load_speech_commands(root / SPEECH_COMMANDS_FOLDER)
         pools += [(f"speech-commands-{k}", words.audio) for k in range(RECORDED_MANY_VOICES)]
-    if not pools:
-        raise TinydriftError(f"{root}: neither {FSDD_FOLDER}/ nor {SPEECH_COMMANDS_FOLDER}/ inside; give the folder "
-                             "that holds them (../shared/data)")
     rng = np.random.default_rng([seed, 20])
     return [(name, render_recorded_session(list(clips), seconds, int(rng.integers(2**31)))) for name, clips in pools]
