@@ -404,6 +404,8 @@ CASES = [
     ("bad-name", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_out", "--name", "../nabu"], "../nabu"),
     ("file-in-the-way", "wakeword-export", ["okay_nabu", "--out", "{r}/ww_include_file"], "include"),
     ("output-blocked", "wakeword-calibrate", ["okay_nabu", "--out", "{blocked}"], "blocker"),
+    # one session once ran for 40 s, said "calibrated", then failed: calibration resamples sessions
+    ("one-session", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--sessions", "1"], "1"),
     ("missing-path", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/nothing"], "nothing"),
     ("truncated-wav", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_truncated/yes"],
      "a_nohash_0.wav"),

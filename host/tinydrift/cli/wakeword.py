@@ -186,8 +186,9 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, 
 @click.option("--wavs", "wav_folder", type=input_folder("folder of reference WAV files"), default=None,
               help="Reference recordings of the deployment's kind, one session each (16 kHz mono 16-bit); "
                    "default: espeak-ng sessions.")
-@click.option("--sessions", type=COUNT, default=REFERENCE_SESSIONS, show_default=True,
-              help="espeak-ng sessions to synthesize. The defaults are what the wake-word bench measures; "
+@click.option("--sessions", type=click.IntRange(min=2), default=REFERENCE_SESSIONS, show_default=True,
+              help="espeak-ng sessions to synthesize (calibration resamples whole sessions: two at least). "
+                   "The defaults are what the wake-word bench measures; "
                    "fewer or shorter sessions can leave too little variety to calibrate (20 of 90 s did for "
                    "--target-arl0 10000 in a trial, 14 of 61 s did not).")
 @click.option("--seconds", type=click.IntRange(min=MIN_SESSION_SECONDS), default=REFERENCE_SECONDS, show_default=True,
@@ -283,8 +284,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
     except TooFewSimulated as e:
         raise _too_few_simulated(e, simulated, target_arl0) from None
-    click.echo(f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences from "
-               f"{len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
+    calibrated = (f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences "
+                  f"from {len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
     if report.get("idle_scores"):
         say(f"warning: the {', '.join(report['idle_scores'])} score{'s' if len(report['idle_scores']) > 1 else ''} never "
             f"moved on the reference (did {loaded.name} ever fire on it?) and {'are' if len(report['idle_scores']) > 1 else 'is'} "
@@ -298,6 +299,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
                                                      target_arl0_labels=error_rate_arl0)
         basis = (f"for users who label {LABEL_MODES[label_mode]}: {feedback['errors']} errors in "
                  f"{feedback['labels']} reference labels")
+    click.echo(calibrated)  # once the error-rate test is calibrated too: nothing is written if it cannot be
     click.echo(f"error-rate test {basis}; ERROR_RATE at {feedback['drift_q8'] / 256:g} standard deviations, a false "
                f"alarm at most once in {error_rate_arl0:,} labels"
                + ("" if feedback["budget_met"] else " NOT MET even at the highest level: give a lower "
