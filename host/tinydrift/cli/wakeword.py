@@ -325,7 +325,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_s: float, workers: int | None):
     """The whole loop for MODEL on the emulated board: its C and its monitor, calibrated on
-    espeak-ng sessions (cached with `tinydrift bench wakeword`'s, about 8 min the first time),
+    espeak-ng sessions (cached with `tinydrift bench wakeword`'s in build/bench/wakeword of the
+    working folder, a few hundred MB; about 8 min the first time),
     built for QEMU's Cortex-M4, which hears a held-out session of a voice satellite's room
     and then the same room through a changed microphone. Every DETECTION, INFERENCE and
     HEARTBEAT frame is checked against the app's twin; prints the wakes before and after,
