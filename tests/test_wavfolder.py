@@ -83,3 +83,18 @@ def test_a_wav_the_file_system_refuses_is_not_called_the_wrong_format(tmp_path):
     with pytest.raises(TinydriftError) as error:
         read_wav(path, 16000)
     assert str(error.value) == f"{path}: cannot be read (Is a directory); make it readable or leave it out"
+
+
+@pytest.mark.parametrize("announced", [0xFFFFFFFF, 0x7FFFFFFF])
+def test_a_wav_written_as_a_stream_is_read_to_its_end(tmp_path, announced):
+    """arecord and ffmpeg writing into a pipe leave a placeholder data size (they cannot go
+    back to fix it): such a file was "truncated or damaged; record or convert it again"."""
+    import struct
+
+    samples = (np.arange(1601) % 200 - 100).astype("<i2")
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", announced)
+            + samples.tobytes() + b"\x01")  # and a byte of a frame cut off
+    path = tmp_path / "piped.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + body)
+    assert np.array_equal(read_wav(path, 16000), samples)

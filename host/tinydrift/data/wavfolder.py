@@ -65,6 +65,11 @@ def wav_layout(rate: int) -> str:
     return f"16-bit integer PCM WAV, mono, {rate} Hz"
 
 
+# A data chunk announced this large (2 GiB, 18 hours at 16 kHz) is a streaming writer's
+# placeholder (0xFFFFFFFF, or 0x7FFFFFFF-ish), not a size.
+STREAMED_DATA_SIZE = 0x7FFF0000
+
+
 def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
     """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
 
@@ -94,6 +99,11 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         raise TinydriftError(f"{path}: not a readable WAV file ({e}); convert it to {wav_layout(expected_rate)}") from None
     frame_bytes = width * channels
     held = len(data) + len(partial_frame)
+    if n * frame_bytes >= STREAMED_DATA_SIZE and held < n * frame_bytes:
+        # written as a stream (arecord, ffmpeg into a pipe): the header's size is a placeholder
+        # no one came back to fix, and the data is what the file holds, in whole frames
+        n = held // frame_bytes
+        data, partial_frame = (data + partial_frame)[:n * frame_bytes], b""
     if len(data) != n * frame_bytes or partial_frame:
         shape = ("not a whole number of frames" if held % frame_bytes else
                  f"{held // frame_bytes} frames, {'fewer' if held < n * frame_bytes else 'more'} than announced")
