@@ -113,13 +113,14 @@ def test_report_writes_valid_pngs_and_a_page_that_embeds_them(tmp_path):
     assert result.summary.first_alarm == (first, ["DATA_DRIFT"])
 
 
-def write_reference(folder: Path, model_hash: str) -> None:
+def write_reference(folder: Path, model_hash: str, warning: int = 4 * Q12, drift: int = 8 * Q12) -> None:
     """A model folder's reference.json: the shipped keyword model's monitor config (the report
-    checks it as the firmware would) with thresholds of its own."""
+    checks it as the firmware would) with the levels the device announces (those of
+    drifting_device_stream's HELLO, by default)."""
     from tinydrift.firmware import REPO_ROOT
 
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
-    config.update(score_warning=[1, 2, 3, 4, 5], score_drift=[6, 7, 8, 9, 10])
+    config.update(score_warning=[warning] * 5, score_drift=[drift] * 5)
     labels = [f"class{k}" for k in range(len(config["prior_q16"]))]
     (folder / "reference.json").write_text(json.dumps({"name": "m", "model_hash": model_hash, "labels": labels,
                                                        "monitor_config": config}))
@@ -139,6 +140,19 @@ def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
     with pytest.raises(TinydriftError, match="reference.json: monitor_config is not usable"):
         write_report(db, tmp_path / "r2", model_dir=model_dir)
     assert not (tmp_path / "r2").exists()
+
+
+def test_a_model_folder_calibrated_otherwise_than_the_device_is_refused(tmp_path):
+    """A wake-word model's hash leaves out its monitor (calibrated apart, into the same
+    folder): a folder calibrated again once had its levels plotted over a device that ran
+    others, 3-4 times apart, exit 0. The levels the device's HELLO announced tell."""
+    db, _ = make_drift_db(tmp_path)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    write_reference(model_dir, MODEL_HASH.hex(), warning=12 * Q12, drift=30 * Q12)
+    with pytest.raises(TinydriftError, match="with other drift levels than .*model's monitor config"):
+        write_report(db, tmp_path / "r", model_dir=model_dir)
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_command_ends_with_a_one_line_summary(tmp_path):
@@ -372,7 +386,7 @@ def early_capture(folder: Path, inferences: int) -> tuple[Path, Path, int]:
     capture(device.url, folder / "early.db")
     model_dir = folder / "model"
     model_dir.mkdir()
-    write_reference(model_dir, MODEL_HASH.hex())
+    write_reference(model_dir, MODEL_HASH.hex(), warning=8 << 12, drift=16 << 12)  # test_capture's HELLO
     commission_n = json.loads((model_dir / "reference.json").read_text())["monitor_config"]["commission_n"]
     return folder / "early.db", model_dir, commission_n
 

@@ -740,6 +740,15 @@ def check_model_matches(conn: sqlite3.Connection, model: "ModelInfo") -> None:
             raise TinydriftError(
                 f"the device in this capture runs model {reported.hex()[:16]}, but {model.source} is model "
                 f"{model.model_hash.hex()[:16]}: give the model folder the device was flashed with, or omit --model-dir")
+        # A wake-word model's hash leaves out its monitor, calibrated apart: the levels the
+        # device announced tell whether the folder's calibration is the one it runs.
+        if frame_type is P.FrameType.HELLO and model.drift_thresholds is not None and (
+                tuple(frame.drift_thresholds) != tuple(model.drift_thresholds)
+                or tuple(frame.warning_thresholds) != tuple(model.warning_thresholds)):
+            raise TinydriftError(
+                f"the device in this capture runs model {reported.hex()[:16]} with other drift levels than "
+                f"{model.source}'s monitor config (another calibration, or none): give the folder the device was "
+                "built from, or omit --model-dir to read the levels the device announced")
         return
 
 
