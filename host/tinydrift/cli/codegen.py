@@ -27,7 +27,13 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
     """Generate C for an int8 .tflite model: weights, precomputed requantization, one kernel
     call per operator and one static arena; report its arena against TFLite Micro's.
     Streaming models (resource variables with a CALL_ONCE initialiser, e.g. microWakeWord's)
-    also get static state and td_<name>_reset(); --check then runs one stream from it."""
+    also get static state and td_<name>_reset(); --check then runs one stream from it.
+
+    \b
+    Examples:
+      tinydrift model-c models/kws/model_int8.tflite --out build/c --check 100
+      tinydrift model-c my_word.tflite --name my_word --out build/my_word --check 10
+    """
     from tinydrift.codegen.model_c import plan_model, write_model_c
     from tinydrift.model.runtimes import tflm_arena_report
     from tinydrift.target.host_model import run_generated_and_tflm

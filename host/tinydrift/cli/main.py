@@ -84,6 +84,7 @@ def main(verbose: bool):
 
     \b
     A microWakeWord model (pymicro-wakeword's, or your own .tflite and JSON):
+      tinydrift wakeword check | detect     what the device needs; the wakes it would log
       tinydrift wakeword export | calibrate | demo   its C, its monitor, the loop in QEMU
     """
     set_verbose(verbose)

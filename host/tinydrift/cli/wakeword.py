@@ -154,8 +154,9 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
     Writes include/td_model_NAME.{h,c} (the model, its state static) and
     include/td_reference_NAME.h (the hash HELLO carries, the wake word, the uint8 cutoff, the
     sliding window) with its JSON twin detector.json, which capture, report and monitor read
-    from --model-dir. Build the app with the front end's 10 ms step
-    (-DTD_FRONTEND_STEP_MS=10); docs/app.md §1 says what the device then does.
+    from --model-dir. `tinydrift flash --model FOLDER` or `tinydrift emulate --model FOLDER`
+    builds the app for it (with the front end's 10 ms step); docs/app.md §1 says what the
+    device then does.
 
     \b
     Examples:
