@@ -31,6 +31,10 @@ def wav_files(folder: Path, pattern: str = "*") -> list[Path]:
 
 
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+# What the wave module's "unknown format" means, in words a user can act on.
+WAVE_FORMATS = {"unknown format: 3": "its samples are floating point",
+                "unknown format: 6": "its samples are A-law", "unknown format: 7": "its samples are mu-law",
+                "unknown format: 2": "its samples are ADPCM-compressed", "unknown format: 85": "it is MP3 in a WAV"}
 
 
 def _read_extensible(path: Path) -> tuple[int, int, int, int, bytes, bytes]:
@@ -96,7 +100,8 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         raise TinydriftError(f"{path}: cannot be read ({e.strerror or e}); make it readable or leave it out") from None
     except wave.Error as e:
         # wave reads integer PCM only: float (format 3) or compressed WAVs land here
-        raise TinydriftError(f"{path}: not a readable WAV file ({e}); convert it to {wav_layout(expected_rate)}") from None
+        what = WAVE_FORMATS.get(str(e), str(e))
+        raise TinydriftError(f"{path}: not a readable WAV file ({what}); convert it to {wav_layout(expected_rate)}") from None
     frame_bytes = width * channels
     held = len(data) + len(partial_frame)
     if n * frame_bytes >= STREAMED_DATA_SIZE and held < n * frame_bytes:
