@@ -153,6 +153,7 @@ def test_unknown_model_name_lists_the_published_ones():
     message = error_of("okay_google")
     assert "okay_google: no such file nor a model pymicro-wakeword ships" in message
     assert "alexa, hey_jarvis, hey_mycroft, okay_nabu" in message
+    assert error_of("Okay-Nabu") == "Okay-Nabu: no such file; the model pymicro-wakeword ships is named okay_nabu"
 
 
 def write_raw_wav(path, rate: int, channels: int, width: int, frames: int = 1600) -> None:

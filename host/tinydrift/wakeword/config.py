@@ -137,6 +137,9 @@ def _config_path(source: str | Path, config: str | Path | None) -> Path:
     if not builtin:
         raise TinydriftError(f"{source}: no such file, and pymicro-wakeword is not installed to look it up "
                              "as a model name; give a .tflite path, or run scripts/setup.sh (the wakeword extra)")
+    alike = [name for name in builtin if name.lower() == str(source).lower().replace("-", "_").replace(" ", "_")]
+    if alike:
+        raise TinydriftError(f"{source}: no such file; the model pymicro-wakeword ships is named {alike[0]}")
     raise TinydriftError(f"{source}: no such file nor a model pymicro-wakeword ships; "
                          f"give a .tflite path or one of {', '.join(sorted(builtin))}")
 
