@@ -254,6 +254,15 @@ def test_the_replay_line_says_an_alarm_latched_before_it_not_a_first_alarm_now()
     assert "first alarm DATA_DRIFT at inference 320" in stats.line()
 
 
+def test_the_replay_line_counts_a_wake_word_device_s_wakes():
+    """Replaying into a wake-word device said how many inferences it ran, not how many wakes."""
+    from tinydrift.link.replay import ReplayStats
+
+    assert "wake" not in ReplayStats(inferences=40).line()  # a classifier sends no DETECTION frame
+    assert ": 400 inferences, 3 wakes, no alarm" in ReplayStats(inferences=400, wakes=3).line()
+    assert ": 400 inferences, 1 wake, no alarm" in ReplayStats(inferences=400, wakes=1).line()
+
+
 def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions():
     from tinydrift.logbook.store import load_model_info
 

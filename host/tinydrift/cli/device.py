@@ -265,7 +265,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     image set made by `tinydrift data plant` (.npz), each image sent as it is (the device
     refuses one of another size than its model's) or, with --model-dir, fitted to the
     model's input as `tinydrift eval` fits it. The device runs one inference per
-    1 s window of each clip (a shorter clip is padded), one per image, and answers every frame; replay
+    1 s window of each clip (a shorter clip is padded; a wake-word device, one every 30 ms of
+    the stream, and the line counts its wakes), one per image, and answers every frame; replay
     waits for those answers, so nothing overruns the device, and resends what the device
     reports lost. A port that disappears (a board re-enumerating) is reopened and the clip
     under way sent again.

@@ -188,6 +188,7 @@ class ReplayStats:
     # (inference index, alarm bits) of the first latched alarm, by the device's own count of
     # its first alarm since a reset, which may precede this replay
     first_alarm: tuple[int, int] | None = None
+    wakes: int | None = None  # a streaming detector's DETECTION frames that were wakes (None: no DETECTION came)
     first_inference: int | None = None  # the first inference index this replay heard of
     last_inference: int | None = None  # and the last
     received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
@@ -205,8 +206,9 @@ class ReplayStats:
             return (f"replayed {self.images} images in {self.seconds:.1f} s: {self.inferences} inferences, {alarm}; "
                     f"{self.frames_sent} IMAGE frames, {self.resent} resent ({self.gaps} gaps, {self.timeouts} "
                     f"timeouts, {self.reconnects} reconnects), {self.corrupt} corrupt frames received")
+        wakes = "" if self.wakes is None else f", {self.wakes} wake{'' if self.wakes == 1 else 's'}"
         return (f"replayed {self.clips} clips ({self.samples / 16000:.1f} s of audio, {rate:.2f}x real time) in "
-                f"{self.seconds:.1f} s: {self.inferences} inferences, {alarm}; {self.frames_sent} AUDIO frames, "
+                f"{self.seconds:.1f} s: {self.inferences} inferences{wakes}, {alarm}; {self.frames_sent} AUDIO frames, "
                 f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} reconnects), "
                 f"{self.corrupt} corrupt frames received")
 
@@ -298,6 +300,8 @@ class Replayer:
                 latched = item.alarm_bits & 0xFF
                 if latched and self.stats.first_alarm is None:
                     self.stats.first_alarm = (item.alarm_index or item.inference_index, item.alarm_bits)
+            elif kind is P.Detection:
+                self.stats.wakes = (self.stats.wakes or 0) + int(item.wake)
             elif kind is P.Corrupt:
                 self.stats.corrupt += 1
             elif kind in (P.Hello, P.Status):
