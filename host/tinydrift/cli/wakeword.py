@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from tinydrift.cli.common import progress_bars
 from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, FiniteFloat, input_file, input_folder
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
@@ -276,9 +277,12 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     def inputs(pcm, model):  # one TFLite Micro pass a session serves both calibrations
         if id(pcm) not in computed:
             computed[id(pcm)] = monitor_inputs(pcm, model)
+            advance()
         return computed[id(pcm)]
 
-    samples = session_samples(streams, loaded, inputs=inputs)
+    with progress_bars() as bars:  # the front end and TFLite Micro over every session: a minute or more
+        advance = bars("front end and model", len(streams))
+        samples = session_samples(streams, loaded, inputs=inputs)
     check_session_lengths(samples["groups"])
     say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:
