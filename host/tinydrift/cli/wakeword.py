@@ -277,12 +277,11 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     def inputs(pcm, model):  # one TFLite Micro pass a session serves both calibrations
         if id(pcm) not in computed:
             computed[id(pcm)] = monitor_inputs(pcm, model)
-            advance()
         return computed[id(pcm)]
 
     with progress_bars() as bars:  # the front end and TFLite Micro over every session: a minute or more
         advance = bars("front end and model", len(streams))
-        samples = session_samples(streams, loaded, inputs=inputs)
+        samples = session_samples(streams, loaded, inputs=lambda pcm, model: (inputs(pcm, model), advance())[0])
     check_session_lengths(samples["groups"])
     say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:
