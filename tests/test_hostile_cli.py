@@ -393,6 +393,7 @@ CASES = [
     ("wrong-shape-json", "wakeword-check", ["{r}/config_list.json"], "config_list.json"),
     ("not-a-wakeword-model", "wakeword-check", ["{r}/model/model_int8.tflite"], "model_int8.json"),
     ("missing-path", "wakeword-detect", ["okay_nabu", "{r}/nothing.wav"], "nothing.wav"),
+    ("no-wavs", "wakeword-detect", ["okay_nabu", "{r}/no_images"], "no_images: a folder without .wav files"),
     ("truncated-wav", "wakeword-detect", ["okay_nabu", "{r}/wav_truncated/yes/a_nohash_0.wav"], "a_nohash_0.wav"),
     ("float-wav", "wakeword-detect", ["okay_nabu", "{r}/wav_float/a.wav"],
      "not a readable WAV file (its samples are floating point); convert it to 16-bit integer PCM"),

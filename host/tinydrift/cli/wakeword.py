@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import progress_bars
-from tinydrift.cli.params import C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, FiniteFloat, input_file, input_folder
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, FiniteFloat, input_file,
+                                  input_folder, input_path)
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
@@ -85,10 +86,11 @@ def check_command(model: str, config: Path | None):
 
 @wakeword.command("detect")
 @click.argument("model")
-@click.argument("wavs", nargs=-1, required=True, type=input_file("16 kHz mono 16-bit WAV file"))
+@click.argument("wavs", nargs=-1, required=True, type=input_path("16 kHz mono 16-bit WAV file, or a folder of them"))
 @CONFIG_OPTION
 def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
-    """Run MODEL over each WAV file as the device runs it and print its wake events.
+    """Run MODEL over each WAV file (a folder: its .wav files, sorted) as the device runs it
+    and print its wake events.
 
     MODEL is a .tflite file with its JSON config beside it (same name), the JSON config, or
     the name of a model pymicro-wakeword ships (alexa, hey_jarvis, hey_mycroft, okay_nabu).
@@ -110,6 +112,7 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     Examples:
       tinydrift wakeword detect okay_nabu kitchen.wav
       tinydrift wakeword detect my_word.tflite day1.wav day2.wav
+      tinydrift wakeword detect okay_nabu recordings/
     """
     from tinydrift.app import expected_detections, stream_end
     from tinydrift.frontend import SAMPLE_RATE
@@ -121,7 +124,18 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     if missing:
         raise TinydriftError(f"detect runs the device's twin on {' and '.join(missing)}, which this install lacks: "
                              "pip install 'tinydrift[train,wakeword]'")
+    from tinydrift.data.wavfolder import wav_files
+
     loaded = load_wakeword(model, config)
+    files = []
+    for path in wavs:
+        if path.is_dir():
+            if not wav_files(path):
+                raise TinydriftError(f"{path}: a folder without .wav files; give WAV files or a folder of them")
+            files += wav_files(path)
+        else:
+            files.append(path)
+    wavs = tuple(files)
     streams = [read_stream_wav(path) for path in wavs]  # every file checked before any work
     click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} above "
                f"{loaded.probability_cutoff_u8}/255, on TFLite Micro")
