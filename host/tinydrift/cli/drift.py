@@ -11,6 +11,7 @@ import click
 import numpy as np
 
 from tinydrift.atomic import all_or_nothing, write_text
+from tinydrift.cli.common import progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
                                   commission_option, input_file, input_path, speaker_run_option)
 from tinydrift.errors import TinydriftError
@@ -192,10 +193,11 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
         raise TinydriftError(f"--stream-groups {stream_groups}: the samples hold {n_groups} groups; draw each "
                              f"stream from at most that many")
     try:
-        config, report = calibrate_monitor(
-            data["summaries"], data["probs"], data["groups"], data.get("labels"), target_arl0=target_arl0,
-            commission_n=commission_n, speaker_run=speaker_run, n_inferences=n_inferences,
-            stream_groups=stream_groups, seed=seed, whiten=not no_whiten)
+        with progress_bars() as bars:  # on stderr: stdout is the report's JSON
+            config, report = calibrate_monitor(
+                data["summaries"], data["probs"], data["groups"], data.get("labels"), target_arl0=target_arl0,
+                commission_n=commission_n, speaker_run=speaker_run, n_inferences=n_inferences,
+                stream_groups=stream_groups, seed=seed, whiten=not no_whiten, progress_factory=bars)
     except TooFewSimulated as e:
         raise TinydriftError(f"{e}: raise --n-inferences (now {n_inferences:,}) or lower --target-arl0") from None
     written = (out / f"td_monitor_config_{name}.h", out / f"monitor_config_{name}.json")

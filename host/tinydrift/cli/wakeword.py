@@ -299,7 +299,9 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     check_session_lengths(samples["groups"])
     say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:
-        monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated)
+        with progress_bars() as bars:
+            monitor, report = calibrate_detector(samples, target_arl0=target_arl0, n_inferences=simulated,
+                                                 progress_factory=bars)
     except TooFewSimulated as e:
         raise _too_few_simulated(e, simulated, target_arl0) from None
     calibrated = (f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences "

@@ -121,10 +121,12 @@ DEFAULT_DATA_SESSION = 15
 DEFAULT_PEAK_ARL_MULTIPLE: tuple[float | None, ...] = (2.0, None, None, None, None)
 
 
-def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64):
+def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64,
+                  advance: Callable[[int], None] | None = None):
     """Raw scores [B, T, SCORE_COUNT] of the twin on the indexed streams, stream b run
     against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
-    samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels)."""
+    samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels).
+    `advance(n)`: n more steps of the T done."""
     b, t = indices.shape
     stream_config = np.asarray(stream_config)
     # What depends on one sample alone, once per sample and reference.
@@ -147,6 +149,10 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
             var_samples.append(np.abs(excess))
+        if advance is not None and s % 100 == 99:
+            advance(100)
+    if advance is not None:
+        advance(t % 100)
     empty = np.zeros((0, configs[0].n_summary), dtype=np.int64)
     return raw, np.concatenate(mean_samples or [empty]), np.concatenate(var_samples or [empty])
 
@@ -358,6 +364,7 @@ def calibrate_thresholds(
     moved_quantile: float = 0.99,
     min_samples: int = MIN_REFERENCE_SAMPLES,
     seed: int = 0,
+    progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
     **config_options,
 ) -> tuple[MonitorConfig, dict]:
     """Reference statistics from all samples, and every score's standardization and CUSUM
@@ -379,6 +386,8 @@ def calibrate_thresholds(
     levels then make room for it, so the combined alarm still meets the target.
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
+    progress_factory(description, total) -> advance(n): a progress bar over the simulated
+    streams' steps (most of the time calibration takes).
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
     Returns the config and a JSON-able report of how the levels were obtained."""
     start = time.perf_counter()
@@ -445,7 +454,9 @@ def calibrate_thresholds(
         indices = bootstrap_indices(groups, n_streams, length, rng, block_length=block_length, keep_order=keep_order, population=stream_groups)
     else:
         raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
-    raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices)
+    passes = 1 + sum(n is not None for n in (data_session_length, output_session_length))
+    advance = progress_factory("simulating", passes * length) if progress_factory is not None else None
+    raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices, advance=advance)
     # The same references, streams of same-speaker runs of a set length, for the input or
     # the output scores; the combined alarm counts then treat the stream sets as one
     # (independent scores).
@@ -460,7 +471,7 @@ def calibrate_thresholds(
             mine = stream_config == r
             sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=session_length)
         session_raw, session_moved_mean, session_moved_var = _simulate_raw(configs, stream_config, summaries, probs,
-                                                                           sessions)
+                                                                           sessions, advance=advance)
         for i in scores:
             raw[:, :, i] = session_raw[:, :, i]
         if SCORE_MEAN in scores:

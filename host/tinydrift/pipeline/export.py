@@ -287,7 +287,8 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config, calibration = calibrate_monitor(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
         target_arl0=target_arl0, commission_n=commission_n, speaker_run=speaker_run,
-        min_samples=source.min_reference, **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
+        min_samples=source.min_reference, progress_factory=progress_factory,
+        **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
     if source.is_image:  # a camera's sensor health is per frame
         config = replace(config, **CAMERA_SENSOR)
     log(error_rate_line(config.ddm_drift_q8, calibration["error_rate"]))
