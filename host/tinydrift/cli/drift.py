@@ -15,7 +15,7 @@ from tinydrift.cli.common import progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
                                   commission_option, input_file, input_path, speaker_run_option)
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.config import MonitorConfig, jsonable
 
 
 def _load_config(path: Path) -> MonitorConfig:
@@ -331,18 +331,7 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
     result = heldout_arl0(samples["REF"], samples["TEST"], target_arl0=target_arl0, splits=splits,
                           drifted=samples.get("--drifted"), seed=seed, commission_n=commission_n,
                           speaker_run=speaker_run, **options)
-    click.echo(json.dumps(_finite(result), indent=1, default=float))
-
-
-def _finite(value):
-    """A result as strict JSON: a delay or ARL0 never reached (infinite) or undefined is null."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        return None
-    return value
+    click.echo(json.dumps(jsonable(result), indent=1))  # strict JSON: an ARL0 or delay never reached is null
 
 
 @drift.command("verify")

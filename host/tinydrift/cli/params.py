@@ -306,7 +306,7 @@ TARGET_ARL0 = FiniteFloat(min=10, max=1e12)
 
 
 def commission_option(f):
-    """--commission, as `export` and `drift calibrate` both take it."""
+    """--commission, as `export`, `drift calibrate` and `drift heldout` take it."""
     from tinydrift.monitor.calibrate import DEFAULT_COMMISSION
 
     return click.option("--commission", "commission_n", type=click.IntRange(0, 1024), default=DEFAULT_COMMISSION,
@@ -316,7 +316,7 @@ def commission_option(f):
 
 
 def speaker_run_option(f):
-    """--speaker-run, as `export` and `drift calibrate` both take it."""
+    """--speaker-run, as `export`, `drift calibrate` and `drift heldout` take it."""
     from tinydrift.monitor.calibrate import DEFAULT_DATA_SESSION
 
     return click.option("--speaker-run", type=click.IntRange(1, 10_000), default=None, metavar="N",

@@ -129,12 +129,10 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     loaded = load_wakeword(model, config)
     files = []
     for path in wavs:
-        if path.is_dir():
-            if not wav_files(path):
-                raise TinydriftError(f"{path}: a folder without .wav files; give WAV files or a folder of them")
-            files += wav_files(path)
-        else:
-            files.append(path)
+        found = wav_files(path) if path.is_dir() else [path]
+        if not found:
+            raise TinydriftError(f"{path}: a folder without .wav files; give WAV files or a folder of them")
+        files += found
     wavs = tuple(files)
     streams = [read_stream_wav(path) for path in wavs]  # every file checked before any work
     click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} above "
@@ -295,7 +293,13 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 
     with progress_bars() as bars:  # the front end and TFLite Micro over every session: a minute or more
         advance = bars("front end and model", len(streams))
-        samples = session_samples(streams, loaded, inputs=lambda pcm, model: (inputs(pcm, model), advance())[0])
+
+        def counted(pcm, model):
+            session = inputs(pcm, model)
+            advance()
+            return session
+
+        samples = session_samples(streams, loaded, inputs=counted)
     check_session_lengths(samples["groups"])
     say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:
