@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinydrift.monitor.calibrate import OUTPUT_WINSORIZE_SIGMA
 from tinydrift.monitor.twin import (SUMMARY_QUIET_SPAN, sensor_stats, slope_energy, summarize_floor, summarize_frames,
                                     summarize_level, summarize_quiet, summarize_tilt)
 from tinydrift.frontend import NUM_CHANNELS, SAMPLE_RATE, WAKEWORD_STEP_MS
@@ -209,9 +210,6 @@ PEAK_ARL_MULTIPLE = (1.0, None, None, None, None)
 # (1 s) a working microphone 20 dB too quiet was called stuck in 10 of the bench's 64
 # sessions (its pauses read exact zeros), and in 1 of 18 recorded-speech ones; at 250, none.
 SENSOR_PERSIST_HOPS = (50, 50, 250, 0)
-# Everything calibrate_detector sets beside the reference and the target: what a cached
-# calibration is keyed by.
-DETECTOR_OPTIONS = {**EWMA_SHIFTS, "peak_arl_multiple": PEAK_ARL_MULTIPLE, "persist_blocks": SENSOR_PERSIST_HOPS}
 
 
 def min_session_inferences(commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> int:
@@ -223,6 +221,12 @@ def min_session_inferences(commission_n: int = DEFAULT_COMMISSION, shifts: dict 
 MIN_SESSION_SECONDS = math.ceil(min_session_inferences() * INFERENCE_SECONDS)  # 61 s
 # Calibration's streams are pieces of one session this long (45 s), played one after another.
 SESSION_PIECE = 1500
+# Everything calibrate_detector sets beside the reference, the target and the simulation's
+# size: what a cached calibration is keyed by. Sessions are the groups, replayed in their own
+# order in pieces, one session a simulated device (see calibrate_detector).
+DETECTOR_OPTIONS = {**EWMA_SHIFTS, "peak_arl_multiple": PEAK_ARL_MULTIPLE, "persist_blocks": SENSOR_PERSIST_HOPS,
+                    "winsorize_sigma": OUTPUT_WINSORIZE_SIGMA, "keep_order": True, "stream_groups": 1,
+                    "block_length": SESSION_PIECE}
 
 
 # Measured on okay_nabu (tests/test_wakeword_monitor.py's slow test: 40 reference sessions of
@@ -246,14 +250,13 @@ def calibrate_detector(reference: dict, *, target_arl0: float = TARGET_ARL0, com
     since consecutive inferences 30 ms apart are one stretch of audio, not a shuffled set;
     each simulated device hears one session (one place), pieces of it from random points
     one after another, since a device stays where it is installed and a new room is a change."""
-    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, OUTPUT_WINSORIZE_SIGMA, calibrate_thresholds
+    from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, calibrate_thresholds
 
     options = {**DETECTOR_OPTIONS, **config_options}
     check_session_lengths(reference["groups"], commission_n, options)
     return calibrate_thresholds(
         reference["summaries"], reference["probs"], reference["groups"], None, target_arl0=target_arl0,
-        n_inferences=n_inferences or DEFAULT_SIMULATED, keep_order=True, stream_groups=1, block_length=SESSION_PIECE, commission_n=commission_n,
-        winsorize_sigma=OUTPUT_WINSORIZE_SIGMA, seed=seed, **options)
+        n_inferences=n_inferences or DEFAULT_SIMULATED, commission_n=commission_n, seed=seed, **options)
 
 
 def check_session_lengths(groups: np.ndarray, commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> None:
