@@ -5,6 +5,7 @@ change must be found as DATA_DRIFT, a dead microphone as SENSOR_FAULT at once)."
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -243,3 +244,57 @@ def test_a_damaged_cache_entry_is_made_again_not_blamed_on_the_user(tmp_path):
         assert load_cached(tmp_path / "pool-p.npz", lambda p: Pool.load("p", p), said.append) is None
         assert not (tmp_path / "pool-p.npz").exists()
     assert len(said) == 2 and all("cached pool-p.npz could not be read" in s and "making it again" in s for s in said)
+
+
+def test_the_bench_reads_each_alarm_s_severity_line_as_the_report_does():
+    """SeverityLines (the bench's reading of each alarm, SEVERITY_READ_AFTER inferences on)
+    gives the points the report's severity line (logbook.store.alarm_severity) shows for the
+    device's frames up to that inference: the same change point, the same ATC before it, the
+    same class-mix bound since. Streams that drift after 600 inferences, reset after each
+    reading, so later lines come from runs that began mid-stream."""
+    from tinydrift.logbook.store import alarm_severity
+    from tinydrift.monitor import synthetic
+    from tinydrift.monitor.calibrate import SeverityLines, calibrate_thresholds
+    from tinydrift.monitor.config import ALARM_TYPES_MASK
+    from tinydrift.monitor.twin import MonitorTwin
+
+    world = synthetic.world(seed=77)
+    data = synthetic.synthetic_dataset(n_groups=300, per_group=8, group_share=0.3, domain=world, seed=1)
+    config, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"],
+                                     target_arl0=300, n_inferences=30_000, seed=3)
+    moved = synthetic.synthetic_dataset(n_groups=50, per_group=8, domain=world, seed=2, accuracy=0.6, sharpness=0.5,
+                                        channel_shift=np.full(40, 0.4))
+    n, length, after = 6, 2_000, 32
+    rng = np.random.default_rng(4)
+    rows = np.where(np.arange(length) < 600, rng.integers(0, len(data["probs"]), (n, length)),
+                    len(data["probs"]) + rng.integers(0, len(moved["probs"]), (n, length)))
+    summaries = np.concatenate([data["summaries"], moved["summaries"]])
+    probs = np.concatenate([data["probs"], moved["probs"]])
+    labels = np.concatenate([data["labels"], moved["labels"]])
+    twin = MonitorTwin(config, n)
+    lines = SeverityLines(twin, length, after)
+    frames = [{k: [] for k in ("inference_index", "alarm_bits", "alarm_index", "change_index", "atc",
+                               "predicted_class")} for _ in range(n)]
+    expected = []
+    for s in range(length):
+        twin.update(summaries[rows[:, s]], probs[rows[:, s]], full=False)
+        word = twin.live_alarms()
+        for i in range(n):
+            f = frames[i]
+            for key, value in (("inference_index", twin.t[i]), ("alarm_bits", word[i]), ("atc", twin.atc_ewma[i]),
+                               ("alarm_index", twin.alarm_time[i]), ("change_index", twin.change_time[i]),
+                               ("predicted_class", probs[rows[i, s]].argmax())):
+                f[key].append(int(value))
+        fired = ((word & ALARM_TYPES_MASK) != 0) & lines.watching()
+        due = lines.step(s, probs[rows[:, s]].argmax(1), fired, probs[rows[:, s]].argmax(1) == labels[rows[:, s]])
+        for i in np.flatnonzero(due):
+            line = alarm_severity({k: np.array(v) for k, v in frames[i].items()}, config.prior_q16)[0]
+            expected.append(None if line.impact_points is None else round(line.impact_points, 2))
+            frames[i] = {k: [] for k in frames[i]}  # the host resets the device: a new run
+        if due.any():
+            twin.reset(due)
+            lines.restarted(s, due)
+    assert len(lines.impacts) >= 2 * n  # drifted streams alarm again and again after each reset
+    assert sum(i is not None and not math.isnan(i) for i in lines.impacts) >= n
+    assert [math.nan if e is None else e for e in expected] == pytest.approx(lines.impacts, abs=0.011, nan_ok=True)
+    assert np.nanmedian(lines.truth) < -10  # accuracy 0.6 after the change: the truth saw the loss

@@ -19,7 +19,7 @@ import numpy as np
 
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, accuracy_estimate
 from tinydrift.link import protocol as P
 
 SCHEMA_VERSION = 4  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes; 4: labels
@@ -649,11 +649,6 @@ def read_detections(conn: sqlite3.Connection, include_foreign: bool = False) -> 
         out[name] = np.array([getattr(f, name) for f in frames], np.int64)
     out["wake"] = (out["flags"] & P.DETECTION_FLAG_WAKE) != 0
     return out
-
-
-# Below this many points, an alarm's estimated accuracy impact is within what the estimate
-# wanders on its own: the shift is reported as harmless so far.
-HARMLESS_POINTS = 2.0
 
 
 @dataclass

@@ -26,6 +26,10 @@ from tinydrift.monitor.config import ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, A
 
 INPUT_MOVED = ALARM_DATA_DRIFT | ALARM_CONFIDENCE_DRIFT
 
+# Below this many points, an alarm's estimated accuracy impact is within what the estimate
+# wanders on its own: the shift is reported as harmless so far.
+HARMLESS_POINTS = 2.0
+
 
 @dataclass(frozen=True)
 class AccuracyEstimate:

@@ -41,8 +41,9 @@ from typing import Callable
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, SCORE_CONF, SCORE_COUNT, SCORE_ENTROPY,
-                                     SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig)
+from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
+                                     SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
@@ -623,6 +624,77 @@ def calibrated_block_length(config: MonitorConfig, block_length: int | str | Non
     return block_length
 
 
+class SeverityLines:
+    """The severity line a host shows for each alarm of simulated streams (as
+    logbook.store.alarm_severity reads it from a capture): the accuracy estimate `after`
+    inferences after the alarm, against the device's ATC just before its estimated change
+    point. A stream that alarmed is held (not watched for alarms) until then, and reset by
+    the caller when `step` says so. Per alarm whose line was read before the streams ended,
+    `read` holds (stream, step of the alarm) and `impacts` the points the estimate moved
+    (None: withheld under a sensor fault; NaN: no inference of the run came before the
+    change point, so there is nothing to compare with). Given whether each inference was right, `truth`
+    holds the points the true accuracy moved: over the inferences after the alarm up to the
+    reading against the TRUTH_BEFORE before the change point (NaN: fewer than half of those since
+    the stream's reset)."""
+
+    TRUTH_BEFORE = 200
+
+    def __init__(self, twin: MonitorTwin, length: int, after: int):
+        self.twin, self.after = twin, int(after)
+        n = twin.n_streams
+        # atc[:, j]: the stream's ATC after j steps (j - since inferences since its reset)
+        self.atc = np.zeros((n, length + 1), dtype=np.int64)
+        self.atc[:, 0] = twin.atc_ewma
+        self.predicted = np.zeros((n, length), dtype=np.int16)
+        self.since = np.zeros(n, dtype=np.int64)  # the step its current run began at
+        self.read_at = np.full(n, -1, dtype=np.int64)  # the step its severity line is read at
+        self.alarm_at = np.zeros(n, dtype=np.int64)
+        self.change = np.zeros(n, dtype=np.int64)  # the step its estimated change began at
+        self.read: list[tuple[int, int]] = []
+        self.impacts: list[float | None] = []  # NaN: nothing before the change
+        self.correct = np.zeros((n, length), dtype=bool)
+        self.truth: list[float] = []
+
+    def watching(self) -> np.ndarray:
+        return self.read_at < 0
+
+    def step(self, s: int, predicted: np.ndarray, fired: np.ndarray, correct: np.ndarray | None = None) -> np.ndarray:
+        """Record step s; returns the streams to reset after it."""
+        twin = self.twin
+        self.atc[:, s + 1] = twin.atc_ewma
+        self.predicted[:, s] = predicted
+        if correct is not None:
+            self.correct[:, s] = correct
+        self.read_at[fired] = s + self.after
+        self.alarm_at[fired] = s
+        # change_time counts the run's inferences from 1; 0: no change point (a sensor fault)
+        self.change[fired] = self.since[fired] + np.maximum(twin.change_time[fired], 1) - 1
+        due = (self.read_at >= 0) & (self.read_at <= s)
+        prior = twin.config.prior_q16
+        for i in np.flatnonzero(due):
+            counts = np.bincount(self.predicted[i, self.change[i]:s + 1], minlength=len(prior))
+            now = accuracy_estimate(float(twin.atc_ewma[i]) / ONE_Q16, counts, prior,
+                                    int(twin.alarms[i]) & ALARM_TYPES_MASK)
+            self.read.append((int(i), int(self.alarm_at[i])))
+            if now.value is None:
+                self.impacts.append(None)
+            elif self.change[i] == self.since[i]:  # no inference of this run before the change
+                self.impacts.append(math.nan)
+            else:
+                before = float(self.atc[i, self.change[i]]) / ONE_Q16
+                self.impacts.append(round(100.0 * (now.value - before), 2))
+            start = max(self.since[i], self.change[i] - self.TRUTH_BEFORE)
+            self.truth.append(round(100.0 * (self.correct[i, self.alarm_at[i] + 1:s + 1].mean()
+                                             - self.correct[i, start:self.change[i]].mean()), 2)
+                              if 2 * (self.change[i] - start) >= self.TRUTH_BEFORE else math.nan)
+        self.read_at[due] = -1
+        return due
+
+    def restarted(self, s: int, streams: np.ndarray) -> None:
+        self.since[streams] = s + 1
+        self.atc[streams, s + 1] = self.twin.atc_ewma[streams]
+
+
 def measure_arl0(
     config: MonitorConfig,
     summaries: np.ndarray,
@@ -637,6 +709,8 @@ def measure_arl0(
     session_length: int | None = None,
     each_group: bool = False,
     sensor_conditions: np.ndarray | None = None,
+    severity_after: int | None = None,
+    correct: np.ndarray | None = None,
     seed: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
@@ -652,8 +726,12 @@ def measure_arl0(
     counts each group's alarms (in the order of the group ids).
     sensor_conditions [n, blocks]: the condition bits of the sensor blocks before each sample
     (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
-    so SENSOR_FAULT and light clipping count too. `progress(n)`: n more steps of the
-    streams' `stream_length` done."""
+    so SENSOR_FAULT and light clipping count too. severity_after: the host resets a stream
+    that many inferences after its alarm instead of at once, having read the alarm's severity
+    line then (SeverityLines; "alarm_impacts" lists what they read): those inferences are not counted,
+    so the ARL0 measured is the same; `correct` (per sample, whether the model was right)
+    adds what the true accuracy did ("alarm_truth"). `progress(n)`: n more steps of the streams'
+    `stream_length` done."""
     from scipy.stats import chi2
 
     target = float(config.metadata.get("calibration", {}).get("target_arl0", DEFAULT_TARGET_ARL0))
@@ -671,6 +749,8 @@ def measure_arl0(
     by_type = np.zeros(5, dtype=np.int64)
     stream_alarms = np.zeros(n_streams, dtype=np.int64)
     alarms = 0
+    counted = 0
+    lines = SeverityLines(twin, length, severity_after) if severity_after else None
     start = time.perf_counter()
     for s in range(length):
         rows = indices[:, s]
@@ -678,19 +758,26 @@ def measure_arl0(
             twin.sensor_update_blocks(sensor_conditions[rows])
         sample = {key: value[rows] for key, value in prepared.items()}
         word = twin.update(None, None, full=False, sample=sample)["alarms"] & ALARM_TYPES_MASK
-        fired = word != 0
+        watching = lines.watching() if lines is not None else np.ones(n_streams, bool)
+        counted += int(watching.sum())
+        fired = (word != 0) & watching
         if fired.any():
             alarms += int(fired.sum())
             stream_alarms += fired
             for bit in range(5):
-                by_type[bit] += int(np.sum((word >> bit) & 1))
-            twin.reset(fired)
+                by_type[bit] += int(np.sum((word[fired] >> bit) & 1))
+        reset = (lines.step(s, sample["predicted"], fired, None if correct is None else correct[rows])
+                 if lines is not None else fired)
+        if reset.any():
+            twin.reset(reset)
+            if lines is not None:
+                lines.restarted(s, reset)
         if progress is not None and (s + 1) % 100 == 0:
             progress(100)
     if progress is not None:
         progress(length % 100)
     seconds = time.perf_counter() - start
-    total = n_streams * length
+    total = counted
     lo = total / (chi2.ppf(0.975, 2 * alarms + 2) / 2)
     hi = total / (chi2.ppf(0.025, 2 * alarms) / 2) if alarms > 0 else math.inf
     names = ["DATA_DRIFT", "CONFIDENCE_DRIFT", "LABEL_SHIFT", "ERROR_RATE", "SENSOR_FAULT"]
@@ -704,6 +791,8 @@ def measure_arl0(
         "by_type": {names[i]: int(by_type[i]) for i in range(5)},
         **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))), stream_alarms).astype(int).tolist()}
            if each_group else {}),
+        **({"alarm_impacts": lines.impacts} if lines is not None else {}),
+        **({"alarm_truth": lines.truth} if lines is not None and correct is not None else {}),
         "seconds": seconds,
         "inferences_per_second": total / seconds if seconds > 0 else math.inf,
     }

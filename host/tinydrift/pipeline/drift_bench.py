@@ -34,12 +34,13 @@ import numpy as np
 from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.data.scenarios import SCENARIOS, Scenario
-from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, accuracy_estimate
+from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.config import ALARM_DATA_DRIFT, ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.export import load_exported
-from tinydrift.pipeline.drift_pools import (BenchSettings, CameraPoolMaker, Pool, PoolMaker, make_streams, run_monitor,
-                                            zlib_name)
+from tinydrift.pipeline.drift_pools import (SEVERITY_READ_AFTER, BenchSettings, CameraPoolMaker, Pool, PoolMaker,
+                                            make_streams, run_monitor, zlib_name)
 
 
 def type_name(word: int) -> str:
@@ -91,7 +92,26 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
         "atc_estimate_after": round(float(np.mean(run["atc_after"])), 4),
         "atc_error_after": round(float(np.mean(run["atc_after"]) - after_acc), 4),
         **_estimate_figures(host_estimates(run, prior), after_acc),
+        "severity": severity_figures(list(run["first_impact"][detected]), list(run["first_truth"][detected])),
     }
+
+
+def severity_figures(impacts: list, truth: list) -> dict:
+    """What the severity lines of some alarms read SEVERITY_READ_AFTER inferences after each
+    (points the estimate moved since the change point; None: withheld under a sensor fault;
+    NaN: not read): the median, and the share that reads harmful, an estimated loss of
+    HARMLESS_POINTS or more (a withheld estimate counts as harmful: it is not called
+    harmless). `truth`: what the true accuracy did over the same stretches
+    (SeverityLines.truth), the same figures."""
+    read = [i for i, t in zip(impacts, truth) if i is None or not np.isnan(i)]
+    shown = np.array([i for i in read if i is not None], dtype=np.float64)
+    true = np.array([t for i, t in zip(impacts, truth) if (i is None or not np.isnan(i)) and not np.isnan(t)])
+    harmful = int(np.sum(shown <= -HARMLESS_POINTS)) + (len(read) - shown.size)
+    return {"read_after": SEVERITY_READ_AFTER, "lines": len(read), "harmful": harmful,
+            "harmful_share": round(harmful / len(read), 4) if read else None,
+            "median_points": round(float(np.median(shown)), 2) if shown.size else None,
+            "true_loss_share": round(float(np.mean(true <= -HARMLESS_POINTS)), 4) if true.size else None,
+            "true_median_points": round(float(np.median(true)), 2) if true.size else None}
 
 
 def _data_z(run: dict, detected: np.ndarray) -> dict:
@@ -163,7 +183,10 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
             continue  # transforms of the audio are scenarios below, even where harmless
         pool = maker.control_pool(s)
         arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, n_inferences=settings.arl_inferences,
-                           block_length=settings.speaker_run or "calibration", seed=zlib_name(s.name))
+                           block_length=settings.speaker_run or "calibration", severity_after=SEVERITY_READ_AFTER,
+                           correct=pool.probs.argmax(1) == pool.labels, seed=zlib_name(s.name))
+        severity = severity_figures(arl["alarm_impacts"], arl["alarm_truth"])
+        harmful = severity["harmful"] / severity["lines"] * arl["alarms"] if severity["lines"] else 0.0
         # the error-rate test on the same population, labels back for LABEL_SHARE of its inferences
         errors = measure_error_rate_arl0(config, pool.probs.argmax(1), pool.labels, pool.groups,
                                          n_inferences=settings.arl_inferences, block_length=block_length,
@@ -175,6 +198,11 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
                                    "alarms": arl["alarms"],
                                    "ratio_to_target": round(arl["arl0"] / target, 4) if arl["alarms"] else None,
                                    "by_type": arl.get("by_type"), "inferences": arl["inferences"],
+                                   # false alarms whose severity line reads harmful, and the
+                                   # ARL0 of those alone: the ones a reader would act on
+                                   "severity": severity,
+                                   "harmful_ratio_to_target": (round(arl["inferences"] / harmful / target, 4)
+                                                               if harmful else None),
                                    "error_rate_arl0": errors["arl0_inferences"] if errors["alarms"] else None,
                                    "error_rate_alarms": errors["alarms"]}
         log(f"control {s.name}: accuracy {pool.accuracy:.3f}, ARL0 {arl['arl0']:,.0f} ({arl['alarms']} alarms "
@@ -288,6 +316,13 @@ def check_targets(result: BenchResult) -> dict:
         "costly_slower_than_1.5x_best_quiet_baseline": {n: v for n, v in sorted(versus_quiet.items()) if v > 1.5},
         "upstream_missed_late_or_mistyped": sorted(upstream_missed),
         "alarm_type_correct_mean": round(float(np.mean(typed)), 4) if typed else None,
+        # The severity line as a reader's filter: of the unseen populations' false alarms, the
+        # ARL0 of those it reads harmful; of the costly scenarios' detections, the share it
+        # reads harmless (what the filter would throw away).
+        "harmful_false_alarm_worst_ratio": min((c["harmful_ratio_to_target"] for n, c in result.controls.items()
+                                                if n != "deployment" and c.get("harmful_ratio_to_target")), default=None),
+        "costly_read_harmless_share": {n: round(1 - r["severity"]["harmful_share"], 4) for n, r in sorted(costly.items())
+                                       if r.get("severity", {}).get("harmful_share") is not None},
         # Where DATA_DRIFT was named mostly from the model's confidence: the share the inputs
         # showed themselves, and whether they were beyond their own no-drift range (z over
         # its p99) when the first alarm came.
@@ -368,6 +403,7 @@ def markdown(result: BenchResult) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {n} | {z['at_first_alarm_median']} / {z['at_first_alarm_p90']} | {z['no_drift_p99']} "
                   f"| {_share(result.scenarios[n].get('data_drift_seen_in_inputs'))} |" for n, z in rows]
+    lines += _severity_markdown(result)
     if result.comparison:
         lines += ["", f"## At equal ARL0 ({result.comparison['arl0']:,.0f}): median delay per detector", ""]
         names = result.comparison["detectors"]
@@ -391,8 +427,40 @@ def markdown(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def _severity_markdown(result: BenchResult) -> list[str]:
+    """Each alarm's severity line, read SEVERITY_READ_AFTER inferences after it: on the
+    controls, how many false alarms it calls harmful; on the scenarios, how many detections."""
+    rows = [(n, c) for n, c in result.controls.items() if c.get("severity", {}).get("lines")]
+    rows += [(n, r) for n, r in result.scenarios.items() if r.get("severity", {}).get("lines")]
+    if not rows:
+        return []
+    out = ["", f"## The severity line, {SEVERITY_READ_AFTER} inferences after each alarm", "",
+           f"The estimated accuracy then against the device's just before its estimated change point; harmful: a "
+           f"loss of {HARMLESS_POINTS:g} points or more, or withheld under a sensor fault. Beside it the true "
+           f"accuracy over the inferences after the alarm against the {SeverityLines.TRUTH_BEFORE} before the change "
+           f"point. On a population that must not alarm, the lines of its false alarms and the ARL0 of those read "
+           f"harmful (x the target); on a scenario, of each stream's first detection.", "",
+           "| population or scenario | lines read | read harmful | median points | true accuracy: fell 2 points or more "
+           "| median points | harmful false alarms' ARL0 x target |",
+           "|---|---|---|---|---|---|---|"]
+    for name, r in rows:
+        line = r["severity"]
+        if name in result.controls:
+            ratio = r.get("harmful_ratio_to_target")
+            ratio = format(ratio, ".3f") if ratio is not None else f"> {r['inferences'] / result.arl0_target:.0f}"
+        else:
+            ratio = ""
+        out.append(f"| {name} | {line['lines']} | {_share(line['harmful_share'])} | {_points(line['median_points'])} "
+                   f"| {_share(line['true_loss_share'])} | {_points(line['true_median_points'])} | {ratio} |")
+    return out
+
+
 def _num(value) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _points(value) -> str:
+    return "-" if value is None else f"{value:+.1f}"
 
 
 def _share(value) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.scenarios import DEPLOYMENT, Population, Scenario, synthesize_population
 from tinydrift.errors import TinydriftError
+from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
 from tinydrift.monitor.config import (ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, ALARM_TYPES_MASK, ONE_Q12, ONE_Q16,
                                      SCORE_MEAN, MonitorConfig)
@@ -25,6 +26,10 @@ from tinydrift.monitor.twin import MonitorTwin, sensor_stats, summarize_frames
 
 BLOCK = 320  # the app's sensor block: one 20 ms step
 ESTIMATE_WINDOW = 500  # the last inferences of a stream the host's accuracy estimate reads
+# When the bench reads an alarm's severity line: the estimate right at the alarm reflects the
+# stretch that set it off (the worst of a harmless voice too); this many inferences later it
+# reflects the new population.
+SEVERITY_READ_AFTER = 64
 BLOCKS_PER_CLIP = 16000 // BLOCK
 CACHE_VERSION = 1
 
@@ -381,6 +386,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     data_seen = np.zeros(b, bool)
     settled_from = min(n_before - 50, int(config.commission_n) + (4 << int(config.mean_shift)))
     no_drift_z = []
+    lines = SeverityLines(twin, total, SEVERITY_READ_AFTER)
     for step in range(total):
         parts = rows_at(streams, step, deployment, drifted)
         if camera:  # the frame's values: the probes hold the previous frame of the stream
@@ -405,6 +411,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
                         | ((config.attribute_moved > 0) & (moved >= config.attribute_moved)))
             data_seen = np.where(data_now, ~with_confidence | evidence, data_seen)
         new = (first == 0) & (word != 0)
+        lines.step(step, probs.argmax(1), new, probs.argmax(1) == gather(parts, "labels"))
         first[new] = step + 1
         first_word[new] = word[new]
         data_z_first[new] = data_z[new]
@@ -416,5 +423,15 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
             "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
             "recent_counts": recent_counts, "alarms_after": twin.alarms & ALARM_TYPES_MASK,
+            "first_impact": _first_lines(lines, lines.impacts, b), "first_truth": _first_lines(lines, lines.truth, b),
             "data_z_first": data_z_first / ONE_Q12, "data_seen": data_seen,
             "no_drift_data_z": np.concatenate(no_drift_z) / ONE_Q12 if no_drift_z else np.zeros(0)}
+
+
+def _first_lines(lines: SeverityLines, values: list, n_streams: int) -> np.ndarray:
+    """Per stream, its first alarm's entry of `values` (lines.impacts or lines.truth), read
+    SEVERITY_READ_AFTER inferences after it (NaN: no alarm, or read too late; None: withheld)."""
+    out = np.full(n_streams, np.nan, dtype=object)
+    for (stream, _), value in zip(lines.read, values):
+        out[stream] = value
+    return out
