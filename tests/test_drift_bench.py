@@ -250,10 +250,11 @@ def test_the_bench_reads_each_alarm_s_severity_line_as_the_report_does():
     """SeverityLines (the bench's reading of each alarm, SEVERITY_READ_AFTER inferences on)
     gives the points the report's severity line (logbook.store.alarm_severity) shows for the
     device's frames up to that inference: the same change point, the same ATC before it, the
-    same class-mix bound since. Streams that drift after 600 inferences, reset after each
+    same confident answers since. Streams that drift after 600 inferences, reset after each
     reading, so later lines come from runs that began mid-stream."""
     from tinydrift.logbook.store import alarm_severity
     from tinydrift.monitor import synthetic
+    from tinydrift.monitor.accuracy_estimate import CAPPED
     from tinydrift.monitor.calibrate import SeverityLines, calibrate_thresholds
     from tinydrift.monitor.config import ALARM_TYPES_MASK
     from tinydrift.monitor.twin import MonitorTwin
@@ -274,27 +275,31 @@ def test_the_bench_reads_each_alarm_s_severity_line_as_the_report_does():
     twin = MonitorTwin(config, n)
     lines = SeverityLines(twin, length, after)
     frames = [{k: [] for k in ("inference_index", "alarm_bits", "alarm_index", "change_index", "atc",
-                               "predicted_class")} for _ in range(n)]
-    expected = []
+                               "predicted_class", "confidence")} for _ in range(n)]
+    expected, bases = [], []
     for s in range(length):
         twin.update(summaries[rows[:, s]], probs[rows[:, s]], full=False)
         word = twin.live_alarms()
+        answer, confidence = probs[rows[:, s]].argmax(1), probs[rows[:, s]].max(1).astype(np.int64) + 128
         for i in range(n):
             f = frames[i]
             for key, value in (("inference_index", twin.t[i]), ("alarm_bits", word[i]), ("atc", twin.atc_ewma[i]),
                                ("alarm_index", twin.alarm_time[i]), ("change_index", twin.change_time[i]),
-                               ("predicted_class", probs[rows[i, s]].argmax())):
+                               ("predicted_class", answer[i]), ("confidence", confidence[i])):
                 f[key].append(int(value))
         fired = ((word & ALARM_TYPES_MASK) != 0) & lines.watching()
-        due = lines.step(s, probs[rows[:, s]].argmax(1), fired, probs[rows[:, s]].argmax(1) == labels[rows[:, s]])
+        due = lines.step(s, answer, confidence, fired, answer == labels[rows[:, s]])
         for i in np.flatnonzero(due):
-            line = alarm_severity({k: np.array(v) for k, v in frames[i].items()}, config.prior_q16)[0]
+            line = alarm_severity({k: np.array(v) for k, v in frames[i].items()}, config.prior_q16,
+                                  config.atc_threshold)[0]
             expected.append(None if line.impact_points is None else round(line.impact_points, 2))
+            bases.append(line.basis)
             frames[i] = {k: [] for k in frames[i]}  # the host resets the device: a new run
         if due.any():
             twin.reset(due)
             lines.restarted(s, due)
     assert len(lines.impacts) >= 2 * n  # drifted streams alarm again and again after each reset
     assert sum(i is not None and not math.isnan(i) for i in lines.impacts) >= n
+    assert bases.count(CAPPED) >= n  # confident answers beyond the reference mix came off ATC
     assert [math.nan if e is None else e for e in expected] == pytest.approx(lines.impacts, abs=0.011, nan_ok=True)
     assert np.nanmedian(lines.truth) < -10  # accuracy 0.6 after the change: the truth saw the loss

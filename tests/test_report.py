@@ -324,23 +324,30 @@ def test_a_damaged_wake_word_folder_is_named_in_one_line(tmp_path, detector, nam
     assert "Traceback" not in result.output and not (tmp_path / "r" / "index.html").exists()
 
 
-def test_severity_withholds_the_estimate_under_a_sensor_fault_and_bounds_it_by_the_class_mix():
+def test_severity_withholds_the_estimate_under_a_sensor_fault_and_takes_piled_confident_answers_off_atc():
     from tinydrift.logbook.store import alarm_severity
+    from tinydrift.monitor.accuracy_estimate import CAPPED
 
     n = 400
     index = np.arange(1, n + 1)
     prior = np.full(5, 0.2)
     # a smudged lens: DATA_DRIFT at 300 (change point 250); the model stays confident (ATC
-    # 0.95) while its answers pile onto class 3 after the change
+    # 0.95) while its answers pile onto class 3 after the change, those of every 20th
+    # inference under the ATC level (200 of 0-255)
     predicted = np.where(index < 250, index % 5, 3)
     data = {"inference_index": index, "alarm_bits": np.where(index >= 300, 1, 0),
             "alarm_index": np.where(index >= 300, 300, 0), "change_index": np.where(index >= 300, 250, 0),
-            "atc": np.full(n, int(0.95 * 65536)), "predicted_class": predicted}
-    (smudge,) = alarm_severity(data, prior)
-    assert smudge.basis == "class mix" and smudge.accuracy_now < 0.3
-    assert "at most" in smudge.line() and "estimated impact" in smudge.line()
+            "atc": np.full(n, int(0.95 * 65536)), "predicted_class": predicted,
+            "confidence": np.where(index % 20 == 0, 150, 250)}
+    (smudge,) = alarm_severity(data, prior, atc_threshold=200)
+    # 143 of the 151 answers since the change confident on class 3, whose share is a fifth
+    assert smudge.basis == CAPPED and 0.95 - (143 / 151 - 0.2) < smudge.accuracy_now < 0.3
+    assert CAPPED in smudge.line() and "estimated impact" in smudge.line()
     (atc_only,) = alarm_severity(data)  # without the model folder: the device's ATC as it is
     assert atc_only.basis == "ATC" and "harmless so far" in atc_only.line()
+    # answers under the ATC level are already wrong to ATC: piled there, nothing more comes off
+    data["confidence"] = np.where(index >= 250, 150, 250)
+    assert alarm_severity(data, prior, atc_threshold=200)[0].basis == "ATC"
     # a dead camera: SENSOR_FAULT latched; the confident answers on black frames are not an estimate
     data["alarm_bits"] = np.where(index >= 300, 1 << 4, 0)
     (dead,) = alarm_severity(data, prior)

@@ -149,7 +149,7 @@ def render(snap: Snapshot) -> Group:
         if latched and last.alarm_index:
             alarm_text.append(f"  latched at inference {last.alarm_index}", style="red")
         if latched:
-            now = accuracy_estimate(last.atc / 65536, None, None, latched)  # ATC, or withheld under a sensor fault
+            now = accuracy_estimate(last.atc / 65536, None, 0, None, latched)  # ATC, or withheld under a sensor fault
             severity = AlarmSeverity(", ".join(P.alarm_names(latched)), last.alarm_index, last.change_index or None,
                                      snap.accuracy_before, now.value, now.basis)
             alarm_text.append(f"\n{severity.impact()}", style="red")

@@ -378,10 +378,10 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     files.append(out_dir / "index.html")
     accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
     truth_rows = _truth_rows(truth, data, summary, accuracy) if truth is not None else []
-    prior = info.class_prior if info is not None else None
+    prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
     commissioning = (info.still_commissioning(int(data["inference_index"][-1]), bool(summary.first_alarm),
                                               "this capture") if info is not None and n else None)
-    severities = alarm_severity(data, prior) if n else []
+    severities = alarm_severity(data, prior, atc_threshold) if n else []
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning))

@@ -675,8 +675,7 @@ class AlarmSeverity:
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
         if self.accuracy_now is None:
             return f"accuracy estimate {self.basis}: the frames are not the scene's{change}"
-        now = (f"{100 * self.accuracy_now:.1f} % now" if self.basis == "ATC" else
-               f"at most {100 * self.accuracy_now:.1f} % now by the predicted {self.basis}")
+        now = f"{100 * self.accuracy_now:.1f} % now" + ("" if self.basis == "ATC" else f" ({self.basis})")
         if self.impact_points is None:
             return f"estimated accuracy {now}{change}"
         verdict = "harmless so far" if abs(self.impact_points) < HARMLESS_POINTS else "estimated impact"
@@ -687,12 +686,14 @@ class AlarmSeverity:
         return f"{self.name} latched at inference {self.latched_at}; {self.impact()}"
 
 
-def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None) -> list[AlarmSeverity]:
+def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
+                   atc_threshold: int | None = None) -> list[AlarmSeverity]:
     """Every alarm type latched in `read_inferences` output, in the order they latched, with
     the estimated accuracy before the change point and now (severity from impact). The
     device estimates one change point, the first alarm's; later alarms are measured from it
-    too (the accuracy before anything changed). `prior`: the reference's class frequencies,
-    for the class-mix bound on the predictions since the change."""
+    too (the accuracy before anything changed). `prior` and `atc_threshold`: the reference's
+    class frequencies and the monitor's ATC level, to take off ATC the confident answers
+    since the change beyond their classes' reference shares (accuracy_estimate)."""
     index, bits, atc = data["inference_index"], data["alarm_bits"], data["atc"] / 65536.0
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
@@ -705,9 +706,11 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None)
         # The device's running estimate just before the change point, if such a frame arrived.
         before = np.flatnonzero(index[:first] < change) if change else np.zeros(0, np.int64)
         since = index >= (change or index[first])
-        counts = (np.bincount(data["predicted_class"][since], minlength=len(prior))[:len(prior)]
-                  if prior is not None and "predicted_class" in data else None)
-        now = accuracy_estimate(float(atc[-1]), counts, prior, int(bits[-1]) & 0x1F)
+        confident = None
+        if prior is not None and atc_threshold is not None and "predicted_class" in data:
+            sure = since & (data["confidence"] >= atc_threshold)
+            confident = np.bincount(data["predicted_class"][sure], minlength=len(prior))[:len(prior)]
+        now = accuracy_estimate(float(atc[-1]), confident, int(since.sum()), prior, int(bits[-1]) & 0x1F)
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
                                    float(atc[before[-1]]) if before.size else None, now.value, now.basis))
     return sorted(found, key=lambda a: a.latched_at)
@@ -765,6 +768,7 @@ class ModelInfo:
     source: Path
     detector: dict | None = None  # a streaming detector's detector.json: its wake word, cutoff, window
     class_prior: np.ndarray | None = None  # the reference's predicted-class frequencies
+    atc_threshold: int | None = None  # the confidence (0-256) the device's ATC counts as right
     commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
 
     def still_commissioning(self, last_index: int | None, alarmed: bool, what: str) -> str | None:
@@ -795,5 +799,5 @@ def load_model_info(model_dir: str | Path) -> ModelInfo:
     config = MonitorConfig.of_model(folder)
     warning, drift = _pad(config.score_warning), _pad(config.score_drift)
     prior = np.asarray(config.prior_q16, dtype=np.float64) / 65536 if len(config.prior_q16) else None
-    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, prior,
-                     int(config.commission_n))
+    return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, class_prior=prior,
+                     atc_threshold=int(config.atc_threshold), commission_n=int(config.commission_n))

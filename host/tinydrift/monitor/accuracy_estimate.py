@@ -1,5 +1,5 @@
 """The label-free accuracy estimate a reader of the device's log is shown, from the device's
-ATC figure, the predicted classes of the inferences since the change and the latched alarms.
+ATC figure, the confident answers per class of a window of inferences and the latched alarms.
 
 ATC (Garg et al. 2022) counts the inferences whose confidence clears a threshold learned on
 in-domain data. It reads the model's confidence, and under input drift the confidence stops
@@ -7,12 +7,14 @@ meaning what it meant on the reference (measured on the camera bench's pools: a 
 a noisy or a black frame is classed with 0.8-1.0 confidence and 20-50 % accuracy; average
 confidence, DoC, ATC on entropy and per-class thresholds miss by as much). What confident
 wrong answers cannot hide is where they go: the model's predicted classes pile onto one or
-two. If the true class mix is the reference's, the error rate is at least the total
-variation distance between the predicted mix and it, so 1 - that distance bounds the
-accuracy from above. That assumption (no label shift) is only taken once the input itself
-moved (DATA_DRIFT or CONFIDENCE_DRIFT latched); a moved class mix alone is a label shift,
-where ATC stays right. While SENSOR_FAULT is latched nothing is estimated: the frames are
-not the scene's.
+two. If the true class mix is the reference's, a class cannot be right more often than it
+occurs, so the confident answers given to a class beyond its share of the reference mix are
+wrong, though ATC counts them right: the estimate is ATC less that excess (less what the
+excess reads by chance on a window of that many answers, so a short window does not read as
+a loss). That assumption (no label shift) is only taken once the input itself moved
+(DATA_DRIFT or CONFIDENCE_DRIFT latched); a moved class mix alone is a label shift, where ATC
+stays right. While SENSOR_FAULT is latched nothing is estimated: the frames are not the
+scene's.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import erfc
 
 from tinydrift.monitor.config import ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, ALARM_SENSOR_FAULT
 
 INPUT_MOVED = ALARM_DATA_DRIFT | ALARM_CONFIDENCE_DRIFT
+CAPPED = "ATC less confident answers beyond the reference class mix"
 
 # Below this many points, an alarm's estimated accuracy impact is within what the estimate
 # wanders on its own: the shift is reported as harmless so far.
@@ -34,7 +38,7 @@ HARMLESS_POINTS = 2.0
 @dataclass(frozen=True)
 class AccuracyEstimate:
     value: float | None  # None: withheld
-    basis: str  # "ATC", "class mix" (the bound was lower) or "withheld: sensor fault"
+    basis: str  # "ATC", CAPPED (the class mix took some off) or "withheld: sensor fault"
 
     def text(self) -> str:
         if self.value is None:
@@ -42,29 +46,37 @@ class AccuracyEstimate:
         return f"estimated accuracy {100 * self.value:.1f} % ({self.basis})"
 
 
-def class_mix_bound(counts: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Upper bound on accuracy from predicted-class counts [..., K] against the reference's
-    class frequencies [K]: 1 - (TV - what TV reads on n draws of the prior itself), the
-    subtraction so that a short window does not read as a moved mix (the normal
-    approximation of E|f - p| = sqrt(2 p (1 - p) / (pi n)) per class)."""
-    counts = np.asarray(counts, dtype=np.float64)
+def confident_excess(confident: np.ndarray, n: np.ndarray | int, prior: np.ndarray) -> np.ndarray:
+    """The share of `n` answers that were confident (ATC counts them right) in a class beyond
+    that class's share of the reference mix, less what it reads on `n` answers of the
+    reference mix itself (each class's confident count drawn as a binomial of the window's
+    confident share times its prior, in the normal approximation). `confident` [..., K]:
+    the confident answers per class; `prior` [K]: the reference's class frequencies."""
+    confident = np.asarray(confident, dtype=np.float64)
     prior = np.asarray(prior, dtype=np.float64)
     prior = prior / prior.sum()
-    n = np.maximum(counts.sum(axis=-1), 1.0)
-    freq = counts / n[..., None]
-    tv = 0.5 * np.abs(freq - prior).sum(axis=-1)
-    null = np.sqrt(prior * (1 - prior)).sum() / np.sqrt(2 * math.pi * n)
-    return 1.0 - np.clip(tv - null, 0.0, 1.0)
+    n = np.maximum(np.asarray(n, dtype=np.float64), 1.0)[..., None]
+    share = confident / n
+    excess = np.maximum(share - prior, 0.0).sum(axis=-1)
+    # by chance: E[max(0, X - p)] for X ~ N(a p, a p (1 - a p) / n), a the confident share
+    mean = share.sum(axis=-1, keepdims=True) * prior
+    sd = np.sqrt(np.maximum(mean * (1 - mean), 1e-12) / n)
+    d = (prior - mean) / sd
+    density, upper_tail = np.exp(-0.5 * d * d) / math.sqrt(2 * math.pi), 0.5 * erfc(d / math.sqrt(2))
+    chance = (sd * density - (prior - mean) * upper_tail).sum(axis=-1)
+    return np.maximum(excess - chance, 0.0)
 
 
-def accuracy_estimate(atc: float, counts: np.ndarray | None, prior: np.ndarray | None, alarms: int) -> AccuracyEstimate:
-    """The estimate for one device: `atc` its ATC figure (0..1), `counts` its predicted
-    classes since the change (or a recent window), `prior` the reference's class
-    frequencies (None: ATC only), `alarms` its latched alarm bits."""
+def accuracy_estimate(atc: float, confident: np.ndarray | None, n: int, prior: np.ndarray | None,
+                      alarms: int) -> AccuracyEstimate:
+    """The estimate for one device: `atc` its ATC figure (0..1); `confident` the confident
+    answers per class (confidence at or over the ATC level) among `n` answers since the change
+    (or a recent window); `prior` the reference's class frequencies (either None: ATC only);
+    `alarms` its latched alarm bits."""
     if alarms & ALARM_SENSOR_FAULT:
         return AccuracyEstimate(None, "withheld: sensor fault")
-    if alarms & INPUT_MOVED and counts is not None and prior is not None and np.sum(counts) > 0:
-        bound = float(class_mix_bound(counts, prior))
-        if bound < atc:
-            return AccuracyEstimate(bound, "class mix")
+    if alarms & INPUT_MOVED and confident is not None and prior is not None and n > 0:
+        excess = float(confident_excess(confident, n, prior))
+        if excess > 0:
+            return AccuracyEstimate(max(0.0, float(atc) - excess), CAPPED)
     return AccuracyEstimate(float(atc), "ATC")

@@ -645,7 +645,7 @@ class SeverityLines:
         # atc[:, j]: the stream's ATC after j steps (j - since inferences since its reset)
         self.atc = np.zeros((n, length + 1), dtype=np.int64)
         self.atc[:, 0] = twin.atc_ewma
-        self.predicted = np.zeros((n, length), dtype=np.int16)
+        self.confident = np.zeros((n, length), dtype=np.int16)  # the answer where ATC counts it right, else -1
         self.since = np.zeros(n, dtype=np.int64)  # the step its current run began at
         self.read_at = np.full(n, -1, dtype=np.int64)  # the step its severity line is read at
         self.alarm_at = np.zeros(n, dtype=np.int64)
@@ -658,11 +658,13 @@ class SeverityLines:
     def watching(self) -> np.ndarray:
         return self.read_at < 0
 
-    def step(self, s: int, predicted: np.ndarray, fired: np.ndarray, correct: np.ndarray | None = None) -> np.ndarray:
-        """Record step s; returns the streams to reset after it."""
+    def step(self, s: int, predicted: np.ndarray, confidence: np.ndarray, fired: np.ndarray,
+             correct: np.ndarray | None = None) -> np.ndarray:
+        """Record step s (its answers and their confidence, 0-255); returns the streams to
+        reset after it."""
         twin = self.twin
         self.atc[:, s + 1] = twin.atc_ewma
-        self.predicted[:, s] = predicted
+        self.confident[:, s] = np.where(confidence >= twin.config.atc_threshold, predicted, -1)
         if correct is not None:
             self.correct[:, s] = correct
         self.read_at[fired] = s + self.after
@@ -672,8 +674,9 @@ class SeverityLines:
         due = (self.read_at >= 0) & (self.read_at <= s)
         prior = twin.config.prior_q16
         for i in np.flatnonzero(due):
-            counts = np.bincount(self.predicted[i, self.change[i]:s + 1], minlength=len(prior))
-            now = accuracy_estimate(float(twin.atc_ewma[i]) / ONE_Q16, counts, prior,
+            since = self.confident[i, self.change[i]:s + 1]
+            confident = np.bincount(since[since >= 0], minlength=len(prior))
+            now = accuracy_estimate(float(twin.atc_ewma[i]) / ONE_Q16, confident, len(since), prior,
                                     int(twin.alarms[i]) & ALARM_TYPES_MASK)
             self.read.append((int(i), int(self.alarm_at[i])))
             if now.value is None:
@@ -766,8 +769,10 @@ def measure_arl0(
             stream_alarms += fired
             for bit in range(5):
                 by_type[bit] += int(np.sum((word[fired] >> bit) & 1))
-        reset = (lines.step(s, sample["predicted"], fired, None if correct is None else correct[rows])
-                 if lines is not None else fired)
+        reset = fired
+        if lines is not None:
+            reset = lines.step(s, sample["predicted"], sample["confidence"], fired,
+                               None if correct is None else correct[rows])
         if reset.any():
             twin.reset(reset)
             if lines is not None:

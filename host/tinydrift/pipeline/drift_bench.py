@@ -34,12 +34,12 @@ import numpy as np
 from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.data.scenarios import SCENARIOS, Scenario
-from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import CAPPED, HARMLESS_POINTS, accuracy_estimate
 from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.config import ALARM_DATA_DRIFT, ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.export import load_exported
-from tinydrift.pipeline.drift_pools import (SEVERITY_READ_AFTER, BenchSettings, CameraPoolMaker, Pool, PoolMaker,
+from tinydrift.pipeline.drift_pools import (ESTIMATE_WINDOW, SEVERITY_READ_AFTER, BenchSettings, CameraPoolMaker, Pool, PoolMaker,
                                             make_streams, run_monitor, zlib_name)
 
 
@@ -50,8 +50,8 @@ def type_name(word: int) -> str:
 
 def host_estimates(run: dict, prior: np.ndarray) -> list:
     """Per stream, the accuracy estimate the host shows at the stream's end."""
-    return [accuracy_estimate(atc, counts, prior, int(alarms))
-            for atc, counts, alarms in zip(run["atc_after"], run["recent_counts"], run["alarms_after"])]
+    return [accuracy_estimate(atc, confident, ESTIMATE_WINDOW, prior, int(alarms))
+            for atc, confident, alarms in zip(run["atc_after"], run["recent_confident"], run["alarms_after"])]
 
 
 def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, drifted: Pool,
@@ -140,7 +140,7 @@ def _estimate_figures(estimates: list, after_acc: float) -> dict:
     return {"estimate_after": round(mean, 4) if shown else None,
             "estimate_error_after": round(mean - after_acc, 4) if shown else None,
             "estimate_withheld_share": round(1 - len(shown) / max(1, len(estimates)), 4),
-            "estimate_class_mix_share": round(sum(e.basis == "class mix" for e in estimates) / max(1, len(estimates)), 4)}
+            "estimate_capped_share": round(sum(e.basis == CAPPED for e in estimates) / max(1, len(estimates)), 4)}
 
 
 # ---------------------------------------------------------------------------- the whole bench

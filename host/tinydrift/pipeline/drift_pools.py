@@ -373,8 +373,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     by_type = np.zeros((b, 5), dtype=np.int64)  # when each alarm type latched (0: never)
     sensor_fault_any = np.zeros(b, bool)
     atc_before = np.zeros(b)
-    # the predicted classes a reader of the log has for the host's estimate: the stream's last ones
-    recent_counts = np.zeros((b, config.n_classes), dtype=np.int64)
+    # the confident answers per class a reader of the log has for the host's estimate: the stream's last ones
+    recent_confident = np.zeros((b, config.n_classes), dtype=np.int64)
     recent_from = total - ESTIMATE_WINDOW
     # The data score's z (its EWMA T^2, standardized) at the first alarm, and on the last
     # no-drift inferences after commissioning and the EWMA's settling: whether the inputs
@@ -398,7 +398,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
         if settled_from <= step < n_before:
             no_drift_z.append(data_z.copy())
         if step >= recent_from:
-            recent_counts[np.arange(b), probs.argmax(1)] += 1
+            sure = probs.max(1).astype(np.int64) + 128 >= config.atc_threshold
+            np.add.at(recent_confident, (np.flatnonzero(sure), probs.argmax(1)[sure]), 1)
         if streams.feedback[:, step].any():
             twin.label_feedback(probs.argmax(1), gather(parts, "labels"), streams=streams.feedback[:, step])
         word = twin.live_alarms() & ALARM_TYPES_MASK
@@ -411,7 +412,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
                         | ((config.attribute_moved > 0) & (moved >= config.attribute_moved)))
             data_seen = np.where(data_now, ~with_confidence | evidence, data_seen)
         new = (first == 0) & (word != 0)
-        lines.step(step, probs.argmax(1), new, probs.argmax(1) == gather(parts, "labels"))
+        lines.step(step, probs.argmax(1), probs.max(1).astype(np.int64) + 128, new,
+                   probs.argmax(1) == gather(parts, "labels"))
         first[new] = step + 1
         first_word[new] = word[new]
         data_z_first[new] = data_z[new]
@@ -422,7 +424,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
             atc_before = twin.atc_ewma / ONE_Q16
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
             "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
-            "recent_counts": recent_counts, "alarms_after": twin.alarms & ALARM_TYPES_MASK,
+            "recent_confident": recent_confident, "alarms_after": twin.alarms & ALARM_TYPES_MASK,
             "first_impact": _first_lines(lines, lines.impacts, b), "first_truth": _first_lines(lines, lines.truth, b),
             "data_z_first": data_z_first / ONE_Q12, "data_seen": data_seen,
             "no_drift_data_z": np.concatenate(no_drift_z) / ONE_Q12 if no_drift_z else np.zeros(0)}
