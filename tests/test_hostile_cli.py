@@ -159,6 +159,17 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "samples_constant.npz", summaries=np.full((8, 5), 7, np.int16), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8))
     (root / "truth_list.json").write_text("[301]")
+    # sets whose labels are no class index (once an IndexError, or -1 counted as "go"), sets of nothing
+    from tinydrift.data.labels import LABELS
+    clips = np.zeros((4, 16000), np.int16)
+    np.savez(root / "clips_label_past.npz", audio=clips, labels=np.array([0, 1, 2, 50], np.int16), label_names=LABELS)
+    np.savez(root / "clips_label_negative.npz", audio=clips, labels=np.array([0, 1, 2, -1], np.int16), label_names=LABELS)
+    np.savez(root / "clips_none.npz", audio=clips[:0], labels=np.zeros(0, np.int16), label_names=LABELS)
+    plant_labels = json.loads((REPO_ROOT / "models" / "plant" / "training.json").read_text())["labels"]
+    np.savez(root / "images_none.npz", images=np.zeros((0, 48, 48, 3), np.uint8), labels=np.zeros(0, np.int16),
+             label_names=plant_labels)
+    np.savez(root / "images_labels_2d.npz", images=np.zeros((4, 48, 48, 3), np.uint8), labels=np.zeros((4, 2), np.int16),
+             label_names=plant_labels)
 
     (root / "not_elf.elf").write_text("#!/bin/sh\necho not firmware\n")
     # a 32-bit ARM ELF whose one loadable segment lies past its end: a copy cut short
@@ -341,6 +352,12 @@ CASES = [
     ("zero", "fleet-simulate", ["--devices", "0", "--broker", "mqtt://127.0.0.1:9"], "0"),
     # files whose content is damaged
     ("truncated-wav", "eval", ["{r}/model", "{r}/wav_truncated"], "a_nohash_0.wav"),
+    ("labels-past-classes", "eval", ["{r}/model", "{r}/clips_label_past.npz"], "labels must be class indices 0..11"),
+    ("negative-labels", "eval", ["{r}/model", "{r}/clips_label_negative.npz"], "found -1..2"),
+    ("labels-2d", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/images_labels_2d.npz"],
+     "labels must be one integer class index per item"),
+    ("empty-set", "eval", ["{r}/model", "{r}/clips_none.npz"], "clips_none.npz holds no clips"),
+    ("empty-set", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/images_none.npz"], "images_none.npz holds no images"),
     ("truncated-wav", "replay", ["{r}/wav_truncated", "--port", PORT], "a_nohash_0.wav"),
     ("empty-wav", "eval", ["{r}/model", "{r}/wav_empty"], "a_nohash_0.wav"),
     ("empty-wav", "replay", ["{r}/wav_empty", "--port", PORT], "a_nohash_0.wav"),

@@ -38,6 +38,9 @@ class ClipSet:
             raise ValueError(f"audio must be int16 [N, {CLIP_SAMPLES}], got {self.audio.dtype} {self.audio.shape}")
         if len(self.labels) != n or any(len(v) != n for v in self.domain.values()):
             raise ValueError("labels and every domain column need one entry per clip")
+        # an index past the classes once ended eval in an IndexError, a negative one counted as
+        # the last class (-1 as "go")
+        check_label_indices(self.labels, len(LABELS))
         if self.features is not None and self.features.shape != (n, NUM_FRAMES, NUM_CHANNELS):
             raise ValueError(f"features must be [N, {NUM_FRAMES}, {NUM_CHANNELS}], got {self.features.shape}")
 
@@ -103,6 +106,14 @@ class ClipSet:
                 )
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
             raise TinydriftError(f"{path}: not a tinydrift clip set ({npz_problem(path, e)}); rebuild it with `tinydrift data kws`") from e
+
+
+def check_label_indices(labels: np.ndarray, classes: int) -> None:
+    """Raise ValueError unless `labels` is one integer class index in 0..classes-1 per item."""
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or len(labels) == 0):
+        raise ValueError(f"labels must be one integer class index per item, got {labels.dtype} {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"labels must be class indices 0..{classes - 1}, found {int(labels.min())}..{int(labels.max())}")
 
 
 def fit_to_clip(samples: np.ndarray, offset: int = 0) -> np.ndarray:

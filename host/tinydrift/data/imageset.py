@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.atomic import atomic_path
-from tinydrift.data.clipset import META_PREFIX
+from tinydrift.data.clipset import META_PREFIX, check_label_indices
 from tinydrift.data.npzfile import npz_problem
 from tinydrift.errors import TinydriftError
 
@@ -49,8 +49,7 @@ class ImageSet:
         if len(self.labels) != n or any(len(v) != n for v in self.domain.values()):
             raise ValueError("labels and every domain column need one entry per image")
         self.label_names = tuple(self.label_names)
-        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.label_names)):
-            raise ValueError(f"labels must index the {len(self.label_names)} label names")
+        check_label_indices(self.labels, len(self.label_names))
 
     def __len__(self) -> int:
         return len(self.images)

@@ -54,6 +54,9 @@ def check_fits(model: bytes, data: ClipSet | ImageSet, where, label_names: tuple
     from tinydrift.errors import TinydriftError
     from tinydrift.model.quantize import describe, is_image_input
 
+    if len(data) == 0:  # once a traceback from numpy's argmax (or reshape) of nothing
+        unit = "images" if isinstance(data, ImageSet) else "clips"
+        raise TinydriftError(f"{where} holds no {unit}: give a set with at least one")
     info = describe(model)
     shape = tuple(int(d) for d in info["inputs"][0]["shape"])
     image_model = is_image_input(shape)
