@@ -159,6 +159,9 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "samples_constant.npz", summaries=np.full((8, 5), 7, np.int16), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8))
     (root / "truth_list.json").write_text("[301]")
+    # arrays of Python objects: numpy's refusal advises allow_pickle, which runs what the file holds
+    objects = np.array([None, 1], dtype=object)
+    np.savez(root / "objects.npz", label_names=objects, summaries=objects, probs=objects, groups=objects)
     # sets whose labels are no class index (once an IndexError, or -1 counted as "go"), sets of nothing
     from tinydrift.data.labels import LABELS
     clips = np.zeros((4, 16000), np.int16)
@@ -385,6 +388,8 @@ CASES = [
      "truth_list.json"),
     ("wrong-shape-samples", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz"], "samples_misfit.npz"),
     ("wrong-shape-samples", "drift-calibrate", ["{r}/samples_ragged.npz", "--out", "{r}/cal_out"], "samples_ragged.npz"),
+    ("object-array", "drift-calibrate", ["{r}/objects.npz", "--out", "{r}/cal_out"], "it holds an array of Python objects"),
+    ("object-array", "eval", ["{r}/model", "{r}/objects.npz"], "it holds an array of Python objects"),
     ("wrong-shape-samples", "drift-heldout", ["{r}/samples_ragged.npz", "{r}/samples_ragged.npz"], "samples_ragged.npz"),
     ("float-probs", "drift-calibrate", ["{r}/samples_float_probs.npz", "--out", "{r}/cal_out"], "expected the model's int8 softmax"),
     ("nan-summaries", "drift-calibrate", ["{r}/samples_nan_summaries.npz", "--out", "{r}/cal_out"], "expected the device's int16 input summaries"),

@@ -28,4 +28,7 @@ def npz_problem(path: str | Path, error: Exception) -> str:
         return e.strerror or str(e)
     if isinstance(error, (zipfile.BadZipFile, EOFError)) or "pickled" in str(error):
         return "a damaged or cut .npz archive"
+    if "Object arrays cannot be loaded" in str(error):
+        # numpy names its allow_pickle, which would run whatever code the file holds
+        return "it holds an array of Python objects, which tinydrift does not load: save numeric arrays in it"
     return str(error)
