@@ -133,6 +133,9 @@ def hostile(tmp_path_factory) -> Path:
     (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
     (root / "config_no_drift_level.json").write_text(json.dumps({k: v for k, v in config.items() if k != "score_drift"}))
     (root / "config.json").write_text(json.dumps(config))
+    # a matrix where a vector goes; whole numbers past int64 (numpy holds them as objects)
+    (root / "config_nested.json").write_text(json.dumps({**config, "ref_mean": [[v] for v in config["ref_mean"]]}))
+    (root / "config_huge.json").write_text(json.dumps({**config, "score_gain_q16": [10 ** 30] * 5}))
     # a model folder whose include/ is a file
     (root / "ww_detector").mkdir()  # what `tinydrift wakeword export` leaves, as far as these checks read
     (root / "ww_detector" / "detector.json").write_text(json.dumps({"name": "okay_nabu", "model_hash": "0" * 64}))
@@ -384,6 +387,8 @@ CASES = [
     # once read as a drift level never reached
     ("missing-field-json", "drift-header", ["{r}/config_no_drift_level.json", "{r}/out.h"], "missing fields ['score_drift']"),
     ("wrong-shape-json", "drift-check-arl", ["{r}/config_list.json", "{r}/samples_misfit.npz"], "config_list.json"),
+    ("wrong-shape-json", "drift-header", ["{r}/config_nested.json", "{r}/out.h"], "ref_mean must be a vector of integers, got shape (40, 1)"),
+    ("huge-json", "drift-header", ["{r}/config_huge.json", "{r}/out.h"], "score_gain_q16 out of the range of int32"),
     ("wrong-shape-json", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_list.json"],
      "truth_list.json"),
     ("wrong-shape-samples", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz"], "samples_misfit.npz"),

@@ -105,13 +105,17 @@ def _as_array(values, name: str) -> np.ndarray:
 
 def _int_array(values, dtype, length: int | None = None, name: str = "", sized_by: str = "") -> np.ndarray:
     arr = _as_array(values, name)
+    if arr.dtype.kind == "O" and all(isinstance(v, int) and not isinstance(v, bool) for v in arr.reshape(-1)):
+        # whole numbers past int64 (numpy keeps them as objects): once called "mixed or null"
+        raise TinydriftError(f"monitor config: {name} out of the range of {np.dtype(dtype).name}")
     if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr))):
         kind = {"U": "text", "S": "text", "b": "true/false", "O": "mixed or null", "f": "non-finite"}.get(arr.dtype.kind,
                                                                                                   arr.dtype.name)
         raise TinydriftError(f"monitor config: {name} must hold integers, got {kind} values")
     if arr.ndim != 1 or (length is not None and arr.shape[0] != length):
         sized = f" (as many as {sized_by} holds: the two must agree, one of them was edited)" if sized_by else ""
-        raise TinydriftError(f"monitor config: {name} must be a vector of {length} integers{sized}, got shape {arr.shape}")
+        count = "" if length is None else f"{length} "  # not "a vector of None integers"
+        raise TinydriftError(f"monitor config: {name} must be a vector of {count}integers{sized}, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.asarray(arr, dtype=np.float64) == np.round(arr)):
             raise TinydriftError(f"monitor config: {name} must hold integers")
