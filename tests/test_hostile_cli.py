@@ -170,6 +170,7 @@ def hostile(tmp_path_factory) -> Path:
     clips = np.zeros((4, 16000), np.int16)
     np.savez(root / "clips_label_past.npz", audio=clips, labels=np.array([0, 1, 2, 50], np.int16), label_names=LABELS)
     np.savez(root / "clips_label_negative.npz", audio=clips, labels=np.array([0, 1, 2, -1], np.int16), label_names=LABELS)
+    np.savez(root / "clips_ok.npz", audio=clips, labels=np.arange(4, dtype=np.int16), label_names=LABELS)
     np.savez(root / "clips_none.npz", audio=clips[:0], labels=np.zeros(0, np.int16), label_names=LABELS)
     plant_labels = json.loads((REPO_ROOT / "models" / "plant" / "training.json").read_text())["labels"]
     np.savez(root / "images_none.npz", images=np.zeros((0, 48, 48, 3), np.uint8), labels=np.zeros(0, np.int16),
@@ -369,6 +370,14 @@ CASES = [
     ("empty-wav", "replay", ["{r}/wav_empty", "--port", PORT], "a_nohash_0.wav"),
     ("no-images", "replay", ["{r}/no_images", "--port", PORT], "no_images"),
     ("damaged-image", "replay", ["{r}/image_damaged", "--port", PORT], "leaf.png"),
+    # refused before the port (whose opening starts an emulated board), not frame by frame by the device
+    ("other-kind", "replay", ["{r}/clips_none.npz", "--port", PORT], "clips_none.npz holds no clips or images"),
+    ("other-kind", "replay", ["{r}/wav_good", "--port", PORT, "--model-dir", str(REPO_ROOT / "models" / "plant")],
+     "WAV files and no images, and --model-dir is a camera model"),
+    ("other-kind", "replay", ["{r}/clips_ok.npz", "--port", PORT, "--model-dir",
+                              str(REPO_ROOT / "models" / "plant")], "audio clips, and --model-dir"),
+    ("other-kind", "replay", ["{r}/leaves_one_class", "--port", PORT, "--model-dir", "{r}/model"],
+     "images, and --model-dir"),
     ("truncated-pcm", "emulate", ["--audio", "{r}/odd.pcm"], "odd.pcm"),
     ("stray-files", "eval", ["{r}/model", "{r}/fsdd_stray"], "notes_about_it.wav"),
     ("tampered-json", "verify", ["{r}/model_tampered"], "score_drift"),

@@ -292,7 +292,18 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
 
     info = load_model_info(model_dir) if model_dir is not None else None
     expected_hash = info.model_hash if info is not None else None
-    clips = load_source(source, limit, fit=_camera_input(model_dir) if model_dir is not None else None, log=log)
+    camera = _camera_input(model_dir) if model_dir is not None else None
+    clips = load_source(source, limit, fit=camera, log=log)
+    if not len(clips):  # once a device started (an emulated board booted) to be sent nothing
+        raise TinydriftError(f"{source} holds no clips or images: give a set with at least one")
+    images = clips.clips[0].ndim == 3
+    # the device would refuse each frame (ACK "not for this build"), after the port is open
+    if model_dir is not None and camera is not None and not images:
+        raise TinydriftError(f"{source}: audio clips, and --model-dir {model_dir} is a camera model: replay images to "
+                             "it (or give the keyword model's folder)")
+    if model_dir is not None and camera is None and images:
+        raise TinydriftError(f"{source}: images, and --model-dir {model_dir} is an audio model: replay WAV files or a "
+                             "clip set to it (or give the camera model's folder)")
 
     def reopen(port, exc):
         return reopen_port(port, port_url, baudrate, 0.05, None if reconnect_timeout < 0 else reconnect_timeout,
