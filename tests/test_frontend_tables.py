@@ -154,6 +154,23 @@ def test_cli_command_writes_the_header(tmp_path):
     assert "bytes of const tables" in result.output
 
 
+def test_cli_command_keeps_tensorflow_s_notices_to_itself(tmp_path):
+    """Loading TensorFlow's microfrontend library loads its framework, whose C++ prints absl's
+    "WARNING: All log messages before absl::InitializeLog()" and oneDNN's notice on fd 2: a
+    file descriptor CliRunner does not see, so the real executable runs here."""
+    import os
+    import sys
+    from pathlib import Path
+
+    host = Path(__file__).resolve().parents[1] / "host"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(host), os.environ.get("PYTHONPATH")]))}
+    env.pop("TINYDRIFT_VERBOSE", None)
+    run = subprocess.run([sys.executable, "-m", "tinydrift", "frontend-tables", "-o", str(tmp_path / "tables.h")],
+                         capture_output=True, text=True, timeout=120, env=env, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == "" and run.stdout.startswith("wrote "), run.stdout + run.stderr
+
+
 def test_cli_command_writes_to_standard_output_for_a_dash(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["frontend-tables", "-o", "-"])

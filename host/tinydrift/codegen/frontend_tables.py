@@ -272,7 +272,10 @@ def tf_microfrontend_library() -> ctypes.CDLL:
     )
     if not path.exists():
         raise TinydriftError(f"{path}: missing from the TensorFlow install; reinstall tensorflow-cpu")
-    return microfrontend_library(path, remedy="reinstall tensorflow-cpu")
+    from tinydrift.quiet import held_back
+
+    with held_back():  # loading it loads TensorFlow's framework library, which prints absl's and oneDNN's notices
+        return microfrontend_library(path, remedy="reinstall tensorflow-cpu")
 
 
 def microfrontend_library(path: Path, remedy: str) -> ctypes.CDLL:
