@@ -263,6 +263,7 @@ CASES = [
     ("output-blocked", "bench-drift", ["--model-dir", "{r}/model", "--out", "{blocked}"], "blocker"),
     ("output-blocked", "bench-fleet", ["--model-dir", "{r}/model", "--out", "{blocked}"], "blocker"),
     ("output-is-folder", "frontend-tables", ["--output", "{r}/adir"], "adir"),
+    ("output-not-a-header", "frontend-tables", ["--output", "{r}/afile"], "afile: the header's name must end in .h"),
     ("output-is-folder", "drift-header", ["{r}/config.json", "{r}/adir"], "adir"),
     ("output-is-folder", "capture", ["--port", PORT, "--db", "{r}/adir"], "adir"),
     ("output-is-file", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/afile"], "afile"),

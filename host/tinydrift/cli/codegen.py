@@ -69,7 +69,7 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
 @click.command("frontend-tables")
 @click.option(
     "--output", "-o", type=OUTPUT_FILE, default=DEFAULT_HEADER,
-    show_default=True, help="Header to write; `-` for standard output. The default is the firmware library's own "
+    show_default=True, help="Header to write (its name ends in .h); `-` for standard output. The default is the firmware library's own "
                             "header, which every build compiles.",
 )
 def frontend_tables_command(output: Path) -> None:
@@ -79,6 +79,8 @@ def frontend_tables_command(output: Path) -> None:
     if str(output) == "-":
         click.echo(render_header(compute_tables()), nl=False)
         return
+    if output.suffix != ".h":  # `-o run.db`, a slip of the hand, once replaced a capture by C
+        raise click.BadParameter(f"{output}: the header's name must end in .h", param_hint="'--output' / '-o'")
     tables = write_header(output)
     sizes = tables.flash_bytes()
     click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables ("
