@@ -81,6 +81,16 @@ def test_text_output_names_every_stage_and_the_input_source():
     assert "inputs:" in result.output and "all stages bit-exact" in result.output
 
 
+@pytest.mark.parametrize("samples", [1, 2])
+def test_fewer_samples_than_the_three_extreme_inputs_verify_too(samples):
+    """--samples 1 and 2 (which --samples allows) once ended in an IndexError: no random input
+    was run through the model, while the monitor's stream drew on as many as --samples."""
+    result = CliRunner().invoke(verify, [str(MODEL), "--samples", str(samples), "--json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["stages"]["model"]["inputs"] == 2 * samples
+
+
 def test_patched_model_c_is_caught_in_the_model_stage(tmp_path):
     model = copy_model(tmp_path)
     source = model / "include" / "td_model_kws.c"

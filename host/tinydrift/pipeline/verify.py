@@ -218,7 +218,7 @@ def random_model_inputs(n: int, shape: tuple[int, ...], rng: np.random.Generator
     reach the saturation paths."""
     inputs = rng.integers(-128, 128, size=(max(n, 3), *shape), dtype=np.int16).astype(np.int8)
     inputs[0], inputs[1], inputs[2] = -128, 0, 127
-    return inputs[:n] if n >= 3 else inputs[:0]
+    return inputs[:n]  # fewer than 3: the first extremes (none once, while the monitor stream drew on n)
 
 
 # -- comparisons -----------------------------------------------------------------------------
