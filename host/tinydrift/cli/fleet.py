@@ -8,8 +8,8 @@ import click
 
 from tinydrift.cli.common import DEFAULT_MODEL
 from tinydrift.errors import TinydriftError
-from tinydrift.cli.params import (BAUD, BROKER_URL, COUNT, DATABASE_URL, FLEET_NAME, SEED, FiniteFloat, MODEL_FOLDER,
-                                  OUTPUT_FILE, SECONDS, SERIAL_URL)
+from tinydrift.cli.params import (BAUD, BROKER_URL, CLIENT_ID, COLLECTOR_NAME, COUNT, DATABASE_URL, FLEET_NAME, SEED,
+                                  FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, SECONDS, SERIAL_URL)
 
 BROKER_HELP = ("Broker URL: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS), with USER[:PASSWORD]@ "
                "if it wants them: mosquitto here, or a clustered broker (EMQX, HiveMQ).")
@@ -27,7 +27,7 @@ PROGRESS_INTERVAL = click.option("--progress-interval", type=FiniteFloat(min=0),
               help="SQLite file holding frames until the broker acknowledges them (created if missing); "
                    "a restarted gateway sends what it still holds.")
 @click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
-@click.option("--client-id", default=None, metavar="ID",
+@click.option("--client-id", type=CLIENT_ID, default=None, metavar="ID",
               help="MQTT client id, kept across restarts (default: from the fleet, the host and the outbox's path).")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
 @click.option("--reconnect-timeout", type=FiniteFloat(min=-1), default=10.0, show_default=True, metavar="S",
@@ -83,7 +83,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
 @click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
 @click.option("--group", type=FLEET_NAME, default="collectors", show_default=True,
               help="Shared-subscription group: the collectors of one group split the fleet's frames.")
-@click.option("--name", default=None, metavar="NAME",
+@click.option("--name", type=COLLECTOR_NAME, default=None, metavar="NAME",
               help="This collector's name within the group, kept across restarts: the broker keeps its session "
                    "(what it received and did not acknowledge) under it. Default: the host name; give each "
                    "collector on one host its own.")
@@ -258,7 +258,7 @@ def _watch(broker, database, collectors, stop, duration: float | None) -> str | 
               help="The exported model the devices run, with its monitor config.")
 @click.option("--outbox", "outbox_path", type=OUTPUT_FILE, default=None, metavar="FILE",
               help="The gateway's outbox (default: a temporary one, removed when it was emptied).")
-@click.option("--client-id", default=None, metavar="ID", help="MQTT client id (default: as the gateway's).")
+@click.option("--client-id", type=CLIENT_ID, default=None, metavar="ID", help="MQTT client id (default: as the gateway's).")
 @click.option("--first-id", type=click.IntRange(1, 2**64 - 1), default=1, show_default=True,
               help="Device ids are FIRST-ID, FIRST-ID+1, ...")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Who drifts, when, and what each device hears.")

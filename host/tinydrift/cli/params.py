@@ -21,7 +21,7 @@ import click
 from tinydrift.data.npzfile import is_zip
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.envelope import check_fleet_name
-from tinydrift.fleet.mqtt import BrokerUrl
+from tinydrift.fleet.mqtt import COLLECTOR_PREFIX_MAX_BYTES, BrokerUrl, check_client_id
 from tinydrift.modeldir import C_NAME
 
 ELF_MAGIC = b"\x7fELF"
@@ -296,6 +296,8 @@ C_NAME_PARAM = CName()
 BROKER_URL = _Checked("url", lambda v: BrokerUrl.parse(v))
 DATABASE_URL = _Checked("url", _database_url)
 FLEET_NAME = _Checked("name", check_fleet_name)
+CLIENT_ID = _Checked("id", check_client_id)
+COLLECTOR_NAME = _Checked("name", lambda v: check_client_id(v, "collector name", COLLECTOR_PREFIX_MAX_BYTES))
 COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
 SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
 SECONDS = FiniteFloat(min=0, min_open=True)

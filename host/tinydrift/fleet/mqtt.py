@@ -24,6 +24,26 @@ REASON_SESSION_TAKEN_OVER = 0x8E  # another client connected with the same clien
 FLEET_EXTRA = "the fleet commands need the fleet extra (pip install 'tinydrift[fleet]')"  # MQTT 5's Receive Maximum is a u16
 
 
+# The longest client id a CONNECT packet can carry (a u16 length): paho fails to pack a longer
+# one in its network thread, where the error is a traceback and the command goes on.
+CLIENT_ID_MAX_BYTES = 65535
+# what the collector puts before its --name: tinydrift-collector-FLEET-GROUP- (1-64 each)
+COLLECTOR_PREFIX_MAX_BYTES = len("tinydrift-collector---") + 2 * 64
+
+
+def check_client_id(value: str, what: str = "MQTT client id", prefix_bytes: int = 0) -> str:
+    """An MQTT client id (or the part of one a user names): UTF-8, as MQTT 5 requires, and
+    short enough for a CONNECT packet with `prefix_bytes` before it."""
+    try:
+        encoded = value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding in argv
+        raise TinydriftError(f"{what} {value!r} is not valid UTF-8: give it in UTF-8 (MQTT's encoding)") from None
+    room = CLIENT_ID_MAX_BYTES - prefix_bytes
+    if len(encoded) > room:
+        raise TinydriftError(f"{what} of {len(encoded):,} bytes: MQTT carries at most {room:,} here; give a shorter one")
+    return value
+
+
 @dataclass(frozen=True)
 class BrokerUrl:
     scheme: str
