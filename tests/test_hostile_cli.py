@@ -153,6 +153,11 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "samples_labels.npz", summaries=np.zeros((8, 5), np.int16), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8), labels=np.arange(8))
     np.savez(root / "clips_other_size.npz", features=np.zeros((8, 7, 7), np.int8), groups=np.arange(8))
+    # features no int8 cast keeps (int16 wraps, floats of -1..1 become zeros), features of no clip
+    np.savez(root / "features_int16.npz", features=np.full((8, 49, 40), 3000, np.int16), groups=np.arange(8),
+             probs=np.zeros((8, 3), np.int8))
+    np.savez(root / "features_float.npz", features=np.full((8, 49, 40), 0.5, np.float32), groups=np.arange(8))
+    np.savez(root / "features_none.npz", features=np.zeros((0, 49, 40), np.int8), groups=np.zeros(0, np.int64))
     # summaries that a cast to int16 would silently turn into zeros or wrap; summaries that never move
     varied = np.arange(40, dtype=np.float64).reshape(8, 5)
     np.savez(root / "samples_nan_summaries.npz", summaries=np.where(varied == 3, np.nan, varied),
@@ -423,6 +428,12 @@ CASES = [
     ("features-misfit", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model"],
      "features of 7x7, and the model takes 49x40x1"),
     ("no-probs", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz"], "give --model MODEL_DIR"),
+    ("features-past-int8", "drift-calibrate", ["{r}/features_int16.npz", "--out", "{r}/cal_out"],
+     "features of int16 from 3000 to 3000; expected the model's int8 inputs"),
+    ("features-float", "drift-heldout", ["{r}/features_float.npz", "{r}/features_float.npz", "--model", "{r}/model"],
+     "features of float32 from 0.5 to 0.5"),
+    ("features-none", "drift-heldout", ["{r}/features_none.npz", "{r}/features_none.npz", "--model", "{r}/model"],
+     "features_none.npz: features (0, 49, 40)"),
     # calibrate has no --model: it once said to give one
     ("no-probs", "drift-calibrate", ["{r}/clips_other_size.npz", "--out", "{r}/dc_out"], "`drift heldout --model` runs one"),
     ("damaged-tflite", "model-c", ["{r}/model_damaged/model_int8.tflite", "--out", "{r}/c_out"], "model_int8.tflite"),

@@ -61,6 +61,8 @@ def _load_samples(path: Path, model: bytes | None = None,
         # without plant identities (a set of one's own), each image is its own group, as a folder's
         groups = images.domain.get("group", np.arange(len(images), dtype=np.int64))
         data = {"features": images.features, "labels": images.labels, "groups": groups}
+    if "features" in data:
+        _check_features(path, data["features"])
     if "probs" not in data and "features" in data and model is not None:
         from tinydrift.model.quantize import input_shape
         from tinydrift.model.runtimes import run_tflm
@@ -85,6 +87,22 @@ def _load_samples(path: Path, model: bytes | None = None,
     data["summaries"] = data["summaries"].astype(np.int16)
     data["probs"] = data["probs"].astype(np.int8)
     return data
+
+
+def _check_features(path: Path, features: np.ndarray) -> None:
+    """The model's int8 inputs, as the front end gives them (a camera's pixels minus 128): the
+    cast to int8 below once wrapped int16 values and made floats of -1..1 zeros without a
+    word (then "every summary value is the same"), and a set of none was an IndexError."""
+    expected = ("expected the model's int8 inputs (-128..127: the front end's features, or a camera's pixels minus "
+                "128) as [N, frames, channels] or [N, height, width, 3]")
+    if features.ndim < 3 or len(features) == 0:
+        raise TinydriftError(f"{path}: features {features.shape}; {expected}, N >= 1")
+    kind = features.dtype.kind
+    if kind not in "iuf" or (kind == "f" and not np.all(np.isfinite(features))):
+        raise TinydriftError(f"{path}: features of {features.dtype} that are not all finite numbers; {expected}")
+    low, high = features.min(), features.max()
+    if low < -128 or high > 127 or (kind == "f" and not np.array_equal(features, np.round(features))):
+        raise TinydriftError(f"{path}: features of {features.dtype} from {low:.4g} to {high:.4g}; {expected}")
 
 
 def _check_shapes(path: Path, data: dict) -> None:
