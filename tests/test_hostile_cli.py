@@ -537,6 +537,18 @@ def test_bad_input_is_refused_in_one_line(hostile, klass, command, args, named):
     assert _tree(hostile) == before, "the command left or changed files"
 
 
+@pytest.mark.parametrize("command, args", [
+    ("export", ["--model", "{r}/ww_detector", "--data", "{r}/adir"]),
+    ("drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out"]),
+])
+def test_a_refusal_inside_a_progress_display_is_the_only_line(hostile, command, args):
+    """Refused after the progress display opened but before its first bar: the display,
+    stopped with nothing in it, once printed an empty line above the error."""
+    result = _invoke(_argv(command, args, hostile))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, repr(result.output)
+
+
 def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
     names = set()
     for name, command in group.commands.items():

@@ -19,20 +19,28 @@ DEFAULT_PLANT_DATA = Path("build/data/plant")
 
 @contextlib.contextmanager
 def progress_bars():
-    """Yield a factory `(description, total) -> advance(n)`; bars go to stderr."""
+    """Yield a factory `(description, total) -> advance(n)`; bars go to stderr. The display
+    starts with the first bar: one stopped before any (a command refusing its input) printed
+    an empty line above the error, off a terminal."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(
+    progress = Progress(
         TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=False,
-    ) as progress:
+    )
 
-        def factory(description: str, total: int):
-            task = progress.add_task(description, total=total)
-            return lambda n=1: progress.advance(task, n)
+    def factory(description: str, total: int):
+        if not progress.live.is_started:
+            progress.start()
+        task = progress.add_task(description, total=total)
+        return lambda n=1: progress.advance(task, n)
 
+    try:
         yield factory
+    finally:
+        if progress.live.is_started:
+            progress.stop()
 
 
 def emit_json(obj) -> None:
