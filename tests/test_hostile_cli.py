@@ -549,6 +549,24 @@ def test_a_refusal_inside_a_progress_display_is_the_only_line(hostile, command, 
     assert result.output.startswith("error: ") and result.output.count("\n") == 1, repr(result.output)
 
 
+@pytest.mark.parametrize("model, audio, named", [
+    # a camera build never reads the microphone: the audio went unheard, the app never exited
+    (REPO_ROOT / "models" / "plant", "wav_good/a.wav", "is a camera model, whose board hears nothing"),
+    # refused before the firmware's build (minutes, the first time), not after it
+    (COMMITTED_MODEL, "wav_float/a.wav", "its samples are floating point"),
+])
+def test_emulate_refuses_audio_before_building_the_firmware(hostile, monkeypatch, model, audio, named):
+    import tinydrift.target.flash
+
+    def build(*args, **kwargs):
+        raise AssertionError("the firmware was built before the audio was checked")
+
+    monkeypatch.setattr(tinydrift.target.flash, "flash", build)
+    result = _invoke(["emulate", "--model", str(model), "--audio", str(hostile / audio)])
+    assert isinstance(result.exception, SystemExit) and result.exit_code != 0, repr(result.exception)
+    assert named in result.output and "Traceback" not in result.output, result.output
+
+
 def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:
     names = set()
     for name, command in group.commands.items():

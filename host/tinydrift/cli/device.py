@@ -79,14 +79,21 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
 
     if elf is not None and model_dir is not None:
         raise click.UsageError("--elf boots that image and --model builds one for the model folder: give one of them")
-    if model_dir is not None:
-        from tinydrift.target import platformio
-        from tinydrift.target.flash import flash
-
-        elf = flash(platformio.EMULATED_ENV, model_dir, build_only=True).elf
+    if model_dir is not None and audio is not None and _camera_input(model_dir) is not None:
+        # its build never reads the microphone: the audio went unheard and the app ran on, not
+        # exiting at the audio's end as --audio says
+        raise click.UsageError(f"--audio: {model_dir} is a camera model, whose board hears nothing; boot it with --serve "
+                               "and send it images with `tinydrift replay FOLDER --port URL`")
 
     with tempfile.TemporaryDirectory() as links:
-        args = [emulator.audio_file_argument(_as_pcm(audio, Path(links)), Path(links))] if audio else []
+        # the audio is checked before the firmware is built (minutes, the first time)
+        pcm = _as_pcm(audio, Path(links)) if audio else None
+        if model_dir is not None:
+            from tinydrift.target import platformio
+            from tinydrift.target.flash import flash
+
+            elf = flash(platformio.EMULATED_ENV, model_dir, build_only=True).elf
+        args = [emulator.audio_file_argument(pcm, Path(links))] if pcm is not None else []
         board = emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args)
         with board:
             click.echo(f"tinydrift: booting {board.elf} on {emulator.MACHINE}"
