@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from tinydrift.cli.main import main
+from tinydrift.errors import TinydriftError
 from tinydrift.link import protocol as P
 from tinydrift.link.replay import ACK_BAD_LABEL, ACK_OK, ACK_UNKNOWN_INFERENCE
 from tinydrift.logbook.capture import capture
@@ -158,6 +159,24 @@ def test_a_label_never_answered_is_sent_again_a_few_times_then_given_up(tmp_path
     assert (row["state"], row["attempts"]) == ("unanswered", LABEL_MAX_ATTEMPTS)
     page = (write_report(db, tmp_path / "report").out_dir / "index.html").read_text()
     assert "<th>labels queued for the device</th><td>1 unanswered</td>" in page
+
+
+def test_a_capture_database_held_by_another_writer_is_said_to_be_held_not_the_wrong_file(tmp_path):
+    """A lock held past the wait once said "database is locked; give the file `tinydrift
+    capture --db` writes", though the file was the right one."""
+    db = tmp_path / "capture.sqlite"
+    CaptureStore(db).close()
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(TinydriftError) as caught:
+            queue_label(db, 5, 1, patience=0.2)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "another process held its write lock for 0.2 s" in str(caught.value)
+    assert "give the file" not in str(caught.value)
+    assert queue_label(db, 5, 1, patience=0.2) == 1  # once released, it queues
 
 
 def test_a_capture_database_of_schema_3_takes_labels_and_is_upgraded_by_the_next_capture(tmp_path):

@@ -482,6 +482,14 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
             return int(cur.lastrowid)
         finally:
             conn.close()
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise TinydriftError(f"cannot queue the label in {path}: {exc}; give the file `tinydrift capture --db` "
+                                 "writes") from None
+        # the right file, held: "give the file capture writes" sent the user looking for another
+        raise TinydriftError(f"cannot queue the label in {path}: another process held its write lock for {patience:g} s "
+                             "(a capture holds it for well under a second); try again, or stop the program that holds "
+                             "it") from None
     except sqlite3.Error as exc:
         raise TinydriftError(f"cannot queue the label in {path}: {exc}; give the file `tinydrift capture --db` writes") from None
 
