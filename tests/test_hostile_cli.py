@@ -329,6 +329,10 @@ CASES = [
     ("not-a-number", "drift-verify", ["{r}/config.json", "--seed", "one"], "one"),
     # names and URLs
     ("bad-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "../kws"], "../kws"),
+    ("long-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "a" * 5000],
+     "a name of 5,000 characters (aaaaaaaaaaaaaaaa...) is too long"),
+    ("long-name", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--name", "k" * 222],
+     "give at most 221"),
     ("bad-name", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--name", "KWS-1"], "KWS-1"),
     ("bad-name", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--name", "a b"], "a b"),
     ("bad-url", "capture", ["--port", "socket://127.0.0.1:99999", "--db", "{r}/c.db"], "99999"),

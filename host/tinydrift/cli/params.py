@@ -255,10 +255,17 @@ class CName(click.ParamType):
 
     name = "name"
 
+    # the longest file named after it, td_monitor_config_NAME.h, within a file name's 255 bytes
+    # while it is written (atomic.py's temporary name: .NAME.XXXXXXXX.tmp)
+    MAX_LENGTH = 255 - len(".td_monitor_config_.h.XXXXXXXX.tmp")
+
     def convert(self, value, param, ctx) -> str:
         if not C_NAME.fullmatch(str(value)):
             self.fail(f"{value!r} is not usable in C names: use lower-case letters, digits and '_', "
                       "starting with a letter", param, ctx)
+        if len(str(value)) > self.MAX_LENGTH:  # once "File name too long" at the first write, its folder left made
+            self.fail(f"a name of {len(str(value)):,} characters ({str(value)[:16]}...) is too long for the file names "
+                      f"made from it (td_monitor_config_NAME.h): give at most {self.MAX_LENGTH}", param, ctx)
         return str(value)
 
 
