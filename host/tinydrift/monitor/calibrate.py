@@ -632,10 +632,10 @@ class SeverityLines:
     the caller when `step` says so. Per alarm whose line was read before the streams ended,
     `read` holds (stream, step of the alarm) and `impacts` the points the estimate moved
     (None: withheld under a sensor fault; NaN: no inference of the run came before the
-    change point, so there is nothing to compare with). Given whether each inference was right, `truth`
-    holds the points the true accuracy moved: over the inferences after the alarm up to the
-    reading against the TRUTH_BEFORE before the change point (NaN: fewer than half of those since
-    the stream's reset)."""
+    change point, so there is nothing to compare with). Given whether each inference was
+    right, `truth` holds the points the true accuracy moved: over the inferences after the
+    alarm up to the reading against the TRUTH_BEFORE before the change point (NaN: fewer
+    than half of those since the stream's reset)."""
 
     TRUTH_BEFORE = 200
 
@@ -651,7 +651,7 @@ class SeverityLines:
         self.alarm_at = np.zeros(n, dtype=np.int64)
         self.change = np.zeros(n, dtype=np.int64)  # the step its estimated change began at
         self.read: list[tuple[int, int]] = []
-        self.impacts: list[float | None] = []  # NaN: nothing before the change
+        self.impacts: list[float | None] = []
         self.correct = np.zeros((n, length), dtype=bool)
         self.truth: list[float] = []
 
