@@ -345,6 +345,10 @@ def test_archive_takes_the_frames_still_in_the_wal_into_one_file(tmp_path):
     assert [r[0] for r in conn.execute("SELECT line FROM text_lines")] == ["only in the wal"]
     again = _tinydrift("archive", killed / "run.db", tmp_path / "out.db")
     assert again.returncode == 1 and "already exists" in again.stderr
+    # opening the capture makes its -wal, which "already exists" once blamed on the user
+    for suffix in ("-wal", "-shm", "-journal"):
+        named = _tinydrift("archive", alone / "out.db", alone / f"out.db{suffix}")
+        assert named.returncode == 1 and "a file SQLite keeps beside out.db" in named.stderr, named.stderr
 
 
 def test_a_database_locked_when_capture_starts_is_waited_for(tmp_path):

@@ -158,6 +158,8 @@ def hostile(tmp_path_factory) -> Path:
              probs=np.zeros((8, 3), np.int8))
     np.savez(root / "features_float.npz", features=np.full((8, 49, 40), 0.5, np.float32), groups=np.arange(8))
     np.savez(root / "features_none.npz", features=np.zeros((0, 49, 40), np.int8), groups=np.zeros(0, np.int64))
+    np.savez(root / "audio_only.npz", audio=np.zeros((8, 16000), np.int16), labels=np.zeros(8, np.int64),
+             meta_group=np.arange(8))
     # summaries that a cast to int16 would silently turn into zeros or wrap; summaries that never move
     varied = np.arange(40, dtype=np.float64).reshape(8, 5)
     np.savez(root / "samples_nan_summaries.npz", summaries=np.where(varied == 3, np.nan, varied),
@@ -438,6 +440,8 @@ CASES = [
      "features of float32 from 0.5 to 0.5"),
     ("features-none", "drift-heldout", ["{r}/features_none.npz", "{r}/features_none.npz", "--model", "{r}/model"],
      "features_none.npz: features (0, 49, 40)"),
+    ("audio-without-features", "drift-heldout", ["{r}/audio_only.npz", "{r}/audio_only.npz", "--model", "{r}/model"],
+     "a clip set of audio without the front end's features"),
     # calibrate has no --model: it once said to give one
     ("no-probs", "drift-calibrate", ["{r}/clips_other_size.npz", "--out", "{r}/dc_out"], "`drift heldout --model` runs one"),
     ("damaged-tflite", "model-c", ["{r}/model_damaged/model_int8.tflite", "--out", "{r}/c_out"], "model_int8.tflite"),

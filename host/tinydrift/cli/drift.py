@@ -77,6 +77,10 @@ def _load_samples(path: Path, model: bytes | None = None,
         data["summaries"] = (summarize_image(features, IMAGE_SUMMARY_GRID) if features.ndim == 4
                              else summarize_frames(features))
     missing = [k for k in ("summaries", "probs", "groups") if k not in data]
+    if "audio" in data and "features" not in data and "summaries" not in data:
+        # "lacks summaries, probs" named what the monitor reads, not the step that makes them
+        raise TinydriftError(f"{path}: a clip set of audio without the front end's features, from which the "
+                             "summaries and probs are made: give a set `tinydrift data kws` made (it computes them)")
     if missing:
         hint = (f" (a clip or image set of `tinydrift data`: {probs_from})"
                 if missing == ["probs"] and "features" in data else "")

@@ -516,6 +516,10 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
     exists = TinydriftError(f"{out_path} already exists: give a new file name for the archive")
     if out_path.exists():  # before reading anything; the link below refuses one made meanwhile
         raise exists
+    companions = [db_path.with_name(db_path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
+    if os.path.abspath(out_path) in {os.path.abspath(p) for p in companions}:
+        # opening the capture makes that file: "already exists" blamed the user for it
+        raise TinydriftError(f"{out_path} is a file SQLite keeps beside {db_path.name}: give the archive another name")
     source = open_db(db_path)
     try:
         with atomic.atomic_path(out_path, new_only=True) as tmp:  # two archives to one name: the second is refused
