@@ -703,26 +703,35 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     """Every alarm type latched in `read_inferences` output, in the order they latched, with
     the estimated accuracy before the change point and now (severity from impact). The
     device estimates one change point, the first alarm's; later alarms are measured from it
-    too (the accuracy before anything changed). `prior` and `atc_threshold`: the reference's
-    class frequencies and the monitor's ATC level, to take off ATC the confident answers
-    since the change beyond their classes' reference shares (accuracy_estimate)."""
+    too (the accuracy before anything changed). Now is the device's running ATC; given the
+    monitor's ATC level (`atc_threshold`), the share of confident answers since the first
+    alarm instead: the running figure still carries the stretch that set the alarm off, which
+    was picked for its low confidence. Given the reference's class frequencies (`prior`) too,
+    the confident answers of that stretch beyond their classes' shares come off it
+    (accuracy_estimate)."""
     index, bits, atc = data["inference_index"], data["alarm_bits"], data["atc"] / 65536.0
+    latched = np.flatnonzero(bits & 0x1F)
+    if not latched.size:
+        return []
+    alarm_at = int(data["alarm_index"][latched[0]]) or int(index[latched[0]])
+    change = int(data["change_index"][latched[0]]) or None
+    # The device's running estimate just before the change point, if such a frame arrived.
+    before = np.flatnonzero(index[:latched[0]] < change) if change else np.zeros(0, np.int64)
+    after = index > alarm_at
+    now_atc, confident, answers = float(atc[-1]), None, 0
+    if atc_threshold is not None and "confidence" in data and after.any():
+        sure = after & (data["confidence"] >= atc_threshold)
+        now_atc, answers = float(sure.sum() / after.sum()), int(after.sum())
+        if prior is not None and "predicted_class" in data:
+            confident = np.bincount(data["predicted_class"][sure], minlength=len(prior))[:len(prior)]
+    now = accuracy_estimate(now_atc, confident, answers, prior, int(bits[-1]) & 0x1F)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
         hit = np.flatnonzero(bits & (1 << t))
         if not hit.size:
             continue
         first = hit[0]
-        latched_at = int(data["alarm_index"][first]) if first == np.flatnonzero(bits & 0x1F)[0] else 0
-        change = int(data["change_index"][first]) or None
-        # The device's running estimate just before the change point, if such a frame arrived.
-        before = np.flatnonzero(index[:first] < change) if change else np.zeros(0, np.int64)
-        since = index >= (change or index[first])
-        confident = None
-        if prior is not None and atc_threshold is not None and "predicted_class" in data:
-            sure = since & (data["confidence"] >= atc_threshold)
-            confident = np.bincount(data["predicted_class"][sure], minlength=len(prior))[:len(prior)]
-        now = accuracy_estimate(float(atc[-1]), confident, int(since.sum()), prior, int(bits[-1]) & 0x1F)
+        latched_at = int(data["alarm_index"][first]) if first == latched[0] else 0
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
                                    float(atc[before[-1]]) if before.size else None, now.value, now.basis))
     return sorted(found, key=lambda a: a.latched_at)

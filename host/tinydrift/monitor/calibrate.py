@@ -626,9 +626,9 @@ def calibrated_block_length(config: MonitorConfig, block_length: int | str | Non
 
 class SeverityLines:
     """The severity line a host shows for each alarm of simulated streams (as
-    logbook.store.alarm_severity reads it from a capture): the accuracy estimate `after`
-    inferences after the alarm, against the device's ATC just before its estimated change
-    point. A stream that alarmed is held (not watched for alarms) until then, and reset by
+    logbook.store.alarm_severity reads it from a capture, given the model folder): the
+    accuracy estimate over the `after` inferences after the alarm, against the device's ATC
+    just before its estimated change point. A stream that alarmed is held (not watched for alarms) until then, and reset by
     the caller when `step` says so. Per alarm whose line was read before the streams ended,
     `read` holds (stream, step of the alarm) and `impacts` the points the estimate moved
     (None: withheld under a sensor fault; NaN: no inference of the run came before the
@@ -674,9 +674,9 @@ class SeverityLines:
         due = (self.read_at >= 0) & (self.read_at <= s)
         prior = twin.config.prior_q16
         for i in np.flatnonzero(due):
-            since = self.confident[i, self.change[i]:s + 1]
-            confident = np.bincount(since[since >= 0], minlength=len(prior))
-            now = accuracy_estimate(float(twin.atc_ewma[i]) / ONE_Q16, confident, len(since), prior,
+            after = self.confident[i, self.alarm_at[i] + 1:s + 1]
+            confident = np.bincount(after[after >= 0], minlength=len(prior))
+            now = accuracy_estimate(float(np.mean(after >= 0)), confident, len(after), prior,
                                     int(twin.alarms[i]) & ALARM_TYPES_MASK)
             self.read.append((int(i), int(self.alarm_at[i])))
             if now.value is None:

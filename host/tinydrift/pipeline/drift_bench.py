@@ -49,9 +49,10 @@ def type_name(word: int) -> str:
 
 
 def host_estimates(run: dict, prior: np.ndarray) -> list:
-    """Per stream, the accuracy estimate the host shows at the stream's end."""
-    return [accuracy_estimate(atc, confident, ESTIMATE_WINDOW, prior, int(alarms))
-            for atc, confident, alarms in zip(run["atc_after"], run["recent_confident"], run["alarms_after"])]
+    """Per stream, the accuracy estimate the host shows at the stream's end, over its last
+    ESTIMATE_WINDOW answers."""
+    return [accuracy_estimate(confident.sum() / ESTIMATE_WINDOW, confident, ESTIMATE_WINDOW, prior, int(alarms))
+            for confident, alarms in zip(run["recent_confident"], run["alarms_after"])]
 
 
 def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, drifted: Pool,
