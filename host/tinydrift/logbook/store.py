@@ -687,12 +687,13 @@ class AlarmSeverity:
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
         if self.accuracy_now is None:
             return f"accuracy estimate {self.basis}: the frames are not the scene's{change}"
-        now = f"{100 * self.accuracy_now:.1f} % now" + ("" if self.basis == "ATC" else f" ({self.basis})")
+        now = f"{100 * self.accuracy_now:.1f} % now"
+        basis = "" if self.basis == "ATC" else f"{self.basis}; "
         if self.impact_points is None:
-            return f"estimated accuracy {now}{change}"
+            return f"estimated accuracy {now}{change}" + (f"; {basis[:-2]}" if basis else "")
         verdict = "harmless so far" if abs(self.impact_points) < HARMLESS_POINTS else "estimated impact"
         return (f"estimated accuracy {100 * self.accuracy_before:.1f} % before the change{change}, "
-                f"{now} ({verdict}: {self.impact_points:+.1f} points)")
+                f"{now} ({basis}{verdict}: {self.impact_points:+.1f} points)")
 
     def line(self) -> str:
         return f"{self.name} latched at inference {self.latched_at}; {self.impact()}"
