@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import signal
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
@@ -23,28 +23,18 @@ def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: in
     (a minute of audio) wants a smaller `chunk`."""
     chunks = [specs[i:i + chunk] for i in range(0, len(specs), chunk)]
     out = []
-    if workers <= 1 or len(chunks) <= 1:
-        results = map(render_chunk, chunks)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(min(workers, len(chunks)), initializer=_leave_interrupts_to_the_parent)
-        # submit, not map: map's iterator cancels its futures when interrupted, and the pool's
-        # thread then fails setting an error on them (a traceback on the way out)
-        futures = [pool.submit(render_chunk, c) for c in chunks]
-        results = (future.result() for future in futures)
-    try:
-        for chunk, rendered in zip(chunks, results):
+
+    def collect(results) -> None:
+        for done, rendered in zip(chunks, results):
             out.append(rendered)
             if progress:
-                progress(len(chunk))
-    except KeyboardInterrupt:
-        if pool is not None:  # the chunks under way are not waited for (a minute of audio can take long)
-            for process in list(getattr(pool, "_processes", {}).values()):
-                process.terminate()
-            pool.shutdown(wait=False)  # the pool, broken, fails what was pending
-            pool = None
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+                progress(len(done))
+
+    if workers <= 1 or len(chunks) <= 1:
+        collect(map(render_chunk, chunks))
+        return out
+    # Leaving the pool terminates its workers: on Ctrl-C the chunks under way (a minute of
+    # audio can take long) are not waited for.
+    with multiprocessing.Pool(min(workers, len(chunks)), initializer=_leave_interrupts_to_the_parent) as pool:
+        collect(pool.imap(render_chunk, chunks))
     return out
