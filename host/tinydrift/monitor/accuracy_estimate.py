@@ -1,5 +1,6 @@
-"""The label-free accuracy estimate a reader of the device's log is shown, from the device's
-ATC figure, the confident answers per class of a window of inferences and the latched alarms.
+"""The label-free accuracy estimate a reader of the device's log is shown, from an ATC figure
+(the share of confident answers over a window of inferences, or the device's running one),
+the confident answers per class of that window and the latched alarms.
 
 ATC (Garg et al. 2022) counts the inferences whose confidence clears a threshold learned on
 in-domain data. It reads the model's confidence, and under input drift the confidence stops
