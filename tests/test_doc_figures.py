@@ -28,6 +28,7 @@ from tinydrift.data.labels import LABELS
 from tinydrift.fleet import envelope
 from tinydrift.link import protocol
 from tinydrift.modeldir import ModelDir, model_hash
+from tinydrift.monitor.accuracy_estimate import MIN_ANSWERS
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.pipeline import demo
 from tinydrift.pipeline.export import model_card
@@ -133,6 +134,7 @@ CODE_FIGURES = {
     "drift_bench.quick.control_clips": lambda: _bench_settings(True).control_clips_per_class * len(LABELS),
     "drift_bench.full.control_clips": lambda: _bench_settings(False).control_clips_per_class * len(LABELS),
     "export.commission_n": lambda: MODEL.monitor_config()["commission_n"],
+    "accuracy_estimate.min_answers": lambda: MIN_ANSWERS,
     "wakeword.full_invocations": _wakeword_full_invocations,
     "wakeword.okay_nabu_ram_bytes": lambda: _wakeword_ram_bytes("okay_nabu"),
     "wakeword.okay_nabu_config_arena_bytes": lambda: _wakeword_tensor_arena("okay_nabu"),

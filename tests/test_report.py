@@ -163,7 +163,7 @@ def test_report_command_ends_with_a_one_line_summary(tmp_path):
     assert last.startswith("report ") and f"first alarm at inference {facts['first_alarm']} (DATA_DRIFT)" in last
     # severity from impact: the device's estimate before the change point (0.93) and at the end (0.75)
     assert re.search(r"estimated accuracy 9[23]\.\d % before the change \(change point ~inference 700\), "
-                     r"7[45]\.\d % now \(estimated impact: -1[78]\.\d points\)", last), last
+                     r"7[45]\.\d % now \(the device's running ATC; estimated impact: -1[78]\.\d points\)", last), last
     page = (tmp_path / "out" / "index.html").read_text()
     assert f"<th>alarm DATA_DRIFT</th><td>DATA_DRIFT latched at inference {facts['first_alarm']}; estimated" in page
 
@@ -304,6 +304,64 @@ def test_severity_calls_a_shift_harmless_only_when_the_estimate_barely_moved():
     data["atc"] = (np.where(index < 250, 0.930, 0.80) * 65536).astype(np.int64)
     assert "estimated impact: -13.0 points" in alarm_severity(data)[0].line()
 
+
+
+def _alarm_at_300(n: int) -> dict:
+    """Frames 1..n of a device whose DATA_DRIFT latched at inference 300 (change point 250):
+    its running ATC 0.93 before the change, 0.80 after; of the answers after the alarm, all
+    but every 10th are confident (ATC level 200 of 0-255), spread over 5 classes as the
+    reference mix is."""
+    index = np.arange(1, n + 1)
+    return {"inference_index": index, "alarm_bits": np.where(index >= 300, 1, 0),
+            "alarm_index": np.where(index >= 300, 300, 0), "change_index": np.where(index >= 300, 250, 0),
+            "atc": (np.where(index < 250, 0.93, 0.80) * 65536).astype(np.int64), "predicted_class": index % 5,
+            "confidence": np.where(index % 10 == 0, 150, 250)}
+
+
+def test_a_severity_line_says_which_figure_now_is():
+    """The line without the model folder (the device's running ATC, which still carries the
+    stretch that set the alarm off) and the one with it (the estimate over the answers since
+    the alarm) read 82.3 % and 77.4 % on the demo's capture, each "% now (estimated impact: ...)":
+    nothing told the reader why `report` and `monitor` disagreed, or which one to believe."""
+    from tinydrift.logbook.store import alarm_severity
+
+    data, prior = _alarm_at_300(400), np.full(5, 0.2)
+    (running,) = alarm_severity(data)
+    assert "80.0 % now (the device's running ATC; estimated impact: -13.0 points)" in running.line()
+    (since,) = alarm_severity(data, prior, atc_threshold=200)
+    assert abs(since.accuracy_now - 0.9) < 1e-9 and since.answers == 100
+    assert "90.0 % now (ATC over the 100 answers since the alarm; estimated impact: -3.0 points)" in since.line()
+
+
+def test_a_severity_line_over_too_few_answers_since_the_alarm_shows_the_running_atc_and_says_so():
+    """Given the model folder, a capture cut one answer after the alarm read "100.0 % now
+    (estimated impact: +4.7 points)" (one confident answer), five after it "harmless so far",
+    and one cut at the alarm showed the running ATC unnamed: on so few answers the share of
+    confident ones is noise. The device's running figure is shown then, named, with why."""
+    from tinydrift.logbook.store import alarm_severity
+    from tinydrift.monitor.accuracy_estimate import MIN_ANSWERS
+
+    prior = np.full(5, 0.2)
+    for n, why in ((300, "no answer since the alarm yet"), (301, "only 1 answer since the alarm, too few"),
+                   (300 + MIN_ANSWERS - 1, f"only {MIN_ANSWERS - 1} answers since the alarm, too few")):
+        data = _alarm_at_300(n)
+        data["confidence"][300:] = 250  # every answer since the alarm confident: 100 % on its own
+        (line,) = alarm_severity(data, prior, atc_threshold=200)
+        assert line.answers == 0 and abs(line.accuracy_now - 0.80) < 1e-4, (n, line)
+        assert f"80.0 % now (the device's running ATC: {why}" in line.line() and "estimated impact: -13.0" in line.line()
+        assert "nan" not in line.line() and "0 answers" not in line.line()
+    (enough,) = alarm_severity(_alarm_at_300(300 + MIN_ANSWERS), prior, atc_threshold=200)
+    assert enough.answers == MIN_ANSWERS and f"over the {MIN_ANSWERS} answers since the alarm" in enough.line()
+
+
+def test_a_severity_line_with_no_frame_before_the_change_point_says_so_in_one_parenthesis():
+    from tinydrift.logbook.store import alarm_severity
+
+    data = {k: v[260:] for k, v in _alarm_at_300(400).items()}  # the capture began after the change point
+    (line,) = alarm_severity(data, np.full(5, 0.2), atc_threshold=200)
+    assert line.impact_points is None and line.impact() == (
+        "estimated accuracy 90.0 % now (ATC over the 100 answers since the alarm); no frame from before the change "
+        "point (~inference 250) arrived to compare with")
 
 @pytest.mark.parametrize("detector, named", [
     ("{not json", "detector.json is not readable JSON"),

@@ -35,7 +35,7 @@ def test_once_shows_scores_thresholds_alarm_and_counts(tmp_path):
     assert "DRIFT" in out and "DATA_DRIFT" in out and f"change point ~inference {DRIFT_AT}" in out
     # severity: the device's accuracy estimate before the change point (0.93) and now (0.75)
     assert re.search(r"estimated accuracy 9[23]\.\d % before the change", out), out
-    assert re.search(r"7[45]\.\d % now", out) and re.search(r"\(estimated impact: -1[78]\.\d points\)", out), out
+    assert re.search(r"7[45]\.\d % now", out) and re.search(r"device's running ATC; estimated impact: -1[78]\.\d points\)", out), out
     assert f"{facts['lost']} / {facts['corrupt']} / 0" in out
     assert "8.00" in out and "4.00" in out  # the drift and warning levels from HELLO, in σ
     assert "boot: tinydrift demo" in out  # the device's text line

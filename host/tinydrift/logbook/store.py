@@ -19,7 +19,7 @@ import numpy as np
 
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, accuracy_estimate
 from tinydrift.link import protocol as P
 
 SCHEMA_VERSION = 4  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes; 4: labels
@@ -675,6 +675,8 @@ class AlarmSeverity:
     accuracy_before: float | None  # the estimate on the last frame before the change point
     accuracy_now: float | None  # the estimate on the latest frame
     basis: str = "ATC"  # what accuracy_now rests on
+    answers: int = 0  # the answers since the alarm accuracy_now is over (0: it is the device's running ATC)
+    too_few: int | None = None  # given the model folder, the answers since the alarm when too few to estimate over
 
     @property
     def impact_points(self) -> float | None:
@@ -682,18 +684,31 @@ class AlarmSeverity:
             return None
         return 100.0 * (self.accuracy_now - self.accuracy_before)
 
+    def basis_text(self) -> str:
+        """What the figure now is: the device's running ATC (which still carries the stretch
+        that set the alarm off), or the estimate over the answers since the alarm."""
+        if self.answers:
+            return f"{self.basis}{',' if self.basis != 'ATC' else ''} over the {self.answers} answers since the alarm"
+        if self.too_few == 0:
+            return "the device's running ATC: no answer since the alarm yet"
+        if self.too_few is not None:
+            return (f"the device's running ATC: only {self.too_few} answer{'' if self.too_few == 1 else 's'} since "
+                    "the alarm, too few to estimate over")
+        return "the device's running ATC"
+
     def impact(self) -> str:
         """The change point and the accuracy estimate before it and now, in words."""
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
         if self.accuracy_now is None:
             return f"accuracy estimate {self.basis}: the frames are not the scene's{change}"
         now = f"{100 * self.accuracy_now:.1f} % now"
-        basis = "" if self.basis == "ATC" else f"{self.basis}; "
         if self.impact_points is None:
-            return f"estimated accuracy {now}{change}" + (f"; {basis[:-2]}" if basis else "")
+            at = f" (~inference {self.change_index})" if self.change_index else ""
+            return (f"estimated accuracy {now} ({self.basis_text()}); no frame from before the change point{at} "
+                    "arrived to compare with")
         verdict = "harmless so far" if abs(self.impact_points) < HARMLESS_POINTS else "estimated impact"
         return (f"estimated accuracy {100 * self.accuracy_before:.1f} % before the change{change}, "
-                f"{now} ({basis}{verdict}: {self.impact_points:+.1f} points)")
+                f"{now} ({self.basis_text()}; {verdict}: {self.impact_points:+.1f} points)")
 
     def line(self) -> str:
         return f"{self.name} latched at inference {self.latched_at}; {self.impact()}"
@@ -706,10 +721,10 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     device estimates one change point, the first alarm's; later alarms are measured from it
     too (the accuracy before anything changed). Now is the device's running ATC; given the
     monitor's ATC level (`atc_threshold`), the share of confident answers since the first
-    alarm instead: the running figure still carries the stretch that set the alarm off, which
-    was picked for its low confidence. Given the reference's class frequencies (`prior`) too,
-    the confident answers of that stretch beyond their classes' shares come off it
-    (accuracy_estimate)."""
+    alarm instead, once MIN_ANSWERS have arrived: the running figure still carries the
+    stretch that set the alarm off, which was picked for its low confidence. Given the
+    reference's class frequencies (`prior`) too, the confident answers of that stretch beyond
+    their classes' shares come off it (accuracy_estimate)."""
     index, bits, atc = data["inference_index"], data["alarm_bits"], data["atc"] / 65536.0
     latched = np.flatnonzero(bits & 0x1F)
     if not latched.size:
@@ -719,12 +734,15 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     # The device's running estimate just before the change point, if such a frame arrived.
     before = np.flatnonzero(index[:latched[0]] < change) if change else np.zeros(0, np.int64)
     after = index > alarm_at
-    now_atc, confident, answers = float(atc[-1]), None, 0
-    if atc_threshold is not None and "confidence" in data and after.any():
-        sure = after & (data["confidence"] >= atc_threshold)
-        now_atc, answers = float(sure.sum() / after.sum()), int(after.sum())
-        if prior is not None and "predicted_class" in data:
-            confident = np.bincount(data["predicted_class"][sure], minlength=len(prior))[:len(prior)]
+    now_atc, confident, answers, too_few = float(atc[-1]), None, 0, None
+    if atc_threshold is not None and "confidence" in data:
+        if after.sum() >= MIN_ANSWERS:
+            sure = after & (data["confidence"] >= atc_threshold)
+            now_atc, answers = float(sure.sum() / after.sum()), int(after.sum())
+            if prior is not None and "predicted_class" in data:
+                confident = np.bincount(data["predicted_class"][sure], minlength=len(prior))[:len(prior)]
+        else:
+            too_few = int(after.sum())
     now = accuracy_estimate(now_atc, confident, answers, prior, int(bits[-1]) & 0x1F)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
@@ -734,7 +752,8 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
         first = hit[0]
         latched_at = int(data["alarm_index"][first]) if first == latched[0] else 0
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
-                                   float(atc[before[-1]]) if before.size else None, now.value, now.basis))
+                                   float(atc[before[-1]]) if before.size else None, now.value, now.basis,
+                                   answers, too_few))
     return sorted(found, key=lambda a: a.latched_at)
 
 

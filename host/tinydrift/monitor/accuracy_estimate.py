@@ -34,6 +34,11 @@ CAPPED = "ATC less confident answers beyond the reference class mix"
 # Below this many points, an alarm's estimated accuracy impact is within what the estimate
 # wanders on its own: the shift is reported as harmless so far.
 HARMLESS_POINTS = 2.0
+# Fewer answers than this since an alarm are too few to estimate over (on a 90 % model the
+# share of confident ones wanders by 6 points on 32 answers, 27 on one, which reads 0 or
+# 100 %): a severity line then shows the device's running ATC, and says so. The bench reads
+# its lines later (pipeline.drift_pools.SEVERITY_READ_AFTER).
+MIN_ANSWERS = 32
 
 
 @dataclass(frozen=True)
