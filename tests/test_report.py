@@ -363,6 +363,32 @@ def test_a_severity_line_with_no_frame_before_the_change_point_says_so_in_one_pa
         "estimated accuracy 90.0 % now (ATC over the 100 answers since the alarm); no frame from before the change "
         "point (~inference 250) arrived to compare with")
 
+
+def test_a_run_reset_after_its_alarm_is_not_measured_by_the_next_run():
+    """A microphone with a DC offset latched SENSOR_FAULT at inference 60; the monitor was
+    reset (`replay --reset`: the index starts again at 1, the alarm cleared) and 60 good clips
+    followed. The fault's line read "97.7 % now (...; harmless so far: -0.6 points)" from the
+    repaired microphone's frames, and given the model folder took the 60 faulty frames
+    (index 61-120 > 60) as the answers since the alarm."""
+    from tinydrift.logbook.store import alarm_severity
+
+    first, second = np.arange(1, 121), np.arange(1, 141)
+    index = np.concatenate([first, second])
+    fault = np.where(first >= 60, 1 << 4, 0)
+    drift = np.where(second >= 100, 1, 0)  # the second run's own DATA_DRIFT, change point 80
+    data = {"inference_index": index, "alarm_bits": np.concatenate([fault, drift]),
+            "alarm_index": np.concatenate([np.where(first >= 60, 60, 0), np.where(second >= 100, 100, 0)]),
+            "change_index": np.concatenate([np.where(first >= 60, 60, 0), np.where(second >= 100, 80, 0)]),
+            "atc": np.full(len(index), int(0.95 * 65536)), "predicted_class": index % 5,
+            # the faulty frames all unconfident, the second run's all confident
+            "confidence": np.concatenate([np.where(first > 60, 10, 250), np.full(len(second), 250)])}
+    for given, answers, now in (({}, 0, 0.95), ({"prior": np.full(5, 0.2), "atc_threshold": 200}, 40, 1.0)):
+        dead, moved = alarm_severity(data, **given)
+        assert (dead.name, dead.latched_at, dead.accuracy_now) == ("SENSOR_FAULT", 60, None), dead
+        assert "withheld: sensor fault" in dead.line() and "harmless" not in dead.line()
+        assert (moved.name, moved.latched_at, moved.change_index) == ("DATA_DRIFT", 100, 80)
+        assert moved.answers == answers and abs(moved.accuracy_now - now) < 1e-4, moved
+
 @pytest.mark.parametrize("detector, named", [
     ("{not json", "detector.json is not readable JSON"),
     ('{"name": "okay_nabu", "model_hash": "00"}', "wake_word, probability_cutoff, sliding_window, feature_step_ms missing"),

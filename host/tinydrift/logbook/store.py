@@ -724,7 +724,24 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     alarm instead, once MIN_ANSWERS have arrived: the running figure still carries the
     stretch that set the alarm off, which was picked for its low confidence. Given the
     reference's class frequencies (`prior`) too, the confident answers of that stretch beyond
-    their classes' shares come off it (accuracy_estimate)."""
+    their classes' shares come off it (accuracy_estimate).
+
+    Each run of the device (its inference index starts again after a reset or a restart,
+    which clear its alarms) is read on its own, its now at its own last frame: an alarm of a
+    run that ended is not measured by the frames of the next (a SENSOR_FAULT reset away once
+    read "harmless so far" from the repaired microphone's frames, and its own faulty frames
+    counted as answers since a later run's alarm)."""
+    index = data["inference_index"]
+    bounds = [0, *(np.flatnonzero(np.diff(index) < 0) + 1), len(index)]
+    found = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        found += _run_severity({k: v[start:end] for k, v in data.items()}, prior, atc_threshold)
+    return found
+
+
+def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
+                  atc_threshold: int | None) -> list[AlarmSeverity]:
+    """alarm_severity of one run of the device (its inference index only rises)."""
     index, bits, atc = data["inference_index"], data["alarm_bits"], data["atc"] / 65536.0
     latched = np.flatnonzero(bits & 0x1F)
     if not latched.size:
