@@ -237,6 +237,39 @@ def test_truth_marks_the_shift_the_delay_and_the_true_accuracy_beside_the_estima
     assert write_report(db, tmp_path / "r2", truth=Truth(DRIFT_AT, labels)).true_accuracy == {"before": 1.0, "after": 0.0}
 
 
+def test_the_truth_stands_beside_the_severity_line_over_its_own_spans(tmp_path):
+    """With --truth, the page compared the truth with the device's mean ATC after the shift
+    only, and the printed line gave no truth at all: the severity line's figures (ATC before
+    the change point, the estimate over the answers since the alarm) stood alone. The demo's
+    capture: "77.4 % now (...)" where the truth over the same 423 answers was 77.1 %."""
+    from tinydrift.logbook.report import Truth
+
+    db, facts = make_drift_db(tmp_path)
+    seen = read_inferences_of(db)
+    labels = np.full(N_INFERENCES, -1, dtype=np.int64)
+    for index, predicted in zip(seen["inference_index"], seen["predicted_class"]):
+        # right before the change point, wrong on one in four of the answers since the alarm
+        wrong = index > facts["first_alarm"] and index % 4 == 0
+        labels[index - 1] = (predicted + 1) % 12 if wrong else predicted
+    truth_file = tmp_path / "truth.json"
+    truth_file.write_text(Truth(DRIFT_AT, labels).to_json())
+    result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(truth_file)])
+    assert result.exit_code == 0, result.output
+    since = seen["inference_index"] > facts["first_alarm"]
+    expected = 100 * np.mean(seen["inference_index"][since] % 4 != 0)
+    text = f"true accuracy 100.0 % before the change, {expected:.1f} % since the alarm"
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.endswith(f"points); {text}"), last
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert f"<th>true accuracy beside the severity line</th><td>{text[len('true accuracy '):]}</td>" in page
+
+
+def read_inferences_of(db: Path) -> dict:
+    from tinydrift.logbook.store import open_db, read_inferences
+
+    return read_inferences(open_db(db))
+
+
 @pytest.mark.parametrize("content, named", [
     ('{"shift_index": -3}', "truth file"), ("not json", "truth file"), ('{"labels": "abc"}', "truth file"),
     ("[1, 2]", "truth file"), ('{"shift_index": true}', "truth file"), ('{"labels": [1.5, 2]}', "truth file"),

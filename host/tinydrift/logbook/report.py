@@ -102,9 +102,10 @@ class Truth:
         return json.dumps({"shift_index": self.shift_index, "labels": labels})
 
 
-def _truth_rows(truth: Truth, data: dict, summary: DbSummary, accuracy: dict) -> list[tuple[str, str]]:
+def _truth_rows(truth: Truth, data: dict, summary: DbSummary, accuracy: dict, severities: list[AlarmSeverity] = (),
+                true_severity: tuple[float | None, float | None] | None = None) -> list[tuple[str, str]]:
     """The HTML rows comparing the device with the truth: shift, delay, accuracy before and
-    after (true, and as the device estimated it)."""
+    after (true, and as the device estimated it), and over the first severity line's spans."""
     rows = []
     shift = truth.shift_index
     if shift is not None:
@@ -120,7 +121,29 @@ def _truth_rows(truth: Truth, data: dict, summary: DbSummary, accuracy: dict) ->
         rows.append((f"accuracy {name} the shift" if shift is not None else "accuracy",
                      f"true {100 * true:.1f} %, estimated (ATC) {100 * atc[known].mean():.1f} %"
                      f" over {int(known.sum())} inferences"))
+    if true_severity is not None:
+        rows.append(("true accuracy beside the severity line", _true_severity_text(true_severity)))
     return rows
+
+
+def _true_severity_text(true_severity: tuple[float | None, float | None]) -> str:
+    """"92.4 % before the change, 77.1 % since the alarm": the truth over the severity line's spans."""
+    parts = [f"{100 * t:.1f} % {span}" for t, span in zip(true_severity, ("before the change", "since the alarm"))
+             if t is not None]
+    return ", ".join(parts)
+
+
+def _true_severity(truth: Truth, data: dict, severity: AlarmSeverity) -> tuple[float | None, float | None] | None:
+    """The true accuracy over the first severity line's spans: (before its change point,
+    over the answers since its alarm), None where no frame there has a known label."""
+    correct = _true_correct(truth, data)
+    if correct is None:
+        return None
+    index = data["inference_index"]
+    spans = (index < severity.change_index if severity.change_index else np.zeros(len(index), bool),
+             index > severity.latched_at)
+    out = tuple(float(correct[m].mean()) if m.any() else None for m in (s & (correct >= 0) for s in spans))
+    return None if out == (None, None) else out
 
 
 def true_accuracy(truth: Truth, data: dict, monotonic: bool) -> dict[str, tuple[float, np.ndarray]]:
@@ -170,6 +193,7 @@ class ReportResult:
     wakes: list[WakeEvent] = field(default_factory=list)
     true_accuracy: dict[str, float] = field(default_factory=dict)  # with a truth: "before"/"after" its shift
     commissioning: str | None = None  # why no alarm could come yet (the capture ends while the monitor learns)
+    true_severity: tuple[float | None, float | None] | None = None  # with a truth: over the first severity line's spans
 
     def line(self) -> str:
         s = self.summary
@@ -177,6 +201,8 @@ class ReportResult:
                  if s.first_alarm else "no alarm")
         if self.severities:
             alarm += f": {self.severities[0].impact()}"
+            if self.true_severity is not None:
+                alarm += f"; true accuracy {_true_severity_text(self.true_severity)}"
         detections = (f", {self.detection_frames} detector frames with {len(self.wakes)} wakes"
                       if self.detection_frames else "")
         if self.commissioning:
@@ -377,16 +403,18 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
 
     files.append(out_dir / "index.html")
     accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
-    truth_rows = _truth_rows(truth, data, summary, accuracy) if truth is not None else []
     prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
     commissioning = (info.still_commissioning(int(data["inference_index"][-1]), bool(summary.first_alarm),
                                               "this capture") if info is not None and n else None)
     severities = alarm_severity(data, prior, atc_threshold) if n else []
+    true_severity = (_true_severity(truth, data, severities[0])
+                     if truth is not None and severities and (monotonic or n == 1) else None)
+    truth_rows = _truth_rows(truth, data, summary, accuracy, severities, true_severity) if truth is not None else []
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
-                        {name: true for name, (true, _) in accuracy.items()}, commissioning)
+                        {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity)
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
