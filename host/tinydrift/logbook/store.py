@@ -700,7 +700,8 @@ class AlarmSeverity:
         """The change point and the accuracy estimate before it and now, in words."""
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
         if self.accuracy_now is None:
-            return f"accuracy estimate {self.basis}: the frames are not the scene's{change}"
+            # what a faulty sensor gives (silence, a constant, a black frame) says nothing of the scene
+            return f"accuracy estimate {self.basis}, the input shows nothing of the scene{change}"
         now = f"{100 * self.accuracy_now:.1f} % now"
         if self.impact_points is None:
             at = f" (~inference {self.change_index})" if self.change_index else ""
