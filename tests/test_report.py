@@ -364,6 +364,11 @@ def test_a_severity_line_says_which_figure_now_is():
     (since,) = alarm_severity(data, prior, atc_threshold=200)
     assert abs(since.accuracy_now - 0.9) < 1e-9 and since.answers == 100
     assert "90.0 % now (ATC over the 100 answers since the alarm; estimated impact: -3.0 points)" in since.line()
+    # frames lost after the alarm: the line counts what arrived of what the device ran
+    kept = np.ones(len(data["inference_index"]), bool)
+    kept[np.flatnonzero(data["inference_index"] > 300)[::4]] = False
+    (lossy,) = alarm_severity({k: v[kept] for k, v in data.items()}, prior, atc_threshold=200)
+    assert "over the 75 answers received of 100 since the alarm" in lossy.line(), lossy.line()
 
 
 def test_a_severity_line_over_too_few_answers_since_the_alarm_shows_the_running_atc_and_says_so():

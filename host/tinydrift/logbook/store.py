@@ -677,6 +677,7 @@ class AlarmSeverity:
     basis: str = "ATC"  # what accuracy_now rests on
     answers: int = 0  # the answers since the alarm accuracy_now is over (0: it is the device's running ATC)
     too_few: int | None = None  # given the model folder, the answers since the alarm when too few to estimate over
+    ran: int = 0  # the inferences the device ran since the alarm (more than `answers` when frames were lost)
 
     @property
     def impact_points(self) -> float | None:
@@ -688,7 +689,9 @@ class AlarmSeverity:
         """What the figure now is: the device's running ATC (which still carries the stretch
         that set the alarm off), or the estimate over the answers since the alarm."""
         if self.answers:
-            return f"{self.basis}{',' if self.basis != 'ATC' else ''} over the {self.answers} answers since the alarm"
+            received = f" received of {self.ran}" if self.ran > self.answers else ""
+            return (f"{self.basis}{',' if self.basis != 'ATC' else ''} over the {self.answers} answers{received} "
+                    "since the alarm")
         if self.too_few == 0:
             return "the device's running ATC: no answer since the alarm yet"
         if self.too_few is not None:
@@ -771,7 +774,7 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
         latched_at = int(data["alarm_index"][first]) if first == latched[0] else 0
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
                                    float(atc[before[-1]]) if before.size else None, now.value, now.basis,
-                                   answers, too_few))
+                                   answers, too_few, max(0, int(index[-1]) - alarm_at)))
     return sorted(found, key=lambda a: a.latched_at)
 
 
