@@ -39,7 +39,7 @@ from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.config import ALARM_DATA_DRIFT, ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
 from tinydrift.pipeline.export import load_exported
-from tinydrift.pipeline.drift_pools import (ESTIMATE_WINDOW, SEVERITY_READ_AFTER, BenchSettings, CameraPoolMaker, Pool, PoolMaker,
+from tinydrift.pipeline.drift_pools import (SEVERITY_READ_AFTER, BenchSettings, CameraPoolMaker, Pool, PoolMaker,
                                             make_streams, run_monitor, zlib_name)
 
 
@@ -50,8 +50,9 @@ def type_name(word: int) -> str:
 
 def host_estimates(run: dict, prior: np.ndarray) -> list:
     """Per stream, the accuracy estimate the host shows at the stream's end, over its last
-    ESTIMATE_WINDOW answers."""
-    return [accuracy_estimate(confident.sum() / ESTIMATE_WINDOW, confident, ESTIMATE_WINDOW, prior, int(alarms))
+    answers (ESTIMATE_WINDOW of them, or all of a shorter stream)."""
+    n = run["recent_answers"]
+    return [accuracy_estimate(confident.sum() / n, confident, n, prior, int(alarms))
             for confident, alarms in zip(run["recent_confident"], run["alarms_after"])]
 
 

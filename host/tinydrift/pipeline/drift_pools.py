@@ -424,7 +424,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
             atc_before = twin.atc_ewma / ONE_Q16
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
             "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
-            "recent_confident": recent_confident, "alarms_after": twin.alarms & ALARM_TYPES_MASK,
+            "recent_confident": recent_confident, "recent_answers": min(total, ESTIMATE_WINDOW),
+            "alarms_after": twin.alarms & ALARM_TYPES_MASK,
             "first_impact": _first_lines(lines, lines.impacts, b), "first_truth": _first_lines(lines, lines.truth, b),
             "data_z_first": data_z_first / ONE_Q12, "data_seen": data_seen,
             "no_drift_data_z": np.concatenate(no_drift_z) / ONE_Q12 if no_drift_z else np.zeros(0)}
