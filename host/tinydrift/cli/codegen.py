@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import progress_bars
-from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FILE, OUTPUT_FOLDER, input_file
+from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FOLDER, header_file, input_file
 from tinydrift.codegen.frontend_tables import DEFAULT_HEADER, write_header
 from tinydrift.errors import TinydriftError
 
@@ -68,7 +68,7 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
 
 @click.command("frontend-tables")
 @click.option(
-    "--output", "-o", type=OUTPUT_FILE, default=DEFAULT_HEADER,
+    "--output", "-o", type=header_file(stdout=True), default=DEFAULT_HEADER,
     show_default=True, help="Header to write (its name ends in .h); `-` for standard output. The default is the firmware library's own "
                             "header, which every build compiles.",
 )
@@ -79,8 +79,6 @@ def frontend_tables_command(output: Path) -> None:
     if str(output) == "-":
         click.echo(render_header(compute_tables()), nl=False)
         return
-    if output.suffix != ".h":  # `-o run.db`, a slip of the hand, once replaced a capture by C
-        raise click.BadParameter(f"{output}: the header's name must end in .h", param_hint="'--output' / '-o'")
     tables = write_header(output)
     sizes = tables.flash_bytes()
     click.echo(f"wrote {output}: {sum(sizes.values())} bytes of const tables ("

@@ -13,7 +13,8 @@ import numpy as np
 from tinydrift.atomic import all_or_nothing, write_text
 from tinydrift.cli.common import progress_bars
 from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
-                                  commission_option, input_file, input_path, speaker_run_option)
+                                  commission_option, header_file, input_file, input_path,
+                                  speaker_run_option)
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.config import MonitorConfig, jsonable
 
@@ -232,13 +233,11 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
 
 @drift.command("header")
 @click.argument("config_json", type=CONFIG_FILE)
-@click.argument("header", type=OUTPUT_FILE)
+@click.argument("header", type=header_file())
 def header_cmd(config_json: Path, header: Path):
     """Write the C header (td_monitor_config_<stem>) of a JSON monitor config."""
     from tinydrift.codegen.monitor_header import emit_monitor_config_h
 
-    if header.suffix != ".h":
-        raise TinydriftError(f"{header}: the header's name must end in .h")
     emit_monitor_config_h(_load_config(config_json), header)
     click.echo(str(header))
 

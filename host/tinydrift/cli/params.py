@@ -208,6 +208,19 @@ def input_path(what: str = "file or folder") -> click.ParamType:
 
 
 OUTPUT_FILE = _PathType("file", _output_file)
+
+
+def header_file(stdout: bool = False) -> click.ParamType:
+    """A C header to write (`-`: standard output, where `stdout`): its name must end in .h,
+    for a slip of the hand (`-o run.db`) once replaced a capture database by C."""
+    def problem(path: Path) -> str | None:
+        if stdout and str(path) == "-":
+            return None
+        if path.suffix != ".h":
+            return "is no C header's name: give one ending in .h"
+        return _output_file(path)
+
+    return _PathType("file", problem)
 OUTPUT_FOLDER = _PathType("folder", _output_folder)
 FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
 PCM_FILE = _PathType("file", _input_file("raw PCM or WAV audio file", _not_pcm))
