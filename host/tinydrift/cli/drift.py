@@ -12,7 +12,7 @@ import numpy as np
 
 from tinydrift.atomic import all_or_nothing, write_text
 from tinydrift.cli.common import progress_bars
-from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FILE, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, SEED, TARGET_ARL0, FiniteFloat,
                                   commission_option, header_file, input_file, input_path,
                                   speaker_run_option)
 from tinydrift.errors import TinydriftError
