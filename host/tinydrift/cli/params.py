@@ -208,6 +208,12 @@ def input_path(what: str = "file or folder") -> click.ParamType:
 
 
 OUTPUT_FILE = _PathType("file", _output_file)
+OUTPUT_FOLDER = _PathType("folder", _output_folder)
+FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
+PCM_FILE = _PathType("file", _input_file("raw PCM or WAV audio file", _not_pcm))
+MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws; a microWakeWord "
+                            "model such as okay_nabu: see `tinydrift wakeword --help`)")
+DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")
 
 
 def header_file(stdout: bool = False) -> click.ParamType:
@@ -221,12 +227,6 @@ def header_file(stdout: bool = False) -> click.ParamType:
         return _output_file(path)
 
     return _PathType("file", problem)
-OUTPUT_FOLDER = _PathType("folder", _output_folder)
-FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
-PCM_FILE = _PathType("file", _input_file("raw PCM or WAV audio file", _not_pcm))
-MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws; a microWakeWord "
-                            "model such as okay_nabu: see `tinydrift wakeword --help`)")
-DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")
 
 
 class FiniteFloat(click.FloatRange):
