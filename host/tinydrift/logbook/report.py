@@ -102,7 +102,7 @@ class Truth:
         return json.dumps({"shift_index": self.shift_index, "labels": labels})
 
 
-def _truth_rows(truth: Truth, data: dict, summary: DbSummary, accuracy: dict, severities: list[AlarmSeverity] = (),
+def _truth_rows(truth: Truth, data: dict, summary: DbSummary, accuracy: dict,
                 true_severity: tuple[float | None, float | None] | None = None) -> list[tuple[str, str]]:
     """The HTML rows comparing the device with the truth: shift, delay, accuracy before and
     after (true, and as the device estimated it), and over the first severity line's spans."""
@@ -409,7 +409,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     severities = alarm_severity(data, prior, atc_threshold) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
                      if truth is not None and severities and (monotonic or n == 1) else None)
-    truth_rows = _truth_rows(truth, data, summary, accuracy, severities, true_severity) if truth is not None else []
+    truth_rows = _truth_rows(truth, data, summary, accuracy, true_severity) if truth is not None else []
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning))
