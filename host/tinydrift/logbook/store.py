@@ -19,7 +19,7 @@ import numpy as np
 
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, estimate_since_alarm
 from tinydrift.link import protocol as P
 
 SCHEMA_VERSION = 4  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes; 4: labels
@@ -755,16 +755,14 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
     # The device's running estimate just before the change point, if such a frame arrived.
     before = np.flatnonzero(index[:latched[0]] < change) if change else np.zeros(0, np.int64)
     after = index > alarm_at
-    now_atc, confident, answers, too_few = float(atc[-1]), None, 0, None
-    if atc_threshold is not None and "confidence" in data:
-        if after.sum() >= MIN_ANSWERS:
-            sure = after & (data["confidence"] >= atc_threshold)
-            now_atc, answers = float(sure.sum() / after.sum()), int(after.sum())
-            if prior is not None and "predicted_class" in data:
-                confident = np.bincount(data["predicted_class"][sure], minlength=len(prior))[:len(prior)]
-        else:
-            too_few = int(after.sum())
-    now = accuracy_estimate(now_atc, confident, answers, prior, int(bits[-1]) & 0x1F)
+    confident, heard = None, int(after.sum())
+    if atc_threshold is not None and "confidence" in data and "predicted_class" in data:
+        sure = after & (data["confidence"] >= atc_threshold)
+        classes = len(prior) if prior is not None else int(data["predicted_class"].max()) + 1
+        confident = np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
+    now = estimate_since_alarm(float(atc[-1]), confident, heard, prior, int(bits[-1]) & 0x1F)
+    over = confident is not None and heard >= MIN_ANSWERS
+    answers, too_few = (heard, None) if over else (0, heard if confident is not None else None)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
         hit = np.flatnonzero(bits & (1 << t))

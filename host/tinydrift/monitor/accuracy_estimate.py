@@ -86,3 +86,15 @@ def accuracy_estimate(atc: float, confident: np.ndarray | None, n: int, prior: n
         if excess > 0:
             return AccuracyEstimate(max(0.0, float(atc) - excess), CAPPED)
     return AccuracyEstimate(float(atc), "ATC")
+
+
+def estimate_since_alarm(running_atc: float, confident: np.ndarray | None, answers: int,
+                         prior: np.ndarray | None, alarms: int) -> AccuracyEstimate:
+    """A severity line's "now": over the `answers` since the alarm, the share of confident
+    ones (`confident`: their count per class) as the ATC figure, less the class-mix excess;
+    the device's running ATC instead while fewer than MIN_ANSWERS have come or the confident
+    answers are not known (no ATC level). The report (logbook.store.alarm_severity) and the
+    bench (monitor.calibrate.SeverityLines) both read it so."""
+    if confident is None or answers < MIN_ANSWERS:
+        return accuracy_estimate(running_atc, None, 0, None, alarms)
+    return accuracy_estimate(float(np.sum(confident)) / answers, confident, answers, prior, alarms)

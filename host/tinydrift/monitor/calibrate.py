@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
@@ -675,9 +675,9 @@ class SeverityLines:
         prior = twin.config.prior_q16
         for i in np.flatnonzero(due):
             after = self.confident[i, self.alarm_at[i] + 1:s + 1]
-            confident = np.bincount(after[after >= 0], minlength=len(prior))
-            now = accuracy_estimate(float(np.mean(after >= 0)), confident, len(after), prior,
-                                    int(twin.alarms[i]) & ALARM_TYPES_MASK)
+            now = estimate_since_alarm(float(twin.atc_ewma[i]) / ONE_Q16,
+                                       np.bincount(after[after >= 0], minlength=len(prior)), len(after), prior,
+                                       int(twin.alarms[i]) & ALARM_TYPES_MASK)
             self.read.append((int(i), int(self.alarm_at[i])))
             if now.value is None:
                 self.impacts.append(None)
