@@ -283,3 +283,31 @@ def test_ctrl_c_ends_a_pooled_render_at_once_with_no_worker_left(tmp_path):
     time.sleep(0.3)
     with pytest.raises(ProcessLookupError):
         os.killpg(run.pid, 0)  # no worker outlived it
+
+
+def _worker_signals(chunk):
+    import signal
+
+    return [(signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))] * len(chunk)
+
+
+def test_a_pooled_render_leaves_by_itself_and_its_workers_die_on_sigterm():
+    """A drift bench once hung for good at the end of a pooled render: the pool's terminate()
+    waited on a worker that had the CLI's SIGTERM handler (raise SystemExit), inherited by
+    the fork. A finished render now lets the workers leave by themselves, and a worker
+    dies on SIGTERM as a process does by default, so terminate() on Ctrl-C ends it."""
+    import multiprocessing
+    import signal
+
+    from tinydrift.child import exit_on_termination
+    from tinydrift.data.parallel import render_all
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    exit_on_termination()  # as the CLI does before any command runs
+    try:
+        seen = render_all(_worker_signals, list(range(8)), workers=2, chunk=2)
+    finally:
+        signal.signal(signal.SIGTERM, before[0])
+        signal.signal(signal.SIGHUP, before[1])
+    assert {pair for rows in seen for pair in rows} == {(signal.SIG_DFL, signal.SIG_IGN)}
+    assert multiprocessing.active_children() == []

@@ -12,8 +12,12 @@ CHUNK = 64  # specs per task: big enough to hide the pickling, small enough to m
 
 def _leave_interrupts_to_the_parent() -> None:
     """Ctrl-C reaches the whole process group: a worker killed by it mid-task can leave the
-    pool's shutdown waiting for ever. Workers ignore it; the parent ends them (render_all)."""
+    pool's shutdown waiting for ever. Workers ignore it; the parent ends them (render_all).
+    The CLI's SIGTERM/SIGHUP handler (raise SystemExit) came with the fork: a worker goes
+    back to the default, so that the parent's terminate() ends it whatever it is doing."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: int = CHUNK) -> list[np.ndarray]:
@@ -33,8 +37,17 @@ def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: in
     if workers <= 1 or len(chunks) <= 1:
         collect(map(render_chunk, chunks))
         return out
-    # Leaving the pool terminates its workers: on Ctrl-C the chunks under way (a minute of
-    # audio can take long) are not waited for.
-    with multiprocessing.Pool(min(workers, len(chunks)), initializer=_leave_interrupts_to_the_parent) as pool:
+    pool = multiprocessing.Pool(min(workers, len(chunks)), initializer=_leave_interrupts_to_the_parent)
+    try:
         collect(pool.imap(render_chunk, chunks))
+    except BaseException:
+        # Ctrl-C or a failed chunk: the chunks under way (a minute of audio can take long)
+        # are not waited for.
+        pool.terminate()
+        raise
+    # Done: the workers are told there is no more work and leave by themselves. terminate()
+    # here (what leaving `with Pool()` does) once hung a drift bench for good: it takes the
+    # task queue's lock to drain it, and a worker waiting on that lock never left.
+    pool.close()
+    pool.join()
     return out
