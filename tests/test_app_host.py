@@ -249,6 +249,41 @@ def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
     assert stderr == ""
 
 
+def test_a_dc_offset_is_dated_by_the_first_inference_that_hears_it(app_gcc, clips, reference):
+    """Clips replayed one per inference, a DC offset on every clip from the 21st: the app runs
+    sensor health on a window's blocks before the monitor update that counts the window, so
+    the fault's run begins in inference 21, not 20 (whose audio was clean), and SENSOR_FAULT,
+    which latches on the window's 50th block, is dated 21 too (alarm_index, change_index: the
+    first INFERENCE frame showing it, as a score's latch is). After RESET, an offset from the
+    first clip is dated 1, not 0 (which the protocol reads as no alarm). Device and twin agree."""
+    from tinydrift.monitor.config import ALARM_SENSOR_FAULT
+
+    model, config, ref = reference
+    offset = 2 * int(config.dc_level)
+    shifted = np.clip(clips.astype(np.int32) + offset, -32768, 32767).astype(np.int16)
+    first_run = [*clips[:20], *shifted[20:24]]
+    second_run = list(shifted[24:26])
+    with HostApp(app_gcc) as app:
+        app.replayer.replay(first_run)
+        app.replayer.drain(0.1)
+        before_reset = len(device_inferences(app.items))
+        assert app.command(P.Reset(0)).result == ACK_OK
+        app.replayer.replay(second_run)
+        app.replayer.drain(0.1)
+        stderr = app.stop()
+    device = device_inferences(app.items)
+    model_id = bytes.fromhex(ref["model_id"])
+    for run, frames in ((first_run, device[:before_reset]), (second_run, device[before_reset:])):
+        expected = expected_inferences(run, model, config, clips=True)
+        assert compare(frames, expected, model_id) == []
+    first = [f for f, _ in device[:before_reset] if f.alarm_bits & ALARM_SENSOR_FAULT]
+    assert first[0].inference_index == 21 and (first[0].alarm_index, first[0].change_index) == (21, 21)
+    again = device[before_reset][0]
+    assert again.inference_index == 1 and again.alarm_bits & ALARM_SENSOR_FAULT
+    assert (again.alarm_index, again.change_index) == (1, 1)
+    assert stderr == ""
+
+
 def check_labels_latch_error_rate(executable, clips: np.ndarray, config: MonitorConfig) -> None:
     """LABEL frames past the model config's ddm_min_labels, one for each inference as it
     comes: right ones first (the error rate settles low), then wrong ones, as many as the

@@ -214,4 +214,4 @@ def test_a_dead_then_stuck_camera_is_a_sensor_fault_bit_exactly(app_plant, plant
     assert compare(device_inferences(app.items), expected, bytes.fromhex(ref["model_id"])) == []
     latched = (expected.alarm_bits & ALARM_SENSOR_FAULT) != 0
     assert not latched[:13].any() and latched[13:].all()
-    assert expected.change_index[13] == 4  # the first black frame came after 4 inferences
+    assert expected.change_index[13] == 5 and expected.alarm_index[13] == 14  # black from inference 5, shown at 14

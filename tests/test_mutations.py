@@ -64,7 +64,7 @@ MONITOR_MUTATIONS = {
     "error_rate_never_latches": (MONITOR / "td_monitor_feedback.c",
                                  "td_monitor_latch(state, TD_ALARM_ERROR_RATE, state->ddm_warning_time);", ";"),
     "sensor_fault_never_latches": (MONITOR / "td_sensor.c",
-                                   "td_monitor_latch(state, TD_ALARM_SENSOR_FAULT, state->sensor_run_start[c]);", ";"),
+                                   "td_monitor_latch_at(state, TD_ALARM_SENSOR_FAULT, now, state->sensor_run_start[c]);", ";"),
 }
 
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "td_monitor.h"
+#include "td_monitor_fixed.h"
 #include TD_MONITOR_CONFIG_HEADER
 
 #define CONFIG (&TD_MONITOR_CONFIG_VAR)
@@ -40,7 +41,8 @@ static void check_state(const td_monitor_state_t *s, uint32_t alarms_word)
     }
     require((s->alarms & ~TD_ALARM_TYPES_MASK) == 0);
     require((alarms_word & ~(TD_ALARM_TYPES_MASK | TD_WARNING(TD_ALARM_TYPES_MASK))) == 0);
-    require(s->change_time <= s->t && s->alarm_time <= s->t);
+    /* at most the inference under way: sensor blocks, read before its update, date by t + 1 */
+    require(s->change_time <= td_sat_inc_u32(s->t) && s->alarm_time <= td_sat_inc_u32(s->t));
     for (i = 0; i < CONFIG->n_summary; ++i) {
         require(s->mean_ewma[i] >= -TD_CHANNEL_Z_MAX * 256 && s->mean_ewma[i] <= TD_CHANNEL_Z_MAX * 256);
         require(s->sq_ewma[i] >= 0 && s->sq_ewma[i] <= (1 << 18) * 256);

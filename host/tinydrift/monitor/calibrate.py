@@ -669,7 +669,7 @@ class SeverityLines:
             self.correct[:, s] = correct
         self.read_at[fired] = s + self.after
         self.alarm_at[fired] = s
-        # change_time counts the run's inferences from 1; 0: no change point (a sensor fault)
+        # change_time counts the run's inferences from 1 (a sensor fault's too: the inference whose blocks began it)
         self.change[fired] = self.since[fired] + np.maximum(twin.change_time[fired], 1) - 1
         due = (self.read_at >= 0) & (self.read_at <= s)
         prior = twin.config.prior_q16

@@ -272,11 +272,11 @@ class MonitorTwin:
             "comm_inv_prior": z(k),
         }
 
-    def _latch(self, alarm: int, fire: np.ndarray, change_time: np.ndarray) -> None:
-        """td_monitor_latch where `fire` is set."""
+    def _latch(self, alarm: int, fire: np.ndarray, change_time: np.ndarray, at: np.ndarray | None = None) -> None:
+        """td_monitor_latch where `fire` is set (td_monitor_latch_at, dated `at`, with `at`)."""
         fire = fire & ((self.alarms & alarm) == 0)
         first = fire & (self.alarms == 0)
-        self.alarm_time = np.where(first, self.t, self.alarm_time)
+        self.alarm_time = np.where(first, self.t if at is None else at, self.alarm_time)
         self.change_time = np.where(first, change_time, self.change_time)
         self.alarms = np.where(fire, self.alarms | alarm, self.alarms)
 
@@ -656,8 +656,10 @@ class MonitorTwin:
     def sensor_update_blocks(self, conditions: np.ndarray, streams: np.ndarray | None = None) -> None:
         """td_sensor_update on consecutive blocks of one inference, from their condition bits
         [B, blocks]: the same state as one call per block, computed for all blocks at once
-        (a run's length at block k is k minus the last block without the condition)."""
+        (a run's length at block k is k minus the last block without the condition).
+        Blocks come before the update of the inference they belong to: dated t + 1."""
         cfg = self.config
+        now = np.minimum(self.t + 1, UINT32_MAX)  # the inference these blocks feed, not yet counted in t
         conditions = np.asarray(conditions, dtype=np.int64)
         b, nb = conditions.shape
         active = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, bool)
@@ -680,18 +682,18 @@ class MonitorTwin:
                 any_fault = fault.any(axis=1)
                 kc = np.where(any_fault, fault.argmax(axis=1), nb)
                 # the run's start: this inference, unless the run was carried in from before
-                start_c = np.where(carried[np.arange(b), np.minimum(kc, nb - 1)] & (r0 > 0), start_before, self.t)
+                start_c = np.where(carried[np.arange(b), np.minimum(kc, nb - 1)] & (r0 > 0), start_before, now)
                 earlier = kc < first_block
                 first_start = np.where(earlier, start_c, first_start)
                 first_block = np.where(earlier, kc, first_block)
                 last_faults |= np.where(fault[:, -1], 1 << c, 0)
             self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
-            self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), self.t, start_before)
+            self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), now, start_before)
         clip_first = self._light_clipping(conditions, active)
         # Block by block as the C does: light clipping only before any SENSOR_FAULT (a fault in
         # the same block comes first).
-        self._latch(ALARM_DATA_DRIFT, (clip_first < first_block) & ((self.alarms & ALARM_SENSOR_FAULT) == 0), self.t)
-        self._latch(ALARM_SENSOR_FAULT, first_block < nb, first_start)
+        self._latch(ALARM_DATA_DRIFT, (clip_first < first_block) & ((self.alarms & ALARM_SENSOR_FAULT) == 0), now, now)
+        self._latch(ALARM_SENSOR_FAULT, first_block < nb, first_start, now)
         self.sensor_flags = np.where(active, conditions[:, -1] | (last_faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
 
 

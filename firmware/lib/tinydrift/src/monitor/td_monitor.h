@@ -374,6 +374,9 @@ void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *co
 uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t *config,
                            const int32_t *raw, int32_t *z, const uint32_t *moved);
 void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time);
+/* The same, dated `alarm_time` rather than the monitor's t: sensor health runs on the blocks
+ * of the inference still to come (td_monitor_update counts it), so it dates by t + 1. */
+void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time);
 uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);
 

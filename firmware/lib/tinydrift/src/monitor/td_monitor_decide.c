@@ -23,16 +23,21 @@ static const uint32_t td_score_alarm[TD_SCORE_COUNT] = {
     TD_ALARM_LABEL_SHIFT,      /* TD_SCORE_LABEL */
 };
 
-void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time)
+void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time)
 {
     if ((state->alarms & alarm) != 0) {
         return;
     }
     if (state->alarms == 0) {
-        state->alarm_time = state->t;
+        state->alarm_time = alarm_time;
         state->change_time = change_time;
     }
     state->alarms |= alarm;
+}
+
+void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time)
+{
+    td_monitor_latch_at(state, alarm, state->t, change_time);
 }
 
 /* 1 while a sensor condition that becomes a fault if it persists is under way: an input

@@ -3,7 +3,10 @@
  * (exact variance at most stuck_variance: at the default 0, every sample the same) and
  * silence (low variance). A condition that persists for
  * persist_blocks consecutive blocks is a fault and latches SENSOR_FAULT, with the change
- * point at the inference count when the run of blocks began. Clipping that never persists
+ * point at the inference whose blocks began the run. Blocks come before the monitor update
+ * of the inference they belong to (the app's window, a streaming build's hops, a camera
+ * frame), while t still counts the inferences before it: they are dated t + 1, the index
+ * that inference's INFERENCE frame carries, as a score's latch is. Clipping that never persists
  * (a gain set too high clips the loudest syllables only) is light clipping: an EWMA of the
  * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change.
  */
@@ -89,6 +92,8 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
 void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_config_t *config,
                                  uint32_t conditions, td_sensor_result_t *out)
 {
+    /* the inference these blocks feed, not yet counted in t (td_monitor_update counts it) */
+    const uint32_t now = td_sat_inc_u32(state->t);
     uint32_t faults = 0;
     uint32_t c;
 
@@ -98,14 +103,14 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
             continue;
         }
         if (state->sensor_run[c] == 0) {
-            state->sensor_run_start[c] = state->t;
+            state->sensor_run_start[c] = now;
         }
         if (state->sensor_run[c] < UINT16_MAX) {
             ++state->sensor_run[c];
         }
         if (config->persist_blocks[c] > 0 && state->sensor_run[c] >= config->persist_blocks[c]) {
             faults |= 1u << c;
-            td_monitor_latch(state, TD_ALARM_SENSOR_FAULT, state->sensor_run_start[c]);
+            td_monitor_latch_at(state, TD_ALARM_SENSOR_FAULT, now, state->sensor_run_start[c]);
         }
     }
     if (config->clip_drift_q16 > 0) {
@@ -117,7 +122,7 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
             ++state->clip_drift_run;
         }
         if (state->clip_drift_run >= config->clip_drift_blocks && (state->alarms & TD_ALARM_SENSOR_FAULT) == 0) {
-            td_monitor_latch(state, TD_ALARM_DATA_DRIFT, state->t);
+            td_monitor_latch_at(state, TD_ALARM_DATA_DRIFT, now, now);
         }
     }
     state->sensor_flags = conditions | (faults << TD_SENSOR_FAULT_SHIFT);
