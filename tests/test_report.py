@@ -555,6 +555,46 @@ def test_reading_a_capture_leaves_it_as_it_was(tmp_path):
     assert db.read_bytes() == before and os.stat(db).st_mtime_ns == stamp
 
 
+def test_reading_a_capture_beside_a_leftover_wal_leaves_no_shm(tmp_path):
+    """A garbage -wal beside a finished capture (random bytes) is read read-only, and SQLite's
+    read-only connection made a -shm that stayed after report, archive and monitor --once:
+    each read now removes the -shm it made, leaving the -wal (not ours) and the database as
+    they were. A -shm that a capture holds, begun before the read or during it, stays."""
+    from tinydrift.logbook.live import run_monitor
+    from tinydrift.logbook.store import archive, open_db
+
+    db, _ = make_drift_db(tmp_path)
+    wal = Path(f"{db}-wal")
+    garbage = random.Random(8).randbytes(5000)
+    wal.write_bytes(garbage)
+    siblings = lambda: sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("drift.db"))
+    before = db.read_bytes()
+    reads = {"report": lambda: write_report(db, tmp_path / "report"),
+             "monitor --once": lambda: run_monitor(db_path=db, once=True),
+             "archive": lambda: archive(db, tmp_path / "kept.sqlite"),
+             "open_db": lambda: open_db(db).close()}
+    for name, read in reads.items():
+        read()
+        assert siblings() == ["drift.db", "drift.db-wal"], name
+        assert wal.read_bytes() == garbage and db.read_bytes() == before, name
+
+    for began_first in (True, False):  # a capture that holds the database keeps its -shm
+        capture_conn = sqlite3.connect(db) if began_first else None
+        if capture_conn is not None:
+            capture_conn.execute("SELECT COUNT(*) FROM frames").fetchone()
+        conn = open_db(db)
+        if capture_conn is None:
+            capture_conn = sqlite3.connect(db)
+            capture_conn.execute("SELECT COUNT(*) FROM frames").fetchone()
+        conn.close()
+        assert "drift.db-shm" in siblings(), began_first
+        capture_conn.execute("INSERT INTO text_lines (session_id, received_at, line) VALUES (1, 0, 'still writing')")
+        capture_conn.commit()
+        capture_conn.close()  # the last connection, read-write: SQLite removes both
+        assert siblings() == ["drift.db"], began_first
+        wal.write_bytes(garbage)
+
+
 @pytest.mark.parametrize("name", ["site#2.sqlite", "what?.sqlite", "100%.sqlite", "run 1 &x=y.sqlite"])
 def test_a_capture_named_with_uri_characters_is_the_one_read(tmp_path, name):
     """'site#2.sqlite' was read as 'site': SQLite took the rest for the URI's fragment, read

@@ -392,17 +392,22 @@ def open_db(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     if not path.is_file():
         raise TinydriftError(f"capture database {path} not found: run `tinydrift capture --db {path}` first")
+    conn = None
     try:
         conn = _connect_read_only(path)
         conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         conn.execute("SELECT id FROM frames LIMIT 1").fetchall()
         problem = damage(conn)
     except sqlite3.DatabaseError as exc:
+        if conn is not None:
+            conn.close()  # closed, what it made beside the file goes too
         if not is_corrupt(exc):
             raise TinydriftError(f"{path} is not a tinydrift capture database ({exc}): "
                                  "give the file written by `tinydrift capture --db`") from exc
         problem = str(exc)
     if problem is not None:
+        if conn is not None:
+            conn.close()
         raise damaged(f"capture database {path}", path, problem)
     return conn
 
@@ -546,6 +551,61 @@ def sqlite_uri(path: str | Path, query: str) -> str:
     return f"file:{quote(os.fsencode(Path(path)))}?{query}"
 
 
+class _ReadOnlyConnection(sqlite3.Connection):
+    """A read-only connection of `_connect_read_only`; `made`: the -wal and -shm files that
+    were not beside `database` when it opened, removed when it closes if nothing holds them."""
+
+    database: Path | None = None
+    made: tuple[Path, ...] = ()
+
+    def close(self) -> None:
+        super().close()
+        made, self.made = self.made, ()
+        if self.database is not None and any(p.exists() for p in made):
+            _remove_unheld(self.database, made)
+
+
+# Removes the files named after the database (argv[1]) if SQLite's EXCLUSIVE lock on it can be
+# had: a write lock on its pending, reserved and shared bytes (from 2^30 on, 512 of them),
+# granted only while no connection of any process holds the database (a connection in WAL
+# mode holds its shared bytes as long as it is open), and keeping new ones out meanwhile,
+# as SQLite does when its last connection deletes the -wal and -shm. A -wal is removed only
+# if empty: a reader never writes one.
+_REMOVE_UNHELD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 512, 1 << 30)
+except OSError:
+    sys.exit(0)
+for name in sys.argv[2:]:
+    try:
+        if not name.endswith("-wal") or os.path.getsize(name) == 0:
+            os.unlink(name)
+    except FileNotFoundError:
+        pass
+"""
+
+
+def _remove_unheld(database: Path, made: tuple[Path, ...]) -> None:
+    """Remove the files a read-only connection made beside `database` (now closed), unless a
+    connection holds the database: a capture that began meanwhile uses them. Checked and done
+    in a child process: POSIX record locks belong to a process, and closing the file this one
+    locked would drop the locks SQLite holds for any other connection of ours to it. Where
+    that cannot be done (no write access to the file to lock it, no POSIX locks), they stay."""
+    import subprocess
+    import sys
+
+    if os.name != "posix" or not os.access(database, os.W_OK):
+        return
+    try:
+        subprocess.run([sys.executable, "-I", "-S", "-c", _REMOVE_UNHELD, os.fspath(database), *map(os.fspath, made)],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30,
+                       check=False)
+    except (OSError, subprocess.SubprocessError):
+        pass  # the files stay, as they did before
+
+
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection. A WAL database needs its -shm file, which SQLite cannot create
     on read-only media: there, a database without pending WAL content is opened as immutable,
@@ -558,11 +618,18 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
         conn = sqlite3.connect(sqlite_uri(path, "mode=rw"), uri=True)
         conn.execute("PRAGMA query_only=1")
         return conn
+    # Read-only, SQLite makes a -shm file (and a -wal if there was none) that it never removes:
+    # closing the connection removes those it made, once no connection holds the database.
+    absent = tuple(p for p in (wal, path.with_name(path.name + "-shm")) if not p.exists())
+    conn = None
     try:
-        conn = sqlite3.connect(sqlite_uri(path, "mode=ro"), uri=True)
+        conn = sqlite3.connect(sqlite_uri(path, "mode=ro"), uri=True, factory=_ReadOnlyConnection)
+        conn.database, conn.made = path, absent
         conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return conn
     except sqlite3.OperationalError as exc:
+        if conn is not None:
+            conn.close()
         if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_CANTOPEN or os.access(path.parent, os.W_OK):
             raise
     if not wal.exists() or wal.stat().st_size == 0:
