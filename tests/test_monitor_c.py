@@ -49,6 +49,8 @@ def test_python_constants_match_the_header():
         (cfgmod.SENSOR_FAULT_SHIFT, "TD_SENSOR_FAULT_SHIFT"),
         (cfgmod.MAX_COMMISSION, "TD_MONITOR_MAX_COMMISSION"),
         (cfgmod.COMMISSION_MIN_VAR_Q12, "TD_COMMISSION_MIN_VAR_Q12"),
+        (cfgmod.SPREAD_BLOCK_SHIFT, "TD_SPREAD_BLOCK_SHIFT"),
+        (cfgmod.SPREAD_PRIOR_BLOCKS, "TD_SPREAD_PRIOR_BLOCKS"),
     ]:
         assert py == header_define(c), c
 
@@ -97,6 +99,42 @@ def test_c_and_twin_agree_on_every_event(seed):
     if seed == ALL_ALARMS_SEED:
         latched = np.bitwise_or.reduce(c_rows[:, ALARM_COLUMN]) & cfgmod.ALARM_TYPES_MASK
         assert latched == cfgmod.ALARM_TYPES_MASK, cfgmod.alarm_names(int(latched))
+
+
+@pytest.mark.parametrize("commission_n", [0, 50])
+def test_c_and_twin_agree_while_the_spread_is_learned(commission_n):
+    """The long-run spread on streams that never alarm, in runs of a few hundred inferences
+    each drawn around its own level (a speaker who holds the device for a while), with
+    resets between: the learned spread widens, the gain falls below one, the C gives the
+    twin's z on every event, and a reset keeps what was learned."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_RESET
+
+    rng = np.random.default_rng(41)
+    config = synthetic.random_config(rng, 40, 12).replace(
+        score_warning=np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX), score_drift=np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX),
+        score_limit=np.zeros(cfgmod.SCORE_COUNT), score_spread_ref=[0, 300, 200, 400, 100],
+        score_spread_centre=[0, -500, -2000, 700, 30], commission_n=commission_n).validate()
+    _, summaries, probs, _ = synthetic.random_events(rng, config, 6000, feedback_rate=0, sensor_rate=0, reset_rate=0)
+    runs = np.repeat(rng.integers(0, 6000, 30), 200)  # 30 runs of 200 inferences, each one inference repeated
+    jitter = rng.integers(0, 6000, runs.size)
+    rows = np.where(rng.random(runs.size) < 0.5, runs, jitter)
+    events = np.array([(EVENT_INFERENCE, r, 0) for r in rows], dtype=np.int64)
+    events = np.insert(events, [2000, 4000], [(EVENT_RESET, 0, 0)], axis=0)
+    c_rows = CMonitor(config).run_events(events, summaries, probs)
+    compare(c_rows, run_events(config, events, summaries, probs), events)
+    twin = MonitorTwin(config)
+    for kind, a, _ in events:
+        if kind == EVENT_INFERENCE:
+            twin.update(summaries[a][None], probs[a][None])
+        else:
+            learned = twin.spread.copy(), twin.spread_gain.copy()
+            twin.reset()
+            assert np.array_equal(twin.spread, learned[0]) and np.array_equal(twin.spread_gain, learned[1])
+            assert twin.spread_n[0] == 0 and twin.spread_have_last[0] == 0
+    gain = twin.spread_gain[0]
+    assert gain[0] == cfgmod.ONE_Q12  # spread off: z as it was
+    assert np.all(gain[2:] < cfgmod.ONE_Q12), gain  # wider than the calibration's: drawn in
+    assert twin.spread_blocks[0] == cfgmod.SPREAD_PRIOR_BLOCKS
 
 
 @pytest.mark.parametrize("extreme", [False, True])

@@ -36,12 +36,15 @@ def test_a_config_without_a_field_its_version_writes_is_refused():
 
 
 @pytest.mark.parametrize("version, added", [
-    (4, ("score_limit", "clip_drift_q16", "clip_drift_blocks", "attribute_moved")),
-    (5, ("clip_drift_q16", "clip_drift_blocks", "attribute_moved"))])
+    (4, ("score_limit", "clip_drift_q16", "clip_drift_blocks", "attribute_moved", "score_spread_ref", "score_spread_centre")),
+    (5, ("clip_drift_q16", "clip_drift_blocks", "attribute_moved", "score_spread_ref", "score_spread_centre")),
+    (6, ("score_spread_ref", "score_spread_centre"))])
 def test_an_older_config_reads_without_the_fields_added_since(version, added):
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     old = {k: v for k, v in config.items() if k not in added and k != "metadata"}
     read = MonitorConfig.from_dict({**old, "abi_version": version}).validate()
     # as that version ran: no score limits (version 4), no light clipping, no attribution
-    assert (read.clip_drift_q16, read.attribute_moved) == (0, 0)
+    # (before 6), no long-run spread (before 7)
+    assert (read.clip_drift_q16, read.attribute_moved) == ((config["clip_drift_q16"], 3) if version > 5 else (0, 0))
     assert read.score_limit.tolist() == (config["score_limit"] if version > 4 else [0] * 5)
+    assert read.score_spread_ref.tolist() == [0] * 5

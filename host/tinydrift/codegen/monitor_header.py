@@ -97,7 +97,8 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
     for i in range(SCORE_COUNT):
         scores.append(
             f"        [{_SCORE_ENUM[i]}] = {{{_int32_literal(c.score_offset[i])}, {_int32_literal(c.score_gain_q16[i])}, "
-            f"{int(c.score_k[i])}, {int(c.score_warning[i])}, {int(c.score_drift[i])}, {int(c.score_limit[i])}}}, "
+            f"{int(c.score_k[i])}, {int(c.score_warning[i])}, {int(c.score_drift[i])}, {int(c.score_limit[i])}, "
+            f"{int(c.score_spread_ref[i])}, {int(c.score_spread_centre[i])}}}, "
             f"/* {SCORE_NAMES[i]} */"
         )
     persist = ", ".join(str(int(v)) for v in c.persist_blocks)

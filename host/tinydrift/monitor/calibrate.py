@@ -43,7 +43,8 @@ import numpy as np
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
-                                     SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX, MonitorConfig)
+                                     SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
+                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, Z_FRAC_BITS, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
@@ -102,6 +103,12 @@ DEFAULT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, None, None, Non
 # winsorized at 2 sd, which on held-out pairs brought the empirical ARL0 from x0.41-2.44 of the
 # target to x0.60-2.13.
 OUTPUT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, 2.0, 2.0, None)
+# The scores whose long-run spread a device learns (td_monitor_spread.c): a voice the model
+# finds harder lowers its confidence for as long as it talks, and a device that hears one
+# person for tens of commands at a time raised CONFIDENCE_DRIFT 5-10 times as often as the
+# budget (the drift bench's one-voice controls); the input scores learn each component's
+# spread at commissioning already.
+DEFAULT_SPREAD_SCORES = (SCORE_CONF, SCORE_ENTROPY)
 # A device learns its own reference from its first inferences after a reset (a few hundred:
 # long enough to average over several speakers, short enough to be installed in minutes).
 DEFAULT_COMMISSION = 300
@@ -363,6 +370,7 @@ def calibrate_thresholds(
     winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
     peak_arl_multiple: tuple[float | None, ...] = DEFAULT_PEAK_ARL_MULTIPLE,
     moved_quantile: float = 0.99,
+    spread_scores: tuple[int, ...] = DEFAULT_SPREAD_SCORES,
     min_samples: int = MIN_REFERENCE_SAMPLES,
     seed: int = 0,
     progress_factory: Callable[[str, int], Callable[[int], None]] | None = None,
@@ -387,6 +395,8 @@ def calibrate_thresholds(
     levels then make room for it, so the combined alarm still meets the target.
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
+    spread_scores: the scores whose long-run spread the device learns, given the spread
+    the simulated streams show (spread_reference) and z's mean there.
     progress_factory(description, total) -> advance(n): a progress bar over the simulated
     streams' steps (most of the time calibration takes).
     config_options go to reference.build_config (EWMA shifts, sensor and DDM settings).
@@ -522,7 +532,14 @@ def calibrate_thresholds(
         z = z[:, :, [e for e, i in enumerate(enabled) if i not in idle]]
         enabled = [i for i in enabled if i not in idle]
         final = final.replace(enabled_scores=final.enabled_scores & ~sum(1 << i for i in idle))
-    normalized = final.replace(score_offset=offsets, score_gain_q16=gains, score_k=ks)
+    spread_ref = np.zeros(SCORE_COUNT, dtype=np.int64)
+    spread_centre = np.zeros(SCORE_COUNT, dtype=np.int64)
+    for e, i in enumerate(enabled):
+        if i in spread_scores:
+            spread_ref[i] = spread_reference(z[:, :, e])
+            spread_centre[i] = int(round(z_mean[i]))
+    normalized = final.replace(score_offset=offsets, score_gain_q16=gains, score_k=ks,
+                               score_spread_ref=spread_ref, score_spread_centre=spread_centre)
     k_on = ks[enabled]
     del raw
     peak = _per_score(peak_arl_multiple, "peak_arl_multiple")
@@ -578,6 +595,8 @@ def calibrate_thresholds(
             "limit_q12": int(limits[i]),
             "limit_sigma": float(limits[i] - z_mean[i]) / z_sd[i] if limits[i] else None,
             "limit_method": limit_methods.get(i),
+            "spread_ref": int(spread_ref[i]),
+            "spread_centre": int(spread_centre[i]),
             "per_score_arl0": float(per_score_arl_of[e]),  # the input and output groups differ with sessions
             "winsorize_sigma": winsorize[i],
             "method": method,
@@ -614,6 +633,20 @@ def calibrate_thresholds(
         metadata=dict(final.metadata, calibration={k: v for k, v in report.items() if k != "seconds"}),
     )
     return config.validate(), report
+
+
+def spread_reference(z: np.ndarray) -> int:
+    """What td_monitor_spread_learn reads on no-drift z [streams, time] (Q12): half the squared
+    difference of consecutive blocks' mean z times the block length, averaged over every
+    pair of blocks; at least 1 (0 would turn the spread off)."""
+    block = 1 << SPREAD_BLOCK_SHIFT
+    n_blocks = z.shape[1] // block
+    if n_blocks < 2:
+        raise TinydriftError(f"streams of {z.shape[1]} inferences hold fewer than two blocks of {block}")
+    sums = z[:, : n_blocks * block].astype(np.int64).reshape(z.shape[0], n_blocks, block).sum(axis=-1)
+    diff = np.diff(round_shift(sums, SPREAD_BLOCK_SHIFT), axis=1)
+    d = round_shift(diff * diff, Z_FRAC_BITS + 1 - SPREAD_BLOCK_SHIFT)
+    return int(min(SPREAD_REF_MAX, max(1, round(float(d.mean())))))
 
 
 def calibrated_block_length(config: MonitorConfig, block_length: int | str | None) -> int | None:

@@ -17,13 +17,15 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 6
-# Configs of these versions read as this one: version 4 had no score limits (all 0 now).
-READABLE_ABI_VERSIONS = (4, 5, ABI_VERSION)
+ABI_VERSION = 7
+# Configs of these versions read as this one: version 4 had no score limits (all 0 now),
+# version 6 no long-run spread (off).
+READABLE_ABI_VERSIONS = (4, 5, 6, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
-ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6}
+ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
+                "score_spread_ref": 7, "score_spread_centre": 7}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -38,6 +40,9 @@ SUMMARY_FRAC_BITS = 7
 SENSOR_MAX_BLOCK = 65536
 MAX_COMMISSION = 1024
 COMMISSION_MIN_VAR_Q12 = 64
+SPREAD_BLOCK_SHIFT = 6
+SPREAD_PRIOR_BLOCKS = 32
+SPREAD_REF_MAX = 1 << 28
 
 ONE_Q12 = 1 << Z_FRAC_BITS
 ONE_Q16 = 1 << PROB_FRAC_BITS
@@ -161,6 +166,10 @@ class MonitorConfig:
     score_drift: np.ndarray = dataclasses.field(default_factory=lambda: np.full(SCORE_COUNT, CUSUM_MAX, np.int32))
     # Per score: one inference whose z (Q12) reaches this latches at once (0: no such limit).
     score_limit: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
+    # Per score: the long-run spread of z on the calibration's streams (0: not learned on the
+    # device) and z's mean there, toward which a wider spread draws z (td_monitor_spread.c).
+    score_spread_ref: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
+    score_spread_centre: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
     ddm_min_labels: int = 30
     ddm_warning_q8: int = 2 * 256
     ddm_drift_q8: int = 3 * 256
@@ -205,7 +214,8 @@ class MonitorConfig:
         self.prior_q16 = _int_array(self.prior_q16, np.int32, None, "prior_q16")
         k = self.prior_q16.shape[0]
         self.inv_prior_q8 = _int_array(self.inv_prior_q8, np.int32, k, "inv_prior_q8", "prior_q16")
-        for name in ("score_offset", "score_gain_q16", "score_k", "score_warning", "score_drift", "score_limit"):
+        for name in ("score_offset", "score_gain_q16", "score_k", "score_warning", "score_drift", "score_limit",
+                     "score_spread_ref", "score_spread_centre"):
             setattr(self, name, _int_array(getattr(self, name), np.int32, SCORE_COUNT, name))
         self.persist_blocks = _int_array(self.persist_blocks, np.uint16, SENSOR_CONDITION_COUNT, "persist_blocks")
         self.entropy_q16 = _int_array(self.entropy_q16, np.uint16, 256, "entropy_q16")
@@ -255,6 +265,8 @@ class MonitorConfig:
         check(np.all(np.abs(self.score_gain_q16.astype(np.int64)) <= 1 << 28), "score gains beyond 2^28")
         check(np.all((self.score_k >= 0) & (self.score_k <= 1 << 24)), "score k not in 0..2^24")
         check(np.all((self.score_limit >= 0) & (self.score_limit <= SCORE_Z_MAX)), "score limits not in 0..65536")
+        check(np.all((self.score_spread_ref >= 0) & (self.score_spread_ref <= SPREAD_REF_MAX)), "score spreads not in 0..2^28")
+        check(np.all(np.abs(self.score_spread_centre.astype(np.int64)) <= SCORE_Z_MAX), "score spread centres beyond 65536")
         for name in ("score_warning", "score_drift"):
             v = getattr(self, name)
             check(np.all((v >= 1) & (v <= CUSUM_MAX)), f"{name} not in 1..2^30")

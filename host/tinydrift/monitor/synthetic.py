@@ -189,6 +189,16 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     fields["clip_drift_q16"] = int(pick(0, rng.integers(1, ONE_Q16 + 1))) if extreme else int(pick(0, rng.integers(16, 700)))
     fields["clip_drift_blocks"] = int(pick(1, 65535, rng.integers(1, 65536))) if extreme else int(rng.integers(1, 300))
     fields["attribute_moved"] = int(pick(0, 1, 65535, rng.integers(0, 65536))) if extreme else int(rng.integers(0, 5))
+    # long-run spread: off for some scores; the realistic ones around what blocks of these
+    # streams' z read, so that some devices learn a wider spread and some never do
+    if extreme:
+        spread = np.where(rng.random(SCORE_COUNT) < 0.3, rng.choice([0, 1, 1 << 28], SCORE_COUNT),
+                          rng.integers(0, (1 << 28) + 1, SCORE_COUNT))
+        centre = rng.integers(-SCORE_Z_MAX, SCORE_Z_MAX + 1, SCORE_COUNT)
+    else:
+        spread = np.where(rng.random(SCORE_COUNT) < 0.3, 0, np.floor(2.0 ** rng.uniform(6, 22, SCORE_COUNT)))
+        centre = rng.integers(-8000, 8000, SCORE_COUNT)
+    fields["score_spread_ref"], fields["score_spread_centre"] = spread, centre
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

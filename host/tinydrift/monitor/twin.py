@@ -42,6 +42,8 @@ from tinydrift.monitor.config import (
     SENSOR_MAX_BLOCK,
     SENSOR_SILENCE,
     SENSOR_STUCK,
+    SPREAD_BLOCK_SHIFT,
+    SPREAD_PRIOR_BLOCKS,
     SUMMARY_FRAC_BITS,
     WARNING_SHIFT,
     Z_FRAC_BITS,
@@ -209,6 +211,9 @@ class MonitorTwin:
         self._warning = c.score_warning.astype(np.int64)
         self._drift = c.score_drift.astype(np.int64)
         self._limit = c.score_limit.astype(np.int64)
+        self._spread_ref = c.score_spread_ref.astype(np.int64)
+        self._spread_centre = c.score_spread_centre.astype(np.int64)
+        self._score_alarm = np.array(SCORE_ALARM, dtype=np.int64)
         self._persist = c.persist_blocks.astype(np.int64)
         self._enabled = np.array([(c.enabled_scores >> i) & 1 == 1 for i in range(SCORE_COUNT)])
         channels = np.arange(c.n_summary)
@@ -219,16 +224,20 @@ class MonitorTwin:
 
     # -- state ---------------------------------------------------------------------------
 
+    # What td_monitor_reset keeps: the long-run spread learned (only td_monitor_init clears it).
+    SPREAD_KEPT = ("spread", "spread_gain", "spread_blocks")
+
     def reset(self, streams: np.ndarray | None = None) -> None:
-        """td_monitor_reset for all streams, or for those where `streams` (bool[B]) is set."""
+        """td_monitor_reset for all streams, or for those where `streams` (bool[B]) is set;
+        the first call, from the constructor, is td_monitor_init."""
         fresh = self._fresh_state()
-        if streams is None or not hasattr(self, "t"):
+        if not hasattr(self, "t"):
             self.__dict__.update(fresh)
             return
-        streams = np.asarray(streams, dtype=bool)
+        streams = np.ones(self.n_streams, bool) if streams is None else np.asarray(streams, dtype=bool)
         for name, value in fresh.items():
-            current = getattr(self, name)
-            current[streams] = value[streams]
+            if name not in self.SPREAD_KEPT:
+                getattr(self, name)[streams] = value[streams]
 
     def _fresh_state(self) -> dict[str, np.ndarray]:
         b, c, k = self.n_streams, self.config.n_summary, self.config.n_classes
@@ -270,6 +279,13 @@ class MonitorTwin:
             "comm_entropy": z(),
             "comm_prior": z(k),
             "comm_inv_prior": z(k),
+            "spread_sum": z(SCORE_COUNT),
+            "spread_last": z(SCORE_COUNT),
+            "spread": np.broadcast_to(self._spread_ref, (b, SCORE_COUNT)).copy(),
+            "spread_gain": np.full((b, SCORE_COUNT), ONE_Q12, dtype=np.int64),
+            "spread_n": z(),
+            "spread_blocks": z(),
+            "spread_have_last": z(),
         }
 
     def _latch(self, alarm: int, fire: np.ndarray, change_time: np.ndarray, at: np.ndarray | None = None) -> None:
@@ -428,7 +444,8 @@ class MonitorTwin:
     def decide(self, raw: np.ndarray, moved_fn, active: np.ndarray | None = None) -> np.ndarray:
         """td_monitor_decide on raw [B, SCORE_COUNT]; moved_fn() gives the moved words.
         Streams where `active` is False (commissioning) do not decide: z 0, state kept."""
-        z = self.standardize(raw)
+        z_raw = self.standardize(raw)
+        z = self.spread_apply(z_raw)
         previous = self.cusum
         nxt = clamp(previous + z - self._k, 0, CUSUM_MAX)
         nxt = np.where(self._enabled, nxt, 0)
@@ -472,8 +489,43 @@ class MonitorTwin:
             start = np.where(mean_warned, self.excursion_start[:, SCORE_MEAN], self.excursion_start[:, SCORE_VAR])
             self._latch(ALARM_DATA_DRIFT, attribute, start)
             self.moved_at_alarm = np.where(attribute[:, None], moved_fn(), self.moved_at_alarm)
+        calm = (self.cusum < self._warning) & ((self.alarms[:, None] & self._score_alarm) == 0)
+        self.spread_learn(z_raw, calm, active)
         self.warnings = warnings if active is None else np.where(active, warnings, self.warnings)
         return z
+
+    # -- long-run spread -------------------------------------------------------------------
+
+    def spread_apply(self, z: np.ndarray) -> np.ndarray:
+        """td_monitor_spread_apply for every score: z drawn toward its centre by the gain."""
+        centre = self._spread_centre
+        drawn = centre + round_shift((z - centre) * self.spread_gain, Z_FRAC_BITS)
+        return np.where(self._spread_ref > 0, drawn, z)
+
+    def spread_learn(self, z: np.ndarray, calm: np.ndarray, active: np.ndarray | None) -> None:
+        """td_monitor_spread_learn on the streams that decided (`active`; None: all)."""
+        on = np.ones(self.n_streams, bool) if active is None else active
+        self.spread_sum = np.where(on[:, None], self.spread_sum + z, self.spread_sum)
+        self.spread_n = self.spread_n + on
+        ended = on & (self.spread_n >= (1 << SPREAD_BLOCK_SHIFT))
+        if not ended.any():
+            return
+        ref = self._spread_ref
+        weight = SPREAD_PRIOR_BLOCKS + self.spread_blocks
+        mean = round_shift(self.spread_sum, SPREAD_BLOCK_SHIFT)
+        learn = ended[:, None] & (ref > 0) & (self.spread_have_last[:, None] != 0) & calm
+        diff = mean - self.spread_last
+        d = round_shift(diff * diff, Z_FRAC_BITS + 1 - SPREAD_BLOCK_SHIFT)
+        spread = self.spread + div_round(d - self.spread, weight[:, None])
+        gain = isqrt(div_round(ref << (2 * Z_FRAC_BITS), np.maximum(np.maximum(spread, ref), 1)))
+        self.spread = np.where(learn, spread, self.spread)
+        self.spread_gain = np.where(learn, gain, self.spread_gain)
+        self.spread_last = np.where(ended[:, None], mean, self.spread_last)
+        self.spread_sum = np.where(ended[:, None], 0, self.spread_sum)
+        grow = learn.any(axis=1) & (self.spread_blocks < SPREAD_PRIOR_BLOCKS)
+        self.spread_blocks = self.spread_blocks + grow
+        self.spread_have_last = np.where(ended, 1, self.spread_have_last)
+        self.spread_n = np.where(ended, 0, self.spread_n)
 
     def update(self, summary: np.ndarray | None, probs: np.ndarray | None, *, full: bool = True, sample: dict | None = None) -> dict[str, np.ndarray]:
         """td_monitor_update for every stream: summary int16 [B, C], probs int8 [B, K]

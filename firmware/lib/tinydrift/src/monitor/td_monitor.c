@@ -69,7 +69,8 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         if (!td_in_range(p->offset, -(1 << 30), 1 << 30) ||
             !td_in_range(p->gain_q16, -(1 << 28), 1 << 28) || !td_in_range(p->k, 0, 1 << 24) ||
             !td_in_range(p->warning, 1, TD_CUSUM_MAX) || !td_in_range(p->drift, 1, TD_CUSUM_MAX) ||
-            !td_in_range(p->limit, 0, TD_SCORE_Z_MAX)) {
+            !td_in_range(p->limit, 0, TD_SCORE_Z_MAX) || !td_in_range(p->spread_ref, 0, 1 << 28) ||
+            !td_in_range(p->spread_centre, -TD_SCORE_Z_MAX, TD_SCORE_Z_MAX)) {
             return TD_MONITOR_ERR_CONFIG;
         }
     }
@@ -131,6 +132,7 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         state->commission.prior_q16[i] = 0;
         state->commission.inv_prior_q8[i] = 0;
     }
+    td_monitor_spread_restart(state);
 }
 
 int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config)
@@ -144,6 +146,7 @@ int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config
     if (status != TD_MONITOR_OK) {
         return status;
     }
+    td_monitor_spread_init(state, config);
     td_monitor_reset(state, config);
     return TD_MONITOR_OK;
 }

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 6
+#define TD_MONITOR_ABI_VERSION 7
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -90,6 +90,12 @@ enum {
 /* A channel's commissioning variance is floored at this (Q12: 1/64 of the training one). */
 #define TD_COMMISSION_MIN_VAR_Q12 64
 
+/* The long-run spread of the scores (td_monitor_spread.c): blocks of 2^TD_SPREAD_BLOCK_SHIFT
+ * inferences; the calibration's spread weighs as TD_SPREAD_PRIOR_BLOCKS blocks until that
+ * many are learned, then each block as 1 / (2 x TD_SPREAD_PRIOR_BLOCKS). */
+#define TD_SPREAD_BLOCK_SHIFT 6
+#define TD_SPREAD_PRIOR_BLOCKS 32
+
 /* Return codes. */
 #define TD_MONITOR_OK 0
 #define TD_MONITOR_ERR_NULL (-1)
@@ -106,6 +112,12 @@ typedef struct {
     int32_t limit;      /* one z at or above this (Q12, <= TD_SCORE_Z_MAX) latches at once;
                            0 = none: a large shift is seen as soon as its EWMA shows it,
                            not once the CUSUM of clipped z has climbed */
+    /* Long-run spread (td_monitor_spread.c): what half the squared difference of two
+     * consecutive blocks' mean z, times the block length, averaged on the calibration's
+     * streams (Q12; 0 = off); and z's mean there (Q12), toward which z is drawn where the
+     * device's own spread is wider. */
+    int32_t spread_ref;
+    int32_t spread_centre;
 } td_score_params_t;
 
 typedef struct {
@@ -228,6 +240,14 @@ typedef struct {
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
     td_commission_t commission;                  /* the device's own reference (reported apart) */
+    /* Long-run spread of each score's z (td_monitor_spread.c); a reset keeps what was learned */
+    int32_t spread_sum[TD_SCORE_COUNT];          /* sum of z over the block under way */
+    int32_t spread_last[TD_SCORE_COUNT];         /* the previous block's mean z, Q12 */
+    int32_t spread[TD_SCORE_COUNT];              /* the spread learned (as spread_ref) */
+    uint16_t spread_gain[TD_SCORE_COUNT];        /* Q12, <= 1: sqrt(spread_ref / max(spread, spread_ref)) */
+    uint16_t spread_n;                           /* inferences in the block under way */
+    uint16_t spread_blocks;                      /* blocks a spread learned from since init, up to TD_SPREAD_PRIOR_BLOCKS */
+    uint16_t spread_have_last;                   /* 1 once a block since the reset has ended */
 } td_monitor_state_t;
 
 typedef struct {
@@ -379,6 +399,12 @@ void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change
 void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time);
 uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);
+void td_monitor_spread_init(td_monitor_state_t *state, const td_monitor_config_t *config);
+void td_monitor_spread_restart(td_monitor_state_t *state);
+int32_t td_monitor_spread_apply(const td_monitor_state_t *state, const td_score_params_t *params,
+                                uint32_t score, int32_t z);
+void td_monitor_spread_learn(td_monitor_state_t *state, const td_monitor_config_t *config, const int32_t *z,
+                             uint32_t calm);
 
 #ifdef __cplusplus
 }

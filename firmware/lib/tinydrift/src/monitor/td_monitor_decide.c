@@ -11,6 +11,9 @@
  * attribute_moved components moved). A new accent or a room lowers the model's confidence
  * long before it moves a 40-value summary; it is still data drift, and the moved mask
  * recorded with it (empty, or nearly) says that only the model saw it.
+ *
+ * Where the device's own long-run spread of a score is wider than the calibration's, its z
+ * is drawn toward the no-drift centre before the CUSUM takes it (td_monitor_spread.c).
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -76,6 +79,8 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
     const int limits_on = !td_sensor_fault_pending(state, config);
     uint32_t warnings = 0;
     uint32_t latched_now = 0;
+    uint32_t calm = 0;
+    int32_t z_raw[TD_SCORE_COUNT];
     uint32_t i, w;
 
     for (i = 0; i < TD_SCORE_COUNT; ++i) {
@@ -85,13 +90,15 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
 
         if ((config->enabled_scores & (1u << i)) == 0) {
             z[i] = 0;
+            z_raw[i] = 0;
             state->cusum[i] = 0;
             continue;
         }
         /* |raw - offset| < 2^32 and |gain| <= 2^28: the product fits in 61 bits. */
-        z[i] = (int32_t)td_clamp_s64(
+        z_raw[i] = (int32_t)td_clamp_s64(
             td_round_shift_s64(((int64_t)raw[i] - params->offset) * params->gain_q16, 16),
             -TD_SCORE_Z_MAX, TD_SCORE_Z_MAX);
+        z[i] = td_monitor_spread_apply(state, params, i, z_raw[i]);
         previous = state->cusum[i];
         next = (int32_t)td_clamp_s64((int64_t)previous + z[i] - params->k, 0, TD_CUSUM_MAX);
         if (previous == 0 && next > 0) {
@@ -126,6 +133,12 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
             state->moved_at_alarm[w] = moved[w];
         }
     }
+    for (i = 0; i < TD_SCORE_COUNT; ++i) {
+        if (state->cusum[i] < config->score[i].warning && (state->alarms & td_score_alarm[i]) == 0) {
+            calm |= 1u << i;
+        }
+    }
+    td_monitor_spread_learn(state, config, z_raw, calm);
     state->warnings = warnings;
     return warnings;
 }
