@@ -367,13 +367,15 @@ def load_monitor(folder: Path, models: dict):
 def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, workers: int, log):
     """The monitor calibrated as `tinydrift wakeword calibrate` does (espeak-ng reference
     sessions, seed 0), at the bench's target; cached by model and settings."""
-    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.monitor.config import ABI_VERSION, MonitorConfig
     from tinydrift.wakeword.export import model_digest
     from tinydrift.wakeword.monitor import calibrate_detector, session_samples
 
+    # the monitor's ABI too: a config cached by an older monitor reads as this one with what
+    # it lacked turned off (the long-run spread), so it would measure the old monitor
     key = hashlib.sha256(json.dumps([model_digest(model), settings.reference_sessions, settings.reference_seconds,
                                      settings.target_arl0, settings.simulated, settings.commission,
-                                     SUMMARY_FORM, DETECTOR_OPTIONS]).encode())
+                                     SUMMARY_FORM, DETECTOR_OPTIONS, ABI_VERSION]).encode())
     path = cache / f"monitor-{model.name}-{key.hexdigest()[:16]}.json"
     if path.exists():
         return MonitorConfig.from_dict(json.loads(path.read_text()))
