@@ -439,7 +439,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 
 - Input summary: {_summary_line(ref, image)}
 - Reference statistics through the int8 model on {ref['reference_clips']:,} {_reference_source(own, folder, image)} (`ref`).
-- Commissioning: {_commissioning(ref)}
+- Commissioning: {_commissioning(ref)}{_spread_line(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
   by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
 - Empirical ARL0 on no-drift streams of `test` {unit} (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
@@ -538,6 +538,17 @@ def _commissioning(ref: dict) -> str:
             f"({components}, mean confidence and entropy, class frequencies) and judges later "
             "inferences against it; the training reference stays for the z standardization, the decorrelation "
             "matrix and the ATC estimate.")
+
+
+def _spread_line(ref: dict) -> str:
+    """The long-run spread the device learns, for the scores that have one (ABI 7 on)."""
+    spread = ref["monitor_config"].get("score_spread_ref") or []
+    names = [name for name, value in zip(("mean", "var", "confidence", "entropy", "label"), spread) if value]
+    if not names:
+        return ""
+    return (f"\n- Long-run spread: the device learns how far the {' and '.join(names)} scores move from one "
+            "block of 64 inferences to the next and, where that is wider than on the calibration's streams, judges "
+            "their increments against its own spread (never sharper than calibrated); a reset keeps it.")
 
 
 def _fmt(value) -> str:

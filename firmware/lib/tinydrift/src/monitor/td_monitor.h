@@ -399,6 +399,10 @@ void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change
 void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time);
 uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);
+/* Long-run spread (td_monitor_spread.c): forget it (td_monitor_init); drop the block under
+ * way (td_monitor_reset); z as the CUSUM takes it; one decided inference's z of every score,
+ * learned where bit i of `calm` is set (score i below its warning level, its alarm not
+ * latched). */
 void td_monitor_spread_init(td_monitor_state_t *state, const td_monitor_config_t *config);
 void td_monitor_spread_restart(td_monitor_state_t *state);
 int32_t td_monitor_spread_apply(const td_monitor_state_t *state, const td_score_params_t *params,
