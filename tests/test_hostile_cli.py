@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -126,6 +127,11 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "set_without_ref" / "train.npz", audio=np.zeros((2, 16000), np.int16))
     shutil.copytree(COMMITTED_MODEL, root / "model_damaged")
     _damage_tensor_name(root / "model_damaged")
+    # include/ exported by an older tinydrift: its config header's #error stops the build
+    shutil.copytree(COMMITTED_MODEL, root / "model_old_abi")
+    header = root / "model_old_abi" / "include" / "td_monitor_config_kws.h"
+    header.write_text(re.sub(r"(?m)^#if TD_MONITOR_ABI_VERSION != \d+$", "#if TD_MONITOR_ABI_VERSION != 6",
+                             header.read_text()))
 
     config = json.loads((COMMITTED_MODEL / "reference.json").read_text())["monitor_config"]
     (root / "config_list.json").write_text(json.dumps([config]))
@@ -224,6 +230,10 @@ CASES = [
     ("missing-path", "demo", ["--model", "{r}/nothing", "--out", "{r}/demo_out"], "nothing"),
     ("missing-path", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/nothing"], "nothing"),
     ("unused", "flash", ["--env", "mps2_an386", "--build-only", "--port", "/dev/ttyACM0"], "--build-only uploads nothing"),
+    # a folder exported for the previous monitor ABI: once pio's whole output around the compiler's #error
+    ("old-abi-header", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/model_old_abi"],
+     "td_monitor_config_kws.h was generated for the drift monitor's ABI version 6"),
+    ("old-abi-header", "emulate", ["--model", "{r}/model_old_abi"], "run `tinydrift export --model"),
     ("missing-path", "emulate", ["--elf", "{r}/nothing.elf"], "nothing.elf"),
     ("missing-path", "replay", ["{r}/nothing", "--port", PORT], "nothing"),
     ("missing-path", "capture", ["--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/nothing"], "nothing"),

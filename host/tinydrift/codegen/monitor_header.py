@@ -32,6 +32,15 @@ def c_identifier(name: str) -> str:
     return ident
 
 
+def check_header_abi(header: Path, remedy: str) -> None:
+    """A config header generated for another ABI version stops the firmware's build at its
+    #error, deep in the compiler's output: name it and the remedy before any build."""
+    found = re.search(r"^#if TD_MONITOR_ABI_VERSION != (\d+)$", Path(header).read_text(errors="replace"), re.M)
+    if found and int(found.group(1)) != ABI_VERSION:
+        raise TinydriftError(f"{header} was generated for the drift monitor's ABI version {found.group(1)}, and this "
+                             f"firmware's is {ABI_VERSION}; {remedy}")
+
+
 def _array(ctype: str, name: str, values: np.ndarray, per_line: int = 12) -> str:
     items = [str(int(v)) for v in values]
     lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]

@@ -102,6 +102,12 @@ def check_model_dir(model_dir: Path) -> Path:
     if missing:
         raise TinydriftError(f"{include}: missing {', '.join(missing)}; run `{command} {model_dir}`")
     _check_one_export(ModelDir(model_dir), include, name, f"run `{command} {model_dir}` again")
+    config_header = include / f"td_monitor_config_{name}.h"
+    if config_header.is_file():
+        from tinydrift.codegen.monitor_header import check_header_abi
+
+        redo = "tinydrift wakeword calibrate MODEL --out" if streaming else "tinydrift export --model"
+        check_header_abi(config_header, f"run `{redo} {model_dir}` again")
     return include
 
 
