@@ -234,6 +234,8 @@ CASES = [
     ("old-abi-header", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/model_old_abi"],
      "td_monitor_config_kws.h was generated for the drift monitor's ABI version 6"),
     ("old-abi-header", "emulate", ["--model", "{r}/model_old_abi"], "run `tinydrift export --model"),
+    # found only after minutes of data synthesis, once
+    ("old-abi-header", "demo", ["--model", "{r}/model_old_abi", "--out", "{r}/demo_out"], "ABI version 6"),
     ("missing-path", "emulate", ["--elf", "{r}/nothing.elf"], "nothing.elf"),
     ("missing-path", "replay", ["{r}/nothing", "--port", PORT], "nothing"),
     ("missing-path", "capture", ["--port", PORT, "--db", "{r}/c.db", "--model-dir", "{r}/nothing"], "nothing"),

@@ -384,8 +384,10 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         raise TinydriftError(f"--epochs must be at least 1, got {config.epochs}")
     if config.model_dir is not None:
         from tinydrift.pipeline.export import load_exported
+        from tinydrift.target.flash import check_model_dir
 
         load_exported(config.model_dir)  # before minutes of data synthesis, not after
+        check_model_dir(config.model_dir)  # and what the firmware's build would refuse (an older export's header)
     camera = _is_camera_model(config.model_dir)
     if camera and not config.shifted_given:
         config.shifted = CAMERA_SHIFTED
