@@ -159,6 +159,19 @@ def test_sizes_fall_back_to_the_pipeline_image_when_the_app_cannot_be_built(monk
     assert (sizes["flash_bytes"], sizes["ram_bytes"]) == (figures["flash_bytes"], figures["ram_bytes"])
 
 
+def test_a_header_of_an_older_export_is_refused_before_the_build(tmp_path):
+    """A folder exported before the monitor's ABI changed: its config header's #error would
+    end the bench's compile in the compiler's output."""
+    old = tmp_path / "old"
+    shutil.copytree(MODEL_DIR, old, ignore=shutil.ignore_patterns("*.keras"))
+    header = old / "include" / "td_monitor_config_kws.h"
+    header.write_text(re.sub(r"(?m)^#if TD_MONITOR_ABI_VERSION != \d+$", "#if TD_MONITOR_ABI_VERSION != 6",
+                             header.read_text()))
+    with pytest.raises(bench.TinydriftError, match=r"generated for the drift monitor's ABI version 6.*"
+                                                   r"run `tinydrift export --model"):
+        bench._monitor_config_header(old)
+
+
 def test_missing_model_is_one_line_error(tmp_path):
     result = CliRunner().invoke(main, ["bench", "device", "--model-dir", str(tmp_path), "--json"])
     assert result.exit_code == 1

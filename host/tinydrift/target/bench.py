@@ -92,6 +92,9 @@ def _monitor_config_header(model_dir: Path) -> Path:
     if len(headers) != 1:
         raise TinydriftError(f"{model_dir}/include: expected one td_monitor_config_<name>.h, found "
                              f"{[h.name for h in headers]}; run `tinydrift export` for this model")
+    from tinydrift.codegen.monitor_header import check_header_abi
+
+    check_header_abi(headers[0], f"run `tinydrift export --model {model_dir}` again")  # not the compiler's #error
     return headers[0]
 
 
