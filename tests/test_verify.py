@@ -189,6 +189,20 @@ def test_another_models_monitor_header_is_an_exports_mismatch_not_a_compiler_dum
     assert report["stages"]["monitor"]["note"].endswith("C built with a header emitted from reference.json")
 
 
+def test_a_monitor_header_of_an_older_abi_is_named_as_such(tmp_path):
+    """A folder exported before the monitor's ABI changed: its header's first differing line
+    is the config hash, which said nothing of why."""
+    model = copy_model(tmp_path)
+    header = model / "include" / "td_monitor_config_kws.h"
+    header.write_text(re.sub(r"(?m)^#if TD_MONITOR_ABI_VERSION != \d+$", "#if TD_MONITOR_ABI_VERSION != 6",
+                             header.read_text()))
+    code, report = run_cli(model)
+    exports = report["stages"]["exports"]
+    assert code != 0 and exports["mismatches"] == 1, exports
+    assert "td_monitor_config_kws.h: generated for the drift monitor's ABI version 6" in exports["first_mismatch"]
+    assert exports["note"].startswith("run `tinydrift export --model")
+
+
 def test_broken_front_end_c_is_caught_in_the_front_end_stage(tmp_path):
     sources, include_dirs, defines = firmware.frontend_build_inputs()
     ours = {s.name for s in firmware.stage_sources("frontend")}

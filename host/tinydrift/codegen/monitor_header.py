@@ -32,12 +32,19 @@ def c_identifier(name: str) -> str:
     return ident
 
 
+def header_abi(header: Path) -> int | None:
+    """The ABI version a generated config header was written for (its #error guard), None
+    when it has no such guard."""
+    found = re.search(r"^#if TD_MONITOR_ABI_VERSION != (\d+)$", Path(header).read_text(errors="replace"), re.M)
+    return int(found.group(1)) if found else None
+
+
 def check_header_abi(header: Path, remedy: str) -> None:
     """A config header generated for another ABI version stops the firmware's build at its
     #error, deep in the compiler's output: name it and the remedy before any build."""
-    found = re.search(r"^#if TD_MONITOR_ABI_VERSION != (\d+)$", Path(header).read_text(errors="replace"), re.M)
-    if found and int(found.group(1)) != ABI_VERSION:
-        raise TinydriftError(f"{header} was generated for the drift monitor's ABI version {found.group(1)}, and this "
+    abi = header_abi(header)
+    if abi is not None and abi != ABI_VERSION:
+        raise TinydriftError(f"{header} was generated for the drift monitor's ABI version {abi}, and this "
                              f"firmware's is {ABI_VERSION}; {remedy}")
 
 

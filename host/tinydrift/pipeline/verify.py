@@ -410,9 +410,10 @@ def exports_stage(folder: ModelDir, name: str, tflite: bytes, config, input_shap
     header edited by hand (labels, the model's id, a threshold), exports of another model, or
     none, are each one mismatching file. Stages below build what they can regardless."""
     from tinydrift.codegen.model_c import generate_model_c
-    from tinydrift.codegen.monitor_header import emit_monitor_config_h
+    from tinydrift.codegen.monitor_header import emit_monitor_config_h, header_abi
     from tinydrift.codegen.reference_header import reference_header
     from tinydrift.model.quantize import is_image_input
+    from tinydrift.monitor.config import ABI_VERSION
 
     reference = folder.reference()
     grid = reference.get("input_summary", {}).get("grid") if is_image_input(input_shape) else None
@@ -435,7 +436,10 @@ def exports_stage(folder: ModelDir, name: str, tflite: bytes, config, input_shap
             problems.append(f"{where}: missing")
             continue
         shipped, wanted = path.read_text(errors="replace").splitlines(), text.splitlines()
-        if shipped != wanted:
+        abi = header_abi(path) if path == folder.monitor_config_header(name) else None
+        if abi is not None and abi != ABI_VERSION:  # an older export's: its first differing line is only the hash
+            problems.append(f"{where}: generated for the drift monitor's ABI version {abi}, this firmware's is {ABI_VERSION}")
+        elif shipped != wanted:
             line = next((i for i, (a, b) in enumerate(zip(shipped, wanted)) if a != b), min(len(shipped), len(wanted)))
             got, generated = (lines[line].strip() if line < len(lines) else "(end of file)" for lines in (shipped, wanted))
             problems.append(f"{where} line {line + 1}: {got!r}, generated {generated!r}")
