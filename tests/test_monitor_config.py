@@ -48,3 +48,26 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     assert (read.clip_drift_q16, read.attribute_moved) == ((config["clip_drift_q16"], 3) if version > 5 else (0, 0))
     assert read.score_limit.tolist() == (config["score_limit"] if version > 4 else [0] * 5)
     assert read.score_spread_ref.tolist() == [0] * 5
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"score_spread_ref": [0, 0, -1, 241650, 0]}, "score_spread_ref not in 0..2^28"),
+    ({"score_spread_ref": [0, 0, (1 << 28) + 1, 241650, 0]}, "score_spread_ref not in 0..2^28"),
+    ({"score_spread_centre": [0, 0, 65537, -2413, 0]}, "score_spread_centre not in -65536..65536"),
+    ({"score_spread_centre": [0, 0, -65537, -2413, 0]}, "score_spread_centre not in -65536..65536"),
+    ({"score_spread_ref": [0, 0, 181416, 241650]}, "score_spread_ref must be a vector of 5 integers, got shape (4,)"),
+])
+def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
+    """The long-run spread (ABI 7): a user editing reference.json finds the field the error names."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    with pytest.raises(TinydriftError) as error:
+        MonitorConfig.from_dict({**config, **change}).validate()
+    assert str(error.value) == f"monitor config: {says}"
+
+
+def test_a_version_7_config_without_the_spread_is_refused():
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    old = {k: v for k, v in config.items() if k not in ("score_spread_ref", "score_spread_centre")}
+    with pytest.raises(TinydriftError) as error:
+        MonitorConfig.from_dict({**old, "abi_version": 7})
+    assert str(error.value) == "monitor config: missing fields ['score_spread_ref', 'score_spread_centre']"

@@ -265,8 +265,8 @@ class MonitorConfig:
         check(np.all(np.abs(self.score_gain_q16.astype(np.int64)) <= 1 << 28), "score gains beyond 2^28")
         check(np.all((self.score_k >= 0) & (self.score_k <= 1 << 24)), "score k not in 0..2^24")
         check(np.all((self.score_limit >= 0) & (self.score_limit <= SCORE_Z_MAX)), "score limits not in 0..65536")
-        check(np.all((self.score_spread_ref >= 0) & (self.score_spread_ref <= SPREAD_REF_MAX)), "score spreads not in 0..2^28")
-        check(np.all(np.abs(self.score_spread_centre.astype(np.int64)) <= SCORE_Z_MAX), "score spread centres beyond 65536")
+        check(np.all((self.score_spread_ref >= 0) & (self.score_spread_ref <= SPREAD_REF_MAX)), "score_spread_ref not in 0..2^28")
+        check(np.all(np.abs(self.score_spread_centre.astype(np.int64)) <= SCORE_Z_MAX), "score_spread_centre not in -65536..65536")
         for name in ("score_warning", "score_drift"):
             v = getattr(self, name)
             check(np.all((v >= 1) & (v <= CUSUM_MAX)), f"{name} not in 1..2^30")
