@@ -253,6 +253,9 @@ def slow(chunk):
     return chunk
 
 if __name__ == "__main__":
+    from tinydrift.child import exit_on_termination
+
+    exit_on_termination()  # as the CLI: SIGTERM unwinds as SystemExit(143)
     print("started", flush=True)
     try:
         print(len(render_all(slow, list(range(40)), workers=2, chunk=2)), flush=True)
@@ -261,10 +264,12 @@ if __name__ == "__main__":
 '''
 
 
-def test_ctrl_c_ends_a_pooled_render_at_once_with_no_worker_left(tmp_path):
+@pytest.mark.parametrize("signum, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_a_signal_ends_a_pooled_render_at_once_with_no_worker_left(tmp_path, signum, code):
     """Ctrl-C during a pooled render (fleet simulate's first pool build) once hung, its two
     workers blocked, and a second Ctrl-C left them orphaned; the chunks under way (a minute
-    of audio can take long) are not waited for either."""
+    of audio can take long) are not waited for either. SIGTERM to the whole group (`timeout`,
+    a service stop) once hung a demo the same way."""
     import os
     import signal
     import subprocess
@@ -276,38 +281,35 @@ def test_ctrl_c_ends_a_pooled_render_at_once_with_no_worker_left(tmp_path):
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     assert run.stdout.readline().strip() == "started"
     time.sleep(1.5)  # the workers are in their first chunks
-    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    os.killpg(run.pid, getattr(signal, signum))  # as a terminal's Ctrl-C: the whole group
     started = time.monotonic()
     _, err = run.communicate(timeout=30)
-    assert run.returncode == 130 and time.monotonic() - started < 3 and "Traceback" not in err, err
+    assert run.returncode == code and time.monotonic() - started < 3 and "Traceback" not in err, err
     time.sleep(0.3)
     with pytest.raises(ProcessLookupError):
         os.killpg(run.pid, 0)  # no worker outlived it
 
 
-def _worker_signals(chunk):
-    import signal
 
-    return [(signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))] * len(chunk)
+def _render_or_fail(chunk):
+    if 13 in chunk:
+        raise ValueError("spec 13 cannot be rendered")
+    return [x * 2 for x in chunk]
 
 
-def test_a_pooled_render_leaves_by_itself_and_its_workers_die_on_sigterm():
-    """A drift bench once hung for good at the end of a pooled render: the pool's terminate()
-    waited on a worker that had the CLI's SIGTERM handler (raise SystemExit), inherited by
-    the fork. A finished render now lets the workers leave by themselves, and a worker
-    dies on SIGTERM as a process does by default, so terminate() on Ctrl-C ends it."""
+def test_a_pooled_render_keeps_the_order_and_leaves_no_worker():
+    """A drift bench once hung for good at the end of a pooled render, in the pool's
+    terminate(): it waited on a worker blocked on the task queue's lock. The workers are
+    plain processes now; a finished render joins them, a failed chunk's error reaches the
+    caller, and either way none is left."""
     import multiprocessing
-    import signal
 
-    from tinydrift.child import exit_on_termination
     from tinydrift.data.parallel import render_all
 
-    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
-    exit_on_termination()  # as the CLI does before any command runs
-    try:
-        seen = render_all(_worker_signals, list(range(8)), workers=2, chunk=2)
-    finally:
-        signal.signal(signal.SIGTERM, before[0])
-        signal.signal(signal.SIGHUP, before[1])
-    assert {pair for rows in seen for pair in rows} == {(signal.SIG_DFL, signal.SIG_IGN)}
+    done = []
+    out = render_all(_render_or_fail, list(range(20, 60)), workers=2, progress=done.append, chunk=3)
+    assert [x for part in out for x in part] == [2 * x for x in range(20, 60)] and sum(done) == 40
+    assert multiprocessing.active_children() == []
+    with pytest.raises(ValueError, match="spec 13 cannot be rendered"):
+        render_all(_render_or_fail, list(range(40)), workers=2, chunk=2)
     assert multiprocessing.active_children() == []

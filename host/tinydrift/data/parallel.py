@@ -3,51 +3,92 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
+import queue
 import signal
+import threading
 
 import numpy as np
 
 CHUNK = 64  # specs per task: big enough to hide the pickling, small enough to move the progress bar
+_POLL_S = 0.5  # how often the parent looks for a worker that died without a word
 
 
 def _leave_interrupts_to_the_parent() -> None:
-    """Ctrl-C reaches the whole process group: a worker killed by it mid-task can leave the
-    pool's shutdown waiting for ever. Workers ignore it; the parent ends them (render_all).
-    The CLI's SIGTERM/SIGHUP handler (raise SystemExit) came with the fork: a worker goes
-    back to the default, so that the parent's terminate() ends it whatever it is doing."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_DFL)
+    """Ctrl-C reaches the whole process group, and so may SIGTERM (a `timeout`, a service
+    stop): workers ignore both and the parent, which unwinds on them, kills its workers
+    (render_all). The CLI's SIGTERM/SIGHUP handler (raise SystemExit) came with the fork."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _worker(render_chunk, chunks: list, tasks, results) -> None:
+    _leave_interrupts_to_the_parent()
+    for index in iter(tasks.get, None):
+        try:
+            results.put((index, render_chunk(chunks[index]), None))
+        except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
+            try:
+                pickle.dumps(exc)
+            except Exception:  # noqa: BLE001 - the queue's thread could not send it
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            results.put((index, None, exc))
 
 
 def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: int = CHUNK) -> list[np.ndarray]:
     """[render_chunk(chunk) for each chunk of `specs`], in order; `render_chunk` must be
     picklable (a module-level function or a functools.partial of one) when workers > 1.
     `progress(n)` is advanced by each finished chunk's length. A spec that takes long alone
-    (a minute of audio) wants a smaller `chunk`."""
-    chunks = [specs[i:i + chunk] for i in range(0, len(specs), chunk)]
-    out = []
+    (a minute of audio) wants a smaller `chunk`.
 
-    def collect(results) -> None:
-        for done, rendered in zip(chunks, results):
-            out.append(rendered)
+    Workers are plain processes fed chunk indices: on Ctrl-C, SIGTERM or a failed chunk the
+    parent kills them, and nothing it waits on can be held by a killed worker. (Leaving a
+    multiprocessing.Pool through terminate() takes its task queue's lock first; a worker
+    blocked on that lock, or killed holding it, hung a drift bench and a stopped demo.)"""
+    chunks = [specs[i:i + chunk] for i in range(0, len(specs), chunk)]
+    if workers <= 1 or len(chunks) <= 1:
+        out = []
+        for done in chunks:
+            out.append(render_chunk(done))
             if progress:
                 progress(len(done))
-
-    if workers <= 1 or len(chunks) <= 1:
-        collect(map(render_chunk, chunks))
         return out
-    pool = multiprocessing.Pool(min(workers, len(chunks)), initializer=_leave_interrupts_to_the_parent)
+    tasks, results = multiprocessing.SimpleQueue(), multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_worker, args=(render_chunk, chunks, tasks, results), daemon=True)
+             for _ in range(min(workers, len(chunks)))]
+
+    def feed() -> None:  # beside the parent's reading: a full pipe waits for the workers
+        for index in [*range(len(chunks)), *[None] * len(procs)]:
+            tasks.put(index)
+
+    rendered: list = [None] * len(chunks)
     try:
-        collect(pool.imap(render_chunk, chunks))
-    except BaseException:
-        # Ctrl-C or a failed chunk: the chunks under way (a minute of audio can take long)
-        # are not waited for.
-        pool.terminate()
-        raise
-    # Done: the workers are told there is no more work and leave by themselves. terminate()
-    # here (what leaving `with Pool()` does) once hung a drift bench for good: it takes the
-    # task queue's lock to drain it, and a worker waiting on that lock never left.
-    pool.close()
-    pool.join()
-    return out
+        for p in procs:
+            p.start()
+        threading.Thread(target=feed, daemon=True).start()
+        for _ in chunks:
+            while True:
+                try:
+                    index, value, error = results.get(timeout=_POLL_S)
+                    break
+                except queue.Empty:
+                    dead = [p for p in procs if p.exitcode not in (None, 0)]
+                    if dead:
+                        raise RuntimeError(f"a render worker died (exit code {dead[0].exitcode})") from None
+            if error is not None:
+                raise error
+            rendered[index] = value
+            if progress:
+                progress(len(chunks[index]))
+        for p in procs:
+            p.join()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            if p.pid is not None:
+                p.join()
+        results.close()
+        results.join_thread()
+    return rendered
