@@ -313,3 +313,37 @@ def test_a_pooled_render_keeps_the_order_and_leaves_no_worker():
     with pytest.raises(ValueError, match="spec 13 cannot be rendered"):
         render_all(_render_or_fail, list(range(40)), workers=2, chunk=2)
     assert multiprocessing.active_children() == []
+
+
+def test_a_pooled_render_whose_parent_is_killed_leaves_no_worker(tmp_path):
+    """SIGKILL (or the OOM killer) cannot be caught: the workers ask the kernel to end them
+    with their parent, or they would wait on the task queue for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow_render.py").write_text(SLOW_RENDER)
+    run = subprocess.Popen([sys.executable, str(tmp_path / "slow_render.py")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert run.stdout.readline().strip() == "started"
+        time.sleep(1.5)  # the workers are in their first chunks
+        run.kill()
+        run.wait(timeout=30)  # not communicate(): a live worker would hold the pipes open
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(run.pid, 0)
+            except ProcessLookupError:
+                return  # the whole group is gone
+            time.sleep(0.1)
+        raise AssertionError("render workers outlived their killed parent")
+    finally:
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        run.stdout.close()
+        run.stderr.close()

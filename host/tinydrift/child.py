@@ -32,11 +32,19 @@ def tied_to_this_process() -> dict:
     parent = os.getpid()
 
     def die_with_parent() -> None:  # runs in the child, between fork and exec
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent died before the request took effect
-            os._exit(1)
+        end_with_parent(parent)
 
     return {"preexec_fn": die_with_parent}
+
+
+def end_with_parent(parent: int) -> None:
+    """In a child (a forked worker too): be killed when `parent`'s thread that started it dies,
+    even by SIGKILL, and leave now if it already has. Linux only; elsewhere nothing."""
+    if _LIBC is None:
+        return
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def exit_on_termination() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
@@ -22,7 +23,10 @@ def _leave_interrupts_to_the_parent() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _worker(render_chunk, chunks: list, tasks, results) -> None:
+def _worker(parent: int, render_chunk, chunks: list, tasks, results) -> None:
+    from tinydrift.child import end_with_parent
+
+    end_with_parent(parent)  # a parent killed outright (SIGKILL, the OOM killer) leaves no worker waiting
     _leave_interrupts_to_the_parent()
     for index in iter(tasks.get, None):
         try:
@@ -54,7 +58,7 @@ def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: in
                 progress(len(done))
         return out
     tasks, results = multiprocessing.SimpleQueue(), multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_worker, args=(render_chunk, chunks, tasks, results), daemon=True)
+    procs = [multiprocessing.Process(target=_worker, args=(os.getpid(), render_chunk, chunks, tasks, results), daemon=True)
              for _ in range(min(workers, len(chunks)))]
 
     def feed() -> None:  # beside the parent's reading: a full pipe waits for the workers
