@@ -7,7 +7,6 @@ import os
 import pickle
 import queue
 import signal
-import threading
 
 import numpy as np
 
@@ -23,12 +22,12 @@ def _leave_interrupts_to_the_parent() -> None:
         signal.signal(signum, signal.SIG_IGN)
 
 
-def _worker(parent: int, render_chunk, chunks: list, tasks, results) -> None:
+def _worker(parent: int, render_chunk, chunks: list, mine: range, results) -> None:
     from tinydrift.child import end_with_parent
 
     end_with_parent(parent)  # a parent killed outright (SIGKILL, the OOM killer) leaves no worker waiting
     _leave_interrupts_to_the_parent()
-    for index in iter(tasks.get, None):
+    for index in mine:
         try:
             results.put((index, render_chunk(chunks[index]), None))
         except Exception as exc:  # noqa: BLE001 - handed to the parent, which raises it
@@ -45,10 +44,11 @@ def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: in
     `progress(n)` is advanced by each finished chunk's length. A spec that takes long alone
     (a minute of audio) wants a smaller `chunk`.
 
-    Workers are plain processes fed chunk indices: on Ctrl-C, SIGTERM or a failed chunk the
-    parent kills them, and nothing it waits on can be held by a killed worker. (Leaving a
-    multiprocessing.Pool through terminate() takes its task queue's lock first; a worker
-    blocked on that lock, or killed holding it, hung a drift bench and a stopped demo.)"""
+    Workers are plain processes, each given its share of the chunks: on Ctrl-C, SIGTERM or a
+    failed chunk the parent kills them, and nothing it waits on can be held by a killed
+    worker. (Leaving a multiprocessing.Pool through terminate() takes its task queue's lock
+    first; a worker blocked on that lock, or killed holding it, hung a drift bench and a
+    stopped demo.)"""
     chunks = [specs[i:i + chunk] for i in range(0, len(specs), chunk)]
     if workers <= 1 or len(chunks) <= 1:
         out = []
@@ -57,19 +57,17 @@ def render_all(render_chunk, specs: list, workers: int, progress=None, chunk: in
             if progress:
                 progress(len(done))
         return out
-    tasks, results = multiprocessing.SimpleQueue(), multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=_worker, args=(os.getpid(), render_chunk, chunks, tasks, results), daemon=True)
-             for _ in range(min(workers, len(chunks)))]
-
-    def feed() -> None:  # beside the parent's reading: a full pipe waits for the workers
-        for index in [*range(len(chunks)), *[None] * len(procs)]:
-            tasks.put(index)
-
+    # Each worker takes every n-th chunk: the chunks are alike, and no task queue is shared
+    # that a killed worker could leave locked.
+    n = min(workers, len(chunks))
+    results = multiprocessing.Queue()
+    procs = [multiprocessing.Process(target=_worker, args=(os.getpid(), render_chunk, chunks,
+                                                           range(k, len(chunks), n), results), daemon=True)
+             for k in range(n)]
     rendered: list = [None] * len(chunks)
     try:
         for p in procs:
             p.start()
-        threading.Thread(target=feed, daemon=True).start()
         for _ in chunks:
             while True:
                 try:
