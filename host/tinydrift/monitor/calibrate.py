@@ -44,11 +44,11 @@ from tinydrift.errors import TinydriftError
 from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
-                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, Z_FRAC_BITS, MonitorConfig)
+                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
-from tinydrift.monitor.twin import MonitorTwin
+from tinydrift.monitor.twin import MonitorTwin, block_spread
 
 DEFAULT_TARGET_ARL0 = 100_000
 MIN_TARGET_ARL0 = 10  # below this calibration has nothing to hold
@@ -644,8 +644,8 @@ def spread_reference(z: np.ndarray) -> int:
     if n_blocks < 2:
         raise TinydriftError(f"streams of {z.shape[1]} inferences hold fewer than two blocks of {block}")
     sums = z[:, : n_blocks * block].astype(np.int64).reshape(z.shape[0], n_blocks, block).sum(axis=-1)
-    diff = np.diff(round_shift(sums, SPREAD_BLOCK_SHIFT), axis=1)
-    d = round_shift(diff * diff, Z_FRAC_BITS + 1 - SPREAD_BLOCK_SHIFT)
+    means = round_shift(sums, SPREAD_BLOCK_SHIFT)
+    d = block_spread(means[:, 1:], means[:, :-1])
     return int(min(SPREAD_REF_MAX, max(1, round(float(d.mean())))))
 
 

@@ -514,9 +514,7 @@ class MonitorTwin:
         weight = SPREAD_PRIOR_BLOCKS + self.spread_blocks
         mean = round_shift(self.spread_sum, SPREAD_BLOCK_SHIFT)
         learn = ended[:, None] & (ref > 0) & (self.spread_have_last[:, None] != 0) & calm
-        diff = mean - self.spread_last
-        d = round_shift(diff * diff, Z_FRAC_BITS + 1 - SPREAD_BLOCK_SHIFT)
-        spread = self.spread + div_round(d - self.spread, weight[:, None])
+        spread = self.spread + div_round(block_spread(mean, self.spread_last) - self.spread, weight[:, None])
         gain = isqrt(div_round(ref << (2 * Z_FRAC_BITS), np.maximum(np.maximum(spread, ref), 1)))
         self.spread = np.where(learn, spread, self.spread)
         self.spread_gain = np.where(learn, gain, self.spread_gain)
@@ -747,6 +745,13 @@ class MonitorTwin:
         self._latch(ALARM_DATA_DRIFT, (clip_first < first_block) & ((self.alarms & ALARM_SENSOR_FAULT) == 0), now, now)
         self._latch(ALARM_SENSOR_FAULT, first_block < nb, first_start, now)
         self.sensor_flags = np.where(active, conditions[:, -1] | (last_faults << SENSOR_FAULT_SHIFT), self.sensor_flags)
+
+
+def block_spread(mean: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """What one block tells td_monitor_spread_learn, from its mean z and the previous
+    block's (Q12): half their squared difference times the block length, in Q12."""
+    diff = mean - last
+    return round_shift(diff * diff, Z_FRAC_BITS + 1 - SPREAD_BLOCK_SHIFT)
 
 
 def image_probe_positions(n: int) -> np.ndarray:
