@@ -51,6 +51,7 @@ def test_python_constants_match_the_header():
         (cfgmod.COMMISSION_MIN_VAR_Q12, "TD_COMMISSION_MIN_VAR_Q12"),
         (cfgmod.SPREAD_BLOCK_SHIFT, "TD_SPREAD_BLOCK_SHIFT"),
         (cfgmod.SPREAD_PRIOR_BLOCKS, "TD_SPREAD_PRIOR_BLOCKS"),
+        (cfgmod.CENTRE_COMMISSION_SHIFT, "TD_CENTRE_COMMISSION_SHIFT"),
     ]:
         assert py == header_define(c), c
 
@@ -135,6 +136,55 @@ def test_c_and_twin_agree_while_the_spread_is_learned(commission_n):
     assert gain[0] == cfgmod.ONE_Q12  # spread off: z as it was
     assert np.all(gain[2:] < cfgmod.ONE_Q12), gain  # wider than the calibration's: drawn in
     assert twin.spread_blocks[0] == cfgmod.SPREAD_PRIOR_BLOCKS
+
+
+def test_c_and_twin_agree_while_the_centres_are_refined():
+    """After commissioning, the confidence and entropy centres learn from calm inferences only:
+    on runs of inferences around their own levels, with warnings that come and go and a reset,
+    the C gives the twin's raw scores, z and alarms on every event; the
+    centres stop at their weight, stand still while their score warns, and move toward what
+    the device hears."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_RESET
+
+    rng = np.random.default_rng(43)
+    config = synthetic.random_config(rng, 40, 12).replace(
+        commission_n=50, centre_n=900, score_spread_ref=np.zeros(cfgmod.SCORE_COUNT), score_limit=np.zeros(cfgmod.SCORE_COUNT))
+    _, summaries, probs, _ = synthetic.random_events(rng, config, 6000, feedback_rate=0, sensor_rate=0, reset_rate=0)
+    rows = np.repeat(rng.integers(0, 6000, 40), 150)  # 40 runs of one inference, 150 long
+    rows = np.where(rng.random(rows.size) < 0.5, rows, rng.integers(0, 6000, rows.size))
+    twin = MonitorTwin(config)
+    raw = np.array([twin.update(summaries[r][None], probs[r][None])["raw"][0] for r in rows[:1000]])
+    # a warning level the scores' CUSUMs reach now and then; no alarm (it would stop the learning)
+    spread = np.abs(raw[200:, 2:4] - np.median(raw[200:, 2:4], axis=0)).mean(axis=0)
+    gain = np.clip(np.round(4096 * 65536 / np.maximum(spread, 1)), 1, 1 << 28).astype(np.int64)
+    config = config.replace(score_offset=[*config.score_offset[:2], *np.median(raw[200:, 2:4], axis=0).astype(int), 0],
+                            score_gain_q16=[*config.score_gain_q16[:2], -gain[0], gain[1], config.score_gain_q16[4]],
+                            score_k=[*config.score_k[:2], 4096, 4096, config.score_k[4]],
+                            score_warning=[*config.score_warning[:2], 6 * 4096, 6 * 4096, config.score_warning[4]],
+                            score_drift=[*config.score_drift[:2], cfgmod.CUSUM_MAX, cfgmod.CUSUM_MAX,
+                                         config.score_drift[4]]).validate()
+    events = np.array([(EVENT_INFERENCE, r, 0) for r in rows], dtype=np.int64)
+    events = np.insert(events, [3000], [(EVENT_RESET, 0, 0)], axis=0)
+    c_rows = CMonitor(config).run_events(events, summaries, probs)
+    compare(c_rows, run_events(config, events, summaries, probs), events)
+
+    twin = MonitorTwin(config)
+    weights, warned_still, moved = [], 0, 0
+    for kind, a, _ in events:
+        if kind != EVENT_INFERENCE:
+            twin.reset()
+            continue
+        before = twin.comm_confidence[0], twin.comm_centre_weight[0].copy()
+        twin.update(summaries[a][None], probs[a][None])
+        if twin.commission_count[0] == config.commission_n and before[1][0] > 0:
+            calm = twin.cusum[0, 2] < config.score_warning[2] and not twin.alarms[0] & cfgmod.ALARM_CONFIDENCE_DRIFT
+            changed = twin.comm_centre_weight[0, 0] != before[1][0]
+            assert changed == (calm and before[1][0] < config.centre_n)
+            warned_still += not calm
+            moved += changed and twin.comm_confidence[0] != before[0]
+        weights.append(twin.comm_centre_weight[0].copy())
+    assert warned_still > 100 and moved > 100, (warned_still, moved)  # both ways exercised
+    assert np.max(weights) == config.centre_n
 
 
 @pytest.mark.parametrize("extreme", [False, True])
@@ -323,7 +373,8 @@ def test_state_size_fits_the_budget():
     40 channels and 12 classes, <= 1 KB of RAM with the commissioning reference."""
     project = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
     assert project.state_size <= 1024
-    assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 2 * 12)  # count, per channel, conf/entropy, per class
+    # count, per channel, conf/entropy, per class, the two centres' weights
+    assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 2 * 12) + 2 * 2
     camera = CMonitor(synthetic.random_config(np.random.default_rng(0), image_summary_length(3), 5))
     assert camera.state_size <= 1024  # the plant model: 36 image summary values, 5 classes
     capacity = CMonitor(synthetic.random_config(np.random.default_rng(0), 64, 16))

@@ -36,18 +36,21 @@ def test_a_config_without_a_field_its_version_writes_is_refused():
 
 
 @pytest.mark.parametrize("version, added", [
-    (4, ("score_limit", "clip_drift_q16", "clip_drift_blocks", "attribute_moved", "score_spread_ref", "score_spread_centre")),
-    (5, ("clip_drift_q16", "clip_drift_blocks", "attribute_moved", "score_spread_ref", "score_spread_centre")),
-    (6, ("score_spread_ref", "score_spread_centre"))])
+    (4, ("score_limit", "clip_drift_q16", "clip_drift_blocks", "attribute_moved", "score_spread_ref", "score_spread_centre",
+         "centre_n")),
+    (5, ("clip_drift_q16", "clip_drift_blocks", "attribute_moved", "score_spread_ref", "score_spread_centre", "centre_n")),
+    (6, ("score_spread_ref", "score_spread_centre", "centre_n")),
+    (7, ("centre_n",))])
 def test_an_older_config_reads_without_the_fields_added_since(version, added):
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     old = {k: v for k, v in config.items() if k not in added and k != "metadata"}
     read = MonitorConfig.from_dict({**old, "abi_version": version}).validate()
     # as that version ran: no score limits (version 4), no light clipping, no attribution
-    # (before 6), no long-run spread (before 7)
+    # (before 6), no long-run spread (before 7), centres fixed at commissioning (before 8)
     assert (read.clip_drift_q16, read.attribute_moved) == ((config["clip_drift_q16"], 3) if version > 5 else (0, 0))
     assert read.score_limit.tolist() == (config["score_limit"] if version > 4 else [0] * 5)
-    assert read.score_spread_ref.tolist() == [0] * 5
+    assert read.score_spread_ref.tolist() == (config["score_spread_ref"] if version > 6 else [0] * 5)
+    assert read.centre_n == 0 and config["centre_n"] > 0
 
 
 @pytest.mark.parametrize("change, says", [
@@ -56,9 +59,12 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     ({"score_spread_centre": [0, 0, 65537, -2413, 0]}, "score_spread_centre not in -65536..65536"),
     ({"score_spread_centre": [0, 0, -65537, -2413, 0]}, "score_spread_centre not in -65536..65536"),
     ({"score_spread_ref": [0, 0, 181416, 241650]}, "score_spread_ref must be a vector of 5 integers, got shape (4,)"),
+    ({"centre_n": -1}, "centre_n not in 0..65535"),
+    ({"centre_n": 65536}, "centre_n not in 0..65535"),
 ])
 def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
-    """The long-run spread (ABI 7): a user editing reference.json finds the field the error names."""
+    """The long-run spread (ABI 7) and the centres' weight (ABI 8): a user editing reference.json
+    finds the field the error names."""
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     with pytest.raises(TinydriftError) as error:
         MonitorConfig.from_dict({**config, **change}).validate()

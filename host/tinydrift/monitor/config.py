@@ -17,15 +17,15 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 7
+ABI_VERSION = 8
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now),
-# version 6 no long-run spread (off).
-READABLE_ABI_VERSIONS = (4, 5, 6, ABI_VERSION)
+# version 6 no long-run spread (off), version 7 no centre learned after commissioning (off).
+READABLE_ABI_VERSIONS = (4, 5, 6, 7, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
 ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
-                "score_spread_ref": 7, "score_spread_centre": 7}
+                "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -42,6 +42,7 @@ MAX_COMMISSION = 1024
 COMMISSION_MIN_VAR_Q12 = 64
 SPREAD_BLOCK_SHIFT = 6
 SPREAD_PRIOR_BLOCKS = 32
+CENTRE_COMMISSION_SHIFT = 2
 SPREAD_REF_MAX = 1 << 28
 
 ONE_Q12 = 1 << Z_FRAC_BITS
@@ -176,6 +177,11 @@ class MonitorConfig:
     # Inferences after a reset that learn the device's own reference (0: judge against the
     # training reference from the start); see td_monitor_commission.c.
     commission_n: int = 0
+    # After commissioning, the confidence and entropy centres go on learning from calm
+    # inferences until their weight reaches this, each commissioning inference weighing
+    # 2^CENTRE_COMMISSION_SHIFT (0: they stay at the commissioning means); see
+    # td_monitor_commission.c.
+    centre_n: int = 0
     clip_level: int = 32767
     clip_rate_q16: int = ONE_Q16 // 100
     dc_level: int = 2000
@@ -258,6 +264,7 @@ class MonitorConfig:
         check(0 <= self.attribute_moved <= 65535, "attribute_moved not in 0..65535")
         check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
         check(0 <= self.commission_n <= MAX_COMMISSION, f"commission_n not in 0..{MAX_COMMISSION}")
+        check(0 <= self.centre_n <= 0xFFFF, "centre_n not in 0..65535")
         check(np.all((self.inv_std_q28 >= 1) & (self.inv_std_q28 <= 1 << 28)), "inv_std_q28 not in 1..2^28")
         check(np.all((self.prior_q16 >= 0) & (self.prior_q16 <= ONE_Q16)), "prior_q16 not in 0..65536")
         check(np.all((self.inv_prior_q8 >= 0) & (self.inv_prior_q8 <= 1 << 24)), "inv_prior_q8 not in 0..2^24")

@@ -199,6 +199,12 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
         spread = np.where(rng.random(SCORE_COUNT) < 0.3, 0, np.floor(2.0 ** rng.uniform(6, 22, SCORE_COUNT)))
         centre = rng.integers(-8000, 8000, SCORE_COUNT)
     fields["score_spread_ref"], fields["score_spread_centre"] = spread, centre
+    # centres refined after commissioning: off, or a weight the streams reach (a commissioning
+    # inference weighs 4), or past them
+    if extreme:
+        fields["centre_n"] = int(pick(0, 1, 65535, rng.integers(0, 65536)))
+    else:
+        fields["centre_n"] = int(pick(0, rng.integers(1, 4000)))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -17,6 +17,7 @@ from tinydrift.monitor.config import (
     ALARM_ERROR_RATE,
     ALARM_LABEL_SHIFT,
     ALARM_SENSOR_FAULT,
+    CENTRE_COMMISSION_SHIFT,
     CLIP_EWMA_SHIFT,
     CHANNEL_Z_MAX,
     COMMISSION_MIN_VAR_Q12,
@@ -279,6 +280,7 @@ class MonitorTwin:
             "comm_entropy": z(),
             "comm_prior": z(k),
             "comm_inv_prior": z(k),
+            "comm_centre_weight": z(2),
             "spread_sum": z(SCORE_COUNT),
             "spread_last": z(SCORE_COUNT),
             "spread": np.broadcast_to(self._spread_ref, (b, SCORE_COUNT)).copy(),
@@ -389,6 +391,20 @@ class MonitorTwin:
         self.comm_prior = np.where(done[:, None], prior, self.comm_prior)
         self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
+        self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
+
+    def commission_refine(self, raw: np.ndarray, calm: np.ndarray, active: np.ndarray | None) -> None:
+        """td_monitor_commission_refine on the streams that decided (`active`; None: all)."""
+        if self.config.commission_n == 0:
+            return
+        on = np.ones(self.n_streams, bool) if active is None else active
+        for s, (score, name) in enumerate(((SCORE_CONF, "comm_confidence"), (SCORE_ENTROPY, "comm_entropy"))):
+            weight = self.comm_centre_weight[:, s]
+            learn = on & calm[:, score] & (weight < self.config.centre_n)
+            weight = np.where(learn, weight + 1, weight)
+            self.comm_centre_weight[:, s] = weight
+            centre = getattr(self, name)
+            setattr(self, name, np.where(learn, centre + div_round(raw[:, score], np.maximum(weight, 1)), centre))
 
     def _decorrelate(self, z: np.ndarray) -> np.ndarray:
         return (z.astype(np.float64) @ self._whiten).astype(np.int64)
@@ -491,6 +507,7 @@ class MonitorTwin:
             self.moved_at_alarm = np.where(attribute[:, None], moved_fn(), self.moved_at_alarm)
         calm = (self.cusum < self._warning) & ((self.alarms[:, None] & self._score_alarm) == 0)
         self.spread_learn(z_raw, calm, active)
+        self.commission_refine(raw, calm, active)
         self.warnings = warnings if active is None else np.where(active, warnings, self.warnings)
         return z
 

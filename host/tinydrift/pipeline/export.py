@@ -24,7 +24,7 @@ from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
 from tinydrift.monitor.calibrate import DEFAULT_COMMISSION, DEFAULT_DATA_SESSION, FleetBudget
-from tinydrift.monitor.config import MonitorConfig, jsonable
+from tinydrift.monitor.config import CENTRE_COMMISSION_SHIFT, MonitorConfig, jsonable
 from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import check_fits, summarize
@@ -534,10 +534,14 @@ def _commissioning(ref: dict) -> str:
         return "off; every score is judged against the training reference above."
     components = ("mean and spread of each decorrelated input component" if ref["monitor_config"].get("whiten_q12")
                   is not None else "per-channel mean and spread")
+    centre_n = ref["monitor_config"].get("centre_n", 0)
+    refined = (f"; the confidence and entropy means go on learning from calm inferences until they weigh {centre_n:,} "
+               f"(each of the first {n} weighing {1 << CENTRE_COMMISSION_SHIFT}), which the thresholds leave as margin"
+               if centre_n else "")
     return (f"after each reset the device learns its own population's reference from its first {n} inferences "
             f"({components}, mean confidence and entropy, class frequencies) and judges later "
-            "inferences against it; the training reference stays for the z standardization, the decorrelation "
-            "matrix and the ATC estimate.")
+            f"inferences against it{refined}; the training reference stays for the z standardization, the "
+            "decorrelation matrix and the ATC estimate.")
 
 
 def _spread_line(ref: dict) -> str:

@@ -132,6 +132,8 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         state->commission.prior_q16[i] = 0;
         state->commission.inv_prior_q8[i] = 0;
     }
+    state->commission.centre_weight[0] = 0;
+    state->commission.centre_weight[1] = 0;
     td_monitor_spread_restart(state);
 }
 

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 7
+#define TD_MONITOR_ABI_VERSION 8
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -89,6 +89,9 @@ enum {
 #define TD_MONITOR_MAX_COMMISSION 1024
 /* A channel's commissioning variance is floored at this (Q12: 1/64 of the training one). */
 #define TD_COMMISSION_MIN_VAR_Q12 64
+/* After commissioning, each commissioning inference weighs as 2^this later ones in the
+ * confidence and entropy centres (td_monitor_commission_refine). */
+#define TD_CENTRE_COMMISSION_SHIFT 2
 
 /* The long-run spread of the scores (td_monitor_spread.c): blocks of 2^TD_SPREAD_BLOCK_SHIFT
  * inferences; the calibration's spread weighs as TD_SPREAD_PRIOR_BLOCKS blocks until that
@@ -175,6 +178,11 @@ typedef struct {
      * quiet, one whose world changes later alarms. With whitening, the components are
      * learned (after W, before the EWMAs). */
     uint16_t commission_n;
+    /* The confidence and entropy centres go on learning after commissioning, as the running
+     * mean of calm inferences (score below its warning level, alarm not latched), until their
+     * weight reaches centre_n (each commissioning inference weighs 2^TD_CENTRE_COMMISSION_SHIFT);
+     * 0 = they stay at the commissioning means. */
+    uint16_t centre_n;
 
     /* Sensor health on raw PCM blocks (a camera model: on each image, td_sensor_image.c,
      * where a block is a frame, a sample a pixel value, stuck means the frame repeats the
@@ -208,6 +216,7 @@ typedef struct {
     int32_t entropy;                             /* sum of entropy, then its mean (Q16 nats) */
     int32_t prior_q16[TD_MONITOR_MAX_CLASSES];   /* class counts, then frequencies (Q16) */
     int32_t inv_prior_q8[TD_MONITOR_MAX_CLASSES]; /* round(2^24 / frequency) */
+    uint16_t centre_weight[2];                   /* what the confidence and entropy centres have learned from */
 } td_commission_t;
 
 typedef struct {
@@ -399,6 +408,10 @@ void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change
 void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time);
 uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);
+/* One decided inference's centred confidence and entropy (raw), learned into their centres
+ * where bit i of `calm` is set (as for the spread). */
+void td_monitor_commission_refine(td_monitor_state_t *state, const td_monitor_config_t *config, const int32_t *raw,
+                                  uint32_t calm);
 /* Long-run spread (td_monitor_spread.c): forget it (td_monitor_init); drop the block under
  * way (td_monitor_reset); z as the CUSUM takes it; one decided inference's z of every score,
  * learned where bit i of `calm` is set (score i below its warning level, its alarm not

@@ -9,6 +9,13 @@
  * sums become the reference, in place: mean z and 2^24 / sd(z) per channel, mean
  * confidence (Q8) and entropy, class frequencies (floored at half a count) and their
  * inverses.
+ *
+ * 300 inferences hold few speakers' turns: where one person talks tens of commands at a
+ * time, the mean confidence they give is off by as much as a harder voice lowers it, and
+ * the CUSUM then climbs on every later run of ordinary speech. So the confidence and entropy
+ * centres go on learning from calm inferences (as the long-run spread does) until their weight
+ * reaches centre_n, the commissioning ones weighing 2^TD_CENTRE_COMMISSION_SHIFT each: a change
+ * right after commissioning moves the centre little before its CUSUM warns.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -46,5 +53,29 @@ void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_co
         state->commission.inv_prior_q8[k] = (int32_t)td_div_round_s64((int64_t)1 << 24, prior);
         /* The label score starts from the learned frequencies. */
         state->class_ewma[k] = prior;
+    }
+    state->commission.centre_weight[0] = (uint16_t)(n << TD_CENTRE_COMMISSION_SHIFT);
+    state->commission.centre_weight[1] = state->commission.centre_weight[0];
+}
+
+void td_monitor_commission_refine(td_monitor_state_t *state, const td_monitor_config_t *config, const int32_t *raw,
+                                  uint32_t calm)
+{
+    static const uint32_t score[2] = {TD_SCORE_CONF, TD_SCORE_ENTROPY};
+    int32_t *const centre[2] = {&state->commission.confidence, &state->commission.entropy};
+    uint32_t s;
+
+    if (config->commission_n == 0) {
+        return;
+    }
+    for (s = 0; s < 2; ++s) {
+        uint16_t *const weight = &state->commission.centre_weight[s];
+        if (*weight >= config->centre_n || (calm & (1u << score[s])) == 0) {
+            continue;
+        }
+        *weight += 1;
+        /* raw is the inference less the centre (under 2^18 either way): the centre stays
+         * between the values it learned from */
+        *centre[s] += (int32_t)td_div_round_s64(raw[score[s]], *weight);
     }
 }

@@ -139,6 +139,7 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
         }
     }
     td_monitor_spread_learn(state, config, z_raw, calm);
+    td_monitor_commission_refine(state, config, raw, calm);
     state->warnings = warnings;
     return warnings;
 }
