@@ -53,7 +53,20 @@ def test_calibrate_header_verify_and_check(tmp_path):
     np.savez(held_out, summaries=other["summaries"], probs=other["probs"], groups=other["groups"])
     result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "20000"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output.split("\nerror")[0])["inferences"] >= 20000
+    checked = json.loads(result.output.split("\nerror")[0])
+    assert checked["inferences"] >= 20000
+    assert "fixed_centres" not in checked  # no commissioning, so no centres refined after it
+    # Centres refined after commissioning: the band holds the levels as they were set, with the
+    # centres fixed; the config as it is only has to stay above its lower end.
+    refined = json.loads(config_json.read_text()) | {"commission_n": 100, "centre_n": 800}
+    refined_json = tmp_path / "refined.json"
+    refined_json.write_text(json.dumps(refined))
+    result = invoke(["check-arl", str(refined_json), str(held_out), "--n-inferences", "20000"])
+    checked = json.loads(result.output.split("\nerror")[0])
+    fixed = checked["fixed_centres"]
+    assert fixed["inferences"] == checked["inferences"] and fixed["alarms"] >= 0
+    judged = 0.5 <= fixed["ratio_to_target"] <= 2 and checked["ratio_to_target"] >= 0.5
+    assert (result.exit_code == 0) == judged, result.output
     # The failing path: drift levels cut twentyfold alarm far more often than the target.
     broken = json.loads(config_json.read_text())
     broken["score_drift"] = [max(1, v // 20) for v in broken["score_drift"]]
