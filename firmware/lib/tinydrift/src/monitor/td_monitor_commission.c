@@ -10,8 +10,8 @@
  * confidence (Q8) and entropy, class frequencies (floored at half a count) and their
  * inverses.
  *
- * 300 inferences hold few speakers' turns: where one person talks tens of commands at a
- * time, the mean confidence they give is off by as much as a harder voice lowers it, and
+ * A few hundred inferences hold few speakers' turns: where one person talks tens of commands
+ * at a time, the mean confidence they give is off by as much as a harder voice lowers it, and
  * the CUSUM then climbs on every later run of ordinary speech. So the confidence and entropy
  * centres go on learning from calm inferences (as the long-run spread does) until their weight
  * reaches centre_n, the commissioning ones weighing 2^TD_CENTRE_COMMISSION_SHIFT each: a change
