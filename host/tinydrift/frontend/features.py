@@ -41,8 +41,13 @@ def _frontend_op():
     if _op is None:
         import os
 
+        from tinydrift.quiet import held_back
+
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
+        # TensorFlow's import announces oneDNN through absl whatever the log level, and no
+        # step around the data's feature extraction holds it back
+        with held_back():
+            from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op
 
         _op = audio_microfrontend_op.audio_microfrontend
     return _op
@@ -87,9 +92,10 @@ def microfrontend_uint16(pcm: np.ndarray, step_ms: int) -> np.ndarray:
     The one call of the op: the device's tables are generated from its parameters
     (codegen/frontend_tables.py reads them from here), so both front ends agree by design.
     """
+    op = _frontend_op()  # first: it imports TensorFlow quietly
     import tensorflow as tf
 
-    return _frontend_op()(
+    return op(
         tf.constant(pcm),
         sample_rate=SAMPLE_RATE,
         window_size=WINDOW_MS,
