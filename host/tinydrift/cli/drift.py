@@ -256,7 +256,9 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     A config whose confidence and entropy centres go on learning after commissioning
     (centre_n > 0, as `tinydrift export` makes them) is quieter than its levels were set
     for: it is also run with the centres fixed, as calibrated ("fixed_centres" in the JSON),
-    and that run is held to the band; the config as it is, only to its lower end.
+    and that run is held to the band; the config as it is, only to its lower end. Too few
+    alarms to tell (the 95 % interval spanning the band, or reaching into it from outside)
+    exits 1 too: raise --n-inferences.
 
     \b
     Example:
