@@ -249,10 +249,11 @@ def _speakers_of_two_difficulties(n_groups: int, per_group: int, seed: int) -> d
 def test_calibrating_the_output_scores_for_long_runs_quiets_hard_speakers_too():
     """Calibrated for runs of 30 on the input scores only, a deployment of 60-inference runs
     of easy and hard speakers alarms on the hard ones' confidence; with the output scores
-    calibrated on such runs too it raises fewer false alarms."""
+    calibrated on such runs too it raises fewer false alarms. Both without the long-run spread
+    the device learns, which quiets the first config as much by itself (checked last)."""
     few = _speakers_of_two_difficulties(250, 5, seed=1)
     long_runs = _speakers_of_two_difficulties(20, 60, seed=2)
-    common = dict(target_arl0=TARGET, n_inferences=300_000, seed=3, data_session_length=30)
+    common = dict(target_arl0=TARGET, n_inferences=300_000, seed=3, data_session_length=30, spread_scores=())
     inputs_only, _ = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"], **common)
     both, report = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"],
                                         output_session_length=30, **common)
@@ -267,6 +268,12 @@ def test_calibrating_the_output_scores_for_long_runs_quiets_hard_speakers_too():
           f"({quiet['by_type']}), inputs only {loud['arl0']:,.0f} ({loud['by_type']})")
     assert loud["by_type"]["CONFIDENCE_DRIFT"] > 0
     assert quiet["arl0"] > 1.5 * loud["arl0"]
+    # the device's own long-run spread reaches the same without calibrating for the runs
+    from tinydrift.monitor.calibrate import DEFAULT_SPREAD_SCORES
+
+    learned, _ = calibrate_thresholds(few["summaries"], few["probs"], few["groups"], few["labels"],
+                                      **{**common, "spread_scores": DEFAULT_SPREAD_SCORES})
+    assert arl0(learned)["arl0"] > 1.5 * loud["arl0"]
 
 
 def test_the_error_rate_line_says_when_no_false_alarm_came_at_all():
