@@ -3,7 +3,6 @@ ARL0 and its C against the twin, count its cost on the emulated Cortex-M4."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -264,7 +263,7 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     Example:
       tinydrift drift check-arl out/monitor_config_kws.json held_out.npz --within 2
     """
-    from tinydrift.monitor.calibrate import measure_arl0
+    from tinydrift.monitor.calibrate import add_fixed_centres, measure_arl0
 
     data, config = _load_samples(samples, probs_from=PROBS_ELSEWHERE), _load_config(config_json)
     _check_fits(samples, data, config)
@@ -276,11 +275,8 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
                     "quieter than the population's: check on the held-out data's thousands of samples from tens of "
                     "groups", fg="yellow", err=True)
     result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
-    judged = result
-    if config.centre_n:
-        judged = measure_arl0(dataclasses.replace(config, centre_n=0), data["summaries"], data["probs"],
-                              data["groups"], n_inferences=n_inferences)
-        result["fixed_centres"] = {k: judged[k] for k in ("arl0", "alarms", "inferences", "ci95", "ratio_to_target")}
+    judged = add_fixed_centres(result, config, data["summaries"], data["probs"], data["groups"],
+                               n_inferences=n_inferences)
     click.echo(json.dumps(result, indent=1, default=float))
     if result["ratio_to_target"] < 1 / factor <= judged["ratio_to_target"]:
         click.secho(f"error: empirical ARL0 {result['arl0']:,.0f} is x{result['ratio_to_target']:.3g} the target "

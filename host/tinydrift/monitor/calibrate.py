@@ -845,6 +845,18 @@ def measure_arl0(
     }
 
 
+def add_fixed_centres(result: dict, config: MonitorConfig, *args, **kwargs) -> dict:
+    """For a config whose confidence and entropy centres are refined after commissioning
+    (centre_n > 0): measure_arl0(config, *args, **kwargs) again with them fixed, as the levels
+    were calibrated, into `result` (that of the config as it is) as "fixed_centres"; returns
+    the measurement the calibration's promise is judged on (`result` itself without)."""
+    if not config.centre_n:
+        return result
+    fixed = measure_arl0(config.replace(centre_n=0), *args, **kwargs)
+    result["fixed_centres"] = {k: fixed[k] for k in ("arl0", "alarms", "inferences", "ci95", "ratio_to_target")}
+    return fixed
+
+
 def calibrate_monitor(summaries: np.ndarray, probs: np.ndarray, groups: np.ndarray, labels: np.ndarray | None, *,
                       target_arl0: float = DEFAULT_TARGET_ARL0, commission_n: int = DEFAULT_COMMISSION,
                       centre_n: int = DEFAULT_CENTRE_N, speaker_run: int | None = None,

@@ -237,7 +237,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     no-drift inferences the calibration simulates (default: calibrate_thresholds').
     speaker_run: every score calibrated on same-speaker runs of that many inferences
     (default: the input scores on runs of DEFAULT_DATA_SESSION, the outputs on the data's)."""
-    from tinydrift.monitor.calibrate import calibrate_monitor, measure_arl0
+    from tinydrift.monitor.calibrate import add_fixed_centres, calibrate_monitor, measure_arl0
     from tinydrift.monitor.calibrate_feedback import measure_error_rate_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
@@ -303,12 +303,10 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
                         if progress_factory else None)
     arl0["error_rate"] = measure_error_rate_arl0(config, samples["test"]["probs"].argmax(1), samples["test"]["labels"],
                                                  samples["test"]["groups"], n_inferences=checked)
-    if config.centre_n:
-        # the levels as calibrated, centres fixed at commissioning: the refinement's margin
-        # shows against it, and the calibration's own accuracy in it
-        fixed = measure_arl0(replace(config, centre_n=0), samples["test"]["summaries"], samples["test"]["probs"],
-                             samples["test"]["groups"], n_inferences=checked)
-        arl0["fixed_centres"] = {k: fixed[k] for k in ("arl0", "alarms", "inferences", "ci95", "ratio_to_target")}
+    # the levels as calibrated, centres fixed at commissioning: the refinement's margin shows
+    # against it, and the calibration's own accuracy in it
+    add_fixed_centres(arl0, config, samples["test"]["summaries"], samples["test"]["probs"], samples["test"]["groups"],
+                      n_inferences=checked)
     detection = measure_detection(config, samples["test"], samples[source.shift])
     detection = {k: v for k, v in detection.items() if k not in ("delays", "change_time_errors", "moved_at_alarm")}
 
