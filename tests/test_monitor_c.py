@@ -373,8 +373,8 @@ def test_state_size_fits_the_budget():
     40 channels and 12 classes, <= 1 KB of RAM with the commissioning reference."""
     project = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
     assert project.state_size <= 1024
-    # count, per channel, conf/entropy, per class, the two centres' weights
-    assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 2 * 12) + 2 * 2
+    # count, per channel, conf/entropy, per class (frequencies only), the two centres' weights
+    assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 12) + 2 * 2
     camera = CMonitor(synthetic.random_config(np.random.default_rng(0), image_summary_length(3), 5))
     assert camera.state_size <= 1024  # the plant model: 36 image summary values, 5 classes
     capacity = CMonitor(synthetic.random_config(np.random.default_rng(0), 64, 16))

@@ -130,7 +130,6 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->commission.entropy = 0;
     for (i = 0; i < TD_MONITOR_MAX_CLASSES; ++i) {
         state->commission.prior_q16[i] = 0;
-        state->commission.inv_prior_q8[i] = 0;
     }
     state->commission.centre_weight[0] = 0;
     state->commission.centre_weight[1] = 0;

@@ -214,8 +214,7 @@ typedef struct {
     int32_t z_scale[TD_MONITOR_MAX_SUMMARY];     /* sum of z^2 (Q12), then 2^24 / sd(z) */
     int32_t confidence;                          /* sum of confidence, then its mean in Q8 */
     int32_t entropy;                             /* sum of entropy, then its mean (Q16 nats) */
-    int32_t prior_q16[TD_MONITOR_MAX_CLASSES];   /* class counts, then frequencies (Q16) */
-    int32_t inv_prior_q8[TD_MONITOR_MAX_CLASSES]; /* round(2^24 / frequency) */
+    int32_t prior_q16[TD_MONITOR_MAX_CLASSES];   /* class counts, then frequencies (Q16, >= 1) */
     uint16_t centre_weight[2];                   /* what the confidence and entropy centres have learned from */
 } td_commission_t;
 

@@ -50,7 +50,6 @@ void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_co
         const int64_t twice = state->commission.prior_q16[k] > 0 ? 2 * (int64_t)state->commission.prior_q16[k] : 1;
         const int32_t prior = (int32_t)td_div_round_s64(twice << TD_PROB_FRAC_BITS, 2 * n);
         state->commission.prior_q16[k] = prior;
-        state->commission.inv_prior_q8[k] = (int32_t)td_div_round_s64((int64_t)1 << 24, prior);
         /* The label score starts from the learned frequencies. */
         state->class_ewma[k] = prior;
     }

@@ -10,6 +10,21 @@
 
 #define TD_ONE_Q16 (1 << TD_PROB_FRAC_BITS)
 
+/* round(2^24 / frequency) of class k: the config's for the training priors; of the device's
+ * own, worked out each time (frequency 1..2^16, so one 32-bit division): not kept in the
+ * state, which stays within 1 KB. */
+static int32_t td_inv_prior_q8(const td_monitor_config_t *config, const td_monitor_state_t *state, uint32_t k)
+{
+    if (config->commission_n == 0) {
+        return config->inv_prior_q8[k];
+    }
+    {
+        const uint32_t learned = (uint32_t)state->commission.prior_q16[k];
+        const uint32_t prior = learned > 0u ? learned : 1u;
+        return (int32_t)(((2u << 24) + prior) / (2u * prior)); /* td_div_round_s64(2^24, prior) */
+    }
+}
+
 void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
                         const int8_t *probs, int32_t *raw, td_monitor_result_t *out)
 {
@@ -20,7 +35,6 @@ void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *co
     int64_t label_stat = 0;
     const int commissioning = td_monitor_commissioning(state, config);
     const int32_t *prior = config->commission_n > 0 ? state->commission.prior_q16 : config->prior_q16;
-    const int32_t *inv_prior = config->commission_n > 0 ? state->commission.inv_prior_q8 : config->inv_prior_q8;
     uint32_t k;
 
     for (k = 0; k < config->n_classes; ++k) {
@@ -61,7 +75,7 @@ void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *co
         excess = state->class_ewma[k] - prior[k];
         excess_sq = td_round_shift_s64((int64_t)excess * excess, TD_PROB_FRAC_BITS);
         /* (f - prior)^2 / prior in Q12: Q16 * Q8 -> Q24, minus 12 bits. */
-        label_stat += td_round_shift_s64(excess_sq * inv_prior[k], 12);
+        label_stat += td_round_shift_s64(excess_sq * td_inv_prior_q8(config, state, k), 12);
     }
 
     if (config->commission_n > 0) {
