@@ -159,6 +159,9 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "samples_labels.npz", summaries=np.zeros((8, 5), np.int16), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8), labels=np.arange(8))
     np.savez(root / "clips_other_size.npz", features=np.zeros((8, 7, 7), np.int8), groups=np.arange(8))
+    # a keyword model's features and probs without the audio the summary's loudness comes from
+    np.savez(root / "features_no_audio.npz", features=np.zeros((8, 49, 40), np.int8), groups=np.arange(8),
+             probs=np.zeros((8, 12), np.int8))
     # features no int8 cast keeps (int16 wraps, floats of -1..1 become zeros), features of no clip
     np.savez(root / "features_int16.npz", features=np.full((8, 49, 40), 3000, np.int16), groups=np.arange(8),
              probs=np.zeros((8, 3), np.int8))
@@ -430,7 +433,7 @@ CASES = [
     # once read as a drift level never reached
     ("missing-field-json", "drift-header", ["{r}/config_no_drift_level.json", "{r}/out.h"], "missing fields ['score_drift']"),
     ("wrong-shape-json", "drift-check-arl", ["{r}/config_list.json", "{r}/samples_misfit.npz"], "config_list.json"),
-    ("wrong-shape-json", "drift-header", ["{r}/config_nested.json", "{r}/out.h"], "ref_mean must be a vector of integers, got shape (40, 1)"),
+    ("wrong-shape-json", "drift-header", ["{r}/config_nested.json", "{r}/out.h"], "ref_mean must be a vector of integers, got shape (41, 1)"),
     ("huge-json", "drift-header", ["{r}/config_huge.json", "{r}/out.h"], "score_gain_q16 out of the range of int32"),
     ("wrong-shape-json", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_list.json"],
      "truth_list.json"),
@@ -447,6 +450,8 @@ CASES = [
     ("features-misfit", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model"],
      "features of 7x7, and the model takes 49x40x1"),
     ("no-probs", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz"], "give --model MODEL_DIR"),
+    ("no-audio", "drift-calibrate", ["{r}/features_no_audio.npz", "--out", "{r}/dc_out"],
+     "features without the clips' audio"),
     ("features-past-int8", "drift-calibrate", ["{r}/features_int16.npz", "--out", "{r}/cal_out"],
      "features of int16 from 3000 to 3000; expected the model's int8 inputs"),
     ("features-float", "drift-heldout", ["{r}/features_float.npz", "{r}/features_float.npz", "--model", "{r}/model"],
@@ -496,7 +501,7 @@ CASES = [
     ("not-calibrated", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/wav_good",
                                           "--out", "{r}/bench_out"], "no monitor.json"),
     ("stale-calibration", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/ww_stale",
-                                             "--out", "{r}/bench_out"], "input summary of 40 values"),
+                                             "--out", "{r}/bench_out"], "input summary of 41 values"),
     ("output-blocked", "bench-wakeword", ["--model", "okay_nabu", "--out", "{blocked}"], "blocker"),
     # once found after the bench's minutes of work
     ("no-recordings", "bench-wakeword", ["--model", "okay_nabu", "--recorded-speech", "{r}/no_images", "--out",

@@ -369,17 +369,18 @@ def test_summarize_image_matches_on_random_and_drawn_images():
 
 
 def test_state_size_fits_the_budget():
-    """The state is sized to the config as the firmware build sizes it: for the project's
-    40 channels and 12 classes, <= 1 KB of RAM with the commissioning reference."""
-    project = CMonitor(synthetic.random_config(np.random.default_rng(0), 40, 12))
+    """The state is sized to the config as the firmware build sizes it: for the keyword
+    model's 41 summary values (40 channel means and the loudness) and 12 classes, <= 1 KB of
+    RAM with the commissioning reference."""
+    project = CMonitor(synthetic.random_config(np.random.default_rng(0), 41, 12))
     assert project.state_size <= 1024
-    # count, per channel, conf/entropy, per class (frequencies only), the two centres' weights
-    assert project.commission_size == 4 + 4 * (2 * 40 + 2 + 12) + 2 * 2
+    # count, per channel, conf/entropy, per class, the two centres' weights
+    assert project.commission_size == 4 + 4 * (2 * 41 + 2 + 12) + 2 * 2
     camera = CMonitor(synthetic.random_config(np.random.default_rng(0), image_summary_length(3), 5))
     assert camera.state_size <= 1024  # the plant model: 36 image summary values, 5 classes
     capacity = CMonitor(synthetic.random_config(np.random.default_rng(0), 64, 16))
     assert project.state_size < capacity.state_size
-    print(f"monitor state: {project.state_size} bytes (40 ch, 12 classes) of which commissioning "
+    print(f"monitor state: {project.state_size} bytes (41 ch, 12 classes) of which commissioning "
           f"{project.commission_size}; {capacity.state_size} bytes (64 ch, 16 classes) of which {capacity.commission_size}")
 
 

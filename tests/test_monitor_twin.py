@@ -350,3 +350,34 @@ def test_sensor_blocks_at_once_equal_one_call_per_block():
         latched += int(fired.sum())
         carried += int(np.sum(fired & (many.change_time < many.alarm_time)))
     assert latched > 100 and carried > 10  # faults within one inference and across several
+
+
+def test_a_keyword_windows_loudness_sums_its_sensor_blocks_floored_variance():
+    """window_summary's last value, as td_app_infer.c forms it: sensor health's blocks of the
+    window's new samples (the last one short), each one's floored variance times its length,
+    summed, then td_summarize_level. A constant clip (silence or a DC offset alone) has no
+    energy; 20 dB less gain lowers the level by log2(100) = 6.6, x 2^7."""
+    from tinydrift.monitor.twin import clip_energy, summarize_frames, summarize_level, window_summary
+
+    rng = np.random.default_rng(5)
+    audio = rng.integers(-3000, 3000, (6, 16000 + 123)).astype(np.int16)
+    audio[4] = 0
+    audio[5] = 1234
+    expected = []
+    for clip in audio.astype(object):  # Python integers: no overflow, exact floors
+        energy = 0
+        for start in range(0, len(clip), 320):
+            block = clip[start:start + 320]
+            n = len(block)
+            energy += (n * sum(x * x for x in block) - sum(block) ** 2) // (n * n) * n
+        expected.append(energy)
+    energy = clip_energy(audio, 320)
+    assert energy.tolist() == expected and expected[4] == expected[5] == 0
+    features = rng.integers(-128, 128, (6, 49, 40)).astype(np.int8)
+    summary = window_summary(features, energy)
+    assert summary.shape == (6, 41) and summary.dtype == np.int16
+    assert (summary[:, :40] == summarize_frames(features)).all()
+    assert (summary[:, 40] == summarize_level(np.array(expected, np.int64))).all()
+    quieter = clip_energy((audio[:4] / 10).round().astype(np.int16), 320)
+    drop = (summarize_level(energy[:4]) - summarize_level(quieter)) / 128
+    assert np.all(np.abs(drop - math.log2(100)) < 0.15), drop

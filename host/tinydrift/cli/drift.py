@@ -45,7 +45,8 @@ def _load_samples(path: Path, model: bytes | None = None,
     import zipfile
 
     from tinydrift.data.npzfile import npz_problem
-    from tinydrift.monitor.twin import summarize_frames, summarize_image
+    from tinydrift.app import SENSOR_BLOCK
+    from tinydrift.monitor.twin import clip_energy, summarize_image, window_summary
     from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
 
     try:
@@ -75,9 +76,13 @@ def _load_samples(path: Path, model: bytes | None = None,
         data["probs"] = run_tflm(model, data["features"].astype(np.int8))
     if "summaries" not in data and "features" in data:
         features = data["features"].astype(np.int8)
-        data["summaries"] = (summarize_image(features, IMAGE_SUMMARY_GRID) if features.ndim == 4
-                             else summarize_frames(features))
-    missing = [k for k in ("summaries", "probs", "groups") if k not in data]
+        if features.ndim == 4:
+            data["summaries"] = summarize_image(features, IMAGE_SUMMARY_GRID)
+        elif "audio" in data:
+            data["summaries"] = window_summary(features, clip_energy(data["audio"], SENSOR_BLOCK))
+    # features without audio lack the loudness: said below, once probs and groups are there
+    missing = [k for k in ("summaries", "probs", "groups") if k not in data
+               and not (k == "summaries" and "features" in data)]
     if "audio" in data and "features" not in data and "summaries" not in data:
         # "lacks summaries, probs" named what the monitor reads, not the step that makes them
         raise TinydriftError(f"{path}: a clip set of audio without the front end's features, from which the "
@@ -87,6 +92,9 @@ def _load_samples(path: Path, model: bytes | None = None,
                 if missing == ["probs"] and "features" in data else "")
         raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally "
                              f"labels{hint}")
+    if "summaries" not in data:
+        raise TinydriftError(f"{path}: features without the clips' audio, whose loudness is the device summary's "
+                             "last value: save the audio beside them (`tinydrift data kws` does), or the summaries")
     _check_shapes(path, data)
     _check_values(path, data)
     data["summaries"] = data["summaries"].astype(np.int16)

@@ -123,6 +123,36 @@ def summarize_level(energy: np.ndarray) -> np.ndarray:
     return ((top << SUMMARY_FRAC_BITS) + fraction).astype(np.int16)
 
 
+def sensed_energy(total: np.ndarray, total_sq: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Of sensor blocks of n samples with these sums (of samples, of squares): td_sensor's
+    floored variance times n, what an app adds up for its loudness value, int64 [...]."""
+    total, total_sq, n = (np.asarray(a, np.int64) for a in (total, total_sq, n))
+    return (total_sq * n - total * total) // np.maximum(n * n, 1) * n
+
+
+def clip_energy(audio: np.ndarray, block: int) -> np.ndarray:
+    """Of each clip of int16 [N, L], played as one window's new samples: sensor health's
+    blocks of `block` samples (the last one short), their sensed_energy summed, int64 [N]."""
+    x = np.asarray(audio, np.int64)
+    full = x.shape[1] // block
+    blocks = x[:, :full * block].reshape(len(x), full, block)
+    energy = sensed_energy(blocks.sum(-1), (blocks * blocks).sum(-1), block).sum(axis=1)
+    tail = x[:, full * block:]
+    if tail.shape[1]:
+        energy += sensed_energy(tail.sum(-1), (tail * tail).sum(-1), tail.shape[1])
+    return energy
+
+
+def window_summary(features: np.ndarray, energy: np.ndarray) -> np.ndarray:
+    """td_app_infer's input summary of keyword windows, int16 [N, 41]: the 40 channel means
+    of the features (summarize_frames, [N, 49, 40] int8) and then the loudness of the
+    window's new samples (summarize_level of their sensed_energy summed, [N]). The front end's
+    gain control (PCAN) divides the level out of the features, so only this value sees a
+    quieter microphone or a louder room."""
+    return np.concatenate([summarize_frames(features), summarize_level(np.asarray(energy, np.int64))[:, None]],
+                          axis=1)
+
+
 def slope_energy(blocks: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """td_slope_energy: per block of int16 samples [..., n], the sum of its squared
     sample-to-sample differences, the first against its previous sample [...], as int64."""

@@ -22,9 +22,10 @@ from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
 from tinydrift.monitor.config import (ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, ALARM_TYPES_MASK, ONE_Q12, ONE_Q16,
                                      SCORE_MEAN, MonitorConfig)
-from tinydrift.monitor.twin import MonitorTwin, sensor_stats, summarize_frames
+from tinydrift.app import SENSOR_BLOCK
+from tinydrift.monitor.twin import MonitorTwin, sensed_energy, sensor_stats, window_summary
 
-BLOCK = 320  # the app's sensor block: one 20 ms step
+BLOCK = SENSOR_BLOCK  # the app's sensor block: one 20 ms step
 ESTIMATE_WINDOW = 500  # the last inferences of a stream the host's accuracy estimate reads
 # When the bench reads an alarm's severity line: the estimate right at the alarm reflects the
 # stretch that set it off (the worst of a harmless voice too); this many inferences later it
@@ -161,7 +162,7 @@ class PoolMaker:
     def pool(self, name: str, clips: Callable[[], ClipSet], cache_name: str) -> Pool:
         """The cached pool, else `clips()` through the model (the audio is only loaded or
         synthesized when the pool is not cached: a cached run starts in a second)."""
-        path = self.cache / f"pool-{cache_name}.npz"
+        path = self.cache / f"pool-{cache_name}-level.npz"  # "-level": summaries with the window's loudness
         cached = load_cached(path, lambda p: Pool.load(name, p), self.log)
         if cached is not None:
             return cached
@@ -171,8 +172,9 @@ class PoolMaker:
 
         features = clips.ensure_features()
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
-        pool = Pool(name, summarize_frames(features), probs, clips.labels.astype(np.int64),
-                    np.asarray(clips.domain["group"], dtype=np.int64), sensor_stats(clips.audio, int(self.config.clip_level), BLOCK))
+        sensed = sensor_stats(clips.audio, int(self.config.clip_level), BLOCK)
+        pool = Pool(name, window_summary(features, sensed_energy(sensed[..., 0], sensed[..., 1], BLOCK).sum(axis=1)),
+                    probs, clips.labels.astype(np.int64), np.asarray(clips.domain["group"], dtype=np.int64), sensed)
         pool.save(path)
         return pool
 

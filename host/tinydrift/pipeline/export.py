@@ -4,8 +4,8 @@ Reference statistics are measured THROUGH THE INT8 MODEL (TFLite Micro) on the h
 `ref` split; the monitor's levels are calibrated on it for one shared false-alarm budget;
 the empirical ARL0 and the detection of a shift are checked on `test` and a drifted split,
 which calibration never saw. The input summary follows the model's input: the keyword
-models' [49, 40] features give td_summarize_frames, a camera model's [H, W, 3] image
-td_summarize_image; the shift is the accent split for the former, a smudged lens (the
+models' [49, 40] features give td_summarize_frames and their window's audio its loudness
+(td_summarize_level), a camera model's [H, W, 3] image td_summarize_image; the shift is the accent split for the former, a smudged lens (the
 `test` images blurred) for the latter. One hash over the model and the monitor config ties the
 headers, the JSON and the device's HELLO frame together.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinydrift.app import SENSOR_BLOCK
 from tinydrift.atomic import all_or_nothing, check_writable, write_text
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
@@ -88,10 +89,13 @@ class ModelInput:
     def is_image(self) -> bool:
         return self.kind == "image"
 
-    def summarize(self, features: np.ndarray) -> np.ndarray:
-        from tinydrift.monitor.twin import summarize_frames, summarize_image
+    def summarize(self, inputs) -> np.ndarray:
+        """The device's input summary of a ClipSet or ImageSet (td_app_infer's)."""
+        from tinydrift.monitor.twin import clip_energy, summarize_image, window_summary
 
-        return summarize_image(features, IMAGE_SUMMARY_GRID) if self.is_image else summarize_frames(features)
+        if self.is_image:
+            return summarize_image(inputs.features, IMAGE_SUMMARY_GRID)
+        return window_summary(inputs.features, clip_energy(inputs.audio, SENSOR_BLOCK))
 
     def load_splits(self, data_dir: Path, n_classes: int,
                     label_names: tuple[str, ...] | None = None) -> tuple["ModelInput", dict]:
@@ -207,7 +211,7 @@ def _through_model(model: bytes, clips: ClipSet, progress_factory, label: str) -
 
 
 def _samples(source: ModelInput, clips: ClipSet, probs: np.ndarray) -> dict:
-    return {"summaries": source.summarize(clips.features), "probs": probs, "groups": clips.domain["group"],
+    return {"summaries": source.summarize(clips), "probs": probs, "groups": clips.domain["group"],
             "labels": clips.labels.astype(np.int64)}
 
 
@@ -529,7 +533,9 @@ def _summary_line(ref: dict, image: bool) -> str:
         return (f"`td_summarize_image` on a {grid}x{grid} grid: per colour channel, each block's mean, the image's "
                 f"standard deviation and its mean absolute neighbour difference (sharpness), x 2^7, and its crispness "
                 f"(second over first differences, Q12): {n} int16 values.")
-    return f"`td_summarize_frames`: the per-channel mean of the 49x40 features over frames, {n} int16 values x 2^7."
+    return (f"`td_summarize_frames`: the per-channel mean of the 49x40 features over frames, then the loudness of the "
+            f"window's audio (`td_summarize_level`, log2 of its energy, which the front end's gain control divides "
+            f"out of the features): {n} int16 values x 2^7.")
 
 
 def _commissioning(ref: dict) -> str:

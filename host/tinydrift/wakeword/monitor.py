@@ -43,8 +43,8 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.monitor.calibrate import OUTPUT_WINSORIZE_SIGMA
-from tinydrift.monitor.twin import (SUMMARY_QUIET_SPAN, sensor_stats, slope_energy, summarize_floor, summarize_frames,
-                                    summarize_level, summarize_quiet, summarize_tilt)
+from tinydrift.monitor.twin import (SUMMARY_QUIET_SPAN, sensed_energy, sensor_stats, slope_energy, summarize_floor,
+                                    summarize_frames, summarize_level, summarize_quiet, summarize_tilt)
 from tinydrift.frontend import NUM_CHANNELS, SAMPLE_RATE, WAKEWORD_STEP_MS
 from tinydrift.frontend.features import WINDOW_MS
 from tinydrift.wakeword.config import STRIDE, WakewordModel
@@ -138,8 +138,7 @@ def stream_loudness(hops: np.ndarray) -> np.ndarray:
     samples = np.full(hops.shape[:2], step, np.int64)
     if len(samples):
         samples[0, 0] = step * WINDOW_STEPS
-    variance = (hops[..., 1] * samples - hops[..., 0] * hops[..., 0]) // (samples * samples)
-    energy = (variance * samples).sum(axis=1)
+    energy = sensed_energy(hops[..., 0], hops[..., 1], samples).sum(axis=1)
     level = summarize_level(energy)
     return np.stack([level, summarize_tilt(hops[..., 3].sum(axis=1), energy), summarize_quiet(level)], axis=-1)
 
