@@ -381,3 +381,50 @@ def test_a_keyword_windows_loudness_sums_its_sensor_blocks_floored_variance():
     quieter = clip_energy((audio[:4] / 10).round().astype(np.int16), 320)
     drop = (summarize_level(energy[:4]) - summarize_level(quieter)) / 128
     assert np.all(np.abs(drop - math.log2(100)) < 0.15), drop
+
+
+def test_the_export_summarizes_a_clip_set_and_an_image_set_as_their_apps_do():
+    """ModelInput.summarize takes the set itself (a keyword window's loudness needs its
+    audio): 41 values a clip, td_summarize_image's 36 an image."""
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.data.imageset import ImageSet
+    from tinydrift.monitor.twin import clip_energy, image_summary_length, summarize_image, window_summary
+    from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID, model_input
+
+    rng = np.random.default_rng(3)
+    audio = rng.integers(-2000, 2000, (3, 16000)).astype(np.int16)
+    features = rng.integers(-128, 128, (3, 49, 40)).astype(np.int8)
+    clips = ClipSet(audio=audio, labels=np.zeros(3, np.int16), features=features)
+    summary = model_input((1, 49, 40, 1)).summarize(clips)
+    assert (summary == window_summary(features, clip_energy(audio, 320))).all() and summary.shape == (3, 41)
+    images = ImageSet(rng.integers(0, 256, (2, 48, 48, 3)).astype(np.uint8), np.zeros(2, np.int16), ("a",))
+    summary = model_input((1, 48, 48, 3)).summarize(images)
+    assert summary.shape == (2, image_summary_length(IMAGE_SUMMARY_GRID))
+    assert (summary == summarize_image(images.features, IMAGE_SUMMARY_GRID)).all()
+
+
+def test_both_bench_pool_makers_summarize_as_the_device_does(tmp_path):
+    """A pool made fresh (not from the cache) holds the summary its app computes: a keyword
+    clip's 41 values, a leaf image's 36."""
+    from tinydrift.data.clipset import ClipSet
+    from tinydrift.data.imageset import ImageSet
+    from tinydrift.firmware import REPO_ROOT
+    from tinydrift.modeldir import ModelDir
+    from tinydrift.monitor.twin import clip_energy, summarize_image, window_summary
+    from tinydrift.pipeline.drift_pools import BenchSettings, CameraPoolMaker, PoolMaker
+    from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
+
+    rng = np.random.default_rng(4)
+    settings = BenchSettings.make(quick=True)
+    kws = ModelDir(REPO_ROOT / "models" / "kws")
+    audio = rng.integers(-2000, 2000, (2, 16000)).astype(np.int16)
+    clips = ClipSet(audio=audio, labels=np.zeros(2, np.int16), domain={"group": np.arange(2)})
+    pool = PoolMaker(kws.read_int8(), MonitorConfig.of_model(kws), tmp_path, settings, print).pool(
+        "clips", lambda: clips, "clips")
+    assert (pool.summaries == window_summary(clips.ensure_features(), clip_energy(audio, 320))).all()
+    plant = ModelDir(REPO_ROOT / "models" / "plant")
+    images = ImageSet(rng.integers(0, 256, (2, 48, 48, 3)).astype(np.uint8), np.zeros(2, np.int16), ("a",),
+                      {"group": np.arange(2)})
+    pool = CameraPoolMaker(plant.read_int8(), MonitorConfig.of_model(plant), tmp_path, settings, print).pool(
+        "images", images, "images")
+    assert (pool.summaries == summarize_image(images.features, IMAGE_SUMMARY_GRID)).all()

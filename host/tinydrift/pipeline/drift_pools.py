@@ -249,7 +249,7 @@ class CameraPoolMaker(PoolMaker):
         features = images.features
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
         sensed = image_sensor_stats(features, int(self.config.clip_level))[:, None, :]
-        pool = Pool(name, source.summarize(features), probs, images.labels.astype(np.int64),
+        pool = Pool(name, source.summarize(images), probs, images.labels.astype(np.int64),
                     np.asarray(images.domain["group"], dtype=np.int64), sensed, frame_values=features[0].size)
         pool.save(path)
         return pool
