@@ -426,7 +426,7 @@ class MonitorTwin:
     def commission_refine(self, raw: np.ndarray, calm: np.ndarray, active: np.ndarray | None) -> None:
         """td_monitor_commission_refine on the streams that decided (`active`; None: all)."""
         if self.config.commission_n == 0 or self.config.centre_n == 0:
-            return  # nothing ever learns (weight < 0 never holds): the wake-word monitor's case
+            return  # nothing ever learns (weight < centre_n never holds): the wake-word monitor's case
         on = np.ones(self.n_streams, bool) if active is None else active
         for s, (score, name) in enumerate(((SCORE_CONF, "comm_confidence"), (SCORE_ENTROPY, "comm_entropy"))):
             weight = self.comm_centre_weight[:, s]
