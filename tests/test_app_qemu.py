@@ -113,7 +113,10 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     for got, want in zip(heartbeats, predicted):
         want.seq, want.uptime_ms = got.seq, got.uptime_ms
     assert heartbeats == predicted
-    assert heartbeats[-1].alarm_index == first.inference_index and heartbeats[-1].latch_delay[0:2].count(0) >= 1
+    # those after the alarm carry it (the full data set's stream alarms 301 inferences after
+    # the shift, past the last heartbeat: then the twin's equality above is the check)
+    for beat in (h for h in heartbeats if h.inference_index >= first.inference_index):
+        assert beat.alarm_index == first.inference_index and beat.latch_delay[0:2].count(0) >= 1
 
 
 @pytest.mark.slow  # 30 s in QEMU; the host build replays over a real socket in the default tier (test_app_replay.py)
