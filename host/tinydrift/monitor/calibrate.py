@@ -101,7 +101,10 @@ DEFAULT_REPLICATES = 16
 DEFAULT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, None, None, None)
 # What a model's monitor is calibrated with (calibrate_monitor): confidence and entropy
 # winsorized at 2 sd, which on held-out pairs brought the empirical ARL0 from x0.41-2.44 of the
-# target to x0.60-2.13.
+# target to x0.60-2.13. At 1.75 / 1.5 (quick keyword bench, 2026-12-05): the Scottish one-voice
+# control's 77 false alarms 51 / 39 (x0.39 / x0.51), but an accent found after 199 / 221
+# inferences instead of 177, reverberation 85 / 101 instead of 78: the short, deep confidence
+# dips of a harder voice and those of a real change are capped alike.
 OUTPUT_WINSORIZE_SIGMA: tuple[float | None, ...] = (None, None, 2.0, 2.0, None)
 # The scores whose long-run spread a device learns (td_monitor_spread.c): a voice the model
 # finds harder lowers its confidence for as long as it talks, and a device that hears one
