@@ -485,3 +485,16 @@ def test_heartbeats_every_n_inferences_and_heartbeat_only_mode(clips, reference)
         w.seq, w.uptime_ms = g.seq, g.uptime_ms
     assert got == want
     assert stderr == ""
+
+
+def test_a_keyword_config_of_another_summary_length_does_not_build(tmp_path):
+    """A keyword export from before the window's loudness (40 summary values) against this
+    app (41): the build stops with what to do, rather than a board that refuses to start."""
+    from tinydrift.errors import TinydriftError
+
+    old = tmp_path / "old"
+    shutil.copytree(MODEL_DIR / "include", old / "include")
+    header = old / "include" / "td_monitor_config_kws.h"
+    header.write_text(header.read_text().replace("_N_SUMMARY 41\n", "_N_SUMMARY 40\n"))
+    with pytest.raises(TinydriftError, match=r"(?s)C build failed.*not this app's.*run tinydrift export"):
+        build_app(model_dir=old)

@@ -79,10 +79,6 @@ def model_folder():
         if match is None:
             fail(f"{config}: no TD_MONITOR_CONFIG_{name.upper()}_{what}; regenerate it")
         sizes[what] = int(match.group(1))
-    keyword = "_SUMMARY_GRID" not in (include / f"td_reference_{name}.h").read_text()  # a camera model's has its grid
-    if keyword and sizes["N_SUMMARY"] == 40:
-        fail(f"{config}: a monitor config of 40 summary values, from before the keyword summary gained the window's "
-             "loudness (41): run `tinydrift export` on the model folder again")
     return include, name, [("TD_MONITOR_MAX_SUMMARY", sizes["N_SUMMARY"]),
                            ("TD_MONITOR_MAX_CLASSES", sizes["N_CLASSES"])]
 

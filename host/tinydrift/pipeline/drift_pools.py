@@ -25,13 +25,12 @@ from tinydrift.monitor.config import (ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, 
 from tinydrift.app import SENSOR_BLOCK
 from tinydrift.monitor.twin import MonitorTwin, sensed_energy, sensor_stats, window_summary
 
-BLOCK = SENSOR_BLOCK  # the app's sensor block: one 20 ms step
 ESTIMATE_WINDOW = 500  # the last inferences of a stream the host's accuracy estimate reads
 # When the bench reads an alarm's severity line: the estimate right at the alarm reflects the
 # stretch that set it off (the worst of a harmless voice too); this many inferences later it
 # reflects the new population.
 SEVERITY_READ_AFTER = 64
-BLOCKS_PER_CLIP = 16000 // BLOCK
+BLOCKS_PER_CLIP = 16000 // SENSOR_BLOCK
 CACHE_VERSION = 1
 
 
@@ -172,8 +171,8 @@ class PoolMaker:
 
         features = clips.ensure_features()
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
-        sensed = sensor_stats(clips.audio, int(self.config.clip_level), BLOCK)
-        pool = Pool(name, window_summary(features, sensed_energy(sensed[..., 0], sensed[..., 1], BLOCK).sum(axis=1)),
+        sensed = sensor_stats(clips.audio, int(self.config.clip_level), SENSOR_BLOCK)
+        pool = Pool(name, window_summary(features, sensed_energy(sensed[..., 0], sensed[..., 1], SENSOR_BLOCK).sum(axis=1)),
                     probs, clips.labels.astype(np.int64), np.asarray(clips.domain["group"], dtype=np.int64), sensed)
         pool.save(path)
         return pool
@@ -369,7 +368,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     sensed = deployment.sensor.shape[1] > 0
     if not camera:
         for pool in (deployment, drifted):
-            pool.conditions = twin.sensor_conditions(pool.sensor[..., 0], pool.sensor[..., 1], pool.sensor[..., 2], BLOCK)[2]
+            pool.conditions = twin.sensor_conditions(pool.sensor[..., 0], pool.sensor[..., 1], pool.sensor[..., 2], SENSOR_BLOCK)[2]
     first = np.zeros(b, dtype=np.int64)
     first_word = np.zeros(b, dtype=np.int64)
     by_type = np.zeros((b, 5), dtype=np.int64)  # when each alarm type latched (0: never)
