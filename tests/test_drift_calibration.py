@@ -161,6 +161,30 @@ def test_shift_of_some_channels_is_detected_with_the_channels_that_moved(strict)
     assert np.median(recalls) >= 0.6 and np.median(extras) <= 1
 
 
+def test_a_loudness_limit_finds_one_moved_value_sooner_than_the_mean_score():
+    """One summary value (the last, as a keyword summary's loudness) moves by 1.5 sigma: the
+    mean score, a sum over all 40 components, needs the CUSUM to climb; the limit calibrated
+    on that component's EWMA latches DATA_DRIFT once the EWMA shows it, without false alarms
+    before the change."""
+    data = dataset(1)
+    common = dict(target_arl0=50_000, n_inferences=600_000, stream_groups=100, seed=3)
+    without, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"], **common)
+    loud, report = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"],
+                                        loudness_component=39, **common)
+    assert without.loudness_limit == 0 and report["loudness"]["component"] == 39
+    assert 0 < loud.loudness_limit == report["loudness"]["limit_q12"]
+    move = np.zeros(40)
+    move[39] = -1.5
+    delays = {}
+    for name, config in (("without", without), ("loud", loud)):
+        result = measure_detection(config, dataset(5), dataset(6, channel_shift=move), change_at=1000, max_delay=2000,
+                                   n_streams=40)
+        assert result["false_alarms"] <= 2 and result["types"]["DATA_DRIFT"] >= 0.9 * result["detected"]
+        delays[name] = (result["detection_rate"], result["median_delay"])
+    print(f"one value 1.5 sigma down: (detected, median delay) {delays}")
+    assert delays["loud"][0] >= 0.9 and delays["loud"][1] < 0.6 * (delays["without"][1] or 2000)
+
+
 def test_subtle_shift_over_all_channels_is_detected(strict):
     """0.16 sigma per channel on average, none above 0.5 sigma: invisible channel by
     channel, visible in the aggregate over channels and inferences."""

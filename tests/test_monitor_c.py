@@ -522,7 +522,8 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
 
     rng = np.random.default_rng(21)
-    base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN)
+    base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN,
+                                                        loudness_limit=0)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
     n, change = 400, 200
     summaries = base.ref_mean + rng.normal(0, 1, (n, 40)) * std
@@ -548,6 +549,50 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
         latched_at[name] = int(inference_rows[-1, time_column])
     assert latched_at["none"] == 0 and latched_at["limit, stuck"] == 0
     assert change < latched_at["limit"] < n
+
+
+def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_does_not_see():
+    """Only the loudness (the summary's last value) moves, by three reference deviations:
+    with its limit, DATA_DRIFT latches once that component's EWMA reaches it, in C and twin
+    alike, dated by the mean score's excursion; without the limit the mean score (its levels
+    out of reach) never latches, nor does the limit while the microphone reads stuck or
+    clips in a share of blocks that light clipping counts (sensor health's to name)."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
+
+    rng = np.random.default_rng(22)
+    c = 41
+    base = synthetic.random_config(rng, c, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN,
+                                                       score_limit=np.zeros(cfgmod.SCORE_COUNT), loudness_component=c - 1)
+    std = (1 << 28) / base.inv_std_q28.astype(np.float64)
+    n, change = 400, 200
+    summaries = base.ref_mean + rng.normal(0, 1, (n, c)) * std
+    summaries[change:, c - 1] -= 3 * std[c - 1]
+    summaries = np.clip(np.round(summaries), -32768, 32767).astype(np.int16)
+    probs = np.full((n, 12), -128, dtype=np.int8)
+    probs[:, 0] = 127
+    inferences = np.stack([np.full(n, EVENT_INFERENCE), np.arange(n), np.zeros(n)], axis=1)
+    # a block of digital zeros (stuck) at 0, a clipping one at 320
+    pcm = np.concatenate([np.zeros(320), np.tile([32767, -32768], 160)]).astype(np.int16)
+    stuck = np.concatenate([inferences[:change], *([[EVENT_SENSOR, 0, 320], row] for row in inferences[change:])])
+    clipping = np.concatenate([inferences[:change], *([*[[EVENT_SENSOR, 320, 320]] * 50, row]  # the app's 50 blocks
+                                                      for row in inferences[change:])])
+    unreachable = np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX)
+    columns = [INFERENCE_FIELDS.index(name) for name in ("alarm_time", "change_time", "alarms")]
+    seen = {}
+    for name, limit, events in (("none", 0, inferences), ("limit", 1 << 12, inferences),
+                                ("limit, stuck", 1 << 12, stuck), ("limit, clipping", 1 << 12, clipping)):
+        # clipping never a fault here, and light clipping's own alarm out of reach
+        config = base.replace(score_drift=unreachable, score_warning=unreachable, stuck_variance=4,
+                              persist_blocks=np.array([0, 50, 250, 0]), clip_level=32767, clip_rate_q16=655,
+                              clip_drift_q16=655, clip_drift_blocks=65535, loudness_limit=limit, whiten_q12=None)
+        events = np.asarray(events, dtype=np.int32)
+        twin_rows = run_events(config, events, summaries, probs, pcm)
+        compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
+        seen[name] = tuple(int(v) for v in twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns])
+    assert seen["none"][0] == 0 and seen["limit, stuck"][0] == 0 and seen["limit, clipping"][0] == 0
+    alarm_time, change_time, alarms = seen["limit"]
+    assert change < alarm_time < change + 100 and change_time <= alarm_time
+    assert alarms & cfgmod.ALARM_DATA_DRIFT
 
 
 @pytest.mark.parametrize("stuck_variance", [0, 4])

@@ -61,14 +61,25 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     ({"score_spread_ref": [0, 0, 181416, 241650]}, "score_spread_ref must be a vector of 5 integers, got shape (4,)"),
     ({"centre_n": -1}, "centre_n not in 0..65535"),
     ({"centre_n": 65536}, "centre_n not in 0..65535"),
+    ({"loudness_limit": -1}, "loudness_limit not in 0..32767"),
+    ({"loudness_limit": 32768}, "loudness_limit not in 0..32767"),
+    ({"loudness_limit": 4000, "loudness_component": 41}, "loudness_component not a summary value"),
 ])
 def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
-    """The long-run spread (ABI 7) and the centres' weight (ABI 8): a user editing reference.json
+    """The long-run spread (ABI 7), the centres' weight (ABI 8) and the loudness limit (ABI 9):
+    a user editing reference.json
     finds the field the error names."""
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     with pytest.raises(TinydriftError) as error:
         MonitorConfig.from_dict({**config, **change}).validate()
     assert str(error.value) == f"monitor config: {says}"
+
+
+def test_a_version_8_config_reads_with_the_loudness_limit_off():
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    old = {k: v for k, v in config.items() if k not in ("loudness_component", "loudness_limit")}
+    read = MonitorConfig.from_dict({**old, "abi_version": 8}).validate()
+    assert read.loudness_limit == 0
 
 
 def test_a_version_7_config_without_the_spread_is_refused():

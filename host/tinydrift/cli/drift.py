@@ -46,7 +46,7 @@ def _load_samples(path: Path, model: bytes | None = None,
 
     from tinydrift.data.npzfile import npz_problem
     from tinydrift.app import SENSOR_BLOCK
-    from tinydrift.monitor.twin import clip_energy, summarize_image, window_summary
+    from tinydrift.monitor.twin import clip_energy, summarize_image, window_loudness, window_summary
     from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
 
     try:
@@ -80,6 +80,7 @@ def _load_samples(path: Path, model: bytes | None = None,
             data["summaries"] = summarize_image(features, IMAGE_SUMMARY_GRID)
         elif "audio" in data:
             data["summaries"] = window_summary(features, clip_energy(data["audio"], SENSOR_BLOCK))
+            data["loudness_component"] = window_loudness(data["summaries"])
     # features without audio lack the loudness: said below, once probs and groups are there
     missing = [k for k in ("summaries", "probs", "groups") if k not in data
                and not (k == "summaries" and "features" in data)]
@@ -228,6 +229,7 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
             config, report = calibrate_monitor(
                 data["summaries"], data["probs"], data["groups"], data.get("labels"), target_arl0=target_arl0,
                 commission_n=commission_n, speaker_run=speaker_run, n_inferences=n_inferences,
+                loudness_component=data.get("loudness_component"),
                 stream_groups=stream_groups, seed=seed, whiten=not no_whiten, progress_factory=bars)
     except TooFewSimulated as e:
         raise TinydriftError(f"{e}: raise --n-inferences (now {n_inferences:,}) or lower --target-arl0") from None
@@ -378,7 +380,8 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
                                  "give larger sets")
     result = heldout_arl0(samples["REF"], samples["TEST"], target_arl0=target_arl0, splits=splits,
                           drifted=samples.get("--drifted"), seed=seed, commission_n=commission_n,
-                          speaker_run=speaker_run, **options)
+                          speaker_run=speaker_run, loudness_component=samples["REF"].get("loudness_component"),
+                          **options)
     click.echo(json.dumps(jsonable(result), indent=1))  # strict JSON: an ARL0 or delay never reached is null
 
 

@@ -44,7 +44,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
-                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, MonitorConfig)
+                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, CHANNEL_Z_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
@@ -139,13 +139,16 @@ DEFAULT_DATA_SESSION = 15
 # its CUSUM, its z clipped at SCORE_Z_MAX, needs tens. Measured on models/kws (quick drift
 # bench): band limits found 2.3x sooner, nothing else slower; at 10x, 1.4x sooner.
 DEFAULT_PEAK_ARL_MULTIPLE: tuple[float | None, ...] = (2.0, None, None, None, None)
+# The loudness limit's own false alarms: once per this many target ARL0s (td_monitor_decide).
+DEFAULT_LOUDNESS_ARL_MULTIPLE = 10.0
 
 
 def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64,
-                  advance: Callable[[int], None] | None = None):
+                  advance: Callable[[int], None] | None = None, loudness_component: int | None = None):
     """Raw scores [B, T, SCORE_COUNT] of the twin on the indexed streams, stream b run
     against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
-    samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels).
+    samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels) and,
+    with `loudness_component`, that component's EWMA |z| at every step [B, T] (else None).
     `advance(n)`: n more steps of the T done."""
     b, t = indices.shape
     stream_config = np.asarray(stream_config)
@@ -158,6 +161,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     twin._inv_prior = np.stack([c.inv_prior_q8.astype(np.int64) for c in configs])[stream_config]
     twin.reset()
     raw = np.zeros((b, t, SCORE_COUNT), dtype=np.int32)
+    loudness = None if loudness_component is None else np.zeros((b, t), dtype=np.int32)
     mean_samples, var_samples = [], []
     for s in range(t):
         sample = {key: value[stream_config, indices[:, s]] for key, value in stacked.items()}
@@ -166,6 +170,8 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
         confidence, entropy, r_label, _ = twin.outputs(sample)
         twin.commission_advance(learning)
         raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
+        if loudness is not None:
+            loudness[:, s] = np.abs(mean[:, loudness_component])
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
             var_samples.append(np.abs(excess))
@@ -174,7 +180,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     if advance is not None:
         advance(t % 100)
     empty = np.zeros((0, configs[0].n_summary), dtype=np.int64)
-    return raw, np.concatenate(mean_samples or [empty]), np.concatenate(var_samples or [empty])
+    return raw, np.concatenate(mean_samples or [empty]), np.concatenate(var_samples or [empty]), loudness
 
 
 def cusum_paths(z: np.ndarray, k: int) -> np.ndarray:
@@ -381,6 +387,8 @@ def calibrate_thresholds(
     k_sigma: tuple[float, ...] = DEFAULT_K_SIGMA,
     winsorize_sigma: tuple[float | None, ...] = DEFAULT_WINSORIZE_SIGMA,
     peak_arl_multiple: tuple[float | None, ...] = DEFAULT_PEAK_ARL_MULTIPLE,
+    loudness_component: int | None = None,
+    loudness_arl_multiple: float | None = DEFAULT_LOUDNESS_ARL_MULTIPLE,
     moved_quantile: float = 0.99,
     spread_scores: tuple[int, ...] = DEFAULT_SPREAD_SCORES,
     min_samples: int = MIN_REFERENCE_SAMPLES,
@@ -405,6 +413,9 @@ def calibrate_thresholds(
     peak_arl_multiple: per score, a limit on one inference's z that alarms at once, set to
     false-alarm once per that many target ARL0s on its own (None: no limit); the CUSUM
     levels then make room for it, so the combined alarm still meets the target.
+    loudness_component: the summary value that is the input's loudness (None: none): its
+    component's EWMA gets a limit of its own, false-alarming once per `loudness_arl_multiple`
+    target ARL0s on the input scores' streams (None: no limit).
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     spread_scores: the scores whose long-run spread the device learns, given the spread
@@ -479,7 +490,9 @@ def calibrate_thresholds(
         raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
     passes = 1 + sum(n is not None for n in (data_session_length, output_session_length))
     advance = progress_factory("simulating", passes * length) if progress_factory is not None else None
-    raw, moved_mean, moved_var = _simulate_raw(configs, stream_config, summaries, probs, indices, advance=advance)
+    raw, moved_mean, moved_var, loudness = _simulate_raw(
+        configs, stream_config, summaries, probs, indices, advance=advance,
+        loudness_component=loudness_component if data_session_length is None else None)
     # The same references, streams of same-speaker runs of a set length, for the input or
     # the output scores; the combined alarm counts then treat the stream sets as one
     # (independent scores).
@@ -493,12 +506,13 @@ def calibrate_thresholds(
         for r in range(len(configs)):
             mine = stream_config == r
             sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=session_length)
-        session_raw, session_moved_mean, session_moved_var = _simulate_raw(configs, stream_config, summaries, probs,
-                                                                           sessions, advance=advance)
+        session_raw, session_moved_mean, session_moved_var, session_loudness = _simulate_raw(
+            configs, stream_config, summaries, probs, sessions, advance=advance,
+            loudness_component=loudness_component if SCORE_MEAN in scores else None)
         for i in scores:
             raw[:, :, i] = session_raw[:, :, i]
         if SCORE_MEAN in scores:
-            moved_mean, moved_var = session_moved_mean, session_moved_var
+            moved_mean, moved_var, loudness = session_moved_mean, session_moved_var, session_loudness
         del session_raw
     raw = raw[:, burn_in:].astype(np.int64)
     total = raw.shape[0] * raw.shape[1]
@@ -561,6 +575,16 @@ def calibrate_thresholds(
         if peak[i] is not None:
             limits[i], limit_methods[i] = limit_for_arl(z[:, :, e], total, float(peak[i]) * target_arl0)
     limits_on = limits[enabled]
+    # The loudness limit, read on the input scores' streams (a speaker's own level, held for
+    # their run, wanders like the other components do). Its alarms re-arm once the EWMA is
+    # back at its no-drift median, as a reset brings it back.
+    loudness_limit, loudness_method = 0, None
+    if loudness is not None and loudness_arl_multiple is not None:
+        trace = loudness[:, burn_in:].astype(np.int64)
+        typical = int(np.median(trace))
+        above, loudness_method = limit_for_arl(trace - typical, total, float(loudness_arl_multiple) * target_arl0)
+        loudness_limit = min(CHANNEL_Z_MAX, above + typical) if above > 0 else 0
+        del trace
 
     # 1. Each score alone: alarm counts with restart (the CUSUM back at zero after each
     # alarm, as after the host's reset) on a grid of levels spanning the per-score ARLs
@@ -631,6 +655,9 @@ def calibrate_thresholds(
         "data_session_length": data_session_length,
         "output_session_length": output_session_length,
         "scores": scores_report,
+        "loudness": None if loudness is None else {
+            "component": int(loudness_component), "limit_q12": int(loudness_limit), "method": loudness_method,
+            "arl_multiple": loudness_arl_multiple},
         "idle_scores": [SCORE_NAMES[i] for i in idle],  # constant on the reference: turned off
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -638,6 +665,8 @@ def calibrate_thresholds(
         score_warning=warning,
         score_drift=drift,
         score_limit=limits,
+        loudness_component=0 if loudness_component is None else int(loudness_component),
+        loudness_limit=int(loudness_limit),
         moved_mean_level=max(1, int(np.quantile(moved_mean, moved_quantile))) if moved_mean.size else final.moved_mean_level,
         moved_var_level=max(1, int(np.quantile(moved_var, moved_quantile))) if moved_var.size else final.moved_var_level,
         # not the wall-clock time: the config is hashed into the model's identity, which must

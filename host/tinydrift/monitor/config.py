@@ -17,15 +17,17 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 8
+ABI_VERSION = 9
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now),
-# version 6 no long-run spread (off), version 7 no centre learned after commissioning (off).
-READABLE_ABI_VERSIONS = (4, 5, 6, 7, ABI_VERSION)
+# version 6 no long-run spread (off), version 7 no centre learned after commissioning (off),
+# version 8 no loudness limit (off).
+READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
 ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
-                "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8}
+                "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8,
+                "loudness_component": 9, "loudness_limit": 9}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -159,6 +161,10 @@ class MonitorConfig:
     # streams (median 7), an accent, unseen pitch and speed none, a no-drift stream at a
     # random time none in 200.
     attribute_moved: int = 3
+    # The summary value that is the input's loudness (td_summarize_level's), and a limit on
+    # its component's EWMA |z| (Q12) that latches DATA_DRIFT at once (0: off).
+    loudness_component: int = 0
+    loudness_limit: int = 0
     enabled_scores: int = (1 << SCORE_COUNT) - 1
     score_offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
     score_gain_q16: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
@@ -262,6 +268,9 @@ class MonitorConfig:
         check(0 <= self.stuck_variance < 2**32 and 0 <= self.silence_variance < 2**32, "variance levels out of uint32")
         check(-(2**31) <= self.moved_mean_level < 2**31 and -(2**31) <= self.moved_var_level < 2**31, "moved levels out of int32")
         check(0 <= self.attribute_moved <= 65535, "attribute_moved not in 0..65535")
+        check(0 <= self.loudness_limit <= CHANNEL_Z_MAX, f"loudness_limit not in 0..{CHANNEL_Z_MAX}")
+        check(0 <= self.loudness_component <= 65535 and (self.loudness_limit == 0 or self.loudness_component < self.n_summary),
+              "loudness_component not a summary value")
         check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
         check(0 <= self.commission_n <= MAX_COMMISSION, f"commission_n not in 0..{MAX_COMMISSION}")
         check(0 <= self.centre_n <= 0xFFFF, "centre_n not in 0..65535")

@@ -101,7 +101,7 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     """A valid monitor config with random values, for bit-exactness tests. extreme=True
     draws every field across its whole accepted range (shifts 0..15, gains up to 2^28,
     levels down to 1, priors 0 or 1, ...), which drives every clamp and saturation."""
-    from tinydrift.monitor.config import CUSUM_MAX, ONE_Q16, SCORE_COUNT, SCORE_Z_MAX, MonitorConfig
+    from tinydrift.monitor.config import CHANNEL_Z_MAX, CUSUM_MAX, ONE_Q16, SCORE_COUNT, SCORE_Z_MAX, MonitorConfig
 
     def pick(*choices):
         return choices[rng.integers(len(choices))]
@@ -205,6 +205,12 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
         fields["centre_n"] = int(pick(0, 1, 65535, rng.integers(0, 65536)))
     else:
         fields["centre_n"] = int(pick(0, rng.integers(1, 4000)))
+    # loudness limit: off, or on any component; the realistic ones within reach of a moved EWMA
+    fields["loudness_component"] = int(rng.integers(0, c))
+    if extreme:
+        fields["loudness_limit"] = int(pick(0, 1, CHANNEL_Z_MAX, rng.integers(0, CHANNEL_Z_MAX + 1)))
+    else:
+        fields["loudness_limit"] = int(pick(0, rng.integers(1500, 8000)))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

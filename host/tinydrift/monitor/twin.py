@@ -143,6 +143,11 @@ def clip_energy(audio: np.ndarray, block: int) -> np.ndarray:
     return energy
 
 
+def window_loudness(summaries: np.ndarray) -> int:
+    """Where window_summary puts the loudness in summaries [N, C]: the last value."""
+    return int(np.shape(summaries)[-1]) - 1
+
+
 def window_summary(features: np.ndarray, energy: np.ndarray) -> np.ndarray:
     """td_app_infer's input summary of keyword windows, int16 [N, 41]: the 40 channel means
     of the features (summarize_frames, [N, 49, 40] int8) and then the loudness of the
@@ -520,6 +525,17 @@ class MonitorTwin:
                     confidence_latched |= fire
                 if alarm == ALARM_DATA_DRIFT:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
+        # The loudness limit on its component's EWMA, as td_monitor_decide.
+        if self.config.loudness_limit > 0:
+            loudness = round_shift(self.mean_ewma[:, self.config.loudness_component], EWMA_EXTRA_BITS)
+            loud = (limits_on & (self.clip_drift_run == 0) & (np.abs(loudness) >= self.config.loudness_limit)
+                    & ((self.alarms & ALARM_DATA_DRIFT) == 0))
+            if active is not None:
+                loud &= active
+            if loud.any():
+                start = np.where(self.cusum[:, SCORE_MEAN] > 0, self.excursion_start[:, SCORE_MEAN], self.t)
+                self._latch(ALARM_DATA_DRIFT, loud, start)
+                self.moved_at_alarm = np.where(loud[:, None], moved_fn(), self.moved_at_alarm)
         # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (LABEL_SHIFT
         # latched), or, when it does, if the inputs show it (an input score at its warning
         # level, or attribute_moved components moved), as td_monitor_decide: the outputs moved

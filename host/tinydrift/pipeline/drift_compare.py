@@ -76,6 +76,7 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         calibration.summaries, calibration.probs, calibration.groups, calibration.labels, target_arl0=target,
         n_inferences=max(1_000_000, int(200 * target)), winsorize_sigma=OUTPUT_WINSORIZE_SIGMA,
         commission_n=shipped.commission_n, centre_n=shipped.centre_n, seed=settings.seed,
+        loudness_component=shipped.loudness_component if shipped.loudness_limit else None,
         **({} if maker.min_reference is None else {"min_samples": maker.min_reference}),
         data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"),
         output_session_length=shipped.metadata.get("calibration", {}).get("output_session_length"))

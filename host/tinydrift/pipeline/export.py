@@ -242,6 +242,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     speaker_run: every score calibrated on same-speaker runs of that many inferences
     (default: the input scores on runs of DEFAULT_DATA_SESSION, the outputs on the data's)."""
     from tinydrift.monitor.calibrate import add_fixed_centres, calibrate_monitor, measure_arl0
+    from tinydrift.monitor.twin import window_loudness
     from tinydrift.monitor.calibrate_feedback import measure_error_rate_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
@@ -291,7 +292,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     config, calibration = calibrate_monitor(
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
         target_arl0=target_arl0, commission_n=commission_n, speaker_run=speaker_run,
-        min_samples=source.min_reference, progress_factory=progress_factory,
+        loudness_component=None if source.is_image else window_loudness(samples["ref"]["summaries"]),
+        min_samples=source.min_reference,
+        progress_factory=progress_factory,
         **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
     if source.is_image:  # a camera's sensor health is per frame
         config = replace(config, **CAMERA_SENSOR)
@@ -447,7 +450,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 
 - Input summary: {_summary_line(ref, image)}
 - Reference statistics through the int8 model on {ref['reference_clips']:,} {_reference_source(own, folder, image)} (`ref`).
-- Commissioning: {_commissioning(ref)}{_spread_line(ref)}
+- Commissioning: {_commissioning(ref)}{_spread_line(ref)}{_loudness_line(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
   by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
 - Empirical ARL0 on no-drift streams of `test` {unit} (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
@@ -573,6 +576,19 @@ def _spread_line(ref: dict) -> str:
     return (f"\n- Long-run spread: the device learns how far the {' and '.join(names)} scores move from one "
             "block of 64 inferences to the next and, where that is wider than on the calibration's streams, judges "
             "their increments against its own spread (never sharper than calibrated); a reset keeps it.")
+
+
+def _loudness_line(ref: dict) -> str:
+    """The loudness limit, where the summary has a loudness value (ABI 9 on)."""
+    limit = ref["monitor_config"].get("loudness_limit") or 0
+    if not limit:
+        return ""
+    loudness = ref["calibration"].get("loudness") or {}
+    return (f"\n- Loudness limit: DATA_DRIFT at once when the EWMA of the loudness value (summary value "
+            f"{ref['monitor_config']['loudness_component']}) is {limit / 4096:.2f} standard deviations from the device's "
+            f"commissioned mean, "
+            f"a limit that alone false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input "
+            "scores' same-speaker runs: a microphone turned down moves this value only.")
 
 
 def _fmt(value) -> str:

@@ -50,7 +50,9 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         config->ddm_warning_q8 > UINT16_MAX || config->ddm_drift_q8 > UINT16_MAX ||
         !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16 ||
         config->clip_drift_q16 > TD_ONE_Q16 || config->clip_drift_blocks == 0 ||
-        config->commission_n > TD_MONITOR_MAX_COMMISSION) {
+        config->commission_n > TD_MONITOR_MAX_COMMISSION ||
+        !td_in_range(config->loudness_limit, 0, TD_CHANNEL_Z_MAX) ||
+        (config->loudness_limit > 0 && config->loudness_component >= config->n_summary)) {
         return TD_MONITOR_ERR_CONFIG;
     }
     for (i = 0; i < config->n_summary; ++i) {

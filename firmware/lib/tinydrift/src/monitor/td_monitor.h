@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 8
+#define TD_MONITOR_ABI_VERSION 9
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -161,6 +161,13 @@ typedef struct {
      * at its warning level (0: that evidence off). A class mix that moves while noise fills
      * the channels is still noise. */
     uint16_t attribute_moved;
+    /* The input's loudness, where the summary carries one (td_summarize_level's): a limit on
+     * its component's EWMA |z| (Q12; 0 = off) latches DATA_DRIFT at once, beside the mean
+     * score. A front end whose gain control divides the level out of its features leaves a
+     * quieter or louder microphone in this one value, which the mean score, a sum over every
+     * component's wander, reads late. */
+    uint16_t loudness_component;
+    int32_t loudness_limit;
 
     uint32_t enabled_scores;     /* bit i enables score i */
     td_score_params_t score[TD_SCORE_COUNT];

@@ -17,6 +17,15 @@
  * learned: a drift under way must not teach the device that drift is normal. A reset keeps
  * what was learned (how a deployment's speakers take turns does not change when its reference
  * is learned again); only td_monitor_init forgets it.
+ *
+ * How fast it learns bounds what it can do for a device that hears one voice. Measured on the
+ * keyword bench (quick, Scottish one-voice control, 2 M inferences in streams of 10,000 from
+ * init): its confidence alarms come mostly in a stream's first 4,000 inferences; with the
+ * gain held from the start at what the device learns by the end (0.71), 77 alarms fall to 24,
+ * 3 of them the confidence score's. Learning faster does not reach that: a prior of 16 blocks,
+ * learning through warnings too, gave 51 alarms (8 blocks: 49), the noisy block estimate
+ * shrinking the gain on drifting devices as well: an accent found after 188 (194) inferences
+ * instead of 177, reverberation 88.5 (97) instead of 78. Not kept.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
