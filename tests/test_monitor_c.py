@@ -562,7 +562,7 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
     rng = np.random.default_rng(22)
     c = 41
     base = synthetic.random_config(rng, c, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN,
-                                                       score_limit=np.zeros(cfgmod.SCORE_COUNT), loudness_component=c - 1)
+                                                       score_limit=np.zeros(cfgmod.SCORE_COUNT), loudness_component=c - 1, loudness_shift=6)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
     n, change = 400, 200
     summaries = base.ref_mean + rng.normal(0, 1, (n, c)) * std
@@ -662,7 +662,8 @@ def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix, attrib
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(22)
-    base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, whiten_q12=None, mean_shift=2)
+    base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, whiten_q12=None, mean_shift=2,
+                                                                   loudness_limit=0)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
     n, change = 400, 200
     summaries = base.ref_mean + rng.normal(0, 1, (n, 40)) * std

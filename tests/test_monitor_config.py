@@ -64,6 +64,7 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     ({"loudness_limit": -1}, "loudness_limit not in 0..32767"),
     ({"loudness_limit": 32768}, "loudness_limit not in 0..32767"),
     ({"loudness_limit": 4000, "loudness_component": 41}, "loudness_component not a summary value"),
+    ({"loudness_shift": 16}, "loudness_shift not in 0..15"),
 ])
 def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
     """The long-run spread (ABI 7), the centres' weight (ABI 8) and the loudness limit (ABI 9):
@@ -77,7 +78,7 @@ def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
 
 def test_a_version_8_config_reads_with_the_loudness_limit_off():
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
-    old = {k: v for k, v in config.items() if k not in ("loudness_component", "loudness_limit")}
+    old = {k: v for k, v in config.items() if k not in ("loudness_component", "loudness_shift", "loudness_limit")}
     read = MonitorConfig.from_dict({**old, "abi_version": 8}).validate()
     assert read.loudness_limit == 0
 

@@ -44,7 +44,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
-                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, CHANNEL_Z_MAX, MonitorConfig)
+                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, CHANNEL_Z_MAX, EWMA_EXTRA_BITS, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
@@ -144,11 +144,11 @@ DEFAULT_LOUDNESS_ARL_MULTIPLE = 10.0
 
 
 def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64,
-                  advance: Callable[[int], None] | None = None, loudness_component: int | None = None):
+                  advance: Callable[[int], None] | None = None, trace_loudness: bool = False):
     """Raw scores [B, T, SCORE_COUNT] of the twin on the indexed streams, stream b run
     against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
     samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels) and,
-    with `loudness_component`, that component's EWMA |z| at every step [B, T] (else None).
+    with `trace_loudness`, the loudness EWMA's |z| at every step [B, T] (else None).
     `advance(n)`: n more steps of the T done."""
     b, t = indices.shape
     stream_config = np.asarray(stream_config)
@@ -161,7 +161,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     twin._inv_prior = np.stack([c.inv_prior_q8.astype(np.int64) for c in configs])[stream_config]
     twin.reset()
     raw = np.zeros((b, t, SCORE_COUNT), dtype=np.int32)
-    loudness = None if loudness_component is None else np.zeros((b, t), dtype=np.int32)
+    loudness = np.zeros((b, t), dtype=np.int32) if trace_loudness else None
     mean_samples, var_samples = [], []
     for s in range(t):
         sample = {key: value[stream_config, indices[:, s]] for key, value in stacked.items()}
@@ -171,7 +171,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
         twin.commission_advance(learning)
         raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
         if loudness is not None:
-            loudness[:, s] = np.abs(mean[:, loudness_component])
+            loudness[:, s] = np.abs(round_shift(twin.loudness_ewma, EWMA_EXTRA_BITS))
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
             var_samples.append(np.abs(excess))
@@ -413,9 +413,10 @@ def calibrate_thresholds(
     peak_arl_multiple: per score, a limit on one inference's z that alarms at once, set to
     false-alarm once per that many target ARL0s on its own (None: no limit); the CUSUM
     levels then make room for it, so the combined alarm still meets the target.
-    loudness_component: the summary value that is the input's loudness (None: none): its
-    component's EWMA gets a limit of its own, false-alarming once per `loudness_arl_multiple`
-    target ARL0s on the input scores' streams (None: no limit).
+    loudness_component: the summary value that is the input's loudness (None: none): an
+    EWMA of its component (the config's loudness_shift) gets a limit of its own,
+    false-alarming once per `loudness_arl_multiple` target ARL0s on the input scores'
+    streams (None: no limit).
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     spread_scores: the scores whose long-run spread the device learns, given the spread
@@ -432,6 +433,8 @@ def calibrate_thresholds(
     if groups.shape != (summaries.shape[0],):
         raise TinydriftError("groups must give one recording/speaker id per sample")
     stats = reference_stats(summaries, probs, labels, min_samples=min_samples)
+    if loudness_component is not None:
+        config_options = {**config_options, "loudness_component": int(loudness_component)}
     final = build_config(stats, k_sigma=k_sigma, **config_options)
     rng = np.random.default_rng(seed)
 
@@ -492,7 +495,7 @@ def calibrate_thresholds(
     advance = progress_factory("simulating", passes * length) if progress_factory is not None else None
     raw, moved_mean, moved_var, loudness = _simulate_raw(
         configs, stream_config, summaries, probs, indices, advance=advance,
-        loudness_component=loudness_component if data_session_length is None else None)
+        trace_loudness=loudness_component is not None and data_session_length is None)
     # The same references, streams of same-speaker runs of a set length, for the input or
     # the output scores; the combined alarm counts then treat the stream sets as one
     # (independent scores).
@@ -508,7 +511,7 @@ def calibrate_thresholds(
             sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=session_length)
         session_raw, session_moved_mean, session_moved_var, session_loudness = _simulate_raw(
             configs, stream_config, summaries, probs, sessions, advance=advance,
-            loudness_component=loudness_component if SCORE_MEAN in scores else None)
+            trace_loudness=loudness_component is not None and SCORE_MEAN in scores)
         for i in scores:
             raw[:, :, i] = session_raw[:, :, i]
         if SCORE_MEAN in scores:
@@ -656,8 +659,8 @@ def calibrate_thresholds(
         "output_session_length": output_session_length,
         "scores": scores_report,
         "loudness": None if loudness is None else {
-            "component": int(loudness_component), "limit_q12": int(loudness_limit), "method": loudness_method,
-            "arl_multiple": loudness_arl_multiple},
+            "component": int(loudness_component), "shift": int(final.loudness_shift), "limit_q12": int(loudness_limit),
+            "method": loudness_method, "arl_multiple": loudness_arl_multiple},
         "idle_scores": [SCORE_NAMES[i] for i in idle],  # constant on the reference: turned off
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -665,7 +668,6 @@ def calibrate_thresholds(
         score_warning=warning,
         score_drift=drift,
         score_limit=limits,
-        loudness_component=0 if loudness_component is None else int(loudness_component),
         loudness_limit=int(loudness_limit),
         moved_mean_level=max(1, int(np.quantile(moved_mean, moved_quantile))) if moved_mean.size else final.moved_mean_level,
         moved_var_level=max(1, int(np.quantile(moved_var, moved_quantile))) if moved_var.size else final.moved_var_level,

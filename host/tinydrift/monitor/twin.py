@@ -282,6 +282,7 @@ class MonitorTwin:
         return {
             "t": z(),
             "mean_ewma": z(c),
+            "loudness_ewma": z(),
             "sq_ewma": np.full((b, c), ONE_Q12 << EWMA_EXTRA_BITS, dtype=np.int64),
             "class_ewma": np.broadcast_to(self._prior, (b, k)).copy(),
             "confidence_ewma": np.full(b, cfg.ref_confidence_q16, dtype=np.int64),
@@ -371,9 +372,11 @@ class MonitorTwin:
                 self.comm_z_mean = np.where(learning[:, None], self.comm_z_mean + z, self.comm_z_mean)
                 self.comm_z_scale = np.where(learning[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
                                              self.comm_z_scale)
-            before = (self.mean_ewma, self.sq_ewma)
+            before = (self.mean_ewma, self.sq_ewma, self.loudness_ewma)
             z = clamp(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
+        self.loudness_ewma = ewma_step(self.loudness_ewma, z[:, cfg.loudness_component] << EWMA_EXTRA_BITS,
+                                       cfg.loudness_shift)
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
         mean = round_shift(self.mean_ewma, EWMA_EXTRA_BITS)
@@ -388,6 +391,7 @@ class MonitorTwin:
             # learning streams: nothing moves but the sums
             self.mean_ewma = np.where(learning[:, None], before[0], self.mean_ewma)
             self.sq_ewma = np.where(learning[:, None], before[1], self.sq_ewma)
+            self.loudness_ewma = np.where(learning, before[2], self.loudness_ewma)
             raw_mean = np.where(learning, 0, raw_mean)
             raw_var = np.where(learning, 0, raw_var)
             if moved is not None:
@@ -525,9 +529,9 @@ class MonitorTwin:
                     confidence_latched |= fire
                 if alarm == ALARM_DATA_DRIFT:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
-        # The loudness limit on its component's EWMA, as td_monitor_decide.
+        # The loudness limit on its own EWMA of that component, as td_monitor_decide.
         if self.config.loudness_limit > 0:
-            loudness = round_shift(self.mean_ewma[:, self.config.loudness_component], EWMA_EXTRA_BITS)
+            loudness = round_shift(self.loudness_ewma, EWMA_EXTRA_BITS)
             loud = (limits_on & (self.clip_drift_run == 0) & (np.abs(loudness) >= self.config.loudness_limit)
                     & ((self.alarms & ALARM_DATA_DRIFT) == 0))
             if active is not None:

@@ -584,8 +584,9 @@ def _loudness_line(ref: dict) -> str:
     if not limit:
         return ""
     loudness = ref["calibration"].get("loudness") or {}
-    return (f"\n- Loudness limit: DATA_DRIFT at once when the EWMA of the loudness value (summary value "
-            f"{ref['monitor_config']['loudness_component']}) is {limit / 4096:.2f} standard deviations from the device's "
+    return (f"\n- Loudness limit: DATA_DRIFT at once when an EWMA over about {2 ** ref['monitor_config']['loudness_shift']} "
+            f"inferences of the loudness value (summary value {ref['monitor_config']['loudness_component']}) is "
+            f"{limit / 4096:.2f} standard deviations from the device's "
             f"commissioned mean, "
             f"a limit that alone false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input "
             "scores' same-speaker runs: a microphone turned down moves this value only.")

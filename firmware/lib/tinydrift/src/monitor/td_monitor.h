@@ -162,11 +162,13 @@ typedef struct {
      * the channels is still noise. */
     uint16_t attribute_moved;
     /* The input's loudness, where the summary carries one (td_summarize_level's): a limit on
-     * its component's EWMA |z| (Q12; 0 = off) latches DATA_DRIFT at once, beside the mean
-     * score. A front end whose gain control divides the level out of its features leaves a
-     * quieter or louder microphone in this one value, which the mean score, a sum over every
-     * component's wander, reads late. */
-    uint16_t loudness_component;
+     * an EWMA (weight 2^-loudness_shift) of its component's z, |EWMA| in Q12 (0 = off),
+     * latches DATA_DRIFT at once, beside the mean score. A front end whose gain control
+     * divides the level out of its features leaves a quieter or louder microphone in this one
+     * value, which the mean score, a sum over every component's wander, reads late; an EWMA
+     * slower than the mean score's averages over more speakers and sees a smaller step. */
+    uint16_t loudness_component; /* < n_summary */
+    uint8_t loudness_shift;
     int32_t loudness_limit;
 
     uint32_t enabled_scores;     /* bit i enables score i */
@@ -229,6 +231,7 @@ typedef struct {
     uint32_t t;                                  /* inferences since reset */
     int32_t mean_ewma[TD_MONITOR_MAX_SUMMARY];   /* EWMA of z, Q(12+8) */
     int32_t sq_ewma[TD_MONITOR_MAX_SUMMARY];     /* EWMA of z^2, Q(12+8) */
+    int32_t loudness_ewma;                       /* EWMA of the loudness component's z, Q(12+8) */
     int32_t class_ewma[TD_MONITOR_MAX_CLASSES];  /* EWMA of predicted-class indicators, Q16 */
     int32_t confidence_ewma;                     /* Q16 */
     int32_t entropy_ewma;                        /* Q16 nats */

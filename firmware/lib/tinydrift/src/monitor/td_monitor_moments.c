@@ -99,6 +99,9 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
                 -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
         }
     }
+    state->loudness_ewma = td_ewma_step(state->loudness_ewma,
+                                       z_all[config->loudness_component] * (1 << TD_EWMA_EXTRA_BITS),
+                                       config->loudness_shift);
     for (j = 0; j < config->n_summary; ++j) {
         const int32_t z = z_all[j];
         const int32_t z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
