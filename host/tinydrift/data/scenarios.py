@@ -250,6 +250,9 @@ SCENARIOS = (
     # upstream changes: reported as DATA_DRIFT whatever they cost
     Scenario("gain_down_20db", "upstream", "DATA_DRIFT", transform="gain", severity=-20.0),
     Scenario("gain_up_12db", "upstream", "DATA_DRIFT", transform="gain", severity=12.0),
+    # a microphone a few dB off: 0.7 of the loudness's spread between one window and the next
+    Scenario("gain_down_6db", "upstream", "DATA_DRIFT", transform="gain", severity=-6.0),
+    Scenario("gain_up_6db", "upstream", "DATA_DRIFT", transform="gain", severity=6.0),
     Scenario("cheap_mic_lowpass_2k", "upstream", "DATA_DRIFT", transform="lowpass", severity=2000.0),
     Scenario("highpass_800", "upstream", "DATA_DRIFT", transform="highpass", severity=800.0),
     Scenario("telephone_band", "upstream", "DATA_DRIFT", transform="bandpass", severity=(300.0, 3400.0)),
