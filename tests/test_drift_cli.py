@@ -281,3 +281,27 @@ def test_calibrate_makes_the_monitor_export_makes(tmp_path):
     assert report["scores"]["confidence"]["winsorize_sigma"] == 2.0 and report["scores"]["mean"]["winsorize_sigma"] is None
     # with labels, the error-rate test's level is the budget's, not DDM's textbook 3 sd
     assert report["error_rate"]["target_arl0"] == 20000 and config.ddm_drift_q8 == report["error_rate"]["drift_q8"]
+
+
+def test_calibrate_gives_a_keyword_summarys_loudness_its_limit(tmp_path):
+    """Features saved with their clips' audio are summarized as the app does (the loudness
+    last) and the loudness gets its limit; the same inferences given as summaries do not."""
+    data = synthetic.synthetic_dataset(50, 60, seed=2)
+    rng = np.random.default_rng(5)
+    n = len(data["groups"])
+    features = rng.integers(-128, 128, (n, 49, 40)).astype(np.int8)
+    level = np.exp(rng.normal(0, 0.5, data["groups"].max() + 1))[data["groups"]]  # each speaker's own
+    audio = np.clip(rng.normal(0, 1, (n, 640)) * 1500 * level[:, None], -32768, 32767).astype(np.int16)
+    common = ["--target-arl0", "20000", "--n-inferences", "200000"]
+    with_audio, as_summaries = tmp_path / "clips.npz", tmp_path / "summaries.npz"
+    np.savez(with_audio, features=features, audio=audio, probs=data["probs"], groups=data["groups"],
+             labels=data["labels"])
+    result = invoke(["calibrate", str(with_audio), "--out", str(tmp_path / "a"), *common])
+    assert result.exit_code == 0, result.output
+    config = MonitorConfig.from_dict(json.loads((tmp_path / "a" / "monitor_config_kws.json").read_text()))
+    assert config.n_summary == 41 and config.loudness_component == 40 and config.loudness_limit > 0
+    np.savez(as_summaries, summaries=data["summaries"], probs=data["probs"], groups=data["groups"],
+             labels=data["labels"])
+    result = invoke(["calibrate", str(as_summaries), "--out", str(tmp_path / "b"), *common])
+    assert result.exit_code == 0, result.output
+    assert MonitorConfig.from_dict(json.loads((tmp_path / "b" / "monitor_config_kws.json").read_text())).loudness_limit == 0

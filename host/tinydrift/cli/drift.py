@@ -207,6 +207,11 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
     each came from: calibration resamples whole groups) and labels [N] (class indices, for
     the error-rate test's level; without them it keeps DDM's textbook levels).
 
+    A keyword spotter's features saved with their clips' audio (as `tinydrift data kws`
+    does) are summarized as the app does, the window's loudness last, and that value gets
+    the limit of its own that finds a microphone turned down or up; summaries given as they
+    are get no such limit.
+
     \b
     Examples:
       tinydrift drift calibrate ref.npz --out include/
