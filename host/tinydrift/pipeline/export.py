@@ -25,7 +25,7 @@ from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
 from tinydrift.monitor.calibrate import DEFAULT_COMMISSION, DEFAULT_DATA_SESSION, FleetBudget
-from tinydrift.monitor.config import CENTRE_COMMISSION_SHIFT, MonitorConfig, jsonable
+from tinydrift.monitor.config import CENTRE_COMMISSION_SHIFT, ONE_Q12, MonitorConfig, jsonable
 from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
 from tinydrift.model.evaluate import check_fits, summarize
@@ -586,10 +586,9 @@ def _loudness_line(ref: dict) -> str:
     loudness = ref["calibration"].get("loudness") or {}
     return (f"\n- Loudness limit: DATA_DRIFT at once when an EWMA over about {2 ** ref['monitor_config']['loudness_shift']} "
             f"inferences of the loudness value (summary value {ref['monitor_config']['loudness_component']}) is "
-            f"{limit / 4096:.2f} standard deviations from the device's "
-            f"commissioned mean, "
-            f"a limit that alone false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input "
-            "scores' same-speaker runs: a microphone turned down moves this value only.")
+            f"{limit / ONE_Q12:.2f} standard deviations from the device's commissioned mean, a limit that alone "
+            f"false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input scores' same-speaker "
+            "runs: a microphone turned down moves this value only.")
 
 
 def _fmt(value) -> str:
