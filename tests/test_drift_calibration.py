@@ -11,7 +11,7 @@ import pytest
 
 from tinydrift.monitor import config as cfgmod
 from tinydrift.monitor import synthetic
-from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0
+from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0, restart_alarm_counts, two_sided_level_for_arl
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.monitor.evaluate import measure_detection
 from tinydrift.codegen.monitor_header import config_hash, emit_monitor_config_h
@@ -163,9 +163,9 @@ def test_shift_of_some_channels_is_detected_with_the_channels_that_moved(strict)
 
 def test_a_loudness_limit_finds_one_moved_value_sooner_than_the_mean_score():
     """One summary value (the last, as a keyword summary's loudness) moves by 1.5 sigma: the
-    mean score, a sum over all 40 components, needs the CUSUM to climb; the limit calibrated
-    on that component's EWMA latches DATA_DRIFT once the EWMA shows it, without false alarms
-    before the change."""
+    mean score, a sum over all 40 components, needs the CUSUM to climb; the level calibrated
+    for that component's own two-sided CUSUM latches DATA_DRIFT sooner, without false alarms
+    before the change, and dates it by that CUSUM's excursion."""
     data = dataset(1)
     common = dict(target_arl0=50_000, n_inferences=600_000, stream_groups=100, seed=3)
     without, _ = calibrate_thresholds(data["summaries"], data["probs"], data["groups"], data["labels"], **common)
@@ -180,9 +180,36 @@ def test_a_loudness_limit_finds_one_moved_value_sooner_than_the_mean_score():
         result = measure_detection(config, dataset(5), dataset(6, channel_shift=move), change_at=1000, max_delay=2000,
                                    n_streams=40)
         assert result["false_alarms"] <= 2 and result["types"]["DATA_DRIFT"] >= 0.9 * result["detected"]
-        delays[name] = (result["detection_rate"], result["median_delay"])
-    print(f"one value 1.5 sigma down: (detected, median delay) {delays}")
+        delays[name] = (result["detection_rate"], result["median_delay"], result["change_time_error_median"])
+    print(f"one value 1.5 sigma down: (detected, median delay, change-time error) {delays}")
     assert delays["loud"][0] >= 0.9 and delays["loud"][1] < 0.6 * (delays["without"][1] or 2000)
+    assert abs(delays["loud"][2]) <= 10
+
+
+@pytest.mark.parametrize("arl", [500, 5_000, 50_000])
+def test_the_loudness_level_holds_its_run_length_on_fresh_streams(arl):
+    """The two-sided CUSUM's level read off one set of no-drift z paths (white, and AR(1)
+    as a speaker's level held over a run) alarms about once per `arl` inferences on another
+    set, with restarts as after the host's reset; levels past what was simulated are
+    extrapolated along the tail, so the set is kept short of the largest run length."""
+    rng = np.random.default_rng(arl)
+    k = cfgmod.ONE_Q12 // 2
+
+    def paths(rho):
+        noise = rng.normal(0, 1, (200, 6_000))
+        z = np.empty_like(noise)
+        z[:, 0] = noise[:, 0]
+        for t in range(1, noise.shape[1]):
+            z[:, t] = rho * z[:, t - 1] + np.sqrt(1 - rho * rho) * noise[:, t]
+        return np.round(z * cfgmod.ONE_Q12).astype(np.int64)
+
+    for rho in (0.0, 0.8):
+        level, method = two_sided_level_for_arl(paths(rho), k, 200 * 6_000, arl)
+        fresh = paths(rho)
+        alarms = restart_alarm_counts(np.stack([fresh, -fresh], axis=-1), np.array([k, k]),
+                                      np.array([[level], [level]]), joint=True)[0]
+        print(f"rho {rho}, ARL {arl}: level {level / cfgmod.ONE_Q12:.1f} ({method}), {alarms} alarms on fresh paths")
+        assert 0 < level and 0.6 < fresh.size / arl / max(alarms, 1) < 1.6
 
 
 def test_subtle_shift_over_all_channels_is_detected(strict):

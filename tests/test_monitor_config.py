@@ -61,14 +61,15 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     ({"score_spread_ref": [0, 0, 181416, 241650]}, "score_spread_ref must be a vector of 5 integers, got shape (4,)"),
     ({"centre_n": -1}, "centre_n not in 0..65535"),
     ({"centre_n": 65536}, "centre_n not in 0..65535"),
-    ({"loudness_limit": -1}, "loudness_limit not in 0..32767"),
-    ({"loudness_limit": 32768}, "loudness_limit not in 0..32767"),
+    ({"loudness_limit": -1}, "loudness_limit not in 0..2^30"),
+    ({"loudness_limit": (1 << 30) + 1}, "loudness_limit not in 0..2^30"),
     ({"loudness_limit": 4000, "loudness_component": 41}, "loudness_component not a summary value"),
-    ({"loudness_shift": 16}, "loudness_shift not in 0..15"),
+    ({"loudness_k": -1}, "loudness_k not in 0..32767"),
+    ({"loudness_k": 32768}, "loudness_k not in 0..32767"),
 ])
 def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
-    """The long-run spread (ABI 7), the centres' weight (ABI 8) and the loudness limit (ABI 9):
-    a user editing reference.json
+    """The long-run spread (ABI 7), the centres' weight (ABI 8) and the loudness limit (ABI 9,
+    a CUSUM since 10): a user editing reference.json
     finds the field the error names."""
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     with pytest.raises(TinydriftError) as error:
@@ -78,9 +79,20 @@ def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
 
 def test_a_version_8_config_reads_with_the_loudness_limit_off():
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
-    old = {k: v for k, v in config.items() if k not in ("loudness_component", "loudness_shift", "loudness_limit")}
+    old = {k: v for k, v in config.items() if k not in ("loudness_component", "loudness_k", "loudness_limit")}
     read = MonitorConfig.from_dict({**old, "abi_version": 8}).validate()
     assert read.loudness_limit == 0
+
+
+def test_a_version_9_config_reads_with_its_ewma_limit_off():
+    """Version 9's loudness limit was a level for an EWMA (0.64 sd on models/kws): as a CUSUM
+    level it would alarm within an inference or two, so it reads as off, and the shift that
+    EWMA had is dropped."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    old = {k: v for k, v in config.items() if k != "loudness_k"}
+    read = MonitorConfig.from_dict({**old, "abi_version": 9, "loudness_shift": 7, "loudness_limit": 2624}).validate()
+    assert read.loudness_limit == 0 and read.loudness_k == MonitorConfig.__dataclass_fields__["loudness_k"].default == 2048
+    assert read.loudness_component == config["loudness_component"] == 40
 
 
 def test_a_version_7_config_without_the_spread_is_refused():

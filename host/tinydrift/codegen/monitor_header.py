@@ -141,7 +141,7 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .moved_var_level = {c.moved_var_level},\n"
         f"    .attribute_moved = {c.attribute_moved},\n"
         f"    .loudness_component = {c.loudness_component}u,\n"
-        f"    .loudness_shift = {c.loudness_shift},\n"
+        f"    .loudness_k = {c.loudness_k},\n"
         f"    .loudness_limit = {c.loudness_limit},\n"
         f"    .enabled_scores = {c.enabled_scores}u,\n"
         "    .score = {\n" + "\n".join(scores) + "\n    },\n"

@@ -44,7 +44,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
-                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, CHANNEL_Z_MAX, EWMA_EXTRA_BITS, MonitorConfig)
+                                     SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, MonitorConfig)
 from tinydrift.monitor.fixed import round_shift
 from tinydrift.monitor.reference import DEFAULT_K_SIGMA, MIN_REFERENCE_SAMPLES, build_config, reference_stats
 from tinydrift.monitor.streams import bootstrap_indices, groups_in_turn
@@ -148,7 +148,8 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     """Raw scores [B, T, SCORE_COUNT] of the twin on the indexed streams, stream b run
     against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
     samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels) and,
-    with `trace_loudness`, the loudness EWMA's |z| at every step [B, T] (else None).
+    with `trace_loudness`, the loudness component's commissioned z at every step [B, T]
+    (else None), what its CUSUM adds up.
     `advance(n)`: n more steps of the T done."""
     b, t = indices.shape
     stream_config = np.asarray(stream_config)
@@ -171,7 +172,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
         twin.commission_advance(learning)
         raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
         if loudness is not None:
-            loudness[:, s] = np.abs(round_shift(twin.loudness_ewma, EWMA_EXTRA_BITS))
+            loudness[:, s] = twin.loudness_z
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
             var_samples.append(np.abs(excess))
@@ -303,6 +304,27 @@ def limit_alarm_counts(z: np.ndarray, limits: np.ndarray) -> np.ndarray:
     return counts
 
 
+def two_sided_level_for_arl(z: np.ndarray, k: int, inferences: int, arl: float) -> tuple[int, str]:
+    """The level (Q12) at which a two-sided CUSUM of z [B, T] with allowance k, both sides
+    back at zero after either alarms (the host's reset), alarms once per `arl` inferences
+    (restart_alarm_counts on z and -z), 0 if it never rises far enough to tell. Candidate
+    levels are spaced evenly in log from one z unit up to the highest the unrestarted paths
+    reach (a stream whose commissioned mean is off by more than k climbs without end, so the
+    paths' quantiles say little of where restarted CUSUMs alarm), and read off like the
+    scores' (level_from_curve)."""
+    z = z.astype(np.int64)
+    top = min(CUSUM_MAX, int(np.maximum(cusum_paths(z, k), cusum_paths(-z, k)).max()))
+    if top <= ONE_Q12:
+        return 0, "none"
+    grid = np.unique(np.geomspace(ONE_Q12, top, 40).astype(np.int64))
+    counts = restart_alarm_counts(np.stack([z, -z], axis=-1), np.array([k, k]), np.stack([grid, grid]), joint=True)
+    try:
+        level, method = level_from_curve(grid, counts, inferences, arl)
+    except TinydriftError:
+        return 0, "too few rises"
+    return (level, method) if 0 < level <= CUSUM_MAX else (0, "beyond the CUSUM's cap")
+
+
 def limit_for_arl(z: np.ndarray, inferences: int, arl: float) -> tuple[int, str]:
     """The z limit (Q12) that one score's z [B, T] alarms at once per `arl` inferences
     (limit_alarm_counts), 0 if that lies beyond the device's clip of z (SCORE_Z_MAX): read
@@ -413,8 +435,8 @@ def calibrate_thresholds(
     peak_arl_multiple: per score, a limit on one inference's z that alarms at once, set to
     false-alarm once per that many target ARL0s on its own (None: no limit); the CUSUM
     levels then make room for it, so the combined alarm still meets the target.
-    loudness_component: the summary value that is the input's loudness (None: none): an
-    EWMA of its component (the config's loudness_shift) gets a limit of its own,
+    loudness_component: the summary value that is the input's loudness (None: none): a
+    two-sided CUSUM of its component (allowance: the config's loudness_k) gets a level of its own,
     false-alarming once per `loudness_arl_multiple` target ARL0s on the input scores'
     streams (None: no limit).
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
@@ -579,15 +601,11 @@ def calibrate_thresholds(
             limits[i], limit_methods[i] = limit_for_arl(z[:, :, e], total, float(peak[i]) * target_arl0)
     limits_on = limits[enabled]
     # The loudness limit, read on the input scores' streams (a speaker's own level, held for
-    # their run, wanders like the other components do). Its alarms re-arm once the EWMA is
-    # back at its no-drift median, as a reset brings it back.
+    # their run, wanders like the other components do).
     loudness_limit, loudness_method = 0, None
     if loudness is not None and loudness_arl_multiple is not None:
-        trace = loudness[:, burn_in:].astype(np.int64)
-        typical = int(np.median(trace))
-        above, loudness_method = limit_for_arl(trace - typical, total, float(loudness_arl_multiple) * target_arl0)
-        loudness_limit = min(CHANNEL_Z_MAX, above + typical) if above > 0 else 0
-        del trace
+        loudness_limit, loudness_method = two_sided_level_for_arl(
+            loudness[:, burn_in:], final.loudness_k, total, float(loudness_arl_multiple) * target_arl0)
 
     # 1. Each score alone: alarm counts with restart (the CUSUM back at zero after each
     # alarm, as after the host's reset) on a grid of levels spanning the per-score ARLs
@@ -659,7 +677,7 @@ def calibrate_thresholds(
         "output_session_length": output_session_length,
         "scores": scores_report,
         "loudness": None if loudness is None else {
-            "component": int(loudness_component), "shift": int(final.loudness_shift), "limit_q12": int(loudness_limit),
+            "component": int(loudness_component), "k_q12": int(final.loudness_k), "limit_q12": int(loudness_limit),
             "method": loudness_method, "arl_multiple": loudness_arl_multiple},
         "idle_scores": [SCORE_NAMES[i] for i in idle],  # constant on the reference: turned off
         "seconds": round(time.perf_counter() - start, 2),

@@ -17,17 +17,18 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 9
+ABI_VERSION = 10
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now),
 # version 6 no long-run spread (off), version 7 no centre learned after commissioning (off),
-# version 8 no loudness limit (off).
-READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, ABI_VERSION)
+# version 8 no loudness limit (off), version 9 a loudness limit on an EWMA, not a CUSUM (off:
+# that limit means nothing to a CUSUM; export again for one).
+READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
 ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
                 "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8,
-                "loudness_component": 9, "loudness_shift": 9, "loudness_limit": 9}
+                "loudness_component": 9, "loudness_limit": 9, "loudness_k": 10}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -161,17 +162,20 @@ class MonitorConfig:
     # streams (median 7), an accent, unseen pitch and speed none, a no-drift stream at a
     # random time none in 200.
     attribute_moved: int = 3
-    # The summary value that is the input's loudness (td_summarize_level's), and a limit on an
-    # EWMA (weight 2^-loudness_shift) of its component's z, |EWMA| in Q12, that latches
-    # DATA_DRIFT at once (0: off). Measured on models/kws (quick drift bench's pools, the limit
-    # alone, set for 10x the target on the calibration's runs of 15): at 2^-5 (the mean
-    # score's) gains of -6 and +6 dB were found in 4 and 1 % of streams, -10 dB after 115
-    # inferences, -20 dB after 24; at 2^-7 in 97 and 100 % after 273 and 275.5, 102.5, 42; the
-    # 20 dB fade over 300 inferences after 185.5 and 182; none of 100 streams of the one-voice
-    # and noisy-room controls crossed either. Measured since, not built: a two-sided CUSUM of
-    # that z with k = 0.5 sd, set the same way, found them after 212, 190.5, 67.5, 24 and 169.
+    # The summary value that is the input's loudness (td_summarize_level's), and a two-sided
+    # CUSUM of its component's z with reference value loudness_k (Q12), either side reaching
+    # loudness_limit (Q12) latching DATA_DRIFT at once (0: off). Measured on models/kws (quick
+    # drift bench's pools, the statistic alone, its limit set for 10x the target on the
+    # calibration's runs of 15): an EWMA of that z at 2^-5 (the mean score's weight) found
+    # gains of -6 and +6 dB in 4 and 1 % of streams, at 2^-7 in 97 and 100 % after 273 and 275.5
+    # inferences; the CUSUM with k = 0.5 sd (its level then read off upcrossings, 44 sd, not
+    # restarts) in 99 and 100 % after 212 and 190.5 (k 0.35, 0.6 and 0.75 slower). Checked at the level export sets (49 sd) on gains chosen after that
+    # choice, each statistic alone in the twin: -9 and +9 dB after 92 and 85 inferences (the
+    # EWMA 119.5 and 119.5), -4.5 and +4.5 dB in 52 and 44 % of streams (EWMA 50 and 42 %), 3 dB
+    # in 1 % or none either way, a 9 dB fade over 300 inferences after 296.5 (EWMA 292); none of
+    # 100 streams of the one-voice and noisy-room controls crossed either.
     loudness_component: int = 0
-    loudness_shift: int = 7
+    loudness_k: int = ONE_Q12 // 2
     loudness_limit: int = 0
     enabled_scores: int = (1 << SCORE_COUNT) - 1
     score_offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
@@ -276,9 +280,9 @@ class MonitorConfig:
         check(0 <= self.stuck_variance < 2**32 and 0 <= self.silence_variance < 2**32, "variance levels out of uint32")
         check(-(2**31) <= self.moved_mean_level < 2**31 and -(2**31) <= self.moved_var_level < 2**31, "moved levels out of int32")
         check(0 <= self.attribute_moved <= 65535, "attribute_moved not in 0..65535")
-        check(0 <= self.loudness_limit <= CHANNEL_Z_MAX, f"loudness_limit not in 0..{CHANNEL_Z_MAX}")
+        check(0 <= self.loudness_limit <= CUSUM_MAX, "loudness_limit not in 0..2^30")
         check(0 <= self.loudness_component < self.n_summary, "loudness_component not a summary value")
-        check(0 <= self.loudness_shift <= 15, "loudness_shift not in 0..15")
+        check(0 <= self.loudness_k <= CHANNEL_Z_MAX, f"loudness_k not in 0..{CHANNEL_Z_MAX}")
         check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
         check(0 <= self.commission_n <= MAX_COMMISSION, f"commission_n not in 0..{MAX_COMMISSION}")
         check(0 <= self.centre_n <= 0xFFFF, "centre_n not in 0..65535")
@@ -321,6 +325,9 @@ class MonitorConfig:
         if version < 6:  # written before light clipping and attribution by moved components: both off, as they were
             data.setdefault("clip_drift_q16", 0)
             data.setdefault("attribute_moved", 0)
+        if version == 9:
+            data.pop("loudness_shift", None)
+            data["loudness_limit"] = 0
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:

@@ -205,14 +205,15 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
         fields["centre_n"] = int(pick(0, 1, 65535, rng.integers(0, 65536)))
     else:
         fields["centre_n"] = int(pick(0, rng.integers(1, 4000)))
-    # loudness limit: off, or on any component; the realistic ones within reach of a moved EWMA
+    # loudness limit: off, or on any component; the realistic ones within reach of a CUSUM of
+    # a moved component
     fields["loudness_component"] = int(rng.integers(0, c))
     if extreme:
-        fields["loudness_shift"] = int(rng.integers(0, 16))
-        fields["loudness_limit"] = int(pick(0, 1, CHANNEL_Z_MAX, rng.integers(0, CHANNEL_Z_MAX + 1)))
+        fields["loudness_k"] = int(pick(0, CHANNEL_Z_MAX, rng.integers(0, CHANNEL_Z_MAX + 1)))
+        fields["loudness_limit"] = int(pick(0, 1, CUSUM_MAX, rng.integers(0, CUSUM_MAX + 1)))
     else:
-        fields["loudness_shift"] = int(rng.integers(3, 8))
-        fields["loudness_limit"] = int(pick(0, rng.integers(1500, 8000)))
+        fields["loudness_k"] = int(rng.integers(1000, 4097))
+        fields["loudness_limit"] = int(pick(0, rng.integers(8000, 250_000)))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -282,7 +282,8 @@ class MonitorTwin:
         return {
             "t": z(),
             "mean_ewma": z(c),
-            "loudness_ewma": z(),
+            "loudness_cusum": z(2),
+            "loudness_start": z(2),
             "sq_ewma": np.full((b, c), ONE_Q12 << EWMA_EXTRA_BITS, dtype=np.int64),
             "class_ewma": np.broadcast_to(self._prior, (b, k)).copy(),
             "confidence_ewma": np.full(b, cfg.ref_confidence_q16, dtype=np.int64),
@@ -361,6 +362,17 @@ class MonitorTwin:
             "entropy": self._entropy[q + 128].sum(axis=-1),
         }
 
+    def _loudness_step(self, z: np.ndarray) -> None:
+        """The loudness component's two-sided CUSUM (up, down), each side dated by the
+        inference where it last left zero, as td_monitor_moments. The z it took stays in
+        `loudness_z` (no device state: calibration's trace)."""
+        self.loudness_z = z
+        k = self.config.loudness_k
+        previous = self.loudness_cusum
+        step = np.stack([z - k, -z - k], axis=1)
+        self.loudness_cusum = clamp(previous + step, 0, CUSUM_MAX)
+        self.loudness_start = np.where((previous == 0) & (self.loudness_cusum > 0), self.t[:, None], self.loudness_start)
+
     def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True):
         """td_monitor_moments on per_sample() rows: raw mean and variance scores, and the
         per-channel EWMA mean and variance excess behind the moved mask (and the mask)."""
@@ -372,11 +384,10 @@ class MonitorTwin:
                 self.comm_z_mean = np.where(learning[:, None], self.comm_z_mean + z, self.comm_z_mean)
                 self.comm_z_scale = np.where(learning[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
                                              self.comm_z_scale)
-            before = (self.mean_ewma, self.sq_ewma, self.loudness_ewma)
+            before = (self.mean_ewma, self.sq_ewma, self.loudness_cusum, self.loudness_start)
             z = clamp(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
-        self.loudness_ewma = ewma_step(self.loudness_ewma, z[:, cfg.loudness_component] << EWMA_EXTRA_BITS,
-                                       cfg.loudness_shift)
+        self._loudness_step(z[:, cfg.loudness_component])
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
         mean = round_shift(self.mean_ewma, EWMA_EXTRA_BITS)
@@ -391,7 +402,8 @@ class MonitorTwin:
             # learning streams: nothing moves but the sums
             self.mean_ewma = np.where(learning[:, None], before[0], self.mean_ewma)
             self.sq_ewma = np.where(learning[:, None], before[1], self.sq_ewma)
-            self.loudness_ewma = np.where(learning, before[2], self.loudness_ewma)
+            self.loudness_cusum = np.where(learning[:, None], before[2], self.loudness_cusum)
+            self.loudness_start = np.where(learning[:, None], before[3], self.loudness_start)
             raw_mean = np.where(learning, 0, raw_mean)
             raw_var = np.where(learning, 0, raw_var)
             if moved is not None:
@@ -529,15 +541,15 @@ class MonitorTwin:
                     confidence_latched |= fire
                 if alarm == ALARM_DATA_DRIFT:
                     self.moved_at_alarm = np.where(fire[:, None], moved_fn(), self.moved_at_alarm)
-        # The loudness limit on its own EWMA of that component, as td_monitor_decide.
+        # The loudness limit on its own CUSUM of that component, as td_monitor_decide: the
+        # upward side first.
         if self.config.loudness_limit > 0:
-            loudness = round_shift(self.loudness_ewma, EWMA_EXTRA_BITS)
-            loud = (limits_on & (self.clip_drift_run == 0) & (np.abs(loudness) >= self.config.loudness_limit)
-                    & ((self.alarms & ALARM_DATA_DRIFT) == 0))
+            over = self.loudness_cusum >= self.config.loudness_limit
+            loud = (limits_on & (self.clip_drift_run == 0) & over.any(axis=1) & ((self.alarms & ALARM_DATA_DRIFT) == 0))
             if active is not None:
                 loud &= active
             if loud.any():
-                start = np.where(self.cusum[:, SCORE_MEAN] > 0, self.excursion_start[:, SCORE_MEAN], self.t)
+                start = np.where(over[:, 0], self.loudness_start[:, 0], self.loudness_start[:, 1])
                 self._latch(ALARM_DATA_DRIFT, loud, start)
                 self.moved_at_alarm = np.where(loud[:, None], moved_fn(), self.moved_at_alarm)
         # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (LABEL_SHIFT

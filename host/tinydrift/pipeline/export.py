@@ -579,16 +579,16 @@ def _spread_line(ref: dict) -> str:
 
 
 def _loudness_line(ref: dict) -> str:
-    """The loudness limit, where the summary has a loudness value (ABI 9 on)."""
-    limit = ref["monitor_config"].get("loudness_limit") or 0
-    if not limit:
+    """The loudness limit, where the summary has a loudness value (ABI 10 on)."""
+    config = ref["monitor_config"]
+    if not config.get("loudness_limit") or "loudness_k" not in config:
         return ""
     loudness = ref["calibration"].get("loudness") or {}
-    return (f"\n- Loudness limit: DATA_DRIFT at once when an EWMA over about {2 ** ref['monitor_config']['loudness_shift']} "
-            f"inferences of the loudness value (summary value {ref['monitor_config']['loudness_component']}) is "
-            f"{limit / ONE_Q12:.2f} standard deviations from the device's commissioned mean, a limit that alone "
-            f"false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input scores' same-speaker "
-            "runs: a microphone turned down moves this value only.")
+    return (f"\n- Loudness limit: DATA_DRIFT at once when a two-sided CUSUM of the loudness value (summary value "
+            f"{config['loudness_component']}; allowance {config['loudness_k'] / ONE_Q12:.2f} standard deviations "
+            f"from the device's commissioned mean) reaches {config['loudness_limit'] / ONE_Q12:.1f} of those deviations, "
+            f"a level that alone false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input "
+            "scores' same-speaker runs: a microphone turned down moves this value only.")
 
 
 def _fmt(value) -> str:

@@ -51,7 +51,7 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16 ||
         config->clip_drift_q16 > TD_ONE_Q16 || config->clip_drift_blocks == 0 ||
         config->commission_n > TD_MONITOR_MAX_COMMISSION ||
-        !td_in_range(config->loudness_limit, 0, TD_CHANNEL_Z_MAX) || config->loudness_shift > TD_MAX_SHIFT ||
+        !td_in_range(config->loudness_limit, 0, TD_CUSUM_MAX) || !td_in_range(config->loudness_k, 0, TD_CHANNEL_Z_MAX) ||
         config->loudness_component >= config->n_summary) {
         return TD_MONITOR_ERR_CONFIG;
     }
@@ -92,7 +92,10 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         /* Start at the reference: z^2 averages one, so the variance ratio starts at one. */
         state->sq_ewma[i] = TD_ONE_Q12 << TD_EWMA_EXTRA_BITS;
     }
-    state->loudness_ewma = 0;
+    for (i = 0; i < 2; ++i) {
+        state->loudness_cusum[i] = 0;
+        state->loudness_start[i] = 0;
+    }
     for (i = 0; i < TD_MONITOR_MAX_CLASSES; ++i) {
         state->class_ewma[i] = i < config->n_classes ? config->prior_q16[i] : 0;
     }

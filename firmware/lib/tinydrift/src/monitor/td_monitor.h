@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 9
+#define TD_MONITOR_ABI_VERSION 10
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -161,14 +161,15 @@ typedef struct {
      * at its warning level (0: that evidence off). A class mix that moves while noise fills
      * the channels is still noise. */
     uint16_t attribute_moved;
-    /* The input's loudness, where the summary carries one (td_summarize_level's): a limit on
-     * an EWMA (weight 2^-loudness_shift) of its component's z, |EWMA| in Q12 (0 = off),
-     * latches DATA_DRIFT at once, beside the mean score. A front end whose gain control
-     * divides the level out of its features leaves a quieter or louder microphone in this one
-     * value, which the mean score, a sum over every component's wander, reads late; an EWMA
-     * slower than the mean score's averages over more speakers and sees a smaller step. */
+    /* The input's loudness, where the summary carries one (td_summarize_level's): a two-sided
+     * CUSUM of its component's z (reference value loudness_k, Q12), either side reaching
+     * loudness_limit (Q12; 0 = off), latches DATA_DRIFT at once, beside the mean score and
+     * dated by the side's own excursion. A front end whose gain control divides the level out
+     * of its features leaves a quieter or louder microphone in this one value, which the mean
+     * score, a sum over every component's wander, reads late; a CUSUM adds up a small steady
+     * step that speakers' own loudness buries in any one inference. */
     uint16_t loudness_component; /* < n_summary */
-    uint8_t loudness_shift;
+    int32_t loudness_k;
     int32_t loudness_limit;
 
     uint32_t enabled_scores;     /* bit i enables score i */
@@ -231,7 +232,8 @@ typedef struct {
     uint32_t t;                                  /* inferences since reset */
     int32_t mean_ewma[TD_MONITOR_MAX_SUMMARY];   /* EWMA of z, Q(12+8) */
     int32_t sq_ewma[TD_MONITOR_MAX_SUMMARY];     /* EWMA of z^2, Q(12+8) */
-    int32_t loudness_ewma;                       /* EWMA of the loudness component's z, Q(12+8) */
+    int32_t loudness_cusum[2];                   /* CUSUM of the loudness component's z up, down (Q12) */
+    uint32_t loudness_start[2];                  /* inference where each last left zero */
     int32_t class_ewma[TD_MONITOR_MAX_CLASSES];  /* EWMA of predicted-class indicators, Q16 */
     int32_t confidence_ewma;                     /* Q16 */
     int32_t entropy_ewma;                        /* Q16 nats */

@@ -12,9 +12,10 @@
  * long before it moves a 40-value summary; it is still data drift, and the moved mask
  * recorded with it (empty, or nearly) says that only the model saw it.
  *
- * The input's loudness, where the summary carries one, has a limit of its own on an EWMA of
- * its component (DATA_DRIFT at once): a gain change moves that one value, and the mean score
- * sums it with every other component's wander.
+ * The input's loudness, where the summary carries one, has a two-sided CUSUM of its own
+ * (td_monitor_moments keeps it; DATA_DRIFT at once, dated by that side's excursion): a gain
+ * change moves that one value, and the mean score sums it with every other component's
+ * wander.
  *
  * Where the device's own long-run spread of a score is wider than the calibration's, its z
  * is drawn toward the no-drift centre before the CUSUM takes it (td_monitor_spread.c).
@@ -127,13 +128,13 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
      * gain turned up until the microphone clips is sensor health's to name */
     if (config->loudness_limit > 0 && limits_on && state->clip_drift_run == 0 &&
         (state->alarms & TD_ALARM_DATA_DRIFT) == 0) {
-        const int32_t loudness = td_round_shift_s32(state->loudness_ewma, TD_EWMA_EXTRA_BITS);
-        if (loudness >= config->loudness_limit || -loudness >= config->loudness_limit) {
-            /* dated by the mean score's excursion, which the loudness component feeds too */
-            td_monitor_latch(state, TD_ALARM_DATA_DRIFT,
-                             state->cusum[TD_SCORE_MEAN] > 0 ? state->excursion_start[TD_SCORE_MEAN] : state->t);
-            for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
-                state->moved_at_alarm[w] = moved[w];
+        for (i = 0; i < 2; ++i) {
+            if (state->loudness_cusum[i] >= config->loudness_limit) {
+                td_monitor_latch(state, TD_ALARM_DATA_DRIFT, state->loudness_start[i]);
+                for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+                    state->moved_at_alarm[w] = moved[w];
+                }
+                break;
             }
         }
     }

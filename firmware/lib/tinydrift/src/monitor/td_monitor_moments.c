@@ -66,6 +66,24 @@ static void td_moments_standardize(const td_monitor_config_t *config, const int1
     }
 }
 
+/* The loudness component's two-sided CUSUM (td_monitor_decide reads it), each side dated by
+ * the inference where it last left zero. |z| < 2^15 and k <= 2^15: a side below 2^30 stays
+ * inside int32 before its clamp. */
+static void td_loudness_cusum_step(td_monitor_state_t *state, const td_monitor_config_t *config, int32_t z)
+{
+    const int32_t step[2] = {z - config->loudness_k, -z - config->loudness_k};
+    uint32_t side;
+
+    for (side = 0; side < 2; ++side) {
+        const int32_t previous = state->loudness_cusum[side];
+        const int32_t next = td_clamp_s32(previous + step[side], 0, TD_CUSUM_MAX);
+        if (previous == 0 && next > 0) {
+            state->loudness_start[side] = state->t;
+        }
+        state->loudness_cusum[side] = next;
+    }
+}
+
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
                         const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
                         uint32_t *moved)
@@ -99,9 +117,7 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
                 -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
         }
     }
-    state->loudness_ewma = td_ewma_step(state->loudness_ewma,
-                                       z_all[config->loudness_component] * (1 << TD_EWMA_EXTRA_BITS),
-                                       config->loudness_shift);
+    td_loudness_cusum_step(state, config, z_all[config->loudness_component]);
     for (j = 0; j < config->n_summary; ++j) {
         const int32_t z = z_all[j];
         const int32_t z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
