@@ -218,8 +218,15 @@ EWMA_SHIFTS = {"mean_shift": 8, "var_shift": 9, "label_shift": 9}
 # (80 -> 61 alarms in 12 M), a 0.4 s room 17 of 32 found after 38.1 -> 25.7 s, babble 10 dB
 # 25 -> 27 after 6.4 -> 6.5 s, the telephone band 11.7 -> 11.6 s, gain +12 dB 6.2 -> 6.8 s; on
 # the bench's 64 held-out ones 126 -> 99 alarms (x0.965 -> x1.23), the worst room 20 -> 17, the
-# 0.4 s room 35 -> 31 of 64. The spread alone (share 1.0) kept the false alarms lower still but
-# found everything later (the 0.4 s room 35 -> 26, babble 9.2 -> 11.2 s).
+# 0.4 s room 35 -> 31 of 64; the full bench with both (its runs cached, 9 min) the same, every
+# other change in as many sessions give or take one and as soon or sooner, the recorded voices
+# x1.231 -> x1.419. The spread alone (share 1.0) kept the false alarms lower still but found
+# everything later (the 0.4 s room 35 -> 26, babble 9.2 -> 11.2 s). Not built because at a
+# lower target the lower limit fires before the device has learned its spread: the slow test
+# at ARL0 20,000 (tests/test_wakeword_monitor.py, changes 3,000 inferences after a reset) had 2
+# false alarms in 16 streams before the change and found the 2 kHz low-pass in 14 of 16, where
+# the limit at the whole share passes it. A limit held until the spread is learned, or a share
+# that grows with what has been learned, would be the next thing to measure.
 PEAK_ARL_MULTIPLE = (1.0, None, None, None, None)
 # Sensor health per front-end hop (10 ms, half the keyword app's block): clipping and a DC
 # offset are faults after 50 hops (0.5 s), a stuck microphone after 250 (2.5 s). At 100 hops
