@@ -91,7 +91,7 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
     for (i = 0; i < TD_SCORE_COUNT; ++i) {
         const td_score_params_t *params = &config->score[i];
         const uint32_t alarm = td_score_alarm[i];
-        int32_t previous, next;
+        int32_t next;
 
         if ((config->enabled_scores & (1u << i)) == 0) {
             z[i] = 0;
@@ -104,12 +104,8 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
             td_round_shift_s64(((int64_t)raw[i] - params->offset) * params->gain_q16, 16),
             -TD_SCORE_Z_MAX, TD_SCORE_Z_MAX);
         z[i] = td_monitor_spread_apply(state, params, i, z_raw[i]);
-        previous = state->cusum[i];
-        next = (int32_t)td_clamp_s64((int64_t)previous + z[i] - params->k, 0, TD_CUSUM_MAX);
-        if (previous == 0 && next > 0) {
-            state->excursion_start[i] = state->t;
-        }
-        state->cusum[i] = next;
+        next = td_cusum_step(&state->cusum[i], &state->excursion_start[i], (int64_t)z[i] - params->k, TD_CUSUM_MAX,
+                             state->t);
         if (next >= params->warning) {
             warnings |= alarm;
         }

@@ -91,4 +91,16 @@ static inline int32_t td_ewma_step(int32_t value, int32_t target, unsigned shift
     return value + td_round_shift_s32(target - value, shift);
 }
 
+/* One step of a one-sided CUSUM, S = clamp(S + increment, 0, cap), noting in *start the
+ * inference t at which S leaves zero (where a change it alarms on is dated). Returns S. */
+static inline int32_t td_cusum_step(int32_t *cusum, uint32_t *start, int64_t increment, int32_t cap, uint32_t t)
+{
+    const int32_t next = (int32_t)td_clamp_s64((int64_t)*cusum + increment, 0, cap);
+    if (*cusum == 0 && next > 0) {
+        *start = t;
+    }
+    *cusum = next;
+    return next;
+}
+
 #endif /* TD_MONITOR_FIXED_H */

@@ -66,22 +66,14 @@ static void td_moments_standardize(const td_monitor_config_t *config, const int1
     }
 }
 
-/* The loudness component's two-sided CUSUM (td_monitor_decide reads it), each side dated by
- * the inference where it last left zero. |z| < 2^15 and k <= 2^15: a side below 2^30 stays
- * inside int32 before its clamp. */
+/* The loudness component's two-sided CUSUM (td_monitor_decide reads it), up and down, each
+ * side dated by the inference where it last left zero. */
 static void td_loudness_cusum_step(td_monitor_state_t *state, const td_monitor_config_t *config, int32_t z)
 {
-    const int32_t step[2] = {z - config->loudness_k, -z - config->loudness_k};
-    uint32_t side;
-
-    for (side = 0; side < 2; ++side) {
-        const int32_t previous = state->loudness_cusum[side];
-        const int32_t next = td_clamp_s32(previous + step[side], 0, TD_CUSUM_MAX);
-        if (previous == 0 && next > 0) {
-            state->loudness_start[side] = state->t;
-        }
-        state->loudness_cusum[side] = next;
-    }
+    (void)td_cusum_step(&state->loudness_cusum[0], &state->loudness_start[0], (int64_t)z - config->loudness_k,
+                        TD_CUSUM_MAX, state->t);
+    (void)td_cusum_step(&state->loudness_cusum[1], &state->loudness_start[1], -(int64_t)z - config->loudness_k,
+                        TD_CUSUM_MAX, state->t);
 }
 
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
