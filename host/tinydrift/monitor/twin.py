@@ -75,6 +75,13 @@ ROW_WIDTH = len(INFERENCE_FIELDS)
 _UNIT_MAX16 = 65535
 
 
+def cusum_step(cusum: np.ndarray, increment: np.ndarray, start: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """td_cusum_step: the CUSUM plus `increment`, held in 0..CUSUM_MAX, and the inference
+    where it last left zero (`start`, set to `t` as it leaves)."""
+    nxt = clamp(cusum + increment, 0, CUSUM_MAX)
+    return nxt, np.where((cusum == 0) & (nxt > 0), t, start)
+
+
 def summarize_frames(features: np.ndarray) -> np.ndarray:
     """td_summarize_frames on [..., n_frames, n_channels] int8: the per-channel mean over
     frames times 2^7, rounded half up, as int16."""
@@ -368,10 +375,8 @@ class MonitorTwin:
         `loudness_z` (no device state: calibration's trace)."""
         self.loudness_z = z
         k = self.config.loudness_k
-        previous = self.loudness_cusum
-        step = np.stack([z - k, -z - k], axis=1)
-        self.loudness_cusum = clamp(previous + step, 0, CUSUM_MAX)
-        self.loudness_start = np.where((previous == 0) & (self.loudness_cusum > 0), self.t[:, None], self.loudness_start)
+        self.loudness_cusum, self.loudness_start = cusum_step(
+            self.loudness_cusum, np.stack([z - k, -z - k], axis=1), self.loudness_start, self.t[:, None])
 
     def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True):
         """td_monitor_moments on per_sample() rows: raw mean and variance scores, and the
@@ -513,15 +518,14 @@ class MonitorTwin:
         Streams where `active` is False (commissioning) do not decide: z 0, state kept."""
         z_raw = self.standardize(raw)
         z = self.spread_apply(z_raw)
-        previous = self.cusum
-        nxt = clamp(previous + z - self._k, 0, CUSUM_MAX)
-        nxt = np.where(self._enabled, nxt, 0)
         if active is not None:
             z = np.where(active[:, None], z, 0)
-            nxt = np.where(active[:, None], nxt, previous)
-        leaving = (previous == 0) & (nxt > 0)
-        self.excursion_start = np.where(leaving, self.t[:, None], self.excursion_start)
-        self.cusum = nxt
+        # a disabled score's CUSUM stays at 0 and a commissioning stream's where it was (its
+        # z is 0 above, but not its allowance), neither leaving zero
+        increment = np.where(self._enabled, z - self._k if active is None else np.where(active[:, None], z - self._k, 0),
+                             -CUSUM_MAX)
+        self.cusum, self.excursion_start = cusum_step(self.cusum, increment, self.excursion_start, self.t[:, None])
+        nxt = self.cusum
         warnings = np.zeros(self.n_streams, dtype=np.int64)
         confidence_latched = np.zeros(self.n_streams, dtype=bool)
         # td_sensor_fault_pending: no limit latches while a sensor fault is building up.
