@@ -225,8 +225,19 @@ EWMA_SHIFTS = {"mean_shift": 8, "var_shift": 9, "label_shift": 9}
 # lower target the lower limit fires before the device has learned its spread: the slow test
 # at ARL0 20,000 (tests/test_wakeword_monitor.py, changes 3,000 inferences after a reset) had 2
 # false alarms in 16 streams before the change and found the 2 kHz low-pass in 14 of 16, where
-# the limit at the whole share passes it. A limit held until the spread is learned, or a share
-# that grows with what has been learned, would be the next thing to measure.
+# the limit at the whole share passes it. Holding the whole share until the spread is learned
+# (32 calm blocks, 2,048 inferences after commissioning) would mend that test, but the bench's
+# changes come 3,000 inferences after a reset, before the spread is learned: its detection
+# gains would go, leaving fewer false alarms on the last 70 % of each held-out stream only.
+# Where the worst rooms' alarms come from (2026-12-06, held-out and recorded-speech sessions,
+# one piece off at a time): this limit, in both (92 -> 10 alarms on the four worst recorded
+# sessions with it off). A room's mean-score z depends most on the 30 s it commissioned on (one
+# room: mean 1.0, 1.3 and 4.2 sd from three starting points). Measured, not built: the
+# commissioned input means learned on from calm inferences (to 6,000 in all; same levels) cut
+# held-out alarms 126 -> 87 but the worst rooms no more than the rest, and found changes later
+# (a 20 dB gain drop in 58 -> 49 sessions: a reference off by chance adds to every shift); at
+# the same false-alarm count, a limit needing 8-96 inferences in a row above it, or a CUSUM
+# with a high allowance, changed which changes are found sooner, not which rooms alarm.
 PEAK_ARL_MULTIPLE = (1.0, None, None, None, None)
 # Sensor health per front-end hop (10 ms, half the keyword app's block): clipping and a DC
 # offset are faults after 50 hops (0.5 s), a stuck microphone after 250 (2.5 s). At 100 hops
