@@ -378,3 +378,35 @@ def test_the_model_card_says_whose_data_the_monitor_was_calibrated_on():
     assert "held-out speakers of `my_wavs` (`test`)" in card and "English voices" not in card.split("## Sizes")[0].split("## Accuracy")[1]
     assert "clips of the user's own reference data (`my_wavs`)" in card
     assert "bootstrap over whole speakers (by file name)" in " ".join(card.split())
+
+
+def _check(arl0: float, alarms: int, target: float = 100_000) -> dict:
+    return {"arl0": arl0, "alarms": alarms, "inferences": 10_000_000, "ci95": [0.9 * arl0, 1.1 * arl0],
+            "ratio_to_target": arl0 / target}
+
+
+def test_export_keeps_the_centres_fixed_where_learning_on_made_its_check_louder():
+    """A user's near-uniform image classifier exported with an ARL0 check of 3,675 against a
+    target of 100,000 (172,414 with the centres fixed, as the levels were set), exit 0 and no
+    word of it: learning on from calm inferences dragged its confidence centre along."""
+    from tinydrift.monitor.config import MonitorConfig
+    from tinydrift.pipeline.export import keep_the_quieter_centres, model_card
+
+    ref = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())
+    config = MonitorConfig.from_dict(ref["monitor_config"])
+    assert config.centre_n > 0
+    error_rate = ref["arl0_check"]["error_rate"]
+    refined, fixed = {**_check(3_675, 2_721), "error_rate": error_rate}, _check(172_414, 58)
+    kept, check, note = keep_the_quieter_centres(config, refined, fixed)
+    assert kept.centre_n == 0 and check["arl0"] == 172_414 and check["error_rate"] == error_rate
+    assert check["refined_centres"]["arl0"] == 3_675 and "fixed_centres" not in check
+    assert "made the check louder (ARL0 3,675" in note and "exported with them fixed" in note
+    card = model_card({**ref, "monitor_config": kept.to_dict(), "arl0_check": check},
+                      json.loads((REPO_ROOT / "models" / "kws" / "training.json").read_text()))
+    assert "learning on after commissioning it read 3,675 (2721 alarms), so they stay fixed" in " ".join(card.split())
+    # where learning on is the margin it is meant to be, or where fixing would not mend it: as calibrated
+    for refined, fixed in ((_check(500_000, 20), _check(178_571, 56)), (_check(3_000, 3_333), _check(20_000, 500))):
+        same, check, note = keep_the_quieter_centres(config, refined, fixed)
+        assert same is config and check is refined and note is None
+    same, check, note = keep_the_quieter_centres(config.replace(centre_n=0), refined, refined)
+    assert check is refined and note is None
