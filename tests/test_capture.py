@@ -548,6 +548,18 @@ def test_a_database_holds_one_model_s_captures(tmp_path):
     assert summary.failed and summary.stats.foreign > 0
     assert summary.problem == (f"the device runs model {OTHER_HASH.hex()[:16]}, but the model {db} holds is "
                                f"model {MODEL_HASH.hex()[:16]}: capture into another --db")
+    assert summary.forgotten and summary.line().endswith(f"none kept: db {db} is as it was")
+    # and the database is left as it was: one session, none of the other device's frames
+    # (counted in, they once made the report's loss count one of two devices' seqs)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*), SUM(foreign_model) FROM frames").fetchone() == (len(first), 0)
+        assert conn.execute("SELECT COUNT(*) FROM events WHERE session_id > 1").fetchone()[0] == 0
+    # a new database for a model named that the device does not run is not left behind
+    device = TcpDevice(lambda conn: (conn.sendall(b"".join(P.encode(f) for f in other)), time.sleep(1.0)))
+    summary = capture(device.url, tmp_path / "new.db", expected_hash=MODEL_HASH, reconnect_timeout=0)
+    assert summary.failed and summary.problem.startswith(f"the device runs model {OTHER_HASH.hex()[:16]}")
+    assert not any(p.name.startswith("new.db") for p in tmp_path.iterdir())
     # named by the caller, a model that is not the database's is refused before the port
     # (here one that would refuse the connection, were it tried)
     with pytest.raises(TinydriftError, match=f"{db.name} holds captures of model {MODEL_HASH.hex()[:16]}, and the "

@@ -378,7 +378,7 @@ def _fake_model_dir(folder, model_hash: bytes):
     return folder
 
 
-def test_a_device_of_another_model_is_refused_and_what_it_sent_is_kept(tmp_path):
+def test_a_device_of_another_model_is_refused_and_the_database_left_as_it_was(tmp_path):
     rng = random.Random(47)
     other_hash = bytes(range(100, 132))
     frames = [hello(model_hash=other_hash)] + [inference(i, i, rng, other_hash) for i in range(1, 200)]
@@ -390,10 +390,8 @@ def test_a_device_of_another_model_is_refused_and_what_it_sent_is_kept(tmp_path)
     assert summary.duration_s < 4  # refused at the first frame, not after the whole run
     assert summary.problem.startswith(f"the device runs model {other_hash.hex()[:16]}, but {model_dir} is model "
                                       f"{bytes(range(32)).hex()[:16]}")
-    conn = open_db(db)
-    stored = conn.execute("SELECT COUNT(*), SUM(foreign_model) FROM frames").fetchone()
-    assert stored[0] >= 1 and stored[0] == stored[1]  # nothing received is dropped, all of it flagged
-    _counters_equal_rows(conn)
+    # what it sent belongs in another database; this run created this one, so it is gone
+    assert not any(p.name.startswith("foreign.db") for p in tmp_path.iterdir())
 
 
 def test_a_device_reflashed_during_the_capture_is_counted_not_refused(tmp_path):
@@ -434,7 +432,9 @@ def test_replay_to_a_port_nobody_answers_on_fails_in_seconds(tmp_path, held_port
         "one client at a time), or is the device not running the tinydrift app?")
 
 
-def test_replay_stores_a_device_of_another_model_and_stops(tmp_path):
+def test_replay_refuses_a_device_of_another_model_and_leaves_the_database_as_it_was(tmp_path):
+    """A refused replay (or monitor --port) once stored the other device's frames and a session
+    of its own in the database: the report then counted two devices' seqs as lost frames."""
     from tinydrift.logbook.capture import DatabaseSink
 
     other_hash = bytes(range(100, 132))
@@ -443,5 +443,16 @@ def test_replay_stores_a_device_of_another_model_and_stops(tmp_path):
                                              r"0001020304050607: give the model folder"):
         sink([hello(model_hash=other_hash)])
     assert sink.close("error") is None
-    conn = open_db(tmp_path / "replay.db")
-    assert conn.execute("SELECT COUNT(*), SUM(foreign_model) FROM frames").fetchone() == (1, 1)
+    assert not any(p.name.startswith("replay.db") for p in tmp_path.iterdir())  # it made the file: gone
+    kept = DatabaseSink(tmp_path / "kept.db", "socket://test", bytes(range(32)))
+    kept([hello()])
+    assert kept.close("done") is None
+    before = (tmp_path / "kept.db").read_bytes()
+    sink = DatabaseSink(tmp_path / "kept.db", "socket://test")
+    with pytest.raises(TinydriftError, match=r"^the device runs model 6465666768696a6b, but the model .*kept.db holds"):
+        sink([hello(model_hash=other_hash)])
+    assert sink.close("error") is None
+    conn = open_db(tmp_path / "kept.db")
+    assert conn.execute("SELECT COUNT(*), SUM(foreign_model) FROM frames").fetchone() == (1, 0)
+    assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+    assert len(before) > 0

@@ -70,6 +70,7 @@ class CaptureSummary:
     labels_taken: int = 0  # queued labels sent and taken by the device
     labels_refused: int = 0  # and refused
     problem: str | None = None  # why the capture is not what was asked for (a one-line error)
+    forgotten: bool = False  # refused for the device's model: nothing of it kept in the database
 
     @property
     def not_stored(self) -> int:
@@ -78,6 +79,9 @@ class CaptureSummary:
 
     def line(self) -> str:
         s = self.stats
+        if self.forgotten:
+            return (f"received {s.frames} frames in {self.duration_s:.1f} s from a device of another model, none kept: "
+                    f"db {self.db_path} is as it was")
         unstored = f"; {self.not_stored} received frames NOT stored" if self.not_stored else ""
         inferences = self.stored.get("inference_frames", s.inference_frames)
         detections = self.stored.get("detection_frames", s.detection_frames)
@@ -327,6 +331,7 @@ def capture(
     stop_reason: list[str] = []
     failed = store_full = False
     refusal: str | None = None  # why what came is not what was asked for
+    foreign_device = False  # refused for running another model: the session is forgotten
     started = time.monotonic()
     silence_warned = False
 
@@ -412,7 +417,7 @@ def capture(
             writer.add(rows, _counters(stats))
             if (wrong := tracker.wrong_model(named_as)) is not None:
                 stop_reason.append("another model on the port")
-                refusal, failed = wrong, True
+                refusal, failed, foreign_device = wrong, True, True
             if progress is not None and time.monotonic() - last_progress >= progress_interval:
                 stats.waiting = writer.pending_frames
                 progress(stats)
@@ -438,7 +443,7 @@ def capture(
         if problem is not None:
             log(f"capture could not close its session cleanly: {problem}")
             failed = True
-        store.close()
+        forgotten = _close(store, session if foreign_device and problem is None else None, log)
         if port is not None:
             try:
                 port.close()
@@ -452,8 +457,24 @@ def capture(
         refusal = f"nothing received from {port_url} in {took:.1f} s: {_SILENT_PORT}"
     return CaptureSummary(Path(db_path), port_url, session, took, reason, stats,
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
-                          labels_refused=labels.refused, problem=refusal)
+                          labels_refused=labels.refused, problem=refusal, forgotten=forgotten)
 
+
+
+def _close(store: CaptureStore, forget: int | None, log: Callable[[str], None]) -> bool:
+    """Close the store; with `forget`, a session refused for its device's model, remove it
+    first (and the database, if this run created it). True if it was removed."""
+    if forget is None:
+        store.close()
+        return False
+    try:
+        store.forget_session(forget)
+    except TinydriftError as exc:
+        log(f"could not remove the refused session {forget}: {exc}")
+        store.close()
+        return False
+    store.discard()
+    return True
 
 
 def _counters(stats: CaptureStats) -> dict[str, int]:
@@ -539,15 +560,20 @@ class DatabaseSink:
             store.discard()
 
     def __call__(self, items: list) -> None:
-        """Store what arrived; TinydriftError (after storing it) once the device shows it runs
-        another model than the one named."""
+        """Store what arrived; TinydriftError once the device shows it runs another model
+        than the one named (close() then forgets the session)."""
         self.writer.add(Rows.parse(items, self.session, time.time(), self.tracker, self.stats), _counters(self.stats))
         if (wrong := self.tracker.wrong_model(self.named_as)) is not None:
+            self.foreign_device = True
             raise TinydriftError(wrong)
+
+    foreign_device = False
 
     def close(self, reason: str) -> str | None:
         """Close the session; returns None, or why it could not be closed cleanly."""
+        problem = "not closed"
         try:
-            return self.writer.finish(reason)
+            problem = self.writer.finish(reason)
+            return problem
         finally:
-            self.writer.store.close()
+            _close(self.writer.store, self.session if self.foreign_device and problem is None else None, logger.info)

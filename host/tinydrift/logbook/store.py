@@ -368,9 +368,30 @@ class CaptureStore:
         self.conn.close()
         self.release_reserve()
 
+    def forget_session(self, session_id: int) -> None:
+        """Remove a session and everything it stored (labels it sent stay, as requeued): a
+        capture refused because its device runs another model than the database's, or than the
+        one named, leaves the database as it found it. What such a device sent belongs in
+        another --db; counted here, it made the report's loss count one of two devices' seqs."""
+        c = self.conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("frames", "text_lines", "corrupt", "events"):
+                    c.execute(f"DELETE FROM {table} WHERE session_id=?", (session_id,))
+                c.execute("UPDATE labels SET session_id=NULL WHERE session_id=?", (session_id,))
+                c.execute("DELETE FROM sessions WHERE id=?", (session_id,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise sqlite_write_error(self.path, exc) from exc
+
     def discard(self) -> None:
-        """Close, and remove the database if this store created it and nothing was written:
-        a capture that could not start leaves no empty file behind."""
+        """Close, and remove the database if this store created it and nothing was written
+        (or it was all forgotten): a capture that could not start, or was refused, leaves no
+        file behind."""
         self.close()
         if self.created:
             for suffix in ("", "-wal", "-shm"):
