@@ -303,6 +303,52 @@ def test_a_capture_on_read_only_media_can_be_reported(tmp_path, read_only_folder
     assert lines == (["after the kill"] if pending_wal else [])
 
 
+@pytest.mark.parametrize("pending_wal", [False, True], ids=["closed", "killed_with_wal"])
+def test_another_user_s_capture_can_be_reported(tmp_path, pending_wal):
+    """report, monitor and archive once said a capture in a folder this user may not write
+    was "not a tinydrift capture database (attempt to write a readonly database)": SQLite
+    could not make the -shm file a WAL database needs beside it."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    db = _captured_db(tmp_path / "run.db")
+    if pending_wal:
+        writer = sqlite3.connect(db, isolation_level=None)
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        writer.execute("INSERT INTO text_lines (session_id, received_at, line) VALUES (1, 0, 'after the kill')")
+        wal = db.read_bytes(), (tmp_path / "run.db-wal").read_bytes()
+        writer.close()
+    theirs = Path(tempfile.mkdtemp(prefix="tinydrift-theirs-"))  # outside tmp_path, which only its owner may enter
+    out = Path(tempfile.mkdtemp(prefix="tinydrift-mine-"))
+    try:
+        if pending_wal:
+            (theirs / "run.db").write_bytes(wal[0])
+            (theirs / "run.db-wal").write_bytes(wal[1])
+        else:
+            shutil.copyfile(db, theirs / "run.db")
+        for f in theirs.iterdir():
+            f.chmod(0o644)
+        theirs.chmod(0o755)
+        out.chmod(0o777)
+        command = [sys.executable, "-m", "tinydrift", "report", str(theirs / "run.db"), "--out", str(out / "report")]
+        if os.geteuid() == 0:  # root may write anywhere: read as nobody
+            if shutil.which("setpriv") is None:
+                pytest.skip("setpriv is needed to read as another user")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        else:
+            theirs.chmod(0o555)
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              env=dict(os.environ, PYTHONPATH=str(REPO_ROOT / "host"), HOME=str(out)))
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        assert "3001 frames" in proc.stdout
+        assert sorted(p.name for p in theirs.iterdir()) == (["run.db", "run.db-wal"] if pending_wal else ["run.db"])
+    finally:
+        theirs.chmod(0o755)
+        shutil.rmtree(theirs, ignore_errors=True)
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def _one_wav_folder(tmp_path):
     import wave
 

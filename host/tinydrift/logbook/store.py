@@ -106,7 +106,7 @@ LABEL_STATES = ("queued", "sent", "taken", "refused", "unanswered")
 LABEL_MAX_ATTEMPTS = 3
 
 # SQLite's primary result codes (the low byte of an extended code).
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 6, 10, 11, 13, 14
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 6, 8, 10, 11, 13, 14
 # Space capture sets aside beside the database and frees when the disk fills up, so that it
 # can still close its session (a few pages of the write-ahead log).
 RESERVE_BYTES = 256 * 1024
@@ -629,7 +629,8 @@ def _remove_unheld(database: Path, made: tuple[Path, ...]) -> None:
 
 def _connect_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection. A WAL database needs its -shm file, which SQLite cannot create
-    on read-only media: there, a database without pending WAL content is opened as immutable,
+    on read-only media or in a folder this user may not write (another user's captures):
+    there, a database without pending WAL content is opened as immutable,
     and one with it is read from a copy of both files in a temporary folder. A database no
     writer holds (no -wal file) is opened read-write but query-only where it may be: a
     read-only connection would leave the -wal and -shm files it makes behind, and the last
@@ -651,7 +652,9 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     except sqlite3.OperationalError as exc:
         if conn is not None:
             conn.close()
-        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != _SQLITE_CANTOPEN or os.access(path.parent, os.W_OK):
+        # CANTOPEN on read-only media; READONLY where the folder is only not ours to write
+        if (getattr(exc, "sqlite_errorcode", 0) & 0xFF not in (_SQLITE_CANTOPEN, _SQLITE_READONLY)
+                or os.access(path.parent, os.W_OK)):
             raise
     if not wal.exists() or wal.stat().st_size == 0:
         return sqlite3.connect(sqlite_uri(path, "mode=ro&immutable=1"), uri=True)
