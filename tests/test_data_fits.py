@@ -114,3 +114,25 @@ def test_export_refuses_an_image_set_whose_class_names_are_not_the_model_s(tmp_p
                                        f"outputs are {', '.join(PLANT_LABELS)}: give data of the model's classes, "
                                        "in its output order")
     assert not (model / "include").exists()
+
+
+def test_eval_fits_an_image_folder_to_the_model_s_own_size(tmp_path):
+    """A user's 24x32 image model and a folder of photos of any size: eval once fitted them to
+    the default camera model's 48x48 and refused them as not the model's size, where export
+    and demo read the same folder."""
+    from PIL import Image
+
+    spec = {"kind": "dense", "input_shape": [24, 32, 3], "flatten": True, "units": 3, "activation": "softmax",
+            "use_bias": True, "seed": 4}
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / INT8_MODEL).write_bytes(tflite_models([spec])[0])
+    rng = np.random.default_rng(1)
+    for name in ("cats", "dogs", "zebra"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for k, (height, width) in enumerate([(60, 80), (24, 32), (100, 40)]):
+            Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(
+                tmp_path / "photos" / name / f"{k}.png")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "model"), str(tmp_path / "photos"), "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+    assert json.loads(result.output)["n"] == 9

@@ -301,7 +301,10 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     # the classes in the model's output order, as its folder (a bare .tflite's too) says
     labels = ModelDir(model_dir if model_dir.is_dir() else model_dir.parent).output_labels()
     # with the model's classes known, one class folder is an evaluation of that class
-    clips = load_any(data, labels, images=model_input(input_shape(model)).is_image, min_classes=1 if labels else 2)
+    shape = input_shape(model)
+    image = model_input(shape).is_image
+    clips = load_any(data, labels, images=image, min_classes=1 if labels else 2,
+                     image_size=tuple(shape[1:3]) if image else None)
     check_fits(model, clips, data, labels)
     if not labels and hasattr(clips, "images") and not as_json:
         click.echo(f"(no training.json beside the model: its outputs taken as the class folders in sorted order, "
