@@ -101,7 +101,7 @@ def build_keras_model(spec: dict):
     layers = keras.layers
     if kind == "project_ds_cnn":
         return _project_ds_cnn(spec)
-    inp = keras.Input(tuple(spec["input_shape"]), batch_size=1)
+    inp = keras.Input(tuple(spec["input_shape"]), batch_size=spec.get("batch_size", 1))
     if kind == "conv":
         x = layers.Conv2D(
             spec["filters"],
@@ -129,6 +129,10 @@ def build_keras_model(spec: dict):
             x = layers.Flatten()(x)
         elif spec.get("global_average"):  # Keras' commonest head, which converts to MEAN
             x = layers.GlobalAveragePooling2D()(x)
+        for units, activation in spec.get("hidden", ()):  # layers before the head: (units, activation)
+            x = layers.Dense(units, activation=_activation(activation))(x)
+        if spec.get("branches"):  # Dense branches joined: a CONCATENATION before the head
+            x = layers.Concatenate()([layers.Dense(units)(x) for units in spec["branches"]])
         x = layers.Dense(spec["units"], activation=_activation(spec["activation"]), use_bias=spec["use_bias"])(x)
     elif kind in ("avg_pool", "max_pool"):
         pool = layers.AveragePooling2D if kind == "avg_pool" else layers.MaxPooling2D

@@ -285,6 +285,32 @@ def test_adopt_refuses_what_the_device_cannot_run_by_name(tmp_path, change, name
     assert not (tmp_path / "mine" / INT8_MODEL).exists()
 
 
+def test_adopt_takes_every_op_the_generated_engine_runs(tmp_path):
+    """adopt once refused LOGISTIC and CONCATENATION, which the generated C runs bit-exactly
+    with TFLite Micro (`model-c --check` passed on the same file), from a list of its own."""
+    tflite = tmp_path / "theirs.tflite"
+    joined = {**IMAGE_MODEL, "hidden": [[8, "sigmoid"]], "branches": [4, 4]}
+    # trained on pixels as -128..127 its sigmoid's input spans more than TFLite's int8 logistic
+    # rescales: refused at adopt, by the same check the generated C makes, not at export
+    tflite.write_bytes(tflite_model(joined))
+    line = refusal(["adopt", str(tflite), "--out", str(tmp_path / "mine")])
+    assert "LOGISTIC input scale" in line and "theirs.tflite" in line, line
+    tflite.write_bytes(tflite_model({**joined, "input_range": [-1, 1]}))
+    result = CliRunner().invoke(main, ["adopt", str(tflite), "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 0, result.output
+    assert "CONCATENATION" in result.output and "LOGISTIC" in result.output, result.output
+    result = CliRunner().invoke(main, ["model-c", str(tmp_path / "mine" / INT8_MODEL), "--name", "theirs",
+                                       "--out", str(tmp_path / "c"), "--check", "20"])
+    assert result.exit_code == 0 and " 0 of " in result.output, result.output
+
+
+def test_adopt_says_how_to_fix_a_batch_size_left_open(tmp_path):
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model({**IMAGE_MODEL, "batch_size": None}))
+    line = refusal(["adopt", str(tflite), "--out", str(tmp_path / "mine")])
+    assert "keras.Input(..., batch_size=1)" in line and "SHAPE" in line, line
+
+
 def test_adopt_refuses_a_folder_that_holds_another_export(tmp_path):
     """Its reference.json, model card and headers would stay beside the new model."""
     tflite = tmp_path / "theirs.tflite"

@@ -13,6 +13,8 @@ from tinydrift.quiet import held_back
 from tinydrift.data.imageset import CHANNELS, IMAGE_SIZE
 from tinydrift.data.labels import LABELS
 from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
+from tinydrift.codegen.model_lowering import SUPPORTED_OPS
+from tinydrift.codegen.model_state import VARIABLE_OPS
 from tinydrift.model.train import as_model_input
 
 INPUT_SHAPE = (1, NUM_FRAMES, NUM_CHANNELS, 1)
@@ -49,11 +51,10 @@ def _input_problem(shape: tuple) -> str | None:
     return f"input shape {shape}, expected {AUDIO_INPUT} or {IMAGE_INPUT}{colours}: no input summary for any other"
 
 
-# The ops the firmware's kernels implement (firmware/lib/tinydrift/src/kernels/).
-DEVICE_OPS = {
-    "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D",
-    "RESHAPE", "SOFTMAX", "ADD",
-}
+# The ops the generated C engine runs (tinydrift.codegen.model_lowering, one kernel a file in
+# firmware/lib/tinydrift/src/kernels/, each bit-exact with TFLite Micro), but the streaming
+# state's, which only the wake-word app's models hold: a classifier is run once a window.
+DEVICE_OPS = frozenset(SUPPORTED_OPS) - frozenset(VARIABLE_OPS)
 
 
 def representative_inputs(features_int8: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:
@@ -142,7 +143,9 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
     if unsupported:
         # Keras' GlobalAveragePooling2D converts to MEAN: the commonest head, with an equivalent the device runs
         hint = (" (MEAN is Keras' GlobalAveragePooling2D: AveragePooling2D over the whole feature map, then "
-                "Flatten, computes the same with ops the device runs)" if "MEAN" in unsupported else "")
+                "Flatten, computes the same with ops the device runs)" if "MEAN" in unsupported else
+                " (SHAPE and PACK come from a batch size left open: build the model with keras.Input(..., "
+                "batch_size=1) before converting it)" if {"SHAPE", "PACK"} & set(unsupported) else "")
         raise TinydriftError(f"{path}: ops the device cannot run: {', '.join(unsupported)}{hint} "
                              f"(supported: {', '.join(sorted(DEVICE_OPS))})")
     out_scale, out_zp = out["quantization"]
@@ -203,6 +206,9 @@ def adopt(tflite_path: Path | str, model_dir: Path | str) -> dict:
     except OSError as exc:
         raise TinydriftError(f"{tflite_path}: cannot read it ({exc.strerror})") from None
     info = check_device_model(model, tflite_path)
+    from tinydrift.codegen.model_c import plan_model
+
+    plan_model(model, "adopted", source=str(tflite_path))  # what the generated C refuses (an op's scales), now
     outputs = int(info["outputs"][0]["shape"][-1])
     if not is_image_input(tuple(int(d) for d in info["inputs"][0]["shape"])) and outputs != len(LABELS):
         # clip sets, WAV folders, the demo and the reports all label clips in this one convention
