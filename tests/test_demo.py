@@ -163,6 +163,21 @@ def test_the_summary_names_the_split_its_accuracy_comes_from(tmp_path):
     assert "this stream's true accuracy on the device: in-domain 73.3 %, under white noise 53.3 %" in lines
 
 
+def test_the_summary_says_when_the_shift_fell_among_the_inferences_the_monitor_learns_on(tmp_path):
+    """`demo --in-domain 40 --shifted 40` (once demo --help's own example) ended with "no drift
+    alarm was raised": the device commissions on its first 300 inferences, shift and all."""
+    from tinydrift.pipeline.demo import DemoResult
+
+    common = dict(out_dir=tmp_path, report=tmp_path / "index.html", db=tmp_path / "c.db", model_dir=tmp_path,
+                  inferences=80, first_alarm=None, alarm_types=[], change_index=None, severity=None, accuracy={},
+                  mismatches=0, seconds={"emulator": 1.0}, commission_n=300)
+    lines = DemoResult(shift_index=41, **common).lines()
+    assert ("no drift alarm was raised: the monitor learns its reference on the first 300 inferences after a reset "
+            "and judges none of them, and the shift began at inference 41, among them, so it learned what came after "
+            "the shift as normal: give --in-domain 300 or more") in lines
+    assert "no drift alarm was raised" in DemoResult(shift_index=301, **common).lines()
+
+
 @pytest.mark.slow  # 97 s measured on 2 shared cores: 360 images through the emulated UART
 def test_camera_demo_finds_the_smudged_lens_on_the_device_bit_exactly(tmp_path):
     """models/plant in QEMU: 300 fresh leaves (the device commissions on them), then 60

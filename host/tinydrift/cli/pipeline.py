@@ -508,8 +508,11 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
     Examples:
       tinydrift demo
       tinydrift demo --model models/plant
-      tinydrift demo --model models/mine --data my_images/ --in-domain 40 --shifted 40
-      tinydrift demo --model models/my_kws --data my_recordings/ --in-domain 40 --shifted 40
+      tinydrift demo --model models/mine --data my_images/ --in-domain 400 --shifted 200
+      tinydrift demo --model models/my_kws --data my_recordings/ --in-domain 400 --shifted 200
+
+    The monitor learns its reference on the first inferences after a reset (300 unless the
+    export said otherwise) and judges none of them: a shift among them is learned as normal.
     """
     import os
 

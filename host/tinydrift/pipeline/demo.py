@@ -94,6 +94,7 @@ class DemoResult:
     shift: str = "accent-shifted"  # what the inferences after the shift heard or saw
     unit: str = "clips"
     stream_accuracy: dict = field(default_factory=dict)  # the device's true accuracy before/after the shift
+    commission_n: int = 0  # inferences after a reset the monitor learns its reference on, judging none
 
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
@@ -112,7 +113,12 @@ class DemoResult:
                        f"{self.shift} {100 * self.stream_accuracy['after']:.1f} %")
         out.append(f"{self.inferences} inferences on the emulated Cortex-M4: {self.unit} 1-{self.shift_index - 1} "
                    f"in-domain, from {self.shift_index} {self.shift}")
-        if self.first_alarm is None:
+        if self.first_alarm is None and 0 < self.shift_index <= self.commission_n:
+            out.append(f"no drift alarm was raised: the monitor learns its reference on the first {self.commission_n} "
+                       f"inferences after a reset and judges none of them, and the shift began at inference "
+                       f"{self.shift_index}, among them, so it learned what came after the shift as normal: give "
+                       f"--in-domain {self.commission_n} or more")
+        elif self.first_alarm is None:
             out.append("no drift alarm was raised")
         elif self.detected_after_shift:
             change = f", change estimated at inference {self.change_index}" if self.change_index else ""
@@ -442,7 +448,8 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         change_index=first.first_change, severity=report.severities[0].impact() if report.severities else None,
         accuracy=accuracy, mismatches=mismatches,
         seconds=steps.seconds,
-        shift=heard, unit="images" if camera else "clips", stream_accuracy=report.true_accuracy)
+        shift=heard, unit="images" if camera else "clips", stream_accuracy=report.true_accuracy,
+        commission_n=int(reference.get("monitor_config", {}).get("commission_n", 0)))
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},
                                                  "report": str(result.report), "delay": result.delay}, indent=1))
