@@ -243,6 +243,24 @@ def test_replay_refuses_a_stereo_wav_rather_than_send_one_of_its_channels(tmp_pa
         load_source(tmp_path)
 
 
+def test_replay_takes_one_wav_file_or_one_image(tmp_path):
+    """`replay speech.wav` was refused as "not a folder of WAV files or images", where
+    `wakeword detect` and `emulate --audio` take a single file."""
+    write_wav(tmp_path / "speech.wav", np.arange(24000) % 2000)
+    source = load_source(tmp_path / "speech.wav")
+    assert source.names == ["speech.wav"] and [len(c) for c in source.clips] == [24000]
+    with pytest.raises(TinydriftError, match=r"speech\.wav: a WAV file, and --model-dir is a camera model"):
+        load_source(tmp_path / "speech.wav", fit=(48, 48, 3))
+    from PIL import Image
+
+    Image.fromarray(np.full((60, 80, 3), 90, np.uint8)).save(tmp_path / "leaf.png")
+    assert [c.shape for c in load_source(tmp_path / "leaf.png").clips] == [(60, 80, 3)]
+    assert [c.shape for c in load_source(tmp_path / "leaf.png", fit=(48, 48, 3)).clips] == [(48, 48, 3)]
+    (tmp_path / "notes.txt").write_text("words")
+    with pytest.raises(TinydriftError, match=r"notes\.txt: not a WAV file or image, a folder of them"):
+        load_source(tmp_path / "notes.txt")
+
+
 def test_the_replay_line_says_an_alarm_latched_before_it_not_a_first_alarm_now():
     """A replay without --reset after one that alarmed at inference 310 said "first alarm ...
     at inference 828": the first latched frame it heard, not the device's first alarm."""

@@ -243,7 +243,7 @@ def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
 
 
 @click.command("replay")
-@click.argument("source", type=input_path("folder of WAV files or images, or a .npz clip or image set"))
+@click.argument("source", type=input_path("WAV file or image, a folder of them, or a .npz clip or image set"))
 @click.option("--port", "port_url", type=SERIAL_URL, required=True, metavar="URL",
               help="pyserial URL of the device: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT "
                    "(`tinydrift emulate` and QEMU's -serial tcp).")
@@ -267,9 +267,10 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     """Stream audio or images into the device: each clip of SOURCE as AUDIO frames, each
     image as IMAGE frames (for a camera model's build).
 
-    SOURCE is a folder of 16 kHz mono 16-bit WAV files (one clip per file, any length, sorted)
-    or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG images or an
-    image set made by `tinydrift data plant` (.npz), each image sent as it is (the device
+    SOURCE is a folder of 16 kHz mono 16-bit WAV files (one clip per file, any length, sorted),
+    one such file, or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG
+    images, one image, or an image set made by `tinydrift data plant` (.npz), each image sent
+    as it is (the device
     refuses one of another size than its model's) or, with --model-dir, fitted to the
     model's input as `tinydrift eval` fits it. The device runs one inference per
     1 s window of each clip (a shorter clip is padded; a wake-word device, one every 30 ms of

@@ -59,7 +59,7 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
     """A clip set made by `tinydrift data kws` (.npz: one clip per row), an image set made by
     `tinydrift data plant` (.npz: one image per row), a folder of 16 kHz 16-bit WAV files or
     one of JPEG/PNG images (searched recursively, hidden files and folders left out, in sorted
-    order: one clip or image per file). Images go as they are (the device checks their size
+    order: one clip or image per file), or one such file. Images go as they are (the device checks their size
     against its model's), or with `fit`, a camera model's input (height, width, 3), each read
     and fitted as `tinydrift eval` reads it (centred crop, area-average resize, RGB)."""
     from tinydrift.data.clipset import ClipSet
@@ -92,6 +92,16 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
             return ReplaySource([_read_image_as_is(f) for f in files], [str(f.relative_to(path)) for f in files])
         log(said.format("x".join(map(str, fit))))
         return ReplaySource([read_image(f, fit[:2])[0] for f in files], [str(f.relative_to(path)) for f in files])
+    if path.is_file() and path.suffix.lower() == ".wav":  # one recording, one clip
+        if fit is not None:
+            raise TinydriftError(f"{path}: a WAV file, and --model-dir is a camera model: replay images to it (or give "
+                                 "the keyword model's folder)")
+        return ReplaySource([read_wav(path, SAMPLE_RATE)], [path.name])
+    if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:  # one image
+        if fit is None:
+            return ReplaySource([_read_image_as_is(path)], [path.name])
+        log(said.format("x".join(map(str, fit))))
+        return ReplaySource([read_image(path, fit[:2])[0]], [path.name])
     if path.is_file() and path.suffix == ".npz":
         clips = ClipSet.load(path)
         n = len(clips) if limit is None else min(limit, len(clips))
@@ -103,7 +113,7 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
             raise TinydriftError(f"{path}: no .wav files in it (give a folder of 16 kHz WAV files or a .npz clip set)")
         files = files[:limit] if limit is not None else files
         return ReplaySource([read_wav(f, SAMPLE_RATE) for f in files], [str(f.relative_to(path)) for f in files])
-    raise TinydriftError(f"{path}: not a folder of WAV files or images, nor a .npz clip set (`tinydrift data kws`) "
+    raise TinydriftError(f"{path}: not a WAV file or image, a folder of them, nor a .npz clip set (`tinydrift data kws`) "
                          "or image set (`tinydrift data plant`)")
 
 
