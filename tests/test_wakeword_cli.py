@@ -237,6 +237,29 @@ def test_calibrate_that_cannot_place_its_levels_names_the_reference_as_well_as_s
     assert not (tmp_path / "m" / "monitor.json").exists()
 
 
+def test_calibrate_on_too_few_wake_phrases_sets_the_error_rate_test_for_any_share_and_says_so(tmp_path, monkeypatch):
+    """`--sessions 3 --seconds 61` once failed after minutes of synthesis and simulation:
+    too few labelled events to calibrate the error-rate test for how users label."""
+    import numpy as np
+
+    from test_wakeword_labels import _detector_config
+    from tinydrift.wakeword import export, monitor
+
+    monkeypatch.setattr(monitor, "reference_sessions",
+                        lambda *a, **k: ([np.zeros(4800, np.int16)] * 2, [np.zeros((0, 2), np.int64)] * 2))
+    monkeypatch.setattr(monitor, "check_session_lengths", lambda *a, **k: None)  # short, to be quick
+    monkeypatch.setattr(monitor, "calibrate_detector", lambda *a, **k: (_detector_config(), {"seconds": 0}))
+    written = []
+    monkeypatch.setattr(export, "write_monitor", lambda model, config, *a: written.append(config) or [])
+    result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(tmp_path / "m"),
+                                       "--sessions", "3", "--seconds", "61"])
+    assert result.exit_code == 0, result.output
+    assert ("warning: the reference sessions hold 0 labelled events in 0 sessions; calibrating the error-rate test "
+            "needs 30 or more in several sessions: it is set for any error share instead") in result.output
+    assert "error-rate test for any error share of 0.5-35 %; ERROR_RATE at" in result.output
+    assert len(written) == 1 and written[0].ddm_drift_q8 > 0
+
+
 def test_detect_without_the_twins_runtimes_says_what_to_install(tmp_path, monkeypatch):
     """A gateway install (no [train] extra) has neither TensorFlow's front end op nor TFLite Micro."""
     import importlib.util

@@ -13,7 +13,7 @@ from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL
                                   input_folder, input_path)
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
-from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
+from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, MIN_SIMULATED_PER_TARGET
 from tinydrift.wakeword.monitor import MIN_SESSION_SECONDS, REFERENCE_SECONDS, REFERENCE_SESSIONS
 from tinydrift.wakeword.monitor import TARGET_ARL0 as DEFAULT_TARGET_ARL0
 
@@ -211,7 +211,8 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, 
 @click.option("--target-arl0", type=TARGET_ARL0, default=DEFAULT_TARGET_ARL0, show_default=True,
               help="Inferences between false alarms (30 ms each), all scores together.")
 @click.option("--simulated", type=COUNT, default=DEFAULT_SIMULATED, show_default=True,
-              help="Inferences calibration simulates (fewer: faster, levels less exact).")
+              help=f"Inferences calibration simulates (fewer: faster, levels less exact), at least "
+                   f"{MIN_SIMULATED_PER_TARGET} per inference of --target-arl0.")
 @click.option("--labels", "label_mode", type=click.Choice(list(LABEL_MODES)), default="wakes", show_default=True,
               help="How users will label the device's wakes (tinydrift label): 'wakes' confirm or reject every "
                    "wake; 'wakes-and-misses' also report every missed wake phrase, whose errors come far more often. "
@@ -258,7 +259,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     from tinydrift.wakeword.config import load_wakeword
     from tinydrift.wakeword.export import check_monitor_folder, write_monitor
     from tinydrift.app import wake_positions
-    from tinydrift.wakeword.labels import calibrate_label_feedback, calibrate_label_feedback_any_share, reference_labels
+    from tinydrift.wakeword.labels import (TooFewLabels, calibrate_label_feedback, calibrate_label_feedback_any_share,
+                                         reference_labels)
     from tinydrift.wakeword.monitor import (calibrate_detector, check_session_lengths, monitor_inputs, reference_sessions,
                                             session_samples)
 
@@ -314,15 +316,23 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         say(f"warning: the {', '.join(report['idle_scores'])} score{'s' if len(report['idle_scores']) > 1 else ''} never "
             f"moved on the reference (did {loaded.name} ever fire on it?) and {'are' if len(report['idle_scores']) > 1 else 'is'} "
             "off: only the others watch this deployment; give recordings in which the wake phrase is said now and then")
-    if phrases is None:
-        monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
-        basis = "for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said)"
-    else:
+    few = None
+    if phrases is not None:
         woke = [(wake_positions(inputs(pcm, loaded)[1], loaded), wakes, len(pcm)) for pcm, wakes in zip(streams, phrases)]
-        monitor, feedback = calibrate_label_feedback(monitor, reference_labels(woke, label_mode),
-                                                     target_arl0_labels=error_rate_arl0)
-        basis = (f"for users who label {LABEL_MODES[label_mode]}: {feedback['errors']} errors in "
-                 f"{feedback['labels']} reference labels")
+        try:
+            monitor, feedback = calibrate_label_feedback(monitor, reference_labels(woke, label_mode),
+                                                         target_arl0_labels=error_rate_arl0)
+            basis = (f"for users who label {LABEL_MODES[label_mode]}: {feedback['errors']} errors in "
+                     f"{feedback['labels']} reference labels")
+        except TooFewLabels as exc:  # minutes of synthesis and TFLite Micro are not thrown away for it
+            few = str(exc)
+    if phrases is None or few is not None:
+        monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
+        basis = ("for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said)"
+                 if few is None else "for any error share of 0.5-35 %")
+        if few is not None:
+            say(f"warning: {few.split(': give')[0]}: it is set for any error share instead (more sessions, or longer "
+                "ones, calibrate it for how users label)")
     click.echo(calibrated)  # once the error-rate test is calibrated too: nothing is written if it cannot be
     click.echo(f"error-rate test {basis}; ERROR_RATE at {feedback['drift_q8'] / 256:g} standard deviations, a false "
                f"alarm at most once in {error_rate_arl0:,} labels"

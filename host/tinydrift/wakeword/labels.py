@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from tinydrift.errors import TinydriftError
+
+
+class TooFewLabels(TinydriftError):
+    """The reference sessions hold too few labelled events to calibrate the error-rate test on."""
+
 
 ACCEPT_AFTER_S = 1.0  # a WAKE this long after the phrase's end still answers it (the window fills)
 # How users label a device's wakes (LABEL frames: 1 the wake phrase was said there, 0 not):
@@ -114,7 +120,7 @@ def calibrate_label_feedback(config, reference: dict, *, target_arl0_labels: flo
     predicted, labels, groups = reference["predicted"], reference["labels"], reference["groups"]
     n, errors = len(labels), int(np.count_nonzero(predicted != labels))
     if n < 30 or len(np.unique(groups)) < 2:
-        raise TinydriftError(f"the reference sessions hold {n} labelled events in {len(np.unique(groups))} sessions; "
+        raise TooFewLabels(f"the reference sessions hold {n} labelled events in {len(np.unique(groups))} sessions; "
                              "calibrating the error-rate test needs 30 or more in several sessions: give more or "
                              "longer sessions with the wake phrase in them")
     upper = float(beta.ppf(0.975, errors + 1, n - errors))
