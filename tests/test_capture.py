@@ -608,3 +608,20 @@ def test_a_damaged_database_is_refused_in_one_line_before_the_port(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: capture database {tmp_path / 'cap.db'} is damaged (")
     assert not (tmp_path / "cap.db-reserve").exists()
+
+
+def test_a_label_for_a_device_without_a_monitor_is_refused_before_it_is_queued(tmp_path):
+    """A wake-word build without a monitor (HELLO: one class, no monitor state) answers every
+    LABEL with result 6; `label --db` once queued any label for it, even 2, exit 0."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    bare = P.Hello(0, MODEL_HASH, 0, 1, 0, 0, 1, 0, 12, 0, (0,) * 8, (0,) * 8)
+    device = TcpDevice(lambda conn: conn.sendall(P.encode(bare)))
+    db = tmp_path / "detector.db"
+    capture(device.url, db)
+    for label in ("1", "2"):
+        refused = CliRunner().invoke(main, ["label", "5", label, "--db", str(db)])
+        assert refused.exit_code == 1 and "runs no drift monitor" in refused.output, refused.output
+    assert [tuple(r) for r in open_db(db).execute("SELECT * FROM labels")] == []

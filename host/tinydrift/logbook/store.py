@@ -496,6 +496,11 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
                 raise TinydriftError(f"{path} has capture schema {version[0] if version else '?'}, newer than this "
                                      f"tinydrift's {SCHEMA_VERSION}: queue the label with the tinydrift that captures")
             hello = latest_frame(conn, P.FrameType.HELLO)
+            if hello is not None and hello.n_classes < 2 and hello.state_bytes == 0:
+                # a wake-word build without a monitor answers every LABEL with result 6
+                raise TinydriftError(f"the device in {path} runs no drift monitor (its HELLO says {hello.n_classes} class "
+                                     "and no monitor state), so it refuses every label: build it with a calibrated "
+                                     "monitor (`tinydrift wakeword calibrate`, then export and flash)")
             if hello is not None and hello.n_classes >= 2 and not 0 <= label < hello.n_classes:
                 raise TinydriftError(f"label {label}: the device in {path} has {hello.n_classes} classes (0.."
                                      f"{hello.n_classes - 1}); give one of them (a wake-word device: 1 said, 0 not said)")
