@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,6 +218,49 @@ def test_simulate_against_a_broker_never_reached_exits_1_and_keeps_the_frames(tm
     import sqlite3
 
     assert sqlite3.connect(outbox).execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+
+
+def test_simulate_with_no_collector_on_its_fleet_says_so_not_that_the_broker_is_unreachable(tmp_path, monkeypatch):
+    """The broker answered every frame "no matching subscribers", and the last line still
+    asked whether it was running and its URL right."""
+    import functools
+    import shutil
+
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+    from tinydrift.fleet import simulate
+    from tinydrift.fleet.services import Broker
+
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        pytest.skip("mosquitto is not installed (scripts/setup.sh)")
+    monkeypatch.setattr(simulate, "run_simulation", functools.partial(simulate.run_simulation, drain_timeout=2.0))
+    broker = Broker.create()
+    broker.start()
+    try:
+        outbox = tmp_path / "outbox.sqlite"
+        result = CliRunner().invoke(main, ["fleet", "simulate", "--devices", "2", "--broker", broker.url, "--duration",
+                                           "1", "--fleet", "lab", "--model-dir", str(REPO_ROOT / "models" / "kws"),
+                                           "--quiet-pool", "deployment", "--outbox", str(outbox)])
+    finally:
+        broker.remove()
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: no collector subscribes to fleet 'lab' at {broker.url}, so none of the 2 frames was delivered; they "
+        f"wait in {outbox}: start `tinydrift collect --broker {broker.url} --db URL --fleet lab` first")
+
+
+def test_simulate_refuses_a_camera_model_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    plant = REPO_ROOT / "models" / "plant"
+    result = CliRunner().invoke(main, ["fleet", "simulate", "--devices", "2", "--broker", "mqtt://127.0.0.1:1",
+                                       "--duration", "1", "--model-dir", str(plant)])
+    assert result.exit_code == 1 and result.output.strip() == (
+        f"error: {plant} is a camera model; fleet simulate runs keyword models (espeak-ng clips through the front "
+        "end): give one, e.g. models/kws"), result.output
 
 
 def test_simulate_refuses_device_ids_past_the_largest_before_any_work(tmp_path):

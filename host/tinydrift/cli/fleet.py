@@ -270,7 +270,8 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
                    progress_interval):
     """Simulated devices through the gateway's outbox to an MQTT broker.
 
-    Each device has an id and a boot count, and runs the model's drift monitor (its
+    The devices run a keyword model (models/kws, or one exported from your recordings). Each
+    device has an id and a boot count, and runs the model's drift monitor (its
     bit-exact twin) on real per-clip outputs of the int8 model: espeak-ng clips of the
     population it was calibrated for, and, for the --drift-share that drift, a scenario's
     from a random inference after commissioning on (the device's first inferences, 300 for
@@ -310,6 +311,7 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
                              duration=duration, quiet_pool=quiet_pool, onset_within=drift_within, first_id=first_id,
                              seed=seed)
     say = lambda m: click.echo(m, err=True)  # noqa: E731
+    _require_keyword_model(model_dir)
     fleet = make_fleet(model_dir, settings, log=say)
     commission_s = fleet.config.commission_n / rate
     if duration is not None and duration <= commission_s and fleet.plan.drifting.any():
@@ -343,8 +345,26 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     if summary.gateway.failed:
         raise SystemExit(1)
     if summary.gateway.stats.published == 0 and summary.gateway.left_in_outbox:
+        if summary.gateway.stats.redelivered:  # the broker answered: nobody subscribes to this fleet
+            raise TinydriftError(f"no collector subscribes to fleet '{fleet_name}' at {broker}, so none of the "
+                                 f"{summary.gateway.left_in_outbox} frames was delivered; they wait in {outbox_path}: "
+                                 f"start `tinydrift collect --broker {broker} --db URL --fleet {fleet_name}` first")
         raise TinydriftError(f"the broker at {broker} took none of the {summary.gateway.left_in_outbox} frames (is it "
                              f"running, and the URL right?); they wait in {outbox_path}")
+
+
+def _require_keyword_model(model_dir) -> None:
+    """One line unless `model_dir` is a keyword model's export: simulated devices hear
+    espeak-ng clips through the front end (a camera model's once met them as a reshape error)."""
+    from tinydrift.modeldir import ModelDir
+
+    folder = ModelDir(model_dir)
+    if folder.is_detector:
+        raise TinydriftError(f"{model_dir} is a wake-word detector's folder; fleet simulate runs keyword models "
+                             "(espeak-ng clips through the front end): give one, e.g. models/kws")
+    if folder.reference().get("input_summary", {}).get("kind") == "image":
+        raise TinydriftError(f"{model_dir} is a camera model; fleet simulate runs keyword models (espeak-ng clips "
+                             "through the front end): give one, e.g. models/kws")
 
 
 @fleet.command("serve")
