@@ -526,6 +526,18 @@ def test_collector_that_never_reaches_its_broker_says_so_and_exits_1(services, d
     assert "Traceback" not in c1.text and "the broker was never reached" in c1.out.read_text()
 
 
+def test_collector_that_never_joined_its_group_does_not_say_its_share_waits(services, tmp_path):
+    """A collector whose database was never reached never subscribed, yet its last line said
+    the broker kept its share of the fleet's frames for 7 days."""
+    from tinydrift.fleet.services import free_port
+
+    broker, _ = services
+    c1 = collector(tmp_path, broker.url, f"postgresql://tinydrift@127.0.0.1:{free_port()}/tinydrift", "never",
+                   "--duration", "3")
+    assert c1.process.wait(30) == 1
+    assert "not subscribing" in c1.text and "broker keeps collector" not in c1.text, c1.text
+
+
 def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path):
     up = Command(tmp_path, "up", "fleet", "up", "--collectors", "2", "--fleet", FLEET)
     deadline = time.monotonic() + 30

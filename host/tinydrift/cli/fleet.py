@@ -123,7 +123,7 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
                             log=lambda m: click.echo(m, err=True),
                             progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
-    if not summary.broker_never_reached:
+    if summary.joined:
         # its persistent session stays in the shared group: the broker goes on giving it a share
         from tinydrift.fleet.mqtt import SESSION_EXPIRY_S
 

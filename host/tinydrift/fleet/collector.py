@@ -55,6 +55,7 @@ class CollectSummary:
     database_down: bool = False  # the database was unreachable when it stopped
     broker_never_reached: bool = False  # no connection to the broker in the whole run
     name: str = ""  # the collector's name in its group: its session, which the broker keeps
+    joined: bool = False  # subscribed to the group (or the broker held its session): it now has a share
 
     @property
     def failed(self) -> bool:
@@ -107,6 +108,7 @@ class Collector:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._said_subscribed = False
+        self.joined = False  # its session holds the group's subscription: the broker keeps its share
         # A member of the shared subscription takes a share of the fleet's frames, and its
         # session keeps taking it after it exits: one that has never reached its database
         # (a mistyped --db) joins only once it has, unless the broker already holds its session.
@@ -127,6 +129,7 @@ class Collector:
         self.ever_connected = True
         self.watch.opened()
         with self._join_lock:
+            self.joined = self.joined or flags.session_present
             self._held_back = not (self.may_subscribe.is_set() or flags.session_present)
             if not self._held_back:
                 client.subscribe(self.subscription, qos=1)
@@ -153,7 +156,9 @@ class Collector:
         if failed:
             self.log(f"broker {self.broker} refused the subscription {self.subscription}: {failed[0]} (a broker "
                      "without MQTT 5 shared subscriptions cannot split a fleet between collectors)")
-        elif not self._said_subscribed:
+        else:
+            self.joined = True
+        if not failed and not self._said_subscribed:
             self._said_subscribed = True
             self.log(f"subscribed to {self.subscription} on {self.broker}")
 
@@ -276,7 +281,7 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     unacknowledged = len(batch) + collector.inbox.qsize()
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
                           unacknowledged, database_down=store is None,
-                          broker_never_reached=not collector.ever_connected, name=name)
+                          broker_never_reached=not collector.ever_connected, name=name, joined=collector.joined)
 
 
 def _reach_store(dsn: str, log: Callable[[str], None]) -> FleetStore | None:
