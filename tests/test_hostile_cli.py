@@ -357,6 +357,7 @@ CASES = [
     ("bad-url", "replay", ["{r}/adir", "--port", "bogus://device"], "bogus"),
     ("bad-url", "label", ["12", "1", "--port", "bogus://device"], "bogus"),
     ("missing", "label", ["12", "1", "--db", "{r}/no_capture.sqlite"], "no_capture.sqlite"),
+    ("wait-without-db", "label", ["12", "1", "--port", PORT, "--wait", "5"], "--wait is for --db"),
     ("not-a-database", "label", ["12", "1", "--db", "{r}/samples_misfit.npz"], "samples_misfit.npz"),
     ("range", "label", ["12", "256", "--db", "{r}/no_capture.sqlite"], "256"),
     ("both", "label", ["12", "1", "--port", PORT, "--db", "{r}/no_capture.sqlite"], "--db"),

@@ -416,6 +416,9 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
     if (port_url is None) == (db_path is None):
         raise TinydriftError("give --port URL (the device itself) or --db FILE (the database of the capture that "
                              "holds its port), one of the two")
+    if port_url is not None and wait_s:
+        raise click.BadParameter("--wait is for --db (a label queued for the capture to send); with --port the "
+                                 "device's answer is waited for anyway", param_hint="--wait")
     if db_path is not None:
         _queue_label(db_path, inference, label, wait_s, refused)
         return

@@ -333,8 +333,9 @@ class Replayer:
                 while seq not in self._acks:
                     if time.monotonic() > deadline:
                         raise NoAnswer(f"no ACK for {frame.TYPE.name} within "
-                                       f"{self.ack_timeout if timeout is None else timeout:g} s: is the "
-                                       "tinydrift app running on the device?")
+                                       f"{self.ack_timeout if timeout is None else timeout:g} s: is another program "
+                                       "(a capture, the emulator's one client) holding its port, or is the "
+                                       "tinydrift app not running on the device?")
                     self._poll()
                 return self._acks.pop(seq)
             except _PortReopened:
