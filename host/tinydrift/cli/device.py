@@ -463,5 +463,12 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
 
         raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
                              "answered; is the tinydrift app running on the device?")
-    click.echo(f"inference {inference}: label {label} queued in {db_path} (queue entry {label_id}); the capture holding "
-               "the device's port sends it" + (f" (no answer within {wait_s:g} s)" if wait_s else ""))
+    conn = open_db(db_path)
+    try:  # a session not ended is a capture at work (or one killed, whose next run sends it all the same)
+        running = conn.execute("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL").fetchone()[0] > 0
+    finally:
+        conn.close()
+    sender = ("the capture holding the device's port sends it" if running else
+              f"no capture runs on it now: the next `tinydrift capture --db {db_path}` on the device's port sends it")
+    click.echo(f"inference {inference}: label {label} queued in {db_path} (queue entry {label_id}); {sender}"
+               + (f" (no answer within {wait_s:g} s)" if wait_s else ""))
