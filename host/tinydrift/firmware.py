@@ -31,6 +31,12 @@ from tinydrift import atomic
 from tinydrift.errors import TinydriftError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+# The TFLite ops the generated model C runs (one kernel a file in lib/tinydrift/src/kernels/,
+# each bit-exact with TFLite Micro; RESHAPE, SQUEEZE and EXPAND_DIMS only rename a buffer),
+# beside the streaming state's, which the code generator adds for wake-word models.
+MODEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "MAX_POOL_2D", "SOFTMAX", "ADD",
+             "LOGISTIC", "QUANTIZE", "CONCATENATION", "SPLIT_V", "STRIDED_SLICE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 REPO_ROOT = PACKAGE_DIR.parents[1]
 IN_CLONE = (REPO_ROOT / "firmware" / "platformio.ini").is_file()
 

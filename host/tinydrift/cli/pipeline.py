@@ -249,7 +249,10 @@ def adopt_cmd(tflite: Path, model_dir: Path):
 
     from tinydrift.model.quantize import is_image_input
 
-    info = adopt(tflite, model_dir)
+    from tinydrift.codegen.model_c import plan_model
+
+    # what the generated C refuses (an op's scales) is refused now, not at export
+    info = adopt(tflite, model_dir, lowers=lambda model, path: plan_model(model, "adopted", source=str(path)))
     shape = tuple(int(d) for d in info["inputs"][0]["shape"])
     click.echo(f"{model_dir}: input {shape}, {int(info['outputs'][0]['shape'][-1])} classes, "
                f"ops {', '.join(info['ops'])}")

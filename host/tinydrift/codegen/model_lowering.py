@@ -14,28 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tinydrift.errors import TinydriftError
+from tinydrift.firmware import MODEL_OPS
 from tinydrift.codegen import model_quant as q
 from tinydrift.codegen.model_state import VARIABLE_OPS, ModelState
 from tinydrift.codegen.tflite_graph import Graph, Operator, Tensor
 
-SUPPORTED_OPS = (
-    "CONV_2D",
-    "DEPTHWISE_CONV_2D",
-    "FULLY_CONNECTED",
-    "AVERAGE_POOL_2D",
-    "MAX_POOL_2D",
-    "SOFTMAX",
-    "ADD",
-    "LOGISTIC",
-    "QUANTIZE",
-    "CONCATENATION",
-    "SPLIT_V",
-    "STRIDED_SLICE",
-    "RESHAPE",
-    "SQUEEZE",
-    "EXPAND_DIMS",
-    *VARIABLE_OPS,
-)
+SUPPORTED_OPS = (*MODEL_OPS, *VARIABLE_OPS)
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")  # same bytes, new shape: no kernel
 CONTROL_FLOW_OPS = ("IF", "WHILE", "CALL")  # run other subgraphs: refused as a model structure
 SUPPORTED_ACTIVATIONS = ("NONE", "RELU", "RELU6")

@@ -8,13 +8,12 @@ import numpy as np
 
 from tinydrift.atomic import write_bytes
 from tinydrift.errors import TinydriftError
+from tinydrift.firmware import MODEL_OPS
 from tinydrift.modeldir import ModelDir
 from tinydrift.quiet import held_back
 from tinydrift.data.imageset import CHANNELS, IMAGE_SIZE
 from tinydrift.data.labels import LABELS
 from tinydrift.frontend import NUM_CHANNELS, NUM_FRAMES
-from tinydrift.codegen.model_lowering import SUPPORTED_OPS
-from tinydrift.codegen.model_state import VARIABLE_OPS
 from tinydrift.model.train import as_model_input
 
 INPUT_SHAPE = (1, NUM_FRAMES, NUM_CHANNELS, 1)
@@ -51,10 +50,9 @@ def _input_problem(shape: tuple) -> str | None:
     return f"input shape {shape}, expected {AUDIO_INPUT} or {IMAGE_INPUT}{colours}: no input summary for any other"
 
 
-# The ops the generated C engine runs (tinydrift.codegen.model_lowering, one kernel a file in
-# firmware/lib/tinydrift/src/kernels/, each bit-exact with TFLite Micro), but the streaming
-# state's, which only the wake-word app's models hold: a classifier is run once a window.
-DEVICE_OPS = frozenset(SUPPORTED_OPS) - frozenset(VARIABLE_OPS)
+# The ops the generated model C runs (tinydrift.firmware.MODEL_OPS): a classifier holds no
+# streaming state, which only the wake-word app's models carry.
+DEVICE_OPS = frozenset(MODEL_OPS)
 
 
 def representative_inputs(features_int8: np.ndarray, count: int = 500, seed: int = 0) -> np.ndarray:
@@ -189,10 +187,12 @@ def load_int8(model_dir_or_file: Path | str) -> tuple[bytes, Path]:
     return model, path
 
 
-def adopt(tflite_path: Path | str, model_dir: Path | str) -> dict:
+def adopt(tflite_path: Path | str, model_dir: Path | str, lowers=None) -> dict:
     """A model folder for a full-int8 classifier trained elsewhere: the .tflite checked as the
     device needs it (refused by name otherwise), copied in as the folder's int8 model, and
-    training.json saying where it came from (`tinydrift export --data` then adds the rest)."""
+    training.json saying where it came from (`tinydrift export --data` then adds the rest).
+    `lowers(model, path)`: a further check before anything is written (the command line
+    passes the code generator's, which also refuses an op whose scales its C cannot take)."""
     tflite_path, folder = Path(tflite_path), ModelDir(model_dir)
     if folder.float_model.exists():
         raise TinydriftError(f"{folder.path}: holds a model trained here ({folder.float_model.name}); "
@@ -206,9 +206,8 @@ def adopt(tflite_path: Path | str, model_dir: Path | str) -> dict:
     except OSError as exc:
         raise TinydriftError(f"{tflite_path}: cannot read it ({exc.strerror})") from None
     info = check_device_model(model, tflite_path)
-    from tinydrift.codegen.model_c import plan_model
-
-    plan_model(model, "adopted", source=str(tflite_path))  # what the generated C refuses (an op's scales), now
+    if lowers is not None:
+        lowers(model, tflite_path)
     outputs = int(info["outputs"][0]["shape"][-1])
     if not is_image_input(tuple(int(d) for d in info["inputs"][0]["shape"])) and outputs != len(LABELS):
         # clip sets, WAV folders, the demo and the reports all label clips in this one convention
