@@ -141,6 +141,30 @@ def test_the_browser_shows_a_simulated_drifting_device_as_drifting_and_a_quiet_o
         server.server_close()
 
 
+def test_a_dashboard_of_one_fleet_shows_no_device_page_of_another(fleet_dsn, dashboard):
+    """`fleet serve --fleet other` listed none of fleet kws's devices but still served their pages."""
+    import urllib.error
+    import urllib.request
+
+    pages = {}
+    for fleet in ("kws", "other"):
+        server = make_server(fleet_dsn, port=0, fleet=fleet)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        thread.start()
+        try:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/device/{DRIFTING:x}",
+                                            timeout=10) as page:
+                    pages[fleet] = page.status
+            except urllib.error.HTTPError as refused:
+                pages[fleet] = refused.code
+                assert f"No device {DRIFTING:016x} in the fleet store (fleet other)" in refused.read().decode()
+        finally:
+            server.shutdown()
+            server.server_close()
+    assert pages == {"kws": 200, "other": 404}
+
+
 def test_device_pages_take_any_hex_id_and_an_unknown_device_is_not_found(dashboard):
     """/device/d7 and /device/00000000000000D7 are the drifting device's page as much as its
     16 lower-case digits; a device the store has never heard of is a 404, not an empty page."""

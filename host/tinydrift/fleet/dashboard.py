@@ -131,8 +131,11 @@ class FleetView:
         return [(r[0], list(r[1:])) for r in rows]
 
     def known(self, device_id: int) -> bool:
-        """Whether the store has heard of the device (a HELLO or any frame)."""
-        return self.conn.execute("SELECT 1 FROM devices WHERE device_id = %s", (to_int64(device_id),)).fetchone() is not None
+        """Whether the store has heard of the device (a HELLO or any frame), in the fleet shown
+        (all of them when None)."""
+        return self.conn.execute("SELECT 1 FROM devices WHERE device_id = %(device)s AND "
+                                 "(%(fleet)s::text IS NULL OR fleet = %(fleet)s)",
+                                 {"device": to_int64(device_id), "fleet": self.fleet}).fetchone() is not None
 
     def timeline(self, device_id: int) -> list[tuple]:
         return self.conn.execute(TIMELINE_SQL, {"device": to_int64(device_id), "types": list(STATE_TYPES),
@@ -285,7 +288,8 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                         device_id = int(device.group(1), 16)
                         if not view.known(device_id):
                             self._send(HTTPStatus.NOT_FOUND, _page(
-                                "no such device", f"<p>No device {device_id:016x} in the fleet store. "
+                                "no such device", f"<p>No device {device_id:016x} in the fleet store"
+                                f"{'' if fleet is None else f' (fleet {html.escape(fleet)})'}. "
                                 "<a href='/'>the fleet</a></p>"))
                             return
                         body = device_page(device_id, view.timeline(device_id), view.events(device_id),
