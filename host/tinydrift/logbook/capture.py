@@ -547,6 +547,7 @@ class DatabaseSink:
         self.tracker = LinkTracker(expected_hash, expected_from)
         self.stats = CaptureStats()
         self.writer = SessionWriter(store, self.session, _counters(self.stats), log or logger.info)
+        self.foreign_device = False  # refused for another model: close() forgets the session
 
     @staticmethod
     def check(db_path: str | Path, expected_hash: bytes | None, named_as: str) -> None:
@@ -566,8 +567,6 @@ class DatabaseSink:
         if (wrong := self.tracker.wrong_model(self.named_as)) is not None:
             self.foreign_device = True
             raise TinydriftError(wrong)
-
-    foreign_device = False
 
     def close(self, reason: str) -> str | None:
         """Close the session; returns None, or why it could not be closed cleanly."""
