@@ -16,6 +16,7 @@ from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, SEED, TARG
                                   commission_option, header_file, input_file, input_path,
                                   speaker_run_option)
 from tinydrift.errors import TinydriftError
+from tinydrift.monitor.calibrate import ARL0_BAND
 from tinydrift.monitor.config import MonitorConfig, jsonable
 
 
@@ -261,7 +262,7 @@ def header_cmd(config_json: Path, header: Path):
 @click.argument("config_json", type=CONFIG_FILE)
 @click.argument("samples", type=SAMPLES_FILE)
 @click.option("--n-inferences", type=COUNT, default=None, help="Default: 30 x the target ARL0.")
-@click.option("--within", "factor", type=FiniteFloat(min=1.0, min_open=True), default=2.0, show_default=True,
+@click.option("--within", "factor", type=FiniteFloat(min=1.0, min_open=True), default=ARL0_BAND, show_default=True,
               help="Pass when the empirical ARL0 is between target / FACTOR and target x FACTOR.")
 def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, factor: float):
     """Empirical ARL0 on no-drift SAMPLES calibration did not see; exit 1 when it is off the

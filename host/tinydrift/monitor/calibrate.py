@@ -897,6 +897,10 @@ def measure_arl0(
     }
 
 
+# The band a held-out ARL0 check is held to: from target / ARL0_BAND to target x ARL0_BAND.
+ARL0_BAND = 2.0
+
+
 def add_fixed_centres(result: dict, config: MonitorConfig, *args, **kwargs) -> dict:
     """For a config whose confidence and entropy centres are refined after commissioning
     (centre_n > 0): measure_arl0(config, *args, **kwargs) again with them fixed, as the levels

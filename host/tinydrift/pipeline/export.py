@@ -24,7 +24,7 @@ from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ID_BYTES, ModelDir, model_hash
-from tinydrift.monitor.calibrate import DEFAULT_COMMISSION, DEFAULT_DATA_SESSION, FleetBudget
+from tinydrift.monitor.calibrate import ARL0_BAND, DEFAULT_COMMISSION, DEFAULT_DATA_SESSION, FleetBudget
 from tinydrift.monitor.config import CENTRE_COMMISSION_SHIFT, ONE_Q12, MonitorConfig, jsonable
 from tinydrift.monitor.reference import MIN_REFERENCE_SAMPLES
 from tinydrift.quiet import held_back
@@ -375,10 +375,6 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         folder.write_model_card(model_card(reference, folder.training()))
     folder.remove_exports_except(name)  # last: an interrupted export leaves the old one whole
     return reference
-
-
-# The band an ARL0 check is held to (x0.5-x2 the target), as `tinydrift drift check-arl`'s default.
-ARL0_BAND = 2.0
 
 
 def keep_the_quieter_centres(config, refined: dict, fixed: dict) -> tuple[object, dict, str | None]:
