@@ -94,6 +94,12 @@ class ModelDir:
         return self.detector_json.is_file() and not self.reference_json.is_file()
 
     @property
+    def is_camera(self) -> bool:
+        """An exported camera model's folder: its reference summarizes images, not audio frames."""
+        return (self.reference_json.is_file()
+                and self.reference().get("input_summary", {}).get("kind") == "image")
+
+    @property
     def model_card(self) -> Path:
         return self.path / MODEL_CARD
 

@@ -362,7 +362,7 @@ def _require_keyword_model(model_dir) -> None:
     if folder.is_detector:
         raise TinydriftError(f"{model_dir} is a wake-word detector's folder; fleet simulate runs keyword models "
                              "(espeak-ng clips through the front end): give one, e.g. models/kws")
-    if folder.reference().get("input_summary", {}).get("kind") == "image":
+    if folder.is_camera:
         raise TinydriftError(f"{model_dir} is a camera model; fleet simulate runs keyword models (espeak-ng clips "
                              "through the front end): give one, e.g. models/kws")
 

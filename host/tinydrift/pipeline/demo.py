@@ -376,10 +376,6 @@ def _verify_images(db: Path, images: np.ndarray, model_dir: Path, steps: _Steps)
     return len({p.split(":")[0] for p in compare(_device_frames(db), expected, folder.model_id)})
 
 
-def _is_camera_model(model_dir: Path | None) -> bool:
-    return model_dir is not None and ModelDir(model_dir).reference().get("input_summary", {}).get("kind") == "image"
-
-
 def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], None] = print) -> DemoResult:
     from tinydrift.link.replay import write_pcm
     from tinydrift.logbook.report import Truth, write_report
@@ -394,7 +390,7 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
 
         load_exported(config.model_dir)  # before minutes of data synthesis, not after
         check_model_dir(config.model_dir)  # and what the firmware's build would refuse (an older export's header)
-    camera = _is_camera_model(config.model_dir)
+    camera = config.model_dir is not None and ModelDir(config.model_dir).is_camera
     if camera and not config.shifted_given:
         config.shifted = CAMERA_SHIFTED
     out = Path(config.out_dir)
