@@ -441,7 +441,7 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
 
     label_id = queue_label(db_path, inference, label)
     deadline = time.monotonic() + wait_s
-    conn = open_db(db_path) if wait_s > 0 else None
+    conn = open_db(db_path)
     try:
         while time.monotonic() < deadline:
             (row,) = read_labels(conn, label_id)
@@ -450,9 +450,10 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
             time.sleep(0.1)
         else:
             row = None
+        # a session not ended is a capture at work (or one killed, whose next run sends it all the same)
+        running = conn.execute("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL").fetchone()[0] > 0
     finally:
-        if conn is not None:
-            conn.close()
+        conn.close()
     if row is not None:
         if row["state"] == "taken":
             click.echo(f"inference {inference}: label {label} taken (through the capture in {db_path})")
@@ -463,11 +464,6 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
 
         raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
                              "answered; is the tinydrift app running on the device?")
-    conn = open_db(db_path)
-    try:  # a session not ended is a capture at work (or one killed, whose next run sends it all the same)
-        running = conn.execute("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL").fetchone()[0] > 0
-    finally:
-        conn.close()
     sender = ("the capture holding the device's port sends it" if running else
               f"no capture runs on it now: the next `tinydrift capture --db {db_path}` on the device's port sends it")
     click.echo(f"inference {inference}: label {label} queued in {db_path} (queue entry {label_id}); {sender}"

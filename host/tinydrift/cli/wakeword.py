@@ -325,13 +325,13 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
             basis = (f"for users who label {LABEL_MODES[label_mode]}: {feedback['errors']} errors in "
                      f"{feedback['labels']} reference labels")
         except TooFewLabels as exc:  # minutes of synthesis and TFLite Micro are not thrown away for it
-            few = str(exc)
+            few = exc.found
     if phrases is None or few is not None:
         monitor, feedback = calibrate_label_feedback_any_share(monitor, target_arl0_labels=error_rate_arl0)
         basis = ("for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said)"
                  if few is None else "for any error share of 0.5-35 %")
         if few is not None:
-            say(f"warning: {few.split(': give')[0]}: it is set for any error share instead (more sessions, or longer "
+            say(f"warning: {few}: it is set for any error share instead (more sessions, or longer "
                 "ones, calibrate it for how users label)")
     click.echo(calibrated)  # once the error-rate test is calibrated too: nothing is written if it cannot be
     click.echo(f"error-rate test {basis}; ERROR_RATE at {feedback['drift_q8'] / 256:g} standard deviations, a false "

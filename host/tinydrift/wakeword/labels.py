@@ -18,7 +18,12 @@ from tinydrift.errors import TinydriftError
 
 
 class TooFewLabels(TinydriftError):
-    """The reference sessions hold too few labelled events to calibrate the error-rate test on."""
+    """The reference sessions hold too few labelled events to calibrate the error-rate test on:
+    `found` says how many, the message adds what to do."""
+
+    def __init__(self, found: str, remedy: str) -> None:
+        super().__init__(f"{found}: {remedy}")
+        self.found = found
 
 
 ACCEPT_AFTER_S = 1.0  # a WAKE this long after the phrase's end still answers it (the window fills)
@@ -121,8 +126,8 @@ def calibrate_label_feedback(config, reference: dict, *, target_arl0_labels: flo
     n, errors = len(labels), int(np.count_nonzero(predicted != labels))
     if n < 30 or len(np.unique(groups)) < 2:
         raise TooFewLabels(f"the reference sessions hold {n} labelled events in {len(np.unique(groups))} sessions; "
-                             "calibrating the error-rate test needs 30 or more in several sessions: give more or "
-                             "longer sessions with the wake phrase in them")
+                           "calibrating the error-rate test needs 30 or more in several sessions",
+                           "give more or longer sessions with the wake phrase in them")
     upper = float(beta.ppf(0.975, errors + 1, n - errors))
     resampled, from_sessions = calibrate_error_rate(config, predicted, labels, groups, target_arl0=target_arl0_labels,
                                                     label_share=1.0, seed=seed)
