@@ -86,11 +86,11 @@ def test_the_browser_shows_the_drifting_device_as_drifting(dashboard, tmp_path):
     cells = re.findall(r'<td class="map[^"]*" data-type="DATA_DRIFT"[^>]*>(\d+)</td>', dom)
     assert cells and set(cells) <= {"0", "1"} and cells[-1] == "1"
 
-    device = rendered(f"{dashboard}/device/{DRIFTING:016x}", tmp_path / "profile")
+    device = rendered(f"{dashboard}/device/kws/{DRIFTING:016x}", tmp_path / "profile")
     assert re.search(r'<line class="alarm" data-type="DATA_DRIFT"', device)
     assert re.search(r"<td>DATA_DRIFT</td><td>[^<]+</td><td>600</td>", device)  # latched at inference 600
     assert "<polyline" in device
-    quiet_page = rendered(f"{dashboard}/device/{QUIET:016x}", tmp_path / "profile")
+    quiet_page = rendered(f"{dashboard}/device/kws/{QUIET:016x}", tmp_path / "profile")
     assert "No alarm latched." in quiet_page
 
 
@@ -132,7 +132,7 @@ def test_the_browser_shows_a_simulated_drifting_device_as_drifting_and_a_quiet_o
         assert 'data-state="drifting"' in drifting_row and "DATA_DRIFT" in drifting_row
         assert 'data-state="quiet"' in quiet_row and "DATA_DRIFT" not in quiet_row
         assert "2 devices, 1 drifting." in dom
-        page = rendered(f"{url}/device/{ids[drifting]:016x}", tmp_path / "profile")
+        page = rendered(f"{url}/device/simulated/{ids[drifting]:016x}", tmp_path / "profile")
         latched_at = int(fleet.alarm_index()[drifting])
         assert latched_at > plan.onset[drifting] and re.search(rf"<td>DATA_DRIFT</td><td>[^<]+</td><td>{latched_at}</td>",
                                                                page)
@@ -153,12 +153,13 @@ def test_a_dashboard_of_one_fleet_shows_no_device_page_of_another(fleet_dsn, das
         thread.start()
         try:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/device/{DRIFTING:x}",
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/device/kws/{DRIFTING:x}",
                                             timeout=10) as page:
                     pages[fleet] = page.status
             except urllib.error.HTTPError as refused:
                 pages[fleet] = refused.code
-                assert f"No device {DRIFTING:016x} in the fleet store (fleet other)" in refused.read().decode()
+                assert (f"No device {DRIFTING:016x} of fleet kws in the fleet store (this dashboard shows fleet "
+                        "other)") in refused.read().decode()
         finally:
             server.shutdown()
             server.server_close()
@@ -166,16 +167,18 @@ def test_a_dashboard_of_one_fleet_shows_no_device_page_of_another(fleet_dsn, das
 
 
 def test_device_pages_take_any_hex_id_and_an_unknown_device_is_not_found(dashboard):
-    """/device/d7 and /device/00000000000000D7 are the drifting device's page as much as its
-    16 lower-case digits; a device the store has never heard of is a 404, not an empty page."""
+    """/device/kws/d7 and /device/kws/00000000000000D7 are the drifting device's page as much as
+    its 16 lower-case digits; a device the store has never heard of, the id in a fleet that
+    does not have it, or a path without the fleet is a 404, not an empty page."""
     import urllib.error
     import urllib.request
 
     for spelled in (f"{DRIFTING:016x}", f"{DRIFTING:x}", f"{DRIFTING:016X}"):
-        with urllib.request.urlopen(f"{dashboard}/device/{spelled}", timeout=10) as page:
+        with urllib.request.urlopen(f"{dashboard}/device/kws/{spelled}", timeout=10) as page:
             assert page.status == 200 and f"{DRIFTING:016x}" in page.read().decode()
-    for missing, says in (("1", "No device 0000000000000001 in the fleet store"), ("12345678901234567", None),
-                          ("xyz", None)):
+    for missing, says in (("kws/1", "No device 0000000000000001 of fleet kws in the fleet store"),
+                          ("lab/d7", "No device 00000000000000d7 of fleet lab"), ("kws/12345678901234567", None),
+                          ("kws/xyz", None), ("d7", None), ("k%20s/d7", None)):
         with pytest.raises(urllib.error.HTTPError) as raised:
             urllib.request.urlopen(f"{dashboard}/device/{missing}", timeout=10)
         assert raised.value.code == 404

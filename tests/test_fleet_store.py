@@ -11,9 +11,12 @@ import threading
 import pytest
 
 from tinydrift.errors import TinydriftError
+from tinydrift.fleet.dashboard import FleetView
 from tinydrift.fleet.envelope import Envelope, Identity
+from tinydrift.fleet.simulate import SimulatedDevice
 from tinydrift.fleet.store import SCHEMA_VERSION, FleetStore
 from tinydrift.link import protocol as P
+from tinydrift.monitor.config import ALARM_DATA_DRIFT
 
 psycopg = pytest.importorskip("psycopg")
 WHO = Identity(0x1234, 2, bytes(range(8)))
@@ -25,6 +28,24 @@ def envelopes(n: int, received: dt.datetime, first_seq: int = 0) -> list[Envelop
     for seq in range(first_seq, first_seq + n):
         frame = P.parse_packet(P.encode_packet(P.typical_inference(seq, seq, WHO.model_id, rng)))
         out.append(Envelope(WHO, int(received.timestamp() * 1e6) + (seq - first_seq) * 1_000_000, frame))  # 1 a second
+    return out
+
+
+def board_run(device_id: int, boot_count: int, start: dt.datetime, *, model: int = 0, drifts: bool = False,
+              inferences: int = 30) -> list[Envelope]:
+    """A simulated board's HELLO and frames, a second apart from `start`; a drifting one
+    latches DATA_DRIFT on every frame after its HELLO."""
+    board = SimulatedDevice(device_id, boot_count=boot_count, model_hash=bytes([model]) * 32, heartbeat_interval=10)
+    frames = board.boot()
+    while board.inferences < inferences:
+        frames += board.infer()
+    who = Identity.of_hello(frames[0])
+    out = []
+    for i, frame in enumerate(frames):
+        if drifts and i:
+            frame.alarm_bits, frame.alarm_index = ALARM_DATA_DRIFT, 1
+        at = int((start + dt.timedelta(seconds=i)).timestamp() * 1e6)
+        out.append(Envelope(who, at, P.parse_packet(P.encode_packet(frame))))
     return out
 
 
@@ -115,9 +136,53 @@ def test_a_database_of_an_older_schema_is_upgraded_in_place(fleet_dsn):
     store = FleetStore(fleet_dsn)
     assert store.migrate() == 2
     assert store.write("f", envelopes(30, now)).inserted == 10  # 20 were there
+    assert store.write("g", envelopes(30, now)).inserted == 30  # the same id in another fleet is another board
     store.close()
     with psycopg.connect(fleet_dsn) as conn:
         assert conn.execute("SELECT max(version), count(*) FROM schema_version").fetchone() == (SCHEMA_VERSION,) * 2
-        assert conn.execute("SELECT count(*) FROM frames").fetchone() == (30,)
+        assert conn.execute("SELECT count(*) FROM frames").fetchone() == (60,)
+        assert conn.execute("SELECT fleet, frames FROM devices ORDER BY fleet").fetchall() == [("f", 30), ("g", 30)]
         indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'frames'")}
     assert "frames_by_device_and_time" in indexes
+
+
+def test_two_fleets_in_one_database_may_reuse_ids(fleet_dsn):
+    """Two fleets numbered from 1 share a database: each board is its own row with its own
+    boot and state, and no boot "goes back" because the other fleet's board of that id booted
+    fewer times. Even frames alike to the microsecond are both kept."""
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    first = store.write("plant", board_run(1, 7, start, drifts=True) + board_run(2, 7, start))
+    second = store.write("kws", board_run(1, 2, start + dt.timedelta(minutes=1)) + board_run(2, 7, start))
+    store.close()
+    assert first.events == second.events == [] and second.duplicates == 0
+    view = FleetView(fleet_dsn)
+    try:
+        boards = {(d.fleet, d.device_id): (d.boot_count, d.state) for d in view.devices()}
+        plant_only = [(d.fleet, d.device_id) for d in FleetView(fleet_dsn, "plant").devices()]
+    finally:
+        view.close()
+    assert boards == {("plant", 1): (7, "drifting"), ("plant", 2): (7, "quiet"),
+                      ("kws", 1): (2, "quiet"), ("kws", 2): (7, "quiet")}
+    assert plant_only == [("plant", 1), ("plant", 2)]
+
+
+def test_a_board_shows_the_state_of_the_model_and_boot_it_last_named(fleet_dsn):
+    """Emulated boards (and builds without an id) are all device 0. When a second one's HELLO
+    names another model, the row names that model, and its state is that model's, not the
+    drifting first board's whose frames still come in after it."""
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    drifting = board_run(0, 0, start, model=1, drifts=True, inferences=60)
+    quiet = board_run(0, 0, start + dt.timedelta(seconds=5), model=2)
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("lab", drifting + quiet)
+    store.close()
+    assert max(e.received_us for e in drifting) > max(e.received_us for e in quiet)  # the drifting board spoke last
+    view = FleetView(fleet_dsn)
+    try:
+        (row,) = view.devices()
+    finally:
+        view.close()
+    assert (row.model_id, row.state) == (bytes([2]) * P.MODEL_ID_BYTES, "quiet")

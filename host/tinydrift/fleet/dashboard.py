@@ -1,13 +1,14 @@
 """The fleet dashboard: HTML pages over the fleet store, served by the standard library.
 
-    /                the fleet at a glance: each device's model, boot, when it was last heard,
-                     its alarm state and types and its estimated accuracy (from its latest
-                     INFERENCE or HEARTBEAT), a streaming detector's wakes, drifting devices
-                     first; and the alarm map: per hour, how many devices show each alarm
-                     type, so a type that is rising across the fleet stands out
-    /device/<id>     one device: its estimated accuracy over its inferences, where each alarm
-                     type latched, a detector's latest wakes, and what the collectors found
-                     odd about it
+    /                      the fleet at a glance: each device's model, boot, when it was last
+                           heard, its alarm state and types and its estimated accuracy (from the
+                           latest INFERENCE or HEARTBEAT of the model and boot it last named), a
+                           streaming detector's wakes, drifting devices first; and the alarm
+                           map: per hour, how many devices show each alarm type, so a type that
+                           is rising across the fleet stands out
+    /device/<fleet>/<id>   one device: its estimated accuracy over its inferences, where each
+                           alarm type latched, a detector's latest wakes, and what the
+                           collectors found odd about it
 
 Pages are rendered on the server (no script, nothing fetched from elsewhere) and refresh
 themselves. Each request opens its own read-only connection, so a database that restarts
@@ -49,12 +50,13 @@ SELECT d.device_id, d.fleet, d.model_id, d.boot_count, d.last_seen, d.frames,
 FROM devices d
 LEFT JOIN LATERAL (
     SELECT alarm_bits, accuracy, received_at FROM frames f
-    WHERE f.device_id = d.device_id AND f.type = ANY(%(types)s)
+    WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.type = ANY(%(types)s)
+      AND f.model_id = d.model_id AND f.boot_count = d.boot_count
     ORDER BY f.received_at DESC LIMIT 1) s ON true
 LEFT JOIN LATERAL (
-    SELECT count(*) AS wakes FROM frames f WHERE f.device_id = d.device_id AND f.wake) w ON true
+    SELECT count(*) AS wakes FROM frames f WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.wake) w ON true
 WHERE %(fleet)s::text IS NULL OR d.fleet = %(fleet)s
-ORDER BY coalesce(s.alarm_bits, 0) & %(latched)s = 0, d.device_id
+ORDER BY coalesce(s.alarm_bits, 0) & %(latched)s = 0, d.fleet, d.device_id
 """
 MAP_SQL = """
 SELECT date_trunc('hour', received_at) AS hour,
@@ -67,14 +69,14 @@ GROUP BY 1 ORDER BY 1
 WAKES_SQL = """
 SELECT * FROM (
     SELECT received_at, boot_count, inference_index, stream_position, window_mean FROM frames
-    WHERE device_id = %(device)s AND wake
+    WHERE fleet = %(fleet)s AND device_id = %(device)s AND wake
     ORDER BY received_at DESC LIMIT %(limit)s) newest
 ORDER BY received_at
 """
 TIMELINE_SQL = """
 SELECT * FROM (
     SELECT received_at, boot_count, inference_index, accuracy, alarm_bits, alarm_index, latch_delay FROM frames
-    WHERE device_id = %(device)s AND type = ANY(%(types)s)
+    WHERE fleet = %(fleet)s AND device_id = %(device)s AND type = ANY(%(types)s)
     ORDER BY received_at DESC LIMIT %(limit)s) newest
 ORDER BY received_at
 """
@@ -124,30 +126,32 @@ class FleetView:
 
     def alarm_map(self, hours: int = MAP_HOURS) -> list[tuple[datetime, list[int]]]:
         """Per hour (the newest `hours` hours with frames): devices showing each alarm type latched."""
-        counts = ", ".join(f"count(DISTINCT device_id) FILTER (WHERE alarm_bits & {1 << k} != 0)"
+        counts = ", ".join(f"count(DISTINCT (fleet, device_id)) FILTER (WHERE alarm_bits & {1 << k} != 0)"
                            for k in range(len(P.ALARM_NAMES)))
         rows = self.conn.execute(MAP_SQL.format(counts=counts), {"types": list(STATE_TYPES), "hours": hours,
                                                                  "fleet": self.fleet}).fetchall()
         return [(r[0], list(r[1:])) for r in rows]
 
-    def known(self, device_id: int) -> bool:
-        """Whether the store has heard of the device (a HELLO or any frame), in the fleet shown
-        (all of them when None)."""
-        return self.conn.execute("SELECT 1 FROM devices WHERE device_id = %(device)s AND "
-                                 "(%(fleet)s::text IS NULL OR fleet = %(fleet)s)",
-                                 {"device": to_int64(device_id), "fleet": self.fleet}).fetchone() is not None
+    def known(self, fleet: str, device_id: int) -> bool:
+        """Whether the store has heard of the board (a HELLO or any frame), and it is in the
+        fleet shown (any when the view shows all)."""
+        if self.fleet is not None and fleet != self.fleet:
+            return False
+        return self.conn.execute("SELECT 1 FROM devices WHERE fleet = %s AND device_id = %s",
+                                 (fleet, to_int64(device_id))).fetchone() is not None
 
-    def timeline(self, device_id: int) -> list[tuple]:
-        return self.conn.execute(TIMELINE_SQL, {"device": to_int64(device_id), "types": list(STATE_TYPES),
-                                                "limit": TIMELINE_FRAMES}).fetchall()
+    def timeline(self, fleet: str, device_id: int) -> list[tuple]:
+        return self.conn.execute(TIMELINE_SQL, {"fleet": fleet, "device": to_int64(device_id),
+                                                "types": list(STATE_TYPES), "limit": TIMELINE_FRAMES}).fetchall()
 
-    def wakes(self, device_id: int) -> list[tuple]:
+    def wakes(self, fleet: str, device_id: int) -> list[tuple]:
         """A detector's newest wakes: (received_at, boot_count, inference_index, stream_position, window_mean)."""
-        return self.conn.execute(WAKES_SQL, {"device": to_int64(device_id), "limit": WAKES_SHOWN}).fetchall()
+        return self.conn.execute(WAKES_SQL, {"fleet": fleet, "device": to_int64(device_id),
+                                             "limit": WAKES_SHOWN}).fetchall()
 
-    def events(self, device_id: int) -> list[tuple]:
-        return self.conn.execute("SELECT at, kind, detail FROM device_events WHERE device_id = %s ORDER BY at",
-                                 (to_int64(device_id),)).fetchall()
+    def events(self, fleet: str, device_id: int) -> list[tuple]:
+        return self.conn.execute("SELECT at, kind, detail FROM device_events WHERE fleet = %s AND device_id = %s "
+                                 "ORDER BY at", (fleet, to_int64(device_id))).fetchall()
 
     def close(self) -> None:
         self.conn.close()
@@ -182,10 +186,11 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
     rows = []
     for d in devices:
         name = f"{d.device_id:016x}"
+        page = f"/device/{d.fleet}/{name}"
         accuracy = "-" if d.accuracy is None else f"{100 * d.accuracy:.1f} %"
         rows.append(
-            f"<tr class='{d.state}' data-device='{name}' data-state='{d.state}'>"
-            f"<td><a href='/device/{name}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"
+            f"<tr class='{d.state}' data-fleet='{d.fleet}' data-device='{name}' data-state='{d.state}'>"
+            f"<td><a href='{page}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"
             f"<td>{d.boot_count}</td><td>{_when(d.last_seen)}</td><td class='state'>{d.state}</td>"
             f"<td class='alarms'>{' '.join(alarm_types(d.alarm_bits)) or '-'}</td>"
             f"<td class='accuracy'>{accuracy}</td><td class='wakes'>{d.wakes:,}</td><td>{d.frames:,}</td></tr>")
@@ -218,10 +223,11 @@ def _wakes_table(wakes: list[tuple]) -> str:
             f"<th>inference</th><th>stream position (s)</th><th>window mean</th></tr>{rows}</table>")
 
 
-def device_page(device_id: int, timeline: list[tuple], events: list[tuple], wakes: list[tuple] = ()) -> bytes:
-    name = f"{device_id:016x}"
+def device_page(fleet: str, device_id: int, timeline: list[tuple], events: list[tuple],
+                wakes: list[tuple] = ()) -> bytes:
+    title = f"device {device_id:016x} of fleet {fleet}"
     if not timeline:
-        return _page(f"device {name}", "<p>No INFERENCE or HEARTBEAT frames from this device yet.</p>"
+        return _page(title, "<p>No INFERENCE or HEARTBEAT frames from this device yet.</p>"
                                        + _wakes_table(list(wakes)))
     width, height, pad = 800, 240, 30
     first, last = timeline[0][0], timeline[-1][0]
@@ -258,13 +264,14 @@ def device_page(device_id: int, timeline: list[tuple], events: list[tuple], wake
     odd = "".join(f"<tr><td>{_when(at)}</td><td>{html.escape(kind)}</td><td>{html.escape(detail)}</td></tr>"
                   for at, kind, detail in events)
     events_table = f"<h2>Found odd</h2><table id='events'>{odd}</table>" if odd else ""
-    return _page(f"device {name}", f"<p><a href='/'>the fleet</a></p>{svg}<h2>Alarms</h2>{latched_table}"
+    return _page(title, f"<p><a href='/'>the fleet</a></p>{svg}<h2>Alarms</h2>{latched_table}"
                                     f"{_wakes_table(list(wakes))}{events_table}")
 
 
 # ---------------------------------------------------------------------------- server
 
-_DEVICE_PATH = re.compile(r"^/device/([0-9a-fA-F]{1,16})$")  # the id in hex, as the overview writes it or shorter
+# /device/<fleet>/<id>: the id in hex, as the overview writes it or shorter
+_DEVICE_PATH = re.compile(r"^/device/([A-Za-z0-9_-]{1,64})/([0-9a-fA-F]{1,16})$")
 
 
 def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str | None = None,
@@ -285,15 +292,15 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                     if device is None:
                         body = overview_page(view.devices(), view.alarm_map())
                     else:
-                        device_id = int(device.group(1), 16)
-                        if not view.known(device_id):
+                        board_fleet, device_id = device.group(1), int(device.group(2), 16)
+                        if not view.known(board_fleet, device_id):
+                            shown = "" if fleet is None else f" (this dashboard shows fleet {html.escape(fleet)})"
                             self._send(HTTPStatus.NOT_FOUND, _page(
-                                "no such device", f"<p>No device {device_id:016x} in the fleet store"
-                                f"{'' if fleet is None else f' (fleet {html.escape(fleet)})'}. "
-                                "<a href='/'>the fleet</a></p>"))
+                                "no such device", f"<p>No device {device_id:016x} of fleet {board_fleet} in the "
+                                f"fleet store{shown}. <a href='/'>the fleet</a></p>"))
                             return
-                        body = device_page(device_id, view.timeline(device_id), view.events(device_id),
-                                           view.wakes(device_id))
+                        body = device_page(board_fleet, device_id, view.timeline(board_fleet, device_id),
+                                           view.events(board_fleet, device_id), view.wakes(board_fleet, device_id))
                 finally:
                     view.close()
             except Exception as exc:  # noqa: BLE001 (a database that went away mid-page: the same page)

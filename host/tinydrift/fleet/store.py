@@ -2,8 +2,9 @@
 the collector's batch writer.
 
 Every frame is one row of `frames`, partitioned by day of `received_at` (declarative range
-partitioning; a day's partition is made when its first frame comes). A frame is named by
-(device_id, boot_count, seq); the key adds received_at because PostgreSQL wants the
+partitioning; a day's partition is made when its first frame comes). A board is named by
+(fleet, device_id), so fleets sharing a database may reuse ids, and a frame by its board,
+boot_count and seq; the key adds received_at because PostgreSQL wants the
 partition column in a partitioned table's key. That changes nothing: the gateway stamps
 received_at once, when the frame enters its outbox, so every copy of a frame carries the same
 one, and a copy delivered again is dropped by ON CONFLICT DO NOTHING.
@@ -93,6 +94,16 @@ ALTER TABLE frames ADD COLUMN probability real,          -- DETECTION: 0..1
                    ADD COLUMN stream_position bigint;    -- DETECTION: samples into its stream
 CREATE INDEX frames_wakes ON frames (device_id, received_at) WHERE wake;
 """),
+    (5, "boards keyed by fleet and id: two fleets in one database may reuse ids", """
+ALTER TABLE devices DROP CONSTRAINT devices_pkey, ADD PRIMARY KEY (fleet, device_id);
+ALTER TABLE frames DROP CONSTRAINT frames_pkey, ADD PRIMARY KEY (fleet, device_id, boot_count, seq, received_at);
+DROP INDEX frames_by_device_and_time;
+CREATE INDEX frames_by_device_and_time ON frames (fleet, device_id, received_at);
+DROP INDEX frames_wakes;
+CREATE INDEX frames_wakes ON frames (fleet, device_id, received_at) WHERE wake;
+DROP INDEX device_events_by_device;
+CREATE INDEX device_events_by_device ON device_events (fleet, device_id, at);
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x7464_6D69  # pg_advisory_xact_lock keys: one migrator at a time,
@@ -171,7 +182,7 @@ class FleetStore:
             raise TinydriftError(f"database {dsn!r}: {_first_line(exc)} (give a PostgreSQL URL such as "
                                  "postgresql://USER@HOST:PORT/DB)") from None
         self._partitions: set[str] = set()
-        self._unknown_seen: set[tuple[int, bytes]] = set()
+        self._unknown_seen: set[tuple[str, int, bytes]] = set()
 
     def migrate(self, target: int = SCHEMA_VERSION) -> int:
         """Bring the schema up to `target` (an older one only in tests of the upgrade);
@@ -269,8 +280,8 @@ class FleetStore:
                             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                             [(r[0], fleet, r[6], r[1], r[3], r[3]) for r in first])
         current = {d: [boot, bytes(model), hello_at] for d, boot, model, hello_at in c.execute(
-            "SELECT device_id, boot_count, model_id, hello_at FROM devices WHERE device_id = ANY(%s) "
-            "ORDER BY device_id FOR UPDATE", (devices,)).fetchall()}
+            "SELECT device_id, boot_count, model_id, hello_at FROM devices WHERE fleet = %s AND device_id = ANY(%s) "
+            "ORDER BY device_id FOR UPDATE", (fleet, devices)).fetchall()}
         updates = []
         for device in devices:
             state = current[device]
@@ -288,16 +299,16 @@ class FleetStore:
                     state[:2] = [boot, model]  # no HELLO seen yet: the newest boot the frames name
             if known_models is not None:
                 for model in {rows[i][6] for i in order} - known_models:
-                    if (device, model) not in self._unknown_seen:
-                        self._unknown_seen.add((device, model))
+                    if (fleet, device, model) not in self._unknown_seen:
+                        self._unknown_seen.add((fleet, device, model))
                         result.events.append((device, "unknown_model",
                                               f"runs model {model.hex()}, which no --model-dir names: its frames are "
                                               "stored with known_model false"))
             last = max(rows[i][3] for i in order)
-            updates.append((state[0], state[1], state[2], last, per_device.get(device, 0), device))
+            updates.append((state[0], state[1], state[2], last, per_device.get(device, 0), fleet, device))
         with c.cursor() as cur:
             cur.executemany("UPDATE devices SET boot_count=%s, model_id=%s, hello_at=%s, "
-                            "last_seen=greatest(last_seen, %s), frames=frames+%s WHERE device_id=%s", updates)
+                            "last_seen=greatest(last_seen, %s), frames=frames+%s WHERE fleet=%s AND device_id=%s", updates)
             if result.events:
                 cur.executemany("INSERT INTO device_events (fleet, device_id, kind, detail) VALUES (%s, %s, %s, %s)",
                                 [(fleet, d, k, t) for d, k, t in result.events])
