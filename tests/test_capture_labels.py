@@ -10,6 +10,7 @@ import select
 import socket
 import sqlite3
 import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -28,10 +29,12 @@ from test_app_host import HostApp, app_gcc, clips, reference  # noqa: F401 (fixt
 class SocketBridge:
     """The host app's stdin and stdout as a TCP server on 127.0.0.1, one connection at a
     time, as QEMU's -serial tcp carries a board's UART: what the app writes while no one is
-    connected is dropped, as on a UART."""
+    connected is dropped, as on a UART. `said_before` is what the first connection reads
+    first: what the device said before anyone connected, kept for it (QEMU's wait=on)."""
 
-    def __init__(self, app: HostApp):
+    def __init__(self, app: HostApp, said_before: bytes = b""):
         self.app = app
+        self.said_before = said_before
         self.server = socket.create_server(("127.0.0.1", 0))
         self.url = f"socket://127.0.0.1:{self.server.getsockname()[1]}"
         self.conn: socket.socket | None = None
@@ -48,6 +51,8 @@ class SocketBridge:
                 conn, _ = self.server.accept()
             except socket.timeout:
                 continue
+            conn.sendall(self.said_before)
+            self.said_before = b""
             self.conn = conn
             try:
                 while chunk := conn.recv(4096):
@@ -141,13 +146,98 @@ def test_labels_queued_in_the_capture_database_reach_the_device_and_its_answers_
     assert "label outside the model&#x27;s classes" in page
 
 
+def test_a_label_queued_before_the_device_restarted_its_count_is_never_sent(app_gcc, clips, tmp_path):
+    """The device restarts its inference count with each HELLO (a boot, or RESET). A label
+    queued before a restart would label whatever inference has its index in the new count,
+    and the device would take it: the capture that hears the HELLO marks it restarted
+    instead, and sends only labels queued after it."""
+    db = tmp_path / "capture.sqlite"
+    CaptureStore(db).close()
+    with HostApp(app_gcc) as app:
+        for clip in clips[:3]:
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.2)
+        before = _label(db, 2, 0)  # for inference 2 of the count that is about to end
+        assert before.exit_code == 0 and "queued" in before.output, before.output
+        assert app.command(P.Reset(0)).result == ACK_OK  # the count restarts, with a HELLO
+        for clip in clips[3:6]:  # inferences 1, 2, 3 again
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.2)
+        hello = app.frames(P.Hello)[-1]
+        bridge = SocketBridge(app, said_before=P.encode(hello))  # the capture reads the HELLO first, as if kept
+        stop = threading.Event()
+        summaries = []
+        running = threading.Thread(target=lambda: summaries.append(
+            capture(bridge.url, db, stop_event=stop, reconnect_timeout=0)))
+        running.start()
+        try:
+            assert wait_for_hello(db)
+            after = _label(db, 2, 0, "--wait", "10")  # for inference 2 of the new count
+            assert after.exit_code == 0 and "label 0 taken" in after.output, after.output
+        finally:
+            stop.set()
+            running.join(timeout=20)
+            bridge.close()
+        status = app.status()
+        app.stop()
+    assert status.labels == 1, status  # the device took only the label queued after its HELLO
+    summary = summaries[0]
+    assert "1 queued labels sent (0 refused), 1 queued labels not sent (queued before the device restarted its " \
+           "count)" in summary.line(), summary.line()
+    conn = open_db(db)
+    labels = read_labels(conn)
+    conn.close()
+    assert [(r["state"], r["attempts"]) for r in labels] == [("restarted", 0), ("taken", 1)]
+    page = (write_report(db, tmp_path / "report").out_dir / "index.html").read_text()
+    assert "<td>restarted</td><td>0</td><td>none: the device restarted its inference count" in page
+
+
+def wait_for_hello(db, patience: float = 10.0) -> bool:
+    """Whether a HELLO is stored within `patience` s (the capture has heard the restart)."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        conn = open_db(db)
+        try:
+            if conn.execute("SELECT 1 FROM frames WHERE type=?", (int(P.FrameType.HELLO),)).fetchone():
+                return True
+        finally:
+            conn.close()
+        time.sleep(0.05)
+    return False
+
+
+def test_label_wait_says_why_a_label_was_not_sent_after_a_restart(tmp_path):
+    """`label --wait` on a label the capture marks restarted fails in one line that says why."""
+    db = tmp_path / "capture.sqlite"
+    CaptureStore(db).close()
+
+    def mark_restarted():
+        conn = sqlite3.connect(db, timeout=5, isolation_level=None)  # autocommit: no lock held between tries
+        try:
+            for _ in range(200):
+                if conn.execute("UPDATE labels SET state='restarted' WHERE state='queued'").rowcount:
+                    return
+                threading.Event().wait(0.05)
+        finally:
+            conn.close()
+
+    marker = threading.Thread(target=mark_restarted)
+    marker.start()
+    result = _label(db, 4, 1, "--wait", "10")
+    marker.join()
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "not sent, the device restarted its inference count" in lines[0]
+
+
 def test_a_label_never_answered_is_sent_again_a_few_times_then_given_up(tmp_path):
     db = tmp_path / "capture.sqlite"
     store = CaptureStore(db)
     session = store.start_session("socket://127.0.0.1:9", None, None)
     label_id = queue_label(db, 5, 1)
     for attempt in range(LABEL_MAX_ATTEMPTS):
-        assert store.queued_labels() == [(label_id, 5, 1)], attempt
+        assert [(i, inference, label) for i, _at, inference, label in store.queued_labels()] == [(label_id, 5, 1)], \
+            attempt
         store.labels_sent(session, [(label_id, attempt)])
         assert store.queued_labels() == [] and store.labels_left_sent() == [label_id]
         store.labels_unanswered([label_id])

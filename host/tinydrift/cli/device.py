@@ -390,8 +390,11 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
     then. While `tinydrift capture` holds the port, give its database with --db instead: the
     label is queued there, and the capture sends it within a second and stores the device's
     answer (taken, or refused and not sent again). A label queued while no capture runs is
-    sent when the next one starts. The database's labels table keeps each label's way
-    (queued, sent, taken, refused; unanswered after 3 sends), docs/protocol.md §5.
+    sent when the next one starts, unless the device restarted its inference count first (a
+    HELLO, from a boot or RESET, after it was queued): then it is marked restarted and never
+    sent, as its index names another inference. The database's labels table keeps each
+    label's way (queued, sent, taken, refused, restarted; unanswered after 3 sends),
+    docs/protocol.md §5.
 
     \b
     Examples:
@@ -445,7 +448,7 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
     try:
         while time.monotonic() < deadline:
             (row,) = read_labels(conn, label_id)
-            if row["state"] in ("taken", "refused", "unanswered"):
+            if row["state"] in ("taken", "refused", "unanswered", "restarted"):
                 break
             time.sleep(0.1)
         else:
@@ -462,6 +465,10 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
             raise refused(row["result"])
         from tinydrift.errors import TinydriftError
 
+        if row["state"] == "restarted":
+            raise TinydriftError(f"label {label} for inference {inference}: not sent, the device restarted its "
+                                 "inference count (a boot, or RESET) after it was queued, so that index names "
+                                 "another inference now; label an inference of the new count")
         raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
                              "answered; is the tinydrift app running on the device?")
     sender = ("the capture holding the device's port sends it" if running else

@@ -69,6 +69,7 @@ class CaptureSummary:
     failed: bool = False  # stopped by a lost port or a database that could not be written
     labels_taken: int = 0  # queued labels sent and taken by the device
     labels_refused: int = 0  # and refused
+    labels_restarted: int = 0  # queued labels not sent: a HELLO restarted the device's inference count first
     problem: str | None = None  # why the capture is not what was asked for (a one-line error)
     forgotten: bool = False  # refused for the device's model: nothing of it kept in the database
 
@@ -89,6 +90,8 @@ class CaptureSummary:
         detected = f", {detections} detections, {wakes} wake{'' if wakes == 1 else 's'}" if detections else ""
         labelled = self.labels_taken + self.labels_refused
         labels = f", {labelled} queued labels sent ({self.labels_refused} refused)" if labelled else ""
+        if self.labels_restarted:
+            labels += f", {self.labels_restarted} queued labels not sent (queued before the device restarted its count)"
         return (f"captured {s.frames - self.not_stored} frames ({inferences} inferences{detected}) in "
                 f"{self.duration_s:.1f} s: {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign, "
                 f"{s.text_lines} text lines, {s.reopens} reopens{labels}; stopped: {self.end_reason}{unstored}; "
@@ -183,16 +186,23 @@ class LabelSender:
     """The labels `tinydrift label --db` queues in the capture database, sent to the device by
     the session holding its port, and the device's ACK of each recorded: taken, or refused
     (never sent again). A label sent and not answered (a lost port, a timeout, a session that
-    ended first) is queued again, up to the store's LABEL_MAX_ATTEMPTS sends."""
+    ended first) is queued again, up to the store's LABEL_MAX_ATTEMPTS sends. A label queued
+    before the device's latest HELLO is never sent: that HELLO restarted its inference count
+    (a boot, or RESET), so the label's index now names another inference."""
 
     def __init__(self, store: CaptureStore, session: int, log: Callable[[str], None]) -> None:
         self.store, self.session, self.log = store, session, log
         self.in_flight: dict[int, tuple[int, int, int, float]] = {}  # seq -> (id, inference, label, sent at)
         self.answers: list[tuple[int, int]] = []  # (id, ACK result) not yet stored
         self.unanswered: list[int] = []  # ids to queue again, not yet stored
+        self.outdated: list[int] = []  # ids queued before the latest HELLO, not yet stored as such
         self.last_poll = 0.0
-        self.taken = self.refused = 0
+        self.taken = self.refused = self.restarted = 0
         self.unanswered += store.labels_left_sent()  # an earlier session's, never answered
+        self.hello_at = store.latest_hello_at()
+        # Nothing is sent before the device is heard: a board that boots as the port opens
+        # (an emulator, an Arduino reset by DTR) says HELLO first, and that restarts its count.
+        self.listening = False
 
     def poll(self, send: Callable[..., int]) -> None:
         """Store what is known, then send what is queued; `send(frame, announce=...)` writes a
@@ -205,11 +215,14 @@ class LabelSender:
             if now - sent_at > LABEL_ACK_TIMEOUT_S:
                 del self.in_flight[seq]
                 self.unanswered.append(label_id)
-        if not self._store():
+        if not self._store() or not self.listening:
             return
         waiting = {entry[0] for entry in self.in_flight.values()}
-        for label_id, inference, label in self.store.queued_labels():
+        for label_id, queued_at, inference, label in self.store.queued_labels():
             if label_id in waiting:
+                continue
+            if queued_at < self.hello_at:
+                self.outdated.append(label_id)
                 continue
             frame = P.Label(0, inference, label)
             try:
@@ -219,9 +232,14 @@ class LabelSender:
                 raise
             self.in_flight[seq] = (label_id, inference, label, time.monotonic())
 
-    def answered(self, acks: list[P.Ack]) -> None:
-        """The device's ACKs of this session's LABEL frames."""
-        for ack in acks:
+    def heard(self, rows: "Rows") -> None:
+        """What one read of the port brought: the device's ACKs of this session's LABEL
+        frames, and a HELLO, after which the labels queued before it name inferences of an
+        earlier count."""
+        self.listening = self.listening or bool(rows.frames)
+        if rows.hello_at is not None:
+            self.hello_at = max(self.hello_at, rows.hello_at)
+        for ack in rows.acks:
             entry = self.in_flight.pop(ack.command_seq, None) if ack.command_type == P.FrameType.LABEL else None
             if entry is None:
                 continue
@@ -248,6 +266,14 @@ class LabelSender:
             if self.unanswered:
                 self.store.labels_unanswered(self.unanswered)
                 self.unanswered = []
+            if self.outdated:
+                self.store.labels_restarted(self.outdated)
+                self.restarted += len(self.outdated)
+                self.log(f"{len(self.outdated)} queued label{'s' if len(self.outdated) > 1 else ''} not sent: queued "
+                         "before the device restarted its inference count (a HELLO: a boot, or RESET), so "
+                         "their indices name other inferences now; marked restarted (queue them again for the "
+                         "new count)")
+                self.outdated = []
         except StoreBusy:
             return False
         return True
@@ -408,7 +434,7 @@ def capture(
                     silence_warned = True
                 continue
             rows = Rows.parse(parser.feed(data), session, time.time(), tracker, stats)
-            labels.answered(rows.acks)
+            labels.heard(rows)
             stats.bytes += len(data)
             if rows.bye is not None and stop_on_bye:
                 stop_reason.append(f"device exit (code {rows.bye})")
@@ -457,7 +483,7 @@ def capture(
         refusal = f"nothing received from {port_url} in {took:.1f} s: {_SILENT_PORT}"
     return CaptureSummary(Path(db_path), port_url, session, took, reason, stats,
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
-                          labels_refused=labels.refused, problem=refusal, forgotten=forgotten)
+                          labels_refused=labels.refused, labels_restarted=labels.restarted, problem=refusal, forgotten=forgotten)
 
 
 
@@ -493,6 +519,7 @@ class Rows:
     expected: tuple[str, str] | None = None  # (hash, source) when this read taught the model
     bye: int | None = None  # the exit code of a BYE frame among them
     acks: list = field(default_factory=list)  # the device's ACK frames among them
+    hello_at: float | None = None  # when read, if a HELLO was among them
 
     @classmethod
     def parse(cls, items, session: int, now: float, tracker: LinkTracker, stats: CaptureStats) -> "Rows":
@@ -517,6 +544,8 @@ class Rows:
                     stats.wakes += item.wake
                 elif item.TYPE is P.FrameType.ACK:
                     rows.acks.append(item)
+                elif item.TYPE is P.FrameType.HELLO:
+                    rows.hello_at = now
                 elif item.TYPE is P.FrameType.BYE:
                     rows.events.append((session, now, "bye", item.seq, item.exit_code, None))
                     rows.bye = item.exit_code if rows.bye is None else rows.bye

@@ -441,12 +441,14 @@ def _labels_html(labels: list[dict]) -> str:
     if not labels:
         return ""
 
-    def answer(result) -> str:
-        return "" if result is None else ACK_RESULTS.get(result, f"code {result}")
+    def answer(row: dict) -> str:
+        if row["state"] == "restarted":
+            return "none: the device restarted its inference count before it was sent"
+        return "" if row["result"] is None else ACK_RESULTS.get(row["result"], f"code {row['result']}")
 
     rows = "".join(
         f"<tr><td>{r['inference_index']}</td><td>{r['label']}</td><td>{html.escape(r['state'])}</td>"
-        f"<td>{r['attempts']}</td><td>{html.escape(answer(r['result']))}</td>"
+        f"<td>{r['attempts']}</td><td>{html.escape(answer(r))}</td>"
         f"<td>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['queued_at'])))}</td></tr>"
         for r in labels)
     return ("<h2>Labels sent to the device</h2><table id='labels'><tr><th>inference</th><th>label</th><th>state</th>"

@@ -101,8 +101,11 @@ CREATE TABLE IF NOT EXISTS events (
 {LABELS_SCHEMA}"""
 # A label's way through capture (labels.state): queued by `tinydrift label --db`, sent by the
 # capture session holding the port, then taken or refused as the device's ACK says; a label
-# the device never answers is sent again by later reads, at most LABEL_MAX_ATTEMPTS times.
-LABEL_STATES = ("queued", "sent", "taken", "refused", "unanswered")
+# the device never answers is sent again by later reads, at most LABEL_MAX_ATTEMPTS times. A
+# label still waiting when a HELLO comes in is never sent ("restarted"): the device restarts
+# its inference count with each HELLO (a boot, or RESET), so the index names another
+# inference now.
+LABEL_STATES = ("queued", "sent", "taken", "refused", "unanswered", "restarted")
 LABEL_MAX_ATTEMPTS = 3
 
 # SQLite's primary result codes (the low byte of an extended code).
@@ -332,10 +335,23 @@ class CaptureStore:
                 c.execute("ROLLBACK")
             raise sqlite_write_error(self.path, exc) from exc
 
-    def queued_labels(self, limit: int = 16) -> list[tuple[int, int, int]]:
-        """(id, inference index, label) of the labels waiting to be sent, oldest first."""
+    def queued_labels(self, limit: int = 16) -> list[tuple[int, float, int, int]]:
+        """(id, queued at, inference index, label) of the labels waiting to be sent, oldest first."""
         return [tuple(r) for r in self.conn.execute(
-            "SELECT id, inference_index, label FROM labels WHERE state='queued' ORDER BY id LIMIT ?", (limit,))]
+            "SELECT id, queued_at, inference_index, label FROM labels WHERE state='queued' ORDER BY id LIMIT ?",
+            (limit,))]
+
+    def latest_hello_at(self) -> float:
+        """When the newest HELLO stored was received (0: none): the device's inference count
+        restarted then."""
+        row = self.conn.execute("SELECT received_at FROM frames WHERE type=? ORDER BY id DESC LIMIT 1",
+                                (int(P.FrameType.HELLO),)).fetchone()
+        return row[0] if row else 0.0
+
+    def labels_restarted(self, label_ids: list[int]) -> None:
+        """Queued labels whose inference count the device restarted before they were sent."""
+        self._label_write("UPDATE labels SET state='restarted', answered_at=? WHERE id=? AND state='queued'",
+                          [(time.time(), i) for i in label_ids])
 
     def labels_sent(self, session_id: int, sent: list[tuple[int, int]]) -> None:
         """Mark (label id, LABEL frame's seq) as sent by this session, before they go out."""
