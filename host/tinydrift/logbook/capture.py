@@ -253,9 +253,11 @@ class LabelSender:
                          "marked refused, not sent again")
 
     def lost(self) -> None:
-        """The port went away: what was in flight may never be answered."""
+        """The port went away: what was in flight may never be answered, and a board
+        reopened may boot again (a USB port's DTR), so the device is waited for anew."""
         self.unanswered += [entry[0] for entry in self.in_flight.values()]
         self.in_flight.clear()
+        self.listening = False
 
     def _store(self) -> bool:
         """Write answers and requeues; False while another process holds the database."""
