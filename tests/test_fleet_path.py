@@ -555,7 +555,19 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
     while time.monotonic() < deadline and not all("subscribed to $share/" in p.read_text() for p in logs):
         time.sleep(0.1)
     assert all(f"subscribed to $share/collectors/tinydrift/{FLEET}/" in p.read_text() for p in logs)
+    from tinydrift.fleet.store import FleetStore
+
+    board = SimulatedDevice(0x42)
+    frames = board.boot() + [f for _ in range(20) for f in board.infer()]
+    who, now = E.Identity.of_hello(frames[0]), int(time.time() * 1e6)
+    store = FleetStore(urls["database"])  # as a collector stores them (the collectors' own path is tested above)
+    store.migrate()
+    store.write(FLEET, [E.Envelope(who, now + i, P.parse_packet(P.encode_packet(f))) for i, f in enumerate(frames)])
+    store.close()
     assert up.stop() == 0  # SIGTERM: collectors and both servers stopped, their folder removed
+    last = up.log.read_text().strip().splitlines()[-1]
+    assert last == (f"stopped the broker, the database and 2 collectors ({len(frames)} frames of 1 device were "
+                    "stored); removed their files"), last
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
     folders = [line.split(" in ", 1)[1] for line in up.log.read_text().splitlines() if line.startswith("files in ")]
