@@ -5,6 +5,7 @@ TCP socket; the queue's states on their own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -81,6 +82,22 @@ class SocketBridge:
         self.server.close()
 
 
+@contextlib.contextmanager
+def running_capture(url: str, db):
+    """A capture on `url` into `db` in a thread while the block runs; yields the list its
+    summary lands in when the block ends."""
+    stop = threading.Event()
+    summaries = []
+    running = threading.Thread(target=lambda: summaries.append(
+        capture(url, db, stop_event=stop, reconnect_timeout=0)))
+    running.start()
+    try:
+        yield summaries
+    finally:
+        stop.set()
+        running.join(timeout=20)
+
+
 def _label(db, *args):
     return CliRunner().invoke(main, ["label", *map(str, args), "--db", str(db)])
 
@@ -101,12 +118,7 @@ def test_labels_queued_in_the_capture_database_reach_the_device_and_its_answers_
             queued = _label(db, 2, predicted[2])
             assert queued.exit_code == 0 and "queued" in queued.output, queued.output
 
-            stop = threading.Event()
-            summaries = []
-            running = threading.Thread(target=lambda: summaries.append(
-                capture(bridge.url, db, stop_event=stop, reconnect_timeout=0)))
-            running.start()
-            try:
+            with running_capture(bridge.url, db) as summaries:
                 wrong = (predicted[1] + 1) % 12
                 taken = _label(db, 1, wrong, "--wait", "10")
                 assert taken.exit_code == 0 and "label %d taken" % wrong in taken.output, taken.output
@@ -116,9 +128,6 @@ def test_labels_queued_in_the_capture_database_reach_the_device_and_its_answers_
                     result = _label(db, inference, label, "--wait", "10")
                     lines = result.output.strip().splitlines()
                     assert result.exit_code == 1 and len(lines) == 1 and why in lines[0], result.output
-            finally:
-                stop.set()
-                running.join(timeout=20)
         finally:
             bridge.close()
         status = app.status()  # the device itself counted the two it took
@@ -165,18 +174,12 @@ def test_a_label_queued_before_the_device_restarted_its_count_is_never_sent(app_
         app.replayer.drain(0.2)
         hello = app.frames(P.Hello)[-1]
         bridge = SocketBridge(app, said_before=P.encode(hello))  # the capture reads the HELLO first, as if kept
-        stop = threading.Event()
-        summaries = []
-        running = threading.Thread(target=lambda: summaries.append(
-            capture(bridge.url, db, stop_event=stop, reconnect_timeout=0)))
-        running.start()
         try:
-            assert wait_for_hello(db)
-            after = _label(db, 2, 0, "--wait", "10")  # for inference 2 of the new count
-            assert after.exit_code == 0 and "label 0 taken" in after.output, after.output
+            with running_capture(bridge.url, db) as summaries:
+                assert wait_for_hello(db)
+                after = _label(db, 2, 0, "--wait", "10")  # for inference 2 of the new count
+                assert after.exit_code == 0 and "label 0 taken" in after.output, after.output
         finally:
-            stop.set()
-            running.join(timeout=20)
             bridge.close()
         status = app.status()
         app.stop()
