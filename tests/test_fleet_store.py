@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from tinydrift.errors import TinydriftError
-from tinydrift.fleet.dashboard import FleetView
+from tinydrift.fleet.dashboard import MAP_SQL, OVERVIEW_SQL, FleetView, device_page
 from tinydrift.fleet.envelope import Envelope, Identity
 from tinydrift.fleet.simulate import SimulatedDevice
 from tinydrift.fleet.store import SCHEMA_VERSION, FleetStore
@@ -186,3 +186,114 @@ def test_a_board_shows_the_state_of_the_model_and_boot_it_last_named(fleet_dsn):
     finally:
         view.close()
     assert (row.model_id, row.state) == (bytes([2]) * P.MODEL_ID_BYTES, "quiet")
+
+
+def latched_run(device_id: int, start: dt.datetime, inferences: int, latch_at: int) -> list[Envelope]:
+    """A board's HELLO, INFERENCE frames and a HEARTBEAT every 100, a second apart, that
+    latches DATA_DRIFT at inference `latch_at` and shows it from there on."""
+    board = SimulatedDevice(device_id, boot_count=3, heartbeat_interval=100)
+    frames = board.boot()
+    while board.inferences < inferences:
+        frames += board.infer()
+    for frame in frames[1:]:
+        if frame.inference_index >= latch_at:
+            frame.alarm_bits, frame.alarm_index = ALARM_DATA_DRIFT, latch_at
+            if isinstance(frame, P.Heartbeat):
+                frame.latch_delay = (0,) + (P.NOT_LATCHED,) * (len(P.ALARM_NAMES) - 1)
+    who = Identity.of_hello(frames[0])
+    return [Envelope(who, int((start + dt.timedelta(seconds=i)).timestamp() * 1e6), P.parse_packet(P.encode_packet(f)))
+            for i, f in enumerate(frames)]
+
+
+def test_a_board_keeps_where_each_alarm_latched_however_many_frames_came_since(fleet_dsn):
+    """The device page once read latches off its newest 2,000 frames: a board that latched at
+    inference 316 and sent 2,500 more showed every type latched at the window's first frame.
+    The collector keeps each type's latch with the board, whatever order batches come in."""
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2)
+    run = latched_run(5, start, inferences=3000, latch_at=316)
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    for batch in (run[2000:], run[:700], run[700:2000]):  # the latest first, as a second collector may
+        store.write("long", batch)
+    store.close()
+    first_shown = next(e for e in run if getattr(e.frame, "alarm_bits", 0))
+    view = FleetView(fleet_dsn)
+    try:
+        latches = view.latches("long", 5)
+        timeline = view.timeline("long", 5)
+        (row,) = view.devices()
+    finally:
+        view.close()
+    at = dt.datetime.fromtimestamp(first_shown.received_us / 1e6, dt.timezone.utc)
+    assert latches == [(at, "DATA_DRIFT", 316, 3)]
+    assert timeline[0][0] > at  # outside the frames drawn: listed, not drawn
+    assert (row.state, row.alarm_bits) == ("drifting", ALARM_DATA_DRIFT)
+    page = device_page("long", 5, timeline, latches, []).decode()
+    assert "<td>DATA_DRIFT</td>" in page and "<td>316</td>" in page and "class='alarm'" not in page
+
+
+def test_the_overview_and_the_alarm_map_read_no_frames(fleet_dsn):
+    """The overview once read every board's frames to find its latest state (17 s for 2,477
+    boards and 1.86 M frames, past its own 10 s refresh): it and the alarm map now read the
+    boards' rows and the hourly roll-up only."""
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("f", latched_run(1, dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1), 300, 100))
+    store.close()
+    counts = ", ".join(f"count(a.device_id) FILTER (WHERE a.alarm = {k})" for k in range(len(P.ALARM_NAMES)))
+    with psycopg.connect(fleet_dsn) as conn:
+        for sql, args in ((OVERVIEW_SQL, {"fleet": None, "latched": 31}),
+                          (MAP_SQL.format(counts=counts), {"fleet": "f", "hours": 24})):
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, args))
+            assert "frames" not in plan, plan
+
+
+def test_a_fleets_alarm_map_is_of_its_own_newest_hours(fleet_dsn):
+    """`fleet serve --fleet old` showed an empty map while that fleet's boards drifted: its
+    24 hours were counted back from the newest frame of any fleet."""
+    now = dt.datetime.now(dt.timezone.utc)
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("old", latched_run(1, now - dt.timedelta(hours=30), 300, 100))
+    store.write("new", board_run(1, 1, now - dt.timedelta(minutes=5)))
+    store.close()
+    view = FleetView(fleet_dsn, "old")
+    try:
+        hours = view.alarm_map()
+    finally:
+        view.close()
+    drift = P.ALARM_NAMES.index("DATA_DRIFT")
+    assert hours and hours[-1][1][drift] == 1 and hours[-1][0] < now - dt.timedelta(hours=29)
+
+
+def test_a_store_of_schema_5_gets_its_boards_state_from_the_frames_it_holds(fleet_services, fleet_dsn):
+    """Migration 6 fills each board's state, latches, wakes and the alarm roll-up from the
+    frames already stored: the same as a collector of schema 6 folds in from the start."""
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=3)
+    who = Identity(11, 1, bytes(8))
+    detections = [Envelope(who, int((start + dt.timedelta(seconds=i)).timestamp() * 1e6), P.parse_packet(P.encode_packet(
+        P.Detection(i, i + 1, who.model_id, 250, 240, P.DETECTION_FLAG_WAKE * (i % 2), 480 * (i + 1))))) for i in range(4)]
+    runs = [detections, latched_run(2, start, 900, 450), board_run(7, 1, start, drifts=True), board_run(9, 2, start),
+            board_run(0, 0, start, model=1, drifts=True, inferences=60) + board_run(0, 0, start + dt.timedelta(seconds=5),
+                                                                                   model=2)]
+    fresh_dsn = fleet_services[1].new_database("fresh")
+    old = FleetStore(fleet_dsn)
+    old.migrate(target=5)
+    fresh = FleetStore(fresh_dsn)
+    fresh.migrate()
+    for run in runs:
+        old.write("f", run)
+        fresh.write("f", run)
+    old.close()
+    fresh.close()
+    upgraded = FleetStore(fleet_dsn)
+    assert upgraded.migrate() == 5
+    upgraded.close()
+    kept = ("SELECT device_id, boot_count, model_id, state_at, alarm_bits, accuracy, wakes, latch_index, latch_at "
+            "FROM devices ORDER BY device_id")
+    hours = "SELECT * FROM alarm_hours ORDER BY 1, 2, 3, 4"
+    with psycopg.connect(fleet_dsn) as a, psycopg.connect(fresh_dsn) as b:
+        assert a.execute(kept).fetchall() == b.execute(kept).fetchall()
+        assert a.execute(hours).fetchall() == b.execute(hours).fetchall()
+        assert a.execute("SELECT count(*) FROM alarm_hours").fetchone()[0] > 0
+        assert a.execute("SELECT sum(wakes) FROM devices").fetchone()[0] == 2

@@ -33,6 +33,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.fleet.mqtt import FLEET_EXTRA
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
+from tinydrift.fleet.store import SCHEMA_VERSION, STATE_TYPES
 from tinydrift.logbook.store import from_int64, to_int64
 
 logger = logging.getLogger("tinydrift.dashboard")
@@ -41,29 +42,25 @@ REFRESH_S = 10
 MAP_HOURS = 24
 TIMELINE_FRAMES = 2000  # the newest frames of one device the timeline draws
 LATCHED = (1 << len(P.ALARM_NAMES)) - 1
-STATE_TYPES = (int(P.FrameType.INFERENCE), int(P.FrameType.HEARTBEAT))  # frames that carry alarms and accuracy
 WAKES_SHOWN = 50  # a detector's newest wakes its page lists
 
 OVERVIEW_SQL = """
-SELECT d.device_id, d.fleet, d.model_id, d.boot_count, d.last_seen, d.frames,
-       s.alarm_bits, s.accuracy, s.received_at, w.wakes
-FROM devices d
-LEFT JOIN LATERAL (
-    SELECT alarm_bits, accuracy, received_at FROM frames f
-    WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.type = ANY(%(types)s)
-      AND f.model_id = d.model_id AND f.boot_count = d.boot_count
-    ORDER BY f.received_at DESC LIMIT 1) s ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS wakes FROM frames f WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.wake) w ON true
-WHERE %(fleet)s::text IS NULL OR d.fleet = %(fleet)s
-ORDER BY coalesce(s.alarm_bits, 0) & %(latched)s = 0, d.fleet, d.device_id
+SELECT device_id, fleet, model_id, boot_count, last_seen, frames, alarm_bits, accuracy, wakes
+FROM devices
+WHERE %(fleet)s::text IS NULL OR fleet = %(fleet)s
+ORDER BY coalesce(alarm_bits, 0) & %(latched)s = 0, fleet, device_id
 """
+# The fleet's newest hours, from the first it was heard in (the newest frame's hour of the
+# fleet shown, not of every fleet in the store), with the boards that showed each alarm type.
 MAP_SQL = """
-SELECT date_trunc('hour', received_at) AS hour,
-       {counts}
-FROM frames
-WHERE type = ANY(%(types)s) AND received_at > (SELECT max(received_at) FROM frames) - make_interval(hours => %(hours)s)
-  AND (%(fleet)s::text IS NULL OR fleet = %(fleet)s)
+WITH heard AS (
+    SELECT date_trunc('hour', min(first_seen)) AS first, date_trunc('hour', max(last_seen)) AS last FROM devices
+    WHERE %(fleet)s::text IS NULL OR fleet = %(fleet)s),
+hours AS (
+    SELECT generate_series(greatest(first, last - make_interval(hours => %(hours)s - 1)), last, '1 hour') AS hour
+    FROM heard WHERE last IS NOT NULL)
+SELECT hours.hour, {counts}
+FROM hours LEFT JOIN alarm_hours a ON a.hour = hours.hour AND (%(fleet)s::text IS NULL OR a.fleet = %(fleet)s)
 GROUP BY 1 ORDER BY 1
 """
 WAKES_SQL = """
@@ -75,7 +72,7 @@ ORDER BY received_at
 """
 TIMELINE_SQL = """
 SELECT * FROM (
-    SELECT received_at, boot_count, inference_index, accuracy, alarm_bits, alarm_index, latch_delay FROM frames
+    SELECT received_at, boot_count, inference_index, accuracy FROM frames
     WHERE fleet = %(fleet)s AND device_id = %(device)s AND type = ANY(%(types)s)
     ORDER BY received_at DESC LIMIT %(limit)s) newest
 ORDER BY received_at
@@ -119,28 +116,50 @@ class FleetView:
             raise TinydriftError(f"cannot read the fleet database {dsn!r}: {_first_line(exc)}") from None
         self.conn.read_only = True
 
+    def check_schema(self) -> None:
+        """The store's schema is the one these pages read (TinydriftError otherwise)."""
+        import psycopg
+
+        try:
+            found = self.conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        except psycopg.Error as exc:
+            raise TinydriftError(f"no fleet store here ({_first_line(exc)}): start `tinydrift collect --db` on it "
+                                 "first") from None
+        if found is None or found < SCHEMA_VERSION:
+            raise TinydriftError(f"the fleet store has schema {found}, older than this dashboard's {SCHEMA_VERSION}: "
+                                 "start this tinydrift's `tinydrift collect --db` on it once, which upgrades it")
+        if found > SCHEMA_VERSION:
+            raise TinydriftError(f"the fleet store has schema {found}, newer than this tinydrift's {SCHEMA_VERSION}: "
+                                 "upgrade tinydrift")
+
     def devices(self) -> list[DeviceRow]:
-        rows = self.conn.execute(OVERVIEW_SQL, {"types": list(STATE_TYPES), "fleet": self.fleet,
-                                                "latched": LATCHED}).fetchall()
-        return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5], r[6], r[7], r[9]) for r in rows]
+        """Every board of the fleet shown, as its row in `devices` keeps it (the collectors
+        fold each frame in as they store it, so no frame is read here)."""
+        rows = self.conn.execute(OVERVIEW_SQL, {"fleet": self.fleet, "latched": LATCHED}).fetchall()
+        return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), *r[3:]) for r in rows]
 
     def alarm_map(self, hours: int = MAP_HOURS) -> list[tuple[datetime, list[int]]]:
-        """Per hour (the newest `hours` hours with frames): devices showing each alarm type latched."""
-        counts = ", ".join(f"count(DISTINCT (fleet, device_id)) FILTER (WHERE alarm_bits & {1 << k} != 0)"
-                           for k in range(len(P.ALARM_NAMES)))
-        rows = self.conn.execute(MAP_SQL.format(counts=counts), {"types": list(STATE_TYPES), "hours": hours,
-                                                                 "fleet": self.fleet}).fetchall()
+        """Per hour (the fleet's newest `hours` hours): boards showing each alarm type latched."""
+        counts = ", ".join(f"count(a.device_id) FILTER (WHERE a.alarm = {k})" for k in range(len(P.ALARM_NAMES)))
+        rows = self.conn.execute(MAP_SQL.format(counts=counts), {"hours": hours, "fleet": self.fleet}).fetchall()
         return [(r[0], list(r[1:])) for r in rows]
 
-    def known(self, fleet: str, device_id: int) -> bool:
-        """Whether the store has heard of the board (a HELLO or any frame), and it is in the
-        fleet shown (any when the view shows all)."""
+    def latches(self, fleet: str, device_id: int) -> list[tuple] | None:
+        """Where each alarm type latched in the board's current boot and model: (alarm, first
+        seen, inference, boot) each; None if the store never heard of the board, or it is
+        not of the fleet shown."""
         if self.fleet is not None and fleet != self.fleet:
-            return False
-        return self.conn.execute("SELECT 1 FROM devices WHERE fleet = %s AND device_id = %s",
-                                 (fleet, to_int64(device_id))).fetchone() is not None
+            return None
+        row = self.conn.execute("SELECT boot_count, latch_index, latch_at FROM devices WHERE fleet = %s "
+                                "AND device_id = %s", (fleet, to_int64(device_id))).fetchone()
+        if row is None:
+            return None
+        boot, index, at = row[0], row[1] or [], row[2] or []
+        return sorted((at[k], name, index[k], boot) for k, name in enumerate(P.ALARM_NAMES)
+                      if k < len(index) and index[k] is not None)
 
     def timeline(self, fleet: str, device_id: int) -> list[tuple]:
+        """The board's newest INFERENCE and HEARTBEAT frames: (received_at, boot, inference, accuracy)."""
         return self.conn.execute(TIMELINE_SQL, {"fleet": fleet, "device": to_int64(device_id),
                                                 "types": list(STATE_TYPES), "limit": TIMELINE_FRAMES}).fetchall()
 
@@ -207,7 +226,7 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
             for name, n, b in zip(P.ALARM_NAMES, counts, before))
         map_rows.append(f"<tr><td>{_when(hour)[:13]}h</td>{cells}</tr>")
     map_table = (f"<table id='alarm-map'><tr><th>hour (UTC)</th>{head}</tr>{''.join(map_rows)}</table>"
-                 if map_rows else "<p>No alarm-carrying frames yet.</p>")
+                 if map_rows else "<p>No frames yet.</p>")
     body = (f"<p id='summary'>{len(devices)} devices, {drifting} drifting.</p>{devices_table}"
             f"<h2>Alarm map: devices showing each alarm type, per hour (red numbers: more than the hour "
             f"before)</h2>{map_table}")
@@ -223,12 +242,18 @@ def _wakes_table(wakes: list[tuple]) -> str:
             f"<th>inference</th><th>stream position (s)</th><th>window mean</th></tr>{rows}</table>")
 
 
-def device_page(fleet: str, device_id: int, timeline: list[tuple], events: list[tuple],
+def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list[tuple], events: list[tuple],
                 wakes: list[tuple] = ()) -> bytes:
+    """One board's page: `timeline`, its newest frames (received_at, boot, inference, accuracy);
+    `latches`, where each alarm type latched in its current boot (FleetView.latches)."""
     title = f"device {device_id:016x} of fleet {fleet}"
+    latched = "".join(f"<tr><td>{alarm}</td><td>{_when(at)}</td><td>{index}</td><td>{boot}</td></tr>"
+                      for at, alarm, index, boot in latches)
+    latched_table = ("<table id='latched'><tr><th>alarm</th><th>first seen (UTC)</th><th>inference</th><th>boot</th></tr>"
+                     f"{latched}</table>" if latches else "<p id='latched'>No alarm latched.</p>")
     if not timeline:
         return _page(title, "<p>No INFERENCE or HEARTBEAT frames from this device yet.</p>"
-                                       + _wakes_table(list(wakes)))
+                            f"<h2>Alarms</h2>{latched_table}" + _wakes_table(list(wakes)))
     width, height, pad = 800, 240, 30
     first, last = timeline[0][0], timeline[-1][0]
     span = max((last - first).total_seconds(), 1e-9)
@@ -240,32 +265,21 @@ def device_page(fleet: str, device_id: int, timeline: list[tuple], events: list[
         return height - pad - (height - 2 * pad) * max(0.0, min(1.0, accuracy))
 
     points = " ".join(f"{x(r[0]):.1f},{y(r[3]):.1f}" for r in timeline if r[3] is not None)
-    marks, seen = [], 0
-    for at, boot, index, _accuracy, bits, alarm_index, latch_delay in timeline:
-        for k, alarm in enumerate(P.ALARM_NAMES):
-            if (bits or 0) >> k & 1 and not seen >> k & 1:
-                seen |= 1 << k
-                # a heartbeat says at which inference the type latched; an INFERENCE frame is that inference
-                latched = index if not latch_delay or latch_delay[k] == P.NOT_LATCHED else alarm_index + latch_delay[k]
-                marks.append((at, alarm, latched, boot))
+    drawn = [(at, alarm) for at, alarm, _, _ in latches if first <= at <= last]  # older ones: in the table only
     lines = "".join(
         f"<line class='alarm' data-type='{alarm}' x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{pad}' y2='{height - pad}' "
         f"stroke='#b00020' stroke-dasharray='4 3'/><text x='{x(at) + 3:.1f}' y='{pad + 12 + 14 * i}' "
-        f"fill='#b00020' font-size='12'>{alarm}</text>" for i, (at, alarm, _, _) in enumerate(marks))
+        f"fill='#b00020' font-size='12'>{alarm}</text>" for i, (at, alarm) in enumerate(drawn))
     svg = (f"<svg id='timeline' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
            f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='none' stroke='#ccc'/>"
            f"<text x='{pad}' y='{pad - 8}' font-size='12'>estimated accuracy (0-100 %), {_when(first)} to "
            f"{_when(last)} UTC</text>"
            f"<polyline fill='none' stroke='#1f5fa8' stroke-width='1.5' points='{points}'/>{lines}</svg>")
-    latched = "".join(f"<tr><td>{alarm}</td><td>{_when(at)}</td><td>{index}</td><td>{boot}</td></tr>"
-                      for at, alarm, index, boot in marks)
-    latched_table = ("<table id='latched'><tr><th>alarm</th><th>first seen (UTC)</th><th>inference</th><th>boot</th></tr>"
-                     f"{latched}</table>" if marks else "<p id='latched'>No alarm latched.</p>")
     odd = "".join(f"<tr><td>{_when(at)}</td><td>{html.escape(kind)}</td><td>{html.escape(detail)}</td></tr>"
                   for at, kind, detail in events)
     events_table = f"<h2>Found odd</h2><table id='events'>{odd}</table>" if odd else ""
     return _page(title, f"<p><a href='/'>the fleet</a></p>{svg}<h2>Alarms</h2>{latched_table}"
-                                    f"{_wakes_table(list(wakes))}{events_table}")
+                        f"{_wakes_table(list(wakes))}{events_table}")
 
 
 # ---------------------------------------------------------------------------- server
@@ -293,13 +307,14 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                         body = overview_page(view.devices(), view.alarm_map())
                     else:
                         board_fleet, device_id = device.group(1), int(device.group(2), 16)
-                        if not view.known(board_fleet, device_id):
+                        latches = view.latches(board_fleet, device_id)
+                        if latches is None:
                             shown = "" if fleet is None else f" (this dashboard shows fleet {html.escape(fleet)})"
                             self._send(HTTPStatus.NOT_FOUND, _page(
                                 "no such device", f"<p>No device {device_id:016x} of fleet {board_fleet} in the "
                                 f"fleet store{shown}. <a href='/'>the fleet</a></p>"))
                             return
-                        body = device_page(board_fleet, device_id, view.timeline(board_fleet, device_id),
+                        body = device_page(board_fleet, device_id, view.timeline(board_fleet, device_id), latches,
                                            view.events(board_fleet, device_id), view.wakes(board_fleet, device_id))
                 finally:
                     view.close()
@@ -333,10 +348,7 @@ def serve(dsn: str, host: str = "127.0.0.1", port: int = 8050, *, fleet: str | N
     log = log or logger.info
     view = FleetView(dsn, fleet)  # a database that cannot be read fails the start, not the first page
     try:
-        view.devices()
-    except Exception as exc:  # noqa: BLE001 (psycopg's errors: no store in this database)
-        raise TinydriftError(f"no fleet store in {dsn!r} ({_first_line(exc)}): start `tinydrift collect "
-                             "--db` on it first") from None
+        view.check_schema()
     finally:
         view.close()
     server = make_server(dsn, host, port, fleet, log)

@@ -12,8 +12,10 @@ one, and a copy delivered again is dropped by ON CONFLICT DO NOTHING.
 INFERENCE and HEARTBEAT frames are also decoded into columns (the accuracy estimate,
 confidence and entropy in plain units, so both kinds read alike), and so are a streaming
 detector's DETECTION frames (its probability, the window's mean, whether it woke); `raw`
-keeps the packet, so any column can be rebuilt. `devices` holds each board's latest identity and when it was last
-heard; `device_events` what a collector found odd: a HELLO contradicting the one before, a
+keeps the packet, so any column can be rebuilt. `devices` holds each board's latest identity, when it was last
+heard, and the state the dashboard shows (BoardState: folded in as frames are stored, so
+the dashboard reads no frames); `alarm_hours` which boards showed each alarm type in each
+hour; `device_events` what a collector found odd: a HELLO contradicting the one before, a
 model no --model-dir names.
 """
 
@@ -28,6 +30,12 @@ from tinydrift.fleet.envelope import Envelope
 from tinydrift.fleet.mqtt import FLEET_EXTRA
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import to_int64
+
+STATE_TYPES = (int(P.FrameType.INFERENCE), int(P.FrameType.HEARTBEAT))  # frames that carry alarms and accuracy
+_STATE_TYPES = ", ".join(map(str, STATE_TYPES))
+_HEARTBEAT = int(P.FrameType.HEARTBEAT)
+_TYPES = len(P.ALARM_NAMES)
+_LATCHED = (1 << _TYPES) - 1
 
 # (version, what it does, SQL), applied in order, each once, in one transaction with its
 # schema_version row. Never edit a step that has shipped: add the next one.
@@ -104,6 +112,53 @@ CREATE INDEX frames_wakes ON frames (fleet, device_id, received_at) WHERE wake;
 DROP INDEX device_events_by_device;
 CREATE INDEX device_events_by_device ON device_events (fleet, device_id, at);
 """),
+    (6, "each board's state kept with it, and an hourly roll-up of alarms: the dashboard reads no frames", f"""
+ALTER TABLE devices ADD COLUMN state_at timestamptz,        -- received_at of the latest INFERENCE or HEARTBEAT
+                    ADD COLUMN alarm_bits integer,          --   of the model and boot (since hello_at) it names,
+                    ADD COLUMN accuracy real,               --   its alarm word and accuracy estimate
+                    ADD COLUMN wakes bigint NOT NULL DEFAULT 0,  -- DETECTION frames with wake, every boot
+                    ADD COLUMN latch_index bigint[],        -- per alarm type (ALARM_NAMES order): the inference
+                    ADD COLUMN latch_at timestamptz[];      --   it latched at, and when a frame first showed it
+CREATE TABLE alarm_hours (                                  -- a board showed an alarm type latched in that hour
+    fleet text NOT NULL,
+    hour timestamptz NOT NULL,
+    alarm smallint NOT NULL,                                -- the type's bit (ALARM_NAMES order)
+    device_id bigint NOT NULL,
+    PRIMARY KEY (fleet, hour, alarm, device_id)
+);
+CREATE INDEX alarm_hours_by_hour ON alarm_hours (hour);
+WITH state AS (
+    SELECT DISTINCT ON (d.fleet, d.device_id) d.fleet, d.device_id, f.received_at, f.alarm_bits, f.accuracy
+    FROM devices d JOIN frames f USING (fleet, device_id)
+    WHERE f.type IN ({_STATE_TYPES}) AND f.model_id = d.model_id AND f.boot_count = d.boot_count
+      AND f.received_at > coalesce(d.hello_at, '-infinity')
+    ORDER BY d.fleet, d.device_id, f.received_at DESC)
+UPDATE devices d SET state_at = s.received_at, alarm_bits = s.alarm_bits, accuracy = s.accuracy
+FROM state s WHERE s.fleet = d.fleet AND s.device_id = d.device_id;
+UPDATE devices d SET wakes = w.n
+FROM (SELECT fleet, device_id, count(*) AS n FROM frames WHERE wake GROUP BY 1, 2) w
+WHERE w.fleet = d.fleet AND w.device_id = d.device_id;
+WITH seen AS (
+    SELECT d.fleet, d.device_id, k,
+           min(CASE WHEN f.type = {_HEARTBEAT} AND f.latch_delay[k + 1] <> {P.NOT_LATCHED}
+                    THEN f.alarm_index + f.latch_delay[k + 1] ELSE f.inference_index END) AS index,
+           min(f.received_at) AS at
+    FROM devices d JOIN frames f USING (fleet, device_id) CROSS JOIN generate_series(0, {_TYPES - 1}) k
+    WHERE f.type IN ({_STATE_TYPES}) AND f.model_id = d.model_id AND f.boot_count = d.boot_count
+      AND f.received_at > coalesce(d.hello_at, '-infinity') AND f.alarm_bits & (1 << k) <> 0
+    GROUP BY 1, 2, 3),
+latches AS (
+    SELECT g.fleet, g.device_id, array_agg(s.index ORDER BY g.k) AS index, array_agg(s.at ORDER BY g.k) AS at
+    FROM (SELECT fleet, device_id, k FROM devices CROSS JOIN generate_series(0, {_TYPES - 1}) k) g
+    LEFT JOIN seen s USING (fleet, device_id, k)
+    GROUP BY 1, 2)
+UPDATE devices d SET latch_index = l.index, latch_at = l.at
+FROM latches l WHERE l.fleet = d.fleet AND l.device_id = d.device_id;
+INSERT INTO alarm_hours (fleet, hour, alarm, device_id)
+SELECT DISTINCT f.fleet, date_trunc('hour', f.received_at), k, f.device_id
+FROM frames f CROSS JOIN generate_series(0, {_TYPES - 1}) k
+WHERE f.type IN ({_STATE_TYPES}) AND f.alarm_bits & (1 << k) <> 0;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x7464_6D69  # pg_advisory_xact_lock keys: one migrator at a time,
@@ -113,6 +168,7 @@ FRAME_COLUMNS = ("device_id", "boot_count", "seq", "received_at", "fleet", "type
                  "raw", "inference_index", "alarm_bits", "alarm_index", "change_index", "moved_channels",
                  "accuracy", "confidence", "entropy", "predicted_class", "scores", "uptime_ms", "window_size",
                  "latch_delay", "cusum_max", "class_share", "probability", "window_mean", "wake", "stream_position")
+_COL = {name: i for i, name in enumerate(FRAME_COLUMNS)}
 _NONE = (None,) * (len(FRAME_COLUMNS) - 9)
 _NO_DETECTION = (None,) * 4
 
@@ -213,6 +269,9 @@ class FleetStore:
         present = {r[0] for r in c.execute("SELECT column_name FROM information_schema.columns "
                                            "WHERE table_name = 'frames' AND table_schema = current_schema()")}
         self._columns = [i for i, name in enumerate(FRAME_COLUMNS) if name in present]
+        self._keeps_state = "state_at" in {r[0] for r in c.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'devices' "
+            "AND table_schema = current_schema()")}
         names = ", ".join(FRAME_COLUMNS[i] for i in self._columns)
         c.execute("DROP TABLE IF EXISTS pg_temp.staging")
         c.execute(f"CREATE TEMP TABLE staging AS SELECT {names} FROM frames WITH NO DATA")
@@ -247,13 +306,15 @@ class FleetStore:
             with c.cursor().copy(f"COPY staging ({names}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row([row[i] for i in self._columns])
+            wake = "wake" if "wake" in names else "NULL::boolean"
             inserted = c.execute(f"INSERT INTO frames ({names}) SELECT {names} FROM staging "
-                                 "ON CONFLICT DO NOTHING RETURNING device_id").fetchall()
+                                 f"ON CONFLICT DO NOTHING RETURNING device_id, {wake}").fetchall()
             result.inserted = len(inserted)
             result.duplicates = len(rows) - result.inserted
-            per_device: dict[int, int] = defaultdict(int)
-            for (device,) in inserted:
-                per_device[device] += 1
+            per_device: dict[int, list[int]] = defaultdict(lambda: [0, 0])  # frames, wakes
+            for device, woke in inserted:
+                per_device[device][0] += 1
+                per_device[device][1] += bool(woke)
             self._update_devices(fleet, envelopes, rows, per_device, known_models, result)
         return result
 
@@ -268,7 +329,8 @@ class FleetStore:
             self._partitions.add(name)
 
     def _update_devices(self, fleet: str, envelopes: list[Envelope], rows: list[tuple],
-                        per_device: dict[int, int], known_models: set[bytes] | None, result: BatchResult) -> None:
+                        per_device: dict[int, list[int]], known_models: set[bytes] | None,
+                        result: BatchResult) -> None:
         c = self.conn
         frames_of: dict[int, list[int]] = defaultdict(list)
         for i, row in enumerate(rows):
@@ -279,10 +341,11 @@ class FleetStore:
             cur.executemany("INSERT INTO devices (device_id, fleet, model_id, boot_count, first_seen, last_seen) "
                             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                             [(r[0], fleet, r[6], r[1], r[3], r[3]) for r in first])
-        current = {d: [boot, bytes(model), hello_at] for d, boot, model, hello_at in c.execute(
-            "SELECT device_id, boot_count, model_id, hello_at FROM devices WHERE fleet = %s AND device_id = ANY(%s) "
-            "ORDER BY device_id FOR UPDATE", (fleet, devices)).fetchall()}
-        updates = []
+        kept = ", state_at, alarm_bits, accuracy, latch_index, latch_at" if self._keeps_state else ""
+        current = {r[0]: BoardState.of_row(r[1:]) for r in c.execute(
+            f"SELECT device_id, boot_count, model_id, hello_at{kept} FROM devices WHERE fleet = %s "
+            "AND device_id = ANY(%s) ORDER BY device_id FOR UPDATE", (fleet, devices)).fetchall()}
+        updates, hours = [], set()
         for device in devices:
             state = current[device]
             order = sorted(frames_of[device], key=lambda i: rows[i][3])
@@ -290,13 +353,19 @@ class FleetStore:
                 env, row = envelopes[i], rows[i]
                 at, boot, model = row[3], row[1], row[6]
                 if env.frame.TYPE is P.FrameType.HELLO:
-                    if state[2] is not None and at <= state[2]:
+                    if state.hello_at is not None and at <= state.hello_at:
                         continue  # an older HELLO that came late: the newer one stands
-                    if state[2] is not None:
+                    if state.hello_at is not None:
                         self._check_hello(device, state, boot, model, result)
-                    state[:] = [boot, model, at]
-                elif state[2] is None and boot > state[0]:
-                    state[:2] = [boot, model]  # no HELLO seen yet: the newest boot the frames name
+                    state.restart(boot, model, at)
+                    continue
+                if state.hello_at is None and boot > state.boot:
+                    state.restart(boot, model, None)  # no HELLO seen yet: the newest boot the frames name
+                bits = row[_COL["alarm_bits"]]
+                if row[_COL["type"]] in STATE_TYPES and bits is not None:
+                    state.show(env.frame, row)
+                    hour = at.replace(minute=0, second=0, microsecond=0)
+                    hours.update((fleet, hour, k, device) for k in range(_TYPES) if bits >> k & 1)
             if known_models is not None:
                 for model in {rows[i][6] for i in order} - known_models:
                     if (fleet, device, model) not in self._unknown_seen:
@@ -305,17 +374,26 @@ class FleetStore:
                                               f"runs model {model.hex()}, which no --model-dir names: its frames are "
                                               "stored with known_model false"))
             last = max(rows[i][3] for i in order)
-            updates.append((state[0], state[1], state[2], last, per_device.get(device, 0), fleet, device))
+            frames, wakes = per_device.get(device, (0, 0))
+            kept_values = (state.state_at, state.alarm_bits, state.accuracy, state.latch_index,
+                           state.latch_at, wakes) if self._keeps_state else ()
+            updates.append((state.boot, state.model, state.hello_at, last, frames, *kept_values, fleet, device))
+        kept_set = (", state_at=%s, alarm_bits=%s, accuracy=%s, latch_index=%s, latch_at=%s, wakes=wakes+%s"
+                    if self._keeps_state else "")
         with c.cursor() as cur:
             cur.executemany("UPDATE devices SET boot_count=%s, model_id=%s, hello_at=%s, "
-                            "last_seen=greatest(last_seen, %s), frames=frames+%s WHERE fleet=%s AND device_id=%s", updates)
+                            f"last_seen=greatest(last_seen, %s), frames=frames+%s{kept_set} "
+                            "WHERE fleet=%s AND device_id=%s", updates)
+            if self._keeps_state and hours:
+                cur.executemany("INSERT INTO alarm_hours (fleet, hour, alarm, device_id) VALUES (%s, %s, %s, %s) "
+                                "ON CONFLICT DO NOTHING", sorted(hours))
             if result.events:
                 cur.executemany("INSERT INTO device_events (fleet, device_id, kind, detail) VALUES (%s, %s, %s, %s)",
                                 [(fleet, d, k, t) for d, k, t in result.events])
 
     @staticmethod
-    def _check_hello(device: int, state: list, boot: int, model: bytes, result: BatchResult) -> None:
-        old_boot, old_model = state[0], state[1]
+    def _check_hello(device: int, state: "BoardState", boot: int, model: bytes, result: BatchResult) -> None:
+        old_boot, old_model = state.boot, state.model
         if boot and old_boot and boot < old_boot:
             result.events.append((device, "boot_went_back",
                                   f"says boot {boot} after boot {old_boot}: its boot counter went back "
@@ -330,6 +408,54 @@ class FleetStore:
             self.conn.close()
         except self._psycopg.Error:
             pass
+
+
+@dataclass
+class BoardState:
+    """One board's row in `devices` as a batch is folded in: who it is (boot and model since
+    hello_at), and the state the dashboard shows, all of that identity: its latest alarm word
+    and accuracy estimate, and where each alarm type latched. A HELLO (a boot, or RESET)
+    restarts the monitor, and so the state."""
+
+    boot: int
+    model: bytes
+    hello_at: dt.datetime | None
+    state_at: dt.datetime | None = None
+    alarm_bits: int | None = None
+    accuracy: float | None = None
+    latch_index: list = field(default_factory=lambda: [None] * _TYPES)
+    latch_at: list = field(default_factory=lambda: [None] * _TYPES)
+
+    @classmethod
+    def of_row(cls, row: tuple) -> "BoardState":
+        boot, model, hello_at, *kept = row
+        state = cls(boot, bytes(model), hello_at)
+        if kept:
+            state.state_at, state.alarm_bits, state.accuracy = kept[:3]
+            state.latch_index = list(kept[3] or [None] * _TYPES)
+            state.latch_at = list(kept[4] or [None] * _TYPES)
+        return state
+
+    def restart(self, boot: int, model: bytes, hello_at: dt.datetime | None) -> None:
+        self.__init__(boot, model, hello_at)
+
+    def show(self, frame: P.Frame, row: tuple) -> None:
+        """Fold in an INFERENCE or HEARTBEAT frame (`row`, its frames row). Frames of another
+        boot or model, or from before the HELLO, change nothing: the monitor they speak of is
+        not this one."""
+        at, bits = row[_COL["received_at"]], row[_COL["alarm_bits"]]
+        if (row[_COL["boot_count"]] != self.boot or row[_COL["model_id"]] != self.model
+                or (self.hello_at is not None and at <= self.hello_at)):
+            return
+        if self.state_at is None or at > self.state_at:
+            self.state_at, self.alarm_bits, self.accuracy = at, bits, row[_COL["accuracy"]]
+        for k in (k for k in range(_TYPES) if bits >> k & 1):
+            delay = frame.latch_delay[k] if frame.TYPE is P.FrameType.HEARTBEAT else P.NOT_LATCHED
+            index = frame.inference_index if delay == P.NOT_LATCHED else frame.alarm_index + delay
+            if self.latch_index[k] is None or index < self.latch_index[k]:
+                self.latch_index[k] = index
+            if self.latch_at[k] is None or at < self.latch_at[k]:
+                self.latch_at[k] = at
 
 
 class StoreDown(Exception):
