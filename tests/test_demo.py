@@ -190,3 +190,22 @@ def test_camera_demo_finds_the_smudged_lens_on_the_device_bit_exactly(tmp_path):
     lines = "\n".join(result.lines())
     assert "images 1-300 in-domain, from 301 through a smudged lens" in lines
     assert "model accuracy (int8, TFLite Micro): in-domain 96.7 %, through a smudged lens 43.9 %" in lines
+
+
+def test_demo_fails_when_the_device_and_its_twin_disagree(tmp_path, monkeypatch):
+    """demo printed "1 inferences DIFFER" and exited 0: a script could not tell a run whose
+    bit-exact check failed from a good one."""
+    from tinydrift.cli import main
+    from tinydrift.pipeline import demo
+    from tinydrift.pipeline.demo import DemoResult
+
+    def run(config, **_):
+        return DemoResult(out_dir=config.out_dir, report=config.out_dir / "index.html", db=config.out_dir / "capture.db",
+                          model_dir=tmp_path, inferences=45, shift_index=41, first_alarm=None, alarm_types=[],
+                          change_index=None, severity=None, accuracy={}, mismatches=1, seconds={"emulator": 1.0})
+
+    monkeypatch.setattr(demo, "run_demo", run)  # the check's outcome is what is under test, not the run
+    result = CliRunner().invoke(main, ["demo", "--out", str(tmp_path / "out"), "--in-domain", "40", "--shifted", "5"])
+    assert result.exit_code == 1, result.output
+    assert "device vs host twin: 1 inferences DIFFER" in result.output
+    assert "differs from the host twin's on 1 inferences" in result.output.strip().splitlines()[-1]

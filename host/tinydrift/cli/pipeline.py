@@ -541,3 +541,9 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
     for line in result.lines():
         click.echo(line)
     click.echo(f"total wall time {time.monotonic() - started:.0f} s")
+    if result.mismatches:  # the device and its twin disagree: the run's figures cannot be trusted
+        from tinydrift.errors import TinydriftError
+
+        raise TinydriftError(f"the device's log differs from the host twin's on {result.mismatches} inferences: "
+                             f"see {out_dir / 'capture.db'} and the report; the firmware and the host are out of "
+                             "step (rebuild both from this checkout)")
