@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tinydrift.atomic import all_or_nothing, check_writable, write_text
+from tinydrift.atomic import all_or_nothing, atomic_path, check_writable, write_text
 
 
 def test_a_set_written_inside_appears_only_when_the_block_ends(tmp_path):
@@ -37,6 +37,21 @@ def test_a_failure_leaves_the_files_and_folders_as_they_were(tmp_path, failure):
         assert error.value.filename == str(tmp_path / "late.txt")
     assert (tmp_path / "old.txt").read_text() == "old" and not (tmp_path / "made").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["old.txt"] + (["late.txt"] if "folder" in failure else []))
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), OSError(28, "No space left on device")])
+def test_a_file_that_fails_while_being_written_leaves_no_temporary_and_is_named(tmp_path, failure):
+    """A report interrupted while a plot was being saved, or an export that met a full disk,
+    left `.scores.png.XXXX.tmp` beside the files; the full disk's error named no file."""
+    with pytest.raises(type(failure)) as raised:
+        with all_or_nothing():
+            write_text(tmp_path / "done.txt", "done")
+            with atomic_path(tmp_path / "scores.png") as tmp:
+                tmp.write_bytes(b"half a plot")
+                raise failure
+    assert list(tmp_path.iterdir()) == []
+    if isinstance(failure, OSError):
+        assert raised.value.filename == str(tmp_path / "scores.png") and raised.value.errno == 28
 
 
 def test_check_writable_names_what_would_stop_a_write_and_leaves_nothing(tmp_path):

@@ -40,15 +40,24 @@ def atomic_path(target: str | os.PathLike, *, new_only: bool = False) -> Iterato
     pending = getattr(_held, "renames", None)
     try:
         yield tmp_path
-        if pending is not None:
-            pending.append((tmp_path, target))
-            return
+    except OSError as e:  # a full disk while writing: named by the file asked for, not the temporary
+        tmp_path.unlink(missing_ok=True)
+        if e.filename is None or e.filename == str(tmp_path):
+            raise OSError(e.errno, e.strerror, str(target)) from None
+        raise
+    except BaseException:  # a failure or Ctrl-C while writing: the temporary goes, held back or not
+        tmp_path.unlink(missing_ok=True)
+        raise
+    if pending is not None:
+        pending.append((tmp_path, target))
+        return
+    try:
         if new_only:
             _link_new(tmp_path, target)
         else:
             _replace(tmp_path, target)
     finally:
-        if pending is None and tmp_path.exists():
+        if tmp_path.exists():
             tmp_path.unlink()
 
 
