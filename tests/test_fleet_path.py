@@ -574,6 +574,25 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
     assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
 
 
+def test_fleet_up_interrupted_while_its_servers_start_removes_what_it_made(tmp_path):
+    """Ctrl-C a second into `fleet up` went unheard: it started both servers, printed their
+    URLs and stopped with exit 0. Sent while PostgreSQL's folder is being made, it now ends
+    the start: "interrupted", exit 130, both folders gone."""
+    import tempfile
+
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("tinydrift-*"))
+    up = Command(tmp_path, "up", "fleet", "up")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(p.name.startswith("tinydrift-pg-")
+                                                   for p in set(temp.glob("tinydrift-*")) - before):
+        time.sleep(0.02)
+    up.process.send_signal(signal.SIGINT)
+    assert up.process.wait(60) == 130
+    assert up.log.read_text().strip().splitlines()[-1] == "interrupted" and up.out.read_text() == ""
+    assert set(temp.glob("tinydrift-*")) - before == set()
+
+
 def test_fleet_up_restarts_a_collector_that_dies_and_keeps_the_files_when_a_service_does(tmp_path):
     """Once `fleet up` went on saying only "running" after its database or a collector had
     died; later it stopped everything on any exit, a killed collector included, and removed

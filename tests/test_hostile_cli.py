@@ -699,3 +699,20 @@ def test_every_number_option_refuses_nan():
              for path, command in commands(main) for param in command.params
              if isinstance(param.type, click.types.FloatParamType) and not isinstance(param.type, FiniteFloat)]
     assert not loose, loose
+
+
+def test_ctrl_c_while_the_commands_load_is_an_interruption_not_a_traceback():
+    """Ctrl-C in a command's first half second (numpy, click and the commands' modules still
+    loading) printed a Python traceback and died by the signal. The interrupt is made to
+    arrive exactly there: an import hook raises it as tinydrift.cli is imported."""
+    script = ("import sys\n"
+              "class Interrupt:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name == 'tinydrift.cli':\n"
+              "            raise KeyboardInterrupt\n"
+              "sys.meta_path.insert(0, Interrupt())\n"
+              "sys.argv = ['tinydrift', 'capture', '--port', 'socket://127.0.0.1:9', '--db', 'x.sqlite']\n"
+              "from tinydrift.__main__ import run\n"
+              "run()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")

@@ -168,10 +168,12 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
 
     from tinydrift.fleet.services import collector_process, private_services
 
-    stop = threading.Event()  # Ctrl-C and SIGTERM are the normal way to stop: exit 0
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = threading.Event()
     with private_services(broker_port, db_port, keep_on_error=True) as (broker, database):
+        # Once both run, Ctrl-C and SIGTERM are the normal way to stop (exit 0); while they
+        # start, Ctrl-C interrupts (exit 130) and what was made is removed.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
         running = [collector_process(broker.url, database.dsn, fleet_name, f"c{k + 1}", broker.folder).start()
                    for k in range(collectors)]
         try:

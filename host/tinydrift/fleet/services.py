@@ -72,14 +72,20 @@ def _run_as() -> dict:
     return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
 
 
-def _service_folder(prefix: str) -> Path:
-    """A fresh folder in the system's temporary folder, owned by whoever runs the servers.
-    (A folder under, say, pytest's tmp_path would not do: its parents are private to root.)"""
+@contextlib.contextmanager
+def _service_folder(prefix: str) -> Iterator[Path]:
+    """A fresh folder in the system's temporary folder, owned by whoever runs the servers,
+    removed again if making what goes in it fails or is interrupted. (A folder under, say,
+    pytest's tmp_path would not do: its parents are private to root.)"""
     folder = Path(tempfile.mkdtemp(prefix=prefix))
-    if os.geteuid() == 0:
-        user = pwd.getpwnam(SERVICE_USER)
-        os.chown(folder, user.pw_uid, user.pw_gid)
-    return folder
+    try:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam(SERVICE_USER)
+            os.chown(folder, user.pw_uid, user.pw_gid)
+        yield folder
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _require_free(port: int, what: str, option: str) -> None:
@@ -138,26 +144,26 @@ class Broker:
 
     @classmethod
     def create(cls, port: int | None = None) -> "Broker":
-        folder = _service_folder("tinydrift-mqtt-")
-        config = folder / "mosquitto.conf"
-        user = SERVICE_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
-        port = port or free_port()
-        config.write_text("\n".join([
-            f"listener {port} 127.0.0.1",
-            "allow_anonymous true",
-            f"user {user}",
-            "persistence true",
-            f"persistence_location {folder}/",
-            # A collector that is slow or down must not make the broker drop what it queued for it.
-            "max_queued_messages 0",
-            "max_queued_bytes 0",
-            "max_inflight_messages 1000",
-            "log_dest stderr",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "",
-        ]))
+        with _service_folder("tinydrift-mqtt-") as folder:
+            config = folder / "mosquitto.conf"
+            user = SERVICE_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+            port = port or free_port()
+            config.write_text("\n".join([
+                f"listener {port} 127.0.0.1",
+                "allow_anonymous true",
+                f"user {user}",
+                "persistence true",
+                f"persistence_location {folder}/",
+                # A collector that is slow or down must not make the broker drop what it queued for it.
+                "max_queued_messages 0",
+                "max_queued_bytes 0",
+                "max_inflight_messages 1000",
+                "log_dest stderr",
+                "log_type error",
+                "log_type warning",
+                "log_type notice",
+                "",
+            ]))
         return cls(folder, port)
 
     def start(self) -> "Broker":
@@ -202,16 +208,14 @@ class Database:
 
     @classmethod
     def create(cls, port: int | None = None) -> "Database":
-        folder = _service_folder("tinydrift-pg-")
-        data = folder / "data"
-        log = folder / "initdb.log"
-        with open(log, "wb") as out:
-            done = subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(data), "-U", DB_USER, "--auth=trust",
-                                   "-E", "UTF8", "--locale=C", "--no-sync"],
-                                  stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=folder, **_run_as())
-        if done.returncode != 0:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise TinydriftError(f"initdb failed (code {done.returncode}): {log_tail(log)}")
+        with _service_folder("tinydrift-pg-") as folder:
+            log = folder / "initdb.log"
+            with open(log, "wb") as out:
+                done = subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(folder / "data"), "-U", DB_USER,
+                                       "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=folder, **_run_as())
+            if done.returncode != 0:
+                raise TinydriftError(f"initdb failed (code {done.returncode}): {log_tail(log)}")
         return cls(folder, port or free_port())
 
     def start(self) -> "Database":
@@ -291,8 +295,8 @@ def private_services(broker_port: int | None = None, db_port: int | None = None,
         database.start()
         started = True
         yield broker, database
-    except BaseException:
-        if started and keep_on_error:
+    except BaseException as error:
+        if started and keep_on_error and not isinstance(error, KeyboardInterrupt):  # Ctrl-C: nothing to look into
             for service in (database, broker):
                 service.stop()
             broker = database = None
