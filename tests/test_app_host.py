@@ -189,6 +189,24 @@ def test_boot_hello_status_reset_and_labels(compiler, reference):
         assert app.stop() == ""
 
 
+def test_a_class_name_beyond_ascii_leaves_the_banner_a_text_line(tmp_path):
+    """A class folder named "ring ümlaut" went into the banner as UTF-8, which the host read
+    as a damaged frame: every boot counted a corrupt frame and `demo` failed. The banner's
+    non-ASCII bytes now go as '?'."""
+    include = tmp_path / "include"
+    shutil.copytree(MODEL_DIR / "include", include)
+    header = include / "td_reference_kws.h"
+    text = header.read_text()
+    assert '"_silence_"' in text
+    header.write_text(text.replace('"_silence_"', '"ring \\303\\274mlaut"', 1))
+    with HostApp(build_app("gcc", model_dir=tmp_path)) as app:
+        app.replayer.drain(0.3)
+        banner = app.frames(P.TextLine)
+        assert not app.frames(P.Corrupt) and app.replayer.stats.corrupt == 0
+        assert len(banner) == 1 and " classes=ring ??mlaut,_unknown_,yes," in banner[0].text, banner
+        assert app.stop() == ""
+
+
 def test_window_assembly_from_audio_frames_matches_the_twin(app_gcc, clips, reference):
     """Clips of many lengths in chunks of random sizes: empty, shorter than a window (padded),
     exactly one, one sample over (the tail dropped), two and a half windows."""

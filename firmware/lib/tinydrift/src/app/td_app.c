@@ -144,6 +144,25 @@ void td_app_send_hello(td_app_t *app)
     td_app_send(app, frame);
 }
 
+/* A text line of the link carries printable ASCII only (a byte above it reads as frame
+ * data): a label's other bytes, such as the UTF-8 of a class folder's name, go as '?'. */
+static void td_app_print_ascii(const char *text)
+{
+    char chunk[33];
+    unsigned n = 0;
+    for (; *text != '\0'; ++text) {
+        const unsigned char c = (unsigned char)*text;
+        chunk[n++] = (c >= 0x20u && c < 0x7Fu) ? (char)c : '?';
+        if (n == sizeof chunk - 1u) {
+            chunk[n] = '\0';
+            td_port_print(chunk);
+            n = 0;
+        }
+    }
+    chunk[n] = '\0';
+    td_port_print(chunk);
+}
+
 /* A text line for people watching the port: the model and its classes. */
 static void td_app_print_banner(const td_app_t *app)
 {
@@ -161,7 +180,7 @@ static void td_app_print_banner(const td_app_t *app)
     td_port_print(" classes=");
     for (unsigned i = 0; i < TD_APP_M_NUM_CLASSES; ++i) {
         td_port_print(i == 0 ? "" : ",");
-        td_port_print(TD_APP_M_LABELS[i]);
+        td_app_print_ascii(TD_APP_M_LABELS[i]);
     }
     td_port_print("\n");
 }
