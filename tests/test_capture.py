@@ -512,7 +512,7 @@ def test_a_label_outside_the_captured_model_s_classes_is_refused_before_it_is_qu
     taken = CliRunner().invoke(main, ["label", "5", "11", "--db", str(db)])
     assert taken.exit_code == 0 and "queued" in taken.output, taken.output
     # that capture has ended: the label waits for the next one, and is said to
-    assert f"no capture runs on it now: the next `tinydrift capture --db {db}`" in taken.output, taken.output
+    assert f"no capture or replay runs on it now: the next `tinydrift capture --db {db}`" in taken.output, taken.output
     conn = open_db(db)
     assert [tuple(r) for r in conn.execute("SELECT inference_index, label FROM labels")] == [(5, 11)]
     conn.close()

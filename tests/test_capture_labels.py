@@ -209,6 +209,67 @@ def wait_for_hello(db, patience: float = 10.0) -> bool:
     return False
 
 
+def test_a_replay_sends_queued_labels_and_knows_an_unheard_restart_by_the_count(app_gcc, clips, tmp_path):
+    """`label --db` during `replay --db` was never sent (only capture sent labels), while the
+    label command said the running session would send it. And a restart no session heard
+    (RESET while nothing held the database) let a label queued at count 5 for inference 4
+    label the new count's inference 4. The replay now sends labels as capture does; a label
+    queued at a count higher than the device's now is marked restarted."""
+    from tinydrift.logbook.capture import DatabaseSink
+
+    db = tmp_path / "replay.sqlite"
+    with HostApp(app_gcc) as app:
+        first = DatabaseSink(db, "pipe", send_labels=app.replayer.send)
+        app.replayer.on_items = first
+        for clip in clips[:5]:
+            app.replayer.replay_clip(clip)
+        while len(app.frames(P.Inference)) < 5:  # the database knows the count reached 5
+            app.replayer.drain(0.1)
+        app.replayer.on_items = None
+        first.close("replay done")
+        assert queue_label(db, 4, 1) == 1  # inference 4 of a count the database saw reach 5
+        assert app.command(P.Reset(0)).result == ACK_OK  # heard by no session
+        for clip in clips[5:9]:  # the new count's 1..4
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.2)
+        second = DatabaseSink(db, "pipe", send_labels=app.replayer.send)
+        app.replayer.on_items = second
+        app.replayer.check_device()  # STATUS: the device counts 4
+        for clip in clips[9:11]:
+            app.replayer.replay_clip(clip)
+        assert queue_label(db, 5, 0) == 2  # inference 5 of the new count
+        for clip in clips[11:14]:
+            app.replayer.replay_clip(clip)
+            app.replayer.drain(0.3)
+        app.replayer.on_items = None
+        second.close("replay done")
+        status = app.status()
+        app.stop()
+    assert status.labels == 1, status  # the new count's inference 4 was not labelled
+    conn = open_db(db)
+    labels = [(r["state"], r["attempts"], r["result"], r["session_id"]) for r in read_labels(conn)]
+    conn.close()
+    assert labels == [("restarted", 0, None, None), ("taken", 1, ACK_OK, second.session)]
+
+
+def test_a_second_capture_into_a_held_database_is_refused(tmp_path):
+    """Two captures of two devices into one database mixed their sessions, and a queued
+    label went to whichever looked first."""
+    db = tmp_path / "capture.sqlite"
+    holder = CaptureStore(db)
+    holder.start_session("socket://127.0.0.1:1", None, None)
+    with pytest.raises(TinydriftError, match="another capture or replay is writing .* its own --db"):
+        CaptureStore(db).start_session("socket://127.0.0.1:2", None, None)
+    queued = _label(db, 5, 1)
+    assert queued.exit_code == 0 and "the capture or replay holding the device's port sends it" in queued.output
+    holder.close()
+    queued = _label(db, 6, 1)  # the session row is left open, as by a killed capture: nobody sends it now
+    assert queued.exit_code == 0 and "no capture or replay runs on it now" in queued.output, queued.output
+    again = CaptureStore(db)
+    assert again.start_session("socket://127.0.0.1:2", None, None) == 2  # once the first let go
+    again.close()
+
+
 def test_label_wait_says_why_a_label_was_not_sent_after_a_restart(tmp_path):
     """`label --wait` on a label the capture marks restarted fails in one line that says why."""
     db = tmp_path / "capture.sqlite"

@@ -324,8 +324,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     port = open_port(port_url, baudrate, timeout=0.05)
     try:
         replayer = Replayer(port, window=window, reopen=reopen if reconnect_timeout != 0 else None)
-        sink = (DatabaseSink(db_path, port_url, expected_hash, log=log, named_as=str(model_dir))
-                if db_path is not None else None)
+        sink = (DatabaseSink(db_path, port_url, expected_hash, log=log, named_as=str(model_dir),
+                             send_labels=replayer.send) if db_path is not None else None)
     except BaseException:
         port.close()
         raise
@@ -387,12 +387,13 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
     often than its budget says.
 
     With --port the label goes straight to the device, which no other program may hold
-    then. While `tinydrift capture` holds the port, give its database with --db instead: the
-    label is queued there, and the capture sends it within a second and stores the device's
-    answer (taken, or refused and not sent again). A label queued while no capture runs is
-    sent when the next one starts, unless the device restarted its inference count first (a
-    HELLO, from a boot or RESET, after it was queued): then it is marked restarted and never
-    sent, as its index names another inference. The database's labels table keeps each
+    then. While `tinydrift capture` (or `replay --db`) holds the port, give its database with
+    --db instead: the label is queued there, and the capture sends it within a second and
+    stores the device's answer (taken, or refused and not sent again). A label queued while
+    no capture runs is sent when the next one starts, unless the device restarted its
+    inference count first (a boot or RESET: its HELLO came after, or it counts fewer
+    inferences than when the label was queued): then it is marked restarted and never sent,
+    as its index names another inference. The database's labels table keeps each
     label's way (queued, sent, taken, refused, restarted; unanswered after 3 sends),
     docs/protocol.md §5.
 
@@ -440,7 +441,7 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
     `wait_s` wait for the device's answer that capture stores."""
     import time
 
-    from tinydrift.logbook.store import open_db, queue_label, read_labels
+    from tinydrift.logbook.store import held_by_a_session, open_db, queue_label, read_labels
 
     label_id = queue_label(db_path, inference, label)
     deadline = time.monotonic() + wait_s
@@ -453,10 +454,9 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
             time.sleep(0.1)
         else:
             row = None
-        # a session not ended is a capture at work (or one killed, whose next run sends it all the same)
-        running = conn.execute("SELECT COUNT(*) FROM sessions WHERE ended_at IS NULL").fetchone()[0] > 0
     finally:
         conn.close()
+    running = held_by_a_session(db_path)
     if row is not None:
         if row["state"] == "taken":
             click.echo(f"inference {inference}: label {label} taken (through the capture in {db_path})")
@@ -471,7 +471,8 @@ def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refus
                                  "another inference now; label an inference of the new count")
         raise TinydriftError(f"label {label} for inference {inference}: sent {row['attempts']} times, never "
                              "answered; is the tinydrift app running on the device?")
-    sender = ("the capture holding the device's port sends it" if running else
-              f"no capture runs on it now: the next `tinydrift capture --db {db_path}` on the device's port sends it")
+    sender = ("the capture or replay holding the device's port sends it" if running else
+              f"no capture or replay runs on it now: the next `tinydrift capture --db {db_path}` (or `replay --db`) "
+              "on the device's port sends it")
     click.echo(f"inference {inference}: label {label} queued in {db_path} (queue entry {label_id}); {sender}"
                + (f" (no answer within {wait_s:g} s)" if wait_s else ""))

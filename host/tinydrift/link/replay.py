@@ -284,8 +284,13 @@ class Replayer:
             self.stats.reconnects += 1
             raise _PortReopened() from None
 
-    def _send(self, frame: P.Frame) -> int:
+    def send(self, frame: P.Frame, announce: Callable[[int], None] | None = None) -> int:
+        """Write one frame with the next seq, and return it; `announce(seq)` runs first (a
+        label is marked sent before it can be answered). An ACK it gets is kept until a
+        command() of that seq, or among the items."""
         frame.seq = self.seq
+        if announce is not None:
+            announce(frame.seq)
         self.seq = (self.seq + 1) & 0xFFFFFFFF
         self._on_port(lambda port: port.write(P.encode(frame)))
         return frame.seq
@@ -328,7 +333,7 @@ class Replayer:
         after a reconnect)."""
         while True:
             try:
-                seq = self._send(frame)
+                seq = self.send(frame)
                 deadline = time.monotonic() + (self.ack_timeout if timeout is None else timeout)
                 while seq not in self._acks:
                     if time.monotonic() > deadline:
@@ -412,7 +417,7 @@ class Replayer:
         while not done:
             try:
                 while next_chunk < len(frames) and len(in_flight) < self.window:
-                    seq = self._send(frames[next_chunk])
+                    seq = self.send(frames[next_chunk])
                     in_flight[seq] = next_chunk
                     self.stats.frames_sent += 1
                     next_chunk += 1

@@ -187,8 +187,10 @@ class LabelSender:
     the session holding its port, and the device's ACK of each recorded: taken, or refused
     (never sent again). A label sent and not answered (a lost port, a timeout, a session that
     ended first) is queued again, up to the store's LABEL_MAX_ATTEMPTS sends. A label queued
-    before the device's latest HELLO is never sent: that HELLO restarted its inference count
-    (a boot, or RESET), so the label's index now names another inference."""
+    before the device restarted its inference count (a boot, or RESET) is never sent, as its
+    index names another inference now: one queued before the device's latest HELLO, or one
+    queued before this session began at a count higher than the first the device tells it
+    (a restart no session heard)."""
 
     def __init__(self, store: CaptureStore, session: int, log: Callable[[str], None]) -> None:
         self.store, self.session, self.log = store, session, log
@@ -200,9 +202,15 @@ class LabelSender:
         self.taken = self.refused = self.restarted = 0
         self.unanswered += store.labels_left_sent()  # an earlier session's, never answered
         self.hello_at = store.latest_hello_at()
-        # Nothing is sent before the device is heard: a board that boots as the port opens
-        # (an emulator, an Arduino reset by DTR) says HELLO first, and that restarts its count.
-        self.listening = False
+        self._listen_anew()
+
+    def _listen_anew(self) -> None:
+        """The device's inference count is unknown until a frame tells it; nothing is sent
+        before: a board that boots as the port opens (an emulator, an Arduino reset by DTR)
+        says HELLO first, and a STATUS (asked for at the start) tells the count. Labels
+        queued before now are checked against the first count told."""
+        self.since = time.time()
+        self.first_count: int | None = None
 
     def poll(self, send: Callable[..., int]) -> None:
         """Store what is known, then send what is queued; `send(frame, announce=...)` writes a
@@ -215,13 +223,14 @@ class LabelSender:
             if now - sent_at > LABEL_ACK_TIMEOUT_S:
                 del self.in_flight[seq]
                 self.unanswered.append(label_id)
-        if not self._store() or not self.listening:
+        if not self._store() or self.first_count is None:
             return
         waiting = {entry[0] for entry in self.in_flight.values()}
         for label_id, queued_at, inference, label in self.store.queued_labels():
             if label_id in waiting:
                 continue
-            if queued_at < self.hello_at:
+            if queued_at < self.hello_at or (queued_at < self.since
+                                             and self.first_count < self.store.count_before(queued_at)):
                 self.outdated.append(label_id)
                 continue
             frame = P.Label(0, inference, label)
@@ -236,7 +245,8 @@ class LabelSender:
         """What one read of the port brought: the device's ACKs of this session's LABEL
         frames, and a HELLO, after which the labels queued before it name inferences of an
         earlier count."""
-        self.listening = self.listening or bool(rows.frames)
+        if rows.count is not None and self.first_count is None:
+            self.first_count = rows.count
         if rows.hello_at is not None:
             self.hello_at = max(self.hello_at, rows.hello_at)
         for ack in rows.acks:
@@ -257,7 +267,7 @@ class LabelSender:
         reopened may boot again (a USB port's DTR), so the device is waited for anew."""
         self.unanswered += [entry[0] for entry in self.in_flight.values()]
         self.in_flight.clear()
-        self.listening = False
+        self._listen_anew()
 
     def _store(self) -> bool:
         """Write answers and requeues; False while another process holds the database."""
@@ -272,9 +282,9 @@ class LabelSender:
                 self.store.labels_restarted(self.outdated)
                 self.restarted += len(self.outdated)
                 self.log(f"{len(self.outdated)} queued label{'s' if len(self.outdated) > 1 else ''} not sent: queued "
-                         "before the device restarted its inference count (a HELLO: a boot, or RESET), so "
-                         "their indices name other inferences now; marked restarted (queue them again for the "
-                         "new count)")
+                         "before the device restarted its inference count (a boot, or RESET: its HELLO came "
+                         "after, or it counts fewer inferences now), so their indices name other inferences "
+                         "now; marked restarted (queue them again for the new count)")
                 self.outdated = []
         except StoreBusy:
             return False
@@ -522,6 +532,7 @@ class Rows:
     bye: int | None = None  # the exit code of a BYE frame among them
     acks: list = field(default_factory=list)  # the device's ACK frames among them
     hello_at: float | None = None  # when read, if a HELLO was among them
+    count: int | None = None  # the device's inference count, if a frame among them told it (a HELLO: 0)
 
     @classmethod
     def parse(cls, items, session: int, now: float, tracker: LinkTracker, stats: CaptureStats) -> "Rows":
@@ -547,7 +558,11 @@ class Rows:
                 elif item.TYPE is P.FrameType.ACK:
                     rows.acks.append(item)
                 elif item.TYPE is P.FrameType.HELLO:
-                    rows.hello_at = now
+                    rows.hello_at, rows.count = now, 0
+                if item.TYPE in (P.FrameType.INFERENCE, P.FrameType.DETECTION, P.FrameType.HEARTBEAT):
+                    rows.count = item.inference_index
+                elif item.TYPE is P.FrameType.STATUS:
+                    rows.count = item.inferences
                 elif item.TYPE is P.FrameType.BYE:
                     rows.events.append((session, now, "bye", item.seq, item.exit_code, None))
                     rows.bye = item.exit_code if rows.bye is None else rows.bye
@@ -565,7 +580,8 @@ class DatabaseSink:
     """Stores replay's received items in a capture database (same schema and rules as `capture`)."""
 
     def __init__(self, db_path: str | Path, port_url: str, expected_hash: bytes | None = None,
-                 log: Callable[[str], None] | None = None, named_as: str = "the expected model"):
+                 log: Callable[[str], None] | None = None, named_as: str = "the expected model",
+                 send_labels: Callable[..., int] | None = None):
         store = CaptureStore(db_path)
         try:
             expected_hash, expected_from, named_as = expected_model(store, expected_hash,
@@ -579,6 +595,10 @@ class DatabaseSink:
         self.stats = CaptureStats()
         self.writer = SessionWriter(store, self.session, _counters(self.stats), log or logger.info)
         self.foreign_device = False  # refused for another model: close() forgets the session
+        # With `send_labels` (Replayer.send), the labels `tinydrift label --db` queues go to the
+        # device as capture sends them: this run holds its port.
+        self.send_labels = send_labels
+        self.labels = LabelSender(store, self.session, log or logger.info) if send_labels is not None else None
 
     @staticmethod
     def check(db_path: str | Path, expected_hash: bytes | None, named_as: str) -> None:
@@ -587,6 +607,7 @@ class DatabaseSink:
         board, whose run a refusal after it would lose. Leaves no new file behind."""
         store = CaptureStore(db_path)
         try:
+            store.hold_alone()
             expected_model(store, expected_hash, "model-dir" if expected_hash else None, named_as)
         finally:
             store.discard()
@@ -594,15 +615,24 @@ class DatabaseSink:
     def __call__(self, items: list) -> None:
         """Store what arrived; TinydriftError once the device shows it runs another model
         than the one named (close() then forgets the session)."""
-        self.writer.add(Rows.parse(items, self.session, time.time(), self.tracker, self.stats), _counters(self.stats))
+        rows = Rows.parse(items, self.session, time.time(), self.tracker, self.stats)
+        self.writer.add(rows, _counters(self.stats))
         if (wrong := self.tracker.wrong_model(self.named_as)) is not None:
             self.foreign_device = True
             raise TinydriftError(wrong)
+        if self.labels is not None:
+            self.labels.heard(rows)
+            try:
+                self.labels.poll(self.send_labels)
+            except StoreBusy:
+                pass  # the next read tries again
 
     def close(self, reason: str) -> str | None:
         """Close the session; returns None, or why it could not be closed cleanly."""
         problem = "not closed"
         try:
+            if self.labels is not None:
+                self.labels.finish()
             problem = self.writer.finish(reason)
             return problem
         finally:

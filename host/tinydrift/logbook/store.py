@@ -7,6 +7,7 @@ and readers (monitor, report) can follow a capture that is still running.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import os
 import shutil
 import sqlite3
@@ -105,6 +106,9 @@ CREATE TABLE IF NOT EXISTS events (
 # label still waiting when a HELLO comes in is never sent ("restarted"): the device restarts
 # its inference count with each HELLO (a boot, or RESET), so the index names another
 # inference now.
+# Frames that tell the device's inference count: a HELLO restarts it at 0.
+_COUNTING = tuple(int(t) for t in (P.FrameType.HELLO, P.FrameType.INFERENCE, P.FrameType.DETECTION,
+                                   P.FrameType.HEARTBEAT, P.FrameType.STATUS))
 LABEL_STATES = ("queued", "sent", "taken", "refused", "unanswered", "restarted")
 LABEL_MAX_ATTEMPTS = 3
 
@@ -181,6 +185,7 @@ class CaptureStore:
         self.path = Path(path)
         self.reserve = self.path.with_name(self.path.name + "-reserve")
         self.created = not self.path.exists()  # discard() removes only a database this opened anew
+        self._held: int | None = None  # the descriptor whose lock keeps other session writers out
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path), isolation_level=None)
@@ -254,8 +259,26 @@ class CaptureStore:
             raise
         return str(SCHEMA_VERSION)
 
+    def hold_alone(self) -> None:
+        """Hold the database for one session writer (a capture or a replay) until close():
+        two devices captured into one database at once mixed their sessions, and the labels
+        queued in it went to whichever capture looked first. TinydriftError if another holds it."""
+        if self._held is not None:
+            return
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # beside SQLite's own locks, which are fcntl's
+        except BlockingIOError:
+            os.close(fd)
+            raise TinydriftError(f"another capture or replay is writing {self.path} now: a capture database takes one "
+                                 "device at a time (the labels queued in it go to the device it holds); give this "
+                                 "one its own --db, or stop the other first") from None
+        self._held = fd
+
     def start_session(self, port: str, expected_hash: str | None, expected_from: str | None) -> int:
-        """A new session's id; from here on a busy database is waited for only briefly."""
+        """A new session's id (the database held alone until close()); from here on a busy
+        database is waited for only briefly."""
+        self.hold_alone()
         try:
             cur = self.conn.execute(
                 "INSERT INTO sessions (started_at, port, expected_hash, expected_from) VALUES (?, ?, ?, ?)",
@@ -348,6 +371,18 @@ class CaptureStore:
                                 (int(P.FrameType.HELLO),)).fetchone()
         return row[0] if row else 0.0
 
+    def count_before(self, at: float) -> int:
+        """The device's inference count as the database knew it at `at` (0: nothing known):
+        the index in the last frame received by then that tells it (a HELLO restarts it)."""
+        row = self.conn.execute("SELECT raw FROM frames WHERE received_at <= ? AND type IN (?, ?, ?, ?, ?) "
+                                "ORDER BY id DESC LIMIT 1", (at, *_COUNTING)).fetchone()
+        if row is None:
+            return 0
+        frame = P.parse_packet(row[0])
+        if isinstance(frame, P.Hello):
+            return 0
+        return frame.inferences if isinstance(frame, P.Status) else frame.inference_index
+
     def labels_restarted(self, label_ids: list[int]) -> None:
         """Queued labels whose inference count the device restarted before they were sent."""
         self._label_write("UPDATE labels SET state='restarted', answered_at=? WHERE id=? AND state='queued'",
@@ -383,6 +418,9 @@ class CaptureStore:
     def close(self) -> None:
         self.conn.close()
         self.release_reserve()
+        if self._held is not None:
+            os.close(self._held)  # the lock goes with it
+            self._held = None
 
     def forget_session(self, session_id: int) -> None:
         """Remove a session and everything it stored (labels it sent stay, as requeued): a
@@ -539,6 +577,19 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
                              "it") from None
     except sqlite3.Error as exc:
         raise TinydriftError(f"cannot queue the label in {path}: {exc}; give the file `tinydrift capture --db` writes") from None
+
+
+def held_by_a_session(db_path: str | Path) -> bool:
+    """Whether a capture or replay holds the database now (CaptureStore.hold_alone): then it
+    sends the labels queued there. A session row left open by a killed capture does not."""
+    fd = os.open(db_path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock tried
 
 
 def read_labels(conn: sqlite3.Connection, label_id: int | None = None) -> list[dict]:
