@@ -250,6 +250,25 @@ def test_broker_restarted_mid_run_loses_and_duplicates_nothing(services, dsn, tm
     assert len(said) == 1 and "frames wait in the outbox" in said[0]
 
 
+def test_a_gateway_that_never_reaches_its_broker_fails_and_says_where_the_frames_wait(tmp_path, devices_factory):
+    """A gateway given a broker URL nothing answers at exited 0 once its devices closed, with
+    only "N frames wait in OUTBOX" (fleet simulate, in the same state, exited 1 and asked
+    whether the URL was right)."""
+    from tinydrift.fleet.services import free_port
+
+    devices = devices_factory(1, 0xD100)
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"
+    gw = gateway(tmp_path, nowhere, devices)
+    devices.send(lambda board: board.run(50))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and f"in_outbox={len(devices.sent)}" not in gw.log.read_text():
+        time.sleep(0.1)
+    assert gw.stop() == 1
+    last = gw.log.read_text().strip().splitlines()[-1]
+    assert last == (f"error: the broker at {nowhere} took none of the {len(devices.sent)} frames (is it running, and "
+                    f"the URL right?); they wait in {tmp_path / 'outbox.sqlite'}"), last
+
+
 def test_collector_killed_mid_batch_loses_nothing(services, dsn, tmp_path, devices_factory):
     broker, _ = services
     devices = devices_factory(2, 0xC300)
@@ -470,7 +489,7 @@ def test_a_message_with_an_impossible_stamp_is_dropped_and_the_collector_goes_on
     assert "Traceback" not in c1.text
     assert "rejected a message" in c1.log.read_text() and "past the year 9999" in c1.log.read_text()
     # a collector that leaves says that its session, and its share of the frames, stay behind
-    assert "the broker keeps collector 'c1''s session in group 'collectors' for 7 days" in c1.text
+    assert "the broker keeps the session of collector 'c1' in group 'collectors' for 7 days" in c1.text
 
 
 def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(services, tmp_path):

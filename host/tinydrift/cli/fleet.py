@@ -73,6 +73,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     click.echo(summary.line())
     if summary.failed or (not ports and summary.left_in_outbox):
         raise SystemExit(1)
+    _none_delivered(summary, broker, outbox_path, fleet)
 
 
 @click.command("collect")
@@ -127,7 +128,7 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
         # its persistent session stays in the shared group: the broker goes on giving it a share
         from tinydrift.fleet.mqtt import SESSION_EXPIRY_S
 
-        click.echo(f"the broker keeps collector {summary.name!r}'s session in group {group!r} for "
+        click.echo(f"the broker keeps the session of collector {summary.name!r} in group {group!r} for "
                    f"{SESSION_EXPIRY_S // 86400} days: its share of the fleet's frames waits there until "
                    f"`tinydrift collect --group {group} --name {summary.name}` runs again", err=True)
     if summary.failed:
@@ -362,13 +363,20 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     click.echo(report["line"])
     if summary.gateway.failed:
         raise SystemExit(1)
-    if summary.gateway.stats.published == 0 and summary.gateway.left_in_outbox:
-        if summary.gateway.stats.redelivered:  # the broker answered: nobody subscribes to this fleet
-            raise TinydriftError(f"no collector subscribes to fleet '{fleet_name}' at {broker}, so none of the "
-                                 f"{summary.gateway.left_in_outbox} frames was delivered; they wait in {outbox_path}: "
-                                 f"start `tinydrift collect --broker {broker} --db URL --fleet {fleet_name}` first")
-        raise TinydriftError(f"the broker at {broker} took none of the {summary.gateway.left_in_outbox} frames (is it "
-                             f"running, and the URL right?); they wait in {outbox_path}")
+    _none_delivered(summary.gateway, broker, outbox_path, fleet_name)
+
+
+def _none_delivered(summary, broker, outbox_path: Path, fleet_name: str) -> None:
+    """A gateway run that delivered none of its frames fails, saying why and where they wait:
+    nobody subscribes to the fleet, or the broker was never reached (a wrong URL, say)."""
+    if summary.stats.published or not summary.left_in_outbox:
+        return
+    if summary.stats.redelivered:  # the broker answered: nobody subscribes to this fleet
+        raise TinydriftError(f"no collector subscribes to fleet '{fleet_name}' at {broker}, so none of the "
+                             f"{summary.left_in_outbox} frames was delivered; they wait in {outbox_path}: "
+                             f"start `tinydrift collect --broker {broker} --db URL --fleet {fleet_name}` first")
+    raise TinydriftError(f"the broker at {broker} took none of the {summary.left_in_outbox} frames (is it "
+                         f"running, and the URL right?); they wait in {outbox_path}")
 
 
 def _require_keyword_model(model_dir) -> None:
