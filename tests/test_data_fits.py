@@ -136,3 +136,25 @@ def test_eval_fits_an_image_folder_to_the_model_s_own_size(tmp_path):
     assert result.exit_code == 0, result.output
     import json
     assert json.loads(result.output)["n"] == 9
+
+
+def test_a_stray_image_in_a_recordings_folder_is_no_image_set_for_the_keyword_model(tmp_path):
+    """One PNG dropped among a keyword model's WAV folders made eval read the whole folder
+    as images: "yes/a.wav: not a JPEG or PNG image; move it out of the class folders", as
+    if the recordings were the stray files. And a WAV folder given to a camera model was
+    refused by its first file, not as audio."""
+    from PIL import Image
+
+    from conftest import write_wav
+
+    rng = np.random.default_rng(0)
+    for word in ("yes", "no"):
+        for k in range(3):
+            write_wav(tmp_path / "mixed" / word / f"s{k}_nohash_0.wav", rng.integers(-3000, 3000, 16000))
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "mixed" / "yes" / "photo.png")
+    result = CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "kws"), str(tmp_path / "mixed"), "--json"])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "mixed" / "yes" / "photo.png").unlink()
+    line = _one_line_error(CliRunner().invoke(main, ["eval", str(REPO_ROOT / "models" / "plant"),
+                                                     str(tmp_path / "mixed")]))
+    assert "its class folders hold no JPEG or PNG image (.wav files): the model takes images" in line, line

@@ -107,6 +107,11 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
     files = {name: paths for name, paths in files.items() if paths}
     if not files:
         raise TinydriftError(f"{folder}: no images in class sub-folders; expected {LAYOUT}")
+    if not any(p.suffix.lower() in IMAGE_SUFFIXES for paths in files.values() for p in paths):
+        # a keyword set's WAV folder given to a camera model: not one stray file to move out
+        kinds = sorted({p.suffix.lower() or p.name for paths in files.values() for p in paths})
+        raise TinydriftError(f"{folder}: its class folders hold no JPEG or PNG image ({', '.join(kinds[:4])} files): "
+                             f"the model takes images; give a folder of images ({LAYOUT})")
     if len(files) < (2 if label_names is None else min_classes):
         raise TinydriftError(f"{folder}: only one class ({next(iter(files))}); a classifier's set needs a sub-folder "
                              "for each of two or more classes")

@@ -63,19 +63,21 @@ def holds_image_classes(folder: Path) -> bool:
 
 
 def load_any(path: str | Path, label_names: tuple[str, ...] | None = None, *,
-             images: bool = False, min_classes: int = 2,
+             images: bool | None = None, min_classes: int = 2,
              image_size: tuple[int, int] | None = None) -> ClipSet | ImageSet:
     """The set at `path`; an image folder's classes are indices into `label_names` (a model's).
-    With `images` (a camera model's data), a folder is read as images only, so a folder
-    without class sub-folders is refused as such, not as a recording folder; `min_classes`
-    as load_image_folder's. An image folder's images are fitted to `image_size` (height,
-    width: the model's input), else to the default camera model's."""
+    `images` says what the model takes: True (a camera model), a folder is read as images
+    only, so one without class sub-folders is refused as such, not as a recording folder;
+    False (a keyword model), as recordings, a stray image among them ignored as any other
+    file that is no WAV; None, as what the folder holds. `min_classes` as
+    load_image_folder's. An image folder's images are fitted to `image_size` (height, width:
+    the model's input), else to the default camera model's."""
     from tinydrift.data import wavfolder
 
     path = Path(path)
     if path.suffix == ".npz":
         return load_npz(path)
-    if path.is_dir() and (images or holds_image_classes(path)):
+    if path.is_dir() and (images or (images is None and holds_image_classes(path))):
         return load_image_folder(path, label_names, min_classes=min_classes,
                                  **({} if image_size is None else {"size": tuple(image_size)}))
     if not path.exists():
