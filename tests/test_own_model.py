@@ -323,6 +323,31 @@ def test_adopt_refuses_a_folder_that_holds_another_export(tmp_path):
     assert not (taken / INT8_MODEL).exists()
 
 
+def test_an_adopted_model_not_yet_exported_is_told_the_export_it_needs(tmp_path):
+    """`verify` (and flash, emulate) on an adopted folder said "run tinydrift export --model
+    DIR", which then failed for want of the built-in keyword set: an adopted model's export
+    takes the user's own data."""
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    model_dir = tmp_path / "mine"
+    run_cli("adopt", str(tflite), "--out", str(model_dir))
+    line = refusal(["verify", str(model_dir)])
+    assert f"run `tinydrift export --model {model_dir} --data FOLDER (your recordings or images" in line, line
+    assert "--data FOLDER" not in ModelDir(REPO_ROOT / "models" / "kws").export_hint()
+
+
+def test_adopting_the_same_model_onto_its_own_export_says_so(tmp_path):
+    """Adopting a model again onto the folder it was adopted and exported into said "holds
+    another model's export"."""
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    model_dir = tmp_path / "mine"
+    run_cli("adopt", str(tflite), "--out", str(model_dir))
+    (model_dir / "reference.json").write_text("{}")  # as export leaves it (its content is not read here)
+    line = refusal(["adopt", str(tflite), "--out", str(model_dir)])
+    assert "already holds this model, adopted and exported (reference.json): nothing to adopt" in line, line
+
+
 def test_export_refuses_a_folder_whose_classes_are_not_the_models_outputs(tmp_path):
     tflite = tmp_path / "theirs.tflite"
     tflite.write_bytes(tflite_model(IMAGE_MODEL))

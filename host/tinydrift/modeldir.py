@@ -156,6 +156,13 @@ class ModelDir:
                               "command takes a classifier's (tinydrift export): for a wake-word model, run "
                               "`tinydrift wakeword demo MODEL` or `tinydrift wakeword --help`")
 
+    def export_hint(self) -> str:
+        """The command that exports this folder: an adopted model's takes the user's data
+        (the built-in sets are not its classes), a model trained here the set it was."""
+        adopted = bool(self._read_json(self.training_json, required=False).get("adopted_from"))
+        data = " --data FOLDER (your recordings or images, one sub-folder per class)" if adopted else ""
+        return f"`tinydrift export --model {self.path}{data}`"
+
     def require_exported(self) -> "ModelDir":
         """A folder `tinydrift export` has completed: reference.json and its headers."""
         self.require()
@@ -164,7 +171,7 @@ class ModelDir:
         missing = [p.name for p in self.generated_files(name)
                    if not p.is_file()]
         if missing:
-            raise TinydriftError(f"{self.include}: missing {', '.join(missing)}; run `tinydrift export --model {self.path}`")
+            raise TinydriftError(f"{self.include}: missing {', '.join(missing)}; run {self.export_hint()}")
         return self
 
     # -- the files' contents
@@ -304,7 +311,7 @@ class ModelDir:
             self.require()
             if path == self.reference_json and self.detector_json.is_file():
                 raise self.not_a_classifier() from None
-            raise TinydriftError(f"{path} not found: run `tinydrift export --model {self.path}` first (a wake-word "
+            raise TinydriftError(f"{path} not found: run {self.export_hint()} first (a wake-word "
                                  f"model's folder: `tinydrift wakeword export MODEL --out {self.path}`)") from None
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise TinydriftError(f"{path} is not readable JSON ({exc}); regenerate it") from None
@@ -322,7 +329,7 @@ def single_export_name(include: Path, folder: Path) -> str:
     """The one C name exported into `include` (of the model folder `folder`), or why not."""
     names = exported_names(include)
     if not names:
-        raise TinydriftError(f"{include}: no td_model_NAME.h; run `tinydrift export --model {folder}` (a wake-word "
+        raise TinydriftError(f"{include}: no td_model_NAME.h; run {ModelDir(folder).export_hint()} (a wake-word "
                              f"model: `tinydrift wakeword export MODEL --out {folder}`)")
     if len(names) > 1:
         raise TinydriftError(f"{include}: exports of several models ({', '.join(f'td_model_{n}.h' for n in names)}), "

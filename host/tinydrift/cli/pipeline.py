@@ -310,7 +310,8 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
                      image_size=tuple(shape[1:3]) if image else None)
     check_fits(model, clips, data, labels)
     if not labels and hasattr(clips, "images") and not as_json:
-        click.echo(f"(no training.json beside the model: its outputs taken as the class folders in sorted order, "
+        click.echo(f"(nothing beside the model names its classes (training.json's labels, or the reference.json "
+                   "`tinydrift export --data` writes): its outputs taken as the class folders in sorted order, "
                    f"{', '.join(clips.label_names)})", err=True)
     if as_json:
         emit_json(evaluate(model, clips, runtime))

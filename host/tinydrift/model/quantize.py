@@ -200,6 +200,12 @@ def adopt(tflite_path: Path | str, model_dir: Path | str, lowers=None) -> dict:
     exported = [path.name for path in (folder.reference_json, folder.detector_json) if path.exists()]
     if exported:
         # its reference, model card and headers describe the model already there
+        same = folder.int8_model.is_file() and tflite_path.is_file() and \
+            folder.int8_model.read_bytes() == tflite_path.read_bytes()
+        if same:
+            raise TinydriftError(f"{folder.path}: already holds this model, adopted and exported ({exported[0]}): "
+                                 "nothing to adopt; export it again with `tinydrift export --model "
+                                 f"{folder.path} --data FOLDER` to recalibrate its monitor")
         raise TinydriftError(f"{folder.path}: holds another model's export ({exported[0]}); adopt into a new folder")
     try:
         model = tflite_path.read_bytes()
