@@ -209,3 +209,30 @@ def test_demo_fails_when_the_device_and_its_twin_disagree(tmp_path, monkeypatch)
     assert result.exit_code == 1, result.output
     assert "device vs host twin: 1 inferences DIFFER" in result.output
     assert "differs from the host twin's on 1 inferences" in result.output.strip().splitlines()[-1]
+
+
+def test_a_demo_into_a_folder_another_demo_writes_is_refused_and_a_refused_one_leaves_no_folder(tmp_path):
+    """Two demos into one --out wrote one capture database and one summary between them (one
+    printed 45 inferences, the summary said 50); a demo refused for its data left an empty
+    --out folder behind."""
+    import fcntl
+    import os
+
+    from tinydrift.cli import main
+    from conftest import REPO_ROOT
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    held = os.open(busy, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        result = CliRunner().invoke(main, ["demo", "--model", str(REPO_ROOT / "models" / "kws"), "--out", str(busy),
+                                           "--in-domain", "40", "--shifted", "5"])
+    finally:
+        os.close(held)
+    assert result.exit_code == 1 and f"another demo is writing {busy} now" in result.output, result.output
+    (tmp_path / "empty").mkdir()
+    fresh = tmp_path / "fresh"
+    result = CliRunner().invoke(main, ["demo", "--model", str(REPO_ROOT / "models" / "kws"), "--data",
+                                       str(tmp_path / "empty"), "--out", str(fresh)])
+    assert result.exit_code == 1 and not fresh.exists(), result.output

@@ -24,13 +24,16 @@ the same kind under white noise.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -377,9 +380,6 @@ def _verify_images(db: Path, images: np.ndarray, model_dir: Path, steps: _Steps)
 
 
 def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], None] = print) -> DemoResult:
-    from tinydrift.link.replay import write_pcm
-    from tinydrift.logbook.report import Truth, write_report
-
     if config.in_domain < 1 or config.shifted < 1:
         raise TinydriftError("--in-domain and --shifted must be at least 1")
     if config.epochs < 1:
@@ -393,9 +393,39 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
     camera = config.model_dir is not None and ModelDir(config.model_dir).is_camera
     if camera and not config.shifted_given:
         config.shifted = CAMERA_SHIFTED
-    out = Path(config.out_dir)
+    with _held_out_folder(Path(config.out_dir)) as out:
+        config.out_dir = out
+        return _run_in(out, config, camera, progress_factory, log)
+
+
+@contextlib.contextmanager
+def _held_out_folder(out: Path) -> Iterator[Path]:
+    """The demo's folder, held by this run until it ends: two demos into one --out wrote one
+    capture database and one summary between them. One this run made and leaves empty (a
+    refused run) is removed again."""
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    config.out_dir = out
+    held = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TinydriftError(f"another demo is writing {out} now: give this one its own --out, or wait for it") \
+                from None
+        yield out
+    except BaseException:
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
+        os.close(held)
+
+
+def _run_in(out: Path, config: DemoConfig, camera: bool, progress_factory, log: Callable[[str], None]) -> DemoResult:
+    """The demo's steps, into `out`."""
+    from tinydrift.link.replay import write_pcm
+    from tinydrift.logbook.report import Truth, write_report
+
     steps = _Steps(progress_factory, log)
     db = out / "capture.db"
 
