@@ -233,3 +233,31 @@ def test_flash_killed_with_sigkill_takes_the_emulated_board_along():
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_other_models_builds_beyond_the_newest_few_are_removed_but_not_one_being_built(tmp_path):
+    """Every folder ever flashed or emulated kept its firmware build under firmware/.pio
+    (32 of them, 63 MB, after one user's afternoon)."""
+    import fcntl
+    import os
+
+    from tinydrift.target.flash import prune_model_builds
+
+    builds = []
+    for k in range(12):
+        build = tmp_path / f"build-model-{k:012x}"
+        (build / "mps2_an386").mkdir(parents=True)
+        (build / "mps2_an386" / "firmware.elf").write_bytes(b"elf")
+        (build / ".tinydrift.lock").touch()  # platformio.locked's, left by its build
+        os.utime(build, (1_000_000 + k, 1_000_000 + k))  # k = 11 the newest, all idle for years
+        builds.append(build)
+    (tmp_path / "build").mkdir()  # the project model's own build: never a candidate
+    with open(builds[0] / ".tinydrift.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a build under way in the oldest
+        removed = prune_model_builds(builds[5], keep=4)
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert sorted(removed) == builds[1:5] + builds[6:9]
+    os.utime(builds[9], (1_000_000, 1_000_000))
+    os.utime(builds[10], None)  # built a moment ago: kept, however many are newer
+    assert sorted(prune_model_builds(builds[5], keep=1)) == [builds[0], builds[9], builds[11]]
+    assert kept == sorted(["build", builds[0].name, builds[5].name] + [b.name for b in builds[9:]])

@@ -14,12 +14,15 @@ the internet once), QEMU for the emulated board, the board on the upload port.
 from __future__ import annotations
 
 import configparser
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -172,6 +175,33 @@ def build_dir_for(include: Path) -> Path | None:
     return platformio.FIRMWARE_DIR / ".pio" / f"build-model-{digest}"
 
 
+# Firmware builds of other model folders (a few MB each, under firmware/.pio) kept besides the
+# one just built: beyond these, the ones not built for an hour are removed, or every folder
+# ever flashed or emulated would keep its build there for good. (Within the hour: a test
+# run, or a script, may still hold a firmware image it built.)
+MODEL_BUILDS_KEPT = 8
+MODEL_BUILD_IDLE_S = 3600.0
+
+
+def prune_model_builds(current: Path, keep: int = MODEL_BUILDS_KEPT, idle_s: float = MODEL_BUILD_IDLE_S) -> list[Path]:
+    """Remove the build-model-* folders beside `current` (just built, kept) beyond the `keep`
+    most recently built that were not built for `idle_s`, except one whose build is under
+    way; returns those removed."""
+    others = sorted((p for p in current.parent.glob("build-model-*") if p.is_dir() and p != current),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    now = time.time()
+    removed = []
+    for old in (p for p in others[max(0, keep - 1):] if now - p.stat().st_mtime > idle_s):
+        with contextlib.suppress(OSError), open(old / ".tinydrift.lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # platformio.locked's: a build there now
+            except BlockingIOError:
+                continue
+            shutil.rmtree(old)
+            removed.append(old)
+    return removed
+
+
 def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | None = None,
           upload_flags: Sequence[str] = (), build_only: bool = False, capture: bool = False,
           pio: Path | None = None, core_dir: Path = platformio.CORE_DIR, timeout: float | None = None) -> FlashResult:
@@ -227,6 +257,9 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
         if built.returncode != 0 or not elf.is_file():
             output = (built.stdout + built.stderr).decode(errors="replace")
             raise TinydriftError(f"`pio run -e {env_name}` failed (model {include}):\n{output[-4000:]}")
+        if build_dir is not None:
+            os.utime(build_dir)  # most recently built
+            prune_model_builds(build_dir)
     if build_only:
         return FlashResult(env_name, include, elf, 0, "")
     # The upload finds the image built and only uploads (for QEMU: runs until the firmware exits).
