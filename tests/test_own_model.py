@@ -461,3 +461,22 @@ def test_export_keeps_the_centres_fixed_where_learning_on_made_its_check_louder(
         assert same is config and check is refined and note is None
     same, check, note = keep_the_quieter_centres(config.replace(centre_n=0), refined, refined)
     assert check is refined and note is None
+
+
+def test_adopt_that_cannot_write_leaves_no_folder_and_names_the_file(tmp_path):
+    """adopt onto a full disk left an empty folder behind, and its error named no file. A
+    file size limit stands in for the full disk: the write fails part way, as there."""
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    model_dir = tmp_path / "deep" / "mine"
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
+              "sys.argv = ['tinydrift', 'adopt', sys.argv[1], '--out', sys.argv[2]]\n"
+              "from tinydrift.__main__ import run\n"
+              "run()\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tflite), str(model_dir)], capture_output=True, text=True,
+                          timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and str(model_dir / INT8_MODEL) in lines[0], done.stderr
+    assert not (tmp_path / "deep").exists()

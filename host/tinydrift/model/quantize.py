@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tinydrift.atomic import write_bytes
+from tinydrift.atomic import all_or_nothing, write_bytes
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import MODEL_OPS
 from tinydrift.modeldir import ModelDir
@@ -220,7 +220,7 @@ def adopt(tflite_path: Path | str, model_dir: Path | str, lowers=None) -> dict:
         raise TinydriftError(f"{tflite_path}: {outputs} outputs; a keyword model's outputs are the 12 classes "
                              f"tinydrift labels clips with, in this order: {', '.join(LABELS)} (train it on "
                              "`tinydrift data kws`, or give your classes those places)")
-    folder.path.mkdir(parents=True, exist_ok=True)
-    write_bytes(folder.int8_model, model)
-    folder.write_training({"adopted_from": tflite_path.name})
+    with all_or_nothing():  # the model and training.json, or neither (and no folder made for them)
+        write_bytes(folder.int8_model, model)
+        folder.write_training({"adopted_from": tflite_path.name})
     return info
