@@ -57,6 +57,10 @@ def load_npz(path: str | Path) -> ClipSet | ImageSet:
     return ClipSet.load(path)
 
 
+def _holds_wavs(folder: Path) -> bool:
+    return any(p.suffix.lower() == ".wav" for p in folder.rglob("*"))
+
+
 def holds_image_classes(folder: Path) -> bool:
     """Whether a folder looks like the PlantVillage layout: images in class sub-folders."""
     return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.glob("*/**/*"))
@@ -68,8 +72,9 @@ def load_any(path: str | Path, label_names: tuple[str, ...] | None = None, *,
     """The set at `path`; an image folder's classes are indices into `label_names` (a model's).
     `images` says what the model takes: True (a camera model), a folder is read as images
     only, so one without class sub-folders is refused as such, not as a recording folder;
-    False (a keyword model), as recordings, a stray image among them ignored as any other
-    file that is no WAV; None, as what the folder holds. `min_classes` as
+    False (a keyword model), as recordings when it holds any, a stray image among them
+    ignored as any other file that is no WAV (a folder of images only is read as one, for
+    the caller to refuse by its kind); None, as what the folder holds. `min_classes` as
     load_image_folder's. An image folder's images are fitted to `image_size` (height, width:
     the model's input), else to the default camera model's."""
     from tinydrift.data import wavfolder
@@ -77,7 +82,7 @@ def load_any(path: str | Path, label_names: tuple[str, ...] | None = None, *,
     path = Path(path)
     if path.suffix == ".npz":
         return load_npz(path)
-    if path.is_dir() and (images or (images is None and holds_image_classes(path))):
+    if path.is_dir() and (images or (holds_image_classes(path) and (images is None or not _holds_wavs(path)))):
         return load_image_folder(path, label_names, min_classes=min_classes,
                                  **({} if image_size is None else {"size": tuple(image_size)}))
     if not path.exists():
