@@ -576,7 +576,7 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
 
 def test_fleet_up_interrupted_while_its_servers_start_removes_what_it_made(tmp_path):
     """Ctrl-C a second into `fleet up` went unheard: it started both servers, printed their
-    URLs and stopped with exit 0. Sent while PostgreSQL's folder is being made, it now ends
+    URLs and stopped with exit 0. Sent while initdb makes PostgreSQL's folder, it now ends
     the start: "interrupted", exit 130, both folders gone."""
     import tempfile
 
@@ -584,9 +584,9 @@ def test_fleet_up_interrupted_while_its_servers_start_removes_what_it_made(tmp_p
     before = set(temp.glob("tinydrift-*"))
     up = Command(tmp_path, "up", "fleet", "up")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any(p.name.startswith("tinydrift-pg-")
-                                                   for p in set(temp.glob("tinydrift-*")) - before):
-        time.sleep(0.02)
+    while time.monotonic() < deadline and not any((p / "initdb.log").exists() for p in set(temp.glob("tinydrift-pg-*"))
+                                                   - before):
+        time.sleep(0.02)  # initdb at work: the database's folder made, the broker's running
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(60) == 130
     assert up.log.read_text().strip().splitlines()[-1] == "interrupted" and up.out.read_text() == ""

@@ -77,8 +77,16 @@ def _service_folder(prefix: str) -> Iterator[Path]:
     """A fresh folder in the system's temporary folder, owned by whoever runs the servers,
     removed again if making what goes in it fails or is interrupted. (A folder under, say,
     pytest's tmp_path would not do: its parents are private to root.)"""
-    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    # Ctrl-C is held while the folder is made and named, so that it lands inside the block
+    # that removes it, not between the two.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
+        folder = Path(tempfile.mkdtemp(prefix=prefix))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         if os.geteuid() == 0:
             user = pwd.getpwnam(SERVICE_USER)
             os.chown(folder, user.pw_uid, user.pw_gid)
