@@ -574,19 +574,22 @@ def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path
     assert folders and not any(Path(f).exists() for f in folders[0].split(", "))
 
 
-def test_fleet_up_interrupted_while_its_servers_start_removes_what_it_made(tmp_path):
+@pytest.mark.parametrize("moment", ["initdb.log", "data/base/1"])
+def test_fleet_up_interrupted_while_its_servers_start_removes_what_it_made(tmp_path, moment):
     """Ctrl-C a second into `fleet up` went unheard: it started both servers, printed their
     URLs and stopped with exit 0. Sent while initdb makes PostgreSQL's folder, it now ends
-    the start: "interrupted", exit 130, both folders gone."""
+    the start: "interrupted", exit 130, both folders gone. Sent while initdb's own postgres
+    child writes the template database (data/base/1), that child once went on writing into the
+    folder being removed, and left it behind."""
     import tempfile
 
     temp = Path(tempfile.gettempdir())
     before = set(temp.glob("tinydrift-*"))
     up = Command(tmp_path, "up", "fleet", "up")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any((p / "initdb.log").exists() for p in set(temp.glob("tinydrift-pg-*"))
+    while time.monotonic() < deadline and not any((p / moment).exists() for p in set(temp.glob("tinydrift-pg-*"))
                                                    - before):
-        time.sleep(0.02)  # initdb at work: the database's folder made, the broker's running
+        time.sleep(0.005)
     up.process.send_signal(signal.SIGINT)
     assert up.process.wait(60) == 130
     assert up.log.read_text().strip().splitlines()[-1] == "interrupted" and up.out.read_text() == ""

@@ -96,6 +96,36 @@ def _service_folder(prefix: str) -> Iterator[Path]:
         raise
 
 
+def _run_to_its_end(args: list[str], log: Path, cwd: Path) -> int:
+    """Run a command as the service user, output to `log`; its exit code. Interrupted, it is
+    killed with every process it started, and this returns only when none is left: initdb's
+    own postgres child went on writing into a folder being removed, and left it behind."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=cwd,
+                                   start_new_session=True, **_run_as())
+    try:
+        return process.wait()
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 10.0
+        while _group_runs(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        raise
+
+
+def _group_runs(group: int) -> bool:
+    """Whether a process of process group `group` still runs (a zombie does not: it writes
+    nothing, and an init that never reaps would keep it for ever)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp
+            if int(fields[2]) == group and fields[0] != "Z":
+                return True
+    return False
+
+
 def _require_free(port: int, what: str, option: str) -> None:
     """One line when something already listens on the port: the server would fail to bind and
     exit, while the port answered for it (clients would talk to the other one)."""
@@ -218,12 +248,10 @@ class Database:
     def create(cls, port: int | None = None) -> "Database":
         with _service_folder("tinydrift-pg-") as folder:
             log = folder / "initdb.log"
-            with open(log, "wb") as out:
-                done = subprocess.run([str(postgres_bindir() / "initdb"), "-D", str(folder / "data"), "-U", DB_USER,
-                                       "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"],
-                                      stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=folder, **_run_as())
-            if done.returncode != 0:
-                raise TinydriftError(f"initdb failed (code {done.returncode}): {log_tail(log)}")
+            code = _run_to_its_end([str(postgres_bindir() / "initdb"), "-D", str(folder / "data"), "-U", DB_USER,
+                                    "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"], log, folder)
+            if code != 0:
+                raise TinydriftError(f"initdb failed (code {code}): {log_tail(log)}")
         return cls(folder, port or free_port())
 
     def start(self) -> "Database":
