@@ -1,12 +1,16 @@
 """tinydrift.atomic: a file is written whole or not at all; all_or_nothing() makes a set of
 files (a model folder's export) appear together, or none of them, folders made for them
-included; check_writable finds before long work what would stop the writes after it."""
+included; check_writable finds before long work what would stop the writes after it;
+try_hold keeps a second writer out without waiting."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
-from tinydrift.atomic import all_or_nothing, atomic_path, check_writable, write_text
+from tinydrift.atomic import all_or_nothing, atomic_path, check_writable, try_hold, write_text
 
 
 def test_a_set_written_inside_appears_only_when_the_block_ends(tmp_path):
@@ -80,3 +84,25 @@ def test_a_new_only_file_never_replaces_one_made_meanwhile(tmp_path):
     with atomic_path(tmp_path / "b.sqlite", new_only=True) as tmp:
         tmp.write_text("only")
     assert (tmp_path / "b.sqlite").read_text() == "only" and len(list(tmp_path.iterdir())) == 2
+
+
+def test_try_hold_keeps_another_process_out_until_the_holder_closes(tmp_path):
+    """Another process, as two captures, gateways or demos would be: an exclusive hold
+    refuses it at once, a shared one lets other shared holds in but not an exclusive one."""
+    path = tmp_path / "held"
+    path.write_text("")
+    probe = ("import sys; from tinydrift.atomic import try_hold; "
+             "f = open(sys.argv[1]); print(try_hold(f), try_hold(open(sys.argv[1]), shared=True))")
+
+    def other_process_gets() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True,
+                              check=True, timeout=60).stdout.split()
+
+    assert other_process_gets() == ["True", "False"]  # nobody here: its own exclusive hold then keeps its shared out
+    with open(path) as mine:
+        assert try_hold(mine)
+        assert other_process_gets() == ["False", "False"]
+    with open(path) as mine:
+        assert try_hold(mine, shared=True)
+        assert other_process_gets() == ["False", "True"]
+    assert other_process_gets() == ["True", "False"]

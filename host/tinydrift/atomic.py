@@ -1,10 +1,11 @@
 """Write files so that a crash never leaves a half-written one behind, and a set of files
-(a model folder's export) so that a failure leaves none of them."""
+(a model folder's export) so that a failure leaves none of them; hold a file for one writer."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import tempfile
 import threading
@@ -153,3 +154,14 @@ def check_writable(targets) -> None:
         for folder in reversed(made):
             with contextlib.suppress(OSError):
                 folder.rmdir()
+
+
+def try_hold(file, *, shared: bool = False) -> bool:
+    """Take an advisory lock (flock) on an open file or descriptor without waiting: True if
+    taken (it lasts until the descriptor is closed), False if another process holds it.
+    `shared` locks are held by any number at once and only keep an exclusive one out."""
+    try:
+        fcntl.flock(file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+from tinydrift.atomic import try_hold
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.envelope import Identity
 from tinydrift.logbook.store import damage, damaged, from_int64, is_corrupt, sqlite_write_error, to_int64
@@ -48,7 +49,6 @@ class _Owner:
     file would drop SQLite's own locks on it.) The file is removed on release."""
 
     def __init__(self, path: Path) -> None:
-        import fcntl
         import os
 
         self.path = path.with_name(path.name + ".lock")
@@ -57,12 +57,10 @@ class _Owner:
                 self.file = open(self.path, "a")
             except OSError as exc:
                 raise TinydriftError(f"cannot open the outbox {path}: {exc} (choose another --outbox)") from exc
-            try:
-                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not try_hold(self.file):
                 self.file.close()
                 raise TinydriftError(f"{path} is the outbox of a gateway (or fleet simulate) that is running: stop it "
-                                     "first, or give this one another --outbox") from None
+                                     "first, or give this one another --outbox")
             try:  # the file locked is still the one at the path (not one a releasing owner removed)
                 if os.stat(self.path).st_ino == os.fstat(self.file.fileno()).st_ino:
                     return

@@ -7,7 +7,6 @@ and readers (monitor, report) can follow a capture that is still running.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import os
 import shutil
 import sqlite3
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinydrift.atomic import try_hold
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, estimate_since_alarm
@@ -266,13 +266,11 @@ class CaptureStore:
         if self._held is not None:
             return
         fd = os.open(self.path, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # beside SQLite's own locks, which are fcntl's
-        except BlockingIOError:
+        if not try_hold(fd):  # beside SQLite's own locks, which are fcntl's
             os.close(fd)
             raise TinydriftError(f"another capture or replay is writing {self.path} now: a capture database takes one "
                                  "device at a time (the labels queued in it go to the device it holds); give this "
-                                 "one its own --db, or stop the other first") from None
+                                 "one its own --db, or stop the other first")
         self._held = fd
 
     def start_session(self, port: str, expected_hash: str | None, expected_from: str | None) -> int:
@@ -584,10 +582,7 @@ def held_by_a_session(db_path: str | Path) -> bool:
     sends the labels queued there. A session row left open by a killed capture does not."""
     fd = os.open(db_path, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
-    except BlockingIOError:
-        return True
+        return not try_hold(fd, shared=True)
     finally:
         os.close(fd)  # and with it the lock tried
 

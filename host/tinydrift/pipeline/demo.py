@@ -25,7 +25,6 @@ the same kind under white noise.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from tinydrift.atomic import write_text
+from tinydrift.atomic import try_hold, write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.link import protocol as P
@@ -407,11 +406,8 @@ def _held_out_folder(out: Path) -> Iterator[Path]:
     out.mkdir(parents=True, exist_ok=True)
     held = os.open(out, os.O_RDONLY)
     try:
-        try:
-            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TinydriftError(f"another demo is writing {out} now: give this one its own --out, or wait for it") \
-                from None
+        if not try_hold(held):
+            raise TinydriftError(f"another demo is writing {out} now: give this one its own --out, or wait for it")
         yield out
     except BaseException:
         if made and not any(out.iterdir()):

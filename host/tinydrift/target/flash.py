@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import configparser
 import contextlib
-import fcntl
 import hashlib
 import os
 import re
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tinydrift.atomic import try_hold
 from tinydrift.child import group_watchdog, tied_to_this_process
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
@@ -193,9 +193,7 @@ def prune_model_builds(current: Path, keep: int = MODEL_BUILDS_KEPT, idle_s: flo
     removed = []
     for old in (p for p in others[max(0, keep - 1):] if now - p.stat().st_mtime > idle_s):
         with contextlib.suppress(OSError), open(old / ".tinydrift.lock", "a") as lock:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # platformio.locked's: a build there now
-            except BlockingIOError:
+            if not try_hold(lock):  # platformio.locked's: a build there now
                 continue
             shutil.rmtree(old)
             removed.append(old)
