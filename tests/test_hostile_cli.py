@@ -716,3 +716,20 @@ def test_ctrl_c_while_the_commands_load_is_an_interruption_not_a_traceback():
               "run()\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
+
+
+def test_ctrl_c_after_the_command_ended_leaves_its_exit_code():
+    """Ctrl-C as `report` exited, its page written, killed it by the signal (exit -2): Python
+    puts the default handler back while it exits. Sent after run() has ended, it now changes
+    nothing: the command's own exit code, no traceback."""
+    script = ("import os, signal, sys, time\n"
+              "sys.argv = ['tinydrift', '--version']\n"
+              "from tinydrift.__main__ import run\n"
+              "try:\n"
+              "    run()\n"
+              "except SystemExit:\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    time.sleep(0.2)\n"
+              "    raise\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith("tinydrift, version")
