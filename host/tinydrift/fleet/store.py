@@ -357,10 +357,10 @@ class FleetStore:
                         continue  # an older HELLO that came late: the newer one stands
                     if state.hello_at is not None:
                         self._check_hello(device, state, boot, model, result)
-                    state.restart(boot, model, at)
+                    state = BoardState(boot, model, at)
                     continue
                 if state.hello_at is None and boot > state.boot:
-                    state.restart(boot, model, None)  # no HELLO seen yet: the newest boot the frames name
+                    state = BoardState(boot, model, None)  # no HELLO seen yet: the newest boot the frames name
                 bits = row[_COL["alarm_bits"]]
                 if row[_COL["type"]] in STATE_TYPES and bits is not None:
                     state.show(env.frame, row)
@@ -435,9 +435,6 @@ class BoardState:
             state.latch_index = list(kept[3] or [None] * _TYPES)
             state.latch_at = list(kept[4] or [None] * _TYPES)
         return state
-
-    def restart(self, boot: int, model: bytes, hello_at: dt.datetime | None) -> None:
-        self.__init__(boot, model, hello_at)
 
     def show(self, frame: P.Frame, row: tuple) -> None:
         """Fold in an INFERENCE or HEARTBEAT frame (`row`, its frames row). Frames of another
