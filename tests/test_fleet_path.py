@@ -692,8 +692,8 @@ def test_fleet_up_with_one_port_for_both_refuses_and_a_failed_start_leaves_no_fo
     made = []
     create = S.Database.create.__func__
 
-    def record(cls, port=None):
-        made.append(create(cls, port))
+    def record(cls, port=None, folders=None):
+        made.append(create(cls, port, folders))
         return made[-1]
 
     def fail(self):
@@ -702,6 +702,25 @@ def test_fleet_up_with_one_port_for_both_refuses_and_a_failed_start_leaves_no_fo
     monkeypatch.setattr(S.Database, "create", classmethod(record))
     monkeypatch.setattr(S.Database, "start", fail)
     with pytest.raises(TinydriftError, match="would not start"):
+        with S.private_services():
+            pass
+    assert made and not made[0].folder.exists()
+
+
+def test_ctrl_c_as_a_service_folder_is_made_leaves_no_folder(monkeypatch):
+    """Ctrl-C landing just after Database.create returned, before private_services held the
+    database, left its folder (initdb's cluster) behind: the folders are named as made."""
+    from tinydrift.fleet import services as S
+
+    made = []
+    create = S.Database.create.__func__
+
+    def interrupted(cls, port=None, folders=None):
+        made.append(create(cls, port, folders))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S.Database, "create", classmethod(interrupted))
+    with pytest.raises(KeyboardInterrupt):
         with S.private_services():
             pass
     assert made and not made[0].folder.exists()

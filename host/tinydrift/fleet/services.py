@@ -73,15 +73,18 @@ def _run_as() -> dict:
 
 
 @contextlib.contextmanager
-def _service_folder(prefix: str) -> Iterator[Path]:
+def _service_folder(prefix: str, made: list[Path] | None = None) -> Iterator[Path]:
     """A fresh folder in the system's temporary folder, owned by whoever runs the servers,
-    removed again if making what goes in it fails or is interrupted. (A folder under, say,
-    pytest's tmp_path would not do: its parents are private to root.)"""
+    removed again if making what goes in it fails or is interrupted; also added to `made`,
+    for a caller that must remove it if interrupted before it holds the service. (A folder
+    under, say, pytest's tmp_path would not do: its parents are private to root.)"""
     # Ctrl-C is held while the folder is made and named, so that it lands inside the block
     # that removes it, not between the two.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         folder = Path(tempfile.mkdtemp(prefix=prefix))
+        if made is not None:
+            made.append(folder)
     except BaseException:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
         raise
@@ -181,8 +184,8 @@ class Broker:
         return f"mqtt://127.0.0.1:{self.port}"
 
     @classmethod
-    def create(cls, port: int | None = None) -> "Broker":
-        with _service_folder("tinydrift-mqtt-") as folder:
+    def create(cls, port: int | None = None, made: list[Path] | None = None) -> "Broker":
+        with _service_folder("tinydrift-mqtt-", made) as folder:
             config = folder / "mosquitto.conf"
             user = SERVICE_USER if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
             port = port or free_port()
@@ -245,8 +248,8 @@ class Database:
         return f"postgresql://{DB_USER}@127.0.0.1:{self.port}/{DATABASE}"
 
     @classmethod
-    def create(cls, port: int | None = None) -> "Database":
-        with _service_folder("tinydrift-pg-") as folder:
+    def create(cls, port: int | None = None, made: list[Path] | None = None) -> "Database":
+        with _service_folder("tinydrift-pg-", made) as folder:
             log = folder / "initdb.log"
             code = _run_to_its_end([str(postgres_bindir() / "initdb"), "-D", str(folder / "data"), "-U", DB_USER,
                                     "--auth=trust", "-E", "UTF8", "--locale=C", "--no-sync"], log, folder)
@@ -318,6 +321,7 @@ def private_services(broker_port: int | None = None, db_port: int | None = None,
     frames, the broker's queue) for the user to look into; one while starting never does."""
     broker = database = None
     started = False
+    made: list[Path] = []  # the folders, named as they are made: Ctrl-C as create() returns leaves none
     if broker_port and broker_port == db_port:
         raise TinydriftError(f"--broker-port and --db-port are both {db_port}: give each service its own port")
     for port, what, option in ((broker_port, "broker", "--broker-port"), (db_port, "database", "--db-port")):
@@ -325,9 +329,9 @@ def private_services(broker_port: int | None = None, db_port: int | None = None,
             _require_free(port, what, option)
     try:
         # made, then started: a service that fails to start still has its folder removed
-        broker = Broker.create(broker_port)
+        broker = Broker.create(broker_port, made)
         broker.start()
-        database = Database.create(db_port)
+        database = Database.create(db_port, made)
         database.start()
         started = True
         yield broker, database
@@ -336,11 +340,14 @@ def private_services(broker_port: int | None = None, db_port: int | None = None,
             for service in (database, broker):
                 service.stop()
             broker = database = None
+            made.clear()
         raise
     finally:
         for service in (database, broker):
             if service is not None:
                 service.remove()
+        for folder in made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class TinydriftProcess:
