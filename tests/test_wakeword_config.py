@@ -129,6 +129,17 @@ def test_a_config_made_for_another_model_is_refused(tmp_path, user_model):
     assert error.endswith('if you renamed the model, set "model" to "other_word.tflite"')
 
 
+def test_a_json_model_with_another_config_is_refused(tmp_path, user_model):
+    """MODEL given as its JSON config and --config naming another: the other one was used,
+    silently (check printed hey_jarvis for okay_nabu.json). The same file twice is fine."""
+    config = user_model().with_suffix(".json")
+    other = tmp_path / "other.json"
+    shutil.copy(config, other)
+    assert error_of(config, other).endswith("give one of them (--config is for a .tflite whose config is not "
+                                             "beside it)")
+    assert load_wakeword(config, config).name == "my_word"
+
+
 def test_missing_and_damaged_files(tmp_path, user_model):
     assert "no such model file" in error_of(tmp_path / "absent.tflite")
     model = user_model()

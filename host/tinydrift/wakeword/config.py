@@ -119,6 +119,10 @@ def load_wakeword(source: str | Path, config: str | Path | None = None) -> Wakew
 
 def _config_path(source: str | Path, config: str | Path | None) -> Path:
     if config is not None:
+        # a JSON MODEL is a config itself: another --config would silently take its place
+        if Path(source).suffix == ".json" and Path(source).resolve() != Path(config).resolve():
+            raise TinydriftError(f"{source} is a config itself and --config names another ({config}): give one "
+                                 "of them (--config is for a .tflite whose config is not beside it)")
         return Path(config)
     path = Path(source)
     if path.suffix == ".json":
