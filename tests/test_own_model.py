@@ -480,3 +480,27 @@ def test_adopt_that_cannot_write_leaves_no_folder_and_names_the_file(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and str(model_dir / INT8_MODEL) in lines[0], done.stderr
     assert not (tmp_path / "deep").exists()
+
+
+def test_model_c_that_cannot_write_its_source_leaves_not_its_header(tmp_path):
+    """model-c whose .c write failed (a full disk) left its .h behind, alone. A file size
+    limit between the two files' sizes makes the second write fail, as a full disk would."""
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    whole = subprocess.run([sys.executable, "-m", "tinydrift", "model-c", str(tflite), "--out", str(tmp_path / "whole")],
+                           capture_output=True, text=True, timeout=120)
+    assert whole.returncode == 0, whole.stderr
+    header, source = (tmp_path / "whole" / f"td_model_kws.{ext}" for ext in ("h", "c"))
+    assert header.stat().st_size < source.stat().st_size
+    limit = header.stat().st_size + 1
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              f"resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))\n"
+              "sys.argv = ['tinydrift', 'model-c', sys.argv[1], '--out', sys.argv[2]]\n"
+              "from tinydrift.__main__ import run\n"
+              "run()\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tflite), str(tmp_path / "deep" / "c")],
+                          capture_output=True, text=True, timeout=120)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "td_model_kws.c" in lines[0], done.stderr
+    assert not (tmp_path / "deep").exists()

@@ -294,13 +294,14 @@ def generate_model_c(tflite_bytes: bytes, name: str, *, preserve_input: bool = T
 
 
 def write_model_c(tflite_bytes: bytes, name: str, out_dir: str | Path, *, preserve_input: bool = True) -> tuple[Path, Path]:
-    """Write td_model_<name>.h and .c into out_dir (atomically); return their paths."""
+    """Write td_model_<name>.h and .c into out_dir, both or neither; return their paths."""
     header, source = generate_model_c(tflite_bytes, name, preserve_input=preserve_input)
     out_dir = Path(out_dir)
     header_path = out_dir / f"td_model_{name}.h"
     source_path = out_dir / f"td_model_{name}.c"
-    atomic.write_text(header_path, header)
-    atomic.write_text(source_path, source)
+    with atomic.all_or_nothing():  # a header without its source once stayed after a failed write
+        atomic.write_text(header_path, header)
+        atomic.write_text(source_path, source)
     return header_path, source_path
 
 
