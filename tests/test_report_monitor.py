@@ -49,6 +49,18 @@ def test_once_on_a_port_captures_then_renders(tmp_path):
     assert snap.summary.frames > 1000 and "DATA_DRIFT" in out
 
 
+def test_once_on_a_silent_port_fails_saying_nothing_came(tmp_path):
+    """A device that accepts and says nothing showed an empty snapshot, exit 0, where capture
+    exits 1 with the reason; into a database that holds an earlier capture, too."""
+    db, _ = make_drift_db(tmp_path)
+    for where in ([], ["--db", str(db)]):
+        device = TcpDevice(lambda conn: time.sleep(3))
+        result = CliRunner().invoke(main, ["monitor", "--port", device.url, "--once", "--duration", "0.5", *where])
+        assert result.exit_code == 1 and result.output.startswith(f"error: nothing received from {device.url} in 0."), \
+            result.output
+        assert "is another program holding the port" in result.output
+
+
 def test_monitor_command_once_and_its_errors(tmp_path):
     db, _ = make_drift_db(tmp_path)
     runner = CliRunner()

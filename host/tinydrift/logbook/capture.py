@@ -35,7 +35,7 @@ LABEL_ACK_TIMEOUT_S = 5.0
 # A device running the app answers the STATUS_REQUEST sent on connecting at once; this long
 # without a byte means the port is someone else's (QEMU serves one client) or the app is not running.
 SILENCE_WARNING_S = 5.0
-_SILENT_PORT = ("is another program holding the port (the emulator serves one client at a time), "
+SILENT_PORT = ("is another program holding the port (the emulator serves one client at a time), "
                 "or is the device not running the tinydrift app?")
 
 
@@ -442,7 +442,7 @@ def capture(
             if not data:
                 writer.flush()  # whatever waits for a busy database
                 if not stats.bytes and not silence_warned and time.monotonic() - started >= SILENCE_WARNING_S:
-                    log(f"nothing received from {port_url} in {SILENCE_WARNING_S:g} s: {_SILENT_PORT}")
+                    log(f"nothing received from {port_url} in {SILENCE_WARNING_S:g} s: {SILENT_PORT}")
                     silence_warned = True
                 continue
             rows = Rows.parse(parser.feed(data), session, time.time(), tracker, stats)
@@ -492,7 +492,7 @@ def capture(
         progress(stats)
     took = time.monotonic() - started
     if refusal is None and not stats.bytes and not failed:
-        refusal = f"nothing received from {port_url} in {took:.1f} s: {_SILENT_PORT}"
+        refusal = f"nothing received from {port_url} in {took:.1f} s: {SILENT_PORT}"
     return CaptureSummary(Path(db_path), port_url, session, took, reason, stats,
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
                           labels_refused=labels.refused, labels_restarted=labels.restarted, problem=refusal, forgotten=forgotten)

@@ -71,6 +71,11 @@ class Snapshot:
     commission_n: int = 0  # inferences after a reset the monitor learns on (from --model-dir; frames lack it)
 
 
+def _heard(summary: DbSummary) -> int:
+    """Everything a database holds that came from a port: frames, text lines, damaged bytes."""
+    return summary.frames + summary.text_lines + summary.corrupt
+
+
 def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                   before_cache: dict[int, float | None] | None = None, wakes: WakeTally | None = None) -> Snapshot:
     """The view's data now. `before_cache` keeps the accuracy estimate found before each
@@ -212,12 +217,19 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
     worker = None
     failure: list[BaseException] = []
     tmp = None
+    heard_before = 0  # what the database held from earlier sessions: --once says if nothing came
     if port_url is not None:
         from tinydrift.logbook.capture import capture
 
         if db_path is None:
             tmp = tempfile.TemporaryDirectory(prefix="tinydrift-monitor-")
             db_path = Path(tmp.name) / "monitor.db"
+        elif capture_ready(db_path):
+            earlier = open_db(db_path)
+            try:
+                heard_before = _heard(read_summary(earlier))
+            finally:
+                earlier.close()
 
         def run():
             try:
@@ -235,8 +247,10 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
         deadline = time.monotonic() + 5
         while not capture_ready(db_path) and time.monotonic() < deadline and not failure:
             time.sleep(0.02)
+        waited = time.monotonic()
         if once and not failure:
             time.sleep(duration if duration is not None else 2.0)
+        waited = time.monotonic() - waited
     conn = None
     try:
         if failure:
@@ -246,6 +260,10 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
             check_model_matches(conn, model)  # with a port, capture sets other models' frames apart itself
         if once:
             snap = take_snapshot(conn, model)
+            if port_url is not None and _heard(snap.summary) == heard_before:
+                from tinydrift.logbook.capture import SILENT_PORT
+
+                raise TinydriftError(f"nothing received from {port_url} in {waited:.1f} s: {SILENT_PORT}")
             console.print(render(snap))
             return snap
         started = time.monotonic()
