@@ -290,3 +290,25 @@ def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions(
     assert info.still_commissioning(120, True, "this replay") is None  # a fault came
     assert info.still_commissioning(None, False, "this replay") is None  # nothing heard
     assert replace(info, commission_n=0).still_commissioning(120, False, "this replay") is None  # no commissioning
+
+
+def test_a_folder_of_wavs_and_images_is_never_split_silently(tmp_path):
+    """A folder with both kinds sent one kind and skipped the other without a word (which
+    one depended on --model-dir). Without a model it is refused; with one, the kind the
+    model takes is sent and the rest is counted out loud."""
+    from PIL import Image
+
+    write_wav(tmp_path / "a.wav", np.arange(16000) % 2000)
+    for i in range(2):
+        Image.fromarray(np.full((48, 48, 3), 90 + i, np.uint8)).save(tmp_path / f"leaf{i}.png")
+    with pytest.raises(TinydriftError) as refused:
+        load_source(tmp_path)
+    assert str(refused.value) == (f"{tmp_path} holds both WAV files (1, e.g. a.wav) and images (2, e.g. leaf0.png): "
+                                  "give --model-dir to send the kind its model takes, or a folder of one kind")
+    said = []
+    audio = load_source(tmp_path, log=said.append, audio_model=True)
+    assert audio.names == ["a.wav"] and said == [f"2 images in {tmp_path} left out: the model takes recordings"]
+    said.clear()
+    images = load_source(tmp_path, fit=(48, 48, 3), log=said.append)
+    assert images.names == ["leaf0.png", "leaf1.png"]
+    assert said[0] == f"1 WAV file in {tmp_path} left out: the model takes images"

@@ -301,7 +301,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     info = load_model_info(model_dir) if model_dir is not None else None
     expected_hash = info.model_hash if info is not None else None
     camera = _camera_input(model_dir) if model_dir is not None else None
-    clips = load_source(source, limit, fit=camera, log=log)
+    clips = load_source(source, limit, fit=camera, log=log, audio_model=model_dir is not None and camera is None)
     if not len(clips):  # once a device started (an emulated board booted) to be sent nothing
         raise TinydriftError(f"{source} holds no clips or images: give a set with at least one")
     images = clips.clips[0].ndim == 3

@@ -55,13 +55,16 @@ class ReplaySource:
 
 
 def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int, int] | None = None,
-                log: Callable[[str], None] = lambda message: None) -> ReplaySource:
+                log: Callable[[str], None] = lambda message: None, audio_model: bool = False) -> ReplaySource:
     """A clip set made by `tinydrift data kws` (.npz: one clip per row), an image set made by
     `tinydrift data plant` (.npz: one image per row), a folder of 16 kHz 16-bit WAV files or
     one of JPEG/PNG images (searched recursively, hidden files and folders left out, in sorted
     order: one clip or image per file), or one such file. Images go as they are (the device checks their size
     against its model's), or with `fit`, a camera model's input (height, width, 3), each read
-    and fitted as `tinydrift eval` reads it (centred crop, area-average resize, RGB)."""
+    and fitted as `tinydrift eval` reads it (centred crop, area-average resize, RGB).
+    A folder holding both kinds sends what the model takes (`fit`: images; `audio_model`:
+    recordings), saying how many files of the other kind it left out; without a model it
+    is refused (which kind the device takes is not known)."""
     from tinydrift.data.clipset import ClipSet
     from tinydrift.data.imagefolder import IMAGE_SUFFIXES, class_files, fit_image, read_image
     from tinydrift.data.wavfolder import read_wav, wav_files
@@ -79,9 +82,19 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
             log(said.format("x".join(map(str, fit))))
             chosen = [image if image.shape == fit else fit_image(image, fit[:2]) for image in chosen]
         return ReplaySource(chosen, [f"{path.name}[{i}]" for i in range(n)], images.labels[:n].astype(np.int64))
-    if path.is_dir() and (fit is not None or not wav_files(path, "**/*")):
-        files = [f for f in class_files(path) if f.suffix.lower() in IMAGE_SUFFIXES]
-        if not files and wav_files(path, "**/*"):
+    wavs = wav_files(path, "**/*") if path.is_dir() else []
+    image_files = [f for f in class_files(path) if f.suffix.lower() in IMAGE_SUFFIXES] if path.is_dir() else []
+    if wavs and image_files:
+        if fit is None and not audio_model:
+            raise TinydriftError(f"{path} holds both WAV files ({len(wavs)}, e.g. {wavs[0].relative_to(path)}) and "
+                                 f"images ({len(image_files)}, e.g. {image_files[0].relative_to(path)}): give --model-dir "
+                                 "to send the kind its model takes, or a folder of one kind")
+        left, kind = (wavs, "WAV file") if fit is not None else (image_files, "image")
+        log(f"{len(left)} {kind}{'s' if len(left) != 1 else ''} in {path} left out: the model takes "
+            + ("images" if fit is not None else "recordings"))
+    if path.is_dir() and (fit is not None or not wavs):
+        files = image_files
+        if not files and wavs:
             raise TinydriftError(f"{path}: WAV files and no images, and --model-dir is a camera model: replay images "
                                  "to it (or give the keyword model's folder)")
         if not files:
@@ -108,7 +121,7 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
         return ReplaySource([clips.audio[i] for i in range(n)], [f"{path.name}[{i}]" for i in range(n)],
                             clips.labels[:n].astype(np.int64))
     if path.is_dir():
-        files = wav_files(path, "**/*")
+        files = wavs
         if not files:
             raise TinydriftError(f"{path}: no .wav files in it (give a folder of 16 kHz WAV files or a .npz clip set)")
         files = files[:limit] if limit is not None else files
