@@ -313,6 +313,23 @@ def test_truth_labels_are_checked_without_a_hello_frame(tmp_path):
     assert result.exit_code == 0, result.output
 
 
+def test_a_truth_for_a_detector_capture_is_refused(tmp_path):
+    """A wake-word detector's capture (DETECTION frames, no INFERENCE frames) took any truth
+    file without a check: "true shift: inference 99999" on the page, class 7 of a binary
+    detector taken. There is no class per inference to hold a truth against."""
+    frames = [P.Detection(seq, seq, MODEL_HASH[:8], 230 if seq == 3 else 20, 100,
+                          P.DETECTION_FLAG_WAKE if seq == 3 else 0, 480 * seq) for seq in range(1, 6)]
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
+    capture(device.url, tmp_path / "wake.db")
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"shift_index": 99999, "labels": [7] * 5}))
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "wake.db"), "--out", str(tmp_path / "r"),
+                                       "--truth", str(truth)])
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "the capture holds no INFERENCE frames" in result.output and not (tmp_path / "r").exists()
+    assert CliRunner().invoke(main, ["report", str(tmp_path / "wake.db"), "--out", str(tmp_path / "r")]).exit_code == 0
+
+
 def test_lines_break_where_frames_were_lost():
     from tinydrift.logbook.report import _broken_at_gaps
 

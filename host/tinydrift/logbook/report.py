@@ -315,6 +315,12 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     hello = latest_frame(conn, P.FrameType.HELLO)
     files: list[Path] = []
     n = len(data["inference_index"])
+    if truth is not None and not n:
+        # the truth speaks of inferences and their classes: a detector's capture (DETECTION
+        # frames) or one without inferences has nothing to hold it against
+        raise TinydriftError("--truth: the capture holds no INFERENCE frames (a wake-word detector sends DETECTION "
+                             "frames, with no class per inference), so there is nothing to compare a truth with: "
+                             "drop --truth")
     if truth is not None and n:
         # a capture begun after the device's boot has no HELLO: the model folder knows the classes too
         n_classes = (hello.n_classes if hello is not None else
