@@ -313,10 +313,11 @@ def test_truth_labels_are_checked_without_a_hello_frame(tmp_path):
     assert result.exit_code == 0, result.output
 
 
-def test_a_truth_for_a_detector_capture_is_refused(tmp_path):
+def test_a_truth_for_a_detector_capture_is_refused_and_its_plot_not_left_to_the_next_report(tmp_path):
     """A wake-word detector's capture (DETECTION frames, no INFERENCE frames) took any truth
     file without a check: "true shift: inference 99999" on the page, class 7 of a binary
-    detector taken. There is no class per inference to hold a truth against."""
+    detector taken. There is no class per inference to hold a truth against. A keyword
+    capture's report into the folder afterwards left the detector's plot beside its own."""
     frames = [P.Detection(seq, seq, MODEL_HASH[:8], 230 if seq == 3 else 20, 100,
                           P.DETECTION_FLAG_WAKE if seq == 3 else 0, 480 * seq) for seq in range(1, 6)]
     device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
@@ -328,6 +329,12 @@ def test_a_truth_for_a_detector_capture_is_refused(tmp_path):
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1, result.output
     assert "the capture holds no INFERENCE frames" in result.output and not (tmp_path / "r").exists()
     assert CliRunner().invoke(main, ["report", str(tmp_path / "wake.db"), "--out", str(tmp_path / "r")]).exit_code == 0
+    # a classifier's report into the same folder: the detector's plot is not left beside it
+    assert (tmp_path / "r" / "detections.png").exists()
+    db, _ = make_drift_db(tmp_path)
+    result = write_report(db, tmp_path / "r")
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(f.name for f in result.files)
+    assert "detections.png" not in {f.name for f in result.files}
 
 
 def test_lines_break_where_frames_were_lost():

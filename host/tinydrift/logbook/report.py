@@ -293,6 +293,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+# Every file a report may write into its folder.
+REPORT_FILES = {"scores.png", "atc.png", "confidence.png", "detections.png", "index.html"}
+
+
 def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None = None,
                  truth: Truth | None = None) -> ReportResult:
     """The report's images and page in `out_dir`, all of them or, on an error or Ctrl-C,
@@ -300,9 +304,14 @@ def write_report(db_path: str | Path, out_dir: str | Path, model_dir: str | Path
     conn = open_db(db_path)
     try:
         with all_or_nothing():
-            return _write_report(conn, db_path, out_dir, model_dir, truth)
+            result = _write_report(conn, db_path, out_dir, model_dir, truth)
     finally:
         conn.close()  # a reader's last close removes the -wal and -shm files SQLite made
+    # an earlier report's plots this one did not make (a detector's beside a classifier's)
+    # would stand beside it as if they were its own
+    for name in sorted(REPORT_FILES - {f.name for f in result.files}):
+        (Path(out_dir) / name).unlink(missing_ok=True)
+    return result
 
 
 def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | Path, model_dir: str | Path | None,
