@@ -358,9 +358,12 @@ def test_duration_stops_a_silent_capture(tmp_path):
 
 
 @pytest.mark.parametrize("url", ["socket://127.0.0.1:1", "/dev/tinydrift-no-such-port", "nonsense://x"])
-def test_unknown_port_is_a_clear_error(tmp_path, url):
+def test_unknown_port_is_a_clear_error_and_leaves_not_even_the_folders_made(tmp_path, url):
+    """The database was removed, the folders made for it stayed, empty."""
+    (tmp_path / "kept").mkdir()
     with pytest.raises(TinydriftError, match="cannot open port"):
-        capture(url, tmp_path / "x.db")
+        capture(url, tmp_path / "kept" / "new" / "deeper" / "x.db")
+    assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):

@@ -185,6 +185,7 @@ class CaptureStore:
         self.path = Path(path)
         self.reserve = self.path.with_name(self.path.name + "-reserve")
         self.created = not self.path.exists()  # discard() removes only a database this opened anew
+        self.made_folders = [p for p in self.path.parents if not p.exists()]  # deepest first, as discard() goes
         self._held: int | None = None  # the descriptor whose lock keeps other session writers out
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -448,6 +449,11 @@ class CaptureStore:
         if self.created:
             for suffix in ("", "-wal", "-shm"):
                 self.path.with_name(self.path.name + suffix).unlink(missing_ok=True)
+            for folder in self.made_folders:  # and the folders made for it (while empty)
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
 
     def captured_model(self) -> bytes | None:
         """The model the latest earlier session captured (its hash, or the model id it was
