@@ -12,11 +12,13 @@ import shutil
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from test_app_host import HostApp, build_app
 from tinydrift.app import compare, device_inferences, expected_image_inferences
 from tinydrift.data import camera_scenarios as cs
 from tinydrift.errors import TinydriftError
+from tinydrift.cli.main import main
 from tinydrift.firmware import REPO_ROOT
 from tinydrift.link import protocol as P
 from tinydrift.link.port import open_port
@@ -162,13 +164,18 @@ def test_image_sources_for_replay(tmp_path, leaves):
 @pytest.mark.slow  # 59-81 s measured (60 images through the emulated UART), plus the plant firmware's build
 @pytest.mark.skipif(shutil.which("qemu-system-arm") is None or platformio.pio_executable() is None,
                     reason="QEMU or PlatformIO is not installed (scripts/setup.sh)")
-def test_images_replayed_into_qemu_are_bit_exact(plant, leaves):
+def test_images_replayed_into_qemu_are_bit_exact(plant, leaves, tmp_path):
     """The firmware `tinydrift flash` builds for the emulated Cortex-M4 with models/plant:
     IMAGE frames through QEMU's TCP serial port with flow control give the twin's INFERENCE
     and TRACE frames bit for bit, in-domain leaves and then smudged ones; the TRACE frames
     count the instructions of each stage."""
     model, config, ref = plant
     elf = flash(platformio.EMULATED_ENV, PLANT, build_only=True).elf
+    # its board hears nothing: --audio once left it waiting for frames until --timeout
+    assert emulator.hears_microphone(elf) is False
+    (tmp_path / "hum.raw").write_bytes(np.zeros(16000, "<i2").tobytes())
+    refused = CliRunner().invoke(main, ["emulate", "--elf", str(elf), "--audio", str(tmp_path / "hum.raw")])
+    assert refused.exit_code == 2 and "is a camera model's build, whose board hears nothing" in refused.output
     with emulator.start(elf, icount_shift=0) as board:
         port = open_port(board.url, timeout=0.05)
         try:

@@ -182,6 +182,7 @@ def test_emulate_serves_the_app_and_its_microphone_file(elf, tmp_path):
     import subprocess
     import sys
 
+    assert emulator.hears_microphone(elf) is True  # --audio is for it (a camera build's is refused)
     rng = np.random.default_rng(5)
     seconds = 3
     pcm = (rng.standard_normal(16000 * seconds) * 2000).astype("<i2")

@@ -300,6 +300,10 @@ CASES = [
     ("nan", "emulate", ["--timeout", "nan"], "nan"),
     ("nan", "label", ["5", "1", "--db", "{r}/afile", "--wait", "nan"], "nan"),
     ("npz-as-audio", "emulate", ["--audio", "{r}/samples_misfit.npz"], "is a .npz archive, not audio"),
+    # played as raw PCM once, exit 0
+    ("png-as-audio", "emulate", ["--audio", "{r}/leaves_flat/a.png"], "is a PNG image, not audio"),
+    ("model-as-audio", "emulate", ["--audio", str(REPO_ROOT / "models" / "plant" / "model_int8.tflite")],
+     "is a TFLite model, not audio"),
     ("nan", "capture", ["--port", PORT, "--db", "{r}/c.db", "--duration", "nan"], "nan"),
     ("nan", "monitor", ["--db", "{r}/c.db", "--refresh", "nan"], "nan"),
     ("nan", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--within", "nan"], "nan"),

@@ -85,6 +85,10 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
         raise click.UsageError(f"--audio: {model_dir} is a camera model, whose board hears nothing; boot it with --serve "
                                "and send it images with `tinydrift replay FOLDER --port URL`")
 
+    if elf is not None and audio is not None and emulator.hears_microphone(elf) is False:
+        raise click.UsageError(f"--audio: {elf} is a camera model's build, whose board hears nothing; boot it with "
+                               "--serve and send it images with `tinydrift replay FOLDER --port URL`")
+
     with tempfile.TemporaryDirectory() as links:
         # the audio is checked before the firmware is built (minutes, the first time)
         pcm = _as_pcm(audio, Path(links)) if audio else None

@@ -178,11 +178,31 @@ def is_wav(path: Path) -> bool:
         return f.read(4) == b"RIFF"
 
 
+# The first bytes of files that are surely no raw PCM, and what they are.
+_FORMATS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"\x7fELF", "an ELF program"),
+            (b"SQLite format 3\x00", "an SQLite database"), (b"\x1f\x8b", "a gzip archive"),
+            (b"ID3", "an MP3 file"), (b"fLaC", "a FLAC file"), (b"OggS", "an Ogg file"))
+
+
+def _known_format(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return None
+    if head[4:8] == b"TFL3":
+        return "a TFLite model"
+    return next((name for magic, name in _FORMATS if head.startswith(magic)), None)
+
+
 def _not_pcm(path: Path) -> str | None:
     if is_wav(path):
         return None  # its reader checks its format
     if is_zip(path):  # a clip set: its archive would be played as noise
         return "is a .npz archive, not audio: play a clip set with `tinydrift replay`"
+    kind = _known_format(path)
+    if kind is not None:  # it too would be played as noise
+        return f"is {kind}, not audio: give raw 16 kHz 16-bit PCM or a 16 kHz mono 16-bit WAV"
     if path.suffix.lower() == ".wav":  # a damaged WAV would be played as noise
         return ("is named .wav but is no WAV file (no RIFF header): give a 16 kHz mono 16-bit WAV, or raw "
                 "little-endian int16 PCM under another name (e.g. .raw)")

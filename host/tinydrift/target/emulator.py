@@ -79,6 +79,20 @@ def semihosting_config(arguments: Sequence[str] = ()) -> str:
     return config
 
 
+def hears_microphone(elf: Path) -> bool | None:
+    """Whether the image's app reads the board's microphone (a keyword or wake-word build),
+    from its symbols: a camera build has td_summarize_image and no microphone reader. None
+    when its symbols cannot be read (no arm-none-eabi-nm, a stripped image)."""
+    try:
+        out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    names = {line.split()[-1] for line in out.splitlines() if line.strip()}
+    if "td_port_mic_read" in names:
+        return True
+    return False if "td_summarize_image" in names else None
+
+
 def audio_file_argument(path: Path, link_dir: Path) -> str:
     """`audio=PATH` for the emulated board's microphone file. The firmware sees PATH as one
     word of its command line, so a path with spaces is reached through a symbolic link in
