@@ -279,6 +279,8 @@ def test_the_replay_line_counts_a_wake_word_device_s_wakes():
     assert "wake" not in ReplayStats(inferences=40).line()  # a classifier sends no DETECTION frame
     assert ": 400 inferences, 3 wakes, no alarm" in ReplayStats(inferences=400, wakes=3).line()
     assert ": 400 inferences, 1 wake, no alarm" in ReplayStats(inferences=400, wakes=1).line()
+    # a detector built without a monitor sends DETECTION frames alone: "0 inferences, 0 wakes" once
+    assert ": 2066 detections, 0 wakes, no alarm" in ReplayStats(detections=2066, wakes=0).line()
 
 
 def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions():

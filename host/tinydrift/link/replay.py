@@ -212,6 +212,7 @@ class ReplayStats:
     # its first alarm since a reset, which may precede this replay
     first_alarm: tuple[int, int] | None = None
     wakes: int | None = None  # a streaming detector's DETECTION frames that were wakes (None: no DETECTION came)
+    detections: int = 0  # its DETECTION frames (it sends no INFERENCE frames)
     first_inference: int | None = None  # the first inference index this replay heard of
     last_inference: int | None = None  # and the last
     received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
@@ -230,8 +231,11 @@ class ReplayStats:
                     f"{self.frames_sent} IMAGE frames, {self.resent} resent ({self.gaps} gaps, {self.timeouts} "
                     f"timeouts, {self.reconnects} reconnects), {self.corrupt} corrupt frames received")
         wakes = "" if self.wakes is None else f", {self.wakes} wake{'' if self.wakes == 1 else 's'}"
+        # a wake-word device answers with DETECTION frames, no INFERENCE frames ("0 inferences")
+        heard = f"{self.detections} detections" if self.detections and not self.inferences else \
+            f"{self.inferences} inferences"
         return (f"replayed {self.clips} clips ({self.samples / 16000:.1f} s of audio, {rate:.2f}x real time) in "
-                f"{self.seconds:.1f} s: {self.inferences} inferences{wakes}, {alarm}; {self.frames_sent} AUDIO frames, "
+                f"{self.seconds:.1f} s: {heard}{wakes}, {alarm}; {self.frames_sent} AUDIO frames, "
                 f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} reconnects), "
                 f"{self.corrupt} corrupt frames received")
 
@@ -329,6 +333,7 @@ class Replayer:
                 if latched and self.stats.first_alarm is None:
                     self.stats.first_alarm = (item.alarm_index or item.inference_index, item.alarm_bits)
             elif kind is P.Detection:
+                self.stats.detections += 1
                 self.stats.wakes = (self.stats.wakes or 0) + int(item.wake)
             elif kind is P.Corrupt:
                 self.stats.corrupt += 1
