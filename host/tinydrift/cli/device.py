@@ -274,9 +274,10 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     SOURCE is a folder of 16 kHz mono 16-bit WAV files (one clip per file, any length, sorted),
     one such file, or a clip set made by `tinydrift data kws` (.npz); or a folder of JPEG/PNG
     images, one image, or an image set made by `tinydrift data plant` (.npz), each image sent
-    as it is (the device
-    refuses one of another size than its model's) or, with --model-dir, fitted to the
-    model's input as `tinydrift eval` fits it. The device runs one inference per
+    as it is (the device refuses one of another size than its model's) or, with --model-dir,
+    fitted to the model's input as `tinydrift eval` fits it. A folder holding both WAVs and
+    images needs --model-dir: the kind its model takes is sent, the rest counted out loud.
+    The device runs one inference per
     1 s window of each clip (a shorter clip is padded; a wake-word device, one every 30 ms of
     the stream, and the line counts its wakes), one per image, and answers every frame; replay
     waits for those answers, so nothing overruns the device, and resends what the device
