@@ -178,9 +178,10 @@ def is_wav(path: Path) -> bool:
         return f.read(4) == b"RIFF"
 
 
-# The first bytes of files that are surely no raw PCM, and what they are.
+# The first bytes of files that are surely no raw PCM, and what they are (three bytes or more:
+# a recording's first samples match one by chance about once in 16 million).
 _FORMATS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"\x7fELF", "an ELF program"),
-            (b"SQLite format 3\x00", "an SQLite database"), (b"\x1f\x8b", "a gzip archive"),
+            (b"SQLite format 3\x00", "an SQLite database"), (b"\x1f\x8b\x08", "a gzip archive"),
             (b"ID3", "an MP3 file"), (b"fLaC", "a FLAC file"), (b"OggS", "an Ogg file"))
 
 
