@@ -321,7 +321,7 @@ def test_a_truth_for_a_detector_capture_is_refused_and_its_plot_not_left_to_the_
     frames = [P.Detection(seq, seq, MODEL_HASH[:8], 230 if seq == 3 else 20, 100,
                           P.DETECTION_FLAG_WAKE if seq == 3 else 0, 480 * seq) for seq in range(1, 6)]
     device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
-    capture(device.url, tmp_path / "wake.db")
+    capture(device.url, tmp_path / "wake.db", reconnect_timeout=0)
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps({"shift_index": 99999, "labels": [7] * 5}))
     result = CliRunner().invoke(main, ["report", str(tmp_path / "wake.db"), "--out", str(tmp_path / "r"),
@@ -536,7 +536,7 @@ def early_capture(folder: Path, inferences: int) -> tuple[Path, Path, int]:
     rng = random.Random(5)
     frames = [hello(0)] + [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, inferences + 1)]
     device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
-    capture(device.url, folder / "early.db")
+    capture(device.url, folder / "early.db", reconnect_timeout=0)  # the device hangs up: no reconnecting
     model_dir = folder / "model"
     model_dir.mkdir()
     write_reference(model_dir, MODEL_HASH.hex(), warning=8 << 12, drift=16 << 12)  # test_capture's HELLO

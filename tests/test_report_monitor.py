@@ -14,9 +14,10 @@ from rich.console import Console
 
 from tinydrift.link import protocol as P
 from tinydrift.cli.main import main
+from tinydrift.logbook.capture import capture
 from tinydrift.logbook.live import run_monitor
 
-from test_capture import TcpDevice, _wait_for
+from test_capture import MODEL_HASH, TcpDevice, _wait_for
 from test_report import DRIFT_AT, drifting_device_stream, make_drift_db
 
 
@@ -47,6 +48,33 @@ def test_once_on_a_port_captures_then_renders(tmp_path):
     device = TcpDevice(lambda conn: conn.sendall(stream))
     snap, out = _render(port_url=device.url, duration=1.0)
     assert snap.summary.frames > 1000 and "DATA_DRIFT" in out
+
+
+def test_without_a_model_folder_the_classes_are_named_from_the_app_s_boot_line(tmp_path):
+    """HELLO carries the class count only: without --model-dir the view said "prediction 1"
+    while the app's boot line, on the same screen, named every class. A boot line of another
+    model, or with another count of classes, names none."""
+    import random
+
+    from test_capture import hello
+
+    rng = random.Random(3)
+    names = ["_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+
+    def boot_line(model: bytes, classes: list[str]) -> bytes:
+        return f"tinydrift app board=mps2_an386 model={model[:8].hex()} classes={','.join(classes)}\n".encode()
+
+    for line, named in ((boot_line(MODEL_HASH, names), True), (boot_line(bytes(8), names), False),
+                        (boot_line(MODEL_HASH, names[:11]), False)):
+        frames = [hello(0)] + [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, 41)]
+        stream = line + b"".join(P.encode(f) for f in frames)
+        device = TcpDevice(lambda conn: conn.sendall(stream))
+        db = tmp_path / f"boot{len(list(tmp_path.iterdir()))}.db"
+        capture(device.url, db, reconnect_timeout=0)
+        snap, out = _render(db_path=db)
+        assert (snap.labels == names) is named and (snap.labels is None) is not named
+        shown = names[snap.last.predicted_class] if named else str(snap.last.predicted_class)
+        assert f"prediction                {shown} " in out, out
 
 
 def test_once_on_a_silent_port_fails_saying_nothing_came(tmp_path):

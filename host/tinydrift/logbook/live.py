@@ -21,8 +21,8 @@ from rich.text import Text
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
-from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, capture_ready, check_model_matches, latest_frame,
-                                     load_model_info, open_db, read_summary, recent_text)
+from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner_labels, capture_ready, check_model_matches,
+                                     latest_frame, load_model_info, open_db, read_summary, recent_text)
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -102,7 +102,8 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
     rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
     n_scores = hello.n_scores if hello else (5 if last else 0)
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
-                    n_scores, model.labels if model else None, recent_text(conn, 5), rate, accuracy_before,
+                    n_scores, model.labels if model and model.labels else banner_labels(conn, hello),
+                    recent_text(conn, 5), rate, accuracy_before,
                     latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
                     model.commission_n if model is not None else 0)
 

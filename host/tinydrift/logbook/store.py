@@ -979,6 +979,23 @@ def recent_text(conn: sqlite3.Connection, n: int = 5) -> list[str]:
     return [r[0] for r in reversed(rows)]
 
 
+def banner_labels(conn: sqlite3.Connection, hello: "P.Hello | None") -> list[str] | None:
+    """The class names the app's boot line ("tinydrift app board=B model=ID classes=a,b,...")
+    printed for the model `hello` names, when no model folder gives them: HELLO carries the
+    class count only. None unless the line names that model and as many classes."""
+    if hello is None:
+        return None
+    model = hello.model_hash.hex()
+    rows = conn.execute("SELECT line FROM text_lines WHERE line LIKE 'tinydrift app board=%' "
+                        "ORDER BY id DESC LIMIT 20").fetchall()
+    for (line,) in rows:
+        fields = dict(part.split("=", 1) for part in line.strip().split(" ")[2:] if "=" in part)
+        shown, names = fields.get("model", ""), fields.get("classes", "").split(",")
+        if shown and (model.startswith(shown) or shown.startswith(model)) and len(names) == hello.n_classes:
+            return names
+    return None
+
+
 # ---------------------------------------------------------------------------- model directory
 
 @dataclass
