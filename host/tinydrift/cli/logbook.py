@@ -79,7 +79,8 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
 @click.option("--port", "port_url", type=SERIAL_URL, default=None, metavar="URL",
               help="Capture from this port yourself (into --db, or a temporary file) and show it.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
-              help="Model folder: thresholds and class names from its JSON.")
+              help="Model folder: thresholds and class names from its JSON (without it, the names come from "
+                   "the app's boot line, when captured).")
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (no live screen).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S",
               help="Watch this long, then exit (with --port and --once: capture this long before the "
