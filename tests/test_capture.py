@@ -508,7 +508,7 @@ def test_a_label_outside_the_captured_model_s_classes_is_refused_before_it_is_qu
 
     device = TcpDevice(lambda conn: conn.sendall(P.encode(hello())))
     db = tmp_path / "hello.db"
-    capture(device.url, db)
+    capture(device.url, db, reconnect_timeout=0)  # the device hangs up: no waiting for it to come back
     refused = CliRunner().invoke(main, ["label", "5", "12", "--db", str(db)])
     errors = [line for line in refused.output.splitlines() if line.startswith("error:")]
     assert refused.exit_code == 1 and len(errors) == 1 and "12 classes (0..11)" in errors[0], refused.output
@@ -625,7 +625,7 @@ def test_a_label_for_a_device_without_a_monitor_is_refused_before_it_is_queued(t
     bare = P.Hello(0, MODEL_HASH, 0, 1, 0, 0, 1, 0, 12, 0, (0,) * 8, (0,) * 8)
     device = TcpDevice(lambda conn: conn.sendall(P.encode(bare)))
     db = tmp_path / "detector.db"
-    capture(device.url, db)
+    capture(device.url, db, reconnect_timeout=0)  # the device hangs up: no waiting for it to come back
     for label in ("1", "2"):
         refused = CliRunner().invoke(main, ["label", "5", label, "--db", str(db)])
         assert refused.exit_code == 1 and "runs no drift monitor" in refused.output, refused.output
