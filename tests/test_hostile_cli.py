@@ -205,6 +205,8 @@ def hostile(tmp_path_factory) -> Path:
     for split in ("train", "val"):
         (root / "empty_set" / f"{split}.npz").write_bytes(b"")
     (root / "odd.pcm").write_bytes(b"\x00\x01\x02")
+    (root / "even.txt").write_text("{\"notes\": \"not audio, but an even number of bytes\"}\n" * 20)
+    (root / "stuck.pcm").write_bytes(b"AA" * 4000)  # a sensor stuck at 0x4141: printable, yet audio
     (root / "not_a.wav").write_bytes(b"\x00\x01" * 800)  # even-sized: once played as raw PCM
     shutil.copy("/bin/true", root / "x86.elf")  # an ELF, for this machine's CPU
     return root
@@ -304,6 +306,7 @@ CASES = [
     ("png-as-audio", "emulate", ["--audio", "{r}/leaves_flat/a.png"], "is a PNG image, not audio"),
     ("model-as-audio", "emulate", ["--audio", str(REPO_ROOT / "models" / "plant" / "model_int8.tflite")],
      "is a TFLite model, not audio"),
+    ("text-as-audio", "emulate", ["--audio", "{r}/even.txt"], "is a text file, not audio"),
     ("nan", "capture", ["--port", PORT, "--db", "{r}/c.db", "--duration", "nan"], "nan"),
     ("nan", "monitor", ["--db", "{r}/c.db", "--refresh", "nan"], "nan"),
     ("nan", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--within", "nan"], "nan"),
@@ -737,3 +740,32 @@ def test_ctrl_c_after_the_command_ended_leaves_its_exit_code():
               "    raise\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, "") and done.stdout.startswith("tinydrift, version")
+
+
+def test_ctrl_c_landing_in_a_garbage_collector_callback_still_ends_the_command():
+    """Ctrl-C landing in a weakref callback while `report` ran printed "Exception ignored
+    in ... KeyboardInterrupt" and the report went on to exit 0: Python drops exceptions
+    there. The interrupt is made to land there: an object whose __del__ raises it."""
+    script = ("import sys\n"
+              "import tinydrift.codegen.frontend_tables as tables\n"
+              "class Dropped:\n"
+              "    def __del__(self):\n"
+              "        raise KeyboardInterrupt\n"
+              "computed = tables.compute_tables\n"
+              "def interrupted_in_a_finalizer():\n"
+              "    Dropped()\n"
+              "    return computed()\n"
+              "tables.compute_tables = interrupted_in_a_finalizer\n"
+              "sys.argv = ['tinydrift', 'frontend-tables', '-o', '-']\n"
+              "from tinydrift.__main__ import run\n"
+              "run()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
+
+
+def test_raw_pcm_that_happens_to_be_printable_is_still_audio(hostile):
+    """The text check must not refuse a stuck sensor's recording whose bytes are letters."""
+    from tinydrift.cli.params import _not_pcm
+
+    assert _not_pcm(hostile / "stuck.pcm") is None
+    assert _not_pcm(hostile / "even.txt").startswith("is a text file")

@@ -185,14 +185,21 @@ _FORMATS = ((b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG ima
             (b"ID3", "an MP3 file"), (b"fLaC", "a FLAC file"), (b"OggS", "an Ogg file"))
 
 
+_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+
+
 def _known_format(path: Path) -> str | None:
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(4096)
     except OSError:
         return None
     if head[4:8] == b"TFL3":
         return "a TFLite model"
+    if len(head) >= 256 and all(b in _TEXT_BYTES for b in head) and len(set(head)) >= 16:
+        # 16-bit samples whose every byte is printable, over 128 samples and not one value
+        # held (a stuck sensor's file may be all "AAAA"), are not a recording
+        return "a text file"
     return next((name for magic, name in _FORMATS if head.startswith(magic)), None)
 
 
