@@ -25,7 +25,7 @@ from tinydrift.firmware import REPO_ROOT
 from tinydrift.link import protocol as P
 from tinydrift.link.port import LinkTracker
 from tinydrift.logbook.capture import capture
-from tinydrift.logbook.store import open_db, read_summary
+from tinydrift.logbook.store import CaptureStore, open_db, read_summary
 
 from test_capture import TcpDevice, hello, inference
 
@@ -460,12 +460,18 @@ def held_port():
 
 
 def test_a_port_on_which_nothing_arrives_is_an_error_not_an_empty_success(tmp_path, held_port):
-    """Once that printed "captured 0 frames" and exited 0."""
-    proc = _tinydrift("capture", "--port", held_port, "--db", tmp_path / "silent.db", "--duration", "1.5")
+    """Once that printed "captured 0 frames" and exited 0. A database (and its folder) the run
+    made for nothing is not left behind, an empty session in a new file; one that was there
+    keeps the attempt as a session of its own."""
+    proc = _tinydrift("capture", "--port", held_port, "--db", tmp_path / "new" / "silent.db", "--duration", "1.5")
     assert proc.returncode == 1, proc.stderr
     assert "captured 0 frames" in proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: nothing received from {held_port} in ")
     assert "another program holding the port" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+    CaptureStore(tmp_path / "kept.db").close()
+    assert _tinydrift("capture", "--port", held_port, "--db", tmp_path / "kept.db", "--duration", "1").returncode == 1
+    assert open_db(tmp_path / "kept.db").execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
 
 
 def test_replay_to_a_port_nobody_answers_on_fails_in_seconds(tmp_path, held_port):

@@ -481,7 +481,11 @@ def capture(
         if problem is not None:
             log(f"capture could not close its session cleanly: {problem}")
             failed = True
-        forgotten = _close(store, session if foreign_device and problem is None else None, log)
+        # a database this run made and that nothing reached is not kept either: an empty
+        # session in a new file, beside the error saying nothing came, is only clutter
+        silent_new = store.created and not stats.bytes and problem is None and not failed
+        removed = _close(store, session if (foreign_device and problem is None) or silent_new else None, log)
+        forgotten = removed and foreign_device
         if port is not None:
             try:
                 port.close()
@@ -500,8 +504,9 @@ def capture(
 
 
 def _close(store: CaptureStore, forget: int | None, log: Callable[[str], None]) -> bool:
-    """Close the store; with `forget`, a session refused for its device's model, remove it
-    first (and the database, if this run created it). True if it was removed."""
+    """Close the store; with `forget`, a session refused for its device's model or one that
+    heard nothing, remove it first (and the database, if this run created it). True if it
+    was removed."""
     if forget is None:
         store.close()
         return False
