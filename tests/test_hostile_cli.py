@@ -712,17 +712,20 @@ def test_ctrl_c_while_the_commands_load_is_an_interruption_not_a_traceback():
     """Ctrl-C in a command's first half second (numpy, click and the commands' modules still
     loading) printed a Python traceback and died by the signal. The interrupt is made to
     arrive exactly there: an import hook raises it as tinydrift.cli is imported."""
-    script = ("import sys\n"
-              "class Interrupt:\n"
-              "    def find_spec(self, name, path=None, target=None):\n"
-              "        if name == 'tinydrift.cli':\n"
-              "            raise KeyboardInterrupt\n"
-              "sys.meta_path.insert(0, Interrupt())\n"
-              "sys.argv = ['tinydrift', 'capture', '--port', 'socket://127.0.0.1:9', '--db', 'x.sqlite']\n"
-              "from tinydrift.__main__ import run\n"
-              "run()\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = run_after(("class Interrupt:\n"
+                      "    def find_spec(self, name, path=None, target=None):\n"
+                      "        if name == 'tinydrift.cli':\n"
+                      "            raise KeyboardInterrupt\n"
+                      "sys.meta_path.insert(0, Interrupt())\n"),
+                     ["capture", "--port", "socket://127.0.0.1:9", "--db", "x.sqlite"])
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
+
+
+def run_after(prelude: str, args: list[str]) -> subprocess.CompletedProcess:
+    """`tinydrift ARGS` through the installed command's entry point, after `prelude` (Python
+    that sets up where an interrupt lands) has run in the same process."""
+    script = f"import sys\n{prelude}sys.argv = {['tinydrift', *args]!r}\nfrom tinydrift.__main__ import run\nrun()\n"
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
 
 
 def test_ctrl_c_after_the_command_ended_leaves_its_exit_code():
@@ -746,20 +749,16 @@ def test_ctrl_c_landing_in_a_garbage_collector_callback_still_ends_the_command()
     """Ctrl-C landing in a weakref callback while `report` ran printed "Exception ignored
     in ... KeyboardInterrupt" and the report went on to exit 0: Python drops exceptions
     there. The interrupt is made to land there: an object whose __del__ raises it."""
-    script = ("import sys\n"
-              "import tinydrift.codegen.frontend_tables as tables\n"
-              "class Dropped:\n"
-              "    def __del__(self):\n"
-              "        raise KeyboardInterrupt\n"
-              "computed = tables.compute_tables\n"
-              "def interrupted_in_a_finalizer():\n"
-              "    Dropped()\n"
-              "    return computed()\n"
-              "tables.compute_tables = interrupted_in_a_finalizer\n"
-              "sys.argv = ['tinydrift', 'frontend-tables', '-o', '-']\n"
-              "from tinydrift.__main__ import run\n"
-              "run()\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    done = run_after(("import tinydrift.codegen.frontend_tables as tables\n"
+                      "class Dropped:\n"
+                      "    def __del__(self):\n"
+                      "        raise KeyboardInterrupt\n"
+                      "computed = tables.compute_tables\n"
+                      "def interrupted_in_a_finalizer():\n"
+                      "    Dropped()\n"
+                      "    return computed()\n"
+                      "tables.compute_tables = interrupted_in_a_finalizer\n"),
+                     ["frontend-tables", "-o", "-"])
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
 
 
