@@ -164,6 +164,8 @@ def test_boot_hello_status_reset_and_labels(compiler, reference):
         app.replayer.drain(0.3)
         lines = app.frames(P.TextLine)
         assert lines and lines[0].text.startswith(f"tinydrift app board=host model={ref['model_id']} classes=_silence_,")
+        # how long the monitor commissions: a host without the model folder reads it there
+        assert lines[0].text.endswith(f",go commission={ref['monitor_config']['commission_n']}")
         hello = app.frames(P.Hello)[0]
         assert hello.seq == 0 and hello.model_hash.hex() == ref["model_hash"]
         assert (hello.n_classes, hello.n_channels, hello.score_frac_bits, hello.n_scores) == (12, 41, 12, 5)

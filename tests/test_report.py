@@ -528,14 +528,15 @@ def test_a_report_that_fails_part_way_writes_nothing_and_a_path_not_in_utf8_is_s
     assert not (tmp_path / "again").exists()
 
 
-def early_capture(folder: Path, inferences: int) -> tuple[Path, Path, int]:
+def early_capture(folder: Path, inferences: int, boot_line: bytes = b"") -> tuple[Path, Path, int]:
     """(capture database, model folder, its commission_n) of a capture that ends at inference
-    `inferences`, while the monitor still learns its reference."""
+    `inferences`, while the monitor still learns its reference; `boot_line`, the app's text
+    line before its frames."""
     from test_capture import hello
 
     rng = random.Random(5)
     frames = [hello(0)] + [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, inferences + 1)]
-    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
+    device = TcpDevice(lambda conn: conn.sendall(boot_line + b"".join(P.encode(f) for f in frames)))
     capture(device.url, folder / "early.db", reconnect_timeout=0)  # the device hangs up: no reconnecting
     model_dir = folder / "model"
     model_dir.mkdir()
@@ -554,6 +555,17 @@ def test_a_capture_that_ends_while_the_monitor_commissions_says_why_no_alarm_cam
     assert commission_n > 200 and result.commissioning == said and said in result.line()
     assert said in (tmp_path / "r" / "index.html").read_text()
     assert write_report(tmp_path / "early.db", tmp_path / "r2").commissioning is None  # unknown without the folder
+
+
+def test_without_a_model_folder_the_app_s_boot_line_says_the_monitor_commissions(tmp_path):
+    """The report said only "no alarm" for a capture inside the commissioning stretch unless
+    --model-dir was given; the app's boot line now says how long that stretch is."""
+    classes = ",".join(f"c{k}" for k in range(12))
+    line = f"tinydrift app board=host model={MODEL_HASH[:8].hex()} classes={classes} commission=300\n".encode()
+    early_capture(tmp_path, 200, boot_line=line)
+    assert write_report(tmp_path / "early.db", tmp_path / "r").commissioning == (
+        "still commissioning: the monitor learns its reference on the first 300 inferences after a reset and judges "
+        "none of them, and this capture ends at inference 200")
 
 
 def test_reading_a_capture_leaves_it_as_it_was(tmp_path):

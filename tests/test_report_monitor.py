@@ -73,6 +73,7 @@ def test_without_a_model_folder_the_classes_are_named_from_the_app_s_boot_line(t
         capture(device.url, db, reconnect_timeout=0)
         snap, out = _render(db_path=db)
         assert (snap.labels == names) is named and (snap.labels is None) is not named
+        assert snap.commission_n == 0  # the line says no commission=N
         shown = names[snap.last.predicted_class] if named else str(snap.last.predicted_class)
         assert f"prediction                {shown} " in out, out
 

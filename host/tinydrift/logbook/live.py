@@ -21,8 +21,9 @@ from rich.text import Text
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
-from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner_labels, capture_ready, check_model_matches,
-                                     latest_frame, load_model_info, open_db, read_summary, recent_text)
+from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
+                                     capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
+                                     read_summary, recent_text)
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -68,7 +69,7 @@ class Snapshot:
     accuracy_before: float | None = None  # the device's estimate just before its change point
     heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
     detections: WakeTally = field(default_factory=WakeTally)  # a streaming detector's frames and wakes
-    commission_n: int = 0  # inferences after a reset the monitor learns on (from --model-dir; frames lack it)
+    commission_n: int = 0  # inferences after a reset the monitor learns on (--model-dir, else the boot line)
 
 
 def _heard(summary: DbSummary) -> int:
@@ -101,11 +102,12 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                           "received_at >= (SELECT MAX(received_at) FROM frames) - 10").fetchone()
     rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
     n_scores = hello.n_scores if hello else (5 if last else 0)
+    banner = banner_fields(conn, hello) if model is None or not model.labels else {}
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
-                    n_scores, model.labels if model and model.labels else banner_labels(conn, hello),
+                    n_scores, model.labels if model and model.labels else banner_labels(banner, hello),
                     recent_text(conn, 5), rate, accuracy_before,
                     latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
-                    model.commission_n if model is not None else 0)
+                    model.commission_n if model is not None else banner_commission_n(banner))
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:

@@ -31,7 +31,7 @@ from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, still_commissioning  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -419,8 +419,9 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     files.append(out_dir / "index.html")
     accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
     prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
-    commissioning = (info.still_commissioning(int(data["inference_index"][-1]), bool(summary.first_alarm),
-                                              "this capture") if info is not None and n else None)
+    commission_n = info.commission_n if info is not None else banner_commission_n(banner_fields(conn, hello))
+    commissioning = (still_commissioning(commission_n, int(data["inference_index"][-1]), bool(summary.first_alarm),
+                                         "this capture") if n else None)
     severities = alarm_severity(data, prior, atc_threshold) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
                      if truth is not None and severities and (monotonic or n == 1) else None)

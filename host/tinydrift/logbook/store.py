@@ -979,21 +979,33 @@ def recent_text(conn: sqlite3.Connection, n: int = 5) -> list[str]:
     return [r[0] for r in reversed(rows)]
 
 
-def banner_labels(conn: sqlite3.Connection, hello: "P.Hello | None") -> list[str] | None:
-    """The class names the app's boot line ("tinydrift app board=B model=ID classes=a,b,...")
-    printed for the model `hello` names, when no model folder gives them: HELLO carries the
-    class count only. None unless the line names that model and as many classes."""
+def banner_fields(conn: sqlite3.Connection, hello: "P.Hello | None") -> dict[str, str]:
+    """The fields of the app's latest boot line ("tinydrift app board=B model=ID classes=a,b,...
+    commission=N") that names the model `hello` names; {} if none does. HELLO carries the
+    class count only: without a model folder, the names and commission_n come from here."""
     if hello is None:
-        return None
+        return {}
     model = hello.model_hash.hex()
     rows = conn.execute("SELECT line FROM text_lines WHERE line LIKE 'tinydrift app board=%' "
                         "ORDER BY id DESC LIMIT 20").fetchall()
     for (line,) in rows:
         fields = dict(part.split("=", 1) for part in line.strip().split(" ")[2:] if "=" in part)
-        shown, names = fields.get("model", ""), fields.get("classes", "").split(",")
-        if shown and (model.startswith(shown) or shown.startswith(model)) and len(names) == hello.n_classes:
-            return names
-    return None
+        shown = fields.get("model", "")
+        if shown and (model.startswith(shown) or shown.startswith(model)):
+            return fields
+    return {}
+
+
+def banner_labels(fields: dict[str, str], hello: "P.Hello | None") -> list[str] | None:
+    """The class names of a boot line's fields, if there are as many as HELLO's classes."""
+    names = fields.get("classes", "").split(",")
+    return names if hello is not None and fields and len(names) == hello.n_classes else None
+
+
+def banner_commission_n(fields: dict[str, str]) -> int:
+    """The inferences after a reset the monitor learns on, from a boot line's fields (0: not said)."""
+    value = fields.get("commission", "")
+    return int(value) if value.isdigit() else 0
 
 
 # ---------------------------------------------------------------------------- model directory
@@ -1013,13 +1025,17 @@ class ModelInfo:
     commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
 
     def still_commissioning(self, last_index: int | None, alarmed: bool, what: str) -> str | None:
-        """Why no alarm came in `what` (a capture, a replay) that ends at inference
-        `last_index`: the monitor was still learning its reference (frames do not carry
-        commission_n; the model folder does). None if it could have alarmed."""
-        if alarmed or self.commission_n <= 0 or last_index is None or last_index > self.commission_n:
-            return None
-        return (f"still commissioning: the monitor learns its reference on the first {self.commission_n} inferences "
-                f"after a reset and judges none of them, and {what} ends at inference {last_index}")
+        return still_commissioning(self.commission_n, last_index, alarmed, what)
+
+
+def still_commissioning(commission_n: int, last_index: int | None, alarmed: bool, what: str) -> str | None:
+    """Why no alarm came in `what` (a capture, a replay) that ends at inference `last_index`:
+    the monitor was still learning its reference (frames do not carry commission_n; the
+    model folder and the app's boot line do). None if it could have alarmed."""
+    if alarmed or commission_n <= 0 or last_index is None or last_index > commission_n:
+        return None
+    return (f"still commissioning: the monitor learns its reference on the first {commission_n} inferences "
+            f"after a reset and judges none of them, and {what} ends at inference {last_index}")
 
 
 def _pad(values) -> tuple[int, ...]:

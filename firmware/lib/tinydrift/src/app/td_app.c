@@ -163,7 +163,23 @@ static void td_app_print_ascii(const char *text)
     td_port_print(chunk);
 }
 
-/* A text line for people watching the port: the model and its classes. */
+#if TD_APP_HAS_MONITOR
+static void td_app_print_u32(uint32_t value)
+{
+    char digits[11];
+    unsigned n = sizeof digits - 1u;
+    digits[n] = '\0';
+    do {
+        digits[--n] = (char)('0' + value % 10u);
+        value /= 10u;
+    } while (value != 0u && n > 0u);
+    td_port_print(&digits[n]);
+}
+#endif
+
+/* A text line for people watching the port: the model, its classes and how many inferences
+ * after a reset the monitor learns its reference on (a host without the model folder reads
+ * both from it; HELLO carries neither). */
 static void td_app_print_banner(const td_app_t *app)
 {
     static const char hex[] = "0123456789abcdef";
@@ -182,6 +198,10 @@ static void td_app_print_banner(const td_app_t *app)
         td_port_print(i == 0 ? "" : ",");
         td_app_print_ascii(TD_APP_M_LABELS[i]);
     }
+#if TD_APP_HAS_MONITOR
+    td_port_print(" commission=");
+    td_app_print_u32(TD_APP_M_MONITOR_CONFIG.commission_n);
+#endif
     td_port_print("\n");
 }
 
