@@ -51,12 +51,13 @@ def elf():
     return emulator.build_firmware()
 
 
-def replay_cli(source, board, db, *options):
+def replay_cli(source, board, db, *options, model_dir=MODEL_DIR):
     """`tinydrift replay SOURCE` into the board, storing what it answers in db."""
     group = TinydriftGroup()
     group.add_command(replay_command)
-    return CliRunner().invoke(group, ["replay", str(source), "--port", board.url, "--db", str(db),
-                                      "--model-dir", str(MODEL_DIR), "--reset", *options])
+    named = ["--model-dir", str(model_dir)] if model_dir is not None else []
+    return CliRunner().invoke(group, ["replay", str(source), "--port", board.url, "--db", str(db), *named, "--reset",
+                                      *options])
 
 
 def stored_session(db):
@@ -85,6 +86,10 @@ def test_replay_command_streams_a_wav_folder_and_stores_what_the_device_answers(
 
     items, foreign, frames = stored_session(db)
     assert foreign == 0 and frames == 4
+    # without the model folder, the app's boot line says how long the monitor commissions
+    with emulator.start(elf) as board:
+        unnamed = replay_cli(folder, board, tmp_path / "unnamed.db", model_dir=None)
+    assert unnamed.exit_code == 0 and "this replay ends at inference 4" in unnamed.output, unnamed.output
     assert sum(isinstance(i, P.Hello) for i in items) == 2  # boot, and the RESET's
     clips = load_source(folder).clips
     assert [len(c) for c in clips] == [16000, 8000, 32000]

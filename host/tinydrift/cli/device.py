@@ -298,7 +298,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     from tinydrift.link.port import open_port, reopen_port
     from tinydrift.link.replay import Replayer, load_source
     from tinydrift.logbook.capture import DatabaseSink
-    from tinydrift.logbook.store import load_model_info
+    from tinydrift.logbook.store import (banner_commission_n, boot_line_fields, load_model_info,
+                                         still_commissioning)
 
     def log(message: str) -> None:
         click.echo(message, err=True)
@@ -356,8 +357,11 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if problem is not None:
             log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
-    commissioning = (info.still_commissioning(stats.last_inference, stats.first_alarm is not None, "this replay")
-                     if info is not None else None)
+    # how long the monitor commissions: the model folder says, else the app's boot line (if it came)
+    commission_n = (info.commission_n if info is not None else
+                    banner_commission_n(boot_line_fields(stats.boot_line or "", replayer.device_hash)))
+    commissioning = still_commissioning(commission_n, stats.last_inference, stats.first_alarm is not None,
+                                        "this replay")
     if commissioning is not None:
         click.echo(commissioning)
     if db_path is not None:

@@ -213,6 +213,7 @@ class ReplayStats:
     first_alarm: tuple[int, int] | None = None
     wakes: int | None = None  # a streaming detector's DETECTION frames that were wakes (None: no DETECTION came)
     detections: int = 0  # its DETECTION frames (it sends no INFERENCE frames)
+    boot_line: str | None = None  # the app's latest boot text line ("tinydrift app board=..."), if one came
     first_inference: int | None = None  # the first inference index this replay heard of
     last_inference: int | None = None  # and the last
     received: list = field(default_factory=list, repr=False)  # every item parsed, when kept
@@ -339,6 +340,8 @@ class Replayer:
                 self.stats.corrupt += 1
             elif kind in (P.Hello, P.Status):
                 self.device_hash = item.model_hash
+            elif kind is P.TextLine and item.text.startswith("tinydrift app board="):
+                self.stats.boot_line = item.text
             if kind not in (P.TextLine, P.Corrupt):
                 self.stats.frames_received += 1
         if self.keep:

@@ -985,15 +985,23 @@ def banner_fields(conn: sqlite3.Connection, hello: "P.Hello | None") -> dict[str
     class count only: without a model folder, the names and commission_n come from here."""
     if hello is None:
         return {}
-    model = hello.model_hash.hex()
     rows = conn.execute("SELECT line FROM text_lines WHERE line LIKE 'tinydrift app board=%' "
                         "ORDER BY id DESC LIMIT 20").fetchall()
     for (line,) in rows:
-        fields = dict(part.split("=", 1) for part in line.strip().split(" ")[2:] if "=" in part)
-        shown = fields.get("model", "")
-        if shown and (model.startswith(shown) or shown.startswith(model)):
+        fields = boot_line_fields(line, hello.model_hash)
+        if fields:
             return fields
     return {}
+
+
+def boot_line_fields(line: str, model_hash: bytes | None) -> dict[str, str]:
+    """The key=value fields of one boot line, if it names the model `model_hash` ({} if not,
+    or if `model_hash` is unknown)."""
+    if model_hash is None or not line.startswith("tinydrift app board="):
+        return {}
+    fields = dict(part.split("=", 1) for part in line.strip().split(" ")[2:] if "=" in part)
+    shown, model = fields.get("model", ""), model_hash.hex()
+    return fields if shown and (model.startswith(shown) or shown.startswith(model)) else {}
 
 
 def banner_labels(fields: dict[str, str], hello: "P.Hello | None") -> list[str] | None:
