@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -289,14 +288,14 @@ def test_the_replay_line_counts_a_wake_word_device_s_wakes():
 
 
 def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions():
-    from tinydrift.logbook.store import load_model_info
+    from tinydrift.logbook.store import load_model_info, still_commissioning
 
-    info = load_model_info(MODEL_DIR)  # commissions on its first 300 inferences after a reset
-    assert "this replay ends at inference 120" in info.still_commissioning(120, False, "this replay")
-    assert info.still_commissioning(301, False, "this replay") is None  # it judged one
-    assert info.still_commissioning(120, True, "this replay") is None  # a fault came
-    assert info.still_commissioning(None, False, "this replay") is None  # nothing heard
-    assert replace(info, commission_n=0).still_commissioning(120, False, "this replay") is None  # no commissioning
+    n = load_model_info(MODEL_DIR).commission_n  # commissions on its first 300 inferences after a reset
+    assert "this replay ends at inference 120" in still_commissioning(n, 120, False, "this replay")
+    assert still_commissioning(n, 301, False, "this replay") is None  # it judged one
+    assert still_commissioning(n, 120, True, "this replay") is None  # a fault came
+    assert still_commissioning(n, None, False, "this replay") is None  # nothing heard
+    assert still_commissioning(0, 120, False, "this replay") is None  # no commissioning
 
 
 def test_a_folder_of_wavs_and_images_is_never_split_silently(tmp_path):

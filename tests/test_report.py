@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from tinydrift.link import protocol as P
 from tinydrift.logbook.capture import capture
 from tinydrift.cli.main import main
-from tinydrift.logbook.report import write_report
+from tinydrift.logbook.report import REPORT_FILES, write_report
 from tinydrift.errors import TinydriftError
 
 from test_capture import MODEL_HASH, TcpDevice
@@ -334,6 +334,7 @@ def test_a_truth_for_a_detector_capture_is_refused_and_its_plot_not_left_to_the_
     db, _ = make_drift_db(tmp_path)
     result = write_report(db, tmp_path / "r")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == sorted(f.name for f in result.files)
+    assert {f.name for f in result.files} | {"detections.png"} <= REPORT_FILES  # the list it cleans by is whole
     assert "detections.png" not in {f.name for f in result.files}
 
 

@@ -1032,8 +1032,6 @@ class ModelInfo:
     atc_threshold: int | None = None  # the confidence (0-256) the device's ATC counts as right
     commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
 
-    def still_commissioning(self, last_index: int | None, alarmed: bool, what: str) -> str | None:
-        return still_commissioning(self.commission_n, last_index, alarmed, what)
 
 
 def still_commissioning(commission_n: int, last_index: int | None, alarmed: bool, what: str) -> str | None:
