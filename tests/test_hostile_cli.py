@@ -101,6 +101,7 @@ def hostile(tmp_path_factory) -> Path:
     (root / "wav_empty" / "yes" / "a_nohash_0.wav").write_bytes(b"")
     _wav(root / "fsdd_stray" / "recordings" / "0_jackson_0.wav", rate=8000)
     _wav(root / "fsdd_stray" / "recordings" / "notes_about_it.wav", rate=8000)
+    _wav(root / "wav_stereo" / "a.wav", channels=2)
     _png(root / "leaves_one_class" / "healthy" / "a.png")
     (root / "bare_plant").mkdir()  # a model no file beside it names the classes of
     shutil.copy(REPO_ROOT / "models" / "plant" / "model_int8.tflite", root / "bare_plant")
@@ -588,6 +589,8 @@ def test_a_refusal_inside_a_progress_display_is_the_only_line(hostile, command, 
     (REPO_ROOT / "models" / "plant", "wav_good/a.wav", "is a camera model, whose board hears nothing"),
     # refused before the firmware's build (minutes, the first time), not after it
     (COMMITTED_MODEL, "wav_float/a.wav", "its samples are floating point"),
+    (COMMITTED_MODEL, "fsdd_stray/recordings/0_jackson_0.wav", "is 8000 Hz mono 16-bit"),
+    (COMMITTED_MODEL, "wav_stereo/a.wav", "is 16000 Hz stereo 16-bit"),
 ])
 def test_emulate_refuses_audio_before_building_the_firmware(hostile, monkeypatch, model, audio, named):
     import tinydrift.target.flash
@@ -597,8 +600,17 @@ def test_emulate_refuses_audio_before_building_the_firmware(hostile, monkeypatch
 
     monkeypatch.setattr(tinydrift.target.flash, "flash", build)
     result = _invoke(["emulate", "--model", str(model), "--audio", str(hostile / audio)])
-    assert isinstance(result.exception, SystemExit) and result.exit_code != 0, repr(result.exception)
+    # a usage error, as every other refused --audio is
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2, (result.exit_code, result.output)
     assert named in result.output and "Traceback" not in result.output, result.output
+
+
+def test_an_unknown_wakeword_demo_change_is_a_usage_error(hostile):
+    """A --change no scenario has is a bad value (exit 2, as other bad values are), named
+    with the ones there are, before any model or build is touched."""
+    result = _invoke(["wakeword", "demo", "okay_nabu", "--change", "earthquake", "--out", str(hostile / "demo_out")])
+    assert result.exit_code == 2, result.output
+    assert "'--change': earthquake: no such change; give one of white_noise_20db" in result.output
 
 
 def _leaf_commands(group: click.Group, prefix: str = "") -> set[str]:

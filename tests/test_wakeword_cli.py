@@ -75,14 +75,16 @@ def test_detect_warns_of_a_recording_too_short_to_hear(tmp_path):
 
 
 def test_detect_takes_a_folder_of_recordings(tmp_path):
-    """A folder was refused ("give a 16 kHz mono 16-bit WAV file"): its WAVs are the streams."""
-    folder = tmp_path / "day"
-    folder.mkdir()
-    for name in ("b.wav", "a.WAV"):
+    """A folder was refused ("give a 16 kHz mono 16-bit WAV file"): its WAVs are the streams,
+    its sub-folders' too (recordings kept a folder a day), as replay takes them."""
+    folder = tmp_path / "days"
+    (folder / "tuesday").mkdir(parents=True)
+    for name in ("b.wav", "a.WAV", "tuesday/c.wav"):
         write_wav(folder / name, bytes(16000))
     (folder / "notes.txt").write_text("not audio")
     out = run("detect", "okay_nabu", str(folder))
-    assert [line.split(":")[0] for line in out.splitlines()[1:]] == [str(folder / "a.WAV"), str(folder / "b.wav")]
+    assert [line.split(":")[0] for line in out.splitlines()[1:]] == [
+        str(folder / "a.WAV"), str(folder / "b.wav"), str(folder / "tuesday" / "c.wav")]
 
 
 def test_export_writes_the_streaming_apps_c(tmp_path):

@@ -134,8 +134,12 @@ def _as_pcm(audio: Path, folder: Path) -> Path:
     from tinydrift.data.wavfolder import read_wav
     from tinydrift.frontend import SAMPLE_RATE
 
+    try:
+        samples = read_wav(audio, SAMPLE_RATE, needed_by="the emulated microphone")
+    except TinydriftError as e:  # a WAV of another rate or layout is a bad --audio, as a PNG given there is
+        raise click.BadParameter(str(e), param_hint="'--audio'") from None
     pcm = folder / "audio.raw"
-    pcm.write_bytes(read_wav(audio, SAMPLE_RATE, needed_by="the emulated microphone").astype("<i2").tobytes())
+    pcm.write_bytes(samples.astype("<i2").tobytes())
     return pcm
 
 

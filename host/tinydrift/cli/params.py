@@ -339,6 +339,12 @@ def _database_url(value: str) -> None:
                              "(PORT 1-65535)")
 
 
+def _wakeword_change(value: str) -> None:
+    from tinydrift.pipeline.wakeword_demo import microphone_change
+
+    microphone_change(value)
+
+
 SERIAL_URL = SerialUrl()
 C_NAME_PARAM = CName()
 BROKER_URL = _Checked("url", lambda v: BrokerUrl.parse(v))
@@ -346,6 +352,7 @@ DATABASE_URL = _Checked("url", _database_url)
 FLEET_NAME = _Checked("name", check_fleet_name)
 CLIENT_ID = _Checked("id", check_client_id)
 COLLECTOR_NAME = _Checked("name", lambda v: check_client_id(v, "collector name", COLLECTOR_PREFIX_MAX_BYTES))
+WAKEWORD_CHANGE = _Checked("scenario", _wakeword_change)
 COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
 SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
 SECONDS = FiniteFloat(min=0, min_open=True)

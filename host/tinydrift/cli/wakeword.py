@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from tinydrift.cli.common import progress_bars
-from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, FiniteFloat, input_file,
-                                  input_folder, input_path)
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL0, WAKEWORD_CHANGE, FiniteFloat,
+                                  input_file, input_folder, input_path)
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, MIN_SIMULATED_PER_TARGET
@@ -89,8 +89,8 @@ def check_command(model: str, config: Path | None):
 @click.argument("wavs", nargs=-1, required=True, type=input_path("16 kHz mono 16-bit WAV file, or a folder of them"))
 @CONFIG_OPTION
 def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
-    """Run MODEL over each WAV file (a folder: its .wav files, sorted) as the device runs it
-    and print its wake events.
+    """Run MODEL over each WAV file (a folder: every .wav file in it and its sub-folders,
+    sorted) as the device runs it and print its wake events.
 
     MODEL is a .tflite file with its JSON config beside it (same name), the JSON config, or
     the name of a model pymicro-wakeword ships (alexa, hey_jarvis, hey_mycroft, okay_nabu).
@@ -129,7 +129,7 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     loaded = load_wakeword(model, config)
     files = []
     for path in wavs:
-        found = wav_files(path) if path.is_dir() else [path]
+        found = wav_files(path, "**/*") if path.is_dir() else [path]
         if not found:
             raise TinydriftError(f"{path}: a folder without .wav files; give WAV files or a folder of them")
         files += found
@@ -346,7 +346,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 @click.argument("model")
 @click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/wakeword_demo"), show_default=True,
               help="Folder for the model's C and monitor, the microphone file and summary.json.")
-@click.option("--change", default="cheap_mic_lowpass_2k", show_default=True,
+@click.option("--change", type=WAKEWORD_CHANGE, default="cheap_mic_lowpass_2k", show_default=True,
               help="What happens to the microphone: a scenario of `tinydrift bench wakeword` (not accent): "
                    "white_noise_20db, white_noise_10db, white_noise_0db, babble_10db, babble_5db, babble_0db, "
                    "reverb_400ms, reverb_800ms, far_field, gain_down_20db, gain_up_12db, cheap_mic_lowpass_2k, "

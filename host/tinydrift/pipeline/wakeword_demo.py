@@ -38,21 +38,30 @@ class WakewordDemoResult:
     delay_seconds: float | None  # from the change to the first alarm after it
 
 
+def microphone_change(change: str):
+    """The wake-word bench's scenario named `change`, one that changes the microphone (not
+    the voices), or a TinydriftError naming them."""
+    from tinydrift.pipeline.wakeword_bench import SCENARIOS
+
+    scenarios = {s.name: s for s in SCENARIOS if s.voices is None}
+    if change not in scenarios:
+        raise TinydriftError(f"{change}: no such change; give one of {', '.join(scenarios)}")
+    return scenarios[change]
+
+
 def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowpass_2k", before_s: float = 90.0,
                       after_s: float = 60.0, cache: Path = Path("build/bench/wakeword"), workers: int = 1,
                       log=print) -> WakewordDemoResult:
     from tinydrift.app import HeartbeatTwin, expected_detections, expected_stream_inferences, stream_end
     from tinydrift.link import protocol as P
     from tinydrift.link.replay import write_pcm
-    from tinydrift.pipeline.wakeword_bench import SCENARIOS, WakewordBenchSettings, bench_sessions, calibrated_monitor
+    from tinydrift.pipeline.wakeword_bench import WakewordBenchSettings, bench_sessions, calibrated_monitor
     from tinydrift.target import emulator, platformio
     from tinydrift.target.flash import flash
     from tinydrift.wakeword.config import load_wakeword
     from tinydrift.wakeword.export import model_id, write_device_sources, write_monitor
 
-    scenarios = {s.name: s for s in SCENARIOS if s.voices is None}
-    if change not in scenarios:
-        raise TinydriftError(f"{change}: no such change; give one of {', '.join(scenarios)}")
+    scenario = microphone_change(change)
     model = load_wakeword(name)
     out_dir = Path(out_dir)
     folder = out_dir / "model"
@@ -69,7 +78,7 @@ def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowp
     audio, _ = bench_sessions(model, 1, settings, Path(cache), workers)
     n_before = int(before_s * SAMPLE_RATE)
     before = np.resize(audio[0], n_before)
-    changed = scenarios[change].apply(audio, settings.seed)[0]
+    changed = scenario.apply(audio, settings.seed)[0]
     after = np.resize(np.roll(changed, -(n_before % len(changed))), int(after_s * SAMPLE_RATE))
     pcm = np.concatenate([before, after])
     log(f"{len(pcm) / SAMPLE_RATE:.0f} s of audio in QEMU ({change} after {before_s:.0f} s)")
