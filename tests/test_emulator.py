@@ -169,6 +169,20 @@ def test_missing_image_is_a_clear_error(tmp_path):
         emulator.start(tmp_path / "absent.elf")
 
 
+def test_elf_symbols_give_each_name_its_size(tmp_path):
+    """One reader of an image's symbols serves the bench's sizes and emulate's check of the
+    app's kind: sized symbols with their bytes, an undefined one without a size."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc is not installed (scripts/setup.sh)")
+    source = tmp_path / "t.c"
+    source.write_text("int table[7] = {1};\nextern int td_port_mic_read(void);\nint f(void) { return td_port_mic_read(); }\n")
+    subprocess.run(["arm-none-eabi-gcc", "-c", "-O1", str(source), "-o", str(tmp_path / "t.o")], check=True)
+    symbols = emulator.elf_symbols(tmp_path / "t.o")
+    assert symbols["table"] == 28 and symbols["td_port_mic_read"] is None and symbols["f"] > 0
+    assert emulator.hears_microphone(tmp_path / "t.o") is True
+    assert emulator.hears_microphone(source) is None  # no image: its symbols cannot be read
+
+
 EMULATE = "from tinydrift.cli.device import emulate; emulate()"
 
 

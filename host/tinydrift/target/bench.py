@@ -293,10 +293,10 @@ APP_STATE_SYMBOL = "td_main_app"  # firmware/src/main.c's one static td_app_t
 
 
 def symbol_bytes(elf: Path, name: str) -> int | None:
-    """The size of one symbol of an image (arm-none-eabi-nm -S), None when it has none."""
-    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True).stdout
-    match = re.search(rf"^[0-9a-f]+ ([0-9a-f]+) \w {re.escape(name)}$", out, re.MULTILINE)
-    return int(match.group(1), 16) if match else None
+    """The size of one symbol of an image, None when it has none."""
+    from tinydrift.target import emulator
+
+    return emulator.elf_symbols(elf).get(name)
 
 
 def run_bench(model_dir: Path = DEFAULT_MODEL_DIR, *, app_elf: Path | None = None, parse_frames: int = 200_000,

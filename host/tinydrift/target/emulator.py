@@ -79,15 +79,28 @@ def semihosting_config(arguments: Sequence[str] = ()) -> str:
     return config
 
 
+def elf_symbols(elf: Path) -> dict[str, int | None]:
+    """An image's symbols and their sizes in bytes (arm-none-eabi-nm -S; None for a symbol
+    without one, the first of a repeated name). Raises OSError or subprocess.SubprocessError
+    when they cannot be read."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True,
+                         timeout=60).stdout
+    symbols: dict[str, int | None] = {}
+    for line in out.splitlines():
+        fields = line.split()  # "address size type name", or without the size (or the address)
+        if len(fields) >= 2:
+            symbols.setdefault(fields[-1], int(fields[1], 16) if len(fields) == 4 else None)
+    return symbols
+
+
 def hears_microphone(elf: Path) -> bool | None:
     """Whether the image's app reads the board's microphone (a keyword or wake-word build),
     from its symbols: a camera build has td_summarize_image and no microphone reader. None
     when its symbols cannot be read (no arm-none-eabi-nm, a stripped image)."""
     try:
-        out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, timeout=60).stdout
+        names = elf_symbols(elf)
     except (OSError, subprocess.SubprocessError):
         return None
-    names = {line.split()[-1] for line in out.splitlines() if line.strip()}
     if "td_port_mic_read" in names:
         return True
     return False if "td_summarize_image" in names else None
