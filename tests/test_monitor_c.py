@@ -624,6 +624,36 @@ def test_stuck_is_judged_on_the_exact_variance_in_c_as_in_the_twin(stuck_varianc
     assert all(f & cfgmod.SENSOR_SILENCE for name, f in flags.items() if name not in stuck)
 
 
+@pytest.mark.parametrize("dc_level", [2000, 0])
+def test_a_block_held_away_from_zero_is_an_offset_fault_after_the_offset_persistence(dc_level):
+    """A quiet working microphone rests at exact zero through its pauses, so a stuck block
+    waits the long stuck persistence; one held at a value farther from zero than a silent
+    block's spread (value^2 > silence_variance) is all offset, whatever dc_level says, and
+    is a fault after the offset persistence. C and twin alike; dc_level 0 turns it off."""
+    from tinydrift.monitor.twin import EVENT_SENSOR
+
+    config = synthetic.random_config(np.random.default_rng(4), 40, 12).replace(
+        stuck_variance=0, silence_variance=100, dc_level=dc_level, clip_drift_q16=0,
+        persist_blocks=np.array([50, 5, 20, 0], np.uint16))
+    no_inference = np.zeros((0, 40), np.int16), np.zeros((0, 12), np.int8)
+    faults = {}
+    for value in (0, 10, -10, 11, -11, 1200, -32768):
+        pcm = np.full(320 * 25, value, np.int16)
+        events = np.array([[EVENT_SENSOR, 320 * k, 320] for k in range(25)], dtype=np.int32)
+        twin_rows = run_events(config, events, *no_inference, pcm)
+        compare(CMonitor(config).run_events(events, *no_inference, pcm), twin_rows, events)
+        twin = MonitorTwin(config)
+        for k in range(25):
+            flags = int(twin.sensor_update(pcm[None, :320])["flags"][0])
+            if twin.alarms[0] & cfgmod.ALARM_SENSOR_FAULT:
+                faults[value] = (k + 1, flags >> cfgmod.SENSOR_FAULT_SHIFT)
+                break
+    stuck_only = (20, cfgmod.SENSOR_STUCK)
+    held = (5, cfgmod.SENSOR_DC_OFFSET) if dc_level else stuck_only
+    assert faults == {0: stuck_only, 10: stuck_only, -10: stuck_only, 11: held, -11: held, 1200: held,
+                      -32768: held}
+
+
 @pytest.mark.parametrize("clipping_every, expected", [(10, "DATA_DRIFT"), (400, None), (1, "SENSOR_FAULT")])
 def test_light_clipping_is_data_drift_and_hard_clipping_a_sensor_fault(clipping_every, expected):
     """A microphone whose gain clips one block in 10 (a few loud samples each) latches

@@ -210,7 +210,10 @@ class MonitorConfig:
     # the same, which real recordings at their own level almost never are (../shared/data:
     # 9 of 79,000 blocks, never two in a row); but a working microphone 20 dB too quiet reads
     # exact zeros through the pauses: at 1 s the wake-word bench called 10 of 64 such sessions
-    # stuck (and a room 20 dB quieter 4), at 2.5 s none. Stuck waits 5 s.
+    # stuck (and a room 20 dB quieter 4), at 2.5 s none. Stuck waits 5 s. A block held at a
+    # value farther from zero than silence_variance's spread is a DC offset as well, at its 1 s:
+    # a quiet microphone rests at exact zero (every stuck block of ../shared/data's recordings
+    # is 0).
     persist_blocks: np.ndarray = dataclasses.field(default_factory=lambda: np.array([50, 50, 250, 0], np.uint16))
     # Light clipping: DATA_DRIFT when the EWMA (2^-CLIP_EWMA_SHIFT a block) share of clipping
     # blocks reaches this (Q16); 0 = off. 1 %: 40 of 4,096 blocks (80 s at 16 kHz). Measured on

@@ -723,6 +723,8 @@ class MonitorTwin:
         # the exact variance, not the floored one: a quiet working microphone moves a little
         stuck = (variance < cfg.stuck_variance) | ((variance == cfg.stuck_variance) & (spread % (n * n) == 0))
         conditions |= np.where(stuck, SENSOR_STUCK, 0)
+        if cfg.dc_level > 0:  # held away from zero: all offset (a quiet microphone rests at zero)
+            conditions |= np.where(stuck & (mean * mean > cfg.silence_variance), SENSOR_DC_OFFSET, 0)
         conditions |= np.where(~stuck & (variance <= cfg.silence_variance), SENSOR_SILENCE, 0)
         return mean, variance, conditions
 

@@ -199,7 +199,8 @@ typedef struct {
      * previous one and silent means the frame is flat: dead, black or saturated). */
     int32_t clip_level;          /* |sample| >= clip_level counts as clipped (saturated) */
     uint32_t clip_rate_q16;      /* block is clipping when clipped share >= this */
-    int32_t dc_level;            /* block has a DC offset when |mean| >= this */
+    int32_t dc_level;            /* block has a DC offset when |mean| >= this, or when it is
+                                    stuck at a value v with v^2 > silence_variance (0: off) */
     uint32_t stuck_variance;     /* block is stuck when its exact variance <= this (0: every
                                     sample the same); a camera: when no
                                     probed pixel value moved by more than this many levels */

@@ -1,7 +1,7 @@
 /*
- * Sensor health on raw PCM blocks: clipping share, DC offset (block mean), stuck signal
- * (exact variance at most stuck_variance: at the default 0, every sample the same) and
- * silence (low variance). A condition that persists for
+ * Sensor health on raw PCM blocks: clipping share, DC offset (block mean, or a stuck block
+ * held away from zero), stuck signal (exact variance at most stuck_variance: at the default
+ * 0, every sample the same) and silence (low variance). A condition that persists for
  * persist_blocks consecutive blocks is a fault and latches SENSOR_FAULT, with the change
  * point at the inference whose blocks began the run. Blocks come before the monitor update
  * of the inference they belong to (the app's window, a streaming build's hops, a camera
@@ -77,6 +77,12 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
      * room moves by a level or so (floored variance 0), a stuck or dead one not at all. */
     if (variance < config->stuck_variance || (variance == config->stuck_variance && spread % square == 0u)) {
         conditions |= TD_SENSOR_STUCK;
+        /* Held away from zero, the whole block is offset: a quiet working microphone sits at
+         * zero through its pauses (why stuck alone waits long), never still at a value
+         * farther out than a silent block's spread. */
+        if (config->dc_level > 0 && (int64_t)mean * mean > (int64_t)config->silence_variance) {
+            conditions |= TD_SENSOR_DC_OFFSET;
+        }
     } else if (variance <= config->silence_variance) {
         conditions |= TD_SENSOR_SILENCE;
     }
