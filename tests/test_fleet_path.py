@@ -494,6 +494,8 @@ def test_a_message_with_an_impossible_stamp_is_dropped_and_the_collector_goes_on
     assert "rejected a message" in c1.log.read_text() and "past the year 9999" in c1.log.read_text()
     # a collector that leaves says that its session, and its share of the frames, stay behind
     assert "the broker keeps the session of collector 'c1' in group 'collectors' for 7 days" in c1.text
+    # ...and how to take it up again: the session is the fleet's, so the command names it
+    assert f"`tinydrift collect --fleet {FLEET} --group collectors --name c1` (and its --broker and --db)" in c1.text
 
 
 def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(services, tmp_path):
@@ -801,6 +803,9 @@ def test_a_device_that_says_goodbye_and_closes_ends_the_gateway_cleanly(tmp_path
     assert done.returncode == 0 and time.monotonic() - started < 20, done.stdout + done.stderr
     assert "the device said goodbye (exit code 0) and closed" in done.stderr
     assert "gateway read 22 frames" in done.stdout and "stopped: every port closed" in done.stdout
+    # its HELLO came, with no id: a restart would not give it one, so that is not the advice
+    assert "its HELLO gives no device id (0, the build's default)" in done.stderr
+    assert "no HELLO with a device id seen yet" not in done.stderr
 
 
 def test_two_gateways_with_one_client_id_are_told_so_not_that_the_broker_is_unreachable(tmp_path):

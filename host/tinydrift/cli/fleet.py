@@ -46,7 +46,9 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     a gateway that is killed and started again on the same outbox sends what it held
     (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
     closed after its device said goodbye (BYE: an emulated board that finished); exits 1
-    when a port is lost for good or the outbox cannot be written. Without --port it only empties the outbox
+    when a port is lost for good or the outbox cannot be written. Frames still waiting for a
+    broker that was away are no failure: the last line says how many the outbox keeps for the
+    next run (which may be one without --port). Without --port it only empties the outbox
     (its devices away, or what `fleet simulate` left): it stops once the broker has taken
     everything, and exits 1 if it ends with frames still waiting.
 
@@ -129,7 +131,8 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
 
         click.echo(f"the broker keeps the session of collector {summary.name!r} in group {group!r} for "
                    f"{SESSION_EXPIRY_S // 86400} days: its share of the fleet's frames waits there until "
-                   f"`tinydrift collect --group {group} --name {summary.name}` runs again", err=True)
+                   f"`tinydrift collect --fleet {fleet} --group {group} --name {summary.name}` (and its --broker and "
+                   "--db) runs again", err=True)
     if summary.failed:
         raise SystemExit(1)
 
@@ -181,7 +184,8 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
             click.echo(f"database {database.dsn}")
             click.echo(f"files in {broker.folder}, {database.folder}", err=True)
             if running:
-                click.echo(f"{len(running)} collectors store fleet {fleet_name!r} (their logs: "
+                click.echo(f"{len(running)} collector{'s' if len(running) != 1 else ''} store{'' if len(running) != 1 else 's'} "
+                           f"fleet {fleet_name!r} (their logs: "
                            f"{', '.join(str(c.log) for c in running)})", err=True)
             click.echo("running; Ctrl-C stops them and removes their files", err=True)
             died = _watch(broker, database, running, stop, duration)
@@ -192,7 +196,8 @@ def fleet_up(broker_port, db_port, collectors, fleet_name, duration):
             raise TinydriftError(f"{died}: stopped everything; kept their files in {broker.folder}, "
                                  f"{database.folder} (remove them when done)")
         stored = _stored_line(database.dsn) if running else ""
-    parts = ["the broker", "the database"] + ([f"{len(running)} collectors"] if running else [])
+    parts = ["the broker", "the database"] + ([f"{len(running)} collector{'s' if len(running) != 1 else ''}"]
+                                              if running else [])
     click.echo(f"stopped {', '.join(parts[:-1])} and {parts[-1]}{stored}; removed their files", err=True)
 
 

@@ -117,6 +117,7 @@ class PortReader(threading.Thread):
             if last_seq is not None:
                 self.tracker.resume(last_seq, last_at)
         self._warned_unknown = False
+        self._heard_hello = False  # a HELLO came on this port (with or without an id)
         self._lost_seen = self._restarts_seen = 0  # the tracker's counts already added to stats
         self.said_bye: int | None = None  # the exit code of the device's BYE: its port closing is then its end
 
@@ -170,8 +171,12 @@ class PortReader(threading.Thread):
                 self.said_bye = item.exit_code
             elif self.identity.device_id == 0 and not self._warned_unknown:
                 self._warned_unknown = True
-                self.log(f"{self.url}: no HELLO with a device id seen yet; its frames go out as device "
-                         f"{0:016x} until one comes (restart the device, or give it an id: TD_PORT_DEVICE_ID)")
+                if self._heard_hello:  # a build without an id: restarting it will not give one
+                    self.log(f"{self.url}: its HELLO gives no device id (0, the build's default); its frames go out "
+                             f"as device {0:016x}: give the board an id (TD_PORT_DEVICE_ID) to tell it from others")
+                else:
+                    self.log(f"{self.url}: no HELLO with a device id seen yet; its frames go out as device "
+                             f"{0:016x} until one comes (restart the device, or give it an id: TD_PORT_DEVICE_ID)")
             messages.append((E.topic(self.fleet, self.identity.device_id, item.TYPE),
                              E.pack(self.identity, received_us, item.raw)))
         for _session, _at, kind, seq, count, detail in events:
@@ -203,6 +208,7 @@ class PortReader(threading.Thread):
                          f"{new.model_id.hex()} (was {old.model_id.hex()}) without a new boot")
         self.identity = new
         self._warned_unknown = False
+        self._heard_hello = True
 
 
 class Publisher:
