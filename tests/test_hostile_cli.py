@@ -117,6 +117,12 @@ def hostile(tmp_path_factory) -> Path:
     shutil.copytree(COMMITTED_MODEL, root / "model")
     shutil.copytree(COMMITTED_MODEL, root / "model_tampered")
     _tamper_reference(root / "model_tampered", lambda r: r["monitor_config"].update(score_drift="high"))
+    # an edited training.json: a label too few (once blamed on the data folder), a string for a list
+    from tinydrift.data.labels import LABELS
+    shutil.copytree(COMMITTED_MODEL, root / "model_labels_short", ignore=shutil.ignore_patterns("*.keras"))
+    (root / "model_labels_short" / "training.json").write_text(json.dumps({"labels": list(LABELS[:-1])}))
+    shutil.copytree(COMMITTED_MODEL, root / "model_labels_text", ignore=shutil.ignore_patterns("*.keras"))
+    (root / "model_labels_text" / "training.json").write_text(json.dumps({"labels": ",".join(LABELS)}))
     shutil.copytree(COMMITTED_MODEL, root / "model_labels")
     _tamper_reference(root / "model_labels", lambda r: r.update(labels=["yes"]))
     shutil.copytree(COMMITTED_MODEL, root / "model_own_classes")
@@ -183,7 +189,6 @@ def hostile(tmp_path_factory) -> Path:
     objects = np.array([None, 1], dtype=object)
     np.savez(root / "objects.npz", label_names=objects, summaries=objects, probs=objects, groups=objects)
     # sets whose labels are no class index (once an IndexError, or -1 counted as "go"), sets of nothing
-    from tinydrift.data.labels import LABELS
     clips = np.zeros((4, 16000), np.int16)
     np.savez(root / "clips_label_past.npz", audio=clips, labels=np.array([0, 1, 2, 50], np.int16), label_names=LABELS)
     np.savez(root / "clips_label_negative.npz", audio=clips, labels=np.array([0, 1, 2, -1], np.int16), label_names=LABELS)
@@ -300,6 +305,11 @@ CASES = [
     # found only after a minute of calibration, once
     ("file-in-the-way", "export", ["--model", "{r}/model_include_file", "--data", "{r}/adir"], "include: is a file where a folder goes"),
     ("set-without-ref", "export", ["--model", "{r}/model", "--data", "{r}/set_without_ref"], "but no ref.npz"),
+    ("label-count", "export", ["--model", "{r}/model_labels_short", "--data", "{r}/set_without_ref"],
+     "training.json: labels names 11 classes (_silence_, _unknown_, yes, no, up, down, left, right, on, off, stop), but "
+     "the model has 12 outputs: list one class name per output, in output order"),
+    ("labels-text", "export", ["--model", "{r}/model_labels_text", "--data", "{r}/set_without_ref"],
+     "training.json: labels is not a list; fix it (its labels: a list of class names"),
     ("nan", "emulate", ["--timeout", "nan"], "nan"),
     ("nan", "label", ["5", "1", "--db", "{r}/afile", "--wait", "nan"], "nan"),
     ("npz-as-audio", "emulate", ["--audio", "{r}/samples_misfit.npz"], "is a .npz archive, not audio"),
@@ -760,14 +770,19 @@ def test_ctrl_c_after_the_command_ended_leaves_its_exit_code():
 def test_ctrl_c_landing_in_a_garbage_collector_callback_still_ends_the_command():
     """Ctrl-C landing in a weakref callback while `report` ran printed "Exception ignored
     in ... KeyboardInterrupt" and the report went on to exit 0: Python drops exceptions
-    there. The interrupt is made to land there: an object whose __del__ raises it."""
-    done = run_after(("import tinydrift.codegen.frontend_tables as tables\n"
+    there. The interrupt is made to land there: an object whose __del__ raises it, while the
+    command still has seconds of work ahead (here a sleep: with none, a loaded machine could
+    finish the command before the interrupt is delivered again, a few ms later)."""
+    done = run_after(("import time\n"
+                      "import tinydrift.codegen.frontend_tables as tables\n"
                       "class Dropped:\n"
                       "    def __del__(self):\n"
                       "        raise KeyboardInterrupt\n"
                       "computed = tables.compute_tables\n"
                       "def interrupted_in_a_finalizer():\n"
                       "    Dropped()\n"
+                      "    for _ in range(500):\n"
+                      "        time.sleep(0.01)  # short steps: a delivered interrupt is taken between them\n"
                       "    return computed()\n"
                       "tables.compute_tables = interrupted_in_a_finalizer\n"),
                      ["frontend-tables", "-o", "-"])

@@ -219,6 +219,9 @@ class ModelDir:
 
     def damaged(self, path: Path, key: str, why: str) -> TinydriftError:
         """The one message for a tampered or outdated file of this folder: which file, which key, the remedy."""
+        if path == self.training_json:  # `train` or `adopt` wrote it, and a user may have edited it since
+            return TinydriftError(f"{path}: {key} {why}; fix it (its labels: a list of class names, one per model "
+                                  "output in output order), or make it again with `tinydrift train` or `tinydrift adopt`")
         return TinydriftError(f"{path}: {key} {why}; regenerate it with `tinydrift export --model {self.path}`")
 
     def detector(self) -> dict:

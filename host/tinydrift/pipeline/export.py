@@ -261,6 +261,11 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
                              "measure it on real images with `tinydrift eval MODEL FOLDER`")
     # an image folder's classes are the model's, in its output order (training.json), not sorted
     trained_labels = tuple(folder.training().get("labels") or ()) or None
+    n_outputs = int(info["outputs"][0]["shape"][-1])
+    if trained_labels and len(trained_labels) != n_outputs:  # before the data is read, and blamed
+        raise TinydriftError(f"{folder.training_json}: labels names {len(trained_labels)} classes "
+                             f"({', '.join(trained_labels)}), but the model has {n_outputs} outputs: list one class "
+                             "name per output, in output order")
     source, splits = source.load_splits(data_dir, int(info["outputs"][0]["shape"][-1]), trained_labels)
     check_fits(model, splits["ref"], data_dir, trained_labels)  # before any work: its kind, image size and classes
     shortfall = source.reference_shortfall(data_dir, splits)
