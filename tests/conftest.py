@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import wave
 from pathlib import Path
 
@@ -10,6 +11,13 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A suite started as a background job of a non-interactive shell (`scripts/test.sh &`, nohup)
+# has SIGINT ignored, and every command a test starts would inherit that: each test that
+# interrupts one would fail, the command going on. Python's own handler instead, as in a
+# foreground run.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
