@@ -52,7 +52,7 @@ def build_app(compiler: str = "gcc", defines: dict | None = None, firmware_dir: 
                *sorted((lib / "protocol").glob("*.c")), model_dir / "include" / f"td_model_{model}.c",
                firmware_dir / "port" / "host" / "td_port_host.c", firmware_dir / "port" / "host" / "td_host_main.c"]
     includes = [lib, lib / "frontend", lib / "monitor", lib / "protocol", *fe_includes, model_dir / "include"]
-    all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 41, "TD_MONITOR_MAX_CLASSES": 12,
+    all_defines = {**fe_defines, "TD_MONITOR_MAX_SUMMARY": 42, "TD_MONITOR_MAX_CLASSES": 12,
                    "TD_APP_MODEL": model, "TD_APP_MODEL_UPPER": model.upper(), **(defines or {})}
     return firmware.compile_host(sources, include_dirs=includes, defines=all_defines, shared=False, sanitize=True,
                      compiler=compiler)
@@ -168,7 +168,7 @@ def test_boot_hello_status_reset_and_labels(compiler, reference):
         assert lines[0].text.endswith(f",go commission={ref['monitor_config']['commission_n']}")
         hello = app.frames(P.Hello)[0]
         assert hello.seq == 0 and hello.model_hash.hex() == ref["model_hash"]
-        assert (hello.n_classes, hello.n_channels, hello.score_frac_bits, hello.n_scores) == (12, 41, 12, 5)
+        assert (hello.n_classes, hello.n_channels, hello.score_frac_bits, hello.n_scores) == (12, 42, 12, 5)
         assert hello.warning_thresholds[:5] == tuple(int(v) for v in config.score_warning)
         assert hello.drift_thresholds[:5] == tuple(int(v) for v in config.score_drift)
         assert hello.warning_thresholds[5:] == (0, 0, 0)
@@ -238,7 +238,7 @@ def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
     """LABEL for recent inferences: accepted, counted by the monitor's error-rate test (the
     twin fed the same feedback agrees on every later INFERENCE); too old, future or
     out-of-range labels are refused."""
-    from tinydrift.monitor.twin import MonitorTwin, clip_energy, window_summary
+    from tinydrift.monitor.twin import MonitorTwin, window_energies, window_summary
     from tinydrift.frontend import features_int8
     from tinydrift.model.runtimes import run_tflm
 
@@ -262,7 +262,7 @@ def test_label_feedback_reaches_the_monitor(app_gcc, clips, reference):
     for i in range(n):
         for start in range(0, 16000, 320):
             twin.sensor_update(clips[i][None, start:start + 320])
-        summary = window_summary(features[i:i + 1], clip_energy(clips[i][None], 320))
+        summary = window_summary(features[i:i + 1], window_energies(clips[i][None], 320))
         result = twin.update(summary, outputs[i:i + 1])
         assert device[i][0].alarm_bits == int(result["alarms"][0]), i
         assert device[i][0].scores[:5] == tuple(int(v) for v in result["cusum"][0])
@@ -508,13 +508,13 @@ def test_heartbeats_every_n_inferences_and_heartbeat_only_mode(clips, reference)
 
 
 def test_a_keyword_config_of_another_summary_length_does_not_build(tmp_path):
-    """A keyword export from before the window's loudness (40 summary values) against this
-    app (41): the build stops with what to do, rather than a board that refuses to start."""
+    """A keyword export from before the window's quiet level (41 summary values) against this
+    app (42): the build stops with what to do, rather than a board that refuses to start."""
     from tinydrift.errors import TinydriftError
 
     old = tmp_path / "old"
     shutil.copytree(MODEL_DIR / "include", old / "include")
     header = old / "include" / "td_monitor_config_kws.h"
-    header.write_text(header.read_text().replace("_N_SUMMARY 41\n", "_N_SUMMARY 40\n"))
+    header.write_text(header.read_text().replace("_N_SUMMARY 42\n", "_N_SUMMARY 41\n"))
     with pytest.raises(TinydriftError, match=r"(?s)C build failed.*not this app's.*run tinydrift export"):
         build_app(model_dir=old)

@@ -11,7 +11,7 @@ import pytest
 
 from tinydrift.monitor import config as cfgmod
 from tinydrift.monitor import synthetic
-from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0, restart_alarm_counts, two_sided_level_for_arl
+from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0, restart_alarm_counts, cusum_level_for_arl
 from tinydrift.monitor.config import MonitorConfig
 from tinydrift.monitor.evaluate import measure_detection
 from tinydrift.codegen.monitor_header import config_hash, emit_monitor_config_h
@@ -204,7 +204,7 @@ def test_the_loudness_level_holds_its_run_length_on_fresh_streams(arl):
         return np.round(z * cfgmod.ONE_Q12).astype(np.int64)
 
     for rho in (0.0, 0.8):
-        level, method = two_sided_level_for_arl(paths(rho), k, 200 * 6_000, arl)
+        level, method = cusum_level_for_arl(paths(rho), k, 200 * 6_000, arl)
         fresh = paths(rho)
         alarms = restart_alarm_counts(np.stack([fresh, -fresh], axis=-1), np.array([k, k]),
                                       np.array([[level], [level]]), joint=True)[0]

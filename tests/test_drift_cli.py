@@ -299,7 +299,8 @@ def test_calibrate_gives_a_keyword_summarys_loudness_its_limit(tmp_path):
     result = invoke(["calibrate", str(with_audio), "--out", str(tmp_path / "a"), *common])
     assert result.exit_code == 0, result.output
     config = MonitorConfig.from_dict(json.loads((tmp_path / "a" / "monitor_config_kws.json").read_text()))
-    assert config.n_summary == 41 and config.loudness_component == 40 and config.loudness_limit > 0
+    assert config.n_summary == 42 and config.loudness_component == 40 and config.loudness_limit > 0
+    assert config.quiet_component == 41
     np.savez(as_summaries, summaries=data["summaries"], probs=data["probs"], groups=data["groups"],
              labels=data["labels"])
     result = invoke(["calibrate", str(as_summaries), "--out", str(tmp_path / "b"), *common])

@@ -103,16 +103,16 @@ def test_model_folders_without_generated_files_are_refused(tmp_path):
 
 
 def test_a_keyword_export_from_before_the_loudness_value_is_refused(tmp_path):
-    """The app's keyword summary is 41 values (40 channel means, the window's loudness); an
-    older export's 40-value config would fail the app's start on the board, so the host
-    refuses it first and says to export again."""
+    """The app's keyword summary is 42 values (40 channel means, the window's loudness and
+    quiet level); an older export's 41- or 40-value config would fail the app's start on the
+    board, so the host refuses it first and says to export again."""
     old = tmp_path / "old"
     shutil.copytree(REPO_ROOT / "models" / "kws", old, ignore=shutil.ignore_patterns("*.keras"))
     header = old / "include" / "td_monitor_config_kws.h"
-    assert "#define TD_MONITOR_CONFIG_KWS_N_SUMMARY 41\n" in header.read_text()
-    header.write_text(header.read_text().replace("_N_SUMMARY 41\n", "_N_SUMMARY 40\n"))
-    with pytest.raises(TinydriftError, match=r"40 summary values, from before the keyword summary gained the "
-                                             r"window's loudness \(41\); run `tinydrift export --model"):
+    assert "#define TD_MONITOR_CONFIG_KWS_N_SUMMARY 42\n" in header.read_text()
+    header.write_text(header.read_text().replace("_N_SUMMARY 42\n", "_N_SUMMARY 41\n"))
+    with pytest.raises(TinydriftError, match=r"41 summary values, from before the keyword summary gained the "
+                                             r"window's loudness and quiet level \(42\); run `tinydrift export --model"):
         check_model_dir(old)
 
 

@@ -86,7 +86,7 @@ def test_each_device_sends_what_the_app_twin_computes_for_it_alone():
     # the state size HELLO gives is the M4's td_monitor_state_size() as `bench device` measured it
     on_device = json.loads((REPO_ROOT / "docs" / "figures" / "bench_device.json").read_text())["monitor_state_bytes"]
     assert (h.model_hash, h.n_classes, h.n_channels, h.n_scores, h.state_bytes) == \
-        (fleet.model_hash, 12, 41, 5, on_device)
+        (fleet.model_hash, 12, 42, 5, on_device)
     assert h.drift_thresholds[:5] == tuple(int(v) for v in fleet.config.score_drift)
     assert len({(f.device_id, f.boot_count) for f, *_ in sent}) == fleet.n
     # every drifting device switched to its scenario's clips at its onset, and only then

@@ -452,7 +452,7 @@ CASES = [
     # once read as a drift level never reached
     ("missing-field-json", "drift-header", ["{r}/config_no_drift_level.json", "{r}/out.h"], "missing fields ['score_drift']"),
     ("wrong-shape-json", "drift-check-arl", ["{r}/config_list.json", "{r}/samples_misfit.npz"], "config_list.json"),
-    ("wrong-shape-json", "drift-header", ["{r}/config_nested.json", "{r}/out.h"], "ref_mean must be a vector of integers, got shape (41, 1)"),
+    ("wrong-shape-json", "drift-header", ["{r}/config_nested.json", "{r}/out.h"], "ref_mean must be a vector of integers, got shape (42, 1)"),
     ("huge-json", "drift-header", ["{r}/config_huge.json", "{r}/out.h"], "score_gain_q16 out of the range of int32"),
     ("wrong-shape-json", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_list.json"],
      "truth_list.json"),
@@ -520,7 +520,7 @@ CASES = [
     ("not-calibrated", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/wav_good",
                                           "--out", "{r}/bench_out"], "no monitor.json"),
     ("stale-calibration", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/ww_stale",
-                                             "--out", "{r}/bench_out"], "input summary of 41 values"),
+                                             "--out", "{r}/bench_out"], "input summary of 42 values"),
     ("output-blocked", "bench-wakeword", ["--model", "okay_nabu", "--out", "{blocked}"], "blocker"),
     # once found after the bench's minutes of work
     ("no-recordings", "bench-wakeword", ["--model", "okay_nabu", "--recorded-speech", "{r}/no_images", "--out",

@@ -370,17 +370,17 @@ def test_summarize_image_matches_on_random_and_drawn_images():
 
 def test_state_size_fits_the_budget():
     """The state is sized to the config as the firmware build sizes it: for the keyword
-    model's 41 summary values (40 channel means and the loudness) and 12 classes, <= 1 KB of
-    RAM with the commissioning reference."""
-    project = CMonitor(synthetic.random_config(np.random.default_rng(0), 41, 12))
+    model's 42 summary values (40 channel means, the loudness and the quiet level) and 12
+    classes, <= 1 KB of RAM with the commissioning reference."""
+    project = CMonitor(synthetic.random_config(np.random.default_rng(0), 42, 12))
     assert project.state_size <= 1024
     # count, per channel, conf/entropy, per class, the two centres' weights
-    assert project.commission_size == 4 + 4 * (2 * 41 + 2 + 12) + 2 * 2
+    assert project.commission_size == 4 + 4 * (2 * 42 + 2 + 12) + 2 * 2
     camera = CMonitor(synthetic.random_config(np.random.default_rng(0), image_summary_length(3), 5))
     assert camera.state_size <= 1024  # the plant model: 36 image summary values, 5 classes
     capacity = CMonitor(synthetic.random_config(np.random.default_rng(0), 64, 16))
     assert project.state_size < capacity.state_size
-    print(f"monitor state: {project.state_size} bytes (41 ch, 12 classes) of which commissioning "
+    print(f"monitor state: {project.state_size} bytes (42 ch, 12 classes) of which commissioning "
           f"{project.commission_size}; {capacity.state_size} bytes (64 ch, 16 classes) of which {capacity.commission_size}")
 
 
@@ -523,7 +523,7 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
 
     rng = np.random.default_rng(21)
     base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN,
-                                                        loudness_limit=0)
+                                                        loudness_limit=0, quiet_limit=0)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
     n, change = 400, 200
     summaries = base.ref_mean + rng.normal(0, 1, (n, 40)) * std
@@ -562,7 +562,8 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
     rng = np.random.default_rng(22)
     c = 41
     base = synthetic.random_config(rng, c, 12).replace(commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN,
-                                                       score_limit=np.zeros(cfgmod.SCORE_COUNT), loudness_component=c - 1)
+                                                       score_limit=np.zeros(cfgmod.SCORE_COUNT), loudness_component=c - 1,
+                                                       quiet_limit=0)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
     n, change = 400, 200
     summaries = base.ref_mean + rng.normal(0, 1, (n, c)) * std
@@ -594,6 +595,48 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
     alarm_time, change_time, alarms = seen["limit"]
     # 2.5 deviations a step past the allowance: about 8 inferences, and dated by the
     # downward side's excursion, which began at the change give or take the noise
+    assert change < alarm_time < change + 30 and change - 10 <= change_time <= change + 2
+    assert alarms & cfgmod.ALARM_DATA_DRIFT
+
+
+def test_the_quiet_limit_latches_noise_filling_the_pauses_and_not_a_quieter_room():
+    """Only the quiet level (the summary's last value) moves, by three reference deviations:
+    up (noise filling the pauses), its upward CUSUM latches DATA_DRIFT at its limit, in C and
+    twin alike, dated by that CUSUM's excursion; down (a quieter room) it does not, nor while
+    the microphone reads stuck; without the limit nothing latches."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
+
+    rng = np.random.default_rng(23)
+    c = 42
+    base = synthetic.random_config(rng, c, 12).replace(
+        commission_n=0, enabled_scores=1 << cfgmod.SCORE_MEAN, score_limit=np.zeros(cfgmod.SCORE_COUNT),
+        loudness_component=c - 2, loudness_limit=0, quiet_component=c - 1, whiten_q12=None)
+    std = (1 << 28) / base.inv_std_q28.astype(np.float64)
+    n, change = 400, 200
+    noise = rng.normal(0, 1, (n, c))
+    probs = np.full((n, 12), -128, dtype=np.int8)
+    probs[:, 0] = 127
+    inferences = np.stack([np.full(n, EVENT_INFERENCE), np.arange(n), np.zeros(n)], axis=1)
+    pcm = np.zeros(320, np.int16)  # a block of digital zeros: stuck
+    stuck = np.concatenate([inferences[:change], *([[EVENT_SENSOR, 0, 320], row] for row in inferences[change:])])
+    unreachable = np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX)
+    columns = [INFERENCE_FIELDS.index(name) for name in ("alarm_time", "change_time", "alarms")]
+    seen = {}
+    level = 20 << 12  # 20 reference deviations
+    for name, limit, step, events in (("none", 0, 3, inferences), ("limit, up", level, 3, inferences),
+                                      ("limit, down", level, -3, inferences), ("limit, up, stuck", level, 3, stuck)):
+        summaries = base.ref_mean + noise * std
+        summaries[change:, c - 1] += step * std[c - 1]
+        summaries = np.clip(np.round(summaries), -32768, 32767).astype(np.int16)
+        config = base.replace(score_drift=unreachable, score_warning=unreachable, stuck_variance=0,
+                              persist_blocks=np.array([0, 0, 250, 0]), clip_drift_q16=0, quiet_limit=limit)
+        events = np.asarray(events, dtype=np.int32)
+        twin_rows = run_events(config, events, summaries, probs, pcm)
+        compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
+        seen[name] = tuple(int(v) for v in twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns])
+    assert seen["none"][0] == 0 and seen["limit, down"][0] == 0 and seen["limit, up, stuck"][0] == 0
+    alarm_time, change_time, alarms = seen["limit, up"]
+    # 2.5 deviations a step past the allowance: about 8 inferences, dated near the change
     assert change < alarm_time < change + 30 and change - 10 <= change_time <= change + 2
     assert alarms & cfgmod.ALARM_DATA_DRIFT
 
@@ -696,7 +739,7 @@ def test_confidence_drift_names_data_drift_in_c_as_in_the_twin(class_mix, attrib
 
     rng = np.random.default_rng(22)
     base = synthetic.random_config(rng, 40, 12).replace(commission_n=0, whiten_q12=None, mean_shift=2,
-                                                                   loudness_limit=0)
+                                                                   loudness_limit=0, quiet_limit=0)
     std = (1 << 28) / base.inv_std_q28.astype(np.float64)
     n, change = 400, 200
     summaries = base.ref_mean + rng.normal(0, 1, (n, 40)) * std

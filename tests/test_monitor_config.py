@@ -53,6 +53,19 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     assert read.centre_n == 0 and config["centre_n"] > 0
 
 
+def test_a_config_from_before_the_quiet_level_reads_with_its_limit_off():
+    """ABI 10 had no quiet level: such a config (a wake-word monitor.json calibrated then, say)
+    reads with the limit off, and is written back as this version's."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    assert config["quiet_limit"] > 0
+    old = {k: v for k, v in config.items() if k not in ("quiet_component", "quiet_limit")}
+    read = MonitorConfig.from_dict({**old, "abi_version": 10}).validate()
+    assert (read.quiet_component, read.quiet_limit) == (0, 0)
+    assert read.to_dict()["abi_version"] == 11
+    with pytest.raises(TinydriftError, match=r"missing fields \['quiet_component', 'quiet_limit'\]"):
+        MonitorConfig.from_dict({**old, "abi_version": 11})
+
+
 @pytest.mark.parametrize("change, says", [
     ({"score_spread_ref": [0, 0, -1, 241650, 0]}, "score_spread_ref not in 0..2^28"),
     ({"score_spread_ref": [0, 0, (1 << 28) + 1, 241650, 0]}, "score_spread_ref not in 0..2^28"),
@@ -63,13 +76,15 @@ def test_an_older_config_reads_without_the_fields_added_since(version, added):
     ({"centre_n": 65536}, "centre_n not in 0..65535"),
     ({"loudness_limit": -1}, "loudness_limit not in 0..2^30"),
     ({"loudness_limit": (1 << 30) + 1}, "loudness_limit not in 0..2^30"),
-    ({"loudness_limit": 4000, "loudness_component": 41}, "loudness_component not a summary value"),
+    ({"loudness_limit": 4000, "loudness_component": 42}, "loudness_component not a summary value"),
+    ({"quiet_limit": -1}, "quiet_limit not in 0..2^30"),
+    ({"quiet_limit": 4000, "quiet_component": 42}, "quiet_component not a summary value"),
     ({"loudness_k": -1}, "loudness_k not in 0..32767"),
     ({"loudness_k": 32768}, "loudness_k not in 0..32767"),
 ])
 def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
-    """The long-run spread (ABI 7), the centres' weight (ABI 8) and the loudness limit (ABI 9,
-    a CUSUM since 10): a user editing reference.json
+    """The long-run spread (ABI 7), the centres' weight (ABI 8), the loudness limit (ABI 9,
+    a CUSUM since 10) and the quiet limit (ABI 11): a user editing reference.json
     finds the field the error names."""
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     with pytest.raises(TinydriftError) as error:

@@ -352,43 +352,54 @@ def test_sensor_blocks_at_once_equal_one_call_per_block():
     assert latched > 100 and carried > 10  # faults within one inference and across several
 
 
-def test_a_keyword_windows_loudness_sums_its_sensor_blocks_floored_variance():
-    """window_summary's last value, as td_app_infer.c forms it: sensor health's blocks of the
-    window's new samples (the last one short), each one's floored variance times its length,
-    summed, then td_summarize_level. A constant clip (silence or a DC offset alone) has no
-    energy; 20 dB less gain lowers the level by log2(100) = 6.6, x 2^7."""
-    from tinydrift.monitor.twin import clip_energy, summarize_frames, summarize_level, window_summary
+def test_a_keyword_windows_loudness_and_quiet_level_come_from_its_sensor_blocks_floored_variance():
+    """window_summary's last two values, as td_app_infer.c forms them: sensor health's blocks
+    of the window's new samples (the last one short), each one's floored variance times its
+    length, summed for the loudness; for the quiet level the quietest whole block's (a short
+    one counts only when it is all there is, as if whole); then td_summarize_level. A
+    constant clip (silence or a DC offset alone) has no energy; 20 dB less gain lowers both
+    levels by log2(100) = 6.6, x 2^7; noise filling one quiet stretch raises the quiet level
+    and barely the loudness."""
+    from tinydrift.monitor.twin import summarize_frames, summarize_level, window_energies, window_summary
 
     rng = np.random.default_rng(5)
-    audio = rng.integers(-3000, 3000, (6, 16000 + 123)).astype(np.int16)
+    audio = rng.integers(-3000, 3000, (7, 16000 + 123)).astype(np.int16)
     audio[4] = 0
     audio[5] = 1234
+    audio[6, 3200:3520] = rng.integers(-30, 30, 320)  # one quiet whole block
+    audio[6, -123:] = 0  # a silent short block, which does not count
     expected = []
     for clip in audio.astype(object):  # Python integers: no overflow, exact floors
-        energy = 0
+        energy, whole = 0, []
         for start in range(0, len(clip), 320):
             block = clip[start:start + 320]
             n = len(block)
-            energy += (n * sum(x * x for x in block) - sum(block) ** 2) // (n * n) * n
-        expected.append(energy)
-    energy = clip_energy(audio, 320)
-    assert energy.tolist() == expected and expected[4] == expected[5] == 0
-    features = rng.integers(-128, 128, (6, 49, 40)).astype(np.int8)
-    summary = window_summary(features, energy)
-    assert summary.shape == (6, 41) and summary.dtype == np.int16
+            variance = (n * sum(x * x for x in block) - sum(block) ** 2) // (n * n)
+            energy += variance * n
+            if n == 320:
+                whole.append(variance * 320)
+        expected.append([energy, min(whole)])
+    energies = window_energies(audio, 320)
+    assert energies.tolist() == expected and expected[4] == expected[5] == [0, 0]
+    assert expected[6][1] < expected[0][1] // 1000
+    short = window_energies(audio[:2, :100], 320)  # no whole block: the short one, as if whole
+    assert short[:, 1].tolist() == [e // 100 * 320 for e in short[:, 0].tolist()]
+    features = rng.integers(-128, 128, (7, 49, 40)).astype(np.int8)
+    summary = window_summary(features, energies)
+    assert summary.shape == (7, 42) and summary.dtype == np.int16
     assert (summary[:, :40] == summarize_frames(features)).all()
-    assert (summary[:, 40] == summarize_level(np.array(expected, np.int64))).all()
-    quieter = clip_energy((audio[:4] / 10).round().astype(np.int16), 320)
-    drop = (summarize_level(energy[:4]) - summarize_level(quieter)) / 128
+    assert (summary[:, 40:] == summarize_level(np.array(expected, np.int64))).all()
+    quieter = window_energies((audio[:4] / 10).round().astype(np.int16), 320)
+    drop = (summarize_level(energies[:4]) - summarize_level(quieter)) / 128
     assert np.all(np.abs(drop - math.log2(100)) < 0.15), drop
 
 
 def test_the_export_summarizes_a_clip_set_and_an_image_set_as_their_apps_do():
-    """ModelInput.summarize takes the set itself (a keyword window's loudness needs its
-    audio): 41 values a clip, td_summarize_image's 36 an image."""
+    """ModelInput.summarize takes the set itself (a keyword window's loudness and quiet level
+    need its audio): 42 values a clip, td_summarize_image's 36 an image."""
     from tinydrift.data.clipset import ClipSet
     from tinydrift.data.imageset import ImageSet
-    from tinydrift.monitor.twin import clip_energy, image_summary_length, summarize_image, window_summary
+    from tinydrift.monitor.twin import image_summary_length, summarize_image, window_energies, window_summary
     from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID, model_input
 
     rng = np.random.default_rng(3)
@@ -396,7 +407,7 @@ def test_the_export_summarizes_a_clip_set_and_an_image_set_as_their_apps_do():
     features = rng.integers(-128, 128, (3, 49, 40)).astype(np.int8)
     clips = ClipSet(audio=audio, labels=np.zeros(3, np.int16), features=features)
     summary = model_input((1, 49, 40, 1)).summarize(clips)
-    assert (summary == window_summary(features, clip_energy(audio, 320))).all() and summary.shape == (3, 41)
+    assert (summary == window_summary(features, window_energies(audio, 320))).all() and summary.shape == (3, 42)
     images = ImageSet(rng.integers(0, 256, (2, 48, 48, 3)).astype(np.uint8), np.zeros(2, np.int16), ("a",))
     summary = model_input((1, 48, 48, 3)).summarize(images)
     assert summary.shape == (2, image_summary_length(IMAGE_SUMMARY_GRID))
@@ -405,12 +416,12 @@ def test_the_export_summarizes_a_clip_set_and_an_image_set_as_their_apps_do():
 
 def test_both_bench_pool_makers_summarize_as_the_device_does(tmp_path):
     """A pool made fresh (not from the cache) holds the summary its app computes: a keyword
-    clip's 41 values, a leaf image's 36."""
+    clip's 42 values, a leaf image's 36."""
     from tinydrift.data.clipset import ClipSet
     from tinydrift.data.imageset import ImageSet
     from tinydrift.firmware import REPO_ROOT
     from tinydrift.modeldir import ModelDir
-    from tinydrift.monitor.twin import clip_energy, summarize_image, window_summary
+    from tinydrift.monitor.twin import summarize_image, window_energies, window_summary
     from tinydrift.pipeline.drift_pools import BenchSettings, CameraPoolMaker, PoolMaker
     from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
 
@@ -421,7 +432,7 @@ def test_both_bench_pool_makers_summarize_as_the_device_does(tmp_path):
     clips = ClipSet(audio=audio, labels=np.zeros(2, np.int16), domain={"group": np.arange(2)})
     pool = PoolMaker(kws.read_int8(), MonitorConfig.of_model(kws), tmp_path, settings, print).pool(
         "clips", lambda: clips, "clips")
-    assert (pool.summaries == window_summary(clips.ensure_features(), clip_energy(audio, 320))).all()
+    assert (pool.summaries == window_summary(clips.ensure_features(), window_energies(audio, 320))).all()
     plant = ModelDir(REPO_ROOT / "models" / "plant")
     images = ImageSet(rng.integers(0, 256, (2, 48, 48, 3)).astype(np.uint8), np.zeros(2, np.int16), ("a",),
                       {"group": np.arange(2)})

@@ -91,7 +91,7 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
 
     `features` may give the int8 features of every window (e.g. cached ones, computed by the
     same front end); by default they are computed here with features_int8, reset per window."""
-    from tinydrift.monitor.twin import clip_energy, window_summary
+    from tinydrift.monitor.twin import window_energies, window_summary
     from tinydrift.frontend import features_int8
     from tinydrift.model.runtimes import run_tflm
 
@@ -105,8 +105,8 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
         raise ValueError(f"{len(features)} feature sets for {n} windows")
     outputs = run_tflm(model, features) if n else np.zeros((0, config.n_classes), np.int8)
     sensed = [[w.fresh[start:start + SENSOR_BLOCK] for start in range(0, len(w.fresh), SENSOR_BLOCK)] for w in windows]
-    energy = np.array([clip_energy(w.fresh[None], SENSOR_BLOCK)[0] for w in windows], np.int64)
-    return _monitored(config, window_summary(features, energy), outputs, np.array([w.window_end for w in windows], np.int64),
+    energies = np.array([window_energies(w.fresh[None], SENSOR_BLOCK)[0] for w in windows], np.int64).reshape(-1, 2)
+    return _monitored(config, window_summary(features, energies), outputs, np.array([w.window_end for w in windows], np.int64),
                       sensed, progress)
 
 

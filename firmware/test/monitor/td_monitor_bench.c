@@ -17,11 +17,11 @@
 
 #define TD_BENCH_INPUTS 64
 #define TD_BENCH_REPEAT 2048
-/* The keyword app's summary: 49 frames x 40 channels, then the window's loudness
- * (td_app_infer.c). */
+/* The keyword app's summary: 49 frames x 40 channels, then the window's loudness and quiet
+ * level (td_app_infer.c). */
 #define TD_BENCH_FRAMES 49
 #define TD_BENCH_CHANNELS 40
-#define TD_BENCH_KEYWORD_SUMMARY (TD_BENCH_CHANNELS + 1)
+#define TD_BENCH_KEYWORD_SUMMARY (TD_BENCH_CHANNELS + 2)
 /* The wake-word app's (td_app_stream.c): the 3 new frames' means, their at-floor counts over
  * channel pairs, the new samples' loudness. */
 #define TD_BENCH_STREAM_FRAMES 3
@@ -114,7 +114,10 @@ int td_app_main(void)
         td_summarize_frames(bench_features, TD_BENCH_FRAMES, TD_BENCH_CHANNELS, bench_keyword_summary);
         /* the loudness of a window's 16,000 new samples, another energy each call */
         bench_keyword_summary[TD_BENCH_CHANNELS] = td_summarize_level(((uint64_t)i << 24) + 16000u * 3000u);
-        bench_sink += (uint32_t)bench_keyword_summary[0] + (uint32_t)bench_keyword_summary[TD_BENCH_CHANNELS];
+        /* ...and of its quietest block */
+        bench_keyword_summary[TD_BENCH_CHANNELS + 1] = td_summarize_level(((uint64_t)i << 12) + 320u * 30u);
+        bench_sink += (uint32_t)bench_keyword_summary[0] + (uint32_t)bench_keyword_summary[TD_BENCH_CHANNELS] +
+                      (uint32_t)bench_keyword_summary[TD_BENCH_CHANNELS + 1];
     }
     summarize = td_port_cycles() - start;
 

@@ -43,6 +43,8 @@ static void check_state(const td_monitor_state_t *s, uint32_t alarms_word)
         require(s->loudness_cusum[i] >= 0 && s->loudness_cusum[i] <= TD_CUSUM_MAX);
         require(s->loudness_start[i] <= s->t);
     }
+    require(s->quiet_cusum >= 0 && s->quiet_cusum <= TD_CUSUM_MAX);
+    require(s->quiet_start <= s->t);
     require((s->alarms & ~TD_ALARM_TYPES_MASK) == 0);
     require((alarms_word & ~(TD_ALARM_TYPES_MASK | TD_WARNING(TD_ALARM_TYPES_MASK))) == 0);
     /* at most the inference under way: sensor blocks, read before its update, date by t + 1 */

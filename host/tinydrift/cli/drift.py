@@ -47,7 +47,7 @@ def _load_samples(path: Path, model: bytes | None = None,
 
     from tinydrift.data.npzfile import npz_problem
     from tinydrift.app import SENSOR_BLOCK
-    from tinydrift.monitor.twin import clip_energy, summarize_image, window_loudness, window_summary
+    from tinydrift.monitor.twin import summarize_image, window_energies, window_loudness, window_quiet, window_summary
     from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
 
     try:
@@ -80,8 +80,9 @@ def _load_samples(path: Path, model: bytes | None = None,
         if features.ndim == 4:
             data["summaries"] = summarize_image(features, IMAGE_SUMMARY_GRID)
         elif "audio" in data:
-            data["summaries"] = window_summary(features, clip_energy(data["audio"], SENSOR_BLOCK))
+            data["summaries"] = window_summary(features, window_energies(data["audio"], SENSOR_BLOCK))
             data["loudness_component"] = window_loudness(data["summaries"])
+            data["quiet_component"] = window_quiet(data["summaries"])
     # features without audio lack the loudness: said below, once probs and groups are there
     missing = [k for k in ("summaries", "probs", "groups") if k not in data
                and not (k == "summaries" and "features" in data)]
@@ -95,8 +96,9 @@ def _load_samples(path: Path, model: bytes | None = None,
         raise TinydriftError(f"{path} lacks {missing}: save summaries (or features), probs, groups and optionally "
                              f"labels{hint}")
     if "summaries" not in data:
-        raise TinydriftError(f"{path}: features without the clips' audio, whose loudness is the device summary's "
-                             "last value: save the audio beside them (`tinydrift data kws` does), or the summaries")
+        raise TinydriftError(f"{path}: features without the clips' audio, whose loudness and quiet level are the device "
+                             "summary's last values: save the audio beside them (`tinydrift data kws` does), or the "
+                             "summaries")
     _check_shapes(path, data)
     _check_values(path, data)
     data["summaries"] = data["summaries"].astype(np.int16)
@@ -235,7 +237,7 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
             config, report = calibrate_monitor(
                 data["summaries"], data["probs"], data["groups"], data.get("labels"), target_arl0=target_arl0,
                 commission_n=commission_n, speaker_run=speaker_run, n_inferences=n_inferences,
-                loudness_component=data.get("loudness_component"),
+                loudness_component=data.get("loudness_component"), quiet_component=data.get("quiet_component"),
                 stream_groups=stream_groups, seed=seed, whiten=not no_whiten, progress_factory=bars)
     except TooFewSimulated as e:
         raise TinydriftError(f"{e}: raise --n-inferences (now {n_inferences:,}) or lower --target-arl0") from None
@@ -387,7 +389,7 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
     result = heldout_arl0(samples["REF"], samples["TEST"], target_arl0=target_arl0, splits=splits,
                           drifted=samples.get("--drifted"), seed=seed, commission_n=commission_n,
                           speaker_run=speaker_run, loudness_component=samples["REF"].get("loudness_component"),
-                          **options)
+                          quiet_component=samples["REF"].get("quiet_component"), **options)
     click.echo(json.dumps(jsonable(result), indent=1))  # strict JSON: an ARL0 or delay never reached is null
 
 

@@ -143,6 +143,8 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .loudness_component = {c.loudness_component}u,\n"
         f"    .loudness_k = {c.loudness_k},\n"
         f"    .loudness_limit = {c.loudness_limit},\n"
+        f"    .quiet_component = {c.quiet_component}u,\n"
+        f"    .quiet_limit = {c.quiet_limit},\n"
         f"    .enabled_scores = {c.enabled_scores}u,\n"
         "    .score = {\n" + "\n".join(scores) + "\n    },\n"
         f"    .ddm_min_labels = {c.ddm_min_labels}u,\n"

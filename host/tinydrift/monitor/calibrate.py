@@ -139,17 +139,19 @@ DEFAULT_DATA_SESSION = 15
 # its CUSUM, its z clipped at SCORE_Z_MAX, needs tens. Measured on models/kws (quick drift
 # bench): band limits found 2.3x sooner, nothing else slower; at 10x, 1.4x sooner.
 DEFAULT_PEAK_ARL_MULTIPLE: tuple[float | None, ...] = (2.0, None, None, None, None)
-# The loudness limit's own false alarms: once per this many target ARL0s (td_monitor_decide).
+# The loudness and quiet limits' own false alarms: each once per this many target ARL0s
+# (td_monitor_decide).
 DEFAULT_LOUDNESS_ARL_MULTIPLE = 10.0
+DEFAULT_QUIET_ARL_MULTIPLE = 10.0
 
 
 def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summaries, probs, indices, sample_every: int = 64,
-                  advance: Callable[[int], None] | None = None, trace_loudness: bool = False):
+                  advance: Callable[[int], None] | None = None, trace_levels: bool = False):
     """Raw scores [B, T, SCORE_COUNT] of the twin on the indexed streams, stream b run
     against the reference of configs[stream_config[b]] (all in one vectorized twin), plus
     samples of the per-channel EWMA |z| and |variance ratio - 1| (for the moved levels) and,
-    with `trace_loudness`, the loudness component's commissioned z at every step [B, T]
-    (else None), what its CUSUM adds up.
+    with `trace_levels`, the loudness and quiet components' commissioned z at every step
+    [B, T, 2] (else None), what their CUSUMs add up.
     `advance(n)`: n more steps of the T done."""
     b, t = indices.shape
     stream_config = np.asarray(stream_config)
@@ -162,7 +164,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     twin._inv_prior = np.stack([c.inv_prior_q8.astype(np.int64) for c in configs])[stream_config]
     twin.reset()
     raw = np.zeros((b, t, SCORE_COUNT), dtype=np.int32)
-    loudness = np.zeros((b, t), dtype=np.int32) if trace_loudness else None
+    levels = np.zeros((b, t, 2), dtype=np.int32) if trace_levels else None
     mean_samples, var_samples = [], []
     for s in range(t):
         sample = {key: value[stream_config, indices[:, s]] for key, value in stacked.items()}
@@ -171,8 +173,8 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
         confidence, entropy, r_label, _ = twin.outputs(sample)
         twin.commission_advance(learning)
         raw[:, s] = np.stack([r_mean, r_var, confidence, entropy, r_label], axis=-1)
-        if loudness is not None:
-            loudness[:, s] = twin.loudness_z
+        if levels is not None:
+            levels[:, s] = np.stack([twin.loudness_z, twin.quiet_z], axis=-1)
         if s % sample_every == sample_every - 1:
             mean_samples.append(np.abs(mean))
             var_samples.append(np.abs(excess))
@@ -181,7 +183,7 @@ def _simulate_raw(configs: list[MonitorConfig], stream_config: np.ndarray, summa
     if advance is not None:
         advance(t % 100)
     empty = np.zeros((0, configs[0].n_summary), dtype=np.int64)
-    return raw, np.concatenate(mean_samples or [empty]), np.concatenate(var_samples or [empty]), loudness
+    return raw, np.concatenate(mean_samples or [empty]), np.concatenate(var_samples or [empty]), levels
 
 
 def cusum_paths(z: np.ndarray, k: int) -> np.ndarray:
@@ -304,20 +306,20 @@ def limit_alarm_counts(z: np.ndarray, limits: np.ndarray) -> np.ndarray:
     return counts
 
 
-def two_sided_level_for_arl(z: np.ndarray, k: int, inferences: int, arl: float) -> tuple[int, str]:
-    """The level (Q12) at which a two-sided CUSUM of z [B, T] with allowance k, both sides
-    back at zero after either alarms (the host's reset), alarms once per `arl` inferences
-    (restart_alarm_counts on z and -z), 0 if it never rises far enough to tell. Candidate
+def cusum_level_for_arl(z: np.ndarray, k: int, inferences: int, arl: float, *, two_sided: bool = True) -> tuple[int, str]:
+    """The level (Q12) at which a CUSUM of z [B, T] upward with allowance k (two-sided: with
+    one of -z too, both sides back at zero after either alarms, the host's reset) alarms once
+    per `arl` inferences (restart_alarm_counts), 0 if it never rises far enough to tell. Candidate
     levels are spaced evenly in log from one z unit up to the highest the unrestarted paths
     reach (a stream whose commissioned mean is off by more than k climbs without end, so the
     paths' quantiles say little of where restarted CUSUMs alarm), and read off like the
     scores' (level_from_curve)."""
-    z = z.astype(np.int64)
-    top = min(CUSUM_MAX, int(np.maximum(cusum_paths(z, k), cusum_paths(-z, k)).max()))
+    sides = np.stack([z, -z] if two_sided else [z], axis=-1).astype(np.int64)
+    top = min(CUSUM_MAX, max(int(cusum_paths(sides[..., i], k).max()) for i in range(sides.shape[-1])))
     if top <= ONE_Q12:
         return 0, "none"
     grid = np.unique(np.geomspace(ONE_Q12, top, 40).astype(np.int64))
-    counts = restart_alarm_counts(np.stack([z, -z], axis=-1), np.array([k, k]), np.stack([grid, grid]), joint=True)
+    counts = restart_alarm_counts(sides, np.full(sides.shape[-1], k), np.stack([grid] * sides.shape[-1]), joint=True)
     try:
         level, method = level_from_curve(grid, counts, inferences, arl)
     except TinydriftError:
@@ -411,6 +413,8 @@ def calibrate_thresholds(
     peak_arl_multiple: tuple[float | None, ...] = DEFAULT_PEAK_ARL_MULTIPLE,
     loudness_component: int | None = None,
     loudness_arl_multiple: float | None = DEFAULT_LOUDNESS_ARL_MULTIPLE,
+    quiet_component: int | None = None,
+    quiet_arl_multiple: float | None = DEFAULT_QUIET_ARL_MULTIPLE,
     moved_quantile: float = 0.99,
     spread_scores: tuple[int, ...] = DEFAULT_SPREAD_SCORES,
     min_samples: int = MIN_REFERENCE_SAMPLES,
@@ -439,6 +443,9 @@ def calibrate_thresholds(
     two-sided CUSUM of its component (allowance: the config's loudness_k) gets a level of its own,
     false-alarming once per `loudness_arl_multiple` target ARL0s on the input scores'
     streams (None: no limit).
+    quiet_component: the summary value that is the input's quiet level (None: none): an
+    upward CUSUM of its component (the same allowance) gets a level of its own, false-alarming
+    once per `quiet_arl_multiple` target ARL0s on those streams (None: no limit).
     moved_quantile: a channel is "moved" past this quantile of its no-drift EWMA (pooled
     over channels), i.e. about 1 % of channels flagged at random at the default.
     spread_scores: the scores whose long-run spread the device learns, given the spread
@@ -457,6 +464,13 @@ def calibrate_thresholds(
     stats = reference_stats(summaries, probs, labels, min_samples=min_samples)
     if loudness_component is not None:
         config_options = {**config_options, "loudness_component": int(loudness_component)}
+    if quiet_component is not None:
+        # Left out of the whitening: a gain moves the loudness and the quiet level together, and
+        # whitened, each would be read against the other (measured on the keyword bench, both
+        # whitened: noise at 10 dB found after 144 inferences, not 64, gains of 6 dB 10 % later).
+        config_options = {**config_options, "quiet_component": int(quiet_component),
+                          "unwhitened": (int(quiet_component),)}
+    trace_levels = loudness_component is not None or quiet_component is not None
     final = build_config(stats, k_sigma=k_sigma, **config_options)
     rng = np.random.default_rng(seed)
 
@@ -515,9 +529,9 @@ def calibrate_thresholds(
         raise TinydriftError(f"reference_error must be bootstrap, holdout, folds or none, not {reference_error!r}")
     passes = 1 + sum(n is not None for n in (data_session_length, output_session_length))
     advance = progress_factory("simulating", passes * length) if progress_factory is not None else None
-    raw, moved_mean, moved_var, loudness = _simulate_raw(
+    raw, moved_mean, moved_var, level_z = _simulate_raw(
         configs, stream_config, summaries, probs, indices, advance=advance,
-        trace_loudness=loudness_component is not None and data_session_length is None)
+        trace_levels=trace_levels and data_session_length is None)
     # The same references, streams of same-speaker runs of a set length, for the input or
     # the output scores; the combined alarm counts then treat the stream sets as one
     # (independent scores).
@@ -531,13 +545,13 @@ def calibrate_thresholds(
         for r in range(len(configs)):
             mine = stream_config == r
             sessions[mine] = bootstrap_indices(groups, int(mine.sum()), length, rng, session_length=session_length)
-        session_raw, session_moved_mean, session_moved_var, session_loudness = _simulate_raw(
+        session_raw, session_moved_mean, session_moved_var, session_levels = _simulate_raw(
             configs, stream_config, summaries, probs, sessions, advance=advance,
-            trace_loudness=loudness_component is not None and SCORE_MEAN in scores)
+            trace_levels=trace_levels and SCORE_MEAN in scores)
         for i in scores:
             raw[:, :, i] = session_raw[:, :, i]
         if SCORE_MEAN in scores:
-            moved_mean, moved_var, loudness = session_moved_mean, session_moved_var, session_loudness
+            moved_mean, moved_var, level_z = session_moved_mean, session_moved_var, session_levels
         del session_raw
     raw = raw[:, burn_in:].astype(np.int64)
     total = raw.shape[0] * raw.shape[1]
@@ -600,12 +614,15 @@ def calibrate_thresholds(
         if peak[i] is not None:
             limits[i], limit_methods[i] = limit_for_arl(z[:, :, e], total, float(peak[i]) * target_arl0)
     limits_on = limits[enabled]
-    # The loudness limit, read on the input scores' streams (a speaker's own level, held for
-    # their run, wanders like the other components do).
-    loudness_limit, loudness_method = 0, None
-    if loudness is not None and loudness_arl_multiple is not None:
-        loudness_limit, loudness_method = two_sided_level_for_arl(
-            loudness[:, burn_in:], final.loudness_k, total, float(loudness_arl_multiple) * target_arl0)
+    # The loudness and quiet limits, read on the input scores' streams (a speaker's own level,
+    # held for their run, wanders like the other components do).
+    loudness_limit, loudness_method, quiet_limit, quiet_method = 0, None, 0, None
+    if level_z is not None and loudness_component is not None and loudness_arl_multiple is not None:
+        loudness_limit, loudness_method = cusum_level_for_arl(
+            level_z[:, burn_in:, 0], final.loudness_k, total, float(loudness_arl_multiple) * target_arl0)
+    if level_z is not None and quiet_component is not None and quiet_arl_multiple is not None:
+        quiet_limit, quiet_method = cusum_level_for_arl(
+            level_z[:, burn_in:, 1], final.loudness_k, total, float(quiet_arl_multiple) * target_arl0, two_sided=False)
 
     # 1. Each score alone: alarm counts with restart (the CUSUM back at zero after each
     # alarm, as after the host's reset) on a grid of levels spanning the per-score ARLs
@@ -676,9 +693,12 @@ def calibrate_thresholds(
         "data_session_length": data_session_length,
         "output_session_length": output_session_length,
         "scores": scores_report,
-        "loudness": None if loudness is None else {
+        "loudness": None if level_z is None or loudness_component is None else {
             "component": int(loudness_component), "k_q12": int(final.loudness_k), "limit_q12": int(loudness_limit),
             "method": loudness_method, "arl_multiple": loudness_arl_multiple},
+        "quiet": None if level_z is None or quiet_component is None else {
+            "component": int(quiet_component), "k_q12": int(final.loudness_k), "limit_q12": int(quiet_limit),
+            "method": quiet_method, "arl_multiple": quiet_arl_multiple},
         "idle_scores": [SCORE_NAMES[i] for i in idle],  # constant on the reference: turned off
         "seconds": round(time.perf_counter() - start, 2),
     }
@@ -687,6 +707,7 @@ def calibrate_thresholds(
         score_drift=drift,
         score_limit=limits,
         loudness_limit=int(loudness_limit),
+        quiet_limit=int(quiet_limit),
         moved_mean_level=max(1, int(np.quantile(moved_mean, moved_quantile))) if moved_mean.size else final.moved_mean_level,
         moved_var_level=max(1, int(np.quantile(moved_var, moved_quantile))) if moved_var.size else final.moved_var_level,
         # not the wall-clock time: the config is hashed into the model's identity, which must

@@ -17,18 +17,19 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 10
+ABI_VERSION = 11
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now),
 # version 6 no long-run spread (off), version 7 no centre learned after commissioning (off),
 # version 8 no loudness limit (off), version 9 a loudness limit on an EWMA, not a CUSUM (off:
-# that limit means nothing to a CUSUM; export again for one).
-READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, ABI_VERSION)
+# that limit means nothing to a CUSUM; export again for one), version 10 no quiet limit (off).
+READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, 10, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
 ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
                 "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8,
-                "loudness_component": 9, "loudness_limit": 9, "loudness_k": 10}
+                "loudness_component": 9, "loudness_limit": 9, "loudness_k": 10, "quiet_component": 11,
+                "quiet_limit": 11}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -177,6 +178,10 @@ class MonitorConfig:
     loudness_component: int = 0
     loudness_k: int = ONE_Q12 // 2
     loudness_limit: int = 0
+    # The quiet level's upward CUSUM (allowance loudness_k), DATA_DRIFT at quiet_limit (Q12;
+    # 0 = off); see td_monitor.h.
+    quiet_component: int = 0
+    quiet_limit: int = 0
     enabled_scores: int = (1 << SCORE_COUNT) - 1
     score_offset: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
     score_gain_q16: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(SCORE_COUNT, np.int32))
@@ -286,6 +291,8 @@ class MonitorConfig:
         check(0 <= self.loudness_limit <= CUSUM_MAX, "loudness_limit not in 0..2^30")
         check(0 <= self.loudness_component < self.n_summary, "loudness_component not a summary value")
         check(0 <= self.loudness_k <= CHANNEL_Z_MAX, f"loudness_k not in 0..{CHANNEL_Z_MAX}")
+        check(0 <= self.quiet_limit <= CUSUM_MAX, "quiet_limit not in 0..2^30")
+        check(0 <= self.quiet_component < self.n_summary, "quiet_component not a summary value")
         check(0 <= self.enabled_scores < 2**32, "enabled_scores out of uint32")
         check(0 <= self.commission_n <= MAX_COMMISSION, f"commission_n not in 0..{MAX_COMMISSION}")
         check(0 <= self.centre_n <= 0xFFFF, "centre_n not in 0..65535")

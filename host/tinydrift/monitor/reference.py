@@ -146,13 +146,17 @@ def reference_stats(
 DEFAULT_SHRINKAGE = 0.5
 
 
-def whitening_q12(corr, shrinkage: float = DEFAULT_SHRINKAGE) -> np.ndarray:
+def whitening_q12(corr, shrinkage: float = DEFAULT_SHRINKAGE, apart: tuple[int, ...] = ()) -> np.ndarray:
     """ZCA whitening of the reference correlation, shrunk toward identity, in Q12: the
     symmetric W with W R W = I, so component j stays closest to channel j (the moved-channel
     mask keeps its meaning). Shrinkage bounds the gain on directions the reference barely
     saw vary, where its estimation error would be amplified, and keeps the dominant
-    common-mode direction (loudness, broadband noise) from being discounted."""
-    r = np.asarray(corr, dtype=np.float64)
+    common-mode direction (loudness, broadband noise) from being discounted. Components in
+    `apart` are left as they are (W's rows and columns of identity)."""
+    r = np.array(corr, dtype=np.float64)
+    for j in apart:
+        r[j, :] = r[:, j] = 0.0
+        r[j, j] = 1.0
     r = (1.0 - shrinkage) * r + shrinkage * np.eye(r.shape[0])
     values, vectors = np.linalg.eigh(r)
     w = (vectors / np.sqrt(np.maximum(values, 1e-6))) @ vectors.T
@@ -180,6 +184,7 @@ def build_config(
     moved_sigma: float = 4.0,
     whiten: bool = True,
     shrinkage: float = DEFAULT_SHRINKAGE,
+    unwhitened: tuple[int, ...] = (),
     enabled_scores: int = (1 << SCORE_COUNT) - 1,
     metadata: dict | None = None,
     **sensor_and_ddm,
@@ -188,7 +193,8 @@ def build_config(
     channels, Gaussian summaries) and decision levels that never fire: calibrate next.
 
     whiten: decorrelate the standardized summary with the reference correlation (ZCA), so
-    a shift across correlated channels is judged against how they move together.
+    a shift across correlated channels is judged against how they move together; the
+    components in `unwhitened` are left out of it.
     `sensor_and_ddm` may set any of MonitorConfig's sensor and DDM fields."""
     mean = np.asarray(stats["summary_mean"], dtype=np.float64)
     std = np.maximum(np.asarray(stats["summary_std"], dtype=np.float64), 1.0)
@@ -215,7 +221,7 @@ def build_config(
     sign[SCORE_CONF] = -1  # confidence dropping is the drift
 
     config = MonitorConfig(
-        whiten_q12=whitening_q12(stats["summary_corr"], shrinkage) if whiten and c > 1 else None,
+        whiten_q12=whitening_q12(stats["summary_corr"], shrinkage, unwhitened) if whiten and c > 1 else None,
         ref_mean=np.clip(np.round(mean), -32768, 32767).astype(np.int16),
         inv_std_q28=np.clip(np.round((1 << 28) / std), 1, 1 << 28).astype(np.int32),
         prior_q16=np.clip(np.round(prior * ONE_Q16), 0, ONE_Q16).astype(np.int32),

@@ -214,6 +214,14 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     else:
         fields["loudness_k"] = int(rng.integers(1000, 4097))
         fields["loudness_limit"] = int(pick(0, rng.integers(8000, 250_000)))
+    # quiet limit: the same, on another (or the same) component, upward only; drawn from a
+    # child generator, so that what the caller draws from `rng` afterwards is as before it
+    child = rng.spawn(1)[0]
+    fields["quiet_component"] = int(child.integers(0, c))
+    if extreme:
+        fields["quiet_limit"] = int(child.choice([0, 1, CUSUM_MAX, int(child.integers(0, CUSUM_MAX + 1))]))
+    else:
+        fields["quiet_limit"] = int(child.choice([0, int(child.integers(8000, 250_000))]))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -137,32 +137,50 @@ def sensed_energy(total: np.ndarray, total_sq: np.ndarray, n: np.ndarray) -> np.
     return (total_sq * n - total * total) // np.maximum(n * n, 1) * n
 
 
-def clip_energy(audio: np.ndarray, block: int) -> np.ndarray:
+def window_energies(audio: np.ndarray, block: int) -> np.ndarray:
     """Of each clip of int16 [N, L], played as one window's new samples: sensor health's
-    blocks of `block` samples (the last one short), their sensed_energy summed, int64 [N]."""
+    blocks of `block` samples (the last one short), their sensed_energy summed, and the
+    quietest whole block's (a short one's, as if whole, only when it is all there is),
+    int64 [N, 2]: what td_app_infer.c takes the loudness and the quiet level of."""
     x = np.asarray(audio, np.int64)
     full = x.shape[1] // block
     blocks = x[:, :full * block].reshape(len(x), full, block)
-    energy = sensed_energy(blocks.sum(-1), (blocks * blocks).sum(-1), block).sum(axis=1)
+    per_block = sensed_energy(blocks.sum(-1), (blocks * blocks).sum(-1), block)
+    energy = per_block.sum(axis=1)
+    quietest = per_block.min(axis=1) if full else np.zeros(len(x), np.int64)
     tail = x[:, full * block:]
     if tail.shape[1]:
-        energy += sensed_energy(tail.sum(-1), (tail * tail).sum(-1), tail.shape[1])
-    return energy
+        short = sensed_energy(tail.sum(-1), (tail * tail).sum(-1), tail.shape[1])
+        energy += short
+        if not full:
+            quietest = short // tail.shape[1] * block
+    return np.stack([energy, quietest], axis=1)
+
+
+def block_window_energies(block_energies: np.ndarray) -> np.ndarray:
+    """window_energies from the sensed_energy of each window's whole blocks [N, blocks]."""
+    energies = np.asarray(block_energies, np.int64)
+    return np.stack([energies.sum(axis=1), energies.min(axis=1)], axis=1)
 
 
 def window_loudness(summaries: np.ndarray) -> int:
-    """Where window_summary puts the loudness in summaries [N, C]: the last value."""
+    """Where window_summary puts the loudness in summaries [N, C]: the last value but one."""
+    return int(np.shape(summaries)[-1]) - 2
+
+
+def window_quiet(summaries: np.ndarray) -> int:
+    """Where window_summary puts the quiet level in summaries [N, C]: the last value."""
     return int(np.shape(summaries)[-1]) - 1
 
 
-def window_summary(features: np.ndarray, energy: np.ndarray) -> np.ndarray:
-    """td_app_infer's input summary of keyword windows, int16 [N, 41]: the 40 channel means
-    of the features (summarize_frames, [N, 49, 40] int8) and then the loudness of the
-    window's new samples (summarize_level of their sensed_energy summed, [N]). The front end's
-    gain control (PCAN) divides the level out of the features, so only this value sees a
-    quieter microphone or a louder room."""
-    return np.concatenate([summarize_frames(features), summarize_level(np.asarray(energy, np.int64))[:, None]],
-                          axis=1)
+def window_summary(features: np.ndarray, energies: np.ndarray) -> np.ndarray:
+    """td_app_infer's input summary of keyword windows, int16 [N, 42]: the 40 channel means
+    of the features (summarize_frames, [N, 49, 40] int8), then the loudness of the window's
+    new samples and of their quietest block (summarize_level of window_energies [N, 2]). The
+    front end's gain control (PCAN) divides the level out of the features, so only these
+    values see a quieter microphone, a louder room or noise filling the pauses."""
+    levels = summarize_level(np.asarray(energies, np.int64).reshape(-1, 2)).reshape(-1, 2)
+    return np.concatenate([summarize_frames(features), levels], axis=1)
 
 
 def slope_energy(blocks: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -291,6 +309,8 @@ class MonitorTwin:
             "mean_ewma": z(c),
             "loudness_cusum": z(2),
             "loudness_start": z(2),
+            "quiet_cusum": z(),
+            "quiet_start": z(),
             "sq_ewma": np.full((b, c), ONE_Q12 << EWMA_EXTRA_BITS, dtype=np.int64),
             "class_ewma": np.broadcast_to(self._prior, (b, k)).copy(),
             "confidence_ewma": np.full(b, cfg.ref_confidence_q16, dtype=np.int64),
@@ -369,14 +389,18 @@ class MonitorTwin:
             "entropy": self._entropy[q + 128].sum(axis=-1),
         }
 
-    def _loudness_step(self, z: np.ndarray) -> None:
-        """The loudness component's two-sided CUSUM (up, down), each side dated by the
-        inference where it last left zero, as td_monitor_moments. The z it took stays in
-        `loudness_z` (no device state: calibration's trace)."""
-        self.loudness_z = z
-        k = self.config.loudness_k
+    def _level_step(self, z: np.ndarray) -> None:
+        """The loudness component's two-sided CUSUM (up, down) and the quiet component's
+        upward one, each dated by the inference where it last left zero, as
+        td_monitor_moments. The z they took stay in `loudness_z` and `quiet_z` (no device
+        state: calibration's trace)."""
+        cfg = self.config
+        self.loudness_z, self.quiet_z = z[:, cfg.loudness_component], z[:, cfg.quiet_component]
+        k = cfg.loudness_k
         self.loudness_cusum, self.loudness_start = cusum_step(
-            self.loudness_cusum, np.stack([z - k, -z - k], axis=1), self.loudness_start, self.t[:, None])
+            self.loudness_cusum, np.stack([self.loudness_z - k, -self.loudness_z - k], axis=1), self.loudness_start,
+            self.t[:, None])
+        self.quiet_cusum, self.quiet_start = cusum_step(self.quiet_cusum, self.quiet_z - k, self.quiet_start, self.t)
 
     def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True):
         """td_monitor_moments on per_sample() rows: raw mean and variance scores, and the
@@ -389,10 +413,11 @@ class MonitorTwin:
                 self.comm_z_mean = np.where(learning[:, None], self.comm_z_mean + z, self.comm_z_mean)
                 self.comm_z_scale = np.where(learning[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
                                              self.comm_z_scale)
-            before = (self.mean_ewma, self.sq_ewma, self.loudness_cusum, self.loudness_start)
+            before = (self.mean_ewma, self.sq_ewma, self.loudness_cusum, self.loudness_start, self.quiet_cusum,
+                      self.quiet_start)
             z = clamp(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
-        self._loudness_step(z[:, cfg.loudness_component])
+        self._level_step(z)
         self.mean_ewma = ewma_step(self.mean_ewma, z << EWMA_EXTRA_BITS, cfg.mean_shift)
         self.sq_ewma = ewma_step(self.sq_ewma, z_sq << EWMA_EXTRA_BITS, cfg.var_shift)
         mean = round_shift(self.mean_ewma, EWMA_EXTRA_BITS)
@@ -409,6 +434,8 @@ class MonitorTwin:
             self.sq_ewma = np.where(learning[:, None], before[1], self.sq_ewma)
             self.loudness_cusum = np.where(learning[:, None], before[2], self.loudness_cusum)
             self.loudness_start = np.where(learning[:, None], before[3], self.loudness_start)
+            self.quiet_cusum = np.where(learning, before[4], self.quiet_cusum)
+            self.quiet_start = np.where(learning, before[5], self.quiet_start)
             raw_mean = np.where(learning, 0, raw_mean)
             raw_var = np.where(learning, 0, raw_var)
             if moved is not None:
@@ -556,6 +583,15 @@ class MonitorTwin:
                 start = np.where(over[:, 0], self.loudness_start[:, 0], self.loudness_start[:, 1])
                 self._latch(ALARM_DATA_DRIFT, loud, start)
                 self.moved_at_alarm = np.where(loud[:, None], moved_fn(), self.moved_at_alarm)
+        # ...and the quiet level's, upward
+        if self.config.quiet_limit > 0:
+            quiet = (limits_on & (self.clip_drift_run == 0) & (self.quiet_cusum >= self.config.quiet_limit)
+                     & ((self.alarms & ALARM_DATA_DRIFT) == 0))
+            if active is not None:
+                quiet &= active
+            if quiet.any():
+                self._latch(ALARM_DATA_DRIFT, quiet, self.quiet_start)
+                self.moved_at_alarm = np.where(quiet[:, None], moved_fn(), self.moved_at_alarm)
         # CONFIDENCE_DRIFT latches DATA_DRIFT too unless the class mix explains it (LABEL_SHIFT
         # latched), or, when it does, if the inputs show it (an input score at its warning
         # level, or attribute_moved components moved), as td_monitor_decide: the outputs moved

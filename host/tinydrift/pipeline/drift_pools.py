@@ -23,7 +23,7 @@ from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
 from tinydrift.monitor.config import (ALARM_CONFIDENCE_DRIFT, ALARM_DATA_DRIFT, ALARM_TYPES_MASK, ONE_Q12, ONE_Q16,
                                      SCORE_MEAN, MonitorConfig)
 from tinydrift.app import SENSOR_BLOCK
-from tinydrift.monitor.twin import MonitorTwin, sensed_energy, sensor_stats, window_summary
+from tinydrift.monitor.twin import MonitorTwin, block_window_energies, sensed_energy, sensor_stats, window_summary
 
 ESTIMATE_WINDOW = 500  # the last inferences of a stream the host's accuracy estimate reads
 # When the bench reads an alarm's severity line: the estimate right at the alarm reflects the
@@ -161,7 +161,7 @@ class PoolMaker:
     def pool(self, name: str, clips: Callable[[], ClipSet], cache_name: str) -> Pool:
         """The cached pool, else `clips()` through the model (the audio is only loaded or
         synthesized when the pool is not cached: a cached run starts in a second)."""
-        path = self.cache / f"pool-{cache_name}-level.npz"  # "-level": summaries with the window's loudness
+        path = self.cache / f"pool-{cache_name}-quiet.npz"  # "-quiet": summaries with the window's loudness and quiet level
         cached = load_cached(path, lambda p: Pool.load(name, p), self.log)
         if cached is not None:
             return cached
@@ -172,7 +172,8 @@ class PoolMaker:
         features = clips.ensure_features()
         probs = run_generated_model(self.model, features.reshape(len(features), -1))
         sensed = sensor_stats(clips.audio, int(self.config.clip_level), SENSOR_BLOCK)
-        pool = Pool(name, window_summary(features, sensed_energy(sensed[..., 0], sensed[..., 1], SENSOR_BLOCK).sum(axis=1)),
+        energies = block_window_energies(sensed_energy(sensed[..., 0], sensed[..., 1], SENSOR_BLOCK))
+        pool = Pool(name, window_summary(features, energies),
                     probs, clips.labels.astype(np.int64), np.asarray(clips.domain["group"], dtype=np.int64), sensed)
         pool.save(path)
         return pool

@@ -91,11 +91,11 @@ class ModelInput:
 
     def summarize(self, inputs) -> np.ndarray:
         """The device's input summary of a ClipSet or ImageSet (td_app_infer's)."""
-        from tinydrift.monitor.twin import clip_energy, summarize_image, window_summary
+        from tinydrift.monitor.twin import summarize_image, window_energies, window_summary
 
         if self.is_image:
             return summarize_image(inputs.features, IMAGE_SUMMARY_GRID)
-        return window_summary(inputs.features, clip_energy(inputs.audio, SENSOR_BLOCK))
+        return window_summary(inputs.features, window_energies(inputs.audio, SENSOR_BLOCK))
 
     def load_splits(self, data_dir: Path, n_classes: int,
                     label_names: tuple[str, ...] | None = None) -> tuple["ModelInput", dict]:
@@ -242,7 +242,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     speaker_run: every score calibrated on same-speaker runs of that many inferences
     (default: the input scores on runs of DEFAULT_DATA_SESSION, the outputs on the data's)."""
     from tinydrift.monitor.calibrate import add_fixed_centres, calibrate_monitor, measure_arl0
-    from tinydrift.monitor.twin import window_loudness
+    from tinydrift.monitor.twin import window_loudness, window_quiet
     from tinydrift.monitor.calibrate_feedback import measure_error_rate_arl0
     from tinydrift.monitor.evaluate import measure_detection
     from tinydrift.codegen.model_c import plan_model, write_model_c
@@ -298,6 +298,7 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         samples["ref"]["summaries"], samples["ref"]["probs"], samples["ref"]["groups"], samples["ref"]["labels"],
         target_arl0=target_arl0, commission_n=commission_n, speaker_run=speaker_run,
         loudness_component=None if source.is_image else window_loudness(samples["ref"]["summaries"]),
+        quiet_component=None if source.is_image else window_quiet(samples["ref"]["summaries"]),
         min_samples=source.min_reference,
         progress_factory=progress_factory,
         **({} if simulated_inferences is None else {"n_inferences": simulated_inferences}))
@@ -483,7 +484,7 @@ TFLite Micro and LiteRT agree on the argmax of {100 * acc['test']['tflm_litert_a
 
 - Input summary: {_summary_line(ref, image)}
 - Reference statistics through the int8 model on {ref['reference_clips']:,} {_reference_source(own, folder, image)} (`ref`).
-- Commissioning: {_commissioning(ref)}{_spread_line(ref)}{_loudness_line(ref)}
+- Commissioning: {_commissioning(ref)}{_spread_line(ref)}{_loudness_line(ref)}{_quiet_line(ref)}
 - Thresholds calibrated for ARL0 {_fmt(ref['calibration'].get('target_arl0'))} inferences, one budget shared by all scores,
   by block bootstrap over whole {groups} ({ref['calibration_seconds']} s).{_fleet_budget(ref)}
 - Empirical ARL0 on no-drift streams of `test` {unit} (unseen by calibration): {_fmt(arl.get('arl0'))} inferences over
@@ -570,8 +571,8 @@ def _summary_line(ref: dict, image: bool) -> str:
                 f"standard deviation and its mean absolute neighbour difference (sharpness), x 2^7, and its crispness "
                 f"(second over first differences, Q12): {n} int16 values.")
     return (f"`td_summarize_frames`: the per-channel mean of the 49x40 features over frames, then the loudness of the "
-            f"window's audio (`td_summarize_level`, log2 of its energy, which the front end's gain control divides "
-            f"out of the features): {n} int16 values x 2^7.")
+            f"window's audio and of its quietest 20 ms block (`td_summarize_level`, log2 of their energy, which the "
+            f"front end's gain control divides out of the features): {n} int16 values x 2^7.")
 
 
 def _commissioning(ref: dict) -> str:
@@ -626,6 +627,19 @@ def _loudness_line(ref: dict) -> str:
             f"from the device's commissioned mean) reaches {config['loudness_limit'] / ONE_Q12:.1f} of those deviations, "
             f"a level that alone false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input "
             "scores' same-speaker runs: a microphone turned down moves this value only.")
+
+
+def _quiet_line(ref: dict) -> str:
+    """The quiet limit, where the summary has a quiet level (ABI 11 on)."""
+    config = ref["monitor_config"]
+    if not config.get("quiet_limit"):
+        return ""
+    quiet = ref["calibration"].get("quiet") or {}
+    return (f"\n- Quiet limit: DATA_DRIFT at once when an upward CUSUM of the quiet level (summary value "
+            f"{config['quiet_component']}, the loudness of the window's quietest block; the same allowance) reaches "
+            f"{config['quiet_limit'] / ONE_Q12:.1f} deviations, a level that alone false-alarms once per "
+            f"{_fmt(quiet.get('arl_multiple'))} target ARL0s on the same runs: noise filling the pauses between words "
+            "moves this value, whatever its colour.")
 
 
 def _fmt(value) -> str:

@@ -325,7 +325,7 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     from tinydrift.codegen.model_c import plan_model
     from tinydrift.monitor.config import MonitorConfig
     from tinydrift.app import SENSOR_BLOCK
-    from tinydrift.monitor.twin import clip_energy, window_summary
+    from tinydrift.monitor.twin import window_energies, window_summary
     from tinydrift.model.quantize import is_image_input, load_int8
     from tinydrift.target.host_monitor import MONITOR_SRC, CMonitor
 
@@ -379,9 +379,9 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
         report.stages["frontend"] = compare("frontend", c_features, real, "clip")
         labels = clips.labels
         what = f"{len(clips.pcm)} clip features"
-        # each clip played as one window: its loudness; a random input gets a random one
-        energy = np.concatenate([clip_energy(clips.pcm, SENSOR_BLOCK),
-                                 rng.integers(0, 1 << 40, n_random)])
+        # each clip played as one window: its loudness and quiet level; a random input gets random ones
+        energy = np.concatenate([window_energies(clips.pcm, SENSOR_BLOCK),
+                                 rng.integers(0, 1 << 40, (n_random, 2))])
 
     # The folder's exports: what this version generates from its .tflite and reference.json.
     report.stages["exports"] = exports_stage(folder, name, tflite, config, tuple(plan.input.shape))
@@ -398,12 +398,13 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
         summary_check = None
     else:
         frames = inputs.reshape(len(inputs), plan.input.shape[1], -1)
-        if frames.shape[2] + 1 != config.n_summary:
+        if frames.shape[2] + 2 != config.n_summary:
             raise TinydriftError(f"{reference_path}: the monitor expects {config.n_summary} summary values, and a "
-                                 f"keyword window gives {frames.shape[2] + 1} (its channel means and loudness); "
-                                 "run `tinydrift export` again")
+                                 f"keyword window gives {frames.shape[2] + 2} (its channel means, loudness and quiet "
+                                 "level); run `tinydrift export` again")
         summaries = window_summary(frames, energy)
-        c_summaries = np.concatenate([monitor.summarize(frames), monitor.summarize_level(energy)[:, None]], axis=1)
+        c_summaries = np.concatenate([monitor.summarize(frames), monitor.summarize_level(energy[:, 0])[:, None],
+                                      monitor.summarize_level(energy[:, 1])[:, None]], axis=1)
         summary_check = compare("summary", c_summaries, summaries, "model input")
     report.stages["monitor"] = _monitor_stage(monitor, config, summaries, expected, labels, n_random, rng,
                                               stream_length, summary_check, header)

@@ -112,9 +112,12 @@ def check_model_dir(model_dir: Path) -> Path:
         redo = "tinydrift wakeword calibrate MODEL --out" if streaming else "tinydrift export --model"
         check_header_abi(config_header, f"run `{redo} {model_dir}` again")
         keyword = not streaming and "_SUMMARY_GRID" not in (include / f"td_reference_{name}.h").read_text()
-        if keyword and f"#define TD_MONITOR_CONFIG_{name.upper()}_N_SUMMARY 40\n" in config_header.read_text():
-            raise TinydriftError(f"{config_header}: a monitor config of 40 summary values, from before the keyword "
-                                 f"summary gained the window's loudness (41); run `{redo} {model_dir}` again")
+        old = next((n for n in (40, 41) if f"#define TD_MONITOR_CONFIG_{name.upper()}_N_SUMMARY {n}\n"
+                    in config_header.read_text()), None)
+        if keyword and old is not None:
+            raise TinydriftError(f"{config_header}: a monitor config of {old} summary values, from before the keyword "
+                                 f"summary gained the window's loudness and quiet level (42); run `{redo} {model_dir}` "
+                                 "again")
     return include
 
 

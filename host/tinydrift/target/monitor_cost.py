@@ -30,9 +30,10 @@ def build_bench(config: MonitorConfig, name: str = "bench") -> Path:
 
 
 # Each app's input summary as the bench times it, by the summary length it gives the monitor:
-# a keyword spotter's means of 49 frames x 40 channels and its window's loudness; a wake-word detector's 3 frames'
-# means, floor counts, loudness, tilt and quiet level; a camera's of one 48x48 RGB image on a 3x3 grid.
-SUMMARIES = {"summarize": NUM_CHANNELS + 1, "summarize_stream": summary_length(NUM_CHANNELS),
+# a keyword spotter's means of 49 frames x 40 channels and its window's loudness and quiet level; a wake-word
+# detector's 3 frames' means, floor counts, loudness, tilt and quiet level; a camera's of one 48x48 RGB image on a
+# 3x3 grid.
+SUMMARIES = {"summarize": NUM_CHANNELS + 2, "summarize_stream": summary_length(NUM_CHANNELS),
              "summarize_image48": image_summary_length(3)}
 
 

@@ -34,7 +34,7 @@
 #if TD_APP_HAS_MONITOR
 #include TD_APP_MONITOR_CONFIG_HEADER
 #if TD_APP_PASTE(TD_MONITOR_CONFIG_, TD_APP_MODEL_UPPER, _N_SUMMARY) != TD_APP_SUMMARY_LENGTH
-#error "the monitor config's input summary is not this app's (a keyword export from before the window's loudness has 40 values, not 41): run tinydrift export on the model folder again"
+#error "the monitor config's input summary is not this app's (a keyword export from before the window's quiet level has 40 or 41 values, not 42): run tinydrift export on the model folder again"
 #endif
 
 const td_monitor_config_t *td_app_monitor_config(void)

@@ -90,9 +90,10 @@ extern "C" {
 #endif
 
 /* A keyword window's input summary: the channel means (td_summarize_frames), then the
- * loudness of the window's new samples (td_summarize_level), which the front end's gain
- * control divides out of the features. */
-#define TD_APP_WINDOW_SUMMARY (TD_FRONTEND_NUM_CHANNELS + 1u)
+ * loudness of the window's new samples (td_summarize_level) and the loudness of their
+ * quietest sensor block (its quiet level), which the front end's gain control divides out
+ * of the features. */
+#define TD_APP_WINDOW_SUMMARY (TD_FRONTEND_NUM_CHANNELS + 2u)
 /* A streaming build's input summary: the channel means, the values at the int8 floor over
  * pairs of adjacent channels (td_summarize_floor), then the loudness of the inference's new
  * samples (td_summarize_level), their spectral tilt (td_summarize_tilt) and the stream's

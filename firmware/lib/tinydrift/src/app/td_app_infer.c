@@ -9,7 +9,8 @@
  * 2. the model (it leaves its input intact);
  * 3. the input summary (td_summarize_frames of the model input);
  * 4. sensor health on the window's new samples, 320 at a time (the last block may be short),
- *    and their loudness from it (td_summarize_level), the summary's last value;
+ *    and from it their loudness and the loudness of the quietest whole block (td_summarize_level
+ *    of the energies), the summary's last two values;
  * 5. td_monitor_update with the summary and the int8 output;
  * 6. INFERENCE and TRACE (unless heartbeats only), then HEARTBEAT when its window is full. */
 #include "td_app.h"
@@ -27,7 +28,7 @@
 #elif TD_APP_M_INPUT_SIZE != TD_FRONTEND_FEATURES
 #error "the model's input is not the front end's 49x40 features"
 #elif TD_APP_WINDOW_SUMMARY > TD_MONITOR_MAX_SUMMARY
-#error "the keyword summary needs TD_MONITOR_MAX_SUMMARY >= 41"
+#error "the keyword summary needs TD_MONITOR_MAX_SUMMARY >= 42"
 #endif
 #if TD_APP_M_OUTPUT_SIZE > TD_PROTO_TRACE_OUTPUTS || TD_MONITOR_MAX_SUMMARY > TD_PROTO_TRACE_SUMMARY
 #error "the TRACE frame cannot carry this model's outputs or summary"
@@ -96,13 +97,20 @@ void td_app_infer(td_app_t *app)
     const uint64_t after_summary = td_port_cycles();
     const uint32_t end = TD_APP_WINDOW_SAMPLES - window->padding;
     uint64_t energy = 0;
+    uint32_t quietest = UINT32_MAX;
     for (uint32_t at = end - window->fresh; at < end; at += TD_APP_SENSOR_BLOCK) {
         const uint32_t block = end - at < TD_APP_SENSOR_BLOCK ? end - at : TD_APP_SENSOR_BLOCK;
         td_sensor_result_t sensed = {0, 0, 0, 0, 0};
         td_sensor_update(&app->monitor, config, &window->samples[at], block, &sensed);
         energy += (uint64_t)sensed.variance * block;
+        /* whole blocks only (a few samples read as still), unless a short one is all there is */
+        if ((block == TD_APP_SENSOR_BLOCK || quietest == UINT32_MAX) && sensed.variance < quietest) {
+            quietest = sensed.variance;
+        }
     }
     app->summary[TD_FRONTEND_NUM_CHANNELS] = td_summarize_level(energy);
+    app->summary[TD_FRONTEND_NUM_CHANNELS + 1u] =
+        td_summarize_level(window->fresh > 0u ? (uint64_t)quietest * TD_APP_SENSOR_BLOCK : 0u);
 #endif
     const uint64_t after_sensor = td_port_cycles();
     td_monitor_update(&app->monitor, config, app->summary, outputs, &result);

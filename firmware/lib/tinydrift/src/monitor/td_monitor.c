@@ -52,7 +52,8 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         config->clip_drift_q16 > TD_ONE_Q16 || config->clip_drift_blocks == 0 ||
         config->commission_n > TD_MONITOR_MAX_COMMISSION ||
         !td_in_range(config->loudness_limit, 0, TD_CUSUM_MAX) || !td_in_range(config->loudness_k, 0, TD_CHANNEL_Z_MAX) ||
-        config->loudness_component >= config->n_summary) {
+        config->loudness_component >= config->n_summary || !td_in_range(config->quiet_limit, 0, TD_CUSUM_MAX) ||
+        config->quiet_component >= config->n_summary) {
         return TD_MONITOR_ERR_CONFIG;
     }
     for (i = 0; i < config->n_summary; ++i) {
@@ -96,6 +97,8 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         state->loudness_cusum[i] = 0;
         state->loudness_start[i] = 0;
     }
+    state->quiet_cusum = 0;
+    state->quiet_start = 0;
     for (i = 0; i < TD_MONITOR_MAX_CLASSES; ++i) {
         state->class_ewma[i] = i < config->n_classes ? config->prior_q16[i] : 0;
     }

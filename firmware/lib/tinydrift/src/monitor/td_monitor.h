@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 10
+#define TD_MONITOR_ABI_VERSION 11
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -171,6 +171,13 @@ typedef struct {
     uint16_t loudness_component; /* < n_summary */
     int32_t loudness_k;
     int32_t loudness_limit;
+    /* The input's quiet level, where the summary carries one (the loudness of the window's
+     * quietest sensor block): a one-sided CUSUM of its component's z upward (reference value
+     * loudness_k), reaching quiet_limit (Q12; 0 = off), latches DATA_DRIFT as the loudness
+     * limit does. Noise added to a room fills the pauses between words, of any colour, while
+     * the features' gain control and the mean loudness barely see it. */
+    uint16_t quiet_component;    /* < n_summary */
+    int32_t quiet_limit;
 
     uint32_t enabled_scores;     /* bit i enables score i */
     td_score_params_t score[TD_SCORE_COUNT];
@@ -235,6 +242,8 @@ typedef struct {
     int32_t sq_ewma[TD_MONITOR_MAX_SUMMARY];     /* EWMA of z^2, Q(12+8) */
     int32_t loudness_cusum[2];                   /* CUSUM of the loudness component's z up, down (Q12) */
     uint32_t loudness_start[2];                  /* inference where each last left zero */
+    int32_t quiet_cusum;                         /* CUSUM of the quiet component's z up (Q12) */
+    uint32_t quiet_start;                        /* inference where it last left zero */
     int32_t class_ewma[TD_MONITOR_MAX_CLASSES];  /* EWMA of predicted-class indicators, Q16 */
     int32_t confidence_ewma;                     /* Q16 */
     int32_t entropy_ewma;                        /* Q16 nats */
@@ -252,13 +261,14 @@ typedef struct {
     uint32_t ddm_ps_min_q16;
     uint32_t ddm_p_min_q16;
     uint32_t ddm_s_min_q16;
-    uint32_t ddm_in_warning;                     /* 1 while p + s is at the warning level */
     uint32_t ddm_warning_time;                   /* inference index where that began */
     /* sensor */
     uint32_t sensor_flags;
     int32_t clip_ewma;                           /* EWMA of "this block clips", Q(16+8) */
     uint16_t clip_drift_run;                     /* consecutive blocks with clip_ewma >= level */
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
+    uint16_t ddm_in_warning;                     /* DDM: 1 while p + s is at the warning level (here, not
+                                                    above, it fills the sensor runs' padding) */
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
     td_commission_t commission;                  /* the device's own reference (reported apart) */
     /* Long-run spread of each score's z (td_monitor_spread.c); a reset keeps what was learned */

@@ -15,7 +15,7 @@
  * The input's loudness, where the summary carries one, has a two-sided CUSUM of its own
  * (td_monitor_moments keeps it; DATA_DRIFT at once, dated by that side's excursion): a gain
  * change moves that one value, and the mean score sums it with every other component's
- * wander.
+ * wander. So has the quiet level, upward: noise added to the room.
  *
  * Where the device's own long-run spread of a score is wider than the calibration's, its z
  * is drawn toward the no-drift centre before the CUSUM takes it (td_monitor_spread.c).
@@ -132,6 +132,13 @@ uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t 
                 }
                 break;
             }
+        }
+    }
+    if (config->quiet_limit > 0 && limits_on && state->clip_drift_run == 0 &&
+        (state->alarms & TD_ALARM_DATA_DRIFT) == 0 && state->quiet_cusum >= config->quiet_limit) {
+        td_monitor_latch(state, TD_ALARM_DATA_DRIFT, state->quiet_start);
+        for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+            state->moved_at_alarm[w] = moved[w];
         }
     }
     if ((latched_now & TD_ALARM_CONFIDENCE_DRIFT) != 0 && (state->alarms & TD_ALARM_DATA_DRIFT) == 0 &&

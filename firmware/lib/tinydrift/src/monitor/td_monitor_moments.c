@@ -66,13 +66,19 @@ static void td_moments_standardize(const td_monitor_config_t *config, const int1
     }
 }
 
-/* The loudness component's two-sided CUSUM (td_monitor_decide reads it), up and down, each
- * side dated by the inference where it last left zero. */
-static void td_loudness_cusum_step(td_monitor_state_t *state, const td_monitor_config_t *config, int32_t z)
+/* The loudness component's two-sided CUSUM and the quiet component's upward one
+ * (td_monitor_decide reads them), each side dated by the inference where it last left zero.
+ * The quiet level only rising is a change of its own: noise filling the pauses. Falling, it
+ * goes with a quieter microphone, which the loudness finds. */
+static void td_level_cusum_step(td_monitor_state_t *state, const td_monitor_config_t *config, const int16_t *z)
 {
-    (void)td_cusum_step(&state->loudness_cusum[0], &state->loudness_start[0], (int64_t)z - config->loudness_k,
+    const int32_t loudness = z[config->loudness_component];
+
+    (void)td_cusum_step(&state->loudness_cusum[0], &state->loudness_start[0], (int64_t)loudness - config->loudness_k,
                         TD_CUSUM_MAX, state->t);
-    (void)td_cusum_step(&state->loudness_cusum[1], &state->loudness_start[1], -(int64_t)z - config->loudness_k,
+    (void)td_cusum_step(&state->loudness_cusum[1], &state->loudness_start[1], -(int64_t)loudness - config->loudness_k,
+                        TD_CUSUM_MAX, state->t);
+    (void)td_cusum_step(&state->quiet_cusum, &state->quiet_start, (int64_t)z[config->quiet_component] - config->loudness_k,
                         TD_CUSUM_MAX, state->t);
 }
 
@@ -109,7 +115,7 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
                 -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
         }
     }
-    td_loudness_cusum_step(state, config, z_all[config->loudness_component]);
+    td_level_cusum_step(state, config, z_all);
     for (j = 0; j < config->n_summary; ++j) {
         const int32_t z = z_all[j];
         const int32_t z_sq = td_round_shift_s32(z * z, TD_Z_FRAC_BITS);
