@@ -18,8 +18,8 @@ FRONT_END_INSTRUCTIONS_PER_INFERENCE = 4_160_000
 @pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None or shutil.which("qemu-system-arm") is None, reason="needs arm-none-eabi-gcc and qemu-system-arm")
 @pytest.mark.parametrize("whiten", [True, False])
 def test_cost_per_inference_on_cortex_m4(whiten):
-    # a keyword spotter's 41 summary values: 40 channel means and the window's loudness
-    data = synthetic.synthetic_dataset(50, 60, seed=1, domain=synthetic.world(41))
+    # a keyword spotter's 42 summary values: 40 channel means, the window's loudness and quiet level
+    data = synthetic.synthetic_dataset(50, 60, seed=1, domain=synthetic.world(42))
     # With the commissioning reference (300 inferences) as exported, whitened as exported or not.
     config = build_config(reference_stats(data["summaries"], data["probs"], data["labels"]), whiten=whiten,
                           commission_n=300)
