@@ -145,16 +145,15 @@ def window_energies(audio: np.ndarray, block: int) -> np.ndarray:
     x = np.asarray(audio, np.int64)
     full = x.shape[1] // block
     blocks = x[:, :full * block].reshape(len(x), full, block)
-    per_block = sensed_energy(blocks.sum(-1), (blocks * blocks).sum(-1), block)
-    energy = per_block.sum(axis=1)
-    quietest = per_block.min(axis=1) if full else np.zeros(len(x), np.int64)
+    energies = (block_window_energies(sensed_energy(blocks.sum(-1), (blocks * blocks).sum(-1), block)) if full
+                else np.zeros((len(x), 2), np.int64))
     tail = x[:, full * block:]
     if tail.shape[1]:
         short = sensed_energy(tail.sum(-1), (tail * tail).sum(-1), tail.shape[1])
-        energy += short
+        energies[:, 0] += short
         if not full:
-            quietest = short // tail.shape[1] * block
-    return np.stack([energy, quietest], axis=1)
+            energies[:, 1] = short // tail.shape[1] * block
+    return energies
 
 
 def block_window_energies(block_energies: np.ndarray) -> np.ndarray:
