@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import threading
 
 import pytest
@@ -297,3 +298,56 @@ def test_a_store_of_schema_5_gets_its_boards_state_from_the_frames_it_holds(flee
         assert a.execute(hours).fetchall() == b.execute(hours).fetchall()
         assert a.execute("SELECT count(*) FROM alarm_hours").fetchone()[0] > 0
         assert a.execute("SELECT sum(wakes) FROM devices").fetchone()[0] == 2
+
+
+def test_a_board_with_a_sensor_fault_shows_no_accuracy_estimate(fleet_dsn):
+    """`report` withholds the estimate while SENSOR_FAULT is latched (the model hears no
+    sound, so its confidence says nothing of its accuracy); the dashboard showed the device's
+    raw figure instead. Its row now says withheld, and its timeline draws no point there."""
+    from tinydrift.fleet.dashboard import WITHHELD, overview_page
+    from tinydrift.monitor.config import ALARM_SENSOR_FAULT
+
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    run = board_run(9, 1, start, inferences=40)
+    for envelope in run[21:]:  # frames from the 21st on: the microphone died
+        envelope.frame.alarm_bits, envelope.frame.alarm_index = ALARM_SENSOR_FAULT, 20
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("f", run)
+    store.close()
+    view = FleetView(fleet_dsn)
+    try:
+        overview = overview_page(view.devices(), view.alarm_map()).decode()
+        timeline = view.timeline("f", 9)
+    finally:
+        view.close()
+    assert f"<td class='accuracy'>{WITHHELD}</td>" in overview
+    page = device_page("f", 9, timeline, [], []).decode()
+    drawn = sum(len(points.split()) for points in re.findall(r"<polyline[^>]*points='([^']*)'", page))
+    healthy = sum(1 for row in timeline if row[3] is not None and not row[4] & ALARM_SENSOR_FAULT)
+    assert 0 < healthy < len(timeline) and drawn == healthy
+
+
+def test_a_dashboard_of_a_fleet_the_store_lacks_says_so(fleet_dsn):
+    """`fleet serve --fleet nosuch` served an empty table and said nothing: a misspelt name
+    looked like a fleet without devices. It now names the fleets the store holds, at start
+    and on the page."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+    from tinydrift.fleet.dashboard import overview_page
+
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("kws", board_run(3, 1, dt.datetime.now(dt.timezone.utc)))
+    store.close()
+    view = FleetView(fleet_dsn, "nosuch")
+    try:
+        page = overview_page(view.devices(), view.alarm_map(), "nosuch", view.fleets()).decode()
+    finally:
+        view.close()
+    assert "No device of fleet nosuch yet (fleets there: kws)" in page
+    result = CliRunner().invoke(main, ["fleet", "serve", "--db", fleet_dsn, "--port", "0", "--fleet", "nosuch",
+                                      "--duration", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert "fleet 'nosuch' has no device in the fleet store yet (fleets there: kws)" in result.output

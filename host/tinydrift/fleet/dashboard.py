@@ -35,6 +35,7 @@ from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.fleet.store import SCHEMA_VERSION, STATE_TYPES
 from tinydrift.logbook.store import from_int64, to_int64
+from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
 logger = logging.getLogger("tinydrift.dashboard")
 
@@ -42,6 +43,7 @@ REFRESH_S = 10
 MAP_HOURS = 24
 TIMELINE_FRAMES = 2000  # the newest frames of one device the timeline draws
 LATCHED = (1 << len(P.ALARM_NAMES)) - 1
+WITHHELD = "withheld (sensor fault)"  # the accuracy shown while SENSOR_FAULT is latched, as `report` does
 WAKES_SHOWN = 50  # a detector's newest wakes its page lists
 
 OVERVIEW_SQL = """
@@ -72,7 +74,7 @@ ORDER BY received_at
 """
 TIMELINE_SQL = """
 SELECT * FROM (
-    SELECT received_at, boot_count, inference_index, accuracy FROM frames
+    SELECT received_at, boot_count, inference_index, accuracy, alarm_bits FROM frames
     WHERE fleet = %(fleet)s AND device_id = %(device)s AND type = ANY(%(types)s)
     ORDER BY received_at DESC LIMIT %(limit)s) newest
 ORDER BY received_at
@@ -138,6 +140,10 @@ class FleetView:
         rows = self.conn.execute(OVERVIEW_SQL, {"fleet": self.fleet, "latched": LATCHED}).fetchall()
         return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), *r[3:]) for r in rows]
 
+    def fleets(self) -> list[str]:
+        """The fleets the store has devices of."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT fleet FROM devices ORDER BY fleet").fetchall()]
+
     def alarm_map(self, hours: int = MAP_HOURS) -> list[tuple[datetime, list[int]]]:
         """Per hour (the fleet's newest `hours` hours): boards showing each alarm type latched."""
         counts = ", ".join(f"count(a.device_id) FILTER (WHERE a.alarm = {k})" for k in range(len(P.ALARM_NAMES)))
@@ -159,7 +165,8 @@ class FleetView:
                       if k < len(index) and index[k] is not None)
 
     def timeline(self, fleet: str, device_id: int) -> list[tuple]:
-        """The board's newest INFERENCE and HEARTBEAT frames: (received_at, boot, inference, accuracy)."""
+        """The board's newest INFERENCE and HEARTBEAT frames: (received_at, boot, inference,
+        accuracy, alarm_bits)."""
         return self.conn.execute(TIMELINE_SQL, {"fleet": fleet, "device": to_int64(device_id),
                                                 "types": list(STATE_TYPES), "limit": TIMELINE_FRAMES}).fetchall()
 
@@ -200,13 +207,18 @@ def _when(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S") if at else "-"
 
 
-def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list[int]]]) -> bytes:
+def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list[int]]], fleet: str | None = None,
+                  fleets: list[str] = ()) -> bytes:
+    """The fleet at a glance; `fleet` the one shown (None: all), `fleets` those the store holds,
+    named when the one shown has no device."""
     drifting = sum(d.state == "drifting" for d in devices)
     rows = []
     for d in devices:
         name = f"{d.device_id:016x}"
         page = f"/device/{d.fleet}/{name}"
         accuracy = "-" if d.accuracy is None else f"{100 * d.accuracy:.1f} %"
+        if (d.alarm_bits or 0) & ALARM_SENSOR_FAULT:  # the model hears no sound: no estimate to believe
+            accuracy = WITHHELD
         rows.append(
             f"<tr class='{d.state}' data-fleet='{d.fleet}' data-device='{name}' data-state='{d.state}'>"
             f"<td><a href='{page}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"
@@ -227,7 +239,12 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
         map_rows.append(f"<tr><td>{_when(hour)[:13]}h</td>{cells}</tr>")
     map_table = (f"<table id='alarm-map'><tr><th>hour (UTC)</th>{head}</tr>{''.join(map_rows)}</table>"
                  if map_rows else "<p>No frames yet.</p>")
-    body = (f"<p id='summary'>{len(devices)} devices, {drifting} drifting.</p>{devices_table}"
+    summary = f"{len(devices)} devices, {drifting} drifting."
+    if not devices:
+        held = ", ".join(html.escape(f) for f in fleets) or "none yet"
+        summary = (f"No device {'in the fleet store' if fleet is None else 'of fleet ' + html.escape(fleet)} yet "
+                   f"(fleets there: {held}). Devices appear as the collectors store their frames.")
+    body = (f"<p id='summary'>{summary}</p>{devices_table}"
             f"<h2>Alarm map: devices showing each alarm type, per hour (red numbers: more than the hour "
             f"before)</h2>{map_table}")
     return _page("tinydrift fleet", body)
@@ -244,7 +261,8 @@ def _wakes_table(wakes: list[tuple]) -> str:
 
 def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list[tuple], events: list[tuple],
                 wakes: list[tuple] = ()) -> bytes:
-    """One board's page: `timeline`, its newest frames (received_at, boot, inference, accuracy);
+    """One board's page: `timeline`, its newest frames (received_at, boot, inference, accuracy,
+    alarm_bits);
     `latches`, where each alarm type latched in its current boot (FleetView.latches)."""
     title = f"device {device_id:016x} of fleet {fleet}"
     latched = "".join(f"<tr><td>{alarm}</td><td>{_when(at)}</td><td>{index}</td><td>{boot}</td></tr>"
@@ -264,7 +282,15 @@ def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list
     def y(accuracy: float) -> float:
         return height - pad - (height - 2 * pad) * max(0.0, min(1.0, accuracy))
 
-    points = " ".join(f"{x(r[0]):.1f},{y(r[3]):.1f}" for r in timeline if r[3] is not None)
+    # One line per run of frames with an estimate: none under a sensor fault (nothing heard).
+    runs: list[list[str]] = [[]]
+    for at, _, _, accuracy, bits in timeline:
+        if accuracy is not None and not (bits or 0) & ALARM_SENSOR_FAULT:
+            runs[-1].append(f"{x(at):.1f},{y(accuracy):.1f}")
+        elif runs[-1]:
+            runs.append([])
+    polylines = "".join(f"<polyline fill='none' stroke='#1f5fa8' stroke-width='1.5' points='{' '.join(r)}'/>"
+                        for r in runs if r)
     drawn = [(at, alarm) for at, alarm, _, _ in latches if first <= at <= last]  # older ones: in the table only
     lines = "".join(
         f"<line class='alarm' data-type='{alarm}' x1='{x(at):.1f}' x2='{x(at):.1f}' y1='{pad}' y2='{height - pad}' "
@@ -274,7 +300,7 @@ def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list
            f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='none' stroke='#ccc'/>"
            f"<text x='{pad}' y='{pad - 8}' font-size='12'>estimated accuracy (0-100 %), {_when(first)} to "
            f"{_when(last)} UTC</text>"
-           f"<polyline fill='none' stroke='#1f5fa8' stroke-width='1.5' points='{points}'/>{lines}</svg>")
+           f"{polylines}{lines}</svg>")
     odd = "".join(f"<tr><td>{_when(at)}</td><td>{html.escape(kind)}</td><td>{html.escape(detail)}</td></tr>"
                   for at, kind, detail in events)
     events_table = f"<h2>Found odd</h2><table id='events'>{odd}</table>" if odd else ""
@@ -304,7 +330,7 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                 view = FleetView(dsn, fleet)
                 try:
                     if device is None:
-                        body = overview_page(view.devices(), view.alarm_map())
+                        body = overview_page(view.devices(), view.alarm_map(), fleet, view.fleets())
                     else:
                         board_fleet, device_id = device.group(1), int(device.group(2), 16)
                         latches = view.latches(board_fleet, device_id)
@@ -349,6 +375,10 @@ def serve(dsn: str, host: str = "127.0.0.1", port: int = 8050, *, fleet: str | N
     view = FleetView(dsn, fleet)  # a database that cannot be read fails the start, not the first page
     try:
         view.check_schema()
+        held = view.fleets()
+        if fleet is not None and fleet not in held:  # a misspelt --fleet would show an empty page, silently
+            log(f"fleet {fleet!r} has no device in the fleet store yet (fleets there: {', '.join(held) or 'none'}); "
+                "its devices appear as the collectors store their frames")
     finally:
         view.close()
     server = make_server(dsn, host, port, fleet, log)
