@@ -3,7 +3,7 @@ booted in QEMU's mps2-an386, driven over the TCP serial link.
 
 The app prints a hello line and three counter lines, echoes what it receives, and takes
 commands after ESC: ESC ESC (a literal ESC), ESC c (counter line), ESC s <u32> (spin loop),
-ESC u (undefined instruction), ESC x <code> (exit)."""
+ESC u (undefined instruction), ESC w <u32> (wait for input), ESC x <code> (exit)."""
 
 from __future__ import annotations
 
@@ -105,6 +105,62 @@ def test_commands_after_echoed_bytes_keep_their_order(elf):
     assert re.fullmatch(r"abccount 4 ms=\d+ cycles=\d+\nd\x1beunknown command 0x3f\nbye code=3\n",
                         tail), tail
     assert result.exit_code == 3
+
+
+def wait_command(ms: int) -> bytes:
+    return ESC + b"w" + ms.to_bytes(4, "little")
+
+
+WAIT = re.compile(r"wait ms=(\d+) received=(\d+) cycles=(\d+)\n")
+CYCLES_PER_MS = 25_000
+
+
+def test_a_wait_for_input_ends_at_its_timeout_or_at_the_first_byte(elf):
+    """td_port_read sleeps while it waits (see the idle test below): it must still return at
+    its timeout, not at the next SysTick (0.67 s), and at once when a byte comes."""
+    with emulator.start(elf) as board:
+        link = board.open_serial(timeout=10)
+        for _ in range(BOOT_LINES):
+            link.readline()
+        for ms in (5, 40):
+            link.write(wait_command(ms))
+            found = WAIT.fullmatch(link.readline().decode())
+            assert found and int(found.group(2)) == 0, found
+            assert ms * CYCLES_PER_MS <= int(found.group(3)) < (ms + 200) * CYCLES_PER_MS, found.group(0)
+        link.write(wait_command(20_000))
+        time.sleep(0.3)
+        link.write(b"z")
+        found = WAIT.fullmatch(link.readline().decode())
+        assert found and int(found.group(2)) == 1, found
+        assert 250 * CYCLES_PER_MS <= int(found.group(3)) < 10_000 * CYCLES_PER_MS, found.group(0)
+        link.write(exit_command(0))
+        assert link.readline() == b"bye code=0\n"
+        assert board.wait(timeout=10) == 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_board_waiting_for_its_link_leaves_the_host_cpu_idle(elf):
+    """A board with nothing to do but wait for its serial link (no microphone) once polled
+    the UART: QEMU kept a host core 100 % busy for as long as it ran (`emulate --serve`
+    without --audio, and every such test). The port now sleeps in wfi until a byte or its
+    timeout, and QEMU idles: 0.01 of a core measured, against 1.00 before."""
+    with emulator.start(elf) as board:
+        link = board.open_serial(timeout=10)
+        for _ in range(BOOT_LINES):
+            link.readline()
+        for client in ("connected", "gone"):
+            if client == "gone":
+                link.close()
+            time.sleep(0.3)
+            cpu, wall = _cpu_seconds(board.process.pid), time.monotonic()
+            time.sleep(2.0)
+            share = (_cpu_seconds(board.process.pid) - cpu) / (time.monotonic() - wall)
+            assert share < 0.25, f"QEMU used {share:.2f} of a core while the board waited, its client {client}"
 
 
 def test_a_cpu_fault_is_reported_and_ends_the_run(elf):

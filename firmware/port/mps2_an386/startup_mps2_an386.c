@@ -19,6 +19,8 @@ extern uint32_t td_bss_end[];
 void td_reset_handler(void);
 void td_fault_handler(void);
 void td_systick_handler(void);
+void td_uart0_rx_handler(void);
+void td_timer0_handler(void);
 
 /* Entry 0 is the initial stack pointer, the rest are handlers: a union keeps both typed. */
 typedef union {
@@ -41,13 +43,16 @@ const td_vector td_vector_table[16 + TD_MPS2_IRQ_COUNT] = {
     [12] = {.handler = td_fault_handler}, /* DebugMonitor */
     [14] = {.handler = td_fault_handler}, /* PendSV: unused */
     [15] = {.handler = td_systick_handler},
-    /* External interrupts stay disabled in the NVIC; should one fire, it is reported. */
-#define TD_FAULT_VECTORS_4                                                                \
-    {.handler = td_fault_handler}, {.handler = td_fault_handler},                          \
-        {.handler = td_fault_handler}, {.handler = td_fault_handler}
-    [16] = TD_FAULT_VECTORS_4, TD_FAULT_VECTORS_4, TD_FAULT_VECTORS_4, TD_FAULT_VECTORS_4,
-    TD_FAULT_VECTORS_4, TD_FAULT_VECTORS_4, TD_FAULT_VECTORS_4, TD_FAULT_VECTORS_4,
-#undef TD_FAULT_VECTORS_4
+    /* External interrupts: UART0 receive and timer 0 wake an idle wait (td_port_read); the
+     * others stay disabled in the NVIC, and should one fire, it is reported. */
+#define TD_FAULT {.handler = td_fault_handler}
+#define TD_FAULT_4 TD_FAULT, TD_FAULT, TD_FAULT, TD_FAULT
+    [16 + TD_MPS2_IRQ_UART0_RX] = {.handler = td_uart0_rx_handler},
+    TD_FAULT, TD_FAULT, TD_FAULT, TD_FAULT_4, /* IRQs 1-7 */
+    [16 + TD_MPS2_IRQ_TIMER0] = {.handler = td_timer0_handler},
+    TD_FAULT_4, TD_FAULT_4, TD_FAULT_4, TD_FAULT_4, TD_FAULT_4, TD_FAULT, TD_FAULT, TD_FAULT, /* IRQs 9-31 */
+#undef TD_FAULT_4
+#undef TD_FAULT
 };
 
 __attribute__((noreturn)) void td_reset_handler(void)

@@ -19,9 +19,25 @@
 #define TD_MPS2_UART0_BAUDDIV TD_MPS2_REG(0x40004010u)
 #define TD_MPS2_UART_STATE_TX_FULL (1u << 0)
 #define TD_MPS2_UART_STATE_RX_FULL (1u << 1)
+#define TD_MPS2_UART0_INTCLEAR TD_MPS2_REG(0x4000400Cu)
 #define TD_MPS2_UART_CTRL_TX_ENABLE (1u << 0)
 #define TD_MPS2_UART_CTRL_RX_ENABLE (1u << 1)
+#define TD_MPS2_UART_CTRL_RX_INTERRUPT (1u << 3)
+#define TD_MPS2_UART_INT_RX (1u << 1)
 #define TD_MPS2_UART_BAUD 115200u
+
+/* CMSDK APB timer 0: counts down from VALUE at SYSCLK, interrupts at zero. */
+#define TD_MPS2_TIMER0_CTRL TD_MPS2_REG(0x40000000u)
+#define TD_MPS2_TIMER0_VALUE TD_MPS2_REG(0x40000004u)
+#define TD_MPS2_TIMER0_RELOAD TD_MPS2_REG(0x40000008u)
+#define TD_MPS2_TIMER0_INTCLEAR TD_MPS2_REG(0x4000000Cu)
+#define TD_MPS2_TIMER_CTRL_ENABLE (1u << 0)
+#define TD_MPS2_TIMER_CTRL_INTERRUPT (1u << 3)
+
+/* External interrupt numbers QEMU wires to them, and the NVIC's set-enable register. */
+#define TD_MPS2_IRQ_UART0_RX 0u
+#define TD_MPS2_IRQ_TIMER0 8u
+#define TD_MPS2_NVIC_ISER0 TD_MPS2_REG(0xE000E100u)
 
 /* SysTick and the System Control Block. */
 #define TD_MPS2_SYST_CSR TD_MPS2_REG(0xE000E010u)

@@ -43,6 +43,22 @@ void td_systick_handler(void)
     td_mps2_elapsed_periods_cycles += (uint64_t)TD_MPS2_SYSTICK_RELOAD + 1u;
 }
 
+/* A wait for the link sleeps (wfi) until a byte comes or timer 0 ends the wait: a polling
+ * loop kept one host core busy in QEMU for as long as the board waited. These interrupts
+ * only wake the core; td_port_read looks at the UART itself. */
+void td_uart0_rx_handler(void);
+void td_uart0_rx_handler(void)
+{
+    TD_MPS2_UART0_INTCLEAR = TD_MPS2_UART_INT_RX;
+}
+
+void td_timer0_handler(void);
+void td_timer0_handler(void)
+{
+    TD_MPS2_TIMER0_CTRL = 0;
+    TD_MPS2_TIMER0_INTCLEAR = 1u;
+}
+
 void td_port_init(void)
 {
     td_mps2_uart_enable();
@@ -56,6 +72,8 @@ void td_port_init(void)
      * period already elapsed. */
     while (TD_MPS2_SYST_CVR == 0) {
     }
+    TD_MPS2_UART0_CTRL |= TD_MPS2_UART_CTRL_RX_INTERRUPT;
+    TD_MPS2_NVIC_ISER0 = (1u << TD_MPS2_IRQ_UART0_RX) | (1u << TD_MPS2_IRQ_TIMER0);
     __asm volatile("cpsie i" ::: "memory");
 }
 
@@ -76,9 +94,23 @@ size_t td_port_read(uint8_t *buffer, size_t capacity, uint32_t timeout_ms)
     if (!(TD_MPS2_UART0_STATE & TD_MPS2_UART_STATE_RX_FULL) && timeout_ms > 0) {
         const uint64_t start = td_port_cycles();
         const uint64_t wait = (uint64_t)timeout_ms * (TD_MPS2_SYSCLK_HZ / 1000u);
-        while (!(TD_MPS2_UART0_STATE & TD_MPS2_UART_STATE_RX_FULL) &&
-               td_port_cycles() - start < wait) {
+        for (;;) {
+            /* Interrupts stay masked from the test to the wfi, so a byte arriving between
+             * them still wakes it (a pending interrupt ends wfi even while masked). */
+            __asm volatile("cpsid i" ::: "memory");
+            const uint64_t elapsed = td_port_cycles() - start;
+            if ((TD_MPS2_UART0_STATE & TD_MPS2_UART_STATE_RX_FULL) || elapsed >= wait) {
+                __asm volatile("cpsie i" ::: "memory");
+                break;
+            }
+            const uint64_t left = wait - elapsed;
+            TD_MPS2_TIMER0_CTRL = 0;
+            TD_MPS2_TIMER0_RELOAD = left > 0xFFFFFFFFu ? 0xFFFFFFFFu : (uint32_t)left;
+            TD_MPS2_TIMER0_VALUE = TD_MPS2_TIMER0_RELOAD;
+            TD_MPS2_TIMER0_CTRL = TD_MPS2_TIMER_CTRL_ENABLE | TD_MPS2_TIMER_CTRL_INTERRUPT;
+            __asm volatile("wfi\n\tcpsie i" ::: "memory"); /* the waking interrupt runs here */
         }
+        TD_MPS2_TIMER0_CTRL = 0;
     }
     size_t count = 0;
     while (count < capacity && (TD_MPS2_UART0_STATE & TD_MPS2_UART_STATE_RX_FULL)) {

@@ -8,6 +8,9 @@
  *   ESC 'c'            print the next counter line: "count <n> ms=<ms> cycles=<cycles>"
  *   ESC 's' <u32 LE>   spin a loop of that many iterations (2 instructions each on Arm)
  *                      and print "spin iterations=<n> cycles=<cycles taken>"
+ *   ESC 'w' <u32 LE>   wait up to that many milliseconds for input (td_port_read's timeout)
+ *                      and print "wait ms=<ms> received=<bytes> cycles=<cycles taken>";
+ *                      the bytes that ended the wait are counted, not echoed
  *   ESC 'x' <code>     print "bye code=<code>" and exit with that code
  *   ESC 'u'            execute an undefined instruction (checks the port's fault report)
  * Any other command byte prints "unknown command 0x<hex>".
@@ -86,6 +89,22 @@ static void td_app_spin(uint32_t iterations)
 #endif
 }
 
+static void td_app_print_wait(uint32_t timeout_ms)
+{
+    uint8_t input[16];
+    const uint64_t start = td_port_cycles();
+    const size_t received = td_port_read(input, sizeof input, timeout_ms);
+    const uint64_t taken = td_port_cycles() - start;
+    td_app_line line = {.length = 0};
+    td_app_append_text(&line, "wait ms=");
+    td_app_append_u64(&line, timeout_ms);
+    td_app_append_text(&line, " received=");
+    td_app_append_u64(&line, received);
+    td_app_append_text(&line, " cycles=");
+    td_app_append_u64(&line, taken);
+    td_app_send_line(&line);
+}
+
 static void td_app_print_spin(uint32_t iterations)
 {
     const uint64_t start = td_port_cycles();
@@ -113,6 +132,7 @@ typedef enum {
     TD_APP_ECHOING,
     TD_APP_AFTER_ESCAPE,
     TD_APP_SPIN_ARGUMENT,
+    TD_APP_WAIT_ARGUMENT,
     TD_APP_EXIT_ARGUMENT,
 } td_app_state;
 
@@ -131,8 +151,8 @@ int td_app_main(void)
     }
 
     td_app_state state = TD_APP_ECHOING;
-    uint32_t spin_iterations = 0;
-    unsigned spin_bytes = 0;
+    uint32_t argument = 0; /* a command's u32, its bytes least significant first */
+    unsigned argument_bytes = 0;
     uint8_t input[256];
     uint8_t echo[sizeof input];
     for (;;) {
@@ -157,10 +177,10 @@ int td_app_main(void)
                     echo[echoed++] = byte;
                 } else if (byte == 'c') {
                     td_app_print_count();
-                } else if (byte == 's') {
-                    spin_iterations = 0;
-                    spin_bytes = 0;
-                    state = TD_APP_SPIN_ARGUMENT;
+                } else if (byte == 's' || byte == 'w') {
+                    argument = 0;
+                    argument_bytes = 0;
+                    state = byte == 's' ? TD_APP_SPIN_ARGUMENT : TD_APP_WAIT_ARGUMENT;
                 } else if (byte == 'x') {
                     state = TD_APP_EXIT_ARGUMENT;
                 } else if (byte == 'u') {
@@ -174,9 +194,14 @@ int td_app_main(void)
                 }
                 break;
             case TD_APP_SPIN_ARGUMENT:
-                spin_iterations |= (uint32_t)byte << (8u * spin_bytes);
-                if (++spin_bytes == 4u) {
-                    td_app_print_spin(spin_iterations);
+            case TD_APP_WAIT_ARGUMENT:
+                argument |= (uint32_t)byte << (8u * argument_bytes);
+                if (++argument_bytes == 4u) {
+                    if (state == TD_APP_SPIN_ARGUMENT) {
+                        td_app_print_spin(argument);
+                    } else {
+                        td_app_print_wait(argument);
+                    }
                     state = TD_APP_ECHOING;
                 }
                 break;
