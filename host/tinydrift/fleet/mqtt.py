@@ -101,9 +101,10 @@ def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_
 
 
 REASON_UNSPECIFIED = 0x80
-# A connection the broker closes this soon after opening it, without a DISCONNECT packet, was
-# most likely taken over: mosquitto drops the older of two clients with one id without saying
-# why, and each reconnects and drops the other in turn, a second or so apart.
+# Connections the broker closes this soon after opening them, without a DISCONNECT packet, twice
+# in a row, were most likely taken over: mosquitto drops the older of two clients with one id
+# without saying why, and each reconnects and drops the other in turn, a second or so apart.
+# One such drop is no sign: a broker stopped just after a client connected looks the same.
 TAKEN_OVER_WITHIN_S = 5.0
 TAKEN_OVER = ("another client connected with the same client id and took this session over: give each gateway "
               "its own --client-id and each collector its own --name")
@@ -115,6 +116,7 @@ class ConnectionWatch:
 
     def __init__(self) -> None:
         self._opened_at: float | None = None
+        self._short_drops = 0  # connections in a row closed without a word soon after they opened
 
     def opened(self) -> None:
         self._opened_at = time.monotonic()
@@ -125,7 +127,11 @@ class ConnectionWatch:
         value = getattr(reason_code, "value", None)
         if value == REASON_SESSION_TAKEN_OVER:
             return TAKEN_OVER
-        if value == REASON_UNSPECIFIED and not getattr(flags, "is_disconnect_packet_from_server", True) \
-                and lived is not None and lived < TAKEN_OVER_WITHIN_S:
-            return f"closed {lived:.1f} s after it opened, most likely because {TAKEN_OVER}"
+        silent = value == REASON_UNSPECIFIED and not getattr(flags, "is_disconnect_packet_from_server", True)
+        self._short_drops = self._short_drops + 1 if silent and lived is not None and lived < TAKEN_OVER_WITHIN_S else 0
+        if silent:
+            if self._short_drops >= 2:
+                return f"closed {lived:.1f} s after it opened, most likely because {TAKEN_OVER}"
+            # paho's words for it are "Unspecified error", which sends users looking for a fault
+            return "the connection was lost without a word from the broker: it stopped, or the network to it failed"
         return str(reason_code)
