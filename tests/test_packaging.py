@@ -13,6 +13,7 @@ requirements.lock, as in CI.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,9 +56,12 @@ def test_core_install_has_no_tensorflow_and_ships_the_c_library(wheel, tmp_path)
     missing = subprocess.run([bin_dir / "python", "-c", "import tensorflow"], capture_output=True, text=True, cwd=tmp_path)
     assert missing.returncode != 0 and "No module named 'tensorflow'" in missing.stderr
     where = json.loads(run([bin_dir / "python", "-c", "import json, tinydrift.firmware as f; "
-                            "print(json.dumps([str(f.LIB_SRC), f.IN_CLONE]))"], cwd=tmp_path).stdout)
-    lib_src, in_clone = Path(where[0]), where[1]
+                            "print(json.dumps([str(f.LIB_SRC), f.IN_CLONE, str(f.PACKAGE_DIR), str(f.PIO_WORKSPACE)]))"],
+                           cwd=tmp_path, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}).stdout)
+    lib_src, in_clone, package, workspace = Path(where[0]), where[1], Path(where[2]), Path(where[3])
     assert not in_clone and REPO_ROOT not in lib_src.parents
+    # firmware builds go to the user's cache, not into the installed package
+    assert workspace == tmp_path / "cache" / "tinydrift" / "firmware" and package not in workspace.parents
     for stage in ("frontend", "kernels", "monitor", "protocol", "app"):
         assert sorted((lib_src / stage).glob("*.c")), f"{stage}: no C sources in the wheel"
     assert (lib_src / "td_port.h").is_file()

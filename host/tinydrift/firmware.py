@@ -45,6 +45,9 @@ if IN_CLONE:
     BUILD_ROOT = REPO_ROOT / "build"
 else:
     BUILD_ROOT = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tinydrift"
+# PlatformIO's workspace (its builds): the project's own .pio in a clone, where a hand-run
+# `pio run` puts them too; an installed tool writes nothing into its own package.
+PIO_WORKSPACE = FIRMWARE_DIR / ".pio" if IN_CLONE else BUILD_ROOT / "firmware"
 
 LIB_DIR = FIRMWARE_DIR / "lib" / "tinydrift"
 LIB_SRC = LIB_DIR / "src"  # one folder a stage; td_port.h, the porting header, at its root

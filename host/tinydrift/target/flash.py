@@ -175,10 +175,10 @@ def build_dir_for(include: Path) -> Path | None:
     if include.resolve() == (DEFAULT_MODEL_DIR / "include").resolve():
         return None
     digest = hashlib.sha256(str(include.resolve()).encode()).hexdigest()[:12]
-    return platformio.FIRMWARE_DIR / ".pio" / f"build-model-{digest}"
+    return platformio.WORKSPACE / f"build-model-{digest}"
 
 
-# Firmware builds of other model folders (a few MB each, under firmware/.pio) kept besides the
+# Firmware builds of other model folders (a few MB each, in PlatformIO's workspace) kept besides the
 # one just built: beyond these, the ones not built for an hour are removed, or every folder
 # ever flashed or emulated would keep its build there for good. (Within the hour: a test
 # run, or a script, may still hold a firmware image it built.)
@@ -233,7 +233,7 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
         environment["PLATFORMIO_BUILD_DIR"] = str(build_dir)
     if upload_flags:
         environment["PLATFORMIO_UPLOAD_FLAGS"] = " ".join(upload_flags)
-    elf = (build_dir or platformio.FIRMWARE_DIR / ".pio" / "build") / env_name / "firmware.elf"
+    elf = (build_dir or platformio.WORKSPACE / "build") / env_name / "firmware.elf"
 
     def run(arguments: list[str], show: bool) -> subprocess.CompletedProcess:
         # Its own process group: on a timeout or any signal that stops tinydrift, QEMU (pio's

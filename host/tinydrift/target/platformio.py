@@ -38,6 +38,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift import firmware
 
 FIRMWARE_DIR = firmware.FIRMWARE_DIR
+WORKSPACE = firmware.PIO_WORKSPACE
 CORE_DIR = firmware.BUILD_ROOT / "platformio"
 EMULATED_ENV = "mps2_an386"
 
@@ -81,11 +82,14 @@ def pio_executable() -> Path | None:
     return Path(found) if found else None
 
 
-def pio_environment(core_dir: Path = CORE_DIR) -> dict[str, str]:
-    """The process environment for running pio offline against `core_dir`."""
+def pio_environment(core_dir: Path = CORE_DIR, workspace: Path | None = WORKSPACE) -> dict[str, str]:
+    """The process environment for running pio offline against `core_dir`, its builds in
+    `workspace` (None: the project's own .pio, for another project than the firmware's)."""
     environment = dict(os.environ)
     environment.update(OFFLINE_ENVIRONMENT)
     environment["PLATFORMIO_CORE_DIR"] = str(core_dir)
+    if workspace is not None:
+        environment["PLATFORMIO_WORKSPACE_DIR"] = str(workspace)
     # pio's own scripts, and the SCons it starts, must find the venv's packages.
     bin_dir = str(Path(sys.executable).parent)
     environment["PATH"] = bin_dir + os.pathsep + environment.get("PATH", "")
@@ -242,7 +246,7 @@ def run_pio(
     return subprocess.run(
         [str(pio), *arguments],
         cwd=project_dir,
-        env=pio_environment(core_dir),
+        env=pio_environment(core_dir, WORKSPACE if Path(project_dir).resolve() == FIRMWARE_DIR.resolve() else None),
         capture_output=capture,
         input=input_bytes,
         timeout=timeout,
@@ -256,7 +260,7 @@ def build(env_name: str = EMULATED_ENV, *, core_dir: Path = CORE_DIR) -> Path:
     if result.returncode != 0:
         output = (result.stdout + result.stderr).decode(errors="replace")
         raise TinydriftError(f"`pio run -e {env_name}` failed in {FIRMWARE_DIR}:\n{output}")
-    elf = FIRMWARE_DIR / ".pio" / "build" / env_name / "firmware.elf"
+    elf = WORKSPACE / "build" / env_name / "firmware.elf"
     if not elf.is_file():
         raise TinydriftError(f"`pio run -e {env_name}` left no {elf}")
     return elf
