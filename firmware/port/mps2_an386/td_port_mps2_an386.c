@@ -72,7 +72,6 @@ void td_port_init(void)
      * period already elapsed. */
     while (TD_MPS2_SYST_CVR == 0) {
     }
-    TD_MPS2_UART0_CTRL |= TD_MPS2_UART_CTRL_RX_INTERRUPT;
     TD_MPS2_NVIC_ISER0 = (1u << TD_MPS2_IRQ_UART0_RX) | (1u << TD_MPS2_IRQ_TIMER0);
     __asm volatile("cpsie i" ::: "memory");
 }
@@ -94,6 +93,9 @@ size_t td_port_read(uint8_t *buffer, size_t capacity, uint32_t timeout_ms)
     if (!(TD_MPS2_UART0_STATE & TD_MPS2_UART_STATE_RX_FULL) && timeout_ms > 0) {
         const uint64_t start = td_port_cycles();
         const uint64_t wait = (uint64_t)timeout_ms * (TD_MPS2_SYSCLK_HZ / 1000u);
+        /* The receive interrupt only while waiting: at any other time each byte of a replay
+         * would cost an interrupt in the middle of the work being timed. */
+        TD_MPS2_UART0_CTRL |= TD_MPS2_UART_CTRL_RX_INTERRUPT;
         for (;;) {
             /* Interrupts stay masked from the test to the wfi, so a byte arriving between
              * them still wakes it (a pending interrupt ends wfi even while masked). */
@@ -111,6 +113,8 @@ size_t td_port_read(uint8_t *buffer, size_t capacity, uint32_t timeout_ms)
             __asm volatile("wfi\n\tcpsie i" ::: "memory"); /* the waking interrupt runs here */
         }
         TD_MPS2_TIMER0_CTRL = 0;
+        TD_MPS2_UART0_CTRL &= ~TD_MPS2_UART_CTRL_RX_INTERRUPT;
+        TD_MPS2_UART0_INTCLEAR = TD_MPS2_UART_INT_RX;
     }
     size_t count = 0;
     while (count < capacity && (TD_MPS2_UART0_STATE & TD_MPS2_UART_STATE_RX_FULL)) {
