@@ -124,11 +124,13 @@ def run_cli(*args: str) -> str:
 
 
 
-def four_commands(tflite, model_dir, data, name: str, tmp_path) -> tuple[str, str]:
+def four_commands(tflite, model_dir, data, name: str | None, tmp_path) -> tuple[str, str]:
     """adopt, export --data, flash --build-only, demo --data, as a user types them: the
-    outputs of adopt and of the demo (which runs the firmware in QEMU)."""
+    outputs of adopt and of the demo (which runs the firmware in QEMU). No `name`: export's
+    default, the folder's name."""
     adopted = run_cli("adopt", str(tflite), "--out", str(model_dir))
-    run_cli("export", "--model", str(model_dir), "--data", str(data), "--name", name, "--target-arl0", "20000")
+    run_cli("export", "--model", str(model_dir), "--data", str(data), *(("--name", name) if name else ()),
+            "--target-arl0", "20000")
     run_cli("flash", "--env", platformio.EMULATED_ENV, "--model", str(model_dir), "--build-only")
     demo = run_cli("demo", "--model", str(model_dir), "--data", str(data), "--out", str(tmp_path / "demo"),
                    "--in-domain", "12", "--shifted", "6")
@@ -144,7 +146,7 @@ def test_own_image_classifier_in_four_commands(tmp_path):
     trained = train_and_convert(images, tflite)
     model_dir = tmp_path / "models" / "mine"
 
-    adopted, out = four_commands(tflite, model_dir, images, "mine", tmp_path)
+    adopted, out = four_commands(tflite, model_dir, images, None, tmp_path)  # C name: the folder's, mine
     assert f"input (1, {HEIGHT}, {WIDTH}, 3), 3 classes" in adopted
     assert "reads a pixel of 0 as 0 and 255 as 0.99" in adopted  # about the [0, 1] scaling it was trained on
 
@@ -490,7 +492,7 @@ def test_model_c_that_cannot_write_its_source_leaves_not_its_header(tmp_path):
     whole = subprocess.run([sys.executable, "-m", "tinydrift", "model-c", str(tflite), "--out", str(tmp_path / "whole")],
                            capture_output=True, text=True, timeout=120)
     assert whole.returncode == 0, whole.stderr
-    header, source = (tmp_path / "whole" / f"td_model_kws.{ext}" for ext in ("h", "c"))
+    header, source = (tmp_path / "whole" / f"td_model_theirs.{ext}" for ext in ("h", "c"))  # the file's name
     assert header.stat().st_size < source.stat().st_size
     limit = header.stat().st_size + 1
     script = ("import resource, signal, sys\n"
@@ -502,5 +504,25 @@ def test_model_c_that_cannot_write_its_source_leaves_not_its_header(tmp_path):
     done = subprocess.run([sys.executable, "-c", script, str(tflite), str(tmp_path / "deep" / "c")],
                           capture_output=True, text=True, timeout=120)
     lines = done.stderr.strip().splitlines()
-    assert done.returncode == 1 and len(lines) == 1 and "td_model_kws.c" in lines[0], done.stderr
+    assert done.returncode == 1 and len(lines) == 1 and "td_model_theirs.c" in lines[0], done.stderr
     assert not (tmp_path / "deep").exists()
+
+
+def test_an_export_takes_its_c_name_from_the_folder_unless_told(tmp_path):
+    """export and model-c named every model "kws" unless given --name: a user's plant model
+    became td_kws_invoke(). The default is now the name the folder was exported under
+    before (a re-export keeps its files' names), else the folder's own name."""
+    from tinydrift.modeldir import c_name_of
+
+    assert [c_name_of(n) for n in ("kws", "My-Model", "2024 run", "plant_v2", "--")] == \
+        ["kws", "my_model", "model_2024_run", "plant_v2", "model"]
+    assert ModelDir(tmp_path / "My Plants").default_c_name() == "my_plants"
+    folder = ModelDir(tmp_path / "renamed")
+    folder.include.mkdir(parents=True)
+    (folder.include / "td_model_first.h").write_text("")
+    assert folder.default_c_name() == "first"
+    tflite = tmp_path / "Their Word.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))
+    result = CliRunner().invoke(main, ["model-c", str(tflite), "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c" / "td_model_their_word.h").is_file()

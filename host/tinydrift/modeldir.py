@@ -251,6 +251,15 @@ class ModelDir:
             return self.reference()["name"]
         return single_export_name(self.include, self.path)
 
+    def default_c_name(self) -> str:
+        """The C name an export takes unless told: the one the folder was exported under
+        before (a re-export keeps its names), else the folder's own name spelled as a C name
+        (models/kws: kws; my-model: my_model)."""
+        names = self.exported_names()
+        if len(names) == 1 and C_NAME.fullmatch(names[0]):
+            return names[0]
+        return c_name_of(self.path.resolve().name)
+
     def exported_from(self, model: bytes) -> bool:
         """Whether reference.json was exported from `model` (its hash covers the model and the
         monitor config beside it)."""
@@ -321,6 +330,13 @@ class ModelDir:
         if not isinstance(data, dict):
             raise TinydriftError(f"{path}: expected a JSON object, found {type(data).__name__}; regenerate it")
         return data
+
+
+def c_name_of(text: str) -> str:
+    """`text` (a folder's or file's name) spelled as a C name: lower case, every other
+    character '_', and 'model_' before one that does not start with a letter."""
+    name = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+    return name if C_NAME.fullmatch(name) else f"model_{name}".rstrip("_")
 
 
 def exported_names(include: Path) -> list[str]:

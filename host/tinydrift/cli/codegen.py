@@ -14,8 +14,10 @@ from tinydrift.errors import TinydriftError
 
 @click.command("model-c")
 @click.argument("model", type=input_file(".tflite model"))
-@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True,
-              help="C prefix: td_<name>_invoke(), TD_<NAME>_ARENA_BYTES...; lower-case letters, digits, '_'.")
+@click.option("--name", type=C_NAME_PARAM, default=None,
+              help="C prefix: td_<name>_invoke(), TD_<NAME>_ARENA_BYTES...; lower-case letters, digits, '_'. "
+                   "Default: the model file's name as a C name (a model folder's model_int8.tflite: the folder's, "
+                   "as `tinydrift export` takes it).")
 @click.option("--out", "out_dir", type=OUTPUT_FOLDER, required=True,
               help="Folder for td_model_<name>.h and td_model_<name>.c.")
 @click.option("--reuse-input", is_flag=True,
@@ -23,7 +25,7 @@ from tinydrift.errors import TinydriftError
 @click.option("--check", "check_count", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Also run N random int8 inputs through the generated C (built for this host) and "
                    "TFLite Micro, and fail unless every output is equal.")
-def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, check_count: int):
+def model_c_command(model: Path, name: str | None, out_dir: Path, reuse_input: bool, check_count: int):
     """Generate C for an int8 .tflite model: weights, precomputed requantization, one kernel
     call per operator and one static arena; report its arena against TFLite Micro's.
     Streaming models (resource variables with a CALL_ONCE initialiser, e.g. microWakeWord's)
@@ -38,6 +40,11 @@ def model_c_command(model: Path, name: str, out_dir: Path, reuse_input: bool, ch
     from tinydrift.model.runtimes import tflm_arena_report
     from tinydrift.target.host_model import run_generated_and_tflm
 
+    from tinydrift.modeldir import ModelDir, c_name_of
+
+    if name is None:
+        folder = ModelDir(model.parent)
+        name = folder.default_c_name() if model.resolve() == folder.int8_model.resolve() else c_name_of(model.stem)
     data = model.read_bytes()
     plan = plan_model(data, name, preserve_input=not reuse_input, source=str(model))
     header, source = write_model_c(data, name, out_dir, preserve_input=not reuse_input)

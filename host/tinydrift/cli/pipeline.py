@@ -344,7 +344,9 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
                    "model's set (`tinydrift data plant`): ref.npz and test.npz, blurred for the shift check. Or your "
                    "own reference data: image class folders (CLASS/*.jpg|png) or WAV word folders (WORD/*.wav), "
                    "30 % of it held out for the checks (blurred images; clips under noise at SNR 10 dB).")
-@click.option("--name", type=C_NAME_PARAM, default="kws", show_default=True, help="C name of the model: td_<name>_invoke() etc.")
+@click.option("--name", type=C_NAME_PARAM, default=None,
+              help="C name of the model: td_<name>_invoke() etc. Default: the name the folder was exported under "
+                   "before, else the folder's own name (models/kws: kws; my-model: my_model).")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True,
               help="Inferences between false alarms, all scores together.")
 @click.option("--fleet-size", type=COUNT, default=None, metavar="D",
@@ -361,7 +363,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
                    "(more: slower, more memory).")
 @click.option("--real-data", "real_data", type=input_folder("Speech Commands or FSDD folder"), multiple=True,
               help="Also report accuracy on real recordings (Speech Commands or FSDD folder); repeatable.")
-def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, fleet_size: int | None,
+def export_cmd(model_dir: Path, data_dir: Path, name: str | None, target_arl0: float, fleet_size: int | None,
                fleet_false_alarms: float | None, inferences_per_day: float, commission_n: int,
                speaker_run: int | None, simulated: int, real_data: tuple[Path, ...]):
     """C headers for the firmware and their JSON twin.
@@ -400,7 +402,7 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
       tinydrift export --model models/kws --real-data ../shared/data/speech_commands_v0.01_subset
       tinydrift export --model models/kws --fleet-size 200 --fleet-false-alarms-per-day 20
       tinydrift export --model models/kws --speaker-run 45
-      tinydrift export --model models/mine --data my_images/ --name mine    # after `tinydrift adopt`
+      tinydrift export --model models/mine --data my_images/    # after `tinydrift adopt`
     """
     from tinydrift.errors import TinydriftError
     from tinydrift.monitor.calibrate import FleetBudget, TooFewSimulated, require_simulated
@@ -427,8 +429,11 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str, target_arl0: float, f
     for path in real_data:
         label = "fsdd" if "fsdd" in path.name.lower() else "speech_commands" if "speech" in path.name.lower() else path.name
         real[label] = path
+    from tinydrift.modeldir import ModelDir
+
     with progress_bars() as bars:
-        ref = export(model_dir, data_dir, name=name, target_arl0=target_arl0, commission_n=commission_n, real_data=real,
+        ref = export(model_dir, data_dir, name=name or ModelDir(model_dir).default_c_name(), target_arl0=target_arl0,
+                     commission_n=commission_n, real_data=real,
                      fleet_budget=budget, simulated_inferences=simulated, speaker_run=speaker_run,
                      progress_factory=bars, log=lambda m: click.echo(m, err=True))
     arl = ref["arl0_check"]
