@@ -123,10 +123,13 @@ def test_a_wait_for_input_ends_at_its_timeout_or_at_the_first_byte(elf):
         for _ in range(BOOT_LINES):
             link.readline()
         for ms in (5, 40):
-            link.write(wait_command(ms))
-            found = WAIT.fullmatch(link.readline().decode())
-            assert found and int(found.group(2)) == 0, found
-            assert ms * CYCLES_PER_MS <= int(found.group(3)) < (ms + 200) * CYCLES_PER_MS, found.group(0)
+            taken = []
+            for _ in range(3):  # the fastest of three: a host too busy to run QEMU for a while is no fault
+                link.write(wait_command(ms))
+                found = WAIT.fullmatch(link.readline().decode())
+                assert found and int(found.group(2)) == 0, found
+                taken.append(int(found.group(3)))
+            assert min(taken) >= ms * CYCLES_PER_MS and min(taken) < (ms + 100) * CYCLES_PER_MS, taken
         link.write(wait_command(20_000))
         time.sleep(0.3)
         link.write(b"z")
