@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from tinydrift.cli.main import TinydriftGroup
 from tinydrift.target import emulator, platformio
 from tinydrift.cli.device import flash_command
-from tinydrift.target.flash import build_dir_for, check_model_dir, flash, no_board_reason, project_envs
+from tinydrift.target.flash import build_dir_for, build_lock, check_model_dir, flash, no_board_reason, project_envs
 from tinydrift.link.replay import write_pcm
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
@@ -248,16 +248,43 @@ def test_other_models_builds_beyond_the_newest_few_are_removed_but_not_one_being
         build = tmp_path / f"build-model-{k:012x}"
         (build / "mps2_an386").mkdir(parents=True)
         (build / "mps2_an386" / "firmware.elf").write_bytes(b"elf")
-        (build / ".tinydrift.lock").touch()  # platformio.locked's, left by its build
+        build_lock(build).touch()  # flash's, left by its build
         os.utime(build, (1_000_000 + k, 1_000_000 + k))  # k = 11 the newest, all idle for years
         builds.append(build)
     (tmp_path / "build").mkdir()  # the project model's own build: never a candidate
-    with open(builds[0] / ".tinydrift.lock", "w") as lock:
+    with open(build_lock(builds[0]), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a build under way in the oldest
         removed = prune_model_builds(builds[5], keep=4)
-    kept = sorted(p.name for p in tmp_path.iterdir())
+    kept = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert sorted(removed) == builds[1:5] + builds[6:9]
     os.utime(builds[9], (1_000_000, 1_000_000))
     os.utime(builds[10], None)  # built a moment ago: kept, however many are newer
     assert sorted(prune_model_builds(builds[5], keep=1)) == [builds[0], builds[9], builds[11]]
     assert kept == sorted(["build", builds[0].name, builds[5].name] + [b.name for b in builds[9:]])
+
+
+def test_two_builds_of_one_new_model_folder_at_once_both_succeed(tmp_path):
+    """Two `emulate --model` of a folder never built before, started together: one failed with
+    the linker's "cannot find ....o". The lock file sat inside the build folder, and pio,
+    starting that folder afresh, deleted it while the first build ran, so the second took a
+    new lock and built into the same folder. The lock is now beside the folder. The second
+    build here starts once the first one's pio has emptied the folder."""
+    import shutil as sh
+
+    model = tmp_path / "kws copy"
+    sh.copytree(REPO_ROOT / "models" / "kws", model)
+    build = build_dir_for(ModelDir(model).include)
+    command = [sys.executable, "-m", "tinydrift", "flash", "--env", platformio.EMULATED_ENV, "--model", str(model),
+               "--build-only"]
+    try:
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while not (build / "project.checksum").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first.poll() is None, "the first build ended before the second could start beside it"
+        second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        done = [run.communicate(timeout=600) for run in (first, second)]
+        assert [first.returncode, second.returncode] == [0, 0], [err[-2000:] for _, err in done]
+        assert build_lock(build).is_file() and not (build / ".tinydrift.lock").exists()
+    finally:
+        sh.rmtree(build, ignore_errors=True)

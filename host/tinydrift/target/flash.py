@@ -186,6 +186,13 @@ MODEL_BUILDS_KEPT = 8
 MODEL_BUILD_IDLE_S = 3600.0
 
 
+def build_lock(build_dir: Path) -> Path:
+    """The lock file of a model's build folder, beside it: pio empties a build folder it
+    starts afresh (a new folder, or one built with other settings), lock file and all, and
+    two `emulate --model` of one new folder once built into it together (missing .o files)."""
+    return build_dir.with_name(build_dir.name + ".lock")
+
+
 def prune_model_builds(current: Path, keep: int = MODEL_BUILDS_KEPT, idle_s: float = MODEL_BUILD_IDLE_S) -> list[Path]:
     """Remove the build-model-* folders beside `current` (just built, kept) beyond the `keep`
     most recently built that were not built for `idle_s`, except one whose build is under
@@ -195,8 +202,8 @@ def prune_model_builds(current: Path, keep: int = MODEL_BUILDS_KEPT, idle_s: flo
     now = time.time()
     removed = []
     for old in (p for p in others[max(0, keep - 1):] if now - p.stat().st_mtime > idle_s):
-        with contextlib.suppress(OSError), open(old / ".tinydrift.lock", "a") as lock:
-            if not try_hold(lock):  # platformio.locked's: a build there now
+        with contextlib.suppress(OSError), open(build_lock(old), "a") as lock:
+            if not try_hold(lock):  # flash's: a build there now (the lock file stays: another may wait on it)
                 continue
             shutil.rmtree(old)
             removed.append(old)
@@ -253,7 +260,7 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
         return subprocess.CompletedProcess(process.args, process.returncode, stdout or b"", stderr or b"")
 
     # The same lock as platformio.build for the default build folder: one build at a time.
-    with platformio.locked(build_dir or core_dir / "builds"):
+    with platformio.locked(build_dir or core_dir / "builds", None if build_dir is None else build_lock(build_dir)):
         built = run(["run", "--silent", "-e", env_name], show=False)
         if built.returncode != 0 or not elf.is_file():
             output = (built.stdout + built.stderr).decode(errors="replace")

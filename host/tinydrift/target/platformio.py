@@ -188,10 +188,12 @@ def _prepare_toolchain(packages_dir: Path) -> None:
 
 
 @contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """One preparation or build at a time per folder (parallel test runs, flash and bench)."""
+def locked(folder: Path, lock_file: Path | None = None) -> Iterator[None]:
+    """One preparation or build at a time per folder (parallel test runs, flash and bench),
+    held on `lock_file` (default: a file in the folder; one that pio may delete, as it does a
+    build folder it starts afresh, would let a second build in)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".tinydrift.lock", "w") as lock:
+    with open(lock_file or folder / ".tinydrift.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
