@@ -338,6 +338,23 @@ def test_a_truth_for_a_detector_capture_is_refused_and_its_plot_not_left_to_the_
     assert "detections.png" not in {f.name for f in result.files}
 
 
+def test_a_device_without_a_monitor_is_reported_as_one_not_as_quiet(tmp_path):
+    """A wake-word build exported without a calibrated monitor (HELLO: no monitor state):
+    its report said "no alarm" and "thresholds from device HELLO", as if its drift were
+    watched. It now says no alarm can come, and how to get a monitor; `monitor` too."""
+    bare = P.Hello(0, MODEL_HASH, 0, 1, 0, 0, 1, 0, 12, 0, (0,) * 8, (0,) * 8)
+    frames = [bare] + [P.Detection(seq, seq, MODEL_HASH[:8], 20, 30, 0, 480 * seq) for seq in range(1, 40)]
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
+    capture(device.url, tmp_path / "bare.db", reconnect_timeout=0)
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "bare.db"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "no alarm (no drift monitor on this device" in result.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "none: the device runs no drift monitor" in page and "tinydrift wakeword calibrate" in page
+    shown = CliRunner().invoke(main, ["monitor", "--db", str(tmp_path / "bare.db"), "--once"])
+    assert shown.exit_code == 0 and "no drift monitor on this device" in " ".join(shown.output.split()), shown.output
+
+
 def test_lines_break_where_frames_were_lost():
     from tinydrift.logbook.report import _broken_at_gaps
 

@@ -23,7 +23,7 @@ from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
                                      capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
-                                     read_summary, recent_text)
+                                     read_summary, recent_text, runs_no_monitor, NO_MONITOR)
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -161,6 +161,8 @@ def render(snap: Snapshot) -> Group:
             severity = AlarmSeverity(", ".join(P.alarm_names(latched)), last.alarm_index, last.change_index or None,
                                      snap.accuracy_before, now.value, now.basis)
             alarm_text.append(f"\n{severity.impact()}", style="red")
+    if runs_no_monitor(snap.hello):
+        alarm_text = Text(NO_MONITOR, style="yellow")
     link.add_row("alarms", alarm_text)
     if last is not None:
         label = (snap.labels[last.predicted_class] if snap.labels and last.predicted_class < len(snap.labels)

@@ -31,7 +31,7 @@ from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, still_commissioning  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, runs_no_monitor, still_commissioning, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -261,6 +261,8 @@ def _thresholds(conn, info: ModelInfo | None) -> Thresholds:
         detector = info.detector
     else:
         detector = None
+    if runs_no_monitor(hello):
+        return Thresholds(None, None, frac, n_scores, "none: the device runs no drift monitor", detector)
     if hello is not None:
         return Thresholds(hello.warning_thresholds, hello.drift_thresholds, frac, n_scores, "device HELLO", detector)
     return Thresholds(None, None, frac, n_scores, "none known", detector)
@@ -420,8 +422,9 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
     prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
     commission_n = info.commission_n if info is not None else banner_commission_n(banner_fields(conn, hello))
-    commissioning = (still_commissioning(commission_n, int(data["inference_index"][-1]), bool(summary.first_alarm),
-                                         "this capture") if n else None)
+    commissioning = NO_MONITOR if runs_no_monitor(hello) else (
+        still_commissioning(commission_n, int(data["inference_index"][-1]), bool(summary.first_alarm), "this capture")
+        if n else None)
     severities = alarm_severity(data, prior, atc_threshold) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
                      if truth is not None and severities and (monotonic or n == 1) else None)

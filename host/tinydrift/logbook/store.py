@@ -554,7 +554,7 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
                 raise TinydriftError(f"{path} has capture schema {version[0] if version else '?'}, newer than this "
                                      f"tinydrift's {SCHEMA_VERSION}: queue the label with the tinydrift that captures")
             hello = latest_frame(conn, P.FrameType.HELLO)
-            if hello is not None and hello.n_classes < 2 and hello.state_bytes == 0:
+            if runs_no_monitor(hello):
                 # a wake-word build without a monitor answers every LABEL with result 6
                 raise TinydriftError(f"the device in {path} runs no drift monitor (its HELLO says {hello.n_classes} class "
                                      "and no monitor state), so it refuses every label: build it with a calibrated "
@@ -1032,6 +1032,17 @@ class ModelInfo:
     atc_threshold: int | None = None  # the confidence (0-256) the device's ATC counts as right
     commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
 
+
+
+# Why no alarm can come from a device whose HELLO says it keeps no monitor state (a wake-word
+# detector exported without a calibrated monitor): a report saying only "no alarm" read as
+# if its drift were watched.
+NO_MONITOR = ("no drift monitor on this device (its HELLO says it keeps no monitor state), so no alarm can come: "
+              "calibrate one (`tinydrift wakeword calibrate MODEL --out FOLDER`), then build and flash FOLDER again")
+
+
+def runs_no_monitor(hello: "P.Hello | None") -> bool:
+    return hello is not None and hello.state_bytes == 0
 
 
 def still_commissioning(commission_n: int, last_index: int | None, alarmed: bool, what: str) -> str | None:
