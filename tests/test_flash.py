@@ -288,3 +288,17 @@ def test_two_builds_of_one_new_model_folder_at_once_both_succeed(tmp_path):
         assert build_lock(build).is_file() and not (build / ".tinydrift.lock").exists()
     finally:
         sh.rmtree(build, ignore_errors=True)
+
+
+def test_a_wake_word_folder_without_a_monitor_is_said_to_run_the_detector_alone(tmp_path):
+    """flash and emulate built a wake-word export without a calibrated monitor in silence:
+    the board then raised no drift alarm, and nothing said none could come."""
+    import json
+
+    folder = tmp_path / "nabu"
+    folder.mkdir()
+    (folder / "detector.json").write_text(json.dumps({"name": "okay_nabu", "model_hash": "0" * 64}))
+    result = CliRunner().invoke(flash_command, ["--env", platformio.EMULATED_ENV, "--build-only",
+                                               "--model", str(folder)])
+    assert f"{folder} has no calibrated monitor, so the board runs the detector alone" in result.stderr
+    assert f"tinydrift wakeword calibrate MODEL --out {folder}" in result.stderr

@@ -104,6 +104,8 @@ def hostile(tmp_path_factory) -> Path:
     _wav(root / "wav_stereo" / "a.wav", channels=2)
     _png(root / "leaves_one_class" / "healthy" / "a.png")
     (root / "bare_plant").mkdir()  # a model no file beside it names the classes of
+    (root / "monitor_only").mkdir()  # `wakeword calibrate --out` into a folder nothing was exported to
+    (root / "monitor_only" / "monitor.json").write_text("{}")
     shutil.copy(REPO_ROOT / "models" / "plant" / "model_int8.tflite", root / "bare_plant")
     _png(root / "leaves_flat" / "a.png")  # images without class folders: not taken for recordings
     _png(root / "leaves_text" / "healthy" / "a.png")
@@ -245,6 +247,9 @@ CASES = [
     ("old-abi-header", "flash", ["--env", "mps2_an386", "--build-only", "--model", "{r}/model_old_abi"],
      "td_monitor_config_kws.h was generated for the drift monitor's ABI version 6"),
     ("old-abi-header", "emulate", ["--model", "{r}/model_old_abi"], "run `tinydrift export --model"),
+    # calibrated but never exported: once "make it with tinydrift quantize", a keyword model's advice
+    ("calibrated-only", "emulate", ["--model", "{r}/monitor_only", "--audio", "{r}/wav_good/a.wav"],
+     "(a wake-word model: `tinydrift wakeword export MODEL --out"),
     # found only after minutes of data synthesis, once
     ("old-abi-header", "demo", ["--model", "{r}/model_old_abi", "--out", "{r}/demo_out"], "ABI version 6"),
     ("missing-path", "emulate", ["--elf", "{r}/nothing.elf"], "nothing.elf"),

@@ -97,6 +97,7 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
             from tinydrift.target.flash import flash
 
             elf = flash(platformio.EMULATED_ENV, model_dir, build_only=True).elf
+            _say_if_unmonitored(model_dir)
         args = [emulator.audio_file_argument(pcm, Path(links))] if pcm is not None else []
         board = emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args)
         with board:
@@ -228,6 +229,7 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
     if build_only and (upload_port or upload_flags):
         raise click.UsageError("--build-only uploads nothing, so --port and --upload-flag would go unused: "
                                "drop them, or drop --build-only")
+    _say_if_unmonitored(model_dir)
     result = flash(env_name, model_dir, upload_port=upload_port, upload_flags=upload_flags, build_only=build_only)
     if build_only:
         click.echo(f"built {result.elf} with the model in {result.model_dir}")
@@ -237,6 +239,17 @@ def flash_command(env_name: str, model_dir: Path | None, upload_port: str | None
         click.get_current_context().exit(result.exit_code)
 
 
+def _say_if_unmonitored(model_dir: Path | None) -> None:
+    """One line when the folder is a wake-word detector without a calibrated monitor: its
+    build runs the detector alone, and nothing else would say that no drift is watched."""
+    from tinydrift.modeldir import ModelDir
+
+    folder = ModelDir(model_dir if model_dir is not None else DEFAULT_MODEL)
+    if folder.is_detector and not folder.has_monitor:
+        click.echo(f"tinydrift: {model_dir} has no calibrated monitor, so the board runs the detector alone and "
+                   f"raises no drift alarm; `tinydrift wakeword calibrate MODEL --out {model_dir}` adds one", err=True)
+
+
 def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
     """(height, width, channels) of a camera model's input; None for an audio model."""
     from tinydrift.model.quantize import input_shape
@@ -244,7 +257,9 @@ def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
     from tinydrift.pipeline.export import model_input
 
     folder = ModelDir(model_dir)
-    if folder.is_detector:  # a wake-word export: audio, and its model is the user's own .tflite
+    # a wake-word export (audio; its model is the user's own .tflite), or no model to read:
+    # the build names what the folder lacks (read_int8 would advise `quantize` for a wake-word folder)
+    if folder.is_detector or not folder.int8_model.is_file():
         return None
     shape = input_shape(folder.read_int8())
     return shape[1:] if model_input(shape).is_image else None
