@@ -104,6 +104,7 @@ def hostile(tmp_path_factory) -> Path:
     _wav(root / "wav_stereo" / "a.wav", channels=2)
     _png(root / "leaves_one_class" / "healthy" / "a.png")
     (root / "bare_plant").mkdir()  # a model no file beside it names the classes of
+    (root / "song.flac").write_bytes(b"fLaC" + bytes(4096))
     (root / "monitor_only").mkdir()  # `wakeword calibrate --out` into a folder nothing was exported to
     (root / "monitor_only" / "monitor.json").write_text("{}")
     shutil.copy(REPO_ROOT / "models" / "plant" / "model_int8.tflite", root / "bare_plant")
@@ -323,6 +324,8 @@ CASES = [
     ("model-as-audio", "emulate", ["--audio", str(REPO_ROOT / "models" / "plant" / "model_int8.tflite")],
      "is a TFLite model, not audio"),
     ("text-as-audio", "emulate", ["--audio", "{r}/even.txt"], "is a text file, not audio"),
+    # once "is a FLAC file, not audio": it is audio, in a form to convert
+    ("flac-as-audio", "emulate", ["--audio", "{r}/song.flac"], "is a FLAC file, compressed audio the board's"),
     ("nan", "capture", ["--port", PORT, "--db", "{r}/c.db", "--duration", "nan"], "nan"),
     ("nan", "monitor", ["--db", "{r}/c.db", "--refresh", "nan"], "nan"),
     ("nan", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--within", "nan"], "nan"),

@@ -325,3 +325,16 @@ def test_replay_takes_a_wake_word_folder_as_the_device_s_model(tmp_path):
 
     run("export", "okay_nabu", "--out", str(tmp_path / "okay_nabu"))
     assert _camera_input(tmp_path / "okay_nabu") is None  # audio: nothing to fit
+
+
+def test_detect_says_why_a_phrase_in_a_streams_first_second_woke_nothing(tmp_path):
+    """A clip of just "okay nabu" (about a second) printed "0 wakes ... highest probability
+    0.99" and nothing more: a stream's first second is held off, as on the device after a
+    reset, and only --help said so."""
+    pcm, spans = spoken("en", "m1")
+    _, start, end = spans[0]
+    path = tmp_path / "phrase.wav"
+    write_wav(path, pcm[start:end + 800].tobytes())
+    result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(path)])
+    assert result.exit_code == 0 and f"{path}: 0 wakes" in result.stdout, result.output
+    assert "within the stream's first second, when detections are held off" in result.stderr, result.output

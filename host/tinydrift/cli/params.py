@@ -209,6 +209,9 @@ def _not_pcm(path: Path) -> str | None:
     if is_zip(path):  # a clip set: its archive would be played as noise
         return "is a .npz archive, not audio: play a clip set with `tinydrift replay`"
     kind = _known_format(path)
+    if kind in ("an MP3 file", "a FLAC file", "an Ogg file"):  # compressed audio: it would be played as noise
+        return (f"is {kind}, compressed audio the board's microphone file cannot hold: convert it to a 16 kHz mono "
+                "16-bit WAV (e.g. `ffmpeg -i FILE -ar 16000 -ac 1 -sample_fmt s16 out.wav`)")
     if kind is not None:  # it too would be played as noise
         return f"is {kind}, not audio: give raw 16 kHz 16-bit PCM or a 16 kHz mono 16-bit WAV"
     if path.suffix.lower() == ".wav":  # a damaged WAV would be played as noise

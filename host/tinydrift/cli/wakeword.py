@@ -146,6 +146,11 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
         highest = max((f.probability for f in frames), default=0) / 256
         click.echo(f"{path}: {len(wakes)} wake{'s' if len(wakes) != 1 else ''} in {len(pcm) / SAMPLE_RATE:.1f} s "
                    f"({len(frames)} inferences, highest probability {highest:.2f})")
+        early = [f for f in frames if f.probability >= loaded.probability_cutoff_u8 and f.stream_position <= SAMPLE_RATE]
+        if not wakes and early:
+            click.echo(f"warning: {path}: the probability passed the cutoff {early[0].stream_position / SAMPLE_RATE:.2f} s "
+                       "in, within the stream's first second, when detections are held off (as on the device after "
+                       "a reset): give the clip a second or more of audio before the phrase", err=True)
         if not frames:
             first = stream_end(0, loaded.stride) / SAMPLE_RATE
             click.echo(f"warning: {path} is shorter than the model's first input ({first * 1000:.0f} ms of audio): "
@@ -283,9 +288,11 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
 
     minutes = sum(len(pcm) for pcm in streams) / SAMPLE_RATE / 60
     if wav_folder is not None and (len(streams) < FEW_SESSIONS or minutes < FEW_MINUTES):
-        say(f"warning: {len(streams)} recordings, {minutes:.0f} min in all: the false-alarm rate is calibrated on "
-            f"few places; {FEW_SESSIONS} or more sessions of a few minutes each, from where the devices will be, make "
-            "it hold for others")
+        short = " and ".join(x for x in (f"fewer than {FEW_SESSIONS} recordings" if len(streams) < FEW_SESSIONS else "",
+                                          f"under {FEW_MINUTES} min in all" if minutes < FEW_MINUTES else "") if x)
+        say(f"warning: {len(streams)} recordings, {minutes:.0f} min in all ({short}): the false-alarm rate is "
+            f"calibrated on few places; {FEW_SESSIONS} or more sessions of a few minutes each ({FEW_MINUTES} min or "
+            "more in all), from where the devices will be, make it hold for others")
     computed = {}
 
     def inputs(pcm, model):  # one TFLite Micro pass a session serves both calibrations
