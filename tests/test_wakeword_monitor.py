@@ -176,16 +176,19 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
     assert "for any error share of 0.5-35 % (WAV files say nothing of where the wake phrase was said); ERROR_RATE at 4 " \
            "standard deviations" in result.output
     # six rooms of 3 min: calibrated, with a warning that few places were heard
-    assert "warning: 6 recordings, 18 min in all: the false-alarm rate is calibrated on few places" in result.output
+    assert ("warning: 6 recordings, 18 min in all (fewer than 10 recordings and under 30 min in all): the "
+            "false-alarm rate is calibrated on few places") in result.output
     assert config.ddm_drift_q8 == config.metadata["label_feedback"]["drift_q8"] == 4 * 256
 
 
 @pytest.mark.parametrize("files, message", [
-    ({"only.wav": 16000}, "1 .wav files (sub-folders are not searched); calibration resamples whole recordings and "
-                          "needs several"),
+    ({"only.wav": 16000}, "1 .wav file (sub-folders searched); calibration resamples whole recordings and "
+                          "needs at least 2"),
     ({"a.wav": 16000, "b.wav": 8000}, "b.wav is 8000 Hz mono 16-bit; the wake-word front end needs 16-bit integer "
                                       "PCM WAV, mono, 16000 Hz"),
     ({"a.wav": 16000, "b.wav": 16000}, "a.wav (2.0 s), b.wav (2.0 s): shorter than the 61 s a reference session needs"),
+    # a folder a place: its recordings are read too (as `wakeword detect` reads them), once "0 .wav files"
+    ({"kitchen/a.wav": 16000, "hall/b.wav": 16000}, "b.wav (2.0 s): shorter than the 61 s"),
     # one short recording among long ones is named too (once the median passed it)
     ({"a.wav": (16000, 62), "b.wav": (16000, 62), "c.wav": 16000}, "c.wav (2.0 s): shorter than the 61 s"),
     # long enough, but muted: named, where calibration once failed with advice to simulate more
@@ -198,6 +201,7 @@ def test_calibrate_command_refuses_reference_recordings_it_cannot_use_in_one_lin
 
     for name, rate in files.items():
         rate, seconds = rate if isinstance(rate, tuple) else (rate, 2)
+        (tmp_path / name).parent.mkdir(exist_ok=True)
         _write_wav(tmp_path / name, np.zeros(rate * seconds, np.int16), rate)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--wavs", str(tmp_path)])

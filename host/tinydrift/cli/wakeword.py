@@ -216,8 +216,9 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, 
 @click.option("--target-arl0", type=TARGET_ARL0, default=DEFAULT_TARGET_ARL0, show_default=True,
               help="Inferences between false alarms (30 ms each), all scores together.")
 @click.option("--simulated", type=COUNT, default=DEFAULT_SIMULATED, show_default=True,
-              help=f"Inferences calibration simulates (fewer: faster, levels less exact), at least "
-                   f"{MIN_SIMULATED_PER_TARGET} per inference of --target-arl0.")
+              help=f"Inferences calibration simulates (fewer: faster, less memory, levels less exact), at least "
+                   f"{MIN_SIMULATED_PER_TARGET} per inference of --target-arl0. The default needs about 2.7 GB of "
+                   "memory.")
 @click.option("--labels", "label_mode", type=click.Choice(list(LABEL_MODES)), default="wakes", show_default=True,
               help="How users will label the device's wakes (tinydrift label): 'wakes' confirm or reject every "
                    "wake; 'wakes-and-misses' also report every missed wake phrase, whose errors come far more often. "
@@ -241,7 +242,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     sigmoid, and the wake rate against the reference's. Its levels meet the target
     false-alarm rate on simulated devices that each hear one session (one place).
 
-    Reference audio: the WAV files of --wavs, each a session (a place, a day); or espeak-ng
+    Reference audio: the WAV files of --wavs (sub-folders too), each a session (a place, a day); or espeak-ng
     sessions of two or three talkers saying everyday phrases over room noise, the wake
     phrase in one utterance of ten.
 

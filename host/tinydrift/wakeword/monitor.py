@@ -347,12 +347,12 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
     from tinydrift.data.wavfolder import wav_files
     from tinydrift.wakeword.stream import read_stream_wav
 
-    paths = wav_files(Path(wav_folder))
+    paths = wav_files(Path(wav_folder), "**/*")  # sub-folders too (a folder a place), as `wakeword detect` reads
     streams = [read_stream_wav(path) for path in paths]
     if len(streams) < 2:
-        raise TinydriftError(f"{wav_folder}: {len(streams)} .wav files (sub-folders are not searched); calibration "
-                             "resamples whole recordings and "
-                             "needs several (one per place or session, 16 kHz mono 16-bit), the more the better")
+        raise TinydriftError(f"{wav_folder}: {len(streams)} .wav file{'' if len(streams) == 1 else 's'} (sub-folders "
+                             "searched); calibration resamples whole recordings and needs at least 2, one per place or "
+                             "session (16 kHz mono 16-bit), and 10 or more make its false-alarm rate hold")
     check_reference_recordings(paths, streams)
     return streams, None
 
