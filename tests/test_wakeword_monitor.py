@@ -188,7 +188,7 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
                                       "PCM WAV, mono, 16000 Hz"),
     ({"a.wav": 16000, "b.wav": 16000}, "a.wav (2.0 s), b.wav (2.0 s): shorter than the 61 s a reference session needs"),
     # a folder a place: its recordings are read too (as `wakeword detect` reads them), once "0 .wav files"
-    ({"kitchen/a.wav": 16000, "hall/b.wav": 16000}, "b.wav (2.0 s): shorter than the 61 s"),
+    ({"kitchen/a.wav": 16000, "hall/a.wav": 16000}, "hall/a.wav (2.0 s), kitchen/a.wav (2.0 s): shorter than the 61 s"),
     # one short recording among long ones is named too (once the median passed it)
     ({"a.wav": (16000, 62), "b.wav": (16000, 62), "c.wav": 16000}, "c.wav (2.0 s): shorter than the 61 s"),
     # long enough, but muted: named, where calibration once failed with advice to simulate more

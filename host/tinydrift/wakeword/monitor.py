@@ -367,13 +367,18 @@ def check_reference_recordings(paths: list[Path], streams: list[np.ndarray], com
     def first_few(names: list[str]) -> str:
         return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
+    import os
+
+    # named from the folder given (sub-folders may hold recordings of one name)
+    top = Path(os.path.commonpath([p.parent for p in paths])) if paths else Path()
+    name = lambda path: str(path.relative_to(top))  # noqa: E731
     needed = min_session_inferences(commission_n, shifts) * INFERENCE_SECONDS
-    short = [f"{path.name} ({len(pcm) / SAMPLE_RATE:.1f} s)" for path, pcm in zip(paths, streams)
+    short = [f"{name(path)} ({len(pcm) / SAMPLE_RATE:.1f} s)" for path, pcm in zip(paths, streams)
              if len(pcm) / SAMPLE_RATE < needed]
     if short:
         raise TinydriftError(f"{first_few(short)}: shorter than the {needed:.0f} s a reference session needs (the "
                              "device's commissioning and its averages' settling): record longer sessions or remove these")
-    flat = [path.name for path, pcm in zip(paths, streams) if pcm.size and np.all(pcm == pcm[0])]
+    flat = [name(path) for path, pcm in zip(paths, streams) if pcm.size and np.all(pcm == pcm[0])]
     if flat:
         raise TinydriftError(f"{first_few(flat)}: every sample the same (a muted or dead input): a reference session "
                              "is the deployment's own sound; remove these")
