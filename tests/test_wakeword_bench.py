@@ -6,6 +6,7 @@ quotes (docs/figures/wakeword_bench.json) whole and consistent."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -376,6 +377,31 @@ def test_wakeword_demo_runs_the_loop_in_qemu_bit_exact_and_finds_the_changed_mic
     assert summary["false_alarms_before"] == 0
     assert summary["first_alarm_after"] == "DATA_DRIFT" and summary["delay_seconds"] < 30, summary
     assert "first alarm after the change: DATA_DRIFT" in result.output
+
+
+@pytest.mark.slow  # as the demo's test: ~20 s with the monitor's calibration cached
+def test_a_wakeword_demo_cut_short_leaves_nothing_behind(okay_nabu, tmp_path, monkeypatch):
+    """Ctrl-C while QEMU ran left model/ and a 4.8 MB microphone.pcm in the demo's folder,
+    without a summary.json. What it made now goes, and the microphone's file lives in a
+    temporary folder."""
+    import tinydrift.target.emulator
+    from tinydrift.pipeline.wakeword_demo import run_wakeword_demo
+
+    played = []
+
+    def interrupted(elf, semihosting_args=(), **kwargs):
+        played.append(semihosting_args[0].split("=", 1)[1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tinydrift.target.emulator, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_wakeword_demo("okay_nabu", tmp_path / "demo", log=lambda m: None)
+    assert not (tmp_path / "demo").exists() and played and not Path(played[0]).exists()
+    (tmp_path / "kept").mkdir()  # a folder of the user's: kept, only what the demo made in it goes
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(KeyboardInterrupt):
+        run_wakeword_demo("okay_nabu", tmp_path / "kept", log=lambda m: None)
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["notes.txt"]
 
 
 def test_label_feedback_only_refuses_a_file_that_is_no_bench_result_in_one_line(tmp_path):

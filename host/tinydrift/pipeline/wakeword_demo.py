@@ -12,6 +12,8 @@ alarm after it, of which type and how soon.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,6 +54,23 @@ def microphone_change(change: str):
 def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowpass_2k", before_s: float = 90.0,
                       after_s: float = 60.0, cache: Path = Path("build/bench/wakeword"), workers: int = 1,
                       log=print) -> WakewordDemoResult:
+    """The demo (the module's docstring) into `out_dir`: model/ and summary.json, whole or
+    not at all (what it made goes when it fails or is interrupted; the microphone's file
+    lives in a temporary folder)."""
+    out_dir = Path(out_dir)
+    made = next((p for p in (out_dir, out_dir / "model") if not p.exists()), None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tinydrift-demo-") as scratch:
+            return _run_demo(name, out_dir, Path(scratch), change, before_s, after_s, Path(cache), workers, log)
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        (out_dir / "summary.json").unlink(missing_ok=True)  # a summary of an earlier run would pass for this one's
+        raise
+
+
+def _run_demo(name: str, out_dir: Path, scratch: Path, change: str, before_s: float, after_s: float, cache: Path,
+              workers: int, log) -> WakewordDemoResult:
     from tinydrift.app import HeartbeatTwin, expected_detections, expected_stream_inferences, stream_end
     from tinydrift.link import protocol as P
     from tinydrift.link.replay import write_pcm
@@ -63,28 +82,27 @@ def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowp
 
     scenario = microphone_change(change)
     model = load_wakeword(name)
-    out_dir = Path(out_dir)
     folder = out_dir / "model"
     settings = WakewordBenchSettings()
     log(f"{model.name}: the C and the monitor (calibrated for ARL0 {settings.target_arl0:,.0f}, cached in {cache})")
     write_device_sources(model, folder)
-    config = calibrated_monitor(model, settings, Path(cache), workers, log)
+    config = calibrated_monitor(model, settings, cache, workers, log)
     write_monitor(model, config, folder)
     log("building the firmware for the emulated Cortex-M4")
     elf = flash(platformio.EMULATED_ENV, folder, build_only=True, capture=True).elf
 
     # one held-out session (one place) played on in a loop, as calibration's simulated devices
     # hear theirs, then on from the same point through the changed microphone
-    audio, _ = bench_sessions(model, 1, settings, Path(cache), workers)
+    audio, _ = bench_sessions(model, 1, settings, cache, workers)
     n_before = int(before_s * SAMPLE_RATE)
     before = np.resize(audio[0], n_before)
     changed = scenario.apply(audio, settings.seed)[0]
     after = np.resize(np.roll(changed, -(n_before % len(changed))), int(after_s * SAMPLE_RATE))
     pcm = np.concatenate([before, after])
     log(f"{len(pcm) / SAMPLE_RATE:.0f} s of audio in QEMU ({change} after {before_s:.0f} s)")
-    path = write_pcm([pcm], out_dir / "microphone.pcm")
+    path = write_pcm([pcm], scratch / "microphone.pcm")
     result = emulator.run(elf, timeout=30 + 10 * len(pcm) / SAMPLE_RATE,
-                          semihosting_args=[emulator.audio_file_argument(path, out_dir)])
+                          semihosting_args=[emulator.audio_file_argument(path, scratch)])
     items = P.StreamParser().feed(result.output)
     if result.exit_code != 0 or any(isinstance(i, P.Corrupt) for i in items):
         raise TinydriftError(f"the firmware failed in QEMU (exit {result.exit_code}); its output ends "
