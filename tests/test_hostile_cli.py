@@ -500,6 +500,8 @@ CASES = [
     # wake-word models (by path or by the name of one pymicro-wakeword ships)
     ("missing-path", "wakeword-check", ["{r}/nothing.tflite"], "nothing.tflite"),
     ("unknown-name", "wakeword-check", ["okay_google"], "okay_google"),
+    # an export folder given as the model: once "give a .tflite model or its .json config" only
+    ("export-folder", "wakeword-check", ["{r}/ww_detector"], "is a folder `tinydrift wakeword export` or `calibrate` wrote"),
     ("wrong-shape-json", "wakeword-check", ["{r}/config_list.json"], "config_list.json"),
     ("not-a-wakeword-model", "wakeword-check", ["{r}/model/model_int8.tflite"], "model_int8.json"),
     ("missing-path", "wakeword-detect", ["okay_nabu", "{r}/nothing.wav"], "nothing.wav"),
@@ -522,7 +524,7 @@ CASES = [
     ("truncated-wav", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_truncated/yes"],
      "a_nohash_0.wav"),
     ("too-few-recordings", "wakeword-calibrate", ["okay_nabu", "--out", "{r}/ww_out", "--wavs", "{r}/wav_good"],
-     "1 .wav files"),
+     "1 .wav file (sub-folders searched)"),
     ("unknown-name", "bench-wakeword", ["--model", "okay_google", "--out", "{r}/bench_out"], "okay_google"),
     ("missing-path", "bench-wakeword", ["--model", "{r}/nothing.tflite", "--out", "{r}/bench_out"], "nothing.tflite"),
     ("not-calibrated", "bench-wakeword", ["--model", "okay_nabu", "--monitor-dir", "{r}/wav_good",

@@ -164,7 +164,9 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
 @click.option("--model", "model_names", multiple=True,
               help="A microWakeWord model: a .tflite path or the name of one pymicro-wakeword ships "
                    "(repeat for several; default: all four it ships).")
-@click.option("--quick", is_flag=True, help="Minutes of audio a model instead of an hour: a few minutes on 2 cores.")
+@click.option("--quick", is_flag=True, help="Minutes of audio a model instead of an hour: a few minutes on 2 cores. "
+                                            "Its monitor is calibrated for ARL0 2,000 (shorter reference sessions), "
+                                            "not the shipped 100,000: a smoke run, not the figures.")
 @click.option("--monitor-dir", type=input_folder("folder written by tinydrift wakeword calibrate"), default=None,
               help="Measure this calibrated monitor (its model must be among --model); default: "
                    "okay_nabu's, calibrated here on espeak-ng reference sessions.")

@@ -319,7 +319,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     except TooFewSimulated as e:
         raise _too_few_simulated(e, simulated, target_arl0) from None
     calibrated = (f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences "
-                  f"from {len(streams)} sessions (in {report.get('seconds', 0):.0f} s)")
+                  f"from {len(streams)} sessions (the simulation took {report.get('seconds', 0):.0f} s)")
     if report.get("idle_scores"):
         say(f"warning: the {', '.join(report['idle_scores'])} score{'s' if len(report['idle_scores']) > 1 else ''} never "
             f"moved on the reference (did {loaded.name} ever fire on it?) and {'are' if len(report['idle_scores']) > 1 else 'is'} "

@@ -136,6 +136,10 @@ def _config_path(source: str | Path, config: str | Path | None) -> Path:
     # `tinydrift wakeword export okay_nabu --out okay_nabu` made, for one
     if str(source) in builtin and not path.is_file():
         return builtin[str(source)]
+    if path.is_dir() and ((path / "detector.json").is_file() or (path / "monitor.json").is_file()):
+        raise TinydriftError(f"{path} is a folder `tinydrift wakeword export` or `calibrate` wrote, not a model: give the "
+                             ".tflite model (or its .json config, or the name of one pymicro-wakeword ships) it was "
+                             "made from")
     if path.exists():
         raise TinydriftError(f"{path}: give a .tflite model or its .json config")
     if not builtin:
