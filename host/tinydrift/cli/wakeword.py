@@ -283,8 +283,9 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
     say = lambda m: click.echo(m, err=True)  # noqa: E731
     if wav_folder is None:
         say(f"reference: synthesizing {sessions} espeak-ng sessions of {seconds} s")
-    streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
-                                        workers=workers or os.cpu_count() or 1)
+    with progress_bars() as bars:
+        streams, phrases = reference_sessions(loaded, wav_folder=wav_folder, sessions=sessions, seconds=seconds,
+                                            workers=workers or os.cpu_count() or 1, progress_factory=bars)
     from tinydrift.frontend import SAMPLE_RATE
 
     minutes = sum(len(pcm) for pcm in streams) / SAMPLE_RATE / 60
@@ -388,8 +389,10 @@ def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_
         if importlib.util.find_spec(name) is None:
             raise TinydriftError(f"the demo runs the device's twin on {name}, which this install lacks: "
                                  "pip install 'tinydrift[train,wakeword]'")
-    result = run_wakeword_demo(model, out_dir, change=change, before_s=before_s, after_s=after_s,
-                               workers=workers or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True))
+    with progress_bars() as bars:
+        result = run_wakeword_demo(model, out_dir, change=change, before_s=before_s, after_s=after_s,
+                                   workers=workers or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True),
+                                   progress_factory=bars)
     click.echo(f"{result.model} on the emulated Cortex-M4: {result.inferences:,} inferences, "
                f"{result.mismatched_frames} frames unlike the twin's")
     click.echo(f"  wakes: {result.wakes_before} in the {result.seconds_before:.0f} s before, "

@@ -140,9 +140,11 @@ def _render_chunk(specs: list[SessionSpec]) -> list:
     return [render_session(s) for s in specs]
 
 
-def synthesize_sessions(specs: list[SessionSpec], workers: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
-    """render_session of every spec, in order, across `workers` processes."""
-    chunks = render_all(_render_chunk, specs, workers, chunk=1)
+def synthesize_sessions(specs: list[SessionSpec], workers: int = 1, progress_factory=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """render_session of every spec, in order, across `workers` processes (a bar from
+    `progress_factory(description, total)`, if given, counts the sessions done)."""
+    progress = progress_factory("synthesizing sessions", len(specs)) if progress_factory and specs else None
+    chunks = render_all(_render_chunk, specs, workers, progress=progress, chunk=1)
     return [session for chunk in chunks for session in chunk]
 
 
@@ -151,12 +153,13 @@ def session_digest(spec: SessionSpec) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
-def cached_sessions(specs: list[SessionSpec], cache_dir: str | Path, workers: int = 1) -> list[tuple[np.ndarray, np.ndarray]]:
+def cached_sessions(specs: list[SessionSpec], cache_dir: str | Path, workers: int = 1,
+                    progress_factory=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """synthesize_sessions, each session kept in `cache_dir` under its spec's digest
     (espeak-ng takes about a second of CPU per 10 s of session)."""
     paths = [Path(cache_dir) / f"session-{session_digest(s)}.npz" for s in specs]
     missing = [i for i, path in enumerate(paths) if not path.exists()]
-    for i, (pcm, wakes) in zip(missing, synthesize_sessions([specs[i] for i in missing], workers)):
+    for i, (pcm, wakes) in zip(missing, synthesize_sessions([specs[i] for i in missing], workers, progress_factory)):
         with atomic_path(paths[i]) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, pcm=pcm, wakes=wakes)

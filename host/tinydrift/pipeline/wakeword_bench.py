@@ -211,7 +211,7 @@ def rates(counts: list[dict]) -> dict:
 # ----------------------------------------------------------------------------- the runs
 
 
-def planned_sessions(model, n: int, seconds: float, seed: int, cache: Path, workers: int, **plan):
+def planned_sessions(model, n: int, seconds: float, seed: int, cache: Path, workers: int, progress_factory=None, **plan):
     """Espeak-ng sessions for `model` (plan_sessions: `seed` chooses them, `plan` its other
     options), synthesized once into `cache`/sessions: int16 [n, samples] and each one's wake
     ranges. The seeds: 0 the monitor's reference, 1 the held-out sessions, the bench's
@@ -219,7 +219,7 @@ def planned_sessions(model, n: int, seconds: float, seed: int, cache: Path, work
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
 
     specs = plan_sessions(model.wake_word, n, seconds, seed=seed, **plan)
-    sessions = cached_sessions(specs, cache / "sessions", workers)
+    sessions = cached_sessions(specs, cache / "sessions", workers, progress_factory)
     return np.stack([pcm for pcm, _ in sessions]), [wakes for _, wakes in sessions]
 
 
@@ -364,12 +364,13 @@ def load_monitor(folder: Path, models: dict):
                          f"{', '.join(sorted(models))}; give the model it was calibrated for with --model")
 
 
-def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, workers: int, log):
+def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, workers: int, log, progress_factory=None):
     """The monitor calibrated as `tinydrift wakeword calibrate` does (espeak-ng reference
-    sessions, seed 0), at the bench's target; cached by model and settings."""
+    sessions, seed 0), at the bench's target; cached by model and settings. Bars from
+    `progress_factory`, if given, for the synthesis and the calibration."""
     from tinydrift.monitor.config import ABI_VERSION, MonitorConfig
     from tinydrift.wakeword.export import model_digest
-    from tinydrift.wakeword.monitor import calibrate_detector, session_samples
+    from tinydrift.wakeword.monitor import calibrate_detector, monitor_inputs, session_samples
 
     # the monitor's ABI too: a config cached by an older monitor reads as this one with what
     # it lacked turned off (the long-run spread), so it would measure the old monitor
@@ -381,10 +382,18 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
         return MonitorConfig.from_dict(json.loads(path.read_text()))
     log(f"calibrating {model.name}'s monitor on {settings.reference_sessions} reference sessions "
         f"for ARL0 {settings.target_arl0:,.0f}")
-    audio, _ = planned_sessions(model, settings.reference_sessions, settings.reference_seconds, 0, cache, workers)
-    reference = session_samples(list(audio), model)
+    audio, _ = planned_sessions(model, settings.reference_sessions, settings.reference_seconds, 0, cache, workers,
+                                progress_factory)
+    advance = progress_factory("front end and model", len(audio)) if progress_factory else (lambda n=1: None)
+
+    def counted(pcm, model):
+        session = monitor_inputs(pcm, model)
+        advance()
+        return session
+
+    reference = session_samples(list(audio), model, inputs=counted)
     config, _ = calibrate_detector(reference, target_arl0=settings.target_arl0, n_inferences=settings.simulated,
-                                   commission_n=settings.commission)
+                                   commission_n=settings.commission, progress_factory=progress_factory)
     write_text(path, json.dumps(jsonable(config.to_dict())))
     return config
 

@@ -53,7 +53,7 @@ def microphone_change(change: str):
 
 def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowpass_2k", before_s: float = 90.0,
                       after_s: float = 60.0, cache: Path = Path("build/bench/wakeword"), workers: int = 1,
-                      log=print) -> WakewordDemoResult:
+                      log=print, progress_factory=None) -> WakewordDemoResult:
     """The demo (the module's docstring) into `out_dir`: model/ and summary.json, whole or
     not at all (what it made goes when it fails or is interrupted; the microphone's file
     lives in a temporary folder)."""
@@ -61,7 +61,8 @@ def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowp
     made = next((p for p in (out_dir, out_dir / "model") if not p.exists()), None)
     try:
         with tempfile.TemporaryDirectory(prefix="tinydrift-demo-") as scratch:
-            return _run_demo(name, out_dir, Path(scratch), change, before_s, after_s, Path(cache), workers, log)
+            return _run_demo(name, out_dir, Path(scratch), change, before_s, after_s, Path(cache), workers, log,
+                             progress_factory)
     except BaseException:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
@@ -70,7 +71,7 @@ def run_wakeword_demo(name: str, out_dir: Path, *, change: str = "cheap_mic_lowp
 
 
 def _run_demo(name: str, out_dir: Path, scratch: Path, change: str, before_s: float, after_s: float, cache: Path,
-              workers: int, log) -> WakewordDemoResult:
+              workers: int, log, progress_factory) -> WakewordDemoResult:
     from tinydrift.app import HeartbeatTwin, expected_detections, expected_stream_inferences, stream_end
     from tinydrift.link import protocol as P
     from tinydrift.link.replay import write_pcm
@@ -86,7 +87,7 @@ def _run_demo(name: str, out_dir: Path, scratch: Path, change: str, before_s: fl
     settings = WakewordBenchSettings()
     log(f"{model.name}: the C and the monitor (calibrated for ARL0 {settings.target_arl0:,.0f}, cached in {cache})")
     write_device_sources(model, folder)
-    config = calibrated_monitor(model, settings, cache, workers, log)
+    config = calibrated_monitor(model, settings, cache, workers, log, progress_factory)
     write_monitor(model, config, folder)
     log("building the firmware for the emulated Cortex-M4")
     elf = flash(platformio.EMULATED_ENV, folder, build_only=True, capture=True).elf

@@ -331,7 +331,7 @@ def same_session_indices(groups: np.ndarray, change_at: int, max_delay: int) -> 
 
 def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = None,
                        sessions: int = REFERENCE_SESSIONS, seconds: float = REFERENCE_SECONDS, seed: int = 0,
-                       workers: int = 1) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+                       workers: int = 1, progress_factory=None) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """The deployment's reference audio, one int16 stream per session: the WAV files of
     `wav_folder` (each a session, sorted by name; every file checked before any work), or
     `sessions` espeak-ng sessions of `seconds` saying the model's wake phrase now and then;
@@ -341,7 +341,7 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
         from tinydrift.data.wakeword_audio import plan_sessions, synthesize_sessions
 
         specs = plan_sessions(model.wake_word, sessions, seconds, seed=seed)
-        rendered = synthesize_sessions(specs, workers)
+        rendered = synthesize_sessions(specs, workers, progress_factory)
         return [pcm for pcm, _ in rendered], [wakes for _, wakes in rendered]
     from tinydrift.errors import TinydriftError
     from tinydrift.data.wavfolder import wav_files
