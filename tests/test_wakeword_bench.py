@@ -466,3 +466,22 @@ def test_a_cached_run_that_cannot_be_read_is_computed_again(tmp_path):
     said = []
     assert cached_run(path, lambda: computed, said.append) == computed
     assert said and "could not be read" in said[0] and cached_run(path, None) == computed
+
+
+def test_calibrating_the_monitor_shows_each_step_s_progress(okay_nabu, tmp_path):
+    """The demo's calibration printed one line, then nothing for two minutes while it
+    synthesized its sessions, ran the model over them and simulated: each now has a bar."""
+    from tinydrift.pipeline.wakeword_bench import calibrated_monitor
+
+    bars = []
+
+    def factory(description, total):
+        bars.append([description, total, 0])
+        bar = bars[-1]
+        return lambda n=1: bar.__setitem__(2, bar[2] + n)
+
+    settings = WakewordBenchSettings.make(True)
+    calibrated_monitor(okay_nabu, settings, tmp_path, 2, lambda m: None, factory)
+    assert [b[0] for b in bars[:2]] == ["synthesizing sessions", "front end and model"], bars
+    assert bars[0][1] == bars[1][1] == settings.reference_sessions and all(b[2] == b[1] for b in bars), bars
+    assert len(bars) >= 3  # and the simulation's
