@@ -347,7 +347,14 @@ def test_a_dashboard_of_a_fleet_the_store_lacks_says_so(fleet_dsn):
     finally:
         view.close()
     assert "No device of fleet nosuch yet (fleets there: kws)" in page
-    result = CliRunner().invoke(main, ["fleet", "serve", "--db", fleet_dsn, "--port", "0", "--fleet", "nosuch",
-                                      "--duration", "0.5"])
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}  # fleet serve sets its own
+    try:
+        result = CliRunner().invoke(main, ["fleet", "serve", "--db", fleet_dsn, "--port", "0", "--fleet", "nosuch",
+                                          "--duration", "0.5"])
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     assert result.exit_code == 0, result.output
     assert "fleet 'nosuch' has no device in the fleet store yet (fleets there: kws)" in result.output
