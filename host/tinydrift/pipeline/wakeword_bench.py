@@ -893,7 +893,7 @@ def _held_out_line(mon: dict) -> str:
         if "sessions_over_twice_budget" in held:
             spread += (f" {held['sessions_over_twice_budget']} of {held['sessions']} alarmed more than twice the budget allows "
                        f"(over {held['over_twice_budget_above_alarms']} alarms: 95 % sure).")
-    return (f" On {held['sessions']} held-out sessions of {held['session_seconds']:.0f} s, as long as the reference's: "
+    return (f" On {held['sessions']} held-out espeak-ng sessions of {held['session_seconds']:.0f} s that the calibration never heard: "
             f"{value}, {held['alarms']} alarm{'' if held['alarms'] == 1 else 's'} in {held['inferences']:,} inferences."
             + spread)
 
