@@ -526,3 +526,21 @@ def test_an_export_takes_its_c_name_from_the_folder_unless_told(tmp_path):
     result = CliRunner().invoke(main, ["model-c", str(tflite), "--out", str(tmp_path / "c")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "c" / "td_model_their_word.h").is_file()
+
+
+def test_adopt_takes_an_image_models_class_names_in_output_order(tmp_path):
+    """An image model whose outputs are not its class folders sorted by name was calibrated
+    on mislabelled data (1.5 % right, exit 0): only a "labels" list hand-written into
+    training.json set it right. adopt --labels now names the classes in output order."""
+    tflite = tmp_path / "theirs.tflite"
+    tflite.write_bytes(tflite_model(IMAGE_MODEL))  # 3 outputs
+    run_cli("adopt", str(tflite), "--out", str(tmp_path / "mine"), "--labels", "rust, healthy,blight")
+    assert ModelDir(tmp_path / "mine").output_labels() == ("rust", "healthy", "blight")
+    for labels, named in (("a,b", "--labels names 2 classes and theirs.tflite has 3 outputs"),
+                          ("a,,b", "give distinct, non-empty class names"), ("a,a,b", "give distinct")):
+        result = CliRunner().invoke(main, ["adopt", str(tflite), "--out", str(tmp_path / "other"), "--labels", labels])
+        assert result.exit_code != 0 and named in result.output, result.output
+        assert not (tmp_path / "other").exists()
+    keyword = CliRunner().invoke(main, ["adopt", str(REPO_ROOT / "models" / "kws" / "model_int8.tflite"), "--out",
+                                        str(tmp_path / "kws"), "--labels", ",".join("abcdefghijkl")])
+    assert keyword.exit_code == 1 and "is a keyword model, whose outputs are these" in keyword.output, keyword.output

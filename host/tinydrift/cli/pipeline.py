@@ -227,7 +227,10 @@ def quantize_cmd(data_dir: Path, model_dir: Path):
 @click.argument("tflite", type=input_file("full-int8 .tflite classifier"))
 @click.option("--out", "model_dir", type=OUTPUT_FOLDER, required=True, metavar="DIR",
               help="The model folder to make (then `tinydrift export --model DIR --data FOLDER`).")
-def adopt_cmd(tflite: Path, model_dir: Path):
+@click.option("--labels", "labels_text", default=None, metavar="A,B,...",
+              help="An image model's class names in its output order, comma-separated, as its class folders are "
+                   "named (default: the folders' names sorted, which must then be the output order).")
+def adopt_cmd(tflite: Path, model_dir: Path, labels_text: str | None):
     """Make a model folder for your own full-int8 classifier, trained anywhere.
 
     The model must take the front end's 49x40 int8 features (1, 49, 40, 1) or an RGB image
@@ -236,7 +239,7 @@ def adopt_cmd(tflite: Path, model_dir: Path):
     firmware implements. What it cannot run is refused by name. A keyword model's outputs
     are the 12 classes `tinydrift data kws` and WAV folders are labelled with (_silence_,
     _unknown_, yes, no, up, down, left, right, on, off, stop, go, in that order); an image
-    model's are its class folders, sorted by name.
+    model's are its class folders, sorted by name, unless --labels names them in output order.
 
     \b
     Monitor your own model in four commands:
@@ -252,7 +255,13 @@ def adopt_cmd(tflite: Path, model_dir: Path):
     from tinydrift.codegen.model_c import plan_model
 
     # what the generated C refuses (an op's scales) is refused now, not at export
-    info = adopt(tflite, model_dir, lowers=lambda model, path: plan_model(model, "adopted", source=str(path)))
+    labels = None
+    if labels_text is not None:
+        labels = [name.strip() for name in labels_text.split(",")]
+        if not all(labels) or len(set(labels)) != len(labels):
+            raise click.BadParameter("give distinct, non-empty class names separated by commas", param_hint="'--labels'")
+    info = adopt(tflite, model_dir, lowers=lambda model, path: plan_model(model, "adopted", source=str(path)),
+                 labels=labels)
     shape = tuple(int(d) for d in info["inputs"][0]["shape"])
     click.echo(f"{model_dir}: input {shape}, {int(info['outputs'][0]['shape'][-1])} classes, "
                f"ops {', '.join(info['ops'])}")

@@ -187,12 +187,14 @@ def load_int8(model_dir_or_file: Path | str) -> tuple[bytes, Path]:
     return model, path
 
 
-def adopt(tflite_path: Path | str, model_dir: Path | str, lowers=None) -> dict:
+def adopt(tflite_path: Path | str, model_dir: Path | str, lowers=None, labels: list[str] | None = None) -> dict:
     """A model folder for a full-int8 classifier trained elsewhere: the .tflite checked as the
     device needs it (refused by name otherwise), copied in as the folder's int8 model, and
     training.json saying where it came from (`tinydrift export --data` then adds the rest).
     `lowers(model, path)`: a further check before anything is written (the command line
-    passes the code generator's, which also refuses an op whose scales its C cannot take)."""
+    passes the code generator's, which also refuses an op whose scales its C cannot take).
+    `labels`: an image model's class names in its output order (default: its class folders'
+    names, sorted), kept in training.json."""
     tflite_path, folder = Path(tflite_path), ModelDir(model_dir)
     if folder.float_model.exists():
         raise TinydriftError(f"{folder.path}: holds a model trained here ({folder.float_model.name}); "
@@ -220,7 +222,13 @@ def adopt(tflite_path: Path | str, model_dir: Path | str, lowers=None) -> dict:
         raise TinydriftError(f"{tflite_path}: {outputs} outputs; a keyword model's outputs are the 12 classes "
                              f"tinydrift labels clips with, in this order: {', '.join(LABELS)} (train it on "
                              "`tinydrift data kws`, or give your classes those places)")
+    if labels is not None and not is_image_input(tuple(int(d) for d in info["inputs"][0]["shape"])):
+        raise TinydriftError(f"--labels names an image model's classes; {tflite_path.name} is a keyword model, whose "
+                             f"outputs are these in this order: {', '.join(LABELS)}")
+    if labels is not None and len(labels) != outputs:
+        raise TinydriftError(f"--labels names {len(labels)} classes and {tflite_path.name} has {outputs} outputs: "
+                             "give one name per output, in the model's output order")
     with all_or_nothing():  # the model and training.json, or neither (and no folder made for them)
         write_bytes(folder.int8_model, model)
-        folder.write_training({"adopted_from": tflite_path.name})
+        folder.write_training({"adopted_from": tflite_path.name, **({"labels": list(labels)} if labels else {})})
     return info

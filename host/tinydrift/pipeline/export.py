@@ -280,8 +280,9 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     ref_accuracy = float(np.mean(probs["ref"].argmax(1) == splits["ref"].labels))
     if n_classes > 2 and ref_accuracy < 2 / n_classes:
         log(f"warning: the model is right on {ref_accuracy:.1%} of the ref split (chance: {1 / n_classes:.0%}): are "
-            f"the data's classes the model's, named as it names them ({', '.join(labels)})? A monitor calibrated on "
-            "it expects that accuracy")
+            f"the data's classes the model's, named as it names them ({', '.join(labels)})? An image model adopted "
+            "with outputs in another order than its class folders sorted by name: adopt it again with --labels "
+            "naming them in output order. A monitor calibrated on it expects that accuracy")
     samples = {s: _samples(source, splits[s], probs[s]) for s in splits}
 
     if fleet_budget is not None:
