@@ -351,6 +351,9 @@ CASES = [
     ("negative", "data-kws", ["--out", "{r}/data_out", "--workers", "-2"], "-2"),
     ("negative", "data-plant", ["--out", "{r}/data_out", "--seed", "-1"], "-1"),
     ("one-class", "eval", ["{r}/bare_plant/model_int8.tflite", "{r}/leaves_one_class"], "only one class (healthy)"),
+    # recordings given to a camera model: once "files but no class sub-folders", nothing of audio
+    ("audio-for-camera", "eval", ["{r}/bare_plant/model_int8.tflite", "{r}/wav_good"],
+     "WAV recordings (a.wav), and this is a camera (image) model"),
     ("other-classes", "eval", ["{r}/model", "{r}/leaves_one_class"], "healthy are not among the model's classes"),
     ("flat-images", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/leaves_flat"], "but no class sub-folders; expected the PlantVillage layout"),
     ("not-an-image", "eval", [str(REPO_ROOT / "models" / "plant"), "{r}/leaves_text"], "notes.txt"),

@@ -102,6 +102,9 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
     classes = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     stray = sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     if stray and not classes:
+        if all(name.lower().endswith(".wav") for name in stray):  # a recordings folder given to a camera model
+            raise TinydriftError(f"{folder}: WAV recordings ({', '.join(stray[:3])}), and this is a camera (image) "
+                                 f"model, which takes images: give {LAYOUT}")
         raise TinydriftError(f"{folder}: files ({', '.join(stray[:3])}) but no class sub-folders; expected {LAYOUT}")
     files = {c.name: class_files(c) for c in classes}
     files = {name: paths for name, paths in files.items() if paths}
