@@ -303,14 +303,7 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         return computed[id(pcm)]
 
     with progress_bars() as bars:  # the front end and TFLite Micro over every session: a minute or more
-        advance = bars("front end and model", len(streams))
-
-        def counted(pcm, model):
-            session = inputs(pcm, model)
-            advance()
-            return session
-
-        samples = session_samples(streams, loaded, inputs=counted)
+        samples = session_samples(streams, loaded, inputs=inputs, progress_factory=bars)
     check_session_lengths(samples["groups"])
     say(f"calibrating: {simulated:,} simulated inferences on {len(samples['groups']):,} of the reference")
     try:

@@ -370,7 +370,7 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
     `progress_factory`, if given, for the synthesis and the calibration."""
     from tinydrift.monitor.config import ABI_VERSION, MonitorConfig
     from tinydrift.wakeword.export import model_digest
-    from tinydrift.wakeword.monitor import calibrate_detector, monitor_inputs, session_samples
+    from tinydrift.wakeword.monitor import calibrate_detector, session_samples
 
     # the monitor's ABI too: a config cached by an older monitor reads as this one with what
     # it lacked turned off (the long-run spread), so it would measure the old monitor
@@ -384,14 +384,7 @@ def calibrated_monitor(model, settings: WakewordBenchSettings, cache: Path, work
         f"for ARL0 {settings.target_arl0:,.0f}")
     audio, _ = planned_sessions(model, settings.reference_sessions, settings.reference_seconds, 0, cache, workers,
                                 progress_factory)
-    advance = progress_factory("front end and model", len(audio)) if progress_factory else (lambda n=1: None)
-
-    def counted(pcm, model):
-        session = monitor_inputs(pcm, model)
-        advance()
-        return session
-
-    reference = session_samples(list(audio), model, inputs=counted)
+    reference = session_samples(list(audio), model, progress_factory=progress_factory)
     config, _ = calibrate_detector(reference, target_arl0=settings.target_arl0, n_inferences=settings.simulated,
                                    commission_n=settings.commission, progress_factory=progress_factory)
     write_text(path, json.dumps(jsonable(config.to_dict())))

@@ -177,11 +177,16 @@ def monitor_inputs(pcm: np.ndarray, model: WakewordModel) -> tuple[np.ndarray, n
 
 
 def session_samples(sessions: list[np.ndarray], model: WakewordModel, first_group: int = 0, *,
-                    inputs=monitor_inputs) -> dict:
+                    inputs=monitor_inputs, progress_factory=None) -> dict:
     """The monitor's samples of sessions (each its own stream and group, in stream order):
     summaries, int8 probabilities, the uint8 probability and the group of every inference.
-    `inputs(pcm, model)` gives one session's (monitor_inputs, or a cache of it)."""
-    parts = [inputs(pcm, model) for pcm in sessions]
+    `inputs(pcm, model)` gives one session's (monitor_inputs, or a cache of it); a bar from
+    `progress_factory`, if given, counts the sessions done (a minute or more for 40)."""
+    advance = progress_factory("front end and model", len(sessions)) if progress_factory else (lambda n=1: None)
+    parts = []
+    for pcm in sessions:
+        parts.append(inputs(pcm, model))
+        advance()
     groups = np.concatenate([np.full(len(s), first_group + i, np.int64) for i, (s, _) in enumerate(parts)])
     probability = np.concatenate([p for _, p in parts])
     return {"summaries": np.concatenate([s for s, _ in parts]), "probs": detector_probs(probability),
