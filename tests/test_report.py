@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from tinydrift.link import protocol as P
 from tinydrift.logbook.capture import capture
 from tinydrift.cli.main import main
-from tinydrift.logbook.report import REPORT_FILES, write_report
+from tinydrift.logbook.report import REPORT_FILES, _alarm_onsets, write_report
 from tinydrift.errors import TinydriftError
 
 from test_capture import MODEL_HASH, TcpDevice
@@ -468,6 +468,52 @@ def test_a_run_reset_after_its_alarm_is_not_measured_by_the_next_run():
         assert "withheld: sensor fault" in dead.line() and "harmless" not in dead.line()
         assert (moved.name, moved.latched_at, moved.change_index) == ("DATA_DRIFT", 100, 80)
         assert moved.answers == answers and abs(moved.accuracy_now - now) < 1e-4, moved
+
+def test_a_capture_across_a_monitor_reset_names_the_reset_and_each_alarm_s_run(tmp_path):
+    """`replay --reset` into a device that had already run: the plots went by arrival order
+    and said "the device restarted", while the page said "device restarts 0" and named the
+    alarms by the device's own counts, which start again after the reset. Run 1 alarms at
+    inference 150 (change 120), the host resets the monitor (ACK, then HELLO with the
+    sequence running on), and run 2 alarms at inference 90 (change 70)."""
+    warning, drift = (4 * Q12,) * 5 + (0,) * 3, (8 * Q12,) * 5 + (0,) * 3
+    seq = iter(range(10_000))
+    hello = lambda: P.encode(P.Hello(next(seq), MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, warning, drift))
+
+    def run(n: int, alarm_at: int, change: int) -> list[bytes]:
+        return [P.encode(P.Inference(next(seq), t, MODEL_HASH[:8], t % 12, 240, int(t >= alarm_at), 20_000,
+                                     int(0.9 * 65536), 0, change if t >= alarm_at else 0,
+                                     (0,) * 8, alarm_at if t >= alarm_at else 0)) for t in range(1, n + 1)]
+
+    stream = b"".join([hello(), *run(200, 150, 120), P.encode(P.Ack(next(seq), 7, 0, int(P.FrameType.RESET), 0)),
+                       hello(), *run(100, 90, 70)])
+    db = tmp_path / "reset.db"
+    capture(TcpDevice(lambda conn: conn.sendall(stream)).url, db)
+    result = write_report(db, tmp_path / "r")
+
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<th>device restarts</th><td>0</td>" in page
+    assert "<th>monitor resets (RESET accepted)</th><td>1</td>" in page
+    assert "<th>runs of the inference count</th><td>2: it starts again at each reset or restart</td>" in page
+    assert "<th>first alarm</th><td>inference 150 of run 1 of 2: DATA_DRIFT (estimated change point 120)</td>" in page
+    assert [(a.name, a.latched_at, a.change_index, a.run) for a in result.severities] == [
+        ("DATA_DRIFT", 150, 120, 1), ("DATA_DRIFT", 90, 70, 2)]
+    assert "<th>alarm DATA_DRIFT (run 1)</th>" in page and "<th>alarm DATA_DRIFT (run 2)</th>" in page
+    assert result.line().split("; ")[1].startswith("first alarm at inference 150 of run 1 of 2 (DATA_DRIFT)")
+    for png in ("scores.png", "atc.png", "confidence.png"):
+        _png_ok(tmp_path / "r" / png)
+    # the plots (arrival order) mark each run's own alarm, the second at its 290th frame
+    bits = np.concatenate([np.arange(1, 201) >= 150, np.arange(1, 101) >= 90]).astype(np.int64)
+    assert _alarm_onsets(bits, np.arange(300.0), [0, 200]) == [(149.0, "DATA_DRIFT", 0), (289.0, "DATA_DRIFT", 0)]
+
+
+def test_the_restart_axis_says_why_the_count_started_again():
+    from tinydrift.logbook.report import _restart_text
+
+    assert _restart_text(2, 1, 0) == ("inference (arrival order; the device's count starts again at each grey line: "
+                                      "1 time, 1 monitor reset)")
+    assert _restart_text(4, 1, 2).endswith("3 times, 1 monitor reset, 2 device restarts)")
+    assert _restart_text(3, 0, 0).endswith("2 times)")  # frames lost around both: the reason not seen
+
 
 @pytest.mark.parametrize("detector, named", [
     ("{not json", "detector.json is not readable JSON"),

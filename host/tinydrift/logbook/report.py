@@ -31,7 +31,7 @@ from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, runs_no_monitor, still_commissioning, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -194,11 +194,13 @@ class ReportResult:
     true_accuracy: dict[str, float] = field(default_factory=dict)  # with a truth: "before"/"after" its shift
     commissioning: str | None = None  # why no alarm could come yet (the capture ends while the monitor learns)
     true_severity: tuple[float | None, float | None] | None = None  # with a truth: over the first severity line's spans
+    runs: int = 1  # runs of the device's inference count (it starts again after a RESET or a restart)
+    first_alarm_run: int = 1  # the run the first alarm latched in
 
     def line(self) -> str:
         s = self.summary
-        alarm = (f"first alarm at inference {s.first_alarm[0]} ({', '.join(s.first_alarm[1])})"
-                 if s.first_alarm else "no alarm")
+        alarm = (f"first alarm at inference {s.first_alarm[0]}{_of_run(self.first_alarm_run, self.runs)} "
+                 f"({', '.join(s.first_alarm[1])})" if s.first_alarm else "no alarm")
         if self.severities:
             alarm += f": {self.severities[0].impact()}"
             if self.true_severity is not None:
@@ -209,6 +211,19 @@ class ReportResult:
             alarm += f" ({self.commissioning})"
         return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences"
                 f"{detections}), {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
+
+
+def _of_run(run: int, runs: int) -> str:
+    """" of run 2 of 3" where the capture holds more than one run of the inference count."""
+    return f" of run {run} of {runs}" if runs > 1 else ""
+
+
+def _restart_text(runs: int, resets: int, restarts: int) -> str:
+    """Why the device's inference count started again, for a plot's axis."""
+    why = ", ".join(f"{k} {what}{'' if k == 1 else 's'}" for k, what in ((resets, "monitor reset"),
+                                                                        (restarts, "device restart")) if k)
+    return (f"inference (arrival order; the device's count starts again at each grey line: "
+            f"{runs - 1} time{'' if runs == 2 else 's'}{f', {why}' if why else ''})")
 
 
 def _wake_events(detections: dict) -> list[WakeEvent]:
@@ -225,13 +240,13 @@ def _broken_at_gaps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
             np.insert(np.asarray(y, dtype=np.float64), gaps, np.nan))
 
 
-def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path) -> Path:
+def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path, resets: int, restarts: int) -> Path:
     """The detector's probability and its window's mean over the inferences, the cutoff, and
     each wake marked."""
     index = detections["inference_index"]
-    n = len(index)
-    monotonic = n < 2 or bool(np.all(np.diff(index) > 0))
-    x = index.astype(np.float64) if monotonic else np.arange(n, dtype=np.float64)
+    starts = run_starts(index)
+    monotonic = len(starts) == 1
+    x = index.astype(np.float64) if monotonic else np.arange(len(index), dtype=np.float64)
     fig, ax = plt.subplots(figsize=(10, 3.2))
     ax.plot(*_broken_at_gaps(x, detections["probability"] / 256.0), lw=0.6, color="#9ecae1", label="probability")
     ax.plot(*_broken_at_gaps(x, detections["window_mean"] / 256.0), lw=1.2, color="#1f77b4", label="sliding-window mean")
@@ -239,9 +254,10 @@ def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path) ->
         ax.axhline(thresholds.detector["probability_cutoff"] / 256.0, color="#d62728", ls="--", lw=1, label="cutoff")
     for k, at in enumerate(x[detections["wake"]]):
         ax.axvline(at, color="#2ca02c", lw=1.2, alpha=0.8, label="wake" if k == 0 else None)
+    _mark_alarms(ax, [], None, label=True, run_x=[x[k] - 0.5 for k in starts[1:]])
     ax.set_ylim(0, 1)
     ax.set_ylabel("wake-word probability")
-    ax.set_xlabel("inference index" if monotonic else "inference (arrival order; the device restarted)")
+    ax.set_xlabel("inference index" if monotonic else _restart_text(len(starts), resets, restarts))
     ax.set_title("Streaming detector: probability, sliding-window mean and wakes")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize=7, ncol=4)
@@ -268,20 +284,26 @@ def _thresholds(conn, info: ModelInfo | None) -> Thresholds:
     return Thresholds(None, None, frac, n_scores, "none known", detector)
 
 
-def _alarm_onsets(alarm_bits: np.ndarray, x: np.ndarray) -> list[tuple[float, str, int]]:
-    """(x, name, type) where each latched alarm type first appears."""
+def _alarm_onsets(alarm_bits: np.ndarray, x: np.ndarray, starts: list[int]) -> list[tuple[float, str, int]]:
+    """(x, name, type) where each latched alarm type first appears in each run of the
+    inference count (a reset clears the alarms, and a later run may latch them again)."""
     onsets = []
-    for t, name in enumerate(P.ALARM_NAMES):
-        hit = np.flatnonzero(alarm_bits & (1 << t))
-        if hit.size:
-            onsets.append((float(x[hit[0]]), name, t))
+    for start, end in zip(starts, [*starts[1:], len(alarm_bits)]):
+        for t, name in enumerate(P.ALARM_NAMES):
+            hit = np.flatnonzero(alarm_bits[start:end] & (1 << t))
+            if hit.size:
+                onsets.append((float(x[start + hit[0]]), name, t))
     return onsets
 
 
-def _mark_alarms(ax, onsets, change_x, label: bool, true_shift: float | None = None) -> None:
-    for x, name, t in onsets:
+def _mark_alarms(ax, onsets, change_x, label: bool, true_shift: float | None = None, run_x=()) -> None:
+    for k, x in enumerate(run_x):
+        ax.axvline(x, color="grey", lw=1.2, ls="-.", alpha=0.7,
+                   label="inference count starts again" if label and k == 0 else None)
+    for k, (x, name, t) in enumerate(onsets):
+        first = all(other != name for _, other, _ in onsets[:k])  # one legend entry a type
         ax.axvline(x, color=ALARM_COLOURS[t % len(ALARM_COLOURS)], lw=1.5, alpha=0.9,
-                   label=f"{name} alarm" if label else None)
+                   label=f"{name} alarm" if label and first else None)
     if change_x is not None:
         ax.axvline(change_x, color="black", lw=1, ls=":", label="estimated change point" if label else None)
     if true_shift is not None:
@@ -339,15 +361,23 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
         truth.check(int(data["inference_index"].max()), n_classes, int(data["predicted_class"].max()))
 
     index = data["inference_index"]
-    monotonic = n > 1 and bool(np.all(np.diff(index) >= 0))
-    x = index.astype(np.float64) if (monotonic or n == 1) else np.arange(n, dtype=np.float64)
-    x_label = "inference index" if (monotonic or n == 1) else "inference (arrival order; the device restarted)"
-    onsets = _alarm_onsets(data["alarm_bits"], x) if n else []
+    # The device's count starts again at a RESET or a restart: then the plots run in arrival
+    # order, a grey line where each run begins, and the page names each alarm's run.
+    starts = run_starts(index) if n else [0]
+    runs = len(starts)
+    monotonic = runs == 1
+    x = index.astype(np.float64) if monotonic else np.arange(n, dtype=np.float64)
+    x_label = "inference index" if monotonic else _restart_text(runs, monitor_resets(conn), summary.restarts)
+    run_x = [x[k] - 0.5 for k in starts[1:]]
+    onsets = _alarm_onsets(data["alarm_bits"], x, starts) if n else []
     change_x = None
+    first_alarm_run = 1
     if n:
         latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
+        first_alarm_run = int(np.searchsorted(starts, latched[0], side="right")) if latched.size else 1
         if latched.size and data["change_index"][latched[0]] > 0:
-            change_x = float(data["change_index"][latched[0]]) if monotonic else None
+            start = starts[first_alarm_run - 1]
+            change_x = float(x[start + np.searchsorted(index[start:latched[0] + 1], data["change_index"][latched[0]])])
     true_shift = float(truth.shift_index) if truth is not None and truth.shift_index and monotonic else None
 
     if n:
@@ -364,7 +394,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
             for levels, colour, name in ((thresholds.warning, "#ff7f0e", "warning"), (thresholds.drift, "#d62728", "drift")):
                 if levels is not None and 0 < levels[k] < NO_LEVEL:
                     ax.axhline(levels[k] / scale, color=colour, ls="--", lw=1, label=f"{name} level")
-            _mark_alarms(ax, onsets, change_x, label=(row == 0), true_shift=true_shift)
+            _mark_alarms(ax, onsets, change_x, label=(row == 0), true_shift=true_shift, run_x=run_x)
             ax.set_ylabel(P.SCORE_NAMES[k])
             ax.grid(alpha=0.3)
         axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
@@ -384,7 +414,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
             seen = np.convolve(known, np.ones(window), mode="full")[:n]
             with np.errstate(invalid="ignore", divide="ignore"):
                 ax.plot(*_broken_at_gaps(x, 100 * hits / seen), color="black", lw=1, alpha=0.8, label=f"true accuracy (last {window})")
-        _mark_alarms(ax, onsets, change_x, label=True, true_shift=true_shift)
+        _mark_alarms(ax, onsets, change_x, label=True, true_shift=true_shift, run_x=run_x)
         ax.set_ylabel("estimated accuracy (%)")
         ax.set_xlabel(x_label)
         ax.set_ylim(0, 100)
@@ -404,7 +434,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
             if n >= window:
                 ax.plot(x[window - 1:], np.convolve(values, kernel, mode="valid"), color=colour, lw=1.5,
                         label=f"mean of {window}")
-            _mark_alarms(ax, onsets, change_x, label=False, true_shift=true_shift)
+            _mark_alarms(ax, onsets, change_x, label=False, true_shift=true_shift, run_x=run_x)
             ax.set_ylabel(name)
             ax.grid(alpha=0.3)
             ax.legend(loc="upper left", fontsize=7)
@@ -416,24 +446,27 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     detections = read_detections(conn)
     wakes = _wake_events(detections)
     if len(detections["id"]):
-        files.append(_plot_detections(detections, thresholds, out_dir))
+        files.append(_plot_detections(detections, thresholds, out_dir, monitor_resets(conn), summary.restarts))
 
     files.append(out_dir / "index.html")
-    accuracy = true_accuracy(truth, data, monotonic or n == 1) if truth is not None and n else {}
+    accuracy = true_accuracy(truth, data, monotonic) if truth is not None and n else {}
     prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
     commission_n = info.commission_n if info is not None else banner_commission_n(banner_fields(conn, hello))
     commissioning = NO_MONITOR if runs_no_monitor(hello) else (
-        still_commissioning(commission_n, int(data["inference_index"][-1]), bool(summary.first_alarm), "this capture")
+        still_commissioning(commission_n, int(index[-1]), bool(np.any(data["alarm_bits"][starts[-1]:] & 0x1F)),
+                            "this capture" if runs == 1 else f"its last run of the inference count (run {runs})")
         if n else None)
     severities = alarm_severity(data, prior, atc_threshold) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
-                     if truth is not None and severities and (monotonic or n == 1) else None)
+                     if truth is not None and severities and monotonic else None)
     truth_rows = _truth_rows(truth, data, summary, accuracy, true_severity) if truth is not None else []
     labels = read_labels(conn)
-    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, change_x, truth_rows,
-                                             severities, len(detections["id"]), wakes, labels, commissioning))
+    write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
+                                             severities, len(detections["id"]), wakes, labels, commissioning,
+                                             runs, first_alarm_run, monitor_resets(conn)))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
-                        {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity)
+                        {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,
+                        runs, first_alarm_run)
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
@@ -474,12 +507,13 @@ def _labels_html(labels: list[dict]) -> str:
             f"<th>sends</th><th>device's answer</th><th>queued</th></tr>{rows}</table>")
 
 
-def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int, change_x,
+def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int,
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
-          wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None) -> str:
+          wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None,
+          runs: int = 1, first_alarm_run: int = 1, resets: int = 0) -> str:
     esc = html.escape
-    first_alarm = (f"inference {s.first_alarm[0]}: {', '.join(s.first_alarm[1])}"
-                   + (f" (estimated change point {change_x:.0f})" if change_x is not None else "")
+    first_alarm = (f"inference {s.first_alarm[0]}{_of_run(first_alarm_run, runs)}: {', '.join(s.first_alarm[1])}"
+                   + (f" (estimated change point {s.first_change})" if s.first_change else "")
                    if s.first_alarm else "none")
     rows = [
         # a path's bytes need not be UTF-8: shown with a replacement character, the page stays UTF-8
@@ -487,13 +521,14 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("inference frames (this model)", n), ("lost frames (sequence gaps)", s.lost),
         ("corrupt frames", s.corrupt), ("foreign-model frames", s.foreign), ("text lines", s.text_lines),
         *((("detector frames (DETECTION)", detection_frames), ("wakes", len(wakes))) if detection_frames else ()),
-        ("device restarts", s.restarts), ("port reopens", s.reopens),
+        ("device restarts", s.restarts), ("monitor resets (RESET accepted)", resets), ("port reopens", s.reopens),
+        *((("runs of the inference count", f"{runs}: it starts again at each reset or restart"),) if runs > 1 else ()),
         *((("labels queued for the device", _label_counts(labels)),) if labels else ()),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
         ("thresholds from", thresholds.source), ("first alarm", first_alarm),
         *((("monitor", commissioning),) if commissioning else ()),
-        *((f"alarm {a.name}", a.line()) for a in severities), *truth_rows,
+        *((f"alarm {a.name}{f' (run {a.run})' if runs > 1 else ''}", a.line()) for a in severities), *truth_rows,
     ]
     table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)
     figures = "\n".join(f'<figure><img src="{esc(p.name)}" alt="{esc(p.stem)}"></figure>' for p in images)

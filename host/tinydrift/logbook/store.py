@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -842,6 +842,7 @@ class AlarmSeverity:
     answers: int = 0  # the answers since the alarm accuracy_now is over (0: it is the device's running ATC)
     too_few: int | None = None  # given the model folder, the answers since the alarm when too few to estimate over
     ran: int = 0  # the inferences the device ran since the alarm (more than `answers` when frames were lost)
+    run: int = 1  # which run of the device's inference count (run_starts) it latched in
 
     @property
     def impact_points(self) -> float | None:
@@ -899,12 +900,28 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     run that ended is not measured by the frames of the next (a SENSOR_FAULT reset away once
     read "harmless so far" from the repaired microphone's frames, and its own faulty frames
     counted as answers since a later run's alarm)."""
-    index = data["inference_index"]
-    bounds = [0, *(np.flatnonzero(np.diff(index) < 0) + 1), len(index)]
+    bounds = [*run_starts(data["inference_index"]), len(data["inference_index"])]
     found = []
-    for start, end in zip(bounds[:-1], bounds[1:]):
-        found += _run_severity({k: v[start:end] for k, v in data.items()}, prior, atc_threshold)
+    for run, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
+        found += [replace(a, run=run)
+                  for a in _run_severity({k: v[start:end] for k, v in data.items()}, prior, atc_threshold)]
     return found
+
+
+def run_starts(index: np.ndarray) -> list[int]:
+    """Where each run of the device's inference count begins among frames in arrival order:
+    the count starts again after a RESET or a restart (0 for the first run)."""
+    return [0, *(np.flatnonzero(np.diff(index) < 0) + 1).tolist()]
+
+
+def monitor_resets(conn: sqlite3.Connection) -> int:
+    """The RESET commands the device accepted (each answered by an ACK): they restart its
+    inference count and monitor without a boot, so they are no restart of the device."""
+    accepted = 0
+    for (raw,) in conn.execute("SELECT raw FROM frames WHERE type=?", (int(P.FrameType.ACK),)):
+        frame = P.parse_packet(raw)
+        accepted += isinstance(frame, P.Ack) and frame.command_type == P.FrameType.RESET and frame.result == 0
+    return accepted
 
 
 def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
