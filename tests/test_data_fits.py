@@ -138,6 +138,38 @@ def test_eval_fits_an_image_folder_to_the_model_s_own_size(tmp_path):
     assert json.loads(result.output)["n"] == 9
 
 
+def test_grey_16_bit_and_transparent_images_are_converted_and_counted_aloud(tmp_path):
+    """Grey and 16-bit PNGs went through eval and replay --model-dir converted to RGB without
+    a word: a camera that sends grey frames is an input of its own, not the model's."""
+    from PIL import Image
+
+    from tinydrift.link.replay import load_source
+
+    spec = {"kind": "dense", "input_shape": [24, 32, 3], "flatten": True, "units": 3, "activation": "softmax",
+            "use_bias": True, "seed": 4}
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / INT8_MODEL).write_bytes(tflite_models([spec])[0])
+    rng = np.random.default_rng(2)
+    made = {"rgb": rng.integers(0, 256, (30, 40, 3), dtype=np.uint8), "grey": rng.integers(0, 256, (30, 40), dtype=np.uint8),
+            "deep": rng.integers(0, 65536, (30, 40), dtype=np.uint16),
+            "clear": rng.integers(0, 256, (30, 40, 4), dtype=np.uint8)}
+    for name in ("cats", "dogs", "zebra"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for kind, pixels in made.items():
+            Image.fromarray(pixels).save(tmp_path / "photos" / name / f"{kind}.png")
+    result = CliRunner().invoke(main, ["eval", str(tmp_path / "model"), str(tmp_path / "photos")])
+    assert result.exit_code == 0, result.output
+    assert ("(images not in 8-bit RGB: 3 colour with transparency, 3 16-bit grey, 3 grey; converted to it, as the "
+            "model takes)") in result.output
+    said = []
+    source = load_source(tmp_path / "photos" / "cats", fit=(24, 32, 3), log=said.append)
+    assert len(source) == 4 and said[-1] == (
+        "(images not in 8-bit RGB: 1 colour with transparency, 1 16-bit grey, 1 grey; converted to it, as the model takes)")
+    said.clear()
+    load_source(tmp_path / "photos" / "cats" / "rgb.png", fit=(24, 32, 3), log=said.append)
+    assert not any("8-bit RGB" in line for line in said)  # an RGB image is what the model takes: nothing to say
+
+
 def test_a_stray_image_in_a_recordings_folder_is_no_image_set_for_the_keyword_model(tmp_path):
     """One PNG dropped among a keyword model's WAV folders made eval read the whole folder
     as images: "yes/a.wav: not a JPEG or PNG image; move it out of the class folders", as

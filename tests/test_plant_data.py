@@ -363,5 +363,5 @@ def test_a_16_bit_grey_png_is_read_at_its_level_not_as_white(tmp_path):
     level = np.full((64, 64), 0x5A00, np.uint16)  # 90 in 8 bits
     Image.fromarray(level).save(tmp_path / "deep.png")
     assert Image.open(tmp_path / "deep.png").mode.startswith("I")
-    image, size = read_image(tmp_path / "deep.png", 48)
-    assert size == (64, 64) and image.shape == (48, 48, 3) and np.all(image == 90)
+    image, size, mode = read_image(tmp_path / "deep.png", 48)
+    assert size == (64, 64) and image.shape == (48, 48, 3) and np.all(image == 90) and mode.startswith("I")

@@ -302,6 +302,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
       tinydrift eval models/kws ../shared/data/speech_commands_v0.01_subset --json
       tinydrift eval models/plant my_leaves/    # my_leaves/healthy/*.jpg, my_leaves/blight/*.jpg ...
     """
+    from tinydrift.data.imagefolder import converted_note
     from tinydrift.data.sets import load_any
     from tinydrift.frontend import CLIP_SAMPLES
     from tinydrift.model.evaluate import check_fits, evaluate
@@ -337,6 +338,9 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
         # a recording folder's clips of other lengths count like the rest: say how many were fitted
         click.echo(f"  (recordings not 1 s long: {int((lengths < CLIP_SAMPLES).sum())} shorter, padded with silence; "
                    f"{int((lengths > CLIP_SAMPLES).sum())} longer, cut to their middle second)")
+    note = converted_note(getattr(clips, "domain", {}).get("mode", ()))
+    if note:
+        click.echo(f"  {note}")
     if len(result["per_class"]) == 1:
         # FSDD's digits on the keyword model: all of them are the catch-all class
         click.echo(f"  (every one of these {unit} is labelled {next(iter(result['per_class']))}: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +41,27 @@ def fit_image(image, size: int | tuple[int, int] = IMAGE_SIZE) -> np.ndarray:
     return np.asarray(crop.resize((width, height), resample), dtype=np.uint8)
 
 
-def read_image(path: Path, size: int | tuple[int, int] = IMAGE_SIZE) -> tuple[np.ndarray, tuple[int, int]]:
-    """(fitted image, original (width, height)) of a JPEG or PNG file, or a TinydriftError naming it."""
+# What a file's Pillow mode is, in a user's words; every image is converted to the 8-bit RGB a
+# camera model takes, and a camera that sent such frames would send something else.
+MODE_NAMES = {"L": "grey", "LA": "grey with transparency", "1": "black-and-white", "I": "16-bit grey",
+              "I;16": "16-bit grey", "I;16B": "16-bit grey", "I;16L": "16-bit grey", "P": "palette",
+              "PA": "palette with transparency", "RGBA": "colour with transparency", "CMYK": "CMYK"}
+
+
+def converted_note(modes) -> str | None:
+    """"(images not in 8-bit RGB: 3 grey, 1 16-bit grey; converted to it, as the model takes)",
+    or None when every image was 8-bit RGB: a grey or 16-bit camera is an input of its own,
+    which the conversion would otherwise hide."""
+    counts = Counter(MODE_NAMES.get(str(mode), str(mode)) for mode in modes if str(mode) != "RGB")
+    if not counts:
+        return None
+    kinds = ", ".join(f"{n} {kind}" for kind, n in counts.most_common())
+    return f"(images not in 8-bit RGB: {kinds}; converted to it, as the model takes)"
+
+
+def read_image(path: Path, size: int | tuple[int, int] = IMAGE_SIZE) -> tuple[np.ndarray, tuple[int, int], str]:
+    """(fitted image, original (width, height), original Pillow mode) of a JPEG or PNG file, or
+    a TinydriftError naming it."""
     from PIL import Image, UnidentifiedImageError
 
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -54,12 +74,12 @@ def read_image(path: Path, size: int | tuple[int, int] = IMAGE_SIZE) -> tuple[np
         with image:
             if image.format not in ("JPEG", "PNG"):
                 raise TinydriftError(f"{path}: a {image.format} image named like a JPEG or PNG; convert it or move it out")
-            original = image.size
+            original, mode = image.size, image.mode
             if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: RGB would clip it to white
                 image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
             height, width = (size, size) if isinstance(size, int) else size
             image.draft("RGB", (width, height))  # JPEG: decode at a reduced scale that still covers `size`
-            return fit_image(image, size), original
+            return fit_image(image, size), original, mode
     except Image.DecompressionBombError:
         raise TinydriftError(too_many_pixels(path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -124,10 +144,11 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
     if unknown:
         raise TinydriftError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the model's classes "
                              f"({', '.join(label_names)}); rename or move them")
-    images, labels, names, widths, heights = [], [], [], [], []
+    images, labels, names, widths, heights, modes = [], [], [], [], [], []
     for class_name, paths in files.items():
         for path in paths:
-            image, (width, height) = read_image(path, size)
+            image, (width, height), mode = read_image(path, size)
+            modes.append(mode)
             images.append(image)
             labels.append(label_names.index(class_name))
             names.append(f"{class_name}/{path.relative_to(folder / class_name).as_posix()}")
@@ -144,6 +165,7 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
             "source": np.array([folder.name] * len(names)),
             "width": np.array(widths, dtype=np.int32),
             "height": np.array(heights, dtype=np.int32),
+            "mode": np.array(modes),  # the file's Pillow mode (converted_note)
             # Without plant identities, each image is its own group.
             # surrogateescape: a file name need not be UTF-8 (the bytes a disk holds)
             "group": np.array([zlib.crc32(n.encode(errors="surrogateescape")) & 0x7FFFFFFF for n in names],

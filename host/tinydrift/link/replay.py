@@ -66,7 +66,7 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
     recordings), saying how many files of the other kind it left out; without a model it
     is refused (which kind the device takes is not known)."""
     from tinydrift.data.clipset import ClipSet
-    from tinydrift.data.imagefolder import IMAGE_SUFFIXES, class_files, fit_image, read_image
+    from tinydrift.data.imagefolder import IMAGE_SUFFIXES, class_files, converted_note, fit_image, read_image
     from tinydrift.data.wavfolder import read_wav, wav_files
     from tinydrift.frontend import SAMPLE_RATE
 
@@ -104,7 +104,11 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
         if fit is None:
             return ReplaySource([_read_image_as_is(f) for f in files], [str(f.relative_to(path)) for f in files])
         log(said.format("x".join(map(str, fit))))
-        return ReplaySource([read_image(f, fit[:2])[0] for f in files], [str(f.relative_to(path)) for f in files])
+        read = [read_image(f, fit[:2]) for f in files]
+        note = converted_note(mode for _, _, mode in read)
+        if note:
+            log(note)
+        return ReplaySource([image for image, _, _ in read], [str(f.relative_to(path)) for f in files])
     if path.is_file() and path.suffix.lower() == ".wav":  # one recording, one clip
         if fit is not None:
             raise TinydriftError(f"{path}: a WAV file, and --model-dir is a camera model: replay images to it (or give "
@@ -114,7 +118,11 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
         if fit is None:
             return ReplaySource([_read_image_as_is(path)], [path.name])
         log(said.format("x".join(map(str, fit))))
-        return ReplaySource([read_image(path, fit[:2])[0]], [path.name])
+        image, _, mode = read_image(path, fit[:2])
+        note = converted_note([mode])
+        if note:
+            log(note)
+        return ReplaySource([image], [path.name])
     if path.is_file() and path.suffix == ".npz":
         clips = ClipSet.load(path)
         n = len(clips) if limit is None else min(limit, len(clips))

@@ -271,6 +271,12 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
     shortfall = source.reference_shortfall(data_dir, splits)
     if shortfall:
         raise TinydriftError(shortfall)
+    if source.is_image:
+        from tinydrift.data.imagefolder import converted_note
+
+        note = converted_note(np.concatenate([splits[s].domain.get("mode", np.zeros(0, str)) for s in ("ref", "test")]))
+        if note:
+            log(f"reference {note}")
     from tinydrift.data.wavfolder import load_any
 
     real_sets = {label: load_any(path) for label, path in (real_data or {}).items()}  # refused now, not after minutes
