@@ -226,6 +226,14 @@ def test_bad_image_folders_are_refused_in_one_line_naming_the_fix(tmp_path):
     _save(tmp_path / "gif" / "blight" / "b.png", leaf, format="GIF")
     assert "b.png: a GIF image named like a JPEG or PNG" in _refusal(tmp_path / "gif")
 
+    # several bad files are named in one refusal, not one per run (a folder of 1,400 images)
+    for k in range(7):
+        (tmp_path / "gif" / ("healthy" if k % 2 else "blight") / f"c{k}.jpg").write_bytes(b"\xff\xd8 cut short")
+    said = _refusal(tmp_path / "gif")
+    assert said.startswith(f"{tmp_path / 'gif'}: 8 files are no image it can read (blight/b.png, blight/c0.jpg, "
+                           "blight/c2.jpg, blight/c4.jpg, blight/c6.jpg, ...); the first: "), said
+    assert "b.png: a GIF image named like a JPEG or PNG" in said and "\n" not in said
+
 
 def test_export_reads_an_image_folder_in_the_model_s_class_order_not_sorted(tmp_path):
     """export --data FOLDER once took the class folders in sorted order whatever the model's

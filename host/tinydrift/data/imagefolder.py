@@ -145,17 +145,29 @@ def load_image_folder(folder: str | Path, label_names: tuple[str, ...] | None = 
         raise TinydriftError(f"{folder}: class folder(s) {', '.join(unknown)} are not among the model's classes "
                              f"({', '.join(label_names)}); rename or move them")
     images, labels, names, widths, heights, modes = [], [], [], [], [], []
+    unreadable: list[tuple[Path, str]] = []  # all of them named at once: not one fix and rerun each
     for class_name, paths in files.items():
         for path in paths:
-            image, (width, height), mode = read_image(path, size)
+            try:
+                image, (width, height), mode = read_image(path, size)
+            except TinydriftError as exc:
+                unreadable.append((path, str(exc)))
+                continue
+            finally:
+                if progress is not None:
+                    progress(1)
             modes.append(mode)
             images.append(image)
             labels.append(label_names.index(class_name))
             names.append(f"{class_name}/{path.relative_to(folder / class_name).as_posix()}")
             widths.append(width)
             heights.append(height)
-            if progress is not None:
-                progress(1)
+    if len(unreadable) == 1:
+        raise TinydriftError(unreadable[0][1])
+    if unreadable:
+        listed = ", ".join(path.relative_to(folder).as_posix() for path, _ in unreadable[:5])
+        raise TinydriftError(f"{folder}: {len(unreadable)} files are no image it can read ({listed}"
+                             f"{', ...' if len(unreadable) > 5 else ''}); the first: {unreadable[0][1]}")
     return ImageSet(
         images=np.stack(images),
         labels=np.array(labels, dtype=np.int16),
