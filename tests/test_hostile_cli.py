@@ -197,8 +197,11 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "clips_label_negative.npz", audio=clips, labels=np.array([0, 1, 2, -1], np.int16), label_names=LABELS)
     np.savez(root / "clips_ok.npz", audio=clips, labels=np.arange(4, dtype=np.int16), label_names=LABELS)
     np.savez(root / "clips_none.npz", audio=clips[:0], labels=np.zeros(0, np.int16), label_names=LABELS)
+    np.savez(root / "clips_yes.npz", audio=clips, labels=np.full(4, LABELS.index("yes"), np.int16), label_names=LABELS)
     plant_labels = json.loads((REPO_ROOT / "models" / "plant" / "training.json").read_text())["labels"]
     np.savez(root / "images_none.npz", images=np.zeros((0, 48, 48, 3), np.uint8), labels=np.zeros(0, np.int16),
+             label_names=plant_labels)
+    np.savez(root / "images_ok.npz", images=np.zeros((4, 48, 48, 3), np.uint8), labels=np.arange(4, dtype=np.int16),
              label_names=plant_labels)
     np.savez(root / "images_labels_2d.npz", images=np.zeros((4, 48, 48, 3), np.uint8), labels=np.zeros((4, 2), np.int16),
              label_names=plant_labels)
@@ -546,11 +549,28 @@ CASES = [
     ("other-cpu-elf", "emulate", ["--elf", "{r}/x86.elf"], "is an ELF image for another CPU"),
     ("not-a-wav", "emulate", ["--audio", "{r}/not_a.wav"], "is named .wav but is no WAV file"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
+    ("missing-path", "data-drift", ["gain_up_6db", "{r}/nothing.npz", "--out", "{r}/drifted.npz"], "nothing.npz"),
+    ("empty-set", "data-drift", ["gain_up_6db", "{r}/clips_none.npz", "--out", "{r}/drifted.npz"], "holds no clips"),
+    ("unknown-name", "data-drift", ["earthquake", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz"],
+     "earthquake: no such drift scenario for a clip set (scenarios: gain_down_20db"),
+    ("other-kind", "data-drift", ["lens_smudge_2px", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz"],
+     "it is a camera scenario, for image sets"),
+    ("population", "data-drift", ["accent", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz"],
+     "another population of speakers, not a change of a given set; `tinydrift data kws` writes the accent split"),
+    ("no-severity", "data-drift", ["telephone_band", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz", "--severity", "3"],
+     "telephone_band takes no other severity"),
+    ("nothing-left", "data-drift", ["yes_knocked_out", "{r}/clips_yes.npz", "--out", "{r}/drifted.npz"],
+     "the set holds only classes the scenario knocks out"),
+    ("no-attribute", "data-drift", ["pale_spots_now_leaf_spot", "{r}/images_ok.npz", "--out", "{r}/drifted"],
+     "picks leaves by their recorded texture, which only the procedural leaves carry"),
+    ("not-empty", "data-drift", ["gain_up_6db", "{r}/clips_ok.npz", "--out", "{r}/wav_good"],
+     "already exists and is not an empty folder"),
+    ("output-blocked", "data-drift", ["gain_up_6db", "{r}/clips_ok.npz", "--out", "{blocked}"], "blocker"),
 ]
 
 
 def _argv(command: str, args: list[str], root: Path) -> list[str]:
-    words = {"data-kws": ["data", "kws"], "data-plant": ["data", "plant"]}.get(command) or (
+    words = {"data-kws": ["data", "kws"], "data-plant": ["data", "plant"], "data-drift": ["data", "drift"]}.get(command) or (
         command.split("-", 1) if command.startswith(("drift-", "bench-", "fleet-", "wakeword-")) else [command])
     blocked = root / "blocker" / "out"
     return words + [a.format(r=root, blocked=blocked) for a in args]

@@ -136,6 +136,15 @@ def _output_folder(path: Path) -> str | None:
     return _cannot_create(path)
 
 
+def _output_set(path: Path) -> str | None:
+    """A set written as one .npz file, or as a new (or empty) folder of class folders."""
+    if path.suffix == ".npz":
+        return _output_file(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        return "already exists and is not an empty folder: give a new folder (or a .npz file)"
+    return _output_folder(path)
+
+
 EM_ARM = 40  # the ELF header's e_machine of 32-bit ARM, Cortex-M's
 
 
@@ -240,6 +249,7 @@ def input_path(what: str = "file or folder") -> click.ParamType:
 
 OUTPUT_FILE = _PathType("file", _output_file)
 OUTPUT_FOLDER = _PathType("folder", _output_folder)
+OUTPUT_SET = _PathType("path", _output_set)
 FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
 PCM_FILE = _PathType("file", _input_file("raw PCM or WAV audio file", _not_pcm))
 MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws; a microWakeWord "

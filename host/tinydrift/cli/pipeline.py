@@ -12,7 +12,8 @@ import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
-from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, SEED, TARGET_ARL0,
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, OUTPUT_SET, SEED,
+                                  TARGET_ARL0,
                                   FiniteFloat, commission_option, input_file, input_folder, input_path,
                                   speaker_run_option)
 from tinydrift.pipeline.verify import DEFAULT_SAMPLES
@@ -150,6 +151,68 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
     made = _check_room(out, config.images_per_class, len(PLANT_LABELS), IMAGE_SIZE * IMAGE_SIZE * CHANNELS,
                 "--images-per-class", "images")
     _build_splits(build_plant, out, config, workers, made)
+
+
+@data.command("drift")
+@click.argument("scenario")
+@click.argument("source", type=input_path("clip or image set (.npz) or folder of class folders"))
+@click.option("--out", type=OUTPUT_SET, required=True,
+              help="A .npz set (as `data kws`/`data plant` write), or a new folder of class folders of WAV or PNG "
+                   "files.")
+@click.option("--severity", type=FiniteFloat(), default=None,
+              help="Another severity than the scenario's own, for one whose severity is one number: dB of gain, "
+                   "SNR in dB, Hz of a cut-off, seconds of reverberation, pixels of blur, stops, JPEG quality...")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="The noise, babble and resampling drawn.")
+def data_drift(scenario: str, source: Path, out: Path, severity: float | None, seed: int):
+    """Write SOURCE changed by one drift scenario of `tinydrift bench drift`.
+
+    SOURCE is a clip set (`tinydrift data kws`), an image set (`tinydrift data plant`) or a
+    folder of class folders (WORD/*.wav, CLASS/*.png|jpg). The drifted copy keeps each
+    item's label (where the scenario moves labels, the new ones) and is written as a set
+    (--out ending in .npz) or as class folders of WAV or PNG files, to replay into a device
+    (`tinydrift replay`) or to evaluate a model on (`tinydrift eval`).
+
+    \b
+    Recordings: gain_down_20db, gain_up_12db, gain_down_6db, gain_up_6db,
+      cheap_mic_lowpass_2k, highpass_800, telephone_band, path_8khz, white_noise_10db,
+      white_noise_0db, babble_5db, reverb_0.8s, quiet_but_working_microphone,
+      dead_microphone, stuck_microphone, dc_offset, clipping_30db (sensor faults),
+      unknown_x5, silence_x5, yes_knocked_out (class mixes: the set resampled),
+      labels_remapped (concept drift: yes/no, up/down, left/right swapped).
+    Images: lens_smudge_1px, lens_smudge_2px, lens_smudge_3px, low_resolution_x2,
+      low_resolution_x3, warm_cast, cool_white_balance, underexposed_1stop,
+      overexposed_1stop, sensor_noise_12, sensor_noise_25, jpeg_q25, jpeg_q8,
+      cheap_camera, dead_camera, stuck_camera (one frame repeated),
+      pale_spots_now_leaf_spot (concept drift; the procedural leaves only).
+    An accent or other speakers are populations of their own: `tinydrift data kws`
+    writes accent.npz.
+
+    \b
+    Examples:
+      tinydrift data drift lens_smudge_2px build/data/plant/test.npz --out build/smudged/
+      tinydrift replay build/smudged/ --port socket://127.0.0.1:PORT --model-dir models/plant
+      tinydrift data drift white_noise_10db build/data/kws/test.npz --out build/noisy.npz
+      tinydrift data drift gain_down_20db my_words/ --out my_words_quiet/ --severity -12
+    """
+    from tinydrift.data.drifted import drifted, find_scenario, write_folder
+    from tinydrift.data.imageset import ImageSet
+    from tinydrift.data.sets import load_any
+    from tinydrift.errors import TinydriftError
+
+    data = load_any(source)
+    images = isinstance(data, ImageSet)
+    unit = "images" if images else "clips"
+    if not len(data):
+        raise TinydriftError(f"{source}: holds no {unit}; give a set with some")
+    chosen = find_scenario(scenario, images, severity)
+    changed = drifted(data, chosen, seed)
+    if out.suffix == ".npz":
+        changed.save(out)
+        click.echo(f"{chosen.name}: {len(changed)} {unit} of {source} written to {out}")
+    else:
+        n = write_folder(changed, out)
+        click.echo(f"{chosen.name}: {n} {unit} of {source} written to {out}/ "
+                   f"({'PNG' if images else 'WAV'} files in class folders)")
 
 
 @click.command("train")

@@ -24,6 +24,15 @@ FSDD_NAME = re.compile(r"[0-9]_[^_]+_[0-9]+")  # DIGIT_SPEAKER_INDEX, as recordi
 FSDD_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+def write_wav(path: Path, pcm: np.ndarray, rate: int = SAMPLE_RATE) -> None:
+    """int16 samples as a mono 16-bit WAV file: what read_wav reads back."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
 def wav_files(folder: Path, pattern: str = "*") -> list[Path]:
     """The WAV files of `folder` whose names match `pattern` (a glob without the suffix,
     "**/*" for every sub-folder), .wav or .WAV alike (recorders write either), sorted."""
