@@ -132,7 +132,10 @@ def test_thresholds_from_the_model_dir_take_precedence(tmp_path):
     model_dir.mkdir()
     write_reference(model_dir, MODEL_HASH.hex())
     write_report(db, tmp_path / "r", model_dir=model_dir)
-    assert f"model dir {model_dir}" in (tmp_path / "r" / "index.html").read_text()
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert f"model dir {model_dir}" in page
+    # the folder names the summary channels the alarm's frame marks as moved (bits 3 and 17)
+    assert "<th>input channels moved at the first alarm</th><td>band 3, band 17</td>" in page
     # a config the firmware and `fleet simulate` refuse is refused here too, not shown as if sound
     reference = json.loads((model_dir / "reference.json").read_text())
     reference["monitor_config"]["score_drift"] = [1]

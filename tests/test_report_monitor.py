@@ -199,6 +199,38 @@ def test_heartbeats_are_captured_and_shown_and_the_report_takes_them(tmp_path):
     assert result.exit_code == 0 and "7 frames (0 inferences)" in result.output, result.output
 
 
+def test_moved_channels_are_named_by_what_they_summarize(tmp_path):
+    """The live view listed moved channels by number only ("3, 17"): with the model folder,
+    or from HELLO's channel count where only one of the firmware's layouts has it, by name."""
+    from test_report import write_reference
+
+    db, _ = make_drift_db(tmp_path)  # channels 3 and 17 move at the alarm; its HELLO says 40 channels
+    _, out = _render(db_path=db)
+    assert re.search(r"moved channels +3, 17 +│", out), out  # no layout of 40: numbers
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    write_reference(model_dir, MODEL_HASH.hex())  # the keyword model's config: 42 channels
+    snap, out = _render(db_path=db, model_dir=model_dir)
+    assert re.search(r"moved channels +band 3, band 17 +│", out), out
+
+
+def test_every_summary_layout_names_each_of_its_channels():
+    from tinydrift.monitor.channels import channel_names, moved_text
+    from tinydrift.monitor.twin import image_summary_length
+    from tinydrift.wakeword.monitor import summary_length
+
+    keyword, stream, camera = channel_names(42), channel_names(summary_length(40)), channel_names(image_summary_length(3))
+    assert keyword[40:] == ["loudness", "quiet level"] and stream[60:] == ["loudness", "spectral tilt", "quiet level"]
+    assert camera[:3] == ["top-left red", "top-left green", "top-left blue"] and camera[12:15] == [
+        "middle-middle red", "middle-middle green", "middle-middle blue"]
+    assert camera[27:] == [f"{what} {colour}" for what in ("contrast", "sharpness", "crispness")
+                           for colour in ("red", "green", "blue")]
+    assert all(len(set(names)) == len(names) for names in (keyword, stream, camera))
+    assert channel_names(36, {"kind": "image", "grid": 3}) == camera and channel_names(42, {"kind": "image"}) is None
+    assert moved_text(0, keyword) == "none"
+    assert moved_text(1 << 29 | 1 << 13 | 1 << 50, camera) == "middle-middle green, contrast blue, 50"
+
+
 def test_the_live_view_says_when_the_monitor_is_still_commissioning(tmp_path):
     """The live view showed scores at zero through the first inferences after a reset with
     no word why; with the model folder it knows how many the monitor learns on."""

@@ -25,6 +25,7 @@ from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner
                                      capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
                                      read_summary, recent_text, runs_no_monitor, NO_MONITOR)
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+from tinydrift.monitor.channels import channel_names, moved_text
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
 NO_LEVEL = 1 << 30
@@ -70,6 +71,7 @@ class Snapshot:
     heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
     detections: WakeTally = field(default_factory=WakeTally)  # a streaming detector's frames and wakes
     commission_n: int = 0  # inferences after a reset the monitor learns on (--model-dir, else the boot line)
+    channels: list[str] | None = None  # the input summary channels' names (--model-dir, else HELLO's count)
 
 
 def _heard(summary: DbSummary) -> int:
@@ -107,7 +109,9 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                     n_scores, model.labels if model and model.labels else banner_labels(banner, hello),
                     recent_text(conn, 5), rate, accuracy_before,
                     latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
-                    model.commission_n if model is not None else banner_commission_n(banner))
+                    model.commission_n if model is not None else banner_commission_n(banner),
+                    model.summary_channels if model is not None and model.summary_channels else
+                    channel_names(hello.n_channels) if hello is not None else None)
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -167,7 +171,6 @@ def render(snap: Snapshot) -> Group:
     if last is not None:
         label = (snap.labels[last.predicted_class] if snap.labels and last.predicted_class < len(snap.labels)
                  else str(last.predicted_class))
-        moved = [c for c in range(64) if last.moved_channels >> c & 1]
         link.add_row("inference", f"{last.inference_index}  ({snap.rate:.1f}/s)")
         if 0 < last.inference_index <= snap.commission_n and not last.alarm_bits & 0x1F:
             link.add_row("commissioning", Text(f"learning this device's reference: inference {last.inference_index} "
@@ -176,7 +179,7 @@ def render(snap: Snapshot) -> Group:
         link.add_row("prediction", f"{label}  confidence {last.confidence / 256:.0%}  entropy {last.entropy / 65536:.2f} nats")
         link.add_row("ATC accuracy", "withheld (sensor fault)" if last.alarm_bits & ALARM_SENSOR_FAULT
                      else f"{last.atc / 65536:.1%}")
-        link.add_row("moved channels", ", ".join(map(str, moved)) if moved else "none")
+        link.add_row("moved channels", moved_text(last.moved_channels, snap.channels))
     tally = snap.detections
     if tally.frames:
         detection = tally.latest

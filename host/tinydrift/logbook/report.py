@@ -31,6 +31,7 @@ from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
+from tinydrift.monitor.channels import channel_names, moved_text  # noqa: E402
 from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
@@ -224,6 +225,17 @@ def _restart_text(runs: int, resets: int, restarts: int) -> str:
                                                                         (restarts, "device restart")) if k)
     return (f"inference (arrival order; the device's count starts again at each grey line: "
             f"{runs - 1} time{'' if runs == 2 else 's'}{f', {why}' if why else ''})")
+
+
+def _moved_at_alarm(data: dict, info: ModelInfo | None, hello) -> str | None:
+    """The input summary channels the first alarm's frame marks as moved, named where the
+    model folder or HELLO's channel count tells their layout."""
+    latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
+    if not latched.size:
+        return None
+    names = (info.summary_channels if info is not None and info.summary_channels else
+             channel_names(hello.n_channels) if hello is not None else None)
+    return moved_text(int(data["moved_channels"][latched[0]]), names)
 
 
 def _wake_events(detections: dict) -> list[WakeEvent]:
@@ -463,7 +475,8 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning,
-                                             runs, first_alarm_run, monitor_resets(conn)))
+                                             runs, first_alarm_run, monitor_resets(conn),
+                                             _moved_at_alarm(data, info, hello)))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
                         {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,
                         runs, first_alarm_run)
@@ -510,7 +523,7 @@ def _labels_html(labels: list[dict]) -> str:
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int,
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
           wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None,
-          runs: int = 1, first_alarm_run: int = 1, resets: int = 0) -> str:
+          runs: int = 1, first_alarm_run: int = 1, resets: int = 0, moved_at_alarm: str | None = None) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}{_of_run(first_alarm_run, runs)}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {s.first_change})" if s.first_change else "")
@@ -527,6 +540,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
         ("thresholds from", thresholds.source), ("first alarm", first_alarm),
+        *((("input channels moved at the first alarm", moved_at_alarm),) if moved_at_alarm else ()),
         *((("monitor", commissioning),) if commissioning else ()),
         *((f"alarm {a.name}{f' (run {a.run})' if runs > 1 else ''}", a.line()) for a in severities), *truth_rows,
     ]

@@ -1048,6 +1048,7 @@ class ModelInfo:
     class_prior: np.ndarray | None = None  # the reference's predicted-class frequencies
     atc_threshold: int | None = None  # the confidence (0-256) the device's ATC counts as right
     commission_n: int = 0  # inferences after a reset the monitor learns its own reference on, judging none
+    summary_channels: list[str] | None = None  # what each input summary channel is (a moved-channel mask's bits)
 
 
 
@@ -1090,5 +1091,9 @@ def load_model_info(model_dir: str | Path) -> ModelInfo:
     config = MonitorConfig.of_model(folder)
     warning, drift = _pad(config.score_warning), _pad(config.score_drift)
     prior = np.asarray(config.prior_q16, dtype=np.float64) / 65536 if len(config.prior_q16) else None
+    from tinydrift.monitor.channels import channel_names
+
+    layout = folder.reference().get("input_summary") if folder.reference_json.is_file() else None
     return ModelInfo(folder.model_hash, warning, drift, folder.labels, folder.path, detector, class_prior=prior,
-                     atc_threshold=int(config.atc_threshold), commission_n=int(config.commission_n))
+                     atc_threshold=int(config.atc_threshold), commission_n=int(config.commission_n),
+                     summary_channels=channel_names(config.n_summary, layout))
