@@ -74,6 +74,15 @@ def test_calibration_refuses_fewer_simulated_inferences_than_the_target_needs():
 def test_export_help_shows_the_arithmetic():
     text = CliRunner().invoke(main, ["export", "--help"]).output
     assert "ARL0 = D x R / F" in text and "= ARL0 43,200,000" in text
+    # how much of a user's own data the reference needs, as the export's refusal computes it
+    from tinydrift.pipeline.export import FOLDER_TEST_SHARE, model_input
+    from tinydrift.model.quantize import INPUT_SHAPE
+
+    flat = " ".join(text.split())
+    for shape, what in ((INPUT_SHAPE, "recordings"), ((1, 48, 48, 3), "images")):
+        need = model_input(shape).min_reference
+        assert f"{need:,} {'clips' if what == 'recordings' else 'images'}" in flat
+        assert f"about {round(need / (1 - FOLDER_TEST_SHARE), -1):,.0f} {what}" in flat
 
 
 @pytest.mark.slow  # a real export: calibration and its ARL0 check (~2 min)

@@ -464,6 +464,11 @@ def export_cmd(model_dir: Path, data_dir: Path, name: str | None, target_arl0: f
     check simulates 100 x ARL0 inferences, at most 20,000,000 (fewer alarms to count for a
     larger target).
 
+    Your own reference data (--data FOLDER, in-domain examples of what the device will see):
+    30 % of it (whole speakers; single images) is held out for the checks, and the monitor's
+    reference needs at least 2,000 clips or 1,000 images of the rest: about 2,860 recordings
+    (WORD/*.wav) or about 1,430 images (CLASS/*.jpg|png), every class among them.
+
     A speaker who talks for a while moves the monitor's scores as a small change does: a new
     voice moves the input summary, a voice the model finds harder lowers its confidence.
     The device learns how far its own confidence wanders (over a few thousand inferences)
