@@ -214,6 +214,24 @@ def test_moved_channels_are_named_by_what_they_summarize(tmp_path):
     assert re.search(r"moved channels +band 3, band 17 +│", out), out
 
 
+def test_the_live_view_and_the_report_give_one_accuracy_figure_now(tmp_path):
+    """With the model folder, the report read "now" over the answers since the alarm and the
+    live view the device's running ATC: two figures for one capture (new-user trial 7)."""
+    from test_report import write_reference
+    from tinydrift.logbook.report import write_report
+
+    db, _ = make_drift_db(tmp_path)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    write_reference(model_dir, MODEL_HASH.hex())
+    snap, out = _render(db_path=db, model_dir=model_dir)
+    report = write_report(db, tmp_path / "r", model_dir=model_dir).severities[0]
+    assert snap.severity.answers == report.answers > 0 and "answers received of 448 since the alarm" in report.basis_text()
+    assert snap.severity.impact() == report.impact() and f"{100 * report.accuracy_now:.1f} % now" in out
+    without, _ = _render(db_path=db)  # no folder, no ATC level: the running ATC, said so
+    assert without.severity.answers == 0 and without.severity.basis_text() == "the device's running ATC"
+
+
 def test_every_summary_layout_names_each_of_its_channels():
     from tinydrift.monitor.channels import channel_names, moved_text
     from tinydrift.monitor.twin import image_summary_length

@@ -23,8 +23,7 @@ from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
                                      capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
-                                     read_summary, recent_text, runs_no_monitor, NO_MONITOR)
-from tinydrift.monitor.accuracy_estimate import accuracy_estimate
+                                     read_summary, recent_text, runs_no_monitor, severity_now, NO_MONITOR)
 from tinydrift.monitor.channels import channel_names, moved_text
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -72,6 +71,7 @@ class Snapshot:
     detections: WakeTally = field(default_factory=WakeTally)  # a streaming detector's frames and wakes
     commission_n: int = 0  # inferences after a reset the monitor learns on (--model-dir, else the boot line)
     channels: list[str] | None = None  # the input summary channels' names (--model-dir, else HELLO's count)
+    severity: AlarmSeverity | None = None  # the latched alarms' impact, "now" as the report reads it
 
 
 def _heard(summary: DbSummary) -> int:
@@ -111,7 +111,9 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                     latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
                     model.commission_n if model is not None else banner_commission_n(banner),
                     model.summary_channels if model is not None and model.summary_channels else
-                    channel_names(hello.n_channels) if hello is not None else None)
+                    channel_names(hello.n_channels) if hello is not None else None,
+                    severity_now(conn, last, accuracy_before, model) if last is not None and last.alarm_bits & 0x1F
+                    else None)
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -160,11 +162,8 @@ def render(snap: Snapshot) -> Group:
         alarm_text = Text(", ".join(names), style="bold red" if latched else "bold yellow")
         if latched and last.alarm_index:
             alarm_text.append(f"  latched at inference {last.alarm_index}", style="red")
-        if latched:
-            now = accuracy_estimate(last.atc / 65536, None, 0, None, latched)  # ATC, or withheld under a sensor fault
-            severity = AlarmSeverity(", ".join(P.alarm_names(latched)), last.alarm_index, last.change_index or None,
-                                     snap.accuracy_before, now.value, now.basis)
-            alarm_text.append(f"\n{severity.impact()}", style="red")
+        if latched and snap.severity is not None:
+            alarm_text.append(f"\n{snap.severity.impact()}", style="red")
     if runs_no_monitor(snap.hello):
         alarm_text = Text(NO_MONITOR, style="yellow")
     link.add_row("alarms", alarm_text)

@@ -908,6 +908,38 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     return found
 
 
+def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before: float | None,
+                 model: "ModelInfo | None") -> AlarmSeverity:
+    """The severity of the alarms latched in `last` (the newest INFERENCE frame) with "now" as
+    alarm_severity reads it, from SQL counts rather than every frame: over the answers since
+    the alarm in the device's current run (after its latest HELLO: a boot or a RESET), given
+    the model folder's ATC level; the device's running ATC without it. The live view and the
+    report so show one figure for one capture."""
+    latched = last.alarm_bits & 0x1F
+    start = conn.execute("SELECT COALESCE(MAX(id), 0) FROM frames WHERE type=?", (int(P.FrameType.HELLO),)).fetchone()[0]
+    # a frame without the alarm's index (protocol 1): the first frame seen to carry an alarm
+    alarm_at = last.alarm_index or conn.execute(
+        "SELECT MIN(inference_index) FROM frames WHERE type=2 AND foreign_model=0 AND id > ? AND (alarm_bits & 31) != 0",
+        (start,)).fetchone()[0] or last.inference_index
+    confident, heard = None, 0
+    if model is not None and model.atc_threshold is not None:
+        since = "type=2 AND foreign_model=0 AND id > ? AND inference_index > ?"
+        heard = conn.execute(f"SELECT COUNT(*) FROM frames WHERE {since}", (start, alarm_at)).fetchone()[0]
+        classes = len(model.class_prior) if model.class_prior is not None else len(model.labels or ()) or 256
+        confident = np.zeros(classes, np.int64)
+        for predicted, count in conn.execute(f"SELECT predicted_class, COUNT(*) FROM frames WHERE {since} AND "
+                                             "confidence >= ? GROUP BY predicted_class",
+                                             (start, alarm_at, model.atc_threshold)):
+            if predicted < classes:
+                confident[predicted] = count
+    prior = model.class_prior if model is not None else None
+    now = estimate_since_alarm(last.atc / 65536, confident, heard, prior, latched)
+    over = confident is not None and heard >= MIN_ANSWERS
+    answers, too_few = (heard, None) if over else (0, heard if confident is not None else None)
+    return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
+                         accuracy_before, now.value, now.basis, answers, too_few, max(0, last.inference_index - alarm_at))
+
+
 def run_starts(index: np.ndarray) -> list[int]:
     """Where each run of the device's inference count begins among frames in arrival order:
     the count starts again after a RESET or a restart (0 for the first run)."""
