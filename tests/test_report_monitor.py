@@ -8,6 +8,7 @@ import re
 import threading
 import time
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from rich.console import Console
@@ -230,6 +231,45 @@ def test_the_live_view_and_the_report_give_one_accuracy_figure_now(tmp_path):
     assert snap.severity.impact() == report.impact() and f"{100 * report.accuracy_now:.1f} % now" in out
     without, _ = _render(db_path=db)  # no folder, no ATC level: the running ATC, said so
     assert without.severity.answers == 0 and without.severity.basis_text() == "the device's running ATC"
+
+
+def test_the_answers_since_the_alarm_are_counted_on_not_read_again(tmp_path):
+    """The live view refreshes twice a second: it counts the answers since the alarm from the
+    frames it has not seen yet, and its count equals one read from the start."""
+    from test_report import Q12, write_reference
+    from tinydrift.logbook.store import AnswerTally, latest_frame, load_model_info, open_db, severity_now
+
+    levels = (4 * Q12,) * 5 + (0,) * 3
+    seq = iter(range(10_000))
+
+    def frames(first: int, last: int) -> bytes:
+        return b"".join(P.encode(P.Inference(next(seq), t, MODEL_HASH[:8], t % 12, 120 + t % 130, int(t >= 150), 20_000,
+                                             int(0.9 * 65536), 0, 120 if t >= 150 else 0, (0,) * 8,
+                                             150 if t >= 150 else 0)) for t in range(first, last + 1))
+
+    db, model_dir = tmp_path / "live.db", tmp_path / "model"
+    model_dir.mkdir()
+    write_reference(model_dir, MODEL_HASH.hex())
+    model = load_model_info(model_dir)
+    hello = P.encode(P.Hello(next(seq), MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, levels, levels))
+    capture(TcpDevice(lambda conn: conn.sendall(hello + frames(1, 300))).url, db)
+    tally = AnswerTally()
+    conn = open_db(db)
+    try:
+        first = severity_now(conn, latest_frame(conn, P.FrameType.INFERENCE), None, model, tally)
+        assert first.answers == 150 and severity_now(conn, latest_frame(conn, P.FrameType.INFERENCE), None, model,
+                                                     tally).answers == 150  # not counted twice
+    finally:
+        conn.close()
+    capture(TcpDevice(lambda conn: conn.sendall(frames(301, 500))).url, db)  # the device ran on
+    conn = open_db(db)
+    try:
+        last, anew = latest_frame(conn, P.FrameType.INFERENCE), AnswerTally()
+        on, fresh = severity_now(conn, last, None, model, tally), severity_now(conn, last, None, model, anew)
+    finally:
+        conn.close()
+    assert on.answers == fresh.answers == 350 and np.array_equal(tally.confident, anew.confident)
+    assert on.accuracy_now == fresh.accuracy_now and on.impact() == fresh.impact()
 
 
 def test_every_summary_layout_names_each_of_its_channels():

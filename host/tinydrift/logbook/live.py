@@ -21,7 +21,7 @@ from rich.text import Text
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
-from tinydrift.logbook.store import (AlarmSeverity, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
+from tinydrift.logbook.store import (AlarmSeverity, AnswerTally, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
                                      capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
                                      read_summary, recent_text, runs_no_monitor, severity_now, NO_MONITOR)
 from tinydrift.monitor.channels import channel_names, moved_text
@@ -80,10 +80,11 @@ def _heard(summary: DbSummary) -> int:
 
 
 def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
-                  before_cache: dict[int, float | None] | None = None, wakes: WakeTally | None = None) -> Snapshot:
+                  before_cache: dict[int, float | None] | None = None, wakes: WakeTally | None = None,
+                  answers: AnswerTally | None = None) -> Snapshot:
     """The view's data now. `before_cache` keeps the accuracy estimate found before each
     change point between refreshes: finding it walks back over every frame since; `wakes`
-    the detector frames counted so far."""
+    the detector frames counted so far; `answers` the answers since the alarm."""
     summary = read_summary(conn)
     hello = latest_frame(conn, P.FrameType.HELLO)
     last = latest_frame(conn, P.FrameType.INFERENCE)
@@ -112,7 +113,8 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                     model.commission_n if model is not None else banner_commission_n(banner),
                     model.summary_channels if model is not None and model.summary_channels else
                     channel_names(hello.n_channels) if hello is not None else None,
-                    severity_now(conn, last, accuracy_before, model) if last is not None and last.alarm_bits & 0x1F
+                    severity_now(conn, last, accuracy_before, model, answers)
+                    if last is not None and last.alarm_bits & 0x1F
                     else None)
 
 
@@ -275,15 +277,15 @@ def run_monitor(db_path: str | Path | None = None, port_url: str | None = None, 
             return snap
         started = time.monotonic()
         before_cache: dict[int, float | None] = {}
-        wakes = WakeTally()
-        snap = take_snapshot(conn, model, before_cache, wakes)
+        wakes, answers = WakeTally(), AnswerTally()
+        snap = take_snapshot(conn, model, before_cache, wakes, answers)
         with Live(render(snap), console=console, refresh_per_second=max(1, int(1 / refresh))) as live:
             try:
                 while duration is None or time.monotonic() - started < duration:
                     time.sleep(refresh)
                     if failure:
                         raise failure[0]
-                    snap = take_snapshot(conn, model, before_cache, wakes)
+                    snap = take_snapshot(conn, model, before_cache, wakes, answers)
                     live.update(render(snap))
             except KeyboardInterrupt:
                 pass

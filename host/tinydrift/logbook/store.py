@@ -908,13 +908,40 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     return found
 
 
+@dataclass
+class AnswerTally:
+    """The answers since an alarm in the device's current run, per predicted class those at or
+    above the ATC level: counted on from the last frame seen at each call, so a live view never
+    reads a long run again from the start."""
+
+    key: tuple = ()
+    last_id: int = 0
+    heard: int = 0
+    confident: np.ndarray | None = None
+
+    def update(self, conn: sqlite3.Connection, start: int, alarm_at: int, threshold: int, classes: int) -> None:
+        if self.key != (start, alarm_at, threshold, classes):
+            self.key, self.last_id, self.heard = (start, alarm_at, threshold, classes), start, 0
+            self.confident = np.zeros(classes, np.int64)
+        top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM frames WHERE type=2").fetchone()[0]
+        since = "type=2 AND foreign_model=0 AND id > ? AND id <= ? AND inference_index > ?"
+        self.heard += conn.execute(f"SELECT COUNT(*) FROM frames WHERE {since}",
+                                   (self.last_id, top, alarm_at)).fetchone()[0]
+        for predicted, count in conn.execute(f"SELECT predicted_class, COUNT(*) FROM frames WHERE {since} AND "
+                                             "confidence >= ? GROUP BY predicted_class",
+                                             (self.last_id, top, alarm_at, threshold)):
+            if predicted < classes:
+                self.confident[predicted] += count
+        self.last_id = max(self.last_id, top)
+
+
 def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before: float | None,
-                 model: "ModelInfo | None") -> AlarmSeverity:
+                 model: "ModelInfo | None", tally: AnswerTally | None = None) -> AlarmSeverity:
     """The severity of the alarms latched in `last` (the newest INFERENCE frame) with "now" as
-    alarm_severity reads it, from SQL counts rather than every frame: over the answers since
-    the alarm in the device's current run (after its latest HELLO: a boot or a RESET), given
-    the model folder's ATC level; the device's running ATC without it. The live view and the
-    report so show one figure for one capture."""
+    alarm_severity reads it: over the answers since the alarm in the device's current run
+    (after its latest HELLO: a boot or a RESET), given the model folder's ATC level; the
+    device's running ATC without it. The live view and the report so show one figure for one
+    capture. `tally` carries the count between calls."""
     latched = last.alarm_bits & 0x1F
     start = conn.execute("SELECT COALESCE(MAX(id), 0) FROM frames WHERE type=?", (int(P.FrameType.HELLO),)).fetchone()[0]
     # a frame without the alarm's index (protocol 1): the first frame seen to carry an alarm
@@ -923,15 +950,10 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
         (start,)).fetchone()[0] or last.inference_index
     confident, heard = None, 0
     if model is not None and model.atc_threshold is not None:
-        since = "type=2 AND foreign_model=0 AND id > ? AND inference_index > ?"
-        heard = conn.execute(f"SELECT COUNT(*) FROM frames WHERE {since}", (start, alarm_at)).fetchone()[0]
         classes = len(model.class_prior) if model.class_prior is not None else len(model.labels or ()) or 256
-        confident = np.zeros(classes, np.int64)
-        for predicted, count in conn.execute(f"SELECT predicted_class, COUNT(*) FROM frames WHERE {since} AND "
-                                             "confidence >= ? GROUP BY predicted_class",
-                                             (start, alarm_at, model.atc_threshold)):
-            if predicted < classes:
-                confident[predicted] = count
+        tally = tally if tally is not None else AnswerTally()
+        tally.update(conn, start, alarm_at, model.atc_threshold, classes)
+        confident, heard = tally.confident, tally.heard
     prior = model.class_prior if model is not None else None
     now = estimate_since_alarm(last.atc / 65536, confident, heard, prior, latched)
     over = confident is not None and heard >= MIN_ANSWERS
