@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -236,3 +237,39 @@ def test_a_demo_into_a_folder_another_demo_writes_is_refused_and_a_refused_one_l
     result = CliRunner().invoke(main, ["demo", "--model", str(REPO_ROOT / "models" / "kws"), "--data",
                                        str(tmp_path / "empty"), "--out", str(fresh)])
     assert result.exit_code == 1 and not fresh.exists(), result.output
+
+
+def test_ctrl_c_while_the_device_runs_says_interrupted_and_leaves_no_part_of_the_run(tmp_path):
+    """Ctrl-C in the emulator step ended "error: the firmware in QEMU ended with code 0
+    (interrupted)", exit 1, and left capture.db, stream.pcm and truth.json (new-user trial 9).
+    A demo of the project's model on a WAV word folder, stopped once its stream is written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+
+    from conftest import write_wav
+
+    executable = Path(sys.executable).with_name("tinydrift")
+    if not executable.exists():
+        pytest.skip(f"{executable} is not installed (pip install -e .)")
+    rng = np.random.default_rng(0)
+    for word in ("yes", "no", "stop"):
+        for k in range(8):
+            write_wav(tmp_path / "words" / word / f"s{k}_nohash_0.wav", rng.normal(0, 3000, 16000).astype(np.int16))
+    out = tmp_path / "demo"
+    demo = subprocess.Popen([str(executable), "demo", "--model", str(MODEL_DIR), "--data", str(tmp_path / "words"),
+                             "--in-domain", "400", "--shifted", "400", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600  # a firmware build of the model, if none is cached
+    while not (out / "stream.pcm").exists() and demo.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # QEMU boots and the capture runs
+    demo.send_signal(signal.SIGINT)
+    stdout, err = demo.communicate(timeout=120)
+    assert demo.returncode == 130 and "Traceback" not in err and "error" not in err, stdout + err
+    assert err.strip().splitlines()[-1].endswith("interrupted"), err
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert not set(left) & {"truth.json", "stream.pcm", "capture.db", "summary.json", "report"}, left

@@ -286,6 +286,8 @@ def _run_device(elf: Path, pcm: Path, db: Path, model_dir: Path, total: int, ste
     with emulator.start(elf, semihosting_args=[emulator.audio_file_argument(pcm, pcm.parent)]) as board:
         summary = capture(board.url, db, model_dir=model_dir, reconnect_timeout=0, progress=progress,
                           progress_interval=0.5, log=lambda message: None)
+        if summary.end_reason in ("interrupted", "terminated"):  # Ctrl-C (or SIGTERM) reached capture, which stops cleanly
+            raise KeyboardInterrupt
         code = board.wait(timeout=30)
     if code != 0 or not summary.end_reason.startswith("device exit"):
         raise TinydriftError(f"the firmware in QEMU ended with code {code} ({summary.end_reason}); see {db}")
@@ -394,7 +396,28 @@ def run_demo(config: DemoConfig, progress_factory=None, log: Callable[[str], Non
         config.shifted = CAMERA_SHIFTED
     with _held_out_folder(Path(config.out_dir)) as out:
         config.out_dir = out
-        return _run_in(out, config, camera, progress_factory, log)
+        try:
+            return _run_in(out, config, camera, progress_factory, log)
+        except BaseException:
+            _remove_run_outputs(out)
+            raise
+
+
+# What one run writes into the demo's folder; its data, model and firmware are caches of their
+# own (stamped), kept for the next run.
+RUN_OUTPUTS = ("truth.json", "stream.pcm", "capture.db", "capture.db-wal", "capture.db-shm", "summary.json", "report")
+
+
+def _remove_run_outputs(out: Path) -> None:
+    """A run that failed or was interrupted leaves no part of its result (an interrupted one
+    left its capture, stream and truth, which read as a run's), nor an earlier run's, which
+    it had begun to replace."""
+    for name in RUN_OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
