@@ -549,6 +549,8 @@ CASES = [
     ("other-cpu-elf", "emulate", ["--elf", "{r}/x86.elf"], "is an ELF image for another CPU"),
     ("not-a-wav", "emulate", ["--audio", "{r}/not_a.wav"], "is named .wav but is no WAV file"),
     ("not-elf", "bench-device", ["--model-dir", "{r}/model", "--app-elf", "{r}/not_elf.elf"], "not_elf.elf"),
+    ("own-recordings", "train", ["--data", "{r}/wav_good", "--out", "{r}/train_out"],
+     "a folder of your own recordings or images; train reads the splits"),
     ("missing-path", "data-drift", ["gain_up_6db", "{r}/nothing.npz", "--out", "{r}/drifted.npz"], "nothing.npz"),
     ("empty-set", "data-drift", ["gain_up_6db", "{r}/clips_none.npz", "--out", "{r}/drifted.npz"], "holds no clips"),
     ("unknown-name", "data-drift", ["earthquake", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz"],

@@ -113,6 +113,14 @@ def test_eval_says_when_every_clip_is_of_one_class(small_model, small_kws, tmp_p
     assert "_unknown_: " in result.output and "(4)" in result.output
     assert "every one of these clips is labelled _unknown_" in result.output
     assert "recordings not 1 s long: 1 shorter, padded with silence; 1 longer, cut to their middle second" in result.output
+    # what became of the word folders, said (a user's own words once went to _unknown_ unsaid)
+    missing = ", ".join(label for label in LABELS if label != "_unknown_")
+    assert (f"(word folders counted as _unknown_, not among the model's classes: seven 4; no clips of {missing})"
+            in result.output)
+    # a macOS copy's metadata file beside a recording is no recording
+    (tmp_path / "words" / "seven" / "._speaker0_nohash_0.wav").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    again = CliRunner().invoke(main, ["eval", str(small_model), str(tmp_path / "words")])
+    assert again.exit_code == 0 and "(4)" in again.output, again.output
 
 
 def test_quantize_command_writes_an_int8_model_tflite_micro_runs(small_model, small_kws, tmp_path):

@@ -245,6 +245,15 @@ def train_cmd(data_dir: Path, model_dir: Path, epochs: int | None, seed: int):
     if folder.detector_json.is_file():
         raise TinydriftError(f"{model_dir} holds a wake-word detector's export (detector.json): train into a folder "
                              "of its own")
+    if not (data_dir / "train.npz").exists():
+        from tinydrift.data.sets import holds_image_classes
+        from tinydrift.data.wavfolder import wav_files
+
+        if wav_files(data_dir, "**/*") or holds_image_classes(data_dir):
+            raise TinydriftError(f"{data_dir}: a folder of your own recordings or images; train reads the splits "
+                                 "`tinydrift data kws` or `tinydrift data plant` writes (train.npz, val.npz). To "
+                                 "monitor a model trained elsewhere on your data: `tinydrift adopt MODEL.tflite --out "
+                                 f"models/mine`, then `tinydrift export --model models/mine --data {data_dir}`")
     train_set, val_set = load_npz(data_dir / "train.npz"), load_npz(data_dir / "val.npz")
     fit, config = (train_images, ImageTrainConfig(seed=seed)) if isinstance(train_set, ImageSet) else (
         train, TrainConfig(seed=seed))
@@ -367,6 +376,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     """
     from tinydrift.data.imagefolder import converted_note
     from tinydrift.data.sets import load_any
+    from tinydrift.data.wavfolder import word_folders_note
     from tinydrift.frontend import CLIP_SAMPLES
     from tinydrift.model.evaluate import check_fits, evaluate
     from tinydrift.model.quantize import input_shape, load_int8
@@ -401,7 +411,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
         # a recording folder's clips of other lengths count like the rest: say how many were fitted
         click.echo(f"  (recordings not 1 s long: {int((lengths < CLIP_SAMPLES).sum())} shorter, padded with silence; "
                    f"{int((lengths > CLIP_SAMPLES).sum())} longer, cut to their middle second)")
-    note = converted_note(getattr(clips, "domain", {}).get("mode", ()))
+    note = converted_note(clips.domain.get("mode", ())) if image else word_folders_note(clips)
     if note:
         click.echo(f"  {note}")
     if len(result["per_class"]) == 1:

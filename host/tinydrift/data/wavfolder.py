@@ -17,7 +17,7 @@ import numpy as np
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import CLIP_SAMPLES, SAMPLE_RATE
 from tinydrift.data.clipset import ClipSet, fit_to_clip
-from tinydrift.data.labels import label_index
+from tinydrift.data.labels import LABELS, label_index
 
 FSDD_RATE = 8000
 FSDD_NAME = re.compile(r"[0-9]_[^_]+_[0-9]+")  # DIGIT_SPEAKER_INDEX, as recordings/ names them
@@ -35,8 +35,27 @@ def write_wav(path: Path, pcm: np.ndarray, rate: int = SAMPLE_RATE) -> None:
 
 def wav_files(folder: Path, pattern: str = "*") -> list[Path]:
     """The WAV files of `folder` whose names match `pattern` (a glob without the suffix,
-    "**/*" for every sub-folder), .wav or .WAV alike (recorders write either), sorted."""
-    return sorted(p for p in Path(folder).glob(pattern) if p.suffix.lower() == ".wav" and p.is_file())
+    "**/*" for every sub-folder), .wav or .WAV alike (recorders write either), sorted; hidden
+    files and folders left out (macOS copies leave a "._name.wav" of metadata beside each)."""
+    folder = Path(folder)
+    return sorted(p for p in folder.glob(pattern) if p.suffix.lower() == ".wav" and p.is_file()
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def word_folders_note(*sets: ClipSet) -> str | None:
+    """What Speech Commands word folders became, where the model's 12 classes do not name them
+    all: "(word folders counted as _unknown_, ...: lights 500, music 500; no clips of up, down)".
+    None for sets of other sources (`tinydrift data kws`, FSDD)."""
+    sets = [s for s in sets if "word" in s.domain and "speech_commands" in set(s.domain.get("source", ()))]
+    if not sets:
+        return None
+    names, counts = np.unique(np.concatenate([s.domain["word"] for s in sets]), return_counts=True)
+    unknown = [f"{w} {n}" for w, n in zip(names, counts) if label_index(str(w)) == 1 and w != "_unknown_"]
+    labels = np.concatenate([s.labels for s in sets])
+    missing = [label for k, label in enumerate(LABELS) if not np.any(labels == k)]
+    parts = ([f"word folders counted as _unknown_, not among the model's classes: {', '.join(unknown)}"] if unknown
+             else []) + ([f"no clips of {', '.join(missing)}"] if missing else [])
+    return f"({'; '.join(parts)})" if parts else None
 
 
 WAVE_FORMAT_EXTENSIBLE = 0xFFFE

@@ -275,8 +275,12 @@ def export(model_dir: Path, data_dir: Path, *, name: str = "kws", target_arl0: f
         from tinydrift.data.imagefolder import converted_note
 
         note = converted_note(np.concatenate([splits[s].domain.get("mode", np.zeros(0, str)) for s in ("ref", "test")]))
-        if note:
-            log(f"reference {note}")
+    else:
+        from tinydrift.data.wavfolder import word_folders_note
+
+        note = word_folders_note(splits["ref"], splits["test"])
+    if note:
+        log(f"reference {note}")
     from tinydrift.data.wavfolder import load_any
 
     real_sets = {label: load_any(path) for label, path in (real_data or {}).items()}  # refused now, not after minutes
