@@ -66,6 +66,9 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
     the client is this terminal (what you type goes to the board; what it prints comes
     back, its binary frames shown one line each on a terminal and passed through as they
     are into a pipe or file); with --serve it is whatever connects to the printed URL.
+    It waits for the first client only: once that one disconnects, the board runs on and
+    what it sends until another connects is lost, as a real board's UART output is with
+    no host listening (with --audio it may even reach the end of its file and exit).
     The command exits with the firmware's exit code, 124 when --timeout stopped it first.
 
     \b
