@@ -176,7 +176,29 @@ def test_the_summary_says_when_the_shift_fell_among_the_inferences_the_monitor_l
     assert ("no drift alarm was raised: the monitor learns its reference on the first 300 inferences after a reset "
             "and judges none of them, and the shift began at inference 41, among them, so it learned what came after "
             "the shift as normal: give --in-domain 300 or more") in lines
-    assert "no drift alarm was raised" in DemoResult(shift_index=301, **common).lines()
+    assert "no drift alarm was raised in the 100 inferences after the shift" in DemoResult(
+        shift_index=301, **{**common, "inferences": 400}).lines()
+
+
+def test_the_summary_says_how_many_inferences_were_judged_and_how_long_the_shift_takes(tmp_path):
+    """The own-recordings demo ended "no drift alarm was raised" with no hint that the export
+    had found that shift after a median of 290 inferences (the stream held 200 after it), and
+    a detection read "no alarm before it" when every in-domain inference had been learned on,
+    none judged (new-user trial 9)."""
+    from tinydrift.pipeline.demo import DemoResult
+
+    common = dict(out_dir=tmp_path, report=tmp_path / "index.html", db=tmp_path / "c.db", model_dir=tmp_path,
+                  alarm_types=["DATA_DRIFT"], change_index=None, severity=None, accuracy={}, mismatches=0,
+                  seconds={"emulator": 1.0}, commission_n=300)
+    quiet = DemoResult(inferences=600, shift_index=401, first_alarm=None, export_median_delay=290.5, **common)
+    assert ("no drift alarm was raised in the 200 inferences after the shift (the export's check found this shift "
+            "after a median of 290 inferences: give --shifted 581 or more)") in quiet.lines()
+    learned = DemoResult(inferences=900, shift_index=301, first_alarm=320, **common).lines()
+    assert ("drift detected: DATA_DRIFT at inference 320, 20 inferences after the shift; none of the in-domain "
+            "inferences was judged (the monitor learned its reference on them): --in-domain 500 checks 200 for "
+            "false alarms too") in learned
+    judged = DemoResult(inferences=900, shift_index=501, first_alarm=520, **common).lines()
+    assert any(line.endswith("; no alarm in the 200 judged inferences before it") for line in judged), judged
 
 
 @pytest.mark.slow  # 97 s measured on 2 shared cores: 360 images through the emulated UART

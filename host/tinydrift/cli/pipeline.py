@@ -609,7 +609,7 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
       tinydrift demo
       tinydrift demo --model models/plant
       tinydrift demo --model models/mine --data my_images/ --in-domain 400 --shifted 200
-      tinydrift demo --model models/my_kws --data my_recordings/ --in-domain 400 --shifted 200
+      tinydrift demo --model models/my_kws --data my_recordings/ --in-domain 500 --shifted 600
 
     The monitor learns its reference on the first inferences after a reset (300 unless the
     export said otherwise) and judges none of them: a shift among them is learned as normal.

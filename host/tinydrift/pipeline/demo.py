@@ -97,6 +97,7 @@ class DemoResult:
     unit: str = "clips"
     stream_accuracy: dict = field(default_factory=dict)  # the device's true accuracy before/after the shift
     commission_n: int = 0  # inferences after a reset the monitor learns its reference on, judging none
+    export_median_delay: float | None = None  # where the export checked this stream's kind of shift: its median delay
 
     def lines(self) -> list[str]:
         total = sum(self.seconds.values())
@@ -121,11 +122,20 @@ class DemoResult:
                        f"{self.shift_index}, among them, so it learned what came after the shift as normal: give "
                        f"--in-domain {self.commission_n} or more")
         elif self.first_alarm is None:
-            out.append("no drift alarm was raised")
+            after = self.inferences - self.shift_index + 1
+            hint = ""
+            if self.export_median_delay is not None and after < 2 * self.export_median_delay:
+                hint = (f" (the export's check found this shift after a median of {self.export_median_delay:.0f} "
+                        f"inferences: give --shifted {2 * self.export_median_delay:.0f} or more)")
+            out.append(f"no drift alarm was raised in the {after} inferences after the shift{hint}")
         elif self.detected_after_shift:
             change = f", change estimated at inference {self.change_index}" if self.change_index else ""
+            judged = self.shift_index - 1 - self.commission_n
+            quiet = (f"no alarm in the {judged} judged inferences before it" if judged > 0 else
+                     f"none of the in-domain inferences was judged (the monitor learned its reference on them): "
+                     f"--in-domain {self.commission_n + 200} checks {200} for false alarms too")
             out.append(f"drift detected: {' + '.join(self.alarm_types)} at inference {self.first_alarm}, "
-                       f"{self.delay} inferences after the shift{change}; no alarm before it")
+                       f"{self.delay} inferences after the shift{change}; {quiet}")
             if self.severity:
                 out.append(f"severity: {self.severity}")
         else:
@@ -494,7 +504,8 @@ def _run_in(out: Path, config: DemoConfig, camera: bool, progress_factory, log: 
         accuracy=accuracy, mismatches=mismatches,
         seconds=steps.seconds,
         shift=heard, unit="images" if camera else "clips", stream_accuracy=report.true_accuracy,
-        commission_n=int(reference.get("monitor_config", {}).get("commission_n", 0)))
+        commission_n=int(reference.get("monitor_config", {}).get("commission_n", 0)),
+        export_median_delay=(reference.get(f"{shift}_detection", {}).get("median_delay") if shift == streamed else None))
     write_text(out / "summary.json", json.dumps({**{k: v for k, v in asdict(result).items()
                                                    if k not in ("out_dir", "report", "db", "model_dir")},
                                                  "report": str(result.report), "delay": result.delay}, indent=1))
