@@ -245,6 +245,34 @@ def test_error_rate_test_fires_after_the_error_rate_rises():
         twin.label_feedback(10, 0)
 
 
+def test_labels_that_begin_only_after_a_drift_are_judged_against_the_reference_error_rate():
+    """Labels sent only after a drift set the drifted error rate as the test's best and never
+    alarmed (65 % wrong against the export's 18 %, new-user trial 9). Seeded with the
+    reference's error rate, the test fires on the first label it judges; on streams at the
+    reference's rate or better it raises about the false alarms it did unseeded (which the
+    calibration's level then answers for)."""
+    from tinydrift.monitor.calibrate_feedback import error_rate_arl0
+
+    def config(reference: float):
+        return simple_config(n_classes=10, ddm_min_labels=30, ddm_drift_q8=4 * 256, ddm_warning_q8=3 * 256,
+                             ddm_reference_q16=round(reference * 65536))
+
+    rng = np.random.default_rng(8)
+    drifted = rng.random((100, 200)) < 0.65
+    for reference, fired in ((0.18, 100), (0.0, 0)):
+        twin = MonitorTwin(config(reference), 100)
+        first = np.zeros(100, np.int64)
+        for n in range(200):
+            twin.label_feedback(np.zeros(100, np.int64), drifted[:, n].astype(np.int64))
+            first = np.where((first == 0) & (twin.alarms & cfgmod.ALARM_ERROR_RATE != 0), n + 1, first)
+        assert (first > 0).sum() == fired, (reference, first)
+        assert fired == 0 or np.all(first == 30)  # the first label the test judges
+    for rate in (0.18, 0.10):
+        calm = rng.random((300, 2000)) < rate
+        seeded, unseeded = error_rate_arl0(config(0.18), calm), error_rate_arl0(config(0.0), calm)
+        assert seeded["alarms"] <= 1.5 * unseeded["alarms"] + 3, (rate, seeded, unseeded)
+
+
 def test_sensor_conditions_and_persistent_fault():
     config = simple_config(clip_level=32000, clip_rate_q16=655, dc_level=1000, stuck_variance=4, silence_variance=400, persist_blocks=[2, 2, 3, 0])
     twin = MonitorTwin(config)

@@ -150,6 +150,7 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .ddm_min_labels = {c.ddm_min_labels}u,\n"
         f"    .ddm_warning_q8 = {c.ddm_warning_q8}u,\n"
         f"    .ddm_drift_q8 = {c.ddm_drift_q8}u,\n"
+        f"    .ddm_reference_q16 = {c.ddm_reference_q16}u,\n"
         f"    .commission_n = {c.commission_n}u,\n"
         f"    .centre_n = {c.centre_n}u,\n"
         f"    .clip_level = {c.clip_level},\n"

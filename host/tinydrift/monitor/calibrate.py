@@ -957,6 +957,10 @@ def calibrate_monitor(summaries: np.ndarray, probs: np.ndarray, groups: np.ndarr
         commission_n=commission_n, centre_n=centre_n if commission_n else 0, data_session_length=data_run,
         output_session_length=speaker_run, **options)
     if labels is not None:
-        config, report["error_rate"] = calibrate_error_rate(config, np.asarray(probs).argmax(1), np.asarray(labels),
+        predicted = np.asarray(probs).argmax(1)
+        # the test starts from the reference's error rate (td_monitor_feedback.c), calibrated so
+        error = float(np.mean(predicted != np.asarray(labels)))
+        config = config.replace(ddm_reference_q16=min(ONE_Q16 - 1, round(error * ONE_Q16)))
+        config, report["error_rate"] = calibrate_error_rate(config, predicted, np.asarray(labels),
                                                             np.asarray(groups), target_arl0=target_arl0)
     return config, report

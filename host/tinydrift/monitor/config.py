@@ -17,19 +17,20 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 11
+ABI_VERSION = 12
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now),
 # version 6 no long-run spread (off), version 7 no centre learned after commissioning (off),
 # version 8 no loudness limit (off), version 9 a loudness limit on an EWMA, not a CUSUM (off:
-# that limit means nothing to a CUSUM; export again for one), version 10 no quiet limit (off).
-READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, 10, ABI_VERSION)
+# that limit means nothing to a CUSUM; export again for one), version 10 no quiet limit (off),
+# version 11 no reference error rate for the error-rate test (it starts from no best).
+READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, 10, 11, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
 ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
                 "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8,
                 "loudness_component": 9, "loudness_limit": 9, "loudness_k": 10, "quiet_component": 11,
-                "quiet_limit": 11}
+                "quiet_limit": 11, "ddm_reference_q16": 12}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -197,6 +198,10 @@ class MonitorConfig:
     ddm_min_labels: int = 30
     ddm_warning_q8: int = 2 * 256
     ddm_drift_q8: int = 3 * 256
+    # The reference's error rate (Q16): the error-rate test starts as if its first
+    # ddm_min_labels labels had come at it, so labels that begin only after a drift are judged
+    # against it (0: from no best, the first labels setting it); td_monitor_feedback.c.
+    ddm_reference_q16: int = 0
     # Inferences after a reset that learn the device's own reference (0: judge against the
     # training reference from the start); see td_monitor_commission.c.
     commission_n: int = 0
@@ -283,6 +288,7 @@ class MonitorConfig:
         check(0 <= self.ref_accuracy_q16 <= ONE_Q16, "ref_accuracy_q16 not in 0..65536")
         check(0 <= self.ddm_warning_q8 <= 65535 and 0 <= self.ddm_drift_q8 <= 65535, "DDM levels not in 0..65535")
         check(0 <= self.ddm_min_labels <= 2**32 - 1, "ddm_min_labels out of range")
+        check(0 <= self.ddm_reference_q16 < ONE_Q16, "ddm_reference_q16 not in 0..65535")
         check(1 <= self.clip_level <= 32768, "clip_level not in 1..32768")
         check(0 <= self.clip_rate_q16 <= ONE_Q16, "clip_rate_q16 not in 0..65536")
         check(0 <= self.clip_drift_q16 <= ONE_Q16, "clip_drift_q16 not in 0..65536")

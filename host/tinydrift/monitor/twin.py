@@ -250,6 +250,17 @@ def summarize_image(pixels: np.ndarray, grid: int) -> np.ndarray:
     return np.concatenate([*blocks, spread, sharpness, crispness], axis=-1).astype(np.int16)
 
 
+def ddm_seed(cfg: MonitorConfig) -> dict[str, int]:
+    """td_monitor_ddm_seed: the error-rate test's best (p + s, p, s) at a reset, as if its first
+    ddm_min_labels labels had come at the reference's error rate (none: no best yet)."""
+    if cfg.ddm_reference_q16 == 0:
+        return {"ddm_ps_min": UINT32_MAX, "ddm_p_min": 0, "ddm_s_min": 0}
+    trials = cfg.ddm_min_labels + 2
+    p = (cfg.ddm_reference_q16 * cfg.ddm_min_labels + ONE_Q16) // trials
+    s = int(isqrt(np.int64((p * (ONE_Q16 - p)) // trials)))
+    return {"ddm_ps_min": p + s, "ddm_p_min": p, "ddm_s_min": s}
+
+
 class MonitorTwin:
     """The monitor state of `n_streams` independent streams, advanced together."""
 
@@ -324,9 +335,7 @@ class MonitorTwin:
             "moved_at_alarm": z(MASK_WORDS),
             "labels": z(),
             "errors": z(),
-            "ddm_ps_min": np.full(b, UINT32_MAX, dtype=np.int64),
-            "ddm_p_min": z(),
-            "ddm_s_min": z(),
+            **{name: np.full(b, value, dtype=np.int64) for name, value in ddm_seed(cfg).items()},
             "ddm_in_warning": z(),
             "ddm_warning_time": z(),
             "sensor_flags": z(),

@@ -522,7 +522,9 @@ def _error_rate_line(ref: dict) -> str:
     if not calibrated or not check:
         return ""
     return (f"\n- Error rate on label feedback: ERROR_RATE at {calibrated['drift_q8'] / 256:g} standard deviations over the best "
-            f"error rate (warning at {calibrated['warning_q8'] / 256:g}) from the {calibrated['min_labels']}th label, the lowest "
+            f"error rate (warning at {calibrated['warning_q8'] / 256:g}) from the {calibrated['min_labels']}th label, the best "
+            f"starting where the reference's {100 * calibrated['error_rate']:.1f} % puts it (labels that begin after a "
+            f"drift are judged against it), the lowest "
             f"level that holds the ARL0 with labels for {100 * calibrated['label_share']:g} % of inferences; on `test`: "
             f"{check['alarms']} false alarms in {_fmt(check['labels'] / check['label_share'])} inferences.")
 

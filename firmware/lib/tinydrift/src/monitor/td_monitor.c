@@ -48,6 +48,7 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         !td_in_range(config->ref_entropy_q16, 0, (int64_t)UINT16_MAX * TD_MONITOR_MAX_CLASSES) ||
         !td_in_range(config->ref_accuracy_q16, 0, TD_ONE_Q16) ||
         config->ddm_warning_q8 > UINT16_MAX || config->ddm_drift_q8 > UINT16_MAX ||
+        config->ddm_reference_q16 >= TD_ONE_Q16 ||
         !td_in_range(config->clip_level, 1, 32768) || config->clip_rate_q16 > TD_ONE_Q16 ||
         config->clip_drift_q16 > TD_ONE_Q16 || config->clip_drift_blocks == 0 ||
         config->commission_n > TD_MONITOR_MAX_COMMISSION ||
@@ -118,9 +119,7 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     }
     state->labels = 0;
     state->errors = 0;
-    state->ddm_ps_min_q16 = UINT32_MAX;
-    state->ddm_p_min_q16 = 0;
-    state->ddm_s_min_q16 = 0;
+    td_monitor_ddm_seed(state, config);
     state->ddm_in_warning = 0;
     state->ddm_warning_time = 0;
     state->sensor_flags = 0;

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 11
+#define TD_MONITOR_ABI_VERSION 12
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -186,6 +186,8 @@ typedef struct {
     uint32_t ddm_min_labels;     /* labels before the test starts */
     uint32_t ddm_warning_q8;     /* warning when p + s >= p_min + w * s_min (w in Q8) */
     uint32_t ddm_drift_q8;
+    uint32_t ddm_reference_q16;  /* the reference's error rate: the test starts as if its first
+                                    ddm_min_labels labels had come at it (0: from no best) */
 
     /* Commissioning: the first commission_n inferences after a reset (1..TD_MONITOR_MAX_COMMISSION;
      * 0 = off) learn where this device's own population sits - each channel's mean and
@@ -429,6 +431,8 @@ void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change
  * of the inference still to come (td_monitor_update counts it), so it dates by t + 1. */
 void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time);
 uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
+/* The error-rate test's best (p, s) at a reset (td_monitor_feedback.c). */
+void td_monitor_ddm_seed(td_monitor_state_t *state, const td_monitor_config_t *config);
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);
 /* One decided inference's centred confidence and entropy (raw), learned into their centres
  * where bit i of `calm` is set (as for the spread). */
