@@ -153,7 +153,7 @@ def test_image_sources_for_replay(tmp_path, leaves):
         if key in by_name:
             assert np.array_equal(image, by_name[key]), name
     assert said == ["images fitted to the model's 48x48x3 input as `tinydrift eval` reads them (centred crop, resize, "
-                    "RGB)"]
+                    "RGB)", "(images not in 8-bit RGB: 1 grey, 1 palette; converted to it, as the model takes)"]
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images")

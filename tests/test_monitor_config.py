@@ -9,7 +9,7 @@ import pytest
 
 from tinydrift.errors import TinydriftError
 from tinydrift.firmware import REPO_ROOT
-from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.config import ABI_VERSION, MonitorConfig
 
 
 @pytest.mark.parametrize("ref_mean, says", [
@@ -58,12 +58,23 @@ def test_a_config_from_before_the_quiet_level_reads_with_its_limit_off():
     reads with the limit off, and is written back as this version's."""
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
     assert config["quiet_limit"] > 0
-    old = {k: v for k, v in config.items() if k not in ("quiet_component", "quiet_limit")}
+    old = {k: v for k, v in config.items() if k not in ("quiet_component", "quiet_limit", "ddm_reference_q16")}
     read = MonitorConfig.from_dict({**old, "abi_version": 10}).validate()
     assert (read.quiet_component, read.quiet_limit) == (0, 0)
-    assert read.to_dict()["abi_version"] == 11
+    assert read.to_dict()["abi_version"] == ABI_VERSION
     with pytest.raises(TinydriftError, match=r"missing fields \['quiet_component', 'quiet_limit'\]"):
         MonitorConfig.from_dict({**old, "abi_version": 11})
+
+
+def test_a_config_from_before_the_error_rate_start_reads_with_none():
+    """ABI 11 had no reference error rate for the error-rate test: such a config reads with it
+    0 (the test starts from no best, as it did), and one of this version must carry it."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    assert config["ddm_reference_q16"] > 0
+    old = {k: v for k, v in config.items() if k != "ddm_reference_q16"}
+    assert MonitorConfig.from_dict({**old, "abi_version": 11}).validate().ddm_reference_q16 == 0
+    with pytest.raises(TinydriftError, match=r"missing fields \['ddm_reference_q16'\]"):
+        MonitorConfig.from_dict({**old, "abi_version": ABI_VERSION})
 
 
 @pytest.mark.parametrize("change, says", [
