@@ -81,6 +81,7 @@ def main(verbose: bool):
       tinydrift export          C headers: model, reference statistics, thresholds
       tinydrift verify          the generated C against TFLite Micro and the Python twin
       tinydrift demo            all of it, then the firmware in QEMU hearing an accent shift
+      tinydrift data drift      a set changed by one drift scenario, to replay or evaluate
 
     \b
     A microWakeWord model (pymicro-wakeword's, or your own .tflite and JSON):

@@ -21,7 +21,8 @@ from tinydrift.pipeline.verify import DEFAULT_SAMPLES
 
 @click.group()
 def data():
-    """Build data sets (run `tinydrift data kws --help` or `tinydrift data plant --help`)."""
+    """Build data sets: `data kws` and `data plant` make them, `data drift` changes one by a
+    drift scenario (each has its --help)."""
 
 
 @data.command("kws")
