@@ -78,7 +78,7 @@ def drifted(data: ClipSet | ImageSet, scenario, seed: int) -> ClipSet | ImageSet
             raise TinydriftError(f"{scenario.name}: the set holds only classes the scenario knocks out")
         rng = np.random.default_rng([seed, zlib.crc32(scenario.name.encode())])
         pick = np.sort(rng.choice(len(data), size=len(data), p=weights / weights.sum()))
-        data = _select(data, pick)
+        data = data.select(pick)
     if getattr(scenario, "new_sign", None) is not None:
         missing = [a for a, _ in scenario.new_sign.where if a not in data.domain]
         if missing:
@@ -86,18 +86,7 @@ def drifted(data: ClipSet | ImageSet, scenario, seed: int) -> ClipSet | ImageSet
                                  "the procedural leaves carry (`tinydrift data plant`); this set does not")
     out = scenario.apply(data, seed)
     if scenario.hold:  # a stuck camera: its first drifted frame, over and over
-        out = _select(out, np.zeros(len(out), np.int64))
-    return out
-
-
-def _select(data: ClipSet | ImageSet, index: np.ndarray) -> ClipSet | ImageSet:
-    domain = {k: v[index] for k, v in data.domain.items()}
-    if isinstance(data, ImageSet):
-        return ImageSet(images=data.images[index], labels=data.labels[index], label_names=data.label_names,
-                        domain=domain)
-    out = ClipSet(audio=data.audio[index], labels=data.labels[index], domain=domain)
-    if data.features is not None:
-        out.features = data.features[index]
+        out = out.select(np.zeros(len(out), np.int64))
     return out
 
 
