@@ -23,8 +23,9 @@ from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import (AlarmSeverity, AnswerTally, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
                                      capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
-                                     read_summary, recent_text, runs_no_monitor, severity_now, NO_MONITOR)
-from tinydrift.monitor.channels import channel_names, moved_text
+                                     read_summary, recent_text, runs_no_monitor, severity_now, summary_channels,
+                                     NO_MONITOR)
+from tinydrift.monitor.channels import moved_text
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
 NO_LEVEL = 1 << 30
@@ -111,8 +112,7 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                     recent_text(conn, 5), rate, accuracy_before,
                     latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
                     model.commission_n if model is not None else banner_commission_n(banner),
-                    model.summary_channels if model is not None and model.summary_channels else
-                    channel_names(hello.n_channels) if hello is not None else None,
+                    summary_channels(model, hello),
                     severity_now(conn, last, accuracy_before, model, answers)
                     if last is not None and last.alarm_bits & 0x1F
                     else None)

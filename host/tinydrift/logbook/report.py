@@ -31,8 +31,8 @@ from tinydrift.errors import TinydriftError  # noqa: E402
 from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
-from tinydrift.monitor.channels import channel_names, moved_text  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, NO_MONITOR  # noqa: E402
+from tinydrift.monitor.channels import moved_text  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -233,9 +233,7 @@ def _moved_at_alarm(data: dict, info: ModelInfo | None, hello) -> str | None:
     latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
     if not latched.size:
         return None
-    names = (info.summary_channels if info is not None and info.summary_channels else
-             channel_names(hello.n_channels) if hello is not None else None)
-    return moved_text(int(data["moved_channels"][latched[0]]), names)
+    return moved_text(int(data["moved_channels"][latched[0]]), summary_channels(info, hello))
 
 
 def _wake_events(detections: dict) -> list[WakeEvent]:
@@ -379,7 +377,8 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     runs = len(starts)
     monotonic = runs == 1
     x = index.astype(np.float64) if monotonic else np.arange(n, dtype=np.float64)
-    x_label = "inference index" if monotonic else _restart_text(runs, monitor_resets(conn), summary.restarts)
+    resets = monitor_resets(conn)  # parses every ACK frame: once a report
+    x_label = "inference index" if monotonic else _restart_text(runs, resets, summary.restarts)
     run_x = [x[k] - 0.5 for k in starts[1:]]
     onsets = _alarm_onsets(data["alarm_bits"], x, starts) if n else []
     change_x = None
@@ -458,7 +457,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     detections = read_detections(conn)
     wakes = _wake_events(detections)
     if len(detections["id"]):
-        files.append(_plot_detections(detections, thresholds, out_dir, monitor_resets(conn), summary.restarts))
+        files.append(_plot_detections(detections, thresholds, out_dir, resets, summary.restarts))
 
     files.append(out_dir / "index.html")
     accuracy = true_accuracy(truth, data, monotonic) if truth is not None and n else {}
@@ -475,7 +474,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning,
-                                             runs, first_alarm_run, monitor_resets(conn),
+                                             runs, first_alarm_run, resets,
                                              _moved_at_alarm(data, info, hello)))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
                         {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,

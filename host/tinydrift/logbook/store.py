@@ -955,11 +955,29 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
         tally.update(conn, start, alarm_at, model.atc_threshold, classes)
         confident, heard = tally.confident, tally.heard
     prior = model.class_prior if model is not None else None
-    now = estimate_since_alarm(last.atc / 65536, confident, heard, prior, latched)
-    over = confident is not None and heard >= MIN_ANSWERS
-    answers, too_few = (heard, None) if over else (0, heard if confident is not None else None)
+    now, answers, too_few = _now_since_alarm(last.atc / 65536, confident, heard, prior, latched)
     return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
                          accuracy_before, now.value, now.basis, answers, too_few, max(0, last.inference_index - alarm_at))
+
+
+def _now_since_alarm(running_atc: float, confident: np.ndarray | None, heard: int, prior: np.ndarray | None,
+                     alarms: int):
+    """A severity line's "now" (estimate_since_alarm) with what AlarmSeverity records of it:
+    the answers it is over (0: the running ATC) and, given an ATC level, how few there were
+    when too few."""
+    now = estimate_since_alarm(running_atc, confident, heard, prior, alarms)
+    over = confident is not None and heard >= MIN_ANSWERS
+    return (now, *((heard, None) if over else (0, heard if confident is not None else None)))
+
+
+def summary_channels(model: "ModelInfo | None", hello: "P.Hello | None") -> list[str] | None:
+    """The input summary channels' names: the model folder's, else those of the one layout
+    HELLO's channel count fits (monitor.channels), else None."""
+    from tinydrift.monitor.channels import channel_names
+
+    if model is not None and model.summary_channels:
+        return model.summary_channels
+    return channel_names(hello.n_channels) if hello is not None else None
 
 
 def run_starts(index: np.ndarray) -> list[int]:
@@ -995,9 +1013,7 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
         sure = after & (data["confidence"] >= atc_threshold)
         classes = len(prior) if prior is not None else int(data["predicted_class"].max()) + 1
         confident = np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
-    now = estimate_since_alarm(float(atc[-1]), confident, heard, prior, int(bits[-1]) & 0x1F)
-    over = confident is not None and heard >= MIN_ANSWERS
-    answers, too_few = (heard, None) if over else (0, heard if confident is not None else None)
+    now, answers, too_few = _now_since_alarm(float(atc[-1]), confident, heard, prior, int(bits[-1]) & 0x1F)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
         hit = np.flatnonzero(bits & (1 << t))
