@@ -416,6 +416,22 @@ def test_a_severity_line_says_which_figure_now_is():
     assert "over the 75 answers received of 100 since the alarm" in lossy.line(), lossy.line()
 
 
+
+def test_a_later_alarm_s_line_says_its_figures_are_read_from_the_first_alarm():
+    """A trial's own recordings latched DATA_DRIFT at 300 and CONFIDENCE_DRIFT at 340; both
+    lines read "over the 100 answers since the alarm": the second seemed to repeat the first's
+    figures as its own. The device estimates one change point, so the figures are one; the
+    later line now names the alarm they are counted from."""
+    from tinydrift.logbook.store import alarm_severity
+
+    data = _alarm_at_300(400)
+    data["alarm_bits"] = data["alarm_bits"] | np.where(data["inference_index"] >= 340, 2, 0)
+    first, later = alarm_severity(data, np.full(5, 0.2), atc_threshold=200)
+    assert (first.name, later.name, later.latched_at) == ("DATA_DRIFT", "CONFIDENCE_DRIFT", 340)
+    assert "over the 100 answers since the alarm;" in first.line(), first.line()
+    assert "over the 100 answers since the first alarm (inference 300);" in later.line(), later.line()
+    assert first.accuracy_now == later.accuracy_now
+
 def test_a_severity_line_over_too_few_answers_since_the_alarm_shows_the_running_atc_and_says_so():
     """Given the model folder, a capture cut one answer after the alarm read "100.0 % now
     (estimated impact: +4.7 points)" (one confident answer), five after it "harmless so far",

@@ -843,6 +843,7 @@ class AlarmSeverity:
     too_few: int | None = None  # given the model folder, the answers since the alarm when too few to estimate over
     ran: int = 0  # the inferences the device ran since the alarm (more than `answers` when frames were lost)
     run: int = 1  # which run of the device's inference count (run_starts) it latched in
+    since: int | None = None  # the first alarm's inference index, `answers` counted after it (None: this one's)
 
     @property
     def impact_points(self) -> float | None:
@@ -853,15 +854,19 @@ class AlarmSeverity:
     def basis_text(self) -> str:
         """What the figure now is: the device's running ATC (which still carries the stretch
         that set the alarm off), or the estimate over the answers since the alarm."""
+        # A later alarm is read from the first one's (one change point): say so, or each line
+        # seems to repeat the first alarm's figures as its own.
+        alarm = ("the alarm" if self.since in (None, self.latched_at)
+                 else f"the first alarm (inference {self.since})")
         if self.answers:
             received = f" received of {self.ran}" if self.ran > self.answers else ""
             return (f"{self.basis}{',' if self.basis != 'ATC' else ''} over the {self.answers} answers{received} "
-                    "since the alarm")
+                    f"since {alarm}")
         if self.too_few == 0:
-            return "the device's running ATC: no answer since the alarm yet"
+            return f"the device's running ATC: no answer since {alarm} yet"
         if self.too_few is not None:
             return (f"the device's running ATC: only {self.too_few} answer{'' if self.too_few == 1 else 's'} since "
-                    "the alarm, too few to estimate over")
+                    f"{alarm}, too few to estimate over")
         return "the device's running ATC"
 
     def impact(self) -> str:
@@ -1023,7 +1028,7 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
         latched_at = int(data["alarm_index"][first]) if first == latched[0] else 0
         found.append(AlarmSeverity(name, latched_at or int(index[first]), change,
                                    float(atc[before[-1]]) if before.size else None, now.value, now.basis,
-                                   answers, too_few, max(0, int(index[-1]) - alarm_at)))
+                                   answers, too_few, max(0, int(index[-1]) - alarm_at), since=alarm_at))
     return sorted(found, key=lambda a: a.latched_at)
 
 
