@@ -11,6 +11,7 @@ tinydrift.link.replay's Replayer over the process's pipes, and the app's twin
 from __future__ import annotations
 
 import array
+import dataclasses
 import fcntl
 import json
 import os
@@ -176,6 +177,8 @@ def test_boot_hello_status_reset_and_labels(compiler, reference):
         status = app.status()
         assert status.model_hash == hello.model_hash and status.state_bytes == hello.state_bytes
         assert (status.inferences, status.rx_frames, status.rx_errors, status.labels, status.label_errors) == (0, 1, 0, 0, 0)
+        # protocol 5: the STATUS ends with the HELLO, for a host that connects after the boot
+        assert status.hello == dataclasses.replace(hello, seq=status.seq)
 
         # LABEL before any inference, a device -> host frame, RESET (ACK then HELLO)
         assert app.command(P.Label(0, 1, 3)).result == ACK_UNKNOWN_INFERENCE

@@ -7,6 +7,7 @@ goes down, the gateway is killed with frames in its outbox, or the broker is dow
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pty
 import resource
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from test_capture import write_all
+from test_capture import TcpDevice, write_all
 from tinydrift.fleet import envelope as E
 from tinydrift.fleet.services import Broker, missing_binaries
 from tinydrift.fleet.simulate import SimulatedDevice
@@ -790,7 +791,7 @@ def test_a_device_that_says_goodbye_and_closes_ends_the_gateway_cleanly(tmp_path
     called its port lost, waited for it 10 s and exited 1."""
     import random
 
-    from test_capture import TcpDevice, hello, inference
+    from test_capture import hello, inference
 
     rng = random.Random(3)
     frames = [hello(0)] + [inference(k, k, rng) for k in range(1, 21)] + [P.Bye(21, 0, 20)]
@@ -811,12 +812,49 @@ def test_a_device_that_says_goodbye_and_closes_ends_the_gateway_cleanly(tmp_path
     assert "no HELLO with a device id seen yet" not in done.stderr
 
 
+def test_a_gateway_started_after_the_boot_names_the_device_from_its_status(tmp_path):
+    """A gateway that opened a port after the device's boot never saw its HELLO and sent
+    every frame as device 0000000000000000, advising a restart. It asks for a STATUS on
+    opening the port; from protocol 5 that carries the HELLO, and its device id names every
+    frame from then on."""
+    import random
+
+    from test_capture import hello, inference
+
+    rng = random.Random(4)
+    device_id, boot = 0x00C0FFEE12345678, 7
+    said = dataclasses.replace(hello(0), device_id=device_id, boot_count=boot)
+
+    def running(conn):
+        conn.sendall(b"".join(P.encode(inference(k, 400 + k, rng)) for k in range(500, 503)))  # mid-stream
+        deadline = time.monotonic() + 10
+        while not P.StreamParser().feed(bytes(device.received)) and time.monotonic() < deadline:
+            time.sleep(0.01)  # the device reads its input on its own thread
+        status = P.Status(503, 9_000, 412, 402, 1, 0, said.model_hash, 0, 0, said)
+        conn.sendall(P.encode(status) + b"".join(P.encode(inference(k, 400 + k, rng)) for k in range(504, 514))
+                     + P.encode(P.Bye(514, 0, 413)))
+
+    device = TcpDevice(running)
+    away = Broker.create()  # never started: the frames stay in the outbox
+    try:
+        done = subprocess.run([sys.executable, "-m", "tinydrift", "gateway", "--port", device.url, "--broker", away.url,
+                               "--outbox", str(tmp_path / "gw.sqlite"), "--reconnect-timeout", "30"],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        away.remove()
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert P.StreamParser().feed(bytes(device.received))[0] == P.StatusRequest(seq=0)
+    with sqlite3.connect(tmp_path / "gw.sqlite") as db:
+        topics = [t for (t,) in db.execute("SELECT topic FROM outbox ORDER BY id")]
+    # the three frames before the STATUS went out unnamed; the STATUS and all after it named
+    assert len(topics) == 15 and all(f"/{0:016x}/" in t for t in topics[:3]), topics
+    assert all(f"/{device_id:016x}/" in t for t in topics[3:]), topics
+
+
 def test_two_gateways_with_one_client_id_are_told_so_not_that_the_broker_is_unreachable(tmp_path):
     """mosquitto drops the older of two clients with one id without a word, and each
     reconnects and drops the other: both once said "broker unreachable (Unspecified error)"
     every second."""
-    from test_capture import TcpDevice
-
     devices = [TcpDevice(lambda conn: time.sleep(10)) for _ in range(2)]  # quiet devices that stay
     broker = Broker.create().start()
     try:

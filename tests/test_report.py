@@ -29,16 +29,20 @@ DRIFT_AT = 700
 N_INFERENCES = 1200
 
 
-def drifting_device_stream(seed: int = 41, hello: bool = True) -> tuple[bytes, dict]:
+def drifting_device_stream(seed: int = 41, hello: bool = True, status: bool = False) -> tuple[bytes, dict]:
     """A device whose input drifts at inference 700: the mean-shift CUSUM climbs through its
     warning (4 σ) and drift (8 σ) levels, ATC and confidence fall, entropy rises. A few
-    frames are lost or corrupted on the way. Without `hello`, its boot was not captured."""
+    frames are lost or corrupted on the way. Without `hello`, its boot was not captured; with
+    `status`, a STATUS (protocol 5: with the HELLO in it) came first, as capture asks for one."""
     rng = random.Random(seed)
     warning = (4 * Q12,) * 5 + (0,) * 3
     drift = (8 * Q12,) * 5 + (0,) * 3
-    pieces = [b"boot: tinydrift demo\n", P.encode(P.Hello(0, MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, warning, drift))]
+    said = P.Hello(0, MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, warning, drift)
+    pieces = [b"boot: tinydrift demo\n", P.encode(said)]
     if not hello:
         del pieces[1]
+    if status:
+        pieces.append(P.encode(P.Status(0, 60_000, 412, 0, 1, 0, MODEL_HASH, 0, 0, said)))
     cusum, latched, change = 0, 0, 0
     facts = {"lost": 0, "corrupt": 0, "first_alarm": None}
     for t in range(1, N_INFERENCES + 1):
@@ -71,8 +75,8 @@ def drifting_device_stream(seed: int = 41, hello: bool = True) -> tuple[bytes, d
     return b"".join(pieces), facts
 
 
-def make_drift_db(folder: Path, hello: bool = True) -> tuple[Path, dict]:
-    stream, facts = drifting_device_stream(hello=hello)
+def make_drift_db(folder: Path, hello: bool = True, status: bool = False) -> tuple[Path, dict]:
+    stream, facts = drifting_device_stream(hello=hello, status=status)
     device = TcpDevice(lambda conn: conn.sendall(stream))
     db = folder / "drift.db"
     capture(device.url, db)
@@ -314,6 +318,24 @@ def test_truth_labels_are_checked_without_a_hello_frame(tmp_path):
     truth.write_text(json.dumps({"labels": [11] * N_INFERENCES}))
     result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r"), "--truth", str(truth)])
     assert result.exit_code == 0, result.output
+
+
+def test_a_capture_begun_after_the_boot_reads_the_device_from_its_status(tmp_path):
+    """Without the HELLO (sent at boot), a report had no thresholds ("none known"), no
+    firmware version and no class count unless given the model folder. Capture asks for a
+    STATUS on connecting, and from protocol 5 a STATUS carries the HELLO: the report reads
+    the device from it, and says where its levels came from."""
+    db, facts = make_drift_db(tmp_path, hello=False, status=True)
+    result = write_report(db, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "device STATUS (the capture began after its boot)" in page and "1.2.3" in page, page
+    assert "none known" not in page and "no HELLO received" not in page
+    assert result.summary.first_alarm == (facts["first_alarm"], ["DATA_DRIFT"])
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"labels": [12] * N_INFERENCES}))
+    refused = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r2"), "--truth", str(truth)])
+    assert refused.exit_code == 1 and "label 12 is not a class of the captured model (0-11)" in refused.output, \
+        refused.output
 
 
 def test_a_truth_for_a_detector_capture_is_refused_and_its_plot_not_left_to_the_next_report(tmp_path):

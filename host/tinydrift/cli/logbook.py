@@ -116,7 +116,7 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
 @click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER, metavar="DIR",
               help="Folder for the PNG plots and index.html.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
-              help="Model folder: thresholds and class names from its JSON (default: from HELLO frames).")
+              help="Model folder: thresholds and class names from its JSON (default: thresholds from the device's HELLO, or from its STATUS when the capture began after its boot).")
 @click.option("--truth", "truth_path", type=input_file("truth JSON file"), default=None, metavar="JSON",
               help='What a test stream really held: {"shift_index": N, "labels": [...]}, the inference '
                    "index where the shift began and the true class of each inference, -1 where not known "

@@ -120,9 +120,20 @@ class PortReader(threading.Thread):
         self._heard_hello = False  # a HELLO came on this port (with or without an id)
         self._lost_seen = self._restarts_seen = 0  # the tracker's counts already added to stats
         self.said_bye: int | None = None  # the exit code of the device's BYE: its port closing is then its end
+        self._host_seq = 0  # this reader's host -> device sequence (its STATUS_REQUESTs)
+
+    def _ask_status(self) -> None:
+        """Ask the device for a STATUS: from protocol 5 it carries the device's HELLO, so a
+        gateway started (or a port reopened) after the boot learns the device id at once."""
+        try:
+            self.port.write(P.encode(P.StatusRequest(seq=self._host_seq)))
+            self._host_seq = (self._host_seq + 1) & 0xFFFFFFFF
+        except (serial.SerialException, OSError) as exc:
+            self.log(f"{self.url}: could not send STATUS_REQUEST: {exc}")
 
     def run(self) -> None:
         parser = P.StreamParser()
+        self._ask_status()
         try:
             while not self.stop.is_set():
                 try:
@@ -139,6 +150,7 @@ class PortReader(threading.Thread):
                         return
                     with self.stats_lock:
                         self.stats.reopens += 1
+                    self._ask_status()
                     continue
                 if data:
                     self._store(parser.feed(data))
@@ -169,13 +181,15 @@ class PortReader(threading.Thread):
                 self.said_bye = None  # it started again
             elif item.TYPE is P.FrameType.BYE:
                 self.said_bye = item.exit_code
+            elif item.TYPE is P.FrameType.STATUS and item.hello is not None:
+                self._hello(item.hello)  # what the device's HELLO said at its boot, without a new boot
             elif self.identity.device_id == 0 and not self._warned_unknown:
                 self._warned_unknown = True
                 if self._heard_hello:  # a build without an id: restarting it will not give one
                     self.log(f"{self.url}: its HELLO gives no device id (0, the build's default); its frames go out "
                              f"as device {0:016x}: give the board an id (TD_PORT_DEVICE_ID) to tell it from others")
                 else:
-                    self.log(f"{self.url}: no HELLO with a device id seen yet; its frames go out as device "
+                    self.log(f"{self.url}: no HELLO or STATUS with a device id seen yet; its frames go out as device "
                              f"{0:016x} until one comes (restart the device, or give it an id: TD_PORT_DEVICE_ID)")
             messages.append((E.topic(self.fleet, self.identity.device_id, item.TYPE),
                              E.pack(self.identity, received_us, item.raw)))

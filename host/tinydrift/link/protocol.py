@@ -24,10 +24,12 @@ from tinydrift.monitor.config import ALARM_NAMES as MONITOR_ALARM_NAMES
 from tinydrift.monitor.config import SCORE_NAMES as MONITOR_SCORE_NAMES
 from tinydrift.monitor.config import WARNING_SHIFT, alarm_names  # noqa: F401 (the frames' alarm word)
 
-VERSION = 4
-# Read as well: version 3 differs in HELLO, which had no device_id and boot_count (108 bytes),
-# and had no HEARTBEAT or CONFIG; version 2 also in STATUS, which had no labels and
-# label_errors (52 bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes).
+VERSION = 5
+# Read as well: version 4 differs in STATUS, which did not end with the device's HELLO (60
+# bytes); version 3 also in HELLO, which had no device_id and boot_count (108 bytes), and had
+# no HEARTBEAT or CONFIG; version 2 also in STATUS, which had no labels and label_errors (52
+# bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes).
+VERSION_4 = 4
 VERSION_3 = 3
 VERSION_2 = 2
 VERSION_1 = 1
@@ -156,6 +158,9 @@ class Status:
     # None: a version 1 or 2 frame, which did not carry them
     labels: int | None = 0
     label_errors: int | None = 0
+    # the HELLO the device would send now, so a host that connects after its boot knows the
+    # firmware, thresholds and device id; None: a version 1-4 frame, which did not carry it
+    hello: Hello | None = None
     raw: bytes = field(default=b"", repr=False, compare=False)
     TYPE: ClassVar[FrameType] = FrameType.STATUS
 
@@ -333,10 +338,12 @@ class Corrupt:
 
 # Payload layouts after the 7-byte header; "<I" in front of each is the header's seq.
 _HELLO = struct.Struct("<I32sBBHIBBBB8i8iQI")
+_HELLO_BODY = struct.Struct("<32sBBHIBBBB8i8iQI")  # HELLO's payload: also the tail of a STATUS
 _HELLO_V3 = struct.Struct("<I32sBBHIBBBB8i8i")
 _INFERENCE = struct.Struct("<II8sBBHIIQI8iI")
 _INFERENCE_V1 = struct.Struct("<II8sBBHIIQI8i")
-_STATUS = struct.Struct("<I5I32sII")
+_STATUS_V4 = struct.Struct("<I5I32sII")
+_STATUS = struct.Struct(_STATUS_V4.format + _HELLO_BODY.format[1:])
 _STATUS_V2 = struct.Struct("<I5I32s")
 _ACK = struct.Struct("<IIIBB")
 _BYE = struct.Struct("<III")
@@ -368,13 +375,18 @@ PAYLOAD_BYTES = {
 }
 assert PAYLOAD_BYTES[FrameType.HELLO] == 120 and PAYLOAD_BYTES[FrameType.INFERENCE] == 72
 assert PAYLOAD_BYTES[FrameType.HEARTBEAT] == 64 and PAYLOAD_BYTES[FrameType.CONFIG] == 4
-assert PAYLOAD_BYTES[FrameType.TRACE] == 172 and PAYLOAD_BYTES[FrameType.STATUS] == 60
+assert PAYLOAD_BYTES[FrameType.TRACE] == 172 and PAYLOAD_BYTES[FrameType.STATUS] == 60 + 120
 assert PAYLOAD_BYTES[FrameType.DETECTION] == 20
+
+
+def _hello_of(seq: int, v: tuple, raw: bytes = b"") -> Hello:
+    """A HELLO from its payload's values (_HELLO_BODY's)."""
+    return Hello(seq, *v[:9], v[9:17], v[17:25], v[25], v[26], raw)
 
 
 def _build_hello(pkt: bytes) -> Hello:
     v = _HELLO.unpack_from(pkt, 3)
-    return Hello(*v[:10], v[10:18], v[18:26], v[26], v[27], bytes(pkt))
+    return _hello_of(v[0], v[1:], bytes(pkt))
 
 
 def _build_hello_v3(pkt: bytes) -> Hello:
@@ -393,11 +405,16 @@ def _build_inference_v1(pkt: bytes) -> Inference:
 
 
 def _build_status(pkt: bytes) -> Status:
-    return Status(*_STATUS.unpack_from(pkt, 3), bytes(pkt))
+    v = _STATUS.unpack_from(pkt, 3)
+    return Status(*v[:9], _hello_of(v[0], v[9:]), bytes(pkt))
+
+
+def _build_status_v4(pkt: bytes) -> Status:
+    return Status(*_STATUS_V4.unpack_from(pkt, 3), None, bytes(pkt))
 
 
 def _build_status_v2(pkt: bytes) -> Status:
-    return Status(*_STATUS_V2.unpack_from(pkt, 3), None, None, bytes(pkt))
+    return Status(*_STATUS_V2.unpack_from(pkt, 3), None, None, None, bytes(pkt))
 
 
 def _build_ack(pkt: bytes) -> Ack:
@@ -475,21 +492,28 @@ _BUILDERS_BY_BYTE = {int(k): v for k, v in _BUILDERS.items()}
 _PAYLOAD_BY_BYTE = {int(k): v for k, v in PAYLOAD_BYTES.items()}
 
 
+def _hello_payload(frame: Hello | None) -> bytes:
+    """HELLO's payload (a STATUS without a HELLO, from an older version, ends with zeros)."""
+    if frame is None:
+        return bytes(_HELLO_BODY.size)
+    return _HELLO_BODY.pack(frame.model_hash, frame.fw_major, frame.fw_minor, frame.fw_patch,
+                            frame.state_bytes, frame.n_classes, frame.n_channels,
+                            frame.score_frac_bits, frame.n_scores, *frame.warning_thresholds,
+                            *frame.drift_thresholds, frame.device_id or 0, frame.boot_count or 0)
+
+
 def _payload(frame: Frame) -> bytes:
     t = frame.TYPE
     if t is FrameType.HELLO:
-        return _HELLO.pack(0, frame.model_hash, frame.fw_major, frame.fw_minor, frame.fw_patch,
-                           frame.state_bytes, frame.n_classes, frame.n_channels,
-                           frame.score_frac_bits, frame.n_scores, *frame.warning_thresholds,
-                           *frame.drift_thresholds, frame.device_id or 0, frame.boot_count or 0)[4:]
+        return _hello_payload(frame)
     if t is FrameType.INFERENCE:
         return _INFERENCE.pack(0, frame.inference_index, frame.model_id, frame.predicted_class,
                                frame.confidence, frame.alarm_bits, frame.entropy, frame.atc,
                                frame.moved_channels, frame.change_index, *frame.scores, frame.alarm_index or 0)[4:]
     if t is FrameType.STATUS:
-        return _STATUS.pack(0, frame.uptime_ms, frame.state_bytes, frame.inferences,
-                            frame.rx_frames, frame.rx_errors, frame.model_hash, frame.labels or 0,
-                            frame.label_errors or 0)[4:]
+        return _STATUS_V4.pack(0, frame.uptime_ms, frame.state_bytes, frame.inferences,
+                               frame.rx_frames, frame.rx_errors, frame.model_hash, frame.labels or 0,
+                               frame.label_errors or 0)[4:] + _hello_payload(frame.hello)
     if t is FrameType.ACK:
         return _ACK.pack(0, frame.command_seq, frame.detail, frame.command_type, frame.result)[4:]
     if t is FrameType.BYE:
@@ -632,11 +656,12 @@ def parse_packet(pkt: bytes) -> Frame | ProtocolError:
         if n - MIN_PACKET != _INFERENCE_V1.size - 4:
             return ProtocolError.LENGTH
         return _build_inference_v1(pkt)
-    if version < VERSION_3 and t == FrameType.STATUS:
-        if n - MIN_PACKET != _STATUS_V2.size - 4:
+    if version < VERSION and t == FrameType.STATUS:
+        old = _STATUS_V2 if version < VERSION_3 else _STATUS_V4
+        if n - MIN_PACKET != old.size - 4:
             return ProtocolError.LENGTH
-        return _build_status_v2(pkt)
-    if version < VERSION and t == FrameType.HELLO:
+        return (_build_status_v2 if version < VERSION_3 else _build_status_v4)(pkt)
+    if version < VERSION_4 and t == FrameType.HELLO:
         if n - MIN_PACKET != _HELLO_V3.size - 4:
             return ProtocolError.LENGTH
         return _build_hello_v3(pkt)
@@ -830,7 +855,8 @@ def random_frame(rng: random.Random, frame_type: FrameType | None = None, seq: i
         return Inference(seq, u(32), rng.randbytes(8), u(8), u(8), u(16), u(32), u(32), u(64),
                          u(32), scores(), u(32))
     if t is FrameType.STATUS:
-        return Status(seq, u(32), u(32), u(32), u(32), u(32), rng.randbytes(32), u(32), u(32))
+        return Status(seq, u(32), u(32), u(32), u(32), u(32), rng.randbytes(32), u(32), u(32),
+                      random_frame(rng, FrameType.HELLO, seq))
     if t is FrameType.ACK:
         return Ack(seq, u(32), u(32), u(8), u(8))
     if t is FrameType.BYE:

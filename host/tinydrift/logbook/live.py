@@ -22,7 +22,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import (AlarmSeverity, AnswerTally, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
-                                     capture_ready, check_model_matches, latest_frame, load_model_info, open_db,
+                                     capture_ready, check_model_matches, device_hello, latest_frame, load_model_info, open_db,
                                      read_summary, recent_text, runs_no_monitor, severity_now, summary_channels,
                                      NO_MONITOR)
 from tinydrift.monitor.channels import moved_text
@@ -87,7 +87,7 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
     change point between refreshes: finding it walks back over every frame since; `wakes`
     the detector frames counted so far; `answers` the answers since the alarm."""
     summary = read_summary(conn)
-    hello = latest_frame(conn, P.FrameType.HELLO)
+    hello = device_hello(conn)
     last = latest_frame(conn, P.FrameType.INFERENCE)
     warning = drift = None
     if model is not None and (model.warning_thresholds or model.drift_thresholds):

@@ -32,7 +32,7 @@ from tinydrift.link import protocol as P  # noqa: E402
 from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
 from tinydrift.monitor.channels import moved_text  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, latest_frame, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, device_hello, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -276,7 +276,7 @@ def _plot_detections(detections: dict, thresholds: Thresholds, out_dir: Path, re
 
 
 def _thresholds(conn, info: ModelInfo | None) -> Thresholds:
-    hello = latest_frame(conn, P.FrameType.HELLO)
+    hello = device_hello(conn)
     frac = hello.score_frac_bits if hello else DEFAULT_FRAC_BITS
     n_scores = hello.n_scores if hello else None
     if info is not None:
@@ -290,7 +290,9 @@ def _thresholds(conn, info: ModelInfo | None) -> Thresholds:
     if runs_no_monitor(hello):
         return Thresholds(None, None, frac, n_scores, "none: the device runs no drift monitor", detector)
     if hello is not None:
-        return Thresholds(hello.warning_thresholds, hello.drift_thresholds, frac, n_scores, "device HELLO", detector)
+        # a HELLO read from a STATUS is no frame of its own (raw empty): the capture began after the boot
+        said = "device HELLO" if hello.raw else "device STATUS (the capture began after its boot)"
+        return Thresholds(hello.warning_thresholds, hello.drift_thresholds, frac, n_scores, said, detector)
     return Thresholds(None, None, frac, n_scores, "none known", detector)
 
 
@@ -355,7 +357,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     data = read_inferences(conn)
     info = load_model_info(model_dir) if model_dir is not None else None
     thresholds = _thresholds(conn, info)
-    hello = latest_frame(conn, P.FrameType.HELLO)
+    hello = device_hello(conn)
     files: list[Path] = []
     n = len(data["inference_index"])
     if truth is not None and not n:

@@ -553,7 +553,7 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
             if version is None or int(version[0]) > SCHEMA_VERSION:
                 raise TinydriftError(f"{path} has capture schema {version[0] if version else '?'}, newer than this "
                                      f"tinydrift's {SCHEMA_VERSION}: queue the label with the tinydrift that captures")
-            hello = latest_frame(conn, P.FrameType.HELLO)
+            hello = device_hello(conn)
             if runs_no_monitor(hello):
                 # a wake-word build without a monitor answers every LABEL with result 6
                 raise TinydriftError(f"the device in {path} runs no drift monitor (its HELLO says {hello.n_classes} class "
@@ -1042,11 +1042,28 @@ def latest_frame(conn: sqlite3.Connection, frame_type: P.FrameType, include_fore
     return None if isinstance(frame, P.ProtocolError) else frame
 
 
+def device_hello(conn: sqlite3.Connection, include_foreign: bool = False) -> P.Hello | None:
+    """What the device says of itself: its newest HELLO, or the HELLO a later STATUS carries
+    (protocol 5), whichever came last. A capture begun after the device's boot holds no
+    HELLO frame, but capture asks for a STATUS on connecting. The HELLO frames alone mark
+    where the device's inference count restarted."""
+    where = "" if include_foreign else " AND foreign_model=0"
+    for (raw,) in conn.execute(f"SELECT raw FROM frames WHERE type IN (?, ?){where} ORDER BY id DESC",
+                               (int(P.FrameType.HELLO), int(P.FrameType.STATUS))):
+        frame = P.parse_packet(raw)
+        if isinstance(frame, P.Hello):
+            return frame
+        if isinstance(frame, P.Status) and frame.hello is not None:
+            return frame.hello
+    return None
+
+
 def check_model_matches(conn: sqlite3.Connection, model: "ModelInfo") -> None:
     """Refuse a model folder whose hash is not the one the captured device reports (its
-    latest HELLO or INFERENCE frame): its thresholds and labels would describe another model."""
+    HELLO, else its latest INFERENCE frame): its thresholds and labels would describe another model."""
     for frame_type in (P.FrameType.HELLO, P.FrameType.INFERENCE, P.FrameType.DETECTION):
-        frame = latest_frame(conn, frame_type, include_foreign=True)
+        frame = (device_hello(conn, include_foreign=True) if frame_type is P.FrameType.HELLO
+                 else latest_frame(conn, frame_type, include_foreign=True))
         if frame is None:
             continue
         reported = frame.model_hash if frame_type is P.FrameType.HELLO else frame.model_id

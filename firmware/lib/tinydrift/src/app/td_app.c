@@ -127,11 +127,8 @@ static void td_app_hello_monitor(td_proto_hello_t *hello)
 }
 #endif
 
-void td_app_send_hello(td_app_t *app)
+void td_app_fill_hello(const td_app_t *app, td_proto_hello_t *hello)
 {
-    td_proto_frame_t *frame = &app->reply;
-    td_proto_hello_t *hello = &frame->body.hello;
-    frame->type = TD_FRAME_HELLO;
     for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
         hello->model_hash[i] = app->model_hash[i];
     }
@@ -141,6 +138,13 @@ void td_app_send_hello(td_app_t *app)
     td_app_hello_monitor(hello);
     hello->device_id = td_port_device_id();
     hello->boot_count = td_port_boot_count();
+}
+
+void td_app_send_hello(td_app_t *app)
+{
+    td_proto_frame_t *frame = &app->reply;
+    frame->type = TD_FRAME_HELLO;
+    td_app_fill_hello(app, &frame->body.hello);
     td_app_send(app, frame);
 }
 

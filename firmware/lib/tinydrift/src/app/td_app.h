@@ -291,6 +291,7 @@ void td_app_heartbeat_clear(td_app_heartbeat_t *heartbeat); /* after RESET: latc
 void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result); /* may send HEARTBEAT */
 const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's */
 #endif
+void td_app_fill_hello(const td_app_t *app, td_proto_hello_t *hello); /* as sent at boot; STATUS's tail too */
 void td_app_send_hello(td_app_t *app);
 
 #ifdef __cplusplus

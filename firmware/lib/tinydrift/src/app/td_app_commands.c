@@ -283,6 +283,7 @@ static void td_app_on_status_request(td_app_t *app, const td_proto_frame_t *comm
     for (unsigned i = 0; i < TD_PROTO_MODEL_HASH_BYTES; ++i) {
         status->model_hash[i] = app->model_hash[i];
     }
+    td_app_fill_hello(app, &status->hello);
     td_app_send(app, frame);
 }
 

@@ -76,25 +76,28 @@ static void td_put_scores(td_cobs_writer_t *w, const int32_t *values) {
     for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) td_put_u32(w, (uint32_t)values[i]);
 }
 
+/* HELLO's payload: the frame's own, and the tail of a STATUS (v5). */
+static void td_put_hello(td_cobs_writer_t *w, const td_proto_hello_t *h) {
+    td_put_bytes(w, h->model_hash, TD_PROTO_MODEL_HASH_BYTES);
+    td_put_u8(w, h->fw_major);
+    td_put_u8(w, h->fw_minor);
+    td_put_u16(w, h->fw_patch);
+    td_put_u32(w, h->state_bytes);
+    td_put_u8(w, h->n_classes);
+    td_put_u8(w, h->n_channels);
+    td_put_u8(w, h->score_frac_bits);
+    td_put_u8(w, h->n_scores);
+    td_put_scores(w, h->warning_threshold);
+    td_put_scores(w, h->drift_threshold);
+    td_put_u64(w, h->device_id);
+    td_put_u32(w, h->boot_count);
+}
+
 static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
     switch (f->type) {
-    case TD_FRAME_HELLO: {
-        const td_proto_hello_t *h = &f->body.hello;
-        td_put_bytes(w, h->model_hash, TD_PROTO_MODEL_HASH_BYTES);
-        td_put_u8(w, h->fw_major);
-        td_put_u8(w, h->fw_minor);
-        td_put_u16(w, h->fw_patch);
-        td_put_u32(w, h->state_bytes);
-        td_put_u8(w, h->n_classes);
-        td_put_u8(w, h->n_channels);
-        td_put_u8(w, h->score_frac_bits);
-        td_put_u8(w, h->n_scores);
-        td_put_scores(w, h->warning_threshold);
-        td_put_scores(w, h->drift_threshold);
-        td_put_u64(w, h->device_id);
-        td_put_u32(w, h->boot_count);
+    case TD_FRAME_HELLO:
+        td_put_hello(w, &f->body.hello);
         break;
-    }
     case TD_FRAME_INFERENCE: {
         const td_proto_inference_t *r = &f->body.inference;
         td_put_u32(w, r->inference_index);
@@ -120,6 +123,7 @@ static void td_put_payload(td_cobs_writer_t *w, const td_proto_frame_t *f) {
         td_put_bytes(w, s->model_hash, TD_PROTO_MODEL_HASH_BYTES);
         td_put_u32(w, s->labels);
         td_put_u32(w, s->label_errors);
+        td_put_hello(w, &s->hello);
         break;
     }
     case TD_FRAME_ACK:

@@ -36,26 +36,28 @@ static void td_get_scores(const uint8_t *p, int32_t *values) {
     for (unsigned i = 0; i < TD_PROTO_N_SCORES; ++i) values[i] = td_get_i32(p + 4u * i);
 }
 
+/* HELLO's payload, with its device_id and boot_count if `v4` (else 0); also a STATUS's tail (v5). */
+static void td_unpack_hello(const uint8_t *p, int v4, td_proto_hello_t *h) {
+    memcpy(h->model_hash, p, TD_PROTO_MODEL_HASH_BYTES);
+    h->fw_major = p[32];
+    h->fw_minor = p[33];
+    h->fw_patch = td_get_u16(p + 34);
+    h->state_bytes = td_get_u32(p + 36);
+    h->n_classes = p[40];
+    h->n_channels = p[41];
+    h->score_frac_bits = p[42];
+    h->n_scores = p[43];
+    td_get_scores(p + 44, h->warning_threshold);
+    td_get_scores(p + 76, h->drift_threshold);
+    h->device_id = v4 ? td_get_u64(p + 108) : 0u;
+    h->boot_count = v4 ? td_get_u32(p + 116) : 0u;
+}
+
 static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
     switch (f->type) {
-    case TD_FRAME_HELLO: {
-        td_proto_hello_t *h = &f->body.hello;
-        memcpy(h->model_hash, p, TD_PROTO_MODEL_HASH_BYTES);
-        h->fw_major = p[32];
-        h->fw_minor = p[33];
-        h->fw_patch = td_get_u16(p + 34);
-        h->state_bytes = td_get_u32(p + 36);
-        h->n_classes = p[40];
-        h->n_channels = p[41];
-        h->score_frac_bits = p[42];
-        h->n_scores = p[43];
-        td_get_scores(p + 44, h->warning_threshold);
-        td_get_scores(p + 76, h->drift_threshold);
-        const int v4 = payload == TD_PROTO_HELLO_BYTES;
-        h->device_id = v4 ? td_get_u64(p + 108) : 0u;
-        h->boot_count = v4 ? td_get_u32(p + 116) : 0u;
+    case TD_FRAME_HELLO:
+        td_unpack_hello(p, payload == TD_PROTO_HELLO_BYTES, &f->body.hello);
         break;
-    }
     case TD_FRAME_INFERENCE: {
         td_proto_inference_t *r = &f->body.inference;
         r->inference_index = td_get_u32(p);
@@ -79,8 +81,14 @@ static void td_unpack(const uint8_t *p, size_t payload, td_proto_frame_t *f) {
         s->rx_frames = td_get_u32(p + 12);
         s->rx_errors = td_get_u32(p + 16);
         memcpy(s->model_hash, p + 20, TD_PROTO_MODEL_HASH_BYTES);
-        s->labels = payload == TD_PROTO_STATUS_BYTES ? td_get_u32(p + 52) : 0u;
-        s->label_errors = payload == TD_PROTO_STATUS_BYTES ? td_get_u32(p + 56) : 0u;
+        const int v3 = payload >= TD_PROTO_STATUS_V4_BYTES;
+        s->labels = v3 ? td_get_u32(p + 52) : 0u;
+        s->label_errors = v3 ? td_get_u32(p + 56) : 0u;
+        if (payload == TD_PROTO_STATUS_BYTES) {
+            td_unpack_hello(p + TD_PROTO_STATUS_V4_BYTES, 1, &s->hello);
+        } else {
+            memset(&s->hello, 0, sizeof s->hello);
+        }
         break;
     }
     case TD_FRAME_ACK:
@@ -179,10 +187,10 @@ td_proto_result_t td_proto_parse_packet(const uint8_t *packet, size_t length,
     if (version == TD_PROTO_VERSION_1 && type == TD_FRAME_INFERENCE) {
         expected = (int32_t)TD_PROTO_INFERENCE_V1_BYTES;
     }
-    if (version < TD_PROTO_VERSION_3 && type == TD_FRAME_STATUS) {
-        expected = (int32_t)TD_PROTO_STATUS_V2_BYTES;
+    if (version < TD_PROTO_VERSION && type == TD_FRAME_STATUS) {
+        expected = (int32_t)(version < TD_PROTO_VERSION_3 ? TD_PROTO_STATUS_V2_BYTES : TD_PROTO_STATUS_V4_BYTES);
     }
-    if (version < TD_PROTO_VERSION && type == TD_FRAME_HELLO) {
+    if (version < TD_PROTO_VERSION_4 && type == TD_FRAME_HELLO) {
         expected = (int32_t)TD_PROTO_HELLO_V3_BYTES;
     }
     size_t payload = length - TD_PROTO_MIN_PACKET;

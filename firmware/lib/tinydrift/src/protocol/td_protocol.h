@@ -21,10 +21,12 @@
 extern "C" {
 #endif
 
-#define TD_PROTO_VERSION 4u
-/* Read as well: version 3 differs in HELLO, which had no device_id and boot_count (108
- * bytes), and had no HEARTBEAT or CONFIG; version 2 also in STATUS, which had no labels and
- * label_errors (52 bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION 5u
+/* Read as well: version 4 differs in STATUS, which did not end with the device's HELLO (60
+ * bytes); version 3 also in HELLO, which had no device_id and boot_count (108 bytes), and had
+ * no HEARTBEAT or CONFIG; version 2 also in STATUS, which had no labels and label_errors (52
+ * bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes). */
+#define TD_PROTO_VERSION_4 4u
 #define TD_PROTO_VERSION_3 3u
 #define TD_PROTO_VERSION_2 2u
 #define TD_PROTO_VERSION_1 1u
@@ -48,7 +50,8 @@ extern "C" {
 #define TD_PROTO_HELLO_V3_BYTES 108u
 #define TD_PROTO_INFERENCE_BYTES 72u
 #define TD_PROTO_INFERENCE_V1_BYTES 68u
-#define TD_PROTO_STATUS_BYTES 60u
+#define TD_PROTO_STATUS_BYTES (TD_PROTO_STATUS_V4_BYTES + TD_PROTO_HELLO_BYTES)
+#define TD_PROTO_STATUS_V4_BYTES 60u
 #define TD_PROTO_STATUS_V2_BYTES 52u
 #define TD_PROTO_ACK_BYTES 10u
 #define TD_PROTO_BYE_BYTES 8u
@@ -165,6 +168,9 @@ typedef struct {
     uint8_t model_hash[TD_PROTO_MODEL_HASH_BYTES];
     uint32_t labels;       /* label feedback the monitor took since reset (v3) */
     uint32_t label_errors; /* ... of which disagreed with the prediction (v3) */
+    /* The HELLO the device would send now (v5; zero in older frames): a host that connects
+     * after the boot learns the firmware, thresholds and device id from its first STATUS. */
+    td_proto_hello_t hello;
 } td_proto_status_t;
 
 typedef struct {
