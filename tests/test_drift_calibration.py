@@ -12,7 +12,7 @@ import pytest
 from tinydrift.monitor import config as cfgmod
 from tinydrift.monitor import synthetic
 from tinydrift.monitor.calibrate import calibrate_thresholds, measure_arl0, restart_alarm_counts, cusum_level_for_arl
-from tinydrift.monitor.config import MonitorConfig
+from tinydrift.monitor.config import ONE_Q12, MonitorConfig
 from tinydrift.monitor.evaluate import measure_detection
 from tinydrift.codegen.monitor_header import config_hash, emit_monitor_config_h
 from tinydrift.monitor.reference import build_config, output_features, reference_stats
@@ -364,3 +364,34 @@ def test_the_same_data_calibrates_to_the_same_config_and_model_hash():
     assert first.to_dict() == second.to_dict() and report["seconds"] > 0
     assert "seconds" not in first.metadata["calibration"]
     assert model_hash(b"model", first.to_dict()) == model_hash(b"model", second.to_dict())
+
+
+def test_class_loudness_offsets_take_the_predicted_class_s_loudness_off_and_a_class_mix_no_longer_moves_it():
+    """A silent clip is quieter than a word: with the loudness read against all inferences
+    alike, a stream with more silence read as a quieter microphone, and the class-explained
+    spread hid small gain changes. With class_loudness, each predicted class's mean z of the
+    loudness component comes off it (the twin here, the C in test_monitor_c's random configs)."""
+    from tinydrift.monitor.twin import MonitorTwin
+
+    data = dataset(5)
+    summaries, probs = data["summaries"].copy(), data["probs"]
+    predicted = output_features(probs)["predicted"]
+    quiet_class = int(np.bincount(predicted).argmax())
+    spread = summaries[:, 0].astype(np.float64).std()
+    summaries[predicted == quiet_class, 0] -= np.int16(round(2 * spread))  # that class: 2 sd quieter
+    stats = reference_stats(summaries, probs, data["labels"])
+    plain = build_config(stats, loudness_component=0)
+    by_class = build_config(stats, loudness_component=0, class_loudness=True)
+    assert plain.loudness_class_offset is None
+    offset = by_class.loudness_class_offset
+    assert offset[quiet_class] < -ONE_Q12 and np.all(np.abs(np.delete(offset, quiet_class)) < ONE_Q12 // 2), offset
+
+    def loudness_z(config, rows):
+        return MonitorTwin(config, 1).per_sample(summaries[rows], probs[rows])["z"][:, 0] / ONE_Q12
+
+    everything = np.arange(len(predicted))
+    more_of_it = np.concatenate([everything, *[np.flatnonzero(predicted == quiet_class)] * 4])  # that class x5
+    assert loudness_z(by_class, everything).std() < 0.8 * loudness_z(plain, everything).std()
+    moved_plain = loudness_z(plain, more_of_it).mean() - loudness_z(plain, everything).mean()
+    moved_by_class = loudness_z(by_class, more_of_it).mean() - loudness_z(by_class, everything).mean()
+    assert moved_plain < -0.3 and abs(moved_by_class) < 0.1, (moved_plain, moved_by_class)

@@ -77,6 +77,16 @@ def test_a_config_from_before_the_error_rate_start_reads_with_none():
         MonitorConfig.from_dict({**old, "abi_version": ABI_VERSION})
 
 
+def test_a_config_from_before_the_class_loudness_offsets_reads_with_none():
+    """ABI 12 had no loudness offset per predicted class: such a config reads with none (the
+    loudness as it was), and one of this version must say whether it has them."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    old = {k: v for k, v in config.items() if k != "loudness_class_offset"}
+    assert MonitorConfig.from_dict({**old, "abi_version": 12}).validate().loudness_class_offset is None
+    with pytest.raises(TinydriftError, match=r"missing fields \['loudness_class_offset'\]"):
+        MonitorConfig.from_dict({**old, "abi_version": ABI_VERSION})
+
+
 @pytest.mark.parametrize("change, says", [
     ({"score_spread_ref": [0, 0, -1, 241650, 0]}, "score_spread_ref not in 0..2^28"),
     ({"score_spread_ref": [0, 0, (1 << 28) + 1, 241650, 0]}, "score_spread_ref not in 0..2^28"),
@@ -92,6 +102,9 @@ def test_a_config_from_before_the_error_rate_start_reads_with_none():
     ({"quiet_limit": 4000, "quiet_component": 42}, "quiet_component not a summary value"),
     ({"loudness_k": -1}, "loudness_k not in 0..32767"),
     ({"loudness_k": 32768}, "loudness_k not in 0..32767"),
+    ({"loudness_class_offset": [0] * 11 + [-32768]}, "loudness_class_offset not in -32767..32767"),
+    ({"loudness_class_offset": [0] * 11}, "loudness_class_offset must be a vector of 12 integers (as many as prior_q16 "
+                                          "holds: the two must agree, one of them was edited), got shape (11,)"),
 ])
 def test_a_hand_edited_spread_is_refused_by_its_name(change, says):
     """The long-run spread (ABI 7), the centres' weight (ABI 8), the loudness limit (ABI 9,

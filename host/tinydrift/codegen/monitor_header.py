@@ -105,6 +105,10 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         "/* Reference predicted-class frequencies (Q16) and round(2^8 / prior). */\n",
         _array("int32_t", f"{prefix}_prior_q16", c.prior_q16, 8),
         _array("int32_t", f"{prefix}_inv_prior_q8", c.inv_prior_q8, 8),
+        ""
+        if c.loudness_class_offset is None
+        else "/* The loudness component's offset per predicted class (Q12). */\n"
+        + _array("int16_t", f"{prefix}_loudness_class_offset", c.loudness_class_offset, 12),
         "/* -p ln p in Q16 nats for p = i / 256: exact for the int8 softmax output. */\n",
         _array("uint16_t", f"{prefix}_entropy_q16", c.entropy_q16, 12),
         "\n",
@@ -143,6 +147,8 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .loudness_component = {c.loudness_component}u,\n"
         f"    .loudness_k = {c.loudness_k},\n"
         f"    .loudness_limit = {c.loudness_limit},\n"
+        f"    .loudness_class_offset = "
+        f"{'0' if c.loudness_class_offset is None else prefix + '_loudness_class_offset'},\n"
         f"    .quiet_component = {c.quiet_component}u,\n"
         f"    .quiet_limit = {c.quiet_limit},\n"
         f"    .enabled_scores = {c.enabled_scores}u,\n"

@@ -946,8 +946,12 @@ def calibrate_monitor(summaries: np.ndarray, probs: np.ndarray, groups: np.ndarr
     that the input scores' runs are at least DEFAULT_DATA_SESSION long (runs drawn shorter
     than a group's own would calibrate them for calmer streams than whole groups make); with
     labels, the error-rate test's level for the same budget (the report's "error_rate").
+    The loudness, where the summary has one, is read against each predicted class's own
+    (class_loudness; a classifier's classes differ in loudness, a silent clip from a word).
     `options` go to calibrate_thresholds."""
     from tinydrift.monitor.calibrate_feedback import calibrate_error_rate
+
+    options = {"class_loudness": True, **options}
 
     data_run = speaker_run
     if data_run is None and np.median(np.unique(np.asarray(groups), return_counts=True)[1]) < DEFAULT_DATA_SESSION:

@@ -15,6 +15,7 @@ import numpy as np
 
 from tinydrift.errors import TinydriftError
 from tinydrift.monitor.config import (
+    CHANNEL_Z_MAX,
     CUSUM_MAX,
     ONE_Q12,
     ONE_Q16,
@@ -120,6 +121,9 @@ def reference_stats(
         "entropy_mean": float(entropy.mean()),
         "entropy_std": float(entropy.std(ddof=1)),
         "predicted_counts": counts.tolist(),
+        # each predicted class's mean summary (the overall mean where a class never came)
+        "summary_class_mean": np.array([x[out["predicted"] == c].mean(axis=0) if counts[c] else x.mean(axis=0)
+                                        for c in range(k)]).tolist(),
         # Jeffreys-smoothed, so a class the reference never predicted keeps a finite weight.
         "class_prior": ((counts + 0.5) / (n + 0.5 * k)).tolist(),
         "accuracy": None,
@@ -173,6 +177,25 @@ def _gain_q16(sd_raw: float, sign: int = 1) -> int:
     return sign * int(min(1 << 28, max(1, round((1 << 28) / max(sd_raw, 1.0)))))
 
 
+# A class predicted n times in the reference takes n / (n + this) of its mean loudness as its
+# offset: a class seen a few times moves the loudness by what its few clips happened to be.
+CLASS_LOUDNESS_PRIOR = 10
+
+
+def loudness_class_offset_q12(stats: dict, mean: np.ndarray, std: np.ndarray, whiten_q12: np.ndarray | None,
+                              component: int) -> np.ndarray:
+    """Per predicted class, the mean of the loudness component's z (standardized, then
+    decorrelated as the device does) on the reference's inferences of that class, in Q12:
+    what td_monitor_moments takes off that component's z (shrunk toward 0 for a rare class)."""
+    class_mean = np.asarray(stats["summary_class_mean"], dtype=np.float64)
+    z = (class_mean - mean) / std  # [K, C]
+    if whiten_q12 is not None:
+        z = z @ (np.asarray(whiten_q12, np.float64) / ONE_Q12).T
+    counts = np.asarray(stats["predicted_counts"], dtype=np.float64)
+    offset = z[:, component] * counts / (counts + CLASS_LOUDNESS_PRIOR)
+    return np.clip(np.round(offset * ONE_Q12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX).astype(np.int16)
+
+
 def build_config(
     stats: dict,
     *,
@@ -186,6 +209,7 @@ def build_config(
     shrinkage: float = DEFAULT_SHRINKAGE,
     unwhitened: tuple[int, ...] = (),
     enabled_scores: int = (1 << SCORE_COUNT) - 1,
+    class_loudness: bool = False,
     metadata: dict | None = None,
     **sensor_and_ddm,
 ) -> MonitorConfig:
@@ -195,6 +219,8 @@ def build_config(
     whiten: decorrelate the standardized summary with the reference correlation (ZCA), so
     a shift across correlated channels is judged against how they move together; the
     components in `unwhitened` are left out of it.
+    class_loudness: with a loudness_component (in `sensor_and_ddm`), take each predicted
+    class's mean of that component's z off it (loudness_class_offset_q12).
     `sensor_and_ddm` may set any of MonitorConfig's sensor and DDM fields."""
     mean = np.asarray(stats["summary_mean"], dtype=np.float64)
     std = np.maximum(np.asarray(stats["summary_std"], dtype=np.float64), 1.0)
@@ -220,8 +246,12 @@ def build_config(
     sign = np.ones(SCORE_COUNT, dtype=int)
     sign[SCORE_CONF] = -1  # confidence dropping is the drift
 
+    whiten_q12 = whitening_q12(stats["summary_corr"], shrinkage, unwhitened) if whiten and c > 1 else None
+    if class_loudness and "loudness_component" in sensor_and_ddm:
+        sensor_and_ddm = {**sensor_and_ddm, "loudness_class_offset": loudness_class_offset_q12(
+            stats, mean, std, whiten_q12, int(sensor_and_ddm["loudness_component"]))}
     config = MonitorConfig(
-        whiten_q12=whitening_q12(stats["summary_corr"], shrinkage, unwhitened) if whiten and c > 1 else None,
+        whiten_q12=whiten_q12,
         ref_mean=np.clip(np.round(mean), -32768, 32767).astype(np.int16),
         inv_std_q28=np.clip(np.round((1 << 28) / std), 1, 1 << 28).astype(np.int32),
         prior_q16=np.clip(np.round(prior * ONE_Q16), 0, ONE_Q16).astype(np.int32),

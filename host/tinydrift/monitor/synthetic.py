@@ -229,6 +229,18 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
         fields["quiet_limit"] = int(child.choice([0, 1, CUSUM_MAX, int(child.integers(0, CUSUM_MAX + 1))]))
     else:
         fields["quiet_limit"] = int(child.choice([0, int(child.integers(8000, 250_000))]))
+    # loudness offsets per predicted class: none, or any (extreme: to the clamp's edges), from a
+    # child of the child, for the same reason
+    grandchild = child.spawn(1)[0]
+    k = len(prior)
+    if grandchild.random() < 0.5:
+        fields["loudness_class_offset"] = None
+    elif extreme:
+        fields["loudness_class_offset"] = np.where(grandchild.random(k) < 0.3,
+                                                   grandchild.choice([-CHANNEL_Z_MAX, CHANNEL_Z_MAX], k),
+                                                   grandchild.integers(-CHANNEL_Z_MAX, CHANNEL_Z_MAX + 1, k))
+    else:
+        fields["loudness_class_offset"] = grandchild.integers(-8000, 8001, k)
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -381,7 +381,8 @@ class MonitorTwin:
 
     def per_sample(self, summaries: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
         """What an update computes from its one sample alone, for any number of samples at
-        once: the standardized summary (and its decorrelation) and the output features.
+        once: the standardized summary (and its decorrelation, and the loudness less its
+        predicted class's offset) and the output features.
         Simulations over a fixed sample set compute it once and pass the rows to
         `update(sample=...)`; only the recursion over time is left per step."""
         deviation = np.asarray(summaries).astype(np.int64) - self._ref_mean
@@ -390,9 +391,15 @@ class MonitorTwin:
         if self._whiten is not None:
             z = clamp(round_shift(self._decorrelate(z), 12), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         q = np.asarray(probs).astype(np.int64)
+        predicted = np.argmax(q, axis=-1)  # first of ties, as the C's strict '>'
+        offset = self.config.loudness_class_offset
+        if offset is not None:
+            c = self.config.loudness_component
+            z = z.copy()
+            z[..., c] = clamp(z[..., c] - offset.astype(np.int64)[predicted], -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         return {
             "z": z,
-            "predicted": np.argmax(q, axis=-1),  # first of ties, as the C's strict '>'
+            "predicted": predicted,
             "confidence": q.max(axis=-1) + 128,
             "entropy": self._entropy[q + 128].sum(axis=-1),
         }

@@ -78,6 +78,7 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         commission_n=shipped.commission_n, centre_n=shipped.centre_n, seed=settings.seed,
         loudness_component=shipped.loudness_component if shipped.loudness_limit else None,
         quiet_component=shipped.quiet_component if shipped.quiet_limit else None,
+        class_loudness=shipped.loudness_class_offset is not None,
         **({} if maker.min_reference is None else {"min_samples": maker.min_reference}),
         data_session_length=shipped.metadata.get("calibration", {}).get("data_session_length"),
         output_session_length=shipped.metadata.get("calibration", {}).get("output_session_length"))

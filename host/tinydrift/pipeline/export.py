@@ -639,7 +639,19 @@ def _loudness_line(ref: dict) -> str:
             f"{config['loudness_component']}; allowance {config['loudness_k'] / ONE_Q12:.2f} standard deviations "
             f"from the device's commissioned mean) reaches {config['loudness_limit'] / ONE_Q12:.1f} of those deviations, "
             f"a level that alone false-alarms once per {_fmt(loudness.get('arl_multiple'))} target ARL0s on the input "
-            "scores' same-speaker runs: a microphone turned down moves this value only.")
+            "scores' same-speaker runs: a microphone turned down moves this value only." + _class_loudness(ref))
+
+
+def _class_loudness(ref: dict) -> str:
+    """The loudness offsets per predicted class, where the config has them (ABI 13 on)."""
+    offset = ref["monitor_config"].get("loudness_class_offset")
+    if not offset:
+        return ""
+    labels = ref.get("labels") or [str(k) for k in range(len(offset))]
+    low, high = int(np.argmin(offset)), int(np.argmax(offset))
+    return (f" Each inference's loudness is read against its predicted class's own: from {offset[low] / ONE_Q12:+.2f} "
+            f"standard deviations ({labels[low]}) to {offset[high] / ONE_Q12:+.2f} ({labels[high]}), taken off before "
+            "anything reads it, so a stream with more of one class is not a louder or quieter microphone.")
 
 
 def _quiet_line(ref: dict) -> str:

@@ -64,7 +64,9 @@ int td_monitor_check_config(const td_monitor_config_t *config)
     }
     for (i = 0; i < config->n_classes; ++i) {
         if (!td_in_range(config->prior_q16[i], 0, TD_ONE_Q16) ||
-            !td_in_range(config->inv_prior_q8[i], 0, 1 << 24)) {
+            !td_in_range(config->inv_prior_q8[i], 0, 1 << 24) ||
+            (config->loudness_class_offset != 0 &&
+             !td_in_range(config->loudness_class_offset[i], -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX))) {
             return TD_MONITOR_ERR_CONFIG;
         }
     }
@@ -184,9 +186,10 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
         return TD_MONITOR_ERR_NULL;
     }
     state->t = td_sat_inc_u32(state->t);
-    td_monitor_moments(state, config, summary, &result->raw[TD_SCORE_MEAN],
-                       &result->raw[TD_SCORE_VAR], result->moved);
+    /* The outputs first: the moments read the predicted class (their state is apart). */
     td_monitor_outputs(state, config, probs, result->raw, result);
+    td_monitor_moments(state, config, summary, result->predicted, &result->raw[TD_SCORE_MEAN],
+                       &result->raw[TD_SCORE_VAR], result->moved);
     if (td_monitor_commissioning(state, config)) {
         /* Learning the device's reference: no score moves, no alarm but the sensor's and
          * the error rate's, which need no reference of the population. */

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 12
+#define TD_MONITOR_ABI_VERSION 13
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -171,6 +171,13 @@ typedef struct {
     uint16_t loudness_component; /* < n_summary */
     int32_t loudness_k;
     int32_t loudness_limit;
+    /* Optional [n_classes] (Q12; NULL: none): how far the loudness component's z sits, on the
+     * reference's inferences of each predicted class, from its mean over all of them; taken
+     * off the component's z before anything reads it (commissioning, the EWMAs, the CUSUM).
+     * A silent clip is quieter than a word: the class explains part of the loudness, which
+     * otherwise hides a small gain change in the spread, and a stream with more of one class
+     * would read as louder or quieter. */
+    const int16_t *loudness_class_offset;
     /* The input's quiet level, where the summary carries one (the loudness of the window's
      * quietest sensor block): a one-sided CUSUM of its component's z upward (reference value
      * loudness_k), reaching quiet_limit (Q12; 0 = off), latches DATA_DRIFT as the loudness
@@ -420,7 +427,7 @@ int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_c
 
 /* Internal steps, one file each, exposed for unit tests. */
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
-                        const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
+                        const int16_t *summary, int32_t predicted, int32_t *raw_mean, int32_t *raw_var,
                         uint32_t *moved);
 void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
                         const int8_t *probs, int32_t *raw, td_monitor_result_t *out);

@@ -6,7 +6,9 @@
  * statistic: a shift across correlated channels is judged against how they move together)
  * and sum (variance ratio - 1)^2. With commissioning, each component is first learned (its
  * sums kept) and then re-standardized against the device's own mean and spread:
- * z <- (z - mean_c) / sd_c. The moved-channel mask reads each component's EWMA.
+ * z <- (z - mean_c) / sd_c. The moved-channel mask reads each component's EWMA. Where the
+ * config has them, the loudness component's z is first read less its predicted class's
+ * offset (so td_monitor_update runs the outputs, which find the class, before the moments).
  */
 
 #include "td_dsp.h"
@@ -83,7 +85,7 @@ static void td_level_cusum_step(td_monitor_state_t *state, const td_monitor_conf
 }
 
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
-                        const int16_t *summary, int32_t *raw_mean, int32_t *raw_var,
+                        const int16_t *summary, int32_t predicted, int32_t *raw_mean, int32_t *raw_var,
                         uint32_t *moved)
 {
     int64_t mean_stat = 0;
@@ -95,6 +97,11 @@ void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *co
         moved[j] = 0;
     }
     td_moments_standardize(config, summary, z_all);
+    if (config->loudness_class_offset != 0) {
+        const uint32_t c = config->loudness_component;
+        z_all[c] = (int16_t)td_clamp_s64((int64_t)z_all[c] - config->loudness_class_offset[predicted],
+                                         -TD_CHANNEL_Z_MAX, TD_CHANNEL_Z_MAX);
+    }
     if (td_monitor_commissioning(state, config)) {
         /* |z| < 2^15, z^2 in Q12 < 2^18, <= TD_MONITOR_MAX_COMMISSION terms: int32 sums. */
         for (j = 0; j < config->n_summary; ++j) {
