@@ -141,8 +141,22 @@ def test_cobs_round_trip_on_awkward_lengths():
 def test_every_frame_run_starts_with_0x01_and_holds_a_non_text_byte():
     rng = random.Random(23)
     for _ in range(3000):
-        run = P.encode(P.random_frame(rng))[1:-1]
-        assert run[0] == 0x01 and run[2] == P.VERSION  # marker, then the version byte (not a text byte)
+        frame = P.random_frame(rng)
+        run = P.encode(frame)[1:-1]
+        # marker, then the version byte (not a text byte): a command's the oldest it may be
+        assert run[0] == 0x01 and run[2] == (P.COMMAND_VERSION if frame.TYPE >= 0x80 else P.VERSION)
+
+
+def test_commands_go_as_protocol_4_so_a_board_not_yet_reflashed_takes_them():
+    """A tinydrift upgraded to protocol 5 sent its commands as version 5, which a board still
+    on protocol 4 refuses (VERSION): replay said "the device did not answer within 5 s". No
+    command's layout changed in version 5, so they go as version 4."""
+    assert P.COMMAND_VERSION == P.VERSION_4 < P.VERSION
+    rng = random.Random(29)
+    for t in [t for t in P.FrameType if t >= 0x80]:
+        frame = P.random_frame(rng, t)
+        packet = P.encode_packet(frame)
+        assert packet[1] == 4 and P.decode(P.encode(frame)) == frame
 
 
 def test_example_in_the_spec_is_what_the_encoder_writes():

@@ -31,6 +31,10 @@ VERSION = 5
 # bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes).
 VERSION_4 = 4
 VERSION_3 = 3
+# Commands (host -> device, types from 0x80) go as the newest version whose layouts they all
+# still have, so a device on protocol 4 takes them from a newer host (an upgraded tinydrift
+# talking to a board not yet reflashed); a device's frames go as VERSION.
+COMMAND_VERSION = VERSION_4
 VERSION_2 = 2
 VERSION_1 = 1
 N_SCORES = 8
@@ -552,7 +556,8 @@ def _payload(frame: Frame) -> bytes:
 
 def encode_packet(frame: Frame) -> bytes:
     """The packet (before COBS): sync, version, type, seq, payload, CRC-32 little-endian."""
-    body = _HEADER.pack(0, VERSION, frame.TYPE, frame.seq) + _payload(frame)
+    version = COMMAND_VERSION if frame.TYPE >= 0x80 else VERSION
+    body = _HEADER.pack(0, version, frame.TYPE, frame.seq) + _payload(frame)
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 

@@ -225,7 +225,7 @@ int32_t td_proto_encode(const td_proto_frame_t *frame, uint8_t *out, size_t capa
     out[w.pos++] = 0x00u; /* leading delimiter: ends any text or noise before the frame */
     td_writer_open_block(&w);
     td_put_u8(&w, 0x00u); /* sync: makes the first COBS byte 0x01 */
-    td_put_u8(&w, (uint8_t)TD_PROTO_VERSION);
+    td_put_u8(&w, (uint8_t)TD_PROTO_VERSION_OF(frame->type));
     td_put_u8(&w, frame->type);
     td_put_u32(&w, frame->seq);
     td_put_payload(&w, frame);

@@ -28,6 +28,11 @@ extern "C" {
  * bytes); version 1 also in INFERENCE, which had no alarm_index (68 bytes). */
 #define TD_PROTO_VERSION_4 4u
 #define TD_PROTO_VERSION_3 3u
+/* Commands (host -> device, types from 0x80) go as the newest version whose layouts they all
+ * still have, so a device on protocol 4 takes them from a newer host; a frame of the device
+ * goes as TD_PROTO_VERSION. */
+#define TD_PROTO_COMMAND_VERSION TD_PROTO_VERSION_4
+#define TD_PROTO_VERSION_OF(type) ((uint8_t)(type) >= 0x80u ? TD_PROTO_COMMAND_VERSION : TD_PROTO_VERSION)
 #define TD_PROTO_VERSION_2 2u
 #define TD_PROTO_VERSION_1 1u
 
