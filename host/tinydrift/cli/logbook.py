@@ -80,7 +80,9 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
               help="Capture from this port yourself (into --db, or a temporary file) and show it.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Model folder: thresholds and class names from its JSON (without it, the names come from "
-                   "the app's boot line, when captured).")
+                   "the app's boot line, when captured), and its ATC level and class mix for the accuracy "
+                   "estimate since an alarm. Without it the estimate is the device's running ATC, which a "
+                   "model confidently wrong keeps high: give it whenever you have it.")
 @click.option("--once", is_flag=True, help="Print one snapshot and exit (no live screen).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S",
               help="Watch this long, then exit (with --port and --once: capture this long before the "
@@ -116,7 +118,10 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
 @click.option("--out", "out_dir", required=True, type=OUTPUT_FOLDER, metavar="DIR",
               help="Folder for the PNG plots and index.html.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
-              help="Model folder: thresholds and class names from its JSON (default: thresholds from the device's HELLO, or from its STATUS when the capture began after its boot).")
+              help="Model folder: thresholds and class names from its JSON (default: thresholds from the device's "
+                   "HELLO, or from its STATUS when the capture began after its boot), and its ATC level and class "
+                   "mix for the accuracy estimates. Without it they are the device's running ATC, which a model "
+                   "confidently wrong keeps high: give it whenever you have it.")
 @click.option("--truth", "truth_path", type=input_file("truth JSON file"), default=None, metavar="JSON",
               help='What a test stream really held: {"shift_index": N, "labels": [...]}, the inference '
                    "index where the shift began and the true class of each inference, -1 where not known "
