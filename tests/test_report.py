@@ -355,6 +355,13 @@ def test_a_capture_begun_after_the_boot_reads_the_device_from_its_status(tmp_pat
     refused = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "r2"), "--truth", str(truth)])
     assert refused.exit_code == 1 and "label 12 is not a class of the captured model (0-11)" in refused.output, \
         refused.output
+    # A capture begun at the boot holds the HELLO, then the STATUS it asked for, which says
+    # the same: that report was once said to come from a capture "begun after its boot".
+    (tmp_path / "boot").mkdir()
+    db, _ = make_drift_db(tmp_path / "boot", hello=True, status=True)
+    write_report(db, tmp_path / "r3")
+    page = (tmp_path / "r3" / "index.html").read_text()
+    assert "device HELLO" in page and "began after its boot" not in page
 
 
 def test_a_truth_for_a_detector_capture_is_refused_and_its_plot_not_left_to_the_next_report(tmp_path):
@@ -774,3 +781,15 @@ def test_a_capture_named_with_uri_characters_is_the_one_read(tmp_path, name):
     assert run_monitor(db_path=named, once=True).summary.frames == frames
     assert archive(named, tmp_path / "kept.sqlite").frames == frames
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["r", "kept.sqlite"])
+
+
+def test_a_change_point_before_a_late_capture_s_first_frame_is_not_drawn_at_that_frame():
+    """A capture begun at inference 401 of a device whose change point was 301: the plots
+    drew the change point at 401 (clamped to the first frame) while the page said 301."""
+    from tinydrift.logbook.report import _change_x
+
+    data = _alarm_at_300(400)  # DATA_DRIFT at 300, change point 250
+    x = data["inference_index"].astype(np.float64)
+    assert _change_x(data, x, [0]) == (250.0, 1)
+    late = {k: v[260:] for k, v in data.items()}  # the capture began at inference 261
+    assert _change_x(late, late["inference_index"].astype(np.float64), [0]) == (None, 1)

@@ -168,6 +168,16 @@ class PortReader(threading.Thread):
         now = time.time()
         received_us = int(now * 1e6)
         messages, events, corrupt = [], [], 0
+        if not self._heard_hello:
+            # The device ACKs this reader's STATUS_REQUEST before it sends the STATUS that names
+            # it (protocol 5), mostly in the same read: the ACK went out as device 0. Nothing
+            # before that STATUS but a HELLO starts another boot, so take its name first.
+            for item in items:
+                if type(item) is P.Hello:
+                    break
+                if type(item) is P.Status and item.hello is not None:
+                    self._hello(item.hello)
+                    break
         for item in items:
             kind = type(item)
             if kind is P.Corrupt:

@@ -327,6 +327,22 @@ def _alarm_onsets(alarm_bits: np.ndarray, x: np.ndarray, starts: list[int]) -> l
     return onsets
 
 
+def _change_x(data: dict, x: np.ndarray, starts: list[int]) -> tuple[float | None, int]:
+    """Where the plots draw the first alarm's estimated change point (None: nowhere), and
+    the run of the inference count that alarm latched in. A change point before the run's
+    first captured frame (a capture begun late) has no place on the axis: drawn at that
+    frame, it read as a change there (the page says where it was)."""
+    index = data["inference_index"]
+    latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
+    if not latched.size:
+        return None, 1
+    run = int(np.searchsorted(starts, latched[0], side="right"))
+    change, start = int(data["change_index"][latched[0]]), starts[run - 1]
+    if change <= 0 or change < index[start]:
+        return None, run
+    return float(x[start + np.searchsorted(index[start:latched[0] + 1], change)]), run
+
+
 def _mark_alarms(ax, onsets, change_x, label: bool, true_shift: float | None = None, run_x=()) -> None:
     for k, x in enumerate(run_x):
         ax.axvline(x, color="grey", lw=1.2, ls="-.", alpha=0.7,
@@ -402,14 +418,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     x_label = "inference index" if monotonic else _restart_text(runs, resets, summary.restarts)
     run_x = [x[k] - 0.5 for k in starts[1:]]
     onsets = _alarm_onsets(data["alarm_bits"], x, starts) if n else []
-    change_x = None
-    first_alarm_run = 1
-    if n:
-        latched = np.flatnonzero(data["alarm_bits"] & 0x1F)
-        first_alarm_run = int(np.searchsorted(starts, latched[0], side="right")) if latched.size else 1
-        if latched.size and data["change_index"][latched[0]] > 0:
-            start = starts[first_alarm_run - 1]
-            change_x = float(x[start + np.searchsorted(index[start:latched[0] + 1], data["change_index"][latched[0]])])
+    change_x, first_alarm_run = _change_x(data, x, starts) if n else (None, 1)
     true_shift = float(truth.shift_index) if truth is not None and truth.shift_index and monotonic else None
 
     if n:

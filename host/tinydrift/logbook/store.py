@@ -1043,19 +1043,28 @@ def latest_frame(conn: sqlite3.Connection, frame_type: P.FrameType, include_fore
 
 
 def device_hello(conn: sqlite3.Connection, include_foreign: bool = False) -> P.Hello | None:
-    """What the device says of itself: its newest HELLO, or the HELLO a later STATUS carries
-    (protocol 5), whichever came last. A capture begun after the device's boot holds no
-    HELLO frame, but capture asks for a STATUS on connecting. The HELLO frames alone mark
-    where the device's inference count restarted."""
+    """What the device says of itself: its newest HELLO frame, or the HELLO a STATUS carries
+    (protocol 5) where no HELLO frame came (a capture begun after the boot: capture asks for
+    a STATUS on connecting) or where a later STATUS names another model, device or boot than
+    the newest HELLO (its HELLO was missed). A capture begun at the boot holds the HELLO and
+    then its STATUS, which says the same: the HELLO stands. The HELLO frames alone mark where
+    the device's inference count restarted."""
     where = "" if include_foreign else " AND foreign_model=0"
+    newest_status = None
     for (raw,) in conn.execute(f"SELECT raw FROM frames WHERE type IN (?, ?){where} ORDER BY id DESC",
                                (int(P.FrameType.HELLO), int(P.FrameType.STATUS))):
         frame = P.parse_packet(raw)
-        if isinstance(frame, P.Hello):
+        if isinstance(frame, P.Status) and frame.hello is not None and newest_status is None:
+            newest_status = frame.hello
+        elif isinstance(frame, P.Hello):
+            if newest_status is not None and _identity(newest_status) != _identity(frame):
+                return newest_status
             return frame
-        if isinstance(frame, P.Status) and frame.hello is not None:
-            return frame.hello
-    return None
+    return newest_status
+
+
+def _identity(hello: P.Hello) -> tuple:
+    return hello.model_hash, hello.device_id or 0, hello.boot_count or 0
 
 
 def check_model_matches(conn: sqlite3.Connection, model: "ModelInfo") -> None:
