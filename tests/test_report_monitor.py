@@ -133,6 +133,8 @@ def test_empty_database_renders_without_inferences(tmp_path):
     capture(device.url, db)
     _, out = _render(db_path=db)
     assert "no inference frames yet" in out and "hello" in out
+    # nothing says whether it alarms: a trial's idle device with DATA_DRIFT latched read "none"
+    assert re.search(r"alarms\s+unknown until the device's next inference frame", out), out
 
 
 def test_live_view_follows_a_running_capture_until_its_duration(tmp_path):
@@ -194,6 +196,7 @@ def test_heartbeats_are_captured_and_shown_and_the_report_takes_them(tmp_path):
     assert [P.parse_packet(raw) for _, raw in rows] == sent
     _, out = _render(db_path=db)
     assert "fedcba9876543210, boot 7" in out and "no inference frames yet" in out
+    assert re.search(rf"alarms\s+DATA_DRIFT\s+\(heartbeat at inference {beats[-1].inference_index}\)", out), out
     assert re.search(rf"inference {beats[-1].inference_index}, last {beats[-1].window}: DATA_DRIFT, mostly 11 \(100%\)",
                      out), out
     result = CliRunner().invoke(main, ["report", str(db), "--out", str(tmp_path / "report")])

@@ -166,6 +166,13 @@ def render(snap: Snapshot) -> Group:
             alarm_text.append(f"  latched at inference {last.alarm_index}", style="red")
         if latched and snap.severity is not None:
             alarm_text.append(f"\n{snap.severity.impact()}", style="red")
+    if last is None and not snap.detections.frames:
+        # nothing says yet whether it alarms: a capture begun on an idle device held only its
+        # STATUS, which carries no alarm bits, and the view said "none" of a latched DATA_DRIFT
+        beat = snap.heartbeat
+        alarm_text = (Text(", ".join(P.alarm_names(beat.alarm_bits)) or "none", style="bold red" if beat.alarm_bits & 0x1F
+                           else "green") + Text(f"  (heartbeat at inference {beat.inference_index})")
+                      if beat is not None else Text("unknown until the device's next inference frame", style="dim"))
     if runs_no_monitor(snap.hello):
         alarm_text = Text(NO_MONITOR, style="yellow")
     link.add_row("alarms", alarm_text)
