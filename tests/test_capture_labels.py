@@ -295,6 +295,26 @@ def test_label_wait_says_why_a_label_was_not_sent_after_a_restart(tmp_path):
     assert "not sent, the device restarted its inference count" in lines[0]
 
 
+def test_a_second_label_for_one_inference_is_refused_until_the_device_restarts_its_count(tmp_path):
+    """The device takes the first label of an inference and answers a second as it did the
+    first: a trial's second label was said "taken" and ignored (its STATUS counted one). The
+    same index after a restart of the count (a HELLO) is another inference."""
+    from test_capture import TcpDevice, hello
+
+    db = tmp_path / "capture.sqlite"
+    CaptureStore(db).close()
+    assert _label(db, 16, 2).exit_code == 0
+    again = _label(db, 16, 5)
+    lines = again.output.strip().splitlines()
+    assert again.exit_code == 1 and len(lines) == 1, again.output
+    assert "inference 16 already has label 2 (queued)" in lines[0] and "nothing queued" in lines[0]
+    assert _label(db, 17, 5).exit_code == 0  # another inference
+    # the device restarted its count (a HELLO came): index 16 is another inference now
+    device = TcpDevice(lambda conn: conn.sendall(P.encode(hello(0)) + P.encode(P.Bye(1, 0, 0))))
+    assert not capture(device.url, db, reconnect_timeout=0).failed
+    assert _label(db, 16, 5).exit_code == 0
+
+
 def test_a_label_never_answered_is_sent_again_a_few_times_then_given_up(tmp_path):
     db = tmp_path / "capture.sqlite"
     store = CaptureStore(db)

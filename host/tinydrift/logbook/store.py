@@ -565,6 +565,16 @@ def queue_label(db_path: str | Path, inference_index: int, label: int, patience:
             conn.execute("BEGIN IMMEDIATE")
             for statement in filter(str.strip, LABELS_SCHEMA.split(";")):
                 conn.execute(statement)
+            # The device takes the first label of an inference and answers a second one as it
+            # did the first: a second was once said "taken" and ignored. The same index before
+            # the device's latest restart of its count (a HELLO) named another inference.
+            earlier = conn.execute(
+                "SELECT label, state FROM labels WHERE inference_index=? AND state IN ('queued', 'sent', 'taken') "
+                "AND queued_at >= (SELECT COALESCE(MAX(received_at), 0) FROM frames WHERE type=?) ORDER BY id LIMIT 1",
+                (inference_index, int(P.FrameType.HELLO))).fetchone()
+            if earlier is not None:
+                raise TinydriftError(f"inference {inference_index} already has label {earlier[0]} ({earlier[1]}) in "
+                                     f"{path}: the device counts only the first label of an inference; nothing queued")
             cur = conn.execute("INSERT INTO labels (queued_at, inference_index, label) VALUES (?, ?, ?)",
                                (time.time(), inference_index, label))
             conn.execute("COMMIT")
