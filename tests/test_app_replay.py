@@ -296,6 +296,12 @@ def test_the_replay_says_when_no_alarm_could_come_while_the_monitor_commissions(
     assert still_commissioning(n, 120, True, "this replay") is None  # a fault came
     assert still_commissioning(n, None, False, "this replay") is None  # nothing heard
     assert still_commissioning(0, 120, False, "this replay") is None  # no commissioning
+    # neither the model folder nor the boot line (a capture begun after the boot): every score
+    # read 0 and "ok" through a device still learning, with nothing said
+    assert "perhaps still commissioning: this replay ends at inference 40" in still_commissioning(
+        None, 40, False, "this replay")
+    assert still_commissioning(None, 1025, False, "this replay") is None  # past any commissioning
+    assert still_commissioning(None, 40, True, "this replay") is None
 
 
 def test_a_folder_of_wavs_and_images_is_never_split_silently(tmp_path):

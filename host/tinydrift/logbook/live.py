@@ -23,7 +23,8 @@ from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
 from tinydrift.logbook.store import (AlarmSeverity, AnswerTally, DbSummary, ModelInfo, banner_commission_n, banner_fields, banner_labels,
                                      capture_ready, check_model_matches, device_hello, latest_frame, load_model_info, open_db,
-                                     read_summary, recent_text, runs_no_monitor, severity_now, summary_channels,
+                                     read_summary, recent_text, runs_no_monitor, severity_now, still_commissioning,
+                                     summary_channels,
                                      NO_MONITOR)
 from tinydrift.monitor.channels import moved_text
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
@@ -70,7 +71,7 @@ class Snapshot:
     accuracy_before: float | None = None  # the device's estimate just before its change point
     heartbeat: P.Heartbeat | None = None  # the latest (the only summary a heartbeat-only device sends)
     detections: WakeTally = field(default_factory=WakeTally)  # a streaming detector's frames and wakes
-    commission_n: int = 0  # inferences after a reset the monitor learns on (--model-dir, else the boot line)
+    commission_n: int | None = 0  # inferences after a reset the monitor learns on (--model-dir, else the boot line; None: neither)
     channels: list[str] | None = None  # the input summary channels' names (--model-dir, else HELLO's count)
     severity: AlarmSeverity | None = None  # the latched alarms' impact, "now" as the report reads it
 
@@ -180,10 +181,15 @@ def render(snap: Snapshot) -> Group:
         label = (snap.labels[last.predicted_class] if snap.labels and last.predicted_class < len(snap.labels)
                  else str(last.predicted_class))
         link.add_row("inference", f"{last.inference_index}  ({snap.rate:.1f}/s)")
-        if 0 < last.inference_index <= snap.commission_n and not last.alarm_bits & 0x1F:
+        if (snap.commission_n is not None and 0 < last.inference_index <= snap.commission_n
+                and not last.alarm_bits & 0x1F):
             link.add_row("commissioning", Text(f"learning this device's reference: inference {last.inference_index} "
                                                f"of {snap.commission_n} since the reset; the scores judge none of "
                                                "them (sensor faults and label feedback do)", style="cyan"))
+        elif snap.commission_n is None and not runs_no_monitor(snap.hello):
+            perhaps = still_commissioning(None, last.inference_index, bool(last.alarm_bits & 0x1F), "the capture so far")
+            if perhaps:
+                link.add_row("commissioning", Text(perhaps, style="cyan"))
         link.add_row("prediction", f"{label}  confidence {last.confidence / 256:.0%}  entropy {last.entropy / 65536:.2f} nats")
         link.add_row("ATC accuracy", "withheld (sensor fault)" if last.alarm_bits & ALARM_SENSOR_FAULT
                      else f"{last.atc / 65536:.1%}")

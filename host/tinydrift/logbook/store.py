@@ -21,6 +21,7 @@ from tinydrift.atomic import try_hold
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, estimate_since_alarm
+from tinydrift.monitor.config import MAX_COMMISSION
 from tinydrift.link import protocol as P
 
 SCHEMA_VERSION = 4  # 2: frames.alarm_index (protocol version 2); 3: sessions.detection_frames, wakes; 4: labels
@@ -1138,10 +1139,11 @@ def banner_labels(fields: dict[str, str], hello: "P.Hello | None") -> list[str] 
     return names if hello is not None and fields and len(names) == hello.n_classes else None
 
 
-def banner_commission_n(fields: dict[str, str]) -> int:
-    """The inferences after a reset the monitor learns on, from a boot line's fields (0: not said)."""
+def banner_commission_n(fields: dict[str, str]) -> int | None:
+    """The inferences after a reset the monitor learns on, from a boot line's fields (None:
+    not said, as when the capture began after the boot)."""
     value = fields.get("commission", "")
-    return int(value) if value.isdigit() else 0
+    return int(value) if value.isdigit() else None
 
 
 # ---------------------------------------------------------------------------- model directory
@@ -1174,11 +1176,22 @@ def runs_no_monitor(hello: "P.Hello | None") -> bool:
     return hello is not None and hello.state_bytes == 0
 
 
-def still_commissioning(commission_n: int, last_index: int | None, alarmed: bool, what: str) -> str | None:
+def still_commissioning(commission_n: int | None, last_index: int | None, alarmed: bool, what: str) -> str | None:
     """Why no alarm came in `what` (a capture, a replay) that ends at inference `last_index`:
     the monitor was still learning its reference (frames do not carry commission_n; the
-    model folder and the app's boot line do). None if it could have alarmed."""
-    if alarmed or commission_n <= 0 or last_index is None or last_index > commission_n:
+    model folder and the app's boot line do; None: neither was at hand). None if it could
+    have alarmed."""
+    if alarmed or last_index is None:
+        return None
+    if commission_n is None:
+        # a capture begun after the boot, without the model folder: every score read 0 and "ok"
+        # through a device still learning, like one judging a calm stream
+        if last_index > MAX_COMMISSION:
+            return None
+        return (f"perhaps still commissioning: {what} ends at inference {last_index}, and a monitor learns its "
+                f"reference on up to its first {MAX_COMMISSION:,} inferences after a reset, judging none of them; "
+                "how many, neither a model folder nor the app's boot line here says: give --model-dir")
+    if commission_n <= 0 or last_index > commission_n:
         return None
     return (f"still commissioning: the monitor learns its reference on the first {commission_n} inferences "
             f"after a reset and judges none of them, and {what} ends at inference {last_index}")
