@@ -361,9 +361,11 @@ def test_duration_stops_a_silent_capture(tmp_path):
 def test_unknown_port_is_a_clear_error_and_leaves_not_even_the_folders_made(tmp_path, url):
     """The database was removed, the folders made for it stayed, empty."""
     (tmp_path / "kept").mkdir()
-    with pytest.raises(TinydriftError, match="cannot open port"):
+    with pytest.raises(TinydriftError, match="cannot open port") as refused:
         capture(url, tmp_path / "kept" / "new" / "deeper" / "x.db")
     assert [p.name for p in tmp_path.rglob("*")] == ["kept"]
+    # pyserial's own "could not open port URL:" once named the port a second time
+    assert str(refused.value).lower().count(url.split("://")[-1]) == 1, refused.value
 
 
 def test_cli_reports_bad_input_without_traceback(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 import fcntl
+import re
 import termios
 import time
 from typing import Callable
@@ -181,7 +182,11 @@ def open_port(url: str, baudrate: int = 115200, timeout: float = 0.02) -> serial
                 delattr(port, name)
         return port
     except (serial.SerialException, OSError, ValueError) as exc:
-        raise TinydriftError(f"cannot open port {url!r}: {exc} (check the device is connected and the "
+        # pyserial says "could not open port URL: [Errno ...] ..." of its own: the URL once
+        # came twice in one line
+        why = re.sub(r"^(\[Errno \d+\] )?[Cc]ould not open port \S+?:? (?=\[)", "", str(exc))
+        why = re.sub(rf": '{re.escape(url)}'$", "", why)
+        raise TinydriftError(f"cannot open port {url!r}: {why} (check the device is connected and the "
                              "URL: /dev/ttyACM0, a pty path or socket://HOST:PORT)") from exc
 
 
