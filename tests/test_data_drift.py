@@ -113,3 +113,13 @@ def test_the_command_lists_every_scenario_it_takes_and_writes_a_set(tmp_path):
     assert result.output.strip() == f"white_noise_10db: 24 clips of {tmp_path / 'clips.npz'} written to {tmp_path / 'noisy.npz'}"
     noisy = ClipSet.load(tmp_path / "noisy.npz")
     assert len(noisy) == 24 and not np.array_equal(noisy.audio, _clips().audio)
+
+
+def test_the_severity_s_help_names_its_range_in_words():
+    """`data drift --help` once showed --severity's range as "[x<=None]"."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    result = CliRunner().invoke(main, ["data", "drift", "--help"])
+    assert result.exit_code == 0 and "None]" not in result.output and "[any finite number]" in result.output

@@ -281,6 +281,10 @@ class FiniteFloat(click.FloatRange):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return super().convert(number, param, ctx)
 
+    def _describe_range(self) -> str:
+        # click's own shows an unbounded range as "x<=None"
+        return super()._describe_range() if self.min is not None or self.max is not None else "any finite number"
+
 
 class SerialUrl(click.ParamType):
     """A pyserial URL or a device path. A path is not required to exist yet: a board that is
