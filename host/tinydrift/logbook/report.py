@@ -33,7 +33,7 @@ from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
 from tinydrift.monitor.channels import moved_text  # noqa: E402
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, device_hello, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -135,15 +135,12 @@ def _span_estimate(data: dict, span: np.ndarray, prior: np.ndarray | None, atc_t
     folder's ATC level, the device's running ATC averaged over them, named as such (it lags,
     and a model confidently wrong keeps it high: a trial's page read 91.6 % beside a true 25 %
     where the severity line, from the folder, read 27.1 %)."""
-    if atc_threshold is None or "confidence" not in data:
+    confident = confident_by_class(data, span, prior, atc_threshold)
+    if confident is None:
         return f"the device's running ATC {100 * float(np.mean(data['atc'][span])) / 65536:.1f} % (averaged)"
-    sure = span & (data["confidence"] >= atc_threshold)
     n = int(span.sum())
-    classes = len(prior) if prior is not None else int(data["predicted_class"].max()) + 1
-    confident = np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
     alarms = int(data["alarm_bits"][np.flatnonzero(span)[-1]]) & 0x1F
-    estimate = accuracy_estimate(int(sure.sum()) / n, confident, n, prior, alarms)
-    return f"{estimate.text()}"
+    return accuracy_estimate(int(confident.sum()) / n, confident, n, prior, alarms).text()
 
 
 def _true_severity_text(true_severity: tuple[float | None, float | None]) -> str:

@@ -1012,6 +1012,17 @@ def monitor_resets(conn: sqlite3.Connection) -> int:
     return accepted
 
 
+def confident_by_class(data: dict[str, np.ndarray], span: np.ndarray, prior: np.ndarray | None,
+                       atc_threshold: int | None) -> np.ndarray | None:
+    """Per predicted class, the answers of `span` at or over the ATC level (the class-mix
+    excess reads them; as many classes as `prior` has); None without the level."""
+    if atc_threshold is None or "confidence" not in data or "predicted_class" not in data:
+        return None
+    sure = span & (data["confidence"] >= atc_threshold)
+    classes = len(prior) if prior is not None else int(data["predicted_class"].max()) + 1
+    return np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
+
+
 def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
                   atc_threshold: int | None) -> list[AlarmSeverity]:
     """alarm_severity of one run of the device (its inference index only rises)."""
@@ -1024,11 +1035,7 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
     # The device's running estimate just before the change point, if such a frame arrived.
     before = np.flatnonzero(index[:latched[0]] < change) if change else np.zeros(0, np.int64)
     after = index > alarm_at
-    confident, heard = None, int(after.sum())
-    if atc_threshold is not None and "confidence" in data and "predicted_class" in data:
-        sure = after & (data["confidence"] >= atc_threshold)
-        classes = len(prior) if prior is not None else int(data["predicted_class"].max()) + 1
-        confident = np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
+    confident, heard = confident_by_class(data, after, prior, atc_threshold), int(after.sum())
     now, answers, too_few = _now_since_alarm(float(atc[-1]), confident, heard, prior, int(bits[-1]) & 0x1F)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
