@@ -288,6 +288,7 @@ def test_capture_report_and_live_view_take_every_frame_of_the_streaming_device(m
     shown = console.export_text()
     assert f"{len(wakes)} in {kinds[P.Detection]} detector frames; the last at inference {wakes[-1]}" in shown
     assert "SENSOR_FAULT" in shown
+    assert "no id (its port defines no td_port_device_id)" in shown  # the emulated board has none
 
 
 def test_the_fleet_store_and_dashboard_take_every_frame_of_the_streaming_device(monitored_run, fleet_dsn):

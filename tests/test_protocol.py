@@ -186,3 +186,15 @@ def test_names_match_the_drift_monitor():
     for bit, name in monitor.ALARM_NAMES.items():
         assert P.ALARM_NAMES[bit.bit_length() - 1] == name
     assert P.alarm_names(0x0101 | 0x0400) == monitor.alarm_names(0x0101 | 0x0400)
+
+
+def test_a_hello_names_its_device_or_says_why_it_cannot():
+    """The live view showed no device row, and the report none at all, when the id was 0 (the
+    emulated board, or a port without td_port_device_id): a reader could not tell a device
+    without an id from a view that does not show one."""
+    said = P.Hello(0, bytes(32), 1, 2, 3, 412, 12, 40, 12, 5, (1,) * 5, (2,) * 5)
+    assert said.device_text == "no id (its port defines no td_port_device_id), boot count unknown"
+    said.device_id, said.boot_count = 0x1234ABCD, 7
+    assert said.device_text == "000000001234abcd, boot 7"
+    said.device_id, said.boot_count = None, None  # a protocol 1-3 HELLO
+    assert "protocol 1-3" in said.device_text and "no device id" in said.device_text

@@ -348,6 +348,7 @@ def test_a_capture_begun_after_the_boot_reads_the_device_from_its_status(tmp_pat
     result = write_report(db, tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()
     assert "device STATUS (the capture began after its boot)" in page and "1.2.3" in page, page
+    assert "<th>device</th><td>no id (its port defines no td_port_device_id), boot count unknown" in page
     assert "none known" not in page and "no HELLO received" not in page
     assert result.summary.first_alarm == (facts["first_alarm"], ["DATA_DRIFT"])
     truth = tmp_path / "truth.json"

@@ -130,6 +130,16 @@ class Hello:
     def fw_version(self) -> str:
         return f"{self.fw_major}.{self.fw_minor}.{self.fw_patch}"
 
+    @property
+    def device_text(self) -> str:
+        """Which board and which boot, as the views show it; said plainly where unknown."""
+        if self.device_id is None:
+            return "unknown (its firmware speaks protocol 1-3, whose HELLO has no device id)"
+        boot = f"boot {self.boot_count}" if self.boot_count else "boot count unknown"
+        if not self.device_id:
+            return f"no id (its port defines no td_port_device_id), {boot}"
+        return f"{self.device_id:016x}, {boot}"
+
 
 @dataclass(slots=True)
 class Inference:

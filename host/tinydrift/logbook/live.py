@@ -211,8 +211,7 @@ def render(snap: Snapshot) -> Group:
     link.add_row("model", (s.expected_hash or "unknown")[:16])
     if snap.hello is not None:
         link.add_row("firmware", f"{snap.hello.fw_version}, monitor state {snap.hello.state_bytes} B")
-        if snap.hello.device_id:
-            link.add_row("device", f"{snap.hello.device_id:016x}, boot {snap.hello.boot_count or 'unknown'}")
+        link.add_row("device", snap.hello.device_text)
     beat = snap.heartbeat
     if beat is not None:
         top = max(range(P.HEARTBEAT_CLASSES), key=lambda c: beat.class_share[c])

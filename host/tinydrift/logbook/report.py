@@ -566,6 +566,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         *((("labels queued for the device", _label_counts(labels)),) if labels else ()),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
+        *((("device", hello.device_text),) if hello else ()),
         ("thresholds from", thresholds.source), ("first alarm", first_alarm),
         *((("input channels moved at the first alarm", moved_at_alarm),) if moved_at_alarm else ()),
         *((("monitor", commissioning),) if commissioning else ()),
