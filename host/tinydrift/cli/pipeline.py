@@ -177,6 +177,7 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
     Recordings: gain_down_20db, gain_up_12db, gain_down_6db, gain_up_6db,
       cheap_mic_lowpass_2k, highpass_800, telephone_band, path_8khz, white_noise_10db,
       white_noise_0db, babble_5db, reverb_0.8s, quiet_but_working_microphone,
+      white_noise_0db_filler_room (resampled to five times the fillers, then noise),
       dead_microphone, stuck_microphone, dc_offset, clipping_30db (sensor faults),
       unknown_x5, silence_x5, yes_knocked_out (class mixes: the set resampled),
       labels_remapped (concept drift: yes/no, up/down, left/right swapped).

@@ -72,8 +72,9 @@ def drifted(data: ClipSet | ImageSet, scenario, seed: int) -> ClipSet | ImageSet
     """`data` changed by `scenario`, as the drift bench changes a population after its change
     point: the same items (a changed class mix: as many, resampled), labels moved where the
     scenario moves them."""
-    if scenario.class_weights:
-        weights = np.asarray(scenario.class_weights, np.float64)[np.asarray(data.labels, np.int64)]
+    mix = scenario.class_weights or scenario.room_weights  # a room's own mix: the set as that room hears it
+    if mix:
+        weights = np.asarray(mix, np.float64)[np.asarray(data.labels, np.int64)]
         if not weights.sum() > 0:
             raise TinydriftError(f"{scenario.name}: the set holds only classes the scenario knocks out")
         rng = np.random.default_rng([seed, zlib.crc32(scenario.name.encode())])

@@ -210,6 +210,9 @@ class Scenario:
     transform: str | None = None
     severity: object = None
     class_weights: tuple | None = None  # label shift: resample the stream's classes
+    # the deployment's own class mix, before the change and after (a room that hears mostly
+    # fillers): what it heard before is what the host's accuracy estimate reads against
+    room_weights: tuple | None = None
     label_map: dict = field(default_factory=dict)  # concept drift: true label -> new label
     gradual: int = 0  # inferences over which the change fades in (0: abrupt)
     hold: bool = False  # each stream shows one drifted input over and over (a stuck camera)
@@ -262,6 +265,9 @@ SCENARIOS = (
     Scenario("babble_5db", "upstream", "DATA_DRIFT", transform="babble", severity=5.0),
     Scenario("reverb_0.8s", "upstream", "DATA_DRIFT", transform="reverb", severity=0.8),
     Scenario("gain_down_20db_gradual", "upstream", "DATA_DRIFT", transform="gain", severity=-20.0, gradual=300),
+    # a device installed where it hears five times the training set's share of fillers, then noise
+    Scenario("white_noise_0db_filler_room", "upstream", "DATA_DRIFT", transform="white_noise", severity=0.0,
+             room_weights=_weights(**{UNKNOWN: 5.0})),
     # new speakers: the model's accuracy falls
     Scenario("accent", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[0]),
     Scenario("unseen_pitch_speed", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[1]),

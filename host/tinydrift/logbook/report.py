@@ -33,7 +33,7 @@ from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
 from tinydrift.monitor.channels import moved_text  # noqa: E402
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -139,8 +139,14 @@ def _span_estimate(data: dict, span: np.ndarray, prior: np.ndarray | None, atc_t
     if confident is None:
         return f"the device's running ATC {100 * float(np.mean(data['atc'][span])) / 65536:.1f} % (averaged)"
     n = int(span.sum())
-    alarms = int(data["alarm_bits"][np.flatnonzero(span)[-1]]) & 0x1F
-    return accuracy_estimate(int(confident.sum()) / n, confident, n, prior, alarms).text()
+    last = int(np.flatnonzero(span)[-1])
+    alarms = int(data["alarm_bits"][last]) & 0x1F
+    # the class mix is the one the span's run heard before its first alarm's change point
+    start = max(b for b in run_starts(data["inference_index"]) if b <= last)
+    run = {k: v[start:last + 1] for k, v in data.items()}
+    latched = np.flatnonzero(run["alarm_bits"] & 0x1F)
+    change = int(run["change_index"][latched[0]]) if latched.size else None
+    return accuracy_estimate(int(confident.sum()) / n, confident, n, heard_mix(run, change, prior), alarms).text()
 
 
 def _true_severity_text(true_severity: tuple[float | None, float | None]) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 from tinydrift.atomic import try_hold
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, estimate_since_alarm
+from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, ClassMix, estimate_since_alarm
 from tinydrift.monitor.config import MAX_COMMISSION
 from tinydrift.link import protocol as P
 
@@ -909,7 +909,8 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     alarm instead, once MIN_ANSWERS have arrived: the running figure still carries the
     stretch that set the alarm off, which was picked for its low confidence. Given the
     reference's class frequencies (`prior`) too, the confident answers of that stretch beyond
-    their classes' shares come off it (accuracy_estimate).
+    their classes' shares in what the run heard before the change point come off it
+    (accuracy_estimate; the reference's shares where the run heard too little before it).
 
     Each run of the device (its inference index starts again after a reset or a restart,
     which clear its alarms) is read on its own, its now at its own last frame: an alarm of a
@@ -934,11 +935,16 @@ class AnswerTally:
     last_id: int = 0
     heard: int = 0
     confident: np.ndarray | None = None
+    before: np.ndarray | None = None  # the run's answers before the change point: their classes
 
-    def update(self, conn: sqlite3.Connection, start: int, alarm_at: int, threshold: int, classes: int) -> None:
-        if self.key != (start, alarm_at, threshold, classes):
-            self.key, self.last_id, self.heard = (start, alarm_at, threshold, classes), start, 0
+    def update(self, conn: sqlite3.Connection, start: int, alarm_at: int, change: int, threshold: int,
+               classes: int) -> None:
+        if self.key != (start, alarm_at, change, threshold, classes):
+            self.key, self.last_id, self.heard = (start, alarm_at, change, threshold, classes), start, 0
             self.confident = np.zeros(classes, np.int64)
+            self.before = np.array([row[0] for row in conn.execute(
+                "SELECT predicted_class FROM frames WHERE type=2 AND foreign_model=0 AND id > ? AND inference_index < ?",
+                (start, change))], dtype=np.int64)
         top = conn.execute("SELECT COALESCE(MAX(id), 0) FROM frames WHERE type=2").fetchone()[0]
         since = "type=2 AND foreign_model=0 AND id > ? AND id <= ? AND inference_index > ?"
         self.heard += conn.execute(f"SELECT COUNT(*) FROM frames WHERE {since}",
@@ -964,24 +970,24 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
     alarm_at = last.alarm_index or conn.execute(
         "SELECT MIN(inference_index) FROM frames WHERE type=2 AND foreign_model=0 AND id > ? AND (alarm_bits & 31) != 0",
         (start,)).fetchone()[0] or last.inference_index
-    confident, heard = None, 0
+    confident, heard, mix = None, 0, None
     if model is not None and model.atc_threshold is not None:
         classes = len(model.class_prior) if model.class_prior is not None else len(model.labels or ()) or 256
         tally = tally if tally is not None else AnswerTally()
-        tally.update(conn, start, alarm_at, model.atc_threshold, classes)
+        tally.update(conn, start, alarm_at, last.change_index or 0, model.atc_threshold, classes)
         confident, heard = tally.confident, tally.heard
-    prior = model.class_prior if model is not None else None
-    now, answers, too_few = _now_since_alarm(last.atc / 65536, confident, heard, prior, latched)
+        mix = ClassMix.heard(tally.before, model.class_prior)
+    now, answers, too_few = _now_since_alarm(last.atc / 65536, confident, heard, mix, latched)
     return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
                          accuracy_before, now.value, now.basis, answers, too_few, max(0, last.inference_index - alarm_at))
 
 
-def _now_since_alarm(running_atc: float, confident: np.ndarray | None, heard: int, prior: np.ndarray | None,
+def _now_since_alarm(running_atc: float, confident: np.ndarray | None, heard: int, mix: ClassMix | None,
                      alarms: int):
     """A severity line's "now" (estimate_since_alarm) with what AlarmSeverity records of it:
     the answers it is over (0: the running ATC) and, given an ATC level, how few there were
     when too few."""
-    now = estimate_since_alarm(running_atc, confident, heard, prior, alarms)
+    now = estimate_since_alarm(running_atc, confident, heard, mix, alarms)
     over = confident is not None and heard >= MIN_ANSWERS
     return (now, *((heard, None) if over else (0, heard if confident is not None else None)))
 
@@ -1023,6 +1029,15 @@ def confident_by_class(data: dict[str, np.ndarray], span: np.ndarray, prior: np.
     return np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
 
 
+def heard_mix(run: dict[str, np.ndarray], change: int | None, prior: np.ndarray | None) -> ClassMix | None:
+    """The class mix one run of the device heard before the change point `change` (its
+    answers' classes; none before it, or no change point: the reference's, `prior`)."""
+    if prior is None or "predicted_class" not in run:
+        return None
+    before = run["inference_index"] < change if change else np.zeros(len(run["inference_index"]), bool)
+    return ClassMix.heard(run["predicted_class"][before], prior)
+
+
 def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
                   atc_threshold: int | None) -> list[AlarmSeverity]:
     """alarm_severity of one run of the device (its inference index only rises)."""
@@ -1036,7 +1051,8 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
     before = np.flatnonzero(index[:latched[0]] < change) if change else np.zeros(0, np.int64)
     after = index > alarm_at
     confident, heard = confident_by_class(data, after, prior, atc_threshold), int(after.sum())
-    now, answers, too_few = _now_since_alarm(float(atc[-1]), confident, heard, prior, int(bits[-1]) & 0x1F)
+    now, answers, too_few = _now_since_alarm(float(atc[-1]), confident, heard, heard_mix(data, change, prior),
+                                             int(bits[-1]) & 0x1F)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
         hit = np.flatnonzero(bits & (1 << t))

@@ -41,7 +41,7 @@ from typing import Callable
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.accuracy_estimate import estimate_since_alarm
+from tinydrift.monitor.accuracy_estimate import ClassMix, estimate_since_alarm
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
                                      SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, MonitorConfig)
@@ -761,6 +761,7 @@ class SeverityLines:
         self.atc = np.zeros((n, length + 1), dtype=np.int64)
         self.atc[:, 0] = twin.atc_ewma
         self.confident = np.zeros((n, length), dtype=np.int16)  # the answer where ATC counts it right, else -1
+        self.predicted = np.zeros((n, length), dtype=np.int16)  # every answer: the mix heard before a change
         self.since = np.zeros(n, dtype=np.int64)  # the step its current run began at
         self.read_at = np.full(n, -1, dtype=np.int64)  # the step its severity line is read at
         self.alarm_at = np.zeros(n, dtype=np.int64)
@@ -780,6 +781,7 @@ class SeverityLines:
         twin = self.twin
         self.atc[:, s + 1] = twin.atc_ewma
         self.confident[:, s] = np.where(confidence >= twin.config.atc_threshold, predicted, -1)
+        self.predicted[:, s] = predicted
         if correct is not None:
             self.correct[:, s] = correct
         self.read_at[fired] = s + self.after
@@ -787,11 +789,12 @@ class SeverityLines:
         # change_time counts the run's inferences from 1 (a sensor fault's too: the inference whose blocks began it)
         self.change[fired] = self.since[fired] + np.maximum(twin.change_time[fired], 1) - 1
         due = (self.read_at >= 0) & (self.read_at <= s)
-        prior = twin.config.prior_q16
+        prior = twin.config.prior_q16 / np.sum(twin.config.prior_q16)
         for i in np.flatnonzero(due):
             after = self.confident[i, self.alarm_at[i] + 1:s + 1]
+            mix = ClassMix.heard(self.predicted[i, self.since[i]:self.change[i]], prior)
             now = estimate_since_alarm(float(twin.atc_ewma[i]) / ONE_Q16,
-                                       np.bincount(after[after >= 0], minlength=len(prior)), len(after), prior,
+                                       np.bincount(after[after >= 0], minlength=len(prior)), len(after), mix,
                                        int(twin.alarms[i]) & ALARM_TYPES_MASK)
             self.read.append((int(i), int(self.alarm_at[i])))
             if now.value is None:

@@ -34,7 +34,7 @@ import numpy as np
 from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.data.scenarios import SCENARIOS, Scenario
-from tinydrift.monitor.accuracy_estimate import CAPPED, HARMLESS_POINTS, accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import CAPPED_BASES, HARMLESS_POINTS, ClassMix, accuracy_estimate
 from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.config import ALARM_DATA_DRIFT, ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
@@ -50,10 +50,11 @@ def type_name(word: int) -> str:
 
 def host_estimates(run: dict, prior: np.ndarray) -> list:
     """Per stream, the accuracy estimate the host shows at the stream's end, over its last
-    answers (ESTIMATE_WINDOW of them, or all of a shorter stream)."""
+    answers (ESTIMATE_WINDOW of them, or all of a shorter stream), against the class mix of
+    its answers before its first alarm's change point."""
     n = run["recent_answers"]
-    return [accuracy_estimate(confident.sum() / n, confident, n, prior, int(alarms))
-            for confident, alarms in zip(run["recent_confident"], run["alarms_after"])]
+    return [accuracy_estimate(confident.sum() / n, confident, n, ClassMix.heard(heard, prior), int(alarms))
+            for confident, alarms, heard in zip(run["recent_confident"], run["alarms_after"], run["heard_before"])]
 
 
 def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, drifted: Pool,
@@ -64,8 +65,10 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
     delays = first[detected] - before
     expected_bit = next((bit for bit, name in ALARM_NAMES.items() if name == s.expected), 0)
     right_type = detected & ((word & expected_bit) != 0) if expected_bit else np.zeros_like(detected)
-    drop = deployment.accuracy - drifted.accuracy
-    after_acc = drifted.accuracy
+    # in the class mix the streams were drawn in (a label shift's, a room's own)
+    before_acc = deployment.accuracy_in(s.room_weights)
+    after_acc = drifted.accuracy_in(s.class_weights or s.room_weights)
+    drop = before_acc - after_acc
     # the expected type at any time after the change (another type may have fired first)
     expected_index = next((i for i, (bit, name) in enumerate(ALARM_NAMES.items()) if name == s.expected), None)
     typed = None
@@ -77,7 +80,7 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
     return {
         "family": s.family,
         "expected_alarm": s.expected,
-        "accuracy_before": round(deployment.accuracy, 4),
+        "accuracy_before": round(before_acc, 4),
         "accuracy_after": round(after_acc, 4),
         "accuracy_drop": round(drop, 4),
         "streams": int(len(first)),
@@ -142,7 +145,7 @@ def _estimate_figures(estimates: list, after_acc: float) -> dict:
     return {"estimate_after": round(mean, 4) if shown else None,
             "estimate_error_after": round(mean - after_acc, 4) if shown else None,
             "estimate_withheld_share": round(1 - len(shown) / max(1, len(estimates)), 4),
-            "estimate_capped_share": round(sum(e.basis == CAPPED for e in estimates) / max(1, len(estimates)), 4)}
+            "estimate_capped_share": round(sum(e.basis in CAPPED_BASES for e in estimates) / max(1, len(estimates)), 4)}
 
 
 # ---------------------------------------------------------------------------- the whole bench
@@ -222,7 +225,8 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
         drifted = maker.scenario_pool(s)
         streams = make_streams(s, deployment, drifted, settings, settings.n_streams, block_length, settings.seed)
         run = run_monitor(config, streams, deployment, drifted)
-        result.scenarios[s.name] = summarize_detection(s, run, settings.before, deployment, drifted, config.prior_q16)
+        result.scenarios[s.name] = summarize_detection(s, run, settings.before, deployment, drifted,
+                                                       config.prior_q16 / np.sum(config.prior_q16))
         r = result.scenarios[s.name]
         log(f"{s.name}: accuracy {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}, detected {r['detected']:.0%}, "
             f"median delay {r['median_delay']}, types {r['alarm_types']}")

@@ -93,6 +93,13 @@ class Pool:
     def accuracy(self) -> float:
         return float(np.mean(self.probs.argmax(1) == self.labels))
 
+    def accuracy_in(self, class_weights: tuple | None) -> float:
+        """The accuracy on streams drawn in that class mix (group_streams'; None: the pool's own)."""
+        if class_weights is None:
+            return self.accuracy
+        w = np.asarray(class_weights, float)[self.labels]
+        return float(np.sum(w * (self.probs.argmax(1) == self.labels)) / max(w.sum(), 1e-12))
+
     def save(self, path: Path) -> None:
         from tinydrift.atomic import atomic_path
 
@@ -311,8 +318,9 @@ class StreamSet:
 def make_streams(s: Scenario, deployment: Pool, drifted: Pool, settings: BenchSettings, n_streams: int,
                  block_length: int | None, seed: int) -> StreamSet:
     rng = np.random.default_rng([seed, zlib_name(s.name)])
-    before = group_streams(deployment, n_streams, settings.before, rng, block_length, speaker_run=settings.speaker_run)
-    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights,
+    before = group_streams(deployment, n_streams, settings.before, rng, block_length, s.room_weights,
+                           speaker_run=settings.speaker_run)
+    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights or s.room_weights,
                           speaker_run=settings.speaker_run)
     if s.hold:  # a stuck input: the first drifted one, over and over
         after = np.repeat(after[:, :1], settings.after, axis=1)
@@ -389,6 +397,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     settled_from = min(n_before - 50, int(config.commission_n) + (4 << int(config.mean_shift)))
     no_drift_z = []
     lines = SeverityLines(twin, total, SEVERITY_READ_AFTER)
+    first_change = np.zeros(b, dtype=np.int64)  # the step the first alarm's estimated change began at
     for step in range(total):
         parts = rows_at(streams, step, deployment, drifted)
         if camera:  # the frame's values: the probes hold the previous frame of the stream
@@ -416,6 +425,7 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
         new = (first == 0) & (word != 0)
         lines.step(step, probs.argmax(1), probs.max(1).astype(np.int64) + 128, new,
                    probs.argmax(1) == gather(parts, "labels"))
+        first_change[new] = lines.change[new]
         first[new] = step + 1
         first_word[new] = word[new]
         data_z_first[new] = data_z[new]
@@ -427,6 +437,8 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
     return {"first": first, "word": first_word, "by_type": by_type, "sensor_fault": sensor_fault_any,
             "atc_before": atc_before, "atc_after": twin.atc_ewma / ONE_Q16,
             "recent_confident": recent_confident, "recent_answers": min(total, ESTIMATE_WINDOW),
+            # the answers before the first alarm's change point: the class mix the host's estimate reads against
+            "heard_before": [lines.predicted[i, :first_change[i]] for i in range(b)],
             "alarms_after": twin.alarms & ALARM_TYPES_MASK,
             "first_impact": _first_lines(lines, lines.impacts, b), "first_truth": _first_lines(lines, lines.truth, b),
             "data_z_first": data_z_first / ONE_Q12, "data_seen": data_seen,
