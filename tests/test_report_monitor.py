@@ -306,3 +306,43 @@ def test_the_live_view_says_when_the_monitor_is_still_commissioning(tmp_path):
     _, without = _render(db_path=db)
     assert "perhaps still commissioning: the capture so far ends at inference 120" in " ".join(without.split())
     assert "give --model-dir" in " ".join(without.split())
+
+
+@pytest.mark.parametrize("after_change", ["the room's own mix", "piled on one class"])
+def test_the_estimate_reads_the_class_mix_against_what_the_device_heard_before_the_change(tmp_path, after_change):
+    """A keyword spotter in a room of mostly other words (class 1, 60 % of its answers): read
+    against the training mix, its confident fillers came off the estimate as wrong answers
+    once DATA_DRIFT latched (about half the answers). Against the mix it heard before the
+    change point, only what moved since comes off; the live view and the report agree."""
+    from test_report import Q12, write_reference
+    from tinydrift.logbook.report import write_report
+    from tinydrift.logbook.store import latest_frame, load_model_info, open_db, severity_now
+    from tinydrift.monitor.accuracy_estimate import CAPPED
+
+    warning, drift = (4 * Q12,) * 5 + (0,) * 3, (8 * Q12,) * 5 + (0,) * 3  # write_reference's levels
+    seq = iter(range(10_000))
+
+    def answer(t: int) -> int:
+        if after_change == "piled on one class" and t >= 150:
+            return 7
+        return 1 if t % 5 < 3 else t % 12
+
+    frames = b"".join(P.encode(P.Inference(next(seq), t, MODEL_HASH[:8], answer(t), 250, int(t >= 200), 20_000,
+                                           int(0.99 * 65536), 0, 150 if t >= 200 else 0, (0,) * 8,
+                                           200 if t >= 200 else 0)) for t in range(1, 401))
+    db, model_dir = tmp_path / "room.db", tmp_path / "model"
+    model_dir.mkdir()
+    write_reference(model_dir, MODEL_HASH.hex())
+    hello = P.encode(P.Hello(next(seq), MODEL_HASH, 1, 2, 3, 412, 12, 40, 12, 5, warning, drift))
+    capture(TcpDevice(lambda conn: conn.sendall(hello + frames)).url, db)
+    conn = open_db(db)
+    try:
+        live = severity_now(conn, latest_frame(conn, P.FrameType.INFERENCE), None, load_model_info(model_dir))
+    finally:
+        conn.close()
+    report = write_report(db, tmp_path / "r", model_dir=model_dir).severities[0]
+    assert live.answers == report.answers == 200 and live.accuracy_now == pytest.approx(report.accuracy_now)
+    if after_change == "the room's own mix":
+        assert report.accuracy_now > 0.95 and report.basis == "ATC", report.line()
+    else:  # all 200 confident answers on class 7, heard in 1 of 12 before: 1/12 of them may be right
+        assert report.basis == CAPPED and 0.05 < report.accuracy_now < 0.15, report.line()
