@@ -79,6 +79,8 @@ def test_scenarios_of_other_populations_and_fixed_severities_are_refused_by_name
     assert not any(name.endswith("_gradual") for name in scenario_names(False) + scenario_names(True))
     with pytest.raises(TinydriftError, match="another population of speakers"):
         find_scenario("accent", images=False)
+    with pytest.raises(TinydriftError, match="real recordings, not a change of a given set: give the folder itself"):
+        find_scenario("real_speech", images=False)
     with pytest.raises(TinydriftError, match="takes no other severity"):
         find_scenario("warm_cast", images=True, severity=1.2)
     with pytest.raises(TinydriftError, match="it is an audio scenario, for clip sets"):

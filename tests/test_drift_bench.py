@@ -303,3 +303,26 @@ def test_the_bench_reads_each_alarm_s_severity_line_as_the_report_does():
     assert sum(b in CAPPED_BASES for b in bases) >= n  # confident answers beyond the mix came off ATC
     assert [math.nan if e is None else e for e in expected] == pytest.approx(lines.impacts, abs=0.011, nan_ok=True)
     assert np.nanmedian(lines.truth) < -10  # accuracy 0.6 after the change: the truth saw the loss
+
+
+def test_real_speech_is_benched_where_the_recordings_are_and_left_out_saying_so_where_not(tmp_path, monkeypatch):
+    """The scenario of real people after synthetic voices reads ../shared/data; without it the
+    bench runs the rest and names what it left out, rather than failing or passing silently."""
+    from tinydrift.pipeline import drift_pools, verify
+    from tinydrift.pipeline.drift_bench import BenchSettings, markdown, run_drift_bench
+
+    settings = BenchSettings(clips_per_class=4, n_streams=12, before=400, after=400, arl_inferences=40_000,
+                             compare_arl0=300, compare_streams=6)
+    if drift_pools.recordings_folder("speech_commands_v0.01_subset") is not None:
+        result = run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=False,
+                                 only=("real_speech",))
+        real = result.scenarios["real_speech"]
+        # the model, trained on synthetic voices, loses over 20 points on real ones; the monitor says so
+        assert real["accuracy_drop"] > 0.2 and real["detected"] >= 0.9 and real["median_delay"] <= 200
+        assert real["alarm_type_correct"] >= 0.9 and not result.skipped
+    monkeypatch.setattr(verify, "shared_data_dirs", lambda: [tmp_path / "nowhere"])
+    result = run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=False,
+                             only=("real_speech", "gain_down_20db"))
+    assert set(result.scenarios) == {"gain_down_20db"}
+    assert result.skipped == {"real_speech": "needs ../shared/data/speech_commands_v0.01_subset, which is not here"}
+    assert "Left out here: real_speech (needs ../shared/data/" in markdown(result)

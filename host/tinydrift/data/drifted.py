@@ -54,6 +54,9 @@ def find_scenario(name: str, images: bool, severity: float | None = None):
                 "sets; " if name in other else "")
         raise TinydriftError(f"{name}: no such drift scenario for a {kind} set ({hint}"
                              f"scenarios: {', '.join(scenario_names(images))})")
+    if getattr(chosen, "recordings", None):
+        raise TinydriftError(f"{name}: real recordings, not a change of a given set: give the folder itself to "
+                             f"`tinydrift eval` or `tinydrift replay` (../shared/data/{chosen.recordings})")
     if not applies(chosen):
         raise TinydriftError(f"{name}: another population of {'plants' if images else 'speakers'}, not a change of a "
                              "given set" + ("; `tinydrift data kws` writes the accent split (accent.npz)"

@@ -213,6 +213,9 @@ class Scenario:
     # the deployment's own class mix, before the change and after (a room that hears mostly
     # fillers): what it heard before is what the host's accuracy estimate reads against
     room_weights: tuple | None = None
+    # real speech after the change: a folder of ../shared/data in the Speech Commands layout,
+    # in its own class mix (the drift bench leaves the scenario out, and says so, without it)
+    recordings: str | None = None
     label_map: dict = field(default_factory=dict)  # concept drift: true label -> new label
     gradual: int = 0  # inferences over which the change fades in (0: abrupt)
     hold: bool = False  # each stream shows one drifted input over and over (a stuck camera)
@@ -271,6 +274,8 @@ SCENARIOS = (
     # new speakers: the model's accuracy falls
     Scenario("accent", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[0]),
     Scenario("unseen_pitch_speed", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[1]),
+    # real people after synthetic voices: Speech Commands recordings, a third of them keywords
+    Scenario("real_speech", "data", "DATA_DRIFT", recordings="speech_commands_v0.01_subset"),
     # the sensor
     Scenario("dead_microphone", "sensor", "SENSOR_FAULT", transform="dead"),
     Scenario("stuck_microphone", "sensor", "SENSOR_FAULT", transform="stuck", severity=1200),

@@ -160,6 +160,7 @@ class BenchResult:
     scenarios: dict = field(default_factory=dict)
     comparison: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)  # scenario -> why it could not run here
     seconds: float = 0.0
 
     def to_json(self) -> dict:
@@ -183,6 +184,13 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
 
     # 1. The false-alarm rate where no alarm is right: populations calibration never saw.
     chosen = [s for s in scenarios if only is None or s.name in only]
+    for s in chosen:
+        why = maker.missing(s)
+        if why is not None:
+            result.skipped[s.name] = why
+            log(f"{s.name}: left out ({why})")
+    chosen = [s for s in chosen if s.name not in result.skipped]
+    scenarios = [s for s in scenarios if s.name not in result.skipped]
     for s in [s for s in chosen if s.family == "control"] + [scenario_kind("deployment", "control", None)]:
         if s.transform is not None:
             continue  # transforms of the audio are scenarios below, even where harmless
@@ -381,6 +389,8 @@ def markdown(result: BenchResult) -> str:
         errors = f"{errors:,.0f} ({c['error_rate_alarms']} alarms)" if errors is not None else "no alarm"
         lines.append(f"| {name} | {c['accuracy']:.3f} | {c['speaker_run']:g} | {arl0} | {c['alarms']} | {ratio} | {errors} |")
     lines += ["", "## Scenarios", "",
+              *([f"Left out here: {', '.join(f'{n} ({why})' for n, why in result.skipped.items())}.", ""]
+                if result.skipped else []),
               "| scenario | expected | accuracy before -> after | detected | median / p90 delay "
               "| at the comparison's ARL0: ours / best baseline / best no louder on unseen populations "
               "| false alarm before | first alarm of the expected type | expected type: detected, median delay "

@@ -187,8 +187,21 @@ class PoolMaker:
 
     min_reference = None  # calibrate_thresholds' own minimum
 
+    def missing(self, s: Scenario) -> str | None:
+        """Why the scenario cannot run here (its recordings are not at hand), else None."""
+        if s.recordings is not None and recordings_folder(s.recordings) is None:
+            return f"needs ../shared/data/{s.recordings}, which is not here"
+        return None
+
     def scenario_pool(self, s: Scenario) -> Pool:
         per_class = self.settings.clips_per_class
+        if s.recordings is not None:
+            from tinydrift.data.wavfolder import load_speech_commands
+
+            folder = recordings_folder(s.recordings)
+            return self.pool(s.name, lambda: load_speech_commands(folder),
+                             f"{s.name}-{len(list(folder.glob('*/*.wav')))}")
+
         def base() -> ClipSet:
             return self.population(s.population, per_class, self.settings.seed + 1)
 
@@ -212,6 +225,13 @@ class PoolMaker:
         per_class = self.settings.calibration_clips_per_class
         return self.pool("calibration", lambda: self.population(DEPLOYMENT, per_class, self.settings.seed + 3),
                          f"calibration-{per_class}")
+
+
+def recordings_folder(name: str) -> Path | None:
+    """../shared/data/NAME (beside the working directory or the repository), if it is there."""
+    from tinydrift.pipeline.verify import shared_data_dirs
+
+    return next((d / name for d in shared_data_dirs() if (d / name).is_dir()), None)
 
 
 class CameraPoolMaker(PoolMaker):
