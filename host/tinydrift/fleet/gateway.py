@@ -31,7 +31,7 @@ import serial
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet import envelope as E
 from tinydrift.fleet import mqtt
-from tinydrift.fleet.outbox import Outbox
+from tinydrift.fleet.outbox import KEEP_SENT_S, Outbox
 from tinydrift.link import protocol as P
 from tinydrift.link.port import LinkTracker, open_port, read_available, reopen_port
 from tinydrift.logbook.store import StoreFull
@@ -236,13 +236,15 @@ class PortReader(threading.Thread):
 
 
 class Publisher:
-    """Sends the outbox's messages with QoS 1 and deletes each one its PUBACK confirms."""
+    """Sends the outbox's messages with QoS 1 and marks each one its PUBACK confirms sent
+    (Outbox.sent; sent again after each connect while the outbox keeps it)."""
 
     def __init__(self, outbox: Outbox, broker: mqtt.BrokerUrl, client_id: str, stats: GatewayStats,
                  stats_lock: threading.Lock, wake: threading.Event, log: Callable[[str], None]) -> None:
         self.outbox, self.broker, self.stats, self.stats_lock, self.wake, self.log = \
             outbox, broker, stats, stats_lock, wake, log
         self.in_flight: dict[int, int] = {}  # paho mid -> outbox id
+        self.send_kept = False  # set on each connect: what the broker acknowledged lately goes again
         self.acks: collections.deque = collections.deque()  # (mid, reason code), from paho's thread
         self.retry: list[tuple[float, int]] = []  # (when, outbox id) to send again
         self.last_id = 0
@@ -262,6 +264,7 @@ class Publisher:
         if reason_code.is_failure:
             self.log(f"broker {self.broker} refused the connection: {reason_code}")
             return
+        self.send_kept = True
         self.connected.set()
         self.watch.opened()
         if self._said_down:
@@ -315,11 +318,13 @@ class Publisher:
             else:
                 done.append(row)
         if done:
-            self.outbox.remove(done)
+            self.outbox.sent(done)
             with self.stats_lock:
                 self.stats.published += len(done)
         if not self.connected.is_set():
             return
+        if self.send_kept:
+            self._send_kept_again()
         room = MAX_IN_FLIGHT - len(self.in_flight)
         now = time.monotonic()
         due = [row for when, row in self.retry if when <= now][:room]
@@ -330,9 +335,25 @@ class Publisher:
                 self._publish(*row)
             room -= len(due)
         if room > 0:
+            flying = set(self.in_flight.values()) | {row for _, row in self.retry}
             for row in self.outbox.after(self.last_id, room):
-                self._publish(*row)
+                if row[0] not in flying:
+                    self._publish(*row)
                 self.last_id = row[0]
+
+    def _send_kept_again(self) -> None:
+        """After a connect: a broker that stopped without saving lost what it acknowledged
+        since its last save (and what it held for a collector), so what it acknowledged
+        within KEEP_SENT_S goes again; the collectors drop the copies they have."""
+        self.send_kept = False
+        again = self.outbox.send_kept_again()
+        if again:
+            self.last_id = 0  # walk the outbox from its start: those lie below the ids sent since
+            with self.stats_lock:
+                self.stats.redelivered += again
+            self.log(f"{again} frames the broker acknowledged in the last {KEEP_SENT_S:g} s are sent again, in case "
+                     "it lost them (a broker that stops without saving loses what came since its last save); "
+                     "the collectors drop the copies they already stored")
 
     def _rows(self, ids: list[int]) -> list[tuple[int, str, bytes]]:
         wanted = set(ids)

@@ -1,10 +1,16 @@
 """The gateway's outbox: MQTT messages on disk (SQLite, WAL) until the broker has them.
 
 A frame read from a port goes in with the read that brought it, in one transaction, before
-anything is published; it is deleted only when the broker's PUBACK for it arrives. So a
+anything is published; it is marked sent only when the broker's PUBACK for it arrives. So a
 broker that is down, or a gateway that is killed, loses nothing the gateway read: a new
 gateway on the same outbox publishes what is still in it, again if need be (the collector
 knows a frame it already has by its device, boot and sequence number).
+
+A PUBACK is not the end of the road: a broker keeps what it queued for a collector in memory
+and saves it now and then (mosquitto: every autosave_interval, and when it stops cleanly), so
+one that crashes loses what came since its last save. Sent messages therefore stay for
+KEEP_SENT_S more seconds, and whenever the gateway connects (after an outage, or at its
+start) it sends those again: the collectors drop the copies they already stored.
 
 Beside the messages, each port's last identity (device id, boot count, model) and sequence:
 a gateway restarted while the device runs on knows whose frames it reads before the next HELLO.
@@ -23,13 +29,18 @@ from tinydrift.errors import TinydriftError
 from tinydrift.fleet.envelope import Identity
 from tinydrift.logbook.store import damage, damaged, from_int64, is_corrupt, sqlite_write_error, to_int64
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sent_at (version 1 outboxes are brought up to it as they open)
+# How long a message the broker acknowledged stays, to be sent again when the gateway next
+# connects: longer than the broker's save interval (`fleet up` runs mosquitto with
+# autosave_interval 30 s; mosquitto's own default is 1,800 s: set it below this).
+KEEP_SENT_S = 120.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the publisher walks ids upwards
     topic TEXT NOT NULL,
-    payload BLOB NOT NULL
+    payload BLOB NOT NULL,
+    sent_at REAL  -- when the broker acknowledged it (NULL: not yet)
 );
 CREATE TABLE IF NOT EXISTS ports (
     url TEXT PRIMARY KEY,
@@ -103,6 +114,12 @@ class Outbox:
             self.conn.executescript(SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             version = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+            if version == "1":  # every message in it waits: none was acknowledged yet
+                self.conn.executescript("BEGIN IMMEDIATE; ALTER TABLE outbox ADD COLUMN sent_at REAL; "
+                                        f"UPDATE meta SET value='{SCHEMA_VERSION}' WHERE key='schema_version'; COMMIT;")
+                version = str(SCHEMA_VERSION)
+            if version == str(SCHEMA_VERSION):  # what waits, and what was sent long enough ago, found without a scan
+                self.conn.execute("CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent_at)")
         except sqlite3.Error as exc:
             self._owner.release()
             if is_corrupt(exc):
@@ -147,32 +164,49 @@ class Outbox:
         return Identity(from_int64(row[0]), row[1], bytes(row[2])), row[3], row[4]
 
     def after(self, last_id: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Up to `limit` messages with ids above `last_id`, oldest first."""
+        """Up to `limit` unsent messages with ids above `last_id`, oldest first."""
         with self._lock:
-            return self.conn.execute("SELECT id, topic, payload FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                                     (last_id, limit)).fetchall()
+            return self.conn.execute("SELECT id, topic, payload FROM outbox WHERE id > ? AND sent_at IS NULL "
+                                     "ORDER BY id LIMIT ?", (last_id, limit)).fetchall()
 
-    def remove(self, ids: list[int]) -> None:
-        """Delete messages the broker acknowledged."""
-        if not ids:
-            return
+    def _write(self, *statements: tuple[str, tuple]) -> int:
+        """The statements in one transaction; the rows the last one changed."""
         with self._lock:
             c = self.conn
             try:
-                # One statement for the lot: each step of an executemany gives up the GIL and
-                # waits to get it back from the busy port readers (10 ports, 55,010 frames:
-                # 3,700 frames/s end to end with executemany, 4,300 with this).
                 c.execute("BEGIN IMMEDIATE")
-                c.execute("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+                for sql, args in statements:
+                    changed = c.execute(sql, args).rowcount
                 c.execute("COMMIT")
+                return changed
             except sqlite3.Error as exc:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
                 raise sqlite_write_error(self.path, exc) from exc
 
+    def sent(self, ids: list[int], now: float | None = None) -> None:
+        """Mark messages the broker acknowledged, and delete those acknowledged over
+        KEEP_SENT_S ago."""
+        if not ids:
+            return
+        now = time.time() if now is None else now
+        # One statement for the lot: each step of an executemany gives up the GIL and waits to
+        # get it back from the busy port readers (10 ports, 55,010 frames: 3,700 frames/s end
+        # to end with executemany, 4,300 with this).
+        self._write(("UPDATE outbox SET sent_at=? WHERE id IN (SELECT value FROM json_each(?))", (now, json.dumps(ids))),
+                    ("DELETE FROM outbox WHERE sent_at < ?", (now - KEEP_SENT_S,)))
+
+    def send_kept_again(self, now: float | None = None) -> int:
+        """Mark the messages acknowledged within KEEP_SENT_S unsent again (the broker may have
+        lost them); returns how many."""
+        now = time.time() if now is None else now
+        return self._write(("DELETE FROM outbox WHERE sent_at < ?", (now - KEEP_SENT_S,)),
+                           ("UPDATE outbox SET sent_at=NULL WHERE sent_at IS NOT NULL", ()))
+
     def count(self) -> int:
+        """The messages not yet acknowledged."""
         with self._lock:
-            return self.conn.execute("SELECT count(*) FROM outbox").fetchone()[0]
+            return self.conn.execute("SELECT count(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
