@@ -276,6 +276,8 @@ IMAGE_MODEL = {"kind": "dense", "input_shape": [HEIGHT, WIDTH, 3], "flatten": Tr
     ({"activation": "tanh"}, "ops the device cannot run: TANH"),
     ({"flatten": False, "global_average": True}, "MEAN is Keras' GlobalAveragePooling2D"),
     ({"activation": "none"}, "not a softmax's (1/256 and -128)"),
+    # independent sigmoids quantize as a softmax does, but do not sum to 1 (new-user trial 12)
+    ({"activation": "sigmoid", "input_range": [-1, 1]}, "the output comes from LOGISTIC, not a SOFTMAX"),
     # a keyword model of its own 4 classes: nothing downstream labels clips that way
     ({"input_shape": [49, 40, 1], "units": 4}, "4 outputs; a keyword model's outputs are the 12 classes"),
 ])

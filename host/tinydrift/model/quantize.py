@@ -104,9 +104,30 @@ def describe(model: bytes) -> dict:
 
     with held_back():
         interp = Interpreter(model_content=model)
-    ops = sorted({d["op_name"] for d in interp._get_ops_details()})
+    details = interp._get_ops_details()
+    ops = sorted({d["op_name"] for d in details})
     inp, out = interp.get_input_details(), interp.get_output_details()
-    return {"ops": ops, "inputs": inp, "outputs": out}
+    return {"ops": ops, "inputs": inp, "outputs": out, "output_op": _output_op(details, out)}
+
+
+# Ops that pass a softmax's probabilities on unchanged (in order and scale) to the output.
+_PASS_THROUGH = {"RESHAPE", "SQUEEZE", "EXPAND_DIMS", "QUANTIZE"}
+
+
+def _output_op(details: list, outputs: list) -> str | None:
+    """The op that computes the one output, looking back through reshapes: SOFTMAX for a
+    classifier the monitor can read (None: no op writes it)."""
+    if len(outputs) != 1:
+        return None
+    producer = {int(t): d for d in details for t in d["outputs"]}
+    tensor, seen = int(outputs[0]["index"]), set()
+    while tensor in producer and tensor not in seen:
+        seen.add(tensor)
+        op = producer[tensor]
+        if op["op_name"] not in _PASS_THROUGH or not len(op["inputs"]):
+            return op["op_name"]
+        tensor = int(op["inputs"][0])
+    return None
 
 
 def input_shape(model: bytes) -> tuple[int, ...]:
@@ -151,6 +172,10 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
         raise TinydriftError(f"{path}: output scale {out_scale:.4g} and zero point {out_zp}, not a softmax's "
                              "(1/256 and -128), which the drift monitor reads as probabilities: end the model with "
                              "a Softmax layer before converting it")
+    if info["output_op"] != "SOFTMAX" and out["shape"][-1] >= 2:
+        raise TinydriftError(f"{path}: the output comes from {info['output_op'] or 'no op'}, not a SOFTMAX: the drift "
+                             "monitor reads the outputs as class probabilities that sum to 1, which independent "
+                             "sigmoids do not: end the model with a Softmax layer before converting it")
     if out["shape"][-1] < 2:
         raise TinydriftError(f"{path}: one output; the drift monitor reads a probability per class and needs two "
                              "classes or more (a one-unit sigmoid: give it a two-class softmax instead; a wake-word "
