@@ -230,8 +230,9 @@ class PortReader(threading.Thread):
             elif new.boot_count == old.boot_count and new.model_id != old.model_id:
                 self.log(f"{self.url}: device {new.device_id:016x} boot {new.boot_count} now runs model "
                          f"{new.model_id.hex()} (was {old.model_id.hex()}) without a new boot")
+        if not (self._heard_hello and new.device_id == old.device_id):
+            self._warned_unknown = False  # another board, or its first HELLO: a missing id is said anew
         self.identity = new
-        self._warned_unknown = False
         self._heard_hello = True
 
 
