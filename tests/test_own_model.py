@@ -546,3 +546,18 @@ def test_adopt_takes_an_image_models_class_names_in_output_order(tmp_path):
     keyword = CliRunner().invoke(main, ["adopt", str(REPO_ROOT / "models" / "kws" / "model_int8.tflite"), "--out",
                                         str(tmp_path / "kws"), "--labels", ",".join("abcdefghijkl")])
     assert keyword.exit_code == 1 and "is a keyword model, whose outputs are these" in keyword.output, keyword.output
+
+
+def test_demo_refuses_an_image_folder_without_some_of_the_model_s_classes_before_building(tmp_path):
+    """export refused a folder with 2 of the model's classes; demo took it (new-user trial 12)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for kind in ("healthy", "blight"):
+        (tmp_path / "leaves" / kind).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "leaves" / kind / f"{i}.png")
+    line = refusal(["demo", "--model", str(REPO_ROOT / "models" / "plant"), "--data", str(tmp_path / "leaves"),
+                    "--out", str(tmp_path / "demo")])
+    assert "no images of leaf_spot, wilt, mosaic, but the model has 5 outputs" in line, line
+    assert not (tmp_path / "demo" / "capture.db").exists()

@@ -239,7 +239,7 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
         map_rows.append(f"<tr><td>{_when(hour)[:13]}h</td>{cells}</tr>")
     map_table = (f"<table id='alarm-map'><tr><th>hour (UTC)</th>{head}</tr>{''.join(map_rows)}</table>"
                  if map_rows else "<p>No frames yet.</p>")
-    summary = f"{len(devices)} devices, {drifting} drifting."
+    summary = f"{len(devices)} device{'' if len(devices) == 1 else 's'}, {drifting} drifting."
     if not devices:
         held = ", ".join(html.escape(f) for f in fleets) or "none yet"
         summary = (f"No device {'in the fleet store' if fleet is None else 'of fleet ' + html.escape(fleet)} yet "

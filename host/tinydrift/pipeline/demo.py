@@ -331,7 +331,12 @@ def _image_stream(config: DemoConfig, model_dir: Path) -> tuple[np.ndarray, np.n
         from tinydrift.data.imagefolder import load_image_folder
 
         reference = ModelDir(model_dir).reference()
-        images = load_image_folder(config.data_dir, tuple(reference["labels"]), size=tuple(reference["input"]["shape"][1:3]))
+        labels = tuple(reference["labels"])
+        images = load_image_folder(config.data_dir, labels, size=tuple(reference["input"]["shape"][1:3]))
+        missing = [name for k, name in enumerate(labels) if not np.any(images.labels == k)]
+        if missing:  # as export refuses it: the monitor's reference holds every class
+            raise TinydriftError(f"{config.data_dir}: no images of {', '.join(missing)}, but the model has "
+                                 f"{len(labels)} outputs: give one sub-folder per class ({', '.join(labels)})")
         order = rng.choice(len(images), size=total, replace=len(images) < total)
     else:
         per_class = -(-total // len(PLANT_LABELS))
