@@ -395,3 +395,18 @@ def test_class_loudness_offsets_take_the_predicted_class_s_loudness_off_and_a_cl
     moved_plain = loudness_z(plain, more_of_it).mean() - loudness_z(plain, everything).mean()
     moved_by_class = loudness_z(by_class, more_of_it).mean() - loudness_z(by_class, everything).mean()
     assert moved_plain < -0.3 and abs(moved_by_class) < 0.1, (moved_plain, moved_by_class)
+
+
+def test_the_export_says_when_its_arl0_check_falls_short_of_the_target():
+    """A check of 57,143 (95 % interval 49,277-66,653) against 100,000 went by without a word
+    (new-user trial 12): within the x0.5 band, so no warning, but short beyond counting error."""
+    from tinydrift.pipeline.export import arl0_check_said
+
+    short = {"arl0": 57_143, "ratio_to_target": 0.571, "ci95": (49_277, 66_653)}
+    note = arl0_check_said(short, 100_000)
+    assert note.startswith("note: the check reads ARL0 57,143 (95 % interval 49,277 to 66,653), under the target "
+                           "100,000") and "1.8 times the false alarms asked for" in note, note
+    far = {"arl0": 40_000, "ratio_to_target": 0.4, "ci95": (35_000, 46_000)}
+    assert arl0_check_said(far, 100_000).startswith("warning: the check reads ARL0 40,000, x0.4 the target")
+    within = {"arl0": 93_000, "ratio_to_target": 0.93, "ci95": (80_000, 108_000)}
+    assert arl0_check_said(within, 100_000) is None
