@@ -972,3 +972,22 @@ def _closed(port: int) -> bool:
     except OSError:
         return True
     return False
+
+
+def test_mqtts_to_a_plain_port_is_refused_in_one_line_not_retried_as_an_outage(tmp_path, services, dsn):
+    """mqtts:// at a plain MQTT port connected, failed the TLS handshake and was retried
+    forever as "broker unreachable (cannot connect)" (new-user trial 12)."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+
+    broker, _ = services
+    tls = broker.url.replace("mqtt://", "mqtts://")
+    for args in (["collect", "--broker", tls, "--db", dsn, "--name", "tls", "--duration", "30"],
+                 ["gateway", "--broker", tls, "--outbox", str(tmp_path / "gw.sqlite"), "--port", "socket://127.0.0.1:9"]):
+        started = time.monotonic()
+        result = CliRunner().invoke(main, args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and time.monotonic() - started < 10, result.output
+        assert f"broker {tls}: no TLS handshake on that port" in lines[0] and "give mqtt://" in lines[0], lines
+    assert not (tmp_path / "gw.sqlite").exists()

@@ -215,6 +215,7 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     E.check_fleet_name(fleet)
     E.check_fleet_name(group)
     broker = mqtt.BrokerUrl.parse(broker_url)
+    mqtt.check_tls(broker)
     known = known_model_ids(list(model_dirs))
     name = name or socket.gethostname()
     try:

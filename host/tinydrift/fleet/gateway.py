@@ -390,6 +390,7 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
     devices are away, or a simulation's leftovers)."""
     E.check_fleet_name(fleet)
     broker = mqtt.BrokerUrl.parse(broker_url)
+    mqtt.check_tls(broker)
     if not ports:
         outbox = Outbox(outbox_path, durable=durable)
         return forward(lambda feed: [], outbox, broker, fleet=fleet, client_id=client_id, duration=duration,

@@ -72,6 +72,37 @@ class BrokerUrl:
         return f"{self.scheme}://{user}{host}:{self.port}"
 
 
+TLS_PROBE_TIMEOUT_S = 5.0
+
+
+def check_tls(url: BrokerUrl) -> None:
+    """For an mqtts:// URL, one TLS handshake before any work: a port that speaks plain MQTT,
+    or a certificate this machine does not trust, is a mistake in the URL or the set-up, not
+    an outage, and paho would only retry it forever as "cannot connect". A broker that is
+    down or unreachable passes (an outage, retried as any)."""
+    if url.scheme != "mqtts":
+        return
+    import socket
+    import ssl
+
+    try:
+        sock = socket.create_connection((url.host, url.port), timeout=TLS_PROBE_TIMEOUT_S)
+    except OSError:  # refused, unreachable, timed out: an outage
+        return
+    try:  # something listens there: a handshake that fails now is no outage
+        with ssl.create_default_context().wrap_socket(sock, server_hostname=url.host):
+            return
+    except ssl.SSLCertVerificationError as exc:
+        raise TinydriftError(f"broker {url}: its TLS certificate is not trusted here ({exc.verify_message}): install "
+                             "the certificate authority that signed it, or use the broker's plain mqtt:// port") from None
+    except OSError as exc:  # ssl.SSLError, or a plain MQTT server closing on the ClientHello
+        why = getattr(exc, "reason", None) or exc.strerror or type(exc).__name__
+        raise TinydriftError(f"broker {url}: no TLS handshake on that port ({why}): a plain MQTT port? give "
+                             "mqtt://, or the broker's TLS port (8883 by default)") from None
+    finally:
+        sock.close()
+
+
 def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_maximum: int | None = None,
            max_inflight: int = 1000, session_expiry_s: int = SESSION_EXPIRY_S):
     """A paho client set up for `url`, connecting in the background once its loop starts

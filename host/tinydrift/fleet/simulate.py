@@ -380,6 +380,7 @@ def run_simulation(fleet: SimulatedFleet, broker_url: str, outbox_path: str | Pa
     `drain_timeout` s for the broker to take what is left."""
     E.check_fleet_name(fleet_name)
     broker = mqtt.BrokerUrl.parse(broker_url)
+    mqtt.check_tls(broker)
     outbox = Outbox(outbox_path)
     inferences = None if duration is None else max(0, int(round(duration * rate)))
     sources: list[SimulatedDevices] = []
