@@ -255,6 +255,9 @@ PCM_FILE = _PathType("file", _input_file("raw PCM or WAV audio file", _not_pcm))
 MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. models/kws; a microWakeWord "
                             "model such as okay_nabu: see `tinydrift wakeword --help`)")
 DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")
+# export and demo also take a user's own reference data
+OWN_DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`, or of your own "
+                               "class folders (CLASS/*.jpg|png, WORD/*.wav)")
 
 
 def header_file(stdout: bool = False) -> click.ParamType:

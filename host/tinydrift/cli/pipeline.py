@@ -12,7 +12,7 @@ import click
 
 from tinydrift.cli.common import DEFAULT_DATA, DEFAULT_MODEL, DEFAULT_PLANT_DATA, emit_json, progress_bars
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED
-from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, OUTPUT_SET, SEED,
+from tinydrift.cli.params import (C_NAME_PARAM, COUNT, DATA_FOLDER, OWN_DATA_FOLDER, MODEL_FOLDER, OUTPUT_FOLDER, OUTPUT_SET, SEED,
                                   TARGET_ARL0,
                                   FiniteFloat, commission_option, input_file, input_folder, input_path,
                                   speaker_run_option)
@@ -427,7 +427,7 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
               default=DEFAULT_MODEL, show_default=True,
               help="Model folder holding model_int8.tflite (`tinydrift quantize`, or `tinydrift adopt` for a model "
                    "trained elsewhere); include/, reference.json and README.md are written into it.")
-@click.option("--data", "data_dir", type=DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
+@click.option("--data", "data_dir", type=OWN_DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks); an image "
                    "model's set (`tinydrift data plant`): ref.npz and test.npz, blurred for the shift check. Or your "
                    "own reference data: image class folders (CLASS/*.jpg|png) or WAV word folders (WORD/*.wav), "
@@ -576,7 +576,7 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
               show_default=True, help="Everything goes here: data, model, firmware image, capture, report.")
 @click.option("--model", "model_dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="Use this model (made by `tinydrift export`, e.g. models/kws) instead of training one.")
-@click.option("--data", "data_dir", type=DATA_FOLDER, default=None, metavar="DIR",
+@click.option("--data", "data_dir", type=OWN_DATA_FOLDER, default=None, metavar="DIR",
               help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own; "
                    "with a camera model, images from these class folders (CLASS/*.jpg|png) instead of drawn leaves; "
                    "with your own keyword model (--model), clips from these WAV word folders (WORD/*.wav), then the "
