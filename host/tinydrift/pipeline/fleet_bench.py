@@ -147,7 +147,7 @@ def _run(broker, database, phase: str, settings: FleetBenchSettings, model_dir: 
     log(f"{phase}: sent {sent['frames']}, stored {figures['distinct']} (lost {figures['lost']}, duplicated "
         f"{figures['duplicated']}), latency p50 {figures['latency_ms']['p50']:.0f} ms, p99 "
         f"{figures['latency_ms']['p99']:.0f} ms, {figures['frames_per_s']:.0f} frames/s, the last stored "
-        f"{figures['drain_s']:.0f} s after the devices stopped")
+        f"{figures['drain_s']:.1f} s after the devices stopped")
     return figures
 
 
