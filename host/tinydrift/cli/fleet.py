@@ -41,16 +41,18 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
 
     Each frame goes to tinydrift/FLEET/DEVICE_ID/TYPE (e.g. tinydrift/default/00000000000000a1/heartbeat)
     with QoS 1, in an envelope naming the device, its boot and its model. Every frame is
-    first stored in the outbox and deleted only when the broker acknowledges it: with the
+    first stored in the outbox and marked sent only when the broker acknowledges it: with the
     broker down, the gateway goes on reading the ports and sends what waits when it is back;
-    a gateway that is killed and started again on the same outbox sends what it held
-    (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
+    a gateway that is killed and started again on the same outbox sends what it held, and
+    what the broker acknowledged in the last 120 s goes again on each connect, for a broker
+    that crashed before saving it (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
     closed after its device said goodbye (BYE: an emulated board that finished); exits 1
     when a port is lost for good or the outbox cannot be written. Frames still waiting for a
     broker that was away are no failure: the last line says how many the outbox keeps for the
     next run (which may be one without --port). Without --port it only empties the outbox
-    (its devices away, or what `fleet simulate` left): it stops once the broker has taken
-    everything, and exits 1 if it ends with frames still waiting.
+    (its devices away, or what `fleet simulate` left; each frame keeps the fleet it was read
+    for, whatever --fleet says): it stops once the broker has taken everything, and exits 1
+    if it ends with frames still waiting.
 
     \b
     Examples:
