@@ -406,6 +406,24 @@ def test_broker_down_at_start_then_no_collector_yet_the_outbox_holds_everything(
         late.remove()
 
 
+def test_a_gateway_stopped_with_frames_nobody_took_says_what_it_waits_for(services, tmp_path, devices_factory):
+    """Stopped while no collector had ever subscribed, a gateway waited 5 s without a word
+    (new-user trial 11) before saying the frames stay in its outbox."""
+    broker, _ = services
+    devices = devices_factory(1, 0xE600)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(50))
+    deadline = time.monotonic() + 20
+    while "no collector subscribes to this fleet yet" not in gw.log.read_text():
+        assert time.monotonic() < deadline, gw.text[-1500:]
+        time.sleep(0.1)
+    assert gw.stop() == 0
+    said = gw.log.read_text()
+    assert f"stopping (terminated): giving the broker up to 5 s for the {len(devices.sent)} frames it has not " \
+           "acknowledged yet" in said, said[-1500:]
+    assert f"{len(devices.sent)} frames wait in {tmp_path / 'outbox.sqlite'} for the next gateway" in gw.out.read_text()
+
+
 def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp_path, devices_factory):
     """The outbox of a gateway whose devices are gone (or a simulation's leftovers) is sent by
     `gateway` without --port, which stops when the broker has it all; with the broker away

@@ -475,6 +475,11 @@ def forward(make_sources: Callable[[Feed], list[threading.Thread]], outbox: Outb
             source.join(timeout=10)
         failed = failed or any(s.failure for s in sources)
         # What was read is in the outbox whatever happens now; give the broker a moment for the rest.
+        pending = outbox.count()
+        if pending and publisher.connected.is_set() and drain_timeout > 0:
+            log(f"stopping ({stop_reason[0] if stop_reason else 'error'}): giving the broker up to {drain_timeout:g} s "
+                f"for the {pending} frames it has not acknowledged yet (Ctrl-C again stops at once; they stay in "
+                "the outbox)")
         deadline = time.monotonic() + drain_timeout
         while publisher.connected.is_set() and time.monotonic() < deadline:
             publisher.step()
