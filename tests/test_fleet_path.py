@@ -1009,3 +1009,26 @@ def test_mqtts_to_a_plain_port_is_refused_in_one_line_not_retried_as_an_outage(t
         assert result.exit_code == 1 and len(lines) == 1 and time.monotonic() - started < 10, result.output
         assert f"broker {tls}: no TLS handshake on that port" in lines[0] and "give mqtt://" in lines[0], lines
     assert not (tmp_path / "gw.sqlite").exists()
+
+
+def test_two_collectors_of_one_name_settle_the_later_keeps_the_session(services, dsn, tmp_path):
+    """Two `collect` with the default --name on one host took the session from each other
+    every second for as long as they ran, both exiting 0 (new-user trial 12): the one
+    dropped twice gives way, says why, and exits 1; the other keeps collecting."""
+    broker, _ = services
+    first = collector(tmp_path, broker.url, dsn, "same", "--duration", "25")
+    subscribed(first)
+    second = Command(tmp_path, "collect-same-2", "collect", "--broker", broker.url, "--db", dsn, "--fleet", FLEET,
+                     "--name", "same", "--progress-interval", "1", "--duration", "25")
+    codes = {}
+    deadline = time.monotonic() + 20
+    while not codes and time.monotonic() < deadline:
+        codes = {c.log.name: c.process.poll() for c in (first, second) if c.process.poll() is not None}
+        time.sleep(0.1)
+    assert list(codes.values()) == [1], (codes, first.text[-800:], second.text[-800:])
+    gave_way = first if first.process.poll() is not None else second
+    kept = second if gave_way is first else first
+    assert "another client connected with the same client id" in gave_way.text and "this one gave way" in gave_way.text
+    time.sleep(3)
+    assert kept.process.poll() is None  # not knocked off again
+    assert kept.stop() == 0

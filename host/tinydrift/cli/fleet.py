@@ -127,7 +127,7 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
                             log=lambda m: click.echo(m, err=True),
                             progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
-    if summary.joined:
+    if summary.joined and not summary.taken_over:  # one that gave way left the session to the other
         # its persistent session stays in the shared group: the broker goes on giving it a share
         from tinydrift.fleet.mqtt import SESSION_EXPIRY_S
 

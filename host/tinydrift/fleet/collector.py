@@ -56,10 +56,11 @@ class CollectSummary:
     broker_never_reached: bool = False  # no connection to the broker in the whole run
     name: str = ""  # the collector's name in its group: its session, which the broker keeps
     joined: bool = False  # subscribed to the group (or the broker held its session): it now has a share
+    taken_over: bool = False  # another client with its client id kept taking the session: it gave way
 
     @property
     def failed(self) -> bool:
-        return self.database_down or self.broker_never_reached
+        return self.database_down or self.broker_never_reached or self.taken_over
 
     def line(self) -> str:
         s = self.stats
@@ -97,6 +98,7 @@ class Collector:
         self.ever_connected = False
         self._said_down = False
         self.stopping = False  # our own disconnect is not an outage
+        self.taken_over: str | None = None  # why, once another client with its id took the session over
         # The broker sends at most this many unacknowledged messages: a batch waiting on the
         # database holds the rest back at the broker, not in this process's memory.
         self.client = mqtt.client(broker, f"tinydrift-collector-{fleet}-{group}-{name}", manual_ack=True,
@@ -170,6 +172,11 @@ class Collector:
         with self._join_lock:
             self._held_back = False  # the next connection decides again
         why = self.watch.dropped(reason_code, flags)
+        if mqtt.TAKEN_OVER in why and not self.stopping:
+            # Two collectors of one --name take the session from each other forever: this one
+            # gives way (the other keeps the session and what the broker holds for it).
+            self.taken_over = why
+            return
         if not self.stopping:
             self._down(why)
 
@@ -244,7 +251,9 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
         collector.client.loop_start()
         while True:
             if not stop_reason:
-                if stop_event is not None and stop_event.is_set():
+                if collector.taken_over:
+                    stop_reason.append(f"{collector.taken_over} (--name {name}); this one gave way")
+                elif stop_event is not None and stop_event.is_set():
                     stop_reason.append("stopped")
                 elif duration is not None and time.monotonic() - started >= duration:
                     stop_reason.append(f"duration {duration:g} s")
@@ -282,7 +291,8 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     unacknowledged = len(batch) + collector.inbox.qsize()
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
                           unacknowledged, database_down=store is None,
-                          broker_never_reached=not collector.ever_connected, name=name, joined=collector.joined)
+                          broker_never_reached=not collector.ever_connected, name=name, joined=collector.joined,
+                          taken_over=collector.taken_over is not None)
 
 
 def _reach_store(dsn: str, log: Callable[[str], None]) -> FleetStore | None:
