@@ -253,14 +253,23 @@ def test_three_devices_two_collectors_every_frame_once_with_heartbeats_decoded(s
         assert tuple(delays) == beat.latch_delay
 
 
-def test_broker_restarted_mid_run_loses_and_duplicates_nothing(services, dsn, tmp_path, devices_factory):
+def running_fleet(services, dsn: str, tmp_path: Path, devices_factory, first_id: int, inferences: int,
+                  wait: bool = True):
+    """Two devices through a gateway and two collectors, their first `inferences` each sent
+    and (`wait`) stored: (broker, devices, collectors, gateway)."""
     broker, _ = services
-    devices = devices_factory(2, 0xB200)
+    devices = devices_factory(2, first_id)
     collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
     subscribed(*collectors)
     gw = gateway(tmp_path, broker.url, devices)
-    devices.send(lambda board: board.run(400))
-    wait_stored(dsn, len(devices.sent), commands=[gw, *collectors])
+    devices.send(lambda board: board.run(inferences))
+    if wait:
+        wait_stored(dsn, len(devices.sent), commands=[gw, *collectors])
+    return broker, devices, collectors, gw
+
+
+def test_broker_restarted_mid_run_loses_and_duplicates_nothing(services, dsn, tmp_path, devices_factory):
+    broker, devices, collectors, gw = running_fleet(services, dsn, tmp_path, devices_factory, 0xB200, 400)
     broker.stop()  # SIGTERM: mosquitto saves its sessions and queues, as on a restart
     devices.send(lambda board: [f for _ in range(400) for f in board.infer()])  # read into the outbox meanwhile
     time.sleep(1.0)
@@ -282,13 +291,7 @@ def test_broker_crashed_mid_run_loses_nothing_the_gateway_kept(services, dsn, tm
     last save is gone; a new user's trial lost 124 frames so) comes back: the gateway sends
     what it acknowledged in the last KEEP_SENT_S again, and the collectors, back later, store
     every frame once."""
-    broker, _ = services
-    devices = devices_factory(2, 0xB300)
-    collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
-    subscribed(*collectors)
-    gw = gateway(tmp_path, broker.url, devices)
-    devices.send(lambda board: board.run(200))
-    wait_stored(dsn, len(devices.sent), commands=[gw, *collectors])
+    broker, devices, collectors, gw = running_fleet(services, dsn, tmp_path, devices_factory, 0xB300, 200)
     assert all(c.stop() == 0 for c in collectors)  # the broker queues the fleet's frames for them now
     devices.send(lambda board: [f for _ in range(300) for f in board.infer()])
     outbox = sqlite3.connect(tmp_path / "outbox.sqlite")
@@ -314,12 +317,8 @@ def test_database_crashed_right_after_its_commits_keeps_every_one(services, dsn,
     collector acknowledged its frames to the broker) before its WAL was written, and an
     immediate shutdown (SIGQUIT, as a crash) lost the last ones: 26 of 2,259 in a new user's
     trial. Every commit a reader can see now survives the crash."""
-    broker, database = services
-    devices = devices_factory(2, 0xB400)
-    collectors = [collector(tmp_path, broker.url, dsn, name) for name in ("c1", "c2")]
-    subscribed(*collectors)
-    gw = gateway(tmp_path, broker.url, devices)
-    devices.send(lambda board: board.run(600))
+    database = services[1]
+    _, devices, collectors, gw = running_fleet(services, dsn, tmp_path, devices_factory, 0xB400, 600, wait=False)
     deadline = time.monotonic() + 30
     while stored(dsn)[0] < len(devices.sent):  # no settling pause: the crash follows the last commit
         assert time.monotonic() < deadline, stored(dsn)
