@@ -44,7 +44,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     first stored in the outbox and marked sent only when the broker acknowledges it: with the
     broker down, the gateway goes on reading the ports and sends what waits when it is back;
     a gateway that is killed and started again on the same outbox sends what it held, and
-    what the broker acknowledged in the last 120 s goes again on each connect, for a broker
+    what the broker acknowledged in the last 60 s goes again on each connect, for a broker
     that crashed before saving it (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
     closed after its device said goodbye (BYE: an emulated board that finished); exits 1
     when a port is lost for good or the outbox cannot be written. Frames still waiting for a

@@ -32,8 +32,8 @@ from tinydrift.logbook.store import damage, damaged, from_int64, is_corrupt, sql
 SCHEMA_VERSION = 2  # 2: sent_at (version 1 outboxes are brought up to it as they open)
 # How long a message the broker acknowledged stays, to be sent again when the gateway next
 # connects: longer than the broker's save interval (`fleet up` runs mosquitto with
-# autosave_interval 30 s; mosquitto's own default is 1,800 s: set it below this).
-KEEP_SENT_S = 120.0
+# autosave_interval 15 s; mosquitto's own default is 1,800 s: set it below this).
+KEEP_SENT_S = 60.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS outbox (

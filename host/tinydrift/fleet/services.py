@@ -195,9 +195,9 @@ class Broker:
                 f"user {user}",
                 "persistence true",
                 f"persistence_location {folder}/",
-                # saved every 30 s, not mosquitto's 30 min: a broker that crashes loses what came
+                # saved every 15 s, not mosquitto's 30 min: a broker that crashes loses what came
                 # since, which gateways send again for KEEP_SENT_S (fleet.outbox)
-                "autosave_interval 30",
+                "autosave_interval 15",
                 # A collector that is slow or down must not make the broker drop what it queued for it.
                 "max_queued_messages 0",
                 "max_queued_bytes 0",
