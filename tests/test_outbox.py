@@ -40,3 +40,14 @@ def test_an_outbox_of_schema_1_opens_with_every_message_waiting(tmp_path):
         assert version == str(SCHEMA_VERSION) == "2"
     finally:
         outbox.close()
+
+
+def test_a_resend_window_of_0_keeps_nothing_acknowledged(tmp_path):
+    outbox = Outbox(tmp_path / "o.sqlite", keep_sent_s=0)
+    try:
+        outbox.add([("t", b"x"), ("t", b"y")])
+        outbox.sent([1, 2], now=1000.0)
+        assert outbox.conn.execute("SELECT count(*) FROM outbox").fetchone()[0] == 0
+        assert outbox.send_kept_again(now=1000.0) == 0
+    finally:
+        outbox.close()

@@ -8,6 +8,7 @@ import click
 
 from tinydrift.cli.common import DEFAULT_MODEL
 from tinydrift.errors import TinydriftError
+from tinydrift.fleet.outbox import KEEP_SENT_S
 from tinydrift.cli.params import (BAUD, BROKER_URL, CLIENT_ID, COLLECTOR_NAME, COUNT, DATABASE_URL, FLEET_NAME, SEED,
                                   FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, SECONDS, SERIAL_URL)
 
@@ -34,9 +35,13 @@ PROGRESS_INTERVAL = click.option("--progress-interval", type=FiniteFloat(min=0),
               help="How long to keep reopening a port that disappeared (0: give it up at once; -1: forever).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
 @click.option("--durable", is_flag=True, help="fsync every outbox commit (survives power loss, not only a killed process).")
+@click.option("--resend-window", type=FiniteFloat(min=0), default=KEEP_SENT_S, show_default=True, metavar="S",
+              help="Keep what the broker acknowledged for S seconds and send it again on each connect, for a broker "
+                   "that crashed before saving it: more than the broker's save interval (mosquitto's "
+                   "autosave_interval); 0: keep nothing.")
 @PROGRESS_INTERVAL
 def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reconnect_timeout, duration, durable,
-                    progress_interval):
+                    resend_window, progress_interval):
     """Forward devices' frames from serial ports to an MQTT 5 broker.
 
     Each frame goes to tinydrift/FLEET/DEVICE_ID/TYPE (e.g. tinydrift/default/00000000000000a1/heartbeat)
@@ -44,8 +49,8 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     first stored in the outbox and marked sent only when the broker acknowledges it: with the
     broker down, the gateway goes on reading the ports and sends what waits when it is back;
     a gateway that is killed and started again on the same outbox sends what it held, and
-    what the broker acknowledged in the last 60 s goes again on each connect, for a broker
-    that crashed before saving it (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
+    what the broker acknowledged in the last 60 s (--resend-window) goes again on each
+    connect, for a broker that crashed before saving it (collectors drop the copies). Stops on Ctrl-C or --duration, or when every port has
     closed after its device said goodbye (BYE: an emulated board that finished); exits 1
     when a port is lost for good or the outbox cannot be written. Frames still waiting for a
     broker that was away are no failure: the last line says how many the outbox keeps for the
@@ -72,7 +77,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
                              "give the file a gateway wrote, or --port to read a device")
     summary = run_gateway(list(ports), broker, outbox_path, fleet=fleet, client_id=client_id, baudrate=baudrate,
                           reconnect_timeout=None if reconnect_timeout < 0 else reconnect_timeout, duration=duration,
-                          durable=durable, log=lambda m: click.echo(m, err=True),
+                          durable=durable, resend_window=resend_window, log=lambda m: click.echo(m, err=True),
                           progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
     if summary.failed or (not ports and summary.left_in_outbox):

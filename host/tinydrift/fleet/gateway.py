@@ -345,15 +345,15 @@ class Publisher:
     def _send_kept_again(self) -> None:
         """After a connect: a broker that stopped without saving lost what it acknowledged
         since its last save (and what it held for a collector), so what it acknowledged
-        within KEEP_SENT_S goes again; the collectors drop the copies they have."""
+        within the outbox's keep_sent_s goes again; the collectors drop the copies they have."""
         self.send_kept = False
         again = self.outbox.send_kept_again()
         if again:
             self.last_id = 0  # walk the outbox from its start: those lie below the ids sent since
             with self.stats_lock:
                 self.stats.redelivered += again
-            self.log(f"{again} frames the broker acknowledged in the last {KEEP_SENT_S:g} s are sent again, in case "
-                     "it lost them (a broker that stops without saving loses what came since its last save); "
+            self.log(f"{again} frames the broker acknowledged in the last {self.outbox.keep_sent_s:g} s are sent "
+                     "again, in case it lost them (a broker that stops without saving loses what came since its last save); "
                      "the collectors drop the copies they already stored")
 
     def _rows(self, ids: list[int]) -> list[tuple[int, str, bytes]]:
@@ -382,7 +382,7 @@ def default_client_id(fleet: str, outbox_path: str | Path) -> str:
 def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, fleet: str = "default",
                 client_id: str | None = None, baudrate: int = 115200, reconnect_timeout: float | None = 10.0,
                 duration: float | None = None, stop_event: threading.Event | None = None,
-                durable: bool = False, log: Callable[[str], None] | None = None,
+                durable: bool = False, resend_window: float = KEEP_SENT_S, log: Callable[[str], None] | None = None,
                 progress: Callable[[GatewayStats, int], None] | None = None,
                 progress_interval: float = 5.0) -> GatewaySummary:
     """Run until Ctrl-C/SIGTERM, `duration`, `stop_event`, or every port lost for good.
@@ -392,7 +392,7 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
     broker = mqtt.BrokerUrl.parse(broker_url)
     mqtt.check_tls(broker)
     if not ports:
-        outbox = Outbox(outbox_path, durable=durable)
+        outbox = Outbox(outbox_path, durable=durable, keep_sent_s=resend_window)
         return forward(lambda feed: [], outbox, broker, fleet=fleet, client_id=client_id, duration=duration,
                        stop_event=stop_event, log=log, progress=progress, progress_interval=progress_interval,
                        until_empty=True)
@@ -402,7 +402,7 @@ def run_gateway(ports: list[str], broker_url: str, outbox_path: str | Path, *, f
     try:  # every port first: a bad one fails the start before the outbox is made
         for url in ports:
             opened.append(open_port(url, baudrate, READ_TIMEOUT_S))
-        outbox = Outbox(outbox_path, durable=durable)
+        outbox = Outbox(outbox_path, durable=durable, keep_sent_s=resend_window)
     except TinydriftError:
         for port in opened:
             port.close()

@@ -9,7 +9,7 @@ knows a frame it already has by its device, boot and sequence number).
 A PUBACK is not the end of the road: a broker keeps what it queued for a collector in memory
 and saves it now and then (mosquitto: every autosave_interval, and when it stops cleanly), so
 one that crashes loses what came since its last save. Sent messages therefore stay for
-KEEP_SENT_S more seconds, and whenever the gateway connects (after an outage, or at its
+KEEP_SENT_S more seconds (the gateway's --resend-window), and whenever the gateway connects (after an outage, or at its
 start) it sends those again: the collectors drop the copies they already stored.
 
 Beside the messages, each port's last identity (device id, boot count, model) and sequence:
@@ -88,8 +88,9 @@ class Outbox:
     """One connection shared by the gateway's threads (a lock serializes them): the port
     readers add, the publisher reads and removes."""
 
-    def __init__(self, path: str | Path, durable: bool = False) -> None:
+    def __init__(self, path: str | Path, durable: bool = False, keep_sent_s: float = KEEP_SENT_S) -> None:
         self.path = Path(path)
+        self.keep_sent_s = float(keep_sent_s)  # 0: an acknowledged message goes at once
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +187,7 @@ class Outbox:
 
     def sent(self, ids: list[int], now: float | None = None) -> None:
         """Mark messages the broker acknowledged, and delete those acknowledged over
-        KEEP_SENT_S ago."""
+        keep_sent_s ago."""
         if not ids:
             return
         now = time.time() if now is None else now
@@ -194,13 +195,13 @@ class Outbox:
         # get it back from the busy port readers (10 ports, 55,010 frames: 3,700 frames/s end
         # to end with executemany, 4,300 with this).
         self._write(("UPDATE outbox SET sent_at=? WHERE id IN (SELECT value FROM json_each(?))", (now, json.dumps(ids))),
-                    ("DELETE FROM outbox WHERE sent_at < ?", (now - KEEP_SENT_S,)))
+                    ("DELETE FROM outbox WHERE sent_at <= ?", (now - self.keep_sent_s,)))
 
     def send_kept_again(self, now: float | None = None) -> int:
-        """Mark the messages acknowledged within KEEP_SENT_S unsent again (the broker may have
+        """Mark the messages acknowledged within keep_sent_s unsent again (the broker may have
         lost them); returns how many."""
         now = time.time() if now is None else now
-        return self._write(("DELETE FROM outbox WHERE sent_at < ?", (now - KEEP_SENT_S,)),
+        return self._write(("DELETE FROM outbox WHERE sent_at <= ?", (now - self.keep_sent_s,)),
                            ("UPDATE outbox SET sent_at=NULL WHERE sent_at IS NOT NULL", ()))
 
     def count(self) -> int:
