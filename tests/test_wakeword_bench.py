@@ -485,3 +485,24 @@ def test_calibrating_the_monitor_shows_each_step_s_progress(okay_nabu, tmp_path)
     assert [b[0] for b in bars[:2]] == ["synthesizing sessions", "front end and model"], bars
     assert bars[0][1] == bars[1][1] == settings.reference_sessions and all(b[2] == b[1] for b in bars), bars
     assert len(bars) >= 3  # and the simulation's
+
+
+def test_a_quick_bench_does_not_overwrite_the_full_one(monkeypatch, tmp_path):
+    """`bench wakeword --quick` wrote into build/bench/wakeword, over a full run's figures
+    (35-53 minutes of them; new-user trial 13): by default each has its own folder."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+    from tinydrift.pipeline import wakeword_bench
+
+    used = []
+
+    def stop_at_the_cache(models, settings, *, cache, **_):
+        used.append(cache)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wakeword_bench, "run_wakeword_bench", stop_at_the_cache)
+    monkeypatch.chdir(tmp_path)
+    for flags in (["--quick"], []):
+        CliRunner().invoke(main, ["bench", "wakeword", "--model", "okay_nabu", *flags])
+    assert [str(p) for p in used] == ["build/bench/wakeword_quick", "build/bench/wakeword"], used

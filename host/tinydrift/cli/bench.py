@@ -170,8 +170,10 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
 @click.option("--monitor-dir", type=input_folder("folder written by tinydrift wakeword calibrate"), default=None,
               help="Measure this calibrated monitor (its model must be among --model); default: "
                    "okay_nabu's, calibrated here on espeak-ng reference sessions.")
-@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=Path("build/bench/wakeword"),
-              show_default=True, help="Folder for wakeword_bench.json, wakeword_bench.md and the cached audio.")
+@click.option("--out", "out_dir", type=OUTPUT_FOLDER, default=None, metavar="FOLDER",
+              help="Folder for wakeword_bench.json, wakeword_bench.md and the cached audio.  [default: "
+                   "build/bench/wakeword; with --quick build/bench/wakeword_quick, so a smoke run does not "
+                   "overwrite the full figures]")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes (default: all cores).")
 @click.option("--label-feedback-only", "label_feedback_from", type=input_file("wakeword_bench.json"), default=None,
               help="Run only the label-feedback part (a few minutes), on the monitored model's false rejects and "
@@ -221,6 +223,7 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
         raise TinydriftError(f"bench wakeword runs the device's twin on {' and '.join(missing)}, which this install "
                              "lacks: pip install 'tinydrift[train,wakeword]'")
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    out_dir = out_dir or Path("build/bench/wakeword_quick" if quick else "build/bench/wakeword")
     if label_feedback_from is not None:
         from tinydrift.pipeline.wakeword_bench import (label_feedback_markdown, run_label_feedback_bench,
                                                        write_label_feedback_outputs)
