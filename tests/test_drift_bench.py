@@ -308,12 +308,12 @@ def test_the_bench_reads_each_alarm_s_severity_line_as_the_report_does():
 def test_real_speech_is_benched_where_the_recordings_are_and_left_out_saying_so_where_not(tmp_path, monkeypatch):
     """The scenario of real people after synthetic voices reads ../shared/data; without it the
     bench runs the rest and names what it left out, rather than failing or passing silently."""
-    from tinydrift.pipeline import drift_pools, verify
+    from tinydrift.pipeline import verify
     from tinydrift.pipeline.drift_bench import BenchSettings, markdown, run_drift_bench
 
     settings = BenchSettings(clips_per_class=4, n_streams=12, before=400, after=400, arl_inferences=40_000,
                              compare_arl0=300, compare_streams=6)
-    if drift_pools.recordings_folder("speech_commands_v0.01_subset") is not None:
+    if verify.shared_data_folder(verify.SPEECH_COMMANDS_FOLDER) is not None:
         result = run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=False,
                                  only=("real_speech",))
         real = result.scenarios["real_speech"]

@@ -23,6 +23,7 @@ import numpy as np
 
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.labels import LABELS, SILENCE, UNKNOWN, UNKNOWN_WORDS
+from tinydrift.data.wakeword_audio import SPEECH_COMMANDS_FOLDER
 from tinydrift.data.synth import (
     ACCENT_VOICES,
     ENGLISH_VOICES,
@@ -275,7 +276,7 @@ SCENARIOS = (
     Scenario("accent", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[0]),
     Scenario("unseen_pitch_speed", "data", "DATA_DRIFT", population=HARMFUL_POPULATIONS[1]),
     # real people after synthetic voices: Speech Commands recordings, a third of them keywords
-    Scenario("real_speech", "data", "DATA_DRIFT", recordings="speech_commands_v0.01_subset"),
+    Scenario("real_speech", "data", "DATA_DRIFT", recordings=SPEECH_COMMANDS_FOLDER),
     # the sensor
     Scenario("dead_microphone", "sensor", "SENSOR_FAULT", transform="dead"),
     Scenario("stuck_microphone", "sensor", "SENSOR_FAULT", transform="stuck", severity=1200),

@@ -189,7 +189,9 @@ class PoolMaker:
 
     def missing(self, s: Scenario) -> str | None:
         """Why the scenario cannot run here (its recordings are not at hand), else None."""
-        if s.recordings is not None and recordings_folder(s.recordings) is None:
+        from tinydrift.pipeline.verify import shared_data_folder
+
+        if s.recordings is not None and shared_data_folder(s.recordings) is None:
             return f"needs ../shared/data/{s.recordings}, which is not here"
         return None
 
@@ -197,8 +199,9 @@ class PoolMaker:
         per_class = self.settings.clips_per_class
         if s.recordings is not None:
             from tinydrift.data.wavfolder import load_speech_commands
+            from tinydrift.pipeline.verify import shared_data_folder
 
-            folder = recordings_folder(s.recordings)
+            folder = shared_data_folder(s.recordings)
             return self.pool(s.name, lambda: load_speech_commands(folder),
                              f"{s.name}-{len(list(folder.glob('*/*.wav')))}")
 
@@ -225,13 +228,6 @@ class PoolMaker:
         per_class = self.settings.calibration_clips_per_class
         return self.pool("calibration", lambda: self.population(DEPLOYMENT, per_class, self.settings.seed + 3),
                          f"calibration-{per_class}")
-
-
-def recordings_folder(name: str) -> Path | None:
-    """../shared/data/NAME (beside the working directory or the repository), if it is there."""
-    from tinydrift.pipeline.verify import shared_data_dirs
-
-    return next((d / name for d in shared_data_dirs() if (d / name).is_dir()), None)
 
 
 class CameraPoolMaker(PoolMaker):

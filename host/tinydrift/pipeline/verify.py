@@ -31,6 +31,7 @@ import numpy as np
 
 from tinydrift import atomic, firmware
 from tinydrift.data.clipset import ClipSet
+from tinydrift.data.wakeword_audio import FSDD_FOLDER, SPEECH_COMMANDS_FOLDER
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 from tinydrift.frontend.features import CLIP_SAMPLES, features_int8
@@ -39,8 +40,6 @@ DEFAULT_SAMPLES = 64
 DEFAULT_CLIP_SET = Path("build/data/kws/test.npz")
 DEFAULT_IMAGE_SET = Path("build/data/plant/test.npz")
 SHARED_DATA = Path("shared/data")
-SPEECH_COMMANDS = "speech_commands_v0.01_subset"
-FSDD = "fsdd"
 STAGES = ("frontend", "exports", "model", "monitor")
 IMAGE_STAGES = ("exports", "model", "summary", "monitor")  # a camera model's, in the device's order
 
@@ -103,6 +102,11 @@ def shared_data_dirs() -> list[Path]:
     return [Path("..") / SHARED_DATA, firmware.REPO_ROOT.parent / SHARED_DATA]
 
 
+def shared_data_folder(name: str) -> Path | None:
+    """../shared/data/NAME where it is (the first of shared_data_dirs holding it), else None."""
+    return next((d / name for d in shared_data_dirs() if (d / name).is_dir()), None)
+
+
 def _pick(n_total: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(n_total, size=min(n, n_total), replace=False))
 
@@ -147,13 +151,9 @@ def load_clips(data: Path | None, n: int, rng: np.random.Generator) -> Clips:
                 clips, source = ClipSet.load(path), f"clip set {path}"
                 break
         if clips is None:
-            for folder in shared_data_dirs():
-                for sub in (SPEECH_COMMANDS, FSDD):
-                    if (folder / sub).is_dir():
-                        clips, source = load_any(folder / sub), f"real recordings in {folder / sub}"
-                        break
-                if clips is not None:
-                    break
+            found = next((f for f in map(shared_data_folder, (SPEECH_COMMANDS_FOLDER, FSDD_FOLDER)) if f is not None), None)
+            if found is not None:
+                clips, source = load_any(found), f"real recordings in {found}"
         if clips is None:
             return Clips(synthesized_clips(n, rng), np.full(n, -1), f"{n} synthesized clips (noise, tones, chirps, silence, clipping): no clip set or recordings found")
     if len(clips) == 0:

@@ -467,12 +467,10 @@ def held_out_arl0(config, run: dict, settings: WakewordBenchSettings) -> dict:
 def default_recorded_speech() -> Path | None:
     """../shared/data, if it is there (the bench then measures on its recordings too)."""
     from tinydrift.data.wakeword_audio import FSDD_FOLDER, SPEECH_COMMANDS_FOLDER
-    from tinydrift.pipeline.verify import shared_data_dirs
+    from tinydrift.pipeline.verify import shared_data_folder
 
-    for folder in shared_data_dirs():
-        if (folder / FSDD_FOLDER).is_dir() or (folder / SPEECH_COMMANDS_FOLDER).is_dir():
-            return folder
-    return None
+    found = next((f for f in map(shared_data_folder, (FSDD_FOLDER, SPEECH_COMMANDS_FOLDER)) if f is not None), None)
+    return None if found is None else found.parent
 
 
 def recorded_run_key(model, s: SessionScenario | None, audio: np.ndarray, settings: WakewordBenchSettings,
