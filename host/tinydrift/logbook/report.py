@@ -144,9 +144,7 @@ def _span_estimate(data: dict, span: np.ndarray, prior: np.ndarray | None, atc_t
     # the class mix is the one the span's run heard before its first alarm's change point
     start = max(b for b in run_starts(data["inference_index"]) if b <= last)
     run = {k: v[start:last + 1] for k, v in data.items()}
-    latched = np.flatnonzero(run["alarm_bits"] & 0x1F)
-    change = int(run["change_index"][latched[0]]) if latched.size else None
-    return accuracy_estimate(int(confident.sum()) / n, confident, n, heard_mix(run, change, prior), alarms).text()
+    return accuracy_estimate(int(confident.sum()) / n, confident, n, heard_mix(run, prior), alarms).text()
 
 
 def _true_severity_text(true_severity: tuple[float | None, float | None]) -> str:

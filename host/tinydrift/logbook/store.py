@@ -1029,11 +1029,19 @@ def confident_by_class(data: dict[str, np.ndarray], span: np.ndarray, prior: np.
     return np.bincount(data["predicted_class"][sure], minlength=classes)[:classes]
 
 
-def heard_mix(run: dict[str, np.ndarray], change: int | None, prior: np.ndarray | None) -> ClassMix | None:
-    """The class mix one run of the device heard before the change point `change` (its
+def first_change(run: dict[str, np.ndarray]) -> int | None:
+    """The change point the first alarm of one run of the device estimated (None: no alarm,
+    or none estimated)."""
+    latched = np.flatnonzero(run["alarm_bits"] & 0x1F)
+    return (int(run["change_index"][latched[0]]) or None) if latched.size else None
+
+
+def heard_mix(run: dict[str, np.ndarray], prior: np.ndarray | None) -> ClassMix | None:
+    """The class mix one run of the device heard before its first alarm's change point (its
     answers' classes; none before it, or no change point: the reference's, `prior`)."""
     if prior is None or "predicted_class" not in run:
         return None
+    change = first_change(run)
     before = run["inference_index"] < change if change else np.zeros(len(run["inference_index"]), bool)
     return ClassMix.heard(run["predicted_class"][before], prior)
 
@@ -1046,12 +1054,12 @@ def _run_severity(data: dict[str, np.ndarray], prior: np.ndarray | None,
     if not latched.size:
         return []
     alarm_at = int(data["alarm_index"][latched[0]]) or int(index[latched[0]])
-    change = int(data["change_index"][latched[0]]) or None
+    change = first_change(data)
     # The device's running estimate just before the change point, if such a frame arrived.
     before = np.flatnonzero(index[:latched[0]] < change) if change else np.zeros(0, np.int64)
     after = index > alarm_at
     confident, heard = confident_by_class(data, after, prior, atc_threshold), int(after.sum())
-    now, answers, too_few = _now_since_alarm(float(atc[-1]), confident, heard, heard_mix(data, change, prior),
+    now, answers, too_few = _now_since_alarm(float(atc[-1]), confident, heard, heard_mix(data, prior),
                                              int(bits[-1]) & 0x1F)
     found = []
     for t, name in enumerate(P.ALARM_NAMES):
