@@ -75,7 +75,7 @@ def drifted(data: ClipSet | ImageSet, scenario, seed: int) -> ClipSet | ImageSet
     """`data` changed by `scenario`, as the drift bench changes a population after its change
     point: the same items (a changed class mix: as many, resampled), labels moved where the
     scenario moves them."""
-    mix = scenario.class_weights or scenario.room_weights  # a room's own mix: the set as that room hears it
+    mix = scenario.mix_after  # a room's own mix: the set as that room hears it
     if mix:
         weights = np.asarray(mix, np.float64)[np.asarray(data.labels, np.int64)]
         if not weights.sum() > 0:

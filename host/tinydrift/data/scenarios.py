@@ -221,6 +221,11 @@ class Scenario:
     gradual: int = 0  # inferences over which the change fades in (0: abrupt)
     hold: bool = False  # each stream shows one drifted input over and over (a stuck camera)
 
+    @property
+    def mix_after(self) -> tuple | None:
+        """The class mix after the change: a label shift's, else the room's own (None: the pool's)."""
+        return self.class_weights or self.room_weights
+
     def apply(self, clips: ClipSet, seed: int) -> ClipSet:
         """The drifted version of a population's clips (features recomputed)."""
         if self.transform is None and not self.label_map:

@@ -67,7 +67,7 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
     right_type = detected & ((word & expected_bit) != 0) if expected_bit else np.zeros_like(detected)
     # in the class mix the streams were drawn in (a label shift's, a room's own)
     before_acc = deployment.accuracy_in(s.room_weights)
-    after_acc = drifted.accuracy_in(s.class_weights or s.room_weights)
+    after_acc = drifted.accuracy_in(s.mix_after)
     drop = before_acc - after_acc
     # the expected type at any time after the change (another type may have fired first)
     expected_index = next((i for i, (bit, name) in enumerate(ALARM_NAMES.items()) if name == s.expected), None)

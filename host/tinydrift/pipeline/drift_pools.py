@@ -336,7 +336,7 @@ def make_streams(s: Scenario, deployment: Pool, drifted: Pool, settings: BenchSe
     rng = np.random.default_rng([seed, zlib_name(s.name)])
     before = group_streams(deployment, n_streams, settings.before, rng, block_length, s.room_weights,
                            speaker_run=settings.speaker_run)
-    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.class_weights or s.room_weights,
+    after = group_streams(drifted, n_streams, settings.after, rng, block_length, s.mix_after,
                           speaker_run=settings.speaker_run)
     if s.hold:  # a stuck input: the first drifted one, over and over
         after = np.repeat(after[:, :1], settings.after, axis=1)
