@@ -302,3 +302,41 @@ def test_a_wake_word_folder_without_a_monitor_is_said_to_run_the_detector_alone(
                                                "--model", str(folder)])
     assert f"{folder} has no calibrated monitor, so the board runs the detector alone" in result.stderr
     assert f"tinydrift wakeword calibrate MODEL --out {folder}" in result.stderr
+
+
+def test_a_monitor_header_the_folder_json_does_not_hold_is_refused(tmp_path):
+    """Trial 13 built a wake-word folder holding another model's monitor.json and monitor
+    header: emulate ran the detector alone without a word, and only report refused it later.
+    The header built in and the JSON the host reads the frames by must be one monitor."""
+    import json
+
+    pytest.importorskip("pymicro_wakeword", reason="the wakeword extra is not installed (scripts/setup.sh)")
+    from tinydrift.cli.main import main
+
+    detector = tmp_path / "alexa"
+    result = CliRunner().invoke(main, ["wakeword", "export", "alexa", "--out", str(detector)])
+    assert result.exit_code == 0, result.output
+    assert check_model_dir(detector) == detector / "include"  # a detector alone
+    stray = detector / "include" / "td_monitor_config_okay_nabu.h"
+    shutil.copy(REPO_ROOT / "models" / "kws" / "include" / "td_monitor_config_kws.h", stray)
+    with pytest.raises(TinydriftError, match=r"td_monitor_config_okay_nabu.h belongs to another model than alexa"):
+        check_model_dir(detector)
+    stray.rename(detector / "include" / "td_monitor_config_alexa.h")
+    with pytest.raises(TinydriftError, match=r"include/td_monitor_config_alexa.h without the monitor.json it was "
+                                             r"calibrated with"):
+        check_model_dir(detector)
+    (detector / "monitor.json").write_text(json.dumps({"name": "okay_nabu", "model_hash": "ab" * 32,
+                                                       "monitor_config": {}}))
+    with pytest.raises(TinydriftError, match=r"monitor.json was calibrated for another model \(hash abababababab\)"):
+        check_model_dir(detector)
+
+    swapped = tmp_path / "kws"
+    shutil.copytree(REPO_ROOT / "models" / "kws", swapped, ignore=shutil.ignore_patterns("*.keras"))
+    header = swapped / "include" / "td_monitor_config_kws.h"
+    header.write_text(re.sub(r'_HASH "[0-9a-f]{16}"', '_HASH "0123456789abcdef"', header.read_text()))
+    with pytest.raises(TinydriftError, match=r"include/td_monitor_config_kws.h is not the monitor reference.json "
+                                             r"holds \(config hash [0-9a-f]{12}\)"):
+        check_model_dir(swapped)
+    header.unlink()
+    with pytest.raises(TinydriftError, match=r"missing td_monitor_config_kws.h"):
+        check_model_dir(swapped)

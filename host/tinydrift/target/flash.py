@@ -106,10 +106,10 @@ def check_model_dir(model_dir: Path) -> Path:
         raise TinydriftError(f"{include}: missing {', '.join(missing)}; run `{command} {model_dir}`")
     _check_one_export(ModelDir(model_dir), include, name, f"run `{command} {model_dir}` again")
     config_header = include / f"td_monitor_config_{name}.h"
+    redo = "tinydrift wakeword calibrate MODEL --out" if streaming else "tinydrift export --model"
     if config_header.is_file():
         from tinydrift.codegen.monitor_header import check_header_abi
 
-        redo = "tinydrift wakeword calibrate MODEL --out" if streaming else "tinydrift export --model"
         check_header_abi(config_header, f"run `{redo} {model_dir}` again")
         keyword = not streaming and "_SUMMARY_GRID" not in (include / f"td_reference_{name}.h").read_text()
         old = next((n for n in (40, 41) if f"#define TD_MONITOR_CONFIG_{name.upper()}_N_SUMMARY {n}\n"
@@ -118,6 +118,7 @@ def check_model_dir(model_dir: Path) -> Path:
             raise TinydriftError(f"{config_header}: a monitor config of {old} summary values, from before the keyword "
                                  f"summary gained the window's loudness and quiet level (42); run `{redo} {model_dir}` "
                                  "again")
+    _check_monitor_header(ModelDir(model_dir), include, config_header, f"run `{redo} {model_dir}` again")
     return include
 
 
@@ -140,6 +141,34 @@ def _check_one_export(folder: ModelDir, include: Path, name: str, remedy: str) -
         if not folder.exported_from(folder.int8_model.read_bytes()):
             raise TinydriftError(f"{folder.path}: {folder.int8_model.name} is not the model {source} and include/ were "
                                  f"exported from; {remedy}")
+
+
+def _check_monitor_header(folder: ModelDir, include: Path, config_header: Path, remedy: str) -> None:
+    """The monitor built into the device is the one the host reads its frames by: the folder's
+    JSON (monitor.json for a wake-word model, reference.json otherwise) and the header agree."""
+    strays = sorted(p.name for p in include.glob("td_monitor_config_*.h") if p != config_header)
+    if strays:
+        raise TinydriftError(f"{include}: {', '.join(strays)} belongs to another model than "
+                             f"{config_header.name[len('td_monitor_config_'):-2]}, so the device would run without "
+                             f"the monitor you meant; remove it, or {remedy}")
+    if not (folder.reference_json.is_file() or folder.detector_json.is_file()):
+        return  # an include folder given on its own
+    if folder.is_detector and not folder.monitor_json.is_file():
+        if config_header.is_file():
+            raise TinydriftError(f"{folder.path}: include/{config_header.name} without the {folder.monitor_json.name} "
+                                 f"it was calibrated with, so the host could not read the device's monitor; {remedy}")
+        return  # a detector alone, as `tinydrift wakeword export` leaves it
+    from tinydrift.codegen.monitor_header import config_hash
+    from tinydrift.monitor.config import MonitorConfig
+
+    source = folder.monitor_json if folder.is_detector else folder.reference_json
+    expected = config_hash(MonitorConfig.from_dict(folder.monitor_config()))[:16]
+    if not config_header.is_file():
+        raise TinydriftError(f"{folder.path}: {source.name} holds a calibrated monitor but include/{config_header.name} "
+                             f"is missing; {remedy}")
+    if f'_HASH "{expected}"' not in config_header.read_text(errors="replace"):
+        raise TinydriftError(f"{folder.path}: include/{config_header.name} is not the monitor {source.name} holds "
+                             f"(config hash {expected[:12]}), so the host would misread the device's drift; {remedy}")
 
 
 def check_platform(env_name: str, options: dict[str, str], core_dir: Path) -> None:
