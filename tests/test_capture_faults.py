@@ -466,11 +466,13 @@ def test_a_port_on_which_nothing_arrives_is_an_error_not_an_empty_success(tmp_pa
     proc = _tinydrift("capture", "--port", held_port, "--db", tmp_path / "new" / "silent.db", "--duration", "1.5")
     assert proc.returncode == 1, proc.stderr
     assert "captured 0 frames" in proc.stdout
+    assert proc.stdout.rstrip().endswith(f"nothing stored, db {tmp_path / 'new' / 'silent.db'} not written"), proc.stdout
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: nothing received from {held_port} in ")
     assert "another program holding the port" in proc.stderr and "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
     CaptureStore(tmp_path / "kept.db").close()
-    assert _tinydrift("capture", "--port", held_port, "--db", tmp_path / "kept.db", "--duration", "1").returncode == 1
+    kept = _tinydrift("capture", "--port", held_port, "--db", tmp_path / "kept.db", "--duration", "1")
+    assert kept.returncode == 1 and kept.stdout.rstrip().endswith(f"db {tmp_path / 'kept.db'}"), kept.stdout
     assert open_db(tmp_path / "kept.db").execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
 
 

@@ -72,6 +72,7 @@ class CaptureSummary:
     labels_restarted: int = 0  # queued labels not sent: a HELLO restarted the device's inference count first
     problem: str | None = None  # why the capture is not what was asked for (a one-line error)
     forgotten: bool = False  # refused for the device's model: nothing of it kept in the database
+    discarded: bool = False  # this run's session removed (another model's device, or nothing heard), and a database it made
 
     @property
     def not_stored(self) -> int:
@@ -95,7 +96,7 @@ class CaptureSummary:
         return (f"captured {s.frames - self.not_stored} frames ({inferences} inferences{detected}) in "
                 f"{self.duration_s:.1f} s: {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign, "
                 f"{s.text_lines} text lines, {s.reopens} reopens{labels}; stopped: {self.end_reason}{unstored}; "
-                f"db {self.db_path}")
+                + (f"nothing stored, db {self.db_path} not written" if self.discarded else f"db {self.db_path}"))
 
 
 class SessionWriter:
@@ -499,7 +500,8 @@ def capture(
         refusal = f"nothing received from {port_url} in {took:.1f} s: {SILENT_PORT}"
     return CaptureSummary(Path(db_path), port_url, session, took, reason, stats,
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
-                          labels_refused=labels.refused, labels_restarted=labels.restarted, problem=refusal, forgotten=forgotten)
+                          labels_refused=labels.refused, labels_restarted=labels.restarted, problem=refusal, forgotten=forgotten,
+                          discarded=removed)
 
 
 
