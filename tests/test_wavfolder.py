@@ -98,3 +98,20 @@ def test_a_wav_written_as_a_stream_is_read_to_its_end(tmp_path, announced):
     path = tmp_path / "piped.wav"
     path.write_bytes(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + body)
     assert np.array_equal(read_wav(path, 16000), samples)
+
+
+@pytest.mark.parametrize("riff_size, data_size", [(0, 0), (0, 3202), (3238, 0)])
+def test_a_wav_whose_streaming_writer_left_zero_sizes_is_read_to_its_end(tmp_path, riff_size, data_size):
+    """Other writers into a pipe leave the sizes 0, not a placeholder: such a file was "not a
+    WAVE file", though it says RIFF/WAVE. A zero data size with no bytes after it is empty."""
+    import struct
+
+    samples = (np.arange(1601) % 200 - 100).astype("<i2")
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    head = b"RIFF" + struct.pack("<I", riff_size) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data"
+    path = tmp_path / "zeros.wav"
+    path.write_bytes(head + struct.pack("<I", data_size) + samples.tobytes())
+    assert np.array_equal(read_wav(path, 16000), samples)
+    path.write_bytes(head + struct.pack("<I", 0))
+    with pytest.raises(TinydriftError, match="a WAV file with no samples"):
+        read_wav(path, 16000)

@@ -7,6 +7,7 @@ sample rate is refused unless the loader knows its rate (FSDD: 8 kHz, resampled 
 from __future__ import annotations
 
 import csv
+import io
 import re
 import struct
 import wave
@@ -65,12 +66,11 @@ WAVE_FORMATS = {"unknown format: 3": "its samples are floating point",
                 "unknown format: 2": "its samples are ADPCM-compressed", "unknown format: 85": "it is MP3 in a WAV"}
 
 
-def _read_extensible(path: Path) -> tuple[int, int, int, int, bytes, bytes]:
+def _read_extensible(raw: bytes) -> tuple[int, int, int, int, bytes, bytes]:
     """What wave.open gives (rate, sample width, channels, frames, their bytes, the bytes past
-    the last whole frame) for a WAVE_FORMAT_EXTENSIBLE file of integer PCM (sox and many
-    recorders write those; Python's wave module reads them from 3.12 only). wave.Error if
+    the last whole frame) for the bytes of a WAVE_FORMAT_EXTENSIBLE file of integer PCM (sox and
+    many recorders write those; Python's wave module reads them from 3.12 only). wave.Error if
     its sub-format is not integer PCM."""
-    raw = Path(path).read_bytes()
     if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
         raise wave.Error("not a RIFF WAVE file")
     chunks, at = {}, 12
@@ -102,6 +102,29 @@ def wav_layout(rate: int) -> str:
 STREAMED_DATA_SIZE = 0x7FFF0000
 
 
+def _zero_sizes_as_streamed(path: Path) -> bytes | None:
+    """The file's bytes with a RIFF or data size of 0 made the streaming placeholder, where a
+    writer into a pipe left zeros for sizes it could not come back to fix (the data runs to the
+    file's end); None for any other file (read as it is)."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)  # the header's chunks come first; the rest is read only to patch
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        zeros, at = ([4] if struct.unpack("<I", head[4:8])[0] == 0 else []), 12
+        while at + 8 <= len(head):
+            name, size = head[at:at + 4], struct.unpack("<I", head[at + 4:at + 8])[0]
+            if name == b"data":
+                zeros += [at + 4] if size == 0 and len(head) > at + 8 else []
+                break
+            at += 8 + size + (size & 1)
+        if not zeros:
+            return None
+        raw = bytearray(head + f.read())
+    for at in zeros:
+        raw[at:at + 4] = b"\xff\xff\xff\xff"
+    return bytes(raw)
+
+
 def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) -> np.ndarray:
     """Mono 16-bit PCM samples of a WAV file at `expected_rate`, or a TinydriftError saying why not.
 
@@ -111,8 +134,10 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
     `expected_rate` is refused in one line that says what the file is and what `needed_by` needs.
     """
     try:
+        raw = _zero_sizes_as_streamed(path)
+        source = str(path) if raw is None else io.BytesIO(raw)
         try:
-            with wave.open(str(path), "rb") as w:
+            with wave.open(source, "rb") as w:
                 rate, width, channels, n = w.getframerate(), w.getsampwidth(), w.getnchannels(), w.getnframes()
                 data = w.readframes(n)
                 # whatever the data chunk holds past its last whole frame: a cut or padded file
@@ -120,7 +145,7 @@ def read_wav(path: Path, expected_rate: int, *, needed_by: str | None = None) ->
         except wave.Error as e:
             if f"unknown format: {WAVE_FORMAT_EXTENSIBLE}" not in str(e):
                 raise
-            rate, width, channels, n, data, partial_frame = _read_extensible(path)
+            rate, width, channels, n, data, partial_frame = _read_extensible(raw or Path(path).read_bytes())
     except EOFError:
         raise TinydriftError(f"{path}: empty or truncated: the file ends inside its WAV header; "
                              "record or convert it again") from None
