@@ -263,6 +263,26 @@ def test_emulate_builds_and_boots_a_model_folder_s_firmware(elf, splits, tmp_pat
     hellos = [f for f in P.StreamParser().feed(done.stdout) if isinstance(f, P.Hello)]
     model_id = json.loads((MODEL_DIR / "reference.json").read_text())["model_id"]
     assert hellos and hellos[0].model_hash[:8].hex() == model_id
+    assert b"nothing was heard" not in done.stderr
     both = subprocess.run([sys.executable, "-m", "tinydrift", "emulate", "--model", str(MODEL_DIR), "--elf", str(elf)],
                           capture_output=True, env=env, timeout=60)
     assert both.returncode == 2 and b"give one of them" in both.stderr
+
+
+def test_emulate_says_when_the_audio_ended_before_the_first_inference(elf, tmp_path):
+    """Trial 13: 100 samples into the board exited 0 without a word, where `wakeword detect`
+    says nothing was heard."""
+    import subprocess
+    import sys
+
+    from tinydrift.data.wavfolder import write_wav
+
+    write_wav(tmp_path / "tiny.wav", np.zeros(100, dtype=np.int16))
+    env = dict(__import__("os").environ, PYTHONPATH=str(REPO_ROOT / "host"))
+    done = subprocess.run([sys.executable, "-m", "tinydrift", "emulate", "--elf", str(elf), "--audio",
+                           str(tmp_path / "tiny.wav"), "--timeout", "60"], stdin=subprocess.DEVNULL,
+                          capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert [f.inferences for f in P.StreamParser().feed(done.stdout) if isinstance(f, P.Bye)] == [0]
+    assert (f"warning: {tmp_path / 'tiny.wav'} (0.006 s) ended before the board's first inference: nothing was "
+            "heard").encode() in done.stderr, done.stderr

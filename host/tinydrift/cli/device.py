@@ -115,7 +115,7 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
                     raise  # the CLI says "interrupted" and exits 130
                 click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
                 click.get_current_context().exit(code)
-            _attach_terminal(board, timeout)
+            _attach_terminal(board, timeout, heard=(audio, pcm.stat().st_size // 2) if pcm is not None else None)
 
 
 TIMED_OUT = 124  # the exit code of a run --timeout stopped, as timeout(1) gives
@@ -170,17 +170,23 @@ def _frame_line(item) -> str:
     return f"[{item.TYPE.name} seq {item.seq}]"
 
 
-def _attach_terminal(board, timeout: float | None) -> None:
-    """This terminal as the board's console until the firmware exits; exit with its code."""
+def _attach_terminal(board, timeout: float | None, heard: tuple[Path, int] | None = None) -> None:
+    """This terminal as the board's console until the firmware exits; exit with its code.
+    `heard`: the --audio file and its samples, to say so when the board made no inference of them."""
+    from tinydrift.frontend import SAMPLE_RATE
     from tinydrift.link import protocol as P
 
     link = socket.create_connection(("127.0.0.1", board.port))
     stdout = sys.stdout.buffer
-    parser = P.StreamParser() if sys.stdout.isatty() else None  # raw bytes into a pipe or a file
+    parser = P.StreamParser()
+    terminal = sys.stdout.isatty()  # frames one line each there; raw bytes into a pipe or a file
+    byes = []
 
     def show(data: bytes) -> None:
-        if parser is not None:
-            data = "".join(_frame_line(item) + "\n" for item in parser.feed(data)).encode()
+        items = parser.feed(data)
+        byes.extend(item for item in items if isinstance(item, P.Bye))
+        if terminal:
+            data = "".join(_frame_line(item) + "\n" for item in items).encode()
         stdout.write(data)
         stdout.flush()
 
@@ -197,8 +203,11 @@ def _attach_terminal(board, timeout: float | None) -> None:
         raise  # the CLI says "interrupted" and exits 130
     output.join(timeout=2.0)
     link.close()
-    if parser is not None:
+    if terminal:
         stdout.write("".join(_frame_line(item) + "\n" for item in parser.flush()).encode())
+    if heard is not None and byes and byes[-1].inferences == 0:
+        click.echo(f"warning: {heard[0]} ({heard[1] / SAMPLE_RATE:.3f} s) ended before the board's first inference: "
+                   "nothing was heard (a keyword model's first takes 1 s of audio)", err=True)
     click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
     click.get_current_context().exit(code)
 
