@@ -629,6 +629,26 @@ def test_a_refusal_inside_a_progress_display_is_the_only_line(hostile, command, 
     assert result.output.startswith("error: ") and result.output.count("\n") == 1, repr(result.output)
 
 
+def test_off_a_terminal_each_progress_bar_is_a_line_written_when_it_completes(capsys):
+    """Trial 13 redirected `wakeword demo` into a log: rich drew every bar when the display
+    stopped, below the lines the command had written after them."""
+    import click
+
+    from tinydrift.cli.common import progress_bars
+
+    with progress_bars() as bars:
+        synthesizing = bars("synthesizing", 3)
+        for _ in range(3):
+            synthesizing()
+        click.echo("150 s of audio in QEMU", err=True)
+        simulating = bars("simulating", 2)
+        simulating(2)
+        simulating()  # past its total: no second line
+        bars("interrupted", 5)(1)
+    assert capsys.readouterr().err.splitlines() == [f"{'synthesizing':<24} 3/3", "150 s of audio in QEMU",
+                                                    f"{'simulating':<24} 2/2"]
+
+
 @pytest.mark.parametrize("model, audio, named", [
     # a camera build never reads the microphone: the audio went unheard, the app never exited
     (REPO_ROOT / "models" / "plant", "wav_good/a.wav", "is a camera model, whose board hears nothing"),

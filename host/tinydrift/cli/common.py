@@ -21,10 +21,25 @@ DEFAULT_PLANT_DATA = Path("build/data/plant")
 def progress_bars():
     """Yield a factory `(description, total) -> advance(n)`; bars go to stderr. The display
     starts with the first bar: one stopped before any (a command refusing its input) printed
-    an empty line above the error, off a terminal."""
+    an empty line above the error, off a terminal. Off a terminal each bar is one line, written
+    as it completes: rich draws its bars there only when they stop, after every line the
+    command wrote meanwhile (trial 13's log of `wakeword demo`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    if not Console(stderr=True).is_terminal:
+        def line_when_done(description: str, total: int):
+            done = 0
+
+            def advance(n=1):
+                nonlocal done
+                done += n
+                if done >= total > done - n:
+                    click.echo(f"{description:<24} {done}/{total}", err=True)
+            return advance
+
+        yield line_when_done
+        return
     progress = Progress(
         TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), transient=False,
