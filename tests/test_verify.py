@@ -173,6 +173,20 @@ def test_a_folder_without_its_exports_or_with_another_models_reference_fails(tmp
     assert code != 0 and "include/td_model_old.h: another export beside this one" in exports["first_mismatch"], exports
 
 
+def test_a_model_of_another_class_count_put_over_the_export_is_one_line_not_a_traceback(tmp_path):
+    """Trial 14 put another adopted model over a folder's .tflite: verify carried on into the
+    monitor stage and stopped with a ValueError's traceback; flash names the mismatch in one line."""
+    model = copy_model(tmp_path)
+    shutil.copy(firmware.REPO_ROOT / "models" / "plant" / "model_int8.tflite", model / "model_int8.tflite")
+    from tinydrift.cli.main import main
+
+    result = CliRunner().invoke(main, ["verify", str(model), "--samples", str(SAMPLES)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output == (f"error: {model / 'model_int8.tflite'}: 5 classes, where reference.json holds a monitor of "
+                             f"12 and 12 labels: it is not the model the folder was exported from; run `tinydrift "
+                             f"export --model {model}` again\n")
+
+
 def test_another_models_monitor_header_is_an_exports_mismatch_not_a_compiler_dump(tmp_path):
     """The plant model's monitor header in the keyword folder does not compile with the
     keyword name: verify once stopped with gcc's 20 lines, before the exports stage it

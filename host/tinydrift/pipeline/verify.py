@@ -345,6 +345,12 @@ def verify_model(model_dir: Path, *, samples: int = DEFAULT_SAMPLES, data: Path 
     rng = np.random.default_rng(seed)
     plan = plan_model(tflite, name)
     shape = tuple(plan.input.shape[1:])
+    classes = int(np.prod(plan.output.shape[1:]))
+    if classes != config.n_classes or len(folder.labels) != classes:
+        # the stages below would feed this model's answers to a monitor of another class count
+        raise TinydriftError(f"{folder.int8_model}: {classes} classes, where {reference_path.name} holds a monitor of "
+                             f"{config.n_classes} and {len(folder.labels)} labels: it is not the model the folder was "
+                             f"exported from; run `tinydrift export --model {model_dir}` again")
     n_random = samples if random_inputs is None else int(random_inputs)
     header = folder.monitor_config_header(name)
     try:
