@@ -48,6 +48,17 @@ def test_an_unknown_env_lists_the_project_envs():
     assert all(env in message for env in ["mps2_an386", *REAL_BOARDS])
 
 
+@needs_pio
+def test_an_env_that_builds_no_model_is_refused_not_reported_built_with_it():
+    """Trial 14: `flash --env mps2_an386_echo --model DIR --build-only` said "built ... with the
+    model in DIR" of the port's echo app, which holds no model."""
+    with pytest.raises(TinydriftError) as error:
+        flash("mps2_an386_echo", REPO_ROOT / "models" / "kws", build_only=True)
+    message = str(error.value)
+    assert message.startswith("env `mps2_an386_echo` builds no model (it leaves out the tinydrift app")
+    assert message.endswith("envs with a model: " + ", ".join(sorted(["mps2_an386", *REAL_BOARDS])))
+
+
 def test_the_project_envs_resolve_through_extends():
     envs = project_envs()
     assert envs["nano33ble_renode"]["platform"] == "nordicnrf52"  # from env:nano33ble

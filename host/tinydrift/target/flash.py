@@ -191,6 +191,13 @@ def check_platform(env_name: str, options: dict[str, str], core_dir: Path) -> No
             f"install it once with the internet (cd firmware && pio pkg install -e {env_name}), then flash again")
 
 
+def builds_the_app(options: dict[str, str]) -> bool:
+    """Whether an env builds the tinydrift app with a model in it (its build script puts the
+    model's include/ in), not a port check such as the echo app."""
+    ignored = {name.strip() for name in re.split(r"[,\s]+", options.get("lib_ignore", "")) if name.strip()}
+    return "tinydrift_build.py" in options.get("extra_scripts", "") and "tinydrift" not in ignored
+
+
 def no_board_reason(output: str) -> str | None:
     """The line of pio's output saying no board answered, if there is one."""
     for line in output.splitlines():
@@ -251,9 +258,13 @@ def flash(env_name: str, model_dir: Path | None = None, *, upload_port: str | No
         raise TinydriftError("PlatformIO (`pio`) not found: run scripts/setup.sh or "
                              "`.venv/bin/pip install platformio==6.2.0`")
     envs = project_envs()
+    apps = sorted(name for name, options in envs.items() if builds_the_app(options))
     if env_name not in envs:
-        raise TinydriftError(f"no env `{env_name}` in firmware/platformio.ini; envs: {', '.join(sorted(envs))}")
+        raise TinydriftError(f"no env `{env_name}` in firmware/platformio.ini; envs: {', '.join(apps)}")
     options = envs[env_name]
+    if not builds_the_app(options):
+        raise TinydriftError(f"env `{env_name}` builds no model (it leaves out the tinydrift app: a port check, "
+                             f"`pio run -e {env_name}` in firmware/ builds it); envs with a model: {', '.join(apps)}")
     include = check_model_dir(model_dir if model_dir is not None else DEFAULT_MODEL_DIR)
     platformio.prepare(core_dir)
     check_platform(env_name, options, core_dir)
