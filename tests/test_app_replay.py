@@ -105,7 +105,7 @@ def test_replay_command_sends_the_first_limit_clips_of_a_clip_set_stop_and_wait(
     with emulator.start(elf) as board:
         result = replay_cli(tmp_path / "three.npz", board, db, "--limit", "1", "--window", "1")
     assert result.exit_code == 0, result.output
-    assert "replayed 1 clips (1.0 s of audio" in result.output and ": 1 inferences" in result.output
+    assert "replayed 1 clip (1.0 s of audio" in result.output and ": 1 inference," in result.output
     assert "0 resent (0 gaps, 0 timeouts" in result.output
 
     items, foreign, frames = stored_session(db)
@@ -227,7 +227,7 @@ def test_replay_refuses_a_device_of_another_model_than_model_dir(elf, audio, tmp
         assert f"the device runs model {kws_id}, not " in result.output and "models/plant's" in result.output
         result = CliRunner().invoke(group, ["replay", str(tmp_path / "wavs"), "--port", board.url, "--model-dir",
                                             str(MODEL_DIR)])
-        assert result.exit_code == 0 and "replayed 1 clips" in result.output, result.output
+        assert result.exit_code == 0 and "replayed 1 clip " in result.output, result.output
 
 
 def test_replay_without_reconnect_names_the_lost_port(elf, audio):

@@ -257,7 +257,7 @@ MODEL_FOLDER = input_folder("model folder made by `tinydrift export` (e.g. model
 DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`")
 # export and demo also take a user's own reference data
 OWN_DATA_FOLDER = input_folder("data set folder made by `tinydrift data kws` or `tinydrift data plant`, or of your own "
-                               "class folders (CLASS/*.jpg|png, WORD/*.wav)")
+                               "class folders (CLASS/*.jpg|png, sub-folders read too; WORD/*.wav)")
 
 
 def header_file(stdout: bool = False) -> click.ParamType:

@@ -235,16 +235,16 @@ class ReplayStats:
             alarm = (f"{names} latched since inference {index}, before this replay (--reset starts the monitor afresh)"
                      if self.first_inference is not None and index < self.first_inference
                      else f"first alarm {names} at inference {index}")
+        inferences = f"{self.inferences} inference{'' if self.inferences == 1 else 's'}"
         if self.images:
-            return (f"replayed {self.images} images in {self.seconds:.1f} s: {self.inferences} inferences, {alarm}; "
-                    f"{self.frames_sent} IMAGE frames, {self.resent} resent ({self.gaps} gaps, {self.timeouts} "
-                    f"timeouts, {self.reconnects} reconnects), {self.corrupt} corrupt frames received")
+            return (f"replayed {self.images} image{'' if self.images == 1 else 's'} in {self.seconds:.1f} s: "
+                    f"{inferences}, {alarm}; {self.frames_sent} IMAGE frames, {self.resent} resent ({self.gaps} gaps, "
+                    f"{self.timeouts} timeouts, {self.reconnects} reconnects), {self.corrupt} corrupt frames received")
         wakes = "" if self.wakes is None else f", {self.wakes} wake{'' if self.wakes == 1 else 's'}"
         # a wake-word device answers with DETECTION frames, no INFERENCE frames ("0 inferences")
-        heard = f"{self.detections} detections" if self.detections and not self.inferences else \
-            f"{self.inferences} inferences"
-        return (f"replayed {self.clips} clips ({self.samples / 16000:.1f} s of audio, {rate:.2f}x real time) in "
-                f"{self.seconds:.1f} s: {heard}{wakes}, {alarm}; {self.frames_sent} AUDIO frames, "
+        heard = f"{self.detections} detections" if self.detections and not self.inferences else inferences
+        return (f"replayed {self.clips} clip{'' if self.clips == 1 else 's'} ({self.samples / 16000:.1f} s of audio, "
+                f"{rate:.2f}x real time) in {self.seconds:.1f} s: {heard}{wakes}, {alarm}; {self.frames_sent} AUDIO frames, "
                 f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} reconnects), "
                 f"{self.corrupt} corrupt frames received")
 
