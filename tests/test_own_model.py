@@ -539,7 +539,10 @@ def test_adopt_takes_an_image_models_class_names_in_output_order(tmp_path):
     run_cli("adopt", str(tflite), "--out", str(tmp_path / "mine"), "--labels", "rust, healthy,blight")
     assert ModelDir(tmp_path / "mine").output_labels() == ("rust", "healthy", "blight")
     for labels, named in (("a,b", "--labels names 2 classes and theirs.tflite has 3 outputs"),
-                          ("a,,b", "give distinct, non-empty class names"), ("a,a,b", "give distinct")):
+                          ("a,,b", "give distinct, non-empty class names"), ("a,a,b", "give distinct"),
+                          # names no class folder can have passed, to be refused only at export (trial 14)
+                          ("ca/t,dog,b", "'ca/t' cannot name a class folder"), ("..,dog,b", "'..' cannot name"),
+                          ("a\tb,dog,c", "'a\\tb' cannot name a class folder")):
         result = CliRunner().invoke(main, ["adopt", str(tflite), "--out", str(tmp_path / "other"), "--labels", labels])
         assert result.exit_code != 0 and named in result.output, result.output
         assert not (tmp_path / "other").exists()

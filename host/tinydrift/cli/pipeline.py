@@ -334,6 +334,12 @@ def adopt_cmd(tflite: Path, model_dir: Path, labels_text: str | None):
         labels = [name.strip() for name in labels_text.split(",")]
         if not all(labels) or len(set(labels)) != len(labels):
             raise click.BadParameter("give distinct, non-empty class names separated by commas", param_hint="'--labels'")
+        # each names a class folder: a name no folder can have would only be refused at export
+        unnamable = next((name for name in labels if name in (".", "..") or any(c in name for c in "/\\")
+                          or any(ord(c) < 32 or ord(c) == 127 for c in name)), None)
+        if unnamable is not None:
+            raise click.BadParameter(f"{unnamable!r} cannot name a class folder (no '/', '\\', control characters, "
+                                     "'.' or '..'); give the class folders' names", param_hint="'--labels'")
     info = adopt(tflite, model_dir, lowers=lambda model, path: plan_model(model, "adopted", source=str(path)),
                  labels=labels)
     shape = tuple(int(d) for d in info["inputs"][0]["shape"])
