@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from tinydrift.cli.main import main
 from tinydrift.errors import TinydriftError
 from tinydrift.link import protocol as P
+from tinydrift.firmware import REPO_ROOT
 from tinydrift.link.replay import ACK_OK, ACK_UNKNOWN_INFERENCE
 from tinydrift.logbook.capture import capture
 from tinydrift.logbook.report import write_report
@@ -370,3 +371,27 @@ def test_a_capture_database_of_schema_3_takes_labels_and_is_upgraded_by_the_next
     assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
     assert [r["state"] for r in read_labels(conn)] == ["queued"]
     conn.close()
+
+
+def test_a_label_given_by_class_name_is_queued_as_its_index_and_reported_by_name(tmp_path):
+    """Trial 14 labelled an image model's inference `label 140 'red ball'`: refused as "not a
+    valid integer range", and the report's table showed the index alone."""
+    from tinydrift.logbook.report import _labels_html
+
+    db = tmp_path / "capture.sqlite"
+    CaptureStore(db).close()
+    model_dir = REPO_ROOT / "models" / "kws"
+    queued = _label(db, 4, "left", "--model-dir", model_dir)
+    assert queued.exit_code == 0 and "queued" in queued.output, queued.output
+    for label, why in (("red ball", "to give a class name, add --model-dir DIR"), ("256", "not a class index (0-255)")):
+        refused = _label(db, 5, label)
+        assert refused.exit_code == 2 and why in refused.output, refused.output
+    unknown = _label(db, 5, "red ball", "--model-dir", model_dir)
+    assert unknown.exit_code == 2 and "'red ball' is not a class of" in unknown.output, unknown.output
+    conn = open_db(db)
+    labels = read_labels(conn)
+    conn.close()
+    assert [(r["inference_index"], r["label"]) for r in labels] == [(4, 6)]
+    page = _labels_html(labels, ("_silence_", "_unknown_", "yes", "no", "up", "down", "left"))
+    assert "<td>4</td><td>6 (left)</td><td>queued</td>" in page
+    assert "<td>4</td><td>6</td><td>queued</td>" in _labels_html(labels)

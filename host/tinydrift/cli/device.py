@@ -401,7 +401,9 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
 
 @click.command("label")
 @click.argument("inference", type=click.IntRange(1, 2**32 - 1))
-@click.argument("label", type=click.IntRange(0, 255))
+@click.argument("label")
+@click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
+              help="The device's model folder, to give LABEL as a class name (as its class folders are named).")
 @click.option("--port", "port_url", type=SERIAL_URL, default=None, metavar="URL",
               help="pyserial URL of a device no capture holds: /dev/ttyACM0, a pty path or socket://127.0.0.1:PORT.")
 @click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="FILE",
@@ -411,13 +413,14 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
               help="With --db: wait this long for the device's answer to the queued label.")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True,
               help="Serial speed (ignored by sockets and ptys).")
-def label_command(inference: int, label: int, port_url: str | None, db_path: Path | None, wait_s: float,
-                  baudrate: int):
+def label_command(inference: int, label: str, model_dir: Path | None, port_url: str | None, db_path: Path | None,
+                  wait_s: float, baudrate: int):
     """Tell the device the true label of one of its inferences, for its drift monitor's
     error-rate test (ERROR_RATE): a LABEL frame, answered with ACK.
 
-    INFERENCE is the index the device gave it (INFERENCE and DETECTION frames). LABEL is a
-    class index for a keyword model; for a wake-word device, 1 when the wake word was said
+    INFERENCE is the index the device gave it (INFERENCE and DETECTION frames). LABEL is
+    the true class's index in the model's output order (a keyword or an image model), or
+    with --model-dir its name; for a wake-word device, 1 when the wake word was said
     there and 0 when it was not: 0 on a wake's index rejects it ("that was not me calling
     it"), 1 on an index where it stayed quiet reports a miss. The device keeps the last 64
     inferences (a wake-word device: its last 8 wakes and everything since the oldest of them)
@@ -442,6 +445,7 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
       tinydrift label 1234 0 --port socket://127.0.0.1:4321    # that wake was not me
       tinydrift label 1290 1 --port /dev/ttyACM0               # it missed me here
       tinydrift label 1234 0 --db kitchen.sqlite --wait 5      # through the running capture
+      tinydrift label 140 "red ball" --db leaves.sqlite --model-dir models/mine
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port
@@ -457,6 +461,7 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
                               f"({ACK_RESULTS.get(result, f'result {result}')}): "
                               f"{what_to_do.get(result, 'see docs/app.md')}")
 
+    label = _class_index(label, model_dir)
     if (port_url is None) == (db_path is None):
         raise TinydriftError("give --port URL (the device itself) or --db FILE (the database of the capture that "
                              "holds its port), one of the two")
@@ -474,6 +479,23 @@ def label_command(inference: int, label: int, port_url: str | None, db_path: Pat
     if ack.result != ACK_OK:
         raise refused(ack.result)
     click.echo(f"inference {inference}: label {label} taken")
+
+
+def _class_index(label: str, model_dir: Path | None) -> int:
+    """LABEL as the device takes it: a class index (0-255), or with `model_dir` a class name."""
+    if label.strip().isdigit():
+        if int(label) > 255:
+            raise click.BadParameter(f"{label} is not a class index (0-255)", param_hint="'LABEL'")
+        return int(label)
+    if model_dir is None:
+        raise click.BadParameter(f"{label!r} is not a class index (0-255); to give a class name, add --model-dir DIR "
+                                 "(the device's model folder)", param_hint="'LABEL'")
+    from tinydrift.modeldir import ModelDir
+
+    names = ModelDir(model_dir).require().labels
+    if label not in names:
+        raise click.BadParameter(f"{label!r} is not a class of {model_dir} ({', '.join(names)})", param_hint="'LABEL'")
+    return names.index(label)
 
 
 def _queue_label(db_path: Path, inference: int, label: int, wait_s: float, refused) -> None:

@@ -507,7 +507,8 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning,
                                              runs, first_alarm_run, resets,
-                                             _moved_at_alarm(data, info, hello)))
+                                             _moved_at_alarm(data, info, hello),
+                                             tuple(info.labels) if info is not None else None))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
                         {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,
                         runs, first_alarm_run)
@@ -531,11 +532,16 @@ def _label_counts(labels: list[dict]) -> str:
     return ", ".join(f"{states.count(state)} {state}" for state in LABEL_STATES if state in states)
 
 
-def _labels_html(labels: list[dict]) -> str:
+def _labels_html(labels: list[dict], class_names: tuple[str, ...] | None = None) -> str:
     """The labels queued for the device through this database (`tinydrift label --db`): what
-    became of each, so a label the device refused or never answered is seen, not assumed."""
+    became of each, so a label the device refused or never answered is seen, not assumed.
+    With the model's `class_names` (--model-dir), each label's class is named beside its index."""
     if not labels:
         return ""
+
+    def named(label: int) -> str:
+        known = class_names is not None and 0 <= label < len(class_names)
+        return f"{label} ({html.escape(class_names[label])})" if known else str(label)
 
     def answer(row: dict) -> str:
         if row["state"] == "restarted":
@@ -543,7 +549,7 @@ def _labels_html(labels: list[dict]) -> str:
         return "" if row["result"] is None else ACK_RESULTS.get(row["result"], f"code {row['result']}")
 
     rows = "".join(
-        f"<tr><td>{r['inference_index']}</td><td>{r['label']}</td><td>{html.escape(r['state'])}</td>"
+        f"<tr><td>{r['inference_index']}</td><td>{named(r['label'])}</td><td>{html.escape(r['state'])}</td>"
         f"<td>{r['attempts']}</td><td>{html.escape(answer(r))}</td>"
         f"<td>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['queued_at'])))}</td></tr>"
         for r in labels)
@@ -554,7 +560,8 @@ def _labels_html(labels: list[dict]) -> str:
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int,
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
           wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None,
-          runs: int = 1, first_alarm_run: int = 1, resets: int = 0, moved_at_alarm: str | None = None) -> str:
+          runs: int = 1, first_alarm_run: int = 1, resets: int = 0, moved_at_alarm: str | None = None,
+          class_names: tuple[str, ...] | None = None) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}{_of_run(first_alarm_run, runs)}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {s.first_change})" if s.first_change else "")
@@ -594,7 +601,7 @@ and are left out of the plots.</p>
 {table}
 </table>
 {_wakes_html(detection_frames, list(wakes))}
-{_labels_html(list(labels))}
+{_labels_html(list(labels), class_names)}
 {figures}
 </body></html>
 """
