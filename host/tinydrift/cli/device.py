@@ -207,7 +207,7 @@ def _attach_terminal(board, timeout: float | None, heard: tuple[Path, int] | Non
         stdout.write("".join(_frame_line(item) + "\n" for item in parser.flush()).encode())
     if heard is not None and byes and byes[-1].inferences == 0:
         click.echo(f"warning: {heard[0]} ({heard[1] / SAMPLE_RATE:.3f} s) ended before the board's first inference: "
-                   "nothing was heard (a keyword model's first takes 1 s of audio)", err=True)
+                   "nothing was heard; give it longer audio", err=True)
     click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
     click.get_current_context().exit(code)
 

@@ -373,8 +373,8 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
     DATA is a split made by `tinydrift data kws` or `tinydrift data plant` (e.g.
     build/data/kws/test.npz), a folder in the Speech Commands layout (WORD/*.wav, 16 kHz), an
     FSDD folder (8 kHz, resampled), or a folder in the PlantVillage layout (CLASS/*.jpg or
-    .png, in a class's sub-folders too, any size: centre-cropped and resized; the class folders are named by the model's
-    classes, as its training.json lists them).
+    .png, in a class's sub-folders too, any size: centre-cropped and resized; the class folders
+    are named by the model's classes, as its training.json lists them).
 
     \b
     Examples:
@@ -436,7 +436,8 @@ def eval_cmd(model_dir: Path, data: Path, runtime: str, as_json: bool):
 @click.option("--data", "data_dir", type=OWN_DATA_FOLDER, default=DEFAULT_DATA, show_default=True,
               help="Reads ref.npz (reference statistics, calibration), test.npz and accent.npz (checks); an image "
                    "model's set (`tinydrift data plant`): ref.npz and test.npz, blurred for the shift check. Or your "
-                   "own reference data: image class folders (CLASS/*.jpg|png, sub-folders read too) or WAV word folders (WORD/*.wav), "
+                   "own reference data: image class folders (CLASS/*.jpg|png, sub-folders read too) or WAV word "
+                   "folders (WORD/*.wav), "
                    "30 % of it held out for the checks (blurred images; clips under noise at SNR 10 dB).")
 @click.option("--name", type=C_NAME_PARAM, default=None,
               help="C name of the model: td_<name>_invoke() etc. Default: the name the folder was exported under "
@@ -584,7 +585,8 @@ def verify(model_dir: Path, as_json: bool, samples: int, data: Path | None, seed
               help="Use this model (made by `tinydrift export`, e.g. models/kws) instead of training one.")
 @click.option("--data", "data_dir", type=OWN_DATA_FOLDER, default=None, metavar="DIR",
               help="Use this data set (made by `tinydrift data kws`) instead of synthesizing the demo's own; "
-                   "with a camera model, images from these class folders (CLASS/*.jpg|png, sub-folders read too) instead of drawn leaves; "
+                   "with a camera model, images from these class folders (CLASS/*.jpg|png, sub-folders read too) "
+                   "instead of drawn leaves; "
                    "with your own keyword model (--model), clips from these WAV word folders (WORD/*.wav), then the "
                    "same kind under white noise.")
 @click.option("--epochs", type=COUNT, default=None, help="Training epochs (default 12; `tinydrift train` uses 24).")

@@ -244,9 +244,9 @@ class ReplayStats:
         # a wake-word device answers with DETECTION frames, no INFERENCE frames ("0 inferences")
         heard = f"{self.detections} detections" if self.detections and not self.inferences else inferences
         return (f"replayed {self.clips} clip{'' if self.clips == 1 else 's'} ({self.samples / 16000:.1f} s of audio, "
-                f"{rate:.2f}x real time) in {self.seconds:.1f} s: {heard}{wakes}, {alarm}; {self.frames_sent} AUDIO frames, "
-                f"{self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} reconnects), "
-                f"{self.corrupt} corrupt frames received")
+                f"{rate:.2f}x real time) in {self.seconds:.1f} s: {heard}{wakes}, {alarm}; {self.frames_sent} AUDIO "
+                f"frames, {self.resent} resent ({self.gaps} gaps, {self.timeouts} timeouts, {self.reconnects} "
+                f"reconnects), {self.corrupt} corrupt frames received")
 
 
 class NoAnswer(TinydriftError):

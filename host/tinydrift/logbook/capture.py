@@ -72,7 +72,7 @@ class CaptureSummary:
     labels_restarted: int = 0  # queued labels not sent: a HELLO restarted the device's inference count first
     problem: str | None = None  # why the capture is not what was asked for (a one-line error)
     forgotten: bool = False  # refused for the device's model: nothing of it kept in the database
-    discarded: bool = False  # this run's session removed (another model's device, or nothing heard), and a database it made
+    discarded: bool = False  # this run's session taken out (another model's device, or nothing heard), and a db it made
 
     @property
     def not_stored(self) -> int:
@@ -500,8 +500,8 @@ def capture(
         refusal = f"nothing received from {port_url} in {took:.1f} s: {SILENT_PORT}"
     return CaptureSummary(Path(db_path), port_url, session, took, reason, stats,
                           stored=writer.stored, failed=failed, labels_taken=labels.taken,
-                          labels_refused=labels.refused, labels_restarted=labels.restarted, problem=refusal, forgotten=forgotten,
-                          discarded=removed)
+                          labels_refused=labels.refused, labels_restarted=labels.restarted, problem=refusal,
+                          forgotten=forgotten, discarded=removed)
 
 
 

@@ -164,8 +164,8 @@ def _check_monitor_header(folder: ModelDir, include: Path, config_header: Path, 
     source = folder.monitor_json if folder.is_detector else folder.reference_json
     expected = config_hash(MonitorConfig.from_dict(folder.monitor_config()))[:16]
     if not config_header.is_file():
-        raise TinydriftError(f"{folder.path}: {source.name} holds a calibrated monitor but include/{config_header.name} "
-                             f"is missing; {remedy}")
+        raise TinydriftError(f"{folder.path}: {source.name} holds a calibrated monitor but "
+                             f"include/{config_header.name} is missing; {remedy}")
     if f'_HASH "{expected}"' not in config_header.read_text(errors="replace"):
         raise TinydriftError(f"{folder.path}: include/{config_header.name} is not the monitor {source.name} holds "
                              f"(config hash {expected[:12]}), so the host would misread the device's drift; {remedy}")
