@@ -338,3 +338,12 @@ def test_detect_says_why_a_phrase_in_a_streams_first_second_woke_nothing(tmp_pat
     result = CliRunner().invoke(main, ["wakeword", "detect", "okay_nabu", str(path)])
     assert result.exit_code == 0 and f"{path}: 0 wakes" in result.stdout, result.output
     assert "within the stream's first second, when detections are held off" in result.stderr, result.output
+
+
+def test_calibrate_says_its_budget_in_audio_time_too():
+    """100,000 inferences read as rare, but a wake-word model infers every 30 ms: 50 minutes."""
+    from tinydrift.cli.wakeword import audio_time
+    from tinydrift.wakeword.monitor import INFERENCE_SECONDS, TARGET_ARL0
+
+    assert audio_time(TARGET_ARL0 * INFERENCE_SECONDS) == "50 minutes"
+    assert [audio_time(n * INFERENCE_SECONDS) for n in (1_000_000, 100_000_000, 1_000)] == ["8.3 hours", "35 days", "30 s"]

@@ -14,7 +14,7 @@ from tinydrift.cli.params import (C_NAME_PARAM, COUNT, OUTPUT_FOLDER, TARGET_ARL
 from tinydrift.errors import TinydriftError
 from tinydrift.wakeword.labels import ERROR_RATE_ARL0_LABELS, LABEL_MODES
 from tinydrift.monitor.calibrate import DEFAULT_SIMULATED, MIN_SIMULATED_PER_TARGET
-from tinydrift.wakeword.monitor import MIN_SESSION_SECONDS, REFERENCE_SECONDS, REFERENCE_SESSIONS
+from tinydrift.wakeword.monitor import INFERENCE_SECONDS, MIN_SESSION_SECONDS, REFERENCE_SECONDS, REFERENCE_SESSIONS
 from tinydrift.wakeword.monitor import TARGET_ARL0 as DEFAULT_TARGET_ARL0
 
 # Below these a WAV reference is warned about: a handful of rooms says little of others
@@ -190,6 +190,14 @@ def export_command(model: str, out_dir: Path, name: str | None, config: Path | N
     click.echo(f"model hash {model_digest(loaded)}")
 
 
+def audio_time(seconds: float) -> str:
+    """"50 minutes", "8.3 hours", "35 days": a span of audio in the unit that reads best."""
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.{0 if seconds >= 20 * size else 1}f} {unit}"
+    return f"{seconds:.0f} s"
+
+
 def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, after_simulating: bool = True) -> TinydriftError:
     message = f"{error}: raise --simulated (now {simulated:,}) or lower --target-arl0 (now {target_arl0:,.0f})"
     if after_simulating:  # more of the same few sessions need not help: their scores barely vary
@@ -214,7 +222,8 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, 
               help="Length of each espeak-ng session (the device's commissioning and its averages' settling "
                    f"need {MIN_SESSION_SECONDS} s).")
 @click.option("--target-arl0", type=TARGET_ARL0, default=DEFAULT_TARGET_ARL0, show_default=True,
-              help="Inferences between false alarms (30 ms each), all scores together.")
+              help="Inferences between false alarms (30 ms each: 100,000 are 50 minutes of audio), all scores "
+                   "together. Alarms latch until the host resets the monitor.")
 @click.option("--simulated", type=COUNT, default=DEFAULT_SIMULATED, show_default=True,
               help=f"Inferences calibration simulates (fewer: faster, less memory, levels less exact), at least "
                    f"{MIN_SIMULATED_PER_TARGET} per inference of --target-arl0. The default needs about 2.7 GB of "
@@ -312,7 +321,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
                                                  progress_factory=bars)
     except TooFewSimulated as e:
         raise _too_few_simulated(e, simulated, target_arl0) from None
-    calibrated = (f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} on {len(samples['groups']):,} inferences "
+    calibrated = (f"{loaded.name}: calibrated for ARL0 {target_arl0:,.0f} ({audio_time(target_arl0 * INFERENCE_SECONDS)} "
+                  f"of audio between false alarms) on {len(samples['groups']):,} inferences "
                   f"from {len(streams)} sessions (the simulation took {report.get('seconds', 0):.0f} s)")
     if report.get("idle_scores"):
         say(f"warning: the {', '.join(report['idle_scores'])} score{'s' if len(report['idle_scores']) > 1 else ''} never "
