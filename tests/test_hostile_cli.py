@@ -647,6 +647,12 @@ def test_off_a_terminal_each_progress_bar_is_a_line_written_when_it_completes(ca
         bars("interrupted", 5)(1)
     assert capsys.readouterr().err.splitlines() == [f"{'synthesizing':<24} 3/3", "150 s of audio in QEMU",
                                                     f"{'simulating':<24} 2/2"]
+    # a bar still running says how far it got now and then (trial 15's replay: 10 silent minutes)
+    with progress_bars(line_every_s=0.0) as bars:
+        replaying = bars("replaying", 3)
+        for _ in range(3):
+            replaying()
+    assert capsys.readouterr().err.splitlines() == [f"{'replaying':<24} {n}/3" for n in (1, 2, 3)]
 
 
 @pytest.mark.parametrize("model, audio, named", [

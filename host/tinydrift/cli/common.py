@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import time
 from pathlib import Path
 
 import click
@@ -17,28 +18,35 @@ DEFAULT_MODEL = Path("models/kws")
 DEFAULT_PLANT_DATA = Path("build/data/plant")
 
 
+# Off a terminal, a bar still running says how far it got this often (a replay into QEMU
+# runs for minutes, and its log would otherwise stay silent until the end).
+PROGRESS_LINE_S = 30.0
+
+
 @contextlib.contextmanager
-def progress_bars():
+def progress_bars(line_every_s: float = PROGRESS_LINE_S):
     """Yield a factory `(description, total) -> advance(n)`; bars go to stderr. The display
     starts with the first bar: one stopped before any (a command refusing its input) printed
-    an empty line above the error, off a terminal. Off a terminal each bar is one line, written
-    as it completes: rich draws its bars there only when they stop, after every line the
-    command wrote meanwhile (trial 13's log of `wakeword demo`)."""
+    an empty line above the error, off a terminal. Off a terminal each bar is a line when it
+    completes, and one every `line_every_s` while it runs: rich draws its bars there only
+    when they stop, after every line the command wrote meanwhile (trial 13's log of
+    `wakeword demo`)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if not Console(stderr=True).is_terminal:
-        def line_when_done(description: str, total: int):
-            done = 0
+        def lines(description: str, total: int):
+            done, said_at = 0, time.monotonic()
 
             def advance(n=1):
-                nonlocal done
+                nonlocal done, said_at
                 done += n
-                if done >= total > done - n:
+                if done >= total > done - n or (done < total and time.monotonic() - said_at >= line_every_s):
                     click.echo(f"{description:<24} {done}/{total}", err=True)
+                    said_at = time.monotonic()
             return advance
 
-        yield line_when_done
+        yield lines
         return
     progress = Progress(
         TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
