@@ -14,6 +14,17 @@ from tinydrift.data import scenarios as sc
 
 
 
+def test_the_rooms_a_device_is_moved_into_are_where_their_names_say():
+    """The noisy room is a control (installed there, a device stays quiet; moved there, it
+    sees a change), and the quieter room lies beyond every room the training set heard."""
+    from tinydrift.data.synth import KwsConfig
+
+    noisy, quieter = sc.scenario("moved_to_noisy_room"), sc.scenario("moved_to_quieter_room")
+    assert noisy.population in sc.CONTROLS and (noisy.family, noisy.expected) == ("upstream", "DATA_DRIFT")
+    assert quieter.population.snr_db[0] > KwsConfig().snr_db[1] == sc.DEPLOYMENT.snr_db[1]
+    assert quieter.population not in sc.CONTROLS and quieter.expected == "DATA_DRIFT"
+
+
 def test_transforms_change_what_they_name():
     rng = np.random.default_rng(0)
     t = np.arange(16000) / 16000

@@ -104,6 +104,10 @@ HARMFUL_POPULATIONS = (
     Population("accent", voices=ACCENT_VOICES, note="other languages' voices speak the keywords"),
     Population("unseen_pitch_speed", pitch=(0, 15), speed=(230, 300), note="outside training's pitch and speed"),
 )
+# A room whose noise falls below any the training heard (30 dB under the speech at most): the
+# input changed, the model does better. A device installed there stays quiet (the controls);
+# one whose room turns this quiet after commissioning sees a change, which costs nothing.
+QUIETER_ROOM = Population("quieter_room", snr_db=(32.0, 40.0), note="less noise than any room in training")
 
 
 # -- PCM transforms -------------------------------------------------------------------------
@@ -296,6 +300,10 @@ SCENARIOS = (
                                                                     "down": "up", "left": "right", "right": "left"}),
     # a working microphone 24 dB quieter: an upstream change, not a sensor fault
     Scenario("quiet_but_working_microphone", "upstream", "DATA_DRIFT", transform="quiet_microphone", severity=-24.0),
+    # the room itself changes after commissioning: a device moved into two of the controls'
+    # populations (installed there, it stays quiet), and into a room quieter than training's
+    Scenario("moved_to_noisy_room", "upstream", "DATA_DRIFT", population=CONTROLS[3]),
+    Scenario("moved_to_quieter_room", "upstream", "DATA_DRIFT", population=QUIETER_ROOM),
     # harmless populations: no alarm is right (their false-alarm rate is measured instead)
     *(Scenario(p.name, "control", None, population=p) for p in CONTROLS),
 )
