@@ -457,7 +457,10 @@ def test_a_severity_line_says_which_figure_now_is():
     assert "80.0 % now (the device's running ATC; estimated impact: -13.0 points)" in running.line()
     (since,) = alarm_severity(data, prior, atc_threshold=200)
     assert abs(since.accuracy_now - 0.9) < 1e-9 and since.answers == 100
-    assert "90.0 % now (ATC over the 100 answers since the alarm; estimated impact: -3.0 points)" in since.line()
+    # with how far 100 answers alone can put it either way (95 %): a few points on 64-100
+    # answers are within what chance gives (trial 15's quieter room, read as a loss)
+    assert "90.0 % now (ATC over the 100 answers since the alarm; estimated impact: -3.0 ± 5.9 points)" in since.line()
+    assert " ± " not in running.line()
     # frames lost after the alarm: the line counts what arrived of what the device ran
     kept = np.ones(len(data["inference_index"]), bool)
     kept[np.flatnonzero(data["inference_index"] > 300)[::4]] = False
