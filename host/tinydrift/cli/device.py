@@ -178,12 +178,13 @@ def _attach_terminal(board, timeout: float | None, heard: tuple[Path, int] | Non
 
     link = socket.create_connection(("127.0.0.1", board.port))
     stdout = sys.stdout.buffer
-    parser = P.StreamParser()
     terminal = sys.stdout.isatty()  # frames one line each there; raw bytes into a pipe or a file
+    # parsed only where something reads the frames: a long run into a pipe passes bytes on
+    parser = P.StreamParser() if terminal or heard is not None else None
     byes = []
 
     def show(data: bytes) -> None:
-        items = parser.feed(data)
+        items = parser.feed(data) if parser is not None else []
         byes.extend(item for item in items if isinstance(item, P.Bye))
         if terminal:
             data = "".join(_frame_line(item) + "\n" for item in items).encode()
