@@ -458,9 +458,14 @@ def test_a_severity_line_says_which_figure_now_is():
     (since,) = alarm_severity(data, prior, atc_threshold=200)
     assert abs(since.accuracy_now - 0.9) < 1e-9 and since.answers == 100
     # with how far 100 answers alone can put it either way (95 %): a few points on 64-100
-    # answers are within what chance gives (trial 15's quieter room, read as a loss)
-    assert "90.0 % now (ATC over the 100 answers since the alarm; estimated impact: -3.0 ± 5.9 points)" in since.line()
+    # answers are within what chance gives (trial 15's quieter room, read as a loss), and
+    # the line does not call them an impact
+    assert ("90.0 % now (ATC over the 100 answers since the alarm; too few answers to tell from none yet: "
+            "-3.0 ± 5.9 points)") in since.line(), since.line()
     assert " ± " not in running.line()
+    # the same 3 points over 2,000 answers are beyond chance: an impact
+    (longer,) = alarm_severity(_alarm_at_300(2300), prior, atc_threshold=200)
+    assert "over the 2000 answers since the alarm; estimated impact: -3.0 ± 1.3 points" in longer.line(), longer.line()
     # frames lost after the alarm: the line counts what arrived of what the device ran
     kept = np.ones(len(data["inference_index"]), bool)
     kept[np.flatnonzero(data["inference_index"] > 300)[::4]] = False

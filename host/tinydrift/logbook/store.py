@@ -7,7 +7,6 @@ and readers (monitor, report) can follow a capture that is still running.
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import shutil
 import sqlite3
@@ -21,7 +20,8 @@ import numpy as np
 from tinydrift.atomic import try_hold
 from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
-from tinydrift.monitor.accuracy_estimate import HARMLESS_POINTS, MIN_ANSWERS, ClassMix, estimate_since_alarm
+from tinydrift.monitor.accuracy_estimate import (MIN_ANSWERS, ClassMix, estimate_since_alarm, impact_verdict,
+                                                 sampling_half_width)
 from tinydrift.monitor.config import MAX_COMMISSION
 from tinydrift.link import protocol as P
 
@@ -892,19 +892,25 @@ class AlarmSeverity:
             at = f" (~inference {self.change_index})" if self.change_index else ""
             return (f"estimated accuracy {now} ({self.basis_text()}); no frame from before the change point{at} "
                     "arrived to compare with")
-        verdict = "harmless so far" if abs(self.impact_points) < HARMLESS_POINTS else "estimated impact"
+        error = f" ± {self.half_width:.1f}" if self.half_width is not None else ""
         return (f"estimated accuracy {100 * self.accuracy_before:.1f} % before the change{change}, "
-                f"{now} ({self.basis_text()}; {verdict}: {self.impact_points:+.1f}{self.sampling_error()} points)")
+                f"{now} ({self.basis_text()}; {self.verdict}: {self.impact_points:+.1f}{error} points)")
 
-    def sampling_error(self) -> str:
-        """" ± 4.3": the 95 % half-width that the answers since the alarm alone give the
-        estimate now (binomial); "" for the device's running ATC. On 64 answers a harmless
-        change reads a few points either way: the bench's quieter room was read as a loss of 2
-        points or more in 40 % of streams, its true accuracy 3 points up."""
-        if not self.answers:
-            return ""
-        p = min(max(self.accuracy_now, 0.0), 1.0)
-        return f" ± {196.0 * math.sqrt(max(p * (1.0 - p), 1.0 / self.answers) / self.answers):.1f}"
+    @property
+    def half_width(self) -> float | None:
+        """The 95 % half-width, in points, that the answers since the alarm alone give the
+        estimate now; None for the device's running ATC."""
+        if not self.answers or self.accuracy_now is None:
+            return None
+        return sampling_half_width(self.accuracy_now, self.answers)
+
+    @property
+    def verdict(self) -> str | None:
+        """What the estimated change is called (accuracy_estimate.impact_verdict); None where
+        there is no change to name (withheld, or nothing from before the change point)."""
+        if self.impact_points is None:
+            return None
+        return impact_verdict(self.impact_points, self.half_width)
 
     def line(self) -> str:
         return f"{self.name} latched at inference {self.latched_at}; {self.impact()}"

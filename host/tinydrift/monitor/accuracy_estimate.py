@@ -45,6 +45,10 @@ CAPPED_BASES = (CAPPED, CAPPED_REFERENCE)
 # Below this many points, an alarm's estimated accuracy impact is within what the estimate
 # wanders on its own: the shift is reported as harmless so far.
 HARMLESS_POINTS = 2.0
+# What a severity line calls the change its estimate shows (impact_verdict).
+HARMLESS = "harmless so far"
+UNCLEAR = "too few answers to tell from none yet"
+IMPACT = "estimated impact"
 # Fewer answers than this since an alarm are too few to estimate over (on a 90 % model the
 # share of confident ones wanders by 6 points on 32 answers, 27 on one, which reads 0 or
 # 100 %): a severity line then shows the device's running ATC, and says so. The bench reads
@@ -128,6 +132,27 @@ def accuracy_estimate(atc: float, confident: np.ndarray | None, n: int, mix: Cla
         if excess > 0:
             return AccuracyEstimate(max(0.0, float(atc) - excess), mix.capped_basis)
     return AccuracyEstimate(float(atc), "ATC")
+
+
+def sampling_half_width(accuracy: float, answers: int) -> float:
+    """The 95 % half-width, in points, that `answers` answers alone give an accuracy estimate
+    (binomial; at least that of one answer in `answers`, so 0 or 100 % is not read as exact)."""
+    p = min(max(float(accuracy), 0.0), 1.0)
+    return 196.0 * math.sqrt(max(p * (1.0 - p), 1.0 / answers) / answers)
+
+
+def impact_verdict(points: float, half_width: float | None) -> str:
+    """What an alarm's estimated accuracy change of `points` is called: HARMLESS under
+    HARMLESS_POINTS; UNCLEAR where the answers it rests on could give that much with nothing
+    changed (|points| within `half_width`, their 95 % sampling error; None: the device's
+    running ATC, whose error is not known here); IMPACT otherwise. On 64 answers a harmless
+    change reads a few points either way: called an impact, the bench's quieter room read as a
+    loss in 40 % of its streams, its true accuracy 3 points up."""
+    if abs(points) < HARMLESS_POINTS:
+        return HARMLESS
+    if half_width is not None and abs(points) <= half_width:
+        return UNCLEAR
+    return IMPACT
 
 
 def estimate_since_alarm(running_atc: float, confident: np.ndarray | None, answers: int,

@@ -41,7 +41,8 @@ from typing import Callable
 import numpy as np
 
 from tinydrift.errors import TinydriftError
-from tinydrift.monitor.accuracy_estimate import ClassMix, estimate_since_alarm
+from tinydrift.monitor.accuracy_estimate import (MIN_ANSWERS, ClassMix, estimate_since_alarm, impact_verdict,
+                                                 sampling_half_width)
 from tinydrift.monitor.config import (ALARM_TYPES_MASK, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_CONF, SCORE_COUNT,
                                      SCORE_ENTROPY, SCORE_LABEL, SCORE_MEAN, SCORE_NAMES, SCORE_VAR, SCORE_Z_MAX,
                                      SPREAD_BLOCK_SHIFT, SPREAD_REF_MAX, MonitorConfig)
@@ -747,7 +748,8 @@ class SeverityLines:
     the caller when `step` says so. Per alarm whose line was read before the streams ended,
     `read` holds (stream, step of the alarm) and `impacts` the points the estimate moved
     (None: withheld under a sensor fault; NaN: no inference of the run came before the
-    change point, so there is nothing to compare with). Given whether each inference was
+    change point, so there is nothing to compare with) and `verdicts` what the line calls it
+    (accuracy_estimate.impact_verdict; None where `impacts` holds no points). Given whether each inference was
     right, `truth` holds the points the true accuracy moved: over the inferences after the
     alarm up to the reading against the TRUTH_BEFORE before the change point (NaN: fewer
     than half of those since the stream's reset)."""
@@ -768,6 +770,7 @@ class SeverityLines:
         self.change = np.zeros(n, dtype=np.int64)  # the step its estimated change began at
         self.read: list[tuple[int, int]] = []
         self.impacts: list[float | None] = []
+        self.verdicts: list[str | None] = []
         self.correct = np.zeros((n, length), dtype=bool)
         self.truth: list[float] = []
 
@@ -799,11 +802,15 @@ class SeverityLines:
             self.read.append((int(i), int(self.alarm_at[i])))
             if now.value is None:
                 self.impacts.append(None)
+                self.verdicts.append(None)
             elif self.change[i] == self.since[i]:  # no inference of this run before the change
                 self.impacts.append(math.nan)
+                self.verdicts.append(None)
             else:
                 before = float(self.atc[i, self.change[i]]) / ONE_Q16
                 self.impacts.append(round(100.0 * (now.value - before), 2))
+                half_width = sampling_half_width(now.value, len(after)) if len(after) >= MIN_ANSWERS else None
+                self.verdicts.append(impact_verdict(self.impacts[-1], half_width))
             start = max(self.since[i], self.change[i] - self.TRUTH_BEFORE)
             self.truth.append(round(100.0 * (self.correct[i, self.alarm_at[i] + 1:s + 1].mean()
                                              - self.correct[i, start:self.change[i]].mean()), 2)
@@ -849,7 +856,7 @@ def measure_arl0(
     (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
     so SENSOR_FAULT and light clipping count too. severity_after: the host resets a stream
     that many inferences after its alarm instead of at once, having read the alarm's severity
-    line then (SeverityLines; "alarm_impacts" lists what they read): those inferences are not counted,
+    line then (SeverityLines; "alarm_impacts" lists what they read, "alarm_verdicts" what they called it): those inferences are not counted,
     so the ARL0 measured is the same; `correct` (per sample, whether the model was right)
     adds what the true accuracy did ("alarm_truth"). `progress(n)`: n more steps of the streams'
     `stream_length` done."""
@@ -914,7 +921,7 @@ def measure_arl0(
         "by_type": {names[i]: int(by_type[i]) for i in range(5)},
         **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))), stream_alarms).astype(int).tolist()}
            if each_group else {}),
-        **({"alarm_impacts": lines.impacts} if lines is not None else {}),
+        **({"alarm_impacts": lines.impacts, "alarm_verdicts": lines.verdicts} if lines is not None else {}),
         **({"alarm_truth": lines.truth} if lines is not None and correct is not None else {}),
         "seconds": seconds,
         "inferences_per_second": total / seconds if seconds > 0 else math.inf,

@@ -34,7 +34,8 @@ import numpy as np
 from tinydrift.atomic import write_text
 from tinydrift.errors import TinydriftError
 from tinydrift.data.scenarios import SCENARIOS, Scenario
-from tinydrift.monitor.accuracy_estimate import CAPPED_BASES, HARMLESS_POINTS, ClassMix, accuracy_estimate
+from tinydrift.monitor.accuracy_estimate import (CAPPED_BASES, HARMLESS_POINTS, IMPACT, UNCLEAR, ClassMix,
+                                                 accuracy_estimate)
 from tinydrift.monitor.calibrate import SeverityLines
 from tinydrift.monitor.config import ALARM_DATA_DRIFT, ALARM_NAMES, jsonable
 from tinydrift.pipeline.drift_compare import compare_detectors
@@ -97,23 +98,29 @@ def summarize_detection(s: Scenario, run: dict, before: int, deployment: Pool, d
         "atc_estimate_after": round(float(np.mean(run["atc_after"])), 4),
         "atc_error_after": round(float(np.mean(run["atc_after"]) - after_acc), 4),
         **_estimate_figures(host_estimates(run, prior), after_acc),
-        "severity": severity_figures(list(run["first_impact"][detected]), list(run["first_truth"][detected])),
+        "severity": severity_figures(list(run["first_impact"][detected]), list(run["first_truth"][detected]),
+                                     list(run["first_verdict"][detected])),
     }
 
 
-def severity_figures(impacts: list, truth: list) -> dict:
+def severity_figures(impacts: list, truth: list, verdicts: list) -> dict:
     """What the severity lines of some alarms read SEVERITY_READ_AFTER inferences after each
     (points the estimate moved since the change point; None: withheld under a sensor fault;
     NaN: not read): the median, and the share that reads harmful, an estimated loss of
-    HARMLESS_POINTS or more (a withheld estimate counts as harmful: it is not called
-    harmless). `truth`: what the true accuracy did over the same stretches
-    (SeverityLines.truth), the same figures."""
-    read = [i for i, t in zip(impacts, truth) if i is None or not np.isnan(i)]
-    shown = np.array([i for i in read if i is not None], dtype=np.float64)
+    HARMLESS_POINTS or more that the line calls an impact (`verdicts`, beyond what its
+    answers could give by chance; a withheld estimate counts as harmful: it is not called
+    harmless), and the share it calls too few answers to tell. `truth`: what the true
+    accuracy did over the same stretches (SeverityLines.truth), the same figures."""
+    read = [(i, v) for i, v in zip(impacts, verdicts) if i is None or not np.isnan(i)]
+    shown = np.array([i for i, _ in read if i is not None], dtype=np.float64)
     true = np.array([t for i, t in zip(impacts, truth) if (i is None or not np.isnan(i)) and not np.isnan(t)])
-    harmful = int(np.sum(shown <= -HARMLESS_POINTS)) + (len(read) - shown.size)
+    harmful = sum(i is None or (v == IMPACT and i <= -HARMLESS_POINTS) for i, v in read)
+    unclear = sum(v == UNCLEAR for _, v in read)
+    harmless = len(read) - harmful - unclear  # a gain the line calls an impact is no loss either
     return {"read_after": SEVERITY_READ_AFTER, "lines": len(read), "harmful": harmful,
             "harmful_share": round(harmful / len(read), 4) if read else None,
+            "unclear_share": round(unclear / len(read), 4) if read else None,
+            "harmless_share": round(harmless / len(read), 4) if read else None,
             "median_points": round(float(np.median(shown)), 2) if shown.size else None,
             "true_loss_share": round(float(np.mean(true <= -HARMLESS_POINTS)), 4) if true.size else None,
             "true_median_points": round(float(np.median(true)), 2) if true.size else None}
@@ -198,7 +205,7 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
         arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, n_inferences=settings.arl_inferences,
                            block_length=settings.speaker_run or "calibration", severity_after=SEVERITY_READ_AFTER,
                            correct=pool.probs.argmax(1) == pool.labels, seed=zlib_name(s.name))
-        severity = severity_figures(arl["alarm_impacts"], arl["alarm_truth"])
+        severity = severity_figures(arl["alarm_impacts"], arl["alarm_truth"], arl["alarm_verdicts"])
         harmful = severity["harmful"] / severity["lines"] * arl["alarms"] if severity["lines"] else 0.0
         # the error-rate test on the same population, labels back for LABEL_SHARE of its inferences
         errors = measure_error_rate_arl0(config, pool.probs.argmax(1), pool.labels, pool.groups,
@@ -335,8 +342,8 @@ def check_targets(result: BenchResult) -> dict:
         # reads harmless (what the filter would throw away).
         "harmful_false_alarm_worst_ratio": min((c["harmful_ratio_to_target"] for n, c in result.controls.items()
                                                 if n != "deployment" and c.get("harmful_ratio_to_target")), default=None),
-        "costly_read_harmless_share": {n: round(1 - r["severity"]["harmful_share"], 4) for n, r in sorted(costly.items())
-                                       if r.get("severity", {}).get("harmful_share") is not None},
+        "costly_read_harmless_share": {n: r["severity"]["harmless_share"] for n, r in sorted(costly.items())
+                                       if r.get("severity", {}).get("harmless_share") is not None},
         # Where DATA_DRIFT was named mostly from the model's confidence: the share the inputs
         # showed themselves, and whether they were beyond their own no-drift range (z over
         # its p99) when the first alarm came.
@@ -452,13 +459,15 @@ def _severity_markdown(result: BenchResult) -> list[str]:
         return []
     out = ["", f"## The severity line, {SEVERITY_READ_AFTER} inferences after each alarm", "",
            f"The estimated accuracy then against the device's just before its estimated change point; harmful: a "
-           f"loss of {HARMLESS_POINTS:g} points or more, or withheld under a sensor fault. Beside it the true "
+           f"loss of {HARMLESS_POINTS:g} points or more that the line calls an impact (beyond the 95 % sampling error "
+           f"of the answers since the alarm), or withheld under a sensor fault; too few to tell: a change of "
+           f"{HARMLESS_POINTS:g} points or more within that error. Beside it the true "
            f"accuracy over the inferences after the alarm against the {SeverityLines.TRUTH_BEFORE} before the change "
            f"point. On a population that must not alarm, the lines of its false alarms and the ARL0 of those read "
            f"harmful (x the target); on a scenario, of each stream's first detection.", "",
-           "| population or scenario | lines read | read harmful | median points | true accuracy: fell 2 points or more "
-           "| median points | harmful false alarms' ARL0 x target |",
-           "|---|---|---|---|---|---|---|"]
+           "| population or scenario | lines read | read harmful | too few to tell | median points "
+           "| true accuracy: fell 2 points or more | median points | harmful false alarms' ARL0 x target |",
+           "|---|---|---|---|---|---|---|---|"]
     for name, r in rows:
         line = r["severity"]
         if name in result.controls:
@@ -466,7 +475,8 @@ def _severity_markdown(result: BenchResult) -> list[str]:
             ratio = format(ratio, ".3f") if ratio is not None else f"> {r['inferences'] / result.arl0_target:.0f}"
         else:
             ratio = ""
-        out.append(f"| {name} | {line['lines']} | {_share(line['harmful_share'])} | {_points(line['median_points'])} "
+        out.append(f"| {name} | {line['lines']} | {_share(line['harmful_share'])} | {_share(line['unclear_share'])} "
+                   f"| {_points(line['median_points'])} "
                    f"| {_share(line['true_loss_share'])} | {_points(line['true_median_points'])} | {ratio} |")
     return out
 

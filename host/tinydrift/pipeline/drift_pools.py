@@ -457,12 +457,13 @@ def run_monitor(config: MonitorConfig, streams: StreamSet, deployment: Pool, dri
             "heard_before": [lines.predicted[i, :first_change[i]] for i in range(b)],
             "alarms_after": twin.alarms & ALARM_TYPES_MASK,
             "first_impact": _first_lines(lines, lines.impacts, b), "first_truth": _first_lines(lines, lines.truth, b),
+            "first_verdict": _first_lines(lines, lines.verdicts, b),
             "data_z_first": data_z_first / ONE_Q12, "data_seen": data_seen,
             "no_drift_data_z": np.concatenate(no_drift_z) / ONE_Q12 if no_drift_z else np.zeros(0)}
 
 
 def _first_lines(lines: SeverityLines, values: list, n_streams: int) -> np.ndarray:
-    """Per stream, its first alarm's entry of `values` (lines.impacts or lines.truth), read
+    """Per stream, its first alarm's entry of `values` (lines.impacts, .truth or .verdicts), read
     SEVERITY_READ_AFTER inferences after it (NaN: no alarm, or read too late; None: withheld)."""
     out = np.full(n_streams, np.nan, dtype=object)
     for (stream, _), value in zip(lines.read, values):
