@@ -574,6 +574,41 @@ def test_a_message_with_an_impossible_stamp_is_dropped_and_the_collector_goes_on
     assert f"`tinydrift collect --fleet {FLEET} --group collectors --name c1` (and its --broker and --db)" in c1.text
 
 
+def test_qos_0_messages_are_stored_without_an_acknowledgement_that_would_drop_the_collector(services, dsn,
+                                                                                          tmp_path):
+    """A QoS 0 message (mosquitto_pub's default) has no PUBACK. The collector acknowledged
+    every message it stored, so the broker dropped it for a protocol error after each one;
+    after a few it exited 1 saying another collector had taken its session (trial 16). A
+    QoS 0 frame is stored and the collector stays on its one connection."""
+    import paho.mqtt.client as mqtt
+
+    broker, _ = services
+    c1 = collector(tmp_path, broker.url, dsn, "c1")
+    subscribed(c1)
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    try:
+        for seq in range(10):
+            frame = P.parse_packet(P.encode_packet(P.Heartbeat(seq, 100, 5000, 0, 0, 0, 0, 10, (P.NOT_LATCHED,) * 5,
+                                                              (1, 2, 3, 4, 5), 100, 200, 150, (21,) * 12)))
+            message = E.pack(E.Identity(0xD600, 1, bytes(8)), 1_700_000_000_000_000 + seq, frame.raw)
+            publisher.publish(E.topic(FLEET, 0xD600, P.FrameType.HEARTBEAT), message, qos=0).wait_for_publish(10)
+            time.sleep(0.3)  # each its own batch: one ack each, as the trial's did
+        publisher.publish(E.topic(FLEET, 0xD600, P.FrameType.HELLO), b"test", qos=0).wait_for_publish(10)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    rows, distinct = wait_stored(dsn, 10, commands=[c1])
+    assert rows == distinct == 10
+    time.sleep(1.0)
+    assert c1.process.poll() is None, c1.text  # still running
+    assert c1.stop() == 0, c1.text
+    log = c1.log.read_text()
+    assert "unreachable" not in log and "took this session over" not in log, log
+    assert "rejected a message" in log  # the one that is no envelope, acknowledged by no one
+
+
 def test_collector_with_the_database_down_at_start_says_so_once_and_exits_1(services, tmp_path):
     from tinydrift.fleet.services import free_port
 

@@ -79,6 +79,7 @@ class Received:
     mid: int
     topic: str
     payload: bytes
+    qos: int = 1  # 0: sent at most once, with nothing to acknowledge
 
 
 def known_model_ids(model_dirs: list[str | Path]) -> set[bytes] | None:
@@ -186,7 +187,7 @@ class Collector:
             self.log(f"broker {self.broker} unreachable ({why}); reconnecting")
 
     def _on_message(self, _client, _userdata, message) -> None:
-        self.inbox.put(Received(self.generation, message.mid, message.topic, message.payload))
+        self.inbox.put(Received(self.generation, message.mid, message.topic, message.payload, message.qos))
 
     def take(self, limit: int, wait: float) -> list[Received]:
         """Up to `limit` messages: the first within `wait` seconds, then what comes within
@@ -203,11 +204,12 @@ class Collector:
     def ack(self, batch: list[Received]) -> None:
         """PUBACK for every message of a committed batch that came on the current connection
         (those from an earlier one are the broker's to send again; a stale id could name
-        another message now)."""
+        another message now). A QoS 0 message (a `mosquitto_pub` without -q) has no PUBACK:
+        one sent for it is a protocol error, on which the broker drops the connection."""
         current = self.generation
         for item in batch:
-            if item.generation == current:
-                self.client.ack(item.mid, 1)
+            if item.generation == current and item.qos > 0:
+                self.client.ack(item.mid, item.qos)
 
 
 def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: str = "collectors",
