@@ -9,6 +9,7 @@ import random
 import re
 import threading
 
+import click
 import pytest
 
 from tinydrift.errors import TinydriftError
@@ -126,6 +127,30 @@ def test_a_database_that_does_not_exist_is_a_clear_error_not_an_outage(fleet_ser
     # an option libpq refuses before any network is no outage to wait out either
     with pytest.raises(TinydriftError, match='invalid sslmode value: "bogus" \\(fix --db\\)'):
         FleetStore(database.dsn + "?sslmode=bogus")
+
+
+def test_a_database_url_s_password_is_never_shown(fleet_services):
+    """`fleet serve`'s 503 page (which --host 0.0.0.0 puts on a network) and collect's
+    errors showed the --db URL with its password, where broker URLs already left theirs out
+    (trial 16). The dashboard, the store and the URL check show it without."""
+    from tinydrift.cli.params import DATABASE_URL
+    from tinydrift.fleet.dashboard import FleetView
+    from tinydrift.fleet.store import shown_database
+
+    _, database = fleet_services
+    user_at = database.dsn.split("://", 1)[1].split("@", 1)[0]
+    with_password = database.dsn.replace(f"{user_at}@", f"{user_at}:s3cret@", 1)
+    missing = with_password.rsplit("/", 1)[0] + "/nothing_here"
+    for make in (FleetStore, FleetView):
+        with pytest.raises(TinydriftError) as refused:
+            make(missing)
+        assert "s3cret" not in str(refused.value) and f"{user_at}@" in str(refused.value), refused.value
+    with pytest.raises(click.BadParameter) as malformed:
+        DATABASE_URL.convert("mysql://me:s3cret@host/db", None, None)
+    assert "s3cret" not in str(malformed.value) and "me@host" in str(malformed.value)
+    assert shown_database("host=h password='a b' dbname=x") == "host=h password=... dbname=x"
+    assert shown_database("postgresql://u@h/db?password=s3cret&sslmode=require") == \
+        "postgresql://u@h/db?password=...&sslmode=require"
 
 
 def test_a_database_of_an_older_schema_is_upgraded_in_place(fleet_dsn):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import tempfile
 from pathlib import Path
@@ -32,6 +33,9 @@ HOST_PORT_SCHEMES = ("socket", "rfc2217")
 SERIAL_FORMS = "socket://HOST:PORT, rfc2217://HOST:PORT, or a device path such as /dev/ttyACM0"
 
 
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 class _PathType(click.ParamType):
     """A path checked by `problem(path) -> reason or None`; the reason becomes the usage error."""
 
@@ -42,6 +46,14 @@ class _PathType(click.ParamType):
     def convert(self, value, param, ctx) -> Path:
         if isinstance(value, str) and not value.strip():
             self.fail("an empty path names nothing: give the path (. for this folder)", param, ctx)
+        if isinstance(value, str) and _URL.match(value):
+            from tinydrift.fleet.store import shown_database
+
+            # Path() would fold the // and name a file that is not there
+            fleet = (" (a fleet's PostgreSQL database is shown by `tinydrift fleet serve --db URL`)"
+                     if value.lower().startswith(("postgresql:", "postgres:")) else "")
+            self.fail(f"{shown_database(value)!r} is a URL, not a path: give a {self.name} on this machine{fleet}",
+                      param, ctx)
         path = Path(value)
         reason = self._problem(path)
         if reason:
@@ -248,6 +260,7 @@ def input_path(what: str = "file or folder") -> click.ParamType:
 
 
 OUTPUT_FILE = _PathType("file", _output_file)
+ANY_FILE = _PathType("file", lambda path: None)  # checked where it is used (monitor's --db: read, or made)
 OUTPUT_FOLDER = _PathType("folder", _output_folder)
 OUTPUT_SET = _PathType("path", _output_set)
 FIRMWARE_IMAGE = _PathType("elf", _input_file("firmware image (.elf)", _not_elf))
@@ -355,7 +368,9 @@ def _database_url(value: str) -> None:
         port = 0
     if (parts.scheme not in ("postgresql", "postgres") or not parts.hostname or not parts.path.strip("/")
             or port == 0):
-        raise TinydriftError(f"{value!r} is not a PostgreSQL URL: give postgresql://USER@HOST[:PORT]/DATABASE "
+        from tinydrift.fleet.store import shown_database
+
+        raise TinydriftError(f"{shown_database(value)!r} is not a PostgreSQL URL: give postgresql://USER@HOST[:PORT]/DATABASE "
                              "(PORT 1-65535)")
 
 

@@ -33,7 +33,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.fleet.mqtt import FLEET_EXTRA
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
-from tinydrift.fleet.store import SCHEMA_VERSION, STATE_TYPES
+from tinydrift.fleet.store import SCHEMA_VERSION, STATE_TYPES, shown_database
 from tinydrift.logbook.store import from_int64, to_int64
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -115,7 +115,7 @@ class FleetView:
         try:
             self.conn = psycopg.connect(dsn, connect_timeout=5, autocommit=True)
         except psycopg.Error as exc:
-            raise TinydriftError(f"cannot read the fleet database {dsn!r}: {_first_line(exc)}") from None
+            raise TinydriftError(f"cannot read the fleet database {shown_database(dsn)!r}: {_first_line(exc)}") from None
         self.conn.read_only = True
 
     def check_schema(self) -> None:

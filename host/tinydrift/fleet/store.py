@@ -22,6 +22,7 @@ model no --model-dir names.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -211,6 +212,25 @@ class BatchResult:
     events: list[tuple[int, str, str]] = field(default_factory=list)  # (device_id, kind, detail), new this batch
 
 
+def shown_database(dsn: str) -> str:
+    """`dsn` as a message or a page shows it: without its password (a URL's user:password@
+    or a password= option), as broker URLs are shown; `fleet serve` may face a network."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in dsn:  # key=value form
+        return re.sub(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|\S*)", "password=...", dsn)
+    parts = urlsplit(dsn)
+    if parts.password is None and not any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+        return dsn  # as given (urlunsplit would fold an empty host's ///)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        netloc = f"{userinfo.split(':', 1)[0]}@{host}"
+    query = urlencode([(k, "..." if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe=".")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 class FleetStore:
     """One connection to the fleet database. Raises StoreDown when it cannot be reached."""
 
@@ -226,16 +246,16 @@ class FleetStore:
         except psycopg.OperationalError as exc:
             text = str(exc)
             if text.startswith("connection is bad:"):  # libpq refused its options before any network: no outage
-                raise TinydriftError(f"database {dsn!r}: {_first_line(exc)} (fix --db)") from None
+                raise TinydriftError(f"database {shown_database(dsn)!r}: {_first_line(exc)} (fix --db)") from None
             refusal = text.split("FATAL:", 1)[1].strip().splitlines()[0] if "FATAL:" in text else None
             if refusal and "the database system is" not in refusal:  # starting up or shutting down: wait
                 # The server answered and said no (no such database or role, a wrong password):
                 # waiting would not change that.
-                raise TinydriftError(f"the database server refused {dsn!r}: {refusal} (fix --db, or create the "
+                raise TinydriftError(f"the database server refused {shown_database(dsn)!r}: {refusal} (fix --db, or create the "
                                      "database and the role)") from None
             raise StoreDown(_first_line(exc)) from None
         except psycopg.ProgrammingError as exc:  # a malformed connection string
-            raise TinydriftError(f"database {dsn!r}: {_first_line(exc)} (give a PostgreSQL URL such as "
+            raise TinydriftError(f"database {shown_database(dsn)!r}: {_first_line(exc)} (give a PostgreSQL URL such as "
                                  "postgresql://USER@HOST:PORT/DB)") from None
         self._partitions: set[str] = set()
         self._unknown_seen: set[tuple[str, int, bytes]] = set()
