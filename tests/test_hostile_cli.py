@@ -282,6 +282,12 @@ CASES = [
     ("file-for-folder", "monitor", ["--db", "{r}/c.db", "--model-dir", "{r}/afile", "--once"], "afile"),
     ("file-for-folder", "export", ["--model", "{r}/model", "--data", "{r}/adir", "--real-data", "{r}/afile"], "afile"),
     ("device-for-file", "emulate", ["--audio", "/dev/null"], "/dev/null"),
+    # a fleet's database URL where a capture file goes: Path() folded it into a missing file,
+    # and showed its password (trial 16)
+    ("url-for-file", "report", ["postgresql://fleet:s3cret@127.0.0.1:5433/tinydrift", "--out", "{r}/out"],
+     "'postgresql://fleet@127.0.0.1:5433/tinydrift' is a URL, not a path"),
+    ("url-for-file", "monitor", ["--db", "postgresql://fleet@127.0.0.1:5433/tinydrift", "--once"],
+     "is shown by `tinydrift fleet serve --db URL`"),
     # outputs that cannot be written
     ("output-blocked", "data-kws", ["--out", "{blocked}"], "blocker"),
     ("output-blocked", "data-plant", ["--out", "{blocked}"], "blocker"),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from tinydrift.errors import TinydriftError
-from tinydrift.cli.params import (BAUD, COUNT, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, OUTPUT_FOLDER, SECONDS,
+from tinydrift.cli.params import (ANY_FILE, BAUD, COUNT, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, OUTPUT_FOLDER, SECONDS,
                                   SERIAL_URL, input_file)
 
 
@@ -73,7 +73,7 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
 
 
 @click.command("monitor")
-@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None, metavar="FILE",
+@click.option("--db", "db_path", type=ANY_FILE, default=None, metavar="FILE",
               help="Capture database to watch (while `capture` writes it, or afterwards; read-only media "
                    "too); with --port, the one to capture into.")
 @click.option("--port", "port_url", type=SERIAL_URL, default=None, metavar="URL",
