@@ -274,6 +274,36 @@ def test_the_overview_and_the_alarm_map_read_no_frames(fleet_dsn):
             assert "frames" not in plan, plan
 
 
+def test_every_alarm_map_count_can_be_read_on_its_shade():
+    """A rising cell's count was red on a background shaded red by the share of devices: at a
+    whole fleet alarming, red on the same red, hidden exactly when it matters most (trial
+    16). Every cell's text keeps a contrast of 3:1 or more (WCAG's large-text floor) on its
+    shade, from no device to all of them."""
+    import re
+
+    from tinydrift.fleet.dashboard import DeviceRow, overview_page
+
+    def luminance(rgb):
+        linear = [(c / 255) / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    now = dt.datetime(2026, 12, 7, 8, tzinfo=dt.timezone.utc)
+    devices = [DeviceRow(k, "f", bytes(8), 1, now, 10, 1, 0.5) for k in range(4)]
+    hours = [(now + dt.timedelta(hours=h), [n] * len(P.ALARM_NAMES)) for h, n in enumerate([0, 1, 2, 3, 4, 0, 4])]
+    page = overview_page(devices, hours).decode()
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    cells = re.findall(r"<td class='(map[^']*)' data-type='[A-Z_]+' style='background: rgba\((\d+), (\d+), (\d+), "
+                       r"([\d.]+)\)'>(\d+)</td>", page)
+    assert len(cells) == len(hours) * len(P.ALARM_NAMES)
+    assert "td.map.dark { color: #fff; }" in style and "color: #222" in style
+    assert "rising" in page and not re.search(r"rising[^}]*color", style)  # marked by weight, not colour
+    for classes, r, g, b, alpha, count in cells:
+        shade = [round(float(alpha) * int(c) + (1 - float(alpha)) * 255) for c in (r, g, b)]
+        text = (255, 255, 255) if "dark" in classes.split() else (34, 34, 34)
+        lighter, darker = sorted([luminance(shade), luminance(text)], reverse=True)
+        assert (lighter + 0.05) / (darker + 0.05) >= 3.0, (classes, alpha, count)
+
+
 def test_a_fleets_alarm_map_is_of_its_own_newest_hours(fleet_dsn):
     """`fleet serve --fleet old` showed an empty map while that fleet's boards drifted: its
     24 hours were counted back from the newest frame of any fleet."""

@@ -193,8 +193,14 @@ tr.drifting td.state { color: #b00020; font-weight: bold; }
 tr.warning td.state { color: #b36b00; }
 tr.quiet td.state { color: #1b7a1b; }
 td.map { text-align: center; }
-.rising { color: #b00020; font-weight: bold; }
+td.map.rising { font-weight: bold; text-decoration: underline; }
+td.map.dark { color: #fff; }
 """
+# The alarm map's cells shade toward this red with the share of devices showing the type; from
+# DARK_SHARE on, their count is written in white, below it in the page's near-black (3.5:1 or
+# more either way). A rising count was red text: on a fleet alarming whole, red on the same red.
+MAP_RED = (176, 0, 32)
+DARK_SHARE = 0.6
 
 
 def _page(title: str, body: str) -> bytes:
@@ -232,10 +238,11 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
     map_rows = []
     for i, (hour, counts) in enumerate(alarm_map):
         before = alarm_map[i - 1][1] if i else [0] * len(counts)
+        shares = [min(1.0, n / max(1, len(devices))) for n in counts]
         cells = "".join(
-            f"<td class='map{' rising' if n > b else ''}' data-type='{name}' "
-            f"style='background: rgba(176, 0, 32, {min(1.0, n / max(1, len(devices))):.2f})'>{n}</td>"
-            for name, n, b in zip(P.ALARM_NAMES, counts, before))
+            f"<td class='map{' rising' if n > b else ''}{' dark' if share >= DARK_SHARE else ''}' data-type='{name}' "
+            f"style='background: rgba({', '.join(map(str, MAP_RED))}, {share:.2f})'>{n}</td>"
+            for name, n, b, share in zip(P.ALARM_NAMES, counts, before, shares))
         map_rows.append(f"<tr><td>{_when(hour)[:13]}h</td>{cells}</tr>")
     map_table = (f"<table id='alarm-map'><tr><th>hour (UTC)</th>{head}</tr>{''.join(map_rows)}</table>"
                  if map_rows else "<p>No frames yet.</p>")
