@@ -80,8 +80,10 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
                           durable=durable, resend_window=resend_window, log=lambda m: click.echo(m, err=True),
                           progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
-    if summary.failed or (not ports and summary.left_in_outbox):
-        raise SystemExit(1)  # with ports, frames kept in the outbox for a broker that was away are no failure
+    # With ports, frames kept for a broker that was away a while are no failure; one never
+    # reached in the whole run is a wrong --broker (or one not running), as collect says too.
+    if summary.failed or (summary.left_in_outbox and (not ports or summary.broker_never_reached)):
+        raise SystemExit(1)
 
 
 @click.command("collect")

@@ -64,11 +64,14 @@ class GatewaySummary:
     left_in_outbox: int
     outbox: Path
     failed: bool = False
+    broker_never_reached: bool = False  # no connection in the whole run: a wrong --broker, most likely
 
     def line(self) -> str:
         s = self.stats
         left = (f"; {self.left_in_outbox} frames wait in {self.outbox} for the next gateway"
                 if self.left_in_outbox else "")
+        if self.broker_never_reached:
+            left += "; the broker was never reached"
         return (f"gateway read {s.frames} frames ({s.lost} lost on the links, {s.corrupt} corrupt, "
                 f"{s.restarts} device restarts, {s.reopens} reopens), the broker acknowledged {s.published} "
                 f"in {self.duration_s:.1f} s; stopped: {self.end_reason}{left}")
@@ -250,6 +253,7 @@ class Publisher:
         self.retry: list[tuple[float, int]] = []  # (when, outbox id) to send again
         self.last_id = 0
         self.connected = threading.Event()
+        self.ever_connected = False
         self._down_since: float | None = time.monotonic()
         self._said_down = self._said_no_subscriber = False
         self.stopping = False  # our own disconnect is not an outage
@@ -266,6 +270,7 @@ class Publisher:
             self.log(f"broker {self.broker} refused the connection: {reason_code}")
             return
         self.send_kept = True
+        self.ever_connected = True
         self.connected.set()
         self.watch.opened()
         if self._said_down:
@@ -495,4 +500,4 @@ def forward(make_sources: Callable[[Feed], list[threading.Thread]], outbox: Outb
         left = outbox.count()
         outbox.close()
     return GatewaySummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats, left,
-                          outbox.path, failed)
+                          outbox.path, failed, broker_never_reached=not publisher.ever_connected)
