@@ -269,7 +269,7 @@ def test_the_overview_and_the_alarm_map_read_no_frames(fleet_dsn):
     counts = ", ".join(f"count(a.device_id) FILTER (WHERE a.alarm = {k})" for k in range(len(P.ALARM_NAMES)))
     with psycopg.connect(fleet_dsn) as conn:
         for sql, args in ((OVERVIEW_SQL, {"fleet": None, "latched": 31}),
-                          (MAP_SQL.format(counts=counts), {"fleet": "f", "hours": 24})):
+                          (MAP_SQL.format(counts=counts), {"fleet": "f", "hours": 24, "ahead": dt.timedelta(hours=1)})):
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, args))
             assert "frames" not in plan, plan
 
@@ -320,6 +320,35 @@ def test_a_fleets_alarm_map_is_of_its_own_newest_hours(fleet_dsn):
         view.close()
     drift = P.ALARM_NAMES.index("DATA_DRIFT")
     assert hours and hours[-1][1][drift] == 1 and hours[-1][0] < now - dt.timedelta(hours=29)
+
+
+def test_a_gateway_whose_clock_is_off_is_said_once_and_does_not_blank_the_map(fleet_dsn):
+    """One HELLO stamped two days ahead moved the map's 24 hours past today, all zeros, while
+    boards drifted now; a gateway without a set clock (1970) made a board's new boot read as
+    its boot counter going back, blaming the board (trial 16). Such frames are stored as
+    stamped; the board's clock is said once, the map keeps to the boards stamped up to now."""
+    from tinydrift.fleet.store import UNIX_EPOCH
+
+    now = dt.datetime.now(dt.timezone.utc)
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    drifting = store.write("f", latched_run(1, now - dt.timedelta(minutes=20), 300, 100))
+    ahead = store.write("f", board_run(2, 1, now + dt.timedelta(days=2)))
+    unset = store.write("f", board_run(3, 1, UNIX_EPOCH + dt.timedelta(days=1)))
+    again = store.write("f", board_run(2, 2, now + dt.timedelta(days=2, hours=1)))
+    store.close()
+    assert drifting.events == [] and again.events == []  # said once a board
+    (device, kind, detail), = ahead.events
+    assert (device, kind) == (2, "gateway_clock_off") and "48.0 h ahead of the collector's clock" in detail
+    (device, kind, detail), = unset.events
+    assert (device, kind) == (3, "gateway_clock_off") and "stamped 1970-01-02" in detail
+    view = FleetView(fleet_dsn)
+    try:
+        hours = view.alarm_map()
+    finally:
+        view.close()
+    drift = P.ALARM_NAMES.index("DATA_DRIFT")
+    assert hours[-1][0] <= now and hours[-1][1][drift] == 1  # the board drifting now, in the newest hour shown
 
 
 def test_a_store_of_schema_5_gets_its_boards_state_from_the_frames_it_holds(fleet_services, fleet_dsn):

@@ -33,7 +33,7 @@ from tinydrift.errors import TinydriftError
 from tinydrift.fleet.mqtt import FLEET_EXTRA
 from tinydrift.frontend import SAMPLE_RATE
 from tinydrift.link import protocol as P
-from tinydrift.fleet.store import SCHEMA_VERSION, STATE_TYPES, shown_database
+from tinydrift.fleet.store import CLOCK_AHEAD, SCHEMA_VERSION, STATE_TYPES, shown_database
 from tinydrift.logbook.store import from_int64, to_int64
 from tinydrift.monitor.config import ALARM_SENSOR_FAULT
 
@@ -56,7 +56,11 @@ ORDER BY coalesce(alarm_bits, 0) & %(latched)s = 0, fleet, device_id
 # fleet shown, not of every fleet in the store), with the boards that showed each alarm type.
 MAP_SQL = """
 WITH heard AS (
-    SELECT date_trunc('hour', min(first_seen)) AS first, date_trunc('hour', max(last_seen)) AS last FROM devices
+    -- the newest hour of the boards whose gateways' clocks are not ahead of this one (one
+    -- stamped two days ahead blanked the map of every board drifting today)
+    SELECT date_trunc('hour', min(first_seen)) AS first,
+           date_trunc('hour', coalesce(max(last_seen) FILTER (WHERE last_seen <= now() + %(ahead)s),
+                                       max(last_seen))) AS last FROM devices
     WHERE %(fleet)s::text IS NULL OR fleet = %(fleet)s),
 hours AS (
     SELECT generate_series(greatest(first, last - make_interval(hours => %(hours)s - 1)), last, '1 hour') AS hour
@@ -147,7 +151,8 @@ class FleetView:
     def alarm_map(self, hours: int = MAP_HOURS) -> list[tuple[datetime, list[int]]]:
         """Per hour (the fleet's newest `hours` hours): boards showing each alarm type latched."""
         counts = ", ".join(f"count(a.device_id) FILTER (WHERE a.alarm = {k})" for k in range(len(P.ALARM_NAMES)))
-        rows = self.conn.execute(MAP_SQL.format(counts=counts), {"hours": hours, "fleet": self.fleet}).fetchall()
+        rows = self.conn.execute(MAP_SQL.format(counts=counts), {"hours": hours, "fleet": self.fleet,
+                                                                   "ahead": CLOCK_AHEAD}).fetchall()
         return [(r[0], list(r[1:])) for r in rows]
 
     def latches(self, fleet: str, device_id: int) -> list[tuple] | None:

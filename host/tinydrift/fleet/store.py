@@ -175,6 +175,12 @@ _NO_DETECTION = (None,) * 4
 
 
 UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+# A frame stamped this far ahead of the collector's clock, or before CLOCK_FLOOR (a board
+# without a real-time clock starts at 1970), came through a gateway whose clock is off: it is
+# stored as stamped, and said once per board (the map's hours and the HELLOs' order follow
+# the stamps).
+CLOCK_AHEAD = dt.timedelta(hours=1)
+CLOCK_FLOOR = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
 
 
 def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
@@ -259,6 +265,7 @@ class FleetStore:
                                  "postgresql://USER@HOST:PORT/DB)") from None
         self._partitions: set[str] = set()
         self._unknown_seen: set[tuple[str, int, bytes]] = set()
+        self._clock_said: set[tuple[str, int]] = set()
 
     def migrate(self, target: int = SCHEMA_VERSION) -> int:
         """Bring the schema up to `target` (an older one only in tests of the upgrade);
@@ -394,6 +401,7 @@ class FleetStore:
                                               f"runs model {model.hex()}, which no --model-dir names: its frames are "
                                               "stored with known_model false"))
             last = max(rows[i][3] for i in order)
+            self._check_clock(fleet, device, min(rows[i][3] for i in order), last, result)
             frames, wakes = per_device.get(device, (0, 0))
             kept_values = (state.state_at, state.alarm_bits, state.accuracy, state.latch_index,
                            state.latch_at, wakes) if self._keeps_state else ()
@@ -411,13 +419,31 @@ class FleetStore:
                 cur.executemany("INSERT INTO device_events (fleet, device_id, kind, detail) VALUES (%s, %s, %s, %s)",
                                 [(fleet, d, k, t) for d, k, t in result.events])
 
+    def _check_clock(self, fleet: str, device: int, first: dt.datetime, last: dt.datetime,
+                     result: BatchResult) -> None:
+        if (fleet, device) in self._clock_said:
+            return
+        ahead = last - dt.datetime.now(dt.timezone.utc)
+        if ahead > CLOCK_AHEAD:
+            detail = (f"frames stamped {last:%Y-%m-%d %H:%M} UTC, {ahead.total_seconds() / 3600:.1f} h ahead of the "
+                      "collector's clock")
+        elif first < CLOCK_FLOOR:
+            detail = f"frames stamped {first:%Y-%m-%d %H:%M} UTC"
+        else:
+            return
+        self._clock_said.add((fleet, device))
+        result.events.append((device, "gateway_clock_off",
+                              f"{detail}: the clock of the gateway it came through is off (set it, e.g. by NTP); "
+                              "stored as stamped, and the fleet's hours and its HELLOs' order follow the stamps"))
+
     @staticmethod
     def _check_hello(device: int, state: "BoardState", boot: int, model: bytes, result: BatchResult) -> None:
         old_boot, old_model = state.boot, state.model
         if boot and old_boot and boot < old_boot:
             result.events.append((device, "boot_went_back",
-                                  f"says boot {boot} after boot {old_boot}: its boot counter went back "
-                                  "(reflashed, or two boards share one id)"))
+                                  f"says boot {boot} after boot {old_boot} (by its gateway's stamps): its boot "
+                                  "counter went back (reflashed, or two boards share one id), or a gateway's "
+                                  "clock is off"))
         elif boot and boot == old_boot and model != old_model:
             result.events.append((device, "model_changed_in_boot",
                                   f"boot {boot} now runs model {model.hex()}, before {old_model.hex()}, "
