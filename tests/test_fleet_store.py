@@ -351,6 +351,26 @@ def test_a_gateway_whose_clock_is_off_is_said_once_and_does_not_blank_the_map(fl
     assert hours[-1][0] <= now and hours[-1][1][drift] == 1  # the board drifting now, in the newest hour shown
 
 
+def test_two_boards_under_one_id_are_said_once_and_both_kept(fleet_dsn):
+    """Two simulated fleets with the same first id at once: every board's row counted both
+    boards' frames, under the same sequence numbers, and nothing said so (trial 16). A frame
+    name met again under another stamp is a shared id; a copy (the same stamp) is not."""
+    now = dt.datetime.now(dt.timezone.utc)
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    first = board_run(7, 1, now)
+    copies = store.write("f", first)
+    again = store.write("f", first)  # a redelivery: stored once, nothing said
+    twin = store.write("f", board_run(7, 1, now + dt.timedelta(milliseconds=3)))
+    more = store.write("f", board_run(7, 1, now + dt.timedelta(milliseconds=7)))
+    other_fleet = store.write("g", board_run(7, 1, now))  # another fleet's board 7 is another board
+    store.close()
+    assert copies.events == again.events == more.events == other_fleet.events == []
+    assert again.inserted == 0 and twin.inserted == len(first)  # both boards' frames kept
+    (device, kind, detail), = twin.events
+    assert (device, kind) == (7, "shared_id") and "two boards share this id" in detail
+
+
 def test_a_store_of_schema_5_gets_its_boards_state_from_the_frames_it_holds(fleet_services, fleet_dsn):
     """Migration 6 fills each board's state, latches, wakes and the alarm roll-up from the
     frames already stored: the same as a collector of schema 6 folds in from the start."""

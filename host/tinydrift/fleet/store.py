@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 from tinydrift.errors import TinydriftError
@@ -181,6 +181,12 @@ UNIX_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 # the stamps).
 CLOCK_AHEAD = dt.timedelta(hours=1)
 CLOCK_FLOOR = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+# A frame name (device, boot, seq) met again with another gateway stamp within this long is a
+# second board under one id (or one board read by two gateways); a copy carries the stamp of
+# the first. Farther apart it can be a sequence number that wrapped. The names are kept for
+# the last SEEN_NAMES frames a collector stored.
+SHARED_ID_WITHIN = dt.timedelta(hours=1)
+SEEN_NAMES = 200_000
 
 
 def frame_row(fleet: str, env: Envelope, known_model: bool | None) -> tuple:
@@ -266,6 +272,8 @@ class FleetStore:
         self._partitions: set[str] = set()
         self._unknown_seen: set[tuple[str, int, bytes]] = set()
         self._clock_said: set[tuple[str, int]] = set()
+        self._seen: OrderedDict[tuple[str, int, int, int], dt.datetime] = OrderedDict()  # frame name -> its stamp
+        self._shared_said: set[tuple[str, int]] = set()
 
     def migrate(self, target: int = SCHEMA_VERSION) -> int:
         """Bring the schema up to `target` (an older one only in tests of the upgrade);
@@ -342,8 +350,29 @@ class FleetStore:
             for device, woke in inserted:
                 per_device[device][0] += 1
                 per_device[device][1] += bool(woke)
+            self._check_names(fleet, rows, result)
             self._update_devices(fleet, envelopes, rows, per_device, known_models, result)
         return result
+
+    def _check_names(self, fleet: str, rows: list[tuple], result: BatchResult) -> None:
+        """Say once per board when one of its frame names came again under another stamp."""
+        for row in rows:
+            device, boot, seq, at = row[0], row[1], row[2], row[3]
+            if not device:
+                continue  # a port that named no board yet: many boards are device 0
+            name = (fleet, device, boot, seq)
+            before = self._seen.get(name)
+            if before is None:
+                self._seen[name] = at
+                if len(self._seen) > SEEN_NAMES:
+                    self._seen.popitem(last=False)
+            elif before != at and abs(at - before) < SHARED_ID_WITHIN and (fleet, device) not in self._shared_said:
+                self._shared_said.add((fleet, device))
+                result.events.append((device, "shared_id",
+                                      f"frame {seq} of boot {boot} came twice, gateway stamps "
+                                      f"{abs(at - before).total_seconds():.3f} s apart: two boards share this id, "
+                                      "or one board is read by two gateways (both stored; give each board its "
+                                      "own id)"))
 
     def _ensure_partitions(self, days: set[dt.date]) -> None:
         for day in sorted(days):
