@@ -284,6 +284,13 @@ def test_broker_restarted_mid_run_loses_and_duplicates_nothing(services, dsn, tm
     # paho calls it "Unspecified error"; a gateway that had connected just before the stop
     # was once told another client had taken its session over
     assert "the connection was lost without a word from the broker: it stopped" in said[0], said
+    # the frames sent again after the reconnect are acknowledged again: the summary says why
+    # the broker acknowledged more sends than the gateway read (trial 16 read it as a miscount)
+    summary = gw.out.read_text()
+    read = int(summary.split("gateway read ")[1].split()[0])
+    acknowledged = int(summary.split("the broker acknowledged ")[1].split()[0])
+    repeats = int(summary.split(" sends repeated a frame")[0].rsplit("(", 1)[1])
+    assert acknowledged > read and repeats >= acknowledged - read, summary
 
 
 def test_broker_crashed_mid_run_loses_nothing_the_gateway_kept(services, dsn, tmp_path, devices_factory):
@@ -935,7 +942,10 @@ def test_a_device_that_says_goodbye_and_closes_ends_the_gateway_cleanly(tmp_path
                               capture_output=True, text=True, timeout=60)
     finally:
         away.remove()
-    assert done.returncode == 0 and time.monotonic() - started < 20, done.stdout + done.stderr
+    # exit 1 only for the broker it never reached (a gateway's own failure since trial 16),
+    # not for the port: that one ended cleanly, at once
+    assert done.returncode == 1 and time.monotonic() - started < 20, done.stdout + done.stderr
+    assert done.stdout.rstrip().endswith("the broker was never reached") and "lost" not in done.stderr
     assert "the device said goodbye (exit code 0) and closed" in done.stderr
     assert "gateway read 22 frames" in done.stdout and "stopped: every port closed" in done.stdout
     # its HELLO came, with no id: a restart would not give it one, so that is not the advice
@@ -975,7 +985,7 @@ def test_a_gateway_started_after_the_boot_names_the_device_from_its_status(tmp_p
                               capture_output=True, text=True, timeout=60)
     finally:
         away.remove()
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == 1 and "the broker was never reached" in done.stdout, done.stdout + done.stderr
     assert P.StreamParser().feed(bytes(device.received))[0] == P.StatusRequest(seq=0)
     with sqlite3.connect(tmp_path / "gw.sqlite") as db:
         topics = [t for (t,) in db.execute("SELECT topic FROM outbox ORDER BY id")]

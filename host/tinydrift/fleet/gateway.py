@@ -74,7 +74,13 @@ class GatewaySummary:
             left += "; the broker was never reached"
         return (f"gateway read {s.frames} frames ({s.lost} lost on the links, {s.corrupt} corrupt, "
                 f"{s.restarts} device restarts, {s.reopens} reopens), the broker acknowledged {s.published} "
-                f"in {self.duration_s:.1f} s; stopped: {self.end_reason}{left}")
+                f"sends in {self.duration_s:.1f} s{self.repeats()}; stopped: {self.end_reason}{left}")
+
+    def repeats(self) -> str:
+        """Why the broker can acknowledge more than was read: a frame goes again after each
+        connect (the resend window) and while no collector subscribes."""
+        n = self.stats.redelivered
+        return f" ({n} sends repeated a frame: after a connect, or while no collector subscribed)" if n else ""
 
 
 @dataclass

@@ -429,7 +429,8 @@ def describe(fleet: SimulatedFleet, summary: SimulationSummary) -> dict:
     begun = sum(v["drift_begun"] for v in drifting.values())
     line = (f"simulated {fleet.n} devices x {counts.inferences} inferences: {counts.frames} frames "
             f"({', '.join(f'{v} {k}' for k, v in sorted(counts.by_type.items()))}) into the outbox, the broker "
-            f"acknowledged {gateway.stats.published} ({gateway.left_in_outbox} left) in {gateway.duration_s:.1f} s; "
+            f"acknowledged {gateway.stats.published} sends ({gateway.left_in_outbox} frames left) in "
+            f"{gateway.duration_s:.1f} s{gateway.repeats()}; "
             f"{int(quiet.sum())} never-drifting devices: {quiet_alarmed} latched an alarm in {watched} inferences "
             f"after commissioning; {int(plan.drifting.sum())} drifting ({begun} begun): "
             f"{sum(v['alarmed'] for v in drifting.values())} alarmed")
