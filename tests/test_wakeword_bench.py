@@ -206,6 +206,20 @@ def test_a_scenario_s_labels_are_its_wakes_and_if_reported_its_misses():
     assert label_error_share(r, misses_reported=True) == (55.0, 40 / 110)
 
 
+def test_detection_plays_each_room_s_first_take():
+    """The held-out rooms' run holds every take (a group a room for the false-alarm rate);
+    detection plays the first takes, whose changed versions the scenarios' runs hold."""
+    from tinydrift.pipeline.wakeword_bench import first_takes
+
+    sessions = np.repeat(np.arange(6), 4)  # 3 rooms x 2 takes, 4 inferences each, room by room
+    run = {"groups": sessions, "summaries": np.arange(24)[:, None], "probs": np.arange(24)[:, None] * 2,
+           "sensor": np.arange(24)[:, None, None]}
+    first = first_takes(run, 2)
+    assert first["groups"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    assert first["summaries"][:, 0].tolist() == [*range(0, 4), *range(8, 12), *range(16, 20)]
+    assert first["sensor"].shape == (12, 1, 1)
+
+
 def test_detection_streams_never_loop_a_session():
     """A looped session would replay what the monitor commissioned on; the bench refuses
     settings whose change and delay do not fit its shortest held-out session."""
@@ -308,7 +322,11 @@ def check_figures(data: dict, models: list[str]) -> None:
         assert arl0["inferences"] >= 30 * monitor["target_arl0"] * 0.99
         held = monitor["held_out_arl0"]  # sessions as long as the reference's, never calibrated on
         assert held["inferences"] >= 30 * monitor["target_arl0"] * 0.99 and held["sessions"] > 0
-        assert held["session_seconds"] == data["settings"]["reference_seconds"]
+        # a room is heard in takes of its own talk, never one take replayed (a replayed take
+        # counted its dense-talk stretches again and again as the room's false alarms)
+        assert held["takes"] == data["settings"]["heldout_takes"]
+        assert held["session_seconds"] == data["settings"]["reference_seconds"] * held["takes"]
+        assert held["alarms_on_a_stretch_heard_again"] is None or 0 <= held["alarms_on_a_stretch_heard_again"] <= 1
         # every session its own streams, equally many: the per-session counts add up to the total
         assert len(held["session_alarms"]) == held["sessions"] and sum(held["session_alarms"]) == held["alarms"]
         assert held["inferences"] == held["inferences_per_session"] * held["sessions"]

@@ -851,7 +851,8 @@ def measure_arl0(
     weight). population: each stream draws from that many groups only; session_length: each
     speaker talks that many inferences in a row, drawn from its samples; each_group: with
     population 1, the groups in turn, one a stream (bootstrap_indices), and `group_alarms`
-    counts each group's alarms (in the order of the group ids).
+    counts each group's alarms (in the order of the group ids) and "alarm_rows" the sample
+    each alarm came on.
     sensor_conditions [n, blocks]: the condition bits of the sensor blocks before each sample
     (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
     so SENSOR_FAULT and light clipping count too. severity_after: the host resets a stream
@@ -876,6 +877,7 @@ def measure_arl0(
     prepared = twin.per_sample(summaries, probs)
     by_type = np.zeros(5, dtype=np.int64)
     stream_alarms = np.zeros(n_streams, dtype=np.int64)
+    alarm_rows: list[int] = []  # with each_group: the sample each alarm came on
     alarms = 0
     counted = 0
     lines = SeverityLines(twin, length, severity_after) if severity_after else None
@@ -892,6 +894,8 @@ def measure_arl0(
         if fired.any():
             alarms += int(fired.sum())
             stream_alarms += fired
+            if each_group:
+                alarm_rows.extend(rows[fired].tolist())
             for bit in range(5):
                 by_type[bit] += int(np.sum((word[fired] >> bit) & 1))
         reset = fired
@@ -919,8 +923,8 @@ def measure_arl0(
         "target_arl0": target,
         "ratio_to_target": (total / alarms / target) if alarms else math.inf,
         "by_type": {names[i]: int(by_type[i]) for i in range(5)},
-        **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))), stream_alarms).astype(int).tolist()}
-           if each_group else {}),
+        **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))), stream_alarms).astype(int).tolist(),
+            "alarm_rows": alarm_rows} if each_group else {}),
         **({"alarm_impacts": lines.impacts, "alarm_verdicts": lines.verdicts} if lines is not None else {}),
         **({"alarm_truth": lines.truth} if lines is not None and correct is not None else {}),
         "seconds": seconds,
