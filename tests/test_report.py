@@ -445,6 +445,37 @@ def _alarm_at_300(n: int) -> dict:
             "confidence": np.where(index % 10 == 0, 150, 250)}
 
 
+def test_a_wake_word_detector_s_severity_is_its_wakes_not_an_accuracy():
+    """A wake-word model's inferences are nearly all "not said": noise that lost every wake
+    after the change read "harmless so far: -1.0 points", a harmless gain "estimated impact:
+    -2.2" (trial 17). Its line gives its wakes before the change point and since the alarm,
+    and no verdict; each run's wakes its own."""
+    from tinydrift.logbook.store import alarm_severity
+
+    data = _alarm_at_300(400)
+    data["id"] = np.arange(1, 401) * 2  # DETECTION frames come between the INFERENCE frames
+    wake_at = np.array([40, 120, 200, 240, 330])  # four before the change point (250), one after the alarm
+    detections = {"id": np.arange(1, 401) * 2 + 1, "inference_index": np.arange(1, 401),
+                  "wake": np.isin(np.arange(1, 401), wake_at)}
+    (line,) = alarm_severity(data, np.full(5, 0.2), 200, detections)
+    assert line.verdict is None and line.wakes is not None
+    text = line.line()
+    assert "4 wakes in the 0.1 min before the change point, 1 wake in the 0.1 min since the alarm" in text, text
+    assert "no accuracy is estimated for a wake-word detector" in text
+    assert "harmless" not in text and "estimated impact" not in text and "% now" not in text
+    # a classifier's capture (no DETECTION frame) keeps its accuracy estimate
+    (classifier,) = alarm_severity(data, np.full(5, 0.2), 200, {k: v[:0] for k, v in detections.items()})
+    assert classifier.wakes is None and "% now" in classifier.line()
+    # two runs: the second run's wakes are not the first's
+    twice = {k: np.concatenate([v, v]) for k, v in data.items()}
+    twice["id"] = np.concatenate([data["id"], data["id"] + 1000])
+    both = {"id": np.concatenate([detections["id"], detections["id"] + 1000]),
+            "inference_index": np.concatenate([detections["inference_index"]] * 2),
+            "wake": np.concatenate([detections["wake"], np.zeros(400, bool)])}
+    first, second = alarm_severity(twice, np.full(5, 0.2), 200, both)
+    assert (first.wakes.before, first.wakes.since) == (4, 1) and (second.wakes.before, second.wakes.since) == (0, 0)
+
+
 def test_a_severity_line_says_which_figure_now_is():
     """The line without the model folder (the device's running ATC, which still carries the
     stretch that set the alarm off) and the one with it (the estimate over the answers since

@@ -44,6 +44,24 @@ def test_once_shows_scores_thresholds_alarm_and_counts(tmp_path):
     assert "1.2.3" in out
 
 
+def test_a_wake_word_device_s_live_severity_is_its_wakes(tmp_path):
+    """The live view reads a streaming detector's alarm as the report does: its wakes before
+    the change point and since the alarm, no accuracy verdict (trial 17)."""
+    from test_report import N_INFERENCES
+
+    stream, _ = drifting_device_stream()
+    wakes = [P.Detection(N_INFERENCES + 2 + k, at, MODEL_HASH[:8], 240, 230, P.DETECTION_FLAG_WAKE, at * 480)
+             for k, at in enumerate((100, 300, 500, 900))]
+    stream += b"".join(P.encode(w) for w in wakes)
+    device = TcpDevice(lambda conn: conn.sendall(stream))
+    capture(device.url, tmp_path / "wake.db")
+    snap, out = _render(db_path=tmp_path / "wake.db")
+    text = " ".join(out.split())
+    assert snap.severity is not None and snap.severity.wakes is not None, out
+    assert "3 wakes in the" in text and "before the change point, 1 wake in the" in text, text
+    assert "estimated impact" not in text and "harmless" not in text
+
+
 def test_once_on_a_port_captures_then_renders(tmp_path):
     stream, _ = drifting_device_stream(seed=42)
     device = TcpDevice(lambda conn: conn.sendall(stream))

@@ -43,6 +43,7 @@ class WakeTally:
     wakes: int = 0
     latest: P.Detection | None = None
     last_wake: P.Detection | None = None
+    wake_at: list[tuple[int, int]] = field(default_factory=list)  # (frame id, inference index) of each wake
 
     def update(self, conn: sqlite3.Connection) -> "WakeTally":
         rows = conn.execute("SELECT id, raw FROM frames WHERE type=? AND foreign_model=0 AND id > ? ORDER BY id",
@@ -53,6 +54,7 @@ class WakeTally:
             if frame.wake:
                 self.wakes += 1
                 self.last_wake = frame
+                self.wake_at.append((row_id, frame.inference_index))
         return self
 
 
@@ -107,14 +109,16 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                           "received_at >= (SELECT MAX(received_at) FROM frames) - 10").fetchone()
     rate = (recent[0] - 1) / (recent[2] - recent[1]) if recent[0] > 1 and recent[2] > recent[1] else 0.0
     n_scores = hello.n_scores if hello else (5 if last else 0)
+    tally = (wakes or WakeTally()).update(conn)
+    detector = tally.frames > 0 or (model is not None and model.detector is not None)
     banner = banner_fields(conn, hello) if model is None or not model.labels else {}
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
                     n_scores, model.labels if model and model.labels else banner_labels(banner, hello),
                     recent_text(conn, 5), rate, accuracy_before,
-                    latest_frame(conn, P.FrameType.HEARTBEAT), (wakes or WakeTally()).update(conn),
+                    latest_frame(conn, P.FrameType.HEARTBEAT), tally,
                     model.commission_n if model is not None else banner_commission_n(banner),
                     summary_channels(model, hello),
-                    severity_now(conn, last, accuracy_before, model, answers)
+                    severity_now(conn, last, accuracy_before, model, answers, tally.wake_at if detector else None)
                     if last is not None and last.alarm_bits & 0x1F
                     else None)
 

@@ -839,6 +839,42 @@ def read_detections(conn: sqlite3.Connection, include_foreign: bool = False) -> 
     return out
 
 
+@dataclass(frozen=True)
+class WakesAround:
+    """A streaming detector's wakes (a wake-word model's) before an alarm's change point and
+    since the alarm: what its severity line shows instead of an accuracy. Nearly all such a
+    model's inferences are "not said", so its share of confident ones barely moves when every
+    wake is missed (trial 17: noise at 0 dB lost all three wakes after the change and read
+    "harmless so far: -1.0 points", a harmless gain "estimated impact: -2.2")."""
+
+    before: int
+    before_inferences: int
+    since: int
+    since_inferences: int
+
+    def text(self) -> str:
+        from tinydrift.wakeword.monitor import INFERENCE_SECONDS
+
+        def part(wakes: int, inferences: int, where: str) -> str:
+            minutes = inferences * INFERENCE_SECONDS / 60
+            rate = f" ({wakes / minutes:.1f} a minute)" if minutes >= 1 else ""
+            return f"{wakes} wake{'' if wakes == 1 else 's'} in the {minutes:.1f} min {where}{rate}"
+
+        return (f"{part(self.before, self.before_inferences, 'before the change point')}, "
+                f"{part(self.since, self.since_inferences, 'since the alarm')}; no accuracy is estimated for a "
+                "wake-word detector (a missed wake barely moves the share of its confident inferences, nearly all "
+                "'not said'): compare the wakes with what was said, or label them (`tinydrift label`)")
+
+
+def wakes_around(wake_index: np.ndarray, first: int, change: int | None, alarm_at: int, last: int) -> WakesAround:
+    """WakesAround of one run whose inferences go from `first` to `last`, its wakes at the
+    inference indices `wake_index` (the run's DETECTION frames that are wakes)."""
+    wake_index = np.asarray(wake_index, np.int64)
+    change = change or first
+    return WakesAround(int(np.sum((wake_index >= first) & (wake_index < change))), max(0, change - first),
+                       int(np.sum((wake_index > alarm_at) & (wake_index <= last))), max(0, last - alarm_at))
+
+
 @dataclass
 class AlarmSeverity:
     """One latched alarm type and what it costs, as the label-free accuracy estimate saw it
@@ -856,6 +892,7 @@ class AlarmSeverity:
     ran: int = 0  # the inferences the device ran since the alarm (more than `answers` when frames were lost)
     run: int = 1  # which run of the device's inference count (run_starts) it latched in
     since: int | None = None  # the first alarm's inference index, `answers` counted after it (None: this one's)
+    wakes: WakesAround | None = None  # a streaming detector's: its wakes, shown instead of an accuracy
 
     @property
     def impact_points(self) -> float | None:
@@ -884,6 +921,8 @@ class AlarmSeverity:
     def impact(self) -> str:
         """The change point and the accuracy estimate before it and now, in words."""
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
+        if self.wakes is not None:
+            return f"{self.wakes.text()}{change}"
         if self.accuracy_now is None:
             # what a faulty sensor gives (silence, a constant, a black frame) says nothing of the scene
             return f"accuracy estimate {self.basis}, the input shows nothing of the scene{change}"
@@ -907,8 +946,9 @@ class AlarmSeverity:
     @property
     def verdict(self) -> str | None:
         """What the estimated change is called (accuracy_estimate.impact_verdict); None where
-        there is no change to name (withheld, or nothing from before the change point)."""
-        if self.impact_points is None:
+        there is no change to name (withheld, nothing from before the change point, or a
+        streaming detector's, which shows its wakes instead)."""
+        if self.impact_points is None or self.wakes is not None:
             return None
         return impact_verdict(self.impact_points, self.half_width)
 
@@ -917,7 +957,8 @@ class AlarmSeverity:
 
 
 def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
-                   atc_threshold: int | None = None) -> list[AlarmSeverity]:
+                   atc_threshold: int | None = None, detections: dict[str, np.ndarray] | None = None
+                   ) -> list[AlarmSeverity]:
     """Every alarm type latched in `read_inferences` output, in the order they latched, with
     the estimated accuracy before the change point and now (severity from impact). The
     device estimates one change point, the first alarm's; later alarms are measured from it
@@ -933,12 +974,26 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     which clear its alarms) is read on its own, its now at its own last frame: an alarm of a
     run that ended is not measured by the frames of the next (a SENSOR_FAULT reset away once
     read "harmless so far" from the repaired microphone's frames, and its own faulty frames
-    counted as answers since a later run's alarm)."""
+    counted as answers since a later run's alarm).
+
+    A streaming detector's (`detections`, read_detections of the same capture, holding any
+    frame): its wakes before the change point and since the alarm instead (WakesAround),
+    each run's its DETECTION frames stored after the previous run's last INFERENCE frame and
+    before the next run's first."""
     bounds = [*run_starts(data["inference_index"]), len(data["inference_index"])]
+    detector = detections is not None and len(detections["id"]) > 0
     found = []
     for run, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
-        found += [replace(a, run=run)
-                  for a in _run_severity({k: v[start:end] for k, v in data.items()}, prior, atc_threshold)]
+        part = {k: v[start:end] for k, v in data.items()}
+        for a in _run_severity(part, prior, atc_threshold):
+            if detector:
+                lo = data["id"][start - 1] if run > 1 else -np.inf
+                hi = data["id"][end] if end < len(data["id"]) else np.inf
+                ours = (detections["id"] > lo) & (detections["id"] < hi) & detections["wake"]
+                a = replace(a, wakes=wakes_around(detections["inference_index"][ours], int(part["inference_index"][0]),
+                                                  a.change_index, a.since if a.since is not None else a.latched_at,
+                                                  int(part["inference_index"][-1])))
+            found.append(replace(a, run=run))
     return found
 
 
@@ -975,12 +1030,15 @@ class AnswerTally:
 
 
 def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before: float | None,
-                 model: "ModelInfo | None", tally: AnswerTally | None = None) -> AlarmSeverity:
+                 model: "ModelInfo | None", tally: AnswerTally | None = None,
+                 wakes: list[tuple[int, int]] | None = None) -> AlarmSeverity:
     """The severity of the alarms latched in `last` (the newest INFERENCE frame) with "now" as
     alarm_severity reads it: over the answers since the alarm in the device's current run
     (after its latest HELLO: a boot or a RESET), given the model folder's ATC level; the
     device's running ATC without it. The live view and the report so show one figure for one
-    capture. `tally` carries the count between calls."""
+    capture. `tally` carries the count between calls. A streaming detector's (`wakes`: the
+    (frame id, inference index) of every wake the capture holds, None for a classifier):
+    its wakes around the alarm instead (WakesAround)."""
     latched = last.alarm_bits & 0x1F
     start = conn.execute("SELECT COALESCE(MAX(id), 0) FROM frames WHERE type=?", (int(P.FrameType.HELLO),)).fetchone()[0]
     # a frame without the alarm's index (protocol 1): the first frame seen to carry an alarm
@@ -995,8 +1053,15 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
         confident, heard = tally.confident, tally.heard
         mix = ClassMix.heard(tally.before, model.class_prior)
     now, answers, too_few = _now_since_alarm(last.atc / 65536, confident, heard, mix, latched)
+    around = None
+    if wakes is not None:
+        first = conn.execute("SELECT MIN(inference_index) FROM frames WHERE type=2 AND foreign_model=0 AND id > ?",
+                             (start,)).fetchone()[0] or 1
+        around = wakes_around(np.array([index for row, index in wakes if row > start], np.int64), first,
+                              last.change_index or None, alarm_at, last.inference_index)
     return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
-                         accuracy_before, now.value, now.basis, answers, too_few, max(0, last.inference_index - alarm_at))
+                         accuracy_before, now.value, now.basis, answers, too_few, max(0, last.inference_index - alarm_at),
+                         wakes=around)
 
 
 def _now_since_alarm(running_atc: float, confident: np.ndarray | None, heard: int, mix: ClassMix | None,
