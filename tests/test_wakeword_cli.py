@@ -64,6 +64,11 @@ def test_detect_prints_the_twins_wake_events(tmp_path):
     ends = [end for text, _, end in spans if text == "okay nabu"]
     assert all(0 <= at * 16000 - end <= 8000 for at, end in zip(printed, ends)), (printed, ends)
     assert f"{path}: 1 wake in {len(pcm) / 16000:.1f} s" in out
+    # the window mean in the cutoff's own units, uint8 (printed /256 against a cutoff x 255,
+    # a wake read 0.84 under a cutoff of 0.85: trial 17)
+    assert "mean of 5 uint8 probabilities above 216 (the config's 0.85 x 255, rounded down)" in out, out
+    (mean,) = [int(m) for m in re.findall(r"window mean (\d+), rounded down", out)]
+    assert mean >= 216
 
 
 def test_detect_warns_of_a_recording_too_short_to_hear(tmp_path):

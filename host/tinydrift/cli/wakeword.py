@@ -135,14 +135,17 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
         files += found
     wavs = tuple(files)
     streams = [read_stream_wav(path) for path in wavs]  # every file checked before any work
-    click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} above "
-               f"{loaded.probability_cutoff_u8}/255, on TFLite Micro")
+    # The device compares uint8 values: a wake's window mean printed in the config's 0-1 units
+    # (floored, and /256 where the cutoff is x 255) read 0.84 against a cutoff of 0.85.
+    click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} uint8 probabilities "
+               f"above {loaded.probability_cutoff_u8} (the config's {loaded.probability_cutoff:g} x 255, rounded down), "
+               "on TFLite Micro")
     for path, pcm in zip(wavs, streams):
         frames = expected_detections([pcm], loaded, model_id(loaded))
         wakes = [f for f in frames if f.wake]
         for frame in wakes:
             click.echo(f"{path}: wake at {frame.stream_position / SAMPLE_RATE:.2f} s (window mean "
-                       f"{frame.window_mean / 256:.2f}, probability {frame.probability / 256:.2f})")
+                       f"{frame.window_mean}, rounded down; probability {frame.probability}; uint8)")
         highest = max((f.probability for f in frames), default=0) / 256
         click.echo(f"{path}: {len(wakes)} wake{'s' if len(wakes) != 1 else ''} in {len(pcm) / SAMPLE_RATE:.1f} s "
                    f"({len(frames)} inferences, highest probability {highest:.2f})")
