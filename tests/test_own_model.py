@@ -289,6 +289,20 @@ def test_adopt_refuses_what_the_device_cannot_run_by_name(tmp_path, change, name
     assert not (tmp_path / "mine" / INT8_MODEL).exists()
 
 
+def test_adopt_sends_a_wake_word_model_to_the_wakeword_commands(tmp_path):
+    """A microWakeWord model (state between calls, one uint8 output) was told to convert its
+    uint8 output to full int8 (trial 17): it is a streaming detector, run by `wakeword`."""
+    from tinydrift.wakeword.config import load_wakeword
+
+    try:
+        model = load_wakeword("okay_nabu")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"pymicro-wakeword's models are not installed ({exc})")
+    line = refusal(["adopt", str(model.model_path), "--out", str(tmp_path / "mine")])
+    assert "a streaming wake-word detector" in line and "`tinydrift wakeword check|export|calibrate`" in line, line
+    assert "convert it to full int8" not in line and not (tmp_path / "mine").exists()
+
+
 def test_adopt_takes_every_op_the_generated_engine_runs(tmp_path):
     """adopt once refused LOGISTIC and CONCATENATION, which the generated C runs bit-exactly
     with TFLite Micro (`model-c --check` passed on the same file), from a list of its own."""

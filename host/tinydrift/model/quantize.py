@@ -146,6 +146,12 @@ def check_device_model(model: bytes, path: Path | str, num_classes: int | None =
     if len(info["inputs"]) != 1 or len(info["outputs"]) != 1:
         raise TinydriftError(f"{path}: the device runs models with one input and one output")
     inp, out = info["inputs"][0], info["outputs"][0]
+    # A streaming detector keeps its state in resource variables and answers with one uint8
+    # sigmoid: its uint8 output was refused first, with advice to convert it to int8.
+    if {"VAR_HANDLE", "CALL_ONCE"} & set(info["ops"]) or (out["dtype"] == np.uint8 and out["shape"][-1] == 1):
+        raise TinydriftError(f"{path}: a streaming wake-word detector (microWakeWord: state kept between calls, one "
+                             "uint8 probability), not a classifier: `tinydrift wakeword check|export|calibrate` run it "
+                             "(`tinydrift wakeword --help`)")
     for role, t in (("input", inp), ("output", out)):
         if t["dtype"] != np.int8:
             raise TinydriftError(f"{path}: {role} is {np.dtype(t['dtype']).name}, not int8; convert it to full int8 "
