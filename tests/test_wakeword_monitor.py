@@ -192,7 +192,10 @@ def test_calibrate_command_writes_the_device_header_and_its_json_from_a_wav_fold
     # one short recording among long ones is named too (once the median passed it)
     ({"a.wav": (16000, 62), "b.wav": (16000, 62), "c.wav": 16000}, "c.wav (2.0 s): shorter than the 61 s"),
     # long enough, but muted: named, where calibration once failed with advice to simulate more
-    ({"a.wav": (16000, 62), "b.wav": (16000, 62)}, "a.wav, b.wav: every sample the same (a muted or dead input)"),
+    ({"a.wav": (16000, 62), "b.wav": (16000, 62)}, "a.wav, b.wav: every sample within 4 levels of the others (a muted "
+                                                   "or dead input)"),
+    # a file toggling between 0 and 1 is as muted: it passed, and failed after the simulation (trial 17)
+    ({"a.wav": (16000, 62, "toggle"), "b.wav": (16000, 62, "toggle")}, "a.wav, b.wav: every sample within 4 levels"),
 ])
 def test_calibrate_command_refuses_reference_recordings_it_cannot_use_in_one_line(tmp_path, files, message):
     from click.testing import CliRunner
@@ -200,9 +203,10 @@ def test_calibrate_command_refuses_reference_recordings_it_cannot_use_in_one_lin
     from tinydrift.cli.main import main
 
     for name, rate in files.items():
-        rate, seconds = rate if isinstance(rate, tuple) else (rate, 2)
+        rate, seconds, *toggle = rate if isinstance(rate, tuple) else (rate, 2)
         (tmp_path / name).parent.mkdir(exist_ok=True)
-        _write_wav(tmp_path / name, np.zeros(rate * seconds, np.int16), rate)
+        samples = (np.arange(rate * seconds) % 2).astype(np.int16) if toggle else np.zeros(rate * seconds, np.int16)
+        _write_wav(tmp_path / name, samples, rate)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["wakeword", "calibrate", "okay_nabu", "--out", str(out), "--wavs", str(tmp_path)])
     lines = result.output.strip().splitlines()

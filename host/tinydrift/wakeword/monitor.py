@@ -362,11 +362,18 @@ def reference_sessions(model: WakewordModel, *, wav_folder: str | Path | None = 
     return streams, None
 
 
+# A recording whose samples all lie within this many levels (of 65,536) is a muted or dead
+# input, not a quiet room: a working microphone's own noise spans more over a session, and
+# a file toggling between 0 and 1 got past "every sample the same" to fail only after the
+# simulation, on an alarm-count tail it could not fit (trial 17).
+MUTED_SPAN = 4
+
+
 def check_reference_recordings(paths: list[Path], streams: list[np.ndarray], commission_n: int = DEFAULT_COMMISSION,
                                shifts: dict = EWMA_SHIFTS) -> None:
     """One line naming the reference recordings calibration cannot use: shorter than a
     device's commissioning and settling (each is a session the simulated devices are
-    installed in), or one value throughout (a dead or muted input: no deployment's sound)."""
+    installed in), or within MUTED_SPAN levels throughout (a dead or muted input: no deployment's sound)."""
     from tinydrift.errors import TinydriftError
 
     def first_few(names: list[str]) -> str:
@@ -383,8 +390,9 @@ def check_reference_recordings(paths: list[Path], streams: list[np.ndarray], com
     if short:
         raise TinydriftError(f"{first_few(short)}: shorter than the {needed:.0f} s a reference session needs (the "
                              "device's commissioning and its averages' settling): record longer sessions or remove these")
-    flat = [name(path) for path, pcm in zip(paths, streams) if pcm.size and np.all(pcm == pcm[0])]
+    flat = [name(path) for path, pcm in zip(paths, streams)
+            if pcm.size and int(pcm.max()) - int(pcm.min()) <= MUTED_SPAN]
     if flat:
-        raise TinydriftError(f"{first_few(flat)}: every sample the same (a muted or dead input): a reference session "
-                             "is the deployment's own sound; remove these")
+        raise TinydriftError(f"{first_few(flat)}: every sample within {MUTED_SPAN} levels of the others (a muted or "
+                             "dead input): a reference session is the deployment's own sound; remove these")
 
