@@ -168,7 +168,8 @@ class ModelInput:
             remedy = ("a keyword model's outputs are these 12 classes, in this order" if not self.is_image else
                       f"give one sub-folder per class ({', '.join(label_names)})" if label_names else
                       "give one sub-folder per output class, named in the order of the model's outputs when sorted "
-                      "(or list the classes in the model folder's training.json)")
+                      "(or name the classes in output order: `tinydrift adopt` the .tflite again with "
+                      "--labels A,B,...)")
             raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
                                  f"but the model has {n_classes} outputs: {remedy}")
         present = np.unique(data.labels)
