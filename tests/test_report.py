@@ -3,6 +3,8 @@ simulated drifting device; bad databases are refused with a clear message."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import random
 import re
@@ -396,15 +398,22 @@ def test_a_device_without_a_monitor_is_reported_as_one_not_as_quiet(tmp_path):
     watched. It now says no alarm can come, and how to get a monitor; `monitor` too."""
     bare = P.Hello(0, MODEL_HASH, 0, 1, 0, 0, 1, 0, 12, 0, (0,) * 8, (0,) * 8)
     frames = [bare] + [P.Detection(seq, seq, MODEL_HASH[:8], 20, 30, 0, 480 * seq) for seq in range(1, 40)]
+    one_wake = dataclasses.replace(frames[5], flags=P.DETECTION_FLAG_WAKE)
+    woke = [frames[0], *frames[1:5], one_wake, *frames[6:]]
     device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in frames)))
     capture(device.url, tmp_path / "bare.db", reconnect_timeout=0)
     result = CliRunner().invoke(main, ["report", str(tmp_path / "bare.db"), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     assert "no alarm (no drift monitor on this device" in result.output
+    assert "39 detector frames with 0 wakes" in result.output, result.output
     page = (tmp_path / "r" / "index.html").read_text()
     assert "none: the device runs no drift monitor" in page and "tinydrift wakeword calibrate" in page
     shown = CliRunner().invoke(main, ["monitor", "--db", str(tmp_path / "bare.db"), "--once"])
     assert shown.exit_code == 0 and "no drift monitor on this device" in " ".join(shown.output.split()), shown.output
+    device = TcpDevice(lambda conn: conn.sendall(b"".join(P.encode(f) for f in woke)))
+    capture(device.url, tmp_path / "woke.db", reconnect_timeout=0)
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "woke.db"), "--out", str(tmp_path / "r2")])
+    assert "39 detector frames with 1 wake" in result.output and "1 wakes" not in result.output, result.output
 
 
 def test_lines_break_where_frames_were_lost():

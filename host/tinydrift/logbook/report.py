@@ -226,7 +226,8 @@ class ReportResult:
             alarm += f": {self.severities[0].impact()}"
             if self.true_severity is not None:
                 alarm += f"; true accuracy {_true_severity_text(self.true_severity)}"
-        detections = (f", {self.detection_frames} detector frames with {len(self.wakes)} wakes"
+        detections = (f", {self.detection_frames} detector frames with {len(self.wakes)} "
+                      f"wake{'' if len(self.wakes) == 1 else 's'}"
                       if self.detection_frames else "")
         if self.commissioning:
             alarm += f" ({self.commissioning})"
