@@ -306,7 +306,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
         short = " and ".join(x for x in (f"fewer than {FEW_SESSIONS} recordings" if len(streams) < FEW_SESSIONS else "",
                                           f"under {FEW_MINUTES} min in all" if minutes < FEW_MINUTES else "") if x)
         say(f"warning: {len(streams)} recordings, {minutes:.0f} min in all ({short}): the false-alarm rate is "
-            f"calibrated on few places; {FEW_SESSIONS} or more sessions of a few minutes each ({FEW_MINUTES} min or "
+            f"calibrated on few places, and in others false alarms can come within minutes instead of one in "
+            f"{audio_time(target_arl0 * INFERENCE_SECONDS)} of audio; {FEW_SESSIONS} or more sessions of a few minutes each ({FEW_MINUTES} min or "
             "more in all), from where the devices will be, make it hold for others")
     computed = {}
 
