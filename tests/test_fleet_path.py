@@ -412,48 +412,11 @@ def test_broker_down_at_start_then_no_collector_yet_the_outbox_holds_everything(
         late.remove()
 
 
-def test_a_gateway_that_never_reached_its_broker_exits_1_keeping_the_frames(tmp_path, devices_factory):
-    """A mistyped --broker went unnoticed by a script: the gateway read its devices, kept every
-    frame in the outbox and exited 0, where collect exits 1 (trial 16). A broker away for a
-    while is no failure; one never reached in the whole run is."""
-    nowhere = Broker.create()  # never started
-    try:
-        devices = devices_factory(1, 0xE600)
-        gw = gateway(tmp_path, nowhere.url, devices)
-        devices.send(lambda board: board.run(40))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and f"in_outbox={len(devices.sent)}" not in gw.log.read_text():
-            time.sleep(0.1)
-        assert gw.stop() == 1, gw.text
-        assert "the broker was never reached" in gw.text
-        with sqlite3.connect(tmp_path / "outbox.sqlite") as db:
-            assert db.execute("SELECT count(*) FROM outbox").fetchone()[0] == len(devices.sent)
-    finally:
-        nowhere.remove()
-
-
-def test_a_gateway_stopped_with_frames_nobody_took_says_what_it_waits_for(services, tmp_path, devices_factory):
-    """Stopped while no collector had ever subscribed, a gateway waited 5 s without a word
-    (new-user trial 11) before saying the frames stay in its outbox."""
-    broker, _ = services
-    devices = devices_factory(1, 0xE600)
-    gw = gateway(tmp_path, broker.url, devices)
-    devices.send(lambda board: board.run(50))
-    deadline = time.monotonic() + 20
-    while "no collector subscribes to this fleet yet" not in gw.log.read_text():
-        assert time.monotonic() < deadline, gw.text[-1500:]
-        time.sleep(0.1)
-    assert gw.stop() == 0
-    said = gw.log.read_text()
-    assert f"stopping (terminated): giving the broker up to 5 s for the {len(devices.sent)} frames it has not " \
-           "acknowledged yet" in said, said[-1500:]
-    assert f"{len(devices.sent)} frames wait in {tmp_path / 'outbox.sqlite'} for the next gateway" in gw.out.read_text()
-
-
 def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp_path, devices_factory):
     """The outbox of a gateway whose devices are gone (or a simulation's leftovers) is sent by
     `gateway` without --port, which stops when the broker has it all; with the broker away
-    it keeps every frame and exits 1. (Once the only advice was a command that needed --port.)"""
+    it keeps every frame and exits 1, with ports or without. (Once the only advice was a
+    command that needed --port.)"""
     broker, _ = services
     away = Broker.create()  # never started
     try:
@@ -469,7 +432,9 @@ def test_a_gateway_without_ports_empties_its_outbox_and_stops(services, dsn, tmp
         assert second.log.read_text().strip().splitlines() == [
             f"error: {tmp_path / 'outbox.sqlite'} is the outbox of a gateway (or fleet simulate) that is running: stop it "
             "first, or give this one another --outbox"]
-        assert first.stop() == 1  # its broker never reached in the whole run
+        # its broker never reached in the whole run: a mistyped --broker, which exited 0 and went
+        # unnoticed by a script, where collect exits 1 (trial 16)
+        assert first.stop() == 1 and "the broker was never reached" in first.text, first.text
         assert not (tmp_path / "outbox.sqlite.lock").exists()  # released with the outbox
     finally:
         away.remove()
