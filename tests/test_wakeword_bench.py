@@ -395,6 +395,19 @@ def test_wakeword_demo_runs_the_loop_in_qemu_bit_exact_and_finds_the_changed_mic
     assert summary["false_alarms_before"] == 0
     assert summary["first_alarm_after"] == "DATA_DRIFT" and summary["delay_seconds"] < 30, summary
     assert "first alarm after the change: DATA_DRIFT" in result.output
+    # the wakes beside the phrases said, so they read as false rejects or not (trial 17)
+    assert 0 < summary["said_before"] and summary["wakes_before"] <= summary["said_before"] + 1, summary
+    assert f"({summary['said_before']} wake phrase" in result.output and f"({summary['said_after']} said)" in result.output
+
+
+def test_the_phrases_said_are_counted_in_a_looped_stretch():
+    from tinydrift.pipeline.wakeword_demo import said_in
+
+    spans = np.array([[10, 20], [90, 99]])  # a session of 100 samples
+    assert said_in(spans, 100, 0, 100) == 2
+    assert said_in(spans, 100, 0, 250) == 5  # 10-20, 90-99, 110-120, 190-199, 210-220
+    assert said_in(spans, 100, 95, 30) == 1  # from 95: 90-99 is cut, 10-20 is at 15-25
+    assert said_in(spans, 100, 0, 15) == 0
 
 
 @pytest.mark.slow  # as the demo's test: ~20 s with the monitor's calibration cached

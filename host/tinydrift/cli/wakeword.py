@@ -403,8 +403,9 @@ def demo_command(model: str, out_dir: Path, change: str, before_s: float, after_
                                    progress_factory=bars)
     click.echo(f"{result.model} on the emulated Cortex-M4: {result.inferences:,} inferences, "
                f"{result.mismatched_frames} frames unlike the twin's")
-    click.echo(f"  wakes: {result.wakes_before} in the {result.seconds_before:.0f} s before, "
-               f"{result.wakes_after} in the {result.seconds_after:.0f} s after {result.change}")
+    click.echo(f"  wakes: {result.wakes_before} in the {result.seconds_before:.0f} s before "
+               f"({result.said_before} wake phrase{'' if result.said_before == 1 else 's'} said), {result.wakes_after} "
+               f"in the {result.seconds_after:.0f} s after {result.change} ({result.said_after} said)")
     if result.first_alarm_after is None:
         click.echo(f"  no alarm after the change ({result.false_alarms_before} before it)")
     else:

@@ -35,9 +35,21 @@ class WakewordDemoResult:
     mismatched_frames: int  # DETECTION, INFERENCE and HEARTBEAT frames unlike the twin's
     wakes_before: int
     wakes_after: int
+    said_before: int  # wake phrases said whole in the audio before the change
+    said_after: int
     false_alarms_before: int  # inferences before the change whose INFERENCE shows a new alarm
     first_alarm_after: str | None  # its types
     delay_seconds: float | None  # from the change to the first alarm after it
+
+
+def said_in(spans: np.ndarray, length: int, start: int, n: int) -> int:
+    """How many of a session's wake phrases (sample `spans` [k, 2] of a session `length`
+    samples long) are said whole in `n` samples of it played in a loop from sample `start`."""
+    said = 0
+    for begin, end in np.asarray(spans, np.int64).reshape(-1, 2):
+        first = (begin - start) % length  # where the phrase first begins in the stretch
+        said += max(0, (n - (first + end - begin)) // length + 1) if first + end - begin <= n else 0
+    return int(said)
 
 
 def microphone_change(change: str):
@@ -94,7 +106,7 @@ def _run_demo(name: str, out_dir: Path, scratch: Path, change: str, before_s: fl
 
     # one held-out session (one place) played on in a loop, as calibration's simulated devices
     # hear theirs, then on from the same point through the changed microphone
-    audio, _ = bench_sessions(model, 1, settings, cache, workers)
+    audio, phrases = bench_sessions(model, 1, settings, cache, workers)
     n_before = int(before_s * SAMPLE_RATE)
     before = np.resize(audio[0], n_before)
     changed = scenario.apply(audio, settings.seed)[0]
@@ -139,6 +151,8 @@ def _run_demo(name: str, out_dir: Path, scratch: Path, change: str, before_s: fl
         model=model.name, change=change, seconds_before=len(before) / SAMPLE_RATE, seconds_after=len(after) / SAMPLE_RATE,
         inferences=len(inferences), mismatched_frames=int(mismatched),
         wakes_before=int(np.sum(wakes & ~after_change)), wakes_after=int(np.sum(wakes & after_change)),
+        said_before=said_in(phrases[0], len(audio[0]), 0, len(before)),
+        said_after=said_in(phrases[0], len(audio[0]), len(before), len(after)),
         false_alarms_before=int(np.sum(new_alarm & ~after_change)),
         first_alarm_after="+".join(alarm_names(inferences[first[0]].alarm_bits & ALARM_TYPES_MASK)) if first.size else None,
         delay_seconds=round(float(ends[first[0]] - change_sample) / SAMPLE_RATE, 1) if first.size else None)
