@@ -394,14 +394,44 @@ def test_a_store_of_schema_5_gets_its_boards_state_from_the_frames_it_holds(flee
     upgraded = FleetStore(fleet_dsn)
     assert upgraded.migrate() == 5
     upgraded.close()
-    kept = ("SELECT device_id, boot_count, model_id, state_at, alarm_bits, accuracy, wakes, latch_index, latch_at "
-            "FROM devices ORDER BY device_id")
+    kept = ("SELECT device_id, boot_count, model_id, state_at, alarm_bits, accuracy, wakes, latch_index, latch_at, "
+            "detector FROM devices ORDER BY device_id")
     hours = "SELECT * FROM alarm_hours ORDER BY 1, 2, 3, 4"
     with psycopg.connect(fleet_dsn) as a, psycopg.connect(fresh_dsn) as b:
         assert a.execute(kept).fetchall() == b.execute(kept).fetchall()
         assert a.execute(hours).fetchall() == b.execute(hours).fetchall()
         assert a.execute("SELECT count(*) FROM alarm_hours").fetchone()[0] > 0
         assert a.execute("SELECT sum(wakes) FROM devices").fetchone()[0] == 2
+        # migration 7: the board that sent DETECTION frames is a detector, as a collector marks it
+        assert a.execute("SELECT device_id FROM devices WHERE detector").fetchall() == [(11,)]
+
+
+def test_a_wake_word_board_shows_its_wakes_not_an_accuracy_estimate(fleet_dsn):
+    """A wake-word model's inferences are nearly all "not said": its share of confident ones
+    barely moves when every wake is missed, so the dashboard showed a reassuring accuracy
+    for a board that had gone deaf (trial 17, as the severity line did)."""
+    from tinydrift.fleet.dashboard import WAKE_WORD, FleetView, overview_page
+
+    start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    who = Identity(12, 1, bytes(8))
+    detections = [Envelope(who, int((start + dt.timedelta(seconds=i)).timestamp() * 1e6), P.parse_packet(P.encode_packet(
+        P.Detection(i, i + 1, who.model_id, 20, 30, 0, 480 * (i + 1))))) for i in range(3)]
+    store = FleetStore(fleet_dsn)
+    store.migrate()
+    store.write("f", board_run(12, 1, start) + detections)  # its monitor's frames and its detector's
+    store.write("f", board_run(13, 1, start))  # a classifier
+    store.close()
+    view = FleetView(fleet_dsn)
+    try:
+        rows = {d.device_id: d for d in view.devices()}
+    finally:
+        view.close()
+    assert rows[12].detector and not rows[13].detector and rows[12].accuracy is not None
+    page = overview_page(list(rows.values()), []).decode()
+    row = re.search(r"<tr[^>]*data-device='000000000000000c'.*?</tr>", page, re.S).group(0)
+    assert f"<td class='accuracy'>{WAKE_WORD}</td>" in row and " %" not in row, row
+    other = re.search(r"<tr[^>]*data-device='000000000000000d'.*?</tr>", page, re.S).group(0)
+    assert re.search(r"<td class='accuracy'>[\d.]+ %</td>", other), other
 
 
 def test_a_board_with_a_sensor_fault_shows_no_accuracy_estimate(fleet_dsn):

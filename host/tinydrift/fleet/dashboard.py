@@ -44,10 +44,11 @@ MAP_HOURS = 24
 TIMELINE_FRAMES = 2000  # the newest frames of one device the timeline draws
 LATCHED = (1 << len(P.ALARM_NAMES)) - 1
 WITHHELD = "withheld (sensor fault)"  # the accuracy shown while SENSOR_FAULT is latched, as `report` does
+WAKE_WORD = "none (wake word: see its wakes)"  # a streaming detector's: its severity lines give wakes too
 WAKES_SHOWN = 50  # a detector's newest wakes its page lists
 
 OVERVIEW_SQL = """
-SELECT device_id, fleet, model_id, boot_count, last_seen, frames, alarm_bits, accuracy, wakes
+SELECT device_id, fleet, model_id, boot_count, last_seen, frames, alarm_bits, accuracy, wakes, detector
 FROM devices
 WHERE %(fleet)s::text IS NULL OR fleet = %(fleet)s
 ORDER BY coalesce(alarm_bits, 0) & %(latched)s = 0, fleet, device_id
@@ -96,6 +97,7 @@ class DeviceRow:
     alarm_bits: int | None
     accuracy: float | None
     wakes: int = 0  # a streaming detector's detections (DETECTION frames with WAKE)
+    detector: bool = False  # a streaming detector's board (it sent DETECTION frames)
 
     @property
     def state(self) -> str:
@@ -230,6 +232,8 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
         accuracy = "-" if d.accuracy is None else f"{100 * d.accuracy:.1f} %"
         if (d.alarm_bits or 0) & ALARM_SENSOR_FAULT:  # the model hears no sound: no estimate to believe
             accuracy = WITHHELD
+        if d.detector:  # nearly all its inferences are "not said": the share of confident ones hides missed wakes
+            accuracy = WAKE_WORD
         rows.append(
             f"<tr class='{d.state}' data-fleet='{d.fleet}' data-device='{name}' data-state='{d.state}'>"
             f"<td><a href='{page}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"

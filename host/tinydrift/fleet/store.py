@@ -161,6 +161,13 @@ FROM frames f CROSS JOIN generate_series(0, {_TYPES - 1}) k
 WHERE f.type IN ({_STATE_TYPES}) AND f.alarm_bits & (1 << k) <> 0;
 """),
 )
+MIGRATIONS += (
+    (7, "devices.detector: a streaming detector's board, whose accuracy estimate the dashboard does not show", f"""
+ALTER TABLE devices ADD COLUMN detector boolean NOT NULL DEFAULT false;  -- it sent DETECTION frames
+UPDATE devices d SET detector = true
+WHERE EXISTS (SELECT 1 FROM frames f WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.type = {int(P.FrameType.DETECTION)});
+"""),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 0x7464_6D69  # pg_advisory_xact_lock keys: one migrator at a time,
 _PARTITION_LOCK = 0x7464_7061  # one creator of a partition at a time
@@ -304,9 +311,11 @@ class FleetStore:
         present = {r[0] for r in c.execute("SELECT column_name FROM information_schema.columns "
                                            "WHERE table_name = 'frames' AND table_schema = current_schema()")}
         self._columns = [i for i, name in enumerate(FRAME_COLUMNS) if name in present]
-        self._keeps_state = "state_at" in {r[0] for r in c.execute(
+        board_columns = {r[0] for r in c.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'devices' "
             "AND table_schema = current_schema()")}
+        self._keeps_state = "state_at" in board_columns
+        self._knows_detectors = "detector" in board_columns
         names = ", ".join(FRAME_COLUMNS[i] for i in self._columns)
         c.execute("DROP TABLE IF EXISTS pg_temp.staging")
         c.execute(f"CREATE TEMP TABLE staging AS SELECT {names} FROM frames WITH NO DATA")
@@ -434,9 +443,11 @@ class FleetStore:
             frames, wakes = per_device.get(device, (0, 0))
             kept_values = (state.state_at, state.alarm_bits, state.accuracy, state.latch_index,
                            state.latch_at, wakes) if self._keeps_state else ()
+            if self._knows_detectors:
+                kept_values += (any(rows[i][_COL["type"]] == int(P.FrameType.DETECTION) for i in order),)
             updates.append((state.boot, state.model, state.hello_at, last, frames, *kept_values, fleet, device))
         kept_set = (", state_at=%s, alarm_bits=%s, accuracy=%s, latch_index=%s, latch_at=%s, wakes=wakes+%s"
-                    if self._keeps_state else "")
+                    if self._keeps_state else "") + (", detector=detector OR %s" if self._knows_detectors else "")
         with c.cursor() as cur:
             cur.executemany("UPDATE devices SET boot_count=%s, model_id=%s, hello_at=%s, "
                             f"last_seen=greatest(last_seen, %s), frames=frames+%s{kept_set} "
