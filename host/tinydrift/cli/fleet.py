@@ -126,7 +126,8 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
     from tinydrift.fleet.collector import run_collector
 
     def progress(stats):
-        click.echo(f"stored={stats.stored} copies_dropped={stats.duplicates} rejected={stats.rejected} "
+        # this collector's share: the others of its group store the rest
+        click.echo(f"stored_here={stats.stored} copies_dropped={stats.duplicates} rejected={stats.rejected} "
                    f"batches={stats.batches}", err=True)
 
     summary = run_collector(broker, dsn, fleet=fleet, group=group, name=name, model_dirs=list(model_dirs),

@@ -267,6 +267,9 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
                 if store is not None:
                     collector.allow_subscribing()
             batch = collector.take(batch_size, batch_wait)
+            if progress is not None and time.monotonic() - last_progress >= progress_interval:
+                progress(stats)  # idle too: a count that stops moving once read as frames not arriving
+                last_progress = time.monotonic()
             if not batch:
                 continue
             stats.received += len(batch)
@@ -279,9 +282,6 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
                 break
             collector.ack(batch)
             batch = []
-            if progress is not None and time.monotonic() - last_progress >= progress_interval:
-                progress(stats)
-                last_progress = time.monotonic()
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
