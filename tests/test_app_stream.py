@@ -325,7 +325,7 @@ def test_the_fleet_store_and_dashboard_take_every_frame_of_the_streaming_device(
         (device,) = view.devices()
         page = device_page("voice", who.device_id, view.timeline("voice", who.device_id),
                            view.latches("voice", who.device_id), view.events("voice", who.device_id),
-                           view.wakes("voice", who.device_id)).decode()
+                           view.wakes("voice", who.device_id), view.is_detector("voice", who.device_id)).decode()
         overview = overview_page([device], view.alarm_map()).decode()
     finally:
         view.close()

@@ -410,7 +410,7 @@ def test_a_wake_word_board_shows_its_wakes_not_an_accuracy_estimate(fleet_dsn):
     """A wake-word model's inferences are nearly all "not said": its share of confident ones
     barely moves when every wake is missed, so the dashboard showed a reassuring accuracy
     for a board that had gone deaf (trial 17, as the severity line did)."""
-    from tinydrift.fleet.dashboard import WAKE_WORD, FleetView, overview_page
+    from tinydrift.fleet.dashboard import WAKE_WORD, FleetView, device_page, overview_page
 
     start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
     who = Identity(12, 1, bytes(8))
@@ -432,6 +432,15 @@ def test_a_wake_word_board_shows_its_wakes_not_an_accuracy_estimate(fleet_dsn):
     assert f"<td class='accuracy'>{WAKE_WORD}</td>" in row and " %" not in row, row
     other = re.search(r"<tr[^>]*data-device='000000000000000d'.*?</tr>", page, re.S).group(0)
     assert re.search(r"<td class='accuracy'>[\d.]+ %</td>", other), other
+    # its page draws its alarms but no accuracy line
+    view = FleetView(fleet_dsn)
+    try:
+        pages = {d: device_page("f", d, view.timeline("f", d), [], [], view.wakes("f", d), view.is_detector("f", d))
+                 for d in (12, 13)}
+    finally:
+        view.close()
+    assert "<polyline" not in pages[12].decode() and WAKE_WORD in pages[12].decode()
+    assert "<polyline" in pages[13].decode() and WAKE_WORD not in pages[13].decode()
 
 
 def test_a_board_with_a_sensor_fault_shows_no_accuracy_estimate(fleet_dsn):

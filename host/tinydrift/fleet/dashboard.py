@@ -121,7 +121,8 @@ class FleetView:
         try:
             self.conn = psycopg.connect(dsn, connect_timeout=5, autocommit=True)
         except psycopg.Error as exc:
-            raise TinydriftError(f"cannot read the fleet database {shown_database(dsn)!r}: {_first_line(exc)}") from None
+            raise TinydriftError(f"cannot read the fleet database {shown_database(dsn)!r}: "
+                                 f"{_first_line(exc)}") from None
         self.conn.read_only = True
 
     def check_schema(self) -> None:
@@ -176,6 +177,12 @@ class FleetView:
         accuracy, alarm_bits)."""
         return self.conn.execute(TIMELINE_SQL, {"fleet": fleet, "device": to_int64(device_id),
                                                 "types": list(STATE_TYPES), "limit": TIMELINE_FRAMES}).fetchall()
+
+    def is_detector(self, fleet: str, device_id: int) -> bool:
+        """Whether the board is a streaming detector's (it sent DETECTION frames)."""
+        row = self.conn.execute("SELECT detector FROM devices WHERE fleet = %s AND device_id = %s",
+                                (fleet, to_int64(device_id))).fetchone()
+        return bool(row and row[0])
 
     def wakes(self, fleet: str, device_id: int) -> list[tuple]:
         """A detector's newest wakes: (received_at, boot_count, inference_index, stream_position, window_mean)."""
@@ -276,10 +283,11 @@ def _wakes_table(wakes: list[tuple]) -> str:
 
 
 def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list[tuple], events: list[tuple],
-                wakes: list[tuple] = ()) -> bytes:
+                wakes: list[tuple] = (), detector: bool = False) -> bytes:
     """One board's page: `timeline`, its newest frames (received_at, boot, inference, accuracy,
     alarm_bits);
-    `latches`, where each alarm type latched in its current boot (FleetView.latches)."""
+    `latches`, where each alarm type latched in its current boot (FleetView.latches). A
+    streaming detector's (`detector`) draws its alarms without an accuracy line (WAKE_WORD)."""
     title = f"device {device_id:016x} of fleet {fleet}"
     latched = "".join(f"<tr><td>{alarm}</td><td>{_when(at)}</td><td>{index}</td><td>{boot}</td></tr>"
                       for at, alarm, index, boot in latches)
@@ -301,7 +309,7 @@ def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list
     # One line per run of frames with an estimate: none under a sensor fault (nothing heard).
     runs: list[list[str]] = [[]]
     for at, _, _, accuracy, bits in timeline:
-        if accuracy is not None and not (bits or 0) & ALARM_SENSOR_FAULT:
+        if accuracy is not None and not (bits or 0) & ALARM_SENSOR_FAULT and not detector:
             runs[-1].append(f"{x(at):.1f},{y(accuracy):.1f}")
         elif runs[-1]:
             runs.append([])
@@ -314,8 +322,9 @@ def device_page(fleet: str, device_id: int, timeline: list[tuple], latches: list
         f"fill='#b00020' font-size='12'>{alarm}</text>" for i, (at, alarm) in enumerate(drawn))
     svg = (f"<svg id='timeline' width='{width}' height='{height}' xmlns='http://www.w3.org/2000/svg'>"
            f"<rect x='{pad}' y='{pad}' width='{width - 2 * pad}' height='{height - 2 * pad}' fill='none' stroke='#ccc'/>"
-           f"<text x='{pad}' y='{pad - 8}' font-size='12'>estimated accuracy (0-100 %), {_when(first)} to "
-           f"{_when(last)} UTC</text>"
+           f"<text x='{pad}' y='{pad - 8}' font-size='12'>"
+           f"{'alarms (estimated accuracy: ' + WAKE_WORD + ')' if detector else 'estimated accuracy (0-100 %)'}, "
+           f"{_when(first)} to {_when(last)} UTC</text>"
            f"{polylines}{lines}</svg>")
     odd = "".join(f"<tr><td>{_when(at)}</td><td>{html.escape(kind)}</td><td>{html.escape(detail)}</td></tr>"
                   for at, kind, detail in events)
@@ -357,7 +366,8 @@ def make_server(dsn: str, host: str = "127.0.0.1", port: int = 8050, fleet: str 
                                 f"fleet store{shown}. <a href='/'>the fleet</a></p>"))
                             return
                         body = device_page(board_fleet, device_id, view.timeline(board_fleet, device_id), latches,
-                                           view.events(board_fleet, device_id), view.wakes(board_fleet, device_id))
+                                           view.events(board_fleet, device_id), view.wakes(board_fleet, device_id),
+                                           view.is_detector(board_fleet, device_id))
                 finally:
                     view.close()
             except Exception as exc:  # noqa: BLE001 (a database that went away mid-page: the same page)
