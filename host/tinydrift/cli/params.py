@@ -370,7 +370,8 @@ def _database_url(value: str) -> None:
             or port == 0):
         from tinydrift.fleet.store import shown_database
 
-        raise TinydriftError(f"{shown_database(value)!r} is not a PostgreSQL URL: give postgresql://USER@HOST[:PORT]/DATABASE "
+        raise TinydriftError(f"{shown_database(value)!r} is not a PostgreSQL URL: give "
+                             "postgresql://USER@HOST[:PORT]/DATABASE "
                              "(PORT 1-65535)")
 
 

@@ -138,7 +138,8 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     # The device compares uint8 values: a wake's window mean printed in the config's 0-1 units
     # (floored, and /256 where the cutoff is x 255) read 0.84 against a cutoff of 0.85.
     click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} uint8 probabilities "
-               f"above {loaded.probability_cutoff_u8} (the config's {loaded.probability_cutoff:g} x 255, rounded down), "
+               f"above {loaded.probability_cutoff_u8} (the config's {loaded.probability_cutoff:g} x 255, "
+               "rounded down), "
                "on TFLite Micro")
     for path, pcm in zip(wavs, streams):
         frames = expected_detections([pcm], loaded, model_id(loaded))
@@ -307,7 +308,8 @@ def calibrate_command(model: str, out_dir: Path, wav_folder: Path | None, sessio
                                           f"under {FEW_MINUTES} min in all" if minutes < FEW_MINUTES else "") if x)
         say(f"warning: {len(streams)} recordings, {minutes:.0f} min in all ({short}): the false-alarm rate is "
             f"calibrated on few places, and in others false alarms can come within minutes instead of one in "
-            f"{audio_time(target_arl0 * INFERENCE_SECONDS)} of audio; {FEW_SESSIONS} or more sessions of a few minutes each ({FEW_MINUTES} min or "
+            f"{audio_time(target_arl0 * INFERENCE_SECONDS)} of audio; {FEW_SESSIONS} or more sessions of a few "
+            f"minutes each ({FEW_MINUTES} min or "
             "more in all), from where the devices will be, make it hold for others")
     computed = {}
 

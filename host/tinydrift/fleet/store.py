@@ -165,7 +165,8 @@ MIGRATIONS += (
     (7, "devices.detector: a streaming detector's board, whose accuracy estimate the dashboard does not show", f"""
 ALTER TABLE devices ADD COLUMN detector boolean NOT NULL DEFAULT false;  -- it sent DETECTION frames
 UPDATE devices d SET detector = true
-WHERE EXISTS (SELECT 1 FROM frames f WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.type = {int(P.FrameType.DETECTION)});
+WHERE EXISTS (SELECT 1 FROM frames f
+              WHERE f.fleet = d.fleet AND f.device_id = d.device_id AND f.type = {int(P.FrameType.DETECTION)});
 """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -245,8 +246,8 @@ def shown_database(dsn: str) -> str:
     if "@" in netloc:
         userinfo, host = netloc.rsplit("@", 1)
         netloc = f"{userinfo.split(':', 1)[0]}@{host}"
-    query = urlencode([(k, "..." if k.lower() == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
-                      safe=".")
+    query = urlencode([(k, "..." if k.lower() == "password" else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe=".")
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
@@ -270,8 +271,8 @@ class FleetStore:
             if refusal and "the database system is" not in refusal:  # starting up or shutting down: wait
                 # The server answered and said no (no such database or role, a wrong password):
                 # waiting would not change that.
-                raise TinydriftError(f"the database server refused {shown_database(dsn)!r}: {refusal} (fix --db, or create the "
-                                     "database and the role)") from None
+                raise TinydriftError(f"the database server refused {shown_database(dsn)!r}: {refusal} (fix --db, or "
+                                     "create the database and the role)") from None
             raise StoreDown(_first_line(exc)) from None
         except psycopg.ProgrammingError as exc:  # a malformed connection string
             raise TinydriftError(f"database {shown_database(dsn)!r}: {_first_line(exc)} (give a PostgreSQL URL such as "

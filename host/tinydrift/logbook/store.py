@@ -1060,8 +1060,8 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
         around = wakes_around(np.array([index for row, index in wakes if row > start], np.int64), first,
                               last.change_index or None, alarm_at, last.inference_index)
     return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
-                         accuracy_before, now.value, now.basis, answers, too_few, max(0, last.inference_index - alarm_at),
-                         wakes=around)
+                         accuracy_before, now.value, now.basis, answers, too_few,
+                         max(0, last.inference_index - alarm_at), wakes=around)
 
 
 def _now_since_alarm(running_atc: float, confident: np.ndarray | None, heard: int, mix: ClassMix | None,

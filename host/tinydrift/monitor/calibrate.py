@@ -857,8 +857,8 @@ def measure_arl0(
     (MonitorTwin.sensor_conditions), given to sensor health before the update as the app does,
     so SENSOR_FAULT and light clipping count too. severity_after: the host resets a stream
     that many inferences after its alarm instead of at once, having read the alarm's severity
-    line then (SeverityLines; "alarm_impacts" lists what they read, "alarm_verdicts" what they called it): those inferences are not counted,
-    so the ARL0 measured is the same; `correct` (per sample, whether the model was right)
+    line then (SeverityLines; "alarm_impacts" lists what they read, "alarm_verdicts" what they
+    called it): those inferences are not counted, so the ARL0 measured is the same; `correct` (per sample, whether the model was right)
     adds what the true accuracy did ("alarm_truth"). `progress(n)`: n more steps of the streams'
     `stream_length` done."""
     from scipy.stats import chi2
@@ -923,7 +923,8 @@ def measure_arl0(
         "target_arl0": target,
         "ratio_to_target": (total / alarms / target) if alarms else math.inf,
         "by_type": {names[i]: int(by_type[i]) for i in range(5)},
-        **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))), stream_alarms).astype(int).tolist(),
+        **({"group_alarms": np.bincount(groups_in_turn(n_streams, len(np.unique(groups))),
+                                        stream_alarms).astype(int).tolist(),
             "alarm_rows": alarm_rows} if each_group else {}),
         **({"alarm_impacts": lines.impacts, "alarm_verdicts": lines.verdicts} if lines is not None else {}),
         **({"alarm_truth": lines.truth} if lines is not None and correct is not None else {}),
