@@ -139,8 +139,7 @@ def detect_command(model: str, wavs: tuple[Path, ...], config: Path | None):
     # (floored, and /256 where the cutoff is x 255) read 0.84 against a cutoff of 0.85.
     click.echo(f"{loaded.name} (\"{loaded.wake_word}\"): mean of {loaded.sliding_window_size} uint8 probabilities "
                f"above {loaded.probability_cutoff_u8} (the config's {loaded.probability_cutoff:g} x 255, "
-               "rounded down), "
-               "on TFLite Micro")
+               "rounded down), on TFLite Micro")
     for path, pcm in zip(wavs, streams):
         frames = expected_detections([pcm], loaded, model_id(loaded))
         wakes = [f for f in frames if f.wake]

@@ -47,8 +47,9 @@ def said_in(spans: np.ndarray, length: int, start: int, n: int) -> int:
     samples long) are said whole in `n` samples of it played in a loop from sample `start`."""
     said = 0
     for begin, end in np.asarray(spans, np.int64).reshape(-1, 2):
-        first = (begin - start) % length  # where the phrase first begins in the stretch
-        said += max(0, (n - (first + end - begin)) // length + 1) if first + end - begin <= n else 0
+        ends_at = (begin - start) % length + end - begin  # where its first whole saying ends in the stretch
+        if ends_at <= n:
+            said += (n - ends_at) // length + 1
     return int(said)
 
 
