@@ -207,17 +207,40 @@ def test_a_scenario_s_labels_are_its_wakes_and_if_reported_its_misses():
 
 
 def test_detection_plays_each_room_s_first_take():
-    """The held-out rooms' run holds every take (a group a room for the false-alarm rate);
+    """The held-out rooms' run is one stream a room (all its takes, heard as one recording);
     detection plays the first takes, whose changed versions the scenarios' runs hold."""
     from tinydrift.pipeline.wakeword_bench import first_takes
 
-    sessions = np.repeat(np.arange(6), 4)  # 3 rooms x 2 takes, 4 inferences each, room by room
-    run = {"groups": sessions, "summaries": np.arange(24)[:, None], "probs": np.arange(24)[:, None] * 2,
+    rooms = np.repeat(np.arange(3), 8)  # 3 rooms x 2 takes of 4 inferences, room by room
+    run = {"groups": rooms, "summaries": np.arange(24)[:, None], "probs": np.arange(24)[:, None] * 2,
            "sensor": np.arange(24)[:, None, None]}
-    first = first_takes(run, 2)
+    first = first_takes(run, 4)
     assert first["groups"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
     assert first["summaries"][:, 0].tolist() == [*range(0, 4), *range(8, 12), *range(16, 20)]
     assert first["sensor"].shape == (12, 1, 1)
+
+
+def test_a_held_out_room_is_one_recording_and_its_first_take_runs_as_if_alone(okay_nabu):
+    """A device hears its room without a break: a held-out room's takes are one stream (a
+    take of its own began from a reset front end, whose empty noise estimate set off false
+    alarms a few inferences in), and that stream's first rows are the first take's own."""
+    from tinydrift.frontend import WAKEWORD_STEP_MS
+    from tinydrift.frontend.features import frames_in
+    from tinydrift.pipeline.wakeword_bench import first_takes, held_out_sessions
+
+    settings = WakewordBenchSettings(heldout_sessions=2, reference_seconds=10.0)
+    cache = REPO_ROOT / "build" / "test_data"
+    audio, wakes, take_samples = held_out_sessions(okay_nabu, settings, cache, 2, takes=2)
+    alone, alone_wakes, _ = held_out_sessions(okay_nabu, settings, cache, 2, takes=1)
+    assert audio.shape == (2, 2 * take_samples) and np.array_equal(audio[:, :take_samples], alone)
+    for room, first in zip(wakes, alone_wakes):
+        assert np.array_equal(room[room[:, 1] <= take_samples], first) and (room[:, 1] <= 2 * take_samples).all()
+    rooms = run_sessions(okay_nabu, audio, wakes, clip_level=32000)["monitor"]
+    takes = run_sessions(okay_nabu, alone, alone_wakes, clip_level=32000)["monitor"]
+    assert np.unique(rooms["groups"]).tolist() == [0, 1]
+    first = first_takes(rooms, frames_in(take_samples, WAKEWORD_STEP_MS) // okay_nabu.stride)
+    for key in ("summaries", "probs", "sensor", "groups"):
+        assert np.array_equal(first[key], takes[key]), key
 
 
 def test_detection_streams_never_loop_a_session():
