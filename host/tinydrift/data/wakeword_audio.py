@@ -55,6 +55,11 @@ class SessionSpec:
     speech_peak_dbfs: tuple  # each utterance's peak drawn from this range
     wake_rate: float  # share of utterances that are the wake phrase
     seed: int
+    # The room noise's own seed (None: drawn from `seed`, before the talk). Takes of one room
+    # share it: coloured_noise scales each draw to its own RMS, and a brown draw's RMS is
+    # nearly all below hearing, so two draws at one level differed by up to 21 dB in the
+    # audible band; one draw, periodic over the session, loops seamlessly from take to take.
+    noise_seed: int | None = None
 
 
 def plan_sessions(wake_phrase: str, n_sessions: int, seconds: float, *, wake_rate: float = 0.1,
@@ -102,7 +107,8 @@ def render_session(spec: SessionSpec) -> tuple[np.ndarray, np.ndarray]:
     """int16 PCM of one session, and the sample ranges [n, 2] where the wake phrase is said."""
     rng = np.random.default_rng(spec.seed)
     n = int(spec.seconds * SAMPLE_RATE)
-    audio = coloured_noise(spec.noise, n, rng) * 10 ** (spec.noise_dbfs / 20)
+    noise_rng = rng if spec.noise_seed is None else np.random.default_rng(spec.noise_seed)
+    audio = coloured_noise(spec.noise, n, noise_rng) * 10 ** (spec.noise_dbfs / 20)
 
     def next_phrase():
         voice, variant, pitch, speed = spec.talkers[int(rng.integers(len(spec.talkers)))]
@@ -149,7 +155,10 @@ def synthesize_sessions(specs: list[SessionSpec], workers: int = 1, progress_fac
 
 
 def session_digest(spec: SessionSpec) -> str:
-    blob = json.dumps({"v": GENERATOR_VERSION, **asdict(spec)}, sort_keys=True).encode()
+    fields = asdict(spec)
+    if fields["noise_seed"] is None:  # the digest sessions were cached under before the field
+        del fields["noise_seed"]
+    blob = json.dumps({"v": GENERATOR_VERSION, **fields}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:20]
 
 

@@ -298,8 +298,9 @@ def run_key(model, s: SessionScenario | None, settings: WakewordBenchSettings, c
     sessions = {k: v for k, v in asdict(settings).items() if k in names}
     summary = SUMMARY_FORM if clip_level is not None else None  # a run without the monitor has no summaries
     blob = json.dumps([model_digest(model), repr(s), sessions, clip_level, GENERATOR_VERSION, ACCEPT_AFTER_S, summary]
-                      # one take: the key the runs were cached under before takes; several: heard as one recording
-                      + ([takes, "one recording"] if takes > 1 else []))
+                      # one take: the key the runs were cached under before takes; several: heard as one
+                      # recording over the room's one noise
+                      + ([takes, "one recording, one noise"] if takes > 1 else []))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -407,12 +408,13 @@ def held_out_sessions(model, settings: WakewordBenchSettings, cache: Path, worke
     """Rooms whose talk the monitor's calibration never heard (seed 1; the reference's is 0),
     each one recording of `takes` takes as long as the reference's sessions, one after
     another: the first the room's plan_sessions session, the others its talkers, noise and
-    levels saying other utterances. int16 [rooms, takes x samples], each room's wake
-    ranges, and the samples of one take."""
+    levels saying other utterances over the same noise. int16 [rooms, takes x samples],
+    each room's wake ranges, and the samples of one take."""
     from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
 
     rooms = plan_sessions(model.wake_word, settings.heldout_sessions, settings.reference_seconds, seed=1)
-    specs = [replace(room, seed=room.seed + 7919 * take) for room in rooms for take in range(takes)]
+    specs = [room if take == 0 else replace(room, seed=room.seed + 7919 * take, noise_seed=room.seed)
+             for room in rooms for take in range(takes)]
     sessions = cached_sessions(specs, cache / "sessions", workers)
     take_samples = len(sessions[0][0])
     by_room = [sessions[r * takes:(r + 1) * takes] for r in range(len(rooms))]
