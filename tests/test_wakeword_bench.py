@@ -94,6 +94,12 @@ def test_recorded_sessions_are_one_speaker_or_many_and_name_themselves(fsdd_dir,
     assert len(names) == len(speakers) * RECORDED_PER_SPEAKER + RECORDED_MANY_VOICES and len(speakers) == 6
     assert all(pcm.dtype == np.int16 and len(pcm) == 10 * RATE for _, pcm in sessions)
     assert len(set(names)) == len(names)
+    # a room heard longer: its session, then its clips in another order over the same noise
+    rooms = recorded_sessions(fsdd_dir.parent, 10, seed=1, takes=2)
+    assert [name for name, _ in rooms] == names
+    for (_, room), (_, first) in zip(rooms, sessions):
+        assert len(room) == 20 * RATE and np.array_equal(room[:10 * RATE], first)
+        assert 0.1 < np.mean(room[:10 * RATE] == room[10 * RATE:]) < 0.9
 
 
 def test_recorded_sessions_need_one_of_the_two_folders(tmp_path):

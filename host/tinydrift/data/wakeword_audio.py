@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +81,17 @@ def plan_sessions(wake_phrase: str, n_sessions: int, seconds: float, *, wake_rat
     return specs
 
 
+def take_seed(seed: int, take: int) -> int:
+    """The seed of take `take` of the room whose session has `seed` (take 0: that session)."""
+    return seed + 7919 * take
+
+
+def room_takes(room: SessionSpec, takes: int) -> list[SessionSpec]:
+    """`takes` sessions of one room: its own, then its talkers, noise and levels saying
+    other utterances (take_seed) over the same noise draw."""
+    return [room] + [replace(room, seed=take_seed(room.seed, take), noise_seed=room.seed) for take in range(1, takes)]
+
+
 def lay_out_utterances(audio: np.ndarray, rng: np.random.Generator, next_utterance, peak_dbfs: tuple) -> list:
     """Say utterances one after another over `audio` (float, full scale 1; changed in place),
     from a random start, with pauses of 0.3-2 s, each scaled to a peak drawn from
@@ -121,16 +132,18 @@ def render_session(spec: SessionSpec) -> tuple[np.ndarray, np.ndarray]:
     return _as_pcm(audio), np.array(wakes, dtype=np.int64).reshape(-1, 2)
 
 
-def render_recorded_session(clips: list[np.ndarray], seconds: float, seed: int) -> np.ndarray:
+def render_recorded_session(clips: list[np.ndarray], seconds: float, seed: int, noise_seed: int | None = None) -> np.ndarray:
     """int16 PCM of a session in which recorded utterances (int16 clips, 16 kHz) are said in
     random order as render_session says its phrases, over a room noise drawn as plan_sessions
-    draws it. Each clip loses its leading and trailing digital zeros (padding) and its own DC
+    draws it (from `noise_seed` if given, as SessionSpec.noise_seed: another take of a room).
+    Each clip loses its leading and trailing digital zeros (padding) and its own DC
     offset: recordings from many phones carry offsets of up to a fifth of their peak (two
     Speech Commands speakers'), which a session of them would turn into a microphone that
     changes with every word; a device has one."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
-    audio = coloured_noise(str(rng.choice(NOISES)), n, rng) * 10 ** (rng.uniform(*NOISE_DBFS) / 20)
+    noise_rng = rng if noise_seed is None else np.random.default_rng(noise_seed)
+    audio = coloured_noise(str(noise_rng.choice(NOISES)), n, noise_rng) * 10 ** (noise_rng.uniform(*NOISE_DBFS) / 20)
 
     def next_clip():
         clip = np.asarray(clips[int(rng.integers(len(clips)))], dtype=np.float64)
@@ -197,11 +210,13 @@ def check_recorded_speech(data_root: str | Path) -> None:
                              "that holds them (../shared/data)")
 
 
-def recorded_sessions(data_root: str | Path, seconds: float, seed: int) -> list[tuple[str, np.ndarray]]:
+def recorded_sessions(data_root: str | Path, seconds: float, seed: int, takes: int = 1) -> list[tuple[str, np.ndarray]]:
     """Sessions of real human speech, (name, int16 PCM) each, from a folder laid out as
     ../shared/data: two for each FSDD speaker (one person saying digits in a room; 8 kHz
     recordings, so band-limited) and six of the Speech Commands words (a room of many
-    voices). Either sub-folder may be absent; a TinydriftError if both are."""
+    voices). Either sub-folder may be absent; a TinydriftError if both are. Each session is
+    `takes` takes of `seconds` one after another over its room's one noise: the first the
+    session a single take gives, the others its clips in other orders."""
     from tinydrift.data.wavfolder import load_fsdd, load_speech_commands
 
     check_recorded_speech(data_root)
@@ -216,4 +231,10 @@ def recorded_sessions(data_root: str | Path, seconds: float, seed: int) -> list[
         words = load_speech_commands(root / SPEECH_COMMANDS_FOLDER)
         pools += [(f"speech-commands-{k}", words.audio) for k in range(RECORDED_MANY_VOICES)]
     rng = np.random.default_rng([seed, 20])
-    return [(name, render_recorded_session(list(clips), seconds, int(rng.integers(2**31)))) for name, clips in pools]
+    out = []
+    for name, clips in pools:
+        room = int(rng.integers(2**31))
+        out.append((name, np.concatenate([render_recorded_session(list(clips), seconds, room) if take == 0 else
+                                          render_recorded_session(list(clips), seconds, take_seed(room, take), room)
+                                          for take in range(takes)])))
+    return out

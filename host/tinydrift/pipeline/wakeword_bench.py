@@ -410,11 +410,10 @@ def held_out_sessions(model, settings: WakewordBenchSettings, cache: Path, worke
     another: the first the room's plan_sessions session, the others its talkers, noise and
     levels saying other utterances over the same noise. int16 [rooms, takes x samples],
     each room's wake ranges, and the samples of one take."""
-    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions
+    from tinydrift.data.wakeword_audio import cached_sessions, plan_sessions, room_takes
 
     rooms = plan_sessions(model.wake_word, settings.heldout_sessions, settings.reference_seconds, seed=1)
-    specs = [room if take == 0 else replace(room, seed=room.seed + 7919 * take, noise_seed=room.seed)
-             for room in rooms for take in range(takes)]
+    specs = [spec for room in rooms for spec in room_takes(room, takes)]
     sessions = cached_sessions(specs, cache / "sessions", workers)
     take_samples = len(sessions[0][0])
     by_room = [sessions[r * takes:(r + 1) * takes] for r in range(len(rooms))]
@@ -554,35 +553,39 @@ def recorded_speech_figures(model, config, settings: WakewordBenchSettings, data
     sessions: voices, microphones and rooms that neither calibration nor espeak-ng made."""
     from tinydrift.data.wakeword_audio import recorded_sessions
 
-    sessions = recorded_sessions(data_root, settings.reference_seconds, settings.seed)
-    log(f"recorded speech: {len(sessions)} sessions of {settings.reference_seconds:.0f} s from {data_root}")
+    takes = settings.heldout_takes
+    sessions = recorded_sessions(data_root, settings.reference_seconds, settings.seed, takes)
+    log(f"recorded speech: {len(sessions)} sessions, each {takes} take{'s' if takes > 1 else ''} of "
+        f"{settings.reference_seconds:.0f} s heard as one recording, from {data_root}")
     audio = np.stack([pcm for _, pcm in sessions])
+    take_samples = audio.shape[1] // takes
     no_wakes = [np.zeros((0, 2), np.int64)] * len(audio)
     clip_level = int(config.clip_level)
 
-    def recorded_run(s: SessionScenario | None) -> dict:
-        """run_sessions on the recordings (changed by `s`), kept in `cache`/runs when given."""
+    def recorded_run(s: SessionScenario | None, heard: np.ndarray) -> dict:
+        """run_sessions on recordings `heard` (changed by `s`), kept in `cache`/runs when given."""
         def compute():
-            return run_sessions(model, audio if s is None else s.apply(audio, settings.seed), no_wakes,
+            return run_sessions(model, heard if s is None else s.apply(heard, settings.seed), no_wakes,
                                 clip_level=clip_level)
         if cache is None:
             return compute()
         name = "unchanged" if s is None else s.name
-        key = recorded_run_key(model, s, audio, settings, clip_level)
+        key = recorded_run_key(model, s, heard, settings, clip_level)
         return cached_run(cache / "runs" / f"{model.name}-recorded-{name}-{key}.npz", compute, log)
 
-    run = recorded_run(None)
+    run = recorded_run(None, audio)
     counts = rates(run["counts"])
     figures = {"folder": str(data_root), "session_names": [name for name, _ in sessions],
                **{key: counts[key] for key in ("false_accepts", "hours", "false_accepts_per_hour",
                                                "false_accepts_per_hour_ci95")},
-               **held_out_arl0(config, run["monitor"], settings), "scenarios": {}}
-    # the same changes on the recorded sessions, measured as on the held-out ones
-    check_detection_fits(run["monitor"], settings)
+               **held_out_arl0(config, run["monitor"], settings, takes), "scenarios": {}}
+    # the same changes on the recorded sessions' first takes, measured as on the held-out ones
+    first = first_takes(run["monitor"], frames_in(take_samples, WAKEWORD_STEP_MS) // model.stride)
+    check_detection_fits(first, settings)
     for s in SCENARIOS:
         if s.voices is None:
-            changed = recorded_run(s)
-            figures["scenarios"][s.name] = monitor_detection(config, run["monitor"], changed["monitor"], settings)
+            changed = recorded_run(s, audio[:, :take_samples])
+            figures["scenarios"][s.name] = monitor_detection(config, first, changed["monitor"], settings)
     return figures
 
 
