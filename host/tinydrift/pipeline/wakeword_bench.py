@@ -925,8 +925,10 @@ def _recorded_speech_line(mon: dict) -> str:
     if held is None:
         return ""
     value = "no alarm" if held["arl0"] is None else f"{held['arl0']:,.0f} (x{held['ratio_to_target']:g} the target)"
+    takes = held.get("takes", 1)
+    each = f", each {takes} takes, {held['session_seconds']:.0f} s in all" if takes > 1 else ""
     return (f" On {held['sessions']} sessions of recorded human speech ({held['folder']}: FSDD's speakers, Speech "
-            f"Commands' voices; no one says the wake phrase): {value}, {held['alarms']} alarm"
+            f"Commands' voices; no one says the wake phrase{each}): {value}, {held['alarms']} alarm"
             f"{'' if held['alarms'] == 1 else 's'} in {held['inferences']:,} inferences; the worst session "
             f"{held['worst_session_alarms']}, {held['sessions_over_twice_budget']} above twice the budget; "
             f"{held['false_accepts']} false accepts in {held['hours']:g} h. Detection there (detected of "
@@ -952,7 +954,7 @@ def _held_out_line(mon: dict) -> str:
             spread += (f" {100 * held['alarms_on_a_stretch_heard_again']:.0f} % of the alarms came on a stretch of audio "
                        "that set off another of its room's, heard again.")
     takes = held.get("takes", 1)
-    heard = (f"{held['sessions']} held-out espeak-ng rooms, each {takes} takes of its talk, "
+    heard = (f"{held['sessions']} held-out espeak-ng rooms, each {takes} takes of its talk over its one noise, "
              f"{held['session_seconds']:.0f} s in all," if takes > 1 else
              f"{held['sessions']} held-out espeak-ng sessions of {held['session_seconds']:.0f} s")
     return (f" On {heard} that the calibration never heard: "
