@@ -125,3 +125,15 @@ def test_the_severity_s_help_names_its_range_in_words():
 
     result = CliRunner().invoke(main, ["data", "drift", "--help"])
     assert result.exit_code == 0 and "None]" not in result.output and "[any finite number]" in result.output
+
+
+def test_every_scenario_s_own_severity_lies_in_the_range_its_transform_takes():
+    """--severity is held to each transform's range (data drift refuses the rest in one line);
+    the bench's own severities must pass the same check."""
+    from tinydrift.data import camera_scenarios, scenarios
+
+    for module in (scenarios, camera_scenarios):
+        for s in module.SCENARIOS:
+            if s.transform and isinstance(s.severity, (int, float)) and not isinstance(s.severity, bool):
+                low, high, what = module.SEVERITY_RANGES[s.transform]
+                assert low <= s.severity <= high, (s.name, what)

@@ -567,6 +567,17 @@ CASES = [
      "another population of speakers, not a change of a given set; `tinydrift data kws` writes the accent split"),
     ("no-severity", "data-drift", ["telephone_band", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz", "--severity", "3"],
      "telephone_band takes no other severity"),
+    # past a transform's range it failed with a traceback (a blur of 0 divided by it), or wrote
+    # the set unchanged under a new name (a blur of -3)
+    ("severity-out-of-range", "data-drift", ["lens_smudge_2px", "{r}/images_ok.npz", "--out", "{r}/drifted.npz",
+                                              "--severity", "-3"],
+     "--severity: lens_smudge_2px takes a blur of 0.1 to 10 pixels, not -3"),
+    ("severity-out-of-range", "data-drift", ["jpeg_q8", "{r}/images_ok.npz", "--out", "{r}/drifted.npz",
+                                              "--severity", "500"], "takes a JPEG quality of 1 to 100, not 500"),
+    ("severity-out-of-range", "data-drift", ["cheap_mic_lowpass_2k", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz",
+                                              "--severity", "9000"], "takes a cut-off of 50 to 7,900 Hz, not 9000"),
+    ("overwrites-source", "data-drift", ["gain_up_6db", "{r}/clips_ok.npz", "--out", "{r}/clips_ok.npz"],
+     "that is SOURCE itself, which the drifted copy would replace"),
     ("nothing-left", "data-drift", ["yes_knocked_out", "{r}/clips_yes.npz", "--out", "{r}/drifted.npz"],
      "the set holds only classes the scenario knocks out"),
     ("no-attribute", "data-drift", ["pale_spots_now_leaf_spot", "{r}/images_ok.npz", "--out", "{r}/drifted"],

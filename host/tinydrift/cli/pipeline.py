@@ -201,6 +201,9 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
     from tinydrift.data.sets import load_any
     from tinydrift.errors import TinydriftError
 
+    if out.resolve() == source.resolve():
+        raise TinydriftError(f"--out {out}: that is SOURCE itself, which the drifted copy would replace; "
+                             "give another path")
     data = load_any(source)
     images = isinstance(data, ImageSet)
     unit = "images" if images else "clips"

@@ -178,6 +178,17 @@ def chain(images, rng, steps):
     return images
 
 
+# The severities `tinydrift data drift --severity` takes per transform (low, high, what):
+# outside them a transform fails (a JPEG quality past 100, a negative noise) or leaves the
+# images as they were (a blur of 0, a factor of 1).
+SEVERITY_RANGES = {
+    "smudge": (0.1, 10.0, "a blur of 0.1 to 10 pixels"),
+    "low_resolution": (1.1, 24.0, "a sensor 1.1 to 24 times coarser"),
+    "exposure": (-8.0, 8.0, "an exposure of -8 to 8 stops"),
+    "sensor_noise": (0.5, 128.0, "a noise of 0.5 to 128 levels"),
+    "jpeg": (1, 100, "a JPEG quality of 1 to 100"),
+}
+
 TRANSFORMS = {
     "smudge": smudge, "low_resolution": low_resolution, "colour_cast": colour_cast, "exposure": exposure,
     "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "stuck": unchanged, "chain": chain,

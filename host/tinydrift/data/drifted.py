@@ -32,6 +32,12 @@ def _scenarios(images: bool) -> tuple:
     return camera_scenarios.SCENARIOS if images else scenarios.SCENARIOS
 
 
+def _severity_ranges(images: bool) -> dict:
+    from tinydrift.data import camera_scenarios, scenarios
+
+    return camera_scenarios.SEVERITY_RANGES if images else scenarios.SEVERITY_RANGES
+
+
 def applies(s) -> bool:
     """Whether the scenario changes a given set (not one of another population)."""
     return bool(s.transform or s.label_map or s.class_weights or s.hold or getattr(s, "new_sign", None))
@@ -67,6 +73,9 @@ def find_scenario(name: str, images: bool, severity: float | None = None):
             raise TinydriftError(f"--severity: {name} takes no other severity (its own is "
                                  f"{chosen.severity if chosen.severity is not None else 'none'}); pick a scenario "
                                  "whose severity is one number (a gain in dB, a blur in pixels, ...)")
+        low, high, what = _severity_ranges(images)[chosen.transform]
+        if not low <= severity <= high:
+            raise TinydriftError(f"--severity: {name} takes {what}, not {severity:g}")
         chosen = replace(chosen, name=f"{chosen.transform}_{severity:g}", severity=type(chosen.severity)(severity))
     return chosen
 

@@ -246,6 +246,22 @@ class Scenario:
         return out
 
 
+# The severities `tinydrift data drift --severity` takes per transform (low, high, what):
+# beyond them a transform fails (a cut-off at or past 8 kHz) or changes nothing a device
+# could tell from a dead microphone.
+SEVERITY_RANGES = {
+    "gain": (-60.0, 60.0, "a gain of -60 to 60 dB"),
+    "lowpass": (50.0, 7900.0, "a cut-off of 50 to 7,900 Hz"),
+    "highpass": (50.0, 7900.0, "a cut-off of 50 to 7,900 Hz"),
+    "white_noise": (-20.0, 60.0, "an SNR of -20 to 60 dB"),
+    "babble": (-20.0, 60.0, "an SNR of -20 to 60 dB"),
+    "reverb": (0.05, 5.0, "a reverberation time of 0.05 to 5 s"),
+    "stuck": (-32768.0, 32767.0, "a sample value of -32,768 to 32,767"),
+    "dc_offset": (-32768.0, 32767.0, "an offset of -32,768 to 32,767"),
+    "clipping": (0.5, 60.0, "a gain into clipping of 0.5 to 60 dB"),
+    "quiet_microphone": (-60.0, -1.0, "a gain of -60 to -1 dB"),
+}
+
 TRANSFORMS = {
     "gain": gain, "lowpass": lowpass, "highpass": highpass, "bandpass": bandpass, "resample_8k": resample_8k,
     "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "stuck": stuck,
