@@ -378,6 +378,12 @@ def test_export_refuses_a_folder_whose_classes_are_not_the_models_outputs(tmp_pa
     assert "2 class folders (dots, plain), but the model has 3 outputs" in line
     # the remedy is a command, not a hand edit of training.json (trial 17)
     assert "`tinydrift adopt` the .tflite again with --labels A,B,..." in line and "training.json" not in line, line
+    # classes named by --labels, one of them without a folder: refused as demo refuses it (trial 18)
+    named = tmp_path / "named"
+    run_cli("adopt", str(tflite), "--out", str(named), "--labels", ",".join(CLASSES))
+    line = refusal(["export", "--model", str(named), "--data", str(images)])
+    assert f"no images of stripes, but the model has 3 outputs: give one sub-folder per class ({', '.join(CLASSES)})" \
+        in line, line
     # Too few images for the reference statistics: refused before any work, by count.
     write_folder(tmp_path / "few", seed=2, per_class=5)
     line = refusal(["export", "--model", str(model_dir), "--data", str(tmp_path / "few")])

@@ -172,6 +172,10 @@ class ModelInput:
                       "--labels A,B,...)")
             raise TinydriftError(f"{folder}: {len(data.label_names)} {what} ({', '.join(data.label_names)}), "
                                  f"but the model has {n_classes} outputs: {remedy}")
+        missing = [name for k, name in enumerate(data.label_names) if not np.any(data.labels == k)]
+        if self.is_image and missing:  # classes named by --labels, some without a folder (trial 18)
+            raise TinydriftError(f"{folder}: no images of {', '.join(missing)}, but the model has {n_classes} outputs: "
+                                 f"give one sub-folder per class ({', '.join(data.label_names)})")
         present = np.unique(data.labels)
         if len(present) < 2:
             only = data.label_names[int(present[0])] if len(present) else "none"
