@@ -136,6 +136,7 @@ def test_image_sources_for_replay(tmp_path, leaves):
     Image.fromarray(leaves[1]).resize((256, 192)).save(folder / "healthy" / "photo.jpg", quality=90)
     Image.fromarray(leaves[2]).convert("P").save(folder / "healthy" / "palette.png")
     Image.fromarray(leaves[3]).save(folder / "healthy" / ".hidden.png")
+    (folder / "healthy" / "notes.txt").write_text("taken on Tuesday")  # eval refuses it; replay says so (trial 18)
     said = []
     fitted = load_source(folder, fit=shape, log=said.append)
     assert fitted.names == ["grey.png", "healthy/0.png", "healthy/1.png", "healthy/2.png", "healthy/palette.png",
@@ -152,7 +153,8 @@ def test_image_sources_for_replay(tmp_path, leaves):
         key = "blight/grey.png" if name == "grey.png" else name
         if key in by_name:
             assert np.array_equal(image, by_name[key]), name
-    assert said == ["images fitted to the model's 48x48x3 input as `tinydrift eval` reads them (centred crop, resize, "
+    assert said == [f"1 file in {folder} left out, neither images nor WAV files (e.g. healthy/notes.txt)",
+                    "images fitted to the model's 48x48x3 input as `tinydrift eval` reads them (centred crop, resize, "
                     "RGB)", "(images not in 8-bit RGB: 1 grey, 1 palette; converted to it, as the model takes)"]
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -112,6 +112,17 @@ def test_replay_command_sends_the_first_limit_clips_of_a_clip_set_stop_and_wait(
     assert foreign == 0 and frames == 1
     expected = expected_inferences(list(clip_set.audio[:1]), model, config, clips=True)
     assert compare(device_inferences(items), expected, bytes.fromhex(ref["model_id"])) == []
+    # --shuffle draws the order first, then --limit takes the first of it
+    from tinydrift.link.replay import load_source
+
+    first = load_source(tmp_path / "three.npz").shuffled(5).clips[0]
+    assert not np.array_equal(first, clip_set.audio[0])
+    with emulator.start(elf) as board:
+        mixed = replay_cli(tmp_path / "three.npz", board, tmp_path / "mixed.db", "--shuffle", "5", "--limit", "1")
+    assert mixed.exit_code == 0 and "replayed 1 clip (1.0 s of audio" in mixed.output, mixed.output
+    items, _, _ = stored_session(tmp_path / "mixed.db")
+    expected = expected_inferences([first], model, config, clips=True)
+    assert compare(device_inferences(items), expected, bytes.fromhex(ref["model_id"])) == []
 
 
 class LossyLink:
@@ -324,3 +335,19 @@ def test_a_folder_of_wavs_and_images_is_never_split_silently(tmp_path):
     images = load_source(tmp_path, fit=(48, 48, 3), log=said.append)
     assert images.names == ["leaf0.png", "leaf1.png"]
     assert said[0] == f"1 WAV file in {tmp_path} left out: the model takes images"
+
+
+def test_a_folder_of_class_folders_is_sent_class_by_class_unless_shuffled():
+    """Replayed in sorted order, a folder of class folders commissioned the device on its first
+    class, and the next read as a change (trial 18: its own clean reference raised DATA_DRIFT).
+    replay says so, and --shuffle SEED mixes them."""
+    from tinydrift.link.replay import ReplaySource
+
+    names = ["blight/0.png", "blight/1.png", "healthy/0.png", "healthy/1.png", "wilt/0.png"]
+    source = ReplaySource([np.full((2, 2, 3), k, np.uint8) for k in range(5)], names, np.array([0, 0, 1, 1, 2]))
+    assert source.one_class_after_another()
+    mixed = source.shuffled(3)
+    assert sorted(mixed.names) == names and mixed.names != names and not mixed.one_class_after_another()
+    assert all(int(c[0, 0, 0]) == names.index(n) for c, n in zip(mixed.clips, mixed.names))
+    assert mixed.labels.tolist() == [source.labels[names.index(n)] for n in mixed.names]
+    assert not ReplaySource(source.clips[:2], ["a.png", "b.png"]).one_class_after_another()

@@ -15,8 +15,8 @@ import click
 
 
 from tinydrift.cli.common import DEFAULT_MODEL, firmware_exit, progress_bars
-from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SERIAL_URL,
-                                  input_path, is_wav)
+from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SEED,
+                                  SERIAL_URL, input_path, is_wav)
 from tinydrift.errors import TinydriftError
 from tinydrift.target import emulator
 
@@ -289,6 +289,9 @@ def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
               help="The device's model: with --db, the hash the frames must carry (others are flagged "
                    "foreign); for a camera model, the size every image is fitted to, as eval fits it.")
 @click.option("--limit", type=COUNT, default=None, metavar="N", help="Replay only the first N clips.")
+@click.option("--shuffle", type=SEED, default=None, metavar="SEED",
+              help="Send the clips in an order drawn from SEED (then --limit): a folder of class folders "
+                   "otherwise goes one class after another, and the device commissions on the first.")
 @click.option("--reset", is_flag=True, help="Reset the device's drift monitor first.")
 @click.option("--window", type=COUNT, default=4, show_default=True, metavar="N",
               help="AUDIO frames in flight before waiting for ACKs (1: stop-and-wait, for boards with "
@@ -299,7 +302,7 @@ def _camera_input(model_dir: Path) -> tuple[int, int, int] | None:
               help="How long to keep reopening a port that disappeared; the clip under way is then sent "
                    "again (0: stop at once; -1: forever).")
 def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir: Path | None, limit: int | None,
-                   reset: bool, window: int, baudrate: int, reconnect_timeout: float):
+                   shuffle: int | None, reset: bool, window: int, baudrate: int, reconnect_timeout: float):
     """Stream audio or images into the device: each clip of SOURCE as AUDIO frames, each
     image as IMAGE frames (for a camera model's build).
 
@@ -328,7 +331,7 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     """
     from tinydrift.link import protocol as P
     from tinydrift.link.port import open_port, reopen_port
-    from tinydrift.link.replay import Replayer, load_source
+    from tinydrift.link.replay import Replayer, ReplaySource, load_source
     from tinydrift.logbook.capture import DatabaseSink
     from tinydrift.logbook.store import (banner_commission_n, boot_line_fields, load_model_info,
                                          still_commissioning)
@@ -339,7 +342,15 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
     info = load_model_info(model_dir) if model_dir is not None else None
     expected_hash = info.model_hash if info is not None else None
     camera = _camera_input(model_dir) if model_dir is not None else None
-    clips = load_source(source, limit, fit=camera, log=log, audio_model=model_dir is not None and camera is None)
+    clips = load_source(source, limit if shuffle is None else None, fit=camera, log=log,
+                        audio_model=model_dir is not None and camera is None)
+    if shuffle is not None:
+        clips = clips.shuffled(shuffle)
+        clips = ReplaySource(clips.clips[:limit], clips.names[:limit], None if clips.labels is None else clips.labels[:limit])
+    elif clips.one_class_after_another():
+        log(f"{source}: its sub-folders go one after another, in sorted order; the device commissions on its first "
+            "inferences, so a later class reads as a change (--shuffle SEED mixes them, as a device in the field "
+            "meets them)")
     if not len(clips):  # once a device started (an emulated board booted) to be sent nothing
         raise TinydriftError(f"{source} holds no clips or images: give a set with at least one")
     images = clips.clips[0].ndim == 3

@@ -49,6 +49,18 @@ class ReplaySource:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def shuffled(self, seed: int) -> "ReplaySource":
+        """The same clips in an order drawn from `seed`: a folder of class folders mixed, as a
+        device in the field meets its classes, not one class after another."""
+        order = np.random.default_rng(seed).permutation(len(self.clips))
+        return ReplaySource([self.clips[i] for i in order], [self.names[i] for i in order],
+                            None if self.labels is None else self.labels[order])
+
+    def one_class_after_another(self) -> bool:
+        """Whether the clips come from two or more sub-folders, each sent whole in turn."""
+        tops = [name.split("/", 1)[0] for name in self.names if "/" in name]
+        return len(set(tops)) > 1 and all(a == b for a, b in zip(sorted(tops, key=tops.index), tops))
+
     @property
     def samples(self) -> int:
         return int(sum(len(c) for c in self.clips))
@@ -84,6 +96,11 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
         return ReplaySource(chosen, [f"{path.name}[{i}]" for i in range(n)], images.labels[:n].astype(np.int64))
     wavs = wav_files(path, "**/*") if path.is_dir() else []
     image_files = [f for f in class_files(path) if f.suffix.lower() in IMAGE_SUFFIXES] if path.is_dir() else []
+    others = [f for f in class_files(path) if f.suffix.lower() not in IMAGE_SUFFIXES and f.suffix.lower() != ".wav"] \
+        if path.is_dir() else []
+    if others:  # eval refuses them; a replay sends what it can, and says what it did not
+        log(f"{len(others)} file{'s' if len(others) != 1 else ''} in {path} left out, neither images nor WAV files "
+            f"(e.g. {others[0].relative_to(path)})")
     if wavs and image_files:
         if fit is None and not audio_model:
             raise TinydriftError(f"{path} holds both WAV files ({len(wavs)}, e.g. {wavs[0].relative_to(path)}) and "
