@@ -124,8 +124,9 @@ def monitor_command(db_path, port_url, model_dir, once, duration, refresh):
                    "confidently wrong keeps high: give it whenever you have it.")
 @click.option("--truth", "truth_path", type=input_file("truth JSON file"), default=None, metavar="JSON",
               help='What a test stream really held: {"shift_index": N, "labels": [...]}, the inference '
-                   "index where the shift began and the true class of each inference, -1 where not known "
-                   "(either may be null).")
+                   "index where the shift began, counted from 1 as the device counts its inferences (300 "
+                   "clean inferences, then the shift: 301), and the true class of each inference, -1 where "
+                   "not known (either may be null).")
 def report_command(db_path, out_dir, model_dir, truth_path):
     """Write plots (scores with thresholds and alarms, ATC accuracy estimate, entropy and
     confidence) and an HTML page summarising a capture database. With --truth, the true
