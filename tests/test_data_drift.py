@@ -137,3 +137,27 @@ def test_every_scenario_s_own_severity_lies_in_the_range_its_transform_takes():
             if s.transform and isinstance(s.severity, (int, float)) and not isinstance(s.severity, bool):
                 low, high, what = module.SEVERITY_RANGES[s.transform]
                 assert low <= s.severity <= high, (s.name, what)
+
+
+def test_a_folder_of_photos_is_drifted_at_the_size_the_model_sees_and_says_so(tmp_path):
+    """A folder of 80x60 photos came back as 48x48 files named 00000.png... with nothing said
+    (trial 18): the output line names the size, and --model-dir picks the model that sets it."""
+    from PIL import Image
+
+    from conftest import REPO_ROOT
+
+    rng = np.random.default_rng(1)
+    for kind in ("healthy", "blight"):
+        (tmp_path / "photos" / kind).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "photos" / kind / f"{i}.png")
+    result = CliRunner().invoke(main, ["data", "drift", "lens_smudge_2px", str(tmp_path / "photos"), "--out",
+                                       str(tmp_path / "smudged"), "--model-dir", str(REPO_ROOT / "models" / "plant")])
+    assert result.exit_code == 0, result.output
+    assert "(PNG files in class folders, 48x48 as the model sees them)" in result.output, result.output
+    back = load_image_folder(tmp_path / "smudged", size=(48, 48))
+    assert back.images.shape == (4, 48, 48, 3)
+    refused = CliRunner().invoke(main, ["data", "drift", "lens_smudge_2px", str(tmp_path / "photos"), "--out",
+                                        str(tmp_path / "other"), "--model-dir", str(REPO_ROOT / "models" / "kws")])
+    assert refused.exit_code == 1 and "not a camera model; it sizes a folder of images only" in refused.output
+    assert not (tmp_path / "other").exists()

@@ -164,14 +164,20 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
               help="Another severity than the scenario's own, for one whose severity is one number: dB of gain, "
                    "SNR in dB, Hz of a cut-off, seconds of reverberation, pixels of blur, stops, JPEG quality...")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The noise, babble and resampling drawn.")
-def data_drift(scenario: str, source: Path, out: Path, severity: float | None, seed: int):
+@click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
+              help="For a folder of images: the camera model whose input they are fitted to, as `eval` fits "
+                   "them (default: the shipped camera model's 48x48).")
+def data_drift(scenario: str, source: Path, out: Path, severity: float | None, seed: int, model_dir: Path | None):
     """Write SOURCE changed by one drift scenario of `tinydrift bench drift`.
 
     SOURCE is a clip set (`tinydrift data kws`), an image set (`tinydrift data plant`) or a
     folder of class folders (WORD/*.wav, CLASS/*.png|jpg). The drifted copy keeps each
     item's label (where the scenario moves labels, the new ones) and is written as a set
-    (--out ending in .npz) or as class folders of WAV or PNG files, to replay into a device
-    (`tinydrift replay`) or to evaluate a model on (`tinydrift eval`).
+    (--out ending in .npz) or as class folders of WAV or PNG files, numbered in the set's
+    order (00000.png, ...), to replay into a device (`tinydrift replay`) or to evaluate a
+    model on (`tinydrift eval`). A folder of images is first fitted to a camera model's input
+    (centred crop, resize), as `eval` reads it: the drift is measured at the size the model
+    sees (--model-dir names the model; default the shipped camera model's 48x48).
 
     \b
     Recordings: gain_down_20db, gain_up_12db, gain_down_6db, gain_up_6db,
@@ -204,7 +210,15 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
     if out.resolve() == source.resolve():
         raise TinydriftError(f"--out {out}: that is SOURCE itself, which the drifted copy would replace; "
                              "give another path")
-    data = load_any(source)
+    size = None
+    if model_dir is not None:
+        from tinydrift.cli.device import _camera_input
+
+        shape = _camera_input(model_dir)
+        if shape is None:
+            raise TinydriftError(f"--model-dir {model_dir}: not a camera model; it sizes a folder of images only")
+        size = tuple(shape[:2])
+    data = load_any(source, image_size=size)
     images = isinstance(data, ImageSet)
     unit = "images" if images else "clips"
     if not len(data):
@@ -216,8 +230,9 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
         click.echo(f"{chosen.name}: {len(changed)} {unit} of {source} written to {out}")
     else:
         n = write_folder(changed, out)
+        size = f", {data.images.shape[2]}x{data.images.shape[1]} as the model sees them" if images else ""
         click.echo(f"{chosen.name}: {n} {unit} of {source} written to {out}/ "
-                   f"({'PNG' if images else 'WAV'} files in class folders)")
+                   f"({'PNG' if images else 'WAV'} files in class folders{size})")
 
 
 @click.command("train")
