@@ -150,7 +150,8 @@ def test_a_folder_of_photos_is_drifted_at_the_size_the_model_sees_and_says_so(tm
     for kind in ("healthy", "blight"):
         (tmp_path / "photos" / kind).mkdir(parents=True)
         for i in range(2):
-            Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)).save(tmp_path / "photos" / kind / f"{i}.png")
+            photo = rng.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+            Image.fromarray(photo).save(tmp_path / "photos" / kind / f"{i}.png")
     result = CliRunner().invoke(main, ["data", "drift", "lens_smudge_2px", str(tmp_path / "photos"), "--out",
                                        str(tmp_path / "smudged"), "--model-dir", str(REPO_ROOT / "models" / "plant")])
     assert result.exit_code == 0, result.output

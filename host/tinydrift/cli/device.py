@@ -15,8 +15,8 @@ import click
 
 
 from tinydrift.cli.common import DEFAULT_MODEL, firmware_exit, progress_bars
-from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS, SEED,
-                                  SERIAL_URL, input_path, is_wav)
+from tinydrift.cli.params import (BAUD, COUNT, FIRMWARE_IMAGE, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, PCM_FILE, SECONDS,
+                                  SEED, SERIAL_URL, input_path, is_wav)
 from tinydrift.errors import TinydriftError
 from tinydrift.target import emulator
 
@@ -346,7 +346,8 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
                         audio_model=model_dir is not None and camera is None)
     if shuffle is not None:
         clips = clips.shuffled(shuffle)
-        clips = ReplaySource(clips.clips[:limit], clips.names[:limit], None if clips.labels is None else clips.labels[:limit])
+        clips = ReplaySource(clips.clips[:limit], clips.names[:limit],
+                             None if clips.labels is None else clips.labels[:limit])
     elif clips.one_class_after_another():
         log(f"{source}: its sub-folders go one after another, in sorted order; the device commissions on its first "
             "inferences, so a later class reads as a change (--shuffle SEED mixes them, as a device in the field "

@@ -132,7 +132,8 @@ def render_session(spec: SessionSpec) -> tuple[np.ndarray, np.ndarray]:
     return _as_pcm(audio), np.array(wakes, dtype=np.int64).reshape(-1, 2)
 
 
-def render_recorded_session(clips: list[np.ndarray], seconds: float, seed: int, noise_seed: int | None = None) -> np.ndarray:
+def render_recorded_session(clips: list[np.ndarray], seconds: float, seed: int,
+                            noise_seed: int | None = None) -> np.ndarray:
     """int16 PCM of a session in which recorded utterances (int16 clips, 16 kHz) are said in
     random order as render_session says its phrases, over a room noise drawn as plan_sessions
     draws it (from `noise_seed` if given, as SessionSpec.noise_seed: another take of a room).
