@@ -671,6 +671,46 @@ def test_collector_that_never_joined_its_group_does_not_say_its_share_waits(serv
     assert "not subscribing" in c1.text and "broker keeps collector" not in c1.text, c1.text
 
 
+def test_a_collector_that_leaves_stores_what_waited_for_it_and_ends_its_session(services, dsn, tmp_path,
+                                                                                 devices_factory):
+    """A short look (`collect --duration`) stays a member of the group: the broker keeps its
+    share of the frames for 7 days, and no command removed it (trial 16). `--leave` stores
+    what waits for it and ends its session; the broker then keeps nothing for that name."""
+    broker, _ = services
+    look = collector(tmp_path, broker.url, dsn, "look", "--duration", "2")
+    assert look.process.wait(30) == 0, look.text
+    assert "the broker keeps the session of collector 'look'" in look.text and "add --leave" in look.text
+    devices = devices_factory(1, 0xD700)
+    gw = gateway(tmp_path, broker.url, devices)
+    devices.send(lambda board: board.run(60))
+    n = len(devices.sent)  # sent while the group's one member is away: the broker keeps them for it
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and f"read={n} acknowledged={n} in_outbox=0" not in gw.log.read_text():
+        time.sleep(0.1)
+    assert f"read={n} acknowledged={n} in_outbox=0" in gw.log.read_text(), gw.text[-2000:]
+    assert stored(dsn) == (0, 0)
+    leave = Command(tmp_path, "collect-look-leave", "collect", "--broker", broker.url, "--db", dsn, "--fleet", FLEET,
+                    "--name", "look", "--leave", "--duration", "1")
+    assert leave.process.wait(60) == 0, leave.text
+    assert stored(dsn) == (n, n)
+    assert "collector 'look' left group 'collectors' and the broker ended its session" in leave.text, leave.text
+    assert "the broker keeps the session" not in leave.text
+    # the broker kept nothing for it: a client of that name finds no session
+    from tinydrift.fleet import mqtt
+
+    probe = mqtt.client(mqtt.BrokerUrl.parse(broker.url), f"tinydrift-collector-{FLEET}-collectors-look")
+    present = []
+    probe.on_connect = lambda _c, _u, flags, _rc, _p: present.append(flags.session_present)
+    probe.loop_start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not present:
+        time.sleep(0.05)
+    probe.disconnect(properties=mqtt.session_end())
+    probe.loop_stop()
+    assert present == [False]
+    assert gw.stop() == 0
+
+
 def test_fleet_up_runs_a_broker_a_database_and_collectors_until_stopped(tmp_path):
     up = Command(tmp_path, "up", "fleet", "up", "--collectors", "2", "--fleet", FLEET)
     deadline = time.monotonic() + 30

@@ -106,8 +106,13 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
 @click.option("--batch-wait", type=SECONDS, default=0.2, show_default=True, metavar="S",
               help="How long a batch waits to fill before it is written.")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
+@click.option("--leave", is_flag=True,
+              help="When it stops, leave the group: store what the broker still sends it, then end its session, "
+                   "so the group's other members take its share (with none left, the broker keeps nothing for "
+                   "the fleet). `--name NAME --leave --duration 1` removes a member left behind, storing what "
+                   "waits for it.")
 @PROGRESS_INTERVAL
-def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, batch_wait, duration,
+def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, batch_wait, duration, leave,
                     progress_interval):
     """Store a fleet's frames from the broker in PostgreSQL.
 
@@ -131,10 +136,15 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
                    f"batches={stats.batches}", err=True)
 
     summary = run_collector(broker, dsn, fleet=fleet, group=group, name=name, model_dirs=list(model_dirs),
-                            batch_size=batch_size, batch_wait=batch_wait, duration=duration,
+                            batch_size=batch_size, batch_wait=batch_wait, duration=duration, leave=leave,
                             log=lambda m: click.echo(m, err=True),
                             progress=progress if progress_interval else None, progress_interval=progress_interval)
     click.echo(summary.line())
+    if summary.left:
+        click.echo(f"collector {summary.name!r} left group {group!r} and the broker ended its session: the group's "
+                   "other members take its share of the fleet's frames", err=True)
+    elif summary.leave_failed:
+        click.echo(f"collector {summary.name!r} could not leave group {group!r}: {summary.leave_failed}", err=True)
     if summary.joined and not summary.taken_over:  # one that gave way left the session to the other
         # its persistent session stays in the shared group: the broker goes on giving it a share
         from tinydrift.fleet.mqtt import SESSION_EXPIRY_S
@@ -142,7 +152,7 @@ def collect_command(broker, dsn, fleet, group, name, model_dirs, batch_size, bat
         click.echo(f"the broker keeps the session of collector {summary.name!r} in group {group!r} for "
                    f"{SESSION_EXPIRY_S // 86400} days: its share of the fleet's frames waits there until "
                    f"`tinydrift collect --fleet {fleet} --group {group} --name {summary.name}` (and its --broker and "
-                   "--db) runs again", err=True)
+                   "--db) runs again; add --leave to store it and leave the group", err=True)
     if summary.failed:
         raise SystemExit(1)
 

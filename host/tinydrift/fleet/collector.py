@@ -57,10 +57,12 @@ class CollectSummary:
     name: str = ""  # the collector's name in its group: its session, which the broker keeps
     joined: bool = False  # subscribed to the group (or the broker held its session): it now has a share
     taken_over: bool = False  # another client with its client id kept taking the session: it gave way
+    left: bool = False  # it left the group (--leave): stored what it was sent, and its session ended
+    leave_failed: str = ""  # why a --leave could not be done (the session and its share stay)
 
     @property
     def failed(self) -> bool:
-        return self.database_down or self.broker_never_reached or self.taken_over
+        return self.database_down or self.broker_never_reached or self.taken_over or bool(self.leave_failed)
 
     def line(self) -> str:
         s = self.stats
@@ -110,6 +112,8 @@ class Collector:
         self.watch = mqtt.ConnectionWatch()  # why a connection was dropped
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = lambda *_args: self.unsubscribed.set()
+        self.unsubscribed = threading.Event()
         self._said_subscribed = False
         self.joined = False  # its session holds the group's subscription: the broker keeps its share
         # A member of the shared subscription takes a share of the fleet's frames, and its
@@ -212,14 +216,40 @@ class Collector:
                 self.client.ack(item.mid, item.qos)
 
 
+# How long a leaving collector waits for the broker: to connect, to confirm the unsubscribe,
+# and, between two of the messages it was still sent, before it takes the last as the last.
+LEAVE_WAIT_S = 10.0
+LEAVE_QUIET_S = 1.0
+
+
+def _leave_group(collector: Collector, store: FleetStore, dsn: str, fleet: str, known: set[bytes] | None,
+                 stats: CollectStats, log: Callable[[str], None], batch_size: int) -> str:
+    """Unsubscribe from the group, store and acknowledge what the broker still sends (what it
+    had sent, and what it kept for this session while it was away), so that ending the
+    session loses nothing. '' once done, else why not."""
+    if not collector.connected.wait(LEAVE_WAIT_S):
+        return f"the broker was not reached within {LEAVE_WAIT_S:g} s"
+    collector.unsubscribed.clear()
+    collector.client.unsubscribe(collector.subscription)
+    if not collector.unsubscribed.wait(LEAVE_WAIT_S):
+        return f"the broker did not confirm the unsubscribe within {LEAVE_WAIT_S:g} s"
+    while batch := collector.take(batch_size, LEAVE_QUIET_S):
+        stats.received += len(batch)
+        if _store_batch(store, dsn, fleet, batch, known, stats, log, lambda: True) is None:
+            return "the database went away while it stored what was left"
+        collector.ack(batch)
+    return ""
+
+
 def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: str = "collectors",
                   name: str | None = None, model_dirs: list[str | Path] = (), batch_size: int = BATCH_SIZE,
-                  batch_wait: float = BATCH_WAIT_S, duration: float | None = None,
+                  batch_wait: float = BATCH_WAIT_S, duration: float | None = None, leave: bool = False,
                   stop_event: threading.Event | None = None, log: Callable[[str], None] | None = None,
                   progress: Callable[[CollectStats], None] | None = None,
                   progress_interval: float = 5.0) -> CollectSummary:
     """Collect until Ctrl-C/SIGTERM, `duration` or `stop_event`; a batch being written is
-    finished (and acknowledged) first."""
+    finished (and acknowledged) first. With `leave`, then leave the group (_leave_group) and
+    end the session, so the group's other members take its share from then on."""
     log = log or logger.info
     E.check_fleet_name(fleet)
     E.check_fleet_name(group)
@@ -249,6 +279,7 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
     started = last_progress = time.monotonic()
     next_try = started + RETRY_S
     batch: list[Received] = []
+    leave_failed = "interrupted before it left" if leave else ""
     try:
         collector.client.loop_start()
         while True:
@@ -282,19 +313,28 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
                 break
             collector.ack(batch)
             batch = []
+        if leave:
+            leave_failed = ("another collector of its --name holds the session" if collector.taken_over else
+                            "the database was unreachable" if store is None else
+                            _leave_group(collector, store, dsn, fleet, known, stats, log, batch_size))
     finally:
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
         collector.stopping = True
-        collector.client.disconnect()
+        if leave and not leave_failed:
+            collector.client.disconnect(properties=mqtt.session_end())  # the broker drops the session now
+        else:
+            collector.client.disconnect()
         collector.client.loop_stop()
         if store is not None:
             store.close()
     unacknowledged = len(batch) + collector.inbox.qsize()
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
                           unacknowledged, database_down=store is None,
-                          broker_never_reached=not collector.ever_connected, name=name, joined=collector.joined,
-                          taken_over=collector.taken_over is not None)
+                          broker_never_reached=not collector.ever_connected, name=name,
+                          joined=collector.joined and not (leave and not leave_failed),
+                          taken_over=collector.taken_over is not None, left=leave and not leave_failed,
+                          leave_failed=leave_failed)
 
 
 def _reach_store(dsn: str, log: Callable[[str], None]) -> FleetStore | None:

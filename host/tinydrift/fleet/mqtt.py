@@ -131,6 +131,17 @@ def client(url: BrokerUrl, client_id: str, *, manual_ack: bool = False, receive_
     return c
 
 
+def session_end():
+    """DISCONNECT properties that end the session now (a session expiry of 0): the broker
+    keeps nothing for the client, its subscriptions included."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    properties = Properties(PacketTypes.DISCONNECT)
+    properties.SessionExpiryInterval = 0
+    return properties
+
+
 REASON_UNSPECIFIED = 0x80
 # Connections the broker closes this soon after opening them, without a DISCONNECT packet, twice
 # in a row, were most likely taken over: mosquitto drops the older of two clients with one id
