@@ -272,6 +272,44 @@ def test_other_models_builds_beyond_the_newest_few_are_removed_but_not_one_being
     os.utime(builds[10], None)  # built a moment ago: kept, however many are newer
     assert sorted(prune_model_builds(builds[5], keep=1)) == [builds[0], builds[9], builds[11]]
     assert kept == sorted(["build", builds[0].name, builds[5].name] + [b.name for b in builds[9:]])
+    # their locks go with them, under the lock; one left from before goes too (trial 18: 80
+    # empty lock files), and the kept builds keep theirs
+    (tmp_path / "build-model-0000000000ff.lock").touch()
+    prune_model_builds(builds[5], keep=1)
+    assert sorted(p.name for p in tmp_path.glob("*.lock")) == sorted(build_lock(b).name for b in (builds[5], builds[10]))
+
+
+def test_a_build_that_waited_on_a_lock_removed_under_it_takes_a_new_one(tmp_path):
+    """prune_model_builds unlinks a pruned build's lock while holding it: a build that was
+    waiting on that file must not go on holding a lock on a name no one else sees, while
+    another build takes a new file of that name."""
+    import fcntl
+    import threading
+
+    from tinydrift.atomic import try_hold
+    from tinydrift.target import platformio
+
+    lock_path = tmp_path / "build-model-000000000001.lock"
+    held = open(lock_path, "a")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    inside, done = threading.Event(), threading.Event()
+
+    def build():
+        with platformio.locked(tmp_path / "build-model-000000000001", lock_path):
+            inside.set()
+            done.wait(10)
+
+    waiter = threading.Thread(target=build)
+    waiter.start()
+    assert not inside.wait(0.3)  # waiting on the held lock
+    lock_path.unlink()  # as prune does, under the lock
+    fcntl.flock(held, fcntl.LOCK_UN)
+    held.close()
+    assert inside.wait(5)
+    with open(lock_path, "a") as other:  # another build now: the waiter holds the lock it would take
+        assert not try_hold(other)
+    done.set()
+    waiter.join(5)
 
 
 def test_two_builds_of_one_new_model_folder_at_once_both_succeed(tmp_path):

@@ -239,10 +239,17 @@ def prune_model_builds(current: Path, keep: int = MODEL_BUILDS_KEPT, idle_s: flo
     removed = []
     for old in (p for p in others[max(0, keep - 1):] if now - p.stat().st_mtime > idle_s):
         with contextlib.suppress(OSError), open(build_lock(old), "a") as lock:
-            if not try_hold(lock):  # flash's: a build there now (the lock file stays: another may wait on it)
+            if not try_hold(lock):  # flash's: a build there now
                 continue
             shutil.rmtree(old)
             removed.append(old)
+            build_lock(old).unlink()  # held: one waiting on it finds it gone and takes a new one
+    # locks of builds removed before their locks were (each was kept then)
+    for stale in current.parent.glob("build-model-*.lock"):
+        if not stale.with_name(stale.name.removesuffix(".lock")).exists():
+            with contextlib.suppress(OSError), open(stale, "a") as lock:
+                if try_hold(lock):
+                    stale.unlink()
     return removed
 
 

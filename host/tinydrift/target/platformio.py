@@ -193,12 +193,23 @@ def locked(folder: Path, lock_file: Path | None = None) -> Iterator[None]:
     held on `lock_file` (default: a file in the folder; one that pio may delete, as it does a
     build folder it starts afresh, would let a second build in)."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(lock_file or folder / ".tinydrift.lock", "w") as lock:
+    path = lock_file or folder / ".tinydrift.lock"
+    while True:
+        lock = open(path, "a")
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # Held: unless the file was removed while this waited (prune_model_builds removes a
+        # pruned build's lock under the lock), then the lock is on a name no one else sees.
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if os.fstat(lock.fileno()).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        lock.close()
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
 
 
 # The same as OFFLINE_ENVIRONMENT, stored in the core dir for a plain `pio` in firmware/.
