@@ -442,6 +442,34 @@ def test_severity_calls_a_shift_harmless_only_when_the_estimate_barely_moved():
 
 
 
+
+def test_an_error_rate_alarm_s_line_gives_its_labels_not_the_label_free_estimate():
+    """Labels remapped (concept drift) leave the inputs and the confidence as they were: an
+    ERROR_RATE alarm read "harmless so far: -0.2 points" while half the labels disagreed
+    (trial 19). Its line gives the labels the run's device took from the change point on."""
+    from tinydrift.logbook.store import alarm_severity
+
+    n = 500
+    index = np.arange(1, n + 1)
+    data = {"id": index, "received_at": index.astype(float), "inference_index": index,
+            "alarm_bits": np.where(index >= 380, 1 << 3, 0), "alarm_index": np.where(index >= 380, 380, 0),
+            "change_index": np.where(index >= 380, 345, 0), "atc": np.full(n, int(0.96 * 65536)),
+            "predicted_class": index % 4, "confidence": np.full(n, 250)}
+    # a label every 3rd inference; from 301 on, every other one disagrees with the answer
+    labels = [{"inference_index": int(i), "label": int(i % 4 if i < 301 or i % 2 else (i + 1) % 4),
+               "state": "taken", "answered_at": float(i) + 0.5} for i in index[::3]]
+    labels.append({"inference_index": 400, "label": 0, "state": "refused", "answered_at": 400.5})
+    (alarm,) = alarm_severity(data, labels=labels)
+    mine = [row for row in labels if row["state"] == "taken" and row["inference_index"] >= 345]
+    wrong = sum(row["label"] != row["inference_index"] % 4 for row in mine)
+    assert wrong and alarm.labels.taken == len(mine) and alarm.labels.wrong == wrong
+    line = alarm.line()
+    assert f"the labels taken from inference 345 on: {wrong} of {len(mine)} disagreed with the model" in line, line
+    assert "harmless" not in line and "96.0 % before" in line
+    # without labels in the capture (sent with `label --port`), it says so, and no verdict
+    (bare,) = alarm_severity(data, labels=[])
+    assert "no label in this capture from inference 345 on" in bare.line() and "harmless" not in bare.line()
+
 def _alarm_at_300(n: int) -> dict:
     """Frames 1..n of a device whose DATA_DRIFT latched at inference 300 (change point 250):
     its running ATC 0.93 before the change, 0.80 after; of the answers after the alarm, all
@@ -844,3 +872,31 @@ def test_a_change_point_before_a_late_capture_s_first_frame_is_not_drawn_at_that
     assert _change_x(data, x, [0]) == (250.0, 1)
     late = {k: v[260:] for k, v in data.items()}  # the capture began at inference 261
     assert _change_x(late, late["inference_index"].astype(np.float64), [0]) == (None, 1)
+
+
+def test_the_live_severity_of_an_error_rate_alarm_counts_the_labels_of_the_current_run(tmp_path):
+    """monitor's line (severity_now) reads the labels the capture database holds, of the
+    device's current run only (after its latest HELLO), from the change point on."""
+    from tinydrift.logbook.store import LABELS_SCHEMA, severity_now
+
+    conn = sqlite3.connect(tmp_path / "c.db")
+    conn.execute("CREATE TABLE frames (id INTEGER PRIMARY KEY, type INTEGER, foreign_model INTEGER DEFAULT 0, "
+                 "received_at REAL, inference_index INTEGER, predicted_class INTEGER, alarm_bits INTEGER)")
+    conn.executescript(LABELS_SCHEMA)
+    rows = [(1, int(P.FrameType.HELLO), 0.0, None, None, None)]  # an earlier run, then a reset (its HELLO)
+    rows += [(1 + i, 2, float(i), i, 1, 0) for i in range(1, 101)]
+    rows += [(200, int(P.FrameType.HELLO), 200.0, None, None, None)]
+    rows += [(200 + i, 2, 200.0 + i, i, 1, 8 if i >= 60 else 0) for i in range(1, 101)]
+    conn.executemany("INSERT INTO frames (id, type, received_at, inference_index, predicted_class, alarm_bits) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", rows)
+    labels = [(0.0, i, 2, "taken", 0, None, None, None, 10.0 + i, 0) for i in range(50, 100, 5)]  # the old run's
+    labels += [(0.0, i, 1 if i < 50 or i % 10 else 3, "taken", 0, None, None, None, 210.0 + i, 0)
+               for i in range(10, 100, 5)]
+    conn.executemany("INSERT INTO labels (queued_at, inference_index, label, state, attempts, session_id, sent_at, "
+                     "command_seq, answered_at, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", labels)
+    conn.commit()
+    last = P.Inference(0, 100, b"", 1, 250, 8, 0, int(0.95 * 65536), 0, 50, (0,) * 8, 60)
+    line = severity_now(conn, last, 0.95, None).line()
+    # from 50 on in the current run: 50, 55, ..., 95 (10 labels), those at 50, 60, 70, 80, 90 wrong
+    assert "the labels taken from inference 50 on: 5 of 10 disagreed with the model" in line, line
+    assert "harmless" not in line

@@ -499,7 +499,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
         still_commissioning(commission_n, int(index[-1]), bool(np.any(data["alarm_bits"][starts[-1]:] & 0x1F)),
                             "this capture" if runs == 1 else f"its last run of the inference count (run {runs})")
         if n else None)
-    severities = alarm_severity(data, prior, atc_threshold, detections) if n else []
+    severities = alarm_severity(data, prior, atc_threshold, detections, read_labels(conn)) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
                      if truth is not None and severities and monotonic else None)
     truth_rows = (_truth_rows(truth, data, summary, accuracy, true_severity, prior, atc_threshold)

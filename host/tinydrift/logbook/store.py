@@ -875,6 +875,40 @@ def wakes_around(wake_index: np.ndarray, first: int, change: int | None, alarm_a
                        int(np.sum((wake_index > alarm_at) & (wake_index <= last))), max(0, last - alarm_at))
 
 
+@dataclass(frozen=True)
+class LabelsSince:
+    """The labels the device took at inferences from `since` on, against its answers there:
+    what an ERROR_RATE alarm rests on. The label-free estimate cannot see it: a label whose
+    meaning moved (concept drift) leaves the inputs and the model's confidence as they were."""
+
+    since: int
+    taken: int
+    wrong: int
+
+    def text(self, accuracy_before: float | None) -> str:
+        where = f"the labels taken from inference {self.since} on"
+        if not self.taken:
+            return (f"no label in this capture from inference {self.since} on (labels sent with `label --port` are not "
+                    "stored); the label-free estimate cannot see a change of what the labels mean")
+        right = 1.0 - self.wrong / self.taken
+        before = ("" if accuracy_before is None else
+                  f", where the label-free estimate, which a change of what the labels mean does not move, read "
+                  f"{100 * accuracy_before:.1f} % before")
+        return (f"{where}: {self.wrong} of {self.taken} disagreed with the model (accuracy on them {100 * right:.1f} % "
+                f"± {sampling_half_width(right, self.taken):.1f}){before}")
+
+
+def labels_since(labels: list[dict], predicted: dict[int, int], since: int, after: float,
+                 until: float = float("inf")) -> LabelsSince:
+    """LabelsSince over `labels` (read_labels rows) the device took between the times `after`
+    and `until` (one run of its inference count) for inferences from `since` on whose answer
+    (`predicted`: inference index -> class) the capture holds."""
+    mine = [(int(row["inference_index"]), int(row["label"])) for row in labels
+            if row["state"] == "taken" and row["answered_at"] is not None and after <= row["answered_at"] < until
+            and row["inference_index"] >= since and int(row["inference_index"]) in predicted]
+    return LabelsSince(since, len(mine), sum(label != predicted[index] for index, label in mine))
+
+
 @dataclass
 class AlarmSeverity:
     """One latched alarm type and what it costs, as the label-free accuracy estimate saw it
@@ -893,6 +927,7 @@ class AlarmSeverity:
     run: int = 1  # which run of the device's inference count (run_starts) it latched in
     since: int | None = None  # the first alarm's inference index, `answers` counted after it (None: this one's)
     wakes: WakesAround | None = None  # a streaming detector's: its wakes, shown instead of an accuracy
+    labels: LabelsSince | None = None  # an ERROR_RATE alarm's: the labels since the change point
 
     @property
     def impact_points(self) -> float | None:
@@ -923,6 +958,8 @@ class AlarmSeverity:
         change = f" (change point ~inference {self.change_index})" if self.change_index else ""
         if self.wakes is not None:
             return f"{self.wakes.text()}{change}"
+        if self.labels is not None:
+            return self.labels.text(self.accuracy_before)
         if self.accuracy_now is None:
             # what a faulty sensor gives (silence, a constant, a black frame) says nothing of the scene
             return f"accuracy estimate {self.basis}, the input shows nothing of the scene{change}"
@@ -948,7 +985,7 @@ class AlarmSeverity:
         """What the estimated change is called (accuracy_estimate.impact_verdict); None where
         there is no change to name (withheld, nothing from before the change point, or a
         streaming detector's, which shows its wakes instead)."""
-        if self.impact_points is None or self.wakes is not None:
+        if self.impact_points is None or self.wakes is not None or self.labels is not None:
             return None
         return impact_verdict(self.impact_points, self.half_width)
 
@@ -957,8 +994,8 @@ class AlarmSeverity:
 
 
 def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
-                   atc_threshold: int | None = None, detections: dict[str, np.ndarray] | None = None
-                   ) -> list[AlarmSeverity]:
+                   atc_threshold: int | None = None, detections: dict[str, np.ndarray] | None = None,
+                   labels: list[dict] | None = None) -> list[AlarmSeverity]:
     """Every alarm type latched in `read_inferences` output, in the order they latched, with
     the estimated accuracy before the change point and now (severity from impact). The
     device estimates one change point, the first alarm's; later alarms are measured from it
@@ -979,13 +1016,22 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     A streaming detector's (`detections`, read_detections of the same capture, holding any
     frame): its wakes before the change point and since the alarm instead (WakesAround),
     each run's its DETECTION frames stored after the previous run's last INFERENCE frame and
-    before the next run's first."""
+    before the next run's first.
+
+    An ERROR_RATE alarm's line, given the capture's `labels` (read_labels), gives the labels
+    the run's device took from the change point on against its answers (LabelsSince)
+    instead: what the alarm rests on, and what the label-free estimate cannot see."""
     bounds = [*run_starts(data["inference_index"]), len(data["inference_index"])]
     detector = detections is not None and len(detections["id"]) > 0
     found = []
     for run, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
         part = {k: v[start:end] for k, v in data.items()}
         for a in _run_severity(part, prior, atc_threshold):
+            if labels is not None and a.name == "ERROR_RATE":
+                until = data["received_at"][end] if end < len(data["id"]) else float("inf")
+                predicted = dict(zip(part["inference_index"].tolist(), part["predicted_class"].tolist()))
+                a = replace(a, labels=labels_since(labels, predicted, a.change_index or a.latched_at,
+                                                   float(part["received_at"][0]), until))
             if detector:
                 lo = data["id"][start - 1] if run > 1 else -np.inf
                 hi = data["id"][end] if end < len(data["id"]) else np.inf
@@ -1059,9 +1105,17 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
                              (start,)).fetchone()[0] or 1
         around = wakes_around(np.array([index for row, index in wakes if row > start], np.int64), first,
                               last.change_index or None, alarm_at, last.inference_index)
+    taken = None
+    if latched & (1 << P.ALARM_NAMES.index("ERROR_RATE")):
+        since = last.change_index or alarm_at
+        first_at = conn.execute("SELECT MIN(received_at) FROM frames WHERE id > ?", (start,)).fetchone()[0] or 0.0
+        predicted = dict(conn.execute(
+            "SELECT inference_index, predicted_class FROM frames WHERE type=2 AND foreign_model=0 AND id > ? "
+            "AND inference_index >= ?", (start, since)).fetchall())
+        taken = labels_since(read_labels(conn), predicted, since, first_at)
     return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
                          accuracy_before, now.value, now.basis, answers, too_few,
-                         max(0, last.inference_index - alarm_at), wakes=around)
+                         max(0, last.inference_index - alarm_at), wakes=around, labels=taken)
 
 
 def _now_since_alarm(running_atc: float, confident: np.ndarray | None, heard: int, mix: ClassMix | None,
