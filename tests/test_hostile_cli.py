@@ -188,6 +188,7 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "samples_constant.npz", summaries=np.full((8, 5), 7, np.int16), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8))
     (root / "truth_list.json").write_text("[301]")
+    (root / "truth_misspelt.json").write_text('{"shift": 301}')
     # arrays of Python objects: numpy's refusal advises allow_pickle, which runs what the file holds
     objects = np.array([None, 1], dtype=object)
     np.savez(root / "objects.npz", label_names=objects, summaries=objects, probs=objects, groups=objects)
@@ -476,6 +477,9 @@ CASES = [
     ("huge-json", "drift-header", ["{r}/config_huge.json", "{r}/out.h"], "score_gain_q16 out of the range of int32"),
     ("wrong-shape-json", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_list.json"],
      "truth_list.json"),
+    # once a report without any truth, and exit 0 (trial 19)
+    ("misspelt-key", "report", ["{r}/afile", "--out", "{r}/report_out", "--truth", "{r}/truth_misspelt.json"],
+     "truth_misspelt.json: unknown key 'shift'"),
     ("wrong-shape-samples", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz"], "samples_misfit.npz"),
     ("wrong-shape-samples", "drift-calibrate", ["{r}/samples_ragged.npz", "--out", "{r}/cal_out"], "samples_ragged.npz"),
     ("object-array", "drift-calibrate", ["{r}/objects.npz", "--out", "{r}/cal_out"], "it holds an array of Python objects"),

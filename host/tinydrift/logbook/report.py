@@ -65,6 +65,9 @@ class Truth:
             data = json.loads(path.read_text())
             if not isinstance(data, dict):
                 raise ValueError(f"a JSON {type(data).__name__}, not an object")
+            unknown = sorted(set(data) - {"shift_index", "labels"})
+            if unknown:  # a misspelt key ("shift") once gave a report without any truth, and exit 0
+                raise ValueError(f"unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}")
             shift = data.get("shift_index")
             labels = data.get("labels")
             if shift is not None and (not isinstance(shift, int) or isinstance(shift, bool) or shift < 1):
