@@ -395,3 +395,36 @@ def test_a_label_given_by_class_name_is_queued_as_its_index_and_reported_by_name
     page = _labels_html(labels, ("_silence_", "_unknown_", "yes", "no", "up", "down", "left"))
     assert "<td>4</td><td>6 (left)</td><td>queued</td>" in page
     assert "<td>4</td><td>6</td><td>queued</td>" in _labels_html(labels)
+
+
+def test_label_port_says_a_second_label_for_an_inference_was_not_counted_and_refuses_another_model(app_gcc, clips,
+                                                                                                   tmp_path):
+    """`label --port` said "taken" for a second label of one inference, which the device
+    acknowledges without counting (the first one counts), and took a class name read in
+    another model's classes (trial 19). The device's STATUS counts say which; a --model-dir
+    the device does not run is refused, through --port or the capture's database."""
+    with HostApp(app_gcc) as app:
+        for clip in clips[:2]:
+            app.replayer.replay_clip(clip)
+        app.replayer.drain(0.2)
+        bridge = SocketBridge(app)
+        try:
+            first = CliRunner().invoke(main, ["label", "2", "3", "--port", bridge.url])
+            assert first.exit_code == 0 and first.output.strip() == "inference 2: label 3 taken", first.output
+            again = CliRunner().invoke(main, ["label", "2", "4", "--port", bridge.url])
+            assert again.exit_code == 0 and "acknowledged but not counted" in again.output, again.output
+            other = CliRunner().invoke(main, ["label", "1", "blight", "--port", bridge.url, "--model-dir",
+                                              str(REPO_ROOT / "models" / "plant")])
+            assert other.exit_code == 1 and "the device runs model" in other.output, other.output
+            db = tmp_path / "capture.sqlite"
+            assert not capture(bridge.url, db, duration=0.5, reconnect_timeout=0).failed
+        finally:
+            bridge.close()
+        status = app.status()
+        app.stop()
+    assert status.labels == 1
+    queued = _label(db, 1, "blight", "--model-dir", REPO_ROOT / "models" / "plant")
+    assert queued.exit_code == 1 and "its device runs model" in queued.output, queued.output
+    conn = open_db(db)
+    assert read_labels(conn) == []
+    conn.close()

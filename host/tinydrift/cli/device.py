@@ -464,6 +464,7 @@ def label_command(inference: int, label: str, model_dir: Path | None, port_url: 
     from tinydrift.link.port import open_port
     from tinydrift.link.replay import (ACK_BAD_LABEL, ACK_OK, ACK_RESULTS, ACK_UNKNOWN_INFERENCE, ACK_UNSUPPORTED,
                                        Replayer)
+    from tinydrift.logbook.store import load_model_info
 
     what_to_do = {ACK_UNKNOWN_INFERENCE: "name one of its recent inferences (an INFERENCE or DETECTION frame's index)",
                   ACK_BAD_LABEL: "give a class of its model (a wake-word device: 1 said, 0 not said)",
@@ -475,6 +476,7 @@ def label_command(inference: int, label: str, model_dir: Path | None, port_url: 
                               f"{what_to_do.get(result, 'see docs/app.md')}")
 
     label = _class_index(label, model_dir)
+    expected = load_model_info(model_dir).model_hash if model_dir is not None else None
     if (port_url is None) == (db_path is None):
         raise TinydriftError("give --port URL (the device itself) or --db FILE (the database of the capture that "
                              "holds its port), one of the two")
@@ -482,16 +484,43 @@ def label_command(inference: int, label: str, model_dir: Path | None, port_url: 
         raise click.BadParameter("--wait is for --db (a label queued for the capture to send); with --port the "
                                  "device's answer is waited for anyway", param_hint="--wait")
     if db_path is not None:
+        if expected is not None:
+            _check_capture_model(db_path, expected, model_dir)
         _queue_label(db_path, inference, label, wait_s, refused)
         return
     port = open_port(port_url, baudrate, timeout=0.05)
     try:
-        ack = Replayer(port).command(P.Label(0, inference, label))
+        replayer = Replayer(port)
+        if expected is not None:  # a class name read in another model's classes is another class
+            replayer.check_device(model_hash=expected, named_as=str(model_dir))
+        before = replayer.status()
+        ack = replayer.command(P.Label(0, inference, label))
+        after = replayer.status() if ack.result == ACK_OK and before is not None else None
     finally:
         port.close()
     if ack.result != ACK_OK:
         raise refused(ack.result)
+    if after is not None and after.labels is not None and before.labels is not None and after.labels == before.labels:
+        # the device acknowledges a label again without counting it (a resend of one it took)
+        click.echo(f"inference {inference}: label {label} acknowledged but not counted: the device already took a "
+                   "label for that inference, and the first one is the one that counts")
+        return
     click.echo(f"inference {inference}: label {label} taken")
+
+
+def _check_capture_model(db_path: Path, expected: bytes, model_dir: Path) -> None:
+    """One line unless the device the capture holds runs `model_dir`'s model (its HELLO or
+    STATUS says): a class name read in another model's classes names another class."""
+    from tinydrift.logbook.store import device_hello, open_db
+
+    conn = open_db(db_path)
+    try:
+        hello = device_hello(conn)
+    finally:
+        conn.close()
+    if hello is not None and hello.model_hash != expected:
+        raise TinydriftError(f"{db_path}: its device runs model {hello.model_hash[:8].hex()}, not {model_dir}'s "
+                             f"({expected[:8].hex()}): give the folder of the model it runs")
 
 
 def _class_index(label: str, model_dir: Path | None) -> int:

@@ -308,6 +308,7 @@ class Replayer:
         self.reopen = reopen
         self._acks: dict[int, P.Ack] = {}
         self.device_hash: bytes | None = None  # the model hash of the device's last HELLO or STATUS
+        self.statuses: list[P.Status] = []  # the STATUS frames it sent, in order
 
     # -- link
 
@@ -365,6 +366,8 @@ class Replayer:
                 self.stats.corrupt += 1
             elif kind in (P.Hello, P.Status):
                 self.device_hash = item.model_hash
+                if kind is P.Status:
+                    self.statuses.append(item)
             elif kind is P.TextLine and item.text.startswith("tinydrift app board="):
                 self.stats.boot_line = item.text
             if kind not in (P.TextLine, P.Corrupt):
@@ -521,6 +524,15 @@ class Replayer:
                 progress(1)
         self.stats.seconds = time.monotonic() - started
         return self.stats
+
+    def status(self, patience: float = 2.0) -> P.Status | None:
+        """A STATUS the device sends now (STATUS_REQUEST), or None if none came in `patience` s."""
+        seen = len(self.statuses)
+        self.command(P.StatusRequest(0))
+        deadline = time.monotonic() + patience
+        while len(self.statuses) == seen and time.monotonic() < deadline:
+            self.drain(0.05)
+        return self.statuses[-1] if len(self.statuses) > seen else None
 
     def drain(self, seconds: float = 0.2) -> None:
         """Keep reading for `seconds` (frames the device sends after the last ACK)."""
