@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -745,10 +746,11 @@ def test_real_executable_exits_without_traceback(hostile, args, code, named):
     assert not (hostile / "demo_out").exists()
 
 
-def test_replay_interrupted_says_what_it_kept(hostile, tmp_path):
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_replay_interrupted_says_what_it_kept(hostile, tmp_path, sig, code, said):
     """Ctrl-C during a replay (here to a port that never answers) ends with one line saying
     where the frames received so far are, and the shell's code 130, not click's bare
-    "Aborted!"."""
+    "Aborted!". SIGTERM printed nothing and recorded the session as an error (trial 19)."""
     import socket
     import threading
     import time
@@ -769,11 +771,13 @@ def test_replay_interrupted_says_what_it_kept(hostile, tmp_path):
         while not held and time.monotonic() < deadline:  # the port is open: past imports and checks
             time.sleep(0.05)
         time.sleep(1.0)  # its database session opens right after the port
-        replay.send_signal(signal.SIGINT)
+        replay.send_signal(sig)
         _, err = replay.communicate(timeout=60)
-    assert replay.returncode == 130 and "Traceback" not in err and "Aborted" not in err, err
-    assert err.strip().splitlines()[-1] == f"replay interrupted; the frames received so far are stored in {db}"
-    assert db.is_file()
+    assert replay.returncode == code and "Traceback" not in err and "Aborted" not in err, err
+    assert err.strip().splitlines()[-1] == f"replay {said}; the frames received so far are stored in {db}"
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT end_reason FROM sessions").fetchall() == [(said,)]
+    conn.close()
 
 
 def test_files_that_are_no_npz_archive_are_named_without_numpy_s_unsafe_advice(hostile, tmp_path):

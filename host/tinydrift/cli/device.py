@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import termios
@@ -395,6 +396,13 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         stored = f"; the frames received so far are stored in {db_path}" if db_path is not None else ""
         click.echo(f"replay interrupted{stored}", err=True)
         raise SystemExit(130) from None  # the shell's code for Ctrl-C
+    except SystemExit as stop:  # SIGTERM or SIGHUP (exit_on_termination): said and recorded as such, not an error
+        if stop.code not in (128 + signal.SIGTERM, 128 + signal.SIGHUP):
+            raise
+        reason = "terminated"
+        stored = f"; the frames received so far are stored in {db_path}" if db_path is not None else ""
+        click.echo(f"replay terminated{stored}", err=True)
+        raise
     finally:
         replayer.port.close()
         problem = sink.close(reason) if sink is not None else None
