@@ -648,6 +648,15 @@ def test_a_capture_across_a_monitor_reset_names_the_reset_and_each_alarm_s_run(t
     # the plots (arrival order) mark each run's own alarm, the second at its 290th frame
     bits = np.concatenate([np.arange(1, 201) >= 150, np.arange(1, 101) >= 90]).astype(np.int64)
     assert _alarm_onsets(bits, np.arange(300.0), [0, 200]) == [(149.0, "DATA_DRIFT", 0), (289.0, "DATA_DRIFT", 0)]
+    # a truth file describes one stream from a reset: against two runs its accuracy rows once
+    # just vanished (trial 19); it is said on the page and in the line
+    from tinydrift.logbook.report import Truth
+
+    truth = Truth(121, np.zeros(300, np.int64))
+    told = write_report(db, tmp_path / "t", truth=truth)
+    unread = "--truth not read against the inferences: the capture holds 2 runs of the device"
+    assert unread in told.line() and unread in (tmp_path / "t" / "index.html").read_text()
+    assert told.true_accuracy == {}
 
 
 def test_the_restart_axis_says_why_the_count_started_again():

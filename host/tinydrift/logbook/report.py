@@ -220,6 +220,7 @@ class ReportResult:
     true_severity: tuple[float | None, float | None] | None = None  # with a truth: over the first severity line's spans
     runs: int = 1  # runs of the device's inference count (it starts again after a RESET or a restart)
     first_alarm_run: int = 1  # the run the first alarm latched in
+    truth_unread: str | None = None  # why a truth given was not read against the inferences
 
     def line(self) -> str:
         s = self.summary
@@ -234,6 +235,8 @@ class ReportResult:
                       if self.detection_frames else "")
         if self.commissioning:
             alarm += f" ({self.commissioning})"
+        if self.truth_unread:
+            alarm += f"; {self.truth_unread}"
         return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences"
                 f"{detections}), {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
 
@@ -505,7 +508,13 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     severities = alarm_severity(data, prior, atc_threshold, detections, read_labels(conn)) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
                      if truth is not None and severities and monotonic else None)
-    truth_rows = (_truth_rows(truth, data, summary, accuracy, true_severity, prior, atc_threshold)
+    # a truth file describes one stream from a reset: read against several runs of the count, its
+    # accuracy rows once just vanished (trial 19)
+    truth_unread = (f"--truth not read against the inferences: the capture holds {runs} runs of the device's "
+                    "inference count (a RESET or a restart starts one), and a truth file describes one; capture "
+                    "that run into a database of its own" if truth is not None and runs > 1 else None)
+    truth_rows = (([("truth", truth_unread)] if truth_unread else [])
+                  + _truth_rows(truth, data, summary, accuracy, true_severity, prior, atc_threshold)
                   if truth is not None else [])
     labels = read_labels(conn)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
@@ -515,7 +524,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                                              tuple(info.labels) if info is not None else None))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
                         {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,
-                        runs, first_alarm_run)
+                        runs, first_alarm_run, truth_unread)
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
