@@ -285,7 +285,7 @@ def test_the_truth_stands_beside_the_severity_line_over_its_own_spans(tmp_path):
     assert result.exit_code == 0, result.output
     since = seen["inference_index"] > facts["first_alarm"]
     expected = 100 * np.mean(seen["inference_index"][since] % 4 != 0)
-    text = f"true accuracy 100.0 % before the change, {expected:.1f} % since the alarm"
+    text = f"true accuracy 100.0 % before the estimated change point, {expected:.1f} % since the alarm"
     last = result.stdout.strip().splitlines()[-1]
     assert last.endswith(f"points); {text}"), last
     page = (tmp_path / "r" / "index.html").read_text()

@@ -151,9 +151,10 @@ def _span_estimate(data: dict, span: np.ndarray, prior: np.ndarray | None, atc_t
 
 
 def _true_severity_text(true_severity: tuple[float | None, float | None]) -> str:
-    """"92.4 % before the change, 77.1 % since the alarm": the truth over the severity line's spans."""
-    parts = [f"{100 * t:.1f} % {span}" for t, span in zip(true_severity, ("before the change", "since the alarm"))
-             if t is not None]
+    """"92.4 % before the estimated change point, 77.1 % since the alarm": the truth over the
+    severity line's spans (the estimated change point, not the true shift)."""
+    spans = ("before the estimated change point", "since the alarm")
+    parts = [f"{100 * t:.1f} % {span}" for t, span in zip(true_severity, spans) if t is not None]
     return ", ".join(parts)
 
 
