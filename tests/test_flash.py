@@ -276,7 +276,8 @@ def test_other_models_builds_beyond_the_newest_few_are_removed_but_not_one_being
     # empty lock files), and the kept builds keep theirs
     (tmp_path / "build-model-0000000000ff.lock").touch()
     prune_model_builds(builds[5], keep=1)
-    assert sorted(p.name for p in tmp_path.glob("*.lock")) == sorted(build_lock(b).name for b in (builds[5], builds[10]))
+    kept_locks = sorted(build_lock(b).name for b in (builds[5], builds[10]))
+    assert sorted(p.name for p in tmp_path.glob("*.lock")) == kept_locks
 
 
 def test_a_build_that_waited_on_a_lock_removed_under_it_takes_a_new_one(tmp_path):
