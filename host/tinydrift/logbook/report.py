@@ -33,7 +33,7 @@ from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
 from tinydrift.monitor.channels import moved_text  # noqa: E402
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, label_answers, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -518,11 +518,12 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                   + _truth_rows(truth, data, summary, accuracy, true_severity, prior, atc_threshold)
                   if truth is not None else [])
     labels = read_labels(conn)
+    answers = label_answers(labels, data) if n else [None] * len(labels)
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning,
                                              runs, first_alarm_run, resets,
                                              _moved_at_alarm(data, info, hello),
-                                             tuple(info.labels) if info is not None else None))
+                                             tuple(info.labels) if info is not None else None, answers))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
                         {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,
                         runs, first_alarm_run, truth_unread)
@@ -540,18 +541,29 @@ def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
             f"<th>window mean</th><th>received</th></tr>{rows}</table>")
 
 
-def _label_counts(labels: list[dict]) -> str:
-    """"3 taken, 1 refused": the labels in each state, in the order a label goes through them."""
+def _label_counts(labels: list[dict], answers: list[int | None] = ()) -> str:
+    """"3 taken, 1 refused": the labels in each state, in the order a label goes through them;
+    given the device's `answers` (label_answers), how many taken ones disagreed with it."""
     states = [r["state"] for r in labels]
-    return ", ".join(f"{states.count(state)} {state}" for state in LABEL_STATES if state in states)
+    counts = ", ".join(f"{states.count(state)} {state}" for state in LABEL_STATES if state in states)
+    known = [(r["label"], a) for r, a in zip(labels, answers) if a is not None]
+    if known:
+        wrong = sum(label != answer for label, answer in known)
+        counts += (f"; of the {len(known)} taken whose answer the capture holds, {wrong} disagreed with the model "
+                   f"({100 * wrong / len(known):.0f} %)")
+    return counts
 
 
-def _labels_html(labels: list[dict], class_names: tuple[str, ...] | None = None) -> str:
+def _labels_html(labels: list[dict], class_names: tuple[str, ...] | None = None,
+                 answers: list[int | None] | None = None) -> str:
     """The labels queued for the device through this database (`tinydrift label --db`): what
-    became of each, so a label the device refused or never answered is seen, not assumed.
-    With the model's `class_names` (--model-dir), each label's class is named beside its index."""
+    became of each, so a label the device refused or never answered is seen, not assumed,
+    and the model's answer at that inference (`answers`, label_answers) beside it, where the
+    capture holds it. With the model's `class_names` (--model-dir), each class is named
+    beside its index."""
     if not labels:
         return ""
+    answers = answers if answers is not None else [None] * len(labels)
 
     def named(label: int) -> str:
         known = class_names is not None and 0 <= label < len(class_names)
@@ -562,20 +574,23 @@ def _labels_html(labels: list[dict], class_names: tuple[str, ...] | None = None)
             return "none: the device restarted its inference count before it was sent"
         return "" if row["result"] is None else ACK_RESULTS.get(row["result"], f"code {row['result']}")
 
+    def model_said(said: int | None, label: int) -> str:
+        return "" if said is None else f"{named(said)}{'' if said == label else ' (disagrees)'}"
+
     rows = "".join(
         f"<tr><td>{r['inference_index']}</td><td>{named(r['label'])}</td><td>{html.escape(r['state'])}</td>"
-        f"<td>{r['attempts']}</td><td>{html.escape(answer(r))}</td>"
+        f"<td>{r['attempts']}</td><td>{html.escape(answer(r))}</td><td>{model_said(said, r['label'])}</td>"
         f"<td>{html.escape(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['queued_at'])))}</td></tr>"
-        for r in labels)
+        for r, said in zip(labels, answers))
     return ("<h2>Labels sent to the device</h2><table id='labels'><tr><th>inference</th><th>label</th><th>state</th>"
-            f"<th>sends</th><th>device's answer</th><th>queued</th></tr>{rows}</table>")
+            f"<th>sends</th><th>device's answer</th><th>model's answer there</th><th>queued</th></tr>{rows}</table>")
 
 
 def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Path], n: int,
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
           wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None,
           runs: int = 1, first_alarm_run: int = 1, resets: int = 0, moved_at_alarm: str | None = None,
-          class_names: tuple[str, ...] | None = None) -> str:
+          class_names: tuple[str, ...] | None = None, answers: list[int | None] | None = None) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}{_of_run(first_alarm_run, runs)}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {s.first_change})" if s.first_change else "")
@@ -588,7 +603,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         *((("detector frames (DETECTION)", detection_frames), ("wakes", len(wakes))) if detection_frames else ()),
         ("device restarts", s.restarts), ("monitor resets (RESET accepted)", resets), ("port reopens", s.reopens),
         *((("runs of the inference count", f"{runs}: it starts again at each reset or restart"),) if runs > 1 else ()),
-        *((("labels queued for the device", _label_counts(labels)),) if labels else ()),
+        *((("labels queued for the device", _label_counts(labels, answers or ())),) if labels else ()),
         ("model hash", s.expected_hash or "unknown"),
         ("firmware", hello.fw_version if hello else "no HELLO received"),
         *((("device", hello.device_text),) if hello else ()),
@@ -615,7 +630,7 @@ and are left out of the plots.</p>
 {table}
 </table>
 {_wakes_html(detection_frames, list(wakes))}
-{_labels_html(list(labels), class_names)}
+{_labels_html(list(labels), class_names, answers)}
 {figures}
 </body></html>
 """

@@ -909,6 +909,28 @@ def labels_since(labels: list[dict], predicted: dict[int, int], since: int, afte
     return LabelsSince(since, len(mine), sum(label != predicted[index] for index, label in mine))
 
 
+def label_answers(labels: list[dict], data: dict[str, np.ndarray]) -> list[int | None]:
+    """Per label (read_labels rows), the device's answer at its inference (read_inferences
+    `data`), in the run of the inference count it was taken in (by when the device answered
+    it); None where it was not taken or that inference's frame is not in the capture."""
+    index = data["inference_index"]
+    bounds = [*run_starts(index), len(index)]
+    runs = []
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        until = float(data["received_at"][end]) if end < len(index) else float("inf")
+        runs.append((float(data["received_at"][start]), until,
+                     dict(zip(index[start:end].tolist(), data["predicted_class"][start:end].tolist()))))
+    out = []
+    for row in labels:
+        answer = None
+        if row["state"] == "taken" and row["answered_at"] is not None:
+            for after, until, predicted in runs:
+                if after <= row["answered_at"] < until:
+                    answer = predicted.get(int(row["inference_index"]))
+        out.append(answer)
+    return out
+
+
 @dataclass
 class AlarmSeverity:
     """One latched alarm type and what it costs, as the label-free accuracy estimate saw it
