@@ -199,11 +199,12 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
     on TFLite Micro, as the device app's twin computes it) with their 95 % intervals and
     the hours measured; the generated C's mismatches against TFLite Micro over the in-domain
     streaming steps; and for the calibrated model (okay_nabu) the monitor's false-alarm run
-    length in domain and on held-out sessions its calibration never heard (each session an
-    equal share, with its own alarm count), and on those held-out sessions, changed halfway,
-    its detection rate, median delay and alarm types per scenario (with sensor health on the
-    audio, as the device runs it); and with real recordings (--recorded-speech, or
-    ../shared/data when present) its false alarms on their voices. Audio, the monitor's
+    length in domain and in held-out rooms its calibration never heard (each room one
+    recording of five takes of its talk, two with --quick, over its one noise; an equal share
+    each, with its own alarm count), and on each room's first take, changed halfway, its detection rate, median
+    delay and alarm types per scenario (with sensor health on the audio, as the device runs
+    it); and with real recordings (--recorded-speech, or ../shared/data when present) its
+    false alarms on their voices, heard alike. Audio, the monitor's
     calibration and each scenario's run are cached in OUT. Figures to read: the exit code is 0 unless the run fails.
 
     \b
