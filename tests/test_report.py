@@ -930,3 +930,35 @@ def test_the_labels_table_gives_the_model_s_answer_at_each_label_of_its_own_run(
                                               "1 disagreed with the model (33 %)")
     page = _labels_html(labels, ("a", "b", "c"), answers)
     assert "<th>model's answer there</th>" in page and "<td>2 (c) (disagrees)</td>" in page
+
+
+def test_archive_says_what_it_copied_while_a_capture_writes_on(tmp_path, monkeypatch):
+    """archive printed 3,710 frames while the file it wrote held 3,706 (trial 19): it counted
+    the source after copying it, and the capture had committed more meanwhile."""
+    from tinydrift.logbook import store
+
+    db, _ = make_drift_db(tmp_path)
+    real_open = store.open_db
+
+    class WrittenMeanwhile:
+        """The source, with a capture's commit landing right after the copy was taken."""
+
+        def __init__(self, conn):
+            self.conn = conn
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+        def backup(self, target):
+            self.conn.backup(target)
+            other = sqlite3.connect(db)
+            other.execute("UPDATE sessions SET frames = frames + 4")
+            other.commit()
+            other.close()
+
+    monkeypatch.setattr(store, "open_db", lambda path: WrittenMeanwhile(real_open(path)))
+    said = store.archive(db, tmp_path / "kept.sqlite")
+    monkeypatch.undo()
+    kept = store.open_db(tmp_path / "kept.sqlite")
+    assert said.frames == store.read_summary(kept).frames
+    kept.close()

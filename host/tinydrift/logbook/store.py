@@ -638,9 +638,11 @@ def archive(db_path: str | Path, out_path: str | Path) -> DbSummary:
             try:
                 source.backup(copy)
                 copy.execute("PRAGMA journal_mode=DELETE")
+                # the copy's own counts: a capture writing meanwhile has moved the source's on
+                summary = read_summary(copy)
             finally:
                 copy.close()
-        return read_summary(source)
+        return summary
     except FileExistsError:
         raise exists from None
     except (sqlite3.Error, OSError) as exc:
