@@ -780,6 +780,24 @@ def test_replay_interrupted_says_what_it_kept(hostile, tmp_path, sig, code, said
     conn.close()
 
 
+def test_a_replay_to_a_port_that_never_answers_leaves_no_database(hostile, tmp_path):
+    """It left a new database holding one empty session ended "error" (trial 19), where
+    capture leaves none."""
+    import socket
+    import threading
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        held = []
+        threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+        db = tmp_path / "replay.sqlite"
+        result = CliRunner().invoke(main, ["replay", str(hostile / "wav_good"), "--port",
+                                           f"socket://127.0.0.1:{server.getsockname()[1]}", "--db", str(db)])
+    assert result.exit_code == 1 and "did not answer" in result.output, result.output
+    assert not db.exists() and not list(tmp_path.glob("replay.sqlite*"))
+
+
 def test_files_that_are_no_npz_archive_are_named_without_numpy_s_unsafe_advice(hostile, tmp_path):
     """numpy calls a text file "pickled (object) data" and suggests allow_pickle; a cut
     archive reached the drift commands as a BadZipFile traceback."""

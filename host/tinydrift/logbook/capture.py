@@ -643,4 +643,7 @@ class DatabaseSink:
             problem = self.writer.finish(reason)
             return problem
         finally:
-            _close(self.writer.store, self.session if self.foreign_device and problem is None else None, logger.info)
+            # a session refused for its model, or one that heard nothing and failed (a port that
+            # never answered: the database once kept an empty "error" session), is forgotten
+            forget = self.foreign_device or (reason == "error" and not self.stats.bytes)
+            _close(self.writer.store, self.session if forget and problem is None else None, logger.info)
