@@ -8,6 +8,7 @@ models/kws (a real exported model)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -746,26 +747,34 @@ def test_real_executable_exits_without_traceback(hostile, args, code, named):
     assert not (hostile / "demo_out").exists()
 
 
-@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
-def test_replay_interrupted_says_what_it_kept(hostile, tmp_path, sig, code, said):
-    """Ctrl-C during a replay (here to a port that never answers) ends with one line saying
-    where the frames received so far are, and the shell's code 130, not click's bare
-    "Aborted!". SIGTERM printed nothing and recorded the session as an error (trial 19)."""
+@contextlib.contextmanager
+def silent_port():
+    """A device port on 127.0.0.1 that takes the connection and never answers: its
+    socket:// URL, and a list that holds the connection once taken."""
     import socket
     import threading
-    import time
 
-    executable = Path(sys.executable).with_name("tinydrift")
-    if not executable.exists():
-        pytest.skip(f"{executable} is not installed (pip install -e .)")
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
         held = []
         threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+        yield f"socket://127.0.0.1:{server.getsockname()[1]}", held
+
+
+@pytest.mark.parametrize("sig, code, said", [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")])
+def test_replay_interrupted_says_what_it_kept(hostile, tmp_path, sig, code, said):
+    """Ctrl-C during a replay (here to a port that never answers) ends with one line saying
+    where the frames received so far are, and the shell's code 130, not click's bare
+    "Aborted!". SIGTERM printed nothing and recorded the session as an error (trial 19)."""
+    import time
+
+    executable = Path(sys.executable).with_name("tinydrift")
+    if not executable.exists():
+        pytest.skip(f"{executable} is not installed (pip install -e .)")
+    with silent_port() as (url, held):
         db = tmp_path / "replay.sqlite"
-        replay = subprocess.Popen([str(executable), "replay", str(hostile / "wav_good"), "--port",
-                                   f"socket://127.0.0.1:{server.getsockname()[1]}", "--db", str(db)],
+        replay = subprocess.Popen([str(executable), "replay", str(hostile / "wav_good"), "--port", url, "--db", str(db)],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not held and time.monotonic() < deadline:  # the port is open: past imports and checks
@@ -783,17 +792,9 @@ def test_replay_interrupted_says_what_it_kept(hostile, tmp_path, sig, code, said
 def test_a_replay_to_a_port_that_never_answers_leaves_no_database(hostile, tmp_path):
     """It left a new database holding one empty session ended "error" (trial 19), where
     capture leaves none."""
-    import socket
-    import threading
-
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(1)
-        held = []
-        threading.Thread(target=lambda: held.append(server.accept()), daemon=True).start()
+    with silent_port() as (url, _):
         db = tmp_path / "replay.sqlite"
-        result = CliRunner().invoke(main, ["replay", str(hostile / "wav_good"), "--port",
-                                           f"socket://127.0.0.1:{server.getsockname()[1]}", "--db", str(db)])
+        result = CliRunner().invoke(main, ["replay", str(hostile / "wav_good"), "--port", url, "--db", str(db)])
     assert result.exit_code == 1 and "did not answer" in result.output, result.output
     assert not db.exists() and not list(tmp_path.glob("replay.sqlite*"))
 
