@@ -321,20 +321,20 @@ def run_collector(broker_url: str, dsn: str, *, fleet: str = "default", group: s
         for sig, handler in previous_handlers.items():
             signal.signal(sig, handler)
         collector.stopping = True
-        if leave and not leave_failed:
-            collector.client.disconnect(properties=mqtt.session_end())  # the broker drops the session now
+        if leave and not leave_failed:  # left the group: the broker drops the session now
+            collector.client.disconnect(properties=mqtt.session_end())
         else:
             collector.client.disconnect()
         collector.client.loop_stop()
         if store is not None:
             store.close()
     unacknowledged = len(batch) + collector.inbox.qsize()
+    left = leave and not leave_failed
     return CollectSummary(time.monotonic() - started, stop_reason[0] if stop_reason else "error", stats,
                           unacknowledged, database_down=store is None,
                           broker_never_reached=not collector.ever_connected, name=name,
-                          joined=collector.joined and not (leave and not leave_failed),
-                          taken_over=collector.taken_over is not None, left=leave and not leave_failed,
-                          leave_failed=leave_failed)
+                          joined=collector.joined and not left, taken_over=collector.taken_over is not None,
+                          left=left, leave_failed=leave_failed)
 
 
 def _reach_store(dsn: str, log: Callable[[str], None]) -> FleetStore | None:

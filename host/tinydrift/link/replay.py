@@ -95,9 +95,9 @@ def load_source(path: str | Path, limit: int | None = None, fit: tuple[int, int,
             chosen = [image if image.shape == fit else fit_image(image, fit[:2]) for image in chosen]
         return ReplaySource(chosen, [f"{path.name}[{i}]" for i in range(n)], images.labels[:n].astype(np.int64))
     wavs = wav_files(path, "**/*") if path.is_dir() else []
-    image_files = [f for f in class_files(path) if f.suffix.lower() in IMAGE_SUFFIXES] if path.is_dir() else []
-    others = [f for f in class_files(path) if f.suffix.lower() not in IMAGE_SUFFIXES and f.suffix.lower() != ".wav"] \
-        if path.is_dir() else []
+    listed = class_files(path) if path.is_dir() else []
+    image_files = [f for f in listed if f.suffix.lower() in IMAGE_SUFFIXES]
+    others = [f for f in listed if f.suffix.lower() not in IMAGE_SUFFIXES and f.suffix.lower() != ".wav"]
     if others:  # eval refuses them; a replay sends what it can, and says what it did not
         log(f"{len(others)} file{'s' if len(others) != 1 else ''} in {path} left out, neither images nor WAV files "
             f"(e.g. {others[0].relative_to(path)})")
