@@ -915,7 +915,7 @@ def test_the_labels_table_gives_the_model_s_answer_at_each_label_of_its_own_run(
     """The report listed what became of each label but not whether it agreed with the model:
     an ERROR_RATE alarm then had nothing on the page to rest on (trial 19)."""
     from tinydrift.logbook.report import _label_counts, _labels_html
-    from tinydrift.logbook.store import label_answers
+    from tinydrift.logbook.store import label_runs
 
     index = np.concatenate([np.arange(1, 11), np.arange(1, 11)])  # two runs of the count
     data = {"inference_index": index, "received_at": np.arange(20, dtype=float),
@@ -924,7 +924,7 @@ def test_the_labels_table_gives_the_model_s_answer_at_each_label_of_its_own_run(
                                         "attempts": 1, "result": 0, "queued_at": 0.0}
     labels = [row(3, 1, "taken", 5.5), row(3, 1, "taken", 15.5), row(4, 2, "taken", 16.5),
               row(5, 0, "refused", 17.0), row(40, 2, "taken", 18.0)]
-    answers = label_answers(labels, data)
+    answers = [None if found is None else found[1] for found in label_runs(labels, data)]
     assert answers == [1, 2, 2, None, None]  # each in its own run; refused and unheard: none
     assert _label_counts(labels, answers) == ("4 taken, 1 refused; of the 3 taken whose answer the capture holds, "
                                               "1 disagreed with the model (33 %)")

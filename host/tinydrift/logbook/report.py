@@ -33,7 +33,7 @@ from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
 from tinydrift.monitor.channels import moved_text  # noqa: E402
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, label_answers, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, label_runs, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -518,7 +518,8 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                   + _truth_rows(truth, data, summary, accuracy, true_severity, prior, atc_threshold)
                   if truth is not None else [])
     labels = read_labels(conn)
-    answers = label_answers(labels, data) if n else [None] * len(labels)
+    taken_in = label_runs(labels, data) if n else [None] * len(labels)
+    answers = [None if found is None else found[1] for found in taken_in]
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning,
                                              runs, first_alarm_run, resets,
@@ -543,7 +544,7 @@ def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
 
 def _label_counts(labels: list[dict], answers: list[int | None] = ()) -> str:
     """"3 taken, 1 refused": the labels in each state, in the order a label goes through them;
-    given the device's `answers` (label_answers), how many taken ones disagreed with it."""
+    given the device's `answers` (label_runs'), how many taken ones disagreed with it."""
     states = [r["state"] for r in labels]
     counts = ", ".join(f"{states.count(state)} {state}" for state in LABEL_STATES if state in states)
     known = [(r["label"], a) for r, a in zip(labels, answers) if a is not None]
@@ -558,7 +559,7 @@ def _labels_html(labels: list[dict], class_names: tuple[str, ...] | None = None,
                  answers: list[int | None] | None = None) -> str:
     """The labels queued for the device through this database (`tinydrift label --db`): what
     became of each, so a label the device refused or never answered is seen, not assumed,
-    and the model's answer at that inference (`answers`, label_answers) beside it, where the
+    and the model's answer at that inference (`answers`, label_runs') beside it, where the
     capture holds it. With the model's `class_names` (--model-dir), each class is named
     beside its index."""
     if not labels:

@@ -900,21 +900,11 @@ class LabelsSince:
                 f"± {sampling_half_width(right, self.taken):.1f}){before}")
 
 
-def labels_since(labels: list[dict], predicted: dict[int, int], since: int, after: float,
-                 until: float = float("inf")) -> LabelsSince:
-    """LabelsSince over `labels` (read_labels rows) the device took between the times `after`
-    and `until` (one run of its inference count) for inferences from `since` on whose answer
-    (`predicted`: inference index -> class) the capture holds."""
-    mine = [(int(row["inference_index"]), int(row["label"])) for row in labels
-            if row["state"] == "taken" and row["answered_at"] is not None and after <= row["answered_at"] < until
-            and row["inference_index"] >= since and int(row["inference_index"]) in predicted]
-    return LabelsSince(since, len(mine), sum(label != predicted[index] for index, label in mine))
-
-
-def label_answers(labels: list[dict], data: dict[str, np.ndarray]) -> list[int | None]:
-    """Per label (read_labels rows), the device's answer at its inference (read_inferences
-    `data`), in the run of the inference count it was taken in (by when the device answered
-    it); None where it was not taken or that inference's frame is not in the capture."""
+def label_runs(labels: list[dict], data: dict[str, np.ndarray]) -> list[tuple[int, int] | None]:
+    """Per label (read_labels rows), the run of the device's inference count it was taken in
+    (1-based, run_starts; by when the device answered it) and the device's answer at its
+    inference there (read_inferences `data`); None where it was not taken or that
+    inference's frame is not in the capture."""
     index = data["inference_index"]
     bounds = [*run_starts(index), len(index)]
     runs = []
@@ -924,13 +914,22 @@ def label_answers(labels: list[dict], data: dict[str, np.ndarray]) -> list[int |
                      dict(zip(index[start:end].tolist(), data["predicted_class"][start:end].tolist()))))
     out = []
     for row in labels:
-        answer = None
+        found = None
         if row["state"] == "taken" and row["answered_at"] is not None:
-            for after, until, predicted in runs:
-                if after <= row["answered_at"] < until:
-                    answer = predicted.get(int(row["inference_index"]))
-        out.append(answer)
+            for run, (after, until, predicted) in enumerate(runs, 1):
+                answer = predicted.get(int(row["inference_index"]))
+                if after <= row["answered_at"] < until and answer is not None:
+                    found = (run, answer)
+        out.append(found)
     return out
+
+
+def labels_since(labels: list[dict], runs: list[tuple[int, int] | None], run: int, since: int) -> LabelsSince:
+    """LabelsSince over the `labels` taken in `run` (label_runs gives each one's) for
+    inferences from `since` on."""
+    mine = [(int(row["label"]), found[1]) for row, found in zip(labels, runs)
+            if found is not None and found[0] == run and row["inference_index"] >= since]
+    return LabelsSince(since, len(mine), sum(label != answer for label, answer in mine))
 
 
 @dataclass
@@ -1047,15 +1046,13 @@ def alarm_severity(data: dict[str, np.ndarray], prior: np.ndarray | None = None,
     instead: what the alarm rests on, and what the label-free estimate cannot see."""
     bounds = [*run_starts(data["inference_index"]), len(data["inference_index"])]
     detector = detections is not None and len(detections["id"]) > 0
+    taken_in = label_runs(labels, data) if labels else []
     found = []
     for run, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]), 1):
         part = {k: v[start:end] for k, v in data.items()}
         for a in _run_severity(part, prior, atc_threshold):
             if labels is not None and a.name == "ERROR_RATE":
-                until = data["received_at"][end] if end < len(data["id"]) else float("inf")
-                predicted = dict(zip(part["inference_index"].tolist(), part["predicted_class"].tolist()))
-                a = replace(a, labels=labels_since(labels, predicted, a.change_index or a.latched_at,
-                                                   float(part["received_at"][0]), until))
+                a = replace(a, labels=labels_since(labels, taken_in, run, a.change_index or a.latched_at))
             if detector:
                 lo = data["id"][start - 1] if run > 1 else -np.inf
                 hi = data["id"][end] if end < len(data["id"]) else np.inf
@@ -1131,12 +1128,13 @@ def severity_now(conn: sqlite3.Connection, last: "P.Inference", accuracy_before:
                               last.change_index or None, alarm_at, last.inference_index)
     taken = None
     if latched & (1 << P.ALARM_NAMES.index("ERROR_RATE")):
-        since = last.change_index or alarm_at
-        first_at = conn.execute("SELECT MIN(received_at) FROM frames WHERE id > ?", (start,)).fetchone()[0] or 0.0
-        predicted = dict(conn.execute(
-            "SELECT inference_index, predicted_class FROM frames WHERE type=2 AND foreign_model=0 AND id > ? "
-            "AND inference_index >= ?", (start, since)).fetchall())
-        taken = labels_since(read_labels(conn), predicted, since, first_at)
+        # the current run's inferences, as label_runs reads a capture's (one run: after the latest HELLO)
+        rows = conn.execute("SELECT inference_index, received_at, predicted_class FROM frames WHERE type=2 AND "
+                            "foreign_model=0 AND id > ? ORDER BY id", (start,)).fetchall()
+        run = {name: np.array([r[k] for r in rows]) for k, name in
+               enumerate(("inference_index", "received_at", "predicted_class"))}
+        labels = read_labels(conn)
+        taken = labels_since(labels, label_runs(labels, run), 1, last.change_index or alarm_at)
     return AlarmSeverity(", ".join(P.alarm_names(latched)), alarm_at, last.change_index or None,
                          accuracy_before, now.value, now.basis, answers, too_few,
                          max(0, last.inference_index - alarm_at), wakes=around, labels=taken)
