@@ -3,6 +3,7 @@ event of many long streams, under sanitizers, under a fuzzer, and on the Cortex-
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import shutil
@@ -384,9 +385,53 @@ def test_state_size_fits_the_budget():
           f"{project.commission_size}; {capacity.state_size} bytes (64 ch, 16 classes) of which {capacity.commission_size}")
 
 
+def test_an_inference_whose_every_sensor_block_is_flagged_enters_no_score():
+    """Two inferences fed only stuck blocks (a blink shorter than a fault), inserted
+    mid-stream, are answered, and the running displays follow their answers, but no score
+    moves: every score and CUSUM afterwards is what the stream without them gives. One sound
+    block before an inference's sound one and it counts as usual."""
+    rng = np.random.default_rng(31)
+    config = synthetic.random_config(rng, 40, 12)
+    n = 700
+    _, summaries, probs, _ = synthetic.random_events(rng, config, n, feedback_rate=0, sensor_rate=0, reset_rate=0)
+    sound = np.clip(rng.normal(0, 2000, 320), -32000, 32000).astype(np.int16)
+    stuck = np.zeros(320, np.int16)
+    pcm = np.concatenate([sound, stuck])
+    SOUND, STUCK = (2, 0, 320), (2, 320, 320)
+    plain = [e for row in range(n) for e in (SOUND, (0, row, 0))]
+    blink_at, blink = 500, [(STUCK, (0, row, 0)) for row in (3, 4)]  # any rows: they must not count
+    blinked = [e for row in range(n) for e in ((*(e for b in blink for e in b),) if row == blink_at else ())
+               + (SOUND, (0, row, 0))]
+    mixed = [e for row in range(n) for e in ((STUCK, SOUND) if row == blink_at else (SOUND,)) + ((0, row, 0),)]
+    columns = [i for i, name in enumerate(INFERENCE_FIELDS)
+               if name.split("_")[0] in ("raw", "z", "cusum", "alarms", "predicted")]
+    display = [INFERENCE_FIELDS.index(name) for name in ("confidence_ewma_q16", "entropy_ewma_q16", "atc_accuracy_q16")]
+
+    def inference_rows(events):
+        events = np.array(events)
+        c_rows = CMonitor(config).run_events(events, summaries, probs, pcm)
+        compare(c_rows, run_events(config, events, summaries, probs, pcm), events)
+        return c_rows[events[:, 0] == 0]
+
+    plain_rows, blinked_rows = inference_rows(plain), inference_rows(blinked)
+    held = blinked_rows[blink_at:blink_at + 2]
+    assert (held[:, [INFERENCE_FIELDS.index(f"raw_{i}") for i in range(5)]] == 0).all()
+    assert (held[:, [INFERENCE_FIELDS.index(f"z_{i}") for i in range(5)]] == 0).all()
+    assert (held[:, INFERENCE_FIELDS.index("predicted")] == np.argmax(probs[[3, 4]], axis=1)).all()
+    assert (plain_rows[blink_at:, 1] != 0).any()  # the scores are live where the blink falls
+    assert not np.array_equal(held[:, display], blinked_rows[blink_at - 1:blink_at + 1, display])
+    assert np.array_equal(np.delete(blinked_rows, np.s_[blink_at:blink_at + 2], axis=0)[:, columns],
+                          plain_rows[:, columns])
+    # a stuck block before the sound one: the inference counts as it does without it
+    assert np.array_equal(inference_rows(mixed)[:, columns + display], plain_rows[:, columns + display])
+
+
 def test_reset_returns_to_the_initial_state():
     rng = np.random.default_rng(11)
-    config = synthetic.random_config(rng, 40, 12)
+    # The long-run spread is what a reset keeps (td_monitor_reset): with none configured,
+    # every byte of the state returns.
+    config = dataclasses.replace(synthetic.random_config(rng, 40, 12),
+                                 score_spread_ref=np.zeros(cfgmod.SCORE_COUNT, np.int32))
     events, summaries, probs, pcm = synthetic.random_events(rng, config, 500, reset_rate=0)
     monitor = CMonitor(config)
     fresh = monitor.state_bytes()

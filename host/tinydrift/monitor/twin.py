@@ -74,6 +74,10 @@ ROW_WIDTH = len(INFERENCE_FIELDS)
 
 _UNIT_MAX16 = 65535
 
+# What the sensor blocks since the last update said of the inference they feed
+# (td_monitor_state_t.sensor_input): none yet, every one flagged, or some sound.
+SENSOR_INPUT_NONE, SENSOR_INPUT_FLAGGED, SENSOR_INPUT_SOUND = range(3)
+
 
 def cusum_step(cusum: np.ndarray, increment: np.ndarray, start: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """td_cusum_step: the CUSUM plus `increment`, held in 0..CUSUM_MAX, and the inference
@@ -286,6 +290,7 @@ class MonitorTwin:
         self._spread_centre = c.score_spread_centre.astype(np.int64)
         self._score_alarm = np.array(SCORE_ALARM, dtype=np.int64)
         self._persist = c.persist_blocks.astype(np.int64)
+        self._pending_conditions = int(sum(1 << i for i in range(SENSOR_CONDITION_COUNT) if self._persist[i] > 0))
         self._enabled = np.array([(c.enabled_scores >> i) & 1 == 1 for i in range(SCORE_COUNT)])
         channels = np.arange(c.n_summary)
         self._bit_weights = (np.int64(1) << (channels % 32)).astype(np.int64)
@@ -343,6 +348,7 @@ class MonitorTwin:
             "clip_drift_run": z(),
             "sensor_run": z(SENSOR_CONDITION_COUNT),
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
+            "sensor_input": z(),
             "image_probes": z(SENSOR_IMAGE_PROBES),
             "image_frames": z(),
             "commission_count": z(),
@@ -417,19 +423,23 @@ class MonitorTwin:
             self.t[:, None])
         self.quiet_cusum, self.quiet_start = cusum_step(self.quiet_cusum, self.quiet_z - k, self.quiet_start, self.t)
 
-    def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True):
+    def moments(self, sample: dict[str, np.ndarray], *, with_moved: bool = True, held: np.ndarray | None = None):
         """td_monitor_moments on per_sample() rows: raw mean and variance scores, and the
-        per-channel EWMA mean and variance excess behind the moved mask (and the mask)."""
+        per-channel EWMA mean and variance excess behind the moved mask (and the mask).
+        Streams where `held` is set (an input the sensor flagged) keep their state."""
         cfg = self.config
         z = sample["z"]
+        held = np.zeros(self.n_streams, bool) if held is None else held
         learning = self.commissioning()
+        kept = learning | held
+        before = (self.mean_ewma, self.sq_ewma, self.loudness_cusum, self.loudness_start, self.quiet_cusum,
+                  self.quiet_start)
         if cfg.commission_n > 0:
-            if learning.any():
-                self.comm_z_mean = np.where(learning[:, None], self.comm_z_mean + z, self.comm_z_mean)
-                self.comm_z_scale = np.where(learning[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
+            summing = learning & ~held
+            if summing.any():
+                self.comm_z_mean = np.where(summing[:, None], self.comm_z_mean + z, self.comm_z_mean)
+                self.comm_z_scale = np.where(summing[:, None], self.comm_z_scale + round_shift(z * z, Z_FRAC_BITS),
                                              self.comm_z_scale)
-            before = (self.mean_ewma, self.sq_ewma, self.loudness_cusum, self.loudness_start, self.quiet_cusum,
-                      self.quiet_start)
             z = clamp(round_shift((z - self.comm_z_mean) * self.comm_z_scale, Z_FRAC_BITS), -CHANNEL_Z_MAX, CHANNEL_Z_MAX)
         z_sq = round_shift(z * z, Z_FRAC_BITS)
         self._level_step(z)
@@ -443,18 +453,18 @@ class MonitorTwin:
         moved = None
         if with_moved:
             moved = self._moved_words(mean, excess)
-        if cfg.commission_n > 0 and learning.any():
-            # learning streams: nothing moves but the sums
-            self.mean_ewma = np.where(learning[:, None], before[0], self.mean_ewma)
-            self.sq_ewma = np.where(learning[:, None], before[1], self.sq_ewma)
-            self.loudness_cusum = np.where(learning[:, None], before[2], self.loudness_cusum)
-            self.loudness_start = np.where(learning[:, None], before[3], self.loudness_start)
-            self.quiet_cusum = np.where(learning, before[4], self.quiet_cusum)
-            self.quiet_start = np.where(learning, before[5], self.quiet_start)
-            raw_mean = np.where(learning, 0, raw_mean)
-            raw_var = np.where(learning, 0, raw_var)
+        if kept.any():
+            # learning or held streams: nothing moves but the sums
+            self.mean_ewma = np.where(kept[:, None], before[0], self.mean_ewma)
+            self.sq_ewma = np.where(kept[:, None], before[1], self.sq_ewma)
+            self.loudness_cusum = np.where(kept[:, None], before[2], self.loudness_cusum)
+            self.loudness_start = np.where(kept[:, None], before[3], self.loudness_start)
+            self.quiet_cusum = np.where(kept, before[4], self.quiet_cusum)
+            self.quiet_start = np.where(kept, before[5], self.quiet_start)
+            raw_mean = np.where(kept, 0, raw_mean)
+            raw_var = np.where(kept, 0, raw_var)
             if moved is not None:
-                moved = np.where(learning[:, None], 0, moved)
+                moved = np.where(kept[:, None], 0, moved)
         return raw_mean, raw_var, (mean, excess, moved)
 
     # -- commissioning ---------------------------------------------------------------------
@@ -520,10 +530,14 @@ class MonitorTwin:
             words[:, w] = weighted[:, self._word_of == w].sum(axis=-1)
         return words
 
-    def outputs(self, sample: dict[str, np.ndarray]):
-        """td_monitor_outputs on per_sample() rows: confidence, entropy, label-shift score."""
+    def outputs(self, sample: dict[str, np.ndarray], held: np.ndarray | None = None):
+        """td_monitor_answer and td_monitor_outputs on per_sample() rows: the display EWMAs,
+        then the confidence, entropy and label-shift scores. Streams where `held` is set keep
+        their score state, and their scores read 0."""
         cfg = self.config
         predicted, confidence, entropy = sample["predicted"], sample["confidence"], sample["entropy"]
+        held = np.zeros(self.n_streams, bool) if held is None else held
+        # the display EWMAs follow every answer, held or not: they describe what the device says
         self.atc_ewma = ewma_step(
             self.atc_ewma, np.where(confidence >= cfg.atc_threshold, ONE_Q16, 0), cfg.display_shift
         )
@@ -531,23 +545,27 @@ class MonitorTwin:
         self.entropy_ewma = ewma_step(self.entropy_ewma, entropy, cfg.display_shift)
         onehot = np.where(self._arange_classes == predicted[:, None], ONE_Q16, 0)
         if cfg.commission_n == 0:
-            self.class_ewma = ewma_step(self.class_ewma, onehot, cfg.label_shift)
+            self.class_ewma = np.where(held[:, None], self.class_ewma,
+                                       ewma_step(self.class_ewma, onehot, cfg.label_shift))
             excess = self.class_ewma - self._prior
             excess_sq = round_shift(excess * excess, PROB_FRAC_BITS)
             raw_label = sat32(round_shift(excess_sq * self._inv_prior, 12).sum(axis=-1))
-            return confidence, entropy, raw_label, predicted
+            return (np.where(held, 0, confidence), np.where(held, 0, entropy), np.where(held, 0, raw_label),
+                    predicted)
         learning = self.commissioning()
-        if learning.any():
-            self.comm_confidence = np.where(learning, self.comm_confidence + confidence, self.comm_confidence)
-            self.comm_entropy = np.where(learning, self.comm_entropy + entropy, self.comm_entropy)
-            self.comm_prior = self.comm_prior + np.where(learning[:, None] & (onehot > 0), 1, 0)
+        summing = learning & ~held
+        if summing.any():
+            self.comm_confidence = np.where(summing, self.comm_confidence + confidence, self.comm_confidence)
+            self.comm_entropy = np.where(summing, self.comm_entropy + entropy, self.comm_entropy)
+            self.comm_prior = self.comm_prior + np.where(summing[:, None] & (onehot > 0), 1, 0)
+        kept = learning | held
         class_ewma = ewma_step(self.class_ewma, onehot, cfg.label_shift)
-        self.class_ewma = np.where(learning[:, None], self.class_ewma, class_ewma)
+        self.class_ewma = np.where(kept[:, None], self.class_ewma, class_ewma)
         excess = self.class_ewma - self.comm_prior
         excess_sq = round_shift(excess * excess, PROB_FRAC_BITS)
-        raw_label = np.where(learning, 0, sat32(round_shift(excess_sq * self.comm_inv_prior, 12).sum(axis=-1)))
-        centred_conf = np.where(learning, 0, confidence * 256 - self.comm_confidence)
-        centred_entropy = np.where(learning, 0, entropy - self.comm_entropy)
+        raw_label = np.where(kept, 0, sat32(round_shift(excess_sq * self.comm_inv_prior, 12).sum(axis=-1)))
+        centred_conf = np.where(kept, 0, confidence * 256 - self.comm_confidence)
+        centred_entropy = np.where(kept, 0, entropy - self.comm_entropy)
         return centred_conf, centred_entropy, raw_label, predicted
 
     def standardize(self, raw: np.ndarray) -> np.ndarray:
@@ -669,8 +687,10 @@ class MonitorTwin:
             sample = self.per_sample(summary, probs)
         self.t = np.minimum(self.t + 1, UINT32_MAX)
         learning = self.commissioning()
-        raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full)
-        confidence, entropy, raw_label, predicted = self.outputs(sample)
+        held = self.sensor_input == SENSOR_INPUT_FLAGGED
+        self.sensor_input = np.zeros_like(self.sensor_input)
+        raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full, held=held)
+        confidence, entropy, raw_label, predicted = self.outputs(sample, held)
         raw = np.stack([raw_mean, raw_var, confidence, entropy, raw_label], axis=-1)
         cache = {}
 
@@ -681,8 +701,9 @@ class MonitorTwin:
                 cache["moved"] = self._moved_words(mean, excess)
             return cache["moved"]
 
-        z = self.decide(raw, moved_fn, None if self.config.commission_n == 0 else ~learning)
-        self.commission_advance(learning)
+        deciding = ~held if self.config.commission_n == 0 else ~learning & ~held
+        z = self.decide(raw, moved_fn, None if deciding.all() else deciding)
+        self.commission_advance(learning & ~held)
         result = {"t": self.t, "raw": raw, "z": z, "cusum": self.cusum, "alarms": self.live_alarms()}
         if full:
             result.update(
@@ -875,6 +896,14 @@ class MonitorTwin:
                 last_faults |= np.where(fault[:, -1], 1 << c, 0)
             self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
             self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), now, start_before)
+        # Whether every block of this inference so far came with a condition that persists
+        # into a fault: td_monitor_update then holds the inference out of every score.
+        if nb > 0:
+            flagged = ((conditions & self._pending_conditions) != 0)
+            sound = (~flagged).any(axis=1)
+            self.sensor_input = np.where(active, np.where(sound, SENSOR_INPUT_SOUND,
+                                                          np.maximum(self.sensor_input, SENSOR_INPUT_FLAGGED)),
+                                         self.sensor_input)
         clip_first = self._light_clipping(conditions, active)
         # Block by block as the C does: light clipping only before any SENSOR_FAULT (a fault in
         # the same block comes first).

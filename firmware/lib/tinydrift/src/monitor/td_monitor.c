@@ -1,6 +1,13 @@
 /*
  * Drift monitor entry points: configuration check, reset, and the per-inference update
  * that runs the moments, outputs and decision steps in order.
+ *
+ * An inference whose every sensor block came with a condition that becomes a fault if it
+ * persists (black camera frames, a dead or clipping microphone) is the sensor's, not the
+ * population's: its answer is read, reported and shown in the running displays (the accuracy
+ * estimate describes the answers given), but it enters no score, no commissioning sum and no
+ * CUSUM. A short blink then leaves no trace in the input moments, which would
+ * carry it for a hundred inferences; a long one is sensor health's to name (SENSOR_FAULT).
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -125,6 +132,7 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->ddm_in_warning = 0;
     state->ddm_warning_time = 0;
     state->sensor_flags = 0;
+    state->sensor_input = TD_SENSOR_INPUT_NONE;
     state->clip_ewma = 0;
     state->clip_drift_run = 0;
     for (i = 0; i < TD_SENSOR_CONDITION_COUNT; ++i) {
@@ -175,19 +183,14 @@ uint32_t td_monitor_live_alarms(const td_monitor_state_t *state)
     return state->alarms | TD_WARNING(warnings);
 }
 
-int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
-                      const int16_t *summary, const int8_t *probs, td_monitor_result_t *out)
+/* One inference into the scores: the outputs first (the moments read the predicted class;
+ * their state is apart), then the moments, then commissioning or the decision. */
+static void td_monitor_learn(td_monitor_state_t *state, const td_monitor_config_t *config, const int16_t *summary,
+                             td_monitor_result_t *result)
 {
-    td_monitor_result_t local;
-    td_monitor_result_t *result = out != 0 ? out : &local;
     uint32_t w;
 
-    if (state == 0 || config == 0 || summary == 0 || probs == 0) {
-        return TD_MONITOR_ERR_NULL;
-    }
-    state->t = td_sat_inc_u32(state->t);
-    /* The outputs first: the moments read the predicted class (their state is apart). */
-    td_monitor_outputs(state, config, probs, result->raw, result);
+    td_monitor_outputs(state, config, result, result->raw);
     td_monitor_moments(state, config, summary, result->predicted, &result->raw[TD_SCORE_MEAN],
                        &result->raw[TD_SCORE_VAR], result->moved);
     if (td_monitor_commissioning(state, config)) {
@@ -202,6 +205,34 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
         }
     } else {
         td_monitor_decide(state, config, result->raw, result->z, result->moved);
+    }
+}
+
+int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *config,
+                      const int16_t *summary, const int8_t *probs, td_monitor_result_t *out)
+{
+    td_monitor_result_t local;
+    td_monitor_result_t *result = out != 0 ? out : &local;
+    int held;
+    uint32_t w;
+
+    if (state == 0 || config == 0 || summary == 0 || probs == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    state->t = td_sat_inc_u32(state->t);
+    held = state->sensor_input == TD_SENSOR_INPUT_FLAGGED;
+    state->sensor_input = TD_SENSOR_INPUT_NONE;
+    td_monitor_answer(state, config, probs, result);
+    if (held) {
+        for (w = 0; w < TD_SCORE_COUNT; ++w) {
+            result->raw[w] = 0;
+            result->z[w] = 0;
+        }
+        for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
+            result->moved[w] = 0;
+        }
+    } else {
+        td_monitor_learn(state, config, summary, result);
     }
 
     result->t = state->t;

@@ -81,6 +81,12 @@ enum {
 #define TD_SENSOR_SILENCE (1u << 3)
 #define TD_SENSOR_CONDITION_COUNT 4
 #define TD_SENSOR_FAULT_SHIFT 4
+/* What the sensor blocks since the last update say of the inference they feed: none came,
+ * every one had a condition that becomes a fault if it persists, or some did not. An
+ * inference whose every block was flagged is held out of every score (td_monitor_update). */
+#define TD_SENSOR_INPUT_NONE 0u
+#define TD_SENSOR_INPUT_FLAGGED 1u
+#define TD_SENSOR_INPUT_SOUND 2u
 /* Pixel values a camera frame is compared by with the previous one (a stuck camera): spread
  * over the whole frame and its colours; 32 bytes instead of a frame buffer. */
 #define TD_SENSOR_IMAGE_PROBES 32u
@@ -276,8 +282,9 @@ typedef struct {
     int32_t clip_ewma;                           /* EWMA of "this block clips", Q(16+8) */
     uint16_t clip_drift_run;                     /* consecutive blocks with clip_ewma >= level */
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
-    uint16_t ddm_in_warning;                     /* DDM: 1 while p + s is at the warning level (here, not
-                                                    above, it fills the sensor runs' padding) */
+    /* (these two bytes here, not above, fill the sensor runs' padding) */
+    uint8_t ddm_in_warning;                      /* DDM: 1 while p + s is at the warning level */
+    uint8_t sensor_input;                        /* TD_SENSOR_INPUT_* of the inference to come */
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
     td_commission_t commission;                  /* the device's own reference (reported apart) */
     /* Long-run spread of each score's z (td_monitor_spread.c); a reset keeps what was learned */
@@ -429,8 +436,12 @@ int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_c
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
                         const int16_t *summary, int32_t predicted, int32_t *raw_mean, int32_t *raw_var,
                         uint32_t *moved);
+/* The inference's answer (predicted class, confidence, entropy) into out, and into the
+ * running displays of them (confidence, entropy, ATC accuracy estimate). */
+void td_monitor_answer(td_monitor_state_t *state, const td_monitor_config_t *config, const int8_t *probs,
+                       td_monitor_result_t *out);
 void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
-                        const int8_t *probs, int32_t *raw, td_monitor_result_t *out);
+                        const td_monitor_result_t *answer, int32_t *raw);
 uint32_t td_monitor_decide(td_monitor_state_t *state, const td_monitor_config_t *config,
                            const int32_t *raw, int32_t *z, const uint32_t *moved);
 void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change_time);

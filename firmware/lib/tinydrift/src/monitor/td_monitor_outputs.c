@@ -1,7 +1,9 @@
 /*
- * Model outputs: confidence (max probability), entropy from the exact 256-entry table,
- * the running ATC accuracy estimate, and the chi-square of the EWMA predicted-class
- * histogram against the reference priors (label shift). With commissioning, the first
+ * Model outputs. The answer (td_monitor_answer, every inference): predicted class,
+ * confidence (max probability), entropy from the exact 256-entry table, and the running
+ * displays of them, the ATC accuracy estimate among them. The scores (td_monitor_outputs,
+ * inferences the sensor did not spoil): confidence and entropy, and the chi-square of the
+ * EWMA predicted-class histogram against the reference priors (label shift). With commissioning, the first
  * inferences only add to the device's reference; afterwards confidence (in Q8) and
  * entropy are centred on its means and the histogram is compared with its frequencies.
  */
@@ -25,16 +27,13 @@ static int32_t td_inv_prior_q8(const td_monitor_config_t *config, const td_monit
     }
 }
 
-void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
-                        const int8_t *probs, int32_t *raw, td_monitor_result_t *out)
+void td_monitor_answer(td_monitor_state_t *state, const td_monitor_config_t *config, const int8_t *probs,
+                       td_monitor_result_t *out)
 {
     int32_t predicted = 0;
     int32_t best = probs[0];
     int32_t entropy = 0;
     int32_t confidence;
-    int64_t label_stat = 0;
-    const int commissioning = td_monitor_commissioning(state, config);
-    const int32_t *prior = config->commission_n > 0 ? state->commission.prior_q16 : config->prior_q16;
     uint32_t k;
 
     for (k = 0; k < config->n_classes; ++k) {
@@ -46,16 +45,26 @@ void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *co
         }
     }
     confidence = best + 128;
-
-    state->atc_ewma = td_ewma_step(state->atc_ewma,
-                                   confidence >= config->atc_threshold ? TD_ONE_Q16 : 0,
-                                   config->display_shift);
-    state->confidence_ewma = td_ewma_step(state->confidence_ewma, confidence * 256,
-                                          config->display_shift);
-    state->entropy_ewma = td_ewma_step(state->entropy_ewma, entropy, config->display_shift);
     out->predicted = predicted;
     out->confidence = confidence;
     out->entropy_q16 = entropy;
+
+    state->atc_ewma = td_ewma_step(state->atc_ewma, confidence >= config->atc_threshold ? TD_ONE_Q16 : 0,
+                                   config->display_shift);
+    state->confidence_ewma = td_ewma_step(state->confidence_ewma, confidence * 256, config->display_shift);
+    state->entropy_ewma = td_ewma_step(state->entropy_ewma, entropy, config->display_shift);
+}
+
+void td_monitor_outputs(td_monitor_state_t *state, const td_monitor_config_t *config,
+                        const td_monitor_result_t *answer, int32_t *raw)
+{
+    const int32_t predicted = answer->predicted;
+    const int32_t confidence = answer->confidence;
+    const int32_t entropy = answer->entropy_q16;
+    int64_t label_stat = 0;
+    const int commissioning = td_monitor_commissioning(state, config);
+    const int32_t *prior = config->commission_n > 0 ? state->commission.prior_q16 : config->prior_q16;
+    uint32_t k;
 
     if (commissioning) {
         state->commission.confidence += confidence;

@@ -9,6 +9,8 @@
  * that inference's INFERENCE frame carries, as a score's latch is. Clipping that never persists
  * (a gain set too high clips the loudest syllables only) is light clipping: an EWMA of the
  * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change.
+ * An inference whose every block came with a condition that can become a fault enters no
+ * score (td_monitor_update): what the sensor spoiled is sensor health's to judge.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -101,9 +103,13 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
     /* the inference these blocks feed, not yet counted in t (td_monitor_update counts it) */
     const uint32_t now = td_sat_inc_u32(state->t);
     uint32_t faults = 0;
+    uint32_t pending = 0;
     uint32_t c;
 
     for (c = 0; c < TD_SENSOR_CONDITION_COUNT; ++c) {
+        if (config->persist_blocks[c] > 0) {
+            pending |= conditions & (1u << c);
+        }
         if ((conditions & (1u << c)) == 0) {
             state->sensor_run[c] = 0;
             continue;
@@ -130,6 +136,12 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
         if (state->clip_drift_run >= config->clip_drift_blocks && (state->alarms & TD_ALARM_SENSOR_FAULT) == 0) {
             td_monitor_latch_at(state, TD_ALARM_DATA_DRIFT, now, now);
         }
+    }
+    /* the inference is held out of the scores only if every one of its blocks is flagged */
+    if (pending == 0) {
+        state->sensor_input = TD_SENSOR_INPUT_SOUND;
+    } else if (state->sensor_input == TD_SENSOR_INPUT_NONE) {
+        state->sensor_input = TD_SENSOR_INPUT_FLAGGED;
     }
     state->sensor_flags = conditions | (faults << TD_SENSOR_FAULT_SHIFT);
     if (out != 0) {
