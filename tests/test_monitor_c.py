@@ -559,6 +559,37 @@ def test_builds_for_cortex_m4(tmp_path):
     print(f"Cortex-M4 -O2: monitor code+config {text} bytes flash, state {bss} bytes RAM")
 
 
+def test_a_state_of_another_build_is_refused_at_init(tmp_path):
+    """The library built with the default capacities, the code holding the state with the
+    project model's (42 values, 12 classes): init refuses it with TD_MONITOR_ERR_BUILD rather
+    than writing 1,408 bytes into a 1,024-byte state. Built alike, it initializes."""
+    config = synthetic.random_config(np.random.default_rng(43), 40, 12)
+    emit_monitor_config_h(config, tmp_path / "td_monitor_config_kws.h")
+    caller = tmp_path / "caller.c"
+    caller.write_text(
+        '#include "td_monitor_config_kws.h"\n'
+        "static td_monitor_state_t state;\n"
+        "int main(void)\n{\n    return -td_monitor_init(&state, &td_monitor_config_kws);\n}\n"
+    )
+    statuses = {}
+    for caller_sizes in ("42/12", "64/16"):
+        objects = []
+        for src, sizes in [(src, "64/16") for src in monitor_sources()] + [(caller, caller_sizes)]:
+            summary, classes = sizes.split("/")
+            obj = tmp_path / f"{src.stem}-{summary}.o"
+            proc = subprocess.run(["gcc", "-std=c99", "-O1", f"-I{MONITOR_SRC}", f"-I{firmware.LIB_SRC}", f"-I{tmp_path}",
+                                   f"-DTD_MONITOR_MAX_SUMMARY={summary}", f"-DTD_MONITOR_MAX_CLASSES={classes}",
+                                   "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+            objects.append(obj)
+        exe = tmp_path / f"caller-{caller_sizes.replace('/', '-')}"
+        proc = subprocess.run(["gcc", *map(str, objects), "-o", str(exe)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        statuses[caller_sizes] = -subprocess.run([str(exe)]).returncode
+    assert "#define TD_MONITOR_ERR_BUILD (-4)" in HEADER
+    assert statuses == {"42/12": -4, "64/16": 0}
+
+
 def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     """A large shift of the input summary: with the mean score's limit, DATA_DRIFT latches
     when one z reaches it, in C and twin alike; without it, the same CUSUM (its drift level

@@ -154,12 +154,15 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     td_monitor_spread_restart(state);
 }
 
-int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config)
+int td_monitor_init_checked(td_monitor_state_t *state, const td_monitor_config_t *config, uint32_t state_size)
 {
     int status;
 
     if (state == 0) {
         return TD_MONITOR_ERR_NULL;
+    }
+    if (state_size != (uint32_t)sizeof(td_monitor_state_t)) {
+        return TD_MONITOR_ERR_BUILD;
     }
     status = td_monitor_check_config(config);
     if (status != TD_MONITOR_OK) {

@@ -110,6 +110,9 @@ enum {
 #define TD_MONITOR_ERR_NULL (-1)
 #define TD_MONITOR_ERR_CONFIG (-2)
 #define TD_MONITOR_ERR_ARG (-3)
+/* The state the caller holds is not this library's: one of them was built with other
+ * TD_MONITOR_MAX_SUMMARY / TD_MONITOR_MAX_CLASSES (build both with the same). */
+#define TD_MONITOR_ERR_BUILD (-4)
 
 /* Standardization and decision parameters of one score. */
 typedef struct {
@@ -347,8 +350,13 @@ uint32_t td_monitor_commission_size(void);
 /* Checks the config against this build (version, capacity, table pointers). */
 int td_monitor_check_config(const td_monitor_config_t *config);
 
-/* Checks the config and clears the state: the same as td_monitor_reset after a valid check. */
-int td_monitor_init(td_monitor_state_t *state, const td_monitor_config_t *config);
+/* Checks the config and clears the state: the same as td_monitor_reset after a valid check.
+ * A macro, as zlib's deflateInit is: it passes the size of the state as the caller's build
+ * sees it, so a library built with other capacities refuses (TD_MONITOR_ERR_BUILD) instead
+ * of writing past the caller's state. */
+#define td_monitor_init(state, config) \
+    td_monitor_init_checked((state), (config), (uint32_t)sizeof(td_monitor_state_t))
+int td_monitor_init_checked(td_monitor_state_t *state, const td_monitor_config_t *config, uint32_t state_size);
 
 /* Back to the reference: EWMAs at the reference, CUSUMs at zero, alarms cleared. */
 void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *config);
