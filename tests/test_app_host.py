@@ -93,8 +93,11 @@ class PipePort:
 
 
 class HostApp:
-    def __init__(self, executable):
+    def __init__(self, executable, keep: Path | None = None):
+        """keep: the file the host port keeps what outlives a power cycle in (TD_PORT_KEEP)."""
         env = dict(os.environ, ASAN_OPTIONS="abort_on_error=1:detect_leaks=0", UBSAN_OPTIONS="halt_on_error=1")
+        if keep is not None:
+            env["TD_PORT_KEEP"] = str(keep)
         self.process = subprocess.Popen([str(executable)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env)
         self.port = PipePort(self.process)
@@ -166,7 +169,7 @@ def test_boot_hello_status_reset_and_labels(compiler, reference):
         lines = app.frames(P.TextLine)
         assert lines and lines[0].text.startswith(f"tinydrift app board=host model={ref['model_id']} classes=_silence_,")
         # how long the monitor commissions: a host without the model folder reads it there
-        assert lines[0].text.endswith(f",go commission={ref['monitor_config']['commission_n']}")
+        assert lines[0].text.endswith(f",go commission={ref['monitor_config']['commission_n']} reference=learning")
         hello = app.frames(P.Hello)[0]
         assert hello.seq == 0 and hello.model_hash.hex() == ref["model_hash"]
         assert (hello.n_classes, hello.n_channels, hello.score_frac_bits, hello.n_scores) == (12, 42, 12, 5)
@@ -306,6 +309,56 @@ def test_a_dc_offset_is_dated_by_the_first_inference_that_hears_it(app_gcc, clip
     assert again.inference_index == 1 and again.alarm_bits & ALARM_SENSOR_FAULT
     assert (again.alarm_index, again.change_index) == (1, 1)
     assert stderr == ""
+
+
+def test_a_reboot_keeps_the_reference_so_a_drift_across_it_still_alarms(app_gcc, clips, reference, tmp_path):
+    """Commissioned on clean clips, the device keeps its reference (TD_PORT_KEEP) and, booted
+    again into a room of loud noise, takes it back (`reference=kept`, bit for bit what the
+    twin given the twin's kept reference logs) and raises DATA_DRIFT within 30 inferences; a
+    board that keeps nothing learns the noise as its normal and stays quiet. A RESET forgets
+    what was kept, and a torn record is not taken."""
+    from tinydrift.monitor.config import ALARM_DATA_DRIFT
+    from tinydrift.monitor.twin import MonitorTwin
+
+    model, config, ref = reference
+    clean = np.tile(clips, (config.commission_n // len(clips) + 2, 1))[:config.commission_n + 10]
+    rng = np.random.default_rng(5)
+    rms = np.sqrt(np.mean(clips.astype(np.float64) ** 2))
+    noisy = np.clip(clips + rng.normal(0, rms, clips.shape), -32768, 32767).astype(np.int16)[:30]
+    keep = tmp_path / "board.keep"
+
+    def boot(keep_file, audio, reset_after=False, twin=None):
+        with HostApp(app_gcc, keep=keep_file) as app:
+            app.replayer.replay(list(audio))
+            app.replayer.drain(0.1)
+            if reset_after:
+                assert app.command(P.Reset(0)).result == ACK_OK
+                app.replayer.drain(0.1)
+            assert app.stop() == ""
+        banner = app.frames(P.TextLine)[0].text
+        device = device_inferences(app.items)
+        if twin is not None:
+            assert compare(device, expected_inferences(list(audio), model, config, twin=twin),
+                           bytes.fromhex(ref["model_id"])) == []
+        frames = [f for f, _ in device]
+        return banner.rsplit(" ", 1)[-1], next((f.inference_index for f in frames if f.alarm_bits & ALARM_DATA_DRIFT), None)
+
+    first = MonitorTwin(config, 1)
+    assert boot(keep, clean, twin=first) == ("reference=learning", None)
+    assert keep.stat().st_size > config.n_summary * 8  # the reference, saved once learned
+    kept = keep.read_bytes()
+    learned = MonitorTwin(config, 1)  # the reference as saved: the moment it is learned
+    expected_inferences(list(clean[:config.commission_n]), model, config, twin=learned)
+    rebooted = MonitorTwin(config, 1)
+    rebooted.restore_commission(learned.kept_commission())
+    reference_kept, alarm = boot(keep, noisy, twin=rebooted)
+    assert reference_kept == "reference=kept" and alarm is not None  # within its 30 noisy clips
+    assert boot(None, noisy) == ("reference=learning", None)  # nothing kept: the noise is learned
+    keep.write_bytes(kept[:40] + bytes([kept[40] ^ 1]) + kept[41:])
+    assert boot(keep, noisy[:5]) == ("reference=learning", None)  # torn: not taken
+    keep.write_bytes(kept)
+    assert boot(keep, noisy[:1], reset_after=True)[0] == "reference=kept"
+    assert boot(keep, noisy[:1])[0] == "reference=learning"  # the RESET forgot it
 
 
 def check_labels_latch_error_rate(executable, clips: np.ndarray, config: MonitorConfig) -> None:

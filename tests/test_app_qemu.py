@@ -82,7 +82,9 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     in_domain, shifted = shuffled(splits[0], N_IN_DOMAIN, 1), shuffled(splits[1], N_SHIFTED, 2)
     stream = np.concatenate([in_domain, shifted])
     pcm = write_pcm(stream, tmp_path / "stream.pcm")
-    result = emulator.run(elf, timeout=300, semihosting_args=[emulator.audio_file_argument(pcm, tmp_path)])
+    keep = tmp_path / "board.keep"  # the board's storage that outlives a power cycle
+    result = emulator.run(elf, timeout=300, semihosting_args=[emulator.audio_file_argument(pcm, tmp_path),
+                                                              emulator.keep_file_argument(keep, tmp_path)])
     items = P.StreamParser().feed(result.output)
     assert result.exit_code == 0, result.output[-500:]
     frames = [i for i in items if not isinstance(i, (P.TextLine, P.Corrupt))]
@@ -117,6 +119,19 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     # the shift, past the last heartbeat: then the twin's equality above is the check)
     for beat in (h for h in heartbeats if h.inference_index >= first.inference_index):
         assert beat.alarm_index == first.inference_index and beat.latch_delay[0:2].count(0) >= 1
+
+    # A power cycle into loud noise: the board takes back the reference it kept once it had
+    # learned it (the `keep` file, through semihosting) and alarms on the noise, where one
+    # that kept nothing would learn the noise as its normal.
+    rng = np.random.default_rng(3)
+    noisy = in_domain[:40] + rng.normal(0, np.sqrt(np.mean(in_domain[:40].astype(np.float64) ** 2)), (40, in_domain.shape[1]))
+    pcm = write_pcm(np.clip(noisy, -32768, 32767).astype(np.int16), tmp_path / "noisy.pcm")
+    again = emulator.run(elf, timeout=120, semihosting_args=[emulator.audio_file_argument(pcm, tmp_path),
+                                                             emulator.keep_file_argument(keep, tmp_path)])
+    items = P.StreamParser().feed(again.output)
+    assert again.exit_code == 0, again.output[-500:]
+    assert [i.text for i in items if isinstance(i, P.TextLine)][0].endswith(" reference=kept")
+    assert any(f.alarm_bits & 0x1 for f, _ in device_inferences(items)), "no DATA_DRIFT after the power cycle"
 
 
 @pytest.mark.slow  # 30 s in QEMU; the host build replays over a real socket in the default tier (test_app_replay.py)

@@ -84,13 +84,15 @@ class Expected:
 
 def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, stride: int = DEFAULT_STRIDE,
                         clips: bool = True, progress: Callable[[int], None] | None = None,
-                        features: np.ndarray | None = None) -> Expected:
+                        features: np.ndarray | None = None, twin=None) -> Expected:
     """What the firmware app logs for `streams` played in order, the monitor running on from
     one to the next: each a replayed clip (`clips=True`: AUDIO frames START..END) or one
     continuous stream (`clips=False`: the microphone, the emulated board's audio file).
 
     `features` may give the int8 features of every window (e.g. cached ones, computed by the
-    same front end); by default they are computed here with features_int8, reset per window."""
+    same front end); by default they are computed here with features_int8, reset per window.
+    `twin` (a MonitorTwin of one stream) is the monitor to run on, e.g. one that took back a
+    kept reference; by default a fresh one."""
     from tinydrift.monitor.twin import window_energies, window_summary
     from tinydrift.frontend import features_int8
     from tinydrift.model.runtimes import run_tflm
@@ -107,7 +109,7 @@ def expected_inferences(streams: Sequence[np.ndarray], model: bytes, config, *, 
     sensed = [[w.fresh[start:start + SENSOR_BLOCK] for start in range(0, len(w.fresh), SENSOR_BLOCK)] for w in windows]
     energies = np.array([window_energies(w.fresh[None], SENSOR_BLOCK)[0] for w in windows], np.int64).reshape(-1, 2)
     return _monitored(config, window_summary(features, energies), outputs, np.array([w.window_end for w in windows], np.int64),
-                      sensed, progress)
+                      sensed, progress, twin)
 
 
 def expected_image_inferences(images: np.ndarray, model: bytes, config, grid: int, *, first_image: int = 1,
@@ -132,13 +134,14 @@ def expected_image_inferences(images: np.ndarray, model: bytes, config, grid: in
 
 
 def _monitored(config, summaries: np.ndarray, outputs: np.ndarray, window_end: np.ndarray, sensed: list,
-               progress) -> Expected:
-    """The monitor twin over inferences in the app's order: sensor health on each one's
-    blocks (`sensed[i]`: int16 PCM blocks, or a camera's int8 frame), then the monitor update."""
+               progress, twin=None) -> Expected:
+    """The monitor twin (`twin`, else a fresh one) over inferences in the app's order: sensor
+    health on each one's blocks (`sensed[i]`: int16 PCM blocks, or a camera's int8 frame),
+    then the monitor update."""
     from tinydrift.monitor.twin import MonitorTwin
 
     n = len(summaries)
-    twin = MonitorTwin(config, 1)
+    twin = MonitorTwin(config, 1) if twin is None else twin
     results = []
     for i in range(n):
         for block in sensed[i]:

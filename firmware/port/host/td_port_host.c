@@ -7,7 +7,9 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -117,4 +119,40 @@ size_t td_port_mic_read(int16_t *samples, size_t capacity)
 uint32_t td_port_mic_dropped(void)
 {
     return 0;
+}
+
+/* Storage that outlives the process: the file named by the environment's TD_PORT_KEEP,
+ * replaced whole through a temporary file beside it (a killed process leaves the last
+ * save, never half of one). Without it the process keeps nothing. */
+bool td_port_keep_save(const void *data, size_t size)
+{
+    const char *path = getenv("TD_PORT_KEEP");
+    char temporary[4096];
+    if (path == NULL || strlen(path) + 5u > sizeof temporary) {
+        return false;
+    }
+    strcpy(temporary, path);
+    strcat(temporary, ".new");
+    FILE *file = fopen(temporary, "wb");
+    if (file == NULL) {
+        return false;
+    }
+    const bool written = fwrite(data, 1, size, file) == size;
+    if (fclose(file) != 0 || !written || rename(temporary, path) != 0) {
+        remove(temporary);
+        return false;
+    }
+    return true;
+}
+
+bool td_port_keep_load(void *data, size_t size)
+{
+    const char *path = getenv("TD_PORT_KEEP");
+    FILE *file = path != NULL ? fopen(path, "rb") : NULL;
+    if (file == NULL) {
+        return false;
+    }
+    const bool read = fread(data, 1, size, file) == size;
+    fclose(file);
+    return read;
 }

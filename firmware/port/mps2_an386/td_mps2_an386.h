@@ -61,9 +61,11 @@ void td_mps2_print_hex(uint32_t value, int digits);
  * `-semihosting-config enable=on,target=native`. */
 #define TD_SEMIHOSTING_SYS_OPEN 0x01u
 #define TD_SEMIHOSTING_SYS_CLOSE 0x02u
+#define TD_SEMIHOSTING_SYS_WRITE 0x05u
 #define TD_SEMIHOSTING_SYS_READ 0x06u
 #define TD_SEMIHOSTING_SYS_GET_CMDLINE 0x15u
-#define TD_SEMIHOSTING_OPEN_READ_BINARY 1u /* SYS_OPEN mode "rb" */
+#define TD_SEMIHOSTING_OPEN_READ_BINARY 1u  /* SYS_OPEN mode "rb" */
+#define TD_SEMIHOSTING_OPEN_WRITE_BINARY 5u /* SYS_OPEN mode "wb" */
 
 /* One semihosting call: `operation` with its parameter block; returns what r0 holds after. */
 uint32_t td_mps2_semihosting(uint32_t operation, const void *parameters);

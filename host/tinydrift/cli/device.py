@@ -57,10 +57,14 @@ def _pump(read, write) -> None:
 @click.option("--audio", type=PCM_FILE, default=None,
               help="What the board's microphone hears: raw 16 kHz int16 PCM, or a 16 kHz mono 16-bit WAV "
                    "(the app exits at its end).")
+@click.option("--keep", "keep", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              help="The board's storage that outlives a power cycle (a real board's flash): it keeps its drift "
+                   "monitor's reference, learned on its first inferences, in FILE, and takes it back when booted "
+                   "again with the same FILE. Without it every boot learns anew, as a board that keeps nothing.")
 @click.option("--serve", is_flag=True,
               help="Do not attach this terminal: print the serial URL and wait, for `tinydrift capture --port URL`.")
 def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: float | None, audio: Path | None,
-            serve: bool) -> None:
+            keep: Path | None, serve: bool) -> None:
     """Boot the firmware on the emulated board (QEMU mps2-an386, Cortex-M4F).
 
     The board waits for its serial client before it runs, so no byte is lost. By default
@@ -78,6 +82,8 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
       tinydrift capture --port socket://127.0.0.1:PORT --db log.sqlite --model-dir models/kws
       tinydrift emulate --audio speech.wav --timeout 30
       tinydrift emulate --model build/okay_nabu --audio kitchen.wav --serve
+      tinydrift emulate --audio day1.wav --keep board.bin   # learns its reference, keeps it
+      tinydrift emulate --audio day2.wav --keep board.bin   # a power cycle: judges day 2 by day 1
     """
     import tempfile
 
@@ -103,6 +109,8 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
             elf = flash(platformio.EMULATED_ENV, model_dir, build_only=True).elf
             _say_if_unmonitored(model_dir)
         args = [emulator.audio_file_argument(pcm, Path(links))] if pcm is not None else []
+        if keep is not None:
+            args.append(emulator.keep_file_argument(keep, Path(links)))
         board = emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args)
         with board:
             click.echo(f"tinydrift: booting {board.elf} on {emulator.MACHINE}"
@@ -409,9 +417,10 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if problem is not None:
             log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
-    # how long the monitor commissions: the model folder says, else the app's boot line (if it came)
-    commission_n = (info.commission_n if info is not None else
-                    banner_commission_n(boot_line_fields(stats.boot_line or "", replayer.device_hash)))
+    # how long the monitor commissions: none if the boot line says it kept its reference, else
+    # the model folder says, else the app's boot line (if it came)
+    commission_n = banner_commission_n(boot_line_fields(stats.boot_line or "", replayer.device_hash),
+                                       info.commission_n if info is not None else None)
     commissioning = still_commissioning(commission_n, stats.last_inference, stats.first_alarm is not None,
                                         "this replay")
     if commissioning is not None:

@@ -111,12 +111,12 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
     n_scores = hello.n_scores if hello else (5 if last else 0)
     tally = (wakes or WakeTally()).update(conn)
     detector = tally.frames > 0 or (model is not None and model.detector is not None)
-    banner = banner_fields(conn, hello) if model is None or not model.labels else {}
+    banner = banner_fields(conn, hello)
     return Snapshot(summary, hello, last, warning, drift, hello.score_frac_bits if hello else DEFAULT_FRAC_BITS,
                     n_scores, model.labels if model and model.labels else banner_labels(banner, hello),
                     recent_text(conn, 5), rate, accuracy_before,
                     latest_frame(conn, P.FrameType.HEARTBEAT), tally,
-                    model.commission_n if model is not None else banner_commission_n(banner),
+                    banner_commission_n(banner, model.commission_n if model is not None else None),
                     summary_channels(model, hello),
                     severity_now(conn, last, accuracy_before, model, answers, tally.wake_at if detector else None)
                     if last is not None and last.alarm_bits & 0x1F

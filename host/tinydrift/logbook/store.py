@@ -1299,7 +1299,7 @@ def recent_text(conn: sqlite3.Connection, n: int = 5) -> list[str]:
 
 def banner_fields(conn: sqlite3.Connection, hello: "P.Hello | None") -> dict[str, str]:
     """The fields of the app's latest boot line ("tinydrift app board=B model=ID classes=a,b,...
-    commission=N") that names the model `hello` names; {} if none does. HELLO carries the
+    commission=N reference=kept|learning") that names the model `hello` names; {} if none does. HELLO carries the
     class count only: without a model folder, the names and commission_n come from here."""
     if hello is None:
         return {}
@@ -1328,9 +1328,15 @@ def banner_labels(fields: dict[str, str], hello: "P.Hello | None") -> list[str] 
     return names if hello is not None and fields and len(names) == hello.n_classes else None
 
 
-def banner_commission_n(fields: dict[str, str]) -> int | None:
-    """The inferences after a reset the monitor learns on, from a boot line's fields (None:
-    not said, as when the capture began after the boot)."""
+def banner_commission_n(fields: dict[str, str], model_commission_n: int | None = None) -> int | None:
+    """The inferences after the boot the monitor learns its reference on: 0 where the boot
+    line says it took back one kept from an earlier boot (`reference=kept`), else the model
+    folder's `model_commission_n` where given, else the boot line's (None: not said, as when
+    the capture began after the boot)."""
+    if fields.get("reference") == "kept":
+        return 0
+    if model_commission_n is not None:
+        return model_commission_n
     value = fields.get("commission", "")
     return int(value) if value.isdigit() else None
 

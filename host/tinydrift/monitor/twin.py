@@ -501,6 +501,25 @@ class MonitorTwin:
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
         self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
 
+    KEPT = ("commission_count", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy", "comm_prior",
+            "comm_centre_weight")
+
+    def kept_commission(self, stream: int = 0) -> dict[str, np.ndarray]:
+        """The reference `stream` learned, as the app keeps it across a power cycle (the
+        state's commission); td_monitor_commissioned must hold."""
+        if self.config.commission_n == 0 or self.commission_count[stream] != self.config.commission_n:
+            raise ValueError("this stream has not finished commissioning")
+        return {name: np.copy(getattr(self, name)[stream]) for name in self.KEPT}
+
+    def restore_commission(self, kept: dict[str, np.ndarray]) -> None:
+        """td_monitor_commission_restore on every stream with a reference kept from another
+        twin (kept_commission): the device after a boot that took it back."""
+        for name in self.KEPT:
+            getattr(self, name)[:] = kept[name]
+        prior = np.asarray(kept["comm_prior"], dtype=np.int64)
+        self.comm_inv_prior[:] = div_round(np.int64(1) << 24, np.maximum(prior, 1))
+        self.class_ewma[:] = prior
+
     def commission_refine(self, raw: np.ndarray, calm: np.ndarray, active: np.ndarray | None) -> None:
         """td_monitor_commission_refine on the streams that decided (`active`; None: all)."""
         if self.config.commission_n == 0 or self.config.centre_n == 0:

@@ -107,20 +107,34 @@ def hears_microphone(elf: Path) -> bool | None:
 
 
 def audio_file_argument(path: Path, link_dir: Path) -> str:
-    """`audio=PATH` for the emulated board's microphone file. The firmware sees PATH as one
-    word of its command line, so a path with spaces is reached through a symbolic link in
-    `link_dir` (a folder of the caller's, e.g. a temporary one)."""
+    """`audio=PATH` for the emulated board's microphone file."""
     path = Path(path).resolve()
     if not path.is_file():
         raise TinydriftError(f"audio file {path} not found")
-    if any(c.isspace() for c in str(path)):
-        link = Path(link_dir).resolve() / "audio.pcm"
-        if any(c.isspace() for c in str(link)):
-            raise TinydriftError(f"no space-free path to {path}: give a link_dir without spaces")
-        link.unlink(missing_ok=True)
-        link.symlink_to(path)
-        path = link
-    return f"audio={path}"
+    return f"audio={_one_word(path, Path(link_dir) / 'audio.pcm')}"
+
+
+def keep_file_argument(path: Path, link_dir: Path) -> str:
+    """`keep=PATH` for the emulated board's storage that outlives a power cycle (what a real
+    board keeps in flash: its drift monitor's reference). The board creates the file when it
+    first saves; boot again with the same file for a power cycle."""
+    path = Path(path).resolve()
+    if path.is_dir() or not path.parent.is_dir():
+        raise TinydriftError(f"keep file {path}: give a file in an existing folder")
+    return f"keep={_one_word(path, Path(link_dir) / 'keep.bin')}"
+
+
+def _one_word(path: Path, link: Path) -> Path:
+    """`path`, or where it holds a space, a symbolic link `link` to it: the firmware sees its
+    command line split at spaces (`link`'s folder is the caller's, e.g. a temporary one)."""
+    if not any(c.isspace() for c in str(path)):
+        return path
+    link = link.resolve()
+    if any(c.isspace() for c in str(link)):
+        raise TinydriftError(f"no space-free path to {path}: give a link folder without spaces")
+    link.unlink(missing_ok=True)
+    link.symlink_to(path)
+    return link
 
 
 def qemu_command(elf: Path, serial: str, *, icount_shift: int | None = None,

@@ -63,6 +63,16 @@ uint64_t td_port_device_id(void);
  * -DTD_PORT_BOOT_COUNT=N (default 0). */
 uint32_t td_port_boot_count(void);
 
+/* A few hundred bytes kept across power cycles (a flash page, EEPROM, a file): the drift
+ * monitor's reference, learned where the device was installed, so that a reboot does not
+ * learn whatever it hears then as normal. Save replaces what was kept by `size` bytes; load
+ * reads back exactly `size` bytes of the last save. Both return false where the board
+ * keeps nothing (the weak default) or nothing was saved: the device then learns its
+ * reference anew after every boot, and its boot line says so. A port that has them may
+ * write in the background, but a load after a save must read what was saved. */
+bool td_port_keep_save(const void *data, size_t size);
+bool td_port_keep_load(void *data, size_t size);
+
 /* Ends the program with `code` as the exit status where there is one (the host process,
  * QEMU through semihosting); a real board stops in a low-power loop. */
 #if defined(__GNUC__)

@@ -205,6 +205,9 @@ static void td_app_print_banner(const td_app_t *app)
 #if TD_APP_HAS_MONITOR
     td_port_print(" commission=");
     td_app_print_u32(TD_APP_M_MONITOR_CONFIG.commission_n);
+    if (TD_APP_M_MONITOR_CONFIG.commission_n > 0u) {
+        td_port_print(app->reference_restored ? " reference=kept" : " reference=learning");
+    }
 #endif
     td_port_print("\n");
 }
@@ -226,6 +229,7 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     }
     td_app_heartbeat_clear(&app->heartbeat);
     app->labels_taken.count = 0;
+    td_app_keep_restore(app);
 #endif
 #if TD_APP_IMAGE
     td_sensor_image_reset(&app->camera_sensor);

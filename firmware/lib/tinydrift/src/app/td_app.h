@@ -220,6 +220,8 @@ typedef struct {
     int16_t summary[TD_MONITOR_MAX_SUMMARY];
 #if TD_APP_HAS_MONITOR
     td_monitor_state_t monitor;
+    uint8_t reference_kept; /* this run's monitor reference is in the port's keep (restored or saved) */
+    uint8_t reference_restored; /* ...and it came from there at boot */
 #endif
 #if !TD_APP_STREAMING
     uint8_t predicted_history[TD_APP_LABEL_HISTORY]; /* by inference index modulo */
@@ -290,6 +292,11 @@ void td_app_send_inference(td_app_t *app, const td_monitor_result_t *result); /*
 void td_app_heartbeat_clear(td_app_heartbeat_t *heartbeat); /* after RESET: latch times too */
 void td_app_heartbeat_add(td_app_t *app, const td_monitor_result_t *result); /* may send HEARTBEAT */
 const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's */
+/* The monitor's reference across power cycles (td_app_keep.c): taken back at boot, kept
+ * once commissioning finishes (call after every update), forgotten by RESET. */
+void td_app_keep_restore(td_app_t *app);
+void td_app_keep_after_update(td_app_t *app);
+void td_app_keep_forget(td_app_t *app);
 #endif
 void td_app_fill_hello(const td_app_t *app, td_proto_hello_t *hello); /* as sent at boot; STATUS's tail too */
 void td_app_send_hello(td_app_t *app);

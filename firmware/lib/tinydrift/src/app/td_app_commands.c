@@ -184,6 +184,7 @@ static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
     app->wakes.count = 0;
 #if TD_APP_HAS_MONITOR
     td_monitor_reset(&app->monitor, td_app_monitor_config());
+    td_app_keep_forget(app);
     td_app_heartbeat_clear(&app->heartbeat);
     app->labels_taken.count = 0;
 #endif
@@ -224,6 +225,7 @@ static void td_app_on_label(td_app_t *app, const td_proto_frame_t *command)
 static void td_app_on_reset(td_app_t *app, const td_proto_frame_t *command)
 {
     td_monitor_reset(&app->monitor, td_app_monitor_config());
+    td_app_keep_forget(app);
 #if TD_APP_IMAGE
     td_sensor_image_reset(&app->camera_sensor);
 #endif

@@ -114,6 +114,7 @@ void td_app_infer(td_app_t *app)
 #endif
     const uint64_t after_sensor = td_port_cycles();
     td_monitor_update(&app->monitor, config, app->summary, outputs, &result);
+    td_app_keep_after_update(app);
     const uint64_t after_monitor = td_port_cycles();
 
     app->predicted_history[result.t % TD_APP_LABEL_HISTORY] = (uint8_t)result.predicted;

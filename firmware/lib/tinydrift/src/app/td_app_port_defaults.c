@@ -1,6 +1,7 @@
-/* Defaults for the port functions a board may lack: its identity for HELLO and a camera. A
- * port that knows better (a silicon serial number, a boot counter in flash, a camera
- * driver) defines the function itself; these weak definitions then give way at link time. */
+/* Defaults for the port functions a board may lack: its identity for HELLO, storage that
+ * outlives a power cycle and a camera. A port that knows better (a silicon serial number, a
+ * boot counter in flash, a flash page, a camera driver) defines the function itself; these
+ * weak definitions then give way at link time. */
 #include "td_port.h"
 
 #ifndef TD_PORT_DEVICE_ID
@@ -24,6 +25,21 @@ TD_PORT_WEAK uint64_t td_port_device_id(void)
 TD_PORT_WEAK uint32_t td_port_boot_count(void)
 {
     return (uint32_t)TD_PORT_BOOT_COUNT;
+}
+
+/* Nothing kept across power cycles: the monitor learns its reference after every boot. */
+TD_PORT_WEAK bool td_port_keep_save(const void *data, size_t size)
+{
+    (void)data;
+    (void)size;
+    return false;
+}
+
+TD_PORT_WEAK bool td_port_keep_load(void *data, size_t size)
+{
+    (void)data;
+    (void)size;
+    return false;
 }
 
 /* No camera: images come over the serial link (IMAGE frames). */

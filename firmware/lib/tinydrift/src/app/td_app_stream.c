@@ -114,6 +114,7 @@ static void td_app_stream_infer(td_app_t *app)
     const int8_t classes[2] = {(int8_t)(127 - (int)probability), (int8_t)((int)probability - 128)};
     td_monitor_result_t result;
     td_monitor_update(&app->monitor, td_app_monitor_config(), app->summary, classes, &result);
+    td_app_keep_after_update(app);
 #endif
 
     stream->latest = (stream->latest + 1u) % TD_APP_M_SLIDING_WINDOW;

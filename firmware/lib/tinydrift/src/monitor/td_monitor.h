@@ -440,6 +440,19 @@ int td_summarize_image(const int8_t *pixels, uint32_t height, uint32_t width, ui
 /* Commissioning: 1 while this inference only learns the device's reference. */
 int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_config_t *config);
 
+/* The device's own reference, learned: 1 once commissioning has finished (state->commission
+ * then holds it, td_monitor_commission_size() bytes, for the application to keep across
+ * power cycles). */
+int td_monitor_commissioned(const td_monitor_state_t *state, const td_monitor_config_t *config);
+
+/* Takes a reference kept from an earlier boot instead of learning one: right after init
+ * (or a reset), so that a reboot in the middle of a drift does not learn the drift as
+ * normal. TD_MONITOR_ERR_ARG, and the state unchanged, unless `kept` is a finished
+ * reference for this config within the ranges commissioning gives (a record torn or of
+ * another build). */
+int td_monitor_commission_restore(td_monitor_state_t *state, const td_monitor_config_t *config,
+                                  const td_commission_t *kept);
+
 /* Internal steps, one file each, exposed for unit tests. */
 void td_monitor_moments(td_monitor_state_t *state, const td_monitor_config_t *config,
                         const int16_t *summary, int32_t predicted, int32_t *raw_mean, int32_t *raw_var,

@@ -16,6 +16,10 @@
  * centres go on learning from calm inferences (as the long-run spread does) until their weight
  * reaches centre_n, the commissioning ones weighing 2^TD_CENTRE_COMMISSION_SHIFT each: a change
  * right after commissioning moves the centre little before its CUSUM warns.
+ *
+ * A learned reference can be kept across power cycles (td_monitor_commission_restore takes
+ * it back after a boot): a device rebooted while its world has drifted would otherwise learn
+ * the drift as its normal and never alarm on it.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -23,6 +27,43 @@
 int td_monitor_commissioning(const td_monitor_state_t *state, const td_monitor_config_t *config)
 {
     return config->commission_n > 0 && state->commission.count < config->commission_n;
+}
+
+int td_monitor_commissioned(const td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    return config->commission_n > 0 && state->commission.count == config->commission_n;
+}
+
+int td_monitor_commission_restore(td_monitor_state_t *state, const td_monitor_config_t *config,
+                                  const td_commission_t *kept)
+{
+    uint32_t j, k;
+
+    if (state == 0 || config == 0 || kept == 0) {
+        return TD_MONITOR_ERR_NULL;
+    }
+    if (config->commission_n == 0 || kept->count != config->commission_n ||
+        kept->confidence < 0 || kept->confidence > 255 * 256 || kept->entropy < 0 ||
+        kept->entropy > (int32_t)UINT16_MAX * TD_MONITOR_MAX_CLASSES) {
+        return TD_MONITOR_ERR_ARG;
+    }
+    /* what td_monitor_commission_finish can give: the moments' products rely on it */
+    for (j = 0; j < config->n_summary; ++j) {
+        if (kept->z_mean[j] < -TD_CHANNEL_Z_MAX || kept->z_mean[j] > TD_CHANNEL_Z_MAX || kept->z_scale[j] < 1 ||
+            kept->z_scale[j] > (1 << 15)) {
+            return TD_MONITOR_ERR_ARG;
+        }
+    }
+    for (k = 0; k < config->n_classes; ++k) {
+        if (kept->prior_q16[k] < 1 || kept->prior_q16[k] > (1 << TD_PROB_FRAC_BITS)) {
+            return TD_MONITOR_ERR_ARG;
+        }
+    }
+    state->commission = *kept;
+    for (k = 0; k < config->n_classes; ++k) {
+        state->class_ewma[k] = kept->prior_q16[k];
+    }
+    return TD_MONITOR_OK;
 }
 
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config)
