@@ -386,6 +386,7 @@ CASES = [
     ("too-few", "drift-heldout", ["{r}/clips_other_size.npz", "{r}/clips_other_size.npz", "--model", "{r}/model",
                                   "--target-arl0", "1e7"], "raise --n-inferences or lower --target-arl0"),
     ("not-a-number", "drift-verify", ["{r}/config.json", "--seed", "one"], "one"),
+    ("bad-choice", "c-sources", ["--stage", "app"], "'app' is not one of"),
     # names and URLs
     ("bad-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "../kws"], "../kws"),
     ("long-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "a" * 5000],

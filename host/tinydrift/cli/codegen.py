@@ -73,6 +73,57 @@ def model_c_command(model: Path, name: str | None, out_dir: Path, reuse_input: b
             raise TinydriftError(f"the generated C differs from TFLite Micro on {mismatches} output values")
 
 
+LIBRARY_STAGES = ("frontend", "kernels", "monitor", "protocol")  # the app needs a model of its own: see docs/app.md
+
+
+@click.command("c-sources")
+@click.option("--stage", "stages", type=click.Choice(LIBRARY_STAGES), multiple=True,
+              help="Only these stages of the device library (repeat the option); default: all four, the front end "
+                   "with the third-party C it needs.")
+@click.option("--cflags", is_flag=True,
+              help="Print the -I and -D words to compile them with instead of the files.")
+def c_sources_command(stages: tuple[str, ...], cflags: bool) -> None:
+    """The device library's C files (one path a line) or, with --cflags, the include folders
+    and defines they build with: for a firmware of your own, with your own build system. The
+    keyword front end's third-party C (TFLite Micro's micro_speech front end and kissfft) is
+    fetched the first time, with pip, hash-checked, and listed with it.
+
+    Build the library and the code that holds the monitor's state with the same
+    -DTD_MONITOR_MAX_SUMMARY=N -DTD_MONITOR_MAX_CLASSES=K (42 and 12 for the keyword model;
+    td_monitor_init refuses a state of another build). Link with -ffunction-sections
+    -fdata-sections -Wl,--gc-sections: kissfft's float helpers the front end never calls then
+    drop out (without it they need libm). A build with -fno-omit-frame-pointer on a
+    Cortex-M4 needs -DTD_KERNELS_ASM=0: the kernels' assembly needs the frame pointer's
+    register. The generated headers (`tinydrift export`) go beside these.
+
+    \b
+    Examples (a Makefile):
+      SRCS += $(shell tinydrift c-sources) models/kws/include/td_model_kws.c
+      CFLAGS += $(shell tinydrift c-sources --cflags) -Imodels/kws/include \\
+                -DTD_MONITOR_MAX_SUMMARY=42 -DTD_MONITOR_MAX_CLASSES=12
+      tinydrift c-sources --stage monitor      # the drift monitor alone
+    """
+    from tinydrift import firmware
+
+    chosen = [stage for stage in LIBRARY_STAGES if stage in stages] if stages else list(LIBRARY_STAGES)
+    sources, includes, defines = [], [firmware.LIB_SRC], {}
+    for stage in chosen:
+        if stage == "frontend":
+            files, folders, flags = firmware.frontend_build_inputs()
+            sources += files
+            includes += folders
+            defines.update(flags)
+        else:
+            sources += firmware.stage_sources(stage)
+            includes.append(firmware.stage_dir(stage))
+    if cflags:
+        click.echo(" ".join([*(f"-I{folder}" for folder in dict.fromkeys(includes)),
+                             *(f"-D{name}={value}" for name, value in defines.items())]))
+        return
+    for source in sources:
+        click.echo(str(source))
+
+
 @click.command("frontend-tables")
 @click.option(
     "--output", "-o", type=header_file(stdout=True), default=DEFAULT_HEADER,

@@ -104,7 +104,8 @@ COMMANDS = (
     # many devices: serial -> MQTT -> PostgreSQL
     fleet.gateway_command, fleet.collect_command, fleet.fleet,
     # lower-level steps and measurements
-    codegen.model_c_command, codegen.frontend_tables_command, wakeword.wakeword, drift.drift, bench.bench,
+    codegen.model_c_command, codegen.frontend_tables_command, codegen.c_sources_command, wakeword.wakeword, drift.drift,
+    bench.bench,
 )
 for command in COMMANDS:
     main.add_command(command)
