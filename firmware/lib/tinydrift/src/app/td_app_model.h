@@ -3,7 +3,7 @@
  * `tinydrift export --name NAME` writes td_model_NAME.{h,c}, td_monitor_config_NAME.h and
  * td_reference_NAME.h into the model's include/ folder. The build names the model with
  * -DTD_APP_MODEL=NAME -DTD_APP_MODEL_UPPER=NAME_IN_CAPITALS (the PlatformIO extra script
- * firmware/scripts/tinydrift_model.py reads them from the folder); both default to the
+ * firmware/scripts/tinydrift_build.py reads them from the folder); both default to the
  * project's model, kws. Everything model-specific the application uses goes through the
  * TD_APP_M_* names below, so no other file spells the model's name.
  */
