@@ -459,6 +459,22 @@ def held_port():
     held.close()
 
 
+def test_a_silent_port_is_warned_of_while_listening_and_refused_once_at_the_end(tmp_path, held_port, monkeypatch):
+    """The warning while capture still listens and the error it ends with say different
+    things (trial 19 read "nothing received" twice)."""
+    from click.testing import CliRunner
+
+    from tinydrift.cli.main import main
+    from tinydrift.logbook import capture as capture_module
+
+    monkeypatch.setattr(capture_module, "SILENCE_WARNING_S", 0.3)
+    result = CliRunner().invoke(main, ["capture", "--port", held_port, "--db", str(tmp_path / "silent.db"),
+                                       "--duration", "1"])
+    assert result.exit_code == 1
+    assert f"still listening: nothing from {held_port} in its first 0.3 s" in result.output
+    assert result.output.count("nothing received") == 1, result.output
+
+
 def test_a_port_on_which_nothing_arrives_is_an_error_not_an_empty_success(tmp_path, held_port):
     """Once that printed "captured 0 frames" and exited 0. A database (and its folder) the run
     made for nothing is not left behind, an empty session in a new file; one that was there
