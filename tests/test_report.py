@@ -932,6 +932,23 @@ def test_the_labels_table_gives_the_model_s_answer_at_each_label_of_its_own_run(
     assert "<th>model's answer there</th>" in page and "<td>2 (c) (disagrees)</td>" in page
 
 
+def test_the_scores_plot_s_labels_row_places_each_label_at_its_inference_and_counts_per_run():
+    """scores.png's labels row (trial 19: the ERROR_RATE alarm had no panel): each label the
+    device took at its inference's place, whether it disagreed, and the share of its run's
+    labels so far that did, starting anew with each run of the count."""
+    from tinydrift.logbook.report import label_points
+
+    index = np.concatenate([np.arange(1, 11), np.arange(1, 11)])
+    data = {"inference_index": index, "received_at": np.arange(20, dtype=float),
+            "predicted_class": np.concatenate([np.full(10, 1), np.full(10, 2)])}
+    row = lambda i, label, state, at: {"inference_index": i, "label": label, "state": state, "answered_at": at}
+    labels = [row(3, 1, "taken", 5.5), row(3, 1, "taken", 15.5), row(4, 2, "taken", 16.5),
+              row(5, 0, "refused", 17.0), row(40, 2, "taken", 18.0)]
+    xs, wrong, share = label_points(labels, data, np.arange(20, dtype=float), [0, 10])
+    assert xs.tolist() == [2.0, 12.0, 13.0] and wrong.tolist() == [False, True, False]
+    assert share.tolist() == [0.0, 1.0, 0.5]
+
+
 def test_archive_says_what_it_copied_while_a_capture_writes_on(tmp_path, monkeypatch):
     """archive printed 3,710 frames while the file it wrote held 3,706 (trial 19): it counted
     the source after copying it, and the capture had committed more meanwhile."""

@@ -437,7 +437,9 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                 or np.any(data["scores"][:, k] != 0)]
         if not used:
             used = [0]
-        fig, axes = plt.subplots(len(used), 1, figsize=(10, 1.9 * len(used) + 1.0), sharex=True, squeeze=False)
+        label_x, label_wrong, label_share = label_points(read_labels(conn), data, x, starts)
+        rows = len(used) + (1 if len(label_x) else 0)
+        fig, axes = plt.subplots(rows, 1, figsize=(10, 1.9 * rows + 1.0), sharex=True, squeeze=False)
         for row, k in enumerate(used):
             ax = axes[row, 0]
             ax.plot(*_broken_at_gaps(x, data["scores"][:, k] / scale), lw=1, color="#1f77b4", label="score (CUSUM)")
@@ -447,6 +449,20 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
             _mark_alarms(ax, onsets, change_x, label=(row == 0), true_shift=true_shift, run_x=run_x)
             ax.set_ylabel(P.SCORE_NAMES[k])
             ax.grid(alpha=0.3)
+        if len(label_x):
+            # what the ERROR_RATE test reads: the labels sent back against the model's answers
+            ax = axes[-1, 0]
+            ax.step(label_x, 100 * label_share, where="post", color="#8c564b", lw=1.2,
+                    label="labels that disagreed, share so far this run")
+            ax.plot(label_x[label_wrong], np.full(int(label_wrong.sum()), 100.0), "x", color="#d62728", ms=4,
+                    label="a label that disagreed")
+            ax.plot(label_x[~label_wrong], np.zeros(int((~label_wrong).sum())), "|", color="#2ca02c", ms=6,
+                    label="a label that agreed")
+            _mark_alarms(ax, onsets, change_x, label=False, true_shift=true_shift, run_x=run_x)
+            ax.set_ylabel("labels wrong (%)")
+            ax.set_ylim(-5, 105)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="center left", fontsize=7, ncol=3)  # the marks sit at 0 and 100
         axes[0, 0].legend(loc="upper left", fontsize=7, ncol=3)
         axes[0, 0].set_title(f"Drift scores (thresholds: {thresholds.source}; units of σ, Q{thresholds.frac_bits})")
         axes[-1, 0].set_xlabel(x_label)
@@ -553,6 +569,30 @@ def _label_counts(labels: list[dict], answers: list[int | None] = ()) -> str:
         counts += (f"; of the {len(known)} taken whose answer the capture holds, {wrong} disagreed with the model "
                    f"({100 * wrong / len(known):.0f} %)")
     return counts
+
+
+def label_points(labels: list[dict], data: dict[str, np.ndarray], x: np.ndarray,
+                 starts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the scores plot's labels row: per label the device took whose inference the
+    capture holds, in plot order, its x (that inference's), whether it disagreed with the
+    model's answer there, and the share of its run's labels so far that did."""
+    bounds = [*starts, len(data["inference_index"])]
+    points = []
+    for row, found in zip(labels, label_runs(labels, data)):
+        if found is None:
+            continue
+        run, answer = found
+        lo, hi = bounds[run - 1], bounds[run]
+        at = np.flatnonzero(data["inference_index"][lo:hi] == row["inference_index"])
+        points.append((float(x[lo + at[0]]), run, int(row["label"]) != answer))
+    points.sort()
+    xs = np.array([p[0] for p in points], dtype=np.float64)
+    wrong = np.array([p[2] for p in points], dtype=bool)
+    share = np.zeros(len(points))
+    for run in {p[1] for p in points}:
+        mine = np.array([p[1] == run for p in points], dtype=bool)
+        share[mine] = np.cumsum(wrong[mine]) / np.arange(1, int(mine.sum()) + 1)
+    return xs, wrong, share
 
 
 def _labels_html(labels: list[dict], class_names: tuple[str, ...] | None = None,
