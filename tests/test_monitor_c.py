@@ -531,15 +531,21 @@ def test_fuzz_update_feedback_and_sensor(tmp_path, extreme):
 ARM_FLAGS = ["-std=c99", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-O2", "-Wall", "-Wextra", "-Werror", "-Wshadow", "-Wstrict-prototypes"]
 
 
+def _code_holding_a_state(folder: Path, seed: int, name: str, body: str) -> Path:
+    """folder/name: C holding a monitor state (`state`), with a random config of 40 values and
+    12 classes generated beside it as td_monitor_config_kws.h, then `body`."""
+    emit_monitor_config_h(synthetic.random_config(np.random.default_rng(seed), 40, 12),
+                          folder / "td_monitor_config_kws.h")
+    source = folder / name
+    source.write_text('#include "td_monitor_config_kws.h"\nstatic td_monitor_state_t state;\n' + body)
+    return source
+
+
 def test_builds_for_cortex_m4(tmp_path):
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed")
-    config = synthetic.random_config(np.random.default_rng(41), 40, 12)
-    emit_monitor_config_h(config, tmp_path / "td_monitor_config_kws.h")
-    app = tmp_path / "app.c"
-    app.write_text(
-        '#include "td_monitor_config_kws.h"\n'
-        "static td_monitor_state_t state;\n"
+    app = _code_holding_a_state(
+        tmp_path, 41, "app.c",
         "int td_app_step(const int16_t *s, const int8_t *p, td_monitor_result_t *r);\n"
         "int td_app_step(const int16_t *s, const int8_t *p, td_monitor_result_t *r)\n"
         "{\n    if (state.t == 0 && td_monitor_init(&state, &td_monitor_config_kws) != 0) {\n        return -1;\n    }\n"
@@ -563,14 +569,8 @@ def test_a_state_of_another_build_is_refused_at_init(tmp_path):
     """The library built with the default capacities, the code holding the state with the
     project model's (42 values, 12 classes): init refuses it with TD_MONITOR_ERR_BUILD rather
     than writing 1,408 bytes into a 1,024-byte state. Built alike, it initializes."""
-    config = synthetic.random_config(np.random.default_rng(43), 40, 12)
-    emit_monitor_config_h(config, tmp_path / "td_monitor_config_kws.h")
-    caller = tmp_path / "caller.c"
-    caller.write_text(
-        '#include "td_monitor_config_kws.h"\n'
-        "static td_monitor_state_t state;\n"
-        "int main(void)\n{\n    return -td_monitor_init(&state, &td_monitor_config_kws);\n}\n"
-    )
+    caller = _code_holding_a_state(tmp_path, 43, "caller.c",
+                                   "int main(void)\n{\n    return -td_monitor_init(&state, &td_monitor_config_kws);\n}\n")
     statuses = {}
     for caller_sizes in ("42/12", "64/16"):
         objects = []
