@@ -58,6 +58,7 @@ def _pump(read, write) -> None:
               help="What the board's microphone hears: raw 16 kHz int16 PCM, or a 16 kHz mono 16-bit WAV "
                    "(the app exits at its end).")
 @click.option("--keep", "keep", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+              callback=lambda ctx, param, path: _in_a_folder(path),
               help="The board's storage that outlives a power cycle (a real board's flash): it keeps its drift "
                    "monitor's reference, learned on its first inferences, in FILE, and takes it back when booted "
                    "again with the same FILE. Without it every boot learns anew, as a board that keeps nothing.")
@@ -125,6 +126,14 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
                 click.echo(f"tinydrift: {firmware_exit(code)}", err=True)
                 click.get_current_context().exit(code)
             _attach_terminal(board, timeout, heard=(audio, pcm.stat().st_size // 2) if pcm is not None else None)
+
+
+def _in_a_folder(path: Path | None) -> Path | None:
+    """--keep's FILE: the board creates it, in a folder that must be there already."""
+    if path is not None and not path.resolve().parent.is_dir():
+        raise click.BadParameter(f"{path}: its folder {path.resolve().parent} does not exist; give a file in an "
+                                 "existing folder (the board creates the file)", param_hint="--keep")
+    return path
 
 
 TIMED_OUT = 124  # the exit code of a run --timeout stopped, as timeout(1) gives
