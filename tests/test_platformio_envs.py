@@ -63,12 +63,14 @@ def test_the_header_declares_the_whole_porting_interface():
         "td_port_init", "td_port_write", "td_port_read", "td_port_millis", "td_port_cycles",
         "td_port_cycle_hz", "td_port_board_name", "td_port_exit", "td_port_mic_start",
         "td_port_mic_read", "td_port_mic_dropped", "td_port_device_id", "td_port_boot_count",
-        "td_port_camera_start", "td_port_camera_read",
+        "td_port_camera_start", "td_port_camera_read", "td_port_keep_save", "td_port_keep_load",
     ])
     # the board's identity for HELLO: optional, 0 (unknown) unless the port knows better; a
-    # camera: optional, none unless the board has one (the app's image mode replays instead)
+    # camera: optional, none unless the board has one (the app's image mode replays instead);
+    # storage across power cycles: optional, none (every boot learns its reference anew)
     assert optional_functions() == sorted(["td_port_boot_count", "td_port_device_id",
-                                           "td_port_camera_read", "td_port_camera_start"])
+                                           "td_port_camera_read", "td_port_camera_start",
+                                           "td_port_keep_load", "td_port_keep_save"])
 
 
 @pytest.mark.parametrize("env_name", sorted(envs()))
