@@ -574,3 +574,33 @@ def test_a_keyword_config_of_another_summary_length_does_not_build(tmp_path):
     header.write_text(header.read_text().replace("_N_SUMMARY 42\n", "_N_SUMMARY 41\n"))
     with pytest.raises(TinydriftError, match=r"(?s)C build failed.*not this app's.*run tinydrift export"):
         build_app(model_dir=old)
+
+
+def test_a_keep_file_is_one_board_s_and_nothing_else_is_taken_for_one(tmp_path):
+    """emulate --keep (trial 21): a file that holds something else is refused, not overwritten
+    (a 640 KB WAV became a 444-byte record); so is a pipe (the board hung at boot reading it);
+    and a second board on a file one already holds is refused (board A took board B's noisy
+    room as its reference and false-alarmed)."""
+    from tinydrift.errors import TinydriftError
+    from tinydrift.target import emulator
+
+    wav = tmp_path / "speech.wav"
+    wav.write_bytes(b"RIFF" + bytes(range(256)) * 10)
+    with pytest.raises(TinydriftError, match="2,564 bytes that are no board's kept reference"):
+        emulator.keep_file_argument(wav, tmp_path)
+    assert wav.read_bytes()[:4] == b"RIFF"
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(TinydriftError, match="not a regular file"):
+        emulator.keep_file_argument(pipe, tmp_path)
+    for fine in (b"", bytes(444), emulator.KEEP_MAGIC + bytes(440)):  # nothing yet, forgotten, a record
+        keep = tmp_path / f"board-{len(fine)}-{fine[:1].hex()}.keep"
+        keep.write_bytes(fine)
+        assert emulator.keep_file_argument(keep, tmp_path) == f"keep={keep.resolve()}"
+    keep = tmp_path / "shared.keep"
+    with emulator.keep_file_held(keep):
+        with pytest.raises(TinydriftError, match="another emulated board keeps its reference there"):
+            with emulator.keep_file_held(keep):
+                pass
+    with emulator.keep_file_held(keep):  # let go: the next boot of the same board takes it
+        pass

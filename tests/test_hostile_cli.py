@@ -388,7 +388,8 @@ CASES = [
     ("not-a-number", "drift-verify", ["{r}/config.json", "--seed", "one"], "one"),
     ("bad-choice", "c-sources", ["--stage", "app"], "'app' is not one of"),
     ("missing-folder", "emulate", ["--keep", "{r}/nothing/board.keep"], "nothing/board.keep: its folder"),
-    ("folder-for-file", "emulate", ["--keep", "{r}/adir"], "adir"),
+    ("folder-for-file", "emulate", ["--keep", "{r}/adir"], "adir is a folder"),
+    ("empty-path", "emulate", ["--keep", ""], "an empty path"),
     # names and URLs
     ("bad-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "../kws"], "../kws"),
     ("long-name", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--name", "a" * 5000],

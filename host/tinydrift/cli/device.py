@@ -57,7 +57,7 @@ def _pump(read, write) -> None:
 @click.option("--audio", type=PCM_FILE, default=None,
               help="What the board's microphone hears: raw 16 kHz int16 PCM, or a 16 kHz mono 16-bit WAV "
                    "(the app exits at its end).")
-@click.option("--keep", "keep", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE",
+@click.option("--keep", "keep", type=str, default=None, metavar="FILE",
               callback=lambda ctx, param, path: _in_a_folder(path),
               help="The board's storage that outlives a power cycle (a real board's flash): it keeps its drift "
                    "monitor's reference, learned on its first inferences, in FILE, and takes it back when booted "
@@ -112,8 +112,8 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
         args = [emulator.audio_file_argument(pcm, Path(links))] if pcm is not None else []
         if keep is not None:
             args.append(emulator.keep_file_argument(keep, Path(links)))
-        board = emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args)
-        with board:
+        held = emulator.keep_file_held(keep) if keep is not None else contextlib.nullcontext()
+        with held, emulator.start(elf, icount_shift=0 if icount else None, semihosting_args=args) as board:
             click.echo(f"tinydrift: booting {board.elf} on {emulator.MACHINE}"
                        f"{' with -icount shift=0' if icount else ''} (Ctrl-C stops)", err=True)
             if serve:
@@ -128,9 +128,17 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
             _attach_terminal(board, timeout, heard=(audio, pcm.stat().st_size // 2) if pcm is not None else None)
 
 
-def _in_a_folder(path: Path | None) -> Path | None:
+def _in_a_folder(text: str | None) -> Path | None:
     """--keep's FILE: the board creates it, in a folder that must be there already."""
-    if path is not None and not path.resolve().parent.is_dir():
+    if text is None:
+        return None
+    if not text.strip():
+        raise click.BadParameter("an empty path: give the file the board keeps its reference in", param_hint="--keep")
+    path = Path(text)
+    if path.is_dir():
+        raise click.BadParameter(f"{path} is a folder: give a file in it (the board creates the file)",
+                                 param_hint="--keep")
+    if not path.resolve().parent.is_dir():
         raise click.BadParameter(f"{path}: its folder {path.resolve().parent} does not exist; give a file in an "
                                  "existing folder (the board creates the file)", param_hint="--keep")
     return path

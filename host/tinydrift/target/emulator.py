@@ -114,14 +114,43 @@ def audio_file_argument(path: Path, link_dir: Path) -> str:
     return f"audio={_one_word(path, Path(link_dir) / 'audio.pcm')}"
 
 
+KEEP_MAGIC = (0x66726474).to_bytes(4, "little")  # what td_app_keep.c's record begins with
+
+
 def keep_file_argument(path: Path, link_dir: Path) -> str:
     """`keep=PATH` for the emulated board's storage that outlives a power cycle (what a real
     board keeps in flash: its drift monitor's reference). The board creates the file when it
-    first saves; boot again with the same file for a power cycle."""
+    first saves; boot again with the same file for a power cycle. A file that holds anything
+    else is refused rather than overwritten."""
     path = Path(path).resolve()
     if path.is_dir() or not path.parent.is_dir():
         raise TinydriftError(f"keep file {path}: give a file in an existing folder")
+    if path.exists():
+        if not path.is_file():
+            raise TinydriftError(f"keep file {path} is not a regular file (a pipe or a device): give a file of its own")
+        data = path.read_bytes()
+        if data[:4] != KEEP_MAGIC and any(data):  # a record, a forgotten (all-zero) one, or nothing yet
+            raise TinydriftError(f"keep file {path} holds {len(data):,} bytes that are no board's kept reference, "
+                                 "and the board would overwrite them: give a new path, or one an earlier --keep wrote")
     return f"keep={_one_word(path, Path(link_dir) / 'keep.bin')}"
+
+
+@contextlib.contextmanager
+def keep_file_held(path: Path):
+    """Holds `path` (created if missing) for one emulated board: two boards on one keep file
+    would take each other's reference, as two devices never share a flash page."""
+    import fcntl
+
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TinydriftError(f"keep file {path}: another emulated board keeps its reference there now; give "
+                                 "each board a file of its own") from None
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _one_word(path: Path, link: Path) -> Path:
