@@ -764,16 +764,50 @@ def early_capture(folder: Path, inferences: int, boot_line: bytes = b"") -> tupl
 
 def test_a_capture_that_ends_while_the_monitor_commissions_says_why_no_alarm_came(tmp_path):
     """200 clean images then 100 blurred said "no alarm", and nothing more: the monitor had
-    not begun to judge (it commissions on its first 300 inferences after a reset)."""
-    _, model_dir, commission_n = early_capture(tmp_path, 200)
+    not begun to judge (it commissions on its first 300 inferences after a reset). The boot
+    line says whether it learns at all after this boot (trial 21: a device that took back a
+    kept reference was said to be learning, and one reset since was said not to be)."""
+    classes = ",".join(f"c{k}" for k in range(12))
+    boot = f"tinydrift app board=host model={MODEL_HASH[:8].hex()} classes={classes} commission=300"
+    _, model_dir, commission_n = early_capture(tmp_path, 200, boot_line=f"{boot} reference=learning\n".encode())
     result = write_report(tmp_path / "early.db", tmp_path / "r", model_dir=model_dir)
     said = (f"still commissioning: the monitor learns its reference on the first {commission_n} inferences after a "
             "reset and judges none of them, and this capture ends at inference 200")
     assert commission_n > 200 and result.commissioning == said and said in result.line()
     assert said in (tmp_path / "r" / "index.html").read_text()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    early_capture(kept, 200, boot_line=f"{boot} reference=kept\n".encode())
+    assert write_report(kept / "early.db", kept / "r", model_dir=model_dir).commissioning is None  # it judges
+    # a capture begun after the boot: the folder says how many, not whether it learns them
+    after = tmp_path / "after"
+    after.mkdir()
+    early_capture(after, 200)
+    assert write_report(after / "early.db", after / "r", model_dir=model_dir).commissioning.startswith(
+        f"perhaps still commissioning: the monitor learns its reference on the first {commission_n} inferences "
+        "after a reset or a boot")
     # without the folder or the boot line, how many is unknown; that it may be is said
     assert write_report(tmp_path / "early.db", tmp_path / "r2").commissioning.startswith(
+        "still commissioning: the monitor learns its reference on the first 300")
+    assert write_report(after / "early.db", after / "r2").commissioning.startswith(
         "perhaps still commissioning: this capture ends at inference 200")
+
+
+def test_a_reset_after_a_boot_that_kept_its_reference_is_commissioning_again(tmp_path):
+    """The boot line said `reference=kept`; a RESET since forgot it, and the device learns
+    again: the report said nothing of it (trial 21)."""
+    from test_capture import hello
+
+    classes = ",".join(f"c{k}" for k in range(12))
+    boot = f"tinydrift app board=host model={MODEL_HASH[:8].hex()} classes={classes} commission=300 reference=kept\n"
+    rng = random.Random(6)
+    frames = [hello(0), P.Ack(1, 7, 0, int(P.FrameType.RESET), 0), hello(2)]
+    frames += [P.typical_inference(k + 2, k, MODEL_HASH[:8], rng) for k in range(1, 121)]
+    device = TcpDevice(lambda conn: conn.sendall(boot.encode() + b"".join(P.encode(f) for f in frames)))
+    capture(device.url, tmp_path / "reset.db", reconnect_timeout=0)
+    assert write_report(tmp_path / "reset.db", tmp_path / "r").commissioning == (
+        "still commissioning: the monitor learns its reference on the first 300 inferences after a reset and judges "
+        "none of them, and this capture ends at inference 120")
 
 
 def test_without_a_model_folder_the_app_s_boot_line_says_the_monitor_commissions(tmp_path):

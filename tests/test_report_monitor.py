@@ -318,7 +318,10 @@ def test_the_live_view_says_when_the_monitor_is_still_commissioning(tmp_path):
     db, model_dir, commission_n = early_capture(tmp_path, 120)
     snap, out = _render(db_path=db, model_dir=model_dir)
     assert snap.commission_n == commission_n > 120
-    assert f"learning this device's reference: inference 120 of {commission_n}" in " ".join(out.split())
+    # no boot line in the capture: whether the device took back a kept reference is unknown
+    shown = " ".join(out.split())
+    assert "learning this device's reference (unless it took back a reference kept" in shown
+    assert f"inference 120 of {commission_n}" in shown
     # Without the folder (and no boot line: a capture begun after the boot) the view said
     # nothing, and every score read 0 and "ok" like a device judging a calm stream.
     _, without = _render(db_path=db)

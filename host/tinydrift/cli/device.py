@@ -434,10 +434,12 @@ def replay_command(source: Path, port_url: str, db_path: Path | None, model_dir:
         if problem is not None:
             log(f"replay could not close its capture session cleanly: {problem}")
     click.echo(stats.line())
-    # how long the monitor commissions: none if the boot line says it kept its reference, else
-    # the model folder says, else the app's boot line (if it came)
-    commission_n = banner_commission_n(boot_line_fields(stats.boot_line or "", replayer.device_hash),
-                                       info.commission_n if info is not None else None)
+    # how long the monitor commissions: none if the boot line says it kept its reference (and
+    # no --reset made it learn again), else the model folder says, else the app's boot line
+    fields = boot_line_fields(stats.boot_line or "", replayer.device_hash)
+    if reset:
+        fields.pop("reference", None)
+    commission_n = banner_commission_n(fields, info.commission_n if info is not None else None)
     commissioning = still_commissioning(commission_n, stats.last_inference, stats.first_alarm is not None,
                                         "this replay")
     if commissioning is not None:

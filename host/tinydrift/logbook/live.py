@@ -76,6 +76,7 @@ class Snapshot:
     commission_n: int | None = 0  # inferences after a reset the monitor learns on (--model-dir, else the boot line; None: neither)
     channels: list[str] | None = None  # the input summary channels' names (--model-dir, else HELLO's count)
     severity: AlarmSeverity | None = None  # the latched alarms' impact, "now" as the report reads it
+    boot_line_seen: bool = True  # the device's boot line is in the capture (it says whether a kept reference was taken)
 
 
 def _heard(summary: DbSummary) -> int:
@@ -120,7 +121,8 @@ def take_snapshot(conn: sqlite3.Connection, model: ModelInfo | None = None,
                     summary_channels(model, hello),
                     severity_now(conn, last, accuracy_before, model, answers, tally.wake_at if detector else None)
                     if last is not None and last.alarm_bits & 0x1F
-                    else None)
+                    else None,
+                    bool(banner))
 
 
 def _state(value: int, warning: int | None, drift: int | None) -> Text:
@@ -187,9 +189,12 @@ def render(snap: Snapshot) -> Group:
         link.add_row("inference", f"{last.inference_index}  ({snap.rate:.1f}/s)")
         if (snap.commission_n is not None and 0 < last.inference_index <= snap.commission_n
                 and not last.alarm_bits & 0x1F):
-            link.add_row("commissioning", Text(f"learning this device's reference: inference {last.inference_index} "
-                                               f"of {snap.commission_n} since the reset; the scores judge none of "
-                                               "them (sensor faults and label feedback do)", style="cyan"))
+            unless = ("" if snap.boot_line_seen else " (unless it took back a reference kept from an earlier boot: "
+                      "the boot line, which says, came before this capture)")
+            link.add_row("commissioning", Text(f"learning this device's reference{unless}: inference "
+                                               f"{last.inference_index} of {snap.commission_n} since the reset; the "
+                                               "scores judge none of them (sensor faults and label feedback do)",
+                                               style="cyan"))
         elif snap.commission_n is None and not runs_no_monitor(snap.hello):
             perhaps = still_commissioning(None, last.inference_index, bool(last.alarm_bits & 0x1F), "the capture so far")
             if perhaps:

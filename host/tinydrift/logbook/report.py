@@ -517,10 +517,12 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     files.append(out_dir / "index.html")
     accuracy = true_accuracy(truth, data, monotonic) if truth is not None and n else {}
     prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
-    commission_n = banner_commission_n(banner_fields(conn, hello), info.commission_n if info is not None else None)
+    banner = banner_fields(conn, hello)
+    commission_n = banner_commission_n(banner, info.commission_n if info is not None else None)
     commissioning = NO_MONITOR if runs_no_monitor(hello) else (
         still_commissioning(commission_n, int(index[-1]), bool(np.any(data["alarm_bits"][starts[-1]:] & 0x1F)),
-                            "this capture" if runs == 1 else f"its last run of the inference count (run {runs})")
+                            "this capture" if runs == 1 else f"its last run of the inference count (run {runs})",
+                            boot_line_seen=bool(banner))
         if n else None)
     severities = alarm_severity(data, prior, atc_threshold, detections, read_labels(conn)) if n else []
     true_severity = (_true_severity(truth, data, severities[0])

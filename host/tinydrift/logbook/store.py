@@ -1166,11 +1166,12 @@ def run_starts(index: np.ndarray) -> list[int]:
     return [0, *(np.flatnonzero(np.diff(index) < 0) + 1).tolist()]
 
 
-def monitor_resets(conn: sqlite3.Connection) -> int:
-    """The RESET commands the device accepted (each answered by an ACK): they restart its
+def monitor_resets(conn: sqlite3.Connection, since: float = float("-inf")) -> int:
+    """The RESET commands the device accepted (each answered by an ACK), those received from
+    `since` on if given (what one read of the port brings shares its time): they restart its
     inference count and monitor without a boot, so they are no restart of the device."""
     accepted = 0
-    for (raw,) in conn.execute("SELECT raw FROM frames WHERE type=?", (int(P.FrameType.ACK),)):
+    for (raw,) in conn.execute("SELECT raw FROM frames WHERE type=? AND received_at>=?", (int(P.FrameType.ACK), since)):
         frame = P.parse_packet(raw)
         accepted += isinstance(frame, P.Ack) and frame.command_type == P.FrameType.RESET and frame.result == 0
     return accepted
@@ -1303,11 +1304,13 @@ def banner_fields(conn: sqlite3.Connection, hello: "P.Hello | None") -> dict[str
     class count only: without a model folder, the names and commission_n come from here."""
     if hello is None:
         return {}
-    rows = conn.execute("SELECT line FROM text_lines WHERE line LIKE 'tinydrift app board=%' "
+    rows = conn.execute("SELECT line, received_at FROM text_lines WHERE line LIKE 'tinydrift app board=%' "
                         "ORDER BY id DESC LIMIT 20").fetchall()
-    for (line,) in rows:
+    for line, received_at in rows:
         fields = boot_line_fields(line, hello.model_hash)
         if fields:
+            if fields.get("reference") == "kept" and monitor_resets(conn, since=received_at):
+                del fields["reference"]  # a RESET forgot the kept reference: the device learns again
             return fields
     return {}
 
@@ -1371,7 +1374,8 @@ def runs_no_monitor(hello: "P.Hello | None") -> bool:
     return hello is not None and hello.state_bytes == 0
 
 
-def still_commissioning(commission_n: int | None, last_index: int | None, alarmed: bool, what: str) -> str | None:
+def still_commissioning(commission_n: int | None, last_index: int | None, alarmed: bool, what: str,
+                        boot_line_seen: bool = True) -> str | None:
     """Why no alarm came in `what` (a capture, a replay) that ends at inference `last_index`:
     the monitor was still learning its reference (frames do not carry commission_n; the
     model folder and the app's boot line do; None: neither was at hand). None if it could
@@ -1388,6 +1392,12 @@ def still_commissioning(commission_n: int | None, last_index: int | None, alarme
                 "how many, neither a model folder nor the app's boot line here says: give --model-dir")
     if commission_n <= 0 or last_index > commission_n:
         return None
+    if not boot_line_seen:
+        # a device that took back a reference kept from an earlier boot learns nothing now
+        return (f"perhaps still commissioning: the monitor learns its reference on the first {commission_n} "
+                f"inferences after a reset or a boot and judges none of them, and {what} ends at inference "
+                f"{last_index}; unless it took back a reference kept from an earlier boot, which its boot line, "
+                "before this capture began, would say")
     return (f"still commissioning: the monitor learns its reference on the first {commission_n} inferences "
             f"after a reset and judges none of them, and {what} ends at inference {last_index}")
 
