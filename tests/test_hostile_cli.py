@@ -586,6 +586,11 @@ CASES = [
                                               "--severity", "500"], "takes a JPEG quality of 1 to 100, not 500"),
     ("severity-out-of-range", "data-drift", ["cheap_mic_lowpass_2k", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz",
                                               "--severity", "9000"], "takes a cut-off of 50 to 7,900 Hz, not 9000"),
+    # the opposite change under the scenario's name (trial 21: underexposed by +4 stops overexposed)
+    ("severity-other-sign", "data-drift", ["underexposed_1stop", "{r}/images_ok.npz", "--out", "{r}/drifted.npz",
+                                            "--severity", "4"], "is the opposite change: give -4"),
+    ("severity-other-sign", "data-drift", ["gain_down_20db", "{r}/clips_ok.npz", "--out", "{r}/drifted.npz",
+                                            "--severity", "12"], "is the opposite change: give -12"),
     ("overwrites-source", "data-drift", ["gain_up_6db", "{r}/clips_ok.npz", "--out", "{r}/clips_ok.npz"],
      "that is SOURCE itself, which the drifted copy would replace"),
     ("nothing-left", "data-drift", ["yes_knocked_out", "{r}/clips_yes.npz", "--out", "{r}/drifted.npz"],

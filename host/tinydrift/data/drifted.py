@@ -76,6 +76,11 @@ def find_scenario(name: str, images: bool, severity: float | None = None):
         low, high, what = _severity_ranges(images)[chosen.transform]
         if not low <= severity <= high:
             raise TinydriftError(f"--severity: {name} takes {what}, not {severity:g}")
+        if low < 0 < high and chosen.severity * severity < 0:
+            # a signed severity of the other sign is the opposite change, which the name would belie
+            raise TinydriftError(f"--severity: {name}'s own severity is {chosen.severity:g} ({what}), and {severity:g} "
+                                 f"is the opposite change: give {-severity:g}, or the scenario named for that "
+                                 "direction")
         chosen = replace(chosen, name=f"{chosen.transform}_{severity:g}", severity=type(chosen.severity)(severity))
     return chosen
 
