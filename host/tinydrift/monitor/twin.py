@@ -851,8 +851,8 @@ class MonitorTwin:
 
     def _light_clipping(self, conditions: np.ndarray, active: np.ndarray) -> np.ndarray:
         """The EWMA of clipping blocks over these blocks [B, blocks] and its run at or above
-        clip_drift_q16; returns per stream the first block whose run reaches
-        clip_drift_blocks (blocks: none)."""
+        clip_drift_q16; returns per stream the first clipping block at which the run has
+        reached clip_drift_blocks (blocks: none)."""
         b, nb = conditions.shape
         first = np.full(b, nb, dtype=np.int64)
         level = int(self.config.clip_drift_q16)
@@ -873,7 +873,7 @@ class MonitorTwin:
             for k in range(nb):
                 v = ewma_step(v, clips[:, k], CLIP_EWMA_SHIFT)
                 r = np.where(round_shift(v, 8) >= level, np.minimum(r + 1, _UNIT_MAX16), 0)
-                f = np.where((f == nb) & (r >= int(self.config.clip_drift_blocks)), k, f)
+                f = np.where((f == nb) & (r >= int(self.config.clip_drift_blocks)) & clipping[busy, k], k, f)
             value[busy], run[busy], first[busy] = v, r, f
         self.clip_ewma = value
         self.clip_drift_run = run

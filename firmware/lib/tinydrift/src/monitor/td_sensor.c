@@ -8,7 +8,8 @@
  * frame), while t still counts the inferences before it: they are dated t + 1, the index
  * that inference's INFERENCE frame carries, as a score's latch is. Clipping that never persists
  * (a gain set too high clips the loudest syllables only) is light clipping: an EWMA of the
- * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change.
+ * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change, at
+ * a block that clips (the clipping still going on).
  * An inference whose every block came with a condition that can become a fault enters no
  * score (td_monitor_update): what the sensor spoiled is sensor health's to judge.
  */
@@ -133,7 +134,10 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
         } else if (state->clip_drift_run < UINT16_MAX) {
             ++state->clip_drift_run;
         }
-        if (state->clip_drift_run >= config->clip_drift_blocks && (state->alarms & TD_ALARM_SENSOR_FAULT) == 0) {
+        /* latched at a clipping block: a gain set too high goes on clipping, while a burst that
+         * has passed (a shout, a knock) leaves the EWMA above the level for minutes after it */
+        if (state->clip_drift_run >= config->clip_drift_blocks && (conditions & TD_SENSOR_CLIPPING) != 0 &&
+            (state->alarms & TD_ALARM_SENSOR_FAULT) == 0) {
             td_monitor_latch_at(state, TD_ALARM_DATA_DRIFT, now, now);
         }
     }
