@@ -824,7 +824,8 @@ def test_a_burst_of_clipping_that_has_passed_is_no_light_clipping():
         events += [[EVENT_SENSOR, (i * blocks + k) * 320, 320] for k in range(blocks)] + [[EVENT_INFERENCE, i, 0]]
     events = np.asarray(events, dtype=np.int32)
     latched = {}
-    for name, clipping in (("burst", lambda k: 500 <= k < 600 and k % 2 == 0), ("kept up", lambda k: k >= 500 and k % 2 == 0)):
+    for name, clipping in (("burst", lambda k: 500 <= k < 600 and k % 2 == 0),
+                           ("kept up", lambda k: k >= 500 and k % 2 == 0)):
         pcm = rng.normal(0, 3000, (n_inferences * blocks, 320)).astype(np.int16)
         pcm[[k for k in range(len(pcm)) if clipping(k)], :8] = 32767
         twin_rows = run_events(config, events, summaries, probs, pcm.reshape(-1))
