@@ -341,7 +341,8 @@ def test_a_reboot_keeps_the_reference_so_a_drift_across_it_still_alarms(app_gcc,
             assert compare(device, expected_inferences(list(audio), model, config, twin=twin),
                            bytes.fromhex(ref["model_id"])) == []
         frames = [f for f, _ in device]
-        return banner.rsplit(" ", 1)[-1], next((f.inference_index for f in frames if f.alarm_bits & ALARM_DATA_DRIFT), None)
+        first_drift = next((f.inference_index for f in frames if f.alarm_bits & ALARM_DATA_DRIFT), None)
+        return banner.rsplit(" ", 1)[-1], first_drift
 
     first = MonitorTwin(config, 1)
     assert boot(keep, clean, twin=first) == ("reference=learning", None)

@@ -124,7 +124,8 @@ def test_file_source_in_qemu_is_bit_exact_and_alarms_only_after_the_shift(elf, s
     # learned it (the `keep` file, through semihosting) and alarms on the noise, where one
     # that kept nothing would learn the noise as its normal.
     rng = np.random.default_rng(3)
-    noisy = in_domain[:40] + rng.normal(0, np.sqrt(np.mean(in_domain[:40].astype(np.float64) ** 2)), (40, in_domain.shape[1]))
+    rms = np.sqrt(np.mean(in_domain[:40].astype(np.float64) ** 2))
+    noisy = in_domain[:40] + rng.normal(0, rms, (40, in_domain.shape[1]))
     pcm = write_pcm(np.clip(noisy, -32768, 32767).astype(np.int16), tmp_path / "noisy.pcm")
     again = emulator.run(elf, timeout=120, semihosting_args=[emulator.audio_file_argument(pcm, tmp_path),
                                                              emulator.keep_file_argument(keep, tmp_path)])

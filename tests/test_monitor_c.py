@@ -569,15 +569,16 @@ def test_a_state_of_another_build_is_refused_at_init(tmp_path):
     """The library built with the default capacities, the code holding the state with the
     project model's (42 values, 12 classes): init refuses it with TD_MONITOR_ERR_BUILD rather
     than writing 1,408 bytes into a 1,024-byte state. Built alike, it initializes."""
-    caller = _code_holding_a_state(tmp_path, 43, "caller.c",
-                                   "int main(void)\n{\n    return -td_monitor_init(&state, &td_monitor_config_kws);\n}\n")
+    caller = _code_holding_a_state(
+        tmp_path, 43, "caller.c", "int main(void)\n{\n    return -td_monitor_init(&state, &td_monitor_config_kws);\n}\n")
     statuses = {}
     for caller_sizes in ("42/12", "64/16"):
         objects = []
         for src, sizes in [(src, "64/16") for src in monitor_sources()] + [(caller, caller_sizes)]:
             summary, classes = sizes.split("/")
             obj = tmp_path / f"{src.stem}-{summary}.o"
-            proc = subprocess.run(["gcc", "-std=c99", "-O1", f"-I{MONITOR_SRC}", f"-I{firmware.LIB_SRC}", f"-I{tmp_path}",
+            proc = subprocess.run(["gcc", "-std=c99", "-O1", f"-I{MONITOR_SRC}", f"-I{firmware.LIB_SRC}",
+                                   f"-I{tmp_path}",
                                    f"-DTD_MONITOR_MAX_SUMMARY={summary}", f"-DTD_MONITOR_MAX_CLASSES={classes}",
                                    "-c", str(src), "-o", str(obj)], capture_output=True, text=True)
             assert proc.returncode == 0, proc.stderr

@@ -443,8 +443,8 @@ def capture(
             if not data:
                 writer.flush()  # whatever waits for a busy database
                 if not stats.bytes and not silence_warned and time.monotonic() - started >= SILENCE_WARNING_S:
-                    log(f"still listening: nothing from {port_url} in its first {SILENCE_WARNING_S:g} s. {SILENT_PORT[0].upper()}"
-                        f"{SILENT_PORT[1:]}")
+                    log(f"still listening: nothing from {port_url} in its first {SILENCE_WARNING_S:g} s. "
+                        f"{SILENT_PORT[0].upper()}{SILENT_PORT[1:]}")
                     silence_warned = True
                 continue
             rows = Rows.parse(parser.feed(data), session, time.time(), tracker, stats)
