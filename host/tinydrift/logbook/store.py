@@ -1166,12 +1166,11 @@ def run_starts(index: np.ndarray) -> list[int]:
     return [0, *(np.flatnonzero(np.diff(index) < 0) + 1).tolist()]
 
 
-def monitor_resets(conn: sqlite3.Connection, since: float = float("-inf")) -> int:
-    """The RESET commands the device accepted (each answered by an ACK), those received from
-    `since` on if given (what one read of the port brings shares its time): they restart its
+def monitor_resets(conn: sqlite3.Connection) -> int:
+    """The RESET commands the device accepted (each answered by an ACK): they restart its
     inference count and monitor without a boot, so they are no restart of the device."""
     accepted = 0
-    for (raw,) in conn.execute("SELECT raw FROM frames WHERE type=? AND received_at>=?", (int(P.FrameType.ACK), since)):
+    for (raw,) in conn.execute("SELECT raw FROM frames WHERE type=?", (int(P.FrameType.ACK),)):
         frame = P.parse_packet(raw)
         accepted += isinstance(frame, P.Ack) and frame.command_type == P.FrameType.RESET and frame.result == 0
     return accepted
@@ -1309,10 +1308,20 @@ def banner_fields(conn: sqlite3.Connection, hello: "P.Hello | None") -> dict[str
     for line, received_at in rows:
         fields = boot_line_fields(line, hello.model_hash)
         if fields:
-            if fields.get("reference") == "kept" and monitor_resets(conn, since=received_at):
-                del fields["reference"]  # a RESET forgot the kept reference: the device learns again
+            if fields.get("reference") == "kept" and _hellos_since(conn, received_at) > 1:
+                # its boot sent one HELLO, a RESET one more: the RESET forgot the kept
+                # reference, and the device learns again
+                del fields["reference"]
             return fields
     return {}
+
+
+def _hellos_since(conn: sqlite3.Connection, since: float) -> int:
+    """HELLO frames received from `since` on (what one read of the port brings shares its
+    time): one a boot, one more a RESET. Counted, not parsed: the live view asks at each
+    refresh."""
+    return conn.execute("SELECT COUNT(*) FROM frames WHERE type=? AND received_at>=?",
+                        (int(P.FrameType.HELLO), since)).fetchone()[0]
 
 
 def boot_line_fields(line: str, model_hash: bytes | None) -> dict[str, str]:
