@@ -971,6 +971,7 @@ def test_the_scores_plot_s_labels_row_places_each_label_at_its_inference_and_cou
     device took at its inference's place, whether it disagreed, and the share of its run's
     labels so far that did, starting anew with each run of the count."""
     from tinydrift.logbook.report import label_points
+    from tinydrift.logbook.store import label_runs
 
     index = np.concatenate([np.arange(1, 11), np.arange(1, 11)])
     data = {"inference_index": index, "received_at": np.arange(20, dtype=float),
@@ -978,7 +979,7 @@ def test_the_scores_plot_s_labels_row_places_each_label_at_its_inference_and_cou
     row = lambda i, label, state, at: {"inference_index": i, "label": label, "state": state, "answered_at": at}
     labels = [row(3, 1, "taken", 5.5), row(3, 1, "taken", 15.5), row(4, 2, "taken", 16.5),
               row(5, 0, "refused", 17.0), row(40, 2, "taken", 18.0)]
-    xs, wrong, share = label_points(labels, data, np.arange(20, dtype=float), [0, 10])
+    xs, wrong, share = label_points(labels, label_runs(labels, data), data, np.arange(20, dtype=float), [0, 10])
     assert xs.tolist() == [2.0, 12.0, 13.0] and wrong.tolist() == [False, True, False]
     assert share.tolist() == [0.0, 1.0, 0.5]
 

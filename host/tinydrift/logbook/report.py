@@ -429,6 +429,8 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     onsets = _alarm_onsets(data["alarm_bits"], x, starts) if n else []
     change_x, first_alarm_run = _change_x(data, x, starts) if n else (None, 1)
     true_shift = float(truth.shift_index) if truth is not None and truth.shift_index and monotonic else None
+    labels = read_labels(conn)
+    taken_in = label_runs(labels, data) if n else [None] * len(labels)
 
     if n:
         scale = float(1 << thresholds.frac_bits)
@@ -437,7 +439,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                 or np.any(data["scores"][:, k] != 0)]
         if not used:
             used = [0]
-        label_x, label_wrong, label_share = label_points(read_labels(conn), data, x, starts)
+        label_x, label_wrong, label_share = label_points(labels, taken_in, data, x, starts)
         rows = len(used) + (1 if len(label_x) else 0)
         fig, axes = plt.subplots(rows, 1, figsize=(10, 1.9 * rows + 1.0), sharex=True, squeeze=False)
         for row, k in enumerate(used):
@@ -524,7 +526,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                             "this capture" if runs == 1 else f"its last run of the inference count (run {runs})",
                             boot_line_seen=bool(banner))
         if n else None)
-    severities = alarm_severity(data, prior, atc_threshold, detections, read_labels(conn)) if n else []
+    severities = alarm_severity(data, prior, atc_threshold, detections, labels) if n else []
     true_severity = (_true_severity(truth, data, severities[0])
                      if truth is not None and severities and monotonic else None)
     # a truth file describes one stream from a reset: read against several runs of the count, its
@@ -535,8 +537,6 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     truth_rows = (([("truth", truth_unread)] if truth_unread else [])
                   + _truth_rows(truth, data, summary, accuracy, true_severity, prior, atc_threshold)
                   if truth is not None else [])
-    labels = read_labels(conn)
-    taken_in = label_runs(labels, data) if n else [None] * len(labels)
     answers = [None if found is None else found[1] for found in taken_in]
     write_text(out_dir / "index.html", _html(db_path, summary, thresholds, hello, files[:-1], n, truth_rows,
                                              severities, len(detections["id"]), wakes, labels, commissioning,
@@ -573,14 +573,15 @@ def _label_counts(labels: list[dict], answers: list[int | None] = ()) -> str:
     return counts
 
 
-def label_points(labels: list[dict], data: dict[str, np.ndarray], x: np.ndarray,
-                 starts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def label_points(labels: list[dict], taken_in: list[tuple[int, int] | None], data: dict[str, np.ndarray],
+                 x: np.ndarray, starts: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the scores plot's labels row: per label the device took whose inference the
-    capture holds, in plot order, its x (that inference's), whether it disagreed with the
-    model's answer there, and the share of its run's labels so far that did."""
+    capture holds (`taken_in`, label_runs'), in plot order, its x (that inference's),
+    whether it disagreed with the model's answer there, and the share of its run's labels
+    so far that did."""
     bounds = [*starts, len(data["inference_index"])]
     points = []
-    for row, found in zip(labels, label_runs(labels, data)):
+    for row, found in zip(labels, taken_in):
         if found is None:
             continue
         run, answer = found
