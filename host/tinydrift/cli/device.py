@@ -58,7 +58,7 @@ def _pump(read, write) -> None:
               help="What the board's microphone hears: raw 16 kHz int16 PCM, or a 16 kHz mono 16-bit WAV "
                    "(the app exits at its end).")
 @click.option("--keep", "keep", type=str, default=None, metavar="FILE",
-              callback=lambda ctx, param, path: _in_a_folder(path),
+              callback=lambda ctx, param, path: _keep_file(path),
               help="The board's storage that outlives a power cycle (a real board's flash): it keeps its drift "
                    "monitor's reference, learned on its first inferences, in FILE, and takes it back when booted "
                    "again with the same FILE. Without it every boot learns anew, as a board that keeps nothing.")
@@ -128,20 +128,14 @@ def emulate(elf: Path | None, model_dir: Path | None, icount: bool, timeout: flo
             _attach_terminal(board, timeout, heard=(audio, pcm.stat().st_size // 2) if pcm is not None else None)
 
 
-def _in_a_folder(text: str | None) -> Path | None:
-    """--keep's FILE: the board creates it, in a folder that must be there already."""
+def _keep_file(text: str | None) -> Path | None:
+    """--keep's FILE, as emulator.check_keep_file takes it: a usage error otherwise."""
     if text is None:
         return None
-    if not text.strip():
-        raise click.BadParameter("an empty path: give the file the board keeps its reference in", param_hint="--keep")
-    path = Path(text)
-    if path.is_dir():
-        raise click.BadParameter(f"{path} is a folder: give a file in it (the board creates the file)",
-                                 param_hint="--keep")
-    if not path.resolve().parent.is_dir():
-        raise click.BadParameter(f"{path}: its folder {path.resolve().parent} does not exist; give a file in an "
-                                 "existing folder (the board creates the file)", param_hint="--keep")
-    return path
+    try:
+        return emulator.check_keep_file(Path(text) if text.strip() else "")
+    except TinydriftError as exc:
+        raise click.BadParameter(str(exc).removeprefix("keep file").lstrip(": "), param_hint="--keep") from None
 
 
 TIMED_OUT = 124  # the exit code of a run --timeout stopped, as timeout(1) gives

@@ -117,22 +117,34 @@ def audio_file_argument(path: Path, link_dir: Path) -> str:
 KEEP_MAGIC = (0x66726474).to_bytes(4, "little")  # what td_app_keep.c's record begins with
 
 
-def keep_file_argument(path: Path, link_dir: Path) -> str:
-    """`keep=PATH` for the emulated board's storage that outlives a power cycle (what a real
-    board keeps in flash: its drift monitor's reference). The board creates the file when it
-    first saves; boot again with the same file for a power cycle. A file that holds anything
-    else is refused rather than overwritten."""
+def check_keep_file(path: Path) -> Path:
+    """`path`, resolved, if it can be the emulated board's keep file: in an existing folder,
+    and if it exists, a regular file holding a keep record, a forgotten (all-zero) one or
+    nothing yet. Anything else is refused rather than overwritten by the board."""
+    if not str(path).strip():
+        raise TinydriftError("keep file: an empty path; give the file the board keeps its reference in")
     path = Path(path).resolve()
-    if path.is_dir() or not path.parent.is_dir():
-        raise TinydriftError(f"keep file {path}: give a file in an existing folder")
+    if path.is_dir():
+        raise TinydriftError(f"keep file {path} is a folder: give a file in it (the board creates the file)")
+    if not path.parent.is_dir():
+        raise TinydriftError(f"keep file {path}: its folder {path.parent} does not exist; give a file in an existing "
+                             "folder (the board creates the file)")
     if path.exists():
         if not path.is_file():
             raise TinydriftError(f"keep file {path} is not a regular file (a pipe or a device): give a file of its own")
         data = path.read_bytes()
-        if data[:4] != KEEP_MAGIC and any(data):  # a record, a forgotten (all-zero) one, or nothing yet
+        if data[:4] != KEEP_MAGIC and any(data):
             raise TinydriftError(f"keep file {path} holds {len(data):,} bytes that are no board's kept reference, "
                                  "and the board would overwrite them: give a new path, or one an earlier --keep wrote")
-    return f"keep={_one_word(path, Path(link_dir) / 'keep.bin')}"
+    return path
+
+
+def keep_file_argument(path: Path, link_dir: Path) -> str:
+    """`keep=PATH` for the emulated board's storage that outlives a power cycle (what a real
+    board keeps in flash: its drift monitor's reference), checked by check_keep_file. The
+    board creates the file when it first saves; boot again with the same file for a power
+    cycle."""
+    return f"keep={_one_word(check_keep_file(path), Path(link_dir) / 'keep.bin')}"
 
 
 @contextlib.contextmanager
