@@ -10,6 +10,7 @@ from tinydrift.cli.common import progress_bars
 from tinydrift.cli.params import C_NAME_PARAM, OUTPUT_FOLDER, header_file, input_file
 from tinydrift.codegen.frontend_tables import DEFAULT_HEADER, write_header
 from tinydrift.errors import TinydriftError
+from tinydrift.firmware import STAGES
 
 
 @click.command("model-c")
@@ -73,7 +74,8 @@ def model_c_command(model: Path, name: str | None, out_dir: Path, reuse_input: b
             raise TinydriftError(f"the generated C differs from TFLite Micro on {mismatches} output values")
 
 
-LIBRARY_STAGES = ("frontend", "kernels", "monitor", "protocol")  # the app needs a model of its own: see docs/app.md
+# every stage but the app, which needs a model of its own (docs/app.md)
+LIBRARY_STAGES = tuple(stage for stage in STAGES if stage != "app")
 
 
 @click.command("c-sources")

@@ -188,7 +188,7 @@ uint32_t td_monitor_live_alarms(const td_monitor_state_t *state)
 
 /* One inference into the scores: the outputs first (the moments read the predicted class;
  * their state is apart), then the moments, then commissioning or the decision. */
-static void td_monitor_learn(td_monitor_state_t *state, const td_monitor_config_t *config, const int16_t *summary,
+static void td_monitor_score(td_monitor_state_t *state, const td_monitor_config_t *config, const int16_t *summary,
                              td_monitor_result_t *result)
 {
     uint32_t w;
@@ -235,7 +235,7 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
             result->moved[w] = 0;
         }
     } else {
-        td_monitor_learn(state, config, summary, result);
+        td_monitor_score(state, config, summary, result);
     }
 
     result->t = state->t;
