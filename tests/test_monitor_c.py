@@ -614,7 +614,7 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     stuck = np.concatenate([inferences[:change], *([[EVENT_SENSOR, 0, 320], row] for row in inferences[change:])])
     unreachable = np.full(cfgmod.SCORE_COUNT, cfgmod.CUSUM_MAX)
     time_column = INFERENCE_FIELDS.index("alarm_time")
-    latched_at = {}
+    latched_at, data_drift = {}, {}
     for name, limit, events in (("none", 0, inferences), ("limit", cfgmod.SCORE_Z_MAX // 2, inferences),
                                 ("limit, stuck", cfgmod.SCORE_Z_MAX // 2, stuck)):
         config = base.replace(score_drift=unreachable, score_warning=unreachable, stuck_variance=4,
@@ -624,8 +624,12 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
         compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
         inference_rows = twin_rows[events[:, 0] == EVENT_INFERENCE]
         latched_at[name] = int(inference_rows[-1, time_column])
-    assert latched_at["none"] == 0 and latched_at["limit, stuck"] == 0
-    assert change < latched_at["limit"] < n
+        data_drift[name] = bool(inference_rows[-1, ALARM_COLUMN] & cfgmod.ALARM_DATA_DRIFT)
+    assert latched_at["none"] == 0 and not data_drift["none"]
+    assert change < latched_at["limit"] < n and data_drift["limit"]
+    # every inference held: whatever sensor health latches (this config's test of held
+    # inferences, SENSOR_FAULT), the limit latches no DATA_DRIFT
+    assert not data_drift["limit, stuck"]
 
 
 def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_does_not_see():
@@ -668,12 +672,73 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
         twin_rows = run_events(config, events, summaries, probs, pcm)
         compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
         seen[name] = tuple(int(v) for v in twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns])
-    assert seen["none"][0] == 0 and seen["limit, stuck"][0] == 0 and seen["limit, clipping"][0] == 0
+    assert seen["none"][0] == 0 and seen["limit, clipping"][0] == 0
+    # every inference held: this config's test of held inferences may latch SENSOR_FAULT, the
+    # limit no DATA_DRIFT
+    assert not seen["limit, stuck"][2] & cfgmod.ALARM_DATA_DRIFT
     alarm_time, change_time, alarms = seen["limit"]
     # 2.5 deviations a step past the allowance: about 8 inferences, and dated by the
     # downward side's excursion, which began at the change give or take the noise
     assert change < alarm_time < change + 30 and change - 10 <= change_time <= change + 2
     assert alarms & cfgmod.ALARM_DATA_DRIFT
+
+
+def held_events(held: np.ndarray) -> np.ndarray:
+    """One inference a step, after a block of digital zeros (pcm[0:320], stuck) where `held`
+    is set and a block of noise (pcm[320:640]) where not: every flagged run ends before it
+    persists into a fault of its own."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
+
+    events = []
+    for i, h in enumerate(held):
+        events += [[EVENT_SENSOR, 0 if h else 320, 320], [EVENT_INFERENCE, i, 0]]
+    return np.asarray(events, dtype=np.int32)
+
+
+def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commissioning_held():
+    """Inferences held out for their sensor blocks, in runs far too short to persist into a
+    fault: a device held 10 % of them while commissioning stays quiet at 10 % (and at a blink
+    of 3 in 100) for 3,000 inferences; at 40 % (two of every five, dead for a stretch and back)
+    SENSOR_FAULT latches within 100, dated near the change, in C and twin alike. A device that
+    held none while commissioning latches at a share of 25 %, one commissioned at 30 % does not;
+    with held_limit 0 nothing latches."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE
+
+    rng = np.random.default_rng(23)
+    base = synthetic.random_config(rng, 12, 4).replace(
+        commission_n=50, enabled_scores=0, loudness_limit=0, quiet_limit=0, score_limit=np.zeros(cfgmod.SCORE_COUNT),
+        stuck_variance=0, persist_blocks=np.array([50, 50, 20, 0]), dc_level=2000, silence_variance=100,
+        clip_level=32767, clip_drift_q16=0, held_margin=cfgmod.ONE_Q12 // 8, held_limit=8 << 12)
+    pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320)]).round().astype(np.int16)
+    n = 4000
+    summaries = np.repeat(base.ref_mean[None], n, axis=0)
+    probs = np.full((n, 4), -128, dtype=np.int8)
+    probs[:, 0] = 127
+    columns = [INFERENCE_FIELDS.index(name) for name in ("alarm_time", "change_time", "alarms")]
+
+    def last(config, held):
+        events = held_events(held)
+        twin_rows = run_events(config, events, summaries, probs, pcm)
+        compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
+        return tuple(int(v) for v in twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns])
+
+    def every(n_held, period, length):
+        return np.arange(length) % period < n_held
+
+    change = 3000
+    steady = every(1, 10, n)  # 10 %, alone
+    failing = np.concatenate([steady[:change], every(2, 5, n - change)])
+    assert last(base, steady[:change]) == (0, 0, 0)
+    assert last(base, np.concatenate([steady[:100], every(3, 100, change - 100)]))[2] == 0
+    alarm_time, change_time, alarms = last(base, failing)
+    assert alarms == cfgmod.ALARM_SENSOR_FAULT and change < alarm_time < change + 100
+    assert change - 20 <= change_time <= change + 5
+    assert last(base.replace(held_limit=0), failing)[2] == 0
+
+    # the share learned: none held while commissioning, then 25 % (one in four); or 30 % from the start
+    quarter = np.concatenate([np.zeros(200, bool), every(1, 4, change - 200)])
+    assert last(base, quarter)[2] == cfgmod.ALARM_SENSOR_FAULT
+    assert last(base, every(3, 10, change))[2] == 0
 
 
 def test_the_quiet_limit_latches_noise_filling_the_pauses_and_not_a_quieter_room():

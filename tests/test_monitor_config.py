@@ -140,3 +140,14 @@ def test_a_version_7_config_without_the_spread_is_refused():
     with pytest.raises(TinydriftError) as error:
         MonitorConfig.from_dict({**old, "abi_version": 7})
     assert str(error.value) == "monitor config: missing fields ['score_spread_ref', 'score_spread_centre']"
+
+
+def test_a_config_from_before_the_held_share_test_reads_with_it_off():
+    """ABI 13 had no test of a sensor that fails on and off: such a config (a wake-word
+    monitor.json calibrated then) reads with it off, not with a microphone's defaults."""
+    config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
+    assert config["held_limit"] > 0
+    old = {k: v for k, v in config.items() if k not in ("held_margin", "held_limit")}
+    assert MonitorConfig.from_dict({**old, "abi_version": 13}).validate().held_limit == 0
+    with pytest.raises(TinydriftError, match=r"missing fields \['held_margin', 'held_limit'\]"):
+        MonitorConfig.from_dict({**old, "abi_version": ABI_VERSION})

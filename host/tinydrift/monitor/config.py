@@ -17,21 +17,23 @@ from tinydrift.errors import TinydriftError
 from tinydrift.modeldir import ModelDir
 
 # Mirrors of td_monitor.h (tests/test_monitor_c.py checks them against the header).
-ABI_VERSION = 13
+ABI_VERSION = 14
 # Configs of these versions read as this one: version 4 had no score limits (all 0 now),
 # version 6 no long-run spread (off), version 7 no centre learned after commissioning (off),
 # version 8 no loudness limit (off), version 9 a loudness limit on an EWMA, not a CUSUM (off:
 # that limit means nothing to a CUSUM; export again for one), version 10 no quiet limit (off),
 # version 11 no reference error rate for the error-rate test (it starts from no best),
-# version 12 no loudness offset per predicted class (none).
-READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, 10, 11, 12, ABI_VERSION)
+# version 12 no loudness offset per predicted class (none), version 13 no test of a sensor
+# that fails on and off (off).
+READABLE_ABI_VERSIONS = (4, 5, 6, 7, 8, 9, 10, 11, 12, 13, ABI_VERSION)
 # The version that added each field since the oldest readable one: an older config was
 # written without it. Every other field is in every config (metadata aside, the host's own
 # notes): a deleted one would read as its default (score_drift's: a level never reached).
 ADDED_IN_ABI = {"score_limit": 5, "clip_drift_q16": 6, "clip_drift_blocks": 6, "attribute_moved": 6,
                 "score_spread_ref": 7, "score_spread_centre": 7, "centre_n": 8,
                 "loudness_component": 9, "loudness_limit": 9, "loudness_k": 10, "quiet_component": 11,
-                "quiet_limit": 11, "ddm_reference_q16": 12, "loudness_class_offset": 13}
+                "quiet_limit": 11, "ddm_reference_q16": 12, "loudness_class_offset": 13, "held_margin": 14,
+                "held_limit": 14}
 MAX_SUMMARY = 64
 MAX_CLASSES = 16
 Z_FRAC_BITS = 12
@@ -244,6 +246,15 @@ class MonitorConfig:
     # CLIPPING fault first (measured on speech 30 dB too loud: its run of 50 blocks came within
     # 22 inferences in 9 of 10 streams, the 1 % share within 2).
     clip_drift_blocks: int = 2000
+    # A sensor that fails on and off (td_sensor_intermittent.c): a CUSUM of the inferences
+    # held out of the scores for their sensor blocks (1 each), less the share held while
+    # commissioning plus held_margin (Q12), reaching held_limit (Q12; 0 = off) latches
+    # SENSOR_FAULT. An eighth over the share commissioning held, and 8 inferences' worth: at
+    # one inference a second, a microphone dead 2 s of every 6 (a third held) is found in
+    # about 40 s, dead 3 s of 4 in about 13; a camera black one frame in five in about 110
+    # frames; a lone run of 9 black frames (under the 10 that are a fault) stays below.
+    held_margin: int = ONE_Q12 // 8
+    held_limit: int = 8 * ONE_Q12
     entropy_q16: np.ndarray = dataclasses.field(default_factory=entropy_table_q16)
     # Host-only description (JSON, not C): what the summary channels and classes are, and
     # how the thresholds were obtained.
@@ -303,6 +314,8 @@ class MonitorConfig:
         check(0 <= self.clip_rate_q16 <= ONE_Q16, "clip_rate_q16 not in 0..65536")
         check(0 <= self.clip_drift_q16 <= ONE_Q16, "clip_drift_q16 not in 0..65536")
         check(1 <= self.clip_drift_blocks <= 65535, "clip_drift_blocks not in 1..65535")
+        check(0 <= self.held_margin <= ONE_Q12, f"held_margin not in 0..{ONE_Q12}")
+        check(0 <= self.held_limit <= CUSUM_MAX, "held_limit not in 0..2^30")
         check(-(2**31) <= self.dc_level < 2**31, "dc_level out of int32")
         check(0 <= self.stuck_variance < 2**32 and 0 <= self.silence_variance < 2**32, "variance levels out of uint32")
         check(-(2**31) <= self.moved_mean_level < 2**31 and -(2**31) <= self.moved_var_level < 2**31, "moved levels out of int32")
@@ -360,6 +373,8 @@ class MonitorConfig:
         if version == 9:
             data.pop("loudness_shift", None)
             data["loudness_limit"] = 0
+        if version < 14:  # no test of a sensor that fails on and off: off, as it was
+            data.setdefault("held_limit", 0)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:

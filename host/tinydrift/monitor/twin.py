@@ -255,14 +255,14 @@ def summarize_image(pixels: np.ndarray, grid: int) -> np.ndarray:
 
 
 def ddm_seed(cfg: MonitorConfig) -> dict[str, int]:
-    """td_monitor_ddm_seed: the error-rate test's best (p + s, p, s) at a reset, as if its first
-    ddm_min_labels labels had come at the reference's error rate (none: no best yet)."""
+    """td_monitor_ddm_seed: the error-rate test's best (p, s) at a reset, as if its first
+    ddm_min_labels labels had come at the reference's error rate (none, p 0: no best yet)."""
     if cfg.ddm_reference_q16 == 0:
-        return {"ddm_ps_min": UINT32_MAX, "ddm_p_min": 0, "ddm_s_min": 0}
+        return {"ddm_p_min": 0, "ddm_s_min": 0}
     trials = cfg.ddm_min_labels + 2
     p = (cfg.ddm_reference_q16 * cfg.ddm_min_labels + ONE_Q16) // trials
     s = int(isqrt(np.int64((p * (ONE_Q16 - p)) // trials)))
-    return {"ddm_ps_min": p + s, "ddm_p_min": p, "ddm_s_min": s}
+    return {"ddm_p_min": p, "ddm_s_min": s}
 
 
 class MonitorTwin:
@@ -348,10 +348,13 @@ class MonitorTwin:
             "clip_drift_run": z(),
             "sensor_run": z(SENSOR_CONDITION_COUNT),
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
+            "held_cusum": z(),
+            "held_start": z(),
             "sensor_input": z(),
             "image_probes": z(SENSOR_IMAGE_PROBES),
             "image_frames": z(),
             "commission_count": z(),
+            "comm_held": z(),
             "comm_z_mean": z(c),
             "comm_z_scale": z(c),
             "comm_confidence": z(),
@@ -500,8 +503,30 @@ class MonitorTwin:
         self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
         self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
+        self.comm_held = np.where(done, div_round(self.comm_held << PROB_FRAC_BITS, self.comm_held + n), self.comm_held)
 
-    KEPT = ("commission_count", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy", "comm_prior",
+    def held_count(self, held: np.ndarray) -> None:
+        """A held inference while commissioning: counted into the share learned (saturating)."""
+        if not held.any():
+            return
+        counting = held & self.commissioning()
+        self.comm_held = np.where(counting, np.minimum(self.comm_held + 1, _UNIT_MAX16), self.comm_held)
+
+    def intermittent(self, held: np.ndarray) -> None:
+        """td_sensor_intermittent: each inference, held or not, into the CUSUM of held
+        inferences over the commissioning share plus held_margin; SENSOR_FAULT at held_limit."""
+        cfg = self.config
+        if cfg.held_limit == 0 or not (held.any() or self.held_cusum.any()):
+            return  # nothing held and every CUSUM at zero: an increment <= 0 leaves them there
+        judged = ~self.commissioning()
+        share = round_shift(self.comm_held, PROB_FRAC_BITS - Z_FRAC_BITS) if cfg.commission_n > 0 else 0
+        increment = np.where(held, ONE_Q12, 0) - share - cfg.held_margin
+        cusum, start = cusum_step(self.held_cusum, increment, self.held_start, self.t)
+        self.held_cusum = np.where(judged, cusum, self.held_cusum)
+        self.held_start = np.where(judged, start, self.held_start)
+        self._latch(ALARM_SENSOR_FAULT, judged & (self.held_cusum >= cfg.held_limit), self.held_start)
+
+    KEPT = ("commission_count", "comm_held", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy", "comm_prior",
             "comm_centre_weight")
 
     def kept_commission(self, stream: int = 0) -> dict[str, np.ndarray]:
@@ -722,7 +747,9 @@ class MonitorTwin:
 
         deciding = ~held if self.config.commission_n == 0 else ~learning & ~held
         z = self.decide(raw, moved_fn, None if deciding.all() else deciding)
+        self.held_count(held)
         self.commission_advance(learning & ~held)
+        self.intermittent(held)
         result = {"t": self.t, "raw": raw, "z": z, "cusum": self.cusum, "alarms": self.live_alarms()}
         if full:
             result.update(
@@ -759,8 +786,7 @@ class MonitorTwin:
         s = isqrt((p * (ONE_Q16 - p)) // trials)
         ps = p + s
         testing = active & (self.labels >= cfg.ddm_min_labels)
-        new_min = testing & (ps < self.ddm_ps_min)
-        self.ddm_ps_min = np.where(new_min, ps, self.ddm_ps_min)
+        new_min = testing & ((self.ddm_p_min == 0) | (ps < self.ddm_p_min + self.ddm_s_min))
         self.ddm_p_min = np.where(new_min, p, self.ddm_p_min)
         self.ddm_s_min = np.where(new_min, s, self.ddm_s_min)
         self.ddm_in_warning = np.where(new_min, 0, self.ddm_in_warning)

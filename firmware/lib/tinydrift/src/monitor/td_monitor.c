@@ -7,7 +7,8 @@
  * population's: its answer is read, reported and shown in the running displays (the accuracy
  * estimate describes the answers given), but it enters no score, no commissioning sum and no
  * CUSUM. A short blink then leaves no trace in the input moments, which would
- * carry it for a hundred inferences; a long one is sensor health's to name (SENSOR_FAULT).
+ * carry it for a hundred inferences; a long one is sensor health's to name (SENSOR_FAULT),
+ * and so are many short ones (td_sensor_intermittent.c).
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -61,7 +62,8 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         config->commission_n > TD_MONITOR_MAX_COMMISSION ||
         !td_in_range(config->loudness_limit, 0, TD_CUSUM_MAX) || !td_in_range(config->loudness_k, 0, TD_CHANNEL_Z_MAX) ||
         config->loudness_component >= config->n_summary || !td_in_range(config->quiet_limit, 0, TD_CUSUM_MAX) ||
-        config->quiet_component >= config->n_summary) {
+        config->quiet_component >= config->n_summary || config->held_margin > TD_ONE_Q12 ||
+        !td_in_range(config->held_limit, 0, TD_CUSUM_MAX)) {
         return TD_MONITOR_ERR_CONFIG;
     }
     for (i = 0; i < config->n_summary; ++i) {
@@ -139,7 +141,10 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         state->sensor_run[i] = 0;
         state->sensor_run_start[i] = 0;
     }
+    state->held_cusum = 0;
+    state->held_start = 0;
     state->commission.count = 0;
+    state->commission.held = 0;
     for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
         state->commission.z_mean[i] = 0;
         state->commission.z_scale[i] = 0;
@@ -234,9 +239,13 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
         for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
             result->moved[w] = 0;
         }
+        if (td_monitor_commissioning(state, config) && state->commission.held < UINT16_MAX) {
+            state->commission.held += 1;
+        }
     } else {
         td_monitor_score(state, config, summary, result);
     }
+    td_sensor_intermittent(state, config, held);
 
     result->t = state->t;
     for (w = 0; w < TD_SCORE_COUNT; ++w) {

@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever the config struct or the arithmetic changes: generated headers check it. */
-#define TD_MONITOR_ABI_VERSION 13
+#define TD_MONITOR_ABI_VERSION 14
 
 /* Capacity of the state, fixed at build time (no heap). Override with -D for other models. */
 #ifndef TD_MONITOR_MAX_SUMMARY
@@ -241,11 +241,21 @@ typedef struct {
      * never after SENSOR_FAULT: a gain set wrong stays wrong, and a microphone that clips
      * hard is named by its CLIPPING fault, whose run of persist_blocks comes first. */
     uint16_t clip_drift_blocks;
+    /* A sensor that fails on and off (td_sensor_intermittent.c): each inference held out of
+     * the scores for its sensor blocks adds one, each other one nothing, less the share held
+     * while commissioning plus held_margin (Q12), to a one-sided CUSUM; reaching held_limit
+     * (Q12; 0 = off) latches SENSOR_FAULT. Runs too short to become a fault of their own (a
+     * microphone dead 3 s of every 4, a camera black one frame in five) add up here, while a
+     * blink now and then drains away. Judged once commissioning has learned the share. */
+    uint16_t held_margin;
+    int32_t held_limit;
 } td_monitor_config_t;
 
 /* The commissioning reference: sums while commissioning, the reference once learned. */
 typedef struct {
-    uint32_t count;                              /* inferences learned so far (<= commission_n) */
+    uint16_t count;                              /* inferences learned so far (<= commission_n) */
+    uint16_t held;                               /* inferences held out meanwhile (saturating),
+                                                    then their share of all (Q16) */
     int32_t z_mean[TD_MONITOR_MAX_SUMMARY];      /* sum of z, then its mean (Q12) */
     int32_t z_scale[TD_MONITOR_MAX_SUMMARY];     /* sum of z^2 (Q12), then 2^24 / sd(z) */
     int32_t confidence;                          /* sum of confidence, then its mean in Q8 */
@@ -276,28 +286,29 @@ typedef struct {
     /* DDM */
     uint32_t labels;
     uint32_t errors;
-    uint32_t ddm_ps_min_q16;
-    uint32_t ddm_p_min_q16;
+    uint32_t ddm_p_min_q16;                      /* where p + s was lowest (0: no best yet) */
     uint32_t ddm_s_min_q16;
     uint32_t ddm_warning_time;                   /* inference index where that began */
     /* sensor */
-    uint32_t sensor_flags;
     int32_t clip_ewma;                           /* EWMA of "this block clips", Q(16+8) */
     uint16_t clip_drift_run;                     /* consecutive blocks with clip_ewma >= level */
     uint16_t sensor_run[TD_SENSOR_CONDITION_COUNT];
     /* (these two bytes here, not above, fill the sensor runs' padding) */
+    uint8_t sensor_flags;                        /* the last block's conditions | faults << 4 */
     uint8_t ddm_in_warning;                      /* DDM: 1 while p + s is at the warning level */
-    uint8_t sensor_input;                        /* TD_SENSOR_INPUT_* of the inference to come */
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
+    int32_t held_cusum;                          /* CUSUM of held inferences over their share (Q12) */
+    uint32_t held_start;                         /* inference where it last left zero */
     td_commission_t commission;                  /* the device's own reference (reported apart) */
     /* Long-run spread of each score's z (td_monitor_spread.c); a reset keeps what was learned */
     int32_t spread_sum[TD_SCORE_COUNT];          /* sum of z over the block under way */
     int32_t spread_last[TD_SCORE_COUNT];         /* the previous block's mean z, Q12 */
     int32_t spread[TD_SCORE_COUNT];              /* the spread learned (as spread_ref) */
     uint16_t spread_gain[TD_SCORE_COUNT];        /* Q12, <= 1: sqrt(spread_ref / max(spread, spread_ref)) */
-    uint16_t spread_n;                           /* inferences in the block under way */
-    uint16_t spread_blocks;                      /* blocks a spread learned from since init, up to TD_SPREAD_PRIOR_BLOCKS */
-    uint16_t spread_have_last;                   /* 1 once a block since the reset has ended */
+    uint8_t spread_n;                            /* inferences in the block under way */
+    uint8_t spread_blocks;                       /* blocks a spread learned from since init, up to TD_SPREAD_PRIOR_BLOCKS */
+    uint8_t spread_have_last;                    /* 1 once a block since the reset has ended */
+    uint8_t sensor_input;                        /* TD_SENSOR_INPUT_* of the inference to come */
 } td_monitor_state_t;
 
 typedef struct {
@@ -485,6 +496,9 @@ void td_monitor_spread_init(td_monitor_state_t *state, const td_monitor_config_t
 void td_monitor_spread_restart(td_monitor_state_t *state);
 int32_t td_monitor_spread_apply(const td_monitor_state_t *state, const td_score_params_t *params,
                                 uint32_t score, int32_t z);
+/* Sensors that fail on and off (td_sensor_intermittent.c): one inference, `held` or not,
+ * into the CUSUM of held inferences, latching SENSOR_FAULT at its limit. */
+void td_sensor_intermittent(td_monitor_state_t *state, const td_monitor_config_t *config, int held);
 void td_monitor_spread_learn(td_monitor_state_t *state, const td_monitor_config_t *config, const int32_t *z,
                              uint32_t calm);
 

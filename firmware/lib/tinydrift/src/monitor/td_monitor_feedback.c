@@ -21,8 +21,7 @@ void td_monitor_ddm_seed(td_monitor_state_t *state, const td_monitor_config_t *c
     const uint64_t trials = (uint64_t)config->ddm_min_labels + 2u;
     uint32_t p, s;
 
-    state->ddm_ps_min_q16 = UINT32_MAX;
-    state->ddm_p_min_q16 = 0;
+    state->ddm_p_min_q16 = 0; /* no best yet: the smoothed p is never 0 */
     state->ddm_s_min_q16 = 0;
     if (config->ddm_reference_q16 == 0) {
         return;
@@ -30,7 +29,6 @@ void td_monitor_ddm_seed(td_monitor_state_t *state, const td_monitor_config_t *c
     /* (errors + 1) / (labels + 2) at errors = reference x ddm_min_labels, as the test smooths p */
     p = (uint32_t)(((uint64_t)config->ddm_reference_q16 * config->ddm_min_labels + TD_ONE_Q16) / trials);
     s = td_isqrt_u32((uint32_t)(((uint64_t)p * (TD_ONE_Q16 - p)) / trials));
-    state->ddm_ps_min_q16 = p + s;
     state->ddm_p_min_q16 = p;
     state->ddm_s_min_q16 = s;
 }
@@ -60,8 +58,7 @@ int td_monitor_label_feedback(td_monitor_state_t *state, const td_monitor_config
     if (state->labels >= config->ddm_min_labels) {
         const uint64_t level = (uint64_t)(p + s) << 8;
         const uint64_t base = (uint64_t)state->ddm_p_min_q16 << 8;
-        if (p + s < state->ddm_ps_min_q16) {
-            state->ddm_ps_min_q16 = p + s;
+        if (state->ddm_p_min_q16 == 0 || p + s < state->ddm_p_min_q16 + state->ddm_s_min_q16) {
             state->ddm_p_min_q16 = p;
             state->ddm_s_min_q16 = s;
             state->ddm_in_warning = 0;

@@ -147,7 +147,7 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
     } else if (state->sensor_input == TD_SENSOR_INPUT_NONE) {
         state->sensor_input = TD_SENSOR_INPUT_FLAGGED;
     }
-    state->sensor_flags = conditions | (faults << TD_SENSOR_FAULT_SHIFT);
+    state->sensor_flags = (uint8_t)(conditions | (faults << TD_SENSOR_FAULT_SHIFT));
     if (out != 0) {
         out->flags = state->sensor_flags;
         out->alarms = td_monitor_live_alarms(state);
