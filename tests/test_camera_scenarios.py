@@ -61,6 +61,11 @@ def test_camera_transforms_change_what_they_name(leaves):
     err = {q: np.abs(cs.jpeg(x, rng, q).astype(float) - x).mean() for q in (8, 25, 90)}
     assert err[8] > err[25] > err[90] > 0
     assert not cs.dead(x, rng, None).any()
+    # blackouts: whole frames black, about the share asked, the rest untouched
+    frames = np.repeat(x[:1], 2000, axis=0)
+    blinking = cs.blackouts(frames, rng, 0.2)
+    black = ~blinking.reshape(len(frames), -1).any(axis=1)
+    assert 0.17 < black.mean() < 0.23 and np.array_equal(blinking[~black], frames[~black])
     # transforms compose: a chain is its steps in order
     steps = (("low_resolution", 2.0), ("exposure", -1.0))
     assert np.array_equal(cs.chain(x, rng, steps), cs.exposure(cs.low_resolution(x, rng, 2.0), rng, -1.0))

@@ -37,6 +37,11 @@ def test_transforms_change_what_they_name():
     assert rms(sc.resample_8k(tone(6000), rng, None)) < 0.05 * rms(tone(6000))
     assert not sc.dead(tone(500), rng, None).any()
     assert np.all(sc.stuck(tone(500), rng, 1200) == 1200)
+    # dropouts: whole clips dead, about the share asked, the rest untouched
+    clips = np.repeat(tone(500), 2000, axis=0)
+    dropped = sc.dropouts(clips, rng, 0.3)
+    dead_rows = ~dropped.any(axis=1)
+    assert 0.27 < dead_rows.mean() < 0.33 and np.array_equal(dropped[~dead_rows], clips[~dead_rows])
     assert np.mean(sc.dc_offset(tone(500), rng, 6000.0)) == pytest.approx(6000, abs=2)
     noisy = sc.white_noise(tone(500), rng, 0.0)
     assert rms(noisy - tone(500)) == pytest.approx(rms(tone(500)), rel=0.05)

@@ -184,13 +184,15 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
       cheap_mic_lowpass_2k, highpass_800, telephone_band, path_8khz, white_noise_10db,
       white_noise_0db, babble_5db, reverb_0.8s, quiet_but_working_microphone,
       white_noise_0db_filler_room (resampled to five times the fillers, then noise),
-      dead_microphone, stuck_microphone, dc_offset, clipping_30db (sensor faults),
+      dead_microphone, microphone_dropouts_30 (a clip in three dead), stuck_microphone,
+      dc_offset, clipping_30db (sensor faults),
       unknown_x5, silence_x5, yes_knocked_out (class mixes: the set resampled),
       labels_remapped (concept drift: yes/no, up/down, left/right swapped).
     Images: lens_smudge_1px, lens_smudge_2px, lens_smudge_3px, low_resolution_x2,
       low_resolution_x3, warm_cast, cool_white_balance, underexposed_1stop,
       overexposed_1stop, sensor_noise_12, sensor_noise_25, jpeg_q25, jpeg_q8,
-      cheap_camera, dead_camera, stuck_camera (one frame repeated),
+      cheap_camera, dead_camera, blinking_camera_20 (a frame in five black),
+      stuck_camera (one frame repeated),
       pale_spots_now_leaf_spot (concept drift; the procedural leaves only).
     An accent or other speakers are populations of their own: `tinydrift data kws`
     writes accent.npz.

@@ -166,6 +166,13 @@ def dead(images, rng, _):
     return np.zeros_like(images)
 
 
+def blackouts(images, rng, share):
+    """A camera that fails on and off: each frame black with probability `share`."""
+    out = images.copy()
+    out[rng.random(len(images)) < share] = 0
+    return out
+
+
 def unchanged(images, rng, _):
     return images
 
@@ -187,11 +194,12 @@ SEVERITY_RANGES = {
     "exposure": (-8.0, 8.0, "an exposure of -8 to 8 stops"),
     "sensor_noise": (0.5, 128.0, "a noise of 0.5 to 128 levels"),
     "jpeg": (1, 100, "a JPEG quality of 1 to 100"),
+    "blackouts": (0.01, 1.0, "a share of 0.01 to 1 of the frames"),
 }
 
 TRANSFORMS = {
     "smudge": smudge, "low_resolution": low_resolution, "colour_cast": colour_cast, "exposure": exposure,
-    "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "stuck": unchanged, "chain": chain,
+    "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "blackouts": blackouts, "stuck": unchanged, "chain": chain,
 }
 
 
@@ -288,6 +296,8 @@ SCENARIOS = (
     # the camera fails: sensor health on each frame (td_sensor_image_update) sees a flat frame
     # and a repeated one
     CameraScenario("dead_camera", "camera_fault", "SENSOR_FAULT", transform="dead"),
+    # black one frame in five, in runs far short of the 10 that are a fault
+    CameraScenario("blinking_camera_20", "camera_fault", "SENSOR_FAULT", transform="blackouts", severity=0.2),
     CameraScenario("stuck_camera", "camera_fault", "SENSOR_FAULT", transform="stuck", hold=True),
     # concept drift: pale spots on the healthy leaves of the smoother half of the plants now mean leaf_spot
     CameraScenario("pale_spots_now_leaf_spot", "concept", "ERROR_RATE",

@@ -183,6 +183,14 @@ def dead(pcm, rng, _):
     return np.zeros_like(pcm)
 
 
+def dropouts(pcm, rng, share):
+    """A microphone that fails on and off: each clip (one inference's audio) digital silence
+    with probability `share`, the others as they were."""
+    out = pcm.copy()
+    out[rng.random(len(pcm)) < share] = 0
+    return out
+
+
 def stuck(pcm, rng, level):
     return np.full_like(pcm, int(level))
 
@@ -260,11 +268,12 @@ SEVERITY_RANGES = {
     "dc_offset": (-32768.0, 32767.0, "an offset of -32,768 to 32,767"),
     "clipping": (0.5, 60.0, "a gain into clipping of 0.5 to 60 dB"),
     "quiet_microphone": (-60.0, -1.0, "a gain of -60 to -1 dB"),
+    "dropouts": (0.01, 1.0, "a share of 0.01 to 1 of the clips"),
 }
 
 TRANSFORMS = {
     "gain": gain, "lowpass": lowpass, "highpass": highpass, "bandpass": bandpass, "resample_8k": resample_8k,
-    "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "stuck": stuck,
+    "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "dropouts": dropouts, "stuck": stuck,
     "dc_offset": dc_offset, "clipping": clipping, "quiet_microphone": quiet_microphone,
 }
 
@@ -304,6 +313,8 @@ SCENARIOS = (
     Scenario("real_speech", "data", "DATA_DRIFT", recordings=SPEECH_COMMANDS_FOLDER),
     # the sensor
     Scenario("dead_microphone", "sensor", "SENSOR_FAULT", transform="dead"),
+    # dead for a second here and there, never long enough for the stuck fault's 4 s
+    Scenario("microphone_dropouts_30", "sensor", "SENSOR_FAULT", transform="dropouts", severity=0.3),
     Scenario("stuck_microphone", "sensor", "SENSOR_FAULT", transform="stuck", severity=1200),
     Scenario("dc_offset", "sensor", "SENSOR_FAULT", transform="dc_offset", severity=6000.0),
     Scenario("clipping_30db", "sensor", "SENSOR_FAULT", transform="clipping", severity=30.0),
