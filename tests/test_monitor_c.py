@@ -627,8 +627,8 @@ def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
         data_drift[name] = bool(inference_rows[-1, ALARM_COLUMN] & cfgmod.ALARM_DATA_DRIFT)
     assert latched_at["none"] == 0 and not data_drift["none"]
     assert change < latched_at["limit"] < n and data_drift["limit"]
-    # every inference held: whatever sensor health latches (this config's test of held
-    # inferences, SENSOR_FAULT), the limit latches no DATA_DRIFT
+    # every inference a dropout: whatever sensor health latches (this config's test of
+    # dropouts, SENSOR_FAULT), the limit latches no DATA_DRIFT
     assert not data_drift["limit, stuck"]
 
 
@@ -673,7 +673,7 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
         compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
         seen[name] = tuple(int(v) for v in twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns])
     assert seen["none"][0] == 0 and seen["limit, clipping"][0] == 0
-    # every inference held: this config's test of held inferences may latch SENSOR_FAULT, the
+    # every inference a dropout: this config's test of dropouts may latch SENSOR_FAULT, the
     # limit no DATA_DRIFT
     assert not seen["limit, stuck"][2] & cfgmod.ALARM_DATA_DRIFT
     alarm_time, change_time, alarms = seen["limit"]
@@ -683,47 +683,50 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
     assert alarms & cfgmod.ALARM_DATA_DRIFT
 
 
-def held_events(held: np.ndarray) -> np.ndarray:
-    """One inference a step, after a block of digital zeros (pcm[0:320], stuck) where `held`
-    is set and a block of noise (pcm[320:640]) where not: every flagged run ends before it
-    persists into a fault of its own."""
+def dropout_events(kinds: np.ndarray) -> np.ndarray:
+    """One inference a step, after one sensor block: noise (pcm[320:640]) where `kinds` is 0,
+    digital zeros (pcm[0:320], stuck: a dropout) where 1, the rail (pcm[640:960], clipping: held
+    but no dropout) where 2. Every flagged run ends before it persists into a fault of its own."""
     from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
 
     events = []
-    for i, h in enumerate(held):
-        events += [[EVENT_SENSOR, 0 if h else 320, 320], [EVENT_INFERENCE, i, 0]]
+    for i, kind in enumerate(kinds):
+        events += [[EVENT_SENSOR, (320, 0, 640)[kind], 320], [EVENT_INFERENCE, i, 0]]
     return np.asarray(events, dtype=np.int32)
 
 
-def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commissioning_held():
-    """Inferences held out for their sensor blocks, in runs far too short to persist into a
-    fault: a device held 10 % of them while commissioning stays quiet at 10 % (and at a blink
-    of 3 in 100) for 3,000 inferences; at 40 % (two of every five, dead for a stretch and back)
-    SENSOR_FAULT latches within 100, dated near the change, in C and twin alike. A device that
-    held none while commissioning latches at a share of 25 %, one commissioned at 30 % does not;
-    with held_limit 0 nothing latches."""
+def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commissioning_lost():
+    """Dropouts (inferences whose every sensor block lost the signal) in runs far too short to
+    persist into a fault: a device with 10 % of them while commissioning stays quiet at 10 %
+    (and at a blink of 3 in 100) for 3,000 inferences; at 40 % (two of every five, dead for a
+    stretch and back) SENSOR_FAULT latches within 100, dated near the change, in C and twin
+    alike. One with none while commissioning latches at 25 %, one commissioned at 30 % does
+    not; inferences clipped whole are held out of the scores but are no dropouts (saturation
+    still carries the signal): 40 % of them latch nothing; with dropout_limit 0 nothing does."""
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(23)
     base = synthetic.random_config(rng, 12, 4).replace(
         commission_n=50, enabled_scores=0, loudness_limit=0, quiet_limit=0, score_limit=np.zeros(cfgmod.SCORE_COUNT),
-        stuck_variance=0, persist_blocks=np.array([50, 50, 20, 0]), dc_level=2000, silence_variance=100,
-        clip_level=32767, clip_drift_q16=0, held_margin=cfgmod.ONE_Q12 // 8, held_limit=8 << 12)
-    pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320)]).round().astype(np.int16)
+        stuck_variance=0, persist_blocks=np.array([20, 50, 20, 0]), dc_level=2000, silence_variance=100,
+        clip_level=32767, clip_rate_q16=cfgmod.ONE_Q16 // 100, clip_drift_q16=0,
+        dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=8 << 12)
+    pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320), np.tile([32767, -32768], 160)])
+    pcm = pcm.round().astype(np.int16)
     n = 4000
     summaries = np.repeat(base.ref_mean[None], n, axis=0)
     probs = np.full((n, 4), -128, dtype=np.int8)
     probs[:, 0] = 127
     columns = [INFERENCE_FIELDS.index(name) for name in ("alarm_time", "change_time", "alarms")]
 
-    def last(config, held):
-        events = held_events(held)
+    def last(config, kinds):
+        events = dropout_events(kinds)
         twin_rows = run_events(config, events, summaries, probs, pcm)
         compare(CMonitor(config).run_events(events, summaries, probs, pcm), twin_rows, events)
         return tuple(int(v) for v in twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns])
 
-    def every(n_held, period, length):
-        return np.arange(length) % period < n_held
+    def every(n_lost, period, length, kind=1):
+        return np.where(np.arange(length) % period < n_lost, kind, 0)
 
     change = 3000
     steady = every(1, 10, n)  # 10 %, alone
@@ -733,10 +736,11 @@ def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commis
     alarm_time, change_time, alarms = last(base, failing)
     assert alarms == cfgmod.ALARM_SENSOR_FAULT and change < alarm_time < change + 100
     assert change - 20 <= change_time <= change + 5
-    assert last(base.replace(held_limit=0), failing)[2] == 0
+    assert last(base.replace(dropout_limit=0), failing)[2] == 0
+    assert last(base, np.concatenate([steady[:change], every(2, 5, n - change, kind=2)]))[2] == 0
 
-    # the share learned: none held while commissioning, then 25 % (one in four); or 30 % from the start
-    quarter = np.concatenate([np.zeros(200, bool), every(1, 4, change - 200)])
+    # the share learned: none while commissioning, then 25 % (one in four); or 30 % from the start
+    quarter = np.concatenate([np.zeros(200, int), every(1, 4, change - 200)])
     assert last(base, quarter)[2] == cfgmod.ALARM_SENSOR_FAULT
     assert last(base, every(3, 10, change))[2] == 0
 

@@ -146,8 +146,8 @@ def test_a_config_from_before_the_held_share_test_reads_with_it_off():
     """ABI 13 had no test of a sensor that fails on and off: such a config (a wake-word
     monitor.json calibrated then) reads with it off, not with a microphone's defaults."""
     config = json.loads((REPO_ROOT / "models" / "kws" / "reference.json").read_text())["monitor_config"]
-    assert config["held_limit"] > 0
-    old = {k: v for k, v in config.items() if k not in ("held_margin", "held_limit")}
-    assert MonitorConfig.from_dict({**old, "abi_version": 13}).validate().held_limit == 0
-    with pytest.raises(TinydriftError, match=r"missing fields \['held_margin', 'held_limit'\]"):
+    assert config["dropout_limit"] > 0
+    old = {k: v for k, v in config.items() if k not in ("dropout_margin", "dropout_limit")}
+    assert MonitorConfig.from_dict({**old, "abi_version": 13}).validate().dropout_limit == 0
+    with pytest.raises(TinydriftError, match=r"missing fields \['dropout_margin', 'dropout_limit'\]"):
         MonitorConfig.from_dict({**old, "abi_version": ABI_VERSION})

@@ -167,8 +167,8 @@ def emit_monitor_config_h(config: MonitorConfig, path_or_name: str | Path) -> st
         f"    .persist_blocks = {{{persist}}},\n"
         f"    .clip_drift_q16 = {c.clip_drift_q16},\n"
         f"    .clip_drift_blocks = {c.clip_drift_blocks},\n"
-        f"    .held_margin = {c.held_margin},\n"
-        f"    .held_limit = {c.held_limit},\n"
+        f"    .dropout_margin = {c.dropout_margin},\n"
+        f"    .dropout_limit = {c.dropout_limit},\n"
         "};\n\n"
         f"#endif /* TD_MONITOR_CONFIG_{upper}_H */\n"
     )

@@ -245,11 +245,11 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     # streams' held inferences (a child again, for the same reason)
     held = grandchild.spawn(1)[0]
     if extreme:
-        fields["held_margin"] = int(held.choice([0, ONE_Q12, int(held.integers(0, ONE_Q12 + 1))]))
-        fields["held_limit"] = int(held.choice([0, 1, CUSUM_MAX, int(held.integers(0, CUSUM_MAX + 1))]))
+        fields["dropout_margin"] = int(held.choice([0, ONE_Q12, int(held.integers(0, ONE_Q12 + 1))]))
+        fields["dropout_limit"] = int(held.choice([0, 1, CUSUM_MAX, int(held.integers(0, CUSUM_MAX + 1))]))
     else:
-        fields["held_margin"] = int(held.integers(0, 400))
-        fields["held_limit"] = int(held.choice([0, int(held.integers(4096, 40000))]))
+        fields["dropout_margin"] = int(held.integers(0, 400))
+        fields["dropout_limit"] = int(held.choice([0, int(held.integers(4096, 40000))]))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -76,7 +76,7 @@ _UNIT_MAX16 = 65535
 
 # What the sensor blocks since the last update said of the inference they feed
 # (td_monitor_state_t.sensor_input): none yet, every one flagged, or some sound.
-SENSOR_INPUT_NONE, SENSOR_INPUT_FLAGGED, SENSOR_INPUT_SOUND = range(3)
+SENSOR_INPUT_NONE, SENSOR_INPUT_DROPOUT, SENSOR_INPUT_FLAGGED, SENSOR_INPUT_SOUND = range(4)
 
 
 def cusum_step(cusum: np.ndarray, increment: np.ndarray, start: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -348,13 +348,13 @@ class MonitorTwin:
             "clip_drift_run": z(),
             "sensor_run": z(SENSOR_CONDITION_COUNT),
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
-            "held_cusum": z(),
-            "held_start": z(),
+            "dropout_cusum": z(),
+            "dropout_start": z(),
             "sensor_input": z(),
             "image_probes": z(SENSOR_IMAGE_PROBES),
             "image_frames": z(),
             "commission_count": z(),
-            "comm_held": z(),
+            "comm_dropouts": z(),
             "comm_z_mean": z(c),
             "comm_z_scale": z(c),
             "comm_confidence": z(),
@@ -503,30 +503,30 @@ class MonitorTwin:
         self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
         self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
-        self.comm_held = np.where(done, div_round(self.comm_held << PROB_FRAC_BITS, self.comm_held + n), self.comm_held)
+        self.comm_dropouts = np.where(done, div_round(self.comm_dropouts << PROB_FRAC_BITS, self.comm_dropouts + n), self.comm_dropouts)
 
-    def held_count(self, held: np.ndarray) -> None:
-        """A held inference while commissioning: counted into the share learned (saturating)."""
-        if not held.any():
+    def dropout_count(self, dropout: np.ndarray) -> None:
+        """A dropout while commissioning: counted into the share learned (saturating)."""
+        if not dropout.any():
             return
-        counting = held & self.commissioning()
-        self.comm_held = np.where(counting, np.minimum(self.comm_held + 1, _UNIT_MAX16), self.comm_held)
+        counting = dropout & self.commissioning()
+        self.comm_dropouts = np.where(counting, np.minimum(self.comm_dropouts + 1, _UNIT_MAX16), self.comm_dropouts)
 
-    def intermittent(self, held: np.ndarray) -> None:
-        """td_sensor_intermittent: each inference, held or not, into the CUSUM of held
-        inferences over the commissioning share plus held_margin; SENSOR_FAULT at held_limit."""
+    def intermittent(self, dropout: np.ndarray) -> None:
+        """td_sensor_intermittent: each inference, a dropout or not, into the CUSUM of dropouts
+        over the commissioning share plus dropout_margin; SENSOR_FAULT at dropout_limit."""
         cfg = self.config
-        if cfg.held_limit == 0 or not (held.any() or self.held_cusum.any()):
-            return  # nothing held and every CUSUM at zero: an increment <= 0 leaves them there
+        if cfg.dropout_limit == 0 or not (dropout.any() or self.dropout_cusum.any()):
+            return  # no dropout and every CUSUM at zero: an increment <= 0 leaves them there
         judged = ~self.commissioning()
-        share = round_shift(self.comm_held, PROB_FRAC_BITS - Z_FRAC_BITS) if cfg.commission_n > 0 else 0
-        increment = np.where(held, ONE_Q12, 0) - share - cfg.held_margin
-        cusum, start = cusum_step(self.held_cusum, increment, self.held_start, self.t)
-        self.held_cusum = np.where(judged, cusum, self.held_cusum)
-        self.held_start = np.where(judged, start, self.held_start)
-        self._latch(ALARM_SENSOR_FAULT, judged & (self.held_cusum >= cfg.held_limit), self.held_start)
+        share = round_shift(self.comm_dropouts, PROB_FRAC_BITS - Z_FRAC_BITS) if cfg.commission_n > 0 else 0
+        increment = np.where(dropout, ONE_Q12, 0) - share - cfg.dropout_margin
+        cusum, start = cusum_step(self.dropout_cusum, increment, self.dropout_start, self.t)
+        self.dropout_cusum = np.where(judged, cusum, self.dropout_cusum)
+        self.dropout_start = np.where(judged, start, self.dropout_start)
+        self._latch(ALARM_SENSOR_FAULT, judged & (self.dropout_cusum >= cfg.dropout_limit), self.dropout_start)
 
-    KEPT = ("commission_count", "comm_held", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy", "comm_prior",
+    KEPT = ("commission_count", "comm_dropouts", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy", "comm_prior",
             "comm_centre_weight")
 
     def kept_commission(self, stream: int = 0) -> dict[str, np.ndarray]:
@@ -731,7 +731,8 @@ class MonitorTwin:
             sample = self.per_sample(summary, probs)
         self.t = np.minimum(self.t + 1, UINT32_MAX)
         learning = self.commissioning()
-        held = self.sensor_input == SENSOR_INPUT_FLAGGED
+        dropout = self.sensor_input == SENSOR_INPUT_DROPOUT
+        held = dropout | (self.sensor_input == SENSOR_INPUT_FLAGGED)
         self.sensor_input = np.zeros_like(self.sensor_input)
         raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full, held=held)
         confidence, entropy, raw_label, predicted = self.outputs(sample, held)
@@ -747,9 +748,9 @@ class MonitorTwin:
 
         deciding = ~held if self.config.commission_n == 0 else ~learning & ~held
         z = self.decide(raw, moved_fn, None if deciding.all() else deciding)
-        self.held_count(held)
+        self.dropout_count(dropout)
         self.commission_advance(learning & ~held)
-        self.intermittent(held)
+        self.intermittent(dropout)
         result = {"t": self.t, "raw": raw, "z": z, "cusum": self.cusum, "alarms": self.live_alarms()}
         if full:
             result.update(
@@ -941,14 +942,15 @@ class MonitorTwin:
                 last_faults |= np.where(fault[:, -1], 1 << c, 0)
             self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
             self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), now, start_before)
-        # Whether every block of this inference so far came with a condition that persists
-        # into a fault: td_monitor_update then holds the inference out of every score.
+        # What the blocks of this inference say, the most any one says: a condition that
+        # persists into a fault, other than clipping, on every one (a dropout); such a condition
+        # on every one, some clipping alone; or a block without one. td_monitor_update holds
+        # a dropout or a flagged inference out of every score.
         if nb > 0:
-            flagged = ((conditions & self._pending_conditions) != 0)
-            sound = (~flagged).any(axis=1)
-            self.sensor_input = np.where(active, np.where(sound, SENSOR_INPUT_SOUND,
-                                                          np.maximum(self.sensor_input, SENSOR_INPUT_FLAGGED)),
-                                         self.sensor_input)
+            pending = conditions & self._pending_conditions
+            says = np.where(pending == 0, SENSOR_INPUT_SOUND,
+                            np.where((pending & ~SENSOR_CLIPPING) != 0, SENSOR_INPUT_DROPOUT, SENSOR_INPUT_FLAGGED))
+            self.sensor_input = np.where(active, np.maximum(self.sensor_input, says.max(axis=1)), self.sensor_input)
         clip_first = self._light_clipping(conditions, active)
         # Block by block as the C does: light clipping only before any SENSOR_FAULT (a fault in
         # the same block comes first).

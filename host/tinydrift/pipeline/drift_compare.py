@@ -27,7 +27,7 @@ from tinydrift.data.scenarios import SCENARIOS
 from tinydrift.errors import TinydriftError
 
 SENSOR_FIELDS = ("clip_level", "clip_rate_q16", "dc_level", "stuck_variance", "silence_variance", "persist_blocks",
-                 "clip_drift_q16", "clip_drift_blocks", "held_margin", "held_limit")
+                 "clip_drift_q16", "clip_drift_blocks", "dropout_margin", "dropout_limit")
 # The thresholds' search range per detector (calibrate_threshold bisects geometrically).
 SEARCH = {
     "page_hinkley": (0.5, 2000.0),

@@ -261,7 +261,7 @@ SENSOR_PERSIST_HOPS = (50, 50, 250, 0)
 # rooms, whose noise sits under one level, hold up to 16 % of their inferences, in runs as
 # long as their pauses; its allowance and limit for a streaming model are still to be
 # measured on those rooms. A dead stretch of 2.5 s is the stuck fault meanwhile.
-HELD_LIMIT = 0
+DROPOUT_LIMIT = 0
 
 
 def min_session_inferences(commission_n: int = DEFAULT_COMMISSION, shifts: dict = EWMA_SHIFTS) -> int:
@@ -277,7 +277,7 @@ SESSION_PIECE = 1500
 # size: what a cached calibration is keyed by. Sessions are the groups, replayed in their own
 # order in pieces, one session a simulated device (see calibrate_detector).
 DETECTOR_OPTIONS = {**EWMA_SHIFTS, "peak_arl_multiple": PEAK_ARL_MULTIPLE, "persist_blocks": SENSOR_PERSIST_HOPS,
-                    "held_limit": HELD_LIMIT,
+                    "dropout_limit": DROPOUT_LIMIT,
                     "winsorize_sigma": OUTPUT_WINSORIZE_SIGMA, "keep_order": True, "stream_groups": 1,
                     "block_length": SESSION_PIECE, "loudness_component": SUMMARY_LOUDNESS}
 

@@ -62,8 +62,8 @@ int td_monitor_check_config(const td_monitor_config_t *config)
         config->commission_n > TD_MONITOR_MAX_COMMISSION ||
         !td_in_range(config->loudness_limit, 0, TD_CUSUM_MAX) || !td_in_range(config->loudness_k, 0, TD_CHANNEL_Z_MAX) ||
         config->loudness_component >= config->n_summary || !td_in_range(config->quiet_limit, 0, TD_CUSUM_MAX) ||
-        config->quiet_component >= config->n_summary || config->held_margin > TD_ONE_Q12 ||
-        !td_in_range(config->held_limit, 0, TD_CUSUM_MAX)) {
+        config->quiet_component >= config->n_summary || config->dropout_margin > TD_ONE_Q12 ||
+        !td_in_range(config->dropout_limit, 0, TD_CUSUM_MAX)) {
         return TD_MONITOR_ERR_CONFIG;
     }
     for (i = 0; i < config->n_summary; ++i) {
@@ -141,10 +141,10 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
         state->sensor_run[i] = 0;
         state->sensor_run_start[i] = 0;
     }
-    state->held_cusum = 0;
-    state->held_start = 0;
+    state->dropout_cusum = 0;
+    state->dropout_start = 0;
     state->commission.count = 0;
-    state->commission.held = 0;
+    state->commission.dropouts = 0;
     for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
         state->commission.z_mean[i] = 0;
         state->commission.z_scale[i] = 0;
@@ -222,13 +222,15 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
     td_monitor_result_t local;
     td_monitor_result_t *result = out != 0 ? out : &local;
     int held;
+    int dropout;
     uint32_t w;
 
     if (state == 0 || config == 0 || summary == 0 || probs == 0) {
         return TD_MONITOR_ERR_NULL;
     }
     state->t = td_sat_inc_u32(state->t);
-    held = state->sensor_input == TD_SENSOR_INPUT_FLAGGED;
+    dropout = state->sensor_input == TD_SENSOR_INPUT_DROPOUT;
+    held = dropout || state->sensor_input == TD_SENSOR_INPUT_FLAGGED;
     state->sensor_input = TD_SENSOR_INPUT_NONE;
     td_monitor_answer(state, config, probs, result);
     if (held) {
@@ -239,13 +241,13 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
         for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
             result->moved[w] = 0;
         }
-        if (td_monitor_commissioning(state, config) && state->commission.held < UINT16_MAX) {
-            state->commission.held += 1;
+        if (dropout && td_monitor_commissioning(state, config) && state->commission.dropouts < UINT16_MAX) {
+            state->commission.dropouts += 1;
         }
     } else {
         td_monitor_score(state, config, summary, result);
     }
-    td_sensor_intermittent(state, config, held);
+    td_sensor_intermittent(state, config, dropout);
 
     result->t = state->t;
     for (w = 0; w < TD_SCORE_COUNT; ++w) {

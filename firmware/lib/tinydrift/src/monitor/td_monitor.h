@@ -81,12 +81,16 @@ enum {
 #define TD_SENSOR_SILENCE (1u << 3)
 #define TD_SENSOR_CONDITION_COUNT 4
 #define TD_SENSOR_FAULT_SHIFT 4
-/* What the sensor blocks since the last update say of the inference they feed: none came,
- * every one had a condition that becomes a fault if it persists, or some did not. An
- * inference whose every block was flagged is held out of every score (td_monitor_update). */
+/* What the sensor blocks since the last update say of the inference they feed, the most any
+ * one says: none came; every one had a condition that becomes a fault if it persists, other
+ * than clipping (a dropout: stuck, flat or offset, the signal lost); every one had one, some
+ * clipping alone (saturated, the scene or speech still in it); or some had none. An inference
+ * whose every block was flagged is held out of every score (td_monitor_update); a dropout
+ * counts toward a sensor that fails on and off (td_sensor_intermittent.c). */
 #define TD_SENSOR_INPUT_NONE 0u
-#define TD_SENSOR_INPUT_FLAGGED 1u
-#define TD_SENSOR_INPUT_SOUND 2u
+#define TD_SENSOR_INPUT_DROPOUT 1u
+#define TD_SENSOR_INPUT_FLAGGED 2u
+#define TD_SENSOR_INPUT_SOUND 3u
 /* Pixel values a camera frame is compared by with the previous one (a stuck camera): spread
  * over the whole frame and its colours; 32 bytes instead of a frame buffer. */
 #define TD_SENSOR_IMAGE_PROBES 32u
@@ -241,21 +245,22 @@ typedef struct {
      * never after SENSOR_FAULT: a gain set wrong stays wrong, and a microphone that clips
      * hard is named by its CLIPPING fault, whose run of persist_blocks comes first. */
     uint16_t clip_drift_blocks;
-    /* A sensor that fails on and off (td_sensor_intermittent.c): each inference held out of
-     * the scores for its sensor blocks adds one, each other one nothing, less the share held
-     * while commissioning plus held_margin (Q12), to a one-sided CUSUM; reaching held_limit
-     * (Q12; 0 = off) latches SENSOR_FAULT. Runs too short to become a fault of their own (a
-     * microphone dead 3 s of every 4, a camera black one frame in five) add up here, while a
-     * blink now and then drains away. Judged once commissioning has learned the share. */
-    uint16_t held_margin;
-    int32_t held_limit;
+    /* A sensor that fails on and off (td_sensor_intermittent.c): each dropout (an inference
+     * whose every sensor block lost the signal, TD_SENSOR_INPUT_DROPOUT) adds one, each other
+     * inference nothing, less the share of dropouts while commissioning plus dropout_margin
+     * (Q12), to a one-sided CUSUM; reaching dropout_limit (Q12; 0 = off) latches SENSOR_FAULT.
+     * Runs too short to become a fault of their own (a microphone dead 3 s of every 4, a
+     * camera black one frame in five) add up here, while a blink now and then drains away.
+     * Judged once commissioning has learned the share. */
+    uint16_t dropout_margin;
+    int32_t dropout_limit;
 } td_monitor_config_t;
 
 /* The commissioning reference: sums while commissioning, the reference once learned. */
 typedef struct {
     uint16_t count;                              /* inferences learned so far (<= commission_n) */
-    uint16_t held;                               /* inferences held out meanwhile (saturating),
-                                                    then their share of all (Q16) */
+    uint16_t dropouts;                           /* dropouts meanwhile (saturating), then their
+                                                    share of all inferences (Q16) */
     int32_t z_mean[TD_MONITOR_MAX_SUMMARY];      /* sum of z, then its mean (Q12) */
     int32_t z_scale[TD_MONITOR_MAX_SUMMARY];     /* sum of z^2 (Q12), then 2^24 / sd(z) */
     int32_t confidence;                          /* sum of confidence, then its mean in Q8 */
@@ -297,8 +302,8 @@ typedef struct {
     uint8_t sensor_flags;                        /* the last block's conditions | faults << 4 */
     uint8_t ddm_in_warning;                      /* DDM: 1 while p + s is at the warning level */
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
-    int32_t held_cusum;                          /* CUSUM of held inferences over their share (Q12) */
-    uint32_t held_start;                         /* inference where it last left zero */
+    int32_t dropout_cusum;                       /* CUSUM of dropouts over their share (Q12) */
+    uint32_t dropout_start;                      /* inference where it last left zero */
     td_commission_t commission;                  /* the device's own reference (reported apart) */
     /* Long-run spread of each score's z (td_monitor_spread.c); a reset keeps what was learned */
     int32_t spread_sum[TD_SCORE_COUNT];          /* sum of z over the block under way */
@@ -496,9 +501,9 @@ void td_monitor_spread_init(td_monitor_state_t *state, const td_monitor_config_t
 void td_monitor_spread_restart(td_monitor_state_t *state);
 int32_t td_monitor_spread_apply(const td_monitor_state_t *state, const td_score_params_t *params,
                                 uint32_t score, int32_t z);
-/* Sensors that fail on and off (td_sensor_intermittent.c): one inference, `held` or not,
- * into the CUSUM of held inferences, latching SENSOR_FAULT at its limit. */
-void td_sensor_intermittent(td_monitor_state_t *state, const td_monitor_config_t *config, int held);
+/* Sensors that fail on and off (td_sensor_intermittent.c): one inference, a dropout or not,
+ * into the CUSUM of dropouts, latching SENSOR_FAULT at its limit. */
+void td_sensor_intermittent(td_monitor_state_t *state, const td_monitor_config_t *config, int dropout);
 void td_monitor_spread_learn(td_monitor_state_t *state, const td_monitor_config_t *config, const int32_t *z,
                              uint32_t calm);
 

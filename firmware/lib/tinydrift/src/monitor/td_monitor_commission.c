@@ -8,7 +8,7 @@
  * per-channel z and z^2, confidence, entropy and predicted class into the state; here the
  * sums become the reference, in place: mean z and 2^24 / sd(z) per channel, mean
  * confidence (Q8) and entropy, class frequencies (floored at half a count) and their
- * inverses, and the share of inferences held out for their sensor blocks meanwhile.
+ * inverses, and the share of dropouts (inferences whose sensor lost the signal) meanwhile.
  *
  * A few hundred inferences hold few speakers' turns: where one person talks tens of commands
  * at a time, the mean confidence they give is off by as much as a harder voice lowers it, and
@@ -94,9 +94,9 @@ void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_co
         /* The label score starts from the learned frequencies. */
         state->class_ewma[k] = prior;
     }
-    /* the share held out meanwhile, which td_sensor_intermittent allows for (< 1: n >= 1) */
-    state->commission.held = (uint16_t)td_div_round_s64((int64_t)state->commission.held << TD_PROB_FRAC_BITS,
-                                                        (int64_t)state->commission.held + n);
+    /* the share of dropouts meanwhile, which td_sensor_intermittent allows for (< 1: n >= 1) */
+    state->commission.dropouts = (uint16_t)td_div_round_s64(
+        (int64_t)state->commission.dropouts << TD_PROB_FRAC_BITS, (int64_t)state->commission.dropouts + n);
     state->commission.centre_weight[0] = (uint16_t)(n << TD_CENTRE_COMMISSION_SHIFT);
     state->commission.centre_weight[1] = state->commission.centre_weight[0];
 }

@@ -11,7 +11,8 @@
  * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change, at
  * a block that clips (the clipping still going on).
  * An inference whose every block came with a condition that can become a fault enters no
- * score (td_monitor_update): what the sensor spoiled is sensor health's to judge.
+ * score (td_monitor_update): what the sensor spoiled is sensor health's to judge; one whose
+ * every block lost the signal is a dropout (td_sensor_intermittent.c).
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -141,11 +142,15 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
             td_monitor_latch_at(state, TD_ALARM_DATA_DRIFT, now, now);
         }
     }
-    /* the inference is held out of the scores only if every one of its blocks is flagged */
-    if (pending == 0) {
-        state->sensor_input = TD_SENSOR_INPUT_SOUND;
-    } else if (state->sensor_input == TD_SENSOR_INPUT_NONE) {
-        state->sensor_input = TD_SENSOR_INPUT_FLAGGED;
+    /* the inference is held out of the scores only if every one of its blocks is flagged, and
+     * a dropout only if every one lost the signal: the most any block says */
+    {
+        const uint8_t says = pending == 0 ? TD_SENSOR_INPUT_SOUND
+                             : (pending & ~TD_SENSOR_CLIPPING) != 0 ? TD_SENSOR_INPUT_DROPOUT
+                                                                    : TD_SENSOR_INPUT_FLAGGED;
+        if (says > state->sensor_input) {
+            state->sensor_input = says;
+        }
     }
     state->sensor_flags = (uint8_t)(conditions | (faults << TD_SENSOR_FAULT_SHIFT));
     if (out != 0) {
