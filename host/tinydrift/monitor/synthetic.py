@@ -101,7 +101,8 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     """A valid monitor config with random values, for bit-exactness tests. extreme=True
     draws every field across its whole accepted range (shifts 0..15, gains up to 2^28,
     levels down to 1, priors 0 or 1, ...), which drives every clamp and saturation."""
-    from tinydrift.monitor.config import CHANNEL_Z_MAX, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_COUNT, SCORE_Z_MAX, MonitorConfig
+    from tinydrift.monitor.config import (CHANNEL_Z_MAX, CUSUM_MAX, ONE_Q12, ONE_Q16, SCORE_COUNT, SCORE_Z_MAX,
+                                          MonitorConfig)
 
     def pick(*choices):
         return choices[rng.integers(len(choices))]
@@ -242,14 +243,14 @@ def random_config(rng: np.random.Generator, n_summary: int = 40, n_classes: int 
     else:
         fields["loudness_class_offset"] = grandchild.integers(-8000, 8001, k)
     # a sensor that fails on and off: off, or an allowance and a limit within reach of these
-    # streams' held inferences (a child again, for the same reason)
-    held = grandchild.spawn(1)[0]
+    # streams' dropouts (a child again, for the same reason)
+    dropouts = grandchild.spawn(1)[0]
     if extreme:
-        fields["dropout_margin"] = int(held.choice([0, ONE_Q12, int(held.integers(0, ONE_Q12 + 1))]))
-        fields["dropout_limit"] = int(held.choice([0, 1, CUSUM_MAX, int(held.integers(0, CUSUM_MAX + 1))]))
+        fields["dropout_margin"] = int(dropouts.choice([0, ONE_Q12, int(dropouts.integers(0, ONE_Q12 + 1))]))
+        fields["dropout_limit"] = int(dropouts.choice([0, 1, CUSUM_MAX, int(dropouts.integers(0, CUSUM_MAX + 1))]))
     else:
-        fields["dropout_margin"] = int(held.integers(0, 400))
-        fields["dropout_limit"] = int(held.choice([0, int(held.integers(4096, 40000))]))
+        fields["dropout_margin"] = int(dropouts.integers(0, 400))
+        fields["dropout_limit"] = int(dropouts.choice([0, int(dropouts.integers(4096, 40000))]))
     return MonitorConfig(inv_std_q28=inv_std, prior_q16=prior, inv_prior_q8=inv_prior, whiten_q12=whiten, **fields).validate()
 
 

@@ -503,7 +503,8 @@ class MonitorTwin:
         self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
         self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
-        self.comm_dropouts = np.where(done, div_round(self.comm_dropouts << PROB_FRAC_BITS, self.comm_dropouts + n), self.comm_dropouts)
+        share = div_round(self.comm_dropouts << PROB_FRAC_BITS, self.comm_dropouts + n)
+        self.comm_dropouts = np.where(done, share, self.comm_dropouts)
 
     def dropout_count(self, dropout: np.ndarray) -> None:
         """A dropout while commissioning: counted into the share learned (saturating)."""
@@ -526,8 +527,8 @@ class MonitorTwin:
         self.dropout_start = np.where(judged, start, self.dropout_start)
         self._latch(ALARM_SENSOR_FAULT, judged & (self.dropout_cusum >= cfg.dropout_limit), self.dropout_start)
 
-    KEPT = ("commission_count", "comm_dropouts", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy", "comm_prior",
-            "comm_centre_weight")
+    KEPT = ("commission_count", "comm_dropouts", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy",
+            "comm_prior", "comm_centre_weight")
 
     def kept_commission(self, stream: int = 0) -> dict[str, np.ndarray]:
         """The reference `stream` learned, as the app keeps it across a power cycle (the
