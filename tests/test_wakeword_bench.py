@@ -144,7 +144,8 @@ def test_sensor_sums_per_inference_leave_sensor_health_where_the_app_s_hops_leav
     pcm = np.clip(pcm, -32768, 32767).astype(np.int16)
     config = MonitorConfig(ref_mean=np.zeros(40, np.int16), inv_std_q28=np.full(40, 1 << 18),
                            prior_q16=np.full(2, 1 << 15), inv_prior_q8=np.full(2, 512), enabled_scores=0,
-                           clip_level=30000, persist_blocks=np.array([40, 40, 40, 0])).validate()
+                           clip_level=30000, persist_blocks=np.array([40, 40, 40, 0]),
+                           dropout_limit=0).validate()  # off, as the wake-word monitor has it (its inferences 30 ms apart)
     stride, n = 3, (len(pcm) // 160 - 2) // 3  # whole blocks of 3 frames: 160 (3 n + 2) samples
     assert stream_end(n - 1, stride) <= len(pcm) < stream_end(n, stride)
     hops = hop_sensor_stats(pcm, n, stride, int(config.clip_level))
