@@ -162,7 +162,8 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
                    "files.")
 @click.option("--severity", type=FiniteFloat(), default=None,
               help="Another severity than the scenario's own, for one whose severity is one number: dB of gain, "
-                   "SNR in dB, Hz of a cut-off, seconds of reverberation, pixels of blur, stops, JPEG quality...")
+                   "SNR in dB, Hz of a cut-off, seconds of reverberation, pixels of blur, stops, JPEG quality, the "
+                   "share (0.01-1) of clips dead or frames black for microphone_dropouts_30 and blinking_camera_20...")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The noise, babble and resampling drawn.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="For a folder of images: the camera model whose input they are fitted to, as `eval` fits "
@@ -184,14 +185,14 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
       cheap_mic_lowpass_2k, highpass_800, telephone_band, path_8khz, white_noise_10db,
       white_noise_0db, babble_5db, reverb_0.8s, quiet_but_working_microphone,
       white_noise_0db_filler_room (resampled to five times the fillers, then noise),
-      dead_microphone, microphone_dropouts_30 (a clip in three dead), stuck_microphone,
+      dead_microphone, microphone_dropouts_30 (each clip dead with chance 0.3), stuck_microphone,
       dc_offset, clipping_30db (sensor faults),
       unknown_x5, silence_x5, yes_knocked_out (class mixes: the set resampled),
       labels_remapped (concept drift: yes/no, up/down, left/right swapped).
     Images: lens_smudge_1px, lens_smudge_2px, lens_smudge_3px, low_resolution_x2,
       low_resolution_x3, warm_cast, cool_white_balance, underexposed_1stop,
       overexposed_1stop, sensor_noise_12, sensor_noise_25, jpeg_q25, jpeg_q8,
-      cheap_camera, dead_camera, blinking_camera_20 (a frame in five black),
+      cheap_camera, dead_camera, blinking_camera_20 (each frame black with chance 0.2),
       stuck_camera (one frame repeated),
       pale_spots_now_leaf_spot (concept drift; the procedural leaves only).
     An accent or other speakers are populations of their own: `tinydrift data kws`

@@ -51,14 +51,14 @@ def scenario_names(images: bool) -> list[str]:
 def find_scenario(name: str, images: bool, severity: float | None = None):
     """The scenario called `name` for clips (images=False) or images, at `severity` if given
     (only a scenario with one number for its severity takes another)."""
-    kind = "image" if images else "clip"
+    kind = "an image" if images else "a clip"
     known = {s.name: s for s in _scenarios(images)}
     chosen = known.get(name)
     if chosen is None:
         other = {s.name for s in _scenarios(not images)}
         hint = (f"it is {'a camera' if not images else 'an audio'} scenario, for {'image' if not images else 'clip'} "
                 "sets; " if name in other else "")
-        raise TinydriftError(f"{name}: no such drift scenario for a {kind} set ({hint}"
+        raise TinydriftError(f"{name}: no such drift scenario for {kind} set ({hint}"
                              f"scenarios: {', '.join(scenario_names(images))})")
     if getattr(chosen, "recordings", None):
         raise TinydriftError(f"{name}: real recordings, not a change of a given set: give the folder itself to "

@@ -984,8 +984,10 @@ class AlarmSeverity:
         if self.labels is not None:
             return self.labels.text(self.accuracy_before)
         if self.accuracy_now is None:
-            # what a faulty sensor gives (silence, a constant, a black frame) says nothing of the scene
-            return f"accuracy estimate {self.basis}, the input shows nothing of the scene{change}"
+            # what a faulty sensor gives (silence, a constant, a black frame), all the time or on
+            # and off, says nothing of the scene
+            return (f"accuracy estimate {self.basis}, the sensor's input is dead, stuck or failing on and off, and "
+                    f"tells nothing of the scene{change}")
         now = f"{100 * self.accuracy_now:.1f} % now"
         if self.impact_points is None:
             at = f" (~inference {self.change_index})" if self.change_index else ""
