@@ -698,7 +698,7 @@ def dropout_events(kinds: np.ndarray) -> np.ndarray:
 def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commissioning_lost():
     """Dropouts (inferences whose every sensor block lost the signal) in runs far too short to
     persist into a fault: a device with 10 % of them while commissioning stays quiet at 10 %
-    (and at a blink of 3 in 100) for 3,000 inferences; at 40 % (two of every five, dead for a
+    (and at a blink of 3 in 100) for 1,500 inferences; at 40 % (two of every five, dead for a
     stretch and back) SENSOR_FAULT latches within 100, dated near the change, in C and twin
     alike. One with none while commissioning latches at 25 %, one commissioned at 30 % does
     not; inferences clipped whole are held out of the scores but are no dropouts (saturation
@@ -713,7 +713,7 @@ def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commis
         dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=8 << 12)
     pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320), np.tile([32767, -32768], 160)])
     pcm = pcm.round().astype(np.int16)
-    n = 4000
+    n = 2000
     summaries = np.repeat(base.ref_mean[None], n, axis=0)
     probs = np.full((n, 4), -128, dtype=np.int8)
     probs[:, 0] = 127
@@ -728,7 +728,7 @@ def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commis
     def every(n_lost, period, length, kind=1):
         return np.where(np.arange(length) % period < n_lost, kind, 0)
 
-    change = 3000
+    change = 1500
     steady = every(1, 10, n)  # 10 %, alone
     failing = np.concatenate([steady[:change], every(2, 5, n - change)])
     assert last(base, steady[:change]) == (0, 0, 0)
