@@ -63,7 +63,7 @@ def test_camera_transforms_change_what_they_name(leaves):
     assert not cs.dead(x, rng, None).any()
     # blackouts: whole frames black, about the share asked, the rest untouched
     frames = np.repeat(x[:1], 2000, axis=0)
-    blinking = cs.blackouts(frames, rng, 0.2)
+    blinking = cs.TRANSFORMS["blackouts"](frames, rng, 0.2)
     black = ~blinking.reshape(len(frames), -1).any(axis=1)
     assert 0.17 < black.mean() < 0.23 and np.array_equal(blinking[~black], frames[~black])
     # transforms compose: a chain is its steps in order

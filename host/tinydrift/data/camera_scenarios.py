@@ -29,7 +29,7 @@ import numpy as np
 from tinydrift.data.imageset import ImageSet
 from tinydrift.errors import TinydriftError
 from tinydrift.data.labels import PLANT_LABELS
-from tinydrift.data.scenarios import Scenario
+from tinydrift.data.scenarios import Scenario, dropouts
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,6 @@ def dead(images, rng, _):
     return np.zeros_like(images)
 
 
-def blackouts(images, rng, share):
-    """A camera that fails on and off: each frame black with probability `share`."""
-    out = images.copy()
-    out[rng.random(len(images)) < share] = 0
-    return out
-
-
 def unchanged(images, rng, _):
     return images
 
@@ -199,7 +192,7 @@ SEVERITY_RANGES = {
 
 TRANSFORMS = {
     "smudge": smudge, "low_resolution": low_resolution, "colour_cast": colour_cast, "exposure": exposure,
-    "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "blackouts": blackouts, "stuck": unchanged, "chain": chain,
+    "sensor_noise": sensor_noise, "jpeg": jpeg, "dead": dead, "blackouts": dropouts, "stuck": unchanged, "chain": chain,
 }
 
 

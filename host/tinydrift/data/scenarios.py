@@ -183,11 +183,12 @@ def dead(pcm, rng, _):
     return np.zeros_like(pcm)
 
 
-def dropouts(pcm, rng, share):
-    """A microphone that fails on and off: each clip (one inference's audio) digital silence
-    with probability `share`, the others as they were."""
-    out = pcm.copy()
-    out[rng.random(len(pcm)) < share] = 0
+def dropouts(items, rng, share):
+    """A sensor that fails on and off: each item (a clip, one inference's audio: digital
+    silence; a camera frame: black) all zeros with probability `share`, the others as they
+    were."""
+    out = items.copy()
+    out[rng.random(len(items)) < share] = 0
     return out
 
 
