@@ -53,6 +53,8 @@ def test_python_constants_match_the_header():
         (cfgmod.SPREAD_BLOCK_SHIFT, "TD_SPREAD_BLOCK_SHIFT"),
         (cfgmod.SPREAD_PRIOR_BLOCKS, "TD_SPREAD_PRIOR_BLOCKS"),
         (cfgmod.CENTRE_COMMISSION_SHIFT, "TD_CENTRE_COMMISSION_SHIFT"),
+        (cfgmod.COMMISSION_DEAD_BITS, "TD_COMMISSION_DEAD_BITS"),
+        (cfgmod.SENSOR_INPUT_MAX_BLOCKS, "TD_SENSOR_INPUT_MAX_BLOCKS"),
     ]:
         assert py == header_define(c), c
 
@@ -743,6 +745,68 @@ def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commis
     quarter = np.concatenate([np.zeros(200, int), every(1, 4, change - 200)])
     assert last(base, quarter)[2] == cfgmod.ALARM_SENSOR_FAULT
     assert last(base, every(3, 10, change))[2] == 0
+
+
+def dead_block_events(dead: np.ndarray, blocks_per_inference: int) -> np.ndarray:
+    """A block timeline, `blocks_per_inference` sensor blocks then an inference: digital zeros
+    (pcm[0:320], stuck) where `dead`, noise (pcm[320:640]) elsewhere."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
+
+    events = []
+    for i, inference in enumerate(dead.reshape(-1, blocks_per_inference)):
+        events += [[EVENT_SENSOR, 0 if lost else 320, 320] for lost in inference] + [[EVENT_INFERENCE, i, 0]]
+    return np.asarray(events, dtype=np.int32)
+
+
+def test_dead_time_counts_wherever_it_falls_against_the_inference_windows():
+    """The app's 50 blocks an inference; dead stretches far too short for the stuck fault
+    (200 blocks), none ever covering a whole inference: a second dead of every three and 0.9 s
+    of every second, both shifted half a second, and half of every second straddling two
+    windows, latch SENSOR_FAULT soon after the change, in C and twin alike; a device whose
+    pauses read dead for up to 30 blocks of every 50 since commissioning stays quiet. An
+    inference fed 300 blocks (its counters halve past 255) counts as half dead if half are."""
+    from tinydrift.monitor.twin import EVENT_INFERENCE
+
+    rng = np.random.default_rng(29)
+    base = synthetic.random_config(rng, 12, 4).replace(
+        commission_n=20, enabled_scores=0, loudness_limit=0, quiet_limit=0, score_limit=np.zeros(cfgmod.SCORE_COUNT),
+        stuck_variance=0, persist_blocks=np.array([50, 50, 200, 0]), dc_level=2000, silence_variance=100,
+        clip_level=32767, clip_rate_q16=cfgmod.ONE_Q16 // 100, clip_drift_q16=0,
+        dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=4 << 12)
+    pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320)]).round().astype(np.int16)
+    n, change, per = 100, 60, 50
+    summaries = np.repeat(base.ref_mean[None], n, axis=0)
+    probs = np.full((n, 4), -128, dtype=np.int8)
+    probs[:, 0] = 127
+    columns = [INFERENCE_FIELDS.index(name) for name in ("alarm_time", "change_time", "alarms")]
+
+    def last(dead, blocks_per_inference=per):
+        events = dead_block_events(dead, blocks_per_inference)
+        twin_rows = run_events(base, events, summaries, probs, pcm)
+        compare(CMonitor(base).run_events(events, summaries, probs, pcm), twin_rows, events)
+        alarm_time, change_time, alarms = twin_rows[events[:, 0] == EVENT_INFERENCE][-1, columns]
+        return int(alarm_time), int(change_time), int(alarms) & ((1 << cfgmod.WARNING_SHIFT) - 1)  # latched only
+
+    block = np.arange(n * per)
+
+    def failing(dead_after):
+        return np.where(block >= change * per, dead_after, False)
+
+    for name, pattern in (("1 s of every 3, shifted 0.5 s", (block - 25) % 150 < 50),
+                          ("0.9 s of every second, shifted 0.5 s", (block - 25) % 50 < 45),
+                          ("0.5 s of every second, straddling", (block - 12) % 50 < 25)):
+        dead = failing(pattern)
+        assert not dead.reshape(n, per).all(axis=1).any(), name  # no inference wholly dead
+        alarm_time, change_time, alarms = last(dead)
+        assert alarms == cfgmod.ALARM_SENSOR_FAULT and change < alarm_time <= change + 30, name
+        assert change - 2 <= change_time <= change + 3, name
+    assert last(np.zeros(n * per, bool)) == (0, 0, 0)
+    pauses = np.concatenate([block[k * per:(k + 1) * per] % per < d for k, d in enumerate(rng.integers(0, 31, n))])
+    assert last(pauses)[2] == 0
+    # 300 blocks an inference, 75 dead and 75 sound by turns: half dead
+    long = np.arange(n // 2 * 300)
+    alarm_time, _, alarms = last(np.where(long >= 30 * 300, long % 150 < 75, False), 300)
+    assert alarms == cfgmod.ALARM_SENSOR_FAULT and 30 < alarm_time <= 30 + 15
 
 
 def test_the_quiet_limit_latches_noise_filling_the_pauses_and_not_a_quieter_room():

@@ -51,6 +51,8 @@ COMMISSION_MIN_VAR_Q12 = 64
 SPREAD_BLOCK_SHIFT = 6
 SPREAD_PRIOR_BLOCKS = 32
 CENTRE_COMMISSION_SHIFT = 2
+COMMISSION_DEAD_BITS = 6
+SENSOR_INPUT_MAX_BLOCKS = 255
 SPREAD_REF_MAX = 1 << 28
 
 ONE_Q12 = 1 << Z_FRAC_BITS
@@ -246,14 +248,14 @@ class MonitorConfig:
     # CLIPPING fault first (measured on speech 30 dB too loud: its run of 50 blocks came within
     # 22 inferences in 9 of 10 streams, the 1 % share within 2).
     clip_drift_blocks: int = 2000
-    # A sensor that fails on and off (td_sensor_intermittent.c): a CUSUM of dropouts
-    # (inferences whose every sensor block lost the signal; 1 each), less the share of them
-    # while commissioning plus dropout_margin (Q12), reaching dropout_limit (Q12; 0 = off)
-    # latches SENSOR_FAULT. An eighth over the commissioning share, and 4 inferences' worth: a
-    # lone run of dropouts is at most 3 long (at one inference a second, 4 s of stuck blocks
-    # are the stuck fault) and stays below it. A microphone dead a clip in three is then found
-    # after a median 20 inferences on the quick keyword bench (at 8 inferences' worth, 42),
-    # dead 3 s of every 4 in about 6. A camera's lone runs are longer (export.CAMERA_SENSOR).
+    # A sensor that fails on and off (td_sensor_intermittent.c): a CUSUM of dead time (each
+    # inference's share of sensor blocks that lost the signal), less the same share while
+    # commissioning plus dropout_margin (Q12), reaching dropout_limit (Q12; 0 = off) latches
+    # SENSOR_FAULT. An eighth over the commissioning share, and 4 inferences' worth: a lone
+    # dead stretch is under 4 s (at one inference a second; 4 s of stuck blocks are the stuck
+    # fault) and stays below it. A microphone dead a clip in three is then found after a
+    # median 20 inferences on the quick keyword bench (at 8 inferences' worth, 42), dead 3 s of
+    # every 4 in about 6. A camera's lone runs are longer (export.CAMERA_SENSOR).
     dropout_margin: int = ONE_Q12 // 8
     dropout_limit: int = 4 * ONE_Q12
     entropy_q16: np.ndarray = dataclasses.field(default_factory=entropy_table_q16)

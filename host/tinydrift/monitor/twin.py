@@ -21,6 +21,7 @@ from tinydrift.monitor.config import (
     CLIP_EWMA_SHIFT,
     CHANNEL_Z_MAX,
     COMMISSION_MIN_VAR_Q12,
+    COMMISSION_DEAD_BITS,
     CUSUM_MAX,
     EWMA_EXTRA_BITS,
     MAX_SUMMARY,
@@ -40,6 +41,7 @@ from tinydrift.monitor.config import (
     SENSOR_DC_OFFSET,
     SENSOR_FAULT_SHIFT,
     SENSOR_IMAGE_PROBES,
+    SENSOR_INPUT_MAX_BLOCKS,
     SENSOR_MAX_BLOCK,
     SENSOR_SILENCE,
     SENSOR_STUCK,
@@ -73,11 +75,6 @@ SENSOR_FIELDS = ["kind", "mean", "variance", "clipped", "flags", "alarms"]
 ROW_WIDTH = len(INFERENCE_FIELDS)
 
 _UNIT_MAX16 = 65535
-
-# What the sensor blocks since the last update said of the inference they feed
-# (td_monitor_state_t.sensor_input): none yet, every one flagged, or some sound.
-SENSOR_INPUT_NONE, SENSOR_INPUT_DROPOUT, SENSOR_INPUT_FLAGGED, SENSOR_INPUT_SOUND = range(4)
-
 
 def cusum_step(cusum: np.ndarray, increment: np.ndarray, start: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """td_cusum_step: the CUSUM plus `increment`, held in 0..CUSUM_MAX, and the inference
@@ -350,7 +347,9 @@ class MonitorTwin:
             "sensor_run_start": z(SENSOR_CONDITION_COUNT),
             "dropout_cusum": z(),
             "dropout_start": z(),
-            "sensor_input": z(),
+            "input_blocks": z(),
+            "input_dead": z(),
+            "input_sound": z(),
             "image_probes": z(SENSOR_IMAGE_PROBES),
             "image_frames": z(),
             "commission_count": z(),
@@ -503,25 +502,27 @@ class MonitorTwin:
         self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
         self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
-        share = div_round(self.comm_dropouts << PROB_FRAC_BITS, self.comm_dropouts + n)
+        # t counts every inference since the reset that began commissioning, held ones too
+        share = np.minimum(div_round(self.comm_dropouts << (PROB_FRAC_BITS - COMMISSION_DEAD_BITS), self.t), _UNIT_MAX16)
         self.comm_dropouts = np.where(done, share, self.comm_dropouts)
 
-    def dropout_count(self, dropout: np.ndarray) -> None:
-        """A dropout while commissioning: counted into the share learned (saturating)."""
-        if not dropout.any():
+    def dead_count(self, dead_q12: np.ndarray, learning: np.ndarray) -> None:
+        """While commissioning, each inference's dead share into the sum (2^-COMMISSION_DEAD_BITS
+        units, saturating), before the scores: the inference may finish commissioning."""
+        if self.config.commission_n == 0 or not learning.any():
             return
-        counting = dropout & self.commissioning()
-        self.comm_dropouts = np.where(counting, np.minimum(self.comm_dropouts + 1, _UNIT_MAX16), self.comm_dropouts)
+        units = round_shift(dead_q12, Z_FRAC_BITS - COMMISSION_DEAD_BITS)
+        self.comm_dropouts = np.where(learning, np.minimum(self.comm_dropouts + units, _UNIT_MAX16), self.comm_dropouts)
 
-    def intermittent(self, dropout: np.ndarray) -> None:
-        """td_sensor_intermittent: each inference, a dropout or not, into the CUSUM of dropouts
+    def intermittent(self, dead_q12: np.ndarray) -> None:
+        """td_sensor_intermittent: each inference's dead share into the CUSUM of dead time
         over the commissioning share plus dropout_margin; SENSOR_FAULT at dropout_limit."""
         cfg = self.config
-        if cfg.dropout_limit == 0 or not (dropout.any() or self.dropout_cusum.any()):
-            return  # no dropout and every CUSUM at zero: an increment <= 0 leaves them there
+        if cfg.dropout_limit == 0 or not (dead_q12.any() or self.dropout_cusum.any()):
+            return  # nothing dead and every CUSUM at zero: an increment <= 0 leaves them there
         judged = ~self.commissioning()
         share = round_shift(self.comm_dropouts, PROB_FRAC_BITS - Z_FRAC_BITS) if cfg.commission_n > 0 else 0
-        increment = np.where(dropout, ONE_Q12, 0) - share - cfg.dropout_margin
+        increment = dead_q12 - share - cfg.dropout_margin
         cusum, start = cusum_step(self.dropout_cusum, increment, self.dropout_start, self.t)
         self.dropout_cusum = np.where(judged, cusum, self.dropout_cusum)
         self.dropout_start = np.where(judged, start, self.dropout_start)
@@ -732,9 +733,12 @@ class MonitorTwin:
             sample = self.per_sample(summary, probs)
         self.t = np.minimum(self.t + 1, UINT32_MAX)
         learning = self.commissioning()
-        dropout = self.sensor_input == SENSOR_INPUT_DROPOUT
-        held = dropout | (self.sensor_input == SENSOR_INPUT_FLAGGED)
-        self.sensor_input = np.zeros_like(self.sensor_input)
+        # what its sensor blocks said: none sound, held out of the scores; the share dead
+        blocks = self.input_blocks
+        held = (blocks > 0) & (self.input_sound == 0)
+        dead_q12 = (self.input_dead << Z_FRAC_BITS) // np.maximum(blocks, 1)
+        self.input_blocks, self.input_dead, self.input_sound = (np.zeros_like(blocks),) * 3
+        self.dead_count(dead_q12, learning)
         raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full, held=held)
         confidence, entropy, raw_label, predicted = self.outputs(sample, held)
         raw = np.stack([raw_mean, raw_var, confidence, entropy, raw_label], axis=-1)
@@ -749,9 +753,8 @@ class MonitorTwin:
 
         deciding = ~held if self.config.commission_n == 0 else ~learning & ~held
         z = self.decide(raw, moved_fn, None if deciding.all() else deciding)
-        self.dropout_count(dropout)
         self.commission_advance(learning & ~held)
-        self.intermittent(dropout)
+        self.intermittent(dead_q12)
         result = {"t": self.t, "raw": raw, "z": z, "cusum": self.cusum, "alarms": self.live_alarms()}
         if full:
             result.update(
@@ -943,15 +946,24 @@ class MonitorTwin:
                 last_faults |= np.where(fault[:, -1], 1 << c, 0)
             self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
             self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), now, start_before)
-        # What the blocks of this inference say, the most any one says: a condition that
-        # persists into a fault, other than clipping, on every one (a dropout); such a condition
-        # on every one, some clipping alone; or a block without one. td_monitor_update holds
-        # a dropout or a flagged inference out of every score.
+        # Counted for the inference these blocks feed: dead (a condition that persists into
+        # a fault, other than clipping), sound (none); td_monitor_update holds an inference
+        # without a sound block out of every score and adds its dead share to the CUSUM of
+        # dead time. At TD_SENSOR_INPUT_MAX_BLOCKS all three halve, rounding up.
         if nb > 0:
             pending = conditions & self._pending_conditions
-            says = np.where(pending == 0, SENSOR_INPUT_SOUND,
-                            np.where((pending & ~SENSOR_CLIPPING) != 0, SENSOR_INPUT_DROPOUT, SENSOR_INPUT_FLAGGED))
-            self.sensor_input = np.where(active, np.maximum(self.sensor_input, says.max(axis=1)), self.sensor_input)
+            dead = ((pending & ~SENSOR_CLIPPING) != 0).astype(np.int64)
+            sound = (pending == 0).astype(np.int64)
+            counts = [self.input_blocks, self.input_dead, self.input_sound]
+            if (counts[0] + nb <= SENSOR_INPUT_MAX_BLOCKS).all():
+                counts = [counts[0] + nb, counts[1] + dead.sum(axis=1), counts[2] + sound.sum(axis=1)]
+            else:
+                for k in range(nb):
+                    full = counts[0] == SENSOR_INPUT_MAX_BLOCKS
+                    counts = [np.where(full, (x + 1) >> 1, x) for x in counts]
+                    counts = [counts[0] + 1, counts[1] + dead[:, k], counts[2] + sound[:, k]]
+            self.input_blocks, self.input_dead, self.input_sound = (
+                np.where(active, new, old) for new, old in zip(counts, (self.input_blocks, self.input_dead, self.input_sound)))
         clip_first = self._light_clipping(conditions, active)
         # Block by block as the C does: light clipping only before any SENSOR_FAULT (a fault in
         # the same block comes first).

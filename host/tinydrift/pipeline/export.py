@@ -75,7 +75,7 @@ MIN_IMAGE_REFERENCE = 1000
 # for bit: a live sensor's noise moves some of them, see td_sensor_image.c); each a fault
 # after 10 frames in a row. No DC offset: a dark or bright scene is not a fault. A camera that
 # fails on and off (td_sensor_intermittent.c): 8 frames' worth over an eighth past the share of
-# dropouts (flat or repeated frames) commissioning saw, so a lone run of 9 black frames (7.9 of
+# dead frames (flat or repeated; a frame is one block) commissioning saw, so a lone run of 9 black frames (7.9 of
 # it) stays below; one black frame in five is found after a median 105.5 (quick camera bench).
 CAMERA_SENSOR = {"clip_level": 127, "clip_rate_q16": 3 * 65536 // 4, "dc_level": 0, "stuck_variance": 0,
                  "silence_variance": 4, "persist_blocks": np.array([10, 0, 10, 10], np.uint16),

@@ -134,7 +134,9 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->ddm_in_warning = 0;
     state->ddm_warning_time = 0;
     state->sensor_flags = 0;
-    state->sensor_input = TD_SENSOR_INPUT_NONE;
+    state->input_blocks = 0;
+    state->input_dead = 0;
+    state->input_sound = 0;
     state->clip_ewma = 0;
     state->clip_drift_run = 0;
     for (i = 0; i < TD_SENSOR_CONDITION_COUNT; ++i) {
@@ -222,16 +224,27 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
     td_monitor_result_t local;
     td_monitor_result_t *result = out != 0 ? out : &local;
     int held;
-    int dropout;
+    int32_t dead_q12 = 0;
     uint32_t w;
 
     if (state == 0 || config == 0 || summary == 0 || probs == 0) {
         return TD_MONITOR_ERR_NULL;
     }
     state->t = td_sat_inc_u32(state->t);
-    dropout = state->sensor_input == TD_SENSOR_INPUT_DROPOUT;
-    held = dropout || state->sensor_input == TD_SENSOR_INPUT_FLAGGED;
-    state->sensor_input = TD_SENSOR_INPUT_NONE;
+    /* what its sensor blocks said: none sound, held out of the scores; the share dead */
+    held = state->input_blocks > 0 && state->input_sound == 0;
+    if (state->input_blocks > 0) {
+        dead_q12 = (int32_t)(((uint32_t)state->input_dead << TD_Z_FRAC_BITS) / state->input_blocks);
+    }
+    state->input_blocks = 0;
+    state->input_dead = 0;
+    state->input_sound = 0;
+    if (td_monitor_commissioning(state, config)) {
+        /* before the scores: this inference may be the one that finishes commissioning */
+        const uint32_t sum = (uint32_t)state->commission.dropouts +
+                             (uint32_t)td_round_shift_s32(dead_q12, TD_Z_FRAC_BITS - TD_COMMISSION_DEAD_BITS);
+        state->commission.dropouts = (uint16_t)(sum < UINT16_MAX ? sum : UINT16_MAX);
+    }
     td_monitor_answer(state, config, probs, result);
     if (held) {
         for (w = 0; w < TD_SCORE_COUNT; ++w) {
@@ -241,13 +254,10 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
         for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {
             result->moved[w] = 0;
         }
-        if (dropout && td_monitor_commissioning(state, config) && state->commission.dropouts < UINT16_MAX) {
-            state->commission.dropouts += 1;
-        }
     } else {
         td_monitor_score(state, config, summary, result);
     }
-    td_sensor_intermittent(state, config, dropout);
+    td_sensor_intermittent(state, config, dead_q12);
 
     result->t = state->t;
     for (w = 0; w < TD_SCORE_COUNT; ++w) {

@@ -81,16 +81,15 @@ enum {
 #define TD_SENSOR_SILENCE (1u << 3)
 #define TD_SENSOR_CONDITION_COUNT 4
 #define TD_SENSOR_FAULT_SHIFT 4
-/* What the sensor blocks since the last update say of the inference they feed, the most any
- * one says: none came; every one had a condition that becomes a fault if it persists, other
- * than clipping (a dropout: stuck, flat or offset, the signal lost); every one had one, some
- * clipping alone (saturated, the scene or speech still in it); or some had none. An inference
- * whose every block was flagged is held out of every score (td_monitor_update); a dropout
- * counts toward a sensor that fails on and off (td_sensor_intermittent.c). */
-#define TD_SENSOR_INPUT_NONE 0u
-#define TD_SENSOR_INPUT_DROPOUT 1u
-#define TD_SENSOR_INPUT_FLAGGED 2u
-#define TD_SENSOR_INPUT_SOUND 3u
+/* The sensor blocks since the last update, counted for the inference they feed (the
+ * state's input_* counters): a block is dead if it has a condition that becomes a fault when
+ * it persists, other than clipping (stuck, flat or offset: the signal lost), and sound if it
+ * has none (a block clipping alone is neither: saturated, the scene or speech still in it).
+ * An inference without a sound block is held out of every score (td_monitor_update); its
+ * dead blocks' share counts toward a sensor that fails on and off (td_sensor_intermittent.c).
+ * The counters hold up to this many blocks, then all three halve (rounding up, so a count
+ * above zero stays above zero and dead = blocks stays so). */
+#define TD_SENSOR_INPUT_MAX_BLOCKS 255u
 /* Pixel values a camera frame is compared by with the previous one (a stuck camera): spread
  * over the whole frame and its colours; 32 bytes instead of a frame buffer. */
 #define TD_SENSOR_IMAGE_PROBES 32u
@@ -102,6 +101,9 @@ enum {
 /* After commissioning, each commissioning inference weighs as 2^this later ones in the
  * confidence and entropy centres (td_monitor_commission_refine). */
 #define TD_CENTRE_COMMISSION_SHIFT 2
+/* While commissioning, each inference's dead share is summed in units of 2^-this (16 bits
+ * hold 1,023 wholly dead inferences, as many as commissioning can learn from). */
+#define TD_COMMISSION_DEAD_BITS 6
 
 /* The long-run spread of the scores (td_monitor_spread.c): blocks of 2^TD_SPREAD_BLOCK_SHIFT
  * inferences; the calibration's spread weighs as TD_SPREAD_PRIOR_BLOCKS blocks until that
@@ -245,13 +247,14 @@ typedef struct {
      * never after SENSOR_FAULT: a gain set wrong stays wrong, and a microphone that clips
      * hard is named by its CLIPPING fault, whose run of persist_blocks comes first. */
     uint16_t clip_drift_blocks;
-    /* A sensor that fails on and off (td_sensor_intermittent.c): each dropout (an inference
-     * whose every sensor block lost the signal, TD_SENSOR_INPUT_DROPOUT) adds one, each other
-     * inference nothing, less the share of dropouts while commissioning plus dropout_margin
-     * (Q12), to a one-sided CUSUM; reaching dropout_limit (Q12; 0 = off) latches SENSOR_FAULT.
-     * Runs too short to become a fault of their own (a microphone dead 3 s of every 4, a
-     * camera black one frame in five) add up here, while a blink now and then drains away.
-     * Judged once commissioning has learned the share. */
+    /* A sensor that fails on and off (td_sensor_intermittent.c): each inference adds the share
+     * of its sensor blocks that were dead (1 for an inference whose every block lost the
+     * signal, 0.5 for one dead half of its time), less the share of dead blocks while
+     * commissioning plus dropout_margin (Q12), to a one-sided CUSUM; reaching dropout_limit
+     * (Q12; 0 = off) latches SENSOR_FAULT. Dead stretches too short to become a fault of their
+     * own (a microphone dead 3 s of every 4 or half of every second, a camera black one frame
+     * in five) add up here wherever they fall, while a blink now and then drains away. Judged
+     * once commissioning has learned the share. */
     uint16_t dropout_margin;
     int32_t dropout_limit;
 } td_monitor_config_t;
@@ -259,8 +262,9 @@ typedef struct {
 /* The commissioning reference: sums while commissioning, the reference once learned. */
 typedef struct {
     uint16_t count;                              /* inferences learned so far (<= commission_n) */
-    uint16_t dropouts;                           /* dropouts meanwhile (saturating), then their
-                                                    share of all inferences (Q16) */
+    uint16_t dropouts;                           /* dead share of each inference meanwhile, summed
+                                                    (1/64 units, saturating), then their mean
+                                                    over all inferences (Q16) */
     int32_t z_mean[TD_MONITOR_MAX_SUMMARY];      /* sum of z, then its mean (Q12) */
     int32_t z_scale[TD_MONITOR_MAX_SUMMARY];     /* sum of z^2 (Q12), then 2^24 / sd(z) */
     int32_t confidence;                          /* sum of confidence, then its mean in Q8 */
@@ -313,7 +317,10 @@ typedef struct {
     uint8_t spread_n;                            /* inferences in the block under way */
     uint8_t spread_blocks;                       /* blocks a spread learned from since init, up to TD_SPREAD_PRIOR_BLOCKS */
     uint8_t spread_have_last;                    /* 1 once a block since the reset has ended */
-    uint8_t sensor_input;                        /* TD_SENSOR_INPUT_* of the inference to come */
+    /* the inference to come: sensor blocks since the last update, dead ones, sound ones */
+    uint8_t input_blocks;
+    uint8_t input_dead;
+    uint8_t input_sound;
 } td_monitor_state_t;
 
 typedef struct {
@@ -501,9 +508,9 @@ void td_monitor_spread_init(td_monitor_state_t *state, const td_monitor_config_t
 void td_monitor_spread_restart(td_monitor_state_t *state);
 int32_t td_monitor_spread_apply(const td_monitor_state_t *state, const td_score_params_t *params,
                                 uint32_t score, int32_t z);
-/* Sensors that fail on and off (td_sensor_intermittent.c): one inference, a dropout or not,
- * into the CUSUM of dropouts, latching SENSOR_FAULT at its limit. */
-void td_sensor_intermittent(td_monitor_state_t *state, const td_monitor_config_t *config, int dropout);
+/* Sensors that fail on and off (td_sensor_intermittent.c): the dead share of one inference's
+ * sensor blocks (Q12) into the CUSUM of dead time, latching SENSOR_FAULT at its limit. */
+void td_sensor_intermittent(td_monitor_state_t *state, const td_monitor_config_t *config, int32_t dead_q12);
 void td_monitor_spread_learn(td_monitor_state_t *state, const td_monitor_config_t *config, const int32_t *z,
                              uint32_t calm);
 

@@ -8,7 +8,7 @@
  * per-channel z and z^2, confidence, entropy and predicted class into the state; here the
  * sums become the reference, in place: mean z and 2^24 / sd(z) per channel, mean
  * confidence (Q8) and entropy, class frequencies (floored at half a count) and their
- * inverses, and the share of dropouts (inferences whose sensor lost the signal) meanwhile.
+ * inverses, and the mean share of each inference's sensor blocks that lost the signal.
  *
  * A few hundred inferences hold few speakers' turns: where one person talks tens of commands
  * at a time, the mean confidence they give is off by as much as a harder voice lowers it, and
@@ -94,9 +94,14 @@ void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_co
         /* The label score starts from the learned frequencies. */
         state->class_ewma[k] = prior;
     }
-    /* the share of dropouts meanwhile, which td_sensor_intermittent allows for (< 1: n >= 1) */
-    state->commission.dropouts = (uint16_t)td_div_round_s64(
-        (int64_t)state->commission.dropouts << TD_PROB_FRAC_BITS, (int64_t)state->commission.dropouts + n);
+    /* the dead share of all inferences meanwhile, which td_sensor_intermittent allows for:
+     * t counts them since the reset that began commissioning, held ones too */
+    {
+        const int64_t share = td_div_round_s64((int64_t)state->commission.dropouts
+                                                   << (TD_PROB_FRAC_BITS - TD_COMMISSION_DEAD_BITS),
+                                               (int64_t)state->t);
+        state->commission.dropouts = (uint16_t)(share < UINT16_MAX ? share : UINT16_MAX);
+    }
     state->commission.centre_weight[0] = (uint16_t)(n << TD_CENTRE_COMMISSION_SHIFT);
     state->commission.centre_weight[1] = state->commission.centre_weight[0];
 }

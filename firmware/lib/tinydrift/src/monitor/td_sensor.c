@@ -142,15 +142,17 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
             td_monitor_latch_at(state, TD_ALARM_DATA_DRIFT, now, now);
         }
     }
-    /* the inference is held out of the scores only if every one of its blocks is flagged, and
-     * a dropout only if every one lost the signal: the most any block says */
-    {
-        const uint8_t says = pending == 0 ? TD_SENSOR_INPUT_SOUND
-                             : (pending & ~TD_SENSOR_CLIPPING) != 0 ? TD_SENSOR_INPUT_DROPOUT
-                                                                    : TD_SENSOR_INPUT_FLAGGED;
-        if (says > state->sensor_input) {
-            state->sensor_input = says;
-        }
+    /* counted for the inference this block feeds (see TD_SENSOR_INPUT_MAX_BLOCKS) */
+    if (state->input_blocks == TD_SENSOR_INPUT_MAX_BLOCKS) {
+        state->input_blocks = (uint8_t)((state->input_blocks + 1u) >> 1);
+        state->input_dead = (uint8_t)((state->input_dead + 1u) >> 1);
+        state->input_sound = (uint8_t)((state->input_sound + 1u) >> 1);
+    }
+    state->input_blocks += 1;
+    if ((pending & ~TD_SENSOR_CLIPPING) != 0) {
+        state->input_dead += 1;
+    } else if (pending == 0) {
+        state->input_sound += 1;
     }
     state->sensor_flags = (uint8_t)(conditions | (faults << TD_SENSOR_FAULT_SHIFT));
     if (out != 0) {
