@@ -502,8 +502,11 @@ class MonitorTwin:
         self.comm_inv_prior = np.where(done[:, None], div_round(np.int64(1) << 24, np.maximum(prior, 1)), self.comm_inv_prior)
         self.class_ewma = np.where(done[:, None], prior, self.class_ewma)
         self.comm_centre_weight = np.where(done[:, None], n << CENTRE_COMMISSION_SHIFT, self.comm_centre_weight)
-        # t counts every inference since the reset that began commissioning, held ones too
-        share = np.minimum(div_round(self.comm_dropouts << (PROB_FRAC_BITS - COMMISSION_DEAD_BITS), self.t), _UNIT_MAX16)
+        # t counts every inference since the reset that began commissioning, held ones too (>= n;
+        # the calibration's raw-score simulation advances commissioning alone, t left at 0)
+        inferences = np.maximum(self.t, n)
+        share = np.minimum(div_round(self.comm_dropouts << (PROB_FRAC_BITS - COMMISSION_DEAD_BITS), inferences),
+                           _UNIT_MAX16)
         self.comm_dropouts = np.where(done, share, self.comm_dropouts)
 
     def dead_count(self, dead_q12: np.ndarray, learning: np.ndarray) -> None:
