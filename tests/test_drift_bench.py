@@ -42,6 +42,16 @@ def test_transforms_change_what_they_name():
     dropped = sc.dropouts(clips, rng, 0.3)
     dead_rows = ~dropped.any(axis=1)
     assert 0.27 < dead_rows.mean() < 0.33 and np.array_equal(dropped[~dead_rows], clips[~dead_rows])
+    # dead stretches: half a second of digital silence in about the share asked, anywhere in the
+    # clip, never a whole clip; the rest untouched
+    stretched = sc.dead_stretches(clips, rng, 0.5)
+    zeros = stretched == 0
+    lost = zeros & (clips != 0)  # the tone's own zero crossings aside
+    hit = lost.any(axis=1)
+    assert 0.46 < hit.mean() < 0.54 and np.array_equal(stretched[~hit], clips[~hit]) and not zeros.all(axis=1).any()
+    first, last = lost.argmax(axis=1)[hit], 15999 - lost[:, ::-1].argmax(axis=1)[hit]
+    assert np.all(last - first <= 8000) and np.all(last - first >= 7990)
+    assert np.array_equal(stretched[~zeros], clips[~zeros]) and first.min() < 100 and last.max() > 15900
     assert np.mean(sc.dc_offset(tone(500), rng, 6000.0)) == pytest.approx(6000, abs=2)
     noisy = sc.white_noise(tone(500), rng, 0.0)
     assert rms(noisy - tone(500)) == pytest.approx(rms(tone(500)), rel=0.05)

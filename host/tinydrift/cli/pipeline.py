@@ -163,7 +163,8 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
 @click.option("--severity", type=FiniteFloat(), default=None,
               help="Another severity than the scenario's own, for one whose severity is one number: dB of gain, "
                    "SNR in dB, Hz of a cut-off, seconds of reverberation, pixels of blur, stops, JPEG quality, the "
-                   "share (0.01-1) of clips dead or frames black for microphone_dropouts_30 and blinking_camera_20...")
+                   "share (0.01-1) of clips dead or frames black for microphone_dropouts_30 and blinking_camera_20, of "
+                   "clips losing half a second for microphone_dead_half_seconds_50...")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The noise, babble and resampling drawn.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="For a folder of images: the camera model whose input they are fitted to, as `eval` fits "
@@ -185,7 +186,8 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
       cheap_mic_lowpass_2k, highpass_800, telephone_band, path_8khz, white_noise_10db,
       white_noise_0db, babble_5db, reverb_0.8s, quiet_but_working_microphone,
       white_noise_0db_filler_room (resampled to five times the fillers, then noise),
-      dead_microphone, microphone_dropouts_30 (each clip dead with chance 0.3), stuck_microphone,
+      dead_microphone, microphone_dropouts_30 (each clip dead with chance 0.3),
+      microphone_dead_half_seconds_50 (each clip loses half a second with chance 0.5), stuck_microphone,
       dc_offset, clipping_30db (sensor faults),
       unknown_x5, silence_x5, yes_knocked_out (class mixes: the set resampled),
       labels_remapped (concept drift: yes/no, up/down, left/right swapped).

@@ -192,6 +192,19 @@ def dropouts(items, rng, share):
     return out
 
 
+def dead_stretches(pcm, rng, share, seconds: float = 0.5):
+    """A microphone that drops out for a moment: each clip, with probability `share`, loses a
+    stretch of `seconds` (digital silence) at a random place in it, the rest as it was. No
+    clip dies whole: what is lost is part of an inference's blocks, wherever it falls."""
+    out = pcm.copy()
+    length = min(int(round(seconds * SAMPLE_RATE)), pcm.shape[-1])
+    hit = np.flatnonzero(rng.random(len(pcm)) < share)
+    starts = rng.integers(0, pcm.shape[-1] - length + 1, size=len(hit))
+    lost = np.arange(pcm.shape[-1])[None, :] - starts[:, None]
+    out[hit] = np.where((lost >= 0) & (lost < length), 0, pcm[hit])
+    return out
+
+
 def stuck(pcm, rng, level):
     return np.full_like(pcm, int(level))
 
@@ -270,11 +283,13 @@ SEVERITY_RANGES = {
     "clipping": (0.5, 60.0, "a gain into clipping of 0.5 to 60 dB"),
     "quiet_microphone": (-60.0, -1.0, "a gain of -60 to -1 dB"),
     "dropouts": (0.01, 1.0, "a share of 0.01 to 1 of the clips"),
+    "dead_stretches": (0.01, 1.0, "a share of 0.01 to 1 of the clips"),
 }
 
 TRANSFORMS = {
     "gain": gain, "lowpass": lowpass, "highpass": highpass, "bandpass": bandpass, "resample_8k": resample_8k,
-    "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "dropouts": dropouts, "stuck": stuck,
+    "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "dropouts": dropouts,
+    "dead_stretches": dead_stretches, "stuck": stuck,
     "dc_offset": dc_offset, "clipping": clipping, "quiet_microphone": quiet_microphone,
 }
 
@@ -316,6 +331,8 @@ SCENARIOS = (
     Scenario("dead_microphone", "sensor", "SENSOR_FAULT", transform="dead"),
     # dead for a second here and there, never long enough for the stuck fault's 4 s
     Scenario("microphone_dropouts_30", "sensor", "SENSOR_FAULT", transform="dropouts", severity=0.3),
+    # dead half a second in every other clip, wherever it falls: no inference is dead whole
+    Scenario("microphone_dead_half_seconds_50", "sensor", "SENSOR_FAULT", transform="dead_stretches", severity=0.5),
     Scenario("stuck_microphone", "sensor", "SENSOR_FAULT", transform="stuck", severity=1200),
     Scenario("dc_offset", "sensor", "SENSOR_FAULT", transform="dc_offset", severity=6000.0),
     Scenario("clipping_30db", "sensor", "SENSOR_FAULT", transform="clipping", severity=30.0),
