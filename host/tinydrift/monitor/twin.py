@@ -353,7 +353,7 @@ class MonitorTwin:
             "image_probes": z(SENSOR_IMAGE_PROBES),
             "image_frames": z(),
             "commission_count": z(),
-            "comm_dropouts": z(),
+            "comm_dead": z(),
             "comm_z_mean": z(c),
             "comm_z_scale": z(c),
             "comm_confidence": z(),
@@ -505,9 +505,9 @@ class MonitorTwin:
         # t counts every inference since the reset that began commissioning, held ones too (>= n;
         # the calibration's raw-score simulation advances commissioning alone, t left at 0)
         inferences = np.maximum(self.t, n)
-        share = np.minimum(div_round(self.comm_dropouts << (PROB_FRAC_BITS - COMMISSION_DEAD_BITS), inferences),
+        share = np.minimum(div_round(self.comm_dead << (PROB_FRAC_BITS - COMMISSION_DEAD_BITS), inferences),
                            _UNIT_MAX16)
-        self.comm_dropouts = np.where(done, share, self.comm_dropouts)
+        self.comm_dead = np.where(done, share, self.comm_dead)
 
     def dead_count(self, dead_q12: np.ndarray, learning: np.ndarray) -> None:
         """While commissioning, each inference's dead share into the sum (2^-COMMISSION_DEAD_BITS
@@ -515,7 +515,7 @@ class MonitorTwin:
         if self.config.commission_n == 0 or not learning.any():
             return
         units = round_shift(dead_q12, Z_FRAC_BITS - COMMISSION_DEAD_BITS)
-        self.comm_dropouts = np.where(learning, np.minimum(self.comm_dropouts + units, _UNIT_MAX16), self.comm_dropouts)
+        self.comm_dead = np.where(learning, np.minimum(self.comm_dead + units, _UNIT_MAX16), self.comm_dead)
 
     def intermittent(self, dead_q12: np.ndarray) -> None:
         """td_sensor_intermittent: each inference's dead share into the CUSUM of dead time
@@ -524,14 +524,14 @@ class MonitorTwin:
         if cfg.dropout_limit == 0 or not (dead_q12.any() or self.dropout_cusum.any()):
             return  # nothing dead and every CUSUM at zero: an increment <= 0 leaves them there
         judged = ~self.commissioning()
-        share = round_shift(self.comm_dropouts, PROB_FRAC_BITS - Z_FRAC_BITS) if cfg.commission_n > 0 else 0
+        share = round_shift(self.comm_dead, PROB_FRAC_BITS - Z_FRAC_BITS) if cfg.commission_n > 0 else 0
         increment = dead_q12 - share - cfg.dropout_margin
         cusum, start = cusum_step(self.dropout_cusum, increment, self.dropout_start, self.t)
         self.dropout_cusum = np.where(judged, cusum, self.dropout_cusum)
         self.dropout_start = np.where(judged, start, self.dropout_start)
         self._latch(ALARM_SENSOR_FAULT, judged & (self.dropout_cusum >= cfg.dropout_limit), self.dropout_start)
 
-    KEPT = ("commission_count", "comm_dropouts", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy",
+    KEPT = ("commission_count", "comm_dead", "comm_z_mean", "comm_z_scale", "comm_confidence", "comm_entropy",
             "comm_prior", "comm_centre_weight")
 
     def kept_commission(self, stream: int = 0) -> dict[str, np.ndarray]:
@@ -740,7 +740,7 @@ class MonitorTwin:
         blocks = self.input_blocks
         held = (blocks > 0) & (self.input_sound == 0)
         dead_q12 = (self.input_dead << Z_FRAC_BITS) // np.maximum(blocks, 1)
-        self.input_blocks, self.input_dead, self.input_sound = (np.zeros_like(blocks),) * 3
+        self.input_blocks, self.input_dead, self.input_sound = (np.zeros_like(blocks) for _ in range(3))
         self.dead_count(dead_q12, learning)
         raw_mean, raw_var, (mean, excess, moved) = self.moments(sample, with_moved=full, held=held)
         confidence, entropy, raw_label, predicted = self.outputs(sample, held)

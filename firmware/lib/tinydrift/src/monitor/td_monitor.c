@@ -146,7 +146,7 @@ void td_monitor_reset(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->dropout_cusum = 0;
     state->dropout_start = 0;
     state->commission.count = 0;
-    state->commission.dropouts = 0;
+    state->commission.dead = 0;
     for (i = 0; i < TD_MONITOR_MAX_SUMMARY; ++i) {
         state->commission.z_mean[i] = 0;
         state->commission.z_scale[i] = 0;
@@ -241,9 +241,9 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
     state->input_sound = 0;
     if (td_monitor_commissioning(state, config)) {
         /* before the scores: this inference may be the one that finishes commissioning */
-        const uint32_t sum = (uint32_t)state->commission.dropouts +
+        const uint32_t sum = (uint32_t)state->commission.dead +
                              (uint32_t)td_round_shift_s32(dead_q12, TD_Z_FRAC_BITS - TD_COMMISSION_DEAD_BITS);
-        state->commission.dropouts = (uint16_t)(sum < UINT16_MAX ? sum : UINT16_MAX);
+        state->commission.dead = (uint16_t)(sum < UINT16_MAX ? sum : UINT16_MAX);
     }
     td_monitor_answer(state, config, probs, result);
     if (held) {

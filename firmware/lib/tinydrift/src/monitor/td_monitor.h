@@ -262,7 +262,7 @@ typedef struct {
 /* The commissioning reference: sums while commissioning, the reference once learned. */
 typedef struct {
     uint16_t count;                              /* inferences learned so far (<= commission_n) */
-    uint16_t dropouts;                           /* dead share of each inference meanwhile, summed
+    uint16_t dead;                               /* dead share of each inference meanwhile, summed
                                                     (1/64 units, saturating), then their mean
                                                     over all inferences (Q16) */
     int32_t z_mean[TD_MONITOR_MAX_SUMMARY];      /* sum of z, then its mean (Q12) */
@@ -306,7 +306,7 @@ typedef struct {
     uint8_t sensor_flags;                        /* the last block's conditions | faults << 4 */
     uint8_t ddm_in_warning;                      /* DDM: 1 while p + s is at the warning level */
     uint32_t sensor_run_start[TD_SENSOR_CONDITION_COUNT];
-    int32_t dropout_cusum;                       /* CUSUM of dropouts over their share (Q12) */
+    int32_t dropout_cusum;                       /* CUSUM of dead time over its share (Q12) */
     uint32_t dropout_start;                      /* inference where it last left zero */
     td_commission_t commission;                  /* the device's own reference (reported apart) */
     /* Long-run spread of each score's z (td_monitor_spread.c); a reset keeps what was learned */

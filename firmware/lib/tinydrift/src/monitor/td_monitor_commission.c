@@ -97,10 +97,10 @@ void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_co
     /* the dead share of all inferences meanwhile, which td_sensor_intermittent allows for:
      * t counts them since the reset that began commissioning, held ones too */
     {
-        const int64_t share = td_div_round_s64((int64_t)state->commission.dropouts
+        const int64_t share = td_div_round_s64((int64_t)state->commission.dead
                                                    << (TD_PROB_FRAC_BITS - TD_COMMISSION_DEAD_BITS),
                                                (int64_t)state->t);
-        state->commission.dropouts = (uint16_t)(share < UINT16_MAX ? share : UINT16_MAX);
+        state->commission.dead = (uint16_t)(share < UINT16_MAX ? share : UINT16_MAX);
     }
     state->commission.centre_weight[0] = (uint16_t)(n << TD_CENTRE_COMMISSION_SHIFT);
     state->commission.centre_weight[1] = state->commission.centre_weight[0];

@@ -32,7 +32,7 @@ void td_sensor_intermittent(td_monitor_state_t *state, const td_monitor_config_t
         if (td_monitor_commissioning(state, config)) {
             return;
         }
-        share = td_round_shift_s32(state->commission.dropouts, TD_PROB_FRAC_BITS - TD_Z_FRAC_BITS);
+        share = td_round_shift_s32(state->commission.dead, TD_PROB_FRAC_BITS - TD_Z_FRAC_BITS);
     }
     (void)td_cusum_step(&state->dropout_cusum, &state->dropout_start,
                         dead_q12 - share - (int32_t)config->dropout_margin, TD_CUSUM_MAX, state->t);
