@@ -335,14 +335,17 @@ def test_a_reboot_keeps_the_reference_so_a_drift_across_it_still_alarms(app_gcc,
                 assert app.command(P.Reset(0)).result == ACK_OK
                 app.replayer.drain(0.1)
             assert app.stop() == ""
-        banner = app.frames(P.TextLine)[0].text
+        lines = [line.text for line in app.frames(P.TextLine)]
         device = device_inferences(app.items)
         if twin is not None:
             assert compare(device, expected_inferences(list(audio), model, config, twin=twin),
                            bytes.fromhex(ref["model_id"])) == []
         frames = [f for f, _ in device]
         first_drift = next((f.inference_index for f in frames if f.alarm_bits & ALARM_DATA_DRIFT), None)
-        return banner.rsplit(" ", 1)[-1], first_drift
+        said.append(lines[1:])
+        return lines[0].rsplit(" ", 1)[-1], first_drift
+
+    said = []
 
     first = MonitorTwin(config, 1)
     assert boot(keep, clean, twin=first) == ("reference=learning", None)
@@ -354,12 +357,42 @@ def test_a_reboot_keeps_the_reference_so_a_drift_across_it_still_alarms(app_gcc,
     rebooted.restore_commission(learned.kept_commission())
     reference_kept, alarm = boot(keep, noisy, twin=rebooted)
     assert reference_kept == "reference=kept" and alarm is not None  # within its 30 noisy clips
+    # the reference in effect, as the app says once it is: learned, then kept, the same share
+    dead = dead_share_text(int(learned.comm_dead[0]))
+    assert said == [[f"tinydrift app reference=learned dead={dead}"], [f"tinydrift app reference=kept dead={dead}"]]
     assert boot(None, noisy) == ("reference=learning", None)  # nothing kept: the noise is learned
     keep.write_bytes(kept[:40] + bytes([kept[40] ^ 1]) + kept[41:])
     assert boot(keep, noisy[:5]) == ("reference=learning", None)  # torn: not taken
     keep.write_bytes(kept)
     assert boot(keep, noisy[:1], reset_after=True)[0] == "reference=kept"
     assert boot(keep, noisy[:1])[0] == "reference=learning"  # the RESET forgot it
+
+
+def dead_share_text(share_q16: int) -> str:
+    """A dead share (Q16) as the app prints it: tenths of a percent, rounded."""
+    tenths = (share_q16 * 1000 + 32768) >> 16
+    return f"{tenths // 10}.{tenths % 10}%"
+
+
+def test_the_app_says_how_much_of_its_sensor_was_dead_while_it_learned(app_gcc, clips, reference):
+    """A sensor already failing on and off as the device learns its reference is learned as
+    normal (trial 22: nothing said so): once commissioning ends, the app's line gives the
+    dead share it learned, as the twin learns it."""
+    from tinydrift.monitor.twin import MonitorTwin
+
+    model, config, ref = reference
+    audio = np.tile(clips, (config.commission_n // len(clips) + 2, 1))[:config.commission_n + 2]
+    audio[::3, -4000:] = 0  # a quarter second dead in every third clip
+    twin = MonitorTwin(config, 1)
+    with HostApp(app_gcc) as app:
+        app.replayer.replay(list(audio))
+        app.replayer.drain(0.1)
+        assert app.stop() == ""
+    assert compare(device_inferences(app.items), expected_inferences(list(audio), model, config, twin=twin),
+                   bytes.fromhex(ref["model_id"])) == []
+    dead = dead_share_text(int(twin.comm_dead[0]))
+    assert 0.05 < float(dead[:-1]) / 100 < 0.1
+    assert [line.text for line in app.frames(P.TextLine)][1:] == [f"tinydrift app reference=learned dead={dead}"]
 
 
 def check_labels_latch_error_rate(executable, clips: np.ndarray, config: MonitorConfig) -> None:

@@ -4,6 +4,7 @@ simulated drifting device; bad databases are refused with a clear message."""
 from __future__ import annotations
 
 import dataclasses
+import html
 
 import json
 import random
@@ -808,6 +809,46 @@ def test_a_reset_after_a_boot_that_kept_its_reference_is_commissioning_again(tmp
     assert write_report(tmp_path / "reset.db", tmp_path / "r").commissioning == (
         "still commissioning: the monitor learns its reference on the first 300 inferences after a reset and judges "
         "none of them, and this capture ends at inference 120")
+
+
+def test_the_report_says_how_much_of_the_sensor_was_dead_while_the_reference_was_learned(tmp_path):
+    """A sensor already failing on and off as the device learns its reference is learned as
+    normal (trial 22: nothing said so). The app's line on the reference in effect gives the
+    dead share; the report shows it, points out a large one, and drops it once a RESET has
+    made the device learn again."""
+    import time
+
+    from test_capture import hello
+
+    classes = ",".join(f"c{k}" for k in range(12))
+    boot = f"tinydrift app board=host model={MODEL_HASH[:8].hex()} classes={classes} commission=300"
+    rng = random.Random(7)
+    inferences = [P.typical_inference(k, k, MODEL_HASH[:8], rng) for k in range(1, 321)]
+
+    def report(name, *chunks):
+        def send(conn):
+            for chunk in chunks:  # one read each: a RESET's HELLO comes after the line it voids
+                conn.sendall(chunk)
+                time.sleep(0.3)
+        device = TcpDevice(send)
+        capture(device.url, tmp_path / f"{name}.db", reconnect_timeout=0)
+        return write_report(tmp_path / f"{name}.db", tmp_path / name)
+
+    def frames(items):
+        return b"".join(P.encode(f) for f in items)
+
+    kept = report("kept", f"{boot} reference=kept\ntinydrift app reference=kept dead=12.5%\n".encode()
+                  + frames([hello(0)] + inferences[:20]))
+    assert kept.reference.startswith("kept from an earlier boot; 12.5 % of the sensor's blocks were dead")
+    assert "check it" in kept.reference and html.escape(kept.reference) in (tmp_path / "kept" / "index.html").read_text()
+    learned = report("learned", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
+                     b"tinydrift app reference=learned dead=0.4%\n" + frames(inferences[300:]))
+    assert learned.reference.startswith("learned on the device; 0.4 % of") and "check it" not in learned.reference
+    reset = report("reset", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
+                   b"tinydrift app reference=learned dead=0.4%\n" + frames(inferences[300:305]),
+                   frames([P.Ack(306, 7, 0, int(P.FrameType.RESET), 0), hello(307)]))
+    assert reset.reference is None
+    assert report("none", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:20])).reference is None
 
 
 def test_without_a_model_folder_the_app_s_boot_line_says_the_monitor_commissions(tmp_path):

@@ -33,7 +33,7 @@ from tinydrift.link.replay import ACK_RESULTS  # noqa: E402
 from tinydrift.frontend import SAMPLE_RATE  # noqa: E402
 from tinydrift.monitor.channels import moved_text  # noqa: E402
 from tinydrift.monitor.accuracy_estimate import accuracy_estimate  # noqa: E402
-from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, label_runs, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
+from tinydrift.logbook.store import AlarmSeverity, DbSummary, alarm_severity, banner_commission_n, banner_fields, check_model_matches, confident_by_class, device_hello, heard_mix, label_runs, LABEL_STATES, load_model_info, ModelInfo, open_db, read_detections, read_inferences, read_labels, read_summary, monitor_resets, reference_in_effect, run_starts, runs_no_monitor, still_commissioning, summary_channels, NO_MONITOR  # noqa: E402
 
 DEFAULT_FRAC_BITS = 12  # td_monitor's CUSUMs are Q12
 NO_LEVEL = 1 << 30  # td_monitor's "never" level (TD_CUSUM_MAX)
@@ -222,6 +222,7 @@ class ReportResult:
     runs: int = 1  # runs of the device's inference count (it starts again after a RESET or a restart)
     first_alarm_run: int = 1  # the run the first alarm latched in
     truth_unread: str | None = None  # why a truth given was not read against the inferences
+    reference: str | None = None  # the reference in effect, as the app's line said (reference_text)
 
     def line(self) -> str:
         s = self.summary
@@ -240,6 +241,32 @@ class ReportResult:
             alarm += f"; {self.truth_unread}"
         return (f"report {self.out_dir / 'index.html'}: {s.frames} frames ({self.inference_frames} inferences"
                 f"{detections}), {s.lost} lost, {s.corrupt} corrupt, {s.foreign} foreign; {alarm}")
+
+
+# A dead share the report points out: a sensor failing on and off as the device learned
+# its reference is learned as normal (quiet rooms whose pauses round to exact zeros gave up to
+# 14 % on real recordings turned down 36 dB).
+DEAD_SHARE_NOTED = 10.0
+
+
+def reference_text(fields: dict[str, str]) -> str | None:
+    """What the app's reference line says, for people: kept or learned, and the share of the
+    sensor's blocks dead while it was learned, which the test of a sensor that fails on and
+    off allows for; None without such a line."""
+    how = {"kept": "kept from an earlier boot", "learned": "learned on the device"}.get(fields.get("reference", ""))
+    dead = fields.get("dead", "")
+    try:
+        share = float(dead.rstrip("%"))
+    except ValueError:
+        return None
+    if how is None:
+        return None
+    text = (f"{how}; {share:.1f} % of the sensor's blocks were dead while it was learned (the test of a sensor "
+            "that fails on and off allows that share, plus its margin)")
+    if share >= DEAD_SHARE_NOTED:
+        text += ("; that much is rare for a working sensor, and one already failing as the device learned is taken "
+                 "as normal: check it, and reset the monitor (`tinydrift replay --reset`) once it is mended")
+    return text
 
 
 def _of_run(run: int, runs: int) -> str:
@@ -520,6 +547,7 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
     accuracy = true_accuracy(truth, data, monotonic) if truth is not None and n else {}
     prior, atc_threshold = (info.class_prior, info.atc_threshold) if info is not None else (None, None)
     banner = banner_fields(conn, hello)
+    reference = None if runs_no_monitor(hello) else reference_text(reference_in_effect(conn))
     commission_n = banner_commission_n(banner, info.commission_n if info is not None else None)
     commissioning = NO_MONITOR if runs_no_monitor(hello) else (
         still_commissioning(commission_n, int(index[-1]), bool(np.any(data["alarm_bits"][starts[-1]:] & 0x1F)),
@@ -542,10 +570,11 @@ def _write_report(conn: sqlite3.Connection, db_path: str | Path, out_dir: str | 
                                              severities, len(detections["id"]), wakes, labels, commissioning,
                                              runs, first_alarm_run, resets,
                                              _moved_at_alarm(data, info, hello),
-                                             tuple(info.labels) if info is not None else None, answers))
+                                             tuple(info.labels) if info is not None else None, answers,
+                                             reference))
     return ReportResult(out_dir, files, summary, n, severities, len(detections["id"]), wakes,
                         {name: true for name, (true, _) in accuracy.items()}, commissioning, true_severity,
-                        runs, first_alarm_run, truth_unread)
+                        runs, first_alarm_run, truth_unread, reference)
 
 
 def _wakes_html(detection_frames: int, wakes: list[WakeEvent]) -> str:
@@ -634,7 +663,8 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
           truth_rows: list[tuple[str, str]], severities: list[AlarmSeverity], detection_frames: int = 0,
           wakes: list[WakeEvent] = (), labels: list[dict] = (), commissioning: str | None = None,
           runs: int = 1, first_alarm_run: int = 1, resets: int = 0, moved_at_alarm: str | None = None,
-          class_names: tuple[str, ...] | None = None, answers: list[int | None] | None = None) -> str:
+          class_names: tuple[str, ...] | None = None, answers: list[int | None] | None = None,
+          reference: str | None = None) -> str:
     esc = html.escape
     first_alarm = (f"inference {s.first_alarm[0]}{_of_run(first_alarm_run, runs)}: {', '.join(s.first_alarm[1])}"
                    + (f" (estimated change point {s.first_change})" if s.first_change else "")
@@ -654,6 +684,7 @@ def _html(db_path, s: DbSummary, thresholds: Thresholds, hello, images: list[Pat
         ("thresholds from", thresholds.source), ("first alarm", first_alarm),
         *((("input channels moved at the first alarm", moved_at_alarm),) if moved_at_alarm else ()),
         *((("monitor", commissioning),) if commissioning else ()),
+        *((("monitor reference", reference),) if reference else ()),
         *((f"alarm {a.name}{f' (run {a.run})' if runs > 1 else ''}", a.line()) for a in severities), *truth_rows,
     ]
     table = "\n".join(f"<tr><th>{esc(str(k))}</th><td>{esc(str(v))}</td></tr>" for k, v in rows)

@@ -1318,6 +1318,24 @@ def banner_fields(conn: sqlite3.Connection, hello: "P.Hello | None") -> dict[str
     return {}
 
 
+def reference_in_effect(conn: sqlite3.Connection) -> dict[str, str]:
+    """The app's latest line on the reference in effect ("tinydrift app reference=kept|learned
+    dead=3.1%"), as fields, if it still holds; {} if none came or a RESET has forgotten it.
+    A kept one is printed at its boot, before that boot's HELLO; a learned one after the
+    inference that ended commissioning, and a RESET sends a HELLO that starts learning anew."""
+    row = conn.execute("SELECT line, received_at FROM text_lines WHERE line LIKE 'tinydrift app reference=%' "
+                       "ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return {}
+    fields = dict(part.split("=", 1) for part in row[0].strip().split(" ")[2:] if "=" in part)
+    if fields.get("reference") == "kept":
+        return fields if _hellos_since(conn, row[1]) <= 1 else {}
+    # learned mid-run: a HELLO read with it (one read of the port shares its time) came before it
+    later = conn.execute("SELECT COUNT(*) FROM frames WHERE type=? AND received_at>?",
+                         (int(P.FrameType.HELLO), row[1])).fetchone()[0]
+    return fields if later == 0 else {}
+
+
 def _hellos_since(conn: sqlite3.Connection, since: float) -> int:
     """HELLO frames received from `since` on (what one read of the port brings shares its
     time): one a boot, one more a RESET. Counted, not parsed: the live view asks at each

@@ -212,6 +212,21 @@ static void td_app_print_banner(const td_app_t *app)
     td_port_print("\n");
 }
 
+#if TD_APP_HAS_MONITOR
+void td_app_print_reference(const td_app_t *app, const char *how)
+{
+    /* the dead share (Q16) in tenths of a percent, rounded */
+    const uint32_t tenths = ((uint32_t)app->monitor.commission.dead * 1000u + 32768u) >> 16;
+    td_port_print("tinydrift app reference=");
+    td_port_print(how);
+    td_port_print(" dead=");
+    td_app_print_u32(tenths / 10u);
+    td_port_print(".");
+    td_app_print_u32(tenths % 10u);
+    td_port_print("%\n");
+}
+#endif
+
 int td_app_init(td_app_t *app, const td_app_options_t *options)
 {
     if (options->stride_samples < 1u || options->stride_samples > TD_APP_WINDOW_SAMPLES ||
@@ -253,6 +268,11 @@ int td_app_init(td_app_t *app, const td_app_options_t *options)
     app->rx_errors = 0;
     app->inferences_total = 0;
     td_app_print_banner(app);
+#if TD_APP_HAS_MONITOR
+    if (app->reference_restored) {
+        td_app_print_reference(app, "kept");
+    }
+#endif
     td_app_send_hello(app);
     return 0;
 }

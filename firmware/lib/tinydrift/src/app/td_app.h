@@ -297,6 +297,11 @@ const td_monitor_config_t *td_app_monitor_config(void); /* the generated model's
 void td_app_keep_restore(td_app_t *app);
 void td_app_keep_after_update(td_app_t *app);
 void td_app_keep_forget(td_app_t *app);
+/* A text line for people and the capture once a reference is in effect, kept or just learned:
+ * "tinydrift app reference=kept|learned dead=3.1%", the share of the sensor's blocks that
+ * were dead while it was learned (the test of a sensor that fails on and off allows that
+ * much, plus its margin): a sensor already failing as it was installed shows here. */
+void td_app_print_reference(const td_app_t *app, const char *how);
 #endif
 void td_app_fill_hello(const td_app_t *app, td_proto_hello_t *hello); /* as sent at boot; STATUS's tail too */
 void td_app_send_hello(td_app_t *app);

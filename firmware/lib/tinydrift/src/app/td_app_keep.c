@@ -7,7 +7,8 @@
  * forgotten only by the host's RESET ("this is normal now": the device learns anew and
  * keeps that one). A record of another model or build, or torn by a power cut mid-save,
  * fails its check and is not taken: the device then learns, as on a board that keeps
- * nothing. The boot line says which (`reference=kept` or `reference=learning`).
+ * nothing. The boot line says which (`reference=kept` or `reference=learning`), and a line
+ * "tinydrift app reference=kept|learned dead=N.N%" follows once one is in effect.
  */
 #include <string.h>
 
@@ -60,6 +61,7 @@ void td_app_keep_after_update(td_app_t *app)
     }
     /* once a run, saved or not: a board that keeps nothing is not asked again and again */
     app->reference_kept = 1;
+    td_app_print_reference(app, "learned");
     memset(&record, 0, sizeof record); /* padding too: the check reads every byte */
     record.magic = TD_APP_KEEP_MAGIC;
     record.size = (uint32_t)sizeof record;
