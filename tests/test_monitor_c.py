@@ -747,14 +747,15 @@ def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commis
     assert last(base, every(3, 10, change))[2] == 0
 
 
-def dead_block_events(dead: np.ndarray, blocks_per_inference: int) -> np.ndarray:
-    """A block timeline, `blocks_per_inference` sensor blocks then an inference: digital zeros
-    (pcm[0:320], stuck) where `dead`, noise (pcm[320:640]) elsewhere."""
+def dead_block_events(kinds: np.ndarray, blocks_per_inference: int) -> np.ndarray:
+    """A block timeline, `blocks_per_inference` sensor blocks then an inference: noise
+    (pcm[320:640]) where `kinds` is 0, digital zeros (pcm[0:320], stuck) where 1 (or True),
+    noise 3,000 levels up (pcm[640:960], an offset block, as loud speech gives) where 2."""
     from tinydrift.monitor.twin import EVENT_INFERENCE, EVENT_SENSOR
 
     events = []
-    for i, inference in enumerate(dead.reshape(-1, blocks_per_inference)):
-        events += [[EVENT_SENSOR, 0 if lost else 320, 320] for lost in inference] + [[EVENT_INFERENCE, i, 0]]
+    for i, inference in enumerate(np.asarray(kinds, int).reshape(-1, blocks_per_inference)):
+        events += [[EVENT_SENSOR, (320, 0, 640)[kind], 320] for kind in inference] + [[EVENT_INFERENCE, i, 0]]
     return np.asarray(events, dtype=np.int32)
 
 
@@ -763,8 +764,10 @@ def test_dead_time_counts_wherever_it_falls_against_the_inference_windows():
     (200 blocks), none ever covering a whole inference: a second dead of every three and 0.9 s
     of every second, both shifted half a second, and half of every second straddling two
     windows, latch SENSOR_FAULT soon after the change, in C and twin alike; a device whose
-    pauses read dead for up to 30 blocks of every 50 since commissioning stays quiet. An
-    inference fed 300 blocks (its counters halve past 255) counts as half dead if half are."""
+    pauses read dead for up to 30 blocks of every 50 since commissioning stays quiet, and so
+    does one whose blocks read as offset half of every second (loud speech: the signal is
+    there). An inference fed 300 blocks (its counters halve past 255) counts as half dead if
+    half are."""
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(29)
@@ -773,7 +776,8 @@ def test_dead_time_counts_wherever_it_falls_against_the_inference_windows():
         stuck_variance=0, persist_blocks=np.array([50, 50, 200, 0]), dc_level=2000, silence_variance=100,
         clip_level=32767, clip_rate_q16=cfgmod.ONE_Q16 // 100, clip_drift_q16=0,
         dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=4 << 12)
-    pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320)]).round().astype(np.int16)
+    noise = rng.normal(0, 1000, 320)
+    pcm = np.concatenate([np.zeros(320), noise, noise + 3000]).round().astype(np.int16)
     n, change, per = 100, 60, 50
     summaries = np.repeat(base.ref_mean[None], n, axis=0)
     probs = np.full((n, 4), -128, dtype=np.int8)
@@ -801,6 +805,8 @@ def test_dead_time_counts_wherever_it_falls_against_the_inference_windows():
         assert alarms == cfgmod.ALARM_SENSOR_FAULT and change < alarm_time <= change + 30, name
         assert change - 2 <= change_time <= change + 3, name
     assert last(np.zeros(n * per, bool)) == (0, 0, 0)
+    # offset blocks, half of every second, are no dead time (the offset fault needs 50 in a row)
+    assert last(failing((block - 12) % 50 < 25) * 2) == (0, 0, 0)
     pauses = np.concatenate([block[k * per:(k + 1) * per] % per < d for k, d in enumerate(rng.integers(0, 31, n))])
     assert last(pauses)[2] == 0
     # 300 blocks an inference, 75 dead and 75 sound by turns: half dead

@@ -987,7 +987,7 @@ class AlarmSeverity:
             # what a faulty sensor gives (silence, a constant, a black frame), all the time or on
             # and off, says nothing of the scene
             return (f"accuracy estimate {self.basis}, the sensor's input is dead, stuck or failing on and off, and "
-                    f"tells nothing of the scene{change}")
+                    f"what it gives while it fails tells nothing of the scene{change}")
         now = f"{100 * self.accuracy_now:.1f} % now"
         if self.impact_points is None:
             at = f" (~inference {self.change_index})" if self.change_index else ""

@@ -949,13 +949,13 @@ class MonitorTwin:
                 last_faults |= np.where(fault[:, -1], 1 << c, 0)
             self.sensor_run[:, c] = np.where(active, run[:, -1], self.sensor_run[:, c])
             self.sensor_run_start[:, c] = np.where(active & begins.any(axis=1), now, start_before)
-        # Counted for the inference these blocks feed: dead (a condition that persists into
-        # a fault, other than clipping), sound (none); td_monitor_update holds an inference
+        # Counted for the inference these blocks feed: dead (stuck or flat, where that persists
+        # into a fault), sound (no such condition at all); td_monitor_update holds an inference
         # without a sound block out of every score and adds its dead share to the CUSUM of
         # dead time. At TD_SENSOR_INPUT_MAX_BLOCKS all three halve, rounding up.
         if nb > 0:
             pending = conditions & self._pending_conditions
-            dead = ((pending & ~SENSOR_CLIPPING) != 0).astype(np.int64)
+            dead = ((pending & (SENSOR_STUCK | SENSOR_SILENCE)) != 0).astype(np.int64)
             sound = (pending == 0).astype(np.int64)
             counts = [self.input_blocks, self.input_dead, self.input_sound]
             if (counts[0] + nb <= SENSOR_INPUT_MAX_BLOCKS).all():

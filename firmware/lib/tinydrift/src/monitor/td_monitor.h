@@ -82,9 +82,10 @@ enum {
 #define TD_SENSOR_CONDITION_COUNT 4
 #define TD_SENSOR_FAULT_SHIFT 4
 /* The sensor blocks since the last update, counted for the inference they feed (the
- * state's input_* counters): a block is dead if it has a condition that becomes a fault when
- * it persists, other than clipping (stuck, flat or offset: the signal lost), and sound if it
- * has none (a block clipping alone is neither: saturated, the scene or speech still in it).
+ * state's input_* counters): a block is dead if it is stuck or flat and that condition
+ * becomes a fault when it persists (the signal lost), and sound if it has no such condition
+ * at all (a block clipping or offset only is neither: the scene or speech is still in it, and
+ * loud speech gives a 20 ms block a large mean now and then).
  * An inference without a sound block is held out of every score (td_monitor_update); its
  * dead blocks' share counts toward a sensor that fails on and off (td_sensor_intermittent.c).
  * The counters hold up to this many blocks, then all three halve (rounding up, so a count

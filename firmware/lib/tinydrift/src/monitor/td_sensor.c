@@ -11,8 +11,8 @@
  * share of clipping blocks that holds its level latches DATA_DRIFT, an upstream change, at
  * a block that clips (the clipping still going on).
  * An inference whose every block came with a condition that can become a fault enters no
- * score (td_monitor_update): what the sensor spoiled is sensor health's to judge; one whose
- * every block lost the signal is a dropout (td_sensor_intermittent.c).
+ * score (td_monitor_update): what the sensor spoiled is sensor health's to judge; the share of
+ * its blocks that lost the signal (stuck or flat) is dead time (td_sensor_intermittent.c).
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
@@ -149,7 +149,7 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
         state->input_sound = (uint8_t)((state->input_sound + 1u) >> 1);
     }
     state->input_blocks += 1;
-    if ((pending & ~TD_SENSOR_CLIPPING) != 0) {
+    if ((pending & (TD_SENSOR_STUCK | TD_SENSOR_SILENCE)) != 0) {
         state->input_dead += 1;
     } else if (pending == 0) {
         state->input_sound += 1;

@@ -1,6 +1,6 @@
 /*
  * A sensor that fails on and off: a CUSUM of dead time, the share of each inference's sensor
- * blocks that lost the signal (stuck, flat or offset; see TD_SENSOR_INPUT_MAX_BLOCKS).
+ * blocks that lost the signal (stuck or flat; see TD_SENSOR_INPUT_MAX_BLOCKS).
  *
  * A flagged run becomes a fault only when it lasts persist_blocks blocks, and an inference
  * without a sound block enters no score, so a microphone dead three seconds of every four, or
@@ -14,9 +14,10 @@
  * without commissioning allows dropout_margin alone. Reaching dropout_limit latches
  * SENSOR_FAULT, dated where the CUSUM last left zero.
  *
- * Saturation alone is no dropout: an overexposed camera's brightest frames, or a microphone
- * turned up into the rail, still carry the scene or the speech, and are an upstream change
- * (DATA_DRIFT) unless they persist into the clipping fault.
+ * Saturation or an offset alone is no dead time: an overexposed camera's brightest frames, a
+ * microphone turned up into the rail, or loud speech whose 20 ms blocks read as offset now
+ * and then, still carry the scene or the speech, and are an upstream change (DATA_DRIFT)
+ * unless they persist into the clipping or offset fault.
  */
 #include "td_monitor.h"
 #include "td_monitor_fixed.h"
