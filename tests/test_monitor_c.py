@@ -685,6 +685,17 @@ def test_the_loudness_limit_latches_a_quieter_microphone_that_the_mean_score_doe
     assert alarms & cfgmod.ALARM_DATA_DRIFT
 
 
+def sensor_only_config(rng: np.random.Generator, *, commission_n: int, persist_blocks: list[int],
+                       dropout_limit: int) -> cfgmod.MonitorConfig:
+    """A random config whose only alarms are sensor health's: no score, no light clipping,
+    the test of a sensor that fails on and off at an eighth over the commissioning share."""
+    return synthetic.random_config(rng, 12, 4).replace(
+        commission_n=commission_n, enabled_scores=0, loudness_limit=0, quiet_limit=0,
+        score_limit=np.zeros(cfgmod.SCORE_COUNT), stuck_variance=0, persist_blocks=np.array(persist_blocks),
+        dc_level=2000, silence_variance=100, clip_level=32767, clip_rate_q16=cfgmod.ONE_Q16 // 100,
+        clip_drift_q16=0, dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=dropout_limit)
+
+
 def dropout_events(kinds: np.ndarray) -> np.ndarray:
     """One inference a step, after one sensor block: noise (pcm[320:640]) where `kinds` is 0,
     digital zeros (pcm[0:320], stuck: a dropout) where 1, the rail (pcm[640:960], clipping: held
@@ -708,11 +719,7 @@ def test_a_sensor_that_fails_on_and_off_is_a_sensor_fault_above_the_share_commis
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(23)
-    base = synthetic.random_config(rng, 12, 4).replace(
-        commission_n=50, enabled_scores=0, loudness_limit=0, quiet_limit=0, score_limit=np.zeros(cfgmod.SCORE_COUNT),
-        stuck_variance=0, persist_blocks=np.array([20, 50, 20, 0]), dc_level=2000, silence_variance=100,
-        clip_level=32767, clip_rate_q16=cfgmod.ONE_Q16 // 100, clip_drift_q16=0,
-        dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=8 << 12)
+    base = sensor_only_config(rng, commission_n=50, persist_blocks=[20, 50, 20, 0], dropout_limit=8 << 12)
     pcm = np.concatenate([np.zeros(320), rng.normal(0, 1000, 320), np.tile([32767, -32768], 160)])
     pcm = pcm.round().astype(np.int16)
     n = 2000
@@ -771,11 +778,7 @@ def test_dead_time_counts_wherever_it_falls_against_the_inference_windows():
     from tinydrift.monitor.twin import EVENT_INFERENCE
 
     rng = np.random.default_rng(29)
-    base = synthetic.random_config(rng, 12, 4).replace(
-        commission_n=20, enabled_scores=0, loudness_limit=0, quiet_limit=0, score_limit=np.zeros(cfgmod.SCORE_COUNT),
-        stuck_variance=0, persist_blocks=np.array([50, 50, 200, 0]), dc_level=2000, silence_variance=100,
-        clip_level=32767, clip_rate_q16=cfgmod.ONE_Q16 // 100, clip_drift_q16=0,
-        dropout_margin=cfgmod.ONE_Q12 // 8, dropout_limit=4 << 12)
+    base = sensor_only_config(rng, commission_n=20, persist_blocks=[50, 50, 200, 0], dropout_limit=4 << 12)
     noise = rng.normal(0, 1000, 320)
     pcm = np.concatenate([np.zeros(320), noise, noise + 3000]).round().astype(np.int16)
     n, change, per = 100, 60, 50
