@@ -840,10 +840,10 @@ def test_the_report_says_how_much_of_the_sensor_was_dead_while_the_reference_was
     kept = report("kept", f"{boot} reference=kept\ntinydrift app reference=kept dead=12.5%\n".encode()
                   + frames([hello(0)] + inferences[:20]))
     assert kept.reference.startswith("kept from an earlier boot; 12.5 % of the sensor's blocks were dead")
-    assert "check it" in kept.reference and html.escape(kept.reference) in (tmp_path / "kept" / "index.html").read_text()
+    assert "check the sensor" in kept.reference and html.escape(kept.reference) in (tmp_path / "kept" / "index.html").read_text()
     learned = report("learned", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
                      b"tinydrift app reference=learned dead=0.4%\n" + frames(inferences[300:]))
-    assert learned.reference.startswith("learned on the device; 0.4 % of") and "check it" not in learned.reference
+    assert learned.reference.startswith("learned on the device; 0.4 % of") and "check the sensor" not in learned.reference
     reset = report("reset", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
                    b"tinydrift app reference=learned dead=0.4%\n" + frames(inferences[300:305]),
                    frames([P.Ack(306, 7, 0, int(P.FrameType.RESET), 0), hello(307)]))
