@@ -952,21 +952,22 @@ class MonitorTwin:
         # Counted for the inference these blocks feed: dead (stuck or flat, where that persists
         # into a fault), sound (no such condition at all); td_monitor_update holds an inference
         # without a sound block out of every score and adds its dead share to the CUSUM of
-        # dead time. At TD_SENSOR_INPUT_MAX_BLOCKS all three halve, rounding up.
+        # dead time. At TD_SENSOR_INPUT_MAX_BLOCKS both counts halve, rounding up.
         if nb > 0:
             pending = conditions & self._pending_conditions
             dead = ((pending & (SENSOR_STUCK | SENSOR_SILENCE)) != 0).astype(np.int64)
-            sound = (pending == 0).astype(np.int64)
-            counts = [self.input_blocks, self.input_dead, self.input_sound]
-            if (counts[0] + nb <= SENSOR_INPUT_MAX_BLOCKS).all():
-                counts = [counts[0] + nb, counts[1] + dead.sum(axis=1), counts[2] + sound.sum(axis=1)]
+            blocks, n_dead = self.input_blocks, self.input_dead
+            if (blocks + nb <= SENSOR_INPUT_MAX_BLOCKS).all():
+                blocks, n_dead = blocks + nb, n_dead + dead.sum(axis=1)
             else:
                 for k in range(nb):
-                    full = counts[0] == SENSOR_INPUT_MAX_BLOCKS
-                    counts = [np.where(full, (x + 1) >> 1, x) for x in counts]
-                    counts = [counts[0] + 1, counts[1] + dead[:, k], counts[2] + sound[:, k]]
-            self.input_blocks, self.input_dead, self.input_sound = (
-                np.where(active, new, old) for new, old in zip(counts, (self.input_blocks, self.input_dead, self.input_sound)))
+                    full = blocks == SENSOR_INPUT_MAX_BLOCKS
+                    blocks, n_dead = np.where(full, (blocks + 1) >> 1, blocks), np.where(full, (n_dead + 1) >> 1, n_dead)
+                    blocks, n_dead = blocks + 1, n_dead + dead[:, k]
+            sound = (pending == 0).any(axis=1)
+            self.input_blocks = np.where(active, blocks, self.input_blocks)
+            self.input_dead = np.where(active, n_dead, self.input_dead)
+            self.input_sound = np.where(active & sound, 1, self.input_sound)
         clip_first = self._light_clipping(conditions, active)
         # Block by block as the C does: light clipping only before any SENSOR_FAULT (a fault in
         # the same block comes first).

@@ -88,8 +88,8 @@ enum {
  * loud speech gives a 20 ms block a large mean now and then).
  * An inference without a sound block is held out of every score (td_monitor_update); its
  * dead blocks' share counts toward a sensor that fails on and off (td_sensor_intermittent.c).
- * The counters hold up to this many blocks, then all three halve (rounding up, so a count
- * above zero stays above zero and dead = blocks stays so). */
+ * The two counters hold up to this many blocks, then both halve (rounding up, so dead =
+ * blocks stays so). */
 #define TD_SENSOR_INPUT_MAX_BLOCKS 255u
 /* Pixel values a camera frame is compared by with the previous one (a stuck camera): spread
  * over the whole frame and its colours; 32 bytes instead of a frame buffer. */
@@ -318,7 +318,7 @@ typedef struct {
     uint8_t spread_n;                            /* inferences in the block under way */
     uint8_t spread_blocks;                       /* blocks a spread learned from since init, up to TD_SPREAD_PRIOR_BLOCKS */
     uint8_t spread_have_last;                    /* 1 once a block since the reset has ended */
-    /* the inference to come: sensor blocks since the last update, dead ones, sound ones */
+    /* the inference to come: sensor blocks since the last update, dead ones, 1 if one was sound */
     uint8_t input_blocks;
     uint8_t input_dead;
     uint8_t input_sound;

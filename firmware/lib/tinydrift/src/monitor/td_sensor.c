@@ -146,13 +146,12 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
     if (state->input_blocks == TD_SENSOR_INPUT_MAX_BLOCKS) {
         state->input_blocks = (uint8_t)((state->input_blocks + 1u) >> 1);
         state->input_dead = (uint8_t)((state->input_dead + 1u) >> 1);
-        state->input_sound = (uint8_t)((state->input_sound + 1u) >> 1);
     }
     state->input_blocks += 1;
     if ((pending & (TD_SENSOR_STUCK | TD_SENSOR_SILENCE)) != 0) {
         state->input_dead += 1;
     } else if (pending == 0) {
-        state->input_sound += 1;
+        state->input_sound = 1;
     }
     state->sensor_flags = (uint8_t)(conditions | (faults << TD_SENSOR_FAULT_SHIFT));
     if (out != 0) {
