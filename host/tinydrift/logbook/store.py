@@ -1327,7 +1327,7 @@ def reference_in_effect(conn: sqlite3.Connection) -> dict[str, str]:
                        "ORDER BY id DESC LIMIT 1").fetchone()
     if row is None:
         return {}
-    fields = dict(part.split("=", 1) for part in row[0].strip().split(" ")[2:] if "=" in part)
+    fields = app_line_fields(row[0])
     if fields.get("reference") == "kept":
         return fields if _hellos_since(conn, row[1]) <= 1 else {}
     # learned mid-run: a HELLO read with it (one read of the port shares its time) came before it
@@ -1344,12 +1344,17 @@ def _hellos_since(conn: sqlite3.Connection, since: float) -> int:
                         (int(P.FrameType.HELLO), since)).fetchone()[0]
 
 
+def app_line_fields(line: str) -> dict[str, str]:
+    """The key=value fields after "tinydrift app" in one of the app's text lines."""
+    return dict(part.split("=", 1) for part in line.strip().split(" ")[2:] if "=" in part)
+
+
 def boot_line_fields(line: str, model_hash: bytes | None) -> dict[str, str]:
     """The key=value fields of one boot line, if it names the model `model_hash` ({} if not,
     or if `model_hash` is unknown)."""
     if model_hash is None or not line.startswith("tinydrift app board="):
         return {}
-    fields = dict(part.split("=", 1) for part in line.strip().split(" ")[2:] if "=" in part)
+    fields = app_line_fields(line)
     shown, model = fields.get("model", ""), model_hash.hex()
     return fields if shown and (model.startswith(shown) or shown.startswith(model)) else {}
 
