@@ -381,8 +381,11 @@ class MonitorTwin:
     def live_alarms(self) -> np.ndarray:
         """td_monitor_live_alarms: latched alarms | live warnings << 8."""
         warnings = self.warnings | np.where(self.ddm_in_warning != 0, ALARM_ERROR_RATE, 0)
-        sensor_bad = (self.sensor_flags & (SENSOR_CLIPPING | SENSOR_DC_OFFSET | SENSOR_STUCK)) != 0
-        warnings = warnings | np.where(sensor_bad, ALARM_SENSOR_FAULT, 0)
+        # td_sensor_warning: a condition half way to its fault, or dead time half way to its limit
+        half_run = ((self._persist > 0) & (2 * self.sensor_run.astype(np.int64) >= self._persist)).any(axis=1)
+        limit = int(self.config.dropout_limit)
+        half_dead = (self.dropout_cusum >= limit - limit // 2) if limit > 0 else np.zeros(self.n_streams, bool)
+        warnings = warnings | np.where(half_run | half_dead, ALARM_SENSOR_FAULT, 0)
         return self.alarms | (warnings << WARNING_SHIFT)
 
     # -- one inference -------------------------------------------------------------------

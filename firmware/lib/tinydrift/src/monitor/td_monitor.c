@@ -180,14 +180,30 @@ int td_monitor_init_checked(td_monitor_state_t *state, const td_monitor_config_t
     return TD_MONITOR_OK;
 }
 
-uint32_t td_monitor_live_alarms(const td_monitor_state_t *state)
+/* The SENSOR_FAULT warning: a condition that becomes a fault has lasted half the blocks that
+ * make it one, or the CUSUM of dead time is half way to its limit. Half way, not at the first
+ * flagged block: loud speech reads as offset in one 20 ms block now and then, and a warning
+ * that flickers on a healthy microphone teaches its user to ignore it. */
+static int td_sensor_warning(const td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    uint32_t c;
+
+    for (c = 0; c < TD_SENSOR_CONDITION_COUNT; ++c) {
+        if (config->persist_blocks[c] > 0 && 2u * state->sensor_run[c] >= config->persist_blocks[c]) {
+            return 1;
+        }
+    }
+    return config->dropout_limit > 0 && state->dropout_cusum >= config->dropout_limit - config->dropout_limit / 2;
+}
+
+uint32_t td_monitor_live_alarms(const td_monitor_state_t *state, const td_monitor_config_t *config)
 {
     uint32_t warnings = state->warnings;
 
     if (state->ddm_in_warning) {
         warnings |= TD_ALARM_ERROR_RATE;
     }
-    if ((state->sensor_flags & (TD_SENSOR_CLIPPING | TD_SENSOR_DC_OFFSET | TD_SENSOR_STUCK)) != 0) {
+    if (td_sensor_warning(state, config)) {
         warnings |= TD_ALARM_SENSOR_FAULT;
     }
     return state->alarms | TD_WARNING(warnings);
@@ -263,7 +279,7 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
     for (w = 0; w < TD_SCORE_COUNT; ++w) {
         result->cusum[w] = state->cusum[w];
     }
-    result->alarms = td_monitor_live_alarms(state);
+    result->alarms = td_monitor_live_alarms(state, config);
     result->alarm_time = state->alarm_time;
     result->change_time = state->change_time;
     for (w = 0; w < TD_MONITOR_MASK_WORDS; ++w) {

@@ -493,7 +493,9 @@ void td_monitor_latch(td_monitor_state_t *state, uint32_t alarm, uint32_t change
 /* The same, dated `alarm_time` rather than the monitor's t: sensor health runs on the blocks
  * of the inference still to come (td_monitor_update counts it), so it dates by t + 1. */
 void td_monitor_latch_at(td_monitor_state_t *state, uint32_t alarm, uint32_t alarm_time, uint32_t change_time);
-uint32_t td_monitor_live_alarms(const td_monitor_state_t *state);
+/* The latched alarms | live warnings << TD_WARNING_SHIFT: a score at its warning level, the
+ * error-rate test in its warning zone, a sensor half way to a fault. */
+uint32_t td_monitor_live_alarms(const td_monitor_state_t *state, const td_monitor_config_t *config);
 /* The error-rate test's best (p, s) at a reset (td_monitor_feedback.c). */
 void td_monitor_ddm_seed(td_monitor_state_t *state, const td_monitor_config_t *config);
 void td_monitor_commission_finish(td_monitor_state_t *state, const td_monitor_config_t *config);

@@ -79,7 +79,7 @@ int td_monitor_label_feedback(td_monitor_state_t *state, const td_monitor_config
         out->errors = state->errors;
         out->p_q16 = p;
         out->s_q16 = s;
-        out->alarms = td_monitor_live_alarms(state);
+        out->alarms = td_monitor_live_alarms(state, config);
     }
     return TD_MONITOR_OK;
 }

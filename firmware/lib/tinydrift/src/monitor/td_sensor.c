@@ -156,6 +156,6 @@ void td_sensor_conditions_update(td_monitor_state_t *state, const td_monitor_con
     state->sensor_flags = (uint8_t)(conditions | (faults << TD_SENSOR_FAULT_SHIFT));
     if (out != 0) {
         out->flags = state->sensor_flags;
-        out->alarms = td_monitor_live_alarms(state);
+        out->alarms = td_monitor_live_alarms(state, config);
     }
 }
