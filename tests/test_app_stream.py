@@ -226,6 +226,10 @@ def test_streaming_app_with_its_monitor_sends_the_twin_s_inference_and_heartbeat
           f"({sorted({'+'.join(P.alarm_names(i.alarm_bits)) for i in alarms})}), bit-exact")
     assert any(i.alarm_bits & ALARM_SENSOR_FAULT for i in alarms), "the dead microphone latches SENSOR_FAULT"
     assert any(h.latch_delay[ALARM_SENSOR_FAULT.bit_length() - 1] != P.NOT_LATCHED for h in heartbeats)
+    # the reference line once commissioning ends, saying whether the dead-time test is on
+    said = [line.text for line in app.frames(P.TextLine) if line.text.startswith("tinydrift app reference=")]
+    assert len(said) == 1 and said[0].startswith("tinydrift app reference=learned dead=")
+    assert said[0].endswith("% dead_test=off") == (monitor_config.dropout_limit == 0), said
     assert stderr == ""
 
 

@@ -844,6 +844,11 @@ def test_the_report_says_how_much_of_the_sensor_was_dead_while_the_reference_was
     learned = report("learned", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
                      b"tinydrift app reference=learned dead=0.4%\n" + frames(inferences[300:]))
     assert learned.reference.startswith("learned on the device; 0.4 % of") and "check the sensor" not in learned.reference
+    assert "allows that share" in learned.reference
+    # a device whose dead-time test is off (the wake-word models') says so, and the report with it
+    off = report("off", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
+                 b"tinydrift app reference=learned dead=0.4% dead_test=off\n" + frames(inferences[300:]))
+    assert "is off on this device" in off.reference and "allows" not in off.reference
     reset = report("reset", f"{boot} reference=learning\n".encode() + frames([hello(0)] + inferences[:300]),
                    b"tinydrift app reference=learned dead=0.4%\n" + frames(inferences[300:305]),
                    frames([P.Ack(306, 7, 0, int(P.FrameType.RESET), 0), hello(307)]))

@@ -253,7 +253,7 @@ DEAD_SHARE_NOTED = 10.0
 def reference_text(fields: dict[str, str]) -> str | None:
     """What the app's reference line says, for people: kept or learned, and the share of the
     sensor's blocks dead while it was learned, which the test of a sensor that fails on and
-    off allows for; None without such a line."""
+    off allows for (unless the line says that test is off); None without such a line."""
     how = {"kept": "kept from an earlier boot", "learned": "learned on the device"}.get(fields.get("reference", ""))
     dead = fields.get("dead", "")
     try:
@@ -262,8 +262,9 @@ def reference_text(fields: dict[str, str]) -> str | None:
         return None
     if how is None:
         return None
-    text = (f"{how}; {share:.1f} % of the sensor's blocks were dead while it was learned (the test of a sensor "
-            "that fails on and off allows that share, plus its margin)")
+    test = ("the test of a sensor that fails on and off is off on this device" if fields.get("dead_test") == "off"
+            else "the test of a sensor that fails on and off allows that share, plus its margin")
+    text = f"{how}; {share:.1f} % of the sensor's blocks were dead while it was learned ({test})"
     if share >= DEAD_SHARE_NOTED:
         text += ("; a working microphone reads that much only in a room so quiet that its pauses fall to exact zeros, "
                  "and a sensor already failing as the device learned is taken as normal: unless the room is that "
