@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from tinydrift.link import protocol as P
 from tinydrift.logbook.capture import capture
 from tinydrift.cli.main import main
-from tinydrift.logbook.report import REPORT_FILES, _alarm_onsets, write_report
+from tinydrift.logbook.report import REPORT_FILES, _alarm_onsets, _mark_alarms, write_report
 from tinydrift.errors import TinydriftError
 
 from test_capture import MODEL_HASH, TcpDevice
@@ -1060,3 +1060,26 @@ def test_archive_says_what_it_copied_while_a_capture_writes_on(tmp_path, monkeyp
     kept = store.open_db(tmp_path / "kept.sqlite")
     assert said.frames == store.read_summary(kept).frames
     kept.close()
+
+
+def test_alarms_latched_at_one_inference_are_all_drawn():
+    """Trial 23: DATA_DRIFT and CONFIDENCE_DRIFT latched at one inference, and the second
+    line hid the first in scores.png. Lines that share a place take turns in dashes, so
+    both colours show in that pixel column; an alarm alone keeps a solid line."""
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 3), dpi=100)
+    ax.set_xlim(0, 100)
+    _mark_alarms(ax, [(40.0, "DATA_DRIFT", 0), (40.0, "CONFIDENCE_DRIFT", 1), (90.0, "LABEL_SHIFT", 2)], None,
+                 label=True)
+    lines = ax.get_lines()
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+    column = int(round(ax.transData.transform((40.0, 0))[0]))
+    seen = pixels[:, column - 1:column + 2].reshape(-1, 3)
+    for line in lines[:2]:  # alpha 0.9 on white: within a few levels of the line's colour
+        want = np.array(matplotlib.colors.to_rgb(line.get_color())) * 255 * 0.9 + 255 * 0.1
+        assert (np.abs(seen - want).max(axis=1) <= 3).sum() > 20, line.get_label()
+    assert lines[2].get_linestyle() == "-" and lines[0].get_color() != lines[1].get_color()
+    plt.close(fig)

@@ -388,7 +388,11 @@ def _mark_alarms(ax, onsets, change_x, label: bool, true_shift: float | None = N
                    label="inference count starts again" if label and k == 0 else None)
     for k, (x, name, t) in enumerate(onsets):
         first = all(other != name for _, other, _ in onsets[:k])  # one legend entry a type
-        ax.axvline(x, color=ALARM_COLOURS[t % len(ALARM_COLOURS)], lw=1.5, alpha=0.9,
+        # alarms latched at one inference share a line: dashes of each colour in turn, so
+        # that none hides under another
+        together = [other for at, other, _ in onsets if at == x]
+        style = "-" if len(together) == 1 else (4 * together.index(name), (4, 4 * (len(together) - 1)))
+        ax.axvline(x, color=ALARM_COLOURS[t % len(ALARM_COLOURS)], lw=1.5, alpha=0.9, ls=style,
                    label=f"{name} alarm" if label and first else None)
     if change_x is not None:
         ax.axvline(change_x, color="black", lw=1, ls=":", label="estimated change point" if label else None)
