@@ -180,11 +180,13 @@ def compile_host(
         output = HOST_BUILD_DIR / f"{sources[0].stem}-{digest.hexdigest()[:16]}{suffix}"
         if output.exists():
             return output
-    output.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [compiler, *flags, *map(str, sources), "-o", str(output), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise TinydriftError(f"C build failed: {' '.join(cmd)}\n{proc.stderr}")
+    # Written beside the output and renamed into place: a run beside this one that reuses
+    # the same build never loads a half-linked library.
+    with atomic.atomic_path(output) as partial:
+        cmd = [compiler, *flags, *map(str, sources), "-o", str(partial), "-lm"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TinydriftError(f"C build failed: {' '.join(cmd)}\n{proc.stderr}")
     return output
 
 
