@@ -268,7 +268,7 @@ def test_the_overview_and_the_alarm_map_read_no_frames(fleet_dsn):
     store.close()
     counts = ", ".join(f"count(a.device_id) FILTER (WHERE a.alarm = {k})" for k in range(len(P.ALARM_NAMES)))
     with psycopg.connect(fleet_dsn) as conn:
-        for sql, args in ((OVERVIEW_SQL, {"fleet": None, "latched": 31}),
+        for sql, args in ((OVERVIEW_SQL, {"fleet": None, "latched": 31, "hours": 24}),
                           (MAP_SQL.format(counts=counts), {"fleet": "f", "hours": 24, "ahead": dt.timedelta(hours=1)})):
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, args))
             assert "frames" not in plan, plan

@@ -2,7 +2,8 @@
 
     /                      the fleet at a glance: each device's model, boot, when it was last
                            heard, its alarm state and types and its estimated accuracy (from the
-                           latest INFERENCE or HEARTBEAT of the model and boot it last named), a
+                           latest INFERENCE or HEARTBEAT of the model and boot it last named; an
+                           alarm a reboot or a reset cleared within the day shows as cleared), a
                            streaming detector's wakes, drifting devices first; and the alarm
                            map: per hour, how many devices show each alarm type, so a type that
                            is rising across the fleet stands out
@@ -41,17 +42,27 @@ logger = logging.getLogger("tinydrift.dashboard")
 
 REFRESH_S = 10
 MAP_HOURS = 24
+RECENT_HOURS = 24  # a board whose alarms cleared within this many hours says so
 TIMELINE_FRAMES = 2000  # the newest frames of one device the timeline draws
 LATCHED = (1 << len(P.ALARM_NAMES)) - 1
 WITHHELD = "withheld (sensor fault)"  # the accuracy shown while SENSOR_FAULT is latched, as `report` does
 WAKE_WORD = "none (wake word: see its wakes)"  # a streaming detector's: its severity lines give wakes too
 WAKES_SHOWN = 50  # a detector's newest wakes its page lists
 
+# recent: the alarm types each board showed latched in the last RECENT_HOURS (the hourly
+# roll-up, by the database's clock), so that one whose alarms a reboot or a reset has cleared
+# since still says so. Not for device 0: builds without an id all send as it, from any board.
 OVERVIEW_SQL = """
-SELECT device_id, fleet, model_id, boot_count, last_seen, frames, alarm_bits, accuracy, wakes, detector
-FROM devices
-WHERE %(fleet)s::text IS NULL OR fleet = %(fleet)s
-ORDER BY coalesce(alarm_bits, 0) & %(latched)s = 0, fleet, device_id
+WITH recent AS (
+    SELECT fleet, device_id, bit_or(1 << alarm::int) AS recent FROM alarm_hours
+    WHERE hour >= date_trunc('hour', now()) - make_interval(hours => %(hours)s - 1) AND device_id <> 0
+    GROUP BY 1, 2)
+SELECT d.device_id, d.fleet, d.model_id, d.boot_count, d.last_seen, d.frames, d.alarm_bits, d.accuracy, d.wakes,
+       d.detector, coalesce(r.recent, 0)
+FROM devices d LEFT JOIN recent r USING (fleet, device_id)
+WHERE %(fleet)s::text IS NULL OR d.fleet = %(fleet)s
+ORDER BY coalesce(d.alarm_bits, 0) & %(latched)s = 0, coalesce(r.recent, 0) & ~coalesce(d.alarm_bits, 0) & %(latched)s = 0,
+         d.fleet, d.device_id
 """
 # The fleet's newest hours, from the first it was heard in (the newest frame's hour of the
 # fleet shown, not of every fleet in the store), with the boards that showed each alarm type.
@@ -98,11 +109,22 @@ class DeviceRow:
     accuracy: float | None
     wakes: int = 0  # a streaming detector's detections (DETECTION frames with WAKE)
     detector: bool = False  # a streaming detector's board (it sent DETECTION frames)
+    recent: int = 0  # alarm types it showed latched in the last RECENT_HOURS
+
+    @property
+    def cleared(self) -> int:
+        """Alarm types latched in the last RECENT_HOURS and not now: a reboot or a RESET
+        cleared them (the device finds a drift that lasts again, after its usual delay)."""
+        return self.recent & ~(self.alarm_bits or 0) & LATCHED
 
     @property
     def state(self) -> str:
         bits = self.alarm_bits or 0
-        return "drifting" if bits & LATCHED else "warning" if (bits >> P.WARNING_SHIFT) & LATCHED else "quiet"
+        if bits & LATCHED:
+            return "drifting"
+        if self.cleared:
+            return "cleared"
+        return "warning" if (bits >> P.WARNING_SHIFT) & LATCHED else "quiet"
 
 
 def alarm_types(bits: int | None) -> list[str]:
@@ -144,7 +166,8 @@ class FleetView:
     def devices(self) -> list[DeviceRow]:
         """Every board of the fleet shown, as its row in `devices` keeps it (the collectors
         fold each frame in as they store it, so no frame is read here)."""
-        rows = self.conn.execute(OVERVIEW_SQL, {"fleet": self.fleet, "latched": LATCHED}).fetchall()
+        rows = self.conn.execute(OVERVIEW_SQL, {"fleet": self.fleet, "latched": LATCHED,
+                                                "hours": RECENT_HOURS}).fetchall()
         return [DeviceRow(from_int64(r[0]), r[1], bytes(r[2]), *r[3:]) for r in rows]
 
     def fleets(self) -> list[str]:
@@ -204,7 +227,7 @@ body { font-family: sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #ddd; text-align: left; }
 tr.drifting td.state { color: #b00020; font-weight: bold; }
-tr.warning td.state { color: #b36b00; }
+tr.warning td.state, tr.cleared td.state { color: #b36b00; }
 tr.quiet td.state { color: #1b7a1b; }
 td.map { text-align: center; }
 td.map.rising { font-weight: bold; text-decoration: underline; }
@@ -245,7 +268,7 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
             f"<tr class='{d.state}' data-fleet='{d.fleet}' data-device='{name}' data-state='{d.state}'>"
             f"<td><a href='{page}'>{name}</a></td><td>{html.escape(d.fleet)}</td><td>{d.model_id.hex()}</td>"
             f"<td>{d.boot_count}</td><td>{_when(d.last_seen)}</td><td class='state'>{d.state}</td>"
-            f"<td class='alarms'>{' '.join(alarm_types(d.alarm_bits)) or '-'}</td>"
+            f"<td class='alarms'>{' '.join(alarm_types(d.alarm_bits)) or '-'}{_cleared_text(d)}</td>"
             f"<td class='accuracy'>{accuracy}</td><td class='wakes'>{d.wakes:,}</td><td>{d.frames:,}</td></tr>")
     devices_table = ("<table id='devices'><tr><th>device</th><th>fleet</th><th>model</th><th>boot</th>"
                      "<th>last seen (UTC)</th><th>state</th><th>alarms latched</th><th>estimated accuracy</th>"
@@ -263,6 +286,9 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
     map_table = (f"<table id='alarm-map'><tr><th>hour (UTC)</th>{head}</tr>{''.join(map_rows)}</table>"
                  if map_rows else "<p>No frames yet.</p>")
     summary = f"{len(devices)} device{'' if len(devices) == 1 else 's'}, {drifting} drifting."
+    if cleared := sum(d.state == "cleared" for d in devices):
+        summary += (f" {cleared} cleared: an alarm latched in the last {RECENT_HOURS} h and not now (a reboot or "
+                    "a reset since; a drift that lasts is found again after the usual delay).")
     if not devices:
         held = ", ".join(html.escape(f) for f in fleets) or "none yet"
         summary = (f"No device {'in the fleet store' if fleet is None else 'of fleet ' + html.escape(fleet)} yet "
@@ -271,6 +297,11 @@ def overview_page(devices: list[DeviceRow], alarm_map: list[tuple[datetime, list
             f"<h2>Alarm map: devices showing each alarm type, per hour (red numbers: more than the hour "
             f"before)</h2>{map_table}")
     return _page("tinydrift fleet", body)
+
+
+def _cleared_text(device: DeviceRow) -> str:
+    names = alarm_types(device.cleared)
+    return f" (cleared: {' '.join(names)})" if names else ""
 
 
 def _wakes_table(wakes: list[tuple]) -> str:
