@@ -61,8 +61,8 @@ SELECT d.device_id, d.fleet, d.model_id, d.boot_count, d.last_seen, d.frames, d.
        d.detector, coalesce(r.recent, 0)
 FROM devices d LEFT JOIN recent r USING (fleet, device_id)
 WHERE %(fleet)s::text IS NULL OR d.fleet = %(fleet)s
-ORDER BY coalesce(d.alarm_bits, 0) & %(latched)s = 0, coalesce(r.recent, 0) & ~coalesce(d.alarm_bits, 0) & %(latched)s = 0,
-         d.fleet, d.device_id
+ORDER BY coalesce(d.alarm_bits, 0) & %(latched)s = 0,
+         coalesce(r.recent, 0) & ~coalesce(d.alarm_bits, 0) & %(latched)s = 0, d.fleet, d.device_id
 """
 # The fleet's newest hours, from the first it was heard in (the newest frame's hour of the
 # fleet shown, not of every fleet in the store), with the boards that showed each alarm type.

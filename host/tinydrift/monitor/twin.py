@@ -384,7 +384,7 @@ class MonitorTwin:
         # td_sensor_warning: a condition half way to its fault, or dead time half way to its limit
         half_run = ((self._persist > 0) & (2 * self.sensor_run.astype(np.int64) >= self._persist)).any(axis=1)
         limit = int(self.config.dropout_limit)
-        half_dead = (self.dropout_cusum >= limit - limit // 2) if limit > 0 else np.zeros(self.n_streams, bool)
+        half_dead = (limit > 0) & (self.dropout_cusum >= limit - limit // 2)
         warnings = warnings | np.where(half_run | half_dead, ALARM_SENSOR_FAULT, 0)
         return self.alarms | (warnings << WARNING_SHIFT)
 
