@@ -297,6 +297,34 @@ def test_a_signal_ends_a_pooled_render_at_once_with_no_worker_left(tmp_path, sig
 
 
 
+FORK_SLOWLY = SLOW_RENDER.replace("    print(\"started\", flush=True)", """    import os
+    os.register_at_fork(before=lambda: time.sleep(1.5))  # a fork that takes long: the signal lands in it
+    print("started", flush=True)""")
+
+
+def test_a_sigterm_that_lands_while_the_workers_are_forked_still_stops_the_render(tmp_path):
+    """Python runs fork's hooks in the parent, and there a signal handler's SystemExit is
+    dropped: a SIGTERM that came just as a drift bench forked its workers was lost, and the
+    bench ran on. The signal is held until the workers are started, then acted on."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "fork_slowly.py").write_text(FORK_SLOWLY)
+    run = subprocess.Popen([sys.executable, str(tmp_path / "fork_slowly.py")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert run.stdout.readline().strip() == "started"
+        time.sleep(0.5)  # inside the first fork's slow hook
+        run.send_signal(signal.SIGTERM)  # to the parent alone, as a service manager or `kill` sends it
+        _, err = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 143 and "Traceback" not in err, err
+
+
 def _render_or_fail(chunk):
     if 13 in chunk:
         raise ValueError("spec 13 cannot be rendered")
