@@ -66,8 +66,13 @@ def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
 
     settings = BenchSettings(clips_per_class=4, n_streams=12, before=400, after=400, arl_inferences=40_000,
                              compare_arl0=300, compare_streams=6)
+    only = ("gain_down_20db", "dead_microphone", "one_voice_en_us")
     result = run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=True,
-                             only=("gain_down_20db", "dead_microphone", "one_voice_en_us"))
+                             only=only)
+    # the comparison measured on two workers (its pools now cached) gives the same figures
+    again = run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=True,
+                            only=only, workers=2)
+    assert again.comparison == result.comparison and again.scenarios == result.scenarios
     gain, dead = result.scenarios["gain_down_20db"], result.scenarios["dead_microphone"]
     assert gain["detected"] >= 0.8 and gain["alarm_type_correct"] >= 0.8 and gain["median_delay"] <= 200
     # a dead microphone is stuck at zero: a fault after 200 blocks (4 s), the 4th inference
@@ -89,6 +94,22 @@ def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
     data = json.loads(json_path.read_text())
     assert data["arl0_target"] == 100_000 and "arl0_empirical" in data
     assert "| gain_down_20db |" in md_path.read_text()
+
+
+def test_the_figures_do_not_depend_on_how_many_workers_measure_them(tmp_path):
+    """Populations and scenarios are measured across forked workers; each draws its streams
+    from its own seed, so two workers give the very figures one does, in the same order."""
+    from tinydrift.pipeline.drift_bench import BenchSettings, run_drift_bench
+
+    settings = BenchSettings(clips_per_class=4, control_clips_per_class=8, n_streams=12, before=400, after=400,
+                             arl_inferences=40_000)
+    only = ("gain_down_20db", "white_noise_0db", "dead_microphone", "one_voice_en_us")
+    runs = [run_drift_bench("models/kws", settings, cache=tmp_path / "pools", log=lambda m: None, baselines=False,
+                            only=only, workers=workers) for workers in (1, 2)]
+    one, two = (json.dumps({k: v for k, v in r.to_json().items() if k != "seconds"}) for r in runs)
+    assert one == two
+    assert list(runs[1].scenarios) == ["gain_down_20db", "white_noise_0db", "dead_microphone"]
+    assert list(runs[1].controls) == ["one_voice_en_us", "deployment"]
 
 
 def test_arl0_spread_target_checks_both_sides():

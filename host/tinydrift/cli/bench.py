@@ -12,6 +12,7 @@ latency, throughput and CPU, also across a broker restart and a killed collector
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -124,8 +125,12 @@ def frontend_stream(step_ms: int, seconds: int, as_json: bool):
               help="Every stream holds each speaker (plant) for at most N inferences in a row, its "
                    "own clips without repeats. Default: each speaker's clips as its pool holds them "
                    "(~10 in a mixed population, ~43 in a one-voice one).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes that measure populations and scenarios side by side (default: all cores); "
+                   "the figures are the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speaker_run: int | None, as_json: bool):
+def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speaker_run: int | None,
+          workers: int | None, as_json: bool):
     """The monitor on drift scenarios and on populations that must not alarm.
 
     Synthesizes fresh populations (the deployment one, harmless ones the calibration never
@@ -156,7 +161,7 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run_drift_bench(model_dir, bench_settings(model_dir, quick, speaker_run), cache=out_dir / "pools", log=log,
-                             baselines=not no_baselines)
+                             baselines=not no_baselines, workers=workers or os.cpu_count() or 1)
     _show(result, write_outputs(result, out_dir), markdown, as_json)
 
 
@@ -214,7 +219,6 @@ def wakeword(model_names: tuple[str, ...], quick: bool, monitor_dir: Path | None
       tinydrift bench wakeword --label-feedback-only docs/figures/wakeword_bench.json
     """
     import importlib.util
-    import os
 
     from tinydrift.errors import TinydriftError
     from tinydrift.pipeline.wakeword_bench import WakewordBenchSettings, markdown, run_wakeword_bench, write_outputs

@@ -175,10 +175,14 @@ class BenchResult:
 
 
 def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, log=print,
-                    baselines: bool = True, only: tuple[str, ...] | None = None) -> BenchResult:
-    """The whole benchmark; `only` restricts it to the named scenarios and controls."""
-    from tinydrift.monitor.calibrate import calibrated_block_length, measure_arl0
-    from tinydrift.monitor.calibrate_feedback import LABEL_SHARE, measure_error_rate_arl0
+                    baselines: bool = True, only: tuple[str, ...] | None = None, workers: int = 1) -> BenchResult:
+    """The whole benchmark; `only` restricts it to the named scenarios and controls. Every
+    pool is made (or loaded) first, in this process; the measurements then run across
+    `workers` forked processes, a population or scenario each (the figures do not depend on
+    how many: every stream set is drawn from the scenario's own seed)."""
+    from tinydrift.data.parallel import map_items
+    from tinydrift.monitor.calibrate import calibrated_block_length
+    from tinydrift.monitor.calibrate_feedback import LABEL_SHARE
 
     start = time.perf_counter()
     folder, model, config = load_exported(model_dir)
@@ -189,7 +193,6 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     deployment = maker.deployment()
     result = BenchResult(settings=asdict(settings), model=str(folder.path), arl0_target=target)
 
-    # 1. The false-alarm rate where no alarm is right: populations calibration never saw.
     chosen = [s for s in scenarios if only is None or s.name in only]
     for s in chosen:
         why = maker.missing(s)
@@ -198,58 +201,48 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
             log(f"{s.name}: left out ({why})")
     chosen = [s for s in chosen if s.name not in result.skipped]
     scenarios = [s for s in scenarios if s.name not in result.skipped]
-    for s in [s for s in chosen if s.family == "control"] + [scenario_kind("deployment", "control", None)]:
-        if s.transform is not None:
-            continue  # transforms of the audio are scenarios below, even where harmless
-        pool = maker.control_pool(s)
-        arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, n_inferences=settings.arl_inferences,
-                           block_length=settings.speaker_run or "calibration", severity_after=SEVERITY_READ_AFTER,
-                           correct=pool.probs.argmax(1) == pool.labels, seed=zlib_name(s.name))
-        severity = severity_figures(arl["alarm_impacts"], arl["alarm_truth"], arl["alarm_verdicts"])
-        harmful = severity["harmful"] / severity["lines"] * arl["alarms"] if severity["lines"] else 0.0
-        # the error-rate test on the same population, labels back for LABEL_SHARE of its inferences
-        errors = measure_error_rate_arl0(config, pool.probs.argmax(1), pool.labels, pool.groups,
-                                         n_inferences=settings.arl_inferences, block_length=block_length,
-                                         seed=zlib_name(s.name))
-        per_speaker = np.unique(pool.groups, return_counts=True)[1]
-        run = np.minimum(per_speaker, settings.speaker_run or per_speaker.max()).mean()
-        result.controls[s.name] = {"accuracy": round(pool.accuracy, 4), "arl0": arl["arl0"] if arl["alarms"] else None,
-                                   "speaker_run": round(float(run), 1),
-                                   "alarms": arl["alarms"],
-                                   "ratio_to_target": round(arl["arl0"] / target, 4) if arl["alarms"] else None,
-                                   "by_type": arl.get("by_type"), "inferences": arl["inferences"],
-                                   # false alarms whose severity line reads harmful, and the
-                                   # ARL0 of those alone: the ones a reader would act on
-                                   "severity": severity,
-                                   "harmful_ratio_to_target": (round(arl["inferences"] / harmful / target, 4)
-                                                               if harmful else None),
-                                   "error_rate_arl0": errors["arl0_inferences"] if errors["alarms"] else None,
-                                   "error_rate_alarms": errors["alarms"]}
-        log(f"control {s.name}: accuracy {pool.accuracy:.3f}, ARL0 {arl['arl0']:,.0f} ({arl['alarms']} alarms "
-            f"in {arl['inferences']:,} inferences); with labels for {LABEL_SHARE:.0%} of them, ERROR_RATE "
-            f"{errors['alarms']} times")
+    # transforms of the audio are scenarios, even where harmless; the others are populations
+    controls = [s for s in chosen if s.family == "control" and s.transform is None]
+    detections = [s for s in chosen if not (s.family == "control" and s.transform is None)]
+    populations = [*controls, scenario_kind("deployment", "control", None)]
+    control_pools = [(s.name, maker.control_pool(s)) for s in populations]
+    drifted_pools = [(s, maker.scenario_pool(s)) for s in detections]
 
+    # 1. The false-alarm rate where no alarm is right: populations calibration never saw.
+    def control(item: tuple) -> dict:
+        name, pool = item
+        row = control_figures(config, pool, settings, block_length, target, seed=zlib_name(name))
+        arl0 = "none" if row["arl0"] is None else f"{row['arl0']:,.0f}"
+        log(f"control {name}: accuracy {pool.accuracy:.3f}, ARL0 {arl0} ({row['alarms']} alarms in "
+            f"{row['inferences']:,} inferences); with labels for {LABEL_SHARE:.0%} of them, ERROR_RATE "
+            f"{row['error_rate_alarms']} times")
+        return row
+
+    for (name, _), row in zip(control_pools, map_items(control, control_pools, workers)):
+        result.controls[name] = row
     unseen = [c for n, c in result.controls.items() if n != "deployment"]
     alarms = sum(c["alarms"] for c in unseen)
     result.arl0_empirical = (sum(c["inferences"] for c in unseen) / alarms) if alarms else None
 
     # 2. Detection by the shipped monitor.
-    for s in chosen:
-        if s.family == "control" and s.transform is None:
-            continue
-        drifted = maker.scenario_pool(s)
+    prior = config.prior_q16 / np.sum(config.prior_q16)
+
+    def detection(item: tuple) -> dict:
+        s, drifted = item
         streams = make_streams(s, deployment, drifted, settings, settings.n_streams, block_length, settings.seed)
-        run = run_monitor(config, streams, deployment, drifted)
-        result.scenarios[s.name] = summarize_detection(s, run, settings.before, deployment, drifted,
-                                                       config.prior_q16 / np.sum(config.prior_q16))
-        r = result.scenarios[s.name]
-        log(f"{s.name}: accuracy {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}, detected {r['detected']:.0%}, "
-            f"median delay {r['median_delay']}, types {r['alarm_types']}")
+        r = summarize_detection(s, run_monitor(config, streams, deployment, drifted), settings.before, deployment,
+                                drifted, prior)
+        log(f"{s.name}: accuracy {r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}, detected "
+            f"{r['detected']:.0%}, median delay {r['median_delay']}, types {r['alarm_types']}")
+        return r
+
+    for s, row in zip(detections, map_items(detection, drifted_pools, workers)):
+        result.scenarios[s.name] = row
 
     # 3. The comparison at one ARL0 with the host-side baselines.
     if baselines:
         result.comparison = compare_detectors(maker, deployment, settings, block_length, log=log, only=only,
-                                              scenarios=scenarios)
+                                              scenarios=scenarios, workers=workers)
         for name, row in result.comparison.get("scenarios", {}).items():
             if name in result.scenarios:
                 result.scenarios[name]["best_baseline"] = row.get("best_baseline")
@@ -260,6 +253,35 @@ def run_drift_bench(model_dir: Path, settings: BenchSettings, *, cache: Path, lo
     result.targets = check_targets(result)
     result.seconds = round(time.perf_counter() - start, 1)
     return result
+
+
+def control_figures(config, pool: Pool, settings: BenchSettings, block_length: int, target: float, seed: int) -> dict:
+    """One unseen population's row: the shipped monitor's false alarms on its no-drift
+    streams (as the device runs: latch, reset, commissioning), what their severity lines
+    read, and the error-rate test's with labels back for some inferences."""
+    from tinydrift.monitor.calibrate import measure_arl0
+    from tinydrift.monitor.calibrate_feedback import measure_error_rate_arl0
+
+    arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, n_inferences=settings.arl_inferences,
+                       block_length=settings.speaker_run or "calibration", severity_after=SEVERITY_READ_AFTER,
+                       correct=pool.probs.argmax(1) == pool.labels, seed=seed)
+    severity = severity_figures(arl["alarm_impacts"], arl["alarm_truth"], arl["alarm_verdicts"])
+    harmful = severity["harmful"] / severity["lines"] * arl["alarms"] if severity["lines"] else 0.0
+    errors = measure_error_rate_arl0(config, pool.probs.argmax(1), pool.labels, pool.groups,
+                                     n_inferences=settings.arl_inferences, block_length=block_length, seed=seed)
+    per_speaker = np.unique(pool.groups, return_counts=True)[1]
+    run = np.minimum(per_speaker, settings.speaker_run or per_speaker.max()).mean()
+    return {"accuracy": round(pool.accuracy, 4), "arl0": arl["arl0"] if arl["alarms"] else None,
+            "speaker_run": round(float(run), 1),
+            "alarms": arl["alarms"],
+            "ratio_to_target": round(arl["arl0"] / target, 4) if arl["alarms"] else None,
+            "by_type": arl.get("by_type"), "inferences": arl["inferences"],
+            # false alarms whose severity line reads harmful, and the ARL0 of those alone:
+            # the ones a reader would act on
+            "severity": severity,
+            "harmful_ratio_to_target": (round(arl["inferences"] / harmful / target, 4) if harmful else None),
+            "error_rate_arl0": errors["arl0_inferences"] if errors["alarms"] else None,
+            "error_rate_alarms": errors["alarms"]}
 
 
 def bench_kind(model: bytes, labels: list[str], where) -> tuple:

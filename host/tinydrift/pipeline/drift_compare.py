@@ -59,7 +59,8 @@ def observations(pool, kind: str) -> np.ndarray:
 
 
 def compare_detectors(maker, deployment, settings, block_length, *, log=print, detectors=DEFAULT_DETECTORS,
-                      only: tuple[str, ...] | None = None, scenarios=SCENARIOS) -> dict:
+                      only: tuple[str, ...] | None = None, scenarios=SCENARIOS, workers: int = 1) -> dict:
+    from tinydrift.data.parallel import map_items
     from tinydrift.monitor.baselines import BASELINES, INPUT_OF, calibrate_threshold, empirical_arl0
     from tinydrift.monitor.calibrate import OUTPUT_WINSORIZE_SIGMA, calibrate_thresholds, measure_arl0
     from tinydrift.pipeline.drift_pools import group_streams, make_streams, run_monitor, zlib_name
@@ -128,13 +129,14 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
                 and (only is None or s.name in only)]
     if controls:
         out["controls"] = controls_arl0(config, made, maker, controls, target, runs, rng, settings.speaker_run,
-                                        log=log)
+                                        log=log, workers=workers)
 
     # The same detection streams for everyone.
-    for s in scenarios:
-        if (s.family == "control" and s.transform is None) or (only is not None and s.name not in only):
-            continue
-        drifted = maker.scenario_pool(s)
+    chosen = [s for s in scenarios
+              if not (s.family == "control" and s.transform is None) and (only is None or s.name in only)]
+
+    def compare(item: tuple) -> dict:
+        s, drifted = item
         streams = make_streams(s, deployment, drifted, settings, settings.compare_streams, block_length,
                                settings.seed + zlib_name("compare"))
         row = {"detectors": {}}
@@ -157,10 +159,14 @@ def compare_detectors(maker, deployment, settings, block_length, *, log=print, d
         best = min(quiet, key=lambda n: quiet[n]["median_delay"]) if quiet else None
         row["best_quiet_baseline"] = best
         row["best_quiet_baseline_median_delay"] = quiet[best]["median_delay"] if best else None
-        out["scenarios"][s.name] = row
         log(f"compare {s.name}: tinydrift {row['detectors']['tinydrift']['median_delay']}, best baseline "
             f"{row['best_baseline']} {row['best_baseline_median_delay']}, best quiet {best} "
             f"{row['best_quiet_baseline_median_delay']}")
+        return row
+
+    pairs = [(s, maker.scenario_pool(s)) for s in chosen]
+    for s, row in zip(chosen, map_items(compare, pairs, workers)):
+        out["scenarios"][s.name] = row
     return out
 
 
@@ -171,7 +177,7 @@ QUIET_POPULATION_FACTOR = 2
 
 
 def controls_arl0(config, made: dict, maker, controls, target: float, runs: dict, rng, speaker_run, *,
-                  log=print) -> dict:
+                  log=print, workers: int = 1) -> dict:
     """Every detector's empirical ARL0 on each unseen population at its comparison setting:
     the monitor as the device runs it (measure_arl0, its commissioning included), the
     baselines with the threshold and reference set on the calibration pool, on streams drawn
@@ -181,23 +187,33 @@ def controls_arl0(config, made: dict, maker, controls, target: float, runs: dict
     rate where a deployment meets it. Pooling alone lets one population's alarms hide among
     quiet others (measured on the full camera bench: Hotelling's T2 raises all its false
     alarms on side-lit plants, 4.9 times the monitor's there, and none elsewhere)."""
+    from tinydrift.data.parallel import map_items
     from tinydrift.monitor.baselines import count_alarms
     from tinydrift.monitor.calibrate import measure_arl0
     from tinydrift.pipeline.drift_pools import group_streams, zlib_name
 
     start = time.perf_counter()
-    per_population = {}
-    counted = {}  # population: {detector: (inferences, alarms)}
+    # every population's streams drawn here, in order, from the one rng: the same streams
+    # however many workers count the alarms on them
+    drawn = []
     for s in controls:
         pool = maker.control_pool(s)
-        arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, seed=zlib_name(s.name), **runs)
-        counts = {"tinydrift": (arl["inferences"], arl["alarms"])}
         indices = group_streams(pool, max(1, runs["n_inferences"] // 2000), 2000, rng, runs["block_length"],
                                 speaker_run=speaker_run).reshape(-1)
-        for name, (detector, kind) in made.items():
-            counts[name] = count_alarms(detector, [observations(pool, kind)[indices]])
-        counted[s.name] = counts
-        per_population[s.name] = {name: round(n / alarms) if alarms else None for name, (n, alarms) in counts.items()}
+        drawn.append((s.name, pool, indices))
+
+    def count(item: tuple) -> dict:
+        name, pool, indices = item
+        arl = measure_arl0(config, pool.summaries, pool.probs, pool.groups, seed=zlib_name(name), **runs)
+        counts = {"tinydrift": (arl["inferences"], arl["alarms"])}
+        for detector_name, (detector, kind) in made.items():
+            counts[detector_name] = count_alarms(detector, [observations(pool, kind)[indices]])
+        return counts
+
+    counted = {name: counts for (name, _, _), counts in zip(drawn, map_items(count, drawn, workers))}
+    per_population = {population: {name: round(n / alarms) if alarms else None
+                                   for name, (n, alarms) in counts.items()}
+                      for population, counts in counted.items()}
     detectors = {}
     for name in ["tinydrift", *made]:
         inferences = sum(c[name][0] for c in counted.values())
