@@ -593,6 +593,78 @@ def test_a_state_of_another_build_is_refused_at_init(tmp_path):
     assert statuses == {"42/12": -4, "64/16": 0}
 
 
+NEVER_INITIALIZED = r"""
+#include <stdlib.h>
+#include <string.h>
+static int16_t summary[40];
+static int8_t probs[12];
+static int16_t pcm[320];
+static int8_t pixels[96];
+static td_monitor_state_t copy, junk;
+static const td_monitor_config_t *const cfg = &td_monitor_config_kws;
+
+static int every_entry(td_monitor_state_t *s)
+{
+    td_sensor_image_t camera;
+    td_sensor_image_reset(&camera);
+    if (td_monitor_update(s, cfg, summary, probs, 0) != TD_MONITOR_ERR_STATE) return 1;
+    if (td_monitor_label_feedback(s, cfg, 0, 1, 0) != TD_MONITOR_ERR_STATE) return 2;
+    if (td_sensor_update(s, cfg, pcm, 320, 0) != TD_MONITOR_ERR_STATE) return 3;
+    if (td_sensor_image_update(s, cfg, &camera, pixels, 96, 0) != TD_MONITOR_ERR_STATE) return 4;
+    if (td_monitor_commission_restore(s, cfg, &s->commission) != TD_MONITOR_ERR_STATE) return 5;
+    return 0;
+}
+
+int main(void)
+{
+    uint32_t i, k;
+    int refused = 0;
+    /* zeroed, as static storage starts: refused everywhere, and left as it was */
+    memcpy(&copy, &state, sizeof state);
+    if (every_entry(&state) != 0) return 10 + every_entry(&state);
+    if (memcmp(&copy, &state, sizeof state) != 0) return 20;
+    /* a reset alone does not make one */
+    td_monitor_reset(&state, cfg);
+    if (td_monitor_update(&state, cfg, summary, probs, 0) != TD_MONITOR_ERR_STATE) return 21;
+    /* initialized: every entry takes it, through many spread blocks, a reset and a restore */
+    if (td_monitor_init(&state, cfg) != TD_MONITOR_OK) return 22;
+    for (i = 0; i < 2000; ++i) {
+        summary[i % 40] = (int16_t)(i * 37 % 200 - 100);
+        probs[i % 12] = (int8_t)(i * 11 % 256 - 128);
+        pcm[i % 320] = (int16_t)(i * 97 % 2000 - 1000);
+        if (td_sensor_update(&state, cfg, pcm, 320, 0) != TD_MONITOR_OK) return 23;
+        if (td_monitor_update(&state, cfg, summary, probs, 0) != TD_MONITOR_OK) return 24;
+        if (i % 10 == 0 && td_monitor_label_feedback(&state, cfg, 0, (int32_t)(i % 12), 0) != TD_MONITOR_OK) return 25;
+        if (i == 1500) td_monitor_reset(&state, cfg);
+    }
+    /* stack garbage: random bytes, as an uninitialized local holds */
+    srand(7);
+    for (k = 0; k < 2000; ++k) {
+        unsigned char *b = (unsigned char *)&junk;
+        for (i = 0; i < sizeof junk; ++i) b[i] = (unsigned char)(rand() >> 7);
+        refused += td_monitor_update(&junk, cfg, summary, probs, 0) == TD_MONITOR_ERR_STATE;
+    }
+    return refused == 2000 ? 0 : 30;
+}
+"""
+
+
+def test_a_state_never_initialized_is_refused_by_every_entry_not_run_silently(tmp_path):
+    """A caller that forgets td_monitor_init holds a zeroed (static) or garbage (stack) state,
+    and td_monitor_update returned OK on it, running on a variance reference, spread gains and
+    displays of zero. Every entry that updates a state now refuses one that init has not marked
+    (TD_MONITOR_ERR_STATE) and leaves it as it was; a reset alone does not mark it; an
+    initialized state passes through thousands of updates, spread blocks and a reset."""
+    caller = _code_holding_a_state(tmp_path, 44, "caller.c", NEVER_INITIALIZED)
+    exe = tmp_path / "caller"
+    proc = subprocess.run(["gcc", "-std=c99", "-O1", "-Wall", "-Werror", f"-I{MONITOR_SRC}", f"-I{firmware.LIB_SRC}",
+                           f"-I{tmp_path}", *map(str, monitor_sources()), str(caller), "-o", str(exe)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "#define TD_MONITOR_ERR_STATE (-5)" in HEADER
+    assert subprocess.run([str(exe)]).returncode == 0
+
+
 def test_a_score_limit_latches_at_once_where_the_cusum_would_not_yet():
     """A large shift of the input summary: with the mean score's limit, DATA_DRIFT latches
     when one z reaches it, in C and twin alike; without it, the same CUSUM (its drift level

@@ -177,6 +177,19 @@ int td_monitor_init_checked(td_monitor_state_t *state, const td_monitor_config_t
     }
     td_monitor_spread_init(state, config);
     td_monitor_reset(state, config);
+    state->status = TD_STATE_MARK; /* after the reset: a reset alone does not make a state */
+    return TD_MONITOR_OK;
+}
+
+int td_monitor_state_check(const td_monitor_state_t *state, const td_monitor_config_t *config)
+{
+    if ((state->status & TD_STATE_MARK_MASK) != TD_STATE_MARK ||
+        (state->status & (uint8_t)~(TD_STATE_MARK_MASK | TD_STATE_SPREAD_LAST)) != 0 ||
+        state->spread_n >= (1u << TD_SPREAD_BLOCK_SHIFT) || state->spread_blocks > TD_SPREAD_PRIOR_BLOCKS ||
+        (state->alarms & ~TD_ALARM_TYPES_MASK) != 0 || (state->warnings & ~TD_ALARM_TYPES_MASK) != 0 ||
+        state->commission.count > config->commission_n) {
+        return TD_MONITOR_ERR_STATE;
+    }
     return TD_MONITOR_OK;
 }
 
@@ -245,6 +258,9 @@ int td_monitor_update(td_monitor_state_t *state, const td_monitor_config_t *conf
 
     if (state == 0 || config == 0 || summary == 0 || probs == 0) {
         return TD_MONITOR_ERR_NULL;
+    }
+    if (td_monitor_state_check(state, config) != TD_MONITOR_OK) {
+        return TD_MONITOR_ERR_STATE;
     }
     state->t = td_sat_inc_u32(state->t);
     /* what its sensor blocks said: none sound, held out of the scores; the share dead */

@@ -112,6 +112,13 @@ enum {
 #define TD_SPREAD_BLOCK_SHIFT 6
 #define TD_SPREAD_PRIOR_BLOCKS 32
 
+/* The state's status byte: its high nibble reads TD_STATE_MARK from td_monitor_init on (a
+ * state that was never initialized, zeroed or left as the stack had it, reads otherwise
+ * with all but certainty); bit 0 is set once a spread block since the reset has ended. */
+#define TD_STATE_MARK 0xA0u
+#define TD_STATE_MARK_MASK 0xF0u
+#define TD_STATE_SPREAD_LAST 0x01u
+
 /* Return codes. */
 #define TD_MONITOR_OK 0
 #define TD_MONITOR_ERR_NULL (-1)
@@ -120,6 +127,10 @@ enum {
 /* The state the caller holds is not this library's: one of them was built with other
  * TD_MONITOR_MAX_SUMMARY / TD_MONITOR_MAX_CLASSES (build both with the same). */
 #define TD_MONITOR_ERR_BUILD (-4)
+/* The state was never initialized (td_monitor_init), or what it holds cannot be a state of
+ * this config (overwritten): nothing is updated. A zeroed state would otherwise run, silently
+ * and wrongly: the variance reference, the spread gains and the running displays at zero. */
+#define TD_MONITOR_ERR_STATE (-5)
 
 /* Standardization and decision parameters of one score. */
 typedef struct {
@@ -317,7 +328,7 @@ typedef struct {
     uint16_t spread_gain[TD_SCORE_COUNT];        /* Q12, <= 1: sqrt(spread_ref / max(spread, spread_ref)) */
     uint8_t spread_n;                            /* inferences in the block under way */
     uint8_t spread_blocks;                       /* blocks a spread learned from since init, up to TD_SPREAD_PRIOR_BLOCKS */
-    uint8_t spread_have_last;                    /* 1 once a block since the reset has ended */
+    uint8_t status;                              /* TD_STATE_MARK once initialized | TD_STATE_SPREAD_LAST */
     /* the inference to come: sensor blocks since the last update, dead ones, 1 if one was sound */
     uint8_t input_blocks;
     uint8_t input_dead;
@@ -373,6 +384,15 @@ uint32_t td_monitor_commission_size(void);
 
 /* Checks the config against this build (version, capacity, table pointers). */
 int td_monitor_check_config(const td_monitor_config_t *config);
+
+/* TD_MONITOR_OK if the state is an initialized one for this config (its mark and the ranges
+ * its counters keep), else TD_MONITOR_ERR_STATE; every update checks it first. */
+int td_monitor_state_check(const td_monitor_state_t *state, const td_monitor_config_t *config);
+/* The mark alone, for what runs on every sensor block. */
+static inline int td_monitor_state_marked(const td_monitor_state_t *state)
+{
+    return (state->status & TD_STATE_MARK_MASK) == TD_STATE_MARK;
+}
 
 /* Checks the config and clears the state: the same as td_monitor_reset after a valid check.
  * A macro, as zlib's deflateInit is: it passes the size of the state as the caller's build

@@ -42,6 +42,9 @@ int td_monitor_commission_restore(td_monitor_state_t *state, const td_monitor_co
     if (state == 0 || config == 0 || kept == 0) {
         return TD_MONITOR_ERR_NULL;
     }
+    if (td_monitor_state_check(state, config) != TD_MONITOR_OK) {
+        return TD_MONITOR_ERR_STATE;
+    }
     if (config->commission_n == 0 || kept->count != config->commission_n ||
         kept->confidence < 0 || kept->confidence > 255 * 256 || kept->entropy < 0 ||
         kept->entropy > (int32_t)UINT16_MAX * TD_MONITOR_MAX_CLASSES) {

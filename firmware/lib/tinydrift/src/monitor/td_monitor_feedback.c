@@ -46,6 +46,9 @@ int td_monitor_label_feedback(td_monitor_state_t *state, const td_monitor_config
         true_label >= (int32_t)config->n_classes) {
         return TD_MONITOR_ERR_ARG;
     }
+    if (td_monitor_state_check(state, config) != TD_MONITOR_OK) {
+        return TD_MONITOR_ERR_STATE;
+    }
     state->labels = td_sat_inc_u32(state->labels);
     if (predicted != true_label) {
         state->errors = td_sat_inc_u32(state->errors);

@@ -51,7 +51,7 @@ void td_monitor_spread_restart(td_monitor_state_t *state)
         state->spread_last[i] = 0;
     }
     state->spread_n = 0;
-    state->spread_have_last = 0;
+    state->status &= (uint8_t)~TD_STATE_SPREAD_LAST;
 }
 
 int32_t td_monitor_spread_apply(const td_monitor_state_t *state, const td_score_params_t *params,
@@ -84,7 +84,7 @@ void td_monitor_spread_learn(td_monitor_state_t *state, const td_monitor_config_
         const int32_t ref = config->score[i].spread_ref;
         const int32_t mean = td_round_shift_s32(state->spread_sum[i], TD_SPREAD_BLOCK_SHIFT);
 
-        if (ref > 0 && state->spread_have_last && (calm & (1u << i)) != 0) {
+        if (ref > 0 && (state->status & TD_STATE_SPREAD_LAST) != 0 && (calm & (1u << i)) != 0) {
             /* diff^2 x block length / 2, back to Q12: (2^17)^2 >> 7 stays below 2^28 */
             const int64_t diff = (int64_t)mean - state->spread_last[i];
             const int32_t d = (int32_t)td_round_shift_s64(diff * diff, TD_Z_FRAC_BITS + 1 - TD_SPREAD_BLOCK_SHIFT);
@@ -99,6 +99,6 @@ void td_monitor_spread_learn(td_monitor_state_t *state, const td_monitor_config_
     if (learned && state->spread_blocks < TD_SPREAD_PRIOR_BLOCKS) {
         state->spread_blocks += 1;
     }
-    state->spread_have_last = 1;
+    state->status |= TD_STATE_SPREAD_LAST;
     state->spread_n = 0;
 }

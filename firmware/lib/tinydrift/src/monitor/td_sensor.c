@@ -38,6 +38,9 @@ int td_sensor_update(td_monitor_state_t *state, const td_monitor_config_t *confi
     if (n_samples == 0 || n_samples > TD_SENSOR_MAX_BLOCK) {
         return TD_MONITOR_ERR_ARG;
     }
+    if (!td_monitor_state_marked(state)) { /* the mark alone: this runs on every block */
+        return TD_MONITOR_ERR_STATE;
+    }
     /* |x| >= clip_level exactly when x + clip_level - 1, as unsigned, passes 2 clip_level - 2:
      * one add and one compare per sample. -2^31 <= sum < 2^31 for n <= 2^16, and x * x
      * accumulates in one multiply-accumulate (SMLAL on the M4). Two samples a pass: the

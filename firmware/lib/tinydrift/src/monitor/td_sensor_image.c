@@ -45,6 +45,9 @@ int td_sensor_image_update(td_monitor_state_t *state, const td_monitor_config_t 
     if (n_values < TD_SENSOR_IMAGE_PROBES || n_values > 255u * 255u * 3u) {
         return TD_MONITOR_ERR_ARG;
     }
+    if (!td_monitor_state_marked(state)) { /* the mark alone: this runs on every block */
+        return TD_MONITOR_ERR_STATE;
+    }
     /* |x| >= clip_level in one unsigned compare, as in td_sensor_update. */
     clip_span = 2u * (uint32_t)config->clip_level - 2u;
     for (i = 0; i < n_values; ++i) {
