@@ -502,6 +502,26 @@ def test_replay_to_a_port_nobody_answers_on_fails_in_seconds(tmp_path, held_port
         "one client at a time), or is the device not running the tinydrift app?")
 
 
+def test_a_replay_whose_port_fails_keeps_what_the_device_sent(tmp_path):
+    """A replay that ended on a lost port forgot its whole session, frames and all: the rule
+    that forgets a session which heard nothing counted bytes, and replay never counts bytes
+    (it hands over parsed frames). What came is kept; a session that heard nothing is not."""
+    from tinydrift.logbook.capture import DatabaseSink
+
+    sink = DatabaseSink(tmp_path / "replay.db", "socket://test", bytes(range(32)))
+    sink([hello()])
+    rng = random.Random(5)
+    sink([inference(i + 1, i + 1, rng) for i in range(5)])
+    assert sink.close("error") is None
+    conn = open_db(tmp_path / "replay.db")
+    assert conn.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == 6
+    assert conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+    conn.close()
+    silent = DatabaseSink(tmp_path / "silent.db", "socket://test", bytes(range(32)))
+    assert silent.close("error") is None
+    assert not any(p.name.startswith("silent.db") for p in tmp_path.iterdir())
+
+
 def test_replay_refuses_a_device_of_another_model_and_leaves_the_database_as_it_was(tmp_path):
     """A refused replay (or monitor --port) once stored the other device's frames and a session
     of its own in the database: the report then counted two devices' seqs as lost frames."""

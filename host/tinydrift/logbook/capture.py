@@ -645,6 +645,9 @@ class DatabaseSink:
             return problem
         finally:
             # a session refused for its model, or one that heard nothing and failed (a port that
-            # never answered: the database once kept an empty "error" session), is forgotten
-            forget = self.foreign_device or (reason == "error" and not self.stats.bytes)
+            # never answered: the database once kept an empty "error" session), is forgotten.
+            # Heard is what came parsed: replay hands over items, not bytes (counting bytes,
+            # which it never does, forgot every replay that ended on a lost port).
+            heard = self.stats.frames or self.stats.text_lines or self.stats.corrupt
+            forget = self.foreign_device or (reason == "error" and not heard)
             _close(self.writer.store, self.session if forget and problem is None else None, logger.info)
