@@ -823,6 +823,34 @@ def test_files_that_are_no_npz_archive_are_named_without_numpy_s_unsafe_advice(h
                 result.output
 
 
+def test_a_lone_npy_array_or_an_archive_of_other_files_is_named_not_a_traceback(hostile, tmp_path):
+    """A trial's hostile input: np.save's single .npy array (under its own name or named
+    .npz) reached `with np.load(...)` as a bare array, a TypeError traceback; a zip whose
+    members are no .npy files reached the drift commands as bytes, an AttributeError."""
+    import zipfile
+
+    np.save(tmp_path / "lone.npy", np.zeros(3))
+    (tmp_path / "lone_named.npz").write_bytes((tmp_path / "lone.npy").read_bytes())
+    with zipfile.ZipFile(tmp_path / "members.npz", "w") as archive:
+        for name in ("summaries", "probs", "groups"):
+            archive.writestr(f"{name}.npy", b"not an npy")
+    reference = str(COMMITTED_MODEL / "reference.json")
+    for name, says in (("lone.npy", "not a numpy .npz archive"), ("lone_named.npz", "not a numpy .npz archive"),
+                       ("members.npz", "a damaged .npz archive (groups, probs, summaries: not numpy arrays)")):
+        path = str(tmp_path / name)
+        for argv in (["drift", "check-arl", reference, path], ["drift", "calibrate", path, "--out", str(tmp_path / "out")],
+                     ["drift", "heldout", path, path], ["eval", str(hostile / "model"), path],
+                     ["data", "drift", "gain_up_6db", path, "--out", str(tmp_path / "drifted.npz")]):
+            if name == "lone.npy" and argv[0] in ("eval", "data"):
+                continue  # a lone file that is no .npz is a WAV question there (named otherwise)
+            result = CliRunner().invoke(main, argv)
+            assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (argv, result.output)
+            if name == "members.npz" and argv[0] in ("eval", "data"):
+                continue  # read as a clip set: it has no label names, which is said
+            assert says in result.output, (argv, result.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lone.npy", "lone_named.npz", "members.npz"]
+
+
 def test_every_number_option_refuses_nan():
     """NaN passes every comparison, so click's FloatRange lets it through its bounds (fleet
     simulate --drift-share nan once ended in a traceback): every float option of every

@@ -45,14 +45,13 @@ def _load_samples(path: Path, model: bytes | None = None,
     serves too when `model` is given: its features go through TFLite Micro for the probs."""
     import zipfile
 
-    from tinydrift.data.npzfile import npz_problem
+    from tinydrift.data.npzfile import npz_problem, read_arrays
     from tinydrift.app import SENSOR_BLOCK
     from tinydrift.monitor.twin import summarize_image, window_energies, window_loudness, window_quiet, window_summary
     from tinydrift.pipeline.export import IMAGE_SUMMARY_GRID
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            data = {key: archive[key] for key in archive.files}
+        data = read_arrays(path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise TinydriftError(f"cannot read {path}: {npz_problem(path, e)}") from None
     if "groups" not in data and "meta_group" in data:  # a ClipSet

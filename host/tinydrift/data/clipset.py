@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from tinydrift.atomic import atomic_path
-from tinydrift.data.npzfile import npz_problem
+from tinydrift.data.npzfile import npz_problem, open_npz
 from tinydrift.errors import TinydriftError
 from tinydrift.frontend import CLIP_SAMPLES, NUM_CHANNELS, NUM_FRAMES
 from tinydrift.data.labels import LABELS
@@ -94,7 +94,7 @@ class ClipSet:
         if path.stat().st_size == 0:
             raise TinydriftError(f"{path}: the file is empty; build the clip set again with `tinydrift data kws`")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path) as z:
                 names = tuple(str(s) for s in z["label_names"])
                 if names != LABELS:
                     raise TinydriftError(f"{path}: labels {names} are not the 12-class convention {LABELS}")

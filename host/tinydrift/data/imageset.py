@@ -15,7 +15,7 @@ import numpy as np
 
 from tinydrift.atomic import atomic_path
 from tinydrift.data.clipset import META_PREFIX, check_label_indices
-from tinydrift.data.npzfile import npz_problem
+from tinydrift.data.npzfile import npz_problem, open_npz
 from tinydrift.errors import TinydriftError
 
 # 48x48 RGB: 6.9 KB of input, a DS-CNN of about 1 M multiply-accumulates and an arena near
@@ -83,7 +83,7 @@ class ImageSet:
         if path.stat().st_size == 0:
             raise TinydriftError(f"{path}: the file is empty; build the image set again with `tinydrift data plant`")
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path) as z:
                 if "images" not in z.files:
                     raise TinydriftError(f"{path}: not an image set (it holds {', '.join(sorted(z.files)[:4])}); "
                                          "build one with `tinydrift data plant`")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+import numpy as np
+
 ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -14,6 +16,26 @@ def is_zip(path: str | Path) -> bool:
     """Whether the file starts as a zip archive does (an .npz, a .keras model)."""
     with open(path, "rb") as f:
         return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC
+
+
+def open_npz(path: str | Path) -> np.lib.npyio.NpzFile:
+    """np.load of an .npz archive, without pickles. A lone .npy array loads bare (no archive
+    to enter or close), so it is a ValueError here, which npz_problem words."""
+    loaded = np.load(path, allow_pickle=False)
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise ValueError("a single .npy array, not an .npz archive")
+    return loaded
+
+
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz archive. A member that is not a .npy file reads as raw bytes
+    from numpy: a ValueError naming it here."""
+    with open_npz(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    odd = [key for key, value in arrays.items() if not isinstance(value, np.ndarray)]
+    if odd:
+        raise ValueError(f"a damaged .npz archive ({', '.join(sorted(odd)[:3])}: not numpy arrays)")
+    return arrays
 
 
 def npz_problem(path: str | Path, error: Exception) -> str:

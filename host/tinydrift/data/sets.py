@@ -12,7 +12,7 @@ import numpy as np
 from tinydrift.data.clipset import ClipSet
 from tinydrift.data.imagefolder import IMAGE_SUFFIXES, load_image_folder
 from tinydrift.data.imageset import ImageSet
-from tinydrift.data.npzfile import npz_problem
+from tinydrift.data.npzfile import npz_problem, open_npz
 from tinydrift.errors import TinydriftError
 
 
@@ -47,7 +47,7 @@ def load_npz(path: str | Path) -> ClipSet | ImageSet:
     path = Path(path)
     if path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open_npz(path) as z:
                 if "images" in z.files:
                     return ImageSet.load(path)
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
