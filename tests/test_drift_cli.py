@@ -97,6 +97,9 @@ def test_calibrate_header_verify_and_check(tmp_path):
     # Too few inferences for an alarm: inconclusive, not "x inf the target".
     result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", "1"])
     assert result.exit_code == 1 and "too few to compare with the target 500" in result.output, result.output
+    # ...and its JSON strict: no alarm is a null ARL0, not Infinity, which JSON parsers refuse
+    counted = json.loads(result.output.split("\nerror")[0], parse_constant=_not_json)
+    assert counted["alarms"] == 0 and counted["arl0"] is None and counted["ratio_to_target"] is None
     # A handful of alarms (one, once, passed as "x2.0"): the interval spans the band on both sides.
     for n in (400, 800, 1500):
         result = invoke(["check-arl", str(config_json), str(held_out), "--n-inferences", str(n)])
@@ -112,6 +115,10 @@ def test_calibrate_header_verify_and_check(tmp_path):
     np.savez(tiny, summaries=other["summaries"][:10], probs=other["probs"][:10], groups=other["groups"][:10])
     result = CliRunner().invoke(drift, ["check-arl", str(config_json), str(tiny), "--n-inferences", "20000"])
     assert "warning: 10 samples of 1 group; streams repeat them" in result.stderr, result.stderr
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is no JSON value")
 
 
 def test_unreadable_config_is_a_user_error(tmp_path):

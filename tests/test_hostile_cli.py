@@ -356,6 +356,15 @@ CASES = [
     ("zero", "monitor", ["--port", PORT, "--duration", "0", "--once"], "0"),
     ("zero", "verify", ["{r}/model", "--samples", "0"], "0"),
     ("zero", "drift-verify", ["{r}/config.json", "--inferences", "0"], "0"),
+    # past int64, numpy's sizes overflow (a ValueError traceback), and verify's stream grew until
+    # memory ran out
+    ("huge", "drift-verify", ["{r}/config.json", "--inferences", "99999999999999999999999"], "--inferences"),
+    ("huge", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--n-inferences",
+                                 "99999999999999999999999"], "--n-inferences"),
+    ("huge", "drift-calibrate", ["{r}/samples_misfit.npz", "--out", "{r}/cal_out", "--n-inferences",
+                                 "99999999999999999999999"], "--n-inferences"),
+    ("huge", "model-c", ["{r}/model/model_int8.tflite", "--out", "{r}/c_out", "--check", "99999999999999999999999"],
+     "--check"),
     ("zero", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--n-inferences", "0"], "0"),
     ("zero", "bench-device", ["--model-dir", "{r}/model", "--parse-frames", "0"], "0"),
     ("zero", "bench-frontend-stream", ["--step-ms", "0"], "0"),

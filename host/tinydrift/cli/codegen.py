@@ -23,7 +23,7 @@ from tinydrift.firmware import STAGES
               help="Folder for td_model_<name>.h and td_model_<name>.c.")
 @click.option("--reuse-input", is_flag=True,
               help="Let inference overwrite the input buffer (smaller arena); by default it stays intact.")
-@click.option("--check", "check_count", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+@click.option("--check", "check_count", type=click.IntRange(0, 1_000_000), default=0, show_default=True, metavar="N",
               help="Also run N random int8 inputs through the generated C (built for this host) and "
                    "TFLite Micro, and fail unless every output is equal.")
 def model_c_command(model: Path, name: str | None, out_dir: Path, reuse_input: bool, check_count: int):

@@ -244,7 +244,7 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
     with all_or_nothing():  # the header and its JSON twin together, or neither
         emit_monitor_config_h(config, written[0])
         write_text(written[1], json.dumps(config.to_dict(), indent=1))
-    click.echo(json.dumps({k: v for k, v in report.items() if k != "combined_curve"}, indent=1))
+    click.echo(json.dumps(jsonable({k: v for k, v in report.items() if k != "combined_curve"}), indent=1))
     click.echo(f"wrote {written[0]} and {written[1]}", err=True)
 
 
@@ -294,7 +294,7 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
     result = measure_arl0(config, data["summaries"], data["probs"], data["groups"], n_inferences=n_inferences)
     judged = add_fixed_centres(result, config, data["summaries"], data["probs"], data["groups"],
                                n_inferences=n_inferences)
-    click.echo(json.dumps(result, indent=1, default=float))
+    click.echo(json.dumps(jsonable(result), indent=1))  # strict JSON: an ARL0 with no alarm is null
     if result["ratio_to_target"] < 1 / factor <= judged["ratio_to_target"]:
         click.secho(f"error: empirical ARL0 {result['arl0']:,.0f} is x{result['ratio_to_target']:.3g} the target "
                     f"{result['target_arl0']:,.0f}, under x{1 / factor:.3g}: the refined centres made it louder",
@@ -394,7 +394,8 @@ def heldout_cmd(ref: Path, test: Path, model: Path | None, drifted: Path | None,
 
 @drift.command("verify")
 @click.argument("config_json", type=CONFIG_FILE)
-@click.option("--inferences", type=COUNT, default=20_000, show_default=True)
+@click.option("--inferences", type=click.IntRange(1, 1_000_000), default=20_000, show_default=True,
+              help="Random inferences in the stream (up to 1,000,000; each comes with its sensor blocks).")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 def verify_cmd(config_json: Path, inferences: int, seed: int):
     """Run the firmware's C (built for this host) and the twin on the same random event

@@ -389,7 +389,9 @@ FLEET_NAME = _Checked("name", check_fleet_name)
 CLIENT_ID = _Checked("id", check_client_id)
 COLLECTOR_NAME = _Checked("name", lambda v: check_client_id(v, "collector name", COLLECTOR_PREFIX_MAX_BYTES))
 WAKEWORD_CHANGE = _Checked("scenario", _wakeword_change)
-COUNT = click.IntRange(min=1)  # clips, epochs, frames, inferences...
+# clips, epochs, frames, inferences...; at most 10^12, beyond which numpy's sizes overflow
+# (a ValueError, not the MemoryError the CLI words) long before anything would run
+COUNT = click.IntRange(min=1, max=10**12)
 SEED = click.IntRange(min=0)  # numpy's generators refuse negative seeds
 SECONDS = FiniteFloat(min=0, min_open=True)
 BAUD = click.IntRange(min=1)
