@@ -88,6 +88,30 @@ def _damage_tensor_name(folder: Path) -> None:
     (folder / "model_int8.tflite").write_bytes(bytes(data))
 
 
+def _damage_constant(folder: Path, how: str) -> None:
+    """A depthwise filter (a constant of shape [1, h, w, c]) damaged as a flipped byte leaves
+    it: a negative width ("shape"), or seven of its values gone ("size"). The flatbuffer still
+    parses; model-c once wrote C with a kernel -419,430,397 columns wide, and exited 0."""
+    import flatbuffers
+
+    from tinydrift.codegen.tflite_graph import _schema
+
+    schema = _schema()
+    data = (folder / "model_int8.tflite").read_bytes()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    depthwise = next(t for t in model.subgraphs[0].tensors if len(t.shape) == 4 and t.shape[0] == 1
+                     and model.buffers[t.buffer].data is not None and len(model.buffers[t.buffer].data) > 0)
+    if how == "shape":
+        shape = np.array(depthwise.shape)
+        shape[2] = -419430397
+        depthwise.shape = shape
+    else:
+        model.buffers[depthwise.buffer].data = np.array(model.buffers[depthwise.buffer].data[:-7])
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    (folder / "model_int8.tflite").write_bytes(bytes(builder.Output()))
+
+
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory) -> Path:
     """A folder of bad inputs, named as the cases spell them."""
@@ -139,6 +163,10 @@ def hostile(tmp_path_factory) -> Path:
     np.savez(root / "set_without_ref" / "train.npz", audio=np.zeros((2, 16000), np.int16))
     shutil.copytree(COMMITTED_MODEL, root / "model_damaged")
     _damage_tensor_name(root / "model_damaged")
+    for how in ("shape", "size"):
+        (root / f"model_bad_{how}").mkdir()
+        shutil.copy(COMMITTED_MODEL / "model_int8.tflite", root / f"model_bad_{how}")
+        _damage_constant(root / f"model_bad_{how}", how)
     # include/ exported by an older tinydrift: its config header's #error stops the build
     shutil.copytree(COMMITTED_MODEL, root / "model_old_abi")
     header = root / "model_old_abi" / "include" / "td_monitor_config_kws.h"
@@ -521,6 +549,10 @@ CASES = [
     # calibrate has no --model: it once said to give one
     ("no-probs", "drift-calibrate", ["{r}/clips_other_size.npz", "--out", "{r}/dc_out"], "`drift heldout --model` runs one"),
     ("damaged-tflite", "model-c", ["{r}/model_damaged/model_int8.tflite", "--out", "{r}/c_out"], "model_int8.tflite"),
+    ("damaged-tflite", "model-c", ["{r}/model_bad_shape/model_int8.tflite", "--out", "{r}/c_out"],
+     "is a damaged TFLite model (tensor "),
+    ("damaged-tflite", "model-c", ["{r}/model_bad_size/model_int8.tflite", "--out", "{r}/c_out"],
+     "values for its shape [1, 3, 3, 64]): convert it again"),
     ("damaged-tflite", "demo", ["--model", "{r}/model_damaged", "--out", "{r}/demo_out"], "model_int8.tflite"),
     ("damaged-tflite", "eval", ["{r}/model_damaged", "{r}/wav_truncated"], "model_int8.tflite"),
     ("damaged-tflite", "drift-heldout", ["{r}/samples_misfit.npz", "{r}/samples_misfit.npz",

@@ -181,14 +181,25 @@ def _subgraph(model, data: bytes, subgraph_index: int, schema, type_names, op_na
     for index, t in enumerate(subgraph.tensors or []):
         dtype = type_names.get(t.type, f"type{t.type}")
         shape = tuple(int(d) for d in (t.shape if t.shape is not None else ()))
+        name = _text(t.name, f"{where}tensor {index}'s name", source)
+        named = name if len(name) <= 48 else f"{name[:45]}..."
+        # A flipped byte in a shape once became C with a kernel of -419,430,397 columns
+        # (exit 0): no converter writes a negative size, nor a constant of another size
+        if any(d < 0 for d in shape):
+            raise TinydriftError(f"{source} is a damaged TFLite model ({where}tensor {index} '{named}' has shape "
+                                 f"{list(shape)}): convert it again")
+        constant = _constant(model, data, t.buffer, dtype, shape)
+        if constant is not None and dtype in _NUMPY_DTYPES and constant.shape != shape:
+            raise TinydriftError(f"{source} is a damaged TFLite model ({where}tensor {index} '{named}' holds "
+                                 f"{constant.size:,} values for its shape {list(shape)}): convert it again")
         tensors.append(
             Tensor(
                 index=index,
-                name=_text(t.name, f"{where}tensor {index}'s name", source),
+                name=name,
                 shape=shape,
                 dtype=dtype,
                 quantization=_quantization(t.quantization),
-                data=_constant(model, data, t.buffer, dtype, shape),
+                data=constant,
                 is_variable=bool(t.isVariable),
             )
         )
