@@ -191,6 +191,10 @@ def hostile(tmp_path_factory) -> Path:
     (root / "ww_stale").mkdir()
     (root / "ww_stale" / "monitor.json").write_text(json.dumps({"monitor_config": config, "model_hash": "0" * 64}))
     np.savez(root / "samples_ragged.npz", summaries=np.zeros(3), probs=np.zeros(2), groups=np.zeros(5))
+    # model inputs as the keyword model takes them, [N, 49, 40, 1] (a traceback once), and with 2 channels
+    for channels in (1, 2):
+        np.savez(root / f"samples_features_{channels}ch.npz", features=np.zeros((8, 49, 40, channels), np.int8),
+                 probs=np.zeros((8, 3), np.int8), groups=np.arange(8) % 2, labels=np.arange(8) % 3)
     np.savez(root / "samples_misfit.npz", summaries=np.arange(40.0).reshape(8, 5), probs=np.zeros((8, 3), np.int8),
              groups=np.arange(8))
     # probabilities as floats, labels beyond the classes, features another model's size
@@ -386,6 +390,10 @@ CASES = [
     ("zero", "drift-verify", ["{r}/config.json", "--inferences", "0"], "0"),
     # past int64, numpy's sizes overflow (a ValueError traceback), and verify's stream grew until
     # memory ran out
+    ("model-input-shape", "drift-calibrate", ["{r}/samples_features_1ch.npz", "--out", "{r}/cal_out"],
+     "features without the clips' audio"),
+    ("model-input-shape", "drift-calibrate", ["{r}/samples_features_2ch.npz", "--out", "{r}/cal_out"],
+     "features (8, 49, 40, 2); expected the model's int8 inputs"),
     ("huge", "drift-verify", ["{r}/config.json", "--inferences", "99999999999999999999999"], "--inferences"),
     ("huge", "drift-check-arl", ["{r}/config.json", "{r}/samples_misfit.npz", "--n-inferences",
                                  "99999999999999999999999"], "--n-inferences"),

@@ -63,6 +63,8 @@ def _load_samples(path: Path, model: bytes | None = None,
         # without plant identities (a set of one's own), each image is its own group, as a folder's
         groups = images.domain.get("group", np.arange(len(images), dtype=np.int64))
         data = {"features": images.features, "labels": images.labels, "groups": groups}
+    if "features" in data and np.ndim(data["features"]) == 4 and np.shape(data["features"])[-1] == 1:
+        data["features"] = data["features"][..., 0]  # the keyword model's input shape [N, frames, channels, 1]
     if "features" in data:
         _check_features(path, data["features"])
     if "probs" not in data and "features" in data and model is not None:
@@ -110,8 +112,9 @@ def _check_features(path: Path, features: np.ndarray) -> None:
     cast to int8 below once wrapped int16 values and made floats of -1..1 zeros without a
     word (then "every summary value is the same"), and a set of none was an IndexError."""
     expected = ("expected the model's int8 inputs (-128..127: the front end's features, or a camera's pixels minus "
-                "128) as [N, frames, channels] or [N, height, width, 3]")
-    if features.ndim < 3 or len(features) == 0:
+                "128) as [N, frames, channels] (a trailing 1, as the model's input has, is dropped) or [N, height, "
+                "width, 3]")
+    if features.ndim < 3 or features.ndim > 4 or (features.ndim == 4 and features.shape[-1] != 3) or len(features) == 0:
         raise TinydriftError(f"{path}: features {features.shape}; {expected}, N >= 1")
     kind = features.dtype.kind
     if kind not in "iuf" or (kind == "f" and not np.all(np.isfinite(features))):
