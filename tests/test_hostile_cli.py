@@ -174,6 +174,9 @@ def hostile(tmp_path_factory) -> Path:
                              header.read_text()))
 
     config = json.loads((COMMITTED_MODEL / "reference.json").read_text())["monitor_config"]
+    reference = json.loads((COMMITTED_MODEL / "reference.json").read_text())
+    (root / "reference_no_monitor.json").write_text(json.dumps({k: v for k, v in reference.items() if k != "monitor_config"}))
+    (root / "reference_text_monitor.json").write_text(json.dumps({**reference, "monitor_config": "hello"}))
     (root / "config_list.json").write_text(json.dumps([config]))
     (root / "config_partial.json").write_text(json.dumps({"abi_version": config["abi_version"]}))
     (root / "config_types.json").write_text(json.dumps({**config, "ref_mean": "zero", "mean_shift": "5"}))
@@ -390,6 +393,11 @@ CASES = [
     ("zero", "drift-verify", ["{r}/config.json", "--inferences", "0"], "0"),
     # past int64, numpy's sizes overflow (a ValueError traceback), and verify's stream grew until
     # memory ran out
+    # a reference.json without its monitor read as a config of 21 unknown fields
+    ("no-monitor", "drift-header", ["{r}/reference_no_monitor.json", "{r}/o.h"], "it holds no monitor config"),
+    ("no-monitor", "drift-cost", ["{r}/reference_no_monitor.json"], "it holds no monitor config"),
+    ("no-monitor", "drift-header", ["{r}/reference_text_monitor.json", "{r}/o.h"],
+     "its monitor_config is not a JSON object"),
     ("model-input-shape", "drift-calibrate", ["{r}/samples_features_1ch.npz", "--out", "{r}/cal_out"],
      "features without the clips' audio"),
     ("model-input-shape", "drift-calibrate", ["{r}/samples_features_2ch.npz", "--out", "{r}/cal_out"],
@@ -459,7 +467,8 @@ CASES = [
      "127.0.0.1:abc"),
     ("bad-name", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite",
                              "--fleet", "kws/eu"], "kws/eu"),
-    ("bad-name", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--group", "a+b"], "a+b"),
+    ("bad-name", "collect", ["--broker", "mqtt://127.0.0.1:9", "--db", "postgresql://u@h/db", "--group", "a+b"],
+     "group name 'a+b'"),
     # past what a CONNECT packet carries: once a traceback in paho's network thread, then exit 0
     ("huge-client-id", "gateway", ["--port", PORT, "--broker", "mqtt://127.0.0.1:9", "--outbox", "{r}/o.sqlite",
                                    "--client-id", "x" * 70000], "MQTT client id of 70,000 bytes"),

@@ -25,8 +25,13 @@ def _load_config(path: Path) -> MonitorConfig:
     reference.json, a wake-word folder's monitor.json)."""
     try:
         data = json.loads(Path(path).read_text())
-        if isinstance(data, dict) and isinstance(data.get("monitor_config"), dict):
+        if isinstance(data, dict) and "monitor_config" in data:
+            if not isinstance(data["monitor_config"], dict):
+                raise TinydriftError("its monitor_config is not a JSON object")
             data = data["monitor_config"]
+        elif isinstance(data, dict) and "abi_version" not in data:
+            # a reference.json without its monitor once read as a config of 21 unknown fields
+            raise TinydriftError("it holds no monitor config (no monitor_config object, and no config's fields)")
         return MonitorConfig.from_dict(data).validate()
     except (OSError, ValueError, TinydriftError) as e:
         raise TinydriftError(f"cannot use the monitor config {path}: {e} (make one with `tinydrift drift calibrate`, "

@@ -9,8 +9,8 @@ import click
 from tinydrift.cli.common import DEFAULT_MODEL
 from tinydrift.errors import TinydriftError
 from tinydrift.fleet.outbox import KEEP_SENT_S
-from tinydrift.cli.params import (BAUD, BROKER_URL, CLIENT_ID, COLLECTOR_NAME, COUNT, DATABASE_URL, FLEET_NAME, SEED,
-                                  FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, SECONDS, SERIAL_URL)
+from tinydrift.cli.params import (BAUD, BROKER_URL, CLIENT_ID, COLLECTOR_NAME, COUNT, DATABASE_URL, FLEET_NAME,
+                                  GROUP_NAME, SEED, FiniteFloat, MODEL_FOLDER, OUTPUT_FILE, SECONDS, SERIAL_URL)
 
 BROKER_HELP = ("Broker URL: mqtt://HOST[:PORT] (1883) or mqtts://HOST[:PORT] (8883, TLS), with USER[:PASSWORD]@ "
                "if it wants them: mosquitto here, or a clustered broker (EMQX, HiveMQ).")
@@ -92,7 +92,7 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
               help="PostgreSQL connection URL, e.g. postgresql://tinydrift@127.0.0.1:5432/tinydrift "
                    "(a managed PostgreSQL or TimescaleDB the same way). The schema is made or upgraded on start.")
 @click.option("--fleet", type=FLEET_NAME, default="default", show_default=True, help=FLEET_HELP)
-@click.option("--group", type=FLEET_NAME, default="collectors", show_default=True,
+@click.option("--group", type=GROUP_NAME, default="collectors", show_default=True,
               help="Shared-subscription group: the collectors of one group split the fleet's frames.")
 @click.option("--name", type=COLLECTOR_NAME, default=None, metavar="NAME",
               help="This collector's name within the group, kept across restarts: the broker keeps its session "

@@ -386,6 +386,7 @@ C_NAME_PARAM = CName()
 BROKER_URL = _Checked("url", lambda v: BrokerUrl.parse(v))
 DATABASE_URL = _Checked("url", _database_url)
 FLEET_NAME = _Checked("name", check_fleet_name)
+GROUP_NAME = _Checked("name", lambda value: check_fleet_name(value, "group name"))  # a shared subscription's
 CLIENT_ID = _Checked("id", check_client_id)
 COLLECTOR_NAME = _Checked("name", lambda v: check_client_id(v, "collector name", COLLECTOR_PREFIX_MAX_BYTES))
 WAKEWORD_CHANGE = _Checked("scenario", _wakeword_change)

@@ -46,12 +46,12 @@ class Identity:
 FLEET_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def check_fleet_name(fleet: str) -> str:
+def check_fleet_name(fleet: str, what: str = "fleet name") -> str:
     """A fleet (or collector group) name: one MQTT topic level, also a shared subscription's
     group and a dashboard's label, so plain letters, digits, '-' and '_' (spaces, dots or
     slashes would need quoting somewhere along the way)."""
     if not FLEET_NAME.fullmatch(fleet or ""):
-        raise TinydriftError(f"fleet name {fleet!r}: use 1-64 letters, digits, '-' or '_' (it is an MQTT topic level)")
+        raise TinydriftError(f"{what} {fleet!r}: use 1-64 letters, digits, '-' or '_' (it is an MQTT topic level)")
     return fleet
 
 

@@ -322,7 +322,7 @@ class Replayer:
             port = self.reopen(self.port, exc) if self.reopen is not None else None
             if port is None:
                 raise TinydriftError(f"the device's port failed ({exc}) and did not come back: "
-                                     "check the cable or the emulator, then replay again") from None
+                                     "check the cable or the emulator, then run the command again") from None
             self.port, self.parser = port, P.StreamParser()
             self._acks.clear()
             self.stats.reconnects += 1
