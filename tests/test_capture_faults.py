@@ -459,6 +459,17 @@ def held_port():
     held.close()
 
 
+def test_a_port_lost_before_a_byte_came_leaves_no_new_database(tmp_path):
+    """A device that hung up at once left a new database holding one empty "port lost"
+    session (a refused connection, or replay, left none)."""
+    device = TcpDevice(lambda conn: None)
+    proc = _tinydrift("capture", "--port", device.url, "--db", tmp_path / "new" / "cap.db", "--reconnect-timeout", "0")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.rstrip().endswith(f"nothing stored, db {tmp_path / 'new' / 'cap.db'} not written"), proc.stdout
+    assert "did not come back" in proc.stderr, proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_silent_port_is_warned_of_while_listening_and_refused_once_at_the_end(tmp_path, held_port, monkeypatch):
     """The warning while capture still listens and the error it ends with say different
     things (trial 19 read "nothing received" twice)."""

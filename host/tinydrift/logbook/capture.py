@@ -484,8 +484,9 @@ def capture(
             log(f"capture could not close its session cleanly: {problem}")
             failed = True
         # a database this run made and that nothing reached is not kept either: an empty
-        # session in a new file, beside the error saying nothing came, is only clutter
-        silent_new = store.created and not stats.bytes and problem is None and not failed
+        # session in a new file, beside the error saying nothing came (or that the port was
+        # lost before a byte came), is only clutter
+        silent_new = store.created and not stats.bytes and problem is None
         removed = _close(store, session if (foreign_device and problem is None) or silent_new else None, log)
         forgotten = removed and foreign_device
         if port is not None:
