@@ -21,7 +21,9 @@ from tinydrift.cli.params import (ANY_FILE, BAUD, COUNT, FiniteFloat, MODEL_FOLD
               help="Model folder whose JSON gives the expected model hash; frames of any other "
                    "model are counted as foreign. Default: the first HELLO/STATUS seen.")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
-@click.option("--frames", "max_frames", type=COUNT, default=None, metavar="N", help="Stop after N valid frames.")
+@click.option("--frames", "max_frames", type=COUNT, default=None, metavar="N",
+              help="Stop once N valid frames have come (the rest of the read that brought the Nth is kept too: "
+                   "nothing received is dropped).")
 @click.option("--baud", "baudrate", type=BAUD, default=115200, show_default=True, help="Serial speed (ignored by sockets and ptys).")
 @click.option("--reconnect-timeout", type=FiniteFloat(min=-1), default=10.0, show_default=True, metavar="S",
               help="How long to keep reopening a port that disappeared (0: stop at once; -1: forever).")
