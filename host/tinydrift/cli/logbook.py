@@ -18,8 +18,9 @@ from tinydrift.cli.params import (ANY_FILE, BAUD, COUNT, FiniteFloat, MODEL_FOLD
 @click.option("--db", "db_path", required=True, type=OUTPUT_FILE, metavar="FILE",
               help="SQLite database to append to (created if missing).")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
-              help="Model folder whose JSON gives the expected model hash; frames of any other "
-                   "model are counted as foreign. Default: the first HELLO/STATUS seen.")
+              help="Model folder whose JSON gives the expected model hash. Default: the database's captures' "
+                   "model, else the first HELLO/STATUS seen. A device that announces another model is refused "
+                   "(see below).")
 @click.option("--duration", type=SECONDS, default=None, metavar="S", help="Stop after S seconds.")
 @click.option("--frames", "max_frames", type=COUNT, default=None, metavar="N",
               help="Stop once N valid frames have come (the rest of the read that brought the Nth is kept too: "
@@ -37,7 +38,11 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
 
     Every read is committed at once (WAL), so Ctrl-C or a killed process loses nothing
     already received. Lost (sequence gaps, also between two captures of one device run),
-    corrupt (CRC, COBS...) and foreign-model frames are counted and stored. While another
+    corrupt (CRC, COBS...) and foreign-model frames (another model's, from a device reflashed
+    during the run) are counted and stored. A device that only ever announces another model
+    than the one expected is refused instead: a database holds one model's captures, so none of
+    its frames is kept there, the database stays as it was, and the error names both models.
+    While another
     process locks the database, frames wait in memory; a full disk stops the capture with
     the count of frames not stored. Stops on Ctrl-C, --duration, --frames, or when the
     device exits; exits 1 when the port was lost, the database could not be written, nothing
