@@ -43,6 +43,7 @@ def test_calibrate_header_verify_and_check(tmp_path):
     assert config.whiten_q12 is not None and config.metadata["calibration"]["target_arl0"] == 500
 
     result = invoke(["header", str(config_json), str(tmp_path / "again.h")])
+    assert result.output.strip() == f"{tmp_path / 'again.h'} (td_monitor_config_again)"
     assert result.exit_code == 0 and (tmp_path / "again.h").read_text().replace("again", "kws").replace("AGAIN", "KWS") == header
 
     result = invoke(["verify", str(config_json), "--inferences", "1500"])

@@ -260,11 +260,14 @@ def calibrate_cmd(samples: Path, out: Path, name: str, target_arl0: float, n_inf
 @click.argument("config_json", type=CONFIG_FILE)
 @click.argument("header", type=header_file())
 def header_cmd(config_json: Path, header: Path):
-    """Write the C header (td_monitor_config_<stem>) of a JSON monitor config."""
-    from tinydrift.codegen.monitor_header import emit_monitor_config_h
+    """Write the C header (td_monitor_config_<stem>) of a JSON monitor config. The stem's
+    characters other than ASCII letters, digits and '_' become '_' (leading and trailing ones
+    dropped): the line printed names the C symbol."""
+    from tinydrift.codegen.monitor_header import c_identifier, emit_monitor_config_h
 
     emit_monitor_config_h(_load_config(config_json), header)
-    click.echo(str(header))
+    symbol = c_identifier(header.stem.removeprefix("td_monitor_config_"))
+    click.echo(f"{header} (td_monitor_config_{symbol})")
 
 
 @drift.command("check-arl")
