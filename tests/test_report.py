@@ -200,6 +200,17 @@ def test_unreadable_databases_are_refused_clearly(tmp_path):
         write_report(other, tmp_path / "r")
 
 
+def test_a_database_edited_by_hand_is_refused_clearly(tmp_path):
+    """A capture whose confidence column someone set to text ended the report in a numpy
+    ValueError traceback; it is refused in one line, and no page is written."""
+    db, _ = make_drift_db(tmp_path)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE frames SET confidence='abc' WHERE id % 50 = 0 AND type = 2")
+    with pytest.raises(TinydriftError, match="holds a value that is not a number .* changed outside tinydrift"):
+        write_report(db, tmp_path / "r")
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
 def test_a_model_folder_of_another_model_is_refused(tmp_path):
     """Thresholds and labels of another model would mislabel every plot: refused, in one line."""
     db, _ = make_drift_db(tmp_path)

@@ -812,7 +812,12 @@ def read_inferences(conn: sqlite3.Connection, include_foreign: bool = False) -> 
         out = {n: np.zeros(0, np.int64) for n in names}
         out["scores"] = np.zeros((0, N_SCORES), np.int64)
         return out
-    table = np.array([[0 if v is None else v for v in r] for r in rows], dtype=np.float64)
+    try:
+        table = np.array([[0 if v is None else v for v in r] for r in rows], dtype=np.float64)
+    except (TypeError, ValueError) as exc:  # a column edited by hand: capture writes numbers only
+        raise TinydriftError(f"an INFERENCE row of the database holds a value that is not a number ({exc}): it was "
+                             "changed outside tinydrift; use the capture as it was written (or `tinydrift archive` "
+                             "a copy before editing one)") from None
     out = {n: table[:, i] for i, n in enumerate(names)}
     for n in names:
         if n != "received_at":
