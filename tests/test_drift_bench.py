@@ -60,6 +60,30 @@ def test_transforms_change_what_they_name():
     assert {s.name for s in sc.SCENARIOS} >= {"accent", "path_8khz", "dead_microphone", "labels_remapped"}
 
 
+def test_clicks_pumping_and_wind_change_what_they_name():
+    rng = np.random.default_rng(1)
+    t = np.arange(16000) / 16000
+    clips = (3000 * np.sin(2 * np.pi * 500 * t)).astype(np.int16)[None].repeat(400, axis=0)
+    # clicks: a Poisson count a second (one on average: 63 % of 1 s clips hit), each 2-5 ms and loud
+    clicked = sc.clicks(clips, rng, 1.0)
+    changed = clicked != clips
+    assert 0.56 < changed.any(axis=1).mean() < 0.70 and changed.mean() < 0.006
+    assert np.abs(clicked[changed.any(axis=1)]).max(axis=1).min() > 9000  # half full scale, less the tone
+    # pumping: the level per 1/16 s swings 6 dB either way, no further
+    pumped = sc.gain_pumping(clips, rng, 6.0).astype(np.float64)
+    level = 20 * np.log10(np.sqrt(np.mean(pumped.reshape(400, 16, 1000) ** 2, axis=2)) / (3000 / np.sqrt(2)))
+    assert -6.05 < level.min() < -5.5 and 5.5 < level.max() < 6.05
+    # wind: what it adds lies below 200 Hz, over a third to two thirds of the clip, as loud as the clip at 0 dB
+    from scipy.signal import welch
+
+    added = sc.wind_bursts(clips, rng, 0.0).astype(np.float64) - clips
+    f, power = welch(added, fs=16000, nperseg=4096, axis=-1)
+    assert np.all(power[:, f < 200].sum(axis=1) / power.sum(axis=1) > 0.9)
+    assert np.allclose(np.sqrt(np.mean(added ** 2, axis=1)), 3000 / np.sqrt(2), rtol=0.02)
+    quiet = (np.abs(added) < 1).mean(axis=1)
+    assert 0.25 < quiet.min() and quiet.max() < 0.72
+
+
 @pytest.mark.slow  # ~90 s: synthesizes populations, calibrates seven baselines
 def test_tiny_bench_finds_a_gain_drop_and_a_dead_microphone(tmp_path):
     from tinydrift.pipeline.drift_bench import BenchSettings, run_drift_bench, write_outputs

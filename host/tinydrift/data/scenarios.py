@@ -224,6 +224,49 @@ def quiet_microphone(pcm, rng, db):
     return _to_int16(x + rng.normal(0.0, 1.5, x.shape))
 
 
+def clicks(pcm, rng, per_second):
+    """A crackling connector or a scratched capsule: clicks of 2-5 ms (a decaying burst of
+    either sign, a half to a whole full scale) at random places, `per_second` a second on
+    average, over whatever else the clip holds."""
+    x = pcm.astype(np.float64)
+    n, length = x.shape
+    counts = rng.poisson(per_second * length / SAMPLE_RATE, size=n)
+    for row, count in enumerate(counts):
+        for _ in range(count):
+            width = int(rng.integers(int(0.002 * SAMPLE_RATE), int(0.005 * SAMPLE_RATE) + 1))
+            start = int(rng.integers(0, max(1, length - width)))
+            burst = rng.standard_normal(width) * np.exp(-4.0 * np.arange(width) / width)
+            peak = rng.uniform(16000.0, 32767.0) * rng.choice((-1.0, 1.0))
+            x[row, start:start + width] += burst / np.max(np.abs(burst)) * peak
+    return _to_int16(x)
+
+
+def gain_pumping(pcm, rng, depth_db, period_s: float = 2.0):
+    """An automatic gain control that pumps: the gain swings `depth_db` either way and back
+    every `period_s`, each clip at a random point of the swing."""
+    t = np.arange(pcm.shape[-1]) / SAMPLE_RATE
+    phase = rng.uniform(0.0, 2 * np.pi, size=(len(pcm), 1))
+    return _to_int16(pcm.astype(np.float64) * 10 ** (depth_db * np.sin(2 * np.pi * t / period_s + phase) / 20))
+
+
+def wind_bursts(pcm, rng, snr_db):
+    """Wind on the capsule: rumble below 150 Hz, in a burst over a random third to two
+    thirds of each clip (rising and falling in 50 ms), `snr_db` under the clip's level."""
+    from scipy.signal import butter, sosfilt
+
+    x = pcm.astype(np.float64)
+    n, length = x.shape
+    rumble = sosfilt(butter(4, 150.0, btype="lowpass", fs=SAMPLE_RATE, output="sos"), rng.standard_normal(x.shape))
+    width = (rng.uniform(1 / 3, 2 / 3, size=n) * length).astype(int)
+    start = (rng.uniform(0.0, 1.0, size=n) * (length - width)).astype(int)
+    at = np.arange(length)[None, :] - start[:, None]
+    ramp = 0.05 * SAMPLE_RATE
+    envelope = np.clip(np.minimum(at, width[:, None] - at) / ramp, 0.0, 1.0)
+    burst = rumble * envelope
+    level = _rms(x) / np.sqrt(np.mean(burst ** 2, axis=-1, keepdims=True) + 1e-12)
+    return _to_int16(x + burst * level * 10 ** (-snr_db / 20))
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One drift: a population (default: the deployment one) and an optional transform of its
@@ -284,6 +327,9 @@ SEVERITY_RANGES = {
     "quiet_microphone": (-60.0, -1.0, "a gain of -60 to -1 dB"),
     "dropouts": (0.01, 1.0, "a share of 0.01 to 1 of the clips"),
     "dead_stretches": (0.01, 1.0, "a share of 0.01 to 1 of the clips"),
+    "clicks": (0.1, 50.0, "0.1 to 50 clicks a second"),
+    "gain_pumping": (0.5, 30.0, "a swing of 0.5 to 30 dB either way"),
+    "wind_bursts": (-20.0, 60.0, "an SNR of -20 to 60 dB"),
 }
 
 TRANSFORMS = {
@@ -291,6 +337,7 @@ TRANSFORMS = {
     "white_noise": white_noise, "babble": babble, "reverb": reverb, "dead": dead, "dropouts": dropouts,
     "dead_stretches": dead_stretches, "stuck": stuck,
     "dc_offset": dc_offset, "clipping": clipping, "quiet_microphone": quiet_microphone,
+    "clicks": clicks, "gain_pumping": gain_pumping, "wind_bursts": wind_bursts,
 }
 
 _KEYWORDS_EQUAL = (1.0,) * len(LABELS)
@@ -319,6 +366,10 @@ SCENARIOS = (
     Scenario("babble_5db", "upstream", "DATA_DRIFT", transform="babble", severity=5.0),
     Scenario("reverb_0.8s", "upstream", "DATA_DRIFT", transform="reverb", severity=0.8),
     Scenario("gain_down_20db_gradual", "upstream", "DATA_DRIFT", transform="gain", severity=-20.0, gradual=300),
+    # kinds of change the monitor's design never saw (added after a trial pushed them through)
+    Scenario("clicks_1_per_s", "upstream", "DATA_DRIFT", transform="clicks", severity=1.0),
+    Scenario("agc_pumping_6db", "upstream", "DATA_DRIFT", transform="gain_pumping", severity=6.0),
+    Scenario("wind_bursts_0db", "upstream", "DATA_DRIFT", transform="wind_bursts", severity=0.0),
     # a device installed where it hears five times the training set's share of fillers, then noise
     Scenario("white_noise_0db_filler_room", "upstream", "DATA_DRIFT", transform="white_noise", severity=0.0,
              room_weights=_weights(**{UNKNOWN: 5.0})),
