@@ -55,10 +55,10 @@ def gateway_command(ports, broker, outbox_path, fleet, client_id, baudrate, reco
     when a port is lost for good or the outbox cannot be written. Frames still waiting for a
     broker that was away a while are no failure: the last line says how many the outbox keeps
     for the next run (which may be one without --port); but a broker never reached in the whole
-    run (a wrong --broker, or one not running) exits 1, the frames kept all the same. Without --port it only empties the outbox
-    (its devices away, or what `fleet simulate` left; each frame keeps the fleet it was read
-    for, whatever --fleet says): it stops once the broker has taken everything, and exits 1
-    if it ends with frames still waiting.
+    run (a wrong --broker, or one not running) exits 1, the frames kept all the same. Without
+    --port it only empties the outbox (its devices away, or what `fleet simulate` left; each
+    frame keeps the fleet it was read for, whatever --fleet says): it stops once the broker
+    has taken everything, and exits 1 if it ends with frames still waiting.
 
     \b
     Examples:

@@ -42,9 +42,8 @@ def capture_command(port_url, db_path, model_dir, duration, max_frames, baudrate
     during the run) are counted and stored. A device that only ever announces another model
     than the one expected is refused instead: a database holds one model's captures, so none of
     its frames is kept there, the database stays as it was, and the error names both models.
-    While another
-    process locks the database, frames wait in memory; a full disk stops the capture with
-    the count of frames not stored. Stops on Ctrl-C, --duration, --frames, or when the
+    While another process locks the database, frames wait in memory; a full disk stops the
+    capture with the count of frames not stored. Stops on Ctrl-C, --duration, --frames, or when the
     device exits; exits 1 when the port was lost, the database could not be written, nothing
     at all came from the port, or the device runs another model than --model-dir's.
 
