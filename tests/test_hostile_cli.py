@@ -398,6 +398,10 @@ CASES = [
     ("no-monitor", "drift-cost", ["{r}/reference_no_monitor.json"], "it holds no monitor config"),
     ("no-monitor", "drift-header", ["{r}/reference_text_monitor.json", "{r}/o.h"],
      "its monitor_config is not a JSON object"),
+    # the results and pools of a bench would land among the model folder's files
+    ("output-in-input", "bench-drift", ["--model-dir", "{r}/model", "--out", "{r}/model/include"],
+     "is inside the model folder"),
+    ("output-in-input", "bench-fleet", ["--model-dir", "{r}/model", "--out", "{r}/model"], "is inside the model folder"),
     ("model-input-shape", "drift-calibrate", ["{r}/samples_features_1ch.npz", "--out", "{r}/cal_out"],
      "features without the clips' audio"),
     ("model-input-shape", "drift-calibrate", ["{r}/samples_features_2ch.npz", "--out", "{r}/cal_out"],

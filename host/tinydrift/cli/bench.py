@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from tinydrift.cli.common import DEFAULT_MODEL
+from tinydrift.cli.common import DEFAULT_MODEL, refuse_output_inside
 from tinydrift.cli.params import FIRMWARE_IMAGE, MODEL_FOLDER, OUTPUT_FOLDER, input_file, input_folder
 
 
@@ -159,6 +159,7 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
     """
     from tinydrift.pipeline.drift_bench import bench_settings, markdown, run_drift_bench, write_outputs
 
+    refuse_output_inside(out_dir, model_dir, "the model folder")
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
     result = run_drift_bench(model_dir, bench_settings(model_dir, quick, speaker_run), cache=out_dir / "pools", log=log,
                              baselines=not no_baselines, workers=workers or os.cpu_count() or 1)
@@ -291,6 +292,7 @@ def fleet(model_dir: Path, quick: bool, out_dir: Path, as_json: bool):
     from tinydrift.pipeline.fleet_bench import FleetBenchSettings, markdown, run_fleet_bench, write_outputs
 
     log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    refuse_output_inside(out_dir, model_dir, "the model folder")
     result = run_fleet_bench(model_dir, FleetBenchSettings.make(quick), out_dir, log=log)
     paths = write_outputs(result, out_dir)
     if as_json:

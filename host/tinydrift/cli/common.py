@@ -18,6 +18,17 @@ DEFAULT_MODEL = Path("models/kws")
 DEFAULT_PLANT_DATA = Path("build/data/plant")
 
 
+def refuse_output_inside(out: Path, folder: Path, what: str) -> None:
+    """A command's output folder may not be `folder` (an input it reads, e.g. the model
+    folder) or lie inside it: its results and caches would land among the input's files."""
+    from tinydrift.errors import TinydriftError
+
+    out, folder = Path(out).resolve(), Path(folder).resolve()
+    if out == folder or folder in out.parents:
+        raise TinydriftError(f"--out {out} is inside {what} {folder}, which the command reads: give another folder "
+                             "(the default is under build/)")
+
+
 # Off a terminal, a bar still running says how far it got this often (a replay into QEMU
 # runs for minutes, and its log would otherwise stay silent until the end).
 PROGRESS_LINE_S = 30.0
