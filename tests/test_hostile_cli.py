@@ -934,6 +934,29 @@ def test_every_number_option_refuses_nan():
     assert not loose, loose
 
 
+def test_every_count_option_has_a_ceiling():
+    """A count past int64 overflowed numpy's sizes (a traceback), and some took unbounded
+    work first (`drift verify --inferences 1e23` grew its stream until memory ran out, `bench
+    device --parse-frames 1e23` ran on): every integer option of every command has an upper
+    bound, except seeds (numpy takes any size) and a serial port's speed."""
+    import click
+
+    from tinydrift.cli import main
+    from tinydrift.cli.params import BAUD, SEED
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            yield path + (name,), command
+            if isinstance(command, click.Group):
+                yield from commands(command, path + (name,))
+
+    unbounded = [f"{' '.join(path)} {param.opts[0] if param.opts else param.name}"
+                 for path, command in commands(main) for param in command.params
+                 if isinstance(param.type, click.types.IntParamType) and getattr(param.type, "max", None) is None
+                 and param.type not in (SEED, BAUD)]
+    assert not unbounded, unbounded
+
+
 def test_ctrl_c_while_the_commands_load_is_an_interruption_not_a_traceback():
     """Ctrl-C in a command's first half second (numpy, click and the commands' modules still
     loading) printed a Python traceback and died by the signal. The interrupt is made to

@@ -43,7 +43,7 @@ def _show(result, paths: list, markdown, as_json: bool) -> None:
               show_default=True, help="Model folder: model_int8.tflite and include/td_monitor_config_<name>.h.")
 @click.option("--app-elf", type=FIRMWARE_IMAGE, default=None,
               help="Report flash/RAM of this application image (default: the bench's pipeline image).")
-@click.option("--parse-frames", type=click.IntRange(min=1000), default=200_000, show_default=True,
+@click.option("--parse-frames", type=click.IntRange(1000, 10_000_000), default=200_000, show_default=True,
               help="Frames for the host capture-parser rate (tinydrift.link.protocol.bench_parse).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def device(model_dir: Path, app_elf: Path | None, parse_frames: int, as_json: bool):
@@ -125,7 +125,7 @@ def frontend_stream(step_ms: int, seconds: int, as_json: bool):
               help="Every stream holds each speaker (plant) for at most N inferences in a row, its "
                    "own clips without repeats. Default: each speaker's clips as its pool holds them "
                    "(~10 in a mixed population, ~43 in a one-voice one).")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
               help="Processes that measure populations and scenarios side by side (default: all cores); "
                    "the figures are the same for any number.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
@@ -180,7 +180,7 @@ def drift(model_dir: Path, quick: bool, out_dir: Path, no_baselines: bool, speak
               help="Folder for wakeword_bench.json, wakeword_bench.md and the cached audio.  [default: "
                    "build/bench/wakeword; with --quick build/bench/wakeword_quick, so a smoke run does not "
                    "overwrite the full figures]")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="Synthesis processes (default: all cores).")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Synthesis processes (default: all cores).")
 @click.option("--label-feedback-only", "label_feedback_from", type=input_file("wakeword_bench.json"), default=None,
               help="Run only the label-feedback part (a few minutes), on the monitored model's false rejects and "
                    "accepts in this stored result (e.g. docs/figures/wakeword_bench.json): the error-rate test at "

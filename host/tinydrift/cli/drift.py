@@ -342,7 +342,7 @@ def check_arl_cmd(config_json: Path, samples: Path, n_inferences: int | None, fa
 @click.option("--drifted", type=SAMPLES_FILE, default=None,
               help="Drifted samples: also measure detection for the two directional pairs.")
 @click.option("--target-arl0", type=TARGET_ARL0, default=100_000, show_default=True)
-@click.option("--splits", type=click.IntRange(min=0), default=4, show_default=True, help="Random splits of ref + test within speakers.")
+@click.option("--splits", type=click.IntRange(0, 1000), default=4, show_default=True, help="Random splits of ref + test within speakers.")
 @click.option("--n-inferences", type=COUNT, default=None, help="Simulated per calibration (default: calibrate's).")
 @commission_option
 @speaker_run_option

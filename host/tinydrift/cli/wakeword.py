@@ -216,12 +216,12 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, 
 @click.option("--wavs", "wav_folder", type=input_folder("folder of reference WAV files"), default=None,
               help="Reference recordings of the deployment's kind, one session each (16 kHz mono 16-bit); "
                    "default: espeak-ng sessions.")
-@click.option("--sessions", type=click.IntRange(min=2), default=REFERENCE_SESSIONS, show_default=True,
+@click.option("--sessions", type=click.IntRange(2, 10_000), default=REFERENCE_SESSIONS, show_default=True,
               help="espeak-ng sessions to synthesize (calibration resamples whole sessions: two at least). "
                    "The defaults are what the wake-word bench measures; "
                    "fewer or shorter sessions can leave too little variety to calibrate (20 of 90 s did for "
                    "--target-arl0 10000 in a trial, 14 of 61 s did not).")
-@click.option("--seconds", type=click.IntRange(min=MIN_SESSION_SECONDS), default=REFERENCE_SECONDS, show_default=True,
+@click.option("--seconds", type=click.IntRange(MIN_SESSION_SECONDS, 86_400), default=REFERENCE_SECONDS, show_default=True,
               help="Length of each espeak-ng session (the device's commissioning and its averages' settling "
                    f"need {MIN_SESSION_SECONDS} s).")
 @click.option("--target-arl0", type=TARGET_ARL0, default=DEFAULT_TARGET_ARL0, show_default=True,
@@ -237,7 +237,7 @@ def _too_few_simulated(error: Exception, simulated: int, target_arl0: float, *, 
                    "wake; 'wakes-and-misses' also report every missed wake phrase, whose errors come far more often. "
                    "The error-rate test (ERROR_RATE) is calibrated for this labelling: calibrated for 'wakes' and "
                    "told of misses too, it false-alarms more often than --error-rate-arl0 says.")
-@click.option("--error-rate-arl0", type=click.IntRange(min=1000), default=ERROR_RATE_ARL0_LABELS, show_default=True,
+@click.option("--error-rate-arl0", type=click.IntRange(1000, 10**9), default=ERROR_RATE_ARL0_LABELS, show_default=True,
               help="Labels between false ERROR_RATE alarms the error-rate test is calibrated for.")
 @click.option("--workers", type=COUNT, default=None, help="Synthesis processes (default: all cores).")
 @click.option("--name", type=C_NAME_PARAM, default=None, help="C name; default: the model's file name.")
