@@ -127,7 +127,7 @@ def test_demo_refuses_bad_settings_before_doing_anything(tmp_path):
     group = TinydriftGroup()
     group.add_command(demo_command)
     result = CliRunner().invoke(group, ["demo", "--out", str(tmp_path / "x"), "--epochs", "0"])
-    assert result.exit_code == 2 and "Invalid value for '--epochs': 0 is not in the range x>=1" in result.output
+    assert result.exit_code == 2 and "Invalid value for '--epochs': 0 is not in the range 1<=x<=" in result.output
 
 
 def test_cached_demo_model_is_keyed_on_the_code_that_made_it(tmp_path):

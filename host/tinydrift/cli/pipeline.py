@@ -162,7 +162,8 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
                    "files.")
 @click.option("--severity", type=FiniteFloat(), default=None,
               help="Another severity than the scenario's own, for one whose severity is one number: dB of gain, "
-                   "SNR in dB, Hz of a cut-off, seconds of reverberation, pixels of blur, stops, JPEG quality, the "
+                   "SNR in dB, Hz of a cut-off, seconds of reverberation, clicks a second, pixels of blur, stops, JPEG "
+                   "quality, the "
                    "share (0.01-1) of clips dead or frames black for microphone_dropouts_30 and blinking_camera_20, of "
                    "clips losing half a second for microphone_dead_half_seconds_50...")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The noise, babble and resampling drawn.")
@@ -186,6 +187,7 @@ def data_drift(scenario: str, source: Path, out: Path, severity: float | None, s
       cheap_mic_lowpass_2k, highpass_800, telephone_band, path_8khz, white_noise_10db,
       white_noise_0db, babble_5db, reverb_0.8s, quiet_but_working_microphone,
       white_noise_0db_filler_room (resampled to five times the fillers, then noise),
+      clicks_1_per_s, agc_pumping_6db (a gain swinging 6 dB either way), wind_bursts_0db,
       dead_microphone, microphone_dropouts_30 (each clip dead with chance 0.3),
       microphone_dead_half_seconds_50 (each clip loses half a second with chance 0.5), stuck_microphone,
       dc_offset, clipping_30db (sensor faults),
