@@ -913,14 +913,9 @@ def test_a_lone_npy_array_or_an_archive_of_other_files_is_named_not_a_traceback(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lone.npy", "lone_named.npz", "members.npz"]
 
 
-def test_every_number_option_refuses_nan():
-    """NaN passes every comparison, so click's FloatRange lets it through its bounds (fleet
-    simulate --drift-share nan once ended in a traceback): every float option of every
-    command is a FiniteFloat (or a type of ours that checks it)."""
-    import click
-
+def _options_where(keep) -> list[str]:
+    """'command --option' for every option of every command (sub-groups too) that keep(param) takes."""
     from tinydrift.cli import main
-    from tinydrift.cli.params import FiniteFloat
 
     def commands(group, path=()):
         for name, command in group.commands.items():
@@ -928,9 +923,18 @@ def test_every_number_option_refuses_nan():
             if isinstance(command, click.Group):
                 yield from commands(command, path + (name,))
 
-    loose = [f"{' '.join(path)} {param.opts[0] if param.opts else param.name}"
-             for path, command in commands(main) for param in command.params
-             if isinstance(param.type, click.types.FloatParamType) and not isinstance(param.type, FiniteFloat)]
+    return [f"{' '.join(path)} {param.opts[0] if param.opts else param.name}"
+            for path, command in commands(main) for param in command.params if keep(param)]
+
+
+def test_every_number_option_refuses_nan():
+    """NaN passes every comparison, so click's FloatRange lets it through its bounds (fleet
+    simulate --drift-share nan once ended in a traceback): every float option of every
+    command is a FiniteFloat (or a type of ours that checks it)."""
+    from tinydrift.cli.params import FiniteFloat
+
+    loose = _options_where(lambda param: isinstance(param.type, click.types.FloatParamType)
+                           and not isinstance(param.type, FiniteFloat))
     assert not loose, loose
 
 
@@ -939,21 +943,10 @@ def test_every_count_option_has_a_ceiling():
     work first (`drift verify --inferences 1e23` grew its stream until memory ran out, `bench
     device --parse-frames 1e23` ran on): every integer option of every command has an upper
     bound, except seeds (numpy takes any size) and a serial port's speed."""
-    import click
-
-    from tinydrift.cli import main
     from tinydrift.cli.params import BAUD, SEED
 
-    def commands(group, path=()):
-        for name, command in group.commands.items():
-            yield path + (name,), command
-            if isinstance(command, click.Group):
-                yield from commands(command, path + (name,))
-
-    unbounded = [f"{' '.join(path)} {param.opts[0] if param.opts else param.name}"
-                 for path, command in commands(main) for param in command.params
-                 if isinstance(param.type, click.types.IntParamType) and getattr(param.type, "max", None) is None
-                 and param.type not in (SEED, BAUD)]
+    unbounded = _options_where(lambda param: isinstance(param.type, click.types.IntParamType)
+                               and getattr(param.type, "max", None) is None and param.type not in (SEED, BAUD))
     assert not unbounded, unbounded
 
 
