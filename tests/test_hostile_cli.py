@@ -400,8 +400,16 @@ CASES = [
      "its monitor_config is not a JSON object"),
     # the results and pools of a bench would land among the model folder's files
     ("output-in-input", "bench-drift", ["--model-dir", "{r}/model", "--out", "{r}/model/include"],
-     "is inside the model folder"),
-    ("output-in-input", "bench-fleet", ["--model-dir", "{r}/model", "--out", "{r}/model"], "is inside the model folder"),
+     "overlaps the model folder"),
+    # demo --clean deleted OUT first, and an OUT holding --model took the shipped model folder with it
+    ("output-in-input", "demo", ["--model", "{r}/model", "--out", "{r}", "--clean"], "overlaps the model folder"),
+    ("output-in-input", "demo", ["--model", "{r}/model", "--out", "{r}/model/include"], "overlaps the model folder"),
+    # the summary replaced the model's reference.json, or the outbox's frames, even on a failed run
+    ("output-in-input", "fleet-simulate", ["--devices", "1", "--broker", "mqtt://127.0.0.1:9", "--model-dir",
+                                           "{r}/model", "--summary", "{r}/model/reference.json"], "inside the model folder"),
+    ("output-in-input", "fleet-simulate", ["--devices", "1", "--broker", "mqtt://127.0.0.1:9", "--outbox",
+                                           "{r}/o.sqlite", "--summary", "{r}/o.sqlite"], "it is the --outbox"),
+    ("output-in-input", "bench-fleet", ["--model-dir", "{r}/model", "--out", "{r}/model"], "overlaps the model folder"),
     ("model-input-shape", "drift-calibrate", ["{r}/samples_features_1ch.npz", "--out", "{r}/cal_out"],
      "features without the clips' audio"),
     ("model-input-shape", "drift-calibrate", ["{r}/samples_features_2ch.npz", "--out", "{r}/cal_out"],

@@ -19,14 +19,15 @@ DEFAULT_PLANT_DATA = Path("build/data/plant")
 
 
 def refuse_output_inside(out: Path, folder: Path, what: str) -> None:
-    """A command's output folder may not be `folder` (an input it reads, e.g. the model
-    folder) or lie inside it: its results and caches would land among the input's files."""
+    """A command's output may not be `folder` (an input it reads, e.g. the model folder), lie
+    inside it, or hold it: its results and caches would land among the input's files, and a
+    clean of the output (demo --clean) once deleted the shipped model folder it was given."""
     from tinydrift.errors import TinydriftError
 
     out, folder = Path(out).resolve(), Path(folder).resolve()
-    if out == folder or folder in out.parents:
-        raise TinydriftError(f"--out {out} is inside {what} {folder}, which the command reads: give another folder "
-                             "(the default is under build/)")
+    if out == folder or folder in out.parents or out in folder.parents:
+        raise TinydriftError(f"--out {out} overlaps {what} {folder}, which the command reads: give a folder of its "
+                             "own (the default is under build/)")
 
 
 # Off a terminal, a bar still running says how far it got this often (a replay into QEMU

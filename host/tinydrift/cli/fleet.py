@@ -350,6 +350,14 @@ def fleet_simulate(devices, broker, fleet_name, rate, duration, drift_share, sce
     if first_id + devices - 1 > 2**64 - 1:
         raise click.BadParameter(f"the last of {devices} devices would be {first_id + devices - 1:#x}, past the largest "
                                  f"id (2^64-1): give at most {2**64 - devices}", param_hint="--first-id")
+    if summary_path is not None:
+        # the summary once replaced the model's reference.json, or the outbox its frames waited in
+        if outbox_path is not None and summary_path.resolve() == outbox_path.resolve():
+            raise click.BadParameter("it is the --outbox, whose frames it would replace: give another file",
+                                     param_hint="--summary")
+        if Path(model_dir).resolve() in summary_path.resolve().parents:
+            raise click.BadParameter(f"it is inside the model folder {model_dir}, which the simulation reads: give "
+                                     "a file elsewhere", param_hint="--summary")
     settings = FleetSettings(devices=devices, drift_share=drift_share, scenarios=tuple(scenarios) or DEFAULT_SCENARIOS,
                              heartbeat_interval=heartbeat_every, per_inference=per_inference, rate=rate,
                              duration=duration, quiet_pool=quiet_pool, onset_within=drift_within, first_id=first_id,

@@ -657,6 +657,11 @@ def demo_command(out_dir: Path, model_dir: Path | None, data_dir: Path | None, e
     from tinydrift.pipeline.demo import (DEFAULT_SHIFTED, DEMO_CLIPS_PER_CLASS, DEMO_EPOCHS, DemoConfig,
                                          clean as clean_out, run_demo)
 
+    from tinydrift.cli.common import refuse_output_inside
+
+    for given, what in ((model_dir, "the model folder"), (data_dir, "the data folder")):
+        if given is not None:  # checked before --clean deletes OUT
+            refuse_output_inside(out_dir, given, what)
     if clean:
         clean_out(out_dir)
     clips = dict(DEMO_CLIPS_PER_CLASS)
