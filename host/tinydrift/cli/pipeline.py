@@ -163,9 +163,8 @@ def data_plant(out: Path, seed: int, images_per_class: int | None, workers: int 
 @click.option("--severity", type=FiniteFloat(), default=None,
               help="Another severity than the scenario's own, for one whose severity is one number: dB of gain, "
                    "SNR in dB, Hz of a cut-off, seconds of reverberation, clicks a second, pixels of blur, stops, JPEG "
-                   "quality, the "
-                   "share (0.01-1) of clips dead or frames black for microphone_dropouts_30 and blinking_camera_20, of "
-                   "clips losing half a second for microphone_dead_half_seconds_50...")
+                   "quality, or the share (0.01-1) of clips dead or frames black for microphone_dropouts_30 and "
+                   "blinking_camera_20, of clips losing half a second for microphone_dead_half_seconds_50...")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="The noise, babble and resampling drawn.")
 @click.option("--model-dir", type=MODEL_FOLDER, default=None, metavar="DIR",
               help="For a folder of images: the camera model whose input they are fitted to, as `eval` fits "
